@@ -1,0 +1,58 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import importX from 'eslint-plugin-import-x';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', '.muster/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    plugins: { 'import-x': importX },
+    settings: { 'import-x/resolver': { node: true } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'import-x/no-cycle': 'error',
+    },
+  },
+  {
+    // The agent and the coordinator never import each other; the protocol imports neither.
+    files: ['src/agent/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['**/coordinator/**', '**/cli/**', '**/host/**'] }],
+    },
+  },
+  {
+    files: ['src/coordinator/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['**/agent/**', '**/cli/**'] }] },
+  },
+  {
+    files: ['src/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['**/agent/**', '**/coordinator/**', '**/cli/**', '**/host/**', '**/extensions/**'] },
+      ],
+    },
+  },
+  {
+    // The host runtime and built-in extensions are shipped to agents as plain files: they may import
+    // only Node built-ins and their own folder (type-only imports are erased).
+    files: ['src/host/**/*.ts', 'src/extensions/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['../protocol/*', '../../protocol/*', '../agent/*', '../coordinator/*', 'zod', 'pino', 'commander'], allowTypeImports: true }] },
+      ],
+    },
+  },
+  {
+    files: ['**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+);

@@ -1,0 +1,55 @@
+/**
+ * Collects what no one uses any more. A version is kept while it is an instance's current one,
+ * has a live host, or was synced within the retention period; a blob is kept while a kept
+ * version, a live task or an upload in progress refers to it, or it is younger than an hour.
+ */
+import type { Logger } from 'pino';
+import type { BlobPins } from './blob-pins.js';
+import type { BlobStore } from './blob-store.js';
+import type { HostSupervisor } from './host-supervisor.js';
+import type { Instance } from './instances.js';
+import type { TaskService } from './tasks.js';
+import type { VersionStore } from './version-store.js';
+
+export interface GarbageCollectorContext {
+  instances: Instance[];
+  versions: VersionStore;
+  blobs: BlobStore;
+  hosts: HostSupervisor;
+  pins: BlobPins;
+  tasks: TaskService;
+  versionRetentionMs: number;
+  log: Logger;
+  /** Blobs younger than this are kept even when unreferenced (an upload may be about to use them). */
+  blobMinAgeMs?: number;
+}
+
+export async function collectGarbage(ctx: GarbageCollectorContext): Promise<{ versions: number; blobs: number }> {
+  const now = Date.now();
+  const keep = new Set<string>([...ctx.pins.all(), ...ctx.tasks.referencedBlobs()]);
+  let removedVersions = 0;
+  for (const instance of ctx.instances) {
+    const syncedAt = new Map(instance.record.versions.map((v) => [v.versionId, Date.parse(v.syncedAt)]));
+    let changed = false;
+    for (const versionId of await ctx.versions.list(instance)) {
+      const recent = now - (syncedAt.get(versionId) ?? 0) < ctx.versionRetentionMs;
+      const used =
+        instance.record.current === versionId || ctx.hosts.isLive(instance, versionId) || recent;
+      if (used) {
+        const manifest = await ctx.versions.readManifest(instance, versionId);
+        for (const file of manifest?.files ?? []) keep.add(file.sha256);
+        continue;
+      }
+      await ctx.versions.remove(instance, versionId);
+      instance.forgetVersion(versionId);
+      changed = true;
+      removedVersions++;
+    }
+    if (changed) await instance.save();
+  }
+  const removedBlobs = await ctx.blobs.collect(keep, ctx.blobMinAgeMs ?? 3_600_000);
+  if (removedVersions + removedBlobs > 0) {
+    ctx.log.info({ versions: removedVersions, blobs: removedBlobs }, 'collected unused files');
+  }
+  return { versions: removedVersions, blobs: removedBlobs };
+}

@@ -1,0 +1,214 @@
+/**
+ * One host process: started from an instance's version directory, it runs that version's
+ * operations. The agent talks to it over Node IPC (protocol/host-messages.ts). When it exits
+ * unexpectedly every task it was running fails with HOST_CRASHED and the process groups those
+ * tasks started are killed, so nothing is left behind. It is stopped after being idle.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { MusterError } from '../protocol/errors.js';
+import {
+  HOST_PROTOCOL,
+  type AgentToHost,
+  type HostExtensionInfo,
+  type HostStartMessage,
+  type HostToAgent,
+} from '../protocol/host-messages.js';
+import type { TaskRecord } from './task-record.js';
+
+export type HostState = 'starting' | 'ready' | 'stopping' | 'exited';
+
+export interface HostProcessOptions {
+  versionDir: string;
+  entry: string;
+  blobDir: string;
+  idleMs: number;
+  log: Logger;
+  onExit(host: HostProcess): void;
+}
+
+const START_TIMEOUT_MS = 30_000;
+
+export class HostProcess {
+  state: HostState = 'starting';
+  extensions: HostExtensionInfo[] = [];
+  readonly ready: Promise<void>;
+  private readonly child: ChildProcess;
+  private readonly running = new Map<string, TaskRecord>();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lastError: string | undefined;
+
+  constructor(private readonly options: HostProcessOptions) {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      MUSTER_HOST_PROTOCOL: String(HOST_PROTOCOL),
+      MUSTER_BUNDLE_DIR: options.versionDir,
+      MUSTER_BLOB_DIR: options.blobDir,
+    };
+    this.child = fork(join(options.versionDir, options.entry), [], {
+      cwd: options.versionDir,
+      env,
+      serialization: 'advanced',
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    this.child.stdout?.on('data', (d: Buffer) => options.log.debug({ hostStdout: d.toString() }));
+    this.child.stderr?.on('data', (d: Buffer) => {
+      this.lastError = d.toString().slice(-2000);
+      options.log.warn({ hostStderr: this.lastError }, 'host wrote to stderr');
+    });
+    this.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new MusterError('HOST_START_FAILED', 'the host process did not get ready in 30 s'));
+        this.kill();
+      }, START_TIMEOUT_MS);
+      this.child.on('message', (message: HostToAgent) => {
+        if (message.t === 'ready') {
+          clearTimeout(timer);
+          this.state = 'ready';
+          this.extensions = message.extensions;
+          this.armIdle();
+          resolve();
+        } else if (message.t === 'fatal') {
+          clearTimeout(timer);
+          this.lastError = message.message;
+          reject(new MusterError('HOST_START_FAILED', `host failed to start: ${message.message}`));
+        } else {
+          this.onMessage(message);
+        }
+      });
+      this.child.on('error', (err) => {
+        clearTimeout(timer);
+        reject(new MusterError('HOST_START_FAILED', `host process: ${err.message}`, undefined, { cause: err }));
+      });
+      this.child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(
+          new MusterError(
+            'HOST_START_FAILED',
+            `host exited before it was ready (code ${code}, signal ${signal})${this.lastError ? `: ${this.lastError}` : ''}`,
+          ),
+        );
+        this.onExit(code, signal);
+      });
+    });
+    // Rejections are handled by whoever awaits `ready`; this keeps an unawaited one quiet.
+    this.ready.catch(() => undefined);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  start(record: TaskRecord, message: HostStartMessage): void {
+    this.running.set(record.taskId, record);
+    this.clearIdle();
+    this.send(message);
+  }
+
+  cancel(taskId: string): void {
+    if (this.running.has(taskId)) this.send({ t: 'cancel', taskId });
+  }
+
+  /** Asks the host to stop (it cancels what it runs), and kills it if it lingers. */
+  stop(): Promise<void> {
+    if (this.state === 'exited') return Promise.resolve();
+    this.state = 'stopping';
+    this.clearIdle();
+    this.send({ t: 'shutdown' });
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.kill(), 5000);
+      this.child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      if (this.child.exitCode !== null || this.child.signalCode !== null) resolve();
+    });
+  }
+
+  private send(message: AgentToHost): void {
+    if (this.child.connected) this.child.send(message);
+  }
+
+  private kill(): void {
+    try {
+      this.child.kill('SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+
+  private onMessage(message: HostToAgent): void {
+    switch (message.t) {
+      case 'output': {
+        const record = this.running.get(message.taskId);
+        record?.append(message.stream, Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
+        break;
+      }
+      case 'process':
+        this.running.get(message.taskId)?.processGroups.add(message.pid);
+        break;
+      case 'process-exit':
+        this.running.get(message.taskId)?.processGroups.delete(message.pid);
+        break;
+      case 'done': {
+        const record = this.running.get(message.taskId);
+        if (!record) break;
+        this.running.delete(message.taskId);
+        record.processGroups.clear();
+        record.finish(message.result);
+        if (this.running.size === 0) this.armIdle();
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    const expected = this.state === 'stopping';
+    this.state = 'exited';
+    this.clearIdle();
+    if (!expected || this.running.size > 0) {
+      this.options.log.warn({ code, signal, tasks: this.running.size }, 'host process exited');
+    }
+    for (const record of this.running.values()) {
+      for (const pgid of record.processGroups) killGroup(pgid);
+      record.finish({
+        status: 'failed',
+        error: {
+          code: 'HOST_CRASHED',
+          message: `the host process exited (code ${code}, signal ${signal}) while the task ran${this.lastError ? `: ${this.lastError.trim()}` : ''}`,
+        },
+        durationMs: Date.now() - record.startedAt.getTime(),
+      });
+    }
+    this.running.clear();
+    this.options.onExit(this);
+  }
+
+  private armIdle(): void {
+    this.clearIdle();
+    this.idleTimer = setTimeout(() => {
+      if (this.running.size === 0 && this.state === 'ready') void this.stop();
+    }, this.options.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+}
+
+export function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // The group is gone already.
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * What makes an agent itself: its id, its access key and its TLS certificate. Created on first
+ * start in the data dir; the key and the private key are written with mode 0600.
+ */
+import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
+import { MusterError } from '../protocol/errors.js';
+import type { CompiledAgentOptions } from './options.js';
+
+export interface AgentIdentity {
+  agentId: string;
+  accessKey: string;
+  /** Set when the key was generated on this start: print it once. */
+  createdAccessKey: boolean;
+  tls?: { cert: string; key: string; fingerprint: string; createdCert: boolean };
+}
+
+export async function loadOrCreateIdentity(options: CompiledAgentOptions): Promise<AgentIdentity> {
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const agentId = await loadOrCreate(join(options.dataDir, 'agent-id'), () => randomUUID(), 0o644);
+  const { accessKey, created } = await loadAccessKey(options);
+  const identity: AgentIdentity = { agentId: agentId.value, accessKey, createdAccessKey: created };
+  if (options.tls === 'self-signed') {
+    const certFile = join(options.dataDir, 'tls', 'cert.pem');
+    const keyFile = join(options.dataDir, 'tls', 'key.pem');
+    let createdCert = false;
+    let cert = await readIfExists(certFile);
+    let key = await readIfExists(keyFile);
+    if (cert === undefined || key === undefined) {
+      ({ cert, key } = await selfSignedCertificate());
+      await mkdir(join(options.dataDir, 'tls'), { recursive: true, mode: 0o700 });
+      await writeAtomic(keyFile, key, 0o600);
+      await writeAtomic(certFile, cert, 0o644);
+      createdCert = true;
+    }
+    identity.tls = { cert, key, fingerprint: fingerprintOf(cert), createdCert };
+  } else if (options.tls !== false) {
+    const cert = await readRequired(options.tls.certFile, '--tls-cert');
+    const key = await readRequired(options.tls.keyFile, '--tls-key');
+    identity.tls = { cert, key, fingerprint: fingerprintOf(cert), createdCert: false };
+  }
+  return identity;
+}
+
+/** SHA-256 of the certificate's DER, as colon-separated upper-case hex (what openssl prints). */
+export function fingerprintOf(certPem: string): string {
+  try {
+    return new X509Certificate(certPem).fingerprint256;
+  } catch (err) {
+    throw new MusterError('INVALID_CONFIG', 'the TLS certificate cannot be read', undefined, {
+      cause: err,
+    });
+  }
+}
+
+async function selfSignedCertificate(): Promise<{ cert: string; key: string }> {
+  const host = hostname();
+  const notBeforeDate = new Date(Date.now() - 60_000);
+  const notAfterDate = new Date(Date.now() + 10 * 365 * 86_400_000);
+  const pems = await generate([{ name: 'commonName', value: `muster-agent ${host}` }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate,
+    notAfterDate,
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: host },
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+          { type: 7, ip: '::1' },
+        ],
+      },
+    ],
+  });
+  return { cert: pems.cert, key: pems.private };
+}
+
+async function loadAccessKey(
+  options: CompiledAgentOptions,
+): Promise<{ accessKey: string; created: boolean }> {
+  if (options.accessKey !== undefined) return { accessKey: options.accessKey, created: false };
+  if (options.accessKeyFile !== undefined) {
+    const key = (await readRequired(options.accessKeyFile, '--access-key-file')).trim();
+    if (key.length < 16) {
+      throw new MusterError('INVALID_CONFIG', `${options.accessKeyFile}: the key must be at least 16 characters`);
+    }
+    return { accessKey: key, created: false };
+  }
+  const { value, created } = await loadOrCreate(
+    join(options.dataDir, 'access-key'),
+    () => randomBytes(32).toString('base64url'),
+    0o600,
+  );
+  return { accessKey: value, created };
+}
+
+async function loadOrCreate(
+  file: string,
+  make: () => string,
+  mode: number,
+): Promise<{ value: string; created: boolean }> {
+  const existing = await readIfExists(file);
+  if (existing !== undefined && existing.trim() !== '') return { value: existing.trim(), created: false };
+  const value = make();
+  await writeAtomic(file, `${value}\n`, mode);
+  return { value, created: true };
+}
+
+async function readIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function readRequired(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new MusterError('INVALID_CONFIG', `${what} ${file}: ${(err as Error).message}`, undefined, {
+      cause: err,
+    });
+  }
+}
+
+export async function writeAtomic(file: string, content: string, mode = 0o644): Promise<void> {
+  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(temp, content, { mode });
+  await rename(temp, file);
+}

@@ -1,0 +1,155 @@
+/**
+ * One instance per connecting coordinator identity: product + (instanceId, or else the
+ * connection's source IP). Each instance owns a directory under the temp dir
+ * (<temp>/instances/<dirName>) and a record in the data dir (<data>/instances/<dirName>.json)
+ * that `muster agent instances` reads.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { writeAtomic } from './identity.js';
+import type { TaskRecord } from './task-record.js';
+
+export const instanceRecordSchema = z.object({
+  product: z.string(),
+  key: z.string(),
+  instanceId: z.string().nullable(),
+  sourceIp: z.string().nullable(),
+  dirName: z.string(),
+  createdAt: z.string(),
+  lastSeen: z.string(),
+  current: z.string().nullable(),
+  versions: z.array(
+    z.object({ versionId: z.string(), label: z.string().nullable(), syncedAt: z.string() }),
+  ),
+});
+export type InstanceRecord = z.infer<typeof instanceRecordSchema>;
+
+export function instanceKeyOf(product: string, instanceId: string | undefined, sourceIp: string): string {
+  return instanceId === undefined ? `${product}@ip:${sourceIp}` : `${product}@id:${instanceId}`;
+}
+
+export function dirNameOf(product: string, key: string): string {
+  const safe = product.toLowerCase().replace(/[^a-z0-9._-]/g, '_').slice(0, 32);
+  return `${safe}-${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+}
+
+export class Instance {
+  readonly tasks = new Map<string, TaskRecord>();
+  connections = 0;
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly record: InstanceRecord,
+    readonly dir: string,
+    private readonly recordFile: string,
+  ) {}
+
+  get key(): string {
+    return this.record.key;
+  }
+
+  versionDir(versionId: string): string {
+    return join(this.dir, 'versions', versionId);
+  }
+
+  workDir(taskId: string): string {
+    return join(this.dir, 'work', taskId);
+  }
+
+  noteVersion(versionId: string, label: string | undefined): void {
+    const now = new Date().toISOString();
+    const existing = this.record.versions.find((v) => v.versionId === versionId);
+    if (existing) existing.syncedAt = now;
+    else this.record.versions.push({ versionId, label: label ?? null, syncedAt: now });
+    this.record.current = versionId;
+    this.record.lastSeen = now;
+  }
+
+  forgetVersion(versionId: string): void {
+    this.record.versions = this.record.versions.filter((v) => v.versionId !== versionId);
+    if (this.record.current === versionId) this.record.current = null;
+  }
+
+  /** Writes the record; writes are serialised so the file always holds the latest state. */
+  save(): Promise<void> {
+    this.saving = this.saving
+      .catch(() => undefined)
+      .then(() => writeAtomic(this.recordFile, `${JSON.stringify(this.record, null, 2)}\n`));
+    return this.saving;
+  }
+}
+
+export class InstanceRegistry {
+  private readonly byKey = new Map<string, Instance>();
+  private readonly recordsDir: string;
+
+  constructor(
+    dataDir: string,
+    private readonly tempDir: string,
+  ) {
+    this.recordsDir = join(dataDir, 'instances');
+  }
+
+  async load(): Promise<void> {
+    await mkdir(this.recordsDir, { recursive: true });
+    for (const record of await readInstanceRecords(this.recordsDir)) {
+      this.byKey.set(record.key, this.make(record));
+    }
+  }
+
+  /** The instance for this identity, created (and saved) on first sight. */
+  async open(product: string, instanceId: string | undefined, sourceIp: string): Promise<Instance> {
+    const key = instanceKeyOf(product, instanceId, sourceIp);
+    let instance = this.byKey.get(key);
+    const now = new Date().toISOString();
+    if (instance === undefined) {
+      instance = this.make({
+        product,
+        key,
+        instanceId: instanceId ?? null,
+        sourceIp: instanceId === undefined ? sourceIp : null,
+        dirName: dirNameOf(product, key),
+        createdAt: now,
+        lastSeen: now,
+        current: null,
+        versions: [],
+      });
+      this.byKey.set(key, instance);
+    }
+    instance.record.lastSeen = now;
+    await mkdir(join(instance.dir, 'versions'), { recursive: true });
+    await mkdir(join(instance.dir, 'work'), { recursive: true });
+    await mkdir(join(instance.dir, 'output'), { recursive: true });
+    await instance.save();
+    return instance;
+  }
+
+  list(): Instance[] {
+    return [...this.byKey.values()];
+  }
+
+  private make(record: InstanceRecord): Instance {
+    return new Instance(
+      record,
+      join(this.tempDir, 'instances', record.dirName),
+      join(this.recordsDir, `${record.dirName}.json`),
+    );
+  }
+}
+
+/** Reads every instance record in <data>/instances; unreadable files are skipped. */
+export async function readInstanceRecords(recordsDir: string): Promise<InstanceRecord[]> {
+  const records: InstanceRecord[] = [];
+  for (const name of await readdir(recordsDir).catch(() => [] as string[])) {
+    if (!name.endsWith('.json')) continue;
+    try {
+      const parsed = instanceRecordSchema.safeParse(JSON.parse(await readFile(join(recordsDir, name), 'utf8')));
+      if (parsed.success) records.push(parsed.data);
+    } catch {
+      // A half-written or foreign file: not an instance.
+    }
+  }
+  return records.sort((a, b) => a.key.localeCompare(b.key));
+}

@@ -1,0 +1,108 @@
+/**
+ * The agent's options: what the CLI (or a test) passes in, validated once into frozen
+ * CompiledAgentOptions with absolute paths and durations in milliseconds.
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { MusterError } from '../protocol/errors.js';
+import { parseDuration, parseHostPort } from '../protocol/duration.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
+
+export const DEFAULT_AGENT_PORT = 7420;
+
+export interface AgentOptions {
+  listen?: string;
+  data?: string;
+  tempDir?: string;
+  accessKey?: string;
+  accessKeyFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tls?: boolean;
+  taskGrace?: string;
+  hostIdle?: string;
+  drainTimeout?: string;
+  handshakeTimeout?: string;
+  gcInterval?: string;
+  versionRetention?: string;
+  maxFrameBytes?: number;
+  maxTaskOutputBytes?: number;
+  logLevel?: string;
+}
+
+export interface CompiledAgentOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly tempDir: string;
+  readonly accessKey?: string;
+  readonly accessKeyFile?: string;
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | 'self-signed' | false;
+  readonly taskGraceMs: number;
+  readonly hostIdleMs: number;
+  readonly drainTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly gcIntervalMs: number;
+  readonly versionRetentionMs: number;
+  readonly maxFrameBytes: number;
+  /** Output kept per task; the first part stays in memory, the rest spills to disk. */
+  readonly maxTaskOutputBytes: number;
+  readonly taskOutputMemoryBytes: number;
+  readonly logLevel: string;
+}
+
+const logLevels = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions {
+  const { host, port } = parseHostPort(
+    options.listen ?? `0.0.0.0:${DEFAULT_AGENT_PORT}`,
+    { host: '0.0.0.0', port: DEFAULT_AGENT_PORT },
+    '--listen',
+  );
+  if (options.accessKey !== undefined && options.accessKeyFile !== undefined) {
+    throw new MusterError('INVALID_CONFIG', 'give --access-key or --access-key-file, not both');
+  }
+  if (options.accessKey !== undefined && options.accessKey.length < 16) {
+    throw new MusterError('INVALID_CONFIG', '--access-key must be at least 16 characters');
+  }
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+    throw new MusterError('INVALID_CONFIG', '--tls-cert and --tls-key go together');
+  }
+  if (options.tls === false && options.tlsCert !== undefined) {
+    throw new MusterError('INVALID_CONFIG', '--no-tls cannot be combined with --tls-cert/--tls-key');
+  }
+  const level = logLevels.safeParse(options.logLevel ?? 'info');
+  if (!level.success) {
+    throw new MusterError('INVALID_CONFIG', `--log-level must be one of ${logLevels.options.join(', ')}`);
+  }
+  const dataDir = resolve(options.data ?? '.muster/agent');
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 64 * 1024) {
+    throw new MusterError('INVALID_CONFIG', 'the frame limit must be at least 64 KiB');
+  }
+  const compiled: CompiledAgentOptions = {
+    host,
+    port,
+    dataDir,
+    tempDir: resolve(options.tempDir ?? `${dataDir}/temp`),
+    ...(options.accessKey === undefined ? {} : { accessKey: options.accessKey }),
+    ...(options.accessKeyFile === undefined ? {} : { accessKeyFile: resolve(options.accessKeyFile) }),
+    tls:
+      options.tls === false
+        ? false
+        : options.tlsCert !== undefined && options.tlsKey !== undefined
+          ? { certFile: resolve(options.tlsCert), keyFile: resolve(options.tlsKey) }
+          : 'self-signed',
+    taskGraceMs: parseDuration(options.taskGrace ?? '30m', '--task-grace'),
+    hostIdleMs: parseDuration(options.hostIdle ?? '10m', '--host-idle'),
+    drainTimeoutMs: parseDuration(options.drainTimeout ?? '30s', '--drain-timeout'),
+    handshakeTimeoutMs: parseDuration(options.handshakeTimeout ?? '10s', '--handshake-timeout'),
+    gcIntervalMs: parseDuration(options.gcInterval ?? '1h', '--gc-interval'),
+    versionRetentionMs: parseDuration(options.versionRetention ?? '7d', '--version-retention'),
+    maxFrameBytes,
+    maxTaskOutputBytes: options.maxTaskOutputBytes ?? 64 * 1024 * 1024,
+    taskOutputMemoryBytes: 256 * 1024,
+    logLevel: level.data,
+  };
+  return Object.freeze(compiled);
+}

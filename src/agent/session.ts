@@ -1,0 +1,569 @@
+/**
+ * One coordinator connection on the agent: the handshake (hello -> challenge -> auth -> ready),
+ * then requests for that connection's instance. Any bad input is answered with an error frame
+ * carrying a code; only framing errors and handshake failures close the connection, and nothing
+ * a peer sends can affect another instance.
+ */
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { FramedConnection } from '../protocol/connection.js';
+import { MusterError, toMusterError } from '../protocol/errors.js';
+import type { Frame } from '../protocol/framing.js';
+import {
+  agentProof,
+  channelBinding,
+  clientProof,
+  negotiateProtocol,
+  newNonce,
+  proofsEqual,
+} from '../protocol/handshake.js';
+import { checkManifest, versionIdOf } from '../protocol/manifest.js';
+import {
+  authSchema,
+  blobChunkHeaderSchema,
+  clientMessageSchema,
+  clientMessageTypes,
+  helloSchema,
+  PROTOCOL_MAX,
+  PROTOCOL_MIN,
+  type ClientMessage,
+  type Hello,
+} from '../protocol/messages.js';
+import type { BlobPins } from './blob-pins.js';
+import type { BlobStore, BlobWriter } from './blob-store.js';
+import type { AgentIdentity } from './identity.js';
+import type { Instance, InstanceRegistry } from './instances.js';
+import type { CompiledAgentOptions } from './options.js';
+import type { OutputEntry, TaskFollower, TaskRecord } from './task-record.js';
+import type { SyncedVersion, TaskService } from './tasks.js';
+import { AGENT_VERSION } from './version.js';
+import type { VersionStore } from './version-store.js';
+
+/** What a session needs from the agent; narrow, so tests can provide fakes. */
+export interface SessionContext {
+  options: CompiledAgentOptions;
+  identity: AgentIdentity;
+  log: Logger;
+  blobs: BlobStore;
+  versions: VersionStore;
+  instances: InstanceRegistry;
+  tasks: TaskService;
+  pins: BlobPins;
+  isDraining(): boolean;
+  onSessionClosed(session: AgentSession): void;
+}
+
+type SessionState = 'hello' | 'auth' | 'ready' | 'closed';
+
+interface Upload {
+  expected: Map<string, number>;
+  writers: Map<string, Promise<BlobWriter>>;
+  remaining: number;
+  receivedBytes: number;
+  failed: boolean;
+  unpin: () => void;
+  complete: () => Promise<void>;
+}
+
+/** Pause reading from a peer while this much received data waits to be written to disk. */
+const MAX_PENDING_WRITE_BYTES = 32 * 1024 * 1024;
+const BLOB_CHUNK_BYTES = 1024 * 1024;
+
+export class AgentSession {
+  private state: SessionState = 'hello';
+  private readonly conn: FramedConnection;
+  private readonly log: Logger;
+  private readonly sourceIp: string;
+  private hello: Hello | undefined;
+  private agentNonce = '';
+  private instance: Instance | undefined;
+  private synced: SyncedVersion | undefined;
+  private readonly uploads = new Map<number, Upload>();
+  private readonly following = new Map<TaskRecord, TaskFollower>();
+  private pendingWriteBytes = 0;
+  private readonly handshakeTimer: NodeJS.Timeout;
+
+  constructor(
+    socket: Duplex & { remoteAddress?: string; remotePort?: number },
+    private readonly ctx: SessionContext,
+  ) {
+    this.sourceIp = normaliseIp(socket.remoteAddress ?? 'unknown');
+    this.log = ctx.log.child({ peer: `${this.sourceIp}:${socket.remotePort ?? 0}` });
+    this.conn = new FramedConnection(
+      socket,
+      {
+        onFrame: (frame) => this.onFrame(frame),
+        onProtocolError: (err) => this.log.warn({ code: err.code }, err.message),
+        onClose: () => this.onClose(),
+      },
+      ctx.options.maxFrameBytes,
+    );
+    this.handshakeTimer = setTimeout(() => {
+      if (this.state === 'hello' || this.state === 'auth') {
+        this.fail(new MusterError('HANDSHAKE_TIMEOUT', 'the handshake did not complete in time'));
+      }
+    }, ctx.options.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+  }
+
+  get instanceKey(): string | undefined {
+    return this.instance?.key;
+  }
+
+  /** Closes the connection, telling the peer why. */
+  close(err?: MusterError): void {
+    this.conn.close(err);
+  }
+
+  private followerFor(record: TaskRecord): TaskFollower {
+    const existing = this.following.get(record);
+    if (existing) return existing;
+    const follower: TaskFollower = {
+      output: (entry) =>
+        this.conn.sendJson({
+          t: 'task.output',
+          taskId: record.taskId,
+          seq: entry.seq,
+          stream: entry.stream,
+          data: entry.data.toString('base64'),
+        }),
+      done: (result) => {
+        this.following.delete(record);
+        this.conn.sendJson({ t: 'task.done', taskId: record.taskId, result });
+      },
+    };
+    this.following.set(record, follower);
+    return follower;
+  }
+
+  private onFrame(frame: Frame): void {
+    if (frame.kind === 'binary') {
+      if (this.state !== 'ready') {
+        this.fail(new MusterError('UNEXPECTED_MESSAGE', 'binary frame before the handshake completed'));
+        return;
+      }
+      this.onBlobChunk(frame.header, frame.data);
+      return;
+    }
+    const message = frame.value as { t?: unknown; id?: unknown } | null;
+    switch (this.state) {
+      case 'hello':
+        this.onHello(message);
+        return;
+      case 'auth':
+        this.onAuth(message);
+        return;
+      case 'ready':
+        this.onRequest(message);
+        return;
+      case 'closed':
+        return;
+    }
+  }
+
+  // ---- handshake ----------------------------------------------------------------------------
+
+  private onHello(message: unknown): void {
+    const parsed = helloSchema.safeParse(message);
+    if (!parsed.success) {
+      const isHello = (message as { t?: unknown } | null)?.t === 'hello';
+      this.fail(
+        isHello
+          ? invalid('hello', parsed.error)
+          : new MusterError('UNEXPECTED_MESSAGE', 'the first message must be "hello"'),
+      );
+      return;
+    }
+    const hello = parsed.data;
+    const protocol = negotiateProtocol(hello.protocol, { min: PROTOCOL_MIN, max: PROTOCOL_MAX });
+    if (protocol === undefined) {
+      this.fail(
+        new MusterError(
+          'UNSUPPORTED_PROTOCOL',
+          `this agent speaks protocol ${PROTOCOL_MIN}..${PROTOCOL_MAX}, the peer offered ${hello.protocol.min}..${hello.protocol.max}`,
+          { supported: { min: PROTOCOL_MIN, max: PROTOCOL_MAX }, offered: hello.protocol },
+        ),
+      );
+      return;
+    }
+    this.hello = hello;
+    this.agentNonce = newNonce();
+    this.state = 'auth';
+    this.conn.sendJson({
+      t: 'challenge',
+      protocol,
+      agentId: this.ctx.identity.agentId,
+      agentVersion: AGENT_VERSION,
+      nonce: this.agentNonce,
+      proof: agentProof(this.ctx.identity.accessKey, hello.nonce, this.agentNonce, channelBinding(this.conn.socket)),
+    });
+  }
+
+  private onAuth(message: unknown): void {
+    const parsed = authSchema.safeParse(message);
+    const hello = this.hello!;
+    if (!parsed.success) {
+      this.fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "auth" after "challenge"'));
+      return;
+    }
+    const expected = clientProof(
+      this.ctx.identity.accessKey,
+      hello.nonce,
+      this.agentNonce,
+      channelBinding(this.conn.socket),
+    );
+    if (!proofsEqual(parsed.data.proof, expected)) {
+      this.log.warn({ product: hello.product }, 'authentication failed: wrong access key');
+      this.fail(new MusterError('AUTH_FAILED', 'wrong access key'));
+      return;
+    }
+    this.state = 'ready';
+    clearTimeout(this.handshakeTimer);
+    this.ctx.instances
+      .open(hello.product, hello.instanceId, this.sourceIp)
+      .then((instance) => {
+        if (this.state === 'closed') return;
+        this.instance = instance;
+        instance.connections++;
+        this.log.info(
+          { instance: instance.key, productVersion: hello.productVersion },
+          'coordinator connected',
+        );
+        this.conn.sendJson({
+          t: 'ready',
+          instance: { key: instance.key, product: instance.record.product, dir: instance.record.dirName },
+          limits: { maxFrameBytes: this.ctx.options.maxFrameBytes },
+        });
+      })
+      .catch((err: unknown) => this.fail(toMusterError(err, 'STORAGE_ERROR')));
+  }
+
+  // ---- requests -----------------------------------------------------------------------------
+
+  private onRequest(raw: { t?: unknown; id?: unknown } | null): void {
+    const re = typeof raw?.id === 'number' ? raw.id : undefined;
+    if (this.instance === undefined) {
+      this.sendError(re, new MusterError('UNEXPECTED_MESSAGE', 'wait for "ready" before sending requests'));
+      return;
+    }
+    if (typeof raw?.t !== 'string' || !clientMessageTypes.has(raw.t)) {
+      this.sendError(
+        re,
+        new MusterError('UNKNOWN_MESSAGE', `unknown message type ${JSON.stringify(raw?.t ?? null)}`),
+      );
+      return;
+    }
+    const parsed = clientMessageSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.sendError(re, invalid(raw.t, parsed.error));
+      return;
+    }
+    const message = parsed.data;
+    this.handle(this.instance, message).catch((err: unknown) => {
+      const error = toMusterError(err);
+      if (error.code === 'INTERNAL') this.log.error({ err }, `request ${message.t} failed`);
+      this.sendError(message.id, error);
+    });
+  }
+
+  private async handle(instance: Instance, message: ClientMessage): Promise<void> {
+    switch (message.t) {
+      case 'ping':
+        this.conn.sendJson({ t: 'pong', re: message.id });
+        return;
+      case 'sync.offer':
+        return this.onSyncOffer(instance, message);
+      case 'blobs.offer':
+        return this.onBlobsOffer(message);
+      case 'blob.get':
+        return this.onBlobGet(message.id, message.sha256);
+      case 'task.start': {
+        if (this.ctx.isDraining()) throw new MusterError('AGENT_SHUTTING_DOWN');
+        if (this.synced === undefined) {
+          throw new MusterError('NOT_SYNCED', 'sync a host version on this connection before starting tasks');
+        }
+        const { id: _id, t: _t, ...spec } = message;
+        const record = await this.ctx.tasks.start(instance, this.synced, spec);
+        this.conn.sendJson({ t: 'task.accepted', re: message.id, taskId: record.taskId, nextSeq: 0 });
+        await record.follow(this.followerFor(record), 0);
+        return;
+      }
+      case 'task.attach': {
+        const record = this.ctx.tasks.get(instance, message.taskId);
+        this.conn.sendJson({ t: 'task.accepted', re: message.id, taskId: record.taskId, nextSeq: record.seq });
+        await record.follow(this.followerFor(record), message.fromSeq);
+        return;
+      }
+      case 'task.cancel':
+        this.ctx.tasks.cancel(instance, message.taskId);
+        this.conn.sendJson({ t: 'ack', re: message.id });
+        return;
+      case 'task.release':
+        await this.ctx.tasks.release(instance, message.taskId);
+        this.conn.sendJson({ t: 'ack', re: message.id });
+        return;
+      case 'tasks.list':
+        this.conn.sendJson({
+          t: 'tasks',
+          re: message.id,
+          tasks: [...instance.tasks.values()].map((r) => ({
+            taskId: r.taskId,
+            extension: r.spec.extension,
+            operation: r.spec.operation,
+            state: r.state,
+            nextSeq: r.seq,
+            startedAt: r.startedAt.toISOString(),
+            attached: r.isFollowed,
+          })),
+        });
+        return;
+    }
+  }
+
+  private async onSyncOffer(
+    instance: Instance,
+    message: Extract<ClientMessage, { t: 'sync.offer' }>,
+  ): Promise<void> {
+    const manifest = checkManifest(message.manifest);
+    const versionId = versionIdOf(manifest);
+    const finish = async (receivedBlobs: number, receivedBytes: number): Promise<void> => {
+      await this.ctx.versions.materialise(instance, versionId, manifest);
+      if (instance.record.current !== versionId) await this.ctx.versions.switchCurrent(instance, versionId);
+      instance.noteVersion(versionId, manifest.label);
+      await instance.save();
+      this.synced = { versionId, entry: manifest.entry };
+      this.conn.sendJson({ t: 'sync.done', re: message.id, versionId, receivedBlobs, receivedBytes });
+    };
+    if (await this.ctx.versions.isMaterialised(instance, versionId)) {
+      await finish(0, 0);
+      return;
+    }
+    const unpin = this.ctx.pins.pin(manifest.files.map((f) => f.sha256));
+    try {
+      const sizes = new Map(manifest.files.map((f) => [f.sha256, f.size]));
+      const missing = await this.ctx.blobs.missing(sizes.keys());
+      if (missing.length === 0) {
+        await finish(0, 0);
+        unpin();
+        return;
+      }
+      this.conn.sendJson({ t: 'sync.need', re: message.id, versionId, missing });
+      this.beginUpload(message.id, missing, sizes, unpin, (upload) => finish(upload.expected.size, upload.receivedBytes));
+    } catch (err) {
+      unpin();
+      throw err;
+    }
+  }
+
+  private async onBlobsOffer(message: Extract<ClientMessage, { t: 'blobs.offer' }>): Promise<void> {
+    const sizes = new Map(message.blobs.map((b) => [b.sha256, b.size]));
+    const unpin = this.ctx.pins.pin(sizes.keys());
+    try {
+      const missing = await this.ctx.blobs.missing(sizes.keys());
+      if (missing.length === 0) {
+        unpin();
+        this.conn.sendJson({ t: 'blobs.stored', re: message.id });
+        return;
+      }
+      this.conn.sendJson({ t: 'blobs.need', re: message.id, missing });
+      this.beginUpload(message.id, missing, sizes, unpin, () => {
+        this.conn.sendJson({ t: 'blobs.stored', re: message.id });
+        return Promise.resolve();
+      });
+    } catch (err) {
+      unpin();
+      throw err;
+    }
+  }
+
+  private beginUpload(
+    id: number,
+    missing: string[],
+    sizes: Map<string, number>,
+    unpin: () => void,
+    complete: (upload: Upload) => Promise<void>,
+  ): void {
+    if (this.uploads.has(id)) {
+      unpin();
+      throw new MusterError('INVALID_MESSAGE', `request id ${id} is already in use by an upload`);
+    }
+    const upload: Upload = {
+      expected: new Map(missing.map((sha) => [sha, sizes.get(sha) ?? 0])),
+      writers: new Map(),
+      remaining: missing.length,
+      receivedBytes: 0,
+      failed: false,
+      unpin,
+      complete: () => complete(upload),
+    };
+    this.uploads.set(id, upload);
+  }
+
+  private onBlobChunk(rawHeader: unknown, data: Buffer): void {
+    const parsed = blobChunkHeaderSchema.safeParse(rawHeader);
+    if (!parsed.success) {
+      const re = typeof (rawHeader as { re?: unknown } | null)?.re === 'number' ? (rawHeader as { re: number }).re : undefined;
+      this.sendError(re, invalid('blob.chunk', parsed.error));
+      return;
+    }
+    const header = parsed.data;
+    const upload = this.uploads.get(header.re);
+    if (upload === undefined) {
+      this.sendError(header.re, new MusterError('UNEXPECTED_BLOB', `no upload in progress with id ${header.re}`));
+      return;
+    }
+    if (upload.failed) return;
+    const size = upload.expected.get(header.sha256);
+    if (size === undefined) {
+      this.failUpload(
+        header.re,
+        upload,
+        new MusterError('UNEXPECTED_BLOB', `blob ${header.sha256} was not asked for`, { sha256: header.sha256 }),
+      );
+      return;
+    }
+    if (header.size !== size) {
+      this.failUpload(
+        header.re,
+        upload,
+        new MusterError('BLOB_SIZE_MISMATCH', `blob ${header.sha256} declared ${size} bytes, chunk says ${header.size}`, {
+          sha256: header.sha256,
+        }),
+      );
+      return;
+    }
+    void this.writeChunk(header.re, upload, header.sha256, size, header.offset, data, header.last);
+  }
+
+  private async writeChunk(
+    re: number,
+    upload: Upload,
+    sha256: string,
+    size: number,
+    offset: number,
+    data: Buffer,
+    last: boolean,
+  ): Promise<void> {
+    try {
+      let pending = upload.writers.get(sha256);
+      if (pending === undefined) {
+        if (offset !== 0) throw new MusterError('MALFORMED_FRAME', `blob ${sha256}: first chunk at ${offset}`);
+        // Stored synchronously, so the next chunk of this blob finds the same writer.
+        pending = this.ctx.blobs.createWriter(sha256, size);
+        upload.writers.set(sha256, pending);
+      }
+      this.trackPending(data.length);
+      let writer: BlobWriter;
+      try {
+        writer = await pending;
+      } finally {
+        this.trackPending(-data.length);
+      }
+      this.trackPending(data.length);
+      const written = writer.write(offset, data);
+      await written.finally(() => this.trackPending(-data.length));
+      upload.receivedBytes += data.length;
+      if (!last) return;
+      await writer.finish();
+      upload.remaining--;
+      if (upload.remaining === 0 && !upload.failed) {
+        this.uploads.delete(re);
+        try {
+          await upload.complete();
+        } finally {
+          upload.unpin();
+        }
+      }
+    } catch (err) {
+      this.failUpload(re, upload, toMusterError(err, 'STORAGE_ERROR'));
+    }
+  }
+
+  private failUpload(re: number, upload: Upload, err: MusterError): void {
+    if (upload.failed) return;
+    upload.failed = true;
+    this.log.warn({ code: err.code, details: err.details }, err.message);
+    abortWriters(upload);
+    upload.unpin();
+    // Keep the failed upload registered so its remaining chunks are dropped quietly.
+    this.sendError(re, err);
+  }
+
+  private trackPending(delta: number): void {
+    this.pendingWriteBytes += delta;
+    const socket = this.conn.socket;
+    if (this.pendingWriteBytes > MAX_PENDING_WRITE_BYTES && !socket.isPaused()) socket.pause();
+    else if (this.pendingWriteBytes <= MAX_PENDING_WRITE_BYTES / 2 && socket.isPaused()) socket.resume();
+  }
+
+  private async onBlobGet(id: number, sha256: string): Promise<void> {
+    const size = await this.ctx.blobs.sizeOf(sha256);
+    if (size === undefined) throw new MusterError('BLOB_NOT_FOUND', `blob ${sha256} is not on this agent`, { sha256 });
+    const unpin = this.ctx.pins.pin([sha256]);
+    try {
+      let offset = 0;
+      if (size === 0) {
+        this.conn.sendBinary({ t: 'blob.chunk', re: id, sha256, offset: 0, size, last: true }, Buffer.alloc(0));
+        return;
+      }
+      for await (const chunk of this.ctx.blobs.read(sha256, BLOB_CHUNK_BYTES)) {
+        const data = chunk as Buffer;
+        const last = offset + data.length >= size;
+        if (!this.conn.sendBinary({ t: 'blob.chunk', re: id, sha256, offset, size, last }, data)) {
+          await this.conn.drained();
+        }
+        if (this.conn.isClosed) return;
+        offset += data.length;
+      }
+    } finally {
+      unpin();
+    }
+  }
+
+  // ---- errors and close ---------------------------------------------------------------------
+
+  private sendError(re: number | undefined, err: MusterError): void {
+    this.conn.sendJson(re === undefined ? { t: 'error', ...err.toWire() } : { t: 'error', re, ...err.toWire() });
+  }
+
+  private fail(err: MusterError): void {
+    this.log.warn({ code: err.code }, err.message);
+    this.state = 'closed';
+    this.conn.close(err);
+  }
+
+  private onClose(): void {
+    this.state = 'closed';
+    clearTimeout(this.handshakeTimer);
+    for (const upload of this.uploads.values()) {
+      abortWriters(upload);
+      upload.unpin();
+    }
+    this.uploads.clear();
+    for (const [record, follower] of this.following) record.unfollow(follower);
+    this.following.clear();
+    if (this.instance) {
+      this.instance.connections--;
+      this.instance.record.lastSeen = new Date().toISOString();
+      void this.instance.save().catch(() => undefined);
+      this.log.info({ instance: this.instance.key }, 'coordinator disconnected');
+    }
+    this.ctx.onSessionClosed(this);
+  }
+}
+
+function invalid(type: string, error: z.ZodError): MusterError {
+  const problems = error.issues.slice(0, 10).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`);
+  return new MusterError('INVALID_MESSAGE', `invalid "${type}" message: ${problems.join('; ')}`, { problems });
+}
+
+function abortWriters(upload: Upload): void {
+  for (const pending of upload.writers.values()) {
+    pending.then((w) => w.abort()).catch(() => undefined);
+  }
+}
+
+function normaliseIp(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}

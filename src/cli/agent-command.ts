@@ -1,0 +1,111 @@
+/** `muster agent` and `muster agent instances`. */
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { Agent } from '../agent/agent.js';
+import { readInstanceRecords } from '../agent/instances.js';
+import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
+import { AGENT_VERSION } from '../agent/version.js';
+
+export function registerAgentCommand(program: Command): void {
+  const agent = program
+    .command('agent')
+    .description('run the agent daemon on a build machine')
+    .option('--listen <host:port>', 'address to listen on', '0.0.0.0:7420')
+    .option('--data <dir>', 'data dir: identity, key, certificate, instance records', '.muster/agent')
+    .option('--temp-dir <dir>', 'where received files, versions and work dirs live (default <data>/temp)')
+    .option('--access-key <key>', 'access key coordinators must prove (default: generated, in <data>/access-key)')
+    .option('--access-key-file <file>', 'read the access key from this file')
+    .option('--tls-cert <file>', 'TLS certificate (PEM) instead of the self-signed one')
+    .option('--tls-key <file>', 'TLS private key (PEM)')
+    .option('--no-tls', 'plain TCP (only on trusted networks)')
+    .option('--task-grace <duration>', 'how long an ended task waits for its coordinator', '30m')
+    .option('--host-idle <duration>', 'stop a host process after this long without tasks', '10m')
+    .option('--drain-timeout <duration>', 'on shutdown, how long running tasks may finish', '30s')
+    .option('--gc-interval <duration>', 'how often unused versions and blobs are collected', '1h')
+    .option('--version-retention <duration>', 'keep versions synced within this period', '7d')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
+    .action(async (opts: AgentOptions) => {
+      await runAgent(opts);
+    });
+
+  agent
+    .command('instances')
+    .description('list the instances this agent keeps')
+    .option('--data <dir>', 'the agent data dir', '.muster/agent')
+    .option('--json', 'print JSON')
+    .action(async (opts: { data: string; json?: boolean }) => {
+      const records = await readInstanceRecords(join(opts.data, 'instances'));
+      const rows = records.map((r) => ({
+        product: r.product,
+        key: r.key,
+        versions: r.versions.map((v) => v.versionId),
+        current: r.current,
+        lastSeen: r.lastSeen,
+        dir: r.dirName,
+      }));
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        return;
+      }
+      if (rows.length === 0) {
+        process.stdout.write('No instances yet: none has connected to this agent.\n');
+        return;
+      }
+      for (const row of rows) {
+        process.stdout.write(
+          `${row.key}\n  product   ${row.product}\n  versions  ${row.versions.length} (current ${row.current?.slice(0, 12) ?? 'none'})\n  last seen ${row.lastSeen}\n  dir       ${row.dir}\n`,
+        );
+      }
+    });
+}
+
+async function runAgent(opts: AgentOptions): Promise<void> {
+  const options = compileAgentOptions(opts);
+  const log = pino({ level: options.logLevel, base: { service: 'muster-agent' } });
+  const agent = new Agent(options, log);
+  let signals = 0;
+  const shutdown = (signal: string): void => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    log.info({ signal }, 'shutting down');
+    agent
+      .stop()
+      .then(() => process.exit(0))
+      .catch((err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  await agent.start();
+  const identity = agent.identity!;
+  const { host, port } = agent.address;
+  if (identity.createdAccessKey) {
+    process.stderr.write(
+      `muster agent: created an access key (saved in ${join(options.dataDir, 'access-key')}, mode 0600):\n\n    ${identity.accessKey}\n\nGive it to each coordinator that adds this agent.\n`,
+    );
+  }
+  if (identity.tls) {
+    process.stderr.write(`muster agent: TLS certificate fingerprint (SHA-256):\n\n    ${identity.tls.fingerprint}\n\n`);
+  } else {
+    process.stderr.write('muster agent: TLS is off (--no-tls): use only on a trusted network.\n');
+  }
+  log.info(
+    {
+      host,
+      port,
+      tls: identity.tls !== undefined,
+      fingerprint: identity.tls?.fingerprint,
+      agentId: identity.agentId,
+      version: AGENT_VERSION,
+      dataDir: options.dataDir,
+      tempDir: options.tempDir,
+    },
+    'listening',
+  );
+}

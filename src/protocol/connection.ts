@@ -1,0 +1,116 @@
+/**
+ * A framed, message-oriented connection over any byte stream (TLS or TCP socket). It decodes
+ * frames, batches writes made in one tick into one syscall, exposes back-pressure, and closes
+ * with an error frame when the peer sends something that cannot be decoded.
+ */
+import type { Duplex } from 'node:stream';
+import { MusterError, toMusterError } from './errors.js';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeBinaryFramePrefix,
+  encodeJsonFrame,
+  FrameDecoder,
+  type Frame,
+} from './framing.js';
+
+export interface FramedConnectionEvents {
+  onFrame(frame: Frame): void;
+  /** A framing error: the connection is being closed after an error frame was sent. */
+  onProtocolError?(err: MusterError): void;
+  onClose(hadError: boolean): void;
+}
+
+export class FramedConnection {
+  private readonly decoder: FrameDecoder;
+  private corked = false;
+  private closed = false;
+
+  constructor(
+    readonly socket: Duplex,
+    private readonly events: FramedConnectionEvents,
+    maxFrameBytes = DEFAULT_MAX_FRAME_BYTES,
+  ) {
+    this.decoder = new FrameDecoder(maxFrameBytes);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => {
+      // 'close' follows; nothing else to do. Errors here are resets and broken pipes.
+    });
+    socket.on('close', (hadError: boolean) => {
+      this.closed = true;
+      this.events.onClose(hadError);
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed || this.socket.destroyed;
+  }
+
+  sendJson(message: object): boolean {
+    if (this.isClosed) return false;
+    this.cork();
+    return this.socket.write(encodeJsonFrame(message));
+  }
+
+  sendBinary(header: object, data: Buffer): boolean {
+    if (this.isClosed) return false;
+    this.cork();
+    this.socket.write(encodeBinaryFramePrefix(header, data.length));
+    return this.socket.write(data);
+  }
+
+  /** Resolves once the socket's write buffer has drained (or the connection closed). */
+  drained(): Promise<void> {
+    if (this.isClosed || !this.socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  /** Sends an error frame (when given) and closes; destroys the socket if the peer lingers. */
+  close(err?: MusterError): void {
+    if (this.isClosed) return;
+    if (err) this.sendJson({ t: 'error', ...err.toWire() });
+    this.closed = true;
+    this.socket.end();
+    const timer = setTimeout(() => this.socket.destroy(), 2000);
+    timer.unref();
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.socket.uncork();
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      const error = toMusterError(err, 'MALFORMED_FRAME');
+      this.events.onProtocolError?.(error);
+      this.close(error);
+      return;
+    }
+    for (const frame of frames) {
+      if (this.closed) return;
+      this.events.onFrame(frame);
+    }
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Every error that crosses a boundary (wire, host IPC, CLI) carries one of these stable codes.
+ * The message is for people; the code is for programs and tests. Keep docs/errors.md in step
+ * (test/unit/errors.test.ts checks it).
+ */
+export const errorCodes = {
+  // framing and messages
+  FRAME_TOO_LARGE: 'A frame is larger than the limit; the connection is closed.',
+  MALFORMED_FRAME: 'A frame could not be decoded (bad kind, bad header or invalid JSON).',
+  INVALID_MESSAGE: 'A message does not match its schema.',
+  UNKNOWN_MESSAGE: 'A message type this peer does not know.',
+  UNEXPECTED_MESSAGE: 'A message that is not allowed in the current state of the connection.',
+  // handshake
+  UNSUPPORTED_PROTOCOL: 'No protocol version is supported by both peers.',
+  AUTH_FAILED: 'The peer could not prove knowledge of the access key.',
+  HANDSHAKE_TIMEOUT: 'The handshake did not complete in time.',
+  TLS_FINGERPRINT_MISMATCH: "The agent's certificate does not match the pinned fingerprint.",
+  // files
+  INVALID_PATH: 'A path is absolute, contains "..", or is otherwise not a safe relative path.',
+  INVALID_MANIFEST: 'A manifest is malformed or lists a path twice.',
+  BLOB_HASH_MISMATCH: 'Received content does not match its SHA-256.',
+  BLOB_SIZE_MISMATCH: 'Received content is larger or smaller than declared.',
+  BLOB_NOT_FOUND: 'The blob is not in the store.',
+  UNEXPECTED_BLOB: 'A blob chunk that no pending upload asked for.',
+  STORAGE_ERROR: 'The agent could not write to its storage (disk full, permissions).',
+  NOT_SYNCED: 'Operations need a synced host version on this connection first.',
+  // tasks
+  TASK_EXISTS: 'A task with this id already exists in this instance.',
+  TASK_NOT_FOUND: 'No task with this id in this instance (never started, or expired).',
+  UNKNOWN_EXTENSION: 'The host has no extension of that name.',
+  UNKNOWN_OPERATION: 'The extension has no operation of that name.',
+  OPERATION_FAILED: 'The operation threw an error.',
+  INVALID_INPUT: "The operation's input is not valid.",
+  OUTPUT_ESCAPES: 'A declared output resolves outside the work directory.',
+  TASK_TIMEOUT: 'The task ran longer than its timeout and was killed.',
+  TASK_CANCELLED: 'The task was cancelled.',
+  HOST_CRASHED: 'The host process exited while the task was running.',
+  HOST_START_FAILED: 'The host process could not be started.',
+  // daemon
+  AGENT_SHUTTING_DOWN: 'The agent is draining and accepts no new work.',
+  CONNECTION_CLOSED: 'The connection closed before the request completed.',
+  REQUEST_TIMEOUT: 'The peer did not answer in time.',
+  INTERNAL: 'An unexpected error; see the log.',
+  // configuration
+  INVALID_CONFIG: 'A command-line option or configuration value is invalid.',
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(errorCodes, value);
+}
+
+/** The one error class of Muster: a stable code, a message for people, optional structured details. */
+export class MusterError extends Error {
+  override readonly name = 'MusterError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string = errorCodes[code],
+    readonly details?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  toWire(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** Wraps anything thrown into a MusterError, keeping the original as `cause`. */
+export function toMusterError(err: unknown, fallback: ErrorCode = 'INTERNAL'): MusterError {
+  if (err instanceof MusterError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new MusterError(fallback, message, undefined, { cause: err });
+}

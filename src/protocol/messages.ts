@@ -1,0 +1,176 @@
+/**
+ * The wire messages between a coordinator (client) and an agent, version 1. Every JSON frame is
+ * one of these, discriminated by `t`. Requests carry an `id` chosen by the client; answers carry
+ * `re` with that id. Binary frames carry blob chunks (see framing.ts) with a JSON header below.
+ *
+ * The `hello`/`challenge`/`auth`/`ready` exchange is the "meta" layer: it must stay compatible
+ * forever, so it only ever gains optional fields. Everything after `ready` is chosen by the
+ * negotiated protocol version.
+ */
+import { z } from 'zod';
+import { manifestSchema, sha256Hex } from './manifest.js';
+
+export const PROTOCOL_MIN = 1;
+export const PROTOCOL_MAX = 1;
+
+const id = z.number().int().nonnegative();
+const taskId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'a task id');
+const name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a lower-case name');
+const nonce = z.string().regex(/^[0-9a-f]{64}$/);
+const errorBody = {
+  code: z.string().max(64),
+  message: z.string().max(4096),
+  details: z.record(z.string(), z.unknown()).optional(),
+};
+
+// ---- meta layer ---------------------------------------------------------------------------
+
+export const helloSchema = z.object({
+  t: z.literal('hello'),
+  protocol: z.object({ min: z.number().int().positive(), max: z.number().int().positive() }),
+  product: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
+  productVersion: z.string().min(1).max(64),
+  instanceId: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/)
+    .optional(),
+  clusterId: z.string().max(128).optional(),
+  leaseTerm: z.number().int().nonnegative().optional(),
+  nonce,
+});
+export type Hello = z.infer<typeof helloSchema>;
+
+export const challengeSchema = z.object({
+  t: z.literal('challenge'),
+  protocol: z.number().int().positive(),
+  agentId: z.string().max(128),
+  agentVersion: z.string().max(64),
+  nonce,
+  proof: nonce,
+});
+
+export const authSchema = z.object({ t: z.literal('auth'), proof: nonce });
+
+export const readySchema = z.object({
+  t: z.literal('ready'),
+  instance: z.object({ key: z.string(), product: z.string(), dir: z.string() }),
+  limits: z.object({ maxFrameBytes: z.number().int().positive() }),
+});
+
+// ---- client -> agent ----------------------------------------------------------------------
+
+const blobRef = z.strictObject({ sha256: sha256Hex, size: z.number().int().nonnegative() });
+const inputFile = z.strictObject({
+  path: z.string().min(1).max(1024),
+  sha256: sha256Hex,
+  mode: z.number().int().min(0).max(0o777),
+});
+
+export const clientMessageSchema = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('ping'), id }),
+  /** Offer the host runtime + extensions; the agent answers sync.need, then sync.done. */
+  z.object({ t: z.literal('sync.offer'), id, manifest: manifestSchema }),
+  /** Offer blobs (task inputs); the agent answers blobs.need, then blobs.stored. */
+  z.object({ t: z.literal('blobs.offer'), id, blobs: z.array(blobRef).max(100_000) }),
+  z.object({ t: z.literal('blob.get'), id, sha256: sha256Hex }),
+  z.object({
+    t: z.literal('task.start'),
+    id,
+    taskId,
+    extension: name,
+    operation: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
+    input: z.unknown().optional(),
+    inputs: z.array(inputFile).max(100_000).optional(),
+    outputs: z.array(z.string().min(1).max(1024)).max(1000).optional(),
+    env: z.record(z.string(), z.string()).optional(),
+    timeoutMs: z.number().int().positive().optional(),
+  }),
+  /** Re-attach to a task of this instance: replays its output from `fromSeq`, then follows it. */
+  z.object({ t: z.literal('task.attach'), id, taskId, fromSeq: z.number().int().nonnegative() }),
+  z.object({ t: z.literal('task.cancel'), id, taskId }),
+  /** The client has the result: the agent may forget the task and remove its work dir. */
+  z.object({ t: z.literal('task.release'), id, taskId }),
+  z.object({ t: z.literal('tasks.list'), id }),
+]);
+export type ClientMessage = z.infer<typeof clientMessageSchema>;
+export type ClientMessageType = ClientMessage['t'];
+export const clientMessageTypes: ReadonlySet<string> = new Set(
+  clientMessageSchema.options.map((o) => o.shape.t.value),
+);
+
+/** Header of a binary frame carrying part of a blob, in either direction. */
+export const blobChunkHeaderSchema = z.object({
+  t: z.literal('blob.chunk'),
+  /** The request this chunk answers or serves: a sync.offer / blobs.offer id, or a blob.get id. */
+  re: id,
+  sha256: sha256Hex,
+  offset: z.number().int().nonnegative(),
+  size: z.number().int().nonnegative(),
+  last: z.boolean(),
+});
+export type BlobChunkHeader = z.infer<typeof blobChunkHeaderSchema>;
+
+// ---- agent -> client ----------------------------------------------------------------------
+
+export const taskOutputFileSchema = z.object({
+  path: z.string(),
+  sha256: sha256Hex,
+  size: z.number().int().nonnegative(),
+  mode: z.number().int(),
+});
+
+export const taskResultSchema = z.object({
+  status: z.enum(['succeeded', 'failed', 'cancelled', 'timed-out', 'lost']),
+  exitCode: z.number().int().nullable().optional(),
+  signal: z.string().nullable().optional(),
+  value: z.unknown().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  outputs: z.array(taskOutputFileSchema).optional(),
+  durationMs: z.number().nonnegative(),
+});
+
+export const taskInfoSchema = z.object({
+  taskId,
+  extension: z.string(),
+  operation: z.string(),
+  state: z.enum(['running', 'done']),
+  nextSeq: z.number().int().nonnegative(),
+  startedAt: z.string(),
+  attached: z.boolean(),
+});
+export type TaskInfo = z.infer<typeof taskInfoSchema>;
+
+export const agentMessageSchema = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('pong'), re: id }),
+  z.object({ t: z.literal('error'), re: id.optional(), ...errorBody }),
+  z.object({ t: z.literal('sync.need'), re: id, versionId: sha256Hex, missing: z.array(sha256Hex) }),
+  z.object({
+    t: z.literal('sync.done'),
+    re: id,
+    versionId: sha256Hex,
+    receivedBlobs: z.number().int().nonnegative(),
+    receivedBytes: z.number().int().nonnegative(),
+  }),
+  z.object({ t: z.literal('blobs.need'), re: id, missing: z.array(sha256Hex) }),
+  z.object({ t: z.literal('blobs.stored'), re: id }),
+  z.object({ t: z.literal('task.accepted'), re: id, taskId, nextSeq: z.number().int() }),
+  z.object({
+    t: z.literal('task.output'),
+    taskId,
+    seq: z.number().int().nonnegative(),
+    stream: z.enum(['stdout', 'stderr', 'log']),
+    data: z.string(),
+  }),
+  z.object({ t: z.literal('task.done'), taskId, result: taskResultSchema }),
+  z.object({ t: z.literal('ack'), re: id }),
+  z.object({ t: z.literal('tasks'), re: id, tasks: z.array(taskInfoSchema) }),
+]);
+export type AgentMessage = z.infer<typeof agentMessageSchema>;
+
+export type AnyWireMessage =
+  | ClientMessage
+  | AgentMessage
+  | Hello
+  | z.infer<typeof challengeSchema>
+  | z.infer<typeof authSchema>
+  | z.infer<typeof readySchema>;

@@ -1,0 +1,577 @@
+/**
+ * The coordinator side of the agent protocol: connect (TLS with a pinned fingerprint, or a CA),
+ * authenticate, sync a bundle, move blobs, run and follow tasks. One AgentClient is one
+ * connection; it never reconnects by itself (the coordinator's connection manager does).
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { connect as netConnect, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { createHash, randomBytes } from 'node:crypto';
+import { FramedConnection } from '../connection.js';
+import { isErrorCode, MusterError } from '../errors.js';
+import { DEFAULT_MAX_FRAME_BYTES, type Frame } from '../framing.js';
+import { agentProof, channelBinding, clientProof, newNonce, proofsEqual } from '../handshake.js';
+import {
+  agentMessageSchema,
+  blobChunkHeaderSchema,
+  challengeSchema,
+  PROTOCOL_MAX,
+  PROTOCOL_MIN,
+  readySchema,
+  type AgentMessage,
+  type TaskInfo,
+} from '../messages.js';
+import type { OutputStream, TaskResult, TaskSpec } from '../task-types.js';
+import type { BlobSource, Bundle } from './bundle.js';
+
+export type AgentTls = { fingerprint: string; servername?: string } | { ca: string | Buffer; servername?: string } | false;
+
+export interface AgentClientOptions {
+  host: string;
+  port: number;
+  accessKey: string;
+  tls: AgentTls;
+  product: string;
+  productVersion: string;
+  instanceId?: string;
+  clusterId?: string;
+  leaseTerm?: number;
+  /** Bind the client socket to this local address (tests use 127.0.0.x as distinct sources). */
+  localAddress?: string;
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /** Protocol range to offer; tests offer impossible ones. */
+  protocol?: { min: number; max: number };
+  maxFrameBytes?: number;
+}
+
+export interface OutputChunk {
+  seq: number;
+  stream: OutputStream;
+  data: Buffer;
+}
+
+export interface RemoteTask {
+  taskId: string;
+  /** Resolves with the result when the task ends (also after a re-attach). */
+  result: Promise<TaskResult>;
+}
+
+export interface SyncResult {
+  versionId: string;
+  sentBlobs: number;
+  sentBytes: number;
+}
+
+interface Pending {
+  onMessage(message: AgentMessage): boolean;
+  onBlob?(header: { sha256: string; offset: number; size: number; last: boolean }, data: Buffer): void;
+  reject(err: MusterError): void;
+  timer?: NodeJS.Timeout;
+}
+
+interface Following {
+  onOutput?: (chunk: OutputChunk) => void;
+  resolve(result: TaskResult): void;
+  reject(err: MusterError): void;
+}
+
+const CHUNK_BYTES = 1024 * 1024;
+
+export class AgentClient {
+  readonly instance: { key: string; product: string; dir: string };
+  readonly agentId: string;
+  readonly agentVersion: string;
+  readonly protocol: number;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly following = new Map<string, Following>();
+  private closeListeners: ((err: MusterError) => void)[] = [];
+  private closeError: MusterError | undefined;
+
+  private constructor(
+    private readonly conn: FramedConnection,
+    private readonly frames: FrameRouter,
+    private readonly options: AgentClientOptions,
+    hello: { instance: AgentClient['instance']; agentId: string; agentVersion: string; protocol: number },
+  ) {
+    this.instance = hello.instance;
+    this.agentId = hello.agentId;
+    this.agentVersion = hello.agentVersion;
+    this.protocol = hello.protocol;
+    frames.handler = (frame) => this.onFrame(frame);
+    frames.onClose = () => this.handleClose();
+  }
+
+  static async connect(options: AgentClientOptions): Promise<AgentClient> {
+    const socket = await openSocket(options);
+    const router = new FrameRouter();
+    const conn = new FramedConnection(
+      socket,
+      {
+        onFrame: (frame) => router.handler(frame),
+        onClose: () => router.onClose(),
+      },
+      options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    );
+    try {
+      const hello = await handshake(conn, router, options);
+      return new AgentClient(conn, router, options, hello);
+    } catch (err) {
+      conn.destroy();
+      throw err;
+    }
+  }
+
+  get closed(): boolean {
+    return this.conn.isClosed;
+  }
+
+  onClose(listener: (err: MusterError) => void): void {
+    this.closeListeners.push(listener);
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+
+  async ping(): Promise<void> {
+    await this.request({ t: 'ping' }, (m) => m.t === 'pong');
+  }
+
+  /** Makes the agent hold this bundle's version for this instance; sends only missing blobs. */
+  async sync(bundle: Bundle): Promise<SyncResult> {
+    let sentBlobs = 0;
+    let sentBytes = 0;
+    let versionId = bundle.versionId;
+    const id = this.nextId++;
+    await this.requestWithId(id, { t: 'sync.offer', manifest: bundle.manifest }, (m) => {
+      if (m.t === 'sync.need') {
+        versionId = m.versionId;
+        const blobs = m.missing.map((sha) => bundle.blobs.get(sha));
+        void this.sendBlobs(id, blobs).then(
+          (n) => {
+            sentBlobs += n.blobs;
+            sentBytes += n.bytes;
+          },
+          (err: unknown) => this.pending.get(id)?.reject(asMusterError(err)),
+        );
+        return false;
+      }
+      if (m.t === 'sync.done') {
+        versionId = m.versionId;
+        return true;
+      }
+      return false;
+    }, 0);
+    return { versionId, sentBlobs, sentBytes };
+  }
+
+  /** Makes sure the agent has these blobs (task inputs); sends only the missing ones. */
+  async putBlobs(blobs: { sha256: string; size: number; source: BlobSource }[]): Promise<{ sentBlobs: number; sentBytes: number }> {
+    const bySha = new Map(blobs.map((b) => [b.sha256, b]));
+    const id = this.nextId++;
+    let sent = { blobs: 0, bytes: 0 };
+    await this.requestWithId(
+      id,
+      { t: 'blobs.offer', blobs: [...bySha.values()].map((b) => ({ sha256: b.sha256, size: b.size })) },
+      (m) => {
+        if (m.t === 'blobs.need') {
+          void this.sendBlobs(id, m.missing.map((sha) => bySha.get(sha))).then(
+            (n) => (sent = n),
+            (err: unknown) => this.pending.get(id)?.reject(asMusterError(err)),
+          );
+          return false;
+        }
+        return m.t === 'blobs.stored';
+      },
+      0,
+    );
+    return { sentBlobs: sent.blobs, sentBytes: sent.bytes };
+  }
+
+  /** Downloads a blob into `file` (verified by hash, written atomically) or into memory. */
+  async getBlob(sha256: string, file?: string): Promise<Buffer | undefined> {
+    const id = this.nextId++;
+    const hash = createHash('sha256');
+    const parts: Buffer[] = [];
+    const temp = file === undefined ? undefined : `${file}.${randomBytes(6).toString('hex')}.part`;
+    if (file !== undefined) await mkdir(dirname(file), { recursive: true });
+    const handle = temp === undefined ? undefined : await open(temp, 'w');
+    let writes = Promise.resolve();
+    let finished = false;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const pending: Pending = {
+          onMessage: () => false,
+          onBlob: (header, data) => {
+            hash.update(data);
+            if (handle) {
+              const chunk = data;
+              writes = writes.then(async () => {
+                await handle.write(chunk);
+              });
+            } else parts.push(data);
+            if (header.last) {
+              finished = true;
+              this.pending.delete(id);
+              resolve();
+            }
+          },
+          reject,
+        };
+        this.pending.set(id, pending);
+        this.conn.sendJson({ t: 'blob.get', id, sha256 });
+      });
+      await writes;
+      const actual = hash.digest('hex');
+      if (actual !== sha256) {
+        throw new MusterError('BLOB_HASH_MISMATCH', `blob ${sha256} arrived as ${actual}`, { sha256, actual });
+      }
+      await handle?.close();
+      if (temp !== undefined && file !== undefined) await rename(temp, file);
+      return file === undefined ? Buffer.concat(parts) : undefined;
+    } catch (err) {
+      await handle?.close().catch(() => undefined);
+      if (temp !== undefined) await rm(temp, { force: true });
+      throw err;
+    } finally {
+      if (!finished) this.pending.delete(id);
+    }
+  }
+
+  /** Starts a task; output goes to onOutput as it comes; `result` resolves when it ends. */
+  async startTask(spec: TaskSpec, onOutput?: (chunk: OutputChunk) => void): Promise<RemoteTask> {
+    const result = this.follow(spec.taskId, onOutput);
+    try {
+      await this.request({ t: 'task.start', ...spec }, (m) => m.t === 'task.accepted');
+    } catch (err) {
+      this.following.delete(spec.taskId);
+      throw err;
+    }
+    return { taskId: spec.taskId, result };
+  }
+
+  /** Starts a task and waits for its result. */
+  async runTask(spec: TaskSpec, onOutput?: (chunk: OutputChunk) => void): Promise<TaskResult> {
+    return (await this.startTask(spec, onOutput)).result;
+  }
+
+  /** Follows a task started earlier (maybe by a previous connection of this instance). */
+  async attachTask(taskId: string, fromSeq = 0, onOutput?: (chunk: OutputChunk) => void): Promise<RemoteTask> {
+    const result = this.follow(taskId, onOutput);
+    try {
+      await this.request({ t: 'task.attach', taskId, fromSeq }, (m) => m.t === 'task.accepted');
+    } catch (err) {
+      this.following.delete(taskId);
+      throw err;
+    }
+    return { taskId, result };
+  }
+
+  async cancelTask(taskId: string): Promise<void> {
+    await this.request({ t: 'task.cancel', taskId }, (m) => m.t === 'ack');
+  }
+
+  async releaseTask(taskId: string): Promise<void> {
+    await this.request({ t: 'task.release', taskId }, (m) => m.t === 'ack');
+  }
+
+  async listTasks(): Promise<TaskInfo[]> {
+    let tasks: TaskInfo[] = [];
+    await this.request({ t: 'tasks.list' }, (m) => {
+      if (m.t !== 'tasks') return false;
+      tasks = m.tasks;
+      return true;
+    });
+    return tasks;
+  }
+
+  /** Sends a raw message (tests use it to send what a well-behaved client would not). */
+  sendRaw(message: object): void {
+    this.conn.sendJson(message);
+  }
+
+  sendRawBinary(header: object, data: Buffer): void {
+    this.conn.sendBinary(header, data);
+  }
+
+  /** The next request id; with sendRaw, lets a test wait for the answer with `awaitAnswer`. */
+  takeId(): number {
+    return this.nextId++;
+  }
+
+  awaitAnswer(id: number): Promise<AgentMessage> {
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, {
+        onMessage: (m) => {
+          resolve(m);
+          return true;
+        },
+        reject,
+      });
+    });
+  }
+
+  private follow(taskId: string, onOutput?: (chunk: OutputChunk) => void): Promise<TaskResult> {
+    return new Promise<TaskResult>((resolve, reject) => {
+      this.following.set(taskId, { ...(onOutput ? { onOutput } : {}), resolve, reject });
+    });
+  }
+
+  private request(message: object, isFinal: (m: AgentMessage) => boolean): Promise<void> {
+    return this.requestWithId(this.nextId++, message, isFinal, this.options.requestTimeoutMs ?? 60_000);
+  }
+
+  private requestWithId(
+    id: number,
+    message: object,
+    isFinal: (m: AgentMessage) => boolean,
+    timeoutMs: number,
+  ): Promise<void> {
+    if (this.closeError) return Promise.reject(this.closeError);
+    return new Promise<void>((resolve, reject) => {
+      const pending: Pending = {
+        onMessage: (m) => {
+          if (!isFinal(m)) return false;
+          if (pending.timer) clearTimeout(pending.timer);
+          resolve();
+          return true;
+        },
+        reject: (err) => {
+          if (pending.timer) clearTimeout(pending.timer);
+          this.pending.delete(id);
+          reject(err);
+        },
+      };
+      if (timeoutMs > 0) {
+        pending.timer = setTimeout(
+          () => pending.reject(new MusterError('REQUEST_TIMEOUT', `the agent did not answer in ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }
+      this.pending.set(id, pending);
+      this.conn.sendJson({ ...message, id });
+    });
+  }
+
+  private async sendBlobs(id: number, blobs: ({ sha256: string; size: number; source: BlobSource } | undefined)[]): Promise<{ blobs: number; bytes: number }> {
+    let bytes = 0;
+    for (const blob of blobs) {
+      if (blob === undefined) throw new MusterError('BLOB_NOT_FOUND', 'the agent asked for a blob this client did not offer');
+      if (!this.pending.has(id)) return { blobs: 0, bytes };
+      const send = async (offset: number, data: Buffer, last: boolean): Promise<void> => {
+        if (!this.conn.sendBinary({ t: 'blob.chunk', re: id, sha256: blob.sha256, offset, size: blob.size, last }, data)) {
+          await this.conn.drained();
+        }
+      };
+      if ('data' in blob.source) {
+        const data = blob.source.data;
+        if (data.length === 0) await send(0, data, true);
+        for (let offset = 0; offset < data.length; offset += CHUNK_BYTES) {
+          const chunk = data.subarray(offset, offset + CHUNK_BYTES);
+          await send(offset, chunk, offset + chunk.length >= data.length);
+        }
+      } else {
+        if (blob.size === 0) await send(0, Buffer.alloc(0), true);
+        let offset = 0;
+        for await (const chunk of createReadStream(blob.source.file, { highWaterMark: CHUNK_BYTES })) {
+          const data = chunk as Buffer;
+          await send(offset, data, offset + data.length >= blob.size);
+          offset += data.length;
+        }
+      }
+      bytes += blob.size;
+      if (this.conn.isClosed) throw this.closeError ?? new MusterError('CONNECTION_CLOSED');
+    }
+    return { blobs: blobs.length, bytes };
+  }
+
+  private onFrame(frame: Frame): void {
+    if (frame.kind === 'binary') {
+      const header = blobChunkHeaderSchema.safeParse(frame.header);
+      if (!header.success) return;
+      this.pending.get(header.data.re)?.onBlob?.(header.data, frame.data);
+      return;
+    }
+    const parsed = agentMessageSchema.safeParse(frame.value);
+    if (!parsed.success) return; // A newer agent's message this client does not know.
+    const message = parsed.data;
+    switch (message.t) {
+      case 'task.output': {
+        this.following
+          .get(message.taskId)
+          ?.onOutput?.({ seq: message.seq, stream: message.stream, data: Buffer.from(message.data, 'base64') });
+        return;
+      }
+      case 'task.done': {
+        const following = this.following.get(message.taskId);
+        this.following.delete(message.taskId);
+        following?.resolve(message.result as TaskResult);
+        return;
+      }
+      case 'error': {
+        const err = new MusterError(
+          isErrorCode(message.code) ? message.code : 'INTERNAL',
+          message.message,
+          message.details,
+        );
+        if (message.re !== undefined) this.pending.get(message.re)?.reject(err);
+        else this.closeError = err;
+        return;
+      }
+      default: {
+        if (!('re' in message)) return;
+        const pending = this.pending.get(message.re);
+        if (pending?.onMessage(message)) this.pending.delete(message.re);
+      }
+    }
+  }
+
+  private handleClose(): void {
+    const err = this.closeError ?? new MusterError('CONNECTION_CLOSED', 'the connection to the agent closed');
+    this.closeError = err;
+    for (const pending of [...this.pending.values()]) pending.reject(err);
+    this.pending.clear();
+    for (const following of this.following.values()) following.reject(err);
+    this.following.clear();
+    for (const listener of this.closeListeners) listener(err);
+  }
+}
+
+/** Lets the handshake and then the client take turns at handling frames. */
+class FrameRouter {
+  handler: (frame: Frame) => void = () => undefined;
+  onClose: () => void = () => undefined;
+}
+
+async function openSocket(options: AgentClientOptions): Promise<Socket | TLSSocket> {
+  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    const common = {
+      host: options.host,
+      port: options.port,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    };
+    let socket: Socket | TLSSocket;
+    const fail = (err: MusterError): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(new MusterError('CONNECTION_CLOSED', `connecting to ${options.host}:${options.port} timed out`)),
+      timeoutMs,
+    );
+    const tls = options.tls;
+    if (tls === false) {
+      socket = netConnect(common, () => {
+        clearTimeout(timer);
+        socket.setNoDelay(true);
+        resolve(socket);
+      });
+    } else {
+      const pinned = 'fingerprint' in tls ? normaliseFingerprint(tls.fingerprint) : undefined;
+      socket = tlsConnect(
+        {
+          ...common,
+          servername: tls.servername ?? (isIp(options.host) ? undefined : options.host),
+          minVersion: 'TLSv1.2',
+          ...('ca' in tls ? { ca: tls.ca } : { rejectUnauthorized: false }),
+        },
+        () => {
+          const tlsSocket = socket as TLSSocket;
+          if (pinned !== undefined) {
+            const actual = tlsSocket.getPeerX509Certificate()?.fingerprint256;
+            if (actual === undefined || normaliseFingerprint(actual) !== pinned) {
+              fail(
+                new MusterError(
+                  'TLS_FINGERPRINT_MISMATCH',
+                  `the agent's certificate fingerprint is ${actual ?? 'missing'}, expected ${tls && 'fingerprint' in tls ? tls.fingerprint : ''}`,
+                  { actual, expected: pinned },
+                ),
+              );
+              return;
+            }
+          }
+          clearTimeout(timer);
+          tlsSocket.setNoDelay(true);
+          resolve(tlsSocket);
+        },
+      );
+    }
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      fail(new MusterError('CONNECTION_CLOSED', `cannot connect to ${options.host}:${options.port}: ${err.message}`, { errno: err.code })),
+    );
+  });
+}
+
+async function handshake(
+  conn: FramedConnection,
+  router: FrameRouter,
+  options: AgentClientOptions,
+): Promise<{ instance: AgentClient['instance']; agentId: string; agentVersion: string; protocol: number }> {
+  const clientNonce = newNonce();
+  const binding = channelBinding(conn.socket);
+  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    let step: 'challenge' | 'ready' = 'challenge';
+    let challenge: { protocol: number; agentId: string; agentVersion: string } | undefined;
+    const timer = setTimeout(() => fail(new MusterError('HANDSHAKE_TIMEOUT', 'the agent did not complete the handshake')), timeoutMs);
+    const fail = (err: MusterError): void => {
+      clearTimeout(timer);
+      router.handler = () => undefined;
+      reject(err);
+    };
+    router.onClose = () => fail(new MusterError('CONNECTION_CLOSED', 'the agent closed the connection during the handshake'));
+    router.handler = (frame) => {
+      if (frame.kind !== 'json') return fail(new MusterError('UNEXPECTED_MESSAGE', 'binary frame during the handshake'));
+      const value = frame.value as { t?: unknown; code?: unknown; message?: unknown; details?: unknown };
+      if (value?.t === 'error') {
+        const code = typeof value.code === 'string' && isErrorCode(value.code) ? value.code : 'INTERNAL';
+        return fail(new MusterError(code, String(value.message), value.details as Record<string, unknown> | undefined));
+      }
+      if (step === 'challenge') {
+        const parsed = challengeSchema.safeParse(value);
+        if (!parsed.success) return fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "challenge"'));
+        const c = parsed.data;
+        if (!proofsEqual(c.proof, agentProof(options.accessKey, clientNonce, c.nonce, binding))) {
+          conn.close();
+          return fail(new MusterError('AUTH_FAILED', 'the agent could not prove it knows the access key (wrong key, or not the agent you meant)'));
+        }
+        challenge = c;
+        step = 'ready';
+        conn.sendJson({ t: 'auth', proof: clientProof(options.accessKey, clientNonce, c.nonce, binding) });
+        return;
+      }
+      const parsed = readySchema.safeParse(value);
+      if (!parsed.success) return fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "ready"'));
+      clearTimeout(timer);
+      resolve({ instance: parsed.data.instance, agentId: challenge!.agentId, agentVersion: challenge!.agentVersion, protocol: challenge!.protocol });
+    };
+    conn.sendJson({
+      t: 'hello',
+      protocol: options.protocol ?? { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
+      product: options.product,
+      productVersion: options.productVersion,
+      ...(options.instanceId === undefined ? {} : { instanceId: options.instanceId }),
+      ...(options.clusterId === undefined ? {} : { clusterId: options.clusterId }),
+      ...(options.leaseTerm === undefined ? {} : { leaseTerm: options.leaseTerm }),
+      nonce: clientNonce,
+    });
+  });
+}
+
+function asMusterError(err: unknown): MusterError {
+  return err instanceof MusterError ? err : new MusterError('INTERNAL', String(err));
+}
+
+export function normaliseFingerprint(fingerprint: string): string {
+  return fingerprint.replace(/^sha256:/i, '').replace(/[^0-9a-f]/gi, '').toUpperCase();
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}

@@ -100,6 +100,7 @@ export class Agent {
         pins: this.pins,
         tasks: this.tasks,
         versionRetentionMs: this.options.versionRetentionMs,
+        blobMinAgeMs: this.options.blobRetentionMs,
         log: this.log,
       });
     } catch (err) {

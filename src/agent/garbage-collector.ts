@@ -21,7 +21,7 @@ export interface GarbageCollectorContext {
   versionRetentionMs: number;
   log: Logger;
   /** Blobs younger than this are kept even when unreferenced (an upload may be about to use them). */
-  blobMinAgeMs?: number;
+  blobMinAgeMs: number;
 }
 
 export async function collectGarbage(ctx: GarbageCollectorContext): Promise<{ versions: number; blobs: number }> {
@@ -47,7 +47,7 @@ export async function collectGarbage(ctx: GarbageCollectorContext): Promise<{ ve
     }
     if (changed) await instance.save();
   }
-  const removedBlobs = await ctx.blobs.collect(keep, ctx.blobMinAgeMs ?? 3_600_000);
+  const removedBlobs = await ctx.blobs.collect(keep, ctx.blobMinAgeMs);
   if (removedVersions + removedBlobs > 0) {
     ctx.log.info({ versions: removedVersions, blobs: removedBlobs }, 'collected unused files');
   }

@@ -25,6 +25,7 @@ export interface AgentOptions {
   handshakeTimeout?: string;
   gcInterval?: string;
   versionRetention?: string;
+  blobRetention?: string;
   maxFrameBytes?: number;
   maxTaskOutputBytes?: number;
   logLevel?: string;
@@ -44,6 +45,8 @@ export interface CompiledAgentOptions {
   readonly handshakeTimeoutMs: number;
   readonly gcIntervalMs: number;
   readonly versionRetentionMs: number;
+  /** Unreferenced blobs younger than this are kept (an upload may be about to use them). */
+  readonly blobRetentionMs: number;
   readonly maxFrameBytes: number;
   /** Output kept per task; the first part stays in memory, the rest spills to disk. */
   readonly maxTaskOutputBytes: number;
@@ -99,6 +102,7 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     handshakeTimeoutMs: parseDuration(options.handshakeTimeout ?? '10s', '--handshake-timeout'),
     gcIntervalMs: parseDuration(options.gcInterval ?? '1h', '--gc-interval'),
     versionRetentionMs: parseDuration(options.versionRetention ?? '7d', '--version-retention'),
+    blobRetentionMs: parseDuration(options.blobRetention ?? '1h', '--blob-retention'),
     maxFrameBytes,
     maxTaskOutputBytes: options.maxTaskOutputBytes ?? 64 * 1024 * 1024,
     taskOutputMemoryBytes: 256 * 1024,

@@ -11,6 +11,7 @@ export function registerAgentCommand(program: Command): void {
   const agent = program
     .command('agent')
     .description('run the agent daemon on a build machine')
+    .enablePositionalOptions()
     .option('--listen <host:port>', 'address to listen on', '0.0.0.0:7420')
     .option('--data <dir>', 'data dir: identity, key, certificate, instance records', '.muster/agent')
     .option('--temp-dir <dir>', 'where received files, versions and work dirs live (default <data>/temp)')
@@ -24,6 +25,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--drain-timeout <duration>', 'on shutdown, how long running tasks may finish', '30s')
     .option('--gc-interval <duration>', 'how often unused versions and blobs are collected', '1h')
     .option('--version-retention <duration>', 'keep versions synced within this period', '7d')
+    .option('--blob-retention <duration>', 'keep unreferenced blobs this long', '1h')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
     .action(async (opts: AgentOptions) => {
       await runAgent(opts);

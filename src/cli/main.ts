@@ -10,6 +10,7 @@ const program = new Command()
   .name('muster')
   .description('Muster: a distributed build environment')
   .version(AGENT_VERSION)
+  .enablePositionalOptions()
   .exitOverride()
   .showHelpAfterError();
 

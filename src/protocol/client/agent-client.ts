@@ -316,9 +316,13 @@ export class AgentClient {
   }
 
   private follow(taskId: string, onOutput?: (chunk: OutputChunk) => void): Promise<TaskResult> {
-    return new Promise<TaskResult>((resolve, reject) => {
+    const result = new Promise<TaskResult>((resolve, reject) => {
       this.following.set(taskId, { ...(onOutput ? { onOutput } : {}), resolve, reject });
     });
+    // Closing a connection rejects the results it followed; a caller that walked away from a
+    // task (it will re-attach later) must not get an unhandled rejection for that.
+    result.catch(() => undefined);
+    return result;
   }
 
   private request(message: object, isFinal: (m: AgentMessage) => boolean): Promise<void> {

@@ -1,0 +1,74 @@
+import type { ErrorCode } from '../protocol/errors.js';
+
+/**
+ * The host cannot import src/protocol at run time (only its own folder is shipped), so it keeps
+ * its own copy of the code list. `Record<ErrorCode, true>` makes the compiler insist that the
+ * copy matches src/protocol/errors.ts exactly.
+ */
+const knownCodes: Record<ErrorCode, true> = {
+  FRAME_TOO_LARGE: true,
+  MALFORMED_FRAME: true,
+  INVALID_MESSAGE: true,
+  UNKNOWN_MESSAGE: true,
+  UNEXPECTED_MESSAGE: true,
+  UNSUPPORTED_PROTOCOL: true,
+  AUTH_FAILED: true,
+  HANDSHAKE_TIMEOUT: true,
+  TLS_FINGERPRINT_MISMATCH: true,
+  INVALID_PATH: true,
+  INVALID_MANIFEST: true,
+  BLOB_HASH_MISMATCH: true,
+  BLOB_SIZE_MISMATCH: true,
+  BLOB_NOT_FOUND: true,
+  UNEXPECTED_BLOB: true,
+  STORAGE_ERROR: true,
+  NOT_SYNCED: true,
+  TASK_EXISTS: true,
+  TASK_NOT_FOUND: true,
+  UNKNOWN_EXTENSION: true,
+  UNKNOWN_OPERATION: true,
+  OPERATION_FAILED: true,
+  INVALID_INPUT: true,
+  OUTPUT_ESCAPES: true,
+  TASK_TIMEOUT: true,
+  TASK_CANCELLED: true,
+  HOST_CRASHED: true,
+  HOST_START_FAILED: true,
+  AGENT_SHUTTING_DOWN: true,
+  CONNECTION_CLOSED: true,
+  REQUEST_TIMEOUT: true,
+  INTERNAL: true,
+  INVALID_CONFIG: true,
+};
+
+export function isKnownCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(knownCodes, value);
+}
+
+/** An Error with a stable code, the shape extensions are asked to throw too. */
+export interface CodedError extends Error {
+  code: ErrorCode;
+}
+
+export function codedError(code: ErrorCode, message: string, cause?: unknown): CodedError {
+  const err = new Error(message, cause === undefined ? undefined : { cause }) as CodedError;
+  err.code = code;
+  return err;
+}
+
+/** What a task result carries for anything thrown: a known code or OPERATION_FAILED. */
+export function toTaskError(
+  err: unknown,
+  fallback: ErrorCode = 'OPERATION_FAILED',
+): { code: ErrorCode; message: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  const rawMessage = (err as { message?: unknown } | null)?.message;
+  const message = typeof rawMessage === 'string' ? rawMessage : String(err);
+  return { code: isKnownCode(code) ? code : fallback, message };
+}
+
+/** The errno code of a Node system error, if it is one. */
+export function errnoCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}

@@ -14,9 +14,19 @@ export default tseslint.config(
     plugins: { 'import-x': importX },
     settings: { 'import-x/resolver': { node: true } },
     rules: {
-      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] },
+          ],
+        },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       'import-x/no-cycle': 'error',
     },
   },
@@ -24,7 +34,10 @@ export default tseslint.config(
     // The agent and the coordinator never import each other; the protocol imports neither.
     files: ['src/agent/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['**/coordinator/**', '**/cli/**', '**/host/**'] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['**/coordinator/**', '**/cli/**', '**/host/**'] },
+      ],
     },
   },
   {
@@ -36,7 +49,15 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: ['**/agent/**', '**/coordinator/**', '**/cli/**', '**/host/**', '**/extensions/**'] },
+        {
+          patterns: [
+            '**/agent/**',
+            '**/coordinator/**',
+            '**/cli/**',
+            '**/host/**',
+            '**/extensions/**',
+          ],
+        },
       ],
     },
   },
@@ -47,12 +68,31 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['../protocol/*', '../../protocol/*', '../agent/*', '../coordinator/*', 'zod', 'pino', 'commander'], allowTypeImports: true }] },
+        {
+          patterns: [
+            {
+              group: [
+                '../protocol/*',
+                '../../protocol/*',
+                '../agent/*',
+                '../coordinator/*',
+                'zod',
+                'pino',
+                'commander',
+              ],
+              allowTypeImports: true,
+            },
+          ],
+        },
       ],
     },
   },
   {
     files: ['**/*.js'],
     ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      globals: { process: 'readonly', console: 'readonly', URL: 'readonly' },
+    },
   },
 );

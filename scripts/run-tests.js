@@ -9,7 +9,7 @@ const filters = process.argv.slice(2);
 
 function find(dir) {
   let out = [];
-  let names = [];
+  let names;
   try {
     names = readdirSync(dir).sort();
   } catch {

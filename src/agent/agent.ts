@@ -46,7 +46,11 @@ export class Agent {
     this.tasks = new TaskService(
       this.blobs,
       this.hosts,
-      { graceMs: options.taskGraceMs, memoryBytes: options.taskOutputMemoryBytes, maxBytes: options.maxTaskOutputBytes },
+      {
+        graceMs: options.taskGraceMs,
+        memoryBytes: options.taskOutputMemoryBytes,
+        maxBytes: options.maxTaskOutputBytes,
+      },
       log,
     );
   }
@@ -61,7 +65,8 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    if (this.state !== 'created') throw new MusterError('INTERNAL', `cannot start an agent that is ${this.state}`);
+    if (this.state !== 'created')
+      throw new MusterError('INTERNAL', `cannot start an agent that is ${this.state}`);
     this.state = 'starting';
     this.identity = await loadOrCreateIdentity(this.options);
     await this.blobs.init();
@@ -70,10 +75,15 @@ export class Agent {
     const identity = this.identity;
     const onConnection = (socket: Socket): void => this.accept(socket);
     this.server = identity.tls
-      ? createTlsServer({ cert: identity.tls.cert, key: identity.tls.key, minVersion: 'TLSv1.2' }, onConnection)
+      ? createTlsServer(
+          { cert: identity.tls.cert, key: identity.tls.key, minVersion: 'TLSv1.2' },
+          onConnection,
+        )
       : createTcpServer(onConnection);
     // A failed TLS handshake is one bad peer, not an agent problem.
-    this.server.on('tlsClientError', (err: Error) => this.log.warn({ err: err.message }, 'TLS handshake failed'));
+    this.server.on('tlsClientError', (err: Error) =>
+      this.log.warn({ err: err.message }, 'TLS handshake failed'),
+    );
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(this.options.port, this.options.host, () => {
@@ -82,7 +92,9 @@ export class Agent {
       });
     });
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
-    this.timers.push(setInterval(() => void this.tasks.sweep(), Math.min(60_000, this.options.taskGraceMs)));
+    this.timers.push(
+      setInterval(() => void this.tasks.sweep(), Math.min(60_000, this.options.taskGraceMs)),
+    );
     this.timers.push(setInterval(() => void this.collect(), this.options.gcIntervalMs));
     for (const t of this.timers) t.unref();
     void this.collect();
@@ -122,9 +134,14 @@ export class Agent {
     this.state = 'draining';
     this.log.info({ running: this.tasks.runningCount }, 'draining');
     for (const t of this.timers) clearInterval(t);
-    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const closed = new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
     if (!(await this.tasks.idle(this.options.drainTimeoutMs))) {
-      this.log.warn({ running: this.tasks.runningCount }, 'drain timeout: cancelling running tasks');
+      this.log.warn(
+        { running: this.tasks.runningCount },
+        'drain timeout: cancelling running tasks',
+      );
       this.tasks.cancelAll();
       await this.tasks.idle(5000);
     }

@@ -6,7 +6,17 @@
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { chmod, mkdir, open, readdir, rename, rm, stat, utimes, type FileHandle } from 'node:fs/promises';
+import {
+  chmod,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  stat,
+  utimes,
+  type FileHandle,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { MusterError } from '../protocol/errors.js';
 
@@ -131,10 +141,14 @@ export class BlobWriter {
 
   /** Queues a chunk; throws synchronously on an offset or size violation. */
   write(offset: number, data: Buffer): Promise<void> {
-    if (this.done) throw new MusterError('UNEXPECTED_BLOB', `blob ${this.sha256} is already complete`);
+    if (this.done)
+      throw new MusterError('UNEXPECTED_BLOB', `blob ${this.sha256} is already complete`);
     const expected = this.written;
     if (offset !== expected) {
-      throw new MusterError('MALFORMED_FRAME', `blob ${this.sha256}: chunk at ${offset}, expected ${expected}`);
+      throw new MusterError(
+        'MALFORMED_FRAME',
+        `blob ${this.sha256}: chunk at ${offset}, expected ${expected}`,
+      );
     }
     if (this.written + data.length > this.size) {
       throw new MusterError(
@@ -180,10 +194,14 @@ export class BlobWriter {
     const actual = this.hash.digest('hex');
     if (actual !== this.sha256) {
       await this.discard();
-      throw new MusterError('BLOB_HASH_MISMATCH', `blob ${this.sha256}: content hashes to ${actual}`, {
-        sha256: this.sha256,
-        actual,
-      });
+      throw new MusterError(
+        'BLOB_HASH_MISMATCH',
+        `blob ${this.sha256}: content hashes to ${actual}`,
+        {
+          sha256: this.sha256,
+          actual,
+        },
+      );
     }
     await this.store.commit(this.temp, this.sha256);
   }
@@ -204,7 +222,12 @@ export class BlobWriter {
 export function storageError(err: unknown): MusterError {
   if (err instanceof MusterError) return err;
   const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-  return new MusterError('STORAGE_ERROR', `agent storage: ${(err as Error).message}`, { errno: code }, {
-    cause: err,
-  });
+  return new MusterError(
+    'STORAGE_ERROR',
+    `agent storage: ${(err as Error).message}`,
+    { errno: code },
+    {
+      cause: err,
+    },
+  );
 }

@@ -24,12 +24,16 @@ export interface GarbageCollectorContext {
   blobMinAgeMs: number;
 }
 
-export async function collectGarbage(ctx: GarbageCollectorContext): Promise<{ versions: number; blobs: number }> {
+export async function collectGarbage(
+  ctx: GarbageCollectorContext,
+): Promise<{ versions: number; blobs: number }> {
   const now = Date.now();
   const keep = new Set<string>([...ctx.pins.all(), ...ctx.tasks.referencedBlobs()]);
   let removedVersions = 0;
   for (const instance of ctx.instances) {
-    const syncedAt = new Map(instance.record.versions.map((v) => [v.versionId, Date.parse(v.syncedAt)]));
+    const syncedAt = new Map(
+      instance.record.versions.map((v) => [v.versionId, Date.parse(v.syncedAt)]),
+    );
     let changed = false;
     for (const versionId of await ctx.versions.list(instance)) {
       const recent = now - (syncedAt.get(versionId) ?? 0) < ctx.versionRetentionMs;

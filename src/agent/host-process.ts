@@ -79,7 +79,11 @@ export class HostProcess {
       });
       this.child.on('error', (err) => {
         clearTimeout(timer);
-        reject(new MusterError('HOST_START_FAILED', `host process: ${err.message}`, undefined, { cause: err }));
+        reject(
+          new MusterError('HOST_START_FAILED', `host process: ${err.message}`, undefined, {
+            cause: err,
+          }),
+        );
       });
       this.child.on('exit', (code, signal) => {
         clearTimeout(timer);
@@ -146,7 +150,10 @@ export class HostProcess {
     switch (message.t) {
       case 'output': {
         const record = this.running.get(message.taskId);
-        record?.append(message.stream, Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
+        record?.append(
+          message.stream,
+          Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength),
+        );
         break;
       }
       case 'process':

@@ -28,7 +28,10 @@ export class HostSupervisor {
         },
       });
       this.hosts.set(key, host);
-      this.log.debug({ instance: instance.key, version: versionId.slice(0, 12), pid: host.pid }, 'host started');
+      this.log.debug(
+        { instance: instance.key, version: versionId.slice(0, 12), pid: host.pid },
+        'host started',
+      );
     }
     await host.ready;
     return host;

@@ -91,7 +91,10 @@ async function loadAccessKey(
   if (options.accessKeyFile !== undefined) {
     const key = (await readRequired(options.accessKeyFile, '--access-key-file')).trim();
     if (key.length < 16) {
-      throw new MusterError('INVALID_CONFIG', `${options.accessKeyFile}: the key must be at least 16 characters`);
+      throw new MusterError(
+        'INVALID_CONFIG',
+        `${options.accessKeyFile}: the key must be at least 16 characters`,
+      );
     }
     return { accessKey: key, created: false };
   }
@@ -109,7 +112,8 @@ async function loadOrCreate(
   mode: number,
 ): Promise<{ value: string; created: boolean }> {
   const existing = await readIfExists(file);
-  if (existing !== undefined && existing.trim() !== '') return { value: existing.trim(), created: false };
+  if (existing !== undefined && existing.trim() !== '')
+    return { value: existing.trim(), created: false };
   const value = make();
   await writeAtomic(file, `${value}\n`, mode);
   return { value, created: true };
@@ -128,9 +132,14 @@ async function readRequired(file: string, what: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
-    throw new MusterError('INVALID_CONFIG', `${what} ${file}: ${(err as Error).message}`, undefined, {
-      cause: err,
-    });
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${what} ${file}: ${(err as Error).message}`,
+      undefined,
+      {
+        cause: err,
+      },
+    );
   }
 }
 

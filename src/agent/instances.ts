@@ -26,12 +26,19 @@ export const instanceRecordSchema = z.object({
 });
 export type InstanceRecord = z.infer<typeof instanceRecordSchema>;
 
-export function instanceKeyOf(product: string, instanceId: string | undefined, sourceIp: string): string {
+export function instanceKeyOf(
+  product: string,
+  instanceId: string | undefined,
+  sourceIp: string,
+): string {
   return instanceId === undefined ? `${product}@ip:${sourceIp}` : `${product}@id:${instanceId}`;
 }
 
 export function dirNameOf(product: string, key: string): string {
-  const safe = product.toLowerCase().replace(/[^a-z0-9._-]/g, '_').slice(0, 32);
+  const safe = product
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]/g, '_')
+    .slice(0, 32);
   return `${safe}-${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
 }
 
@@ -145,7 +152,9 @@ export async function readInstanceRecords(recordsDir: string): Promise<InstanceR
   for (const name of await readdir(recordsDir).catch(() => [] as string[])) {
     if (!name.endsWith('.json')) continue;
     try {
-      const parsed = instanceRecordSchema.safeParse(JSON.parse(await readFile(join(recordsDir, name), 'utf8')));
+      const parsed = instanceRecordSchema.safeParse(
+        JSON.parse(await readFile(join(recordsDir, name), 'utf8')),
+      );
       if (parsed.success) records.push(parsed.data);
     } catch {
       // A half-written or foreign file: not an instance.

@@ -72,11 +72,17 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     throw new MusterError('INVALID_CONFIG', '--tls-cert and --tls-key go together');
   }
   if (options.tls === false && options.tlsCert !== undefined) {
-    throw new MusterError('INVALID_CONFIG', '--no-tls cannot be combined with --tls-cert/--tls-key');
+    throw new MusterError(
+      'INVALID_CONFIG',
+      '--no-tls cannot be combined with --tls-cert/--tls-key',
+    );
   }
   const level = logLevels.safeParse(options.logLevel ?? 'info');
   if (!level.success) {
-    throw new MusterError('INVALID_CONFIG', `--log-level must be one of ${logLevels.options.join(', ')}`);
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `--log-level must be one of ${logLevels.options.join(', ')}`,
+    );
   }
   const dataDir = resolve(options.data ?? '.muster/agent');
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
@@ -89,7 +95,9 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     dataDir,
     tempDir: resolve(options.tempDir ?? `${dataDir}/temp`),
     ...(options.accessKey === undefined ? {} : { accessKey: options.accessKey }),
-    ...(options.accessKeyFile === undefined ? {} : { accessKeyFile: resolve(options.accessKeyFile) }),
+    ...(options.accessKeyFile === undefined
+      ? {}
+      : { accessKeyFile: resolve(options.accessKeyFile) }),
     tls:
       options.tls === false
         ? false

@@ -35,7 +35,7 @@ import type { BlobStore, BlobWriter } from './blob-store.js';
 import type { AgentIdentity } from './identity.js';
 import type { Instance, InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
-import type { OutputEntry, TaskFollower, TaskRecord } from './task-record.js';
+import type { TaskFollower, TaskRecord } from './task-record.js';
 import type { SyncedVersion, TaskService } from './tasks.js';
 import { AGENT_VERSION } from './version.js';
 import type { VersionStore } from './version-store.js';
@@ -140,7 +140,9 @@ export class AgentSession {
   private onFrame(frame: Frame): void {
     if (frame.kind === 'binary') {
       if (this.state !== 'ready') {
-        this.fail(new MusterError('UNEXPECTED_MESSAGE', 'binary frame before the handshake completed'));
+        this.fail(
+          new MusterError('UNEXPECTED_MESSAGE', 'binary frame before the handshake completed'),
+        );
         return;
       }
       this.onBlobChunk(frame.header, frame.data);
@@ -196,7 +198,12 @@ export class AgentSession {
       agentId: this.ctx.identity.agentId,
       agentVersion: AGENT_VERSION,
       nonce: this.agentNonce,
-      proof: agentProof(this.ctx.identity.accessKey, hello.nonce, this.agentNonce, channelBinding(this.conn.socket)),
+      proof: agentProof(
+        this.ctx.identity.accessKey,
+        hello.nonce,
+        this.agentNonce,
+        channelBinding(this.conn.socket),
+      ),
     });
   }
 
@@ -232,7 +239,11 @@ export class AgentSession {
         );
         this.conn.sendJson({
           t: 'ready',
-          instance: { key: instance.key, product: instance.record.product, dir: instance.record.dirName },
+          instance: {
+            key: instance.key,
+            product: instance.record.product,
+            dir: instance.record.dirName,
+          },
           limits: { maxFrameBytes: this.ctx.options.maxFrameBytes },
         });
       })
@@ -244,13 +255,19 @@ export class AgentSession {
   private onRequest(raw: { t?: unknown; id?: unknown } | null): void {
     const re = typeof raw?.id === 'number' ? raw.id : undefined;
     if (this.instance === undefined) {
-      this.sendError(re, new MusterError('UNEXPECTED_MESSAGE', 'wait for "ready" before sending requests'));
+      this.sendError(
+        re,
+        new MusterError('UNEXPECTED_MESSAGE', 'wait for "ready" before sending requests'),
+      );
       return;
     }
     if (typeof raw?.t !== 'string' || !clientMessageTypes.has(raw.t)) {
       this.sendError(
         re,
-        new MusterError('UNKNOWN_MESSAGE', `unknown message type ${JSON.stringify(raw?.t ?? null)}`),
+        new MusterError(
+          'UNKNOWN_MESSAGE',
+          `unknown message type ${JSON.stringify(raw?.t ?? null)}`,
+        ),
       );
       return;
     }
@@ -281,17 +298,30 @@ export class AgentSession {
       case 'task.start': {
         if (this.ctx.isDraining()) throw new MusterError('AGENT_SHUTTING_DOWN');
         if (this.synced === undefined) {
-          throw new MusterError('NOT_SYNCED', 'sync a host version on this connection before starting tasks');
+          throw new MusterError(
+            'NOT_SYNCED',
+            'sync a host version on this connection before starting tasks',
+          );
         }
         const { id: _id, t: _t, ...spec } = message;
         const record = await this.ctx.tasks.start(instance, this.synced, spec);
-        this.conn.sendJson({ t: 'task.accepted', re: message.id, taskId: record.taskId, nextSeq: 0 });
+        this.conn.sendJson({
+          t: 'task.accepted',
+          re: message.id,
+          taskId: record.taskId,
+          nextSeq: 0,
+        });
         await record.follow(this.followerFor(record), 0);
         return;
       }
       case 'task.attach': {
         const record = this.ctx.tasks.get(instance, message.taskId);
-        this.conn.sendJson({ t: 'task.accepted', re: message.id, taskId: record.taskId, nextSeq: record.seq });
+        this.conn.sendJson({
+          t: 'task.accepted',
+          re: message.id,
+          taskId: record.taskId,
+          nextSeq: record.seq,
+        });
         await record.follow(this.followerFor(record), message.fromSeq);
         return;
       }
@@ -329,11 +359,18 @@ export class AgentSession {
     const versionId = versionIdOf(manifest);
     const finish = async (receivedBlobs: number, receivedBytes: number): Promise<void> => {
       await this.ctx.versions.materialise(instance, versionId, manifest);
-      if (instance.record.current !== versionId) await this.ctx.versions.switchCurrent(instance, versionId);
+      if (instance.record.current !== versionId)
+        await this.ctx.versions.switchCurrent(instance, versionId);
       instance.noteVersion(versionId, manifest.label);
       await instance.save();
       this.synced = { versionId, entry: manifest.entry };
-      this.conn.sendJson({ t: 'sync.done', re: message.id, versionId, receivedBlobs, receivedBytes });
+      this.conn.sendJson({
+        t: 'sync.done',
+        re: message.id,
+        versionId,
+        receivedBlobs,
+        receivedBytes,
+      });
     };
     if (await this.ctx.versions.isMaterialised(instance, versionId)) {
       await finish(0, 0);
@@ -349,7 +386,9 @@ export class AgentSession {
         return;
       }
       this.conn.sendJson({ t: 'sync.need', re: message.id, versionId, missing });
-      this.beginUpload(message.id, missing, sizes, unpin, (upload) => finish(upload.expected.size, upload.receivedBytes));
+      this.beginUpload(message.id, missing, sizes, unpin, (upload) =>
+        finish(upload.expected.size, upload.receivedBytes),
+      );
     } catch (err) {
       unpin();
       throw err;
@@ -403,14 +442,20 @@ export class AgentSession {
   private onBlobChunk(rawHeader: unknown, data: Buffer): void {
     const parsed = blobChunkHeaderSchema.safeParse(rawHeader);
     if (!parsed.success) {
-      const re = typeof (rawHeader as { re?: unknown } | null)?.re === 'number' ? (rawHeader as { re: number }).re : undefined;
+      const re =
+        typeof (rawHeader as { re?: unknown } | null)?.re === 'number'
+          ? (rawHeader as { re: number }).re
+          : undefined;
       this.sendError(re, invalid('blob.chunk', parsed.error));
       return;
     }
     const header = parsed.data;
     const upload = this.uploads.get(header.re);
     if (upload === undefined) {
-      this.sendError(header.re, new MusterError('UNEXPECTED_BLOB', `no upload in progress with id ${header.re}`));
+      this.sendError(
+        header.re,
+        new MusterError('UNEXPECTED_BLOB', `no upload in progress with id ${header.re}`),
+      );
       return;
     }
     if (upload.failed) return;
@@ -419,7 +464,9 @@ export class AgentSession {
       this.failUpload(
         header.re,
         upload,
-        new MusterError('UNEXPECTED_BLOB', `blob ${header.sha256} was not asked for`, { sha256: header.sha256 }),
+        new MusterError('UNEXPECTED_BLOB', `blob ${header.sha256} was not asked for`, {
+          sha256: header.sha256,
+        }),
       );
       return;
     }
@@ -427,9 +474,13 @@ export class AgentSession {
       this.failUpload(
         header.re,
         upload,
-        new MusterError('BLOB_SIZE_MISMATCH', `blob ${header.sha256} declared ${size} bytes, chunk says ${header.size}`, {
-          sha256: header.sha256,
-        }),
+        new MusterError(
+          'BLOB_SIZE_MISMATCH',
+          `blob ${header.sha256} declared ${size} bytes, chunk says ${header.size}`,
+          {
+            sha256: header.sha256,
+          },
+        ),
       );
       return;
     }
@@ -448,7 +499,8 @@ export class AgentSession {
     try {
       let pending = upload.writers.get(sha256);
       if (pending === undefined) {
-        if (offset !== 0) throw new MusterError('MALFORMED_FRAME', `blob ${sha256}: first chunk at ${offset}`);
+        if (offset !== 0)
+          throw new MusterError('MALFORMED_FRAME', `blob ${sha256}: first chunk at ${offset}`);
         // Stored synchronously, so the next chunk of this blob finds the same writer.
         pending = this.ctx.blobs.createWriter(sha256, size);
         upload.writers.set(sha256, pending);
@@ -494,17 +546,22 @@ export class AgentSession {
     this.pendingWriteBytes += delta;
     const socket = this.conn.socket;
     if (this.pendingWriteBytes > MAX_PENDING_WRITE_BYTES && !socket.isPaused()) socket.pause();
-    else if (this.pendingWriteBytes <= MAX_PENDING_WRITE_BYTES / 2 && socket.isPaused()) socket.resume();
+    else if (this.pendingWriteBytes <= MAX_PENDING_WRITE_BYTES / 2 && socket.isPaused())
+      socket.resume();
   }
 
   private async onBlobGet(id: number, sha256: string): Promise<void> {
     const size = await this.ctx.blobs.sizeOf(sha256);
-    if (size === undefined) throw new MusterError('BLOB_NOT_FOUND', `blob ${sha256} is not on this agent`, { sha256 });
+    if (size === undefined)
+      throw new MusterError('BLOB_NOT_FOUND', `blob ${sha256} is not on this agent`, { sha256 });
     const unpin = this.ctx.pins.pin([sha256]);
     try {
       let offset = 0;
       if (size === 0) {
-        this.conn.sendBinary({ t: 'blob.chunk', re: id, sha256, offset: 0, size, last: true }, Buffer.alloc(0));
+        this.conn.sendBinary(
+          { t: 'blob.chunk', re: id, sha256, offset: 0, size, last: true },
+          Buffer.alloc(0),
+        );
         return;
       }
       for await (const chunk of this.ctx.blobs.read(sha256, BLOB_CHUNK_BYTES)) {
@@ -524,7 +581,9 @@ export class AgentSession {
   // ---- errors and close ---------------------------------------------------------------------
 
   private sendError(re: number | undefined, err: MusterError): void {
-    this.conn.sendJson(re === undefined ? { t: 'error', ...err.toWire() } : { t: 'error', re, ...err.toWire() });
+    this.conn.sendJson(
+      re === undefined ? { t: 'error', ...err.toWire() } : { t: 'error', re, ...err.toWire() },
+    );
   }
 
   private fail(err: MusterError): void {
@@ -554,8 +613,12 @@ export class AgentSession {
 }
 
 function invalid(type: string, error: z.ZodError): MusterError {
-  const problems = error.issues.slice(0, 10).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`);
-  return new MusterError('INVALID_MESSAGE', `invalid "${type}" message: ${problems.join('; ')}`, { problems });
+  const problems = error.issues
+    .slice(0, 10)
+    .map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`);
+  return new MusterError('INVALID_MESSAGE', `invalid "${type}" message: ${problems.join('; ')}`, {
+    problems,
+  });
 }
 
 function abortWriters(upload: Upload): void {

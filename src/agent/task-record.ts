@@ -115,12 +115,14 @@ export class TaskRecord {
       // Entries appended while reading the spill file.
       const seen = Math.max(this.memory.at(-1)?.seq ?? -1, spilled.at(-1)?.seq ?? -1);
       for (const entry of this.replaying) {
-        if (entry.seq > seen && entry.seq >= fromSeq && this.follower === follower) follower.output(entry);
+        if (entry.seq > seen && entry.seq >= fromSeq && this.follower === follower)
+          follower.output(entry);
       }
     } finally {
       this.replaying = undefined;
     }
-    if (this.state === 'done' && this.result && this.follower === follower) follower.done(this.result);
+    if (this.state === 'done' && this.result && this.follower === follower)
+      follower.done(this.result);
   }
 
   unfollow(follower: TaskFollower): void {

@@ -62,14 +62,20 @@ export class TaskService {
     for (const file of spec.inputs ?? []) checkRelativePath(file.path, 'input path');
     for (const pattern of spec.outputs ?? []) {
       if (pattern.startsWith('/') || pattern.split('/').includes('..')) {
-        throw new MusterError('INVALID_PATH', `output pattern "${pattern}" leaves the work dir`, { pattern });
+        throw new MusterError('INVALID_PATH', `output pattern "${pattern}" leaves the work dir`, {
+          pattern,
+        });
       }
     }
     const missing = await this.blobs.missing((spec.inputs ?? []).map((f) => f.sha256));
     if (missing.length > 0) {
-      throw new MusterError('BLOB_NOT_FOUND', `${missing.length} input blob(s) are not on the agent; offer them first`, {
-        missing,
-      });
+      throw new MusterError(
+        'BLOB_NOT_FOUND',
+        `${missing.length} input blob(s) are not on the agent; offer them first`,
+        {
+          missing,
+        },
+      );
     }
     const workDir = instance.workDir(spec.taskId);
     try {
@@ -99,7 +105,11 @@ export class TaskService {
   async release(instance: Instance, taskId: string): Promise<void> {
     const record = this.require(instance, taskId);
     if (record.state === 'running') {
-      throw new MusterError('UNEXPECTED_MESSAGE', `task ${taskId} is still running; cancel it first`, { taskId });
+      throw new MusterError(
+        'UNEXPECTED_MESSAGE',
+        `task ${taskId} is still running; cancel it first`,
+        { taskId },
+      );
     }
     await this.forget(instance, record);
   }
@@ -111,10 +121,17 @@ export class TaskService {
   /** Forgets ended tasks whose grace period is over. */
   async sweep(now = Date.now()): Promise<void> {
     for (const record of [...this.all]) {
-      if (record.state === 'done' && record.endedAt !== undefined && now - record.endedAt > this.options.graceMs) {
+      if (
+        record.state === 'done' &&
+        record.endedAt !== undefined &&
+        now - record.endedAt > this.options.graceMs
+      ) {
         const instance = this.instanceOf.get(record);
         if (instance) {
-          this.log.info({ instance: instance.key, taskId: record.taskId }, 'task expired unclaimed');
+          this.log.info(
+            { instance: instance.key, taskId: record.taskId },
+            'task expired unclaimed',
+          );
           await this.forget(instance, record);
         }
       }
@@ -137,7 +154,11 @@ export class TaskService {
     return this.runningCount === 0;
   }
 
-  private async dispatch(instance: Instance, version: SyncedVersion, record: TaskRecord): Promise<void> {
+  private async dispatch(
+    instance: Instance,
+    version: SyncedVersion,
+    record: TaskRecord,
+  ): Promise<void> {
     const started = Date.now();
     const fail = (result: Omit<TaskResult, 'durationMs'>): void =>
       record.finish({ ...result, durationMs: Date.now() - started });
@@ -145,12 +166,16 @@ export class TaskService {
     try {
       host = await this.hosts.get(instance, version.versionId, version.entry);
     } catch (err) {
-      const e = err instanceof MusterError ? err : new MusterError('HOST_START_FAILED', String(err));
+      const e =
+        err instanceof MusterError ? err : new MusterError('HOST_START_FAILED', String(err));
       fail({ status: 'failed', error: { code: e.code, message: e.message } });
       return;
     }
     if (this.cancelRequested.has(record)) {
-      fail({ status: 'cancelled', error: { code: 'TASK_CANCELLED', message: 'cancelled before it started' } });
+      fail({
+        status: 'cancelled',
+        error: { code: 'TASK_CANCELLED', message: 'cancelled before it started' },
+      });
       return;
     }
     this.hostOf.set(record, host);
@@ -184,9 +209,13 @@ export class TaskService {
   private require(instance: Instance, taskId: string): TaskRecord {
     const record = instance.tasks.get(taskId);
     if (!record) {
-      throw new MusterError('TASK_NOT_FOUND', `no task ${taskId} in this instance (never started, or expired)`, {
-        taskId,
-      });
+      throw new MusterError(
+        'TASK_NOT_FOUND',
+        `no task ${taskId} in this instance (never started, or expired)`,
+        {
+          taskId,
+        },
+      );
     }
     return record;
   }

@@ -7,7 +7,18 @@
  * switched by rename.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  link,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { manifestSchema, type Manifest } from '../protocol/manifest.js';
 import { type BlobStore, storageError } from './blob-store.js';
@@ -57,7 +68,11 @@ export class VersionStore {
   /** Removes a version's directory and manifest. */
   async remove(instance: Instance, versionId: string): Promise<void> {
     const dir = instance.versionDir(versionId);
-    const doomed = join(instance.dir, 'versions', `.removing-${versionId}-${randomBytes(4).toString('hex')}`);
+    const doomed = join(
+      instance.dir,
+      'versions',
+      `.removing-${versionId}-${randomBytes(4).toString('hex')}`,
+    );
     // Rename first so the version disappears at once; then make it writable and delete it.
     await rename(dir, doomed).catch(() => undefined);
     await makeWritable(doomed);
@@ -89,7 +104,11 @@ export class VersionStore {
   private async build(instance: Instance, versionId: string, manifest: Manifest): Promise<void> {
     if (await this.isMaterialised(instance, versionId)) return;
     const final = instance.versionDir(versionId);
-    const temp = join(instance.dir, 'versions', `.building-${versionId.slice(0, 12)}-${randomBytes(6).toString('hex')}`);
+    const temp = join(
+      instance.dir,
+      'versions',
+      `.building-${versionId.slice(0, 12)}-${randomBytes(6).toString('hex')}`,
+    );
     try {
       await mkdir(join(instance.dir, 'manifests'), { recursive: true });
       // The manifest is written first: garbage collection reads manifests to know which blobs
@@ -99,7 +118,9 @@ export class VersionStore {
       for (const file of manifest.files) dirs.add(dirname(join(temp, file.path)));
       await mkdir(temp, { recursive: true });
       for (const dir of [...dirs].sort()) await mkdir(dir, { recursive: true });
-      await Promise.all(manifest.files.map((file) => this.place(join(temp, file.path), file.sha256, file.mode)));
+      await Promise.all(
+        manifest.files.map((file) => this.place(join(temp, file.path), file.sha256, file.mode)),
+      );
       for (const dir of [...dirs].sort().reverse()) await chmod(dir, 0o555);
       await chmod(temp, 0o555);
       try {

@@ -13,9 +13,19 @@ export function registerAgentCommand(program: Command): void {
     .description('run the agent daemon on a build machine')
     .enablePositionalOptions()
     .option('--listen <host:port>', 'address to listen on', '0.0.0.0:7420')
-    .option('--data <dir>', 'data dir: identity, key, certificate, instance records', '.muster/agent')
-    .option('--temp-dir <dir>', 'where received files, versions and work dirs live (default <data>/temp)')
-    .option('--access-key <key>', 'access key coordinators must prove (default: generated, in <data>/access-key)')
+    .option(
+      '--data <dir>',
+      'data dir: identity, key, certificate, instance records',
+      '.muster/agent',
+    )
+    .option(
+      '--temp-dir <dir>',
+      'where received files, versions and work dirs live (default <data>/temp)',
+    )
+    .option(
+      '--access-key <key>',
+      'access key coordinators must prove (default: generated, in <data>/access-key)',
+    )
     .option('--access-key-file <file>', 'read the access key from this file')
     .option('--tls-cert <file>', 'TLS certificate (PEM) instead of the self-signed one')
     .option('--tls-key <file>', 'TLS private key (PEM)')
@@ -93,7 +103,9 @@ async function runAgent(opts: AgentOptions): Promise<void> {
     );
   }
   if (identity.tls) {
-    process.stderr.write(`muster agent: TLS certificate fingerprint (SHA-256):\n\n    ${identity.tls.fingerprint}\n\n`);
+    process.stderr.write(
+      `muster agent: TLS certificate fingerprint (SHA-256):\n\n    ${identity.tls.fingerprint}\n\n`,
+    );
   } else {
     process.stderr.write('muster agent: TLS is off (--no-tls): use only on a trusted network.\n');
   }

@@ -27,6 +27,8 @@ try {
     process.stderr.write(`muster: ${err.message} [${err.code}]\n`);
     process.exit(err.code === 'INVALID_CONFIG' ? 2 : 1);
   }
-  process.stderr.write(`muster: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    `muster: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   process.exit(1);
 }

@@ -45,6 +45,8 @@ export function registerUpCommand(program: Command): void {
           `agent-${i + 1}  ${host}:${port}\n  access key   ${agent.identity!.accessKey}\n  fingerprint  ${agent.identity!.tls?.fingerprint ?? '(no TLS)'}\n  data         ${options.dataDir}\n`,
         );
       }
-      process.stderr.write('\nMuster is up (agents only: the coordinator is not part of this release yet). Ctrl-C stops it.\n');
+      process.stderr.write(
+        '\nMuster is up (agents only: the coordinator is not part of this release yet). Ctrl-C stops it.\n',
+      );
     });
 }

@@ -4,7 +4,7 @@
  * with an error frame when the peer sends something that cannot be decoded.
  */
 import type { Duplex } from 'node:stream';
-import { MusterError, toMusterError } from './errors.js';
+import { toMusterError, type MusterError } from './errors.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeBinaryFramePrefix,

@@ -16,8 +16,7 @@ export const FRAME_BINARY = 2;
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
 export type Frame =
-  | { kind: 'json'; value: unknown }
-  | { kind: 'binary'; header: unknown; data: Buffer };
+  { kind: 'json'; value: unknown } | { kind: 'binary'; header: unknown; data: Buffer };
 
 export function encodeJsonFrame(value: unknown): Buffer {
   const json = JSON.stringify(value);

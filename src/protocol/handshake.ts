@@ -15,16 +15,28 @@ export function newNonce(): string {
 /** Keying material bound to this TLS session; '' on plain TCP. */
 export function channelBinding(socket: Duplex): string {
   if (socket instanceof TLSSocket) {
-    return socket.exportKeyingMaterial(32, 'EXPORTER-muster-auth-v1', Buffer.alloc(0)).toString('hex');
+    return socket
+      .exportKeyingMaterial(32, 'EXPORTER-muster-auth-v1', Buffer.alloc(0))
+      .toString('hex');
   }
   return '';
 }
 
-export function agentProof(key: string, clientNonce: string, agentNonce: string, binding: string): string {
+export function agentProof(
+  key: string,
+  clientNonce: string,
+  agentNonce: string,
+  binding: string,
+): string {
   return hmac(key, ['muster-agent-v1', clientNonce, agentNonce, binding]);
 }
 
-export function clientProof(key: string, clientNonce: string, agentNonce: string, binding: string): string {
+export function clientProof(
+  key: string,
+  clientNonce: string,
+  agentNonce: string,
+  binding: string,
+): string {
   return hmac(key, ['muster-coordinator-v1', agentNonce, clientNonce, binding]);
 }
 

@@ -27,10 +27,7 @@ export interface HostStartMessage {
   workDir: string;
 }
 
-export type AgentToHost =
-  | HostStartMessage
-  | { t: 'cancel'; taskId: string }
-  | { t: 'shutdown' };
+export type AgentToHost = HostStartMessage | { t: 'cancel'; taskId: string } | { t: 'shutdown' };
 
 export interface HostExtensionInfo {
   name: string;

@@ -58,7 +58,10 @@ export function checkManifest(manifest: Manifest): Manifest {
   }
   checkRelativePath(manifest.entry, 'manifest entry');
   if (!paths.has(manifest.entry)) {
-    throw new MusterError('INVALID_MANIFEST', `manifest entry "${manifest.entry}" is not a listed file`);
+    throw new MusterError(
+      'INVALID_MANIFEST',
+      `manifest entry "${manifest.entry}" is not a listed file`,
+    );
   }
   return manifest;
 }

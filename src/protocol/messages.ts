@@ -143,7 +143,12 @@ export type TaskInfo = z.infer<typeof taskInfoSchema>;
 export const agentMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('pong'), re: id }),
   z.object({ t: z.literal('error'), re: id.optional(), ...errorBody }),
-  z.object({ t: z.literal('sync.need'), re: id, versionId: sha256Hex, missing: z.array(sha256Hex) }),
+  z.object({
+    t: z.literal('sync.need'),
+    re: id,
+    versionId: sha256Hex,
+    missing: z.array(sha256Hex),
+  }),
   z.object({
     t: z.literal('sync.done'),
     re: id,

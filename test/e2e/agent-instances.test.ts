@@ -9,7 +9,13 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createBundle, coreExtensionDir, type Bundle } from '../../src/protocol/client/bundle.js';
 import type { AgentClientOptions } from '../../src/protocol/client/agent-client.js';
-import { cleanup, cliPath, makeTempDir, startAgent, type StartedAgent } from '../helpers/agent-process.js';
+import {
+  cleanup,
+  cliPath,
+  makeTempDir,
+  startAgent,
+  type StartedAgent,
+} from '../helpers/agent-process.js';
 import { writeProbeExtension } from '../helpers/extensions.js';
 
 const ROUNDS = 50;
@@ -113,7 +119,12 @@ describe('one agent, many coordinators', () => {
       agent.dataDir,
       '--json',
     ]);
-    const listed = JSON.parse(stdout) as { product: string; key: string; versions: string[]; lastSeen: string }[];
+    const listed = JSON.parse(stdout) as {
+      product: string;
+      key: string;
+      versions: string[];
+      lastSeen: string;
+    }[];
     const keys = listed.map((i) => i.key);
     for (const key of [withIdA, withIdB, noId2, noId3, otherProduct, 'muster@id:shared']) {
       assert.ok(keys.includes(key), `${key} listed`);

@@ -42,7 +42,11 @@ describe('agent restart', () => {
     const again = await client.sync(bundle);
     assert.equal(again.sentBlobs, 0);
     assert.equal(again.sentBytes, 0);
-    const result = await client.runTask({ taskId: 'after-restart', extension: 'probe', operation: 'whoami' });
+    const result = await client.runTask({
+      taskId: 'after-restart',
+      extension: 'probe',
+      operation: 'whoami',
+    });
     assert.equal(result.status, 'succeeded');
 
     // One file changed: only its blob travels.
@@ -69,7 +73,9 @@ describe('tasks outlive connections', () => {
           taskId: 'long-1',
           extension: 'core',
           operation: 'run',
-          input: { command: 'echo start; sleep 1; echo middle; sleep 0.5; echo end > result.txt; echo end' },
+          input: {
+            command: 'echo start; sleep 1; echo middle; sleep 0.5; echo end > result.txt; echo end',
+          },
           outputs: ['result.txt'],
         },
         (chunk) => {
@@ -154,7 +160,11 @@ describe('tasks outlive connections', () => {
     const client = await agent.connect({ instanceId: 'grace' });
     await client.sync(await createBundle());
     await client.runTask({ taskId: 'unclaimed', extension: 'core', operation: 'noop' });
-    await waitFor(async () => (await client.listTasks()).length === 0, 15_000, 'the task to expire');
+    await waitFor(
+      async () => (await client.listTasks()).length === 0,
+      15_000,
+      'the task to expire',
+    );
     await assert.rejects(client.attachTask('unclaimed', 0), { code: 'TASK_NOT_FOUND' });
     client.close();
     await agent.stop();
@@ -167,21 +177,42 @@ describe('garbage collection', () => {
       args: ['--version-retention', '0ms', '--blob-retention', '0ms', '--gc-interval', '500ms'],
     });
     const extDir = await tempDir();
-    const old = await createBundle({ extensionDirs: [coreExtensionDir, await writeProbeExtension(extDir, 'old')] });
-    const current = await createBundle({ extensionDirs: [coreExtensionDir, await writeProbeExtension(extDir, 'new')] });
+    const old = await createBundle({
+      extensionDirs: [coreExtensionDir, await writeProbeExtension(extDir, 'old')],
+    });
+    const current = await createBundle({
+      extensionDirs: [coreExtensionDir, await writeProbeExtension(extDir, 'new')],
+    });
     const client = await agent.connect({ instanceId: 'gc' });
     await client.sync(old);
     await client.sync(current);
     const instanceDir = join(agent.dataDir, 'temp', 'instances', client.instance.dir);
-    const blobPath = (sha: string): string => join(agent.dataDir, 'temp', 'blobs', sha.slice(0, 2), sha);
+    const blobPath = (sha: string): string =>
+      join(agent.dataDir, 'temp', 'blobs', sha.slice(0, 2), sha);
     const onlyOld = [...old.blobs.keys()].filter((sha) => !current.blobs.has(sha));
     assert.ok(onlyOld.length > 0);
-    await waitFor(() => !existsSync(join(instanceDir, 'versions', old.versionId)), 15_000, 'the old version to go');
-    await waitFor(() => onlyOld.every((sha) => !existsSync(blobPath(sha))), 15_000, 'the old blobs to go');
-    assert.ok(existsSync(join(instanceDir, 'versions', current.versionId)), 'the current version stays');
-    for (const sha of current.blobs.keys()) assert.ok(existsSync(blobPath(sha)), 'current blobs stay');
+    await waitFor(
+      () => !existsSync(join(instanceDir, 'versions', old.versionId)),
+      15_000,
+      'the old version to go',
+    );
+    await waitFor(
+      () => onlyOld.every((sha) => !existsSync(blobPath(sha))),
+      15_000,
+      'the old blobs to go',
+    );
+    assert.ok(
+      existsSync(join(instanceDir, 'versions', current.versionId)),
+      'the current version stays',
+    );
+    for (const sha of current.blobs.keys())
+      assert.ok(existsSync(blobPath(sha)), 'current blobs stay');
     // And the current version still works.
-    const result = await client.runTask({ taskId: 'still-works', extension: 'probe', operation: 'whoami' });
+    const result = await client.runTask({
+      taskId: 'still-works',
+      extension: 'probe',
+      operation: 'whoami',
+    });
     assert.equal(result.status, 'succeeded');
     client.close();
     await agent.stop();

@@ -39,7 +39,15 @@ export async function startAgent(
   const dataDir = options.dataDir ?? (await makeTempDir());
   const child = spawn(
     process.execPath,
-    [cliPath, 'agent', '--listen', options.listen ?? '127.0.0.1:0', '--data', dataDir, ...(options.args ?? [])],
+    [
+      cliPath,
+      'agent',
+      '--listen',
+      options.listen ?? '127.0.0.1:0',
+      '--data',
+      dataDir,
+      ...(options.args ?? []),
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } },
   );
   const logs: Record<string, unknown>[] = [];
@@ -47,7 +55,10 @@ export async function startAgent(
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
     let buffer = '';
-    const timer = setTimeout(() => reject(new Error(`agent did not start in 20 s: ${stderr}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`agent did not start in 20 s: ${stderr}`)),
+      20_000,
+    );
     child.stdout.on('data', (d: Buffer) => {
       buffer += d.toString();
       const lines = buffer.split('\n');
@@ -72,7 +83,9 @@ export async function startAgent(
   });
   const accessKeyArg = options.args?.indexOf('--access-key') ?? -1;
   const accessKey =
-    accessKeyArg >= 0 ? options.args![accessKeyArg + 1]! : (await readFile(join(dataDir, 'access-key'), 'utf8')).trim();
+    accessKeyArg >= 0
+      ? options.args![accessKeyArg + 1]!
+      : (await readFile(join(dataDir, 'access-key'), 'utf8')).trim();
   const agent: StartedAgent = {
     process: child,
     host: listening.host as string,
@@ -94,7 +107,9 @@ export async function startAgent(
       }),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const exited = new Promise<number | null>((resolve) =>
+        child.once('exit', (code) => resolve(code)),
+      );
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       const code = await exited;
@@ -121,7 +136,11 @@ export async function cleanup(dirs: string[] = []): Promise<void> {
 }
 
 /** Polls until `check` returns true, or fails after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -6,10 +6,17 @@ import { join } from 'node:path';
  * An extension "probe" whose `whoami` operation returns the given version marker and a
  * `slow` operation that waits `input.ms` and then returns the marker.
  */
-export async function writeProbeExtension(dir: string, marker: string, name = 'probe'): Promise<string> {
+export async function writeProbeExtension(
+  dir: string,
+  marker: string,
+  name = 'probe',
+): Promise<string> {
   const folder = join(dir, `${name}-${marker}`);
   await mkdir(folder, { recursive: true });
-  await writeFile(join(folder, 'muster-extension.json'), JSON.stringify({ name, version: marker, main: 'index.js' }));
+  await writeFile(
+    join(folder, 'muster-extension.json'),
+    JSON.stringify({ name, version: marker, main: 'index.js' }),
+  );
   await writeFile(join(folder, 'package.json'), JSON.stringify({ type: 'module' }));
   await writeFile(
     join(folder, 'index.js'),

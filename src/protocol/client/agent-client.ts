@@ -26,7 +26,10 @@ import {
 import type { OutputStream, TaskResult, TaskSpec } from '../task-types.js';
 import type { BlobSource, Bundle } from './bundle.js';
 
-export type AgentTls = { fingerprint: string; servername?: string } | { ca: string | Buffer; servername?: string } | false;
+export type AgentTls =
+  | { fingerprint: string; servername?: string }
+  | { ca: string | Buffer; servername?: string }
+  | false;
 
 export interface AgentClientOptions {
   host: string;
@@ -67,7 +70,10 @@ export interface SyncResult {
 
 interface Pending {
   onMessage(message: AgentMessage): boolean;
-  onBlob?(header: { sha256: string; offset: number; size: number; last: boolean }, data: Buffer): void;
+  onBlob?(
+    header: { sha256: string; offset: number; size: number; last: boolean },
+    data: Buffer,
+  ): void;
   reject(err: MusterError): void;
   timer?: NodeJS.Timeout;
 }
@@ -95,7 +101,12 @@ export class AgentClient {
     private readonly conn: FramedConnection,
     private readonly frames: FrameRouter,
     private readonly options: AgentClientOptions,
-    hello: { instance: AgentClient['instance']; agentId: string; agentVersion: string; protocol: number },
+    hello: {
+      instance: AgentClient['instance'];
+      agentId: string;
+      agentVersion: string;
+      protocol: number;
+    },
   ) {
     this.instance = hello.instance;
     this.agentId = hello.agentId;
@@ -147,39 +158,52 @@ export class AgentClient {
     let sentBytes = 0;
     let versionId = bundle.versionId;
     const id = this.nextId++;
-    await this.requestWithId(id, { t: 'sync.offer', manifest: bundle.manifest }, (m) => {
-      if (m.t === 'sync.need') {
-        versionId = m.versionId;
-        const blobs = m.missing.map((sha) => bundle.blobs.get(sha));
-        void this.sendBlobs(id, blobs).then(
-          (n) => {
-            sentBlobs += n.blobs;
-            sentBytes += n.bytes;
-          },
-          (err: unknown) => this.pending.get(id)?.reject(asMusterError(err)),
-        );
+    await this.requestWithId(
+      id,
+      { t: 'sync.offer', manifest: bundle.manifest },
+      (m) => {
+        if (m.t === 'sync.need') {
+          versionId = m.versionId;
+          const blobs = m.missing.map((sha) => bundle.blobs.get(sha));
+          void this.sendBlobs(id, blobs).then(
+            (n) => {
+              sentBlobs += n.blobs;
+              sentBytes += n.bytes;
+            },
+            (err: unknown) => this.pending.get(id)?.reject(asMusterError(err)),
+          );
+          return false;
+        }
+        if (m.t === 'sync.done') {
+          versionId = m.versionId;
+          return true;
+        }
         return false;
-      }
-      if (m.t === 'sync.done') {
-        versionId = m.versionId;
-        return true;
-      }
-      return false;
-    }, 0);
+      },
+      0,
+    );
     return { versionId, sentBlobs, sentBytes };
   }
 
   /** Makes sure the agent has these blobs (task inputs); sends only the missing ones. */
-  async putBlobs(blobs: { sha256: string; size: number; source: BlobSource }[]): Promise<{ sentBlobs: number; sentBytes: number }> {
+  async putBlobs(
+    blobs: { sha256: string; size: number; source: BlobSource }[],
+  ): Promise<{ sentBlobs: number; sentBytes: number }> {
     const bySha = new Map(blobs.map((b) => [b.sha256, b]));
     const id = this.nextId++;
     let sent = { blobs: 0, bytes: 0 };
     await this.requestWithId(
       id,
-      { t: 'blobs.offer', blobs: [...bySha.values()].map((b) => ({ sha256: b.sha256, size: b.size })) },
+      {
+        t: 'blobs.offer',
+        blobs: [...bySha.values()].map((b) => ({ sha256: b.sha256, size: b.size })),
+      },
       (m) => {
         if (m.t === 'blobs.need') {
-          void this.sendBlobs(id, m.missing.map((sha) => bySha.get(sha))).then(
+          void this.sendBlobs(
+            id,
+            m.missing.map((sha) => bySha.get(sha)),
+          ).then(
             (n) => (sent = n),
             (err: unknown) => this.pending.get(id)?.reject(asMusterError(err)),
           );
@@ -228,7 +252,10 @@ export class AgentClient {
       await writes;
       const actual = hash.digest('hex');
       if (actual !== sha256) {
-        throw new MusterError('BLOB_HASH_MISMATCH', `blob ${sha256} arrived as ${actual}`, { sha256, actual });
+        throw new MusterError('BLOB_HASH_MISMATCH', `blob ${sha256} arrived as ${actual}`, {
+          sha256,
+          actual,
+        });
       }
       await handle?.close();
       if (temp !== undefined && file !== undefined) await rename(temp, file);
@@ -260,7 +287,11 @@ export class AgentClient {
   }
 
   /** Follows a task started earlier (maybe by a previous connection of this instance). */
-  async attachTask(taskId: string, fromSeq = 0, onOutput?: (chunk: OutputChunk) => void): Promise<RemoteTask> {
+  async attachTask(
+    taskId: string,
+    fromSeq = 0,
+    onOutput?: (chunk: OutputChunk) => void,
+  ): Promise<RemoteTask> {
     const result = this.follow(taskId, onOutput);
     try {
       await this.request({ t: 'task.attach', taskId, fromSeq }, (m) => m.t === 'task.accepted');
@@ -326,7 +357,12 @@ export class AgentClient {
   }
 
   private request(message: object, isFinal: (m: AgentMessage) => boolean): Promise<void> {
-    return this.requestWithId(this.nextId++, message, isFinal, this.options.requestTimeoutMs ?? 60_000);
+    return this.requestWithId(
+      this.nextId++,
+      message,
+      isFinal,
+      this.options.requestTimeoutMs ?? 60_000,
+    );
   }
 
   private requestWithId(
@@ -352,7 +388,10 @@ export class AgentClient {
       };
       if (timeoutMs > 0) {
         pending.timer = setTimeout(
-          () => pending.reject(new MusterError('REQUEST_TIMEOUT', `the agent did not answer in ${timeoutMs} ms`)),
+          () =>
+            pending.reject(
+              new MusterError('REQUEST_TIMEOUT', `the agent did not answer in ${timeoutMs} ms`),
+            ),
           timeoutMs,
         );
       }
@@ -361,13 +400,25 @@ export class AgentClient {
     });
   }
 
-  private async sendBlobs(id: number, blobs: ({ sha256: string; size: number; source: BlobSource } | undefined)[]): Promise<{ blobs: number; bytes: number }> {
+  private async sendBlobs(
+    id: number,
+    blobs: ({ sha256: string; size: number; source: BlobSource } | undefined)[],
+  ): Promise<{ blobs: number; bytes: number }> {
     let bytes = 0;
     for (const blob of blobs) {
-      if (blob === undefined) throw new MusterError('BLOB_NOT_FOUND', 'the agent asked for a blob this client did not offer');
+      if (blob === undefined)
+        throw new MusterError(
+          'BLOB_NOT_FOUND',
+          'the agent asked for a blob this client did not offer',
+        );
       if (!this.pending.has(id)) return { blobs: 0, bytes };
       const send = async (offset: number, data: Buffer, last: boolean): Promise<void> => {
-        if (!this.conn.sendBinary({ t: 'blob.chunk', re: id, sha256: blob.sha256, offset, size: blob.size, last }, data)) {
+        if (
+          !this.conn.sendBinary(
+            { t: 'blob.chunk', re: id, sha256: blob.sha256, offset, size: blob.size, last },
+            data,
+          )
+        ) {
           await this.conn.drained();
         }
       };
@@ -381,7 +432,9 @@ export class AgentClient {
       } else {
         if (blob.size === 0) await send(0, Buffer.alloc(0), true);
         let offset = 0;
-        for await (const chunk of createReadStream(blob.source.file, { highWaterMark: CHUNK_BYTES })) {
+        for await (const chunk of createReadStream(blob.source.file, {
+          highWaterMark: CHUNK_BYTES,
+        })) {
           const data = chunk as Buffer;
           await send(offset, data, offset + data.length >= blob.size);
           offset += data.length;
@@ -407,13 +460,17 @@ export class AgentClient {
       case 'task.output': {
         this.following
           .get(message.taskId)
-          ?.onOutput?.({ seq: message.seq, stream: message.stream, data: Buffer.from(message.data, 'base64') });
+          ?.onOutput?.({
+            seq: message.seq,
+            stream: message.stream,
+            data: Buffer.from(message.data, 'base64'),
+          });
         return;
       }
       case 'task.done': {
         const following = this.following.get(message.taskId);
         this.following.delete(message.taskId);
-        following?.resolve(message.result as TaskResult);
+        following?.resolve(message.result);
         return;
       }
       case 'error': {
@@ -435,7 +492,8 @@ export class AgentClient {
   }
 
   private handleClose(): void {
-    const err = this.closeError ?? new MusterError('CONNECTION_CLOSED', 'the connection to the agent closed');
+    const err =
+      this.closeError ?? new MusterError('CONNECTION_CLOSED', 'the connection to the agent closed');
     this.closeError = err;
     for (const pending of [...this.pending.values()]) pending.reject(err);
     this.pending.clear();
@@ -466,7 +524,13 @@ async function openSocket(options: AgentClientOptions): Promise<Socket | TLSSock
       reject(err);
     };
     const timer = setTimeout(
-      () => fail(new MusterError('CONNECTION_CLOSED', `connecting to ${options.host}:${options.port} timed out`)),
+      () =>
+        fail(
+          new MusterError(
+            'CONNECTION_CLOSED',
+            `connecting to ${options.host}:${options.port} timed out`,
+          ),
+        ),
       timeoutMs,
     );
     const tls = options.tls;
@@ -507,7 +571,13 @@ async function openSocket(options: AgentClientOptions): Promise<Socket | TLSSock
       );
     }
     socket.once('error', (err: NodeJS.ErrnoException) =>
-      fail(new MusterError('CONNECTION_CLOSED', `cannot connect to ${options.host}:${options.port}: ${err.message}`, { errno: err.code })),
+      fail(
+        new MusterError(
+          'CONNECTION_CLOSED',
+          `cannot connect to ${options.host}:${options.port}: ${err.message}`,
+          { errno: err.code },
+        ),
+      ),
     );
   });
 }
@@ -516,44 +586,85 @@ async function handshake(
   conn: FramedConnection,
   router: FrameRouter,
   options: AgentClientOptions,
-): Promise<{ instance: AgentClient['instance']; agentId: string; agentVersion: string; protocol: number }> {
+): Promise<{
+  instance: AgentClient['instance'];
+  agentId: string;
+  agentVersion: string;
+  protocol: number;
+}> {
   const clientNonce = newNonce();
   const binding = channelBinding(conn.socket);
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
     let step: 'challenge' | 'ready' = 'challenge';
     let challenge: { protocol: number; agentId: string; agentVersion: string } | undefined;
-    const timer = setTimeout(() => fail(new MusterError('HANDSHAKE_TIMEOUT', 'the agent did not complete the handshake')), timeoutMs);
+    const timer = setTimeout(
+      () => fail(new MusterError('HANDSHAKE_TIMEOUT', 'the agent did not complete the handshake')),
+      timeoutMs,
+    );
     const fail = (err: MusterError): void => {
       clearTimeout(timer);
       router.handler = () => undefined;
       reject(err);
     };
-    router.onClose = () => fail(new MusterError('CONNECTION_CLOSED', 'the agent closed the connection during the handshake'));
+    router.onClose = () =>
+      fail(
+        new MusterError(
+          'CONNECTION_CLOSED',
+          'the agent closed the connection during the handshake',
+        ),
+      );
     router.handler = (frame) => {
-      if (frame.kind !== 'json') return fail(new MusterError('UNEXPECTED_MESSAGE', 'binary frame during the handshake'));
-      const value = frame.value as { t?: unknown; code?: unknown; message?: unknown; details?: unknown };
+      if (frame.kind !== 'json')
+        return fail(new MusterError('UNEXPECTED_MESSAGE', 'binary frame during the handshake'));
+      const value = frame.value as {
+        t?: unknown;
+        code?: unknown;
+        message?: unknown;
+        details?: unknown;
+      };
       if (value?.t === 'error') {
-        const code = typeof value.code === 'string' && isErrorCode(value.code) ? value.code : 'INTERNAL';
-        return fail(new MusterError(code, String(value.message), value.details as Record<string, unknown> | undefined));
+        const code =
+          typeof value.code === 'string' && isErrorCode(value.code) ? value.code : 'INTERNAL';
+        return fail(
+          new MusterError(
+            code,
+            String(value.message),
+            value.details as Record<string, unknown> | undefined,
+          ),
+        );
       }
       if (step === 'challenge') {
         const parsed = challengeSchema.safeParse(value);
-        if (!parsed.success) return fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "challenge"'));
+        if (!parsed.success)
+          return fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "challenge"'));
         const c = parsed.data;
         if (!proofsEqual(c.proof, agentProof(options.accessKey, clientNonce, c.nonce, binding))) {
           conn.close();
-          return fail(new MusterError('AUTH_FAILED', 'the agent could not prove it knows the access key (wrong key, or not the agent you meant)'));
+          return fail(
+            new MusterError(
+              'AUTH_FAILED',
+              'the agent could not prove it knows the access key (wrong key, or not the agent you meant)',
+            ),
+          );
         }
         challenge = c;
         step = 'ready';
-        conn.sendJson({ t: 'auth', proof: clientProof(options.accessKey, clientNonce, c.nonce, binding) });
+        conn.sendJson({
+          t: 'auth',
+          proof: clientProof(options.accessKey, clientNonce, c.nonce, binding),
+        });
         return;
       }
       const parsed = readySchema.safeParse(value);
       if (!parsed.success) return fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "ready"'));
       clearTimeout(timer);
-      resolve({ instance: parsed.data.instance, agentId: challenge!.agentId, agentVersion: challenge!.agentVersion, protocol: challenge!.protocol });
+      resolve({
+        instance: parsed.data.instance,
+        agentId: challenge!.agentId,
+        agentVersion: challenge!.agentVersion,
+        protocol: challenge!.protocol,
+      });
     };
     conn.sendJson({
       t: 'hello',
@@ -573,7 +684,10 @@ function asMusterError(err: unknown): MusterError {
 }
 
 export function normaliseFingerprint(fingerprint: string): string {
-  return fingerprint.replace(/^sha256:/i, '').replace(/[^0-9a-f]/gi, '').toUpperCase();
+  return fingerprint
+    .replace(/^sha256:/i, '')
+    .replace(/[^0-9a-f]/gi, '')
+    .toUpperCase();
 }
 
 function isIp(host: string): boolean {

@@ -42,7 +42,13 @@ export async function createBundle(options: BundleOptions = {}): Promise<Bundle>
   const extensionDirs = options.extensionDirs ?? [coreExtensionDir];
   const files: Manifest['files'] = [];
   const blobs = new Map<string, BundleBlob>();
-  const add = (path: string, sha256: string, size: number, mode: number, source: BlobSource): void => {
+  const add = (
+    path: string,
+    sha256: string,
+    size: number,
+    mode: number,
+    source: BlobSource,
+  ): void => {
     files.push({ path, sha256, size, mode });
     if (!blobs.has(sha256)) blobs.set(sha256, { sha256, size, source });
   };
@@ -54,10 +60,13 @@ export async function createBundle(options: BundleOptions = {}): Promise<Bundle>
   const names = new Set<string>();
   for (const dir of extensionDirs) {
     const name = await extensionName(dir);
-    if (names.has(name)) throw new MusterError('INVALID_MANIFEST', `two extensions are named "${name}"`);
+    if (names.has(name))
+      throw new MusterError('INVALID_MANIFEST', `two extensions are named "${name}"`);
     names.add(name);
     for (const file of await walk(dir)) {
-      add(`extensions/${name}/${file.rel}`, await hashFile(file.abs), file.size, file.mode, { file: file.abs });
+      add(`extensions/${name}/${file.rel}`, await hashFile(file.abs), file.size, file.mode, {
+        file: file.abs,
+      });
     }
   }
   const manifest: Manifest = {
@@ -75,7 +84,9 @@ export async function extensionName(dir: string): Promise<string> {
   try {
     parsed = JSON.parse(await readFile(file, 'utf8')) as { name?: unknown };
   } catch (err) {
-    throw new MusterError('INVALID_MANIFEST', `${file}: ${(err as Error).message}`, undefined, { cause: err });
+    throw new MusterError('INVALID_MANIFEST', `${file}: ${(err as Error).message}`, undefined, {
+      cause: err,
+    });
   }
   if (typeof parsed.name !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(parsed.name)) {
     throw new MusterError('INVALID_MANIFEST', `${file}: "name" must be a lower-case name`);
@@ -89,7 +100,8 @@ export function sha256Of(data: Buffer): string {
 
 export async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }))
+    hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
@@ -109,7 +121,12 @@ async function walk(dir: string): Promise<WalkedFile[]> {
       const info = await stat(abs);
       if (info.isDirectory()) await visit(abs);
       else if (info.isFile()) {
-        out.push({ rel: relative(dir, abs).split(sep).join('/'), abs, size: info.size, mode: info.mode & 0o777 });
+        out.push({
+          rel: relative(dir, abs).split(sep).join('/'),
+          abs,
+          size: info.size,
+          mode: info.mode & 0o777,
+        });
       }
     }
   };

@@ -1,11 +1,13 @@
 /** `muster agent` and `muster agent instances`. */
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { readInstanceRecords } from '../agent/instances.js';
 import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
 import { AGENT_VERSION } from '../agent/version.js';
+import { MusterError } from '../protocol/errors.js';
 
 export function registerAgentCommand(program: Command): void {
   const agent = program
@@ -47,6 +49,12 @@ export function registerAgentCommand(program: Command): void {
     .option('--data <dir>', 'the agent data dir', '.muster/agent')
     .option('--json', 'print JSON')
     .action(async (opts: { data: string; json?: boolean }) => {
+      if (!existsSync(join(opts.data, 'agent-id'))) {
+        throw new MusterError(
+          'INVALID_CONFIG',
+          `${resolve(opts.data)} is not an agent data dir (no agent-id): pass the agent's --data`,
+        );
+      }
       const records = await readInstanceRecords(join(opts.data, 'instances'));
       const rows = records.map((r) => ({
         product: r.product,

@@ -1,0 +1,103 @@
+/** `muster agent` as a user runs it: first start, restart, bad flags, draining on SIGTERM. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { createBundle } from '../../src/protocol/client/bundle.js';
+import { cleanup, cliPath, makeTempDir, startAgent } from '../helpers/agent-process.js';
+
+const dirs: string[] = [];
+after(() => cleanup(dirs));
+
+const run = promisify(execFile);
+
+describe('muster agent', () => {
+  it('creates its key and certificate on first start, prints the key once and the fingerprint always', async () => {
+    const dataDir = await makeTempDir();
+    dirs.push(dataDir);
+    const first = await startAgent({ dataDir });
+    assert.match(first.stderr(), new RegExp(first.accessKey));
+    assert.ok(first.fingerprint);
+    assert.match(first.fingerprint, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+    assert.match(first.stderr(), new RegExp(first.fingerprint));
+    assert.equal((await stat(join(dataDir, 'access-key'))).mode & 0o777, 0o600);
+    assert.equal((await stat(join(dataDir, 'tls', 'key.pem'))).mode & 0o777, 0o600);
+    await first.stop();
+
+    const second = await startAgent({ dataDir });
+    assert.equal(second.accessKey, first.accessKey);
+    assert.equal(second.fingerprint, first.fingerprint, 'the certificate is kept');
+    assert.doesNotMatch(
+      second.stderr(),
+      new RegExp(first.accessKey),
+      'the key is printed only once',
+    );
+    await second.stop();
+  });
+
+  it('runs without TLS only when asked, and with a key given on the command line', async () => {
+    const agent = await startAgent({
+      args: ['--no-tls', '--access-key', 'a-key-of-at-least-16-chars'],
+    });
+    assert.equal(agent.fingerprint, undefined);
+    const client = await agent.connect();
+    await client.ping();
+    client.close();
+    await agent.stop();
+  });
+
+  it('refuses bad flags with exit code 2 and a message that says what to do', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--listen', 'nowhere:99999'], /--listen "nowhere:99999" is not HOST:PORT/],
+      [['--task-grace', 'soon'], /--task-grace "soon" is not a duration/],
+      [['--tls-cert', '/nonexistent.pem'], /--tls-cert and --tls-key go together/],
+      [['--access-key', 'short'], /at least 16 characters/],
+    ];
+    for (const [args, message] of cases) {
+      await assert.rejects(
+        run(process.execPath, [cliPath, 'agent', '--data', '/nonexistent/x', ...args]),
+        (err: { code: number; stderr: string }) => {
+          assert.equal(err.code, 2, args.join(' '));
+          assert.match(err.stderr, message);
+          assert.match(err.stderr, /\[INVALID_CONFIG\]/);
+          return true;
+        },
+      );
+    }
+  });
+
+  it('drains on SIGTERM: a running task finishes and its result reaches the coordinator', async () => {
+    const agent = await startAgent();
+    const client = await agent.connect();
+    await client.sync(await createBundle());
+    const task = await client.startTask({
+      taskId: 'drain',
+      extension: 'core',
+      operation: 'run',
+      input: { command: 'sleep 1; echo finished' },
+    });
+    const exit = agent.stop();
+    const result = await task.result;
+    assert.equal(result.status, 'succeeded');
+    assert.equal(await exit, 0);
+    assert.ok(agent.logs.some((l) => l.msg === 'draining'));
+  });
+
+  it('cancels what is still running when the drain timeout passes', async () => {
+    const agent = await startAgent({ args: ['--drain-timeout', '300ms'] });
+    const client = await agent.connect();
+    await client.sync(await createBundle());
+    const task = await client.startTask({
+      taskId: 'too-long',
+      extension: 'core',
+      operation: 'run',
+      input: { command: 'sleep 60' },
+    });
+    const exit = agent.stop();
+    const result = await task.result;
+    assert.equal(result.status, 'cancelled');
+    assert.equal(await exit, 0);
+  });
+});

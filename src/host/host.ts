@@ -118,8 +118,14 @@ function failed(code: string, message: string): TaskResult {
   return { status: 'failed', error: { code, message }, durationMs: 0 };
 }
 
-/** A light check of what the agent sent: the agent validates, this guards the host's own state. */
+/**
+ * A light check of what the agent sent (the agent validates; this guards the host's own state).
+ * Missing `inputs`, `outputs` and `env` are taken as empty.
+ */
 function checkStart(msg: HostStartMessage): string | undefined {
+  msg.inputs ??= [];
+  msg.outputs ??= [];
+  msg.env ??= {};
   if (typeof msg.taskId !== 'string' || msg.taskId === '') return 'taskId';
   if (typeof msg.extension !== 'string') return 'extension';
   if (typeof msg.operation !== 'string') return 'operation';

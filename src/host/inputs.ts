@@ -37,7 +37,10 @@ export async function placeInputs(
     }
     byPath.set(input.path, input);
   }
-  const dirs = new SafeDirs(await realpath(workDir));
+  const root = await realpath(workDir).catch((err: unknown) => {
+    throw codedError('STORAGE_ERROR', `work dir ${workDir}: ${String(err)}`, err);
+  });
+  const dirs = new SafeDirs(root);
   const queue = [...byPath.values()];
   const worker = async (): Promise<void> => {
     for (let input = queue.pop(); input !== undefined; input = queue.pop()) {

@@ -18,6 +18,8 @@ export interface TaskHost {
   readonly extensions: ReadonlyMap<string, LoadedExtension>;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export type AbortKind = 'cancel' | 'timeout' | 'shutdown';
 
 const abortStatus: Record<AbortKind, TaskStatus> = {
@@ -71,7 +73,8 @@ export class TaskRun {
     const started = performance.now();
     const { msg } = this;
     let timer: NodeJS.Timeout | undefined;
-    if (msg.timeoutMs !== undefined && msg.timeoutMs > 0) {
+    // 0 or absent: no timeout. Beyond setTimeout's range (~24.8 days) counts as none too.
+    if (msg.timeoutMs !== undefined && msg.timeoutMs > 0 && msg.timeoutMs <= MAX_TIMER_MS) {
       timer = setTimeout(() => this.abort('timeout'), msg.timeoutMs);
     }
     let result: TaskResult;
@@ -89,7 +92,7 @@ export class TaskRun {
         );
       }
       this.controller.signal.throwIfAborted();
-      result = resultOf(await this.settle(op(msg.input, new TaskContext(this))));
+      result = resultOf(await this.settle(op(msg.input, makeContext(this))));
     } catch (err) {
       result = { status: 'failed', error: toTaskError(err), durationMs: 0 };
     }
@@ -158,67 +161,49 @@ export class TaskRun {
    * The operation's outcome, except that once the task is aborted the host waits at most
    * {@link ABORT_GRACE_MS} for an operation that ignores its signal.
    */
-  private settle(pending: unknown): Promise<unknown> {
+  private async settle(pending: unknown): Promise<unknown> {
     const signal = this.controller.signal;
-    return new Promise((resolve, reject) => {
-      let grace: NodeJS.Timeout | undefined;
-      const onAbort = (): void => {
+    let grace: NodeJS.Timeout | undefined;
+    let onAbort = (): void => undefined;
+    const gaveUp = new Promise<never>((_resolve, reject) => {
+      onAbort = () => {
         grace = setTimeout(() => reject(signal.reason as CodedError), ABORT_GRACE_MS);
       };
-      signal.addEventListener('abort', onAbort, { once: true });
-      const done = (): void => {
-        clearTimeout(grace);
-        signal.removeEventListener('abort', onAbort);
-      };
-      Promise.resolve(pending).then(
-        (value) => {
-          done();
-          resolve(value);
-        },
-        (err: unknown) => {
-          done();
-          reject(err);
-        },
-      );
     });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await Promise.race([pending, gaveUp]);
+    } finally {
+      clearTimeout(grace);
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 }
 
-/** The ctx an operation gets; `env` is built on first use (core/noop never pays for it). */
-class TaskContext implements OperationContext {
-  private envCache: Record<string, string> | undefined;
-
-  constructor(private readonly run: TaskRun) {}
-
-  get taskId(): string {
-    return this.run.taskId;
-  }
-  get workDir(): string {
-    return this.run.workDir;
-  }
-  get signal(): AbortSignal {
-    return this.run.signal;
-  }
-  get env(): Record<string, string> {
-    this.envCache ??= this.run.makeEnv();
-    return this.envCache;
-  }
-  stdout(data: string | Uint8Array): void {
-    this.run.write('stdout', data);
-  }
-  stderr(data: string | Uint8Array): void {
-    this.run.write('stderr', data);
-  }
-  log(text: string): void {
-    const line = String(text);
-    this.run.write('log', line.endsWith('\n') ? line : line + '\n');
-  }
-  trackProcess(pid: number): void {
-    this.run.track(pid);
-  }
-  untrackProcess(pid: number): void {
-    this.run.untrack(pid);
-  }
+/**
+ * The ctx an operation gets: a plain object (destructuring `const { log } = ctx` works) whose
+ * `env` is built on first use, so core/noop never pays for it.
+ */
+function makeContext(run: TaskRun): OperationContext {
+  let env: Record<string, string> | undefined;
+  return {
+    taskId: run.taskId,
+    workDir: run.workDir,
+    signal: run.signal,
+    get env() {
+      env ??= run.makeEnv();
+      return env;
+    },
+    stdout: (data) => run.write('stdout', data),
+    stderr: (data) => run.write('stderr', data),
+    log: (text) => {
+      const line = String(text);
+      run.write('log', line.endsWith('\n') ? line : line + '\n');
+    },
+    trackProcess: (pid) => run.track(pid),
+    untrackProcess: (pid) => run.untrack(pid),
+  };
 }
 
 /** A succeeded result from an operation's return value (see extensions.ts for the rules). */

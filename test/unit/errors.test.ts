@@ -6,7 +6,7 @@ import { errorCodes, MusterError, toMusterError } from '../../src/protocol/error
 describe('error codes', () => {
   it('are all documented in docs/errors.md, and the docs list no code that does not exist', async () => {
     const doc = await readFile(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
-    const documented = new Set([...doc.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]));
+    const documented = new Set([...doc.matchAll(/^\| `([A-Z_]+)` *\|/gm)].map((m) => m[1]));
     assert.deepEqual([...documented].sort(), Object.keys(errorCodes).sort());
   });
 

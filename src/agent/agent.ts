@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
-import { BlobPins } from './blob-pins.js';
+import { Pins } from './pins.js';
 import { BlobStore } from './blob-store.js';
 import { HostSupervisor } from './host-supervisor.js';
 import { type AgentIdentity, loadOrCreateIdentity } from './identity.js';
@@ -31,7 +31,8 @@ export class Agent {
   private readonly instances: InstanceRegistry;
   private readonly hosts: HostSupervisor;
   private readonly tasks: TaskService;
-  private readonly pins = new BlobPins();
+  private readonly pins = new Pins();
+  private readonly versionPins = new Pins();
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<void> | undefined;
 
@@ -110,6 +111,7 @@ export class Agent {
         blobs: this.blobs,
         hosts: this.hosts,
         pins: this.pins,
+        versionPins: this.versionPins,
         tasks: this.tasks,
         versionRetentionMs: this.options.versionRetentionMs,
         blobMinAgeMs: this.options.blobRetentionMs,
@@ -168,6 +170,7 @@ export class Agent {
       instances: this.instances,
       tasks: this.tasks,
       pins: this.pins,
+      versionPins: this.versionPins,
       isDraining: () => this.state !== 'running',
       onSessionClosed: (s) => this.sessions.delete(s),
     });

@@ -4,7 +4,7 @@
  * version, a live task or an upload in progress refers to it, or it is younger than an hour.
  */
 import type { Logger } from 'pino';
-import type { BlobPins } from './blob-pins.js';
+import type { Pins } from './pins.js';
 import type { BlobStore } from './blob-store.js';
 import type { HostSupervisor } from './host-supervisor.js';
 import type { Instance } from './instances.js';
@@ -16,12 +16,18 @@ export interface GarbageCollectorContext {
   versions: VersionStore;
   blobs: BlobStore;
   hosts: HostSupervisor;
-  pins: BlobPins;
+  pins: Pins;
+  /** Versions open connections have synced, as versionPinKey(instance, versionId). */
+  versionPins: Pins;
   tasks: TaskService;
   versionRetentionMs: number;
   log: Logger;
   /** Blobs younger than this are kept even when unreferenced (an upload may be about to use them). */
   blobMinAgeMs: number;
+}
+
+export function versionPinKey(instance: Instance, versionId: string): string {
+  return `${instance.key}\0${versionId}`;
 }
 
 export async function collectGarbage(
@@ -38,7 +44,10 @@ export async function collectGarbage(
     for (const versionId of await ctx.versions.list(instance)) {
       const recent = now - (syncedAt.get(versionId) ?? 0) < ctx.versionRetentionMs;
       const used =
-        instance.record.current === versionId || ctx.hosts.isLive(instance, versionId) || recent;
+        instance.record.current === versionId ||
+        ctx.hosts.isLive(instance, versionId) ||
+        ctx.versionPins.has(versionPinKey(instance, versionId)) ||
+        recent;
       if (used) {
         const manifest = await ctx.versions.readManifest(instance, versionId);
         for (const file of manifest?.files ?? []) keep.add(file.sha256);
@@ -49,6 +58,7 @@ export async function collectGarbage(
       changed = true;
       removedVersions++;
     }
+    await ctx.versions.removeOrphanManifests(instance);
     if (changed) await instance.save();
   }
   const removedBlobs = await ctx.blobs.collect(keep, ctx.blobMinAgeMs);

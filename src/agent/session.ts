@@ -30,7 +30,8 @@ import {
   type ClientMessage,
   type Hello,
 } from '../protocol/messages.js';
-import type { BlobPins } from './blob-pins.js';
+import { versionPinKey } from './garbage-collector.js';
+import type { Pins } from './pins.js';
 import type { BlobStore, BlobWriter } from './blob-store.js';
 import type { AgentIdentity } from './identity.js';
 import type { Instance, InstanceRegistry } from './instances.js';
@@ -49,7 +50,8 @@ export interface SessionContext {
   versions: VersionStore;
   instances: InstanceRegistry;
   tasks: TaskService;
-  pins: BlobPins;
+  pins: Pins;
+  versionPins: Pins;
   isDraining(): boolean;
   onSessionClosed(session: AgentSession): void;
 }
@@ -82,6 +84,7 @@ export class AgentSession {
   private readonly uploads = new Map<number, Upload>();
   private readonly following = new Map<TaskRecord, TaskFollower>();
   private pendingWriteBytes = 0;
+  private unpinVersion: () => void = () => undefined;
   private readonly handshakeTimer: NodeJS.Timeout;
 
   constructor(
@@ -363,6 +366,8 @@ export class AgentSession {
         await this.ctx.versions.switchCurrent(instance, versionId);
       instance.noteVersion(versionId, manifest.label);
       await instance.save();
+      this.unpinVersion();
+      this.unpinVersion = this.ctx.versionPins.pin([versionPinKey(instance, versionId)]);
       this.synced = { versionId, entry: manifest.entry };
       this.conn.sendJson({
         t: 'sync.done',
@@ -600,6 +605,7 @@ export class AgentSession {
       upload.unpin();
     }
     this.uploads.clear();
+    this.unpinVersion();
     for (const [record, follower] of this.following) record.unfollow(follower);
     this.following.clear();
     if (this.instance) {

@@ -86,8 +86,27 @@ export class VersionStore {
     return names.filter((n) => /^[0-9a-f]{64}$/.test(n));
   }
 
-  /** Removes half-built directories left by a crash. */
+  /** Removes manifests whose version directory does not exist (a build that never finished). */
+  async removeOrphanManifests(instance: Instance): Promise<void> {
+    const present = new Set(await this.list(instance));
+    const dir = join(instance.dir, 'manifests');
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const versionId = name.replace(/\.json$/, '');
+      if (
+        name.endsWith('.json') &&
+        !present.has(versionId) &&
+        !this.building.has(`${instance.dir}\0${versionId}`)
+      ) {
+        await rm(join(dir, name), { force: true });
+      }
+    }
+  }
+
+  /** Removes half-built directories and temporary links left by a crash. */
   async cleanPartial(instance: Instance): Promise<void> {
+    for (const name of await readdir(instance.dir).catch(() => [] as string[])) {
+      if (name.startsWith('.current-')) await rm(join(instance.dir, name), { force: true });
+    }
     const versions = join(instance.dir, 'versions');
     for (const name of await readdir(versions).catch(() => [] as string[])) {
       if (name.startsWith('.')) {

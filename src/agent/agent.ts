@@ -9,7 +9,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
 import { Pins } from './pins.js';
-import { BlobStore } from './blob-store.js';
+import { BlobStore } from '../protocol/blob-store.js';
 import { HostSupervisor } from './host-supervisor.js';
 import { type AgentIdentity, loadOrCreateIdentity } from './identity.js';
 import { InstanceRegistry } from './instances.js';

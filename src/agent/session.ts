@@ -4,6 +4,7 @@
  * carrying a code; only framing errors and handshake failures close the connection, and nothing
  * a peer sends can affect another instance.
  */
+import { availableParallelism } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -32,7 +33,7 @@ import {
 } from '../protocol/messages.js';
 import { versionPinKey } from './garbage-collector.js';
 import type { Pins } from './pins.js';
-import type { BlobStore, BlobWriter } from './blob-store.js';
+import type { BlobStore, BlobWriter } from '../protocol/blob-store.js';
 import type { AgentIdentity } from './identity.js';
 import type { Instance, InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
@@ -248,6 +249,7 @@ export class AgentSession {
             dir: instance.record.dirName,
           },
           limits: { maxFrameBytes: this.ctx.options.maxFrameBytes },
+          capacity: { cores: availableParallelism() },
         });
       })
       .catch((err: unknown) => this.fail(toMusterError(err, 'STORAGE_ERROR')));

@@ -21,7 +21,7 @@ import {
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { manifestSchema, type Manifest } from '../protocol/manifest.js';
-import { type BlobStore, storageError } from './blob-store.js';
+import { type BlobStore, storageError } from '../protocol/blob-store.js';
 import { writeAtomic } from './identity.js';
 import type { Instance } from './instances.js';
 

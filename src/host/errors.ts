@@ -39,6 +39,17 @@ const knownCodes: Record<ErrorCode, true> = {
   REQUEST_TIMEOUT: true,
   INTERNAL: true,
   INVALID_CONFIG: true,
+  UNAUTHORIZED: true,
+  FORBIDDEN: true,
+  NOT_FOUND: true,
+  CONFLICT: true,
+  VALIDATION_FAILED: true,
+  PLAN_INVALID: true,
+  RATE_LIMITED: true,
+  PAYLOAD_TOO_LARGE: true,
+  STORE_SCHEMA_TOO_NEW: true,
+  READ_ONLY: true,
+  UNREACHABLE: true,
 };
 
 export function isKnownCode(value: unknown): value is ErrorCode {

@@ -43,6 +43,19 @@ export const errorCodes = {
   INTERNAL: 'An unexpected error; see the log.',
   // configuration
   INVALID_CONFIG: 'A command-line option or configuration value is invalid.',
+  // coordinator: API, store, plans
+  UNAUTHORIZED: 'No valid credentials: log in (muster login) or pass a token.',
+  FORBIDDEN: 'Your role does not allow this (admin only).',
+  NOT_FOUND: 'No such thing (build, task, agent, user, setting or route).',
+  CONFLICT: 'The thing already exists or was changed concurrently.',
+  VALIDATION_FAILED: 'The request body or parameters are not valid.',
+  PLAN_INVALID: 'The build plan has problems; every one is listed.',
+  RATE_LIMITED: 'Too many attempts; wait and try again.',
+  PAYLOAD_TOO_LARGE: 'The upload is larger than the limit.',
+  STORE_SCHEMA_TOO_NEW:
+    'The database was written by a newer Muster; upgrade Muster or restore a backup.',
+  READ_ONLY: 'This coordinator is a backup: changes are made on the primary.',
+  UNREACHABLE: 'The coordinator cannot be reached.',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -55,6 +55,8 @@ export const readySchema = z.object({
   t: z.literal('ready'),
   instance: z.object({ key: z.string(), product: z.string(), dir: z.string() }),
   limits: z.object({ maxFrameBytes: z.number().int().positive() }),
+  /** What the machine offers; coordinators default their slots to `cores`. */
+  capacity: z.object({ cores: z.number().int().positive() }).optional(),
 });
 
 // ---- client -> agent ----------------------------------------------------------------------

@@ -91,6 +91,8 @@ export class AgentClient {
   readonly agentId: string;
   readonly agentVersion: string;
   readonly protocol: number;
+  /** The agent's cores, when it says (agents since 0.1). */
+  readonly cores: number | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly following = new Map<string, Following>();
@@ -101,13 +103,9 @@ export class AgentClient {
     private readonly conn: FramedConnection,
     private readonly frames: FrameRouter,
     private readonly options: AgentClientOptions,
-    hello: {
-      instance: AgentClient['instance'];
-      agentId: string;
-      agentVersion: string;
-      protocol: number;
-    },
+    hello: HandshakeResult,
   ) {
+    this.cores = hello.cores;
     this.instance = hello.instance;
     this.agentId = hello.agentId;
     this.agentVersion = hello.agentVersion;
@@ -458,13 +456,11 @@ export class AgentClient {
     const message = parsed.data;
     switch (message.t) {
       case 'task.output': {
-        this.following
-          .get(message.taskId)
-          ?.onOutput?.({
-            seq: message.seq,
-            stream: message.stream,
-            data: Buffer.from(message.data, 'base64'),
-          });
+        this.following.get(message.taskId)?.onOutput?.({
+          seq: message.seq,
+          stream: message.stream,
+          data: Buffer.from(message.data, 'base64'),
+        });
         return;
       }
       case 'task.done': {
@@ -501,6 +497,14 @@ export class AgentClient {
     this.following.clear();
     for (const listener of this.closeListeners) listener(err);
   }
+}
+
+interface HandshakeResult {
+  instance: { key: string; product: string; dir: string };
+  agentId: string;
+  agentVersion: string;
+  protocol: number;
+  cores: number | undefined;
 }
 
 /** Lets the handshake and then the client take turns at handling frames. */
@@ -586,12 +590,7 @@ async function handshake(
   conn: FramedConnection,
   router: FrameRouter,
   options: AgentClientOptions,
-): Promise<{
-  instance: AgentClient['instance'];
-  agentId: string;
-  agentVersion: string;
-  protocol: number;
-}> {
+): Promise<HandshakeResult> {
   const clientNonce = newNonce();
   const binding = channelBinding(conn.socket);
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -664,6 +663,7 @@ async function handshake(
         agentId: challenge!.agentId,
         agentVersion: challenge!.agentVersion,
         protocol: challenge!.protocol,
+        cores: parsed.data.capacity?.cores,
       });
     };
     conn.sendJson({

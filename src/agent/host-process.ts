@@ -108,10 +108,22 @@ export class HostProcess {
     return this.running.size;
   }
 
+  /** Throws INVALID_INPUT when the message cannot be serialised (e.g. absurdly deep input). */
   start(record: TaskRecord, message: HostStartMessage): void {
+    try {
+      this.send(message);
+    } catch (err) {
+      throw new MusterError(
+        'INVALID_INPUT',
+        `the task's input cannot be passed to the host: ${(err as Error).message}`,
+        undefined,
+        {
+          cause: err,
+        },
+      );
+    }
     this.running.set(record.taskId, record);
     this.clearIdle();
-    this.send(message);
   }
 
   cancel(taskId: string): void {

@@ -269,10 +269,7 @@ export class AgentSession {
     if (typeof raw?.t !== 'string' || !clientMessageTypes.has(raw.t)) {
       this.sendError(
         re,
-        new MusterError(
-          'UNKNOWN_MESSAGE',
-          `unknown message type ${JSON.stringify(raw?.t ?? null)}`,
-        ),
+        new MusterError('UNKNOWN_MESSAGE', `unknown message type ${describeType(raw?.t)}`),
       );
       return;
     }
@@ -588,9 +585,8 @@ export class AgentSession {
   // ---- errors and close ---------------------------------------------------------------------
 
   private sendError(re: number | undefined, err: MusterError): void {
-    this.conn.sendJson(
-      re === undefined ? { t: 'error', ...err.toWire() } : { t: 'error', re, ...err.toWire() },
-    );
+    const body = boundedWire(err);
+    this.conn.sendJson(re === undefined ? { t: 'error', ...body } : { t: 'error', re, ...body });
   }
 
   private fail(err: MusterError): void {
@@ -620,10 +616,36 @@ export class AgentSession {
   }
 }
 
+/** Names what a peer sent as a message type without echoing (or recursing into) all of it. */
+function describeType(t: unknown): string {
+  if (typeof t === 'string') return JSON.stringify(t.length > 64 ? `${t.slice(0, 64)}…` : t);
+  return t === null || t === undefined
+    ? 'none'
+    : `of type ${Array.isArray(t) ? 'array' : typeof t}`;
+}
+
+/** Error frames echo what peers sent; keep them within what the schema (and a reader) accepts. */
+function boundedWire(err: MusterError): ReturnType<MusterError['toWire']> {
+  const wire = err.toWire();
+  const message = wire.message.length > 2000 ? `${wire.message.slice(0, 2000)}…` : wire.message;
+  let details = wire.details;
+  try {
+    if (details !== undefined && JSON.stringify(details).length > 8192) details = undefined;
+  } catch {
+    details = undefined;
+  }
+  return details === undefined
+    ? { code: wire.code, message }
+    : { code: wire.code, message, details };
+}
+
 function invalid(type: string, error: z.ZodError): MusterError {
   const problems = error.issues
     .slice(0, 10)
-    .map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`);
+    .map(
+      (i) =>
+        `${i.path.slice(0, 8).join('.').slice(0, 200) || '(message)'}: ${i.message.slice(0, 300)}`,
+    );
   return new MusterError('INVALID_MESSAGE', `invalid "${type}" message: ${problems.join('; ')}`, {
     problems,
   });

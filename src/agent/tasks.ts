@@ -6,7 +6,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { MusterError } from '../protocol/errors.js';
+import { MusterError, toMusterError } from '../protocol/errors.js';
 import { checkRelativePath } from '../protocol/paths.js';
 import type { TaskResult, TaskSpec } from '../protocol/task-types.js';
 import { type BlobStore, storageError } from '../protocol/blob-store.js';
@@ -90,7 +90,15 @@ export class TaskService {
     instance.tasks.set(spec.taskId, record);
     this.all.add(record);
     this.instanceOf.set(record, instance);
-    void this.dispatch(instance, version, record);
+    this.dispatch(instance, version, record).catch((err: unknown) => {
+      const e = toMusterError(err);
+      this.log.warn({ taskId: spec.taskId, code: e.code }, e.message);
+      record.finish({
+        status: 'failed',
+        error: { code: e.code, message: e.message },
+        durationMs: 0,
+      });
+    });
     return record;
   }
 

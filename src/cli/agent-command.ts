@@ -38,6 +38,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--gc-interval <duration>', 'how often unused versions and blobs are collected', '1h')
     .option('--version-retention <duration>', 'keep versions synced within this period', '7d')
     .option('--blob-retention <duration>', 'keep unreferenced blobs this long', '1h')
+    .option('--handshake-timeout <duration>', 'how long a peer may take to authenticate', '10s')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
     .action(async (opts: AgentOptions) => {
       await runAgent(opts);

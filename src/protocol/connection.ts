@@ -4,7 +4,7 @@
  * with an error frame when the peer sends something that cannot be decoded.
  */
 import type { Duplex } from 'node:stream';
-import { toMusterError, type MusterError } from './errors.js';
+import { MusterError, toMusterError } from './errors.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeBinaryFramePrefix,
@@ -110,7 +110,15 @@ export class FramedConnection {
     }
     for (const frame of frames) {
       if (this.closed) return;
-      this.events.onFrame(frame);
+      try {
+        this.events.onFrame(frame);
+      } catch (err) {
+        // A handler bug triggered by one peer's input ends that connection, never the process.
+        const error = toMusterError(err);
+        this.events.onProtocolError?.(error);
+        this.close(new MusterError('INTERNAL', 'the peer could not handle a message; closing'));
+        return;
+      }
     }
   }
 }

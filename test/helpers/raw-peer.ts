@@ -75,8 +75,9 @@ export class RawPeer {
       s.setTimeout(WAIT_MS, () => s.destroy(new Error('connect timed out')));
     });
     socket.setTimeout(0);
-    socket.removeAllListeners('error');
-    return new RawPeer(socket);
+    const peer = new RawPeer(socket);
+    socket.removeAllListeners('timeout');
+    return peer;
   }
 
   get isClosed(): boolean {
@@ -203,12 +204,19 @@ export function groupAlive(pgid: number): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
   }
+  const members = liveGroupMembers(pgid);
+  return members === undefined || members.length > 0;
+}
+
+/** Pids of the group's processes that are not zombies; undefined without /proc. */
+export function liveGroupMembers(pgid: number): number[] | undefined {
   let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
-    return true;
+    return undefined;
   }
+  const pids: number[] = [];
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     let stat: string;
@@ -218,7 +226,7 @@ export function groupAlive(pgid: number): boolean {
       continue;
     }
     const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z') return true;
+    if (Number(pgrp) === pgid && state !== 'Z') pids.push(Number(entry));
   }
-  return false;
+  return pids;
 }

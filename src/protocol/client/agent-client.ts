@@ -452,7 +452,18 @@ export class AgentClient {
       return;
     }
     const parsed = agentMessageSchema.safeParse(frame.value);
-    if (!parsed.success) return; // A newer agent's message this client does not know.
+    if (!parsed.success) {
+      // A newer agent's message this client does not know; if it answers a request, say so.
+      const re = (frame.value as { re?: unknown } | null)?.re;
+      if (typeof re === 'number') {
+        this.pending
+          .get(re)
+          ?.reject(
+            new MusterError('INVALID_MESSAGE', 'the agent sent an answer this client cannot read'),
+          );
+      }
+      return;
+    }
     const message = parsed.data;
     switch (message.t) {
       case 'task.output': {

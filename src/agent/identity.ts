@@ -3,10 +3,11 @@
  * start in the data dir; the key and the private key are written with mode 0600.
  */
 import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
+import { writeAtomic } from '../protocol/atomic-file.js';
 import { MusterError } from '../protocol/errors.js';
 import type { CompiledAgentOptions } from './options.js';
 
@@ -141,10 +142,4 @@ async function readRequired(file: string, what: string): Promise<string> {
       },
     );
   }
-}
-
-export async function writeAtomic(file: string, content: string, mode = 0o644): Promise<void> {
-  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(temp, content, { mode });
-  await rename(temp, file);
 }

@@ -39,7 +39,7 @@ import type { Instance, InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
 import type { TaskFollower, TaskRecord } from './task-record.js';
 import type { SyncedVersion, TaskService } from './tasks.js';
-import { AGENT_VERSION } from './version.js';
+import { MUSTER_VERSION } from '../protocol/version.js';
 import type { VersionStore } from './version-store.js';
 
 /** What a session needs from the agent; narrow, so tests can provide fakes. */
@@ -200,7 +200,7 @@ export class AgentSession {
       t: 'challenge',
       protocol,
       agentId: this.ctx.identity.agentId,
-      agentVersion: AGENT_VERSION,
+      agentVersion: MUSTER_VERSION,
       nonce: this.agentNonce,
       proof: agentProof(
         this.ctx.identity.accessKey,

@@ -22,7 +22,7 @@ import {
 import { dirname, join } from 'node:path';
 import { manifestSchema, type Manifest } from '../protocol/manifest.js';
 import { type BlobStore, storageError } from '../protocol/blob-store.js';
-import { writeAtomic } from './identity.js';
+import { writeAtomic } from '../protocol/atomic-file.js';
 import type { Instance } from './instances.js';
 
 export class VersionStore {

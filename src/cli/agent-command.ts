@@ -6,8 +6,9 @@ import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { readInstanceRecords } from '../agent/instances.js';
 import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
-import { AGENT_VERSION } from '../agent/version.js';
+import { MUSTER_VERSION } from '../protocol/version.js';
 import { MusterError } from '../protocol/errors.js';
+import { onShutdownSignals } from './signals.js';
 
 export function registerAgentCommand(program: Command): void {
   const agent = program
@@ -85,24 +86,7 @@ async function runAgent(opts: AgentOptions): Promise<void> {
   const options = compileAgentOptions(opts);
   const log = pino({ level: options.logLevel, base: { service: 'muster-agent' } });
   const agent = new Agent(options, log);
-  let signals = 0;
-  const shutdown = (signal: string): void => {
-    signals++;
-    if (signals > 1) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(130);
-    }
-    log.info({ signal }, 'shutting down');
-    agent
-      .stop()
-      .then(() => process.exit(0))
-      .catch((err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  onShutdownSignals(log, () => agent.stop());
   await agent.start();
   const identity = agent.identity!;
   const { host, port } = agent.address;
@@ -125,7 +109,7 @@ async function runAgent(opts: AgentOptions): Promise<void> {
       tls: identity.tls !== undefined,
       fingerprint: identity.tls?.fingerprint,
       agentId: identity.agentId,
-      version: AGENT_VERSION,
+      version: MUSTER_VERSION,
       dataDir: options.dataDir,
       tempDir: options.tempDir,
     },

@@ -2,19 +2,21 @@
 /** The `muster` command. Exit codes: 0 success, 1 build failed, 2 usage or input error, 3 cannot reach coordinator. */
 import { Command, CommanderError } from 'commander';
 import { MusterError } from '../protocol/errors.js';
-import { AGENT_VERSION } from '../agent/version.js';
+import { MUSTER_VERSION } from '../protocol/version.js';
 import { registerAgentCommand } from './agent-command.js';
+import { registerCoordinatorCommand } from './coordinator-command.js';
 import { registerUpCommand } from './up-command.js';
 
 const program = new Command()
   .name('muster')
   .description('Muster: a distributed build environment')
-  .version(AGENT_VERSION)
+  .version(MUSTER_VERSION)
   .enablePositionalOptions()
   .exitOverride()
   .showHelpAfterError();
 
 registerAgentCommand(program);
+registerCoordinatorCommand(program);
 registerUpCommand(program);
 
 try {

@@ -1,52 +1,126 @@
 /**
- * `muster up`: a local Muster on this machine. Today it runs the local agents (one by default)
- * on 127.0.0.1 with data under ./.muster; the coordinator joins it in the coordinator release.
+ * `muster up` (and `npm start`): a whole Muster on this machine: the coordinator on
+ * 127.0.0.1:8000 and N local agents, registered with it; data under ./.muster.
  */
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { compileAgentOptions } from '../agent/options.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { compileCoordinatorOptions } from '../coordinator/options.js';
 import { MusterError } from '../protocol/errors.js';
+import { onShutdownSignals } from './signals.js';
+
+interface UpOptions {
+  data: string;
+  port: string;
+  agents: string;
+  agentPort: string;
+}
 
 export function registerUpCommand(program: Command): void {
   program
     .command('up')
-    .description('run Muster locally: the local agents, data in ./.muster')
+    .description('run Muster locally: a coordinator and local agents, data in ./.muster')
     .option('--data <dir>', 'data dir', '.muster')
+    .option('--port <port>', 'coordinator port on 127.0.0.1', '8000')
     .option('--agents <n>', 'how many local agents', '1')
-    .option('--agent-port <port>', 'port of the first local agent (the next ones count up)', '7420')
-    .action(async (opts: { data: string; agents: string; agentPort: string }) => {
+    .option('--agent-port <port>', 'port of the first agent (0: any free port)', '0')
+    .action(async (opts: UpOptions) => {
       const count = Number(opts.agents);
-      const basePort = Number(opts.agentPort);
       if (!Number.isInteger(count) || count < 1 || count > 64) {
         throw new MusterError('INVALID_CONFIG', '--agents must be a whole number from 1 to 64');
       }
-      if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65535) {
+      const agentPort = Number(opts.agentPort);
+      if (!Number.isInteger(agentPort) || agentPort < 0 || agentPort > 65535) {
         throw new MusterError('INVALID_CONFIG', '--agent-port must be a port number');
       }
+      const dataDir = resolve(opts.data);
       const log = pino({ level: 'info', base: { service: 'muster-up' } });
       const agents: Agent[] = [];
-      const stop = (): void => {
-        void Promise.all(agents.map((a) => a.stop())).then(() => process.exit(0));
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
+      const coordinator = new Coordinator(
+        compileCoordinatorOptions({
+          listen: `127.0.0.1:${opts.port}`,
+          data: join(dataDir, 'coordinator'),
+        }),
+        log.child({ component: 'coordinator' }),
+      );
+      onShutdownSignals(log, async () => {
+        await coordinator.stop();
+        await Promise.all(agents.map((a) => a.stop()));
+      });
       for (let i = 0; i < count; i++) {
-        const options = compileAgentOptions({
-          listen: `127.0.0.1:${basePort === 0 ? 0 : basePort + i}`,
-          data: join(resolve(opts.data), `agent-${i + 1}`),
-        });
-        const agent = new Agent(options, log.child({ agent: i + 1 }));
+        const agent = new Agent(
+          compileAgentOptions({
+            listen: `127.0.0.1:${agentPort === 0 ? 0 : agentPort + i}`,
+            data: join(dataDir, `agent-${i + 1}`),
+            logLevel: 'warn',
+          }),
+          log.child({ component: `agent-${i + 1}` }),
+        );
         await agent.start();
         agents.push(agent);
-        const { host, port } = agent.address;
-        process.stderr.write(
-          `agent-${i + 1}  ${host}:${port}\n  access key   ${agent.identity!.accessKey}\n  fingerprint  ${agent.identity!.tls?.fingerprint ?? '(no TLS)'}\n  data         ${options.dataDir}\n`,
-        );
       }
+      const { url, generatedAdminPassword } = await coordinator.start();
+      const password =
+        process.env.MUSTER_ADMIN_PASSWORD ||
+        generatedAdminPassword ||
+        (
+          await readFile(join(dataDir, 'coordinator', 'admin-password'), 'utf8').catch(() => '')
+        ).trim();
+      await registerAgents(url, password, agents);
       process.stderr.write(
-        '\nMuster is up (agents only: the coordinator is not part of this release yet). Ctrl-C stops it.\n',
+        [
+          '',
+          `Muster is up: ${url}`,
+          `  user      admin`,
+          `  password  ${password || '(the one you set with MUSTER_ADMIN_PASSWORD)'}`,
+          `  agents    ${agents.map((a, i) => `local-${i + 1} (${a.address.host}:${a.address.port})`).join(', ')}`,
+          '',
+          `In another terminal:  muster login ${url} --user admin`,
+          `                      muster run examples/c-hello/muster.yml`,
+          'Ctrl-C stops it.',
+          '',
+        ].join('\n'),
       );
     });
+}
+
+/** Adds each local agent to the coordinator through its API (again after a restart: ports may change). */
+async function registerAgents(url: string, password: string, agents: Agent[]): Promise<void> {
+  const login = await fetch(`${url}/api/v1/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ user: 'admin', password }),
+  });
+  if (!login.ok) {
+    throw new MusterError(
+      'UNAUTHORIZED',
+      'cannot log in as admin to register the local agents (was the password changed?)',
+    );
+  }
+  const { token } = (await login.json()) as { token: string };
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  for (const [i, agent] of agents.entries()) {
+    const name = `local-${i + 1}`;
+    await fetch(`${url}/api/v1/agents/${name}`, {
+      method: 'DELETE',
+      headers: { authorization: headers.authorization },
+    });
+    const response = await fetch(`${url}/api/v1/agents`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        name,
+        address: `${agent.address.host}:${agent.address.port}`,
+        accessKey: agent.identity!.accessKey,
+        fingerprint: agent.identity!.tls?.fingerprint,
+        labels: ['local'],
+      }),
+    });
+    if (!response.ok)
+      throw new MusterError('INTERNAL', `registering ${name}: ${await response.text()}`);
+  }
 }

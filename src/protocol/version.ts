@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 
-/** The agent's own version, from package.json (dist/src/agent/ -> the package root). */
-export const AGENT_VERSION: string = (() => {
+/** This package's version (agent, coordinator and CLI ship together), from package.json. */
+export const MUSTER_VERSION: string = (() => {
   try {
+    // dist/src/protocol/ -> the package root
     const pkg = JSON.parse(
       readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
     ) as {

@@ -1,0 +1,44 @@
+/** `muster coordinator`: the server with the API, scheduler and state. */
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { compileCoordinatorOptions, type CoordinatorOptions } from '../coordinator/options.js';
+import { MusterError } from '../protocol/errors.js';
+import { onShutdownSignals } from './signals.js';
+
+export function registerCoordinatorCommand(program: Command): void {
+  program
+    .command('coordinator')
+    .description('run the coordinator: REST API, scheduler, state in SQLite')
+    .option('--listen <host:port>', 'address to listen on', '0.0.0.0:8000')
+    .option('--data <dir>', 'data dir: database, blobs, admin password', '.muster/coordinator')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option('--tls-key <file>', "the certificate's private key (PEM)")
+    .option('--backup-of <url>', 'run as a backup of the primary at this URL')
+    .option(
+      '--agent-loss-grace <duration>',
+      "how long a lost agent's tasks wait for it before being retried",
+      '15s',
+    )
+    .option('--heartbeat-interval <duration>', 'agent heartbeat interval', '5s')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
+    .action(async (opts: CoordinatorOptions) => {
+      const options = compileCoordinatorOptions(opts);
+      if (options.backupOf !== undefined) {
+        throw new MusterError(
+          'INVALID_CONFIG',
+          '--backup-of: backup coordinators are not available in this release yet',
+        );
+      }
+      const log = pino({ level: options.logLevel, base: { service: 'muster-coordinator' } });
+      const coordinator = new Coordinator(options, log);
+      onShutdownSignals(log, () => coordinator.stop());
+      const { url, generatedAdminPassword } = await coordinator.start();
+      if (generatedAdminPassword !== undefined) {
+        process.stderr.write(
+          `muster coordinator: created the user "admin" with the password\n\n    ${generatedAdminPassword}\n\n(saved in ${options.dataDir}/admin-password, mode 0600; set MUSTER_ADMIN_PASSWORD at first start to choose it)\n`,
+        );
+      }
+      process.stderr.write(`muster coordinator: listening on ${url}\n`);
+    });
+}

@@ -1,0 +1,80 @@
+/** The agent pool: list, add (with its key and pinned fingerprint), change labels/slots, remove. */
+import type { FastifyInstance } from 'fastify';
+import { parseHostPort } from '../../protocol/duration.js';
+import { MusterError } from '../../protocol/errors.js';
+import { normaliseFingerprint } from '../../protocol/client/agent-client.js';
+import { requireAdmin, requireUser, type ApiContext } from './context.js';
+import { parse } from './http-errors.js';
+import { addAgentBody, updateAgentBody } from './schemas.js';
+
+export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get('/api/v1/agents', async (request) => {
+    requireUser(request);
+    return ctx.pool.views();
+  });
+
+  app.get<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
+    requireUser(request);
+    const view = ctx.pool.view(request.params.name);
+    if (!view) throw new MusterError('NOT_FOUND', `no agent named ${request.params.name}`);
+    return view;
+  });
+
+  app.post('/api/v1/agents', async (request, reply) => {
+    requireAdmin(request, ctx);
+    const body = parse(addAgentBody, request.body, 'agent');
+    const { host, port } = (() => {
+      try {
+        return parseHostPort(body.address, { host: body.address, port: 7420 }, 'address');
+      } catch {
+        throw new MusterError('VALIDATION_FAILED', `address "${body.address}" is not HOST:PORT`);
+      }
+    })();
+    const tls = body.tls ?? true;
+    if (tls && body.fingerprint === undefined) {
+      throw new MusterError(
+        'VALIDATION_FAILED',
+        "give the agent's certificate fingerprint (muster agent prints it at start), or tls: false for an agent run with --no-tls",
+      );
+    }
+    if (body.fingerprint !== undefined && normaliseFingerprint(body.fingerprint).length !== 64) {
+      throw new MusterError(
+        'VALIDATION_FAILED',
+        'the fingerprint must be a SHA-256 (64 hex digits, colons allowed)',
+      );
+    }
+    const row = ctx.store.addAgent({
+      name: body.name,
+      host,
+      port,
+      accessKey: body.accessKey,
+      fingerprint: body.fingerprint ?? null,
+      tls,
+      labels: body.labels ?? [],
+      slots: body.slots ?? null,
+    });
+    ctx.pool.add(row);
+    return reply.code(201).send(ctx.pool.view(row.name));
+  });
+
+  app.patch<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
+    requireAdmin(request, ctx);
+    const body = parse(updateAgentBody, request.body, 'agent changes');
+    const row = ctx.store.updateAgent(request.params.name, {
+      ...(body.labels === undefined ? {} : { labels: body.labels }),
+      ...(body.slots === undefined ? {} : { slots: body.slots }),
+    });
+    ctx.pool.update(row);
+    ctx.scheduler.schedule();
+    return ctx.pool.view(row.name);
+  });
+
+  app.delete<{ Params: { name: string } }>('/api/v1/agents/:name', async (request, reply) => {
+    requireAdmin(request, ctx);
+    if (!ctx.store.removeAgent(request.params.name)) {
+      throw new MusterError('NOT_FOUND', `no agent named ${request.params.name}`);
+    }
+    ctx.pool.remove(request.params.name);
+    return reply.code(204).send();
+  });
+}

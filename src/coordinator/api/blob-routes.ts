@@ -1,0 +1,68 @@
+/**
+ * Blobs by content hash: which ones the coordinator lacks, upload (streamed to disk, verified by
+ * size and SHA-256 before it enters the store), download.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Readable } from 'node:stream';
+import { MusterError } from '../../protocol/errors.js';
+import { sha256Hex } from '../../protocol/manifest.js';
+import { requireUser, type ApiContext } from './context.js';
+import { parse } from './http-errors.js';
+import { missingBlobsBody } from './schemas.js';
+
+export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.addContentTypeParser('application/octet-stream', (_request, payload, done) =>
+    done(null, payload),
+  );
+
+  app.post('/api/v1/blobs/missing', async (request) => {
+    requireUser(request);
+    const body = parse(missingBlobsBody, request.body, 'hash list');
+    return { missing: await ctx.blobs.missing(body.hashes) };
+  });
+
+  app.put<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
+    requireUser(request);
+    const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
+    const length = Number(request.headers['content-length']);
+    if (!Number.isInteger(length) || length < 0) {
+      throw new MusterError('VALIDATION_FAILED', 'send the blob with a Content-Length');
+    }
+    if (length > ctx.options.maxUploadBytes) {
+      throw new MusterError(
+        'PAYLOAD_TOO_LARGE',
+        `a blob may be at most ${ctx.options.maxUploadBytes} bytes`,
+      );
+    }
+    if (await ctx.blobs.has(sha256)) {
+      (request.body as Readable).resume();
+      return reply.code(204).send();
+    }
+    const writer = await ctx.blobs.createWriter(sha256, length);
+    try {
+      let offset = 0;
+      for await (const chunk of request.body as Readable) {
+        const data = chunk as Buffer;
+        await writer.write(offset, data);
+        offset += data.length;
+      }
+      await writer.finish();
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    ctx.metrics.blobBytesReceived.inc(length);
+    return reply.code(204).send();
+  });
+
+  app.get<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
+    requireUser(request);
+    const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
+    const size = await ctx.blobs.sizeOf(sha256);
+    if (size === undefined) throw new MusterError('NOT_FOUND', `no blob ${sha256}`);
+    return reply
+      .header('content-type', 'application/octet-stream')
+      .header('content-length', size)
+      .send(ctx.blobs.read(sha256));
+  });
+}

@@ -1,0 +1,40 @@
+/**
+ * Live events as Server-Sent Events: GET /api/v1/events[?build=ID]. Each event is
+ * `event: build|task|log|agent` with JSON data (api/schemas.ts EventMap); a comment every 15 s
+ * keeps proxies from closing an idle stream.
+ */
+import type { FastifyInstance } from 'fastify';
+import { requireUser, type ApiContext } from './context.js';
+
+export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get<{ Querystring: { build?: string } }>('/api/v1/events', async (request, reply) => {
+    requireUser(request);
+    const buildFilter = request.query.build === undefined ? undefined : Number(request.query.build);
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    raw.write(': connected\n\n');
+    const unsubscribe = ctx.events.subscribe((event, data) => {
+      if (buildFilter !== undefined) {
+        if (event === 'agent') return;
+        const buildId =
+          event === 'build' ? (data as { id: number }).id : (data as { buildId: number }).buildId;
+        if (buildId !== buildFilter) return;
+      }
+      raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    });
+    const keepAlive = setInterval(() => raw.write(': keep-alive\n\n'), 15_000);
+    keepAlive.unref();
+    const close = (): void => {
+      clearInterval(keepAlive);
+      unsubscribe();
+    };
+    request.raw.on('close', close);
+    raw.on('error', close);
+  });
+}

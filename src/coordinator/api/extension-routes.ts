@@ -1,0 +1,70 @@
+/** Extensions: list the set shipped to agents; add a new one (or a new version) from uploaded blobs. */
+import type { FastifyInstance } from 'fastify';
+import { MusterError } from '../../protocol/errors.js';
+import { checkRelativePath } from '../../protocol/paths.js';
+import { requireAdmin, requireUser, type ApiContext } from './context.js';
+import { parse } from './http-errors.js';
+import { addExtensionBody, type ExtensionView } from './schemas.js';
+
+export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const list = async (): Promise<ExtensionView[]> => {
+    const bundle = await ctx.bundles.get();
+    const core = bundle.manifest.files.filter((f) => f.path.startsWith('extensions/core/'));
+    return [
+      {
+        name: 'core',
+        version: ctx.version,
+        files: core.length,
+        bytes: core.reduce((n, f) => n + f.size, 0),
+        addedAt: '',
+        builtIn: true,
+      },
+      ...ctx.store.listExtensions().map((e) => ({
+        name: e.name,
+        version: e.version,
+        files: e.files.length,
+        bytes: e.files.reduce((n, f) => n + f.size, 0),
+        addedAt: e.addedAt,
+        builtIn: false,
+      })),
+    ];
+  };
+
+  app.get('/api/v1/extensions', async (request) => {
+    requireUser(request);
+    return list();
+  });
+
+  app.post('/api/v1/extensions', async (request, reply) => {
+    requireAdmin(request, ctx);
+    const body = parse(addExtensionBody, request.body, 'extension');
+    if (body.name === 'core')
+      throw new MusterError('CONFLICT', 'core is built in and cannot be replaced');
+    for (const file of body.files) checkRelativePath(file.path, 'extension file');
+    if (!body.files.some((f) => f.path === 'muster-extension.json')) {
+      throw new MusterError('VALIDATION_FAILED', 'an extension needs its muster-extension.json');
+    }
+    const missing = await ctx.blobs.missing(body.files.map((f) => f.sha256));
+    if (missing.length > 0) {
+      throw new MusterError('BLOB_NOT_FOUND', `${missing.length} file(s) were not uploaded first`, {
+        missing,
+      });
+    }
+    ctx.store.putExtension({ name: body.name, version: body.version, files: body.files });
+    ctx.bundles.invalidate();
+    await ctx.bundles.get();
+    void ctx.pool.resyncAll();
+    request.log.info({ extension: body.name, version: body.version }, 'extension added');
+    return reply.code(201).send((await list()).find((e) => e.name === body.name));
+  });
+
+  app.delete<{ Params: { name: string } }>('/api/v1/extensions/:name', async (request, reply) => {
+    requireAdmin(request, ctx);
+    if (!ctx.store.removeExtension(request.params.name)) {
+      throw new MusterError('NOT_FOUND', `no extension named ${request.params.name}`);
+    }
+    ctx.bundles.invalidate();
+    void ctx.pool.resyncAll();
+    return reply.code(204).send();
+  });
+}

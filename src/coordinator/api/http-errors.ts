@@ -1,0 +1,70 @@
+/** One error shape for the whole API: `{ error: { code, message, details? } }` with a fitting status. */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import { MusterError, type ErrorCode } from '../../protocol/errors.js';
+
+const statusOf: Partial<Record<ErrorCode, number>> = {
+  UNAUTHORIZED: 401,
+  AUTH_FAILED: 401,
+  FORBIDDEN: 403,
+  READ_ONLY: 403,
+  NOT_FOUND: 404,
+  TASK_NOT_FOUND: 404,
+  BLOB_NOT_FOUND: 400,
+  CONFLICT: 409,
+  VALIDATION_FAILED: 400,
+  INVALID_MESSAGE: 400,
+  PLAN_INVALID: 400,
+  INVALID_PATH: 400,
+  INVALID_MANIFEST: 400,
+  BLOB_HASH_MISMATCH: 400,
+  BLOB_SIZE_MISMATCH: 400,
+  PAYLOAD_TOO_LARGE: 413,
+  RATE_LIMITED: 429,
+  STORAGE_ERROR: 507,
+  UNREACHABLE: 502,
+};
+
+export function httpStatusOf(code: ErrorCode): number {
+  return statusOf[code] ?? 500;
+}
+
+export function sendError(reply: FastifyReply, err: MusterError): FastifyReply {
+  return reply.code(httpStatusOf(err.code)).send({ error: err.toWire() });
+}
+
+/** Parses with a zod schema or throws VALIDATION_FAILED naming every problem. */
+export function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) => `${i.path.join('.') || what}: ${i.message}`);
+  throw new MusterError('VALIDATION_FAILED', `invalid ${what}: ${problems.join('; ')}`, {
+    problems,
+  });
+}
+
+export function errorHandler(
+  err: FastifyError | MusterError | Error,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  if (err instanceof MusterError) {
+    if (httpStatusOf(err.code) >= 500) request.log.error({ err }, err.message);
+    void sendError(reply, err);
+    return;
+  }
+  const fastifyError = err as FastifyError;
+  if (fastifyError.statusCode === 413 || fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    void sendError(
+      reply,
+      new MusterError('PAYLOAD_TOO_LARGE', 'the request body is larger than the limit'),
+    );
+    return;
+  }
+  if (fastifyError.statusCode !== undefined && fastifyError.statusCode < 500) {
+    void sendError(reply, new MusterError('VALIDATION_FAILED', fastifyError.message));
+    return;
+  }
+  request.log.error({ err }, 'request failed');
+  void sendError(reply, new MusterError('INTERNAL', 'internal error; see the coordinator log'));
+}

@@ -1,0 +1,189 @@
+/** The OpenAPI 3.1 document served at /api/v1/openapi.json; request schemas come from zod. */
+import { z } from 'zod';
+import {
+  addAgentBody,
+  addExtensionBody,
+  createBuildBody,
+  createUserBody,
+  loginBody,
+  missingBlobsBody,
+  setSettingBody,
+  updateAgentBody,
+} from './schemas.js';
+
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+
+interface Route {
+  method: Method;
+  path: string;
+  summary: string;
+  body?: z.ZodType;
+  raw?: boolean;
+  status?: number;
+  public?: boolean;
+}
+
+const routes: Route[] = [
+  {
+    method: 'post',
+    path: '/api/v1/login',
+    summary: 'Log in; returns a bearer token',
+    body: loginBody,
+    public: true,
+  },
+  { method: 'post', path: '/api/v1/logout', summary: 'Revoke the token used', status: 204 },
+  { method: 'get', path: '/api/v1/whoami', summary: 'The authenticated user' },
+  { method: 'get', path: '/api/v1/status', summary: 'Role, version, instance id, counts' },
+  {
+    method: 'get',
+    path: '/api/v1/agents',
+    summary: 'Agents with status, slots, labels, last error',
+  },
+  {
+    method: 'post',
+    path: '/api/v1/agents',
+    summary: 'Add an agent (admin)',
+    body: addAgentBody,
+    status: 201,
+  },
+  { method: 'get', path: '/api/v1/agents/{name}', summary: 'One agent' },
+  {
+    method: 'patch',
+    path: '/api/v1/agents/{name}',
+    summary: 'Change labels or slots (admin)',
+    body: updateAgentBody,
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/agents/{name}',
+    summary: 'Remove an agent (admin)',
+    status: 204,
+  },
+  { method: 'get', path: '/api/v1/extensions', summary: 'Extensions shipped to agents' },
+  {
+    method: 'post',
+    path: '/api/v1/extensions',
+    summary: 'Add or replace an extension (admin); upload its files first',
+    body: addExtensionBody,
+    status: 201,
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/extensions/{name}',
+    summary: 'Remove an extension (admin)',
+    status: 204,
+  },
+  {
+    method: 'post',
+    path: '/api/v1/blobs/missing',
+    summary: 'Which of these hashes the coordinator lacks',
+    body: missingBlobsBody,
+  },
+  {
+    method: 'put',
+    path: '/api/v1/blobs/{sha256}',
+    summary: 'Upload a blob (verified by hash)',
+    raw: true,
+    status: 204,
+  },
+  { method: 'get', path: '/api/v1/blobs/{sha256}', summary: 'Download a blob' },
+  {
+    method: 'post',
+    path: '/api/v1/builds',
+    summary: 'Submit a build: plan YAML and input files',
+    body: createBuildBody,
+    status: 201,
+  },
+  {
+    method: 'get',
+    path: '/api/v1/builds',
+    summary: 'Builds, newest first (?status, ?limit, ?before)',
+  },
+  { method: 'get', path: '/api/v1/builds/{id}', summary: 'A build with its tasks' },
+  { method: 'post', path: '/api/v1/builds/{id}/cancel', summary: 'Cancel a build' },
+  {
+    method: 'get',
+    path: '/api/v1/builds/{id}/logs',
+    summary: 'Log chunks (?task, ?after, ?limit)',
+  },
+  { method: 'get', path: '/api/v1/builds/{id}/attempts', summary: 'Every attempt of every task' },
+  {
+    method: 'get',
+    path: '/api/v1/events',
+    summary: 'Server-sent events: build, task, log, agent (?build)',
+  },
+  { method: 'get', path: '/api/v1/settings', summary: 'All settings' },
+  { method: 'get', path: '/api/v1/settings/{key}', summary: 'One setting with its explanation' },
+  {
+    method: 'put',
+    path: '/api/v1/settings/{key}',
+    summary: 'Change a setting (admin)',
+    body: setSettingBody,
+  },
+  { method: 'get', path: '/api/v1/users', summary: 'Users (admin)' },
+  {
+    method: 'post',
+    path: '/api/v1/users',
+    summary: 'Create a user (admin)',
+    body: createUserBody,
+    status: 201,
+  },
+  { method: 'delete', path: '/api/v1/users/{name}', summary: 'Delete a user (admin)', status: 204 },
+];
+
+const errorSchema = {
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        details: { type: 'object' },
+      },
+      required: ['code', 'message'],
+    },
+  },
+};
+
+export function openApiDocument(version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const parameters = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
+      name: m[1],
+      in: 'path',
+      required: true,
+      schema: { type: 'string' },
+    }));
+    paths[route.path] ??= {};
+    paths[route.path]![route.method] = {
+      summary: route.summary,
+      ...(parameters.length ? { parameters } : {}),
+      ...(route.public ? { security: [] } : {}),
+      ...(route.body
+        ? {
+            requestBody: {
+              required: true,
+              content: {
+                'application/json': { schema: z.toJSONSchema(route.body, { io: 'input' }) },
+              },
+            },
+          }
+        : {}),
+      ...(route.raw
+        ? { requestBody: { required: true, content: { 'application/octet-stream': {} } } }
+        : {}),
+      responses: {
+        [String(route.status ?? 200)]: { description: 'success' },
+        default: { description: 'error', content: { 'application/json': { schema: errorSchema } } },
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Muster coordinator API', version },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}

@@ -1,0 +1,205 @@
+/**
+ * The REST API's request bodies (zod, validated by the server) and response shapes (types the
+ * CLI and UI rely on). Paths are under /api/v1; errors are `{ error: { code, message, details? } }`
+ * with the codes of docs/errors.md. docs/api.md and the served OpenAPI document describe these.
+ */
+import { z } from 'zod';
+import { sha256Hex } from '../../protocol/manifest.js';
+import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../store/types.js';
+
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "_", "-"; at most 64');
+const label = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a label');
+
+export const buildFileSchema = z.strictObject({
+  path: z.string().min(1).max(1024),
+  sha256: sha256Hex,
+  size: z.number().int().nonnegative(),
+  mode: z.number().int().min(0).max(0o777),
+});
+
+// ---- requests -------------------------------------------------------------------------------
+
+export const loginBody = z.strictObject({
+  user: z.string().min(1).max(64),
+  password: z.string().min(1).max(1024),
+});
+
+export const addAgentBody = z.strictObject({
+  name,
+  /** HOST:PORT; the port defaults to 7420. */
+  address: z.string().min(1).max(300),
+  accessKey: z.string().min(16).max(1024),
+  /** SHA-256 fingerprint of the agent's certificate (colon hex, as `muster agent` prints it). */
+  fingerprint: z.string().max(200).optional(),
+  /** false: plain TCP (the agent runs with --no-tls). */
+  tls: z.boolean().optional(),
+  labels: z.array(label).max(64).optional(),
+  slots: z.number().int().min(1).max(1024).optional(),
+});
+
+export const updateAgentBody = z.strictObject({
+  labels: z.array(label).max(64).optional(),
+  slots: z.number().int().min(1).max(1024).nullable().optional(),
+});
+
+export const addExtensionBody = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/),
+  version: z.string().min(1).max(64),
+  files: z.array(buildFileSchema).min(1).max(10_000),
+});
+
+export const missingBlobsBody = z.strictObject({ hashes: z.array(sha256Hex).max(100_000) });
+
+export const createBuildBody = z.strictObject({
+  /** The plan's YAML text. */
+  plan: z
+    .string()
+    .min(1)
+    .max(1024 * 1024),
+  /** The input files the client uploaded, paths relative to the plan's directory. */
+  files: z.array(buildFileSchema).max(100_000).default([]),
+});
+
+export const listBuildsQuery = z.strictObject({
+  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  before: z.coerce.number().int().positive().optional(),
+});
+
+export const logsQuery = z.strictObject({
+  task: z.string().max(64).optional(),
+  after: z.coerce.number().int().nonnegative().optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).optional(),
+});
+
+export const setSettingBody = z.strictObject({ value: z.unknown() });
+
+export const createUserBody = z.strictObject({
+  name,
+  password: z.string().min(8).max(1024),
+  role: z.enum(['admin', 'viewer']),
+});
+
+// ---- responses ------------------------------------------------------------------------------
+
+export type AgentStatus =
+  'connecting' | 'syncing' | 'connected' | 'busy' | 'unreachable' | 'refused' | 'disabled';
+
+export interface AgentView {
+  name: string;
+  address: string;
+  status: AgentStatus;
+  /** Slots this coordinator may use there (configured, or the agent's cores once known). */
+  slots: number;
+  busySlots: number;
+  labels: string[];
+  tls: boolean;
+  fingerprint: string | null;
+  /** Why it is unreachable or refused, in words. */
+  lastError: string | null;
+  agentVersion: string | null;
+  /** This coordinator's instance key on the agent. */
+  instanceKey: string | null;
+  lastConnectedAt: string | null;
+}
+
+export interface TaskView {
+  name: string;
+  status: TaskStatus;
+  exitCode: number | null;
+  agent: string | null;
+  attempts: number;
+  needs: string[];
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+  outputs: { path: string; sha256: string; size: number; mode: number }[];
+  error: string | null;
+}
+
+export interface BuildView {
+  id: number;
+  name: string | null;
+  status: BuildStatus;
+  createdBy: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+  tasks: TaskView[];
+}
+
+export interface BuildSummary {
+  id: number;
+  name: string | null;
+  status: BuildStatus;
+  createdBy: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  counts: { total: number; succeeded: number; failed: number; running: number; pending: number };
+}
+
+export interface AttemptView {
+  task: string;
+  number: number;
+  agent: string;
+  status: AttemptStatus;
+  startedAt: string;
+  finishedAt: string | null;
+  exitCode: number | null;
+  error: string | null;
+}
+
+export interface LogChunkView {
+  id: number;
+  task: string;
+  attempt: number;
+  stream: 'stdout' | 'stderr' | 'log';
+  /** UTF-8 text (invalid sequences replaced). */
+  text: string;
+  at: string;
+}
+
+export interface LogsView {
+  chunks: LogChunkView[];
+  /** Pass as `after` to continue. */
+  next: number;
+}
+
+export interface ExtensionView {
+  name: string;
+  version: string;
+  files: number;
+  bytes: number;
+  addedAt: string;
+  builtIn: boolean;
+}
+
+export interface StatusView {
+  role: 'primary' | 'backup-standby' | 'backup-active';
+  version: string;
+  instanceId: string;
+  agents: { total: number; connected: number };
+  builds: { queued: number; running: number };
+}
+
+export interface LoginView {
+  token: string;
+  expiresAt: string;
+  user: { name: string; role: Role };
+}
+
+/** Server-sent events on GET /api/v1/events[?build=ID]: `event:` is the key, `data:` the JSON. */
+export interface EventMap {
+  build: BuildSummary;
+  task: { buildId: number; task: TaskView };
+  log: { buildId: number } & LogChunkView;
+  agent: AgentView;
+}
+
+export interface ApiErrorBody {
+  error: { code: string; message: string; details?: Record<string, unknown> };
+}

@@ -1,0 +1,42 @@
+/** Health, readiness, metrics, status and the OpenAPI document. */
+import type { FastifyInstance } from 'fastify';
+import { requireUser, type ApiContext } from './context.js';
+import { openApiDocument } from './openapi.js';
+import type { StatusView } from './schemas.js';
+
+export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get('/healthz', async () => ({ ok: true }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const ready = ctx.isReady();
+    return reply.code(ready ? 200 : 503).send({ ready, role: ctx.role() });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    return reply
+      .header('content-type', ctx.metrics.registry.contentType)
+      .send(await ctx.metrics.registry.metrics());
+  });
+
+  app.get('/api/v1/openapi.json', async () => openApiDocument(ctx.version));
+
+  app.get('/api/v1/status', async (request) => {
+    requireUser(request);
+    const agents = ctx.pool.views();
+    const active = ctx.store.listActiveBuilds();
+    const view: StatusView = {
+      role: ctx.role(),
+      version: ctx.version,
+      instanceId: ctx.instanceId(),
+      agents: {
+        total: agents.length,
+        connected: agents.filter((a) => a.status === 'connected' || a.status === 'busy').length,
+      },
+      builds: {
+        queued: active.filter((b) => b.status === 'queued').length,
+        running: active.filter((b) => b.status === 'running').length,
+      },
+    };
+    return view;
+  });
+}

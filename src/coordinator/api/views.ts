@@ -1,0 +1,60 @@
+/** Rows (store) to views (API): the one place that shapes what users and tests see. */
+import type { BuildRow, TaskRow } from '../store/types.js';
+import type { BuildSummary, BuildView, TaskView } from './schemas.js';
+
+export function taskView(build: BuildRow, task: TaskRow): TaskView {
+  const planTask = build.plan.tasks.find((t) => t.name === task.name);
+  return {
+    name: task.name,
+    status: task.status,
+    exitCode: task.exitCode,
+    agent: task.agent,
+    attempts: task.attempts,
+    needs: planTask?.needs ?? [],
+    startedAt: task.startedAt,
+    finishedAt: task.finishedAt,
+    durationMs:
+      task.startedAt && task.finishedAt
+        ? Date.parse(task.finishedAt) - Date.parse(task.startedAt)
+        : null,
+    outputs: task.outputs,
+    error: task.error,
+  };
+}
+
+export function buildView(build: BuildRow, tasks: TaskRow[]): BuildView {
+  const order = new Map(build.plan.tasks.map((t, i) => [t.name, i]));
+  return {
+    id: build.id,
+    name: build.plan.name ?? null,
+    status: build.status,
+    createdBy: build.createdBy,
+    createdAt: build.createdAt,
+    startedAt: build.startedAt,
+    finishedAt: build.finishedAt,
+    error: build.error,
+    tasks: [...tasks]
+      .sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0))
+      .map((t) => taskView(build, t)),
+  };
+}
+
+export function buildSummary(build: BuildRow, tasks: TaskRow[]): BuildSummary {
+  const counts = { total: tasks.length, succeeded: 0, failed: 0, running: 0, pending: 0 };
+  for (const t of tasks) {
+    if (t.status === 'succeeded') counts.succeeded++;
+    else if (t.status === 'failed') counts.failed++;
+    else if (t.status === 'running') counts.running++;
+    else if (t.status === 'pending' || t.status === 'queued') counts.pending++;
+  }
+  return {
+    id: build.id,
+    name: build.plan.name ?? null,
+    status: build.status,
+    createdBy: build.createdBy,
+    createdAt: build.createdAt,
+    startedAt: build.startedAt,
+    finishedAt: build.finishedAt,
+    counts,
+  };
+}

@@ -1,0 +1,120 @@
+/** The agent pool: one AgentConnection per registered agent, and the views the API shows. */
+import type { Logger } from 'pino';
+import type { Bundle } from '../../protocol/client/bundle.js';
+import type { MusterError } from '../../protocol/errors.js';
+import type { AgentView } from '../api/schemas.js';
+import type { AgentRow } from '../store/types.js';
+import { AgentConnection, type Identity } from './agent-connection.js';
+
+export interface PoolContext {
+  identity(): Identity;
+  bundle(): Promise<Bundle>;
+  heartbeatIntervalMs: number;
+  log: Logger;
+  onReady(connection: AgentConnection): void;
+  onLost(connection: AgentConnection, err: MusterError): void;
+  onChange(view: AgentView): void;
+}
+
+export class AgentPool {
+  private readonly connections = new Map<string, AgentConnection>();
+  private started = false;
+
+  constructor(private readonly ctx: PoolContext) {}
+
+  start(rows: AgentRow[]): void {
+    this.started = true;
+    for (const row of rows) this.add(row);
+  }
+
+  add(row: AgentRow): AgentConnection {
+    const connection = new AgentConnection(row, {
+      identity: () => this.ctx.identity(),
+      bundle: () => this.ctx.bundle(),
+      heartbeatIntervalMs: this.ctx.heartbeatIntervalMs,
+      log: this.ctx.log,
+      onReady: (c) => this.ctx.onReady(c),
+      onLost: (c, err) => this.ctx.onLost(c, err),
+      onStatus: (c) => this.ctx.onChange(viewOf(c)),
+    });
+    this.connections.set(row.name, connection);
+    if (this.started) connection.start();
+    return connection;
+  }
+
+  remove(name: string): void {
+    this.connections.get(name)?.stop();
+    this.connections.delete(name);
+  }
+
+  update(row: AgentRow): void {
+    const connection = this.connections.get(row.name);
+    if (connection) {
+      connection.row = row;
+      this.ctx.onChange(viewOf(connection));
+    }
+  }
+
+  get(name: string): AgentConnection | undefined {
+    return this.connections.get(name);
+  }
+
+  all(): AgentConnection[] {
+    return [...this.connections.values()];
+  }
+
+  ready(): AgentConnection[] {
+    return this.all().filter((c) => c.isReady);
+  }
+
+  /** Pushes the current bundle to every connected agent (after an extension changed). */
+  async resyncAll(): Promise<void> {
+    await Promise.all(
+      this.ready().map((c) =>
+        c
+          .resync()
+          .catch((err: unknown) => this.ctx.log.warn({ agent: c.name, err }, 'resync failed')),
+      ),
+    );
+  }
+
+  views(): AgentView[] {
+    return this.all()
+      .map(viewOf)
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  view(name: string): AgentView | undefined {
+    const c = this.connections.get(name);
+    return c ? viewOf(c) : undefined;
+  }
+
+  /** Reconnects every agent (the identity sent to agents changed). */
+  reconnectAll(): void {
+    for (const c of this.connections.values()) {
+      c.stop();
+      c.start();
+    }
+  }
+
+  stop(): void {
+    for (const c of this.connections.values()) c.stop();
+  }
+}
+
+export function viewOf(c: AgentConnection): AgentView {
+  return {
+    name: c.row.name,
+    address: `${c.row.host.includes(':') ? `[${c.row.host}]` : c.row.host}:${c.row.port}`,
+    status: c.status,
+    slots: c.slots,
+    busySlots: c.busySlots,
+    labels: c.row.labels,
+    tls: c.row.tls,
+    fingerprint: c.row.fingerprint,
+    lastError: c.lastError,
+    agentVersion: c.client?.agentVersion ?? null,
+    instanceKey: c.client?.instance.key ?? null,
+    lastConnectedAt: c.lastConnectedAt,
+  };
+}

@@ -1,0 +1,115 @@
+/**
+ * The scheduler's in-memory picture of one unfinished build: each task's row, how many of its
+ * needs are unfinished, who depends on it, and which tasks are ready. Loaded from the store once
+ * (also after a restart) and then kept in step with every write, so a scheduling pass costs
+ * O(ready tasks), not O(all tasks).
+ */
+import type { PlanTask } from '../plan/types.js';
+import type { BuildRow, TaskRow, TaskStatus } from '../store/types.js';
+
+export interface TaskState {
+  row: TaskRow;
+  plan: PlanTask;
+  waitingOn: number;
+  dependents: string[];
+}
+
+const TERMINAL: ReadonlySet<TaskStatus> = new Set(['succeeded', 'failed', 'cancelled', 'skipped']);
+
+export function isTerminal(status: TaskStatus): boolean {
+  return TERMINAL.has(status);
+}
+
+export class ActiveBuild {
+  readonly tasks = new Map<string, TaskState>();
+  /** Tasks whose needs all succeeded and that wait for a slot, in plan order. */
+  readonly ready: string[] = [];
+  cancelling = false;
+  /** Attempts of this build in flight. */
+  inFlight = 0;
+  /** Tasks not yet in a terminal state. */
+  private remaining = 0;
+
+  constructor(
+    public row: BuildRow,
+    rows: TaskRow[],
+  ) {
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    for (const plan of row.plan.tasks) {
+      const taskRow = byName.get(plan.name);
+      if (taskRow) this.tasks.set(plan.name, { row: taskRow, plan, waitingOn: 0, dependents: [] });
+    }
+    for (const state of this.tasks.values()) {
+      if (!isTerminal(state.row.status)) this.remaining++;
+      for (const need of state.plan.needs) {
+        const dep = this.tasks.get(need);
+        if (!dep) continue;
+        dep.dependents.push(state.plan.name);
+        if (dep.row.status !== 'succeeded') state.waitingOn++;
+      }
+    }
+  }
+
+  get id(): number {
+    return this.row.id;
+  }
+
+  get finished(): boolean {
+    return this.remaining === 0;
+  }
+
+  /** Every change of a task's row goes through here, so the count of unfinished tasks holds. */
+  replace(state: TaskState, row: TaskRow): void {
+    const was = isTerminal(state.row.status);
+    const is = isTerminal(row.status);
+    if (!was && is) this.remaining--;
+    else if (was && !is) this.remaining++;
+    state.row = row;
+  }
+
+  /** Pending tasks whose needs are all done: what may be queued now. */
+  releasable(): TaskState[] {
+    return [...this.tasks.values()].filter((s) => s.row.status === 'pending' && s.waitingOn === 0);
+  }
+
+  /** Pending tasks that can never run because a need failed, was skipped or cancelled. */
+  blocked(): TaskState[] {
+    return [...this.tasks.values()].filter(
+      (s) =>
+        s.row.status === 'pending' &&
+        s.plan.needs.some((n) => {
+          const status = this.tasks.get(n)?.row.status;
+          return status === 'failed' || status === 'skipped' || status === 'cancelled';
+        }),
+    );
+  }
+
+  /** Bookkeeping after a task succeeded: its dependents wait on one fewer. */
+  noteSucceeded(name: string): TaskState[] {
+    const released: TaskState[] = [];
+    for (const dependent of this.tasks.get(name)?.dependents ?? []) {
+      const state = this.tasks.get(dependent);
+      if (!state) continue;
+      state.waitingOn--;
+      if (state.waitingOn === 0 && state.row.status === 'pending') released.push(state);
+    }
+    return released;
+  }
+
+  /** Every task that (transitively) needs `name` and has not started. */
+  downstreamOf(name: string): TaskState[] {
+    const out: TaskState[] = [];
+    const seen = new Set<string>();
+    const visit = (n: string): void => {
+      for (const dependent of this.tasks.get(n)?.dependents ?? []) {
+        if (seen.has(dependent)) continue;
+        seen.add(dependent);
+        const state = this.tasks.get(dependent);
+        if (state && state.row.status === 'pending') out.push(state);
+        visit(dependent);
+      }
+    };
+    visit(name);
+    return out;
+  }
+}

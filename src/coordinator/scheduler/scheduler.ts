@@ -1,0 +1,581 @@
+/**
+ * The scheduler: dispatches ready tasks to free agent slots (matching `requires` labels), feeds
+ * them their inputs and the outputs of the tasks they need, records every attempt, retries on
+ * failure (up to `retries`) and on agent loss, and survives its own restart by re-attaching to
+ * attempts still running on agents.
+ *
+ * One attempt runs on one agent under one agent task id. An attempt whose agent went away waits
+ * `agentLossGraceMs` for the agent to return (it keeps running there, and is re-attached); only
+ * then is it marked lost and the task retried elsewhere, and if the old agent comes back later it
+ * is told to cancel the stale attempt. So a task never has two live attempts on our orders.
+ */
+import picomatch from 'picomatch';
+import type { Logger } from 'pino';
+import type { BlobStore } from '../../protocol/blob-store.js';
+import type { AgentClient, OutputChunk } from '../../protocol/client/agent-client.js';
+import { toMusterError, type MusterError } from '../../protocol/errors.js';
+import type { TaskInputFile, TaskResult } from '../../protocol/task-types.js';
+import { buildSummary, taskView } from '../api/views.js';
+import type { EventBus } from '../events.js';
+import type { AgentConnection } from '../pool/agent-connection.js';
+import type { AgentPool } from '../pool/pool.js';
+import type { Store } from '../store/store.js';
+import type { AttemptRow, AttemptStatus, BuildRow, TaskRow } from '../store/types.js';
+import { ActiveBuild, type TaskState } from './active-build.js';
+
+export interface SchedulerContext {
+  store: Store;
+  pool: AgentPool;
+  blobs: BlobStore;
+  events: EventBus;
+  log: Logger;
+  agentLossGraceMs: number;
+  /** Extra attempts allowed for agent loss, on top of a task's `retries`. */
+  lossRetries?: number;
+}
+
+interface InFlight {
+  attempt: AttemptRow;
+  build: ActiveBuild;
+  task: TaskState;
+  /** 'attached': we follow its result on a live connection; 'detached': waiting for the agent. */
+  state: 'attached' | 'detached';
+  lostTimer: NodeJS.Timeout | undefined;
+  connection: AgentConnection | undefined;
+  cancelRequested: boolean;
+}
+
+export class Scheduler {
+  private readonly builds = new Map<number, ActiveBuild>();
+  private readonly inFlight = new Map<string, InFlight>();
+  private scheduling = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly ctx: SchedulerContext) {}
+
+  /** Loads unfinished builds and attempts (after a restart: re-attached as agents connect). */
+  start(): void {
+    const { store } = this.ctx;
+    for (const row of store.listActiveBuilds()) this.load(row);
+    for (const attempt of store.listRunningAttempts()) {
+      const build = this.builds.get(attempt.buildId);
+      const task = build?.tasks.get(attempt.taskName);
+      if (!build || !task) {
+        store.finishAttempt(attempt.id, 'lost', { finishedAt: now(), error: 'its build is gone' });
+        continue;
+      }
+      const flight: InFlight = {
+        attempt,
+        build,
+        task,
+        state: 'detached',
+        lostTimer: undefined,
+        connection: undefined,
+        cancelRequested: build.cancelling,
+      };
+      this.inFlight.set(attempt.agentTaskId, flight);
+      build.inFlight++;
+      this.armLost(flight);
+    }
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const flight of this.inFlight.values()) clearTimeout(flight.lostTimer);
+  }
+
+  get runningCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** A new build was stored: start scheduling it. */
+  submit(row: BuildRow): void {
+    this.load(row);
+    this.schedule();
+  }
+
+  cancel(buildId: number): void {
+    const build = this.builds.get(buildId);
+    if (!build) return;
+    build.cancelling = true;
+    // Remembered in the store, so a restart mid-cancel goes on cancelling.
+    this.ctx.store.setBuildStatus(buildId, build.row.status, { error: CANCEL_REQUESTED });
+    build.row = { ...build.row, error: CANCEL_REQUESTED };
+    const at = now();
+    this.ctx.store.transaction(() => {
+      for (const state of build.tasks.values()) {
+        if (state.row.status === 'pending' || state.row.status === 'queued') {
+          this.setTask(build, state, {
+            status: 'cancelled',
+            finishedAt: at,
+            error: 'build cancelled',
+          });
+        }
+      }
+    });
+    build.ready.length = 0;
+    for (const flight of this.inFlight.values()) {
+      if (flight.build !== build) continue;
+      flight.cancelRequested = true;
+      if (flight.state === 'attached' && flight.connection?.client) {
+        void flight.connection.client.cancelTask(flight.attempt.agentTaskId).catch(() => undefined);
+      } else {
+        // The agent is away: record the attempt as cancelled now; it is cancelled there on return.
+        this.finishFlight(
+          flight,
+          'cancelled',
+          { status: 'cancelled', durationMs: 0 },
+          'build cancelled',
+        );
+      }
+    }
+    this.maybeFinish(build);
+  }
+
+  /** An agent (re)connected: re-attach what runs there, cancel what is stale, dispatch. */
+  onAgentReady(connection: AgentConnection): void {
+    void this.reattach(connection)
+      .catch((err: unknown) =>
+        this.ctx.log.warn({ agent: connection.name, err }, 're-attach failed'),
+      )
+      .finally(() => this.schedule());
+  }
+
+  onAgentLost(connection: AgentConnection): void {
+    for (const flight of this.inFlight.values()) {
+      if (flight.attempt.agent === connection.name && flight.state === 'attached') {
+        flight.state = 'detached';
+        flight.connection = undefined;
+        this.armLost(flight);
+      }
+    }
+  }
+
+  /** Runs a scheduling pass now (or right after the current one). */
+  schedule(): void {
+    if (this.stopped) return;
+    if (this.scheduling) {
+      this.again = true;
+      return;
+    }
+    this.scheduling = true;
+    try {
+      do {
+        this.again = false;
+        this.pass();
+      } while (this.again);
+    } catch (err) {
+      this.ctx.log.error({ err }, 'scheduling pass failed');
+    } finally {
+      this.scheduling = false;
+    }
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private load(row: BuildRow): void {
+    if (this.builds.has(row.id)) return;
+    const build = new ActiveBuild(row, this.ctx.store.listTasks(row.id));
+    build.cancelling = row.error === CANCEL_REQUESTED;
+    this.builds.set(row.id, build);
+    for (const state of build.tasks.values()) {
+      if (state.row.status === 'queued') build.ready.push(state.plan.name);
+    }
+    if (build.cancelling) return;
+    // From here on releases and skips follow each task's end; this is the only full scan.
+    this.ctx.store.transaction(() => {
+      for (const state of build.blocked()) {
+        this.setTask(build, state, {
+          status: 'skipped',
+          finishedAt: now(),
+          error: 'a task it needs did not succeed',
+        });
+      }
+      for (const state of build.releasable()) {
+        this.setTask(build, state, { status: 'queued' });
+        build.ready.push(state.plan.name);
+      }
+    });
+  }
+
+  private pass(): void {
+    const agents = this.ctx.pool.ready();
+    for (const build of this.builds.values()) {
+      if (build.row.status === 'queued') {
+        this.ctx.store.setBuildStatus(build.id, 'running', { startedAt: now() });
+        build.row = { ...build.row, status: 'running', startedAt: now() };
+        this.emitBuild(build);
+      }
+      for (let i = 0; i < build.ready.length;) {
+        if (!agents.some((a) => a.freeSlots > 0)) return;
+        const name = build.ready[i]!;
+        const state = build.tasks.get(name);
+        if (!state || state.row.status !== 'queued') {
+          build.ready.splice(i, 1);
+          continue;
+        }
+        const agent = pickAgent(agents, state.plan.requires);
+        if (!agent) {
+          i++;
+          continue;
+        }
+        build.ready.splice(i, 1);
+        this.dispatch(build, state, agent);
+      }
+      this.maybeFinish(build);
+    }
+  }
+
+  private dispatch(build: ActiveBuild, state: TaskState, connection: AgentConnection): void {
+    const number = state.row.attempts + 1;
+    const agentTaskId = `b${build.id}:${state.plan.name}:${number}`;
+    const startedAt = now();
+    const attempt = this.ctx.store.transaction(() => {
+      const created = this.ctx.store.createAttempt({
+        buildId: build.id,
+        taskName: state.plan.name,
+        number,
+        agent: connection.name,
+        agentTaskId,
+        status: 'running',
+        startedAt,
+      });
+      this.setTask(build, state, {
+        status: 'running',
+        attempts: number,
+        agent: connection.name,
+        startedAt,
+        finishedAt: null,
+        exitCode: null,
+        error: null,
+      });
+      return created;
+    });
+    const flight: InFlight = {
+      attempt,
+      build,
+      task: state,
+      state: 'attached',
+      lostTimer: undefined,
+      connection,
+      cancelRequested: false,
+    };
+    this.inFlight.set(agentTaskId, flight);
+    build.inFlight++;
+    connection.noteBusy(1);
+    void this.execute(flight, connection);
+  }
+
+  private async execute(flight: InFlight, connection: AgentConnection): Promise<void> {
+    const client = connection.client;
+    if (!client) {
+      this.detach(flight);
+      return;
+    }
+    const { plan } = flight.task;
+    try {
+      const inputs = this.inputsOf(flight.build, flight.task);
+      await client.putBlobs(
+        [...new Map(inputs.map((f) => [f.sha256, f])).values()].map((f) => ({
+          sha256: f.sha256,
+          size: f.size,
+          source: { file: this.ctx.blobs.pathOf(f.sha256) },
+        })),
+      );
+      const remote = await client.startTask(
+        {
+          taskId: flight.attempt.agentTaskId,
+          extension: plan.extension,
+          operation: plan.operation,
+          input: plan.input,
+          inputs: inputs.map(({ path, sha256, mode }) => ({ path, sha256, mode })),
+          outputs: plan.outputs,
+          env: plan.env,
+          ...(plan.timeoutMs === undefined ? {} : { timeoutMs: plan.timeoutMs }),
+        },
+        (chunk) => this.onOutput(flight, chunk),
+      );
+      await this.complete(flight, client, await remote.result);
+    } catch (err) {
+      this.onExecuteError(flight, toMusterError(err));
+    }
+  }
+
+  private onExecuteError(flight: InFlight, err: MusterError): void {
+    if (!this.inFlight.has(flight.attempt.agentTaskId)) return;
+    if (err.code === 'CONNECTION_CLOSED' || err.code === 'REQUEST_TIMEOUT') {
+      this.detach(flight);
+      return;
+    }
+    this.finishFlight(
+      flight,
+      'failed',
+      { status: 'failed', error: err.toWire(), durationMs: 0 },
+      err.message,
+    );
+  }
+
+  private detach(flight: InFlight): void {
+    if (flight.state === 'attached') {
+      flight.connection?.noteBusy(-1);
+      flight.state = 'detached';
+      flight.connection = undefined;
+    }
+    this.armLost(flight);
+  }
+
+  private armLost(flight: InFlight): void {
+    clearTimeout(flight.lostTimer);
+    flight.lostTimer = setTimeout(() => {
+      if (flight.state !== 'detached' || !this.inFlight.has(flight.attempt.agentTaskId)) return;
+      this.ctx.log.warn(
+        { build: flight.build.id, task: flight.task.plan.name, agent: flight.attempt.agent },
+        'attempt lost: its agent did not come back in time',
+      );
+      this.finishFlight(
+        flight,
+        'lost',
+        { status: 'lost', durationMs: 0 },
+        `agent ${flight.attempt.agent} was lost while the task ran`,
+      );
+    }, this.ctx.agentLossGraceMs);
+    flight.lostTimer.unref();
+  }
+
+  private async reattach(connection: AgentConnection): Promise<void> {
+    const client = connection.client;
+    if (!client) return;
+    const onAgent = new Map((await client.listTasks()).map((t) => [t.taskId, t]));
+    // Stale attempts: ours, on this agent, that we no longer run (lost, cancelled, finished).
+    for (const [taskId, info] of onAgent) {
+      if (this.inFlight.has(taskId)) continue;
+      const attempt = this.ctx.store.getAttemptByAgentTaskId(taskId);
+      if (attempt === undefined || attempt.status === 'running') continue;
+      if (info.state === 'running') await client.cancelTask(taskId).catch(() => undefined);
+      else await client.releaseTask(taskId).catch(() => undefined);
+    }
+    for (const flight of this.inFlight.values()) {
+      if (flight.attempt.agent !== connection.name || flight.state !== 'detached') continue;
+      if (!onAgent.has(flight.attempt.agentTaskId)) {
+        this.finishFlight(
+          flight,
+          'lost',
+          { status: 'lost', durationMs: 0 },
+          `agent ${connection.name} no longer knows the attempt (it restarted)`,
+        );
+        continue;
+      }
+      clearTimeout(flight.lostTimer);
+      flight.state = 'attached';
+      flight.connection = connection;
+      connection.noteBusy(1);
+      if (flight.cancelRequested)
+        void client.cancelTask(flight.attempt.agentTaskId).catch(() => undefined);
+      void this.follow(flight, client);
+    }
+  }
+
+  private async follow(flight: InFlight, client: AgentClient): Promise<void> {
+    try {
+      const remote = await client.attachTask(
+        flight.attempt.agentTaskId,
+        flight.attempt.nextSeq,
+        (chunk) => this.onOutput(flight, chunk),
+      );
+      await this.complete(flight, client, await remote.result);
+    } catch (err) {
+      this.onExecuteError(flight, toMusterError(err));
+    }
+  }
+
+  private onOutput(flight: InFlight, chunk: OutputChunk): void {
+    if (chunk.seq < flight.attempt.nextSeq) return; // replayed twice
+    const at = now();
+    const id = this.ctx.store.transaction(() => {
+      const logId = this.ctx.store.appendLog({
+        buildId: flight.build.id,
+        taskName: flight.task.plan.name,
+        attempt: flight.attempt.number,
+        stream: chunk.stream,
+        data: chunk.data,
+        at,
+      });
+      this.ctx.store.setAttemptNextSeq(flight.attempt.id, chunk.seq + 1);
+      return logId;
+    });
+    flight.attempt = { ...flight.attempt, nextSeq: chunk.seq + 1 };
+    this.ctx.events.emit('log', {
+      buildId: flight.build.id,
+      id,
+      task: flight.task.plan.name,
+      attempt: flight.attempt.number,
+      stream: chunk.stream,
+      text: chunk.data.toString('utf8'),
+      at,
+    });
+  }
+
+  private async complete(flight: InFlight, client: AgentClient, result: TaskResult): Promise<void> {
+    if (!this.inFlight.has(flight.attempt.agentTaskId)) return;
+    if (result.status === 'succeeded') {
+      for (const output of result.outputs ?? []) {
+        if (!(await this.ctx.blobs.has(output.sha256))) {
+          await client.getBlob(output.sha256, this.ctx.blobs.pathOf(output.sha256));
+        }
+      }
+    }
+    const status: Exclude<AttemptStatus, 'running'> = result.status;
+    const detail =
+      result.status === 'failed'
+        ? (result.error?.message ??
+          (result.exitCode !== undefined && result.exitCode !== null
+            ? `exited with code ${result.exitCode}`
+            : `ended by signal ${result.signal ?? 'unknown'}`))
+        : (result.error?.message ?? null);
+    this.finishFlight(flight, status, result, detail);
+    void client.releaseTask(flight.attempt.agentTaskId).catch(() => undefined);
+  }
+
+  /** Records the end of an attempt and what it means for its task and build. */
+  private finishFlight(
+    flight: InFlight,
+    status: Exclude<AttemptStatus, 'running'>,
+    result: TaskResult,
+    detail: string | null,
+  ): void {
+    const key = flight.attempt.agentTaskId;
+    if (!this.inFlight.delete(key)) return;
+    flight.build.inFlight--;
+    clearTimeout(flight.lostTimer);
+    if (flight.state === 'attached') flight.connection?.noteBusy(-1);
+    const { build, task } = flight;
+    const at = now();
+    const exitCode = result.exitCode ?? null;
+    const lossRetries = this.ctx.lossRetries ?? 3;
+    this.ctx.store.transaction(() => {
+      this.ctx.store.finishAttempt(flight.attempt.id, status, {
+        exitCode,
+        error: detail,
+        finishedAt: at,
+      });
+      if (flight.cancelRequested || build.cancelling) {
+        this.setTask(build, task, {
+          status: 'cancelled',
+          finishedAt: at,
+          exitCode,
+          error: 'build cancelled',
+        });
+        return;
+      }
+      if (status === 'succeeded') {
+        this.setTask(build, task, {
+          status: 'succeeded',
+          finishedAt: at,
+          exitCode,
+          outputs: result.outputs ?? [],
+          error: null,
+        });
+        for (const released of build.noteSucceeded(task.plan.name)) {
+          this.setTask(build, released, { status: 'queued' });
+          build.ready.push(released.plan.name);
+        }
+        return;
+      }
+      const attemptsAllowed = 1 + task.plan.retries + (status === 'lost' ? lossRetries : 0);
+      if (task.row.attempts < attemptsAllowed) {
+        this.ctx.log.info(
+          { build: build.id, task: task.plan.name, status, attempt: task.row.attempts },
+          'retrying task',
+        );
+        this.setTask(build, task, { status: 'queued', exitCode, error: detail });
+        build.ready.push(task.plan.name);
+        return;
+      }
+      this.setTask(build, task, { status: 'failed', finishedAt: at, exitCode, error: detail });
+      for (const downstream of build.downstreamOf(task.plan.name)) {
+        this.setTask(build, downstream, {
+          status: 'skipped',
+          finishedAt: at,
+          error: `${task.plan.name} failed`,
+        });
+      }
+    });
+    this.maybeFinish(build);
+    this.schedule();
+  }
+
+  private maybeFinish(build: ActiveBuild): void {
+    if (!this.builds.has(build.id) || build.inFlight > 0 || !build.finished) return;
+    const tasks = [...build.tasks.values()].map((s) => s.row);
+    const failed = tasks.filter((t) => t.status === 'failed');
+    const status = build.cancelling
+      ? 'cancelled'
+      : failed.length === 0 && tasks.every((t) => t.status === 'succeeded')
+        ? 'succeeded'
+        : 'failed';
+    const error =
+      status === 'cancelled'
+        ? 'cancelled'
+        : failed.length > 0
+          ? `${failed.map((t) => t.name).join(', ')} failed`
+          : status === 'failed'
+            ? 'not every task succeeded'
+            : null;
+    const finishedAt = now();
+    this.ctx.store.setBuildStatus(build.id, status, { finishedAt, error });
+    build.row = { ...build.row, status, finishedAt, error };
+    this.builds.delete(build.id);
+    this.emitBuild(build);
+    this.ctx.log.info({ build: build.id, status }, 'build finished');
+  }
+
+  private inputsOf(build: ActiveBuild, state: TaskState): (TaskInputFile & { size: number })[] {
+    const files = new Map<string, TaskInputFile & { size: number }>();
+    if (state.plan.inputs.length > 0) {
+      const match = picomatch(state.plan.inputs, { dot: true });
+      for (const file of build.row.files) {
+        if (match(file.path)) files.set(file.path, file);
+      }
+    }
+    // Outputs of the tasks it needs, at the same relative paths (later needs win a clash).
+    for (const need of state.plan.needs) {
+      for (const output of build.tasks.get(need)?.row.outputs ?? []) files.set(output.path, output);
+    }
+    return [...files.values()];
+  }
+
+  private setTask(build: ActiveBuild, state: TaskState, changes: Partial<TaskRow>): void {
+    this.ctx.store.updateTask(build.id, state.plan.name, changes);
+    build.replace(state, { ...state.row, ...changes });
+    this.ctx.events.emit('task', { buildId: build.id, task: taskView(build.row, state.row) });
+  }
+
+  private emitBuild(build: ActiveBuild): void {
+    this.ctx.events.emit(
+      'build',
+      buildSummary(
+        build.row,
+        [...build.tasks.values()].map((s) => s.row),
+      ),
+    );
+  }
+}
+
+/** The ready agent with the most free slots among those with every required label. */
+function pickAgent(agents: AgentConnection[], requires: string[]): AgentConnection | undefined {
+  let best: AgentConnection | undefined;
+  for (const agent of agents) {
+    if (agent.freeSlots <= 0) continue;
+    if (!requires.every((label) => agent.row.labels.includes(label))) continue;
+    if (!best || agent.freeSlots > best.freeSlots) best = agent;
+  }
+  return best;
+}
+
+const CANCEL_REQUESTED = 'cancel requested';
+
+function now(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,127 @@
+/**
+ * The coordinator's state behind one interface; nothing else writes SQL. Methods are synchronous
+ * (better-sqlite3 is), and `transaction` groups several writes so a crash never leaves half of
+ * them: the scheduler relies on that when it records an attempt together with its task's status.
+ */
+import type { BuildFile, Plan } from '../plan/types.js';
+import type {
+  AgentRow,
+  ApiToken,
+  AttemptRow,
+  AttemptStatus,
+  BuildRow,
+  BuildStatus,
+  ExtensionRow,
+  LogChunk,
+  Role,
+  TaskRow,
+  TaskStatus,
+  User,
+} from './types.js';
+
+export interface Store {
+  /** Runs fn in one transaction (nested calls join the outer one). */
+  transaction<T>(fn: () => T): T;
+  close(): void;
+
+  // users and tokens
+  createUser(name: string, role: Role, passwordHash: string): User;
+  getUser(name: string): User | undefined;
+  getUserById(id: number): User | undefined;
+  listUsers(): User[];
+  setPassword(name: string, passwordHash: string): void;
+  setRole(name: string, role: Role): void;
+  deleteUser(name: string): boolean;
+  createToken(userId: number, tokenHash: string, expiresAt: string): ApiToken;
+  /** The token with this hash if it exists and has not expired; touches lastUsedAt. */
+  useToken(tokenHash: string, now: string): { token: ApiToken; user: User } | undefined;
+  deleteToken(tokenHash: string): void;
+  deleteExpiredTokens(now: string): number;
+
+  // settings (JSON values)
+  getSetting(key: string): unknown;
+  setSetting(key: string, value: unknown): void;
+  listSettings(): Record<string, unknown>;
+
+  // agents
+  addAgent(agent: Omit<AgentRow, 'createdAt'>): AgentRow;
+  getAgent(name: string): AgentRow | undefined;
+  listAgents(): AgentRow[];
+  updateAgent(
+    name: string,
+    changes: Partial<Pick<AgentRow, 'labels' | 'slots' | 'fingerprint' | 'accessKey'>>,
+  ): AgentRow;
+  removeAgent(name: string): boolean;
+
+  // extensions (one row per name: adding a new version replaces the old)
+  putExtension(extension: Omit<ExtensionRow, 'addedAt'>): ExtensionRow;
+  listExtensions(): ExtensionRow[];
+  removeExtension(name: string): boolean;
+
+  // builds, tasks, attempts
+  /** Creates the build (queued) and one pending task row per plan task. */
+  createBuild(plan: Plan, files: BuildFile[], createdBy: string): BuildRow;
+  getBuild(id: number): BuildRow | undefined;
+  listBuilds(filter: { status?: BuildStatus; limit?: number; beforeId?: number }): BuildRow[];
+  /** Builds that are queued or running: what the scheduler works on (and resumes after a restart). */
+  listActiveBuilds(): BuildRow[];
+  setBuildStatus(
+    id: number,
+    status: BuildStatus,
+    fields?: { startedAt?: string; finishedAt?: string; error?: string | null },
+  ): void;
+
+  listTasks(buildId: number): TaskRow[];
+  getTask(buildId: number, name: string): TaskRow | undefined;
+  updateTask(
+    buildId: number,
+    name: string,
+    changes: Partial<
+      Pick<
+        TaskRow,
+        | 'status'
+        | 'attempts'
+        | 'exitCode'
+        | 'agent'
+        | 'startedAt'
+        | 'finishedAt'
+        | 'outputs'
+        | 'error'
+      >
+    >,
+  ): void;
+
+  createAttempt(
+    attempt: Omit<AttemptRow, 'id' | 'finishedAt' | 'exitCode' | 'error' | 'nextSeq'>,
+  ): AttemptRow;
+  getAttemptByAgentTaskId(agentTaskId: string): AttemptRow | undefined;
+  listAttempts(buildId: number, taskName?: string): AttemptRow[];
+  /** Attempts still marked running (after a restart: the ones to re-attach). */
+  listRunningAttempts(): AttemptRow[];
+  finishAttempt(
+    id: number,
+    status: Exclude<AttemptStatus, 'running'>,
+    fields: { exitCode?: number | null; error?: string | null; finishedAt: string },
+  ): void;
+  setAttemptNextSeq(id: number, nextSeq: number): void;
+
+  // logs
+  appendLog(chunk: Omit<LogChunk, 'id'>): number;
+  /** Chunks of a build (optionally one task) with id > afterId, oldest first, at most `limit`. */
+  readLogs(
+    buildId: number,
+    options: { taskName?: string; afterId?: number; limit?: number },
+  ): LogChunk[];
+}
+
+export type {
+  AgentRow,
+  ApiToken,
+  AttemptRow,
+  BuildRow,
+  ExtensionRow,
+  LogChunk,
+  TaskRow,
+  TaskStatus,
+  User,
+};

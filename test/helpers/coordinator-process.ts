@@ -1,0 +1,211 @@
+/**
+ * Starts real `muster coordinator` processes for end-to-end tests (port 0 on loopback, temp
+ * data dir, admin password from the environment) and talks to their API.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { createHash } from 'node:crypto';
+import type { BuildView } from '../../src/coordinator/api/schemas.js';
+import { cliPath, makeTempDir, type StartedAgent } from './agent-process.js';
+
+export const ADMIN_PASSWORD = 'test-admin-password';
+
+export interface StartedCoordinator {
+  process: ChildProcess;
+  url: string;
+  dataDir: string;
+  token: string;
+  logs: Record<string, unknown>[];
+  api<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: T }>;
+  addAgent(name: string, agent: StartedAgent, labels?: string[]): Promise<void>;
+  waitForBuild(id: number, timeoutMs?: number): Promise<BuildView>;
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const started = new Set<StartedCoordinator>();
+
+export async function startCoordinator(
+  options: { dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<StartedCoordinator> {
+  const dataDir = options.dataDir ?? (await makeTempDir('muster-coord-'));
+  const child = spawn(
+    process.execPath,
+    [
+      cliPath,
+      'coordinator',
+      '--listen',
+      '127.0.0.1:0',
+      '--data',
+      dataDir,
+      '--log-level',
+      'info',
+      ...(options.args ?? []),
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD, ...options.env },
+    },
+  );
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(
+      () => reject(new Error(`coordinator did not start in 30 s: ${stderr}`)),
+      30_000,
+    );
+    child.stdout.on('data', (d: Buffer) => {
+      buffer += d.toString();
+      const lines = buffer.split('\n');
+      buffer = lines.pop() ?? '';
+      for (const line of lines) {
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          logs.push(entry);
+          if (entry.msg === 'listening' && typeof entry.url === 'string') {
+            clearTimeout(timer);
+            resolve(entry.url);
+          }
+        } catch {
+          // not JSON
+        }
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`coordinator exited with ${code}: ${stderr}`));
+    });
+  });
+  const api = async <T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string,
+  ): Promise<{ status: number; body: T }> => {
+    const response = await fetch(`${url}/api/v1${path}`, {
+      method,
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await response.text();
+    return { status: response.status, body: (text ? JSON.parse(text) : null) as T };
+  };
+  const login = await api<{ token: string }>('POST', '/login', {
+    user: 'admin',
+    password: ADMIN_PASSWORD,
+  });
+  if (login.status !== 200) throw new Error(`login failed: ${JSON.stringify(login.body)}`);
+  const token = login.body.token;
+  const coordinator: StartedCoordinator = {
+    process: child,
+    url,
+    dataDir,
+    token,
+    logs,
+    api: (method, path, body) => api(method, path, body, token),
+    addAgent: async (name, agent, labels = []) => {
+      const response = await api(
+        'POST',
+        '/agents',
+        {
+          name,
+          address: `127.0.0.1:${agent.port}`,
+          accessKey: agent.accessKey,
+          ...(agent.fingerprint ? { fingerprint: agent.fingerprint } : { tls: false }),
+          labels,
+        },
+        token,
+      );
+      if (response.status !== 201)
+        throw new Error(`adding ${name}: ${JSON.stringify(response.body)}`);
+    },
+    waitForBuild: async (id, timeoutMs = 60_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const { body } = await api<BuildView>('GET', `/builds/${id}`, undefined, token);
+        if (body.status !== 'queued' && body.status !== 'running') return body;
+        if (Date.now() > deadline)
+          throw new Error(`build ${id} did not finish: ${JSON.stringify(body)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+      started.delete(coordinator);
+    },
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+      started.delete(coordinator);
+    },
+  };
+  started.add(coordinator);
+  return coordinator;
+}
+
+export async function killCoordinators(): Promise<void> {
+  await Promise.all([...started].map((c) => c.kill()));
+}
+
+/** Uploads a folder's files as blobs and registers it as an extension (what `muster extensions add` does). */
+export async function uploadExtension(
+  coordinator: StartedCoordinator,
+  dir: string,
+  name: string,
+  version: string,
+): Promise<void> {
+  const files: { path: string; sha256: string; size: number; mode: number; data: Buffer }[] = [];
+  const walk = async (current: string): Promise<void> => {
+    for (const entry of await readdir(current)) {
+      const abs = join(current, entry);
+      const info = await stat(abs);
+      if (info.isDirectory()) await walk(abs);
+      else {
+        const data = await readFile(abs);
+        files.push({
+          path: relative(dir, abs).split(sep).join('/'),
+          sha256: createHash('sha256').update(data).digest('hex'),
+          size: data.length,
+          mode: info.mode & 0o777,
+          data,
+        });
+      }
+    }
+  };
+  await walk(dir);
+  for (const file of files) {
+    const response = await fetch(`${coordinator.url}/api/v1/blobs/${file.sha256}`, {
+      method: 'PUT',
+      headers: {
+        'content-type': 'application/octet-stream',
+        authorization: `Bearer ${coordinator.token}`,
+      },
+      body: file.data,
+    });
+    if (response.status !== 204) throw new Error(`upload ${file.path}: ${await response.text()}`);
+  }
+  const response = await coordinator.api('POST', '/extensions', {
+    name,
+    version,
+    files: files.map(({ path, sha256, size, mode }) => ({ path, sha256, size, mode })),
+  });
+  if (response.status !== 201) throw new Error(`extension: ${JSON.stringify(response.body)}`);
+}

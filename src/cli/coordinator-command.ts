@@ -21,6 +21,7 @@ export function registerCoordinatorCommand(program: Command): void {
       '15s',
     )
     .option('--heartbeat-interval <duration>', 'agent heartbeat interval', '5s')
+    .option('--token-ttl <duration>', 'how long a login token stays valid', '30d')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
     .action(async (opts: CoordinatorOptions) => {
       const options = compileCoordinatorOptions(opts);

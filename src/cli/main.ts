@@ -1,10 +1,17 @@
 #!/usr/bin/env node
 /** The `muster` command. Exit codes: 0 success, 1 build failed, 2 usage or input error, 3 cannot reach coordinator. */
-import { Command, CommanderError } from 'commander';
-import { MusterError } from '../protocol/errors.js';
+import { Command } from 'commander';
 import { MUSTER_VERSION } from '../protocol/version.js';
 import { registerAgentCommand } from './agent-command.js';
+import { registerAgentsCommand } from './agents-command.js';
+import { registerBuildsCommand } from './builds-command.js';
 import { registerCoordinatorCommand } from './coordinator-command.js';
+import { reportError } from './exit-codes.js';
+import { registerExtensionsCommand } from './extensions-command.js';
+import { registerLoginCommand } from './login-command.js';
+import { registerRunCommand } from './run-command.js';
+import { registerSettingsCommand } from './settings-command.js';
+import { registerStatusCommand } from './status-command.js';
 import { registerUpCommand } from './up-command.js';
 
 const program = new Command()
@@ -15,22 +22,19 @@ const program = new Command()
   .exitOverride()
   .showHelpAfterError();
 
-registerAgentCommand(program);
-registerCoordinatorCommand(program);
 registerUpCommand(program);
+registerCoordinatorCommand(program);
+registerAgentCommand(program);
+registerLoginCommand(program);
+registerAgentsCommand(program);
+registerExtensionsCommand(program);
+registerRunCommand(program);
+registerBuildsCommand(program);
+registerSettingsCommand(program);
+registerStatusCommand(program);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) {
-    process.exit(err.exitCode === 0 ? 0 : 2);
-  }
-  if (err instanceof MusterError) {
-    process.stderr.write(`muster: ${err.message} [${err.code}]\n`);
-    process.exit(err.code === 'INVALID_CONFIG' ? 2 : 1);
-  }
-  process.stderr.write(
-    `muster: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  process.exit(1);
+  process.exit(reportError(err));
 }

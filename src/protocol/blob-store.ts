@@ -224,7 +224,7 @@ export function storageError(err: unknown): MusterError {
   const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
   return new MusterError(
     'STORAGE_ERROR',
-    `agent storage: ${(err as Error).message}`,
+    `storage: ${(err as Error).message}`,
     { errno: code },
     {
       cause: err,

@@ -17,7 +17,10 @@ const PUBLIC = new Set([
 ]);
 
 export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
+  // Per user and address: 10 failures a minute. Per address: 50, so one user's typos behind a
+  // shared NAT do not lock everyone else out, while guessing across many names is still capped.
   const limiter = new FailureLimiter(10, 60_000);
+  const addressLimiter = new FailureLimiter(50, 60_000);
   app.decorateRequest('user', undefined);
 
   app.addHook('onRequest', async (request) => {
@@ -39,7 +42,7 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/api/v1/login', async (request, reply) => {
     const body = parse(loginBody, request.body, 'login');
     const key = `${request.ip}|${body.user}`;
-    const wait = Math.max(limiter.retryAfter(key), limiter.retryAfter(request.ip));
+    const wait = Math.max(limiter.retryAfter(key), addressLimiter.retryAfter(request.ip));
     if (wait > 0) {
       void reply.header('retry-after', Math.ceil(wait / 1000));
       throw new MusterError(
@@ -51,7 +54,7 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
     const ok = user !== undefined && (await verifyPassword(body.password, user.passwordHash));
     if (!user || !ok) {
       limiter.fail(key);
-      limiter.fail(request.ip);
+      addressLimiter.fail(request.ip);
       ctx.metrics.loginFailures.inc();
       request.log.warn({ user: body.user, ip: request.ip }, 'login failed');
       throw new MusterError('UNAUTHORIZED', 'wrong user name or password');

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
 import { checkRelativePath } from '../../protocol/paths.js';
 import { parsePlan } from '../plan/parse.js';
-import { requireUser, type ApiContext } from './context.js';
+import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import {
   createBuildBody,
@@ -22,9 +22,9 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
   };
 
   app.post('/api/v1/builds', async (request, reply) => {
-    const user = requireUser(request);
+    const user = requireBuilder(request);
     const body = parse(createBuildBody, request.body, 'build');
-    const plan = parsePlan(body.plan, { sourceName: 'plan' });
+    const plan = parsePlan(body.plan);
     const paths = new Set<string>();
     for (const file of body.files) {
       checkRelativePath(file.path, 'input file');
@@ -71,7 +71,7 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
   });
 
   app.post<{ Params: { id: string } }>('/api/v1/builds/:id/cancel', async (request) => {
-    const user = requireUser(request);
+    const user = requireBuilder(request);
     const build = getBuild(request.params.id);
     if (build.status === 'queued' || build.status === 'running') {
       request.log.info({ build: build.id, user: user.name }, 'build cancel requested');

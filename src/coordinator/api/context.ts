@@ -38,6 +38,17 @@ export function requireUser(request: FastifyRequest): User {
   return request.user;
 }
 
+/**
+ * Running and cancelling builds: admins only (viewers look). Unlike administration this is
+ * allowed on an active backup, which keeps builds going while the primary is away.
+ */
+export function requireBuilder(request: FastifyRequest): User {
+  const user = requireUser(request);
+  if (user.role !== 'admin')
+    throw new MusterError('FORBIDDEN', `${user.name} is a viewer; running builds needs an admin`);
+  return user;
+}
+
 /** Admin only; on a backup, changes are refused outright (they belong on the primary). */
 export function requireAdmin(request: FastifyRequest, ctx: ApiContext): User {
   const user = requireUser(request);

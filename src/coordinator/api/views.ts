@@ -1,9 +1,9 @@
 /** Rows (store) to views (API): the one place that shapes what users and tests see. */
+import type { PlanTask } from '../plan/types.js';
 import type { BuildRow, TaskRow } from '../store/types.js';
 import type { BuildSummary, BuildView, TaskView } from './schemas.js';
 
-export function taskView(build: BuildRow, task: TaskRow): TaskView {
-  const planTask = build.plan.tasks.find((t) => t.name === task.name);
+export function taskView(task: TaskRow, planTask: PlanTask | undefined): TaskView {
   return {
     name: task.name,
     status: task.status,
@@ -24,6 +24,7 @@ export function taskView(build: BuildRow, task: TaskRow): TaskView {
 
 export function buildView(build: BuildRow, tasks: TaskRow[]): BuildView {
   const order = new Map(build.plan.tasks.map((t, i) => [t.name, i]));
+  const plans = new Map(build.plan.tasks.map((t) => [t.name, t]));
   return {
     id: build.id,
     name: build.plan.name ?? null,
@@ -35,7 +36,7 @@ export function buildView(build: BuildRow, tasks: TaskRow[]): BuildView {
     error: build.error,
     tasks: [...tasks]
       .sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0))
-      .map((t) => taskView(build, t)),
+      .map((t) => taskView(t, plans.get(t.name))),
   };
 }
 

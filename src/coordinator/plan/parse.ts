@@ -329,10 +329,14 @@ function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function unknownKeyText(key: string, known: readonly string[]): string {
+/** The key `key` was probably meant to be, if any. */
+function suggestKey(key: string, known: readonly string[]): string | undefined {
   const normal = key.toLowerCase().replace(/[-_]/g, '');
   const hint = Object.hasOwn(KEY_HINTS, normal) ? KEY_HINTS[normal] : undefined;
-  const suggestion = hint !== undefined && known.includes(hint) ? hint : closest(key, known);
+  return hint !== undefined && known.includes(hint) ? hint : closest(key, known);
+}
+
+function unknownKeyText(suggestion: string | undefined, known: readonly string[]): string {
   return suggestion === undefined
     ? `unknown key (known keys: ${known.join(', ')})`
     : `unknown key; did you mean "${suggestion}"?`;
@@ -549,9 +553,12 @@ export function parsePlan(text: string, options: { sourceName?: string } = {}): 
   }
   const top = root;
 
+  let tasksMisspelt = false;
   for (const key of Object.keys(top)) {
     if (!(TOP_KEYS as readonly string[]).includes(key)) {
-      problems.add(joinPath('', key), unknownKeyText(key, TOP_KEYS), source.line([key]));
+      const suggestion = suggestKey(key, TOP_KEYS);
+      tasksMisspelt ||= suggestion === 'tasks';
+      problems.add(joinPath('', key), unknownKeyText(suggestion, TOP_KEYS), source.line([key]));
     }
   }
 
@@ -584,7 +591,10 @@ export function parsePlan(text: string, options: { sourceName?: string } = {}): 
     fail();
   }
   if (tasksValue === undefined || tasksValue === null) {
-    problems.add('tasks', 'missing: a plan needs at least one task', source.line(['tasks']));
+    // A misspelt "tasks:" key is reported above; "missing" would only repeat it.
+    if (!tasksMisspelt) {
+      problems.add('tasks', 'missing: a plan needs at least one task', source.line(['tasks']));
+    }
   } else if (Array.isArray(tasksValue)) {
     if (tasksValue.length === 0) {
       problems.add('tasks', 'is empty: a plan needs at least one task', source.line(['tasks']));
@@ -721,6 +731,7 @@ function checkTask(entry: TaskEntry, source: Source, problems: Problems): PlanTa
     return undefined;
   }
   const known: readonly string[] = listForm ? ['name', ...TASK_KEYS] : TASK_KEYS;
+  const suggested = new Set<string>();
   for (const key of Object.keys(value)) {
     if (known.includes(key)) continue;
     if (key === 'name' && !listForm) {
@@ -730,7 +741,9 @@ function checkTask(entry: TaskEntry, source: Source, problems: Problems): PlanTa
         at(key),
       );
     } else {
-      problems.add(joinPath(d, key), unknownKeyText(key, known), at(key));
+      const suggestion = suggestKey(key, known);
+      if (suggestion !== undefined) suggested.add(suggestion);
+      problems.add(joinPath(d, key), unknownKeyText(suggestion, known), at(key));
     }
   }
 
@@ -742,7 +755,8 @@ function checkTask(entry: TaskEntry, source: Source, problems: Problems): PlanTa
   const hasUses = value.uses !== undefined && value.uses !== null;
   if (hasRun && hasUses) {
     problems.add(d, 'has both run: and uses:; give only one', source.line(ast));
-  } else if (!hasRun && !hasUses) {
+  } else if (!hasRun && !hasUses && !suggested.has('run') && !suggested.has('uses')) {
+    // (A misspelt run: or uses: is reported above.)
     problems.add(d, 'needs run: (a command) or uses: (an extension operation)', source.line(ast));
   }
   if (hasRun) {
@@ -811,7 +825,8 @@ function checkTask(entry: TaskEntry, source: Source, problems: Problems): PlanTa
     } else {
       const nonJson = findNonJson(value.with, '');
       if (nonJson !== undefined) problems.add(`${d}.with`, nonJson, at('with'));
-      input = value.with;
+      // A copy: YAML aliases can make two tasks share one object.
+      input = structuredClone(value.with);
     }
   }
 

@@ -6,6 +6,7 @@
  */
 import type { PlanTask } from '../plan/types.js';
 import type { BuildRow, TaskRow, TaskStatus } from '../store/types.js';
+import { ReadyQueue } from './ready-queue.js';
 
 export interface TaskState {
   row: TaskRow;
@@ -23,7 +24,7 @@ export function isTerminal(status: TaskStatus): boolean {
 export class ActiveBuild {
   readonly tasks = new Map<string, TaskState>();
   /** Tasks whose needs all succeeded and that wait for a slot, in plan order. */
-  readonly ready: string[] = [];
+  readonly ready = new ReadyQueue();
   cancelling = false;
   /** Attempts of this build in flight. */
   inFlight = 0;

@@ -115,7 +115,7 @@ export class Scheduler {
         }
       }
     });
-    build.ready.length = 0;
+    build.ready.clear();
     for (const flight of this.inFlight.values()) {
       if (flight.build !== build) continue;
       flight.cancelRequested = true;
@@ -208,23 +208,19 @@ export class Scheduler {
         build.row = { ...build.row, status: 'running', startedAt: now() };
         this.emitBuild(build);
       }
-      for (let i = 0; i < build.ready.length;) {
-        if (!agents.some((a) => a.freeSlots > 0)) return;
-        const name = build.ready[i]!;
+      let free = agents.reduce((n, a) => n + a.freeSlots, 0);
+      build.ready.scan((name) => {
+        if (free <= 0) return 'stop';
         const state = build.tasks.get(name);
-        if (!state || state.row.status !== 'queued') {
-          build.ready.splice(i, 1);
-          continue;
-        }
+        if (!state || state.row.status !== 'queued') return 'take';
         const agent = pickAgent(agents, state.plan.requires);
-        if (!agent) {
-          i++;
-          continue;
-        }
-        build.ready.splice(i, 1);
+        if (!agent) return 'skip';
+        free--;
         this.dispatch(build, state, agent);
-      }
+        return 'take';
+      });
       this.maybeFinish(build);
+      if (free <= 0) return;
     }
   }
 
@@ -277,13 +273,15 @@ export class Scheduler {
     const { plan } = flight.task;
     try {
       const inputs = this.inputsOf(flight.build, flight.task);
-      await client.putBlobs(
-        [...new Map(inputs.map((f) => [f.sha256, f])).values()].map((f) => ({
-          sha256: f.sha256,
-          size: f.size,
-          source: { file: this.ctx.blobs.pathOf(f.sha256) },
-        })),
-      );
+      if (inputs.length > 0) {
+        await client.putBlobs(
+          [...new Map(inputs.map((f) => [f.sha256, f])).values()].map((f) => ({
+            sha256: f.sha256,
+            size: f.size,
+            source: { file: this.ctx.blobs.pathOf(f.sha256) },
+          })),
+        );
+      }
       const remote = await client.startTask(
         {
           taskId: flight.attempt.agentTaskId,
@@ -549,7 +547,9 @@ export class Scheduler {
   private setTask(build: ActiveBuild, state: TaskState, changes: Partial<TaskRow>): void {
     this.ctx.store.updateTask(build.id, state.plan.name, changes);
     build.replace(state, { ...state.row, ...changes });
-    this.ctx.events.emit('task', { buildId: build.id, task: taskView(build.row, state.row) });
+    if (this.ctx.events.listenerCount > 0) {
+      this.ctx.events.emit('task', { buildId: build.id, task: taskView(state.row, state.plan) });
+    }
   }
 
   private emitBuild(build: ActiveBuild): void {

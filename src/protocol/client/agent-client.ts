@@ -112,6 +112,12 @@ export class AgentClient {
     this.protocol = hello.protocol;
     frames.handler = (frame) => this.onFrame(frame);
     frames.onClose = () => this.handleClose();
+    frames.onProtocolError = (err) => {
+      this.closeError = new MusterError(
+        err.code,
+        `the agent sent something that is not a frame: ${err.message}`,
+      );
+    };
   }
 
   static async connect(options: AgentClientOptions): Promise<AgentClient> {
@@ -121,6 +127,7 @@ export class AgentClient {
       socket,
       {
         onFrame: (frame) => router.handler(frame),
+        onProtocolError: (err) => router.onProtocolError(err),
         onClose: () => router.onClose(),
       },
       options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
@@ -152,35 +159,16 @@ export class AgentClient {
 
   /** Makes the agent hold this bundle's version for this instance; sends only missing blobs. */
   async sync(bundle: Bundle): Promise<SyncResult> {
-    let sentBlobs = 0;
-    let sentBytes = 0;
-    let versionId = bundle.versionId;
-    const id = this.nextId++;
-    await this.requestWithId(
-      id,
+    const { final, sent } = await this.upload(
       { t: 'sync.offer', manifest: bundle.manifest },
-      (m) => {
-        if (m.t === 'sync.need') {
-          versionId = m.versionId;
-          const blobs = m.missing.map((sha) => bundle.blobs.get(sha));
-          void this.sendBlobs(id, blobs).then(
-            (n) => {
-              sentBlobs += n.blobs;
-              sentBytes += n.bytes;
-            },
-            (err: unknown) => this.pending.get(id)?.reject(asMusterError(err)),
-          );
-          return false;
-        }
-        if (m.t === 'sync.done') {
-          versionId = m.versionId;
-          return true;
-        }
-        return false;
-      },
-      0,
+      (sha) => bundle.blobs.get(sha),
+      'sync.done',
     );
-    return { versionId, sentBlobs, sentBytes };
+    return {
+      versionId: final.t === 'sync.done' ? final.versionId : bundle.versionId,
+      sentBlobs: sent.blobs,
+      sentBytes: sent.bytes,
+    };
   }
 
   /** Makes sure the agent has these blobs (task inputs); sends only the missing ones. */
@@ -188,30 +176,48 @@ export class AgentClient {
     blobs: { sha256: string; size: number; source: BlobSource }[],
   ): Promise<{ sentBlobs: number; sentBytes: number }> {
     const bySha = new Map(blobs.map((b) => [b.sha256, b]));
-    const id = this.nextId++;
-    let sent = { blobs: 0, bytes: 0 };
-    await this.requestWithId(
-      id,
+    const { sent } = await this.upload(
       {
         t: 'blobs.offer',
         blobs: [...bySha.values()].map((b) => ({ sha256: b.sha256, size: b.size })),
       },
+      (sha) => bySha.get(sha),
+      'blobs.stored',
+    );
+    return { sentBlobs: sent.blobs, sentBytes: sent.bytes };
+  }
+
+  /**
+   * Offers blobs (sync.offer or blobs.offer), sends the ones the agent says it needs, and
+   * resolves once the agent confirmed and every chunk was sent.
+   */
+  private async upload(
+    offer: object,
+    lookup: (sha256: string) => { sha256: string; size: number; source: BlobSource } | undefined,
+    doneType: 'sync.done' | 'blobs.stored',
+  ): Promise<{ final: AgentMessage; sent: { blobs: number; bytes: number } }> {
+    const id = this.nextId++;
+    let sending: Promise<{ blobs: number; bytes: number }> = Promise.resolve({
+      blobs: 0,
+      bytes: 0,
+    });
+    let final: AgentMessage | undefined;
+    await this.requestWithId(
+      id,
+      offer,
       (m) => {
-        if (m.t === 'blobs.need') {
-          void this.sendBlobs(
-            id,
-            m.missing.map((sha) => bySha.get(sha)),
-          ).then(
-            (n) => (sent = n),
-            (err: unknown) => this.pending.get(id)?.reject(asMusterError(err)),
-          );
+        if (m.t === 'sync.need' || m.t === 'blobs.need') {
+          sending = this.sendBlobs(id, m.missing.map(lookup));
+          sending.catch((err: unknown) => this.pending.get(id)?.reject(asMusterError(err)));
           return false;
         }
-        return m.t === 'blobs.stored';
+        if (m.t !== doneType) return false;
+        final = m;
+        return true;
       },
       0,
     );
-    return { sentBlobs: sent.blobs, sentBytes: sent.bytes };
+    return { final: final!, sent: await sending };
   }
 
   /** Downloads a blob into `file` (verified by hash, written atomically) or into memory. */
@@ -521,6 +527,8 @@ interface HandshakeResult {
 /** Lets the handshake and then the client take turns at handling frames. */
 class FrameRouter {
   handler: (frame: Frame) => void = () => undefined;
+  /** The agent sent bytes that are not a frame; the connection is being closed because of it. */
+  onProtocolError: (err: MusterError) => void = () => undefined;
   onClose: () => void = () => undefined;
 }
 
@@ -617,12 +625,20 @@ async function handshake(
       router.handler = () => undefined;
       reject(err);
     };
+    let framingError: MusterError | undefined;
+    router.onProtocolError = (err) => {
+      framingError = new MusterError(
+        err.code,
+        `the agent sent something that is not a Muster frame (is it a Muster agent, with the same TLS setting?): ${err.message}`,
+      );
+    };
     router.onClose = () =>
       fail(
-        new MusterError(
-          'CONNECTION_CLOSED',
-          'the agent closed the connection during the handshake',
-        ),
+        framingError ??
+          new MusterError(
+            'CONNECTION_CLOSED',
+            'the agent closed the connection during the handshake',
+          ),
       );
     router.handler = (frame) => {
       if (frame.kind !== 'json')

@@ -1,0 +1,465 @@
+/**
+ * The coordinator's REST API (/api/v1) as typed methods, over Node's fetch. Every failure becomes
+ * a MusterError: the server's `{ error: { code, message, details } }` as is, a connection that
+ * cannot be made (refused, DNS, TLS, timeout) as UNREACHABLE.
+ *
+ * HTTPS with a self-signed or private-CA coordinator certificate: Node's fetch trusts the
+ * certificates in the file named by NODE_EXTRA_CA_CERTS, so users set that (the variable is read
+ * when Node starts); the client needs no agent of its own.
+ */
+import type { z } from 'zod';
+import type {
+  AgentView,
+  BuildSummary,
+  BuildView,
+  EventMap,
+  ExtensionView,
+  LoginView,
+  LogsView,
+  StatusView,
+  addAgentBody,
+  addExtensionBody,
+  createBuildBody,
+  updateAgentBody,
+} from '../coordinator/api/schemas.js';
+import type { BuildStatus } from '../coordinator/store/types.js';
+import { MusterError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
+import { loadCredentials } from './config.js';
+import { formatDuration } from './format.js';
+import { readSse } from './sse.js';
+
+export type AddAgentRequest = z.input<typeof addAgentBody>;
+export type UpdateAgentRequest = z.input<typeof updateAgentBody>;
+export type AddExtensionRequest = z.input<typeof addExtensionBody>;
+export type CreateBuildRequest = z.input<typeof createBuildBody>;
+
+/** One server-sent event, its data parsed per EventMap. */
+export type ApiEvent = {
+  [K in keyof EventMap]: { event: K; data: EventMap[K]; id: string | undefined };
+}[keyof EventMap];
+
+export interface EventStream extends AsyncIterable<ApiEvent> {
+  /** Ends the stream (the iteration finishes without an error). */
+  close(): void;
+}
+
+export interface ApiClientOptions {
+  /** The coordinator's base URL, e.g. http://127.0.0.1:8000 (without /api/v1). */
+  url: string;
+  token?: string | undefined;
+  /** Per request, headers and body (default 30 s; blobs get longer, see blobTimeoutMs). */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const eventNames: ReadonlySet<string> = new Set(['build', 'task', 'log', 'agent']);
+
+interface RequestOptions {
+  method?: string;
+  body?: unknown;
+  query?: Record<string, string | number | undefined>;
+  /** Raw bytes instead of JSON. */
+  raw?: Uint8Array;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Skip the "log in again" hint on 401 (the login call itself). */
+  anonymous?: boolean;
+  /** An event stream: the timeout only covers the wait for the response headers. */
+  stream?: boolean;
+}
+
+export class ApiClient {
+  readonly url: string;
+  private readonly token: string | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(options: ApiClientOptions) {
+    this.url = options.url.replace(/\/+$/, '');
+    this.token = options.token;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  // ---- session --------------------------------------------------------------------------------
+
+  login(user: string, password: string): Promise<LoginView> {
+    return this.json('POST', '/login', { body: { user, password }, anonymous: true });
+  }
+
+  status(): Promise<StatusView> {
+    return this.json('GET', '/status');
+  }
+
+  // ---- agents ---------------------------------------------------------------------------------
+
+  listAgents(): Promise<AgentView[]> {
+    return this.json('GET', '/agents');
+  }
+
+  addAgent(body: AddAgentRequest): Promise<AgentView> {
+    return this.json('POST', '/agents', { body });
+  }
+
+  async removeAgent(name: string): Promise<void> {
+    await this.request('DELETE', `/agents/${encodeURIComponent(name)}`);
+  }
+
+  updateAgent(name: string, body: UpdateAgentRequest): Promise<AgentView> {
+    return this.json('PATCH', `/agents/${encodeURIComponent(name)}`, { body });
+  }
+
+  // ---- extensions -----------------------------------------------------------------------------
+
+  listExtensions(): Promise<ExtensionView[]> {
+    return this.json('GET', '/extensions');
+  }
+
+  /** The files' blobs must be uploaded first (see missingBlobs and putBlob). */
+  addExtension(body: AddExtensionRequest): Promise<ExtensionView> {
+    return this.json('POST', '/extensions', { body });
+  }
+
+  // ---- blobs ----------------------------------------------------------------------------------
+
+  async missingBlobs(hashes: string[]): Promise<string[]> {
+    const result = await this.json<{ missing: string[] }>('POST', '/blobs/missing', {
+      body: { hashes },
+    });
+    return result.missing;
+  }
+
+  async putBlob(sha256: string, data: Uint8Array): Promise<void> {
+    await this.request('PUT', `/blobs/${sha256}`, {
+      raw: data,
+      timeoutMs: this.blobTimeoutMs(data.byteLength),
+    });
+  }
+
+  async getBlob(sha256: string, sizeHint = 0): Promise<Buffer> {
+    const options = { timeoutMs: this.blobTimeoutMs(sizeHint) };
+    const response = await this.request('GET', `/blobs/${sha256}`, options);
+    return Buffer.from(await this.readBody(() => response.arrayBuffer(), options));
+  }
+
+  // ---- builds ---------------------------------------------------------------------------------
+
+  createBuild(body: CreateBuildRequest): Promise<BuildView> {
+    return this.json('POST', '/builds', { body });
+  }
+
+  listBuilds(
+    query: { status?: BuildStatus; limit?: number; before?: number } = {},
+  ): Promise<BuildSummary[]> {
+    return this.json('GET', '/builds', { query });
+  }
+
+  getBuild(id: number): Promise<BuildView> {
+    return this.json('GET', `/builds/${id}`);
+  }
+
+  cancelBuild(id: number): Promise<BuildView> {
+    return this.json('POST', `/builds/${id}/cancel`);
+  }
+
+  buildLogs(
+    id: number,
+    query: { task?: string; after?: number; limit?: number } = {},
+  ): Promise<LogsView> {
+    return this.json('GET', `/builds/${id}/logs`, { query });
+  }
+
+  // ---- settings -------------------------------------------------------------------------------
+
+  listSettings(): Promise<Record<string, unknown>> {
+    return this.json('GET', '/settings');
+  }
+
+  getSetting(key: string): Promise<{ key: string; value: unknown }> {
+    return this.json('GET', `/settings/${encodeURIComponent(key)}`);
+  }
+
+  setSetting(key: string, value: unknown): Promise<{ key: string; value: unknown }> {
+    return this.json('PUT', `/settings/${encodeURIComponent(key)}`, { body: { value } });
+  }
+
+  // ---- events ---------------------------------------------------------------------------------
+
+  /**
+   * Subscribes to GET /events[?build=ID] and resolves once the server has answered, so nothing
+   * that happens after this returns is missed. Events of unknown types, or whose data is not
+   * JSON, are skipped. Reconnecting is the caller's business.
+   */
+  async openEvents(buildId?: number, signal?: AbortSignal): Promise<EventStream> {
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort();
+    if (signal?.aborted) controller.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let response: Response;
+    try {
+      response = await this.request('GET', '/events', {
+        query: { build: buildId },
+        signal: controller.signal,
+        stream: true,
+      });
+    } catch (err) {
+      signal?.removeEventListener('abort', onAbort);
+      throw err;
+    }
+    const body = response.body;
+    const close = (): void => {
+      signal?.removeEventListener('abort', onAbort);
+      controller.abort();
+    };
+    async function* iterate(): AsyncGenerator<ApiEvent> {
+      if (!body) return;
+      try {
+        for await (const message of readSse(body)) {
+          if (!eventNames.has(message.event)) continue;
+          let data: unknown;
+          try {
+            data = JSON.parse(message.data);
+          } catch {
+            continue;
+          }
+          yield { event: message.event, data, id: message.id } as ApiEvent;
+        }
+      } catch (err) {
+        // Closing is not an error; a dropped connection is the caller's to handle.
+        if (!controller.signal.aborted) throw err;
+      } finally {
+        close();
+      }
+    }
+    const events = iterate();
+    return { [Symbol.asyncIterator]: () => events, close };
+  }
+
+  /** The events as an async iterator (see openEvents). */
+  async *events(buildId?: number, signal?: AbortSignal): AsyncGenerator<ApiEvent> {
+    const stream = await this.openEvents(buildId, signal);
+    try {
+      yield* stream;
+    } finally {
+      stream.close();
+    }
+  }
+
+  // ---- plumbing -------------------------------------------------------------------------------
+
+  private blobTimeoutMs(bytes: number): number {
+    // At least the usual timeout, plus a second per MiB (a slow 1 MiB/s link still finishes).
+    return this.timeoutMs + Math.ceil(bytes / (1024 * 1024)) * 1000;
+  }
+
+  private async json<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const response = await this.request(method, path, options);
+    if (response.status === 204) return undefined as T;
+    const text = await this.readBody(() => response.text(), options);
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new MusterError(
+        'INTERNAL',
+        `${this.url} answered ${method} ${path} with something that is not JSON: is it a Muster coordinator?`,
+      );
+    }
+  }
+
+  private async readBody<T>(read: () => Promise<T>, options: RequestOptions): Promise<T> {
+    try {
+      return await read();
+    } catch (err) {
+      throw this.connectionError(err, options.timeoutMs ?? this.timeoutMs);
+    }
+  }
+
+  /**
+   * One request. The timeout covers the whole exchange, body included, except for a stream,
+   * where it only covers the wait for the response headers.
+   */
+  private async request(
+    method: string,
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<Response> {
+    const url = new URL(`${this.url}/api/v1${path}`);
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const headers: Record<string, string> = {
+      accept: options.stream ? 'text/event-stream' : 'application/json',
+    };
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    let body: string | Uint8Array | undefined;
+    if (options.raw !== undefined) {
+      headers['content-type'] = 'application/octet-stream';
+      body = options.raw;
+    } else if (options.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.body);
+    }
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new TimeoutError()), timeoutMs);
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, timeout.signal])
+      : timeout.signal;
+    let response: Response;
+    try {
+      response = await fetch(url, { method, headers, body, signal });
+    } catch (err) {
+      clearTimeout(timer);
+      throw this.connectionError(err, timeoutMs);
+    }
+    if (options.stream) {
+      clearTimeout(timer);
+    } else {
+      // Bound reading the body too; an unref'd timer never keeps the process alive.
+      timer.unref();
+    }
+    if (!response.ok) {
+      try {
+        throw await this.httpError(response, method, path, options);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    return response;
+  }
+
+  private connectionError(err: unknown, timeoutMs: number): MusterError {
+    if (err instanceof MusterError) return err;
+    const name = (err as { name?: string }).name;
+    if (name === 'TimeoutError' || err instanceof TimeoutError) {
+      return new MusterError(
+        'UNREACHABLE',
+        `cannot reach the coordinator at ${this.url}: no answer in ${formatDuration(timeoutMs)}`,
+        undefined,
+        { cause: err },
+      );
+    }
+    if (name === 'AbortError') {
+      return new MusterError('CONNECTION_CLOSED', 'the request was cancelled', undefined, {
+        cause: err,
+      });
+    }
+    return new MusterError(
+      'UNREACHABLE',
+      `cannot reach the coordinator at ${this.url}: ${describeCause(err)}`,
+      undefined,
+      { cause: err },
+    );
+  }
+
+  private async httpError(
+    response: Response,
+    method: string,
+    path: string,
+    options: RequestOptions,
+  ): Promise<MusterError> {
+    let body: unknown;
+    try {
+      body = await response.json();
+    } catch {
+      body = undefined;
+    }
+    const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } })
+      ?.error;
+    const serverCode = typeof error?.code === 'string' ? error.code : undefined;
+    const code: ErrorCode =
+      serverCode !== undefined && isErrorCode(serverCode)
+        ? serverCode
+        : codeForStatus(response.status);
+    let message =
+      typeof error?.message === 'string'
+        ? error.message
+        : `${method} ${path} failed with HTTP ${response.status}${body === undefined ? ` (is ${this.url} a Muster coordinator?)` : ''}`;
+    if (code === 'UNAUTHORIZED' && !options.anonymous) {
+      message += `: log in again with muster login ${this.url}`;
+    }
+    const details =
+      error?.details !== null && typeof error?.details === 'object'
+        ? { ...(error.details as Record<string, unknown>) }
+        : {};
+    if (serverCode !== undefined && serverCode !== code) details.serverCode = serverCode;
+    details.status = response.status;
+    return new MusterError(code, message, details);
+  }
+}
+
+/** A client with the credentials from the environment or muster login (see config.ts). */
+export async function connect(env: NodeJS.ProcessEnv = process.env): Promise<ApiClient> {
+  const credentials = await loadCredentials(env);
+  return new ApiClient({ url: credentials.url, token: credentials.token });
+}
+
+class TimeoutError extends Error {
+  override readonly name = 'TimeoutError';
+}
+
+function codeForStatus(status: number): ErrorCode {
+  switch (status) {
+    case 400:
+    case 422:
+      return 'VALIDATION_FAILED';
+    case 401:
+      return 'UNAUTHORIZED';
+    case 403:
+      return 'FORBIDDEN';
+    case 404:
+      return 'NOT_FOUND';
+    case 409:
+      return 'CONFLICT';
+    case 413:
+      return 'PAYLOAD_TOO_LARGE';
+    case 429:
+      return 'RATE_LIMITED';
+    case 502:
+    case 503:
+    case 504:
+      return 'UNREACHABLE';
+    default:
+      return 'INTERNAL';
+  }
+}
+
+const causeWords: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (is it running, and on that port?)',
+  ECONNRESET: 'the connection was reset',
+  ENOTFOUND: 'no such host',
+  EAI_AGAIN: 'the host name could not be resolved (DNS)',
+  EHOSTUNREACH: 'no route to host',
+  ENETUNREACH: 'network unreachable',
+  ETIMEDOUT: 'the connection timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'the connection timed out',
+  UND_ERR_SOCKET: 'the connection closed unexpectedly',
+  EPROTO: 'TLS protocol error (is it http rather than https?)',
+  ERR_SSL_WRONG_VERSION_NUMBER: 'TLS error: the server does not speak TLS (try http://)',
+};
+
+const certificateCodes = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+]);
+
+/** fetch() throws "fetch failed" with the real reason in `cause` (sometimes nested). */
+function describeCause(err: unknown): string {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code = (current as NodeJS.ErrnoException).code;
+    if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+      return `its TLS certificate is for another host name (${code}): use the name it was made for`;
+    }
+    if (code !== undefined && certificateCodes.has(code)) {
+      return `its TLS certificate is not trusted (${code}): if it is self-signed, point NODE_EXTRA_CA_CERTS at a PEM file with it`;
+    }
+    if (code !== undefined && causeWords[code] !== undefined) return causeWords[code];
+    if (current.cause === undefined) {
+      return code !== undefined ? `${current.message} (${code})` : current.message;
+    }
+    current = current.cause;
+  }
+  return String(current);
+}

@@ -1,0 +1,148 @@
+/**
+ * Where the CLI's credentials live. MUSTER_URL + MUSTER_TOKEN in the environment win; otherwise
+ * `muster login` saved them in <config dir>/credentials.json (mode 0600), the config dir being
+ * MUSTER_CONFIG_DIR, else $XDG_CONFIG_HOME/muster, else ~/.config/muster.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { MusterError } from '../protocol/errors.js';
+
+const credentialsSchema = z.object({
+  url: z.string().min(1),
+  token: z.string().min(1),
+  user: z.string().min(1),
+  expiresAt: z.string().optional(),
+});
+export type Credentials = z.infer<typeof credentialsSchema>;
+
+export interface ResolvedCredentials {
+  url: string;
+  token: string;
+  /** Unknown when they come from the environment. */
+  user: string | undefined;
+  /** Where they came from, for messages: "environment" or the file's path. */
+  source: string;
+}
+
+export function configDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.MUSTER_CONFIG_DIR) return env.MUSTER_CONFIG_DIR;
+  const base = env.XDG_CONFIG_HOME ? env.XDG_CONFIG_HOME : join(homedir(), '.config');
+  return join(base, 'muster');
+}
+
+export function credentialsPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(configDir(env), 'credentials.json');
+}
+
+/**
+ * A coordinator URL as users type it, normalised to scheme://host[:port][/prefix] without a
+ * trailing slash or /api/v1. Throws INVALID_CONFIG for anything that is not http(s).
+ */
+export function normaliseUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `"${raw}" is not a URL: give the coordinator's address, e.g. https://muster.example.com:8000`,
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `"${raw}" is not an http:// or https:// URL: give the coordinator's address, e.g. http://127.0.0.1:8000`,
+    );
+  }
+  const path = url.pathname.replace(/\/+$/, '').replace(/\/api\/v1$/, '');
+  return `${url.protocol}//${url.host}${path}`;
+}
+
+/** The credentials to use, or UNAUTHORIZED saying how to log in. */
+export async function loadCredentials(
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ResolvedCredentials> {
+  const envUrl = env.MUSTER_URL;
+  const envToken = env.MUSTER_TOKEN;
+  if (envUrl && envToken) {
+    return { url: normaliseUrl(envUrl), token: envToken, user: undefined, source: 'environment' };
+  }
+  if (envUrl || envToken) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${envUrl ? 'MUSTER_URL' : 'MUSTER_TOKEN'} is set but ${envUrl ? 'MUSTER_TOKEN' : 'MUSTER_URL'} is not: set both, or neither and use muster login`,
+    );
+  }
+  const path = credentialsPath(env);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new MusterError(
+        'UNAUTHORIZED',
+        'not logged in: run muster login URL, or set MUSTER_URL and MUSTER_TOKEN',
+      );
+    }
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `cannot read ${path}: ${(err as Error).message}`,
+      { path },
+      { cause: err },
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${path} is not valid JSON: log in again with muster login URL`,
+      { path },
+    );
+  }
+  const parsed = credentialsSchema.safeParse(json);
+  if (!parsed.success) {
+    const fields = parsed.error.issues.map((i) => i.path.join('.') || '(root)').join(', ');
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${path} is not a Muster credentials file (bad ${fields}): log in again with muster login URL`,
+      { path },
+    );
+  }
+  return {
+    url: normaliseUrl(parsed.data.url),
+    token: parsed.data.token,
+    user: parsed.data.user,
+    source: path,
+  };
+}
+
+/** Saves credentials readable by the user only (dir 0700, file 0600), atomically. */
+export async function saveCredentials(
+  credentials: Credentials,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
+  const dir = configDir(env);
+  const path = credentialsPath(env);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const temp = join(dir, `.credentials.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await writeFile(temp, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
+    // writeFile's mode passes through the umask; make it exactly 0600.
+    await chmod(temp, 0o600);
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `cannot save credentials in ${path}: ${(err as Error).message}`,
+      { path },
+      { cause: err },
+    );
+  }
+  return path;
+}

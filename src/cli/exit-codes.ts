@@ -1,0 +1,67 @@
+/**
+ * The CLI's exit codes (DESIGN, "Interfaces that users and tests rely on") and how an error is
+ * printed: `muster: <message> [CODE]` on stderr, then every problem of a PLAN_INVALID.
+ */
+import { CommanderError } from 'commander';
+import { MusterError, type ErrorCode } from '../protocol/errors.js';
+
+export const EXIT_OK = 0;
+/** The build failed or was cancelled, or an unexpected error. */
+export const EXIT_FAILED = 1;
+/** Bad usage or input: flags, plan, paths, credentials, names that do not exist. */
+export const EXIT_USAGE = 2;
+/** The coordinator cannot be reached. */
+export const EXIT_UNREACHABLE = 3;
+/** Ctrl-C while following a build (128 + SIGINT). */
+export const EXIT_INTERRUPTED = 130;
+
+const usageCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'VALIDATION_FAILED',
+  'PLAN_INVALID',
+  'INVALID_CONFIG',
+  'NOT_FOUND',
+  'CONFLICT',
+  'UNAUTHORIZED',
+  'FORBIDDEN',
+  'BLOB_HASH_MISMATCH',
+  'INVALID_PATH',
+]);
+
+export function exitCodeForErrorCode(code: ErrorCode): number {
+  if (code === 'UNREACHABLE') return EXIT_UNREACHABLE;
+  return usageCodes.has(code) ? EXIT_USAGE : EXIT_FAILED;
+}
+
+/** The exit code for anything a command threw. */
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+  if (err instanceof MusterError) return exitCodeForErrorCode(err.code);
+  return EXIT_FAILED;
+}
+
+/** What to print on stderr for an error (empty for commander's, which prints its own). */
+export function formatError(err: unknown): string {
+  if (err instanceof CommanderError) return '';
+  if (err instanceof MusterError) {
+    // The code ends the first line; a multi-line message (a list of problems) follows it.
+    const [first, ...rest] = err.message.split('\n');
+    let text = `muster: ${first ?? ''} [${err.code}]\n`;
+    for (const line of rest) text += `${line}\n`;
+    const problems = err.details?.problems;
+    if (Array.isArray(problems)) {
+      // parsePlan's message already lists them; print the ones it left out.
+      for (const problem of problems.map(String)) {
+        if (!err.message.includes(problem)) text += `  - ${problem}\n`;
+      }
+    }
+    return text;
+  }
+  return `muster: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`;
+}
+
+/** Prints the error and returns the exit code: `process.exit(reportError(err))` in main's catch. */
+export function reportError(err: unknown): number {
+  const text = formatError(err);
+  if (text !== '') process.stderr.write(text);
+  return exitCodeFor(err);
+}

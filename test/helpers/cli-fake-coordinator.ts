@@ -1,0 +1,218 @@
+/**
+ * For the CLI's unit tests: a fake coordinator (node:http on 127.0.0.1:0) that answers only the
+ * routes a test gives it and records every request, and a runner that drives the CLI as a real
+ * subprocess with a bounded wait.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const cliEntry = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+export interface FakeRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+  params: Record<string, string>;
+  json<T = unknown>(): T;
+}
+
+/** What a route answers: JSON (status 200 unless given), or nothing when it wrote itself. */
+export type FakeAnswer = { status?: number; json?: unknown; raw?: Buffer } | undefined;
+export type FakeHandler = (
+  request: FakeRequest,
+  response: ServerResponse,
+) => FakeAnswer | Promise<FakeAnswer>;
+
+export interface SseWriter {
+  send(event: string, data: unknown): void;
+  /** Raw text, to test framing. */
+  write(text: string): void;
+  end(): void;
+}
+
+export class FakeCoordinator {
+  readonly requests: FakeRequest[] = [];
+  private readonly routes: {
+    method: string;
+    pattern: RegExp;
+    keys: string[];
+    handler: FakeHandler;
+  }[] = [];
+  private readonly server = createServer((req, res) => void this.dispatch(req, res));
+  private readonly streams = new Set<ServerResponse>();
+  url = '';
+
+  static async start(): Promise<FakeCoordinator> {
+    const fake = new FakeCoordinator();
+    fake.server.listen(0, '127.0.0.1');
+    await once(fake.server, 'listening');
+    fake.url = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+    return fake;
+  }
+
+  /** `path` is under /api/v1, with `:name` parameters. */
+  on(method: string, path: string, handler: FakeHandler): this {
+    const keys: string[] = [];
+    const source = path.replace(/:([A-Za-z]+)/g, (_m, key: string) => {
+      keys.push(key);
+      return '([^/]+)';
+    });
+    this.routes.unshift({ method, pattern: new RegExp(`^/api/v1${source}$`), keys, handler });
+    return this;
+  }
+
+  /** Requests to a path (under /api/v1, exact) so far. */
+  calls(method: string, path: string): FakeRequest[] {
+    return this.requests.filter((r) => r.method === method && r.path === `/api/v1${path}`);
+  }
+
+  /** Starts an event stream on the response. */
+  sse(response: ServerResponse): SseWriter {
+    response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    response.write(': connected\n\n');
+    this.streams.add(response);
+    response.on('close', () => this.streams.delete(response));
+    const write = (text: string): void => {
+      if (!response.destroyed && !response.writableEnded) response.write(text);
+    };
+    return {
+      send: (event, data) => write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
+      write,
+      end: () => response.end(),
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const stream of this.streams) stream.destroy();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const body = Buffer.concat(chunks);
+    const method = req.method ?? 'GET';
+    const request: FakeRequest = {
+      method,
+      path: url.pathname,
+      query: url.searchParams,
+      headers: req.headers,
+      body,
+      params: {},
+      json: <T>() => JSON.parse(body.toString('utf8')) as T,
+    };
+    this.requests.push(request);
+    for (const route of this.routes) {
+      if (route.method !== method) continue;
+      const match = route.pattern.exec(url.pathname);
+      if (!match) continue;
+      route.keys.forEach(
+        (key, i) => (request.params[key] = decodeURIComponent(match[i + 1] ?? '')),
+      );
+      try {
+        const answer = await route.handler(request, res);
+        if (answer === undefined) return;
+        if (answer.raw !== undefined) {
+          res.writeHead(answer.status ?? 200, { 'content-type': 'application/octet-stream' });
+          res.end(answer.raw);
+        } else if (answer.json === undefined) {
+          res.writeHead(answer.status ?? 204).end();
+        } else {
+          res.writeHead(answer.status ?? 200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(answer.json));
+        }
+      } catch (err) {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'INTERNAL', message: String(err) } }));
+      }
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        error: { code: 'NOT_FOUND', message: `no route ${method} ${url.pathname}` },
+      }),
+    );
+  }
+}
+
+export function apiError(status: number, code: string, message: string, details?: unknown) {
+  return { status, json: { error: { code, message, details } } };
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliRun extends Promise<CliResult> {
+  /** The process, to send signals. */
+  pid: number | undefined;
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves once stdout or stderr has printed text matching `pattern`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+/** Runs the CLI with only the given environment on top of PATH/HOME; killed after timeoutMs. */
+export function runCli(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {},
+): CliRun {
+  const child = spawn(process.execPath, [cliEntry, ...args], {
+    cwd: options.cwd,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const watchers = new Set<() => void>();
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    for (const w of watchers) w();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    for (const w of watchers) w();
+  });
+  child.stdin.end(options.input ?? '');
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  const result = new Promise<CliResult>((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (signal === 'SIGKILL') stderr += `\n[test: killed after ${timeoutMs} ms]`;
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  const run = result as CliRun;
+  run.pid = child.pid;
+  run.kill = (signal) => child.kill(signal);
+  run.waitFor = (pattern, waitMs = 10_000) =>
+    new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        if (pattern.test(stdout) || pattern.test(stderr)) {
+          watchers.delete(check);
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => {
+        watchers.delete(check);
+        reject(
+          new Error(`no ${String(pattern)} in ${waitMs} ms; stdout: ${stdout}\nstderr: ${stderr}`),
+        );
+      }, waitMs);
+      watchers.add(check);
+      check();
+    });
+  return run;
+}

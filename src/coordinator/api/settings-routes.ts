@@ -51,7 +51,12 @@ export function registerSettingsRoutes(
         `no setting ${request.params.key}; known: ${Object.keys(settingDefinitions).join(', ')}`,
       );
     const { value } = parse(setSettingBody, request.body, 'setting');
-    const valid = parse(definition.schema, value, request.params.key);
+    // `muster settings set KEY 123` sends a number; a text setting takes it as text.
+    const candidate =
+      (typeof value === 'number' || typeof value === 'boolean') && !definition.schema.safeParse(value).success
+        ? String(value)
+        : value;
+    const valid = parse(definition.schema, candidate, request.params.key);
     ctx.store.setSetting(request.params.key, valid);
     request.log.info({ key: request.params.key }, 'setting changed');
     onChange(request.params.key);

@@ -134,7 +134,7 @@ export class TaskRecord {
     this.follower = undefined;
     this.spill?.destroy();
     this.memory = [];
-    await rm(this.spillFile, { force: true });
+    if (this.spill !== undefined) await rm(this.spillFile, { force: true });
   }
 
   private writeSpill(entry: OutputEntry): void {

@@ -3,13 +3,13 @@
  * it runs on the host of the version the starting connection synced, and keeps running when
  * that connection goes away.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import { checkRelativePath } from '../protocol/paths.js';
 import type { TaskResult, TaskSpec } from '../protocol/task-types.js';
-import { type BlobStore, storageError } from '../protocol/blob-store.js';
+import type { BlobStore } from '../protocol/blob-store.js';
 import type { HostProcess } from './host-process.js';
 import { killGroup } from './host-process.js';
 import type { HostSupervisor } from './host-supervisor.js';
@@ -78,11 +78,6 @@ export class TaskService {
       );
     }
     const workDir = instance.workDir(spec.taskId);
-    try {
-      await mkdir(workDir, { recursive: true });
-    } catch (err) {
-      throw storageError(err);
-    }
     const record = new TaskRecord(spec, workDir, join(instance.dir, 'output', spec.taskId), {
       memoryBytes: this.options.memoryBytes,
       maxBytes: this.options.maxBytes,

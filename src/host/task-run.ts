@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import type { HostStartMessage, HostToAgent } from '../protocol/host-messages.js';
 import type { TaskResult, TaskStatus } from '../protocol/task-types.js';
 import type { CodedError } from './errors.js';
@@ -33,6 +34,7 @@ const abortStatus: Record<AbortKind, TaskStatus> = {
  * the timeout, collect outputs. {@link run} never rejects.
  */
 export class TaskRun {
+  private workDirMade = false;
   /** Process groups the operation announced and has not yet released. */
   readonly groups = new Set<number>();
   private readonly controller = new AbortController();
@@ -79,7 +81,10 @@ export class TaskRun {
     }
     let result: TaskResult;
     try {
-      if (msg.inputs.length > 0) await placeInputs(msg.workDir, this.host.blobDir, msg.inputs);
+      if (msg.inputs.length > 0) {
+        this.ensureWorkDir();
+        await placeInputs(msg.workDir, this.host.blobDir, msg.inputs);
+      }
       const ext = this.host.extensions.get(msg.extension);
       if (ext === undefined) {
         throw codedError('UNKNOWN_EXTENSION', `no extension "${msg.extension}" in this host`);
@@ -103,6 +108,7 @@ export class TaskRun {
     }
     if (result.status === 'succeeded' && msg.outputs.length > 0) {
       try {
+        this.ensureWorkDir();
         result.outputs = await collectOutputs(msg.workDir, this.host.blobDir, msg.outputs);
       } catch (err) {
         result = { ...result, status: 'failed', error: toTaskError(err, 'STORAGE_ERROR') };
@@ -137,6 +143,19 @@ export class TaskRun {
 
   get signal(): AbortSignal {
     return this.controller.signal;
+  }
+
+  /**
+   * The work dir exists from the first time anything uses it: most tasks do, but a task that
+   * never touches it (core/noop) costs no file-system work, which on a busy disk is most of a
+   * no-op's time.
+   */
+  ensureWorkDir(): string {
+    if (!this.workDirMade) {
+      mkdirSync(this.msg.workDir, { recursive: true });
+      this.workDirMade = true;
+    }
+    return this.msg.workDir;
   }
 
   get workDir(): string {
@@ -189,7 +208,9 @@ function makeContext(run: TaskRun): OperationContext {
   let env: Record<string, string> | undefined;
   return {
     taskId: run.taskId,
-    workDir: run.workDir,
+    get workDir() {
+      return run.ensureWorkDir();
+    },
     signal: run.signal,
     get env() {
       env ??= run.makeEnv();

@@ -23,7 +23,10 @@ export interface HostStartMessage {
   outputs: string[];
   env: Record<string, string>;
   timeoutMs?: number;
-  /** Absolute path of the task's own work dir; created empty by the agent. */
+  /**
+   * Absolute path of the task's own work dir. The host creates it when the task first uses it
+   * (inputs, outputs, or an operation reading ctx.workDir); the agent removes it on release.
+   */
   workDir: string;
 }
 

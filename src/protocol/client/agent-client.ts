@@ -4,7 +4,7 @@
  * connection; it never reconnects by itself (the coordinator's connection manager does).
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -85,6 +85,7 @@ interface Following {
 }
 
 const CHUNK_BYTES = 1024 * 1024;
+const PREFETCH_MAX_BYTES = 16 * 1024 * 1024;
 
 export class AgentClient {
   readonly instance: { key: string; product: string; dir: string };
@@ -404,37 +405,53 @@ export class AgentClient {
     });
   }
 
+  /**
+   * Streams blobs as 1 MiB chunks. Small files (up to 16 MiB) are read whole, the next one while
+   * the current one is being sent, so disk reads overlap the network instead of alternating.
+   */
   private async sendBlobs(
     id: number,
     blobs: ({ sha256: string; size: number; source: BlobSource } | undefined)[],
   ): Promise<{ blobs: number; bytes: number }> {
+    const load = (blob: (typeof blobs)[number]): Promise<Buffer | undefined> | undefined => {
+      if (blob === undefined) return undefined;
+      if ('data' in blob.source) return Promise.resolve(blob.source.data);
+      if (blob.size > PREFETCH_MAX_BYTES) return Promise.resolve(undefined);
+      const read = readFile(blob.source.file);
+      read.catch(() => undefined); // awaited below; a failure then is the caller's error
+      return read;
+    };
     let bytes = 0;
-    for (const blob of blobs) {
-      if (blob === undefined)
+    let next = load(blobs[0]);
+    for (const [i, blob] of blobs.entries()) {
+      if (blob === undefined) {
         throw new MusterError(
           'BLOB_NOT_FOUND',
           'the agent asked for a blob this client did not offer',
         );
+      }
+      const current = next;
+      next = load(blobs[i + 1]);
       if (!this.pending.has(id)) return { blobs: 0, bytes };
       const send = async (offset: number, data: Buffer, last: boolean): Promise<void> => {
-        if (
-          !this.conn.sendBinary(
-            { t: 'blob.chunk', re: id, sha256: blob.sha256, offset, size: blob.size, last },
-            data,
-          )
-        ) {
-          await this.conn.drained();
-        }
+        const header = {
+          t: 'blob.chunk',
+          re: id,
+          sha256: blob.sha256,
+          offset,
+          size: blob.size,
+          last,
+        };
+        if (!this.conn.sendBinary(header, data)) await this.conn.drained();
       };
-      if ('data' in blob.source) {
-        const data = blob.source.data;
-        if (data.length === 0) await send(0, data, true);
-        for (let offset = 0; offset < data.length; offset += CHUNK_BYTES) {
-          const chunk = data.subarray(offset, offset + CHUNK_BYTES);
-          await send(offset, chunk, offset + chunk.length >= data.length);
+      const whole = await current;
+      if (blob.size === 0) await send(0, Buffer.alloc(0), true);
+      if (whole !== undefined) {
+        for (let offset = 0; offset < whole.length; offset += CHUNK_BYTES) {
+          const chunk = whole.subarray(offset, offset + CHUNK_BYTES);
+          await send(offset, chunk, offset + chunk.length >= whole.length);
         }
-      } else {
-        if (blob.size === 0) await send(0, Buffer.alloc(0), true);
+      } else if ('file' in blob.source) {
         let offset = 0;
         for await (const chunk of createReadStream(blob.source.file, {
           highWaterMark: CHUNK_BYTES,

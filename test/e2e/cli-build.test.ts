@@ -12,6 +12,7 @@ import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { BuildView } from '../../src/coordinator/api/schemas.js';
 import { cleanup, cliPath, makeTempDir, startAgent, waitFor } from '../helpers/agent-process.js';
+import { writeProbeExtension } from '../helpers/extensions.js';
 import {
   ADMIN_PASSWORD,
   killCoordinators,
@@ -172,6 +173,26 @@ describe('muster run across three agents', () => {
     assert.equal(failedBuild.status, 'failed');
     assert.equal(failedBuild.tasks.find((t) => t.name === 'compile-math')?.status, 'failed');
     assert.equal(failedBuild.tasks.find((t) => t.name === 'link')?.status, 'skipped');
+
+    // A user extension: added through the CLI, shipped to the agents, used by a plan.
+    const probe = await writeProbeExtension(await tempDir('muster-ext-'), 'v7');
+    const addExt = await muster(['extensions', 'add', probe], env);
+    assert.equal(addExt.code, 0, addExt.stderr);
+    const extensions = JSON.parse((await muster(['extensions', 'list', '--json'], env)).stdout) as {
+      name: string;
+      version: string;
+    }[];
+    assert.deepEqual(extensions.map((e) => [e.name, e.version]).sort(), [
+      ['core', '0.1.0'],
+      ['probe', 'v7'],
+    ]);
+    const extWork = await tempDir('muster-work-');
+    await writeFile(join(extWork, 'muster.yml'), 'tasks:\n  who:\n    uses: probe/whoami\n');
+    const extRun = await muster(['run', '--json'], env, { cwd: extWork });
+    assert.equal(extRun.code, 0, extRun.stderr);
+    const extBuild = JSON.parse(extRun.stdout) as BuildView;
+    const extLogs = await muster(['builds', 'logs', String(extBuild.id), 'who'], env);
+    assert.match(extLogs.stdout, /v7/);
   });
 });
 

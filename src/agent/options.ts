@@ -3,9 +3,8 @@
  * CompiledAgentOptions with absolute paths and durations in milliseconds.
  */
 import { resolve } from 'node:path';
-import { z } from 'zod';
 import { MusterError } from '../protocol/errors.js';
-import { parseDuration, parseHostPort } from '../protocol/duration.js';
+import { parseDuration, parseHostPort, parseLogLevel } from '../protocol/duration.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
 
 export const DEFAULT_AGENT_PORT = 7420;
@@ -54,8 +53,6 @@ export interface CompiledAgentOptions {
   readonly logLevel: string;
 }
 
-const logLevels = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
-
 export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions {
   const { host, port } = parseHostPort(
     options.listen ?? `0.0.0.0:${DEFAULT_AGENT_PORT}`,
@@ -75,13 +72,6 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     throw new MusterError(
       'INVALID_CONFIG',
       '--no-tls cannot be combined with --tls-cert/--tls-key',
-    );
-  }
-  const level = logLevels.safeParse(options.logLevel ?? 'info');
-  if (!level.success) {
-    throw new MusterError(
-      'INVALID_CONFIG',
-      `--log-level must be one of ${logLevels.options.join(', ')}`,
     );
   }
   const dataDir = resolve(options.data ?? '.muster/agent');
@@ -114,7 +104,7 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     maxFrameBytes,
     maxTaskOutputBytes: options.maxTaskOutputBytes ?? 64 * 1024 * 1024,
     taskOutputMemoryBytes: 256 * 1024,
-    logLevel: level.data,
+    logLevel: parseLogLevel(options.logLevel),
   };
   return Object.freeze(compiled);
 }

@@ -3,8 +3,7 @@
  * paths, durations in milliseconds).
  */
 import { resolve } from 'node:path';
-import { z } from 'zod';
-import { parseDuration, parseHostPort } from '../protocol/duration.js';
+import { parseDuration, parseHostPort, parseLogLevel } from '../protocol/duration.js';
 import { MusterError } from '../protocol/errors.js';
 
 export const DEFAULT_COORDINATOR_PORT = 8000;
@@ -41,8 +40,6 @@ export interface CompiledCoordinatorOptions {
   readonly hostDir: string | undefined;
 }
 
-const logLevels = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
-
 export function compileCoordinatorOptions(options: CoordinatorOptions): CompiledCoordinatorOptions {
   const { host, port } = parseHostPort(
     options.listen ?? `0.0.0.0:${DEFAULT_COORDINATOR_PORT}`,
@@ -51,13 +48,6 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
   );
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     throw new MusterError('INVALID_CONFIG', '--tls-cert and --tls-key go together');
-  }
-  const level = logLevels.safeParse(options.logLevel ?? 'info');
-  if (!level.success) {
-    throw new MusterError(
-      'INVALID_CONFIG',
-      `--log-level must be one of ${logLevels.options.join(', ')}`,
-    );
   }
   if (options.backupOf !== undefined && !/^https?:\/\//.test(options.backupOf)) {
     throw new MusterError(
@@ -74,7 +64,7 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
         ? { certFile: resolve(options.tlsCert), keyFile: resolve(options.tlsKey) }
         : false,
     backupOf: options.backupOf,
-    logLevel: level.data,
+    logLevel: parseLogLevel(options.logLevel),
     agentLossGraceMs: parseDuration(options.agentLossGrace ?? '15s', '--agent-loss-grace'),
     heartbeatIntervalMs: parseDuration(options.heartbeatInterval ?? '5s', '--heartbeat-interval'),
     tokenTtlMs: parseDuration(options.tokenTtl ?? '30d', '--token-ttl'),

@@ -29,3 +29,15 @@ export function parseHostPort(
   }
   return { host: host === '' ? defaults.host : host, port };
 }
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Validates --log-level. */
+export function parseLogLevel(text: string | undefined): LogLevel {
+  const level = text ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new MusterError('INVALID_CONFIG', `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return level as LogLevel;
+}

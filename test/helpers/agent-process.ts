@@ -2,14 +2,15 @@
  * Starts real `muster agent` processes for end-to-end tests: port 0 on loopback, a temp data
  * dir, the listening line parsed from the JSON log, and a kill that always cleans up.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { AgentClient, type AgentClientOptions } from '../../src/protocol/client/agent-client.js';
 
-export const cliPath = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+import { cliPath, spawnDaemon } from './daemon.js';
+
+export { cliPath };
 
 export interface StartedAgent {
   process: ChildProcess;
@@ -37,10 +38,8 @@ export async function startAgent(
   options: { dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv; listen?: string } = {},
 ): Promise<StartedAgent> {
   const dataDir = options.dataDir ?? (await makeTempDir());
-  const child = spawn(
-    process.execPath,
+  const daemon = await spawnDaemon(
     [
-      cliPath,
       'agent',
       '--listen',
       options.listen ?? '127.0.0.1:0',
@@ -48,39 +47,10 @@ export async function startAgent(
       dataDir,
       ...(options.args ?? []),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } },
+    { ...(options.env ? { env: options.env } : {}), isReady: (entry) => entry.msg === 'listening' },
   );
-  const logs: Record<string, unknown>[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    let buffer = '';
-    const timer = setTimeout(
-      () => reject(new Error(`agent did not start in 20 s: ${stderr}`)),
-      20_000,
-    );
-    child.stdout.on('data', (d: Buffer) => {
-      buffer += d.toString();
-      const lines = buffer.split('\n');
-      buffer = lines.pop() ?? '';
-      for (const line of lines) {
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === 'listening') {
-            clearTimeout(timer);
-            resolve(entry);
-          }
-        } catch {
-          // not a log line
-        }
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`agent exited with ${code} before listening: ${stderr}`));
-    });
-  });
+  const child = daemon.child;
+  const listening = daemon.ready;
   const accessKeyArg = options.args?.indexOf('--access-key') ?? -1;
   const accessKey =
     accessKeyArg >= 0
@@ -93,8 +63,8 @@ export async function startAgent(
     fingerprint: listening.fingerprint as string | undefined,
     accessKey,
     dataDir,
-    logs,
-    stderr: () => stderr,
+    logs: daemon.logs,
+    stderr: () => daemon.stderr(),
     connect: (overrides = {}) =>
       AgentClient.connect({
         host: '127.0.0.1',
@@ -106,22 +76,12 @@ export async function startAgent(
         ...overrides,
       }),
     stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      const exited = new Promise<number | null>((resolve) =>
-        child.once('exit', (code) => resolve(code)),
-      );
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      const code = await exited;
-      clearTimeout(timer);
+      const code = await daemon.stop();
       started.delete(agent);
       return code;
     },
     kill: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGKILL');
-      await exited;
+      await daemon.kill();
       started.delete(agent);
     },
   };

@@ -2,12 +2,13 @@
  * Starts real `muster coordinator` processes for end-to-end tests (port 0 on loopback, temp
  * data dir, admin password from the environment) and talks to their API.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { BuildView } from '../../src/coordinator/api/schemas.js';
-import { cliPath, makeTempDir, type StartedAgent } from './agent-process.js';
+import { makeTempDir, type StartedAgent } from './agent-process.js';
+import { spawnDaemon } from './daemon.js';
 
 export const ADMIN_PASSWORD = 'test-admin-password';
 
@@ -34,10 +35,8 @@ export async function startCoordinator(
   options: { dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<StartedCoordinator> {
   const dataDir = options.dataDir ?? (await makeTempDir('muster-coord-'));
-  const child = spawn(
-    process.execPath,
+  const daemon = await spawnDaemon(
     [
-      cliPath,
       'coordinator',
       '--listen',
       '127.0.0.1:0',
@@ -48,41 +47,13 @@ export async function startCoordinator(
       ...(options.args ?? []),
     ],
     {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD, ...options.env },
+      env: { MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD, ...options.env },
+      isReady: (entry) => entry.msg === 'listening' && typeof entry.url === 'string',
     },
   );
-  const logs: Record<string, unknown>[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let buffer = '';
-    const timer = setTimeout(
-      () => reject(new Error(`coordinator did not start in 30 s: ${stderr}`)),
-      30_000,
-    );
-    child.stdout.on('data', (d: Buffer) => {
-      buffer += d.toString();
-      const lines = buffer.split('\n');
-      buffer = lines.pop() ?? '';
-      for (const line of lines) {
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === 'listening' && typeof entry.url === 'string') {
-            clearTimeout(timer);
-            resolve(entry.url);
-          }
-        } catch {
-          // not JSON
-        }
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`coordinator exited with ${code}: ${stderr}`));
-    });
-  });
+  const child = daemon.child;
+  const logs = daemon.logs;
+  const url = daemon.ready.url as string;
   const api = async <T>(
     method: string,
     path: string,
@@ -141,19 +112,11 @@ export async function startCoordinator(
       }
     },
     kill: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGKILL');
-      await exited;
+      await daemon.kill();
       started.delete(coordinator);
     },
     stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
+      await daemon.stop();
       started.delete(coordinator);
     },
   };

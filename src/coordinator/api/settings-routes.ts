@@ -53,7 +53,8 @@ export function registerSettingsRoutes(
     const { value } = parse(setSettingBody, request.body, 'setting');
     // `muster settings set KEY 123` sends a number; a text setting takes it as text.
     const candidate =
-      (typeof value === 'number' || typeof value === 'boolean') && !definition.schema.safeParse(value).success
+      (typeof value === 'number' || typeof value === 'boolean') &&
+      !definition.schema.safeParse(value).success
         ? String(value)
         : value;
     const valid = parse(definition.schema, candidate, request.params.key);

@@ -22,9 +22,8 @@ export function taskView(task: TaskRow, planTask: PlanTask | undefined): TaskVie
   };
 }
 
-export function buildView(build: BuildRow, tasks: TaskRow[]): BuildView {
-  const order = new Map(build.plan.tasks.map((t, i) => [t.name, i]));
-  const plans = new Map(build.plan.tasks.map((t) => [t.name, t]));
+/** What a build view and a build summary both say about the build itself. */
+function buildHeader(build: BuildRow): Omit<BuildSummary, 'counts'> {
   return {
     id: build.id,
     name: build.plan.name ?? null,
@@ -33,6 +32,14 @@ export function buildView(build: BuildRow, tasks: TaskRow[]): BuildView {
     createdAt: build.createdAt,
     startedAt: build.startedAt,
     finishedAt: build.finishedAt,
+  };
+}
+
+export function buildView(build: BuildRow, tasks: TaskRow[]): BuildView {
+  const order = new Map(build.plan.tasks.map((t, i) => [t.name, i]));
+  const plans = new Map(build.plan.tasks.map((t) => [t.name, t]));
+  return {
+    ...buildHeader(build),
     error: build.error,
     tasks: [...tasks]
       .sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0))
@@ -48,14 +55,5 @@ export function buildSummary(build: BuildRow, tasks: TaskRow[]): BuildSummary {
     else if (t.status === 'running') counts.running++;
     else if (t.status === 'pending' || t.status === 'queued') counts.pending++;
   }
-  return {
-    id: build.id,
-    name: build.plan.name ?? null,
-    status: build.status,
-    createdBy: build.createdBy,
-    createdAt: build.createdAt,
-    startedAt: build.startedAt,
-    finishedAt: build.finishedAt,
-    counts,
-  };
+  return { ...buildHeader(build), counts };
 }

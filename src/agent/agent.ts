@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
+import { LeaseTable } from './leases.js';
 import { Pins } from './pins.js';
 import { BlobStore } from '../protocol/blob-store.js';
 import { HostSupervisor } from './host-supervisor.js';
@@ -33,6 +34,7 @@ export class Agent {
   private readonly tasks: TaskService;
   private readonly pins = new Pins();
   private readonly versionPins = new Pins();
+  private readonly leases: LeaseTable;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<void> | undefined;
 
@@ -43,6 +45,7 @@ export class Agent {
     this.blobs = new BlobStore(join(options.tempDir, 'blobs'));
     this.versions = new VersionStore(this.blobs);
     this.instances = new InstanceRegistry(options.dataDir, options.tempDir);
+    this.leases = new LeaseTable(options.dataDir, options.leaseTtlMs);
     this.hosts = new HostSupervisor(this.blobs.root, options.hostIdleMs, log);
     this.tasks = new TaskService(
       this.blobs,
@@ -72,6 +75,7 @@ export class Agent {
     this.identity = await loadOrCreateIdentity(this.options);
     await this.blobs.init();
     await this.instances.load();
+    await this.leases.load();
     for (const instance of this.instances.list()) await this.versions.cleanPartial(instance);
     const identity = this.identity;
     const onConnection = (socket: Socket): void => this.accept(socket);
@@ -171,6 +175,7 @@ export class Agent {
       tasks: this.tasks,
       pins: this.pins,
       versionPins: this.versionPins,
+      leases: this.leases,
       isDraining: () => this.state !== 'running',
       onSessionClosed: (s) => this.sessions.delete(s),
     });

@@ -20,6 +20,7 @@ export interface AgentOptions {
   tls?: boolean;
   taskGrace?: string;
   hostIdle?: string;
+  leaseTtl?: string;
   drainTimeout?: string;
   handshakeTimeout?: string;
   gcInterval?: string;
@@ -40,6 +41,8 @@ export interface CompiledAgentOptions {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | 'self-signed' | false;
   readonly taskGraceMs: number;
   readonly hostIdleMs: number;
+  /** How long a cluster lease lives without renewal (a holder renews with every ping). */
+  readonly leaseTtlMs: number;
   readonly drainTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly gcIntervalMs: number;
@@ -96,6 +99,7 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
           : 'self-signed',
     taskGraceMs: parseDuration(options.taskGrace ?? '30m', '--task-grace'),
     hostIdleMs: parseDuration(options.hostIdle ?? '10m', '--host-idle'),
+    leaseTtlMs: parseDuration(options.leaseTtl ?? '15s', '--lease-ttl'),
     drainTimeoutMs: parseDuration(options.drainTimeout ?? '30s', '--drain-timeout'),
     handshakeTimeoutMs: parseDuration(options.handshakeTimeout ?? '10s', '--handshake-timeout'),
     gcIntervalMs: parseDuration(options.gcInterval ?? '1h', '--gc-interval'),

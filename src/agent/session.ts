@@ -32,6 +32,7 @@ import {
   type Hello,
 } from '../protocol/messages.js';
 import { versionPinKey } from './garbage-collector.js';
+import type { LeaseTable } from './leases.js';
 import type { Pins } from './pins.js';
 import type { BlobStore, BlobWriter } from '../protocol/blob-store.js';
 import type { AgentIdentity } from './identity.js';
@@ -53,6 +54,7 @@ export interface SessionContext {
   tasks: TaskService;
   pins: Pins;
   versionPins: Pins;
+  leases: LeaseTable;
   isDraining(): boolean;
   onSessionClosed(session: AgentSession): void;
 }
@@ -86,6 +88,7 @@ export class AgentSession {
   private readonly following = new Map<TaskRecord, TaskFollower>();
   private pendingWriteBytes = 0;
   private unpinVersion: () => void = () => undefined;
+  private leaseTerm = 0;
   private readonly handshakeTimer: NodeJS.Timeout;
 
   constructor(
@@ -194,6 +197,7 @@ export class AgentSession {
       return;
     }
     this.hello = hello;
+    this.leaseTerm = hello.leaseTerm ?? 0;
     this.agentNonce = newNonce();
     this.state = 'auth';
     this.conn.sendJson({
@@ -250,6 +254,9 @@ export class AgentSession {
           },
           limits: { maxFrameBytes: this.ctx.options.maxFrameBytes },
           capacity: { cores: availableParallelism() },
+          ...(hello.clusterId === undefined
+            ? {}
+            : { lease: this.ctx.leases.acquire(hello.clusterId, instance.key, this.leaseTerm) }),
         });
       })
       .catch((err: unknown) => this.fail(toMusterError(err, 'STORAGE_ERROR')));
@@ -289,7 +296,25 @@ export class AgentSession {
   private async handle(instance: Instance, message: ClientMessage): Promise<void> {
     switch (message.t) {
       case 'ping':
+        // A holder's heartbeat renews its lease.
+        if (this.hello?.clusterId !== undefined) {
+          this.ctx.leases.renew(this.hello.clusterId, instance.key, this.leaseTerm);
+        }
         this.conn.sendJson({ t: 'pong', re: message.id });
+        return;
+      case 'lease.acquire': {
+        const cluster = this.requireCluster();
+        this.leaseTerm = message.term;
+        this.conn.sendJson({
+          t: 'lease',
+          re: message.id,
+          ...this.ctx.leases.acquire(cluster, instance.key, message.term),
+        });
+        return;
+      }
+      case 'lease.release':
+        this.ctx.leases.release(this.requireCluster(), instance.key, this.leaseTerm);
+        this.conn.sendJson({ t: 'ack', re: message.id });
         return;
       case 'sync.offer':
         return this.onSyncOffer(instance, message);
@@ -299,6 +324,7 @@ export class AgentSession {
         return this.onBlobGet(message.id, message.sha256);
       case 'task.start': {
         if (this.ctx.isDraining()) throw new MusterError('AGENT_SHUTTING_DOWN');
+        this.requireLeaseIfClustered(instance);
         if (this.synced === undefined) {
           throw new MusterError(
             'NOT_SYNCED',
@@ -350,6 +376,28 @@ export class AgentSession {
           })),
         });
         return;
+    }
+  }
+
+  private requireCluster(): string {
+    const cluster = this.hello?.clusterId;
+    if (cluster === undefined) {
+      throw new MusterError('UNEXPECTED_MESSAGE', 'leases need a clusterId in hello');
+    }
+    return cluster;
+  }
+
+  /** Fencing: a connection of a cluster starts work only while it holds the cluster's lease. */
+  private requireLeaseIfClustered(instance: Instance): void {
+    const cluster = this.hello?.clusterId;
+    if (cluster === undefined) return;
+    const state = this.ctx.leases.stateOf(cluster, instance.key, this.leaseTerm);
+    if (!state.held) {
+      throw new MusterError(
+        'LEASE_NOT_HELD',
+        `cluster ${cluster}'s lease on this agent is held with term ${state.term}${state.expiresInMs > 0 ? ` for another ${Math.ceil(state.expiresInMs / 1000)} s` : ''}; this connection has term ${this.leaseTerm}`,
+        { term: state.term, expiresInMs: state.expiresInMs },
+      );
     }
   }
 

@@ -34,6 +34,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--tls-key <file>', 'TLS private key (PEM)')
     .option('--no-tls', 'plain TCP (only on trusted networks)')
     .option('--task-grace <duration>', 'how long an ended task waits for its coordinator', '30m')
+    .option(
+      '--lease-ttl <duration>',
+      'a cluster lease expires this long after its holder last renewed it',
+      '15s',
+    )
     .option('--host-idle <duration>', 'stop a host process after this long without tasks', '10m')
     .option('--drain-timeout <duration>', 'on shutdown, how long running tasks may finish', '30s')
     .option('--gc-interval <duration>', 'how often unused versions and blobs are collected', '1h')

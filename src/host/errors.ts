@@ -35,6 +35,7 @@ const knownCodes: Record<ErrorCode, true> = {
   HOST_CRASHED: true,
   HOST_START_FAILED: true,
   AGENT_SHUTTING_DOWN: true,
+  LEASE_NOT_HELD: true,
   CONNECTION_CLOSED: true,
   REQUEST_TIMEOUT: true,
   INTERNAL: true,

@@ -38,6 +38,8 @@ export const errorCodes = {
   HOST_START_FAILED: 'The host process could not be started.',
   // daemon
   AGENT_SHUTTING_DOWN: 'The agent is draining and accepts no new work.',
+  LEASE_NOT_HELD:
+    "This coordinator does not hold the agent's lease for its cluster; another one does.",
   CONNECTION_CLOSED: 'The connection closed before the request completed.',
   REQUEST_TIMEOUT: 'The peer did not answer in time.',
   INTERNAL: 'An unexpected error; see the log.',

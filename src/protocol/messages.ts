@@ -55,6 +55,14 @@ export const readySchema = z.object({
   t: z.literal('ready'),
   instance: z.object({ key: z.string(), product: z.string(), dir: z.string() }),
   limits: z.object({ maxFrameBytes: z.number().int().positive() }),
+  /** With a clusterId in hello: whether this connection holds the cluster's lease (fencing). */
+  lease: z
+    .object({
+      held: z.boolean(),
+      term: z.number().int().nonnegative(),
+      expiresInMs: z.number().nonnegative(),
+    })
+    .optional(),
   /** What the machine offers; coordinators default their slots to `cores`. */
   capacity: z.object({ cores: z.number().int().positive() }).optional(),
 });
@@ -93,6 +101,9 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
   /** The client has the result: the agent may forget the task and remove its work dir. */
   z.object({ t: z.literal('task.release'), id, taskId }),
   z.object({ t: z.literal('tasks.list'), id }),
+  /** Take (or keep) the cluster's lease with this term; needs a clusterId in hello. */
+  z.object({ t: z.literal('lease.acquire'), id, term: z.number().int().nonnegative() }),
+  z.object({ t: z.literal('lease.release'), id }),
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 export type ClientMessageType = ClientMessage['t'];
@@ -171,6 +182,13 @@ export const agentMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('task.done'), taskId, result: taskResultSchema }),
   z.object({ t: z.literal('ack'), re: id }),
   z.object({ t: z.literal('tasks'), re: id, tasks: z.array(taskInfoSchema) }),
+  z.object({
+    t: z.literal('lease'),
+    re: id,
+    held: z.boolean(),
+    term: z.number().int().nonnegative(),
+    expiresInMs: z.number().nonnegative(),
+  }),
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 

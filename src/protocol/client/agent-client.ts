@@ -94,6 +94,8 @@ export class AgentClient {
   readonly protocol: number;
   /** The agent's cores, when it says (agents since 0.1). */
   readonly cores: number | undefined;
+  /** With a clusterId: the lease as the handshake left it. */
+  readonly lease: LeaseInfo | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly following = new Map<string, Following>();
@@ -107,6 +109,7 @@ export class AgentClient {
     hello: HandshakeResult,
   ) {
     this.cores = hello.cores;
+    this.lease = hello.lease;
     this.instance = hello.instance;
     this.agentId = hello.agentId;
     this.agentVersion = hello.agentVersion;
@@ -313,6 +316,21 @@ export class AgentClient {
 
   async releaseTask(taskId: string): Promise<void> {
     await this.request({ t: 'task.release', taskId }, (m) => m.t === 'ack');
+  }
+
+  /** Takes (or keeps) the cluster's lease with `term`; needs a clusterId. Pings renew it. */
+  async acquireLease(term: number): Promise<LeaseInfo> {
+    let lease: LeaseInfo = { held: false, term: 0, expiresInMs: 0 };
+    await this.request({ t: 'lease.acquire', term }, (m) => {
+      if (m.t !== 'lease') return false;
+      lease = { held: m.held, term: m.term, expiresInMs: m.expiresInMs };
+      return true;
+    });
+    return lease;
+  }
+
+  async releaseLease(): Promise<void> {
+    await this.request({ t: 'lease.release' }, (m) => m.t === 'ack');
   }
 
   async listTasks(): Promise<TaskInfo[]> {
@@ -539,6 +557,13 @@ interface HandshakeResult {
   agentVersion: string;
   protocol: number;
   cores: number | undefined;
+  lease: LeaseInfo | undefined;
+}
+
+export interface LeaseInfo {
+  held: boolean;
+  term: number;
+  expiresInMs: number;
 }
 
 /** Lets the handshake and then the client take turns at handling frames. */
@@ -708,6 +733,7 @@ async function handshake(
         agentVersion: challenge!.agentVersion,
         protocol: challenge!.protocol,
         cores: parsed.data.capacity?.cores,
+        lease: parsed.data.lease,
       });
     };
     conn.sendJson({

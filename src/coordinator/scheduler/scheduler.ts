@@ -12,20 +12,19 @@
 import picomatch from 'picomatch';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../../protocol/blob-store.js';
-import type { AgentClient, OutputChunk } from '../../protocol/client/agent-client.js';
+import type { OutputChunk } from '../../protocol/client/agent-client.js';
 import { toMusterError, type MusterError } from '../../protocol/errors.js';
 import type { TaskInputFile, TaskResult } from '../../protocol/task-types.js';
 import { buildSummary, taskView } from '../api/views.js';
 import type { EventBus } from '../events.js';
-import type { AgentConnection } from '../pool/agent-connection.js';
-import type { AgentPool } from '../pool/pool.js';
 import type { Store } from '../store/store.js';
 import type { AttemptRow, AttemptStatus, BuildRow, TaskRow } from '../store/types.js';
 import { ActiveBuild, type TaskState } from './active-build.js';
+import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
 
 export interface SchedulerContext {
   store: Store;
-  pool: AgentPool;
+  pool: SchedulerPool;
   blobs: BlobStore;
   events: EventBus;
   log: Logger;
@@ -41,7 +40,7 @@ interface InFlight {
   /** 'attached': we follow its result on a live connection; 'detached': waiting for the agent. */
   state: 'attached' | 'detached';
   lostTimer: NodeJS.Timeout | undefined;
-  connection: AgentConnection | undefined;
+  connection: SchedulerAgent | undefined;
   cancelRequested: boolean;
 }
 
@@ -135,7 +134,7 @@ export class Scheduler {
   }
 
   /** An agent (re)connected: re-attach what runs there, cancel what is stale, dispatch. */
-  onAgentReady(connection: AgentConnection): void {
+  onAgentReady(connection: SchedulerAgent): void {
     void this.reattach(connection)
       .catch((err: unknown) =>
         this.ctx.log.warn({ agent: connection.name, err }, 're-attach failed'),
@@ -143,7 +142,7 @@ export class Scheduler {
       .finally(() => this.schedule());
   }
 
-  onAgentLost(connection: AgentConnection): void {
+  onAgentLost(connection: SchedulerAgent): void {
     for (const flight of this.inFlight.values()) {
       if (flight.attempt.agent === connection.name && flight.state === 'attached') {
         flight.state = 'detached';
@@ -224,7 +223,7 @@ export class Scheduler {
     }
   }
 
-  private dispatch(build: ActiveBuild, state: TaskState, connection: AgentConnection): void {
+  private dispatch(build: ActiveBuild, state: TaskState, connection: SchedulerAgent): void {
     const number = state.row.attempts + 1;
     const agentTaskId = `b${build.id}:${state.plan.name}:${number}`;
     const startedAt = now();
@@ -264,7 +263,7 @@ export class Scheduler {
     void this.execute(flight, connection);
   }
 
-  private async execute(flight: InFlight, connection: AgentConnection): Promise<void> {
+  private async execute(flight: InFlight, connection: SchedulerAgent): Promise<void> {
     const client = connection.client;
     if (!client) {
       this.detach(flight);
@@ -342,7 +341,7 @@ export class Scheduler {
     flight.lostTimer.unref();
   }
 
-  private async reattach(connection: AgentConnection): Promise<void> {
+  private async reattach(connection: SchedulerAgent): Promise<void> {
     const client = connection.client;
     if (!client) return;
     const onAgent = new Map((await client.listTasks()).map((t) => [t.taskId, t]));
@@ -375,7 +374,7 @@ export class Scheduler {
     }
   }
 
-  private async follow(flight: InFlight, client: AgentClient): Promise<void> {
+  private async follow(flight: InFlight, client: SchedulerClient): Promise<void> {
     try {
       const remote = await client.attachTask(
         flight.attempt.agentTaskId,
@@ -415,7 +414,11 @@ export class Scheduler {
     });
   }
 
-  private async complete(flight: InFlight, client: AgentClient, result: TaskResult): Promise<void> {
+  private async complete(
+    flight: InFlight,
+    client: SchedulerClient,
+    result: TaskResult,
+  ): Promise<void> {
     if (!this.inFlight.has(flight.attempt.agentTaskId)) return;
     if (result.status === 'succeeded') {
       for (const output of result.outputs ?? []) {
@@ -564,8 +567,8 @@ export class Scheduler {
 }
 
 /** The ready agent with the most free slots among those with every required label. */
-function pickAgent(agents: AgentConnection[], requires: string[]): AgentConnection | undefined {
-  let best: AgentConnection | undefined;
+function pickAgent(agents: SchedulerAgent[], requires: string[]): SchedulerAgent | undefined {
+  let best: SchedulerAgent | undefined;
   for (const agent of agents) {
     if (agent.freeSlots <= 0) continue;
     if (!requires.every((label) => agent.row.labels.includes(label))) continue;

@@ -1,0 +1,304 @@
+/**
+ * The scheduler against fake agents (and a real in-memory store): ordering by needs, labels
+ * and slots, outputs passed on, retries, agent loss, re-attach after a restart, cancel.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, beforeEach, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { EventBus } from '../../src/coordinator/events.js';
+import { parsePlan } from '../../src/coordinator/plan/parse.js';
+import type { SchedulerAgent, SchedulerClient } from '../../src/coordinator/scheduler/ports.js';
+import { Scheduler } from '../../src/coordinator/scheduler/scheduler.js';
+import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
+import type { Store } from '../../src/coordinator/store/store.js';
+import { BlobStore } from '../../src/protocol/blob-store.js';
+import type { OutputChunk, RemoteTask } from '../../src/protocol/client/agent-client.js';
+import { MusterError } from '../../src/protocol/errors.js';
+import type { TaskResult, TaskSpec } from '../../src/protocol/task-types.js';
+
+interface Started {
+  spec: TaskSpec;
+  finish(result: Partial<TaskResult>): void;
+  fail(err: MusterError): void;
+  output(chunk: OutputChunk): void;
+}
+
+/** An agent whose tasks end when the test says so. */
+class FakeAgent implements SchedulerAgent {
+  busy = 0;
+  readonly started: Started[] = [];
+  readonly cancelled: string[] = [];
+  readonly released: string[] = [];
+  readonly attached: { taskId: string; fromSeq: number }[] = [];
+  onAgent: { taskId: string; state: 'running' | 'done' }[] = [];
+  connected = true;
+  readonly row: { labels: string[] };
+
+  constructor(
+    readonly name: string,
+    private readonly slots: number,
+    labels: string[] = [],
+  ) {
+    this.row = { labels };
+  }
+
+  get freeSlots(): number {
+    return this.connected ? this.slots - this.busy : 0;
+  }
+
+  noteBusy(delta: number): void {
+    this.busy += delta;
+  }
+
+  get client(): SchedulerClient | undefined {
+    if (!this.connected) return undefined;
+    const handle = (spec: TaskSpec, onOutput?: (c: OutputChunk) => void): RemoteTask => {
+      let resolve!: (r: TaskResult) => void;
+      let reject!: (e: MusterError) => void;
+      const result = new Promise<TaskResult>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      result.catch(() => undefined);
+      this.started.push({
+        spec,
+        finish: (r) => resolve({ status: 'succeeded', exitCode: 0, durationMs: 1, ...r }),
+        fail: (e) => reject(e),
+        output: (c) => onOutput?.(c),
+      });
+      return { taskId: spec.taskId, result };
+    };
+    return {
+      putBlobs: async () => ({ sentBlobs: 0, sentBytes: 0 }),
+      startTask: async (spec, onOutput) => handle(spec, onOutput),
+      attachTask: async (taskId, fromSeq = 0, onOutput) => {
+        this.attached.push({ taskId, fromSeq });
+        return handle({ taskId, extension: 'core', operation: 'run' }, onOutput);
+      },
+      listTasks: async () =>
+        this.onAgent.map((t) => ({
+          taskId: t.taskId,
+          extension: 'core',
+          operation: 'run',
+          state: t.state,
+          nextSeq: 0,
+          startedAt: new Date().toISOString(),
+          attached: false,
+        })),
+      cancelTask: async (taskId) => {
+        this.cancelled.push(taskId);
+      },
+      releaseTask: async (taskId) => {
+        this.released.push(taskId);
+      },
+      getBlob: async () => undefined,
+    };
+  }
+}
+
+const dirs: string[] = [];
+after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+let store: Store;
+let blobs: BlobStore;
+
+beforeEach(async () => {
+  store = openSqliteStore(':memory:');
+  const dir = await mkdtemp(join(tmpdir(), 'scheduler-'));
+  dirs.push(dir);
+  blobs = new BlobStore(dir);
+  await blobs.init();
+});
+
+function scheduler(agents: FakeAgent[], graceMs = 50): Scheduler {
+  return new Scheduler({
+    store,
+    pool: { ready: () => agents.filter((a) => a.connected) },
+    blobs,
+    events: new EventBus(),
+    log: pino({ level: 'silent' }),
+    agentLossGraceMs: graceMs,
+  });
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(check(), `timed out waiting for ${what}`);
+}
+
+async function storeBlob(text: string): Promise<{ sha256: string; size: number }> {
+  const data = Buffer.from(text);
+  const sha256 = createHash('sha256').update(data).digest('hex');
+  const writer = await blobs.createWriter(sha256, data.length);
+  await writer.write(0, data);
+  await writer.finish();
+  return { sha256, size: data.length };
+}
+
+describe('scheduler', () => {
+  it('runs tasks in needs order within free slots and hands outputs on', async () => {
+    const agent = new FakeAgent('a', 1);
+    const s = scheduler([agent]);
+    s.start();
+    const build = store.createBuild(
+      parsePlan(
+        'tasks:\n  one:\n    run: x\n    outputs: [o.txt]\n  two:\n    run: y\n    needs: [one]\n',
+      ),
+      [],
+      'test',
+    );
+    s.submit(build);
+    await until(() => agent.started.length === 1, 'the first task');
+    assert.equal(agent.started[0]!.spec.taskId, `b${build.id}:one:1`);
+    const output = await storeBlob('out');
+    agent.started[0]!.finish({ outputs: [{ path: 'o.txt', ...output, mode: 0o644 }] });
+    await until(() => agent.started.length === 2, 'the second task');
+    assert.deepEqual(agent.started[1]!.spec.inputs, [
+      { path: 'o.txt', sha256: output.sha256, mode: 0o644 },
+    ]);
+    agent.started[1]!.finish({});
+    await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build to succeed');
+    assert.deepEqual(agent.released.sort(), [`b${build.id}:one:1`, `b${build.id}:two:1`]);
+    assert.equal(agent.busy, 0);
+    s.stop();
+  });
+
+  it('never gives an agent more tasks than its free slots, and honours labels', async () => {
+    const small = new FakeAgent('small', 1, ['linux']);
+    const big = new FakeAgent('big', 2, ['linux', 'gpu']);
+    const s = scheduler([small, big]);
+    s.start();
+    const tasks =
+      Array.from({ length: 5 }, (_, i) => `  t${i}:\n    run: x\n`).join('') +
+      '  g:\n    run: x\n    requires: [gpu]\n';
+    const build = store.createBuild(parsePlan(`tasks:\n${tasks}`), [], 'test');
+    s.submit(build);
+    await until(() => small.started.length + big.started.length === 3, 'three dispatches');
+    assert.equal(small.busy, 1);
+    assert.equal(big.busy, 2);
+    // Finish everything as it comes; the gpu task must land on big.
+    for (let i = 0; i < 20 && store.getBuild(build.id)?.status !== 'succeeded'; i++) {
+      for (const agent of [small, big]) for (const t of agent.started.splice(0)) t.finish({});
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(store.getBuild(build.id)?.status, 'succeeded');
+    assert.equal(store.getTask(build.id, 'g')?.agent, 'big');
+    s.stop();
+  });
+
+  it('retries up to `retries`, then fails the task and skips what needs it', async () => {
+    const agent = new FakeAgent('a', 2);
+    const s = scheduler([agent]);
+    s.start();
+    const build = store.createBuild(
+      parsePlan(
+        'tasks:\n  flaky:\n    run: x\n    retries: 1\n  after:\n    run: y\n    needs: [flaky]\n',
+      ),
+      [],
+      'test',
+    );
+    s.submit(build);
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      await until(() => agent.started.length === 1, `attempt ${attempt}`);
+      assert.equal(agent.started[0]!.spec.taskId, `b${build.id}:flaky:${attempt}`);
+      agent.started.splice(0)[0]!.finish({ status: 'failed', exitCode: 2 });
+    }
+    await until(() => store.getBuild(build.id)?.status === 'failed', 'the build to fail');
+    assert.deepEqual(
+      store.listTasks(build.id).map((t) => [t.name, t.status, t.attempts]),
+      [
+        ['flaky', 'failed', 2],
+        ['after', 'skipped', 0],
+      ],
+    );
+    s.stop();
+  });
+
+  it('retries an attempt whose agent is lost on another agent', async () => {
+    const first = new FakeAgent('first', 1);
+    const second = new FakeAgent('second', 1);
+    second.connected = false;
+    const s = scheduler([first, second]);
+    s.start();
+    const build = store.createBuild(parsePlan('tasks:\n  t:\n    run: x\n'), [], 'test');
+    s.submit(build);
+    await until(() => first.started.length === 1, 'the first attempt');
+    first.connected = false;
+    s.onAgentLost(first);
+    first.started[0]!.fail(new MusterError('CONNECTION_CLOSED'));
+    second.connected = true;
+    await until(() => second.started.length === 1, 'the retry on the other agent');
+    assert.equal(second.started[0]!.spec.taskId, `b${build.id}:t:2`);
+    second.started[0]!.finish({});
+    await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
+    assert.deepEqual(
+      store.listAttempts(build.id).map((a) => [a.number, a.agent, a.status]),
+      [
+        [1, 'first', 'lost'],
+        [2, 'second', 'succeeded'],
+      ],
+    );
+    s.stop();
+  });
+
+  it('re-attaches after its own restart instead of running a task again', async () => {
+    const agent = new FakeAgent('a', 1);
+    const before = scheduler([agent], 10_000);
+    before.start();
+    const build = store.createBuild(parsePlan('tasks:\n  t:\n    run: x\n'), [], 'test');
+    before.submit(build);
+    await until(() => agent.started.length === 1, 'the attempt');
+    const taskId = agent.started[0]!.spec.taskId;
+    agent.started[0]!.output({ seq: 0, stream: 'stdout', data: Buffer.from('before\n') });
+    before.stop(); // the coordinator "dies"; the agent still runs the task
+    agent.started.length = 0;
+    agent.busy = 0;
+    agent.onAgent = [{ taskId, state: 'running' }];
+
+    const restarted = scheduler([agent], 10_000);
+    restarted.start();
+    restarted.onAgentReady(agent);
+    await until(() => agent.attached.length === 1, 're-attach');
+    assert.deepEqual(agent.attached[0], { taskId, fromSeq: 1 });
+    assert.equal(agent.started.length, 1, 'followed, not started again');
+    agent.started[0]!.output({ seq: 1, stream: 'stdout', data: Buffer.from('after\n') });
+    agent.started[0]!.finish({});
+    await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
+    assert.equal(store.listAttempts(build.id).length, 1);
+    assert.deepEqual(
+      store.readLogs(build.id, {}).map((c) => c.data.toString()),
+      ['before\n', 'after\n'],
+    );
+    restarted.stop();
+  });
+
+  it('cancels: running attempts are told to stop, pending tasks never start', async () => {
+    const agent = new FakeAgent('a', 1);
+    const s = scheduler([agent]);
+    s.start();
+    const build = store.createBuild(
+      parsePlan('tasks:\n  long:\n    run: x\n  next:\n    run: y\n    needs: [long]\n'),
+      [],
+      'test',
+    );
+    s.submit(build);
+    await until(() => agent.started.length === 1, 'the attempt');
+    s.cancel(build.id);
+    await until(() => agent.cancelled.length === 1, 'the cancel');
+    agent.started[0]!.finish({ status: 'cancelled' });
+    await until(() => store.getBuild(build.id)?.status === 'cancelled', 'the build');
+    assert.deepEqual(
+      store.listTasks(build.id).map((t) => [t.name, t.status]),
+      [
+        ['long', 'cancelled'],
+        ['next', 'cancelled'],
+      ],
+    );
+    assert.equal(agent.started.length, 1);
+    s.stop();
+  });
+});

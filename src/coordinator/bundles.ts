@@ -20,7 +20,15 @@ export class BundleManager {
 
   /** The bundle for agents now. */
   get(): Promise<Bundle> {
-    this.current ??= this.compute();
+    if (this.current === undefined) {
+      const computing = this.compute();
+      this.current = computing;
+      // A failure (a file vanished, a disk error) is not remembered: the next call tries again.
+      computing.catch(() => {
+        if (this.current === computing) this.current = undefined;
+        this.base = undefined;
+      });
+    }
     return this.current;
   }
 

@@ -3,7 +3,7 @@
  * it runs on the host of the version the starting connection synced, and keeps running when
  * that connection goes away.
  */
-import { rm } from 'node:fs/promises';
+import { rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError, toMusterError } from '../protocol/errors.js';
@@ -204,7 +204,7 @@ export class TaskService {
     this.instanceOf.delete(record);
     for (const pgid of record.processGroups) killGroup(pgid);
     await record.dispose();
-    await rm(record.workDir, { recursive: true, force: true }).catch((err: unknown) =>
+    await removeWorkDir(record.workDir).catch((err: unknown) =>
       this.log.warn({ err, workDir: record.workDir }, 'could not remove a work dir'),
     );
   }
@@ -221,5 +221,21 @@ export class TaskService {
       );
     }
     return record;
+  }
+}
+
+/**
+ * Removes a task's work dir. Many tasks never create one (the host makes it on first use) and
+ * a plain rmdir answers those in one system call; rm's recursive walk (several lstats) is kept
+ * for dirs with files in them.
+ */
+async function removeWorkDir(dir: string): Promise<void> {
+  try {
+    await rmdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
+    await rm(dir, { recursive: true, force: true });
   }
 }

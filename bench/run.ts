@@ -16,9 +16,20 @@ import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type } 
 import { fileURLToPath } from 'node:url';
 import { noopLatency, noopThroughput } from './agent-ops.js';
 import { coldSync, reSync } from './agent-sync.js';
+import { cBuild } from './coordinator-c-build.js';
+import { coordinatorLatency, coordinatorManyAgents, coordinatorThroughput } from './coordinator.js';
 import { fmt, meets, type Benchmark, type Measurement } from './measure.js';
 
-const benchmarks: Benchmark[] = [coldSync, reSync, noopLatency, noopThroughput];
+const benchmarks: Benchmark[] = [
+  coldSync,
+  reSync,
+  noopLatency,
+  noopThroughput,
+  coordinatorLatency,
+  coordinatorThroughput,
+  coordinatorManyAgents,
+  cBuild,
+];
 
 const docsPath = fileURLToPath(new URL('../../docs/benchmarks.md', import.meta.url));
 
@@ -226,6 +237,10 @@ function markdown(results: Measurement[], m: Machine, seconds: number): string {
     [reSync.name]: 'bench/agent-sync.ts',
     [noopLatency.name]: 'bench/agent-ops.ts',
     [noopThroughput.name]: 'bench/agent-ops.ts',
+    [coordinatorLatency.name]: 'bench/coordinator.ts',
+    [coordinatorThroughput.name]: 'bench/coordinator.ts',
+    [coordinatorManyAgents.name]: 'bench/coordinator.ts',
+    [cBuild.name]: 'bench/coordinator-c-build.ts',
   };
   for (const b of benchmarks)
     out.push(`| ${b.name} | \`${sources[b.name] ?? ''}\` | ${b.describe} |`);

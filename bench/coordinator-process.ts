@@ -1,0 +1,322 @@
+/**
+ * Starts a real `muster coordinator` process for a benchmark (loopback, port 0, plain HTTP, a
+ * fresh data dir, a known admin password), logs in, and talks to its REST API. Every coordinator
+ * started here is killed and its data dir removed by `stop()`, and — should a benchmark throw or
+ * the run be interrupted — by the process-wide exit hooks below.
+ *
+ * The data dir goes under BENCH_COORDINATOR_DIR, else BENCH_DIR, else the OS temp dir; node flags
+ * for the coordinator come from BENCH_COORDINATOR_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR").
+ *
+ * Like bench/agent.ts, a small copy of test/helpers/coordinator-process.ts so the benchmarks do
+ * not depend on test code. Also reads the process's RSS and CPU time from /proc (Linux).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BuildView } from '../src/coordinator/api/schemas.js';
+import { removeDir, startAgent, type BenchAgent } from './agent.js';
+import type { Unit } from './measure.js';
+
+export const cliPath = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+const ADMIN_PASSWORD = 'bench-admin-password';
+
+export interface ApiResponse<T> {
+  status: number;
+  body: T;
+}
+
+export interface BenchCoordinator {
+  readonly url: string;
+  readonly token: string;
+  readonly pid: number;
+  readonly dataDir: string;
+  api<T = unknown>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>>;
+  /** Registers a real agent started by bench/agent.ts (TLS, pinned fingerprint). */
+  addAgent(name: string, agent: BenchAgent, options?: { slots?: number }): Promise<void>;
+  /** Polls GET /api/v1/status until `connected` agents are connected. */
+  waitForAgents(connected: number, timeoutMs?: number): Promise<void>;
+  /** Polls GET /api/v1/builds/:id (every `intervalMs`) until the build has ended. */
+  waitForBuild(id: number, timeoutMs?: number, intervalMs?: number): Promise<BuildView>;
+  /** SIGTERM (SIGKILL after 10 s), then removes the data dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface CoordinatorStartOptions {
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Node flags for the coordinator (also BENCH_COORDINATOR_NODE_ARGS, e.g. "--cpu-prof"). */
+  nodeArgs?: string[];
+}
+
+const live = new Set<{ child: ChildProcess; dataDir: string }>();
+
+function killAllNow(): void {
+  for (const entry of live) {
+    try {
+      entry.child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+    removeDir(entry.dataDir);
+  }
+  live.clear();
+}
+
+process.once('exit', killAllNow);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAllNow();
+    process.exit(130);
+  });
+}
+
+function envNodeArgs(): string[] {
+  const raw = process.env.BENCH_COORDINATOR_NODE_ARGS;
+  return raw === undefined || raw.trim() === '' ? [] : raw.trim().split(/\s+/);
+}
+
+export async function startCoordinator(
+  options: CoordinatorStartOptions = {},
+): Promise<BenchCoordinator> {
+  const base = process.env.BENCH_COORDINATOR_DIR || process.env.BENCH_DIR || tmpdir();
+  const dataDir = await mkdtemp(join(base, 'muster-bench-coord-'));
+  const child = spawn(
+    process.execPath,
+    [
+      ...envNodeArgs(),
+      ...(options.nodeArgs ?? []),
+      cliPath,
+      'coordinator',
+      '--listen',
+      '127.0.0.1:0',
+      '--data',
+      dataDir,
+      ...(options.args ?? []),
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD, ...options.env },
+    },
+  );
+  const entry = { child, dataDir };
+  live.add(entry);
+  let stderr = '';
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      live.delete(entry);
+      removeDir(dataDir);
+    })();
+    return stopped;
+  };
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`coordinator did not start in 30 s: ${stderr}`)),
+        30_000,
+      );
+      child.stderr.on('data', (d: Buffer) => {
+        stderr = (stderr + d.toString()).slice(-4000);
+        const match = /listening on (\S+)\n/.exec(stderr);
+        if (match) {
+          clearTimeout(timer);
+          resolve(match[1]!);
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`coordinator exited (${code ?? signal}) before listening: ${stderr}`));
+      });
+    });
+    // Drain its log (JSON lines); show errors. Not parsed otherwise: at thousands of agents
+    // the benchmark process should not spend its time on the coordinator's log.
+    let buffer = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffer += d.toString();
+      const lines = buffer.split('\n');
+      buffer = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line.includes('"level":50') || line.includes('"level":60'))
+          process.stderr.write(`coordinator: ${line}\n`);
+      }
+    });
+    const call = async <T>(
+      method: string,
+      path: string,
+      body?: unknown,
+      token?: string,
+    ): Promise<ApiResponse<T>> => {
+      const response = await fetch(`${url}/api/v1${path}`, {
+        method,
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(120_000),
+      });
+      const text = await response.text();
+      return { status: response.status, body: (text ? JSON.parse(text) : null) as T };
+    };
+    const login = await call<{ token: string }>('POST', '/login', {
+      user: 'admin',
+      password: ADMIN_PASSWORD,
+    });
+    if (login.status !== 200) throw new Error(`login failed: ${JSON.stringify(login.body)}`);
+    const token = login.body.token;
+    const api = <T>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> =>
+      call<T>(method, path, body, token);
+    return {
+      url,
+      token,
+      pid: child.pid!,
+      dataDir,
+      api,
+      addAgent: async (name, agent, agentOptions = {}) => {
+        const response = await api('POST', '/agents', {
+          name,
+          address: `127.0.0.1:${agent.port}`,
+          accessKey: agent.accessKey,
+          fingerprint: agent.fingerprint,
+          ...(agentOptions.slots === undefined ? {} : { slots: agentOptions.slots }),
+        });
+        if (response.status !== 201)
+          throw new Error(`adding agent ${name}: ${JSON.stringify(response.body)}`);
+      },
+      waitForAgents: async (connected, timeoutMs = 60_000) => {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const { body } = await api<{ agents: { total: number; connected: number } }>(
+            'GET',
+            '/status',
+          );
+          if (body.agents.connected >= connected) return;
+          if (Date.now() > deadline) {
+            throw new Error(
+              `only ${body.agents.connected} of ${connected} agents connected after ${timeoutMs / 1000} s`,
+            );
+          }
+          await sleep(100);
+        }
+      },
+      waitForBuild: async (id, timeoutMs = 60_000, intervalMs = 50) => {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const { body } = await api<BuildView>('GET', `/builds/${id}`);
+          if (body.status !== 'queued' && body.status !== 'running') return body;
+          if (Date.now() > deadline)
+            throw new Error(`build ${id} did not finish in ${timeoutMs / 1000} s`);
+          await sleep(intervalMs);
+        }
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export async function withCoordinator<T>(
+  body: (coordinator: BenchCoordinator) => Promise<T>,
+  options: CoordinatorStartOptions = {},
+): Promise<T> {
+  const coordinator = await startCoordinator(options);
+  try {
+    return await body(coordinator);
+  } finally {
+    await coordinator.stop();
+  }
+}
+
+/** Starts `count` real agents (TLS, fresh data dirs) and always stops them afterwards. */
+export async function withAgents<T>(
+  count: number,
+  body: (agents: BenchAgent[]) => Promise<T>,
+): Promise<T> {
+  const started = await Promise.allSettled(Array.from({ length: count }, () => startAgent()));
+  const agents = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  try {
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    return await body(agents);
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Clock ticks per second of /proc/PID/stat times (USER_HZ; 100 on Linux almost always). */
+const clockTicks: number = (() => {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isInteger(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+})();
+
+export interface ProcessSample {
+  /** Resident set size, KiB (VmRSS). */
+  rssKiB: number;
+  /** User + system CPU time so far, ms. */
+  cpuMs: number;
+  /** Of which in the kernel (stime), ms. */
+  systemMs: number;
+  /** performance.now() when sampled. */
+  at: number;
+}
+
+/** RSS and CPU time of a process from /proc (Linux only). */
+export function sampleProcess(pid: number): ProcessSample {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!rss) throw new Error(`no VmRSS for process ${pid}`);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start at ") ".
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+  const user = Number(fields[11]);
+  const system = Number(fields[12]);
+  return {
+    rssKiB: Number(rss[1]),
+    cpuMs: ((user + system) * 1000) / clockTicks,
+    systemMs: (system * 1000) / clockTicks,
+    at: performance.now(),
+  };
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function inBatches<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * Units these benchmarks report besides measure.ts's `Unit` (run.ts prints any unit as text).
+ * measure.ts's `Unit` should gain them; until then this is the one place they are cast.
+ */
+export function unit(text: 'KB' | '% of a core' | 's' | 'x'): Unit {
+  return text as Unit;
+}

@@ -8,7 +8,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AttemptView, BuildView } from '../src/coordinator/api/schemas.js';
-import { cliPath, unit, withAgents, withCoordinator } from './coordinator-process.js';
+import { cliPath, withAgents, withCoordinator } from './coordinator-process.js';
 import { fmt, list, median, now, type Benchmark, type Measurement } from './measure.js';
 
 const generator = fileURLToPath(new URL('../../examples/c-many/generate.js', import.meta.url));
@@ -158,14 +158,14 @@ export const cBuild: Benchmark = {
               benchmark: 'C build vs make',
               metric: `C build (${what}): Muster / make -j${jobs} wall time`,
               value: muster / make,
-              unit: unit('x'),
+              unit: 'x',
               detail: `medians of ${runs}: Muster ${fmt(muster / 1000)} s, make ${fmt(make / 1000)} s`,
             },
             {
               benchmark: 'C build vs make',
               metric: `C build (${what}) through Muster, 2 local agents x 1 slot: wall time`,
               value: muster / 1000,
-              unit: unit('s'),
+              unit: 's',
               detail:
                 `median of ${runs}: ${seconds(musterTimes)}; of which build created -> finished ` +
                 `${seconds(buildTimes)}`,
@@ -174,14 +174,14 @@ export const cBuild: Benchmark = {
               benchmark: 'C build vs make',
               metric: `C build (${what}) through Muster, first run (inputs uploaded, agents empty)`,
               value: cold.ms / 1000,
-              unit: unit('s'),
+              unit: 's',
               detail: `build created -> finished ${fmt(cold.buildMs / 1000)} s`,
             },
             {
               benchmark: 'C build vs make',
               metric: `C build (${what}) with make -j${jobs}: wall time`,
               value: make / 1000,
-              unit: unit('s'),
+              unit: 's',
               detail: `median of ${runs}: ${seconds(makeTimes)}`,
             },
           ];

@@ -18,7 +18,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildView } from '../src/coordinator/api/schemas.js';
 import { removeDir, startAgent, type BenchAgent } from './agent.js';
-import type { Unit } from './measure.js';
 
 export const cliPath = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
@@ -311,12 +310,4 @@ export async function inBatches<T>(
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-/**
- * Units these benchmarks report besides measure.ts's `Unit` (run.ts prints any unit as text).
- * measure.ts's `Unit` should gain them; until then this is the one place they are cast.
- */
-export function unit(text: 'KB' | '% of a core' | 's' | 'x'): Unit {
-  return text as Unit;
 }

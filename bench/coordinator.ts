@@ -12,7 +12,6 @@ import {
   inBatches,
   sampleProcess,
   sleep,
-  unit,
   withAgents,
   withCoordinator,
   type BenchCoordinator,
@@ -520,7 +519,7 @@ export const coordinatorManyAgents: Benchmark = {
             benchmark: 'coordinator with 5,000 agents',
             metric: `coordinator memory per connected agent (${count.toLocaleString('en-US')} agents, ${tls ? 'TLS' : 'plain TCP'})`,
             value: kbPerAgent,
-            unit: unit('KB'),
+            unit: 'KB',
             aim: { op: '<=', value: 200 },
             detail:
               `VmRSS ${fmt(baseline.rssKiB / 1024, 1)} MiB before, ${fmt(afterConnect.rssKiB / 1024, 1)} MiB just connected, ` +
@@ -531,7 +530,7 @@ export const coordinatorManyAgents: Benchmark = {
             benchmark: 'coordinator with 5,000 agents',
             metric: `coordinator CPU at rest with ${count.toLocaleString('en-US')} agents (${tls ? 'TLS' : 'plain TCP'}, 5 s heartbeat)`,
             value: cpu,
-            unit: unit('% of a core'),
+            unit: '% of a core',
             aim: { op: '<=', value: 10 },
             detail:
               `utime+stime over ${restMs / 1000} s (stime ${fmt(kernelCpu)} %), ${fmt(pingsPerSecond, 0)} pings/s; ` +

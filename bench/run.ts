@@ -171,9 +171,11 @@ function markdown(results: Measurement[], m: Machine, seconds: number): string {
   out.push('');
   out.push(
     'Figures of the latest `npm run bench -- --write` run (written by `bench/run.ts`; do not edit by hand). ' +
-      'Each benchmark starts its own real `muster agent` process (self-signed TLS on 127.0.0.1, fresh data dir) and ' +
-      'drives it with the coordinator-side `AgentClient` from the same process as the benchmark, so client, agent and ' +
-      'host process share the machine below. The aims come from the issue; they are reported, not enforced. ' +
+      'Each benchmark starts its own real processes on 127.0.0.1 with fresh data dirs: the agent benchmarks one ' +
+      '`muster agent` (self-signed TLS) driven by the coordinator-side `AgentClient` from the benchmark process; the ' +
+      'coordinator benchmarks a `muster coordinator` with real agents (or, for 5,000 agents, one process simulating ' +
+      'them with the real handshake) driven through the REST API and the CLI. Everything shares the machine below. ' +
+      'The aims come from the issues; they are reported, not enforced. ' +
       'Ratio = measured / aim (≥ 1 is good for "≥" aims, ≤ 1 for "≤" aims).',
   );
   out.push('');

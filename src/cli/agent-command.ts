@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { Agent } from '../agent/agent.js';
 import { readInstanceRecords } from '../agent/instances.js';
 import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
@@ -90,6 +89,8 @@ export function registerAgentCommand(program: Command): void {
 async function runAgent(opts: AgentOptions): Promise<void> {
   const options = compileAgentOptions(opts);
   const log = pino({ level: options.logLevel, base: { service: 'muster-agent' } });
+  // Loaded here, not at the top: every other command starts faster without the daemon.
+  const { Agent } = await import('../agent/agent.js');
   const agent = new Agent(options, log);
   onShutdownSignals(log, () => agent.stop());
   await agent.start();

@@ -1,7 +1,6 @@
 /** `muster coordinator`: the server with the API, scheduler and state. */
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { Coordinator } from '../coordinator/coordinator.js';
 import { compileCoordinatorOptions, type CoordinatorOptions } from '../coordinator/options.js';
 import { MusterError } from '../protocol/errors.js';
 import { onShutdownSignals } from './signals.js';
@@ -32,6 +31,8 @@ export function registerCoordinatorCommand(program: Command): void {
         );
       }
       const log = pino({ level: options.logLevel, base: { service: 'muster-coordinator' } });
+      // Loaded here, not at the top: every other command starts faster without the server.
+      const { Coordinator } = await import('../coordinator/coordinator.js');
       const coordinator = new Coordinator(options, log);
       onShutdownSignals(log, () => coordinator.stop());
       const { url, generatedAdminPassword } = await coordinator.start();

@@ -599,3 +599,17 @@ describe('sqlite store: transactions and durability', () => {
     assert.equal(again.readLogs(1, {})[0]?.data.toString(), 'hello');
   });
 });
+
+describe('counting active builds', () => {
+  it('counts queued and running builds without reading them', () => {
+    const store = openSqliteStore(':memory:');
+    const plan = { name: undefined, tasks: [] };
+    const a = store.createBuild(plan, [], 'u');
+    const b = store.createBuild(plan, [], 'u');
+    store.createBuild(plan, [], 'u');
+    store.setBuildStatus(a.id, 'running');
+    store.setBuildStatus(b.id, 'succeeded');
+    assert.deepEqual(store.countActiveBuilds(), { queued: 1, running: 1 });
+    store.close();
+  });
+});

@@ -23,7 +23,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
   app.get('/api/v1/status', async (request) => {
     requireUser(request);
     const agents = ctx.pool.views();
-    const active = ctx.store.listActiveBuilds();
+
     const view: StatusView = {
       role: ctx.role(),
       version: ctx.version,
@@ -32,10 +32,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
         total: agents.length,
         connected: agents.filter((a) => a.status === 'connected' || a.status === 'busy').length,
       },
-      builds: {
-        queued: active.filter((b) => b.status === 'queued').length,
-        running: active.filter((b) => b.status === 'running').length,
-      },
+      builds: ctx.store.countActiveBuilds(),
     };
     return view;
   });

@@ -147,6 +147,9 @@ export function prepareStatements(db: Database.Database) {
       `SELECT * FROM builds WHERE status = @status AND id < @beforeId
        ORDER BY id DESC LIMIT @limit`,
     ),
+    countBuildsByStatus: db.prepare<[], { status: string; n: number }>(
+      `SELECT status, COUNT(*) AS n FROM builds WHERE status IN ('queued', 'running') GROUP BY status`,
+    ),
     listActiveBuilds: db.prepare<[], BuildSql>(
       `SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY id`,
     ),

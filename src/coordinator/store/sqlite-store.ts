@@ -288,6 +288,14 @@ class SqliteStore implements Store {
     return rows.map(toBuild);
   }
 
+  countActiveBuilds(): { queued: number; running: number } {
+    const counts = { queued: 0, running: 0 };
+    for (const { status, n } of this.sql.countBuildsByStatus.all()) {
+      if (status === 'queued' || status === 'running') counts[status] = n;
+    }
+    return counts;
+  }
+
   listActiveBuilds(): BuildRow[] {
     return this.sql.listActiveBuilds.all().map(toBuild);
   }

@@ -65,6 +65,8 @@ export interface Store {
   listBuilds(filter: { status?: BuildStatus; limit?: number; beforeId?: number }): BuildRow[];
   /** Builds that are queued or running: what the scheduler works on (and resumes after a restart). */
   listActiveBuilds(): BuildRow[];
+  /** How many builds are queued and running, without reading them. */
+  countActiveBuilds(): { queued: number; running: number };
   setBuildStatus(
     id: number,
     status: BuildStatus,

@@ -51,6 +51,7 @@ export class Scheduler {
   /** Attempts that ended this turn, recorded together by flushFinishing(). */
   private readonly finishing: (() => void)[] = [];
   private batching = false;
+  private passRequested = false;
   private readonly toExecute: (() => void)[] = [];
   private again = false;
   private stopped = false;
@@ -144,7 +145,7 @@ export class Scheduler {
       .catch((err: unknown) =>
         this.ctx.log.warn({ agent: connection.name, err }, 're-attach failed'),
       )
-      .finally(() => this.schedule());
+      .finally(() => this.scheduleSoon());
   }
 
   onAgentLost(connection: SchedulerAgent): void {
@@ -155,6 +156,19 @@ export class Scheduler {
         this.armLost(flight);
       }
     }
+  }
+
+  /**
+   * One pass for everything that asked during this turn of the event loop: thousands of agents
+   * connecting at once (a coordinator restart) would otherwise each pay a full pass.
+   */
+  private scheduleSoon(): void {
+    if (this.passRequested) return;
+    this.passRequested = true;
+    setImmediate(() => {
+      this.passRequested = false;
+      this.schedule();
+    });
   }
 
   /** Runs a scheduling pass now (or right after the current one). */

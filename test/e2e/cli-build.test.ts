@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type { BuildView } from '../../src/coordinator/api/schemas.js';
 import { cleanup, cliPath, makeTempDir, startAgent, waitFor } from '../helpers/agent-process.js';
 import { writeProbeExtension } from '../helpers/extensions.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
 import {
   ADMIN_PASSWORD,
   killCoordinators,
@@ -35,37 +36,13 @@ async function tempDir(prefix: string): Promise<string> {
   return dir;
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
+/** `muster ARGS` with `env` on top of PATH and HOME; bounded. */
 function muster(
   args: string[],
   env: NodeJS.ProcessEnv,
   options: { cwd?: string; input?: string } = {},
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], {
-      cwd: options.cwd,
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`muster ${args.join(' ')} did not finish: ${stderr}`));
-    }, 120_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(options.input ?? '');
-  });
+): Promise<CliResult> {
+  return runCli(args, { env, timeoutMs: 120_000, ...options });
 }
 
 describe('muster run across three agents', () => {

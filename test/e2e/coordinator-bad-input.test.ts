@@ -45,13 +45,13 @@ import {
 import {
   headOnly,
   rawRequest,
-  runMuster,
   startFakeAgent,
   startUpload,
   streamUntilAnswered,
   type FakeAgent,
   type FakeAgentBehaviour,
 } from '../helpers/coord-bad-peers.js';
+import { runCli } from '../helpers/cli.js';
 
 /** Per-test bound; nothing comes near it unless something hangs. */
 const T = { timeout: 60_000 };
@@ -144,18 +144,6 @@ async function tempDir(prefix: string): Promise<string> {
 
 const sha = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
-async function upload(c: StartedCoordinator, data: Buffer): Promise<string> {
-  const sha256 = sha(data);
-  const response = await fetch(`${c.url}/api/v1/blobs/${sha256}`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${c.token}` },
-    body: data,
-    signal: AbortSignal.timeout(60_000),
-  });
-  assert.equal(response.status, 204, await response.text());
-  return sha256;
-}
-
 async function missing(c: StartedCoordinator, hashes: string[]): Promise<string[]> {
   const answer = await c.api<{ missing: string[] }>('POST', '/blobs/missing', { hashes });
   assert.equal(answer.status, 200);
@@ -176,24 +164,6 @@ async function agentNames(c: StartedCoordinator): Promise<string[]> {
   const answer = await c.api<AgentView[]>('GET', '/agents');
   assert.equal(answer.status, 200);
   return answer.body.map((a) => a.name).sort();
-}
-
-async function waitForTask(
-  c: StartedCoordinator,
-  id: number,
-  task: string,
-  status: string,
-): Promise<BuildView> {
-  let last: BuildView | undefined;
-  await waitFor(
-    async () => {
-      last = (await c.api<BuildView>('GET', `/builds/${id}`)).body;
-      return last.tasks.find((t) => t.name === task)?.status === status;
-    },
-    30_000,
-    `task ${task} to be ${status}`,
-  );
-  return last!;
 }
 
 const blobHeaders = (token: string, length: number | undefined) => ({
@@ -316,7 +286,7 @@ describe('one coordinator under bad input', () => {
     async () => {
       const before = await buildIds(c);
       const present = Buffer.from('uploaded\n');
-      const presentSha = await upload(c, present);
+      const presentSha = await c.putBlob(present);
       const absentSha = sha(randomBytes(32));
       const plan = 'tasks:\n  t:\n    run: cat a.txt b.txt\n    inputs: [a.txt, b.txt]\n';
       const file = (path: string, sha256: string, size = 9) => ({
@@ -719,7 +689,7 @@ describe('one coordinator under bad input', () => {
       assert.deepEqual(await missing(c, [sha(data)]), [sha(data)], 'no half blob in the store');
       await assertServes(c);
       // Had half of it been kept under its name, this upload would be skipped as already there.
-      await upload(c, data);
+      await c.putBlob(data);
       const back = await fetch(`${c.url}${path}`, {
         headers: { authorization: `Bearer ${c.token}` },
         signal: AbortSignal.timeout(30_000),
@@ -807,7 +777,7 @@ describe('one coordinator under bad input', () => {
     T,
     async (t) => {
       const big = randomBytes(50 * MiB);
-      const bigSha = await upload(c, big);
+      const bigSha = await c.putBlob(big);
       const answer = await c.api<BuildView>('POST', '/builds', {
         plan: [
           'name: big-input',
@@ -824,7 +794,7 @@ describe('one coordinator under bad input', () => {
       const id = answer.body.id;
       accepted.push(id);
       // The attempt is "running" from the moment it is dispatched, before its input has travelled.
-      const running = await waitForTask(c, id, 'digest', 'running');
+      const running = await c.waitForTask(id, 'digest', 'running');
       const victimName = running.tasks[0]!.agent as 'one' | 'two';
       assert.ok(victimName === 'one' || victimName === 'two', JSON.stringify(running));
       // Kill it while the input travels (a partial file in its blob store's .incoming) if we
@@ -874,7 +844,7 @@ describe('one coordinator under bad input', () => {
 
   it('after all that, still runs a real build on the same coordinator', T, async () => {
     const input = Buffer.from('alpha\n');
-    const inputSha = await upload(c, input);
+    const inputSha = await c.putBlob(input);
     const answer = await c.api<BuildView>('POST', '/builds', {
       plan: [
         'name: after-the-storm',
@@ -1003,11 +973,8 @@ describe('expired tokens', () => {
         );
         assert.match(error.message, /expired/);
       }
-      const cli = await runMuster(['builds', 'list'], {
-        MUSTER_URL: c.url,
-        MUSTER_TOKEN: token,
-        HOME: home,
-        XDG_CONFIG_HOME: home,
+      const cli = await runCli(['builds', 'list'], {
+        env: { MUSTER_URL: c.url, MUSTER_TOKEN: token, HOME: home, XDG_CONFIG_HOME: home },
       });
       assert.equal(cli.code, 2, `exit code for UNAUTHORIZED; stderr: ${cli.stderr}`);
       assert.match(cli.stderr, /\[UNAUTHORIZED\]/);
@@ -1025,9 +992,9 @@ describe('expired tokens', () => {
 
   it('refuses an invalid --token-ttl at start with INVALID_CONFIG and exit code 2', T, async () => {
     const data = await tempDir('muster-coord-');
-    const result = await runMuster(
+    const result = await runCli(
       ['coordinator', '--listen', '127.0.0.1:0', '--data', data, '--token-ttl', 'soon'],
-      { MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD },
+      { env: { MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD } },
     );
     assert.equal(result.code, 2, result.stderr);
     assert.match(result.stderr, /--token-ttl/);
@@ -1076,7 +1043,7 @@ describe('a full disk', () => {
       await assertServes(c);
       // The space of the failed upload was given back: a blob that fits is stored.
       const small = randomBytes(256 * 1024);
-      await upload(c, small);
+      await c.putBlob(small);
       const back = await fetch(`${c.url}/api/v1/blobs/${sha(small)}`, {
         headers: { authorization: `Bearer ${c.token}` },
         signal: AbortSignal.timeout(30_000),

@@ -4,7 +4,6 @@
  * with different versions of one extension sharing the same agents.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import type { AttemptView, BuildView, LogsView } from '../../src/coordinator/api/schemas.js';
 import {
@@ -30,14 +29,7 @@ after(async () => {
 
 async function upload(c: StartedCoordinator, path: string, text: string) {
   const data = Buffer.from(text);
-  const sha256 = createHash('sha256').update(data).digest('hex');
-  const response = await fetch(`${c.url}/api/v1/blobs/${sha256}`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${c.token}` },
-    body: data,
-  });
-  assert.equal(response.status, 204);
-  return { path, sha256, size: data.length, mode: 0o644 };
+  return { path, sha256: await c.putBlob(data), size: data.length, mode: 0o644 };
 }
 
 async function blobText(c: StartedCoordinator, sha256: string): Promise<string> {
@@ -60,24 +52,6 @@ async function submit(
 
 async function attempts(c: StartedCoordinator, id: number): Promise<AttemptView[]> {
   return (await c.api<AttemptView[]>('GET', `/builds/${id}/attempts`)).body;
-}
-
-async function waitForTask(
-  c: StartedCoordinator,
-  id: number,
-  task: string,
-  status: string,
-): Promise<BuildView> {
-  let last: BuildView | undefined;
-  await waitFor(
-    async () => {
-      last = (await c.api<BuildView>('GET', `/builds/${id}`)).body;
-      return last.tasks.find((t) => t.name === task)?.status === status;
-    },
-    30_000,
-    `task ${task} to be ${status}`,
-  );
-  return last!;
 }
 
 describe('coordinator with three agents', () => {
@@ -154,7 +128,7 @@ describe('failures', () => {
       coordinator,
       'tasks:\n  slow:\n    run: sleep 2; echo finished > result.txt\n    outputs: [result.txt]\n',
     );
-    const running = await waitForTask(coordinator, build.id, 'slow', 'running');
+    const running = await coordinator.waitForTask(build.id, 'slow', 'running');
     const victim = running.tasks[0]!.agent === 'one' ? agents[0]! : agents[1]!;
     await victim.kill();
     const done = await coordinator.waitForBuild(build.id, 60_000);
@@ -190,7 +164,7 @@ describe('failures', () => {
     needs: [second]
 `,
     );
-    await waitForTask(coordinator, build.id, 'second', 'running');
+    await coordinator.waitForTask(build.id, 'second', 'running');
     await coordinator.kill();
     coordinator = await startCoordinator({ dataDir });
     const done = await coordinator.waitForBuild(build.id, 60_000);

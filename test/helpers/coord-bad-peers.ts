@@ -4,12 +4,10 @@
  * chunked bodies), fake "agents" that answer the coordinator's hello with garbage, and the CLI.
  * Every wait is bounded.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { encodeJsonFrame, FrameDecoder } from '../../src/protocol/framing.js';
-import { cliPath } from './agent-process.js';
 
 const WAIT_MS = 15_000;
 
@@ -286,40 +284,4 @@ function answer(socket: Socket, behaviour: FakeAgentBehaviour): void {
       socket.destroy();
       return;
   }
-}
-
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `muster ARGS`, bounded. */
-export function runMuster(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  options: { timeoutMs?: number } = {},
-): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`muster ${args.join(' ')} did not exit in time: ${stderr}`));
-    }, options.timeoutMs ?? 30_000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }

@@ -7,7 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { BuildView } from '../../src/coordinator/api/schemas.js';
-import { makeTempDir, type StartedAgent } from './agent-process.js';
+import { makeTempDir, waitFor, type StartedAgent } from './agent-process.js';
 import { spawnDaemon } from './daemon.js';
 
 export const ADMIN_PASSWORD = 'test-admin-password';
@@ -25,6 +25,10 @@ export interface StartedCoordinator {
   ): Promise<{ status: number; body: T }>;
   addAgent(name: string, agent: StartedAgent, labels?: string[]): Promise<void>;
   waitForBuild(id: number, timeoutMs?: number): Promise<BuildView>;
+  /** Polls until the build's task has this status; returns the build as then seen. */
+  waitForTask(id: number, task: string, status: string): Promise<BuildView>;
+  /** Uploads bytes as a blob (PUT /blobs/:sha256, expecting 204); returns the hash. */
+  putBlob(data: Buffer): Promise<string>;
   kill(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -111,6 +115,29 @@ export async function startCoordinator(
         await new Promise((r) => setTimeout(r, 100));
       }
     },
+    waitForTask: async (id, task, status) => {
+      let last: BuildView | undefined;
+      await waitFor(
+        async () => {
+          last = (await api<BuildView>('GET', `/builds/${id}`, undefined, token)).body;
+          return last.tasks.find((t) => t.name === task)?.status === status;
+        },
+        30_000,
+        `task ${task} to be ${status}`,
+      );
+      return last!;
+    },
+    putBlob: async (data) => {
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      const response = await fetch(`${url}/api/v1/blobs/${sha256}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${token}` },
+        body: data,
+        signal: AbortSignal.timeout(60_000),
+      });
+      if (response.status !== 204) throw new Error(`upload ${sha256}: ${await response.text()}`);
+      return sha256;
+    },
     kill: async () => {
       await daemon.kill();
       started.delete(coordinator);
@@ -154,17 +181,7 @@ export async function uploadExtension(
     }
   };
   await walk(dir);
-  for (const file of files) {
-    const response = await fetch(`${coordinator.url}/api/v1/blobs/${file.sha256}`, {
-      method: 'PUT',
-      headers: {
-        'content-type': 'application/octet-stream',
-        authorization: `Bearer ${coordinator.token}`,
-      },
-      body: file.data,
-    });
-    if (response.status !== 204) throw new Error(`upload ${file.path}: ${await response.text()}`);
-  }
+  for (const file of files) await coordinator.putBlob(file.data);
   const response = await coordinator.api('POST', '/extensions', {
     name,
     version,

@@ -4,17 +4,14 @@
  * data dir removed by `stop()`, and — should a benchmark throw or the run be interrupted — by
  * the process-wide exit hooks below.
  *
- * A small copy of test/helpers/agent-process.ts so the benchmarks do not depend on test code.
+ * Kept apart from test/helpers/ so the benchmarks do not depend on test code; process handling is
+ * shared with the coordinator benchmarks in bench/process.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { AgentClient, type AgentClientOptions } from '../src/protocol/client/agent-client.js';
-
-const cliPath = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+import { nodeArgsFrom, spawnMuster } from './process.js';
 
 export interface BenchAgent {
   readonly port: number;
@@ -40,98 +37,22 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-const live = new Set<{ child: ChildProcess; dataDir: string }>();
-
-function killAllNow(): void {
-  for (const entry of live) {
-    try {
-      entry.child.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-    removeDir(entry.dataDir);
-  }
-  live.clear();
-}
-
-/**
- * Removes a data dir. The agent makes version directories read-only (0555), which only root may
- * delete from, so on failure the tree is made writable first.
- */
-export function removeDir(dir: string): void {
-  try {
-    rmSync(dir, { recursive: true, force: true });
-    return;
-  } catch {
-    // fall through
-  }
-  const makeWritable = (path: string): void => {
-    try {
-      chmodSync(path, 0o755);
-      for (const e of readdirSync(path, { withFileTypes: true })) {
-        if (e.isDirectory()) makeWritable(join(path, e.name));
-      }
-    } catch {
-      // best effort
-    }
-  };
-  makeWritable(dir);
-  rmSync(dir, { recursive: true, force: true });
-}
-
-process.once('exit', killAllNow);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAllNow();
-    process.exit(130);
-  });
-}
-
-/** Extra node flags for every agent, from BENCH_AGENT_NODE_ARGS (e.g. "--cpu-prof"). */
-function envNodeArgs(): string[] {
-  const raw = process.env.BENCH_AGENT_NODE_ARGS;
-  return raw === undefined || raw.trim() === '' ? [] : raw.trim().split(/\s+/);
-}
-
 export async function startAgent(options: StartOptions = {}): Promise<BenchAgent> {
   const base = options.baseDir ?? (process.env.BENCH_DIR || tmpdir());
   const dataDir = await mkdtemp(join(base, 'muster-bench-'));
-  const child = spawn(
-    process.execPath,
-    [
-      ...envNodeArgs(),
-      ...(options.nodeArgs ?? []),
-      cliPath,
-      'agent',
-      '--listen',
-      '127.0.0.1:0',
-      '--data',
+  const proc = spawnMuster(
+    ['agent', '--listen', '127.0.0.1:0', '--data', dataDir, ...(options.args ?? [])],
+    {
       dataDir,
-      ...(options.args ?? []),
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } },
+      nodeArgs: [...nodeArgsFrom('BENCH_AGENT_NODE_ARGS'), ...(options.nodeArgs ?? [])],
+      ...(options.env ? { env: options.env } : {}),
+    },
   );
-  const entry = { child, dataDir };
-  live.add(entry);
+  const { child, stop } = proc;
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
+  child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
   });
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      live.delete(entry);
-      removeDir(dataDir);
-    })();
-    return stopped;
-  };
   try {
     const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
       let buffer = '';
@@ -139,7 +60,7 @@ export async function startAgent(options: StartOptions = {}): Promise<BenchAgent
         () => reject(new Error(`agent did not start in 30 s: ${stderr}`)),
         30_000,
       );
-      child.stdout.on('data', (d: Buffer) => {
+      child.stdout!.on('data', (d: Buffer) => {
         buffer += d.toString();
         const lines = buffer.split('\n');
         buffer = lines.pop() ?? '';
@@ -158,7 +79,7 @@ export async function startAgent(options: StartOptions = {}): Promise<BenchAgent
           }
         }
       });
-      child.once('exit', (code, signal) => {
+      child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
         clearTimeout(timer);
         reject(new Error(`agent exited (${code ?? signal}) before listening: ${stderr}`));
       });

@@ -7,19 +7,19 @@
  * The data dir goes under BENCH_COORDINATOR_DIR, else BENCH_DIR, else the OS temp dir; node flags
  * for the coordinator come from BENCH_COORDINATOR_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR").
  *
- * Like bench/agent.ts, a small copy of test/helpers/coordinator-process.ts so the benchmarks do
- * not depend on test code. Also reads the process's RSS and CPU time from /proc (Linux).
+ * Like bench/agent.ts, kept apart from test/helpers/ so the benchmarks do not depend on test code
+ * (process handling is shared in bench/process.ts). Also reads the process's RSS and CPU time from /proc (Linux).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { BuildView } from '../src/coordinator/api/schemas.js';
-import { removeDir, startAgent, type BenchAgent } from './agent.js';
+import { startAgent, type BenchAgent } from './agent.js';
+import { cliPath, nodeArgsFrom, spawnMuster } from './process.js';
 
-export const cliPath = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+export { cliPath };
 
 const ADMIN_PASSWORD = 'bench-admin-password';
 
@@ -51,81 +51,27 @@ export interface CoordinatorStartOptions {
   nodeArgs?: string[];
 }
 
-const live = new Set<{ child: ChildProcess; dataDir: string }>();
-
-function killAllNow(): void {
-  for (const entry of live) {
-    try {
-      entry.child.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-    removeDir(entry.dataDir);
-  }
-  live.clear();
-}
-
-process.once('exit', killAllNow);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAllNow();
-    process.exit(130);
-  });
-}
-
-function envNodeArgs(): string[] {
-  const raw = process.env.BENCH_COORDINATOR_NODE_ARGS;
-  return raw === undefined || raw.trim() === '' ? [] : raw.trim().split(/\s+/);
-}
-
 export async function startCoordinator(
   options: CoordinatorStartOptions = {},
 ): Promise<BenchCoordinator> {
   const base = process.env.BENCH_COORDINATOR_DIR || process.env.BENCH_DIR || tmpdir();
   const dataDir = await mkdtemp(join(base, 'muster-bench-coord-'));
-  const child = spawn(
-    process.execPath,
-    [
-      ...envNodeArgs(),
-      ...(options.nodeArgs ?? []),
-      cliPath,
-      'coordinator',
-      '--listen',
-      '127.0.0.1:0',
-      '--data',
-      dataDir,
-      ...(options.args ?? []),
-    ],
+  const { child, stop } = spawnMuster(
+    ['coordinator', '--listen', '127.0.0.1:0', '--data', dataDir, ...(options.args ?? [])],
     {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD, ...options.env },
+      dataDir,
+      nodeArgs: [...nodeArgsFrom('BENCH_COORDINATOR_NODE_ARGS'), ...(options.nodeArgs ?? [])],
+      env: { MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD, ...options.env },
     },
   );
-  const entry = { child, dataDir };
-  live.add(entry);
   let stderr = '';
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      live.delete(entry);
-      removeDir(dataDir);
-    })();
-    return stopped;
-  };
   try {
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`coordinator did not start in 30 s: ${stderr}`)),
         30_000,
       );
-      child.stderr.on('data', (d: Buffer) => {
+      child.stderr!.on('data', (d: Buffer) => {
         stderr = (stderr + d.toString()).slice(-4000);
         const match = /listening on (\S+)\n/.exec(stderr);
         if (match) {
@@ -141,7 +87,7 @@ export async function startCoordinator(
     // Drain its log (JSON lines); show errors. Not parsed otherwise: at thousands of agents
     // the benchmark process should not spend its time on the coordinator's log.
     let buffer = '';
-    child.stdout.on('data', (d: Buffer) => {
+    child.stdout!.on('data', (d: Buffer) => {
       buffer += d.toString();
       const lines = buffer.split('\n');
       buffer = lines.pop() ?? '';

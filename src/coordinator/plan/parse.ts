@@ -13,6 +13,7 @@ import {
 import { parseDuration } from '../../protocol/duration.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { Plan, PlanTask } from './types.js';
+import { expandBraces } from '../../host/glob.js';
 
 /**
  * Parses and validates a build plan (the YAML format is described in docs/plans.md).
@@ -342,51 +343,6 @@ function unknownKeyText(suggestion: string | undefined, known: readonly string[]
     : `unknown key; did you mean "${suggestion}"?`;
 }
 
-const MAX_BRACE_EXPANSIONS = 1024;
-
-/** Expands `{a,b}` groups (nested too), the way picomatch and the host's matcher read them. */
-function expandBraces(pattern: string): string[] | undefined {
-  const out: string[] = [];
-  const pending = [pattern];
-  while (pending.length > 0) {
-    const p = pending.pop() as string;
-    const group = findBraceGroup(p);
-    if (group === undefined) {
-      out.push(p);
-    } else {
-      const [open, close, commas] = group;
-      let start = open + 1;
-      for (const comma of [...commas, close]) {
-        pending.push(p.slice(0, open) + p.slice(start, comma) + p.slice(close + 1));
-        start = comma + 1;
-      }
-    }
-    if (out.length + pending.length > MAX_BRACE_EXPANSIONS) return undefined;
-  }
-  return out;
-}
-
-function findBraceGroup(p: string): [number, number, number[]] | undefined {
-  for (let open = 0; open < p.length; open++) {
-    if (p[open] !== '{') continue;
-    let depth = 0;
-    const commas: number[] = [];
-    for (let i = open + 1; i < p.length; i++) {
-      const c = p[i];
-      if (c === '{') depth++;
-      else if (c === ',' && depth === 0) commas.push(i);
-      else if (c === '}') {
-        if (depth === 0) {
-          if (commas.length > 0) return [open, i, commas];
-          break;
-        }
-        depth--;
-      }
-    }
-  }
-  return undefined;
-}
-
 /**
  * Checks one input or output glob. Returns the pattern (a leading "./" removed) or the reason it
  * is refused. `base` names what it is relative to, for the messages.
@@ -410,8 +366,13 @@ export function checkGlob(pattern: string, base: string): { pattern: string } | 
   while (p.startsWith('./')) p = p.slice(2);
   if (p === '' || p === '.')
     return bad(`${quoted} names ${base} itself; use "**" for everything in it`);
-  const expanded = expandBraces(p);
-  if (expanded === undefined) return bad(`${quoted} has too many {a,b} alternatives`);
+  // The host's own expansion: a plan is checked with the same reading of {a,b} that will match it.
+  let expanded: string[];
+  try {
+    expanded = expandBraces(p);
+  } catch {
+    return bad(`${quoted} has too many {a,b} alternatives`);
+  }
   for (const alternative of expanded) {
     if (alternative.startsWith('/') || /^[A-Za-z]:/.test(alternative)) {
       return bad(`${quoted} is an absolute path; it must be relative to ${base}`);

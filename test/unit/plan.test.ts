@@ -365,6 +365,7 @@ tasks:
       ['"+(a|b)"', /extglob/],
       ['"!a.o"', /negated/],
       ['.', /names the task's work directory itself/],
+      [`"${'{a,b}'.repeat(11)}"`, /has too many \{a,b\} alternatives/],
     ];
     for (const [glob, pattern] of cases) {
       oneProblem(

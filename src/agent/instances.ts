@@ -65,13 +65,27 @@ export class Instance {
     return join(this.dir, 'work', taskId);
   }
 
-  noteVersion(versionId: string, label: string | undefined): void {
-    const now = new Date().toISOString();
+  /**
+   * Records a sync of this version. Returns whether the record needs saving: a re-sync of the
+   * current version only refreshes its time (what retention goes by) once a minute, so a
+   * reconnecting coordinator does not cost a file write each time.
+   */
+  noteVersion(versionId: string, label: string | undefined): boolean {
+    const now = new Date();
     const existing = this.record.versions.find((v) => v.versionId === versionId);
-    if (existing) existing.syncedAt = now;
-    else this.record.versions.push({ versionId, label: label ?? null, syncedAt: now });
+    if (
+      existing &&
+      this.record.current === versionId &&
+      now.getTime() - Date.parse(existing.syncedAt) < 60_000
+    ) {
+      return false;
+    }
+    const at = now.toISOString();
+    if (existing) existing.syncedAt = at;
+    else this.record.versions.push({ versionId, label: label ?? null, syncedAt: at });
     this.record.current = versionId;
-    this.record.lastSeen = now;
+    this.record.lastSeen = at;
+    return true;
   }
 
   forgetVersion(versionId: string): void {

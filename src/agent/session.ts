@@ -411,8 +411,7 @@ export class AgentSession {
       await this.ctx.versions.materialise(instance, versionId, manifest);
       if (instance.record.current !== versionId)
         await this.ctx.versions.switchCurrent(instance, versionId);
-      instance.noteVersion(versionId, manifest.label);
-      await instance.save();
+      if (instance.noteVersion(versionId, manifest.label)) await instance.save();
       this.unpinVersion();
       this.unpinVersion = this.ctx.versionPins.pin([versionPinKey(instance, versionId)]);
       this.synced = { versionId, entry: manifest.entry };

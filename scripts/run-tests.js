@@ -1,8 +1,14 @@
 // Runs every compiled test file (dist/test/**/*.test.js) with Node's test runner: unit tests
 // first, then end-to-end tests that start real processes. Extra arguments filter file names.
+//
+// End-to-end tests run with TLS on every link: this makes one self-signed certificate for the
+// loopback addresses, passes its files in MUSTER_TEST_TLS_CERT / MUSTER_TEST_TLS_KEY, and trusts
+// it through NODE_EXTRA_CA_CERTS (read by Node at start, so it must be set before the tests run).
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { generate } from 'selfsigned';
 
 const root = join(import.meta.dirname, '..');
 const filters = process.argv.slice(2);
@@ -23,6 +29,39 @@ function find(dir) {
   return out;
 }
 
+const tlsDir = mkdtempSync(join(tmpdir(), 'muster-test-tls-'));
+const pems = await generate([{ name: 'commonName', value: 'muster-test' }], {
+  keyType: 'ec',
+  curve: 'P-256',
+  algorithm: 'sha256',
+  notBeforeDate: new Date(Date.now() - 60_000),
+  notAfterDate: new Date(Date.now() + 7 * 86_400_000),
+  extensions: [
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    {
+      name: 'subjectAltName',
+      altNames: [
+        { type: 2, value: 'localhost' },
+        { type: 7, ip: '127.0.0.1' },
+        { type: 7, ip: '127.0.0.2' },
+        { type: 7, ip: '127.0.0.3' },
+      ],
+    },
+  ],
+});
+const certFile = join(tlsDir, 'cert.pem');
+const keyFile = join(tlsDir, 'key.pem');
+writeFileSync(certFile, pems.cert);
+writeFileSync(keyFile, pems.private, { mode: 0o600 });
+const env = {
+  ...process.env,
+  MUSTER_TEST_TLS_CERT: certFile,
+  MUSTER_TEST_TLS_KEY: keyFile,
+  NODE_EXTRA_CA_CERTS: certFile,
+};
+
 let failed = false;
 for (const suite of ['unit', 'e2e']) {
   const files = find(join(root, 'dist/test', suite)).filter(
@@ -32,8 +71,9 @@ for (const suite of ['unit', 'e2e']) {
   const result = spawnSync(
     process.execPath,
     ['--test', '--test-concurrency=2', '--test-timeout=300000', ...files],
-    { stdio: 'inherit', cwd: root },
+    { stdio: 'inherit', cwd: root, env },
   );
   if (result.status !== 0) failed = true;
 }
+rmSync(tlsDir, { recursive: true, force: true });
 process.exit(failed ? 1 : 0);

@@ -2,7 +2,6 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { compileCoordinatorOptions, type CoordinatorOptions } from '../coordinator/options.js';
-import { MusterError } from '../protocol/errors.js';
 import { onShutdownSignals } from './signals.js';
 
 export function registerCoordinatorCommand(program: Command): void {
@@ -14,6 +13,30 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', "the certificate's private key (PEM)")
     .option('--backup-of <url>', 'run as a backup of the primary at this URL')
+    .option('--backup-name <name>', "this backup's name in the primary's list (default: host name)")
+    .option(
+      '--advertise-url <url>',
+      'the URL the primary and clients use to reach this backup (default: from --listen)',
+    )
+    .option(
+      '--primary-ca <file>',
+      'trust this certificate (PEM) for the primary, e.g. its self-signed one',
+    )
+    .option(
+      '--failover-timeout <duration>',
+      'a backup takes over after the primary is unreachable this long',
+      '30s',
+    )
+    .option('--ha-heartbeat <duration>', 'how often primary and backup check on each other', '1s')
+    .option(
+      '--deselect-after <duration>',
+      'a primary deselects its backup after this long out of touch',
+      '60m',
+    )
+    .option(
+      '--join-token <token>',
+      'primary: registration needs this token; backup: the token to register with',
+    )
     .option(
       '--agent-loss-grace <duration>',
       "how long a lost agent's tasks wait for it before being retried",
@@ -23,19 +46,21 @@ export function registerCoordinatorCommand(program: Command): void {
     .option('--token-ttl <duration>', 'how long a login token stays valid', '30d')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
     .action(async (opts: CoordinatorOptions) => {
-      const options = compileCoordinatorOptions(opts);
-      if (options.backupOf !== undefined) {
-        throw new MusterError(
-          'INVALID_CONFIG',
-          '--backup-of: backup coordinators are not available in this release yet',
-        );
-      }
+      const options = compileCoordinatorOptions({
+        ...opts,
+        joinToken: opts.joinToken ?? process.env.MUSTER_JOIN_TOKEN,
+      });
       const log = pino({ level: options.logLevel, base: { service: 'muster-coordinator' } });
       // Loaded here, not at the top: every other command starts faster without the server.
       const { Coordinator } = await import('../coordinator/coordinator.js');
       const coordinator = new Coordinator(options, log);
       onShutdownSignals(log, () => coordinator.stop());
       const { url, generatedAdminPassword } = await coordinator.start();
+      if (options.backupOf !== undefined) {
+        process.stderr.write(
+          `muster coordinator: backup of ${options.backupOf}, registered as "${options.backupName}"; an admin selects it there with: muster backup select ${options.backupName}\n`,
+        );
+      }
       if (generatedAdminPassword !== undefined) {
         process.stderr.write(
           `muster coordinator: created the user "admin" with the password\n\n    ${generatedAdminPassword}\n\n(saved in ${options.dataDir}/admin-password, mode 0600; set MUSTER_ADMIN_PASSWORD at first start to choose it)\n`,

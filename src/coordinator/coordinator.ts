@@ -1,12 +1,16 @@
 /**
  * The coordinator daemon. Lifecycle: created -> starting -> running -> stopping -> stopped.
- * start() opens the store (migrating it), makes sure there is an admin and an instance id,
- * listens, then connects the agents and resumes unfinished builds. stop() is idempotent and
- * ordered: stop accepting requests, stop scheduling, drop agent connections (tasks keep running
- * on the agents and are re-attached at the next start), close the store.
+ * start() opens the store (migrating it); a primary makes sure there is an admin and an
+ * instance id, listens, takes the cluster back from its backup if that one ran it meanwhile,
+ * then connects the agents and resumes unfinished builds. A backup (--backup-of) listens and
+ * stands by: it copies its primary's state and takes over only when the primary is unreachable
+ * (ha/backup-side.ts). stop() is idempotent and ordered: stop accepting requests, stop the
+ * high-availability loops, stop scheduling, drop agent connections (tasks keep running on the
+ * agents and are re-attached at the next start), close the store.
  */
-import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { randomUUID, X509Certificate } from 'node:crypto';
+import { readFile, mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -21,8 +25,11 @@ import { BundleManager } from './bundles.js';
 import { EventBus } from './events.js';
 import { Metrics } from './metrics.js';
 import type { CompiledCoordinatorOptions } from './options.js';
-import { AgentPool } from './pool/pool.js';
-import { Scheduler } from './scheduler/scheduler.js';
+import { Engine } from './engine.js';
+import { BackupSide } from './ha/backup-side.js';
+import { Failback } from './ha/failback.js';
+import { PeerClient } from './ha/peer-client.js';
+import { PrimarySide } from './ha/primary-side.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
@@ -42,8 +49,9 @@ export class Coordinator {
   state: CoordinatorState = 'created';
   private store: Store | undefined;
   private app: FastifyInstance | undefined;
-  private pool: AgentPool | undefined;
-  private scheduler: Scheduler | undefined;
+  private engine: Engine | undefined;
+  private primarySide: PrimarySide | undefined;
+  private backupSide: BackupSide | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<void> | undefined;
 
@@ -64,10 +72,12 @@ export class Coordinator {
       throw new MusterError('INTERNAL', `cannot start a coordinator that is ${this.state}`);
     this.state = 'starting';
     const { options, log } = this;
+    const isBackup = options.backupOf !== undefined;
     await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     const store = openSqliteStore(join(options.dataDir, 'muster.db'));
     this.store = store;
-    const generatedAdminPassword = await this.bootstrap(store);
+    // A backup's users, settings and instance id all come from its primary.
+    const generatedAdminPassword = isBackup ? undefined : await this.bootstrap(store);
     const blobs = new BlobStore(join(options.dataDir, 'blobs'));
     await blobs.init();
     const events = new EventBus();
@@ -80,32 +90,28 @@ export class Coordinator {
       productVersion: MUSTER_VERSION,
       instanceId: String(store.getSetting(INSTANCE_ID_SETTING)),
     });
-    const pool = new AgentPool({
-      identity,
-      bundle: () => bundles.get(),
-      heartbeatIntervalMs: options.heartbeatIntervalMs,
-      log,
-      onReady: (c) => this.scheduler?.onAgentReady(c),
-      onLost: (c) => this.scheduler?.onAgentLost(c),
-      onChange: (view) => events.emit('agent', view),
-    });
-    this.pool = pool;
-    const scheduler = new Scheduler({
+    let failback: Failback | undefined;
+    const engine = new Engine({
       store,
-      pool,
       blobs,
       events,
       log,
+      identity,
+      bundle: () => bundles.get(),
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
       agentLossGraceMs: options.agentLossGraceMs,
+      // A primary does not take an agent from a backup it knows is running the cluster.
+      mayOutbid: () => !failback || !['active', 'taking-over'].includes(failback.backupState),
     });
-    this.scheduler = scheduler;
+    this.engine = engine;
     const metrics = new Metrics({
       agentsByStatus: () => {
         const counts: Record<string, number> = {};
-        for (const view of pool.views()) counts[view.status] = (counts[view.status] ?? 0) + 1;
+        for (const view of engine.pool.views())
+          counts[view.status] = (counts[view.status] ?? 0) + 1;
         return counts;
       },
-      runningAttempts: () => scheduler.runningCount,
+      runningAttempts: () => engine.runningCount,
     });
     events.subscribe((event, data) => {
       if (event !== 'build') return;
@@ -113,36 +119,110 @@ export class Coordinator {
       if (status === 'succeeded' || status === 'failed' || status === 'cancelled')
         metrics.buildsFinished.inc({ status });
     });
-    const role = (): StatusView['role'] => 'primary';
+    const certificate = options.tls ? await readFile(options.tls.certFile, 'utf8') : null;
+    const fingerprint = certificate ? new X509Certificate(certificate).fingerprint256 : null;
+    const primarySide = isBackup
+      ? undefined
+      : new PrimarySide(
+          store,
+          log,
+          {
+            deselectAfterMs: options.deselectAfterMs,
+            joinToken: options.joinToken,
+            healthyWithinMs: Math.max(options.haHeartbeatMs * 5, 5000),
+            tmpDir: join(options.dataDir, 'tmp'),
+          },
+          () => identity().instanceId,
+        );
+    this.primarySide = primarySide;
+    const primaryCa =
+      options.primaryCaFile === undefined
+        ? undefined
+        : await readFile(options.primaryCaFile, 'utf8');
+    const backupSide = isBackup
+      ? new BackupSide(store, blobs, engine, log, {
+          primaryUrl: options.backupOf ?? '',
+          name: options.backupName,
+          url: () => this.advertisedUrl(),
+          fingerprint,
+          certificate,
+          primaryCa,
+          joinToken: options.joinToken,
+          failoverTimeoutMs: options.failoverTimeoutMs,
+          heartbeatMs: options.haHeartbeatMs,
+          dataDir: options.dataDir,
+        })
+      : undefined;
+    this.backupSide = backupSide;
     const ctx: ApiContext = {
       store,
-      pool,
-      scheduler,
+      get pool() {
+        return engine.pool;
+      },
+      scheduler: engine,
       blobs,
       events,
       bundles,
       metrics,
       options,
       version: MUSTER_VERSION,
-      role,
+      role: (): StatusView['role'] => backupSide?.role ?? 'primary',
+      ha: { primary: primarySide, backup: backupSide },
+      term: () => backupSide?.term() ?? primarySide?.term() ?? 1,
       instanceId: () => identity().instanceId,
       isReady: () => this.state === 'running',
     };
     this.app = buildServer(ctx, log, (key) => {
-      if (key === INSTANCE_ID_SETTING) pool.reconnectAll();
+      if (key === INSTANCE_ID_SETTING && engine.running) engine.pool.reconnectAll();
     });
     await bundles.get();
     await this.app.listen({ host: options.host, port: options.port });
-    pool.start(store.listAgents());
-    scheduler.start();
+    if (primarySide) {
+      primarySide.start();
+      failback = new Failback(
+        store,
+        blobs,
+        engine,
+        primarySide,
+        (backup) =>
+          new PeerClient(
+            backup.url,
+            () => backup.secret,
+            () => ({
+              ca: backup.certificate ?? undefined,
+              fingerprint: backup.fingerprint ?? undefined,
+            }),
+          ),
+        log,
+      );
+      // Before running anything: if the backup ran the cluster meanwhile, take it back first.
+      await failback.check(Math.min(options.haHeartbeatMs * 3, 5000));
+      if (!engine.running) {
+        engine.startPool(primarySide.term());
+        engine.startScheduler();
+      }
+      const check = failback;
+      const timer = setInterval(
+        () => void check.check(Math.max(options.haHeartbeatMs * 2, 2000)),
+        options.haHeartbeatMs,
+      );
+      timer.unref();
+      this.timers.push(timer);
+    }
+    this.state = 'running';
+    if (backupSide) await backupSide.start();
     const sweep = setInterval(() => store.deleteExpiredTokens(new Date().toISOString()), 3_600_000);
     sweep.unref();
     this.timers.push(sweep);
-    this.state = 'running';
-    const { host, port } = this.address;
-    const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const url = this.listenUrl();
     log.info(
-      { url, version: MUSTER_VERSION, dataDir: options.dataDir, instanceId: identity().instanceId },
+      {
+        url,
+        version: MUSTER_VERSION,
+        dataDir: options.dataDir,
+        role: ctx.role(),
+        ...(isBackup ? { primary: options.backupOf } : { instanceId: identity().instanceId }),
+      },
       'listening',
     );
     return { url, generatedAdminPassword };
@@ -161,11 +241,25 @@ export class Coordinator {
     this.state = 'stopping';
     for (const t of this.timers) clearInterval(t);
     await this.app?.close().catch((err: unknown) => this.log.warn({ err }, 'closing the server'));
-    this.scheduler?.stop();
-    this.pool?.stop();
+    this.primarySide?.stop();
+    await this.backupSide?.stop();
+    await this.engine?.stop(false);
     this.store?.close();
     this.state = 'stopped';
     this.log.info('stopped');
+  }
+
+  private listenUrl(): string {
+    const { host, port } = this.address;
+    return `${this.options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  }
+
+  /** The URL a backup gives its primary: --advertise-url, else its listen address. */
+  private advertisedUrl(): string {
+    if (this.options.advertiseUrl) return this.options.advertiseUrl;
+    const { host, port } = this.address;
+    const name = host === '0.0.0.0' || host === '::' ? hostname() : host;
+    return `${this.options.tls ? 'https' : 'http'}://${name.includes(':') ? `[${name}]` : name}:${port}`;
   }
 
   /** First start: the admin user and this coordinator's instance id. */

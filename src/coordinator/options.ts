@@ -2,6 +2,7 @@
  * The coordinator's options, validated once into frozen CompiledCoordinatorOptions (absolute
  * paths, durations in milliseconds).
  */
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseDuration, parseHostPort, parseLogLevel } from '../protocol/duration.js';
 import { MusterError } from '../protocol/errors.js';
@@ -14,6 +15,20 @@ export interface CoordinatorOptions {
   tlsCert?: string;
   tlsKey?: string;
   backupOf?: string;
+  /** A backup's name in its primary's list (default: this machine's host name). */
+  backupName?: string;
+  /** The URL the primary and clients use to reach this backup (default: from --listen). */
+  advertiseUrl?: string;
+  /** The primary's certificate or CA (PEM file) for a backup, when it is not publicly trusted. */
+  primaryCa?: string;
+  /** How long a backup waits with the primary unreachable before it takes over. */
+  failoverTimeout?: string;
+  /** How often a backup checks on its primary (and the primary on its backup). */
+  haHeartbeat?: string;
+  /** A primary deselects its selected backup after this long out of touch. */
+  deselectAfter?: string;
+  /** A primary with a join token registers only backups that give it; a backup sends it. */
+  joinToken?: string;
   logLevel?: string;
   /** How long a lost agent's running attempts wait for it to come back before they are retried. */
   agentLossGrace?: string;
@@ -32,6 +47,13 @@ export interface CompiledCoordinatorOptions {
   readonly dataDir: string;
   readonly tls: { readonly certFile: string; readonly keyFile: string } | false;
   readonly backupOf: string | undefined;
+  readonly backupName: string;
+  readonly advertiseUrl: string | undefined;
+  readonly primaryCaFile: string | undefined;
+  readonly failoverTimeoutMs: number;
+  readonly haHeartbeatMs: number;
+  readonly deselectAfterMs: number;
+  readonly joinToken: string | undefined;
   readonly logLevel: string;
   readonly agentLossGraceMs: number;
   readonly heartbeatIntervalMs: number;
@@ -63,7 +85,14 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
       options.tlsCert !== undefined && options.tlsKey !== undefined
         ? { certFile: resolve(options.tlsCert), keyFile: resolve(options.tlsKey) }
         : false,
-    backupOf: options.backupOf,
+    backupOf: options.backupOf?.replace(/\/+$/, ''),
+    backupName: checkName(options.backupName ?? hostname()),
+    advertiseUrl: checkUrl(options.advertiseUrl, '--advertise-url'),
+    primaryCaFile: options.primaryCa === undefined ? undefined : resolve(options.primaryCa),
+    failoverTimeoutMs: parseDuration(options.failoverTimeout ?? '30s', '--failover-timeout'),
+    haHeartbeatMs: parseDuration(options.haHeartbeat ?? '1s', '--ha-heartbeat'),
+    deselectAfterMs: parseDuration(options.deselectAfter ?? '60m', '--deselect-after'),
+    joinToken: options.joinToken === '' ? undefined : options.joinToken,
     logLevel: parseLogLevel(options.logLevel),
     agentLossGraceMs: parseDuration(options.agentLossGrace ?? '15s', '--agent-loss-grace'),
     heartbeatIntervalMs: parseDuration(options.heartbeatInterval ?? '5s', '--heartbeat-interval'),
@@ -71,4 +100,23 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     maxUploadBytes: options.maxUploadBytes ?? 1024 * 1024 * 1024,
     hostDir: options.hostDir === undefined ? undefined : resolve(options.hostDir),
   });
+}
+
+function checkName(name: string): string {
+  // A host name may have dots and dashes; anything else becomes a dash.
+  const cleaned = name.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+  if (!/^[A-Za-z0-9]/.test(cleaned)) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `--backup-name "${name}": use letters, digits, ".", "_" and "-", starting with a letter or digit`,
+    );
+  }
+  return cleaned;
+}
+
+function checkUrl(url: string | undefined, flag: string): string | undefined {
+  if (url === undefined) return undefined;
+  if (!/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(url))
+    throw new MusterError('INVALID_CONFIG', `${flag} must be an http(s) URL, got "${url}"`);
+  return url.replace(/\/+$/, '');
 }

@@ -51,6 +51,9 @@ const knownCodes: Record<ErrorCode, true> = {
   STORE_SCHEMA_TOO_NEW: true,
   READ_ONLY: true,
   UNREACHABLE: true,
+  STANDBY: true,
+  NOT_SELECTED: true,
+  SNAPSHOT_REQUIRED: true,
 };
 
 export function isKnownCode(value: unknown): value is ErrorCode {

@@ -58,6 +58,10 @@ export const errorCodes = {
     'The database was written by a newer Muster; upgrade Muster or restore a backup.',
   READ_ONLY: 'This coordinator is a backup: changes are made on the primary.',
   UNREACHABLE: 'The coordinator cannot be reached.',
+  STANDBY: 'This coordinator is a backup standing by: use the primary while it is healthy.',
+  NOT_SELECTED:
+    'This backup is registered but not selected: it gets no state and cannot take over.',
+  SNAPSHOT_REQUIRED: 'The replication stream cannot resume from that point: fetch a snapshot.',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -18,6 +18,8 @@ export interface StartedCoordinator {
   dataDir: string;
   token: string;
   logs: Record<string, unknown>[];
+  /** Logs in as admin (again): a backup has no users until its first snapshot. */
+  login(): Promise<void>;
   api<T = unknown>(
     method: string,
     path: string,
@@ -35,19 +37,39 @@ export interface StartedCoordinator {
 
 const started = new Set<StartedCoordinator>();
 
+/** The loopback certificate scripts/run-tests.js makes (trusted through NODE_EXTRA_CA_CERTS). */
+export function testTls(): { cert: string; key: string } {
+  const cert = process.env.MUSTER_TEST_TLS_CERT;
+  const key = process.env.MUSTER_TEST_TLS_KEY;
+  if (!cert || !key)
+    throw new Error('run the tests with npm test (scripts/run-tests.js makes the TLS certificate)');
+  return { cert, key };
+}
+
 export async function startCoordinator(
-  options: { dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    dataDir?: string;
+    args?: string[];
+    env?: NodeJS.ProcessEnv;
+    /** Serve HTTPS with the test certificate. */
+    tls?: boolean;
+    /** Log in as admin at start (default); a fresh backup has no users yet. */
+    login?: boolean;
+    listen?: string;
+  } = {},
 ): Promise<StartedCoordinator> {
   const dataDir = options.dataDir ?? (await makeTempDir('muster-coord-'));
+  const tlsArgs = options.tls ? ['--tls-cert', testTls().cert, '--tls-key', testTls().key] : [];
   const daemon = await spawnDaemon(
     [
       'coordinator',
       '--listen',
-      '127.0.0.1:0',
+      options.listen ?? '127.0.0.1:0',
       '--data',
       dataDir,
       '--log-level',
       'info',
+      ...tlsArgs,
       ...(options.args ?? []),
     ],
     {
@@ -76,18 +98,23 @@ export async function startCoordinator(
     const text = await response.text();
     return { status: response.status, body: (text ? JSON.parse(text) : null) as T };
   };
-  const login = await api<{ token: string }>('POST', '/login', {
-    user: 'admin',
-    password: ADMIN_PASSWORD,
-  });
-  if (login.status !== 200) throw new Error(`login failed: ${JSON.stringify(login.body)}`);
-  const token = login.body.token;
+  let token = '';
+  const login = async (): Promise<void> => {
+    const response = await api<{ token: string }>('POST', '/login', {
+      user: 'admin',
+      password: ADMIN_PASSWORD,
+    });
+    if (response.status !== 200) throw new Error(`login failed: ${JSON.stringify(response.body)}`);
+    token = response.body.token;
+    coordinator.token = token;
+  };
   const coordinator: StartedCoordinator = {
     process: child,
     url,
     dataDir,
     token,
     logs,
+    login,
     api: (method, path, body) => api(method, path, body, token),
     addAgent: async (name, agent, labels = []) => {
       const response = await api(
@@ -148,6 +175,7 @@ export async function startCoordinator(
     },
   };
   started.add(coordinator);
+  if (options.login ?? true) await login();
   return coordinator;
 }
 

@@ -25,7 +25,8 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
 
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0] ?? '';
-    if (PUBLIC.has(path) || !path.startsWith('/api/')) return;
+    // Coordinators authenticate each other with a backup's secret (see ha-routes.ts).
+    if (PUBLIC.has(path) || !path.startsWith('/api/') || path.startsWith('/api/v1/ha/')) return;
     const header = request.headers.authorization;
     const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
     if (!token)

@@ -22,7 +22,7 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
   };
 
   app.post('/api/v1/builds', async (request, reply) => {
-    const user = requireBuilder(request);
+    const user = requireBuilder(request, ctx);
     const body = parse(createBuildBody, request.body, 'build');
     const plan = parsePlan(body.plan);
     const paths = new Set<string>();
@@ -71,7 +71,7 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
   });
 
   app.post<{ Params: { id: string } }>('/api/v1/builds/:id/cancel', async (request) => {
-    const user = requireBuilder(request);
+    const user = requireBuilder(request, ctx);
     const build = getBuild(request.params.id);
     if (build.status === 'queued' || build.status === 'running') {
       request.log.info({ build: build.id, user: user.name }, 'build cancel requested');

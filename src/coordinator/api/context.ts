@@ -7,15 +7,18 @@ import type { EventBus } from '../events.js';
 import type { Metrics } from '../metrics.js';
 import type { CompiledCoordinatorOptions } from '../options.js';
 import type { AgentPool } from '../pool/pool.js';
-import type { Scheduler } from '../scheduler/scheduler.js';
+import type { BuildControl } from '../engine.js';
 import type { Store } from '../store/store.js';
 import type { User } from '../store/types.js';
+import type { BackupSide } from '../ha/backup-side.js';
+import type { PrimarySide } from '../ha/primary-side.js';
 import type { StatusView } from './schemas.js';
 
 export interface ApiContext {
   store: Store;
   pool: AgentPool;
-  scheduler: Scheduler;
+  /** Submits and cancels builds (held in the store while this coordinator is not scheduling). */
+  scheduler: BuildControl;
   blobs: BlobStore;
   events: EventBus;
   bundles: BundleManager;
@@ -23,6 +26,10 @@ export interface ApiContext {
   options: CompiledCoordinatorOptions;
   version: string;
   role(): StatusView['role'];
+  /** High availability: the primary's side or the backup's (one of them). */
+  ha: { primary?: PrimarySide | undefined; backup?: BackupSide | undefined };
+  /** The fencing term this coordinator works under. */
+  term(): number;
   instanceId(): string;
   isReady(): boolean;
 }
@@ -42,8 +49,15 @@ export function requireUser(request: FastifyRequest): User {
  * Running and cancelling builds: admins only (viewers look). Unlike administration this is
  * allowed on an active backup, which keeps builds going while the primary is away.
  */
-export function requireBuilder(request: FastifyRequest): User {
+export function requireBuilder(request: FastifyRequest, ctx: ApiContext): User {
   const user = requireUser(request);
+  if (ctx.role() === 'backup-standby') {
+    const primary = ctx.ha.backup?.statusView().url;
+    throw new MusterError(
+      'STANDBY',
+      `this is a backup coordinator standing by: run builds on the primary${primary ? ` (${primary})` : ''}; the backup takes them once the primary is unreachable`,
+    );
+  }
   if (user.role !== 'admin')
     throw new MusterError('FORBIDDEN', `${user.name} is a viewer; running builds needs an admin`);
   return user;
@@ -52,7 +66,13 @@ export function requireBuilder(request: FastifyRequest): User {
 /** Admin only; on a backup, changes are refused outright (they belong on the primary). */
 export function requireAdmin(request: FastifyRequest, ctx: ApiContext): User {
   const user = requireUser(request);
-  if (ctx.role() !== 'primary') throw new MusterError('READ_ONLY');
+  if (ctx.role() !== 'primary') {
+    const primary = ctx.ha.backup?.statusView().url;
+    throw new MusterError(
+      'READ_ONLY',
+      `this coordinator is a backup: settings, agents, users, extensions and backups are changed on the primary${primary ? ` (${primary})` : ''}`,
+    );
+  }
   if (user.role !== 'admin')
     throw new MusterError('FORBIDDEN', `${user.name} is a viewer; this needs an admin`);
   return user;

@@ -23,6 +23,10 @@ const statusOf: Partial<Record<ErrorCode, number>> = {
   RATE_LIMITED: 429,
   STORAGE_ERROR: 507,
   UNREACHABLE: 502,
+  STANDBY: 503,
+  NOT_SELECTED: 403,
+  SNAPSHOT_REQUIRED: 409,
+  TLS_FINGERPRINT_MISMATCH: 502,
 };
 
 export function httpStatusOf(code: ErrorCode): number {

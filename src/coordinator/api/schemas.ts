@@ -85,7 +85,15 @@ export const createUserBody = z.strictObject({
 // ---- responses ------------------------------------------------------------------------------
 
 export type AgentStatus =
-  'connecting' | 'syncing' | 'connected' | 'busy' | 'unreachable' | 'refused' | 'disabled';
+  | 'connecting'
+  | 'syncing'
+  | 'connected'
+  | 'busy'
+  /** Connected, but another coordinator of this cluster holds the agent's lease. */
+  | 'fenced'
+  | 'unreachable'
+  | 'refused'
+  | 'disabled';
 
 export interface AgentView {
   name: string;
@@ -178,12 +186,52 @@ export interface ExtensionView {
   builtIn: boolean;
 }
 
+export type CoordinatorRole = 'primary' | 'backup-standby' | 'backup-active';
+
+/** A backup coordinator as the primary lists it (GET /api/v1/backups). */
+export interface BackupView {
+  name: string;
+  /** Where the backup serves its API and UI. */
+  url: string;
+  /** SHA-256 of the backup's TLS certificate (colon hex), or null without TLS. */
+  fingerprint: string | null;
+  selected: boolean;
+  /** healthy: in touch within the last few heartbeats; unreachable: not; never-seen. */
+  health: 'healthy' | 'unreachable';
+  /** When the backup was last in touch (ISO), or null. */
+  lastContact: string | null;
+  registeredAt: string;
+  /** How far its copy is behind (seconds; null when not replicating). */
+  lagSeconds: number | null;
+}
+
 export interface StatusView {
-  role: 'primary' | 'backup-standby' | 'backup-active';
+  role: CoordinatorRole;
   version: string;
   instanceId: string;
+  /** The fencing term this coordinator holds (or last held) on the agents. */
+  term: number;
   agents: { total: number; connected: number };
   builds: { queued: number; running: number };
+  /** On a primary: the selected backup, or null when none is selected. */
+  backup?: {
+    name: string;
+    url: string;
+    health: BackupView['health'];
+    lastContact: string | null;
+    lagSeconds: number | null;
+  } | null;
+  /** On a backup: its primary and how far behind this copy is. */
+  primary?: {
+    url: string;
+    reachable: boolean;
+    lastContact: string | null;
+    /** Seconds since the last change received was current (null before the first). */
+    lagSeconds: number | null;
+    selected: boolean;
+    /** Since when this backup runs the cluster (null while standing by). */
+    activeSince: string | null;
+  };
 }
 
 export interface LoginView {

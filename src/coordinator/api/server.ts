@@ -9,6 +9,7 @@ import { registerBuildRoutes } from './build-routes.js';
 import type { ApiContext } from './context.js';
 import { registerEventRoutes } from './event-routes.js';
 import { registerExtensionRoutes } from './extension-routes.js';
+import { registerHaRoutes } from './ha-routes.js';
 import { errorHandler, sendError } from './http-errors.js';
 import { registerSettingsRoutes } from './settings-routes.js';
 import { registerSystemRoutes } from './system-routes.js';
@@ -45,5 +46,12 @@ export function buildServer(
   registerSettingsRoutes(app, ctx, onSettingChange);
   registerUserRoutes(app, ctx);
   registerEventRoutes(app, ctx);
+  registerHaRoutes(app, ctx);
+  // Clients learn the selected backup from the primary, to switch to it when the primary is away.
+  app.addHook('onSend', async (request, reply) => {
+    const backup = ctx.ha.primary?.selected();
+    if (backup && request.url.startsWith('/api/v1/') && !request.url.startsWith('/api/v1/ha/'))
+      void reply.header('x-muster-backup', backup.url);
+  });
   return app;
 }

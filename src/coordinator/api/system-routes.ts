@@ -28,12 +28,26 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
       role: ctx.role(),
       version: ctx.version,
       instanceId: ctx.instanceId(),
+      term: ctx.term(),
       agents: {
         total: agents.length,
         connected: agents.filter((a) => a.status === 'connected' || a.status === 'busy').length,
       },
       builds: ctx.store.countActiveBuilds(),
     };
+    if (ctx.ha.primary) {
+      const selected = ctx.ha.primary.list().find((b) => b.selected);
+      view.backup = selected
+        ? {
+            name: selected.name,
+            url: selected.url,
+            health: selected.health,
+            lastContact: selected.lastContact,
+            lagSeconds: selected.lagSeconds,
+          }
+        : null;
+    }
+    if (ctx.ha.backup) view.primary = ctx.ha.backup.statusView();
     return view;
   });
 }

@@ -4,7 +4,7 @@
  * jitter. Its status says where it is and, when it cannot get there, why in words.
  */
 import type { Logger } from 'pino';
-import { AgentClient } from '../../protocol/client/agent-client.js';
+import { AgentClient, type LeaseInfo } from '../../protocol/client/agent-client.js';
 import type { Bundle } from '../../protocol/client/bundle.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { AgentStatus } from '../api/schemas.js';
@@ -15,6 +15,12 @@ export interface Identity {
   product: string;
   productVersion: string;
   instanceId: string;
+  /**
+   * With a term, the connection works under the cluster's lease (the cluster is the instance id,
+   * which a primary and its backups share): it is ready only while it holds the lease, and its
+   * heartbeat renews it.
+   */
+  leaseTerm?: number;
 }
 
 export interface AgentConnectionContext {
@@ -25,17 +31,26 @@ export interface AgentConnectionContext {
   onReady(connection: AgentConnection): void;
   onLost(connection: AgentConnection, err: MusterError): void;
   onStatus(connection: AgentConnection): void;
+  /** What the agent said of the lease at each connect and heartbeat. */
+  onLease?(connection: AgentConnection, lease: LeaseInfo): void;
+  /**
+   * Whether an expired lease last held with a higher term may be taken with a term above it
+   * (false while this coordinator knows another of its cluster is running it).
+   */
+  mayOutbid?(): boolean;
 }
 
 /** Errors that retrying will not fix: the agent is refused until its settings change. */
 const REFUSALS = new Set(['AUTH_FAILED', 'TLS_FINGERPRINT_MISMATCH', 'UNSUPPORTED_PROTOCOL']);
 
 export class AgentConnection {
-  status: AgentStatus = 'connecting';
+  status: AgentStatus = 'disabled';
   lastError: string | null = null;
   lastConnectedAt: string | null = null;
   busySlots = 0;
   client: AgentClient | undefined;
+  /** The lease as the agent last described it (lease mode only). */
+  lease: LeaseInfo | undefined;
   private syncedVersion: string | undefined;
   private readonly backoff = new Backoff();
   private timer: NodeJS.Timeout | undefined;
@@ -72,6 +87,16 @@ export class AgentConnection {
   start(): void {
     this.stopped = false;
     void this.connect();
+  }
+
+  /** Gives the lease back at once (so another coordinator need not wait for it to expire), then stops. */
+  async release(): Promise<void> {
+    const client = this.client;
+    this.stopped = true;
+    if (client && !client.closed && this.lease?.held) {
+      await client.releaseLease().catch(() => undefined);
+    }
+    this.stop();
   }
 
   stop(): void {
@@ -114,6 +139,9 @@ export class AgentConnection {
         product: identity.product,
         productVersion: identity.productVersion,
         instanceId: identity.instanceId,
+        ...(identity.leaseTerm === undefined
+          ? {}
+          : { clusterId: identity.instanceId, leaseTerm: identity.leaseTerm }),
         connectTimeoutMs: 10_000,
       });
       if (this.stopped) {
@@ -136,6 +164,16 @@ export class AgentConnection {
       const connected = client;
       connected.onClose((err) => this.onClose(connected, err));
       this.startHeartbeat(connected);
+      if (identity.leaseTerm !== undefined) {
+        this.lease = connected.lease ?? { held: false, term: 0, expiresInMs: 0 };
+        this.ctx.onLease?.(this, this.lease);
+        if (!this.lease.held) {
+          this.fence(this.lease);
+          // An expired lease may be ours to take at once with a higher term.
+          if (this.termToAsk(identity.leaseTerm) !== identity.leaseTerm) this.retryLease();
+          return;
+        }
+      }
       this.setStatus('connected');
       this.ctx.log.info({ agent: this.name, instance: connected.instance.key }, 'agent connected');
       this.ctx.onReady(this);
@@ -173,16 +211,70 @@ export class AgentConnection {
     this.schedule(this.backoff.next());
   }
 
+  /** Connected but without the lease: not ready; the heartbeat keeps asking for it. */
+  private fence(lease: LeaseInfo): void {
+    const wasReady = this.isReady;
+    this.lastError =
+      lease.expiresInMs > 0
+        ? `another coordinator of this cluster holds the agent's lease (term ${lease.term})`
+        : `the agent's lease was last held with term ${lease.term}, above this coordinator's`;
+    this.setStatus('fenced');
+    if (wasReady) {
+      this.busySlots = 0;
+      this.ctx.onLost(this, new MusterError('LEASE_NOT_HELD', this.lastError));
+    }
+  }
+
+  /**
+   * The term to ask with: the one held (renewing); above an expired lease's higher term when
+   * allowed; else this coordinator's.
+   */
+  private termToAsk(base: number): number {
+    const lease = this.lease;
+    if (!lease) return base;
+    if (lease.held) return lease.term;
+    if (lease.expiresInMs === 0 && lease.term >= base && (this.ctx.mayOutbid?.() ?? true))
+      return lease.term + 1;
+    return base;
+  }
+
+  /** Pings, or with a lease renews it (which also proves the connection alive). */
+  private beat(client: AgentClient): Promise<void> {
+    const base = this.ctx.identity().leaseTerm;
+    if (base === undefined) return client.ping();
+    const term = this.termToAsk(base);
+    return client.acquireLease(term).then((lease) => {
+      if (this.client !== client) return;
+      this.lease = lease;
+      this.ctx.onLease?.(this, lease);
+      if (!lease.held) {
+        this.fence(lease);
+        return;
+      }
+      if (this.status === 'fenced') {
+        this.lastError = null;
+        this.setStatus('connected');
+        this.ctx.log.info({ agent: this.name, term }, 'agent lease acquired');
+        this.ctx.onReady(this);
+      }
+    });
+  }
+
   private startHeartbeat(client: AgentClient): void {
     clearInterval(this.heartbeat);
     this.heartbeat = setInterval(() => {
       const timeout = setTimeout(() => client.close(), this.ctx.heartbeatIntervalMs * 2);
-      client
-        .ping()
+      this.beat(client)
         .catch(() => client.close())
         .finally(() => clearTimeout(timeout));
     }, this.ctx.heartbeatIntervalMs);
     this.heartbeat.unref();
+  }
+
+  /** Asks for the lease now instead of at the next heartbeat (a term changed). */
+  retryLease(): void {
+    const client = this.client;
+    if (client && !client.closed) void this.beat(client).catch(() => client.close());
   }
 
   private schedule(delayMs: number): void {

@@ -1,5 +1,6 @@
 /** The agent pool: one AgentConnection per registered agent, and the views the API shows. */
 import type { Logger } from 'pino';
+import type { LeaseInfo } from '../../protocol/client/agent-client.js';
 import type { Bundle } from '../../protocol/client/bundle.js';
 import type { MusterError } from '../../protocol/errors.js';
 import type { AgentView } from '../api/schemas.js';
@@ -14,6 +15,8 @@ export interface PoolContext {
   onReady(connection: AgentConnection): void;
   onLost(connection: AgentConnection, err: MusterError): void;
   onChange(view: AgentView): void;
+  onLease?(connection: AgentConnection, lease: LeaseInfo): void;
+  mayOutbid?(): boolean;
 }
 
 export class AgentPool {
@@ -22,8 +25,18 @@ export class AgentPool {
 
   constructor(private readonly ctx: PoolContext) {}
 
-  start(rows: AgentRow[]): void {
+  /** Starts connecting to every agent loaded (see load). */
+  start(rows?: AgentRow[]): void {
+    if (rows) this.load(rows);
     this.started = true;
+    for (const c of this.connections.values()) c.start();
+  }
+
+  /** Replaces the agents with these rows, not connected (stops any connection first). */
+  load(rows: AgentRow[]): void {
+    for (const c of this.connections.values()) c.stop();
+    this.connections.clear();
+    this.started = false;
     for (const row of rows) this.add(row);
   }
 
@@ -36,6 +49,8 @@ export class AgentPool {
       onReady: (c) => this.ctx.onReady(c),
       onLost: (c, err) => this.ctx.onLost(c, err),
       onStatus: (c) => this.ctx.onChange(viewOf(c)),
+      onLease: (c, lease) => this.ctx.onLease?.(c, lease),
+      mayOutbid: () => this.ctx.mayOutbid?.() ?? true,
     });
     this.connections.set(row.name, connection);
     if (this.started) connection.start();
@@ -97,8 +112,26 @@ export class AgentPool {
     }
   }
 
+  /** Asks every connected agent for the lease again (this coordinator's term changed). */
+  retryLeases(): void {
+    for (const c of this.connections.values()) c.retryLease();
+  }
+
   stop(): void {
     for (const c of this.connections.values()) c.stop();
+  }
+
+  /** Stops, giving every lease back first (bounded: a silent agent's lease just expires). */
+  async release(timeoutMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.all().map((c) => c.release())),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.stop();
   }
 }
 

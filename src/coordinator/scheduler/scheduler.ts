@@ -339,7 +339,12 @@ export class Scheduler {
 
   private onExecuteError(flight: InFlight, err: MusterError): void {
     if (!this.inFlight.has(flight.attempt.agentTaskId)) return;
-    if (err.code === 'CONNECTION_CLOSED' || err.code === 'REQUEST_TIMEOUT') {
+    // LEASE_NOT_HELD: another coordinator of the cluster took the agent; the task never started.
+    if (
+      err.code === 'CONNECTION_CLOSED' ||
+      err.code === 'REQUEST_TIMEOUT' ||
+      err.code === 'LEASE_NOT_HELD'
+    ) {
       this.detach(flight);
       return;
     }
@@ -633,7 +638,8 @@ function pickAgent(agents: SchedulerAgent[], requires: string[]): SchedulerAgent
   return best;
 }
 
-const CANCEL_REQUESTED = 'cancel requested';
+/** A build's error while its cancel is under way (a restart mid-cancel goes on cancelling). */
+export const CANCEL_REQUESTED = 'cancel requested';
 
 function now(): string {
   return new Date().toISOString();

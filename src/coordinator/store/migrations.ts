@@ -129,4 +129,124 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX log_chunks_task ON log_chunks (build_id, task_name, id);
     `,
   },
+  {
+    version: 2,
+    name: 'high availability: replication log, backups, build uids',
+    sql: `
+      -- Builds get a unique id that survives renumbering when a backup's history is merged back.
+      ALTER TABLE builds ADD COLUMN uid TEXT;
+      UPDATE builds SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+      CREATE UNIQUE INDEX builds_uid ON builds (uid);
+
+      -- Backup coordinators registered with this one (as a primary). Not replicated.
+      CREATE TABLE backups (
+        name          TEXT PRIMARY KEY,
+        url           TEXT NOT NULL,
+        fingerprint   TEXT,
+        certificate   TEXT,
+        -- Shared with the backup: it proves each side to the other over TLS.
+        secret        TEXT NOT NULL,
+        registered_at TEXT NOT NULL,
+        last_contact  TEXT,
+        acked_seq     INTEGER NOT NULL DEFAULT 0,
+        acked_at      TEXT
+      );
+
+      -- Replication. On a primary with a selected backup, triggers record which rows changed
+      -- (table and primary key, in commit order); the backup reads the rows as they are now.
+      -- One row: recording (0/1), the stream this coordinator produces (out_stream), and, on a
+      -- backup, the stream it consumes and how far it has applied it (in_stream, in_seq).
+      CREATE TABLE repl_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        recording  INTEGER NOT NULL DEFAULT 0,
+        out_stream TEXT,
+        in_stream  TEXT,
+        in_seq     INTEGER NOT NULL DEFAULT 0,
+        in_at      TEXT
+      );
+      INSERT INTO repl_state (id) VALUES (1);
+
+      CREATE TABLE repl_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tbl TEXT NOT NULL,
+        key TEXT NOT NULL
+      );
+
+      CREATE TRIGGER repl_users_insert AFTER INSERT ON users
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('users', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_users_update AFTER UPDATE ON users
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('users', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_users_delete AFTER DELETE ON users
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('users', json_array(OLD.id)); END;
+      CREATE TRIGGER repl_settings_insert AFTER INSERT ON settings
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('settings', json_array(NEW.key)); END;
+      CREATE TRIGGER repl_settings_update AFTER UPDATE ON settings
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('settings', json_array(NEW.key)); END;
+      CREATE TRIGGER repl_settings_delete AFTER DELETE ON settings
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('settings', json_array(OLD.key)); END;
+      CREATE TRIGGER repl_agents_insert AFTER INSERT ON agents
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('agents', json_array(NEW.name)); END;
+      CREATE TRIGGER repl_agents_update AFTER UPDATE ON agents
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('agents', json_array(NEW.name)); END;
+      CREATE TRIGGER repl_agents_delete AFTER DELETE ON agents
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('agents', json_array(OLD.name)); END;
+      CREATE TRIGGER repl_extensions_insert AFTER INSERT ON extensions
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('extensions', json_array(NEW.name)); END;
+      CREATE TRIGGER repl_extensions_update AFTER UPDATE ON extensions
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('extensions', json_array(NEW.name)); END;
+      CREATE TRIGGER repl_extensions_delete AFTER DELETE ON extensions
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('extensions', json_array(OLD.name)); END;
+      CREATE TRIGGER repl_builds_insert AFTER INSERT ON builds
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('builds', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_builds_update AFTER UPDATE ON builds
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('builds', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_builds_delete AFTER DELETE ON builds
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('builds', json_array(OLD.id)); END;
+      CREATE TRIGGER repl_tasks_insert AFTER INSERT ON tasks
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('tasks', json_array(NEW.build_id, NEW.name)); END;
+      CREATE TRIGGER repl_tasks_update AFTER UPDATE ON tasks
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('tasks', json_array(NEW.build_id, NEW.name)); END;
+      CREATE TRIGGER repl_tasks_delete AFTER DELETE ON tasks
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('tasks', json_array(OLD.build_id, OLD.name)); END;
+      CREATE TRIGGER repl_attempts_insert AFTER INSERT ON attempts
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('attempts', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_attempts_update AFTER UPDATE ON attempts
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('attempts', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_attempts_delete AFTER DELETE ON attempts
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('attempts', json_array(OLD.id)); END;
+      CREATE TRIGGER repl_log_chunks_insert AFTER INSERT ON log_chunks
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('log_chunks', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_log_chunks_delete AFTER DELETE ON log_chunks
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('log_chunks', json_array(OLD.id)); END;
+      CREATE TRIGGER repl_api_tokens_insert AFTER INSERT ON api_tokens
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('api_tokens', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_api_tokens_delete AFTER DELETE ON api_tokens
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('api_tokens', json_array(OLD.id)); END;
+    `,
+  },
 ];

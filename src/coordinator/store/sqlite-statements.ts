@@ -136,8 +136,9 @@ export function prepareStatements(db: Database.Database) {
 
     // builds
     insertBuild: one<BuildSql>(
-      `INSERT INTO builds (status, plan, files, created_by, created_at)
-       VALUES ('queued', @plan, @files, @createdBy, @createdAt) RETURNING *`,
+      `INSERT INTO builds (status, plan, files, created_by, created_at, uid)
+       VALUES ('queued', @plan, @files, @createdBy, @createdAt, lower(hex(randomblob(16))))
+       RETURNING *`,
     ),
     buildById: db.prepare<[number], BuildSql>('SELECT * FROM builds WHERE id = ?'),
     listBuilds: one<BuildSql>(

@@ -33,6 +33,8 @@ import {
   taskPatch,
   type Statements,
 } from './sqlite-statements.js';
+import { BackupsStore } from './backups.js';
+import { ReplicationStore } from './replication.js';
 import type { Store } from './store.js';
 import type {
   AgentRow,
@@ -77,6 +79,8 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
 
 class SqliteStore implements Store {
   private readonly runner: Database.Transaction<(fn: () => unknown) => unknown>;
+  readonly replication: ReplicationStore;
+  readonly backups: BackupsStore;
 
   constructor(
     private readonly db: Database.Database,
@@ -85,6 +89,8 @@ class SqliteStore implements Store {
   ) {
     // better-sqlite3 turns a transaction function called inside another into a savepoint.
     this.runner = db.transaction((fn: () => unknown) => fn());
+    this.replication = new ReplicationStore(db, (fn) => this.transaction(fn));
+    this.backups = new BackupsStore(db);
   }
 
   transaction<T>(fn: () => T): T {

@@ -4,6 +4,8 @@
  * them: the scheduler relies on that when it records an attempt together with its task's status.
  */
 import type { BuildFile, Plan } from '../plan/types.js';
+import type { BackupsStore } from './backups.js';
+import type { ReplicationStore } from './replication.js';
 import type {
   AgentRow,
   ApiToken,
@@ -20,6 +22,10 @@ import type {
 } from './types.js';
 
 export interface Store {
+  /** Replication to a backup and the merge of a backup's history (see replication.ts). */
+  readonly replication: ReplicationStore;
+  /** Backups registered with this coordinator as their primary. */
+  readonly backups: BackupsStore;
   /** Runs fn in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T;
   close(): void;

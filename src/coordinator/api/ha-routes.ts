@@ -1,0 +1,175 @@
+/**
+ * High availability over the API. Users: GET /backups, PUT /backups/selected, DELETE
+ * /backups/NAME (admins, on the primary). Coordinators (/api/v1/ha/…, authenticated by the
+ * secret a backup registered with, not by user tokens): registration, heartbeat, snapshot and
+ * change stream on a primary; state, history and handback on a backup; blobs on both.
+ */
+import { createReadStream } from 'node:fs';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { MusterError } from '../../protocol/errors.js';
+import { sha256Hex } from '../../protocol/manifest.js';
+import type { BackupSide } from '../ha/backup-side.js';
+import type { PrimarySide } from '../ha/primary-side.js';
+import { requireAdmin, requireUser, type ApiContext } from './context.js';
+import { parse } from './http-errors.js';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+const registerBody = z.object({
+  name: z.string().regex(NAME, 'letters, digits, ".", "_", "-" (at most 64)'),
+  url: z
+    .string()
+    .max(2048)
+    .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, 'an http(s) URL'),
+  fingerprint: z.string().max(200).nullable(),
+  certificate: z
+    .string()
+    .max(64 * 1024)
+    .nullable(),
+  secret: z.string().min(32).max(200),
+  joinToken: z.string().max(200).optional(),
+});
+
+const selectBody = z.object({ name: z.string().regex(NAME).nullable() });
+
+const changesQuery = z.object({
+  stream: z.string().min(1).max(100),
+  after: z.coerce.number().int().nonnegative(),
+  waitMs: z.coerce.number().int().nonnegative().max(30_000).default(0),
+});
+
+const historyQuery = z.object({
+  afterLog: z.coerce.number().int().nonnegative().default(0),
+  limit: z.coerce.number().int().positive().max(10_000).default(1000),
+});
+
+function bearer(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  return header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+}
+
+function backupName(request: FastifyRequest): string | undefined {
+  const value = request.headers['x-muster-backup'];
+  return typeof value === 'string' ? value : undefined;
+}
+
+export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const primary = (): PrimarySide => {
+    const side = ctx.ha.primary;
+    if (!side)
+      throw new MusterError(
+        'NOT_FOUND',
+        'this coordinator is a backup; backups are on its primary',
+      );
+    return side;
+  };
+  const backup = (): BackupSide => {
+    const side = ctx.ha.backup;
+    if (!side) throw new MusterError('NOT_FOUND', 'this coordinator is not a backup');
+    return side;
+  };
+  const fromBackup = (request: FastifyRequest) =>
+    primary().authenticate(backupName(request), bearer(request));
+  const fromPrimary = (request: FastifyRequest): BackupSide => {
+    const side = backup();
+    side.authenticatePrimary(bearer(request));
+    return side;
+  };
+
+  // ---- users ----------------------------------------------------------------------------------
+
+  app.get('/api/v1/backups', async (request) => {
+    requireUser(request);
+    return primary().list();
+  });
+
+  app.put('/api/v1/backups/selected', async (request) => {
+    const user = requireAdmin(request, ctx);
+    const { name } = parse(selectBody, request.body, 'selection');
+    return primary().select(name, user.name);
+  });
+
+  app.delete<{ Params: { name: string } }>('/api/v1/backups/:name', async (request, reply) => {
+    requireAdmin(request, ctx);
+    primary().remove(request.params.name);
+    return reply.code(204).send();
+  });
+
+  // ---- a backup calling its primary ---------------------------------------------------------
+
+  app.post('/api/v1/ha/register', async (request) => {
+    const body = parse(registerBody, request.body, 'registration');
+    return primary().register(body);
+  });
+
+  app.get('/api/v1/ha/heartbeat', async (request) => primary().heartbeat(fromBackup(request)));
+
+  app.get('/api/v1/ha/changes', async (request) => {
+    const row = fromBackup(request);
+    const query = parse(changesQuery, request.query, 'query');
+    return primary().changes(
+      row,
+      query.stream,
+      query.after,
+      query.waitMs,
+      () => request.raw.destroyed,
+    );
+  });
+
+  app.get('/api/v1/ha/snapshot', async (request, reply) => {
+    const row = fromBackup(request);
+    const snapshot = await primary().snapshot(row);
+    const stream = createReadStream(snapshot.file);
+    stream.on('close', () => void snapshot.cleanup());
+    return reply
+      .header('content-type', 'application/vnd.sqlite3')
+      .header('x-muster-stream', snapshot.stream)
+      .header('x-muster-seq', String(snapshot.seq))
+      .send(stream);
+  });
+
+  // ---- both directions ----------------------------------------------------------------------
+
+  app.get<{ Params: { sha256: string } }>('/api/v1/ha/blobs/:sha256', async (request, reply) => {
+    if (ctx.ha.primary) fromBackup(request);
+    else fromPrimary(request);
+    const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
+    const size = await ctx.blobs.sizeOf(sha256);
+    if (size === undefined) throw new MusterError('NOT_FOUND', `no blob ${sha256}`);
+    return reply
+      .header('content-type', 'application/octet-stream')
+      .header('content-length', size)
+      .send(ctx.blobs.read(sha256));
+  });
+
+  // ---- the primary calling its backup -------------------------------------------------------
+
+  app.get('/api/v1/ha/state', async (request) => fromPrimary(request).stateView());
+
+  app.post('/api/v1/ha/handback/begin', async (request) => fromPrimary(request).beginHandback());
+
+  app.get<{ Params: { id: string } }>('/api/v1/ha/history/builds/:id', async (request) => {
+    const side = fromPrimary(request);
+    const takeover = side.takeoverRecord();
+    if (!takeover) throw new MusterError('NOT_FOUND', 'this backup has no history to hand back');
+    const id = parse(z.coerce.number().int().positive(), request.params.id, 'build id');
+    const query = parse(historyQuery, request.query, 'query');
+    return ctx.store.replication.exportBuildHistory(
+      id,
+      Math.max(query.afterLog, takeover.maxLogId),
+      query.limit,
+    );
+  });
+
+  app.get('/api/v1/ha/history/tokens', async (request) => {
+    const side = fromPrimary(request);
+    const takeover = side.takeoverRecord();
+    return takeover ? ctx.store.replication.exportTokens(takeover.maxTokenId) : [];
+  });
+
+  app.post('/api/v1/ha/handback/done', async (request, reply) => {
+    fromPrimary(request).endHandback();
+    return reply.code(204).send();
+  });
+}

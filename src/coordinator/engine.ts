@@ -1,0 +1,146 @@
+/**
+ * The part of a coordinator that runs the cluster: the agent pool and the scheduler. A primary
+ * runs it from start to stop (stopping it only while it takes the cluster back from a backup); a
+ * backup runs it only while it takes over. Lifecycle: stopped -> pool (connected to the agents
+ * under a lease term) -> scheduling -> stopped.
+ */
+import type { Logger } from 'pino';
+import type { BlobStore } from '../protocol/blob-store.js';
+import type { Bundle } from '../protocol/client/bundle.js';
+import type { EventBus } from './events.js';
+import { adoptOrphans } from './ha/adopt.js';
+import type { EnginePort, LeaseSummary } from './ha/engine-port.js';
+import type { Identity } from './pool/agent-connection.js';
+import { AgentPool } from './pool/pool.js';
+import { CANCEL_REQUESTED, Scheduler } from './scheduler/scheduler.js';
+import type { Store } from './store/store.js';
+import type { BuildRow } from './store/types.js';
+
+export interface EngineContext {
+  store: Store;
+  blobs: BlobStore;
+  events: EventBus;
+  log: Logger;
+  identity(): Omit<Identity, 'leaseTerm'>;
+  bundle(): Promise<Bundle>;
+  heartbeatIntervalMs: number;
+  agentLossGraceMs: number;
+  /** May a connection outbid an expired lease of a higher term (see AgentConnection)? */
+  mayOutbid(): boolean;
+}
+
+/** What the API asks of the scheduler, answered even while the engine is stopped. */
+export interface BuildControl {
+  submit(row: BuildRow): void;
+  cancel(buildId: number): void;
+  schedule(): void;
+}
+
+export class Engine implements EnginePort, BuildControl {
+  private poolRunning = false;
+  private scheduler: Scheduler | undefined;
+  private term = 0;
+  private readonly livePool: AgentPool;
+
+  constructor(private readonly ctx: EngineContext) {
+    this.livePool = new AgentPool({
+      identity: () => ({ ...ctx.identity(), leaseTerm: this.term }),
+      bundle: () => ctx.bundle(),
+      heartbeatIntervalMs: ctx.heartbeatIntervalMs,
+      log: ctx.log,
+      onReady: (c) => this.scheduler?.onAgentReady(c),
+      onLost: (c) => this.scheduler?.onAgentLost(c),
+      onChange: (view) => ctx.events.emit('agent', view),
+      mayOutbid: () => ctx.mayOutbid(),
+    });
+  }
+
+  get running(): boolean {
+    return this.poolRunning;
+  }
+
+  get scheduling(): boolean {
+    return this.scheduler !== undefined;
+  }
+
+  get runningCount(): number {
+    return this.scheduler?.runningCount ?? 0;
+  }
+
+  /** The pool; while stopped, the registered agents as they are in the store (not connected). */
+  get pool(): AgentPool {
+    if (!this.poolRunning) this.livePool.load(this.ctx.store.listAgents());
+    return this.livePool;
+  }
+
+  startPool(term: number): void {
+    if (this.poolRunning) return;
+    this.term = term;
+    this.poolRunning = true;
+    this.livePool.load(this.ctx.store.listAgents());
+    this.livePool.start();
+  }
+
+  startScheduler(): void {
+    if (this.scheduler || !this.poolRunning) return;
+    const scheduler = new Scheduler({
+      store: this.ctx.store,
+      pool: this.livePool,
+      blobs: this.ctx.blobs,
+      events: this.ctx.events,
+      log: this.ctx.log,
+      agentLossGraceMs: this.ctx.agentLossGraceMs,
+    });
+    this.scheduler = scheduler;
+    scheduler.start();
+    for (const connection of this.livePool.ready()) scheduler.onAgentReady(connection);
+  }
+
+  async stop(release: boolean): Promise<void> {
+    this.scheduler?.stop();
+    this.scheduler = undefined;
+    if (!this.poolRunning) return;
+    this.poolRunning = false;
+    if (release) await this.livePool.release();
+    else this.livePool.stop();
+  }
+
+  leaseSummary(): LeaseSummary {
+    const all = this.livePool.all();
+    return {
+      total: all.length,
+      held: all.filter((c) => c.isReady).length,
+      liveElsewhere: all.filter(
+        (c) => c.status === 'fenced' && c.lease !== undefined && c.lease.expiresInMs > 0,
+      ).length,
+    };
+  }
+
+  adoptOrphans(): Promise<number> {
+    const sources = this.livePool.ready().flatMap((c) => {
+      const client = c.client;
+      return client ? [{ name: c.name, listTasks: () => client.listTasks() }] : [];
+    });
+    return adoptOrphans(this.ctx.store, sources, this.ctx.log);
+  }
+
+  // ---- BuildControl -------------------------------------------------------------------------
+
+  submit(row: BuildRow): void {
+    // Without a scheduler the build waits in the store; the next one to start loads it.
+    this.scheduler?.submit(row);
+  }
+
+  cancel(buildId: number): void {
+    if (this.scheduler) {
+      this.scheduler.cancel(buildId);
+      return;
+    }
+    const build = this.ctx.store.getBuild(buildId);
+    if (build) this.ctx.store.setBuildStatus(buildId, build.status, { error: CANCEL_REQUESTED });
+  }
+
+  schedule(): void {
+    this.scheduler?.schedule();
+  }
+}

@@ -1,0 +1,483 @@
+/**
+ * A backup's half of high availability. States:
+ *
+ *   standby ──primary unreachable for the failover timeout──▶ taking-over
+ *   taking-over ──every connected agent's lease is ours (and at least one)──▶ active
+ *   taking-over ──primary reachable again, or an agent's lease is still live elsewhere──▶ standby
+ *   active ──the primary asks for its history back (handback/begin)──▶ handing-back
+ *   handing-back ──handback/done──▶ standby (and a fresh snapshot)
+ *
+ * While standing by and selected it copies the primary's state: a snapshot, then the change
+ * stream, fetching the blobs each page refers to before applying it. Its identity (name and the
+ * secret it registered with) and the primary's pinned certificate live in <data>/ha.json.
+ */
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { writeAtomic } from '../../protocol/atomic-file.js';
+import type { BlobStore } from '../../protocol/blob-store.js';
+import { MusterError, toMusterError } from '../../protocol/errors.js';
+import type { StatusView } from '../api/schemas.js';
+import type { ChangePage } from '../store/replication.js';
+import type { Store } from '../store/store.js';
+import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
+import type { EnginePort } from './engine-port.js';
+import { PeerClient } from './peer-client.js';
+import type { HeartbeatView } from './primary-side.js';
+import { SELECTED_BACKUP_SETTING, TERM_SETTING } from './primary-side.js';
+
+export const TAKEOVER_SETTING = 'HA.Takeover';
+
+export type BackupState = 'standby' | 'taking-over' | 'active' | 'handing-back';
+
+export interface BackupSideOptions {
+  primaryUrl: string;
+  name: string;
+  /** Where the primary and clients reach this backup (its own base URL). */
+  url: () => string;
+  fingerprint: string | null;
+  certificate: string | null;
+  /** Extra trusted certificate for the primary (PEM), e.g. its self-signed one. */
+  primaryCa: string | undefined;
+  joinToken: string | undefined;
+  failoverTimeoutMs: number;
+  heartbeatMs: number;
+  dataDir: string;
+}
+
+/** What a takeover started from, so the primary can take the history back later. */
+const takeoverSchema = z.object({
+  term: z.number().int(),
+  at: z.string(),
+  /** Builds unfinished at takeover (the backup may change them). */
+  activeBuildIds: z.array(z.number().int()),
+  /** Builds above this id were created by the backup. */
+  maxBuildId: z.number().int(),
+  maxLogId: z.number().int(),
+  maxTokenId: z.number().int(),
+});
+export type TakeoverRecord = z.infer<typeof takeoverSchema>;
+
+const identitySchema = z.object({
+  name: z.string(),
+  secret: z.string(),
+  primaryUrl: z.string(),
+  primaryFingerprint: z.string().optional(),
+});
+type Identity = z.infer<typeof identitySchema>;
+
+/** A backup leaves this many build ids free for builds its primary accepted just before dying. */
+export const BUILD_ID_GAP = 1000;
+
+export class BackupSide {
+  state: BackupState = 'standby';
+  selected = false;
+  primaryReachable = false;
+  lastPrimaryContact: number | undefined;
+  activeSince: string | undefined;
+  private identity!: Identity;
+  private peer!: PeerClient;
+  private stopped = false;
+  private readonly startedAt = Date.now();
+  private caughtUpAt: number | undefined;
+  private caughtUp = false;
+  private loops: Promise<void>[] = [];
+  private readonly sleepers = new Set<() => void>();
+  private takeoverStartedAt = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly blobs: BlobStore,
+    private readonly engine: EnginePort,
+    private readonly log: Logger,
+    private readonly options: BackupSideOptions,
+  ) {}
+
+  get role(): StatusView['role'] {
+    return this.state === 'active' ? 'backup-active' : 'backup-standby';
+  }
+
+  get secret(): string {
+    return this.identity.secret;
+  }
+
+  async start(): Promise<void> {
+    this.identity = await this.loadIdentity();
+    // Until the primary says otherwise: what the last copy of its settings said.
+    this.selected = this.store.getSetting(SELECTED_BACKUP_SETTING) === this.identity.name;
+    this.peer = new PeerClient(
+      this.options.primaryUrl,
+      () => this.identity.secret,
+      () => ({ ca: this.options.primaryCa, fingerprint: this.identity.primaryFingerprint }),
+      { 'x-muster-backup': this.identity.name },
+    );
+    this.loops = [this.watchLoop(), this.replicationLoop(), this.sweepBlobs()];
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake();
+    await Promise.allSettled(this.loops);
+  }
+
+  statusView(): NonNullable<StatusView['primary']> {
+    return {
+      url: this.options.primaryUrl,
+      reachable: this.primaryReachable,
+      lastContact:
+        this.lastPrimaryContact === undefined
+          ? null
+          : new Date(this.lastPrimaryContact).toISOString(),
+      lagSeconds:
+        this.caughtUpAt === undefined
+          ? null
+          : this.caughtUp && this.state === 'standby'
+            ? 0
+            : Math.round((Date.now() - this.caughtUpAt) / 100) / 10,
+      selected: this.selected,
+      activeSince: this.activeSince ?? null,
+    };
+  }
+
+  /** The primary, asking before its failback: where this backup is. */
+  stateView(): { state: BackupState; term: number; history: boolean } {
+    return { state: this.state, term: this.term(), history: this.takeoverRecord() !== undefined };
+  }
+
+  /** The primary's secret check (it registered this backup with the secret). */
+  authenticatePrimary(secret: string | undefined): void {
+    if (secret === undefined || !sameSecret(secret, this.identity.secret))
+      throw new MusterError('UNAUTHORIZED', 'not this backup’s primary');
+  }
+
+  /** Step 1 of failback: stop running the cluster, give the leases back, list the history. */
+  async beginHandback(): Promise<{
+    term: number;
+    builds: number[];
+    takeover: TakeoverRecord | null;
+  }> {
+    const takeover = this.takeoverRecord();
+    if (this.state === 'active' || this.state === 'taking-over') {
+      this.state = 'handing-back';
+      this.log.info('the primary is back and takes over: stopping, giving the leases back');
+      await this.engine.stop(true);
+    } else if (this.state === 'standby' && takeover) {
+      this.state = 'handing-back';
+    }
+    if (!takeover) return { term: this.term(), builds: [], takeover: null };
+    const builds = new Set(takeover.activeBuildIds);
+    for (const id of this.store.replication.buildIdsAbove(takeover.maxBuildId)) builds.add(id);
+    return { term: takeover.term, builds: [...builds].sort((a, b) => a - b), takeover };
+  }
+
+  /** Step 2 of failback (the primary has everything): back to standby, with a new snapshot. */
+  endHandback(): void {
+    this.store.setSetting(TAKEOVER_SETTING, undefined);
+    this.store.replication.resetPosition();
+    this.state = 'standby';
+    this.activeSince = undefined;
+    this.lastPrimaryContact = Date.now();
+    this.log.info('failback complete: standing by again');
+    this.wake();
+  }
+
+  takeoverRecord(): TakeoverRecord | undefined {
+    const parsed = takeoverSchema.safeParse(this.store.getSetting(TAKEOVER_SETTING));
+    return parsed.success ? parsed.data : undefined;
+  }
+
+  // ---- watching the primary -----------------------------------------------------------------
+
+  private async watchLoop(): Promise<void> {
+    while (!this.stopped) {
+      await this.beat().catch((err: unknown) => this.log.error({ err }, 'backup heartbeat failed'));
+      await this.sleep(this.options.heartbeatMs);
+    }
+  }
+
+  private async beat(): Promise<void> {
+    const reached = await this.contactPrimary();
+    const now = Date.now();
+    if (this.state === 'standby') {
+      const since = this.lastPrimaryContact ?? this.startedAt;
+      const hasState = this.store.replication.position().at !== null;
+      if (!reached && this.selected && hasState && now - since >= this.options.failoverTimeoutMs) {
+        await this.beginTakeover();
+      }
+      return;
+    }
+    if (this.state === 'taking-over') {
+      if (reached) {
+        this.log.info('the primary answers again: not taking over');
+        await this.abandonTakeover();
+        return;
+      }
+      const leases = this.engine.leaseSummary();
+      if (leases.liveElsewhere > 0) {
+        if (now - this.takeoverStartedAt > this.options.failoverTimeoutMs * 2) {
+          this.log.warn(
+            { agents: leases.liveElsewhere },
+            'the primary cannot be reached from here but still holds agents: waiting, not taking over',
+          );
+          this.takeoverStartedAt = now;
+        }
+        return;
+      }
+      if (leases.held > 0 || leases.total === 0) await this.activate();
+    }
+  }
+
+  /** Registers (idempotent) and asks for a heartbeat; true when the primary answered. */
+  private async contactPrimary(): Promise<boolean> {
+    try {
+      const registered = await this.peer.json<{ selected: boolean }>('/api/v1/ha/register', {
+        method: 'POST',
+        body: {
+          name: this.identity.name,
+          url: this.options.url(),
+          fingerprint: this.options.fingerprint,
+          certificate: this.options.certificate,
+          secret: this.identity.secret,
+          ...(this.options.joinToken === undefined ? {} : { joinToken: this.options.joinToken }),
+        },
+        timeoutMs: Math.max(2000, this.options.heartbeatMs * 2),
+      });
+      await this.pinPrimary(registered.fingerprint);
+      const { body } = await this.peer.json<HeartbeatView>('/api/v1/ha/heartbeat', {
+        timeoutMs: Math.max(2000, this.options.heartbeatMs * 2),
+      });
+      if (body.selected !== this.selected) {
+        this.log.info(
+          { selected: body.selected },
+          body.selected ? 'this backup is selected' : 'this backup is not selected',
+        );
+        if (body.selected) this.wake();
+      }
+      this.selected = body.selected;
+      this.primaryReachable = true;
+      this.lastPrimaryContact = Date.now();
+      return true;
+    } catch (err) {
+      const error = toMusterError(err);
+      if (this.primaryReachable)
+        this.log.warn({ code: error.code }, `the primary is unreachable: ${error.message}`);
+      this.primaryReachable = false;
+      return false;
+    }
+  }
+
+  private async pinPrimary(fingerprint: string | undefined): Promise<void> {
+    if (fingerprint === undefined || this.identity.primaryFingerprint !== undefined) return;
+    this.identity = { ...this.identity, primaryFingerprint: fingerprint };
+    await this.saveIdentity();
+    this.log.info({ fingerprint }, "pinned the primary's certificate");
+  }
+
+  // ---- takeover -----------------------------------------------------------------------------
+
+  private async beginTakeover(): Promise<void> {
+    const previous = this.takeoverRecord();
+    const term = Math.max(this.term(), previous?.term ?? 0) + 1;
+    const replication = this.store.replication;
+    const active = this.store.listActiveBuilds().map((b) => b.id);
+    // A takeover whose history was never handed back keeps its starting point.
+    const record: TakeoverRecord = previous
+      ? {
+          ...previous,
+          term,
+          activeBuildIds: [...new Set([...previous.activeBuildIds, ...active])],
+        }
+      : {
+          term,
+          at: new Date().toISOString(),
+          activeBuildIds: active,
+          maxBuildId: replication.maxId('builds'),
+          maxLogId: replication.maxId('log_chunks'),
+          maxTokenId: replication.maxId('api_tokens'),
+        };
+    this.store.transaction(() => {
+      this.store.setSetting(TERM_SETTING, term);
+      this.store.setSetting(TAKEOVER_SETTING, record);
+      replication.reserveBuildIds(record.maxBuildId + BUILD_ID_GAP + 1);
+    });
+    this.state = 'taking-over';
+    this.takeoverStartedAt = Date.now();
+    this.log.warn(
+      { term, failoverTimeoutMs: this.options.failoverTimeoutMs },
+      'the primary has been unreachable for the failover timeout: taking over the agents',
+    );
+    this.engine.startPool(term);
+  }
+
+  private async abandonTakeover(): Promise<void> {
+    await this.engine.stop(true);
+    this.state = 'standby';
+  }
+
+  private async activate(): Promise<void> {
+    const adopted = await this.engine.adoptOrphans();
+    this.engine.startScheduler();
+    this.state = 'active';
+    this.activeSince = new Date().toISOString();
+    this.log.warn(
+      { term: this.term(), adopted, agents: this.engine.leaseSummary() },
+      'this backup is active: it runs the builds until the primary returns',
+    );
+  }
+
+  // ---- replication --------------------------------------------------------------------------
+
+  private async replicationLoop(): Promise<void> {
+    while (!this.stopped) {
+      if (this.state !== 'standby' || !this.selected || !this.primaryReachable) {
+        await this.sleep(this.options.heartbeatMs);
+        continue;
+      }
+      try {
+        await this.replicateOnce();
+      } catch (err) {
+        const error = toMusterError(err);
+        if (error.code === 'SNAPSHOT_REQUIRED') {
+          this.log.info(`replication restarts with a snapshot: ${error.message}`);
+          this.store.replication.resetPosition();
+          continue;
+        }
+        if (error.code === 'NOT_SELECTED') this.selected = false;
+        else this.log.warn({ code: error.code }, `replication: ${error.message}`);
+        await this.sleep(this.options.heartbeatMs);
+      }
+    }
+  }
+
+  private async replicateOnce(): Promise<void> {
+    const position = this.store.replication.position();
+    if (position.stream === null) {
+      await this.fetchSnapshot();
+      return;
+    }
+    const { body: page } = await this.peer.json<ChangePage & { primaryLastSeq: number }>(
+      '/api/v1/ha/changes',
+      {
+        query: { stream: position.stream, after: position.seq, waitMs: 10_000 },
+        timeoutMs: 40_000,
+      },
+    );
+    const hashes = page.changes.flatMap((c) => blobsOfRow(c.table, c.row));
+    if (hashes.length > 0) await fetchMissingBlobs(this.peer, this.blobs, hashes);
+    // A takeover may have begun while the page travelled: it works on what it had.
+    if (this.state !== 'standby') return;
+    this.store.replication.applyChanges(page, new Date().toISOString());
+    this.lastPrimaryContact = Date.now();
+    this.caughtUp = page.lastSeq >= page.primaryLastSeq;
+    if (this.caughtUp) this.caughtUpAt = Date.now();
+  }
+
+  private async fetchSnapshot(): Promise<void> {
+    const dir = join(this.options.dataDir, 'tmp');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, `snapshot-${randomUUID()}.db`);
+    try {
+      const { headers } = await this.peer.json('/api/v1/ha/snapshot', {
+        toFile: file,
+        timeoutMs: 600_000,
+      });
+      const stream = headers['x-muster-stream'];
+      const seq = Number(headers['x-muster-seq']);
+      if (typeof stream !== 'string' || !Number.isInteger(seq))
+        throw new MusterError('INTERNAL', 'the snapshot came without its stream position');
+      if (this.state !== 'standby') return;
+      this.store.replication.applySnapshot(file, stream, seq, new Date().toISOString());
+      this.caughtUp = false;
+      this.log.info({ seq }, "applied a snapshot of the primary's state");
+    } finally {
+      await rm(file, { force: true });
+    }
+    await this.fetchAllBlobs();
+  }
+
+  /** After a restart: blobs a crash may have left unfetched. */
+  private async sweepBlobs(): Promise<void> {
+    while (!this.stopped && !(this.selected && this.primaryReachable)) {
+      await this.sleep(this.options.heartbeatMs);
+    }
+    if (this.stopped || this.store.replication.position().stream === null) return;
+    await this.fetchAllBlobs().catch((err: unknown) =>
+      this.log.warn({ err }, 'fetching missing blobs failed'),
+    );
+  }
+
+  private async fetchAllBlobs(): Promise<void> {
+    const hashes = new Set(this.store.replication.fileLists().flatMap(shaList));
+    const fetched = await fetchMissingBlobs(this.peer, this.blobs, hashes);
+    if (fetched > 0) this.log.info({ fetched }, 'fetched blobs from the primary');
+  }
+
+  // ---- plumbing -----------------------------------------------------------------------------
+
+  term(): number {
+    const value = this.store.getSetting(TERM_SETTING);
+    return typeof value === 'number' ? value : 1;
+  }
+
+  /** Sleeps up to `ms`; wake() ends every sleep at once. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+
+  private wake(): void {
+    for (const done of [...this.sleepers]) done();
+  }
+
+  private async loadIdentity(): Promise<Identity> {
+    const file = join(this.options.dataDir, 'ha.json');
+    try {
+      const parsed = identitySchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
+      if (parsed.success) {
+        const saved = parsed.data;
+        if (saved.name !== this.options.name || saved.primaryUrl !== this.options.primaryUrl) {
+          // Another name or primary: a new registration (the pin belongs to the old primary).
+          this.identity = {
+            name: this.options.name,
+            secret: saved.secret,
+            primaryUrl: this.options.primaryUrl,
+          };
+          await this.saveIdentity();
+          return this.identity;
+        }
+        return saved;
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    this.identity = {
+      name: this.options.name,
+      secret: randomBytes(32).toString('base64url'),
+      primaryUrl: this.options.primaryUrl,
+    };
+    await this.saveIdentity();
+    return this.identity;
+  }
+
+  private async saveIdentity(): Promise<void> {
+    await writeAtomic(
+      join(this.options.dataDir, 'ha.json'),
+      `${JSON.stringify(this.identity, null, 2)}\n`,
+      0o600,
+    );
+  }
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(a), digest(b));
+}

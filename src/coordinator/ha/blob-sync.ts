@@ -1,0 +1,76 @@
+/**
+ * Copies blobs between a primary and its backup: the builds' input files, the tasks' outputs and
+ * the extensions' files, each downloaded to a temporary file, checked against its SHA-256 and
+ * only then put in the store.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BlobStore } from '../../protocol/blob-store.js';
+import { MusterError } from '../../protocol/errors.js';
+import type { WireRow } from '../store/replication.js';
+import type { PeerClient } from './peer-client.js';
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** The blobs a replicated row refers to. */
+export function blobsOfRow(table: string, row: WireRow | null): string[] {
+  if (row === null) return [];
+  const column =
+    table === 'builds' || table === 'extensions' ? 'files' : table === 'tasks' ? 'outputs' : null;
+  if (column === null) return [];
+  const value = row[column];
+  if (typeof value !== 'string') return [];
+  return shaList(value);
+}
+
+/** The sha256 fields of a JSON list of files. */
+export function shaList(json: string): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(parsed)) return [];
+  const out: string[] = [];
+  for (const file of parsed) {
+    const sha = (file as { sha256?: unknown } | null)?.sha256;
+    if (typeof sha === 'string' && SHA256.test(sha)) out.push(sha);
+  }
+  return out;
+}
+
+/** Downloads every blob of `hashes` the store lacks; returns how many it fetched. */
+export async function fetchMissingBlobs(
+  peer: PeerClient,
+  blobs: BlobStore,
+  hashes: Iterable<string>,
+): Promise<number> {
+  let fetched = 0;
+  for (const sha256 of await blobs.missing(new Set(hashes))) {
+    const temp = join(blobs.incomingDir, `peer-${randomUUID()}`);
+    try {
+      await peer.json(`/api/v1/ha/blobs/${sha256}`, { toFile: temp, timeoutMs: 600_000 });
+      const actual = await hashFile(temp);
+      if (actual !== sha256) {
+        throw new MusterError(
+          'BLOB_HASH_MISMATCH',
+          `blob ${sha256} from ${peer.url} has the hash ${actual}`,
+        );
+      }
+      await blobs.commit(temp, sha256);
+      fetched++;
+    } finally {
+      await rm(temp, { force: true });
+    }
+  }
+  return fetched;
+}
+
+async function hashFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}

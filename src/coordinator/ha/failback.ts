@@ -1,0 +1,160 @@
+/**
+ * Failback, driven by the primary. It asks its selected backup where it is; when the backup is
+ * running the cluster (or has history it never handed back), the primary:
+ *
+ *   1. asks it to stop and give the agents' leases back (handback/begin), and stops its own engine;
+ *   2. copies the backup's history: every build the backup created or changed, with tasks,
+ *      attempts, log chunks and the blobs they refer to, plus the logins made there;
+ *   3. takes a term above the backup's and starts its engine again: the agents grant it their
+ *      leases, and the scheduler re-attaches the attempts still running;
+ *   4. tells the backup it is done (handback/done): the backup stands by and takes a new snapshot.
+ *
+ * How far each build's log was merged is kept in a setting, so a failback cut short and run again
+ * neither loses nor repeats a log chunk.
+ */
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { BlobStore } from '../../protocol/blob-store.js';
+import { toMusterError } from '../../protocol/errors.js';
+import type { BackupRow } from '../store/backups.js';
+import type { BuildHistory, WireRow } from '../store/replication.js';
+import type { Store } from '../store/store.js';
+import type { BackupState, TakeoverRecord } from './backup-side.js';
+import { fetchMissingBlobs, shaList } from './blob-sync.js';
+import type { EnginePort } from './engine-port.js';
+import type { PeerClient } from './peer-client.js';
+import { TERM_SETTING, type PrimarySide } from './primary-side.js';
+
+const PROGRESS_SETTING = 'HA.Failback';
+const LOG_PAGE = 2000;
+
+const progressSchema = z.object({
+  term: z.number().int(),
+  logs: z.record(z.string(), z.number().int()),
+});
+
+export type BackupSeen = BackupState | 'unreachable' | 'none';
+
+export class Failback {
+  /** What the selected backup said last. */
+  backupState: BackupSeen = 'none';
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly blobs: BlobStore,
+    private readonly engine: EnginePort,
+    private readonly primary: PrimarySide,
+    private readonly peerFor: (backup: BackupRow) => PeerClient,
+    private readonly log: Logger,
+  ) {}
+
+  /** Asks the selected backup once and fails back when it runs the cluster. */
+  check(timeoutMs: number): Promise<void> {
+    this.running ??= this.doCheck(timeoutMs).finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async doCheck(timeoutMs: number): Promise<void> {
+    const backup = this.primary.selected();
+    if (!backup) {
+      this.backupState = 'none';
+      return;
+    }
+    const peer = this.peerFor(backup);
+    let state: { state: BackupState; term: number; history: boolean };
+    try {
+      state = (await peer.json<typeof state>('/api/v1/ha/state', { timeoutMs })).body;
+    } catch {
+      this.backupState = 'unreachable';
+      return;
+    }
+    this.backupState = state.state;
+    if (state.state === 'active' || state.state === 'taking-over' || state.history) {
+      await this.handback(backup, peer);
+    }
+  }
+
+  private async handback(backup: BackupRow, peer: PeerClient): Promise<void> {
+    this.log.warn({ backup: backup.name }, 'the backup ran the cluster: taking it back');
+    const started = Date.now();
+    try {
+      const { body: begun } = await peer.json<{
+        term: number;
+        builds: number[];
+        takeover: TakeoverRecord | null;
+      }>('/api/v1/ha/handback/begin', { method: 'POST', timeoutMs: 30_000 });
+      if (this.engine.running) await this.engine.stop(false);
+      let builds = 0;
+      if (begun.takeover) {
+        for (const id of begun.builds) {
+          await this.mergeBuild(peer, id, begun.takeover);
+          builds++;
+        }
+        const { body: tokens } = await peer.json<(WireRow & { user_name: string })[]>(
+          '/api/v1/ha/history/tokens',
+        );
+        this.store.replication.mergeTokens(tokens);
+      }
+      const term = Math.max(this.primary.term(), begun.term) + 1;
+      this.store.setSetting(TERM_SETTING, term);
+      await peer.json('/api/v1/ha/handback/done', { method: 'POST', timeoutMs: 30_000 });
+      this.store.setSetting(PROGRESS_SETTING, undefined);
+      // The backup's copy diverged: a new stream makes it start again from a snapshot.
+      this.store.replication.setRecording(true);
+      this.backupState = 'standby';
+      this.log.warn(
+        { backup: backup.name, builds, term, ms: Date.now() - started },
+        "failback: the backup's history is merged; taking the agents back",
+      );
+    } catch (err) {
+      const error = toMusterError(err);
+      this.log.error(
+        { backup: backup.name, code: error.code },
+        `failback did not complete (tried again shortly): ${error.message}`,
+      );
+    } finally {
+      if (!this.engine.running) {
+        this.engine.startPool(this.primary.term());
+        this.engine.startScheduler();
+      }
+    }
+  }
+
+  private async mergeBuild(peer: PeerClient, id: number, takeover: TakeoverRecord): Promise<void> {
+    let after = this.mergedLogId(takeover.term, id) ?? takeover.maxLogId;
+    for (;;) {
+      const { body: history } = await peer.json<BuildHistory>(`/api/v1/ha/history/builds/${id}`, {
+        query: { afterLog: after, limit: LOG_PAGE },
+        timeoutMs: 60_000,
+      });
+      const hashes = [
+        ...shaList(String(history.build.files)),
+        ...history.tasks.flatMap((t) => shaList(String(t.outputs))),
+      ];
+      await fetchMissingBlobs(peer, this.blobs, hashes);
+      const last = history.logs.at(-1);
+      const next = last === undefined ? after : Number(last.id);
+      this.store.transaction(() => {
+        this.store.replication.mergeBuildHistory(history, history.logs);
+        this.saveProgress(takeover.term, id, next);
+      });
+      after = next;
+      if (history.logs.length < LOG_PAGE) return;
+    }
+  }
+
+  private mergedLogId(term: number, buildId: number): number | undefined {
+    const parsed = progressSchema.safeParse(this.store.getSetting(PROGRESS_SETTING));
+    if (!parsed.success || parsed.data.term !== term) return undefined;
+    return parsed.data.logs[String(buildId)];
+  }
+
+  private saveProgress(term: number, buildId: number, logId: number): void {
+    const parsed = progressSchema.safeParse(this.store.getSetting(PROGRESS_SETTING));
+    const logs = parsed.success && parsed.data.term === term ? parsed.data.logs : {};
+    this.store.setSetting(PROGRESS_SETTING, { term, logs: { ...logs, [String(buildId)]: logId } });
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * A primary's half of high availability: backups register (no secret needed unless a join
+ * token is set; selecting one is the act of trust), an admin selects one or none, and only the
+ * selected backup may read the state: a snapshot, then the ordered change stream. Its
+ * acknowledgements prune the stream. A selected backup not heard from for `deselectAfterMs`
+ * (counted only while this primary runs) is deselected.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { MusterError } from '../../protocol/errors.js';
+import type { BackupView } from '../api/schemas.js';
+import type { BackupRow } from '../store/backups.js';
+import type { ChangePage } from '../store/replication.js';
+import type { Store } from '../store/store.js';
+
+export const SELECTED_BACKUP_SETTING = 'Backup.Selected';
+export const DESELECTED_SETTING = 'Backup.LastDeselected';
+export const TERM_SETTING = 'Cluster.Term';
+
+export interface PrimarySideOptions {
+  deselectAfterMs: number;
+  /** When set, registration needs it. */
+  joinToken: string | undefined;
+  /** A backup in touch within this long counts as healthy. */
+  healthyWithinMs: number;
+  tmpDir: string;
+}
+
+export interface RegisterInput {
+  name: string;
+  url: string;
+  fingerprint: string | null;
+  certificate: string | null;
+  secret: string;
+  joinToken?: string | undefined;
+}
+
+export interface HeartbeatView {
+  role: 'primary';
+  selected: boolean;
+  instanceId: string;
+  term: number;
+  stream: string | null;
+  lastSeq: number;
+}
+
+export class PrimarySide {
+  private readonly startedAt = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly options: PrimarySideOptions,
+    private readonly instanceId: () => string,
+  ) {}
+
+  start(): void {
+    const every = Math.max(250, Math.min(this.options.deselectAfterMs / 4, 30_000));
+    this.timer = setInterval(() => this.checkDeselection(), every);
+    this.timer.unref();
+    // Recording follows the selection (a database from before this feature has neither).
+    const selected = this.selected();
+    if (selected && this.store.replication.outStream() === null)
+      this.store.replication.setRecording(true);
+    if (!selected && this.store.replication.outStream() !== null)
+      this.store.replication.setRecording(false);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  register(input: RegisterInput): { selected: boolean; instanceId: string } {
+    const { joinToken } = this.options;
+    if (joinToken !== undefined && !safeEqual(input.joinToken ?? '', joinToken))
+      throw new MusterError(
+        'UNAUTHORIZED',
+        'this primary needs the right --join-token to register',
+      );
+    const existing = this.store.backups.get(input.name);
+    if (existing && !safeEqual(sha256(existing.secret), sha256(input.secret))) {
+      throw new MusterError(
+        'CONFLICT',
+        `a backup named ${input.name} is registered with another secret: remove it first (muster backup remove) or pick another name`,
+      );
+    }
+    this.store.backups.put(
+      {
+        name: input.name,
+        url: input.url,
+        fingerprint: input.fingerprint,
+        certificate: input.certificate,
+        secret: input.secret,
+      },
+      new Date().toISOString(),
+    );
+    if (!existing) this.log.info({ backup: input.name, url: input.url }, 'backup registered');
+    return { selected: this.selected()?.name === input.name, instanceId: this.instanceId() };
+  }
+
+  /** The backup a request comes from, by its name and secret. */
+  authenticate(name: string | undefined, secret: string | undefined): BackupRow {
+    const row = name === undefined ? undefined : this.store.backups.get(name);
+    if (!row || secret === undefined || !safeEqual(sha256(row.secret), sha256(secret)))
+      throw new MusterError('UNAUTHORIZED', 'not a registered backup (name or secret wrong)');
+    return row;
+  }
+
+  heartbeat(backup: BackupRow): HeartbeatView {
+    this.store.backups.touch(backup.name, new Date().toISOString());
+    const selected = this.selected()?.name === backup.name;
+    return {
+      role: 'primary',
+      selected,
+      instanceId: this.instanceId(),
+      term: this.term(),
+      stream: selected ? this.store.replication.outStream() : null,
+      lastSeq: this.store.replication.lastSeq(),
+    };
+  }
+
+  /** Changes after `after` (long-polls up to waitMs for the first); acknowledges `after`. */
+  async changes(
+    backup: BackupRow,
+    stream: string,
+    after: number,
+    waitMs: number,
+    closed: () => boolean,
+  ): Promise<ChangePage & { primaryLastSeq: number }> {
+    this.requireSelected(backup);
+    const replication = this.store.replication;
+    const at = new Date().toISOString();
+    if (stream === replication.outStream() && after <= replication.lastSeq()) {
+      this.store.backups.ack(backup.name, after, at);
+      replication.prune(after);
+    }
+    const deadline = Date.now() + Math.min(Math.max(waitMs, 0), 30_000);
+    while (replication.lastSeq() <= after && Date.now() < deadline && !closed()) {
+      if (replication.outStream() !== stream) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      this.store.backups.touch(backup.name, new Date().toISOString());
+    }
+    this.requireSelected(backup);
+    const page = replication.readChanges(stream, after);
+    return { ...page, primaryLastSeq: replication.lastSeq() };
+  }
+
+  /** A snapshot file (the caller streams it, then calls the cleanup). */
+  async snapshot(
+    backup: BackupRow,
+  ): Promise<{ file: string; stream: string; seq: number; cleanup: () => Promise<void> }> {
+    this.requireSelected(backup);
+    await mkdir(this.options.tmpDir, { recursive: true, mode: 0o700 });
+    const file = join(this.options.tmpDir, `snapshot-${randomUUID()}.db`);
+    const { stream, seq } = this.store.replication.writeSnapshot(file);
+    this.store.backups.touch(backup.name, new Date().toISOString());
+    this.log.info({ backup: backup.name, seq }, 'snapshot sent to the backup');
+    return { file, stream, seq, cleanup: () => rm(file, { force: true }) };
+  }
+
+  selected(): BackupRow | undefined {
+    const name = this.store.getSetting(SELECTED_BACKUP_SETTING);
+    return typeof name === 'string' ? this.store.backups.get(name) : undefined;
+  }
+
+  list(): BackupView[] {
+    const selected = this.selected()?.name;
+    const now = Date.now();
+    const lastSeq = this.store.replication.lastSeq();
+    return this.store.backups.list().map((row) => {
+      const contact = row.lastContact === null ? undefined : Date.parse(row.lastContact);
+      const isSelected = row.name === selected;
+      return {
+        name: row.name,
+        url: row.url,
+        fingerprint: row.fingerprint,
+        selected: isSelected,
+        health:
+          contact !== undefined && now - contact <= this.options.healthyWithinMs
+            ? 'healthy'
+            : 'unreachable',
+        lastContact: row.lastContact,
+        registeredAt: row.registeredAt,
+        lagSeconds: !isSelected
+          ? null
+          : row.ackedSeq >= lastSeq
+            ? 0
+            : row.ackedAt === null
+              ? null
+              : Math.max(0, Math.round((now - Date.parse(row.ackedAt)) / 100) / 10),
+      };
+    });
+  }
+
+  /** Selects one backup (by name) or none; a new selection starts a new stream. */
+  select(name: string | null, by: string): BackupView[] {
+    if (name !== null && !this.store.backups.get(name))
+      throw new MusterError('NOT_FOUND', `no backup named ${name}; see muster backup list`);
+    const current = this.selected()?.name ?? null;
+    if (current !== name) {
+      this.store.transaction(() => {
+        this.store.setSetting(SELECTED_BACKUP_SETTING, name ?? undefined);
+        this.store.setSetting(DESELECTED_SETTING, undefined);
+      });
+      this.store.replication.setRecording(name !== null);
+      this.log.info({ backup: name, by }, name ? 'backup selected' : 'no backup selected');
+    }
+    return this.list();
+  }
+
+  remove(name: string): void {
+    if (!this.store.backups.get(name))
+      throw new MusterError('NOT_FOUND', `no backup named ${name}`);
+    if (this.selected()?.name === name) this.select(null, 'removal');
+    this.store.backups.remove(name);
+    this.log.info({ backup: name }, 'backup removed');
+  }
+
+  term(): number {
+    const value = this.store.getSetting(TERM_SETTING);
+    return typeof value === 'number' ? value : 1;
+  }
+
+  /** Deselects the selected backup when it has been out of touch too long. */
+  checkDeselection(now = Date.now()): void {
+    const selected = this.selected();
+    if (!selected) return;
+    const contact = selected.lastContact === null ? 0 : Date.parse(selected.lastContact);
+    const since = Math.max(contact, this.startedAt);
+    if (now - since < this.options.deselectAfterMs) return;
+    const minutes = Math.round(this.options.deselectAfterMs / 60_000);
+    this.select(null, 'deselection');
+    const reason = `not reached for ${minutes >= 1 ? `${minutes} min` : `${this.options.deselectAfterMs / 1000} s`}`;
+    this.store.setSetting(DESELECTED_SETTING, {
+      name: selected.name,
+      at: new Date(now).toISOString(),
+      reason,
+    });
+    this.log.warn(
+      { backup: selected.name, lastContact: selected.lastContact },
+      `backup ${selected.name} deselected: ${reason}; Backup is now none until an admin selects one`,
+    );
+  }
+
+  private requireSelected(backup: BackupRow): void {
+    if (this.selected()?.name !== backup.name)
+      throw new MusterError('NOT_SELECTED', `backup ${backup.name} is not the selected backup`);
+  }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}

@@ -1,0 +1,489 @@
+/**
+ * Replication of the store to a backup coordinator, and the merge of a backup's history back.
+ *
+ * Primary side: while `recording` is on, triggers (migration 2) append (table, primary key) to
+ * repl_changes in commit order. readChanges() turns a page of them into the rows as they are now
+ * (or a deletion), so applying pages in order converges on the primary's state; every change is
+ * an idempotent upsert or delete. A snapshot (VACUUM INTO) plus the sequence number it stands at
+ * starts a backup off; acknowledged changes are pruned.
+ *
+ * Backup side: applySnapshot() and applyChanges() write the primary's rows with the primary's
+ * ids, remembering in repl_state which stream and sequence number they reached, in the same
+ * transaction, so a restarted backup resumes where it stopped.
+ *
+ * Failback: exportBuildHistory() gives everything of one build; mergeBuildHistory() writes a
+ * build from a backup into this store, matching it by its uid and renumbering it when its id is
+ * taken by another build.
+ */
+import { randomUUID } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import { MusterError } from '../../protocol/errors.js';
+
+/** Replicated tables in an order that satisfies their foreign keys. */
+export const REPLICATED_TABLES = [
+  'users',
+  'api_tokens',
+  'settings',
+  'agents',
+  'extensions',
+  'builds',
+  'tasks',
+  'attempts',
+  'log_chunks',
+] as const;
+export type ReplicatedTable = (typeof REPLICATED_TABLES)[number];
+
+/** A row as JSON: BLOB columns become { $b64 }. */
+export type WireRow = Record<string, unknown>;
+
+export interface Change {
+  seq: number;
+  table: ReplicatedTable;
+  key: unknown[];
+  /** The row as it is now; null when it no longer exists. */
+  row: WireRow | null;
+}
+
+export interface ChangePage {
+  stream: string;
+  changes: Change[];
+  /** The last sequence number this page covers (resume after it). */
+  lastSeq: number;
+}
+
+export interface ReplicationPosition {
+  stream: string | null;
+  seq: number;
+  /** When the last page was applied (ISO). */
+  at: string | null;
+}
+
+/** One build and everything recorded under it, as a backup hands it back. */
+export interface BuildHistory {
+  build: WireRow;
+  tasks: WireRow[];
+  attempts: WireRow[];
+  /** Log chunks with id > afterLogId, oldest first (a page). */
+  logs: WireRow[];
+}
+
+interface TableInfo {
+  columns: string[];
+  pk: string[];
+  select: Database.Statement;
+  upsert: Database.Statement;
+  remove: Database.Statement;
+}
+
+const CHANGES_LIMIT = { default: 500, max: 5000 };
+
+export class ReplicationStore {
+  private readonly tables = new Map<ReplicatedTable, TableInfo>();
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly transaction: <T>(fn: () => T) => T,
+  ) {
+    for (const table of REPLICATED_TABLES) this.tables.set(table, this.describe(table));
+  }
+
+  // ---- primary: recording and reading -------------------------------------------------------
+
+  /** Turns recording on with a new stream id (old changes dropped), or off. */
+  setRecording(on: boolean): string | null {
+    return this.transaction(() => {
+      this.db.prepare('DELETE FROM repl_changes').run();
+      const stream = on ? randomUUID() : null;
+      this.db
+        .prepare('UPDATE repl_state SET recording = ?, out_stream = ? WHERE id = 1')
+        .run(on ? 1 : 0, stream);
+      return stream;
+    });
+  }
+
+  outStream(): string | null {
+    const row = this.db.prepare('SELECT recording, out_stream FROM repl_state').get() as {
+      recording: number;
+      out_stream: string | null;
+    };
+    return row.recording === 1 ? row.out_stream : null;
+  }
+
+  lastSeq(): number {
+    const row = this.db
+      .prepare("SELECT coalesce(seq, 0) AS seq FROM sqlite_sequence WHERE name = 'repl_changes'")
+      .get() as { seq: number } | undefined;
+    return row?.seq ?? 0;
+  }
+
+  /** The oldest change still kept (a reader must be at or after it minus one). */
+  firstSeq(): number | undefined {
+    const row = this.db.prepare('SELECT min(seq) AS seq FROM repl_changes').get() as {
+      seq: number | null;
+    };
+    return row.seq ?? undefined;
+  }
+
+  /**
+   * Changes after `after` of `stream`. SNAPSHOT_REQUIRED when the stream is not the current one
+   * or the changes right after `after` were already pruned.
+   */
+  readChanges(stream: string, after: number, limit?: number): ChangePage {
+    const current = this.outStream();
+    if (current === null || current !== stream)
+      throw new MusterError('SNAPSHOT_REQUIRED', 'the stream was restarted: fetch a snapshot');
+    const first = this.firstSeq();
+    const last = this.lastSeq();
+    if (after > last)
+      throw new MusterError('SNAPSHOT_REQUIRED', 'that position is ahead of the stream');
+    if (first !== undefined && after < first - 1)
+      throw new MusterError('SNAPSHOT_REQUIRED', 'those changes were already pruned');
+    const max = Math.min(Math.max(limit ?? CHANGES_LIMIT.default, 1), CHANGES_LIMIT.max);
+    const entries = this.db
+      .prepare('SELECT seq, tbl, key FROM repl_changes WHERE seq > ? ORDER BY seq LIMIT ?')
+      .all(after, max) as { seq: number; tbl: ReplicatedTable; key: string }[];
+    // One change per row, at its first position: later ones would send the same current state.
+    const seen = new Set<string>();
+    const changes: Change[] = [];
+    for (const entry of entries) {
+      const id = `${entry.tbl}\u0000${entry.key}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const key = JSON.parse(entry.key) as unknown[];
+      const info = this.info(entry.tbl);
+      const row = info.select.get(...key) as Record<string, unknown> | undefined;
+      changes.push({ seq: entry.seq, table: entry.tbl, key, row: row ? toWire(row) : null });
+    }
+    return { stream, changes, lastSeq: entries.at(-1)?.seq ?? after };
+  }
+
+  /** Drops changes up to `seq` (the backup has them). */
+  prune(seq: number): void {
+    this.db.prepare('DELETE FROM repl_changes WHERE seq <= ?').run(seq);
+  }
+
+  /**
+   * Writes a consistent copy of the database to `file` and returns the stream and sequence
+   * number it stands at (nothing can commit in between: this process has the only connection
+   * that writes, and both steps are synchronous).
+   */
+  writeSnapshot(file: string): { stream: string; seq: number } {
+    const stream = this.outStream();
+    if (stream === null) throw new MusterError('NOT_SELECTED', 'no backup is selected');
+    const seq = this.lastSeq();
+    this.db.prepare('VACUUM INTO ?').run(file);
+    return { stream, seq };
+  }
+
+  // ---- backup: applying ---------------------------------------------------------------------
+
+  position(): ReplicationPosition {
+    const row = this.db.prepare('SELECT in_stream, in_seq, in_at FROM repl_state').get() as {
+      in_stream: string | null;
+      in_seq: number;
+      in_at: string | null;
+    };
+    return { stream: row.in_stream, seq: row.in_seq, at: row.in_at };
+  }
+
+  /** Replaces every replicated table with the snapshot's and records its position. */
+  applySnapshot(file: string, stream: string, seq: number, at: string): void {
+    this.db.prepare('ATTACH DATABASE ? AS snap').run(file);
+    try {
+      this.transaction(() => {
+        this.db.pragma('defer_foreign_keys = ON');
+        for (const table of [...REPLICATED_TABLES].reverse()) this.db.exec(`DELETE FROM ${table}`);
+        for (const table of REPLICATED_TABLES) {
+          const cols = this.info(table)
+            .columns.map((c) => `"${c}"`)
+            .join(', ');
+          this.db.exec(`INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM snap.${table}`);
+        }
+        this.setPosition(stream, seq, at);
+      });
+    } finally {
+      this.db.prepare('DETACH DATABASE snap').run();
+    }
+  }
+
+  /** Applies a page in one transaction, with its position. */
+  applyChanges(page: ChangePage, at: string): void {
+    this.transaction(() => {
+      this.db.pragma('defer_foreign_keys = ON');
+      for (const change of page.changes) {
+        const info = this.info(change.table);
+        if (change.row === null) {
+          info.remove.run(...change.key);
+        } else {
+          info.upsert.run(fromWire(change.row, info.columns));
+        }
+      }
+      this.setPosition(page.stream, page.lastSeq, at);
+    });
+  }
+
+  /** Forgets the stream consumed (the next read starts with a snapshot); keeps when it last applied. */
+  resetPosition(): void {
+    this.db.prepare('UPDATE repl_state SET in_stream = NULL, in_seq = 0 WHERE id = 1').run();
+  }
+
+  // ---- failback ---------------------------------------------------------------------------------
+
+  /** Highest id of a table with an integer key (0 when empty). */
+  maxId(table: 'builds' | 'log_chunks' | 'api_tokens' | 'attempts'): number {
+    const row = this.db.prepare(`SELECT coalesce(max(id), 0) AS id FROM ${table}`).get() as {
+      id: number;
+    };
+    return row.id;
+  }
+
+  /** Makes the next build id at least `next` (a backup leaves room for the primary's last ones). */
+  reserveBuildIds(next: number): void {
+    const current = this.db
+      .prepare("SELECT seq FROM sqlite_sequence WHERE name = 'builds'")
+      .get() as { seq: number } | undefined;
+    if (current === undefined) {
+      this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('builds', ?)").run(next - 1);
+    } else if (current.seq < next - 1) {
+      this.db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'builds'").run(next - 1);
+    }
+  }
+
+  /** The build, its tasks and attempts, and a page of its log chunks after `afterLogId`. */
+  exportBuildHistory(buildId: number, afterLogId: number, logLimit: number): BuildHistory {
+    const build = this.db.prepare('SELECT * FROM builds WHERE id = ?').get(buildId) as
+      Record<string, unknown> | undefined;
+    if (!build) throw new MusterError('NOT_FOUND', `no build ${buildId}`);
+    const all = (sql: string, ...args: unknown[]): WireRow[] =>
+      (this.db.prepare(sql).all(...args) as Record<string, unknown>[]).map(toWire);
+    return {
+      build: toWire(build),
+      tasks: all('SELECT * FROM tasks WHERE build_id = ? ORDER BY position', buildId),
+      attempts: all('SELECT * FROM attempts WHERE build_id = ? ORDER BY id', buildId),
+      logs: all(
+        'SELECT * FROM log_chunks WHERE build_id = ? AND id > ? ORDER BY id LIMIT ?',
+        buildId,
+        afterLogId,
+        logLimit,
+      ),
+    };
+  }
+
+  /** API tokens created after `afterId`, with their user's name (ids differ between stores). */
+  exportTokens(afterId: number): (WireRow & { user_name: string })[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT t.*, u.name AS user_name FROM api_tokens t JOIN users u ON u.id = t.user_id
+           WHERE t.id > ? ORDER BY t.id`,
+        )
+        .all(afterId) as Record<string, unknown>[]
+    ).map((row) => toWire(row) as WireRow & { user_name: string });
+  }
+
+  /** Adds tokens this store lacks (matched by hash; users by name). Returns how many. */
+  mergeTokens(tokens: (WireRow & { user_name: string })[]): number {
+    return this.transaction(() => {
+      let added = 0;
+      for (const token of tokens) {
+        const user = this.db.prepare('SELECT id FROM users WHERE name = ?').get(token.user_name) as
+          { id: number } | undefined;
+        if (!user) continue;
+        const result = this.db
+          .prepare(
+            `INSERT INTO api_tokens (user_id, token_hash, created_at, expires_at, last_used_at)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING`,
+          )
+          .run(user.id, token.token_hash, token.created_at, token.expires_at, token.last_used_at);
+        added += result.changes;
+      }
+      return added;
+    });
+  }
+
+  /**
+   * Writes a build from a backup into this store: the same build (same uid) is updated; a new
+   * one keeps its id when free and gets a new one otherwise. Tasks are overwritten (the backup
+   * ran the build last), attempts matched by their agent task id, log chunks appended (the caller
+   * passes only chunks it has not merged before). Returns the local build id.
+   */
+  mergeBuildHistory(history: BuildHistory, appendLogs: WireRow[]): number {
+    return this.transaction(() => {
+      const remote = history.build;
+      const uid = String(remote.uid);
+      const byUid = this.db.prepare('SELECT id FROM builds WHERE uid = ?').get(uid) as
+        { id: number } | undefined;
+      let id: number;
+      const fields = {
+        status: remote.status,
+        plan: remote.plan,
+        files: remote.files,
+        created_by: remote.created_by,
+        created_at: remote.created_at,
+        started_at: remote.started_at,
+        finished_at: remote.finished_at,
+        error: remote.error,
+        uid,
+      };
+      if (byUid) {
+        id = byUid.id;
+        this.db
+          .prepare(
+            `UPDATE builds SET status = @status, started_at = @started_at,
+             finished_at = @finished_at, error = @error WHERE id = @id`,
+          )
+          .run({ ...fields, id });
+      } else {
+        const taken = this.db.prepare('SELECT 1 FROM builds WHERE id = ?').get(remote.id);
+        const insert = this.db.prepare(
+          `INSERT INTO builds (${taken ? '' : 'id, '}status, plan, files, created_by, created_at,
+             started_at, finished_at, error, uid)
+           VALUES (${taken ? '' : '@id, '}@status, @plan, @files, @created_by, @created_at,
+             @started_at, @finished_at, @error, @uid) RETURNING id`,
+        );
+        id = (insert.get({ ...fields, ...(taken ? {} : { id: remote.id }) }) as { id: number }).id;
+      }
+      const tasks = this.info('tasks');
+      for (const task of history.tasks) {
+        tasks.upsert.run(fromWire({ ...task, build_id: id }, tasks.columns));
+      }
+      for (const attempt of history.attempts) {
+        const existing = this.db
+          .prepare('SELECT id FROM attempts WHERE agent_task_id = ?')
+          .get(attempt.agent_task_id) as { id: number } | undefined;
+        const values = {
+          build_id: id,
+          task_name: attempt.task_name,
+          number: attempt.number,
+          agent: attempt.agent,
+          agent_task_id: attempt.agent_task_id,
+          status: attempt.status,
+          started_at: attempt.started_at,
+          finished_at: attempt.finished_at,
+          exit_code: attempt.exit_code,
+          error: attempt.error,
+          next_seq: attempt.next_seq,
+        };
+        if (existing) {
+          this.db
+            .prepare(
+              `UPDATE attempts SET status = @status, finished_at = @finished_at,
+               exit_code = @exit_code, error = @error, next_seq = @next_seq, agent = @agent
+               WHERE id = @id`,
+            )
+            .run({ ...values, id: existing.id });
+        } else {
+          // Another attempt of ours may hold the number (one the backup never heard of).
+          const clash = this.db
+            .prepare('SELECT 1 FROM attempts WHERE build_id = ? AND task_name = ? AND number = ?')
+            .get(id, attempt.task_name, attempt.number);
+          if (clash) {
+            const top = this.db
+              .prepare('SELECT max(number) AS n FROM attempts WHERE build_id = ? AND task_name = ?')
+              .get(id, attempt.task_name) as { n: number };
+            values.number = top.n + 1;
+          }
+          this.db
+            .prepare(
+              `INSERT INTO attempts (build_id, task_name, number, agent, agent_task_id, status,
+               started_at, finished_at, exit_code, error, next_seq)
+               VALUES (@build_id, @task_name, @number, @agent, @agent_task_id, @status,
+               @started_at, @finished_at, @exit_code, @error, @next_seq)`,
+            )
+            .run(values);
+        }
+      }
+      const insertLog = this.db.prepare(
+        `INSERT INTO log_chunks (build_id, task_name, attempt, stream, data, at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      );
+      for (const chunk of appendLogs) {
+        const row = fromWire(chunk, ['task_name', 'attempt', 'stream', 'data', 'at']);
+        insertLog.run(id, row.task_name, row.attempt, row.stream, row.data, row.at);
+      }
+      return id;
+    });
+  }
+
+  /** The JSON file lists of every build, task output and extension (for a blob sweep). */
+  fileLists(): string[] {
+    const rows = this.db
+      .prepare(
+        `SELECT files AS list FROM builds UNION ALL SELECT outputs FROM tasks
+         UNION ALL SELECT files FROM extensions`,
+      )
+      .all() as { list: string }[];
+    return rows.map((r) => r.list);
+  }
+
+  /** Ids of builds above `id`. */
+  buildIdsAbove(id: number): number[] {
+    return (
+      this.db.prepare('SELECT id FROM builds WHERE id > ? ORDER BY id').all(id) as { id: number }[]
+    ).map((r) => r.id);
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private setPosition(stream: string | null, seq: number, at: string | null): void {
+    this.db
+      .prepare('UPDATE repl_state SET in_stream = ?, in_seq = ?, in_at = ? WHERE id = 1')
+      .run(stream, seq, at);
+  }
+
+  private info(table: ReplicatedTable): TableInfo {
+    const info = this.tables.get(table);
+    if (!info) throw new MusterError('VALIDATION_FAILED', `not a replicated table: ${table}`);
+    return info;
+  }
+
+  private describe(table: ReplicatedTable): TableInfo {
+    const rows = this.db.prepare(`PRAGMA table_info(${table})`).all() as {
+      name: string;
+      pk: number;
+    }[];
+    const columns = rows.map((r) => r.name);
+    const pk = rows
+      .filter((r) => r.pk > 0)
+      .sort((a, b) => a.pk - b.pk)
+      .map((r) => r.name);
+    const where = pk.map((c) => `"${c}" = ?`).join(' AND ');
+    const others = columns.filter((c) => !pk.includes(c));
+    const set = others.map((c) => `"${c}" = excluded."${c}"`).join(', ');
+    return {
+      columns,
+      pk,
+      select: this.db.prepare(`SELECT * FROM ${table} WHERE ${where}`),
+      upsert: this.db.prepare(
+        `INSERT INTO ${table} (${columns.map((c) => `"${c}"`).join(', ')})
+         VALUES (${columns.map((c) => `@${c}`).join(', ')})
+         ON CONFLICT (${pk.map((c) => `"${c}"`).join(', ')}) DO ${set ? `UPDATE SET ${set}` : 'NOTHING'}`,
+      ),
+      remove: this.db.prepare(`DELETE FROM ${table} WHERE ${where}`),
+    };
+  }
+}
+
+function toWire(row: Record<string, unknown>): WireRow {
+  const out: WireRow = {};
+  for (const [key, value] of Object.entries(row)) {
+    out[key] = Buffer.isBuffer(value) ? { $b64: value.toString('base64') } : value;
+  }
+  return out;
+}
+
+/** The row's values for `columns` (missing ones null), BLOBs decoded. */
+function fromWire(row: WireRow, columns: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const column of columns) {
+    const value = row[column];
+    if (value !== null && typeof value === 'object' && '$b64' in value) {
+      out[column] = Buffer.from(String(value.$b64), 'base64');
+    } else if (value === undefined || value === null || typeof value !== 'object') {
+      out[column] = value ?? null;
+    } else {
+      throw new MusterError('VALIDATION_FAILED', `column ${column} has an unexpected value`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,186 @@
+/**
+ * A primary and a selected backup, with TLS on every link (coordinators on the test certificate,
+ * agents on their own pinned ones): `kill -9` of the primary mid-build makes the backup take the
+ * agents over and finish the build with exactly one successful attempt per task; a new build
+ * runs on the backup; restarting the primary brings the agents, and everything the backup
+ * recorded, back to it, and the backup stands by again.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type {
+  AttemptView,
+  BackupView,
+  BuildView,
+  LogsView,
+  StatusView,
+} from '../../src/coordinator/api/schemas.js';
+import { cleanup, startAgent, waitFor, type StartedAgent } from '../helpers/agent-process.js';
+import {
+  killCoordinators,
+  startCoordinator,
+  testTls,
+  type StartedCoordinator,
+} from '../helpers/coordinator-process.js';
+
+const FAST = ['--ha-heartbeat', '300ms', '--heartbeat-interval', '500ms'];
+let agents: StartedAgent[];
+let primary: StartedCoordinator;
+let backup: StartedCoordinator;
+
+async function submit(to: StartedCoordinator, plan: string): Promise<BuildView> {
+  const response = await to.api<BuildView>('POST', '/builds', { plan, files: [] });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return response.body;
+}
+
+async function status(of: StartedCoordinator): Promise<StatusView> {
+  return (await of.api<StatusView>('GET', '/status')).body;
+}
+
+async function attempts(of: StartedCoordinator, id: number): Promise<AttemptView[]> {
+  const response = await of.api<AttemptView[]>('GET', `/builds/${id}/attempts`);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  return response.body;
+}
+
+function assertOneSuccessEach(build: BuildView, list: AttemptView[]): void {
+  for (const task of build.tasks) {
+    const ok = list.filter((a) => a.task === task.name && a.status === 'succeeded');
+    assert.equal(
+      ok.length,
+      1,
+      `${task.name}: ${JSON.stringify(list.filter((a) => a.task === task.name))}`,
+    );
+  }
+}
+
+before(async () => {
+  agents = await Promise.all([0, 1].map(() => startAgent({ args: ['--lease-ttl', '2s'] })));
+  primary = await startCoordinator({ tls: true, args: [...FAST] });
+  for (const [i, agent] of agents.entries()) await primary.addAgent(`a${i}`, agent);
+  backup = await startCoordinator({
+    tls: true,
+    login: false,
+    args: [
+      ...FAST,
+      '--backup-of',
+      primary.url,
+      '--backup-name',
+      'b1',
+      '--primary-ca',
+      testTls().cert,
+      '--failover-timeout',
+      '3s',
+    ],
+  });
+});
+
+after(async () => {
+  await killCoordinators();
+  await cleanup();
+});
+
+describe('backup coordinator', () => {
+  it('registers with the primary and is selected by an admin', async () => {
+    await waitFor(
+      async () => (await primary.api<BackupView[]>('GET', '/backups')).body.length === 1,
+      15_000,
+      'the backup to register',
+    );
+    const [listed] = (await primary.api<BackupView[]>('GET', '/backups')).body;
+    assert.equal(listed?.name, 'b1');
+    assert.equal(listed?.url, backup.url);
+    assert.equal(listed?.selected, false);
+    assert.match(listed?.fingerprint ?? '', /^[0-9A-F:]{95}$/);
+    const selected = await primary.api<BackupView[]>('PUT', '/backups/selected', { name: 'b1' });
+    assert.equal(selected.status, 200, JSON.stringify(selected.body));
+    assert.equal(selected.body[0]?.selected, true);
+    // The same credentials work on the backup once it has the primary's state.
+    await waitFor(
+      async () => {
+        try {
+          await backup.login();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      20_000,
+      'the backup to receive the users',
+    );
+    const seen = await status(backup);
+    assert.equal(seen.role, 'backup-standby');
+    assert.equal(seen.instanceId, (await status(primary)).instanceId);
+    assert.equal(seen.primary?.selected, true);
+  });
+
+  it('refuses builds and admin changes while standing by', async () => {
+    const build = await backup.api<{ error: { code: string } }>('POST', '/builds', {
+      plan: 'tasks:\n  a:\n    run: "true"\n',
+      files: [],
+    });
+    assert.equal(build.status, 503, JSON.stringify(build.body));
+    assert.equal(build.body.error.code, 'STANDBY');
+    const setting = await backup.api<{ error: { code: string } }>(
+      'PUT',
+      '/settings/Agent.InstanceId',
+      { value: 'other' },
+    );
+    assert.equal(setting.body.error.code, 'READ_ONLY');
+  });
+
+  let running: BuildView;
+  it('takes over when the primary is killed mid-build, and finishes the build', async () => {
+    const steps = Array.from(
+      { length: 6 },
+      (_, i) =>
+        `  s${i}:\n    run: echo step ${i}; sleep 1\n${i > 1 ? `    needs: [s${i - 2}]\n` : ''}`,
+    ).join('');
+    running = await submit(primary, `tasks:\n${steps}`);
+    await primary.waitForTask(running.id, 's2', 'running');
+    // Replicated up to here: the backup has the build.
+    await waitFor(
+      async () => (await backup.api('GET', `/builds/${running.id}`)).status === 200,
+      10_000,
+      'the build to reach the backup',
+    );
+    await primary.kill();
+    await waitFor(async () => (await status(backup)).role === 'backup-active', 30_000, 'takeover');
+    const done = await backup.waitForBuild(running.id, 60_000);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done));
+    assertOneSuccessEach(done, await attempts(backup, running.id));
+  });
+
+  let onBackup: BuildView;
+  it('runs new builds on the active backup', async () => {
+    onBackup = await submit(backup, 'tasks:\n  hello:\n    run: echo hello from the backup\n');
+    const done = await backup.waitForBuild(onBackup.id, 30_000);
+    assert.equal(done.status, 'succeeded');
+    const logs = await backup.api<LogsView>('GET', `/builds/${onBackup.id}/logs`);
+    assert.match(logs.body.chunks.map((c) => c.text).join(''), /hello from the backup/);
+  });
+
+  it('hands everything back when the primary returns', async () => {
+    primary = await startCoordinator({ tls: true, dataDir: primary.dataDir, args: [...FAST] });
+    await waitFor(async () => (await status(backup)).role === 'backup-standby', 30_000, 'failback');
+    await waitFor(
+      async () => {
+        const list = (await primary.api<{ status: string }[]>('GET', '/agents')).body;
+        return list.every((a) => a.status === 'connected' || a.status === 'busy');
+      },
+      30_000,
+      'the agents to return to the primary',
+    );
+    const first = (await primary.api<BuildView>('GET', `/builds/${running.id}`)).body;
+    assert.equal(first.status, 'succeeded', JSON.stringify(first));
+    assertOneSuccessEach(first, await attempts(primary, running.id));
+    const second = (await primary.api<BuildView>('GET', `/builds/${onBackup.id}`)).body;
+    assert.equal(second.status, 'succeeded', JSON.stringify(second));
+    const logs = await primary.api<LogsView>('GET', `/builds/${onBackup.id}/logs`);
+    assert.match(logs.body.chunks.map((c) => c.text).join(''), /hello from the backup/);
+    // And the primary runs builds again.
+    const next = await submit(primary, 'tasks:\n  again:\n    run: echo back on the primary\n');
+    assert.equal((await primary.waitForBuild(next.id, 30_000)).status, 'succeeded');
+    assert.ok(next.id > onBackup.id, `${next.id} after ${onBackup.id}`);
+  });
+});

@@ -6,10 +6,18 @@
  * HTTPS with a self-signed or private-CA coordinator certificate: Node's fetch trusts the
  * certificates in the file named by NODE_EXTRA_CA_CERTS, so users set that (the variable is read
  * when Node starts); the client needs no agent of its own.
+ *
+ * Backups: a primary with a selected backup names it in the x-muster-backup header of every
+ * answer; the client remembers it (backup-cache.ts). When the primary then cannot be reached, the
+ * client repeats the request once at the backup with the same token (tokens are replicated) and,
+ * if the backup answers, says so once on stderr and talks to the backup for the rest of the
+ * process. A backup that is still standing by refuses (STANDBY): then the primary's UNREACHABLE
+ * is reported, saying that its backup has not taken over.
  */
 import type { z } from 'zod';
 import type {
   AgentView,
+  BackupView,
   BuildSummary,
   BuildView,
   EventMap,
@@ -24,7 +32,8 @@ import type {
 } from '../coordinator/api/schemas.js';
 import type { BuildStatus } from '../coordinator/store/types.js';
 import { MusterError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
-import { loadCredentials } from './config.js';
+import { BackupCache, backupsPath, type BackupDirectory } from './backup-cache.js';
+import { loadCredentials, normaliseUrl } from './config.js';
 import { formatDuration } from './format.js';
 import { readSse } from './sse.js';
 
@@ -49,9 +58,25 @@ export interface ApiClientOptions {
   token?: string | undefined;
   /** Per request, headers and body (default 30 s; blobs get longer, see blobTimeoutMs). */
   timeoutMs?: number;
+  /**
+   * Where the selected backup of a primary is remembered. Without it the client neither learns
+   * the backup nor switches to it (connect() passes <config dir>/backups.json).
+   */
+  backups?: BackupDirectory | undefined;
+  /** Where the note about switching to the backup goes (default: stderr). */
+  notify?: (text: string) => void;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** The header in which a primary names its selected backup's base URL. */
+export const BACKUP_HEADER = 'x-muster-backup';
+/** Primaries this process already said it replaced by their backup (the note comes once). */
+const announced = new Set<string>();
+/**
+ * UNREACHABLE errors that mean the coordinator did not answer (not one it sent itself): only
+ * those make the client try the backup.
+ */
+const noAnswer = new WeakSet<MusterError>();
 const eventNames: ReadonlySet<string> = new Set(['build', 'task', 'log', 'agent']);
 
 interface RequestOptions {
@@ -69,14 +94,36 @@ interface RequestOptions {
 }
 
 export class ApiClient {
-  readonly url: string;
+  /** The coordinator the client was given (the credentials' URL). */
+  readonly configuredUrl: string;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly backups: BackupDirectory | undefined;
+  private readonly notify: (text: string) => void;
+  /** configuredUrl normalised: the key in the backup directory. */
+  private readonly primaryKey: string;
+  /** The backup in use since the configured coordinator could not be reached. */
+  private switchedTo: string | undefined;
+  /** Why: the configured coordinator's error, reported if the backup turns out standing by. */
+  private primaryError: MusterError | undefined;
 
   constructor(options: ApiClientOptions) {
-    this.url = options.url.replace(/\/+$/, '');
+    this.configuredUrl = options.url.replace(/\/+$/, '');
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.backups = options.backups;
+    this.notify = options.notify ?? ((text) => void process.stderr.write(text));
+    this.primaryKey = normalisedOr(this.configuredUrl);
+  }
+
+  /** Where requests go: the configured coordinator, or its backup once switched. */
+  get url(): string {
+    return this.switchedTo ?? this.configuredUrl;
+  }
+
+  /** The backup this client switched to because the configured coordinator was unreachable. */
+  get usingBackup(): string | undefined {
+    return this.switchedTo;
   }
 
   // ---- session --------------------------------------------------------------------------------
@@ -105,6 +152,21 @@ export class ApiClient {
 
   updateAgent(name: string, body: UpdateAgentRequest): Promise<AgentView> {
     return this.json('PATCH', `/agents/${encodeURIComponent(name)}`, { body });
+  }
+
+  // ---- backups --------------------------------------------------------------------------------
+
+  listBackups(): Promise<BackupView[]> {
+    return this.json('GET', '/backups');
+  }
+
+  /** Selects a registered backup, or none with null; returns the list as it is now. */
+  selectBackup(name: string | null): Promise<BackupView[]> {
+    return this.json('PUT', '/backups/selected', { body: { name } });
+  }
+
+  async removeBackup(name: string): Promise<void> {
+    await this.request('DELETE', `/backups/${encodeURIComponent(name)}`);
   }
 
   // ---- extensions -----------------------------------------------------------------------------
@@ -273,15 +335,124 @@ export class ApiClient {
   }
 
   /**
-   * One request. The timeout covers the whole exchange, body included, except for a stream,
-   * where it only covers the wait for the response headers.
+   * One request, to the backup when the configured coordinator cannot be reached and a backup
+   * is known for it (see the top of this file).
    */
   private async request(
     method: string,
     path: string,
     options: RequestOptions = {},
   ): Promise<Response> {
-    const url = new URL(`${this.url}/api/v1${path}`);
+    const backups = this.backups;
+    if (backups === undefined) return this.send(this.configuredUrl, method, path, options);
+    if (this.switchedTo !== undefined) {
+      return this.sendToSwitched(this.switchedTo, method, path, options);
+    }
+    let response: Response;
+    try {
+      response = await this.send(this.configuredUrl, method, path, options);
+    } catch (err) {
+      if (!(err instanceof MusterError) || !noAnswer.has(err)) throw err;
+      // A request at the same time may have switched already: this one goes there too.
+      if (this.switchedTo !== undefined) {
+        return this.sendToSwitched(this.switchedTo, method, path, options);
+      }
+      return this.sendToBackup(backups, err, method, path, options);
+    }
+    await this.learnBackup(backups, response);
+    return response;
+  }
+
+  /**
+   * A request to the backup switched to. A backup standing by answers reads but refuses builds
+   * (STANDBY): that is reported as the primary being unreachable, as in sendToBackup.
+   */
+  private async sendToSwitched(
+    backup: string,
+    method: string,
+    path: string,
+    options: RequestOptions,
+  ): Promise<Response> {
+    try {
+      return await this.send(backup, method, path, options);
+    } catch (err) {
+      if (err instanceof MusterError && err.code === 'STANDBY' && this.primaryError) {
+        throw standingBy(this.primaryError, backup);
+      }
+      throw err;
+    }
+  }
+
+  /** The configured coordinator did not answer (`primaryError`): once more, at its backup. */
+  private async sendToBackup(
+    backups: BackupDirectory,
+    primaryError: MusterError,
+    method: string,
+    path: string,
+    options: RequestOptions,
+  ): Promise<Response> {
+    const backup = await backups.get(this.primaryKey).catch(() => undefined);
+    if (backup === undefined || backup === this.primaryKey || options.signal?.aborted) {
+      throw primaryError;
+    }
+    try {
+      const response = await this.send(backup, method, path, options);
+      this.switchTo(backup, primaryError);
+      return response;
+    } catch (err) {
+      if (err instanceof MusterError && err.code === 'STANDBY') {
+        throw standingBy(primaryError, backup);
+      }
+      if (err instanceof MusterError && noAnswer.has(err)) {
+        throw new MusterError(
+          'UNREACHABLE',
+          `${primaryError.message}; nor its backup: ${err.message}`,
+          { ...primaryError.details, backup },
+          { cause: primaryError },
+        );
+      }
+      // The backup answered, with an error of its own: it is the coordinator to talk to now.
+      if (!(err instanceof MusterError && err.code === 'CONNECTION_CLOSED')) {
+        this.switchTo(backup, primaryError);
+      }
+      throw err;
+    }
+  }
+
+  private switchTo(backup: string, primaryError: MusterError): void {
+    if (this.switchedTo !== undefined) return;
+    this.switchedTo = backup;
+    this.primaryError = primaryError;
+    if (announced.has(this.primaryKey)) return;
+    announced.add(this.primaryKey);
+    this.notify(`muster: ${this.configuredUrl} is unreachable; using its backup ${backup}\n`);
+  }
+
+  /** A successful answer of the primary names its selected backup, or says there is none. */
+  private async learnBackup(backups: BackupDirectory, response: Response): Promise<void> {
+    const header = response.headers.get(BACKUP_HEADER);
+    let backup: string | undefined;
+    if (header !== null && header.trim() !== '') {
+      try {
+        backup = normaliseUrl(header.trim());
+      } catch {
+        return; // Not a URL: keep what is known.
+      }
+    }
+    await backups.set(this.primaryKey, backup).catch(() => undefined);
+  }
+
+  /**
+   * One request to `base`. The timeout covers the whole exchange, body included, except for a
+   * stream, where it only covers the wait for the response headers.
+   */
+  private async send(
+    base: string,
+    method: string,
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<Response> {
+    const url = new URL(`${base}/api/v1${path}`);
     for (const [key, value] of Object.entries(options.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
@@ -308,7 +479,7 @@ export class ApiClient {
       response = await fetch(url, { method, headers, body, signal });
     } catch (err) {
       clearTimeout(timer);
-      throw this.connectionError(err, timeoutMs);
+      throw this.connectionError(err, timeoutMs, base);
     }
     if (options.stream) {
       clearTimeout(timer);
@@ -318,7 +489,7 @@ export class ApiClient {
     }
     if (!response.ok) {
       try {
-        throw await this.httpError(response, method, path, options);
+        throw await this.httpError(response, method, path, options, base);
       } finally {
         clearTimeout(timer);
       }
@@ -326,15 +497,17 @@ export class ApiClient {
     return response;
   }
 
-  private connectionError(err: unknown, timeoutMs: number): MusterError {
+  private connectionError(err: unknown, timeoutMs: number, base = this.url): MusterError {
     if (err instanceof MusterError) return err;
     const name = (err as { name?: string }).name;
     if (name === 'TimeoutError' || err instanceof TimeoutError) {
-      return new MusterError(
-        'UNREACHABLE',
-        `cannot reach the coordinator at ${this.url}: no answer in ${formatDuration(timeoutMs)}`,
-        undefined,
-        { cause: err },
+      return unanswered(
+        new MusterError(
+          'UNREACHABLE',
+          `cannot reach the coordinator at ${base}: no answer in ${formatDuration(timeoutMs)}`,
+          undefined,
+          { cause: err },
+        ),
       );
     }
     if (name === 'AbortError') {
@@ -342,11 +515,13 @@ export class ApiClient {
         cause: err,
       });
     }
-    return new MusterError(
-      'UNREACHABLE',
-      `cannot reach the coordinator at ${this.url}: ${describeCause(err)}`,
-      undefined,
-      { cause: err },
+    return unanswered(
+      new MusterError(
+        'UNREACHABLE',
+        `cannot reach the coordinator at ${base}: ${describeCause(err)}`,
+        undefined,
+        { cause: err },
+      ),
     );
   }
 
@@ -355,6 +530,7 @@ export class ApiClient {
     method: string,
     path: string,
     options: RequestOptions,
+    base: string,
   ): Promise<MusterError> {
     let body: unknown;
     try {
@@ -372,9 +548,9 @@ export class ApiClient {
     let message =
       typeof error?.message === 'string'
         ? error.message
-        : `${method} ${path} failed with HTTP ${response.status}${body === undefined ? ` (is ${this.url} a Muster coordinator?)` : ''}`;
+        : `${method} ${path} failed with HTTP ${response.status}${body === undefined ? ` (is ${base} a Muster coordinator?)` : ''}`;
     if (code === 'UNAUTHORIZED' && !options.anonymous) {
-      message += `: log in again with muster login ${this.url}`;
+      message += `: log in again with muster login ${this.configuredUrl}`;
     }
     const details =
       error?.details !== null && typeof error?.details === 'object'
@@ -382,14 +558,46 @@ export class ApiClient {
         : {};
     if (serverCode !== undefined && serverCode !== code) details.serverCode = serverCode;
     details.status = response.status;
-    return new MusterError(code, message, details);
+    const result = new MusterError(code, message, details);
+    // A proxy's 502/503/504 in front of a coordinator that is down: as good as no answer.
+    return code === 'UNREACHABLE' && serverCode === undefined ? unanswered(result) : result;
   }
 }
 
-/** A client with the credentials from the environment or muster login (see config.ts). */
+/**
+ * A client with the credentials from the environment or muster login (see config.ts), which
+ * remembers the primary's backup in <config dir>/backups.json and switches to it when needed.
+ */
 export async function connect(env: NodeJS.ProcessEnv = process.env): Promise<ApiClient> {
   const credentials = await loadCredentials(env);
-  return new ApiClient({ url: credentials.url, token: credentials.token });
+  return new ApiClient({
+    url: credentials.url,
+    token: credentials.token,
+    backups: new BackupCache(backupsPath(env)),
+  });
+}
+
+/** The primary did not answer and its backup refused with STANDBY: the primary is unreachable. */
+function standingBy(primaryError: MusterError, backup: string): MusterError {
+  return new MusterError(
+    'UNREACHABLE',
+    `${primaryError.message}; its backup ${backup} is standing by and has not taken over (yet): try again shortly, or bring the primary back`,
+    { ...primaryError.details, backup, backupCode: 'STANDBY' },
+    { cause: primaryError },
+  );
+}
+
+function unanswered(err: MusterError): MusterError {
+  noAnswer.add(err);
+  return err;
+}
+
+function normalisedOr(url: string): string {
+  try {
+    return normaliseUrl(url);
+  } catch {
+    return url;
+  }
 }
 
 class TimeoutError extends Error {

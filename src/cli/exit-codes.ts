@@ -23,6 +23,9 @@ const usageCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'CONFLICT',
   'UNAUTHORIZED',
   'FORBIDDEN',
+  // A change asked of a backup (READ_ONLY), or a build of one standing by (STANDBY): use the primary.
+  'READ_ONLY',
+  'STANDBY',
   'BLOB_HASH_MISMATCH',
   'INVALID_PATH',
 ]);

@@ -78,3 +78,17 @@ export function printJson(value: unknown): void {
 export function plural(count: number, word: string): string {
   return `${count} ${word}${count === 1 ? '' : 's'}`;
 }
+
+/** How long ago an ISO timestamp was: "2.5 s ago", "3 min 05 s ago"; "never" without one. */
+export function formatAgo(iso: string | null | undefined, now: number = Date.now()): string {
+  if (!iso) return 'never';
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return iso;
+  return `${formatDuration(Math.max(0, now - at))} ago`;
+}
+
+/** Seconds behind as "2.0 s", or `unknown` when there is no figure. */
+export function formatLag(seconds: number | null | undefined, unknown: string): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return unknown;
+  return formatDuration(Math.max(0, seconds) * 1000);
+}

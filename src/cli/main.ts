@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { MUSTER_VERSION } from '../protocol/version.js';
 import { registerAgentCommand } from './agent-command.js';
 import { registerAgentsCommand } from './agents-command.js';
+import { registerBackupCommand } from './backup-command.js';
 import { registerBuildsCommand } from './builds-command.js';
 import { registerCoordinatorCommand } from './coordinator-command.js';
 import { reportError } from './exit-codes.js';
@@ -31,6 +32,7 @@ registerExtensionsCommand(program);
 registerRunCommand(program);
 registerBuildsCommand(program);
 registerSettingsCommand(program);
+registerBackupCommand(program);
 registerStatusCommand(program);
 
 try {

@@ -1,7 +1,8 @@
 /** `muster status [--json]`: the coordinator this CLI talks to and how it is doing. */
 import type { Command } from 'commander';
+import type { StatusView } from '../coordinator/api/schemas.js';
 import { connect } from './api-client.js';
-import { printJson } from './format.js';
+import { formatAgo, formatDuration, formatLag, formatTimestamp, printJson } from './format.js';
 
 const ROLE_WORDS: Record<string, string> = {
   primary: 'primary',
@@ -13,8 +14,11 @@ const ROLE_WORDS: Record<string, string> = {
 export function registerStatusCommand(program: Command): void {
   program
     .command('status')
-    .description('the coordinator: role, version, agents and builds')
-    .option('--json', 'print JSON: { role, version, instanceId, agents, builds }')
+    .description('the coordinator: role, term, version, agents, builds and its backup or primary')
+    .option(
+      '--json',
+      'print JSON: { role, version, instanceId, term, agents, builds, backup (on a primary) or primary (on a backup) }',
+    )
     .action(async (opts: { json?: boolean }) => {
       const client = await connect();
       const status = await client.status();
@@ -22,22 +26,57 @@ export function registerStatusCommand(program: Command): void {
         printJson(status);
         return;
       }
-      process.stdout.write(
-        [
-          `Coordinator  ${client.url}`,
-          `Role         ${ROLE_WORDS[status.role] ?? status.role}`,
-          `Version      ${status.version}`,
-          `Instance id  ${status.instanceId}`,
-          `Agents       ${status.agents.connected} connected of ${status.agents.total}`,
-          `Builds       ${status.builds.running} running, ${status.builds.queued} queued`,
-        ]
-          .map((l) => `${l}\n`)
-          .join(''),
-      );
-      if (status.agents.total === 0) {
-        process.stdout.write(
-          '\nNo agents yet: muster agents add NAME HOST:PORT --access-key KEY\n',
-        );
-      }
+      const coordinator =
+        client.usingBackup === undefined
+          ? client.url
+          : `${client.url} (the backup of ${client.configuredUrl}, which is unreachable)`;
+      process.stdout.write(formatStatus(status, coordinator));
     });
+}
+
+export function formatStatus(
+  status: StatusView,
+  coordinator: string,
+  now: number = Date.now(),
+): string {
+  const lines = [
+    `Coordinator  ${coordinator}`,
+    `Role         ${ROLE_WORDS[status.role] ?? status.role}`,
+  ];
+  if (typeof status.term === 'number') lines.push(`Term         ${status.term}`);
+  lines.push(
+    `Version      ${status.version}`,
+    `Instance id  ${status.instanceId}`,
+    `Agents       ${status.agents.connected} connected of ${status.agents.total}`,
+    `Builds       ${status.builds.running} running, ${status.builds.queued} queued`,
+  );
+  const backup = status.backup;
+  if (backup === null) {
+    lines.push('Backup       none selected (muster backup list, muster backup select NAME)');
+  } else if (backup !== undefined) {
+    lines.push(
+      `Backup       ${backup.name} at ${backup.url}: ${backup.health}, last contact ${formatAgo(backup.lastContact, now)}, lag ${formatLag(backup.lagSeconds, 'unknown')}`,
+    );
+  }
+  const primary = status.primary;
+  if (primary !== undefined) {
+    lines.push(
+      `Primary      ${primary.url}: ${primary.reachable ? 'reachable' : 'unreachable'}, last contact ${formatAgo(primary.lastContact, now)}, lag ${formatLag(primary.lagSeconds, 'unknown (nothing received yet)')}`,
+    );
+    if (!primary.selected) {
+      lines.push(
+        '             not selected: this backup gets no state and cannot take over (on the primary: muster backup select NAME)',
+      );
+    }
+    if (primary.activeSince) {
+      const since = Date.parse(primary.activeSince);
+      const forHow = Number.isNaN(since) ? '' : ` (${formatDuration(Math.max(0, now - since))})`;
+      lines.push(`Active       since ${formatTimestamp(primary.activeSince)}${forHow}`);
+    }
+  }
+  let text = lines.map((l) => `${l}\n`).join('');
+  if (status.agents.total === 0) {
+    text += '\nNo agents yet: muster agents add NAME HOST:PORT --access-key KEY\n';
+  }
+  return text;
 }

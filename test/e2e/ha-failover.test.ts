@@ -14,7 +14,16 @@ import type {
   LogsView,
   StatusView,
 } from '../../src/coordinator/api/schemas.js';
-import { cleanup, startAgent, waitFor, type StartedAgent } from '../helpers/agent-process.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  cleanup,
+  makeTempDir,
+  startAgent,
+  waitFor,
+  type StartedAgent,
+} from '../helpers/agent-process.js';
+import { runCli } from '../helpers/cli.js';
 import {
   killCoordinators,
   startCoordinator,
@@ -26,6 +35,21 @@ const FAST = ['--ha-heartbeat', '300ms', '--heartbeat-interval', '500ms'];
 let agents: StartedAgent[];
 let primary: StartedCoordinator;
 let backup: StartedCoordinator;
+let cliDir: string;
+
+/** The CLI as a user has it: pointed at the primary (MUSTER_URL), trusting its certificate. */
+function cli(args: string[]) {
+  return runCli(args, {
+    env: {
+      MUSTER_URL: primary.url,
+      MUSTER_TOKEN: primary.token,
+      MUSTER_CONFIG_DIR: cliDir,
+      NODE_EXTRA_CA_CERTS: testTls().cert,
+    },
+    cwd: cliDir,
+    timeoutMs: 60_000,
+  });
+}
 
 async function submit(to: StartedCoordinator, plan: string): Promise<BuildView> {
   const response = await to.api<BuildView>('POST', '/builds', { plan, files: [] });
@@ -55,6 +79,7 @@ function assertOneSuccessEach(build: BuildView, list: AttemptView[]): void {
 }
 
 before(async () => {
+  cliDir = await makeTempDir('muster-ha-cli-');
   agents = await Promise.all([0, 1].map(() => startAgent({ args: ['--lease-ttl', '2s'] })));
   primary = await startCoordinator({ tls: true, args: [...FAST] });
   for (const [i, agent] of agents.entries()) await primary.addAgent(`a${i}`, agent);
@@ -77,7 +102,7 @@ before(async () => {
 
 after(async () => {
   await killCoordinators();
-  await cleanup();
+  await cleanup([cliDir]);
 });
 
 describe('backup coordinator', () => {
@@ -144,6 +169,9 @@ describe('backup coordinator', () => {
       10_000,
       'the build to reach the backup',
     );
+    // The CLI learns the selected backup from the primary's answers.
+    const seen = await cli(['status', '--json']);
+    assert.equal(seen.code, 0, seen.stderr);
     await primary.kill();
     await waitFor(async () => (await status(backup)).role === 'backup-active', 30_000, 'takeover');
     const done = await backup.waitForBuild(running.id, 60_000);
@@ -158,6 +186,51 @@ describe('backup coordinator', () => {
     assert.equal(done.status, 'succeeded');
     const logs = await backup.api<LogsView>('GET', `/builds/${onBackup.id}/logs`);
     assert.match(logs.body.chunks.map((c) => c.text).join(''), /hello from the backup/);
+  });
+
+  it('lets a CLI still pointed at the primary run a build on the backup', async () => {
+    await writeFile(join(cliDir, 'plan.yaml'), 'tasks:\n  via-cli:\n    run: echo via the CLI\n');
+    const result = await cli(['run', 'plan.yaml', '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /unreachable; using its backup/);
+    const build = JSON.parse(result.stdout) as BuildView;
+    assert.equal(build.status, 'succeeded');
+    assert.equal(
+      (await backup.api<BuildView>('GET', `/builds/${build.id}`)).body.status,
+      'succeeded',
+    );
+  });
+
+  it('refuses every mutating admin call while active, and says so', async () => {
+    const doc = (
+      await backup.api<{ paths: Record<string, Record<string, unknown>> }>('GET', '/openapi.json')
+    ).body;
+    // What clients may still do on an active backup: log in and out, upload inputs, run builds.
+    const allowed = new Set([
+      'post /api/v1/login',
+      'post /api/v1/logout',
+      'post /api/v1/blobs/missing',
+      'put /api/v1/blobs/{sha256}',
+      'post /api/v1/builds',
+      'post /api/v1/builds/{id}/cancel',
+    ]);
+    let checked = 0;
+    for (const [path, methods] of Object.entries(doc.paths)) {
+      for (const method of Object.keys(methods)) {
+        if (method === 'get' || allowed.has(`${method} ${path}`)) continue;
+        const concrete = path.replace(/\{\w+\}/g, 'a0');
+        const response = await backup.api<{ error: { code: string; message: string } }>(
+          method.toUpperCase(),
+          concrete.replace('/api/v1', ''),
+          method === 'delete' ? undefined : {},
+        );
+        assert.equal(response.status, 403, `${method} ${path}: ${JSON.stringify(response.body)}`);
+        assert.equal(response.body.error.code, 'READ_ONLY', `${method} ${path}`);
+        assert.match(response.body.error.message, /primary/);
+        checked++;
+      }
+    }
+    assert.ok(checked >= 9, `only ${checked} mutating routes`);
   });
 
   it('hands everything back when the primary returns', async () => {

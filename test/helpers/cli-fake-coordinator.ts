@@ -18,8 +18,12 @@ export interface FakeRequest {
   json<T = unknown>(): T;
 }
 
-/** What a route answers: JSON (status 200 unless given), or nothing when it wrote itself. */
-export type FakeAnswer = { status?: number; json?: unknown; raw?: Buffer } | undefined;
+/**
+ * What a route answers: JSON (status 200 unless given), or nothing when it wrote itself; with
+ * `headers` on top of the fake's `headers`.
+ */
+export type FakeAnswer =
+  { status?: number; json?: unknown; raw?: Buffer; headers?: Record<string, string> } | undefined;
 export type FakeHandler = (
   request: FakeRequest,
   response: ServerResponse,
@@ -43,6 +47,11 @@ export class FakeCoordinator {
   private readonly server = createServer((req, res) => void this.dispatch(req, res));
   private readonly streams = new Set<ServerResponse>();
   url = '';
+  /**
+   * Headers of every response, routes and 404s alike (e.g. x-muster-backup, as a primary with
+   * a selected backup sends); change them at any time.
+   */
+  headers: Record<string, string> = {};
 
   static async start(): Promise<FakeCoordinator> {
     const fake = new FakeCoordinator();
@@ -106,6 +115,7 @@ export class FakeCoordinator {
       json: <T>() => JSON.parse(body.toString('utf8')) as T,
     };
     this.requests.push(request);
+    for (const [name, value] of Object.entries(this.headers)) res.setHeader(name, value);
     for (const route of this.routes) {
       if (route.method !== method) continue;
       const match = route.pattern.exec(url.pathname);
@@ -116,6 +126,9 @@ export class FakeCoordinator {
       try {
         const answer = await route.handler(request, res);
         if (answer === undefined) return;
+        for (const [name, value] of Object.entries(answer.headers ?? {})) {
+          res.setHeader(name, value);
+        }
         if (answer.raw !== undefined) {
           res.writeHead(answer.status ?? 200, { 'content-type': 'application/octet-stream' });
           res.end(answer.raw);

@@ -146,7 +146,14 @@ describe('ApiClient', () => {
 describe('exit codes and errors', () => {
   it('maps codes to exit codes', () => {
     assert.equal(exitCodeFor(new MusterError('UNREACHABLE')), 3);
-    for (const code of ['PLAN_INVALID', 'UNAUTHORIZED', 'NOT_FOUND', 'INVALID_PATH'] as const) {
+    for (const code of [
+      'PLAN_INVALID',
+      'UNAUTHORIZED',
+      'NOT_FOUND',
+      'INVALID_PATH',
+      'READ_ONLY',
+      'STANDBY',
+    ] as const) {
       assert.equal(exitCodeFor(new MusterError(code)), 2, code);
     }
     assert.equal(exitCodeFor(new MusterError('INTERNAL')), 1);

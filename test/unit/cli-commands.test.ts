@@ -20,6 +20,8 @@ import { FakeCoordinator, apiError, runCli } from '../helpers/cli-fake-coordinat
 
 const dirs: string[] = [];
 let fake: FakeCoordinator;
+/** Where the CLI may remember backups (never the real ~/.config). */
+let configDir: string;
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'muster-cli-'));
@@ -28,7 +30,7 @@ async function tempDir(): Promise<string> {
 }
 
 function envFor(url: string): NodeJS.ProcessEnv {
-  return { MUSTER_URL: url, MUSTER_TOKEN: 'test-token' };
+  return { MUSTER_URL: url, MUSTER_TOKEN: 'test-token', MUSTER_CONFIG_DIR: configDir };
 }
 
 async function closedPort(): Promise<number> {
@@ -95,6 +97,7 @@ const build: BuildView = {
 
 before(async () => {
   fake = await FakeCoordinator.start();
+  configDir = await tempDir();
 });
 afterEach(() => {
   fake.requests.length = 0;
@@ -459,11 +462,12 @@ describe('muster settings and status', () => {
     assert.match(all.stdout, /^Backup\.Timeout +30$/m);
   });
 
-  it('status --json prints the role', async () => {
+  it('status --json prints the role and term', async () => {
     const status: StatusView = {
       role: 'backup-active',
       version: '0.1.0',
       instanceId: 'i-1',
+      term: 4,
       agents: { total: 2, connected: 1 },
       builds: { queued: 0, running: 1 },
     };
@@ -473,6 +477,7 @@ describe('muster settings and status', () => {
     assert.deepEqual(JSON.parse(json.stdout), status);
     const human = await runCli(['status'], { env: envFor(fake.url) });
     assert.match(human.stdout, /^Role +backup, active/m);
+    assert.match(human.stdout, /^Term +4$/m);
   });
 
   it('a server error with problems prints every one', async () => {

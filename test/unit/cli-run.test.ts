@@ -30,6 +30,8 @@ tasks:
 
 const dirs: string[] = [];
 let fake: FakeCoordinator;
+/** Where the CLI may remember backups (never the real ~/.config). */
+let configDir: string;
 
 function sha(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -49,7 +51,7 @@ async function project(plan = PLAN): Promise<string> {
 }
 
 function env(): NodeJS.ProcessEnv {
-  return { MUSTER_URL: fake.url, MUSTER_TOKEN: 'test-token' };
+  return { MUSTER_URL: fake.url, MUSTER_TOKEN: 'test-token', MUSTER_CONFIG_DIR: configDir };
 }
 
 function task(name: string, status: TaskView['status'], extra: Partial<TaskView> = {}): TaskView {
@@ -162,6 +164,8 @@ function succeedingScenario(output: Buffer, outputMode = 0o755): Scenario {
 
 before(async () => {
   fake = await FakeCoordinator.start();
+  configDir = await mkdtemp(join(tmpdir(), 'muster-run-config-'));
+  dirs.push(configDir);
 });
 afterEach(() => {
   fake.requests.length = 0;

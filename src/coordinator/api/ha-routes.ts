@@ -13,6 +13,7 @@ import type { BackupSide } from '../ha/backup-side.js';
 import type { PrimarySide } from '../ha/primary-side.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
+import { selectBackupBody } from './schemas.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -30,8 +31,6 @@ const registerBody = z.object({
   secret: z.string().min(32).max(200),
   joinToken: z.string().max(200).optional(),
 });
-
-const selectBody = z.object({ name: z.string().regex(NAME).nullable() });
 
 const changesQuery = z.object({
   stream: z.string().min(1).max(100),
@@ -86,7 +85,7 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.put('/api/v1/backups/selected', async (request) => {
     const user = requireAdmin(request, ctx);
-    const { name } = parse(selectBody, request.body, 'selection');
+    const { name } = parse(selectBackupBody, request.body, 'selection');
     return primary().select(name, user.name);
   });
 

@@ -7,6 +7,7 @@ import {
   createUserBody,
   loginBody,
   missingBlobsBody,
+  selectBackupBody,
   setSettingBody,
   updateAgentBody,
 } from './schemas.js';
@@ -129,6 +130,19 @@ const routes: Route[] = [
     status: 201,
   },
   { method: 'delete', path: '/api/v1/users/{name}', summary: 'Delete a user (admin)', status: 204 },
+  { method: 'get', path: '/api/v1/backups', summary: 'Backup coordinators registered here' },
+  {
+    method: 'put',
+    path: '/api/v1/backups/selected',
+    summary: 'Select one backup, or none with null (admin, on the primary)',
+    body: selectBackupBody,
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/backups/{name}',
+    summary: 'Remove a registered backup (admin, on the primary)',
+    status: 204,
+  },
 ];
 
 const errorSchema = {

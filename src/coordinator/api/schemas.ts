@@ -186,6 +186,14 @@ export interface ExtensionView {
   builtIn: boolean;
 }
 
+/** PUT /api/v1/backups/selected: a registered backup's name, or null for none. */
+export const selectBackupBody = z.object({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a backup name')
+    .nullable(),
+});
+
 export type CoordinatorRole = 'primary' | 'backup-standby' | 'backup-active';
 
 /** A backup coordinator as the primary lists it (GET /api/v1/backups). */

@@ -102,6 +102,10 @@ export class Coordinator {
       agentLossGraceMs: options.agentLossGraceMs,
       // A primary does not take an agent from a backup it knows is running the cluster.
       mayOutbid: () => !failback || !['active', 'taking-over'].includes(failback.backupState),
+      deferRelease: (release) => {
+        if (this.primarySide) this.primarySide.deferRelease(release);
+        else release();
+      },
     });
     this.engine = engine;
     const metrics = new Metrics({
@@ -170,7 +174,8 @@ export class Coordinator {
       ha: { primary: primarySide, backup: backupSide },
       term: () => backupSide?.term() ?? primarySide?.term() ?? 1,
       instanceId: () => identity().instanceId,
-      isReady: () => this.state === 'running',
+      // A backup is ready once it holds a copy of its primary's state (users included).
+      isReady: () => this.state === 'running' && (!backupSide || backupSide.hasState),
     };
     this.app = buildServer(ctx, log, (key) => {
       if (key === INSTANCE_ID_SETTING && engine.running) engine.pool.reconnectAll();

@@ -27,6 +27,8 @@ export interface EngineContext {
   agentLossGraceMs: number;
   /** May a connection outbid an expired lease of a higher term (see AgentConnection)? */
   mayOutbid(): boolean;
+  /** See SchedulerContext.deferRelease. */
+  deferRelease?: (release: () => void) => void;
 }
 
 /** What the API asks of the scheduler, answered even while the engine is stopped. */
@@ -90,6 +92,7 @@ export class Engine implements EnginePort, BuildControl {
       events: this.ctx.events,
       log: this.ctx.log,
       agentLossGraceMs: this.ctx.agentLossGraceMs,
+      ...(this.ctx.deferRelease ? { deferRelease: this.ctx.deferRelease } : {}),
     });
     this.scheduler = scheduler;
     scheduler.start();

@@ -20,6 +20,8 @@ export interface StartedCoordinator {
   logs: Record<string, unknown>[];
   /** Logs in as admin (again): a backup has no users until its first snapshot. */
   login(): Promise<void>;
+  /** Waits until /readyz says ready (a backup: once it holds its primary's state), then logs in. */
+  loginWhenReady(timeoutMs?: number): Promise<void>;
   api<T = unknown>(
     method: string,
     path: string,
@@ -115,6 +117,14 @@ export async function startCoordinator(
     token,
     logs,
     login,
+    loginWhenReady: async (timeoutMs = 20_000) => {
+      await waitFor(
+        async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(5000) })).ok,
+        timeoutMs,
+        `${url} to be ready`,
+      );
+      await login();
+    },
     api: (method, path, body) => api(method, path, body, token),
     addAgent: async (name, agent, labels = []) => {
       const response = await api(

@@ -86,6 +86,8 @@ export class BackupSide {
   private loops: Promise<void>[] = [];
   private readonly sleepers = new Set<() => void>();
   private takeoverStartedAt = 0;
+  /** The takeover record before this attempt (restored when the attempt is abandoned). */
+  private previousTakeover: TakeoverRecord | undefined;
 
   constructor(
     private readonly store: Store,
@@ -97,6 +99,11 @@ export class BackupSide {
 
   get role(): StatusView['role'] {
     return this.state === 'active' ? 'backup-active' : 'backup-standby';
+  }
+
+  /** Whether this backup holds a copy of its primary's state (it may take over). */
+  get hasState(): boolean {
+    return this.store.replication.position().at !== null;
   }
 
   get secret(): string {
@@ -202,8 +209,12 @@ export class BackupSide {
     const now = Date.now();
     if (this.state === 'standby') {
       const since = this.lastPrimaryContact ?? this.startedAt;
-      const hasState = this.store.replication.position().at !== null;
-      if (!reached && this.selected && hasState && now - since >= this.options.failoverTimeoutMs) {
+      if (
+        !reached &&
+        this.selected &&
+        this.hasState &&
+        now - since >= this.options.failoverTimeoutMs
+      ) {
         await this.beginTakeover();
       }
       return;
@@ -279,6 +290,7 @@ export class BackupSide {
 
   private async beginTakeover(): Promise<void> {
     const previous = this.takeoverRecord();
+    this.previousTakeover = previous;
     const term = Math.max(this.term(), previous?.term ?? 0) + 1;
     const replication = this.store.replication;
     const active = this.store.listActiveBuilds().map((b) => b.id);
@@ -311,8 +323,10 @@ export class BackupSide {
     this.engine.startPool(term);
   }
 
+  /** Never became active: nothing was run, so there is no new history to hand back. */
   private async abandonTakeover(): Promise<void> {
     await this.engine.stop(true);
+    this.store.setSetting(TAKEOVER_SETTING, this.previousTakeover);
     this.state = 'standby';
   }
 

@@ -46,9 +46,20 @@ export interface HeartbeatView {
   lastSeq: number;
 }
 
+/** Releases wait for the backup's acknowledgement at most this long (then go anyway). */
+const RELEASE_WAIT_MS = 5 * 60_000;
+const RELEASE_QUEUE_MAX = 100_000;
+
+interface PendingRelease {
+  seq: number;
+  at: number;
+  release: () => void;
+}
+
 export class PrimarySide {
   private readonly startedAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
+  private readonly releases: PendingRelease[] = [];
 
   constructor(
     private readonly store: Store,
@@ -58,8 +69,11 @@ export class PrimarySide {
   ) {}
 
   start(): void {
-    const every = Math.max(250, Math.min(this.options.deselectAfterMs / 4, 30_000));
-    this.timer = setInterval(() => this.checkDeselection(), every);
+    const every = Math.max(250, Math.min(this.options.deselectAfterMs / 4, 10_000));
+    this.timer = setInterval(() => {
+      this.checkDeselection();
+      this.drainReleases(undefined);
+    }, every);
     this.timer.unref();
     // Recording follows the selection (a database from before this feature has neither).
     const selected = this.selected();
@@ -71,6 +85,34 @@ export class PrimarySide {
 
   stop(): void {
     clearInterval(this.timer);
+  }
+
+  /**
+   * Holds a finished task's release on its agent until the selected backup has acknowledged
+   * the change that recorded its result (the result is committed by the time setImmediate runs).
+   */
+  deferRelease(release: () => void): void {
+    if (this.store.replication.outStream() === null) {
+      release();
+      return;
+    }
+    setImmediate(() => {
+      this.releases.push({ seq: this.store.replication.lastSeq(), at: Date.now(), release });
+      if (this.releases.length > RELEASE_QUEUE_MAX) this.releases.shift()?.release();
+    });
+  }
+
+  /** Releases what the backup has (up to `acked`), what waited too long, or all without a backup. */
+  private drainReleases(acked: number | undefined): void {
+    const all = this.store.replication.outStream() === null;
+    const expired = Date.now() - RELEASE_WAIT_MS;
+    let keep = 0;
+    for (const pending of this.releases) {
+      if (all || pending.at < expired || (acked !== undefined && pending.seq <= acked))
+        pending.release();
+      else this.releases[keep++] = pending;
+    }
+    this.releases.length = keep;
   }
 
   register(input: RegisterInput): { selected: boolean; instanceId: string } {
@@ -136,6 +178,7 @@ export class PrimarySide {
     if (stream === replication.outStream() && after <= replication.lastSeq()) {
       this.store.backups.ack(backup.name, after, at);
       replication.prune(after);
+      this.drainReleases(after);
     }
     const deadline = Date.now() + Math.min(Math.max(waitMs, 0), 30_000);
     while (replication.lastSeq() <= after && Date.now() < deadline && !closed()) {

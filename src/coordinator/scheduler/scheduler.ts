@@ -31,6 +31,12 @@ export interface SchedulerContext {
   agentLossGraceMs: number;
   /** Extra attempts allowed for agent loss, on top of a task's `retries`. */
   lossRetries?: number;
+  /**
+   * When to tell the agent it may forget a finished task (default: at once). A primary with a
+   * backup waits until the backup has the result, so a backup that takes over re-attaches and
+   * reads it instead of running the task again.
+   */
+  deferRelease?: (release: () => void) => void;
 }
 
 interface InFlight {
@@ -481,7 +487,11 @@ export class Scheduler {
     // a commit per task was most of the coordinator's time at thousands of tasks a second.
     this.finishing.push(() => this.finishFlight(flight, status, result, detail));
     if (this.finishing.length === 1) queueMicrotask(() => this.flushFinishing());
-    void client.releaseTask(flight.attempt.agentTaskId).catch(() => undefined);
+    const release = (): void => {
+      void client.releaseTask(flight.attempt.agentTaskId).catch(() => undefined);
+    };
+    if (this.ctx.deferRelease) this.ctx.deferRelease(release);
+    else release();
   }
 
   private flushFinishing(): void {

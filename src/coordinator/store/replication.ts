@@ -18,6 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { MusterError } from '../../protocol/errors.js';
+import { mergeBuild } from './history-merge.js';
 
 /** Replicated tables in an order that satisfies their foreign keys. */
 export const REPLICATED_TABLES = [
@@ -302,107 +303,11 @@ export class ReplicationStore {
   }
 
   /**
-   * Writes a build from a backup into this store: the same build (same uid) is updated; a new
-   * one keeps its id when free and gets a new one otherwise. Tasks are overwritten (the backup
-   * ran the build last), attempts matched by their agent task id, log chunks appended (the caller
-   * passes only chunks it has not merged before). Returns the local build id.
+   * Writes a build from a backup into this store (see history-merge.ts: the same build, matched
+   * by uid, only moves forward; a new one keeps its id when free). Returns the local build id.
    */
   mergeBuildHistory(history: BuildHistory, appendLogs: WireRow[]): number {
-    return this.transaction(() => {
-      const remote = history.build;
-      const uid = String(remote.uid);
-      const byUid = this.db.prepare('SELECT id FROM builds WHERE uid = ?').get(uid) as
-        { id: number } | undefined;
-      let id: number;
-      const fields = {
-        status: remote.status,
-        plan: remote.plan,
-        files: remote.files,
-        created_by: remote.created_by,
-        created_at: remote.created_at,
-        started_at: remote.started_at,
-        finished_at: remote.finished_at,
-        error: remote.error,
-        uid,
-      };
-      if (byUid) {
-        id = byUid.id;
-        this.db
-          .prepare(
-            `UPDATE builds SET status = @status, started_at = @started_at,
-             finished_at = @finished_at, error = @error WHERE id = @id`,
-          )
-          .run({ ...fields, id });
-      } else {
-        const taken = this.db.prepare('SELECT 1 FROM builds WHERE id = ?').get(remote.id);
-        const insert = this.db.prepare(
-          `INSERT INTO builds (${taken ? '' : 'id, '}status, plan, files, created_by, created_at,
-             started_at, finished_at, error, uid)
-           VALUES (${taken ? '' : '@id, '}@status, @plan, @files, @created_by, @created_at,
-             @started_at, @finished_at, @error, @uid) RETURNING id`,
-        );
-        id = (insert.get({ ...fields, ...(taken ? {} : { id: remote.id }) }) as { id: number }).id;
-      }
-      const tasks = this.info('tasks');
-      for (const task of history.tasks) {
-        tasks.upsert.run(fromWire({ ...task, build_id: id }, tasks.columns));
-      }
-      for (const attempt of history.attempts) {
-        const existing = this.db
-          .prepare('SELECT id FROM attempts WHERE agent_task_id = ?')
-          .get(attempt.agent_task_id) as { id: number } | undefined;
-        const values = {
-          build_id: id,
-          task_name: attempt.task_name,
-          number: attempt.number,
-          agent: attempt.agent,
-          agent_task_id: attempt.agent_task_id,
-          status: attempt.status,
-          started_at: attempt.started_at,
-          finished_at: attempt.finished_at,
-          exit_code: attempt.exit_code,
-          error: attempt.error,
-          next_seq: attempt.next_seq,
-        };
-        if (existing) {
-          this.db
-            .prepare(
-              `UPDATE attempts SET status = @status, finished_at = @finished_at,
-               exit_code = @exit_code, error = @error, next_seq = @next_seq, agent = @agent
-               WHERE id = @id`,
-            )
-            .run({ ...values, id: existing.id });
-        } else {
-          // Another attempt of ours may hold the number (one the backup never heard of).
-          const clash = this.db
-            .prepare('SELECT 1 FROM attempts WHERE build_id = ? AND task_name = ? AND number = ?')
-            .get(id, attempt.task_name, attempt.number);
-          if (clash) {
-            const top = this.db
-              .prepare('SELECT max(number) AS n FROM attempts WHERE build_id = ? AND task_name = ?')
-              .get(id, attempt.task_name) as { n: number };
-            values.number = top.n + 1;
-          }
-          this.db
-            .prepare(
-              `INSERT INTO attempts (build_id, task_name, number, agent, agent_task_id, status,
-               started_at, finished_at, exit_code, error, next_seq)
-               VALUES (@build_id, @task_name, @number, @agent, @agent_task_id, @status,
-               @started_at, @finished_at, @exit_code, @error, @next_seq)`,
-            )
-            .run(values);
-        }
-      }
-      const insertLog = this.db.prepare(
-        `INSERT INTO log_chunks (build_id, task_name, attempt, stream, data, at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
-      );
-      for (const chunk of appendLogs) {
-        const row = fromWire(chunk, ['task_name', 'attempt', 'stream', 'data', 'at']);
-        insertLog.run(id, row.task_name, row.attempt, row.stream, row.data, row.at);
-      }
-      return id;
-    });
+    return this.transaction(() => mergeBuild(this.db, history, appendLogs));
   }
 
   /** The JSON file lists of every build, task output and extension (for a blob sweep). */

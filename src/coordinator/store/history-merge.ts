@@ -1,0 +1,186 @@
+/**
+ * Merging a build that a backup ran back into the primary's store, as a join that only moves
+ * forward: either side may hold the newer view of a row (the backup ran the build last, but the
+ * primary may have recorded things the backup never received before it died, or kept running a
+ * build the backup only held a stale copy of), so each row keeps whichever side got further.
+ *
+ * - Build: matched by uid; a new one keeps its id when free, else gets the next. Status moves
+ *   queued → running → finished; the further one wins.
+ * - Task: (attempts, status rank) decides; pending < queued < running < finished.
+ * - Attempt: matched by agent task id; a finished one beats a running one. A new attempt whose
+ *   number is taken (by one the backup never heard of) gets the next number.
+ * - Log chunks: appended (the caller passes each chunk once).
+ * Afterwards every task's attempt counter is at least its highest attempt number, so the next
+ * dispatch never reuses one.
+ */
+import type Database from 'better-sqlite3';
+import type { BuildHistory, WireRow } from './replication.js';
+
+const BUILD_RANK: Record<string, number> = { queued: 0, running: 1 };
+const TASK_RANK: Record<string, number> = { pending: 0, queued: 1, running: 2 };
+const FINISHED = 3;
+
+function buildRank(status: unknown): number {
+  return BUILD_RANK[String(status)] ?? 2;
+}
+
+function taskProgress(row: Record<string, unknown>): number {
+  return Number(row.attempts) * 10 + (TASK_RANK[String(row.status)] ?? FINISHED);
+}
+
+export function mergeBuild(
+  db: Database.Database,
+  history: BuildHistory,
+  appendLogs: WireRow[],
+): number {
+  const remote = history.build;
+  const uid = String(remote.uid);
+  const local = db.prepare('SELECT id, status FROM builds WHERE uid = ?').get(uid) as
+    { id: number; status: string } | undefined;
+  let id: number;
+  if (local) {
+    id = local.id;
+    if (buildRank(remote.status) > buildRank(local.status)) {
+      db.prepare(
+        `UPDATE builds SET status = @status, started_at = @started_at,
+         finished_at = @finished_at, error = @error WHERE id = @id`,
+      ).run({
+        status: remote.status,
+        started_at: remote.started_at,
+        finished_at: remote.finished_at,
+        error: remote.error,
+        id,
+      });
+    }
+  } else {
+    const taken = db.prepare('SELECT 1 FROM builds WHERE id = ?').get(remote.id) !== undefined;
+    const values = {
+      status: remote.status,
+      plan: remote.plan,
+      files: remote.files,
+      created_by: remote.created_by,
+      created_at: remote.created_at,
+      started_at: remote.started_at,
+      finished_at: remote.finished_at,
+      error: remote.error,
+      uid,
+    };
+    const insert = db.prepare(
+      `INSERT INTO builds (${taken ? '' : 'id, '}status, plan, files, created_by, created_at,
+         started_at, finished_at, error, uid)
+       VALUES (${taken ? '' : '@id, '}@status, @plan, @files, @created_by, @created_at,
+         @started_at, @finished_at, @error, @uid) RETURNING id`,
+    );
+    id = (insert.get(taken ? values : { ...values, id: remote.id }) as { id: number }).id;
+  }
+  mergeTasks(db, id, history.tasks);
+  mergeAttempts(db, id, history.attempts);
+  const insertLog = db.prepare(
+    `INSERT INTO log_chunks (build_id, task_name, attempt, stream, data, at)
+     VALUES (?, ?, ?, ?, ?, ?)`,
+  );
+  for (const chunk of appendLogs) {
+    const data = (chunk.data as { $b64?: unknown } | null)?.$b64;
+    insertLog.run(
+      id,
+      chunk.task_name,
+      chunk.attempt,
+      chunk.stream,
+      Buffer.from(typeof data === 'string' ? data : '', 'base64'),
+      chunk.at,
+    );
+  }
+  db.prepare(
+    `UPDATE tasks SET attempts = (SELECT max(number) FROM attempts a
+       WHERE a.build_id = tasks.build_id AND a.task_name = tasks.name)
+     WHERE build_id = ? AND attempts < (SELECT coalesce(max(number), 0) FROM attempts a
+       WHERE a.build_id = tasks.build_id AND a.task_name = tasks.name)`,
+  ).run(id);
+  return id;
+}
+
+function mergeTasks(db: Database.Database, buildId: number, tasks: WireRow[]): void {
+  const get = db.prepare('SELECT attempts, status FROM tasks WHERE build_id = ? AND name = ?');
+  const update = db.prepare(
+    `UPDATE tasks SET status = @status, attempts = @attempts, exit_code = @exit_code,
+     agent = @agent, started_at = @started_at, finished_at = @finished_at, outputs = @outputs,
+     error = @error WHERE build_id = @build_id AND name = @name`,
+  );
+  const insert = db.prepare(
+    `INSERT INTO tasks (build_id, name, position, status, attempts, exit_code, agent,
+     started_at, finished_at, outputs, error)
+     VALUES (@build_id, @name, @position, @status, @attempts, @exit_code, @agent, @started_at,
+     @finished_at, @outputs, @error)`,
+  );
+  for (const task of tasks) {
+    const values = {
+      build_id: buildId,
+      name: task.name,
+      position: task.position,
+      status: task.status,
+      attempts: task.attempts,
+      exit_code: task.exit_code,
+      agent: task.agent,
+      started_at: task.started_at,
+      finished_at: task.finished_at,
+      outputs: task.outputs,
+      error: task.error,
+    };
+    const mine = get.get(buildId, task.name) as { attempts: number; status: string } | undefined;
+    if (!mine) insert.run(values);
+    else if (taskProgress(task) > taskProgress(mine)) update.run(values);
+  }
+}
+
+function mergeAttempts(db: Database.Database, buildId: number, attempts: WireRow[]): void {
+  const byTaskId = db.prepare('SELECT id, status FROM attempts WHERE agent_task_id = ?');
+  const finish = db.prepare(
+    `UPDATE attempts SET status = @status, finished_at = @finished_at, exit_code = @exit_code,
+     error = @error, next_seq = max(next_seq, @next_seq) WHERE id = @id`,
+  );
+  const numberTaken = db.prepare(
+    'SELECT 1 FROM attempts WHERE build_id = ? AND task_name = ? AND number = ?',
+  );
+  const topNumber = db.prepare(
+    'SELECT coalesce(max(number), 0) AS n FROM attempts WHERE build_id = ? AND task_name = ?',
+  );
+  const insert = db.prepare(
+    `INSERT INTO attempts (build_id, task_name, number, agent, agent_task_id, status,
+     started_at, finished_at, exit_code, error, next_seq)
+     VALUES (@build_id, @task_name, @number, @agent, @agent_task_id, @status, @started_at,
+     @finished_at, @exit_code, @error, @next_seq)`,
+  );
+  for (const attempt of attempts) {
+    const mine = byTaskId.get(attempt.agent_task_id) as { id: number; status: string } | undefined;
+    if (mine) {
+      if (mine.status === 'running' && attempt.status !== 'running') {
+        finish.run({
+          status: attempt.status,
+          finished_at: attempt.finished_at,
+          exit_code: attempt.exit_code,
+          error: attempt.error,
+          next_seq: attempt.next_seq,
+          id: mine.id,
+        });
+      }
+      continue;
+    }
+    let number = Number(attempt.number);
+    if (numberTaken.get(buildId, attempt.task_name, number)) {
+      number = (topNumber.get(buildId, attempt.task_name) as { n: number }).n + 1;
+    }
+    insert.run({
+      build_id: buildId,
+      task_name: attempt.task_name,
+      number,
+      agent: attempt.agent,
+      agent_task_id: attempt.agent_task_id,
+      status: attempt.status,
+      started_at: attempt.started_at,
+      finished_at: attempt.finished_at,
+      exit_code: attempt.exit_code,
+      error: attempt.error,
+      next_seq: attempt.next_seq,
+    });
+  }
+}

@@ -121,18 +121,7 @@ describe('backup coordinator', () => {
     assert.equal(selected.status, 200, JSON.stringify(selected.body));
     assert.equal(selected.body[0]?.selected, true);
     // The same credentials work on the backup once it has the primary's state.
-    await waitFor(
-      async () => {
-        try {
-          await backup.login();
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      20_000,
-      'the backup to receive the users',
-    );
+    await backup.loginWhenReady();
     const seen = await status(backup);
     assert.equal(seen.role, 'backup-standby');
     assert.equal(seen.instanceId, (await status(primary)).instanceId);

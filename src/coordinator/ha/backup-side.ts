@@ -26,7 +26,7 @@ import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
 import { PeerClient } from './peer-client.js';
 import type { HeartbeatView } from './primary-side.js';
-import { SELECTED_BACKUP_SETTING, TERM_SETTING } from './primary-side.js';
+import { TERM_SETTING } from './primary-side.js';
 
 export const TAKEOVER_SETTING = 'HA.Takeover';
 
@@ -65,6 +65,8 @@ const identitySchema = z.object({
   secret: z.string(),
   primaryUrl: z.string(),
   primaryFingerprint: z.string().optional(),
+  /** Whether the primary last said this backup is the selected one. */
+  selected: z.boolean().optional(),
 });
 type Identity = z.infer<typeof identitySchema>;
 
@@ -86,6 +88,7 @@ export class BackupSide {
   private loops: Promise<void>[] = [];
   private readonly sleepers = new Set<() => void>();
   private takeoverStartedAt = 0;
+  private handbackStartedAt = 0;
   /** The takeover record before this attempt (restored when the attempt is abandoned). */
   private previousTakeover: TakeoverRecord | undefined;
 
@@ -112,8 +115,9 @@ export class BackupSide {
 
   async start(): Promise<void> {
     this.identity = await this.loadIdentity();
-    // Until the primary says otherwise: what the last copy of its settings said.
-    this.selected = this.store.getSetting(SELECTED_BACKUP_SETTING) === this.identity.name;
+    // Until the primary says otherwise: what it said last (a backup deselected while it was
+    // away from the primary would otherwise still think it is selected).
+    this.selected = this.identity.selected ?? false;
     this.peer = new PeerClient(
       this.options.primaryUrl,
       () => this.identity.secret,
@@ -166,6 +170,7 @@ export class BackupSide {
     takeover: TakeoverRecord | null;
   }> {
     const takeover = this.takeoverRecord();
+    this.handbackStartedAt = Date.now();
     if (this.state === 'active' || this.state === 'taking-over') {
       this.state = 'handing-back';
       this.log.info('the primary is back and takes over: stopping, giving the leases back');
@@ -219,6 +224,16 @@ export class BackupSide {
       }
       return;
     }
+    if (this.state === 'handing-back') {
+      // The primary died (or gave up) during failback: the history is still here, and a takeover
+      // may be needed again.
+      const since = Math.max(this.lastPrimaryContact ?? 0, this.handbackStartedAt);
+      if (!reached && now - since >= this.options.failoverTimeoutMs) {
+        this.log.warn('the primary went away during failback: standing by with the history kept');
+        this.state = 'standby';
+      }
+      return;
+    }
     if (this.state === 'taking-over') {
       if (reached) {
         this.log.info('the primary answers again: not taking over');
@@ -265,6 +280,8 @@ export class BackupSide {
           body.selected ? 'this backup is selected' : 'this backup is not selected',
         );
         if (body.selected) this.wake();
+        this.identity = { ...this.identity, selected: body.selected };
+        await this.saveIdentity();
       }
       this.selected = body.selected;
       this.primaryReachable = true;
@@ -332,6 +349,8 @@ export class BackupSide {
 
   private async activate(): Promise<void> {
     const adopted = await this.engine.adoptOrphans();
+    // The primary may have come back (and begun a failback) while the agents were listed.
+    if (this.state !== 'taking-over' || !this.engine.running) return;
     this.engine.startScheduler();
     this.state = 'active';
     this.activeSince = new Date().toISOString();
@@ -358,8 +377,11 @@ export class BackupSide {
           this.store.replication.resetPosition();
           continue;
         }
-        if (error.code === 'NOT_SELECTED') this.selected = false;
-        else this.log.warn({ code: error.code }, `replication: ${error.message}`);
+        if (error.code === 'NOT_SELECTED') {
+          this.selected = false;
+          this.identity = { ...this.identity, selected: false };
+          await this.saveIdentity();
+        } else this.log.warn({ code: error.code }, `replication: ${error.message}`);
         await this.sleep(this.options.heartbeatMs);
       }
     }

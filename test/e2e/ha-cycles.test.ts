@@ -1,0 +1,172 @@
+/**
+ * 20 cycles of `kill -9` of the primary at a random moment and a restart after a random pause
+ * (sometimes before the backup takes over, sometimes after, sometimes in the middle of a
+ * failback), with builds submitted to the primary each cycle and to the backup whenever it is
+ * active. At the end: every accepted build succeeded on the primary, every task has exactly one
+ * successful attempt and ran exactly once (a marker file per task gets one line per run), and
+ * every agent is back with the primary. TLS on every link.
+ *
+ * The random moments come from a seed printed at the start (MUSTER_TEST_SEED repeats a run).
+ */
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { AttemptView, BuildView, StatusView } from '../../src/coordinator/api/schemas.js';
+import {
+  cleanup,
+  makeTempDir,
+  startAgent,
+  waitFor,
+  type StartedAgent,
+} from '../helpers/agent-process.js';
+import {
+  killCoordinators,
+  startCoordinator,
+  type StartedCoordinator,
+} from '../helpers/coordinator-process.js';
+
+const CYCLES = 20;
+const FAST = ['--ha-heartbeat', '300ms', '--heartbeat-interval', '500ms'];
+let agents: StartedAgent[];
+let primary: StartedCoordinator;
+let backup: StartedCoordinator;
+let markers: string;
+let seed = Number(process.env.MUSTER_TEST_SEED ?? Date.now() % 1_000_000);
+
+/** A small deterministic generator (mulberry32), so a failing run can be repeated. */
+function random(): number {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function plan(prefix: string): string {
+  return `tasks:\n${[0, 1, 2, 3]
+    .map(
+      (i) =>
+        `  t${i}:\n    run: echo ran >> ${join(markers, `${prefix}-t${i}`)}; sleep 0.4\n${
+          i > 1 ? `    needs: [t${i - 2}]\n` : ''
+        }`,
+    )
+    .join('')}`;
+}
+
+async function startPrimary(dataDir?: string): Promise<StartedCoordinator> {
+  return startCoordinator({ tls: true, ...(dataDir ? { dataDir } : {}), args: [...FAST] });
+}
+
+async function role(of: StartedCoordinator): Promise<string | undefined> {
+  try {
+    return (await of.api<StatusView>('GET', '/status')).body.role;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The primary runs the cluster again: the backup stands by, every agent is with the primary. */
+async function stable(): Promise<void> {
+  await waitFor(
+    async () => {
+      if ((await role(backup)) !== 'backup-standby') return false;
+      const list = (await primary.api<{ status: string }[]>('GET', '/agents')).body;
+      return list.every((a) => a.status === 'connected' || a.status === 'busy');
+    },
+    60_000,
+    'the primary to run the cluster again',
+  );
+}
+
+before(async () => {
+  markers = await makeTempDir('muster-ha-cycles-');
+  agents = await Promise.all([0, 1].map(() => startAgent({ args: ['--lease-ttl', '2s'] })));
+  primary = await startPrimary();
+  for (const [i, agent] of agents.entries()) await primary.addAgent(`a${i}`, agent);
+  backup = await startCoordinator({
+    tls: true,
+    login: false,
+    args: [...FAST, '--backup-of', primary.url, '--backup-name', 'b1', '--failover-timeout', '2s'],
+  });
+  await waitFor(
+    async () => (await primary.api('PUT', '/backups/selected', { name: 'b1' })).status === 200,
+    15_000,
+    'the backup to register',
+  );
+  await backup.loginWhenReady();
+});
+
+after(async () => {
+  await killCoordinators();
+  await cleanup([markers]);
+});
+
+describe('kill and restart the primary, again and again', () => {
+  it(
+    `loses no build and runs no task twice over ${CYCLES} cycles`,
+    { timeout: 900_000 },
+    async () => {
+      process.stderr.write(`ha-cycles: seed ${seed}\n`);
+      const accepted: { id: number; prefix: string }[] = [];
+      let takeovers = 0;
+      for (let cycle = 0; cycle < CYCLES; cycle++) {
+        const prefix = `c${cycle}`;
+        const submitted = await primary.api<BuildView>('POST', '/builds', {
+          plan: plan(prefix),
+          files: [],
+        });
+        assert.equal(submitted.status, 201, JSON.stringify(submitted.body));
+        accepted.push({ id: submitted.body.id, prefix });
+        await sleep(random() * 1500);
+        await primary.kill();
+        // Restart after 0–5 s: before the takeover, during it, or well after it.
+        const pause = random() * 5000;
+        const until = Date.now() + pause;
+        let submittedToBackup = false;
+        while (Date.now() < until) {
+          if (!submittedToBackup && (await role(backup)) === 'backup-active') {
+            takeovers++;
+            const onBackup = await backup.api<BuildView>('POST', '/builds', {
+              plan: plan(`${prefix}b`),
+              files: [],
+            });
+            assert.equal(onBackup.status, 201, JSON.stringify(onBackup.body));
+            accepted.push({ id: onBackup.body.id, prefix: `${prefix}b` });
+            submittedToBackup = true;
+          }
+          await sleep(200);
+        }
+        primary = await startPrimary(primary.dataDir);
+        // Sometimes kill it again in the middle of taking the cluster back.
+        if (random() < 0.2) {
+          await sleep(random() * 500);
+          await primary.kill();
+          primary = await startPrimary(primary.dataDir);
+        }
+        await stable();
+      }
+      process.stderr.write(`ha-cycles: ${takeovers} takeovers seen in ${CYCLES} cycles\n`);
+      assert.ok(takeovers > 0, 'the backup never took over: the cycles did not test failover');
+      for (const { id, prefix } of accepted) {
+        const build = await primary.waitForBuild(id, 120_000);
+        assert.equal(build.status, 'succeeded', `${prefix}: ${JSON.stringify(build)}`);
+        const attempts = (await primary.api<AttemptView[]>('GET', `/builds/${id}/attempts`)).body;
+        for (const task of build.tasks) {
+          const ok = attempts.filter((a) => a.task === task.name && a.status === 'succeeded');
+          assert.equal(ok.length, 1, `${prefix} ${task.name}: ${JSON.stringify(attempts)}`);
+        }
+      }
+      const files = await readdir(markers);
+      assert.equal(files.length, accepted.length * 4, 'every task of every build ran');
+      for (const file of files) {
+        const runs = (await readFile(join(markers, file), 'utf8')).trim().split('\n').length;
+        assert.equal(runs, 1, `${file} ran ${runs} times`);
+      }
+    },
+  );
+});

@@ -58,7 +58,7 @@ export function registerCoordinatorCommand(program: Command): void {
       const { url, generatedAdminPassword } = await coordinator.start();
       if (options.backupOf !== undefined) {
         process.stderr.write(
-          `muster coordinator: backup of ${options.backupOf}, registered as "${options.backupName}"; an admin selects it there with: muster backup select ${options.backupName}\n`,
+          `muster coordinator: backup of ${options.backupOf}, registering as "${options.backupName}"; once it is listed there (muster backup list), an admin selects it with: muster backup select ${options.backupName}\n`,
         );
       }
       if (generatedAdminPassword !== undefined) {

@@ -29,7 +29,7 @@ import { Engine } from './engine.js';
 import { BackupSide } from './ha/backup-side.js';
 import { Failback } from './ha/failback.js';
 import { PeerClient } from './ha/peer-client.js';
-import { PrimarySide } from './ha/primary-side.js';
+import { PrimarySide, TERM_SETTING } from './ha/primary-side.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
@@ -102,6 +102,10 @@ export class Coordinator {
       agentLossGraceMs: options.agentLossGraceMs,
       // A primary does not take an agent from a backup it knows is running the cluster.
       mayOutbid: () => !failback || !['active', 'taking-over'].includes(failback.backupState),
+      onTermHeld: (term) => {
+        const current = store.getSetting(TERM_SETTING);
+        if (typeof current !== 'number' || term > current) store.setSetting(TERM_SETTING, term);
+      },
       deferRelease: (release) => {
         if (this.primarySide) this.primarySide.deferRelease(release);
         else release();

@@ -27,6 +27,8 @@ export interface EngineContext {
   agentLossGraceMs: number;
   /** May a connection outbid an expired lease of a higher term (see AgentConnection)? */
   mayOutbid(): boolean;
+  /** A lease was granted with this term (it may be above the coordinator's, see termToAsk). */
+  onTermHeld?: (term: number) => void;
   /** See SchedulerContext.deferRelease. */
   deferRelease?: (release: () => void) => void;
 }
@@ -54,6 +56,12 @@ export class Engine implements EnginePort, BuildControl {
       onLost: (c) => this.scheduler?.onAgentLost(c),
       onChange: (view) => ctx.events.emit('agent', view),
       mayOutbid: () => ctx.mayOutbid(),
+      // An agent may grant a term above this.term (an expired lease outbid): the status says so.
+      // The base term stays: raising it would fence this coordinator off the agents whose
+      // lease it holds, live, with the lower one, until those expire.
+      onLease: (_connection, lease) => {
+        if (lease.held && lease.term > this.term) ctx.onTermHeld?.(lease.term);
+      },
     });
   }
 

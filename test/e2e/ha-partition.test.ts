@@ -108,8 +108,8 @@ before(async () => {
 
 after(async () => {
   if (process.env.MUSTER_TEST_DEBUG) {
-    for (const l of backup.logs.slice(-40)) console.log('B', JSON.stringify(l).slice(0, 300));
-    for (const l of primary.logs.slice(-40)) console.log('P', JSON.stringify(l).slice(0, 300));
+    for (const l of backup.logs) console.log('B', JSON.stringify(l).slice(0, 300));
+    for (const l of primary.logs.slice(-20)) console.log('P', JSON.stringify(l).slice(0, 300));
   }
   // A stopped primary cannot be killed until it runs again.
   primary.process.kill('SIGCONT');
@@ -143,8 +143,10 @@ describe('partitions', () => {
     toPrimary.heal();
     toBackup.heal();
     await waitFor(
-      async () =>
-        (await backup.api<BuildView>('GET', `/builds/${build.id}`)).body.status === 'succeeded',
+      async () => {
+        const seen = await backup.api<BuildView>('GET', `/builds/${build.id}`);
+        return seen.body.status === 'succeeded';
+      },
       20_000,
       'the backup to catch up',
     );

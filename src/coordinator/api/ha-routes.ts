@@ -131,7 +131,7 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
   // ---- both directions ----------------------------------------------------------------------
 
   app.get<{ Params: { sha256: string } }>('/api/v1/ha/blobs/:sha256', async (request, reply) => {
-    if (ctx.ha.primary) fromBackup(request);
+    if (ctx.ha.primary) ctx.ha.primary.requireSelected(fromBackup(request));
     else fromPrimary(request);
     const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
     const size = await ctx.blobs.sizeOf(sha256);

@@ -49,6 +49,7 @@ export function buildServer(
   registerHaRoutes(app, ctx);
   // Clients learn the selected backup from the primary, to switch to it when the primary is away.
   app.addHook('onSend', async (request, reply) => {
+    if (!request.user) return;
     const backup = ctx.ha.primary?.selected();
     if (backup && request.url.startsWith('/api/v1/') && !request.url.startsWith('/api/v1/ha/'))
       void reply.header('x-muster-backup', backup.url);

@@ -20,7 +20,7 @@ import { writeAtomic } from '../../protocol/atomic-file.js';
 import type { BlobStore } from '../../protocol/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { StatusView } from '../api/schemas.js';
-import type { ChangePage } from '../store/replication.js';
+import { LOCAL_TOKEN_BASE, type ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';
 import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
@@ -70,6 +70,14 @@ const identitySchema = z.object({
 });
 type Identity = z.infer<typeof identitySchema>;
 
+/** Answers that mean the primary is up but will not talk to this backup as it is. */
+const REFUSALS = new Set([
+  'TLS_FINGERPRINT_MISMATCH',
+  'UNAUTHORIZED',
+  'CONFLICT',
+  'VALIDATION_FAILED',
+]);
+
 /** A backup leaves this many build ids free for builds its primary accepted just before dying. */
 export const BUILD_ID_GAP = 1000;
 
@@ -88,6 +96,8 @@ export class BackupSide {
   private loops: Promise<void>[] = [];
   private readonly sleepers = new Set<() => void>();
   private takeoverStartedAt = 0;
+  private lastFailureLog = 0;
+  private lastRefusalLog = 0;
   private handbackStartedAt = 0;
   /** The takeover record before this attempt (restored when the attempt is abandoned). */
   private previousTakeover: TakeoverRecord | undefined;
@@ -115,6 +125,7 @@ export class BackupSide {
 
   async start(): Promise<void> {
     this.identity = await this.loadIdentity();
+    this.store.replication.reserveIds('api_tokens', LOCAL_TOKEN_BASE);
     // Until the primary says otherwise: what it said last (a backup deselected while it was
     // away from the primary would otherwise still think it is selected).
     this.selected = this.identity.selected ?? false;
@@ -289,9 +300,27 @@ export class BackupSide {
       return true;
     } catch (err) {
       const error = toMusterError(err);
-      if (this.primaryReachable)
-        this.log.warn({ code: error.code }, `the primary is unreachable: ${error.message}`);
+      const now = Date.now();
+      // Said when it starts failing, and every 5 minutes while it does (a backup that never
+      // reached its primary would otherwise be silent: untrusted certificate, token, name).
+      if (this.primaryReachable || now - this.lastFailureLog > 300_000) {
+        this.lastFailureLog = now;
+        this.log.warn({ code: error.code }, `cannot reach the primary: ${error.message}`);
+      }
       this.primaryReachable = false;
+      // The primary's host answers with another certificate (or refuses this backup): that is a
+      // configuration to fix, not a primary that is down; taking over would be wrong.
+      if (REFUSALS.has(error.code)) {
+        if (now - this.lastRefusalLog > 60_000) {
+          this.lastRefusalLog = now;
+          this.log.error(
+            { code: error.code },
+            `the primary refuses this backup or presents an unexpected certificate; not counting it as down: ${error.message}`,
+          );
+        }
+        this.lastPrimaryContact = now;
+        return true;
+      }
       return false;
     }
   }
@@ -329,7 +358,7 @@ export class BackupSide {
     this.store.transaction(() => {
       this.store.setSetting(TERM_SETTING, term);
       this.store.setSetting(TAKEOVER_SETTING, record);
-      replication.reserveBuildIds(record.maxBuildId + BUILD_ID_GAP + 1);
+      replication.reserveIds('builds', record.maxBuildId + BUILD_ID_GAP + 1);
     });
     this.state = 'taking-over';
     this.takeoverStartedAt = Date.now();
@@ -364,7 +393,13 @@ export class BackupSide {
 
   private async replicationLoop(): Promise<void> {
     while (!this.stopped) {
-      if (this.state !== 'standby' || !this.selected || !this.primaryReachable) {
+      // Never over history not handed back yet: the primary takes it first (see failback.ts).
+      if (
+        this.state !== 'standby' ||
+        !this.selected ||
+        !this.primaryReachable ||
+        this.takeoverRecord() !== undefined
+      ) {
         await this.sleep(this.options.heartbeatMs);
         continue;
       }

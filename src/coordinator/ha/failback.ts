@@ -39,6 +39,7 @@ export class Failback {
   /** What the selected backup said last. */
   backupState: BackupSeen = 'none';
   private running: Promise<void> | undefined;
+  private readonly reachable = new Map<string, boolean>();
 
   constructor(
     private readonly store: Store,
@@ -57,24 +58,46 @@ export class Failback {
     return this.running;
   }
 
+  /**
+   * Asks every registered backup, the selected one first: one deselected while it ran the
+   * cluster (or while the primary was down) still has to hand its history back.
+   */
   private async doCheck(timeoutMs: number): Promise<void> {
-    const backup = this.primary.selected();
-    if (!backup) {
-      this.backupState = 'none';
-      return;
+    const selected = this.primary.selected();
+    const others = this.store.backups.list().filter((b) => b.name !== selected?.name);
+    const ordered = selected ? [selected, ...others] : others;
+    const states = await Promise.all(
+      ordered.map(async (backup) => {
+        try {
+          const peer = this.peerFor(backup);
+          const { body } = await peer.json<{ state: BackupState; term: number; history: boolean }>(
+            '/api/v1/ha/state',
+            { timeoutMs },
+          );
+          this.noteReachable(backup.name, true);
+          return { backup, peer, state: body };
+        } catch (err) {
+          this.noteReachable(backup.name, false, toMusterError(err).message);
+          return { backup, peer: undefined, state: undefined };
+        }
+      }),
+    );
+    this.backupState = !selected ? 'none' : (states[0]?.state?.state ?? 'unreachable');
+    for (const { backup, peer, state } of states) {
+      if (!peer || !state) continue;
+      if (state.state === 'active' || state.state === 'taking-over' || state.history) {
+        await this.handback(backup, peer);
+      }
     }
-    const peer = this.peerFor(backup);
-    let state: { state: BackupState; term: number; history: boolean };
-    try {
-      state = (await peer.json<typeof state>('/api/v1/ha/state', { timeoutMs })).body;
-    } catch {
-      this.backupState = 'unreachable';
-      return;
-    }
-    this.backupState = state.state;
-    if (state.state === 'active' || state.state === 'taking-over' || state.history) {
-      await this.handback(backup, peer);
-    }
+  }
+
+  /** Logs when a backup stops (or starts again) answering this primary. */
+  private noteReachable(name: string, reachable: boolean, why?: string): void {
+    const before = this.reachable.get(name);
+    this.reachable.set(name, reachable);
+    if (before === reachable || (before === undefined && reachable)) return;
+    if (reachable) this.log.info({ backup: name }, 'the backup answers this primary again');
+    else this.log.warn({ backup: name }, `this primary cannot reach the backup: ${why ?? ''}`);
   }
 
   private async handback(backup: BackupRow, peer: PeerClient): Promise<void> {
@@ -102,8 +125,9 @@ export class Failback {
       this.store.setSetting(TERM_SETTING, term);
       await peer.json('/api/v1/ha/handback/done', { method: 'POST', timeoutMs: 30_000 });
       this.store.setSetting(PROGRESS_SETTING, undefined);
-      // The backup's copy diverged: a new stream makes it start again from a snapshot.
-      this.store.replication.setRecording(true);
+      // The backup's copy diverged: a new stream makes it start again from a snapshot. (A backup
+      // that is not the selected one gets no stream; the selected one's goes on.)
+      if (this.primary.selected()?.name === backup.name) this.store.replication.setRecording(true);
       this.backupState = 'standby';
       this.log.warn(
         { backup: backup.name, builds, term, ms: Date.now() - started },

@@ -5,7 +5,7 @@
  * known. The bearer secret is only sent over a connection that passed those checks, because the
  * request is written after the TLS handshake has been verified by Node itself.
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { pipeline } from 'node:stream/promises';
@@ -37,6 +37,26 @@ export interface PeerResponse<T> {
 }
 
 const MAX_JSON_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The certificates Node trusts by default: its roots plus NODE_EXTRA_CA_CERTS, which an explicit
+ * `ca` would otherwise replace.
+ */
+let defaultTrust: string[] | undefined;
+function trusted(): string[] {
+  if (defaultTrust) return defaultTrust;
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  let extraPem: string[] = [];
+  if (extra) {
+    try {
+      extraPem = [readFileSync(extra, 'utf8')];
+    } catch {
+      // Node itself warns about an unreadable NODE_EXTRA_CA_CERTS at start.
+    }
+  }
+  defaultTrust = [...rootCertificates, ...extraPem];
+  return defaultTrust;
+}
 
 export class PeerClient {
   readonly url: string;
@@ -77,7 +97,7 @@ export class PeerClient {
         method: options.method ?? 'GET',
         headers,
         ...(https
-          ? { ca: tls.ca ? [...rootCertificates, tls.ca] : undefined, agent: false }
+          ? { ca: tls.ca ? [...trusted(), tls.ca] : undefined, agent: false }
           : { agent: false }),
         ...(options.signal ? { signal: options.signal } : {}),
       });

@@ -60,6 +60,7 @@ export class PrimarySide {
   private readonly startedAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private readonly releases: PendingRelease[] = [];
+  private stopped = false;
 
   constructor(
     private readonly store: Store,
@@ -84,6 +85,7 @@ export class PrimarySide {
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
   }
 
@@ -140,6 +142,18 @@ export class PrimarySide {
       new Date().toISOString(),
     );
     if (!existing) this.log.info({ backup: input.name, url: input.url }, 'backup registered');
+    else if (existing.url !== input.url || existing.fingerprint !== input.fingerprint) {
+      this.log.warn(
+        {
+          backup: input.name,
+          url: input.url,
+          was: existing.url,
+          fingerprint: input.fingerprint,
+          previousFingerprint: existing.fingerprint,
+        },
+        'a registered backup came back with another address or certificate',
+      );
+    }
     return { selected: this.selected()?.name === input.name, instanceId: this.instanceId() };
   }
 
@@ -181,7 +195,7 @@ export class PrimarySide {
       this.drainReleases(after);
     }
     const deadline = Date.now() + Math.min(Math.max(waitMs, 0), 30_000);
-    while (replication.lastSeq() <= after && Date.now() < deadline && !closed()) {
+    while (replication.lastSeq() <= after && Date.now() < deadline && !closed() && !this.stopped) {
       if (replication.outStream() !== stream) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
       this.store.backups.touch(backup.name, new Date().toISOString());
@@ -288,7 +302,7 @@ export class PrimarySide {
     );
   }
 
-  private requireSelected(backup: BackupRow): void {
+  requireSelected(backup: BackupRow): void {
     if (this.selected()?.name !== backup.name)
       throw new MusterError('NOT_SELECTED', `backup ${backup.name} is not the selected backup`);
   }

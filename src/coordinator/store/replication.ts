@@ -78,6 +78,13 @@ interface TableInfo {
 
 const CHANGES_LIMIT = { default: 500, max: 5000 };
 
+/**
+ * Logins made on a backup get token ids from here up, out of the way of the primary's: a
+ * snapshot replaces the primary's tokens and keeps these, so a user logged in to a backup stays
+ * logged in when it takes a new copy.
+ */
+export const LOCAL_TOKEN_BASE = 2 ** 40;
+
 export class ReplicationStore {
   private readonly tables = new Map<ReplicatedTable, TableInfo>();
 
@@ -193,13 +200,35 @@ export class ReplicationStore {
     try {
       this.transaction(() => {
         this.db.pragma('defer_foreign_keys = ON');
-        for (const table of [...REPLICATED_TABLES].reverse()) this.db.exec(`DELETE FROM ${table}`);
-        for (const table of REPLICATED_TABLES) {
-          const cols = this.info(table)
-            .columns.map((c) => `"${c}"`)
-            .join(', ');
-          this.db.exec(`INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM snap.${table}`);
+        // Users are updated in place, not deleted and copied: deleting one would take the
+        // logins made on this backup (LOCAL_TOKEN_BASE) with it.
+        for (const table of [...REPLICATED_TABLES].reverse()) {
+          if (table === 'users') {
+            this.db.exec('DELETE FROM users WHERE id NOT IN (SELECT id FROM snap.users)');
+          } else {
+            this.db.exec(
+              `DELETE FROM ${table}${table === 'api_tokens' ? ` WHERE id < ${LOCAL_TOKEN_BASE}` : ''}`,
+            );
+          }
         }
+        for (const table of REPLICATED_TABLES) {
+          const info = this.info(table);
+          const cols = info.columns.map((c) => `"${c}"`).join(', ');
+          const update = info.columns
+            .filter((c) => !info.pk.includes(c))
+            .map((c) => `"${c}" = excluded."${c}"`)
+            .join(', ');
+          // "WHERE true" lets SQLite parse the upsert after a SELECT.
+          this.db.exec(
+            table === 'users'
+              ? `INSERT INTO main.users (${cols}) SELECT ${cols} FROM snap.users WHERE true
+                 ON CONFLICT (id) DO UPDATE SET ${update}`
+              : `INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM snap.${table}`,
+          );
+        }
+        // Tokens of users the snapshot no longer has go with them.
+        this.db.exec('DELETE FROM api_tokens WHERE user_id NOT IN (SELECT id FROM users)');
+        this.reserveIds('api_tokens', LOCAL_TOKEN_BASE);
         this.setPosition(stream, seq, at);
       });
     } finally {
@@ -238,15 +267,17 @@ export class ReplicationStore {
     return row.id;
   }
 
-  /** Makes the next build id at least `next` (a backup leaves room for the primary's last ones). */
-  reserveBuildIds(next: number): void {
-    const current = this.db
-      .prepare("SELECT seq FROM sqlite_sequence WHERE name = 'builds'")
-      .get() as { seq: number } | undefined;
+  /**
+   * Makes the next id of `table` at least `next`: a backup leaves room for the primary's last
+   * builds, and gives its own logins ids apart from the primary's.
+   */
+  reserveIds(table: 'builds' | 'api_tokens', next: number): void {
+    const current = this.db.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').get(table) as
+      { seq: number } | undefined;
     if (current === undefined) {
-      this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('builds', ?)").run(next - 1);
+      this.db.prepare('INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)').run(table, next - 1);
     } else if (current.seq < next - 1) {
-      this.db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'builds'").run(next - 1);
+      this.db.prepare('UPDATE sqlite_sequence SET seq = ? WHERE name = ?').run(next - 1, table);
     }
   }
 

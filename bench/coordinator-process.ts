@@ -31,6 +31,10 @@ export interface ApiResponse<T> {
 export interface BenchCoordinator {
   readonly url: string;
   readonly token: string;
+  /** Logs in as admin (a backup can only once it holds its primary's users). */
+  login(): Promise<void>;
+  /** SIGKILL, keeping the data dir for a restart (startCoordinator({ dataDir })). */
+  kill(): Promise<void>;
   readonly pid: number;
   readonly dataDir: string;
   api<T = unknown>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>>;
@@ -49,15 +53,28 @@ export interface CoordinatorStartOptions {
   env?: NodeJS.ProcessEnv;
   /** Node flags for the coordinator (also BENCH_COORDINATOR_NODE_ARGS, e.g. "--cpu-prof"). */
   nodeArgs?: string[];
+  /** Reuse this data dir (a restart); default: a new one. */
+  dataDir?: string;
+  /** Log in at start (default); a new backup has no users yet. */
+  login?: boolean;
+  /** HOST:PORT to listen on (a restart keeps its address); default 127.0.0.1:0. */
+  listen?: string;
 }
 
 export async function startCoordinator(
   options: CoordinatorStartOptions = {},
 ): Promise<BenchCoordinator> {
   const base = process.env.BENCH_COORDINATOR_DIR || process.env.BENCH_DIR || tmpdir();
-  const dataDir = await mkdtemp(join(base, 'muster-bench-coord-'));
-  const { child, stop } = spawnMuster(
-    ['coordinator', '--listen', '127.0.0.1:0', '--data', dataDir, ...(options.args ?? [])],
+  const dataDir = options.dataDir ?? (await mkdtemp(join(base, 'muster-bench-coord-')));
+  const { child, stop, kill } = spawnMuster(
+    [
+      'coordinator',
+      '--listen',
+      options.listen ?? '127.0.0.1:0',
+      '--data',
+      dataDir,
+      ...(options.args ?? []),
+    ],
     {
       dataDir,
       nodeArgs: [...nodeArgsFrom('BENCH_COORDINATOR_NODE_ARGS'), ...(options.nodeArgs ?? [])],
@@ -114,17 +131,26 @@ export async function startCoordinator(
       const text = await response.text();
       return { status: response.status, body: (text ? JSON.parse(text) : null) as T };
     };
-    const login = await call<{ token: string }>('POST', '/login', {
-      user: 'admin',
-      password: ADMIN_PASSWORD,
-    });
-    if (login.status !== 200) throw new Error(`login failed: ${JSON.stringify(login.body)}`);
-    const token = login.body.token;
+    let token = '';
+    const login = async (): Promise<void> => {
+      const response = await call<{ token: string }>('POST', '/login', {
+        user: 'admin',
+        password: ADMIN_PASSWORD,
+      });
+      if (response.status !== 200)
+        throw new Error(`login failed: ${JSON.stringify(response.body)}`);
+      token = response.body.token;
+    };
+    if (options.login ?? true) await login();
     const api = <T>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> =>
       call<T>(method, path, body, token);
     return {
       url,
-      token,
+      get token() {
+        return token;
+      },
+      login,
+      kill,
       pid: child.pid!,
       dataDir,
       api,

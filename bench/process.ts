@@ -15,6 +15,8 @@ export interface BenchProcess {
   dataDir: string;
   /** Idempotent. */
   stop: () => Promise<void>;
+  /** SIGKILL; keeps the data dir (a restart reuses it). */
+  kill: () => Promise<void>;
 }
 
 const live = new Set<{ child: ChildProcess; dataDir: string }>();
@@ -73,6 +75,14 @@ export function spawnMuster(
         removeDir(options.dataDir);
       })();
       return stopped;
+    },
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      live.delete(entry);
     },
   };
 }

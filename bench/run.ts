@@ -18,6 +18,7 @@ import { noopLatency, noopThroughput } from './agent-ops.js';
 import { coldSync, reSync } from './agent-sync.js';
 import { cBuild } from './coordinator-c-build.js';
 import { coordinatorLatency, coordinatorManyAgents, coordinatorThroughput } from './coordinator.js';
+import { haFailover } from './ha.js';
 import { fmt, meets, type Benchmark, type Measurement } from './measure.js';
 
 const benchmarks: Benchmark[] = [
@@ -29,6 +30,7 @@ const benchmarks: Benchmark[] = [
   coordinatorThroughput,
   coordinatorManyAgents,
   cBuild,
+  haFailover,
 ];
 
 const docsPath = fileURLToPath(new URL('../../docs/benchmarks.md', import.meta.url));
@@ -125,6 +127,7 @@ function machine(loadAtStart: string): Machine {
 }
 
 function unitDigits(m: Measurement): number | undefined {
+  if (m.unit === 'tasks') return 0;
   return m.unit === 'ops/s' || m.unit === 'MB/s' ? (m.value >= 100 ? 0 : 1) : undefined;
 }
 
@@ -142,7 +145,8 @@ function row(m: Measurement): {
     metric: m.metric,
     measured,
     aim: `${m.aim.op === '>=' ? '≥' : '≤'} ${fmt(m.aim.value, 0)} ${m.unit}`,
-    ratio: fmt(m.value / m.aim.value, 2),
+    // An aim of 0 (tasks lost) has no ratio.
+    ratio: m.aim.value === 0 ? '—' : fmt(m.value / m.aim.value, 2),
     verdict: meets(m.value, m.aim) ? 'meets' : 'misses',
   };
 }

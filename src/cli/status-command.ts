@@ -63,6 +63,13 @@ export function formatStatus(
     lines.push(
       `Primary      ${primary.url}: ${primary.reachable ? 'reachable' : 'unreachable'}, last contact ${formatAgo(primary.lastContact, now)}, lag ${formatLag(primary.lagSeconds, 'unknown (nothing received yet)')}`,
     );
+    if (primary.state === 'taking-over') {
+      lines.push(
+        "             taking over: the primary is unreachable from here; waiting for the agents' leases (an agent still leased to the primary means it is alive, and this backup waits)",
+      );
+    } else if (primary.state === 'handing-back') {
+      lines.push('             handing back: the primary is back and takes the cluster over');
+    }
     if (!primary.selected) {
       lines.push(
         '             not selected: this backup gets no state and cannot take over (on the primary: muster backup select NAME)',

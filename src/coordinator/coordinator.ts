@@ -249,8 +249,9 @@ export class Coordinator {
     }
     this.state = 'stopping';
     for (const t of this.timers) clearInterval(t);
-    await this.app?.close().catch((err: unknown) => this.log.warn({ err }, 'closing the server'));
+    // First: the backup's long poll returns at once instead of holding the server's close.
     this.primarySide?.stop();
+    await this.app?.close().catch((err: unknown) => this.log.warn({ err }, 'closing the server'));
     await this.backupSide?.stop();
     await this.engine?.stop(false);
     this.store?.close();

@@ -10,6 +10,7 @@ import type { BackupView, BuildView, StatusView } from '../../src/coordinator/ap
 import { cleanup, startAgent, waitFor, type StartedAgent } from '../helpers/agent-process.js';
 import {
   killCoordinators,
+  restartCoordinator,
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
@@ -121,9 +122,8 @@ describe('several backups', () => {
   });
 
   it('deselects a selected backup out of touch for the deselection period', async () => {
-    primary = await startCoordinator({
+    primary = await restartCoordinator(primary, {
       tls: true,
-      dataDir: primary.dataDir,
       args: [...FAST, '--deselect-after', '4s'],
     });
     assert.equal((await list()).find((b) => b.name === 'b1')?.selected, true);

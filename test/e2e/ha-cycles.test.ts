@@ -22,6 +22,7 @@ import {
 } from '../helpers/agent-process.js';
 import {
   killCoordinators,
+  restartCoordinator,
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
@@ -58,8 +59,9 @@ function plan(prefix: string): string {
     .join('')}`;
 }
 
-async function startPrimary(dataDir?: string): Promise<StartedCoordinator> {
-  return startCoordinator({ tls: true, ...(dataDir ? { dataDir } : {}), args: [...FAST] });
+async function startPrimary(previous?: StartedCoordinator): Promise<StartedCoordinator> {
+  const options = { tls: true, args: [...FAST] };
+  return previous ? restartCoordinator(previous, options) : startCoordinator(options);
 }
 
 async function role(of: StartedCoordinator): Promise<string | undefined> {
@@ -70,11 +72,21 @@ async function role(of: StartedCoordinator): Promise<string | undefined> {
   }
 }
 
+async function backupView(): Promise<StatusView | undefined> {
+  try {
+    return (await backup.api<StatusView>('GET', '/status')).body;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The primary runs the cluster again: the backup stands by, every agent is with the primary. */
 async function stable(): Promise<void> {
   await waitFor(
     async () => {
-      if ((await role(backup)) !== 'backup-standby') return false;
+      const seen = await backupView();
+      if (seen?.role !== 'backup-standby' || seen.primary?.state !== 'standby') return false;
+      if (!seen.primary.reachable) return false;
       const list = (await primary.api<{ status: string }[]>('GET', '/agents')).body;
       return list.every((a) => a.status === 'connected' || a.status === 'busy');
     },
@@ -141,12 +153,12 @@ describe('kill and restart the primary, again and again', () => {
           }
           await sleep(200);
         }
-        primary = await startPrimary(primary.dataDir);
+        primary = await startPrimary(primary);
         // Sometimes kill it again in the middle of taking the cluster back.
         if (random() < 0.2) {
           await sleep(random() * 500);
           await primary.kill();
-          primary = await startPrimary(primary.dataDir);
+          primary = await startPrimary(primary);
         }
         await stable();
       }
@@ -161,6 +173,14 @@ describe('kill and restart the primary, again and again', () => {
           assert.equal(ok.length, 1, `${prefix} ${task.name}: ${JSON.stringify(attempts)}`);
         }
       }
+      // And the backup's copy caught up with all of it.
+      const last = accepted.at(-1)!;
+      await waitFor(
+        async () =>
+          (await backup.api<BuildView>('GET', `/builds/${last.id}`)).body.status === 'succeeded',
+        30_000,
+        'the backup to catch up',
+      );
       const files = await readdir(markers);
       assert.equal(files.length, accepted.length * 4, 'every task of every build ran');
       for (const file of files) {

@@ -26,6 +26,7 @@ import {
 import { runCli } from '../helpers/cli.js';
 import {
   killCoordinators,
+  restartCoordinator,
   startCoordinator,
   testTls,
   type StartedCoordinator,
@@ -223,8 +224,15 @@ describe('backup coordinator', () => {
   });
 
   it('hands everything back when the primary returns', async () => {
-    primary = await startCoordinator({ tls: true, dataDir: primary.dataDir, args: [...FAST] });
-    await waitFor(async () => (await status(backup)).role === 'backup-standby', 30_000, 'failback');
+    primary = await restartCoordinator(primary, { tls: true, args: [...FAST] });
+    await waitFor(
+      async () => {
+        const seen = await status(backup);
+        return seen.primary?.state === 'standby' && seen.primary.reachable;
+      },
+      30_000,
+      'failback',
+    );
     await waitFor(
       async () => {
         const list = (await primary.api<{ status: string }[]>('GET', '/agents')).body;
@@ -240,6 +248,12 @@ describe('backup coordinator', () => {
     assert.equal(second.status, 'succeeded', JSON.stringify(second));
     const logs = await primary.api<LogsView>('GET', `/builds/${onBackup.id}/logs`);
     assert.match(logs.body.chunks.map((c) => c.text).join(''), /hello from the backup/);
+    // The backup follows the primary again.
+    await waitFor(
+      async () => (await backup.api('GET', `/builds/${onBackup.id}`)).status === 200,
+      10_000,
+      'the backup to take a new copy',
+    );
     // And the primary runs builds again.
     const next = await submit(primary, 'tasks:\n  again:\n    run: echo back on the primary\n');
     assert.equal((await primary.waitForBuild(next.id, 30_000)).status, 'succeeded');

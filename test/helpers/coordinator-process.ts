@@ -189,6 +189,14 @@ export async function startCoordinator(
   return coordinator;
 }
 
+/** Starts `old`'s coordinator again: same data dir, same address (clients and backups keep it). */
+export function restartCoordinator(
+  old: StartedCoordinator,
+  options: Parameters<typeof startCoordinator>[0] = {},
+): Promise<StartedCoordinator> {
+  return startCoordinator({ ...options, dataDir: old.dataDir, listen: new URL(old.url).host });
+}
+
 export async function killCoordinators(): Promise<void> {
   await Promise.all([...started].map((c) => c.kill()));
 }

@@ -337,6 +337,7 @@ describe('muster status and backups', () => {
         lastContact: new Date(NOW - 1_000).toISOString(),
         lagSeconds: 0.2,
         selected: false,
+        state: 'standby',
         activeSince: null,
       },
     };
@@ -360,6 +361,7 @@ describe('muster status and backups', () => {
         lastContact: new Date(NOW - 95_000).toISOString(),
         lagSeconds: null,
         selected: true,
+        state: 'active',
         activeSince: new Date(NOW - 65_000).toISOString(),
       },
     };

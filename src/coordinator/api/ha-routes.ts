@@ -56,11 +56,13 @@ function backupName(request: FastifyRequest): string | undefined {
 export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const primary = (): PrimarySide => {
     const side = ctx.ha.primary;
-    if (!side)
+    if (!side) {
+      const url = ctx.ha.backup?.statusView().url;
       throw new MusterError(
-        'NOT_FOUND',
-        'this coordinator is a backup; backups are on its primary',
+        'READ_ONLY',
+        `this coordinator is a backup: backups are listed and selected on the primary${url ? ` (${url})` : ''}`,
       );
+    }
     return side;
   };
   const backup = (): BackupSide => {

@@ -237,6 +237,8 @@ export interface StatusView {
     /** Seconds since the last change received was current (null before the first). */
     lagSeconds: number | null;
     selected: boolean;
+    /** Finer than role: taking-over (waiting for the agents' leases), handing-back (failback). */
+    state: 'standby' | 'taking-over' | 'active' | 'handing-back';
     /** Since when this backup runs the cluster (null while standing by). */
     activeSince: string | null;
   };

@@ -159,6 +159,7 @@ export class BackupSide {
             ? 0
             : Math.round((Date.now() - this.caughtUpAt) / 100) / 10,
       selected: this.selected,
+      state: this.state,
       activeSince: this.activeSince ?? null,
     };
   }

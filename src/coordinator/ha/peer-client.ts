@@ -1,15 +1,20 @@
 /**
  * HTTP(S) between a primary and its backup. TLS is verified the usual way (chain and host name)
- * against the system's roots plus the certificate the peer is known by (a self-signed one is its
- * own root), and the peer's certificate must also match a pinned SHA-256 fingerprint when one is
- * known. The bearer secret is only sent over a connection that passed those checks, because the
- * request is written after the TLS handshake has been verified by Node itself.
+ * against Node's roots and NODE_EXTRA_CA_CERTS plus the certificate the peer is known by (a
+ * self-signed one is its own root), and the peer's certificate must also match a pinned SHA-256
+ * fingerprint when one is known: that check runs inside the handshake (checkServerIdentity), so
+ * a connection that fails it is closed before the request, and its bearer secret, is written.
  */
 import { createWriteStream, readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { pipeline } from 'node:stream/promises';
-import { rootCertificates, type TLSSocket } from 'node:tls';
+import {
+  checkServerIdentity,
+  rootCertificates,
+  type PeerCertificate,
+  type TLSSocket,
+} from 'node:tls';
 import { MusterError, isErrorCode } from '../../protocol/errors.js';
 
 export interface PeerTls {
@@ -92,12 +97,26 @@ export class PeerClient {
       headers['content-length'] = String(body.length);
     }
     const timeoutMs = options.timeoutMs ?? 10_000;
+    let pinMismatch: string | undefined;
+    const verify = (host: string, cert: PeerCertificate): Error | undefined => {
+      const error = checkServerIdentity(host, cert);
+      if (error) return error;
+      if (tls.fingerprint && !sameFingerprint(tls.fingerprint, cert.fingerprint256)) {
+        pinMismatch = cert.fingerprint256;
+        return new Error('certificate fingerprint mismatch');
+      }
+      return undefined;
+    };
     return new Promise<PeerResponse<T>>((resolve, reject) => {
       const req = (https ? httpsRequest : httpRequest)(url, {
         method: options.method ?? 'GET',
         headers,
         ...(https
-          ? { ca: tls.ca ? [...trusted(), tls.ca] : undefined, agent: false }
+          ? {
+              ca: tls.ca ? [...trusted(), tls.ca] : trusted(),
+              checkServerIdentity: verify,
+              agent: false,
+            }
           : { agent: false }),
         ...(options.signal ? { signal: options.signal } : {}),
       });
@@ -108,22 +127,20 @@ export class PeerClient {
       timer.unref();
       const fail = (err: unknown): void => {
         clearTimeout(timer);
-        reject(toPeerError(err, url));
+        reject(
+          pinMismatch === undefined
+            ? toPeerError(err, url)
+            : new MusterError(
+                'TLS_FINGERPRINT_MISMATCH',
+                `${url.host} presented certificate ${pinMismatch}, not the pinned ${tls.fingerprint ?? ''}`,
+              ),
+        );
       };
       req.on('error', fail);
       req.on('response', (res) => {
-        const socket = res.socket as TLSSocket;
-        const fingerprint = https ? socket.getPeerCertificate().fingerprint256 : undefined;
-        if (https && tls.fingerprint && !sameFingerprint(tls.fingerprint, fingerprint)) {
-          res.destroy();
-          fail(
-            new MusterError(
-              'TLS_FINGERPRINT_MISMATCH',
-              `${url.host} presented certificate ${fingerprint ?? '?'}, not the pinned ${tls.fingerprint}`,
-            ),
-          );
-          return;
-        }
+        const fingerprint = https
+          ? (res.socket as TLSSocket).getPeerCertificate().fingerprint256
+          : undefined;
         const status = res.statusCode ?? 0;
         if (status >= 200 && status < 300 && options.toFile !== undefined) {
           pipeline(res, createWriteStream(options.toFile, { mode: 0o600 }))

@@ -14,7 +14,8 @@ export const errorCodes = {
   UNSUPPORTED_PROTOCOL: 'No protocol version is supported by both peers.',
   AUTH_FAILED: 'The peer could not prove knowledge of the access key.',
   HANDSHAKE_TIMEOUT: 'The handshake did not complete in time.',
-  TLS_FINGERPRINT_MISMATCH: "The agent's certificate does not match the pinned fingerprint.",
+  TLS_FINGERPRINT_MISMATCH:
+    "A peer's certificate (an agent's, a primary's or a backup's) does not match the pinned fingerprint.",
   // files
   INVALID_PATH: 'A path is absolute, contains "..", or is otherwise not a safe relative path.',
   INVALID_MANIFEST: 'A manifest is malformed or lists a path twice.',

@@ -39,7 +39,7 @@ const PROFILES: Profile[] = [
     leaseTtl: '3s',
     rounds: 5,
     quickRounds: 2,
-    tasks: 1500,
+    tasks: 800,
   },
   {
     name: 'defaults: failover 30 s, agent lease 15 s, heartbeats 1/5 s',
@@ -48,11 +48,11 @@ const PROFILES: Profile[] = [
     leaseTtl: '15s',
     rounds: 2,
     quickRounds: 1,
-    tasks: 5000,
+    tasks: 3000,
   },
 ];
 
-/** `count` independent core/sleep tasks of 50 ms. */
+/** `count` independent core/sleep tasks of 50 ms (2 agents × 2 slots: about 80 a second). */
 function sleepPlan(name: string, count: number): string {
   const lines = [`name: ${name}`, 'tasks:'];
   for (let i = 0; i < count; i++)
@@ -173,6 +173,8 @@ async function runProfile(
       });
       failback.push((Date.now() - restartedAt) / 1000);
       ctx.log(`    failback ${fmt(failback.at(-1)!)} s`);
+      // Builds are served in order: the next round's first dispatch must not wait for this one.
+      await back.waitForBuild(submitted.body.id, 600_000, 200);
     }
     let lost = 0;
     let duplicated = 0;
@@ -201,9 +203,10 @@ export const haFailover: Benchmark = {
   name: 'failover and failback',
   describe:
     'A primary, a selected backup (both over HTTP on loopback) and two real agents (TLS). Each round submits a build ' +
-    'of independent 50 ms `core/sleep` tasks, SIGKILLs the primary a second later, and times the kill to the first task ' +
+    'of independent 50 ms `core/sleep` tasks (800, or 3,000 with the defaults), SIGKILLs the primary a second later, and times the kill to the first task ' +
     "the backup dispatches (an attempt's start), then restarts the primary and times the restart (process spawned) to " +
-    'both agents working for it with the backup standing by again. Afterwards every build is checked on the primary: ' +
+    'both agents working for it with the backup standing by again; the next round starts once the build has ended. ' +
+    'Afterwards every build is checked on the primary: ' +
     'tasks with no successful attempt are lost, extra successful attempts are duplicates.',
   async run(ctx) {
     const out: Measurement[] = [];

@@ -245,6 +245,39 @@ describe('scheduler', () => {
     s.stop();
   });
 
+  it("records nothing once stopped: late results, losses and output are the next one's", async () => {
+    const agent = new FakeAgent('a', 2);
+    const s = scheduler([agent], 20);
+    s.start();
+    const build = store.createBuild(
+      parsePlan('tasks:\n  t:\n    run: x\n  u:\n    run: y\n'),
+      [],
+      'test',
+    );
+    s.submit(build);
+    await until(() => agent.started.length === 2, 'both attempts');
+    // A coordinator hands the cluster over: its scheduler stops while the attempts run on.
+    s.stop();
+    agent.started[0]!.output({ seq: 0, stream: 'stdout', data: Buffer.from('late') });
+    agent.started[0]!.finish({});
+    agent.connected = false;
+    s.onAgentLost(agent);
+    agent.started[1]!.fail(new MusterError('CONNECTION_CLOSED'));
+    await new Promise((r) => setTimeout(r, 100)); // well past the 20 ms loss grace
+    assert.deepEqual(
+      store.listAttempts(build.id).map((a) => [a.taskName, a.status]),
+      [
+        ['t', 'running'],
+        ['u', 'running'],
+      ],
+    );
+    assert.deepEqual(
+      store.listTasks(build.id).map((t) => t.status),
+      ['running', 'running'],
+    );
+    assert.deepEqual(store.readLogs(build.id, {}), []);
+  });
+
   it('re-attaches after its own restart instead of running a task again', async () => {
     const agent = new FakeAgent('a', 1);
     const before = scheduler([agent], 10_000);

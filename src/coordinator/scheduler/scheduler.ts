@@ -103,11 +103,13 @@ export class Scheduler {
 
   /** A new build was stored: start scheduling it. */
   submit(row: BuildRow): void {
+    if (this.stopped) return;
     this.load(row);
     this.schedule();
   }
 
   cancel(buildId: number): void {
+    if (this.stopped) return;
     const build = this.builds.get(buildId);
     if (!build) return;
     build.cancelling = true;
@@ -147,6 +149,7 @@ export class Scheduler {
 
   /** An agent (re)connected: re-attach what runs there, cancel what is stale, dispatch. */
   onAgentReady(connection: SchedulerAgent): void {
+    if (this.stopped) return;
     void this.reattach(connection)
       .catch((err: unknown) =>
         this.ctx.log.warn({ agent: connection.name, err }, 're-attach failed'),
@@ -155,6 +158,7 @@ export class Scheduler {
   }
 
   onAgentLost(connection: SchedulerAgent): void {
+    if (this.stopped) return;
     for (const flight of this.inFlight.values()) {
       if (flight.attempt.agent === connection.name && flight.state === 'attached') {
         flight.state = 'detached';
@@ -344,7 +348,7 @@ export class Scheduler {
   }
 
   private onExecuteError(flight: InFlight, err: MusterError): void {
-    if (!this.inFlight.has(flight.attempt.agentTaskId)) return;
+    if (this.stopped || !this.inFlight.has(flight.attempt.agentTaskId)) return;
     // LEASE_NOT_HELD: another coordinator of the cluster took the agent; the task never started.
     if (
       err.code === 'CONNECTION_CLOSED' ||
@@ -373,7 +377,9 @@ export class Scheduler {
 
   private armLost(flight: InFlight): void {
     clearTimeout(flight.lostTimer);
+    if (this.stopped) return;
     flight.lostTimer = setTimeout(() => {
+      if (this.stopped) return;
       if (flight.state !== 'detached' || !this.inFlight.has(flight.attempt.agentTaskId)) return;
       this.ctx.log.warn(
         { build: flight.build.id, task: flight.task.plan.name, agent: flight.attempt.agent },
@@ -393,6 +399,7 @@ export class Scheduler {
     const client = connection.client;
     if (!client) return;
     const onAgent = new Map((await client.listTasks()).map((t) => [t.taskId, t]));
+    if (this.stopped) return;
     // Stale attempts: ours, on this agent, that we no longer run (lost, cancelled, finished).
     for (const [taskId, info] of onAgent) {
       if (this.inFlight.has(taskId)) continue;
@@ -436,7 +443,8 @@ export class Scheduler {
   }
 
   private onOutput(flight: InFlight, chunk: OutputChunk): void {
-    if (chunk.seq < flight.attempt.nextSeq) return; // replayed twice
+    // A stopped scheduler records nothing more: the next one re-attaches from nextSeq.
+    if (this.stopped || chunk.seq < flight.attempt.nextSeq) return; // or replayed twice
     const at = now();
     const id = this.ctx.store.transaction(() => {
       const logId = this.ctx.store.appendLog({
@@ -467,7 +475,7 @@ export class Scheduler {
     client: SchedulerClient,
     result: TaskResult,
   ): Promise<void> {
-    if (!this.inFlight.has(flight.attempt.agentTaskId)) return;
+    if (this.stopped || !this.inFlight.has(flight.attempt.agentTaskId)) return;
     if (result.status === 'succeeded') {
       for (const output of result.outputs ?? []) {
         if (!(await this.ctx.blobs.has(output.sha256))) {
@@ -518,7 +526,7 @@ export class Scheduler {
     detail: string | null,
   ): void {
     const key = flight.attempt.agentTaskId;
-    if (!this.inFlight.delete(key)) return;
+    if (this.stopped || !this.inFlight.delete(key)) return;
     flight.build.inFlight--;
     clearTimeout(flight.lostTimer);
     if (flight.state === 'attached') flight.connection?.noteBusy(-1);

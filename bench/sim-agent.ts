@@ -8,7 +8,8 @@
  * It speaks the real meta layer (src/protocol/: framing, hello -> challenge -> auth -> ready with
  * the HMAC proofs and, on TLS, the channel binding), then answers only what a coordinator sends
  * an idle agent: `sync.offer` with `sync.done` at once (it pretends the version is materialised),
- * `ping` with `pong`, `tasks.list` with no tasks, `task.release` with `ack`; anything else with an
+ * `ping` with `pong`, `lease.acquire` (a coordinator's heartbeat under a cluster lease) with the
+ * lease granted, `tasks.list` with no tasks, `task.release` with `ack`; anything else with an
  * error. It runs no tasks.
  *
  * Prints one JSON line `{"msg":"listening","port":N,"fingerprint":F?}` on stdout when ready. Each
@@ -69,6 +70,8 @@ function parseOptions(argv: string[]): Options {
   return options;
 }
 
+/** The lease a real agent grants lasts 15 s between renewals by default. */
+const LEASE_TTL_MS = 15_000;
 const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 const AGENT_VERSION = '0.1.0-sim';
 
@@ -169,6 +172,10 @@ class SimSession {
       instance: { key, product: hello.product, dir: 'sim' },
       limits: { maxFrameBytes: MAX_FRAME_BYTES },
       capacity: { cores: 1 },
+      // Like a real agent with one coordinator per cluster: the lease is always granted.
+      ...(hello.clusterId !== undefined && hello.leaseTerm !== undefined
+        ? { lease: { held: true, term: hello.leaseTerm, expiresInMs: LEASE_TTL_MS } }
+        : {}),
     });
   }
 
@@ -180,6 +187,19 @@ class SimSession {
         stats.pings++;
         this.conn.sendJson({ t: 'pong', re });
         return;
+      case 'lease.acquire': {
+        // The heartbeat of a coordinator that works under a cluster lease.
+        stats.pings++;
+        const term = (message as { term?: unknown }).term;
+        this.conn.sendJson({
+          t: 'lease',
+          re,
+          held: true,
+          term: typeof term === 'number' ? term : 0,
+          expiresInMs: LEASE_TTL_MS,
+        });
+        return;
+      }
       case 'sync.offer': {
         stats.syncs++;
         const manifest = (message as { manifest?: Manifest }).manifest;

@@ -51,6 +51,8 @@ export class AgentConnection {
   client: AgentClient | undefined;
   /** The lease as the agent last described it (lease mode only). */
   lease: LeaseInfo | undefined;
+  /** Whether this connection works under the cluster lease (the agent grants leases). */
+  private fencing = false;
   private syncedVersion: string | undefined;
   private readonly backoff = new Backoff();
   private timer: NodeJS.Timeout | undefined;
@@ -164,13 +166,22 @@ export class AgentConnection {
       const connected = client;
       connected.onClose((err) => this.onClose(connected, err));
       this.startHeartbeat(connected);
-      if (identity.leaseTerm !== undefined) {
+      // An agent that answers a cluster id without a lease does not fence (it predates leases):
+      // it works, unfenced, with plain pings as its heartbeat.
+      this.fencing = identity.leaseTerm !== undefined && connected.lease !== undefined;
+      if (identity.leaseTerm !== undefined && !this.fencing) {
+        this.ctx.log.warn(
+          { agent: this.name, version: connected.agentVersion },
+          'the agent does not grant leases (an older agent): a backup cannot be fenced off it',
+        );
+      }
+      if (this.fencing) {
         this.lease = connected.lease ?? { held: false, term: 0, expiresInMs: 0 };
         this.ctx.onLease?.(this, this.lease);
         if (!this.lease.held) {
           this.fence(this.lease);
           // An expired lease may be ours to take at once with a higher term.
-          if (this.termToAsk(identity.leaseTerm) !== identity.leaseTerm) this.retryLease();
+          if (this.termToAsk(identity.leaseTerm ?? 0) !== identity.leaseTerm) this.retryLease();
           return;
         }
       }
@@ -241,7 +252,7 @@ export class AgentConnection {
   /** Pings, or with a lease renews it (which also proves the connection alive). */
   private beat(client: AgentClient): Promise<void> {
     const base = this.ctx.identity().leaseTerm;
-    if (base === undefined) return client.ping();
+    if (base === undefined || !this.fencing) return client.ping();
     const term = this.termToAsk(base);
     return client.acquireLease(term).then((lease) => {
       if (this.client !== client) return;

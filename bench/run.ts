@@ -247,6 +247,7 @@ function markdown(results: Measurement[], m: Machine, seconds: number): string {
     [coordinatorThroughput.name]: 'bench/coordinator.ts',
     [coordinatorManyAgents.name]: 'bench/coordinator.ts',
     [cBuild.name]: 'bench/coordinator-c-build.ts',
+    [haFailover.name]: 'bench/ha.ts',
   };
   for (const b of benchmarks)
     out.push(`| ${b.name} | \`${sources[b.name] ?? ''}\` | ${b.describe} |`);

@@ -127,8 +127,10 @@ export class Coordinator {
       if (status === 'succeeded' || status === 'failed' || status === 'cancelled')
         metrics.buildsFinished.inc({ status });
     });
-    const certificate = options.tls ? await readFile(options.tls.certFile, 'utf8') : null;
-    const fingerprint = certificate ? new X509Certificate(certificate).fingerprint256 : null;
+    const certificate = options.tls
+      ? await readConfigFile(options.tls.certFile, '--tls-cert')
+      : null;
+    const fingerprint = certificate ? fingerprintOf(certificate) : null;
     const primarySide = isBackup
       ? undefined
       : new PrimarySide(
@@ -146,7 +148,8 @@ export class Coordinator {
     const primaryCa =
       options.primaryCaFile === undefined
         ? undefined
-        : await readFile(options.primaryCaFile, 'utf8');
+        : await readConfigFile(options.primaryCaFile, '--primary-ca');
+    if (primaryCa !== undefined) fingerprintOf(primaryCa, '--primary-ca');
     const backupSide = isBackup
       ? new BackupSide(store, blobs, engine, log, {
           primaryUrl: options.backupOf ?? '',
@@ -283,5 +286,23 @@ export class Coordinator {
     if (given !== undefined && given !== '') return undefined;
     await writeAtomic(join(this.options.dataDir, 'admin-password'), `${password}\n`, 0o600);
     return password;
+  }
+}
+
+/** A file named by a flag, or INVALID_CONFIG saying which flag and why. */
+async function readConfigFile(file: string, flag: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new MusterError('INVALID_CONFIG', `${flag} ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** The SHA-256 fingerprint of a PEM certificate, or INVALID_CONFIG when it is not one. */
+function fingerprintOf(pem: string, flag = '--tls-cert'): string {
+  try {
+    return new X509Certificate(pem).fingerprint256;
+  } catch {
+    throw new MusterError('INVALID_CONFIG', `${flag} is not a PEM certificate`);
   }
 }

@@ -14,8 +14,8 @@ import {
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
+import { FAST } from '../helpers/ha.js';
 
-const FAST = ['--ha-heartbeat', '300ms', '--heartbeat-interval', '500ms'];
 let agent: StartedAgent;
 let primary: StartedCoordinator;
 const backups: Record<string, StartedCoordinator> = {};

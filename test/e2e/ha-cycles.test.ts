@@ -26,9 +26,9 @@ import {
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
+import { FAST, selectBackup } from '../helpers/ha.js';
 
 const CYCLES = 20;
-const FAST = ['--ha-heartbeat', '300ms', '--heartbeat-interval', '500ms'];
 let agents: StartedAgent[];
 let primary: StartedCoordinator;
 let backup: StartedCoordinator;
@@ -105,12 +105,7 @@ before(async () => {
     login: false,
     args: [...FAST, '--backup-of', primary.url, '--backup-name', 'b1', '--failover-timeout', '2s'],
   });
-  await waitFor(
-    async () => (await primary.api('PUT', '/backups/selected', { name: 'b1' })).status === 200,
-    15_000,
-    'the backup to register',
-  );
-  await backup.loginWhenReady();
+  await selectBackup(primary, backup, 'b1');
 });
 
 after(async () => {

@@ -12,7 +12,6 @@ import type {
   BackupView,
   BuildView,
   LogsView,
-  StatusView,
 } from '../../src/coordinator/api/schemas.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -31,8 +30,8 @@ import {
   testTls,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
+import { FAST, status, submit } from '../helpers/ha.js';
 
-const FAST = ['--ha-heartbeat', '300ms', '--heartbeat-interval', '500ms'];
 let agents: StartedAgent[];
 let primary: StartedCoordinator;
 let backup: StartedCoordinator;
@@ -50,16 +49,6 @@ function cli(args: string[]) {
     cwd: cliDir,
     timeoutMs: 60_000,
   });
-}
-
-async function submit(to: StartedCoordinator, plan: string): Promise<BuildView> {
-  const response = await to.api<BuildView>('POST', '/builds', { plan, files: [] });
-  assert.equal(response.status, 201, JSON.stringify(response.body));
-  return response.body;
-}
-
-async function status(of: StartedCoordinator): Promise<StatusView> {
-  return (await of.api<StatusView>('GET', '/status')).body;
 }
 
 async function attempts(of: StartedCoordinator, id: number): Promise<AttemptView[]> {

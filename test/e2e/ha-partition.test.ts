@@ -11,7 +11,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AttemptView, BuildView, StatusView } from '../../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView } from '../../src/coordinator/api/schemas.js';
 import {
   cleanup,
   makeTempDir,
@@ -24,9 +24,9 @@ import {
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
+import { FAST, selectBackup, status, submit } from '../helpers/ha.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
-const FAST = ['--ha-heartbeat', '300ms', '--heartbeat-interval', '500ms'];
 let agents: StartedAgent[];
 let primary: StartedCoordinator;
 let backup: StartedCoordinator;
@@ -41,10 +41,6 @@ async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   if (!address || typeof address === 'string') throw new Error('no port');
   return address.port;
-}
-
-async function status(of: StartedCoordinator): Promise<StatusView> {
-  return (await of.api<StatusView>('GET', '/status')).body;
 }
 
 /** A chain of tasks that each append one line per run to their own marker file. */
@@ -66,12 +62,6 @@ async function assertRanOnce(prefix: string, count: number): Promise<void> {
     const lines = (await readFile(join(markers, name), 'utf8')).trim().split('\n');
     assert.equal(lines.length, 1, `${name} ran ${lines.length} times`);
   }
-}
-
-async function submit(to: StartedCoordinator, plan: string): Promise<BuildView> {
-  const response = await to.api<BuildView>('POST', '/builds', { plan, files: [] });
-  assert.equal(response.status, 201, JSON.stringify(response.body));
-  return response.body;
 }
 
 before(async () => {
@@ -98,12 +88,7 @@ before(async () => {
       '3s',
     ],
   });
-  await waitFor(
-    async () => (await primary.api('PUT', '/backups/selected', { name: 'b1' })).status === 200,
-    15_000,
-    'the backup to register',
-  );
-  await backup.loginWhenReady();
+  await selectBackup(primary, backup, 'b1');
 });
 
 after(async () => {

@@ -2,7 +2,7 @@
  * Blobs by content hash: which ones the coordinator lacks, upload (streamed to disk, verified by
  * size and SHA-256 before it enters the store), download.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Readable } from 'node:stream';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
@@ -57,12 +57,21 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
 
   app.get<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
     requireUser(request);
-    const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
-    const size = await ctx.blobs.sizeOf(sha256);
-    if (size === undefined) throw new MusterError('NOT_FOUND', `no blob ${sha256}`);
-    return reply
-      .header('content-type', 'application/octet-stream')
-      .header('content-length', size)
-      .send(ctx.blobs.read(sha256));
+    return sendBlob(ctx, reply, request.params.sha256);
   });
+}
+
+/** Streams the blob named by a (checked) hash from the path, or NOT_FOUND. */
+export async function sendBlob(
+  ctx: ApiContext,
+  reply: FastifyReply,
+  param: string,
+): Promise<FastifyReply> {
+  const sha256 = parse(sha256Hex, param, 'sha256');
+  const size = await ctx.blobs.sizeOf(sha256);
+  if (size === undefined) throw new MusterError('NOT_FOUND', `no blob ${sha256}`);
+  return reply
+    .header('content-type', 'application/octet-stream')
+    .header('content-length', size)
+    .send(ctx.blobs.read(sha256));
 }

@@ -8,9 +8,9 @@ import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
-import { sha256Hex } from '../../protocol/manifest.js';
 import type { BackupSide } from '../ha/backup-side.js';
 import type { PrimarySide } from '../ha/primary-side.js';
+import { sendBlob } from './blob-routes.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { selectBackupBody } from './schemas.js';
@@ -135,13 +135,7 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get<{ Params: { sha256: string } }>('/api/v1/ha/blobs/:sha256', async (request, reply) => {
     if (ctx.ha.primary) ctx.ha.primary.requireSelected(fromBackup(request));
     else fromPrimary(request);
-    const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
-    const size = await ctx.blobs.sizeOf(sha256);
-    if (size === undefined) throw new MusterError('NOT_FOUND', `no blob ${sha256}`);
-    return reply
-      .header('content-type', 'application/octet-stream')
-      .header('content-length', size)
-      .send(ctx.blobs.read(sha256));
+    return sendBlob(ctx, reply, request.params.sha256);
   });
 
   // ---- the primary calling its backup -------------------------------------------------------

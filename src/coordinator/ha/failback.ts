@@ -40,6 +40,8 @@ export class Failback {
   backupState: BackupSeen = 'none';
   private running: Promise<void> | undefined;
   private readonly reachable = new Map<string, boolean>();
+  /** After a failback that did not complete: when to try again, and the delay used. */
+  private readonly retry = new Map<string, { at: number; delayMs: number }>();
 
   constructor(
     private readonly store: Store,
@@ -86,6 +88,8 @@ export class Failback {
     for (const { backup, peer, state } of states) {
       if (!peer || !state) continue;
       if (state.state === 'active' || state.state === 'taking-over' || state.history) {
+        // A failback that keeps failing stops this primary's engine each time: back off.
+        if ((this.retry.get(backup.name)?.at ?? 0) > Date.now()) continue;
         await this.handback(backup, peer);
       }
     }
@@ -129,15 +133,18 @@ export class Failback {
       // that is not the selected one gets no stream; the selected one's goes on.)
       if (this.primary.selected()?.name === backup.name) this.store.replication.setRecording(true);
       this.backupState = 'standby';
+      this.retry.delete(backup.name);
       this.log.warn(
         { backup: backup.name, builds, term, ms: Date.now() - started },
         "failback: the backup's history is merged; taking the agents back",
       );
     } catch (err) {
       const error = toMusterError(err);
+      const delayMs = Math.min((this.retry.get(backup.name)?.delayMs ?? 2500) * 2, 300_000);
+      this.retry.set(backup.name, { at: Date.now() + delayMs, delayMs });
       this.log.error(
-        { backup: backup.name, code: error.code },
-        `failback did not complete (tried again shortly): ${error.message}`,
+        { backup: backup.name, code: error.code, retryInMs: delayMs },
+        `failback did not complete (tried again in ${Math.round(delayMs / 1000)} s): ${error.message}`,
       );
     } finally {
       if (!this.engine.running) {

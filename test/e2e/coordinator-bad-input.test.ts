@@ -564,13 +564,17 @@ describe('one coordinator under bad input', () => {
       for (const [method, path] of [
         ['GET', '/api/v1/nope'],
         ['DELETE', '/api/v1/builds'],
-        ['GET', '/nope'],
+        // A missing file; a path without a dot (/login, /builds/3) is the web UI's, see below.
+        ['GET', '/nope.js'],
         ['GET', '/api/v1/builds/abc'],
         ['GET', '/api/v1/builds/999999'],
         ['GET', `/api/v1/blobs/${sha('never uploaded')}`],
       ]) {
         assertError(await call(c.url, method!, path!, { token }), 404, 'NOT_FOUND');
       }
+      const page = await fetch(`${c.url}/builds/3`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /<div id="app">/);
       const json = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
       for (const body of ['{"plan": ', '{plan: "x"}', '', 'null', '[]', '"a string"']) {
         const answer = await rawRequest(c.url, 'POST', '/api/v1/builds', json, body);

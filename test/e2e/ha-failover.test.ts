@@ -188,6 +188,8 @@ describe('backup coordinator', () => {
     const allowed = new Set([
       'post /api/v1/login',
       'post /api/v1/logout',
+      'post /api/v1/session/login',
+      'post /api/v1/session/logout',
       'post /api/v1/blobs/missing',
       'put /api/v1/blobs/{sha256}',
       'post /api/v1/builds',

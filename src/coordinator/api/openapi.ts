@@ -33,6 +33,20 @@ const routes: Route[] = [
     public: true,
   },
   { method: 'post', path: '/api/v1/logout', summary: 'Revoke the token used', status: 204 },
+  {
+    method: 'post',
+    path: '/api/v1/session/login',
+    summary: 'Log in for the web UI: the token goes into the HttpOnly session cookie',
+    body: loginBody,
+    public: true,
+  },
+  { method: 'get', path: '/api/v1/session', summary: "The session cookie's user and CSRF token" },
+  {
+    method: 'post',
+    path: '/api/v1/session/logout',
+    summary: 'Revoke the session and clear its cookie',
+    status: 204,
+  },
   { method: 'get', path: '/api/v1/whoami', summary: 'The authenticated user' },
   { method: 'get', path: '/api/v1/status', summary: 'Role, version, instance id, counts' },
   {

@@ -244,6 +244,14 @@ export interface StatusView {
   };
 }
 
+/** The web UI's session (POST /api/v1/session/login, GET /api/v1/session). */
+export interface SessionView {
+  user: { name: string; role: Role };
+  /** Send as x-csrf-token with every change made with the session cookie. */
+  csrf: string;
+  expiresAt: string | null;
+}
+
 export interface LoginView {
   token: string;
   expiresAt: string;

@@ -1,5 +1,8 @@
 /** Builds the coordinator's Fastify app (apart from listen(), so tests can inject()). */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import fastifyCookie from '@fastify/cookie';
+import fastifyStatic from '@fastify/static';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { registerAgentRoutes } from './agent-routes.js';
@@ -31,12 +34,20 @@ export function buildServer(
     ...(tls ? { https: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } } : {}),
   }) as unknown as FastifyInstance;
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendError(
-      reply,
-      new MusterError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`),
-    ),
-  );
+  void app.register(fastifyCookie);
+  const web = webRoot();
+  if (web) {
+    // The web UI (built by `npm run build` into dist/web): files as they are, and index.html for
+    // the UI's own paths (/login, /agents, /builds/12), which the page routes itself.
+    void app.register(fastifyStatic, { root: web, prefix: '/', wildcard: false, index: false });
+  }
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    if (web && request.method === 'GET' && !path.startsWith('/api/') && !path.includes('.')) {
+      return reply.header('cache-control', 'no-cache').sendFile('index.html');
+    }
+    return sendError(reply, new MusterError('NOT_FOUND', `no route ${request.method} ${path}`));
+  });
   registerAuth(app, ctx);
   registerSystemRoutes(app, ctx);
   registerAgentRoutes(app, ctx);
@@ -55,4 +66,10 @@ export function buildServer(
       void reply.header('x-muster-backup', backup.url);
   });
   return app;
+}
+
+/** Where the built web UI is (dist/web), or undefined when it was not built. */
+function webRoot(): string | undefined {
+  const dir = fileURLToPath(new URL('../../../web/', import.meta.url));
+  return existsSync(`${dir}index.html`) ? dir : undefined;
 }

@@ -1,0 +1,122 @@
+/**
+ * The web UI in a real browser (Debian's Chromium, headless, driven by playwright-core) against
+ * real coordinator and agent processes over TLS: failing and succeeding to log in, the dashboard
+ * with its agents, a build appearing without a reload, the CSRF check on the session cookie, and
+ * the banner on a backup. MUSTER_SCREENSHOTS=DIR saves the pages as PNGs (docs/screenshots).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { cleanup, startAgent, type StartedAgent } from '../helpers/agent-process.js';
+import {
+  ADMIN_PASSWORD,
+  killCoordinators,
+  startCoordinator,
+  type StartedCoordinator,
+} from '../helpers/coordinator-process.js';
+import { FAST, selectBackup, submit } from '../helpers/ha.js';
+
+const CHROMIUM = process.env.MUSTER_CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = process.env.MUSTER_SCREENSHOTS;
+
+let agent: StartedAgent;
+let primary: StartedCoordinator;
+let browser: Browser;
+
+async function newPage(): Promise<Page> {
+  // The coordinators use the test certificate, which Node trusts but Chromium does not know.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(20_000);
+  return page;
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function logIn(page: Page, url: string, password: string): Promise<void> {
+  await page.goto(`${url}/`);
+  await page.getByLabel('User').fill('admin');
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+before(async () => {
+  assert.ok(
+    existsSync(CHROMIUM),
+    `no Chromium at ${CHROMIUM}: apt-get install chromium (or set MUSTER_CHROMIUM)`,
+  );
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  agent = await startAgent();
+  primary = await startCoordinator({ tls: true, args: [...FAST] });
+  await primary.addAgent('builder-1', agent, ['linux']);
+});
+
+after(async () => {
+  await browser?.close();
+  await killCoordinators();
+  await cleanup();
+});
+
+describe('web UI', () => {
+  it('refuses a wrong password with a clear message, then logs in', async () => {
+    const page = await newPage();
+    await logIn(page, primary.url, 'not the password');
+    await page.getByRole('alert').filter({ hasText: 'Wrong user name or password.' }).waitFor();
+    assert.match(page.url(), /\/login$/);
+    await shot(page, 'login');
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByTestId('role').filter({ hasText: 'Primary' }).waitFor();
+    await page.getByTestId('agent-builder-1').filter({ hasText: 'connected' }).waitFor();
+    await page.context().close();
+  });
+
+  it('shows a new build without a reload', async () => {
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByTestId('role').waitFor();
+    const build = await submit(primary, 'tasks:\n  hello:\n    run: echo hello\n');
+    await page.getByTestId(`build-${build.id}`).filter({ hasText: 'succeeded' }).waitFor();
+    await shot(page, 'dashboard');
+    await page.context().close();
+  });
+
+  it('refuses a change made with the session cookie but without its CSRF token', async () => {
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByTestId('role').waitFor();
+    const status = await page.evaluate(async () => {
+      const response = await fetch('/api/v1/builds', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ plan: 'tasks:\n  x:\n    run: "true"\n', files: [] }),
+      });
+      return { status: response.status, body: await response.json() };
+    });
+    assert.equal(status.status, 403, JSON.stringify(status.body));
+    assert.match(JSON.stringify(status.body), /CSRF/);
+    await page.context().close();
+  });
+
+  it('shows the backup banner on a backup, with the same credentials', async () => {
+    const backup = await startCoordinator({
+      tls: true,
+      login: false,
+      args: [...FAST, '--backup-of', primary.url, '--backup-name', 'b1'],
+    });
+    await selectBackup(primary, backup, 'b1');
+    const page = await newPage();
+    await logIn(page, backup.url, ADMIN_PASSWORD);
+    await page
+      .getByRole('status')
+      .filter({ hasText: 'Backup coordinator — standing by' })
+      .waitFor();
+    await page.getByTestId('role').filter({ hasText: 'Backup, standing by' }).waitFor();
+    await shot(page, 'backup-standby');
+    await page.context().close();
+  });
+});

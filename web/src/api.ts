@@ -1,0 +1,80 @@
+/**
+ * The coordinator's API as the web UI uses it: same origin, the session cookie (HttpOnly, set at
+ * login), and the session's CSRF token on every change. Errors carry the API's code and message.
+ */
+import type {
+  AgentView,
+  BuildSummary,
+  SessionView,
+  StatusView,
+} from '../../src/coordinator/api/schemas.js';
+
+export type { AgentView, BuildSummary, SessionView, StatusView };
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+let csrf = '';
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET') headers['x-csrf-token'] = csrf;
+  let response: Response;
+  try {
+    response = await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      credentials: 'same-origin',
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch {
+    throw new ApiError('UNREACHABLE', 'the coordinator cannot be reached: check the network', 0);
+  }
+  if (response.status === 204) return undefined as T;
+  const data = (await response.json().catch(() => ({}))) as {
+    error?: { code?: string; message?: string };
+  };
+  if (!response.ok) {
+    throw new ApiError(
+      data.error?.code ?? 'INTERNAL',
+      data.error?.message ?? `the coordinator answered HTTP ${response.status}`,
+      response.status,
+    );
+  }
+  return data as T;
+}
+
+export async function logIn(user: string, password: string): Promise<SessionView> {
+  const session = await call<SessionView>('POST', '/session/login', { user, password });
+  csrf = session.csrf;
+  return session;
+}
+
+/** The current session, or undefined when not logged in. */
+export async function currentSession(): Promise<SessionView | undefined> {
+  try {
+    const session = await call<SessionView>('GET', '/session');
+    csrf = session.csrf;
+    return session;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return undefined;
+    throw err;
+  }
+}
+
+export async function logOut(): Promise<void> {
+  await call('POST', '/session/logout');
+  csrf = '';
+}
+
+export const getStatus = () => call<StatusView>('GET', '/status');
+export const getAgents = () => call<AgentView[]>('GET', '/agents');
+export const getBuilds = () => call<BuildSummary[]>('GET', '/builds?limit=20');

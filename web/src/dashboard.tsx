@@ -1,0 +1,126 @@
+/** The dashboard: this coordinator, its agents and recent builds, as they change. */
+import type { Live } from './live.js';
+
+const ROLE: Record<string, string> = {
+  primary: 'Primary',
+  'backup-standby': 'Backup, standing by',
+  'backup-active': 'Backup, active',
+};
+
+export function Dashboard({ live }: { live: Live }) {
+  const { status, agents, builds, error } = live;
+  return (
+    <>
+      {error ? (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      ) : null}
+      <section aria-labelledby="coordinator-title">
+        <h2 id="coordinator-title">Coordinator</h2>
+        {status ? (
+          <dl class="facts">
+            <dt>Role</dt>
+            <dd data-testid="role">{ROLE[status.role] ?? status.role}</dd>
+            <dt>Version</dt>
+            <dd>{status.version}</dd>
+            <dt>Agents</dt>
+            <dd>
+              {status.agents.connected} connected of {status.agents.total}
+            </dd>
+            <dt>Builds</dt>
+            <dd>
+              {status.builds.running} running, {status.builds.queued} queued
+            </dd>
+            {status.backup !== undefined ? (
+              <>
+                <dt>Backup</dt>
+                <dd data-testid="backup">
+                  {status.backup
+                    ? `${status.backup.name} (${status.backup.url}): ${status.backup.health}`
+                    : 'none selected'}
+                </dd>
+              </>
+            ) : null}
+          </dl>
+        ) : (
+          <p class="muted">Loading…</p>
+        )}
+      </section>
+      <section aria-labelledby="agents-title">
+        <h2 id="agents-title">Agents</h2>
+        {agents && agents.length === 0 ? (
+          <p class="muted">
+            No agents yet. Add one with{' '}
+            <code>muster agents add NAME HOST:PORT --access-key KEY</code>.
+          </p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>Address</th>
+                <th>Status</th>
+                <th>Slots in use</th>
+                <th>Labels</th>
+                <th>Last error</th>
+              </tr>
+            </thead>
+            <tbody>
+              {(agents ?? []).map((a) => (
+                <tr key={a.name} data-testid={`agent-${a.name}`}>
+                  <td>{a.name}</td>
+                  <td>{a.address}</td>
+                  <td>
+                    <span class={`pill ${a.status}`}>{a.status}</span>
+                  </td>
+                  <td>
+                    {a.busySlots} / {a.slots}
+                  </td>
+                  <td>{a.labels.join(', ')}</td>
+                  <td>{a.lastError ?? ''}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+      <section aria-labelledby="builds-title">
+        <h2 id="builds-title">Recent builds</h2>
+        {builds && builds.length === 0 ? (
+          <p class="muted">
+            No builds yet. Run one with <code>muster run plan.yaml</code>.
+          </p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th>Build</th>
+                <th>Status</th>
+                <th>Tasks</th>
+                <th>By</th>
+                <th>Created</th>
+              </tr>
+            </thead>
+            <tbody>
+              {(builds ?? []).map((b) => (
+                <tr key={b.id} data-testid={`build-${b.id}`}>
+                  <td>#{b.id}</td>
+                  <td>
+                    <span class={`pill ${b.status}`}>{b.status}</span>
+                  </td>
+                  <td>
+                    {b.counts.succeeded} / {b.counts.total} done
+                    {b.counts.failed > 0 ? `, ${b.counts.failed} failed` : ''}
+                  </td>
+                  <td>{b.createdBy}</td>
+                  <td>{new Date(b.createdAt).toLocaleString()}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </>
+  );
+}

@@ -1,0 +1,66 @@
+/** The login page: the coordinator's users (the same on a backup), with clear errors. */
+import { useState } from 'preact/hooks';
+import { ApiError, logIn, type SessionView } from './api.js';
+
+export function Login({ onLoggedIn }: { onLoggedIn: (session: SessionView) => void }) {
+  const [user, setUser] = useState('admin');
+  const [password, setPassword] = useState('');
+  const [error, setError] = useState<string | undefined>(undefined);
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (event: Event): Promise<void> => {
+    event.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      onLoggedIn(await logIn(user, password));
+    } catch (err) {
+      setError(
+        err instanceof ApiError && err.code === 'UNAUTHORIZED'
+          ? 'Wrong user name or password.'
+          : err instanceof Error
+            ? err.message
+            : String(err),
+      );
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <main class="login">
+      <form onSubmit={(e) => void submit(e)} aria-labelledby="login-title">
+        <h1 id="login-title">Log in to Muster</h1>
+        <label>
+          User
+          <input
+            name="user"
+            autocomplete="username"
+            value={user}
+            onInput={(e) => setUser(e.currentTarget.value)}
+            required
+          />
+        </label>
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            autocomplete="current-password"
+            value={password}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+            required
+          />
+        </label>
+        {error ? (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        ) : null}
+        <button type="submit" disabled={busy}>
+          {busy ? 'Logging in…' : 'Log in'}
+        </button>
+      </form>
+    </main>
+  );
+}

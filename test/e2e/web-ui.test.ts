@@ -1,8 +1,9 @@
 /**
  * The web UI in a real browser (Debian's Chromium, headless, driven by playwright-core) against
  * real coordinator and agent processes over TLS: failing and succeeding to log in, the dashboard
- * with its agents, a build appearing without a reload, the CSRF check on the session cookie, and
- * the banner on a backup. MUSTER_SCREENSHOTS=DIR saves the pages as PNGs (docs/screenshots).
+ * with its agents, a build appearing without a reload, the CSRF check on the session cookie,
+ * selecting a backup in Settings, the banner and disabled controls on the backup, and the notice
+ * of a deselected backup. MUSTER_SCREENSHOTS=DIR saves the pages as PNGs (docs/screenshots).
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -16,7 +17,7 @@ import {
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
-import { FAST, selectBackup, submit } from '../helpers/ha.js';
+import { FAST, submit } from '../helpers/ha.js';
 
 const CHROMIUM = process.env.MUSTER_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.MUSTER_SCREENSHOTS;
@@ -51,7 +52,7 @@ before(async () => {
   );
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   agent = await startAgent();
-  primary = await startCoordinator({ tls: true, args: [...FAST] });
+  primary = await startCoordinator({ tls: true, args: [...FAST, '--deselect-after', '4s'] });
   await primary.addAgent('builder-1', agent, ['linux']);
 });
 
@@ -102,21 +103,58 @@ describe('web UI', () => {
     await page.context().close();
   });
 
-  it('shows the backup banner on a backup, with the same credentials', async () => {
-    const backup = await startCoordinator({
+  let backup: StartedCoordinator;
+  it('selects a backup in Settings, and shows the backup banner there, view only', async () => {
+    backup = await startCoordinator({
       tls: true,
       login: false,
       args: [...FAST, '--backup-of', primary.url, '--backup-name', 'b1'],
     });
-    await selectBackup(primary, backup, 'b1');
     const page = await newPage();
-    await logIn(page, backup.url, ADMIN_PASSWORD);
-    await page
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByTestId('backup-b1').filter({ hasText: 'healthy' }).waitFor();
+    await page.getByRole('radio', { name: 'Select b1' }).check();
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('status').filter({ hasText: 'b1 is selected' }).waitFor();
+    await shot(page, 'settings-backup');
+    const listed = await primary.api<{ name: string; selected: boolean }[]>('GET', '/backups');
+    assert.deepEqual(
+      listed.body.map((b) => [b.name, b.selected]),
+      [['b1', true]],
+    );
+    await page.context().close();
+
+    await backup.loginWhenReady();
+    const onBackup = await newPage();
+    await logIn(onBackup, backup.url, ADMIN_PASSWORD);
+    await onBackup
       .getByRole('status')
       .filter({ hasText: 'Backup coordinator — standing by' })
       .waitFor();
-    await page.getByTestId('role').filter({ hasText: 'Backup, standing by' }).waitFor();
-    await shot(page, 'backup-standby');
+    await onBackup.getByTestId('role').filter({ hasText: 'Backup, standing by' }).waitFor();
+    await shot(onBackup, 'backup-standby');
+    await onBackup.getByRole('link', { name: 'Settings' }).click();
+    await onBackup.getByText('This coordinator is a backup').waitFor();
+    assert.equal(await onBackup.getByRole('button', { name: 'Save' }).isDisabled(), true);
+    // The banner stays on every page.
+    await onBackup
+      .getByRole('status')
+      .filter({ hasText: 'Backup coordinator — standing by' })
+      .waitFor();
+    await onBackup.context().close();
+  });
+
+  it('says when the primary deselected a backup it could not reach', async () => {
+    await backup.kill();
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByRole('link', { name: 'Settings' }).click();
+    // --deselect-after 4s on this primary.
+    await page
+      .getByRole('alert')
+      .filter({ hasText: /Backup b1 was deselected .*not reached for 4 s/ })
+      .waitFor({ timeout: 30_000 });
     await page.context().close();
   });
 });

@@ -4,12 +4,13 @@
  */
 import type {
   AgentView,
+  BackupView,
   BuildSummary,
   SessionView,
   StatusView,
 } from '../../src/coordinator/api/schemas.js';
 
-export type { AgentView, BuildSummary, SessionView, StatusView };
+export type { AgentView, BackupView, BuildSummary, SessionView, StatusView };
 
 export class ApiError extends Error {
   constructor(
@@ -78,3 +79,8 @@ export async function logOut(): Promise<void> {
 export const getStatus = () => call<StatusView>('GET', '/status');
 export const getAgents = () => call<AgentView[]>('GET', '/agents');
 export const getBuilds = () => call<BuildSummary[]>('GET', '/builds?limit=20');
+
+export const getBackups = () => call<BackupView[]>('GET', '/backups');
+export const selectBackup = (name: string | null) =>
+  call<BackupView[]>('PUT', '/backups/selected', { name });
+export const getSettings = () => call<Record<string, unknown>>('GET', '/settings');

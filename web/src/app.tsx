@@ -5,10 +5,12 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { currentSession, logOut, type SessionView, type StatusView } from './api.js';
+import { Backups } from './backups.js';
 import { Banner } from './banner.js';
 import { Dashboard } from './dashboard.js';
 import { Login } from './login.js';
 import { useLive } from './live.js';
+import { onLink, usePath } from './router.js';
 
 export function App() {
   const [session, setSession] = useState<SessionView | null | undefined>(undefined);
@@ -21,13 +23,14 @@ export function App() {
   }, []);
 
   useEffect(() => {
-    const want = session ? '/' : '/login';
-    if (
-      session !== undefined &&
-      window.location.pathname !== want &&
-      (session === null || window.location.pathname === '/login')
-    )
+    if (session === undefined) return;
+    const path = window.location.pathname;
+    // Logged out: the login page. Logged in on the login page: the dashboard.
+    const want = session === null ? '/login' : path === '/login' ? '/' : path;
+    if (want !== path) {
       window.history.replaceState(null, '', want);
+      window.dispatchEvent(new Event('muster:navigate'));
+    }
   }, [session]);
 
   if (failure) return <p class="error page">{failure}</p>;
@@ -43,18 +46,34 @@ export function App() {
   );
 }
 
+const PAGES = [
+  { path: '/', title: 'Dashboard' },
+  { path: '/admin/settings', title: 'Settings' },
+];
+
 function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: () => void }) {
   const live = useLive();
   const status: StatusView | undefined = live.status;
+  const path = usePath();
+  const page = PAGES.find((p) => p.path === path);
+  // Changes need an admin, on the primary; a backup shows everything and changes nothing.
+  const canEdit = session.user.role === 'admin' && status?.role === 'primary';
   return (
     <>
       <Banner status={status} />
       <header class="top">
         <span class="brand">Muster</span>
         <nav>
-          <a href="/" aria-current="page">
-            Dashboard
-          </a>
+          {PAGES.map((p) => (
+            <a
+              key={p.path}
+              href={p.path}
+              aria-current={p.path === path ? 'page' : undefined}
+              onClick={(e) => onLink(e, p.path)}
+            >
+              {p.title}
+            </a>
+          ))}
         </nav>
         <span class="who">
           {session.user.name} ({session.user.role})
@@ -70,7 +89,22 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
         </span>
       </header>
       <main class="page">
-        <Dashboard live={live} />
+        {page?.path === '/' ? <Dashboard live={live} /> : null}
+        {page?.path === '/admin/settings' ? (
+          <>
+            <h1>Settings › General</h1>
+            <Backups status={status} canEdit={canEdit} />
+          </>
+        ) : null}
+        {page === undefined ? (
+          <p>
+            There is no page {path}.{' '}
+            <a href="/" onClick={(e) => onLink(e, '/')}>
+              Go to the dashboard
+            </a>
+            .
+          </p>
+        ) : null}
       </main>
     </>
   );

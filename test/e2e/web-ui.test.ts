@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -83,6 +84,29 @@ describe('web UI', () => {
     const build = await submit(primary, 'tasks:\n  hello:\n    run: echo hello\n');
     await page.getByTestId(`build-${build.id}`).filter({ hasText: 'succeeded' }).waitFor();
     await shot(page, 'dashboard');
+    await page.context().close();
+  });
+
+  it('follows a build: live log lines as they are written, then its output to download', async () => {
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    const build = await submit(
+      primary,
+      'name: slow\ntasks:\n  steps:\n    run: for i in 1 2 3; do echo line $i; sleep 1; done; mkdir -p out; echo artifact > out/a.txt\n    outputs: [out/a.txt]\n',
+    );
+    await page.getByRole('link', { name: `#${build.id} slow` }).click();
+    await page.getByTestId('log').filter({ hasText: 'line 1' }).waitFor();
+    // Live: the first line is there while the build still runs.
+    assert.equal(await page.getByTestId('build-status').textContent(), 'running');
+    await page.getByTestId('log').filter({ hasText: 'line 3' }).waitFor();
+    await page.getByTestId('build-status').filter({ hasText: 'succeeded' }).waitFor();
+    await shot(page, 'build');
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: 'out/a.txt' }).click(),
+    ]);
+    const saved = await download.path();
+    assert.equal((await readFile(saved, 'utf8')).trim(), 'artifact');
     await page.context().close();
   });
 

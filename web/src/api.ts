@@ -6,11 +6,23 @@ import type {
   AgentView,
   BackupView,
   BuildSummary,
+  BuildView,
+  LogsView,
   SessionView,
   StatusView,
+  TaskView,
 } from '../../src/coordinator/api/schemas.js';
 
-export type { AgentView, BackupView, BuildSummary, SessionView, StatusView };
+export type {
+  AgentView,
+  BackupView,
+  BuildSummary,
+  BuildView,
+  LogsView,
+  SessionView,
+  StatusView,
+  TaskView,
+};
 
 export class ApiError extends Error {
   constructor(
@@ -84,3 +96,12 @@ export const getBackups = () => call<BackupView[]>('GET', '/backups');
 export const selectBackup = (name: string | null) =>
   call<BackupView[]>('PUT', '/backups/selected', { name });
 export const getSettings = () => call<Record<string, unknown>>('GET', '/settings');
+export const getBuild = (id: number) => call<BuildView>('GET', `/builds/${id}`);
+export const cancelBuild = (id: number) => call<BuildView>('POST', `/builds/${id}/cancel`);
+export const getLogs = (id: number, task: string | undefined, after: number) =>
+  call<LogsView>(
+    'GET',
+    `/builds/${id}/logs?after=${after}&limit=1000${task ? `&task=${encodeURIComponent(task)}` : ''}`,
+  );
+/** Where the browser downloads a blob (the session cookie authenticates the GET). */
+export const blobUrl = (sha256: string) => `/api/v1/blobs/${sha256}`;

@@ -7,6 +7,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { currentSession, logOut, type SessionView, type StatusView } from './api.js';
 import { Backups } from './backups.js';
 import { Banner } from './banner.js';
+import { BuildPage } from './build-page.js';
 import { Dashboard } from './dashboard.js';
 import { Login } from './login.js';
 import { useLive } from './live.js';
@@ -56,6 +57,7 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
   const status: StatusView | undefined = live.status;
   const path = usePath();
   const page = PAGES.find((p) => p.path === path);
+  const buildId = /^\/builds\/(\d+)$/.exec(path)?.[1];
   // Changes need an admin, on the primary; a backup shows everything and changes nothing.
   const canEdit = session.user.role === 'admin' && status?.role === 'primary';
   return (
@@ -96,7 +98,14 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
             <Backups status={status} canEdit={canEdit} />
           </>
         ) : null}
-        {page === undefined ? (
+        {buildId !== undefined ? (
+          <BuildPage
+            id={Number(buildId)}
+            status={status}
+            canBuild={session.user.role === 'admin'}
+          />
+        ) : null}
+        {page === undefined && buildId === undefined ? (
           <p>
             There is no page {path}.{' '}
             <a href="/" onClick={(e) => onLink(e, '/')}>

@@ -1,5 +1,6 @@
 /** The dashboard: this coordinator, its agents and recent builds, as they change. */
 import type { Live } from './live.js';
+import { onLink } from './router.js';
 
 const ROLE: Record<string, string> = {
   primary: 'Primary',
@@ -105,7 +106,12 @@ export function Dashboard({ live }: { live: Live }) {
             <tbody>
               {(builds ?? []).map((b) => (
                 <tr key={b.id} data-testid={`build-${b.id}`}>
-                  <td>#{b.id}</td>
+                  <td>
+                    <a href={`/builds/${b.id}`} onClick={(e) => onLink(e, `/builds/${b.id}`)}>
+                      #{b.id}
+                      {b.name ? ` ${b.name}` : ''}
+                    </a>
+                  </td>
                   <td>
                     <span class={`pill ${b.status}`}>{b.status}</span>
                   </td>

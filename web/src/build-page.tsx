@@ -1,0 +1,184 @@
+/**
+ * One build: its tasks (status, agent, attempts, duration, outputs to download), the log of the
+ * whole build or of one task, following as it is written (the event stream's log events), and
+ * cancel. Changes are disabled for viewers and on a standing-by backup.
+ */
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { blobUrl, cancelBuild, getBuild, getLogs, type BuildView, type StatusView } from './api.js';
+
+interface Line {
+  id: number;
+  task: string;
+  stream: string;
+  text: string;
+}
+
+function duration(ms: number | null): string {
+  if (ms === null) return '';
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+export function BuildPage({
+  id,
+  status,
+  canBuild,
+}: {
+  id: number;
+  status: StatusView | undefined;
+  canBuild: boolean;
+}) {
+  const [build, setBuild] = useState<BuildView | undefined>(undefined);
+  const [error, setError] = useState<string | undefined>(undefined);
+  const [task, setTask] = useState<string | undefined>(undefined);
+  const [lines, setLines] = useState<Line[]>([]);
+  const logBox = useRef<HTMLPreElement>(null);
+
+  // The build, reloaded on its task and build events.
+  useEffect(() => {
+    let stopped = false;
+    const load = (): void => {
+      getBuild(id)
+        .then((b) => {
+          if (!stopped) setBuild(b);
+        })
+        .catch((err: unknown) => !stopped && setError((err as Error).message));
+    };
+    load();
+    const events = new EventSource(`/api/v1/events?build=${id}`);
+    events.addEventListener('task', load);
+    events.addEventListener('build', load);
+    return () => {
+      stopped = true;
+      events.close();
+    };
+  }, [id]);
+
+  // The log: what is there, then every new chunk as it comes.
+  useEffect(() => {
+    let stopped = false;
+    let last = 0;
+    const seen = new Set<number>();
+    const add = (chunks: Line[]): void => {
+      const fresh = chunks.filter((c) => !seen.has(c.id) && (!task || c.task === task));
+      for (const c of fresh) seen.add(c.id);
+      if (fresh.length > 0 && !stopped) setLines((l) => [...l, ...fresh]);
+    };
+    setLines([]);
+    const events = new EventSource(`/api/v1/events?build=${id}`);
+    events.addEventListener('log', (event) => {
+      const chunk = JSON.parse((event as MessageEvent<string>).data) as Line;
+      add([chunk]);
+    });
+    const backlog = async (): Promise<void> => {
+      for (;;) {
+        const page = await getLogs(id, task, last);
+        add(page.chunks);
+        if (page.chunks.length === 0 || page.next === last) return;
+        last = page.next;
+      }
+    };
+    void backlog().catch((err: unknown) => !stopped && setError((err as Error).message));
+    return () => {
+      stopped = true;
+      events.close();
+    };
+  }, [id, task]);
+
+  useEffect(() => {
+    const box = logBox.current;
+    if (box) box.scrollTop = box.scrollHeight;
+  }, [lines]);
+
+  if (error && !build) return <p class="error">{error}</p>;
+  if (!build) return <p class="muted">Loading…</p>;
+  const active = build.status === 'queued' || build.status === 'running';
+  const standby = status?.role === 'backup-standby';
+  return (
+    <>
+      <h1>
+        Build #{build.id}
+        {build.name ? ` — ${build.name}` : ''}{' '}
+        <span class={`pill ${build.status}`} data-testid="build-status">
+          {build.status}
+        </span>
+      </h1>
+      <p class="muted">
+        By {build.createdBy}, {new Date(build.createdAt).toLocaleString()}
+        {build.error ? ` — ${build.error}` : ''}
+      </p>
+      {active ? (
+        <button
+          type="button"
+          disabled={!canBuild || standby}
+          onClick={() => {
+            void cancelBuild(build.id)
+              .then(setBuild)
+              .catch((err: unknown) => setError((err as Error).message));
+          }}
+        >
+          Cancel build
+        </button>
+      ) : null}
+      {error ? (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      ) : null}
+      <section aria-labelledby="tasks-title">
+        <h2 id="tasks-title">Tasks</h2>
+        <table>
+          <thead>
+            <tr>
+              <th>Task</th>
+              <th>Status</th>
+              <th>Agent</th>
+              <th>Attempts</th>
+              <th>Duration</th>
+              <th>Needs</th>
+              <th>Outputs</th>
+            </tr>
+          </thead>
+          <tbody>
+            {build.tasks.map((t) => (
+              <tr key={t.name} data-testid={`task-${t.name}`}>
+                <td>
+                  <button
+                    type="button"
+                    class="link"
+                    aria-pressed={task === t.name}
+                    onClick={() => setTask(task === t.name ? undefined : t.name)}
+                  >
+                    {t.name}
+                  </button>
+                </td>
+                <td>
+                  <span class={`pill ${t.status}`}>{t.status}</span>
+                  {t.error ? <span class="muted"> {t.error}</span> : null}
+                </td>
+                <td>{t.agent ?? ''}</td>
+                <td>{t.attempts}</td>
+                <td>{duration(t.durationMs)}</td>
+                <td>{t.needs.join(', ')}</td>
+                <td>
+                  {t.outputs.map((o) => (
+                    <a key={o.path} href={blobUrl(o.sha256)} download={o.path.split('/').pop()}>
+                      {o.path}
+                    </a>
+                  ))}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+      <section aria-labelledby="log-title">
+        <h2 id="log-title">Log{task ? ` of ${task}` : ''}</h2>
+        <pre class="log" ref={logBox} data-testid="log" tabIndex={0}>
+          {lines.length === 0
+            ? 'Nothing logged yet.'
+            : lines.map((l) => (task ? l.text : `[${l.task}] ${l.text}`)).join('')}
+        </pre>
+      </section>
+    </>
+  );
+}

@@ -110,6 +110,33 @@ describe('web UI', () => {
     await page.context().close();
   });
 
+  it('adds an agent after showing its certificate, edits its labels, removes it', async () => {
+    const second = await startAgent();
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByRole('link', { name: 'Agents' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('builder-2');
+    await page.getByLabel('Address (HOST:PORT)').fill(`127.0.0.1:${second.port}`);
+    await page.getByLabel(/^Access key/).fill(second.accessKey);
+    await page.getByRole('button', { name: 'Read its certificate' }).click();
+    assert.equal(await page.getByTestId('fingerprint').textContent(), second.fingerprint);
+    assert.equal(await page.getByRole('button', { name: 'Add agent' }).isDisabled(), true);
+    await page.getByLabel(/This is the fingerprint/).check();
+    await page.getByRole('button', { name: 'Add agent' }).click();
+    await page.getByTestId('agent-builder-2').filter({ hasText: 'connected' }).waitFor();
+    await shot(page, 'agents');
+    await page.getByLabel('Labels of builder-2').fill('linux, arm64');
+    await page.getByTestId('agent-builder-2').getByRole('button', { name: 'Save labels' }).click();
+    await page.getByRole('status').filter({ hasText: 'Labels of builder-2 saved' }).waitFor();
+    const view = await primary.api<{ labels: string[] }>('GET', '/agents/builder-2');
+    assert.deepEqual(view.body.labels, ['linux', 'arm64']);
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByTestId('agent-builder-2').getByRole('button', { name: 'Remove' }).click();
+    await page.getByRole('status').filter({ hasText: 'builder-2 removed' }).waitFor();
+    assert.equal((await primary.api('GET', '/agents/builder-2')).status, 404);
+    await page.context().close();
+  });
+
   it('refuses a change made with the session cookie but without its CSRF token', async () => {
     const page = await newPage();
     await logIn(page, primary.url, ADMIN_PASSWORD);

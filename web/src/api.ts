@@ -105,3 +105,16 @@ export const getLogs = (id: number, task: string | undefined, after: number) =>
   );
 /** Where the browser downloads a blob (the session cookie authenticates the GET). */
 export const blobUrl = (sha256: string) => `/api/v1/blobs/${sha256}`;
+export const probeAgent = (address: string) =>
+  call<{ address: string; fingerprint: string }>('POST', '/agents/probe', { address });
+export const addAgent = (body: {
+  name: string;
+  address: string;
+  accessKey: string;
+  fingerprint: string;
+  labels: string[];
+}) => call<AgentView>('POST', '/agents', body);
+export const updateAgent = (name: string, labels: string[]) =>
+  call<AgentView>('PATCH', `/agents/${encodeURIComponent(name)}`, { labels });
+export const removeAgent = (name: string) =>
+  call<undefined>('DELETE', `/agents/${encodeURIComponent(name)}`);

@@ -5,6 +5,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { currentSession, logOut, type SessionView, type StatusView } from './api.js';
+import { AgentsPage } from './agents-page.js';
 import { Backups } from './backups.js';
 import { Banner } from './banner.js';
 import { BuildPage } from './build-page.js';
@@ -49,6 +50,7 @@ export function App() {
 
 const PAGES = [
   { path: '/', title: 'Dashboard' },
+  { path: '/agents', title: 'Agents' },
   { path: '/admin/settings', title: 'Settings' },
 ];
 
@@ -92,6 +94,7 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
       </header>
       <main class="page">
         {page?.path === '/' ? <Dashboard live={live} /> : null}
+        {page?.path === '/agents' ? <AgentsPage agents={live.agents} canEdit={canEdit} /> : null}
         {page?.path === '/admin/settings' ? (
           <>
             <h1>Settings › General</h1>

@@ -5,7 +5,16 @@ import { MusterError } from '../../protocol/errors.js';
 import { normaliseFingerprint } from '../../protocol/client/agent-client.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import { addAgentBody, updateAgentBody } from './schemas.js';
+import { probeFingerprint } from '../pool/probe.js';
+import { addAgentBody, probeAgentBody, updateAgentBody } from './schemas.js';
+
+function hostPortOf(address: string): { host: string; port: number } {
+  try {
+    return parseHostPort(address, { host: address, port: 7420 }, 'address');
+  } catch {
+    throw new MusterError('VALIDATION_FAILED', `address "${address}" is not HOST:PORT`);
+  }
+}
 
 export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/api/v1/agents', async (request) => {
@@ -20,16 +29,18 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
     return view;
   });
 
+  // The certificate an agent presents, for an admin to confirm before adding it.
+  app.post('/api/v1/agents/probe', async (request) => {
+    requireAdmin(request, ctx);
+    const { address } = parse(probeAgentBody, request.body, 'probe');
+    const { host, port } = hostPortOf(address);
+    return { address: `${host}:${port}`, fingerprint: await probeFingerprint(host, port) };
+  });
+
   app.post('/api/v1/agents', async (request, reply) => {
     requireAdmin(request, ctx);
     const body = parse(addAgentBody, request.body, 'agent');
-    const { host, port } = (() => {
-      try {
-        return parseHostPort(body.address, { host: body.address, port: 7420 }, 'address');
-      } catch {
-        throw new MusterError('VALIDATION_FAILED', `address "${body.address}" is not HOST:PORT`);
-      }
-    })();
+    const { host, port } = hostPortOf(body.address);
     const tls = body.tls ?? true;
     if (tls && body.fingerprint === undefined) {
       throw new MusterError(

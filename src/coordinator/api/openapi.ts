@@ -7,6 +7,7 @@ import {
   createUserBody,
   loginBody,
   missingBlobsBody,
+  probeAgentBody,
   selectBackupBody,
   setSettingBody,
   updateAgentBody,
@@ -62,6 +63,12 @@ const routes: Route[] = [
     status: 201,
   },
   { method: 'get', path: '/api/v1/agents/{name}', summary: 'One agent' },
+  {
+    method: 'post',
+    path: '/api/v1/agents/probe',
+    summary: 'The certificate fingerprint an agent presents, to confirm before adding it (admin)',
+    body: probeAgentBody,
+  },
   {
     method: 'patch',
     path: '/api/v1/agents/{name}',

@@ -39,6 +39,9 @@ export const addAgentBody = z.strictObject({
   slots: z.number().int().min(1).max(1024).optional(),
 });
 
+/** POST /api/v1/agents/probe: the certificate an agent presents, before adding it. */
+export const probeAgentBody = z.strictObject({ address: z.string().min(1).max(300) });
+
 export const updateAgentBody = z.strictObject({
   labels: z.array(label).max(64).optional(),
   slots: z.number().int().min(1).max(1024).nullable().optional(),

@@ -1,0 +1,228 @@
+/**
+ * Agents: the list with status, version, labels, slots, this coordinator's instance there and the
+ * last error in words; add one (its certificate's fingerprint is read and shown to be confirmed
+ * against what `muster agent` printed), edit labels, remove. Changes need an admin on the primary.
+ */
+import { useState } from 'preact/hooks';
+import { addAgent, probeAgent, removeAgent, updateAgent, type AgentView } from './api.js';
+
+function labelsOf(text: string): string[] {
+  return text
+    .split(',')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+export function AgentsPage({
+  agents,
+  canEdit,
+}: {
+  agents: AgentView[] | undefined;
+  canEdit: boolean;
+}) {
+  const [message, setMessage] = useState<{ error: boolean; text: string }>();
+  const report = (promise: Promise<unknown>, done: string): void => {
+    setMessage(undefined);
+    promise
+      .then(() => setMessage({ error: false, text: done }))
+      .catch((err: unknown) => setMessage({ error: true, text: (err as Error).message }));
+  };
+  return (
+    <>
+      <h1>Agents</h1>
+      {message ? (
+        <p class={message.error ? 'error' : 'ok'} role={message.error ? 'alert' : 'status'}>
+          {message.text}
+        </p>
+      ) : null}
+      {agents && agents.length === 0 ? (
+        <p class="muted">No agents yet: add the first one below.</p>
+      ) : (
+        <table>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Address</th>
+              <th>Status</th>
+              <th>Version</th>
+              <th>Slots in use</th>
+              <th>Instance here</th>
+              <th>Labels</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {(agents ?? []).map((a) => (
+              <AgentRow key={a.name} agent={a} canEdit={canEdit} report={report} />
+            ))}
+          </tbody>
+        </table>
+      )}
+      <AddAgent canEdit={canEdit} report={report} />
+    </>
+  );
+}
+
+function AgentRow({
+  agent,
+  canEdit,
+  report,
+}: {
+  agent: AgentView;
+  canEdit: boolean;
+  report: (p: Promise<unknown>, done: string) => void;
+}) {
+  const [labels, setLabels] = useState(agent.labels.join(', '));
+  return (
+    <tr data-testid={`agent-${agent.name}`}>
+      <td>{agent.name}</td>
+      <td>{agent.address}</td>
+      <td>
+        <span class={`pill ${agent.status}`}>{agent.status}</span>
+        {agent.lastError ? <div class="muted small">{agent.lastError}</div> : null}
+      </td>
+      <td>{agent.agentVersion ?? ''}</td>
+      <td>
+        {agent.busySlots} / {agent.slots}
+      </td>
+      <td>
+        <code class="small">{agent.instanceKey ?? ''}</code>
+      </td>
+      <td>
+        <form
+          class="inline"
+          onSubmit={(e) => {
+            e.preventDefault();
+            report(updateAgent(agent.name, labelsOf(labels)), `Labels of ${agent.name} saved.`);
+          }}
+        >
+          <fieldset disabled={!canEdit}>
+            <input
+              aria-label={`Labels of ${agent.name}`}
+              value={labels}
+              onInput={(e) => setLabels(e.currentTarget.value)}
+            />
+            <button type="submit">Save labels</button>
+          </fieldset>
+        </form>
+      </td>
+      <td>
+        <button
+          type="button"
+          class="danger"
+          disabled={!canEdit}
+          onClick={() => {
+            if (
+              window.confirm(`Remove agent ${agent.name}? Its running tasks are retried elsewhere.`)
+            )
+              report(removeAgent(agent.name), `${agent.name} removed.`);
+          }}
+        >
+          Remove
+        </button>
+      </td>
+    </tr>
+  );
+}
+
+function AddAgent({
+  canEdit,
+  report,
+}: {
+  canEdit: boolean;
+  report: (p: Promise<unknown>, done: string) => void;
+}) {
+  const [name, setName] = useState('');
+  const [address, setAddress] = useState('');
+  const [accessKey, setAccessKey] = useState('');
+  const [labels, setLabels] = useState('');
+  const [fingerprint, setFingerprint] = useState<string>();
+  const [confirmed, setConfirmed] = useState(false);
+  const [probeError, setProbeError] = useState<string>();
+
+  const probe = (): void => {
+    setFingerprint(undefined);
+    setConfirmed(false);
+    setProbeError(undefined);
+    probeAgent(address)
+      .then((r) => setFingerprint(r.fingerprint))
+      .catch((err: unknown) => setProbeError((err as Error).message));
+  };
+
+  return (
+    <section aria-labelledby="add-agent-title">
+      <h2 id="add-agent-title">Add an agent</h2>
+      <form
+        class="stack"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (!fingerprint) return;
+          report(
+            addAgent({ name, address, accessKey, fingerprint, labels: labelsOf(labels) }),
+            `${name} added: the coordinator connects to it now.`,
+          );
+        }}
+      >
+        <fieldset disabled={!canEdit}>
+          <label>
+            Name
+            <input value={name} onInput={(e) => setName(e.currentTarget.value)} required />
+          </label>
+          <label>
+            Address (HOST:PORT)
+            <input
+              value={address}
+              onInput={(e) => {
+                setAddress(e.currentTarget.value);
+                setFingerprint(undefined);
+              }}
+              required
+            />
+          </label>
+          <label>
+            <span>
+              Access key (printed by <code>muster agent</code> at its first start)
+            </span>
+            <input
+              type="password"
+              value={accessKey}
+              onInput={(e) => setAccessKey(e.currentTarget.value)}
+              required
+            />
+          </label>
+          <label>
+            Labels (comma-separated)
+            <input value={labels} onInput={(e) => setLabels(e.currentTarget.value)} />
+          </label>
+          <button type="button" onClick={probe} disabled={address === ''}>
+            Read its certificate
+          </button>
+          {probeError ? (
+            <p class="error" role="alert">
+              {probeError}
+            </p>
+          ) : null}
+          {fingerprint ? (
+            <div class="confirm">
+              <p>
+                The agent presents the certificate{' '}
+                <code data-testid="fingerprint">{fingerprint}</code>
+              </p>
+              <label class="check">
+                <input
+                  type="checkbox"
+                  checked={confirmed}
+                  onChange={(e) => setConfirmed(e.currentTarget.checked)}
+                />
+                This is the fingerprint <code>muster agent</code> printed
+              </label>
+            </div>
+          ) : null}
+          <button type="submit" disabled={!fingerprint || !confirmed}>
+            Add agent
+          </button>
+        </fieldset>
+      </form>
+    </section>
+  );
+}

@@ -137,6 +137,30 @@ describe('web UI', () => {
     await page.context().close();
   });
 
+  it('starts a build from a plan, listing every problem of a bad one first', async () => {
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByRole('link', { name: 'Builds' }).click();
+    await page
+      .getByLabel('Plan (YAML)')
+      .fill('tasks:\n  a:\n    run: echo a\n    needs: [nope]\n  b:\n    retries: -1\n');
+    await page.getByRole('button', { name: 'Start build' }).click();
+    const problems = page.getByTestId('problems').getByRole('listitem');
+    await problems.first().waitFor();
+    assert.ok((await problems.count()) >= 2, await page.getByTestId('problems').innerText());
+    await shot(page, 'builds-problems');
+    await page
+      .getByLabel('Plan (YAML)')
+      .fill('name: from-ui\ntasks:\n  hi:\n    run: echo from the UI\n');
+    await page.getByRole('button', { name: 'Start build' }).click();
+    await page.getByTestId('build-status').filter({ hasText: 'succeeded' }).waitFor();
+    await page.getByTestId('log').filter({ hasText: 'from the UI' }).waitFor();
+    await page.getByRole('link', { name: 'Builds' }).click();
+    await page.getByLabel('Status').selectOption('succeeded');
+    await page.getByRole('link', { name: /from-ui/ }).waitFor();
+    await page.context().close();
+  });
+
   it('refuses a change made with the session cookie but without its CSRF token', async () => {
     const page = await newPage();
     await logIn(page, primary.url, ADMIN_PASSWORD);

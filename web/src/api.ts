@@ -29,6 +29,7 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly status: number,
+    readonly details: { problems?: string[] } = {},
   ) {
     super(message);
   }
@@ -53,13 +54,14 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   }
   if (response.status === 204) return undefined as T;
   const data = (await response.json().catch(() => ({}))) as {
-    error?: { code?: string; message?: string };
+    error?: { code?: string; message?: string; details?: { problems?: string[] } };
   };
   if (!response.ok) {
     throw new ApiError(
       data.error?.code ?? 'INTERNAL',
       data.error?.message ?? `the coordinator answered HTTP ${response.status}`,
       response.status,
+      data.error?.details ?? {},
     );
   }
   return data as T;
@@ -91,6 +93,10 @@ export async function logOut(): Promise<void> {
 export const getStatus = () => call<StatusView>('GET', '/status');
 export const getAgents = () => call<AgentView[]>('GET', '/agents');
 export const getBuilds = () => call<BuildSummary[]>('GET', '/builds?limit=20');
+export const listBuilds = (status: string) =>
+  call<BuildSummary[]>('GET', `/builds?limit=100${status ? `&status=${status}` : ''}`);
+export const createBuild = (plan: string) =>
+  call<BuildView>('POST', '/builds', { plan, files: [] });
 
 export const getBackups = () => call<BackupView[]>('GET', '/backups');
 export const selectBackup = (name: string | null) =>

@@ -9,6 +9,7 @@ import { AgentsPage } from './agents-page.js';
 import { Backups } from './backups.js';
 import { Banner } from './banner.js';
 import { BuildPage } from './build-page.js';
+import { BuildsPage } from './builds-page.js';
 import { Dashboard } from './dashboard.js';
 import { Login } from './login.js';
 import { useLive } from './live.js';
@@ -51,6 +52,7 @@ export function App() {
 const PAGES = [
   { path: '/', title: 'Dashboard' },
   { path: '/agents', title: 'Agents' },
+  { path: '/builds', title: 'Builds' },
   { path: '/admin/settings', title: 'Settings' },
 ];
 
@@ -95,6 +97,12 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
       <main class="page">
         {page?.path === '/' ? <Dashboard live={live} /> : null}
         {page?.path === '/agents' ? <AgentsPage agents={live.agents} canEdit={canEdit} /> : null}
+        {page?.path === '/builds' ? (
+          <BuildsPage
+            canBuild={session.user.role === 'admin' && status?.role !== 'backup-standby'}
+            refresh={live.builds}
+          />
+        ) : null}
         {page?.path === '/admin/settings' ? (
           <>
             <h1>Settings › General</h1>

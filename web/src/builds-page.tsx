@@ -1,0 +1,165 @@
+/**
+ * Builds: the list, filtered by status, and a new build from a plan pasted or loaded from a file
+ * (validated by the coordinator, every problem listed). A plan whose tasks need input files is
+ * run with `muster run`, which uploads them.
+ */
+import { useEffect, useState } from 'preact/hooks';
+import { ApiError, createBuild, listBuilds, type BuildSummary } from './api.js';
+import { navigate, onLink } from './router.js';
+
+const STATUSES = ['', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
+
+/** `refresh` changes whenever the dashboard's data was reloaded (an event or every 5 s). */
+export function BuildsPage({ canBuild, refresh }: { canBuild: boolean; refresh: unknown }) {
+  const [status, setStatus] = useState('');
+  const [builds, setBuilds] = useState<BuildSummary[]>();
+  const [error, setError] = useState<string>();
+
+  useEffect(() => {
+    listBuilds(status)
+      .then(setBuilds)
+      .catch((err: unknown) => setError((err as Error).message));
+  }, [status, refresh]);
+
+  return (
+    <>
+      <h1>Builds</h1>
+      <NewBuild canBuild={canBuild} />
+      <section aria-labelledby="list-title">
+        <h2 id="list-title">All builds</h2>
+        <label class="filter">
+          Status
+          <select value={status} onChange={(e) => setStatus(e.currentTarget.value)}>
+            {STATUSES.map((s) => (
+              <option key={s} value={s}>
+                {s === '' ? 'any' : s}
+              </option>
+            ))}
+          </select>
+        </label>
+        {error ? (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        ) : null}
+        {builds && builds.length === 0 ? (
+          <p class="muted">No builds{status ? ` that are ${status}` : ''}.</p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th>Build</th>
+                <th>Status</th>
+                <th>Tasks</th>
+                <th>By</th>
+                <th>Created</th>
+              </tr>
+            </thead>
+            <tbody>
+              {(builds ?? []).map((b) => (
+                <tr key={b.id}>
+                  <td>
+                    <a href={`/builds/${b.id}`} onClick={(e) => onLink(e, `/builds/${b.id}`)}>
+                      #{b.id}
+                      {b.name ? ` ${b.name}` : ''}
+                    </a>
+                  </td>
+                  <td>
+                    <span class={`pill ${b.status}`}>{b.status}</span>
+                  </td>
+                  <td>
+                    {b.counts.succeeded} / {b.counts.total} done
+                    {b.counts.failed > 0 ? `, ${b.counts.failed} failed` : ''}
+                  </td>
+                  <td>{b.createdBy}</td>
+                  <td>{new Date(b.createdAt).toLocaleString()}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </>
+  );
+}
+
+function NewBuild({ canBuild }: { canBuild: boolean }) {
+  const [plan, setPlan] = useState('');
+  const [problems, setProblems] = useState<string[]>();
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (): Promise<void> => {
+    setBusy(true);
+    setProblems(undefined);
+    setError(undefined);
+    try {
+      const build = await createBuild(plan);
+      navigate(`/builds/${build.id}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'PLAN_INVALID' && err.details.problems) {
+        setProblems(err.details.problems);
+      } else {
+        setError((err as Error).message);
+      }
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section aria-labelledby="new-title">
+      <h2 id="new-title">Start a build</h2>
+      <form
+        class="stack"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void submit();
+        }}
+      >
+        <fieldset disabled={!canBuild || busy}>
+          <label>
+            Plan file
+            <input
+              type="file"
+              accept=".yml,.yaml,text/yaml"
+              onChange={(e) => {
+                const file = e.currentTarget.files?.[0];
+                if (file) void file.text().then(setPlan);
+              }}
+            />
+          </label>
+          <label>
+            Plan (YAML)
+            <textarea
+              rows={10}
+              value={plan}
+              spellcheck={false}
+              onInput={(e) => setPlan(e.currentTarget.value)}
+              placeholder={'tasks:\n  hello:\n    run: echo hello'}
+              required
+            />
+          </label>
+          {problems ? (
+            <div class="error" role="alert">
+              <p>
+                The plan has {problems.length === 1 ? 'a problem' : `${problems.length} problems`}:
+              </p>
+              <ul data-testid="problems">
+                {problems.map((p) => (
+                  <li key={p}>{p}</li>
+                ))}
+              </ul>
+            </div>
+          ) : null}
+          {error ? (
+            <p class="error" role="alert">
+              {error}
+            </p>
+          ) : null}
+          <button type="submit">{busy ? 'Starting…' : 'Start build'}</button>
+        </fieldset>
+      </form>
+    </section>
+  );
+}

@@ -37,6 +37,8 @@ import { MUSTER_VERSION } from '../protocol/version.js';
 export type CoordinatorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 export const PRODUCT = 'muster';
+/** How long a silent backup that ran the cluster keeps its agents from a returning primary. */
+const PRESUME_BACKUP_DEAD_MS = 30_000;
 export const INSTANCE_ID_SETTING = 'Agent.InstanceId';
 
 export interface StartedInfo {
@@ -100,8 +102,9 @@ export class Coordinator {
       bundle: () => bundles.get(),
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       agentLossGraceMs: options.agentLossGraceMs,
-      // A primary does not take an agent from a backup it knows is running the cluster.
-      mayOutbid: () => !failback || !['active', 'taking-over'].includes(failback.backupState),
+      // A primary takes an agent its backup last held only once it knows the backup has nothing
+      // to hand back, or the backup has been silent for 30 s (see Failback.mayOutbid).
+      mayOutbid: () => !failback || failback.mayOutbid(PRESUME_BACKUP_DEAD_MS),
       onTermHeld: (term) => {
         const current = store.getSetting(TERM_SETTING);
         if (typeof current !== 'number' || term > current) store.setSetting(TERM_SETTING, term);

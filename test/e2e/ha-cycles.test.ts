@@ -59,9 +59,16 @@ function plan(prefix: string): string {
     .join('')}`;
 }
 
+/** Every primary process of the run, for MUSTER_TEST_DEBUG. */
+const primaries: StartedCoordinator[] = [];
+
 async function startPrimary(previous?: StartedCoordinator): Promise<StartedCoordinator> {
   const options = { tls: true, args: [...FAST] };
-  return previous ? restartCoordinator(previous, options) : startCoordinator(options);
+  const started = await (previous
+    ? restartCoordinator(previous, options)
+    : startCoordinator(options));
+  primaries.push(started);
+  return started;
 }
 
 async function role(of: StartedCoordinator): Promise<string | undefined> {
@@ -109,6 +116,21 @@ before(async () => {
 });
 
 after(async () => {
+  if (process.env.MUSTER_TEST_DEBUG) {
+    const lines: [number, string][] = [];
+    primaries.forEach((p, i) => {
+      for (const l of p.logs)
+        lines.push([Number(l.time), `P${i} ${JSON.stringify(l).slice(60, 360)}`]);
+    });
+    for (const l of backup.logs)
+      lines.push([Number(l.time), `B  ${JSON.stringify(l).slice(60, 360)}`]);
+    lines.sort((a, b) => a[0] - b[0]);
+    for (const [t, text] of lines) {
+      if (/agent connected|agent lease acquired|connection lost|listening|snapshot/.test(text))
+        continue;
+      console.log(new Date(t).toISOString().slice(14, 23), text);
+    }
+  }
   await killCoordinators();
   await cleanup([markers]);
 });

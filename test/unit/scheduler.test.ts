@@ -309,6 +309,40 @@ describe('scheduler', () => {
     restarted.stop();
   });
 
+  it('releases the finished tasks it finds after a restart only when deferRelease lets it', async () => {
+    const agent = new FakeAgent('a', 1);
+    const first = scheduler([agent], 10_000);
+    first.start();
+    const build = store.createBuild(parsePlan('tasks:\n  t:\n    run: x\n'), [], 'test');
+    first.submit(build);
+    await until(() => agent.started.length === 1, 'the attempt');
+    const taskId = agent.started[0]!.spec.taskId;
+    agent.started[0]!.finish({});
+    await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
+    first.stop();
+    // The release did not reach the agent (the coordinator died first): it still has the task.
+    agent.released.length = 0;
+    agent.onAgent = [{ taskId, state: 'done' }];
+    const held: (() => void)[] = [];
+    const restarted = new Scheduler({
+      store,
+      pool: { ready: () => [agent] },
+      blobs,
+      events: new EventBus(),
+      log: pino({ level: 'silent' }),
+      agentLossGraceMs: 10_000,
+      deferRelease: (release) => held.push(release),
+    });
+    restarted.start();
+    restarted.onAgentReady(agent);
+    await until(() => held.length === 1, 'the release to be deferred');
+    assert.deepEqual(agent.released, []);
+    held[0]!();
+    await until(() => agent.released.length === 1, 'the release');
+    assert.deepEqual(agent.released, [taskId]);
+    restarted.stop();
+  });
+
   it('cancels: running attempts are told to stop, pending tasks never start', async () => {
     const agent = new FakeAgent('a', 1);
     const s = scheduler([agent]);

@@ -45,11 +45,16 @@ export function BuildPage({
     };
     load();
     const events = new EventSource(`/api/v1/events?build=${id}`);
+    // Loaded again once the stream is open (and reopened): nothing in between is missed.
+    events.onopen = load;
     events.addEventListener('task', load);
     events.addEventListener('build', load);
+    // And now and then, in case the stream is down.
+    const timer = window.setInterval(load, 5000);
     return () => {
       stopped = true;
       events.close();
+      window.clearInterval(timer);
     };
   }, [id]);
 
@@ -77,7 +82,11 @@ export function BuildPage({
         last = page.next;
       }
     };
-    void backlog().catch((err: unknown) => !stopped && setError((err as Error).message));
+    // The log so far is read once the stream is open, so no chunk falls between the two; chunks
+    // seen both ways are dropped by id.
+    events.onopen = () => {
+      void backlog().catch((err: unknown) => !stopped && setError((err as Error).message));
+    };
     return () => {
       stopped = true;
       events.close();

@@ -38,6 +38,10 @@ export type BackupSeen = BackupState | 'unreachable' | 'none';
 export class Failback {
   /** What the selected backup said last. */
   backupState: BackupSeen = 'none';
+  /** Whether it said it has history this primary has not taken back. */
+  private backupHistory = false;
+  /** Since when the selected backup has not answered (undefined while it answers). */
+  private unreachableSince: number | undefined = Date.now();
   private running: Promise<void> | undefined;
   private readonly reachable = new Map<string, boolean>();
   /** After a failback that did not complete: when to try again, and the delay used. */
@@ -84,7 +88,11 @@ export class Failback {
         }
       }),
     );
-    this.backupState = !selected ? 'none' : (states[0]?.state?.state ?? 'unreachable');
+    const seen = selected ? states[0]?.state : undefined;
+    this.backupState = !selected ? 'none' : (seen?.state ?? 'unreachable');
+    this.backupHistory = seen?.history ?? false;
+    if (!selected || seen) this.unreachableSince = undefined;
+    else this.unreachableSince ??= Date.now();
     for (const { backup, peer, state } of states) {
       if (!peer || !state) continue;
       if (state.state === 'active' || state.state === 'taking-over' || state.history) {
@@ -93,6 +101,21 @@ export class Failback {
         await this.handback(backup, peer);
       }
     }
+  }
+
+  /**
+   * Whether this primary may take an agent whose expired lease was last held with a higher term
+   * (by its backup): only once the selected backup said it stands by with nothing to hand back,
+   * or has not answered for `presumeDeadMs` (it died while running the cluster). Taking agents
+   * earlier would run builds from a copy that lacks what the backup did.
+   */
+  mayOutbid(presumeDeadMs: number): boolean {
+    if (this.backupState === 'none') return true;
+    if (this.backupState === 'unreachable')
+      return (
+        this.unreachableSince !== undefined && Date.now() - this.unreachableSince >= presumeDeadMs
+      );
+    return this.backupState === 'standby' && !this.backupHistory;
   }
 
   /** Logs when a backup stops (or starts again) answering this primary. */
@@ -133,6 +156,7 @@ export class Failback {
       // that is not the selected one gets no stream; the selected one's goes on.)
       if (this.primary.selected()?.name === backup.name) this.store.replication.setRecording(true);
       this.backupState = 'standby';
+      this.backupHistory = false;
       this.retry.delete(backup.name);
       this.log.warn(
         { backup: backup.name, builds, term, ms: Date.now() - started },

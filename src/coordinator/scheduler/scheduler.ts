@@ -406,7 +406,8 @@ export class Scheduler {
       const attempt = this.ctx.store.getAttemptByAgentTaskId(taskId);
       if (attempt === undefined || attempt.status === 'running') continue;
       if (info.state === 'running') await client.cancelTask(taskId).catch(() => undefined);
-      else await client.releaseTask(taskId).catch(() => undefined);
+      // A finished one is released like any result: once a backup has it (deferRelease).
+      else this.release(client, taskId);
     }
     for (const flight of this.inFlight.values()) {
       if (flight.attempt.agent !== connection.name || flight.state !== 'detached') continue;
@@ -495,8 +496,13 @@ export class Scheduler {
     // a commit per task was most of the coordinator's time at thousands of tasks a second.
     this.finishing.push(() => this.finishFlight(flight, status, result, detail));
     if (this.finishing.length === 1) queueMicrotask(() => this.flushFinishing());
+    this.release(client, flight.attempt.agentTaskId);
+  }
+
+  /** Lets the agent forget a finished task: at once, or when ctx.deferRelease says. */
+  private release(client: SchedulerClient, taskId: string): void {
     const release = (): void => {
-      void client.releaseTask(flight.attempt.agentTaskId).catch(() => undefined);
+      void client.releaseTask(taskId).catch(() => undefined);
     };
     if (this.ctx.deferRelease) this.ctx.deferRelease(release);
     else release();

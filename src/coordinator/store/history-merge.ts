@@ -7,7 +7,7 @@
  * - Build: matched by uid; a new one keeps its id when free, else gets the next. Status moves
  *   queued → running → finished; the further one wins.
  * - Task: (attempts, status rank) decides; pending < queued < running < finished.
- * - Attempt: matched by agent task id; a finished one beats a running one. A new attempt whose
+ * - Attempt: matched by agent task id; a finished one beats a running or lost one. A new attempt whose
  *   number is taken (by one the backup never heard of) gets the next number.
  * - Log chunks: appended (the caller passes each chunk once).
  * Afterwards every task's attempt counter is at least its highest attempt number, so the next
@@ -153,7 +153,9 @@ function mergeAttempts(db: Database.Database, buildId: number, attempts: WireRow
   for (const attempt of attempts) {
     const mine = byTaskId.get(attempt.agent_task_id) as { id: number; status: string } | undefined;
     if (mine) {
-      if (mine.status === 'running' && attempt.status !== 'running') {
+      // 'lost' only means this side stopped hearing of it; the other side may know its end.
+      const open = mine.status === 'running' || mine.status === 'lost';
+      if (open && attempt.status !== 'running' && attempt.status !== mine.status) {
         finish.run({
           status: attempt.status,
           finished_at: attempt.finished_at,

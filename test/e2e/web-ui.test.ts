@@ -161,6 +161,26 @@ describe('web UI', () => {
     await page.context().close();
   });
 
+  it('changes an advanced setting, with its explanation shown', async () => {
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByText(/Agent\.InstanceId.*Identifies this coordinator to agents/).waitFor();
+    const before = await primary.api<{ value: string }>('GET', '/settings/Agent.InstanceId');
+    await page.getByLabel(/Agent\.InstanceId/).fill('bad id with spaces');
+    await page.getByRole('button', { name: 'Save Agent.InstanceId' }).click();
+    await page
+      .getByRole('alert')
+      .filter({ hasText: /Agent\.InstanceId/ })
+      .waitFor();
+    const after = await primary.api<{ value: string }>('GET', '/settings/Agent.InstanceId');
+    assert.equal(after.body.value, before.body.value, 'an invalid value is refused');
+    await page.getByLabel(/Agent\.InstanceId/).fill(before.body.value);
+    await page.getByRole('button', { name: 'Save Agent.InstanceId' }).click();
+    await page.getByRole('status').filter({ hasText: 'Agent.InstanceId saved.' }).waitFor();
+    await page.context().close();
+  });
+
   it('refuses a change made with the session cookie but without its CSRF token', async () => {
     const page = await newPage();
     await logIn(page, primary.url, ADMIN_PASSWORD);
@@ -190,7 +210,7 @@ describe('web UI', () => {
     await page.getByRole('link', { name: 'Settings' }).click();
     await page.getByTestId('backup-b1').filter({ hasText: 'healthy' }).waitFor();
     await page.getByRole('radio', { name: 'Select b1' }).check();
-    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
     await page.getByRole('status').filter({ hasText: 'b1 is selected' }).waitFor();
     await shot(page, 'settings-backup');
     const listed = await primary.api<{ name: string; selected: boolean }[]>('GET', '/backups');
@@ -211,7 +231,10 @@ describe('web UI', () => {
     await shot(onBackup, 'backup-standby');
     await onBackup.getByRole('link', { name: 'Settings' }).click();
     await onBackup.getByText('This coordinator is a backup').waitFor();
-    assert.equal(await onBackup.getByRole('button', { name: 'Save' }).isDisabled(), true);
+    assert.equal(
+      await onBackup.getByRole('button', { name: 'Save', exact: true }).isDisabled(),
+      true,
+    );
     // The banner stays on every page.
     await onBackup
       .getByRole('status')

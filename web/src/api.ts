@@ -124,3 +124,11 @@ export const updateAgent = (name: string, labels: string[]) =>
   call<AgentView>('PATCH', `/agents/${encodeURIComponent(name)}`, { labels });
 export const removeAgent = (name: string) =>
   call<undefined>('DELETE', `/agents/${encodeURIComponent(name)}`);
+export interface SettingDefinition {
+  key: string;
+  value: unknown;
+  description: string;
+}
+export const getSettingDefinitions = () => call<SettingDefinition[]>('GET', '/setting-definitions');
+export const setSetting = (key: string, value: unknown) =>
+  call<{ key: string; value: unknown }>('PUT', `/settings/${encodeURIComponent(key)}`, { value });

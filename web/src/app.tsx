@@ -5,6 +5,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { currentSession, logOut, type SessionView, type StatusView } from './api.js';
+import { AdvancedSettings } from './advanced-settings.js';
 import { AgentsPage } from './agents-page.js';
 import { Backups } from './backups.js';
 import { Banner } from './banner.js';
@@ -107,6 +108,7 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
           <>
             <h1>Settings › General</h1>
             <Backups status={status} canEdit={canEdit} />
+            <AdvancedSettings canEdit={canEdit} />
           </>
         ) : null}
         {buildId !== undefined ? (

@@ -135,6 +135,11 @@ const routes: Route[] = [
     summary: 'Server-sent events: build, task, log, agent (?build)',
   },
   { method: 'get', path: '/api/v1/settings', summary: 'All settings' },
+  {
+    method: 'get',
+    path: '/api/v1/setting-definitions',
+    summary: 'The settings an admin may change, with values and explanations',
+  },
   { method: 'get', path: '/api/v1/settings/{key}', summary: 'One setting with its explanation' },
   {
     method: 'put',

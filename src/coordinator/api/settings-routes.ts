@@ -27,6 +27,16 @@ export function registerSettingsRoutes(
     return ctx.store.listSettings();
   });
 
+  // Every setting an admin may change, with its value and explanation (Admin › Advanced Settings).
+  app.get('/api/v1/setting-definitions', async (request) => {
+    requireUser(request);
+    return Object.entries(settingDefinitions).map(([key, definition]) => ({
+      key,
+      value: ctx.store.getSetting(key) ?? null,
+      description: definition.description,
+    }));
+  });
+
   app.get<{ Params: { key: string } }>('/api/v1/settings/:key', async (request) => {
     requireUser(request);
     const definition = settingDefinitions[request.params.key];

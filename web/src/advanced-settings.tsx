@@ -1,6 +1,7 @@
 /** Admin › Advanced Settings: each setting with a short explanation; changed on the primary. */
 import { useEffect, useState } from 'preact/hooks';
 import { getSettingDefinitions, setSetting, type SettingDefinition } from './api.js';
+import { Notice } from './notice.js';
 
 export function AdvancedSettings({ canEdit }: { canEdit: boolean }) {
   const [settings, setSettings] = useState<SettingDefinition[]>();
@@ -13,11 +14,7 @@ export function AdvancedSettings({ canEdit }: { canEdit: boolean }) {
   return (
     <section aria-labelledby="advanced-title">
       <h2 id="advanced-title">Advanced Settings</h2>
-      {error ? (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      ) : null}
+      <Notice notice={error} />
       {(settings ?? []).map((s) => (
         <Setting key={s.key} setting={s} canEdit={canEdit} />
       ))}
@@ -50,11 +47,7 @@ function Setting({ setting, canEdit }: { setting: SettingDefinition; canEdit: bo
         </label>
         <button type="submit">Save {setting.key}</button>
       </fieldset>
-      {message ? (
-        <p class={message.error ? 'error' : 'ok'} role={message.error ? 'alert' : 'status'}>
-          {message.text}
-        </p>
-      ) : null}
+      <Notice notice={message} />
     </form>
   );
 }

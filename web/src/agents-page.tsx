@@ -5,6 +5,7 @@
  */
 import { useState } from 'preact/hooks';
 import { addAgent, probeAgent, removeAgent, updateAgent, type AgentView } from './api.js';
+import { Notice } from './notice.js';
 
 function labelsOf(text: string): string[] {
   return text
@@ -30,11 +31,7 @@ export function AgentsPage({
   return (
     <>
       <h1>Agents</h1>
-      {message ? (
-        <p class={message.error ? 'error' : 'ok'} role={message.error ? 'alert' : 'status'}>
-          {message.text}
-        </p>
-      ) : null}
+      <Notice notice={message} />
       {agents && agents.length === 0 ? (
         <p class="muted">No agents yet: add the first one below.</p>
       ) : (
@@ -197,11 +194,7 @@ function AddAgent({
           <button type="button" onClick={probe} disabled={address === ''}>
             Read its certificate
           </button>
-          {probeError ? (
-            <p class="error" role="alert">
-              {probeError}
-            </p>
-          ) : null}
+          <Notice notice={probeError} />
           {fingerprint ? (
             <div class="confirm">
               <p>

@@ -5,6 +5,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { getBackups, getSettings, selectBackup, type BackupView, type StatusView } from './api.js';
+import { Notice } from './notice.js';
 
 function ago(iso: string | null): string {
   if (iso === null) return 'never';
@@ -161,11 +162,7 @@ export function Backups({ status, canEdit }: { status: StatusView | undefined; c
           </fieldset>
         </form>
       )}
-      {message ? (
-        <p class={message.error ? 'error' : 'ok'} role={message.error ? 'alert' : 'status'}>
-          {message.text}
-        </p>
-      ) : null}
+      <Notice notice={message} />
     </section>
   );
 }

@@ -5,6 +5,7 @@
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { blobUrl, cancelBuild, getBuild, getLogs, type BuildView, type StatusView } from './api.js';
+import { Notice } from './notice.js';
 
 interface Line {
   id: number;
@@ -128,11 +129,7 @@ export function BuildPage({
           Cancel build
         </button>
       ) : null}
-      {error ? (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      ) : null}
+      <Notice notice={error} />
       <section aria-labelledby="tasks-title">
         <h2 id="tasks-title">Tasks</h2>
         <table>

@@ -5,7 +5,9 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, createBuild, listBuilds, type BuildSummary } from './api.js';
-import { navigate, onLink } from './router.js';
+import { BuildsTable } from './builds-table.js';
+import { navigate } from './router.js';
+import { Notice } from './notice.js';
 
 const STATUSES = ['', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
 
@@ -37,46 +39,11 @@ export function BuildsPage({ canBuild, refresh }: { canBuild: boolean; refresh: 
             ))}
           </select>
         </label>
-        {error ? (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        ) : null}
+        <Notice notice={error} />
         {builds && builds.length === 0 ? (
           <p class="muted">No builds{status ? ` that are ${status}` : ''}.</p>
         ) : (
-          <table>
-            <thead>
-              <tr>
-                <th>Build</th>
-                <th>Status</th>
-                <th>Tasks</th>
-                <th>By</th>
-                <th>Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {(builds ?? []).map((b) => (
-                <tr key={b.id}>
-                  <td>
-                    <a href={`/builds/${b.id}`} onClick={(e) => onLink(e, `/builds/${b.id}`)}>
-                      #{b.id}
-                      {b.name ? ` ${b.name}` : ''}
-                    </a>
-                  </td>
-                  <td>
-                    <span class={`pill ${b.status}`}>{b.status}</span>
-                  </td>
-                  <td>
-                    {b.counts.succeeded} / {b.counts.total} done
-                    {b.counts.failed > 0 ? `, ${b.counts.failed} failed` : ''}
-                  </td>
-                  <td>{b.createdBy}</td>
-                  <td>{new Date(b.createdAt).toLocaleString()}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <BuildsTable builds={builds} />
         )}
       </section>
     </>
@@ -152,11 +119,7 @@ function NewBuild({ canBuild }: { canBuild: boolean }) {
               </ul>
             </div>
           ) : null}
-          {error ? (
-            <p class="error" role="alert">
-              {error}
-            </p>
-          ) : null}
+          <Notice notice={error} />
           <button type="submit">{busy ? 'Starting…' : 'Start build'}</button>
         </fieldset>
       </form>

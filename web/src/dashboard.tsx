@@ -1,6 +1,7 @@
 /** The dashboard: this coordinator, its agents and recent builds, as they change. */
+import { BuildsTable } from './builds-table.js';
 import type { Live } from './live.js';
-import { onLink } from './router.js';
+import { Notice } from './notice.js';
 
 const ROLE: Record<string, string> = {
   primary: 'Primary',
@@ -12,11 +13,7 @@ export function Dashboard({ live }: { live: Live }) {
   const { status, agents, builds, error } = live;
   return (
     <>
-      {error ? (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      ) : null}
+      <Notice notice={error} />
       <section aria-labelledby="coordinator-title">
         <h2 id="coordinator-title">Coordinator</h2>
         {status ? (
@@ -93,38 +90,7 @@ export function Dashboard({ live }: { live: Live }) {
             No builds yet. Run one with <code>muster run plan.yaml</code>.
           </p>
         ) : (
-          <table>
-            <thead>
-              <tr>
-                <th>Build</th>
-                <th>Status</th>
-                <th>Tasks</th>
-                <th>By</th>
-                <th>Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {(builds ?? []).map((b) => (
-                <tr key={b.id} data-testid={`build-${b.id}`}>
-                  <td>
-                    <a href={`/builds/${b.id}`} onClick={(e) => onLink(e, `/builds/${b.id}`)}>
-                      #{b.id}
-                      {b.name ? ` ${b.name}` : ''}
-                    </a>
-                  </td>
-                  <td>
-                    <span class={`pill ${b.status}`}>{b.status}</span>
-                  </td>
-                  <td>
-                    {b.counts.succeeded} / {b.counts.total} done
-                    {b.counts.failed > 0 ? `, ${b.counts.failed} failed` : ''}
-                  </td>
-                  <td>{b.createdBy}</td>
-                  <td>{new Date(b.createdAt).toLocaleString()}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <BuildsTable builds={builds} />
         )}
       </section>
     </>

@@ -1,6 +1,7 @@
 /** The login page: the coordinator's users (the same on a backup), with clear errors. */
 import { useState } from 'preact/hooks';
 import { ApiError, logIn, type SessionView } from './api.js';
+import { Notice } from './notice.js';
 
 export function Login({ onLoggedIn }: { onLoggedIn: (session: SessionView) => void }) {
   const [user, setUser] = useState('admin');
@@ -52,11 +53,7 @@ export function Login({ onLoggedIn }: { onLoggedIn: (session: SessionView) => vo
             required
           />
         </label>
-        {error ? (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        ) : null}
+        <Notice notice={error} />
         <button type="submit" disabled={busy}>
           {busy ? 'Logging in…' : 'Log in'}
         </button>

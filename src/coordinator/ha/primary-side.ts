@@ -197,8 +197,8 @@ export class PrimarySide {
     const deadline = Date.now() + Math.min(Math.max(waitMs, 0), 30_000);
     while (replication.lastSeq() <= after && Date.now() < deadline && !closed() && !this.stopped) {
       if (replication.outStream() !== stream) break;
+      // No write while waiting: the backup's heartbeats keep its last contact current.
       await new Promise((resolve) => setTimeout(resolve, 50));
-      this.store.backups.touch(backup.name, new Date().toISOString());
     }
     this.requireSelected(backup);
     const page = replication.readChanges(stream, after);

@@ -44,6 +44,8 @@ const knownCodes: Record<ErrorCode, true> = {
   FORBIDDEN: true,
   NOT_FOUND: true,
   CONFLICT: true,
+  LAST_ADMIN: true,
+  WRONG_PASSWORD: true,
   VALIDATION_FAILED: true,
   PLAN_INVALID: true,
   RATE_LIMITED: true,

@@ -51,6 +51,8 @@ export const errorCodes = {
   FORBIDDEN: 'Your role does not allow this (admin only).',
   NOT_FOUND: 'No such thing (build, task, agent, user, setting or route).',
   CONFLICT: 'The thing already exists or was changed concurrently.',
+  LAST_ADMIN: 'The change would leave the coordinator without an admin.',
+  WRONG_PASSWORD: 'The current password given is wrong.',
   VALIDATION_FAILED: 'The request body or parameters are not valid.',
   PLAN_INVALID: 'The build plan has problems; every one is listed.',
   RATE_LIMITED: 'Too many attempts; wait and try again.',

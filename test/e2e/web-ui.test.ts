@@ -6,12 +6,11 @@
  * of a deselected backup. MUSTER_SCREENSHOTS=DIR saves the pages as PNGs (docs/screenshots).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { cleanup, startAgent, type StartedAgent } from '../helpers/agent-process.js';
+import { launchBrowser, logIn, newPage as openPage, shot } from '../helpers/browser.js';
 import {
   ADMIN_PASSWORD,
   killCoordinators,
@@ -20,38 +19,13 @@ import {
 } from '../helpers/coordinator-process.js';
 import { FAST, submit } from '../helpers/ha.js';
 
-const CHROMIUM = process.env.MUSTER_CHROMIUM ?? '/usr/bin/chromium';
-const SHOTS = process.env.MUSTER_SCREENSHOTS;
-
 let agent: StartedAgent;
 let primary: StartedCoordinator;
 let browser: Browser;
-
-async function newPage(): Promise<Page> {
-  // The coordinators use the test certificate, which Node trusts but Chromium does not know.
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
-  return page;
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-async function logIn(page: Page, url: string, password: string): Promise<void> {
-  await page.goto(`${url}/`);
-  await page.getByLabel('User').fill('admin');
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-}
+const newPage = () => openPage(browser);
 
 before(async () => {
-  assert.ok(
-    existsSync(CHROMIUM),
-    `no Chromium at ${CHROMIUM}: apt-get install chromium (or set MUSTER_CHROMIUM)`,
-  );
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  browser = await launchBrowser();
   agent = await startAgent();
   primary = await startCoordinator({ tls: true, args: [...FAST, '--deselect-after', '4s'] });
   await primary.addAgent('builder-1', agent, ['linux']);

@@ -12,6 +12,7 @@ import {
   parsePlan,
   planInputPatterns,
 } from '../../src/coordinator/plan/parse.js';
+import { checkInputsMatch } from '../../src/coordinator/plan/inputs.js';
 import { MusterError } from '../../src/protocol/errors.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
@@ -580,5 +581,37 @@ tasks:
     timout: 1m
 `;
     assert.throws(() => parsePlan(text, { sourceName: 'muster.yml' }), { message: shown });
+  });
+});
+
+describe('checkInputsMatch', () => {
+  const plan = parsePlan(`tasks:
+  compile:
+    run: cc -c src/main.c
+    inputs: [src/**/*.c, include/config.h, .env]
+  link:
+    run: cc main.o
+    needs: [compile]
+`);
+  const file = (path: string) => ({ path, sha256: 'a'.repeat(64), size: 1, mode: 0o644 });
+
+  it('accepts files that match every input pattern, dot files included', () => {
+    checkInputsMatch(plan, [file('src/a/main.c'), file('include/config.h'), file('.env')]);
+  });
+
+  it('lists every pattern that matches no uploaded file', () => {
+    assert.throws(
+      () => checkInputsMatch(plan, [file('src/main.h'), file('include/config.h')]),
+      (err: unknown) => {
+        assert.ok(err instanceof MusterError);
+        assert.equal(err.code, 'PLAN_INVALID');
+        assert.deepEqual(err.details?.problems, [
+          'task "compile": input "src/**/*.c" matches none of the uploaded files',
+          'task "compile": input ".env" matches none of the uploaded files',
+        ]);
+        assert.match(err.message, /2 inputs match no uploaded file \(2 uploaded\)/);
+        return true;
+      },
+    );
   });
 });

@@ -131,6 +131,14 @@ describe('sqlite store: users and tokens', () => {
     store.deleteToken('hash-4');
     assert.equal(store.useToken('hash-4', '2030-08-15T00:00:00.000Z'), undefined);
 
+    // A password change ends a user's other tokens and keeps the one asked for.
+    store.createToken(user.id, 'hash-6', '2031-01-01T00:00:00.000Z');
+    store.createToken(user.id, 'hash-7', '2031-01-01T00:00:00.000Z');
+    assert.equal(store.deleteTokensOf(user.id, 'hash-7'), 1);
+    assert.equal(store.useToken('hash-6', '2030-08-15T00:00:00.000Z'), undefined);
+    assert.ok(store.useToken('hash-7', '2030-08-15T00:00:00.000Z'));
+    assert.equal(store.deleteTokensOf(user.id), 1);
+
     store.createToken(user.id, 'hash-5', '2031-01-01T00:00:00.000Z');
     store.deleteUser('ada');
     assert.equal(store.useToken('hash-5', '2030-08-15T00:00:00.000Z'), undefined, 'cascaded');

@@ -1,7 +1,7 @@
 /** Admin › Advanced Settings: each setting with a short explanation; changed on the primary. */
 import { useEffect, useState } from 'preact/hooks';
 import { getSettingDefinitions, setSetting, type SettingDefinition } from './api.js';
-import { Notice } from './notice.js';
+import { Notice, useReport } from './notice.js';
 
 export function AdvancedSettings({ canEdit }: { canEdit: boolean }) {
   const [settings, setSettings] = useState<SettingDefinition[]>();
@@ -26,16 +26,13 @@ function Setting({ setting, canEdit }: { setting: SettingDefinition; canEdit: bo
   const [value, setValue] = useState(
     typeof setting.value === 'string' ? setting.value : JSON.stringify(setting.value ?? ''),
   );
-  const [message, setMessage] = useState<{ error: boolean; text: string }>();
+  const [message, report] = useReport();
   return (
     <form
       class="stack setting"
       onSubmit={(e) => {
         e.preventDefault();
-        setMessage(undefined);
-        setSetting(setting.key, value)
-          .then(() => setMessage({ error: false, text: `${setting.key} saved.` }))
-          .catch((err: unknown) => setMessage({ error: true, text: (err as Error).message }));
+        void report(setSetting(setting.key, value), `${setting.key} saved.`);
       }}
     >
       <fieldset disabled={!canEdit}>

@@ -4,8 +4,9 @@
  * against what `muster agent` printed), edit labels, remove. Changes need an admin on the primary.
  */
 import { useState } from 'preact/hooks';
+import { AgentStatus } from './agent-status.js';
 import { addAgent, probeAgent, removeAgent, updateAgent, type AgentView } from './api.js';
-import { Notice } from './notice.js';
+import { Notice, useReport, type Report } from './notice.js';
 
 function labelsOf(text: string): string[] {
   return text
@@ -17,17 +18,14 @@ function labelsOf(text: string): string[] {
 export function AgentsPage({
   agents,
   canEdit,
+  standby,
 }: {
   agents: AgentView[] | undefined;
   canEdit: boolean;
+  /** This coordinator is a backup standing by: it leaves the agents to the primary. */
+  standby: boolean;
 }) {
-  const [message, setMessage] = useState<{ error: boolean; text: string }>();
-  const report = (promise: Promise<unknown>, done: string): void => {
-    setMessage(undefined);
-    promise
-      .then(() => setMessage({ error: false, text: done }))
-      .catch((err: unknown) => setMessage({ error: true, text: (err as Error).message }));
-  };
+  const [message, report] = useReport();
   return (
     <>
       <h1>Agents</h1>
@@ -50,7 +48,13 @@ export function AgentsPage({
           </thead>
           <tbody>
             {(agents ?? []).map((a) => (
-              <AgentRow key={a.name} agent={a} canEdit={canEdit} report={report} />
+              <AgentRow
+                key={a.name}
+                agent={a}
+                canEdit={canEdit}
+                standby={standby}
+                report={report}
+              />
             ))}
           </tbody>
         </table>
@@ -63,11 +67,13 @@ export function AgentsPage({
 function AgentRow({
   agent,
   canEdit,
+  standby,
   report,
 }: {
   agent: AgentView;
   canEdit: boolean;
-  report: (p: Promise<unknown>, done: string) => void;
+  standby: boolean;
+  report: Report;
 }) {
   const [labels, setLabels] = useState(agent.labels.join(', '));
   return (
@@ -75,7 +81,7 @@ function AgentRow({
       <td>{agent.name}</td>
       <td>{agent.address}</td>
       <td>
-        <span class={`pill ${agent.status}`}>{agent.status}</span>
+        <AgentStatus agent={agent} standby={standby} />
         {agent.lastError ? <div class="muted small">{agent.lastError}</div> : null}
       </td>
       <td>{agent.agentVersion ?? ''}</td>
@@ -90,7 +96,10 @@ function AgentRow({
           class="inline"
           onSubmit={(e) => {
             e.preventDefault();
-            report(updateAgent(agent.name, labelsOf(labels)), `Labels of ${agent.name} saved.`);
+            void report(
+              updateAgent(agent.name, labelsOf(labels)),
+              `Labels of ${agent.name} saved.`,
+            );
           }}
         >
           <fieldset disabled={!canEdit}>
@@ -112,7 +121,7 @@ function AgentRow({
             if (
               window.confirm(`Remove agent ${agent.name}? Its running tasks are retried elsewhere.`)
             )
-              report(removeAgent(agent.name), `${agent.name} removed.`);
+              void report(removeAgent(agent.name), `${agent.name} removed.`);
           }}
         >
           Remove
@@ -122,13 +131,7 @@ function AgentRow({
   );
 }
 
-function AddAgent({
-  canEdit,
-  report,
-}: {
-  canEdit: boolean;
-  report: (p: Promise<unknown>, done: string) => void;
-}) {
+function AddAgent({ canEdit, report }: { canEdit: boolean; report: Report }) {
   const [name, setName] = useState('');
   const [address, setAddress] = useState('');
   const [accessKey, setAccessKey] = useState('');
@@ -154,7 +157,7 @@ function AddAgent({
         onSubmit={(e) => {
           e.preventDefault();
           if (!fingerprint) return;
-          report(
+          void report(
             addAgent({ name, address, accessKey, fingerprint, labels: labelsOf(labels) }),
             `${name} added: the coordinator connects to it now.`,
           );

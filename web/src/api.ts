@@ -7,10 +7,12 @@ import type {
   BackupView,
   BuildSummary,
   BuildView,
+  ExtensionView,
   LogsView,
   SessionView,
   StatusView,
   TaskView,
+  UserView,
 } from '../../src/coordinator/api/schemas.js';
 
 export type {
@@ -18,10 +20,12 @@ export type {
   BackupView,
   BuildSummary,
   BuildView,
+  ExtensionView,
   LogsView,
   SessionView,
   StatusView,
   TaskView,
+  UserView,
 };
 
 export class ApiError extends Error {
@@ -37,9 +41,15 @@ export class ApiError extends Error {
 
 let csrf = '';
 
+/** Dispatched on window when the coordinator no longer knows this page's session. */
+export const SESSION_ENDED = 'muster:session-ended';
+
+/** A JSON body, or a file (Blob) sent as it is. */
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  const raw = body instanceof Blob;
+  if (body !== undefined)
+    headers['content-type'] = raw ? 'application/octet-stream' : 'application/json';
   if (method !== 'GET') headers['x-csrf-token'] = csrf;
   let response: Response;
   try {
@@ -47,7 +57,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
       method,
       headers,
       credentials: 'same-origin',
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      ...(body === undefined ? {} : { body: raw ? body : JSON.stringify(body) }),
     });
   } catch {
     throw new ApiError('UNREACHABLE', 'the coordinator cannot be reached: check the network', 0);
@@ -56,6 +66,10 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   const data = (await response.json().catch(() => ({}))) as {
     error?: { code?: string; message?: string; details?: { problems?: string[] } };
   };
+  if (response.status === 401 && !path.startsWith('/session')) {
+    // The session ended under the page (logged out elsewhere, a new password, expiry, deleted).
+    window.dispatchEvent(new Event(SESSION_ENDED));
+  }
   if (!response.ok) {
     throw new ApiError(
       data.error?.code ?? 'INTERNAL',
@@ -90,13 +104,41 @@ export async function logOut(): Promise<void> {
   csrf = '';
 }
 
+export type Role = UserView['role'];
+export const listUsers = () => call<UserView[]>('GET', '/users');
+export const createUser = (name: string, role: Role, password: string) =>
+  call<UserView>('POST', '/users', { name, role, password });
+export const updateUser = (name: string, change: { role?: Role; password?: string }) =>
+  call<UserView>('PATCH', `/users/${encodeURIComponent(name)}`, change);
+export const deleteUser = (name: string) =>
+  call<undefined>('DELETE', `/users/${encodeURIComponent(name)}`);
+export const changePassword = (current: string, password: string) =>
+  call<undefined>('PUT', '/session/password', { current, password });
+
 export const getStatus = () => call<StatusView>('GET', '/status');
 export const getAgents = () => call<AgentView[]>('GET', '/agents');
 export const getBuilds = () => call<BuildSummary[]>('GET', '/builds?limit=20');
 export const listBuilds = (status: string) =>
   call<BuildSummary[]>('GET', `/builds?limit=100${status ? `&status=${status}` : ''}`);
-export const createBuild = (plan: string) =>
-  call<BuildView>('POST', '/builds', { plan, files: [] });
+export const createBuild = (plan: string, files: FileRef[]) =>
+  call<BuildView>('POST', '/builds', { plan, files });
+
+/** A file uploaded by content hash, at a path relative to its folder. */
+export interface FileRef {
+  path: string;
+  sha256: string;
+  size: number;
+  mode: number;
+}
+export const missingBlobs = (hashes: string[]) =>
+  call<{ missing: string[] }>('POST', '/blobs/missing', { hashes });
+export const putBlob = (sha256: string, file: Blob) =>
+  call<undefined>('PUT', `/blobs/${sha256}`, file);
+export const listExtensions = () => call<ExtensionView[]>('GET', '/extensions');
+export const addExtension = (name: string, version: string, files: FileRef[]) =>
+  call<ExtensionView>('POST', '/extensions', { name, version, files });
+export const removeExtension = (name: string) =>
+  call<undefined>('DELETE', `/extensions/${encodeURIComponent(name)}`);
 
 export const getBackups = () => call<BackupView[]>('GET', '/backups');
 export const selectBackup = (name: string | null) =>

@@ -3,8 +3,9 @@
  * page, the navigation, and the pages. Paths are the browser's own (/login, /); the server
  * answers index.html for them.
  */
-import { useEffect, useState } from 'preact/hooks';
-import { currentSession, logOut, type SessionView, type StatusView } from './api.js';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { currentSession, logOut, SESSION_ENDED, type SessionView, type StatusView } from './api.js';
+import { AccountPage } from './account-page.js';
 import { AdvancedSettings } from './advanced-settings.js';
 import { AgentsPage } from './agents-page.js';
 import { Backups } from './backups.js';
@@ -12,13 +13,33 @@ import { Banner } from './banner.js';
 import { BuildPage } from './build-page.js';
 import { BuildsPage } from './builds-page.js';
 import { Dashboard } from './dashboard.js';
+import { ExtensionsPage } from './extensions-page.js';
 import { Login } from './login.js';
 import { useLive } from './live.js';
 import { onLink, usePath } from './router.js';
+import { UsersPage } from './users-page.js';
 
 export function App() {
   const [session, setSession] = useState<SessionView | null | undefined>(undefined);
   const [failure, setFailure] = useState<string | undefined>(undefined);
+
+  const [ended, setEnded] = useState<string>();
+  const current = useRef<SessionView | null | undefined>(undefined);
+  current.current = session;
+
+  useEffect(() => {
+    const onEnded = (): void => {
+      // Only a session that was open ends (not a late answer after "Log out").
+      if (!current.current) return;
+      current.current = null;
+      setSession(null);
+      setEnded(
+        'Your session has ended (logged out elsewhere, a new password, or expired): log in again.',
+      );
+    };
+    window.addEventListener(SESSION_ENDED, onEnded);
+    return () => window.removeEventListener(SESSION_ENDED, onEnded);
+  }, []);
 
   useEffect(() => {
     currentSession()
@@ -39,39 +60,62 @@ export function App() {
 
   if (failure) return <p class="error page">{failure}</p>;
   if (session === undefined) return <p class="page muted">Loading…</p>;
-  if (session === null) return <Login onLoggedIn={setSession} />;
+  if (session === null)
+    return (
+      <Login
+        notice={ended}
+        onLoggedIn={(s) => {
+          setEnded(undefined);
+          setSession(s);
+        }}
+      />
+    );
   return (
     <Shell
       session={session}
-      onLoggedOut={() => {
-        setSession(null);
+      onLogOut={() => {
+        // From now on a refused request is this logout's doing, not a session that ended.
+        current.current = null;
+        void logOut().finally(() => setSession(null));
       }}
     />
   );
 }
 
-const PAGES = [
+/** The navigation; `admin` pages are listed for admins only (viewers may not read them). */
+const PAGES: { path: string; title: string; admin?: boolean }[] = [
   { path: '/', title: 'Dashboard' },
   { path: '/agents', title: 'Agents' },
   { path: '/builds', title: 'Builds' },
   { path: '/admin/settings', title: 'Settings' },
+  { path: '/admin/users', title: 'Users', admin: true },
+  { path: '/admin/extensions', title: 'Extensions' },
 ];
 
-function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: () => void }) {
+function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => void }) {
   const live = useLive();
   const status: StatusView | undefined = live.status;
   const path = usePath();
-  const page = PAGES.find((p) => p.path === path);
+  const page = PAGES.find((p) => p.path === path) ?? (path === '/account' ? ACCOUNT : undefined);
   const buildId = /^\/builds\/(\d+)$/.exec(path)?.[1];
+  const admin = session.user.role === 'admin';
   // Changes need an admin, on the primary; a backup shows everything and changes nothing.
-  const canEdit = session.user.role === 'admin' && status?.role === 'primary';
+  const onPrimary = status?.role === 'primary';
+  const canEdit = admin && onPrimary;
+  const canBuild = admin && status?.role !== 'backup-standby';
+  useEffect(() => {
+    document.title = `${page?.title ?? (buildId ? `Build ${buildId}` : 'No such page')} · Muster`;
+  }, [page, buildId]);
   return (
     <>
+      <a class="skip" href="#main">
+        Skip to the page
+      </a>
       <Banner status={status} />
       <header class="top">
         <span class="brand">Muster</span>
-        <nav>
-          {PAGES.map((p) => (
+        <nav aria-label="Pages">
+          {PAGES.filter((p) => admin || !p.admin).map((p) => (
             <a
               key={p.path}
               href={p.path}
@@ -83,27 +127,30 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
           ))}
         </nav>
         <span class="who">
-          {session.user.name} ({session.user.role})
-          <button
-            type="button"
-            class="link"
-            onClick={() => {
-              void logOut().finally(onLoggedOut);
-            }}
+          <a
+            href="/account"
+            aria-current={path === '/account' ? 'page' : undefined}
+            onClick={(e) => onLink(e, '/account')}
+            title="Your account and password"
           >
+            {session.user.name}
+          </a>{' '}
+          ({session.user.role})
+          <button type="button" class="link" onClick={onLogOut}>
             Log out
           </button>
         </span>
       </header>
-      <main class="page">
+      <main class="page" id="main" tabIndex={-1}>
         {page?.path === '/' ? <Dashboard live={live} /> : null}
-        {page?.path === '/agents' ? <AgentsPage agents={live.agents} canEdit={canEdit} /> : null}
-        {page?.path === '/builds' ? (
-          <BuildsPage
-            canBuild={session.user.role === 'admin' && status?.role !== 'backup-standby'}
-            refresh={live.builds}
+        {page?.path === '/agents' ? (
+          <AgentsPage
+            agents={live.agents}
+            canEdit={canEdit}
+            standby={status?.role === 'backup-standby'}
           />
         ) : null}
+        {page?.path === '/builds' ? <BuildsPage canBuild={canBuild} refresh={live.builds} /> : null}
         {page?.path === '/admin/settings' ? (
           <>
             <h1>Settings › General</h1>
@@ -111,23 +158,27 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
             <AdvancedSettings canEdit={canEdit} />
           </>
         ) : null}
+        {page?.path === '/admin/users' ? <UsersPage session={session} canEdit={canEdit} /> : null}
+        {page?.path === '/admin/extensions' ? <ExtensionsPage canEdit={canEdit} /> : null}
+        {page === ACCOUNT ? <AccountPage session={session} onPrimary={onPrimary} /> : null}
         {buildId !== undefined ? (
-          <BuildPage
-            id={Number(buildId)}
-            status={status}
-            canBuild={session.user.role === 'admin'}
-          />
+          <BuildPage id={Number(buildId)} status={status} canBuild={admin} />
         ) : null}
         {page === undefined && buildId === undefined ? (
-          <p>
-            There is no page {path}.{' '}
-            <a href="/" onClick={(e) => onLink(e, '/')}>
-              Go to the dashboard
-            </a>
-            .
-          </p>
+          <>
+            <h1>No such page</h1>
+            <p>
+              There is no page at <code>{path}</code>.{' '}
+              <a href="/" onClick={(e) => onLink(e, '/')}>
+                Go to the dashboard
+              </a>
+              .
+            </p>
+          </>
         ) : null}
       </main>
     </>
   );
 }
+
+const ACCOUNT = { path: '/account', title: 'Your account' };

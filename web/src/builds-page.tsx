@@ -1,13 +1,14 @@
 /**
  * Builds: the list, filtered by status, and a new build from a plan pasted or loaded from a file
- * (validated by the coordinator, every problem listed). A plan whose tasks need input files is
- * run with `muster run`, which uploads them.
+ * with its input files (a folder standing for the plan's folder, or single files), uploaded by
+ * content hash; the coordinator validates the plan and its inputs and lists every problem.
  */
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, createBuild, listBuilds, type BuildSummary } from './api.js';
 import { BuildsTable } from './builds-table.js';
 import { navigate } from './router.js';
 import { Notice } from './notice.js';
+import { describePicked, pickedFiles, uploadFiles, type PickedFile } from './uploads.js';
 
 const STATUSES = ['', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
 
@@ -55,13 +56,17 @@ function NewBuild({ canBuild }: { canBuild: boolean }) {
   const [problems, setProblems] = useState<string[]>();
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
+  const [inputs, setInputs] = useState<PickedFile[]>([]);
+  const [progress, setProgress] = useState<string>();
 
   const submit = async (): Promise<void> => {
     setBusy(true);
     setProblems(undefined);
     setError(undefined);
     try {
-      const build = await createBuild(plan);
+      const files = await uploadFiles(inputs, setProgress);
+      setProgress('Starting the build…');
+      const build = await createBuild(plan, files);
       navigate(`/builds/${build.id}`);
     } catch (err) {
       if (err instanceof ApiError && err.code === 'PLAN_INVALID' && err.details.problems) {
@@ -71,6 +76,7 @@ function NewBuild({ canBuild }: { canBuild: boolean }) {
       }
     } finally {
       setBusy(false);
+      setProgress(undefined);
     }
   };
 
@@ -107,6 +113,35 @@ function NewBuild({ canBuild }: { canBuild: boolean }) {
               required
             />
           </label>
+          <div class="inputs">
+            <span>
+              Input files (the plan's <code>inputs:</code>, relative to the plan's folder)
+            </span>
+            <label>
+              A folder, standing for the plan's folder (node_modules, .git and .muster are left out)
+              <input
+                type="file"
+                {...{ webkitdirectory: true }}
+                onChange={(e) => setInputs(pickedFiles(e.currentTarget.files))}
+              />
+            </label>
+            <label>
+              Or single files, at the top of the plan's folder
+              <input
+                type="file"
+                multiple
+                onChange={(e) => setInputs(pickedFiles(e.currentTarget.files))}
+              />
+            </label>
+            <p class="muted small" data-testid="inputs">
+              {inputs.length === 0
+                ? 'No input files: fine for a plan without inputs.'
+                : `${describePicked(inputs)}: ${inputs
+                    .slice(0, 5)
+                    .map((i) => i.path)
+                    .join(', ')}${inputs.length > 5 ? ', …' : ''}`}
+            </p>
+          </div>
           {problems ? (
             <div class="error" role="alert">
               <p>
@@ -120,6 +155,11 @@ function NewBuild({ canBuild }: { canBuild: boolean }) {
             </div>
           ) : null}
           <Notice notice={error} />
+          {progress ? (
+            <p class="muted" role="status">
+              {progress}
+            </p>
+          ) : null}
           <button type="submit">{busy ? 'Starting…' : 'Start build'}</button>
         </fieldset>
       </form>

@@ -1,4 +1,5 @@
 /** The dashboard: this coordinator, its agents and recent builds, as they change. */
+import { AgentStatus } from './agent-status.js';
 import { BuildsTable } from './builds-table.js';
 import type { Live } from './live.js';
 import { Notice } from './notice.js';
@@ -70,7 +71,7 @@ export function Dashboard({ live }: { live: Live }) {
                   <td>{a.name}</td>
                   <td>{a.address}</td>
                   <td>
-                    <span class={`pill ${a.status}`}>{a.status}</span>
+                    <AgentStatus agent={a} standby={status?.role === 'backup-standby'} />
                   </td>
                   <td>
                     {a.busySlots} / {a.slots}

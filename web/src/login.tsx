@@ -3,7 +3,14 @@ import { useState } from 'preact/hooks';
 import { ApiError, logIn, type SessionView } from './api.js';
 import { Notice } from './notice.js';
 
-export function Login({ onLoggedIn }: { onLoggedIn: (session: SessionView) => void }) {
+export function Login({
+  onLoggedIn,
+  notice,
+}: {
+  onLoggedIn: (session: SessionView) => void;
+  /** Why the login page is shown again, when the session ended under the page. */
+  notice?: string | undefined;
+}) {
   const [user, setUser] = useState('admin');
   const [password, setPassword] = useState('');
   const [error, setError] = useState<string | undefined>(undefined);
@@ -32,6 +39,7 @@ export function Login({ onLoggedIn }: { onLoggedIn: (session: SessionView) => vo
     <main class="login">
       <form onSubmit={(e) => void submit(e)} aria-labelledby="login-title">
         <h1 id="login-title">Log in to Muster</h1>
+        {notice && error === undefined ? <Notice notice={{ error: false, text: notice }} /> : null}
         <label>
           User
           <input

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
 import { checkRelativePath } from '../../protocol/paths.js';
+import { checkInputsMatch } from '../plan/inputs.js';
 import { parsePlan } from '../plan/parse.js';
 import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
@@ -32,6 +33,7 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
         throw new MusterError('VALIDATION_FAILED', `input file ${file.path} is listed twice`);
       paths.add(file.path);
     }
+    checkInputsMatch(plan, body.files);
     const missing = await ctx.blobs.missing(body.files.map((f) => f.sha256));
     if (missing.length > 0) {
       throw new MusterError(

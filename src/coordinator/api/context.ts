@@ -63,16 +63,20 @@ export function requireBuilder(request: FastifyRequest, ctx: ApiContext): User {
   return user;
 }
 
+/** Refuses with READ_ONLY on a backup: what the primary replicates is changed on the primary. */
+export function requirePrimary(ctx: ApiContext): void {
+  if (ctx.role() === 'primary') return;
+  const primary = ctx.ha.backup?.statusView().url;
+  throw new MusterError(
+    'READ_ONLY',
+    `this coordinator is a backup: settings, agents, users, passwords, extensions and backups are changed on the primary${primary ? ` (${primary})` : ''}`,
+  );
+}
+
 /** Admin only; on a backup, changes are refused outright (they belong on the primary). */
 export function requireAdmin(request: FastifyRequest, ctx: ApiContext): User {
   const user = requireUser(request);
-  if (ctx.role() !== 'primary') {
-    const primary = ctx.ha.backup?.statusView().url;
-    throw new MusterError(
-      'READ_ONLY',
-      `this coordinator is a backup: settings, agents, users, extensions and backups are changed on the primary${primary ? ` (${primary})` : ''}`,
-    );
-  }
+  requirePrimary(ctx);
   if (user.role !== 'admin')
     throw new MusterError('FORBIDDEN', `${user.name} is a viewer; this needs an admin`);
   return user;

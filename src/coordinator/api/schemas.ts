@@ -79,10 +79,20 @@ export const logsQuery = z.strictObject({
 
 export const setSettingBody = z.strictObject({ value: z.unknown() });
 
-export const createUserBody = z.strictObject({
-  name,
-  password: z.string().min(8).max(1024),
-  role: z.enum(['admin', 'viewer']),
+const password = z.string().min(8, 'at least 8 characters').max(1024);
+const role = z.enum(['admin', 'viewer']);
+
+export const createUserBody = z.strictObject({ name, password, role });
+
+/** An admin changes another user's role or password (or both). */
+export const updateUserBody = z
+  .strictObject({ role: role.optional(), password: password.optional() })
+  .refine((b) => b.role !== undefined || b.password !== undefined, 'give a role or a password');
+
+/** Anyone changes their own password, proving the current one. */
+export const changePasswordBody = z.strictObject({
+  current: z.string().min(1).max(1024),
+  password,
 });
 
 // ---- responses ------------------------------------------------------------------------------
@@ -140,6 +150,12 @@ export interface BuildView {
   finishedAt: string | null;
   error: string | null;
   tasks: TaskView[];
+}
+
+export interface UserView {
+  name: string;
+  role: Role;
+  createdAt: string;
 }
 
 export interface BuildSummary {

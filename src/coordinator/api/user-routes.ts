@@ -1,34 +1,101 @@
-/** Users and roles (admin): list, create, delete. */
-import type { FastifyInstance } from 'fastify';
+/**
+ * Users and roles: admins list, create, change (role, password) and delete users; anyone changes
+ * their own password. The coordinator always keeps at least one admin. A new password ends the
+ * user's other sessions and CLI tokens.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
-import { hashPassword } from '../auth/passwords.js';
-import { requireAdmin, requireUser, type ApiContext } from './context.js';
+import { hashPassword, hashToken, verifyPassword } from '../auth/passwords.js';
+import type { User } from '../store/types.js';
+import { SESSION_COOKIE } from './auth-routes.js';
+import { requireAdmin, requirePrimary, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import { createUserBody } from './schemas.js';
+import { changePasswordBody, createUserBody, updateUserBody, type UserView } from './schemas.js';
+
+const view = (u: User): UserView => ({ name: u.name, role: u.role, createdAt: u.createdAt });
+
+/** The hash of the token this request came with (cookie or bearer), to keep that session. */
+function ownTokenHash(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  const token = header?.startsWith('Bearer ')
+    ? header.slice(7).trim()
+    : request.cookies[SESSION_COOKIE];
+  return token === undefined ? undefined : hashToken(token);
+}
 
 export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const existing = (name: string): User => {
+    const user = ctx.store.getUser(name);
+    if (!user) throw new MusterError('NOT_FOUND', `no user ${name}`);
+    return user;
+  };
+  /** Refuses a change that would leave no admin: `user` stops being one. */
+  const keepAnAdmin = (user: User, doing: string): void => {
+    if (user.role !== 'admin') return;
+    if (ctx.store.listUsers().some((u) => u.role === 'admin' && u.name !== user.name)) return;
+    throw new MusterError(
+      'LAST_ADMIN',
+      `${user.name} is the only admin: make another user an admin before ${doing}`,
+    );
+  };
+
   app.get('/api/v1/users', async (request) => {
     // Admins read the list on a backup too (its view-only UI shows it); changes need the primary.
     if (requireUser(request).role !== 'admin')
       throw new MusterError('FORBIDDEN', 'listing users needs an admin');
-    return ctx.store
-      .listUsers()
-      .map((u) => ({ name: u.name, role: u.role, createdAt: u.createdAt }));
+    return ctx.store.listUsers().map(view);
   });
 
   app.post('/api/v1/users', async (request, reply) => {
     requireAdmin(request, ctx);
     const body = parse(createUserBody, request.body, 'user');
     const user = ctx.store.createUser(body.name, body.role, await hashPassword(body.password));
-    return reply.code(201).send({ name: user.name, role: user.role, createdAt: user.createdAt });
+    request.log.info({ user: user.name, role: user.role }, 'user created');
+    return reply.code(201).send(view(user));
+  });
+
+  app.patch<{ Params: { name: string } }>('/api/v1/users/:name', async (request) => {
+    const admin = requireAdmin(request, ctx);
+    const body = parse(updateUserBody, request.body, 'user change');
+    const user = existing(request.params.name);
+    if (body.role !== undefined && body.role !== user.role) {
+      if (body.role !== 'admin') keepAnAdmin(user, 'making it a viewer');
+      ctx.store.setRole(user.name, body.role);
+    }
+    if (body.password !== undefined) {
+      ctx.store.setPassword(user.name, await hashPassword(body.password));
+      // Whoever knew the old password is logged out everywhere (the admin's own session stays).
+      ctx.store.deleteTokensOf(user.id, user.id === admin.id ? ownTokenHash(request) : undefined);
+    }
+    request.log.info(
+      { user: user.name, role: body.role, password: body.password !== undefined, by: admin.name },
+      'user changed',
+    );
+    return view(existing(user.name));
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/users/:name', async (request, reply) => {
     const admin = requireAdmin(request, ctx);
     if (admin.name === request.params.name)
-      throw new MusterError('CONFLICT', 'you cannot delete yourself');
-    if (!ctx.store.deleteUser(request.params.name))
-      throw new MusterError('NOT_FOUND', `no user ${request.params.name}`);
+      throw new MusterError('CONFLICT', 'you cannot delete yourself: ask another admin');
+    const user = existing(request.params.name);
+    keepAnAdmin(user, 'deleting it');
+    ctx.store.deleteUser(user.name);
+    request.log.info({ user: user.name, by: admin.name }, 'user deleted');
+    return reply.code(204).send();
+  });
+
+  // Any user, on the primary (users are replicated from it): the current password proves it is
+  // them and not someone at an unlocked screen.
+  app.put('/api/v1/session/password', async (request, reply) => {
+    const user = requireUser(request);
+    requirePrimary(ctx);
+    const body = parse(changePasswordBody, request.body, 'password change');
+    if (!(await verifyPassword(body.current, user.passwordHash)))
+      throw new MusterError('WRONG_PASSWORD', 'the current password is wrong: nothing changed');
+    ctx.store.setPassword(user.name, await hashPassword(body.password));
+    ctx.store.deleteTokensOf(user.id, ownTokenHash(request));
+    request.log.info({ user: user.name }, 'password changed');
     return reply.code(204).send();
   });
 }

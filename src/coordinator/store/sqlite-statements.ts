@@ -97,6 +97,9 @@ export function prepareStatements(db: Database.Database) {
        WHERE token_hash = @tokenHash AND expires_at > @now RETURNING *`,
     ),
     deleteToken: db.prepare<[string]>('DELETE FROM api_tokens WHERE token_hash = ?'),
+    deleteTokensOf: db.prepare<[number, string]>(
+      'DELETE FROM api_tokens WHERE user_id = ? AND token_hash != ?',
+    ),
     deleteExpiredTokens: db.prepare<[string]>('DELETE FROM api_tokens WHERE expires_at <= ?'),
 
     // settings

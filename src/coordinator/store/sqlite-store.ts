@@ -166,6 +166,10 @@ class SqliteStore implements Store {
     this.sql.deleteToken.run(tokenHash);
   }
 
+  deleteTokensOf(userId: number, keep = ''): number {
+    return this.sql.deleteTokensOf.run(userId, keep).changes;
+  }
+
   deleteExpiredTokens(now: string): number {
     return this.sql.deleteExpiredTokens.run(now).changes;
   }

@@ -42,6 +42,8 @@ export interface Store {
   /** The token with this hash if it exists and has not expired; touches lastUsedAt. */
   useToken(tokenHash: string, now: string): { token: ApiToken; user: User } | undefined;
   deleteToken(tokenHash: string): void;
+  /** Ends every session and CLI token of a user but the one with hash `keep`; how many ended. */
+  deleteTokensOf(userId: number, keep?: string): number;
   deleteExpiredTokens(now: string): number;
 
   // settings (JSON values)

@@ -1,0 +1,242 @@
+/**
+ * The web UI's administration and the rest of its flows in a real browser (Debian's Chromium,
+ * playwright-core) against real coordinator and agent processes over TLS: users and roles (a
+ * viewer sees and cannot change; a new password ends the user's session; the last admin stays),
+ * changing one's own password and logging out, adding an extension from a folder, a build with
+ * input files picked from a folder, and a backup's banner once it has taken over from a dead
+ * primary (view only, builds still run). MUSTER_SCREENSHOTS=DIR saves the pages as PNGs.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import {
+  cleanup,
+  makeTempDir,
+  startAgent,
+  waitFor,
+  type StartedAgent,
+} from '../helpers/agent-process.js';
+import { launchBrowser, logIn, newPage as openPage, shot } from '../helpers/browser.js';
+import {
+  ADMIN_PASSWORD,
+  killCoordinators,
+  startCoordinator,
+  testTls,
+  type StartedCoordinator,
+} from '../helpers/coordinator-process.js';
+import { writeProbeExtension } from '../helpers/extensions.js';
+import { FAST, selectBackup, status } from '../helpers/ha.js';
+
+let agent: StartedAgent;
+let primary: StartedCoordinator;
+let browser: Browser;
+let dir: string;
+const newPage = () => openPage(browser);
+
+before(async () => {
+  browser = await launchBrowser();
+  dir = await makeTempDir('muster-web-admin-');
+  agent = await startAgent({ args: ['--lease-ttl', '2s'] });
+  primary = await startCoordinator({ tls: true, args: FAST });
+  await primary.addAgent('builder-1', agent, ['linux']);
+});
+
+after(async () => {
+  await browser?.close();
+  await killCoordinators();
+  await cleanup([dir]);
+});
+
+describe('web UI administration', () => {
+  it('manages users: a viewer looks, a new role applies, a new password ends the session', async () => {
+    const admin = await newPage();
+    await logIn(admin, primary.url, ADMIN_PASSWORD);
+    await admin.getByRole('link', { name: 'Users' }).click();
+    await admin.getByTestId('user-admin').waitFor();
+    await admin.getByLabel('User name').fill('vera');
+    await admin.getByLabel('Role', { exact: true }).selectOption('viewer');
+    await admin.getByLabel('Password (at least 8 characters)').fill('vera-password-1');
+    await admin.getByRole('button', { name: 'Add user' }).click();
+    await admin.getByRole('status').filter({ hasText: 'vera added as viewer' }).waitFor();
+    await admin.getByTestId('user-vera').waitFor();
+    await shot(admin, 'users');
+
+    const vera = await newPage();
+    await logIn(vera, primary.url, 'vera-password-1', 'vera');
+    await vera.getByTestId('role').filter({ hasText: 'Primary' }).waitFor();
+    await vera.getByText('(viewer)').waitFor();
+    assert.equal(await vera.getByRole('link', { name: 'Users' }).count(), 0);
+    await vera.getByRole('link', { name: 'Agents' }).click();
+    await vera.getByTestId('agent-builder-1').waitFor();
+    assert.equal(await vera.getByRole('button', { name: 'Save labels' }).isDisabled(), true);
+    await vera.getByRole('link', { name: 'Builds' }).click();
+    assert.equal(await vera.getByRole('button', { name: 'Start build' }).isDisabled(), true);
+
+    // A new role applies on the user's next request.
+    await admin.getByLabel('Role of vera').selectOption('admin');
+    await admin.getByTestId('user-vera').getByRole('button', { name: 'Change role' }).click();
+    await admin.getByRole('status').filter({ hasText: 'vera is now admin' }).waitFor();
+    await vera.reload();
+    await vera.getByText('(admin)').waitFor();
+    await vera.getByRole('button', { name: 'Start build' }).waitFor();
+    assert.equal(await vera.getByRole('button', { name: 'Start build' }).isDisabled(), false);
+
+    // A new password ends vera's session: her page goes back to the login page and says why.
+    await admin.getByLabel('New password for vera').fill('vera-password-2');
+    await admin.getByTestId('user-vera').getByRole('button', { name: 'Set' }).click();
+    await admin.getByRole('status').filter({ hasText: 'vera has a new password' }).waitFor();
+    await vera.getByRole('link', { name: 'Dashboard' }).click();
+    await vera.getByText('Your session has ended').waitFor();
+    await vera.waitForURL(/\/login$/);
+    await logIn(vera, primary.url, 'vera-password-2', 'vera');
+    await vera.getByText('(admin)').waitFor();
+    await vera.context().close();
+
+    // The coordinator keeps an admin: with vera gone, admin cannot become a viewer.
+    admin.once('dialog', (dialog) => void dialog.accept());
+    await admin.getByTestId('user-vera').getByRole('button', { name: 'Delete' }).click();
+    await admin.getByRole('status').filter({ hasText: 'vera deleted' }).waitFor();
+    await admin.getByTestId('user-vera').waitFor({ state: 'detached' });
+    await admin.getByLabel('Role of admin').selectOption('viewer');
+    await admin.getByTestId('user-admin').getByRole('button', { name: 'Change role' }).click();
+    await admin.getByRole('alert').filter({ hasText: 'admin is the only admin' }).waitFor();
+    const users = await primary.api<{ name: string; role: string }[]>('GET', '/users');
+    assert.deepEqual(
+      users.body.map((u) => [u.name, u.role]),
+      [['admin', 'admin']],
+    );
+    assert.equal(await admin.getByRole('button', { name: 'Delete' }).isDisabled(), true);
+    await admin.context().close();
+  });
+
+  it("changes one's own password (the current one proves it), then logs out", async () => {
+    const created = await primary.api('POST', '/users', {
+      name: 'olga',
+      role: 'viewer',
+      password: 'olga-password-1',
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const page = await newPage();
+    await logIn(page, primary.url, 'olga-password-1', 'olga');
+    await page.getByRole('link', { name: 'olga' }).click();
+    await page.getByRole('heading', { name: 'Your account' }).waitFor();
+    await page.getByLabel('Current password').fill('not-her-password');
+    await page.getByLabel('New password (at least 8 characters)').fill('olga-password-2');
+    await page.getByLabel('New password again').fill('olga-password-2');
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.getByRole('alert').filter({ hasText: 'the current password is wrong' }).waitFor();
+    await page.getByLabel('Current password').fill('olga-password-1');
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.getByRole('status').filter({ hasText: 'Your password is changed' }).waitFor();
+    await shot(page, 'account');
+
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/\/login$/);
+    // Logged out means logged out: the UI's pages and the API both refuse the old cookie.
+    await page.goto(`${primary.url}/builds`);
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    const api = await page.evaluate(async () => (await fetch('/api/v1/builds')).status);
+    assert.equal(api, 401);
+    await logIn(page, primary.url, 'olga-password-1', 'olga');
+    await page.getByRole('alert').filter({ hasText: 'Wrong user name or password.' }).waitFor();
+    await page.getByLabel('Password').fill('olga-password-2');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByText('(viewer)').waitFor();
+    await page.context().close();
+  });
+
+  it('adds an extension from a folder, then runs a build with input files from a folder', async () => {
+    const extension = await writeProbeExtension(dir, 'v7');
+    const project = join(dir, 'project');
+    await mkdir(join(project, 'src'), { recursive: true });
+    await mkdir(join(project, 'node_modules', 'left-out'), { recursive: true });
+    await writeFile(join(project, 'src', 'greeting.txt'), 'hello from an uploaded file\n');
+    await writeFile(join(project, 'node_modules', 'left-out', 'big.txt'), 'not uploaded\n');
+
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByRole('link', { name: 'Extensions' }).click();
+    await page.getByTestId('extension-core').waitFor();
+    await page.getByLabel(/The extension's folder/).setInputFiles(extension);
+    await page.getByTestId('extension-files').filter({ hasText: '4 files' }).waitFor();
+    await page.getByRole('button', { name: 'Add extension' }).click();
+    await page.getByRole('status').filter({ hasText: 'probe v7 added' }).waitFor();
+    await page.getByTestId('extension-probe').filter({ hasText: 'v7' }).waitFor();
+    await shot(page, 'extensions');
+
+    await page.getByRole('link', { name: 'Builds' }).click();
+    await page.getByLabel(/A folder, standing for the plan's folder/).setInputFiles(project);
+    // node_modules is left out, as `muster run` leaves it out.
+    await page.getByTestId('inputs').filter({ hasText: '1 file' }).waitFor();
+    const plan = (input: string) =>
+      `name: with-inputs\ntasks:\n  show:\n    run: cat src/greeting.txt\n    inputs: [${input}]\n  probe:\n    uses: probe/whoami\n`;
+    await page.getByLabel('Plan (YAML)').fill(plan('docs/*.md'));
+    await page.getByRole('button', { name: 'Start build' }).click();
+    await page
+      .getByTestId('problems')
+      .filter({ hasText: 'task "show": input "docs/*.md" matches none of the uploaded files' })
+      .waitFor();
+    await page.getByLabel('Plan (YAML)').fill(plan('src/*.txt'));
+    await page.getByRole('button', { name: 'Start build' }).click();
+    await page.getByTestId('build-status').filter({ hasText: 'succeeded' }).waitFor();
+    await page.getByTestId('log').filter({ hasText: 'hello from an uploaded file' }).waitFor();
+    await page.getByTestId('log').filter({ hasText: 'v7' }).waitFor();
+    await page.context().close();
+  });
+
+  it('shows an active backup with its banner: view only, and builds still run there', async () => {
+    const backup = await startCoordinator({
+      tls: true,
+      login: false,
+      args: [
+        ...FAST,
+        '--backup-of',
+        primary.url,
+        '--backup-name',
+        'b1',
+        '--primary-ca',
+        testTls().cert,
+        '--failover-timeout',
+        '3s',
+      ],
+    });
+    await selectBackup(primary, backup, 'b1');
+    await primary.kill();
+    await waitFor(async () => (await status(backup)).role === 'backup-active', 30_000, 'takeover');
+
+    const page = await newPage();
+    // The same logins work on the backup: it holds the primary's users.
+    await logIn(page, backup.url, ADMIN_PASSWORD);
+    await page
+      .getByRole('status')
+      .filter({ hasText: /Backup coordinator — active: the primary is unreachable since/ })
+      .waitFor();
+    await page.getByTestId('role').filter({ hasText: 'Backup, active' }).waitFor();
+    await shot(page, 'backup-active');
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.getByTestId('user-admin').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Add user' }).isDisabled(), true);
+    await page.getByRole('link', { name: 'Extensions' }).click();
+    await page.getByTestId('extension-probe').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Remove' }).isDisabled(), true);
+    // Builds go on: one started from the backup's UI runs on the agent it took over.
+    await page.getByRole('link', { name: 'Builds' }).click();
+    await page
+      .getByLabel('Plan (YAML)')
+      .fill('name: on-backup\ntasks:\n  hi:\n    run: echo ran on the backup\n');
+    await page.getByRole('button', { name: 'Start build' }).click();
+    await page
+      .getByTestId('build-status')
+      .filter({ hasText: 'succeeded' })
+      .waitFor({ timeout: 60_000 });
+    await page.getByTestId('log').filter({ hasText: 'ran on the backup' }).waitFor();
+    // The banner is on every page.
+    await page
+      .getByRole('status')
+      .filter({ hasText: /Backup coordinator — active/ })
+      .waitFor();
+    await page.context().close();
+  });
+});

@@ -214,6 +214,10 @@ describe('web UI administration', () => {
       .filter({ hasText: /Backup coordinator — active: the primary is unreachable since/ })
       .waitFor();
     await page.getByTestId('role').filter({ hasText: 'Backup, active' }).waitFor();
+    await page
+      .getByTestId('primary')
+      .filter({ hasText: `${primary.url}: unreachable` })
+      .waitFor();
     await shot(page, 'backup-active');
     await page.getByRole('link', { name: 'Users' }).click();
     await page.getByTestId('user-admin').waitFor();

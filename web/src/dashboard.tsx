@@ -31,6 +31,22 @@ export function Dashboard({ live }: { live: Live }) {
             <dd>
               {status.builds.running} running, {status.builds.queued} queued
             </dd>
+            {status.primary ? (
+              <>
+                <dt>Primary</dt>
+                <dd data-testid="primary">
+                  {status.primary.url}: {status.primary.reachable ? 'reachable' : 'unreachable'}
+                  {status.primary.lastContact
+                    ? `, last contact ${new Date(status.primary.lastContact).toLocaleString()}`
+                    : ''}
+                  {status.primary.selected
+                    ? status.primary.lagSeconds !== null && status.primary.state === 'standby'
+                      ? `; this copy is ${status.primary.lagSeconds} s behind`
+                      : ''
+                    : '; this backup is not selected: it receives no state and cannot take over'}
+                </dd>
+              </>
+            ) : null}
             {status.backup !== undefined ? (
               <>
                 <dt>Backup</dt>

@@ -171,7 +171,7 @@ describe('web UI administration', () => {
     // node_modules is left out, as `muster run` leaves it out.
     await page.getByTestId('inputs').filter({ hasText: '1 file' }).waitFor();
     const plan = (input: string) =>
-      `name: with-inputs\ntasks:\n  show:\n    run: cat src/greeting.txt\n    inputs: [${input}]\n  probe:\n    uses: probe/whoami\n`;
+      `name: with-inputs\ntasks:\n  show:\n    run: cat src/greeting.txt\n    inputs: [${input}]\n  probe:\n    uses: probe/whoami\n  report:\n    run: echo both done\n    needs: [show, probe]\n`;
     await page.getByLabel('Plan (YAML)').fill(plan('docs/*.md'));
     await page.getByRole('button', { name: 'Start build' }).click();
     await page
@@ -183,6 +183,19 @@ describe('web UI administration', () => {
     await page.getByTestId('build-status').filter({ hasText: 'succeeded' }).waitFor();
     await page.getByTestId('log').filter({ hasText: 'hello from an uploaded file' }).waitFor();
     await page.getByTestId('log').filter({ hasText: 'v7' }).waitFor();
+    // The task graph in stages: report needs both others, so it stands in the second stage.
+    const stages = page.getByRole('list', { name: 'Task graph, in stages' }).getByRole('listitem');
+    assert.equal(await stages.count(), 2);
+    await stages.nth(0).filter({ hasText: 'show' }).filter({ hasText: 'probe' }).waitFor();
+    await stages.nth(1).filter({ hasText: 'report' }).waitFor();
+    await stages
+      .nth(1)
+      .getByRole('button', { name: /report/ })
+      .click();
+    await page.getByRole('heading', { name: 'Log of report' }).waitFor();
+    await page.getByTestId('log').filter({ hasText: 'both done' }).waitFor();
+    assert.doesNotMatch(await page.getByTestId('log').innerText(), /hello from an uploaded file/);
+    await shot(page, 'build-graph');
     await page.context().close();
   });
 

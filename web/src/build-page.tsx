@@ -6,6 +6,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { blobUrl, cancelBuild, getBuild, getLogs, type BuildView, type StatusView } from './api.js';
 import { Notice } from './notice.js';
+import { TaskGraph } from './task-graph.js';
 
 interface Line {
   id: number;
@@ -102,6 +103,8 @@ export function BuildPage({
   if (error && !build) return <p class="error">{error}</p>;
   if (!build) return <p class="muted">Loading…</p>;
   const active = build.status === 'queued' || build.status === 'running';
+  // Until the log effect has caught up with a newly chosen task, show none of the others' lines.
+  const shown = task ? lines.filter((l) => l.task === task) : lines;
   const standby = status?.role === 'backup-standby';
   return (
     <>
@@ -132,6 +135,7 @@ export function BuildPage({
       <Notice notice={error} />
       <section aria-labelledby="tasks-title">
         <h2 id="tasks-title">Tasks</h2>
+        <TaskGraph tasks={build.tasks} selected={task} onSelect={setTask} duration={duration} />
         <table>
           <thead>
             <tr>
@@ -180,9 +184,9 @@ export function BuildPage({
       <section aria-labelledby="log-title">
         <h2 id="log-title">Log{task ? ` of ${task}` : ''}</h2>
         <pre class="log" ref={logBox} data-testid="log" tabIndex={0}>
-          {lines.length === 0
+          {shown.length === 0
             ? 'Nothing logged yet.'
-            : lines.map((l) => (task ? l.text : `[${l.task}] ${l.text}`)).join('')}
+            : shown.map((l) => (task ? l.text : `[${l.task}] ${l.text}`)).join('')}
         </pre>
       </section>
     </>

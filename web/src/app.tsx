@@ -11,6 +11,7 @@ import { Backups } from './backups.js';
 import { Banner } from './banner.js';
 import { BuildPage } from './build-page.js';
 import { BuildsPage } from './builds-page.js';
+import { Certificates } from './certificates.js';
 import { Dashboard } from './dashboard.js';
 import { Login } from './login.js';
 import { useLive } from './live.js';
@@ -55,6 +56,7 @@ const PAGES = [
   { path: '/agents', title: 'Agents' },
   { path: '/builds', title: 'Builds' },
   { path: '/admin/settings', title: 'Settings' },
+  { path: '/admin/certificates', title: 'Certificates' },
 ];
 
 function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: () => void }) {
@@ -110,6 +112,9 @@ function Shell({ session, onLoggedOut }: { session: SessionView; onLoggedOut: ()
             <Backups status={status} canEdit={canEdit} />
             <AdvancedSettings canEdit={canEdit} />
           </>
+        ) : null}
+        {page?.path === '/admin/certificates' ? (
+          <Certificates status={status} isAdmin={session.user.role === 'admin'} />
         ) : null}
         {buildId !== undefined ? (
           <BuildPage

@@ -4,7 +4,8 @@
  * backup has accepted it. After the swap the backup keeps replicating (the primary lists it
  * healthy, a new build reaches it) and has dropped the old pin; a new TLS connection to the
  * primary sees the new certificate. The new certificate is self-signed and known to the backup
- * only through the announcement.
+ * only through the announcement. On the backup the upload is refused (READ_ONLY); with the
+ * backup gone, the primary swaps anyway and says the backup did not confirm.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -17,6 +18,7 @@ import {
   copyTestTls,
   makeCertificate,
   servedFingerprint,
+  type TestCertificate,
 } from '../helpers/certificates.js';
 import {
   killCoordinators,
@@ -27,6 +29,8 @@ import { FAST, selectBackup } from '../helpers/ha.js';
 
 let primary: StartedCoordinator;
 let backup: StartedCoordinator;
+/** The certificate the primary serves after the first test. */
+let installed: TestCertificate;
 
 interface HaJson {
   primaryFingerprint?: string;
@@ -64,6 +68,7 @@ describe('certificate rollover with a backup', () => {
       "the backup to pin the primary's certificate",
     );
     const next = await makeCertificate({ ips: ['127.0.0.1'] });
+    installed = next;
     const replaced = await primary.api<{
       certificate: { fingerprint256: string };
       backup: { name: string; confirmed: boolean; message: string } | null;
@@ -113,5 +118,33 @@ describe('certificate rollover with a backup', () => {
       false,
       'the backup refused the primary at some point',
     );
+  });
+
+  it('is refused on the backup, and swaps anyway, saying so, when the backup cannot confirm', async () => {
+    const onBackup = await backup.api<{ error: { code: string } }>('PUT', '/certificate', {
+      certificate: 'x',
+      key: 'y',
+    });
+    assert.equal(onBackup.status, 403);
+    assert.equal(onBackup.body.error.code, 'READ_ONLY');
+
+    await backup.kill();
+    const api = <T>(method: string, path: string, body?: unknown) =>
+      apiWithCa<T>(primary.url, installed.cert, primary.token, method, path, body);
+    await waitFor(
+      async () => (await api<BackupView[]>('GET', '/backups')).body[0]?.health === 'unreachable',
+      30_000,
+      'the primary to see the backup unreachable',
+    );
+    const third = await makeCertificate({ ips: ['127.0.0.1'] });
+    const replaced = await api<{ backup: { confirmed: boolean; message: string } | null }>(
+      'PUT',
+      '/certificate',
+      { certificate: third.cert, key: third.key },
+    );
+    assert.equal(replaced.status, 200, JSON.stringify(replaced.body));
+    assert.equal(replaced.body.backup?.confirmed, false);
+    assert.match(replaced.body.backup?.message ?? '', /b1 is not in touch.*re-pin/);
+    assert.equal(await servedFingerprint(primary.url), third.fingerprint);
   });
 });

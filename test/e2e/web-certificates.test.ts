@@ -3,7 +3,8 @@
  * TLS: a key from another pair, an expired certificate and one for another host name are refused
  * with clear errors and change nothing; a good certificate is served to new connections at once,
  * without a restart, and still after one. The coordinator runs on a copy of the test certificate
- * in this test's temp dir, which the upload overwrites. MUSTER_SCREENSHOTS=DIR saves the page.
+ * in this test's temp dir, which the upload overwrites. A plain HTTP coordinator explains how
+ * to serve HTTPS and refuses uploads. MUSTER_SCREENSHOTS=DIR saves the page.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -179,6 +180,39 @@ describe('Settings › Certificates', () => {
       '/certificate',
     );
     assert.equal(view.body.fingerprint256, good.fingerprint);
+  });
+
+  it('explains on a plain HTTP coordinator how to serve HTTPS, and refuses an upload there', async () => {
+    const plain = await startCoordinator();
+    const view = await plain.api<{ tls: boolean; message: string }>('GET', '/certificate');
+    assert.equal(view.body.tls, false);
+    const refused = await plain.api<{ error: { code: string; message: string } }>(
+      'PUT',
+      '/certificate',
+      { certificate: good.cert, key: good.key },
+    );
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, 'TLS_NOT_ENABLED');
+    assert.match(refused.body.error.message, /--tls-cert FILE --tls-key FILE/);
+    const page = await newPage();
+    await page.goto(`${plain.url}/`);
+    await page.getByLabel('User').fill('admin');
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('link', { name: 'Certificates' }).click();
+    await page
+      .getByTestId('plain-http')
+      .filter({ hasText: '--tls-cert FILE --tls-key FILE' })
+      .waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Upload and use' }).count(), 0);
+    await page.context().close();
+    // An oversized upload is refused before it is read.
+    const big = await plain.api<{ error: { code: string } }>('PUT', '/certificate', {
+      certificate: 'A'.repeat(300 * 1024),
+      key: 'k',
+    });
+    assert.equal(big.status, 413);
+    assert.equal(big.body.error.code, 'PAYLOAD_TOO_LARGE');
   });
 });
 

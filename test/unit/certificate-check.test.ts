@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { before, describe, it } from 'node:test';
-import { checkCertificate } from '../../src/coordinator/tls/certificate-check.js';
+import { checkCertificate, viewOf } from '../../src/coordinator/tls/certificate-check.js';
 import { MusterError } from '../../src/protocol/errors.js';
 import { makeCertificate, type TestCertificate } from '../helpers/certificates.js';
 
@@ -38,6 +38,10 @@ describe('certificate check', () => {
     assert.equal(checked.leaf.fingerprint256, good.fingerprint);
     assert.match(checked.chainPem, /^-----BEGIN CERTIFICATE-----[\s\S]*-----\n$/);
     assert.equal(checked.chain.length, 1);
+    const view = viewOf(checked.chain, { certificate: 'c.pem', key: 'k.pem' });
+    assert.equal(view.selfSigned, true);
+    assert.deepEqual(view.subjectAltName, { dns: ['ci.example.com'], ips: ['127.0.0.1'] });
+    assert.equal(view.fingerprint256, good.fingerprint);
   });
 
   it('refuses a key from another pair', () => {

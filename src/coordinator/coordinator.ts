@@ -30,6 +30,7 @@ import { BackupSide } from './ha/backup-side.js';
 import { Failback } from './ha/failback.js';
 import { PeerClient } from './ha/peer-client.js';
 import { PrimarySide, TERM_SETTING } from './ha/primary-side.js';
+import { CertificateManager } from './tls/certificate-manager.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
@@ -134,6 +135,10 @@ export class Coordinator {
       ? await readConfigFile(options.tls.certFile, '--tls-cert')
       : null;
     const fingerprint = certificate ? fingerprintOf(certificate) : null;
+    const certificates =
+      options.tls && certificate
+        ? CertificateManager.load(options.tls, certificate, log)
+        : undefined;
     const primarySide = isBackup
       ? undefined
       : new PrimarySide(
@@ -144,6 +149,7 @@ export class Coordinator {
             joinToken: options.joinToken,
             healthyWithinMs: Math.max(options.haHeartbeatMs * 5, 5000),
             tmpDir: join(options.dataDir, 'tmp'),
+            certificates: () => certificates?.announced() ?? [],
           },
           () => identity().instanceId,
         );
@@ -186,6 +192,7 @@ export class Coordinator {
       instanceId: () => identity().instanceId,
       // A backup is ready once it holds a copy of its primary's state (users included).
       isReady: () => this.state === 'running' && (!backupSide || backupSide.hasState),
+      certificates,
     };
     this.app = buildServer(ctx, log, (key) => {
       if (key === INSTANCE_ID_SETTING && engine.running) engine.pool.reconnectAll();

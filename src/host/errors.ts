@@ -56,6 +56,15 @@ const knownCodes: Record<ErrorCode, true> = {
   STANDBY: true,
   NOT_SELECTED: true,
   SNAPSHOT_REQUIRED: true,
+  TLS_NOT_ENABLED: true,
+  CERT_INVALID: true,
+  CERT_KEY_INVALID: true,
+  CERT_KEY_ENCRYPTED: true,
+  CERT_KEY_MISMATCH: true,
+  CERT_EXPIRED: true,
+  CERT_NOT_YET_VALID: true,
+  CERT_HOST_MISMATCH: true,
+  CERT_WRITE_FAILED: true,
 };
 
 export function isKnownCode(value: unknown): value is ErrorCode {

@@ -65,6 +65,18 @@ export const errorCodes = {
   NOT_SELECTED:
     'This backup is registered but not selected: it gets no state and cannot take over.',
   SNAPSHOT_REQUIRED: 'The replication stream cannot resume from that point: fetch a snapshot.',
+  // coordinator: its own TLS certificate (Admin › Certificates)
+  TLS_NOT_ENABLED:
+    'This coordinator serves plain HTTP: start it with --tls-cert and --tls-key to serve HTTPS.',
+  CERT_INVALID: 'The certificate is not PEM, cannot be read, or its chain is out of order.',
+  CERT_KEY_INVALID: 'The private key is not a PEM private key or cannot be read.',
+  CERT_KEY_ENCRYPTED: 'The private key is encrypted with a passphrase; upload it decrypted.',
+  CERT_KEY_MISMATCH: 'The private key does not belong to the certificate.',
+  CERT_EXPIRED: 'The certificate has expired.',
+  CERT_NOT_YET_VALID: 'The certificate is not valid yet.',
+  CERT_HOST_MISMATCH:
+    'The certificate does not cover the host name clients use to reach the coordinator.',
+  CERT_WRITE_FAILED: 'The certificate files could not be written; nothing was changed.',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

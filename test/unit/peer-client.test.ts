@@ -41,7 +41,7 @@ after(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-function client(tls: { ca?: string; fingerprint?: string }): PeerClient {
+function client(tls: { ca?: string; fingerprint?: string | string[] }): PeerClient {
   return new PeerClient(
     url,
     () => 'the-secret',
@@ -75,5 +75,27 @@ describe('peer client', () => {
     seen.length = 0;
     await rejects(client({}).json('/x'), 'UNREACHABLE');
     assert.deepEqual(seen, []);
+  });
+
+  it('accepts any of several pins: the current certificate and the announced next one', async () => {
+    seen.length = 0;
+    const response = await client({
+      ca: cert,
+      fingerprint: ['AA:BB', fingerprint.toLowerCase()],
+    }).json<{ ok: boolean }>('/x');
+    assert.deepEqual(response.body, { ok: true });
+    assert.deepEqual(seen, [{ authorization: 'Bearer the-secret' }]);
+  });
+
+  it('refuses a certificate that matches none of several pins, before sending the secret', async () => {
+    seen.length = 0;
+    await assert.rejects(
+      client({ ca: cert, fingerprint: ['AA:BB', 'CC:DD'] }).json('/x'),
+      (err: unknown) =>
+        err instanceof MusterError &&
+        err.code === 'TLS_FINGERPRINT_MISMATCH' &&
+        /not the pinned AA:BB or CC:DD/.test(err.message),
+    );
+    assert.deepEqual(seen, [], 'the server saw a request');
   });
 });

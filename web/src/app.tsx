@@ -12,6 +12,7 @@ import { Backups } from './backups.js';
 import { Banner } from './banner.js';
 import { BuildPage } from './build-page.js';
 import { BuildsPage } from './builds-page.js';
+import { Certificates } from './certificates.js';
 import { Dashboard } from './dashboard.js';
 import { ExtensionsPage } from './extensions-page.js';
 import { Login } from './login.js';
@@ -90,6 +91,7 @@ const PAGES: { path: string; title: string; admin?: boolean }[] = [
   { path: '/admin/settings', title: 'Settings' },
   { path: '/admin/users', title: 'Users', admin: true },
   { path: '/admin/extensions', title: 'Extensions' },
+  { path: '/admin/certificates', title: 'Certificates' },
 ];
 
 function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => void }) {
@@ -160,6 +162,9 @@ function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => vo
         ) : null}
         {page?.path === '/admin/users' ? <UsersPage session={session} canEdit={canEdit} /> : null}
         {page?.path === '/admin/extensions' ? <ExtensionsPage canEdit={canEdit} /> : null}
+        {page?.path === '/admin/certificates' ? (
+          <Certificates status={status} isAdmin={admin} />
+        ) : null}
         {page === ACCOUNT ? <AccountPage session={session} onPrimary={onPrimary} /> : null}
         {buildId !== undefined ? (
           <BuildPage id={Number(buildId)} status={status} canBuild={admin} />

@@ -12,6 +12,7 @@ import type { Store } from '../store/store.js';
 import type { User } from '../store/types.js';
 import type { BackupSide } from '../ha/backup-side.js';
 import type { PrimarySide } from '../ha/primary-side.js';
+import type { CertificateManager } from '../tls/certificate-manager.js';
 import type { StatusView } from './schemas.js';
 
 export interface ApiContext {
@@ -32,6 +33,8 @@ export interface ApiContext {
   term(): number;
   instanceId(): string;
   isReady(): boolean;
+  /** The certificate this coordinator serves; undefined over plain HTTP. */
+  certificates: CertificateManager | undefined;
 }
 
 declare module 'fastify' {

@@ -38,6 +38,9 @@ const changesQuery = z.object({
   waitMs: z.coerce.number().int().nonnegative().max(30_000).default(0),
 });
 
+/** `pins`: the certificate fingerprints the backup accepts for this primary, comma-separated. */
+const heartbeatQuery = z.object({ pins: z.string().max(2000).optional() });
+
 const historyQuery = z.object({
   afterLog: z.coerce.number().int().nonnegative().default(0),
   limit: z.coerce.number().int().positive().max(10_000).default(1000),
@@ -104,7 +107,14 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return primary().register(body);
   });
 
-  app.get('/api/v1/ha/heartbeat', async (request) => primary().heartbeat(fromBackup(request)));
+  app.get('/api/v1/ha/heartbeat', async (request) => {
+    const row = fromBackup(request);
+    const { pins } = parse(heartbeatQuery, request.query, 'query');
+    return primary().heartbeat(
+      row,
+      pins === undefined ? undefined : pins.split(',').filter((p) => p !== ''),
+    );
+  });
 
   app.get('/api/v1/ha/changes', async (request) => {
     const row = fromBackup(request);

@@ -14,6 +14,7 @@ import {
   updateUserBody,
   updateAgentBody,
 } from './schemas.js';
+import { putCertificateBody } from './certificate-routes.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -155,6 +156,17 @@ const routes: Route[] = [
     path: '/api/v1/settings/{key}',
     summary: 'Change a setting (admin)',
     body: setSettingBody,
+  },
+  {
+    method: 'get',
+    path: '/api/v1/certificate',
+    summary: 'The TLS certificate this coordinator serves, or { tls: false } over plain HTTP',
+  },
+  {
+    method: 'put',
+    path: '/api/v1/certificate',
+    summary: 'Replace the TLS certificate and key, validated, without a restart (admin, primary)',
+    body: putCertificateBody,
   },
   { method: 'get', path: '/api/v1/users', summary: 'Users (admin)' },
   {

@@ -9,6 +9,7 @@ import { registerAgentRoutes } from './agent-routes.js';
 import { registerAuth } from './auth-routes.js';
 import { registerBlobRoutes } from './blob-routes.js';
 import { registerBuildRoutes } from './build-routes.js';
+import { registerCertificateRoutes } from './certificate-routes.js';
 import type { ApiContext } from './context.js';
 import { registerEventRoutes } from './event-routes.js';
 import { registerExtensionRoutes } from './extension-routes.js';
@@ -58,6 +59,7 @@ export function buildServer(
   registerUserRoutes(app, ctx);
   registerEventRoutes(app, ctx);
   registerHaRoutes(app, ctx);
+  registerCertificateRoutes(app, ctx);
   // Clients learn the selected backup from the primary, to switch to it when the primary is away.
   app.addHook('onSend', async (request, reply) => {
     if (!request.user) return;

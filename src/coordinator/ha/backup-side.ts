@@ -24,7 +24,7 @@ import { LOCAL_TOKEN_BASE, type ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';
 import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
-import { PeerClient } from './peer-client.js';
+import { PeerClient, sameFingerprint } from './peer-client.js';
 import type { HeartbeatView } from './primary-side.js';
 import { TERM_SETTING } from './primary-side.js';
 
@@ -64,7 +64,15 @@ const identitySchema = z.object({
   name: z.string(),
   secret: z.string(),
   primaryUrl: z.string(),
+  /** The certificate last seen on the primary (the pin; without it, the next one is pinned). */
   primaryFingerprint: z.string().optional(),
+  /**
+   * Every certificate the primary last announced it may present: its current one and, while it
+   * replaces it, the next one. Accepted as pins too, and trusted as the primary's certificate.
+   */
+  primaryPins: z
+    .array(z.object({ fingerprint: z.string(), certificate: z.string().optional() }))
+    .optional(),
   /** Whether the primary last said this backup is the selected one. */
   selected: z.boolean().optional(),
 });
@@ -132,7 +140,7 @@ export class BackupSide {
     this.peer = new PeerClient(
       this.options.primaryUrl,
       () => this.identity.secret,
-      () => ({ ca: this.options.primaryCa, fingerprint: this.identity.primaryFingerprint }),
+      () => this.primaryTls(),
       { 'x-muster-backup': this.identity.name },
     );
     this.loops = [this.watchLoop(), this.replicationLoop(), this.sweepBlobs()];
@@ -283,9 +291,12 @@ export class BackupSide {
         timeoutMs: Math.max(2000, this.options.heartbeatMs * 2),
       });
       await this.pinPrimary(registered.fingerprint);
-      const { body } = await this.peer.json<HeartbeatView>('/api/v1/ha/heartbeat', {
+      const heartbeat = await this.peer.json<HeartbeatView>('/api/v1/ha/heartbeat', {
+        query: { pins: this.acceptedPins()?.join(',') },
         timeoutMs: Math.max(2000, this.options.heartbeatMs * 2),
       });
+      const body = heartbeat.body;
+      await this.followCertificates(heartbeat.fingerprint, body.certificates);
       if (body.selected !== this.selected) {
         this.log.info(
           { selected: body.selected },
@@ -331,6 +342,66 @@ export class BackupSide {
     this.identity = { ...this.identity, primaryFingerprint: fingerprint };
     await this.saveIdentity();
     this.log.info({ fingerprint }, "pinned the primary's certificate");
+  }
+
+  /** The pins (fingerprints) this backup accepts for its primary; undefined before the first. */
+  private acceptedPins(): string[] | undefined {
+    const pinned = this.identity.primaryFingerprint;
+    if (pinned === undefined) return undefined;
+    const announced = (this.identity.primaryPins ?? []).map((p) => p.fingerprint);
+    return [pinned, ...announced.filter((f) => !sameFingerprint(f, pinned))];
+  }
+
+  private primaryTls(): { ca: string | undefined; fingerprint: string[] | undefined } {
+    const pins = this.acceptedPins();
+    // The primary's announced certificates are trusted only together with the pins, which
+    // still name exactly which certificates may answer.
+    const announced =
+      pins === undefined
+        ? []
+        : (this.identity.primaryPins ?? []).flatMap((p) => (p.certificate ? [p.certificate] : []));
+    const ca = [this.options.primaryCa, ...announced].filter((c) => c !== undefined);
+    return { ca: ca.length > 0 ? ca.join('\n') : undefined, fingerprint: pins };
+  }
+
+  /**
+   * Certificate rollover: the primary, on this pinned connection, lists the certificates it may
+   * present. They become the accepted pins (the old one goes once the primary presents the new
+   * one), and the next heartbeat tells the primary, which waits for that before it swaps.
+   */
+  private async followCertificates(
+    presented: string | undefined,
+    announced: HeartbeatView['certificates'] | undefined,
+  ): Promise<void> {
+    const pinned = this.identity.primaryFingerprint;
+    if (presented === undefined || announced === undefined || pinned === undefined) return;
+    if (!announced.some((a) => sameFingerprint(a.fingerprint, presented))) return;
+    const current = this.identity.primaryPins ?? [];
+    const same =
+      sameFingerprint(pinned, presented) &&
+      current.length === announced.length &&
+      announced.every((a) => current.some((c) => sameFingerprint(c.fingerprint, a.fingerprint)));
+    if (same) return;
+    const next = announced.filter((a) => !sameFingerprint(a.fingerprint, presented));
+    this.identity = {
+      ...this.identity,
+      primaryFingerprint: presented,
+      primaryPins: announced.map((a) => ({
+        fingerprint: a.fingerprint,
+        certificate: a.certificate,
+      })),
+    };
+    await this.saveIdentity();
+    if (!sameFingerprint(pinned, presented))
+      this.log.info(
+        { fingerprint: presented, previous: pinned },
+        'the primary presents its new certificate: pinned it, dropped the old pin',
+      );
+    for (const a of next)
+      this.log.info(
+        { fingerprint: a.fingerprint },
+        'the primary announced its next certificate: accepting it as well as the current one',
+      );
   }
 
   // ---- takeover -----------------------------------------------------------------------------

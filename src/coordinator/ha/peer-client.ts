@@ -20,8 +20,11 @@ import { MusterError, isErrorCode } from '../../protocol/errors.js';
 export interface PeerTls {
   /** Extra trusted certificate(s), PEM: the peer's own when it is self-signed. */
   ca?: string | undefined;
-  /** Pinned SHA-256 fingerprint (colon hex, any case). */
-  fingerprint?: string | undefined;
+  /**
+   * Pinned SHA-256 fingerprint(s) (colon hex, any case): the peer's certificate must match one.
+   * Several while a primary rolls its certificate over (the current one and the announced next).
+   */
+  fingerprint?: string | readonly string[] | undefined;
 }
 
 export interface PeerRequest {
@@ -98,10 +101,12 @@ export class PeerClient {
     }
     const timeoutMs = options.timeoutMs ?? 10_000;
     let pinMismatch: string | undefined;
+    const pins =
+      typeof tls.fingerprint === 'string' ? [tls.fingerprint] : [...(tls.fingerprint ?? [])];
     const verify = (host: string, cert: PeerCertificate): Error | undefined => {
       const error = checkServerIdentity(host, cert);
       if (error) return error;
-      if (tls.fingerprint && !sameFingerprint(tls.fingerprint, cert.fingerprint256)) {
+      if (pins.length > 0 && !pins.some((pin) => sameFingerprint(pin, cert.fingerprint256))) {
         pinMismatch = cert.fingerprint256;
         return new Error('certificate fingerprint mismatch');
       }
@@ -132,7 +137,7 @@ export class PeerClient {
             ? toPeerError(err, url)
             : new MusterError(
                 'TLS_FINGERPRINT_MISMATCH',
-                `${url.host} presented certificate ${pinMismatch}, not the pinned ${tls.fingerprint ?? ''}`,
+                `${url.host} presented certificate ${pinMismatch}, not the pinned ${pins.join(' or ')}`,
               ),
         );
       };

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
 import type { BackupView } from '../api/schemas.js';
+import { sameFingerprint } from './peer-client.js';
+import type { AnnouncedCertificate, BackupConfirmation } from '../tls/certificate-manager.js';
 import type { BackupRow } from '../store/backups.js';
 import type { ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';
@@ -26,6 +28,8 @@ export interface PrimarySideOptions {
   /** A backup in touch within this long counts as healthy. */
   healthyWithinMs: number;
   tmpDir: string;
+  /** The certificates this primary presents or is about to present (empty over plain HTTP). */
+  certificates: () => AnnouncedCertificate[];
 }
 
 export interface RegisterInput {
@@ -44,6 +48,11 @@ export interface HeartbeatView {
   term: number;
   stream: string | null;
   lastSeq: number;
+  /**
+   * Every certificate this primary may present: the current one and, while it replaces it, the
+   * next. A backup accepts exactly these (and drops other pins) and says so in its next heartbeat.
+   */
+  certificates: AnnouncedCertificate[];
 }
 
 /** Releases wait for the backup's acknowledgement at most this long (then go anyway). */
@@ -61,6 +70,8 @@ export class PrimarySide {
   private timer: NodeJS.Timeout | undefined;
   private readonly releases: PendingRelease[] = [];
   private stopped = false;
+  /** The fingerprints each backup last said it accepts for this primary (heartbeat `pins`). */
+  private readonly pins = new Map<string, string[]>();
 
   constructor(
     private readonly store: Store,
@@ -165,8 +176,9 @@ export class PrimarySide {
     return row;
   }
 
-  heartbeat(backup: BackupRow): HeartbeatView {
+  heartbeat(backup: BackupRow, pins?: string[]): HeartbeatView {
     this.store.backups.touch(backup.name, new Date().toISOString());
+    if (pins !== undefined) this.pins.set(backup.name, pins);
     const selected = this.selected()?.name === backup.name;
     return {
       role: 'primary',
@@ -175,6 +187,43 @@ export class PrimarySide {
       term: this.term(),
       stream: selected ? this.store.replication.outStream() : null,
       lastSeq: this.store.replication.lastSeq(),
+      certificates: this.options.certificates(),
+    };
+  }
+
+  /**
+   * Before this primary presents a new certificate: waits up to `timeoutMs` for the selected
+   * backup to say (in a heartbeat) that it accepts `fingerprint`. Null when none is selected.
+   */
+  async awaitPin(fingerprint: string, timeoutMs: number): Promise<BackupConfirmation | null> {
+    const backup = this.selected();
+    if (!backup) return null;
+    const accepts = () =>
+      (this.pins.get(backup.name) ?? []).some((pin) => sameFingerprint(pin, fingerprint));
+    const healthy = () => {
+      const contact = this.store.backups.get(backup.name)?.lastContact;
+      return (
+        contact !== null &&
+        contact !== undefined &&
+        Date.now() - Date.parse(contact) <= this.options.healthyWithinMs
+      );
+    };
+    const deadline = Date.now() + timeoutMs;
+    while (!accepts() && healthy() && Date.now() < deadline && !this.stopped)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    if (accepts())
+      return {
+        name: backup.name,
+        confirmed: true,
+        message: `the selected backup ${backup.name} accepted the new certificate before the swap`,
+      };
+    const why = healthy()
+      ? `did not confirm within ${Math.round(timeoutMs / 1000)} s`
+      : 'is not in touch with this primary';
+    return {
+      name: backup.name,
+      confirmed: false,
+      message: `the selected backup ${backup.name} ${why}, so it may refuse this primary's new certificate (TLS_FINGERPRINT_MISMATCH) and stop replicating: check its log and, if it does, re-pin it (docs/high-availability.md, Certificates)`,
     };
   }
 
@@ -273,6 +322,7 @@ export class PrimarySide {
       throw new MusterError('NOT_FOUND', `no backup named ${name}`);
     if (this.selected()?.name === name) this.select(null, 'removal');
     this.store.backups.remove(name);
+    this.pins.delete(name);
     this.log.info({ backup: name }, 'backup removed');
   }
 

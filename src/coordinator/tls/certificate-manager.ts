@@ -1,0 +1,219 @@
+/**
+ * The certificate a TLS coordinator serves, and replacing it while it runs. A replacement is
+ * written over the --tls-cert/--tls-key files (so a restart serves it too) and then swapped into
+ * the listening server, so new connections get it without a restart. With a selected backup the
+ * new certificate is announced first, and the swap waits (bounded) for the backup to say it has
+ * accepted it, since the backup pins this coordinator's certificate (see ha/backup-side.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { MusterError } from '../../protocol/errors.js';
+import {
+  parseChain,
+  viewOf,
+  type CertificateView,
+  type CheckedCertificate,
+} from './certificate-check.js';
+import type { X509Certificate } from 'node:crypto';
+
+/** A certificate this coordinator presents or is about to present, as told to its backups. */
+export interface AnnouncedCertificate {
+  fingerprint: string;
+  /** The server certificate (PEM), which a backup adds to what it trusts for its primary. */
+  certificate: string;
+}
+
+/** What the selected backup did with an announcement; null when no backup is selected. */
+export interface BackupConfirmation {
+  name: string;
+  confirmed: boolean;
+  message: string;
+}
+
+export interface ReplaceResult {
+  certificate: CertificateView;
+  backup: BackupConfirmation | null;
+}
+
+export interface ReplaceSteps {
+  /** Waits for the selected backup to accept the fingerprint (bounded); null without one. */
+  confirmBackup: (fingerprint: string) => Promise<BackupConfirmation | null>;
+  /** Puts the pair into the listening server (new connections get it). */
+  swap: (cert: string, key: string) => void;
+}
+
+export class CertificateManager {
+  private pending: AnnouncedCertificate | undefined;
+  private replacing = false;
+
+  private constructor(
+    private readonly files: { certFile: string; keyFile: string },
+    private chain: X509Certificate[],
+    private leafPem: string,
+    private readonly log: Logger,
+  ) {}
+
+  static load(
+    files: { certFile: string; keyFile: string },
+    certificatePem: string,
+    log: Logger,
+  ): CertificateManager {
+    const { blocks, chain } = parseChain(certificatePem);
+    return new CertificateManager(files, chain, `${blocks[0]!}\n`, log);
+  }
+
+  get fingerprint(): string {
+    return this.chain[0]!.fingerprint256;
+  }
+
+  view(): CertificateView {
+    return viewOf(this.chain, { certificate: this.files.certFile, key: this.files.keyFile });
+  }
+
+  /** The current certificate and, during a replacement, the next one. */
+  announced(): AnnouncedCertificate[] {
+    const current = { fingerprint: this.fingerprint, certificate: this.leafPem };
+    return this.pending ? [current, this.pending] : [current];
+  }
+
+  async replace(checked: CheckedCertificate, steps: ReplaceSteps): Promise<ReplaceResult> {
+    if (this.replacing)
+      throw new MusterError(
+        'CONFLICT',
+        'another certificate replacement is under way: wait for it to finish, then look again',
+      );
+    this.replacing = true;
+    const { certFile, keyFile } = this.files;
+    const temps: string[] = [];
+    try {
+      // Written (and synced) before anything changes, so a disk that refuses fails early.
+      const certTemp = await writeTemp(certFile, checked.chainPem, await modeOf(certFile, 0o644));
+      temps.push(certTemp);
+      const keyTemp = await writeTemp(keyFile, checked.keyPem, 0o600);
+      temps.push(keyTemp);
+      const fingerprint = checked.leaf.fingerprint256;
+      this.pending = { fingerprint, certificate: checked.leafPem };
+      const backup = await steps.confirmBackup(fingerprint);
+      await this.install(certTemp, keyTemp);
+      temps.length = 0;
+      steps.swap(checked.chainPem, checked.keyPem);
+      const previous = this.fingerprint;
+      this.chain = checked.chain;
+      this.leafPem = checked.leafPem;
+      this.log.warn(
+        {
+          fingerprint,
+          previous,
+          subject: checked.leaf.subject,
+          validTo: checked.leaf.validTo,
+          certFile,
+          keyFile,
+          backup,
+        },
+        'the TLS certificate was replaced: new connections get the new one',
+      );
+      return { certificate: this.view(), backup };
+    } finally {
+      this.pending = undefined;
+      this.replacing = false;
+      await Promise.all(temps.map((t) => rm(t, { force: true })));
+    }
+  }
+
+  /** Keeps the current pair as <file>.previous, then renames the new files into place. */
+  private async install(certTemp: string, keyTemp: string): Promise<void> {
+    const { certFile, keyFile } = this.files;
+    try {
+      await copyAtomic(certFile, `${certFile}.previous`, await modeOf(certFile, 0o644));
+      await copyAtomic(keyFile, `${keyFile}.previous`, 0o600);
+    } catch (err) {
+      throw writeFailed(err, 'keeping the previous pair');
+    }
+    try {
+      await rename(certTemp, certFile);
+    } catch (err) {
+      throw writeFailed(err, certFile);
+    }
+    try {
+      await rename(keyTemp, keyFile);
+    } catch (err) {
+      // Never leave a certificate next to a key that is not its own.
+      await copyAtomic(`${certFile}.previous`, certFile, 0o644).catch((restore: unknown) =>
+        this.log.error(
+          { err: restore },
+          `restoring ${certFile} failed: restore it from ${certFile}.previous`,
+        ),
+      );
+      throw writeFailed(err, keyFile);
+    }
+    await syncDir(dirname(certFile));
+    if (dirname(keyFile) !== dirname(certFile)) await syncDir(dirname(keyFile));
+  }
+}
+
+function writeFailed(err: unknown, what: string): MusterError {
+  return new MusterError(
+    'CERT_WRITE_FAILED',
+    `cannot write the certificate files (${what}: ${(err as Error).message}); nothing was changed: let the coordinator's user write the --tls-cert and --tls-key files and their folders`,
+  );
+}
+
+async function modeOf(file: string, fallback: number): Promise<number> {
+  try {
+    return (await stat(file)).mode & 0o777;
+  } catch {
+    return fallback;
+  }
+}
+
+/** A synced temp file next to `file` (same folder, so the rename is atomic). */
+async function writeTemp(file: string, content: string, mode: number): Promise<string> {
+  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  let handle;
+  try {
+    handle = await open(temp, 'wx', mode);
+    await handle.writeFile(content);
+    await handle.chmod(mode);
+    await handle.sync();
+  } catch (err) {
+    await handle?.close();
+    await rm(temp, { force: true });
+    throw writeFailed(err, file);
+  }
+  await handle.close();
+  return temp;
+}
+
+async function copyAtomic(from: string, to: string, mode: number): Promise<void> {
+  const temp = `${to}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await copyFile(from, temp);
+    const handle = await open(temp, 'r+');
+    try {
+      await handle.chmod(mode);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, to);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
+/** Makes the renames durable; some file systems refuse to sync a folder, which is fine. */
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // best effort
+  }
+}

@@ -199,6 +199,53 @@ describe('web UI administration', () => {
     await page.context().close();
   });
 
+  it('works from the keyboard alone, and fits a phone-sized screen', async () => {
+    const page = await newPage();
+    await page.goto(`${primary.url}/`);
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    // (In the page: the focused element's tag and its label or text.)
+    const focused = () =>
+      page.evaluate<string>(
+        "(() => { const el = document.activeElement; return `${el?.tagName ?? ''} ${el?.getAttribute('aria-label') ?? el?.textContent?.trim() ?? ''}`; })()",
+      );
+    // Log in: Tab to the user field, type, Tab, type the password, Enter.
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('ControlOrMeta+a');
+    await page.keyboard.type('admin');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(ADMIN_PASSWORD);
+    await page.keyboard.press('Enter');
+    await page.getByTestId('role').waitFor();
+    // The first stop is the skip link; the navigation follows it.
+    await page.keyboard.press('Tab');
+    assert.equal(await focused(), 'A Skip to the page');
+    let hops = 0;
+    while ((await focused()) !== 'A Builds' && hops++ < 10) await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Start a build' }).waitFor();
+    assert.match(page.url(), /\/builds$/);
+    assert.equal(await page.title(), 'Builds · Muster');
+
+    // On a 390 px wide screen no page is wider than the screen (wide tables scroll inside).
+    await page.setViewportSize({ width: 390, height: 800 });
+    for (const path of [
+      '/',
+      '/agents',
+      '/builds',
+      '/admin/settings',
+      '/admin/users',
+      '/admin/extensions',
+      '/admin/certificates',
+      '/account',
+    ]) {
+      await page.goto(`${primary.url}${path}`);
+      await page.locator('main h1, main h2').first().waitFor();
+      const width = await page.evaluate<number>('document.documentElement.scrollWidth');
+      assert.ok(width <= 390, `${path} is ${width} px wide on a 390 px screen`);
+    }
+    await page.context().close();
+  });
+
   it('shows an active backup with its banner: view only, and builds still run there', async () => {
     const backup = await startCoordinator({
       tls: true,

@@ -25,7 +25,7 @@ import {
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
-import { FAST, selectBackup } from '../helpers/ha.js';
+import { FAST, selectBackup, startBackup } from '../helpers/ha.js';
 
 let primary: StartedCoordinator;
 let backup: StartedCoordinator;
@@ -46,11 +46,7 @@ before(async () => {
   primary = await startCoordinator({
     args: [...FAST, '--tls-cert', files.certFile, '--tls-key', files.keyFile],
   });
-  backup = await startCoordinator({
-    tls: true,
-    login: false,
-    args: [...FAST, '--backup-of', primary.url, '--backup-name', 'b1'],
-  });
+  backup = await startBackup(primary, 'b1');
   await selectBackup(primary, backup, 'b1');
 });
 

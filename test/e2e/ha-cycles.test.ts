@@ -26,7 +26,7 @@ import {
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
-import { FAST, selectBackup } from '../helpers/ha.js';
+import { FAST, selectBackup, startBackup } from '../helpers/ha.js';
 
 const CYCLES = 20;
 let agents: StartedAgent[];
@@ -107,11 +107,7 @@ before(async () => {
   agents = await Promise.all([0, 1].map(() => startAgent({ args: ['--lease-ttl', '2s'] })));
   primary = await startPrimary();
   for (const [i, agent] of agents.entries()) await primary.addAgent(`a${i}`, agent);
-  backup = await startCoordinator({
-    tls: true,
-    login: false,
-    args: [...FAST, '--backup-of', primary.url, '--backup-name', 'b1', '--failover-timeout', '2s'],
-  });
+  backup = await startBackup(primary, 'b1', ['--failover-timeout', '2s']);
   await selectBackup(primary, backup, 'b1');
 });
 

@@ -23,11 +23,10 @@ import {
   ADMIN_PASSWORD,
   killCoordinators,
   startCoordinator,
-  testTls,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
 import { writeProbeExtension } from '../helpers/extensions.js';
-import { FAST, selectBackup, status } from '../helpers/ha.js';
+import { FAST, selectBackup, startBackup, status } from '../helpers/ha.js';
 
 let agent: StartedAgent;
 let primary: StartedCoordinator;
@@ -247,21 +246,7 @@ describe('web UI administration', () => {
   });
 
   it('shows an active backup with its banner: view only, and builds still run there', async () => {
-    const backup = await startCoordinator({
-      tls: true,
-      login: false,
-      args: [
-        ...FAST,
-        '--backup-of',
-        primary.url,
-        '--backup-name',
-        'b1',
-        '--primary-ca',
-        testTls().cert,
-        '--failover-timeout',
-        '3s',
-      ],
-    });
+    const backup = await startBackup(primary, 'b1', ['--failover-timeout', '3s']);
     await selectBackup(primary, backup, 'b1');
     await primary.kill();
     await waitFor(async () => (await status(backup)).role === 'backup-active', 30_000, 'takeover');

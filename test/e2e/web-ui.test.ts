@@ -17,7 +17,7 @@ import {
   startCoordinator,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
-import { FAST, submit } from '../helpers/ha.js';
+import { FAST, startBackup, submit } from '../helpers/ha.js';
 
 let agent: StartedAgent;
 let primary: StartedCoordinator;
@@ -174,11 +174,7 @@ describe('web UI', () => {
 
   let backup: StartedCoordinator;
   it('selects a backup in Settings, and shows the backup banner there, view only', async () => {
-    backup = await startCoordinator({
-      tls: true,
-      login: false,
-      args: [...FAST, '--backup-of', primary.url, '--backup-name', 'b1'],
-    });
+    backup = await startBackup(primary, 'b1');
     const page = await newPage();
     await logIn(page, primary.url, ADMIN_PASSWORD);
     await page.getByRole('link', { name: 'Settings' }).click();

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import type { BuildView, StatusView } from '../../src/coordinator/api/schemas.js';
 import { waitFor } from './agent-process.js';
-import type { StartedCoordinator } from './coordinator-process.js';
+import { startCoordinator, type StartedCoordinator } from './coordinator-process.js';
 
 /** Heartbeats fast enough for tests: coordinators check on each other every 300 ms. */
 export const FAST = ['--ha-heartbeat', '300ms', '--heartbeat-interval', '500ms'];
@@ -29,4 +29,17 @@ export async function selectBackup(
     `backup ${name} to register`,
   );
   await backup.loginWhenReady();
+}
+
+/** A backup of `primary` over TLS with the fast timings; it logs in once it holds the state. */
+export function startBackup(
+  primary: StartedCoordinator,
+  name: string,
+  args: string[] = [],
+): Promise<StartedCoordinator> {
+  return startCoordinator({
+    tls: true,
+    login: false,
+    args: [...FAST, '--backup-of', primary.url, '--backup-name', name, ...args],
+  });
 }

@@ -7,8 +7,11 @@ import type {
   BackupView,
   BuildSummary,
   BuildView,
+  CertificateReplacedView,
+  CertificateView as ServedCertificate,
   ExtensionView,
   LogsView,
+  PlainHttpView,
   SessionView,
   StatusView,
   TaskView,
@@ -174,24 +177,7 @@ export interface SettingDefinition {
 export const getSettingDefinitions = () => call<SettingDefinition[]>('GET', '/setting-definitions');
 export const setSetting = (key: string, value: unknown) =>
   call<{ key: string; value: unknown }>('PUT', `/settings/${encodeURIComponent(key)}`, { value });
-export type CertificateView =
-  | {
-      tls: true;
-      subject: string;
-      issuer: string;
-      subjectAltName: { dns: string[]; ips: string[] };
-      validFrom: string;
-      validTo: string;
-      fingerprint256: string;
-      selfSigned: boolean;
-      chainLength: number;
-      files: { certificate: string; key: string };
-    }
-  | { tls: false; message: string };
-export interface CertificateReplaced {
-  certificate: Extract<CertificateView, { tls: true }>;
-  backup: { name: string; confirmed: boolean; message: string } | null;
-}
+export type CertificateView = ServedCertificate | PlainHttpView;
 export const getCertificate = () => call<CertificateView>('GET', '/certificate');
 export const putCertificate = (certificate: string, key: string) =>
-  call<CertificateReplaced>('PUT', '/certificate', { certificate, key });
+  call<CertificateReplacedView>('PUT', '/certificate', { certificate, key });

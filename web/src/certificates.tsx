@@ -65,7 +65,9 @@ function Current({ view }: { view: CertificateView }) {
       <dt>Issuer</dt>
       <dd>
         {view.selfSigned ? 'self-signed' : view.issuer.replace(/\n/g, ', ')}
-        {view.chainLength > 1 ? ` (with ${view.chainLength - 1} intermediate)` : ''}
+        {view.chainLength > 1
+          ? ` (with ${view.chainLength - 1} intermediate${view.chainLength > 2 ? 's' : ''})`
+          : ''}
       </dd>
       <dt>Valid from</dt>
       <dd>{new Date(view.validFrom).toLocaleString()}</dd>
@@ -108,16 +110,6 @@ function Upload({
       ? 'Replacing the certificate needs an admin; you are logged in as a viewer.'
       : undefined;
   const canEdit = why === undefined && status !== undefined;
-  const readFile = (input: HTMLInputElement, set: (text: string) => void): void => {
-    const file = input.files?.[0];
-    if (!file) return;
-    file
-      .text()
-      .then(set)
-      .catch((err: unknown) =>
-        setMessages([{ error: true, text: `Cannot read ${file.name}: ${(err as Error).message}` }]),
-      );
-  };
   return (
     <section aria-labelledby="upload-title">
       <h2 id="upload-title">Replace the certificate</h2>
@@ -163,42 +155,25 @@ function Upload({
         }}
       >
         <fieldset disabled={!canEdit || busy}>
-          <label>
-            Certificate file
-            <input
-              type="file"
-              accept=".pem,.crt,.cer,text/plain"
-              onChange={(e) => readFile(e.currentTarget, setCertificate)}
-            />
-          </label>
-          <label>
-            Certificate (PEM)
-            <textarea
-              rows={8}
-              value={certificate}
-              placeholder="-----BEGIN CERTIFICATE-----"
-              onInput={(e) => setCertificate(e.currentTarget.value)}
-              required
-            />
-          </label>
-          <label>
-            Key file
-            <input
-              type="file"
-              accept=".pem,.key,text/plain"
-              onChange={(e) => readFile(e.currentTarget, setKey)}
-            />
-          </label>
-          <label>
-            Private key (PEM)
-            <textarea
-              rows={6}
-              value={key}
-              placeholder="-----BEGIN PRIVATE KEY-----"
-              onInput={(e) => setKey(e.currentTarget.value)}
-              required
-            />
-          </label>
+          <PemField
+            what="Certificate"
+            accept=".pem,.crt,.cer,text/plain"
+            rows={8}
+            placeholder="-----BEGIN CERTIFICATE-----"
+            value={certificate}
+            onChange={setCertificate}
+            onError={(text) => setMessages([{ error: true, text }])}
+          />
+          <PemField
+            what="Private key"
+            fileLabel="Key file"
+            accept=".pem,.key,text/plain"
+            rows={6}
+            placeholder="-----BEGIN PRIVATE KEY-----"
+            value={key}
+            onChange={setKey}
+            onError={(text) => setMessages([{ error: true, text }])}
+          />
           <button type="submit">{busy ? 'Checking…' : 'Upload and use'}</button>
         </fieldset>
         {messages.map((m) => (
@@ -206,5 +181,58 @@ function Upload({
         ))}
       </form>
     </section>
+  );
+}
+
+/** A PEM, chosen as a file (read into the text area) or pasted. */
+function PemField({
+  what,
+  fileLabel = `${what} file`,
+  accept,
+  rows,
+  placeholder,
+  value,
+  onChange,
+  onError,
+}: {
+  what: string;
+  fileLabel?: string;
+  accept: string;
+  rows: number;
+  placeholder: string;
+  value: string;
+  onChange: (text: string) => void;
+  onError: (text: string) => void;
+}) {
+  return (
+    <>
+      <label>
+        {fileLabel}
+        <input
+          type="file"
+          accept={accept}
+          onChange={(e) => {
+            const file = e.currentTarget.files?.[0];
+            if (!file) return;
+            file
+              .text()
+              .then(onChange)
+              .catch((err: unknown) =>
+                onError(`Cannot read ${file.name}: ${(err as Error).message}`),
+              );
+          }}
+        />
+      </label>
+      <label>
+        {what} (PEM)
+        <textarea
+          rows={rows}
+          value={value}
+          placeholder={placeholder}
+          onInput={(e) => onChange(e.currentTarget.value)}
+          required
+        />
+      </label>
+    </>
   );
 }

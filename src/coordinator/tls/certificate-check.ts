@@ -8,20 +8,9 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { MusterError } from '../../protocol/errors.js';
+import type { CertificateView } from '../api/schemas.js';
 
-export interface CertificateView {
-  tls: true;
-  subject: string;
-  issuer: string;
-  subjectAltName: { dns: string[]; ips: string[] };
-  validFrom: string;
-  validTo: string;
-  fingerprint256: string;
-  selfSigned: boolean;
-  /** Certificates in the file: the server's own plus its intermediates. */
-  chainLength: number;
-  files: { certificate: string; key: string };
-}
+export type { CertificateView };
 
 export interface CheckedCertificate {
   /** The chain as it will be written: the server's certificate first, then intermediates. */

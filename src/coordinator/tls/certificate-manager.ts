@@ -10,6 +10,7 @@ import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
+import type { CertificateReplacedView } from '../api/schemas.js';
 import {
   parseChain,
   viewOf,
@@ -26,16 +27,7 @@ export interface AnnouncedCertificate {
 }
 
 /** What the selected backup did with an announcement; null when no backup is selected. */
-export interface BackupConfirmation {
-  name: string;
-  confirmed: boolean;
-  message: string;
-}
-
-export interface ReplaceResult {
-  certificate: CertificateView;
-  backup: BackupConfirmation | null;
-}
+export type BackupConfirmation = NonNullable<CertificateReplacedView['backup']>;
 
 export interface ReplaceSteps {
   /** Waits for the selected backup to accept the fingerprint (bounded); null without one. */
@@ -78,7 +70,10 @@ export class CertificateManager {
     return this.pending ? [current, this.pending] : [current];
   }
 
-  async replace(checked: CheckedCertificate, steps: ReplaceSteps): Promise<ReplaceResult> {
+  async replace(
+    checked: CheckedCertificate,
+    steps: ReplaceSteps,
+  ): Promise<CertificateReplacedView> {
     if (this.replacing)
       throw new MusterError(
         'CONFLICT',

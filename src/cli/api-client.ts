@@ -20,11 +20,15 @@ import type {
   BackupView,
   BuildSummary,
   BuildView,
+  CertificateReplacedView,
+  CertificateView,
   EventMap,
   ExtensionView,
   LoginView,
   LogsView,
+  PlainHttpView,
   StatusView,
+  UserView,
   addAgentBody,
   addExtensionBody,
   createBuildBody,
@@ -241,6 +245,42 @@ export class ApiClient {
 
   setSetting(key: string, value: unknown): Promise<{ key: string; value: unknown }> {
     return this.json('PUT', `/settings/${encodeURIComponent(key)}`, { body: { value } });
+  }
+
+  // ---- users ----------------------------------------------------------------------------------
+
+  listUsers(): Promise<UserView[]> {
+    return this.json('GET', '/users');
+  }
+
+  createUser(name: string, role: UserView['role'], password: string): Promise<UserView> {
+    return this.json('POST', '/users', { body: { name, role, password } });
+  }
+
+  updateUser(
+    name: string,
+    change: { role?: UserView['role']; password?: string },
+  ): Promise<UserView> {
+    return this.json('PATCH', `/users/${encodeURIComponent(name)}`, { body: change });
+  }
+
+  async removeUser(name: string): Promise<void> {
+    await this.request('DELETE', `/users/${encodeURIComponent(name)}`);
+  }
+
+  async changePassword(current: string, password: string): Promise<void> {
+    await this.request('PUT', '/session/password', { body: { current, password } });
+  }
+
+  // ---- certificate ----------------------------------------------------------------------------
+
+  certificate(): Promise<CertificateView | PlainHttpView> {
+    return this.json('GET', '/certificate');
+  }
+
+  replaceCertificate(certificate: string, key: string): Promise<CertificateReplacedView> {
+    // The primary may wait for its backup to accept the new certificate before it answers.
+    return this.json('PUT', '/certificate', { body: { certificate, key }, timeoutMs: 120_000 });
   }
 
   // ---- events ---------------------------------------------------------------------------------

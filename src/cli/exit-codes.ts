@@ -28,6 +28,17 @@ const usageCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'STANDBY',
   'BLOB_HASH_MISMATCH',
   'INVALID_PATH',
+  'LAST_ADMIN',
+  'WRONG_PASSWORD',
+  // A certificate and key that cannot be used, or a coordinator without TLS.
+  'TLS_NOT_ENABLED',
+  'CERT_INVALID',
+  'CERT_KEY_INVALID',
+  'CERT_KEY_ENCRYPTED',
+  'CERT_KEY_MISMATCH',
+  'CERT_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_HOST_MISMATCH',
 ]);
 
 export function exitCodeForErrorCode(code: ErrorCode): number {

@@ -5,6 +5,7 @@ import { MUSTER_VERSION } from '../protocol/version.js';
 import { registerAgentCommand } from './agent-command.js';
 import { registerAgentsCommand } from './agents-command.js';
 import { registerBackupCommand } from './backup-command.js';
+import { registerCertificateCommand } from './certificate-command.js';
 import { registerBuildsCommand } from './builds-command.js';
 import { registerCoordinatorCommand } from './coordinator-command.js';
 import { reportError } from './exit-codes.js';
@@ -14,6 +15,7 @@ import { registerRunCommand } from './run-command.js';
 import { registerSettingsCommand } from './settings-command.js';
 import { registerStatusCommand } from './status-command.js';
 import { registerUpCommand } from './up-command.js';
+import { registerUsersCommand } from './users-command.js';
 
 const program = new Command()
   .name('muster')
@@ -33,6 +35,8 @@ registerRunCommand(program);
 registerBuildsCommand(program);
 registerSettingsCommand(program);
 registerBackupCommand(program);
+registerUsersCommand(program);
+registerCertificateCommand(program);
 registerStatusCommand(program);
 
 try {

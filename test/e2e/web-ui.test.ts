@@ -135,6 +135,33 @@ describe('web UI', () => {
     await page.context().close();
   });
 
+  it('finds builds by name, user or number, and pages to older ones', async () => {
+    // 55 more builds than the 50 of a page (each a no-op), the first of them named "oldest".
+    await submit(primary, 'name: oldest\ntasks:\n  x:\n    run: "true"\n');
+    for (let i = 0; i < 54; i++) await submit(primary, 'tasks:\n  x:\n    run: "true"\n');
+    const page = await newPage();
+    await logIn(page, primary.url, ADMIN_PASSWORD);
+    await page.getByRole('link', { name: 'Builds' }).click();
+    const rows = page.getByRole('table').getByRole('row');
+    await page.getByRole('button', { name: 'Show older builds' }).waitFor();
+    assert.equal(await rows.count(), 51, 'a page of 50 and the header');
+    assert.equal(await page.getByRole('link', { name: /oldest/ }).count(), 0);
+    await page.getByRole('button', { name: 'Show older builds' }).click();
+    await page.getByRole('link', { name: /oldest/ }).waitFor();
+    await page.getByRole('button', { name: 'Show older builds' }).waitFor({ state: 'detached' });
+
+    await page.getByLabel('Search').fill('OLDEST');
+    await page.getByRole('link', { name: /oldest/ }).waitFor();
+    await page.waitForFunction(
+      "document.querySelectorAll('table tbody tr').length === 1",
+      undefined,
+      { timeout: 20_000 },
+    );
+    await page.getByLabel('Search').fill('no such build');
+    await page.getByText('No builds matching “no such build”.').waitFor();
+    await page.context().close();
+  });
+
   it('changes an advanced setting, with its explanation shown', async () => {
     const page = await newPage();
     await logIn(page, primary.url, ADMIN_PASSWORD);

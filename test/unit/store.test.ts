@@ -307,6 +307,17 @@ describe('sqlite store: builds, tasks, attempts', () => {
     assert.deepEqual(ids(store.listBuilds({ limit: 0 })), [7], 'limit is at least 1');
     assert.deepEqual(ids(store.listActiveBuilds()), [1, 2, 4, 5, 7]);
 
+    // A search: within the name or the user, any case, or the number; % and _ are plain text.
+    store.createBuild({ ...plan('t'), name: 'Nightly_100%' }, [], 'bob');
+    assert.deepEqual(ids(store.listBuilds({ text: 'NIGHTLY' })), [8]);
+    assert.deepEqual(ids(store.listBuilds({ text: '100%' })), [8]);
+    assert.deepEqual(ids(store.listBuilds({ text: 'y_1' })), [8]);
+    assert.deepEqual(ids(store.listBuilds({ text: 'y%1' })), []);
+    assert.deepEqual(ids(store.listBuilds({ text: 'bo' })), [8]);
+    assert.deepEqual(ids(store.listBuilds({ text: 'ada', status: 'running' })), [5, 2]);
+    assert.deepEqual(ids(store.listBuilds({ text: 'ada', limit: 2, beforeId: 7 })), [6, 5]);
+    assert.deepEqual(ids(store.listBuilds({ text: '3' })), [3]);
+
     const failed = store.getBuild(6);
     assert.equal(failed?.status, 'failed');
     assert.equal(failed?.error, 'boom');

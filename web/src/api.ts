@@ -121,8 +121,20 @@ export const changePassword = (current: string, password: string) =>
 export const getStatus = () => call<StatusView>('GET', '/status');
 export const getAgents = () => call<AgentView[]>('GET', '/agents');
 export const getBuilds = () => call<BuildSummary[]>('GET', '/builds?limit=20');
-export const listBuilds = (status: string) =>
-  call<BuildSummary[]>('GET', `/builds?limit=100${status ? `&status=${status}` : ''}`);
+/** A page of builds, newest first: of a status, matching a search, older than `before`. */
+export const listBuilds = (filter: {
+  status: string;
+  q: string;
+  before?: number;
+  limit?: number;
+}) => {
+  const query = new URLSearchParams({ limit: String(filter.limit ?? BUILDS_PAGE) });
+  if (filter.status) query.set('status', filter.status);
+  if (filter.q) query.set('q', filter.q);
+  if (filter.before !== undefined) query.set('before', String(filter.before));
+  return call<BuildSummary[]>('GET', `/builds?${query.toString()}`);
+};
+export const BUILDS_PAGE = 50;
 export const createBuild = (plan: string, files: FileRef[]) =>
   call<BuildView>('POST', '/builds', { plan, files });
 

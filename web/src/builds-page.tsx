@@ -3,8 +3,8 @@
  * with its input files (a folder standing for the plan's folder, or single files), uploaded by
  * content hash; the coordinator validates the plan and its inputs and lists every problem.
  */
-import { useEffect, useState } from 'preact/hooks';
-import { ApiError, createBuild, listBuilds, type BuildSummary } from './api.js';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { ApiError, BUILDS_PAGE, createBuild, listBuilds, type BuildSummary } from './api.js';
 import { BuildsTable } from './builds-table.js';
 import { navigate } from './router.js';
 import { Notice } from './notice.js';
@@ -15,14 +15,47 @@ const STATUSES = ['', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
 /** `refresh` changes whenever the dashboard's data was reloaded (an event or every 5 s). */
 export function BuildsPage({ canBuild, refresh }: { canBuild: boolean; refresh: unknown }) {
   const [status, setStatus] = useState('');
+  const [typed, setTyped] = useState('');
+  const [q, setQ] = useState('');
   const [builds, setBuilds] = useState<BuildSummary[]>();
+  const [more, setMore] = useState(false);
   const [error, setError] = useState<string>();
 
+  // The search applies once typing pauses.
   useEffect(() => {
-    listBuilds(status)
-      .then(setBuilds)
+    const timer = window.setTimeout(() => setQ(typed.trim()), 300);
+    return () => window.clearTimeout(timer);
+  }, [typed]);
+
+  // The first page when the filters change; older pages are added on request, and a refresh
+  // reloads as many as are shown (at most 1,000).
+  const shown = useRef(BUILDS_PAGE);
+  useEffect(() => {
+    shown.current = BUILDS_PAGE;
+  }, [status, q]);
+  useEffect(() => {
+    const limit = Math.min(Math.max(shown.current, BUILDS_PAGE), 1000);
+    listBuilds({ status, q, limit })
+      .then((page) => {
+        setBuilds(page);
+        setMore(page.length === limit && limit < 1000);
+        setError(undefined);
+      })
       .catch((err: unknown) => setError((err as Error).message));
-  }, [status, refresh]);
+  }, [status, q, refresh]);
+
+  const older = (): void => {
+    const last = builds?.at(-1);
+    if (!last) return;
+    listBuilds({ status, q, before: last.id })
+      .then((page) => {
+        const all = [...(builds ?? []), ...page];
+        shown.current = all.length;
+        setBuilds(all);
+        setMore(page.length === BUILDS_PAGE && all.length < 1000);
+      })
+      .catch((err: unknown) => setError((err as Error).message));
+  };
 
   return (
     <>
@@ -30,22 +63,41 @@ export function BuildsPage({ canBuild, refresh }: { canBuild: boolean; refresh: 
       <NewBuild canBuild={canBuild} />
       <section aria-labelledby="list-title">
         <h2 id="list-title">All builds</h2>
-        <label class="filter">
-          Status
-          <select value={status} onChange={(e) => setStatus(e.currentTarget.value)}>
-            {STATUSES.map((s) => (
-              <option key={s} value={s}>
-                {s === '' ? 'any' : s}
-              </option>
-            ))}
-          </select>
-        </label>
+        <div class="filters">
+          <label class="filter">
+            Status
+            <select value={status} onChange={(e) => setStatus(e.currentTarget.value)}>
+              {STATUSES.map((s) => (
+                <option key={s} value={s}>
+                  {s === '' ? 'any' : s}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label class="filter">
+            Search
+            <input
+              type="search"
+              value={typed}
+              placeholder="name, user or number"
+              onInput={(e) => setTyped(e.currentTarget.value)}
+            />
+          </label>
+        </div>
         <Notice notice={error} />
         {builds && builds.length === 0 ? (
-          <p class="muted">No builds{status ? ` that are ${status}` : ''}.</p>
+          <p class="muted">
+            No builds{status ? ` that are ${status}` : ''}
+            {q ? ` matching “${q}”` : ''}.
+          </p>
         ) : (
           <BuildsTable builds={builds} />
         )}
+        {more ? (
+          <button type="button" class="more" onClick={older}>
+            Show older builds
+          </button>
+        ) : null}
       </section>
     </>
   );

@@ -62,6 +62,7 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
         ...(query.status ? { status: query.status } : {}),
         ...(query.limit ? { limit: query.limit } : {}),
         ...(query.before ? { beforeId: query.before } : {}),
+        ...(query.q ? { text: query.q } : {}),
       })
       .map((b) => buildSummary(b, ctx.store.listTasks(b.id)));
   });

@@ -69,6 +69,8 @@ export const listBuildsQuery = z.strictObject({
   status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
   before: z.coerce.number().int().positive().optional(),
+  /** Builds whose name or user contains this (any case), or whose number it is. */
+  q: z.string().max(100).optional(),
 });
 
 export const logsQuery = z.strictObject({

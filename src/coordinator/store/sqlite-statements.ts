@@ -151,6 +151,13 @@ export function prepareStatements(db: Database.Database) {
       `SELECT * FROM builds WHERE status = @status AND id < @beforeId
        ORDER BY id DESC LIMIT @limit`,
     ),
+    // A search: the text within the name or the user, or the build's number (status optional).
+    searchBuilds: one<BuildSql>(
+      `SELECT * FROM builds WHERE id < @beforeId AND (@status IS NULL OR status = @status)
+       AND (json_extract(plan, '$.name') LIKE @pattern ESCAPE '\\'
+            OR created_by LIKE @pattern ESCAPE '\\' OR CAST(id AS TEXT) = @text)
+       ORDER BY id DESC LIMIT @limit`,
+    ),
     countBuildsByStatus: db.prepare<[], { status: string; n: number }>(
       `SELECT status, COUNT(*) AS n FROM builds WHERE status IN ('queued', 'running') GROUP BY status`,
     ),

@@ -286,11 +286,27 @@ class SqliteStore implements Store {
     return row && toBuild(row);
   }
 
-  listBuilds(filter: { status?: BuildStatus; limit?: number; beforeId?: number }): BuildRow[] {
+  listBuilds(filter: {
+    status?: BuildStatus;
+    limit?: number;
+    beforeId?: number;
+    text?: string;
+  }): BuildRow[] {
     const params = {
       beforeId: filter.beforeId ?? Number.MAX_SAFE_INTEGER,
       limit: clampLimit(filter.limit, BUILDS_LIMIT),
     };
+    if (filter.text !== undefined && filter.text !== '') {
+      const escaped = filter.text.replace(/[\\%_]/g, (c) => `\\${c}`);
+      return this.sql.searchBuilds
+        .all({
+          ...params,
+          status: filter.status ?? null,
+          pattern: `%${escaped}%`,
+          text: filter.text,
+        })
+        .map(toBuild);
+    }
     const rows =
       filter.status === undefined
         ? this.sql.listBuilds.all(params)

@@ -70,7 +70,13 @@ export interface Store {
   /** Creates the build (queued) and one pending task row per plan task. */
   createBuild(plan: Plan, files: BuildFile[], createdBy: string): BuildRow;
   getBuild(id: number): BuildRow | undefined;
-  listBuilds(filter: { status?: BuildStatus; limit?: number; beforeId?: number }): BuildRow[];
+  /** Newest first; `text`: within the name or the user (any case), or the build's number. */
+  listBuilds(filter: {
+    status?: BuildStatus;
+    limit?: number;
+    beforeId?: number;
+    text?: string;
+  }): BuildRow[];
   /** Builds that are queued or running: what the scheduler works on (and resumes after a restart). */
   listActiveBuilds(): BuildRow[];
   /** How many builds are queued and running, without reading them. */

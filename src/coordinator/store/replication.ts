@@ -87,6 +87,8 @@ export const LOCAL_TOKEN_BASE = 2 ** 40;
 
 export class ReplicationStore {
   private readonly tables = new Map<ReplicatedTable, TableInfo>();
+  /** Statements read on every finished task (deferRelease): prepared once, not per call. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(
     private readonly db: Database.Database,
@@ -109,8 +111,17 @@ export class ReplicationStore {
     });
   }
 
+  private prepared(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   outStream(): string | null {
-    const row = this.db.prepare('SELECT recording, out_stream FROM repl_state').get() as {
+    const row = this.prepared('SELECT recording, out_stream FROM repl_state').get() as {
       recording: number;
       out_stream: string | null;
     };
@@ -118,15 +129,15 @@ export class ReplicationStore {
   }
 
   lastSeq(): number {
-    const row = this.db
-      .prepare("SELECT coalesce(seq, 0) AS seq FROM sqlite_sequence WHERE name = 'repl_changes'")
-      .get() as { seq: number } | undefined;
+    const row = this.prepared(
+      "SELECT coalesce(seq, 0) AS seq FROM sqlite_sequence WHERE name = 'repl_changes'",
+    ).get() as { seq: number } | undefined;
     return row?.seq ?? 0;
   }
 
   /** The oldest change still kept (a reader must be at or after it minus one). */
   firstSeq(): number | undefined {
-    const row = this.db.prepare('SELECT min(seq) AS seq FROM repl_changes').get() as {
+    const row = this.prepared('SELECT min(seq) AS seq FROM repl_changes').get() as {
       seq: number | null;
     };
     return row.seq ?? undefined;

@@ -5,6 +5,7 @@
  */
 import { useState } from 'preact/hooks';
 import { AgentStatus } from './agent-status.js';
+import { DangerButton } from './danger-button.js';
 import { addAgent, probeAgent, removeAgent, updateAgent, type AgentView } from './api.js';
 import { Notice, useReport, type Report } from './notice.js';
 
@@ -113,19 +114,13 @@ function AgentRow({
         </form>
       </td>
       <td>
-        <button
-          type="button"
-          class="danger"
+        <DangerButton
+          question={`Remove agent ${agent.name}? Its running tasks are retried elsewhere.`}
           disabled={!canEdit}
-          onClick={() => {
-            if (
-              window.confirm(`Remove agent ${agent.name}? Its running tasks are retried elsewhere.`)
-            )
-              void report(removeAgent(agent.name), `${agent.name} removed.`);
-          }}
+          onConfirmed={() => void report(removeAgent(agent.name), `${agent.name} removed.`)}
         >
           Remove
-        </button>
+        </DangerButton>
       </td>
     </tr>
   );

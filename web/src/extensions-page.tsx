@@ -6,6 +6,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { formatBytes } from '../../src/cli/format.js';
+import { DangerButton } from './danger-button.js';
 import { addExtension, listExtensions, removeExtension, type ExtensionView } from './api.js';
 import { Notice, useReport, type Report } from './notice.js';
 import { describePicked, pickedFiles, uploadFiles, type PickedFile } from './uploads.js';
@@ -59,21 +60,13 @@ export function ExtensionsPage({ canEdit }: { canEdit: boolean }) {
                 <td>{x.builtIn ? 'built in' : new Date(x.addedAt).toLocaleString()}</td>
                 <td>
                   {x.builtIn ? null : (
-                    <button
-                      type="button"
-                      class="danger"
+                    <DangerButton
+                      question={`Remove extension ${x.name}? Tasks that use it fail until it is added again.`}
                       disabled={!canEdit}
-                      onClick={() => {
-                        if (
-                          window.confirm(
-                            `Remove extension ${x.name}? Tasks that use it fail until it is added again.`,
-                          )
-                        )
-                          void act(removeExtension(x.name), `${x.name} removed.`);
-                      }}
+                      onConfirmed={() => void act(removeExtension(x.name), `${x.name} removed.`)}
                     >
                       Remove
-                    </button>
+                    </DangerButton>
                   )}
                 </td>
               </tr>

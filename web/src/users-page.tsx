@@ -13,6 +13,7 @@ import {
   type SessionView,
   type UserView,
 } from './api.js';
+import { DangerButton } from './danger-button.js';
 import { Notice, useReport, type Report } from './notice.js';
 
 const ROLES: { role: Role; text: string }[] = [
@@ -151,18 +152,14 @@ function UserRow({
         </form>
       </td>
       <td>
-        <button
-          type="button"
-          class="danger"
+        <DangerButton
+          question={`Delete user ${user.name}? They are logged out at once.`}
           disabled={!canEdit || self}
           title={self ? 'You cannot delete yourself' : undefined}
-          onClick={() => {
-            if (window.confirm(`Delete user ${user.name}? They are logged out at once.`))
-              void report(deleteUser(user.name), `${user.name} deleted.`);
-          }}
+          onConfirmed={() => void report(deleteUser(user.name), `${user.name} deleted.`)}
         >
           Delete
-        </button>
+        </DangerButton>
       </td>
     </tr>
   );

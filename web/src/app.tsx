@@ -3,6 +3,7 @@
  * page, the navigation, and the pages. Paths are the browser's own (/login, /); the server
  * answers index.html for them.
  */
+import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { currentSession, logOut, SESSION_ENDED, type SessionView, type StatusView } from './api.js';
 import { AccountPage } from './account-page.js';
@@ -83,13 +84,16 @@ export function App() {
   );
 }
 
-/** The navigation; `admin` pages are listed for admins only (viewers may not read them). */
-const PAGES: { path: string; title: string; admin?: boolean }[] = [
+/**
+ * The navigation: the work, then the administration (under /admin/). `adminOnly` pages are
+ * listed for admins only (viewers may not read them).
+ */
+const PAGES: { path: string; title: string; adminOnly?: boolean }[] = [
   { path: '/', title: 'Dashboard' },
   { path: '/agents', title: 'Agents' },
   { path: '/builds', title: 'Builds' },
   { path: '/admin/settings', title: 'Settings' },
-  { path: '/admin/users', title: 'Users', admin: true },
+  { path: '/admin/users', title: 'Users', adminOnly: true },
   { path: '/admin/extensions', title: 'Extensions' },
   { path: '/admin/certificates', title: 'Certificates' },
 ];
@@ -117,15 +121,21 @@ function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => vo
       <header class="top">
         <span class="brand">Muster</span>
         <nav aria-label="Pages">
-          {PAGES.filter((p) => admin || !p.admin).map((p) => (
-            <a
-              key={p.path}
-              href={p.path}
-              aria-current={p.path === path ? 'page' : undefined}
-              onClick={(e) => onLink(e, p.path)}
-            >
-              {p.title}
-            </a>
+          {PAGES.filter((p) => admin || !p.adminOnly).map((p) => (
+            <Fragment key={p.path}>
+              {p.path === '/admin/settings' ? (
+                <span class="nav-group" aria-hidden="true">
+                  Admin
+                </span>
+              ) : null}
+              <a
+                href={p.path}
+                aria-current={p.path === path ? 'page' : undefined}
+                onClick={(e) => onLink(e, p.path)}
+              >
+                {p.title}
+              </a>
+            </Fragment>
           ))}
         </nav>
         <span class="who">

@@ -66,7 +66,7 @@ export function Dashboard({ live }: { live: Live }) {
         <h2 id="agents-title">Agents</h2>
         {agents && agents.length === 0 ? (
           <p class="muted">
-            No agents yet. Add one with{' '}
+            No agents yet. Add one on the Agents page, or with{' '}
             <code>muster agents add NAME HOST:PORT --access-key KEY</code>.
           </p>
         ) : (
@@ -104,7 +104,7 @@ export function Dashboard({ live }: { live: Live }) {
         <h2 id="builds-title">Recent builds</h2>
         {builds && builds.length === 0 ? (
           <p class="muted">
-            No builds yet. Run one with <code>muster run plan.yaml</code>.
+            No builds yet. Start one on the Builds page, or with <code>muster run plan.yaml</code>.
           </p>
         ) : (
           <BuildsTable builds={builds} />

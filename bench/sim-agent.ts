@@ -20,7 +20,7 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { createServer as createTlsServer } from 'node:tls';
-import { generate } from 'selfsigned';
+import { selfSignedCertificate } from '../src/protocol/self-signed.js';
 import { FramedConnection } from '../src/protocol/connection.js';
 import type { Frame } from '../src/protocol/framing.js';
 import {
@@ -237,21 +237,12 @@ class SimSession {
   }
 }
 
-async function selfSigned(): Promise<{ cert: string; key: string }> {
-  const pems = await generate([{ name: 'commonName', value: 'muster-sim-agent' }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate: new Date(Date.now() - 60_000),
-    notAfterDate: new Date(Date.now() + 86_400_000),
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] },
-    ],
+function selfSigned(): Promise<{ cert: string; key: string }> {
+  return selfSignedCertificate({
+    commonName: 'muster-sim-agent',
+    ips: ['127.0.0.1'],
+    notAfter: new Date(Date.now() + 86_400_000),
   });
-  return { cert: pems.cert, key: pems.private };
 }
 
 async function main(): Promise<void> {

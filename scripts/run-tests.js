@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { generate } from 'selfsigned';
+// Built by `npm run build`, which `npm test` runs first.
+import { selfSignedCertificate } from '../dist/src/protocol/self-signed.js';
 
 const root = join(import.meta.dirname, '..');
 const filters = process.argv.slice(2);
@@ -30,31 +31,16 @@ function find(dir) {
 }
 
 const tlsDir = mkdtempSync(join(tmpdir(), 'muster-test-tls-'));
-const pems = await generate([{ name: 'commonName', value: 'muster-test' }], {
-  keyType: 'ec',
-  curve: 'P-256',
-  algorithm: 'sha256',
-  notBeforeDate: new Date(Date.now() - 60_000),
-  notAfterDate: new Date(Date.now() + 7 * 86_400_000),
-  extensions: [
-    { name: 'basicConstraints', cA: false },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    {
-      name: 'subjectAltName',
-      altNames: [
-        { type: 2, value: 'localhost' },
-        { type: 7, ip: '127.0.0.1' },
-        { type: 7, ip: '127.0.0.2' },
-        { type: 7, ip: '127.0.0.3' },
-      ],
-    },
-  ],
+const pems = await selfSignedCertificate({
+  commonName: 'muster-test',
+  dns: ['localhost'],
+  ips: ['127.0.0.1', '127.0.0.2', '127.0.0.3'],
+  notAfter: new Date(Date.now() + 7 * 86_400_000),
 });
 const certFile = join(tlsDir, 'cert.pem');
 const keyFile = join(tlsDir, 'key.pem');
 writeFileSync(certFile, pems.cert);
-writeFileSync(keyFile, pems.private, { mode: 0o600 });
+writeFileSync(keyFile, pems.key, { mode: 0o600 });
 const env = {
   ...process.env,
   MUSTER_TEST_TLS_CERT: certFile,

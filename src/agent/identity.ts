@@ -6,9 +6,9 @@ import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import { writeAtomic } from '../protocol/atomic-file.js';
 import { MusterError } from '../protocol/errors.js';
+import { selfSignedCertificate } from '../protocol/self-signed.js';
 import type { CompiledAgentOptions } from './options.js';
 
 export interface AgentIdentity {
@@ -31,7 +31,7 @@ export async function loadOrCreateIdentity(options: CompiledAgentOptions): Promi
     let cert = await readIfExists(certFile);
     let key = await readIfExists(keyFile);
     if (cert === undefined || key === undefined) {
-      ({ cert, key } = await selfSignedCertificate());
+      ({ cert, key } = await agentCertificate());
       await mkdir(join(options.dataDir, 'tls'), { recursive: true, mode: 0o700 });
       await writeAtomic(keyFile, key, 0o600);
       await writeAtomic(certFile, cert, 0o644);
@@ -57,32 +57,14 @@ export function fingerprintOf(certPem: string): string {
   }
 }
 
-async function selfSignedCertificate(): Promise<{ cert: string; key: string }> {
+function agentCertificate(): Promise<{ cert: string; key: string }> {
   const host = hostname();
-  const notBeforeDate = new Date(Date.now() - 60_000);
-  const notAfterDate = new Date(Date.now() + 10 * 365 * 86_400_000);
-  const pems = await generate([{ name: 'commonName', value: `muster-agent ${host}` }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate,
-    notAfterDate,
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [
-          { type: 2, value: host },
-          { type: 2, value: 'localhost' },
-          { type: 7, ip: '127.0.0.1' },
-          { type: 7, ip: '::1' },
-        ],
-      },
-    ],
+  return selfSignedCertificate({
+    commonName: `muster-agent ${host}`,
+    dns: [host, 'localhost'],
+    ips: ['127.0.0.1', '::1'],
+    notAfter: new Date(Date.now() + 10 * 365 * 86_400_000),
   });
-  return { cert: pems.cert, key: pems.private };
 }
 
 async function loadAccessKey(

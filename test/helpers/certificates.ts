@@ -8,7 +8,7 @@ import { copyFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { generate } from 'selfsigned';
+import { selfSignedCertificate } from '../../src/protocol/self-signed.js';
 import { makeTempDir } from './agent-process.js';
 import { testTls } from './coordinator-process.js';
 
@@ -26,30 +26,14 @@ export async function makeCertificate(
     notAfter?: Date;
   } = {},
 ): Promise<TestCertificate> {
-  const pems = await generate([{ name: 'commonName', value: 'muster-cert-test' }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate: options.notBefore ?? new Date(Date.now() - 60_000),
-    notAfterDate: options.notAfter ?? new Date(Date.now() + 30 * 86_400_000),
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [
-          ...(options.dns ?? []).map((value) => ({ type: 2 as const, value })),
-          ...(options.ips ?? ['127.0.0.1']).map((ip) => ({ type: 7 as const, ip })),
-        ],
-      },
-    ],
+  const { cert, key } = await selfSignedCertificate({
+    commonName: 'muster-cert-test',
+    dns: options.dns ?? [],
+    ips: options.ips ?? ['127.0.0.1'],
+    ...(options.notBefore ? { notBefore: options.notBefore } : {}),
+    notAfter: options.notAfter ?? new Date(Date.now() + 30 * 86_400_000),
   });
-  return {
-    cert: pems.cert,
-    key: pems.private,
-    fingerprint: new X509Certificate(pems.cert).fingerprint256,
-  };
+  return { cert, key, fingerprint: new X509Certificate(cert).fingerprint256 };
 }
 
 /**

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { generate } from 'selfsigned';
+import { selfSignedCertificate } from '../../src/protocol/self-signed.js';
 import { PeerClient } from '../../src/coordinator/ha/peer-client.js';
 import { MusterError } from '../../src/protocol/errors.js';
 
@@ -17,17 +17,14 @@ let fingerprint: string;
 const seen: { authorization: string | undefined }[] = [];
 
 before(async () => {
-  const pems = await generate([{ name: 'commonName', value: 'peer-test' }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate: new Date(Date.now() - 60_000),
-    notAfterDate: new Date(Date.now() + 86_400_000),
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+  const pems = await selfSignedCertificate({
+    commonName: 'peer-test',
+    ips: ['127.0.0.1'],
+    notAfter: new Date(Date.now() + 86_400_000),
   });
   cert = pems.cert;
   fingerprint = new X509Certificate(cert).fingerprint256;
-  server = createServer({ cert, key: pems.private }, (req, res) => {
+  server = createServer({ cert, key: pems.key }, (req, res) => {
     seen.push({ authorization: req.headers.authorization });
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
   });

@@ -2,11 +2,12 @@
  * What makes an agent itself: its id, its access key and its TLS certificate. Created on first
  * start in the data dir; the key and the private key are written with mode 0600.
  */
-import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { writeAtomic } from '../protocol/atomic-file.js';
+import { certificateFingerprint, readConfigFile } from '../protocol/config-file.js';
 import { MusterError } from '../protocol/errors.js';
 import { selfSignedCertificate } from '../protocol/self-signed.js';
 import type { CompiledAgentOptions } from './options.js';
@@ -37,26 +38,21 @@ export async function loadOrCreateIdentity(options: CompiledAgentOptions): Promi
       await writeAtomic(certFile, cert, 0o644);
       createdCert = true;
     }
-    identity.tls = { cert, key, fingerprint: fingerprintOf(cert), createdCert };
+    identity.tls = { cert, key, fingerprint: certificateFingerprint(cert, certFile), createdCert };
   } else if (options.tls !== false) {
-    const cert = await readRequired(options.tls.certFile, '--tls-cert');
-    const key = await readRequired(options.tls.keyFile, '--tls-key');
-    identity.tls = { cert, key, fingerprint: fingerprintOf(cert), createdCert: false };
+    const cert = await readConfigFile(options.tls.certFile, '--tls-cert');
+    const key = await readConfigFile(options.tls.keyFile, '--tls-key');
+    identity.tls = {
+      cert,
+      key,
+      fingerprint: certificateFingerprint(cert, '--tls-cert'),
+      createdCert: false,
+    };
   }
   return identity;
 }
 
 /** SHA-256 of the certificate's DER, as colon-separated upper-case hex (what openssl prints). */
-export function fingerprintOf(certPem: string): string {
-  try {
-    return new X509Certificate(certPem).fingerprint256;
-  } catch (err) {
-    throw new MusterError('INVALID_CONFIG', 'the TLS certificate cannot be read', undefined, {
-      cause: err,
-    });
-  }
-}
-
 function agentCertificate(): Promise<{ cert: string; key: string }> {
   const host = hostname();
   return selfSignedCertificate({
@@ -72,7 +68,7 @@ async function loadAccessKey(
 ): Promise<{ accessKey: string; created: boolean }> {
   if (options.accessKey !== undefined) return { accessKey: options.accessKey, created: false };
   if (options.accessKeyFile !== undefined) {
-    const key = (await readRequired(options.accessKeyFile, '--access-key-file')).trim();
+    const key = (await readConfigFile(options.accessKeyFile, '--access-key-file')).trim();
     if (key.length < 16) {
       throw new MusterError(
         'INVALID_CONFIG',
@@ -108,20 +104,5 @@ async function readIfExists(file: string): Promise<string | undefined> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
-  }
-}
-
-async function readRequired(file: string, what: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    throw new MusterError(
-      'INVALID_CONFIG',
-      `${what} ${file}: ${(err as Error).message}`,
-      undefined,
-      {
-        cause: err,
-      },
-    );
   }
 }

@@ -5,8 +5,8 @@
  * reached (see api-client.ts). It is a cache: a file that cannot be read counts as empty and one
  * that cannot be written is left as it is, neither is an error.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writeAtomic } from '../protocol/atomic-file.js';
 import { dirname, join } from 'node:path';
 import { configDir, normaliseUrl } from './config.js';
 
@@ -79,16 +79,7 @@ async function readEntries(path: string): Promise<Map<string, string>> {
 
 /** Readable by the user only (dir 0700, file 0600), atomically, like the credentials. */
 async function writeEntries(path: string, entries: Map<string, string>): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const temp = join(dir, `.backups.${randomBytes(6).toString('hex')}.tmp`);
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const sorted = Object.fromEntries([...entries].sort(([a], [b]) => a.localeCompare(b)));
-  try {
-    await writeFile(temp, `${JSON.stringify(sorted, null, 2)}\n`, { mode: 0o600 });
-    await chmod(temp, 0o600);
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
+  await writeAtomic(path, `${JSON.stringify(sorted, null, 2)}\n`, 0o600);
 }

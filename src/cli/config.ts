@@ -3,8 +3,8 @@
  * `muster login` saved them in <config dir>/credentials.json (mode 0600), the config dir being
  * MUSTER_CONFIG_DIR, else $XDG_CONFIG_HOME/muster, else ~/.config/muster.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writeAtomic } from '../protocol/atomic-file.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -128,15 +128,10 @@ export async function saveCredentials(
 ): Promise<string> {
   const dir = configDir(env);
   const path = credentialsPath(env);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const temp = join(dir, `.credentials.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await writeFile(temp, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
-    // writeFile's mode passes through the umask; make it exactly 0600.
-    await chmod(temp, 0o600);
-    await rename(temp, path);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeAtomic(path, `${JSON.stringify(credentials, null, 2)}\n`, 0o600);
   } catch (err) {
-    await rm(temp, { force: true });
     throw new MusterError(
       'INVALID_CONFIG',
       `cannot save credentials in ${path}: ${(err as Error).message}`,

@@ -8,13 +8,14 @@
  * high-availability loops, stop scheduling, drop agent connections (tasks keep running on the
  * agents and are re-attached at the next start), close the store.
  */
-import { randomUUID, X509Certificate } from 'node:crypto';
-import { readFile, mkdir } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { BlobStore } from '../protocol/blob-store.js';
+import { certificateFingerprint, readConfigFile } from '../protocol/config-file.js';
 import { MusterError } from '../protocol/errors.js';
 import { writeAtomic } from '../protocol/atomic-file.js';
 import type { ApiContext } from './api/context.js';
@@ -29,7 +30,7 @@ import { Engine } from './engine.js';
 import { BackupSide } from './ha/backup-side.js';
 import { Failback } from './ha/failback.js';
 import { PeerClient } from './ha/peer-client.js';
-import { PrimarySide, TERM_SETTING } from './ha/primary-side.js';
+import { PrimarySide, readTerm, TERM_SETTING } from './ha/primary-side.js';
 import { CertificateManager } from './tls/certificate-manager.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
@@ -107,8 +108,7 @@ export class Coordinator {
       // to hand back, or the backup has been silent for 30 s (see Failback.mayOutbid).
       mayOutbid: () => !failback || failback.mayOutbid(PRESUME_BACKUP_DEAD_MS),
       onTermHeld: (term) => {
-        const current = store.getSetting(TERM_SETTING);
-        if (typeof current !== 'number' || term > current) store.setSetting(TERM_SETTING, term);
+        if (term > readTerm(store)) store.setSetting(TERM_SETTING, term);
       },
       deferRelease: (release) => {
         if (this.primarySide) this.primarySide.deferRelease(release);
@@ -134,7 +134,7 @@ export class Coordinator {
     const certificate = options.tls
       ? await readConfigFile(options.tls.certFile, '--tls-cert')
       : null;
-    const fingerprint = certificate ? fingerprintOf(certificate) : null;
+    const fingerprint = certificate ? certificateFingerprint(certificate, '--tls-cert') : null;
     const certificates =
       options.tls && certificate
         ? CertificateManager.load(options.tls, certificate, log)
@@ -158,7 +158,7 @@ export class Coordinator {
       options.primaryCaFile === undefined
         ? undefined
         : await readConfigFile(options.primaryCaFile, '--primary-ca');
-    if (primaryCa !== undefined) fingerprintOf(primaryCa, '--primary-ca');
+    if (primaryCa !== undefined) certificateFingerprint(primaryCa, '--primary-ca');
     const backupSide = isBackup
       ? new BackupSide(store, blobs, engine, log, {
           primaryUrl: options.backupOf ?? '',
@@ -296,23 +296,5 @@ export class Coordinator {
     if (given !== undefined && given !== '') return undefined;
     await writeAtomic(join(this.options.dataDir, 'admin-password'), `${password}\n`, 0o600);
     return password;
-  }
-}
-
-/** A file named by a flag, or INVALID_CONFIG saying which flag and why. */
-async function readConfigFile(file: string, flag: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    throw new MusterError('INVALID_CONFIG', `${flag} ${file}: ${(err as Error).message}`);
-  }
-}
-
-/** The SHA-256 fingerprint of a PEM certificate, or INVALID_CONFIG when it is not one. */
-function fingerprintOf(pem: string, flag = '--tls-cert'): string {
-  try {
-    return new X509Certificate(pem).fingerprint256;
-  } catch {
-    throw new MusterError('INVALID_CONFIG', `${flag} is not a PEM certificate`);
   }
 }

@@ -71,12 +71,6 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     throw new MusterError('INVALID_CONFIG', '--tls-cert and --tls-key go together');
   }
-  if (options.backupOf !== undefined && !/^https?:\/\//.test(options.backupOf)) {
-    throw new MusterError(
-      'INVALID_CONFIG',
-      "--backup-of must be the primary's URL (https://HOST:PORT)",
-    );
-  }
   return Object.freeze({
     host,
     port,
@@ -85,7 +79,7 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
       options.tlsCert !== undefined && options.tlsKey !== undefined
         ? { certFile: resolve(options.tlsCert), keyFile: resolve(options.tlsKey) }
         : false,
-    backupOf: options.backupOf?.replace(/\/+$/, ''),
+    backupOf: checkUrl(options.backupOf, "--backup-of (the primary's URL, https://HOST:PORT)"),
     backupName: checkName(options.backupName ?? hostname()),
     advertiseUrl: checkUrl(options.advertiseUrl, '--advertise-url'),
     primaryCaFile: options.primaryCa === undefined ? undefined : resolve(options.primaryCa),
@@ -114,9 +108,12 @@ function checkName(name: string): string {
   return cleaned;
 }
 
+/** An http(s) URL: scheme, a host (with port), an optional path, no spaces. */
+export const HTTP_URL = /^https?:\/\/[^\s/]+(\/[^\s]*)?$/;
+
 function checkUrl(url: string | undefined, flag: string): string | undefined {
   if (url === undefined) return undefined;
-  if (!/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(url))
+  if (!HTTP_URL.test(url))
     throw new MusterError('INVALID_CONFIG', `${flag} must be an http(s) URL, got "${url}"`);
   return url.replace(/\/+$/, '');
 }

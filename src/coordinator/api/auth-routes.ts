@@ -4,10 +4,10 @@
  * SameSite=Strict, Secure over TLS) holding a token of the same kind. A request authenticated by
  * the cookie that changes something must also carry the session's CSRF token in x-csrf-token.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
-import { hashToken, newToken, verifyPassword } from '../auth/passwords.js';
+import { hashToken, newToken, sameSecret, verifyPassword } from '../auth/passwords.js';
 import { requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { FailureLimiter } from './rate-limiter.js';
@@ -20,12 +20,6 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** The CSRF token of a session: derived from its token, which the page's script cannot read. */
 export function csrfOf(token: string): string {
   return createHash('sha256').update(`csrf:${token}`).digest('base64url');
-}
-
-function sameText(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** Routes anyone may call. */
@@ -60,7 +54,7 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
       );
     if (cookie !== undefined && !SAFE_METHODS.has(request.method)) {
       const sent = request.headers['x-csrf-token'];
-      if (typeof sent !== 'string' || !sameText(sent, csrfOf(cookie)))
+      if (typeof sent !== 'string' || !sameSecret(sent, csrfOf(cookie)))
         throw new MusterError('FORBIDDEN', 'missing or wrong CSRF token: reload the page');
     }
     const found = ctx.store.useToken(hashToken(token), new Date().toISOString());

@@ -6,19 +6,14 @@
 import type { Server } from 'node:https';
 import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
 import { checkCertificate } from '../tls/certificate-check.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
+import { putCertificateBody } from './schemas.js';
 
 /** A certificate with a few intermediates and a key fit easily; anything bigger is not one. */
-export const CERTIFICATE_BODY_LIMIT = 256 * 1024;
-
-export const putCertificateBody = z.object({
-  certificate: z.string().min(1, 'paste or choose the certificate (PEM)'),
-  key: z.string().min(1, 'paste or choose the private key (PEM)'),
-});
+const CERTIFICATE_BODY_LIMIT = 256 * 1024;
 
 const PLAIN_HTTP =
   'this coordinator serves plain HTTP, so it has no certificate to replace: start it with --tls-cert FILE --tls-key FILE to serve HTTPS (a running coordinator cannot switch from HTTP to HTTPS)';
@@ -28,10 +23,7 @@ const PLAIN_HTTP =
  * (the Host header; the coordinator terminates TLS itself, so that is the name clients use) and
  * the host of --advertise-url when set.
  */
-export function requiredHostnames(
-  request: FastifyRequest,
-  advertiseUrl: string | undefined,
-): string[] {
+function requiredHostnames(request: FastifyRequest, advertiseUrl: string | undefined): string[] {
   const names = new Set<string>();
   const host = hostOf(request.headers.host);
   if (host) names.add(host);

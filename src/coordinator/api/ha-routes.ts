@@ -13,16 +13,12 @@ import type { PrimarySide } from '../ha/primary-side.js';
 import { sendBlob } from './blob-routes.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import { selectBackupBody } from './schemas.js';
-
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+import { HTTP_URL } from '../options.js';
+import { name, selectBackupBody } from './schemas.js';
 
 const registerBody = z.object({
-  name: z.string().regex(NAME, 'letters, digits, ".", "_", "-" (at most 64)'),
-  url: z
-    .string()
-    .max(2048)
-    .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, 'an http(s) URL'),
+  name,
+  url: z.string().max(2048).regex(HTTP_URL, 'an http(s) URL'),
   fingerprint: z.string().max(200).nullable(),
   certificate: z
     .string()

@@ -9,12 +9,12 @@ import {
   loginBody,
   missingBlobsBody,
   probeAgentBody,
+  putCertificateBody,
   selectBackupBody,
   setSettingBody,
   updateUserBody,
   updateAgentBody,
 } from './schemas.js';
-import { putCertificateBody } from './certificate-routes.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 

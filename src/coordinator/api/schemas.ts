@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { sha256Hex } from '../../protocol/manifest.js';
 import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../store/types.js';
 
-const name = z
+export const name = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "_", "-"; at most 64');
 const label = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a label');
@@ -51,6 +51,12 @@ export const addExtensionBody = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/),
   version: z.string().min(1).max(64),
   files: z.array(buildFileSchema).min(1).max(10_000),
+});
+
+/** PUT /api/v1/certificate: a new certificate (chain) and its key, PEM. */
+export const putCertificateBody = z.object({
+  certificate: z.string().min(1, 'paste or choose the certificate (PEM)'),
+  key: z.string().min(1, 'paste or choose the private key (PEM)'),
 });
 
 export const missingBlobsBody = z.strictObject({ hashes: z.array(sha256Hex).max(100_000) });
@@ -209,10 +215,7 @@ export interface ExtensionView {
 
 /** PUT /api/v1/backups/selected: a registered backup's name, or null for none. */
 export const selectBackupBody = z.object({
-  name: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a backup name')
-    .nullable(),
+  name: name.nullable(),
 });
 
 export type CoordinatorRole = 'primary' | 'backup-standby' | 'backup-active';

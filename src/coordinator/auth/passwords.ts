@@ -44,6 +44,15 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
+/**
+ * Whether two secrets are equal, in time that does not depend on where they differ (both are
+ * hashed first, so their lengths do not show either).
+ */
+export function sameSecret(a: string, b: string): boolean {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(a), digest(b));
+}
+
 export function generatePassword(): string {
   return randomBytes(18).toString('base64url');
 }

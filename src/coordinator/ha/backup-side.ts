@@ -11,7 +11,8 @@
  * stream, fetching the blobs each page refers to before applying it. Its identity (name and the
  * secret it registered with) and the primary's pinned certificate live in <data>/ha.json.
  */
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { sameSecret } from '../auth/passwords.js';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -26,7 +27,7 @@ import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
 import { PeerClient, sameFingerprint } from './peer-client.js';
 import type { HeartbeatView } from './primary-side.js';
-import { TERM_SETTING } from './primary-side.js';
+import { readTerm, TERM_SETTING } from './primary-side.js';
 
 export const TAKEOVER_SETTING = 'HA.Takeover';
 
@@ -560,8 +561,7 @@ export class BackupSide {
   // ---- plumbing -----------------------------------------------------------------------------
 
   term(): number {
-    const value = this.store.getSetting(TERM_SETTING);
-    return typeof value === 'number' ? value : 1;
+    return readTerm(this.store);
   }
 
   /** Sleeps up to `ms`; wake() ends every sleep at once. */
@@ -618,9 +618,4 @@ export class BackupSide {
       0o600,
     );
   }
-}
-
-function sameSecret(a: string, b: string): boolean {
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(digest(a), digest(b));
 }

@@ -3,11 +3,11 @@
  * the extensions' files, each downloaded to a temporary file, checked against its SHA-256 and
  * only then put in the store.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobStore } from '../../protocol/blob-store.js';
+import { hashFile } from '../../protocol/client/bundle.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { WireRow } from '../store/replication.js';
 import type { PeerClient } from './peer-client.js';
@@ -67,10 +67,4 @@ export async function fetchMissingBlobs(
     }
   }
   return fetched;
-}
-
-async function hashFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }

@@ -15,6 +15,7 @@ import {
   type PeerCertificate,
   type TLSSocket,
 } from 'node:tls';
+import { normaliseFingerprint } from '../../protocol/client/agent-client.js';
 import { MusterError, isErrorCode } from '../../protocol/errors.js';
 
 export interface PeerTls {
@@ -206,7 +207,5 @@ function toPeerError(err: unknown, url: URL): MusterError {
 }
 
 export function sameFingerprint(a: string, b: string | undefined): boolean {
-  if (b === undefined) return false;
-  const norm = (s: string) => s.replace(/[^0-9a-f]/gi, '').toLowerCase();
-  return norm(a) === norm(b);
+  return b !== undefined && normaliseFingerprint(a) === normaliseFingerprint(b);
 }

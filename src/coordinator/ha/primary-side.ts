@@ -5,7 +5,8 @@
  * acknowledgements prune the stream. A selected backup not heard from for `deselectAfterMs`
  * (counted only while this primary runs) is deselected.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { sameSecret } from '../auth/passwords.js';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -20,6 +21,12 @@ import type { Store } from '../store/store.js';
 export const SELECTED_BACKUP_SETTING = 'Backup.Selected';
 export const DESELECTED_SETTING = 'Backup.LastDeselected';
 export const TERM_SETTING = 'Cluster.Term';
+
+/** The fencing term this coordinator works under (1 until one was taken). */
+export function readTerm(store: Store): number {
+  const value = store.getSetting(TERM_SETTING);
+  return typeof value === 'number' ? value : 1;
+}
 
 export interface PrimarySideOptions {
   deselectAfterMs: number;
@@ -130,13 +137,13 @@ export class PrimarySide {
 
   register(input: RegisterInput): { selected: boolean; instanceId: string } {
     const { joinToken } = this.options;
-    if (joinToken !== undefined && !safeEqual(input.joinToken ?? '', joinToken))
+    if (joinToken !== undefined && !sameSecret(input.joinToken ?? '', joinToken))
       throw new MusterError(
         'UNAUTHORIZED',
         'this primary needs the right --join-token to register',
       );
     const existing = this.store.backups.get(input.name);
-    if (existing && !safeEqual(sha256(existing.secret), sha256(input.secret))) {
+    if (existing && !sameSecret(existing.secret, input.secret)) {
       throw new MusterError(
         'CONFLICT',
         `a backup named ${input.name} is registered with another secret: remove it first (muster backup remove) or pick another name`,
@@ -171,7 +178,7 @@ export class PrimarySide {
   /** The backup a request comes from, by its name and secret. */
   authenticate(name: string | undefined, secret: string | undefined): BackupRow {
     const row = name === undefined ? undefined : this.store.backups.get(name);
-    if (!row || secret === undefined || !safeEqual(sha256(row.secret), sha256(secret)))
+    if (!row || secret === undefined || !sameSecret(row.secret, secret))
       throw new MusterError('UNAUTHORIZED', 'not a registered backup (name or secret wrong)');
     return row;
   }
@@ -327,8 +334,7 @@ export class PrimarySide {
   }
 
   term(): number {
-    const value = this.store.getSetting(TERM_SETTING);
-    return typeof value === 'number' ? value : 1;
+    return readTerm(this.store);
   }
 
   /** Deselects the selected backup when it has been out of touch too long. */
@@ -356,14 +362,4 @@ export class PrimarySide {
     if (this.selected()?.name !== backup.name)
       throw new MusterError('NOT_SELECTED', `backup ${backup.name} is not the selected backup`);
   }
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }

@@ -26,8 +26,7 @@ export class AgentPool {
   constructor(private readonly ctx: PoolContext) {}
 
   /** Starts connecting to every agent loaded (see load). */
-  start(rows?: AgentRow[]): void {
-    if (rows) this.load(rows);
+  start(): void {
     this.started = true;
     for (const c of this.connections.values()) c.start();
   }
@@ -110,11 +109,6 @@ export class AgentPool {
       c.stop();
       c.start();
     }
-  }
-
-  /** Asks every connected agent for the lease again (this coordinator's term changed). */
-  retryLeases(): void {
-    for (const c of this.connections.values()) c.retryLease();
   }
 
   stop(): void {

@@ -271,7 +271,7 @@ export class ReplicationStore {
   // ---- failback ---------------------------------------------------------------------------------
 
   /** Highest id of a table with an integer key (0 when empty). */
-  maxId(table: 'builds' | 'log_chunks' | 'api_tokens' | 'attempts'): number {
+  maxId(table: 'builds' | 'log_chunks' | 'api_tokens'): number {
     const row = this.db.prepare(`SELECT coalesce(max(id), 0) AS id FROM ${table}`).get() as {
       id: number;
     };

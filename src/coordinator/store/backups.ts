@@ -42,18 +42,39 @@ function toBackup(row: BackupSql): BackupRow {
   };
 }
 
+/** The statements, prepared once: `get` runs on every authenticated API answer of a primary. */
+function prepare(db: Database.Database) {
+  return {
+    list: db.prepare<[], BackupSql>('SELECT * FROM backups ORDER BY name'),
+    get: db.prepare<[string], BackupSql>('SELECT * FROM backups WHERE name = ?'),
+    put: db.prepare(
+      `INSERT INTO backups (name, url, fingerprint, certificate, secret, registered_at,
+         last_contact)
+       VALUES (@name, @url, @fingerprint, @certificate, @secret, @at, @at)
+       ON CONFLICT (name) DO UPDATE SET url = excluded.url, fingerprint = excluded.fingerprint,
+         certificate = excluded.certificate, last_contact = excluded.last_contact`,
+    ),
+    touch: db.prepare<[string, string]>('UPDATE backups SET last_contact = ? WHERE name = ?'),
+    ack: db.prepare<[number, string, string, string]>(
+      'UPDATE backups SET acked_seq = ?, acked_at = ?, last_contact = ? WHERE name = ?',
+    ),
+    remove: db.prepare<[string]>('DELETE FROM backups WHERE name = ?'),
+  };
+}
+
 export class BackupsStore {
-  constructor(private readonly db: Database.Database) {}
+  private readonly sql: ReturnType<typeof prepare>;
+
+  constructor(db: Database.Database) {
+    this.sql = prepare(db);
+  }
 
   list(): BackupRow[] {
-    return (this.db.prepare('SELECT * FROM backups ORDER BY name').all() as BackupSql[]).map(
-      toBackup,
-    );
+    return this.sql.list.all().map(toBackup);
   }
 
   get(name: string): BackupRow | undefined {
-    const row = this.db.prepare('SELECT * FROM backups WHERE name = ?').get(name) as
-      BackupSql | undefined;
+    const row = this.sql.get.get(name);
     return row && toBackup(row);
   }
 
@@ -62,28 +83,18 @@ export class BackupsStore {
     row: Pick<BackupRow, 'name' | 'url' | 'fingerprint' | 'certificate' | 'secret'>,
     at: string,
   ): void {
-    this.db
-      .prepare(
-        `INSERT INTO backups (name, url, fingerprint, certificate, secret, registered_at,
-           last_contact)
-         VALUES (@name, @url, @fingerprint, @certificate, @secret, @at, @at)
-         ON CONFLICT (name) DO UPDATE SET url = excluded.url, fingerprint = excluded.fingerprint,
-           certificate = excluded.certificate, last_contact = excluded.last_contact`,
-      )
-      .run({ ...row, at });
+    this.sql.put.run({ ...row, at });
   }
 
   touch(name: string, at: string): void {
-    this.db.prepare('UPDATE backups SET last_contact = ? WHERE name = ?').run(at, name);
+    this.sql.touch.run(at, name);
   }
 
   ack(name: string, seq: number, at: string): void {
-    this.db
-      .prepare('UPDATE backups SET acked_seq = ?, acked_at = ?, last_contact = ? WHERE name = ?')
-      .run(seq, at, at, name);
+    this.sql.ack.run(seq, at, at, name);
   }
 
   remove(name: string): boolean {
-    return this.db.prepare('DELETE FROM backups WHERE name = ?').run(name).changes > 0;
+    return this.sql.remove.run(name).changes > 0;
   }
 }

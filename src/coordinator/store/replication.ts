@@ -85,16 +85,36 @@ const CHANGES_LIMIT = { default: 500, max: 5000 };
  */
 export const LOCAL_TOKEN_BASE = 2 ** 40;
 
+function prepareReplication(db: Database.Database) {
+  return {
+    outStream: db.prepare<[], { recording: number; out_stream: string | null }>(
+      'SELECT recording, out_stream FROM repl_state',
+    ),
+    lastSeq: db.prepare<[], { seq: number }>(
+      "SELECT coalesce(seq, 0) AS seq FROM sqlite_sequence WHERE name = 'repl_changes'",
+    ),
+    firstSeq: db.prepare<[], { seq: number | null }>('SELECT min(seq) AS seq FROM repl_changes'),
+    changes: db.prepare<[number, number], { seq: number; tbl: ReplicatedTable; key: string }>(
+      'SELECT seq, tbl, key FROM repl_changes WHERE seq > ? ORDER BY seq LIMIT ?',
+    ),
+    prune: db.prepare<[number]>('DELETE FROM repl_changes WHERE seq <= ?'),
+    position: db.prepare<[], { in_stream: string | null; in_seq: number; in_at: string | null }>(
+      'SELECT in_stream, in_seq, in_at FROM repl_state',
+    ),
+  };
+}
+
 export class ReplicationStore {
   private readonly tables = new Map<ReplicatedTable, TableInfo>();
-  /** Statements read on every finished task (deferRelease): prepared once, not per call. */
-  private readonly statements = new Map<string, Database.Statement>();
+  /** Prepared once: some run for every finished task (deferRelease) or every backup request. */
+  private readonly sql: ReturnType<typeof prepareReplication>;
 
   constructor(
     private readonly db: Database.Database,
     private readonly transaction: <T>(fn: () => T) => T,
   ) {
     for (const table of REPLICATED_TABLES) this.tables.set(table, this.describe(table));
+    this.sql = prepareReplication(db);
   }
 
   // ---- primary: recording and reading -------------------------------------------------------
@@ -111,36 +131,18 @@ export class ReplicationStore {
     });
   }
 
-  private prepared(sql: string): Database.Statement {
-    let statement = this.statements.get(sql);
-    if (!statement) {
-      statement = this.db.prepare(sql);
-      this.statements.set(sql, statement);
-    }
-    return statement;
-  }
-
   outStream(): string | null {
-    const row = this.prepared('SELECT recording, out_stream FROM repl_state').get() as {
-      recording: number;
-      out_stream: string | null;
-    };
+    const row = this.sql.outStream.get()!;
     return row.recording === 1 ? row.out_stream : null;
   }
 
   lastSeq(): number {
-    const row = this.prepared(
-      "SELECT coalesce(seq, 0) AS seq FROM sqlite_sequence WHERE name = 'repl_changes'",
-    ).get() as { seq: number } | undefined;
-    return row?.seq ?? 0;
+    return this.sql.lastSeq.get()?.seq ?? 0;
   }
 
   /** The oldest change still kept (a reader must be at or after it minus one). */
   firstSeq(): number | undefined {
-    const row = this.prepared('SELECT min(seq) AS seq FROM repl_changes').get() as {
-      seq: number | null;
-    };
-    return row.seq ?? undefined;
+    return this.sql.firstSeq.get()?.seq ?? undefined;
   }
 
   /**
@@ -158,9 +160,7 @@ export class ReplicationStore {
     if (first !== undefined && after < first - 1)
       throw new MusterError('SNAPSHOT_REQUIRED', 'those changes were already pruned');
     const max = Math.min(Math.max(limit ?? CHANGES_LIMIT.default, 1), CHANGES_LIMIT.max);
-    const entries = this.db
-      .prepare('SELECT seq, tbl, key FROM repl_changes WHERE seq > ? ORDER BY seq LIMIT ?')
-      .all(after, max) as { seq: number; tbl: ReplicatedTable; key: string }[];
+    const entries = this.sql.changes.all(after, max);
     // One change per row, at its first position: later ones would send the same current state.
     const seen = new Set<string>();
     const changes: Change[] = [];
@@ -178,7 +178,7 @@ export class ReplicationStore {
 
   /** Drops changes up to `seq` (the backup has them). */
   prune(seq: number): void {
-    this.db.prepare('DELETE FROM repl_changes WHERE seq <= ?').run(seq);
+    this.sql.prune.run(seq);
   }
 
   /**
@@ -197,11 +197,7 @@ export class ReplicationStore {
   // ---- backup: applying ---------------------------------------------------------------------
 
   position(): ReplicationPosition {
-    const row = this.db.prepare('SELECT in_stream, in_seq, in_at FROM repl_state').get() as {
-      in_stream: string | null;
-      in_seq: number;
-      in_at: string | null;
-    };
+    const row = this.sql.position.get()!;
     return { stream: row.in_stream, seq: row.in_seq, at: row.in_at };
   }
 

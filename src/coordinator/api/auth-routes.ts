@@ -38,6 +38,7 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
   const limiter = new FailureLimiter(10, 60_000);
   const addressLimiter = new FailureLimiter(50, 60_000);
   app.decorateRequest('user', undefined);
+  app.decorateRequest('credentials', undefined);
 
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0] ?? '';
@@ -57,10 +58,12 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
       if (typeof sent !== 'string' || !sameSecret(sent, csrfOf(cookie)))
         throw new MusterError('FORBIDDEN', 'missing or wrong CSRF token: reload the page');
     }
-    const found = ctx.store.useToken(hashToken(token), new Date().toISOString());
+    const tokenHash = hashToken(token);
+    const found = ctx.store.useToken(tokenHash, new Date().toISOString());
     if (!found)
       throw new MusterError('UNAUTHORIZED', 'the token is invalid or expired: log in again');
     request.user = found.user;
+    request.credentials = { tokenHash, cookie };
   });
 
   /** Checks the credentials (rate-limited) and creates a token. */
@@ -116,12 +119,12 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/api/v1/session', async (request) => {
     const user = requireUser(request);
-    const token = request.cookies[SESSION_COOKIE];
-    if (token === undefined)
+    const cookie = request.credentials?.cookie;
+    if (cookie === undefined)
       throw new MusterError('UNAUTHORIZED', 'no session: log in on the login page');
     const session: SessionView = {
       user: { name: user.name, role: user.role },
-      csrf: csrfOf(token),
+      csrf: csrfOf(cookie),
       expiresAt: null,
     };
     return session;
@@ -129,16 +132,15 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
 
   app.post('/api/v1/session/logout', async (request, reply) => {
     requireUser(request);
-    const token = request.cookies[SESSION_COOKIE];
-    if (token !== undefined) ctx.store.deleteToken(hashToken(token));
+    if (request.credentials?.cookie !== undefined)
+      ctx.store.deleteToken(request.credentials.tokenHash);
     void reply.clearCookie(SESSION_COOKIE, { path: '/' });
     return reply.code(204).send();
   });
 
   app.post('/api/v1/logout', async (request, reply) => {
     requireUser(request);
-    const header = request.headers.authorization ?? '';
-    ctx.store.deleteToken(hashToken(header.slice(7).trim()));
+    if (request.credentials) ctx.store.deleteToken(request.credentials.tokenHash);
     return reply.code(204).send();
   });
 

@@ -37,9 +37,17 @@ export interface ApiContext {
   certificates: CertificateManager | undefined;
 }
 
+/** How a request authenticated (set by the auth hook): its token's hash, and the session cookie's
+ * token when the cookie was the credential (the CSRF token derives from it). */
+export interface RequestCredentials {
+  tokenHash: string;
+  cookie: string | undefined;
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     user: User | undefined;
+    credentials: RequestCredentials | undefined;
   }
 }
 

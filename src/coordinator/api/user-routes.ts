@@ -3,25 +3,15 @@
  * their own password. The coordinator always keeps at least one admin. A new password ends the
  * user's other sessions and CLI tokens.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
-import { hashPassword, hashToken, verifyPassword } from '../auth/passwords.js';
+import { hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { User } from '../store/types.js';
-import { SESSION_COOKIE } from './auth-routes.js';
 import { requireAdmin, requirePrimary, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { changePasswordBody, createUserBody, updateUserBody, type UserView } from './schemas.js';
 
 const view = (u: User): UserView => ({ name: u.name, role: u.role, createdAt: u.createdAt });
-
-/** The hash of the token this request came with (cookie or bearer), to keep that session. */
-function ownTokenHash(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  const token = header?.startsWith('Bearer ')
-    ? header.slice(7).trim()
-    : request.cookies[SESSION_COOKIE];
-  return token === undefined ? undefined : hashToken(token);
-}
 
 export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const existing = (name: string): User => {
@@ -65,7 +55,10 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     if (body.password !== undefined) {
       ctx.store.setPassword(user.name, await hashPassword(body.password));
       // Whoever knew the old password is logged out everywhere (the admin's own session stays).
-      ctx.store.deleteTokensOf(user.id, user.id === admin.id ? ownTokenHash(request) : undefined);
+      ctx.store.deleteTokensOf(
+        user.id,
+        user.id === admin.id ? request.credentials?.tokenHash : undefined,
+      );
     }
     request.log.info(
       { user: user.name, role: body.role, password: body.password !== undefined, by: admin.name },
@@ -94,7 +87,7 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     if (!(await verifyPassword(body.current, user.passwordHash)))
       throw new MusterError('WRONG_PASSWORD', 'the current password is wrong: nothing changed');
     ctx.store.setPassword(user.name, await hashPassword(body.password));
-    ctx.store.deleteTokensOf(user.id, ownTokenHash(request));
+    ctx.store.deleteTokensOf(user.id, request.credentials?.tokenHash);
     request.log.info({ user: user.name }, 'password changed');
     return reply.code(204).send();
   });

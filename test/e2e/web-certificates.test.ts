@@ -1,5 +1,5 @@
 /**
- * Settings › Certificates in a real browser (Chromium, headless) against a real coordinator over
+ * Admin › Certificates in a real browser (Chromium, headless) against a real coordinator over
  * TLS: a key from another pair, an expired certificate and one for another host name are refused
  * with clear errors and change nothing; a good certificate is served to new connections at once,
  * without a restart, and still after one. The coordinator runs on a copy of the test certificate
@@ -73,7 +73,7 @@ after(async () => {
   await cleanup();
 });
 
-describe('Settings › Certificates', () => {
+describe('Admin › Certificates', () => {
   it('shows the current certificate, and refuses a key from another pair, changing nothing', async () => {
     const page = await newPage();
     await openCertificates(page, coordinator.url);

@@ -32,7 +32,7 @@ export function Certificates({
   useEffect(load, []);
   return (
     <>
-      <h1>Settings › Certificates</h1>
+      <h1>Admin › Certificates</h1>
       <Notice notice={error} />
       <section aria-labelledby="current-title">
         <h2 id="current-title">Current certificate</h2>

@@ -326,9 +326,13 @@ export class BackupSide {
       if (REFUSALS.has(error.code)) {
         if (now - this.lastRefusalLog > 60_000) {
           this.lastRefusalLog = now;
+          const fix =
+            error.code === 'TLS_FINGERPRINT_MISMATCH'
+              ? ": if the primary's certificate was replaced on purpose, re-pin this backup (stop it, remove primaryFingerprint from <data>/ha.json, start it; docs/high-availability.md, Re-pinning by hand)"
+              : '';
           this.log.error(
             { code: error.code },
-            `the primary refuses this backup or presents an unexpected certificate; not counting it as down: ${error.message}`,
+            `the primary refuses this backup or presents an unexpected certificate; not counting it as down: ${error.message}${fix}`,
           );
         }
         this.lastPrimaryContact = now;

@@ -213,7 +213,7 @@ export class ApiClient {
   }
 
   listBuilds(
-    query: { status?: BuildStatus; limit?: number; before?: number } = {},
+    query: { status?: BuildStatus; limit?: number; before?: number; q?: string } = {},
   ): Promise<BuildSummary[]> {
     return this.json('GET', '/builds', { query });
   }

@@ -21,19 +21,28 @@ export function registerBuildsCommand(program: Command): void {
     .option('--status <status>', `only builds in this state (${STATUSES.join(', ')})`)
     .option('--limit <n>', 'at most this many', '20')
     .option('--before <id>', 'only builds older than this one (for paging)')
+    .option('--search <text>', 'only builds whose name or user contains TEXT, or number is TEXT')
     .option('--json', 'print JSON')
-    .action(async (opts: { status?: string; limit: string; before?: string; json?: boolean }) => {
-      const status = opts.status === undefined ? undefined : parseStatus(opts.status);
-      const limit = parsePositiveInt(opts.limit, '--limit');
-      const before = opts.before === undefined ? undefined : parseBuildId(opts.before);
-      const client = await connect();
-      const list = await client.listBuilds({ status, limit, before });
-      if (opts.json) {
-        printJson(list);
-        return;
-      }
-      process.stdout.write(formatBuilds(list, status));
-    });
+    .action(
+      async (opts: {
+        status?: string;
+        limit: string;
+        before?: string;
+        search?: string;
+        json?: boolean;
+      }) => {
+        const status = opts.status === undefined ? undefined : parseStatus(opts.status);
+        const limit = parsePositiveInt(opts.limit, '--limit');
+        const before = opts.before === undefined ? undefined : parseBuildId(opts.before);
+        const client = await connect();
+        const list = await client.listBuilds({ status, limit, before, q: opts.search });
+        if (opts.json) {
+          printJson(list);
+          return;
+        }
+        process.stdout.write(formatBuilds(list, status));
+      },
+    );
 
   builds
     .command('show')

@@ -168,6 +168,28 @@ describe('muster users', () => {
   });
 });
 
+describe('muster builds list --search', () => {
+  it('finds builds by name, user or number', async () => {
+    const admin = await cliUser();
+    assert.equal((await logIn(admin, 'admin', ADMIN_PASSWORD)).code, 0);
+    // No agent here: the builds stay queued, which is all a listing needs.
+    for (const name of ['nightly-report', 'release']) {
+      const made = await coordinator.api('POST', '/builds', {
+        plan: `name: ${name}\ntasks:\n  x:\n    run: "true"\n`,
+      });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+    }
+    const found = await muster(['builds', 'list', '--search', 'NIGHTLY', '--json'], admin);
+    assert.equal(found.code, 0, found.stderr);
+    assert.deepEqual(
+      (JSON.parse(found.stdout) as { name: string }[]).map((b) => b.name),
+      ['nightly-report'],
+    );
+    const none = await muster(['builds', 'list', '--search', 'no such build', '--json'], admin);
+    assert.deepEqual(JSON.parse(none.stdout), []);
+  });
+});
+
 describe('muster certificate', () => {
   it('shows the certificate, refuses a key of another pair, and replaces it without a restart', async () => {
     const admin = await cliUser();

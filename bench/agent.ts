@@ -7,11 +7,14 @@
  * Kept apart from test/helpers/ so the benchmarks do not depend on test code; process handling is
  * shared with the coordinator benchmarks in bench/process.ts.
  */
+import { newInstanceKey } from '../src/protocol/handshake.js';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient, type AgentClientOptions } from '../src/protocol/client/agent-client.js';
 import { nodeArgsFrom, spawnMuster } from './process.js';
+
+const BENCH_INSTANCE_KEY = newInstanceKey();
 
 export interface BenchAgent {
   readonly port: number;
@@ -103,6 +106,7 @@ export async function startAgent(options: StartOptions = {}): Promise<BenchAgent
           product: 'muster-bench',
           productVersion: '0.0.0-bench',
           instanceId: 'bench',
+          instanceKey: BENCH_INSTANCE_KEY,
           ...overrides,
         }),
       stop,

@@ -30,6 +30,7 @@ import {
   negotiateProtocol,
   newNonce,
   proofsEqual,
+  verifyClaim,
 } from '../src/protocol/handshake.js';
 import { versionIdOf, type Manifest } from '../src/protocol/manifest.js';
 import {
@@ -141,12 +142,6 @@ class SimSession {
       agentId: this.agentId,
       agentVersion: AGENT_VERSION,
       nonce: this.agentNonce,
-      proof: agentProof(
-        this.options.accessKey,
-        parsed.data.nonce,
-        this.agentNonce,
-        channelBinding(this.conn.socket),
-      ),
     });
   }
 
@@ -164,11 +159,34 @@ class SimSession {
       stats.authFailures++;
       return this.fail('AUTH_FAILED', 'wrong access key');
     }
+    // The claim's signature is checked like a real agent does (its cost is part of a connect).
+    const claim = parsed.data.claim;
+    if (
+      hello.instanceId !== undefined &&
+      (claim === undefined ||
+        !verifyClaim(claim.publicKey, claim.signature, {
+          product: hello.product,
+          instanceId: hello.instanceId,
+          clusterId: hello.clusterId,
+          clientNonce: hello.nonce,
+          agentNonce: this.agentNonce,
+          binding: channelBinding(this.conn.socket),
+        }))
+    ) {
+      stats.authFailures++;
+      return this.fail('INSTANCE_CLAIM_INVALID', 'no valid instance claim');
+    }
     this.state = 'ready';
     stats.ready++;
     const key = `${hello.product}/${hello.instanceId ?? 'ip'}`;
     this.conn.sendJson({
       t: 'ready',
+      proof: agentProof(
+        this.options.accessKey,
+        hello.nonce,
+        this.agentNonce,
+        channelBinding(this.conn.socket),
+      ),
       instance: { key, product: hello.product, dir: 'sim' },
       limits: { maxFrameBytes: MAX_FRAME_BYTES },
       capacity: { cores: 1 },

@@ -19,6 +19,7 @@ import { AgentSession } from './session.js';
 import { TaskService } from './tasks.js';
 import { VersionStore } from './version-store.js';
 import { collectGarbage } from './garbage-collector.js';
+import { ControlRequests, type ControlAnswer, type ControlRequest } from './control.js';
 
 export type AgentState = 'created' | 'starting' | 'running' | 'draining' | 'stopped';
 
@@ -37,6 +38,7 @@ export class Agent {
   private readonly leases: LeaseTable;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<void> | undefined;
+  private readonly control: ControlRequests;
 
   constructor(
     readonly options: CompiledAgentOptions,
@@ -46,6 +48,7 @@ export class Agent {
     this.versions = new VersionStore(this.blobs);
     this.instances = new InstanceRegistry(options.dataDir, options.tempDir);
     this.leases = new LeaseTable(options.dataDir, options.leaseTtlMs);
+    this.control = new ControlRequests(options.dataDir, (request) => this.onControl(request));
     this.hosts = new HostSupervisor(this.blobs.root, options.hostIdleMs, log);
     this.tasks = new TaskService(
       this.blobs,
@@ -77,6 +80,7 @@ export class Agent {
     await this.instances.load();
     await this.leases.load();
     for (const instance of this.instances.list()) await this.versions.cleanPartial(instance);
+    await this.control.start();
     const identity = this.identity;
     const onConnection = (socket: Socket): void => this.accept(socket);
     this.server = identity.tls
@@ -140,6 +144,7 @@ export class Agent {
     this.state = 'draining';
     this.log.info({ running: this.tasks.runningCount }, 'draining');
     for (const t of this.timers) clearInterval(t);
+    this.control.stop();
     const closed = new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
@@ -157,6 +162,32 @@ export class Agent {
     await Promise.all(this.instances.list().map((i) => i.save().catch(() => undefined)));
     this.state = 'stopped';
     this.log.info('stopped');
+  }
+
+  /** An agent admin's request (see control.ts), logged as such. */
+  private async onControl(request: ControlRequest): Promise<ControlAnswer> {
+    if (request.action === 'unbind-instance') {
+      const done = await this.instances.unbind(request.key);
+      if (done) this.log.warn({ instance: request.key }, 'instance unbound by an agent admin');
+      return done
+        ? {
+            ok: true,
+            message: `instance ${request.key} is unbound: the next coordinator to claim it binds it`,
+          }
+        : { ok: false, message: `no bound instance ${request.key} (see muster agent instances)` };
+    }
+    const done = this.leases.reset(request.cluster);
+    await this.leases.flush();
+    if (done) this.log.warn({ cluster: request.cluster }, 'cluster lease reset by an agent admin');
+    return done
+      ? {
+          ok: true,
+          message: `cluster ${request.cluster}'s lease, term and key are reset: the next coordinator to claim it binds it`,
+        }
+      : {
+          ok: false,
+          message: `this agent knows no cluster ${request.cluster} (see muster agent leases)`,
+        };
   }
 
   private accept(socket: Socket): void {

@@ -20,11 +20,27 @@ export const instanceRecordSchema = z.object({
   createdAt: z.string(),
   lastSeen: z.string(),
   current: z.string().nullable(),
+  /**
+   * The public key (SPKI, base64) of the coordinator this instance is bound to: the first that
+   * claimed it. Null for instances keyed by source IP, and for records from before binding (the
+   * next claim binds them).
+   */
+  publicKey: z.string().nullable().default(null),
   versions: z.array(
     z.object({ versionId: z.string(), label: z.string().nullable(), syncedAt: z.string() }),
   ),
 });
 export type InstanceRecord = z.infer<typeof instanceRecordSchema>;
+
+/** A claim for an instance bound to another coordinator's key. */
+export class InstanceBoundError extends Error {
+  constructor(
+    readonly key: string,
+    readonly boundTo: string,
+  ) {
+    super(`instance ${key} is bound to another key`);
+  }
+}
 
 export function instanceKeyOf(
   product: string,
@@ -120,10 +136,22 @@ export class InstanceRegistry {
     }
   }
 
-  /** The instance for this identity, created (and saved) on first sight. */
-  async open(product: string, instanceId: string | undefined, sourceIp: string): Promise<Instance> {
+  /**
+   * The instance for this identity, created (and saved) on first sight. An instance id is bound to
+   * the first `publicKey` that claims it (the caller has checked the claim's signature); another
+   * key gets InstanceBoundError and changes nothing.
+   */
+  async open(
+    product: string,
+    instanceId: string | undefined,
+    sourceIp: string,
+    publicKey?: string,
+  ): Promise<Instance> {
     const key = instanceKeyOf(product, instanceId, sourceIp);
     let instance = this.byKey.get(key);
+    const bound = instance?.record.publicKey;
+    if (instanceId !== undefined && bound && bound !== publicKey)
+      throw new InstanceBoundError(key, bound);
     const now = new Date().toISOString();
     if (instance === undefined) {
       instance = this.make({
@@ -135,16 +163,28 @@ export class InstanceRegistry {
         createdAt: now,
         lastSeen: now,
         current: null,
+        publicKey: null,
         versions: [],
       });
       this.byKey.set(key, instance);
     }
+    if (instanceId !== undefined && !instance.record.publicKey && publicKey)
+      instance.record.publicKey = publicKey;
     instance.record.lastSeen = now;
-    await mkdir(join(instance.dir, 'versions'), { recursive: true });
-    await mkdir(join(instance.dir, 'work'), { recursive: true });
-    await mkdir(join(instance.dir, 'output'), { recursive: true });
+    await mkdir(join(instance.dir, 'versions'), { recursive: true, mode: 0o700 });
+    await mkdir(join(instance.dir, 'work'), { recursive: true, mode: 0o700 });
+    await mkdir(join(instance.dir, 'output'), { recursive: true, mode: 0o700 });
     await instance.save();
     return instance;
+  }
+
+  /** Forgets the key an instance is bound to (an agent admin's reset): the next claim binds it. */
+  async unbind(key: string): Promise<boolean> {
+    const instance = this.byKey.get(key);
+    if (!instance?.record.publicKey) return false;
+    instance.record.publicKey = null;
+    await instance.save();
+    return true;
   }
 
   list(): Instance[] {

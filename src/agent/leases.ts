@@ -5,6 +5,11 @@
  * stopped renewing), only a higher term may take it, and a returning holder with an older term is
  * refused. Connections that declare a cluster may start tasks only while they hold its lease.
  * Terms survive agent restarts (data/leases.json), so an old term stays fenced off.
+ *
+ * A cluster is bound to the instance key of the first coordinator that claimed it (bind): only
+ * holders of that key (a primary and the backup it replicates to) can bid for its lease, so
+ * another coordinator sharing the agent cannot take the lease, nor push its term out of reach.
+ * An agent admin can reset a cluster (reset), which forgets its term and its key.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,11 +32,34 @@ interface Lease {
 
 const fileSchema = z.record(
   z.string(),
-  z.object({ term: z.number().int().nonnegative(), holder: z.string() }),
+  z.object({
+    term: z.number().int().nonnegative(),
+    holder: z.string(),
+    publicKey: z.string().optional(),
+  }),
 );
+
+/** The clusters leases.json records (for `muster agent leases`, which runs beside the agent). */
+export async function readLeaseFile(
+  dataDir: string,
+): Promise<{ cluster: string; term: number; publicKey: string | null }[]> {
+  try {
+    const parsed = fileSchema.safeParse(
+      JSON.parse(await readFile(join(dataDir, 'leases.json'), 'utf8')),
+    );
+    if (!parsed.success) return [];
+    return Object.entries(parsed.data)
+      .map(([cluster, { term, publicKey }]) => ({ cluster, term, publicKey: publicKey ?? null }))
+      .sort((a, b) => a.cluster.localeCompare(b.cluster));
+  } catch {
+    return [];
+  }
+}
 
 export class LeaseTable {
   private readonly leases = new Map<string, Lease>();
+  /** The instance public key each cluster is bound to. */
+  private readonly keys = new Map<string, string>();
   private saving: Promise<void> = Promise.resolve();
   private readonly file: string;
 
@@ -48,12 +76,49 @@ export class LeaseTable {
     try {
       const parsed = fileSchema.safeParse(JSON.parse(await readFile(this.file, 'utf8')));
       if (!parsed.success) return;
-      for (const [cluster, { term, holder }] of Object.entries(parsed.data)) {
-        this.leases.set(cluster, { term, holder, expiresAt: 0 });
+      for (const [cluster, { term, holder, publicKey }] of Object.entries(parsed.data)) {
+        if (holder !== '') this.leases.set(cluster, { term, holder, expiresAt: 0 });
+        if (publicKey !== undefined) this.keys.set(cluster, publicKey);
       }
     } catch {
       // No file yet (or unreadable): no terms to keep.
     }
+  }
+
+  /**
+   * Binds the cluster to this key on first sight; true when the key is the cluster's, else the
+   * key it is bound to.
+   */
+  bind(cluster: string, publicKey: string): true | string {
+    const bound = this.keys.get(cluster);
+    if (bound !== undefined) return bound === publicKey ? true : bound;
+    this.keys.set(cluster, publicKey);
+    void this.save();
+    return true;
+  }
+
+  /** An agent admin's reset: forgets the cluster's lease, term and key. Whether it knew it. */
+  reset(cluster: string): boolean {
+    const known = this.leases.has(cluster) || this.keys.has(cluster);
+    this.leases.delete(cluster);
+    this.keys.delete(cluster);
+    if (known) void this.save();
+    return known;
+  }
+
+  /** Every cluster this agent knows, for `muster agent leases`. */
+  list(): { cluster: string; term: number; live: boolean; publicKey: string | null }[] {
+    const now = this.clock();
+    const clusters = new Set([...this.leases.keys(), ...this.keys.keys()]);
+    return [...clusters].sort().map((cluster) => {
+      const lease = this.leases.get(cluster);
+      return {
+        cluster,
+        term: lease?.term ?? 0,
+        live: lease !== undefined && lease.expiresAt > now,
+        publicKey: this.keys.get(cluster) ?? null,
+      };
+    });
   }
 
   /** Takes (or keeps) the lease if the rules allow; says who has it either way. */
@@ -108,8 +173,10 @@ export class LeaseTable {
   }
 
   private save(): Promise<void> {
-    const snapshot: Record<string, { term: number; holder: string }> = {};
+    const snapshot: Record<string, { term: number; holder: string; publicKey?: string }> = {};
     for (const [cluster, { term, holder }] of this.leases) snapshot[cluster] = { term, holder };
+    for (const [cluster, publicKey] of this.keys)
+      snapshot[cluster] = { ...(snapshot[cluster] ?? { term: 0, holder: '' }), publicKey };
     this.saving = this.saving
       .catch(() => undefined)
       .then(() => writeAtomic(this.file, `${JSON.stringify(snapshot, null, 2)}\n`));

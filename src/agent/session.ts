@@ -15,9 +15,11 @@ import {
   agentProof,
   channelBinding,
   clientProof,
+  instanceKeyFingerprint,
   negotiateProtocol,
   newNonce,
   proofsEqual,
+  verifyClaim,
 } from '../protocol/handshake.js';
 import { checkManifest, versionIdOf } from '../protocol/manifest.js';
 import {
@@ -36,7 +38,7 @@ import type { LeaseTable } from './leases.js';
 import type { Pins } from './pins.js';
 import type { BlobStore, BlobWriter } from '../protocol/blob-store.js';
 import type { AgentIdentity } from './identity.js';
-import type { Instance, InstanceRegistry } from './instances.js';
+import { InstanceBoundError, type Instance, type InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
 import type { TaskFollower, TaskRecord } from './task-record.js';
 import type { SyncedVersion, TaskService } from './tasks.js';
@@ -200,18 +202,13 @@ export class AgentSession {
     this.leaseTerm = hello.leaseTerm ?? 0;
     this.agentNonce = newNonce();
     this.state = 'auth';
+    // No proof yet: the agent proves the key only to a peer that has proven it (see onAuth).
     this.conn.sendJson({
       t: 'challenge',
       protocol,
       agentId: this.ctx.identity.agentId,
       agentVersion: MUSTER_VERSION,
       nonce: this.agentNonce,
-      proof: agentProof(
-        this.ctx.identity.accessKey,
-        hello.nonce,
-        this.agentNonce,
-        channelBinding(this.conn.socket),
-      ),
     });
   }
 
@@ -222,21 +219,59 @@ export class AgentSession {
       this.fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "auth" after "challenge"'));
       return;
     }
+    const binding = channelBinding(this.conn.socket);
     const expected = clientProof(
       this.ctx.identity.accessKey,
       hello.nonce,
       this.agentNonce,
-      channelBinding(this.conn.socket),
+      binding,
     );
     if (!proofsEqual(parsed.data.proof, expected)) {
       this.log.warn({ product: hello.product }, 'authentication failed: wrong access key');
       this.fail(new MusterError('AUTH_FAILED', 'wrong access key'));
       return;
     }
+    // An instance id or a cluster id is claimed by signing this handshake with the key it is
+    // (or will be) bound to.
+    const claimed = hello.instanceId !== undefined || hello.clusterId !== undefined;
+    const claim = parsed.data.claim;
+    if (claimed) {
+      const valid =
+        claim !== undefined &&
+        verifyClaim(claim.publicKey, claim.signature, {
+          product: hello.product,
+          instanceId: hello.instanceId,
+          clusterId: hello.clusterId,
+          clientNonce: hello.nonce,
+          agentNonce: this.agentNonce,
+          binding,
+        });
+      if (!valid) {
+        this.log.warn(
+          { product: hello.product, instanceId: hello.instanceId, clusterId: hello.clusterId },
+          'instance claim refused: missing or invalid signature',
+        );
+        this.fail(
+          new MusterError(
+            'INSTANCE_CLAIM_INVALID',
+            'claiming an instance or cluster id needs a valid signature by the instance key',
+          ),
+        );
+        return;
+      }
+    }
+    const publicKey = claimed ? claim?.publicKey : undefined;
+    if (hello.clusterId !== undefined && publicKey !== undefined) {
+      const bound = this.ctx.leases.bind(hello.clusterId, publicKey);
+      if (bound !== true) {
+        this.refuseBound('cluster', hello.clusterId, bound);
+        return;
+      }
+    }
     this.state = 'ready';
     clearTimeout(this.handshakeTimer);
     this.ctx.instances
-      .open(hello.product, hello.instanceId, this.sourceIp)
+      .open(hello.product, hello.instanceId, this.sourceIp, publicKey)
       .then((instance) => {
         if (this.state === 'closed') return;
         this.instance = instance;
@@ -247,6 +282,7 @@ export class AgentSession {
         );
         this.conn.sendJson({
           t: 'ready',
+          proof: agentProof(this.ctx.identity.accessKey, hello.nonce, this.agentNonce, binding),
           instance: {
             key: instance.key,
             product: instance.record.product,
@@ -259,7 +295,28 @@ export class AgentSession {
             : { lease: this.ctx.leases.acquire(hello.clusterId, instance.key, this.leaseTerm) }),
         });
       })
-      .catch((err: unknown) => this.fail(toMusterError(err, 'STORAGE_ERROR')));
+      .catch((err: unknown) => {
+        if (err instanceof InstanceBoundError) {
+          this.refuseBound('instance', err.key, err.boundTo);
+          return;
+        }
+        this.fail(toMusterError(err, 'STORAGE_ERROR'));
+      });
+  }
+
+  /** Another coordinator's key holds this instance or cluster: refuse, and say so in the log. */
+  private refuseBound(what: 'instance' | 'cluster', id: string, boundTo: string): void {
+    this.log.warn(
+      { [what]: id, boundTo: instanceKeyFingerprint(boundTo), product: this.hello?.product },
+      `${what} claim refused: bound to another coordinator's key`,
+    );
+    this.fail(
+      new MusterError(
+        'INSTANCE_BOUND',
+        `${what} ${id} on this agent belongs to another coordinator (key ${instanceKeyFingerprint(boundTo)}); give this coordinator its own Agent.InstanceId, or have the agent's admin unbind it (muster agent ${what === 'instance' ? 'instances --unbind KEY' : 'leases --reset CLUSTER'})`,
+        { [what]: id },
+      ),
+    );
   }
 
   // ---- requests -----------------------------------------------------------------------------

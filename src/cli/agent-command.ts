@@ -3,7 +3,10 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
+import { sendControlRequest, type ControlRequest } from '../agent/control.js';
 import { readInstanceRecords } from '../agent/instances.js';
+import { readLeaseFile } from '../agent/leases.js';
+import { instanceKeyFingerprint } from '../protocol/handshake.js';
 import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
 import { MusterError } from '../protocol/errors.js';
@@ -51,15 +54,15 @@ export function registerAgentCommand(program: Command): void {
 
   agent
     .command('instances')
-    .description('list the instances this agent keeps')
+    .description('list the instances this agent keeps, or unbind one from its coordinator')
     .option('--data <dir>', 'the agent data dir', '.muster/agent')
+    .option('--unbind <key>', 'forget the coordinator key an instance is bound to (agent admins)')
     .option('--json', 'print JSON')
-    .action(async (opts: { data: string; json?: boolean }) => {
-      if (!existsSync(join(opts.data, 'agent-id'))) {
-        throw new MusterError(
-          'INVALID_CONFIG',
-          `${resolve(opts.data)} is not an agent data dir (no agent-id): pass the agent's --data`,
-        );
+    .action(async (opts: { data: string; unbind?: string; json?: boolean }) => {
+      requireAgentData(opts.data);
+      if (opts.unbind !== undefined) {
+        await control(opts.data, { action: 'unbind-instance', key: opts.unbind });
+        return;
       }
       const records = await readInstanceRecords(join(opts.data, 'instances'));
       const rows = records.map((r) => ({
@@ -69,6 +72,7 @@ export function registerAgentCommand(program: Command): void {
         current: r.current,
         lastSeen: r.lastSeen,
         dir: r.dirName,
+        boundTo: r.publicKey === null ? null : instanceKeyFingerprint(r.publicKey),
       }));
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
@@ -80,10 +84,63 @@ export function registerAgentCommand(program: Command): void {
       }
       for (const row of rows) {
         process.stdout.write(
-          `${row.key}\n  product   ${row.product}\n  versions  ${row.versions.length} (current ${row.current?.slice(0, 12) ?? 'none'})\n  last seen ${row.lastSeen}\n  dir       ${row.dir}\n`,
+          `${row.key}\n  product   ${row.product}\n  versions  ${row.versions.length} (current ${row.current?.slice(0, 12) ?? 'none'})\n  last seen ${row.lastSeen}\n  bound to  ${row.boundTo ?? 'no key (keyed by address, or not claimed since binding)'}\n  dir       ${row.dir}\n`,
         );
       }
     });
+
+  agent
+    .command('leases')
+    .description('list the clusters whose leases this agent grants, or reset a stuck one')
+    .option('--data <dir>', 'the agent data dir', '.muster/agent')
+    .option('--reset <cluster>', "forget a cluster's lease, term and key (agent admins)")
+    .option('--json', 'print JSON')
+    .action(async (opts: { data: string; reset?: string; json?: boolean }) => {
+      requireAgentData(opts.data);
+      if (opts.reset !== undefined) {
+        await control(opts.data, { action: 'reset-lease', cluster: opts.reset });
+        return;
+      }
+      const rows = (await readLeaseFile(opts.data)).map((l) => ({
+        cluster: l.cluster,
+        term: l.term,
+        boundTo: l.publicKey === null ? null : instanceKeyFingerprint(l.publicKey),
+      }));
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        return;
+      }
+      if (rows.length === 0) {
+        process.stdout.write('No cluster has taken a lease on this agent.\n');
+        return;
+      }
+      for (const row of rows)
+        process.stdout.write(
+          `${row.cluster}\n  term      ${row.term}\n  bound to  ${row.boundTo ?? 'no key'}\n`,
+        );
+    });
+}
+
+function requireAgentData(dataDir: string): void {
+  if (!existsSync(join(dataDir, 'agent-id'))) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${resolve(dataDir)} is not an agent data dir (no agent-id): pass the agent's --data`,
+    );
+  }
+}
+
+/** Hands a request to the running agent and prints its answer. */
+async function control(dataDir: string, request: ControlRequest): Promise<void> {
+  const answer = await sendControlRequest(dataDir, request, 10_000);
+  if (answer === undefined) {
+    process.stdout.write(
+      'The agent did not answer within 10 s (is it running with this --data?): the request is kept and applied when it starts.\n',
+    );
+    return;
+  }
+  if (!answer.ok) throw new MusterError('NOT_FOUND', answer.message);
+  process.stdout.write(`${answer.message}\n`);
 }
 
 async function runAgent(opts: AgentOptions): Promise<void> {

@@ -44,9 +44,9 @@ export function formatStatus(
     `Role         ${ROLE_WORDS[status.role] ?? status.role}`,
   ];
   if (typeof status.term === 'number') lines.push(`Term         ${status.term}`);
+  lines.push(`Version      ${status.version}`);
+  if (status.instanceId !== undefined) lines.push(`Instance id  ${status.instanceId}`);
   lines.push(
-    `Version      ${status.version}`,
-    `Instance id  ${status.instanceId}`,
     `Agents       ${status.agents.connected} connected of ${status.agents.total}`,
     `Builds       ${status.builds.running} running, ${status.builds.queued} queued`,
   );

@@ -35,6 +35,7 @@ import { CertificateManager } from './tls/certificate-manager.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
+import { newInstanceKey } from '../protocol/handshake.js';
 
 export type CoordinatorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -42,6 +43,16 @@ export const PRODUCT = 'muster';
 /** How long a silent backup that ran the cluster keeps its agents from a returning primary. */
 const PRESUME_BACKUP_DEAD_MS = 30_000;
 export const INSTANCE_ID_SETTING = 'Agent.InstanceId';
+/**
+ * The private key (Ed25519, PEM) that binds this coordinator's instance (and cluster) on every
+ * agent. Replicated to the selected backup like the other settings; never shown by the API.
+ */
+export const INSTANCE_KEY_SETTING = 'Agent.InstanceKey';
+
+function stringSetting(store: Store, key: string): string {
+  const value = store.getSetting(key);
+  return typeof value === 'string' ? value : '';
+}
 
 export interface StartedInfo {
   url: string;
@@ -93,6 +104,7 @@ export class Coordinator {
       product: PRODUCT,
       productVersion: MUSTER_VERSION,
       instanceId: String(store.getSetting(INSTANCE_ID_SETTING)),
+      instanceKey: stringSetting(store, INSTANCE_KEY_SETTING),
     });
     let failback: Failback | undefined;
     const engine = new Engine({
@@ -285,10 +297,12 @@ export class Coordinator {
     return `${this.options.tls ? 'https' : 'http'}://${name.includes(':') ? `[${name}]` : name}:${port}`;
   }
 
-  /** First start: the admin user and this coordinator's instance id. */
+  /** First start: the admin user and this coordinator's instance id and key. */
   private async bootstrap(store: Store): Promise<string | undefined> {
     if (store.getSetting(INSTANCE_ID_SETTING) === undefined)
       store.setSetting(INSTANCE_ID_SETTING, randomUUID());
+    if (store.getSetting(INSTANCE_KEY_SETTING) === undefined)
+      store.setSetting(INSTANCE_KEY_SETTING, newInstanceKey());
     if (store.listUsers().length > 0) return undefined;
     const given = process.env.MUSTER_ADMIN_PASSWORD;
     const password = given !== undefined && given !== '' ? given : generatePassword();

@@ -14,6 +14,8 @@ const knownCodes: Record<ErrorCode, true> = {
   UNSUPPORTED_PROTOCOL: true,
   AUTH_FAILED: true,
   HANDSHAKE_TIMEOUT: true,
+  INSTANCE_CLAIM_INVALID: true,
+  INSTANCE_BOUND: true,
   TLS_FINGERPRINT_MISMATCH: true,
   INVALID_PATH: true,
   INVALID_MANIFEST: true,

@@ -14,6 +14,10 @@ export const errorCodes = {
   UNSUPPORTED_PROTOCOL: 'No protocol version is supported by both peers.',
   AUTH_FAILED: 'The peer could not prove knowledge of the access key.',
   HANDSHAKE_TIMEOUT: 'The handshake did not complete in time.',
+  INSTANCE_CLAIM_INVALID:
+    "A claim of an instance or cluster id is missing or not signed by the coordinator's instance key.",
+  INSTANCE_BOUND:
+    "The instance (or cluster) is bound to another coordinator's key; an agent admin can unbind it.",
   TLS_FINGERPRINT_MISMATCH:
     "A peer's certificate (an agent's, a primary's or a backup's) does not match the pinned fingerprint.",
   // files

@@ -10,13 +10,24 @@
 import { z } from 'zod';
 import { manifestSchema, sha256Hex } from './manifest.js';
 
-export const PROTOCOL_MIN = 1;
-export const PROTOCOL_MAX = 1;
+/**
+ * Protocol 2 reorders the handshake so the coordinator proves the access key first (the agent's
+ * proof in `challenge` was an offline guessing oracle for anyone who could connect) and binds an
+ * instance id to its coordinator's key. Protocol 1 is refused.
+ */
+export const PROTOCOL_MIN = 2;
+export const PROTOCOL_MAX = 2;
 
 const id = z.number().int().nonnegative();
 const taskId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'a task id');
 const name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a lower-case name');
 const nonce = z.string().regex(/^[0-9a-f]{64}$/);
+/** Lease terms climb by one or two per failover; anything near 2^31 is a bid to lock others out. */
+const term = z
+  .number()
+  .int()
+  .nonnegative()
+  .max(2 ** 31 - 1);
 const errorBody = {
   code: z.string().max(64),
   message: z.string().max(4096),
@@ -35,7 +46,7 @@ export const helloSchema = z.object({
     .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/)
     .optional(),
   clusterId: z.string().max(128).optional(),
-  leaseTerm: z.number().int().nonnegative().optional(),
+  leaseTerm: term.optional(),
   nonce,
 });
 export type Hello = z.infer<typeof helloSchema>;
@@ -46,13 +57,40 @@ export const challengeSchema = z.object({
   agentId: z.string().max(128),
   agentVersion: z.string().max(64),
   nonce,
-  proof: nonce,
+  /** Protocol 1 only: the agent's proof came first. From protocol 2 it is in `ready`. */
+  proof: nonce.optional(),
 });
 
-export const authSchema = z.object({ t: z.literal('auth'), proof: nonce });
+/**
+ * A claim of the instance id (and cluster id) sent in hello: the coordinator's instance public
+ * key (Ed25519, SPKI DER, base64) and its signature over the handshake (see instanceClaimData).
+ * The agent binds the instance to the first key that claims it and refuses every other key.
+ */
+export const instanceClaimSchema = z.object({
+  publicKey: z
+    .string()
+    .min(40)
+    .max(200)
+    .regex(/^[A-Za-z0-9+/]+=*$/),
+  signature: z
+    .string()
+    .min(40)
+    .max(200)
+    .regex(/^[A-Za-z0-9+/]+=*$/),
+});
+export type InstanceClaim = z.infer<typeof instanceClaimSchema>;
+
+export const authSchema = z.object({
+  t: z.literal('auth'),
+  proof: nonce,
+  /** Required with an instanceId (or clusterId) in hello. */
+  claim: instanceClaimSchema.optional(),
+});
 
 export const readySchema = z.object({
   t: z.literal('ready'),
+  /** The agent's proof of the access key, sent once the coordinator has proven it. */
+  proof: nonce.optional(),
   instance: z.object({ key: z.string(), product: z.string(), dir: z.string() }),
   limits: z.object({ maxFrameBytes: z.number().int().positive() }),
   /** With a clusterId in hello: whether this connection holds the cluster's lease (fencing). */
@@ -102,7 +140,7 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('task.release'), id, taskId }),
   z.object({ t: z.literal('tasks.list'), id }),
   /** Take (or keep) the cluster's lease with this term; needs a clusterId in hello. */
-  z.object({ t: z.literal('lease.acquire'), id, term: z.number().int().nonnegative() }),
+  z.object({ t: z.literal('lease.acquire'), id, term }),
   z.object({ t: z.literal('lease.release'), id }),
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;

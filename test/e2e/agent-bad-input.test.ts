@@ -25,7 +25,7 @@ import {
 } from '../../src/protocol/client/bundle.js';
 import { MusterError } from '../../src/protocol/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../../src/protocol/framing.js';
-import { clientProof } from '../../src/protocol/handshake.js';
+import { agentProof, clientProof } from '../../src/protocol/handshake.js';
 import type { Manifest } from '../../src/protocol/manifest.js';
 import {
   agentMessageSchema,
@@ -319,11 +319,18 @@ describe('agent under bad input', () => {
       await expectError(relayed, 'AUTH_FAILED');
       await relayed.waitClosed();
 
-      // The agent's own proof sent back to it.
+      // The agent's own proof, reflected: the agent proves the key only to a peer that proved
+      // it first, so there is nothing to reflect, and nothing to guess the key against offline.
       const reflecting = await rawPeer();
       const second = await reflecting.hello();
-      reflecting.sendJson({ t: 'auth', proof: second.answer.proof });
-      await expectError(reflecting, 'AUTH_FAILED');
+      assert.equal(second.answer.t, 'challenge');
+      assert.equal(second.answer.proof, undefined, 'the challenge carries no proof of the key');
+      reflecting.sendJson({
+        t: 'auth',
+        proof: agentProof(agent.accessKey, second.nonce, second.answer.nonce as string, ''),
+      });
+      const refused = await expectError(reflecting, 'AUTH_FAILED');
+      assert.equal(refused.proof, undefined);
       await reflecting.waitClosed();
     });
 

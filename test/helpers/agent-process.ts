@@ -2,6 +2,7 @@
  * Starts real `muster agent` processes for end-to-end tests: port 0 on loopback, a temp data
  * dir, the listening line parsed from the JSON log, and a kill that always cleans up.
  */
+import { newInstanceKey } from '../../src/protocol/handshake.js';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,9 @@ import { AgentClient, type AgentClientOptions } from '../../src/protocol/client/
 import { cliPath, spawnDaemon } from './daemon.js';
 
 export { cliPath };
+
+/** The instance key every connection of this test process claims its instance ids with. */
+export const TEST_INSTANCE_KEY = newInstanceKey();
 
 export interface StartedAgent {
   process: ChildProcess;
@@ -73,6 +77,8 @@ export async function startAgent(
         tls: agent.fingerprint === undefined ? false : { fingerprint: agent.fingerprint },
         product: 'muster',
         productVersion: '0.1.0-test',
+        // One coordinator's key for the whole test process, unless a test plays another one.
+        instanceKey: TEST_INSTANCE_KEY,
         ...overrides,
       }),
     stop: async () => {

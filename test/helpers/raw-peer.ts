@@ -7,7 +7,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { channelBinding, clientProof, newNonce } from '../../src/protocol/handshake.js';
+import { channelBinding, clientProof, newNonce, signClaim } from '../../src/protocol/handshake.js';
+import { PROTOCOL_MAX, PROTOCOL_MIN } from '../../src/protocol/messages.js';
+import { TEST_INSTANCE_KEY } from './agent-process.js';
 import {
   encodeBinaryFramePrefix,
   encodeJsonFrame,
@@ -28,6 +30,7 @@ export interface HelloFields {
   product?: string;
   productVersion?: string;
   instanceId?: string;
+  clusterId?: string;
   protocol?: { min: number; max: number };
   nonce?: string;
 }
@@ -158,10 +161,11 @@ export class RawPeer {
     const nonce = fields.nonce ?? newNonce();
     this.sendJson({
       t: 'hello',
-      protocol: fields.protocol ?? { min: 1, max: 1 },
+      protocol: fields.protocol ?? { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
       product: fields.product ?? 'muster',
       productVersion: fields.productVersion ?? '0.1.0-raw',
       ...(fields.instanceId === undefined ? {} : { instanceId: fields.instanceId }),
+      ...(fields.clusterId === undefined ? {} : { clusterId: fields.clusterId }),
       nonce,
     });
     return { nonce, answer: await this.nextJson() };
@@ -172,13 +176,52 @@ export class RawPeer {
     return clientProof(accessKey, clientNonce, agentNonce, channelBinding(this.socket));
   }
 
-  /** A full, correct handshake; resolves with the `ready` message. */
-  async handshake(accessKey: string, fields: HelloFields = {}): Promise<JsonMessage> {
+  /** The claim a coordinator holding `instanceKey` signs for this connection. */
+  claimFor(
+    instanceKey: string,
+    fields: HelloFields,
+    clientNonce: string,
+    agentNonce: string,
+  ): { publicKey: string; signature: string } {
+    return signClaim(instanceKey, {
+      product: fields.product ?? 'muster',
+      instanceId: fields.instanceId,
+      clusterId: fields.clusterId,
+      clientNonce,
+      agentNonce,
+      binding: channelBinding(this.socket),
+    });
+  }
+
+  /**
+   * Sends hello and auth (with a claim signed by `instanceKey` when the hello claims an id);
+   * resolves with what the agent answered to auth: `ready`, or an error.
+   */
+  async authenticate(
+    accessKey: string,
+    fields: HelloFields = {},
+    instanceKey = TEST_INSTANCE_KEY,
+  ): Promise<JsonMessage> {
     const { nonce, answer } = await this.hello(fields);
     if (answer.t !== 'challenge')
       throw new Error(`expected a challenge, got ${JSON.stringify(answer)}`);
-    this.sendJson({ t: 'auth', proof: this.proofFor(accessKey, nonce, answer.nonce as string) });
-    const ready = await this.nextJson();
+    const agentNonce = answer.nonce as string;
+    const claims = fields.instanceId !== undefined || fields.clusterId !== undefined;
+    this.sendJson({
+      t: 'auth',
+      proof: this.proofFor(accessKey, nonce, agentNonce),
+      ...(claims ? { claim: this.claimFor(instanceKey, fields, nonce, agentNonce) } : {}),
+    });
+    return this.nextJson();
+  }
+
+  /** A full, correct handshake; resolves with the `ready` message. */
+  async handshake(
+    accessKey: string,
+    fields: HelloFields = {},
+    instanceKey = TEST_INSTANCE_KEY,
+  ): Promise<JsonMessage> {
+    const ready = await this.authenticate(accessKey, fields, instanceKey);
     if (ready.t !== 'ready') throw new Error(`expected ready, got ${JSON.stringify(ready)}`);
     return ready;
   }

@@ -240,7 +240,8 @@ export interface BackupView {
 export interface StatusView {
   role: CoordinatorRole;
   version: string;
-  instanceId: string;
+  /** Admins only. */
+  instanceId?: string;
   /** The fencing term this coordinator holds (or last held) on the agents. */
   term: number;
   agents: { total: number; connected: number };

@@ -17,34 +17,47 @@ export const settingDefinitions: Record<string, { schema: z.ZodType; description
   },
 };
 
+/** Never sent by the API: the instance key proves this coordinator to agents. */
+const SECRET_SETTINGS = new Set(['Agent.InstanceKey']);
+/** Shown to admins only: an instance id is what another coordinator would need to claim. */
+const ADMIN_ONLY_SETTINGS = new Set(['Agent.InstanceId', 'Cluster.Term', 'HA.Failback']);
+
+function visible(key: string, user: { role: string }): boolean {
+  return !SECRET_SETTINGS.has(key) && (user.role === 'admin' || !ADMIN_ONLY_SETTINGS.has(key));
+}
+
 export function registerSettingsRoutes(
   app: FastifyInstance,
   ctx: ApiContext,
   onChange: (key: string) => void,
 ): void {
   app.get('/api/v1/settings', async (request) => {
-    requireUser(request);
-    return ctx.store.listSettings();
+    const user = requireUser(request);
+    return Object.fromEntries(
+      Object.entries(ctx.store.listSettings()).filter(([key]) => visible(key, user)),
+    );
   });
 
   // Every setting an admin may change, with its value and explanation (Admin › Advanced Settings).
   app.get('/api/v1/setting-definitions', async (request) => {
-    requireUser(request);
+    const user = requireUser(request);
     return Object.entries(settingDefinitions).map(([key, definition]) => ({
       key,
-      value: ctx.store.getSetting(key) ?? null,
+      value: visible(key, user) ? (ctx.store.getSetting(key) ?? null) : null,
       description: definition.description,
     }));
   });
 
   app.get<{ Params: { key: string } }>('/api/v1/settings/:key', async (request) => {
-    requireUser(request);
+    const user = requireUser(request);
     const definition = settingDefinitions[request.params.key];
     if (!definition)
       throw new MusterError(
         'NOT_FOUND',
         `no setting ${request.params.key}; known: ${Object.keys(settingDefinitions).join(', ')}`,
       );
+    if (!visible(request.params.key, user))
+      throw new MusterError('FORBIDDEN', `${request.params.key} is shown to admins only`);
     return {
       key: request.params.key,
       value: ctx.store.getSetting(request.params.key) ?? null,

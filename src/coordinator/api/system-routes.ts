@@ -21,13 +21,14 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
   app.get('/api/v1/openapi.json', async () => openApiDocument(ctx.version));
 
   app.get('/api/v1/status', async (request) => {
-    requireUser(request);
+    const user = requireUser(request);
     const agents = ctx.pool.views();
 
     const view: StatusView = {
       role: ctx.role(),
       version: ctx.version,
-      instanceId: ctx.instanceId(),
+      // What another coordinator would need to claim this one's instance: admins only.
+      ...(user.role === 'admin' ? { instanceId: ctx.instanceId() } : {}),
       term: ctx.term(),
       agents: {
         total: agents.length,

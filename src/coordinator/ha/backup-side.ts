@@ -49,7 +49,7 @@ export interface BackupSideOptions {
 }
 
 /** What a takeover started from, so the primary can take the history back later. */
-const takeoverSchema = z.object({
+export const takeoverSchema = z.object({
   term: z.number().int(),
   at: z.string(),
   /** Builds unfinished at takeover (the backup may change them). */

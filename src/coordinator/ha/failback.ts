@@ -17,9 +17,15 @@ import { z } from 'zod';
 import type { BlobStore } from '../../protocol/blob-store.js';
 import { toMusterError } from '../../protocol/errors.js';
 import type { BackupRow } from '../store/backups.js';
-import type { BuildHistory, WireRow } from '../store/replication.js';
 import type { Store } from '../store/store.js';
 import type { BackupState, TakeoverRecord } from './backup-side.js';
+import {
+  backupStateSchema,
+  buildHistorySchema,
+  fromBackup,
+  handbackBeginSchema,
+  handedBackTokensSchema,
+} from './history-schema.js';
 import { fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
 import type { PeerClient } from './peer-client.js';
@@ -65,20 +71,21 @@ export class Failback {
   }
 
   /**
-   * Asks every registered backup, the selected one first: one deselected while it ran the
-   * cluster (or while the primary was down) still has to hand its history back.
+   * Asks the selected backup, and those deselected before they said they have nothing to hand
+   * back (one deselected while it ran the cluster still has to hand its history back). A
+   * registration no admin selected is never called: it could answer anything.
    */
   private async doCheck(timeoutMs: number): Promise<void> {
     const selected = this.primary.selected();
-    const others = this.store.backups.list().filter((b) => b.name !== selected?.name);
-    const ordered = selected ? [selected, ...others] : others;
+    const ordered = this.primary.trusted();
     const states = await Promise.all(
       ordered.map(async (backup) => {
         try {
           const peer = this.peerFor(backup);
-          const { body } = await peer.json<{ state: BackupState; term: number; history: boolean }>(
-            '/api/v1/ha/state',
-            { timeoutMs },
+          const body = fromBackup(
+            backupStateSchema,
+            (await peer.json('/api/v1/ha/state', { timeoutMs })).body,
+            'state',
           );
           this.noteReachable(backup.name, true);
           return { backup, peer, state: body };
@@ -95,6 +102,8 @@ export class Failback {
     else this.unreachableSince ??= Date.now();
     for (const { backup, peer, state } of states) {
       if (!peer || !state) continue;
+      const owed = backup.name !== selected?.name;
+      if (owed && state.state === 'standby' && !state.history) this.primary.settle(backup.name);
       if (state.state === 'active' || state.state === 'taking-over' || state.history) {
         // A failback that keeps failing stops this primary's engine each time: back off.
         if ((this.retry.get(backup.name)?.at ?? 0) > Date.now()) continue;
@@ -131,11 +140,11 @@ export class Failback {
     this.log.warn({ backup: backup.name }, 'the backup ran the cluster: taking it back');
     const started = Date.now();
     try {
-      const { body: begun } = await peer.json<{
-        term: number;
-        builds: number[];
-        takeover: TakeoverRecord | null;
-      }>('/api/v1/ha/handback/begin', { method: 'POST', timeoutMs: 30_000 });
+      const begun = fromBackup(
+        handbackBeginSchema,
+        (await peer.json('/api/v1/ha/handback/begin', { method: 'POST', timeoutMs: 30_000 })).body,
+        'handback',
+      );
       if (this.engine.running) await this.engine.stop(false);
       let builds = 0;
       if (begun.takeover) {
@@ -143,9 +152,12 @@ export class Failback {
           await this.mergeBuild(peer, id, begun.takeover);
           builds++;
         }
-        const { body: tokens } = await peer.json<(WireRow & { user_name: string })[]>(
-          '/api/v1/ha/history/tokens',
+        const tokens = fromBackup(
+          handedBackTokensSchema,
+          (await peer.json('/api/v1/ha/history/tokens')).body,
+          'token list',
         );
+        // Only for users this primary has, with the role they have here (see mergeTokens).
         this.store.replication.mergeTokens(tokens);
       }
       const term = Math.max(this.primary.term(), begun.term) + 1;
@@ -155,6 +167,7 @@ export class Failback {
       // The backup's copy diverged: a new stream makes it start again from a snapshot. (A backup
       // that is not the selected one gets no stream; the selected one's goes on.)
       if (this.primary.selected()?.name === backup.name) this.store.replication.setRecording(true);
+      else this.primary.settle(backup.name);
       this.backupState = 'standby';
       this.backupHistory = false;
       this.retry.delete(backup.name);
@@ -181,10 +194,11 @@ export class Failback {
   private async mergeBuild(peer: PeerClient, id: number, takeover: TakeoverRecord): Promise<void> {
     let after = this.mergedLogId(takeover.term, id) ?? takeover.maxLogId;
     for (;;) {
-      const { body: history } = await peer.json<BuildHistory>(`/api/v1/ha/history/builds/${id}`, {
+      const { body } = await peer.json(`/api/v1/ha/history/builds/${id}`, {
         query: { afterLog: after, limit: LOG_PAGE },
         timeoutMs: 60_000,
       });
+      const history = fromBackup(buildHistorySchema, body, `history of build ${id}`);
       const hashes = [
         ...shaList(String(history.build.files)),
         ...history.tasks.flatMap((t) => shaList(String(t.outputs))),

@@ -21,6 +21,15 @@ import type { Store } from '../store/store.js';
 export const SELECTED_BACKUP_SETTING = 'Backup.Selected';
 export const DESELECTED_SETTING = 'Backup.LastDeselected';
 export const TERM_SETTING = 'Cluster.Term';
+/**
+ * Backups that were selected and then deselected before they said they had nothing to hand
+ * back: the only ones besides the selected backup that this primary calls (for their history).
+ */
+export const OWED_SETTING = 'Backup.Owed';
+/** At most this many registered backups; more are refused until an admin removes some. */
+export const MAX_REGISTERED_BACKUPS = 16;
+/** New registrations (not re-registrations) per minute, from all addresses together. */
+const NEW_REGISTRATIONS_PER_MINUTE = 10;
 
 /** The fencing term this coordinator works under (1 until one was taken). */
 export function readTerm(store: Store): number {
@@ -51,10 +60,11 @@ export interface RegisterInput {
 export interface HeartbeatView {
   role: 'primary';
   selected: boolean;
-  instanceId: string;
-  term: number;
-  stream: string | null;
-  lastSeq: number;
+  /** The rest, to the selected backup only. */
+  instanceId?: string;
+  term?: number;
+  stream?: string | null;
+  lastSeq?: number;
   /**
    * Every certificate this primary may present: the current one and, while it replaces it, the
    * next. A backup accepts exactly these (and drops other pins) and says so in its next heartbeat.
@@ -79,6 +89,8 @@ export class PrimarySide {
   private stopped = false;
   /** The fingerprints each backup last said it accepts for this primary (heartbeat `pins`). */
   private readonly pins = new Map<string, string[]>();
+  /** When the last new registrations came (for the per-minute cap). */
+  private readonly registrations: number[] = [];
 
   constructor(
     private readonly store: Store,
@@ -135,7 +147,11 @@ export class PrimarySide {
     this.releases.length = keep;
   }
 
-  register(input: RegisterInput): { selected: boolean; instanceId: string } {
+  /**
+   * Registers (or re-registers) a backup. Answers only whether it is selected: ids and state go
+   * to the selected backup alone, authenticated by its secret.
+   */
+  register(input: RegisterInput): { selected: boolean } {
     const { joinToken } = this.options;
     if (joinToken !== undefined && !sameSecret(input.joinToken ?? '', joinToken))
       throw new MusterError(
@@ -149,6 +165,7 @@ export class PrimarySide {
         `a backup named ${input.name} is registered with another secret: remove it first (muster backup remove) or pick another name`,
       );
     }
+    if (!existing) this.admitNewRegistration();
     this.store.backups.put(
       {
         name: input.name,
@@ -172,7 +189,25 @@ export class PrimarySide {
         'a registered backup came back with another address or certificate',
       );
     }
-    return { selected: this.selected()?.name === input.name, instanceId: this.instanceId() };
+    return { selected: this.selected()?.name === input.name };
+  }
+
+  /** Caps registrations: anyone may register, so neither the table nor its churn may grow freely. */
+  private admitNewRegistration(): void {
+    if (this.store.backups.list().length >= MAX_REGISTERED_BACKUPS)
+      throw new MusterError(
+        'RATE_LIMITED',
+        `this primary already has ${MAX_REGISTERED_BACKUPS} registered backups: an admin must remove some (muster backup remove NAME) before another can register`,
+      );
+    const now = Date.now();
+    while (this.registrations.length > 0 && this.registrations[0]! <= now - 60_000)
+      this.registrations.shift();
+    if (this.registrations.length >= NEW_REGISTRATIONS_PER_MINUTE)
+      throw new MusterError(
+        'RATE_LIMITED',
+        'too many new backup registrations; try again in a minute',
+      );
+    this.registrations.push(now);
   }
 
   /** The backup a request comes from, by its name and secret. */
@@ -187,15 +222,18 @@ export class PrimarySide {
     this.store.backups.touch(backup.name, new Date().toISOString());
     if (pins !== undefined) this.pins.set(backup.name, pins);
     const selected = this.selected()?.name === backup.name;
-    return {
-      role: 'primary',
-      selected,
-      instanceId: this.instanceId(),
-      term: this.term(),
-      stream: selected ? this.store.replication.outStream() : null,
-      lastSeq: this.store.replication.lastSeq(),
-      certificates: this.options.certificates(),
-    };
+    // An unselected registration learns nothing of this primary's state.
+    return selected
+      ? {
+          role: 'primary',
+          selected,
+          instanceId: this.instanceId(),
+          term: this.term(),
+          stream: this.store.replication.outStream(),
+          lastSeq: this.store.replication.lastSeq(),
+          certificates: this.options.certificates(),
+        }
+      : { role: 'primary', selected, certificates: this.options.certificates() };
   }
 
   /**
@@ -317,6 +355,8 @@ export class PrimarySide {
       this.store.transaction(() => {
         this.store.setSetting(SELECTED_BACKUP_SETTING, name ?? undefined);
         this.store.setSetting(DESELECTED_SETTING, undefined);
+        // The one deselected may have run the cluster: it stays owed until it says it has not.
+        if (current !== null) this.setOwed([...this.owed().filter((n) => n !== name), current]);
       });
       this.store.replication.setRecording(name !== null);
       this.log.info({ backup: name, by }, name ? 'backup selected' : 'no backup selected');
@@ -328,6 +368,7 @@ export class PrimarySide {
     if (!this.store.backups.get(name))
       throw new MusterError('NOT_FOUND', `no backup named ${name}`);
     if (this.selected()?.name === name) this.select(null, 'removal');
+    this.settle(name);
     this.store.backups.remove(name);
     this.pins.delete(name);
     this.log.info({ backup: name }, 'backup removed');
@@ -335,6 +376,33 @@ export class PrimarySide {
 
   term(): number {
     return readTerm(this.store);
+  }
+
+  /**
+   * The backups this primary may call: the selected one first, then those selected earlier that
+   * may still hold history. Never a registration no admin selected.
+   */
+  trusted(): BackupRow[] {
+    const selected = this.selected();
+    const owed = this.owed()
+      .filter((name) => name !== selected?.name)
+      .map((name) => this.store.backups.get(name))
+      .filter((row): row is BackupRow => row !== undefined);
+    return selected ? [selected, ...owed] : owed;
+  }
+
+  /** A formerly selected backup has nothing (more) to hand back: stop calling it. */
+  settle(name: string): void {
+    if (this.owed().includes(name)) this.setOwed(this.owed().filter((n) => n !== name));
+  }
+
+  private owed(): string[] {
+    const value = this.store.getSetting(OWED_SETTING);
+    return Array.isArray(value) ? value.filter((n): n is string => typeof n === 'string') : [];
+  }
+
+  private setOwed(names: string[]): void {
+    this.store.setSetting(OWED_SETTING, names.length > 0 ? names : undefined);
   }
 
   /** Deselects the selected backup when it has been out of touch too long. */

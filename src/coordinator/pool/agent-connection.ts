@@ -15,6 +15,8 @@ export interface Identity {
   product: string;
   productVersion: string;
   instanceId: string;
+  /** The instance key (Ed25519 private key, PEM) that proves this coordinator's claim. */
+  instanceKey: string;
   /**
    * With a term, the connection works under the cluster's lease (the cluster is the instance id,
    * which a primary and its backups share): it is ready only while it holds the lease, and its
@@ -41,7 +43,13 @@ export interface AgentConnectionContext {
 }
 
 /** Errors that retrying will not fix: the agent is refused until its settings change. */
-const REFUSALS = new Set(['AUTH_FAILED', 'TLS_FINGERPRINT_MISMATCH', 'UNSUPPORTED_PROTOCOL']);
+const REFUSALS = new Set([
+  'AUTH_FAILED',
+  'TLS_FINGERPRINT_MISMATCH',
+  'UNSUPPORTED_PROTOCOL',
+  'INSTANCE_BOUND',
+  'INSTANCE_CLAIM_INVALID',
+]);
 
 export class AgentConnection {
   status: AgentStatus = 'disabled';
@@ -141,6 +149,7 @@ export class AgentConnection {
         product: identity.product,
         productVersion: identity.productVersion,
         instanceId: identity.instanceId,
+        instanceKey: identity.instanceKey,
         ...(identity.leaseTerm === undefined
           ? {}
           : { clusterId: identity.instanceId, leaseTerm: identity.leaseTerm }),
@@ -310,6 +319,8 @@ function describe(err: MusterError): string {
       return `the agent's certificate does not match the pinned fingerprint (${err.message})`;
     case 'UNSUPPORTED_PROTOCOL':
       return `the agent speaks another protocol version: ${err.message}`;
+    case 'INSTANCE_BOUND':
+      return `the agent refuses this coordinator's instance: ${err.message}`;
     default:
       return err.message;
   }

@@ -12,7 +12,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { FramedConnection } from '../connection.js';
 import { isErrorCode, MusterError } from '../errors.js';
 import { DEFAULT_MAX_FRAME_BYTES, type Frame } from '../framing.js';
-import { agentProof, channelBinding, clientProof, newNonce, proofsEqual } from '../handshake.js';
+import {
+  agentProof,
+  channelBinding,
+  clientProof,
+  newNonce,
+  proofsEqual,
+  signClaim,
+} from '../handshake.js';
 import {
   agentMessageSchema,
   blobChunkHeaderSchema,
@@ -41,6 +48,11 @@ export interface AgentClientOptions {
   instanceId?: string;
   clusterId?: string;
   leaseTerm?: number;
+  /**
+   * The coordinator's instance key (Ed25519 private key, PEM): needed to claim an instanceId or a
+   * clusterId, which the agent binds to the first key that claims them.
+   */
+  instanceKey?: string;
   /** Bind the client socket to this local address (tests use 127.0.0.x as distinct sources). */
   localAddress?: string;
   connectTimeoutMs?: number;
@@ -657,7 +669,8 @@ async function handshake(
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
     let step: 'challenge' | 'ready' = 'challenge';
-    let challenge: { protocol: number; agentId: string; agentVersion: string } | undefined;
+    let challenge:
+      { protocol: number; agentId: string; agentVersion: string; nonce: string } | undefined;
     const timer = setTimeout(
       () => fail(new MusterError('HANDSHAKE_TIMEOUT', 'the agent did not complete the handshake')),
       timeoutMs,
@@ -707,25 +720,47 @@ async function handshake(
         if (!parsed.success)
           return fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "challenge"'));
         const c = parsed.data;
-        if (!proofsEqual(c.proof, agentProof(options.accessKey, clientNonce, c.nonce, binding))) {
-          conn.close();
-          return fail(
-            new MusterError(
-              'AUTH_FAILED',
-              'the agent could not prove it knows the access key (wrong key, or not the agent you meant)',
-            ),
-          );
-        }
         challenge = c;
         step = 'ready';
+        const claims = options.instanceId !== undefined || options.clusterId !== undefined;
+        if (claims && options.instanceKey === undefined)
+          return fail(
+            new MusterError('INSTANCE_CLAIM_INVALID', 'an instance id needs the instance key'),
+          );
         conn.sendJson({
           t: 'auth',
           proof: clientProof(options.accessKey, clientNonce, c.nonce, binding),
+          ...(claims && options.instanceKey !== undefined
+            ? {
+                claim: signClaim(options.instanceKey, {
+                  product: options.product,
+                  instanceId: options.instanceId,
+                  clusterId: options.clusterId,
+                  clientNonce,
+                  agentNonce: c.nonce,
+                  binding,
+                }),
+              }
+            : {}),
         });
         return;
       }
       const parsed = readySchema.safeParse(value);
       if (!parsed.success) return fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "ready"'));
+      const agentNonce = challenge!.nonce;
+      const proof = parsed.data.proof;
+      if (
+        proof === undefined ||
+        !proofsEqual(proof, agentProof(options.accessKey, clientNonce, agentNonce, binding))
+      ) {
+        conn.close();
+        return fail(
+          new MusterError(
+            'AUTH_FAILED',
+            'the agent could not prove it knows the access key (wrong key, or not the agent you meant)',
+          ),
+        );
+      }
       clearTimeout(timer);
       resolve({
         instance: parsed.data.instance,

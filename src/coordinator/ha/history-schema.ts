@@ -1,0 +1,149 @@
+/**
+ * What a backup hands back at failback, checked like API input before any of it reaches the
+ * store: a build with its tasks, attempts and log chunks, and the tokens its users made. Nothing
+ * else crosses (never users, roles, password hashes or settings), and every field has its type,
+ * its range and a length limit, so a backup with a bug (or a stolen secret) cannot write rows the
+ * primary's own code would never write.
+ */
+import { z } from 'zod';
+import { MusterError } from '../../protocol/errors.js';
+import { takeoverSchema } from './backup-side.js';
+
+const MAX_TEXT = 64 * 1024;
+const MAX_PLAN = 16 * 1024 * 1024;
+const id = z.number().int().positive();
+const count = z.number().int().nonnegative();
+const when = z.string().max(64);
+const text = z.string().max(MAX_TEXT);
+const taskName = z.string().min(1).max(200);
+/** A JSON list of files as the store keeps it (builds.files, tasks.outputs). */
+const fileList = z
+  .string()
+  .max(MAX_PLAN)
+  .refine((value) => {
+    try {
+      return Array.isArray(JSON.parse(value));
+    } catch {
+      return false;
+    }
+  }, 'a JSON list');
+
+const build = z.object({
+  id,
+  uid: z.string().regex(/^[0-9a-f]{32}$/),
+  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']),
+  plan: z.string().max(MAX_PLAN),
+  files: fileList,
+  created_by: z.string().max(200),
+  created_at: when,
+  started_at: when.nullable(),
+  finished_at: when.nullable(),
+  error: text.nullable(),
+});
+
+const task = z.object({
+  build_id: id,
+  name: taskName,
+  position: count,
+  status: z.enum(['pending', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'skipped']),
+  attempts: count,
+  exit_code: z.number().int().nullable(),
+  agent: z.string().max(200).nullable(),
+  started_at: when.nullable(),
+  finished_at: when.nullable(),
+  outputs: fileList,
+  error: text.nullable(),
+});
+
+const attempt = z.object({
+  id,
+  build_id: id,
+  task_name: taskName,
+  number: id,
+  agent: z.string().max(200),
+  agent_task_id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/),
+  status: z.enum(['running', 'succeeded', 'failed', 'cancelled', 'timed-out', 'lost']),
+  started_at: when,
+  finished_at: when.nullable(),
+  exit_code: z.number().int().nullable(),
+  error: text.nullable(),
+  next_seq: count,
+});
+
+const logChunk = z.object({
+  id,
+  build_id: id,
+  task_name: taskName,
+  attempt: count,
+  stream: z.enum(['stdout', 'stderr', 'log']),
+  data: z.object({ $b64: z.string().max(8 * 1024 * 1024) }),
+  at: when,
+});
+
+export const buildHistorySchema = z
+  .object({
+    build,
+    tasks: z.array(task).max(100_000),
+    attempts: z.array(attempt).max(1_000_000),
+    logs: z.array(logChunk).max(10_000),
+  })
+  .superRefine((history, ctx) => {
+    // Every row must belong to the build it came with, and every attempt and chunk to a task of it.
+    const names = new Set(history.tasks.map((t) => t.name));
+    const own = (buildId: number, name?: string) =>
+      buildId === history.build.id && (name === undefined || names.has(name));
+    if (!history.tasks.every((t) => own(t.build_id)))
+      ctx.addIssue({ code: 'custom', message: 'a task of another build' });
+    if (!history.attempts.every((a) => own(a.build_id, a.task_name)))
+      ctx.addIssue({ code: 'custom', message: 'an attempt of another build or task' });
+    if (!history.logs.every((l) => own(l.build_id, l.task_name)))
+      ctx.addIssue({ code: 'custom', message: 'a log chunk of another build or task' });
+  });
+
+const token = z.object({
+  user_name: z.string().min(1).max(200),
+  token_hash: z.string().regex(/^[0-9a-f]{64}$/),
+  created_at: when,
+  expires_at: when,
+  last_used_at: when.nullable(),
+});
+
+export const handedBackTokensSchema = z.array(token).max(100_000);
+
+export const backupStateSchema = z.object({
+  state: z.enum(['standby', 'taking-over', 'active', 'handing-back']),
+  term: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(2 ** 31 - 1),
+  history: z.boolean(),
+});
+
+export const handbackBeginSchema = z.object({
+  term: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(2 ** 31 - 1),
+  builds: z.array(id).max(1_000_000),
+  takeover: takeoverSchema.nullable(),
+});
+
+/** Parses what a backup sent, or throws VALIDATION_FAILED naming the first problems. */
+export function fromBackup<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  what: string,
+): z.infer<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+  throw new MusterError(
+    'VALIDATION_FAILED',
+    `the backup sent an invalid ${what}: ${problems.join('; ')}`,
+    { problems },
+  );
+}

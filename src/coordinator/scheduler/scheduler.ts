@@ -502,7 +502,9 @@ export class Scheduler {
           },
           'an agent reported outputs the task did not declare',
         );
-        result = { ...result, status: 'failed', outputs: undefined, error: refused.toWire() };
+        // The code goes into the message too: the task's error is all that is kept of it.
+        const error = { code: refused.code, message: `${refused.message} [${refused.code}]` };
+        result = { ...result, status: 'failed', outputs: undefined, error };
       }
     }
     if (result.status === 'succeeded') {

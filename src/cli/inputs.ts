@@ -76,7 +76,9 @@ export async function resolveInputs(root: string, patterns: readonly string[]): 
     const matched = files.filter((path) => match(path));
     let escaped = false;
     for (const link of links) {
-      if (!match(link) && !mayMatchUnder(pattern, link)) continue;
+      // A linked node_modules (or .git, .muster) is not walked, like the directory it stands for.
+      const skipped = SKIPPED_DIRS.has(link.slice(link.lastIndexOf('/') + 1));
+      if (!match(link) && (skipped || !mayMatchUnder(pattern, link))) continue;
       if (await escapesVia(raw, link)) {
         escaped = true;
         continue;

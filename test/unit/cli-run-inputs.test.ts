@@ -30,6 +30,7 @@ before(async () => {
   await symlink('lib', join(root, 'src', 'liblink')); // a directory inside: not walked
   await symlink('missing.c', join(root, 'src', 'dangling.c')); // dangling, inside
   await symlink(outside, join(root, 'build')); // outside, but no pattern reaches it
+  await symlink(outside, join(root, 'src', 'node_modules')); // outside, but never walked
 });
 
 function escapes(message: RegExp) {

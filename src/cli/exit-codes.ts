@@ -28,6 +28,11 @@ const usageCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'STANDBY',
   'BLOB_HASH_MISMATCH',
   'INVALID_PATH',
+  // An input that leads outside the plan's directory; outputs it will not write there.
+  'INPUT_ESCAPES',
+  'OUTPUT_UNDECLARED',
+  'OUTPUT_IN_GIT',
+  'OUTPUT_THROUGH_SYMLINK',
   'LAST_ADMIN',
   'WRONG_PASSWORD',
   // A certificate and key that cannot be used, or a coordinator without TLS.

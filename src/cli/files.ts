@@ -1,14 +1,16 @@
 /**
  * Local files and the coordinator's blob store: walk a folder, hash files, upload only the blobs
- * the coordinator lacks, and write downloaded outputs atomically under a directory.
+ * the coordinator lacks, and write downloaded outputs atomically under a directory (confined to
+ * it: confined.ts).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { readFile, readdir, realpath, stat } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
 import { MusterError } from '../protocol/errors.js';
 import { checkRelativePath } from '../protocol/paths.js';
 import type { ApiClient } from './api-client.js';
+import { openInside, writeInside } from './confined.js';
 
 export interface LocalFile {
   /** Relative to the root it was found under, with "/" separators. */
@@ -49,15 +51,17 @@ export async function mapLimit<T, R>(
 
 /**
  * Regular files under root/base (relative to root, "/" separators, sorted). Directories named in
- * `skip` are not entered; symlinks to files count as files, symlinks to directories are not
- * followed (no loops).
+ * `skip` are not entered; symlinks to directories are not followed (no loops). Symlinks to files
+ * count as files, unless `links` is given: then every symlink met is pushed there instead, for
+ * the caller to judge.
  */
 export async function walkFiles(
   root: string,
-  options: { base?: string; skip?: ReadonlySet<string> } = {},
+  options: { base?: string; skip?: ReadonlySet<string>; links?: string[] } = {},
 ): Promise<string[]> {
   const out: string[] = [];
   const skip = options.skip ?? new Set<string>();
+  const links = options.links;
   const visit = async (relDir: string): Promise<void> => {
     let entries;
     try {
@@ -78,6 +82,8 @@ export async function walkFiles(
         if (!skip.has(entry.name)) await visit(rel);
       } else if (entry.isFile()) {
         out.push(rel);
+      } else if (entry.isSymbolicLink() && links) {
+        links.push(rel);
       } else if (entry.isSymbolicLink()) {
         const target = await stat(join(root, rel)).catch(() => undefined);
         if (target?.isFile()) out.push(rel);
@@ -99,10 +105,21 @@ export async function hashFile(path: string): Promise<{ sha256: string; size: nu
   return { sha256: hash.digest('hex'), size };
 }
 
-/** Hashes the files (relative to root) for upload. */
-export async function describeFiles(root: string, paths: readonly string[]): Promise<LocalFile[]> {
+/**
+ * Hashes the files (relative to root) for upload. With `confine`, each file is read only when its
+ * real path is inside root (INPUT_ESCAPES otherwise), from a descriptor checked after opening
+ * (confined.ts); `absolute` is then that real path, and uploadMissing re-checks the hash of what
+ * it sends, so what is uploaded is always what was checked.
+ */
+export async function describeFiles(
+  root: string,
+  paths: readonly string[],
+  options: { confine?: boolean } = {},
+): Promise<LocalFile[]> {
+  const realRoot = options.confine ? await realpath(root) : undefined;
   return mapLimit(paths, CONCURRENCY, async (path) => {
     const absolute = join(root, ...path.split('/'));
+    if (realRoot !== undefined) return describeInside(root, realRoot, path);
     try {
       const info = await stat(absolute);
       const { sha256, size } = await hashFile(absolute);
@@ -116,6 +133,25 @@ export async function describeFiles(root: string, paths: readonly string[]): Pro
       );
     }
   });
+}
+
+async function describeInside(root: string, realRoot: string, path: string): Promise<LocalFile> {
+  const { handle, real } = await openInside(root, realRoot, path);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      throw new MusterError('INVALID_CONFIG', `input "${path}" is not a regular file`, { path });
+    }
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of handle.createReadStream({ autoClose: false })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    return { path, absolute: real, sha256: hash.digest('hex'), size, mode: info.mode & 0o777 };
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Uploads the blobs the coordinator does not have yet; returns how many and how many bytes. */
@@ -150,11 +186,13 @@ export async function uploadMissing(
 
 /**
  * Downloads files into dir: each path must be safe and relative (INVALID_PATH otherwise, checked
- * for all before anything is written); a later entry for the same path wins. Each file is written
- * to a temporary name beside it, given its mode, then renamed, so a reader never sees half a file.
+ * for all before anything is written); a later entry for the same path wins. Files are written
+ * by writeInside (confined.ts): never through a symlink already in the directory, each to a
+ * temporary name beside it, given its mode, then renamed, so a reader never sees half a file.
+ * Which paths a build may write at all is decided before this (outputs.ts).
  */
 export async function downloadFiles(
-  client: ApiClient,
+  client: Pick<ApiClient, 'getBlob'>,
   dir: string,
   files: readonly RemoteFile[],
 ): Promise<{ files: number; bytes: number }> {
@@ -162,15 +200,17 @@ export async function downloadFiles(
   const byPath = new Map<string, RemoteFile>();
   for (const file of files) {
     checkRelativePath(file.path, 'output path');
-    const target = resolve(root, ...file.path.split('/'));
-    if (target !== root && !target.startsWith(root + sep)) {
-      throw new MusterError('INVALID_PATH', `output path "${file.path}" leaves ${root}`, {
-        path: file.path,
-      });
-    }
     byPath.delete(file.path);
     byPath.set(file.path, file);
   }
+  const realRoot = await realpath(root).catch((err: unknown) => {
+    throw new MusterError(
+      'STORAGE_ERROR',
+      `cannot write to ${root}: ${(err as Error).message}`,
+      { path: root },
+      { cause: err },
+    );
+  });
   let bytes = 0;
   const blobs = new Map<string, Promise<Buffer>>();
   const fetchBlob = (file: RemoteFile): Promise<Buffer> => {
@@ -192,29 +232,10 @@ export async function downloadFiles(
   };
   await mapLimit([...byPath.values()], 4, async (file) => {
     const data = await fetchBlob(file);
-    await writeAtomically(join(root, ...file.path.split('/')), data, file.mode);
+    await writeInside(realRoot, file.path, data, file.mode);
     bytes += data.length;
   });
   return { files: byPath.size, bytes };
-}
-
-async function writeAtomically(path: string, data: Buffer, mode: number): Promise<void> {
-  const dir = dirname(path);
-  const temp = join(dir, `.muster-${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    await mkdir(dir, { recursive: true });
-    await writeFile(temp, data, { mode: mode & 0o777 });
-    await chmod(temp, mode & 0o777);
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw new MusterError(
-      'STORAGE_ERROR',
-      `cannot write ${path}: ${(err as Error).message}`,
-      { path },
-      { cause: err },
-    );
-  }
 }
 
 /** The path relative to the working directory, for messages. */

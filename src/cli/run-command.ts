@@ -1,7 +1,8 @@
 /**
  * `muster run [PLAN] [--detach] [--json]`: checks the plan locally, uploads the input files the
- * coordinator lacks, submits the build, follows it, then writes every task's outputs into the
- * plan's directory. Exit 0 only when the build succeeded, 1 when it failed or was cancelled.
+ * coordinator lacks (never from outside the plan's directory: inputs.ts), submits the build,
+ * follows it, then writes every task's declared outputs into the plan's directory (outputs.ts).
+ * Exit 0 only when the build succeeded, 1 when it failed or was cancelled.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -12,10 +13,11 @@ import { MusterError } from '../protocol/errors.js';
 import { connect } from './api-client.js';
 import { BuildDisplay, summaryLine } from './build-display.js';
 import { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK } from './exit-codes.js';
-import { describeFiles, displayPath, downloadFiles, uploadMissing } from './files.js';
+import { describeFiles, displayPath, uploadMissing } from './files.js';
 import { followBuild } from './follow.js';
 import { formatBytes, plural, printJson } from './format.js';
 import { resolveInputs } from './inputs.js';
+import { writeOutputs } from './outputs.js';
 
 interface RunOptions {
   detach?: boolean;
@@ -45,7 +47,7 @@ async function runPlan(planArg: string, opts: RunOptions): Promise<number> {
   const client = await connect();
   const out = opts.json ? process.stderr : process.stdout;
 
-  const files = await describeFiles(dir, paths);
+  const files = await describeFiles(dir, paths, { confine: true });
   const uploaded = await uploadMissing(client, files);
   if (files.length > 0 && !opts.detach) {
     const sent =
@@ -86,9 +88,8 @@ async function runPlan(planArg: string, opts: RunOptions): Promise<number> {
     process.off('SIGINT', onInterrupt);
   }
 
-  const outputs = build.tasks.flatMap((t) => t.outputs);
-  if (outputs.length > 0) {
-    const written = await downloadFiles(client, dir, outputs);
+  if (build.tasks.some((t) => t.outputs.length > 0)) {
+    const written = await writeOutputs(client, dir, plan, build.tasks);
     out.write(
       `Wrote ${plural(written.files, 'output file')} (${formatBytes(written.bytes)}) to ${displayPath(dir)}\n`,
     );

@@ -37,6 +37,11 @@ export const errorCodes = {
   OPERATION_FAILED: 'The operation threw an error.',
   INVALID_INPUT: "The operation's input is not valid.",
   OUTPUT_ESCAPES: 'A declared output resolves outside the work directory.',
+  OUTPUT_UNDECLARED: "An output path that none of its task's declared outputs patterns match.",
+  OUTPUT_IN_GIT:
+    'An output path inside a .git directory (any case): outputs are never written there.',
+  OUTPUT_THROUGH_SYMLINK:
+    "An output's destination goes through a symlink already there; muster run does not follow it.",
   TASK_TIMEOUT: 'The task ran longer than its timeout and was killed.',
   TASK_CANCELLED: 'The task was cancelled.',
   HOST_CRASHED: 'The host process exited while the task was running.',
@@ -50,6 +55,8 @@ export const errorCodes = {
   INTERNAL: 'An unexpected error; see the log.',
   // configuration
   INVALID_CONFIG: 'A command-line option or configuration value is invalid.',
+  INPUT_ESCAPES:
+    "An input of the plan resolves, through a symlink, outside the plan's directory; nothing is uploaded.",
   // coordinator: API, store, plans
   UNAUTHORIZED: 'No valid credentials: log in (muster login) or pass a token.',
   FORBIDDEN: 'Your role does not allow this (admin only).',

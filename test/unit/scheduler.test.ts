@@ -33,6 +33,8 @@ class FakeAgent implements SchedulerAgent {
   readonly started: Started[] = [];
   readonly cancelled: string[] = [];
   readonly released: string[] = [];
+  /** Blobs the scheduler fetched from this agent. */
+  readonly fetched: string[] = [];
   readonly attached: { taskId: string; fromSeq: number }[] = [];
   onAgent: { taskId: string; state: 'running' | 'done' }[] = [];
   connected = true;
@@ -95,7 +97,10 @@ class FakeAgent implements SchedulerAgent {
       releaseTask: async (taskId) => {
         this.released.push(taskId);
       },
-      getBlob: async () => undefined,
+      getBlob: async (sha256) => {
+        this.fetched.push(sha256);
+        return undefined;
+      },
     };
   }
 }
@@ -367,5 +372,84 @@ describe('scheduler', () => {
     );
     assert.equal(agent.started.length, 1);
     s.stop();
+  });
+  describe('an agent that lies about its outputs', () => {
+    const PLAN =
+      'tasks:\n  one:\n    run: x\n    retries: 1\n    outputs: [out/*.txt, .GIT/config]\n' +
+      '  two:\n    run: y\n    needs: [one]\n';
+    const lies: [string, string, RegExp][] = [
+      [
+        '../../.git/hooks/x',
+        'INVALID_PATH',
+        /output path "\.\.\/\.\.\/\.git\/hooks\/x" has a "\.\." segment/,
+      ],
+      ['/etc/passwd', 'INVALID_PATH', /is absolute/],
+      ['out/../../x', 'INVALID_PATH', /has a "\.\." segment/],
+      ['.git/hooks/post-checkout', 'OUTPUT_IN_GIT', /is inside \.git\//],
+      ['.GIT/config', 'OUTPUT_IN_GIT', /is inside \.git\//],
+      [
+        'notes.txt',
+        'OUTPUT_UNDECLARED',
+        /"notes\.txt" is not one of the task's declared outputs \(outputs: out\/\*\.txt, \.GIT\/config\)/,
+      ],
+      ['out/sub/deep.txt', 'OUTPUT_UNDECLARED', /not one of the task's declared outputs/],
+    ];
+    for (const [path, code, message] of lies) {
+      it(`refuses ${JSON.stringify(path)} (${code}): the attempt fails, nothing is fetched or kept`, async () => {
+        const agent = new FakeAgent('liar', 1);
+        const s = scheduler([agent]);
+        s.start();
+        const build = store.createBuild(parsePlan(PLAN), [], 'test');
+        s.submit(build);
+        await until(() => agent.started.length === 1, 'the first attempt');
+        const good = await storeBlob('good');
+        const evil = { sha256: createHash('sha256').update('evil').digest('hex'), size: 4 };
+        agent.started.splice(0)[0]!.finish({
+          outputs: [
+            { path: 'out/a.txt', ...good, mode: 0o644 },
+            { path, ...evil, mode: 0o755 },
+          ],
+        });
+        // The retry (retries: 1) on an honest report succeeds.
+        await until(() => agent.started.length === 1, 'the retry');
+        const [failed] = store.listAttempts(build.id, 'one');
+        assert.equal(failed?.status, 'failed');
+        assert.match(failed?.error ?? '', message);
+        assert.match(failed?.error ?? '', new RegExp(`none of its outputs is kept \\[${code}\\]$`));
+        assert.deepEqual(agent.fetched, [], 'no blob of a refused result is fetched');
+        assert.deepEqual(store.getTask(build.id, 'one')?.outputs, []);
+        agent.started
+          .splice(0)[0]!
+          .finish({ outputs: [{ path: 'out/a.txt', ...good, mode: 0o644 }] });
+        await until(() => agent.started.length === 1, 'the task that needs it');
+        assert.deepEqual(agent.started[0]!.spec.inputs, [
+          { path: 'out/a.txt', sha256: good.sha256, mode: 0o644 },
+        ]);
+        agent.started.splice(0)[0]!.finish({});
+        await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
+        s.stop();
+      });
+    }
+
+    it('fails the task when every attempt lies, and skips what needs it', async () => {
+      const agent = new FakeAgent('liar', 1);
+      const s = scheduler([agent]);
+      s.start();
+      const build = store.createBuild(parsePlan(PLAN), [], 'test');
+      s.submit(build);
+      const blob = await storeBlob('x');
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        await until(() => agent.started.length === 1, `attempt ${attempt}`);
+        agent.started
+          .splice(0)[0]!
+          .finish({ outputs: [{ path: 'undeclared.bin', ...blob, mode: 0o644 }] });
+      }
+      await until(() => store.getBuild(build.id)?.status === 'failed', 'the build to fail');
+      const one = store.getTask(build.id, 'one');
+      assert.equal(one?.status, 'failed');
+      assert.match(one?.error ?? '', /\[OUTPUT_UNDECLARED\]$/);
+      assert.equal(store.getTask(build.id, 'two')?.status, 'skipped');
+      s.stop();
+    });
   });
 });

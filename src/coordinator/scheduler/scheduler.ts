@@ -17,6 +17,8 @@ import { toMusterError, type MusterError } from '../../protocol/errors.js';
 import type { TaskInputFile, TaskResult } from '../../protocol/task-types.js';
 import { buildSummary, taskView } from '../api/views.js';
 import type { EventBus } from '../events.js';
+import { DeclaredOutputs, refuseOutputs } from '../plan/outputs.js';
+import type { PlanTask } from '../plan/types.js';
 import type { Store } from '../store/store.js';
 import type { AttemptRow, AttemptStatus, BuildRow, TaskRow } from '../store/types.js';
 import { ActiveBuild, type TaskState } from './active-build.js';
@@ -474,9 +476,37 @@ export class Scheduler {
   private async complete(
     flight: InFlight,
     client: SchedulerClient,
-    result: TaskResult,
+    reported: TaskResult,
   ): Promise<void> {
     if (this.stopped || !this.inFlight.has(flight.attempt.agentTaskId)) return;
+    let result = reported;
+    if (result.status === 'succeeded') {
+      // The one place an agent's result is accepted: its paths are checked before anything of
+      // it is fetched or stored.
+      const refused = refuseOutputs(
+        [
+          {
+            declared: declaredOutputs(flight.task.plan),
+            paths: (result.outputs ?? []).map((o) => o.path),
+          },
+        ],
+        'the attempt fails and none of its outputs is kept',
+      );
+      if (refused) {
+        this.ctx.log.warn(
+          {
+            build: flight.build.id,
+            task: flight.task.plan.name,
+            agent: flight.attempt.agent,
+            err: refused,
+          },
+          'an agent reported outputs the task did not declare',
+        );
+        // The code goes into the message too: the task's error is all that is kept of it.
+        const error = { code: refused.code, message: `${refused.message} [${refused.code}]` };
+        result = { ...result, status: 'failed', outputs: undefined, error };
+      }
+    }
     if (result.status === 'succeeded') {
       for (const output of result.outputs ?? []) {
         if (!(await this.ctx.blobs.has(output.sha256))) {
@@ -660,6 +690,18 @@ function pickAgent(agents: SchedulerAgent[], requires: string[]): SchedulerAgent
     if (!best || agent.freeSlots > best.freeSlots) best = agent;
   }
   return best;
+}
+
+const declaredByTask = new WeakMap<PlanTask, DeclaredOutputs>();
+
+/** A task's declared outputs, compiled once per plan task. */
+function declaredOutputs(plan: PlanTask): DeclaredOutputs {
+  let declared = declaredByTask.get(plan);
+  if (!declared) {
+    declared = new DeclaredOutputs(plan.name, plan.outputs);
+    declaredByTask.set(plan, declared);
+  }
+  return declared;
 }
 
 /** A build's error while its cancel is under way (a restart mid-cancel goes on cancelling). */

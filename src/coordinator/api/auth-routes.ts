@@ -181,14 +181,18 @@ export function registerAuth(
  */
 function accessOf(request: FastifyRequest): RouteAccess {
   if (request.routeOptions.url !== undefined) return request.routeOptions.config.access ?? 'user';
-  return apiPath(request.url) ? 'user' : 'public';
+  return isApiPath(request.url) ? 'user' : 'public';
 }
 
-/** Whether a URL (origin form, or absolute form `http://host/api/...`) is under /api/. */
-function apiPath(url: string): boolean {
-  let path: string;
+/**
+ * Whether a request target (origin form `/api/...`, or absolute form `http://host/api/...`) is
+ * under /api/, however it is spelled (percent-encoded, doubled slashes, upper case).
+ */
+export function isApiPath(target: string): boolean {
+  let path = target.split('?')[0] ?? '';
   try {
-    path = decodeURIComponent(new URL(url, 'http://localhost').pathname);
+    if (!path.startsWith('/')) path = new URL(path).pathname;
+    path = decodeURIComponent(path);
   } catch {
     return true;
   }

@@ -6,7 +6,7 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { registerAgentRoutes } from './agent-routes.js';
-import { registerAuth } from './auth-routes.js';
+import { isApiPath, registerAuth } from './auth-routes.js';
 import { registerBlobRoutes } from './blob-routes.js';
 import { registerBuildRoutes } from './build-routes.js';
 import { registerCertificateRoutes } from './certificate-routes.js';
@@ -110,7 +110,7 @@ export function buildServer(
   const indexHtml = web ? readFileSync(`${web}index.html`) : undefined;
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? '';
-    if (indexHtml && request.method === 'GET' && !path.startsWith('/api/') && !path.includes('.')) {
+    if (indexHtml && request.method === 'GET' && !isApiPath(path) && !path.includes('.')) {
       return reply
         .header('cache-control', 'no-cache')
         .header('content-type', 'text/html; charset=utf-8')

@@ -113,11 +113,14 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return actual.length === parsed.hash.length && timingSafeEqual(actual, parsed.hash);
 }
 
-/** Whether a stored hash was made with other parameters than `cost` gives (then store a new one). */
+/**
+ * Whether a stored hash is weaker than `cost` asks for (then store a new one). A stronger one is
+ * kept: lowering --password-cost never weakens a hash that exists.
+ */
 export function needsRehash(stored: string, cost: PasswordCost): boolean {
   const parsed = parseHash(stored);
   const want = paramsOf(cost);
-  return !parsed || parsed.n !== want.n || parsed.r !== want.r || parsed.p !== want.p;
+  return !parsed || parsed.n < want.n || parsed.r < want.r || parsed.p < want.p;
 }
 
 /**

@@ -56,8 +56,8 @@ export function registerCoordinatorCommand(program: Command): void {
     )
     .option(
       '--keep-alive-timeout <duration>',
-      'close an idle keep-alive connection after this long',
-      '10s',
+      "close an idle keep-alive connection after this long (keep it above a load balancer's idle timeout)",
+      '72s',
     )
     .option(
       '--password-cost <log2N>',

@@ -39,7 +39,11 @@ export interface CoordinatorOptions {
   requestTimeout?: string;
   /** A connection with no traffic in either direction for this long is closed. */
   idleTimeout?: string;
-  /** How long an idle keep-alive connection is kept open between requests. */
+  /**
+   * How long an idle keep-alive connection is kept open between requests (longer than the 60 s
+   * a load balancer in front commonly keeps its idle connections, so it never reuses one the
+   * coordinator is closing).
+   */
   keepAliveTimeout?: string;
   /** scrypt cost of password hashes as log2(N), 14 to 20 (default 17). */
   passwordCost?: number | string;
@@ -122,7 +126,7 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
       '--idle-timeout',
     ),
     keepAliveTimeoutMs: positive(
-      parseDuration(options.keepAliveTimeout ?? '10s', '--keep-alive-timeout'),
+      parseDuration(options.keepAliveTimeout ?? '72s', '--keep-alive-timeout'),
       '--keep-alive-timeout',
     ),
     passwordCost: checkPasswordCost(options.passwordCost ?? DEFAULT_PASSWORD_COST),

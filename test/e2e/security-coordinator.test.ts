@@ -599,9 +599,11 @@ describe('failed logins', () => {
 
     const again = await restartCoordinator(c, { tls: true, args: ['--password-cost', '15'] });
     await loginAs(again, 'veteran', 'veteran-password-1');
-    assert.ok(
-      again.logs.some((l) => l.msg === 'password hash upgraded' && l.user === 'veteran'),
-      'the upgrade is logged',
+    // The log line travels through the process's stdout: wait for it a little.
+    await waitFor(
+      () => again.logs.some((l) => l.msg === 'password hash upgraded' && l.user === 'veteran'),
+      10_000,
+      'the upgrade to be logged',
     );
     await again.stop();
     assert.match(hashOf('veteran'), /^scrypt\$32768\$8\$1\$/, 'stored again at 2^15');

@@ -42,6 +42,9 @@ const keyFile = join(tlsDir, 'key.pem');
 writeFileSync(certFile, pems.cert);
 writeFileSync(keyFile, pems.key, { mode: 0o600 });
 const env = {
+  // Password hashes at the old scrypt cost (2^14, ~0.1 s instead of ~1 s at the default 2^17):
+  // the suite logs in hundreds of times. Tests that need the real cost pass --password-cost.
+  MUSTER_PASSWORD_COST: '14',
   ...process.env,
   MUSTER_TEST_TLS_CERT: certFile,
   MUSTER_TEST_TLS_KEY: keyFile,

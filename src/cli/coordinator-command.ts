@@ -44,11 +44,42 @@ export function registerCoordinatorCommand(program: Command): void {
     )
     .option('--heartbeat-interval <duration>', 'agent heartbeat interval', '5s')
     .option('--token-ttl <duration>', 'how long a login token stays valid', '30d')
+    .option(
+      '--request-timeout <duration>',
+      "how long a client may take to send a request's head and body (larger bodies from admins get more time)",
+      '30s',
+    )
+    .option(
+      '--idle-timeout <duration>',
+      'close a connection silent in both directions this long',
+      '2m',
+    )
+    .option(
+      '--keep-alive-timeout <duration>',
+      "close an idle keep-alive connection after this long (keep it above a load balancer's idle timeout)",
+      '72s',
+    )
+    .option(
+      '--password-cost <log2N>',
+      'scrypt cost of new password hashes, 14-20 (default 17, or MUSTER_PASSWORD_COST); older hashes are upgraded at login',
+    )
+    .option(
+      '--upload-quota <size>',
+      'uploaded blobs no build or extension uses yet may take this much in all',
+      '10GiB',
+    )
+    .option('--upload-quota-per-user <size>', 'the same, per user', '5GiB')
+    .option(
+      '--blob-retention <duration>',
+      'delete blobs that nothing references once they are this old',
+      '1h',
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
     .action(async (opts: CoordinatorOptions) => {
       const options = compileCoordinatorOptions({
         ...opts,
         joinToken: opts.joinToken ?? process.env.MUSTER_JOIN_TOKEN,
+        passwordCost: opts.passwordCost ?? (process.env.MUSTER_PASSWORD_COST || undefined),
       });
       const log = pino({ level: options.logLevel, base: { service: 'muster-coordinator' } });
       // Loaded here, not at the top: every other command starts faster without the server.

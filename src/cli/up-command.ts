@@ -48,6 +48,7 @@ export function registerUpCommand(program: Command): void {
         compileCoordinatorOptions({
           listen: `127.0.0.1:${opts.port}`,
           data: join(dataDir, 'coordinator'),
+          passwordCost: process.env.MUSTER_PASSWORD_COST || undefined,
         }),
         log.child({ component: 'coordinator' }),
       );

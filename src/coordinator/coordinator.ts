@@ -9,7 +9,6 @@
  * agents and are re-attached at the next start), close the store.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -22,7 +21,9 @@ import type { ApiContext } from './api/context.js';
 import { buildServer } from './api/server.js';
 import type { StatusView } from './api/schemas.js';
 import { generatePassword, hashPassword } from './auth/passwords.js';
+import { BlobSweeper } from './blob-sweeper.js';
 import { BundleManager } from './bundles.js';
+import { restrictFiles, secureDataDir } from './data-dir.js';
 import { EventBus } from './events.js';
 import { Metrics } from './metrics.js';
 import type { CompiledCoordinatorOptions } from './options.js';
@@ -88,13 +89,25 @@ export class Coordinator {
     this.state = 'starting';
     const { options, log } = this;
     const isBackup = options.backupOf !== undefined;
-    await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+    await secureDataDir(options.dataDir);
     const store = openSqliteStore(join(options.dataDir, 'muster.db'));
     this.store = store;
+    // SQLite makes muster.db (and its -wal, -shm) with the umask's mode on a first start.
+    await restrictFiles(options.dataDir);
     // A backup's users, settings and instance id all come from its primary.
     const generatedAdminPassword = isBackup ? undefined : await this.bootstrap(store);
     const blobs = new BlobStore(join(options.dataDir, 'blobs'));
     await blobs.init();
+    const uploads = new BlobSweeper(
+      store,
+      blobs,
+      {
+        quotaBytes: options.uploadQuotaBytes,
+        perUserQuotaBytes: options.uploadQuotaPerUserBytes,
+        retentionMs: options.blobRetentionMs,
+      },
+      log,
+    );
     const events = new EventBus();
     const bundles = new BundleManager(store, blobs, {
       hostDir: options.hostDir,
@@ -193,6 +206,7 @@ export class Coordinator {
       },
       scheduler: engine,
       blobs,
+      uploads,
       events,
       bundles,
       metrics,
@@ -248,6 +262,17 @@ export class Coordinator {
     const sweep = setInterval(() => store.deleteExpiredTokens(new Date().toISOString()), 3_600_000);
     sweep.unref();
     this.timers.push(sweep);
+    // The first blob sweep counts what is unreferenced now (the quota starts from it); then one
+    // every half retention (at most every 10 minutes).
+    const sweepBlobs = (): void =>
+      void uploads.sweep().catch((err: unknown) => log.warn({ err }, 'sweeping blobs failed'));
+    sweepBlobs();
+    const blobSweep = setInterval(
+      sweepBlobs,
+      Math.min(600_000, Math.max(1000, Math.floor(options.blobRetentionMs / 2))),
+    );
+    blobSweep.unref();
+    this.timers.push(blobSweep);
     const url = this.listenUrl();
     log.info(
       {
@@ -306,7 +331,11 @@ export class Coordinator {
     if (store.listUsers().length > 0) return undefined;
     const given = process.env.MUSTER_ADMIN_PASSWORD;
     const password = given !== undefined && given !== '' ? given : generatePassword();
-    store.createUser('admin', 'admin', await hashPassword(password));
+    store.createUser(
+      'admin',
+      'admin',
+      await hashPassword(password, { log2N: this.options.passwordCost }),
+    );
     if (given !== undefined && given !== '') return undefined;
     await writeAtomic(join(this.options.dataDir, 'admin-password'), `${password}\n`, 0o600);
     return password;

@@ -35,6 +35,24 @@ export interface CoordinatorOptions {
   heartbeatInterval?: string;
   tokenTtl?: string;
   maxUploadBytes?: number;
+  /** How long a client may take to send a request's head and body (a login, a plan). */
+  requestTimeout?: string;
+  /** A connection with no traffic in either direction for this long is closed. */
+  idleTimeout?: string;
+  /**
+   * How long an idle keep-alive connection is kept open between requests (longer than the 60 s
+   * a load balancer in front commonly keeps its idle connections, so it never reuses one the
+   * coordinator is closing).
+   */
+  keepAliveTimeout?: string;
+  /** scrypt cost of password hashes as log2(N), 14 to 20 (default 17). */
+  passwordCost?: number | string;
+  /** Bytes of uploaded blobs that no build or extension references yet, in all (e.g. "10GiB"). */
+  uploadQuota?: number | string;
+  /** The same, per user. */
+  uploadQuotaPerUser?: number | string;
+  /** Blobs nothing references are deleted once they are this old. */
+  blobRetention?: string;
   /** Extra extension folders shipped to agents besides core (tests, `muster up`). */
   extensionDirs?: string[];
   /** Host runtime folder (default: this package's). */
@@ -59,6 +77,13 @@ export interface CompiledCoordinatorOptions {
   readonly heartbeatIntervalMs: number;
   readonly tokenTtlMs: number;
   readonly maxUploadBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly passwordCost: number;
+  readonly uploadQuotaBytes: number;
+  readonly uploadQuotaPerUserBytes: number;
+  readonly blobRetentionMs: number;
   readonly hostDir: string | undefined;
 }
 
@@ -92,8 +117,79 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     heartbeatIntervalMs: parseDuration(options.heartbeatInterval ?? '5s', '--heartbeat-interval'),
     tokenTtlMs: parseDuration(options.tokenTtl ?? '30d', '--token-ttl'),
     maxUploadBytes: options.maxUploadBytes ?? 1024 * 1024 * 1024,
+    requestTimeoutMs: positive(
+      parseDuration(options.requestTimeout ?? '30s', '--request-timeout'),
+      '--request-timeout',
+    ),
+    idleTimeoutMs: positive(
+      parseDuration(options.idleTimeout ?? '2m', '--idle-timeout'),
+      '--idle-timeout',
+    ),
+    keepAliveTimeoutMs: positive(
+      parseDuration(options.keepAliveTimeout ?? '72s', '--keep-alive-timeout'),
+      '--keep-alive-timeout',
+    ),
+    passwordCost: checkPasswordCost(options.passwordCost ?? DEFAULT_PASSWORD_COST),
+    uploadQuotaBytes: parseSize(options.uploadQuota ?? '10GiB', '--upload-quota'),
+    uploadQuotaPerUserBytes: parseSize(
+      options.uploadQuotaPerUser ?? '5GiB',
+      '--upload-quota-per-user',
+    ),
+    blobRetentionMs: positive(
+      parseDuration(options.blobRetention ?? '1h', '--blob-retention'),
+      '--blob-retention',
+    ),
     hostDir: options.hostDir === undefined ? undefined : resolve(options.hostDir),
   });
+}
+
+/** log2(N) of scrypt for new password hashes: 2^17 (128 MiB, r=8), as OWASP advises. */
+export const DEFAULT_PASSWORD_COST = 17;
+
+function checkPasswordCost(value: number | string): number {
+  const cost = Number(value);
+  if (!Number.isInteger(cost) || cost < 14 || cost > 20) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `--password-cost must be a whole number from 14 to 20 (log2 of scrypt's N), got "${value}"`,
+    );
+  }
+  return cost;
+}
+
+function positive(ms: number, flag: string): number {
+  if (ms <= 0) throw new MusterError('INVALID_CONFIG', `${flag} must be longer than 0`);
+  return ms;
+}
+
+const sizeUnits: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1000,
+  kb: 1000,
+  kib: 1024,
+  m: 1000 ** 2,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  g: 1000 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+  t: 1000 ** 4,
+  tb: 1000 ** 4,
+  tib: 1024 ** 4,
+};
+
+/** Parses a byte count: a number, or "512MiB", "10GiB", "2GB", "1T". */
+function parseSize(value: number | string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(String(value).trim());
+  const unit = sizeUnits[(match?.[2] ?? '').toLowerCase()];
+  if (!match || unit === undefined) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${flag} "${value}" is not a size (examples: 1048576, 512MiB, 10GiB)`,
+    );
+  }
+  return Math.floor(Number(match[1]) * unit);
 }
 
 function checkName(name: string): string {

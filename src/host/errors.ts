@@ -56,6 +56,7 @@ const knownCodes: Record<ErrorCode, true> = {
   PLAN_INVALID: true,
   RATE_LIMITED: true,
   PAYLOAD_TOO_LARGE: true,
+  UPLOAD_QUOTA_EXCEEDED: true,
   STORE_SCHEMA_TOO_NEW: true,
   READ_ONLY: true,
   UNREACHABLE: true,

@@ -68,6 +68,8 @@ export const errorCodes = {
   PLAN_INVALID: 'The build plan has problems; every one is listed.',
   RATE_LIMITED: 'Too many attempts; wait and try again.',
   PAYLOAD_TOO_LARGE: 'The upload is larger than the limit.',
+  UPLOAD_QUOTA_EXCEEDED:
+    'Uploaded blobs that no build or extension uses yet would exceed the quota (per user or in all).',
   STORE_SCHEMA_TOO_NEW:
     'The database was written by a newer Muster; upgrade Muster or restore a backup.',
   READ_ONLY: 'This coordinator is a backup: changes are made on the primary.',

@@ -19,13 +19,25 @@ export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 }
 
+/** What Chromium reported as blocked by the coordinator's Content-Security-Policy. */
+const cspViolations: string[] = [];
+
 /** A page in a context of its own (its own cookies), every wait bounded. */
 export async function newPage(browser: Browser): Promise<Page> {
   // The coordinators use the test certificate, which Node trusts but Chromium does not know.
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();
   page.setDefaultTimeout(20_000);
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text()))
+      cspViolations.push(`${page.url()}: ${message.text()}`);
+  });
   return page;
+}
+
+/** Fails when any page so far had something blocked by the CSP (the UI must work under it). */
+export function assertNoCspViolations(): void {
+  assert.deepEqual(cspViolations, [], 'the web UI works under its Content-Security-Policy');
 }
 
 export async function shot(page: Page, name: string): Promise<void> {

@@ -7,43 +7,55 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
-import { hashToken, newToken, sameSecret, verifyPassword } from '../auth/passwords.js';
-import { requireUser, type ApiContext } from './context.js';
+import {
+  DummyPassword,
+  hashPassword,
+  hashToken,
+  needsRehash,
+  newToken,
+  sameSecret,
+  verifyPassword,
+} from '../auth/passwords.js';
+import type { BodyDeadlines } from './body-deadline.js';
+import { requireUser, type ApiContext, type RouteAccess } from './context.js';
 import { parse } from './http-errors.js';
-import { FailureLimiter } from './rate-limiter.js';
+import { addressBlock, FailureLimiter } from './rate-limiter.js';
 import { loginBody, type LoginView, type SessionView } from './schemas.js';
 
 /** The web UI's session cookie. */
 export const SESSION_COOKIE = 'muster_session';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** A login body is a name and a password: 16 KiB is plenty. */
+const LOGIN_BODY_LIMIT = 16 * 1024;
 
 /** The CSRF token of a session: derived from its token, which the page's script cannot read. */
 export function csrfOf(token: string): string {
   return createHash('sha256').update(`csrf:${token}`).digest('base64url');
 }
 
-/** Routes anyone may call. */
-const PUBLIC = new Set([
-  '/api/v1/login',
-  '/api/v1/session/login',
-  '/api/v1/openapi.json',
-  '/healthz',
-  '/readyz',
-  '/metrics',
-]);
-
-export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
-  // Per user and address: 10 failures a minute. Per address: 50, so one user's typos behind a
-  // shared NAT do not lock everyone else out, while guessing across many names is still capped.
-  const limiter = new FailureLimiter(10, 60_000);
-  const addressLimiter = new FailureLimiter(50, 60_000);
+export function registerAuth(
+  app: FastifyInstance,
+  ctx: ApiContext,
+  deadlines: BodyDeadlines,
+): void {
+  // Failed logins, each limit in a sliding window: per user and address 10 a minute; per
+  // address 50, so one user's typos behind a shared NAT do not lock everyone else out while
+  // guessing across many names is still capped; per address block (/24, /64) 100, for one
+  // machine with many addresses; per user name 20 in 10 minutes from anywhere, for guessing one
+  // password from many machines.
+  const limits: { limiter: FailureLimiter; key: (ip: string, user: string) => string }[] = [
+    { limiter: new FailureLimiter(10, 60_000), key: (ip, user) => `${ip}|${user}` },
+    { limiter: new FailureLimiter(50, 60_000), key: (ip) => ip },
+    { limiter: new FailureLimiter(100, 60_000), key: (ip) => addressBlock(ip) },
+    { limiter: new FailureLimiter(20, 600_000), key: (_ip, user) => user },
+  ];
+  const cost = { log2N: ctx.options.passwordCost };
+  const dummy = new DummyPassword(cost);
   app.decorateRequest('user', undefined);
   app.decorateRequest('credentials', undefined);
 
   app.addHook('onRequest', async (request) => {
-    const path = request.url.split('?')[0] ?? '';
-    // Coordinators authenticate each other with a backup's secret (see ha-routes.ts).
-    if (PUBLIC.has(path) || !path.startsWith('/api/') || path.startsWith('/api/v1/ha/')) return;
+    if (accessOf(request) !== 'user') return;
     const header = request.headers.authorization;
     const bearer = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
     const cookie = bearer === undefined ? request.cookies[SESSION_COOKIE] : undefined;
@@ -64,13 +76,15 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
       throw new MusterError('UNAUTHORIZED', 'the token is invalid or expired: log in again');
     request.user = found.user;
     request.credentials = { tokenHash, cookie };
+    // Admins upload blobs and submit plans: give a large body the time it needs to arrive.
+    if (found.user.role === 'admin') deadlines.extend(request.raw, announcedBytes(request));
   });
 
   /** Checks the credentials (rate-limited) and creates a token. */
   const logIn = async (request: FastifyRequest, reply: FastifyReply): Promise<LoginView> => {
     const body = parse(loginBody, request.body, 'login');
-    const key = `${request.ip}|${body.user}`;
-    const wait = Math.max(limiter.retryAfter(key), addressLimiter.retryAfter(request.ip));
+    const keys = limits.map(({ limiter, key }) => ({ limiter, key: key(request.ip, body.user) }));
+    const wait = Math.max(...keys.map(({ limiter, key }) => limiter.retryAfter(key)));
     if (wait > 0) {
       void reply.header('retry-after', Math.ceil(wait / 1000));
       throw new MusterError(
@@ -79,28 +93,38 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
       );
     }
     const user = ctx.store.getUser(body.user);
-    const ok = user !== undefined && (await verifyPassword(body.password, user.passwordHash));
+    // An unknown name costs one scrypt too, so that timing does not tell which names exist.
+    const ok = user
+      ? await verifyPassword(body.password, user.passwordHash)
+      : await dummy.verify(body.password);
     if (!user || !ok) {
-      limiter.fail(key);
-      addressLimiter.fail(request.ip);
+      for (const { limiter, key } of keys) limiter.fail(key);
       ctx.metrics.loginFailures.inc();
       request.log.warn({ user: body.user, ip: request.ip }, 'login failed');
       throw new MusterError('UNAUTHORIZED', 'wrong user name or password');
     }
-    limiter.succeed(key);
+    keys[0]?.limiter.succeed(keys[0].key);
+    // A hash made with an older cost is replaced now that the password is at hand. Users are
+    // written on the primary only (a backup's copy is replicated from it).
+    if (ctx.role() === 'primary' && needsRehash(user.passwordHash, cost)) {
+      ctx.store.setPassword(user.name, await hashPassword(body.password, cost));
+      request.log.info({ user: user.name, log2N: cost.log2N }, 'password hash upgraded');
+    }
     const { token, hash } = newToken();
     const expiresAt = new Date(Date.now() + ctx.options.tokenTtlMs).toISOString();
     ctx.store.createToken(user.id, hash, expiresAt);
     return { token, expiresAt, user: { name: user.name, role: user.role } };
   };
 
-  app.post('/api/v1/login', async (request, reply) => {
+  const anonymous = { config: { access: 'public' as const }, bodyLimit: LOGIN_BODY_LIMIT };
+
+  app.post('/api/v1/login', anonymous, async (request, reply) => {
     const view = await logIn(request, reply);
     return reply.code(200).send(view);
   });
 
   // The web UI: the token goes into an HttpOnly cookie, never to the page's script.
-  app.post('/api/v1/session/login', async (request, reply) => {
+  app.post('/api/v1/session/login', anonymous, async (request, reply) => {
     const view = await logIn(request, reply);
     void reply.setCookie(SESSION_COOKIE, view.token, {
       httpOnly: true,
@@ -148,4 +172,38 @@ export function registerAuth(app: FastifyInstance, ctx: ApiContext): void {
     const user = requireUser(request);
     return { name: user.name, role: user.role };
   });
+}
+
+/**
+ * Who may call what the request matched. A matched route says so itself (default: a user); a
+ * request that matched nothing gets a 404, for which the API asks for credentials first (so an
+ * anonymous caller learns nothing of its routes) and the web UI's pages do not.
+ */
+function accessOf(request: FastifyRequest): RouteAccess {
+  if (request.routeOptions.url !== undefined) return request.routeOptions.config.access ?? 'user';
+  return isApiPath(request.url) ? 'user' : 'public';
+}
+
+/**
+ * Whether a request target (origin form `/api/...`, or absolute form `http://host/api/...`) is
+ * under /api/, however it is spelled (percent-encoded, doubled slashes, upper case).
+ */
+export function isApiPath(target: string): boolean {
+  let path = target.split('?')[0] ?? '';
+  try {
+    if (!path.startsWith('/')) path = new URL(path).pathname;
+    path = decodeURIComponent(path);
+  } catch {
+    return true;
+  }
+  return path.toLowerCase().replace(/\/+/g, '/').startsWith('/api/');
+}
+
+/** The body a request may still send: its Content-Length, else its route's body limit. */
+function announcedBytes(request: FastifyRequest): number {
+  const length = Number(request.headers['content-length']);
+  if (Number.isFinite(length) && length >= 0) return length;
+  return request.headers['transfer-encoding'] === undefined
+    ? 0
+    : (request.routeOptions.bodyLimit ?? 16 * 1024 * 1024);
 }

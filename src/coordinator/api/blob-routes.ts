@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Readable } from 'node:stream';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
-import { requireUser, type ApiContext } from './context.js';
+import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { missingBlobsBody } from './schemas.js';
 
@@ -21,8 +21,10 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
     return { missing: await ctx.blobs.missing(body.hashes) };
   });
 
+  // Only users who may run builds upload (viewers get 403), within the quota on uploads that no
+  // build or extension uses yet (see blob-sweeper.ts).
   app.put<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
-    requireUser(request);
+    const user = requireBuilder(request, ctx);
     const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
     const length = Number(request.headers['content-length']);
     if (!Number.isInteger(length) || length < 0) {
@@ -34,11 +36,16 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
         `a blob may be at most ${ctx.options.maxUploadBytes} bytes`,
       );
     }
-    if (await ctx.blobs.has(sha256)) {
+    // Already there: touched (like POST /blobs/missing does), so a sweep keeps it a while longer.
+    if ((await ctx.blobs.missing([sha256])).length === 0) {
       (request.body as Readable).resume();
       return reply.code(204).send();
     }
-    const writer = await ctx.blobs.createWriter(sha256, length);
+    const done = ctx.uploads.reserve(user.name, length);
+    const writer = await ctx.blobs.createWriter(sha256, length).catch((err: unknown) => {
+      done(undefined);
+      throw err;
+    });
     try {
       let offset = 0;
       for await (const chunk of request.body as Readable) {
@@ -48,9 +55,11 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
       }
       await writer.finish();
     } catch (err) {
+      done(undefined);
       await writer.abort();
       throw err;
     }
+    done(sha256);
     ctx.metrics.blobBytesReceived.inc(length);
     return reply.code(204).send();
   });

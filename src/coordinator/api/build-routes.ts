@@ -34,15 +34,24 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
       paths.add(file.path);
     }
     checkInputsMatch(plan, body.files);
-    const missing = await ctx.blobs.missing(body.files.map((f) => f.sha256));
-    if (missing.length > 0) {
-      throw new MusterError(
-        'BLOB_NOT_FOUND',
-        `${missing.length} input file(s) were not uploaded first`,
-        { missing },
-      );
+    const hashes = body.files.map((f) => f.sha256);
+    // No sweep deletes an input between this check and the build row that references it.
+    const release = ctx.uploads.hold(hashes);
+    let build;
+    try {
+      const missing = await ctx.blobs.missing(hashes);
+      if (missing.length > 0) {
+        throw new MusterError(
+          'BLOB_NOT_FOUND',
+          `${missing.length} input file(s) were not uploaded first`,
+          { missing },
+        );
+      }
+      build = ctx.store.createBuild(plan, body.files, user.name);
+      ctx.uploads.referenced(hashes);
+    } finally {
+      release();
     }
-    const build = ctx.store.createBuild(plan, body.files, user.name);
     ctx.metrics.buildsSubmitted.inc();
     request.log.info(
       { build: build.id, tasks: plan.tasks.length, user: user.name },

@@ -2,6 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { BlobStore } from '../../protocol/blob-store.js';
 import { MusterError } from '../../protocol/errors.js';
+import type { BlobSweeper } from '../blob-sweeper.js';
 import type { BundleManager } from '../bundles.js';
 import type { EventBus } from '../events.js';
 import type { Metrics } from '../metrics.js';
@@ -21,6 +22,8 @@ export interface ApiContext {
   /** Submits and cancels builds (held in the store while this coordinator is not scheduling). */
   scheduler: BuildControl;
   blobs: BlobStore;
+  /** The quota on unreferenced uploads, and what keeps blobs a request uses from being swept. */
+  uploads: BlobSweeper;
   events: EventBus;
   bundles: BundleManager;
   metrics: Metrics;
@@ -44,12 +47,26 @@ export interface RequestCredentials {
   cookie: string | undefined;
 }
 
+/**
+ * Who may call a route (its `config.access`), decided from the route the request matched, never
+ * from its URL text: `user` (the default: a token or the session cookie), `public` (anyone:
+ * login, health, the web UI's files) or `peer` (another coordinator, which the route itself
+ * authenticates with the secret of a registered backup).
+ */
+export type RouteAccess = 'user' | 'public' | 'peer';
+
 declare module 'fastify' {
   interface FastifyRequest {
     user: User | undefined;
     credentials: RequestCredentials | undefined;
   }
+  interface FastifyContextConfig {
+    access?: RouteAccess;
+  }
 }
+
+/** Anonymous routes take small bodies only (a login, a registration). */
+export const ANONYMOUS_BODY_LIMIT = 64 * 1024;
 
 export function requireUser(request: FastifyRequest): User {
   if (!request.user) throw new MusterError('UNAUTHORIZED');

@@ -44,13 +44,23 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
     if (!body.files.some((f) => f.path === 'muster-extension.json')) {
       throw new MusterError('VALIDATION_FAILED', 'an extension needs its muster-extension.json');
     }
-    const missing = await ctx.blobs.missing(body.files.map((f) => f.sha256));
-    if (missing.length > 0) {
-      throw new MusterError('BLOB_NOT_FOUND', `${missing.length} file(s) were not uploaded first`, {
-        missing,
-      });
+    const hashes = body.files.map((f) => f.sha256);
+    // No sweep deletes a file between this check and the extension row that references it.
+    const release = ctx.uploads.hold(hashes);
+    try {
+      const missing = await ctx.blobs.missing(hashes);
+      if (missing.length > 0) {
+        throw new MusterError(
+          'BLOB_NOT_FOUND',
+          `${missing.length} file(s) were not uploaded first`,
+          { missing },
+        );
+      }
+      ctx.store.putExtension({ name: body.name, version: body.version, files: body.files });
+      ctx.uploads.referenced(hashes);
+    } finally {
+      release();
     }
-    ctx.store.putExtension({ name: body.name, version: body.version, files: body.files });
     ctx.bundles.invalidate();
     await ctx.bundles.get();
     void ctx.pool.resyncAll();

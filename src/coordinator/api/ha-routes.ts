@@ -11,7 +11,7 @@ import { MusterError } from '../../protocol/errors.js';
 import type { BackupSide } from '../ha/backup-side.js';
 import type { PrimarySide } from '../ha/primary-side.js';
 import { sendBlob } from './blob-routes.js';
-import { requireAdmin, requireUser, type ApiContext } from './context.js';
+import { ANONYMOUS_BODY_LIMIT, requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { HTTP_URL } from '../options.js';
 import { name, selectBackupBody } from './schemas.js';
@@ -20,9 +20,10 @@ const registerBody = z.object({
   name,
   url: z.string().max(2048).regex(HTTP_URL, 'an http(s) URL'),
   fingerprint: z.string().max(200).nullable(),
+  // Within the route's body limit (ANONYMOUS_BODY_LIMIT): a chain of a dozen certificates.
   certificate: z
     .string()
-    .max(64 * 1024)
+    .max(48 * 1024)
     .nullable(),
   secret: z.string().min(32).max(200),
   joinToken: z.string().max(200).optional(),
@@ -51,6 +52,14 @@ function backupName(request: FastifyRequest): string | undefined {
   const value = request.headers['x-muster-backup'];
   return typeof value === 'string' ? value : undefined;
 }
+
+/** Anyone may register (selecting is the act of trust), with a small body. */
+const anonymous = { config: { access: 'public' as const }, bodyLimit: ANONYMOUS_BODY_LIMIT };
+/**
+ * No user token: each of these routes checks the caller's backup or primary secret itself (none
+ * takes a body worth more than the anonymous limit; the body is read before that check).
+ */
+const peer = { config: { access: 'peer' as const }, bodyLimit: ANONYMOUS_BODY_LIMIT };
 
 export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const primary = (): PrimarySide => {
@@ -98,12 +107,12 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   // ---- a backup calling its primary ---------------------------------------------------------
 
-  app.post('/api/v1/ha/register', async (request) => {
+  app.post('/api/v1/ha/register', anonymous, async (request) => {
     const body = parse(registerBody, request.body, 'registration');
     return primary().register(body);
   });
 
-  app.get('/api/v1/ha/heartbeat', async (request) => {
+  app.get('/api/v1/ha/heartbeat', peer, async (request) => {
     const row = fromBackup(request);
     const { pins } = parse(heartbeatQuery, request.query, 'query');
     return primary().heartbeat(
@@ -112,7 +121,7 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
     );
   });
 
-  app.get('/api/v1/ha/changes', async (request) => {
+  app.get('/api/v1/ha/changes', peer, async (request) => {
     const row = fromBackup(request);
     const query = parse(changesQuery, request.query, 'query');
     return primary().changes(
@@ -124,7 +133,7 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
     );
   });
 
-  app.get('/api/v1/ha/snapshot', async (request, reply) => {
+  app.get('/api/v1/ha/snapshot', peer, async (request, reply) => {
     const row = fromBackup(request);
     const snapshot = await primary().snapshot(row);
     const stream = createReadStream(snapshot.file);
@@ -138,19 +147,25 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   // ---- both directions ----------------------------------------------------------------------
 
-  app.get<{ Params: { sha256: string } }>('/api/v1/ha/blobs/:sha256', async (request, reply) => {
-    if (ctx.ha.primary) ctx.ha.primary.requireSelected(fromBackup(request));
-    else fromPrimary(request);
-    return sendBlob(ctx, reply, request.params.sha256);
-  });
+  app.get<{ Params: { sha256: string } }>(
+    '/api/v1/ha/blobs/:sha256',
+    peer,
+    async (request, reply) => {
+      if (ctx.ha.primary) ctx.ha.primary.requireSelected(fromBackup(request));
+      else fromPrimary(request);
+      return sendBlob(ctx, reply, request.params.sha256);
+    },
+  );
 
   // ---- the primary calling its backup -------------------------------------------------------
 
-  app.get('/api/v1/ha/state', async (request) => fromPrimary(request).stateView());
+  app.get('/api/v1/ha/state', peer, async (request) => fromPrimary(request).stateView());
 
-  app.post('/api/v1/ha/handback/begin', async (request) => fromPrimary(request).beginHandback());
+  app.post('/api/v1/ha/handback/begin', peer, async (request) =>
+    fromPrimary(request).beginHandback(),
+  );
 
-  app.get<{ Params: { id: string } }>('/api/v1/ha/history/builds/:id', async (request) => {
+  app.get<{ Params: { id: string } }>('/api/v1/ha/history/builds/:id', peer, async (request) => {
     const side = fromPrimary(request);
     const takeover = side.takeoverRecord();
     if (!takeover) throw new MusterError('NOT_FOUND', 'this backup has no history to hand back');
@@ -163,13 +178,13 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
     );
   });
 
-  app.get('/api/v1/ha/history/tokens', async (request) => {
+  app.get('/api/v1/ha/history/tokens', peer, async (request) => {
     const side = fromPrimary(request);
     const takeover = side.takeoverRecord();
     return takeover ? ctx.store.replication.exportTokens(takeover.maxTokenId) : [];
   });
 
-  app.post('/api/v1/ha/handback/done', async (request, reply) => {
+  app.post('/api/v1/ha/handback/done', peer, async (request, reply) => {
     fromPrimary(request).endHandback();
     return reply.code(204).send();
   });

@@ -4,21 +4,24 @@ import { requireUser, type ApiContext } from './context.js';
 import { openApiDocument } from './openapi.js';
 import type { StatusView } from './schemas.js';
 
-export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get('/healthz', async () => ({ ok: true }));
+/** Health and metrics are for load balancers and Prometheus, which do not log in. */
+const open = { config: { access: 'public' as const } };
 
-  app.get('/readyz', async (_request, reply) => {
+export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get('/healthz', open, async () => ({ ok: true }));
+
+  app.get('/readyz', open, async (_request, reply) => {
     const ready = ctx.isReady();
     return reply.code(ready ? 200 : 503).send({ ready, role: ctx.role() });
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', open, async (_request, reply) => {
     return reply
       .header('content-type', ctx.metrics.registry.contentType)
       .send(await ctx.metrics.registry.metrics());
   });
 
-  app.get('/api/v1/openapi.json', async () => openApiDocument(ctx.version));
+  app.get('/api/v1/openapi.json', open, async () => openApiDocument(ctx.version));
 
   app.get('/api/v1/status', async (request) => {
     const user = requireUser(request);

@@ -39,7 +39,11 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
   app.post('/api/v1/users', async (request, reply) => {
     requireAdmin(request, ctx);
     const body = parse(createUserBody, request.body, 'user');
-    const user = ctx.store.createUser(body.name, body.role, await hashPassword(body.password));
+    const user = ctx.store.createUser(
+      body.name,
+      body.role,
+      await hashPassword(body.password, { log2N: ctx.options.passwordCost }),
+    );
     request.log.info({ user: user.name, role: user.role }, 'user created');
     return reply.code(201).send(view(user));
   });
@@ -53,7 +57,10 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
       ctx.store.setRole(user.name, body.role);
     }
     if (body.password !== undefined) {
-      ctx.store.setPassword(user.name, await hashPassword(body.password));
+      ctx.store.setPassword(
+        user.name,
+        await hashPassword(body.password, { log2N: ctx.options.passwordCost }),
+      );
       // Whoever knew the old password is logged out everywhere (the admin's own session stays).
       ctx.store.deleteTokensOf(
         user.id,
@@ -86,7 +93,10 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const body = parse(changePasswordBody, request.body, 'password change');
     if (!(await verifyPassword(body.current, user.passwordHash)))
       throw new MusterError('WRONG_PASSWORD', 'the current password is wrong: nothing changed');
-    ctx.store.setPassword(user.name, await hashPassword(body.password));
+    ctx.store.setPassword(
+      user.name,
+      await hashPassword(body.password, { log2N: ctx.options.passwordCost }),
+    );
     ctx.store.deleteTokensOf(user.id, request.credentials?.tokenHash);
     request.log.info({ user: user.name }, 'password changed');
     return reply.code(204).send();

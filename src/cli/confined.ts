@@ -1,7 +1,7 @@
 /**
  * Reading and writing files strictly inside one directory (the plan's), whatever symlinks a
  * repository or a previous run left there. `muster run` reads inputs through {@link openInside}
- * and writes outputs through {@link writeInside}; docs/security-notes-cli.md has the rules.
+ * and writes outputs through {@link writeInside}; docs/plans.md and docs/security.md have the rules.
  *
  * Checks by path can be raced (a link swapped between the check and the use), so the check that
  * counts is made on what was opened: the kernel's path of the open file descriptor

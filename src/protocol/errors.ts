@@ -19,7 +19,9 @@ export const errorCodes = {
   INSTANCE_BOUND:
     "The instance (or cluster) is bound to another coordinator's key; an agent admin can unbind it.",
   TLS_FINGERPRINT_MISMATCH:
-    "A peer's certificate (an agent's, a primary's or a backup's) does not match the pinned fingerprint.",
+    "A peer's certificate (an agent's, a primary's, a backup's, or a coordinator's for the CLI) does not match the pinned fingerprint.",
+  TLS_UNTRUSTED:
+    "The coordinator's certificate is not trusted by this machine and was not confirmed: check its fingerprint and pass it with muster login --fingerprint.",
   // files
   INVALID_PATH: 'A path is absolute, contains "..", or is otherwise not a safe relative path.',
   INVALID_MANIFEST: 'A manifest is malformed or lists a path twice.',

@@ -80,7 +80,7 @@ export const errorCodes = {
   SNAPSHOT_REQUIRED: 'The replication stream cannot resume from that point: fetch a snapshot.',
   // coordinator: its own TLS certificate (Admin › Certificates)
   TLS_NOT_ENABLED:
-    'This coordinator serves plain HTTP: start it with --tls-cert and --tls-key to serve HTTPS.',
+    'This coordinator serves plain HTTP (--no-tls, or a loopback address), so it has no certificate.',
   CERT_INVALID: 'The certificate is not PEM, cannot be read, or its chain is out of order.',
   CERT_KEY_INVALID: 'The private key is not a PEM private key or cannot be read.',
   CERT_KEY_ENCRYPTED: 'The private key is encrypted with a passphrase; upload it decrypted.',

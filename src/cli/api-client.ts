@@ -3,16 +3,21 @@
  * a MusterError: the server's `{ error: { code, message, details } }` as is, a connection that
  * cannot be made (refused, DNS, TLS, timeout) as UNREACHABLE.
  *
- * HTTPS with a self-signed or private-CA coordinator certificate: Node's fetch trusts the
- * certificates in the file named by NODE_EXTRA_CA_CERTS, so users set that (the variable is read
- * when Node starts); the client needs no agent of its own.
+ * HTTPS with a self-signed or private-CA coordinator certificate: either the user confirmed its
+ * SHA-256 fingerprint at `muster login` (or gave MUSTER_FINGERPRINT), and every request to that
+ * URL goes over a connection whose certificate matched that pin inside the handshake, before the
+ * token is written (pinned-fetch.ts); or Node's fetch trusts it through NODE_EXTRA_CA_CERTS (read
+ * when Node starts).
  *
  * Backups: a primary with a selected backup names it in the x-muster-backup header of every
  * answer; the client remembers it (backup-cache.ts). When the primary then cannot be reached, the
  * client repeats the request once at the backup with the same token (tokens are replicated) and,
  * if the backup answers, says so once on stderr and talks to the backup for the rest of the
  * process. A backup that is still standing by refuses (STANDBY): then the primary's UNREACHABLE
- * is reported, saying that its backup has not taken over.
+ * is reported, saying that its backup has not taken over. The pin belongs to the configured
+ * coordinator only: a backup has a certificate of its own, so the client verifies it the usual
+ * way (system roots, NODE_EXTRA_CA_CERTS, host name) and one it does not trust is a TLS failure
+ * like any other: the token is never sent to it.
  */
 import type { z } from 'zod';
 import type {
@@ -39,6 +44,7 @@ import { MusterError, isErrorCode, type ErrorCode } from '../protocol/errors.js'
 import { BackupCache, backupsPath, type BackupDirectory } from './backup-cache.js';
 import { loadCredentials, normaliseUrl } from './config.js';
 import { formatDuration } from './format.js';
+import { pinnedFetch } from './pinned-fetch.js';
 import { readSse } from './sse.js';
 
 export type AddAgentRequest = z.input<typeof addAgentBody>;
@@ -60,6 +66,11 @@ export interface ApiClientOptions {
   /** The coordinator's base URL, e.g. http://127.0.0.1:8000 (without /api/v1). */
   url: string;
   token?: string | undefined;
+  /**
+   * The SHA-256 fingerprint pinned for `url` (https only): its certificate must match, checked
+   * inside the handshake, and need not be trusted otherwise.
+   */
+  fingerprint?: string | undefined;
   /** Per request, headers and body (default 30 s; blobs get longer, see blobTimeoutMs). */
   timeoutMs?: number;
   /**
@@ -101,6 +112,7 @@ export class ApiClient {
   /** The coordinator the client was given (the credentials' URL). */
   readonly configuredUrl: string;
   private readonly token: string | undefined;
+  private readonly fingerprint: string | undefined;
   private readonly timeoutMs: number;
   private readonly backups: BackupDirectory | undefined;
   private readonly notify: (text: string) => void;
@@ -114,6 +126,7 @@ export class ApiClient {
   constructor(options: ApiClientOptions) {
     this.configuredUrl = options.url.replace(/\/+$/, '');
     this.token = options.token;
+    this.fingerprint = options.fingerprint;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.backups = options.backups;
     this.notify = options.notify ?? ((text) => void process.stderr.write(text));
@@ -516,7 +529,11 @@ export class ApiClient {
       : timeout.signal;
     let response: Response;
     try {
-      response = await fetch(url, { method, headers, body, signal });
+      // The pin is the configured coordinator's; a backup is verified the usual way.
+      response =
+        this.fingerprint !== undefined && base === this.configuredUrl && url.protocol === 'https:'
+          ? await pinnedFetch(url, { method, headers, body, signal }, [this.fingerprint])
+          : await fetch(url, { method, headers, body, signal });
     } catch (err) {
       clearTimeout(timer);
       throw this.connectionError(err, timeoutMs, base);
@@ -613,6 +630,7 @@ export async function connect(env: NodeJS.ProcessEnv = process.env): Promise<Api
   return new ApiClient({
     url: credentials.url,
     token: credentials.token,
+    fingerprint: credentials.fingerprint,
     backups: new BackupCache(backupsPath(env)),
   });
 }
@@ -693,7 +711,7 @@ const certificateCodes = new Set([
 ]);
 
 /** fetch() throws "fetch failed" with the real reason in `cause` (sometimes nested). */
-function describeCause(err: unknown): string {
+export function describeCause(err: unknown): string {
   let current: unknown = err;
   for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
     const code = (current as NodeJS.ErrnoException).code;
@@ -701,7 +719,7 @@ function describeCause(err: unknown): string {
       return `its TLS certificate is for another host name (${code}): use the name it was made for`;
     }
     if (code !== undefined && certificateCodes.has(code)) {
-      return `its TLS certificate is not trusted (${code}): if it is self-signed, point NODE_EXTRA_CA_CERTS at a PEM file with it`;
+      return `its TLS certificate is not trusted (${code}): if it is self-signed, confirm its fingerprint with muster login URL (or point NODE_EXTRA_CA_CERTS at a PEM file with it)`;
     }
     if (code !== undefined && causeWords[code] !== undefined) return causeWords[code];
     if (current.cause === undefined) {

@@ -1,7 +1,9 @@
 /**
- * Where the CLI's credentials live. MUSTER_URL + MUSTER_TOKEN in the environment win; otherwise
- * `muster login` saved them in <config dir>/credentials.json (mode 0600), the config dir being
- * MUSTER_CONFIG_DIR, else $XDG_CONFIG_HOME/muster, else ~/.config/muster.
+ * Where the CLI's credentials live. MUSTER_URL + MUSTER_TOKEN (+ MUSTER_FINGERPRINT) in the
+ * environment win; otherwise `muster login` saved them in <config dir>/credentials.json (mode
+ * 0600), the config dir being MUSTER_CONFIG_DIR, else $XDG_CONFIG_HOME/muster, else
+ * ~/.config/muster. With them, the SHA-256 fingerprint of the coordinator's certificate when the
+ * user pinned it (a certificate this machine does not otherwise trust, e.g. self-signed).
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { writeAtomic } from '../protocol/atomic-file.js';
@@ -9,12 +11,15 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { MusterError } from '../protocol/errors.js';
+import { parseFingerprint } from '../protocol/pinned-tls.js';
 
 const credentialsSchema = z.object({
   url: z.string().min(1),
   token: z.string().min(1),
   user: z.string().min(1),
   expiresAt: z.string().optional(),
+  /** The pinned certificate of `url` (SHA-256, colon hex), https only. */
+  fingerprint: z.string().optional(),
 });
 export type Credentials = z.infer<typeof credentialsSchema>;
 
@@ -23,6 +28,8 @@ export interface ResolvedCredentials {
   token: string;
   /** Unknown when they come from the environment. */
   user: string | undefined;
+  /** The certificate fingerprint pinned for `url`, if any. */
+  fingerprint?: string | undefined;
   /** Where they came from, for messages: "environment" or the file's path. */
   source: string;
 }
@@ -68,7 +75,15 @@ export async function loadCredentials(
   const envUrl = env.MUSTER_URL;
   const envToken = env.MUSTER_TOKEN;
   if (envUrl && envToken) {
-    return { url: normaliseUrl(envUrl), token: envToken, user: undefined, source: 'environment' };
+    const url = normaliseUrl(envUrl);
+    const fingerprint = checkPin(env.MUSTER_FINGERPRINT || undefined, url, 'MUSTER_FINGERPRINT');
+    return {
+      url,
+      token: envToken,
+      user: undefined,
+      ...(fingerprint === undefined ? {} : { fingerprint }),
+      source: 'environment',
+    };
   }
   if (envUrl || envToken) {
     throw new MusterError(
@@ -113,12 +128,50 @@ export async function loadCredentials(
       { path },
     );
   }
+  const url = normaliseUrl(parsed.data.url);
+  const fingerprint = checkPin(parsed.data.fingerprint, url, `the fingerprint in ${path}`);
   return {
-    url: normaliseUrl(parsed.data.url),
+    url,
     token: parsed.data.token,
     user: parsed.data.user,
+    ...(fingerprint === undefined ? {} : { fingerprint }),
     source: path,
   };
+}
+
+/** The fingerprint pinned for `url` in the saved credentials, if they are for that URL. */
+export async function savedPin(
+  url: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string | undefined> {
+  try {
+    const json = JSON.parse(await readFile(credentialsPath(env), 'utf8')) as unknown;
+    const parsed = credentialsSchema.safeParse(json);
+    if (!parsed.success || parsed.data.fingerprint === undefined) return undefined;
+    if (normaliseUrl(parsed.data.url) !== url) return undefined;
+    return parseFingerprint(parsed.data.fingerprint);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A pin is a SHA-256 fingerprint, and only means something for https. */
+function checkPin(pin: string | undefined, url: string, what: string): string | undefined {
+  if (pin === undefined) return undefined;
+  const fingerprint = parseFingerprint(pin);
+  if (fingerprint === undefined) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${what} is not a SHA-256 fingerprint (64 hex digits, e.g. AB:CD:…): log in again with muster login URL`,
+    );
+  }
+  if (!url.startsWith('https:')) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${what} is set for ${url}, which is not https://: a certificate pin needs TLS`,
+    );
+  }
+  return fingerprint;
 }
 
 /** Saves credentials readable by the user only (dir 0700, file 0600), atomically. */

@@ -1,7 +1,11 @@
 /** `muster coordinator`: the server with the API, scheduler and state. */
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { compileCoordinatorOptions, type CoordinatorOptions } from '../coordinator/options.js';
+import {
+  compileCoordinatorOptions,
+  type CompiledCoordinatorOptions,
+  type CoordinatorOptions,
+} from '../coordinator/options.js';
 import { onShutdownSignals } from './signals.js';
 
 export function registerCoordinatorCommand(program: Command): void {
@@ -10,8 +14,12 @@ export function registerCoordinatorCommand(program: Command): void {
     .description('run the coordinator: REST API, scheduler, state in SQLite')
     .option('--listen <host:port>', 'address to listen on', '0.0.0.0:8000')
     .option('--data <dir>', 'data dir: database, blobs, admin password', '.muster/coordinator')
-    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option(
+      '--tls-cert <file>',
+      'serve HTTPS with this certificate (PEM) instead of the self-signed one in <data>/tls',
+    )
     .option('--tls-key <file>', "the certificate's private key (PEM)")
+    .option('--no-tls', 'plain HTTP (only on trusted networks; the default on a loopback address)')
     .option('--backup-of <url>', 'run as a backup of the primary at this URL')
     .option('--backup-name <name>', "this backup's name in the primary's list (default: host name)")
     .option(
@@ -86,7 +94,8 @@ export function registerCoordinatorCommand(program: Command): void {
       const { Coordinator } = await import('../coordinator/coordinator.js');
       const coordinator = new Coordinator(options, log);
       onShutdownSignals(log, () => coordinator.stop());
-      const { url, generatedAdminPassword } = await coordinator.start();
+      const { url, generatedAdminPassword, fingerprint, createdCertificate } =
+        await coordinator.start();
       if (options.backupOf !== undefined) {
         process.stderr.write(
           `muster coordinator: backup of ${options.backupOf}, registering as "${options.backupName}"; once it is listed there (muster backup list), an admin selects it with: muster backup select ${options.backupName}\n`,
@@ -97,6 +106,29 @@ export function registerCoordinatorCommand(program: Command): void {
           `muster coordinator: created the user "admin" with the password\n\n    ${generatedAdminPassword}\n\n(saved in ${options.dataDir}/admin-password, mode 0600; set MUSTER_ADMIN_PASSWORD at first start to choose it)\n`,
         );
       }
+      process.stderr.write(tlsNote(options, fingerprint, createdCertificate));
       process.stderr.write(`muster coordinator: listening on ${url}\n`);
     });
+}
+
+/** What the coordinator serves: its certificate's fingerprint (as the agent prints its own), or why plain HTTP. */
+function tlsNote(
+  options: CompiledCoordinatorOptions,
+  fingerprint: string | null,
+  createdCertificate: boolean,
+): string {
+  if (!options.tls || fingerprint === null) {
+    return options.plainHttp === 'loopback'
+      ? 'muster coordinator: plain HTTP on a loopback address (only this machine can connect); listen on another address for HTTPS\n'
+      : 'muster coordinator: TLS is off (--no-tls): tokens and passwords cross the network readable; use only on a trusted network.\n';
+  }
+  const origin = !options.tls.generated
+    ? ''
+    : createdCertificate
+      ? `made a self-signed certificate (${options.tls.certFile}); `
+      : `serving ${options.tls.certFile}; `;
+  const confirm = options.tls.generated
+    ? `Users confirm it when they run muster login (or pass --fingerprint).\n`
+    : '';
+  return `muster coordinator: ${origin}TLS certificate fingerprint (SHA-256):\n\n    ${fingerprint}\n\n${confirm}`;
 }

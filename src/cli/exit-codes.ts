@@ -44,6 +44,10 @@ const usageCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'CERT_EXPIRED',
   'CERT_NOT_YET_VALID',
   'CERT_HOST_MISMATCH',
+  // A coordinator certificate that is not the pinned (or given) one, or not confirmed: retrying
+  // does not help; the user checks the fingerprint and logs in again.
+  'TLS_FINGERPRINT_MISMATCH',
+  'TLS_UNTRUSTED',
 ]);
 
 export function exitCodeForErrorCode(code: ErrorCode): number {

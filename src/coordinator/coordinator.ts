@@ -33,6 +33,7 @@ import { Failback } from './ha/failback.js';
 import { PeerClient } from './ha/peer-client.js';
 import { PrimarySide, readTerm, TERM_SETTING } from './ha/primary-side.js';
 import { CertificateManager } from './tls/certificate-manager.js';
+import { ensureGeneratedCertificate } from './tls/generated-certificate.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
@@ -59,6 +60,10 @@ export interface StartedInfo {
   url: string;
   /** Set when the admin password was generated on this start: print it once. */
   generatedAdminPassword: string | undefined;
+  /** The served certificate's SHA-256 fingerprint; null over plain HTTP. */
+  fingerprint: string | null;
+  /** Set when the self-signed certificate was made on this start (no --tls-cert given). */
+  createdCertificate: boolean;
 }
 
 export class Coordinator {
@@ -156,6 +161,10 @@ export class Coordinator {
       if (status === 'succeeded' || status === 'failed' || status === 'cancelled')
         metrics.buildsFinished.inc({ status });
     });
+    const createdCertificate =
+      options.tls && options.tls.generated
+        ? await ensureGeneratedCertificate(options.tls, options.host)
+        : false;
     const certificate = options.tls
       ? await readConfigFile(options.tls.certFile, '--tls-cert')
       : null;
@@ -280,11 +289,20 @@ export class Coordinator {
         version: MUSTER_VERSION,
         dataDir: options.dataDir,
         role: ctx.role(),
+        tls: options.tls !== false,
+        ...(options.tls
+          ? { fingerprint: certificates?.fingerprint, certFile: options.tls.certFile }
+          : { plainHttp: options.plainHttp }),
         ...(isBackup ? { primary: options.backupOf } : { instanceId: identity().instanceId }),
       },
       'listening',
     );
-    return { url, generatedAdminPassword };
+    return {
+      url,
+      generatedAdminPassword,
+      fingerprint: certificates?.fingerprint ?? null,
+      createdCertificate,
+    };
   }
 
   stop(): Promise<void> {

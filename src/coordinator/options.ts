@@ -2,8 +2,9 @@
  * The coordinator's options, validated once into frozen CompiledCoordinatorOptions (absolute
  * paths, durations in milliseconds).
  */
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseDuration, parseHostPort, parseLogLevel } from '../protocol/duration.js';
 import { MusterError } from '../protocol/errors.js';
 
@@ -14,6 +15,8 @@ export interface CoordinatorOptions {
   data?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** false (`--no-tls`): plain HTTP even off loopback. */
+  tls?: boolean;
   backupOf?: string;
   /** A backup's name in its primary's list (default: this machine's host name). */
   backupName?: string;
@@ -63,7 +66,14 @@ export interface CompiledCoordinatorOptions {
   readonly host: string;
   readonly port: number;
   readonly dataDir: string;
-  readonly tls: { readonly certFile: string; readonly keyFile: string } | false;
+  /**
+   * HTTPS with these files, or plain HTTP (false). `generated`: the files are the self-signed
+   * pair this coordinator makes at its first start in <data>/tls (no --tls-cert given).
+   */
+  readonly tls:
+    { readonly certFile: string; readonly keyFile: string; readonly generated: boolean } | false;
+  /** Why it serves plain HTTP: --no-tls, or a loopback --listen address; undefined with TLS. */
+  readonly plainHttp: 'no-tls' | 'loopback' | undefined;
   readonly backupOf: string | undefined;
   readonly backupName: string;
   readonly advertiseUrl: string | undefined;
@@ -96,14 +106,39 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     throw new MusterError('INVALID_CONFIG', '--tls-cert and --tls-key go together');
   }
+  if (options.tls === false && options.tlsCert !== undefined) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      '--no-tls cannot be combined with --tls-cert/--tls-key: give the certificate, or --no-tls',
+    );
+  }
+  const dataDir = resolve(options.data ?? '.muster/coordinator');
+  // Encrypted by default: only --no-tls, or an address no other machine can reach, is plain.
+  const plainHttp =
+    options.tls === false
+      ? ('no-tls' as const)
+      : options.tlsCert === undefined && isLoopbackHost(host)
+        ? ('loopback' as const)
+        : undefined;
   return Object.freeze({
     host,
     port,
-    dataDir: resolve(options.data ?? '.muster/coordinator'),
+    dataDir,
     tls:
-      options.tlsCert !== undefined && options.tlsKey !== undefined
-        ? { certFile: resolve(options.tlsCert), keyFile: resolve(options.tlsKey) }
-        : false,
+      plainHttp !== undefined
+        ? false
+        : options.tlsCert !== undefined && options.tlsKey !== undefined
+          ? {
+              certFile: resolve(options.tlsCert),
+              keyFile: resolve(options.tlsKey),
+              generated: false,
+            }
+          : {
+              certFile: join(dataDir, 'tls', 'cert.pem'),
+              keyFile: join(dataDir, 'tls', 'key.pem'),
+              generated: true,
+            },
+    plainHttp,
     backupOf: checkUrl(options.backupOf, "--backup-of (the primary's URL, https://HOST:PORT)"),
     backupName: checkName(options.backupName ?? hostname()),
     advertiseUrl: checkUrl(options.advertiseUrl, '--advertise-url'),
@@ -190,6 +225,15 @@ function parseSize(value: number | string, flag: string): number {
     );
   }
   return Math.floor(Number(match[1]) * unit);
+}
+
+/** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (bare === 'localhost' || bare === 'localhost.') return true;
+  if (isIP(bare) === 4) return bare.startsWith('127.');
+  if (isIP(bare) === 6) return bare === '::1' || bare === '0:0:0:0:0:0:0:1';
+  return false;
 }
 
 function checkName(name: string): string {

@@ -17,6 +17,7 @@ const knownCodes: Record<ErrorCode, true> = {
   INSTANCE_CLAIM_INVALID: true,
   INSTANCE_BOUND: true,
   TLS_FINGERPRINT_MISMATCH: true,
+  TLS_UNTRUSTED: true,
   INVALID_PATH: true,
   INVALID_MANIFEST: true,
   BLOB_HASH_MISMATCH: true,

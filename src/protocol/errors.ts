@@ -19,7 +19,9 @@ export const errorCodes = {
   INSTANCE_BOUND:
     "The instance (or cluster) is bound to another coordinator's key; an agent admin can unbind it.",
   TLS_FINGERPRINT_MISMATCH:
-    "A peer's certificate (an agent's, a primary's or a backup's) does not match the pinned fingerprint.",
+    "A peer's certificate (an agent's, a primary's, a backup's, or a coordinator's for the CLI) does not match the pinned fingerprint.",
+  TLS_UNTRUSTED:
+    "The coordinator's certificate is not trusted by this machine and was not confirmed: check its fingerprint and pass it with muster login --fingerprint.",
   // files
   INVALID_PATH: 'A path is absolute, contains "..", or is otherwise not a safe relative path.',
   INVALID_MANIFEST: 'A manifest is malformed or lists a path twice.',
@@ -80,7 +82,7 @@ export const errorCodes = {
   SNAPSHOT_REQUIRED: 'The replication stream cannot resume from that point: fetch a snapshot.',
   // coordinator: its own TLS certificate (Admin › Certificates)
   TLS_NOT_ENABLED:
-    'This coordinator serves plain HTTP: start it with --tls-cert and --tls-key to serve HTTPS.',
+    'This coordinator serves plain HTTP (--no-tls, or a loopback address), so it has no certificate.',
   CERT_INVALID: 'The certificate is not PEM, cannot be read, or its chain is out of order.',
   CERT_KEY_INVALID: 'The private key is not a PEM private key or cannot be read.',
   CERT_KEY_ENCRYPTED: 'The private key is encrypted with a passphrase; upload it decrypted.',

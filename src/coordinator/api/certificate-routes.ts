@@ -16,7 +16,7 @@ import { putCertificateBody } from './schemas.js';
 const CERTIFICATE_BODY_LIMIT = 256 * 1024;
 
 const PLAIN_HTTP =
-  'this coordinator serves plain HTTP, so it has no certificate to replace: start it with --tls-cert FILE --tls-key FILE to serve HTTPS (a running coordinator cannot switch from HTTP to HTTPS)';
+  'this coordinator serves plain HTTP (started with --no-tls, or listening on a loopback address), so it has no certificate to replace: start it on another address without --no-tls, or with --tls-cert FILE --tls-key FILE, to serve HTTPS (a running coordinator cannot switch from HTTP to HTTPS)';
 
 /**
  * The host names the new certificate must cover: the one the admin reached this coordinator by

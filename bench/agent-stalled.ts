@@ -75,7 +75,8 @@ export const stalledConnections: Benchmark = {
     'frame just under the 16 KiB limit before authentication. The agent keeps at most 256 unauthenticated ' +
     'connections and drops the oldest for each one over that. RSS increase = agent VmRSS (/proc/PID/status) 2 s ' +
     `after the last was opened - VmRSS before (after the unloaded connects); MB = 10^6 bytes. Then the ${SAMPLES} ` +
-    'connects are timed again (each takes the place of the oldest stalled connection), and once more after the ' +
+    'connects are timed again (the first takes the place of the oldest stalled connection; each leaves the cap once ' +
+    'authenticated), and once more after the ' +
     'stalled connections are gone; ratio = loaded median / median of both unloaded sets.',
   async run(ctx) {
     const agent = await startAgent({ args: ['--handshake-timeout', '10m'] });

@@ -111,7 +111,7 @@ export class Agent {
         },
         (socket) => this.acceptTls(socket),
       );
-      // Every TCP connection passes the gate before any TLS work is done for it.
+      // Every TCP connection passes the gate before its TLS handshake starts.
       server.on('connection', (raw: Socket) => {
         const ticket = this.admit(raw);
         if (ticket === undefined) return;

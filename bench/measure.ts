@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export type Unit = 'MB/s' | 'ms' | 'ops/s' | 'KB' | '% of a core' | 's' | 'x' | 'tasks';
+export type Unit = 'MB' | 'MB/s' | 'ms' | 'ops/s' | 'KB' | '% of a core' | 's' | 'x' | 'tasks';
 
 /** An aim from the issue: the measured value should be >= or <= it. Never enforced. */
 export interface Aim {

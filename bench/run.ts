@@ -15,6 +15,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { noopLatency, noopThroughput } from './agent-ops.js';
+import { stalledConnections } from './agent-stalled.js';
 import { coldSync, reSync } from './agent-sync.js';
 import { cBuild } from './coordinator-c-build.js';
 import { coordinatorLatency, coordinatorManyAgents, coordinatorThroughput } from './coordinator.js';
@@ -26,6 +27,7 @@ const benchmarks: Benchmark[] = [
   reSync,
   noopLatency,
   noopThroughput,
+  stalledConnections,
   coordinatorLatency,
   coordinatorThroughput,
   coordinatorManyAgents,
@@ -243,6 +245,7 @@ function markdown(results: Measurement[], m: Machine, seconds: number): string {
     [reSync.name]: 'bench/agent-sync.ts',
     [noopLatency.name]: 'bench/agent-ops.ts',
     [noopThroughput.name]: 'bench/agent-ops.ts',
+    [stalledConnections.name]: 'bench/agent-stalled.ts',
     [coordinatorLatency.name]: 'bench/coordinator.ts',
     [coordinatorThroughput.name]: 'bench/coordinator.ts',
     [coordinatorManyAgents.name]: 'bench/coordinator.ts',

@@ -5,7 +5,7 @@
  */
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { createServer as createTlsServer } from 'node:tls';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
 import { LeaseTable } from './leases.js';
@@ -17,6 +17,8 @@ import { InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
 import { AgentSession } from './session.js';
 import { TaskService } from './tasks.js';
+import { ConnectionGate, type GateTicket } from './connection-gate.js';
+import { LogLimiter } from './log-limiter.js';
 import { VersionStore } from './version-store.js';
 import { collectGarbage } from './garbage-collector.js';
 import { ControlRequests, type ControlAnswer, type ControlRequest } from './control.js';
@@ -36,6 +38,13 @@ export class Agent {
   private readonly pins = new Pins();
   private readonly versionPins = new Pins();
   private readonly leases: LeaseTable;
+  /** Connections not yet authenticated: capped in all and per source address. */
+  private readonly gate: ConnectionGate;
+  /** TLS connections admitted by the gate, still in their TLS handshake; by TCP 4-tuple. */
+  private readonly inTlsHandshake = new Map<string, GateTicket>();
+  private readonly refusedLog: LogLimiter;
+  private readonly evictedLog: LogLimiter;
+  private readonly tlsFailedLog: LogLimiter;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<void> | undefined;
   private readonly control: ControlRequests;
@@ -49,6 +58,19 @@ export class Agent {
     this.instances = new InstanceRegistry(options.dataDir, options.tempDir);
     this.leases = new LeaseTable(options.dataDir, options.leaseTtlMs);
     this.control = new ControlRequests(options.dataDir, (request) => this.onControl(request));
+    this.gate = new ConnectionGate({
+      maxTotal: options.maxUnauthenticated,
+      maxPerAddress: options.maxUnauthenticatedPerAddress,
+    });
+    this.refusedLog = new LogLimiter(
+      log,
+      'connection refused: too many unauthenticated connections from its address',
+    );
+    this.evictedLog = new LogLimiter(
+      log,
+      'oldest unauthenticated connection dropped: too many unauthenticated connections',
+    );
+    this.tlsFailedLog = new LogLimiter(log, 'TLS handshake failed');
     this.hosts = new HostSupervisor(this.blobs.root, options.hostIdleMs, log);
     this.tasks = new TaskService(
       this.blobs,
@@ -82,17 +104,41 @@ export class Agent {
     for (const instance of this.instances.list()) await this.versions.cleanPartial(instance);
     await this.control.start();
     const identity = this.identity;
-    const onConnection = (socket: Socket): void => this.accept(socket);
-    this.server = identity.tls
-      ? createTlsServer(
-          { cert: identity.tls.cert, key: identity.tls.key, minVersion: 'TLSv1.2' },
-          onConnection,
-        )
-      : createTcpServer(onConnection);
-    // A failed TLS handshake is one bad peer, not an agent problem.
-    this.server.on('tlsClientError', (err: Error) =>
-      this.log.warn({ err: err.message }, 'TLS handshake failed'),
-    );
+    if (identity.tls) {
+      const server = createTlsServer(
+        {
+          cert: identity.tls.cert,
+          key: identity.tls.key,
+          minVersion: 'TLSv1.2',
+          // A TCP connection that never starts TLS, or stalls in it, is dropped after this.
+          handshakeTimeout: this.options.handshakeTimeoutMs,
+        },
+        (socket) => this.acceptTls(socket),
+      );
+      // Every TCP connection passes the gate before its TLS handshake starts.
+      server.on('connection', (raw: Socket) => {
+        const ticket = this.admit(raw);
+        if (ticket === undefined) return;
+        const key = tupleKey(raw);
+        this.inTlsHandshake.set(key, ticket);
+        raw.once('close', () => {
+          if (this.inTlsHandshake.get(key) === ticket) this.inTlsHandshake.delete(key);
+        });
+      });
+      // A failed TLS handshake is one bad peer, not an agent problem. Node leaves the socket of
+      // a timed-out handshake open when this event has a listener, so it is destroyed here.
+      server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+        socket.destroy();
+        this.tlsFailedLog.warn({ err: err.message });
+      });
+      this.server = server;
+    } else {
+      // No TLS: the session's handshake timer drops a peer that never says hello.
+      this.server = createTcpServer((socket) => {
+        const ticket = this.admit(socket);
+        if (ticket !== undefined) this.accept(socket, ticket);
+      });
+    }
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(this.options.port, this.options.host, () => {
@@ -156,6 +202,7 @@ export class Agent {
       this.tasks.cancelAll();
       await this.tasks.idle(5000);
     }
+    this.gate.evictAll();
     for (const session of this.sessions) session.close(new MusterError('AGENT_SHUTTING_DOWN'));
     await this.hosts.stopAll();
     await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
@@ -190,7 +237,41 @@ export class Agent {
         };
   }
 
-  private accept(socket: Socket): void {
+  /** A new TCP connection: takes its place in the gate, or is closed at once. */
+  private admit(raw: Socket): GateTicket | undefined {
+    const address = raw.remoteAddress;
+    if (this.state !== 'running' || address === undefined) {
+      raw.destroy();
+      return undefined;
+    }
+    const admission = this.gate.admit(address, () => raw.destroy());
+    if ('refused' in admission) {
+      raw.destroy();
+      this.refusedLog.warn({ peer: address, limit: this.options.maxUnauthenticatedPerAddress });
+      return undefined;
+    }
+    if (admission.evicted !== undefined) {
+      this.evictedLog.warn({ peer: admission.evicted, limit: this.options.maxUnauthenticated });
+    }
+    const ticket = admission.admitted;
+    raw.once('close', () => ticket.release());
+    return ticket;
+  }
+
+  private acceptTls(socket: TLSSocket): void {
+    const key = tupleKey(socket);
+    const ticket = this.inTlsHandshake.get(key);
+    this.inTlsHandshake.delete(key);
+    if (ticket === undefined) {
+      // Dropped from the gate while its TLS handshake finished.
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => ticket.release());
+    this.accept(socket, ticket);
+  }
+
+  private accept(socket: Socket, ticket: GateTicket): void {
     if (this.state !== 'running') {
       socket.destroy();
       return;
@@ -208,8 +289,14 @@ export class Agent {
       versionPins: this.versionPins,
       leases: this.leases,
       isDraining: () => this.state !== 'running',
+      onAuthenticated: () => ticket.release(),
       onSessionClosed: (s) => this.sessions.delete(s),
     });
     this.sessions.add(session);
   }
+}
+
+/** A TCP connection's identity while it is open: the TLS socket and its raw socket share it. */
+function tupleKey(socket: Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}|${socket.localAddress}|${socket.localPort}`;
 }

@@ -9,6 +9,16 @@ import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
 
 export const DEFAULT_AGENT_PORT = 7420;
 
+/**
+ * Frames a peer may send before it has authenticated: hello and auth are a few hundred bytes, so
+ * a stranger can make the agent buffer at most this much per connection.
+ */
+export const DEFAULT_PRE_AUTH_MAX_FRAME_BYTES = 16 * 1024;
+/** Connections not yet authenticated, in all (the oldest is dropped to admit a new one). */
+export const DEFAULT_MAX_UNAUTHENTICATED = 256;
+/** Connections not yet authenticated from one source address (IPv6: one /64); more are refused. */
+export const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 16;
+
 export interface AgentOptions {
   listen?: string;
   data?: string;
@@ -27,6 +37,9 @@ export interface AgentOptions {
   versionRetention?: string;
   blobRetention?: string;
   maxFrameBytes?: number;
+  preAuthMaxFrameBytes?: number;
+  maxUnauthenticated?: number;
+  maxUnauthenticatedPerAddress?: number;
   maxTaskOutputBytes?: number;
   logLevel?: string;
 }
@@ -44,12 +57,19 @@ export interface CompiledAgentOptions {
   /** How long a cluster lease lives without renewal (a holder renews with every ping). */
   readonly leaseTtlMs: number;
   readonly drainTimeoutMs: number;
+  /** The TLS handshake, and then hello/challenge/auth, must each complete within this. */
   readonly handshakeTimeoutMs: number;
   readonly gcIntervalMs: number;
   readonly versionRetentionMs: number;
   /** Unreferenced blobs younger than this are kept (an upload may be about to use them). */
   readonly blobRetentionMs: number;
   readonly maxFrameBytes: number;
+  /** The frame limit until the peer has authenticated (then maxFrameBytes). */
+  readonly preAuthMaxFrameBytes: number;
+  /** Unauthenticated connections (accepted, not yet authenticated) in all. */
+  readonly maxUnauthenticated: number;
+  /** Unauthenticated connections per source address (IPv6: per /64 prefix). */
+  readonly maxUnauthenticatedPerAddress: number;
   /** Output kept per task; the first part stays in memory, the rest spills to disk. */
   readonly maxTaskOutputBytes: number;
   readonly taskOutputMemoryBytes: number;
@@ -82,6 +102,25 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
   if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 64 * 1024) {
     throw new MusterError('INVALID_CONFIG', 'the frame limit must be at least 64 KiB');
   }
+  const preAuthMaxFrameBytes = options.preAuthMaxFrameBytes ?? DEFAULT_PRE_AUTH_MAX_FRAME_BYTES;
+  if (
+    !Number.isInteger(preAuthMaxFrameBytes) ||
+    preAuthMaxFrameBytes < 1024 ||
+    preAuthMaxFrameBytes > maxFrameBytes
+  ) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      'the frame limit before authentication must be from 1 KiB to the frame limit',
+    );
+  }
+  const maxUnauthenticated = positiveInteger(
+    options.maxUnauthenticated ?? DEFAULT_MAX_UNAUTHENTICATED,
+    'the limit of unauthenticated connections',
+  );
+  const maxUnauthenticatedPerAddress = positiveInteger(
+    options.maxUnauthenticatedPerAddress ?? DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+    'the limit of unauthenticated connections per address',
+  );
   const compiled: CompiledAgentOptions = {
     host,
     port,
@@ -106,9 +145,19 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     versionRetentionMs: parseDuration(options.versionRetention ?? '7d', '--version-retention'),
     blobRetentionMs: parseDuration(options.blobRetention ?? '1h', '--blob-retention'),
     maxFrameBytes,
+    preAuthMaxFrameBytes,
+    maxUnauthenticated,
+    maxUnauthenticatedPerAddress: Math.min(maxUnauthenticatedPerAddress, maxUnauthenticated),
     maxTaskOutputBytes: options.maxTaskOutputBytes ?? 64 * 1024 * 1024,
     taskOutputMemoryBytes: 256 * 1024,
     logLevel: parseLogLevel(options.logLevel),
   };
   return Object.freeze(compiled);
+}
+
+function positiveInteger(value: number, what: string): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new MusterError('INVALID_CONFIG', `${what} must be a whole number of at least 1`);
+  }
+  return value;
 }

@@ -58,6 +58,8 @@ export interface SessionContext {
   versionPins: Pins;
   leases: LeaseTable;
   isDraining(): boolean;
+  /** The peer has authenticated: it no longer counts against the unauthenticated caps. */
+  onAuthenticated(session: AgentSession): void;
   onSessionClosed(session: AgentSession): void;
 }
 
@@ -106,7 +108,8 @@ export class AgentSession {
         onProtocolError: (err) => this.log.warn({ code: err.code }, err.message),
         onClose: () => this.onClose(),
       },
-      ctx.options.maxFrameBytes,
+      // Until authentication only small frames; raised to maxFrameBytes in onAuth.
+      ctx.options.preAuthMaxFrameBytes,
     );
     this.handshakeTimer = setTimeout(() => {
       if (this.state === 'hello' || this.state === 'auth') {
@@ -269,6 +272,8 @@ export class AgentSession {
       }
     }
     this.state = 'ready';
+    this.conn.setMaxFrameBytes(this.ctx.options.maxFrameBytes);
+    this.ctx.onAuthenticated(this);
     clearTimeout(this.handshakeTimer);
     this.ctx.instances
       .open(hello.product, hello.instanceId, this.sourceIp, publicKey)

@@ -47,6 +47,18 @@ export function registerAgentCommand(program: Command): void {
     .option('--version-retention <duration>', 'keep versions synced within this period', '7d')
     .option('--blob-retention <duration>', 'keep unreferenced blobs this long', '1h')
     .option('--handshake-timeout <duration>', 'how long a peer may take to authenticate', '10s')
+    .option(
+      '--max-unauthenticated <n>',
+      'connections not yet authenticated, in all (the oldest is dropped beyond)',
+      wholeNumber,
+      256,
+    )
+    .option(
+      '--max-unauthenticated-per-address <n>',
+      'connections not yet authenticated, per source address (refused beyond)',
+      wholeNumber,
+      16,
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
     .action(async (opts: AgentOptions) => {
       await runAgent(opts);
@@ -119,6 +131,13 @@ export function registerAgentCommand(program: Command): void {
           `${row.cluster}\n  term      ${row.term}\n  bound to  ${row.boundTo ?? 'no key'}\n`,
         );
     });
+}
+
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new MusterError('INVALID_CONFIG', `"${value}" is not a whole number of at least 1`);
+  return n;
 }
 
 function requireAgentData(dataDir: string): void {

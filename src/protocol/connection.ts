@@ -82,6 +82,11 @@ export class FramedConnection {
     timer.unref();
   }
 
+  /** Changes the frame size limit from the next frame on (see FrameDecoder). */
+  setMaxFrameBytes(limit: number): void {
+    this.decoder.setMaxFrameBytes(limit);
+  }
+
   destroy(): void {
     this.closed = true;
     this.socket.destroy();

@@ -44,7 +44,15 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  constructor(private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
+  constructor(private maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
+
+  /**
+   * Changes the limit for every frame push() has not returned yet: a peer gets a small limit
+   * until it has authenticated, then the full one.
+   */
+  setMaxFrameBytes(limit: number): void {
+    this.maxFrameBytes = limit;
+  }
 
   /** Feeds bytes; returns every complete frame. Throws MusterError on a bad or oversize frame. */
   push(chunk: Buffer): Frame[] {

@@ -24,6 +24,7 @@ import {
   type Bundle,
 } from '../../src/protocol/client/bundle.js';
 import { MusterError } from '../../src/protocol/errors.js';
+import { DEFAULT_PRE_AUTH_MAX_FRAME_BYTES } from '../../src/agent/options.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../../src/protocol/framing.js';
 import { agentProof, clientProof } from '../../src/protocol/handshake.js';
 import type { Manifest } from '../../src/protocol/manifest.js';
@@ -478,7 +479,11 @@ describe('agent under bad input', () => {
       T,
       async () => {
         const error = await expectRejectedBytes(prefixOnly(), 'FRAME_TOO_LARGE');
-        assert.deepEqual(error.details, { length: hundredMiB, limit: DEFAULT_MAX_FRAME_BYTES });
+        // Before authentication the limit is the small one (raised to the full one after).
+        assert.deepEqual(error.details, {
+          length: hundredMiB,
+          limit: DEFAULT_PRE_AUTH_MAX_FRAME_BYTES,
+        });
       },
     );
 
@@ -486,7 +491,8 @@ describe('agent under bad input', () => {
       const peer = await rawPeer();
       await peer.handshake(agent.accessKey, { instanceId: 'oversize' });
       peer.write(prefixOnly());
-      await expectError(peer, 'FRAME_TOO_LARGE');
+      const error = await expectError(peer, 'FRAME_TOO_LARGE');
+      assert.deepEqual(error.details, { length: hundredMiB, limit: DEFAULT_MAX_FRAME_BYTES });
       await peer.waitClosed();
     });
 

@@ -281,6 +281,36 @@ describe('one coordinator under bad input', () => {
   );
 
   it(
+    'keeps answering /healthz while it checks a plan of 40,000 duplicate keys, then refuses it',
+    T,
+    async () => {
+      const before = await buildIds(c);
+      // 440 KB: checked in a worker thread, so the event loop stays free meanwhile.
+      const plan = `tasks:\n  a:\n    run: x\n${'    run: x\n'.repeat(40_000)}`;
+      let answered = false;
+      const submitted = call(c.url, 'POST', '/api/v1/builds', {
+        token: c.token,
+        json: { plan, files: [] },
+      }).finally(() => {
+        answered = true;
+      });
+      let healthy = 0;
+      while (!answered) {
+        assert.equal((await call(c.url, 'GET', '/healthz')).status, 200);
+        if (!answered) healthy++;
+      }
+      const error = assertError(await submitted, 400, 'PLAN_INVALID');
+      const problems = error.details?.problems;
+      assert.ok(Array.isArray(problems));
+      assert.equal(problems.length, 40_000);
+      assert.equal(problems[0], 'tasks.a: duplicate key "run" (first at line 3) (line 4)');
+      // Checked inline, the plan would hold every request until it was done.
+      assert.ok(healthy >= 3, `only ${healthy} /healthz answers came while the plan was checked`);
+      assert.deepEqual(await buildIds(c), before, 'no build row for a refused plan');
+    },
+  );
+
+  it(
     'refuses inputs that were not uploaded (BLOB_NOT_FOUND) or whose paths escape (INVALID_PATH)',
     T,
     async () => {

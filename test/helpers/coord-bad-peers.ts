@@ -188,7 +188,7 @@ export type FakeAgentBehaviour =
   | 'bad-json'
   /** A well-formed frame, but not the challenge the handshake expects. */
   | 'wrong-message'
-  /** A challenge whose proof is wrong: something that is not the agent, or has another key. */
+  /** A ready whose proof is wrong: something that is not the agent, or has another key. */
   | 'bad-proof'
   /** Hangs up right after reading the hello. */
   | 'close';
@@ -208,9 +208,9 @@ export async function startFakeAgent(behaviour: FakeAgentBehaviour): Promise<Fak
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
     const decoder = new FrameDecoder();
-    let answered = false;
+    let step: 'hello' | 'auth' | 'done' = 'hello';
     socket.on('data', (chunk: Buffer) => {
-      if (answered) return;
+      if (step === 'done') return;
       let frames;
       try {
         frames = decoder.push(chunk);
@@ -218,10 +218,23 @@ export async function startFakeAgent(behaviour: FakeAgentBehaviour): Promise<Fak
         socket.destroy();
         return;
       }
-      const hello = frames[0];
-      if (hello === undefined) return;
-      answered = true;
-      if (hello.kind === 'json') hellos.push(hello.value as Record<string, unknown>);
+      const frame = frames[0];
+      if (frame === undefined) return;
+      if (step === 'auth') {
+        // The coordinator proved the key; the imposter cannot, so its proof in ready is wrong.
+        step = 'done';
+        socket.write(
+          encodeJsonFrame({
+            t: 'ready',
+            proof: randomBytes(32).toString('hex'),
+            instance: { key: 'muster@id:x', product: 'muster', dir: 'x' },
+            limits: { maxFrameBytes: 4 * 1024 * 1024 },
+          }),
+        );
+        return;
+      }
+      step = behaviour === 'bad-proof' ? 'auth' : 'done';
+      if (frame.kind === 'json') hellos.push(frame.value as Record<string, unknown>);
       answer(socket, behaviour);
     });
   });
@@ -272,11 +285,10 @@ function answer(socket: Socket, behaviour: FakeAgentBehaviour): void {
       socket.write(
         encodeJsonFrame({
           t: 'challenge',
-          protocol: 1,
+          protocol: 2,
           agentId: 'imposter',
           agentVersion: '0.0.0',
           nonce: randomBytes(32).toString('hex'),
-          proof: randomBytes(32).toString('hex'),
         }),
       );
       return;

@@ -24,6 +24,8 @@ export interface RawPeerOptions {
   port: number;
   /** TLS without checking the certificate (default), or plain TCP on a TLS port (garbage). */
   tls?: boolean;
+  /** Bind the client socket to this local address (127.0.0.x act as distinct sources). */
+  localAddress?: string;
 }
 
 export interface HelloFields {
@@ -69,11 +71,14 @@ export class RawPeer {
 
   static async connect(options: RawPeerOptions): Promise<RawPeer> {
     const host = options.host ?? '127.0.0.1';
+    const bind = options.localAddress === undefined ? {} : { localAddress: options.localAddress };
     const socket = await new Promise<Socket | TLSSocket>((resolve, reject) => {
       const s: Socket | TLSSocket =
         options.tls === false
-          ? netConnect({ host, port: options.port }, () => resolve(s))
-          : tlsConnect({ host, port: options.port, rejectUnauthorized: false }, () => resolve(s));
+          ? netConnect({ host, port: options.port, ...bind }, () => resolve(s))
+          : tlsConnect({ host, port: options.port, rejectUnauthorized: false, ...bind }, () =>
+              resolve(s),
+            );
       s.once('error', reject);
       s.setTimeout(WAIT_MS, () => s.destroy(new Error('connect timed out')));
     });

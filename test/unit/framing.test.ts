@@ -67,4 +67,13 @@ describe('framing', () => {
       );
     }
   });
+
+  it('applies a changed limit from the next frame on', () => {
+    const decoder = new FrameDecoder(64);
+    const big = encodeJsonFrame({ pad: 'x'.repeat(100) });
+    assert.throws(() => new FrameDecoder(64).push(big), { code: 'FRAME_TOO_LARGE' });
+    assert.equal(decoder.push(encodeJsonFrame({ t: 'small' })).length, 1);
+    decoder.setMaxFrameBytes(1024);
+    assert.deepEqual(decoder.push(big), [{ kind: 'json', value: { pad: 'x'.repeat(100) } }]);
+  });
 });

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
 import { checkRelativePath } from '../../protocol/paths.js';
 import { checkInputsMatch } from '../plan/inputs.js';
-import { parsePlan } from '../plan/parse.js';
+import { parsePlanOffThread } from '../plan/parse-off-thread.js';
 import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import {
@@ -25,7 +25,7 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
   app.post('/api/v1/builds', async (request, reply) => {
     const user = requireBuilder(request, ctx);
     const body = parse(createBuildBody, request.body, 'build');
-    const plan = parsePlan(body.plan);
+    const plan = await parsePlanOffThread(body.plan);
     const paths = new Set<string>();
     for (const file of body.files) {
       checkRelativePath(file.path, 'input file');

@@ -2,6 +2,7 @@ import picomatch from 'picomatch';
 import {
   isAlias,
   isMap,
+  isPair,
   isScalar,
   isSeq,
   LineCounter,
@@ -29,6 +30,12 @@ export const PLAN_LIMITS = {
   /** Largest plan text, in UTF-8 bytes. */
   maxBytes: 1024 * 1024,
   maxTasks: 10_000,
+  /**
+   * YAML nodes (mappings, lists, keys and values) in the document. Well above what a 1 MiB plan
+   * written by hand or by a generator holds (about one node per 7 bytes), well below what a
+   * flow-style list of 1-character items packs into 1 MiB (one per 2 bytes).
+   */
+  maxNodes: 250_000,
   maxRetries: 10,
   /** Largest task timeout (setTimeout cannot go much beyond 24 days anyway). */
   maxTimeoutMs: 7 * 86_400_000,
@@ -182,6 +189,27 @@ class Source {
     return range ? this.lineOfOffset(range[0]) : undefined;
   }
 
+  /**
+   * How many nodes the document holds (mappings, lists, keys, values, aliases), counting no
+   * further than `limit + 1`. Iterative: nesting depth costs no stack.
+   */
+  countNodes(limit: number): number {
+    let count = 0;
+    const stack: unknown[] = [this.doc.contents];
+    while (stack.length > 0 && count <= limit) {
+      const node = stack.pop();
+      if (isPair(node)) {
+        stack.push(node.key, node.value);
+      } else if (isMap(node) || isSeq(node)) {
+        count++;
+        for (const item of node.items) stack.push(item);
+      } else if (node !== null && typeof node === 'object') {
+        count++;
+      }
+    }
+    return count;
+  }
+
   /** Every key written twice in one mapping (the YAML library would keep only the last one). */
   duplicateKeys(): { path: string; key: string; lines: number[] }[] {
     const found: { path: string; key: string; lines: number[] }[] = [];
@@ -195,7 +223,10 @@ class Source {
           if (isScalar(pair.key)) {
             const key = String(pair.key.value);
             const line = this.lineOf(pair.key) ?? 0;
-            byKey.set(key, [...(byKey.get(key) ?? []), line]);
+            // Appended in place: copying the list per key made 40,000 repeats quadratic.
+            const lines = byKey.get(key);
+            if (lines === undefined) byKey.set(key, [line]);
+            else lines.push(line);
             walk(pair.value, joinPath(path, key));
           } else {
             walk(pair.value, path);
@@ -486,6 +517,14 @@ export function parsePlan(text: string, options: { sourceName?: string } = {}): 
     for (const err of doc.errors) {
       problems.add('', `YAML syntax: ${err.message}`, source.lineOfOffset(err.pos[0]));
     }
+    fail();
+  }
+  // Before toJS() and every walk below: the work they do grows with the number of nodes.
+  if (source.countNodes(PLAN_LIMITS.maxNodes) > PLAN_LIMITS.maxNodes) {
+    problems.add(
+      '',
+      `the plan has more than ${PLAN_LIMITS.maxNodes} YAML nodes (mappings, lists, keys and values); the limit is ${PLAN_LIMITS.maxNodes}`,
+    );
     fail();
   }
   let root: unknown;

@@ -24,6 +24,15 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
   app.put<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
     requireUser(request);
     const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
+    // Only application/octet-stream leaves the body a stream; another type was parsed (JSON,
+    // text) into something that is not the blob's bytes.
+    const body = request.body as Readable | undefined;
+    if (typeof body?.pipe !== 'function') {
+      throw new MusterError(
+        'VALIDATION_FAILED',
+        'send the blob as Content-Type: application/octet-stream',
+      );
+    }
     const length = Number(request.headers['content-length']);
     if (!Number.isInteger(length) || length < 0) {
       throw new MusterError('VALIDATION_FAILED', 'send the blob with a Content-Length');
@@ -35,13 +44,13 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
       );
     }
     if (await ctx.blobs.has(sha256)) {
-      (request.body as Readable).resume();
+      body.resume();
       return reply.code(204).send();
     }
     const writer = await ctx.blobs.createWriter(sha256, length);
     try {
       let offset = 0;
-      for await (const chunk of request.body as Readable) {
+      for await (const chunk of body) {
         const data = chunk as Buffer;
         await writer.write(offset, data);
         offset += data.length;

@@ -327,7 +327,7 @@ export class AgentSession {
   // ---- requests -----------------------------------------------------------------------------
 
   private onRequest(raw: { t?: unknown; id?: unknown } | null): void {
-    const re = typeof raw?.id === 'number' ? raw.id : undefined;
+    const re = requestIdOf(raw?.id);
     if (this.instance === undefined) {
       this.sendError(
         re,
@@ -555,11 +555,10 @@ export class AgentSession {
   private onBlobChunk(rawHeader: unknown, data: Buffer): void {
     const parsed = blobChunkHeaderSchema.safeParse(rawHeader);
     if (!parsed.success) {
-      const re =
-        typeof (rawHeader as { re?: unknown } | null)?.re === 'number'
-          ? (rawHeader as { re: number }).re
-          : undefined;
-      this.sendError(re, invalid('blob.chunk', parsed.error));
+      this.sendError(
+        requestIdOf((rawHeader as { re?: unknown } | null)?.re),
+        invalid('blob.chunk', parsed.error),
+      );
       return;
     }
     const header = parsed.data;
@@ -723,6 +722,15 @@ export class AgentSession {
     }
     this.ctx.onSessionClosed(this);
   }
+}
+
+/**
+ * The id to answer an invalid request with: only one a client could have chosen. An error frame
+ * with `re: -1`, `1.5` or `1e999` (Infinity, written as null) breaks the protocol's schema, and
+ * a client drops it unread.
+ */
+function requestIdOf(id: unknown): number | undefined {
+  return typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id : undefined;
 }
 
 /** Names what a peer sent as a message type without echoing (or recursing into) all of it. */

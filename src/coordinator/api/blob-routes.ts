@@ -26,6 +26,15 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
   app.put<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
     const user = requireBuilder(request, ctx);
     const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
+    // Only application/octet-stream leaves the body a stream; another type was parsed (JSON,
+    // text) into something that is not the blob's bytes.
+    const body = request.body as Readable | undefined;
+    if (typeof body?.pipe !== 'function') {
+      throw new MusterError(
+        'VALIDATION_FAILED',
+        'send the blob as Content-Type: application/octet-stream',
+      );
+    }
     const length = Number(request.headers['content-length']);
     if (!Number.isInteger(length) || length < 0) {
       throw new MusterError('VALIDATION_FAILED', 'send the blob with a Content-Length');
@@ -38,7 +47,7 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
     }
     // Already there: touched (like POST /blobs/missing does), so a sweep keeps it a while longer.
     if ((await ctx.blobs.missing([sha256])).length === 0) {
-      (request.body as Readable).resume();
+      body.resume();
       return reply.code(204).send();
     }
     const done = ctx.uploads.reserve(user.name, length);
@@ -48,7 +57,7 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
     });
     try {
       let offset = 0;
-      for await (const chunk of request.body as Readable) {
+      for await (const chunk of body) {
         const data = chunk as Buffer;
         await writer.write(offset, data);
         offset += data.length;

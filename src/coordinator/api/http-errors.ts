@@ -81,6 +81,13 @@ export function errorHandler(
     void sendError(reply, new MusterError('VALIDATION_FAILED', fastifyError.message));
     return;
   }
+  if (request.raw.socket?.destroyed) {
+    // The client hung up before its request was read ("aborted"): nobody to answer, and no
+    // fault of the server's. Logged as an error, any peer could fill the log with them.
+    request.log.info({ code: (err as NodeJS.ErrnoException).code }, 'the client went away');
+    void sendError(reply, new MusterError('VALIDATION_FAILED', 'the request was cut off'));
+    return;
+  }
   request.log.error({ err }, 'request failed');
   void sendError(reply, new MusterError('INTERNAL', 'internal error; see the coordinator log'));
 }

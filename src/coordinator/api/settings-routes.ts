@@ -17,6 +17,11 @@ export const settingDefinitions: Record<string, { schema: z.ZodType; description
   },
 };
 
+/** The definition of a setting, if `key` is one (never Object.prototype's "constructor"…). */
+function definitionOf(key: string): { schema: z.ZodType; description: string } | undefined {
+  return Object.hasOwn(settingDefinitions, key) ? settingDefinitions[key] : undefined;
+}
+
 /** Never sent by the API: the instance key proves this coordinator to agents. */
 const SECRET_SETTINGS = new Set(['Agent.InstanceKey']);
 /** Shown to admins only: an instance id is what another coordinator would need to claim. */
@@ -50,7 +55,7 @@ export function registerSettingsRoutes(
 
   app.get<{ Params: { key: string } }>('/api/v1/settings/:key', async (request) => {
     const user = requireUser(request);
-    const definition = settingDefinitions[request.params.key];
+    const definition = definitionOf(request.params.key);
     if (!definition)
       throw new MusterError(
         'NOT_FOUND',
@@ -67,7 +72,7 @@ export function registerSettingsRoutes(
 
   app.put<{ Params: { key: string } }>('/api/v1/settings/:key', async (request) => {
     requireAdmin(request, ctx);
-    const definition = settingDefinitions[request.params.key];
+    const definition = definitionOf(request.params.key);
     if (!definition)
       throw new MusterError(
         'NOT_FOUND',

@@ -25,7 +25,8 @@ import { LOCAL_TOKEN_BASE, type ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';
 import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
-import { PeerClient, sameFingerprint } from './peer-client.js';
+import { PeerClient } from './peer-client.js';
+import { sameFingerprint } from '../../protocol/pinned-tls.js';
 import type { HeartbeatView } from './primary-side.js';
 import { readTerm, TERM_SETTING } from './primary-side.js';
 

@@ -15,7 +15,7 @@ import {
   type PeerCertificate,
   type TLSSocket,
 } from 'node:tls';
-import { normaliseFingerprint } from '../../protocol/client/agent-client.js';
+import { sameFingerprint } from '../../protocol/pinned-tls.js';
 import { MusterError, isErrorCode } from '../../protocol/errors.js';
 
 export interface PeerTls {
@@ -204,8 +204,4 @@ function toPeerError(err: unknown, url: URL): MusterError {
   return new MusterError('UNREACHABLE', `${url.host}: ${e.code ?? ''} ${e.message}`.trim(), {
     url: url.origin,
   });
-}
-
-export function sameFingerprint(a: string, b: string | undefined): boolean {
-  return b !== undefined && normaliseFingerprint(a) === normaliseFingerprint(b);
 }

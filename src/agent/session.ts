@@ -318,7 +318,7 @@ export class AgentSession {
     this.fail(
       new MusterError(
         'INSTANCE_BOUND',
-        `${what} ${id} on this agent belongs to another coordinator (key ${instanceKeyFingerprint(boundTo)}); give this coordinator its own Agent.InstanceId, or have the agent's admin unbind it (muster agent ${what === 'instance' ? 'instances --unbind KEY' : 'leases --reset CLUSTER'})`,
+        `${what} ${id} on this agent belongs to another coordinator (key ${instanceKeyFingerprint(boundTo)}); give this coordinator its own Agent.InstanceId, or have the agent's admin unbind it (muster agent ${what === 'instance' ? 'instances --unbind' : 'leases --reset'} ${id})`,
         { [what]: id },
       ),
     );

@@ -165,6 +165,17 @@ describe('failures', () => {
 `,
     );
     await coordinator.waitForTask(build.id, 'second', 'running');
+    // Killed once the agent runs it (its first line is back): an attempt the coordinator recorded
+    // but never handed over is lost and retried, which is right, but not what this test is about.
+    const started = coordinator;
+    await waitFor(
+      async () =>
+        (
+          await started.api<LogsView>('GET', `/builds/${build.id}/logs?task=second`)
+        ).body.chunks.some((c) => c.text.includes('start')),
+      30_000,
+      'second to print its first line',
+    );
     await coordinator.kill();
     coordinator = await startCoordinator({ dataDir });
     const done = await coordinator.waitForBuild(build.id, 60_000);

@@ -48,6 +48,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--blob-retention <duration>', 'keep unreferenced blobs this long', '1h')
     .option('--handshake-timeout <duration>', 'how long a peer may take to authenticate', '10s')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
+    .option(
+      '--task-users <mode>',
+      "auto, on or off: run each instance's tasks as a user of its own (auto: when root)",
+      'auto',
+    )
     .action(async (opts: AgentOptions) => {
       await runAgent(opts);
     });
@@ -73,6 +78,7 @@ export function registerAgentCommand(program: Command): void {
         lastSeen: r.lastSeen,
         dir: r.dirName,
         boundTo: r.publicKey === null ? null : instanceKeyFingerprint(r.publicKey),
+        taskUser: r.taskUser?.name ?? null,
       }));
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
@@ -84,7 +90,7 @@ export function registerAgentCommand(program: Command): void {
       }
       for (const row of rows) {
         process.stdout.write(
-          `${row.key}\n  product   ${row.product}\n  versions  ${row.versions.length} (current ${row.current?.slice(0, 12) ?? 'none'})\n  last seen ${row.lastSeen}\n  bound to  ${row.boundTo ?? 'no key (keyed by address, or not claimed since binding)'}\n  dir       ${row.dir}\n`,
+          `${row.key}\n  product   ${row.product}\n  versions  ${row.versions.length} (current ${row.current?.slice(0, 12) ?? 'none'})\n  last seen ${row.lastSeen}\n  bound to  ${row.boundTo ?? 'no key (keyed by address, or not claimed since binding)'}\n  dir       ${row.dir}\n  task user ${row.taskUser ?? 'none (tasks run as the agent)'}\n`,
         );
       }
     });
@@ -175,6 +181,7 @@ async function runAgent(opts: AgentOptions): Promise<void> {
       version: MUSTER_VERSION,
       dataDir: options.dataDir,
       tempDir: options.tempDir,
+      taskUsers: options.taskUsers,
     },
     'listening',
   );

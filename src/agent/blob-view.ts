@@ -35,21 +35,8 @@ export class BlobView {
 
   /** Makes (or checks) the view and its subdirs: root:gid 1770, each one a real directory. */
   async prepare(viewDir: string, gid: number): Promise<void> {
-    for (const dir of [viewDir, ...VIEW_SUBDIRS.map((name) => join(viewDir, name))]) {
-      await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'EEXIST') throw err;
-      });
-      const info = await lstat(dir);
-      // Made by the task user while the view was incomplete: refuse rather than follow it.
-      if (!info.isDirectory() || info.uid !== 0) {
-        throw new MusterError(
-          'TASK_USER_FAILED',
-          `${dir} is not a directory of the agent's; remove it while the agent is stopped`,
-        );
-      }
-      await chown(dir, 0, gid);
-      await chmod(dir, VIEW_MODE);
-    }
+    await prepareDir(viewDir, gid);
+    await Promise.all(VIEW_SUBDIRS.map((name) => prepareDir(join(viewDir, name), gid)));
   }
 
   /** Hard-links (or copies) these blobs of the store into the view. */
@@ -156,6 +143,22 @@ export class BlobView {
       await handle.close();
     }
   }
+}
+
+async function prepareDir(dir: string, gid: number): Promise<void> {
+  await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+  const info = await lstat(dir);
+  // Made by the task user while the view was incomplete: refuse rather than follow it.
+  if (!info.isDirectory() || info.uid !== 0) {
+    throw new MusterError(
+      'TASK_USER_FAILED',
+      `${dir} is not a directory of the agent's; remove it while the agent is stopped`,
+    );
+  }
+  if (info.gid !== gid) await chown(dir, 0, gid);
+  if ((info.mode & 0o7777) !== VIEW_MODE) await chmod(dir, VIEW_MODE);
 }
 
 /** Copies without following or replacing anything at the target (O_EXCL), read-only. */

@@ -175,9 +175,10 @@ export class TaskUsers {
       throw new MusterError('TASK_USER_FAILED', unreachableMessage(blocked));
     if (this.agentId === undefined) throw new MusterError('INTERNAL', 'task users not initialised');
     const name = TaskUsers.nameOf(this.agentId, instance.record.dirName);
-    const user =
-      (await this.accounts.lookup(name)) ??
-      (await this.accounts.ensure(name, `Muster tasks of instance ${instance.record.dirName}`));
+    const user = await this.accounts.ensure(
+      name,
+      `Muster tasks of instance ${instance.record.dirName}`,
+    );
     if (user.uid === 0 || user.gid === 0) {
       throw new MusterError('TASK_USER_FAILED', `${name} has uid or gid 0; refusing to use it`);
     }

@@ -72,12 +72,10 @@ export class SystemUserAccounts implements UserAccounts {
 
   private async create(name: string, comment: string): Promise<SystemUser> {
     let lastError = '';
+    let groupArgs = ['--user-group'];
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const existing = await this.lookup(name);
       if (existing) return checked(existing);
-      const group = await run('getent', ['group', name]);
-      // A group left behind by a removed user: the new user joins it instead of making one.
-      const groupArgs = group.code === 0 ? ['--gid', name] : ['--user-group'];
       const result = await run('useradd', [
         '--system',
         '--no-create-home',
@@ -90,8 +88,14 @@ export class SystemUserAccounts implements UserAccounts {
         ...groupArgs,
         name,
       ]);
-      if (result.code === 0 || result.code === NAME_IN_USE) continue; // look it up again
+      if (result.code === 0) continue; // look it up
       lastError = `useradd exited with ${result.code}: ${result.stderr.trim()}`;
+      if (result.code === NAME_IN_USE) {
+        // Made meanwhile by someone else (looked up next), or a group of that name left behind
+        // by a removed user: then the new user joins it.
+        if ((await run('getent', ['group', name])).code === 0) groupArgs = ['--gid', name];
+        continue;
+      }
       if (!LOCKED_EXIT_CODES.has(result.code)) break;
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
     }

@@ -28,7 +28,9 @@ describe('cluster leases on the agent', () => {
       'succeeded',
     );
 
-    // The backup, with a higher term, while the primary keeps renewing: refused.
+    // The backup, with a higher term, while the primary keeps renewing: refused. (A renewal
+    // first: the first task may take longer than the TTL, e.g. to create a task user.)
+    await primary.ping();
     const backup = await agent.connect({ ...identity, leaseTerm: 2 });
     assert.equal(backup.lease?.held, false);
     assert.equal(backup.lease?.term, 1);

@@ -25,7 +25,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
@@ -86,6 +86,15 @@ export class TaskUsers {
     const { dataDir, tempDir, blobs, log } = this.options;
     const tempInData = isInside(dataDir, tempDir);
     await chmod(dataDir, tempInData ? 0o711 : 0o700);
+    // What an older agent (or one without task users) left open: owner-only from now on.
+    for (const name of await readdir(dataDir)) {
+      const path = join(dataDir, name);
+      if (path === tempDir || isInside(path, tempDir)) continue;
+      const info = await lstat(path);
+      if ((info.isFile() || info.isDirectory()) && (info.mode & 0o077) !== 0) {
+        await chmod(path, info.mode & 0o700);
+      }
+    }
     const temp = await stat(tempDir);
     if ((temp.mode & 0o1002) === 0 && temp.uid === 0) await chmod(tempDir, 0o711);
     await chmod(blobs.root, 0o700);

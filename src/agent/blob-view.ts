@@ -46,15 +46,7 @@ export class BlobView {
       const source = this.blobs.pathOf(sha256);
       const target = join(viewDir, sha256.slice(0, 2), sha256);
       try {
-        const stored = await lstat(source);
-        const present = await lstat(target).catch(() => undefined);
-        if (present?.ino === stored.ino && present.dev === stored.dev) continue;
-        // Whatever the task user left under this name goes; unlink never follows a symlink.
-        if (present) await unlink(target);
-        await link(source, target).catch(async (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'EXDEV' && err.code !== 'EPERM') throw err;
-          await copyExclusive(source, target);
-        });
+        await linkOnce(source, target);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !(await this.blobs.has(sha256))) {
           throw new MusterError('BLOB_NOT_FOUND', `input blob ${sha256} is not on the agent`);
@@ -143,6 +135,34 @@ export class BlobView {
       await handle.close();
     }
   }
+}
+
+/**
+ * Makes `target` the store's inode. Two tasks of an instance may link one input at once, so an
+ * existing link to the same inode is success; anything else there (the task user's) goes first:
+ * unlink never follows a symlink.
+ */
+async function linkOnce(source: string, target: string): Promise<void> {
+  const stored = await lstat(source);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const present = await lstat(target).catch(() => undefined);
+    if (present?.ino === stored.ino && present.dev === stored.dev) return;
+    if (present) await unlink(target).catch(() => undefined);
+    try {
+      await link(source, target);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EXDEV' || code === 'EPERM') {
+        await copyExclusive(source, target).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EEXIST') throw e;
+        });
+        return;
+      }
+      if (code !== 'EEXIST') throw err;
+    }
+  }
+  throw new MusterError('STORAGE_ERROR', `cannot link ${target}: something keeps taking its place`);
 }
 
 async function prepareDir(dir: string, gid: number): Promise<void> {

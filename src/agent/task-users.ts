@@ -248,21 +248,31 @@ export class TaskUsers {
   }
 }
 
-function removeTreeAs(user: { uid: number; gid: number }, path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/bin/rm', ['-rf', '--', path], {
+/**
+ * `rm -rf` as the user; if that fails (a dir the task made read-only, as Go's module cache
+ * does), `chmod -R u+rwx` as the user and once more.
+ */
+async function removeTreeAs(user: { uid: number; gid: number }, path: string): Promise<void> {
+  if ((await runAs(user, '/bin/rm', ['-rf', '--', path])) === '') return;
+  await runAs(user, '/bin/chmod', ['-R', 'u+rwx', '--', path]);
+  const error = await runAs(user, '/bin/rm', ['-rf', '--', path]);
+  if (error !== '') {
+    throw new MusterError('STORAGE_ERROR', `rm -rf ${path} as uid ${user.uid}: ${error}`);
+  }
+}
+
+/** Runs a program as the user; resolves with '' on success, else with what went wrong. */
+function runAs(user: { uid: number; gid: number }, file: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(file, args, {
       uid: user.uid,
       gid: user.gid,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-1000)));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0
-        ? resolve()
-        : reject(new MusterError('STORAGE_ERROR', `rm -rf ${path} as uid ${user.uid}: ${stderr}`)),
-    );
+    child.on('error', (err) => resolve(err.message));
+    child.on('close', (code) => resolve(code === 0 ? '' : stderr.trim() || `exit ${code}`));
   });
 }
 

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import type { AgentClient } from '../../src/protocol/client/agent-client.js';
 import { createBundle } from '../../src/protocol/client/bundle.js';
 import { cleanup, makeTempDir, startAgent } from '../helpers/agent-process.js';
 
@@ -28,15 +29,17 @@ describe('cluster leases on the agent', () => {
       'succeeded',
     );
 
-    // The backup, with a higher term, while the primary keeps renewing: refused. (A renewal
-    // first: the first task may take longer than the TTL, e.g. to create a task user.)
+    // The backup, with a higher term, while the primary keeps renewing: refused. (Renewing from
+    // before the backup connects: the first task, creating a task user, or a connection on a
+    // loaded machine may take longer than the TTL.)
     await primary.ping();
-    const backup = await agent.connect({ ...identity, leaseTerm: 2 });
-    assert.equal(backup.lease?.held, false);
-    assert.equal(backup.lease?.term, 1);
-    await backup.sync(bundle);
     const renewing = setInterval(() => void primary.ping().catch(() => undefined), 200);
+    let backup: AgentClient;
     try {
+      backup = await agent.connect({ ...identity, leaseTerm: 2 });
+      assert.equal(backup.lease?.held, false);
+      assert.equal(backup.lease?.term, 1);
+      await backup.sync(bundle);
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal((await backup.acquireLease(2)).held, false, 'a live lease is never taken');
       await assert.rejects(

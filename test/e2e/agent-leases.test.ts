@@ -23,19 +23,18 @@ describe('cluster leases on the agent', () => {
 
     const primary = await agent.connect({ ...identity, leaseTerm: 1 });
     assert.deepEqual(primary.lease?.held, true);
-    await primary.sync(bundle);
-    assert.equal(
-      (await primary.runTask({ taskId: 'p-1', extension: 'core', operation: 'noop' })).status,
-      'succeeded',
-    );
-
-    // The backup, with a higher term, while the primary keeps renewing: refused. (Renewing from
-    // before the backup connects: the first task, creating a task user, or a connection on a
-    // loaded machine may take longer than the TTL.)
-    await primary.ping();
+    // The primary renews as a coordinator does, from the start: its first task (which may create
+    // a task user) or the backup's connection may take longer than the TTL on a loaded machine.
     const renewing = setInterval(() => void primary.ping().catch(() => undefined), 200);
     let backup: AgentClient;
     try {
+      await primary.sync(bundle);
+      assert.equal(
+        (await primary.runTask({ taskId: 'p-1', extension: 'core', operation: 'noop' })).status,
+        'succeeded',
+      );
+
+      // The backup, with a higher term, while the primary keeps renewing: refused.
       backup = await agent.connect({ ...identity, leaseTerm: 2 });
       assert.equal(backup.lease?.held, false);
       assert.equal(backup.lease?.term, 1);

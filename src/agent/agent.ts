@@ -22,6 +22,7 @@ import { LogLimiter } from './log-limiter.js';
 import { VersionStore } from './version-store.js';
 import { collectGarbage } from './garbage-collector.js';
 import { ControlRequests, type ControlAnswer, type ControlRequest } from './control.js';
+import { TaskUsers } from './task-users.js';
 
 export type AgentState = 'created' | 'starting' | 'running' | 'draining' | 'stopped';
 
@@ -48,6 +49,7 @@ export class Agent {
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<void> | undefined;
   private readonly control: ControlRequests;
+  private readonly users: TaskUsers | undefined;
 
   constructor(
     readonly options: CompiledAgentOptions,
@@ -71,7 +73,15 @@ export class Agent {
       'oldest unauthenticated connection dropped: too many unauthenticated connections',
     );
     this.tlsFailedLog = new LogLimiter(log, 'TLS handshake failed');
-    this.hosts = new HostSupervisor(this.blobs.root, options.hostIdleMs, log);
+    this.users = options.taskUsers
+      ? new TaskUsers({
+          dataDir: options.dataDir,
+          tempDir: options.tempDir,
+          blobs: this.blobs,
+          log,
+        })
+      : undefined;
+    this.hosts = new HostSupervisor(this.blobs.root, options.hostIdleMs, log, this.users);
     this.tasks = new TaskService(
       this.blobs,
       this.hosts,
@@ -81,6 +91,7 @@ export class Agent {
         maxBytes: options.maxTaskOutputBytes,
       },
       log,
+      this.users,
     );
   }
 
@@ -97,8 +108,13 @@ export class Agent {
     if (this.state !== 'created')
       throw new MusterError('INTERNAL', `cannot start an agent that is ${this.state}`);
     this.state = 'starting';
+    // Task users must not read what the agent writes (leases.json, records, manifests…): what
+    // they need is opened up explicitly (task-users.ts). The process-wide umask is the one way
+    // to cover every file, present and future; host processes get 022 back.
+    if (this.users) process.umask(0o077);
     this.identity = await loadOrCreateIdentity(this.options);
     await this.blobs.init();
+    await this.users?.init(this.identity.agentId);
     await this.instances.load();
     await this.leases.load();
     for (const instance of this.instances.list()) await this.versions.cleanPartial(instance);
@@ -170,6 +186,7 @@ export class Agent {
         versionRetentionMs: this.options.versionRetentionMs,
         blobMinAgeMs: this.options.blobRetentionMs,
         log: this.log,
+        ...(this.users ? { users: this.users } : {}),
       });
     } catch (err) {
       this.log.error({ err }, 'garbage collection failed');

@@ -2,6 +2,7 @@
  * Collects what no one uses any more. A version is kept while it is an instance's current one,
  * has a live host, or was synced within the retention period; a blob is kept while a kept
  * version, a live task or an upload in progress refers to it, or it is younger than an hour.
+ * With task users, an instance's blob view (blob-view.ts) is emptied while none of its tasks runs.
  */
 import type { Logger } from 'pino';
 import type { Pins } from './pins.js';
@@ -9,6 +10,7 @@ import type { BlobStore } from '../protocol/blob-store.js';
 import type { HostSupervisor } from './host-supervisor.js';
 import type { Instance } from './instances.js';
 import type { TaskService } from './tasks.js';
+import type { TaskUsers } from './task-users.js';
 import type { VersionStore } from './version-store.js';
 
 export interface GarbageCollectorContext {
@@ -24,6 +26,7 @@ export interface GarbageCollectorContext {
   log: Logger;
   /** Blobs younger than this are kept even when unreferenced (an upload may be about to use them). */
   blobMinAgeMs: number;
+  users?: TaskUsers;
 }
 
 export function versionPinKey(instance: Instance, versionId: string): string {
@@ -60,6 +63,9 @@ export async function collectGarbage(
     }
     await ctx.versions.removeOrphanManifests(instance);
     if (changed) await instance.save();
+    if (ctx.users && ![...instance.tasks.values()].some((t) => t.state === 'running')) {
+      await ctx.users.clearView(instance);
+    }
   }
   const removedBlobs = await ctx.blobs.collect(keep, ctx.blobMinAgeMs);
   if (removedVersions + removedBlobs > 0) {

@@ -3,6 +3,10 @@
  * operations. The agent talks to it over Node IPC (protocol/host-messages.ts). When it exits
  * unexpectedly every task it was running fails with HOST_CRASHED and the process groups those
  * tasks started are killed, so nothing is left behind. It is stopped after being idle.
+ *
+ * With task users (task-users.ts) it runs as its instance's user: uid/gid, HOME and TMPDIR of
+ * that instance, its blob view as MUSTER_BLOB_DIR, a umask of 022 (the agent's own is 077), and
+ * each finished task's outputs are taken into the shared store, verified, before the task is done.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -15,7 +19,9 @@ import {
   type HostStartMessage,
   type HostToAgent,
 } from '../protocol/host-messages.js';
+import type { TaskResult } from '../protocol/task-types.js';
 import type { TaskRecord } from './task-record.js';
+import type { HostUser } from './task-users.js';
 
 export type HostState = 'starting' | 'ready' | 'stopping' | 'exited';
 
@@ -26,7 +32,19 @@ export interface HostProcessOptions {
   idleMs: number;
   log: Logger;
   onExit(host: HostProcess): void;
+  /** Run as this user (task users); else as the agent. */
+  user?: HostUser;
+  /** Called with each task's result before the task counts as done; must not reject. */
+  finishing?: (result: TaskResult) => Promise<TaskResult>;
+  /** Kills a process group the host's tasks started (default: the agent kills it itself). */
+  killGroup?: (pgid: number) => void;
 }
+
+/**
+ * Loaded before the host's entry: the agent runs with umask 077 when it has task users, and a
+ * task's files should get the modes they would get anywhere else (they become outputs' modes).
+ */
+const UMASK_022 = 'data:text/javascript,process.umask(0o022)';
 
 const START_TIMEOUT_MS = 30_000;
 
@@ -40,17 +58,22 @@ export class HostProcess {
   private lastError: string | undefined;
 
   constructor(private readonly options: HostProcessOptions) {
+    const { user } = options;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
+      ...user?.env,
       MUSTER_HOST_PROTOCOL: String(HOST_PROTOCOL),
       MUSTER_BUNDLE_DIR: options.versionDir,
-      MUSTER_BLOB_DIR: options.blobDir,
+      MUSTER_BLOB_DIR: user?.blobDir ?? options.blobDir,
     };
     this.child = fork(join(options.versionDir, options.entry), [], {
       cwd: options.versionDir,
       env,
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      ...(user === undefined
+        ? {}
+        : { uid: user.uid, gid: user.gid, execArgv: [...process.execArgv, '--import', UMASK_022] }),
     });
     this.child.stdout?.on('data', (d: Buffer) => options.log.debug({ hostStdout: d.toString() }));
     this.child.stderr?.on('data', (d: Buffer) => {
@@ -179,7 +202,8 @@ export class HostProcess {
         if (!record) break;
         this.running.delete(message.taskId);
         record.processGroups.clear();
-        record.finish(message.result);
+        if (this.options.finishing === undefined) record.finish(message.result);
+        else void this.options.finishing(message.result).then((result) => record.finish(result));
         if (this.running.size === 0) this.armIdle();
         break;
       }
@@ -196,7 +220,7 @@ export class HostProcess {
       this.options.log.warn({ code, signal, tasks: this.running.size }, 'host process exited');
     }
     for (const record of this.running.values()) {
-      for (const pgid of record.processGroups) killGroup(pgid);
+      for (const pgid of record.processGroups) (this.options.killGroup ?? killGroup)(pgid);
       record.finish({
         status: 'failed',
         error: {
@@ -224,7 +248,12 @@ export class HostProcess {
   }
 }
 
+/**
+ * SIGKILLs a process group a host announced. A host is not trusted with the number: 0 would be
+ * the agent's own group and 1 every process the agent may signal.
+ */
 export function killGroup(pgid: number): void {
+  if (!Number.isInteger(pgid) || pgid <= 1) return;
   try {
     process.kill(-pgid, 'SIGKILL');
   } catch {

@@ -26,6 +26,14 @@ export const instanceRecordSchema = z.object({
    * next claim binds them).
    */
   publicKey: z.string().nullable().default(null),
+  /**
+   * The system user this instance's tasks run as (task-users.ts), created by the agent on the
+   * first task it ran as root. Null when tasks run as the agent's own user, and in older records.
+   */
+  taskUser: z
+    .object({ name: z.string(), uid: z.number().int(), gid: z.number().int() })
+    .nullable()
+    .default(null),
   versions: z.array(
     z.object({ versionId: z.string(), label: z.string().nullable(), syncedAt: z.string() }),
   ),
@@ -81,6 +89,19 @@ export class Instance {
     return join(this.dir, 'work', taskId);
   }
 
+  /** With task users: the blob dir its host sees (blob-view.ts), HOME and TMPDIR. */
+  get blobViewDir(): string {
+    return join(this.dir, 'blobs');
+  }
+
+  get homeDir(): string {
+    return join(this.dir, 'home');
+  }
+
+  get tmpDir(): string {
+    return join(this.dir, 'tmp');
+  }
+
   /**
    * Records a sync of this version. Returns whether the record needs saving: a re-sync of the
    * current version only refreshes its time (what retention goes by) once a minute, so a
@@ -130,7 +151,7 @@ export class InstanceRegistry {
   }
 
   async load(): Promise<void> {
-    await mkdir(this.recordsDir, { recursive: true });
+    await mkdir(this.recordsDir, { recursive: true, mode: 0o700 });
     for (const record of await readInstanceRecords(this.recordsDir)) {
       this.byKey.set(record.key, this.make(record));
     }
@@ -164,6 +185,7 @@ export class InstanceRegistry {
         lastSeen: now,
         current: null,
         publicKey: null,
+        taskUser: null,
         versions: [],
       });
       this.byKey.set(key, instance);

@@ -42,6 +42,8 @@ export interface AgentOptions {
   maxUnauthenticatedPerAddress?: number;
   maxTaskOutputBytes?: number;
   logLevel?: string;
+  /** `auto` (default): tasks run as users of their instance's own when the agent is root. */
+  taskUsers?: string;
 }
 
 export interface CompiledAgentOptions {
@@ -74,6 +76,11 @@ export interface CompiledAgentOptions {
   readonly maxTaskOutputBytes: number;
   readonly taskOutputMemoryBytes: number;
   readonly logLevel: string;
+  /**
+   * Each instance's host process (and so its tasks) runs as a system user of its own that the
+   * agent creates (task-users.ts). Only possible when the agent runs as root.
+   */
+  readonly taskUsers: boolean;
 }
 
 export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions {
@@ -151,6 +158,7 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     maxTaskOutputBytes: options.maxTaskOutputBytes ?? 64 * 1024 * 1024,
     taskOutputMemoryBytes: 256 * 1024,
     logLevel: parseLogLevel(options.logLevel),
+    taskUsers: compileTaskUsers(options.taskUsers),
   };
   return Object.freeze(compiled);
 }
@@ -160,4 +168,21 @@ function positiveInteger(value: number, what: string): number {
     throw new MusterError('INVALID_CONFIG', `${what} must be a whole number of at least 1`);
   }
   return value;
+}
+
+/** `auto` is on exactly when the agent runs as root; `on` insists (and refuses to start otherwise). */
+function compileTaskUsers(mode = 'auto'): boolean {
+  const root = process.getuid?.() === 0;
+  if (mode === 'auto') return root;
+  if (mode === 'off') return false;
+  if (mode === 'on') {
+    if (!root) {
+      throw new MusterError(
+        'INVALID_CONFIG',
+        '--task-users on needs the agent to run as root (it creates a user per instance)',
+      );
+    }
+    return true;
+  }
+  throw new MusterError('INVALID_CONFIG', `--task-users must be auto, on or off (got "${mode}")`);
 }

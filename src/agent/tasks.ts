@@ -15,6 +15,7 @@ import { killGroup } from './host-process.js';
 import type { HostSupervisor } from './host-supervisor.js';
 import type { Instance } from './instances.js';
 import { TaskRecord } from './task-record.js';
+import type { TaskUsers } from './task-users.js';
 
 export interface SyncedVersion {
   versionId: string;
@@ -38,6 +39,7 @@ export class TaskService {
     private readonly hosts: HostSupervisor,
     private readonly options: TaskServiceOptions,
     private readonly log: Logger,
+    private readonly users?: TaskUsers,
   ) {}
 
   get runningCount(): number {
@@ -165,6 +167,21 @@ export class TaskService {
     const started = Date.now();
     const fail = (result: Omit<TaskResult, 'durationMs'>): void =>
       record.finish({ ...result, durationMs: Date.now() - started });
+    const { spec } = record;
+    // Inputs are in the task user's blob view before its host can ask for them.
+    if (this.users !== undefined && (spec.inputs?.length ?? 0) > 0) {
+      try {
+        await this.users.prepare(instance);
+        await this.users.linkInputs(
+          instance,
+          (spec.inputs ?? []).map((f) => f.sha256),
+        );
+      } catch (err) {
+        const e = toMusterError(err);
+        fail({ status: 'failed', error: { code: e.code, message: e.message } });
+        return;
+      }
+    }
     let host: HostProcess;
     try {
       host = await this.hosts.get(instance, version.versionId, version.entry);
@@ -182,7 +199,6 @@ export class TaskService {
       return;
     }
     this.hostOf.set(record, host);
-    const { spec } = record;
     host.start(record, {
       t: 'start',
       taskId: spec.taskId,
@@ -202,9 +218,15 @@ export class TaskService {
     this.all.delete(record);
     this.hostOf.delete(record);
     this.instanceOf.delete(record);
-    for (const pgid of record.processGroups) killGroup(pgid);
+    for (const pgid of record.processGroups) {
+      if (this.users === undefined) killGroup(pgid);
+      else this.users.killGroup(instance, pgid);
+    }
     await record.dispose();
-    await removeWorkDir(record.workDir).catch((err: unknown) =>
+    const users = this.users;
+    const removeTree =
+      users === undefined ? undefined : (dir: string) => users.removeTree(instance, dir);
+    await removeWorkDir(record.workDir, removeTree).catch((err: unknown) =>
       this.log.warn({ err, workDir: record.workDir }, 'could not remove a work dir'),
     );
   }
@@ -227,15 +249,19 @@ export class TaskService {
 /**
  * Removes a task's work dir. Many tasks never create one (the host makes it on first use) and
  * a plain rmdir answers those in one system call; rm's recursive walk (several lstats) is kept
- * for dirs with files in them.
+ * for dirs with files in them. With task users the walk runs as the task's user (`removeTree`):
+ * root must not walk a tree that user's processes may still be changing.
  */
-async function removeWorkDir(dir: string): Promise<void> {
+async function removeWorkDir(
+  dir: string,
+  removeTree: (dir: string) => Promise<void> = (d) => rm(d, { recursive: true, force: true }),
+): Promise<void> {
   try {
     await rmdir(dir);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
   }
 }

@@ -133,8 +133,14 @@ export class VersionStore {
       // The manifest is written first: garbage collection reads manifests to know which blobs
       // are referenced, and must see this version before its directory appears.
       await writeAtomic(this.manifestFile(instance, versionId), JSON.stringify(manifest));
+      // Every dir on the way, not only those with files: each gets 0555 below, whatever the
+      // umask made of it (077 with task users, who must read the version).
       const dirs = new Set<string>();
-      for (const file of manifest.files) dirs.add(dirname(join(temp, file.path)));
+      for (const file of manifest.files) {
+        for (let dir = dirname(join(temp, file.path)); dir !== temp; dir = dirname(dir)) {
+          dirs.add(dir);
+        }
+      }
       await mkdir(temp, { recursive: true });
       for (const dir of [...dirs].sort()) await mkdir(dir, { recursive: true });
       await Promise.all(

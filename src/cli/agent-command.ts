@@ -60,6 +60,11 @@ export function registerAgentCommand(program: Command): void {
       16,
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
+    .option(
+      '--task-users <mode>',
+      "auto, on or off: run each instance's tasks as a user of its own (auto: when root)",
+      'auto',
+    )
     .action(async (opts: AgentOptions) => {
       await runAgent(opts);
     });
@@ -85,6 +90,7 @@ export function registerAgentCommand(program: Command): void {
         lastSeen: r.lastSeen,
         dir: r.dirName,
         boundTo: r.publicKey === null ? null : instanceKeyFingerprint(r.publicKey),
+        taskUser: r.taskUser?.name ?? null,
       }));
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
@@ -96,7 +102,7 @@ export function registerAgentCommand(program: Command): void {
       }
       for (const row of rows) {
         process.stdout.write(
-          `${row.key}\n  product   ${row.product}\n  versions  ${row.versions.length} (current ${row.current?.slice(0, 12) ?? 'none'})\n  last seen ${row.lastSeen}\n  bound to  ${row.boundTo ?? 'no key (keyed by address, or not claimed since binding)'}\n  dir       ${row.dir}\n`,
+          `${row.key}\n  product   ${row.product}\n  versions  ${row.versions.length} (current ${row.current?.slice(0, 12) ?? 'none'})\n  last seen ${row.lastSeen}\n  bound to  ${row.boundTo ?? 'no key (keyed by address, or not claimed since binding)'}\n  dir       ${row.dir}\n  task user ${row.taskUser ?? 'none (tasks run as the agent)'}\n`,
         );
       }
     });
@@ -194,6 +200,7 @@ async function runAgent(opts: AgentOptions): Promise<void> {
       version: MUSTER_VERSION,
       dataDir: options.dataDir,
       tempDir: options.tempDir,
+      taskUsers: options.taskUsers,
     },
     'listening',
   );

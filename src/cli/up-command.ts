@@ -2,7 +2,7 @@
  * `muster up` (and `npm start`): a whole Muster on this machine: the coordinator on
  * 127.0.0.1:8000 and N local agents, registered with it; data under ./.muster.
  */
-import { readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
@@ -42,6 +42,10 @@ export function registerUpCommand(program: Command): void {
         import('../coordinator/coordinator.js'),
       ]);
       const dataDir = resolve(opts.data);
+      // As root, the agents run tasks as users of their own (docs/agent.md, "Task users"), who
+      // must pass through this dir to their instances' dirs: searchable, not listable.
+      await mkdir(dataDir, { recursive: true });
+      if (process.getuid?.() === 0) await chmod(dataDir, 0o711);
       const log = pino({ level: 'info', base: { service: 'muster-up' } });
       const agents: Agent[] = [];
       const coordinator = new Coordinator(

@@ -40,6 +40,7 @@ const knownCodes: Record<ErrorCode, true> = {
   TASK_CANCELLED: true,
   HOST_CRASHED: true,
   HOST_START_FAILED: true,
+  TASK_USER_FAILED: true,
   AGENT_SHUTTING_DOWN: true,
   LEASE_NOT_HELD: true,
   CONNECTION_CLOSED: true,

@@ -48,6 +48,8 @@ export const errorCodes = {
   TASK_CANCELLED: 'The task was cancelled.',
   HOST_CRASHED: 'The host process exited while the task was running.',
   HOST_START_FAILED: 'The host process could not be started.',
+  TASK_USER_FAILED:
+    "The agent runs tasks as a user of the instance's own and could not create or prepare it; the instance's tasks are refused.",
   // daemon
   AGENT_SHUTTING_DOWN: 'The agent is draining and accepts no new work.',
   LEASE_NOT_HELD:

@@ -7,7 +7,11 @@
  *   MUSTER_HOST_PROTOCOL  "1"
  *   MUSTER_BUNDLE_DIR     the materialised version directory (host runtime + extensions/)
  *   MUSTER_BLOB_DIR       the agent's blob store: <dir>/<sha256[0..2]>/<sha256>, read-only files;
- *                         new blobs are written to <dir>/.incoming/<unique> then renamed in place
+ *                         new blobs are written to <dir>/.incoming/<unique> then renamed in place.
+ *                         With task users, the instance's own view of the store, laid out alike:
+ *                         it holds the inputs of the tasks that run, not the whole store, and
+ *                         the agent verifies what a host puts there (agent/blob-view.ts).
+ *   HOME, TMPDIR, USER, LOGNAME   with task users: the instance's user and its own dirs
  */
 import type { OutputStream, TaskInputFile, TaskResult } from './task-types.js';
 

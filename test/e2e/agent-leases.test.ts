@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import type { AgentClient } from '../../src/protocol/client/agent-client.js';
 import { createBundle } from '../../src/protocol/client/bundle.js';
 import { cleanup, makeTempDir, startAgent } from '../helpers/agent-process.js';
 
@@ -22,19 +23,22 @@ describe('cluster leases on the agent', () => {
 
     const primary = await agent.connect({ ...identity, leaseTerm: 1 });
     assert.deepEqual(primary.lease?.held, true);
-    await primary.sync(bundle);
-    assert.equal(
-      (await primary.runTask({ taskId: 'p-1', extension: 'core', operation: 'noop' })).status,
-      'succeeded',
-    );
-
-    // The backup, with a higher term, while the primary keeps renewing: refused.
-    const backup = await agent.connect({ ...identity, leaseTerm: 2 });
-    assert.equal(backup.lease?.held, false);
-    assert.equal(backup.lease?.term, 1);
-    await backup.sync(bundle);
+    // The primary renews as a coordinator does, from the start: its first task (which may create
+    // a task user) or the backup's connection may take longer than the TTL on a loaded machine.
     const renewing = setInterval(() => void primary.ping().catch(() => undefined), 200);
+    let backup: AgentClient;
     try {
+      await primary.sync(bundle);
+      assert.equal(
+        (await primary.runTask({ taskId: 'p-1', extension: 'core', operation: 'noop' })).status,
+        'succeeded',
+      );
+
+      // The backup, with a higher term, while the primary keeps renewing: refused.
+      backup = await agent.connect({ ...identity, leaseTerm: 2 });
+      assert.equal(backup.lease?.held, false);
+      assert.equal(backup.lease?.term, 1);
+      await backup.sync(bundle);
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal((await backup.acquireLease(2)).held, false, 'a live lease is never taken');
       await assert.rejects(

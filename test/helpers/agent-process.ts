@@ -3,8 +3,8 @@
  * dir, the listening line parsed from the JSON log, and a kill that always cleans up.
  */
 import { newInstanceKey } from '../../src/protocol/handshake.js';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { chmod, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient, type AgentClientOptions } from '../../src/protocol/client/agent-client.js';
@@ -33,15 +33,60 @@ export interface StartedAgent {
 }
 
 const started = new Set<StartedAgent>();
+/** Every data dir an agent of this test process used: its task users are removed in cleanup(). */
+const dataDirs = new Set<string>();
 
+/**
+ * A fresh temp dir. As root it is searchable by others (0711, not listable): an agent running as
+ * root runs tasks as users of their own, which must be able to reach the agent's temp dir.
+ */
 export async function makeTempDir(prefix = 'muster-test-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  if (process.getuid?.() === 0) await chmod(dir, 0o711);
+  return dir;
+}
+
+/** The task users recorded in an agent's data dir (docs/agent.md, "Task users"). */
+export async function taskUsersOf(dataDir: string): Promise<string[]> {
+  const names: string[] = [];
+  const recordsDir = join(dataDir, 'instances');
+  for (const file of await readdir(recordsDir).catch(() => [] as string[])) {
+    if (!file.endsWith('.json')) continue;
+    try {
+      const record = JSON.parse(await readFile(join(recordsDir, file), 'utf8')) as {
+        taskUser?: { name?: unknown } | null;
+      };
+      if (typeof record.taskUser?.name === 'string') names.push(record.taskUser.name);
+    } catch {
+      // not a record
+    }
+  }
+  return names;
+}
+
+/**
+ * Removes the task users an agent created (tests run as root would otherwise leave one system
+ * user per instance behind), for the given data dirs and their direct subdirs (muster up).
+ */
+export async function removeTaskUsers(dirs: Iterable<string>): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const names = new Set<string>();
+  for (const dir of dirs) {
+    for (const name of await taskUsersOf(dir)) names.add(name);
+    for (const sub of await readdir(dir).catch(() => [] as string[])) {
+      for (const name of await taskUsersOf(join(dir, sub))) names.add(name);
+    }
+  }
+  for (const name of names) {
+    await new Promise<void>((resolve) => execFile('userdel', ['-f', name], () => resolve()));
+  }
 }
 
 export async function startAgent(
   options: { dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv; listen?: string } = {},
 ): Promise<StartedAgent> {
   const dataDir = options.dataDir ?? (await makeTempDir());
+  dataDirs.add(dataDir);
   const daemon = await spawnDaemon(
     [
       'agent',
@@ -98,6 +143,8 @@ export async function startAgent(
 /** Kills every agent still running and removes the given temp dirs; call from `after`. */
 export async function cleanup(dirs: string[] = []): Promise<void> {
   await Promise.all([...started].map((a) => a.kill()));
+  await removeTaskUsers([...dataDirs, ...dirs]);
+  dataDirs.clear();
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 }
 

@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import type { AttemptView, BuildView, StatusView } from '../../src/coordinator/api/schemas.js';
 import {
   cleanup,
-  makeTempDir,
+  makeSharedDir,
   startAgent,
   waitFor,
   type StartedAgent,
@@ -103,7 +103,7 @@ async function stable(): Promise<void> {
 }
 
 before(async () => {
-  markers = await makeTempDir('muster-ha-cycles-');
+  markers = await makeSharedDir('muster-ha-cycles-');
   agents = await Promise.all([0, 1].map(() => startAgent({ args: ['--lease-ttl', '2s'] })));
   primary = await startPrimary();
   for (const [i, agent] of agents.entries()) await primary.addAgent(`a${i}`, agent);

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import type { AttemptView, BuildView } from '../../src/coordinator/api/schemas.js';
 import {
   cleanup,
-  makeTempDir,
+  makeSharedDir,
   startAgent,
   waitFor,
   type StartedAgent,
@@ -65,7 +65,7 @@ async function assertRanOnce(prefix: string, count: number): Promise<void> {
 }
 
 before(async () => {
-  markers = await makeTempDir('muster-ha-markers-');
+  markers = await makeSharedDir('muster-ha-markers-');
   agents = await Promise.all([0, 1].map(() => startAgent({ args: ['--lease-ttl', '2s'] })));
   primary = await startCoordinator({ tls: true, args: [...FAST] });
   for (const [i, agent] of agents.entries()) await primary.addAgent(`a${i}`, agent);

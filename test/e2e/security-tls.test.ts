@@ -12,7 +12,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cleanup, makeTempDir } from '../helpers/agent-process.js';
+import { cleanup, makeTempDir, waitFor } from '../helpers/agent-process.js';
 import { makeCertificate, servedFingerprint } from '../helpers/certificates.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { ADMIN_PASSWORD } from '../helpers/coordinator-process.js';
@@ -80,9 +80,11 @@ describe('a coordinator off loopback without certificate files', () => {
     assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(daemon.ready.tls, true);
     assert.match(fingerprint, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
-    assert.ok(
-      daemon.stderr().includes(`TLS certificate fingerprint (SHA-256):\n\n    ${fingerprint}`),
-      daemon.stderr(),
+    await waitFor(
+      () =>
+        daemon.stderr().includes(`TLS certificate fingerprint (SHA-256):\n\n    ${fingerprint}`),
+      10_000,
+      'the fingerprint on stderr',
     );
     const certFile = join(data, 'tls', 'cert.pem');
     assert.equal(await mode(join(data, 'tls')), 0o700);
@@ -216,7 +218,12 @@ describe('plain HTTP', () => {
     assert.match(plain.url, /^http:\/\//);
     assert.equal(plain.daemon.ready.tls, false);
     assert.equal(plain.daemon.ready.plainHttp, 'no-tls');
-    assert.match(plain.daemon.stderr(), /TLS is off \(--no-tls\)/);
+    // Printed once start() returns, just after the 'listening' log entry the helper waits for.
+    await waitFor(
+      () => /TLS is off \(--no-tls\)/.test(plain.daemon.stderr()),
+      10_000,
+      'the --no-tls warning on stderr',
+    );
     assert.equal((await fetch(`${plain.url}/healthz`)).status, 200);
     await assert.rejects(stat(join(data, 'tls')));
     await stop(plain.daemon);

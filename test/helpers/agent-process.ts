@@ -46,6 +46,16 @@ export async function makeTempDir(prefix = 'muster-test-'): Promise<string> {
   return dir;
 }
 
+/**
+ * A temp dir every task may write to (sticky and world-writable, like /tmp): where tests' tasks
+ * leave marker files, whichever user an agent runs them as.
+ */
+export async function makeSharedDir(prefix = 'muster-shared-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await chmod(dir, 0o1777);
+  return dir;
+}
+
 /** The task users recorded in an agent's data dir (docs/agent.md, "Task users"). */
 export async function taskUsersOf(dataDir: string): Promise<string[]> {
   const names: string[] = [];

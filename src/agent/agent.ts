@@ -230,8 +230,16 @@ export class Agent {
 
   /** An agent admin's request (see control.ts), logged as such. */
   private async onControl(request: ControlRequest): Promise<ControlAnswer> {
+    // Whoever holds the instance or the cluster now is cut off: its next connection must claim
+    // them again, and the next claim binds them.
+    const evict = (matches: (session: AgentSession) => boolean): void => {
+      for (const session of this.sessions)
+        if (matches(session))
+          session.close(new MusterError('INSTANCE_BOUND', 'an agent admin reset this binding'));
+    };
     if (request.action === 'unbind-instance') {
       const done = await this.instances.unbind(request.key);
+      evict((session) => session.instanceKey === request.key);
       if (done) this.log.warn({ instance: request.key }, 'instance unbound by an agent admin');
       return done
         ? {
@@ -241,6 +249,7 @@ export class Agent {
         : { ok: false, message: `no bound instance ${request.key} (see muster agent instances)` };
     }
     const done = this.leases.reset(request.cluster);
+    evict((session) => session.clusterId === request.cluster);
     await this.leases.flush();
     if (done) this.log.warn({ cluster: request.cluster }, 'cluster lease reset by an agent admin');
     return done

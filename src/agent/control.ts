@@ -71,6 +71,8 @@ export class ControlRequests {
         await writeAtomic(answerFile, `${JSON.stringify(answer)}\n`, 0o600);
         await rm(file, { force: true });
       }
+    } catch {
+      // A full disk or a file removed under us: the request stays and is tried at the next poll.
     } finally {
       this.busy = false;
     }

@@ -8,6 +8,7 @@
  * that instance, its blob view as MUSTER_BLOB_DIR, a umask of 022 (the agent's own is 077), and
  * each finished task's outputs are taken into the shared store, verified, before the task is done.
  */
+import { parseHostMessage } from './host-message-schema.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -85,7 +86,13 @@ export class HostProcess {
         reject(new MusterError('HOST_START_FAILED', 'the host process did not get ready in 30 s'));
         this.kill();
       }, START_TIMEOUT_MS);
-      this.child.on('message', (message: HostToAgent) => {
+      this.child.on('message', (raw: unknown) => {
+        const message = parseHostMessage(raw);
+        if (message === undefined) {
+          options.log.warn('the host sent a message that is not one: stopping it');
+          this.kill();
+          return;
+        }
         if (message.t === 'ready') {
           clearTimeout(timer);
           this.state = 'ready';
@@ -97,7 +104,13 @@ export class HostProcess {
           this.lastError = message.message;
           reject(new MusterError('HOST_START_FAILED', `host failed to start: ${message.message}`));
         } else {
-          this.onMessage(message);
+          try {
+            this.onMessage(message);
+          } catch (err) {
+            // One host's message must never take the agent (and every instance) down.
+            options.log.warn({ err }, 'a host message could not be handled: stopping the host');
+            this.kill();
+          }
         }
       });
       this.child.on('error', (err) => {
@@ -203,7 +216,15 @@ export class HostProcess {
         this.running.delete(message.taskId);
         record.processGroups.clear();
         if (this.options.finishing === undefined) record.finish(message.result);
-        else void this.options.finishing(message.result).then((result) => record.finish(result));
+        else
+          void this.options
+            .finishing(message.result)
+            .catch((err: unknown): TaskResult => ({
+              status: 'failed',
+              error: { code: 'INTERNAL', message: `could not collect the outputs: ${String(err)}` },
+              durationMs: message.result.durationMs,
+            }))
+            .then((result) => record.finish(result));
         if (this.running.size === 0) this.armIdle();
         break;
       }

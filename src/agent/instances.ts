@@ -200,6 +200,11 @@ export class InstanceRegistry {
     return instance;
   }
 
+  /** The key the instance with this id is bound to, if it is. */
+  boundKey(product: string, instanceId: string): string | undefined {
+    return this.byKey.get(instanceKeyOf(product, instanceId, ''))?.record.publicKey ?? undefined;
+  }
+
   /** Forgets the key an instance is bound to (an agent admin's reset): the next claim binds it. */
   async unbind(key: string): Promise<boolean> {
     const instance = this.byKey.get(key);

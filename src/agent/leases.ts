@@ -1,9 +1,10 @@
 /**
  * Fencing for coordinators that fail over (a primary and its backups share one instance id and
  * one cluster id). Per cluster, the agent grants a lease to one holder at a time: a holder is an
- * instance key with a term. A live lease is never taken away; once it has expired (its holder
- * stopped renewing), only a higher term may take it, and a returning holder with an older term is
- * refused. Connections that declare a cluster may start tasks only while they hold its lease.
+ * instance key plus the coordinator's holder id, with a term. A live lease is never taken away;
+ * once it has expired (its holder stopped renewing), only the next term (one higher) may take it,
+ * and a returning holder with an older term is refused. Connections that declare a cluster may
+ * start tasks only while they hold its lease.
  * Terms survive agent restarts (data/leases.json), so an old term stays fenced off.
  *
  * A cluster is bound to the instance key of the first coordinator that claimed it (bind): only
@@ -93,7 +94,7 @@ export class LeaseTable {
     const bound = this.keys.get(cluster);
     if (bound !== undefined) return bound === publicKey ? true : bound;
     this.keys.set(cluster, publicKey);
-    void this.save();
+    void this.save().catch(() => undefined);
     return true;
   }
 
@@ -102,7 +103,7 @@ export class LeaseTable {
     const known = this.leases.has(cluster) || this.keys.has(cluster);
     this.leases.delete(cluster);
     this.keys.delete(cluster);
-    if (known) void this.save();
+    if (known) void this.save().catch(() => undefined);
     return known;
   }
 
@@ -127,11 +128,14 @@ export class LeaseTable {
     const current = this.leases.get(cluster);
     const live = current !== undefined && current.expiresAt > now;
     const same = current !== undefined && current.holder === holder && current.term === term;
-    const allowed = current === undefined || same || (!live && term > current.term);
+    // Terms move by one: an expired lease goes to the next term only, so no bid can push the term
+    // out of the cluster's reach (a coordinator that is several terms ahead catches up one at a
+    // time, see AgentConnection.termToAsk).
+    const allowed = current === undefined || same || (!live && term === current.term + 1);
     if (!allowed) return this.stateOf(cluster, holder, term);
     const changed = !same;
     this.leases.set(cluster, { term, holder, expiresAt: now + this.ttlMs });
-    if (changed) void this.save();
+    if (changed) void this.save().catch(() => undefined);
     return this.stateOf(cluster, holder, term);
   }
 

@@ -93,6 +93,8 @@ export class AgentSession {
   private pendingWriteBytes = 0;
   private unpinVersion: () => void = () => undefined;
   private leaseTerm = 0;
+  /** The instance public key this connection proved (with a claim). */
+  private claimKey: string | undefined;
   private readonly handshakeTimer: NodeJS.Timeout;
 
   constructor(
@@ -121,6 +123,17 @@ export class AgentSession {
 
   get instanceKey(): string | undefined {
     return this.instance?.key;
+  }
+
+  get clusterId(): string | undefined {
+    return this.hello?.clusterId;
+  }
+
+  /** Who holds a lease through this connection: its instance, and which coordinator of it. */
+  private get holder(): string {
+    const key = this.instance?.key ?? '';
+    const id = this.hello?.holderId;
+    return id === undefined ? key : `${key}#${id}`;
   }
 
   /** Closes the connection, telling the peer why. */
@@ -264,6 +277,16 @@ export class AgentSession {
       }
     }
     const publicKey = claimed ? claim?.publicKey : undefined;
+    this.claimKey = publicKey;
+    // An instance bound to another key refuses first, so a refused claim binds nothing.
+    const boundInstance =
+      hello.instanceId === undefined
+        ? undefined
+        : this.ctx.instances.boundKey(hello.product, hello.instanceId);
+    if (boundInstance !== undefined && boundInstance !== publicKey) {
+      this.refuseBound('instance', `${hello.product}@id:${hello.instanceId}`, boundInstance);
+      return;
+    }
     if (hello.clusterId !== undefined && publicKey !== undefined) {
       const bound = this.ctx.leases.bind(hello.clusterId, publicKey);
       if (bound !== true) {
@@ -297,7 +320,7 @@ export class AgentSession {
           capacity: { cores: availableParallelism() },
           ...(hello.clusterId === undefined
             ? {}
-            : { lease: this.ctx.leases.acquire(hello.clusterId, instance.key, this.leaseTerm) }),
+            : { lease: this.ctx.leases.acquire(hello.clusterId, this.holder, this.leaseTerm) }),
         });
       })
       .catch((err: unknown) => {
@@ -360,22 +383,31 @@ export class AgentSession {
       case 'ping':
         // A holder's heartbeat renews its lease.
         if (this.hello?.clusterId !== undefined) {
-          this.ctx.leases.renew(this.hello.clusterId, instance.key, this.leaseTerm);
+          this.ctx.leases.renew(this.hello.clusterId, this.holder, this.leaseTerm);
         }
         this.conn.sendJson({ t: 'pong', re: message.id });
         return;
       case 'lease.acquire': {
         const cluster = this.requireCluster();
+        // The cluster's key is checked at every bid: after an agent admin's reset, the next
+        // claimant binds it, and a connection that claimed it before does not bid on that.
+        if (this.claimKey !== undefined) {
+          const bound = this.ctx.leases.bind(cluster, this.claimKey);
+          if (bound !== true) {
+            this.refuseBound('cluster', cluster, bound);
+            return;
+          }
+        }
         this.leaseTerm = message.term;
         this.conn.sendJson({
           t: 'lease',
           re: message.id,
-          ...this.ctx.leases.acquire(cluster, instance.key, message.term),
+          ...this.ctx.leases.acquire(cluster, this.holder, message.term),
         });
         return;
       }
       case 'lease.release':
-        this.ctx.leases.release(this.requireCluster(), instance.key, this.leaseTerm);
+        this.ctx.leases.release(this.requireCluster(), this.holder, this.leaseTerm);
         this.conn.sendJson({ t: 'ack', re: message.id });
         return;
       case 'sync.offer':
@@ -386,7 +418,7 @@ export class AgentSession {
         return this.onBlobGet(message.id, message.sha256);
       case 'task.start': {
         if (this.ctx.isDraining()) throw new MusterError('AGENT_SHUTTING_DOWN');
-        this.requireLeaseIfClustered(instance);
+        this.requireLeaseIfClustered();
         if (this.synced === undefined) {
           throw new MusterError(
             'NOT_SYNCED',
@@ -450,10 +482,10 @@ export class AgentSession {
   }
 
   /** Fencing: a connection of a cluster starts work only while it holds the cluster's lease. */
-  private requireLeaseIfClustered(instance: Instance): void {
+  private requireLeaseIfClustered(): void {
     const cluster = this.hello?.clusterId;
     if (cluster === undefined) return;
-    const state = this.ctx.leases.stateOf(cluster, instance.key, this.leaseTerm);
+    const state = this.ctx.leases.stateOf(cluster, this.holder, this.leaseTerm);
     if (!state.held) {
       throw new MusterError(
         'LEASE_NOT_HELD',

@@ -38,6 +38,7 @@ import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
 import { newInstanceKey } from '../protocol/handshake.js';
+import { loadOrCreateHolderId } from './holder-id.js';
 
 export type CoordinatorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -118,11 +119,13 @@ export class Coordinator {
       hostDir: options.hostDir,
       label: `${PRODUCT} ${MUSTER_VERSION}`,
     });
+    const holderId = await loadOrCreateHolderId(options.dataDir);
     const identity = () => ({
       product: PRODUCT,
       productVersion: MUSTER_VERSION,
       instanceId: String(store.getSetting(INSTANCE_ID_SETTING)),
       instanceKey: stringSetting(store, INSTANCE_KEY_SETTING),
+      holderId,
     });
     let failback: Failback | undefined;
     const engine = new Engine({
@@ -251,6 +254,7 @@ export class Coordinator {
             }),
           ),
         log,
+        options.tokenTtlMs,
       );
       // Before running anything: if the backup ran the cluster meanwhile, take it back first.
       await failback.check(Math.min(options.haHeartbeatMs * 3, 5000));

@@ -47,6 +47,14 @@ export const helloSchema = z.object({
     .optional(),
   clusterId: z.string().max(128).optional(),
   leaseTerm: term.optional(),
+  /**
+   * Which coordinator of the cluster this is (a primary and its backup share the instance id and
+   * key): a lease is held by an instance and a holder id, so two of them never share one term.
+   */
+  holderId: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/)
+    .optional(),
   nonce,
 });
 export type Hello = z.infer<typeof helloSchema>;

@@ -49,6 +49,33 @@ describe('cluster leases', () => {
     assert.equal(leases.acquire('c', 'primary', 3).held, true);
   });
 
+  it('lets terms move by one only: a bid that jumps is refused', async () => {
+    const clock = { now: 0 };
+    const { leases } = await table(clock);
+    leases.acquire('c', 'primary', 1);
+    clock.now += 10_001;
+    assert.deepEqual(leases.acquire('c', 'backup', 2 ** 31 - 1), {
+      held: false,
+      term: 1,
+      expiresInMs: 0,
+    });
+    assert.equal(leases.acquire('c', 'backup', 3).held, false, 'two ahead is too far');
+    assert.equal(leases.acquire('c', 'backup', 2).held, true, 'the next term is granted');
+  });
+
+  it('never lets two holders share a term, whatever their instance key', async () => {
+    const clock = { now: 0 };
+    const { leases } = await table(clock);
+    // A primary that caught up one term at a time, and its backup, each with its holder id.
+    assert.equal(leases.acquire('c', 'key#primary', 2).held, true);
+    clock.now += 10_001;
+    assert.equal(leases.acquire('c', 'key#backup', 2).held, false, 'same term, other holder');
+    assert.equal(leases.acquire('c', 'key#backup', 3).held, true);
+    clock.now += 10_001;
+    assert.equal(leases.acquire('c', 'key#primary', 3).held, false, 'a term it never held');
+    assert.equal(leases.acquire('c', 'key#primary', 4).held, true);
+  });
+
   it('keeps clusters apart', async () => {
     const clock = { now: 0 };
     const { leases } = await table(clock);

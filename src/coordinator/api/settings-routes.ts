@@ -25,7 +25,13 @@ function definitionOf(key: string): { schema: z.ZodType; description: string } |
 /** Never sent by the API: the instance key proves this coordinator to agents. */
 const SECRET_SETTINGS = new Set(['Agent.InstanceKey']);
 /** Shown to admins only: an instance id is what another coordinator would need to claim. */
-const ADMIN_ONLY_SETTINGS = new Set(['Agent.InstanceId', 'Cluster.Term', 'HA.Failback']);
+const ADMIN_ONLY_SETTINGS = new Set([
+  'Agent.InstanceId',
+  'Cluster.Term',
+  'HA.Failback',
+  'HA.Takeover',
+  'Backup.Owed',
+]);
 
 function visible(key: string, user: { role: string }): boolean {
   return !SECRET_SETTINGS.has(key) && (user.role === 'admin' || !ADMIN_ONLY_SETTINGS.has(key));

@@ -15,7 +15,7 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { BlobStore } from '../../protocol/blob-store.js';
-import { toMusterError } from '../../protocol/errors.js';
+import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { BackupRow } from '../store/backups.js';
 import type { Store } from '../store/store.js';
 import type { BackupState, TakeoverRecord } from './backup-side.js';
@@ -32,6 +32,8 @@ import type { PeerClient } from './peer-client.js';
 import { TERM_SETTING, type PrimarySide } from './primary-side.js';
 
 const PROGRESS_SETTING = 'HA.Failback';
+/** The highest lease term agents grant. */
+const MAX_TERM = 2 ** 31 - 1;
 const LOG_PAGE = 2000;
 
 const progressSchema = z.object({
@@ -60,6 +62,8 @@ export class Failback {
     private readonly primary: PrimarySide,
     private readonly peerFor: (backup: BackupRow) => PeerClient,
     private readonly log: Logger,
+    /** Tokens handed back live at most this long from their creation, like this primary's. */
+    private readonly tokenTtlMs: number,
   ) {}
 
   /** Asks the selected backup once and fails back when it runs the cluster. */
@@ -157,10 +161,19 @@ export class Failback {
           (await peer.json('/api/v1/ha/history/tokens')).body,
           'token list',
         );
-        // Only for users this primary has, with the role they have here (see mergeTokens).
-        this.store.replication.mergeTokens(tokens);
+        // Only for users this primary has, with the role they have here (see mergeTokens), and
+        // only tokens the backup can have made while it ran the cluster, living no longer than
+        // this primary's own: a backup cannot hand back a token of its choosing for ever.
+        this.store.replication.mergeTokens(
+          tokensMadeSince(tokens, begun.takeover.at, Date.now(), this.tokenTtlMs),
+        );
       }
       const term = Math.max(this.primary.term(), begun.term) + 1;
+      if (term > MAX_TERM)
+        throw new MusterError(
+          'VALIDATION_FAILED',
+          `the backup's term ${begun.term} leaves no term to take back the agents with`,
+        );
       this.store.setSetting(TERM_SETTING, term);
       await peer.json('/api/v1/ha/handback/done', { method: 'POST', timeoutMs: 30_000 });
       this.store.setSetting(PROGRESS_SETTING, undefined);
@@ -226,4 +239,21 @@ export class Failback {
     const logs = parsed.success && parsed.data.term === term ? parsed.data.logs : {};
     this.store.setSetting(PROGRESS_SETTING, { term, logs: { ...logs, [String(buildId)]: logId } });
   }
+}
+
+/** The handed-back tokens made between the takeover and now, expiring within `ttlMs` of that. */
+export function tokensMadeSince<T extends { created_at: string; expires_at: string }>(
+  tokens: T[],
+  since: string,
+  now: number,
+  ttlMs: number,
+): T[] {
+  const from = Date.parse(since);
+  return tokens.flatMap((token) => {
+    const created = Date.parse(token.created_at);
+    if (!(created >= from && created <= now)) return [];
+    const latest = created + ttlMs;
+    const expires = Date.parse(token.expires_at);
+    return [expires <= latest ? token : { ...token, expires_at: new Date(latest).toISOString() }];
+  });
 }

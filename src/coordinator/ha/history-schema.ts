@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
+import { isSafeRelativePath } from '../../protocol/paths.js';
 import { takeoverSchema } from './backup-side.js';
 
 const MAX_TEXT = 64 * 1024;
@@ -16,23 +17,43 @@ const count = z.number().int().nonnegative();
 const when = z.string().max(64);
 const text = z.string().max(MAX_TEXT);
 const taskName = z.string().min(1).max(200);
-/** A JSON list of files as the store keeps it (builds.files, tasks.outputs). */
+const fileEntry = z.object({
+  path: z.string().max(4096).refine(isSafeRelativePath, 'a safe relative path'),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().nonnegative(),
+  mode: z.number().int().min(0).max(0o7777),
+});
+
+/** A JSON list of files as the store keeps it (builds.files, tasks.outputs), each checked. */
 const fileList = z
   .string()
   .max(MAX_PLAN)
   .refine((value) => {
     try {
-      return Array.isArray(JSON.parse(value));
+      return z.array(fileEntry).max(100_000).safeParse(JSON.parse(value)).success;
     } catch {
       return false;
     }
-  }, 'a JSON list');
+  }, 'a JSON list of files (path, sha256, size, mode)');
+
+/** The plan as the store keeps it: JSON of a parsed plan, with its tasks. */
+const storedPlan = z
+  .string()
+  .max(MAX_PLAN)
+  .refine((value) => {
+    try {
+      const plan = JSON.parse(value) as { tasks?: unknown } | null;
+      return typeof plan === 'object' && plan !== null && Array.isArray(plan.tasks);
+    } catch {
+      return false;
+    }
+  }, 'a stored plan (JSON with its tasks)');
 
 const build = z.object({
   id,
   uid: z.string().regex(/^[0-9a-f]{32}$/),
   status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']),
-  plan: z.string().max(MAX_PLAN),
+  plan: storedPlan,
   files: fileList,
   created_by: z.string().max(200),
   created_at: when,
@@ -110,22 +131,21 @@ const token = z.object({
 
 export const handedBackTokensSchema = z.array(token).max(100_000);
 
+/** A backup's term: the primary takes one above it, which agents must still grant. */
+const backupTerm = z
+  .number()
+  .int()
+  .nonnegative()
+  .max(2 ** 31 - 2);
+
 export const backupStateSchema = z.object({
   state: z.enum(['standby', 'taking-over', 'active', 'handing-back']),
-  term: z
-    .number()
-    .int()
-    .nonnegative()
-    .max(2 ** 31 - 1),
+  term: backupTerm,
   history: z.boolean(),
 });
 
 export const handbackBeginSchema = z.object({
-  term: z
-    .number()
-    .int()
-    .nonnegative()
-    .max(2 ** 31 - 1),
+  term: backupTerm,
   builds: z.array(id).max(1_000_000),
   takeover: takeoverSchema.nullable(),
 });

@@ -17,6 +17,8 @@ export interface Identity {
   instanceId: string;
   /** The instance key (Ed25519 private key, PEM) that proves this coordinator's claim. */
   instanceKey: string;
+  /** This coordinator among those of its cluster: a primary and its backup have their own. */
+  holderId?: string;
   /**
    * With a term, the connection works under the cluster's lease (the cluster is the instance id,
    * which a primary and its backups share): it is ready only while it holds the lease, and its
@@ -150,6 +152,7 @@ export class AgentConnection {
         productVersion: identity.productVersion,
         instanceId: identity.instanceId,
         instanceKey: identity.instanceKey,
+        ...(identity.holderId === undefined ? {} : { holderId: identity.holderId }),
         ...(identity.leaseTerm === undefined
           ? {}
           : { clusterId: identity.instanceId, leaseTerm: identity.leaseTerm }),
@@ -246,16 +249,19 @@ export class AgentConnection {
   }
 
   /**
-   * The term to ask with: the one held (renewing); above an expired lease's higher term when
-   * allowed; else this coordinator's.
+   * The term to ask with: the one held (renewing); for an expired lease the next term (agents
+   * grant one higher only): above a higher term when allowed, and towards this coordinator's own
+   * one step at a time on an agent that missed terms (it was away while they were taken); else
+   * this coordinator's.
    */
   private termToAsk(base: number): number {
     const lease = this.lease;
     if (!lease) return base;
     if (lease.held) return lease.term;
-    if (lease.expiresInMs === 0 && lease.term >= base && (this.ctx.mayOutbid?.() ?? true))
-      return lease.term + 1;
-    return base;
+    // No term on the agent yet (term 0 is never taken): any term is granted.
+    if (lease.expiresInMs > 0 || lease.term === 0) return base;
+    if (lease.term >= base) return (this.ctx.mayOutbid?.() ?? true) ? lease.term + 1 : base;
+    return Math.min(base, lease.term + 1);
   }
 
   /** Pings, or with a lease renews it (which also proves the connection alive). */

@@ -509,7 +509,9 @@ export class Scheduler {
     }
     if (result.status === 'succeeded') {
       for (const output of result.outputs ?? []) {
-        if (!(await this.ctx.blobs.has(output.sha256))) {
+        // `missing` touches a blob already there, so the blob sweep keeps it while this result
+        // is recorded (it may be an old, so far unreferenced, upload of the same content).
+        if ((await this.ctx.blobs.missing([output.sha256])).length > 0) {
           await client.getBlob(output.sha256, this.ctx.blobs.pathOf(output.sha256));
         }
       }

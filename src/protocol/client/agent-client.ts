@@ -48,6 +48,8 @@ export interface AgentClientOptions {
   instanceId?: string;
   clusterId?: string;
   leaseTerm?: number;
+  /** This coordinator among those of its cluster (see hello.holderId). */
+  holderId?: string;
   /**
    * The coordinator's instance key (Ed25519 private key, PEM): needed to claim an instanceId or a
    * clusterId, which the agent binds to the first key that claims them.
@@ -778,6 +780,7 @@ async function handshake(
       productVersion: options.productVersion,
       ...(options.instanceId === undefined ? {} : { instanceId: options.instanceId }),
       ...(options.clusterId === undefined ? {} : { clusterId: options.clusterId }),
+      ...(options.holderId === undefined ? {} : { holderId: options.holderId }),
       ...(options.leaseTerm === undefined ? {} : { leaseTerm: options.leaseTerm }),
       nonce: clientNonce,
     });

@@ -159,7 +159,8 @@ describe('an instance is bound to its coordinator', () => {
     });
   });
 
-  it('an agent admin can unbind an instance: the next claim binds it', async () => {
+  it('an agent admin can unbind an instance: its holder is cut off; the next claim binds it', async () => {
+    const squatter = await connect({ instanceId: 'attacker', instanceKey: attackerKey });
     const unbound = await runCli([
       'agent',
       'instances',
@@ -170,6 +171,7 @@ describe('an instance is bound to its coordinator', () => {
     ]);
     assert.equal(unbound.code, 0, unbound.stderr);
     assert.match(unbound.stdout, /unbound/);
+    await waitFor(() => squatter.closed, 10_000, "the unbound instance's connection to be closed");
     const listed = await runCli(['agent', 'instances', '--data', agent.dataDir, '--json']);
     const rows = JSON.parse(listed.stdout) as { key: string; boundTo: string | null }[];
     assert.equal(rows.find((r) => r.key === 'muster@id:attacker')?.boundTo, null);
@@ -225,9 +227,12 @@ describe("a cluster's lease is bound to its coordinators' key", () => {
       boundTo: string | null;
     }[];
     assert.equal(rows.find((r) => r.cluster === 'victim')?.term, 4);
+    // Whoever is connected in the cluster when it is reset is cut off.
+    const connected = await connect({ ...cluster, leaseTerm: 5 });
     const reset = await runCli(['agent', 'leases', '--data', agent.dataDir, '--reset', 'victim']);
     assert.equal(reset.code, 0, reset.stderr);
     await waitFor(warned(/lease reset by an agent admin/), 10_000, 'the reset in the agent log');
+    await waitFor(() => connected.closed, 10_000, 'the connection in the cluster to be closed');
     // Any term may start the cluster again, and the next claimant's key binds it.
     const fresh = await connect({ ...cluster, leaseTerm: 1 });
     assert.equal(fresh.lease?.held, true);

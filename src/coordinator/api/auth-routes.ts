@@ -106,10 +106,19 @@ export function registerAuth(
     keys[0]?.limiter.succeed(keys[0].key);
     // A hash made with an older cost is replaced now that the password is at hand. Users are
     // written on the primary only (a backup's copy is replicated from it).
+    // Hashing takes a while: a password changed meanwhile (an admin's reset) must win, so the new
+    // hash is stored only over the one verified, and no token is made once it has changed.
+    let verified = user.passwordHash;
     if (ctx.role() === 'primary' && needsRehash(user.passwordHash, cost)) {
-      ctx.store.setPassword(user.name, await hashPassword(body.password, cost));
-      request.log.info({ user: user.name, log2N: cost.log2N }, 'password hash upgraded');
+      const upgraded = await hashPassword(body.password, cost);
+      if (ctx.store.getUser(user.name)?.passwordHash === verified) {
+        ctx.store.setPassword(user.name, upgraded);
+        verified = upgraded;
+        request.log.info({ user: user.name, log2N: cost.log2N }, 'password hash upgraded');
+      }
     }
+    if (ctx.store.getUser(user.name)?.passwordHash !== verified)
+      throw new MusterError('UNAUTHORIZED', 'the password was changed meanwhile: log in again');
     const { token, hash } = newToken();
     const expiresAt = new Date(Date.now() + ctx.options.tokenTtlMs).toISOString();
     ctx.store.createToken(user.id, hash, expiresAt);

@@ -48,6 +48,8 @@ export class Failback {
   backupState: BackupSeen = 'none';
   /** Whether it said it has history this primary has not taken back. */
   private backupHistory = false;
+  /** Whether a deselected backup still to be heard from said it runs the cluster or has history. */
+  private owedBusy = false;
   /** Since when the selected backup has not answered (undefined while it answers). */
   private unreachableSince: number | undefined = Date.now();
   private running: Promise<void> | undefined;
@@ -99,6 +101,13 @@ export class Failback {
         }
       }),
     );
+    // A backup deselected while it ran the cluster still holds agents and history.
+    this.owedBusy = states.some(
+      ({ backup, state }) =>
+        backup.name !== selected?.name &&
+        state !== undefined &&
+        (state.state !== 'standby' || state.history),
+    );
     const seen = selected ? states[0]?.state : undefined;
     this.backupState = !selected ? 'none' : (seen?.state ?? 'unreachable');
     this.backupHistory = seen?.history ?? false;
@@ -123,6 +132,7 @@ export class Failback {
    * earlier would run builds from a copy that lacks what the backup did.
    */
   mayOutbid(presumeDeadMs: number): boolean {
+    if (this.owedBusy) return false;
     if (this.backupState === 'none') return true;
     if (this.backupState === 'unreachable')
       return (
@@ -183,6 +193,7 @@ export class Failback {
       else this.primary.settle(backup.name);
       this.backupState = 'standby';
       this.backupHistory = false;
+      this.owedBusy = false;
       this.retry.delete(backup.name);
       this.log.warn(
         { backup: backup.name, builds, term, ms: Date.now() - started },

@@ -18,7 +18,7 @@ import type { CompiledAgentOptions } from './options.js';
 import { AgentSession } from './session.js';
 import { TaskService } from './tasks.js';
 import { ConnectionGate, type GateTicket } from './connection-gate.js';
-import { LogLimiter } from './log-limiter.js';
+import { LogLimiter, LogLimiters } from './log-limiter.js';
 import { VersionStore } from './version-store.js';
 import { collectGarbage } from './garbage-collector.js';
 import { ControlRequests, type ControlAnswer, type ControlRequest } from './control.js';
@@ -44,6 +44,8 @@ export class Agent {
   /** TLS connections admitted by the gate, still in their TLS handshake; by TCP 4-tuple. */
   private readonly inTlsHandshake = new Map<string, GateTicket>();
   private readonly refusedLog: LogLimiter;
+  /** Handshake failures of peers not yet authenticated: anyone can cause them. */
+  private readonly strangers: LogLimiters;
   private readonly evictedLog: LogLimiter;
   private readonly tlsFailedLog: LogLimiter;
   private timers: NodeJS.Timeout[] = [];
@@ -73,6 +75,7 @@ export class Agent {
       'oldest unauthenticated connection dropped: too many unauthenticated connections',
     );
     this.tlsFailedLog = new LogLimiter(log, 'TLS handshake failed');
+    this.strangers = new LogLimiters(log);
     this.users = options.taskUsers
       ? new TaskUsers({
           dataDir: options.dataDir,
@@ -316,6 +319,7 @@ export class Agent {
       leases: this.leases,
       isDraining: () => this.state !== 'running',
       onAuthenticated: () => ticket.release(),
+      strangers: this.strangers,
       onSessionClosed: (s) => this.sessions.delete(s),
     });
     this.sessions.add(session);

@@ -42,3 +42,22 @@ export class LogLimiter {
     this.log.warn({ repeated: count, windowMs: this.windowMs }, this.msg);
   }
 }
+
+/** One LogLimiter per kind of line (an error code), made on first use; the kinds are few. */
+export class LogLimiters {
+  private readonly byKind = new Map<string, LogLimiter>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly windowMs = 10_000,
+  ) {}
+
+  warn(kind: string, msg: string, fields: Record<string, unknown>): void {
+    let limiter = this.byKind.get(kind);
+    if (limiter === undefined) {
+      limiter = new LogLimiter(this.log, msg, this.windowMs);
+      this.byKind.set(kind, limiter);
+    }
+    limiter.warn(fields);
+  }
+}

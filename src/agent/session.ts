@@ -4,6 +4,7 @@
  * carrying a code; only framing errors and handshake failures close the connection, and nothing
  * a peer sends can affect another instance.
  */
+import type { LogLimiters } from './log-limiter.js';
 import { availableParallelism } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -60,6 +61,8 @@ export interface SessionContext {
   isDraining(): boolean;
   /** The peer has authenticated: it no longer counts against the unauthenticated caps. */
   onAuthenticated(session: AgentSession): void;
+  /** Warnings about peers that have not authenticated, limited per kind (see LogLimiters). */
+  strangers: LogLimiters;
   onSessionClosed(session: AgentSession): void;
 }
 
@@ -107,7 +110,13 @@ export class AgentSession {
       socket,
       {
         onFrame: (frame) => this.onFrame(frame),
-        onProtocolError: (err) => this.log.warn({ code: err.code }, err.message),
+        onProtocolError: (err) =>
+          this.state === 'ready'
+            ? this.log.warn({ code: err.code }, err.message)
+            : this.ctx.strangers.warn(err.code, `handshake refused (${err.code})`, {
+                peer: this.sourceIp,
+                error: err.message.slice(0, 300),
+              }),
         onClose: () => this.onClose(),
       },
       // Until authentication only small frames; raised to maxFrameBytes in onAuth.
@@ -243,8 +252,11 @@ export class AgentSession {
       binding,
     );
     if (!proofsEqual(parsed.data.proof, expected)) {
-      this.log.warn({ product: hello.product }, 'authentication failed: wrong access key');
-      this.fail(new MusterError('AUTH_FAILED', 'wrong access key'));
+      this.ctx.strangers.warn('AUTH_FAILED', 'authentication failed: wrong access key', {
+        peer: this.sourceIp,
+        product: hello.product,
+      });
+      this.fail(new MusterError('AUTH_FAILED', 'wrong access key'), true);
       return;
     }
     // An instance id or a cluster id is claimed by signing this handshake with the key it is
@@ -263,15 +275,22 @@ export class AgentSession {
           binding,
         });
       if (!valid) {
-        this.log.warn(
-          { product: hello.product, instanceId: hello.instanceId, clusterId: hello.clusterId },
+        this.ctx.strangers.warn(
+          'INSTANCE_CLAIM_INVALID',
           'instance claim refused: missing or invalid signature',
+          {
+            peer: this.sourceIp,
+            product: hello.product,
+            instanceId: hello.instanceId,
+            clusterId: hello.clusterId,
+          },
         );
         this.fail(
           new MusterError(
             'INSTANCE_CLAIM_INVALID',
             'claiming an instance or cluster id needs a valid signature by the instance key',
           ),
+          true,
         );
         return;
       }
@@ -344,6 +363,7 @@ export class AgentSession {
         `${what} ${id} on this agent belongs to another coordinator (key ${instanceKeyFingerprint(boundTo)}); give this coordinator its own Agent.InstanceId, or have the agent's admin unbind it (muster agent ${what === 'instance' ? 'instances --unbind' : 'leases --reset'} ${id})`,
         { [what]: id },
       ),
+      true,
     );
   }
 
@@ -729,8 +749,19 @@ export class AgentSession {
     this.conn.sendJson(re === undefined ? { t: 'error', ...body } : { t: 'error', re, ...body });
   }
 
-  private fail(err: MusterError): void {
-    this.log.warn({ code: err.code }, err.message);
+  /** Closes the connection with `err`, logging it unless the caller did (`logged`). */
+  private fail(err: MusterError, logged = false): void {
+    if (logged) {
+      // Said already, with more detail.
+    } else if (this.state === 'hello' || this.state === 'auth') {
+      // Before authentication anyone can make these: a flood gets a line per code per 10 s.
+      this.ctx.strangers.warn(err.code, `handshake refused (${err.code})`, {
+        peer: this.sourceIp,
+        error: err.message.slice(0, 300),
+      });
+    } else {
+      this.log.warn({ code: err.code }, err.message);
+    }
     this.state = 'closed';
     this.conn.close(err);
   }

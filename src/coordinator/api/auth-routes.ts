@@ -33,6 +33,9 @@ export function csrfOf(token: string): string {
   return createHash('sha256').update(`csrf:${token}`).digest('base64url');
 }
 
+/** Logins checked at once per address (each is a scrypt run). */
+const MAX_LOGINS_IN_FLIGHT_PER_ADDRESS = 8;
+
 export function registerAuth(
   app: FastifyInstance,
   ctx: ApiContext,
@@ -81,7 +84,26 @@ export function registerAuth(
   });
 
   /** Checks the credentials (rate-limited) and creates a token. */
+  const loginsInFlight = new Map<string, number>();
   const logIn = async (request: FastifyRequest, reply: FastifyReply): Promise<LoginView> => {
+    // Failures are counted only once checked, so one address could otherwise queue dozens of
+    // scrypt runs at once and hold everyone else's logins up: a few at a time per address.
+    const running = loginsInFlight.get(request.ip) ?? 0;
+    if (running >= MAX_LOGINS_IN_FLIGHT_PER_ADDRESS) {
+      void reply.header('retry-after', 1);
+      throw new MusterError('RATE_LIMITED', 'too many logins at once from this address; try again');
+    }
+    loginsInFlight.set(request.ip, running + 1);
+    try {
+      return await checkLogin(request, reply);
+    } finally {
+      const left = (loginsInFlight.get(request.ip) ?? 1) - 1;
+      if (left > 0) loginsInFlight.set(request.ip, left);
+      else loginsInFlight.delete(request.ip);
+    }
+  };
+
+  const checkLogin = async (request: FastifyRequest, reply: FastifyReply): Promise<LoginView> => {
     const body = parse(loginBody, request.body, 'login');
     const keys = limits.map(({ limiter, key }) => ({ limiter, key: key(request.ip, body.user) }));
     const wait = Math.max(...keys.map(({ limiter, key }) => limiter.retryAfter(key)));

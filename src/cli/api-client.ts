@@ -491,6 +491,8 @@ export class ApiClient {
       } catch {
         return; // Not a URL: keep what is known.
       }
+      // Never from HTTPS to plain HTTP: the token would cross the network readable.
+      if (this.primaryKey.startsWith('https:') && !backup.startsWith('https:')) return;
     }
     await backups.set(this.primaryKey, backup).catch(() => undefined);
   }

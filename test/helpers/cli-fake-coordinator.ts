@@ -3,7 +3,8 @@
  * routes a test gives it and records every request. The CLI runner is in cli.ts.
  */
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export { cliEntry, runCli, type CliResult, type CliRun } from './cli.js';
@@ -44,7 +45,7 @@ export class FakeCoordinator {
     keys: string[];
     handler: FakeHandler;
   }[] = [];
-  private readonly server = createServer((req, res) => void this.dispatch(req, res));
+  private readonly server: Server;
   private readonly streams = new Set<ServerResponse>();
   url = '';
   /**
@@ -53,11 +54,19 @@ export class FakeCoordinator {
    */
   headers: Record<string, string> = {};
 
-  static async start(): Promise<FakeCoordinator> {
-    const fake = new FakeCoordinator();
+  private constructor(tls?: { cert: string; key: string }) {
+    const handler = (req: IncomingMessage, res: ServerResponse): void =>
+      void this.dispatch(req, res);
+    this.server = tls ? createHttpsServer(tls, handler) : createServer(handler);
+  }
+
+  /** With `tls` (PEM cert and key), it serves HTTPS. */
+  static async start(tls?: { cert: string; key: string }): Promise<FakeCoordinator> {
+    const fake = new FakeCoordinator(tls);
     fake.server.listen(0, '127.0.0.1');
     await once(fake.server, 'listening');
-    fake.url = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+    const scheme = tls ? 'https' : 'http';
+    fake.url = `${scheme}://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
     return fake;
   }
 

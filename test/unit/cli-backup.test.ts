@@ -32,8 +32,8 @@ after(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
-async function startFake(): Promise<FakeCoordinator> {
-  const fake = await FakeCoordinator.start();
+async function startFake(tls?: { cert: string; key: string }): Promise<FakeCoordinator> {
+  const fake = await FakeCoordinator.start(tls);
   fakes.push(fake);
   return fake;
 }
@@ -428,6 +428,26 @@ describe('the backup cache', () => {
     primary.headers = {};
     await fresh.status();
     assert.deepEqual(await readCache(configDir), { 'http://other:1': 'http://b:2' });
+  });
+
+  it('never learns a plain-HTTP backup from an HTTPS primary (the token would go readable)', async () => {
+    const cert = process.env.MUSTER_TEST_TLS_CERT;
+    const key = process.env.MUSTER_TEST_TLS_KEY;
+    assert.ok(cert && key, 'run with scripts/run-tests.js (it makes the test certificate)');
+    const primary = await startFake({
+      cert: await readFile(cert, 'utf8'),
+      key: await readFile(key, 'utf8'),
+    });
+    primary.on('GET', '/status', () => ({ json: primaryStatus }));
+    const configDir = join(await tempDir(), 'config');
+    const path = backupsPath({ MUSTER_CONFIG_DIR: configDir });
+    const client = new ApiClient({ url: primary.url, token: 't', backups: new BackupCache(path) });
+    primary.headers = { 'x-muster-backup': 'http://127.0.0.1:9/' };
+    await client.status();
+    await assert.rejects(stat(path), { code: 'ENOENT' }, 'an http backup is not remembered');
+    primary.headers = { 'x-muster-backup': 'https://127.0.0.1:9/' };
+    await client.status();
+    assert.deepEqual(await readCache(configDir), { [primary.url]: 'https://127.0.0.1:9' });
   });
 
   it('a broken file counts as empty and an unwritable one is no error', async () => {

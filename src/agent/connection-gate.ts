@@ -7,7 +7,7 @@
  * whole table within the few milliseconds its handshake takes, instead of just keeping the table
  * full. A connection leaves the gate when it authenticates or closes.
  */
-import { isIPv6 } from 'node:net';
+import { addressKey } from '../protocol/addresses.js';
 
 export interface GateLimits {
   /** Unauthenticated connections in all. */
@@ -86,25 +86,4 @@ export class ConnectionGate {
     this.perKey.set(key, count + 1);
     return { admitted: entry, evicted };
   }
-}
-
-/**
- * What the per-address cap counts by: an IPv4 address as it is (IPv4-mapped IPv6 too), an IPv6
- * address by its first 64 bits, since a single host typically gets a whole /64.
- */
-export function addressKey(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1]!;
-  const bare = address.replace(/%.*$/, '');
-  if (!isIPv6(bare)) return address;
-  const [head = '', tail] = bare.toLowerCase().split('::');
-  const headGroups = head === '' ? [] : head.split(':');
-  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
-  const zeros =
-    tail === undefined ? [] : Array<string>(8 - headGroups.length - tailGroups.length).fill('0');
-  const groups = [...headGroups, ...zeros, ...tailGroups];
-  return `${groups
-    .slice(0, 4)
-    .map((g) => g.replace(/^0+(?=.)/, ''))
-    .join(':')}::/64`;
 }

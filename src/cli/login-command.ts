@@ -6,8 +6,8 @@
  * at the terminal or by --fingerprint, and then pinned with the saved credentials, so that every
  * later command checks it inside the TLS handshake (pinned-fetch.ts).
  */
+import { isLoopbackHost } from '../protocol/addresses.js';
 import { createInterface } from 'node:readline/promises';
-import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { MusterError } from '../protocol/errors.js';
 import {
@@ -86,7 +86,7 @@ async function certificatePin(url: string, opts: LoginOptions): Promise<string |
         `--fingerprint needs an https:// URL: ${url} is plain HTTP, which has no certificate`,
       );
     }
-    if (!isLoopback(target.hostname)) {
+    if (!isLoopbackHost(target.hostname)) {
       process.stderr.write(
         `muster: warning: ${url} is plain HTTP: your password and token cross the network readable\n`,
       );
@@ -178,9 +178,4 @@ async function confirm(question: string): Promise<boolean> {
   } finally {
     rl.close();
   }
-}
-
-function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[(.*)\]$/, '$1');
-  return bare === 'localhost' || bare === '::1' || (isIP(bare) === 4 && bare.startsWith('127.'));
 }

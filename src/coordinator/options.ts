@@ -2,7 +2,7 @@
  * The coordinator's options, validated once into frozen CompiledCoordinatorOptions (absolute
  * paths, durations in milliseconds).
  */
-import { isIP } from 'node:net';
+import { isLoopbackHost } from '../protocol/addresses.js';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseDuration, parseHostPort, parseLogLevel } from '../protocol/duration.js';
@@ -225,15 +225,6 @@ function parseSize(value: number | string, flag: string): number {
     );
   }
   return Math.floor(Number(match[1]) * unit);
-}
-
-/** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */
-export function isLoopbackHost(host: string): boolean {
-  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (bare === 'localhost' || bare === 'localhost.') return true;
-  if (isIP(bare) === 4) return bare.startsWith('127.');
-  if (isIP(bare) === 6) return bare === '::1' || bare === '0:0:0:0:0:0:0:1';
-  return false;
 }
 
 function checkName(name: string): string {

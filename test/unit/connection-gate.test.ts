@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Logger } from 'pino';
-import { addressKey, ConnectionGate, type GateTicket } from '../../src/agent/connection-gate.js';
+import { ConnectionGate, type GateTicket } from '../../src/agent/connection-gate.js';
+import { addressBlock, addressKey } from '../../src/protocol/addresses.js';
 import { LogLimiter } from '../../src/agent/log-limiter.js';
 
 function admitted(gate: ConnectionGate, address: string, evicted: string[]): GateTicket {
@@ -63,6 +64,10 @@ describe('connection gate', () => {
     assert.equal(addressKey('::1'), '0:0:0:0::/64');
     assert.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
     assert.equal(addressKey('unknown'), 'unknown');
+    // Login limits count IPv4 by /24 and IPv6 by /64, mapped IPv4 as IPv4.
+    assert.equal(addressBlock('192.0.2.7'), '192.0.2.0/24');
+    assert.equal(addressBlock('::ffff:192.0.2.7'), '192.0.2.0/24');
+    assert.equal(addressBlock('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
   });
 });
 

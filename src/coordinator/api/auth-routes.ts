@@ -19,7 +19,8 @@ import {
 import type { BodyDeadlines } from './body-deadline.js';
 import { requireUser, type ApiContext, type RouteAccess } from './context.js';
 import { parse } from './http-errors.js';
-import { addressBlock, FailureLimiter } from './rate-limiter.js';
+import { addressBlock } from '../../protocol/addresses.js';
+import { FailureLimiter } from './rate-limiter.js';
 import { loginBody, type LoginView, type SessionView } from './schemas.js';
 
 /** The web UI's session cookie. */

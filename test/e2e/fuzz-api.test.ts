@@ -83,7 +83,9 @@ let baselineRss = 0;
 before(async () => {
   const dir = await makeTempDir('muster-fuzz-api-');
   dirs.push(dir);
-  c = await startCoordinator({ dataDir: dir });
+  // Two malloc arenas, as for the agent in fuzz-agent: glibc's per-thread arenas keep memory
+  // after large bodies and scrypt, which is the allocator's, not the coordinator's.
+  c = await startCoordinator({ dataDir: dir, env: { MALLOC_ARENA_MAX: '2' } });
   const url = new URL(c.url);
   host = url.hostname;
   port = Number(url.port);

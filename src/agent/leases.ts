@@ -40,21 +40,25 @@ const fileSchema = z.record(
   }),
 );
 
-/** The clusters leases.json records (for `muster agent leases`, which runs beside the agent). */
-export async function readLeaseFile(
-  dataDir: string,
-): Promise<{ cluster: string; term: number; publicKey: string | null }[]> {
+/** leases.json as it is on disk; empty when there is none yet, or it cannot be read. */
+async function readEntries(dataDir: string): Promise<z.infer<typeof fileSchema>> {
   try {
     const parsed = fileSchema.safeParse(
       JSON.parse(await readFile(join(dataDir, 'leases.json'), 'utf8')),
     );
-    if (!parsed.success) return [];
-    return Object.entries(parsed.data)
-      .map(([cluster, { term, publicKey }]) => ({ cluster, term, publicKey: publicKey ?? null }))
-      .sort((a, b) => a.cluster.localeCompare(b.cluster));
+    return parsed.success ? parsed.data : {};
   } catch {
-    return [];
+    return {};
   }
+}
+
+/** The clusters leases.json records (for `muster agent leases`, which runs beside the agent). */
+export async function readLeaseFile(
+  dataDir: string,
+): Promise<{ cluster: string; term: number; publicKey: string | null }[]> {
+  return Object.entries(await readEntries(dataDir))
+    .map(([cluster, { term, publicKey }]) => ({ cluster, term, publicKey: publicKey ?? null }))
+    .sort((a, b) => a.cluster.localeCompare(b.cluster));
 }
 
 export class LeaseTable {
@@ -65,7 +69,7 @@ export class LeaseTable {
   private readonly file: string;
 
   constructor(
-    dataDir: string,
+    private readonly dataDir: string,
     private readonly ttlMs: number,
     private readonly clock: () => number = Date.now,
   ) {
@@ -74,15 +78,11 @@ export class LeaseTable {
 
   /** Loads the last terms; every loaded lease counts as expired. */
   async load(): Promise<void> {
-    try {
-      const parsed = fileSchema.safeParse(JSON.parse(await readFile(this.file, 'utf8')));
-      if (!parsed.success) return;
-      for (const [cluster, { term, holder, publicKey }] of Object.entries(parsed.data)) {
-        if (holder !== '') this.leases.set(cluster, { term, holder, expiresAt: 0 });
-        if (publicKey !== undefined) this.keys.set(cluster, publicKey);
-      }
-    } catch {
-      // No file yet (or unreadable): no terms to keep.
+    for (const [cluster, { term, holder, publicKey }] of Object.entries(
+      await readEntries(this.dataDir),
+    )) {
+      if (holder !== '') this.leases.set(cluster, { term, holder, expiresAt: 0 });
+      if (publicKey !== undefined) this.keys.set(cluster, publicKey);
     }
   }
 

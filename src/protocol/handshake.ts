@@ -84,13 +84,6 @@ export function newInstanceKey(): string {
   return privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 }
 
-/** The public half of an instance key, as the agent records it (SPKI DER, base64). */
-export function instancePublicKey(privateKeyPem: string): string {
-  return createPublicKey(createPrivateKey(privateKeyPem))
-    .export({ format: 'der', type: 'spki' })
-    .toString('base64');
-}
-
 /** A short, printable fingerprint of a recorded instance public key. */
 export function instanceKeyFingerprint(publicKey: string): string {
   return `sha256:${createHash('sha256').update(publicKey, 'base64').digest('hex').slice(0, 32)}`;

@@ -9,7 +9,6 @@
  */
 import { isIP } from 'node:net';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { normaliseFingerprint } from './client/agent-client.js';
 import { MusterError } from './errors.js';
 
 export interface TlsTarget {
@@ -31,6 +30,14 @@ export interface PresentedCertificate {
   /** The names it covers (subjectAltName), e.g. "DNS:build-1, IP Address:10.0.0.5". */
   names: string | undefined;
   validTo: string;
+}
+
+/** A fingerprint's hex digits, upper case, whatever the colons, case or "sha256:" prefix. */
+export function normaliseFingerprint(fingerprint: string): string {
+  return fingerprint
+    .replace(/^sha256:/i, '')
+    .replace(/[^0-9a-f]/gi, '')
+    .toUpperCase();
 }
 
 /**

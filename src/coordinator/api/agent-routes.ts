@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { parseHostPort } from '../../protocol/duration.js';
 import { MusterError } from '../../protocol/errors.js';
-import { normaliseFingerprint } from '../../protocol/client/agent-client.js';
+import { normaliseFingerprint } from '../../protocol/pinned-tls.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { probeFingerprint } from '../pool/probe.js';

@@ -3,6 +3,7 @@
  * authenticate, sync a bundle, move blobs, run and follow tasks. One AgentClient is one
  * connection; it never reconnects by itself (the coordinator's connection manager does).
  */
+import { normaliseFingerprint } from '../pinned-tls.js';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -789,13 +790,6 @@ async function handshake(
 
 function asMusterError(err: unknown): MusterError {
   return err instanceof MusterError ? err : new MusterError('INTERNAL', String(err));
-}
-
-export function normaliseFingerprint(fingerprint: string): string {
-  return fingerprint
-    .replace(/^sha256:/i, '')
-    .replace(/[^0-9a-f]/gi, '')
-    .toUpperCase();
 }
 
 function isIp(host: string): boolean {

@@ -4,9 +4,9 @@
  * with `muster coordinator --backup-of PRIMARY_URL`.
  */
 import type { Command } from 'commander';
-import type { BackupView } from '../coordinator/api/schemas.js';
+import type { BackupView, DeselectionView } from '../coordinator/api/schemas.js';
 import { connect } from './api-client.js';
-import { formatAgo, formatLag, formatTable, printJson } from './format.js';
+import { formatAgo, formatLag, formatTable, formatTimestamp, printJson } from './format.js';
 
 const REGISTER_HINT =
   'start muster coordinator --backup-of PRIMARY_URL on the backup machine: it registers itself';
@@ -28,7 +28,10 @@ export function registerBackupCommand(program: Command): void {
   backup
     .command('list')
     .description('the registered backups: health, last contact, how far behind')
-    .option('--json', 'print JSON: [ { name, url, selected, health, lastContact, lagSeconds, … } ]')
+    .option(
+      '--json',
+      'print JSON: [ { name, url, selected, health, healthReason, lastContact, lastReached, replicationError, lagSeconds, … } ]',
+    )
     .action(async (opts: { json?: boolean }) => {
       const client = await connect();
       const list = await client.listBackups();
@@ -36,7 +39,12 @@ export function registerBackupCommand(program: Command): void {
         printJson(list);
         return;
       }
-      process.stdout.write(formatBackups(list));
+      // Why none is selected, when the primary deselected one by itself.
+      const deselected =
+        list.length === 0 || list.some((b) => b.selected)
+          ? null
+          : ((await client.status()).lastDeselected ?? null);
+      process.stdout.write(formatBackups(list, Date.now(), deselected));
     });
 
   backup
@@ -55,9 +63,9 @@ export function registerBackupCommand(program: Command): void {
       process.stdout.write(
         `Selected backup ${selected?.name ?? name}: it now receives this coordinator's state and may take over.\n`,
       );
-      if (selected?.health === 'unreachable') {
+      if (selected && selected.health !== 'healthy') {
         process.stdout.write(
-          `It is unreachable at the moment (last contact ${formatAgo(selected.lastContact)}): check that it runs at ${selected.url}.\n`,
+          `It is ${selected.health} at the moment: ${selected.healthReason ?? `last contact ${formatAgo(selected.lastContact)}`}${selected.health === 'unreachable' ? `; check that it runs at ${selected.url}` : ''}.\n`,
         );
       }
     });
@@ -89,7 +97,11 @@ export function registerBackupCommand(program: Command): void {
     });
 }
 
-export function formatBackups(list: BackupView[], now: number = Date.now()): string {
+export function formatBackups(
+  list: BackupView[],
+  now: number = Date.now(),
+  deselected: DeselectionView | null = null,
+): string {
   if (list.length === 0) return `No backups registered: ${REGISTER_HINT}.\n`;
   const rows = list.map((b) => [
     b.name,
@@ -104,8 +116,13 @@ export function formatBackups(list: BackupView[], now: number = Date.now()): str
     ['NAME', 'URL', 'SELECTED', 'HEALTH', 'LAST CONTACT', 'LAG', 'FINGERPRINT'],
     rows,
   );
+  const unhealthy = list.filter((b) => b.healthReason !== null);
+  if (unhealthy.length > 0) text += '\n';
+  for (const b of unhealthy) text += `${b.name}: ${b.health}: ${b.healthReason}\n`;
   if (!list.some((b) => b.selected)) {
-    text += '\nNone is selected: muster backup select NAME chooses the one that may take over.\n';
+    text += deselected
+      ? `\nNone is selected: ${deselected.name} was deselected automatically at ${formatTimestamp(deselected.at)} (${deselected.reason}). muster backup select NAME chooses the one that may take over.\n`
+      : '\nNone is selected: muster backup select NAME chooses the one that may take over.\n';
   }
   return text;
 }

@@ -27,9 +27,10 @@ export function registerCoordinatorCommand(program: Command): void {
       'the URL the primary and clients use to reach this backup (default: from --listen)',
     )
     .option(
-      '--primary-ca <file>',
-      'trust this certificate (PEM) for the primary, e.g. its self-signed one',
+      '--peer-ca <file>',
+      "trust this CA or certificate (PEM) for the other coordinator: a backup's primary, a primary's backups",
     )
+    .option('--primary-ca <file>', 'the older name of --peer-ca')
     .option(
       '--failover-timeout <duration>',
       'a backup takes over after the primary is unreachable this long',

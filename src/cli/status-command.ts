@@ -53,16 +53,31 @@ export function formatStatus(
   const backup = status.backup;
   if (backup === null) {
     lines.push('Backup       none selected (muster backup list, muster backup select NAME)');
+    const deselected = status.lastDeselected;
+    if (deselected)
+      lines.push(
+        `             ${deselected.name} was deselected automatically at ${formatTimestamp(deselected.at)}: ${deselected.reason}`,
+      );
   } else if (backup !== undefined) {
     lines.push(
       `Backup       ${backup.name} at ${backup.url}: ${backup.health}, last contact ${formatAgo(backup.lastContact, now)}, lag ${formatLag(backup.lagSeconds, 'unknown')}`,
     );
+    if (backup.healthReason) lines.push(`             ${backup.healthReason}`);
   }
   const primary = status.primary;
   if (primary !== undefined) {
     lines.push(
       `Primary      ${primary.url}: ${primary.reachable ? 'reachable' : 'unreachable'}, last contact ${formatAgo(primary.lastContact, now)}, lag ${formatLag(primary.lagSeconds, 'unknown (nothing received yet)')}`,
     );
+    if (primary.replicationError) {
+      lines.push(`             replication failing: ${primary.replicationError}`);
+    }
+    const seen = primary.seenByPrimary;
+    if (seen) {
+      lines.push(
+        `             the primary sees this backup as ${seen.health}, lag ${formatLag(seen.lagSeconds, 'unknown')}${seen.healthReason ? `: ${seen.healthReason}` : ''}`,
+      );
+    }
     if (primary.state === 'taking-over') {
       lines.push(
         "             taking over: the primary is unreachable from here; waiting for the agents' leases (an agent still leased to the primary means it is alive, and this backup waits)",

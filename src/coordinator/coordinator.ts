@@ -157,6 +157,17 @@ export class Coordinator {
         return counts;
       },
       runningAttempts: () => engine.runningCount,
+      ha: {
+        backups: () => this.primarySide?.list() ?? [],
+        replication: () => {
+          const side = this.backupSide;
+          if (!side) return undefined;
+          return {
+            failing: side.replicationError !== undefined,
+            lagSeconds: side.statusView().lagSeconds,
+          };
+        },
+      },
     });
     events.subscribe((event, data) => {
       if (event !== 'build') return;
@@ -176,6 +187,11 @@ export class Coordinator {
       options.tls && certificate
         ? CertificateManager.load(options.tls, certificate, log)
         : undefined;
+    const peerCa =
+      options.peerCaFile === undefined
+        ? undefined
+        : await readConfigFile(options.peerCaFile, '--peer-ca');
+    if (peerCa !== undefined) certificateFingerprint(peerCa, '--peer-ca');
     const primarySide = isBackup
       ? undefined
       : new PrimarySide(
@@ -187,15 +203,21 @@ export class Coordinator {
             healthyWithinMs: Math.max(options.haHeartbeatMs * 5, 5000),
             tmpDir: join(options.dataDir, 'tmp'),
             certificates: () => certificates?.announced() ?? [],
+            // The backup's certificate as it registered it (its own root when self-signed) and
+            // --peer-ca, and its fingerprint pinned.
+            peerFor: (backup) =>
+              new PeerClient(
+                backup.url,
+                () => backup.secret,
+                () => ({
+                  ca: [backup.certificate, peerCa].filter((c) => c != null).join('\n') || undefined,
+                  fingerprint: backup.fingerprint ?? undefined,
+                }),
+              ),
           },
           () => identity().instanceId,
         );
     this.primarySide = primarySide;
-    const primaryCa =
-      options.primaryCaFile === undefined
-        ? undefined
-        : await readConfigFile(options.primaryCaFile, '--primary-ca');
-    if (primaryCa !== undefined) certificateFingerprint(primaryCa, '--primary-ca');
     const backupSide = isBackup
       ? new BackupSide(store, blobs, engine, log, {
           primaryUrl: options.backupOf ?? '',
@@ -203,7 +225,7 @@ export class Coordinator {
           url: () => this.advertisedUrl(),
           fingerprint,
           certificate,
-          primaryCa,
+          primaryCa: peerCa,
           joinToken: options.joinToken,
           failoverTimeoutMs: options.failoverTimeoutMs,
           heartbeatMs: options.haHeartbeatMs,
@@ -239,23 +261,7 @@ export class Coordinator {
     await this.app.listen({ host: options.host, port: options.port });
     if (primarySide) {
       primarySide.start();
-      failback = new Failback(
-        store,
-        blobs,
-        engine,
-        primarySide,
-        (backup) =>
-          new PeerClient(
-            backup.url,
-            () => backup.secret,
-            () => ({
-              ca: backup.certificate ?? undefined,
-              fingerprint: backup.fingerprint ?? undefined,
-            }),
-          ),
-        log,
-        options.tokenTtlMs,
-      );
+      failback = new Failback(store, blobs, engine, primarySide, log, options.tokenTtlMs);
       // Before running anything: if the backup ran the cluster meanwhile, take it back first.
       await failback.check(Math.min(options.haHeartbeatMs * 3, 5000));
       if (!engine.running) {

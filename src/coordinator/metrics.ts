@@ -1,5 +1,22 @@
 /** Prometheus metrics on /metrics. */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BackupHealth } from './api/schemas.js';
+
+/** What /metrics shows of high availability, sampled at each scrape. */
+export interface HaSample {
+  /** On a primary: each registered backup's health and lag as this primary sees it. */
+  backups(): { name: string; health: BackupHealth; lagSeconds: number | null }[];
+  /** On a backup: its own replication (undefined on a primary). */
+  replication(): { failing: boolean; lagSeconds: number | null } | undefined;
+}
+
+const HEALTHS: BackupHealth[] = [
+  'healthy',
+  'unreachable',
+  'unverified',
+  'replication-failing',
+  'lagging',
+];
 
 export class Metrics {
   readonly registry = new Registry();
@@ -26,8 +43,16 @@ export class Metrics {
   });
   readonly agents: Gauge;
   readonly runningAttempts: Gauge;
+  readonly backupHealth: Gauge;
+  readonly backupLag: Gauge;
+  readonly replicationFailing: Gauge;
+  readonly replicationLag: Gauge;
 
-  constructor(sample: { agentsByStatus(): Record<string, number>; runningAttempts(): number }) {
+  constructor(sample: {
+    agentsByStatus(): Record<string, number>;
+    runningAttempts(): number;
+    ha: HaSample;
+  }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'muster_' });
     this.agents = new Gauge({
       name: 'muster_agents',
@@ -45,6 +70,49 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sample.runningAttempts());
+      },
+    });
+    this.backupHealth = new Gauge({
+      name: 'muster_backup_health',
+      help: "On a primary: 1 for each registered backup's current health (healthy, unreachable, unverified, replication-failing, lagging), 0 for the others",
+      labelNames: ['backup', 'health'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const backup of sample.ha.backups())
+          for (const health of HEALTHS)
+            this.set({ backup: backup.name, health }, backup.health === health ? 1 : 0);
+      },
+    });
+    this.backupLag = new Gauge({
+      name: 'muster_backup_lag_seconds',
+      help: "On a primary: how far the selected backup's copy is behind, as this primary sees it",
+      labelNames: ['backup'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const backup of sample.ha.backups())
+          if (backup.lagSeconds !== null) this.set({ backup: backup.name }, backup.lagSeconds);
+      },
+    });
+    this.replicationFailing = new Gauge({
+      name: 'muster_replication_failing',
+      help: "On a backup: 1 while its replication of the primary's state keeps failing",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const replication = sample.ha.replication();
+        if (replication) this.set(replication.failing ? 1 : 0);
+      },
+    });
+    this.replicationLag = new Gauge({
+      name: 'muster_replication_lag_seconds',
+      help: "On a backup: how far its copy of the primary's state is behind, as it sees it",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const lag = sample.ha.replication()?.lagSeconds;
+        if (lag !== undefined && lag !== null) this.set(lag);
       },
     });
   }

@@ -22,7 +22,12 @@ export interface CoordinatorOptions {
   backupName?: string;
   /** The URL the primary and clients use to reach this backup (default: from --listen). */
   advertiseUrl?: string;
-  /** The primary's certificate or CA (PEM file) for a backup, when it is not publicly trusted. */
+  /**
+   * A CA (PEM file) trusted for the other coordinator: on a backup for its primary, on a primary
+   * for its backups, when their certificates are not publicly trusted (a private CA).
+   */
+  peerCa?: string;
+  /** The older name of peerCa (a backup's trust in its primary). */
   primaryCa?: string;
   /** How long a backup waits with the primary unreachable before it takes over. */
   failoverTimeout?: string;
@@ -77,7 +82,8 @@ export interface CompiledCoordinatorOptions {
   readonly backupOf: string | undefined;
   readonly backupName: string;
   readonly advertiseUrl: string | undefined;
-  readonly primaryCaFile: string | undefined;
+  /** --peer-ca (or its older name --primary-ca). */
+  readonly peerCaFile: string | undefined;
   readonly failoverTimeoutMs: number;
   readonly haHeartbeatMs: number;
   readonly deselectAfterMs: number;
@@ -142,7 +148,7 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     backupOf: checkUrl(options.backupOf, "--backup-of (the primary's URL, https://HOST:PORT)"),
     backupName: checkName(options.backupName ?? hostname()),
     advertiseUrl: checkUrl(options.advertiseUrl, '--advertise-url'),
-    primaryCaFile: options.primaryCa === undefined ? undefined : resolve(options.primaryCa),
+    peerCaFile: peerCaFile(options),
     failoverTimeoutMs: parseDuration(options.failoverTimeout ?? '30s', '--failover-timeout'),
     haHeartbeatMs: parseDuration(options.haHeartbeat ?? '1s', '--ha-heartbeat'),
     deselectAfterMs: parseDuration(options.deselectAfter ?? '60m', '--deselect-after'),
@@ -247,4 +253,16 @@ function checkUrl(url: string | undefined, flag: string): string | undefined {
   if (!HTTP_URL.test(url))
     throw new MusterError('INVALID_CONFIG', `${flag} must be an http(s) URL, got "${url}"`);
   return url.replace(/\/+$/, '');
+}
+
+/** --peer-ca, or --primary-ca (its older name); both only when they name one file. */
+function peerCaFile(options: CoordinatorOptions): string | undefined {
+  const peer = options.peerCa === undefined ? undefined : resolve(options.peerCa);
+  const primary = options.primaryCa === undefined ? undefined : resolve(options.primaryCa);
+  if (peer !== undefined && primary !== undefined && peer !== primary)
+    throw new MusterError(
+      'VALIDATION_FAILED',
+      '--primary-ca is the older name of --peer-ca: give one of them (--peer-ca FILE trusts the CA for both directions)',
+    );
+  return peer ?? primary;
 }

@@ -65,6 +65,7 @@ const knownCodes: Record<ErrorCode, true> = {
   STANDBY: true,
   NOT_SELECTED: true,
   SNAPSHOT_REQUIRED: true,
+  BACKUP_UNVERIFIED: true,
   TLS_NOT_ENABLED: true,
   CERT_INVALID: true,
   CERT_KEY_INVALID: true,

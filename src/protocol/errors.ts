@@ -82,6 +82,8 @@ export const errorCodes = {
   NOT_SELECTED:
     'This backup is registered but not selected: it gets no state and cannot take over.',
   SNAPSHOT_REQUIRED: 'The replication stream cannot resume from that point: fetch a snapshot.',
+  BACKUP_UNVERIFIED:
+    'The primary cannot reach the backup at its advertised URL with a verified certificate, so it cannot be selected.',
   // coordinator: its own TLS certificate (Admin › Certificates)
   TLS_NOT_ENABLED:
     'This coordinator serves plain HTTP (--no-tls, or a loopback address), so it has no certificate.',

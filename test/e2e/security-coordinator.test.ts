@@ -13,8 +13,8 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
-import { request as httpsRequest } from 'node:https';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, describe, it } from 'node:test';
@@ -31,6 +31,7 @@ import {
   killCoordinators,
   restartCoordinator,
   startCoordinator,
+  testTls,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
 import { FAST, selectBackup, startBackup } from '../helpers/ha.js';
@@ -294,11 +295,21 @@ describe('slow clients and long requests (--request-timeout 2s)', () => {
       assert.match(events.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
 
       // A backup's long poll (30 s at most): registered and selected, it waits 6 s for changes.
+      // Selecting calls the backup at its URL: this one answers as a backup standing by.
       const secret = randomBytes(32).toString('hex');
+      const standing = createHttpsServer(
+        { cert: await readFile(testTls().cert), key: await readFile(testTls().key) },
+        (_req, res) => {
+          res.setHeader('content-type', 'application/json');
+          res.end('{"state":"standby","term":1,"history":false}');
+        },
+      );
+      await new Promise<void>((resolve) => standing.listen(0, '127.0.0.1', resolve));
+      after(() => standing.close());
       const registered = await request(c.url, 'POST', '/api/v1/ha/register', {
         json: {
           name: 'poller',
-          url: 'https://127.0.0.1:9',
+          url: `https://127.0.0.1:${(standing.address() as { port: number }).port}`,
           fingerprint: null,
           certificate: null,
           secret,

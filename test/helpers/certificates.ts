@@ -8,6 +8,7 @@ import { copyFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
+import { generate } from 'selfsigned';
 import { selfSignedCertificate } from '../../src/protocol/self-signed.js';
 import { makeTempDir } from './agent-process.js';
 import { testTls } from './coordinator-process.js';
@@ -98,4 +99,57 @@ export function apiWithCa<T>(
     });
     req.end(data);
   });
+}
+
+/**
+ * A private certificate authority, as a company runs one: its certificate (to trust with
+ * --peer-ca) and server certificates it signs for the given names. Nothing trusts it by default.
+ */
+export async function makePrivateCa(): Promise<{
+  cert: string;
+  sign(names: { dns?: string[]; ips?: string[] }): Promise<TestCertificate>;
+}> {
+  const notAfterDate = new Date(Date.now() + 30 * 86_400_000);
+  const notBeforeDate = new Date(Date.now() - 60_000);
+  const ca = await generate([{ name: 'commonName', value: 'Muster Test Private CA' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate,
+    notAfterDate,
+    extensions: [
+      { name: 'basicConstraints', cA: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true },
+    ],
+  });
+  return {
+    cert: ca.cert,
+    async sign(names) {
+      const leaf = await generate([{ name: 'commonName', value: 'muster-private-ca-leaf' }], {
+        keyType: 'ec',
+        curve: 'P-256',
+        algorithm: 'sha256',
+        notBeforeDate,
+        notAfterDate,
+        ca: { key: ca.private, cert: ca.cert },
+        extensions: [
+          { name: 'basicConstraints', cA: false },
+          { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+          { name: 'extKeyUsage', serverAuth: true },
+          {
+            name: 'subjectAltName',
+            altNames: [
+              ...(names.dns ?? []).map((value) => ({ type: 2 as const, value })),
+              ...(names.ips ?? []).map((ip) => ({ type: 7 as const, ip })),
+            ],
+          },
+        ],
+      });
+      return {
+        cert: leaf.cert,
+        key: leaf.private,
+        fingerprint: new X509Certificate(leaf.cert).fingerprint256,
+      };
+    },
+  };
 }

@@ -71,7 +71,10 @@ const b1: BackupView = {
   fingerprint: 'AB:CD:EF',
   selected: true,
   health: 'healthy',
+  healthReason: null,
   lastContact: new Date(NOW - 12_000).toISOString(),
+  lastReached: new Date(NOW - 1_000).toISOString(),
+  replicationError: null,
   registeredAt: '2024-01-01T00:00:00.000Z',
   lagSeconds: 1.5,
 };
@@ -81,7 +84,10 @@ const b2: BackupView = {
   fingerprint: null,
   selected: false,
   health: 'unreachable',
+  healthReason: 'it has never called this primary',
   lastContact: null,
+  lastReached: null,
+  replicationError: null,
   registeredAt: '2024-01-02T00:00:00.000Z',
   lagSeconds: null,
 };
@@ -108,6 +114,7 @@ const primaryStatus: StatusView = {
     name: 'b1',
     url: 'https://b1.example:8000',
     health: 'healthy',
+    healthReason: null,
     lastContact: new Date(NOW - 2_000).toISOString(),
     lagSeconds: 0.5,
   },
@@ -172,11 +179,22 @@ describe('muster backup', () => {
         'b1    https://b1.example:8000  yes       healthy      12 s ago      1.5 s  AB:CD:EF',
         'b2    http://10.0.0.9:8000     -         unreachable  never         -      -',
         '',
+        'b2: unreachable: it has never called this primary',
+        '',
       ].join('\n'),
     );
     assert.match(
       formatBackups([{ ...b2 }], NOW),
       /\nNone is selected: muster backup select NAME chooses the one that may take over\.\n$/,
+    );
+    // After an automatic deselection it says which, when and why.
+    assert.match(
+      formatBackups([{ ...b2 }], NOW, {
+        name: 'b2',
+        at: new Date(NOW - 60_000).toISOString(),
+        reason: 'not reached for 60 min',
+      }),
+      /\nNone is selected: b2 was deselected automatically at .+ \(not reached for 60 min\)\. muster backup select NAME/,
     );
 
     const fake = await primaryWithBackups();
@@ -207,7 +225,7 @@ describe('muster backup', () => {
     assert.equal(
       select.stdout,
       "Selected backup b2: it now receives this coordinator's state and may take over.\n" +
-        'It is unreachable at the moment (last contact never): check that it runs at http://10.0.0.9:8000.\n',
+        'It is unreachable at the moment: it has never called this primary; check that it runs at http://10.0.0.9:8000.\n',
     );
 
     const json = await runCli(['backup', 'select', 'b1', '--json'], {
@@ -339,6 +357,8 @@ describe('muster status and backups', () => {
         selected: false,
         state: 'standby',
         activeSince: null,
+        replicationError: null,
+        seenByPrimary: null,
       },
     };
     const text = formatStatus(standby, 'http://b1:8000', NOW);
@@ -363,6 +383,8 @@ describe('muster status and backups', () => {
         selected: true,
         state: 'active',
         activeSince: new Date(NOW - 65_000).toISOString(),
+        replicationError: null,
+        seenByPrimary: null,
       },
     };
     const activeText = formatStatus(active, 'http://b1:8000', NOW);

@@ -15,10 +15,25 @@ import {
   fromBackup,
   handedBackTokensSchema,
 } from '../../src/coordinator/ha/history-schema.js';
+import { PeerClient, type PeerResponse } from '../../src/coordinator/ha/peer-client.js';
 import { MAX_REGISTERED_BACKUPS, PrimarySide } from '../../src/coordinator/ha/primary-side.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import { MusterError } from '../../src/protocol/errors.js';
+
+/** A backup that answers every call (select checks that the primary can reach it). */
+class AnsweringPeer extends PeerClient {
+  constructor(url: string) {
+    super(
+      url,
+      () => 'secret',
+      () => ({}),
+    );
+  }
+  override json<T>(): Promise<PeerResponse<T>> {
+    return Promise.resolve({ body: {} as T, headers: {}, fingerprint: undefined });
+  }
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-ha-trust-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,6 +55,7 @@ function primary(): { side: PrimarySide; store: Store } {
       healthyWithinMs: 5000,
       tmpDir: join(dir, 'tmp'),
       certificates: () => [],
+      peerFor: (backup) => new AnsweringPeer(backup.url),
     },
     () => 'the-instance-id',
   );
@@ -85,12 +101,12 @@ describe('registrations', () => {
     side.register(registration('one-more'));
   });
 
-  it('tell an unselected heartbeat no ids, term or stream', () => {
+  it('tell an unselected heartbeat no ids, term or stream', async () => {
     const { side, store } = primary();
     side.register(registration('b1'));
     const row = store.backups.get('b1')!;
     assert.deepEqual(Object.keys(side.heartbeat(row)).sort(), ['certificates', 'role', 'selected']);
-    side.select('b1', 'admin');
+    await side.select('b1', 'admin');
     const selected = side.heartbeat(store.backups.get('b1')!);
     assert.equal(selected.instanceId, 'the-instance-id');
     assert.equal(typeof selected.stream, 'string');
@@ -98,22 +114,22 @@ describe('registrations', () => {
 });
 
 describe('the backups a primary calls', () => {
-  it('are the selected one and those deselected before they settled; never a registration', () => {
+  it('are the selected one and those deselected before they settled; never a registration', async () => {
     const { side } = primary();
     for (const name of ['a', 'b', 'c']) side.register(registration(name));
     assert.deepEqual(side.trusted(), [], 'no one is selected: no one is called');
-    side.select('a', 'admin');
+    await side.select('a', 'admin');
     assert.deepEqual(
       side.trusted().map((b) => b.name),
       ['a'],
     );
-    side.select('b', 'admin');
+    await side.select('b', 'admin');
     assert.deepEqual(
       side.trusted().map((b) => b.name),
       ['b', 'a'],
       'a may have run the cluster: asked until it says it has nothing',
     );
-    side.select(null, 'admin');
+    await side.select(null, 'admin');
     assert.deepEqual(
       side.trusted().map((b) => b.name),
       ['a', 'b'],
@@ -126,7 +142,7 @@ describe('the backups a primary calls', () => {
     side.remove('b');
     assert.deepEqual(side.trusted(), []);
     // Selecting one again makes it callable again; c never was.
-    side.select('a', 'admin');
+    await side.select('a', 'admin');
     assert.deepEqual(
       side.trusted().map((b) => b.name),
       ['a'],

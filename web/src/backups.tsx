@@ -132,6 +132,11 @@ export function Backups({ status, canEdit }: { status: StatusView | undefined; c
                       <span class={`pill ${b.health === 'healthy' ? 'connected' : 'unreachable'}`}>
                         {b.health}
                       </span>
+                      {b.healthReason ? (
+                        <div class="small" data-testid={`backup-${b.name}-reason`}>
+                          {b.healthReason}
+                        </div>
+                      ) : null}
                     </td>
                     <td>{ago(b.lastContact)}</td>
                     <td>{b.lagSeconds === null ? '—' : `${b.lagSeconds} s`}</td>

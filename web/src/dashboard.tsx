@@ -44,6 +44,22 @@ export function Dashboard({ live }: { live: Live }) {
                       ? `; this copy is ${status.primary.lagSeconds} s behind`
                       : ''
                     : '; this backup is not selected: it receives no state and cannot take over'}
+                  {status.primary.replicationError ? (
+                    <div class="error" data-testid="replication-error">
+                      replication failing: {status.primary.replicationError}
+                    </div>
+                  ) : null}
+                  {status.primary.seenByPrimary ? (
+                    <div class="small" data-testid="seen-by-primary">
+                      The primary sees this backup as {status.primary.seenByPrimary.health}
+                      {status.primary.seenByPrimary.lagSeconds !== null
+                        ? `, ${status.primary.seenByPrimary.lagSeconds} s behind`
+                        : ''}
+                      {status.primary.seenByPrimary.healthReason
+                        ? `: ${status.primary.seenByPrimary.healthReason}`
+                        : ''}
+                    </div>
+                  ) : null}
                 </dd>
               </>
             ) : null}
@@ -52,8 +68,12 @@ export function Dashboard({ live }: { live: Live }) {
                 <dt>Backup</dt>
                 <dd data-testid="backup">
                   {status.backup
-                    ? `${status.backup.name} (${status.backup.url}): ${status.backup.health}`
-                    : 'none selected'}
+                    ? `${status.backup.name} (${status.backup.url}): ${status.backup.health}${
+                        status.backup.healthReason ? ` — ${status.backup.healthReason}` : ''
+                      }`
+                    : status.lastDeselected
+                      ? `none selected: ${status.lastDeselected.name} was deselected automatically at ${new Date(status.lastDeselected.at).toLocaleString()} (${status.lastDeselected.reason})`
+                      : 'none selected'}
                 </dd>
               </>
             ) : null}

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
 import type { BackupSide } from '../ha/backup-side.js';
+import { MAX_REPORTED_ERROR } from '../ha/backup-health.js';
 import type { PrimarySide } from '../ha/primary-side.js';
 import { sendBlob } from './blob-routes.js';
 import { ANONYMOUS_BODY_LIMIT, requireAdmin, requireUser, type ApiContext } from './context.js';
@@ -35,8 +36,14 @@ const changesQuery = z.object({
   waitMs: z.coerce.number().int().nonnegative().max(30_000).default(0),
 });
 
-/** `pins`: the certificate fingerprints the backup accepts for this primary, comma-separated. */
-const heartbeatQuery = z.object({ pins: z.string().max(2000).optional() });
+/**
+ * `pins`: the certificate fingerprints the backup accepts for this primary, comma-separated;
+ * `replication`: the error its replication keeps failing with (absent while it works).
+ */
+const heartbeatQuery = z.object({
+  pins: z.string().max(2000).optional(),
+  replication: z.string().max(MAX_REPORTED_ERROR).optional(),
+});
 
 const historyQuery = z.object({
   afterLog: z.coerce.number().int().nonnegative().default(0),
@@ -114,10 +121,11 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/api/v1/ha/heartbeat', peer, async (request) => {
     const row = fromBackup(request);
-    const { pins } = parse(heartbeatQuery, request.query, 'query');
+    const { pins, replication } = parse(heartbeatQuery, request.query, 'query');
     return primary().heartbeat(
       row,
       pins === undefined ? undefined : pins.split(',').filter((p) => p !== ''),
+      replication,
     );
   });
 

@@ -228,13 +228,37 @@ export interface BackupView {
   /** SHA-256 of the backup's TLS certificate (colon hex), or null without TLS. */
   fingerprint: string | null;
   selected: boolean;
-  /** healthy: in touch within the last few heartbeats; unreachable: not; never-seen. */
-  health: 'healthy' | 'unreachable';
-  /** When the backup was last in touch (ISO), or null. */
+  /** Measured both ways; see BackupHealth. */
+  health: BackupHealth;
+  /** Why it is not healthy, with the fix where one is known (null when healthy). */
+  healthReason: string | null;
+  /** When the backup last called this primary (ISO), or null. */
   lastContact: string | null;
+  /**
+   * When this primary last reached the backup at its URL with a verified certificate (ISO);
+   * null when it has not (it calls only the selected backup and ones owed their history).
+   */
+  lastReached: string | null;
+  /** The replication error the backup reports while one repeats (selected backup), or null. */
+  replicationError: string | null;
   registeredAt: string;
-  /** How far its copy is behind (seconds; null when not replicating). */
+  /** How far its copy is behind, as this primary sees it (seconds; null when not replicating). */
   lagSeconds: number | null;
+}
+
+/**
+ * A backup's health, worst first: unreachable (it has not called the primary lately); unverified
+ * (the primary cannot call it at its URL with a verified certificate); replication-failing (its
+ * copy cannot apply the primary's changes); lagging (its copy is over a minute behind); healthy.
+ */
+export type BackupHealth =
+  'healthy' | 'unreachable' | 'unverified' | 'replication-failing' | 'lagging';
+
+/** Why no backup is selected when one was deselected automatically. */
+export interface DeselectionView {
+  name: string;
+  at: string;
+  reason: string;
 }
 
 export interface StatusView {
@@ -251,9 +275,12 @@ export interface StatusView {
     name: string;
     url: string;
     health: BackupView['health'];
+    healthReason: string | null;
     lastContact: string | null;
     lagSeconds: number | null;
   } | null;
+  /** On a primary with no backup selected: the last automatic deselection, if any. */
+  lastDeselected?: DeselectionView | null;
   /** On a backup: its primary and how far behind this copy is. */
   primary?: {
     url: string;
@@ -266,6 +293,17 @@ export interface StatusView {
     state: 'standby' | 'taking-over' | 'active' | 'handing-back';
     /** Since when this backup runs the cluster (null while standing by). */
     activeSince: string | null;
+    /** This backup's replication error while one repeats (`replication failing: …`), or null. */
+    replicationError: string | null;
+    /**
+     * How the primary last judged this backup (its heartbeat answer, selected backups only):
+     * health measured both ways and the lag as the primary sees it. Null before the first.
+     */
+    seenByPrimary: {
+      health: BackupHealth;
+      healthReason: string | null;
+      lagSeconds: number | null;
+    } | null;
   };
 }
 

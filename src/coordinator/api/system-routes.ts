@@ -46,10 +46,12 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
             name: selected.name,
             url: selected.url,
             health: selected.health,
+            healthReason: selected.healthReason,
             lastContact: selected.lastContact,
             lagSeconds: selected.lagSeconds,
           }
         : null;
+      if (!selected) view.lastDeselected = ctx.ha.primary.lastDeselection();
     }
     if (ctx.ha.backup) view.primary = ctx.ha.backup.statusView();
     return view;

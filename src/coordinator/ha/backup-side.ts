@@ -23,6 +23,7 @@ import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { StatusView } from '../api/schemas.js';
 import { LOCAL_TOKEN_BASE, type ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';
+import { MAX_REPORTED_ERROR } from './backup-health.js';
 import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
 import { PeerClient } from './peer-client.js';
@@ -88,6 +89,13 @@ const REFUSALS = new Set([
   'VALIDATION_FAILED',
 ]);
 
+/** A replication error that comes this many times in a row is a health state. */
+const FAILING_AFTER = 2;
+/** The longest pause between failing replication rounds. */
+const FAILURE_BACKOFF_MAX_MS = 60_000;
+/** How long a change request waits on the primary for the next change. */
+const CHANGES_WAIT_MS = 10_000;
+
 /** A backup leaves this many build ids free for builds its primary accepted just before dying. */
 export const BUILD_ID_GAP = 1000;
 
@@ -103,11 +111,18 @@ export class BackupSide {
   private readonly startedAt = Date.now();
   private caughtUpAt: number | undefined;
   private caughtUp = false;
+  /** When a page or snapshot was last applied. */
+  private appliedAt: number | undefined;
+  /** The replication failures in a row, and the last one (cleared by the next success). */
+  private failure: { message: string; since: number; count: number } | undefined;
+  /** How the primary last judged this backup (its heartbeat answer). */
+  private seenByPrimary: NonNullable<StatusView['primary']>['seenByPrimary'] = null;
   private loops: Promise<void>[] = [];
   private readonly sleepers = new Set<() => void>();
   private takeoverStartedAt = 0;
   private lastFailureLog = 0;
   private lastRefusalLog = 0;
+  private lastFailingLog = 0;
   private handbackStartedAt = 0;
   /** The takeover record before this attempt (restored when the attempt is abandoned). */
   private previousTakeover: TakeoverRecord | undefined;
@@ -155,6 +170,15 @@ export class BackupSide {
   }
 
   statusView(): NonNullable<StatusView['primary']> {
+    const now = Date.now();
+    // Caught up only while pages keep coming (each long poll returns within CHANGES_WAIT_MS)
+    // and nothing fails: a copy that stopped applying is behind by the time since it was current.
+    const current =
+      this.caughtUp &&
+      this.state === 'standby' &&
+      this.failure === undefined &&
+      this.appliedAt !== undefined &&
+      now - this.appliedAt <= CHANGES_WAIT_MS * 2;
     return {
       url: this.options.primaryUrl,
       reachable: this.primaryReachable,
@@ -165,13 +189,22 @@ export class BackupSide {
       lagSeconds:
         this.caughtUpAt === undefined
           ? null
-          : this.caughtUp && this.state === 'standby'
+          : current
             ? 0
-            : Math.round((Date.now() - this.caughtUpAt) / 100) / 10,
+            : Math.round((now - this.caughtUpAt) / 100) / 10,
       selected: this.selected,
       state: this.state,
       activeSince: this.activeSince ?? null,
+      replicationError: this.replicationError ?? null,
+      seenByPrimary: this.seenByPrimary,
     };
+  }
+
+  /** The error replication keeps failing with (`replication failing: …`), once it repeats. */
+  get replicationError(): string | undefined {
+    return this.failure !== undefined && this.failure.count >= FAILING_AFTER
+      ? this.failure.message
+      : undefined;
   }
 
   /** The primary, asking before its failback: where this backup is. */
@@ -294,10 +327,14 @@ export class BackupSide {
       });
       await this.pinPrimary(registered.fingerprint);
       const heartbeat = await this.peer.json<HeartbeatView>('/api/v1/ha/heartbeat', {
-        query: { pins: this.acceptedPins()?.join(',') },
+        query: {
+          pins: this.acceptedPins()?.join(','),
+          replication: this.replicationError?.slice(0, MAX_REPORTED_ERROR),
+        },
         timeoutMs: Math.max(2000, this.options.heartbeatMs * 2),
       });
       const body = heartbeat.body;
+      this.seenByPrimary = body.selected ? (body.health ?? null) : null;
       await this.followCertificates(heartbeat.fingerprint, body.certificates);
       if (body.selected !== this.selected) {
         this.log.info(
@@ -315,6 +352,7 @@ export class BackupSide {
     } catch (err) {
       const error = toMusterError(err);
       const now = Date.now();
+      this.seenByPrimary = null;
       // Said when it starts failing, and every 5 minutes while it does (a backup that never
       // reached its primary would otherwise be silent: untrusted certificate, token, name).
       if (this.primaryReachable || now - this.lastFailureLog > 300_000) {
@@ -494,10 +532,47 @@ export class BackupSide {
           this.selected = false;
           this.identity = { ...this.identity, selected: false };
           await this.saveIdentity();
-        } else this.log.warn({ code: error.code }, `replication: ${error.message}`);
-        await this.sleep(this.options.heartbeatMs);
+          await this.sleep(this.options.heartbeatMs);
+          continue;
+        }
+        await this.sleep(this.noteFailure(error));
       }
     }
+  }
+
+  /**
+   * Counts a failed round: logged when it starts repeating and every 5 minutes after, reported
+   * to the primary in heartbeats. Returns how long to wait before the next round (doubling, up to
+   * a minute: a failing snapshot is not fetched again every heartbeat).
+   */
+  private noteFailure(error: MusterError): number {
+    const now = Date.now();
+    const message = `${error.code}: ${error.message}`;
+    const previous = this.failure;
+    const count = (previous?.count ?? 0) + 1;
+    this.failure = { message, since: previous?.since ?? now, count };
+    this.caughtUp = false;
+    if (count === FAILING_AFTER || (count > FAILING_AFTER && now - this.lastFailingLog > 300_000)) {
+      this.lastFailingLog = now;
+      this.log.error(
+        { code: error.code, failures: count, since: new Date(this.failure.since).toISOString() },
+        `replication failing: ${error.message}`,
+      );
+    } else if (count < FAILING_AFTER) {
+      this.log.warn({ code: error.code }, `replication: ${error.message}`);
+    }
+    return Math.min(this.options.heartbeatMs * 2 ** (count - 1), FAILURE_BACKOFF_MAX_MS);
+  }
+
+  /** A round applied: replication works (again). */
+  private noteApplied(): void {
+    this.appliedAt = Date.now();
+    if (this.failure !== undefined && this.failure.count >= FAILING_AFTER)
+      this.log.info(
+        { failures: this.failure.count },
+        'replication works again: the copy applies what the primary sends',
+      );
+    this.failure = undefined;
   }
 
   private async replicateOnce(): Promise<void> {
@@ -509,7 +584,7 @@ export class BackupSide {
     const { body: page } = await this.peer.json<ChangePage & { primaryLastSeq: number }>(
       '/api/v1/ha/changes',
       {
-        query: { stream: position.stream, after: position.seq, waitMs: 10_000 },
+        query: { stream: position.stream, after: position.seq, waitMs: CHANGES_WAIT_MS },
         timeoutMs: 40_000,
       },
     );
@@ -518,6 +593,7 @@ export class BackupSide {
     // A takeover may have begun while the page travelled: it works on what it had.
     if (this.state !== 'standby') return;
     this.store.replication.applyChanges(page, new Date().toISOString());
+    this.noteApplied();
     this.lastPrimaryContact = Date.now();
     this.caughtUp = page.lastSeq >= page.primaryLastSeq;
     if (this.caughtUp) this.caughtUpAt = Date.now();
@@ -538,6 +614,7 @@ export class BackupSide {
         throw new MusterError('INTERNAL', 'the snapshot came without its stream position');
       if (this.state !== 'standby') return;
       this.store.replication.applySnapshot(file, stream, seq, new Date().toISOString());
+      this.noteApplied();
       this.caughtUp = false;
       this.log.info({ seq }, "applied a snapshot of the primary's state");
     } finally {

@@ -29,6 +29,7 @@ import {
 import { fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
 import type { PeerClient } from './peer-client.js';
+import { explainCallFailure } from './backup-health.js';
 import { TERM_SETTING, type PrimarySide } from './primary-side.js';
 
 const PROGRESS_SETTING = 'HA.Failback';
@@ -62,7 +63,6 @@ export class Failback {
     private readonly blobs: BlobStore,
     private readonly engine: EnginePort,
     private readonly primary: PrimarySide,
-    private readonly peerFor: (backup: BackupRow) => PeerClient,
     private readonly log: Logger,
     /** Tokens handed back live at most this long from their creation, like this primary's. */
     private readonly tokenTtlMs: number,
@@ -87,16 +87,16 @@ export class Failback {
     const states = await Promise.all(
       ordered.map(async (backup) => {
         try {
-          const peer = this.peerFor(backup);
+          const peer = this.primary.peer(backup);
           const body = fromBackup(
             backupStateSchema,
             (await peer.json('/api/v1/ha/state', { timeoutMs })).body,
             'state',
           );
-          this.noteReachable(backup.name, true);
+          this.noteReachable(backup, true);
           return { backup, peer, state: body };
         } catch (err) {
-          this.noteReachable(backup.name, false, toMusterError(err).message);
+          this.noteReachable(backup, false, err);
           return { backup, peer: undefined, state: undefined };
         }
       }),
@@ -141,8 +141,14 @@ export class Failback {
     return this.backupState === 'standby' && !this.backupHistory;
   }
 
-  /** Logs when a backup stops (or starts again) answering this primary. */
-  private noteReachable(name: string, reachable: boolean, why?: string): void {
+  /**
+   * Records the call in the backup's health, and logs when a backup stops (or starts again)
+   * answering this primary.
+   */
+  private noteReachable(backup: BackupRow, reachable: boolean, err?: unknown): void {
+    const name = backup.name;
+    const why = reachable ? undefined : explainCallFailure(err, backup.url);
+    this.primary.health.noteCall(name, { ok: reachable, at: Date.now(), message: why });
     const before = this.reachable.get(name);
     this.reachable.set(name, reachable);
     if (before === reachable || (before === undefined && reachable)) return;

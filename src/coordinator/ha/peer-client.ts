@@ -203,5 +203,8 @@ function toPeerError(err: unknown, url: URL): MusterError {
   const e = err as NodeJS.ErrnoException;
   return new MusterError('UNREACHABLE', `${url.host}: ${e.code ?? ''} ${e.message}`.trim(), {
     url: url.origin,
+    // The system's or TLS's own code (ECONNREFUSED, ERR_TLS_CERT_ALTNAME_INVALID…): a caller
+    // explains it (backup-health.ts).
+    ...(typeof e.code === 'string' ? { cause: e.code } : {}),
   });
 }

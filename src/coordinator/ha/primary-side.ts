@@ -11,12 +11,14 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
-import type { BackupView } from '../api/schemas.js';
+import type { BackupView, DeselectionView } from '../api/schemas.js';
 import { sameFingerprint } from '../../protocol/pinned-tls.js';
 import type { AnnouncedCertificate, BackupConfirmation } from '../tls/certificate-manager.js';
 import type { BackupRow } from '../store/backups.js';
 import type { ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';
+import { BackupHealthBook, explainCallFailure, unverifiedBackup } from './backup-health.js';
+import type { PeerClient } from './peer-client.js';
 
 export const SELECTED_BACKUP_SETTING = 'Backup.Selected';
 export const DESELECTED_SETTING = 'Backup.LastDeselected';
@@ -46,6 +48,8 @@ export interface PrimarySideOptions {
   tmpDir: string;
   /** The certificates this primary presents or is about to present (empty over plain HTTP). */
   certificates: () => AnnouncedCertificate[];
+  /** A client for calling a backup at its URL (its certificate verified, pinned). */
+  peerFor: (backup: BackupRow) => PeerClient;
 }
 
 export interface RegisterInput {
@@ -70,7 +74,12 @@ export interface HeartbeatView {
    * next. A backup accepts exactly these (and drops other pins) and says so in its next heartbeat.
    */
   certificates: AnnouncedCertificate[];
+  /** To the selected backup: how this primary judges it (see backup-health.ts). */
+  health?: { health: BackupView['health']; healthReason: string | null; lagSeconds: number | null };
 }
+
+/** How long `select` waits for the backup to answer its check. */
+const SELECT_PROBE_MS = 5000;
 
 /** Releases wait for the backup's acknowledgement at most this long (then go anyway). */
 const RELEASE_WAIT_MS = 5 * 60_000;
@@ -91,6 +100,8 @@ export class PrimarySide {
   private readonly pins = new Map<string, string[]>();
   /** When the last new registrations came (for the per-minute cap). */
   private readonly registrations: number[] = [];
+  /** This primary's calls to its backups and what they report (health both ways). */
+  readonly health = new BackupHealthBook();
 
   constructor(
     private readonly store: Store,
@@ -218,22 +229,49 @@ export class PrimarySide {
     return row;
   }
 
-  heartbeat(backup: BackupRow, pins?: string[]): HeartbeatView {
-    this.store.backups.touch(backup.name, new Date().toISOString());
+  /**
+   * A backup's heartbeat: `pins` are the certificates it accepts for this primary,
+   * `replicationError` the error its replication keeps failing with (absent when it works).
+   */
+  heartbeat(backup: BackupRow, pins?: string[], replicationError?: string): HeartbeatView {
+    const now = Date.now();
+    this.store.backups.touch(backup.name, new Date(now).toISOString());
     if (pins !== undefined) this.pins.set(backup.name, pins);
     const selected = this.selected()?.name === backup.name;
-    // An unselected registration learns nothing of this primary's state.
-    return selected
-      ? {
-          role: 'primary',
-          selected,
-          instanceId: this.instanceId(),
-          term: this.term(),
-          stream: this.store.replication.outStream(),
-          lastSeq: this.store.replication.lastSeq(),
-          certificates: this.options.certificates(),
-        }
-      : { role: 'primary', selected, certificates: this.options.certificates() };
+    if (!selected) {
+      // An unselected registration learns nothing of this primary's state.
+      this.health.noteReport(backup.name, undefined, now);
+      return { role: 'primary', selected, certificates: this.options.certificates() };
+    }
+    const before = this.health.replicationError(backup.name);
+    this.health.noteReport(backup.name, replicationError, now);
+    const after = this.health.replicationError(backup.name);
+    if (after !== null && before === null)
+      this.log.warn(
+        { backup: backup.name },
+        `the selected backup's replication is failing: ${after}`,
+      );
+    else if (after === null && before !== null)
+      this.log.info({ backup: backup.name }, "the selected backup's replication works again");
+    const view = this.list().find((b) => b.name === backup.name);
+    return {
+      role: 'primary',
+      selected,
+      instanceId: this.instanceId(),
+      term: this.term(),
+      stream: this.store.replication.outStream(),
+      lastSeq: this.store.replication.lastSeq(),
+      certificates: this.options.certificates(),
+      ...(view
+        ? {
+            health: {
+              health: view.health,
+              healthReason: view.healthReason,
+              lagSeconds: view.lagSeconds,
+            },
+          }
+        : {}),
+    };
   }
 
   /**
@@ -319,35 +357,84 @@ export class PrimarySide {
 
   list(): BackupView[] {
     const selected = this.selected()?.name;
+    const called = new Set(this.trusted().map((b) => b.name));
     const now = Date.now();
     const lastSeq = this.store.replication.lastSeq();
     return this.store.backups.list().map((row) => {
       const contact = row.lastContact === null ? undefined : Date.parse(row.lastContact);
       const isSelected = row.name === selected;
+      // Acknowledged everything, or not since its last acknowledgement (a backup that applies
+      // nothing acknowledges nothing, so a wedged copy's lag grows here).
+      const lagSeconds = !isSelected
+        ? null
+        : row.ackedSeq >= lastSeq
+          ? 0
+          : row.ackedAt === null
+            ? null
+            : Math.max(0, Math.round((now - Date.parse(row.ackedAt)) / 100) / 10);
+      const verdict = this.health.evaluate(row.name, {
+        called: called.has(row.name),
+        selected: isSelected,
+        lastContactMs: contact,
+        healthyWithinMs: this.options.healthyWithinMs,
+        lagSeconds,
+        now,
+      });
+      const call = called.has(row.name) ? this.health.lastCall(row.name) : undefined;
       return {
         name: row.name,
         url: row.url,
         fingerprint: row.fingerprint,
         selected: isSelected,
-        health:
-          contact !== undefined && now - contact <= this.options.healthyWithinMs
-            ? 'healthy'
-            : 'unreachable',
+        health: verdict.health,
+        healthReason: verdict.reason,
         lastContact: row.lastContact,
+        lastReached: call?.ok ? new Date(call.at).toISOString() : null,
+        replicationError: isSelected ? this.health.replicationError(row.name) : null,
         registeredAt: row.registeredAt,
-        lagSeconds: !isSelected
-          ? null
-          : row.ackedSeq >= lastSeq
-            ? 0
-            : row.ackedAt === null
-              ? null
-              : Math.max(0, Math.round((now - Date.parse(row.ackedAt)) / 100) / 10),
+        lagSeconds,
       };
     });
   }
 
-  /** Selects one backup (by name) or none; a new selection starts a new stream. */
-  select(name: string | null, by: string): BackupView[] {
+  /**
+   * Calls a backup at its advertised URL, its certificate verified and pinned, and records the
+   * outcome (health); the reason, with its fix, when it fails.
+   */
+  async probe(backup: BackupRow, timeoutMs: number): Promise<string | undefined> {
+    try {
+      await this.peer(backup).json('/api/v1/ha/state', { timeoutMs });
+      this.health.noteCall(backup.name, { ok: true, at: Date.now() });
+      return undefined;
+    } catch (err) {
+      const message = explainCallFailure(err, backup.url);
+      this.health.noteCall(backup.name, { ok: false, at: Date.now(), message });
+      return message;
+    }
+  }
+
+  /**
+   * Selects one backup (by name) or none; a new selection starts a new stream. A backup this
+   * primary cannot call at its URL with a verified certificate is refused: failback, and the
+   * health checks, would fail on it later.
+   */
+  async select(name: string | null, by: string): Promise<BackupView[]> {
+    if (name !== null) {
+      const row = this.store.backups.get(name);
+      if (!row)
+        throw new MusterError('NOT_FOUND', `no backup named ${name}; see muster backup list`);
+      if (this.selected()?.name !== name) {
+        const why = await this.probe(row, SELECT_PROBE_MS);
+        if (why !== undefined) {
+          this.log.warn({ backup: name, url: row.url, by }, `backup not selected: ${why}`);
+          throw unverifiedBackup(name, row.url, why);
+        }
+      }
+    }
+    return this.applySelection(name, by);
+  }
+
+  private applySelection(name: string | null, by: string): BackupView[] {
     if (name !== null && !this.store.backups.get(name))
       throw new MusterError('NOT_FOUND', `no backup named ${name}; see muster backup list`);
     const current = this.selected()?.name ?? null;
@@ -367,10 +454,11 @@ export class PrimarySide {
   remove(name: string): void {
     if (!this.store.backups.get(name))
       throw new MusterError('NOT_FOUND', `no backup named ${name}`);
-    if (this.selected()?.name === name) this.select(null, 'removal');
+    if (this.selected()?.name === name) this.applySelection(null, 'removal');
     this.settle(name);
     this.store.backups.remove(name);
     this.pins.delete(name);
+    this.health.forget(name);
     this.log.info({ backup: name }, 'backup removed');
   }
 
@@ -413,7 +501,7 @@ export class PrimarySide {
     const since = Math.max(contact, this.startedAt);
     if (now - since < this.options.deselectAfterMs) return;
     const minutes = Math.round(this.options.deselectAfterMs / 60_000);
-    this.select(null, 'deselection');
+    this.applySelection(null, 'deselection');
     const reason = `not reached for ${minutes >= 1 ? `${minutes} min` : `${this.options.deselectAfterMs / 1000} s`}`;
     this.store.setSetting(DESELECTED_SETTING, {
       name: selected.name,
@@ -424,6 +512,23 @@ export class PrimarySide {
       { backup: selected.name, lastContact: selected.lastContact },
       `backup ${selected.name} deselected: ${reason}; Backup is now none until an admin selects one`,
     );
+  }
+
+  /** A client for calling `backup` at its URL, its certificate verified and pinned. */
+  peer(backup: BackupRow): PeerClient {
+    return this.options.peerFor(backup);
+  }
+
+  /** The last automatic deselection while none is selected since (null otherwise). */
+  lastDeselection(): DeselectionView | null {
+    const value = this.store.getSetting(DESELECTED_SETTING) as Partial<DeselectionView> | undefined;
+    if (
+      typeof value?.name !== 'string' ||
+      typeof value.at !== 'string' ||
+      typeof value.reason !== 'string'
+    )
+      return null;
+    return { name: value.name, at: value.at, reason: value.reason };
   }
 
   requireSelected(backup: BackupRow): void {

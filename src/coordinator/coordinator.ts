@@ -158,7 +158,14 @@ export class Coordinator {
       },
       runningAttempts: () => engine.runningCount,
       ha: {
-        backups: () => this.primarySide?.list() ?? [],
+        // The selected backup (and any owed its history): names anyone may register stay off
+        // this page, which needs no login.
+        backups: () => {
+          const side = this.primarySide;
+          if (!side) return [];
+          const trusted = new Set(side.trusted().map((b) => b.name));
+          return side.list().filter((b) => trusted.has(b.name));
+        },
         replication: () => {
           const side = this.backupSide;
           if (!side) return undefined;

@@ -4,7 +4,7 @@ import type { BackupHealth } from './api/schemas.js';
 
 /** What /metrics shows of high availability, sampled at each scrape. */
 export interface HaSample {
-  /** On a primary: each registered backup's health and lag as this primary sees it. */
+  /** On a primary: the selected backup's (and owed ones') health and lag as it sees them. */
   backups(): { name: string; health: BackupHealth; lagSeconds: number | null }[];
   /** On a backup: its own replication (undefined on a primary). */
   replication(): { failing: boolean; lagSeconds: number | null } | undefined;
@@ -74,7 +74,7 @@ export class Metrics {
     });
     this.backupHealth = new Gauge({
       name: 'muster_backup_health',
-      help: "On a primary: 1 for each registered backup's current health (healthy, unreachable, unverified, replication-failing, lagging), 0 for the others",
+      help: "On a primary: 1 for the selected backup's current health (healthy, unreachable, unverified, replication-failing, lagging), 0 for the others",
       labelNames: ['backup', 'health'],
       registers: [this.registry],
       collect() {

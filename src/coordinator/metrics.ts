@@ -14,6 +14,7 @@ const HEALTHS: BackupHealth[] = [
   'healthy',
   'unreachable',
   'unverified',
+  'failback-failing',
   'replication-failing',
   'lagging',
 ];
@@ -74,7 +75,7 @@ export class Metrics {
     });
     this.backupHealth = new Gauge({
       name: 'muster_backup_health',
-      help: "On a primary: 1 for the selected backup's current health (healthy, unreachable, unverified, replication-failing, lagging), 0 for the others",
+      help: "On a primary: 1 for the selected backup's current health (healthy, unreachable, unverified, failback-failing, replication-failing, lagging), 0 for the others",
       labelNames: ['backup', 'health'],
       registers: [this.registry],
       collect() {

@@ -34,7 +34,7 @@ const base = {
 };
 
 describe('backup health', () => {
-  it('is the first failing check: contact, the call back, replication, lag', () => {
+  it('is the first failing check: contact, the call back, failback, replication, lag', () => {
     const book = new BackupHealthBook();
     assert.deepEqual(book.evaluate('b', base), { health: 'healthy', reason: null });
     assert.equal(book.evaluate('b', { ...base, lastContactMs: undefined }).health, 'unreachable');
@@ -50,6 +50,13 @@ describe('backup health', () => {
     // A backup the primary does not call (unselected) is not judged by old calls.
     assert.equal(book.evaluate('b', { ...base, called: false, selected: false }).health, 'healthy');
     book.noteCall('b', { ok: true, at: NOW });
+    book.noteFailback('b', 'VALIDATION_FAILED: the history of build 3 is malformed');
+    assert.deepEqual(book.evaluate('b', base), {
+      health: 'failback-failing',
+      reason:
+        'it ran the cluster and this primary cannot take its history back: VALIDATION_FAILED: the history of build 3 is malformed',
+    });
+    book.noteFailback('b', undefined);
     book.noteReport('b', 'INTERNAL: UNIQUE constraint failed: api_tokens.token_hash', NOW);
     assert.deepEqual(book.evaluate('b', base), {
       health: 'replication-failing',

@@ -248,11 +248,12 @@ export interface BackupView {
 
 /**
  * A backup's health, worst first: unreachable (it has not called the primary lately); unverified
- * (the primary cannot call it at its URL with a verified certificate); replication-failing (its
+ * (the primary cannot call it at its URL with a verified certificate); failback-failing (it ran
+ * the cluster and the primary cannot take its history back); replication-failing (its
  * copy cannot apply the primary's changes); lagging (its copy is over a minute behind); healthy.
  */
 export type BackupHealth =
-  'healthy' | 'unreachable' | 'unverified' | 'replication-failing' | 'lagging';
+  'healthy' | 'unreachable' | 'unverified' | 'failback-failing' | 'replication-failing' | 'lagging';
 
 /** Why no backup is selected when one was deselected automatically. */
 export interface DeselectionView {

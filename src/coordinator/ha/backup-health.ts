@@ -11,6 +11,7 @@
  *
  *   unreachable          the backup has not called this primary within the healthy window
  *   unverified           this primary cannot call the backup with a verified certificate
+ *   failback-failing     the backup ran the cluster and its history cannot be taken back
  *   replication-failing  the backup's copy cannot apply what this primary sends
  *   lagging              its copy is more than LAGGING_AFTER_S behind
  *   healthy              none of these
@@ -50,6 +51,7 @@ export interface HealthVerdict {
 export class BackupHealthBook {
   private readonly calls = new Map<string, CallResult>();
   private readonly reports = new Map<string, { error: string; at: number }>();
+  private readonly failbacks = new Map<string, string>();
 
   /** The outcome of this primary's latest verified call to a backup. */
   noteCall(name: string, result: CallResult): void {
@@ -70,9 +72,16 @@ export class BackupHealthBook {
     return this.reports.get(name)?.error ?? null;
   }
 
+  /** The last failback from this backup failed (with why), or completed (undefined). */
+  noteFailback(name: string, error: string | undefined): void {
+    if (error === undefined) this.failbacks.delete(name);
+    else this.failbacks.set(name, error.slice(0, MAX_REPORTED_ERROR));
+  }
+
   forget(name: string): void {
     this.calls.delete(name);
     this.reports.delete(name);
+    this.failbacks.delete(name);
   }
 
   evaluate(name: string, input: HealthInput): HealthVerdict {
@@ -89,6 +98,12 @@ export class BackupHealthBook {
       return {
         health: 'unverified',
         reason: `this primary cannot reach it: ${call.message ?? 'no answer'}`,
+      };
+    const failback = input.called ? this.failbacks.get(name) : undefined;
+    if (failback !== undefined)
+      return {
+        health: 'failback-failing',
+        reason: `it ran the cluster and this primary cannot take its history back: ${failback}`,
       };
     const report = input.selected ? this.reports.get(name) : undefined;
     if (report)

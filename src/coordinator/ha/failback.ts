@@ -201,6 +201,7 @@ export class Failback {
       this.backupHistory = false;
       this.owedBusy = false;
       this.retry.delete(backup.name);
+      this.primary.health.noteFailback(backup.name, undefined);
       this.log.warn(
         { backup: backup.name, builds, term, ms: Date.now() - started },
         "failback: the backup's history is merged; taking the agents back",
@@ -209,6 +210,7 @@ export class Failback {
       const error = toMusterError(err);
       const delayMs = Math.min((this.retry.get(backup.name)?.delayMs ?? 2500) * 2, 300_000);
       this.retry.set(backup.name, { at: Date.now() + delayMs, delayMs });
+      this.primary.health.noteFailback(backup.name, `${error.code}: ${error.message}`);
       this.log.error(
         { backup: backup.name, code: error.code, retryInMs: delayMs },
         `failback did not complete (tried again in ${Math.round(delayMs / 1000)} s): ${error.message}`,

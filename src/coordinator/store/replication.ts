@@ -113,9 +113,10 @@ function prepareReplication(db: Database.Database) {
     ),
     /**
      * Before the primary's version of a user is written: the logins made on this backup end when
-     * the id now names another account (another created_at: deleted and re-made, or a user this
-     * backup made while it ran the cluster) or the password changed (the primary ends its own
-     * logins then too). A login never passes to another person.
+     * the id now names another account (another created_at: the backup's row came apart from
+     * the primary's) or the password changed (the primary ends its own logins then too; it also
+     * rehashes a password once after --password-cost is raised). A login never passes to another
+     * person.
      */
     userChanged: db.prepare(
       `DELETE FROM api_tokens WHERE id >= ${LOCAL_TOKEN_BASE} AND user_id = @id AND EXISTS (

@@ -6,6 +6,12 @@
  * successful attempt and ran exactly once (a marker file per task gets one line per run), and
  * every agent is back with the primary. TLS on every link.
  *
+ * Each cycle also logs in to whichever coordinator runs the cluster (a login on the active backup
+ * is what wedged replication after a failback: issue 11), and on the primary creates a user,
+ * changes another's role or password and writes a setting. After each cycle, once the backup
+ * stands by again, its database converges on the primary's (every replicated table, read from
+ * both files; see replica-diff.ts for what is the backup's own and left out).
+ *
  * The random moments come from a seed printed at the start (MUSTER_TEST_SEED repeats a run).
  */
 import assert from 'node:assert/strict';
@@ -27,6 +33,7 @@ import {
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
 import { FAST, selectBackup, startBackup } from '../helpers/ha.js';
+import { replicaDiff } from '../helpers/replica-diff.js';
 
 const CYCLES = 20;
 let agents: StartedAgent[];
@@ -34,6 +41,7 @@ let primary: StartedCoordinator;
 let backup: StartedCoordinator;
 let markers: string;
 let seed = Number(process.env.MUSTER_TEST_SEED ?? Date.now() % 1_000_000);
+const initialSeed = seed;
 
 /** A small deterministic generator (mulberry32), so a failing run can be repeated. */
 function random(): number {
@@ -84,6 +92,56 @@ async function backupView(): Promise<StatusView | undefined> {
     return (await backup.api<StatusView>('GET', '/status')).body;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * What an admin does on the primary in a cycle: logs in, creates a user, changes an earlier one's
+ * role or password, and writes a setting. Agent.InstanceId is the only setting the API takes, and
+ * a new value would make the agents see another cluster: it is written with the value it has.
+ */
+async function adminWork(cycle: number): Promise<void> {
+  await primary.login();
+  const created = await primary.api('POST', '/users', {
+    name: `u${cycle}`,
+    password: `password-${cycle}`,
+    role: 'viewer',
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  if (cycle > 0) {
+    const earlier = `u${Math.floor(random() * cycle)}`;
+    const change =
+      random() < 0.5
+        ? { role: random() < 0.5 ? 'admin' : 'viewer' }
+        : { password: `password-${cycle}-${earlier}` };
+    const changed = await primary.api('PATCH', `/users/${earlier}`, change);
+    assert.equal(changed.status, 200, JSON.stringify(changed.body));
+  }
+  const setting = await primary.api<{ value: unknown }>('GET', '/settings/Agent.InstanceId');
+  assert.equal(setting.status, 200, JSON.stringify(setting.body));
+  const written = await primary.api('PUT', '/settings/Agent.InstanceId', {
+    value: setting.body.value,
+  });
+  assert.equal(written.status, 200, JSON.stringify(written.body));
+}
+
+/** The backup's copy equals the primary's (waiting for it to catch up, bounded). */
+async function converged(cycle: number): Promise<void> {
+  let diff: string[] = [];
+  try {
+    await waitFor(
+      () => {
+        diff = replicaDiff(primary, backup);
+        return diff.length === 0;
+      },
+      60_000,
+      'the backup to converge',
+    );
+  } catch (err) {
+    throw new Error(
+      `cycle ${cycle} (seed ${initialSeed}): the backup's copy differs from the primary's\n${diff.join('\n')}`,
+      { cause: err },
+    );
   }
 }
 
@@ -141,6 +199,7 @@ describe('kill and restart the primary, again and again', () => {
       let takeovers = 0;
       for (let cycle = 0; cycle < CYCLES; cycle++) {
         const prefix = `c${cycle}`;
+        await adminWork(cycle);
         const submitted = await primary.api<BuildView>('POST', '/builds', {
           plan: plan(prefix),
           files: [],
@@ -156,6 +215,9 @@ describe('kill and restart the primary, again and again', () => {
         while (Date.now() < until) {
           if (!submittedToBackup && (await role(backup)) === 'backup-active') {
             takeovers++;
+            // A login there (backup.api uses it from now on: after the failback it goes through
+            // the primary's copy of it).
+            await backup.login();
             const onBackup = await backup.api<BuildView>('POST', '/builds', {
               plan: plan(`${prefix}b`),
               files: [],
@@ -174,6 +236,7 @@ describe('kill and restart the primary, again and again', () => {
           primary = await startPrimary(primary);
         }
         await stable();
+        await converged(cycle);
       }
       process.stderr.write(`ha-cycles: ${takeovers} takeovers seen in ${CYCLES} cycles\n`);
       assert.ok(takeovers > 0, 'the backup never took over: the cycles did not test failover');

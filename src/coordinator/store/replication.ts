@@ -9,7 +9,9 @@
  *
  * Backup side: applySnapshot() and applyChanges() write the primary's rows with the primary's
  * ids, remembering in repl_state which stream and sequence number they reached, in the same
- * transaction, so a restarted backup resumes where it stopped.
+ * transaction, so a restarted backup resumes where it stopped. The primary's row always wins: a
+ * row of the backup that holds the same value of a UNIQUE key under another id gives way (see
+ * unique-keys.ts), so no constraint can stop replication.
  *
  * Failback: exportBuildHistory() gives everything of one build; mergeBuildHistory() writes a
  * build from a backup into this store, matching it by its uid and renumbering it when its id is
@@ -19,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { MusterError } from '../../protocol/errors.js';
 import { mergeBuild } from './history-merge.js';
+import { prepareYields, referencedTables } from './unique-keys.js';
 
 /** Replicated tables in an order that satisfies their foreign keys. */
 export const REPLICATED_TABLES = [
@@ -74,14 +77,21 @@ interface TableInfo {
   select: Database.Statement;
   upsert: Database.Statement;
   remove: Database.Statement;
+  /** Make way for a row: the backup's rows with its unique values under other keys yield. */
+  yields: Database.Statement[];
 }
+
+/** Tables whose rows a snapshot does not simply replace: the backup's own logins stay. */
+const KEEPS_LOCAL_ROWS: ReadonlySet<ReplicatedTable> = new Set(['users', 'api_tokens']);
 
 const CHANGES_LIMIT = { default: 500, max: 5000 };
 
 /**
  * Logins made on a backup get token ids from here up, out of the way of the primary's: a
  * snapshot replaces the primary's tokens and keeps these, so a user logged in to a backup stays
- * logged in when it takes a new copy.
+ * logged in when it takes a new copy. One of them yields to the primary's token with the same
+ * hash (a failback copies a backup's logins to the primary, under the primary's ids: the login
+ * goes on working through that copy), and ends with its user's account (see userChanged).
  */
 export const LOCAL_TOKEN_BASE = 2 ** 40;
 
@@ -101,6 +111,18 @@ function prepareReplication(db: Database.Database) {
     position: db.prepare<[], { in_stream: string | null; in_seq: number; in_at: string | null }>(
       'SELECT in_stream, in_seq, in_at FROM repl_state',
     ),
+    /**
+     * Before the primary's version of a user is written: the logins made on this backup end when
+     * the id now names another account (another created_at: the backup's row came apart from
+     * the primary's) or the password changed (the primary ends its own logins then too; it also
+     * rehashes a password once after --password-cost is raised). A login never passes to another
+     * person.
+     */
+    userChanged: db.prepare(
+      `DELETE FROM api_tokens WHERE id >= ${LOCAL_TOKEN_BASE} AND user_id = @id AND EXISTS (
+         SELECT 1 FROM users WHERE id = @id
+         AND (created_at IS NOT @created_at OR password_hash IS NOT @password_hash))`,
+    ),
   };
 }
 
@@ -113,7 +135,9 @@ export class ReplicationStore {
     private readonly db: Database.Database,
     private readonly transaction: <T>(fn: () => T) => T,
   ) {
-    for (const table of REPLICATED_TABLES) this.tables.set(table, this.describe(table));
+    const referenced = referencedTables(db, REPLICATED_TABLES);
+    for (const table of REPLICATED_TABLES)
+      this.tables.set(table, this.describe(table, referenced.has(table)));
     this.sql = prepareReplication(db);
   }
 
@@ -201,40 +225,37 @@ export class ReplicationStore {
     return { stream: row.in_stream, seq: row.in_seq, at: row.in_at };
   }
 
-  /** Replaces every replicated table with the snapshot's and records its position. */
+  /**
+   * Replaces every replicated table with the snapshot's and records its position. The logins made
+   * on this backup stay, as far as they do not collide with the primary's rows (see writeRow).
+   * (Statements on the attached snapshot are prepared per snapshot: they exist only while it is.)
+   */
   applySnapshot(file: string, stream: string, seq: number, at: string): void {
     this.db.prepare('ATTACH DATABASE ? AS snap').run(file);
     try {
       this.transaction(() => {
         this.db.pragma('defer_foreign_keys = ON');
-        // Users are updated in place, not deleted and copied: deleting one would take the
-        // logins made on this backup (LOCAL_TOKEN_BASE) with it.
         for (const table of [...REPLICATED_TABLES].reverse()) {
-          if (table === 'users') {
-            this.db.exec('DELETE FROM users WHERE id NOT IN (SELECT id FROM snap.users)');
+          if (!KEEPS_LOCAL_ROWS.has(table)) this.db.exec(`DELETE FROM main.${table}`);
+        }
+        this.db.exec(`DELETE FROM main.api_tokens WHERE id < ${LOCAL_TOKEN_BASE}`);
+        // Users are written over in place, not deleted and copied: deleting one would take the
+        // logins made on this backup with it. Those the primary no longer has go, with theirs.
+        this.db.exec('DELETE FROM main.users WHERE id NOT IN (SELECT id FROM snap.users)');
+        for (const table of REPLICATED_TABLES) {
+          if (KEEPS_LOCAL_ROWS.has(table)) {
+            // Few rows (accounts and logins), each under the same rule as a change.
+            const rows = this.db.prepare(`SELECT * FROM snap.${table}`).all() as WireRow[];
+            for (const row of rows) this.writeRow(table, row);
           } else {
-            this.db.exec(
-              `DELETE FROM ${table}${table === 'api_tokens' ? ` WHERE id < ${LOCAL_TOKEN_BASE}` : ''}`,
-            );
+            // Emptied above: nothing of this backup's is left to collide with.
+            const cols = this.info(table)
+              .columns.map((c) => `"${c}"`)
+              .join(', ');
+            this.db.exec(`INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM snap.${table}`);
           }
         }
-        for (const table of REPLICATED_TABLES) {
-          const info = this.info(table);
-          const cols = info.columns.map((c) => `"${c}"`).join(', ');
-          const update = info.columns
-            .filter((c) => !info.pk.includes(c))
-            .map((c) => `"${c}" = excluded."${c}"`)
-            .join(', ');
-          // "WHERE true" lets SQLite parse the upsert after a SELECT.
-          this.db.exec(
-            table === 'users'
-              ? `INSERT INTO main.users (${cols}) SELECT ${cols} FROM snap.users WHERE true
-                 ON CONFLICT (id) DO UPDATE SET ${update}`
-              : `INSERT INTO main.${table} (${cols}) SELECT ${cols} FROM snap.${table}`,
-          );
-        }
-        // Tokens of users the snapshot no longer has go with them.
-        this.db.exec('DELETE FROM api_tokens WHERE user_id NOT IN (SELECT id FROM users)');
+        this.db.exec('DELETE FROM main.api_tokens WHERE user_id NOT IN (SELECT id FROM users)');
         this.reserveIds('api_tokens', LOCAL_TOKEN_BASE);
         this.setPosition(stream, seq, at);
       });
@@ -252,7 +273,7 @@ export class ReplicationStore {
         if (change.row === null) {
           info.remove.run(...change.key);
         } else {
-          info.upsert.run(fromWire(change.row, info.columns));
+          this.writeRow(change.table, fromWire(change.row, info.columns));
         }
       }
       this.setPosition(page.stream, page.lastSeq, at);
@@ -374,13 +395,21 @@ export class ReplicationStore {
       .run(stream, seq, at);
   }
 
+  /** Writes the primary's version of a row (its values by column name; BLOBs as Buffers). */
+  private writeRow(table: ReplicatedTable, row: Record<string, unknown>): void {
+    const info = this.info(table);
+    if (table === 'users') this.sql.userChanged.run(row);
+    for (const yieldTo of info.yields) yieldTo.run(row);
+    info.upsert.run(row);
+  }
+
   private info(table: ReplicatedTable): TableInfo {
     const info = this.tables.get(table);
     if (!info) throw new MusterError('VALIDATION_FAILED', `not a replicated table: ${table}`);
     return info;
   }
 
-  private describe(table: ReplicatedTable): TableInfo {
+  private describe(table: ReplicatedTable, referenced: boolean): TableInfo {
     const rows = this.db.prepare(`PRAGMA table_info(${table})`).all() as {
       name: string;
       pk: number;
@@ -403,6 +432,7 @@ export class ReplicationStore {
          ON CONFLICT (${pk.map((c) => `"${c}"`).join(', ')}) DO ${set ? `UPDATE SET ${set}` : 'NOTHING'}`,
       ),
       remove: this.db.prepare(`DELETE FROM ${table} WHERE ${where}`),
+      yields: prepareYields(this.db, table, pk, referenced),
     };
   }
 }

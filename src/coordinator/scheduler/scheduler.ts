@@ -440,16 +440,20 @@ export class Scheduler {
     if (!client) return;
     const onAgent = new Map((await client.listTasks()).map((t) => [t.taskId, t]));
     if (this.stopped) return;
-    // One batch: an attempt found lost here is retried by the pass after it, not at once, so an
-    // orphan of its task on this agent is adopted instead of being cancelled as a duplicate.
+    // As one batch: an attempt found lost here is retried by the pass after it, not at once, so
+    // an orphan of its task on this agent is adopted instead of being cancelled as a duplicate.
     this.batching = true;
     try {
-      this.ctx.store.transaction(() => {
-        this.reattachFlights(connection, client, onAgent);
-        for (const info of onAgent.values()) {
-          if (!this.inFlight.has(info.taskId)) this.settleUnfollowed(connection, client, info);
+      this.reattachFlights(connection, client, onAgent);
+      for (const info of onAgent.values()) {
+        if (this.inFlight.has(info.taskId)) continue;
+        try {
+          this.settleUnfollowed(connection, client, info);
+        } catch (err) {
+          // Nothing of it was recorded (its transaction rolled back); the next connect tries again.
+          this.ctx.log.warn({ err, agent: connection.name, taskId: info.taskId }, 'adopt failed');
         }
-      });
+      }
     } finally {
       this.batching = false;
     }
@@ -505,23 +509,26 @@ export class Scheduler {
     // Its own number when free, else the next: numbers only order a task's attempts here.
     const number = Math.max(id.attempt, state.row.attempts + 1);
     const startedAt = now();
-    const attempt = this.ctx.store.createAttempt({
-      buildId: build.id,
-      taskName: state.plan.name,
-      number,
-      agent: connection.name,
-      agentTaskId,
-      status: 'running',
-      startedAt,
-    });
-    this.setTask(build, state, {
-      status: 'running',
-      attempts: number,
-      agent: connection.name,
-      startedAt,
-      finishedAt: null,
-      exitCode: null,
-      error: null,
+    const attempt = this.ctx.store.transaction(() => {
+      const created = this.ctx.store.createAttempt({
+        buildId: build.id,
+        taskName: state.plan.name,
+        number,
+        agent: connection.name,
+        agentTaskId,
+        status: 'running',
+        startedAt,
+      });
+      this.setTask(build, state, {
+        status: 'running',
+        attempts: number,
+        agent: connection.name,
+        startedAt,
+        finishedAt: null,
+        exitCode: null,
+        error: null,
+      });
+      return created;
     });
     const flight: InFlight = {
       attempt,

@@ -140,7 +140,7 @@ describe('two coordinators configured with one Agent.InstanceId', () => {
       // The second one's build waits (no agent it may use), then runs on an agent of its own.
       const still = (await second.api<BuildView>('GET', `/builds/${waiting.id}`)).body;
       assert.ok(['queued', 'running'].includes(still.status), JSON.stringify(still));
-    assert.equal(still.tasks[0]?.status, 'queued', JSON.stringify(still));
+      assert.equal(still.tasks[0]?.status, 'queued', JSON.stringify(still));
       await second.addAgent('own', own);
       const done = await second.waitForBuild(waiting.id);
       await assertClean(second, done);

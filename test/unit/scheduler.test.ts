@@ -12,6 +12,11 @@ import { pino } from 'pino';
 import { EventBus } from '../../src/coordinator/events.js';
 import { parsePlan } from '../../src/coordinator/plan/parse.js';
 import type { SchedulerAgent, SchedulerClient } from '../../src/coordinator/scheduler/ports.js';
+import {
+  isOfBuild,
+  newAgentTaskId,
+  parseAgentTaskId,
+} from '../../src/coordinator/scheduler/agent-task-id.js';
 import { Scheduler } from '../../src/coordinator/scheduler/scheduler.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
@@ -38,6 +43,10 @@ class FakeAgent implements SchedulerAgent {
   readonly attached: { taskId: string; fromSeq: number }[] = [];
   onAgent: { taskId: string; state: 'running' | 'done' }[] = [];
   connected = true;
+  /** Starts refused with TASK_EXISTS, as by an agent that already has the id. */
+  refuseStarts = 0;
+  /** Attaches refused with TASK_NOT_FOUND, as by an agent that forgot the task. */
+  forgetOnAttach = false;
   readonly row: { labels: string[] };
 
   constructor(
@@ -76,9 +85,16 @@ class FakeAgent implements SchedulerAgent {
     };
     return {
       putBlobs: async () => ({ sentBlobs: 0, sentBytes: 0 }),
-      startTask: async (spec, onOutput) => handle(spec, onOutput),
+      startTask: async (spec, onOutput) => {
+        if (this.refuseStarts > 0) {
+          this.refuseStarts--;
+          throw new MusterError('TASK_EXISTS', `task ${spec.taskId} already exists`);
+        }
+        return handle(spec, onOutput);
+      },
       attachTask: async (taskId, fromSeq = 0, onOutput) => {
         this.attached.push({ taskId, fromSeq });
+        if (this.forgetOnAttach) throw new MusterError('TASK_NOT_FOUND', `no task ${taskId}`);
         return handle({ taskId, extension: 'core', operation: 'run' }, onOutput);
       },
       listTasks: async () =>
@@ -130,6 +146,11 @@ function scheduler(agents: FakeAgent[], graceMs = 50): Scheduler {
   });
 }
 
+/** The agent task id of a dispatch: readable, plus the build's tag and a nonce of its own. */
+function idOf(buildId: number, task: string, attempt: number): RegExp {
+  return new RegExp(`^b${buildId}:${task}:${attempt}:[0-9a-f]{8}\\.[0-9a-f]{8}$`);
+}
+
 async function until(check: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
   assert.ok(check(), `timed out waiting for ${what}`);
@@ -158,7 +179,7 @@ describe('scheduler', () => {
     );
     s.submit(build);
     await until(() => agent.started.length === 1, 'the first task');
-    assert.equal(agent.started[0]!.spec.taskId, `b${build.id}:one:1`);
+    assert.match(agent.started[0]!.spec.taskId, idOf(build.id, 'one', 1));
     const output = await storeBlob('out');
     agent.started[0]!.finish({ outputs: [{ path: 'o.txt', ...output, mode: 0o644 }] });
     await until(() => agent.started.length === 2, 'the second task');
@@ -167,7 +188,11 @@ describe('scheduler', () => {
     ]);
     agent.started[1]!.finish({});
     await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build to succeed');
-    assert.deepEqual(agent.released.sort(), [`b${build.id}:one:1`, `b${build.id}:two:1`]);
+    assert.deepEqual(
+      agent.released.sort(),
+      agent.started.map((t) => t.spec.taskId).sort(),
+      'both released',
+    );
     assert.equal(agent.busy, 0);
     s.stop();
   });
@@ -209,7 +234,7 @@ describe('scheduler', () => {
     s.submit(build);
     for (let attempt = 1; attempt <= 2; attempt++) {
       await until(() => agent.started.length === 1, `attempt ${attempt}`);
-      assert.equal(agent.started[0]!.spec.taskId, `b${build.id}:flaky:${attempt}`);
+      assert.match(agent.started[0]!.spec.taskId, idOf(build.id, 'flaky', attempt));
       agent.started.splice(0)[0]!.finish({ status: 'failed', exitCode: 2 });
     }
     await until(() => store.getBuild(build.id)?.status === 'failed', 'the build to fail');
@@ -237,7 +262,7 @@ describe('scheduler', () => {
     first.started[0]!.fail(new MusterError('CONNECTION_CLOSED'));
     second.connected = true;
     await until(() => second.started.length === 1, 'the retry on the other agent');
-    assert.equal(second.started[0]!.spec.taskId, `b${build.id}:t:2`);
+    assert.match(second.started[0]!.spec.taskId, idOf(build.id, 't', 2));
     second.started[0]!.finish({});
     await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
     assert.deepEqual(
@@ -373,6 +398,154 @@ describe('scheduler', () => {
     assert.equal(agent.started.length, 1);
     s.stop();
   });
+  describe('task identity', () => {
+    it('gives every dispatch an id of its own, also to the same attempt of the same build id', () => {
+      const build = store.createBuild(parsePlan('tasks:\n  t:\n    run: x\n'), [], 'test');
+      const ids = new Set(Array.from({ length: 100 }, () => newAgentTaskId(build, 't', 1)));
+      assert.equal(ids.size, 100);
+      const other = { id: build.id, uid: 'f'.repeat(32) };
+      const id = parseAgentTaskId(newAgentTaskId(other, 't', 1));
+      assert.ok(id);
+      assert.equal(isOfBuild(id, other), true);
+      assert.equal(isOfBuild(id, build), false, "another build's attempt under the same build id");
+      assert.deepEqual(parseAgentTaskId(`b7:c.c-1:3:${'0'.repeat(8)}.${'a'.repeat(8)}`), {
+        buildId: 7,
+        task: 'c.c-1',
+        attempt: 3,
+        buildTag: '0'.repeat(8),
+      });
+      // Ids of earlier versions are still read (an agent may keep them across an upgrade).
+      const old = parseAgentTaskId('b12:t:3');
+      assert.deepEqual(old, { buildId: 12, task: 't', attempt: 3 });
+      assert.equal(isOfBuild(old, { id: 12, uid: build.uid }), true);
+      for (const bad of [
+        'b0:t:1',
+        'b1:t:0',
+        'b1::1',
+        'x1:t:1',
+        'b1:t:1:zz',
+        'b1:t:1:0000000.0',
+        'p-1',
+      ]) {
+        assert.equal(parseAgentTaskId(bad), undefined, bad);
+      }
+    });
+
+    it('follows the attempt when the agent answers TASK_EXISTS for its id, not failing it', async () => {
+      const agent = new FakeAgent('a', 1);
+      agent.refuseStarts = 1;
+      const s = scheduler([agent]);
+      s.start();
+      const build = store.createBuild(parsePlan('tasks:\n  t:\n    run: x\n'), [], 'test');
+      s.submit(build);
+      await until(() => agent.attached.length === 1, 'the attempt to be followed');
+      const [attempt] = store.listAttempts(build.id);
+      assert.deepEqual(agent.attached[0], { taskId: attempt?.agentTaskId, fromSeq: 0 });
+      agent.started[0]!.finish({});
+      await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
+      assert.deepEqual(
+        store.listAttempts(build.id).map((a) => [a.number, a.status]),
+        [[1, 'succeeded']],
+      );
+      s.stop();
+    });
+
+    it('retries under a new id when the id is taken and the agent no longer has that task', async () => {
+      const agent = new FakeAgent('a', 1);
+      agent.refuseStarts = 1;
+      agent.forgetOnAttach = true;
+      const s = scheduler([agent]);
+      s.start();
+      const build = store.createBuild(parsePlan('tasks:\n  t:\n    run: x\n'), [], 'test');
+      s.submit(build);
+      await until(() => agent.started.length === 1, 'the retry');
+      const [first, second] = store.listAttempts(build.id);
+      assert.equal(first?.status, 'lost');
+      assert.notEqual(second?.agentTaskId, first?.agentTaskId);
+      assert.equal(agent.started[0]!.spec.taskId, second?.agentTaskId);
+      agent.started[0]!.finish({});
+      await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
+      s.stop();
+    });
+
+    it('adopts orphans of tasks it would start, cancels duplicates, leaves unknown builds alone', async () => {
+      // The primary's store after a double failure: `a` ran here (attempt 1), `b` and `c` were
+      // never started here; the dead backup ran a again (done), started b, and had builds of its
+      // own, one with an id this store gave to another build since.
+      const agent = new FakeAgent('a', 4);
+      const first = scheduler([agent], 10_000);
+      first.start();
+      const build = store.createBuild(
+        parsePlan(
+          'tasks:\n  a:\n    run: x\n  b:\n    run: y\n    needs: [a]\n  c:\n    run: z\n    needs: [a]\n',
+        ),
+        [],
+        'test',
+      );
+      first.submit(build);
+      await until(() => agent.started.length === 1, 'the first attempt of a');
+      const mine = agent.started[0]!.spec.taskId;
+      first.stop();
+      agent.started.length = 0;
+      agent.busy = 0;
+      const backupA = newAgentTaskId(build, 'a', 1);
+      const backupB = newAgentTaskId(build, 'b', 1);
+      const unknown = newAgentTaskId({ id: 1001, uid: 'a'.repeat(32) }, 't', 1);
+      const reused = newAgentTaskId({ id: build.id, uid: 'b'.repeat(32) }, 'c', 1);
+      const foreign = 'not-a-scheduler-id';
+      agent.onAgent = [
+        { taskId: backupA, state: 'done' },
+        { taskId: backupB, state: 'running' },
+        { taskId: unknown, state: 'running' },
+        { taskId: reused, state: 'running' },
+        { taskId: foreign, state: 'running' },
+      ];
+
+      const restarted = scheduler([agent], 10_000);
+      restarted.start();
+      restarted.onAgentReady(agent);
+      // a: its own attempt is gone from the agent (lost); the backup's done attempt of a is
+      // adopted and its result collected, b's running one is followed, c is started.
+      await until(() => agent.attached.length === 2, 'the adoptions');
+      assert.deepEqual(agent.attached.map((x) => x.taskId).sort(), [backupA, backupB].sort());
+      assert.deepEqual(agent.cancelled, [], 'nothing cancelled: no duplicate');
+      const byTask = (task: string) => store.listAttempts(build.id, task);
+      assert.deepEqual(
+        byTask('a').map((x) => [x.number, x.agentTaskId, x.status]),
+        [
+          [1, mine, 'lost'],
+          [2, backupA, 'running'],
+        ],
+      );
+      agent.started.find((t) => t.spec.taskId === backupA)!.finish({});
+      await until(() => agent.started.length === 3, 'c to start');
+      const c = agent.started[2]!.spec.taskId;
+      assert.match(c, idOf(build.id, 'c', 1));
+      assert.notEqual(c, reused);
+      agent.started.find((t) => t.spec.taskId === backupB)!.finish({});
+      agent.started[2]!.finish({});
+      await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
+      assert.deepEqual(
+        store.listTasks(build.id).map((t) => [t.name, t.status, t.attempts]),
+        [
+          ['a', 'succeeded', 2],
+          ['b', 'succeeded', 1],
+          ['c', 'succeeded', 1],
+        ],
+      );
+      // The other builds' attempts were neither adopted nor cancelled: their history may come back.
+      assert.deepEqual(agent.cancelled, []);
+
+      // Connecting again now finds b's adopted attempt finished and a duplicate of it running.
+      const duplicate = newAgentTaskId(build, 'b', 1);
+      agent.onAgent = [{ taskId: duplicate, state: 'running' }];
+      restarted.onAgentReady(agent);
+      await until(() => agent.cancelled.length === 1, 'the duplicate to be cancelled');
+      assert.deepEqual(agent.cancelled, [duplicate]);
+      restarted.stop();
+    });
+  });
+
   describe('an agent that lies about its outputs', () => {
     const PLAN =
       'tasks:\n  one:\n    run: x\n    retries: 1\n    outputs: [out/*.txt, .GIT/config]\n' +

@@ -235,8 +235,10 @@ describe('sqlite store: builds, tasks, attempts', () => {
     const store = memoryStore();
     const p: Plan = { name: 'demo', tasks: [task('z'), task('a', ['z']), task('m')] };
     const build = store.createBuild(p, files, 'ada');
+    assert.match(build.uid, /^[0-9a-f]{32}$/);
     assert.deepEqual(build, {
       id: 1,
+      uid: build.uid,
       status: 'queued',
       plan: p,
       files,

@@ -1,16 +1,17 @@
 /**
  * Adoption of attempts a coordinator of this cluster started but this store never recorded: the
- * last dispatches of a primary that died before its backup received them. Agent task ids are
- * `b<build>:<task>:<attempt>`, so the agent's task list says which build and task each belongs
- * to; an unknown attempt of a known, unfinished task with no running attempt is recorded as
- * running on that agent, and the scheduler then re-attaches it like any other instead of
- * starting the task a second time.
+ * last dispatches of a primary that died before its backup received them. An agent task id says
+ * which build (by id and uid) and task it belongs to (scheduler/agent-task-id.ts); an unknown
+ * attempt of a known, unfinished task with no running attempt is recorded as running on that
+ * agent, and the scheduler then re-attaches it like any other instead of starting the task a
+ * second time. (The scheduler adopts the same way whenever an agent connects; this runs first,
+ * before a backup's scheduler starts.)
  */
 import type { Logger } from 'pino';
 import type { TaskInfo } from '../../protocol/messages.js';
+import { isOfBuild, parseAgentTaskId } from '../scheduler/agent-task-id.js';
 import type { Store } from '../store/store.js';
 
-const TASK_ID = /^b(\d+):([A-Za-z0-9][A-Za-z0-9._-]{0,63}):(\d+)$/;
 const UNFINISHED = new Set(['pending', 'queued', 'running']);
 
 export interface AdoptionSource {
@@ -33,14 +34,13 @@ export async function adoptOrphans(
       continue;
     }
     for (const info of tasks) {
-      const match = TASK_ID.exec(info.taskId);
-      if (!match || store.getAttemptByAgentTaskId(info.taskId)) continue;
-      const buildId = Number(match[1]);
-      const taskName = match[2] ?? '';
-      const number = Number(match[3]);
+      const id = parseAgentTaskId(info.taskId);
+      if (!id || store.getAttemptByAgentTaskId(info.taskId)) continue;
+      const { buildId, task: taskName, attempt: number } = id;
       const build = store.getBuild(buildId);
       const task = store.getTask(buildId, taskName);
-      if (!build || !task || build.status === 'succeeded' || build.status === 'failed') continue;
+      if (!build || !task || !isOfBuild(id, build)) continue;
+      if (build.status === 'succeeded' || build.status === 'failed') continue;
       if (build.status === 'cancelled' || !UNFINISHED.has(task.status)) continue;
       if (
         store

@@ -8,12 +8,21 @@
  * `agentLossGraceMs` for the agent to return (it keeps running there, and is re-attached); only
  * then is it marked lost and the task retried elsewhere, and if the old agent comes back later it
  * is told to cancel the stale attempt. So a task never has two live attempts on our orders.
+ *
+ * Each dispatch runs under an agent task id of its own (agent-task-id.ts), so no sequence of
+ * coordinator deaths and returns makes a start collide with an earlier one. What an agent runs
+ * under an id this store never recorded (an orphan: the dispatch of a backup, or of a primary,
+ * that died before its history reached this coordinator) is adopted when it connects, if it is
+ * an attempt of a task this coordinator would otherwise start; a duplicate of a task it runs or
+ * has settled is cancelled (or released, when done); one of a build it does not know is left to
+ * its owner's history and to the agent's task grace.
  */
 import picomatch from 'picomatch';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../../protocol/blob-store.js';
 import type { OutputChunk } from '../../protocol/client/agent-client.js';
 import { toMusterError, type MusterError } from '../../protocol/errors.js';
+import type { TaskInfo } from '../../protocol/messages.js';
 import type { TaskInputFile, TaskResult } from '../../protocol/task-types.js';
 import { buildSummary, taskView } from '../api/views.js';
 import type { EventBus } from '../events.js';
@@ -22,6 +31,7 @@ import type { PlanTask } from '../plan/types.js';
 import type { Store } from '../store/store.js';
 import type { AttemptRow, AttemptStatus, BuildRow, TaskRow } from '../store/types.js';
 import { ActiveBuild, type TaskState } from './active-build.js';
+import { isOfBuild, newAgentTaskId, parseAgentTaskId, type AgentTaskId } from './agent-task-id.js';
 import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
 
 export interface SchedulerContext {
@@ -273,7 +283,7 @@ export class Scheduler {
 
   private dispatch(build: ActiveBuild, state: TaskState, connection: SchedulerAgent): void {
     const number = state.row.attempts + 1;
-    const agentTaskId = `b${build.id}:${state.plan.name}:${number}`;
+    const agentTaskId = newAgentTaskId(build.row, state.plan.name, number);
     const startedAt = now();
     const attempt = this.ctx.store.transaction(() => {
       const created = this.ctx.store.createAttempt({
@@ -330,19 +340,36 @@ export class Scheduler {
           })),
         );
       }
-      const remote = await client.startTask(
-        {
-          taskId: flight.attempt.agentTaskId,
-          extension: plan.extension,
-          operation: plan.operation,
-          input: plan.input,
-          inputs: inputs.map(({ path, sha256, mode }) => ({ path, sha256, mode })),
-          outputs: plan.outputs,
-          env: plan.env,
-          ...(plan.timeoutMs === undefined ? {} : { timeoutMs: plan.timeoutMs }),
-        },
-        (chunk) => this.onOutput(flight, chunk),
-      );
+      const remote = await client
+        .startTask(
+          {
+            taskId: flight.attempt.agentTaskId,
+            extension: plan.extension,
+            operation: plan.operation,
+            input: plan.input,
+            inputs: inputs.map(({ path, sha256, mode }) => ({ path, sha256, mode })),
+            outputs: plan.outputs,
+            env: plan.env,
+            ...(plan.timeoutMs === undefined ? {} : { timeoutMs: plan.timeoutMs }),
+          },
+          (chunk) => this.onOutput(flight, chunk),
+        )
+        .catch((err: unknown) => {
+          const e = toMusterError(err);
+          if (e.code === 'TASK_EXISTS') return undefined;
+          throw e;
+        });
+      if (remote === undefined) {
+        // The id is this dispatch's own (a nonce made for it), so the task the agent has under
+        // it is this attempt, from a start whose answer never reached us: follow it. If the
+        // agent no longer has it, the attempt is lost and the task retried under a new id.
+        this.ctx.log.warn(
+          { build: flight.build.id, task: plan.name, taskId: flight.attempt.agentTaskId },
+          'the agent already has this attempt: following it instead of starting it',
+        );
+        await this.follow(flight, client);
+        return;
+      }
       await this.complete(flight, client, await remote.result);
     } catch (err) {
       this.onExecuteError(flight, toMusterError(err));
@@ -358,6 +385,17 @@ export class Scheduler {
       err.code === 'LEASE_NOT_HELD'
     ) {
       this.detach(flight);
+      return;
+    }
+    // From attaching: the agent forgot the attempt (released, expired or restarted) before its
+    // result reached us. Not the task's failure: it is retried under a new id.
+    if (err.code === 'TASK_NOT_FOUND') {
+      this.finishFlight(
+        flight,
+        'lost',
+        { status: 'lost', durationMs: 0 },
+        `agent ${flight.attempt.agent} no longer knows the attempt`,
+      );
       return;
     }
     this.finishFlight(
@@ -402,23 +440,129 @@ export class Scheduler {
     if (!client) return;
     const onAgent = new Map((await client.listTasks()).map((t) => [t.taskId, t]));
     if (this.stopped) return;
-    // Stale attempts: ours, on this agent, that we no longer run (lost, cancelled, finished).
-    for (const [taskId, info] of onAgent) {
-      if (this.inFlight.has(taskId)) continue;
-      const attempt = this.ctx.store.getAttemptByAgentTaskId(taskId);
-      if (attempt === undefined || attempt.status === 'running') continue;
-      if (info.state === 'running') await client.cancelTask(taskId).catch(() => undefined);
-      // A finished one is released like any result: once a backup has it (deferRelease).
-      else this.release(client, taskId);
+    // As one batch: an attempt found lost here is retried by the pass after it, not at once, so
+    // an orphan of its task on this agent is adopted instead of being cancelled as a duplicate.
+    this.batching = true;
+    try {
+      this.reattachFlights(connection, client, onAgent);
+      for (const info of onAgent.values()) {
+        if (this.inFlight.has(info.taskId)) continue;
+        try {
+          this.settleUnfollowed(connection, client, info);
+        } catch (err) {
+          // Nothing of it was recorded (its transaction rolled back); the next connect tries again.
+          this.ctx.log.warn({ err, agent: connection.name, taskId: info.taskId }, 'adopt failed');
+        }
+      }
+    } finally {
+      this.batching = false;
     }
-    for (const flight of this.inFlight.values()) {
+  }
+
+  /** A task on the agent that this scheduler does not follow: stale, orphan or not ours. */
+  private settleUnfollowed(
+    connection: SchedulerAgent,
+    client: SchedulerClient,
+    info: TaskInfo,
+  ): void {
+    const attempt = this.ctx.store.getAttemptByAgentTaskId(info.taskId);
+    if (attempt?.status === 'running') return;
+    if (attempt === undefined) {
+      const id = parseAgentTaskId(info.taskId);
+      if (id === undefined) return; // not a scheduler's id
+      if (this.adoptable(id)) {
+        this.adopt(connection, client, info.taskId, id);
+        return;
+      }
+      // A build only another coordinator of the cluster knows (a dead backup's, whose history
+      // may still be handed back): left to finish; the agent forgets it after its task grace.
+      const build = this.ctx.store.getBuild(id.buildId);
+      if (build === undefined || !isOfBuild(id, build)) return;
+    }
+    // Stale (ours, no longer run: lost, cancelled, finished) or a duplicate of a task that runs
+    // or is settled here: never two live attempts of one task.
+    if (info.state === 'running') void client.cancelTask(info.taskId).catch(() => undefined);
+    // A finished one is released like any result: once a backup has it (deferRelease).
+    else this.release(client, info.taskId);
+  }
+
+  /** An orphan of a task still to run here, with no attempt in flight: this scheduler's to follow. */
+  private adoptable(id: AgentTaskId): boolean {
+    const build = this.builds.get(id.buildId);
+    const state = build?.tasks.get(id.task);
+    if (!build || !state || build.cancelling || !isOfBuild(id, build.row)) return false;
+    if (state.row.status !== 'pending' && state.row.status !== 'queued') return false;
+    for (const flight of this.inFlight.values()) if (flight.task === state) return false;
+    return true;
+  }
+
+  /** Records an orphan as its task's next attempt, on this agent, and follows it. */
+  private adopt(
+    connection: SchedulerAgent,
+    client: SchedulerClient,
+    agentTaskId: string,
+    id: AgentTaskId,
+  ): void {
+    const build = this.builds.get(id.buildId);
+    const state = build?.tasks.get(id.task);
+    if (!build || !state) return;
+    // Its own number when free, else the next: numbers only order a task's attempts here.
+    const number = Math.max(id.attempt, state.row.attempts + 1);
+    const startedAt = now();
+    const attempt = this.ctx.store.transaction(() => {
+      const created = this.ctx.store.createAttempt({
+        buildId: build.id,
+        taskName: state.plan.name,
+        number,
+        agent: connection.name,
+        agentTaskId,
+        status: 'running',
+        startedAt,
+      });
+      this.setTask(build, state, {
+        status: 'running',
+        attempts: number,
+        agent: connection.name,
+        startedAt,
+        finishedAt: null,
+        exitCode: null,
+        error: null,
+      });
+      return created;
+    });
+    const flight: InFlight = {
+      attempt,
+      build,
+      task: state,
+      state: 'attached',
+      lostTimer: undefined,
+      connection,
+      cancelRequested: false,
+    };
+    this.inFlight.set(agentTaskId, flight);
+    build.inFlight++;
+    connection.noteBusy(1);
+    this.ctx.log.info(
+      { build: build.id, task: state.plan.name, attempt: number, agent: connection.name },
+      'adopted an attempt this coordinator had not recorded',
+    );
+    void this.follow(flight, client);
+  }
+
+  /** Detached attempts of this agent: followed again, or lost if the agent no longer has them. */
+  private reattachFlights(
+    connection: SchedulerAgent,
+    client: SchedulerClient,
+    onAgent: Map<string, TaskInfo>,
+  ): void {
+    for (const flight of [...this.inFlight.values()]) {
       if (flight.attempt.agent !== connection.name || flight.state !== 'detached') continue;
       if (!onAgent.has(flight.attempt.agentTaskId)) {
         this.finishFlight(
           flight,
           'lost',
           { status: 'lost', durationMs: 0 },
-          `agent ${connection.name} no longer knows the attempt (it restarted)`,
+          `agent ${connection.name} no longer knows the attempt (it restarted, or released it)`,
         );
         continue;
       }

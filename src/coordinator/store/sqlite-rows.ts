@@ -65,6 +65,7 @@ export interface BuildSql {
   started_at: string | null;
   finished_at: string | null;
   error: string | null;
+  uid: string;
 }
 
 export interface TaskSql {
@@ -153,6 +154,7 @@ export function toExtension(row: ExtensionSql): ExtensionRow {
 export function toBuild(row: BuildSql): BuildRow {
   return {
     id: row.id,
+    uid: row.uid,
     status: row.status,
     plan: JSON.parse(row.plan) as Plan,
     files: JSON.parse(row.files) as BuildFile[],

@@ -51,6 +51,8 @@ export type AttemptStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | '
 
 export interface BuildRow {
   id: number;
+  /** Unique across the cluster: a primary and its backup may give two builds one id. */
+  uid: string;
   status: BuildStatus;
   plan: Plan;
   files: BuildFile[];

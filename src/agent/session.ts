@@ -779,6 +779,7 @@ export class AgentSession {
     this.following.clear();
     if (this.instance) {
       this.instance.connections--;
+      this.instance.lastActive = Date.now();
       this.instance.record.lastSeen = new Date().toISOString();
       void this.instance.save().catch(() => undefined);
       this.log.info({ instance: this.instance.key }, 'coordinator disconnected');

@@ -54,7 +54,11 @@ export function formatStatus(
   ];
   if (typeof status.term === 'number') lines.push(`Term         ${status.term}`);
   lines.push(`Version      ${status.version}`);
-  if (status.instanceId !== undefined) lines.push(`Instance id  ${status.instanceId}`);
+  if (status.instanceId !== undefined) {
+    lines.push(
+      `Instance id  ${status.instanceId === '' ? 'none (cleared: agents key this coordinator by its source address)' : status.instanceId}`,
+    );
+  }
   lines.push(
     `Agents       ${status.agents.connected} connected of ${status.agents.total}`,
     `Builds       ${status.builds.running} running, ${status.builds.queued} queued`,

@@ -19,6 +19,7 @@ export interface InstanceRemovalContext {
 
 /** Why an instance cannot be removed now, or undefined when it can. */
 export function inUse(instance: Instance): string | undefined {
+  if (instance.removal !== undefined) return 'it is being removed';
   if (instance.connections > 0) {
     const from = instance.record.lastAddress ?? 'its coordinator';
     return `it has ${instance.connections === 1 ? 'a live connection' : `${instance.connections} live connections`} (from ${from}): stop or reconfigure that coordinator first`;
@@ -31,8 +32,24 @@ export function inUse(instance: Instance): string | undefined {
   return undefined;
 }
 
-/** Removes an instance not in use: its host processes, task user, directory and record. */
-export async function removeInstance(
+/**
+ * Removes an instance not in use (the caller checked inUse() just before, with no await in
+ * between): its host processes, task user, directory and record. A connection for it meanwhile
+ * waits (InstanceRegistry.open) and then gets a new instance.
+ */
+export function removeInstance(
+  ctx: InstanceRemovalContext,
+  instance: Instance,
+  reason: string,
+): Promise<void> {
+  if (instance.removal !== undefined) return instance.removal;
+  instance.removal = doRemove(ctx, instance, reason).finally(() => {
+    instance.removal = undefined;
+  });
+  return instance.removal;
+}
+
+async function doRemove(
   ctx: InstanceRemovalContext,
   instance: Instance,
   reason: string,

@@ -80,6 +80,8 @@ export class Instance {
    * lastSeen covers connections across restarts): what idle removal goes by.
    */
   lastActive = 0;
+  /** Set while the instance is being removed (instance-removal.ts): open() waits for it. */
+  removal: Promise<void> | undefined;
   private saving: Promise<void> = Promise.resolve();
 
   constructor(
@@ -174,9 +176,11 @@ export class InstanceRegistry {
   }
 
   /**
-   * The instance for this identity, created (and saved) on first sight. An instance id is bound to
+   * The instance for this identity, created (and saved) on first sight, with one connection
+   * counted (the caller's, which it gives back with `connections--`). An instance id is bound to
    * the first `publicKey` that claims it (the caller has checked the claim's signature); another
-   * key gets InstanceBoundError and changes nothing.
+   * key gets InstanceBoundError and changes nothing. An instance being removed is waited for,
+   * then made anew.
    */
   async open(
     product: string,
@@ -185,6 +189,8 @@ export class InstanceRegistry {
     publicKey?: string,
   ): Promise<Instance> {
     const key = instanceKeyOf(product, instanceId, sourceIp);
+    const removal = this.byKey.get(key)?.removal;
+    if (removal !== undefined) await removal.catch(() => undefined);
     let instance = this.byKey.get(key);
     const bound = instance?.record.publicKey;
     if (instanceId !== undefined && bound && bound !== publicKey)
@@ -213,10 +219,17 @@ export class InstanceRegistry {
     instance.record.lastSeen = now;
     instance.record.lastAddress = sourceIp;
     instance.record.lastConnected = now;
-    await mkdir(join(instance.dir, 'versions'), { recursive: true, mode: 0o700 });
-    await mkdir(join(instance.dir, 'work'), { recursive: true, mode: 0o700 });
-    await mkdir(join(instance.dir, 'output'), { recursive: true, mode: 0o700 });
-    await instance.save();
+    // Counted before the first await: from here on nothing removes it under this connection.
+    instance.connections++;
+    try {
+      await mkdir(join(instance.dir, 'versions'), { recursive: true, mode: 0o700 });
+      await mkdir(join(instance.dir, 'work'), { recursive: true, mode: 0o700 });
+      await mkdir(join(instance.dir, 'output'), { recursive: true, mode: 0o700 });
+      await instance.save();
+    } catch (err) {
+      instance.connections--;
+      throw err;
+    }
     return instance;
   }
 

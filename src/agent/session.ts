@@ -320,9 +320,13 @@ export class AgentSession {
     this.ctx.instances
       .open(hello.product, hello.instanceId, this.sourceIp, publicKey)
       .then((instance) => {
-        if (this.state === 'closed') return;
+        // open() counted this connection, so the instance cannot be removed meanwhile.
+        if (this.state === 'closed') {
+          instance.connections--;
+          instance.lastActive = Date.now();
+          return;
+        }
         this.instance = instance;
-        instance.connections++;
         this.log.info(
           { instance: instance.key, productVersion: hello.productVersion },
           'coordinator connected',

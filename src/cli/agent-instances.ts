@@ -32,9 +32,11 @@ export interface InstanceRow {
 
 export async function instanceRows(dataDir: string): Promise<InstanceRow[]> {
   const records = await readInstanceRecords(join(dataDir, 'instances'));
+  // Reading the records needs less than asking the agent (writing to its control dir): without
+  // that right the list is still shown, with what is live unknown.
   const answer = await sendControlRequest(dataDir, { action: 'list-instances' }, LIVE_TIMEOUT_MS, {
     withdraw: true,
-  });
+  }).catch(() => undefined);
   const live = new Map<string, LiveInstance>((answer?.instances ?? []).map((i) => [i.key, i]));
   const running = answer?.instances !== undefined;
   return records.map((r) => {
@@ -89,7 +91,7 @@ export function formatInstances(rows: InstanceRow[]): string {
   }
   if (notRunning) {
     text +=
-      '\nThe agent did not answer (is it running with this --data?): connections and tasks are unknown.\n';
+      '\nThe agent did not answer (is it running with this --data, and may you write its control dir?): connections and tasks are unknown.\n';
   }
   return text;
 }

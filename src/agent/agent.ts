@@ -23,6 +23,12 @@ import { VersionStore } from './version-store.js';
 import { collectGarbage } from './garbage-collector.js';
 import { ControlRequests, type ControlAnswer, type ControlRequest } from './control.js';
 import { TaskUsers } from './task-users.js';
+import {
+  idleInstances,
+  inUse,
+  removeInstance,
+  type InstanceRemovalContext,
+} from './instance-removal.js';
 
 export type AgentState = 'created' | 'starting' | 'running' | 'draining' | 'stopped';
 
@@ -175,8 +181,9 @@ export class Agent {
     this.state = 'running';
   }
 
-  /** Removes unused versions and blobs now. */
+  /** Removes idle instances, then unused versions and blobs, now. */
   async collect(): Promise<{ versions: number; blobs: number }> {
+    await this.removeIdleInstances();
     try {
       return await collectGarbage({
         instances: this.instances.list(),
@@ -195,6 +202,26 @@ export class Agent {
       this.log.error({ err }, 'garbage collection failed');
       return { versions: 0, blobs: 0 };
     }
+  }
+
+  private async removeIdleInstances(): Promise<void> {
+    const ttl = this.options.instanceIdleTtlMs;
+    if (ttl <= 0 || this.state !== 'running') return;
+    for (const instance of idleInstances(this.instances.list(), ttl)) {
+      try {
+        await removeInstance(
+          this.removal,
+          instance,
+          `idle (no connection, no task) for longer than --instance-idle-ttl ${formatTtl(ttl)}`,
+        );
+      } catch (err) {
+        this.log.error({ err, instance: instance.key }, 'could not remove an idle instance');
+      }
+    }
+  }
+
+  private get removal(): InstanceRemovalContext {
+    return { instances: this.instances, hosts: this.hosts, users: this.users, log: this.log };
   }
 
   stop(): Promise<void> {
@@ -240,6 +267,36 @@ export class Agent {
         if (matches(session))
           session.close(new MusterError('INSTANCE_BOUND', 'an agent admin reset this binding'));
     };
+    if (request.action === 'list-instances') {
+      return {
+        ok: true,
+        message: 'the instances as they are now',
+        instances: this.instances.list().map((i) => {
+          const running = [...i.tasks.values()].filter((t) => t.state === 'running').length;
+          return { key: i.key, connections: i.connections, running, ended: i.tasks.size - running };
+        }),
+      };
+    }
+    if (request.action === 'remove-instance') {
+      const instance = this.instances.get(request.key);
+      if (instance === undefined) {
+        return { ok: false, message: `no instance ${request.key} (see muster agent instances)` };
+      }
+      const busy = inUse(instance);
+      if (busy !== undefined) {
+        return {
+          ok: false,
+          code: 'INSTANCE_IN_USE',
+          message: `instance ${request.key} is in use, so it stays: ${busy}`,
+        };
+      }
+      const hadUser = instance.record.taskUser !== null;
+      await removeInstance(this.removal, instance, 'removed by an agent admin');
+      return {
+        ok: true,
+        message: `instance ${request.key} is removed: its files, record${hadUser ? ', task user' : ''} and binding are gone`,
+      };
+    }
     if (request.action === 'unbind-instance') {
       const done = await this.instances.unbind(request.key);
       evict((session) => session.instanceKey === request.key);
@@ -329,4 +386,12 @@ export class Agent {
 /** A TCP connection's identity while it is open: the TLS socket and its raw socket share it. */
 function tupleKey(socket: Socket): string {
   return `${socket.remoteAddress}|${socket.remotePort}|${socket.localAddress}|${socket.localPort}`;
+}
+
+function formatTtl(ms: number): string {
+  const day = 86_400_000;
+  if (ms % day === 0) return `${ms / day}d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
 }

@@ -1,6 +1,7 @@
 /**
- * An agent admin's requests to a running agent: forget the key an instance is bound to, or reset
- * a cluster's lease. Whoever may write the agent's data dir is its admin, so a request is a file
+ * An agent admin's requests to a running agent: list its instances as they are now (connections,
+ * tasks), remove an instance, forget the key an instance is bound to, or reset a cluster's lease.
+ * Whoever may write the agent's data dir is its admin, so a request is a file
  * in <data>/control (0700): `muster agent instances --unbind KEY` and `muster agent leases --reset
  * CLUSTER` write one, the agent applies it (within a second while it runs, else at its next start)
  * and answers in <id>.done.json, which the command waits for and prints.
@@ -10,8 +11,11 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../protocol/atomic-file.js';
+import { MusterError, type ErrorCode } from '../protocol/errors.js';
 
 export const controlRequestSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('list-instances') }),
+  z.object({ action: z.literal('remove-instance'), key: z.string().min(1).max(300) }),
   z.object({ action: z.literal('unbind-instance'), key: z.string().min(1).max(300) }),
   z.object({ action: z.literal('reset-lease'), cluster: z.string().min(1).max(128) }),
 ]);
@@ -20,6 +24,19 @@ export type ControlRequest = z.infer<typeof controlRequestSchema>;
 export interface ControlAnswer {
   ok: boolean;
   message: string;
+  /** Why it was refused, when not because the thing named does not exist (NOT_FOUND). */
+  code?: ErrorCode;
+  /** list-instances: what only the running agent knows, per instance key. */
+  instances?: LiveInstance[];
+}
+
+export interface LiveInstance {
+  key: string;
+  /** Open connections of coordinators (a primary and its backup share an instance). */
+  connections: number;
+  /** Tasks running, and ended ones whose results wait for their coordinator. */
+  running: number;
+  ended: number;
 }
 
 const POLL_MS = 1000;
@@ -66,7 +83,11 @@ export class ControlRequests {
             ? await this.apply(parsed.data)
             : { ok: false, message: 'not a control request this agent understands' };
         } catch (err) {
-          answer = { ok: false, message: `could not apply: ${(err as Error).message}` };
+          answer = {
+            ok: false,
+            code: err instanceof MusterError ? err.code : 'INTERNAL',
+            message: `could not apply: ${(err as Error).message}`,
+          };
         }
         await writeAtomic(answerFile, `${JSON.stringify(answer)}\n`, 0o600);
         await rm(file, { force: true });
@@ -88,11 +109,13 @@ export async function sendControlRequest(
   dataDir: string,
   request: ControlRequest,
   timeoutMs: number,
+  options: { withdraw?: boolean } = {},
 ): Promise<ControlAnswer | undefined> {
   const dir = controlDir(dataDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const id = randomUUID();
-  await writeAtomic(join(dir, `${id}.request.json`), `${JSON.stringify(request)}\n`, 0o600);
+  const requestFile = join(dir, `${id}.request.json`);
+  await writeAtomic(requestFile, `${JSON.stringify(request)}\n`, 0o600);
   const answerFile = join(dir, `${id}.done.json`);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -104,5 +127,7 @@ export async function sendControlRequest(
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
+  // A question whose answer is only worth having now is not left for the agent's next start.
+  if (options.withdraw) await rm(requestFile, { force: true });
   return undefined;
 }

@@ -46,6 +46,17 @@ export class HostSupervisor {
     return this.hosts.size;
   }
 
+  /** Stops the instance's host processes (idle ones: the caller has checked it has no tasks). */
+  async stopInstance(instance: Instance): Promise<void> {
+    const prefix = `${instance.key}\0`;
+    await Promise.allSettled(
+      [...this.starting].filter(([key]) => key.startsWith(prefix)).map(([, p]) => p),
+    );
+    const mine = [...this.hosts].filter(([key]) => key.startsWith(prefix));
+    for (const [key] of mine) this.hosts.delete(key);
+    await Promise.all(mine.map(([, host]) => host.stop()));
+  }
+
   async stopAll(): Promise<void> {
     await Promise.allSettled(this.starting.values());
     await Promise.all([...this.hosts.values()].map((h) => h.stop()));

@@ -5,7 +5,7 @@
  * that `muster agent instances` reads.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../protocol/atomic-file.js';
@@ -26,6 +26,12 @@ export const instanceRecordSchema = z.object({
    * next claim binds them).
    */
   publicKey: z.string().nullable().default(null),
+  /**
+   * The source address of the last connection, and when it was made (whatever the instance is
+   * keyed by). Null in records from before they were kept.
+   */
+  lastAddress: z.string().nullable().default(null),
+  lastConnected: z.string().nullable().default(null),
   /**
    * The system user this instance's tasks run as (task-users.ts), created by the agent on the
    * first task it ran as root. Null when tasks run as the agent's own user, and in older records.
@@ -69,12 +75,19 @@ export function dirNameOf(product: string, key: string): string {
 export class Instance {
   readonly tasks = new Map<string, TaskRecord>();
   connections = 0;
+  /**
+   * When it last had a connection or a task, as far as this agent run knows (the record's
+   * lastSeen covers connections across restarts): what idle removal goes by.
+   */
+  lastActive = 0;
+  /** Set while the instance is being removed (instance-removal.ts): open() waits for it. */
+  removal: Promise<void> | undefined;
   private saving: Promise<void> = Promise.resolve();
 
   constructor(
     readonly record: InstanceRecord,
     readonly dir: string,
-    private readonly recordFile: string,
+    readonly recordFile: string,
   ) {}
 
   get key(): string {
@@ -152,15 +165,22 @@ export class InstanceRegistry {
 
   async load(): Promise<void> {
     await mkdir(this.recordsDir, { recursive: true, mode: 0o700 });
+    const now = Date.now();
     for (const record of await readInstanceRecords(this.recordsDir)) {
-      this.byKey.set(record.key, this.make(record));
+      const instance = this.make(record);
+      // Idle time counts while this agent runs: one that was stopped for a month does not
+      // drop every instance as it starts.
+      instance.lastActive = now;
+      this.byKey.set(record.key, instance);
     }
   }
 
   /**
-   * The instance for this identity, created (and saved) on first sight. An instance id is bound to
+   * The instance for this identity, created (and saved) on first sight, with one connection
+   * counted (the caller's, which it gives back with `connections--`). An instance id is bound to
    * the first `publicKey` that claims it (the caller has checked the claim's signature); another
-   * key gets InstanceBoundError and changes nothing.
+   * key gets InstanceBoundError and changes nothing. An instance being removed is waited for,
+   * then made anew.
    */
   async open(
     product: string,
@@ -169,6 +189,8 @@ export class InstanceRegistry {
     publicKey?: string,
   ): Promise<Instance> {
     const key = instanceKeyOf(product, instanceId, sourceIp);
+    const removal = this.byKey.get(key)?.removal;
+    if (removal !== undefined) await removal.catch(() => undefined);
     let instance = this.byKey.get(key);
     const bound = instance?.record.publicKey;
     if (instanceId !== undefined && bound && bound !== publicKey)
@@ -185,6 +207,8 @@ export class InstanceRegistry {
         lastSeen: now,
         current: null,
         publicKey: null,
+        lastAddress: null,
+        lastConnected: null,
         taskUser: null,
         versions: [],
       });
@@ -193,10 +217,19 @@ export class InstanceRegistry {
     if (instanceId !== undefined && !instance.record.publicKey && publicKey)
       instance.record.publicKey = publicKey;
     instance.record.lastSeen = now;
-    await mkdir(join(instance.dir, 'versions'), { recursive: true, mode: 0o700 });
-    await mkdir(join(instance.dir, 'work'), { recursive: true, mode: 0o700 });
-    await mkdir(join(instance.dir, 'output'), { recursive: true, mode: 0o700 });
-    await instance.save();
+    instance.record.lastAddress = sourceIp;
+    instance.record.lastConnected = now;
+    // Counted before the first await: from here on nothing removes it under this connection.
+    instance.connections++;
+    try {
+      await mkdir(join(instance.dir, 'versions'), { recursive: true, mode: 0o700 });
+      await mkdir(join(instance.dir, 'work'), { recursive: true, mode: 0o700 });
+      await mkdir(join(instance.dir, 'output'), { recursive: true, mode: 0o700 });
+      await instance.save();
+    } catch (err) {
+      instance.connections--;
+      throw err;
+    }
     return instance;
   }
 
@@ -216,6 +249,22 @@ export class InstanceRegistry {
 
   list(): Instance[] {
     return [...this.byKey.values()];
+  }
+
+  get(key: string): Instance | undefined {
+    return this.byKey.get(key);
+  }
+
+  /**
+   * Forgets an instance: its record (and with it its binding) and its directory. The caller has
+   * made sure nothing uses it (no connection, no task, no host process).
+   */
+  async remove(instance: Instance): Promise<void> {
+    if (this.byKey.get(instance.key) !== instance) return;
+    this.byKey.delete(instance.key);
+    await instance.save().catch(() => undefined);
+    await rm(instance.recordFile, { force: true });
+    await rm(instance.dir, { recursive: true, force: true });
   }
 
   private make(record: InstanceRecord): Instance {

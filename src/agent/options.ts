@@ -36,6 +36,7 @@ export interface AgentOptions {
   gcInterval?: string;
   versionRetention?: string;
   blobRetention?: string;
+  instanceIdleTtl?: string;
   maxFrameBytes?: number;
   preAuthMaxFrameBytes?: number;
   maxUnauthenticated?: number;
@@ -65,6 +66,11 @@ export interface CompiledAgentOptions {
   readonly versionRetentionMs: number;
   /** Unreferenced blobs younger than this are kept (an upload may be about to use them). */
   readonly blobRetentionMs: number;
+  /**
+   * An instance with no connection and no task for this long is removed (instance-removal.ts);
+   * 0 keeps instances forever.
+   */
+  readonly instanceIdleTtlMs: number;
   readonly maxFrameBytes: number;
   /** The frame limit until the peer has authenticated (then maxFrameBytes). */
   readonly preAuthMaxFrameBytes: number;
@@ -151,6 +157,7 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     gcIntervalMs: parseDuration(options.gcInterval ?? '1h', '--gc-interval'),
     versionRetentionMs: parseDuration(options.versionRetention ?? '7d', '--version-retention'),
     blobRetentionMs: parseDuration(options.blobRetention ?? '1h', '--blob-retention'),
+    instanceIdleTtlMs: parseDuration(options.instanceIdleTtl ?? '30d', '--instance-idle-ttl'),
     maxFrameBytes,
     preAuthMaxFrameBytes,
     maxUnauthenticated,

@@ -320,9 +320,13 @@ export class AgentSession {
     this.ctx.instances
       .open(hello.product, hello.instanceId, this.sourceIp, publicKey)
       .then((instance) => {
-        if (this.state === 'closed') return;
+        // open() counted this connection, so the instance cannot be removed meanwhile.
+        if (this.state === 'closed') {
+          instance.connections--;
+          instance.lastActive = Date.now();
+          return;
+        }
         this.instance = instance;
-        instance.connections++;
         this.log.info(
           { instance: instance.key, productVersion: hello.productVersion },
           'coordinator connected',
@@ -779,6 +783,7 @@ export class AgentSession {
     this.following.clear();
     if (this.instance) {
       this.instance.connections--;
+      this.instance.lastActive = Date.now();
       this.instance.record.lastSeen = new Date().toISOString();
       void this.instance.save().catch(() => undefined);
       this.log.info({ instance: this.instance.key }, 'coordinator disconnected');

@@ -167,6 +167,27 @@ export class TaskUsers {
     return removeTreeAs(user, path);
   }
 
+  /**
+   * For an instance being removed (no tasks, no host): removes what its user owns, as that user,
+   * then the user. Throws TASK_USER_FAILED when the user cannot be deleted (a process of it still
+   * runs, say): its directory is kept for a later attempt.
+   */
+  async removeUser(instance: Instance): Promise<void> {
+    this.prepared.delete(instance);
+    const user = instance.record.taskUser;
+    if (user === null) return;
+    // The dirs themselves are entries of root's dir, which the user cannot change: their
+    // contents go as the user, then the agent removes what is left.
+    for (const dir of [join(instance.dir, 'work'), instance.homeDir, instance.tmpDir]) {
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        await removeTreeAs(user, join(dir, name));
+      }
+    }
+    await this.clearView(instance);
+    await this.accounts.remove(user.name);
+    instance.record.taskUser = null;
+  }
+
   /** SIGKILLs a process group, as the instance's user: only its own processes can be hit. */
   killGroup(instance: Instance, pgid: number): void {
     const user = instance.record.taskUser;

@@ -215,6 +215,7 @@ export class TaskService {
 
   private async forget(instance: Instance, record: TaskRecord): Promise<void> {
     instance.tasks.delete(record.taskId);
+    instance.lastActive = Date.now();
     this.all.delete(record);
     this.hostOf.delete(record);
     this.instanceOf.delete(record);

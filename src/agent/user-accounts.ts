@@ -17,6 +17,8 @@ export interface UserAccounts {
   lookup(name: string): Promise<SystemUser | undefined>;
   /** Creates a system user with a group of its own, or returns the one that exists. */
   ensure(name: string, comment: string): Promise<SystemUser>;
+  /** Deletes a user (and its group) this agent created; one that is gone already is fine. */
+  remove(name: string): Promise<void>;
 }
 
 const LOCKED_EXIT_CODES = new Set([1, 10]); // cannot update (lock) /etc/passwd, /etc/group
@@ -68,6 +70,25 @@ export class SystemUserAccounts implements UserAccounts {
     const next = this.chain.then(() => this.create(name, comment));
     this.chain = next.catch(() => undefined);
     return next;
+  }
+
+  remove(name: string): Promise<void> {
+    const next = this.chain.then(() => this.delete(name));
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async delete(name: string): Promise<void> {
+    let lastError = '';
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      if ((await this.lookup(name)) === undefined) return;
+      const result = await run('userdel', [name]);
+      if (result.code === 0) return;
+      lastError = `userdel exited with ${result.code}: ${result.stderr.trim()}`;
+      if (!LOCKED_EXIT_CODES.has(result.code)) break;
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 200));
+    }
+    throw failed(`cannot remove the task user ${name}: ${lastError}`);
   }
 
   private async create(name: string, comment: string): Promise<SystemUser> {

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { sendControlRequest, type ControlRequest } from '../agent/control.js';
-import { readInstanceRecords } from '../agent/instances.js';
+import { formatInstances, instanceRows } from './agent-instances.js';
 import { readLeaseFile } from '../agent/leases.js';
 import { instanceKeyFingerprint } from '../protocol/handshake.js';
 import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
@@ -46,6 +46,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--gc-interval <duration>', 'how often unused versions and blobs are collected', '1h')
     .option('--version-retention <duration>', 'keep versions synced within this period', '7d')
     .option('--blob-retention <duration>', 'keep unreferenced blobs this long', '1h')
+    .option(
+      '--instance-idle-ttl <duration>',
+      'remove an instance with no connection and no task for this long (0: never)',
+      '30d',
+    )
     .option('--handshake-timeout <duration>', 'how long a peer may take to authenticate', '10s')
     .option(
       '--max-unauthenticated <n>',
@@ -71,40 +76,33 @@ export function registerAgentCommand(program: Command): void {
 
   agent
     .command('instances')
-    .description('list the instances this agent keeps, or unbind one from its coordinator')
+    .description('list the instances this agent keeps, or remove or unbind one')
     .option('--data <dir>', 'the agent data dir', '.muster/agent')
+    .option(
+      '--remove <key>',
+      'remove an instance with no connection and no task: its files, record, task user and binding',
+    )
     .option('--unbind <key>', 'forget the coordinator key an instance is bound to (agent admins)')
     .option('--json', 'print JSON')
-    .action(async (opts: { data: string; unbind?: string; json?: boolean }) => {
+    .action(async (opts: { data: string; remove?: string; unbind?: string; json?: boolean }) => {
       requireAgentData(opts.data);
+      if (opts.remove !== undefined && opts.unbind !== undefined) {
+        throw new MusterError('INVALID_CONFIG', 'give --remove or --unbind, not both');
+      }
+      if (opts.remove !== undefined) {
+        await control(opts.data, { action: 'remove-instance', key: opts.remove });
+        return;
+      }
       if (opts.unbind !== undefined) {
         await control(opts.data, { action: 'unbind-instance', key: opts.unbind });
         return;
       }
-      const records = await readInstanceRecords(join(opts.data, 'instances'));
-      const rows = records.map((r) => ({
-        product: r.product,
-        key: r.key,
-        versions: r.versions.map((v) => v.versionId),
-        current: r.current,
-        lastSeen: r.lastSeen,
-        dir: r.dirName,
-        boundTo: r.publicKey === null ? null : instanceKeyFingerprint(r.publicKey),
-        taskUser: r.taskUser?.name ?? null,
-      }));
+      const rows = await instanceRows(opts.data);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
         return;
       }
-      if (rows.length === 0) {
-        process.stdout.write('No instances yet: none has connected to this agent.\n');
-        return;
-      }
-      for (const row of rows) {
-        process.stdout.write(
-          `${row.key}\n  product   ${row.product}\n  versions  ${row.versions.length} (current ${row.current?.slice(0, 12) ?? 'none'})\n  last seen ${row.lastSeen}\n  bound to  ${row.boundTo ?? 'no key (keyed by address, or not claimed since binding)'}\n  dir       ${row.dir}\n  task user ${row.taskUser ?? 'none (tasks run as the agent)'}\n`,
-        );
-      }
+      process.stdout.write(formatInstances(rows));
     });
 
   agent
@@ -164,7 +162,7 @@ async function control(dataDir: string, request: ControlRequest): Promise<void> 
     );
     return;
   }
-  if (!answer.ok) throw new MusterError('NOT_FOUND', answer.message);
+  if (!answer.ok) throw new MusterError(answer.code ?? 'NOT_FOUND', answer.message);
   process.stdout.write(`${answer.message}\n`);
 }
 

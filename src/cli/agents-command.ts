@@ -78,7 +78,8 @@ export function formatAgents(list: AgentView[]): string {
     a.name,
     a.address,
     a.status,
-    `${a.busySlots}/${a.slots}`,
+    // Not live (a backup standing by): the count the agent reported when it last connected.
+    `${a.busySlots}/${a.slots}${a.slotsFrom === 'last-known' ? ' (last known)' : ''}`,
     a.labels.length > 0 ? a.labels.join(',') : '-',
     a.agentVersion ?? '-',
     a.lastError ?? '',

@@ -627,13 +627,17 @@ export class ApiClient {
  * A client with the credentials from the environment or muster login (see config.ts), which
  * remembers the primary's backup in <config dir>/backups.json and switches to it when needed.
  */
-export async function connect(env: NodeJS.ProcessEnv = process.env): Promise<ApiClient> {
+export async function connect(
+  env: NodeJS.ProcessEnv = process.env,
+  options: Pick<ApiClientOptions, 'notify'> = {},
+): Promise<ApiClient> {
   const credentials = await loadCredentials(env);
   return new ApiClient({
     url: credentials.url,
     token: credentials.token,
     fingerprint: credentials.fingerprint,
     backups: new BackupCache(backupsPath(env)),
+    ...options,
   });
 }
 

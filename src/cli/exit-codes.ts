@@ -21,6 +21,8 @@ const usageCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'INVALID_CONFIG',
   'NOT_FOUND',
   'CONFLICT',
+  // An agent admin's request that names an instance in use.
+  'INSTANCE_IN_USE',
   'UNAUTHORIZED',
   'FORBIDDEN',
   // A change asked of a backup (READ_ONLY), or a build of one standing by (STANDBY): use the primary.

@@ -1,4 +1,4 @@
-/** `muster settings get [KEY] | set KEY VALUE`: the coordinator's admin settings. */
+/** `muster settings get [KEY] | set KEY VALUE | unset KEY`: the coordinator's admin settings. */
 import type { Command } from 'commander';
 import { connect } from './api-client.js';
 import { formatTable, printJson } from './format.js';
@@ -52,6 +52,20 @@ export function registerSettingsCommand(program: Command): void {
       const setting = await client.setSetting(key, parseValue(raw));
       if (opts.json) printJson(setting);
       else process.stdout.write(`${setting.key} = ${formatValue(setting.value)}\n`);
+    });
+
+  settings
+    .command('unset')
+    .description(
+      "clear a setting that may be empty (Agent.InstanceId: agents key this coordinator by its address); the same as set KEY ''",
+    )
+    .argument('<key>', 'the setting')
+    .option('--json', 'print the setting as JSON')
+    .action(async (key: string, opts: { json?: boolean }) => {
+      const client = await connect();
+      const setting = await client.setSetting(key, null);
+      if (opts.json) printJson(setting);
+      else process.stdout.write(`${setting.key} cleared\n`);
     });
 }
 

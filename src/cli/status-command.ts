@@ -20,8 +20,17 @@ export function registerStatusCommand(program: Command): void {
       'print JSON: { role, version, instanceId, term, agents, builds, backup (on a primary) or primary (on a backup) }',
     )
     .action(async (opts: { json?: boolean }) => {
-      const client = await connect();
-      const status = await client.status();
+      // The text's Coordinator line says that the backup answered: the note on stderr would say
+      // it a second time. It is kept for JSON, which has no such line, and for an error.
+      let note = '';
+      const client = await connect(
+        process.env,
+        opts.json ? {} : { notify: (text) => void (note = text) },
+      );
+      const status = await client.status().catch((err: unknown) => {
+        process.stderr.write(note);
+        throw err;
+      });
       if (opts.json) {
         printJson(status);
         return;
@@ -45,7 +54,11 @@ export function formatStatus(
   ];
   if (typeof status.term === 'number') lines.push(`Term         ${status.term}`);
   lines.push(`Version      ${status.version}`);
-  if (status.instanceId !== undefined) lines.push(`Instance id  ${status.instanceId}`);
+  if (status.instanceId !== undefined) {
+    lines.push(
+      `Instance id  ${status.instanceId === '' ? 'none (cleared: agents key this coordinator by its source address)' : status.instanceId}`,
+    );
+  }
   lines.push(
     `Agents       ${status.agents.connected} connected of ${status.agents.total}`,
     `Builds       ${status.builds.running} running, ${status.builds.queued} queued`,

@@ -8,7 +8,7 @@
  * high-availability loops, stop scheduling, drop agent connections (tasks keep running on the
  * agents and are re-attached at the next start), close the store.
  */
-import { randomUUID } from 'node:crypto';
+import { createPublicKey, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -37,7 +37,7 @@ import { ensureGeneratedCertificate } from './tls/generated-certificate.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { MUSTER_VERSION } from '../protocol/version.js';
-import { newInstanceKey } from '../protocol/handshake.js';
+import { instanceKeyFingerprint, newInstanceKey } from '../protocol/handshake.js';
 import { loadOrCreateHolderId } from './holder-id.js';
 
 export type CoordinatorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -51,6 +51,19 @@ export const INSTANCE_ID_SETTING = 'Agent.InstanceId';
  * agent. Replicated to the selected backup like the other settings; never shown by the API.
  */
 export const INSTANCE_KEY_SETTING = 'Agent.InstanceKey';
+
+/**
+ * The cluster id of a coordinator without an instance id: from its instance key, which its
+ * backup shares (replicated), so both still work under one lease.
+ */
+function keyClusterId(instanceKeyPem: string): string {
+  try {
+    const spki = createPublicKey(instanceKeyPem).export({ format: 'der', type: 'spki' });
+    return `key-${instanceKeyFingerprint(spki.toString('base64')).slice('sha256:'.length)}`;
+  } catch {
+    return 'key-unknown'; // No key: its claims fail anyway (INSTANCE_CLAIM_INVALID).
+  }
+}
 
 function stringSetting(store: Store, key: string): string {
   const value = store.getSetting(key);
@@ -120,13 +133,21 @@ export class Coordinator {
       label: `${PRODUCT} ${MUSTER_VERSION}`,
     });
     const holderId = await loadOrCreateHolderId(options.dataDir);
-    const identity = () => ({
-      product: PRODUCT,
-      productVersion: MUSTER_VERSION,
-      instanceId: String(store.getSetting(INSTANCE_ID_SETTING)),
-      instanceKey: stringSetting(store, INSTANCE_KEY_SETTING),
-      holderId,
-    });
+    const identity = () => {
+      const instanceKey = stringSetting(store, INSTANCE_KEY_SETTING);
+      // Cleared (""): agents key this coordinator by its address.
+      const instanceId = stringSetting(store, INSTANCE_ID_SETTING) || undefined;
+      return {
+        product: PRODUCT,
+        productVersion: MUSTER_VERSION,
+        instanceId,
+        clusterId: instanceId ?? keyClusterId(instanceKey),
+        instanceKey,
+        holderId,
+      };
+    };
+    /** What the API and the primary's heartbeat show: "" when the id is cleared. */
+    const instanceIdSetting = () => stringSetting(store, INSTANCE_ID_SETTING);
     let failback: Failback | undefined;
     const engine = new Engine({
       store,
@@ -222,7 +243,7 @@ export class Coordinator {
                 }),
               ),
           },
-          () => identity().instanceId,
+          instanceIdSetting,
         );
     this.primarySide = primarySide;
     const backupSide = isBackup
@@ -256,7 +277,7 @@ export class Coordinator {
       role: (): StatusView['role'] => backupSide?.role ?? 'primary',
       ha: { primary: primarySide, backup: backupSide },
       term: () => backupSide?.term() ?? primarySide?.term() ?? 1,
-      instanceId: () => identity().instanceId,
+      instanceId: instanceIdSetting,
       // A backup is ready once it holds a copy of its primary's state (users included).
       isReady: () => this.state === 'running' && (!backupSide || backupSide.hasState),
       certificates,
@@ -310,7 +331,7 @@ export class Coordinator {
         ...(options.tls
           ? { fingerprint: certificates?.fingerprint, certFile: options.tls.certFile }
           : { plainHttp: options.plainHttp }),
-        ...(isBackup ? { primary: options.backupOf } : { instanceId: identity().instanceId }),
+        ...(isBackup ? { primary: options.backupOf } : { instanceId: instanceIdSetting() }),
       },
       'listening',
     );

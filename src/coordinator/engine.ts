@@ -10,7 +10,7 @@ import type { Bundle } from '../protocol/client/bundle.js';
 import type { EventBus } from './events.js';
 import { adoptOrphans } from './ha/adopt.js';
 import type { EnginePort, LeaseSummary } from './ha/engine-port.js';
-import type { Identity } from './pool/agent-connection.js';
+import type { AgentConnection, Identity } from './pool/agent-connection.js';
 import { AgentPool } from './pool/pool.js';
 import { CANCEL_REQUESTED, Scheduler } from './scheduler/scheduler.js';
 import type { Store } from './store/store.js';
@@ -52,7 +52,10 @@ export class Engine implements EnginePort, BuildControl {
       bundle: () => ctx.bundle(),
       heartbeatIntervalMs: ctx.heartbeatIntervalMs,
       log: ctx.log,
-      onReady: (c) => this.scheduler?.onAgentReady(c),
+      onReady: (c) => {
+        this.noteCores(c);
+        this.scheduler?.onAgentReady(c);
+      },
       onLost: (c) => this.scheduler?.onAgentLost(c),
       onChange: (view) => ctx.events.emit('agent', view),
       mayOutbid: () => ctx.mayOutbid(),
@@ -63,6 +66,17 @@ export class Engine implements EnginePort, BuildControl {
         if (lease.held && lease.term > this.term) ctx.onTermHeld?.(lease.term);
       },
     });
+  }
+
+  /** Keeps the agent's cores in the store (replicated): what a standby backup shows as slots. */
+  private noteCores(connection: AgentConnection): void {
+    const cores = connection.client?.cores;
+    if (cores === undefined || connection.row.cores === cores) return;
+    try {
+      connection.row = this.ctx.store.updateAgent(connection.name, { cores });
+    } catch (err) {
+      this.ctx.log.warn({ agent: connection.name, err }, 'could not record the agent cores');
+    }
   }
 
   get running(): boolean {

@@ -16,6 +16,7 @@ const knownCodes: Record<ErrorCode, true> = {
   HANDSHAKE_TIMEOUT: true,
   INSTANCE_CLAIM_INVALID: true,
   INSTANCE_BOUND: true,
+  INSTANCE_IN_USE: true,
   TLS_FINGERPRINT_MISMATCH: true,
   TLS_UNTRUSTED: true,
   INVALID_PATH: true,

@@ -18,6 +18,8 @@ export const errorCodes = {
     "A claim of an instance or cluster id is missing or not signed by the coordinator's instance key.",
   INSTANCE_BOUND:
     "The instance (or cluster) is bound to another coordinator's key; an agent admin can unbind it.",
+  INSTANCE_IN_USE:
+    'The instance has a live connection or tasks, so an agent admin cannot remove it now.',
   TLS_FINGERPRINT_MISMATCH:
     "A peer's certificate (an agent's, a primary's, a backup's, or a coordinator's for the CLI) does not match the pinned fingerprint.",
   TLS_UNTRUSTED:

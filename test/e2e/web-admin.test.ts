@@ -252,6 +252,12 @@ describe('web UI administration', () => {
     await waitFor(async () => (await status(backup)).role === 'backup-active', 30_000, 'takeover');
 
     const page = await newPage();
+    // Before logging in, the login page says where one is.
+    await page.goto(`${backup.url}/login`);
+    await page
+      .getByRole('status')
+      .filter({ hasText: /Backup coordinator — active: the primary is unreachable since/ })
+      .waitFor();
     // The same logins work on the backup: it holds the primary's users.
     await logIn(page, backup.url, ADMIN_PASSWORD);
     await page

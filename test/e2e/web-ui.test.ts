@@ -183,9 +183,21 @@ describe('web UI', () => {
       .waitFor();
     const after = await primary.api<{ value: string }>('GET', '/settings/Agent.InstanceId');
     assert.equal(after.body.value, before.body.value, 'an invalid value is refused');
+    // Cleared, agents key this coordinator by its address; then the id is set back.
+    await page.getByRole('button', { name: 'Clear Agent.InstanceId' }).click();
+    await page.getByRole('status').filter({ hasText: 'Agent.InstanceId cleared.' }).waitFor();
+    assert.equal(
+      (await primary.api<{ value: string }>('GET', '/settings/Agent.InstanceId')).body.value,
+      '',
+    );
+    assert.equal(await page.getByLabel(/Agent\.InstanceId/).inputValue(), '');
     await page.getByLabel(/Agent\.InstanceId/).fill(before.body.value);
     await page.getByRole('button', { name: 'Save Agent.InstanceId' }).click();
     await page.getByRole('status').filter({ hasText: 'Agent.InstanceId saved.' }).waitFor();
+    assert.equal(
+      (await primary.api<{ value: string }>('GET', '/settings/Agent.InstanceId')).body.value,
+      before.body.value,
+    );
     await page.context().close();
   });
 
@@ -225,7 +237,20 @@ describe('web UI', () => {
     await page.context().close();
 
     await backup.loginWhenReady();
+    // The login page has the banner too, from a public route that says no more than it shows.
+    const anonymous = await fetch(`${backup.url}/api/v1/banner`);
+    assert.equal(anonymous.status, 200);
+    assert.deepEqual(await anonymous.json(), {
+      role: 'backup-standby',
+      primary: { url: primary.url, activeSince: null },
+    });
     const onBackup = await newPage();
+    await onBackup.goto(`${backup.url}/login`);
+    await onBackup
+      .getByRole('status')
+      .filter({ hasText: `Backup coordinator — standing by for the primary at ${primary.url}` })
+      .waitFor();
+    await shot(onBackup, 'backup-login');
     await logIn(onBackup, backup.url, ADMIN_PASSWORD);
     await onBackup
       .getByRole('status')
@@ -233,12 +258,22 @@ describe('web UI', () => {
       .waitFor();
     await onBackup.getByTestId('role').filter({ hasText: 'Backup, standing by' }).waitFor();
     await shot(onBackup, 'backup-standby');
+    // Slots as the agent last reported them to the primary, marked as not live.
+    await onBackup.getByRole('link', { name: 'Agents' }).click();
+    const slots = (await primary.api<{ slots: number }>('GET', '/agents/builder-1')).body.slots;
+    await onBackup
+      .getByTestId('slots-builder-1')
+      .filter({ hasText: new RegExp(`^0 / ${slots}last known$`) })
+      .waitFor();
     await onBackup.getByRole('link', { name: 'Settings' }).click();
-    await onBackup.getByText('This coordinator is a backup').waitFor();
-    assert.equal(
-      await onBackup.getByRole('button', { name: 'Save', exact: true }).isDisabled(),
-      true,
-    );
+    await onBackup
+      .getByTestId('settings-view-only')
+      .filter({ hasText: /View only/ })
+      .waitFor();
+    await onBackup.getByTestId('setting-Agent.InstanceId').waitFor();
+    // View only: no Save (nor any other edit control) at all, not disabled ones.
+    assert.equal(await onBackup.getByRole('button', { name: /Save|Clear/ }).count(), 0);
+    assert.equal(await onBackup.getByRole('textbox').count(), 0);
     // The banner stays on every page.
     await onBackup
       .getByRole('status')

@@ -577,6 +577,12 @@ describe('switching to the backup', () => {
         'm',
       ),
     );
+    // Said once: the Coordinator line says it, so the note on stderr does not repeat it.
+    assert.equal(human.stderr, '');
+    assert.equal((human.stdout + human.stderr).split('unreachable').length - 1, 1, human.stdout);
+    const json = await runCli(['status', '--json'], { env: { ...env, MUSTER_URL: primaryUrl } });
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(json.stderr, note);
   });
 
   it('with the credentials of muster login as well', async () => {

@@ -46,6 +46,7 @@ const agent: AgentView = {
   address: '10.0.0.5:7420',
   status: 'connected',
   slots: 8,
+  slotsFrom: 'agent',
   busySlots: 2,
   labels: ['linux', 'x64'],
   tls: true,

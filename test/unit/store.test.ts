@@ -174,7 +174,7 @@ describe('sqlite store: settings, agents, extensions', () => {
       slots: null,
     };
     const added = store.addAgent(agent);
-    assert.deepEqual(added, { ...agent, createdAt: T0 });
+    assert.deepEqual(added, { ...agent, cores: null, createdAt: T0 });
     assert.throws(() => store.addAgent({ ...agent, host: 'other' }), code('CONFLICT', /"a1"/));
     store.addAgent({ ...agent, name: 'a0', tls: false, fingerprint: null, slots: 4, labels: [] });
     assert.deepEqual(
@@ -193,8 +193,11 @@ describe('sqlite store: settings, agents, extensions', () => {
       fingerprint: null,
     });
     assert.deepEqual(store.getAgent('a1'), updated);
+    // The cores it reported when it last connected: kept apart from the slots configured.
+    assert.deepEqual(store.updateAgent('a1', { cores: 16 }), { ...updated, cores: 16 });
     assert.deepEqual(store.updateAgent('a1', { accessKey: 'k2', slots: undefined }), {
       ...updated,
+      cores: 16,
       accessKey: 'k2',
     });
     assert.deepEqual(store.updateAgent('a1', { slots: null }).slots, null);

@@ -86,8 +86,16 @@ function AgentRow({
         {agent.lastError ? <div class="muted small">{agent.lastError}</div> : null}
       </td>
       <td>{agent.agentVersion ?? ''}</td>
-      <td>
+      <td data-testid={`slots-${agent.name}`}>
         {agent.busySlots} / {agent.slots}
+        {agent.slotsFrom === 'last-known' ? (
+          <div
+            class="muted small"
+            title="not connected here: as the agent reported when it last connected"
+          >
+            last known
+          </div>
+        ) : null}
       </td>
       <td>
         <code class="small">{agent.instanceKey ?? ''}</code>

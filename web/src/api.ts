@@ -4,6 +4,7 @@
  */
 import type {
   AgentView,
+  BannerView,
   BackupView,
   BuildSummary,
   BuildView,
@@ -20,6 +21,7 @@ import type {
 
 export type {
   AgentView,
+  BannerView,
   BackupView,
   BuildSummary,
   BuildView,
@@ -119,6 +121,8 @@ export const changePassword = (current: string, password: string) =>
   call<undefined>('PUT', '/session/password', { current, password });
 
 export const getStatus = () => call<StatusView>('GET', '/status');
+/** Public: for the login page, before there is a session. */
+export const getBanner = () => call<BannerView>('GET', '/banner');
 export const getAgents = () => call<AgentView[]>('GET', '/agents');
 export const getBuilds = () => call<BuildSummary[]>('GET', '/builds?limit=20');
 /** A page of builds, newest first: of a status, matching a search, older than `before`. */
@@ -185,6 +189,8 @@ export interface SettingDefinition {
   key: string;
   value: unknown;
   description: string;
+  /** It may be cleared (saved empty). */
+  clearable?: boolean;
 }
 export const getSettingDefinitions = () => call<SettingDefinition[]>('GET', '/setting-definitions');
 export const setSetting = (key: string, value: unknown) =>

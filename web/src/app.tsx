@@ -167,7 +167,14 @@ function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => vo
           <>
             <h1>Settings › General</h1>
             <Backups status={status} canEdit={canEdit} />
-            <AdvancedSettings canEdit={canEdit} />
+            <AdvancedSettings
+              canEdit={canEdit}
+              viewOnly={
+                status !== undefined && !onPrimary
+                  ? 'View only: this coordinator is a backup. Settings are changed on the primary and copied here.'
+                  : 'View only: admins change settings.'
+              }
+            />
           </>
         ) : null}
         {page?.path === '/admin/users' ? <UsersPage session={session} canEdit={canEdit} /> : null}

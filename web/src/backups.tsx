@@ -48,12 +48,9 @@ export function Backups({ status, canEdit }: { status: StatusView | undefined; c
       <section aria-labelledby="backup-title">
         <h2 id="backup-title">Backup</h2>
         <p class="muted">
-          This coordinator is a backup: its primary ({status?.primary?.url ?? 'unknown'}) lists and
-          selects backups.
+          View only: this coordinator is a backup. Its primary ({status?.primary?.url ?? 'unknown'})
+          lists and selects backups.
         </p>
-        <fieldset disabled>
-          <button type="button">Save</button>
-        </fieldset>
       </section>
     );
   }

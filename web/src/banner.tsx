@@ -1,7 +1,10 @@
-/** The banner on every page of a backup coordinator: standing by, or active since when. */
-import type { StatusView } from './api.js';
+/**
+ * The banner on every page of a backup coordinator, the login page too: standing by, or active
+ * since when. It needs only what the public GET /api/v1/banner says (a StatusView has it too).
+ */
+import type { BannerView } from './api.js';
 
-export function Banner({ status }: { status: StatusView | undefined }) {
+export function Banner({ status }: { status: BannerView | undefined }) {
   if (!status || status.role === 'primary') return null;
   const primary = status.primary;
   if (status.role === 'backup-active') {

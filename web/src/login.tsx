@@ -1,6 +1,7 @@
 /** The login page: the coordinator's users (the same on a backup), with clear errors. */
-import { useState } from 'preact/hooks';
-import { ApiError, logIn, type SessionView } from './api.js';
+import { useEffect, useState } from 'preact/hooks';
+import { ApiError, getBanner, logIn, type BannerView, type SessionView } from './api.js';
+import { Banner } from './banner.js';
 import { Notice } from './notice.js';
 
 export function Login({
@@ -15,6 +16,13 @@ export function Login({
   const [password, setPassword] = useState('');
   const [error, setError] = useState<string | undefined>(undefined);
   const [busy, setBusy] = useState(false);
+  const [banner, setBanner] = useState<BannerView>();
+  useEffect(() => {
+    // A coordinator without the route (older) or not answering: no banner, the login still works.
+    getBanner()
+      .then(setBanner)
+      .catch(() => undefined);
+  }, []);
 
   const submit = async (event: Event): Promise<void> => {
     event.preventDefault();
@@ -36,36 +44,41 @@ export function Login({
   };
 
   return (
-    <main class="login">
-      <form onSubmit={(e) => void submit(e)} aria-labelledby="login-title">
-        <h1 id="login-title">Log in to Muster</h1>
-        {notice && error === undefined ? <Notice notice={{ error: false, text: notice }} /> : null}
-        <label>
-          User
-          <input
-            name="user"
-            autocomplete="username"
-            value={user}
-            onInput={(e) => setUser(e.currentTarget.value)}
-            required
-          />
-        </label>
-        <label>
-          Password
-          <input
-            name="password"
-            type="password"
-            autocomplete="current-password"
-            value={password}
-            onInput={(e) => setPassword(e.currentTarget.value)}
-            required
-          />
-        </label>
-        <Notice notice={error} />
-        <button type="submit" disabled={busy}>
-          {busy ? 'Logging in…' : 'Log in'}
-        </button>
-      </form>
-    </main>
+    <>
+      <Banner status={banner} />
+      <main class="login">
+        <form onSubmit={(e) => void submit(e)} aria-labelledby="login-title">
+          <h1 id="login-title">Log in to Muster</h1>
+          {notice && error === undefined ? (
+            <Notice notice={{ error: false, text: notice }} />
+          ) : null}
+          <label>
+            User
+            <input
+              name="user"
+              autocomplete="username"
+              value={user}
+              onInput={(e) => setUser(e.currentTarget.value)}
+              required
+            />
+          </label>
+          <label>
+            Password
+            <input
+              name="password"
+              type="password"
+              autocomplete="current-password"
+              value={password}
+              onInput={(e) => setPassword(e.currentTarget.value)}
+              required
+            />
+          </label>
+          <Notice notice={error} />
+          <button type="submit" disabled={busy}>
+            {busy ? 'Logging in…' : 'Log in'}
+          </button>
+        </form>
+      </main>
+    </>
   );
 }

@@ -62,6 +62,12 @@ const routes: Route[] = [
   { method: 'get', path: '/api/v1/status', summary: 'Role, version, instance id, counts' },
   {
     method: 'get',
+    path: '/api/v1/banner',
+    summary: "A backup's role and its primary's URL, for the login page (public)",
+    public: true,
+  },
+  {
+    method: 'get',
     path: '/api/v1/agents',
     summary: 'Agents with status, slots, labels, last error',
   },

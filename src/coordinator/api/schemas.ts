@@ -122,6 +122,12 @@ export interface AgentView {
   status: AgentStatus;
   /** Slots this coordinator may use there (configured, or the agent's cores once known). */
   slots: number;
+  /**
+   * Where `slots` comes from: configured (--slots), the agent's cores on the live connection,
+   * the cores it reported when it last connected (last-known: a backup standing by has no
+   * connections), or unknown (1 until it connects).
+   */
+  slotsFrom: 'configured' | 'agent' | 'last-known' | 'unknown';
   busySlots: number;
   labels: string[];
   tls: boolean;
@@ -306,6 +312,16 @@ export interface StatusView {
       lagSeconds: number | null;
     } | null;
   };
+}
+
+/**
+ * GET /api/v1/banner, public: what the login page of a backup says about it. Only the role, the
+ * primary's URL and since when a backup is active: nothing a stranger could use (no ids, keys,
+ * counts or health).
+ */
+export interface BannerView {
+  role: StatusView['role'];
+  primary?: { url: string; activeSince: string | null };
 }
 
 /** The web UI's session (POST /api/v1/session/login, GET /api/v1/session). */

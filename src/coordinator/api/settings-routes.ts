@@ -7,18 +7,26 @@ import { parse } from './http-errors.js';
 import { setSettingBody } from './schemas.js';
 
 /** Every setting there is, with its schema and a short explanation (shown by the UI and docs). */
-export const settingDefinitions: Record<string, { schema: z.ZodType; description: string }> = {
+export const settingDefinitions: Record<string, SettingDefinition> = {
   'Agent.InstanceId': {
     schema: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'letters, digits, ".", "_", ":", "-"'),
+    clearable: true,
     description:
-      "Identifies this coordinator to agents. Coordinators that share agents need different ids; a backup uses its primary's. Agents reconnect with the new id.",
+      "Identifies this coordinator to agents. Coordinators that share agents need different ids; a backup uses its primary's. Agents reconnect with the new id. Cleared (empty), agents key this coordinator by its source address.",
   },
 };
 
+interface SettingDefinition {
+  schema: z.ZodType;
+  description: string;
+  /** Whether it may be cleared: an empty value or null stores "" (which is not "never set"). */
+  clearable?: boolean;
+}
+
 /** The definition of a setting, if `key` is one (never Object.prototype's "constructor"…). */
-function definitionOf(key: string): { schema: z.ZodType; description: string } | undefined {
+function definitionOf(key: string): SettingDefinition | undefined {
   return Object.hasOwn(settingDefinitions, key) ? settingDefinitions[key] : undefined;
 }
 
@@ -56,6 +64,7 @@ export function registerSettingsRoutes(
       key,
       value: visible(key, user) ? (ctx.store.getSetting(key) ?? null) : null,
       description: definition.description,
+      clearable: definition.clearable === true,
     }));
   });
 
@@ -85,6 +94,12 @@ export function registerSettingsRoutes(
         `no setting ${request.params.key}; known: ${Object.keys(settingDefinitions).join(', ')}`,
       );
     const { value } = parse(setSettingBody, request.body, 'setting');
+    if (definition.clearable && (value === null || value === '')) {
+      ctx.store.setSetting(request.params.key, '');
+      request.log.info({ key: request.params.key }, 'setting cleared');
+      onChange(request.params.key);
+      return { key: request.params.key, value: '' };
+    }
     // `muster settings set KEY 123` sends a number; a text setting takes it as text.
     const candidate =
       (typeof value === 'number' || typeof value === 'boolean') &&

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { requireUser, type ApiContext } from './context.js';
 import { openApiDocument } from './openapi.js';
-import type { StatusView } from './schemas.js';
+import type { BannerView, StatusView } from './schemas.js';
 
 /** Health and metrics are for load balancers and Prometheus, which do not log in. */
 const open = { config: { access: 'public' as const } };
@@ -22,6 +22,14 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
   });
 
   app.get('/api/v1/openapi.json', open, async () => openApiDocument(ctx.version));
+
+  // The backup banner on the login page, before anyone has logged in (schemas.ts, BannerView).
+  app.get('/api/v1/banner', open, async (): Promise<BannerView> => {
+    const role = ctx.role();
+    if (!ctx.ha.backup) return { role };
+    const primary = ctx.ha.backup.statusView();
+    return { role, primary: { url: primary.url, activeSince: primary.activeSince } };
+  });
 
   app.get('/api/v1/status', async (request) => {
     const user = requireUser(request);

@@ -7,14 +7,20 @@ import type { Logger } from 'pino';
 import { AgentClient, type LeaseInfo } from '../../protocol/client/agent-client.js';
 import type { Bundle } from '../../protocol/client/bundle.js';
 import { MusterError } from '../../protocol/errors.js';
-import type { AgentStatus } from '../api/schemas.js';
+import type { AgentStatus, AgentView } from '../api/schemas.js';
 import type { AgentRow } from '../store/types.js';
 import { Backoff } from './backoff.js';
 
 export interface Identity {
   product: string;
   productVersion: string;
-  instanceId: string;
+  /** Undefined when Agent.InstanceId is cleared: agents key this coordinator by its address. */
+  instanceId: string | undefined;
+  /**
+   * The cluster whose lease the connection works under: the instance id, which a primary and its
+   * backups share, or without one a name made from the instance key, which they share too.
+   */
+  clusterId: string;
   /** The instance key (Ed25519 private key, PEM) that proves this coordinator's claim. */
   instanceKey: string;
   /** This coordinator among those of its cluster: a primary and its backup have their own. */
@@ -79,9 +85,19 @@ export class AgentConnection {
     return this.row.name;
   }
 
-  /** Slots this coordinator may use: configured, or the agent's cores, or 1 until known. */
+  /**
+   * Slots this coordinator may use: configured, or the agent's cores, or the cores it reported
+   * when it last connected (to this coordinator or, replicated, to the primary), or 1 until known.
+   */
   get slots(): number {
-    return this.row.slots ?? this.client?.cores ?? 1;
+    return this.row.slots ?? this.client?.cores ?? this.row.cores ?? 1;
+  }
+
+  /** Where `slots` comes from: a standby backup, with no connections, shows the last known. */
+  get slotsFrom(): AgentView['slotsFrom'] {
+    if (this.row.slots !== null) return 'configured';
+    if (this.client?.cores !== undefined) return 'agent';
+    return this.row.cores !== null ? 'last-known' : 'unknown';
   }
 
   get freeSlots(): number {
@@ -150,12 +166,12 @@ export class AgentConnection {
         tls: this.row.tls ? { fingerprint: this.row.fingerprint ?? '' } : false,
         product: identity.product,
         productVersion: identity.productVersion,
-        instanceId: identity.instanceId,
+        ...(identity.instanceId === undefined ? {} : { instanceId: identity.instanceId }),
         instanceKey: identity.instanceKey,
         ...(identity.holderId === undefined ? {} : { holderId: identity.holderId }),
         ...(identity.leaseTerm === undefined
           ? {}
-          : { clusterId: identity.instanceId, leaseTerm: identity.leaseTerm }),
+          : { clusterId: identity.clusterId, leaseTerm: identity.leaseTerm }),
         connectTimeoutMs: 10_000,
       });
       if (this.stopped) {

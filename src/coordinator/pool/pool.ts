@@ -135,6 +135,7 @@ export function viewOf(c: AgentConnection): AgentView {
     address: `${c.row.host.includes(':') ? `[${c.row.host}]` : c.row.host}:${c.row.port}`,
     status: c.status,
     slots: c.slots,
+    slotsFrom: c.slotsFrom,
     busySlots: c.busySlots,
     labels: c.row.labels,
     tls: c.row.tls,

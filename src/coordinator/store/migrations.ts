@@ -249,4 +249,11 @@ export const migrations: readonly Migration[] = [
         BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('api_tokens', json_array(OLD.id)); END;
     `,
   },
+  {
+    version: 3,
+    name: 'agents: the cores an agent reported when it last connected',
+    // Replicated with the rest of the row, so a backup standing by (which has no connections)
+    // shows the slots the primary last saw rather than 1.
+    sql: `ALTER TABLE agents ADD COLUMN cores INTEGER;`,
+  },
 ];

@@ -46,6 +46,7 @@ export interface AgentSql {
   labels: string;
   slots: number | null;
   created_at: string;
+  cores: number | null;
 }
 
 export interface ExtensionSql {
@@ -138,6 +139,7 @@ export function toAgent(row: AgentSql): AgentRow {
     tls: row.tls === 1,
     labels: JSON.parse(row.labels) as string[],
     slots: row.slots,
+    cores: row.cores,
     createdAt: row.created_at,
   };
 }

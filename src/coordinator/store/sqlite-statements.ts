@@ -27,6 +27,7 @@ export const agentPatch = {
   slots: 'slots',
   fingerprint: 'fingerprint',
   accessKey: 'access_key',
+  cores: 'cores',
 } as const;
 
 export const buildPatch = {

@@ -197,7 +197,7 @@ class SqliteStore implements Store {
 
   // agents
 
-  addAgent(agent: Omit<AgentRow, 'createdAt'>): AgentRow {
+  addAgent(agent: Omit<AgentRow, 'createdAt' | 'cores'>): AgentRow {
     const row = this.sql.insertAgent.get({
       name: agent.name,
       host: agent.host,
@@ -226,7 +226,7 @@ class SqliteStore implements Store {
 
   updateAgent(
     name: string,
-    changes: Partial<Pick<AgentRow, 'labels' | 'slots' | 'fingerprint' | 'accessKey'>>,
+    changes: Partial<Pick<AgentRow, 'labels' | 'slots' | 'fingerprint' | 'accessKey' | 'cores'>>,
   ): AgentRow {
     const row = this.sql.updateAgent.get({
       name,

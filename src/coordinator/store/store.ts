@@ -52,12 +52,12 @@ export interface Store {
   listSettings(): Record<string, unknown>;
 
   // agents
-  addAgent(agent: Omit<AgentRow, 'createdAt'>): AgentRow;
+  addAgent(agent: Omit<AgentRow, 'createdAt' | 'cores'>): AgentRow;
   getAgent(name: string): AgentRow | undefined;
   listAgents(): AgentRow[];
   updateAgent(
     name: string,
-    changes: Partial<Pick<AgentRow, 'labels' | 'slots' | 'fingerprint' | 'accessKey'>>,
+    changes: Partial<Pick<AgentRow, 'labels' | 'slots' | 'fingerprint' | 'accessKey' | 'cores'>>,
   ): AgentRow;
   removeAgent(name: string): boolean;
 

@@ -33,6 +33,8 @@ export interface AgentRow {
   labels: string[];
   /** Null: as many as the agent's cores. */
   slots: number | null;
+  /** The cores the agent reported when it last connected (null: never connected). */
+  cores: number | null;
   createdAt: string;
 }
 

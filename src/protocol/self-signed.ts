@@ -10,6 +10,8 @@ export interface SelfSignedOptions {
   ips?: readonly string[];
   notBefore?: Date;
   notAfter: Date;
+  /** Signed by this CA instead of by itself (tests: a private CA). */
+  signedBy?: { cert: string; key: string };
 }
 
 export async function selfSignedCertificate(
@@ -22,6 +24,7 @@ export async function selfSignedCertificate(
     // A minute back, so a peer whose clock is a little behind accepts it at once.
     notBeforeDate: options.notBefore ?? new Date(Date.now() - 60_000),
     notAfterDate: options.notAfter,
+    ...(options.signedBy ? { ca: options.signedBy } : {}),
     extensions: [
       { name: 'basicConstraints', cA: false },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },

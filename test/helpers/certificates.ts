@@ -125,31 +125,15 @@ export async function makePrivateCa(): Promise<{
   return {
     cert: ca.cert,
     async sign(names) {
-      const leaf = await generate([{ name: 'commonName', value: 'muster-private-ca-leaf' }], {
-        keyType: 'ec',
-        curve: 'P-256',
-        algorithm: 'sha256',
-        notBeforeDate,
-        notAfterDate,
-        ca: { key: ca.private, cert: ca.cert },
-        extensions: [
-          { name: 'basicConstraints', cA: false },
-          { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-          { name: 'extKeyUsage', serverAuth: true },
-          {
-            name: 'subjectAltName',
-            altNames: [
-              ...(names.dns ?? []).map((value) => ({ type: 2 as const, value })),
-              ...(names.ips ?? []).map((ip) => ({ type: 7 as const, ip })),
-            ],
-          },
-        ],
+      const leaf = await selfSignedCertificate({
+        commonName: 'muster-private-ca-leaf',
+        dns: names.dns ?? [],
+        ips: names.ips ?? [],
+        notBefore: notBeforeDate,
+        notAfter: notAfterDate,
+        signedBy: { cert: ca.cert, key: ca.private },
       });
-      return {
-        cert: leaf.cert,
-        key: leaf.private,
-        fingerprint: new X509Certificate(leaf.cert).fingerprint256,
-      };
+      return { ...leaf, fingerprint: new X509Certificate(leaf.cert).fingerprint256 };
     },
   };
 }

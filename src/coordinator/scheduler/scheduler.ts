@@ -283,7 +283,25 @@ export class Scheduler {
 
   private dispatch(build: ActiveBuild, state: TaskState, connection: SchedulerAgent): void {
     const number = state.row.attempts + 1;
-    const agentTaskId = newAgentTaskId(build.row, state.plan.name, number);
+    const flight = this.startFlight(
+      build,
+      state,
+      connection,
+      number,
+      newAgentTaskId(build.row, state.plan.name, number),
+    );
+    // Sent to the agent once the pass's transaction has committed the attempt.
+    this.toExecute.push(() => void this.execute(flight, connection));
+  }
+
+  /** Records attempt `number` of the task as running on this agent, and tracks it in flight. */
+  private startFlight(
+    build: ActiveBuild,
+    state: TaskState,
+    connection: SchedulerAgent,
+    number: number,
+    agentTaskId: string,
+  ): InFlight {
     const startedAt = now();
     const attempt = this.ctx.store.transaction(() => {
       const created = this.ctx.store.createAttempt({
@@ -318,8 +336,7 @@ export class Scheduler {
     this.inFlight.set(agentTaskId, flight);
     build.inFlight++;
     connection.noteBusy(1);
-    // Sent to the agent once the pass's transaction has committed the attempt.
-    this.toExecute.push(() => void this.execute(flight, connection));
+    return flight;
   }
 
   private async execute(flight: InFlight, connection: SchedulerAgent): Promise<void> {
@@ -508,40 +525,7 @@ export class Scheduler {
     if (!build || !state) return;
     // Its own number when free, else the next: numbers only order a task's attempts here.
     const number = Math.max(id.attempt, state.row.attempts + 1);
-    const startedAt = now();
-    const attempt = this.ctx.store.transaction(() => {
-      const created = this.ctx.store.createAttempt({
-        buildId: build.id,
-        taskName: state.plan.name,
-        number,
-        agent: connection.name,
-        agentTaskId,
-        status: 'running',
-        startedAt,
-      });
-      this.setTask(build, state, {
-        status: 'running',
-        attempts: number,
-        agent: connection.name,
-        startedAt,
-        finishedAt: null,
-        exitCode: null,
-        error: null,
-      });
-      return created;
-    });
-    const flight: InFlight = {
-      attempt,
-      build,
-      task: state,
-      state: 'attached',
-      lostTimer: undefined,
-      connection,
-      cancelRequested: false,
-    };
-    this.inFlight.set(agentTaskId, flight);
-    build.inFlight++;
-    connection.noteBusy(1);
+    const flight = this.startFlight(build, state, connection, number, agentTaskId);
     this.ctx.log.info(
       { build: build.id, task: state.plan.name, attempt: number, agent: connection.name },
       'adopted an attempt this coordinator had not recorded',

@@ -124,18 +124,22 @@ describe('several backups', () => {
   it('deselects a selected backup out of touch for the deselection period', async () => {
     primary = await restartCoordinator(primary, {
       tls: true,
-      args: [...FAST, '--deselect-after', '4s'],
+      // Long enough that a loaded machine still sees the selection survive the restart.
+      args: [...FAST, '--deselect-after', '10s'],
     });
     assert.equal((await list()).find((b) => b.name === 'b1')?.selected, true);
     await waitFor(
       async () => (await list()).every((b) => !b.selected),
-      20_000,
+      30_000,
       'the primary to deselect b1',
     );
     const status = (await primary.api<StatusView>('GET', '/status')).body;
     assert.equal(status.backup, null);
+    // Status says which backup went, and why.
+    assert.equal(status.lastDeselected?.name, 'b1');
+    assert.equal(status.lastDeselected?.reason, 'not reached for 10 s');
     assert.ok(
-      primary.logs.some((l) => /backup b1 deselected: not reached for 4 s/.test(String(l.msg))),
+      primary.logs.some((l) => /backup b1 deselected: not reached for 10 s/.test(String(l.msg))),
       'the deselection is logged',
     );
     const setting = await primary.api<{ value: { name: string; reason: string } }>(

@@ -31,6 +31,7 @@ import type { PlanTask } from '../plan/types.js';
 import type { Store } from '../store/store.js';
 import type { AttemptRow, AttemptStatus, BuildRow, TaskRow } from '../store/types.js';
 import { ActiveBuild, type TaskState } from './active-build.js';
+import { cancelRequestedFields, isCancelRequested } from './cancel-request.js';
 import { isOfBuild, newAgentTaskId, parseAgentTaskId, type AgentTaskId } from './agent-task-id.js';
 import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
 
@@ -126,8 +127,8 @@ export class Scheduler {
     if (!build) return;
     build.cancelling = true;
     // Remembered in the store, so a restart mid-cancel goes on cancelling.
-    this.ctx.store.setBuildStatus(buildId, build.row.status, { error: CANCEL_REQUESTED });
-    build.row = { ...build.row, error: CANCEL_REQUESTED };
+    this.ctx.store.setBuildStatus(buildId, build.row.status, cancelRequestedFields);
+    build.row = { ...build.row, ...cancelRequestedFields };
     const at = now();
     this.ctx.store.transaction(() => {
       for (const state of build.tasks.values()) {
@@ -220,7 +221,7 @@ export class Scheduler {
   private load(row: BuildRow): void {
     if (this.builds.has(row.id)) return;
     const build = new ActiveBuild(row, this.ctx.store.listTasks(row.id));
-    build.cancelling = row.error === CANCEL_REQUESTED;
+    build.cancelling = isCancelRequested(row);
     this.builds.set(row.id, build);
     for (const state of build.tasks.values()) {
       if (state.row.status === 'queued') build.ready.push(state.plan.name);
@@ -860,9 +861,6 @@ function declaredOutputs(plan: PlanTask): DeclaredOutputs {
   }
   return declared;
 }
-
-/** A build's error while its cancel is under way (a restart mid-cancel goes on cancelling). */
-export const CANCEL_REQUESTED = 'cancel requested';
 
 function now(): string {
   return new Date().toISOString();

@@ -3,6 +3,31 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
 
+/**
+ * `.catch(() => undefined)` (or `() => {}`) on a promise nobody awaits for its value: the error
+ * vanishes. Where that is right, an `eslint-disable-next-line no-restricted-syntax -- why` says so.
+ * A probe whose undefined is the answer (`await stat(f).catch(() => undefined)` in an expression)
+ * is not matched.
+ */
+const silentHandler =
+  "CallExpression[callee.property.name='catch'][arguments.length=1]" +
+  "[arguments.0.type='ArrowFunctionExpression'][arguments.0.params.length=0]";
+const silentCatches = [
+  `${silentHandler}[arguments.0.body.type='Identifier'][arguments.0.body.name='undefined']`,
+  `${silentHandler}[arguments.0.body.type='BlockStatement'][arguments.0.body.body.length=0]`,
+].flatMap((call) =>
+  [
+    `ExpressionStatement > ${call}`,
+    `ExpressionStatement > UnaryExpression > ${call}`,
+    `ExpressionStatement > AwaitExpression > ${call}`,
+    `ExpressionStatement > AwaitExpression > ChainExpression > ${call}`,
+  ].map((selector) => ({
+    selector,
+    message:
+      'This .catch drops the error: handle it, log it with its reason, or say why ignoring is right (eslint-disable-next-line no-restricted-syntax -- why).',
+  })),
+);
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.muster/**'] },
   js.configs.recommended,
@@ -31,6 +56,12 @@ export default tseslint.config(
       // Fastify handlers and interface implementations are async without awaiting; that is fine.
       '@typescript-eslint/require-await': 'off',
     },
+  },
+  {
+    // Product code: a dropped promise whose error is dropped too is handled, logged, or says why
+    // not. Tests may fire and forget.
+    files: ['src/**/*.ts', 'web/src/**/*.ts', 'web/src/**/*.tsx'],
+    rules: { 'no-restricted-syntax': ['error', ...silentCatches] },
   },
   {
     // The UI's build config imports only build tools (which the legacy node resolver cannot

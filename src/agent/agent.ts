@@ -66,7 +66,11 @@ export class Agent {
     this.blobs = new BlobStore(join(options.tempDir, 'blobs'));
     this.versions = new VersionStore(this.blobs);
     this.instances = new InstanceRegistry(options.dataDir, options.tempDir);
-    this.leases = new LeaseTable(options.dataDir, options.leaseTtlMs);
+    // Limited: a coordinator can change its lease at every connect (a full disk fails each write).
+    const leasesNotSaved = new LogLimiter(log, 'could not save the cluster leases');
+    this.leases = new LeaseTable(options.dataDir, options.leaseTtlMs, Date.now, (err) =>
+      leasesNotSaved.warn({ err }),
+    );
     this.control = new ControlRequests(options.dataDir, (request) => this.onControl(request));
     this.gate = new ConnectionGate({
       maxTotal: options.maxUnauthenticated,
@@ -253,7 +257,14 @@ export class Agent {
     for (const session of this.sessions) session.close(new MusterError('AGENT_SHUTTING_DOWN'));
     await this.hosts.stopAll();
     await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
-    await Promise.all(this.instances.list().map((i) => i.save().catch(() => undefined)));
+    const saving = this.instances.list().map(async (instance) => {
+      try {
+        await instance.save();
+      } catch (err) {
+        this.log.warn({ err, instance: instance.key }, 'could not save an instance record');
+      }
+    });
+    await Promise.all(saving);
     this.state = 'stopped';
     this.log.info('stopped');
   }

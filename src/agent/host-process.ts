@@ -132,7 +132,7 @@ export class HostProcess {
         this.onExit(code, signal);
       });
     });
-    // Rejections are handled by whoever awaits `ready`; this keeps an unawaited one quiet.
+    // eslint-disable-next-line no-restricted-syntax -- whoever awaits `ready` gets the error; this keeps an unawaited one quiet
     this.ready.catch(() => undefined);
   }
 

@@ -145,6 +145,7 @@ export class Instance {
 
   /** Writes the record; writes are serialised so the file always holds the latest state. */
   save(): Promise<void> {
+    // A failed earlier write was its caller's to report; this one goes on.
     this.saving = this.saving
       .catch(() => undefined)
       .then(() => writeAtomic(this.recordFile, `${JSON.stringify(this.record, null, 2)}\n`));
@@ -190,6 +191,7 @@ export class InstanceRegistry {
   ): Promise<Instance> {
     const key = instanceKeyOf(product, instanceId, sourceIp);
     const removal = this.byKey.get(key)?.removal;
+    // eslint-disable-next-line no-restricted-syntax -- waits for the removal to end; whoever removes logs its failure
     if (removal !== undefined) await removal.catch(() => undefined);
     let instance = this.byKey.get(key);
     const bound = instance?.record.publicKey;
@@ -262,6 +264,7 @@ export class InstanceRegistry {
   async remove(instance: Instance): Promise<void> {
     if (this.byKey.get(instance.key) !== instance) return;
     this.byKey.delete(instance.key);
+    // eslint-disable-next-line no-restricted-syntax -- waits for a pending write, which must not recreate the record after the rm below
     await instance.save().catch(() => undefined);
     await rm(instance.recordFile, { force: true });
     await rm(instance.dir, { recursive: true, force: true });

@@ -72,6 +72,8 @@ export class LeaseTable {
     private readonly dataDir: string,
     private readonly ttlMs: number,
     private readonly clock: () => number = Date.now,
+    /** A write of leases.json failed (it holds terms and keys across restarts): for the log. */
+    private readonly saveFailed: (err: unknown) => void = () => undefined,
   ) {
     this.file = join(dataDir, 'leases.json');
   }
@@ -94,7 +96,7 @@ export class LeaseTable {
     const bound = this.keys.get(cluster);
     if (bound !== undefined) return bound === publicKey ? true : bound;
     this.keys.set(cluster, publicKey);
-    void this.save().catch(() => undefined);
+    void this.save().catch(this.saveFailed);
     return true;
   }
 
@@ -103,7 +105,7 @@ export class LeaseTable {
     const known = this.leases.has(cluster) || this.keys.has(cluster);
     this.leases.delete(cluster);
     this.keys.delete(cluster);
-    if (known) void this.save().catch(() => undefined);
+    if (known) void this.save().catch(this.saveFailed);
     return known;
   }
 
@@ -135,7 +137,7 @@ export class LeaseTable {
     if (!allowed) return this.stateOf(cluster, holder, term);
     const changed = !same;
     this.leases.set(cluster, { term, holder, expiresAt: now + this.ttlMs });
-    if (changed) void this.save().catch(() => undefined);
+    if (changed) void this.save().catch(this.saveFailed);
     return this.stateOf(cluster, holder, term);
   }
 
@@ -173,6 +175,7 @@ export class LeaseTable {
 
   /** Resolves once every change so far is on disk. */
   async flush(): Promise<void> {
+    // eslint-disable-next-line no-restricted-syntax -- a failed write was reported to saveFailed
     await this.saving.catch(() => undefined);
   }
 
@@ -181,6 +184,7 @@ export class LeaseTable {
     for (const [cluster, { term, holder }] of this.leases) snapshot[cluster] = { term, holder };
     for (const [cluster, publicKey] of this.keys)
       snapshot[cluster] = { ...(snapshot[cluster] ?? { term: 0, holder: '' }), publicKey };
+    // Writes follow one another; a failed one was reported to saveFailed, the next one goes on.
     this.saving = this.saving
       .catch(() => undefined)
       .then(() => writeAtomic(this.file, `${JSON.stringify(snapshot, null, 2)}\n`));

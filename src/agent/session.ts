@@ -785,7 +785,13 @@ export class AgentSession {
       this.instance.connections--;
       this.instance.lastActive = Date.now();
       this.instance.record.lastSeen = new Date().toISOString();
-      void this.instance.save().catch(() => undefined);
+      const instance = this.instance;
+      // One line at most per disconnect, which is logged anyway: no flood to limit.
+      void instance
+        .save()
+        .catch((err: unknown) =>
+          this.log.warn({ err, instance: instance.key }, 'could not save the instance record'),
+        );
       this.log.info({ instance: this.instance.key }, 'coordinator disconnected');
     }
     this.ctx.onSessionClosed(this);
@@ -838,6 +844,7 @@ function invalid(type: string, error: z.ZodError): MusterError {
 
 function abortWriters(upload: Upload): void {
   for (const pending of upload.writers.values()) {
+    // eslint-disable-next-line no-restricted-syntax -- the upload failed already and says why; abort only removes its temp file
     pending.then((w) => w.abort()).catch(() => undefined);
   }
 }

@@ -263,6 +263,7 @@ export class TaskUsers {
     const trash = join(instance.dir, `.stale-${randomBytes(6).toString('hex')}`);
     await mkdir(trash, { mode: 0o700 });
     for (const name of ['work', 'home', 'tmp', 'blobs']) {
+      // eslint-disable-next-line no-restricted-syntax -- a dir never made (ENOENT) needs no move
       await rename(join(instance.dir, name), join(trash, name)).catch(() => undefined);
     }
     await rm(trash, { recursive: true, force: true });

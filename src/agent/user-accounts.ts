@@ -68,12 +68,14 @@ export class SystemUserAccounts implements UserAccounts {
 
   ensure(name: string, comment: string): Promise<SystemUser> {
     const next = this.chain.then(() => this.create(name, comment));
+    // The caller gets the error from `next`; the chain only keeps the calls in order.
     this.chain = next.catch(() => undefined);
     return next;
   }
 
   remove(name: string): Promise<void> {
     const next = this.chain.then(() => this.delete(name));
+    // As in ensure.
     this.chain = next.catch(() => undefined);
     return next;
   }

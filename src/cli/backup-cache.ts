@@ -36,6 +36,7 @@ export class BackupCache implements BackupDirectory {
 
   set(primary: string, backup: string | undefined): Promise<void> {
     const next = this.queue.then(() => this.apply(primary, backup));
+    // The caller gets the error from `next`; the queue only keeps the writes in order.
     this.queue = next.catch(() => undefined);
     return next;
   }
@@ -53,6 +54,7 @@ export class BackupCache implements BackupDirectory {
     if (entries.get(primary) === backup) return;
     if (backup === undefined) entries.delete(primary);
     else entries.set(primary, backup);
+    // eslint-disable-next-line no-restricted-syntax -- a cache only (read-only home, full disk): the next answer of the primary says it again
     await writeEntries(this.path, entries).catch(() => undefined);
   }
 }

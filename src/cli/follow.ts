@@ -81,6 +81,7 @@ class Follower {
     this.logCursor = Math.max(this.logCursor, this.lastLogId);
     let unreachableSince: number | undefined;
     while (!this.ended && !signal?.aborted) {
+      // eslint-disable-next-line no-restricted-syntax -- an abort ends the sleep early; the loop checks the signal next
       await sleep(this.options.pollMs ?? 1000, undefined, { signal }).catch(() => undefined);
       if (signal?.aborted) break;
       try {
@@ -104,6 +105,7 @@ class Follower {
 
   private async consume(stream: EventStream): Promise<void> {
     const check = setInterval(() => {
+      // eslint-disable-next-line no-restricted-syntax -- a failed check is tried again; the stream or the poll after it reports errors
       void this.inTurn(async () => {
         await this.refresh();
         if (this.ended) stream.close();
@@ -119,11 +121,13 @@ class Follower {
     } finally {
       clearInterval(check);
     }
+    // eslint-disable-next-line no-restricted-syntax -- inTurn's callers got its errors; this only waits for the last turn
     await this.turn.catch(() => undefined);
   }
 
   private inTurn(fn: () => Promise<void> | void): Promise<void> {
     const next = this.turn.then(fn);
+    // The caller gets the error from `next`; `turn` only keeps the turns in order.
     this.turn = next.catch(() => undefined);
     return next;
   }

@@ -12,7 +12,8 @@ import { adoptOrphans } from './ha/adopt.js';
 import type { EnginePort, LeaseSummary } from './ha/engine-port.js';
 import type { AgentConnection, Identity } from './pool/agent-connection.js';
 import { AgentPool } from './pool/pool.js';
-import { CANCEL_REQUESTED, Scheduler } from './scheduler/scheduler.js';
+import { cancelRequestedFields } from './scheduler/cancel-request.js';
+import { Scheduler } from './scheduler/scheduler.js';
 import type { Store } from './store/store.js';
 import type { BuildRow } from './store/types.js';
 
@@ -162,7 +163,7 @@ export class Engine implements EnginePort, BuildControl {
       return;
     }
     const build = this.ctx.store.getBuild(buildId);
-    if (build) this.ctx.store.setBuildStatus(buildId, build.status, { error: CANCEL_REQUESTED });
+    if (build) this.ctx.store.setBuildStatus(buildId, build.status, cancelRequestedFields);
   }
 
   schedule(): void {

@@ -158,6 +158,7 @@ async function storeBlob(
     if (isKnownCode((err as { code?: unknown }).code)) throw err;
     throw codedError('STORAGE_ERROR', `output "${rel}": ${String(err)}`, err);
   } finally {
+    // eslint-disable-next-line no-restricted-syntax -- a temp file left (or never made) is in the task's own dir; the error thrown above is the one to report
     if (!renamed) await unlink(temp).catch(() => undefined);
   }
 }

@@ -178,6 +178,7 @@ export class BlobWriter {
   async finish(): Promise<void> {
     this.done = true;
     await this.chain;
+    // eslint-disable-next-line no-restricted-syntax -- every write was awaited (a failed one is this.failed); the checks below decide
     await this.handle.close().catch(() => undefined);
     if (this.failed) {
       await this.discard();
@@ -210,6 +211,7 @@ export class BlobWriter {
     if (this.done) return;
     this.done = true;
     await this.chain;
+    // eslint-disable-next-line no-restricted-syntax -- the blob is discarded anyway
     await this.handle.close().catch(() => undefined);
     await this.discard();
   }

@@ -32,6 +32,7 @@ export function Backups({ status, canEdit }: { status: StatusView | undefined; c
           setChoice((c) => (c === '' ? (list.find((b) => b.selected)?.name ?? 'none') : c));
         })
         .catch((err: unknown) => setMessage({ error: true, text: String((err as Error).message) }));
+      // eslint-disable-next-line no-restricted-syntax -- the deselection note is extra; the list above reports a coordinator that fails
       getSettings()
         .then((settings) =>
           setDeselected(settings['Backup.LastDeselected'] as typeof deselected | undefined),

@@ -19,6 +19,7 @@ export function Login({
   const [banner, setBanner] = useState<BannerView>();
   useEffect(() => {
     // A coordinator without the route (older) or not answering: no banner, the login still works.
+    // eslint-disable-next-line no-restricted-syntax -- see above
     getBanner()
       .then(setBanner)
       .catch(() => undefined);

@@ -122,7 +122,10 @@ export class AgentConnection {
     const client = this.client;
     this.stopped = true;
     if (client && !client.closed && this.lease?.held) {
-      await client.releaseLease().catch(() => undefined);
+      await client.releaseLease().catch((err: unknown) =>
+        // Not given back, it expires by itself: the other coordinator only waits longer.
+        this.ctx.log.warn({ agent: this.name, err }, 'could not give the lease back'),
+      );
     }
     this.stop();
   }

@@ -1,4 +1,7 @@
-/** Exponential backoff with full jitter: attempt n waits a random time in [0, min(max, base * 2^n)]. */
+/**
+ * Exponential backoff with jitter: attempt n waits a random time in [base/2, min(max, base * 2^n)]
+ * (not from 0 as in "full jitter": a retry never comes at once).
+ */
 export class Backoff {
   private attempt = 0;
 

@@ -31,6 +31,7 @@ import type { PlanTask } from '../plan/types.js';
 import type { Store } from '../store/store.js';
 import type { AttemptRow, AttemptStatus, BuildRow, TaskRow } from '../store/types.js';
 import { ActiveBuild, type TaskState } from './active-build.js';
+import { cancelRequestedFields, isCancelRequested } from './cancel-request.js';
 import { isOfBuild, newAgentTaskId, parseAgentTaskId, type AgentTaskId } from './agent-task-id.js';
 import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
 
@@ -126,8 +127,8 @@ export class Scheduler {
     if (!build) return;
     build.cancelling = true;
     // Remembered in the store, so a restart mid-cancel goes on cancelling.
-    this.ctx.store.setBuildStatus(buildId, build.row.status, { error: CANCEL_REQUESTED });
-    build.row = { ...build.row, error: CANCEL_REQUESTED };
+    this.ctx.store.setBuildStatus(buildId, build.row.status, cancelRequestedFields);
+    build.row = { ...build.row, ...cancelRequestedFields };
     const at = now();
     this.ctx.store.transaction(() => {
       for (const state of build.tasks.values()) {
@@ -145,7 +146,9 @@ export class Scheduler {
       if (flight.build !== build) continue;
       flight.cancelRequested = true;
       if (flight.state === 'attached' && flight.connection?.client) {
-        void flight.connection.client.cancelTask(flight.attempt.agentTaskId).catch(() => undefined);
+        void flight.connection.client
+          .cancelTask(flight.attempt.agentTaskId)
+          .catch(this.agentCallFailed('cancel', flight.attempt.agent, flight.attempt.agentTaskId));
       } else {
         // The agent is away: record the attempt as cancelled now; it is cancelled there on return.
         this.finishFlight(
@@ -218,7 +221,7 @@ export class Scheduler {
   private load(row: BuildRow): void {
     if (this.builds.has(row.id)) return;
     const build = new ActiveBuild(row, this.ctx.store.listTasks(row.id));
-    build.cancelling = row.error === CANCEL_REQUESTED;
+    build.cancelling = isCancelRequested(row);
     this.builds.set(row.id, build);
     for (const state of build.tasks.values()) {
       if (state.row.status === 'queued') build.ready.push(state.plan.name);
@@ -498,9 +501,12 @@ export class Scheduler {
     }
     // Stale (ours, no longer run: lost, cancelled, finished) or a duplicate of a task that runs
     // or is settled here: never two live attempts of one task.
-    if (info.state === 'running') void client.cancelTask(info.taskId).catch(() => undefined);
+    if (info.state === 'running')
+      void client
+        .cancelTask(info.taskId)
+        .catch(this.agentCallFailed('cancel', connection.name, info.taskId));
     // A finished one is released like any result: once a backup has it (deferRelease).
-    else this.release(client, info.taskId);
+    else this.release(client, connection.name, info.taskId);
   }
 
   /** An orphan of a task still to run here, with no attempt in flight: this scheduler's to follow. */
@@ -555,7 +561,9 @@ export class Scheduler {
       flight.connection = connection;
       connection.noteBusy(1);
       if (flight.cancelRequested)
-        void client.cancelTask(flight.attempt.agentTaskId).catch(() => undefined);
+        void client
+          .cancelTask(flight.attempt.agentTaskId)
+          .catch(this.agentCallFailed('cancel', connection.name, flight.attempt.agentTaskId));
       void this.follow(flight, client);
     }
   }
@@ -656,16 +664,36 @@ export class Scheduler {
     // a commit per task was most of the coordinator's time at thousands of tasks a second.
     this.finishing.push(() => this.finishFlight(flight, status, result, detail));
     if (this.finishing.length === 1) queueMicrotask(() => this.flushFinishing());
-    this.release(client, flight.attempt.agentTaskId);
+    this.release(client, flight.attempt.agent, flight.attempt.agentTaskId);
   }
 
   /** Lets the agent forget a finished task: at once, or when ctx.deferRelease says. */
-  private release(client: SchedulerClient, taskId: string): void {
+  private release(client: SchedulerClient, agent: string, taskId: string): void {
     const release = (): void => {
-      void client.releaseTask(taskId).catch(() => undefined);
+      void client.releaseTask(taskId).catch(this.agentCallFailed('release', agent, taskId));
     };
     if (this.ctx.deferRelease) this.ctx.deferRelease(release);
     else release();
+  }
+
+  /**
+   * A cancel or release the agent did not take. Over a connection that closed it is asked again
+   * (the close itself is logged by the pool): the re-attach after the reconnect cancels what still
+   * runs and releases what has finished. Anything else (no answer in time, an error answer) is
+   * worth a warning: calls are per attempt, so an agent cannot repeat it at will.
+   */
+  private agentCallFailed(
+    call: 'cancel' | 'release',
+    agent: string,
+    taskId: string,
+  ): (err: unknown) => void {
+    return (err) => {
+      const error = toMusterError(err);
+      const fields = { err: error, agent, taskId };
+      if (error.code === 'CONNECTION_CLOSED') {
+        this.ctx.log.debug(fields, `the ${call} of a task did not reach the agent`);
+      } else this.ctx.log.warn(fields, `the ${call} of a task failed on the agent`);
+    };
   }
 
   private flushFinishing(): void {
@@ -833,9 +861,6 @@ function declaredOutputs(plan: PlanTask): DeclaredOutputs {
   }
   return declared;
 }
-
-/** A build's error while its cancel is under way (a restart mid-cancel goes on cancelling). */
-export const CANCEL_REQUESTED = 'cancel requested';
 
 function now(): string {
   return new Date().toISOString();

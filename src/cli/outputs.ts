@@ -5,7 +5,7 @@
  * (plan/outputs.ts, the coordinator's own rule); one refused path and nothing is written.
  * The writing itself never follows a symlink already in the directory (confined.ts).
  */
-import type { TaskView } from '../coordinator/api/schemas.js';
+import type { TaskView } from '../api/views/builds.js';
 import { DeclaredOutputs, refuseOutputs } from '../coordinator/plan/outputs.js';
 import type { Plan } from '../coordinator/plan/types.js';
 import type { ApiClient } from './api-client.js';

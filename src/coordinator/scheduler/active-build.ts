@@ -5,7 +5,8 @@
  * O(ready tasks), not O(all tasks).
  */
 import type { PlanTask } from '../plan/types.js';
-import type { BuildRow, TaskRow, TaskStatus } from '../store/types.js';
+import type { BuildRow, TaskRow } from '../store/types.js';
+import type { TaskStatus } from '../../api/status.js';
 import { ReadyQueue } from './ready-queue.js';
 
 export interface TaskState {

@@ -7,17 +7,14 @@ import type {
   AgentRow,
   ApiToken,
   AttemptRow,
-  AttemptStatus,
   BuildRow,
-  BuildStatus,
   ExtensionRow,
   LogChunk,
   OutputFile,
-  Role,
   TaskRow,
-  TaskStatus,
   User,
 } from './types.js';
+import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../../api/status.js';
 
 export interface UserSql {
   id: number;

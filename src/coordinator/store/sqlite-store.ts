@@ -40,15 +40,13 @@ import type {
   AgentRow,
   ApiToken,
   AttemptRow,
-  AttemptStatus,
   BuildRow,
-  BuildStatus,
   ExtensionRow,
   LogChunk,
-  Role,
   TaskRow,
   User,
 } from './types.js';
+import type { AttemptStatus, BuildStatus, Role } from '../../api/status.js';
 
 export interface SqliteStoreOptions {
   /** The clock for createdAt/addedAt stamps (tests pass a fixed one). */

@@ -10,16 +10,13 @@ import type {
   AgentRow,
   ApiToken,
   AttemptRow,
-  AttemptStatus,
   BuildRow,
-  BuildStatus,
   ExtensionRow,
   LogChunk,
-  Role,
   TaskRow,
-  TaskStatus,
   User,
 } from './types.js';
+import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../../api/status.js';
 
 export interface Store {
   /** Replication to a backup and the merge of a backup's history (see replication.ts). */

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { BuildView } from '../api/views/builds.js';
-import { parsePlan, planInputPatterns } from '../coordinator/plan/parse.js';
+import { parsePlan, planInputPatterns } from '../api/plan/parse.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect } from './api-client.js';
 import { BuildDisplay, summaryLine } from './build-display.js';

@@ -11,7 +11,7 @@
  */
 import Database from 'better-sqlite3';
 import { MusterError } from '../../protocol/errors.js';
-import type { BuildFile, Plan } from '../plan/types.js';
+import type { BuildFile, Plan } from '../../api/plan/types.js';
 import { migrations } from './migrations.js';
 import { migrate } from './migrator.js';
 import {

@@ -3,7 +3,7 @@
  * (better-sqlite3 is), and `transaction` groups several writes so a crash never leaves half of
  * them: the scheduler relies on that when it records an attempt together with its task's status.
  */
-import type { BuildFile, Plan } from '../plan/types.js';
+import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type { BackupsStore } from './backups.js';
 import type { ReplicationStore } from './replication.js';
 import type {

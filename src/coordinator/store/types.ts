@@ -1,6 +1,6 @@
 /** Rows of the coordinator's state, as the rest of the coordinator sees them (never SQL). */
 import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../../api/status.js';
-import type { BuildFile, Plan } from '../plan/types.js';
+import type { BuildFile, Plan } from '../../api/plan/types.js';
 
 export interface User {
   id: number;

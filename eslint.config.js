@@ -80,6 +80,74 @@ export default tseslint.config(
     },
   },
   {
+    // The shared layer (what crosses the API: views, requests, events, statuses, the plan
+    // language) imports only the protocol and libraries, so the CLI and the web UI can import it.
+    // Its one exception is the host's glob reading, so a plan is checked as the agent will match
+    // it (host/glob.ts is a leaf: Node built-ins only).
+    files: ['src/api/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            '**/coordinator/**',
+            '**/cli/**',
+            '**/agent/**',
+            '**/extensions/**',
+            '**/host/*',
+            '!**/host/glob.js',
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The CLI sees the coordinator only through the API: it imports the shared layer, the
+    // protocol, its own folder and the host's glob reading (for `muster run`'s inputs), never the
+    // coordinator's or the agent's insides. The commands that start the daemons in this process
+    // (`muster up`, `muster coordinator`, `muster agent`, `muster agent instances`) are their
+    // entry points, and the exception.
+    files: ['src/cli/**/*.ts'],
+    ignores: [
+      'src/cli/up-command.ts',
+      'src/cli/coordinator-command.ts',
+      'src/cli/agent-command.ts',
+      'src/cli/agent-instances.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            '**/coordinator/**',
+            '**/agent/**',
+            '**/extensions/**',
+            '**/host/*',
+            '!**/host/glob.js',
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The web UI imports the shared layer and the protocol, nothing else of ours.
+    files: ['web/src/**/*.ts', 'web/src/**/*.tsx'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            '**/coordinator/**',
+            '**/cli/**',
+            '**/agent/**',
+            '**/host/**',
+            '**/extensions/**',
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['src/coordinator/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: ['**/agent/**', '**/cli/**'] }] },
   },

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AttemptView, BuildView } from '../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView } from '../src/api/views/builds.js';
 import { cliPath, withAgents, withCoordinator } from './coordinator-process.js';
 import { fmt, list, median, now, type Benchmark, type Measurement } from './measure.js';
 

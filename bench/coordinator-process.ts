@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BuildView } from '../src/coordinator/api/schemas.js';
+import type { BuildView } from '../src/api/views/builds.js';
 import { startAgent, type BenchAgent } from './agent.js';
 import { cliPath, nodeArgsFrom, spawnMuster } from './process.js';
 

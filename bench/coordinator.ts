@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { AttemptView, BuildView, StatusView } from '../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView } from '../src/api/views/builds.js';
+import type { StatusView } from '../src/api/views/status.js';
 import {
   inBatches,
   sampleProcess,

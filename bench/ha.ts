@@ -7,7 +7,8 @@
  * then, once every build has ended, counts tasks lost (not succeeded) and duplicated (more than
  * one successful attempt). Run with the defaults and with aggressive settings.
  */
-import type { AttemptView, BuildView, StatusView } from '../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView } from '../src/api/views/builds.js';
+import type { StatusView } from '../src/api/views/status.js';
 import { startAgent, type BenchAgent } from './agent.js';
 import { sleep, startCoordinator, type BenchCoordinator } from './coordinator-process.js';
 import {

@@ -1,9 +1,10 @@
 /** `muster agents add|list|remove`: the coordinator's pool of build machines. */
 import type { Command } from 'commander';
-import type { AgentView } from '../coordinator/api/schemas.js';
+import type { AgentView } from '../api/views/agents.js';
 import { connect, type AddAgentRequest } from './api-client.js';
 import { parseList, parsePositiveInt } from './args.js';
-import { formatTable, printJson } from './format.js';
+import { formatTable } from '../api/format.js';
+import { printJson } from './print-json.js';
 
 interface AddOptions {
   accessKey: string;

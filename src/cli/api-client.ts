@@ -20,30 +20,29 @@
  * like any other: the token is never sent to it.
  */
 import type { z } from 'zod';
+import type { AgentView } from '../api/views/agents.js';
+import type { BackupView } from '../api/views/backups.js';
+import type { BuildSummary, BuildView, LogsView } from '../api/views/builds.js';
 import type {
-  AgentView,
-  BackupView,
-  BuildSummary,
-  BuildView,
   CertificateReplacedView,
   CertificateView,
-  EventMap,
-  ExtensionView,
-  LoginView,
-  LogsView,
   PlainHttpView,
-  StatusView,
-  UserView,
+} from '../api/views/certificates.js';
+import type { EventMap } from '../api/events.js';
+import type { ExtensionView } from '../api/views/extensions.js';
+import type { LoginView, UserView } from '../api/views/users.js';
+import type { StatusView } from '../api/views/status.js';
+import type {
   addAgentBody,
   addExtensionBody,
   createBuildBody,
   updateAgentBody,
-} from '../coordinator/api/schemas.js';
-import type { BuildStatus } from '../coordinator/store/types.js';
+} from '../api/requests.js';
+import type { BuildStatus } from '../api/status.js';
 import { MusterError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { BackupCache, backupsPath, type BackupDirectory } from './backup-cache.js';
 import { loadCredentials, normaliseUrl } from './config.js';
-import { formatDuration } from './format.js';
+import { formatDuration } from '../api/format.js';
 import { pinnedFetch } from './pinned-fetch.js';
 import { readSse } from './sse.js';
 

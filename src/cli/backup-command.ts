@@ -4,9 +4,10 @@
  * with `muster coordinator --backup-of PRIMARY_URL`.
  */
 import type { Command } from 'commander';
-import type { BackupView, DeselectionView } from '../coordinator/api/schemas.js';
+import type { BackupView, DeselectionView } from '../api/views/backups.js';
 import { connect } from './api-client.js';
-import { formatAgo, formatLag, formatTable, formatTimestamp, printJson } from './format.js';
+import { formatAgo, formatLag, formatTable, formatTimestamp } from '../api/format.js';
+import { printJson } from './print-json.js';
 
 const REGISTER_HINT =
   'start muster coordinator --backup-of PRIMARY_URL on the backup machine: it registers itself';

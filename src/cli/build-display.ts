@@ -3,8 +3,8 @@
  * and cleared before anything else is printed above it. Elsewhere (pipes, CI logs): plain lines
  * with a clock time. Log text is printed per task as whole lines, prefixed `task | `.
  */
-import type { BuildView, LogChunkView, TaskView } from '../coordinator/api/schemas.js';
-import { clockTime, elapsedMs, formatDuration } from './format.js';
+import type { BuildView, LogChunkView, TaskView } from '../api/views/builds.js';
+import { clockTime, elapsedMs, formatDuration } from '../api/format.js';
 
 export interface BuildDisplayOptions {
   /** A terminal: draw the progress line. */

@@ -1,14 +1,15 @@
 /** `muster builds list|show|logs|cancel`: builds on the coordinator. */
 import type { Command } from 'commander';
-import type { BuildSummary, BuildView } from '../coordinator/api/schemas.js';
-import type { BuildStatus } from '../coordinator/store/types.js';
+import type { BuildSummary, BuildView } from '../api/views/builds.js';
+import type { BuildStatus } from '../api/status.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect } from './api-client.js';
 import { parseBuildId, parsePositiveInt } from './args.js';
 import { BuildDisplay, summaryLine } from './build-display.js';
 import { EXIT_INTERRUPTED } from './exit-codes.js';
 import { followBuild, hasEnded } from './follow.js';
-import { formatDuration, formatTable, formatTimestamp, printJson } from './format.js';
+import { formatDuration, formatTable, formatTimestamp } from '../api/format.js';
+import { printJson } from './print-json.js';
 
 const STATUSES: readonly BuildStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 

@@ -5,10 +5,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { CertificateView, PlainHttpView } from '../coordinator/api/schemas.js';
+import type { CertificateView, PlainHttpView } from '../api/views/certificates.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect } from './api-client.js';
-import { formatTimestamp, printJson } from './format.js';
+import { formatTimestamp } from '../api/format.js';
+import { printJson } from './print-json.js';
 
 async function readPem(file: string, flag: string): Promise<string> {
   try {

@@ -3,11 +3,12 @@ import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import type { ExtensionView } from '../coordinator/api/schemas.js';
+import type { ExtensionView } from '../api/views/extensions.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect } from './api-client.js';
 import { describeFiles, displayPath, uploadMissing, walkFiles } from './files.js';
-import { formatBytes, formatTable, formatTimestamp, plural, printJson } from './format.js';
+import { formatBytes, formatTable, formatTimestamp, plural } from '../api/format.js';
+import { printJson } from './print-json.js';
 
 const MANIFEST = 'muster-extension.json';
 

@@ -4,8 +4,8 @@
  * missed, and deduplicated by chunk id (ids only grow).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BuildView, LogChunkView, TaskView } from '../coordinator/api/schemas.js';
-import type { BuildStatus } from '../coordinator/store/types.js';
+import type { BuildView, LogChunkView, TaskView } from '../api/views/builds.js';
+import type { BuildStatus } from '../api/status.js';
 import { MusterError } from '../protocol/errors.js';
 import type { ApiClient, ApiEvent, EventStream } from './api-client.js';
 import type { BuildDisplay } from './build-display.js';

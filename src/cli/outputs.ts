@@ -2,12 +2,12 @@
  * Writing a finished build's outputs into the plan's directory. The paths come from the
  * coordinator, which took them from agents: neither is trusted to choose where `muster run`
  * writes. Every path must be one the local plan declared for that task, outside `.git/`
- * (plan/outputs.ts, the coordinator's own rule); one refused path and nothing is written.
+ * (api/plan/outputs.ts, the coordinator's own rule); one refused path and nothing is written.
  * The writing itself never follows a symlink already in the directory (confined.ts).
  */
-import type { TaskView } from '../coordinator/api/schemas.js';
-import { DeclaredOutputs, refuseOutputs } from '../coordinator/plan/outputs.js';
-import type { Plan } from '../coordinator/plan/types.js';
+import type { TaskView } from '../api/views/builds.js';
+import { DeclaredOutputs, refuseOutputs } from '../api/plan/outputs.js';
+import type { Plan } from '../api/plan/types.js';
 import type { ApiClient } from './api-client.js';
 import { downloadFiles } from './files.js';
 

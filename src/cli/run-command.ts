@@ -7,15 +7,16 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { BuildView } from '../coordinator/api/schemas.js';
-import { parsePlan, planInputPatterns } from '../coordinator/plan/parse.js';
+import type { BuildView } from '../api/views/builds.js';
+import { parsePlan, planInputPatterns } from '../api/plan/parse.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect } from './api-client.js';
 import { BuildDisplay, summaryLine } from './build-display.js';
 import { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK } from './exit-codes.js';
 import { describeFiles, displayPath, uploadMissing } from './files.js';
 import { followBuild } from './follow.js';
-import { formatBytes, plural, printJson } from './format.js';
+import { formatBytes, plural } from '../api/format.js';
+import { printJson } from './print-json.js';
 import { resolveInputs } from './inputs.js';
 import { writeOutputs } from './outputs.js';
 

@@ -1,7 +1,8 @@
 /** `muster settings get [KEY] | set KEY VALUE | unset KEY`: the coordinator's admin settings. */
 import type { Command } from 'commander';
 import { connect } from './api-client.js';
-import { formatTable, printJson } from './format.js';
+import { formatTable } from '../api/format.js';
+import { printJson } from './print-json.js';
 
 export function registerSettingsCommand(program: Command): void {
   const settings = program

@@ -1,8 +1,9 @@
 /** `muster status [--json]`: the coordinator this CLI talks to and how it is doing. */
 import type { Command } from 'commander';
-import type { StatusView } from '../coordinator/api/schemas.js';
+import type { StatusView } from '../api/views/status.js';
 import { connect } from './api-client.js';
-import { formatAgo, formatDuration, formatLag, formatTimestamp, printJson } from './format.js';
+import { formatAgo, formatDuration, formatLag, formatTimestamp } from '../api/format.js';
+import { printJson } from './print-json.js';
 
 const ROLE_WORDS: Record<string, string> = {
   primary: 'primary',

@@ -4,10 +4,11 @@
  * with --password-stdin or typed at a prompt, never given as arguments.
  */
 import type { Command } from 'commander';
-import type { UserView } from '../coordinator/api/schemas.js';
+import type { UserView } from '../api/views/users.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect } from './api-client.js';
-import { formatTable, formatTimestamp, printJson } from './format.js';
+import { formatTable, formatTimestamp } from '../api/format.js';
+import { printJson } from './print-json.js';
 import { readPassword } from './password-input.js';
 
 const ROLES = ['admin', 'viewer'] as const;

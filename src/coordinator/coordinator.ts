@@ -19,7 +19,7 @@ import { MusterError } from '../protocol/errors.js';
 import { writeAtomic } from '../protocol/atomic-file.js';
 import type { ApiContext } from './api/context.js';
 import { buildServer } from './api/server.js';
-import type { StatusView } from './api/schemas.js';
+import type { StatusView } from '../api/views/status.js';
 import { generatePassword, hashPassword } from './auth/passwords.js';
 import { BlobSweeper } from './blob-sweeper.js';
 import { BundleManager } from './bundles.js';

@@ -1,8 +1,6 @@
 /** The coordinator's live events (builds, tasks, logs, agents) for the API's event stream. */
 import { EventEmitter } from 'node:events';
-import type { EventMap } from './api/schemas.js';
-
-export type EventName = keyof EventMap;
+import type { EventMap, EventName } from '../api/events.js';
 export type Listener = <K extends EventName>(event: K, data: EventMap[K]) => void;
 
 export class EventBus {

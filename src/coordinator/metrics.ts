@@ -1,6 +1,6 @@
 /** Prometheus metrics on /metrics. */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BackupHealth } from './api/schemas.js';
+import type { BackupHealth } from '../api/status.js';
 
 /** What /metrics shows of high availability, sampled at each scrape. */
 export interface HaSample {

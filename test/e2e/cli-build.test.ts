@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { BuildView } from '../../src/coordinator/api/schemas.js';
+import type { BuildView } from '../../src/api/views/builds.js';
 import { cleanup, cliPath, makeTempDir, startAgent, waitFor } from '../helpers/agent-process.js';
 import { writeProbeExtension } from '../helpers/extensions.js';
 import { runCli, type CliResult } from '../helpers/cli.js';

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { StatusView } from '../../src/coordinator/api/schemas.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import { cleanup, startAgent, waitFor, type StartedAgent } from '../helpers/agent-process.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import {

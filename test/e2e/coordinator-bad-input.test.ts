@@ -20,15 +20,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type {
-  AgentView,
-  ApiErrorBody,
-  AttemptView,
-  BuildSummary,
-  BuildView,
-  LoginView,
-  StatusView,
-} from '../../src/coordinator/api/schemas.js';
+import type { AgentView } from '../../src/api/views/agents.js';
+import type { ApiErrorBody } from '../../src/api/error-body.js';
+import type { AttemptView, BuildSummary, BuildView } from '../../src/api/views/builds.js';
+import type { LoginView } from '../../src/api/views/users.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import {
   cleanup,
   makeTempDir,

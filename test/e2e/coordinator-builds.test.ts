@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { AttemptView, BuildView, LogsView } from '../../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView, LogsView } from '../../src/api/views/builds.js';
 import {
   cleanup,
   makeTempDir,

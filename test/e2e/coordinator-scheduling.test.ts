@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AttemptView, BuildView, LogsView } from '../../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView, LogsView } from '../../src/api/views/builds.js';
 import { cleanup, startAgent, waitFor, type StartedAgent } from '../helpers/agent-process.js';
 import {
   killCoordinators,

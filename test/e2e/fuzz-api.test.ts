@@ -25,7 +25,8 @@ import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { BuildView, StatusView } from '../../src/coordinator/api/schemas.js';
+import type { BuildView } from '../../src/api/views/builds.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import { cleanup, makeTempDir, startAgent, waitFor } from '../helpers/agent-process.js';
 import {
   ADMIN_PASSWORD,

@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { BuildView, StatusView, UserView } from '../../src/coordinator/api/schemas.js';
+import type { BuildView } from '../../src/api/views/builds.js';
+import type { StatusView } from '../../src/api/views/status.js';
+import type { UserView } from '../../src/api/views/users.js';
 import { cleanup, startAgent, waitFor, type StartedAgent } from '../helpers/agent-process.js';
 import {
   ADMIN_PASSWORD,

@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { BackupView, BuildView, StatusView } from '../../src/coordinator/api/schemas.js';
+import type { BackupView } from '../../src/api/views/backups.js';
+import type { BuildView } from '../../src/api/views/builds.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import { cleanup, waitFor } from '../helpers/agent-process.js';
 import {
   apiWithCa,

@@ -18,7 +18,8 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AttemptView, BuildView, StatusView } from '../../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView } from '../../src/api/views/builds.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import {
   cleanup,
   makeSharedDir,

@@ -7,12 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type {
-  AttemptView,
-  BackupView,
-  BuildView,
-  LogsView,
-} from '../../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView, LogsView } from '../../src/api/views/builds.js';
+import type { BackupView } from '../../src/api/views/backups.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {

@@ -12,7 +12,8 @@ import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { BackupView, StatusView } from '../../src/coordinator/api/schemas.js';
+import type { BackupView } from '../../src/api/views/backups.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import { cleanup, makeTempDir, waitFor } from '../helpers/agent-process.js';
 import { makePrivateCa } from '../helpers/certificates.js';
 import {

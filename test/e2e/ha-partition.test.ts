@@ -11,7 +11,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AttemptView, BuildView } from '../../src/coordinator/api/schemas.js';
+import type { AttemptView, BuildView } from '../../src/api/views/builds.js';
 import {
   cleanup,
   makeSharedDir,

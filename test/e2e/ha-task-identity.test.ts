@@ -14,12 +14,9 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type {
-  AgentView,
-  AttemptView,
-  BuildView,
-  StatusView,
-} from '../../src/coordinator/api/schemas.js';
+import type { AgentView } from '../../src/api/views/agents.js';
+import type { AttemptView, BuildView } from '../../src/api/views/builds.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import {
   cleanup,
   makeSharedDir,

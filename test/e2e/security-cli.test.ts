@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { BuildView } from '../../src/coordinator/api/schemas.js';
+import type { BuildView } from '../../src/api/views/builds.js';
 import { cleanup, makeTempDir, startAgent, waitFor } from '../helpers/agent-process.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import {

@@ -19,12 +19,10 @@ import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import type {
-  ApiErrorBody,
-  BuildView,
-  LoginView,
-  StatusView,
-} from '../../src/coordinator/api/schemas.js';
+import type { ApiErrorBody } from '../../src/api/error-body.js';
+import type { BuildView } from '../../src/api/views/builds.js';
+import type { LoginView } from '../../src/api/views/users.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import { cleanup, makeTempDir, startAgent, waitFor } from '../helpers/agent-process.js';
 import {
   ADMIN_PASSWORD,

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import type { StatusView } from '../../src/coordinator/api/schemas.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import { cleanup, startAgent, type StartedAgent } from '../helpers/agent-process.js';
 import {
   killCoordinators,

@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
-import type { BuildView } from '../../src/coordinator/api/schemas.js';
+import type { BuildView } from '../../src/api/views/builds.js';
 import { makeTempDir, waitFor, type StartedAgent } from './agent-process.js';
 import { spawnDaemon } from './daemon.js';
 

@@ -1,6 +1,7 @@
 /** What the high-availability tests share: fast timings, submitting, status, selecting a backup. */
 import assert from 'node:assert/strict';
-import type { BuildView, StatusView } from '../../src/coordinator/api/schemas.js';
+import type { BuildView } from '../../src/api/views/builds.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import { waitFor } from './agent-process.js';
 import { startCoordinator, type StartedCoordinator } from './coordinator-process.js';
 

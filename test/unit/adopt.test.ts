@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { adoptOrphans } from '../../src/coordinator/ha/adopt.js';
-import { parsePlan } from '../../src/coordinator/plan/parse.js';
+import { parsePlan } from '../../src/api/plan/parse.js';
 import { newAgentTaskId } from '../../src/coordinator/scheduler/agent-task-id.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { TaskInfo } from '../../src/protocol/messages.js';

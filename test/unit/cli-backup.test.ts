@@ -13,13 +13,9 @@ import { ApiClient, type ApiEvent } from '../../src/cli/api-client.js';
 import { formatBackups } from '../../src/cli/backup-command.js';
 import { BackupCache, backupsPath } from '../../src/cli/backup-cache.js';
 import { formatStatus } from '../../src/cli/status-command.js';
-import type {
-  BackupView,
-  BuildSummary,
-  BuildView,
-  LogsView,
-  StatusView,
-} from '../../src/coordinator/api/schemas.js';
+import type { BackupView } from '../../src/api/views/backups.js';
+import type { BuildSummary, BuildView, LogsView } from '../../src/api/views/builds.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import type { MusterError } from '../../src/protocol/errors.js';
 import { FakeCoordinator, apiError, runCli } from '../helpers/cli-fake-coordinator.js';
 

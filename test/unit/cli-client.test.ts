@@ -8,8 +8,8 @@ import { ApiClient, type ApiEvent } from '../../src/cli/api-client.js';
 import { describeTransition, progressLine } from '../../src/cli/build-display.js';
 import { configDir, loadCredentials, normaliseUrl, saveCredentials } from '../../src/cli/config.js';
 import { exitCodeFor, formatError } from '../../src/cli/exit-codes.js';
-import { formatTable } from '../../src/cli/format.js';
-import type { TaskView } from '../../src/coordinator/api/schemas.js';
+import { formatTable } from '../../src/api/format.js';
+import type { TaskView } from '../../src/api/views/builds.js';
 import { MusterError } from '../../src/protocol/errors.js';
 import { FakeCoordinator, apiError } from '../helpers/cli-fake-coordinator.js';
 

@@ -9,13 +9,10 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type {
-  AgentView,
-  BuildView,
-  LoginView,
-  LogsView,
-  StatusView,
-} from '../../src/coordinator/api/schemas.js';
+import type { AgentView } from '../../src/api/views/agents.js';
+import type { BuildView, LogsView } from '../../src/api/views/builds.js';
+import type { LoginView } from '../../src/api/views/users.js';
+import type { StatusView } from '../../src/api/views/status.js';
 import { FakeCoordinator, apiError, runCli } from '../helpers/cli-fake-coordinator.js';
 
 const dirs: string[] = [];

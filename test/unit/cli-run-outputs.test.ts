@@ -20,7 +20,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parsePlan } from '../../src/coordinator/plan/parse.js';
+import { parsePlan } from '../../src/api/plan/parse.js';
 import { writeOutputs } from '../../src/cli/outputs.js';
 import { MusterError } from '../../src/protocol/errors.js';
 

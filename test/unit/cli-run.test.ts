@@ -8,13 +8,8 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type {
-  BuildView,
-  LogChunkView,
-  LogsView,
-  TaskView,
-} from '../../src/coordinator/api/schemas.js';
-import type { BuildStatus } from '../../src/coordinator/store/types.js';
+import type { BuildView, LogChunkView, LogsView, TaskView } from '../../src/api/views/builds.js';
+import type { BuildStatus } from '../../src/api/status.js';
 import { FakeCoordinator, runCli, type SseWriter } from '../helpers/cli-fake-coordinator.js';
 
 const PLAN = `name: demo

@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parsePlan, PLAN_LIMITS } from '../../src/coordinator/plan/parse.js';
+import { parsePlan } from '../../src/api/plan/parse.js';
+import { PLAN_LIMITS } from '../../src/api/plan/limits.js';
 import {
   OFF_THREAD_LIMITS,
   parsePlanOffThread,

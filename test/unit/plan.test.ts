@@ -5,13 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import {
-  checkGlob,
-  closest,
-  editDistance,
-  parsePlan,
-  planInputPatterns,
-} from '../../src/coordinator/plan/parse.js';
+import { checkGlob } from '../../src/api/plan/fields.js';
+import { closest, editDistance } from '../../src/api/plan/suggest.js';
+import { parsePlan, planInputPatterns } from '../../src/api/plan/parse.js';
 import { checkInputsMatch } from '../../src/coordinator/plan/inputs.js';
 import { MusterError } from '../../src/protocol/errors.js';
 

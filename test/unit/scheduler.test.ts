@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { EventBus } from '../../src/coordinator/events.js';
-import { parsePlan } from '../../src/coordinator/plan/parse.js';
+import { parsePlan } from '../../src/api/plan/parse.js';
 import type { SchedulerAgent, SchedulerClient } from '../../src/coordinator/scheduler/ports.js';
 import {
   isOfBuild,

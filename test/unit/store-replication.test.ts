@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
-import type { Plan } from '../../src/coordinator/plan/types.js';
+import type { Plan } from '../../src/api/plan/types.js';
 import { LOCAL_TOKEN_BASE } from '../../src/coordinator/store/replication.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import type { Plan, PlanTask } from '../../src/coordinator/plan/types.js';
+import type { Plan, PlanTask } from '../../src/api/plan/types.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import type { ErrorCode } from '../../src/protocol/errors.js';

@@ -2,22 +2,17 @@
  * The coordinator's API as the web UI uses it: same origin, the session cookie (HttpOnly, set at
  * login), and the session's CSRF token on every change. Errors carry the API's code and message.
  */
+import type { AgentView } from '../../src/api/views/agents.js';
+import type { BannerView, StatusView } from '../../src/api/views/status.js';
+import type { BackupView } from '../../src/api/views/backups.js';
+import type { BuildSummary, BuildView, LogsView, TaskView } from '../../src/api/views/builds.js';
 import type {
-  AgentView,
-  BannerView,
-  BackupView,
-  BuildSummary,
-  BuildView,
   CertificateReplacedView,
   CertificateView as ServedCertificate,
-  ExtensionView,
-  LogsView,
   PlainHttpView,
-  SessionView,
-  StatusView,
-  TaskView,
-  UserView,
-} from '../../src/coordinator/api/schemas.js';
+} from '../../src/api/views/certificates.js';
+import type { ExtensionView } from '../../src/api/views/extensions.js';
+import type { SessionView, UserView } from '../../src/api/views/users.js';
 
 export type {
   AgentView,

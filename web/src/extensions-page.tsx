@@ -5,7 +5,7 @@
  * primary; agents receive the new set on their next sync.
  */
 import { useEffect, useState } from 'preact/hooks';
-import { formatBytes } from '../../src/cli/format.js';
+import { formatBytes } from '../../src/api/format.js';
 import { DangerButton } from './danger-button.js';
 import { addExtension, listExtensions, removeExtension, type ExtensionView } from './api.js';
 import { Notice, useReport, type Report } from './notice.js';

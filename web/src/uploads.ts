@@ -5,7 +5,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
-import { formatBytes } from '../../src/cli/format.js';
+import { formatBytes } from '../../src/api/format.js';
 import { missingBlobs, putBlob, type FileRef } from './api.js';
 
 /** A picked file and its path relative to the picked folder (or its name). */

@@ -6,7 +6,7 @@ import { normaliseFingerprint } from '../../protocol/pinned-tls.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { probeFingerprint } from '../pool/probe.js';
-import { addAgentBody, probeAgentBody, updateAgentBody } from './schemas.js';
+import { addAgentBody, probeAgentBody, updateAgentBody } from '../../api/requests.js';
 
 function hostPortOf(address: string): { host: string; port: number } {
   try {

@@ -21,7 +21,8 @@ import { requireUser, type ApiContext, type RouteAccess } from './context.js';
 import { parse } from './http-errors.js';
 import { addressBlock } from '../../protocol/addresses.js';
 import { FailureLimiter } from './rate-limiter.js';
-import { loginBody, type LoginView, type SessionView } from './schemas.js';
+import { loginBody } from '../../api/requests.js';
+import type { LoginView, SessionView } from '../../api/views/users.js';
 
 /** The web UI's session cookie. */
 export const SESSION_COOKIE = 'muster_session';

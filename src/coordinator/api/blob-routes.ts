@@ -8,7 +8,7 @@ import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import { missingBlobsBody } from './schemas.js';
+import { missingBlobsBody } from '../../api/requests.js';
 
 export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) =>

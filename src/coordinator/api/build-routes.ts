@@ -6,13 +6,8 @@ import { checkInputsMatch } from '../plan/inputs.js';
 import { parsePlanOffThread } from '../plan/parse-off-thread.js';
 import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import {
-  createBuildBody,
-  listBuildsQuery,
-  logsQuery,
-  type AttemptView,
-  type LogsView,
-} from './schemas.js';
+import { createBuildBody, listBuildsQuery, logsQuery } from '../../api/requests.js';
+import type { AttemptView, LogsView } from '../../api/views/builds.js';
 import { buildSummary, buildView } from './views.js';
 
 export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void {

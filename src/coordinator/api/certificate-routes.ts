@@ -10,7 +10,7 @@ import { MusterError } from '../../protocol/errors.js';
 import { checkCertificate } from '../tls/certificate-check.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import { putCertificateBody } from './schemas.js';
+import { putCertificateBody } from '../../api/requests.js';
 
 /** A certificate with a few intermediates and a key fit easily; anything bigger is not one. */
 const CERTIFICATE_BODY_LIMIT = 256 * 1024;

@@ -14,7 +14,7 @@ import type { User } from '../store/types.js';
 import type { BackupSide } from '../ha/backup-side.js';
 import type { PrimarySide } from '../ha/primary-side.js';
 import type { CertificateManager } from '../tls/certificate-manager.js';
-import type { StatusView } from './schemas.js';
+import type { StatusView } from '../../api/views/status.js';
 
 export interface ApiContext {
   store: Store;

@@ -1,6 +1,6 @@
 /**
  * Live events as Server-Sent Events: GET /api/v1/events[?build=ID]. Each event is
- * `event: build|task|log|agent` with JSON data (api/schemas.ts EventMap); a comment every 15 s
+ * `event: build|task|log|agent` with JSON data (EventMap in src/api/events.ts); a comment every 15 s
  * keeps proxies from closing an idle stream.
  */
 import type { FastifyInstance } from 'fastify';

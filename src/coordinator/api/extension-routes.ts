@@ -4,7 +4,8 @@ import { MusterError } from '../../protocol/errors.js';
 import { checkRelativePath } from '../../protocol/paths.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import { addExtensionBody, type ExtensionView } from './schemas.js';
+import { addExtensionBody } from '../../api/requests.js';
+import type { ExtensionView } from '../../api/views/extensions.js';
 
 export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const list = async (): Promise<ExtensionView[]> => {

@@ -15,7 +15,7 @@ import { sendBlob } from './blob-routes.js';
 import { ANONYMOUS_BODY_LIMIT, requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { HTTP_URL } from '../options.js';
-import { name, selectBackupBody } from './schemas.js';
+import { name, selectBackupBody } from '../../api/requests.js';
 
 const registerBody = z.object({
   name,

@@ -14,7 +14,7 @@ import {
   setSettingBody,
   updateUserBody,
   updateAgentBody,
-} from './schemas.js';
+} from '../../api/requests.js';
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 

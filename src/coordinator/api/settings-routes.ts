@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import { setSettingBody } from './schemas.js';
+import { setSettingBody } from '../../api/requests.js';
 
 /** Every setting there is, with its schema and a short explanation (shown by the UI and docs). */
 export const settingDefinitions: Record<string, SettingDefinition> = {

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { requireUser, type ApiContext } from './context.js';
 import { openApiDocument } from './openapi.js';
-import type { BannerView, StatusView } from './schemas.js';
+import type { BannerView, StatusView } from '../../api/views/status.js';
 
 /** Health and metrics are for load balancers and Prometheus, which do not log in. */
 const open = { config: { access: 'public' as const } };

@@ -9,7 +9,8 @@ import { hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { User } from '../store/types.js';
 import { requireAdmin, requirePrimary, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
-import { changePasswordBody, createUserBody, updateUserBody, type UserView } from './schemas.js';
+import { changePasswordBody, createUserBody, updateUserBody } from '../../api/requests.js';
+import type { UserView } from '../../api/views/users.js';
 
 const view = (u: User): UserView => ({ name: u.name, role: u.role, createdAt: u.createdAt });
 

@@ -1,7 +1,7 @@
 /** Rows (store) to views (API): the one place that shapes what users and tests see. */
-import type { PlanTask } from '../plan/types.js';
+import type { PlanTask } from '../../api/plan/types.js';
 import type { BuildRow, TaskRow } from '../store/types.js';
-import type { BuildSummary, BuildView, TaskView } from './schemas.js';
+import type { BuildSummary, BuildView, TaskView } from '../../api/views/builds.js';
 
 export function taskView(task: TaskRow, planTask: PlanTask | undefined): TaskView {
   return {

@@ -17,7 +17,7 @@
  *   healthy              none of these
  */
 import { MusterError, toMusterError } from '../../protocol/errors.js';
-import type { BackupHealth } from '../api/schemas.js';
+import type { BackupHealth } from '../../api/status.js';
 
 /** A selected backup whose copy is further behind than this is `lagging`. */
 export const LAGGING_AFTER_S = 60;

@@ -20,7 +20,7 @@ import { z } from 'zod';
 import { writeAtomic } from '../../protocol/atomic-file.js';
 import type { BlobStore } from '../../protocol/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
-import type { StatusView } from '../api/schemas.js';
+import type { StatusView } from '../../api/views/status.js';
 import { LOCAL_TOKEN_BASE, type ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';
 import { MAX_REPORTED_ERROR } from './backup-health.js';

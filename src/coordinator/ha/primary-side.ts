@@ -11,7 +11,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
-import type { BackupView, DeselectionView } from '../api/schemas.js';
+import type { BackupView, DeselectionView } from '../../api/views/backups.js';
 import { sameFingerprint } from '../../protocol/pinned-tls.js';
 import type { AnnouncedCertificate, BackupConfirmation } from '../tls/certificate-manager.js';
 import type { BackupRow } from '../store/backups.js';

@@ -6,7 +6,7 @@
  */
 import picomatch from 'picomatch';
 import { MusterError } from '../../protocol/errors.js';
-import type { BuildFile, Plan } from './types.js';
+import type { BuildFile, Plan } from '../../api/plan/types.js';
 
 /** Throws PLAN_INVALID listing every input pattern that matches none of `files`. */
 export function checkInputsMatch(plan: Plan, files: readonly BuildFile[]): void {

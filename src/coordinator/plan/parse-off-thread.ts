@@ -6,8 +6,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { MusterError, type ErrorCode } from '../../protocol/errors.js';
-import { parsePlan } from './parse.js';
-import type { Plan } from './types.js';
+import { parsePlan } from '../../api/plan/parse.js';
+import type { Plan } from '../../api/plan/types.js';
 
 export const OFF_THREAD_LIMITS = {
   /**

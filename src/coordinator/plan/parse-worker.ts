@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { toMusterError } from '../../protocol/errors.js';
-import { parsePlan } from './parse.js';
+import { parsePlan } from '../../api/plan/parse.js';
 import type { ParseJob, ParseOutcome } from './parse-off-thread.js';
 
 const job = workerData as ParseJob;

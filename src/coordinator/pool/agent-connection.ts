@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { AgentClient, type LeaseInfo } from '../../protocol/client/agent-client.js';
 import type { Bundle } from '../../protocol/client/bundle.js';
 import { MusterError } from '../../protocol/errors.js';
-import type { AgentStatus, AgentView } from '../api/schemas.js';
+import type { AgentStatus } from '../../api/status.js';
+import type { AgentView } from '../../api/views/agents.js';
 import type { AgentRow } from '../store/types.js';
 import { Backoff } from './backoff.js';
 

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { LeaseInfo } from '../../protocol/client/agent-client.js';
 import type { Bundle } from '../../protocol/client/bundle.js';
 import type { MusterError } from '../../protocol/errors.js';
-import type { AgentView } from '../api/schemas.js';
+import type { AgentView } from '../../api/views/agents.js';
 import type { AgentRow } from '../store/types.js';
 import { AgentConnection, type Identity } from './agent-connection.js';
 

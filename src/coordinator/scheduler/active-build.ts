@@ -4,8 +4,9 @@
  * (also after a restart) and then kept in step with every write, so a scheduling pass costs
  * O(ready tasks), not O(all tasks).
  */
-import type { PlanTask } from '../plan/types.js';
-import type { BuildRow, TaskRow, TaskStatus } from '../store/types.js';
+import type { PlanTask } from '../../api/plan/types.js';
+import type { BuildRow, TaskRow } from '../store/types.js';
+import type { TaskStatus } from '../../api/status.js';
 import { ReadyQueue } from './ready-queue.js';
 
 export interface TaskState {

@@ -2,22 +2,19 @@
  * Rows as SQLite returns them (snake_case, JSON as text, booleans as 0/1) and their conversion to
  * the rows the rest of the coordinator sees (types.ts). Only the SQLite store uses this file.
  */
-import type { BuildFile, Plan } from '../plan/types.js';
+import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type {
   AgentRow,
   ApiToken,
   AttemptRow,
-  AttemptStatus,
   BuildRow,
-  BuildStatus,
   ExtensionRow,
   LogChunk,
   OutputFile,
-  Role,
   TaskRow,
-  TaskStatus,
   User,
 } from './types.js';
+import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../../api/status.js';
 
 export interface UserSql {
   id: number;

@@ -11,7 +11,7 @@
  */
 import Database from 'better-sqlite3';
 import { MusterError } from '../../protocol/errors.js';
-import type { BuildFile, Plan } from '../plan/types.js';
+import type { BuildFile, Plan } from '../../api/plan/types.js';
 import { migrations } from './migrations.js';
 import { migrate } from './migrator.js';
 import {
@@ -40,15 +40,13 @@ import type {
   AgentRow,
   ApiToken,
   AttemptRow,
-  AttemptStatus,
   BuildRow,
-  BuildStatus,
   ExtensionRow,
   LogChunk,
-  Role,
   TaskRow,
   User,
 } from './types.js';
+import type { AttemptStatus, BuildStatus, Role } from '../../api/status.js';
 
 export interface SqliteStoreOptions {
   /** The clock for createdAt/addedAt stamps (tests pass a fixed one). */

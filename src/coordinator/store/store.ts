@@ -3,23 +3,20 @@
  * (better-sqlite3 is), and `transaction` groups several writes so a crash never leaves half of
  * them: the scheduler relies on that when it records an attempt together with its task's status.
  */
-import type { BuildFile, Plan } from '../plan/types.js';
+import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type { BackupsStore } from './backups.js';
 import type { ReplicationStore } from './replication.js';
 import type {
   AgentRow,
   ApiToken,
   AttemptRow,
-  AttemptStatus,
   BuildRow,
-  BuildStatus,
   ExtensionRow,
   LogChunk,
-  Role,
   TaskRow,
-  TaskStatus,
   User,
 } from './types.js';
+import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../../api/status.js';
 
 export interface Store {
   /** Replication to a backup and the merge of a backup's history (see replication.ts). */

@@ -1,7 +1,6 @@
 /** Rows of the coordinator's state, as the rest of the coordinator sees them (never SQL). */
-import type { BuildFile, Plan } from '../plan/types.js';
-
-export type Role = 'admin' | 'viewer';
+import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../../api/status.js';
+import type { BuildFile, Plan } from '../../api/plan/types.js';
 
 export interface User {
   id: number;
@@ -45,11 +44,6 @@ export interface ExtensionRow {
   files: BuildFile[];
   addedAt: string;
 }
-
-export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export type TaskStatus =
-  'pending' | 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'skipped';
-export type AttemptStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed-out' | 'lost';
 
 export interface BuildRow {
   id: number;

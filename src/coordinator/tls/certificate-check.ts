@@ -8,7 +8,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { MusterError } from '../../protocol/errors.js';
-import type { CertificateView } from '../api/schemas.js';
+import type { CertificateView } from '../../api/views/certificates.js';
 
 export type { CertificateView };
 

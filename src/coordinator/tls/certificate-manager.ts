@@ -10,7 +10,7 @@ import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
-import type { CertificateReplacedView } from '../api/schemas.js';
+import type { CertificateReplacedView } from '../../api/views/certificates.js';
 import {
   parseChain,
   viewOf,

@@ -1,4 +1,7 @@
-/** Human output: aligned tables, durations, sizes and clock times, with no dependency. */
+/**
+ * Human output shared by the CLI and the web UI: aligned tables, durations, sizes and clock times,
+ * with no dependency.
+ */
 
 /** Columns padded to their widest cell, two spaces apart; the last column is not padded. */
 export function formatTable(headers: string[], rows: string[][]): string {
@@ -68,10 +71,6 @@ export function elapsedMs(from: string | null, to: string | null): number | unde
   if (!from || !to) return undefined;
   const ms = Date.parse(to) - Date.parse(from);
   return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
-}
-
-export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** "1 task", "3 tasks". */

@@ -1,0 +1,66 @@
+/** Builds, their tasks, attempts and logs as the API shows them (/api/v1/builds/…). */
+import type { AttemptStatus, BuildStatus, TaskStatus } from '../status.js';
+
+export interface TaskView {
+  name: string;
+  status: TaskStatus;
+  exitCode: number | null;
+  agent: string | null;
+  attempts: number;
+  needs: string[];
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+  outputs: { path: string; sha256: string; size: number; mode: number }[];
+  error: string | null;
+}
+
+export interface BuildView {
+  id: number;
+  name: string | null;
+  status: BuildStatus;
+  createdBy: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+  tasks: TaskView[];
+}
+
+export interface BuildSummary {
+  id: number;
+  name: string | null;
+  status: BuildStatus;
+  createdBy: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  counts: { total: number; succeeded: number; failed: number; running: number; pending: number };
+}
+
+export interface AttemptView {
+  task: string;
+  number: number;
+  agent: string;
+  status: AttemptStatus;
+  startedAt: string;
+  finishedAt: string | null;
+  exitCode: number | null;
+  error: string | null;
+}
+
+export interface LogChunkView {
+  id: number;
+  task: string;
+  attempt: number;
+  stream: 'stdout' | 'stderr' | 'log';
+  /** UTF-8 text (invalid sequences replaced). */
+  text: string;
+  at: string;
+}
+
+export interface LogsView {
+  chunks: LogChunkView[];
+  /** Pass as `after` to continue. */
+  next: number;
+}

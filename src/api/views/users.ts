@@ -1,0 +1,22 @@
+/** Users and sessions as the API shows them (/api/v1/users, /api/v1/session, /api/v1/login). */
+import type { Role } from '../status.js';
+
+export interface UserView {
+  name: string;
+  role: Role;
+  createdAt: string;
+}
+
+/** The web UI's session (POST /api/v1/session/login, GET /api/v1/session). */
+export interface SessionView {
+  user: { name: string; role: Role };
+  /** Send as x-csrf-token with every change made with the session cookie. */
+  csrf: string;
+  expiresAt: string | null;
+}
+
+export interface LoginView {
+  token: string;
+  expiresAt: string;
+  user: { name: string; role: Role };
+}

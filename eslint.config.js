@@ -152,6 +152,24 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { patterns: ['**/agent/**', '**/cli/**'] }] },
   },
   {
+    // Inside the coordinator the model never imports the HTTP edge: store, scheduler, pool, HA and
+    // TLS report in their own terms (rows, domain events), and coordinator/api maps them to views.
+    // (The shared layer, src/api, is not the edge: '../../api/…' stays allowed.)
+    files: [
+      'src/coordinator/store/**/*.ts',
+      'src/coordinator/scheduler/**/*.ts',
+      'src/coordinator/pool/**/*.ts',
+      'src/coordinator/ha/**/*.ts',
+      'src/coordinator/tls/**/*.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['**/agent/**', '**/cli/**', '../api/*', '**/coordinator/api/*'] },
+      ],
+    },
+  },
+  {
     files: ['src/protocol/**/*.ts'],
     rules: {
       'no-restricted-imports': [

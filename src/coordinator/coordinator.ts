@@ -24,7 +24,7 @@ import { generatePassword, hashPassword } from './auth/passwords.js';
 import { BlobSweeper } from './blob-sweeper.js';
 import { BundleManager } from './bundles.js';
 import { restrictFiles, secureDataDir } from './data-dir.js';
-import { EventBus } from './events.js';
+import { EventBus, type CoordinatorEventMap } from './events.js';
 import { Metrics } from './metrics.js';
 import type { CompiledCoordinatorOptions } from './options.js';
 import { Engine } from './engine.js';
@@ -199,7 +199,7 @@ export class Coordinator {
     });
     events.subscribe((event, data) => {
       if (event !== 'build') return;
-      const status = (data as { status: string }).status;
+      const status = (data as CoordinatorEventMap['build']).build.status;
       if (status === 'succeeded' || status === 'failed' || status === 'cancelled')
         metrics.buildsFinished.inc({ status });
     });

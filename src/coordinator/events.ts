@@ -1,7 +1,35 @@
-/** The coordinator's live events (builds, tasks, logs, agents) for the API's event stream. */
+/**
+ * The coordinator's live events (builds, tasks, logs, agents), as the scheduler and the pool
+ * report them: in the coordinator's own terms (store rows, plan tasks). The API maps them to the
+ * views of its event stream at its edge (api/event-views.ts), so the scheduler knows nothing of
+ * API views.
+ */
 import { EventEmitter } from 'node:events';
-import type { EventMap, EventName } from '../api/events.js';
-export type Listener = <K extends EventName>(event: K, data: EventMap[K]) => void;
+import type { PlanTask } from '../api/plan/types.js';
+import type { AgentView } from '../api/views/agents.js';
+import type { BuildRow, TaskRow } from './store/types.js';
+
+export interface CoordinatorEventMap {
+  /** A build changed (its status, or one of its tasks'): the build and all its tasks. */
+  build: { build: BuildRow; tasks: TaskRow[] };
+  /** A task changed. */
+  task: { buildId: number; row: TaskRow; plan: PlanTask };
+  /** A task wrote output (the chunk as stored, with its id in the build's log). */
+  log: {
+    buildId: number;
+    id: number;
+    task: string;
+    attempt: number;
+    stream: 'stdout' | 'stderr' | 'log';
+    data: Buffer;
+    at: string;
+  };
+  /** An agent's connection changed (the pool describes its agents as the API shows them). */
+  agent: AgentView;
+}
+
+export type EventName = keyof CoordinatorEventMap;
+export type Listener = <K extends EventName>(event: K, data: CoordinatorEventMap[K]) => void;
 
 export class EventBus {
   private readonly emitter = new EventEmitter();
@@ -11,7 +39,7 @@ export class EventBus {
     this.emitter.setMaxListeners(0);
   }
 
-  emit<K extends EventName>(event: K, data: EventMap[K]): void {
+  emit<K extends EventName>(event: K, data: CoordinatorEventMap[K]): void {
     this.emitter.emit('event', event, data);
   }
 

@@ -1,10 +1,13 @@
 /**
  * Live events as Server-Sent Events: GET /api/v1/events[?build=ID]. Each event is
- * `event: build|task|log|agent` with JSON data (EventMap in src/api/events.ts); a comment every 15 s
- * keeps proxies from closing an idle stream.
+ * `event: build|task|log|agent` with JSON data (EventMap in src/api/events.ts, mapped from the
+ * coordinator's events by event-views.ts); a comment every 15 s keeps proxies from closing an idle
+ * stream.
  */
 import type { FastifyInstance } from 'fastify';
+import type { CoordinatorEventMap } from '../events.js';
 import { requireUser, type ApiContext } from './context.js';
+import { eventView } from './event-views.js';
 
 export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get<{ Querystring: { build?: string } }>('/api/v1/events', async (request, reply) => {
@@ -23,10 +26,12 @@ export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void
       if (buildFilter !== undefined) {
         if (event === 'agent') return;
         const buildId =
-          event === 'build' ? (data as { id: number }).id : (data as { buildId: number }).buildId;
+          event === 'build'
+            ? (data as CoordinatorEventMap['build']).build.id
+            : (data as { buildId: number }).buildId;
         if (buildId !== buildFilter) return;
       }
-      raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      raw.write(`event: ${event}\ndata: ${JSON.stringify(eventView(event, data))}\n\n`);
     });
     const keepAlive = setInterval(() => raw.write(': keep-alive\n\n'), 15_000);
     keepAlive.unref();

@@ -24,7 +24,6 @@ import type { OutputChunk } from '../../protocol/client/agent-client.js';
 import { toMusterError, type MusterError } from '../../protocol/errors.js';
 import type { TaskInfo } from '../../protocol/messages.js';
 import type { TaskInputFile, TaskResult } from '../../protocol/task-types.js';
-import { buildSummary, taskView } from '../api/views.js';
 import type { EventBus } from '../events.js';
 import { DeclaredOutputs, refuseOutputs } from '../../api/plan/outputs.js';
 import type { PlanTask } from '../../api/plan/types.js';
@@ -605,7 +604,7 @@ export class Scheduler {
       task: flight.task.plan.name,
       attempt: flight.attempt.number,
       stream: chunk.stream,
-      text: chunk.data.toString('utf8'),
+      data: chunk.data,
       at,
     });
   }
@@ -825,18 +824,15 @@ export class Scheduler {
     this.ctx.store.updateTask(build.id, state.plan.name, changes);
     build.replace(state, { ...state.row, ...changes });
     if (this.ctx.events.listenerCount > 0) {
-      this.ctx.events.emit('task', { buildId: build.id, task: taskView(state.row, state.plan) });
+      this.ctx.events.emit('task', { buildId: build.id, row: state.row, plan: state.plan });
     }
   }
 
   private emitBuild(build: ActiveBuild): void {
-    this.ctx.events.emit(
-      'build',
-      buildSummary(
-        build.row,
-        [...build.tasks.values()].map((s) => s.row),
-      ),
-    );
+    this.ctx.events.emit('build', {
+      build: build.row,
+      tasks: [...build.tasks.values()].map((s) => s.row),
+    });
   }
 }
 

@@ -29,9 +29,9 @@ import type { EnginePort } from './engine-port.js';
 import { PeerClient } from './peer-client.js';
 import { sameFingerprint } from '../../protocol/pinned-tls.js';
 import type { HeartbeatView } from './primary-side.js';
-import { readTerm, TERM_SETTING } from './primary-side.js';
+import { takeoverSchema, type TakeoverRecord } from '../store/ha-state.js';
 
-export const TAKEOVER_SETTING = 'HA.Takeover';
+export { takeoverSchema, type TakeoverRecord };
 
 export type BackupState = 'standby' | 'taking-over' | 'active' | 'handing-back';
 
@@ -49,19 +49,6 @@ export interface BackupSideOptions {
   heartbeatMs: number;
   dataDir: string;
 }
-
-/** What a takeover started from, so the primary can take the history back later. */
-export const takeoverSchema = z.object({
-  term: z.number().int(),
-  at: z.string(),
-  /** Builds unfinished at takeover (the backup may change them). */
-  activeBuildIds: z.array(z.number().int()),
-  /** Builds above this id were created by the backup. */
-  maxBuildId: z.number().int(),
-  maxLogId: z.number().int(),
-  maxTokenId: z.number().int(),
-});
-export type TakeoverRecord = z.infer<typeof takeoverSchema>;
 
 const identitySchema = z.object({
   name: z.string(),
@@ -241,7 +228,7 @@ export class BackupSide {
 
   /** Step 2 of failback (the primary has everything): back to standby, with a new snapshot. */
   endHandback(): void {
-    this.store.setSetting(TAKEOVER_SETTING, undefined);
+    this.store.ha.setTakeover(undefined);
     this.store.replication.resetPosition();
     this.state = 'standby';
     this.activeSince = undefined;
@@ -251,8 +238,7 @@ export class BackupSide {
   }
 
   takeoverRecord(): TakeoverRecord | undefined {
-    const parsed = takeoverSchema.safeParse(this.store.getSetting(TAKEOVER_SETTING));
-    return parsed.success ? parsed.data : undefined;
+    return this.store.ha.takeover();
   }
 
   // ---- watching the primary -----------------------------------------------------------------
@@ -472,8 +458,8 @@ export class BackupSide {
           maxTokenId: replication.maxId('api_tokens'),
         };
     this.store.transaction(() => {
-      this.store.setSetting(TERM_SETTING, term);
-      this.store.setSetting(TAKEOVER_SETTING, record);
+      this.store.ha.setTerm(term);
+      this.store.ha.setTakeover(record);
       replication.reserveIds('builds', record.maxBuildId + BUILD_ID_GAP + 1);
     });
     this.state = 'taking-over';
@@ -488,7 +474,7 @@ export class BackupSide {
   /** Never became active: nothing was run, so there is no new history to hand back. */
   private async abandonTakeover(): Promise<void> {
     await this.engine.stop(true);
-    this.store.setSetting(TAKEOVER_SETTING, this.previousTakeover);
+    this.store.ha.setTakeover(this.previousTakeover);
     this.state = 'standby';
   }
 
@@ -643,7 +629,7 @@ export class BackupSide {
   // ---- plumbing -----------------------------------------------------------------------------
 
   term(): number {
-    return readTerm(this.store);
+    return this.store.ha.term();
   }
 
   /** Sleeps up to `ms`; wake() ends every sleep at once. */

@@ -17,7 +17,8 @@ import type { BlobStore } from '../../protocol/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { BackupRow } from '../store/backups.js';
 import type { Store } from '../store/store.js';
-import type { BackupState, TakeoverRecord } from './backup-side.js';
+import type { TakeoverRecord } from '../store/ha-state.js';
+import type { BackupState } from './backup-states.js';
 import {
   backupStateSchema,
   buildHistorySchema,

@@ -59,7 +59,7 @@ for (const suite of ['unit', 'e2e']) {
   if (files.length === 0) continue;
   const result = spawnSync(
     process.execPath,
-    ['--test', '--test-concurrency=2', '--test-timeout=300000', ...files],
+    ['--test', '--test-concurrency=2', '--test-timeout=600000', ...files],
     { stdio: 'inherit', cwd: root, env },
   );
   if (result.status !== 0) failed = true;

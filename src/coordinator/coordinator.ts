@@ -31,7 +31,7 @@ import { Engine } from './engine.js';
 import { BackupSide } from './ha/backup-side.js';
 import { Failback } from './ha/failback.js';
 import { PeerClient } from './ha/peer-client.js';
-import { PrimarySide, readTerm, TERM_SETTING } from './ha/primary-side.js';
+import { PrimarySide } from './ha/primary-side.js';
 import { CertificateManager } from './tls/certificate-manager.js';
 import { ensureGeneratedCertificate } from './tls/generated-certificate.js';
 import { openSqliteStore } from './store/sqlite-store.js';
@@ -162,7 +162,7 @@ export class Coordinator {
       // to hand back, or the backup has been silent for 30 s (see Failback.mayOutbid).
       mayOutbid: () => !failback || failback.mayOutbid(PRESUME_BACKUP_DEAD_MS),
       onTermHeld: (term) => {
-        if (term > readTerm(store)) store.setSetting(TERM_SETTING, term);
+        if (term > store.ha.term()) store.ha.setTerm(term);
       },
       deferRelease: (release) => {
         if (this.primarySide) this.primarySide.deferRelease(release);

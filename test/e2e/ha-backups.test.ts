@@ -144,13 +144,11 @@ describe('several backups', () => {
       primary.logs.some((l) => /backup b1 deselected: not reached for 10 s/.test(String(l.msg))),
       'the deselection is logged',
     );
-    const setting = await primary.api<{ value: { name: string; reason: string } }>(
-      'GET',
-      '/settings',
-    );
-    assert.equal(
-      (setting.body as unknown as Record<string, { name: string }>)['Backup.LastDeselected']?.name,
-      'b1',
-    );
+    // Recorded in the HA state (not a user setting): /status shows it, /settings does not.
+    assert.equal(status.lastDeselected?.name, 'b1');
+    assert.match(status.lastDeselected?.reason ?? '', /not reached for 4 s/);
+    const settings = await primary.api<Record<string, unknown>>('GET', '/settings');
+    for (const key of Object.keys(settings.body))
+      assert.doesNotMatch(key, /^(Backup|HA|Cluster)\./, `${key} is not a user setting`);
   });
 });

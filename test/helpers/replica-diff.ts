@@ -20,6 +20,7 @@ const TABLES: { table: string; columns: string; order: string; backupOnly?: stri
     backupOnly: `id < ${LOCAL_TOKEN_BASE}`,
   },
   { table: 'settings', columns: '*', order: 'key' },
+  { table: 'ha_state', columns: '*', order: 'key' },
   { table: 'agents', columns: '*', order: 'name' },
   { table: 'extensions', columns: '*', order: 'name' },
   { table: 'builds', columns: '*', order: 'id' },

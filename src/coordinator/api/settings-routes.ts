@@ -33,13 +33,7 @@ function definitionOf(key: string): SettingDefinition | undefined {
 /** Never sent by the API: the instance key proves this coordinator to agents. */
 const SECRET_SETTINGS = new Set(['Agent.InstanceKey']);
 /** Shown to admins only: an instance id is what another coordinator would need to claim. */
-const ADMIN_ONLY_SETTINGS = new Set([
-  'Agent.InstanceId',
-  'Cluster.Term',
-  'HA.Failback',
-  'HA.Takeover',
-  'Backup.Owed',
-]);
+const ADMIN_ONLY_SETTINGS = new Set(['Agent.InstanceId']);
 
 function visible(key: string, user: { role: string }): boolean {
   return !SECRET_SETTINGS.has(key) && (user.role === 'admin' || !ADMIN_ONLY_SETTINGS.has(key));

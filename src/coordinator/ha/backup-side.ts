@@ -1,39 +1,28 @@
 /**
- * A backup's half of high availability. States:
- *
- *   standby ──primary unreachable for the failover timeout──▶ taking-over
- *   taking-over ──every connected agent's lease is ours (and at least one)──▶ active
- *   taking-over ──primary reachable again, or an agent's lease is still live elsewhere──▶ standby
- *   active ──the primary asks for its history back (handback/begin)──▶ handing-back
- *   handing-back ──handback/done──▶ standby (and a fresh snapshot)
- *
- * While standing by and selected it copies the primary's state: a snapshot, then the change
- * stream, fetching the blobs each page refers to before applying it. Its identity (name and the
- * secret it registered with) and the primary's pinned certificate live in <data>/ha.json.
+ * A backup's half of high availability: it watches its primary (registration and heartbeat),
+ * takes over when the primary has been unreachable for the failover timeout, and hands the
+ * history back when the primary returns. Its states and the moves between them are in
+ * backup-states.ts; every change of state goes through transition(). The parts it composes:
+ * its identity file (identity-file.ts), the primary's pinned certificates (primary-pins.ts) and
+ * the copy of the primary's state it keeps while standing by and selected (replicator.ts).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { sameSecret } from '../auth/passwords.js';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import { writeAtomic } from '../../protocol/atomic-file.js';
 import type { BlobStore } from '../../protocol/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { StatusView } from '../../api/views/status.js';
-import { LOCAL_TOKEN_BASE, type ChangePage } from '../store/replication.js';
+import { sameSecret } from '../auth/passwords.js';
+import { type TakeoverRecord } from '../store/ha-state.js';
+import { LOCAL_TOKEN_BASE } from '../store/replication.js';
 import type { Store } from '../store/store.js';
 import { MAX_REPORTED_ERROR } from './backup-health.js';
-import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
+import { nextBackupState, type BackupEvent, type BackupState } from './backup-states.js';
 import type { EnginePort } from './engine-port.js';
-import { PeerClient } from './peer-client.js';
-import { sameFingerprint } from '../../protocol/pinned-tls.js';
+import { IdentityFile } from './identity-file.js';
+import { PeerClient, type PeerTls } from './peer-client.js';
+import { PrimaryPins } from './primary-pins.js';
 import type { HeartbeatView } from './primary-side.js';
-import { readTerm, TERM_SETTING } from './primary-side.js';
-
-export const TAKEOVER_SETTING = 'HA.Takeover';
-
-export type BackupState = 'standby' | 'taking-over' | 'active' | 'handing-back';
+import { Replicator } from './replicator.js';
+import { Sleeper } from './sleeper.js';
 
 export interface BackupSideOptions {
   primaryUrl: string;
@@ -48,38 +37,14 @@ export interface BackupSideOptions {
   failoverTimeoutMs: number;
   heartbeatMs: number;
   dataDir: string;
+  /** Makes the client for calling the primary (a PeerClient unless given). */
+  connect?: (
+    url: string,
+    secret: () => string,
+    tls: () => PeerTls,
+    headers: Record<string, string>,
+  ) => PeerClient;
 }
-
-/** What a takeover started from, so the primary can take the history back later. */
-export const takeoverSchema = z.object({
-  term: z.number().int(),
-  at: z.string(),
-  /** Builds unfinished at takeover (the backup may change them). */
-  activeBuildIds: z.array(z.number().int()),
-  /** Builds above this id were created by the backup. */
-  maxBuildId: z.number().int(),
-  maxLogId: z.number().int(),
-  maxTokenId: z.number().int(),
-});
-export type TakeoverRecord = z.infer<typeof takeoverSchema>;
-
-const identitySchema = z.object({
-  name: z.string(),
-  secret: z.string(),
-  primaryUrl: z.string(),
-  /** The certificate last seen on the primary (the pin; without it, the next one is pinned). */
-  primaryFingerprint: z.string().optional(),
-  /**
-   * Every certificate the primary last announced it may present: its current one and, while it
-   * replaces it, the next one. Accepted as pins too, and trusted as the primary's certificate.
-   */
-  primaryPins: z
-    .array(z.object({ fingerprint: z.string(), certificate: z.string().optional() }))
-    .optional(),
-  /** Whether the primary last said this backup is the selected one. */
-  selected: z.boolean().optional(),
-});
-type Identity = z.infer<typeof identitySchema>;
 
 /** Answers that mean the primary is up but will not talk to this backup as it is. */
 const REFUSALS = new Set([
@@ -89,40 +54,34 @@ const REFUSALS = new Set([
   'VALIDATION_FAILED',
 ]);
 
-/** A replication error that comes this many times in a row is a health state. */
-const FAILING_AFTER = 2;
-/** The longest pause between failing replication rounds. */
-const FAILURE_BACKOFF_MAX_MS = 60_000;
-/** How long a change request waits on the primary for the next change. */
-const CHANGES_WAIT_MS = 10_000;
-
 /** A backup leaves this many build ids free for builds its primary accepted just before dying. */
 export const BUILD_ID_GAP = 1000;
 
+/** A transition's log line (the messages users alert on: docs/high-availability.md). */
+interface TransitionLog {
+  level: 'info' | 'warn';
+  msg: string;
+  fields?: Record<string, unknown>;
+}
+
 export class BackupSide {
-  state: BackupState = 'standby';
-  selected = false;
-  primaryReachable = false;
-  lastPrimaryContact: number | undefined;
-  activeSince: string | undefined;
-  private identity!: Identity;
+  private current: BackupState = 'standby';
+  private isSelected = false;
+  private reachable = false;
+  private lastContact: number | undefined;
+  private activeAt: string | undefined;
+  private readonly identity: IdentityFile;
+  private readonly pins: PrimaryPins;
   private peer!: PeerClient;
-  private stopped = false;
+  private replicator!: Replicator;
+  private readonly sleeper = new Sleeper();
   private readonly startedAt = Date.now();
-  private caughtUpAt: number | undefined;
-  private caughtUp = false;
-  /** When a page or snapshot was last applied. */
-  private appliedAt: number | undefined;
-  /** The replication failures in a row, and the last one (cleared by the next success). */
-  private failure: { message: string; since: number; count: number } | undefined;
   /** How the primary last judged this backup (its heartbeat answer). */
   private seenByPrimary: NonNullable<StatusView['primary']>['seenByPrimary'] = null;
   private loops: Promise<void>[] = [];
-  private readonly sleepers = new Set<() => void>();
   private takeoverStartedAt = 0;
   private lastFailureLog = 0;
   private lastRefusalLog = 0;
-  private lastFailingLog = 0;
   private handbackStartedAt = 0;
   /** The takeover record before this attempt (restored when the attempt is abandoned). */
   private previousTakeover: TakeoverRecord | undefined;
@@ -133,10 +92,37 @@ export class BackupSide {
     private readonly engine: EnginePort,
     private readonly log: Logger,
     private readonly options: BackupSideOptions,
-  ) {}
+  ) {
+    this.identity = new IdentityFile(options.dataDir);
+    this.pins = new PrimaryPins(this.identity, options.primaryCa, log);
+  }
+
+  get state(): BackupState {
+    return this.current;
+  }
+
+  /** Whether the primary last said this backup is the selected one. */
+  get selected(): boolean {
+    return this.isSelected;
+  }
+
+  /** Whether the primary answered the last heartbeat. */
+  get primaryReachable(): boolean {
+    return this.reachable;
+  }
+
+  /** When the primary last answered (ms since the epoch), or counted as up. */
+  get lastPrimaryContact(): number | undefined {
+    return this.lastContact;
+  }
+
+  /** Since when this backup runs the cluster (ISO), kept until a failback completes. */
+  get activeSince(): string | undefined {
+    return this.activeAt;
+  }
 
   get role(): StatusView['role'] {
-    return this.state === 'active' ? 'backup-active' : 'backup-standby';
+    return this.current === 'active' ? 'backup-active' : 'backup-standby';
   }
 
   /** Whether this backup holds a copy of its primary's state (it may take over). */
@@ -145,56 +131,62 @@ export class BackupSide {
   }
 
   get secret(): string {
-    return this.identity.secret;
+    return this.identity.value.secret;
   }
 
   async start(): Promise<void> {
-    this.identity = await this.loadIdentity();
+    const identity = await this.identity.load(this.options.name, this.options.primaryUrl);
     this.store.replication.reserveIds('api_tokens', LOCAL_TOKEN_BASE);
     // Until the primary says otherwise: what it said last (a backup deselected while it was
     // away from the primary would otherwise still think it is selected).
-    this.selected = this.identity.selected ?? false;
-    this.peer = new PeerClient(
+    this.isSelected = identity.selected ?? false;
+    const connect =
+      this.options.connect ??
+      ((url, secret, tls, headers) => new PeerClient(url, secret, tls, headers));
+    this.peer = connect(
       this.options.primaryUrl,
-      () => this.identity.secret,
-      () => this.primaryTls(),
-      { 'x-muster-backup': this.identity.name },
+      () => this.identity.value.secret,
+      () => this.pins.tls(),
+      { 'x-muster-backup': identity.name },
     );
-    this.loops = [this.watchLoop(), this.replicationLoop(), this.sweepBlobs()];
+    this.replicator = new Replicator(
+      this.store,
+      this.blobs,
+      this.peer,
+      this.log,
+      this.sleeper,
+      {
+        mayReplicate: () =>
+          this.current === 'standby' &&
+          this.isSelected &&
+          this.reachable &&
+          this.takeoverRecord() === undefined,
+        standingBy: () => this.current === 'standby',
+        mayFetchBlobs: () => this.isSelected && this.reachable,
+        deselected: () => this.noteSelected(false),
+        heardFromPrimary: () => {
+          this.lastContact = Date.now();
+        },
+      },
+      { dataDir: this.options.dataDir, heartbeatMs: this.options.heartbeatMs },
+    );
+    this.loops = [this.watchLoop(), this.replicator.run(), this.replicator.sweepBlobs()];
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.wake();
+    this.sleeper.stop();
     await Promise.allSettled(this.loops);
   }
 
   statusView(): NonNullable<StatusView['primary']> {
-    const now = Date.now();
-    // Caught up only while pages keep coming (each long poll returns within CHANGES_WAIT_MS)
-    // and nothing fails: a copy that stopped applying is behind by the time since it was current.
-    const current =
-      this.caughtUp &&
-      this.state === 'standby' &&
-      this.failure === undefined &&
-      this.appliedAt !== undefined &&
-      now - this.appliedAt <= CHANGES_WAIT_MS * 2;
     return {
       url: this.options.primaryUrl,
-      reachable: this.primaryReachable,
-      lastContact:
-        this.lastPrimaryContact === undefined
-          ? null
-          : new Date(this.lastPrimaryContact).toISOString(),
-      lagSeconds:
-        this.caughtUpAt === undefined
-          ? null
-          : current
-            ? 0
-            : Math.round((now - this.caughtUpAt) / 100) / 10,
-      selected: this.selected,
-      state: this.state,
-      activeSince: this.activeSince ?? null,
+      reachable: this.reachable,
+      lastContact: this.lastContact === undefined ? null : new Date(this.lastContact).toISOString(),
+      lagSeconds: this.replicator.lagSeconds(this.current === 'standby'),
+      selected: this.isSelected,
+      state: this.current,
+      activeSince: this.activeAt ?? null,
       replicationError: this.replicationError ?? null,
       seenByPrimary: this.seenByPrimary,
     };
@@ -202,19 +194,21 @@ export class BackupSide {
 
   /** The error replication keeps failing with (`replication failing: …`), once it repeats. */
   get replicationError(): string | undefined {
-    return this.failure !== undefined && this.failure.count >= FAILING_AFTER
-      ? this.failure.message
-      : undefined;
+    return this.replicator.error;
   }
 
   /** The primary, asking before its failback: where this backup is. */
   stateView(): { state: BackupState; term: number; history: boolean } {
-    return { state: this.state, term: this.term(), history: this.takeoverRecord() !== undefined };
+    return {
+      state: this.current,
+      term: this.term(),
+      history: this.takeoverRecord() !== undefined,
+    };
   }
 
   /** The primary's secret check (it registered this backup with the secret). */
   authenticatePrimary(secret: string | undefined): void {
-    if (secret === undefined || !sameSecret(secret, this.identity.secret))
+    if (secret === undefined || !sameSecret(secret, this.identity.value.secret))
       throw new MusterError('UNAUTHORIZED', 'not this backup’s primary');
   }
 
@@ -226,12 +220,17 @@ export class BackupSide {
   }> {
     const takeover = this.takeoverRecord();
     this.handbackStartedAt = Date.now();
-    if (this.state === 'active' || this.state === 'taking-over') {
-      this.state = 'handing-back';
-      this.log.info('the primary is back and takes over: stopping, giving the leases back');
+    if (this.current === 'active' || this.current === 'taking-over') {
+      this.transition('handback', {
+        level: 'info',
+        msg: 'the primary is back and takes over: stopping, giving the leases back',
+      });
       await this.engine.stop(true);
-    } else if (this.state === 'standby' && takeover) {
-      this.state = 'handing-back';
+    } else if (this.current === 'standby' && takeover) {
+      this.transition('handback', {
+        level: 'info',
+        msg: 'the primary takes back the history kept here',
+      });
     }
     if (!takeover) return { term: this.term(), builds: [], takeover: null };
     const builds = new Set(takeover.activeBuildIds);
@@ -239,59 +238,78 @@ export class BackupSide {
     return { term: takeover.term, builds: [...builds].sort((a, b) => a - b), takeover };
   }
 
-  /** Step 2 of failback (the primary has everything): back to standby, with a new snapshot. */
+  /**
+   * Step 2 of failback (the primary has everything): back to standby, with a new snapshot. Also
+   * from standby (the primary was lost during the handback, then finished it). Refused while
+   * taking over or active: the primary begins the handback again, which stops the engine.
+   */
   endHandback(): void {
-    this.store.setSetting(TAKEOVER_SETTING, undefined);
+    const done: TransitionLog = { level: 'info', msg: 'failback complete: standing by again' };
+    if (this.current === 'standby') this.log.info(done.msg);
+    else this.transition('handback-done', done);
+    this.store.ha.setTakeover(undefined);
     this.store.replication.resetPosition();
-    this.state = 'standby';
-    this.activeSince = undefined;
-    this.lastPrimaryContact = Date.now();
-    this.log.info('failback complete: standing by again');
-    this.wake();
+    this.activeAt = undefined;
+    this.lastContact = Date.now();
+    this.sleeper.wake();
   }
 
   takeoverRecord(): TakeoverRecord | undefined {
-    const parsed = takeoverSchema.safeParse(this.store.getSetting(TAKEOVER_SETTING));
-    return parsed.success ? parsed.data : undefined;
+    return this.store.ha.takeover();
+  }
+
+  term(): number {
+    return this.store.ha.term();
+  }
+
+  /** The one way to change state: allowed by the table in backup-states.ts, logged once. */
+  private transition(event: BackupEvent, line: TransitionLog): void {
+    const from = this.current;
+    const to = nextBackupState(from, event);
+    if (to === undefined)
+      throw new MusterError('CONFLICT', `this backup is ${from}: it cannot ${event}`);
+    this.current = to;
+    this.log[line.level]({ ...line.fields, from, to }, line.msg);
   }
 
   // ---- watching the primary -----------------------------------------------------------------
 
   private async watchLoop(): Promise<void> {
-    while (!this.stopped) {
+    while (!this.sleeper.stopped) {
       await this.beat().catch((err: unknown) => this.log.error({ err }, 'backup heartbeat failed'));
-      await this.sleep(this.options.heartbeatMs);
+      await this.sleeper.sleep(this.options.heartbeatMs);
     }
   }
 
   private async beat(): Promise<void> {
     const reached = await this.contactPrimary();
     const now = Date.now();
-    if (this.state === 'standby') {
-      const since = this.lastPrimaryContact ?? this.startedAt;
+    if (this.current === 'standby') {
+      const since = this.lastContact ?? this.startedAt;
       if (
         !reached &&
-        this.selected &&
+        this.isSelected &&
         this.hasState &&
         now - since >= this.options.failoverTimeoutMs
       ) {
-        await this.beginTakeover();
+        this.beginTakeover();
       }
       return;
     }
-    if (this.state === 'handing-back') {
+    if (this.current === 'handing-back') {
       // The primary died (or gave up) during failback: the history is still here, and a takeover
       // may be needed again.
-      const since = Math.max(this.lastPrimaryContact ?? 0, this.handbackStartedAt);
+      const since = Math.max(this.lastContact ?? 0, this.handbackStartedAt);
       if (!reached && now - since >= this.options.failoverTimeoutMs) {
-        this.log.warn('the primary went away during failback: standing by with the history kept');
-        this.state = 'standby';
+        this.transition('primary-lost', {
+          level: 'warn',
+          msg: 'the primary went away during failback: standing by with the history kept',
+        });
       }
       return;
     }
-    if (this.state === 'taking-over') {
+    if (this.current === 'taking-over') {
       if (reached) {
-        this.log.info('the primary answers again: not taking over');
         await this.abandonTakeover();
         return;
       }
@@ -313,41 +331,33 @@ export class BackupSide {
   /** Registers (idempotent) and asks for a heartbeat; true when the primary answered. */
   private async contactPrimary(): Promise<boolean> {
     try {
+      const identity = this.identity.value;
       const registered = await this.peer.json<{ selected: boolean }>('/api/v1/ha/register', {
         method: 'POST',
         body: {
-          name: this.identity.name,
+          name: identity.name,
           url: this.options.url(),
           fingerprint: this.options.fingerprint,
           certificate: this.options.certificate,
-          secret: this.identity.secret,
+          secret: identity.secret,
           ...(this.options.joinToken === undefined ? {} : { joinToken: this.options.joinToken }),
         },
         timeoutMs: Math.max(2000, this.options.heartbeatMs * 2),
       });
-      await this.pinPrimary(registered.fingerprint);
+      await this.pins.pin(registered.fingerprint);
       const heartbeat = await this.peer.json<HeartbeatView>('/api/v1/ha/heartbeat', {
         query: {
-          pins: this.acceptedPins()?.join(','),
+          pins: this.pins.accepted()?.join(','),
           replication: this.replicationError?.slice(0, MAX_REPORTED_ERROR),
         },
         timeoutMs: Math.max(2000, this.options.heartbeatMs * 2),
       });
       const body = heartbeat.body;
       this.seenByPrimary = body.selected ? (body.health ?? null) : null;
-      await this.followCertificates(heartbeat.fingerprint, body.certificates);
-      if (body.selected !== this.selected) {
-        this.log.info(
-          { selected: body.selected },
-          body.selected ? 'this backup is selected' : 'this backup is not selected',
-        );
-        if (body.selected) this.wake();
-        this.identity = { ...this.identity, selected: body.selected };
-        await this.saveIdentity();
-      }
-      this.selected = body.selected;
-      this.primaryReachable = true;
-      this.lastPrimaryContact = Date.now();
+      await this.pins.follow(heartbeat.fingerprint, body.certificates);
+      await this.noteSelected(body.selected);
+      this.reachable = true;
+      this.lastContact = Date.now();
       return true;
     } catch (err) {
       const error = toMusterError(err);
@@ -355,11 +365,11 @@ export class BackupSide {
       this.seenByPrimary = null;
       // Said when it starts failing, and every 5 minutes while it does (a backup that never
       // reached its primary would otherwise be silent: untrusted certificate, token, name).
-      if (this.primaryReachable || now - this.lastFailureLog > 300_000) {
+      if (this.reachable || now - this.lastFailureLog > 300_000) {
         this.lastFailureLog = now;
         this.log.warn({ code: error.code }, `cannot reach the primary: ${error.message}`);
       }
-      this.primaryReachable = false;
+      this.reachable = false;
       // The primary's host answers with another certificate (or refuses this backup): that is a
       // configuration to fix, not a primary that is down; taking over would be wrong.
       if (REFUSALS.has(error.code)) {
@@ -374,83 +384,33 @@ export class BackupSide {
             `the primary refuses this backup or presents an unexpected certificate; not counting it as down: ${error.message}${fix}`,
           );
         }
-        this.lastPrimaryContact = now;
+        this.lastContact = now;
         return true;
       }
       return false;
     }
   }
 
-  private async pinPrimary(fingerprint: string | undefined): Promise<void> {
-    if (fingerprint === undefined || this.identity.primaryFingerprint !== undefined) return;
-    this.identity = { ...this.identity, primaryFingerprint: fingerprint };
-    await this.saveIdentity();
-    this.log.info({ fingerprint }, "pinned the primary's certificate");
-  }
-
-  /** The pins (fingerprints) this backup accepts for its primary; undefined before the first. */
-  private acceptedPins(): string[] | undefined {
-    const pinned = this.identity.primaryFingerprint;
-    if (pinned === undefined) return undefined;
-    const announced = (this.identity.primaryPins ?? []).map((p) => p.fingerprint);
-    return [pinned, ...announced.filter((f) => !sameFingerprint(f, pinned))];
-  }
-
-  private primaryTls(): { ca: string | undefined; fingerprint: string[] | undefined } {
-    const pins = this.acceptedPins();
-    // The primary's announced certificates are trusted only together with the pins, which
-    // still name exactly which certificates may answer.
-    const announced =
-      pins === undefined
-        ? []
-        : (this.identity.primaryPins ?? []).flatMap((p) => (p.certificate ? [p.certificate] : []));
-    const ca = [this.options.primaryCa, ...announced].filter((c) => c !== undefined);
-    return { ca: ca.length > 0 ? ca.join('\n') : undefined, fingerprint: pins };
-  }
-
   /**
-   * Certificate rollover: the primary, on this pinned connection, lists the certificates it may
-   * present. They become the accepted pins (the old one goes once the primary presents the new
-   * one), and the next heartbeat tells the primary, which waits for that before it swaps.
+   * What the primary says about the selection (a heartbeat, or a change request it refused):
+   * logged and kept in ha.json when it changes; a newly selected backup replicates at once.
    */
-  private async followCertificates(
-    presented: string | undefined,
-    announced: HeartbeatView['certificates'] | undefined,
-  ): Promise<void> {
-    const pinned = this.identity.primaryFingerprint;
-    if (presented === undefined || announced === undefined || pinned === undefined) return;
-    if (!announced.some((a) => sameFingerprint(a.fingerprint, presented))) return;
-    const current = this.identity.primaryPins ?? [];
-    const same =
-      sameFingerprint(pinned, presented) &&
-      current.length === announced.length &&
-      announced.every((a) => current.some((c) => sameFingerprint(c.fingerprint, a.fingerprint)));
-    if (same) return;
-    const next = announced.filter((a) => !sameFingerprint(a.fingerprint, presented));
-    this.identity = {
-      ...this.identity,
-      primaryFingerprint: presented,
-      primaryPins: announced.map((a) => ({
-        fingerprint: a.fingerprint,
-        certificate: a.certificate,
-      })),
-    };
-    await this.saveIdentity();
-    if (!sameFingerprint(pinned, presented))
+  private async noteSelected(selected: boolean): Promise<void> {
+    if (selected === this.isSelected && selected === this.identity.value.selected) return;
+    if (selected !== this.isSelected) {
       this.log.info(
-        { fingerprint: presented, previous: pinned },
-        'the primary presents its new certificate: pinned it, dropped the old pin',
+        { selected },
+        selected ? 'this backup is selected' : 'this backup is not selected',
       );
-    for (const a of next)
-      this.log.info(
-        { fingerprint: a.fingerprint },
-        'the primary announced its next certificate: accepting it as well as the current one',
-      );
+      if (selected) this.sleeper.wake();
+    }
+    this.isSelected = selected;
+    await this.identity.update({ selected });
   }
 
   // ---- takeover -----------------------------------------------------------------------------
 
-  private async beginTakeover(): Promise<void> {
+  private beginTakeover(): void {
     const previous = this.takeoverRecord();
     this.previousTakeover = previous;
     const term = Math.max(this.term(), previous?.term ?? 0) + 1;
@@ -472,232 +432,39 @@ export class BackupSide {
           maxTokenId: replication.maxId('api_tokens'),
         };
     this.store.transaction(() => {
-      this.store.setSetting(TERM_SETTING, term);
-      this.store.setSetting(TAKEOVER_SETTING, record);
+      this.store.ha.setTerm(term);
+      this.store.ha.setTakeover(record);
       replication.reserveIds('builds', record.maxBuildId + BUILD_ID_GAP + 1);
     });
-    this.state = 'taking-over';
     this.takeoverStartedAt = Date.now();
-    this.log.warn(
-      { term, failoverTimeoutMs: this.options.failoverTimeoutMs },
-      'the primary has been unreachable for the failover timeout: taking over the agents',
-    );
+    this.transition('takeover', {
+      level: 'warn',
+      msg: 'the primary has been unreachable for the failover timeout: taking over the agents',
+      fields: { term, failoverTimeoutMs: this.options.failoverTimeoutMs },
+    });
     this.engine.startPool(term);
   }
 
   /** Never became active: nothing was run, so there is no new history to hand back. */
   private async abandonTakeover(): Promise<void> {
+    this.transition('abandon', {
+      level: 'info',
+      msg: 'the primary answers again: not taking over',
+    });
     await this.engine.stop(true);
-    this.store.setSetting(TAKEOVER_SETTING, this.previousTakeover);
-    this.state = 'standby';
+    this.store.ha.setTakeover(this.previousTakeover);
   }
 
   private async activate(): Promise<void> {
     const adopted = await this.engine.adoptOrphans();
     // The primary may have come back (and begun a failback) while the agents were listed.
-    if (this.state !== 'taking-over' || !this.engine.running) return;
+    if (this.current !== 'taking-over' || !this.engine.running) return;
     this.engine.startScheduler();
-    this.state = 'active';
-    this.activeSince = new Date().toISOString();
-    this.log.warn(
-      { term: this.term(), adopted, agents: this.engine.leaseSummary() },
-      'this backup is active: it runs the builds until the primary returns',
-    );
-  }
-
-  // ---- replication --------------------------------------------------------------------------
-
-  private async replicationLoop(): Promise<void> {
-    while (!this.stopped) {
-      // Never over history not handed back yet: the primary takes it first (see failback.ts).
-      if (
-        this.state !== 'standby' ||
-        !this.selected ||
-        !this.primaryReachable ||
-        this.takeoverRecord() !== undefined
-      ) {
-        await this.sleep(this.options.heartbeatMs);
-        continue;
-      }
-      try {
-        await this.replicateOnce();
-      } catch (err) {
-        const error = toMusterError(err);
-        if (error.code === 'SNAPSHOT_REQUIRED') {
-          this.log.info(`replication restarts with a snapshot: ${error.message}`);
-          this.store.replication.resetPosition();
-          continue;
-        }
-        if (error.code === 'NOT_SELECTED') {
-          this.selected = false;
-          this.identity = { ...this.identity, selected: false };
-          await this.saveIdentity();
-          await this.sleep(this.options.heartbeatMs);
-          continue;
-        }
-        await this.sleep(this.noteFailure(error));
-      }
-    }
-  }
-
-  /**
-   * Counts a failed round: logged when it starts repeating and every 5 minutes after, reported
-   * to the primary in heartbeats. Returns how long to wait before the next round (doubling, up to
-   * a minute: a failing snapshot is not fetched again every heartbeat).
-   */
-  private noteFailure(error: MusterError): number {
-    const now = Date.now();
-    const message = `${error.code}: ${error.message}`;
-    const previous = this.failure;
-    const count = (previous?.count ?? 0) + 1;
-    this.failure = { message, since: previous?.since ?? now, count };
-    this.caughtUp = false;
-    if (count === FAILING_AFTER || (count > FAILING_AFTER && now - this.lastFailingLog > 300_000)) {
-      this.lastFailingLog = now;
-      this.log.error(
-        { code: error.code, failures: count, since: new Date(this.failure.since).toISOString() },
-        `replication failing: ${error.message}`,
-      );
-    } else if (count < FAILING_AFTER) {
-      this.log.warn({ code: error.code }, `replication: ${error.message}`);
-    }
-    return Math.min(this.options.heartbeatMs * 2 ** (count - 1), FAILURE_BACKOFF_MAX_MS);
-  }
-
-  /** A round applied: replication works (again). */
-  private noteApplied(): void {
-    this.appliedAt = Date.now();
-    if (this.failure !== undefined && this.failure.count >= FAILING_AFTER)
-      this.log.info(
-        { failures: this.failure.count },
-        'replication works again: the copy applies what the primary sends',
-      );
-    this.failure = undefined;
-  }
-
-  private async replicateOnce(): Promise<void> {
-    const position = this.store.replication.position();
-    if (position.stream === null) {
-      await this.fetchSnapshot();
-      return;
-    }
-    const { body: page } = await this.peer.json<ChangePage & { primaryLastSeq: number }>(
-      '/api/v1/ha/changes',
-      {
-        query: { stream: position.stream, after: position.seq, waitMs: CHANGES_WAIT_MS },
-        timeoutMs: 40_000,
-      },
-    );
-    const hashes = page.changes.flatMap((c) => blobsOfRow(c.table, c.row));
-    if (hashes.length > 0) await fetchMissingBlobs(this.peer, this.blobs, hashes);
-    // A takeover may have begun while the page travelled: it works on what it had.
-    if (this.state !== 'standby') return;
-    this.store.replication.applyChanges(page, new Date().toISOString());
-    this.noteApplied();
-    this.lastPrimaryContact = Date.now();
-    this.caughtUp = page.lastSeq >= page.primaryLastSeq;
-    if (this.caughtUp) this.caughtUpAt = Date.now();
-  }
-
-  private async fetchSnapshot(): Promise<void> {
-    const dir = join(this.options.dataDir, 'tmp');
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const file = join(dir, `snapshot-${randomUUID()}.db`);
-    try {
-      const { headers } = await this.peer.json('/api/v1/ha/snapshot', {
-        toFile: file,
-        timeoutMs: 600_000,
-      });
-      const stream = headers['x-muster-stream'];
-      const seq = Number(headers['x-muster-seq']);
-      if (typeof stream !== 'string' || !Number.isInteger(seq))
-        throw new MusterError('INTERNAL', 'the snapshot came without its stream position');
-      if (this.state !== 'standby') return;
-      this.store.replication.applySnapshot(file, stream, seq, new Date().toISOString());
-      this.noteApplied();
-      this.caughtUp = false;
-      this.log.info({ seq }, "applied a snapshot of the primary's state");
-    } finally {
-      await rm(file, { force: true });
-    }
-    await this.fetchAllBlobs();
-  }
-
-  /** After a restart: blobs a crash may have left unfetched. */
-  private async sweepBlobs(): Promise<void> {
-    while (!this.stopped && !(this.selected && this.primaryReachable)) {
-      await this.sleep(this.options.heartbeatMs);
-    }
-    if (this.stopped || this.store.replication.position().stream === null) return;
-    await this.fetchAllBlobs().catch((err: unknown) =>
-      this.log.warn({ err }, 'fetching missing blobs failed'),
-    );
-  }
-
-  private async fetchAllBlobs(): Promise<void> {
-    const hashes = new Set(this.store.replication.fileLists().flatMap(shaList));
-    const fetched = await fetchMissingBlobs(this.peer, this.blobs, hashes);
-    if (fetched > 0) this.log.info({ fetched }, 'fetched blobs from the primary');
-  }
-
-  // ---- plumbing -----------------------------------------------------------------------------
-
-  term(): number {
-    return readTerm(this.store);
-  }
-
-  /** Sleeps up to `ms`; wake() ends every sleep at once. */
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.sleepers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.sleepers.add(done);
+    this.activeAt = new Date().toISOString();
+    this.transition('activate', {
+      level: 'warn',
+      msg: 'this backup is active: it runs the builds until the primary returns',
+      fields: { term: this.term(), adopted, agents: this.engine.leaseSummary() },
     });
-  }
-
-  private wake(): void {
-    for (const done of [...this.sleepers]) done();
-  }
-
-  private async loadIdentity(): Promise<Identity> {
-    const file = join(this.options.dataDir, 'ha.json');
-    try {
-      const parsed = identitySchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
-      if (parsed.success) {
-        const saved = parsed.data;
-        if (saved.name !== this.options.name || saved.primaryUrl !== this.options.primaryUrl) {
-          // Another name or primary: a new registration (the pin belongs to the old primary).
-          this.identity = {
-            name: this.options.name,
-            secret: saved.secret,
-            primaryUrl: this.options.primaryUrl,
-          };
-          await this.saveIdentity();
-          return this.identity;
-        }
-        return saved;
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    this.identity = {
-      name: this.options.name,
-      secret: randomBytes(32).toString('base64url'),
-      primaryUrl: this.options.primaryUrl,
-    };
-    await this.saveIdentity();
-    return this.identity;
-  }
-
-  private async saveIdentity(): Promise<void> {
-    await writeAtomic(
-      join(this.options.dataDir, 'ha.json'),
-      `${JSON.stringify(this.identity, null, 2)}\n`,
-      0o600,
-    );
   }
 }

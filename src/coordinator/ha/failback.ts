@@ -13,12 +13,12 @@
  * neither loses nor repeats a log chunk.
  */
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import type { BlobStore } from '../../protocol/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { BackupRow } from '../store/backups.js';
 import type { Store } from '../store/store.js';
-import type { BackupState, TakeoverRecord } from './backup-side.js';
+import type { TakeoverRecord } from '../store/ha-state.js';
+import type { BackupState } from './backup-states.js';
 import {
   backupStateSchema,
   buildHistorySchema,
@@ -30,17 +30,11 @@ import { fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { EnginePort } from './engine-port.js';
 import type { PeerClient } from './peer-client.js';
 import { explainCallFailure } from './backup-health.js';
-import { TERM_SETTING, type PrimarySide } from './primary-side.js';
+import type { PrimarySide } from './primary-side.js';
 
-const PROGRESS_SETTING = 'HA.Failback';
 /** The highest lease term agents grant. */
 const MAX_TERM = 2 ** 31 - 1;
 const LOG_PAGE = 2000;
-
-const progressSchema = z.object({
-  term: z.number().int(),
-  logs: z.record(z.string(), z.number().int()),
-});
 
 export type BackupSeen = BackupState | 'unreachable' | 'none';
 
@@ -190,9 +184,9 @@ export class Failback {
           'VALIDATION_FAILED',
           `the backup's term ${begun.term} leaves no term to take back the agents with`,
         );
-      this.store.setSetting(TERM_SETTING, term);
+      this.store.ha.setTerm(term);
       await peer.json('/api/v1/ha/handback/done', { method: 'POST', timeoutMs: 30_000 });
-      this.store.setSetting(PROGRESS_SETTING, undefined);
+      this.store.ha.setFailbackProgress(undefined);
       // The backup's copy diverged: a new stream makes it start again from a snapshot. (A backup
       // that is not the selected one gets no stream; the selected one's goes on.)
       if (this.primary.selected()?.name === backup.name) this.store.replication.setRecording(true);
@@ -248,15 +242,15 @@ export class Failback {
   }
 
   private mergedLogId(term: number, buildId: number): number | undefined {
-    const parsed = progressSchema.safeParse(this.store.getSetting(PROGRESS_SETTING));
-    if (!parsed.success || parsed.data.term !== term) return undefined;
-    return parsed.data.logs[String(buildId)];
+    const progress = this.store.ha.failbackProgress();
+    if (progress === undefined || progress.term !== term) return undefined;
+    return progress.logs[String(buildId)];
   }
 
   private saveProgress(term: number, buildId: number, logId: number): void {
-    const parsed = progressSchema.safeParse(this.store.getSetting(PROGRESS_SETTING));
-    const logs = parsed.success && parsed.data.term === term ? parsed.data.logs : {};
-    this.store.setSetting(PROGRESS_SETTING, { term, logs: { ...logs, [String(buildId)]: logId } });
+    const progress = this.store.ha.failbackProgress();
+    const logs = progress !== undefined && progress.term === term ? progress.logs : {};
+    this.store.ha.setFailbackProgress({ term, logs: { ...logs, [String(buildId)]: logId } });
   }
 }
 

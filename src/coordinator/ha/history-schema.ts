@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
 import { isSafeRelativePath } from '../../protocol/paths.js';
-import { takeoverSchema } from './backup-side.js';
+import { takeoverSchema } from '../store/ha-state.js';
 
 const MAX_TEXT = 64 * 1024;
 const MAX_PLAN = 16 * 1024 * 1024;

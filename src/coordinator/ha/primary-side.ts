@@ -20,24 +20,10 @@ import type { Store } from '../store/store.js';
 import { BackupHealthBook, explainCallFailure, unverifiedBackup } from './backup-health.js';
 import type { PeerClient } from './peer-client.js';
 
-export const SELECTED_BACKUP_SETTING = 'Backup.Selected';
-export const DESELECTED_SETTING = 'Backup.LastDeselected';
-export const TERM_SETTING = 'Cluster.Term';
-/**
- * Backups that were selected and then deselected before they said they had nothing to hand
- * back: the only ones besides the selected backup that this primary calls (for their history).
- */
-export const OWED_SETTING = 'Backup.Owed';
 /** At most this many registered backups; more are refused until an admin removes some. */
 export const MAX_REGISTERED_BACKUPS = 16;
 /** New registrations (not re-registrations) per minute, from all addresses together. */
 const NEW_REGISTRATIONS_PER_MINUTE = 10;
-
-/** The fencing term this coordinator works under (1 until one was taken). */
-export function readTerm(store: Store): number {
-  const value = store.getSetting(TERM_SETTING);
-  return typeof value === 'number' ? value : 1;
-}
 
 export interface PrimarySideOptions {
   deselectAfterMs: number;
@@ -351,8 +337,8 @@ export class PrimarySide {
   }
 
   selected(): BackupRow | undefined {
-    const name = this.store.getSetting(SELECTED_BACKUP_SETTING);
-    return typeof name === 'string' ? this.store.backups.get(name) : undefined;
+    const name = this.store.ha.selectedBackup();
+    return name === undefined ? undefined : this.store.backups.get(name);
   }
 
   list(): BackupView[] {
@@ -440,8 +426,8 @@ export class PrimarySide {
     const current = this.selected()?.name ?? null;
     if (current !== name) {
       this.store.transaction(() => {
-        this.store.setSetting(SELECTED_BACKUP_SETTING, name ?? undefined);
-        this.store.setSetting(DESELECTED_SETTING, undefined);
+        this.store.ha.setSelectedBackup(name ?? undefined);
+        this.store.ha.setLastDeselection(undefined);
         // The one deselected may have run the cluster: it stays owed until it says it has not.
         if (current !== null) this.setOwed([...this.owed().filter((n) => n !== name), current]);
       });
@@ -463,7 +449,7 @@ export class PrimarySide {
   }
 
   term(): number {
-    return readTerm(this.store);
+    return this.store.ha.term();
   }
 
   /**
@@ -484,13 +470,16 @@ export class PrimarySide {
     if (this.owed().includes(name)) this.setOwed(this.owed().filter((n) => n !== name));
   }
 
+  /**
+   * Backups that were selected and then deselected before they said they had nothing to hand
+   * back: the only ones besides the selected backup that this primary calls (for their history).
+   */
   private owed(): string[] {
-    const value = this.store.getSetting(OWED_SETTING);
-    return Array.isArray(value) ? value.filter((n): n is string => typeof n === 'string') : [];
+    return this.store.ha.owed();
   }
 
   private setOwed(names: string[]): void {
-    this.store.setSetting(OWED_SETTING, names.length > 0 ? names : undefined);
+    this.store.ha.setOwed(names);
   }
 
   /** Deselects the selected backup when it has been out of touch too long. */
@@ -503,7 +492,7 @@ export class PrimarySide {
     const minutes = Math.round(this.options.deselectAfterMs / 60_000);
     this.applySelection(null, 'deselection');
     const reason = `not reached for ${minutes >= 1 ? `${minutes} min` : `${this.options.deselectAfterMs / 1000} s`}`;
-    this.store.setSetting(DESELECTED_SETTING, {
+    this.store.ha.setLastDeselection({
       name: selected.name,
       at: new Date(now).toISOString(),
       reason,
@@ -521,14 +510,8 @@ export class PrimarySide {
 
   /** The last automatic deselection while none is selected since (null otherwise). */
   lastDeselection(): DeselectionView | null {
-    const value = this.store.getSetting(DESELECTED_SETTING) as Partial<DeselectionView> | undefined;
-    if (
-      typeof value?.name !== 'string' ||
-      typeof value.at !== 'string' ||
-      typeof value.reason !== 'string'
-    )
-      return null;
-    return { name: value.name, at: value.at, reason: value.reason };
+    const value = this.store.ha.lastDeselection();
+    return value === undefined ? null : { name: value.name, at: value.at, reason: value.reason };
   }
 
   requireSelected(backup: BackupRow): void {

@@ -256,4 +256,44 @@ export const migrations: readonly Migration[] = [
     // shows the slots the primary last saw rather than 1.
     sql: `ALTER TABLE agents ADD COLUMN cores INTEGER;`,
   },
+  {
+    version: 4,
+    name: 'high availability: its state in ha_state, out of the user settings',
+    // The term, a backup's takeover record, a primary's failback progress, selected backup, last
+    // deselection and owed backups were settings (shown by GET /settings). Moved with their
+    // values, under new keys (store/ha-state.ts). Replicated like settings were: a backup learns
+    // the term and the selection from its primary. While recording, the triggers carry the move
+    // to a selected backup (the settings go, the ha_state rows come).
+    sql: `
+      CREATE TABLE ha_state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+      CREATE TRIGGER repl_ha_state_insert AFTER INSERT ON ha_state
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('ha_state', json_array(NEW.key)); END;
+      CREATE TRIGGER repl_ha_state_update AFTER UPDATE ON ha_state
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('ha_state', json_array(NEW.key)); END;
+      CREATE TRIGGER repl_ha_state_delete AFTER DELETE ON ha_state
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('ha_state', json_array(OLD.key)); END;
+
+      INSERT INTO ha_state (key, value)
+        SELECT CASE key
+                 WHEN 'Cluster.Term' THEN 'term'
+                 WHEN 'HA.Takeover' THEN 'takeover'
+                 WHEN 'HA.Failback' THEN 'failback'
+                 WHEN 'Backup.Selected' THEN 'selectedBackup'
+                 WHEN 'Backup.LastDeselected' THEN 'lastDeselection'
+                 WHEN 'Backup.Owed' THEN 'owed'
+               END, value
+        FROM settings
+        WHERE key IN ('Cluster.Term', 'HA.Takeover', 'HA.Failback', 'Backup.Selected',
+                      'Backup.LastDeselected', 'Backup.Owed');
+      DELETE FROM settings
+        WHERE key IN ('Cluster.Term', 'HA.Takeover', 'HA.Failback', 'Backup.Selected',
+                      'Backup.LastDeselected', 'Backup.Owed');
+    `,
+  },
 ];

@@ -28,6 +28,7 @@ export const REPLICATED_TABLES = [
   'users',
   'api_tokens',
   'settings',
+  'ha_state',
   'agents',
   'extensions',
   'builds',

@@ -34,6 +34,7 @@ import {
   type Statements,
 } from './sqlite-statements.js';
 import { BackupsStore } from './backups.js';
+import { HaStateStore } from './ha-state.js';
 import { ReplicationStore } from './replication.js';
 import type { Store } from './store.js';
 import type {
@@ -79,6 +80,7 @@ class SqliteStore implements Store {
   private readonly runner: Database.Transaction<(fn: () => unknown) => unknown>;
   readonly replication: ReplicationStore;
   readonly backups: BackupsStore;
+  readonly ha: HaStateStore;
 
   constructor(
     private readonly db: Database.Database,
@@ -89,6 +91,7 @@ class SqliteStore implements Store {
     this.runner = db.transaction((fn: () => unknown) => fn());
     this.replication = new ReplicationStore(db, (fn) => this.transaction(fn));
     this.backups = new BackupsStore(db);
+    this.ha = new HaStateStore(db);
   }
 
   transaction<T>(fn: () => T): T {

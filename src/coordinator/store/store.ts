@@ -5,6 +5,7 @@
  */
 import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type { BackupsStore } from './backups.js';
+import type { HaStateStore } from './ha-state.js';
 import type { ReplicationStore } from './replication.js';
 import type {
   AgentRow,
@@ -23,6 +24,8 @@ export interface Store {
   readonly replication: ReplicationStore;
   /** Backups registered with this coordinator as their primary. */
   readonly backups: BackupsStore;
+  /** High availability's own state: term, takeover, failback, selection (see ha-state.ts). */
+  readonly ha: HaStateStore;
   /** Runs fn in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T;
   close(): void;

@@ -3,7 +3,7 @@
  * written over the --tls-cert/--tls-key files (so a restart serves it too) and then swapped into
  * the listening server, so new connections get it without a restart. With a selected backup the
  * new certificate is announced first, and the swap waits (bounded) for the backup to say it has
- * accepted it, since the backup pins this coordinator's certificate (see ha/backup-side.ts).
+ * accepted it, since the backup pins this coordinator's certificate (see ha/primary-pins.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { copyFile, open, rename, rm, stat } from 'node:fs/promises';

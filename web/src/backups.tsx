@@ -4,7 +4,7 @@
  * viewer, everything is shown but nothing can be changed (the server refuses it anyway).
  */
 import { useEffect, useState } from 'preact/hooks';
-import { getBackups, getSettings, selectBackup, type BackupView, type StatusView } from './api.js';
+import { getBackups, selectBackup, type BackupView, type StatusView } from './api.js';
 import { Notice } from './notice.js';
 
 function ago(iso: string | null): string {
@@ -18,7 +18,8 @@ function ago(iso: string | null): string {
 export function Backups({ status, canEdit }: { status: StatusView | undefined; canEdit: boolean }) {
   const [backups, setBackups] = useState<BackupView[] | undefined>(undefined);
   const [choice, setChoice] = useState<string>('');
-  const [deselected, setDeselected] = useState<{ name: string; at: string; reason: string }>();
+  // The primary's last automatic deselection (HA state, in its status).
+  const deselected = status?.lastDeselected ?? undefined;
   const [message, setMessage] = useState<{ error: boolean; text: string }>();
   const [saving, setSaving] = useState(false);
   const onBackup = status !== undefined && status.role !== 'primary';
@@ -32,12 +33,6 @@ export function Backups({ status, canEdit }: { status: StatusView | undefined; c
           setChoice((c) => (c === '' ? (list.find((b) => b.selected)?.name ?? 'none') : c));
         })
         .catch((err: unknown) => setMessage({ error: true, text: String((err as Error).message) }));
-      // eslint-disable-next-line no-restricted-syntax -- the deselection note is extra; the list above reports a coordinator that fails
-      getSettings()
-        .then((settings) =>
-          setDeselected(settings['Backup.LastDeselected'] as typeof deselected | undefined),
-        )
-        .catch(() => undefined);
     };
     load();
     const timer = window.setInterval(load, 5000);

@@ -15,7 +15,8 @@ export interface TaskView {
   error: string | null;
 }
 
-export interface BuildView {
+/** What a build's full view and its line in a list both show. */
+interface BuildHeader {
   id: number;
   name: string | null;
   status: BuildStatus;
@@ -23,18 +24,14 @@ export interface BuildView {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+}
+
+export interface BuildView extends BuildHeader {
   error: string | null;
   tasks: TaskView[];
 }
 
-export interface BuildSummary {
-  id: number;
-  name: string | null;
-  status: BuildStatus;
-  createdBy: string;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
+export interface BuildSummary extends BuildHeader {
   counts: { total: number; succeeded: number; failed: number; running: number; pending: number };
 }
 

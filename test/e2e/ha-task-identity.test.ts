@@ -120,11 +120,14 @@ describe('two coordinators configured with one Agent.InstanceId', () => {
       // Named in words, in the agent list, the coordinator's log and the agent's log.
       assert.match(refused?.lastError ?? '', /belongs to another coordinator/);
       assert.match(refused?.lastError ?? '', /Agent\.InstanceId/);
-      assert.ok(
-        second.logs.some(
-          (l) =>
-            l.level === 40 && l.code === 'INSTANCE_BOUND' && /agent refused/.test(String(l.msg)),
-        ),
+      // The log line travels over the process's stdout: it may land just after the agent list.
+      await waitFor(
+        async () =>
+          second.logs.some(
+            (l) =>
+              l.level === 40 && l.code === 'INSTANCE_BOUND' && /agent refused/.test(String(l.msg)),
+          ),
+        10_000,
         'a warning in the second coordinator log',
       );
       assert.ok(

@@ -81,7 +81,7 @@ export default tseslint.config(
   },
   {
     // The shared layer (what crosses the API: views, requests, events, statuses, the plan
-    // language) imports only the protocol and libraries, so the CLI and the web UI can import it.
+    // language) imports only the protocol, the shared utilities and libraries, so the CLI and the web UI can import it.
     // Its one exception is the host's glob reading, so a plan is checked as the agent will match
     // it (host/glob.ts is a leaf: Node built-ins only).
     files: ['src/api/**/*.ts'],
@@ -137,6 +137,7 @@ export default tseslint.config(
         'error',
         {
           patterns: [
+            '**/common/**',
             '**/coordinator/**',
             '**/cli/**',
             '**/agent/**',
@@ -170,6 +171,8 @@ export default tseslint.config(
     },
   },
   {
+    // The wire (messages, framing, handshake, the error registry) is the bottom layer: it imports
+    // nothing of ours, not even the shared utilities.
     files: ['src/protocol/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -181,6 +184,28 @@ export default tseslint.config(
             '**/cli/**',
             '**/host/**',
             '**/extensions/**',
+            '**/common/**',
+            '**/api/**',
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Utilities the daemons and the CLI share (blob store, atomic files, durations, pinned TLS,
+    // …) import only the protocol (for its error registry) and libraries.
+    files: ['src/common/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            '**/agent/**',
+            '**/coordinator/**',
+            '**/cli/**',
+            '**/host/**',
+            '**/extensions/**',
+            '**/api/**',
           ],
         },
       ],
@@ -199,6 +224,8 @@ export default tseslint.config(
               group: [
                 '../protocol/*',
                 '../../protocol/*',
+                '../common/*',
+                '../../common/*',
                 '../agent/*',
                 '../coordinator/*',
                 'zod',

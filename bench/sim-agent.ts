@@ -20,7 +20,7 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { createServer as createTlsServer } from 'node:tls';
-import { selfSignedCertificate } from '../src/protocol/self-signed.js';
+import { selfSignedCertificate } from '../src/common/self-signed.js';
 import { FramedConnection } from '../src/protocol/connection.js';
 import type { Frame } from '../src/protocol/framing.js';
 import {

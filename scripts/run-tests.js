@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 // Built by `npm run build`, which `npm test` runs first.
-import { selfSignedCertificate } from '../dist/src/protocol/self-signed.js';
+import { selfSignedCertificate } from '../dist/src/common/self-signed.js';
 
 const root = join(import.meta.dirname, '..');
 const filters = process.argv.slice(2);

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
 import { LeaseTable } from './leases.js';
 import { Pins } from './pins.js';
-import { BlobStore } from '../protocol/blob-store.js';
+import { BlobStore } from '../common/blob-store.js';
 import { HostSupervisor } from './host-supervisor.js';
 import { type AgentIdentity, loadOrCreateIdentity } from './identity.js';
 import { InstanceRegistry } from './instances.js';

@@ -19,7 +19,7 @@ import { constants } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MusterError } from '../protocol/errors.js';
-import { type BlobStore, storageError } from '../protocol/blob-store.js';
+import { type BlobStore, storageError } from '../common/blob-store.js';
 import type { TaskOutputFile, TaskResult } from '../protocol/task-types.js';
 
 const VIEW_MODE = 0o1770;

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { Pins } from './pins.js';
-import type { BlobStore } from '../protocol/blob-store.js';
+import type { BlobStore } from '../common/blob-store.js';
 import type { HostSupervisor } from './host-supervisor.js';
 import type { Instance } from './instances.js';
 import type { TaskService } from './tasks.js';

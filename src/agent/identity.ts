@@ -6,10 +6,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { writeAtomic } from '../protocol/atomic-file.js';
-import { certificateFingerprint, readConfigFile } from '../protocol/config-file.js';
+import { writeAtomic } from '../common/atomic-file.js';
+import { certificateFingerprint, readConfigFile } from '../common/config-file.js';
 import { MusterError } from '../protocol/errors.js';
-import { selfSignedCertificate } from '../protocol/self-signed.js';
+import { selfSignedCertificate } from '../common/self-signed.js';
 import type { CompiledAgentOptions } from './options.js';
 
 export interface AgentIdentity {

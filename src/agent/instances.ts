@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeAtomic } from '../protocol/atomic-file.js';
+import { writeAtomic } from '../common/atomic-file.js';
 import type { TaskRecord } from './task-record.js';
 
 export const instanceRecordSchema = z.object({

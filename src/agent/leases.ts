@@ -15,7 +15,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeAtomic } from '../protocol/atomic-file.js';
+import { writeAtomic } from '../common/atomic-file.js';
 
 export interface LeaseState {
   held: boolean;

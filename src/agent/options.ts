@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { MusterError } from '../protocol/errors.js';
-import { parseDuration, parseHostPort, parseLogLevel } from '../protocol/duration.js';
+import { parseDuration, parseHostPort, parseLogLevel } from '../common/duration.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
 
 export const DEFAULT_AGENT_PORT = 7420;

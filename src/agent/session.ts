@@ -37,13 +37,13 @@ import {
 import { versionPinKey } from './garbage-collector.js';
 import type { LeaseTable } from './leases.js';
 import type { Pins } from './pins.js';
-import type { BlobStore, BlobWriter } from '../protocol/blob-store.js';
+import type { BlobStore, BlobWriter } from '../common/blob-store.js';
 import type { AgentIdentity } from './identity.js';
 import { InstanceBoundError, type Instance, type InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
 import type { TaskFollower, TaskRecord } from './task-record.js';
 import type { SyncedVersion, TaskService } from './tasks.js';
-import { MUSTER_VERSION } from '../protocol/version.js';
+import { MUSTER_VERSION } from '../common/version.js';
 import type { VersionStore } from './version-store.js';
 
 /** What a session needs from the agent; narrow, so tests can provide fakes. */

@@ -29,7 +29,7 @@ import { chmod, chown, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/p
 import { dirname, join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
-import type { BlobStore } from '../protocol/blob-store.js';
+import type { BlobStore } from '../common/blob-store.js';
 import type { TaskResult } from '../protocol/task-types.js';
 import { BlobView } from './blob-view.js';
 import type { Instance } from './instances.js';

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import { checkRelativePath } from '../protocol/paths.js';
 import type { TaskResult, TaskSpec } from '../protocol/task-types.js';
-import type { BlobStore } from '../protocol/blob-store.js';
+import type { BlobStore } from '../common/blob-store.js';
 import type { HostProcess } from './host-process.js';
 import { killGroup } from './host-process.js';
 import type { HostSupervisor } from './host-supervisor.js';

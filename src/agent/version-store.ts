@@ -21,8 +21,8 @@ import {
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { manifestSchema, type Manifest } from '../protocol/manifest.js';
-import { type BlobStore, storageError } from '../protocol/blob-store.js';
-import { writeAtomic } from '../protocol/atomic-file.js';
+import { type BlobStore, storageError } from '../common/blob-store.js';
+import { writeAtomic } from '../common/atomic-file.js';
 import type { Instance } from './instances.js';
 
 export class VersionStore {

@@ -8,7 +8,7 @@ import { formatInstances, instanceRows } from './agent-instances.js';
 import { readLeaseFile } from '../agent/leases.js';
 import { instanceKeyFingerprint } from '../protocol/handshake.js';
 import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
-import { MUSTER_VERSION } from '../protocol/version.js';
+import { MUSTER_VERSION } from '../common/version.js';
 import { MusterError } from '../protocol/errors.js';
 import { onShutdownSignals } from './signals.js';
 

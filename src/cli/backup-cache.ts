@@ -6,7 +6,7 @@
  * that cannot be written is left as it is, neither is an error.
  */
 import { mkdir, readFile } from 'node:fs/promises';
-import { writeAtomic } from '../protocol/atomic-file.js';
+import { writeAtomic } from '../common/atomic-file.js';
 import { dirname, join } from 'node:path';
 import { configDir, normaliseUrl } from './config.js';
 

@@ -6,12 +6,12 @@
  * user pinned it (a certificate this machine does not otherwise trust, e.g. self-signed).
  */
 import { mkdir, readFile } from 'node:fs/promises';
-import { writeAtomic } from '../protocol/atomic-file.js';
+import { writeAtomic } from '../common/atomic-file.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { MusterError } from '../protocol/errors.js';
-import { parseFingerprint } from '../protocol/pinned-tls.js';
+import { parseFingerprint } from '../protocol/fingerprint.js';
 
 const credentialsSchema = z.object({
   url: z.string().min(1),

@@ -6,16 +6,12 @@
  * at the terminal or by --fingerprint, and then pinned with the saved credentials, so that every
  * later command checks it inside the TLS handshake (pinned-fetch.ts).
  */
-import { isLoopbackHost } from '../protocol/addresses.js';
+import { isLoopbackHost } from '../common/addresses.js';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { MusterError } from '../protocol/errors.js';
-import {
-  parseFingerprint,
-  presentedCertificate,
-  sameFingerprint,
-  type PresentedCertificate,
-} from '../protocol/pinned-tls.js';
+import { presentedCertificate, type PresentedCertificate } from '../common/pinned-tls.js';
+import { parseFingerprint, sameFingerprint } from '../protocol/fingerprint.js';
 import { ApiClient, describeCause } from './api-client.js';
 import { normaliseUrl, savedPin, saveCredentials } from './config.js';
 import { readPassword } from './password-input.js';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `muster` command. Exit codes: 0 success, 1 build failed, 2 usage or input error, 3 cannot reach coordinator. */
 import { Command } from 'commander';
-import { MUSTER_VERSION } from '../protocol/version.js';
+import { MUSTER_VERSION } from '../common/version.js';
 import { registerAgentCommand } from './agent-command.js';
 import { registerAgentsCommand } from './agents-command.js';
 import { registerBackupCommand } from './backup-command.js';

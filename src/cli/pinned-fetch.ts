@@ -1,7 +1,7 @@
 /**
  * fetch() for a coordinator whose certificate the user pinned at `muster login`: the same
  * Response as Node's fetch, over node:https with a connection that is handed to the request only
- * once the certificate matched the pin (src/protocol/pinned-tls.ts). Node's fetch cannot do
+ * once the certificate matched the pin (src/common/pinned-tls.ts). Node's fetch cannot do
  * that: it takes no TLS options without an undici dispatcher, which is not a dependency here.
  * One connection per request, like the client's fetch calls in practice.
  */
@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import { request, type RequestOptions } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { connectPinned } from '../protocol/pinned-tls.js';
+import { connectPinned } from '../common/pinned-tls.js';
 
 export interface PinnedRequest {
   method: string;

@@ -16,7 +16,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BlobStore } from '../protocol/blob-store.js';
+import type { BlobStore } from '../common/blob-store.js';
 import { MusterError } from '../protocol/errors.js';
 import { shaList } from './ha/blob-sync.js';
 import type { Store } from './store/store.js';

@@ -4,7 +4,7 @@
  * again only when the extension set changes.
  */
 import { checkManifest, versionIdOf, type Manifest } from '../protocol/manifest.js';
-import type { BlobStore } from '../protocol/blob-store.js';
+import type { BlobStore } from '../common/blob-store.js';
 import { createBundle, type Bundle, type BundleBlob } from '../protocol/client/bundle.js';
 import type { Store } from './store/store.js';
 

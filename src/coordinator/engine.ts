@@ -5,7 +5,7 @@
  * under a lease term) -> scheduling -> stopped.
  */
 import type { Logger } from 'pino';
-import type { BlobStore } from '../protocol/blob-store.js';
+import type { BlobStore } from '../common/blob-store.js';
 import type { Bundle } from '../protocol/client/bundle.js';
 import type { EventBus } from './events.js';
 import { adoptOrphans } from './ha/adopt.js';

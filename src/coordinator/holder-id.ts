@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeAtomic } from '../protocol/atomic-file.js';
+import { writeAtomic } from '../common/atomic-file.js';
 
 const HOLDER_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 

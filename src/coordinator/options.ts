@@ -2,10 +2,10 @@
  * The coordinator's options, validated once into frozen CompiledCoordinatorOptions (absolute
  * paths, durations in milliseconds).
  */
-import { isLoopbackHost } from '../protocol/addresses.js';
+import { isLoopbackHost } from '../common/addresses.js';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseDuration, parseHostPort, parseLogLevel } from '../protocol/duration.js';
+import { parseDuration, parseHostPort, parseLogLevel } from '../common/duration.js';
 import { MusterError } from '../protocol/errors.js';
 
 export const DEFAULT_COORDINATOR_PORT = 8000;

@@ -9,7 +9,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { generate } from 'selfsigned';
-import { selfSignedCertificate } from '../../src/protocol/self-signed.js';
+import { selfSignedCertificate } from '../../src/common/self-signed.js';
 import { makeTempDir } from './agent-process.js';
 import { testTls } from './coordinator-process.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseDuration, parseHostPort } from '../../src/protocol/duration.js';
+import { parseDuration, parseHostPort } from '../../src/common/duration.js';
 import { compileAgentOptions } from '../../src/agent/options.js';
 
 describe('options', () => {

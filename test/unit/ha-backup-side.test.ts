@@ -26,7 +26,7 @@ import {
 import type { Plan } from '../../src/api/plan/types.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
-import { BlobStore } from '../../src/protocol/blob-store.js';
+import { BlobStore } from '../../src/common/blob-store.js';
 import { MusterError } from '../../src/protocol/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-ha-backup-'));

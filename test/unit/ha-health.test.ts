@@ -21,7 +21,7 @@ import { PeerClient } from '../../src/coordinator/ha/peer-client.js';
 import { PrimarySide } from '../../src/coordinator/ha/primary-side.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import { MusterError } from '../../src/protocol/errors.js';
-import { selfSignedCertificate } from '../../src/protocol/self-signed.js';
+import { selfSignedCertificate } from '../../src/common/self-signed.js';
 
 const NOW = Date.parse('2026-12-01T12:00:00Z');
 const base = {

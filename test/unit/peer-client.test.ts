@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { selfSignedCertificate } from '../../src/protocol/self-signed.js';
+import { selfSignedCertificate } from '../../src/common/self-signed.js';
 import { PeerClient } from '../../src/coordinator/ha/peer-client.js';
 import { MusterError } from '../../src/protocol/errors.js';
 

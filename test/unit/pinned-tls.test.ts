@@ -1,5 +1,5 @@
 /**
- * The CLI's pinned connection to a coordinator (src/protocol/pinned-tls.ts, src/cli/pinned-fetch.ts):
+ * The CLI's pinned connection to a coordinator (src/common/pinned-tls.ts, src/cli/pinned-fetch.ts):
  * with the right pin a self-signed certificate is used; with a wrong one the connection is closed
  * after the handshake, before a single byte of the request (its token) is written.
  */
@@ -11,8 +11,9 @@ import { ApiClient } from '../../src/cli/api-client.js';
 import { exitCodeForErrorCode } from '../../src/cli/exit-codes.js';
 import { compileCoordinatorOptions } from '../../src/coordinator/options.js';
 import { MusterError } from '../../src/protocol/errors.js';
-import { parseFingerprint, presentedCertificate } from '../../src/protocol/pinned-tls.js';
-import { selfSignedCertificate } from '../../src/protocol/self-signed.js';
+import { presentedCertificate } from '../../src/common/pinned-tls.js';
+import { parseFingerprint } from '../../src/protocol/fingerprint.js';
+import { selfSignedCertificate } from '../../src/common/self-signed.js';
 
 let server: Server;
 let port: number;

@@ -20,7 +20,7 @@ import {
 import { Scheduler } from '../../src/coordinator/scheduler/scheduler.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
-import { BlobStore } from '../../src/protocol/blob-store.js';
+import { BlobStore } from '../../src/common/blob-store.js';
 import type { OutputChunk, RemoteTask } from '../../src/protocol/client/agent-client.js';
 import { MusterError } from '../../src/protocol/errors.js';
 import type { TaskResult, TaskSpec } from '../../src/protocol/task-types.js';

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { BlobView } from '../../src/agent/blob-view.js';
 import { compileAgentOptions } from '../../src/agent/options.js';
 import { TaskUsers } from '../../src/agent/task-users.js';
-import { BlobStore } from '../../src/protocol/blob-store.js';
+import { BlobStore } from '../../src/common/blob-store.js';
 import type { TaskResult } from '../../src/protocol/task-types.js';
 
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');

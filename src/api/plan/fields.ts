@@ -4,7 +4,7 @@
  */
 import picomatch from 'picomatch';
 import { expandBraces } from '../../host/glob.js';
-import { parseDuration } from '../../protocol/duration.js';
+import { parseDuration } from '../../common/duration.js';
 import { PLAN_LIMITS } from './limits.js';
 import { describe, type Problems } from './problems.js';
 import type { AstPath, Source } from './yaml-source.js';

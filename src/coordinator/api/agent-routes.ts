@@ -1,8 +1,8 @@
 /** The agent pool: list, add (with its key and pinned fingerprint), change labels/slots, remove. */
 import type { FastifyInstance } from 'fastify';
-import { parseHostPort } from '../../protocol/duration.js';
+import { parseHostPort } from '../../common/duration.js';
 import { MusterError } from '../../protocol/errors.js';
-import { normaliseFingerprint } from '../../protocol/pinned-tls.js';
+import { normaliseFingerprint } from '../../protocol/fingerprint.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { probeFingerprint } from '../pool/probe.js';

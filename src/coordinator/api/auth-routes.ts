@@ -19,7 +19,7 @@ import {
 import type { BodyDeadlines } from './body-deadline.js';
 import { requireUser, type ApiContext, type RouteAccess } from './context.js';
 import { parse } from './http-errors.js';
-import { addressBlock } from '../../protocol/addresses.js';
+import { addressBlock } from '../../common/addresses.js';
 import { FailureLimiter } from './rate-limiter.js';
 import { loginBody } from '../../api/requests.js';
 import type { LoginView, SessionView } from '../../api/views/users.js';

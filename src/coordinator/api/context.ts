@@ -1,6 +1,6 @@
 /** What the API's routes need from the coordinator; narrow, so route tests can pass fakes. */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { BlobStore } from '../../protocol/blob-store.js';
+import type { BlobStore } from '../../common/blob-store.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { BlobSweeper } from '../blob-sweeper.js';
 import type { BundleManager } from '../bundles.js';

@@ -7,7 +7,7 @@
  * the copy of the primary's state it keeps while standing by and selected (replicator.ts).
  */
 import type { Logger } from 'pino';
-import type { BlobStore } from '../../protocol/blob-store.js';
+import type { BlobStore } from '../../common/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { StatusView } from '../../api/views/status.js';
 import { sameSecret } from '../auth/passwords.js';

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlobStore } from '../../protocol/blob-store.js';
+import type { BlobStore } from '../../common/blob-store.js';
 import { hashFile } from '../../protocol/client/bundle.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { WireRow } from '../store/replication.js';

@@ -13,7 +13,7 @@
  * neither loses nor repeats a log chunk.
  */
 import type { Logger } from 'pino';
-import type { BlobStore } from '../../protocol/blob-store.js';
+import type { BlobStore } from '../../common/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { BackupRow } from '../store/backups.js';
 import type { Store } from '../store/store.js';

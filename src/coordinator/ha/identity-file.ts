@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeAtomic } from '../../protocol/atomic-file.js';
+import { writeAtomic } from '../../common/atomic-file.js';
 
 const identitySchema = z.object({
   name: z.string(),

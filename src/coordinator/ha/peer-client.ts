@@ -15,7 +15,7 @@ import {
   type PeerCertificate,
   type TLSSocket,
 } from 'node:tls';
-import { sameFingerprint } from '../../protocol/pinned-tls.js';
+import { sameFingerprint } from '../../protocol/fingerprint.js';
 import { MusterError, isErrorCode } from '../../protocol/errors.js';
 
 export interface PeerTls {

@@ -4,7 +4,7 @@
  * on the pinned connection. See docs/high-availability.md, Certificate rollover.
  */
 import type { Logger } from 'pino';
-import { sameFingerprint } from '../../protocol/pinned-tls.js';
+import { sameFingerprint } from '../../protocol/fingerprint.js';
 import type { IdentityFile } from './identity-file.js';
 import type { HeartbeatView } from './primary-side.js';
 

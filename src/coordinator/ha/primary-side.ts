@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
 import type { BackupView, DeselectionView } from '../../api/views/backups.js';
-import { sameFingerprint } from '../../protocol/pinned-tls.js';
+import { sameFingerprint } from '../../protocol/fingerprint.js';
 import type { AnnouncedCertificate, BackupConfirmation } from '../tls/certificate-manager.js';
 import type { BackupRow } from '../store/backups.js';
 import type { ChangePage } from '../store/replication.js';

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BlobStore } from '../../protocol/blob-store.js';
+import type { BlobStore } from '../../common/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';

@@ -19,7 +19,7 @@
  */
 import picomatch from 'picomatch';
 import type { Logger } from 'pino';
-import type { BlobStore } from '../../protocol/blob-store.js';
+import type { BlobStore } from '../../common/blob-store.js';
 import type { OutputChunk } from '../../protocol/client/agent-client.js';
 import { toMusterError, type MusterError } from '../../protocol/errors.js';
 import type { TaskInfo } from '../../protocol/messages.js';

@@ -9,9 +9,9 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
-import { writeAtomic } from '../../protocol/atomic-file.js';
+import { writeAtomic } from '../../common/atomic-file.js';
 import { MusterError } from '../../protocol/errors.js';
-import { selfSignedCertificate } from '../../protocol/self-signed.js';
+import { selfSignedCertificate } from '../../common/self-signed.js';
 
 const VALIDITY_MS = 10 * 365 * 86_400_000;
 

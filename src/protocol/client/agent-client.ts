@@ -3,7 +3,7 @@
  * authenticate, sync a bundle, move blobs, run and follow tasks. One AgentClient is one
  * connection; it never reconnects by itself (the coordinator's connection manager does).
  */
-import { normaliseFingerprint } from '../pinned-tls.js';
+import { normaliseFingerprint } from '../fingerprint.js';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';

@@ -1,7 +1,7 @@
 /** Files named on a daemon's command line: read once at start-up, with errors naming the flag. */
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { MusterError } from './errors.js';
+import { MusterError } from '../protocol/errors.js';
 
 /** The file's text, or INVALID_CONFIG saying which flag and why. */
 export async function readConfigFile(file: string, flag: string): Promise<string> {

@@ -9,7 +9,8 @@
  */
 import { isIP } from 'node:net';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { MusterError } from './errors.js';
+import { MusterError } from '../protocol/errors.js';
+import { sameFingerprint } from '../protocol/fingerprint.js';
 
 export interface TlsTarget {
   host: string;
@@ -30,27 +31,6 @@ export interface PresentedCertificate {
   /** The names it covers (subjectAltName), e.g. "DNS:build-1, IP Address:10.0.0.5". */
   names: string | undefined;
   validTo: string;
-}
-
-/** A fingerprint's hex digits, upper case, whatever the colons, case or "sha256:" prefix. */
-export function normaliseFingerprint(fingerprint: string): string {
-  return fingerprint
-    .replace(/^sha256:/i, '')
-    .replace(/[^0-9a-f]/gi, '')
-    .toUpperCase();
-}
-
-/**
- * A SHA-256 fingerprint as users give it (64 hex digits, any case, with or without colons or a
- * "sha256:" prefix) in the form Node and openssl print; undefined when it is not one.
- */
-export function parseFingerprint(text: string): string | undefined {
-  const hex = normaliseFingerprint(text);
-  return /^[0-9A-F]{64}$/.test(hex) ? (hex.match(/../g) ?? []).join(':') : undefined;
-}
-
-export function sameFingerprint(a: string, b: string | undefined): boolean {
-  return b !== undefined && normaliseFingerprint(a) === normaliseFingerprint(b);
 }
 
 /**

@@ -18,7 +18,7 @@ import {
   type FileHandle,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MusterError } from './errors.js';
+import { MusterError } from '../protocol/errors.js';
 
 export class BlobStore {
   readonly incomingDir: string;

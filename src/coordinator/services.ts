@@ -1,0 +1,84 @@
+/**
+ * What a coordinator has whatever its role, made once at start from its options and its store:
+ * blobs and the quota on uploads, the event bus, the bundle it pushes to agents, its identity to
+ * agents, and what it serves over TLS. A role (roles/) adds its engine and its side of high
+ * availability.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { BlobStore } from '../common/blob-store.js';
+import { MUSTER_VERSION } from '../common/version.js';
+import { BlobSweeper } from './blob-sweeper.js';
+import { BundleManager } from './bundles.js';
+import { Engine, type EngineContext } from './engine.js';
+import { EventBus } from './events.js';
+import { loadOrCreateHolderId } from './holder-id.js';
+import { PRODUCT, coordinatorIdentity } from './identity.js';
+import type { CompiledCoordinatorOptions } from './options.js';
+import type { Store } from './store/store.js';
+import { loadServedTls, type ServedTls } from './tls/served-tls.js';
+
+export interface Services {
+  options: CompiledCoordinatorOptions;
+  log: Logger;
+  store: Store;
+  blobs: BlobStore;
+  /** The quota on unreferenced uploads, and what keeps blobs a request uses from being swept. */
+  uploads: BlobSweeper;
+  events: EventBus;
+  bundles: BundleManager;
+  tls: ServedTls;
+  /** Which coordinator of its cluster this one is (holder-id.ts). */
+  holderId: string;
+}
+
+export async function createServices(
+  options: CompiledCoordinatorOptions,
+  log: Logger,
+  store: Store,
+): Promise<Services> {
+  const blobs = new BlobStore(join(options.dataDir, 'blobs'));
+  await blobs.init();
+  const uploads = new BlobSweeper(
+    store,
+    blobs,
+    {
+      quotaBytes: options.uploadQuotaBytes,
+      perUserQuotaBytes: options.uploadQuotaPerUserBytes,
+      retentionMs: options.blobRetentionMs,
+    },
+    log,
+  );
+  const bundles = new BundleManager(store, blobs, {
+    hostDir: options.hostDir,
+    label: `${PRODUCT} ${MUSTER_VERSION}`,
+  });
+  const holderId = await loadOrCreateHolderId(options.dataDir);
+  const tls = await loadServedTls(options, log);
+  return { options, log, store, blobs, uploads, events: new EventBus(), bundles, tls, holderId };
+}
+
+/**
+ * The engine (pool and scheduler) of a role, which decides when a connection may outbid an
+ * expired lease and when a finished task is released on its agent.
+ */
+export function createEngine(
+  services: Services,
+  policy: Pick<EngineContext, 'mayOutbid' | 'deferRelease'>,
+): Engine {
+  const { store, blobs, events, log, bundles, options, holderId } = services;
+  return new Engine({
+    store,
+    blobs,
+    events,
+    log,
+    identity: () => coordinatorIdentity(store, holderId),
+    bundle: () => bundles.get(),
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    agentLossGraceMs: options.agentLossGraceMs,
+    onTermHeld: (term) => {
+      if (term > store.ha.term()) store.ha.setTerm(term);
+    },
+    ...policy,
+  });
+}

@@ -18,6 +18,7 @@ import { MUSTER_VERSION } from '../common/version.js';
 import { MusterError } from '../protocol/errors.js';
 import type { ApiContext } from './api/context.js';
 import { buildServer } from './api/server.js';
+import { Builds } from './builds/builds.js';
 import { restrictFiles, secureDataDir } from './data-dir.js';
 import { Housekeeping } from './housekeeping.js';
 import { INSTANCE_ID_SETTING, instanceIdSetting } from './identity.js';
@@ -180,6 +181,13 @@ export class Coordinator {
       get pool() {
         return engine.pool;
       },
+      builds: new Builds({
+        store,
+        blobs,
+        uploads,
+        scheduler: engine,
+        onSubmitted: () => metrics.buildsSubmitted.inc(),
+      }),
       scheduler: engine,
       blobs,
       uploads,

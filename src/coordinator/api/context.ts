@@ -4,6 +4,7 @@ import type { BlobStore } from '../../common/blob-store.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { BlobSweeper } from '../blob-sweeper.js';
 import type { BundleManager } from '../bundles.js';
+import type { Builds } from '../builds/builds.js';
 import type { EventBus } from '../events.js';
 import type { Metrics } from '../metrics.js';
 import type { CompiledCoordinatorOptions } from '../options.js';
@@ -19,7 +20,9 @@ import type { StatusView } from '../../api/views/status.js';
 export interface ApiContext {
   store: Store;
   pool: AgentPool;
-  /** Submits and cancels builds (held in the store while this coordinator is not scheduling). */
+  /** Submitting, cancelling and reading builds. */
+  builds: Builds;
+  /** Scheduling again once an agent changed. */
   scheduler: BuildControl;
   blobs: BlobStore;
   /** The quota on unreferenced uploads, and what keeps blobs a request uses from being swept. */

@@ -178,7 +178,8 @@ export class Coordinator {
     });
     return {
       store,
-      get pool() {
+      // While the engine is stopped, the registered agents as they are in the store.
+      get agents() {
         return engine.pool;
       },
       builds: new Builds({
@@ -196,9 +197,12 @@ export class Coordinator {
       metrics,
       options,
       version: MUSTER_VERSION,
-      role: () => role.role(),
-      ha: role.ha,
-      term: () => role.term(),
+      ha: {
+        role: () => role.role(),
+        term: () => role.term(),
+        primary: role.ha.primary,
+        backup: role.ha.backup,
+      },
       instanceId: () => instanceIdSetting(store),
       // A backup is ready once it holds a copy of its primary's state (users included).
       isReady: () => this.current === 'running' && role.ready(),

@@ -19,12 +19,12 @@ function hostPortOf(address: string): { host: string; port: number } {
 export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/api/v1/agents', async (request) => {
     requireUser(request);
-    return ctx.pool.views();
+    return ctx.agents.views();
   });
 
   app.get<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
     requireUser(request);
-    const view = ctx.pool.view(request.params.name);
+    const view = ctx.agents.view(request.params.name);
     if (!view) throw new MusterError('NOT_FOUND', `no agent named ${request.params.name}`);
     return view;
   });
@@ -64,8 +64,8 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
       labels: body.labels ?? [],
       slots: body.slots ?? null,
     });
-    ctx.pool.add(row);
-    return reply.code(201).send(ctx.pool.view(row.name));
+    ctx.agents.add(row);
+    return reply.code(201).send(ctx.agents.view(row.name));
   });
 
   app.patch<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
@@ -75,9 +75,9 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
       ...(body.labels === undefined ? {} : { labels: body.labels }),
       ...(body.slots === undefined ? {} : { slots: body.slots }),
     });
-    ctx.pool.update(row);
+    ctx.agents.update(row);
     ctx.scheduler.schedule();
-    return ctx.pool.view(row.name);
+    return ctx.agents.view(row.name);
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/agents/:name', async (request, reply) => {
@@ -85,7 +85,7 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
     if (!ctx.store.removeAgent(request.params.name)) {
       throw new MusterError('NOT_FOUND', `no agent named ${request.params.name}`);
     }
-    ctx.pool.remove(request.params.name);
+    ctx.agents.remove(request.params.name);
     return reply.code(204).send();
   });
 }

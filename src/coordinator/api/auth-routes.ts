@@ -133,7 +133,7 @@ export function registerAuth(
     // Hashing takes a while: a password changed meanwhile (an admin's reset) must win, so the new
     // hash is stored only over the one verified, and no token is made once it has changed.
     let verified = user.passwordHash;
-    if (ctx.role() === 'primary' && needsRehash(user.passwordHash, cost)) {
+    if (ctx.ha.role() === 'primary' && needsRehash(user.passwordHash, cost)) {
       const upgraded = await hashPassword(body.password, cost);
       if (ctx.store.getUser(user.name)?.passwordHash === verified) {
         ctx.store.setPassword(user.name, upgraded);

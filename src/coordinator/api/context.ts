@@ -1,46 +1,46 @@
-/** What the API's routes need from the coordinator; narrow, so route tests can pass fakes. */
+/**
+ * What the API's routes need from the coordinator: ports (ports.ts), narrow, so route tests pass
+ * fakes. Built by the coordinator from its services and its role (coordinator.ts).
+ */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { BlobStore } from '../../common/blob-store.js';
 import { MusterError } from '../../protocol/errors.js';
-import type { BlobSweeper } from '../blob-sweeper.js';
-import type { BundleManager } from '../bundles.js';
-import type { Builds } from '../builds/builds.js';
-import type { EventBus } from '../events.js';
-import type { Metrics } from '../metrics.js';
-import type { CompiledCoordinatorOptions } from '../options.js';
-import type { AgentPool } from '../pool/pool.js';
-import type { BuildControl } from '../engine.js';
-import type { Store } from '../store/store.js';
 import type { User } from '../store/types.js';
-import type { BackupSide } from '../ha/backup-side.js';
-import type { PrimarySide } from '../ha/primary-side.js';
-import type { CertificateManager } from '../tls/certificate-manager.js';
-import type { StatusView } from '../../api/views/status.js';
+import type {
+  AgentDirectory,
+  ApiMetrics,
+  ApiOptions,
+  ApiStore,
+  BlobAccess,
+  BuildService,
+  BundleSource,
+  EventSource,
+  HaStatus,
+  Scheduling,
+  ServedCertificate,
+  UploadQuota,
+} from './ports.js';
 
 export interface ApiContext {
-  store: Store;
-  pool: AgentPool;
+  store: ApiStore;
+  /** The agents as the pool sees them. */
+  agents: AgentDirectory;
   /** Submitting, cancelling and reading builds. */
-  builds: Builds;
+  builds: BuildService;
   /** Scheduling again once an agent changed. */
-  scheduler: BuildControl;
-  blobs: BlobStore;
-  /** The quota on unreferenced uploads, and what keeps blobs a request uses from being swept. */
-  uploads: BlobSweeper;
-  events: EventBus;
-  bundles: BundleManager;
-  metrics: Metrics;
-  options: CompiledCoordinatorOptions;
+  scheduler: Scheduling;
+  blobs: BlobAccess;
+  uploads: UploadQuota;
+  events: EventSource;
+  bundles: BundleSource;
+  metrics: ApiMetrics;
+  options: ApiOptions;
   version: string;
-  role(): StatusView['role'];
-  /** High availability: the primary's side or the backup's (one of them). */
-  ha: { primary?: PrimarySide | undefined; backup?: BackupSide | undefined };
-  /** The fencing term this coordinator works under. */
-  term(): number;
+  /** The role, the term, and the primary's or the backup's side of high availability. */
+  ha: HaStatus;
   instanceId(): string;
   isReady(): boolean;
   /** The certificate this coordinator serves; undefined over plain HTTP. */
-  certificates: CertificateManager | undefined;
+  certificates: ServedCertificate | undefined;
 }
 
 /** How a request authenticated (set by the auth hook): its token's hash, and the session cookie's
@@ -82,7 +82,7 @@ export function requireUser(request: FastifyRequest): User {
  */
 export function requireBuilder(request: FastifyRequest, ctx: ApiContext): User {
   const user = requireUser(request);
-  if (ctx.role() === 'backup-standby') {
+  if (ctx.ha.role() === 'backup-standby') {
     const primary = ctx.ha.backup?.statusView().url;
     throw new MusterError(
       'STANDBY',
@@ -96,7 +96,7 @@ export function requireBuilder(request: FastifyRequest, ctx: ApiContext): User {
 
 /** Refuses with READ_ONLY on a backup: what the primary replicates is changed on the primary. */
 export function requirePrimary(ctx: ApiContext): void {
-  if (ctx.role() === 'primary') return;
+  if (ctx.ha.role() === 'primary') return;
   const primary = ctx.ha.backup?.statusView().url;
   throw new MusterError(
     'READ_ONLY',

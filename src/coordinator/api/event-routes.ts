@@ -5,7 +5,8 @@
  * stream.
  */
 import type { FastifyInstance } from 'fastify';
-import type { CoordinatorEventMap } from '../events.js';
+import type { CoordinatorEventMap, EventName } from '../events.js';
+import { isEvent } from '../is-event.js';
 import { requireUser, type ApiContext } from './context.js';
 import { eventView } from './event-views.js';
 
@@ -24,12 +25,7 @@ export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void
     raw.write(': connected\n\n');
     const unsubscribe = ctx.events.subscribe((event, data) => {
       if (buildFilter !== undefined) {
-        if (event === 'agent') return;
-        const buildId =
-          event === 'build'
-            ? (data as CoordinatorEventMap['build']).build.id
-            : (data as { buildId: number }).buildId;
-        if (buildId !== buildFilter) return;
+        if (buildIdOf(event, data) !== buildFilter) return;
       }
       raw.write(`event: ${event}\ndata: ${JSON.stringify(eventView(event, data))}\n\n`);
     });
@@ -42,4 +38,11 @@ export function registerEventRoutes(app: FastifyInstance, ctx: ApiContext): void
     request.raw.on('close', close);
     raw.on('error', close);
   });
+}
+
+/** The build an event is about; undefined for an agent's. */
+function buildIdOf(event: EventName, data: CoordinatorEventMap[EventName]): number | undefined {
+  if (isEvent('build', event, data)) return data.build.id;
+  if (isEvent('task', event, data) || isEvent('log', event, data)) return data.buildId;
+  return undefined;
 }

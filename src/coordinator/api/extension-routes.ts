@@ -64,7 +64,7 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
     }
     ctx.bundles.invalidate();
     await ctx.bundles.get();
-    void ctx.pool.resyncAll();
+    void ctx.agents.resyncAll();
     request.log.info({ extension: body.name, version: body.version }, 'extension added');
     return reply.code(201).send((await list()).find((e) => e.name === body.name));
   });
@@ -75,7 +75,7 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
       throw new MusterError('NOT_FOUND', `no extension named ${request.params.name}`);
     }
     ctx.bundles.invalidate();
-    void ctx.pool.resyncAll();
+    void ctx.agents.resyncAll();
     return reply.code(204).send();
   });
 }

@@ -8,12 +8,11 @@ import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
-import type { BackupSide } from '../ha/backup-side.js';
 import { MAX_REPORTED_ERROR } from '../ha/backup-health.js';
-import type { PrimarySide } from '../ha/primary-side.js';
 import { sendBlob } from './blob-routes.js';
 import { ANONYMOUS_BODY_LIMIT, requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
+import type { BackupHa, PrimaryHa } from './ports.js';
 import { HTTP_URL } from '../options.js';
 import { name, selectBackupBody } from '../../api/requests.js';
 
@@ -69,7 +68,7 @@ const anonymous = { config: { access: 'public' as const }, bodyLimit: ANONYMOUS_
 const peer = { config: { access: 'peer' as const }, bodyLimit: ANONYMOUS_BODY_LIMIT };
 
 export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const primary = (): PrimarySide => {
+  const primary = (): PrimaryHa => {
     const side = ctx.ha.primary;
     if (!side) {
       const url = ctx.ha.backup?.statusView().url;
@@ -80,14 +79,14 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     return side;
   };
-  const backup = (): BackupSide => {
+  const backup = (): BackupHa => {
     const side = ctx.ha.backup;
     if (!side) throw new MusterError('NOT_FOUND', 'this coordinator is not a backup');
     return side;
   };
   const fromBackup = (request: FastifyRequest) =>
     primary().authenticate(backupName(request), bearer(request));
-  const fromPrimary = (request: FastifyRequest): BackupSide => {
+  const fromPrimary = (request: FastifyRequest): BackupHa => {
     const side = backup();
     side.authenticatePrimary(bearer(request));
     return side;

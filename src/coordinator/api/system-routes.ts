@@ -12,7 +12,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
 
   app.get('/readyz', open, async (_request, reply) => {
     const ready = ctx.isReady();
-    return reply.code(ready ? 200 : 503).send({ ready, role: ctx.role() });
+    return reply.code(ready ? 200 : 503).send({ ready, role: ctx.ha.role() });
   });
 
   app.get('/metrics', open, async (_request, reply) => {
@@ -25,7 +25,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
 
   // The backup banner on the login page, before anyone has logged in (schemas.ts, BannerView).
   app.get('/api/v1/banner', open, async (): Promise<BannerView> => {
-    const role = ctx.role();
+    const role = ctx.ha.role();
     if (!ctx.ha.backup) return { role };
     const primary = ctx.ha.backup.statusView();
     return { role, primary: { url: primary.url, activeSince: primary.activeSince } };
@@ -33,14 +33,14 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
 
   app.get('/api/v1/status', async (request) => {
     const user = requireUser(request);
-    const agents = ctx.pool.views();
+    const agents = ctx.agents.views();
 
     const view: StatusView = {
-      role: ctx.role(),
+      role: ctx.ha.role(),
       version: ctx.version,
       // What another coordinator would need to claim this one's instance: admins only.
       ...(user.role === 'admin' ? { instanceId: ctx.instanceId() } : {}),
-      term: ctx.term(),
+      term: ctx.ha.term(),
       agents: {
         total: agents.length,
         connected: agents.filter((a) => a.status === 'connected' || a.status === 'busy').length,

@@ -1,0 +1,167 @@
+/**
+ * Users and authentication with inject(): login and tokens, the session cookie and its CSRF
+ * token, user administration (admins only, on the primary, always one admin left).
+ */
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import { PASSWORD, backupHa, testApi, type TestApi } from '../helpers/api-context.js';
+import { newToken } from '../../src/coordinator/auth/passwords.js';
+
+interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+const codeOf = (body: unknown): string => (body as ErrorBody).error.code;
+
+describe('routes: authentication and users', () => {
+  let api: TestApi | undefined;
+  afterEach(async () => {
+    await api?.close();
+    api = undefined;
+  });
+
+  it('logs in with the right password (a token that works), refuses a wrong one', async () => {
+    api = await testApi();
+    const wrong = await api.call('POST', '/api/v1/login', {
+      body: { user: 'viewer', password: 'not it' },
+    });
+    assert.equal(wrong.status, 401);
+    assert.equal(codeOf(wrong.body), 'UNAUTHORIZED');
+    const unknown = await api.call('POST', '/api/v1/login', {
+      body: { user: 'nobody', password: PASSWORD },
+    });
+    assert.equal(unknown.status, 401);
+    assert.equal((unknown.body as ErrorBody).error.message, 'wrong user name or password');
+
+    const login = await api.call('POST', '/api/v1/login', {
+      body: { user: 'viewer', password: PASSWORD },
+    });
+    assert.equal(login.status, 200);
+    const { token, user } = login.body as { token: string; user: unknown };
+    assert.deepEqual(user, { name: 'viewer', role: 'viewer' });
+    const whoami = await api.call('GET', '/api/v1/whoami', { token });
+    assert.deepEqual(whoami, { status: 200, body: { name: 'viewer', role: 'viewer' } });
+
+    const out = await api.call('POST', '/api/v1/logout', { token });
+    assert.equal(out.status, 204);
+    const after = await api.call('GET', '/api/v1/whoami', { token });
+    assert.equal(after.status, 401);
+  });
+
+  it('refuses a missing, unknown or expired token with 401', async () => {
+    api = await testApi();
+    assert.equal((await api.call('GET', '/api/v1/whoami')).status, 401);
+    assert.equal((await api.call('GET', '/api/v1/whoami', { token: 'nonsense' })).status, 401);
+    const viewer = api.store.getUser('viewer');
+    assert.ok(viewer);
+    const { token, hash } = newToken();
+    api.store.createToken(viewer.id, hash, new Date(Date.now() - 1000).toISOString());
+    const expired = await api.call('GET', '/api/v1/whoami', { token });
+    assert.equal(expired.status, 401);
+    assert.match((expired.body as ErrorBody).error.message, /invalid or expired/);
+  });
+
+  it('keeps the session token in an HttpOnly cookie and wants its CSRF token for changes', async () => {
+    api = await testApi();
+    const login = await api.app.inject({
+      method: 'POST',
+      url: '/api/v1/session/login',
+      payload: { user: 'admin', password: PASSWORD },
+    });
+    assert.equal(login.statusCode, 200);
+    const cookie = login.cookies.find((c) => c.name === 'muster_session');
+    assert.ok(cookie);
+    assert.equal(cookie.httpOnly, true);
+    assert.equal(cookie.sameSite, 'Strict');
+    const { csrf } = login.json<{ csrf: string }>();
+    const cookies = { muster_session: cookie.value };
+    const create = { name: 'carol', password: PASSWORD, role: 'viewer' };
+    const noCsrf = await api.app.inject({
+      method: 'POST',
+      url: '/api/v1/users',
+      cookies,
+      payload: create,
+    });
+    assert.equal(noCsrf.statusCode, 403);
+    assert.match(noCsrf.json<ErrorBody>().error.message, /CSRF/);
+    const withCsrf = await api.app.inject({
+      method: 'POST',
+      url: '/api/v1/users',
+      cookies,
+      headers: { 'x-csrf-token': csrf },
+      payload: create,
+    });
+    assert.equal(withCsrf.statusCode, 201);
+    const session = await api.app.inject({ method: 'GET', url: '/api/v1/session', cookies });
+    assert.equal(session.statusCode, 200);
+    assert.equal(session.json<{ csrf: string }>().csrf, csrf);
+  });
+
+  it('lets admins manage users, keeps one admin, and lets nobody delete themselves', async () => {
+    api = await testApi();
+    const created = await api.call('POST', '/api/v1/users', {
+      token: api.admin,
+      body: { name: 'carol', password: PASSWORD, role: 'admin' },
+    });
+    assert.equal(created.status, 201);
+    assert.deepEqual(
+      { ...(created.body as object), createdAt: undefined },
+      { name: 'carol', role: 'admin', createdAt: undefined },
+    );
+    const byViewer = await api.call('POST', '/api/v1/users', {
+      token: api.viewer,
+      body: { name: 'dave', password: PASSWORD, role: 'viewer' },
+    });
+    assert.equal(byViewer.status, 403);
+    assert.equal(codeOf(byViewer.body), 'FORBIDDEN');
+    const listed = await api.call('GET', '/api/v1/users', { token: api.admin });
+    assert.deepEqual((listed.body as { name: string }[]).map((u) => u.name).sort(), [
+      'admin',
+      'carol',
+      'viewer',
+    ]);
+    assert.equal((await api.call('GET', '/api/v1/users', { token: api.viewer })).status, 403);
+
+    const self = await api.call('DELETE', '/api/v1/users/admin', { token: api.admin });
+    assert.equal(self.status, 409);
+    assert.equal(codeOf(self.body), 'CONFLICT');
+    assert.equal(
+      (await api.call('DELETE', '/api/v1/users/carol', { token: api.admin })).status,
+      204,
+    );
+    // admin is the only admin now: it cannot be made a viewer.
+    const demote = await api.call('PATCH', '/api/v1/users/admin', {
+      token: api.admin,
+      body: { role: 'viewer' },
+    });
+    assert.equal(demote.status, 409);
+    assert.equal(codeOf(demote.body), 'LAST_ADMIN');
+    const missing = await api.call('PATCH', '/api/v1/users/nobody', {
+      token: api.admin,
+      body: { role: 'viewer' },
+    });
+    assert.equal(missing.status, 404);
+  });
+
+  it('on a backup: logins work, user changes are refused with READ_ONLY', async () => {
+    api = await testApi(() => ({ ha: backupHa('backup-standby', 'https://primary.test') }));
+    const login = await api.call('POST', '/api/v1/login', {
+      body: { user: 'admin', password: PASSWORD },
+    });
+    assert.equal(login.status, 200);
+    const created = await api.call('POST', '/api/v1/users', {
+      token: api.admin,
+      body: { name: 'carol', password: PASSWORD, role: 'viewer' },
+    });
+    assert.equal(created.status, 403);
+    assert.equal(codeOf(created.body), 'READ_ONLY');
+    const password = await api.call('PUT', '/api/v1/session/password', {
+      token: api.viewer,
+      body: { current: PASSWORD, password: 'another long one' },
+    });
+    assert.equal(password.status, 403);
+    assert.equal(codeOf(password.body), 'READ_ONLY');
+    const listed = await api.call('GET', '/api/v1/users', { token: api.admin });
+    assert.equal(listed.status, 200);
+  });
+});

@@ -32,6 +32,7 @@ import {
   PROTOCOL_MAX,
   PROTOCOL_MIN,
   type ClientMessage,
+  type AgentWireMessage,
   type Hello,
 } from '../protocol/messages.js';
 import { versionPinKey } from './garbage-collector.js';
@@ -84,7 +85,7 @@ const BLOB_CHUNK_BYTES = 1024 * 1024;
 
 export class AgentSession {
   private state: SessionState = 'hello';
-  private readonly conn: FramedConnection;
+  private readonly conn: FramedConnection<AgentWireMessage>;
   private readonly log: Logger;
   private readonly sourceIp: string;
   private hello: Hello | undefined;

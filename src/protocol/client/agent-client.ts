@@ -12,7 +12,12 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createHash, randomBytes } from 'node:crypto';
 import { FramedConnection } from '../connection.js';
 import { isErrorCode, MusterError } from '../errors.js';
-import { DEFAULT_MAX_FRAME_BYTES, type Frame } from '../framing.js';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeBinaryFramePrefix,
+  encodeJsonFrame,
+  type Frame,
+} from '../framing.js';
 import {
   agentProof,
   channelBinding,
@@ -29,6 +34,9 @@ import {
   PROTOCOL_MIN,
   readySchema,
   type AgentMessage,
+  type BlobChunkHeader,
+  type ClientRequest,
+  type ClientWireMessage,
   type TaskInfo,
 } from '../messages.js';
 import type { OutputStream, TaskResult, TaskSpec } from '../task-types.js';
@@ -118,7 +126,7 @@ export class AgentClient {
   private closeError: MusterError | undefined;
 
   private constructor(
-    private readonly conn: FramedConnection,
+    private readonly conn: FramedConnection<ClientWireMessage>,
     private readonly frames: FrameRouter,
     private readonly options: AgentClientOptions,
     hello: HandshakeResult,
@@ -142,7 +150,7 @@ export class AgentClient {
   static async connect(options: AgentClientOptions): Promise<AgentClient> {
     const socket = await openSocket(options);
     const router = new FrameRouter();
-    const conn = new FramedConnection(
+    const conn = new FramedConnection<ClientWireMessage>(
       socket,
       {
         onFrame: (frame) => router.handler(frame),
@@ -211,7 +219,7 @@ export class AgentClient {
    * resolves once the agent confirmed and every chunk was sent.
    */
   private async upload(
-    offer: object,
+    offer: Extract<ClientRequest, { t: 'sync.offer' | 'blobs.offer' }>,
     lookup: (sha256: string) => { sha256: string; size: number; source: BlobSource } | undefined,
     doneType: 'sync.done' | 'blobs.stored',
   ): Promise<{ final: AgentMessage; sent: { blobs: number; bytes: number } }> {
@@ -359,13 +367,17 @@ export class AgentClient {
     return tasks;
   }
 
-  /** Sends a raw message (tests use it to send what a well-behaved client would not). */
+  /**
+   * Sends a raw message (tests use it to send what a well-behaved client would not): written as
+   * a frame on the socket, past the connection's typed send.
+   */
   sendRaw(message: object): void {
-    this.conn.sendJson(message);
+    this.conn.socket.write(encodeJsonFrame(message));
   }
 
   sendRawBinary(header: object, data: Buffer): void {
-    this.conn.sendBinary(header, data);
+    this.conn.socket.write(encodeBinaryFramePrefix(header, data.length));
+    this.conn.socket.write(data);
   }
 
   /** The next request id; with sendRaw, lets a test wait for the answer with `awaitAnswer`. */
@@ -396,7 +408,7 @@ export class AgentClient {
     return result;
   }
 
-  private request(message: object, isFinal: (m: AgentMessage) => boolean): Promise<void> {
+  private request(message: ClientRequest, isFinal: (m: AgentMessage) => boolean): Promise<void> {
     return this.requestWithId(
       this.nextId++,
       message,
@@ -407,7 +419,7 @@ export class AgentClient {
 
   private requestWithId(
     id: number,
-    message: object,
+    message: ClientRequest,
     isFinal: (m: AgentMessage) => boolean,
     timeoutMs: number,
   ): Promise<void> {
@@ -470,7 +482,7 @@ export class AgentClient {
       next = load(blobs[i + 1]);
       if (!this.pending.has(id)) return { blobs: 0, bytes };
       const send = async (offset: number, data: Buffer, last: boolean): Promise<void> => {
-        const header = {
+        const header: BlobChunkHeader = {
           t: 'blob.chunk',
           re: id,
           sha256: blob.sha256,
@@ -666,7 +678,7 @@ async function openSocket(options: AgentClientOptions): Promise<Socket | TLSSock
 }
 
 async function handshake(
-  conn: FramedConnection,
+  conn: FramedConnection<ClientWireMessage>,
   router: FrameRouter,
   options: AgentClientOptions,
 ): Promise<HandshakeResult> {

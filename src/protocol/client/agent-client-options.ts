@@ -27,7 +27,5 @@ export interface AgentClientOptions {
   localAddress?: string;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
-  /** Protocol range to offer; tests offer impossible ones. */
-  protocol?: { min: number; max: number };
   maxFrameBytes?: number;
 }

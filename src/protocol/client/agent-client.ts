@@ -9,7 +9,7 @@
  */
 import type { FramedConnection } from '../connection.js';
 import { isErrorCode, MusterError } from '../errors.js';
-import { encodeBinaryFramePrefix, encodeJsonFrame, type Frame } from '../framing.js';
+import type { Frame } from '../framing.js';
 import {
   agentMessageSchema,
   blobChunkHeaderSchema,
@@ -54,6 +54,7 @@ export class AgentClient {
   readonly cores: number | undefined;
   /** With a clusterId: the lease as the handshake left it. */
   readonly lease: LeaseInfo | undefined;
+  /** Protected, not private: a test seam (test/helpers/raw-agent-client.ts) extends this class. */
   protected readonly conn: FramedConnection<ClientWireMessage>;
   protected readonly requests: RequestTable;
   private readonly following = new TaskFollowers();
@@ -202,36 +203,6 @@ export class AgentClient {
       return true;
     });
     return tasks;
-  }
-
-  /**
-   * Sends a raw message (tests use it to send what a well-behaved client would not): written as
-   * a frame on the socket, past the connection's typed send.
-   */
-  sendRaw(message: object): void {
-    this.conn.socket.write(encodeJsonFrame(message));
-  }
-
-  sendRawBinary(header: object, data: Buffer): void {
-    this.conn.socket.write(encodeBinaryFramePrefix(header, data.length));
-    this.conn.socket.write(data);
-  }
-
-  /** The next request id; with sendRaw, lets a test wait for the answer with `awaitAnswer`. */
-  takeId(): number {
-    return this.requests.takeId();
-  }
-
-  awaitAnswer(id: number): Promise<AgentMessage> {
-    return new Promise((resolve, reject) => {
-      this.requests.expect(id, {
-        onMessage: (m) => {
-          resolve(m);
-          return true;
-        },
-        reject,
-      });
-    });
   }
 
   private get transfers(): BlobTransferContext {

@@ -17,7 +17,11 @@ export interface AgentLink {
   hello: HandshakeResult;
 }
 
-export async function openAgentLink(options: AgentClientOptions): Promise<AgentLink> {
+export async function openAgentLink(
+  options: AgentClientOptions,
+  /** The protocol versions to offer; by default every one this side speaks. */
+  offer?: { min: number; max: number },
+): Promise<AgentLink> {
   const socket = await dial(options);
   const router = new FrameRouter();
   const conn = new FramedConnection<ClientWireMessage>(
@@ -30,7 +34,7 @@ export async function openAgentLink(options: AgentClientOptions): Promise<AgentL
     options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
   );
   try {
-    return { conn, router, hello: await handshake(conn, router, options) };
+    return { conn, router, hello: await handshake(conn, router, options, offer) };
   } catch (err) {
     conn.destroy();
     throw err;

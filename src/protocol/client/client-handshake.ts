@@ -44,6 +44,8 @@ export async function handshake(
   conn: FramedConnection<ClientWireMessage>,
   router: FrameRouter,
   options: AgentClientOptions,
+  /** The protocol versions to offer (tests offer impossible ones). */
+  offer: { min: number; max: number } = { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
 ): Promise<HandshakeResult> {
   const clientNonce = newNonce();
   const binding = channelBinding(conn.socket);
@@ -154,7 +156,7 @@ export async function handshake(
     };
     conn.sendJson({
       t: 'hello',
-      protocol: options.protocol ?? { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
+      protocol: offer,
       product: options.product,
       productVersion: options.productVersion,
       ...(options.instanceId === undefined ? {} : { instanceId: options.instanceId }),

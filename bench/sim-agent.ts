@@ -105,7 +105,7 @@ class SimSession {
     stats.accepted++;
     stats.open++;
     socket.setNoDelay(true);
-    this.conn = new FramedConnection(
+    this.conn = new FramedConnection<AgentWireMessage>(
       socket,
       {
         onFrame: (frame) => this.onFrame(frame),

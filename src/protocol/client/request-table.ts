@@ -26,7 +26,8 @@ export class RequestTable {
   private readonly pending = new Map<number, PendingRequest>();
 
   constructor(
-    private readonly conn: FramedConnection<ClientWireMessage>,
+    /** Only its typed send: a unit test passes a fake. */
+    private readonly conn: Pick<FramedConnection<ClientWireMessage>, 'sendJson'>,
     /** Why the connection failed, once it has: new requests fail with that at once. */
     private readonly failedWith: () => MusterError | undefined,
   ) {}

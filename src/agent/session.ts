@@ -4,7 +4,8 @@
  * carrying a code; only framing errors and handshake failures close the connection, and nothing
  * a peer sends can affect another instance.
  *
- * The session dispatches; its parts are bundle-sync.ts (sync.offer), blob-requests.ts
+ * The session keeps the connection's state and dispatches; its parts are handshake-checks.ts
+ * (what a hello and an auth may be), bundle-sync.ts (sync.offer), blob-requests.ts
  * (blobs.offer, blob.get), upload-receiver.ts (the chunks of an upload), followed-tasks.ts
  * (task output to the peer) and wire-errors.ts (error frames about bad input).
  */
@@ -18,20 +19,12 @@ import type { Frame } from '../protocol/framing.js';
 import {
   agentProof,
   channelBinding,
-  clientProof,
   instanceKeyFingerprint,
-  negotiateProtocol,
   newNonce,
-  proofsEqual,
-  verifyClaim,
 } from '../protocol/handshake.js';
 import {
-  authSchema,
   clientMessageSchema,
   clientMessageTypes,
-  helloSchema,
-  PROTOCOL_MAX,
-  PROTOCOL_MIN,
   type ClientMessage,
   type AgentWireMessage,
   type Hello,
@@ -48,6 +41,7 @@ import type { VersionStore } from './version-store.js';
 import { offerBlobs, serveBlob } from './blob-requests.js';
 import { BundleSync } from './bundle-sync.js';
 import { FollowedTasks } from './followed-tasks.js';
+import { checkAuth, checkHello, type AuthCheck } from './handshake-checks.js';
 import { UploadReceiver } from './upload-receiver.js';
 import { boundedWire, describeType, invalid, requestIdOf } from './wire-errors.js';
 
@@ -174,28 +168,12 @@ export class AgentSession {
   // ---- handshake ----------------------------------------------------------------------------
 
   private onHello(message: unknown): void {
-    const parsed = helloSchema.safeParse(message);
-    if (!parsed.success) {
-      const isHello = (message as { t?: unknown } | null)?.t === 'hello';
-      this.fail(
-        isHello
-          ? invalid('hello', parsed.error)
-          : new MusterError('UNEXPECTED_MESSAGE', 'the first message must be "hello"'),
-      );
+    const check = checkHello(message);
+    if ('refused' in check) {
+      this.fail(check.refused);
       return;
     }
-    const hello = parsed.data;
-    const protocol = negotiateProtocol(hello.protocol, { min: PROTOCOL_MIN, max: PROTOCOL_MAX });
-    if (protocol === undefined) {
-      this.fail(
-        new MusterError(
-          'UNSUPPORTED_PROTOCOL',
-          `this agent speaks protocol ${PROTOCOL_MIN}..${PROTOCOL_MAX}, the peer offered ${hello.protocol.min}..${hello.protocol.max}`,
-          { supported: { min: PROTOCOL_MIN, max: PROTOCOL_MAX }, offered: hello.protocol },
-        ),
-      );
-      return;
-    }
+    const { hello, protocol } = check;
     this.hello = hello;
     this.leaseTerm = hello.leaseTerm ?? 0;
     this.agentNonce = newNonce();
@@ -211,81 +189,25 @@ export class AgentSession {
   }
 
   private onAuth(message: unknown): void {
-    const parsed = authSchema.safeParse(message);
     const hello = this.hello!;
-    if (!parsed.success) {
-      this.fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "auth" after "challenge"'));
-      return;
-    }
     const binding = channelBinding(this.conn.socket);
-    const expected = clientProof(
-      this.ctx.identity.accessKey,
-      hello.nonce,
+    const check = checkAuth(
+      {
+        accessKey: this.ctx.identity.accessKey,
+        instances: this.ctx.instances,
+        leases: this.ctx.leases,
+      },
+      hello,
       this.agentNonce,
       binding,
+      message,
     );
-    if (!proofsEqual(parsed.data.proof, expected)) {
-      this.ctx.strangers.warn('AUTH_FAILED', 'authentication failed: wrong access key', {
-        peer: this.sourceIp,
-        product: hello.product,
-      });
-      this.fail(new MusterError('AUTH_FAILED', 'wrong access key'), true);
+    if ('refused' in check) {
+      this.refuseAuth(hello, check);
       return;
     }
-    // An instance id or a cluster id is claimed by signing this handshake with the key it is
-    // (or will be) bound to.
-    const claimed = hello.instanceId !== undefined || hello.clusterId !== undefined;
-    const claim = parsed.data.claim;
-    if (claimed) {
-      const valid =
-        claim !== undefined &&
-        verifyClaim(claim.publicKey, claim.signature, {
-          product: hello.product,
-          instanceId: hello.instanceId,
-          clusterId: hello.clusterId,
-          clientNonce: hello.nonce,
-          agentNonce: this.agentNonce,
-          binding,
-        });
-      if (!valid) {
-        this.ctx.strangers.warn(
-          'INSTANCE_CLAIM_INVALID',
-          'instance claim refused: missing or invalid signature',
-          {
-            peer: this.sourceIp,
-            product: hello.product,
-            instanceId: hello.instanceId,
-            clusterId: hello.clusterId,
-          },
-        );
-        this.fail(
-          new MusterError(
-            'INSTANCE_CLAIM_INVALID',
-            'claiming an instance or cluster id needs a valid signature by the instance key',
-          ),
-          true,
-        );
-        return;
-      }
-    }
-    const publicKey = claimed ? claim?.publicKey : undefined;
+    const publicKey = check.claimKey;
     this.claimKey = publicKey;
-    // An instance bound to another key refuses first, so a refused claim binds nothing.
-    const boundInstance =
-      hello.instanceId === undefined
-        ? undefined
-        : this.ctx.instances.boundKey(hello.product, hello.instanceId);
-    if (boundInstance !== undefined && boundInstance !== publicKey) {
-      this.refuseBound('instance', `${hello.product}@id:${hello.instanceId}`, boundInstance);
-      return;
-    }
-    if (hello.clusterId !== undefined && publicKey !== undefined) {
-      const bound = this.ctx.leases.bind(hello.clusterId, publicKey);
-      if (bound !== true) {
-        this.refuseBound('cluster', hello.clusterId, bound);
-        return;
-      }
-    }
     this.state = 'ready';
     this.conn.setMaxFrameBytes(this.ctx.options.maxFrameBytes);
     this.ctx.onAuthenticated(this);
@@ -326,6 +248,38 @@ export class AgentSession {
         }
         this.fail(toMusterError(err, 'STORAGE_ERROR'));
       });
+  }
+
+  /** Says why an auth was refused (limited: the peer is a stranger until it passes) and hangs up. */
+  private refuseAuth(hello: Hello, check: Extract<AuthCheck, { refused: unknown }>): void {
+    switch (check.refused) {
+      case 'unexpected':
+        this.fail(check.error);
+        return;
+      case 'wrong-key':
+        this.ctx.strangers.warn('AUTH_FAILED', 'authentication failed: wrong access key', {
+          peer: this.sourceIp,
+          product: hello.product,
+        });
+        this.fail(check.error, true);
+        return;
+      case 'invalid-claim':
+        this.ctx.strangers.warn(
+          'INSTANCE_CLAIM_INVALID',
+          'instance claim refused: missing or invalid signature',
+          {
+            peer: this.sourceIp,
+            product: hello.product,
+            instanceId: hello.instanceId,
+            clusterId: hello.clusterId,
+          },
+        );
+        this.fail(check.error, true);
+        return;
+      case 'bound':
+        this.refuseBound(check.what, check.id, check.boundTo);
+        return;
+    }
   }
 
   /** Another coordinator's key holds this instance or cluster: refuse, and say so in the log. */

@@ -38,6 +38,7 @@ import {
   helloSchema,
   PROTOCOL_MAX,
   PROTOCOL_MIN,
+  type AgentWireMessage,
   type Hello,
 } from '../src/protocol/messages.js';
 
@@ -94,7 +95,7 @@ class SimSession {
   private state: 'hello' | 'auth' | 'ready' = 'hello';
   private hello: Hello | undefined;
   private agentNonce = '';
-  private readonly conn: FramedConnection;
+  private readonly conn: FramedConnection<AgentWireMessage>;
 
   constructor(
     socket: Socket,
@@ -104,7 +105,7 @@ class SimSession {
     stats.accepted++;
     stats.open++;
     socket.setNoDelay(true);
-    this.conn = new FramedConnection(
+    this.conn = new FramedConnection<AgentWireMessage>(
       socket,
       {
         onFrame: (frame) => this.onFrame(frame),

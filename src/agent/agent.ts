@@ -33,8 +33,8 @@ import {
 export type AgentState = 'created' | 'starting' | 'running' | 'draining' | 'stopped';
 
 export class Agent {
-  state: AgentState = 'created';
-  identity: AgentIdentity | undefined;
+  private lifecycle: AgentState = 'created';
+  private loadedIdentity: AgentIdentity | undefined;
   private server: Server | undefined;
   private readonly sessions = new Set<AgentSession>();
   private readonly blobs: BlobStore;
@@ -108,6 +108,15 @@ export class Agent {
     );
   }
 
+  get state(): AgentState {
+    return this.lifecycle;
+  }
+
+  /** Loaded by start(): the agent's id, access key and TLS certificate. */
+  get identity(): AgentIdentity | undefined {
+    return this.loadedIdentity;
+  }
+
   /** The address actually listened on (port 0 resolves here). */
   get address(): { host: string; port: number } {
     const address = this.server?.address();
@@ -120,19 +129,19 @@ export class Agent {
   async start(): Promise<void> {
     if (this.state !== 'created')
       throw new MusterError('INTERNAL', `cannot start an agent that is ${this.state}`);
-    this.state = 'starting';
+    this.lifecycle = 'starting';
     // Task users must not read what the agent writes (leases.json, records, manifests…): what
     // they need is opened up explicitly (task-users.ts). The process-wide umask is the one way
     // to cover every file, present and future; host processes get 022 back.
     if (this.users) process.umask(0o077);
-    this.identity = await loadOrCreateIdentity(this.options);
+    const identity = await loadOrCreateIdentity(this.options);
+    this.loadedIdentity = identity;
     await this.blobs.init();
-    await this.users?.init(this.identity.agentId);
+    await this.users?.init(identity.agentId);
     await this.instances.load();
     await this.leases.load();
     for (const instance of this.instances.list()) await this.versions.cleanPartial(instance);
     await this.control.start();
-    const identity = this.identity;
     if (identity.tls) {
       const server = createTlsServer(
         {
@@ -182,11 +191,11 @@ export class Agent {
     this.timers.push(setInterval(() => void this.collect(), this.options.gcIntervalMs));
     for (const t of this.timers) t.unref();
     void this.collect();
-    this.state = 'running';
+    this.lifecycle = 'running';
   }
 
-  /** Removes idle instances, then unused versions and blobs, now. */
-  async collect(): Promise<{ versions: number; blobs: number }> {
+  /** Removes idle instances, then unused versions and blobs, now (every --gc-interval). */
+  private async collect(): Promise<{ versions: number; blobs: number }> {
     await this.removeIdleInstances();
     try {
       return await collectGarbage({
@@ -235,10 +244,10 @@ export class Agent {
 
   private async doStop(): Promise<void> {
     if (this.state === 'created') {
-      this.state = 'stopped';
+      this.lifecycle = 'stopped';
       return;
     }
-    this.state = 'draining';
+    this.lifecycle = 'draining';
     this.log.info({ running: this.tasks.runningCount }, 'draining');
     for (const t of this.timers) clearInterval(t);
     this.control.stop();
@@ -265,7 +274,7 @@ export class Agent {
       }
     });
     await Promise.all(saving);
-    this.state = 'stopped';
+    this.lifecycle = 'stopped';
     this.log.info('stopped');
   }
 
@@ -376,7 +385,7 @@ export class Agent {
     socket.setNoDelay(true);
     const session = new AgentSession(socket, {
       options: this.options,
-      identity: this.identity!,
+      identity: this.loadedIdentity!,
       log: this.log,
       blobs: this.blobs,
       versions: this.versions,

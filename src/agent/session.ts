@@ -3,48 +3,47 @@
  * then requests for that connection's instance. Any bad input is answered with an error frame
  * carrying a code; only framing errors and handshake failures close the connection, and nothing
  * a peer sends can affect another instance.
+ *
+ * The session keeps the connection's state and dispatches; its parts are handshake-checks.ts
+ * (what a hello and an auth may be), bundle-sync.ts (sync.offer), blob-requests.ts
+ * (blobs.offer, blob.get), upload-receiver.ts (the chunks of an upload), followed-tasks.ts
+ * (task output to the peer) and wire-errors.ts (error frames about bad input).
  */
 import type { LogLimiters } from './log-limiter.js';
 import { availableParallelism } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { z } from 'zod';
 import { FramedConnection } from '../protocol/connection.js';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { Frame } from '../protocol/framing.js';
 import {
   agentProof,
   channelBinding,
-  clientProof,
   instanceKeyFingerprint,
-  negotiateProtocol,
   newNonce,
-  proofsEqual,
-  verifyClaim,
 } from '../protocol/handshake.js';
-import { checkManifest, versionIdOf } from '../protocol/manifest.js';
 import {
-  authSchema,
-  blobChunkHeaderSchema,
   clientMessageSchema,
   clientMessageTypes,
-  helloSchema,
-  PROTOCOL_MAX,
-  PROTOCOL_MIN,
   type ClientMessage,
+  type AgentWireMessage,
   type Hello,
 } from '../protocol/messages.js';
-import { versionPinKey } from './garbage-collector.js';
 import type { LeaseTable } from './leases.js';
 import type { Pins } from './pins.js';
-import type { BlobStore, BlobWriter } from '../common/blob-store.js';
+import type { BlobStore } from '../common/blob-store.js';
 import type { AgentIdentity } from './identity.js';
 import { InstanceBoundError, type Instance, type InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
-import type { TaskFollower, TaskRecord } from './task-record.js';
-import type { SyncedVersion, TaskService } from './tasks.js';
+import type { TaskService } from './tasks.js';
 import { MUSTER_VERSION } from '../common/version.js';
 import type { VersionStore } from './version-store.js';
+import { offerBlobs, serveBlob } from './blob-requests.js';
+import { BundleSync } from './bundle-sync.js';
+import { FollowedTasks } from './followed-tasks.js';
+import { checkAuth, checkHello, type AuthCheck } from './handshake-checks.js';
+import { UploadReceiver } from './upload-receiver.js';
+import { boundedWire, describeType, invalid, requestIdOf } from './wire-errors.js';
 
 /** What a session needs from the agent; narrow, so tests can provide fakes. */
 export interface SessionContext {
@@ -68,33 +67,17 @@ export interface SessionContext {
 
 type SessionState = 'hello' | 'auth' | 'ready' | 'closed';
 
-interface Upload {
-  expected: Map<string, number>;
-  writers: Map<string, Promise<BlobWriter>>;
-  remaining: number;
-  receivedBytes: number;
-  failed: boolean;
-  unpin: () => void;
-  complete: () => Promise<void>;
-}
-
-/** Pause reading from a peer while this much received data waits to be written to disk. */
-const MAX_PENDING_WRITE_BYTES = 32 * 1024 * 1024;
-const BLOB_CHUNK_BYTES = 1024 * 1024;
-
 export class AgentSession {
   private state: SessionState = 'hello';
-  private readonly conn: FramedConnection;
+  private readonly conn: FramedConnection<AgentWireMessage>;
   private readonly log: Logger;
   private readonly sourceIp: string;
   private hello: Hello | undefined;
   private agentNonce = '';
   private instance: Instance | undefined;
-  private synced: SyncedVersion | undefined;
-  private readonly uploads = new Map<number, Upload>();
-  private readonly following = new Map<TaskRecord, TaskFollower>();
-  private pendingWriteBytes = 0;
-  private unpinVersion: () => void = () => undefined;
+  private readonly uploads: UploadReceiver;
+  private readonly sync: BundleSync;
+  private readonly following: FollowedTasks;
   private leaseTerm = 0;
   /** The instance public key this connection proved (with a claim). */
   private claimKey: string | undefined;
@@ -106,7 +89,7 @@ export class AgentSession {
   ) {
     this.sourceIp = normaliseIp(socket.remoteAddress ?? 'unknown');
     this.log = ctx.log.child({ peer: `${this.sourceIp}:${socket.remotePort ?? 0}` });
-    this.conn = new FramedConnection(
+    this.conn = new FramedConnection<AgentWireMessage>(
       socket,
       {
         onFrame: (frame) => this.onFrame(frame),
@@ -122,6 +105,11 @@ export class AgentSession {
       // Until authentication only small frames; raised to maxFrameBytes in onAuth.
       ctx.options.preAuthMaxFrameBytes,
     );
+    this.uploads = new UploadReceiver(ctx.blobs, socket, this.log, (re, err) =>
+      this.sendError(re, err),
+    );
+    this.sync = new BundleSync(ctx, this.conn, this.uploads);
+    this.following = new FollowedTasks(this.conn);
     this.handshakeTimer = setTimeout(() => {
       if (this.state === 'hello' || this.state === 'auth') {
         this.fail(new MusterError('HANDSHAKE_TIMEOUT', 'the handshake did not complete in time'));
@@ -150,27 +138,6 @@ export class AgentSession {
     this.conn.close(err);
   }
 
-  private followerFor(record: TaskRecord): TaskFollower {
-    const existing = this.following.get(record);
-    if (existing) return existing;
-    const follower: TaskFollower = {
-      output: (entry) =>
-        this.conn.sendJson({
-          t: 'task.output',
-          taskId: record.taskId,
-          seq: entry.seq,
-          stream: entry.stream,
-          data: entry.data.toString('base64'),
-        }),
-      done: (result) => {
-        this.following.delete(record);
-        this.conn.sendJson({ t: 'task.done', taskId: record.taskId, result });
-      },
-    };
-    this.following.set(record, follower);
-    return follower;
-  }
-
   private onFrame(frame: Frame): void {
     if (frame.kind === 'binary') {
       if (this.state !== 'ready') {
@@ -179,7 +146,7 @@ export class AgentSession {
         );
         return;
       }
-      this.onBlobChunk(frame.header, frame.data);
+      this.uploads.onChunk(frame.header, frame.data);
       return;
     }
     const message = frame.value as { t?: unknown; id?: unknown } | null;
@@ -201,28 +168,12 @@ export class AgentSession {
   // ---- handshake ----------------------------------------------------------------------------
 
   private onHello(message: unknown): void {
-    const parsed = helloSchema.safeParse(message);
-    if (!parsed.success) {
-      const isHello = (message as { t?: unknown } | null)?.t === 'hello';
-      this.fail(
-        isHello
-          ? invalid('hello', parsed.error)
-          : new MusterError('UNEXPECTED_MESSAGE', 'the first message must be "hello"'),
-      );
+    const check = checkHello(message);
+    if ('refused' in check) {
+      this.fail(check.refused);
       return;
     }
-    const hello = parsed.data;
-    const protocol = negotiateProtocol(hello.protocol, { min: PROTOCOL_MIN, max: PROTOCOL_MAX });
-    if (protocol === undefined) {
-      this.fail(
-        new MusterError(
-          'UNSUPPORTED_PROTOCOL',
-          `this agent speaks protocol ${PROTOCOL_MIN}..${PROTOCOL_MAX}, the peer offered ${hello.protocol.min}..${hello.protocol.max}`,
-          { supported: { min: PROTOCOL_MIN, max: PROTOCOL_MAX }, offered: hello.protocol },
-        ),
-      );
-      return;
-    }
+    const { hello, protocol } = check;
     this.hello = hello;
     this.leaseTerm = hello.leaseTerm ?? 0;
     this.agentNonce = newNonce();
@@ -238,81 +189,25 @@ export class AgentSession {
   }
 
   private onAuth(message: unknown): void {
-    const parsed = authSchema.safeParse(message);
     const hello = this.hello!;
-    if (!parsed.success) {
-      this.fail(new MusterError('UNEXPECTED_MESSAGE', 'expected "auth" after "challenge"'));
-      return;
-    }
     const binding = channelBinding(this.conn.socket);
-    const expected = clientProof(
-      this.ctx.identity.accessKey,
-      hello.nonce,
+    const check = checkAuth(
+      {
+        accessKey: this.ctx.identity.accessKey,
+        instances: this.ctx.instances,
+        leases: this.ctx.leases,
+      },
+      hello,
       this.agentNonce,
       binding,
+      message,
     );
-    if (!proofsEqual(parsed.data.proof, expected)) {
-      this.ctx.strangers.warn('AUTH_FAILED', 'authentication failed: wrong access key', {
-        peer: this.sourceIp,
-        product: hello.product,
-      });
-      this.fail(new MusterError('AUTH_FAILED', 'wrong access key'), true);
+    if ('refused' in check) {
+      this.refuseAuth(hello, check);
       return;
     }
-    // An instance id or a cluster id is claimed by signing this handshake with the key it is
-    // (or will be) bound to.
-    const claimed = hello.instanceId !== undefined || hello.clusterId !== undefined;
-    const claim = parsed.data.claim;
-    if (claimed) {
-      const valid =
-        claim !== undefined &&
-        verifyClaim(claim.publicKey, claim.signature, {
-          product: hello.product,
-          instanceId: hello.instanceId,
-          clusterId: hello.clusterId,
-          clientNonce: hello.nonce,
-          agentNonce: this.agentNonce,
-          binding,
-        });
-      if (!valid) {
-        this.ctx.strangers.warn(
-          'INSTANCE_CLAIM_INVALID',
-          'instance claim refused: missing or invalid signature',
-          {
-            peer: this.sourceIp,
-            product: hello.product,
-            instanceId: hello.instanceId,
-            clusterId: hello.clusterId,
-          },
-        );
-        this.fail(
-          new MusterError(
-            'INSTANCE_CLAIM_INVALID',
-            'claiming an instance or cluster id needs a valid signature by the instance key',
-          ),
-          true,
-        );
-        return;
-      }
-    }
-    const publicKey = claimed ? claim?.publicKey : undefined;
+    const publicKey = check.claimKey;
     this.claimKey = publicKey;
-    // An instance bound to another key refuses first, so a refused claim binds nothing.
-    const boundInstance =
-      hello.instanceId === undefined
-        ? undefined
-        : this.ctx.instances.boundKey(hello.product, hello.instanceId);
-    if (boundInstance !== undefined && boundInstance !== publicKey) {
-      this.refuseBound('instance', `${hello.product}@id:${hello.instanceId}`, boundInstance);
-      return;
-    }
-    if (hello.clusterId !== undefined && publicKey !== undefined) {
-      const bound = this.ctx.leases.bind(hello.clusterId, publicKey);
-      if (bound !== true) {
-        this.refuseBound('cluster', hello.clusterId, bound);
-        return;
-      }
-    }
     this.state = 'ready';
     this.conn.setMaxFrameBytes(this.ctx.options.maxFrameBytes);
     this.ctx.onAuthenticated(this);
@@ -353,6 +248,38 @@ export class AgentSession {
         }
         this.fail(toMusterError(err, 'STORAGE_ERROR'));
       });
+  }
+
+  /** Says why an auth was refused (limited: the peer is a stranger until it passes) and hangs up. */
+  private refuseAuth(hello: Hello, check: Extract<AuthCheck, { refused: unknown }>): void {
+    switch (check.refused) {
+      case 'unexpected':
+        this.fail(check.error);
+        return;
+      case 'wrong-key':
+        this.ctx.strangers.warn('AUTH_FAILED', 'authentication failed: wrong access key', {
+          peer: this.sourceIp,
+          product: hello.product,
+        });
+        this.fail(check.error, true);
+        return;
+      case 'invalid-claim':
+        this.ctx.strangers.warn(
+          'INSTANCE_CLAIM_INVALID',
+          'instance claim refused: missing or invalid signature',
+          {
+            peer: this.sourceIp,
+            product: hello.product,
+            instanceId: hello.instanceId,
+            clusterId: hello.clusterId,
+          },
+        );
+        this.fail(check.error, true);
+        return;
+      case 'bound':
+        this.refuseBound(check.what, check.id, check.boundTo);
+        return;
+    }
   }
 
   /** Another coordinator's key holds this instance or cluster: refuse, and say so in the log. */
@@ -435,29 +362,30 @@ export class AgentSession {
         this.conn.sendJson({ t: 'ack', re: message.id });
         return;
       case 'sync.offer':
-        return this.onSyncOffer(instance, message);
+        return this.sync.offer(instance, message);
       case 'blobs.offer':
-        return this.onBlobsOffer(message);
+        return offerBlobs(this.ctx, this.conn, this.uploads, message);
       case 'blob.get':
-        return this.onBlobGet(message.id, message.sha256);
+        return serveBlob(this.ctx, this.conn, message.id, message.sha256);
       case 'task.start': {
         if (this.ctx.isDraining()) throw new MusterError('AGENT_SHUTTING_DOWN');
         this.requireLeaseIfClustered();
-        if (this.synced === undefined) {
+        const synced = this.sync.synced;
+        if (synced === undefined) {
           throw new MusterError(
             'NOT_SYNCED',
             'sync a host version on this connection before starting tasks',
           );
         }
         const { id: _id, t: _t, ...spec } = message;
-        const record = await this.ctx.tasks.start(instance, this.synced, spec);
+        const record = await this.ctx.tasks.start(instance, synced, spec);
         this.conn.sendJson({
           t: 'task.accepted',
           re: message.id,
           taskId: record.taskId,
           nextSeq: 0,
         });
-        await record.follow(this.followerFor(record), 0);
+        await record.follow(this.following.followerFor(record), 0);
         return;
       }
       case 'task.attach': {
@@ -468,7 +396,7 @@ export class AgentSession {
           taskId: record.taskId,
           nextSeq: record.seq,
         });
-        await record.follow(this.followerFor(record), message.fromSeq);
+        await record.follow(this.following.followerFor(record), message.fromSeq);
         return;
       }
       case 'task.cancel':
@@ -519,233 +447,6 @@ export class AgentSession {
     }
   }
 
-  private async onSyncOffer(
-    instance: Instance,
-    message: Extract<ClientMessage, { t: 'sync.offer' }>,
-  ): Promise<void> {
-    const manifest = checkManifest(message.manifest);
-    const versionId = versionIdOf(manifest);
-    const finish = async (receivedBlobs: number, receivedBytes: number): Promise<void> => {
-      await this.ctx.versions.materialise(instance, versionId, manifest);
-      if (instance.record.current !== versionId)
-        await this.ctx.versions.switchCurrent(instance, versionId);
-      if (instance.noteVersion(versionId, manifest.label)) await instance.save();
-      this.unpinVersion();
-      this.unpinVersion = this.ctx.versionPins.pin([versionPinKey(instance, versionId)]);
-      this.synced = { versionId, entry: manifest.entry };
-      this.conn.sendJson({
-        t: 'sync.done',
-        re: message.id,
-        versionId,
-        receivedBlobs,
-        receivedBytes,
-      });
-    };
-    if (await this.ctx.versions.isMaterialised(instance, versionId)) {
-      await finish(0, 0);
-      return;
-    }
-    const unpin = this.ctx.pins.pin(manifest.files.map((f) => f.sha256));
-    try {
-      const sizes = new Map(manifest.files.map((f) => [f.sha256, f.size]));
-      const missing = await this.ctx.blobs.missing(sizes.keys());
-      if (missing.length === 0) {
-        await finish(0, 0);
-        unpin();
-        return;
-      }
-      this.conn.sendJson({ t: 'sync.need', re: message.id, versionId, missing });
-      this.beginUpload(message.id, missing, sizes, unpin, (upload) =>
-        finish(upload.expected.size, upload.receivedBytes),
-      );
-    } catch (err) {
-      unpin();
-      throw err;
-    }
-  }
-
-  private async onBlobsOffer(message: Extract<ClientMessage, { t: 'blobs.offer' }>): Promise<void> {
-    const sizes = new Map(message.blobs.map((b) => [b.sha256, b.size]));
-    const unpin = this.ctx.pins.pin(sizes.keys());
-    try {
-      const missing = await this.ctx.blobs.missing(sizes.keys());
-      if (missing.length === 0) {
-        unpin();
-        this.conn.sendJson({ t: 'blobs.stored', re: message.id });
-        return;
-      }
-      this.conn.sendJson({ t: 'blobs.need', re: message.id, missing });
-      this.beginUpload(message.id, missing, sizes, unpin, () => {
-        this.conn.sendJson({ t: 'blobs.stored', re: message.id });
-        return Promise.resolve();
-      });
-    } catch (err) {
-      unpin();
-      throw err;
-    }
-  }
-
-  private beginUpload(
-    id: number,
-    missing: string[],
-    sizes: Map<string, number>,
-    unpin: () => void,
-    complete: (upload: Upload) => Promise<void>,
-  ): void {
-    if (this.uploads.has(id)) {
-      unpin();
-      throw new MusterError('INVALID_MESSAGE', `request id ${id} is already in use by an upload`);
-    }
-    const upload: Upload = {
-      expected: new Map(missing.map((sha) => [sha, sizes.get(sha) ?? 0])),
-      writers: new Map(),
-      remaining: missing.length,
-      receivedBytes: 0,
-      failed: false,
-      unpin,
-      complete: () => complete(upload),
-    };
-    this.uploads.set(id, upload);
-  }
-
-  private onBlobChunk(rawHeader: unknown, data: Buffer): void {
-    const parsed = blobChunkHeaderSchema.safeParse(rawHeader);
-    if (!parsed.success) {
-      this.sendError(
-        requestIdOf((rawHeader as { re?: unknown } | null)?.re),
-        invalid('blob.chunk', parsed.error),
-      );
-      return;
-    }
-    const header = parsed.data;
-    const upload = this.uploads.get(header.re);
-    if (upload === undefined) {
-      this.sendError(
-        header.re,
-        new MusterError('UNEXPECTED_BLOB', `no upload in progress with id ${header.re}`),
-      );
-      return;
-    }
-    if (upload.failed) return;
-    const size = upload.expected.get(header.sha256);
-    if (size === undefined) {
-      this.failUpload(
-        header.re,
-        upload,
-        new MusterError('UNEXPECTED_BLOB', `blob ${header.sha256} was not asked for`, {
-          sha256: header.sha256,
-        }),
-      );
-      return;
-    }
-    if (header.size !== size) {
-      this.failUpload(
-        header.re,
-        upload,
-        new MusterError(
-          'BLOB_SIZE_MISMATCH',
-          `blob ${header.sha256} declared ${size} bytes, chunk says ${header.size}`,
-          {
-            sha256: header.sha256,
-          },
-        ),
-      );
-      return;
-    }
-    void this.writeChunk(header.re, upload, header.sha256, size, header.offset, data, header.last);
-  }
-
-  private async writeChunk(
-    re: number,
-    upload: Upload,
-    sha256: string,
-    size: number,
-    offset: number,
-    data: Buffer,
-    last: boolean,
-  ): Promise<void> {
-    try {
-      let pending = upload.writers.get(sha256);
-      if (pending === undefined) {
-        if (offset !== 0)
-          throw new MusterError('MALFORMED_FRAME', `blob ${sha256}: first chunk at ${offset}`);
-        // Stored synchronously, so the next chunk of this blob finds the same writer.
-        pending = this.ctx.blobs.createWriter(sha256, size);
-        upload.writers.set(sha256, pending);
-      }
-      this.trackPending(data.length);
-      let writer: BlobWriter;
-      try {
-        writer = await pending;
-      } finally {
-        this.trackPending(-data.length);
-      }
-      this.trackPending(data.length);
-      const written = writer.write(offset, data);
-      await written.finally(() => this.trackPending(-data.length));
-      upload.receivedBytes += data.length;
-      if (!last) return;
-      await writer.finish();
-      upload.remaining--;
-      if (upload.remaining === 0 && !upload.failed) {
-        this.uploads.delete(re);
-        try {
-          await upload.complete();
-        } finally {
-          upload.unpin();
-        }
-      }
-    } catch (err) {
-      this.failUpload(re, upload, toMusterError(err, 'STORAGE_ERROR'));
-    }
-  }
-
-  private failUpload(re: number, upload: Upload, err: MusterError): void {
-    if (upload.failed) return;
-    upload.failed = true;
-    this.log.warn({ code: err.code, details: err.details }, err.message);
-    abortWriters(upload);
-    upload.unpin();
-    // Keep the failed upload registered so its remaining chunks are dropped quietly.
-    this.sendError(re, err);
-  }
-
-  private trackPending(delta: number): void {
-    this.pendingWriteBytes += delta;
-    const socket = this.conn.socket;
-    if (this.pendingWriteBytes > MAX_PENDING_WRITE_BYTES && !socket.isPaused()) socket.pause();
-    else if (this.pendingWriteBytes <= MAX_PENDING_WRITE_BYTES / 2 && socket.isPaused())
-      socket.resume();
-  }
-
-  private async onBlobGet(id: number, sha256: string): Promise<void> {
-    const size = await this.ctx.blobs.sizeOf(sha256);
-    if (size === undefined)
-      throw new MusterError('BLOB_NOT_FOUND', `blob ${sha256} is not on this agent`, { sha256 });
-    const unpin = this.ctx.pins.pin([sha256]);
-    try {
-      let offset = 0;
-      if (size === 0) {
-        this.conn.sendBinary(
-          { t: 'blob.chunk', re: id, sha256, offset: 0, size, last: true },
-          Buffer.alloc(0),
-        );
-        return;
-      }
-      for await (const chunk of this.ctx.blobs.read(sha256, BLOB_CHUNK_BYTES)) {
-        const data = chunk as Buffer;
-        const last = offset + data.length >= size;
-        if (!this.conn.sendBinary({ t: 'blob.chunk', re: id, sha256, offset, size, last }, data)) {
-          await this.conn.drained();
-        }
-        if (this.conn.isClosed) return;
-        offset += data.length;
-      }
-    } finally {
-      unpin();
-    }
-  }
-
   // ---- errors and close ---------------------------------------------------------------------
 
   private sendError(re: number | undefined, err: MusterError): void {
@@ -773,14 +474,9 @@ export class AgentSession {
   private onClose(): void {
     this.state = 'closed';
     clearTimeout(this.handshakeTimer);
-    for (const upload of this.uploads.values()) {
-      abortWriters(upload);
-      upload.unpin();
-    }
-    this.uploads.clear();
-    this.unpinVersion();
-    for (const [record, follower] of this.following) record.unfollow(follower);
-    this.following.clear();
+    this.uploads.abandonAll();
+    this.sync.release();
+    this.following.unfollowAll();
     if (this.instance) {
       this.instance.connections--;
       this.instance.lastActive = Date.now();
@@ -795,57 +491,6 @@ export class AgentSession {
       this.log.info({ instance: this.instance.key }, 'coordinator disconnected');
     }
     this.ctx.onSessionClosed(this);
-  }
-}
-
-/**
- * The id to answer an invalid request with: only one a client could have chosen. An error frame
- * with `re: -1`, `1.5` or `1e999` (Infinity, written as null) breaks the protocol's schema, and
- * a client drops it unread.
- */
-function requestIdOf(id: unknown): number | undefined {
-  return typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id : undefined;
-}
-
-/** Names what a peer sent as a message type without echoing (or recursing into) all of it. */
-function describeType(t: unknown): string {
-  if (typeof t === 'string') return JSON.stringify(t.length > 64 ? `${t.slice(0, 64)}…` : t);
-  return t === null || t === undefined
-    ? 'none'
-    : `of type ${Array.isArray(t) ? 'array' : typeof t}`;
-}
-
-/** Error frames echo what peers sent; keep them within what the schema (and a reader) accepts. */
-function boundedWire(err: MusterError): ReturnType<MusterError['toWire']> {
-  const wire = err.toWire();
-  const message = wire.message.length > 2000 ? `${wire.message.slice(0, 2000)}…` : wire.message;
-  let details = wire.details;
-  try {
-    if (details !== undefined && JSON.stringify(details).length > 8192) details = undefined;
-  } catch {
-    details = undefined;
-  }
-  return details === undefined
-    ? { code: wire.code, message }
-    : { code: wire.code, message, details };
-}
-
-function invalid(type: string, error: z.ZodError): MusterError {
-  const problems = error.issues
-    .slice(0, 10)
-    .map(
-      (i) =>
-        `${i.path.slice(0, 8).join('.').slice(0, 200) || '(message)'}: ${i.message.slice(0, 300)}`,
-    );
-  return new MusterError('INVALID_MESSAGE', `invalid "${type}" message: ${problems.join('; ')}`, {
-    problems,
-  });
-}
-
-function abortWriters(upload: Upload): void {
-  for (const pending of upload.writers.values()) {
-    // eslint-disable-next-line no-restricted-syntax -- the upload failed already and says why; abort only removes its temp file
-    pending.then((w) => w.abort()).catch(() => undefined);
   }
 }
 

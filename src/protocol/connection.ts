@@ -2,6 +2,11 @@
  * A framed, message-oriented connection over any byte stream (TLS or TCP socket). It decodes
  * frames, batches writes made in one tick into one syscall, exposes back-pressure, and closes
  * with an error frame when the peer sends something that cannot be decoded.
+ *
+ * It is typed by what its side sends (`Out`): the coordinator's end is a
+ * FramedConnection<ClientWireMessage>, the agent's a FramedConnection<AgentWireMessage>, so
+ * neither can send a message of the other side or one the protocol does not have. Binary frames
+ * carry blob chunks in either direction.
  */
 import type { Duplex } from 'node:stream';
 import { MusterError, toMusterError } from './errors.js';
@@ -12,6 +17,7 @@ import {
   FrameDecoder,
   type Frame,
 } from './framing.js';
+import type { AnyWireMessage, BlobChunkHeader, ErrorFrame } from './messages.js';
 
 export interface FramedConnectionEvents {
   onFrame(frame: Frame): void;
@@ -20,7 +26,7 @@ export interface FramedConnectionEvents {
   onClose(hadError: boolean): void;
 }
 
-export class FramedConnection {
+export class FramedConnection<Out extends AnyWireMessage> {
   private readonly decoder: FrameDecoder;
   private corked = false;
   private closed = false;
@@ -45,13 +51,11 @@ export class FramedConnection {
     return this.closed || this.socket.destroyed;
   }
 
-  sendJson(message: object): boolean {
-    if (this.isClosed) return false;
-    this.cork();
-    return this.socket.write(encodeJsonFrame(message));
+  sendJson(message: Out): boolean {
+    return this.writeJson(message);
   }
 
-  sendBinary(header: object, data: Buffer): boolean {
+  sendBinary(header: BlobChunkHeader, data: Buffer): boolean {
     if (this.isClosed) return false;
     this.cork();
     this.socket.write(encodeBinaryFramePrefix(header, data.length));
@@ -75,7 +79,7 @@ export class FramedConnection {
   /** Sends an error frame (when given) and closes; destroys the socket if the peer lingers. */
   close(err?: MusterError): void {
     if (this.isClosed) return;
-    if (err) this.sendJson({ t: 'error', ...err.toWire() });
+    if (err) this.writeJson({ t: 'error', ...err.toWire() } satisfies ErrorFrame);
     this.closed = true;
     this.socket.end();
     const timer = setTimeout(() => this.socket.destroy(), 2000);
@@ -90,6 +94,12 @@ export class FramedConnection {
   destroy(): void {
     this.closed = true;
     this.socket.destroy();
+  }
+
+  private writeJson(message: Out | ErrorFrame): boolean {
+    if (this.isClosed) return false;
+    this.cork();
+    return this.socket.write(encodeJsonFrame(message));
   }
 
   private cork(): void {

@@ -68,6 +68,7 @@ export const challengeSchema = z.object({
   /** Protocol 1 only: the agent's proof came first. From protocol 2 it is in `ready`. */
   proof: nonce.optional(),
 });
+export type Challenge = z.infer<typeof challengeSchema>;
 
 /**
  * A claim of the instance id (and cluster id) sent in hello: the coordinator's instance public
@@ -94,6 +95,7 @@ export const authSchema = z.object({
   /** Required with an instanceId (or clusterId) in hello. */
   claim: instanceClaimSchema.optional(),
 });
+export type Auth = z.infer<typeof authSchema>;
 
 export const readySchema = z.object({
   t: z.literal('ready'),
@@ -112,6 +114,7 @@ export const readySchema = z.object({
   /** What the machine offers; coordinators default their slots to `cores`. */
   capacity: z.object({ cores: z.number().int().positive() }).optional(),
 });
+export type Ready = z.infer<typeof readySchema>;
 
 // ---- client -> agent ----------------------------------------------------------------------
 
@@ -153,6 +156,12 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 export type ClientMessageType = ClientMessage['t'];
+/** A request as its sender writes it, before the request table gives it an `id`. */
+export type ClientRequest = ClientMessage extends infer M
+  ? M extends ClientMessage
+    ? Omit<M, 'id'>
+    : never
+  : never;
 export const clientMessageTypes: ReadonlySet<string> = new Set(
   clientMessageSchema.options.map((o) => o.shape.t.value),
 );
@@ -238,10 +247,14 @@ export const agentMessageSchema = z.discriminatedUnion('t', [
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
-export type AnyWireMessage =
-  | ClientMessage
-  | AgentMessage
-  | Hello
-  | z.infer<typeof challengeSchema>
-  | z.infer<typeof authSchema>
-  | z.infer<typeof readySchema>;
+/** An error frame: what either side's connection sends before it hangs up on a bad frame. */
+export type ErrorFrame = Extract<AgentMessage, { t: 'error' }>;
+
+/**
+ * Every JSON frame a coordinator sends: the handshake's hello and auth, then requests. The
+ * coordinator's connection is typed with it, so it cannot send what the agent would refuse.
+ */
+export type ClientWireMessage = Hello | Auth | ClientMessage;
+/** Every JSON frame an agent sends: the handshake's challenge and ready, then its messages. */
+export type AgentWireMessage = Challenge | Ready | AgentMessage;
+export type AnyWireMessage = ClientWireMessage | AgentWireMessage;

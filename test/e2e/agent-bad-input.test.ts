@@ -42,6 +42,7 @@ import {
   waitFor,
   type StartedAgent,
 } from '../helpers/agent-process.js';
+import type { RawAgentClient } from '../helpers/raw-agent-client.js';
 import { groupAlive, liveGroupMembers, RawPeer, type JsonMessage } from '../helpers/raw-peer.js';
 
 /** Per-test bound; no test comes near it unless something hangs. */
@@ -143,8 +144,8 @@ async function within<V>(promise: Promise<V>, ms: number, what: string): Promise
   }
 }
 
-async function connectClient(instanceId: string): Promise<AgentClient> {
-  const client = await agent.connect({ instanceId });
+async function connectClient(instanceId: string): Promise<RawAgentClient> {
+  const client = await agent.connectRaw({ instanceId });
   clients.push(client);
   return client;
 }
@@ -156,12 +157,15 @@ async function rawPeer(options: { tls?: boolean } = {}): Promise<RawPeer> {
 }
 
 /** The next answer the agent sends for request `id` of a real client (bounded). */
-function answerTo(client: AgentClient, id: number): Promise<AgentMessage> {
+function answerTo(client: RawAgentClient, id: number): Promise<AgentMessage> {
   return within(client.awaitAnswer(id), ANSWER_MS, `an answer to request ${id}`);
 }
 
 /** Sends a raw request on a real client; `answer` is its first answer (errors reject). */
-function ask(client: AgentClient, message: object): { id: number; answer: Promise<AgentMessage> } {
+function ask(
+  client: RawAgentClient,
+  message: object,
+): { id: number; answer: Promise<AgentMessage> } {
   const id = client.takeId();
   const answer = answerTo(client, id);
   client.sendRaw({ ...message, id });
@@ -238,7 +242,7 @@ async function incomingIsEmpty(): Promise<boolean> {
   return (await readdir(incomingDir())).length === 0;
 }
 
-function instanceDir(client: AgentClient): string {
+function instanceDir(client: RawAgentClient): string {
   return join(agent.dataDir, 'temp', 'instances', client.instance.dir);
 }
 
@@ -366,7 +370,7 @@ describe('agent under bad input', () => {
       'answers an impossible protocol range with UNSUPPORTED_PROTOCOL and what it supports',
       T,
       async () => {
-        await assert.rejects(agent.connect({ protocol: { min: 99, max: 100 } }), (err) => {
+        await assert.rejects(agent.connectRaw({ protocol: { min: 99, max: 100 } }), (err) => {
           codeIs('UNSUPPORTED_PROTOCOL')(err);
           assert.deepEqual((err as MusterError).details?.supported, {
             min: PROTOCOL_MIN,
@@ -506,7 +510,7 @@ describe('agent under bad input', () => {
   });
 
   describe('requests after the handshake', () => {
-    let client: AgentClient;
+    let client: RawAgentClient;
     before(async () => {
       client = await connectClient('bad-requests');
     });
@@ -606,7 +610,7 @@ describe('agent under bad input', () => {
   });
 
   describe('hostile manifests', () => {
-    let client: AgentClient;
+    let client: RawAgentClient;
     const content = Buffer.from('this file must never be written\n');
     const file = { sha256: sha256(content), size: content.length, mode: 0o644 };
     const etcTarget = `/etc/muster-escaped-${randomBytes(6).toString('hex')}`;
@@ -676,7 +680,7 @@ describe('agent under bad input', () => {
   });
 
   describe('corrupt uploads', () => {
-    let client: AgentClient;
+    let client: RawAgentClient;
     before(async () => {
       client = await connectClient('bad-blobs');
     });
@@ -841,7 +845,7 @@ describe('agent under bad input', () => {
   });
 
   describe('task paths and outputs', () => {
-    let client: AgentClient;
+    let client: RawAgentClient;
     before(async () => {
       client = await connectClient('outputs');
       await within(client.sync(bundle), 60_000, 'a sync');
@@ -934,7 +938,7 @@ describe('agent under bad input', () => {
   });
 
   describe('host crash', () => {
-    let client: AgentClient;
+    let client: RawAgentClient;
     before(async () => {
       client = await connectClient('crash');
       await within(client.sync(bundle), 60_000, 'a sync');
@@ -989,7 +993,7 @@ describe('agent under bad input', () => {
   });
 
   describe('cancel and timeout leave no process behind', () => {
-    let client: AgentClient;
+    let client: RawAgentClient;
     // The shell's own pid is the group leader: core/run spawns it detached.
     const command = 'sleep 300 & sleep 300 & echo $$; wait';
     before(async () => {

@@ -8,6 +8,7 @@ import { chmod, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient, type AgentClientOptions } from '../../src/protocol/client/agent-client.js';
+import { RawAgentClient, type RawAgentClientOptions } from './raw-agent-client.js';
 
 import { cliPath, spawnDaemon } from './daemon.js';
 
@@ -27,6 +28,8 @@ export interface StartedAgent {
   logs: Record<string, unknown>[];
   stderr: () => string;
   connect(options?: Partial<AgentClientOptions>): Promise<AgentClient>;
+  /** A client that can also send raw frames (see raw-agent-client.ts). */
+  connectRaw(options?: Partial<RawAgentClientOptions>): Promise<RawAgentClient>;
   /** SIGTERM, then SIGKILL after 10 s; resolves with the exit code. */
   stop(): Promise<number | null>;
   kill(): Promise<void>;
@@ -115,6 +118,17 @@ export async function startAgent(
     accessKeyArg >= 0
       ? options.args![accessKeyArg + 1]!
       : (await readFile(join(dataDir, 'access-key'), 'utf8')).trim();
+  const clientOptions = (overrides: Partial<RawAgentClientOptions>): RawAgentClientOptions => ({
+    host: '127.0.0.1',
+    port: agent.port,
+    accessKey: agent.accessKey,
+    tls: agent.fingerprint === undefined ? false : { fingerprint: agent.fingerprint },
+    product: 'muster',
+    productVersion: '0.1.0-test',
+    // One coordinator's key for the whole test process, unless a test plays another one.
+    instanceKey: TEST_INSTANCE_KEY,
+    ...overrides,
+  });
   const agent: StartedAgent = {
     process: child,
     host: listening.host as string,
@@ -124,18 +138,8 @@ export async function startAgent(
     dataDir,
     logs: daemon.logs,
     stderr: () => daemon.stderr(),
-    connect: (overrides = {}) =>
-      AgentClient.connect({
-        host: '127.0.0.1',
-        port: agent.port,
-        accessKey: agent.accessKey,
-        tls: agent.fingerprint === undefined ? false : { fingerprint: agent.fingerprint },
-        product: 'muster',
-        productVersion: '0.1.0-test',
-        // One coordinator's key for the whole test process, unless a test plays another one.
-        instanceKey: TEST_INSTANCE_KEY,
-        ...overrides,
-      }),
+    connect: (overrides = {}) => AgentClient.connect(clientOptions(overrides)),
+    connectRaw: (overrides = {}) => RawAgentClient.open(clientOptions(overrides)),
     stop: async () => {
       const code = await daemon.stop();
       started.delete(agent);

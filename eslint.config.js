@@ -28,6 +28,51 @@ const silentCatches = [
   })),
 );
 
+/**
+ * Each layer's folder as an import pattern: the layer rules below say which of them a folder may
+ * not import (ARCHITECTURE.md, "Layers: who may import whom").
+ */
+const layer = {
+  protocol: '**/protocol/**',
+  common: '**/common/**',
+  api: '**/api/**',
+  coordinator: '**/coordinator/**',
+  agent: '**/agent/**',
+  cli: '**/cli/**',
+  host: '**/host/**',
+  extensions: '**/extensions/**',
+};
+
+/** The host, but for its glob reading (a leaf the plan language and the CLI share with it). */
+const hostButGlob = ['**/host/*', '!**/host/glob.js'];
+
+/** The coordinator's model: it reports in its own terms and never imports the HTTP edge. */
+const modelFolders = ['store', 'scheduler', 'pool', 'ha', 'tls'];
+
+/** The coordinator's HTTP edge (coordinator/api), as the model's files import it. */
+const httpEdge = ['../api/*', '**/coordinator/api/*'];
+
+/**
+ * What the files shipped to agents (host, extensions) may not import, type-only imports aside:
+ * they run with Node built-ins and their own folder only.
+ */
+const shippedFilesMayNotImport = [
+  '../protocol/*',
+  '../../protocol/*',
+  '../common/*',
+  '../../common/*',
+  '../agent/*',
+  '../coordinator/*',
+  'zod',
+  'pino',
+  'commander',
+];
+
+/** The rule that forbids importing these patterns. */
+function forbid(...patterns) {
+  return { 'no-restricted-imports': ['error', { patterns }] };
+}
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.muster/**'] },
   js.configs.recommended,
@@ -72,34 +117,15 @@ export default tseslint.config(
   {
     // The agent and the coordinator never import each other; the protocol imports neither.
     files: ['src/agent/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        { patterns: ['**/coordinator/**', '**/cli/**', '**/host/**'] },
-      ],
-    },
+    rules: forbid(layer.coordinator, layer.cli, layer.host),
   },
   {
     // The shared layer (what crosses the API: views, requests, events, statuses, the plan
-    // language) imports only the protocol, the shared utilities and libraries, so the CLI and the web UI can import it.
-    // Its one exception is the host's glob reading, so a plan is checked as the agent will match
-    // it (host/glob.ts is a leaf: Node built-ins only).
+    // language) imports only the protocol, the shared utilities and libraries, so the CLI and the
+    // web UI can import it. Its one exception is the host's glob reading, so a plan is checked as
+    // the agent will match it (host/glob.ts is a leaf: Node built-ins only).
     files: ['src/api/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            '**/coordinator/**',
-            '**/cli/**',
-            '**/agent/**',
-            '**/extensions/**',
-            '**/host/*',
-            '!**/host/glob.js',
-          ],
-        },
-      ],
-    },
+    rules: forbid(layer.coordinator, layer.cli, layer.agent, layer.extensions, ...hostButGlob),
   },
   {
     // The CLI sees the coordinator only through the API: it imports the shared layer, the
@@ -114,102 +140,57 @@ export default tseslint.config(
       'src/cli/agent-command.ts',
       'src/cli/agent-instances.ts',
     ],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            '**/coordinator/**',
-            '**/agent/**',
-            '**/extensions/**',
-            '**/host/*',
-            '!**/host/glob.js',
-          ],
-        },
-      ],
-    },
+    rules: forbid(layer.coordinator, layer.agent, layer.extensions, ...hostButGlob),
   },
   {
     // The web UI imports the shared layer and the protocol, nothing else of ours.
     files: ['web/src/**/*.ts', 'web/src/**/*.tsx'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            '**/common/**',
-            '**/coordinator/**',
-            '**/cli/**',
-            '**/agent/**',
-            '**/host/**',
-            '**/extensions/**',
-          ],
-        },
-      ],
-    },
+    rules: forbid(
+      layer.common,
+      layer.coordinator,
+      layer.cli,
+      layer.agent,
+      layer.host,
+      layer.extensions,
+    ),
   },
   {
     files: ['src/coordinator/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ['**/agent/**', '**/cli/**'] }] },
+    rules: forbid(layer.agent, layer.cli),
   },
   {
     // Inside the coordinator the model never imports the HTTP edge: store, scheduler, pool, HA and
     // TLS report in their own terms (rows, domain events), and coordinator/api maps them to views.
     // (The shared layer, src/api, is not the edge: '../../api/…' stays allowed.)
-    files: [
-      'src/coordinator/store/**/*.ts',
-      'src/coordinator/scheduler/**/*.ts',
-      'src/coordinator/pool/**/*.ts',
-      'src/coordinator/ha/**/*.ts',
-      'src/coordinator/tls/**/*.ts',
-    ],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        { patterns: ['**/agent/**', '**/cli/**', '../api/*', '**/coordinator/api/*'] },
-      ],
-    },
+    files: modelFolders.map((folder) => `src/coordinator/${folder}/**/*.ts`),
+    rules: forbid(layer.agent, layer.cli, ...httpEdge),
   },
   {
     // The wire (messages, framing, handshake, the error registry) is the bottom layer: it imports
     // nothing of ours, not even the shared utilities.
     files: ['src/protocol/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            '**/agent/**',
-            '**/coordinator/**',
-            '**/cli/**',
-            '**/host/**',
-            '**/extensions/**',
-            '**/common/**',
-            '**/api/**',
-          ],
-        },
-      ],
-    },
+    rules: forbid(
+      layer.agent,
+      layer.coordinator,
+      layer.cli,
+      layer.host,
+      layer.extensions,
+      layer.common,
+      layer.api,
+    ),
   },
   {
     // Utilities the daemons and the CLI share (blob store, atomic files, durations, pinned TLS,
     // …) import only the protocol (for its error registry) and libraries.
     files: ['src/common/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            '**/agent/**',
-            '**/coordinator/**',
-            '**/cli/**',
-            '**/host/**',
-            '**/extensions/**',
-            '**/api/**',
-          ],
-        },
-      ],
-    },
+    rules: forbid(
+      layer.agent,
+      layer.coordinator,
+      layer.cli,
+      layer.host,
+      layer.extensions,
+      layer.api,
+    ),
   },
   {
     // The host runtime and built-in extensions are shipped to agents as plain files: they may import
@@ -218,24 +199,7 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-restricted-imports': [
         'error',
-        {
-          patterns: [
-            {
-              group: [
-                '../protocol/*',
-                '../../protocol/*',
-                '../common/*',
-                '../../common/*',
-                '../agent/*',
-                '../coordinator/*',
-                'zod',
-                'pino',
-                'commander',
-              ],
-              allowTypeImports: true,
-            },
-          ],
-        },
+        { patterns: [{ group: shippedFilesMayNotImport, allowTypeImports: true }] },
       ],
     },
   },

@@ -163,8 +163,8 @@ export class Coordinator {
     const metrics = new Metrics({
       agentsByStatus: () => {
         const counts: Record<string, number> = {};
-        for (const view of engine.pool.views())
-          counts[view.status] = (counts[view.status] ?? 0) + 1;
+        for (const agent of engine.pool.snapshots())
+          counts[agent.status] = (counts[agent.status] ?? 0) + 1;
         return counts;
       },
       runningAttempts: () => engine.runningCount,

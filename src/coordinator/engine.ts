@@ -58,7 +58,7 @@ export class Engine implements EnginePort, BuildControl {
         this.scheduler?.onAgentReady(c);
       },
       onLost: (c) => this.scheduler?.onAgentLost(c),
-      onChange: (view) => ctx.events.emit('agent', view),
+      onChange: (agent) => ctx.events.emit('agent', agent),
       mayOutbid: () => ctx.mayOutbid(),
       // An agent may grant a term above this.term (an expired lease outbid): the status says so.
       // The base term stays: raising it would fence this coordinator off the agents whose

@@ -1,12 +1,12 @@
 /**
  * The coordinator's live events (builds, tasks, logs, agents), as the scheduler and the pool
- * report them: in the coordinator's own terms (store rows, plan tasks). The API maps them to the
- * views of its event stream at its edge (api/event-views.ts), so the scheduler knows nothing of
- * API views.
+ * report them: in the coordinator's own terms (store rows, plan tasks, agent snapshots). The API maps them to the
+ * views of its event stream at its edge (api/event-views.ts), so the scheduler and the pool know
+ * nothing of API views.
  */
 import { EventEmitter } from 'node:events';
 import type { PlanTask } from '../api/plan/types.js';
-import type { AgentView } from '../api/views/agents.js';
+import type { AgentSnapshot } from './pool/agent-snapshot.js';
 import type { BuildRow, TaskRow } from './store/types.js';
 
 export interface CoordinatorEventMap {
@@ -24,8 +24,8 @@ export interface CoordinatorEventMap {
     data: Buffer;
     at: string;
   };
-  /** An agent's connection changed (the pool describes its agents as the API shows them). */
-  agent: AgentView;
+  /** An agent's connection changed. */
+  agent: AgentSnapshot;
 }
 
 export type EventName = keyof CoordinatorEventMap;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import type { AgentView } from '../../src/api/views/agents.js';
+import type { AgentSnapshot } from '../../src/coordinator/pool/agent-snapshot.js';
 import type { StatusView } from '../../src/api/views/status.js';
 import { hashPassword, newToken } from '../../src/coordinator/auth/passwords.js';
 import type { ApiContext } from '../../src/coordinator/api/context.js';
@@ -39,16 +39,17 @@ export class FakeAgents implements AgentDirectory {
   readonly rows = new Map<string, AgentRow>();
   readonly calls: string[] = [];
 
-  views(): AgentView[] {
-    return [...this.rows.keys()].sort().flatMap((name) => this.view(name) ?? []);
+  snapshots(): AgentSnapshot[] {
+    return [...this.rows.keys()].sort().flatMap((name) => this.snapshot(name) ?? []);
   }
 
-  view(name: string): AgentView | undefined {
+  snapshot(name: string): AgentSnapshot | undefined {
     const row = this.rows.get(name);
     if (!row) return undefined;
     return {
       name: row.name,
-      address: `${row.host}:${row.port}`,
+      host: row.host,
+      port: row.port,
       status: 'connecting',
       slots: row.slots ?? 1,
       slotsFrom: row.slots === null ? 'unknown' : 'configured',

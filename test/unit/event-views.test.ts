@@ -8,6 +8,7 @@ import type { PlanTask } from '../../src/api/plan/types.js';
 import type { AgentView } from '../../src/api/views/agents.js';
 import { eventView } from '../../src/coordinator/api/event-views.js';
 import type { CoordinatorEventMap } from '../../src/coordinator/events.js';
+import type { AgentSnapshot } from '../../src/coordinator/pool/agent-snapshot.js';
 import type { BuildRow, TaskRow } from '../../src/coordinator/store/types.js';
 
 const plan = (name: string, needs: string[]): PlanTask => ({
@@ -119,9 +120,42 @@ describe('event views', () => {
     );
   });
 
-  it('passes an agent view through, and maps each event once', () => {
-    const agent = { name: 'a1', status: 'connected' } as AgentView;
-    assert.equal(eventView('agent', agent), agent);
+  it('shows an agent as the agent list does (address with IPv6 brackets), and maps each event once', () => {
+    const agent: AgentSnapshot = {
+      name: 'a1',
+      host: '::1',
+      port: 7420,
+      status: 'connected',
+      slots: 4,
+      slotsFrom: 'agent',
+      busySlots: 1,
+      labels: ['linux'],
+      tls: true,
+      fingerprint: 'ab:cd',
+      lastError: null,
+      agentVersion: '1.0.0',
+      instanceKey: 'key',
+      lastConnectedAt: '2026-01-01T00:00:00.000Z',
+    };
+    const view: AgentView = {
+      name: 'a1',
+      address: '[::1]:7420',
+      status: 'connected',
+      slots: 4,
+      slotsFrom: 'agent',
+      busySlots: 1,
+      labels: ['linux'],
+      tls: true,
+      fingerprint: 'ab:cd',
+      lastError: null,
+      agentVersion: '1.0.0',
+      instanceKey: 'key',
+      lastConnectedAt: '2026-01-01T00:00:00.000Z',
+    };
+    assert.deepEqual(eventView('agent', agent), view);
+    assert.equal(JSON.stringify(eventView('agent', agent)), JSON.stringify(view));
+    assert.equal(eventView('agent', { ...agent, host: 'build-1' }).address, 'build-1:7420');
+    assert.equal(eventView('agent', agent), eventView('agent', agent));
     const data: CoordinatorEventMap['task'] = {
       buildId: 7,
       row: row('link', 'pending'),

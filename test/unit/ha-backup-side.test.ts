@@ -408,6 +408,19 @@ describe('a backup', () => {
     assert.deepEqual(moves(s), []);
   });
 
+  it('keeps its loops running: one that throws is logged with its reason and restarted', async () => {
+    const s = await setup();
+    // Every read of the store throws from here on, also where a loop has no catch of its own
+    // (replication asks the store whether it may replicate): before the supervisor, an
+    // unhandled rejection that ended the process.
+    s.backupStore.close();
+    const restarts = (): string[] =>
+      s.logs.map((l) => l.msg).filter((msg) => msg.startsWith('replication failed, restarting: '));
+    await until(() => restarts().length >= 2, 'two restarts of the replication loop');
+    assert.match(restarts()[0] ?? '', /database connection is not open/);
+    await s.side.stop();
+  });
+
   it('stops where it is: stop() ends the loops and moves nothing', async () => {
     const s = await setup();
     await takeOver(s, { total: 1, held: 1, liveElsewhere: 0 });

@@ -11,17 +11,16 @@ import { createServer as createPlainServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
 import {
   BackupHealthBook,
   LAGGING_AFTER_S,
   explainCallFailure,
 } from '../../src/coordinator/ha/backup-health.js';
 import { PeerClient } from '../../src/coordinator/ha/peer-client.js';
-import { PrimarySide } from '../../src/coordinator/ha/primary-side.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import { MusterError } from '../../src/protocol/errors.js';
 import { selfSignedCertificate } from '../../src/common/self-signed.js';
+import { primarySideFor } from '../helpers/primary-side.js';
 
 const NOW = Date.parse('2026-12-01T12:00:00Z');
 const base = {
@@ -143,23 +142,16 @@ describe('why a primary cannot call its backup', () => {
     const dir = mkdtempSync(join(tmpdir(), 'muster-ha-health-'));
     const store = openSqliteStore(join(dir, 'db.sqlite'));
     try {
-      const side = new PrimarySide(
+      const side = primarySideFor(
         store,
-        pino({ level: 'silent' }),
-        {
-          deselectAfterMs: 3_600_000,
-          joinToken: undefined,
-          healthyWithinMs: 5000,
-          tmpDir: join(dir, 'tmp'),
-          certificates: () => [],
-          peerFor: (backup) =>
-            new PeerClient(
-              backup.url,
-              () => backup.secret,
-              () => ({ ca: backup.certificate ?? undefined }),
-            ),
-        },
-        () => 'instance',
+        dir,
+        (backup) =>
+          new PeerClient(
+            backup.url,
+            () => backup.secret,
+            () => ({ ca: backup.certificate ?? undefined }),
+          ),
+        'instance',
       );
       side.register({
         name: 'b1',

@@ -8,32 +8,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
-import { pino } from 'pino';
 import {
   backupStateSchema,
   buildHistorySchema,
   fromBackup,
   handedBackTokensSchema,
 } from '../../src/coordinator/ha/history-schema.js';
-import { PeerClient, type PeerResponse } from '../../src/coordinator/ha/peer-client.js';
-import { MAX_REGISTERED_BACKUPS, PrimarySide } from '../../src/coordinator/ha/primary-side.js';
+import { MAX_REGISTERED_BACKUPS, type PrimarySide } from '../../src/coordinator/ha/primary-side.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import { MusterError } from '../../src/protocol/errors.js';
-
-/** A backup that answers every call (select checks that the primary can reach it). */
-class AnsweringPeer extends PeerClient {
-  constructor(url: string) {
-    super(
-      url,
-      () => 'secret',
-      () => ({}),
-    );
-  }
-  override json<T>(): Promise<PeerResponse<T>> {
-    return Promise.resolve({ body: {} as T, headers: {}, fingerprint: undefined });
-  }
-}
+import { AnsweringPeer, primarySideFor } from '../helpers/primary-side.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-ha-trust-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -46,19 +31,7 @@ afterEach(() => {
 function primary(): { side: PrimarySide; store: Store } {
   const store = openSqliteStore(join(dir, `db-${++counter}.sqlite`));
   open.push(store);
-  const side = new PrimarySide(
-    store,
-    pino({ level: 'silent' }),
-    {
-      deselectAfterMs: 3_600_000,
-      joinToken: undefined,
-      healthyWithinMs: 5000,
-      tmpDir: join(dir, 'tmp'),
-      certificates: () => [],
-      peerFor: (backup) => new AnsweringPeer(backup.url),
-    },
-    () => 'the-instance-id',
-  );
+  const side = primarySideFor(store, dir, (backup) => new AnsweringPeer(backup.url));
   return { side, store };
 }
 

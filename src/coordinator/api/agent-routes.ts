@@ -7,6 +7,8 @@ import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { probeFingerprint } from '../pool/probe.js';
 import { addAgentBody, probeAgentBody, updateAgentBody } from '../../api/requests.js';
+import type { AgentView } from '../../api/views/agents.js';
+import { agentView } from './views.js';
 
 function hostPortOf(address: string): { host: string; port: number } {
   try {
@@ -16,15 +18,20 @@ function hostPortOf(address: string): { host: string; port: number } {
   }
 }
 
+function viewNamed(ctx: ApiContext, name: string): AgentView | undefined {
+  const agent = ctx.agents.snapshot(name);
+  return agent && agentView(agent);
+}
+
 export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/api/v1/agents', async (request) => {
     requireUser(request);
-    return ctx.agents.views();
+    return ctx.agents.snapshots().map(agentView);
   });
 
   app.get<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
     requireUser(request);
-    const view = ctx.agents.view(request.params.name);
+    const view = viewNamed(ctx, request.params.name);
     if (!view) throw new MusterError('NOT_FOUND', `no agent named ${request.params.name}`);
     return view;
   });
@@ -65,7 +72,7 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
       slots: body.slots ?? null,
     });
     ctx.agents.add(row);
-    return reply.code(201).send(ctx.agents.view(row.name));
+    return reply.code(201).send(viewNamed(ctx, row.name));
   });
 
   app.patch<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
@@ -77,7 +84,7 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
     });
     ctx.agents.update(row);
     ctx.scheduler.schedule();
-    return ctx.agents.view(row.name);
+    return viewNamed(ctx, row.name);
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/agents/:name', async (request, reply) => {

@@ -5,7 +5,7 @@
  */
 import type { EventMap } from '../../api/events.js';
 import type { CoordinatorEventMap, EventName } from '../events.js';
-import { buildSummary, taskView } from './views.js';
+import { agentView, buildSummary, taskView } from './views.js';
 
 const mapped = new WeakMap<object, unknown>();
 
@@ -43,6 +43,6 @@ function toView(event: EventName, data: CoordinatorEventMap[EventName]): EventMa
       };
     }
     case 'agent':
-      return data as CoordinatorEventMap['agent'];
+      return agentView(data as CoordinatorEventMap['agent']);
   }
 }

@@ -6,7 +6,6 @@
  */
 import type { BlobStore } from '../../common/blob-store.js';
 import type { BuildFile } from '../../api/plan/types.js';
-import type { AgentView } from '../../api/views/agents.js';
 import type { StatusView } from '../../api/views/status.js';
 import type { BlobSweeper } from '../blob-sweeper.js';
 import type { BundleManager } from '../bundles.js';
@@ -15,6 +14,7 @@ import type { EventBus } from '../events.js';
 import type { BackupSide } from '../ha/backup-side.js';
 import type { PrimarySide } from '../ha/primary-side.js';
 import type { Metrics } from '../metrics.js';
+import type { AgentSnapshot } from '../pool/agent-snapshot.js';
 import type { CompiledCoordinatorOptions } from '../options.js';
 import type { Store } from '../store/store.js';
 import type { AgentRow, AttemptRow, LogChunk } from '../store/types.js';
@@ -36,8 +36,8 @@ export interface BuildService {
 
 /** The registered agents as the pool sees them, and telling it of changes (pool/pool.ts). */
 export interface AgentDirectory {
-  views(): AgentView[];
-  view(name: string): AgentView | undefined;
+  snapshots(): AgentSnapshot[];
+  snapshot(name: string): AgentSnapshot | undefined;
   /** Connects to an agent just registered. */
   add(row: AgentRow): void;
   /** An agent's labels or slots changed. */

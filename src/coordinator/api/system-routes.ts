@@ -33,7 +33,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
 
   app.get('/api/v1/status', async (request) => {
     const user = requireUser(request);
-    const agents = ctx.agents.views();
+    const agents = ctx.agents.snapshots();
 
     const view: StatusView = {
       role: ctx.ha.role(),

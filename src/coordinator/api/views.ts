@@ -1,5 +1,10 @@
-/** Rows (store) to views (API): the one place that shapes what users and tests see. */
+/**
+ * Rows (store) and snapshots (pool) to views (API): the one place that shapes what users and
+ * tests see.
+ */
 import type { PlanTask } from '../../api/plan/types.js';
+import type { AgentView } from '../../api/views/agents.js';
+import type { AgentSnapshot } from '../pool/agent-snapshot.js';
 import type { BuildRow, TaskRow } from '../store/types.js';
 import type { BuildSummary, BuildView, TaskView } from '../../api/views/builds.js';
 
@@ -56,4 +61,22 @@ export function buildSummary(build: BuildRow, tasks: TaskRow[]): BuildSummary {
     else if (t.status === 'pending' || t.status === 'queued') counts.pending++;
   }
   return { ...buildHeader(build), counts };
+}
+
+export function agentView(agent: AgentSnapshot): AgentView {
+  return {
+    name: agent.name,
+    address: `${agent.host.includes(':') ? `[${agent.host}]` : agent.host}:${agent.port}`,
+    status: agent.status,
+    slots: agent.slots,
+    slotsFrom: agent.slotsFrom,
+    busySlots: agent.busySlots,
+    labels: agent.labels,
+    tls: agent.tls,
+    fingerprint: agent.fingerprint,
+    lastError: agent.lastError,
+    agentVersion: agent.agentVersion,
+    instanceKey: agent.instanceKey,
+    lastConnectedAt: agent.lastConnectedAt,
+  };
 }

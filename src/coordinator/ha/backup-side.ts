@@ -23,6 +23,7 @@ import { PrimaryPins } from './primary-pins.js';
 import type { HeartbeatView } from './primary-side.js';
 import { Replicator } from './replicator.js';
 import { Sleeper } from './sleeper.js';
+import { SupervisedLoop } from '../supervised-loop.js';
 
 export interface BackupSideOptions {
   primaryUrl: string;
@@ -78,7 +79,7 @@ export class BackupSide {
   private readonly startedAt = Date.now();
   /** How the primary last judged this backup (its heartbeat answer). */
   private seenByPrimary: NonNullable<StatusView['primary']>['seenByPrimary'] = null;
-  private loops: Promise<void>[] = [];
+  private loops: SupervisedLoop[] = [];
   private takeoverStartedAt = 0;
   private lastFailureLog = 0;
   private lastRefusalLog = 0;
@@ -170,12 +171,18 @@ export class BackupSide {
       },
       { dataDir: this.options.dataDir, heartbeatMs: this.options.heartbeatMs },
     );
-    this.loops = [this.watchLoop(), this.replicator.run(), this.replicator.sweepBlobs()];
+    // Each under a supervisor: a loop that throws is logged and restarted, never lost.
+    const replicator = this.replicator;
+    this.loops = [
+      new SupervisedLoop('backup heartbeat', () => this.watchLoop(), { log: this.log }),
+      new SupervisedLoop('replication', () => replicator.run(), { log: this.log }),
+      new SupervisedLoop('missing-blob sweep', () => replicator.sweepBlobs(), { log: this.log }),
+    ].map((loop) => loop.start());
   }
 
   async stop(): Promise<void> {
     this.sleeper.stop();
-    await Promise.allSettled(this.loops);
+    await Promise.all(this.loops.map((loop) => loop.stop()));
   }
 
   statusView(): NonNullable<StatusView['primary']> {

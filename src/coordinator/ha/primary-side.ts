@@ -19,6 +19,8 @@ import type { ChangePage } from '../store/replication.js';
 import type { Store } from '../store/store.js';
 import { BackupHealthBook, explainCallFailure, unverifiedBackup } from './backup-health.js';
 import type { PeerClient } from './peer-client.js';
+import { Sleeper } from './sleeper.js';
+import { SupervisedLoop } from '../supervised-loop.js';
 
 /** At most this many registered backups; more are refused until an admin removes some. */
 export const MAX_REGISTERED_BACKUPS = 16;
@@ -79,7 +81,8 @@ interface PendingRelease {
 
 export class PrimarySide {
   private readonly startedAt = Date.now();
-  private timer: NodeJS.Timeout | undefined;
+  private readonly sleeper = new Sleeper();
+  private ticks: SupervisedLoop | undefined;
   private readonly releases: PendingRelease[] = [];
   private stopped = false;
   /** The fingerprints each backup last said it accepts for this primary (heartbeat `pins`). */
@@ -98,11 +101,9 @@ export class PrimarySide {
 
   start(): void {
     const every = Math.max(250, Math.min(this.options.deselectAfterMs / 4, 10_000));
-    this.timer = setInterval(() => {
-      this.checkDeselection();
-      this.drainReleases(undefined);
-    }, every);
-    this.timer.unref();
+    this.ticks = new SupervisedLoop('backup deselection check', () => this.tickLoop(every), {
+      log: this.log,
+    }).start();
     // Recording follows the selection (a database from before this feature has neither).
     const selected = this.selected();
     if (selected && this.store.replication.outStream() === null)
@@ -113,7 +114,18 @@ export class PrimarySide {
 
   stop(): void {
     this.stopped = true;
-    clearInterval(this.timer);
+    this.sleeper.stop();
+    // The loop ends as its sleep is cut short; its supervisor never rejects.
+    void this.ticks?.stop();
+  }
+
+  private async tickLoop(everyMs: number): Promise<void> {
+    while (!this.sleeper.stopped) {
+      await this.sleeper.sleep(everyMs);
+      if (this.sleeper.stopped) return;
+      this.checkDeselection();
+      this.drainReleases(undefined);
+    }
   }
 
   /**

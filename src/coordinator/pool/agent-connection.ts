@@ -8,8 +8,8 @@ import { AgentClient, type LeaseInfo } from '../../protocol/client/agent-client.
 import type { Bundle } from '../../protocol/client/bundle.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { AgentStatus } from '../../api/status.js';
-import type { AgentView } from '../../api/views/agents.js';
 import type { AgentRow } from '../store/types.js';
+import type { SlotsSource } from './agent-snapshot.js';
 import { Backoff } from './backoff.js';
 
 export interface Identity {
@@ -95,7 +95,7 @@ export class AgentConnection {
   }
 
   /** Where `slots` comes from: a standby backup, with no connections, shows the last known. */
-  get slotsFrom(): AgentView['slotsFrom'] {
+  get slotsFrom(): SlotsSource {
     if (this.row.slots !== null) return 'configured';
     if (this.client?.cores !== undefined) return 'agent';
     return this.row.cores !== null ? 'last-known' : 'unknown';

@@ -1,11 +1,11 @@
-/** The agent pool: one AgentConnection per registered agent, and the views the API shows. */
+/** The agent pool: one AgentConnection per registered agent, and snapshots of them to report. */
 import type { Logger } from 'pino';
 import type { LeaseInfo } from '../../protocol/client/agent-client.js';
 import type { Bundle } from '../../protocol/client/bundle.js';
 import type { MusterError } from '../../protocol/errors.js';
-import type { AgentView } from '../../api/views/agents.js';
 import type { AgentRow } from '../store/types.js';
 import { AgentConnection, type Identity } from './agent-connection.js';
+import { snapshotOf, type AgentSnapshot } from './agent-snapshot.js';
 
 export interface PoolContext {
   identity(): Identity;
@@ -14,7 +14,7 @@ export interface PoolContext {
   log: Logger;
   onReady(connection: AgentConnection): void;
   onLost(connection: AgentConnection, err: MusterError): void;
-  onChange(view: AgentView): void;
+  onChange(agent: AgentSnapshot): void;
   onLease?(connection: AgentConnection, lease: LeaseInfo): void;
   mayOutbid?(): boolean;
 }
@@ -47,7 +47,7 @@ export class AgentPool {
       log: this.ctx.log,
       onReady: (c) => this.ctx.onReady(c),
       onLost: (c, err) => this.ctx.onLost(c, err),
-      onStatus: (c) => this.ctx.onChange(viewOf(c)),
+      onStatus: (c) => this.ctx.onChange(snapshotOf(c)),
       onLease: (c, lease) => this.ctx.onLease?.(c, lease),
       mayOutbid: () => this.ctx.mayOutbid?.() ?? true,
     });
@@ -65,7 +65,7 @@ export class AgentPool {
     const connection = this.connections.get(row.name);
     if (connection) {
       connection.row = row;
-      this.ctx.onChange(viewOf(connection));
+      this.ctx.onChange(snapshotOf(connection));
     }
   }
 
@@ -92,15 +92,16 @@ export class AgentPool {
     );
   }
 
-  views(): AgentView[] {
+  /** Every agent, by name. */
+  snapshots(): AgentSnapshot[] {
     return this.all()
-      .map(viewOf)
+      .map(snapshotOf)
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  view(name: string): AgentView | undefined {
+  snapshot(name: string): AgentSnapshot | undefined {
     const c = this.connections.get(name);
-    return c ? viewOf(c) : undefined;
+    return c ? snapshotOf(c) : undefined;
   }
 
   /** Reconnects every agent (the identity sent to agents changed). */
@@ -127,22 +128,4 @@ export class AgentPool {
     clearTimeout(timer);
     this.stop();
   }
-}
-
-export function viewOf(c: AgentConnection): AgentView {
-  return {
-    name: c.row.name,
-    address: `${c.row.host.includes(':') ? `[${c.row.host}]` : c.row.host}:${c.row.port}`,
-    status: c.status,
-    slots: c.slots,
-    slotsFrom: c.slotsFrom,
-    busySlots: c.busySlots,
-    labels: c.row.labels,
-    tls: c.row.tls,
-    fingerprint: c.row.fingerprint,
-    lastError: c.lastError,
-    agentVersion: c.client?.agentVersion ?? null,
-    instanceKey: c.client?.instance.key ?? null,
-    lastConnectedAt: c.lastConnectedAt,
-  };
 }

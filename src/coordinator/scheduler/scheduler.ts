@@ -17,22 +17,22 @@
  * has settled is cancelled (or released, when done); one of a build it does not know is left to
  * its owner's history and to the agent's task grace.
  */
-import picomatch from 'picomatch';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../../common/blob-store.js';
 import type { OutputChunk } from '../../protocol/client/agent-client.js';
 import { toMusterError, type MusterError } from '../../protocol/errors.js';
 import type { TaskInfo } from '../../protocol/messages.js';
-import type { TaskInputFile, TaskResult } from '../../protocol/task-types.js';
+import type { TaskResult } from '../../protocol/task-types.js';
 import type { EventBus } from '../events.js';
-import { DeclaredOutputs, refuseOutputs } from '../../api/plan/outputs.js';
-import type { PlanTask } from '../../api/plan/types.js';
 import type { Store } from '../store/store.js';
 import type { AttemptRow, BuildRow, TaskRow } from '../store/types.js';
 import type { AttemptStatus } from '../../api/status.js';
 import { ActiveBuild, type TaskState } from './active-build.js';
+import { acceptResult, resultDetail } from './agent-result.js';
+import { buildOutcome } from './build-outcome.js';
 import { cancelRequestedFields, isCancelRequested } from './cancel-request.js';
 import { isOfBuild, newAgentTaskId, parseAgentTaskId, type AgentTaskId } from './agent-task-id.js';
+import { inputsOf, pickAgent } from './placement.js';
 import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
 
 export interface SchedulerContext {
@@ -350,7 +350,7 @@ export class Scheduler {
     }
     const { plan } = flight.task;
     try {
-      const inputs = this.inputsOf(flight.build, flight.task);
+      const inputs = inputsOf(flight.build, flight.task);
       if (inputs.length > 0) {
         await client.putBlobs(
           [...new Map(inputs.map((f) => [f.sha256, f])).values()].map((f) => ({
@@ -615,33 +615,19 @@ export class Scheduler {
     reported: TaskResult,
   ): Promise<void> {
     if (this.stopped || !this.inFlight.has(flight.attempt.agentTaskId)) return;
-    let result = reported;
-    if (result.status === 'succeeded') {
-      // The one place an agent's result is accepted: its paths are checked before anything of
-      // it is fetched or stored.
-      const refused = refuseOutputs(
-        [
-          {
-            declared: declaredOutputs(flight.task.plan),
-            paths: (result.outputs ?? []).map((o) => o.path),
-          },
-        ],
-        'the attempt fails and none of its outputs is kept',
+    // The one place an agent's result is accepted: its paths are checked before anything of it
+    // is fetched or stored.
+    const { result, refused } = acceptResult(flight.task.plan, reported);
+    if (refused) {
+      this.ctx.log.warn(
+        {
+          build: flight.build.id,
+          task: flight.task.plan.name,
+          agent: flight.attempt.agent,
+          err: refused,
+        },
+        'an agent reported outputs the task did not declare',
       );
-      if (refused) {
-        this.ctx.log.warn(
-          {
-            build: flight.build.id,
-            task: flight.task.plan.name,
-            agent: flight.attempt.agent,
-            err: refused,
-          },
-          'an agent reported outputs the task did not declare',
-        );
-        // The code goes into the message too: the task's error is all that is kept of it.
-        const error = { code: refused.code, message: `${refused.message} [${refused.code}]` };
-        result = { ...result, status: 'failed', outputs: undefined, error };
-      }
     }
     if (result.status === 'succeeded') {
       for (const output of result.outputs ?? []) {
@@ -653,13 +639,7 @@ export class Scheduler {
       }
     }
     const status: Exclude<AttemptStatus, 'running'> = result.status;
-    const detail =
-      result.status === 'failed'
-        ? (result.error?.message ??
-          (result.exitCode !== undefined && result.exitCode !== null
-            ? `exited with code ${result.exitCode}`
-            : `ended by signal ${result.signal ?? 'unknown'}`))
-        : (result.error?.message ?? null);
+    const detail = resultDetail(result);
     // Results that arrive together (one read from an agent) are recorded in one transaction:
     // a commit per task was most of the coordinator's time at thousands of tasks a second.
     this.finishing.push(() => this.finishFlight(flight, status, result, detail));
@@ -783,41 +763,13 @@ export class Scheduler {
   private maybeFinish(build: ActiveBuild): void {
     if (!this.builds.has(build.id) || build.inFlight > 0 || !build.finished) return;
     const tasks = [...build.tasks.values()].map((s) => s.row);
-    const failed = tasks.filter((t) => t.status === 'failed');
-    const status = build.cancelling
-      ? 'cancelled'
-      : failed.length === 0 && tasks.every((t) => t.status === 'succeeded')
-        ? 'succeeded'
-        : 'failed';
-    const error =
-      status === 'cancelled'
-        ? 'cancelled'
-        : failed.length > 0
-          ? `${failed.map((t) => t.name).join(', ')} failed`
-          : status === 'failed'
-            ? 'not every task succeeded'
-            : null;
+    const { status, error } = buildOutcome(tasks, build.cancelling);
     const finishedAt = now();
     this.ctx.store.setBuildStatus(build.id, status, { finishedAt, error });
     build.row = { ...build.row, status, finishedAt, error };
     this.builds.delete(build.id);
     this.emitBuild(build);
     this.ctx.log.info({ build: build.id, status }, 'build finished');
-  }
-
-  private inputsOf(build: ActiveBuild, state: TaskState): (TaskInputFile & { size: number })[] {
-    const files = new Map<string, TaskInputFile & { size: number }>();
-    if (state.plan.inputs.length > 0) {
-      const match = picomatch(state.plan.inputs, { dot: true });
-      for (const file of build.row.files) {
-        if (match(file.path)) files.set(file.path, file);
-      }
-    }
-    // Outputs of the tasks it needs, at the same relative paths (later needs win a clash).
-    for (const need of state.plan.needs) {
-      for (const output of build.tasks.get(need)?.row.outputs ?? []) files.set(output.path, output);
-    }
-    return [...files.values()];
   }
 
   private setTask(build: ActiveBuild, state: TaskState, changes: Partial<TaskRow>): void {
@@ -834,29 +786,6 @@ export class Scheduler {
       tasks: [...build.tasks.values()].map((s) => s.row),
     });
   }
-}
-
-/** The ready agent with the most free slots among those with every required label. */
-function pickAgent(agents: SchedulerAgent[], requires: string[]): SchedulerAgent | undefined {
-  let best: SchedulerAgent | undefined;
-  for (const agent of agents) {
-    if (agent.freeSlots <= 0) continue;
-    if (!requires.every((label) => agent.row.labels.includes(label))) continue;
-    if (!best || agent.freeSlots > best.freeSlots) best = agent;
-  }
-  return best;
-}
-
-const declaredByTask = new WeakMap<PlanTask, DeclaredOutputs>();
-
-/** A task's declared outputs, compiled once per plan task. */
-function declaredOutputs(plan: PlanTask): DeclaredOutputs {
-  let declared = declaredByTask.get(plan);
-  if (!declared) {
-    declared = new DeclaredOutputs(plan.name, plan.outputs);
-    declaredByTask.set(plan, declared);
-  }
-  return declared;
 }
 
 function now(): string {

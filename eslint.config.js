@@ -41,6 +41,8 @@ const layer = {
   cli: '**/cli/**',
   host: '**/host/**',
   extensions: '**/extensions/**',
+  /** The coordinator's end of the agent protocol (src/protocol/client). */
+  agentClient: '**/protocol/client/**',
 };
 
 /** The host, but for its glob reading (a leaf the plan language and the CLI share with it). */
@@ -115,9 +117,10 @@ export default tseslint.config(
     rules: { 'import-x/no-cycle': 'off' },
   },
   {
-    // The agent and the coordinator never import each other; the protocol imports neither.
+    // The agent and the coordinator never import each other (nor the coordinator's end of the
+    // protocol); the protocol imports neither.
     files: ['src/agent/**/*.ts'],
-    rules: forbid(layer.coordinator, layer.cli, layer.host),
+    rules: forbid(layer.coordinator, layer.cli, layer.host, layer.agentClient),
   },
   {
     // The shared layer (what crosses the API: views, requests, events, statuses, the plan

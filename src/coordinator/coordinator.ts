@@ -22,7 +22,7 @@ import { Builds } from './builds/builds.js';
 import { restrictFiles, secureDataDir } from './data-dir.js';
 import { Housekeeping } from './housekeeping.js';
 import { INSTANCE_ID_SETTING, instanceIdSetting } from './identity.js';
-import { isEvent } from './is-event.js';
+import { isEvent } from './events.js';
 import { Metrics } from './metrics.js';
 import type { CompiledCoordinatorOptions } from './options.js';
 import { BackupRole } from './roles/backup.js';

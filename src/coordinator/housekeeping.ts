@@ -19,10 +19,14 @@ export class Housekeeping {
   ) {}
 
   start(): void {
-    const sweepTokens = setInterval(
-      () => this.store.deleteExpiredTokens(new Date().toISOString()),
-      3_600_000,
-    );
+    // A timer's throw would end the process: a failed sweep is logged and tried next time.
+    const sweepTokens = setInterval(() => {
+      try {
+        this.store.deleteExpiredTokens(new Date().toISOString());
+      } catch (err) {
+        this.log.warn({ err }, 'deleting expired tokens failed');
+      }
+    }, 3_600_000);
     sweepTokens.unref();
     this.timers.push(sweepTokens);
     const sweepBlobs = (): void =>

@@ -155,6 +155,22 @@ describe('web UI', () => {
     await page.getByRole('button', { name: 'Show older builds' }).click();
     await page.getByRole('link', { name: /oldest/ }).waitFor();
     await page.getByRole('button', { name: 'Show older builds' }).waitFor({ state: 'detached' });
+    // The page reloads what it shows when the dashboard's data is reloaded (every 5 s): a reload
+    // of exactly the builds there are must not offer older ones again. The dashboard asks for
+    // 20 builds, the page for as many as it shows; once the page's reload has been answered and
+    // the dashboard's next one asked for (5 s on), the page's has been drawn.
+    const listLimit = (url: string): number | undefined => {
+      const u = new URL(url);
+      if (u.pathname !== '/api/v1/builds' || u.searchParams.has('q')) return undefined;
+      return Number(u.searchParams.get('limit'));
+    };
+    await page.waitForResponse((r) => (listLimit(r.url()) ?? 0) > 50, { timeout: 20_000 });
+    await page.waitForRequest((r) => listLimit(r.url()) === 20, { timeout: 20_000 });
+    assert.equal(
+      await page.getByRole('button', { name: 'Show older builds' }).count(),
+      0,
+      'no older builds offered after a reload of all of them',
+    );
 
     await page.getByLabel('Search').fill('OLDEST');
     await page.getByRole('link', { name: /oldest/ }).waitFor();

@@ -33,12 +33,14 @@ export function BuildsPage({ canBuild, refresh }: { canBuild: boolean; refresh: 
   useEffect(() => {
     shown.current = BUILDS_PAGE;
   }, [status, q]);
+  // Each list asks for one build more than it shows: whether that one came back says whether
+  // there are older builds (a page that happens to be full says nothing).
   useEffect(() => {
     const limit = Math.min(Math.max(shown.current, BUILDS_PAGE), 1000);
-    listBuilds({ status, q, limit })
+    listBuilds({ status, q, limit: Math.min(limit + 1, 1000) })
       .then((page) => {
-        setBuilds(page);
-        setMore(page.length === limit && limit < 1000);
+        setBuilds(page.slice(0, limit));
+        setMore(page.length > limit);
         setError(undefined);
       })
       .catch((err: unknown) => setError((err as Error).message));
@@ -47,12 +49,12 @@ export function BuildsPage({ canBuild, refresh }: { canBuild: boolean; refresh: 
   const older = (): void => {
     const last = builds?.at(-1);
     if (!last) return;
-    listBuilds({ status, q, before: last.id })
+    listBuilds({ status, q, before: last.id, limit: BUILDS_PAGE + 1 })
       .then((page) => {
-        const all = [...(builds ?? []), ...page];
+        const all = [...(builds ?? []), ...page.slice(0, BUILDS_PAGE)];
         shown.current = all.length;
         setBuilds(all);
-        setMore(page.length === BUILDS_PAGE && all.length < 1000);
+        setMore(page.length > BUILDS_PAGE && all.length < 1000);
       })
       .catch((err: unknown) => setError((err as Error).message));
   };

@@ -5,8 +5,7 @@
  * stream.
  */
 import type { FastifyInstance } from 'fastify';
-import type { CoordinatorEventMap, EventName } from '../events.js';
-import { isEvent } from '../is-event.js';
+import { isEvent, type CoordinatorEventMap, type EventName } from '../events.js';
 import { requireUser, type ApiContext } from './context.js';
 import { eventView } from './event-views.js';
 

@@ -10,9 +10,11 @@ import type { Engine } from '../engine.js';
 import { Failback } from '../ha/failback.js';
 import { PeerClient } from '../ha/peer-client.js';
 import { PrimarySide } from '../ha/primary-side.js';
+import { Sleeper } from '../ha/sleeper.js';
 import { instanceIdSetting } from '../identity.js';
 import type { HaSample } from '../metrics.js';
 import { createEngine, type Services } from '../services.js';
+import { SupervisedLoop } from '../supervised-loop.js';
 import type { Role } from './role.js';
 
 /** How long a silent backup that ran the cluster keeps its agents from a returning primary. */
@@ -28,7 +30,9 @@ export class PrimaryRole implements Role {
    * then); until then no agent is connected, so nothing asks whether to outbid.
    */
   private failback: Failback | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  /** Asks the backup now and then whether it runs the cluster (and takes it back if so). */
+  private failbackChecks: SupervisedLoop | undefined;
+  private readonly checkPause = new Sleeper();
 
   private constructor(
     private readonly services: Services,
@@ -110,20 +114,29 @@ export class PrimaryRole implements Role {
       this.engine.startPool(this.side.term());
       this.engine.startScheduler();
     }
-    this.timer = setInterval(
-      () => void failback.check(Math.max(options.haHeartbeatMs * 2, 2000)),
-      options.haHeartbeatMs,
-    );
-    this.timer.unref();
+    const pause = this.checkPause;
+    this.failbackChecks = new SupervisedLoop(
+      'failback check',
+      async () => {
+        while (!pause.stopped) {
+          await pause.sleep(options.haHeartbeatMs);
+          if (pause.stopped) return;
+          await failback.check(Math.max(options.haHeartbeatMs * 2, 2000));
+        }
+      },
+      { log },
+    ).start();
   }
 
   quiesce(): void {
-    clearInterval(this.timer);
+    this.checkPause.stop();
     // The backup's long poll returns at once instead of holding the server's close.
     this.side.stop();
   }
 
   async stop(): Promise<void> {
+    // A failback under way ends before the engine it hands agents to stops.
+    await this.failbackChecks?.stop();
     await this.engine.stop(false);
   }
 }

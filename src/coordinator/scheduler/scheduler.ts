@@ -392,7 +392,29 @@ export class Scheduler {
       }
       await this.complete(flight, client, await remote.result);
     } catch (err) {
+      this.settleError(flight, err);
+    }
+  }
+
+  /**
+   * The end of execute() and follow(), which nobody awaits: recording the failure can itself
+   * throw (the store), and that must be logged, not left to end the process as an unhandled
+   * rejection.
+   */
+  private settleError(flight: InFlight, err: unknown): void {
+    try {
       this.onExecuteError(flight, toMusterError(err));
+    } catch (inner) {
+      this.ctx.log.error(
+        {
+          err: inner,
+          cause: toMusterError(err).message,
+          build: flight.build.id,
+          task: flight.task.plan.name,
+          taskId: flight.attempt.agentTaskId,
+        },
+        'recording the end of an attempt failed',
+      );
     }
   }
 
@@ -577,7 +599,7 @@ export class Scheduler {
       );
       await this.complete(flight, client, await remote.result);
     } catch (err) {
-      this.onExecuteError(flight, toMusterError(err));
+      this.settleError(flight, err);
     }
   }
 

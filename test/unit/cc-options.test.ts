@@ -370,7 +370,7 @@ describe('classify: compiles', () => {
     ['gcc -include-pch foo.pch -c foo.c', 'precompiled-header', false],
     ['gcc -imacros m.h -c foo.c', 'precompiled-header', true],
     ['g++ -fmodules-ts -c foo.cc', 'cxx-modules', false],
-    ['gcc -Xpreprocessor -DX -c foo.c', 'preprocessor-mode', true],
+    ['gcc -Xpreprocessor -DX -c foo.c', 'preprocessor-mode', false],
     ['gcc -Wp,-DX,-I,inc -c foo.c', 'preprocessor-mode', true],
     ['gcc -P -c foo.c', 'preprocessor-mode', true],
     ['gcc -traditional-cpp -c foo.c', 'preprocessor-mode', true],
@@ -520,4 +520,203 @@ describe('classify against gcc -###', () => {
       assert.deepEqual(readFileSync(depfile), fromCompile, command);
     }
   });
+});
+
+/** A one-line picture of a classification, for the corpus below. */
+function summary(c: Classification): string {
+  if (c.kind === 'passthrough') return `pass ${c.reason}`;
+  const parts = [`${c.language} ${c.source} -> ${c.output}`];
+  if (c.depfile !== null) {
+    const targets = c.depfile.targets.map((t) => t.name).join(',') || c.depfile.defaultTarget;
+    parts.push(`dep ${c.depfile.style} ${c.depfile.path} ${targets}`);
+  }
+  if (c.localReasons.length > 0) parts.push(`local ${c.localReasons.join(',')}`);
+  if (c.noCacheReasons.length > 0) parts.push('nocache');
+  if (c.noDirectReasons.length > 0) parts.push('nodirect');
+  return parts.join('; ');
+}
+
+describe('classify: command lines of real builds', () => {
+  // [command line as make's shell passes it (words split on single spaces), summary, files]
+  const corpus: [string, string, Fs?][] = [
+    // Lua 5.4
+    [
+      'gcc -std=gnu99 -O2 -Wall -Wextra -DLUA_COMPAT_5_3 -DLUA_USE_LINUX -c -o lvm.o lvm.c',
+      'c lvm.c -> lvm.o',
+    ],
+    ['gcc -std=gnu99 -o lua lua.o liblua.a -lm -Wl,-E -ldl', 'pass not-a-compile'],
+    ['ar rcu liblua.a lapi.o lcode.o', 'pass unknown-compiler'],
+    // re2's own Makefile
+    [
+      'g++ -c -o obj/re2/bitstate.o -O3 -g -std=c++17 -pthread -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -I. -DNDEBUG re2/bitstate.cc',
+      'c++ re2/bitstate.cc -> obj/re2/bitstate.o',
+    ],
+    [
+      'g++ -c -o obj/so/re2/re2.o -fPIC -O3 -g -std=c++17 -pthread -I. -DNDEBUG re2/re2.cc',
+      'c++ re2/re2.cc -> obj/so/re2/re2.o',
+    ],
+    [
+      'g++ -o obj/test/regexp_test obj/re2/testing/regexp_test.o obj/libre2.a -pthread',
+      'pass not-a-compile',
+    ],
+    // automake's depcomp (gcc3 mode), libtool
+    [
+      'gcc -DHAVE_CONFIG_H -I. -I.. -g -O2 -MT foo.o -MD -MP -MF .deps/foo.Tpo -c -o foo.o foo.c',
+      'c foo.c -> foo.o; dep MD .deps/foo.Tpo foo.o',
+    ],
+    [
+      'gcc -DHAVE_CONFIG_H -I. -I../include -g -O2 -MT libcurl_la-easy.lo -MD -MP -MF .deps/libcurl_la-easy.Tpo -c easy.c -fPIC -DPIC -o .libs/libcurl_la-easy.o',
+      'c easy.c -> .libs/libcurl_la-easy.o; dep MD .deps/libcurl_la-easy.Tpo libcurl_la-easy.lo',
+    ],
+    [
+      'gcc -shared -fPIC -DPIC .libs/a.o -Wl,-soname -Wl,liba.so.1 -o .libs/liba.so.1.0.0',
+      'pass not-a-compile',
+    ],
+    // git
+    [
+      'cc -o abspath.o -c -MF ./.depend/abspath.o.d -MQ abspath.o -MMD -MP -g -O2 -Wall -I. -DHAVE_SYSINFO -DGIT_HOST_CPU="x86_64" abspath.c',
+      'c abspath.c -> abspath.o; dep MMD ./.depend/abspath.o.d abspath.o',
+    ],
+    // SQLite (libtool), zlib
+    [
+      'gcc -g -O2 -DSQLITE_OS_UNIX=1 -I. -I./src -D_HAVE_SQLITE_CONFIG_H -DBUILD_sqlite -DNDEBUG -I/usr/include/tcl8.6 -DSQLITE_THREADSAFE=1 -c sqlite3.c -fPIC -DPIC -o .libs/sqlite3.o',
+      'c sqlite3.c -> .libs/sqlite3.o',
+    ],
+    [
+      'gcc -O3 -D_LARGEFILE64_SOURCE=1 -DHAVE_HIDDEN -I. -c -o example.o test/example.c',
+      'c test/example.c -> example.o',
+    ],
+    [
+      'gcc -O3 -fPIC -D_LARGEFILE64_SOURCE=1 -DHAVE_HIDDEN -DPIC -c -o objs/adler32.o adler32.c',
+      'c adler32.c -> objs/adler32.o',
+    ],
+    // BusyBox and Linux (kbuild)
+    [
+      'gcc -Wp,-MD,applets/.applets.o.d -std=gnu99 -Iinclude -Ilibbb -include include/autoconf.h -D_GNU_SOURCE -DNDEBUG -DBB_VER=KBUILD_STR(1.36.1) -Wall -Os -DKBUILD_STR(s)=#s -DKBUILD_BASENAME=KBUILD_STR(applets) -c -o applets/applets.o applets/applets.c',
+      'c applets/applets.c -> applets/applets.o; dep MD applets/.applets.o.d applets.o',
+    ],
+    [
+      'gcc -Wp,-MMD,init/.main.o.d -nostdinc -I./arch/x86/include -I./include -include ./include/linux/compiler-version.h -include ./include/linux/kconfig.h -include ./include/linux/compiler_types.h -D__KERNEL__ -fmacro-prefix-map=./= -std=gnu11 -fshort-wchar -funsigned-char -fno-common -fno-PIE -fno-strict-aliasing -mno-sse -mno-mmx -mno-sse2 -mno-3dnow -mno-avx -fcf-protection=none -m64 -falign-jumps=1 -falign-loops=1 -mno-80387 -mno-fp-ret-in-387 -mpreferred-stack-boundary=3 -mskip-rax-setup -mtune=generic -mno-red-zone -mcmodel=kernel -Wno-sign-compare -fno-asynchronous-unwind-tables -mindirect-branch=thunk-extern -mindirect-branch-register -mfunction-return=thunk-extern -fno-jump-tables -fpatchable-function-entry=16,16 -fno-delete-null-pointer-checks -O2 -fstack-protector-strong -fno-omit-frame-pointer -pg -mrecord-mcount -mfentry -DCC_USING_FENTRY -falign-functions=16 -fno-strict-overflow -fno-stack-check -fconserve-stack -Wall -DKBUILD_MODFILE="init/main" -DKBUILD_BASENAME="main" -DKBUILD_MODNAME="main" -D__KBUILD_MODNAME=kmod_main -c -o init/main.o init/main.c',
+      'c init/main.c -> init/main.o; dep MMD init/.main.o.d main.o',
+    ],
+    [
+      'gcc -Wp,-MMD,drivers/x/.y.o.d -nostdinc -I./include -fplugin=./scripts/gcc-plugins/stackleak_plugin.so -fplugin-arg-stackleak_plugin-track-min-size=100 -O2 -c -o drivers/x/y.o drivers/x/y.c',
+      'c drivers/x/y.c -> drivers/x/y.o; dep MMD drivers/x/.y.o.d y.o; local user-programs; nocache',
+    ],
+    [
+      'gcc -Wp,-MMD,arch/x86/entry/.entry_64.o.d -nostdinc -D__ASSEMBLY__ -c -o arch/x86/entry/entry_64.o arch/x86/entry/entry_64.S',
+      'pass not-c-or-cxx',
+    ],
+    [
+      'gcc -E -Wp,-MMD,arch/x86/kernel/.vmlinux.lds.d -nostdinc -P -Ux86 -D__ASSEMBLY__ -DLINKER_SCRIPT -o arch/x86/kernel/vmlinux.lds arch/x86/kernel/vmlinux.lds.S',
+      'pass not-a-compile',
+    ],
+    // CMake: Ninja and Makefile generators, its probes
+    [
+      '/usr/bin/c++ -DRE2_EXPORTS -I/src/re2 -O3 -DNDEBUG -fPIC -pthread -std=c++17 -MD -MT CMakeFiles/re2.dir/re2/re2.cc.o -MF CMakeFiles/re2.dir/re2/re2.cc.o.d -o CMakeFiles/re2.dir/re2/re2.cc.o -c /src/re2/re2/re2.cc',
+      'c++ /src/re2/re2/re2.cc -> CMakeFiles/re2.dir/re2/re2.cc.o; dep MD CMakeFiles/re2.dir/re2/re2.cc.o.d CMakeFiles/re2.dir/re2/re2.cc.o',
+    ],
+    ['/usr/bin/cc CMakeCCompilerId.c', 'pass not-a-compile'],
+    [
+      '/usr/bin/cc -v -o CMakeFiles/cmTC_5d1f0.dir/CMakeCCompilerABI.c.o -c /usr/share/cmake-3.25/Modules/CMakeCCompilerABI.c',
+      'pass not-a-compile',
+    ],
+    [
+      '/usr/bin/cc -DCHECK_FUNCTION_EXISTS=pthread_create -o CMakeFiles/cmTC_1.dir/CheckFunctionExists.c.o -c /usr/share/cmake-3.25/Modules/CheckFunctionExists.c',
+      'c /usr/share/cmake-3.25/Modules/CheckFunctionExists.c -> CMakeFiles/cmTC_1.dir/CheckFunctionExists.c.o',
+    ],
+    ['/usr/bin/ccache /usr/bin/cc -c x.c', 'pass unknown-compiler'],
+    // Meson (and its precompiled headers)
+    [
+      'cc -Isrc/libfoo.so.p -Isrc -I../src -fdiagnostics-color=always -D_FILE_OFFSET_BITS=64 -Wall -Winvalid-pch -O2 -g -fPIC -MD -MQ src/libfoo.so.p/foo.c.o -MF src/libfoo.so.p/foo.c.o.d -o src/libfoo.so.p/foo.c.o -c ../src/foo.c',
+      'c ../src/foo.c -> src/libfoo.so.p/foo.c.o; dep MD src/libfoo.so.p/foo.c.o.d src/libfoo.so.p/foo.c.o',
+    ],
+    [
+      'c++ -Ifoo.p -fdiagnostics-color=always -Winvalid-pch -include foo.p/pch.h -MD -MQ foo.p/a.cc.o -MF foo.p/a.cc.o.d -o foo.p/a.cc.o -c ../a.cc',
+      'c++ ../a.cc -> foo.p/a.cc.o; dep MD foo.p/a.cc.o.d foo.p/a.cc.o; local precompiled-header; nocache',
+      { exists: ['/w/foo.p/pch.h.gch'] },
+    ],
+    [
+      'c++ -Ifoo.p -x c++-header -MD -MQ foo.p/pch.h.gch -MF foo.p/pch.h.gch.d -o foo.p/pch.h.gch -c ../pch/foo_pch.h',
+      'pass not-c-or-cxx',
+    ],
+    // Python extensions (setuptools)
+    [
+      'x86_64-linux-gnu-gcc -Wno-unused-result -Wsign-compare -DNDEBUG -g -fwrapv -O2 -Wall -g -fstack-protector-strong -Wformat -Werror=format-security -g -fwrapv -O2 -fPIC -I/usr/include/python3.11 -c src/mod.c -o build/temp.linux-x86_64-cpython-311/src/mod.o',
+      'c src/mod.c -> build/temp.linux-x86_64-cpython-311/src/mod.o',
+    ],
+    [
+      'x86_64-linux-gnu-gcc -shared -Wl,-O1 -Wl,-Bsymbolic-functions -g -fwrapv -O2 build/temp.linux-x86_64-cpython-311/src/mod.o -L/usr/lib/x86_64-linux-gnu -o build/lib/mod.cpython-311-x86_64-linux-gnu.so',
+      'pass not-a-compile',
+    ],
+    // OpenSSL
+    [
+      'gcc -I. -Iinclude -fPIC -pthread -m64 -Wa,--noexecstack -Wall -O3 -DOPENSSL_USE_NODELETE -DL_ENDIAN -DOPENSSL_PIC -DOPENSSLDIR="/usr/local/ssl" -MMD -MF crypto/libcrypto-lib-aes.d.tmp -MT crypto/libcrypto-lib-aes.o -c -o crypto/libcrypto-lib-aes.o crypto/aes.c',
+      'c crypto/aes.c -> crypto/libcrypto-lib-aes.o; dep MMD crypto/libcrypto-lib-aes.d.tmp crypto/libcrypto-lib-aes.o',
+    ],
+    [
+      'gcc -fPIC -pthread -m64 -Wa,--noexecstack -c -o crypto/aes/libcrypto-lib-aesni-x86_64.o crypto/aes/aesni-x86_64.s',
+      'pass not-c-or-cxx',
+    ],
+    // autoconf's probes
+    [
+      'gcc -c -g -O2 -Werror conftest.c',
+      'c conftest.c -> conftest.o; local autoconf-probe; nocache',
+    ],
+    ['g++ -c -g -O2 conftest.cpp', 'c++ conftest.cpp -> conftest.o; local autoconf-probe; nocache'],
+    ['gcc -E -I. conftest.c', 'pass not-a-compile'],
+    ['gcc -V', 'pass not-a-compile'],
+    ['gcc -qversion', 'pass not-a-compile'],
+    ['gcc -o conftest -g -O2 conftest.c -lm', 'pass not-a-compile'],
+    [
+      'gcc -MT sub/conftest.o -MD -MP -MF sub/conftest.TPo -c -o sub/conftest.o sub/conftest.c',
+      'c sub/conftest.c -> sub/conftest.o; dep MD sub/conftest.TPo sub/conftest.o; local autoconf-probe; nocache',
+    ],
+    // outputs that are not files
+    [
+      'gcc -MD -MF /dev/null -c foo.c',
+      'c foo.c -> foo.o; dep MD /dev/null foo.o; local device-output; nocache',
+    ],
+    ['gcc -c -o /dev/null foo.c', 'c foo.c -> /dev/null; local device-output; nocache'],
+    ['gcc -MD -MF - -c foo.c', 'c foo.c -> foo.o; dep MD - foo.o; local device-output; nocache'],
+    // clang
+    [
+      'clang -Iinc -O2 -MD -MT a.o -MF a.o.d -o a.o -c a.c',
+      'c a.c -> a.o; dep MD a.o.d a.o; local clang-unverified',
+    ],
+    [
+      'clang++ -std=c++20 -fmodules -c a.cc',
+      'c++ a.cc -> a.o; local cxx-modules,clang-unverified; nocache',
+    ],
+    ['clang -mllvm -inline-threshold=100 -c a.c', 'c a.c -> a.o; local clang-unverified'],
+    // assorted
+    ['gcc -c -fopenmp -O2 omp.c', 'c omp.c -> omp.o'],
+    ['gcc -c -fsanitize=address -fno-omit-frame-pointer foo.c', 'c foo.c -> foo.o'],
+    ['gcc -pipe -c foo.c', 'c foo.c -> foo.o'],
+    ['gcc -c foo.c -o foo.o -lm', 'c foo.c -> foo.o'],
+    ['gcc -c -DX -UX -D Y -U Z foo.c', 'c foo.c -> foo.o'],
+    ['gcc -c foo.c -MD -o out/foo.o', 'c foo.c -> out/foo.o; dep MD out/foo.d out/foo.o'],
+    ['gcc -c foo.cxx -o foo.o', 'c++ foo.cxx -> foo.o'],
+    ['gcc -c foo.cp', 'c++ foo.cp -> foo.o'],
+    ['gcc -c FOO.C', 'c++ FOO.C -> FOO.o'],
+    ['gcc -x c++ -c foo.h -o foo.o', 'c++ foo.h -> foo.o'],
+    ['gcc -c a.c -c b.c', 'pass several-inputs'],
+    ['gcc -c -flto=auto -ffat-lto-objects foo.c', 'c foo.c -> foo.o; local records-command-line'],
+    ['gcc -c -Wa,-adhlns=foo.lst foo.c', 'c foo.c -> foo.o; local assembler-files; nocache'],
+    [
+      'gcc -c -Wp,-MD,.foo.d,-MT,x foo.c',
+      'c foo.c -> foo.o; local unsupported-option; nocache; nodirect',
+    ],
+    ['gcc -c -Wp,-I,inc foo.c', 'c foo.c -> foo.o; nodirect'],
+    [
+      'gcc -c @opts.rsp',
+      'c src/x.c -> obj/x.o',
+      { files: { '/w/opts.rsp': '-O2 src/x.c -o obj/x.o' } },
+    ],
+  ];
+  for (const [command, want, fs] of corpus) {
+    it(command.length > 100 ? `${command.slice(0, 97)}...` : command, () => {
+      assert.equal(summary(cls(command, fs)), want);
+    });
+  }
 });

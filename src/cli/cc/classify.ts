@@ -210,6 +210,14 @@ export function classify(input: ClassifyInput): Classification {
   const outputGiven = walk.output !== null;
   const output = walk.output ?? withSuffix(source, '.o');
   const depfile = depfileOf(walk.dep, source, output, outputGiven);
+  for (const path of [output, depfile?.path ?? '']) {
+    // `-o /dev/null`, `-MF /dev/null`, `-MF -` (configure's probes): nothing to cache, and the
+    // service must never replace a device by renaming a file over it.
+    if (path === '-' || path.startsWith('/dev/')) {
+      walk.local.add('device-output');
+      walk.noCache.add(`device-output: ${path}`);
+    }
+  }
   const depKey = depfileKeyArgs(depfile);
   return {
     kind: 'compile',
@@ -324,8 +332,14 @@ function special(
       walk.dep.wpPath = second;
       return null;
     }
-    if (items.some((x) => x === '-M' || x === '-MM' || x === '-E'))
+    if (items.some((x) => x === '-M' || x === '-MM' || x === '-E')) {
       return pass('not-a-compile', arg);
+    }
+    if (items.some((x) => x.startsWith('-M'))) {
+      // A depfile written in a way Muster does not follow: a hit could not restore it.
+      walk.local.add('unsupported-option');
+      walk.noCache.add(`unsupported-option: ${arg}`);
+    }
     if (items.every((x) => x.startsWith('-D') || x.startsWith('-U'))) {
       // Macros given to cc1 directly: the remote compile needs them as much as -D.
       role = 'common';

@@ -23,7 +23,8 @@ export type LocalReason =
   | 'clang-unverified'
   | 'preprocessor-mode'
   | 'several-arch'
-  | 'unsupported-option';
+  | 'unsupported-option'
+  | 'device-output';
 
 /** Why a command is not a compile at all: the shim runs the real compiler unchanged. */
 export type PassthroughReason =
@@ -137,7 +138,7 @@ export const optionTable: readonly OptionSpec[] = [
   o('-Xassembler', 'separate', 'common'),
   o('-Xclang', 'separate', 'common', { local: 'clang-unverified' }),
   o('-Xlinker', 'separate', 'common'),
-  o('-Xpreprocessor', 'separate', 'cpp', { ...preprocessorMode, noDirect: true }),
+  o('-Xpreprocessor', 'separate', 'cpp', { ...preprocessorMode, noCache: true, noDirect: true }),
   o('-arch', 'separate', 'common'),
   o('-aux-info', 'separate', 'common', { ...extraOutput, path: true }),
   o('-c', 'none', 'mode'),
@@ -195,6 +196,7 @@ export const optionTable: readonly OptionSpec[] = [
   o('-l', 'either', 'common'),
   o('-march=native', 'none', 'common', nativeCpu),
   o('-mcpu=native', 'none', 'common', nativeCpu),
+  o('-mllvm', 'separate', 'common'),
   o('-mtune=native', 'none', 'common', nativeCpu),
   o('-nostdinc', 'none', 'cpp'),
   o('-nostdinc++', 'none', 'cpp'),

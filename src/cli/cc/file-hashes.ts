@@ -1,0 +1,114 @@
+/**
+ * Content hashes of sources and headers, remembered by what `stat` says of the file
+ * (`dev, ino, size, mtime, ctime`, nanoseconds), so a header is read once per service lifetime
+ * unless it changes. ccache's "too new" rule: a file whose mtime or ctime is within 2 s of now
+ * (or in the future) may still be being written in the same second; it is hashed every time,
+ * never remembered, and reported `tooNew` so the caller records no manifest from this compile.
+ * A file that changes while it is read is reported `tooNew` too.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { timeMacrosIn, type TimeMacro } from './directives.js';
+
+export const TOO_NEW_NS = 2_000_000_000n;
+export const DEFAULT_MAX_ENTRIES = 50_000;
+
+export interface HashedFile {
+  readonly sha256: string;
+  readonly size: number;
+  /** Modified within the last 2 s, or while being read: do not record it in a manifest. */
+  readonly tooNew: boolean;
+  /** `__DATE__`, `__TIME__`, `__TIMESTAMP__` found in it. */
+  readonly timeMacros: readonly TimeMacro[];
+}
+
+/** What the cache needs of the file system and the clock (tests give their own). */
+export interface FileHashesDeps {
+  readonly stat: (path: string) => Promise<BigIntStats>;
+  readonly readFile: (path: string) => Promise<Buffer>;
+  /** Now, in nanoseconds since the epoch. */
+  readonly now: () => bigint;
+  readonly maxEntries: number;
+}
+
+export const realFileHashesDeps: FileHashesDeps = {
+  stat: (path) => stat(path, { bigint: true }),
+  readFile: (path) => readFile(path),
+  now: () => BigInt(Date.now()) * 1_000_000n,
+  maxEntries: DEFAULT_MAX_ENTRIES,
+};
+
+type Remembered = Omit<HashedFile, 'tooNew'>;
+
+function statKey(s: BigIntStats): string {
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+}
+
+export class FileHashes {
+  readonly #deps: FileHashesDeps;
+  /** Insertion order is age: the oldest entry goes first when the cache is full. */
+  readonly #byStat = new Map<string, Remembered>();
+  #reads = 0;
+
+  constructor(deps: FileHashesDeps = realFileHashesDeps) {
+    this.#deps = deps;
+  }
+
+  /** How many files were read (not answered from memory): what tests and stats look at. */
+  get reads(): number {
+    return this.#reads;
+  }
+
+  get size(): number {
+    return this.#byStat.size;
+  }
+
+  /** The file's hash, or null when it is missing, unreadable or not a regular file. */
+  async hash(path: string): Promise<HashedFile | null> {
+    const before = await this.#stat(path);
+    if (before === null) return null;
+    const key = statKey(before);
+    const known = this.#byStat.get(key);
+    if (known !== undefined) return { ...known, tooNew: false };
+    let content: Buffer;
+    try {
+      content = await this.#deps.readFile(path);
+    } catch {
+      return null;
+    }
+    this.#reads++;
+    const after = await this.#stat(path);
+    const hashed: Remembered = {
+      sha256: createHash('sha256').update(content).digest('hex'),
+      size: content.length,
+      timeMacros: timeMacrosIn(content),
+    };
+    const now = this.#deps.now();
+    const tooNew =
+      after === null ||
+      statKey(after) !== key ||
+      BigInt(content.length) !== before.size ||
+      now - before.mtimeNs < TOO_NEW_NS ||
+      now - before.ctimeNs < TOO_NEW_NS;
+    if (!tooNew) this.#remember(key, hashed);
+    return { ...hashed, tooNew };
+  }
+
+  async #stat(path: string): Promise<BigIntStats | null> {
+    try {
+      const s = await this.#deps.stat(path);
+      return s.isFile() ? s : null;
+    } catch {
+      return null;
+    }
+  }
+
+  #remember(key: string, value: Remembered): void {
+    if (this.#byStat.size >= this.#deps.maxEntries) {
+      const oldest = this.#byStat.keys().next();
+      if (oldest.done !== true) this.#byStat.delete(oldest.value);
+    }
+    this.#byStat.set(key, value);
+  }
+}

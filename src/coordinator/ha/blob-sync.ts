@@ -55,7 +55,7 @@ export function shaList(json: string): string[] {
 
 /** Downloads every blob of `hashes` the store lacks; returns how many it fetched. */
 export async function fetchMissingBlobs(
-  peer: PeerClient,
+  peer: Pick<PeerClient, 'json' | 'url'>,
   blobs: BlobStore,
   hashes: Iterable<string>,
 ): Promise<number> {

@@ -92,6 +92,28 @@ export interface EvictionResult {
   totalBytes: number;
 }
 
+/** Where a page of a failback export ends: the last row's stamp and key. */
+export interface CacheCursor {
+  at: string;
+  key: string;
+}
+
+/** The tables a backup hands back, in the order the primary takes them (lines need entries). */
+export const CACHE_HISTORY_TABLES = ['toolchains', 'entries', 'manifests'] as const;
+export type CacheHistoryTable = (typeof CACHE_HISTORY_TABLES)[number];
+export interface CacheHistoryRow {
+  toolchains: ToolchainRow;
+  entries: CacheEntryRow;
+  manifests: CacheManifestLine;
+}
+
+interface Cursor {
+  since: string;
+  at: string;
+  key: string;
+  limit: number;
+}
+
 interface EntrySql {
   key: string;
   kind: 'compile' | 'task';
@@ -204,6 +226,22 @@ function prepare(db: Database.Database) {
     deleteEntry: db.prepare<[string]>('DELETE FROM cache_entries WHERE key = ?'),
     toolchain: db.prepare<[string], ToolchainSql>('SELECT * FROM toolchains WHERE id = ?'),
     toolchains: db.prepare<[], ToolchainSql>('SELECT * FROM toolchains ORDER BY created_at, id'),
+    // Failback pages: rows made since a takeover, by (created_at, key).
+    toolchainsSince: db.prepare<Cursor, ToolchainSql>(
+      `SELECT * FROM toolchains WHERE created_at >= @since
+         AND (created_at > @at OR (created_at = @at AND id > @key))
+       ORDER BY created_at, id LIMIT @limit`,
+    ),
+    entriesSince: db.prepare<Cursor, EntrySql>(
+      `SELECT * FROM cache_entries WHERE created_at >= @since
+         AND (created_at > @at OR (created_at = @at AND key > @key))
+       ORDER BY created_at, key LIMIT @limit`,
+    ),
+    linesSince: db.prepare<Cursor, LineSql>(
+      `SELECT * FROM cache_manifests WHERE created_at >= @since
+         AND (created_at > @at OR (created_at = @at AND direct || ':' || includes_hash > @key))
+       ORDER BY created_at, direct || ':' || includes_hash LIMIT @limit`,
+    ),
     insertToolchain: db.prepare(
       `INSERT INTO toolchains (id, files, info, created_by, created_at)
        VALUES (@id, @files, @info, @created_by, @created_at)
@@ -233,11 +271,13 @@ export class CacheStore {
   /**
    * Stores an entry unless its key exists; answers the row now under the key and whether this
    * call wrote it. BLOB_NOT_FOUND / BLOB_SIZE_MISMATCH when a blob it names is not in the blob
-   * store as declared; VALIDATION_FAILED for a malformed entry.
+   * store as declared; VALIDATION_FAILED for a malformed entry. `createdAt`: now, or the stamp
+   * the row had where it was made (a failback takes a backup's rows back with theirs).
    */
   putEntry(
     entry: NewCacheEntry,
     blobSizeOf: BlobSizeOf,
+    createdAt: string = this.stamp(),
   ): { entry: CacheEntryRow; created: boolean } {
     checkEntry(entry);
     const blobs: CacheBlob[] = [...entry.outputs, ...(entry.stderr ? [entry.stderr] : [])];
@@ -259,7 +299,7 @@ export class CacheStore {
           source: entry.source,
           build_uid: entry.buildUid,
           created_by: entry.createdBy,
-          created_at: this.stamp(),
+          created_at: createdAt,
         }).changes > 0;
       return { entry: toEntry(this.sql.entry.get(entry.key)!), created };
     });
@@ -317,7 +357,7 @@ export class CacheStore {
    * Adds a line to a direct key's manifest, keeping the newest MANIFEST_LINES; false when a line
    * with the same includes is there already. NOT_FOUND when its entry does not exist.
    */
-  putManifestLine(line: NewManifestLine): boolean {
+  putManifestLine(line: NewManifestLine, createdAt: string = this.stamp()): boolean {
     checkLine(line);
     const includes = JSON.stringify(line.includes);
     return this.transaction(() => {
@@ -330,7 +370,7 @@ export class CacheStore {
           includes,
           entry: line.entry,
           created_by: line.createdBy,
-          created_at: this.stamp(),
+          created_at: createdAt,
         }).changes > 0;
       if (added) this.sql.trimLines.run({ direct: line.direct, keep: MANIFEST_LINES });
       return added;
@@ -352,6 +392,7 @@ export class CacheStore {
   putToolchain(
     toolchain: NewToolchain,
     blobSizeOf: BlobSizeOf,
+    createdAt: string = this.stamp(),
   ): { toolchain: ToolchainRow; created: boolean } {
     checkToolchain(toolchain);
     checkBlobs(toolchain.files, blobSizeOf);
@@ -364,10 +405,41 @@ export class CacheStore {
           ),
           info: JSON.stringify(toolchain.info),
           created_by: toolchain.createdBy,
-          created_at: this.stamp(),
+          created_at: createdAt,
         }).changes > 0;
       return { toolchain: toToolchain(this.sql.toolchain.get(toolchain.id)!), created };
     });
+  }
+
+  // ---- failback -------------------------------------------------------------------------------
+
+  /**
+   * A page of the rows of one table made at or after `since` (a backup's, since its takeover),
+   * oldest first, after `after` (the `next` of the page before): what a backup hands back. The
+   * primary stores them with the put methods, which keep what it has (rows are immutable).
+   */
+  exportSince<T extends CacheHistoryTable>(
+    table: T,
+    since: string,
+    after: CacheCursor | undefined,
+    limit: number,
+  ): { rows: CacheHistoryRow[T][]; next: CacheCursor | null } {
+    const cursor = { since, at: after?.at ?? '', key: after?.key ?? '', limit };
+    const page =
+      table === 'toolchains'
+        ? this.sql.toolchainsSince
+            .all(cursor)
+            .map((row) => ({ row: toToolchain(row), key: row.id }))
+        : table === 'entries'
+          ? this.sql.entriesSince.all(cursor).map((row) => ({ row: toEntry(row), key: row.key }))
+          : this.sql.linesSince
+              .all(cursor)
+              .map((row) => ({ row: toLine(row), key: `${row.direct}:${row.includes_hash}` }));
+    const last = page.at(-1);
+    return {
+      rows: page.map((p) => p.row) as CacheHistoryRow[T][],
+      next: page.length < limit || !last ? null : { at: last.row.createdAt, key: last.key },
+    };
   }
 
   private stamp(): string {

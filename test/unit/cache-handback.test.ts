@@ -33,7 +33,7 @@ afterEach(() => {
 });
 
 const sha = (text: string) => createHash('sha256').update(text).digest('hex');
-const TAKEOVER = '2026-12-06T01:00:00.000Z';
+const TAKEOVER = '2020-01-02T01:00:00.000Z';
 
 /** A store with a blob store, whose clock the test sets. */
 async function side(clock: { at: string }): Promise<{ store: Store; blobs: BlobStore }> {
@@ -116,13 +116,13 @@ function fakePeer(
 
 /** A backup holding a row from before its takeover and rows it made while it ran the cluster. */
 async function backupWithHistory() {
-  const clock = { at: '2026-12-06T00:30:00.000Z' };
+  const clock = { at: '2020-01-02T00:30:00.000Z' };
   const backup = await side(clock);
   const contents = ['gcc', 'OLD', 'NEW', 'warning\n'];
   for (const content of contents) await putBlob(backup.blobs, content);
   const all = sizes(...contents);
   backup.store.cache.putEntry(entry('old', 'OLD'), all);
-  clock.at = '2026-12-06T01:05:00.000Z';
+  clock.at = '2020-01-02T01:05:00.000Z';
   backup.store.cache.putToolchain(
     {
       id: sha('tc'),
@@ -134,7 +134,7 @@ async function backupWithHistory() {
   );
   backup.store.cache.putEntry(entry('new', 'NEW', 'warning\n'), all);
   for (let i = 0; i < 3; i++) {
-    clock.at = `2026-12-06T01:1${i}:00.000Z`;
+    clock.at = `2020-01-02T01:1${i}:00.000Z`;
     backup.store.cache.putEntry(entry(`more ${i}`, 'NEW'), all);
   }
   backup.store.cache.putManifestLine({
@@ -161,7 +161,7 @@ describe('cache failback: the export', () => {
       first.rows.map((r) => r.key),
       [sha('new'), sha('more 0')],
     );
-    assert.deepEqual(first.next, { at: '2026-12-06T01:10:00.000Z', key: sha('more 0') });
+    assert.deepEqual(first.next, { at: '2020-01-02T01:10:00.000Z', key: sha('more 0') });
     const second = store.cache.exportSince('entries', TAKEOVER, first.next ?? undefined, 2);
     assert.deepEqual(
       second.rows.map((r) => r.key),
@@ -172,7 +172,7 @@ describe('cache failback: the export', () => {
     assert.equal(store.cache.exportSince('toolchains', TAKEOVER, undefined, 10).rows.length, 1);
     assert.equal(store.cache.exportSince('manifests', TAKEOVER, undefined, 10).rows.length, 2);
     assert.equal(
-      store.cache.exportSince('entries', '2026-12-06T02:00:00.000Z', undefined, 10).rows.length,
+      store.cache.exportSince('entries', '2020-01-02T02:00:00.000Z', undefined, 10).rows.length,
       0,
     );
   });
@@ -181,7 +181,7 @@ describe('cache failback: the export', () => {
 describe('cache failback: taking the rows back', () => {
   it('adds what the primary lacks with its blobs, keeps what it has, skips orphan lines', async () => {
     const backup = await backupWithHistory();
-    const primary = await side({ at: '2026-12-06T01:30:00.000Z' });
+    const primary = await side({ at: '2020-01-02T01:30:00.000Z' });
     // The primary already has one of them (the same key is the same result).
     await putBlob(primary.blobs, 'NEW');
     primary.store.cache.putEntry(entry('more 2', 'NEW'), sizes('NEW'));
@@ -198,7 +198,7 @@ describe('cache failback: taking the rows back', () => {
     assert.equal(primary.store.cache.getEntry(sha('old')), undefined);
     assert.equal(
       primary.store.cache.getEntry(sha('more 2'))?.createdAt,
-      '2026-12-06T01:30:00.000Z',
+      '2020-01-02T01:30:00.000Z',
     );
     assert.deepEqual(
       primary.store.cache.getToolchain(sha('tc')),
@@ -219,9 +219,31 @@ describe('cache failback: taking the rows back', () => {
     assert.deepEqual(again, { added: { toolchains: 0, entries: 0, manifests: 0 }, skipped: 1 });
   });
 
+  it('takes nothing from a backup that knows no cache route (an older version)', async () => {
+    const primary = await side({ at: '2020-01-02T01:30:00.000Z' });
+    const calls: string[] = [];
+    const older: Pick<PeerClient, 'json' | 'url'> = {
+      url: 'https://backup.test:8000',
+      json: (path) => {
+        calls.push(path);
+        return Promise.reject(new MusterError('NOT_FOUND', `no route GET ${path}`));
+      },
+    };
+    assert.deepEqual(await takeBackCache(older, primary.store, primary.blobs), {
+      added: { toolchains: 0, entries: 0, manifests: 0 },
+      skipped: 0,
+    });
+    assert.equal(calls.length, 3);
+    const failing: Pick<PeerClient, 'json' | 'url'> = {
+      url: 'https://backup.test:8000',
+      json: () => Promise.reject(new MusterError('UNREACHABLE', 'backup.test: ECONNREFUSED')),
+    };
+    await assert.rejects(takeBackCache(failing, primary.store, primary.blobs), /ECONNREFUSED/);
+  });
+
   it('refuses malformed rows and pages that do not move forward', async () => {
     const backup = await backupWithHistory();
-    const primary = await side({ at: '2026-12-06T01:30:00.000Z' });
+    const primary = await side({ at: '2020-01-02T01:30:00.000Z' });
     const malformed = fakePeer(backup, (table, body) =>
       table === 'entries' ? { ...body, rows: [{ key: 'not a hash' }] } : body,
     );
@@ -232,7 +254,7 @@ describe('cache failback: taking the rows back', () => {
     assert.equal(primary.store.cache.totals().entries, 0);
     const stuck = fakePeer(backup, (table, body) =>
       table === 'entries'
-        ? { rows: [], next: { at: '2026-12-06T01:00:00.000Z', key: sha('same') } }
+        ? { rows: [], next: { at: '2020-01-02T01:00:00.000Z', key: sha('same') } }
         : body,
     );
     await assert.rejects(

@@ -160,6 +160,13 @@ describe('cache store: entries', () => {
         JSON.stringify(fields),
       );
     }
+    for (const stamp of ['yesterday', '2026-12-06', '2026-13-01T00:00:00.000Z'])
+      assert.equal(
+        code(catching(() => s.cache.putEntry(entry('k', 'OBJ'), blobs, stamp))),
+        'VALIDATION_FAILED',
+        stamp,
+      );
+    assert.equal(s.cache.getEntry(sha('k')), undefined);
   });
 
   it('records uses (not for unknown keys) and keeps the latest', () => {
@@ -253,6 +260,19 @@ describe('cache store: eviction', () => {
     // The manifest line and the use went with their entry.
     assert.deepEqual(s.cache.manifest(sha('D')), []);
     assert.equal(s.cache.usage(sha('a')), undefined);
+  });
+
+  it('evicts more than one batch in order, keeping the newest', () => {
+    const s = store();
+    const blobs = sizes('X');
+    s.transaction(() => {
+      for (let i = 0; i < 1201; i++) s.cache.putEntry(entry(`e${i}`, 'X'), blobs);
+    });
+    assert.deepEqual(s.cache.evict(100), { removed: 1101, removedBytes: 1101, totalBytes: 100 });
+    assert.deepEqual(s.cache.totals(), { entries: 100, bytes: 100 });
+    assert.equal(s.cache.getEntry(sha('e1100')), undefined);
+    assert.ok(s.cache.getEntry(sha('e1101')));
+    assert.ok(s.cache.getEntry(sha('e1200')));
   });
 
   it('reads the quota from Cache.MaxBytes: numbers and sizes with units, else the default', () => {

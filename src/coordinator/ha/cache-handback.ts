@@ -60,7 +60,10 @@ export async function takeBackCache(
     );
     store.transaction(() => {
       for (const { createdAt, ...row } of rows)
-        keep('toolchains', () => store.cache.putToolchain(row, sizeOf, createdAt).created);
+        keep(
+          'toolchains',
+          () => store.cache.putToolchain(row, sizeOf, notAfterNow(createdAt)).created,
+        );
     });
     return next;
   });
@@ -73,7 +76,7 @@ export async function takeBackCache(
     const sizeOf = await fetchBlobs(peer, blobs, hashes);
     store.transaction(() => {
       for (const { createdAt, ...row } of rows)
-        keep('entries', () => store.cache.putEntry(row, sizeOf, createdAt).created);
+        keep('entries', () => store.cache.putEntry(row, sizeOf, notAfterNow(createdAt)).created);
     });
     return next;
   });
@@ -81,11 +84,17 @@ export async function takeBackCache(
     const { rows, next } = fromBackup(handedBackCacheSchemas.manifests, body, 'cache manifests');
     store.transaction(() => {
       for (const { createdAt, ...row } of rows)
-        keep('manifests', () => store.cache.putManifestLine(row, createdAt));
+        keep('manifests', () => store.cache.putManifestLine(row, notAfterNow(createdAt)));
     });
     return next;
   });
   return result;
+}
+
+/** The backup's stamp, but never later than now (a row from the future would never be evicted). */
+function notAfterNow(at: string): string {
+  const now = new Date().toISOString();
+  return at < now ? at : now;
 }
 
 /** Reads a table's pages until the last; each cursor must move forward. */
@@ -96,10 +105,17 @@ async function pages(
 ): Promise<void> {
   let after: CacheCursor | null = null;
   for (;;) {
-    const { body } = await peer.json(`/api/v1/ha/history/cache/${table}`, {
-      query: { afterAt: after?.at, afterKey: after?.key, limit: PAGE[table] },
-      timeoutMs: 60_000,
-    });
+    let body: unknown;
+    try {
+      ({ body } = await peer.json(`/api/v1/ha/history/cache/${table}`, {
+        query: { afterAt: after?.at, afterKey: after?.key, limit: PAGE[table] },
+        timeoutMs: 60_000,
+      }));
+    } catch (err) {
+      // A backup of a version without the cache knows no such route, and made no cache rows.
+      if (after === null && err instanceof MusterError && err.code === 'NOT_FOUND') return;
+      throw err;
+    }
     const next = await handle(body);
     if (next === null) return;
     if (after !== null && (next.at < after.at || (next.at === after.at && next.key <= after.key)))

@@ -43,6 +43,14 @@ function checkPath(path: string, what: string): void {
     throw invalid(`${what} is empty, longer than ${LIMITS.path} or holds a NUL`);
 }
 
+const STAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** A row's stamp is an ISO-8601 UTC time as Date.toISOString() writes it (they sort as text). */
+export function checkStamp(at: string): void {
+  if (!STAMP.test(at) || Number.isNaN(Date.parse(at)))
+    throw invalid(`the stamp ${at.slice(0, 64)} is not an ISO-8601 UTC time`);
+}
+
 function checkCreatedBy(createdBy: string): void {
   if (createdBy.length === 0 || createdBy.length > LIMITS.createdBy)
     throw invalid('createdBy is empty or too long');

@@ -19,7 +19,7 @@ import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import type { BuildFile } from '../../api/plan/types.js';
 import { MusterError } from '../../protocol/errors.js';
-import { checkBlobs, checkEntry, checkLine, checkToolchain } from './cache-checks.js';
+import { checkBlobs, checkEntry, checkLine, checkStamp, checkToolchain } from './cache-checks.js';
 import type {
   BlobSizeOf,
   CacheBlob,
@@ -219,9 +219,9 @@ function prepare(db: Database.Database) {
     totals: db.prepare<[], { entries: number; bytes: number }>(
       'SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes FROM cache_entries',
     ),
-    leastUsed: db.prepare<[number], { key: string; size: number }>(
+    leastUsed: db.prepare<[], { key: string; size: number }>(
       `SELECT e.key, e.size FROM cache_entries e LEFT JOIN cache_usage u ON u.key = e.key
-       ORDER BY coalesce(u.last_used, e.created_at), e.key LIMIT ?`,
+       ORDER BY coalesce(u.last_used, e.created_at), e.key`,
     ),
     deleteEntry: db.prepare<[string]>('DELETE FROM cache_entries WHERE key = ?'),
     toolchain: db.prepare<[string], ToolchainSql>('SELECT * FROM toolchains WHERE id = ?'),
@@ -280,6 +280,7 @@ export class CacheStore {
     createdAt: string = this.stamp(),
   ): { entry: CacheEntryRow; created: boolean } {
     checkEntry(entry);
+    checkStamp(createdAt);
     const blobs: CacheBlob[] = [...entry.outputs, ...(entry.stderr ? [entry.stderr] : [])];
     checkBlobs(blobs, blobSizeOf);
     const size = blobs.reduce((sum, blob) => sum + blob.size, 0);
@@ -322,28 +323,27 @@ export class CacheStore {
 
   /**
    * Deletes the least recently used entries (an entry never used counts from its creation) until
-   * their bytes are at most `maxBytes`; in batches, each its own transaction, so the writers
-   * waiting behind it wait for one batch at most.
+   * their bytes are at most `maxBytes`. One ordered read picks them (nothing can be used in
+   * between: this is synchronous, on the only connection), then they go in transactions of
+   * EVICT_BATCH, so a large eviction does not hold one huge transaction.
    */
   evict(maxBytes: number): EvictionResult {
-    let total = this.totals().bytes;
-    let removed = 0;
-    let removedBytes = 0;
-    while (total > maxBytes) {
-      const done = this.transaction(() => {
-        const batch = this.sql.leastUsed.all(EVICT_BATCH);
-        for (const { key, size } of batch) {
-          if (total <= maxBytes) return false;
-          this.sql.deleteEntry.run(key);
-          total -= size;
-          removed++;
-          removedBytes += size;
-        }
-        return batch.length < EVICT_BATCH;
-      });
-      if (done) break;
+    const total = this.totals().bytes;
+    const victims: string[] = [];
+    let left = total;
+    if (left > maxBytes) {
+      for (const { key, size } of this.sql.leastUsed.iterate()) {
+        victims.push(key);
+        left -= size;
+        if (left <= maxBytes) break;
+      }
     }
-    return { removed, removedBytes, totalBytes: total };
+    for (let i = 0; i < victims.length; i += EVICT_BATCH) {
+      this.transaction(() => {
+        for (const key of victims.slice(i, i + EVICT_BATCH)) this.sql.deleteEntry.run(key);
+      });
+    }
+    return { removed: victims.length, removedBytes: total - left, totalBytes: left };
   }
 
   // ---- manifests -----------------------------------------------------------------------------
@@ -359,6 +359,7 @@ export class CacheStore {
    */
   putManifestLine(line: NewManifestLine, createdAt: string = this.stamp()): boolean {
     checkLine(line);
+    checkStamp(createdAt);
     const includes = JSON.stringify(line.includes);
     return this.transaction(() => {
       if (this.sql.entry.get(line.entry) === undefined)
@@ -395,6 +396,7 @@ export class CacheStore {
     createdAt: string = this.stamp(),
   ): { toolchain: ToolchainRow; created: boolean } {
     checkToolchain(toolchain);
+    checkStamp(createdAt);
     checkBlobs(toolchain.files, blobSizeOf);
     return this.transaction(() => {
       const created =

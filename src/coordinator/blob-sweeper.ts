@@ -2,8 +2,9 @@
  * Keeps the coordinator's blob store from growing without bound: a quota on uploaded bytes that
  * nothing uses yet, and a sweep that deletes blobs nothing references once they are old.
  *
- * "Referenced" means listed by any build's input files, any task's outputs or any extension's
- * files in the store (`replication.fileLists()`, the same lists the backup copies blobs for).
+ * "Referenced" means listed by any build's input files, any task's outputs, any extension's or
+ * toolchain's files, or any cache entry's outputs and stderr in the store
+ * (`replication.fileLists()`, the same lists the backup copies blobs for).
  * Logs are rows in the store, not blobs. A blob is deleted only when it is unreferenced AND older
  * than the retention (its mtime: `BlobStore.missing` touches the blobs a client is about to use),
  * so an upload waiting for its build, an output being recorded, a blob a backup has just copied

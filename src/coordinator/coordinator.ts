@@ -103,7 +103,13 @@ export class Coordinator {
     // A stop that came meanwhile wins: it has stopped (or is stopping) what was started.
     if (this.stopping === undefined) {
       this.moveTo('running');
-      this.housekeeping = new Housekeeping(store, services.uploads, options.blobRetentionMs, log);
+      this.housekeeping = new Housekeeping(
+        store,
+        services.uploads,
+        options.blobRetentionMs,
+        log,
+        () => role.role() !== 'backup-standby',
+      );
       this.housekeeping.start();
     }
     const url = this.listenUrl();

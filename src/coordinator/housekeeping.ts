@@ -2,10 +2,14 @@
  * What a running coordinator does now and then, whatever its role: it deletes expired tokens
  * (hourly) and sweeps blobs nothing references (the first sweep at once, counting what is
  * unreferenced now, from which the upload quota starts; then every half retention, at most every
- * 10 minutes).
+ * 10 minutes). Before each sweep, a coordinator that writes (a primary, a backup running the
+ * cluster) evicts cache entries beyond Cache.MaxBytes, so the sweep can take their blobs once
+ * they are old. A backup standing by does not: its copy follows the primary's evictions, and it
+ * has not seen the uses that order them.
  */
 import type { Logger } from 'pino';
 import type { BlobSweeper } from './blob-sweeper.js';
+import { CACHE_MAX_BYTES_SETTING, cacheMaxBytes } from './store/cache.js';
 import type { Store } from './store/store.js';
 
 export class Housekeeping {
@@ -16,6 +20,8 @@ export class Housekeeping {
     private readonly uploads: BlobSweeper,
     private readonly blobRetentionMs: number,
     private readonly log: Logger,
+    /** Whether this coordinator writes its own state now (evicts from the cache). */
+    private readonly writes: () => boolean,
   ) {}
 
   start(): void {
@@ -29,10 +35,12 @@ export class Housekeeping {
     }, 3_600_000);
     sweepTokens.unref();
     this.timers.push(sweepTokens);
-    const sweepBlobs = (): void =>
+    const sweepBlobs = (): void => {
+      this.evictCache();
       void this.uploads
         .sweep()
         .catch((err: unknown) => this.log.warn({ err }, 'sweeping blobs failed'));
+    };
     sweepBlobs();
     const blobSweep = setInterval(
       sweepBlobs,
@@ -40,6 +48,19 @@ export class Housekeeping {
     );
     blobSweep.unref();
     this.timers.push(blobSweep);
+  }
+
+  /** Evicts least recently used cache entries beyond the quota (when this coordinator writes). */
+  evictCache(): void {
+    if (!this.writes()) return;
+    try {
+      const maxBytes = cacheMaxBytes(this.store.getSetting(CACHE_MAX_BYTES_SETTING));
+      const result = this.store.cache.evict(maxBytes);
+      if (result.removed > 0)
+        this.log.info({ ...result, maxBytes }, 'evicted least recently used cache entries');
+    } catch (err) {
+      this.log.warn({ err }, 'evicting cache entries failed');
+    }
   }
 
   stop(): void {

@@ -62,6 +62,28 @@ describe('routes: settings and status', () => {
     assert.equal((viewer.body as ErrorBody).error.code, 'FORBIDDEN');
   });
 
+  it('takes Cache.MaxBytes as a number or a size with a unit, and clears it to the default', async () => {
+    api = await testApi();
+    const put = (value: unknown) =>
+      api!.call('PUT', '/api/v1/settings/Cache.MaxBytes', { token: api!.admin, body: { value } });
+    assert.deepEqual(await put('50GiB'), {
+      status: 200,
+      body: { key: 'Cache.MaxBytes', value: 50 * 1024 ** 3 },
+    });
+    assert.equal(api.store.getSetting('Cache.MaxBytes'), 50 * 1024 ** 3);
+    assert.deepEqual(await put(1000), {
+      status: 200,
+      body: { key: 'Cache.MaxBytes', value: 1000 },
+    });
+    for (const bad of ['lots', -1, 0.5]) {
+      const refused = await put(bad);
+      assert.equal(refused.status, 400, String(bad));
+      assert.equal((refused.body as ErrorBody).error.code, 'VALIDATION_FAILED');
+    }
+    assert.equal(api.store.getSetting('Cache.MaxBytes'), 1000);
+    assert.deepEqual(await put(null), { status: 200, body: { key: 'Cache.MaxBytes', value: '' } });
+  });
+
   it('on a backup: settings are read-only (403 READ_ONLY naming the primary), still readable', async () => {
     api = await testApi(() => ({ ha: backupHa('backup-standby', 'https://primary.test:8000') }));
     api.store.setSetting('Agent.InstanceId', 'team-a');

@@ -14,6 +14,7 @@ import { ANONYMOUS_BODY_LIMIT, requireAdmin, requireUser, type ApiContext } from
 import { parse } from './http-errors.js';
 import type { BackupHa, PrimaryHa } from './ports.js';
 import { HTTP_URL } from '../options.js';
+import { CACHE_HISTORY_TABLES } from '../store/cache.js';
 import { name, selectBackupBody } from '../../api/requests.js';
 
 const registerBody = z.object({
@@ -47,6 +48,12 @@ const heartbeatQuery = z.object({
 const historyQuery = z.object({
   afterLog: z.coerce.number().int().nonnegative().default(0),
   limit: z.coerce.number().int().positive().max(10_000).default(1000),
+});
+
+const cacheHistoryQuery = z.object({
+  afterAt: z.string().max(64).optional(),
+  afterKey: z.string().max(200).optional(),
+  limit: z.coerce.number().int().positive().max(1000).default(200),
 });
 
 function bearer(request: FastifyRequest): string | undefined {
@@ -190,6 +197,25 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const takeover = side.takeoverRecord();
     return takeover ? ctx.store.replication.exportTokens(takeover.maxTokenId) : [];
   });
+
+  // The compile cache's rows made since the takeover, a table at a time (failback takes them
+  // back with what it has kept: cache rows are immutable).
+  app.get<{ Params: { table: string } }>(
+    '/api/v1/ha/history/cache/:table',
+    peer,
+    async (request) => {
+      const side = fromPrimary(request);
+      const takeover = side.takeoverRecord();
+      if (!takeover) return { rows: [], next: null };
+      const table = parse(z.enum(CACHE_HISTORY_TABLES), request.params.table, 'table');
+      const query = parse(cacheHistoryQuery, request.query, 'query');
+      const after =
+        query.afterAt !== undefined && query.afterKey !== undefined
+          ? { at: query.afterAt, key: query.afterKey }
+          : undefined;
+      return ctx.store.cache.exportSince(table, takeover.at, after, query.limit);
+    },
+  );
 
   app.post('/api/v1/ha/handback/done', peer, async (request, reply) => {
     fromPrimary(request).endHandback();

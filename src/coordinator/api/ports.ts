@@ -81,6 +81,8 @@ export type ApiStore = Pick<
 > & {
   /** A backup's history, which its primary takes back at failback. */
   replication: Pick<Store['replication'], 'exportBuildHistory' | 'exportTokens'>;
+  /** The compile cache's rows a backup made, also taken back at failback. */
+  cache: Pick<Store['cache'], 'exportSince'>;
 };
 
 export type BlobAccess = Pick<BlobStore, 'missing' | 'createWriter' | 'sizeOf' | 'read'>;

@@ -5,6 +5,11 @@ import { MusterError } from '../../protocol/errors.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { setSettingBody } from '../../api/requests.js';
+import {
+  CACHE_MAX_BYTES_SETTING,
+  DEFAULT_CACHE_MAX_BYTES,
+  cacheMaxBytesSchema,
+} from '../store/cache.js';
 
 /** Every setting there is, with its schema and a short explanation (shown by the UI and docs). */
 export const settingDefinitions: Record<string, SettingDefinition> = {
@@ -15,6 +20,11 @@ export const settingDefinitions: Record<string, SettingDefinition> = {
     clearable: true,
     description:
       "Identifies this coordinator to agents. Coordinators that share agents need different ids; a backup uses its primary's. Agents reconnect with the new id. Cleared (empty), agents key this coordinator by its source address.",
+  },
+  [CACHE_MAX_BYTES_SETTING]: {
+    schema: cacheMaxBytesSchema,
+    clearable: true,
+    description: `The bytes the shared compile cache may keep (the outputs and stderr of its results), as a number or a size such as 50GiB. Beyond it the least recently used results are removed, at the next blob sweep. 0 keeps none; cleared, the default: ${DEFAULT_CACHE_MAX_BYTES} (20 GiB).`,
   },
 };
 

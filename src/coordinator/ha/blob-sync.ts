@@ -1,7 +1,7 @@
 /**
- * Copies blobs between a primary and its backup: the builds' input files, the tasks' outputs and
- * the extensions' files, each downloaded to a temporary file, checked against its SHA-256 and
- * only then put in the store.
+ * Copies blobs between a primary and its backup: the builds' input files, the tasks' outputs, the
+ * extensions' and toolchains' files and the cache entries' outputs and stderr, each downloaded to
+ * a temporary file, checked against its SHA-256 and only then put in the store.
  */
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -14,15 +14,26 @@ import type { PeerClient } from './peer-client.js';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
-/** The blobs a replicated row refers to. */
+/** The column of a replicated row that holds a JSON list of files, by table. */
+const FILE_LIST_COLUMNS: ReadonlyMap<string, string> = new Map([
+  ['builds', 'files'],
+  ['tasks', 'outputs'],
+  ['extensions', 'files'],
+  ['toolchains', 'files'],
+  ['cache_entries', 'outputs'],
+]);
+
+/** The blobs a replicated row refers to (the same as ReplicationStore.fileLists reads). */
 export function blobsOfRow(table: string, row: WireRow | null): string[] {
   if (row === null) return [];
-  const column =
-    table === 'builds' || table === 'extensions' ? 'files' : table === 'tasks' ? 'outputs' : null;
-  if (column === null) return [];
-  const value = row[column];
-  if (typeof value !== 'string') return [];
-  return shaList(value);
+  const out: string[] = [];
+  const column = FILE_LIST_COLUMNS.get(table);
+  const value = column === undefined ? undefined : row[column];
+  if (typeof value === 'string') out.push(...shaList(value));
+  // A cache entry's stderr is a blob of its own column.
+  const stderr = table === 'cache_entries' ? row.stderr_sha256 : undefined;
+  if (typeof stderr === 'string' && SHA256.test(stderr)) out.push(stderr);
+  return out;
 }
 
 /** The sha256 fields of a JSON list of files. */
@@ -44,7 +55,7 @@ export function shaList(json: string): string[] {
 
 /** Downloads every blob of `hashes` the store lacks; returns how many it fetched. */
 export async function fetchMissingBlobs(
-  peer: PeerClient,
+  peer: Pick<PeerClient, 'json' | 'url'>,
   blobs: BlobStore,
   hashes: Iterable<string>,
 ): Promise<number> {

@@ -4,7 +4,8 @@
  *
  *   1. asks it to stop and give the agents' leases back (handback/begin), and stops its own engine;
  *   2. copies the backup's history: every build the backup created or changed, with tasks,
- *      attempts, log chunks and the blobs they refer to, plus the logins made there;
+ *      attempts, log chunks and the blobs they refer to, plus the logins made there and the
+ *      compile cache's rows (cache-handback.ts);
  *   3. takes a term above the backup's and starts its engine again: the agents grant it their
  *      leases, and the scheduler re-attaches the attempts still running;
  *   4. tells the backup it is done (handback/done): the backup stands by and takes a new snapshot.
@@ -27,6 +28,7 @@ import {
   handedBackTokensSchema,
 } from './history-schema.js';
 import { fetchMissingBlobs, shaList } from './blob-sync.js';
+import { takeBackCache, type CacheHandback } from './cache-handback.js';
 import type { EnginePort } from './engine-port.js';
 import type { PeerClient } from './peer-client.js';
 import { explainCallFailure } from './backup-health.js';
@@ -161,6 +163,7 @@ export class Failback {
       );
       if (this.engine.running) await this.engine.stop(false);
       let builds = 0;
+      let cache: CacheHandback | undefined;
       if (begun.takeover) {
         for (const id of begun.builds) {
           await this.mergeBuild(peer, id, begun.takeover);
@@ -177,6 +180,7 @@ export class Failback {
         this.store.replication.mergeTokens(
           tokensMadeSince(tokens, begun.takeover.at, Date.now(), this.tokenTtlMs),
         );
+        cache = await takeBackCache(peer, this.store, this.blobs);
       }
       const term = Math.max(this.primary.term(), begun.term) + 1;
       if (term > MAX_TERM)
@@ -197,7 +201,7 @@ export class Failback {
       this.retry.delete(backup.name);
       this.primary.health.noteFailback(backup.name, undefined);
       this.log.warn(
-        { backup: backup.name, builds, term, ms: Date.now() - started },
+        { backup: backup.name, builds, cache, term, ms: Date.now() - started },
         "failback: the backup's history is merged; taking the agents back",
       );
     } catch (err) {

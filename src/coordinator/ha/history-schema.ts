@@ -1,9 +1,9 @@
 /**
  * What a backup hands back at failback, checked like API input before any of it reaches the
- * store: a build with its tasks, attempts and log chunks, and the tokens its users made. Nothing
- * else crosses (never users, roles, password hashes or settings), and every field has its type,
- * its range and a length limit, so a backup with a bug (or a stolen secret) cannot write rows the
- * primary's own code would never write.
+ * store: a build with its tasks, attempts and log chunks, the tokens its users made, and the
+ * compile cache's rows it made. Nothing else crosses (never users, roles, password hashes or
+ * settings), and every field has its type, its range and a length limit, so a backup with a bug
+ * (or a stolen secret) cannot write rows the primary's own code would never write.
  */
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
@@ -130,6 +130,59 @@ const token = z.object({
 });
 
 export const handedBackTokensSchema = z.array(token).max(100_000);
+
+/** The compile cache's rows a backup made while it ran the cluster (store/cache.ts), by page. */
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+const createdBy = z.string().min(1).max(256);
+const cachePage = <T extends z.ZodType>(row: T) =>
+  z.object({
+    rows: z.array(row).max(1000),
+    next: z.object({ at: when, key: z.string().max(200) }).nullable(),
+  });
+
+export const handedBackCacheSchemas = {
+  toolchains: cachePage(
+    z.object({
+      id: sha256,
+      files: z.array(fileEntry).min(1).max(1000),
+      info: z.record(z.string(), z.unknown()),
+      createdBy,
+      createdAt: when,
+    }),
+  ),
+  entries: cachePage(
+    z.object({
+      key: sha256,
+      kind: z.enum(['compile', 'task']),
+      outputs: z
+        .array(
+          z.object({
+            name: z.string().min(1).max(4096),
+            sha256,
+            size: count,
+            mode: z.number().int().min(0).max(0o7777),
+          }),
+        )
+        .max(10_000),
+      stderr: z.object({ sha256, size: count }).nullable(),
+      exitCode: z.number().int(),
+      toolchain: sha256.nullable(),
+      source: z.enum(['client', 'agent']),
+      buildUid: z.string().min(1).max(64).nullable(),
+      createdBy,
+      createdAt: when,
+    }),
+  ),
+  manifests: cachePage(
+    z.object({
+      direct: sha256,
+      includes: z.array(z.tuple([z.string().min(1).max(4096), sha256])).max(20_000),
+      entry: sha256,
+      createdBy,
+      createdAt: when,
+    }),
+  ),
+};
 
 /** A backup's term: the primary takes one above it, which agents must still grant. */
 const backupTerm = z

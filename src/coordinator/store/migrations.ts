@@ -296,4 +296,97 @@ export const migrations: readonly Migration[] = [
                       'Backup.LastDeselected', 'Backup.Owed');
     `,
   },
+  {
+    version: 5,
+    name: 'the shared compile cache: entries, manifests, toolchains, and their use',
+    // Entries, manifests and toolchains are replicated (the cache is still there after a
+    // failover; their blobs travel with them, see ha/blob-sync.ts). Rows are immutable: written
+    // once, deleted by eviction; the update triggers only carry a backup's copy along if a row
+    // ever changes. cache_usage is not replicated: a hit would otherwise put a change on the
+    // stream; a backup that takes over evicts by creation time until it has seen uses of its own.
+    // Keys are sha256 hex computed by the client (src/cli/cc/cache-key.ts) or the scheduler.
+    sql: `
+      -- One result: its outputs (JSON [{ name, sha256, size, mode }]: name is 'object' or
+      -- 'depfile' for a compile, the output path for a plan task), the stderr to replay, the
+      -- exit code. size: the bytes of every blob it references, for the quota. source: who
+      -- obtained it, 'client' (a user's machine compiled it) or 'agent' (this coordinator ran it).
+      CREATE TABLE cache_entries (
+        key           TEXT PRIMARY KEY,
+        kind          TEXT NOT NULL CHECK (kind IN ('compile', 'task')),
+        outputs       TEXT NOT NULL,
+        stderr_sha256 TEXT,
+        stderr_size   INTEGER,
+        exit_code     INTEGER NOT NULL,
+        size          INTEGER NOT NULL,
+        toolchain     TEXT,
+        source        TEXT NOT NULL CHECK (source IN ('client', 'agent')),
+        build_uid     TEXT,
+        created_by    TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+      );
+      CREATE INDEX cache_entries_created ON cache_entries (created_at);
+
+      -- Direct mode: under a direct key, results each valid while every listed include file
+      -- ([[path, sha256], ...]) still has that content. includes_hash (sha256 of the includes
+      -- JSON) tells lines apart; at most 16 per direct key are kept, the newest.
+      CREATE TABLE cache_manifests (
+        direct        TEXT NOT NULL,
+        includes_hash TEXT NOT NULL,
+        includes      TEXT NOT NULL,
+        entry         TEXT NOT NULL REFERENCES cache_entries (key) ON DELETE CASCADE,
+        created_by    TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        PRIMARY KEY (direct, includes_hash)
+      );
+      CREATE INDEX cache_manifests_entry ON cache_manifests (entry);
+      CREATE INDEX cache_manifests_direct ON cache_manifests (direct, created_at);
+
+      -- A compiler by the hash of its programs: files (JSON [{ path, sha256, size, mode }], the
+      -- layout agents receive under toolchains/<id>/) and info (JSON: driver, triple, version,
+      -- glibc, as the client described it).
+      CREATE TABLE toolchains (
+        id         TEXT PRIMARY KEY,
+        files      TEXT NOT NULL,
+        info       TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+
+      -- Not replicated: the last use of each entry, for LRU eviction.
+      CREATE TABLE cache_usage (
+        key       TEXT PRIMARY KEY REFERENCES cache_entries (key) ON DELETE CASCADE,
+        last_used TEXT NOT NULL,
+        hits      INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX cache_usage_last_used ON cache_usage (last_used);
+
+      CREATE TRIGGER repl_cache_entries_insert AFTER INSERT ON cache_entries
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('cache_entries', json_array(NEW.key)); END;
+      CREATE TRIGGER repl_cache_entries_update AFTER UPDATE ON cache_entries
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('cache_entries', json_array(NEW.key)); END;
+      CREATE TRIGGER repl_cache_entries_delete AFTER DELETE ON cache_entries
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('cache_entries', json_array(OLD.key)); END;
+      CREATE TRIGGER repl_cache_manifests_insert AFTER INSERT ON cache_manifests
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('cache_manifests', json_array(NEW.direct, NEW.includes_hash)); END;
+      CREATE TRIGGER repl_cache_manifests_update AFTER UPDATE ON cache_manifests
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('cache_manifests', json_array(NEW.direct, NEW.includes_hash)); END;
+      CREATE TRIGGER repl_cache_manifests_delete AFTER DELETE ON cache_manifests
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('cache_manifests', json_array(OLD.direct, OLD.includes_hash)); END;
+      CREATE TRIGGER repl_toolchains_insert AFTER INSERT ON toolchains
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('toolchains', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_toolchains_update AFTER UPDATE ON toolchains
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('toolchains', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_toolchains_delete AFTER DELETE ON toolchains
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('toolchains', json_array(OLD.id)); END;
+    `,
+  },
 ];

@@ -31,6 +31,9 @@ export const REPLICATED_TABLES = [
   'ha_state',
   'agents',
   'extensions',
+  'toolchains',
+  'cache_entries',
+  'cache_manifests',
   'builds',
   'tasks',
   'attempts',
@@ -370,12 +373,19 @@ export class ReplicationStore {
     return this.transaction(() => mergeBuild(this.db, history, appendLogs));
   }
 
-  /** The JSON file lists of every build, task output and extension (for a blob sweep). */
+  /**
+   * The JSON file lists (each a list of objects with a sha256) of every build, task output,
+   * extension, toolchain and cache entry (its outputs, and its stderr as a list of one): the
+   * blobs a sweep keeps and a backup copies.
+   */
   fileLists(): string[] {
     const rows = this.db
       .prepare(
         `SELECT files AS list FROM builds UNION ALL SELECT outputs FROM tasks
-         UNION ALL SELECT files FROM extensions`,
+         UNION ALL SELECT files FROM extensions UNION ALL SELECT files FROM toolchains
+         UNION ALL SELECT outputs FROM cache_entries
+         UNION ALL SELECT json_array(json_object('sha256', stderr_sha256)) FROM cache_entries
+           WHERE stderr_sha256 IS NOT NULL`,
       )
       .all() as { list: string }[];
     return rows.map((r) => r.list);

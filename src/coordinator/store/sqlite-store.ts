@@ -34,6 +34,7 @@ import {
   type Statements,
 } from './sqlite-statements.js';
 import { BackupsStore } from './backups.js';
+import { CacheStore } from './cache.js';
 import { HaStateStore } from './ha-state.js';
 import { ReplicationStore } from './replication.js';
 import type { Store } from './store.js';
@@ -81,6 +82,7 @@ class SqliteStore implements Store {
   readonly replication: ReplicationStore;
   readonly backups: BackupsStore;
   readonly ha: HaStateStore;
+  readonly cache: CacheStore;
 
   constructor(
     private readonly db: Database.Database,
@@ -92,6 +94,7 @@ class SqliteStore implements Store {
     this.replication = new ReplicationStore(db, (fn) => this.transaction(fn));
     this.backups = new BackupsStore(db);
     this.ha = new HaStateStore(db);
+    this.cache = new CacheStore(db, (fn) => this.transaction(fn), now);
   }
 
   transaction<T>(fn: () => T): T {

@@ -5,6 +5,7 @@
  */
 import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type { BackupsStore } from './backups.js';
+import type { CacheStore } from './cache.js';
 import type { HaStateStore } from './ha-state.js';
 import type { ReplicationStore } from './replication.js';
 import type {
@@ -26,6 +27,8 @@ export interface Store {
   readonly backups: BackupsStore;
   /** High availability's own state: term, takeover, failback, selection (see ha-state.ts). */
   readonly ha: HaStateStore;
+  /** The shared compile cache: entries, manifests, toolchains, uses (see cache.ts). */
+  readonly cache: CacheStore;
   /** Runs fn in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T;
   close(): void;

@@ -108,3 +108,71 @@ export interface LogChunk {
   data: Buffer;
   at: string;
 }
+
+/** A blob a cache entry refers to. */
+export interface CacheBlob {
+  sha256: string;
+  size: number;
+}
+
+/** One output of a cache entry: `name` is 'object' or 'depfile' for a compile, a path for a task. */
+export interface CacheOutput extends CacheBlob {
+  name: string;
+  mode: number;
+}
+
+/**
+ * A cached result (cache.ts): immutable once written, removed only by eviction. Every blob it
+ * names was in the blob store, with its size, when it was written.
+ */
+export interface CacheEntryRow {
+  /** sha256 hex: a preprocessor key, a direct-mode result key or a plan task's key. */
+  key: string;
+  kind: 'compile' | 'task';
+  outputs: CacheOutput[];
+  /** The compile's stderr, replayed on a hit (null: it printed nothing). */
+  stderr: CacheBlob | null;
+  exitCode: number;
+  /** Bytes of every blob it names: what it counts against Cache.MaxBytes. */
+  size: number;
+  /** The toolchain id of a compile (null for a task). */
+  toolchain: string | null;
+  /** 'client': a user's machine reported it; 'agent': this coordinator ran it on an agent. */
+  source: 'client' | 'agent';
+  /** The build it was made in (its uid: the same across a primary and its backup). */
+  buildUid: string | null;
+  /** The user who stored it. */
+  createdBy: string;
+  createdAt: string;
+}
+
+/** One line of a direct key's manifest: the result that holds while each include is unchanged. */
+export interface CacheManifestLine {
+  direct: string;
+  /** [path, sha256] of every file the compile read besides its source, in the compiler's order. */
+  includes: [string, string][];
+  /** The key of the cache entry it leads to. */
+  entry: string;
+  createdBy: string;
+  createdAt: string;
+}
+
+/** A compiler by the hash of its programs (see src/cli/cc/toolchain.ts for how the id is made). */
+export interface ToolchainRow {
+  /** sha256 hex over its files and description. */
+  id: string;
+  /** Its files as agents lay them out under toolchains/<id>/. */
+  files: BuildFile[];
+  /** What the client said about it (driver, triple, version, glibc…), a JSON object. */
+  info: Record<string, unknown>;
+  createdBy: string;
+  createdAt: string;
+}
+
+/** What a caller gives to store a row; the store adds the size and the stamp. */
+export type NewCacheEntry = Omit<CacheEntryRow, 'size' | 'createdAt'>;
+export type NewManifestLine = Omit<CacheManifestLine, 'createdAt'>;
+export type NewToolchain = Omit<ToolchainRow, 'createdAt'>;
+
+/** The size of a blob in the blob store, or undefined when it is not there. */
+export type BlobSizeOf = (sha256: string) => number | undefined;

@@ -1,0 +1,144 @@
+/**
+ * Failback's part for the compile cache: the rows a backup made while it ran the cluster come
+ * back a table at a time (toolchains, entries, then manifest lines, which need their entries),
+ * page by page, with the blobs they name. The primary keeps what it has (cache rows are
+ * immutable: the same key is the same result) and adds the rest with its own checks. A row that
+ * fails them (a blob of another size, a line whose entry this primary has evicted meanwhile) is
+ * skipped and counted; the cache is an optimisation, and a build never depends on one entry.
+ */
+import type { BlobStore } from '../../common/blob-store.js';
+import { MusterError } from '../../protocol/errors.js';
+import type { CacheCursor, CacheHistoryTable } from '../store/cache.js';
+import type { Store } from '../store/store.js';
+import { fetchMissingBlobs } from './blob-sync.js';
+import { fromBackup, handedBackCacheSchemas } from './history-schema.js';
+import type { PeerClient } from './peer-client.js';
+
+/** Rows per page: manifest lines can list thousands of headers each. */
+const PAGE: Record<CacheHistoryTable, number> = { toolchains: 100, entries: 500, manifests: 50 };
+
+/** What storing a handed-back row may refuse; anything else (the database failing) stops. */
+const SKIPPED_CODES = new Set([
+  'BLOB_NOT_FOUND',
+  'BLOB_SIZE_MISMATCH',
+  'NOT_FOUND',
+  'VALIDATION_FAILED',
+  'INVALID_PATH',
+]);
+
+export interface CacheHandback {
+  /** Rows this primary did not have, by table. */
+  added: Record<CacheHistoryTable, number>;
+  /** Rows refused by the store's checks. */
+  skipped: number;
+}
+
+type Peer = Pick<PeerClient, 'json' | 'url'>;
+
+/** Takes back the compile cache's rows the backup made since its takeover (it knows when). */
+export async function takeBackCache(
+  peer: Peer,
+  store: Store,
+  blobs: BlobStore,
+): Promise<CacheHandback> {
+  const result: CacheHandback = { added: { toolchains: 0, entries: 0, manifests: 0 }, skipped: 0 };
+  const keep = (table: CacheHistoryTable, put: () => boolean): void => {
+    try {
+      if (put()) result.added[table]++;
+    } catch (err) {
+      if (!(err instanceof MusterError) || !SKIPPED_CODES.has(err.code)) throw err;
+      result.skipped++;
+    }
+  };
+
+  await pages(peer, 'toolchains', async (body) => {
+    const { rows, next } = fromBackup(handedBackCacheSchemas.toolchains, body, 'cache toolchains');
+    const sizeOf = await fetchBlobs(
+      peer,
+      blobs,
+      rows.flatMap((r) => r.files.map((f) => f.sha256)),
+    );
+    store.transaction(() => {
+      for (const { createdAt, ...row } of rows)
+        keep(
+          'toolchains',
+          () => store.cache.putToolchain(row, sizeOf, notAfterNow(createdAt)).created,
+        );
+    });
+    return next;
+  });
+  await pages(peer, 'entries', async (body) => {
+    const { rows, next } = fromBackup(handedBackCacheSchemas.entries, body, 'cache entries');
+    const hashes = rows.flatMap((r) => [
+      ...r.outputs.map((o) => o.sha256),
+      ...(r.stderr ? [r.stderr.sha256] : []),
+    ]);
+    const sizeOf = await fetchBlobs(peer, blobs, hashes);
+    store.transaction(() => {
+      for (const { createdAt, ...row } of rows)
+        keep('entries', () => store.cache.putEntry(row, sizeOf, notAfterNow(createdAt)).created);
+    });
+    return next;
+  });
+  await pages(peer, 'manifests', async (body) => {
+    const { rows, next } = fromBackup(handedBackCacheSchemas.manifests, body, 'cache manifests');
+    store.transaction(() => {
+      for (const { createdAt, ...row } of rows)
+        keep('manifests', () => store.cache.putManifestLine(row, notAfterNow(createdAt)));
+    });
+    return next;
+  });
+  return result;
+}
+
+/** The backup's stamp, but never later than now (a row from the future would never be evicted). */
+function notAfterNow(at: string): string {
+  const now = new Date().toISOString();
+  return at < now ? at : now;
+}
+
+/** Reads a table's pages until the last; each cursor must move forward. */
+async function pages(
+  peer: Peer,
+  table: CacheHistoryTable,
+  handle: (body: unknown) => Promise<CacheCursor | null>,
+): Promise<void> {
+  let after: CacheCursor | null = null;
+  for (;;) {
+    let body: unknown;
+    try {
+      ({ body } = await peer.json(`/api/v1/ha/history/cache/${table}`, {
+        query: { afterAt: after?.at, afterKey: after?.key, limit: PAGE[table] },
+        timeoutMs: 60_000,
+      }));
+    } catch (err) {
+      // A backup of a version without the cache knows no such route, and made no cache rows.
+      if (after === null && err instanceof MusterError && err.code === 'NOT_FOUND') return;
+      throw err;
+    }
+    const next = await handle(body);
+    if (next === null) return;
+    if (after !== null && (next.at < after.at || (next.at === after.at && next.key <= after.key)))
+      throw new MusterError(
+        'VALIDATION_FAILED',
+        `the backup's cache ${table} pages do not move forward`,
+      );
+    after = next;
+  }
+}
+
+/** Fetches the blobs the store lacks from the backup; answers the sizes of those it now has. */
+async function fetchBlobs(
+  peer: Peer,
+  blobs: BlobStore,
+  hashes: string[],
+): Promise<(sha256: string) => number | undefined> {
+  const unique = [...new Set(hashes)];
+  await fetchMissingBlobs(peer, blobs, unique);
+  const sizes = new Map<string, number>();
+  for (const sha256 of unique) {
+    const size = await blobs.sizeOf(sha256);
+    if (size !== undefined) sizes.set(sha256, size);
+  }
+  return (sha256) => sizes.get(sha256);
+}

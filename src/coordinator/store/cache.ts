@@ -1,0 +1,450 @@
+/**
+ * The shared compile cache (migration 5): results by key, direct-mode manifests, toolchains, and
+ * the last use of each result for eviction.
+ *
+ * Entries and toolchains are immutable: a put whose key exists changes nothing and answers the
+ * row already there (an exact key means the same result; the first one stays, so a result never
+ * changes under a client that has read it). A row is written only when every blob it names is in
+ * the blob store with the size it declares: the caller passes the store's sizes (`BlobSizeOf`),
+ * and keeps those blobs from being swept until the row is written (BlobSweeper.hold); from then
+ * on the row itself keeps them (ReplicationStore.fileLists).
+ *
+ * Entries, manifests and toolchains are replicated; uses are not (a hit would put a change on the
+ * stream). Eviction deletes the least recently used entries (never used: by creation) until the
+ * total is within Cache.MaxBytes; their manifest lines go with them (ON DELETE CASCADE), their
+ * blobs with the next blob sweep.
+ */
+import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import { z } from 'zod';
+import type { BuildFile } from '../../api/plan/types.js';
+import { MusterError } from '../../protocol/errors.js';
+import { checkBlobs, checkEntry, checkLine, checkStamp, checkToolchain } from './cache-checks.js';
+import type {
+  BlobSizeOf,
+  CacheBlob,
+  CacheEntryRow,
+  CacheManifestLine,
+  CacheOutput,
+  NewCacheEntry,
+  NewManifestLine,
+  NewToolchain,
+  ToolchainRow,
+} from './types.js';
+
+export type { BlobSizeOf, NewCacheEntry, NewManifestLine, NewToolchain };
+
+/** The setting that bounds the bytes of cached results; DEFAULT_CACHE_MAX_BYTES when unset. */
+export const CACHE_MAX_BYTES_SETTING = 'Cache.MaxBytes';
+export const DEFAULT_CACHE_MAX_BYTES = 20 * 2 ** 30;
+const UNITS: Record<string, number> = {
+  '': 1,
+  B: 1,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  KIB: 2 ** 10,
+  MIB: 2 ** 20,
+  GIB: 2 ** 30,
+  TIB: 2 ** 40,
+};
+
+/**
+ * Bytes, as a number or as text with an optional unit ("20GiB", "500 MB": what the web UI's text
+ * field and `muster settings set` send); stored as the number. 0 turns the cache off (every
+ * entry is evicted); at most 1 PiB.
+ */
+export const cacheMaxBytesSchema = z
+  .union([
+    z.number(),
+    z
+      .string()
+      .regex(/^\s*(\d+\s*B?|\d+(\.\d+)?\s*[KMGT]i?B)\s*$/i, 'a size such as 20GiB or 21474836480')
+      .transform((text) => {
+        const [, amount = '', unit = ''] = /^\s*([\d.]+)\s*([A-Za-z]*)\s*$/.exec(text) ?? [];
+        return Math.round(Number(amount) * (UNITS[unit.toUpperCase()] ?? Number.NaN));
+      }),
+  ])
+  .pipe(
+    z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 50),
+  );
+
+/** The quota in bytes from the setting's stored value (unset or unreadable: the default). */
+export function cacheMaxBytes(setting: unknown): number {
+  const parsed = cacheMaxBytesSchema.safeParse(setting);
+  return parsed.success ? parsed.data : DEFAULT_CACHE_MAX_BYTES;
+}
+
+/** Lines kept per direct key: the newest. */
+export const MANIFEST_LINES = 16;
+
+const EVICT_BATCH = 500;
+
+export interface EvictionResult {
+  removed: number;
+  removedBytes: number;
+  /** Bytes of the entries left. */
+  totalBytes: number;
+}
+
+/** Where a page of a failback export ends: the last row's stamp and key. */
+export interface CacheCursor {
+  at: string;
+  key: string;
+}
+
+/** The tables a backup hands back, in the order the primary takes them (lines need entries). */
+export const CACHE_HISTORY_TABLES = ['toolchains', 'entries', 'manifests'] as const;
+export type CacheHistoryTable = (typeof CACHE_HISTORY_TABLES)[number];
+export interface CacheHistoryRow {
+  toolchains: ToolchainRow;
+  entries: CacheEntryRow;
+  manifests: CacheManifestLine;
+}
+
+interface Cursor {
+  since: string;
+  at: string;
+  key: string;
+  limit: number;
+}
+
+interface EntrySql {
+  key: string;
+  kind: 'compile' | 'task';
+  outputs: string;
+  stderr_sha256: string | null;
+  stderr_size: number | null;
+  exit_code: number;
+  size: number;
+  toolchain: string | null;
+  source: 'client' | 'agent';
+  build_uid: string | null;
+  created_by: string;
+  created_at: string;
+}
+
+interface LineSql {
+  direct: string;
+  includes_hash: string;
+  includes: string;
+  entry: string;
+  created_by: string;
+  created_at: string;
+}
+
+interface ToolchainSql {
+  id: string;
+  files: string;
+  info: string;
+  created_by: string;
+  created_at: string;
+}
+
+function toEntry(row: EntrySql): CacheEntryRow {
+  return {
+    key: row.key,
+    kind: row.kind,
+    outputs: JSON.parse(row.outputs) as CacheOutput[],
+    stderr:
+      row.stderr_sha256 === null ? null : { sha256: row.stderr_sha256, size: row.stderr_size ?? 0 },
+    exitCode: row.exit_code,
+    size: row.size,
+    toolchain: row.toolchain,
+    source: row.source,
+    buildUid: row.build_uid,
+    createdBy: row.created_by,
+    createdAt: row.created_at,
+  };
+}
+
+function toLine(row: LineSql): CacheManifestLine {
+  return {
+    direct: row.direct,
+    includes: JSON.parse(row.includes) as [string, string][],
+    entry: row.entry,
+    createdBy: row.created_by,
+    createdAt: row.created_at,
+  };
+}
+
+function toToolchain(row: ToolchainSql): ToolchainRow {
+  return {
+    id: row.id,
+    files: JSON.parse(row.files) as BuildFile[],
+    info: JSON.parse(row.info) as Record<string, unknown>,
+    createdBy: row.created_by,
+    createdAt: row.created_at,
+  };
+}
+
+/** The statements, prepared once: lookups and uses run for every compile of every client. */
+function prepare(db: Database.Database) {
+  return {
+    entry: db.prepare<[string], EntrySql>('SELECT * FROM cache_entries WHERE key = ?'),
+    insertEntry: db.prepare(
+      `INSERT INTO cache_entries (key, kind, outputs, stderr_sha256, stderr_size, exit_code, size,
+         toolchain, source, build_uid, created_by, created_at)
+       VALUES (@key, @kind, @outputs, @stderr_sha256, @stderr_size, @exit_code, @size,
+         @toolchain, @source, @build_uid, @created_by, @created_at)
+       ON CONFLICT (key) DO NOTHING`,
+    ),
+    touch: db.prepare<{ key: string; at: string }>(
+      `INSERT INTO cache_usage (key, last_used, hits)
+       SELECT @key, @at, 1 WHERE EXISTS (SELECT 1 FROM cache_entries WHERE key = @key)
+       ON CONFLICT (key) DO UPDATE SET last_used = max(last_used, excluded.last_used),
+         hits = hits + 1`,
+    ),
+    lastUsed: db.prepare<[string], { last_used: string; hits: number }>(
+      'SELECT last_used, hits FROM cache_usage WHERE key = ?',
+    ),
+    manifest: db.prepare<[string], LineSql>(
+      'SELECT * FROM cache_manifests WHERE direct = ? ORDER BY created_at DESC, rowid DESC',
+    ),
+    insertLine: db.prepare(
+      `INSERT INTO cache_manifests (direct, includes_hash, includes, entry, created_by, created_at)
+       VALUES (@direct, @includes_hash, @includes, @entry, @created_by, @created_at)
+       ON CONFLICT (direct, includes_hash) DO NOTHING`,
+    ),
+    trimLines: db.prepare<{ direct: string; keep: number }>(
+      `DELETE FROM cache_manifests WHERE direct = @direct AND rowid NOT IN (
+         SELECT rowid FROM cache_manifests WHERE direct = @direct
+         ORDER BY created_at DESC, rowid DESC LIMIT @keep)`,
+    ),
+    totals: db.prepare<[], { entries: number; bytes: number }>(
+      'SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes FROM cache_entries',
+    ),
+    leastUsed: db.prepare<[], { key: string; size: number }>(
+      `SELECT e.key, e.size FROM cache_entries e LEFT JOIN cache_usage u ON u.key = e.key
+       ORDER BY coalesce(u.last_used, e.created_at), e.key`,
+    ),
+    deleteEntry: db.prepare<[string]>('DELETE FROM cache_entries WHERE key = ?'),
+    toolchain: db.prepare<[string], ToolchainSql>('SELECT * FROM toolchains WHERE id = ?'),
+    toolchains: db.prepare<[], ToolchainSql>('SELECT * FROM toolchains ORDER BY created_at, id'),
+    // Failback pages: rows made since a takeover, by (created_at, key).
+    toolchainsSince: db.prepare<Cursor, ToolchainSql>(
+      `SELECT * FROM toolchains WHERE created_at >= @since
+         AND (created_at > @at OR (created_at = @at AND id > @key))
+       ORDER BY created_at, id LIMIT @limit`,
+    ),
+    entriesSince: db.prepare<Cursor, EntrySql>(
+      `SELECT * FROM cache_entries WHERE created_at >= @since
+         AND (created_at > @at OR (created_at = @at AND key > @key))
+       ORDER BY created_at, key LIMIT @limit`,
+    ),
+    linesSince: db.prepare<Cursor, LineSql>(
+      `SELECT * FROM cache_manifests WHERE created_at >= @since
+         AND (created_at > @at OR (created_at = @at AND direct || ':' || includes_hash > @key))
+       ORDER BY created_at, direct || ':' || includes_hash LIMIT @limit`,
+    ),
+    insertToolchain: db.prepare(
+      `INSERT INTO toolchains (id, files, info, created_by, created_at)
+       VALUES (@id, @files, @info, @created_by, @created_at)
+       ON CONFLICT (id) DO NOTHING`,
+    ),
+  };
+}
+
+export class CacheStore {
+  private readonly sql: ReturnType<typeof prepare>;
+
+  constructor(
+    db: Database.Database,
+    private readonly transaction: <T>(fn: () => T) => T,
+    private readonly now: () => Date,
+  ) {
+    this.sql = prepare(db);
+  }
+
+  // ---- entries -------------------------------------------------------------------------------
+
+  getEntry(key: string): CacheEntryRow | undefined {
+    const row = this.sql.entry.get(key);
+    return row && toEntry(row);
+  }
+
+  /**
+   * Stores an entry unless its key exists; answers the row now under the key and whether this
+   * call wrote it. BLOB_NOT_FOUND / BLOB_SIZE_MISMATCH when a blob it names is not in the blob
+   * store as declared; VALIDATION_FAILED for a malformed entry. `createdAt`: now, or the stamp
+   * the row had where it was made (a failback takes a backup's rows back with theirs).
+   */
+  putEntry(
+    entry: NewCacheEntry,
+    blobSizeOf: BlobSizeOf,
+    createdAt: string = this.stamp(),
+  ): { entry: CacheEntryRow; created: boolean } {
+    checkEntry(entry);
+    checkStamp(createdAt);
+    const blobs: CacheBlob[] = [...entry.outputs, ...(entry.stderr ? [entry.stderr] : [])];
+    checkBlobs(blobs, blobSizeOf);
+    const size = blobs.reduce((sum, blob) => sum + blob.size, 0);
+    return this.transaction(() => {
+      const created =
+        this.sql.insertEntry.run({
+          key: entry.key,
+          kind: entry.kind,
+          outputs: JSON.stringify(
+            entry.outputs.map(({ name, sha256, size, mode }) => ({ name, sha256, size, mode })),
+          ),
+          stderr_sha256: entry.stderr?.sha256 ?? null,
+          stderr_size: entry.stderr?.size ?? null,
+          exit_code: entry.exitCode,
+          size,
+          toolchain: entry.toolchain,
+          source: entry.source,
+          build_uid: entry.buildUid,
+          created_by: entry.createdBy,
+          created_at: createdAt,
+        }).changes > 0;
+      return { entry: toEntry(this.sql.entry.get(entry.key)!), created };
+    });
+  }
+
+  /** Records a use of the entry (a hit) for eviction; false when there is no such entry. */
+  touch(key: string, at: string = this.stamp()): boolean {
+    return this.sql.touch.run({ key, at }).changes > 0;
+  }
+
+  /** When the entry was last used here and how often (undefined: never, or no such entry). */
+  usage(key: string): { lastUsed: string; hits: number } | undefined {
+    const row = this.sql.lastUsed.get(key);
+    return row && { lastUsed: row.last_used, hits: row.hits };
+  }
+
+  totals(): { entries: number; bytes: number } {
+    return this.sql.totals.get()!;
+  }
+
+  /**
+   * Deletes the least recently used entries (an entry never used counts from its creation) until
+   * their bytes are at most `maxBytes`. One ordered read picks them (nothing can be used in
+   * between: this is synchronous, on the only connection), then they go in transactions of
+   * EVICT_BATCH, so a large eviction does not hold one huge transaction.
+   */
+  evict(maxBytes: number): EvictionResult {
+    const total = this.totals().bytes;
+    const victims: string[] = [];
+    let left = total;
+    if (left > maxBytes) {
+      for (const { key, size } of this.sql.leastUsed.iterate()) {
+        victims.push(key);
+        left -= size;
+        if (left <= maxBytes) break;
+      }
+    }
+    for (let i = 0; i < victims.length; i += EVICT_BATCH) {
+      this.transaction(() => {
+        for (const key of victims.slice(i, i + EVICT_BATCH)) this.sql.deleteEntry.run(key);
+      });
+    }
+    return { removed: victims.length, removedBytes: total - left, totalBytes: left };
+  }
+
+  // ---- manifests -----------------------------------------------------------------------------
+
+  /** The lines under a direct key, newest first (each leads to an entry that exists). */
+  manifest(direct: string): CacheManifestLine[] {
+    return this.sql.manifest.all(direct).map(toLine);
+  }
+
+  /**
+   * Adds a line to a direct key's manifest, keeping the newest MANIFEST_LINES; false when a line
+   * with the same includes is there already. NOT_FOUND when its entry does not exist.
+   */
+  putManifestLine(line: NewManifestLine, createdAt: string = this.stamp()): boolean {
+    checkLine(line);
+    checkStamp(createdAt);
+    const includes = JSON.stringify(line.includes);
+    return this.transaction(() => {
+      if (this.sql.entry.get(line.entry) === undefined)
+        throw new MusterError('NOT_FOUND', `no cache entry ${line.entry}`, { entry: line.entry });
+      const added =
+        this.sql.insertLine.run({
+          direct: line.direct,
+          includes_hash: createHash('sha256').update(includes).digest('hex'),
+          includes,
+          entry: line.entry,
+          created_by: line.createdBy,
+          created_at: createdAt,
+        }).changes > 0;
+      if (added) this.sql.trimLines.run({ direct: line.direct, keep: MANIFEST_LINES });
+      return added;
+    });
+  }
+
+  // ---- toolchains ----------------------------------------------------------------------------
+
+  getToolchain(id: string): ToolchainRow | undefined {
+    const row = this.sql.toolchain.get(id);
+    return row && toToolchain(row);
+  }
+
+  listToolchains(): ToolchainRow[] {
+    return this.sql.toolchains.all().map(toToolchain);
+  }
+
+  /** Stores a toolchain unless its id exists (ids are content hashes); as putEntry. */
+  putToolchain(
+    toolchain: NewToolchain,
+    blobSizeOf: BlobSizeOf,
+    createdAt: string = this.stamp(),
+  ): { toolchain: ToolchainRow; created: boolean } {
+    checkToolchain(toolchain);
+    checkStamp(createdAt);
+    checkBlobs(toolchain.files, blobSizeOf);
+    return this.transaction(() => {
+      const created =
+        this.sql.insertToolchain.run({
+          id: toolchain.id,
+          files: JSON.stringify(
+            toolchain.files.map(({ path, sha256, size, mode }) => ({ path, sha256, size, mode })),
+          ),
+          info: JSON.stringify(toolchain.info),
+          created_by: toolchain.createdBy,
+          created_at: createdAt,
+        }).changes > 0;
+      return { toolchain: toToolchain(this.sql.toolchain.get(toolchain.id)!), created };
+    });
+  }
+
+  // ---- failback -------------------------------------------------------------------------------
+
+  /**
+   * A page of the rows of one table made at or after `since` (a backup's, since its takeover),
+   * oldest first, after `after` (the `next` of the page before): what a backup hands back. The
+   * primary stores them with the put methods, which keep what it has (rows are immutable).
+   */
+  exportSince<T extends CacheHistoryTable>(
+    table: T,
+    since: string,
+    after: CacheCursor | undefined,
+    limit: number,
+  ): { rows: CacheHistoryRow[T][]; next: CacheCursor | null } {
+    const cursor = { since, at: after?.at ?? '', key: after?.key ?? '', limit };
+    const page =
+      table === 'toolchains'
+        ? this.sql.toolchainsSince
+            .all(cursor)
+            .map((row) => ({ row: toToolchain(row), key: row.id }))
+        : table === 'entries'
+          ? this.sql.entriesSince.all(cursor).map((row) => ({ row: toEntry(row), key: row.key }))
+          : this.sql.linesSince
+              .all(cursor)
+              .map((row) => ({ row: toLine(row), key: `${row.direct}:${row.includes_hash}` }));
+    const last = page.at(-1);
+    return {
+      rows: page.map((p) => p.row) as CacheHistoryRow[T][],
+      next: page.length < limit || !last ? null : { at: last.row.createdAt, key: last.key },
+    };
+  }
+
+  private stamp(): string {
+    return this.now().toISOString();
+  }
+}

@@ -1,0 +1,481 @@
+/**
+ * The shared compile cache's store on real SQLite: entries written once and never changed,
+ * refused when a blob they name is missing, manifests capped per direct key, eviction by last
+ * use to the byte quota, toolchains, replication of all of it to a backup through the snapshot
+ * and change stream HA uses, and the blob sweep keeping what cache rows reference.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { BlobStore } from '../../src/common/blob-store.js';
+import { BlobSweeper } from '../../src/coordinator/blob-sweeper.js';
+import { blobsOfRow } from '../../src/coordinator/ha/blob-sync.js';
+import { Housekeeping } from '../../src/coordinator/housekeeping.js';
+import {
+  CACHE_MAX_BYTES_SETTING,
+  DEFAULT_CACHE_MAX_BYTES,
+  MANIFEST_LINES,
+  cacheMaxBytes,
+  cacheMaxBytesSchema,
+  type BlobSizeOf,
+  type NewCacheEntry,
+} from '../../src/coordinator/store/cache.js';
+import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
+import type { Store } from '../../src/coordinator/store/store.js';
+import { MusterError } from '../../src/protocol/errors.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'muster-cache-store-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let counter = 0;
+const file = (name: string) => join(dir, `${name}-${++counter}.sqlite`);
+
+const open: Store[] = [];
+afterEach(() => {
+  for (const store of open.splice(0)) store.close();
+});
+
+/** A store whose clock the test moves (one millisecond per stamp unless set). */
+function store(clock = { ms: Date.parse('2026-12-06T00:00:00Z') }): Store {
+  const s = openSqliteStore(file('db'), { now: () => new Date(clock.ms++) });
+  open.push(s);
+  return s;
+}
+
+const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** A fake blob store's sizes: every blob of `blobs` is there with its length. */
+function sizes(...blobs: string[]): BlobSizeOf {
+  const map = new Map(blobs.map((content) => [sha(content), Buffer.byteLength(content)]));
+  return (sha256) => map.get(sha256);
+}
+
+function entry(key: string, object: string, extra: Partial<NewCacheEntry> = {}): NewCacheEntry {
+  return {
+    key: sha(key),
+    kind: 'compile',
+    outputs: [
+      { name: 'object', sha256: sha(object), size: Buffer.byteLength(object), mode: 0o644 },
+    ],
+    stderr: null,
+    exitCode: 0,
+    toolchain: sha('gcc 12'),
+    source: 'client',
+    buildUid: 'b'.repeat(32),
+    createdBy: 'ada',
+    ...extra,
+  };
+}
+
+function code(err: unknown): string {
+  assert.ok(err instanceof MusterError, String(err));
+  return err.code;
+}
+
+describe('cache store: entries', () => {
+  it('stores an entry and reads it back with its size and stamp', () => {
+    const s = store();
+    const stderr = 'lapi.c:1: warning: unused\n';
+    const put = s.cache.putEntry(
+      entry('k1', 'OBJ', {
+        outputs: [
+          { name: 'object', sha256: sha('OBJ'), size: 3, mode: 0o644 },
+          { name: 'depfile', sha256: sha('lapi.o: lapi.c\n'), size: 15, mode: 0o644 },
+        ],
+        stderr: { sha256: sha(stderr), size: Buffer.byteLength(stderr) },
+      }),
+      sizes('OBJ', 'lapi.o: lapi.c\n', stderr),
+    );
+    assert.equal(put.created, true);
+    assert.deepEqual(s.cache.getEntry(sha('k1')), put.entry);
+    assert.equal(put.entry.size, 3 + 15 + Buffer.byteLength(stderr));
+    assert.deepEqual(put.entry.stderr, { sha256: sha(stderr), size: Buffer.byteLength(stderr) });
+    assert.deepEqual(
+      put.entry.outputs.map((o) => o.name),
+      ['object', 'depfile'],
+    );
+    assert.match(put.entry.createdAt, /^2026-12-06T00:00:00\.\d{3}Z$/);
+    assert.equal(put.entry.source, 'client');
+    assert.equal(s.cache.getEntry(sha('nope')), undefined);
+    assert.deepEqual(s.cache.totals(), { entries: 1, bytes: put.entry.size });
+  });
+
+  it('is immutable: a second put under the same key keeps the first result', () => {
+    const s = store();
+    const first = s.cache.putEntry(entry('k', 'ONE'), sizes('ONE', 'TWO'));
+    const second = s.cache.putEntry(
+      entry('k', 'TWO', { createdBy: 'bob', source: 'agent' }),
+      sizes('ONE', 'TWO'),
+    );
+    assert.equal(second.created, false);
+    assert.deepEqual(second.entry, first.entry);
+    assert.equal(s.cache.getEntry(sha('k'))?.outputs[0]?.sha256, sha('ONE'));
+    assert.equal(s.cache.getEntry(sha('k'))?.createdBy, 'ada');
+  });
+
+  it('refuses an entry whose blob is missing or of another size, and writes nothing', () => {
+    const s = store();
+    assert.equal(
+      code(catching(() => s.cache.putEntry(entry('k', 'OBJ'), sizes()))),
+      'BLOB_NOT_FOUND',
+    );
+    const stderr = { sha256: sha('warning'), size: 7 };
+    assert.equal(
+      code(catching(() => s.cache.putEntry(entry('k', 'OBJ', { stderr }), sizes('OBJ')))),
+      'BLOB_NOT_FOUND',
+    );
+    const wrongSize: BlobSizeOf = (sha256) => (sha256 === sha('OBJ') ? 4 : undefined);
+    assert.equal(
+      code(catching(() => s.cache.putEntry(entry('k', 'OBJ'), wrongSize))),
+      'BLOB_SIZE_MISMATCH',
+    );
+    assert.equal(s.cache.getEntry(sha('k')), undefined);
+    assert.deepEqual(s.cache.totals(), { entries: 0, bytes: 0 });
+  });
+
+  it('refuses malformed entries', () => {
+    const s = store();
+    const blobs = sizes('OBJ');
+    const bad: Partial<NewCacheEntry>[] = [
+      { key: 'not-a-hash' },
+      { toolchain: 'GCC' },
+      { createdBy: '' },
+      {
+        outputs: [
+          { name: 'object', sha256: sha('OBJ'), size: 3, mode: 0o644 },
+          { name: 'object', sha256: sha('OBJ'), size: 3, mode: 0o644 },
+        ],
+      },
+      { outputs: [{ name: 'object', sha256: sha('OBJ'), size: -1, mode: 0o644 }] },
+      { outputs: [{ name: 'object', sha256: sha('OBJ'), size: 3, mode: 0o10000 }] },
+      { stderr: { sha256: sha('big'), size: 2 * 1024 * 1024 } },
+    ];
+    for (const fields of bad) {
+      assert.equal(
+        code(catching(() => s.cache.putEntry(entry('k', 'OBJ', fields), blobs))),
+        'VALIDATION_FAILED',
+        JSON.stringify(fields),
+      );
+    }
+    for (const stamp of ['yesterday', '2026-12-06', '2026-13-01T00:00:00.000Z'])
+      assert.equal(
+        code(catching(() => s.cache.putEntry(entry('k', 'OBJ'), blobs, stamp))),
+        'VALIDATION_FAILED',
+        stamp,
+      );
+    assert.equal(s.cache.getEntry(sha('k')), undefined);
+  });
+
+  it('records uses (not for unknown keys) and keeps the latest', () => {
+    const s = store();
+    s.cache.putEntry(entry('k', 'OBJ'), sizes('OBJ'));
+    assert.equal(s.cache.usage(sha('k')), undefined);
+    assert.equal(s.cache.touch(sha('k'), '2026-12-06T01:00:00.000Z'), true);
+    assert.equal(s.cache.touch(sha('k'), '2026-12-06T00:30:00.000Z'), true);
+    assert.deepEqual(s.cache.usage(sha('k')), { lastUsed: '2026-12-06T01:00:00.000Z', hits: 2 });
+    assert.equal(s.cache.touch(sha('unknown')), false);
+    assert.equal(s.cache.usage(sha('unknown')), undefined);
+  });
+});
+
+describe('cache store: manifests', () => {
+  it('lists lines newest first and keeps only the newest 16 per direct key', () => {
+    const s = store();
+    const direct = sha('direct');
+    s.cache.putEntry(entry('r', 'OBJ'), sizes('OBJ'));
+    for (let i = 0; i < MANIFEST_LINES + 3; i++) {
+      assert.equal(
+        s.cache.putManifestLine({
+          direct,
+          includes: [[`lua.h`, sha(`version ${i}`)]],
+          entry: sha('r'),
+          createdBy: 'ada',
+        }),
+        true,
+      );
+    }
+    // Another direct key is not touched by the cap.
+    s.cache.putManifestLine({
+      direct: sha('other'),
+      includes: [],
+      entry: sha('r'),
+      createdBy: 'ada',
+    });
+    const lines = s.cache.manifest(direct);
+    assert.equal(lines.length, MANIFEST_LINES);
+    assert.deepEqual(
+      lines.map((line) => line.includes[0]?.[1]),
+      Array.from({ length: MANIFEST_LINES }, (_, i) => sha(`version ${MANIFEST_LINES + 2 - i}`)),
+    );
+    assert.equal(s.cache.manifest(sha('other')).length, 1);
+  });
+
+  it('adds a line once, and refuses one whose entry does not exist', () => {
+    const s = store();
+    s.cache.putEntry(entry('r', 'OBJ'), sizes('OBJ'));
+    const line = {
+      direct: sha('d'),
+      includes: [['a.h', sha('a')]] as [string, string][],
+      entry: sha('r'),
+      createdBy: 'ada',
+    };
+    assert.equal(s.cache.putManifestLine(line), true);
+    assert.equal(s.cache.putManifestLine(line), false);
+    assert.equal(s.cache.manifest(sha('d')).length, 1);
+    assert.equal(
+      code(catching(() => s.cache.putManifestLine({ ...line, entry: sha('missing') }))),
+      'NOT_FOUND',
+    );
+    assert.equal(
+      code(catching(() => s.cache.putManifestLine({ ...line, includes: [['a.h', 'x']] }))),
+      'VALIDATION_FAILED',
+    );
+  });
+});
+
+describe('cache store: eviction', () => {
+  it('removes the least recently used (never used: by creation) until within the quota', () => {
+    const s = store();
+    // Four entries of 10 bytes, created a, b, c, d in that order.
+    for (const name of ['a', 'b', 'c', 'd'])
+      s.cache.putEntry(entry(name, name.repeat(10)), sizes(name.repeat(10)));
+    s.cache.putManifestLine({ direct: sha('D'), includes: [], entry: sha('a'), createdBy: 'ada' });
+    // a and c used later than b and d were created; b never used.
+    s.cache.touch(sha('a'), '2026-12-06T02:00:00.000Z');
+    s.cache.touch(sha('c'), '2026-12-06T01:00:00.000Z');
+    s.cache.touch(sha('d'), '2026-12-06T00:00:00.000Z');
+    assert.deepEqual(s.cache.evict(40), { removed: 0, removedBytes: 0, totalBytes: 40 });
+    // d's use is older than b's creation: d goes first, then b.
+    assert.deepEqual(s.cache.evict(25), { removed: 2, removedBytes: 20, totalBytes: 20 });
+    assert.equal(s.cache.getEntry(sha('d')), undefined);
+    assert.equal(s.cache.getEntry(sha('b')), undefined);
+    assert.ok(s.cache.getEntry(sha('c')));
+    assert.deepEqual(s.cache.evict(10), { removed: 1, removedBytes: 10, totalBytes: 10 });
+    assert.equal(s.cache.getEntry(sha('c')), undefined);
+    assert.equal(s.cache.manifest(sha('D')).length, 1);
+    assert.deepEqual(s.cache.evict(0), { removed: 1, removedBytes: 10, totalBytes: 0 });
+    // The manifest line and the use went with their entry.
+    assert.deepEqual(s.cache.manifest(sha('D')), []);
+    assert.equal(s.cache.usage(sha('a')), undefined);
+  });
+
+  it('evicts more than one batch in order, keeping the newest', () => {
+    const s = store();
+    const blobs = sizes('X');
+    s.transaction(() => {
+      for (let i = 0; i < 1201; i++) s.cache.putEntry(entry(`e${i}`, 'X'), blobs);
+    });
+    assert.deepEqual(s.cache.evict(100), { removed: 1101, removedBytes: 1101, totalBytes: 100 });
+    assert.deepEqual(s.cache.totals(), { entries: 100, bytes: 100 });
+    assert.equal(s.cache.getEntry(sha('e1100')), undefined);
+    assert.ok(s.cache.getEntry(sha('e1101')));
+    assert.ok(s.cache.getEntry(sha('e1200')));
+  });
+
+  it('reads the quota from Cache.MaxBytes: numbers and sizes with units, else the default', () => {
+    assert.equal(cacheMaxBytes(undefined), DEFAULT_CACHE_MAX_BYTES);
+    assert.equal(DEFAULT_CACHE_MAX_BYTES, 20 * 1024 ** 3);
+    assert.equal(cacheMaxBytes(1000), 1000);
+    assert.equal(cacheMaxBytes('junk'), DEFAULT_CACHE_MAX_BYTES);
+    assert.equal(cacheMaxBytesSchema.parse('20GiB'), 20 * 1024 ** 3);
+    assert.equal(cacheMaxBytesSchema.parse('500 MB'), 500e6);
+    assert.equal(cacheMaxBytesSchema.parse('1.5kib'), 1536);
+    assert.equal(cacheMaxBytesSchema.parse('0'), 0);
+    for (const bad of [-1, 1.5, '1.5', '20 apples', '', 'GiB', 2 ** 51, true])
+      assert.equal(cacheMaxBytesSchema.safeParse(bad).success, false, String(bad));
+  });
+
+  it('is run by housekeeping only on a coordinator that writes, with the quota setting', () => {
+    const s = store();
+    for (const name of ['a', 'b'])
+      s.cache.putEntry(entry(name, name.repeat(10)), sizes(name.repeat(10)));
+    s.setSetting(CACHE_MAX_BYTES_SETTING, 10);
+    const log = pino({ level: 'silent' });
+    let writes = false;
+    const blobs = new BlobStore(join(dir, `blobs-${++counter}`));
+    const sweeper = new BlobSweeper(
+      s,
+      blobs,
+      { quotaBytes: 1e9, perUserQuotaBytes: 1e9, retentionMs: 3_600_000 },
+      log,
+    );
+    const housekeeping = new Housekeeping(s, sweeper, 3_600_000, log, () => writes);
+    housekeeping.evictCache();
+    assert.equal(s.cache.totals().entries, 2);
+    writes = true;
+    housekeeping.evictCache();
+    assert.deepEqual(s.cache.totals(), { entries: 1, bytes: 10 });
+    assert.ok(s.cache.getEntry(sha('b')));
+  });
+});
+
+describe('cache store: toolchains', () => {
+  it('stores a toolchain once, with its files checked against the blob store', () => {
+    const s = store();
+    const files = [
+      { path: 'bin/gcc', sha256: sha('driver'), size: 6, mode: 0o755 },
+      { path: 'lib/gcc/x86_64-linux-gnu/12/cc1', sha256: sha('cc1'), size: 3, mode: 0o755 },
+    ];
+    const toolchain = {
+      id: sha('toolchain'),
+      files,
+      info: { driver: 'gcc', triple: 'x86_64-linux-gnu', version: '12.2.0', glibc: '2.36' },
+      createdBy: 'ada',
+    };
+    assert.equal(
+      code(catching(() => s.cache.putToolchain(toolchain, sizes('driver')))),
+      'BLOB_NOT_FOUND',
+    );
+    const put = s.cache.putToolchain(toolchain, sizes('driver', 'cc1'));
+    assert.equal(put.created, true);
+    assert.deepEqual(put.toolchain.files, files);
+    assert.deepEqual(s.cache.getToolchain(sha('toolchain')), put.toolchain);
+    const again = s.cache.putToolchain({ ...toolchain, createdBy: 'bob' }, sizes('driver', 'cc1'));
+    assert.equal(again.created, false);
+    assert.equal(again.toolchain.createdBy, 'ada');
+    assert.deepEqual(s.cache.listToolchains(), [put.toolchain]);
+    for (const path of ['/usr/bin/gcc', '../gcc', 'bin//gcc'])
+      assert.equal(
+        code(
+          catching(() =>
+            s.cache.putToolchain(
+              { ...toolchain, id: sha(path), files: [{ ...files[0]!, path }] },
+              sizes('driver'),
+            ),
+          ),
+        ),
+        'INVALID_PATH',
+        path,
+      );
+  });
+});
+
+describe('cache store: replication and blobs', () => {
+  it('copies entries, manifests and toolchains to a backup, evictions too, but not uses', () => {
+    const primary = store();
+    primary.replication.setRecording(true);
+    primary.cache.putEntry(entry('before', 'OLD'), sizes('OLD'));
+    const backup = store();
+    const snap = file('snap');
+    const { stream, seq } = primary.replication.writeSnapshot(snap);
+    backup.replication.applySnapshot(snap, stream, seq, new Date().toISOString());
+    assert.deepEqual(backup.cache.getEntry(sha('before')), primary.cache.getEntry(sha('before')));
+
+    const stderr = 'warning: x\n';
+    primary.cache.putEntry(
+      entry('after', 'NEW', { stderr: { sha256: sha(stderr), size: Buffer.byteLength(stderr) } }),
+      sizes('NEW', stderr),
+    );
+    primary.cache.putManifestLine({
+      direct: sha('D'),
+      includes: [['x.h', sha('x')]],
+      entry: sha('after'),
+      createdBy: 'ada',
+    });
+    primary.cache.putManifestLine({
+      direct: sha('D2'),
+      includes: [],
+      entry: sha('before'),
+      createdBy: 'ada',
+    });
+    primary.cache.putToolchain(
+      {
+        id: sha('tc'),
+        files: [{ path: 'bin/gcc', sha256: sha('gcc'), size: 3, mode: 0o755 }],
+        info: {},
+        createdBy: 'ada',
+      },
+      sizes('gcc'),
+    );
+    primary.cache.touch(sha('after'));
+    const page = primary.replication.readChanges(stream, seq);
+    assert.deepEqual(page.changes.map((c) => c.table).sort(), [
+      'cache_entries',
+      'cache_manifests',
+      'cache_manifests',
+      'toolchains',
+    ]);
+    // The blobs the backup fetches before it applies the page.
+    assert.deepEqual(
+      page.changes.flatMap((c) => blobsOfRow(c.table, c.row)).sort(),
+      [sha('NEW'), sha(stderr), sha('gcc')].sort(),
+    );
+    backup.replication.applyChanges(page, new Date().toISOString());
+    for (const key of ['before', 'after'])
+      assert.deepEqual(backup.cache.getEntry(sha(key)), primary.cache.getEntry(sha(key)));
+    assert.deepEqual(backup.cache.manifest(sha('D')), primary.cache.manifest(sha('D')));
+    assert.deepEqual(backup.cache.getToolchain(sha('tc')), primary.cache.getToolchain(sha('tc')));
+    assert.equal(backup.cache.usage(sha('after')), undefined);
+
+    // Eviction on the primary removes the entry and its manifest line on the backup.
+    primary.cache.evict(primary.cache.totals().bytes - 1);
+    assert.equal(primary.cache.getEntry(sha('before')), undefined);
+    const evicted = primary.replication.readChanges(stream, page.lastSeq);
+    backup.replication.applyChanges(evicted, new Date().toISOString());
+    assert.equal(backup.cache.getEntry(sha('before')), undefined);
+    assert.deepEqual(backup.cache.manifest(sha('D2')), []);
+    assert.deepEqual(backup.cache.totals(), primary.cache.totals());
+  });
+
+  it('keeps the blobs cache rows reference from the sweep, and lets go of evicted ones', async () => {
+    const s = store();
+    const blobs = new BlobStore(join(dir, `blobs-${++counter}`));
+    await blobs.init();
+    const contents = ['OBJ', 'DEP', 'STDERR', 'CC1', 'LOOSE'];
+    for (const content of contents) {
+      const temp = join(blobs.incomingDir, `t-${sha(content)}`);
+      writeFileSync(temp, content);
+      await blobs.commit(temp, sha(content));
+      const old = new Date(Date.now() - 86_400_000);
+      utimesSync(blobs.pathOf(sha(content)), old, old);
+    }
+    const blobSizeOf: BlobSizeOf = sizes(...contents);
+    s.cache.putEntry(
+      entry('k', 'OBJ', {
+        outputs: [
+          { name: 'object', sha256: sha('OBJ'), size: 3, mode: 0o644 },
+          { name: 'depfile', sha256: sha('DEP'), size: 3, mode: 0o644 },
+        ],
+        stderr: { sha256: sha('STDERR'), size: 6 },
+      }),
+      blobSizeOf,
+    );
+    s.cache.putToolchain(
+      {
+        id: sha('tc'),
+        files: [{ path: 'libexec/cc1', sha256: sha('CC1'), size: 3, mode: 0o755 }],
+        info: {},
+        createdBy: 'ada',
+      },
+      blobSizeOf,
+    );
+    const sweeper = new BlobSweeper(
+      s,
+      blobs,
+      { quotaBytes: 1e9, perUserQuotaBytes: 1e9, retentionMs: 1000 },
+      pino({ level: 'silent' }),
+    );
+    assert.equal((await sweeper.sweep()).removed, 1);
+    assert.equal(await blobs.has(sha('LOOSE')), false);
+    for (const content of ['OBJ', 'DEP', 'STDERR', 'CC1'])
+      assert.equal(await blobs.has(sha(content)), true, content);
+
+    s.cache.evict(0);
+    assert.equal((await sweeper.sweep()).removed, 3);
+    assert.equal(await blobs.has(sha('OBJ')), false);
+    assert.equal(await blobs.has(sha('STDERR')), false);
+    assert.equal(await blobs.has(sha('CC1')), true);
+  });
+});
+
+function catching(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  assert.fail('expected an error');
+}

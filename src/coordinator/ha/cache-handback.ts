@@ -97,6 +97,12 @@ function notAfterNow(at: string): string {
   return at < now ? at : now;
 }
 
+/**
+ * At most this many pages of one table: a backup that keeps answering "more" (rows or not)
+ * cannot hold the failback for ever (10,000 pages are 5 million entries).
+ */
+const MAX_PAGES = 10_000;
+
 /** Reads a table's pages until the last; each cursor must move forward. */
 async function pages(
   peer: Peer,
@@ -104,7 +110,12 @@ async function pages(
   handle: (body: unknown) => Promise<CacheCursor | null>,
 ): Promise<void> {
   let after: CacheCursor | null = null;
-  for (;;) {
+  for (let page = 0; ; page++) {
+    if (page >= MAX_PAGES)
+      throw new MusterError(
+        'VALIDATION_FAILED',
+        `the backup's cache ${table} run past ${MAX_PAGES} pages`,
+      );
     let body: unknown;
     try {
       ({ body } = await peer.json(`/api/v1/ha/history/cache/${table}`, {

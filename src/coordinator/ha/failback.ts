@@ -180,7 +180,17 @@ export class Failback {
         this.store.replication.mergeTokens(
           tokensMadeSince(tokens, begun.takeover.at, Date.now(), this.tokenTtlMs),
         );
-        cache = await takeBackCache(peer, this.store, this.blobs);
+        // The cache is an optimisation: a backup whose cache rows cannot be taken back (a bad
+        // blob, a page too big or refused) must not keep the cluster by it. Logged, and the
+        // failback goes on; those compiles are cached again when next run.
+        try {
+          cache = await takeBackCache(peer, this.store, this.blobs);
+        } catch (err) {
+          this.log.warn(
+            { err, backup: backup.name },
+            "taking back the backup's compile cache failed; failing back without it",
+          );
+        }
       }
       const term = Math.max(this.primary.term(), begun.term) + 1;
       if (term > MAX_TERM)

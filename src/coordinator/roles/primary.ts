@@ -110,6 +110,8 @@ export class PrimaryRole implements Role {
     this.failback = failback;
     // Before running anything: if the backup ran the cluster meanwhile, take it back first.
     await failback.check(Math.min(options.haHeartbeatMs * 3, 5000));
+    // A stop that came meanwhile (quiesce) wins: nothing more is started on a closing store.
+    if (this.checkPause.stopped) return;
     if (!this.engine.running) {
       this.engine.startPool(this.side.term());
       this.engine.startScheduler();

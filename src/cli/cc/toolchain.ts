@@ -121,15 +121,18 @@ export function newestGlibcMinor(bytes: Buffer): number {
 /** `file`'s place under the driver's prefix, or undefined when it lies outside it. */
 function underPrefix(prefix: string, file: string): string | undefined {
   const rel = relative(prefix, file);
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) return undefined;
+  if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return undefined;
   return rel.split(sep).join('/');
+}
+
+/** Files in the order of their place in the toolchain (code units, as JSON keeps them). */
+function byPath(a: { path: string }, b: { path: string }): number {
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
 }
 
 /** The canonical description a toolchain's id hashes. */
 export function toolchainId(t: Omit<Toolchain, 'id'>): string {
-  const files = [...t.files]
-    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-    .map((f) => [f.path, f.sha256, f.mode]);
+  const files = [...t.files].sort(byPath).map((f) => [f.path, f.sha256, f.mode]);
   const canonical = JSON.stringify([
     TOOLCHAIN_FORMAT,
     t.driver,
@@ -218,7 +221,7 @@ export async function discoverToolchain(
       mode,
     });
   }
-  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  files.sort(byPath);
   const description = { driver: driverPath, triple, version, glibc: `2.${glibcMinor}`, files };
   return { id: toolchainId(description), ...description };
 }

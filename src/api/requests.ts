@@ -106,3 +106,103 @@ export const changePasswordBody = z.strictObject({
 export const selectBackupBody = z.object({
   name: name.nullable(),
 });
+
+// ---- compile sessions and the shared cache (issue 13, docs/compile.md) ----------------------
+
+/** The reasons a compile ran here instead of remotely or from the cache (stats, records). */
+export const compileReason = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,39}$/, 'a reason such as agent-lost');
+
+/** POST /api/v1/compile-sessions: `muster build` (or a `muster cc` working session) starts. */
+export const createCompileSessionBody = z.strictObject({
+  /** The command line being run (`make -j4`), for the build's name and the UI. */
+  command: z.string().min(1).max(8192),
+  cwd: z.string().min(1).max(4096),
+  /** The client machine's host name. */
+  host: z.string().min(1).max(255),
+  /** sha256 of "muster-boot:" + the kernel's boot_id: agents with the same one share its cores. */
+  bootId: sha256Hex.optional(),
+});
+
+/** One job that did not run on an agent: compiled on the client, or served from the cache. */
+export const compileRecord = z.strictObject({
+  /** The compile's command line as the user's build wrote it (shortened by the client). */
+  label: z.string().min(1).max(8192),
+  placement: z.enum(['local', 'cache']),
+  cache: z.enum(['hit', 'miss', 'off']),
+  /** The compiler's exit status; null when a signal ended it. */
+  exitCode: z.number().int().min(0).max(255).nullable(),
+  /** Milliseconds since the epoch, the client's clock. */
+  startedAt: z.number().int().nonnegative(),
+  durationMs: z.number().int().nonnegative(),
+  /** Why an infrastructure failure sent it local (counted under fallbacks), if one did. */
+  fallback: compileReason.optional(),
+});
+
+/** POST /api/v1/compile-sessions/{id}/records: batched; also the session's heartbeat. */
+export const compileRecordsBody = z.strictObject({
+  records: z.array(compileRecord).max(1000),
+});
+
+export const compileSummary = z.strictObject({
+  jobs: z.number().int().nonnegative(),
+  remote: z.number().int().nonnegative(),
+  local: z.number().int().nonnegative(),
+  cacheHits: z.number().int().nonnegative(),
+  fallbacks: z.number().int().nonnegative(),
+});
+
+/** POST /api/v1/compile-sessions/{id}/close: the command ended with this exit code. */
+export const closeCompileSessionBody = z.strictObject({
+  /** The command's exit status (null: a signal ended it); the build fails iff it is not 0. */
+  exitCode: z.number().int().min(0).max(255).nullable(),
+  summary: compileSummary,
+});
+
+/** POST /api/v1/cache/lookup: a direct key's manifest and/or entries by key, in one round trip. */
+export const cacheLookupBody = z
+  .strictObject({
+    direct: sha256Hex.optional(),
+    keys: z.array(sha256Hex).max(32).optional(),
+  })
+  .refine((b) => b.direct !== undefined || (b.keys?.length ?? 0) > 0, 'give direct or keys');
+
+export const cacheBlobRef = z.strictObject({
+  sha256: sha256Hex,
+  size: z.number().int().nonnegative(),
+});
+
+export const cacheOutput = z.strictObject({
+  /** 'object' or 'depfile' for a compile. */
+  name: z.enum(['object', 'depfile']),
+  sha256: sha256Hex,
+  size: z.number().int().nonnegative(),
+  mode: z.number().int().min(0).max(0o777),
+});
+
+/**
+ * PUT /api/v1/cache/entries/{key}: a compile's result (its blobs uploaded first). Only results
+ * of compiles that exited 0 are stored; an existing key answers the row already there.
+ */
+export const putCacheEntryBody = z.strictObject({
+  outputs: z.array(cacheOutput).min(1).max(2),
+  stderr: cacheBlobRef.nullable(),
+  exitCode: z.literal(0),
+  toolchain: sha256Hex,
+  /** The compile session it was made in. */
+  buildId: z.number().int().positive().optional(),
+});
+
+/** POST /api/v1/cache/manifests/{direct}: "with these includes, the result is that entry". */
+export const putManifestLineBody = z.strictObject({
+  /** [path, sha256] of every file the compile read besides its source, in the compiler's order. */
+  includes: z.array(z.tuple([z.string().min(1).max(4096), sha256Hex])).max(20_000),
+  entry: sha256Hex,
+});
+
+/** PUT /api/v1/toolchains/{id}: a compiler's files (uploaded as blobs first) and description. */
+export const putToolchainBody = z.strictObject({
+  files: z.array(buildFileSchema).min(1).max(10_000),
+  info: z.record(z.string().max(64), z.unknown()),
+});

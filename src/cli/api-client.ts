@@ -36,8 +36,19 @@ import type {
   addAgentBody,
   addExtensionBody,
   createBuildBody,
+  createCompileSessionBody,
+  putCacheEntryBody,
+  putManifestLineBody,
+  putToolchainBody,
   updateAgentBody,
 } from '../api/requests.js';
+import type { CloseCompileSession, CompileRecord } from '../api/requests-types.js';
+import type {
+  CacheEntryView,
+  CacheLookupView,
+  CompileSessionView,
+  ToolchainView,
+} from '../api/views/compile.js';
 import type { BuildStatus } from '../api/status.js';
 import { MusterError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { BackupCache, backupsPath, type BackupDirectory } from './backup-cache.js';
@@ -50,6 +61,10 @@ export type AddAgentRequest = z.input<typeof addAgentBody>;
 export type UpdateAgentRequest = z.input<typeof updateAgentBody>;
 export type AddExtensionRequest = z.input<typeof addExtensionBody>;
 export type CreateBuildRequest = z.input<typeof createBuildBody>;
+export type CreateCompileSessionRequest = z.input<typeof createCompileSessionBody>;
+export type PutCacheEntryRequest = z.input<typeof putCacheEntryBody>;
+export type PutManifestLineRequest = z.input<typeof putManifestLineBody>;
+export type PutToolchainRequest = z.input<typeof putToolchainBody>;
 
 /** One server-sent event, its data parsed per EventMap. */
 export type ApiEvent = {
@@ -216,6 +231,36 @@ export class ApiClient {
     const options = { timeoutMs: this.blobTimeoutMs(sizeHint) };
     const response = await this.request('GET', `/blobs/${sha256}`, options);
     return Buffer.from(await this.readBody(() => response.arrayBuffer(), options));
+  }
+
+  // ---- compile sessions and the shared cache -------------------------------------------------
+
+  createCompileSession(body: CreateCompileSessionRequest): Promise<CompileSessionView> {
+    return this.json('POST', '/compile-sessions', { body });
+  }
+
+  async recordCompileJobs(buildId: number, records: CompileRecord[]): Promise<void> {
+    await this.request('POST', `/compile-sessions/${buildId}/records`, { body: { records } });
+  }
+
+  closeCompileSession(buildId: number, body: CloseCompileSession): Promise<BuildView> {
+    return this.json('POST', `/compile-sessions/${buildId}/close`, { body });
+  }
+
+  cacheLookup(body: { direct?: string; keys?: string[] }): Promise<CacheLookupView> {
+    return this.json('POST', '/cache/lookup', { body });
+  }
+
+  putCacheEntry(key: string, body: PutCacheEntryRequest): Promise<CacheEntryView> {
+    return this.json('PUT', `/cache/entries/${key}`, { body });
+  }
+
+  async putManifestLine(direct: string, body: PutManifestLineRequest): Promise<void> {
+    await this.request('POST', `/cache/manifests/${direct}`, { body });
+  }
+
+  putToolchain(id: string, body: PutToolchainRequest): Promise<ToolchainView> {
+    return this.json('PUT', `/toolchains/${id}`, { body });
   }
 
   // ---- builds ---------------------------------------------------------------------------------

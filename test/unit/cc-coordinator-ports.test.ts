@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import type { CompileRecord, CloseCompileSession } from '../../src/api/requests-types.js';
+import { CoordinatorCache } from '../../src/cli/cc/coordinator-cache.js';
+import { SessionRecorder } from '../../src/cli/cc/session-recorder.js';
+import type { Toolchain } from '../../src/cli/cc/toolchain.js';
+import { MusterError } from '../../src/protocol/errors.js';
+
+const sha = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
+const toolchain = { id: sha('tc') } as Toolchain;
+
+function record(n: number): CompileRecord {
+  return {
+    label: `gcc -c f${n}.c`,
+    placement: 'local',
+    cache: 'miss',
+    exitCode: 0,
+    startedAt: 1_700_000_000_000 + n,
+    durationMs: 5,
+  };
+}
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(check(), 'condition not reached within 5 s');
+}
+
+describe('the coordinator as the shared cache', () => {
+  it('uploads only missing blobs, then the entry, then the manifest line', async () => {
+    const calls: string[] = [];
+    const object = Buffer.from('object bytes');
+    const depfile = Buffer.from('f.o: f.c f.h\n');
+    const stderr = Buffer.from('warning: x\n');
+    const cache = new CoordinatorCache(
+      {
+        cacheLookup: () => Promise.reject(new Error('unused')),
+        getBlob: () => Promise.reject(new Error('unused')),
+        missingBlobs: (hashes) => {
+          calls.push(`missing ${hashes.length}`);
+          return Promise.resolve(hashes.filter((h) => h !== sha(depfile)));
+        },
+        putBlob: (hash, data) => {
+          assert.equal(sha(Buffer.from(data)), hash);
+          calls.push(
+            `blob ${hash === sha(object) ? 'object' : hash === sha(stderr) ? 'stderr' : '?'}`,
+          );
+          return Promise.resolve();
+        },
+        putCacheEntry: (key, body) => {
+          calls.push(`entry ${key.slice(0, 4)} build ${body.buildId ?? '-'}`);
+          assert.deepEqual(body.stderr, { sha256: sha(stderr), size: stderr.length });
+          assert.deepEqual(
+            body.outputs.map((o) => [o.name, o.size, o.mode]),
+            [
+              ['object', object.length, 0o644],
+              ['depfile', depfile.length, 0o644],
+            ],
+          );
+          return Promise.resolve({} as never);
+        },
+        putManifestLine: (direct, body) => {
+          calls.push(
+            `manifest ${direct.slice(0, 4)} -> ${body.entry.slice(0, 4)} ${body.includes.length}`,
+          );
+          return Promise.resolve();
+        },
+      },
+      () => 7,
+    );
+    const key = sha('key');
+    const direct = sha('direct');
+    await cache.store({
+      key,
+      outputs: [
+        { name: 'object', data: object, mode: 0o644 },
+        { name: 'depfile', data: depfile, mode: 0o644 },
+      ],
+      stderr,
+      toolchain,
+      manifest: { direct, includes: [['f.h', sha('h')]] },
+    });
+    assert.deepEqual(calls, [
+      'missing 3',
+      'blob object',
+      'blob stderr',
+      `entry ${key.slice(0, 4)} build 7`,
+      `manifest ${direct.slice(0, 4)} -> ${key.slice(0, 4)} 1`,
+    ]);
+  });
+
+  it('refuses a blob whose bytes are not the hash it was asked for', async () => {
+    const good = Buffer.from('good');
+    const cache = new CoordinatorCache({
+      cacheLookup: () => Promise.reject(new Error('unused')),
+      getBlob: () => Promise.resolve(Buffer.from('evil')),
+      missingBlobs: () => Promise.resolve([]),
+      putBlob: () => Promise.resolve(),
+      putCacheEntry: () => Promise.reject(new Error('unused')),
+      putManifestLine: () => Promise.resolve(),
+    });
+    await assert.rejects(cache.fetchBlob(sha(good), good.length), (err: unknown) => {
+      assert.ok(err instanceof MusterError);
+      assert.equal(err.code, 'BLOB_HASH_MISMATCH');
+      return true;
+    });
+  });
+});
+
+describe('the compile session recorder', () => {
+  it('batches records, keeps them while the coordinator is away, then closes once', async () => {
+    const sent: number[][] = [];
+    const closes: CloseCompileSession[] = [];
+    let down = true;
+    const warnings: string[] = [];
+    const recorder = new SessionRecorder(
+      {
+        recordCompileJobs: (buildId, records) => {
+          assert.equal(buildId, 3);
+          if (down) return Promise.reject(new MusterError('UNREACHABLE', 'connection refused'));
+          sent.push(records.map((r) => r.startedAt - 1_700_000_000_000));
+          return Promise.resolve();
+        },
+        closeCompileSession: (_id, body) => {
+          closes.push(body);
+          return Promise.resolve({} as never);
+        },
+      },
+      3,
+      { flushMs: 5, heartbeatMs: 60_000, warn: (t) => warnings.push(t) },
+    );
+    recorder.record(record(1));
+    recorder.record(record(2));
+    await until(() => warnings.length > 0);
+    down = false;
+    recorder.record(record(3));
+    await until(() => sent.flat().length === 3);
+    assert.deepEqual(sent.flat(), [1, 2, 3]);
+    assert.equal(warnings.length, 1, 'one warning per kind of failure');
+    recorder.record(record(4));
+    const summary = { jobs: 4, remote: 0, local: 4, cacheHits: 0, fallbacks: 0 };
+    await recorder.close(0, summary);
+    await recorder.close(0, summary);
+    assert.deepEqual(sent.flat(), [1, 2, 3, 4]);
+    assert.deepEqual(closes, [{ exitCode: 0, summary }]);
+    recorder.record(record(5));
+    assert.deepEqual(sent.flat(), [1, 2, 3, 4], 'nothing is recorded after close');
+  });
+
+  it('keeps at most maxQueued records, dropping the oldest', async () => {
+    const sent: number[] = [];
+    let down = true;
+    const recorder = new SessionRecorder(
+      {
+        recordCompileJobs: (_id, records) => {
+          if (down) return Promise.reject(new Error('down'));
+          sent.push(...records.map((r) => r.startedAt - 1_700_000_000_000));
+          return Promise.resolve();
+        },
+        closeCompileSession: () => Promise.resolve({} as never),
+      },
+      1,
+      { flushMs: 5, maxQueued: 3 },
+    );
+    for (let n = 1; n <= 5; n++) recorder.record(record(n));
+    assert.equal(recorder.droppedRecords, 2);
+    down = false;
+    await recorder.close(0, { jobs: 5, remote: 0, local: 5, cacheHits: 0, fallbacks: 0 });
+    assert.deepEqual(sent, [3, 4, 5]);
+  });
+
+  it('sends an empty batch as a heartbeat when there is nothing to record', async () => {
+    let beats = 0;
+    const recorder = new SessionRecorder(
+      {
+        recordCompileJobs: (_id, records) => {
+          assert.equal(records.length, 0);
+          beats += 1;
+          return Promise.resolve();
+        },
+        closeCompileSession: () => Promise.resolve({} as never),
+      },
+      1,
+      { flushMs: 5, heartbeatMs: 10 },
+    );
+    await until(() => beats >= 2);
+    await recorder.close(0, { jobs: 0, remote: 0, local: 0, cacheHits: 0, fallbacks: 0 });
+  });
+});

@@ -1,0 +1,66 @@
+/**
+ * What `muster build` says about the pool before the command and about the jobs after it
+ * (docs/compile.md): a hint for `-j` (the job count stays the user's), and one summary line —
+ * `muster: 34 jobs (34 compiles): 0 remote, 34 local, 0 from cache, 0 fallbacks; 6.1 s — build 123`.
+ */
+import { formatDuration, plural } from '../../api/format.js';
+import type { CompileSessionView } from '../../api/views/compile.js';
+
+export interface BuildCounts {
+  /** Every compiler invocation the command made. */
+  jobs: number;
+  /** Those that were compiles (the rest — links, probes — ran unchanged). */
+  compiles: number;
+  remote: number;
+  local: number;
+  cacheHits: number;
+  cacheMisses: number;
+  fallbacks: number;
+  errors: number;
+}
+
+export interface PoolHint {
+  /** Agent slots on other machines: what adds cores to this one. */
+  remoteSlots: number;
+  /** Agent slots on this machine (they share its cores). */
+  sameMachineSlots: number;
+  localCores: number;
+  /** The suggested -j. */
+  jobs: number;
+}
+
+export function poolHint(capacity: CompileSessionView['capacity'], localCores: number): PoolHint {
+  let remoteSlots = 0;
+  let sameMachineSlots = 0;
+  for (const agent of capacity.agents) {
+    if (agent.sameMachine === true) sameMachineSlots += agent.slots;
+    else remoteSlots += agent.slots;
+  }
+  return { remoteSlots, sameMachineSlots, localCores, jobs: localCores + remoteSlots };
+}
+
+export function formatPoolHint(hint: PoolHint, buildId: number): string {
+  const parts = [`${plural(hint.localCores, 'local core')}`];
+  if (hint.remoteSlots > 0)
+    parts.push(`${plural(hint.remoteSlots, 'agent slot')} on other machines`);
+  if (hint.sameMachineSlots > 0)
+    parts.push(
+      `${plural(hint.sameMachineSlots, 'agent slot')} on this machine (sharing its cores)`,
+    );
+  return `muster: build ${buildId}; ${parts.join(', ')}: make -j${hint.jobs} keeps them busy\n`;
+}
+
+export function formatSummary(
+  counts: BuildCounts,
+  elapsedMs: number,
+  buildId: number | undefined,
+  note?: string,
+): string {
+  const build = buildId === undefined ? '' : ` — build ${buildId}`;
+  const why = note === undefined ? '' : ` (${note})`;
+  return (
+    `muster: ${plural(counts.jobs, 'job')} (${plural(counts.compiles, 'compile')}): ` +
+    `${counts.remote} remote, ${counts.local} local, ${counts.cacheHits} from cache, ` +
+    `${plural(counts.fallbacks, 'fallback')}${why}; ${formatDuration(elapsedMs)}${build}\n`
+  );
+}

@@ -6,6 +6,7 @@ import { isLoopbackHost } from '../common/addresses.js';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseDuration, parseHostPort, parseLogLevel } from '../common/duration.js';
+import { SIZE_EXAMPLES, parseSize } from '../common/size.js';
 import { MusterError } from '../protocol/errors.js';
 
 export const DEFAULT_COORDINATOR_PORT = 8000;
@@ -171,8 +172,8 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
       '--keep-alive-timeout',
     ),
     passwordCost: checkPasswordCost(options.passwordCost ?? DEFAULT_PASSWORD_COST),
-    uploadQuotaBytes: parseSize(options.uploadQuota ?? '10GiB', '--upload-quota'),
-    uploadQuotaPerUserBytes: parseSize(
+    uploadQuotaBytes: sizeOption(options.uploadQuota ?? '10GiB', '--upload-quota'),
+    uploadQuotaPerUserBytes: sizeOption(
       options.uploadQuotaPerUser ?? '5GiB',
       '--upload-quota-per-user',
     ),
@@ -203,34 +204,15 @@ function positive(ms: number, flag: string): number {
   return ms;
 }
 
-const sizeUnits: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1000,
-  kb: 1000,
-  kib: 1024,
-  m: 1000 ** 2,
-  mb: 1000 ** 2,
-  mib: 1024 ** 2,
-  g: 1000 ** 3,
-  gb: 1000 ** 3,
-  gib: 1024 ** 3,
-  t: 1000 ** 4,
-  tb: 1000 ** 4,
-  tib: 1024 ** 4,
-};
-
-/** Parses a byte count: a number, or "512MiB", "10GiB", "2GB", "1T". */
-function parseSize(value: number | string, flag: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(String(value).trim());
-  const unit = sizeUnits[(match?.[2] ?? '').toLowerCase()];
-  if (!match || unit === undefined) {
+/** Parses a byte count (common/size.ts): a number, or "512MiB", "10GiB", "2GB", "1T". */
+function sizeOption(value: number | string, flag: string): number {
+  const bytes = parseSize(value);
+  if (bytes === undefined)
     throw new MusterError(
       'INVALID_CONFIG',
-      `${flag} "${value}" is not a size (examples: 1048576, 512MiB, 10GiB)`,
+      `${flag} "${value}" is not a size (examples: ${SIZE_EXAMPLES})`,
     );
-  }
-  return Math.floor(Number(match[1]) * unit);
+  return bytes;
 }
 
 function checkName(name: string): string {

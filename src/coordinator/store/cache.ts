@@ -19,6 +19,7 @@ import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import type { BuildFile } from '../../api/plan/types.js';
 import { MusterError } from '../../protocol/errors.js';
+import { SIZE_EXAMPLES, parseSize } from '../../common/size.js';
 import { checkBlobs, checkEntry, checkLine, checkStamp, checkToolchain } from './cache-checks.js';
 import type {
   BlobSizeOf,
@@ -37,19 +38,6 @@ export type { BlobSizeOf, NewCacheEntry, NewManifestLine, NewToolchain };
 /** The setting that bounds the bytes of cached results; DEFAULT_CACHE_MAX_BYTES when unset. */
 export const CACHE_MAX_BYTES_SETTING = 'Cache.MaxBytes';
 export const DEFAULT_CACHE_MAX_BYTES = 20 * 2 ** 30;
-const UNITS: Record<string, number> = {
-  '': 1,
-  B: 1,
-  KB: 1e3,
-  MB: 1e6,
-  GB: 1e9,
-  TB: 1e12,
-  KIB: 2 ** 10,
-  MIB: 2 ** 20,
-  GIB: 2 ** 30,
-  TIB: 2 ** 40,
-};
-
 /**
  * Bytes, as a number or as text with an optional unit ("20GiB", "500 MB": what the web UI's text
  * field and `muster settings set` send); stored as the number. 0 turns the cache off (every
@@ -60,11 +48,8 @@ export const cacheMaxBytesSchema = z
     z.number(),
     z
       .string()
-      .regex(/^\s*(\d+\s*B?|\d+(\.\d+)?\s*[KMGT]i?B)\s*$/i, 'a size such as 20GiB or 21474836480')
-      .transform((text) => {
-        const [, amount = '', unit = ''] = /^\s*([\d.]+)\s*([A-Za-z]*)\s*$/.exec(text) ?? [];
-        return Math.round(Number(amount) * (UNITS[unit.toUpperCase()] ?? Number.NaN));
-      }),
+      .refine((text) => parseSize(text) !== undefined, `a size such as ${SIZE_EXAMPLES}`)
+      .transform((text) => parseSize(text) ?? Number.NaN),
   ])
   .pipe(
     z

@@ -19,13 +19,18 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { cp } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { stripPrelude } from '../../src/cli/cc/directives.js';
 import { discoverToolchain, type Toolchain } from '../../src/cli/cc/toolchain.js';
 import { compileOperation, type CompileResult } from '../../src/extensions/cc/compile.js';
 import { glibcSatisfies } from '../../src/extensions/cc/toolchains.js';
-import type { OperationContext } from '../../src/host/extensions.js';
+import { loadExtension, type OperationContext } from '../../src/host/extensions.js';
+import { TaskRun } from '../../src/host/task-run.js';
+import type { HostToAgent } from '../../src/protocol/host-messages.js';
 import { runGcc } from '../helpers/gcc.js';
 
 let scratch: string;
@@ -360,5 +365,84 @@ describe('cc/compile', () => {
       assert.deepEqual(fake.tracked, [], `${what}: nothing was started`);
     }
     assert.deepEqual(await readdir(outside), [], 'nothing was made outside');
+  });
+
+  it('runs in the host from its bundle: the object as an output blob, a compile error as a failed task', async () => {
+    // The bundle the agent materialises: extensions/cc/ beside toolchains/ (made in before()).
+    const bundle = dirname(toolchains);
+    await cp(
+      fileURLToPath(new URL('../../src/extensions/cc/', import.meta.url)),
+      join(bundle, 'extensions', 'cc'),
+      { recursive: true },
+    );
+    await writeFile(join(bundle, 'package.json'), '{ "type": "module" }\n');
+    const cc = await loadExtension(join(bundle, 'extensions', 'cc'));
+    assert.deepEqual([...cc.operations.keys()], ['compile']);
+
+    const blobDir = join(scratch, 'blobs');
+    await mkdir(join(blobDir, '.incoming'), { recursive: true });
+    const putBlob = async (data: Buffer): Promise<string> => {
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      await mkdir(join(blobDir, sha256.slice(0, 2)), { recursive: true });
+      await writeFile(join(blobDir, sha256.slice(0, 2), sha256), data, { mode: 0o444 });
+      return sha256;
+    };
+    const runTask = async (source: string, object: string, toolchain = gcc.id) => {
+      const sent: HostToAgent[] = [];
+      const text = await putBlob(await directivesText(client, source));
+      const task = new TaskRun(
+        {
+          send: (msg) => sent.push(msg),
+          blobDir,
+          baseEnv: { PATH: process.env.PATH ?? '' },
+          extensions: new Map([['cc', cc]]),
+        },
+        {
+          t: 'start',
+          taskId: `host-${++count}`,
+          extension: 'cc',
+          operation: 'compile',
+          input: {
+            toolchain,
+            driver: gcc.driver,
+            args: ['-O2', '-g', '-c', source, '-o', object],
+            debugPrefixMaps: [{ dir: '', to: client }],
+            outputs: [{ name: 'object', path: object }],
+          },
+          inputs: [{ path: source, sha256: text, mode: 0o644 }],
+          outputs: [object],
+          env: {},
+          workDir: join(scratch, 'work', `host-${count}`),
+        },
+      );
+      const result = await task.run();
+      const stderr = sent
+        .flatMap((m) => (m.t === 'output' && m.stream === 'stderr' ? [Buffer.from(m.data)] : []))
+        .map((b) => b.toString())
+        .join('');
+      return { result, stderr };
+    };
+
+    await mkdir(join(client, 'obj'), { recursive: true });
+    runGcc(['-O2', '-g', '-c', 'src/scale.c', '-o', 'obj/host-local.o'], client);
+    const local = await readFile(join(client, 'obj', 'host-local.o'));
+    const ok = await runTask('src/scale.c', 'obj/scale.o');
+    assert.equal(ok.result.status, 'succeeded', JSON.stringify(ok.result.error));
+    assert.equal(ok.result.exitCode, 0);
+    const [output] = ok.result.outputs ?? [];
+    assert.equal(output?.path, 'obj/scale.o');
+    assert.equal(output.sha256, createHash('sha256').update(local).digest('hex'), 'the object');
+
+    const failed = await runTask('src/broken.c', 'broken.o');
+    assert.equal(failed.result.status, 'failed');
+    assert.equal(failed.result.exitCode, 1);
+    assert.equal(failed.result.outputs, undefined);
+    assert.match(failed.stderr, /error: .*undeclared_name/, 'the diagnostics are in the log');
+    assert.equal((failed.result.value as CompileResult).stderr, failed.stderr);
+
+    // The extension's codes reach the task's error as they are.
+    const absent = await runTask('src/scale.c', 'obj/scale.o', '9'.repeat(64));
+    assert.equal(absent.result.status, 'failed');
+    assert.equal(absent.result.error?.code, 'TOOLCHAIN_NOT_FOUND');
   });
 });

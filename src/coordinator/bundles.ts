@@ -2,7 +2,8 @@
  * What this coordinator ships to agents: its host runtime and the built-in extensions (core, cc:
  * from this package) plus the extensions users added and the compiler toolchains clients
  * registered (both stored as blobs). The bundle is computed once and again only when one of
- * those sets changes: whoever changes one calls invalidate(), then the pool's resyncAll().
+ * those sets changes: whoever changes one calls invalidate() (get() also notices a changed set
+ * by itself), then the pool's resyncAll() so connected agents get it.
  *
  * Toolchains (issue 13, design §3) go under `toolchains/<id>/…` with their description as
  * `toolchains/<id>.json`, beside `extensions/`, where the cc extension finds them from its own
@@ -33,6 +34,7 @@ import type { ToolchainRow } from './store/types.js';
 export class BundleManager {
   private base: Promise<Bundle> | undefined;
   private current: Promise<Bundle> | undefined;
+  private currentSets: string | undefined;
 
   constructor(
     private readonly store: Store,
@@ -40,11 +42,18 @@ export class BundleManager {
     private readonly options: { hostDir?: string | undefined; label: string },
   ) {}
 
-  /** The bundle for agents now. */
+  /**
+   * The bundle for agents now. The stored sets are looked at on every call (two small reads), so
+   * rows that arrived without an invalidate() — a backup's, replicated from its primary — are in
+   * the bundle it ships when it takes over.
+   */
   get(): Promise<Bundle> {
+    const sets = this.storedSets();
+    if (sets !== this.currentSets) this.current = undefined;
     if (this.current === undefined) {
       const computing = this.compute();
       this.current = computing;
+      this.currentSets = sets;
       // A failure (a file vanished, a disk error) is not remembered: the next call tries again.
       computing.catch(() => {
         if (this.current === computing) this.current = undefined;
@@ -57,6 +66,14 @@ export class BundleManager {
   /** The extension or toolchain set changed: the next get() computes a new bundle. */
   invalidate(): void {
     this.current = undefined;
+  }
+
+  /** What the bundle is made of besides this package: users' extensions, toolchains by id. */
+  private storedSets(): string {
+    return JSON.stringify([
+      this.store.listExtensions().map((e) => [e.name, e.version, e.addedAt]),
+      this.store.cache.listToolchains().map((t) => t.id),
+    ]);
   }
 
   private async compute(): Promise<Bundle> {

@@ -93,9 +93,7 @@ describe('bundles', () => {
       { driver: 'bin/gcc', triple: 'x86_64-linux-gnu', version: '12.2.0', glibc: '2.36', other: 1 },
       files,
     );
-    // Unchanged until told: the route that registers a toolchain calls invalidate().
-    assert.equal((await bundles.get()).versionId, before.versionId);
-    bundles.invalidate();
+    // Noticed without an invalidate(): a backup's rows come by replication, not through a route.
     const bundle = await bundles.get();
     assert.notEqual(bundle.versionId, before.versionId);
 
@@ -170,8 +168,8 @@ describe('bundles', () => {
     await register('e'.repeat(64), { glibc: '2.17' }, [
       await blob(`${'x'.repeat(1000)}/gcc`, 'e driver', 0o755),
     ]);
-    bundles.invalidate();
     const bundle = await bundles.get();
     assert.equal(bundle.versionId, before.versionId, 'none of them was shipped');
+    assert.equal(await bundles.get(), bundle, 'computed once while nothing changes');
   });
 });

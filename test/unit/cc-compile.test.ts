@@ -14,6 +14,7 @@ import {
   mkdtemp,
   readFile,
   readdir,
+  realpath,
   rm,
   symlink,
   writeFile,
@@ -365,6 +366,110 @@ describe('cc/compile', () => {
       assert.deepEqual(fake.tracked, [], `${what}: nothing was started`);
     }
     assert.deepEqual(await readdir(outside), [], 'nothing was made outside');
+  });
+
+  it('runs the driver with only its arguments, -nostdinc and the maps last, in a scrubbed environment', async () => {
+    // A stand-in driver that prints what it was given (a shell script: sh's own export -p).
+    const probe = '1'.repeat(64);
+    await mkdir(join(toolchains, probe, 'bin'), { recursive: true });
+    await writeFile(join(toolchains, `${probe}.json`), JSON.stringify({ glibc: '2.0' }));
+    await writeFile(
+      join(toolchains, probe, 'bin', 'gcc'),
+      '#!/bin/sh\nfor a in "$@"; do printf "arg %s\\n" "$a"; done\nprintf "cwd %s\\n" "$(pwd -P)"\nexport -p\n: > x.o\n',
+      { mode: 0o755 },
+    );
+    const fake = await fakeContext();
+    const result = await compile()(
+      {
+        toolchain: probe,
+        driver: 'bin/gcc',
+        args: ['-O2', '-c', { workPath: 'root/abs/x.c' }, '-o', 'x.o'],
+        cwd: 'sub/dir',
+        debugPrefixMaps: [
+          { dir: 'sub/dir', to: '/home/me/proj' },
+          { dir: 'root', to: '' },
+        ],
+        env: { LC_ALL: 'C', SOURCE_DATE_EPOCH: '1' },
+        outputs: [{ name: 'object', path: 'sub/dir/x.o' }],
+      },
+      fake.ctx,
+    );
+    assert.equal(result.exitCode, 0, result.stderr);
+    const work = await realpath(fake.ctx.workDir);
+    const probeRoot = await realpath(join(toolchains, probe));
+    const lines = result.stdout.split('\n');
+    assert.deepEqual(
+      lines.filter((l) => l.startsWith('arg ')).map((l) => l.slice(4)),
+      [
+        '-O2',
+        '-c',
+        join(work, 'root/abs/x.c'),
+        '-o',
+        'x.o',
+        '-nostdinc',
+        `-fdebug-prefix-map=${join(work, 'sub/dir')}=/home/me/proj`,
+        `-fdebug-prefix-map=${join(work, 'root')}=`,
+      ],
+    );
+    assert.ok(lines.includes(`cwd ${join(work, 'sub/dir')}`));
+    const exported = new Map(
+      lines
+        .filter((l) => l.startsWith('export '))
+        .map((l) => /^export ([A-Za-z_][A-Za-z0-9_]*)(?:='(.*)')?$/.exec(l))
+        .map((m) => [m?.[1] ?? '', m?.[2] ?? ''] as const),
+    );
+    // Nothing of the agent's (HOME, its PATH, MUSTER_*): the toolchain's dirs and the client's few.
+    const own = new Set(['PWD', 'OLDPWD']); // what sh itself sets
+    assert.deepEqual([...exported.keys()].filter((k) => !own.has(k)).sort(), [
+      'LC_ALL',
+      'LD_LIBRARY_PATH',
+      'PATH',
+      'SOURCE_DATE_EPOCH',
+      'TMPDIR',
+    ]);
+    assert.equal(exported.get('PATH'), join(probeRoot, 'bin'));
+    assert.equal(exported.get('LD_LIBRARY_PATH'), join(probeRoot, 'lib', 'shared'));
+    assert.match(exported.get('TMPDIR') ?? '', new RegExp(`^${work}/\\.cc-tmp-`));
+    assert.deepEqual(result.outputs, [{ name: 'object', path: 'sub/dir/x.o', size: 0 }]);
+  });
+
+  it('stops the compiler on cancel: its process group is killed and released', async () => {
+    const slow = '2'.repeat(64);
+    await mkdir(join(toolchains, slow, 'bin'), { recursive: true });
+    await writeFile(join(toolchains, `${slow}.json`), JSON.stringify({ glibc: '2.0' }));
+    await writeFile(join(toolchains, slow, 'bin', 'gcc'), '#!/bin/sh\nexec /bin/sleep 600\n', {
+      mode: 0o755,
+    });
+    const fake = await fakeContext();
+    const controller = new AbortController();
+    let tracked: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (tracked = resolve));
+    const ctx: OperationContext = {
+      ...fake.ctx,
+      signal: controller.signal,
+      trackProcess: (pid) => {
+        fake.ctx.trackProcess(pid);
+        tracked();
+      },
+    };
+    const running = compile()(
+      {
+        toolchain: slow,
+        driver: 'bin/gcc',
+        args: ['-c', 'x.c'],
+        outputs: [{ name: 'object', path: 'x.o' }],
+      },
+      ctx,
+    );
+    await started;
+    controller.abort();
+    const result = await running;
+    assert.equal(result.exitCode, null);
+    assert.equal(result.signal, 'SIGTERM');
+    assert.deepEqual(result.outputs, []);
+    assert.deepEqual(fake.untracked, fake.tracked);
+    const [pgid] = fake.tracked;
+    assert.throws(() => process.kill(-(pgid ?? 0), 0), /ESRCH/, 'the group is gone');
   });
 
   it('runs in the host from its bundle: the object as an output blob, a compile error as a failed task', async () => {

@@ -7,6 +7,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { writeAtomic } from '../common/atomic-file.js';
+import { readBootId } from '../common/boot-id.js';
 import { certificateFingerprint, readConfigFile } from '../common/config-file.js';
 import { MusterError } from '../protocol/errors.js';
 import { selfSignedCertificate } from '../common/self-signed.js';
@@ -18,13 +19,21 @@ export interface AgentIdentity {
   /** Set when the key was generated on this start: print it once. */
   createdAccessKey: boolean;
   tls?: { cert: string; key: string; fingerprint: string; createdCert: boolean };
+  /** The machine it runs on (src/common/boot-id.ts), read at start; undefined: not Linux. */
+  bootId?: string;
 }
 
 export async function loadOrCreateIdentity(options: CompiledAgentOptions): Promise<AgentIdentity> {
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const agentId = await loadOrCreate(join(options.dataDir, 'agent-id'), () => randomUUID(), 0o644);
   const { accessKey, created } = await loadAccessKey(options);
-  const identity: AgentIdentity = { agentId: agentId.value, accessKey, createdAccessKey: created };
+  const bootId = await readBootId();
+  const identity: AgentIdentity = {
+    agentId: agentId.value,
+    accessKey,
+    createdAccessKey: created,
+    ...(bootId === undefined ? {} : { bootId }),
+  };
   if (options.tls === 'self-signed') {
     const certFile = join(options.dataDir, 'tls', 'cert.pem');
     const keyFile = join(options.dataDir, 'tls', 'key.pem');

@@ -235,7 +235,10 @@ export class AgentSession {
             dir: instance.record.dirName,
           },
           limits: { maxFrameBytes: this.ctx.options.maxFrameBytes },
-          capacity: { cores: availableParallelism() },
+          capacity: {
+            cores: availableParallelism(),
+            ...(this.ctx.identity.bootId === undefined ? {} : { bootId: this.ctx.identity.bootId }),
+          },
           ...(hello.clusterId === undefined
             ? {}
             : { lease: this.ctx.leases.acquire(hello.clusterId, this.holder, this.leaseTerm) }),

@@ -1,16 +1,40 @@
 /**
- * What this coordinator ships to agents: its host runtime and the core extension (from this
- * package) plus the extensions users added (stored as blobs). The bundle is computed once and
- * again only when the extension set changes.
+ * What this coordinator ships to agents: its host runtime and the built-in extensions (core, cc:
+ * from this package) plus the extensions users added and the compiler toolchains clients
+ * registered (both stored as blobs). The bundle is computed once and again only when one of
+ * those sets changes: whoever changes one calls invalidate() (get() also notices a changed set
+ * by itself), then the pool's resyncAll() so connected agents get it.
+ *
+ * Toolchains (issue 13, design §3) go under `toolchains/<id>/…` with their description as
+ * `toolchains/<id>.json`, beside `extensions/`, where the cc extension finds them from its own
+ * place. What that costs, since a bundle is one content-addressed version:
+ *
+ * - every agent gets every registered toolchain (~50–100 MB each), whether or not it will
+ *   compile with it; but only blobs it lacks travel (sync.need), so a toolchain's files cross
+ *   the wire once per agent, and a second toolchain sends only its own new files;
+ * - a new toolchain (or extension) is a new bundle version: each agent's instance materialises
+ *   it as a new immutable directory. Files without an execute bit are hard links to the blob,
+ *   but programs are copied (agent/version-store.ts: a mode belongs to the inode), so each new
+ *   version costs a copy of every toolchain's programs on the agent's disk, kept for the
+ *   agent's --version-retention. A task already running keeps its own version directory: its
+ *   files never change under it; tasks started after the sync use the new version.
  */
 import { checkManifest, versionIdOf, type Manifest } from '../protocol/manifest.js';
 import type { BlobStore } from '../common/blob-store.js';
-import { createBundle, type Bundle, type BundleBlob } from '../protocol/client/bundle.js';
+import {
+  BUILT_IN_EXTENSIONS,
+  createBundle,
+  sha256Of,
+  type Bundle,
+  type BundleBlob,
+} from '../protocol/client/bundle.js';
 import type { Store } from './store/store.js';
+import type { ToolchainRow } from './store/types.js';
 
 export class BundleManager {
   private base: Promise<Bundle> | undefined;
   private current: Promise<Bundle> | undefined;
+  private currentSets: string | undefined;
 
   constructor(
     private readonly store: Store,
@@ -18,11 +42,18 @@ export class BundleManager {
     private readonly options: { hostDir?: string | undefined; label: string },
   ) {}
 
-  /** The bundle for agents now. */
+  /**
+   * The bundle for agents now. The stored sets are looked at on every call (two small reads), so
+   * rows that arrived without an invalidate() — a backup's, replicated from its primary — are in
+   * the bundle it ships when it takes over.
+   */
   get(): Promise<Bundle> {
+    const sets = this.storedSets();
+    if (sets !== this.currentSets) this.current = undefined;
     if (this.current === undefined) {
       const computing = this.compute();
       this.current = computing;
+      this.currentSets = sets;
       // A failure (a file vanished, a disk error) is not remembered: the next call tries again.
       computing.catch(() => {
         if (this.current === computing) this.current = undefined;
@@ -32,9 +63,17 @@ export class BundleManager {
     return this.current;
   }
 
-  /** The extension set changed: the next get() computes a new bundle. */
+  /** The extension or toolchain set changed: the next get() computes a new bundle. */
   invalidate(): void {
     this.current = undefined;
+  }
+
+  /** What the bundle is made of besides this package: users' extensions, toolchains by id. */
+  private storedSets(): string {
+    return JSON.stringify([
+      this.store.listExtensions().map((e) => [e.name, e.version, e.addedAt]),
+      this.store.cache.listToolchains().map((t) => t.id),
+    ]);
   }
 
   private async compute(): Promise<Bundle> {
@@ -45,23 +84,32 @@ export class BundleManager {
     const base = await this.base;
     const files: Manifest['files'] = [...base.manifest.files];
     const blobs = new Map<string, BundleBlob>(base.blobs);
-    for (const extension of this.store.listExtensions()) {
-      if (extension.name === 'core') continue;
-      for (const file of extension.files) {
-        files.push({
-          path: `extensions/${extension.name}/${file.path}`,
+    const addStored = (path: string, file: Manifest['files'][number]): void => {
+      files.push({ path, sha256: file.sha256, size: file.size, mode: file.mode });
+      if (!blobs.has(file.sha256)) {
+        blobs.set(file.sha256, {
           sha256: file.sha256,
           size: file.size,
-          mode: file.mode,
+          source: { file: this.blobs.pathOf(file.sha256) },
         });
-        if (!blobs.has(file.sha256)) {
-          blobs.set(file.sha256, {
-            sha256: file.sha256,
-            size: file.size,
-            source: { file: this.blobs.pathOf(file.sha256) },
-          });
-        }
       }
+    };
+    for (const extension of this.store.listExtensions()) {
+      if (BUILT_IN_EXTENSIONS.includes(extension.name)) continue;
+      for (const file of extension.files) {
+        addStored(`extensions/${extension.name}/${file.path}`, file);
+      }
+    }
+    for (const toolchain of this.store.cache.listToolchains()) {
+      const shipped = shippedToolchain(toolchain);
+      if (shipped === undefined) continue;
+      for (const file of shipped.files) addStored(file.path, file);
+      files.push(shipped.description);
+      blobs.set(shipped.description.sha256, {
+        sha256: shipped.description.sha256,
+        size: shipped.description.size,
+        source: { data: shipped.data },
+      });
     }
     const manifest = checkManifest({
       label: this.options.label,
@@ -70,4 +118,55 @@ export class BundleManager {
     });
     return { manifest, versionId: versionIdOf(manifest), blobs };
   }
+}
+
+/** What the cc extension reads of a toolchain (src/extensions/cc/toolchains.ts). */
+export interface ToolchainDescription {
+  id: string;
+  /** The newest glibc its programs need: agents with an older one refuse it. */
+  glibc: string;
+  driver?: string;
+  triple?: string;
+  version?: string;
+}
+
+/**
+ * A toolchain as the bundle carries it: its files under `toolchains/<id>/` and its description
+ * at `toolchains/<id>.json`; undefined when it cannot be shipped, so that one bad registration
+ * (any user may register one) never breaks the bundle of every agent:
+ *
+ * - no glibc requirement in what its client said (`info`): an agent could not tell whether it
+ *   can run it;
+ * - file paths the manifest would refuse under the prefix (too long, a file that is also a
+ *   directory of another).
+ *
+ * Such a toolchain is never on an agent, so its jobs run on the client.
+ */
+export function shippedToolchain(
+  row: ToolchainRow,
+): { files: Manifest['files']; description: Manifest['files'][number]; data: Buffer } | undefined {
+  const { glibc, driver, triple, version } = row.info;
+  if (typeof glibc !== 'string' || !/^\d+\.\d+$/.test(glibc)) return undefined;
+  const description: ToolchainDescription = { id: row.id, glibc };
+  for (const [key, value] of [
+    ['driver', driver],
+    ['triple', triple],
+    ['version', version],
+  ] as const) {
+    if (typeof value === 'string' && value.length <= 256) description[key] = value;
+  }
+  const data = Buffer.from(`${JSON.stringify(description)}\n`);
+  const files = row.files.map((f) => ({ ...f, path: `toolchains/${row.id}/${f.path}` }));
+  const described = {
+    path: `toolchains/${row.id}.json`,
+    sha256: sha256Of(data),
+    size: data.length,
+    mode: 0o644,
+  };
+  try {
+    checkManifest({ entry: described.path, files: [...files, described] });
+  } catch {
+    return undefined;
+  }
+  return { files, description: described, data };
 }

@@ -42,6 +42,8 @@ const knownCodes: Record<ErrorCode, true> = {
   HOST_CRASHED: true,
   HOST_START_FAILED: true,
   TASK_USER_FAILED: true,
+  TOOLCHAIN_NOT_FOUND: true,
+  TOOLCHAIN_INCOMPATIBLE: true,
   AGENT_SHUTTING_DOWN: true,
   LEASE_NOT_HELD: true,
   CONNECTION_CLOSED: true,

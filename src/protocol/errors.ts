@@ -52,6 +52,10 @@ export const errorCodes = {
   HOST_START_FAILED: 'The host process could not be started.',
   TASK_USER_FAILED:
     "The agent runs tasks as a user of the instance's own and could not create or prepare it; the instance's tasks are refused.",
+  TOOLCHAIN_NOT_FOUND:
+    "The compiler toolchain a compile names is not in the agent's synced files (not registered, or not synced there yet).",
+  TOOLCHAIN_INCOMPATIBLE:
+    "The agent's C library (glibc) is older than the one the compiler toolchain needs; its compiles run elsewhere.",
   // daemon
   AGENT_SHUTTING_DOWN: 'The agent is draining and accepts no new work.',
   LEASE_NOT_HELD:

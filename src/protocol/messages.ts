@@ -111,8 +111,18 @@ export const readySchema = z.object({
       expiresInMs: z.number().nonnegative(),
     })
     .optional(),
-  /** What the machine offers; coordinators default their slots to `cores`. */
-  capacity: z.object({ cores: z.number().int().positive() }).optional(),
+  /**
+   * What the machine offers; coordinators default their slots to `cores`. `bootId` (agents since
+   * issue 13): sha256 of "muster-boot:" + the kernel's boot id (src/common/boot-id.ts), so a
+   * coordinator can tell agents that share a compile client's machine; absent: unknown. One
+   * in another form (a future agent's) is read as absent rather than failing the handshake.
+   */
+  capacity: z
+    .object({
+      cores: z.number().int().positive(),
+      bootId: sha256Hex.optional().catch(undefined),
+    })
+    .optional(),
 });
 export type Ready = z.infer<typeof readySchema>;
 

@@ -160,6 +160,7 @@ describe('muster run across three agents', () => {
       version: string;
     }[];
     assert.deepEqual(extensions.map((e) => [e.name, e.version]).sort(), [
+      ['cc', '0.1.0'],
       ['core', '0.1.0'],
       ['probe', 'v7'],
     ]);

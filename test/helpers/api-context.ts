@@ -61,6 +61,7 @@ export class FakeAgents implements AgentDirectory {
       agentVersion: null,
       instanceKey: null,
       lastConnectedAt: null,
+      bootId: null,
     };
   }
 

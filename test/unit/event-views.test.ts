@@ -136,6 +136,7 @@ describe('event views', () => {
       agentVersion: '1.0.0',
       instanceKey: 'key',
       lastConnectedAt: '2026-01-01T00:00:00.000Z',
+      bootId: 'b'.repeat(64),
     };
     const view: AgentView = {
       name: 'a1',

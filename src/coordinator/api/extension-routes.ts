@@ -5,21 +5,24 @@ import { checkRelativePath } from '../../protocol/paths.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { addExtensionBody } from '../../api/requests.js';
+import { BUILT_IN_EXTENSIONS } from '../../protocol/client/bundle.js';
 import type { ExtensionView } from '../../api/views/extensions.js';
 
 export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const list = async (): Promise<ExtensionView[]> => {
     const bundle = await ctx.bundles.get();
-    const core = bundle.manifest.files.filter((f) => f.path.startsWith('extensions/core/'));
     return [
-      {
-        name: 'core',
-        version: ctx.version,
-        files: core.length,
-        bytes: core.reduce((n, f) => n + f.size, 0),
-        addedAt: '',
-        builtIn: true,
-      },
+      ...BUILT_IN_EXTENSIONS.map((name) => {
+        const files = bundle.manifest.files.filter((f) => f.path.startsWith(`extensions/${name}/`));
+        return {
+          name,
+          version: ctx.version,
+          files: files.length,
+          bytes: files.reduce((n, f) => n + f.size, 0),
+          addedAt: '',
+          builtIn: true,
+        };
+      }),
       ...ctx.store.listExtensions().map((e) => ({
         name: e.name,
         version: e.version,
@@ -39,8 +42,8 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
   app.post('/api/v1/extensions', async (request, reply) => {
     requireAdmin(request, ctx);
     const body = parse(addExtensionBody, request.body, 'extension');
-    if (body.name === 'core')
-      throw new MusterError('CONFLICT', 'core is built in and cannot be replaced');
+    if (BUILT_IN_EXTENSIONS.includes(body.name))
+      throw new MusterError('CONFLICT', `${body.name} is built in and cannot be replaced`);
     for (const file of body.files) checkRelativePath(file.path, 'extension file');
     if (!body.files.some((f) => f.path === 'muster-extension.json')) {
       throw new MusterError('VALIDATION_FAILED', 'an extension needs its muster-extension.json');

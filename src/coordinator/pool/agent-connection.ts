@@ -101,6 +101,14 @@ export class AgentConnection {
     return this.row.cores !== null ? 'last-known' : 'unknown';
   }
 
+  /**
+   * The machine the agent runs on (hashed kernel boot id) as the live connection reported it;
+   * null when not connected or the agent does not say (older agents): another machine.
+   */
+  get bootId(): string | null {
+    return this.client?.bootId ?? null;
+  }
+
   get freeSlots(): number {
     return this.isReady ? Math.max(0, this.slots - this.busySlots) : 0;
   }

@@ -28,6 +28,12 @@ export interface AgentSnapshot {
   agentVersion: string | null;
   instanceKey: string | null;
   lastConnectedAt: string | null;
+  /**
+   * The agent's machine (sha256 of its kernel boot id, src/common/boot-id.ts) on the live
+   * connection; null when unknown. Compile sessions compare it with the client's: an agent on
+   * the client's own machine adds no cores. Not in the public AgentView.
+   */
+  bootId: string | null;
 }
 
 export function snapshotOf(c: AgentConnection): AgentSnapshot {
@@ -46,5 +52,6 @@ export function snapshotOf(c: AgentConnection): AgentSnapshot {
     agentVersion: c.client?.agentVersion ?? null,
     instanceKey: c.client?.instance.key ?? null,
     lastConnectedAt: c.lastConnectedAt,
+    bootId: c.bootId,
   };
 }

@@ -52,6 +52,8 @@ export class AgentClient {
   readonly protocol: number;
   /** The agent's cores, when it says (agents since 0.1). */
   readonly cores: number | undefined;
+  /** The agent's machine (hashed kernel boot id), when it says (agents since issue 13). */
+  readonly bootId: string | undefined;
   /** With a clusterId: the lease as the handshake left it. */
   readonly lease: LeaseInfo | undefined;
   /** Protected, not private: a test seam (test/helpers/raw-agent-client.ts) extends this class. */
@@ -69,6 +71,7 @@ export class AgentClient {
     this.conn = conn;
     this.requests = new RequestTable(conn, () => this.closeError);
     this.cores = hello.cores;
+    this.bootId = hello.bootId;
     this.lease = hello.lease;
     this.instance = hello.instance;
     this.agentId = hello.agentId;

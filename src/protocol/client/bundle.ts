@@ -1,7 +1,8 @@
 /**
  * A bundle is what a coordinator pushes to agents: its host runtime and extensions as one
  * manifest (path -> sha256, size, mode) plus where each file's bytes come from. Layout on the
- * agent: package.json, host/**, extensions/<name>/**.
+ * agent: package.json, host/**, extensions/<name>/**, and with registered compiler toolchains
+ * (added by the coordinator's BundleManager) toolchains/<id>/** and toolchains/<id>.json.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -28,18 +29,23 @@ export interface Bundle {
 export interface BundleOptions {
   /** The host runtime: a folder whose main.js is the entry (default: this package's host). */
   hostDir?: string;
-  /** Extension folders, each with a muster-extension.json (default: the built-in core). */
+  /** Extension folders, each with a muster-extension.json (default: the built-in core and cc). */
   extensionDirs?: string[];
   label?: string;
 }
 
-/** dist/src/host and dist/src/extensions/core of this package. */
+/** dist/src/host and dist/src/extensions/{core,cc} of this package. */
 export const defaultHostDir = fileURLToPath(new URL('../../host/', import.meta.url));
 export const coreExtensionDir = fileURLToPath(new URL('../../extensions/core/', import.meta.url));
+/** Remote compiles (issue 13): runs the toolchains a bundle carries under toolchains/. */
+export const ccExtensionDir = fileURLToPath(new URL('../../extensions/cc/', import.meta.url));
+
+/** The extensions every bundle of this package ships; users cannot add or replace these names. */
+export const BUILT_IN_EXTENSIONS: readonly string[] = ['cc', 'core'];
 
 export async function createBundle(options: BundleOptions = {}): Promise<Bundle> {
   const hostDir = options.hostDir ?? defaultHostDir;
-  const extensionDirs = options.extensionDirs ?? [coreExtensionDir];
+  const extensionDirs = options.extensionDirs ?? [coreExtensionDir, ccExtensionDir];
   const files: Manifest['files'] = [];
   const blobs = new Map<string, BundleBlob>();
   const add = (

@@ -31,6 +31,8 @@ export interface HandshakeResult {
   agentVersion: string;
   protocol: number;
   cores: number | undefined;
+  /** The agent's machine (src/common/boot-id.ts), when it says (agents since issue 13). */
+  bootId: string | undefined;
   lease: LeaseInfo | undefined;
 }
 
@@ -151,6 +153,7 @@ export async function handshake(
         agentVersion: challenge!.agentVersion,
         protocol: challenge!.protocol,
         cores: parsed.data.capacity?.cores,
+        bootId: parsed.data.capacity?.bootId,
         lease: parsed.data.lease,
       });
     };

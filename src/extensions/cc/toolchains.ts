@@ -1,0 +1,130 @@
+/**
+ * Where a compile's toolchain is on this agent, and whether this agent can run it.
+ *
+ * The coordinator ships each registered toolchain inside its bundle (src/coordinator/bundles.ts):
+ * its files under `toolchains/<id>/` and its description as `toolchains/<id>.json`
+ * (`{ "glibc": "2.N", … }`), next to `extensions/cc/`. A version directory is immutable, so what
+ * a task finds there never changes under it, and what was checked once per host process holds.
+ *
+ * glibc, libm and ld.so are not shipped (they must match the agent's own ld.so): the toolchain
+ * runs only where the C library is at least as new as the newest GLIBC_2.N its programs use.
+ */
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ccError } from './errors.js';
+import { checkRelativePath, isInside } from './paths.js';
+
+export interface ToolchainPlace {
+  /** The toolchain's root (a real path). */
+  root: string;
+  /** The driver's real path, inside the root. */
+  driver: string;
+}
+
+/** The glibc version this process runs with ("2.36"), or undefined when it has none (musl). */
+export type GlibcVersion = () => string | undefined;
+
+let runtimeGlibc: { version: string | undefined } | undefined;
+
+/** This agent's glibc, as Node's own diagnostic report reads it (once: it costs a few ms). */
+export const agentGlibc: GlibcVersion = () => {
+  if (runtimeGlibc === undefined) {
+    const report = process.report.getReport() as { header?: { glibcVersionRuntime?: unknown } };
+    const version = report.header?.glibcVersionRuntime;
+    runtimeGlibc = { version: typeof version === 'string' ? version : undefined };
+  }
+  return runtimeGlibc.version;
+};
+
+/** "2.36" → [2, 36]; undefined when it is not such a version. */
+export function parseGlibc(version: string): [number, number] | undefined {
+  const match = /^(\d+)\.(\d+)(\.\d+)?$/.exec(version);
+  if (match === null) return undefined;
+  return [Number(match[1]), Number(match[2])];
+}
+
+/** Whether a C library of version `have` runs programs that need `need`. */
+export function glibcSatisfies(have: string, need: string): boolean {
+  const h = parseGlibc(have);
+  const n = parseGlibc(need);
+  if (h === undefined || n === undefined) return false;
+  return h[0] > n[0] || (h[0] === n[0] && h[1] >= n[1]);
+}
+
+/** What a toolchain needs, from its description; checked results per toolchain dir. */
+const needs = new Map<string, Promise<string>>();
+
+async function neededGlibc(toolchains: string, id: string): Promise<string> {
+  const file = join(toolchains, `${id}.json`);
+  let cached = needs.get(file);
+  if (cached === undefined) {
+    cached = readFile(file, 'utf8').then((text) => {
+      let glibc: unknown;
+      try {
+        glibc = (JSON.parse(text) as { glibc?: unknown }).glibc;
+      } catch {
+        glibc = undefined;
+      }
+      if (typeof glibc !== 'string' || parseGlibc(glibc) === undefined) {
+        throw ccError('TOOLCHAIN_NOT_FOUND', `toolchain ${id}: its description has no glibc`);
+      }
+      return glibc;
+    });
+    needs.set(file, cached);
+    // A failure is not remembered (a test, or a later bundle, may put the file there).
+    cached.catch(() => needs.delete(file));
+  }
+  return cached;
+}
+
+/**
+ * The toolchain's root and driver, checked: TOOLCHAIN_NOT_FOUND when it is not in this bundle,
+ * TOOLCHAIN_INCOMPATIBLE when this agent's glibc is too old for it, INVALID_PATH when the
+ * driver is not a program inside it (`..`, an absolute path, a symlink that leads out).
+ */
+export async function locateToolchain(
+  toolchains: string,
+  id: string,
+  driver: string,
+  glibc: GlibcVersion = agentGlibc,
+): Promise<ToolchainPlace> {
+  checkRelativePath(driver, 'cc/compile: "driver"');
+  let root: string;
+  try {
+    root = await realpath(join(toolchains, id));
+    if (!(await stat(root)).isDirectory()) throw new Error('not a directory');
+  } catch {
+    throw ccError('TOOLCHAIN_NOT_FOUND', `toolchain ${id} is not on this agent`);
+  }
+  let need: string;
+  try {
+    need = await neededGlibc(toolchains, id);
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'TOOLCHAIN_NOT_FOUND') throw err;
+    throw ccError('TOOLCHAIN_NOT_FOUND', `toolchain ${id} has no description on this agent`);
+  }
+  const have = glibc();
+  if (have === undefined || !glibcSatisfies(have, need)) {
+    throw ccError(
+      'TOOLCHAIN_INCOMPATIBLE',
+      `toolchain ${id} needs glibc ${need}; this agent has ${have === undefined ? 'none' : have}`,
+    );
+  }
+  let real: string;
+  try {
+    real = await realpath(join(root, driver));
+  } catch {
+    throw ccError('INVALID_PATH', `toolchain ${id} has no driver ${JSON.stringify(driver)}`);
+  }
+  if (!isInside(root, real) || real === root) {
+    throw ccError(
+      'INVALID_PATH',
+      `the driver ${JSON.stringify(driver)} leads outside toolchain ${id}`,
+    );
+  }
+  const info = await stat(real);
+  if (!info.isFile() || (info.mode & 0o111) === 0) {
+    throw ccError('INVALID_PATH', `the driver ${JSON.stringify(driver)} is not a program`);
+  }
+  return { root, driver: real };
+}

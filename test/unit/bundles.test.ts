@@ -1,0 +1,175 @@
+/**
+ * The coordinator's bundle (src/coordinator/bundles.ts) on a real store and blob store: the
+ * built-in extensions core and cc, users' extensions, and registered compiler toolchains under
+ * toolchains/<id>/ with their description, laid out so the cc extension finds them from its own
+ * place; toolchains that cannot be shipped are left out without breaking the bundle.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { BlobStore } from '../../src/common/blob-store.js';
+import { BundleManager } from '../../src/coordinator/bundles.js';
+import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
+import type { Store } from '../../src/coordinator/store/store.js';
+import type { Bundle } from '../../src/protocol/client/bundle.js';
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+describe('bundles', () => {
+  let dir: string;
+  let store: Store;
+  let blobs: BlobStore;
+  let bundles: BundleManager;
+
+  /** Puts `content` in the blob store; returns its file entry at `path`. */
+  async function blob(path: string, content: string, mode = 0o644) {
+    const data = Buffer.from(content);
+    const sha256 = sha(data);
+    const writer = await blobs.createWriter(sha256, data.length);
+    await writer.write(0, data);
+    await writer.finish();
+    return { path, sha256, size: data.length, mode };
+  }
+
+  async function register(
+    id: string,
+    info: Record<string, unknown>,
+    files: { path: string; sha256: string; size: number; mode: number }[],
+  ) {
+    store.cache.putToolchain(
+      { id, files, info, createdBy: 'alice' },
+      (s) => files.find((f) => f.sha256 === s)?.size,
+    );
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'muster-bundles-'));
+    store = openSqliteStore(join(dir, 'state.sqlite'));
+    blobs = new BlobStore(join(dir, 'blobs'));
+    await blobs.init();
+    bundles = new BundleManager(store, blobs, { label: 'muster test' });
+  });
+  after(async () => {
+    store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('ships the built-in core and cc extensions, and no user extension by their names', async () => {
+    const bundle = await bundles.get();
+    const paths = bundle.manifest.files.map((f) => f.path);
+    for (const name of ['core', 'cc']) {
+      assert.ok(paths.includes(`extensions/${name}/index.js`), `${name} is shipped`);
+      assert.ok(paths.includes(`extensions/${name}/muster-extension.json`));
+    }
+    assert.ok(!paths.some((p) => p.startsWith('toolchains/')), 'no toolchain registered yet');
+
+    // A user extension stored under a built-in's name (older coordinators let core through only).
+    store.putExtension({
+      name: 'cc',
+      version: 'evil',
+      files: [await blob('index.js', 'export const operations = {};\n')],
+    });
+    bundles.invalidate();
+    const again = await bundles.get();
+    assert.equal(again.versionId, bundle.versionId, 'the stored "cc" is not shipped');
+    store.removeExtension('cc');
+  });
+
+  it('puts a registered toolchain under toolchains/<id>/ with its description, as a new version', async () => {
+    const before = await bundles.get();
+    const id = 'a'.repeat(64);
+    const files = [
+      await blob('bin/gcc', 'the driver', 0o755),
+      await blob('lib/gcc/x86_64-linux-gnu/12/cc1', 'the compiler proper', 0o755),
+      await blob('x86_64-linux-gnu/bin/as', 'the assembler', 0o755),
+      await blob('lib/shared/libisl.so.23', 'a library', 0o755),
+    ];
+    await register(
+      id,
+      { driver: 'bin/gcc', triple: 'x86_64-linux-gnu', version: '12.2.0', glibc: '2.36', other: 1 },
+      files,
+    );
+    // Noticed without an invalidate(): a backup's rows come by replication, not through a route.
+    const bundle = await bundles.get();
+    assert.notEqual(bundle.versionId, before.versionId);
+
+    for (const file of files) {
+      const shipped = bundle.manifest.files.find((f) => f.path === `toolchains/${id}/${file.path}`);
+      assert.deepEqual(shipped, { ...file, path: `toolchains/${id}/${file.path}` });
+      // Its bytes come from the coordinator's blob store: nothing is hashed or copied again.
+      assert.deepEqual(bundle.blobs.get(file.sha256)?.source, { file: blobs.pathOf(file.sha256) });
+    }
+    const described = bundle.manifest.files.find((f) => f.path === `toolchains/${id}.json`);
+    assert.ok(described !== undefined);
+    assert.equal(described.mode, 0o644);
+    const source = bundle.blobs.get(described.sha256)?.source;
+    assert.ok(source !== undefined && 'data' in source);
+    assert.equal(sha(source.data), described.sha256);
+    assert.equal(source.data.length, described.size);
+    assert.deepEqual(JSON.parse(source.data.toString()), {
+      id,
+      glibc: '2.36',
+      driver: 'bin/gcc',
+      triple: 'x86_64-linux-gnu',
+      version: '12.2.0',
+    });
+    // Everything else is as before: the host and the extensions did not change.
+    const others = (b: Bundle) => b.manifest.files.filter((f) => !f.path.startsWith('toolchains/'));
+    assert.deepEqual(others(bundle), others(before));
+  });
+
+  it('lays toolchains out where the cc extension looks for them, from its own place', async () => {
+    const bundle = await bundles.get();
+    // What the agent's VersionStore does, by hand: every file at its path.
+    const version = join(dir, 'version');
+    for (const file of bundle.manifest.files) {
+      const to = join(version, file.path);
+      await mkdir(dirname(to), { recursive: true });
+      const source = bundle.blobs.get(file.sha256)?.source;
+      assert.ok(source !== undefined, file.path);
+      if ('file' in source) await copyFile(source.file, to);
+      else await writeFile(to, source.data);
+    }
+    const cc = (await import(
+      pathToFileURL(join(version, 'extensions', 'cc', 'index.js')).href
+    )) as {
+      bundleToolchains: string;
+      operations: Record<string, unknown>;
+    };
+    assert.equal(cc.bundleToolchains, join(version, 'toolchains') + '/');
+    assert.equal(typeof cc.operations.compile, 'function');
+    const description = JSON.parse(
+      await readFile(join(cc.bundleToolchains, `${'a'.repeat(64)}.json`), 'utf8'),
+    ) as { glibc: string };
+    assert.equal(description.glibc, '2.36');
+    assert.equal(
+      await readFile(join(cc.bundleToolchains, 'a'.repeat(64), 'bin', 'gcc'), 'utf8'),
+      'the driver',
+    );
+  });
+
+  it('leaves out a toolchain it cannot ship, and the bundle stays good', async () => {
+    const before = await bundles.get();
+    // No glibc requirement: an agent could not tell whether it can run it.
+    await register('b'.repeat(64), { driver: 'bin/gcc' }, [
+      await blob('bin/gcc', 'b driver', 0o755),
+    ]);
+    await register('c'.repeat(64), { glibc: 'new' }, [await blob('bin/gcc', 'c driver', 0o755)]);
+    // A file that is also a directory of another: the manifest would refuse it.
+    await register('d'.repeat(64), { glibc: '2.17' }, [
+      await blob('bin', 'a file', 0o644),
+      await blob('bin/gcc', 'd driver', 0o755),
+    ]);
+    // A path too long under the prefix.
+    await register('e'.repeat(64), { glibc: '2.17' }, [
+      await blob(`${'x'.repeat(1000)}/gcc`, 'e driver', 0o755),
+    ]);
+    const bundle = await bundles.get();
+    assert.equal(bundle.versionId, before.versionId, 'none of them was shipped');
+    assert.equal(await bundles.get(), bundle, 'computed once while nothing changes');
+  });
+});

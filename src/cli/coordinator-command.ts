@@ -51,6 +51,11 @@ export function registerCoordinatorCommand(program: Command): void {
       "how long a lost agent's tasks wait for it before being retried",
       '15s',
     )
+    .option(
+      '--compile-idle-timeout <duration>',
+      'a compile session (muster build) not heard from this long is closed as failed',
+      '2m',
+    )
     .option('--heartbeat-interval <duration>', 'agent heartbeat interval', '5s')
     .option('--token-ttl <duration>', 'how long a login token stays valid', '30d')
     .option(

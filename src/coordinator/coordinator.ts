@@ -19,6 +19,7 @@ import { MusterError } from '../protocol/errors.js';
 import type { ApiContext } from './api/context.js';
 import { buildServer } from './api/server.js';
 import { Builds } from './builds/builds.js';
+import { CompileSessions, capacityAgents } from './compile/sessions.js';
 import { restrictFiles, secureDataDir } from './data-dir.js';
 import { Housekeeping } from './housekeeping.js';
 import { INSTANCE_ID_SETTING, instanceIdSetting } from './identity.js';
@@ -59,6 +60,7 @@ export class Coordinator {
   private app: FastifyInstance | undefined;
   private role: Role | undefined;
   private housekeeping: Housekeeping | undefined;
+  private compile: CompileSessions | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -93,7 +95,17 @@ export class Coordinator {
         ? await PrimaryRole.open(services)
         : new BackupRole(services, () => this.advertisedUrl());
     this.role = role;
-    const app = buildServer(this.apiContext(services, role), log, (key) => {
+    const compile = new CompileSessions({
+      store,
+      builds: role.engine,
+      events: services.events,
+      agents: () => capacityAgents(role.engine.pool.snapshots()),
+      writes: () => role.role() !== 'backup-standby',
+      log,
+      idleTimeoutMs: options.compileIdleTimeoutMs,
+    });
+    this.compile = compile;
+    const app = buildServer(this.apiContext(services, role, compile), log, (key) => {
       if (key === INSTANCE_ID_SETTING && role.engine.running) role.engine.pool.reconnectAll();
     });
     this.app = app;
@@ -111,6 +123,7 @@ export class Coordinator {
         () => role.role() !== 'backup-standby',
       );
       this.housekeeping.start();
+      compile.start();
     }
     const url = this.listenUrl();
     const { certificates, createdCertificate } = services.tls;
@@ -148,6 +161,7 @@ export class Coordinator {
     }
     this.moveTo('stopping');
     this.housekeeping?.stop();
+    await this.compile?.stop();
     this.role?.quiesce();
     await this.app?.close().catch((err: unknown) => this.log.warn({ err }, 'closing the server'));
     await this.role?.stop();
@@ -163,7 +177,7 @@ export class Coordinator {
   }
 
   /** What the API's routes see of this coordinator. */
-  private apiContext(services: Services, role: Role): ApiContext {
+  private apiContext(services: Services, role: Role, compile: CompileSessions): ApiContext {
     const { store, blobs, uploads, events, bundles, options, tls } = services;
     const engine = role.engine;
     const metrics = new Metrics({
@@ -195,6 +209,7 @@ export class Coordinator {
         scheduler: engine,
         onSubmitted: () => metrics.buildsSubmitted.inc(),
       }),
+      compile,
       scheduler: engine,
       blobs,
       uploads,

@@ -15,7 +15,7 @@ import { AgentPool } from './pool/pool.js';
 import { cancelRequestedFields } from './scheduler/cancel-request.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import type { Store } from './store/store.js';
-import type { BuildRow } from './store/types.js';
+import type { BuildRow, CompileSessionEnd } from './store/types.js';
 
 export interface EngineContext {
   store: Store;
@@ -39,6 +39,8 @@ export interface BuildControl {
   submit(row: BuildRow): void;
   cancel(buildId: number): void;
   schedule(): void;
+  /** Ends an open build (a compile session); see Scheduler.close. */
+  close(buildId: number, end: CompileSessionEnd): BuildRow;
 }
 
 export class Engine implements EnginePort, BuildControl {
@@ -168,5 +170,10 @@ export class Engine implements EnginePort, BuildControl {
 
   schedule(): void {
     this.scheduler?.schedule();
+  }
+
+  close(buildId: number, end: CompileSessionEnd): BuildRow {
+    // Without a scheduler the build is only in the store.
+    return this.scheduler?.close(buildId, end) ?? this.ctx.store.closeBuild(buildId, end);
   }
 }

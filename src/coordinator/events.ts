@@ -12,8 +12,8 @@ import type { BuildRow, TaskRow } from './store/types.js';
 export interface CoordinatorEventMap {
   /** A build changed (its status, or one of its tasks'): the build and all its tasks. */
   build: { build: BuildRow; tasks: TaskRow[] };
-  /** A task changed. */
-  task: { buildId: number; row: TaskRow; plan: PlanTask };
+  /** A task changed (plan: its plan task; none for a compile session's job). */
+  task: { buildId: number; row: TaskRow; plan?: PlanTask | undefined };
   /** A task wrote output (the chunk as stored, with its id in the build's log). */
   log: {
     buildId: number;

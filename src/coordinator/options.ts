@@ -41,6 +41,8 @@ export interface CoordinatorOptions {
   logLevel?: string;
   /** How long a lost agent's running attempts wait for it to come back before they are retried. */
   agentLossGrace?: string;
+  /** A compile session not heard from this long is closed as failed (default 2m). */
+  compileIdleTimeout?: string;
   heartbeatInterval?: string;
   tokenTtl?: string;
   maxUploadBytes?: number;
@@ -91,6 +93,7 @@ export interface CompiledCoordinatorOptions {
   readonly joinToken: string | undefined;
   readonly logLevel: string;
   readonly agentLossGraceMs: number;
+  readonly compileIdleTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
   readonly tokenTtlMs: number;
   readonly maxUploadBytes: number;
@@ -156,6 +159,10 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     joinToken: options.joinToken === '' ? undefined : options.joinToken,
     logLevel: parseLogLevel(options.logLevel),
     agentLossGraceMs: parseDuration(options.agentLossGrace ?? '15s', '--agent-loss-grace'),
+    compileIdleTimeoutMs: positive(
+      parseDuration(options.compileIdleTimeout ?? '2m', '--compile-idle-timeout'),
+      '--compile-idle-timeout',
+    ),
     heartbeatIntervalMs: parseDuration(options.heartbeatInterval ?? '5s', '--heartbeat-interval'),
     tokenTtlMs: parseDuration(options.tokenTtl ?? '30d', '--token-ttl'),
     maxUploadBytes: options.maxUploadBytes ?? 1024 * 1024 * 1024,

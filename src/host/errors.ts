@@ -78,6 +78,9 @@ const knownCodes: Record<ErrorCode, true> = {
   CERT_NOT_YET_VALID: true,
   CERT_HOST_MISMATCH: true,
   CERT_WRITE_FAILED: true,
+  COMPILE_SESSION_CLOSED: true,
+  TOO_MANY_COMPILE_SESSIONS: true,
+  CACHE_CLIENT_RESULTS_REFUSED: true,
 };
 
 export function isKnownCode(value: unknown): value is ErrorCode {

@@ -102,6 +102,12 @@ export const errorCodes = {
   CERT_HOST_MISMATCH:
     'The certificate does not cover the host name clients use to reach the coordinator.',
   CERT_WRITE_FAILED: 'The certificate files could not be written; nothing was changed.',
+  COMPILE_SESSION_CLOSED:
+    'The compile session has ended (closed, cancelled, or silent too long): open a new one.',
+  TOO_MANY_COMPILE_SESSIONS:
+    'You have as many compile sessions open as allowed; close one (or wait for an idle one to end).',
+  CACHE_CLIENT_RESULTS_REFUSED:
+    'This coordinator stores only cache results it obtained from agents (Cache.AcceptClientResults is false).',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

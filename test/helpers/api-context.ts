@@ -23,6 +23,7 @@ import type {
 } from '../../src/coordinator/api/ports.js';
 import { buildServer } from '../../src/coordinator/api/server.js';
 import { Builds } from '../../src/coordinator/builds/builds.js';
+import { CompileSessions, capacityAgents } from '../../src/coordinator/compile/sessions.js';
 import { EventBus } from '../../src/coordinator/events.js';
 import { Metrics } from '../../src/coordinator/metrics.js';
 import { compileCoordinatorOptions } from '../../src/coordinator/options.js';
@@ -204,6 +205,7 @@ export async function testApi(
     versionId: 'test',
     blobs: new Map(),
   };
+  const events = new EventBus();
   const defaults: ApiContext = {
     store,
     agents,
@@ -214,10 +216,19 @@ export async function testApi(
       scheduler,
       onSubmitted: () => metrics.buildsSubmitted.inc(),
     }),
+    compile: new CompileSessions({
+      store,
+      builds: { close: (id, end) => store.closeBuild(id, end) },
+      events,
+      agents: () => capacityAgents(agents.snapshots()),
+      writes: () => true,
+      log: pino({ level: 'silent' }),
+      idleTimeoutMs: 120_000,
+    }),
     scheduler,
     blobs,
     uploads: noQuota,
-    events: new EventBus(),
+    events,
     bundles: { get: async () => bundle, invalidate: () => {} },
     metrics,
     options,

@@ -90,6 +90,7 @@ const b2: BackupView = {
 
 const summary: BuildSummary = {
   id: 7,
+  kind: 'plan',
   name: 'demo',
   status: 'succeeded',
   createdBy: 'admin',
@@ -513,6 +514,7 @@ describe('switching to the backup', () => {
       ...summary,
       error: null,
       tasks: [],
+      summary: null,
     };
     backup.on('GET', '/builds/:id', () => ({ json: build }));
     backup.on('GET', '/builds/:id/logs', (req) => {

@@ -198,6 +198,10 @@ describe('formatting', () => {
       durationMs: 400,
       outputs: [],
       error: null,
+      label: null,
+      cache: null,
+      placement: null,
+      fallback: null,
     };
     assert.equal(
       describeTransition({ ...task, status: 'running' }, task, false),

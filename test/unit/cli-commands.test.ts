@@ -56,6 +56,8 @@ const agent: AgentView = {
 
 const build: BuildView = {
   id: 7,
+  kind: 'plan',
+  summary: null,
   name: 'demo',
   status: 'failed',
   createdBy: 'admin',
@@ -76,6 +78,10 @@ const build: BuildView = {
       durationMs: 1000,
       outputs: [],
       error: null,
+      label: null,
+      cache: null,
+      placement: null,
+      fallback: null,
     },
     {
       name: 'link',
@@ -89,6 +95,10 @@ const build: BuildView = {
       durationMs: 3000,
       outputs: [],
       error: null,
+      label: null,
+      cache: null,
+      placement: null,
+      fallback: null,
     },
   ],
 };

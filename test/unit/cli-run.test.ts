@@ -63,6 +63,10 @@ function task(name: string, status: TaskView['status'], extra: Partial<TaskView>
     durationMs: ended ? 400 : null,
     outputs: [],
     error: null,
+    label: null,
+    cache: null,
+    placement: null,
+    fallback: null,
     ...extra,
   };
 }
@@ -78,6 +82,8 @@ function buildView(status: BuildStatus, tasks: TaskView[]): BuildView {
     finishedAt: status === 'succeeded' || status === 'failed' ? '2024-01-01T12:00:01.000Z' : null,
     error: null,
     tasks,
+    kind: 'plan',
+    summary: null,
   };
 }
 

@@ -36,6 +36,10 @@ const row = (name: string, status: TaskRow['status']): TaskRow => ({
   finishedAt: status === 'succeeded' ? '2026-01-01T00:00:02.500Z' : null,
   outputs: [],
   error: null,
+  label: null,
+  cache: null,
+  placement: null,
+  fallback: null,
 });
 
 const build: BuildRow = {
@@ -49,6 +53,9 @@ const build: BuildRow = {
   startedAt: '2026-01-01T00:00:00.000Z',
   finishedAt: null,
   error: null,
+  kind: 'plan',
+  open: false,
+  summary: null,
 };
 
 describe('event views', () => {
@@ -59,6 +66,7 @@ describe('event views', () => {
     };
     assert.deepEqual(eventView('build', data), {
       id: 7,
+      kind: 'plan',
       name: 'demo',
       status: 'running',
       createdBy: 'admin',
@@ -91,6 +99,10 @@ describe('event views', () => {
           durationMs: 2500,
           outputs: [],
           error: null,
+          label: null,
+          cache: null,
+          placement: null,
+          fallback: null,
         },
       }),
     );

@@ -37,6 +37,10 @@ const task = (name: string, status: TaskRow['status']): TaskRow => ({
   finishedAt: null,
   outputs: [],
   error: null,
+  label: null,
+  cache: null,
+  placement: null,
+  fallback: null,
 });
 
 describe('an agent result', () => {

@@ -250,6 +250,9 @@ describe('sqlite store: builds, tasks, attempts', () => {
       startedAt: null,
       finishedAt: null,
       error: null,
+      kind: 'plan',
+      open: false,
+      summary: null,
     });
     assert.deepEqual(store.getBuild(1), build);
     assert.equal(store.getBuild(2), undefined);
@@ -269,6 +272,10 @@ describe('sqlite store: builds, tasks, attempts', () => {
       finishedAt: null,
       outputs: [],
       error: null,
+      label: null,
+      cache: null,
+      placement: null,
+      fallback: null,
     });
     assert.equal(store.createBuild(plan('x'), [], 'ada').id, 2);
   });
@@ -365,6 +372,10 @@ describe('sqlite store: builds, tasks, attempts', () => {
       finishedAt: 'f',
       outputs: [{ path: 'out/x', sha256: 'cd'.repeat(32), size: 9, mode: 0o755 }],
       error: null,
+      label: null,
+      cache: null,
+      placement: null,
+      fallback: null,
     });
     store.updateTask(1, 'a', { agent: null, error: 'x' });
     assert.equal(store.getTask(1, 'a')?.agent, null);

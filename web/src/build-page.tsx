@@ -1,7 +1,8 @@
 /**
- * One build: its tasks (status, agent, attempts, duration, outputs to download), the log of the
- * whole build or of one task, following as it is written (the event stream's log events), and
- * cancel. Changes are disabled for viewers and on a standing-by backup.
+ * One build: its tasks (status, agent, attempts, duration, outputs to download) or a compile
+ * session's jobs (where each ran, its cache result), the log of the whole build or of one task,
+ * following as it is written (the event stream's log events), and cancel. Changes are disabled
+ * for viewers and on a standing-by backup.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { blobUrl, cancelBuild, getBuild, getLogs, type BuildView, type StatusView } from './api.js';
@@ -35,15 +36,30 @@ export function BuildPage({
   const [lines, setLines] = useState<Line[]>([]);
   const logBox = useRef<HTMLPreElement>(null);
 
-  // The build, reloaded on its task and build events.
+  // The build, reloaded on its task and build events: one request at a time, and one more after
+  // it for whatever came meanwhile (a compile session reports its jobs in batches of hundreds).
   useEffect(() => {
     let stopped = false;
+    let loading = false;
+    let again = false;
     const load = (): void => {
+      if (loading) {
+        again = true;
+        return;
+      }
+      loading = true;
       getBuild(id)
         .then((b) => {
           if (!stopped) setBuild(b);
         })
-        .catch((err: unknown) => !stopped && setError((err as Error).message));
+        .catch((err: unknown) => !stopped && setError((err as Error).message))
+        .finally(() => {
+          loading = false;
+          if (again && !stopped) {
+            again = false;
+            load();
+          }
+        });
     };
     load();
     const events = new EventSource(`/api/v1/events?build=${id}`);
@@ -133,54 +149,58 @@ export function BuildPage({
         </button>
       ) : null}
       <Notice notice={error} />
-      <section aria-labelledby="tasks-title">
-        <h2 id="tasks-title">Tasks</h2>
-        <TaskGraph tasks={build.tasks} selected={task} onSelect={setTask} duration={duration} />
-        <table>
-          <thead>
-            <tr>
-              <th>Task</th>
-              <th>Status</th>
-              <th>Agent</th>
-              <th>Attempts</th>
-              <th>Duration</th>
-              <th>Needs</th>
-              <th>Outputs</th>
-            </tr>
-          </thead>
-          <tbody>
-            {build.tasks.map((t) => (
-              <tr key={t.name} data-testid={`task-${t.name}`}>
-                <td>
-                  <button
-                    type="button"
-                    class="link"
-                    aria-pressed={task === t.name}
-                    onClick={() => setTask(task === t.name ? undefined : t.name)}
-                  >
-                    {t.name}
-                  </button>
-                </td>
-                <td>
-                  <span class={`pill ${t.status}`}>{t.status}</span>
-                  {t.error ? <span class="muted"> {t.error}</span> : null}
-                </td>
-                <td>{t.agent ?? ''}</td>
-                <td>{t.attempts}</td>
-                <td>{duration(t.durationMs)}</td>
-                <td>{t.needs.join(', ')}</td>
-                <td>
-                  {t.outputs.map((o) => (
-                    <a key={o.path} href={blobUrl(o.sha256)} download={o.path.split('/').pop()}>
-                      {o.path}
-                    </a>
-                  ))}
-                </td>
+      {build.kind === 'compile' ? (
+        <CompileJobs build={build} />
+      ) : (
+        <section aria-labelledby="tasks-title">
+          <h2 id="tasks-title">Tasks</h2>
+          <TaskGraph tasks={build.tasks} selected={task} onSelect={setTask} duration={duration} />
+          <table>
+            <thead>
+              <tr>
+                <th>Task</th>
+                <th>Status</th>
+                <th>Agent</th>
+                <th>Attempts</th>
+                <th>Duration</th>
+                <th>Needs</th>
+                <th>Outputs</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      </section>
+            </thead>
+            <tbody>
+              {build.tasks.map((t) => (
+                <tr key={t.name} data-testid={`task-${t.name}`}>
+                  <td>
+                    <button
+                      type="button"
+                      class="link"
+                      aria-pressed={task === t.name}
+                      onClick={() => setTask(task === t.name ? undefined : t.name)}
+                    >
+                      {t.name}
+                    </button>
+                  </td>
+                  <td>
+                    <span class={`pill ${t.status}`}>{t.status}</span>
+                    {t.error ? <span class="muted"> {t.error}</span> : null}
+                  </td>
+                  <td>{t.agent ?? ''}</td>
+                  <td>{t.attempts}</td>
+                  <td>{duration(t.durationMs)}</td>
+                  <td>{t.needs.join(', ')}</td>
+                  <td>
+                    {t.outputs.map((o) => (
+                      <a key={o.path} href={blobUrl(o.sha256)} download={o.path.split('/').pop()}>
+                        {o.path}
+                      </a>
+                    ))}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
       <section aria-labelledby="log-title">
         <h2 id="log-title">Log{task ? ` of ${task}` : ''}</h2>
         <pre class="log" ref={logBox} data-testid="log" tabIndex={0}>
@@ -190,5 +210,56 @@ export function BuildPage({
         </pre>
       </section>
     </>
+  );
+}
+
+/**
+ * A compile session's jobs (muster build): where each ran (an agent, this machine, the cache),
+ * its cache result, and the fallback that sent it local, if one did; the counts above them.
+ */
+function CompileJobs({ build }: { build: BuildView }) {
+  const summary = build.summary;
+  return (
+    <section aria-labelledby="jobs-title">
+      <h2 id="jobs-title">Compile jobs</h2>
+      {summary ? (
+        <p class="muted" data-testid="compile-summary">
+          {summary.jobs} jobs: {summary.remote} on agents, {summary.local} local,{' '}
+          {summary.cacheHits} from the cache, {summary.fallbacks} fallbacks
+        </p>
+      ) : null}
+      <table>
+        <thead>
+          <tr>
+            <th>Job</th>
+            <th>Status</th>
+            <th>Command</th>
+            <th>Ran</th>
+            <th>Cache</th>
+            <th>Duration</th>
+          </tr>
+        </thead>
+        <tbody>
+          {build.tasks.map((t) => (
+            <tr key={t.name} data-testid={`task-${t.name}`}>
+              <td>{t.name}</td>
+              <td>
+                <span class={`pill ${t.status}`}>{t.status}</span>
+                {t.error ? <span class="muted"> {t.error}</span> : null}
+              </td>
+              <td>
+                <code>{t.label ?? ''}</code>
+              </td>
+              <td>
+                {t.placement === 'remote' ? (t.agent ?? 'agent') : (t.placement ?? '')}
+                {t.fallback ? <span class="muted"> (fallback: {t.fallback})</span> : null}
+              </td>
+              <td>{t.cache ?? ''}</td>
+              <td>{duration(t.durationMs)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
   );
 }

@@ -13,11 +13,30 @@ export interface TaskView {
   durationMs: number | null;
   outputs: { path: string; sha256: string; size: number; mode: number }[];
   error: string | null;
+  /** A compile job's command line (null for a plan task). */
+  label: string | null;
+  /** A compile job's cache result (null for a plan task). */
+  cache: 'hit' | 'miss' | 'off' | null;
+  /** Where a compile job ran: on an agent, on the client, or from the cache (null: plan task). */
+  placement: 'remote' | 'local' | 'cache' | null;
+  /** Why an infrastructure failure sent a compile job local, e.g. agent-lost (null: none). */
+  fallback: string | null;
+}
+
+/** What a compile session did (`muster build`), in numbers. */
+export interface CompileSummaryView {
+  jobs: number;
+  remote: number;
+  local: number;
+  cacheHits: number;
+  fallbacks: number;
 }
 
 /** What a build's full view and its line in a list both show. */
 interface BuildHeader {
   id: number;
+  /** 'plan': from a plan (muster run); 'compile': a compile session's jobs (muster build). */
+  kind: 'plan' | 'compile';
   name: string | null;
   status: BuildStatus;
   createdBy: string;
@@ -29,6 +48,11 @@ interface BuildHeader {
 export interface BuildView extends BuildHeader {
   error: string | null;
   tasks: TaskView[];
+  /**
+   * A compile session's counts: its client's once closed, counted from its tasks while open
+   * (null for a plan build).
+   */
+  summary: CompileSummaryView | null;
 }
 
 export interface BuildSummary extends BuildHeader {

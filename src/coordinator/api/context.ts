@@ -13,6 +13,7 @@ import type {
   BlobAccess,
   BuildService,
   BundleSource,
+  CompileSessionService,
   EventSource,
   HaStatus,
   Scheduling,
@@ -26,6 +27,8 @@ export interface ApiContext {
   agents: AgentDirectory;
   /** Submitting, cancelling and reading builds. */
   builds: BuildService;
+  /** Compile sessions: open builds of `muster build`'s jobs. */
+  compile: CompileSessionService;
   /** Scheduling again once an agent changed. */
   scheduler: Scheduling;
   blobs: BlobAccess;

@@ -42,6 +42,9 @@ const statusOf: Partial<Record<ErrorCode, number>> = {
   CERT_NOT_YET_VALID: 422,
   CERT_HOST_MISMATCH: 422,
   CERT_WRITE_FAILED: 500,
+  COMPILE_SESSION_CLOSED: 409,
+  TOO_MANY_COMPILE_SESSIONS: 429,
+  CACHE_CLIENT_RESULTS_REFUSED: 403,
 };
 
 export function httpStatusOf(code: ErrorCode): number {

@@ -1,6 +1,13 @@
 /** The OpenAPI 3.1 document served at /api/v1/openapi.json; request schemas come from zod. */
 import { z } from 'zod';
 import {
+  cacheLookupBody,
+  closeCompileSessionBody,
+  compileRecordsBody,
+  createCompileSessionBody,
+  putCacheEntryBody,
+  putManifestLineBody,
+  putToolchainBody,
   addAgentBody,
   addExtensionBody,
   createBuildBody,
@@ -145,6 +152,56 @@ const routes: Route[] = [
     summary: 'Log chunks (?task, ?after, ?limit)',
   },
   { method: 'get', path: '/api/v1/builds/{id}/attempts', summary: 'Every attempt of every task' },
+  {
+    method: 'post',
+    path: '/api/v1/compile-sessions',
+    summary:
+      "Open a compile session (muster build): an open build for its jobs, and the pool's capacity",
+    body: createCompileSessionBody,
+    status: 201,
+  },
+  {
+    method: 'post',
+    path: '/api/v1/compile-sessions/{id}/records',
+    summary:
+      "Report jobs that ran on the client or came from the cache (also the session's heartbeat)",
+    body: compileRecordsBody,
+    status: 204,
+  },
+  {
+    method: 'post',
+    path: '/api/v1/compile-sessions/{id}/close',
+    summary: "Close a compile session with its command's exit code; returns the build",
+    body: closeCompileSessionBody,
+  },
+  {
+    method: 'post',
+    path: '/api/v1/cache/lookup',
+    summary: "A direct key's manifest and the cache entries asked for or led to, in one round trip",
+    body: cacheLookupBody,
+  },
+  {
+    method: 'put',
+    path: '/api/v1/cache/entries/{key}',
+    summary: "Store a compile's result (its blobs uploaded first); 200 with the row already there",
+    body: putCacheEntryBody,
+    status: 201,
+  },
+  {
+    method: 'post',
+    path: '/api/v1/cache/manifests/{direct}',
+    summary: "Add a line to a direct key's manifest: with these includes, that entry",
+    body: putManifestLineBody,
+    status: 201,
+  },
+  {
+    method: 'put',
+    path: '/api/v1/toolchains/{id}',
+    summary: "Register a compiler by its files' hashes (uploaded as blobs first)",
+    body: putToolchainBody,
+    status: 201,
+  },
+  { method: 'get', path: '/api/v1/toolchains/{id}', summary: 'A registered toolchain' },
   {
     method: 'get',
     path: '/api/v1/events',

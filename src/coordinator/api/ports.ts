@@ -17,7 +17,16 @@ import type { Metrics } from '../metrics.js';
 import type { AgentSnapshot } from '../pool/agent-snapshot.js';
 import type { CompiledCoordinatorOptions } from '../options.js';
 import type { Store } from '../store/store.js';
-import type { AgentRow, AttemptRow, LogChunk } from '../store/types.js';
+import type {
+  AgentRow,
+  AttemptRow,
+  BuildRow,
+  CompileRecord,
+  CompileSummary,
+  LogChunk,
+  TaskRow,
+} from '../store/types.js';
+import type { SessionCapacity } from '../compile/sessions.js';
 import type { CertificateManager } from '../tls/certificate-manager.js';
 
 /** Builds: submit, cancel, read (builds/builds.ts). */
@@ -32,6 +41,22 @@ export interface BuildService {
   list(filter: BuildFilter): BuildWithTasks[];
   logs(id: string, readFilter: () => LogsFilter): { chunks: LogChunk[]; next: number };
   attempts(id: string): AttemptRow[];
+}
+
+/** Compile sessions: open, report jobs, close (compile/sessions.ts). */
+export interface CompileSessionService {
+  open(
+    request: { command: string; cwd: string; host: string; bootId?: string | undefined },
+    user: string,
+    log: BuildLog,
+  ): { build: BuildRow; capacity: SessionCapacity };
+  record(id: string, records: readonly CompileRecord[], user: string): TaskRow[];
+  close(
+    id: string,
+    end: { exitCode: number | null; summary: CompileSummary },
+    user: string,
+    log: BuildLog,
+  ): BuildWithTasks;
 }
 
 /** The registered agents as the pool sees them, and telling it of changes (pool/pool.ts). */
@@ -78,11 +103,26 @@ export type ApiStore = Pick<
   | 'putExtension'
   | 'removeExtension'
   | 'countActiveBuilds'
+  // a compile session's build, named by a cache entry
+  | 'getBuild'
 > & {
   /** A backup's history, which its primary takes back at failback. */
   replication: Pick<Store['replication'], 'exportBuildHistory' | 'exportTokens'>;
-  /** The compile cache's rows a backup made, also taken back at failback. */
-  cache: Pick<Store['cache'], 'exportSince'>;
+  /**
+   * The shared compile cache (cache-routes.ts), and its rows a backup made, also taken back at
+   * failback.
+   */
+  cache: Pick<
+    Store['cache'],
+    | 'exportSince'
+    | 'getEntry'
+    | 'putEntry'
+    | 'touch'
+    | 'manifest'
+    | 'putManifestLine'
+    | 'getToolchain'
+    | 'putToolchain'
+  >;
 };
 
 export type BlobAccess = Pick<BlobStore, 'missing' | 'createWriter' | 'sizeOf' | 'read'>;

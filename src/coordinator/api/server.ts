@@ -9,7 +9,9 @@ import { registerAgentRoutes } from './agent-routes.js';
 import { isApiPath, registerAuth } from './auth-routes.js';
 import { registerBlobRoutes } from './blob-routes.js';
 import { registerBuildRoutes } from './build-routes.js';
+import { registerCacheRoutes } from './cache-routes.js';
 import { registerCertificateRoutes } from './certificate-routes.js';
+import { registerCompileRoutes } from './compile-routes.js';
 import { BodyDeadlines } from './body-deadline.js';
 import type { ApiContext } from './context.js';
 import { registerEventRoutes } from './event-routes.js';
@@ -123,6 +125,8 @@ export function buildServer(
   registerAgentRoutes(app, ctx);
   registerBlobRoutes(app, ctx);
   registerBuildRoutes(app, ctx);
+  registerCompileRoutes(app, ctx);
+  registerCacheRoutes(app, ctx);
   registerExtensionRoutes(app, ctx);
   registerSettingsRoutes(app, ctx, onSettingChange);
   registerUserRoutes(app, ctx);

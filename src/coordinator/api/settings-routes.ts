@@ -6,6 +6,7 @@ import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { setSettingBody } from '../../api/requests.js';
 import {
+  CACHE_ACCEPT_CLIENT_RESULTS_SETTING,
   CACHE_MAX_BYTES_SETTING,
   DEFAULT_CACHE_MAX_BYTES,
   cacheMaxBytesSchema,
@@ -25,6 +26,11 @@ export const settingDefinitions: Record<string, SettingDefinition> = {
     schema: cacheMaxBytesSchema,
     clearable: true,
     description: `The bytes the shared compile cache may keep (the outputs and stderr of its results), as a number or a size such as 50GiB. Beyond it the least recently used results are removed, at the next blob sweep. 0 keeps none; cleared, the default: ${DEFAULT_CACHE_MAX_BYTES} (20 GiB).`,
+  },
+  [CACHE_ACCEPT_CLIENT_RESULTS_SETTING]: {
+    schema: z.boolean(),
+    description:
+      "Whether users' machines may store compile results in the shared cache (true, the default: users who may run builds trust each other's results, as with a shared ccache). false: only results this coordinator obtained from its agents are stored.",
   },
 };
 

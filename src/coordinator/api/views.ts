@@ -5,8 +5,14 @@
 import type { PlanTask } from '../../api/plan/types.js';
 import type { AgentView } from '../../api/views/agents.js';
 import type { AgentSnapshot } from '../pool/agent-snapshot.js';
-import type { BuildRow, TaskRow } from '../store/types.js';
-import type { BuildSummary, BuildView, TaskView } from '../../api/views/builds.js';
+import type { CacheEntryView, ToolchainView } from '../../api/views/compile.js';
+import type { BuildRow, CacheEntryRow, TaskRow, ToolchainRow } from '../store/types.js';
+import type {
+  BuildSummary,
+  BuildView,
+  CompileSummaryView,
+  TaskView,
+} from '../../api/views/builds.js';
 
 export function taskView(task: TaskRow, planTask: PlanTask | undefined): TaskView {
   return {
@@ -24,13 +30,32 @@ export function taskView(task: TaskRow, planTask: PlanTask | undefined): TaskVie
         : null,
     outputs: task.outputs,
     error: task.error,
+    label: task.label,
+    cache: task.cache,
+    placement: task.placement,
+    fallback: task.fallback,
   };
+}
+
+/** A compile session's counts: as its client reported them at close, else from its jobs. */
+export function compileSummary(build: BuildRow, tasks: TaskRow[]): CompileSummaryView | null {
+  if (build.kind !== 'compile') return null;
+  if (build.summary) return build.summary;
+  const summary = { jobs: tasks.length, remote: 0, local: 0, cacheHits: 0, fallbacks: 0 };
+  for (const t of tasks) {
+    if (t.placement === 'remote') summary.remote++;
+    else if (t.placement === 'local') summary.local++;
+    if (t.cache === 'hit') summary.cacheHits++;
+    if (t.fallback !== null) summary.fallbacks++;
+  }
+  return summary;
 }
 
 /** What a build view and a build summary both say about the build itself. */
 function buildHeader(build: BuildRow): Omit<BuildSummary, 'counts'> {
   return {
     id: build.id,
+    kind: build.kind,
     name: build.plan.name ?? null,
     status: build.status,
     createdBy: build.createdBy,
@@ -49,6 +74,7 @@ export function buildView(build: BuildRow, tasks: TaskRow[]): BuildView {
     tasks: [...tasks]
       .sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0))
       .map((t) => taskView(t, plans.get(t.name))),
+    summary: compileSummary(build, tasks),
   };
 }
 
@@ -79,4 +105,21 @@ export function agentView(agent: AgentSnapshot): AgentView {
     instanceKey: agent.instanceKey,
     lastConnectedAt: agent.lastConnectedAt,
   };
+}
+
+export function cacheEntryView(entry: CacheEntryRow): CacheEntryView {
+  return {
+    key: entry.key,
+    kind: entry.kind,
+    outputs: entry.outputs.map(({ name, sha256, size, mode }) => ({ name, sha256, size, mode })),
+    stderr: entry.stderr && { sha256: entry.stderr.sha256, size: entry.stderr.size },
+    exitCode: entry.exitCode,
+    toolchain: entry.toolchain,
+    source: entry.source,
+    createdAt: entry.createdAt,
+  };
+}
+
+export function toolchainView(toolchain: ToolchainRow): ToolchainView {
+  return { id: toolchain.id, info: toolchain.info, createdAt: toolchain.createdAt };
 }

@@ -49,6 +49,26 @@ const storedPlan = z
     }
   }, 'a stored plan (JSON with its tasks)');
 
+/** A closed compile session's counts as the store keeps them (builds.summary, JSON). */
+const compileSummaryJson = z
+  .string()
+  .max(1024)
+  .refine((value) => {
+    try {
+      return z
+        .strictObject({
+          jobs: count,
+          remote: count,
+          local: count,
+          cacheHits: count,
+          fallbacks: count,
+        })
+        .safeParse(JSON.parse(value)).success;
+    } catch {
+      return false;
+    }
+  }, 'a compile summary (JSON)');
+
 const build = z.object({
   id,
   uid: z.string().regex(/^[0-9a-f]{32}$/),
@@ -60,6 +80,10 @@ const build = z.object({
   started_at: when.nullable(),
   finished_at: when.nullable(),
   error: text.nullable(),
+  // Migration 6 (compile sessions); a backup without them sends a plan build's values.
+  kind: z.enum(['plan', 'compile']).default('plan'),
+  open: z.union([z.literal(0), z.literal(1)]).default(0),
+  summary: compileSummaryJson.nullable().default(null),
 });
 
 const task = z.object({
@@ -74,6 +98,11 @@ const task = z.object({
   finished_at: when.nullable(),
   outputs: fileList,
   error: text.nullable(),
+  label: z.string().max(8192).nullable().default(null),
+  cache: z.enum(['hit', 'miss', 'off']).nullable().default(null),
+  placement: z.enum(['remote', 'local', 'cache']).nullable().default(null),
+  fallback: z.string().max(64).nullable().default(null),
+  spec: z.string().max(MAX_TEXT).nullable().default(null),
 });
 
 const attempt = z.object({

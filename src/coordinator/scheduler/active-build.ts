@@ -2,7 +2,8 @@
  * The scheduler's in-memory picture of one unfinished build: each task's row, how many of its
  * needs are unfinished, who depends on it, and which tasks are ready. Loaded from the store once
  * (also after a restart) and then kept in step with every write, so a scheduling pass costs
- * O(ready tasks), not O(all tasks).
+ * O(ready tasks), not O(all tasks). A compile session's build is open: its jobs that ran on the
+ * client are in the store only (already finished, they change nothing here).
  */
 import type { PlanTask } from '../../api/plan/types.js';
 import type { BuildRow, TaskRow } from '../store/types.js';
@@ -56,8 +57,12 @@ export class ActiveBuild {
     return this.row.id;
   }
 
+  /**
+   * Nothing is left to run. An open build (a compile session) is not finished while open, even
+   * with no task left: its client closes it (Scheduler.close), or a cancel ends it.
+   */
   get finished(): boolean {
-    return this.remaining === 0;
+    return this.remaining === 0 && (!this.row.open || this.cancelling);
   }
 
   /** Every change of a task's row goes through here, so the count of unfinished tasks holds. */

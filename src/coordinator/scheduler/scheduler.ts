@@ -25,7 +25,7 @@ import type { TaskInfo } from '../../protocol/messages.js';
 import type { TaskResult } from '../../protocol/task-types.js';
 import type { EventBus } from '../events.js';
 import type { Store } from '../store/store.js';
-import type { AttemptRow, BuildRow, TaskRow } from '../store/types.js';
+import type { AttemptRow, BuildRow, CompileSessionEnd, TaskRow } from '../store/types.js';
 import type { AttemptStatus } from '../../api/status.js';
 import { ActiveBuild, type TaskState } from './active-build.js';
 import { acceptResult, resultDetail } from './agent-result.js';
@@ -160,6 +160,17 @@ export class Scheduler {
       }
     }
     this.maybeFinish(build);
+  }
+
+  /**
+   * Ends an open build (a compile session) as its client said, or as the coordinator decided
+   * (idle): the store's row, and the build no longer scheduled. (Its tasks so far are all
+   * finished: remote jobs, which would run here, are not part of this step yet.)
+   */
+  close(buildId: number, end: CompileSessionEnd): BuildRow {
+    const row = this.ctx.store.closeBuild(buildId, end);
+    this.builds.delete(buildId);
+    return row;
   }
 
   /** An agent (re)connected: re-attach what runs there, cancel what is stale, dispatch. */

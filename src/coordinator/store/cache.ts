@@ -65,6 +65,18 @@ export function cacheMaxBytes(setting: unknown): number {
   return parsed.success ? parsed.data : DEFAULT_CACHE_MAX_BYTES;
 }
 
+/**
+ * The setting that lets users' machines store results (default true: the ccache shared-cache
+ * model, users of one coordinator trust each other's builds). false: only results this
+ * coordinator obtained from agents are stored; clients' PUTs are refused.
+ */
+export const CACHE_ACCEPT_CLIENT_RESULTS_SETTING = 'Cache.AcceptClientResults';
+
+/** Whether clients may store results, from the setting's stored value (unset: yes). */
+export function acceptsClientResults(setting: unknown): boolean {
+  return setting !== false;
+}
+
 /** Lines kept per direct key: the newest. */
 export const MANIFEST_LINES = 16;
 

@@ -5,7 +5,8 @@
  * build the backup only held a stale copy of), so each row keeps whichever side got further.
  *
  * - Build: matched by uid; a new one keeps its id when free, else gets the next. Status moves
- *   queued → running → finished; the further one wins.
+ *   queued → running → finished; the further one wins (with a compile session's open flag and
+ *   summary: a session the backup closed is closed here).
  * - Task: (attempts, status rank) decides; pending < queued < running < finished.
  * - Attempt: matched by agent task id; a finished one beats a running or lost one. A new attempt whose
  *   number is taken (by one the backup never heard of) gets the next number.
@@ -41,14 +42,18 @@ export function mergeBuild(
   if (local) {
     id = local.id;
     if (buildRank(remote.status) > buildRank(local.status)) {
+      // A compile session the backup closed ends here too, with its summary.
       db.prepare(
         `UPDATE builds SET status = @status, started_at = @started_at,
-         finished_at = @finished_at, error = @error WHERE id = @id`,
+         finished_at = @finished_at, error = @error, open = @open, summary = @summary
+         WHERE id = @id`,
       ).run({
         status: remote.status,
         started_at: remote.started_at,
         finished_at: remote.finished_at,
         error: remote.error,
+        open: remote.open ?? 0,
+        summary: remote.summary ?? null,
         id,
       });
     }
@@ -64,12 +69,15 @@ export function mergeBuild(
       finished_at: remote.finished_at,
       error: remote.error,
       uid,
+      kind: remote.kind ?? 'plan',
+      open: remote.open ?? 0,
+      summary: remote.summary ?? null,
     };
     const insert = db.prepare(
       `INSERT INTO builds (${taken ? '' : 'id, '}status, plan, files, created_by, created_at,
-         started_at, finished_at, error, uid)
+         started_at, finished_at, error, uid, kind, open, summary)
        VALUES (${taken ? '' : '@id, '}@status, @plan, @files, @created_by, @created_at,
-         @started_at, @finished_at, @error, @uid) RETURNING id`,
+         @started_at, @finished_at, @error, @uid, @kind, @open, @summary) RETURNING id`,
     );
     id = (insert.get(taken ? values : { ...values, id: remote.id }) as { id: number }).id;
   }
@@ -104,13 +112,15 @@ function mergeTasks(db: Database.Database, buildId: number, tasks: WireRow[]): v
   const update = db.prepare(
     `UPDATE tasks SET status = @status, attempts = @attempts, exit_code = @exit_code,
      agent = @agent, started_at = @started_at, finished_at = @finished_at, outputs = @outputs,
-     error = @error WHERE build_id = @build_id AND name = @name`,
+     error = @error, label = @label, cache = @cache, placement = @placement,
+     fallback = @fallback, spec = @spec
+     WHERE build_id = @build_id AND name = @name`,
   );
   const insert = db.prepare(
     `INSERT INTO tasks (build_id, name, position, status, attempts, exit_code, agent,
-     started_at, finished_at, outputs, error)
+     started_at, finished_at, outputs, error, label, cache, placement, fallback, spec)
      VALUES (@build_id, @name, @position, @status, @attempts, @exit_code, @agent, @started_at,
-     @finished_at, @outputs, @error)`,
+     @finished_at, @outputs, @error, @label, @cache, @placement, @fallback, @spec)`,
   );
   for (const task of tasks) {
     const values = {
@@ -125,6 +135,12 @@ function mergeTasks(db: Database.Database, buildId: number, tasks: WireRow[]): v
       finished_at: task.finished_at,
       outputs: task.outputs,
       error: task.error,
+      // Compile jobs (migration 6): null for a plan task, or from a backup without them.
+      label: task.label ?? null,
+      cache: task.cache ?? null,
+      placement: task.placement ?? null,
+      fallback: task.fallback ?? null,
+      spec: task.spec ?? null,
     };
     const mine = get.get(buildId, task.name) as { attempts: number; status: string } | undefined;
     if (!mine) insert.run(values);

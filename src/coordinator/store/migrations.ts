@@ -389,4 +389,29 @@ export const migrations: readonly Migration[] = [
         BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('toolchains', json_array(OLD.id)); END;
     `,
   },
+  {
+    version: 6,
+    name: 'compile sessions: open builds of compile jobs',
+    // A compile session (`muster build`, issue 13) is a build of kind 'compile' that stays open
+    // while the command runs: its jobs are appended as tasks, most of them already finished (a
+    // local compile, a cache hit), and it ends when the client closes it (summary: the client's
+    // counts, JSON) or goes silent. Plan builds keep kind 'plan', open 0, and nulls in the new
+    // task columns. tasks.spec is the own description (JSON) of a task that is not in
+    // builds.plan (a remote compile job); tasks.fallback the reason an infrastructure failure
+    // sent a job local. The columns travel with their rows (replication copies whole rows;
+    // history-merge.ts and ha/history-schema.ts list them for failback).
+    sql: `
+      ALTER TABLE builds ADD COLUMN kind TEXT NOT NULL DEFAULT 'plan'
+        CHECK (kind IN ('plan', 'compile'));
+      ALTER TABLE builds ADD COLUMN open INTEGER NOT NULL DEFAULT 0 CHECK (open IN (0, 1));
+      ALTER TABLE builds ADD COLUMN summary TEXT;
+      CREATE INDEX builds_open ON builds (created_by) WHERE open = 1;
+
+      ALTER TABLE tasks ADD COLUMN label TEXT;
+      ALTER TABLE tasks ADD COLUMN cache TEXT CHECK (cache IN ('hit', 'miss', 'off'));
+      ALTER TABLE tasks ADD COLUMN placement TEXT CHECK (placement IN ('remote', 'local', 'cache'));
+      ALTER TABLE tasks ADD COLUMN fallback TEXT;
+      ALTER TABLE tasks ADD COLUMN spec TEXT;
+    `,
+  },
 ];

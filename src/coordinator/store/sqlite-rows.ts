@@ -7,7 +7,9 @@ import type {
   AgentRow,
   ApiToken,
   AttemptRow,
+  BuildKind,
   BuildRow,
+  CompileSummary,
   ExtensionRow,
   LogChunk,
   OutputFile,
@@ -64,6 +66,9 @@ export interface BuildSql {
   finished_at: string | null;
   error: string | null;
   uid: string;
+  kind: BuildKind;
+  open: 0 | 1;
+  summary: string | null;
 }
 
 export interface TaskSql {
@@ -78,6 +83,11 @@ export interface TaskSql {
   finished_at: string | null;
   outputs: string;
   error: string | null;
+  label: string | null;
+  cache: TaskRow['cache'];
+  placement: TaskRow['placement'];
+  fallback: string | null;
+  spec: string | null;
 }
 
 export interface AttemptSql {
@@ -162,6 +172,9 @@ export function toBuild(row: BuildSql): BuildRow {
     startedAt: row.started_at,
     finishedAt: row.finished_at,
     error: row.error,
+    kind: row.kind,
+    open: row.open === 1,
+    summary: row.summary === null ? null : (JSON.parse(row.summary) as CompileSummary),
   };
 }
 
@@ -177,6 +190,10 @@ export function toTask(row: TaskSql): TaskRow {
     finishedAt: row.finished_at,
     outputs: JSON.parse(row.outputs) as OutputFile[],
     error: row.error,
+    label: row.label,
+    cache: row.cache,
+    placement: row.placement,
+    fallback: row.fallback,
   };
 }
 

@@ -165,8 +165,38 @@ export function prepareStatements(db: Database.Database) {
     listActiveBuilds: db.prepare<[], BuildSql>(
       `SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY id`,
     ),
+    // A build that reaches an end is no longer open (a compile session cancelled like any build).
     setBuildStatus: one(
-      `UPDATE builds SET status = @status, ${setClause(buildPatch)} WHERE id = @id`,
+      `UPDATE builds SET status = @status, ${setClause(buildPatch)},
+         open = iif(@status IN ('succeeded', 'failed', 'cancelled'), 0, open)
+       WHERE id = @id`,
+    ),
+
+    // compile sessions: open builds
+    insertOpenBuild: one<BuildSql>(
+      `INSERT INTO builds (status, plan, files, created_by, created_at, started_at, uid, kind, open)
+       VALUES ('running', @plan, '[]', @createdBy, @createdAt, @createdAt,
+               lower(hex(randomblob(16))), @kind, 1)
+       RETURNING *`,
+    ),
+    closeOpenBuild: one<BuildSql>(
+      `UPDATE builds SET status = @status, finished_at = @finishedAt, error = @error,
+         summary = @summary, open = 0
+       WHERE id = @id AND open = 1 RETURNING *`,
+    ),
+    listOpenBuilds: db.prepare<[], BuildSql>('SELECT * FROM builds WHERE open = 1 ORDER BY id'),
+    countOpenBuildsOf: db.prepare<[string], { n: number }>(
+      'SELECT COUNT(*) AS n FROM builds WHERE open = 1 AND created_by = ?',
+    ),
+    nextTaskPosition: db.prepare<[number], { next: number }>(
+      'SELECT coalesce(max(position), 0) + 1 AS next FROM tasks WHERE build_id = ?',
+    ),
+    insertFinishedTask: one<TaskSql>(
+      `INSERT INTO tasks (build_id, name, position, status, attempts, exit_code, agent,
+         started_at, finished_at, error, label, cache, placement, fallback)
+       VALUES (@buildId, @name, @position, @status, 0, @exitCode, @agent,
+         @startedAt, @finishedAt, @error, @label, @cache, @placement, @fallback)
+       RETURNING *`,
     ),
 
     // tasks

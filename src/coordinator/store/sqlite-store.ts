@@ -43,6 +43,8 @@ import type {
   ApiToken,
   AttemptRow,
   BuildRow,
+  CompileRecord,
+  CompileSessionEnd,
   ExtensionRow,
   LogChunk,
   TaskRow,
@@ -339,6 +341,99 @@ class SqliteStore implements Store {
     if (result.changes === 0) throw new MusterError('NOT_FOUND', `No build ${id}.`);
   }
 
+  // compile sessions
+
+  createOpenBuild(build: { name: string; createdBy: string; kind: 'compile' }): BuildRow {
+    const plan: Plan = { name: build.name, tasks: [] };
+    return toBuild(
+      this.sql.insertOpenBuild.get({
+        plan: JSON.stringify(plan),
+        createdBy: build.createdBy,
+        createdAt: this.stamp(),
+        kind: build.kind,
+      })!,
+    );
+  }
+
+  listOpenBuilds(): BuildRow[] {
+    return this.sql.listOpenBuilds.all().map(toBuild);
+  }
+
+  countOpenBuilds(createdBy: string): number {
+    return this.sql.countOpenBuildsOf.get(createdBy)?.n ?? 0;
+  }
+
+  appendRecords(buildId: number, records: readonly CompileRecord[]): TaskRow[] {
+    return this.transaction(() => {
+      const build = this.openBuild(buildId);
+      const from = Date.parse(build.createdAt);
+      const to = Math.max(from, this.now().getTime());
+      let position = this.sql.nextTaskPosition.get(buildId)?.next ?? 1;
+      return records.map((record) => {
+        // A client's clock may be off, or lie: the job ran while the session was open.
+        const started = clamp(record.startedAt, from, to);
+        const finished = clamp(started + record.durationMs, started, to);
+        const ok = record.exitCode === 0;
+        const row = this.sql.insertFinishedTask.get({
+          buildId,
+          name: `job-${position}`,
+          position,
+          status: ok ? 'succeeded' : 'failed',
+          exitCode: record.exitCode,
+          agent: record.placement,
+          startedAt: new Date(started).toISOString(),
+          finishedAt: new Date(finished).toISOString(),
+          error: ok
+            ? null
+            : record.exitCode === null
+              ? 'a signal ended the compiler'
+              : `the compiler exited with ${record.exitCode}`,
+          label: record.label,
+          cache: record.cache,
+          placement: record.placement,
+          fallback: record.fallback ?? null,
+        })!;
+        position++;
+        return toTask(row);
+      });
+    });
+  }
+
+  closeBuild(buildId: number, end: CompileSessionEnd): BuildRow {
+    return this.transaction(() => {
+      this.openBuild(buildId);
+      const ok = end.exitCode === 0 && end.error === undefined;
+      const error = ok
+        ? null
+        : (end.error ??
+          (end.exitCode === null
+            ? 'a signal ended the command'
+            : `the command exited with ${end.exitCode}`));
+      return toBuild(
+        this.sql.closeOpenBuild.get({
+          id: buildId,
+          status: ok ? 'succeeded' : 'failed',
+          finishedAt: this.stamp(),
+          error,
+          summary: end.summary === null ? null : JSON.stringify(end.summary),
+        })!,
+      );
+    });
+  }
+
+  /** The build if it is open; NOT_FOUND or COMPILE_SESSION_CLOSED. */
+  private openBuild(buildId: number): BuildRow {
+    const row = this.sql.buildById.get(buildId);
+    if (row === undefined) throw new MusterError('NOT_FOUND', `No build ${buildId}.`);
+    if (row.open !== 1)
+      throw new MusterError(
+        'COMPILE_SESSION_CLOSED',
+        `Build ${buildId} is not an open compile session (it is ${row.status}).`,
+        { buildId, status: row.status },
+      );
+    return toBuild(row);
+  }
+
   listTasks(buildId: number): TaskRow[] {
     return this.sql.listTasks.all(buildId).map(toTask);
   }
@@ -461,6 +556,10 @@ class SqliteStore implements Store {
   private stamp(): string {
     return this.now().toISOString();
   }
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(Math.max(value, min), max);
 }
 
 function clampLimit(limit: number | undefined, bounds: { default: number; max: number }): number {

@@ -13,6 +13,8 @@ import type {
   ApiToken,
   AttemptRow,
   BuildRow,
+  CompileRecord,
+  CompileSessionEnd,
   ExtensionRow,
   LogChunk,
   TaskRow,
@@ -89,6 +91,25 @@ export interface Store {
     status: BuildStatus,
     fields?: { startedAt?: string; finishedAt?: string; error?: string | null },
   ): void;
+
+  // compile sessions: open builds (issue 13)
+  /** Creates an open build, running from now, with no tasks: a compile session's. */
+  createOpenBuild(build: { name: string; createdBy: string; kind: 'compile' }): BuildRow;
+  /** Builds still open (compile sessions running), oldest first. */
+  listOpenBuilds(): BuildRow[];
+  /** How many builds of this user are open. */
+  countOpenBuilds(createdBy: string): number;
+  /**
+   * Appends jobs that ran on the client or came from the cache as finished tasks `job-<n>` (n
+   * counting on in the build), their times clamped to the session's window (its creation, now).
+   * NOT_FOUND without the build; COMPILE_SESSION_CLOSED when it is not open.
+   */
+  appendRecords(buildId: number, records: readonly CompileRecord[]): TaskRow[];
+  /**
+   * Ends an open build: succeeded iff the command exited 0, else failed with the error given or
+   * "the command exited with N". NOT_FOUND / COMPILE_SESSION_CLOSED as appendRecords.
+   */
+  closeBuild(buildId: number, end: CompileSessionEnd): BuildRow;
 
   listTasks(buildId: number): TaskRow[];
   getTask(buildId: number, name: string): TaskRow | undefined;

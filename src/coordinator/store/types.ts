@@ -58,6 +58,45 @@ export interface BuildRow {
   finishedAt: string | null;
   /** Why it failed or was cancelled, in words. */
   error: string | null;
+  /** 'plan': from a plan (muster run); 'compile': a compile session's jobs (muster build). */
+  kind: BuildKind;
+  /** A compile session still running: not finished while open, whatever its tasks. */
+  open: boolean;
+  /** A closed compile session's counts, as its client reported them (null otherwise). */
+  summary: CompileSummary | null;
+}
+
+export type BuildKind = 'plan' | 'compile';
+
+/** What a compile session did, in numbers (the client's `muster build` summary). */
+export interface CompileSummary {
+  jobs: number;
+  remote: number;
+  local: number;
+  cacheHits: number;
+  fallbacks: number;
+}
+
+/** One job of a compile session that ran on the client or came from the cache. */
+export interface CompileRecord {
+  label: string;
+  placement: 'local' | 'cache';
+  cache: 'hit' | 'miss' | 'off';
+  /** null: a signal ended it. */
+  exitCode: number | null;
+  /** Milliseconds since the epoch, by the client's clock (clamped to the session's window). */
+  startedAt: number;
+  durationMs: number;
+  /** Why an infrastructure failure sent it local. */
+  fallback?: string | undefined;
+}
+
+/** How a compile session ends: its command's exit code (null: a signal), or an error of ours. */
+export interface CompileSessionEnd {
+  exitCode: number | null;
+  summary: CompileSummary | null;
+  /** Overrides the error derived from the exit code ("the client went away"). */
+  error?: string;
 }
 
 export interface OutputFile {
@@ -79,6 +118,14 @@ export interface TaskRow {
   finishedAt: string | null;
   outputs: OutputFile[];
   error: string | null;
+  /** A compile job's command line (null for a plan task). */
+  label: string | null;
+  /** A compile job's cache result (null for a plan task). */
+  cache: 'hit' | 'miss' | 'off' | null;
+  /** Where a compile job ran (null for a plan task). */
+  placement: 'remote' | 'local' | 'cache' | null;
+  /** Why an infrastructure failure sent a compile job local (null: none did). */
+  fallback: string | null;
 }
 
 export interface AttemptRow {

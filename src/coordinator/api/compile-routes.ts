@@ -1,0 +1,43 @@
+/**
+ * Compile sessions (issue 13): `muster build` opens one, reports the jobs that ran on its
+ * machine or came from the cache (batched; also its heartbeat), and closes it with its command's
+ * exit code. Who may: whoever may run builds, on their own session (others cancel it as a build).
+ * The session service (compile/sessions.ts) does the work; these check and shape.
+ */
+import type { FastifyInstance } from 'fastify';
+import {
+  closeCompileSessionBody,
+  compileRecordsBody,
+  createCompileSessionBody,
+} from '../../api/requests.js';
+import type { CompileSessionView } from '../../api/views/compile.js';
+import { requireBuilder, type ApiContext } from './context.js';
+import { parse } from './http-errors.js';
+import { buildView } from './views.js';
+
+export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.post('/api/v1/compile-sessions', async (request, reply) => {
+    const user = requireBuilder(request, ctx);
+    const body = parse(createCompileSessionBody, request.body, 'compile session');
+    const { build, capacity } = ctx.compile.open(body, user.name, request.log);
+    const view: CompileSessionView = { buildId: build.id, capacity };
+    return reply.code(201).send(view);
+  });
+
+  app.post<{ Params: { id: string } }>(
+    '/api/v1/compile-sessions/:id/records',
+    async (request, reply) => {
+      const user = requireBuilder(request, ctx);
+      const body = parse(compileRecordsBody, request.body, 'records');
+      ctx.compile.record(request.params.id, body.records, user.name);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post<{ Params: { id: string } }>('/api/v1/compile-sessions/:id/close', async (request) => {
+    const user = requireBuilder(request, ctx);
+    const body = parse(closeCompileSessionBody, request.body, 'close');
+    const { build, tasks } = ctx.compile.close(request.params.id, body, user.name, request.log);
+    return buildView(build, tasks);
+  });
+}

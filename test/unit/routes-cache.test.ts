@@ -1,0 +1,280 @@
+/**
+ * The shared cache's routes with inject(), over the real cache store (a temp SQLite) and fake
+ * blobs of known sizes: lookups, entries, manifest lines and toolchains; who may write; blobs
+ * that must be there with their size; Cache.AcceptClientResults; a backup standing by and an
+ * active one (whose rows a failback takes back: exportSince finds them).
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { afterEach, describe, it } from 'node:test';
+import type {
+  CacheEntryView,
+  CacheLookupView,
+  ToolchainView,
+} from '../../src/api/views/compile.js';
+import type { BlobAccess, UploadQuota } from '../../src/coordinator/api/ports.js';
+import { backupHa, testApi, type TestApi } from '../helpers/api-context.js';
+
+interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+const KEY = sha('key');
+const DIRECT = sha('direct');
+const TOOLCHAIN = sha('toolchain');
+const OBJECT = { name: 'object', sha256: sha('a.o'), size: 1200, mode: 0o644 };
+const DEPFILE = { name: 'depfile', sha256: sha('a.d'), size: 80, mode: 0o644 };
+const STDERR = { sha256: sha('warning'), size: 30 };
+const entryBody = { outputs: [OBJECT, DEPFILE], stderr: STDERR, exitCode: 0, toolchain: TOOLCHAIN };
+
+/** Blobs by hash with their sizes; what the routes held and marked referenced. */
+function sizedBlobs(sizes: Map<string, number>): {
+  blobs: BlobAccess;
+  uploads: UploadQuota;
+  log: string[];
+} {
+  const log: string[] = [];
+  return {
+    blobs: {
+      missing: async (hashes) => [...hashes].filter((h) => !sizes.has(h)),
+      createWriter: () => Promise.reject(new Error('no uploads in this test')),
+      sizeOf: async (h) => sizes.get(h),
+      read: () => {
+        throw new Error('no downloads in this test');
+      },
+    },
+    uploads: {
+      hold: (hashes) => {
+        log.push(`hold ${[...hashes].length}`);
+        return () => log.push('release');
+      },
+      referenced: (hashes) => log.push(`referenced ${[...hashes].length}`),
+      reserve: () => () => {},
+    },
+    log,
+  };
+}
+
+describe('routes: the shared cache', () => {
+  let api: TestApi | undefined;
+  afterEach(async () => {
+    await api?.close();
+    api = undefined;
+  });
+
+  function withBlobs(
+    ha?: ReturnType<typeof backupHa>,
+  ): Promise<TestApi> & { sizes: Map<string, number>; log: string[] } {
+    const sizes = new Map<string, number>([
+      [OBJECT.sha256, OBJECT.size],
+      [DEPFILE.sha256, DEPFILE.size],
+      [STDERR.sha256, STDERR.size],
+    ]);
+    const fake = sizedBlobs(sizes);
+    const promise = testApi(() => ({
+      blobs: fake.blobs,
+      uploads: fake.uploads,
+      ...(ha ? { ha } : {}),
+    }));
+    return Object.assign(promise, { sizes, log: fake.log });
+  }
+
+  it('stores an entry and a manifest line, and finds both in one lookup', async () => {
+    const pending = withBlobs();
+    api = await pending;
+    const put = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.admin,
+      body: entryBody,
+    });
+    assert.equal(put.status, 201, JSON.stringify(put.body));
+    const entry = put.body as CacheEntryView;
+    assert.deepEqual(
+      [entry.key, entry.kind, entry.source, entry.toolchain, entry.exitCode],
+      [KEY, 'compile', 'client', TOOLCHAIN, 0],
+    );
+    assert.deepEqual(entry.outputs, [OBJECT, DEPFILE]);
+    assert.deepEqual(entry.stderr, STDERR);
+    assert.deepEqual(pending.log, ['hold 3', 'referenced 3', 'release']);
+    // Immutable: the same key again answers the row there, 200.
+    const again = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.admin,
+      body: { ...entryBody, stderr: null },
+    });
+    assert.equal(again.status, 200);
+    assert.deepEqual((again.body as CacheEntryView).stderr, STDERR);
+
+    const includes = [['/usr/include/stdio.h', sha('stdio')]];
+    const line = await api.call('POST', `/api/v1/cache/manifests/${DIRECT}`, {
+      token: api.admin,
+      body: { includes, entry: KEY },
+    });
+    assert.deepEqual([line.status, line.body], [201, { added: true }]);
+    const same = await api.call('POST', `/api/v1/cache/manifests/${DIRECT}`, {
+      token: api.admin,
+      body: { includes, entry: KEY },
+    });
+    assert.deepEqual([same.status, same.body], [200, { added: false }]);
+
+    const lookup = await api.call('POST', '/api/v1/cache/lookup', {
+      token: api.viewer,
+      body: { direct: DIRECT, keys: [KEY, sha('absent')] },
+    });
+    assert.equal(lookup.status, 200);
+    const view = lookup.body as CacheLookupView;
+    assert.deepEqual(view.manifest, [{ includes, entry: KEY }]);
+    assert.deepEqual(
+      view.entries.map((e) => e.key),
+      [KEY],
+    );
+    // The lookup is a use: the entry is the most recently used.
+    assert.equal(api.store.cache.usage(KEY)?.hits, 1);
+    const empty = await api.call('POST', '/api/v1/cache/lookup', {
+      token: api.viewer,
+      body: { direct: sha('nothing') },
+    });
+    assert.deepEqual(empty.body, { manifest: [], entries: [] });
+  });
+
+  it("refuses an entry whose blobs are missing or of another size, and a line whose entry isn't there", async () => {
+    const pending = withBlobs();
+    api = await pending;
+    pending.sizes.delete(DEPFILE.sha256);
+    const missing = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.admin,
+      body: entryBody,
+    });
+    assert.equal(missing.status, 400);
+    assert.equal((missing.body as ErrorBody).error.code, 'BLOB_NOT_FOUND');
+    pending.sizes.set(DEPFILE.sha256, DEPFILE.size + 1);
+    const size = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.admin,
+      body: entryBody,
+    });
+    assert.equal((size.body as ErrorBody).error.code, 'BLOB_SIZE_MISMATCH');
+    assert.equal(api.store.cache.getEntry(KEY), undefined);
+
+    const orphan = await api.call('POST', `/api/v1/cache/manifests/${DIRECT}`, {
+      token: api.admin,
+      body: { includes: [], entry: KEY },
+    });
+    assert.equal(orphan.status, 404);
+
+    for (const [url, body] of [
+      [`/api/v1/cache/entries/${KEY}`, { ...entryBody, exitCode: 1 }],
+      [`/api/v1/cache/entries/NOTAKEY`, entryBody],
+      [`/api/v1/cache/entries/${KEY}`, { ...entryBody, outputs: [] }],
+    ] as const) {
+      const bad = await api.call('PUT', url, { token: api.admin, body });
+      assert.equal((bad.body as ErrorBody).error.code, 'VALIDATION_FAILED', url);
+    }
+    const noKeys = await api.call('POST', '/api/v1/cache/lookup', { token: api.admin, body: {} });
+    assert.equal((noKeys.body as ErrorBody).error.code, 'VALIDATION_FAILED');
+  });
+
+  it('lets viewers read but not write', async () => {
+    api = await withBlobs();
+    const write = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.viewer,
+      body: entryBody,
+    });
+    assert.equal(write.status, 403);
+    const anonymous = await api.call('POST', '/api/v1/cache/lookup', { body: { keys: [KEY] } });
+    assert.equal(anonymous.status, 401);
+  });
+
+  it('refuses clients’ results and lines with Cache.AcceptClientResults false', async () => {
+    api = await withBlobs();
+    const set = await api.call('PUT', '/api/v1/settings/Cache.AcceptClientResults', {
+      token: api.admin,
+      body: { value: false },
+    });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    const entry = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.admin,
+      body: entryBody,
+    });
+    assert.equal(entry.status, 403);
+    assert.equal((entry.body as ErrorBody).error.code, 'CACHE_CLIENT_RESULTS_REFUSED');
+    const line = await api.call('POST', `/api/v1/cache/manifests/${DIRECT}`, {
+      token: api.admin,
+      body: { includes: [], entry: KEY },
+    });
+    assert.equal((line.body as ErrorBody).error.code, 'CACHE_CLIENT_RESULTS_REFUSED');
+    const notBoolean = await api.call('PUT', '/api/v1/settings/Cache.AcceptClientResults', {
+      token: api.admin,
+      body: { value: 'no' },
+    });
+    assert.equal(notBoolean.status, 400);
+  });
+
+  it('registers a toolchain whose files are uploaded, and shows it', async () => {
+    const pending = withBlobs();
+    api = await pending;
+    const gcc = { path: 'bin/gcc', sha256: sha('gcc'), size: 900, mode: 0o755 };
+    const cc1 = {
+      path: 'lib/gcc/x86_64-linux-gnu/12/cc1',
+      sha256: sha('cc1'),
+      size: 30_000,
+      mode: 0o755,
+    };
+    const body = { files: [gcc, cc1], info: { driver: 'gcc', version: '12.2.0' } };
+    const missing = await api.call('PUT', `/api/v1/toolchains/${TOOLCHAIN}`, {
+      token: api.admin,
+      body,
+    });
+    assert.equal((missing.body as ErrorBody).error.code, 'BLOB_NOT_FOUND');
+    pending.sizes.set(gcc.sha256, gcc.size);
+    pending.sizes.set(cc1.sha256, cc1.size);
+    const put = await api.call('PUT', `/api/v1/toolchains/${TOOLCHAIN}`, {
+      token: api.admin,
+      body,
+    });
+    assert.equal(put.status, 201, JSON.stringify(put.body));
+    assert.deepEqual((put.body as ToolchainView).info, body.info);
+    const again = await api.call('PUT', `/api/v1/toolchains/${TOOLCHAIN}`, {
+      token: api.admin,
+      body,
+    });
+    assert.equal(again.status, 200);
+    const shown = await api.call('GET', `/api/v1/toolchains/${TOOLCHAIN}`, { token: api.viewer });
+    assert.equal(shown.status, 200);
+    assert.equal((shown.body as ToolchainView).id, TOOLCHAIN);
+    const none = await api.call('GET', `/api/v1/toolchains/${sha('none')}`, { token: api.viewer });
+    assert.equal(none.status, 404);
+    const escaping = await api.call('PUT', `/api/v1/toolchains/${sha('other')}`, {
+      token: api.admin,
+      body: { files: [{ ...gcc, path: '../gcc' }], info: {} },
+    });
+    assert.equal(escaping.status, 400);
+  });
+
+  it('on a backup: refused standing by; written when active, and found for the failback', async () => {
+    api = await withBlobs(backupHa('backup-standby', 'https://primary.test:8000'));
+    const standby = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.admin,
+      body: entryBody,
+    });
+    assert.equal((standby.body as ErrorBody).error.code, 'STANDBY');
+    // Reads work on a standby (its copy of the primary's cache).
+    const read = await api.call('POST', '/api/v1/cache/lookup', {
+      token: api.viewer,
+      body: { keys: [KEY] },
+    });
+    assert.equal(read.status, 200);
+    await api.close();
+
+    api = await withBlobs(backupHa('backup-active', 'https://primary.test:8000'));
+    const since = new Date(Date.now() - 1000).toISOString();
+    const active = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.admin,
+      body: entryBody,
+    });
+    assert.equal(active.status, 201);
+    const handedBack = api.store.cache.exportSince('entries', since, undefined, 10);
+    assert.deepEqual(
+      handedBack.rows.map((r) => [r.key, r.createdBy]),
+      [[KEY, 'admin']],
+    );
+  });
+});

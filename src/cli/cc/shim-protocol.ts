@@ -8,6 +8,7 @@
  *   service → shim  exec    { path, argv, env? }          the shim execv()s it: done
  *                   run     { path, argv, env?, token }   the shim spawns it, tees stderr, waits
  *                   cpp     { path, argv, env?, token }   same, for the preprocessing pass
+ *                                                 (its stderr captured, not shown)
  *                   exit    { code, stderr }              outputs are written; print, exit(code)
  *   shim → service  ran     { token, exitCode, signal, stderr, usec }   after run / cpp
  *
@@ -26,6 +27,12 @@ import { z } from 'zod';
 
 export const SHIM_PROTOCOL_VERSION = 1;
 export const SHIM_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/**
+ * The most of a child's stderr the shim keeps for `ran` (it still shows all of a `run`'s): its
+ * base64 fits one frame with room for the rest. A `ran.stderr` of exactly this many bytes may
+ * have been cut, so it is not an exact record (native/muster-cc.c `MAX_CAPTURE`).
+ */
+export const SHIM_MAX_CAPTURE_BYTES = ((SHIM_MAX_FRAME_BYTES - 64 * 1024) / 4) * 3;
 /** Environment variable naming the service's socket (set by `muster build` for its command). */
 export const SOCKET_ENV = 'MUSTER_CC_SOCKET';
 /** Environment variable naming the masquerade directory, so nothing loops back into the shim. */

@@ -68,6 +68,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -147,6 +148,12 @@ static int write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      /* A non-blocking stderr (some terminals and tools set it): wait until it takes more. */
+      struct pollfd out = {fd, POLLOUT, 0};
+      if (poll(&out, 1, -1) >= 0 || errno == EINTR) continue;
+      return -1;
+    }
     if (w <= 0) return -1;
     p += w;
     n -= (size_t)w;
@@ -770,6 +777,12 @@ static int connect_service(const char *env, const char **reason) {
 /* Spawns m's program with stderr on a pipe, tees and captures it, waits. -1: not spawned. */
 static int run_child(const struct msg *m, int tee, struct buf *capture, int *status, long long *usec) {
   int pfd[2];
+  struct sigaction chld;
+  /* Inherited SIGCHLD = SIG_IGN would reap the child before waitpid sees its status. */
+  if (sigaction(SIGCHLD, NULL, &chld) == 0 && chld.sa_handler == SIG_IGN) {
+    chld.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &chld, NULL);
+  }
   if (pipe(pfd)) return -1;
   fcntl(pfd[0], F_SETFD, FD_CLOEXEC);
   fcntl(pfd[1], F_SETFD, FD_CLOEXEC);
@@ -787,10 +800,25 @@ static int run_child(const struct msg *m, int tee, struct buf *capture, int *sta
     close(pfd[0]);
     return -1;
   }
+  /*
+   * Read until EOF; but a grandchild that keeps the pipe open (a daemon the compiler started)
+   * must not hold the shim: once the child has exited, what is in the pipe is read and the rest
+   * ignored. The poll timeout only matters in that case: the child's exit closes the pipe.
+   */
   static char chunk[65536];
-  int capturing = 1;
+  int capturing = 1, exited = 0;
   for (;;) {
-    ssize_t r = read(pfd[0], chunk, sizeof chunk);
+    struct pollfd pin = {pfd[0], POLLIN, 0};
+    int ready = poll(&pin, 1, exited ? 0 : 100);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {
+      if (exited) break;
+      pid_t w = waitpid(pid, status, WNOHANG);
+      if (w == pid || (w < 0 && errno != EINTR)) exited = w == pid ? 1 : -1;
+      if (exited < 0) break;
+      continue;
+    }
+    ssize_t r = ready < 0 ? -1 : read(pfd[0], chunk, sizeof chunk);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     if (tee && write_all(2, chunk, (size_t)r)) tee = 0;
@@ -800,12 +828,10 @@ static int run_child(const struct msg *m, int tee, struct buf *capture, int *sta
     }
   }
   close(pfd[0]);
-  while (waitpid(pid, status, 0) < 0) {
-    if (errno != EINTR) {
-      *status = 0x7f00; /* lost: reported as exit code 127 */
-      break;
-    }
+  while (exited == 0 && waitpid(pid, status, 0) < 0) {
+    if (errno != EINTR) exited = -1;
   }
+  if (exited < 0) *status = 0x7f00; /* not ours to wait for: reported as exit code 127 */
   *usec = now_usec() - start;
   return 0;
 }

@@ -377,6 +377,50 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(result.code, 143);
   });
 
+  it('does not wait for a grandchild that keeps the stderr pipe open', async () => {
+    const sb = sandbox();
+    const late = join(sb.dir, 'grandchild-done');
+    let ran: ShimRan | undefined;
+    // The background job holds the pipe well past the child's exit, then leaves a mark.
+    const script = `(sleep 5; : > '${late}') & echo done >&2; exit 0`;
+    const service = await withService(sb, async (c) => {
+      await c.hello();
+      c.send({ type: 'run', path: '/bin/sh', argv: ['sh', '-c', script], token: 'g' });
+      ran = await c.ran();
+      c.send({ type: 'exit', code: 0, stderr: '' });
+    });
+    const result = await new Promise<ShimResult>((resolve, reject) => {
+      // Only the shim's exit is awaited: the grandchild still holds the test's stderr pipe too.
+      const child = spawn(shim, ['gcc'], { env: sb.env, stdio: ['ignore', 'ignore', 'ignore'] });
+      child.on('error', reject);
+      child.on('exit', (code, signal) => {
+        resolve({ code, signal, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) });
+      });
+    });
+    await service.close();
+    assert.equal(existsSync(late), false, 'the shim ended before the grandchild');
+    assert.equal(result.code, 0);
+    assert.equal(ran?.exitCode, 0);
+    assert.equal(Buffer.from(ran?.stderr ?? '', 'base64').toString(), 'done\n');
+  });
+
+  it('reports a child’s real status even when SIGCHLD came in ignored', async () => {
+    const sb = sandbox();
+    let ran: ShimRan | undefined;
+    const service = await withService(sb, async (c) => {
+      await c.hello();
+      c.send({ type: 'run', path: '/bin/sh', argv: ['sh', '-c', 'exit 9'], token: 'c' });
+      ran = await c.ran();
+      c.send({ type: 'exit', code: 9, stderr: '' });
+    });
+    const result = await run('/bin/sh', ['-c', `trap '' CHLD; exec "$0" gcc`, shim], {
+      env: sb.env,
+    });
+    await service.close();
+    assert.equal(ran?.exitCode, 9);
+    assert.equal(result.code, 9);
+  });
+
   it('decodes escapes and surrogate pairs exactly, and escapes its own strings', async () => {
     const sb = sandbox();
     const text = 'q"uote\\ back\nline\ttab \u0001 é 😀 ✓';

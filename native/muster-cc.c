@@ -344,8 +344,9 @@ static void exec_real_compiler(void) {
       exit(127);
     }
     execv(name, g.compiler_argv);
-    fprintf(stderr, "muster-cc: %s: %s\n", name, strerror(errno));
-    exit(errno == ENOENT ? 127 : 126);
+    int err = errno;
+    fprintf(stderr, "muster-cc: %s: %s\n", name, strerror(err));
+    exit(err == ENOENT ? 127 : 126);
   }
   const char *path = getenv("PATH");
   const char *masq = getenv("MUSTER_CC_MASQUERADE");
@@ -873,6 +874,7 @@ int main(int argc, char **argv) {
   } else {
     g.masquerade = 1;
     g.compiler = base_name(argv[0]);
+    if (!g.compiler[0]) usage();
     g.compiler_argv = argv;
   }
   if (!realpath("/proc/self/exe", g.self) && !(strchr(argv[0], '/') && realpath(argv[0], g.self))) {

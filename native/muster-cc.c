@@ -29,7 +29,7 @@
  * that it appends "<unix-seconds> <reason>\n" to cc-fallbacks.log in the socket directory
  * (O_APPEND, 0600, O_NOFOLLOW; failures ignored), which the service counts at its next start.
  *
- * When the shim falls back (the rule, point by point):
+ * When the shim falls back (the rule, point by point; the reasons are SHIM_FALLBACK_REASONS):
  *   - before talking: an argument, the cwd, an environment entry or the compiler name is not
  *     valid UTF-8 (`not-utf8`: JSON cannot carry it, so the service is not even asked), the cwd
  *     is gone (`no-cwd`), the hello is over the frame limit (`too-large`), the socket path does

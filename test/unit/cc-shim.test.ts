@@ -25,10 +25,12 @@ import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  AFTER_RUN_SUFFIX,
   environFromList,
   FALLBACK_LOG_NAME,
   helloSchema,
   ranSchema,
+  SHIM_FALLBACK_REASONS,
   SHIM_MAX_FRAME_BYTES,
   type ServiceMessage,
   type ShimHello,
@@ -215,7 +217,10 @@ function logReasons(path: string): string[] {
     .slice(0, -1)
     .map((line) => {
       assert.match(line, /^\d+ [a-z0-9-]+$/);
-      return line.slice(line.indexOf(' ') + 1);
+      const reason = line.slice(line.indexOf(' ') + 1);
+      const known: readonly string[] = SHIM_FALLBACK_REASONS;
+      assert.ok(known.includes(reason.replace(AFTER_RUN_SUFFIX, '')), `${reason} is documented`);
+      return reason;
     });
 }
 
@@ -683,7 +688,27 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(silent.code, 4);
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-c', 'c.c']);
 
-    assert.equal(readFileSync(started, 'utf8'), 'cc\n--serve\n--detach\n'.repeat(2));
+    // A bin/muster that brings the socket up (a link to a listening fake): the shim uses it.
+    const listening = join(sb.dir, 'listening.sock');
+    const service = await new FakeService(async (c) => {
+      await c.hello();
+      c.send({ type: 'exit', code: 0, stderr: b64('served\n') });
+    }).listen(listening);
+    writeFileSync(
+      join(pkg, 'bin', 'muster'),
+      `#!/bin/sh\nprintf '%s\\n' "$@" >> "$STARTED"\nmkdir -p -m 700 "$XDG_RUNTIME_DIR/muster"\n` +
+        `ln -s '${listening}' "$XDG_RUNTIME_DIR/muster/cc.sock"\n`,
+      { mode: 0o755 },
+    );
+    rmSync(sb.marker);
+    const served = await run(shimCopy, ['gcc', '-c', 'd.c'], { env });
+    await service.close();
+    assert.equal(served.code, 0);
+    assert.equal(served.stderr.toString(), 'served\n');
+    assert.equal(service.connections, 1);
+    assert.equal(fakeGccRun(sb), undefined);
+
+    assert.equal(readFileSync(started, 'utf8'), 'cc\n--serve\n--detach\n'.repeat(3));
     assert.deepEqual(logReasons(log), [
       'service-unavailable',
       'service-unavailable',

@@ -39,6 +39,32 @@ export const SOCKET_ENV = 'MUSTER_CC_SOCKET';
 export const MASQUERADE_ENV = 'MUSTER_CC_MASQUERADE';
 export const SOCKET_NAME = 'cc.sock';
 export const FALLBACK_LOG_NAME = 'cc-fallbacks.log';
+/**
+ * What the shim writes to `FALLBACK_LOG_NAME`, one line per fallback: `<unix-seconds> <reason>`.
+ * Before talking: `not-utf8`, `no-cwd`, `too-large` (hello over the frame limit),
+ * `socket-path-too-long`, `unsafe-socket-dir`, `no-service` (`MUSTER_CC_SOCKET` does not answer),
+ * `service-unavailable` (the per-user service could not be started); while talking: `eof`,
+ * `socket-error`, `bad-frame`, `bad-message`, `exec-failed`, `spawn-failed`. A reason written after
+ * a `run` child had run ends in `AFTER_RUN_SUFFIX`: the shim then ended as that compile ended
+ * rather than compiling again.
+ */
+export const SHIM_FALLBACK_REASONS = [
+  'not-utf8',
+  'no-cwd',
+  'too-large',
+  'socket-path-too-long',
+  'unsafe-socket-dir',
+  'no-service',
+  'service-unavailable',
+  'eof',
+  'socket-error',
+  'bad-frame',
+  'bad-message',
+  'exec-failed',
+  'spawn-failed',
+] as const;
+export type ShimFallbackReason = (typeof SHIM_FALLBACK_REASONS)[number];
+export const AFTER_RUN_SUFFIX = '-after-run';
 
 const byteString = z.string().max(1024 * 1024);
 

@@ -8,6 +8,7 @@
  *   service → shim  exec    { path, argv, env? }          the shim execv()s it: done
  *                   run     { path, argv, env?, token }   the shim spawns it, tees stderr, waits
  *                   cpp     { path, argv, env?, token }   same, for the preprocessing pass
+ *                                                 (its stderr captured, not shown)
  *                   exit    { code, stderr }              outputs are written; print, exit(code)
  *   shim → service  ran     { token, exitCode, signal, stderr, usec }   after run / cpp
  *
@@ -26,12 +27,44 @@ import { z } from 'zod';
 
 export const SHIM_PROTOCOL_VERSION = 1;
 export const SHIM_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/**
+ * The most of a child's stderr the shim keeps for `ran` (it still shows all of a `run`'s): its
+ * base64 fits one frame with room for the rest. A `ran.stderr` of exactly this many bytes may
+ * have been cut, so it is not an exact record (native/muster-cc.c `MAX_CAPTURE`).
+ */
+export const SHIM_MAX_CAPTURE_BYTES = ((SHIM_MAX_FRAME_BYTES - 64 * 1024) / 4) * 3;
 /** Environment variable naming the service's socket (set by `muster build` for its command). */
 export const SOCKET_ENV = 'MUSTER_CC_SOCKET';
 /** Environment variable naming the masquerade directory, so nothing loops back into the shim. */
 export const MASQUERADE_ENV = 'MUSTER_CC_MASQUERADE';
 export const SOCKET_NAME = 'cc.sock';
 export const FALLBACK_LOG_NAME = 'cc-fallbacks.log';
+/**
+ * What the shim writes to `FALLBACK_LOG_NAME`, one line per fallback: `<unix-seconds> <reason>`.
+ * Before talking: `not-utf8`, `no-cwd`, `too-large` (hello over the frame limit),
+ * `socket-path-too-long`, `unsafe-socket-dir`, `no-service` (`MUSTER_CC_SOCKET` does not answer),
+ * `service-unavailable` (the per-user service could not be started); while talking: `eof`,
+ * `socket-error`, `bad-frame`, `bad-message`, `exec-failed`, `spawn-failed`. A reason written after
+ * a `run` child had run ends in `AFTER_RUN_SUFFIX`: the shim then ended as that compile ended
+ * rather than compiling again.
+ */
+export const SHIM_FALLBACK_REASONS = [
+  'not-utf8',
+  'no-cwd',
+  'too-large',
+  'socket-path-too-long',
+  'unsafe-socket-dir',
+  'no-service',
+  'service-unavailable',
+  'eof',
+  'socket-error',
+  'bad-frame',
+  'bad-message',
+  'exec-failed',
+  'spawn-failed',
+] as const;
+export type ShimFallbackReason = (typeof SHIM_FALLBACK_REASONS)[number];
+export const AFTER_RUN_SUFFIX = '-after-run';
 
 const byteString = z.string().max(1024 * 1024);
 

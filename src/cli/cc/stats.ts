@@ -16,7 +16,7 @@
  *   that failed), with `fallbackReasons`; `localReasons`: why compiles ran here; `reruns`: remote
  *   results replaced by a local run.
  */
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../../common/atomic-file.js';
@@ -110,6 +110,7 @@ async function updateFile(
   change: (stats: CompileStats) => CompileStats,
 ): Promise<void> {
   const file = join(cacheDir, STATS_FILE);
+  await mkdir(cacheDir, { recursive: true, mode: 0o700 });
   await withLockFile(`${file}.lock`, async () => {
     const next = change(await readStats(cacheDir));
     await writeAtomic(file, `${JSON.stringify(next, null, 2)}\n`, 0o600);

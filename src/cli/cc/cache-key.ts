@@ -134,6 +134,23 @@ export function encodeKeyInputs(inputs: KeyInputs): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * The result key of a direct-mode compile (depend mode): the direct key and every header the
+ * compile read with its content hash, so the same source and arguments with other headers make
+ * another result.
+ */
+export function directResultKey(
+  direct: string,
+  includes: readonly (readonly [path: string, sha256: string])[],
+): string {
+  return keyOf([
+    { name: 'version', value: CACHE_VERSION },
+    { name: 'kind', value: 'direct-result' },
+    { name: 'direct', value: direct },
+    { name: 'includes', value: includes.flatMap(([path, sha]) => [path, sha]) },
+  ]);
+}
+
 /** The key: sha256 (hex) of the canonical encoding. */
 export function keyOf(inputs: KeyInputs): string {
   return createHash('sha256').update(encodeKeyInputs(inputs)).digest('hex');

@@ -1,0 +1,226 @@
+/**
+ * `muster cc`: the compile service's command (design §5).
+ *
+ *   muster cc --serve [--detach] [--socket PATH] [--idle-exit 10m]   the per-user service
+ *   muster cc --show-stats [--json] | --zero-stats | --explain FILE    its counters, its reasons
+ *   muster cc gcc ARGS…                                                a compile
+ *
+ * `bin/muster` sends `muster cc gcc …` to the native shim, which talks to the service; when it
+ * reaches Node anyway (no native shim) the compiler runs here directly, exit code and output
+ * unchanged. The shim starts the service with `--serve --detach` when nothing answers.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, statSync } from 'node:fs';
+import { constants } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { parseDuration } from '../common/duration.js';
+import { MusterError } from '../protocol/errors.js';
+import { userCacheDir } from './cc/cache-dir.js';
+import { explain } from './cc/explain.js';
+import { CompileService } from './cc/service.js';
+import { SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
+import { prepareSocketDir, socketAnswers } from './cc/socket-path.js';
+import { formatStats, readStats, zeroStats } from './cc/stats.js';
+import { printJson } from './print-json.js';
+import { onShutdownSignals } from './signals.js';
+
+interface CcOptions {
+  serve?: boolean;
+  detach?: boolean;
+  socket?: string;
+  idleExit: string;
+  showStats?: boolean;
+  json?: boolean;
+  zeroStats?: boolean;
+  explain?: string;
+  cacheDir?: string;
+}
+
+/** The log of a detached service, next to its socket; started afresh past this size. */
+const SERVE_LOG = 'cc-serve.log';
+const SERVE_LOG_MAX_BYTES = 1024 * 1024;
+/** How long `--detach` waits for the service's socket to answer. */
+const DETACH_WAIT_MS = 10_000;
+
+export function registerCcCommand(program: Command): void {
+  program
+    .command('cc')
+    .description(
+      'compile through the compile service (muster cc gcc ARGS…), or run it (--serve), show its stats or explain a miss',
+    )
+    .argument('[compiler-and-args...]', 'a compiler and its arguments (gcc -c x.c)')
+    .option('--serve', 'run the compile service (per user; the shim starts it when needed)')
+    .option('--detach', 'with --serve: start it in the background and return once it answers')
+    .option(
+      '--socket <path>',
+      'with --serve: its socket (default $XDG_RUNTIME_DIR/muster/cc.sock or /tmp/muster-<uid>/cc.sock)',
+    )
+    .option(
+      '--idle-exit <duration>',
+      'with --serve: exit after this long without compiles (0: never)',
+      '10m',
+    )
+    .option('--show-stats', 'print the compile counters of this user on this machine')
+    .option('--json', 'with --show-stats: print JSON')
+    .option('--zero-stats', 'set the compile counters to zero')
+    .option(
+      '--explain <file>',
+      'why the last compile of FILE (an object or its source) was or was not a cache hit',
+    )
+    .option(
+      '--cache-dir <dir>',
+      'the local cache (default $XDG_CACHE_HOME/muster/cc or ~/.cache/muster/cc)',
+    )
+    .passThroughOptions()
+    .allowUnknownOption()
+    .action(async (args: string[], opts: CcOptions) => {
+      const cacheDir = opts.cacheDir ?? userCacheDir(process.env);
+      if (opts.showStats === true) {
+        const stats = await readStats(cacheDir);
+        if (opts.json === true) printJson(stats);
+        else process.stdout.write(formatStats(stats));
+        return;
+      }
+      if (opts.zeroStats === true) {
+        await zeroStats(cacheDir);
+        process.stdout.write('Compile statistics zeroed\n');
+        return;
+      }
+      if (opts.explain !== undefined) {
+        process.stdout.write(await explain(cacheDir, opts.explain));
+        return;
+      }
+      if (opts.serve === true) {
+        const socket =
+          opts.socket ?? join(userSocketDir(process.env, process.getuid?.() ?? 0), SOCKET_NAME);
+        const idleMs = parseDuration(opts.idleExit, '--idle-exit');
+        if (opts.detach === true) await detach(socket, opts.idleExit, opts.cacheDir);
+        else await serve(socket, cacheDir, idleMs);
+        return;
+      }
+      const [compiler, ...rest] = args;
+      if (compiler === undefined || compiler.startsWith('-')) {
+        throw new MusterError(
+          'INVALID_CONFIG',
+          'muster cc: name the compiler first (muster cc gcc -c x.c), or give --serve, --show-stats, --zero-stats or --explain FILE',
+        );
+      }
+      process.exitCode = await runCompiler(compiler, rest);
+    });
+}
+
+/** The native shim of this installation (a compiler that resolves to it is never the real one). */
+function shimPath(): string {
+  return fileURLToPath(new URL('../../native/muster-cc', import.meta.url));
+}
+
+async function serve(socket: string, cacheDir: string, idleMs: number): Promise<void> {
+  const log = pino({ level: 'info', base: { service: 'muster-cc' } }, pino.destination(2));
+  const service = new CompileService({ cacheDir, log, shimPath: shimPath() });
+  try {
+    await service.start(socket);
+  } catch (err) {
+    if (err instanceof MusterError && err.code === 'CONFLICT') {
+      // Another one started first (two shims raced to start it): that one serves.
+      log.info({ socket }, 'muster cc: a compile service already answers there');
+      return;
+    }
+    throw err;
+  }
+  onShutdownSignals(log, () => service.stop());
+  if (idleMs > 0) {
+    const timer = setInterval(
+      () => {
+        if (service.state === 'running' && service.idleMs() >= idleMs) {
+          log.info({ idleMs }, 'muster cc: idle, exiting');
+          clearInterval(timer);
+          service.stop().then(
+            () => process.exit(0),
+            (err: unknown) => {
+              log.error({ err }, 'muster cc: stopping failed');
+              process.exit(1);
+            },
+          );
+        }
+      },
+      Math.min(Math.max(idleMs / 10, 50), 5_000),
+    );
+  }
+}
+
+/** Starts `--serve` in the background (its output to a log next to the socket); waits for it. */
+async function detach(
+  socket: string,
+  idleExit: string,
+  cacheDir: string | undefined,
+): Promise<void> {
+  if (await socketAnswers(socket)) return;
+  const dir = dirname(socket);
+  await prepareSocketDir(dir);
+  const logFile = join(dir, SERVE_LOG);
+  let size = 0;
+  try {
+    size = statSync(logFile).size;
+  } catch {
+    // No log yet.
+  }
+  const fd = openSync(logFile, size > SERVE_LOG_MAX_BYTES ? 'w' : 'a', 0o600);
+  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [
+      main,
+      'cc',
+      '--serve',
+      '--socket',
+      socket,
+      '--idle-exit',
+      idleExit,
+      ...(cacheDir === undefined ? [] : ['--cache-dir', cacheDir]),
+    ],
+    { detached: true, stdio: ['ignore', fd, fd] },
+  );
+  closeSync(fd);
+  const ended: { code: number | null } = { code: null };
+  child.once('exit', (code) => {
+    ended.code = code ?? 1;
+  });
+  child.unref();
+  const deadline = Date.now() + DETACH_WAIT_MS;
+  while (Date.now() < deadline) {
+    if (await socketAnswers(socket, 500)) return;
+    if (ended.code !== null) break;
+    await sleep(20);
+  }
+  // It may have exited because another service won the race to the socket.
+  if (await socketAnswers(socket, 500)) return;
+  throw new MusterError(
+    'INTERNAL',
+    `the compile service did not start on ${socket}${ended.code === null ? '' : ` (exit code ${ended.code})`}; see ${logFile}`,
+  );
+}
+
+/** A compiler run here directly, stdio inherited: its exit code (128 + n for signal n). */
+function runCompiler(compiler: string, args: readonly string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(compiler, args, { stdio: 'inherit' });
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      process.stderr.write(
+        err.code === 'ENOENT'
+          ? `muster cc: ${compiler}: command not found\n`
+          : `muster cc: ${compiler}: ${err.message}\n`,
+      );
+      resolve(err.code === 'ENOENT' ? 127 : 126);
+    });
+    child.once('exit', (code, signal) => {
+      if (signal !== null) {
+        const number = (constants.signals as Record<string, number | undefined>)[signal] ?? 15;
+        resolve(128 + number);
+      } else resolve(code ?? 1);
+    });
+  });
+}

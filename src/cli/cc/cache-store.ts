@@ -1,0 +1,122 @@
+/**
+ * Keeping a successful local compile (design §4, depend mode): its outputs and stderr as blobs,
+ * its result entry, and the manifest line "with these headers, that result" under the direct
+ * key, in the local tier now and in the shared cache in the background. The headers come from
+ * the compile's own dependency list (the user's depfile, or the one gcc wrote to
+ * SUNPRO_DEPENDENCIES for the service); nothing is run a second time.
+ *
+ * Not kept (the reasons are returned): a header or the source changed within the last 2 s or
+ * while the compile ran (ccache's "too new"), a header that cannot be read, a time macro
+ * without SOURCE_DATE_EPOCH, a dependency list that cannot be read.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Compile } from './classify.js';
+import { directResultKey } from './cache-key.js';
+import { parseDepfile, prerequisitesOf } from './depfile.js';
+import type { JobContext } from './job-context.js';
+import type { LocalEntry } from './local-tier.js';
+import type { StoredOutput } from './ports.js';
+import type { ToolchainInfo } from './toolchain-ids.js';
+
+export interface StoreRequest {
+  readonly job: Compile;
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly direct: string;
+  /** The source's hash at the lookup. */
+  readonly sourceSha256: string;
+  readonly toolchain: ToolchainInfo;
+  /** Where SUNPRO_DEPENDENCIES made gcc write the dependency list, when the user asked none. */
+  readonly depsFile: string | null;
+  readonly stderr: Buffer;
+  /** `0666 & ~umask`. */
+  readonly mode: number;
+}
+
+/** Why the result cannot be kept (empty: it was kept). */
+export async function storeResult(ctx: JobContext, req: StoreRequest): Promise<string[]> {
+  const { job, cwd } = req;
+  const listFile = req.depsFile ?? (job.depfile === null ? null : resolve(cwd, job.depfile.path));
+  if (listFile === null) return ['no dependency list'];
+  let listText: string;
+  try {
+    listText = await readFile(listFile, 'utf8');
+  } catch {
+    return ['the dependency list was not written'];
+  }
+  const parsed = parseDepfile(listText);
+  if (!parsed.ok) return [`the dependency list is unreadable (line ${parsed.line})`];
+  const headers = prerequisitesOf(parsed.rules).filter((p) => p !== job.source);
+
+  const reasons: string[] = [];
+  const timeFixed = req.env['SOURCE_DATE_EPOCH'] !== undefined;
+  const source = await ctx.hashes.hash(resolve(cwd, job.source));
+  if (source === null || source.sha256 !== req.sourceSha256 || source.tooNew) {
+    reasons.push(`too-new: ${job.source}`);
+  }
+  const includes: [string, string][] = [];
+  for (const path of headers) {
+    const h = await ctx.hashes.hash(resolve(cwd, path));
+    if (h === null) reasons.push(`unreadable header: ${path}`);
+    else if (h.tooNew) reasons.push(`too-new: ${path}`);
+    else if (h.timeMacros.length > 0 && !timeFixed) reasons.push(`time-macros: ${path}`);
+    else includes.push([path, h.sha256]);
+    if (reasons.length > 0) return reasons;
+  }
+  if (reasons.length > 0) return reasons;
+
+  const outputs: StoredOutput[] = [];
+  try {
+    outputs.push({
+      name: 'object',
+      data: await readFile(resolve(cwd, job.output)),
+      mode: req.mode,
+    });
+    if (job.depfile !== null) {
+      outputs.push({
+        name: 'depfile',
+        data: await readFile(resolve(cwd, job.depfile.path)),
+        mode: req.mode,
+      });
+    }
+  } catch {
+    return ['an output was not written'];
+  }
+
+  const key = directResultKey(req.direct, includes);
+  const stored: LocalEntry['outputs'] = [];
+  for (const o of outputs) {
+    const sha256 = await ctx.tier.putBlob(o.data);
+    stored.push({ name: o.name, sha256, size: o.data.length, mode: o.mode });
+  }
+  const stderr =
+    req.stderr.length === 0
+      ? null
+      : { sha256: await ctx.tier.putBlob(req.stderr), size: req.stderr.length };
+  await ctx.tier.putEntry({
+    key,
+    outputs: stored,
+    stderr,
+    exitCode: 0,
+    toolchain: req.toolchain.id,
+    createdAt: new Date().toISOString(),
+  });
+  await ctx.tier.addManifestLine(req.direct, { includes, entry: key });
+
+  const shared = ctx.sharedCache;
+  const toolchain = req.toolchain.toolchain;
+  if (shared !== undefined && toolchain !== null) {
+    ctx.background(
+      'shared cache store',
+      shared.store({
+        key,
+        outputs,
+        stderr: req.stderr,
+        toolchain,
+        manifest: { direct: req.direct, includes },
+      }),
+    );
+  }
+  return [];
+}

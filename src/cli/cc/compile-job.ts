@@ -1,0 +1,328 @@
+/**
+ * One shim's hello, answered (design §5, local placement): find the real compiler, classify the
+ * command, and then
+ *
+ * - not a compile → `exec` it (counted `passthrough`);
+ * - a cacheable compile → direct-mode lookup (local tier, then the shared cache): a hit writes
+ *   the outputs and answers `exit` with the cached stderr;
+ * - otherwise → `run` it in the shim (stderr teed live there), and on `ran`: exit 0 → keep the
+ *   result (cache-store.ts) and answer `exit` with no stderr (the shim already printed it);
+ *   non-zero → answer the same code, keep nothing.
+ *
+ * Returns the last message for the shim, or throws (the connection is then closed and the shim
+ * runs the compiler itself).
+ */
+import { readFileSync, existsSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { CompileRecord } from '../../api/requests-types.js';
+import { directKeyInputs, keyOf, type KeyInputs } from './cache-key.js';
+import { lookupDirect, type CacheHit } from './cache-lookup.js';
+import { storeResult } from './cache-store.js';
+import { classify, type Compile } from './classify.js';
+import { compilerEnvironment, invocationOf, resolveCompiler } from './compiler-path.js';
+import type { ExplainRecord } from './explain.js';
+import type { JobContext, ShimExchange } from './job-context.js';
+import { outputMode, writeOutput } from './output-files.js';
+import { MAX_RESPONSE_BYTES } from './response-files.js';
+import {
+  environFromList,
+  environToList,
+  MASQUERADE_ENV,
+  type ExecMessage,
+  type ExitMessage,
+} from './shim-protocol.js';
+
+const MAX_LABEL = 1000;
+
+export class ShimProtocolError extends Error {
+  override readonly name = 'ShimProtocolError';
+}
+
+function exit(code: number, stderr: Buffer | string = ''): ExitMessage {
+  const bytes = typeof stderr === 'string' ? Buffer.from(stderr) : stderr;
+  return { type: 'exit', code, stderr: bytes.toString('base64') };
+}
+
+function readResponseFile(path: string): Buffer | null {
+  try {
+    const s = statSync(path);
+    if (!s.isFile() || s.size > MAX_RESPONSE_BYTES) return null;
+    return readFileSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * gcc's `auto` colouring (§5): a captured run writes to a pipe, so when the shim's stderr is a
+ * terminal that gcc would colour, the captured run is told to colour.
+ */
+function colourArgs(job: Compile, stderrTty: boolean, env: Record<string, string>): string[] {
+  if (!stderrTty || job.family !== 'gcc') return [];
+  const term = env['TERM'];
+  if (term === undefined || term === 'dumb' || env['GCC_COLORS'] === '') return [];
+  const given = job.args.some(
+    (a) => a.startsWith('-fdiagnostics-color') || a === '-fno-diagnostics-color',
+  );
+  return given ? [] : ['-fdiagnostics-color=always'];
+}
+
+/**
+ * `-MMD` leaves system headers out of the depfile; the fingerprint covers the default system
+ * dirs only, so extra system dirs make the manifest incomplete.
+ */
+function extraSystemDirs(job: Compile, env: Record<string, string>): boolean {
+  const options = ['-isystem', '-idirafter', '-isysroot', '--sysroot', '-nostdinc', '-iprefix'];
+  const inArgs = job.args.some((a) => options.some((o) => a.startsWith(o)));
+  const inEnv = ['C_INCLUDE_PATH', 'CPLUS_INCLUDE_PATH', 'OBJC_INCLUDE_PATH'].some(
+    (v) => (env[v] ?? '') !== '',
+  );
+  return inArgs || inEnv;
+}
+
+interface Lookup {
+  readonly direct: string;
+  readonly inputs: KeyInputs;
+  readonly sourceSha256: string;
+}
+
+/** Answers one hello. */
+export async function answerHello(
+  ctx: JobContext,
+  x: ShimExchange,
+): Promise<ExecMessage | ExitMessage> {
+  const { hello } = x;
+  const invocation = invocationOf(hello);
+  if (invocation === null) {
+    throw new ShimProtocolError('hello: argv names neither the compiler nor the launcher form');
+  }
+  const env = environFromList(hello.env);
+  const masquerade = env[MASQUERADE_ENV] ?? ctx.masqueradeDir;
+  const path = await resolveCompiler(
+    invocation.compiler,
+    hello.cwd,
+    env['PATH'] ?? '',
+    masquerade,
+    ctx.shimPath,
+  );
+  if (path === null) return exit(127, `muster-cc: ${invocation.compiler}: command not found\n`);
+  const childEnv = compilerEnvironment(env, masquerade);
+  const argv = [invocation.compiler, ...invocation.args];
+  const job = classify({
+    compiler: invocation.compiler,
+    args: invocation.args,
+    cwd: hello.cwd,
+    env,
+    readResponseFile,
+    exists: existsSync,
+  });
+  if (job.kind === 'passthrough') {
+    ctx.stats.add('passthrough');
+    return { type: 'exec', path, argv, env: environToList(childEnv) };
+  }
+  return compile(ctx, x, { job, path, argv, env, childEnv });
+}
+
+interface CompileCall {
+  readonly job: Compile;
+  readonly path: string;
+  readonly argv: readonly string[];
+  /** The shim's environment (what the key reads). */
+  readonly env: Record<string, string>;
+  /** The compiler's. */
+  readonly childEnv: Record<string, string>;
+}
+
+async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Promise<ExitMessage> {
+  const { job, env, childEnv } = call;
+  const { hello } = x;
+  const cwd = hello.cwd;
+  const startedAt = Date.now();
+  const label = call.argv.join(' ').slice(0, MAX_LABEL);
+  ctx.stats.add('compiles');
+
+  const reasons = [
+    ...job.noCacheReasons,
+    ...job.noDirectReasons.map((r) => `no direct mode: ${r}`),
+  ];
+  const toolchain =
+    reasons.length === 0 ? await ctx.toolchains.of(call.path, childEnv['PATH'] ?? '') : null;
+  if (reasons.length === 0 && toolchain === null)
+    reasons.push('unknown compiler (no toolchain id)');
+  let systemHeaders: string | null = null;
+  if (toolchain !== null && reasons.length === 0 && job.depfile?.style === 'MMD') {
+    if (extraSystemDirs(job, env)) reasons.push('-MMD with extra system include directories');
+    else {
+      systemHeaders = await ctx.systemHeaders.fingerprint(
+        call.path,
+        toolchain.id,
+        job.language,
+        childEnv,
+      );
+      if (systemHeaders === null) reasons.push('-MMD and no system header fingerprint');
+    }
+  }
+  let lookup: Lookup | null = null;
+  if (toolchain !== null && reasons.length === 0) {
+    const source = await ctx.hashes.hash(resolve(cwd, job.source));
+    if (source === null) reasons.push(`cannot read ${job.source}`);
+    else if (source.timeMacros.length > 0 && env['SOURCE_DATE_EPOCH'] === undefined) {
+      reasons.push(`time-macros: ${source.timeMacros.join(' ')}`);
+    } else {
+      const inputs = directKeyInputs(
+        { toolchainId: toolchain.id, job, cwd, env, stderrIsTty: hello.stderrTty, systemHeaders },
+        source.sha256,
+      );
+      lookup = { direct: keyOf(inputs), inputs, sourceSha256: source.sha256 };
+    }
+  }
+
+  const explainBase = {
+    cwd,
+    output: job.output,
+    source: job.source,
+    command: label,
+    direct: lookup?.direct ?? null,
+    inputs: lookup?.inputs ?? null,
+  };
+  const finish = (
+    record: Omit<CompileRecord, 'label' | 'startedAt' | 'durationMs'>,
+    explain: Pick<ExplainRecord, 'outcome' | 'tier' | 'reasons' | 'manifestLines' | 'mismatch'>,
+  ): void => {
+    try {
+      ctx.recorder?.record({ label, startedAt, durationMs: Date.now() - startedAt, ...record });
+    } catch (err) {
+      ctx.log.warn({ err }, 'muster cc: recording a job failed');
+    }
+    ctx.background(
+      'explain record',
+      ctx.explainLog.record({ at: new Date().toISOString(), ...explainBase, ...explain }),
+    );
+  };
+
+  let fallback: string | undefined;
+  let manifestLines = 0;
+  let mismatch: ExplainRecord['mismatch'] = [];
+  if (lookup !== null && toolchain !== null) {
+    const found = await lookupDirect(
+      ctx,
+      lookup.direct,
+      cwd,
+      toolchain.id,
+      toolchain.toolchain !== null,
+    );
+    if ('hit' in found && (await writeHit(found.hit, job, cwd, hello.umask, ctx))) {
+      ctx.stats.add('cacheHits');
+      finish(
+        { placement: 'cache', cache: 'hit', exitCode: 0 },
+        { outcome: 'hit', tier: found.hit.tier, reasons: [], manifestLines: 0, mismatch: [] },
+      );
+      return exit(0, found.hit.stderr);
+    }
+    ctx.stats.add('cacheMisses');
+    if ('miss' in found) {
+      manifestLines = found.miss.manifestLines;
+      mismatch = found.miss.mismatch;
+      if (found.miss.sharedFailed) {
+        fallback = 'no-coordinator';
+        ctx.stats.fallback(fallback);
+      }
+    }
+  }
+
+  // Compile here.
+  ctx.stats.add('local');
+  for (const reason of job.localReasons.length > 0 ? job.localReasons : ['placement-local']) {
+    ctx.stats.localReason(reason);
+  }
+  let depsFile: string | null = null;
+  const runEnv = { ...childEnv };
+  if (lookup !== null && job.depfile === null) {
+    depsFile = join(ctx.tempDir, `deps-${randomBytes(8).toString('hex')}`);
+    // gcc writes a full `-M` list there and the command line stays the user's (§4).
+    runEnv['SUNPRO_DEPENDENCIES'] = `${depsFile} ${job.output}`;
+  }
+  try {
+    const ran = await x.run({
+      path: call.path,
+      argv: [...call.argv, ...colourArgs(job, hello.stderrTty, env)],
+      env: environToList(runEnv),
+    });
+    const code = ran.exitCode ?? 128 + (ran.signal ?? 0);
+    if (code !== 0) {
+      ctx.stats.add('errors');
+      finish(
+        {
+          placement: 'local',
+          cache: lookup === null ? 'off' : 'miss',
+          exitCode: ran.exitCode,
+          ...(fallback === undefined ? {} : { fallback }),
+        },
+        { outcome: 'failed', tier: null, reasons: [`exit code ${code}`], manifestLines, mismatch },
+      );
+      return exit(code);
+    }
+    if (lookup !== null && toolchain !== null) {
+      const notKept = await storeResult(ctx, {
+        job,
+        cwd,
+        env,
+        direct: lookup.direct,
+        sourceSha256: lookup.sourceSha256,
+        toolchain,
+        depsFile,
+        stderr: Buffer.from(ran.stderr, 'base64'),
+        mode: outputMode(hello.umask),
+      }).catch((err: unknown) => {
+        ctx.log.warn({ err }, 'muster cc: keeping a result in the cache failed');
+        return ['the cache could not keep it'];
+      });
+      reasons.push(...notKept);
+    }
+    if (reasons.length > 0) ctx.stats.add('uncacheable');
+    finish(
+      {
+        placement: 'local',
+        cache: lookup === null ? 'off' : 'miss',
+        exitCode: 0,
+        ...(fallback === undefined ? {} : { fallback }),
+      },
+      {
+        outcome: lookup === null || reasons.length > 0 ? 'uncacheable' : 'miss',
+        tier: null,
+        reasons: [...reasons, ...job.localReasons.map((r) => `runs here: ${r}`)],
+        manifestLines,
+        mismatch,
+      },
+    );
+    return exit(0);
+  } finally {
+    if (depsFile !== null) await rm(depsFile, { force: true });
+  }
+}
+
+/** Writes a hit's outputs where the compile would have; false when it cannot (then: compile). */
+async function writeHit(
+  hit: CacheHit,
+  job: Compile,
+  cwd: string,
+  umask: number,
+  ctx: JobContext,
+): Promise<boolean> {
+  const object = hit.outputs.get('object');
+  const depfile = hit.outputs.get('depfile');
+  if (object === undefined || (job.depfile === null) !== (depfile === undefined)) return false;
+  const mode = outputMode(umask);
+  try {
+    await writeOutput(resolve(cwd, job.output), object, mode);
+    if (job.depfile !== null && depfile !== undefined) {
+      await writeOutput(resolve(cwd, job.depfile.path), depfile, mode);
+    }
+    return true;
+  } catch (err) {
+    ctx.log.debug({ err }, 'muster cc: writing a cached result failed; compiling');
+    return false;
+  }
+}

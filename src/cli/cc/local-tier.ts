@@ -1,0 +1,261 @@
+/**
+ * The compile cache's tier on this machine (`~/.cache/muster/cc`, design §4/§5), shared by every
+ * compile service of this user (a `muster build` and the `muster cc --serve` daemon may use it at
+ * once, so every write is a temp file + rename and every read is checked):
+ *
+ *   blobs/ab/<sha256>          object and depfile bytes, stderr; verified on read (a corrupt
+ *                              blob is a miss and is removed)
+ *   entries/ab/<key>.json      a result: its outputs (blob, size, mode), stderr blob, toolchain
+ *   manifests/ab/<direct>.json the direct key's lines { includes: [[path, sha256]], entry },
+ *                              newest first, at most MANIFEST_LINES
+ *
+ * Size: the blobs are kept under a bound (default 5 GiB). A blob's mtime is its use stamp (set
+ * when it is stored or served); when a store pushes the running total over the bound, the whole
+ * blob tree is scanned and the least recently used blobs are removed until it is under 90 % of
+ * it. An entry whose blob was trimmed is a miss (and is removed when found so).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+export const DEFAULT_LOCAL_TIER_BYTES = 5 * 1024 ** 3;
+export const MANIFEST_LINES = 16;
+/** Entries and manifests are small; a bigger one is not ours. */
+const MAX_JSON_BYTES = 16 * 1024 * 1024;
+const STALE_TEMP_MS = 3_600_000;
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+
+const blobRef = z.strictObject({ sha256: sha256Hex, size: z.number().int().nonnegative() });
+
+const localEntrySchema = z.strictObject({
+  key: sha256Hex,
+  outputs: z
+    .array(
+      z.strictObject({
+        name: z.enum(['object', 'depfile']),
+        sha256: sha256Hex,
+        size: z.number().int().nonnegative(),
+        mode: z.number().int().min(0).max(0o777),
+      }),
+    )
+    .min(1)
+    .max(2),
+  stderr: blobRef.nullable(),
+  exitCode: z.literal(0),
+  toolchain: z.string().min(1).max(200),
+  createdAt: z.string().max(64),
+});
+export type LocalEntry = z.infer<typeof localEntrySchema>;
+
+const manifestLineSchema = z.strictObject({
+  includes: z.array(z.tuple([z.string().min(1).max(4096), sha256Hex])).max(20_000),
+  entry: sha256Hex,
+});
+export type ManifestLine = z.infer<typeof manifestLineSchema>;
+
+const manifestSchema = z.strictObject({
+  lines: z.array(manifestLineSchema).max(MANIFEST_LINES),
+});
+
+export interface LocalTierOptions {
+  readonly dir: string;
+  /** The bound on the blobs' bytes. */
+  readonly maxBytes?: number;
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function fanout(root: string, name: string): string {
+  return join(root, name.slice(0, 2), name);
+}
+
+/** Writes `data` to `file` through a temp file in the same directory and a rename. */
+async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
+  const dir = file.slice(0, file.lastIndexOf('/'));
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(temp, data, { mode: 0o600 });
+    await rename(temp, file);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
+async function readBounded(file: string): Promise<Buffer | null> {
+  try {
+    const s = await stat(file);
+    if (!s.isFile() || s.size > MAX_JSON_BYTES) return null;
+    return await readFile(file);
+  } catch {
+    return null;
+  }
+}
+
+export class LocalTier {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly #blobs: string;
+  readonly #entries: string;
+  readonly #manifests: string;
+  /** Bytes of blobs as this process last knew them (null: not scanned yet). */
+  #bytes: number | null = null;
+  #trimming: Promise<void> | null = null;
+
+  constructor(options: LocalTierOptions) {
+    this.dir = options.dir;
+    this.maxBytes = options.maxBytes ?? DEFAULT_LOCAL_TIER_BYTES;
+    this.#blobs = join(this.dir, 'blobs');
+    this.#entries = join(this.dir, 'entries');
+    this.#manifests = join(this.dir, 'manifests');
+  }
+
+  /** Stores `data` under its hash (a no-op but for the use stamp when it is there already). */
+  async putBlob(data: Buffer): Promise<string> {
+    const hash = sha256(data);
+    const file = fanout(this.#blobs, hash);
+    const existing = await stat(file).catch(() => null);
+    if (existing?.isFile() === true && existing.size === data.length) {
+      await this.#touch(file);
+      return hash;
+    }
+    await writeFileAtomic(file, data);
+    await this.#grew(data.length);
+    return hash;
+  }
+
+  /** The blob's bytes, or null when it is missing or corrupt (then it is removed). */
+  async getBlob(hash: string, size?: number): Promise<Buffer | null> {
+    if (!sha256Hex.safeParse(hash).success) return null;
+    const file = fanout(this.#blobs, hash);
+    let data: Buffer;
+    try {
+      data = await readFile(file);
+    } catch {
+      return null;
+    }
+    if ((size !== undefined && data.length !== size) || sha256(data) !== hash) {
+      await rm(file, { force: true });
+      return null;
+    }
+    await this.#touch(file);
+    return data;
+  }
+
+  async putEntry(entry: LocalEntry): Promise<void> {
+    await writeFileAtomic(fanout(this.#entries, `${entry.key}.json`), JSON.stringify(entry));
+  }
+
+  /** The entry under `key`, or null when there is none or it cannot be read. */
+  async getEntry(key: string): Promise<LocalEntry | null> {
+    if (!sha256Hex.safeParse(key).success) return null;
+    const file = fanout(this.#entries, `${key}.json`);
+    const parsed = localEntrySchema.safeParse(parseJson(await readBounded(file)));
+    if (!parsed.success || parsed.data.key !== key) return null;
+    return parsed.data;
+  }
+
+  async removeEntry(key: string): Promise<void> {
+    if (!sha256Hex.safeParse(key).success) return;
+    await rm(fanout(this.#entries, `${key}.json`), { force: true });
+  }
+
+  /** The direct key's manifest lines, newest first (empty when there are none). */
+  async getManifest(direct: string): Promise<ManifestLine[]> {
+    if (!sha256Hex.safeParse(direct).success) return [];
+    const file = fanout(this.#manifests, `${direct}.json`);
+    const parsed = manifestSchema.safeParse(parseJson(await readBounded(file)));
+    return parsed.success ? parsed.data.lines : [];
+  }
+
+  /**
+   * Puts `line` first in the direct key's manifest (a line with the same includes and entry
+   * moves up), keeping the newest MANIFEST_LINES. Two writers at once: the last rename wins,
+   * which loses at most a line (a later miss stores it again).
+   */
+  async addManifestLine(direct: string, line: ManifestLine): Promise<void> {
+    if (!sha256Hex.safeParse(direct).success) throw new Error(`not a key: ${direct}`);
+    const same = (l: ManifestLine): boolean =>
+      l.entry === line.entry && JSON.stringify(l.includes) === JSON.stringify(line.includes);
+    const lines = [line, ...(await this.getManifest(direct)).filter((l) => !same(l))];
+    await writeFileAtomic(
+      fanout(this.#manifests, `${direct}.json`),
+      JSON.stringify({ lines: lines.slice(0, MANIFEST_LINES) }),
+    );
+  }
+
+  /** The blobs' total size, from a scan of the tree. */
+  async scanBytes(): Promise<number> {
+    const blobs = await this.#scan();
+    this.#bytes = blobs.reduce((sum, b) => sum + b.size, 0);
+    return this.#bytes;
+  }
+
+  /** Removes least recently used blobs until they fit in 90 % of the bound. */
+  async trim(): Promise<void> {
+    this.#trimming ??= this.#trim().finally(() => {
+      this.#trimming = null;
+    });
+    return this.#trimming;
+  }
+
+  async #trim(): Promise<void> {
+    const blobs = await this.#scan();
+    let total = blobs.reduce((sum, b) => sum + b.size, 0);
+    const target = Math.floor(this.maxBytes * 0.9);
+    blobs.sort((a, b) => a.used - b.used);
+    for (const blob of blobs) {
+      if (total <= target) break;
+      await rm(blob.path, { force: true });
+      total -= blob.size;
+    }
+    this.#bytes = total;
+  }
+
+  async #grew(bytes: number): Promise<void> {
+    this.#bytes ??= await this.scanBytes();
+    this.#bytes += bytes;
+    if (this.#bytes > this.maxBytes) await this.trim();
+  }
+
+  async #touch(file: string): Promise<void> {
+    const now = new Date();
+    // The use stamp only orders trimming; a blob removed meanwhile is simply gone.
+    // eslint-disable-next-line no-restricted-syntax -- see above
+    await utimes(file, now, now).catch(() => undefined);
+  }
+
+  async #scan(): Promise<{ path: string; size: number; used: number }[]> {
+    const out: { path: string; size: number; used: number }[] = [];
+    const tops = await readdir(this.#blobs).catch(() => [] as string[]);
+    for (const top of tops) {
+      const dir = join(this.#blobs, top);
+      const names = await readdir(dir).catch(() => [] as string[]);
+      for (const name of names) {
+        const path = join(dir, name);
+        const s = await stat(path).catch(() => null);
+        if (s?.isFile() !== true) continue;
+        if (/^[0-9a-f]{64}$/.test(name)) out.push({ path, size: s.size, used: s.mtimeMs });
+        // A temp file a crashed writer left behind.
+        else if (name.endsWith('.tmp') && Date.now() - s.mtimeMs > STALE_TEMP_MS) {
+          await rm(path, { force: true });
+        }
+      }
+    }
+    return out;
+  }
+}
+
+function parseJson(bytes: Buffer | null): unknown {
+  if (bytes === null) return null;
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return null;
+  }
+}

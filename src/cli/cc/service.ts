@@ -1,0 +1,294 @@
+/**
+ * The compile service (design §5): the Node end of the native shim, on a Unix socket. It is
+ * started by `muster cc --serve` (a per-user daemon) and, later, in-process by `muster build`.
+ *
+ * Lifecycle:
+ *
+ *   created ──start()──▶ starting ──▶ running ──stop()──▶ stopping ──▶ stopped
+ *                            └── start fails ──────────────────────────▲
+ *
+ * `stop()` is idempotent and ordered: stop accepting; let the connections in flight finish for
+ * up to `drainMs`, then close the rest (their shims fall back, or exit with their compiler's
+ * status); wait (bounded) for background work (uploads, explain records); count the shim's
+ * fallback log; flush the stats; remove the socket file (when it is still ours) and the temp
+ * directory.
+ */
+import { mkdir, mkdtemp, rm, stat, chmod } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { answerHello, ShimProtocolError } from './compile-job.js';
+import { ExplainLog } from './explain.js';
+import { FileHashes, type FileHashesDeps } from './file-hashes.js';
+import type { JobContext } from './job-context.js';
+import { LocalTier } from './local-tier.js';
+import { withLockFile } from './lock-file.js';
+import type { JobRecorder, SharedCache } from './ports.js';
+import { ShimConnection, type ByteBudget } from './shim-connection.js';
+import { FALLBACK_LOG_NAME } from './shim-protocol.js';
+import { clearStaleSocket, prepareSocketDir } from './socket-path.js';
+import { StatsCounter } from './stats.js';
+import { SystemHeaders } from './system-headers.js';
+import { ToolchainIds, type Discover } from './toolchain-ids.js';
+
+export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export interface CompileServiceOptions {
+  /** The local tier and the stats (`~/.cache/muster/cc`). */
+  readonly cacheDir: string;
+  /** Where compiles run: only 'local' for now (remote placement comes with the agents). */
+  readonly placement?: 'local';
+  readonly sharedCache?: SharedCache;
+  readonly recorder?: JobRecorder;
+  /** The masquerade directory (also read from each hello's `MUSTER_CC_MASQUERADE`). */
+  readonly masqueradeDir?: string;
+  /** The native shim: a compiler whose realpath is this is the shim itself, never the real one. */
+  readonly shimPath?: string;
+  readonly log: Logger;
+  /** Bound on the local tier's blobs (default 5 GiB). */
+  readonly maxCacheBytes?: number;
+  readonly maxConnections?: number;
+  /** Bytes in incomplete frames over all connections. */
+  readonly maxBufferedBytes?: number;
+  /** How long stop() lets connections in flight finish. */
+  readonly drainMs?: number;
+  readonly helloTimeoutMs?: number;
+  readonly statsFlushDelayMs?: number;
+  /** Tests give a fake (discoverToolchain runs the driver and ldd). */
+  readonly discoverToolchain?: Discover;
+  /** Tests give a clock (the 2 s "too new" rule would keep every fresh test file out). */
+  readonly fileHashes?: FileHashesDeps;
+}
+
+const DEFAULTS = {
+  maxConnections: 256,
+  maxBufferedBytes: 256 * 1024 * 1024,
+  drainMs: 10_000,
+  helloTimeoutMs: 30_000,
+  backgroundMs: 10_000,
+};
+
+export class CompileService {
+  readonly #options: CompileServiceOptions;
+  readonly #log: Logger;
+  #state: ServiceState = 'created';
+  #server: Server | null = null;
+  #socketPath: string | null = null;
+  #socketIno: number | null = null;
+  #tempDir: string | null = null;
+  #starting: Promise<void> | null = null;
+  #stopping: Promise<void> | null = null;
+  readonly #connections = new Set<ShimConnection>();
+  readonly #background = new Set<Promise<unknown>>();
+  readonly #budget: ByteBudget;
+  readonly #stats: StatsCounter;
+  #lastActivity = Date.now();
+  #context: JobContext | null = null;
+
+  constructor(options: CompileServiceOptions) {
+    if ((options.placement ?? 'local') !== 'local') {
+      throw new Error('only local placement is supported');
+    }
+    this.#options = options;
+    this.#log = options.log;
+    this.#budget = { used: 0, max: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes };
+    this.#stats = new StatsCounter(options.cacheDir, {
+      ...(options.statsFlushDelayMs === undefined
+        ? {}
+        : { flushDelayMs: options.statsFlushDelayMs }),
+      onError: (err) => this.#log.warn({ err }, 'muster cc: writing the stats failed'),
+    });
+  }
+
+  get state(): ServiceState {
+    return this.#state;
+  }
+
+  get socketPath(): string | null {
+    return this.#socketPath;
+  }
+
+  get stats(): StatsCounter {
+    return this.#stats;
+  }
+
+  get activeConnections(): number {
+    return this.#connections.size;
+  }
+
+  /** Milliseconds since the last connection ended, or 0 while one is open. */
+  idleMs(now: number = Date.now()): number {
+    return this.#connections.size > 0 ? 0 : now - this.#lastActivity;
+  }
+
+  start(socketPath: string): Promise<void> {
+    if (this.#state !== 'created') {
+      return Promise.reject(new Error(`the compile service is ${this.#state}, not created`));
+    }
+    this.#state = 'starting';
+    this.#starting = this.#start(socketPath).then(
+      () => {
+        if (this.#state === 'starting') this.#state = 'running';
+      },
+      async (err: unknown) => {
+        await this.#cleanUp();
+        this.#state = 'stopped';
+        throw err;
+      },
+    );
+    return this.#starting;
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #start(socketPath: string): Promise<void> {
+    const o = this.#options;
+    await mkdir(o.cacheDir, { recursive: true, mode: 0o700 });
+    this.#tempDir = await mkdtemp(join(tmpdir(), 'muster-cc-'));
+    this.#context = {
+      tier: new LocalTier({
+        dir: o.cacheDir,
+        ...(o.maxCacheBytes === undefined ? {} : { maxBytes: o.maxCacheBytes }),
+      }),
+      stats: this.#stats,
+      hashes: new FileHashes(o.fileHashes),
+      toolchains: new ToolchainIds(o.discoverToolchain),
+      systemHeaders: new SystemHeaders(),
+      explainLog: new ExplainLog(o.cacheDir),
+      sharedCache: o.sharedCache,
+      recorder: o.recorder,
+      masqueradeDir: o.masqueradeDir,
+      shimPath: o.shimPath,
+      tempDir: this.#tempDir,
+      log: this.#log,
+      background: (what, work) => this.#addBackground(what, work),
+    };
+    const dir = dirname(socketPath);
+    await prepareSocketDir(dir);
+    const server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (socket) =>
+      this.#accept(socket),
+    );
+    server.maxConnections = o.maxConnections ?? DEFAULTS.maxConnections;
+    server.on('error', (err) => this.#log.error({ err }, 'muster cc: the socket failed'));
+    await withLockFile(`${socketPath}.lock`, async () => {
+      await clearStaleSocket(socketPath);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    });
+    this.#server = server;
+    this.#socketPath = socketPath;
+    await chmod(socketPath, 0o600);
+    this.#socketIno = (await stat(socketPath)).ino;
+    const folded = await this.#stats.foldFallbackLog(join(dir, FALLBACK_LOG_NAME));
+    if (folded > 0) this.#log.info({ folded }, 'muster cc: counted the shims’ fallbacks');
+    this.#log.info({ socket: socketPath }, 'muster cc: compile service listening');
+  }
+
+  #accept(socket: Socket): void {
+    const context = this.#context;
+    if (this.#state !== 'running' || context === null) {
+      socket.destroy();
+      return;
+    }
+    this.#lastActivity = Date.now();
+    const connection = new ShimConnection(socket, {
+      budget: this.#budget,
+      helloTimeoutMs: this.#options.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs,
+      answer: async (exchange) => {
+        try {
+          return await answerHello(context, exchange);
+        } catch (err) {
+          if (!(err instanceof ShimProtocolError) && exchangeStillOpen(connection)) {
+            this.#log.warn({ err }, 'muster cc: a job failed in the service; the shim compiles');
+            this.#stats.fallback('service-error');
+          }
+          throw err;
+        }
+      },
+      onRefused: (reason) => this.#log.warn({ reason }, 'muster cc: closed a shim connection'),
+    });
+    this.#connections.add(connection);
+    void connection.closed.then(() => {
+      this.#connections.delete(connection);
+      this.#lastActivity = Date.now();
+    });
+  }
+
+  #addBackground(what: string, work: Promise<unknown>): void {
+    const tracked = work.then(
+      () => undefined,
+      (err: unknown) => this.#log.warn({ err }, `muster cc: ${what} failed`),
+    );
+    this.#background.add(tracked);
+    void tracked.finally(() => this.#background.delete(tracked));
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#starting !== null) {
+      // A start in flight finishes (or fails: start() rejects to its caller, who hears why)
+      // first, so what it opened is closed below.
+      // eslint-disable-next-line no-restricted-syntax -- the failure is the start's caller's
+      await this.#starting.catch(() => undefined);
+    }
+    if (this.#state === 'stopped') return;
+    this.#state = 'stopping';
+    const server = this.#server;
+    const closed =
+      server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+    await bounded(
+      Promise.all([...this.#connections].map((c) => c.closed)),
+      this.#options.drainMs ?? DEFAULTS.drainMs,
+    );
+    for (const c of this.#connections) c.abort();
+    await closed;
+    await bounded(Promise.all([...this.#background]), DEFAULTS.backgroundMs);
+    await this.#cleanUp();
+    this.#state = 'stopped';
+    this.#log.info('muster cc: compile service stopped');
+  }
+
+  async #cleanUp(): Promise<void> {
+    const path = this.#socketPath;
+    if (path !== null) {
+      await this.#stats
+        .foldFallbackLog(join(dirname(path), FALLBACK_LOG_NAME))
+        .catch((err: unknown) => this.#log.warn({ err }, 'muster cc: reading the fallback log'));
+      // Only our own socket: another service may have replaced a stale one meanwhile.
+      const s = await stat(path).catch(() => null);
+      if (s !== null && s.ino === this.#socketIno) await rm(path, { force: true });
+    }
+    await this.#stats
+      .flush()
+      .catch((err: unknown) => this.#log.warn({ err }, 'muster cc: writing the stats failed'));
+    this.#stats.close();
+    if (this.#tempDir !== null) await rm(this.#tempDir, { recursive: true, force: true });
+  }
+}
+
+function exchangeStillOpen(connection: ShimConnection): boolean {
+  return connection.state !== 'done';
+}
+
+/** Waits for `work` at most `ms`. */
+async function bounded(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    work.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}

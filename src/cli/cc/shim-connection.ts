@@ -1,0 +1,182 @@
+/**
+ * One shim's connection to the service: frames in, checked, one at a time.
+ *
+ *   awaiting-hello ──hello──▶ working ──run──▶ awaiting-ran ──ran──▶ working … ──exit/exec──▶ done
+ *
+ * The shim never sends two frames without an answer in between, so while the service works the
+ * socket is paused (nothing more is read). Anything else — a bad or oversized frame, a message
+ * that fails its schema, one out of turn, a `ran` with another token, no hello in time — closes
+ * this connection only: the shim then runs the compiler itself. Memory is bounded per
+ * connection (the frame limit: smaller for the hello) and across connections (`ByteBudget`).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { encodeJsonFrame, FrameDecoder } from '../../protocol/framing.js';
+import type { ShimExchange } from './job-context.js';
+import {
+  SHIM_MAX_FRAME_BYTES,
+  shimMessageSchema,
+  type ServiceMessage,
+  type ShimHello,
+  type ShimRan,
+} from './shim-protocol.js';
+
+/** A hello is argv + environ: the kernel caps those at a few MiB, JSON-escaped a few times more. */
+export const HELLO_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+/** Bytes held in incomplete frames over all connections, and the most allowed. */
+export interface ByteBudget {
+  used: number;
+  readonly max: number;
+}
+
+type State = 'awaiting-hello' | 'working' | 'awaiting-ran' | 'done';
+
+export interface ShimConnectionOptions {
+  readonly budget: ByteBudget;
+  readonly helloTimeoutMs: number;
+  /** Answers the hello; throwing closes the connection. */
+  readonly answer: (exchange: ShimExchange) => Promise<ServiceMessage>;
+  /** A connection closed for a reason worth a log line (a bad peer). */
+  readonly onRefused: (reason: string) => void;
+}
+
+export class ShimConnection {
+  readonly closed: Promise<void>;
+  #state: State = 'awaiting-hello';
+  readonly #socket: Socket;
+  readonly #options: ShimConnectionOptions;
+  readonly #decoder = new FrameDecoder(HELLO_MAX_FRAME_BYTES);
+  /** Bytes of the frame being received, counted in the budget. */
+  #inFrame = 0;
+  #helloTimer: NodeJS.Timeout | null;
+  #waiting: {
+    token: string;
+    resolve: (ran: ShimRan) => void;
+    reject: (err: Error) => void;
+  } | null = null;
+
+  constructor(socket: Socket, options: ShimConnectionOptions) {
+    this.#socket = socket;
+    this.#options = options;
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.#helloTimer = setTimeout(() => this.#refuse('no hello in time'), options.helloTimeoutMs);
+    socket.on('data', (chunk: Buffer) => this.#data(chunk));
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => this.#closed());
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  /** Closes the connection now (the shim falls back, or exits with its child's status). */
+  abort(): void {
+    this.#socket.destroy();
+  }
+
+  #data(chunk: Buffer): void {
+    if (this.#state === 'done') return;
+    const budget = this.#options.budget;
+    this.#inFrame += chunk.length;
+    budget.used += chunk.length;
+    if (budget.used > budget.max) {
+      this.#refuse('the service holds too many incomplete frames');
+      return;
+    }
+    let frames;
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (err) {
+      this.#refuse(err instanceof Error ? err.message : 'bad frame');
+      return;
+    }
+    if (frames.length === 0) return;
+    budget.used -= this.#inFrame;
+    this.#inFrame = 0;
+    const [frame] = frames;
+    if (frames.length > 1 || frame === undefined || frame.kind !== 'json') {
+      this.#refuse(frames.length > 1 ? 'frames sent out of turn' : 'not a JSON frame');
+      return;
+    }
+    const parsed = shimMessageSchema.safeParse(frame.value);
+    if (!parsed.success) {
+      this.#refuse(`a message that fails its schema: ${parsed.error.issues[0]?.message ?? ''}`);
+      return;
+    }
+    const message = parsed.data;
+    if (this.#state === 'awaiting-hello' && message.type === 'hello') {
+      this.#hello(message);
+    } else if (
+      this.#state === 'awaiting-ran' &&
+      message.type === 'ran' &&
+      message.token === this.#waiting?.token
+    ) {
+      const waiting = this.#waiting;
+      this.#waiting = null;
+      this.#state = 'working';
+      this.#socket.pause();
+      waiting.resolve(message);
+    } else {
+      this.#refuse(`unexpected ${message.type} while ${this.#state}`);
+    }
+  }
+
+  #hello(hello: ShimHello): void {
+    if (this.#helloTimer !== null) clearTimeout(this.#helloTimer);
+    this.#helloTimer = null;
+    this.#state = 'working';
+    this.#socket.pause();
+    const exchange: ShimExchange = { hello, run: (program) => this.#run(program) };
+    this.#options.answer(exchange).then(
+      (last) => {
+        if (this.#state !== 'working') return;
+        this.#state = 'done';
+        this.#socket.end(encodeJsonFrame(last));
+      },
+      (err: unknown) => {
+        if (this.#state === 'done') return;
+        this.#refuse(err instanceof Error ? err.message : String(err));
+      },
+    );
+  }
+
+  #run(program: Parameters<ShimExchange['run']>[0]): Promise<ShimRan> {
+    if (this.#state !== 'working') {
+      return Promise.reject(new Error('the shim is gone'));
+    }
+    const token = randomBytes(9).toString('base64url');
+    return new Promise<ShimRan>((resolve, reject) => {
+      this.#waiting = { token, resolve, reject };
+      this.#state = 'awaiting-ran';
+      this.#decoder.setMaxFrameBytes(SHIM_MAX_FRAME_BYTES);
+      this.#socket.write(
+        encodeJsonFrame({
+          type: 'run',
+          path: program.path,
+          argv: program.argv,
+          env: program.env,
+          token,
+        }),
+      );
+      this.#socket.resume();
+    });
+  }
+
+  #refuse(reason: string): void {
+    if (this.#state === 'done') return;
+    this.#options.onRefused(reason);
+    this.#socket.destroy();
+  }
+
+  #closed(): void {
+    if (this.#helloTimer !== null) clearTimeout(this.#helloTimer);
+    this.#helloTimer = null;
+    this.#options.budget.used -= this.#inFrame;
+    this.#inFrame = 0;
+    this.#state = 'done';
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    waiting?.reject(new Error('the shim closed the connection'));
+  }
+}

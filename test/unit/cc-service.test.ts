@@ -1,0 +1,442 @@
+/**
+ * The compile service against real gcc, driven by a fake shim that speaks the shim protocol as
+ * native/muster-cc.c does. The files' clock is moved an hour ahead so fresh test files are not
+ * "too new" (the 2 s rule) — but for the test of that rule.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  existsSync,
+  statSync,
+} from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { encodeJsonFrame } from '../../src/protocol/framing.js';
+import type { CompileRecord } from '../../src/api/requests-types.js';
+import type { CacheLookupView } from '../../src/api/views/compile.js';
+import { explain } from '../../src/cli/cc/explain.js';
+import type { JobRecorder, NewCompileResult, SharedCache } from '../../src/cli/cc/ports.js';
+import { CompileService } from '../../src/cli/cc/service.js';
+import { readStats } from '../../src/cli/cc/stats.js';
+import { requireGcc } from '../helpers/gcc.js';
+import { fakeShim, sendRaw } from '../helpers/fake-shim.js';
+
+const log = pino({ level: 'silent' });
+const hourAhead = {
+  stat: (p: string) => stat(p, { bigint: true }),
+  readFile: (p: string) => readFile(p),
+  now: () => (BigInt(Date.now()) + 3_600_000n) * 1_000_000n,
+  maxEntries: 10_000,
+};
+
+class FakeRecorder implements JobRecorder {
+  readonly records: CompileRecord[] = [];
+  record(r: CompileRecord): void {
+    this.records.push(r);
+  }
+  async close(): Promise<void> {}
+}
+
+class FakeSharedCache implements SharedCache {
+  readonly lookups: { direct?: string }[] = [];
+  readonly stored: NewCompileResult[] = [];
+  constructor(private readonly failing: boolean) {}
+  async lookup(request: { direct?: string }): Promise<CacheLookupView> {
+    this.lookups.push(request);
+    if (this.failing) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
+    return { manifest: [], entries: [] };
+  }
+  async fetchBlob(): Promise<Buffer> {
+    throw new Error('no blobs here');
+  }
+  async store(result: NewCompileResult): Promise<void> {
+    if (this.failing) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
+    this.stored.push(result);
+  }
+}
+
+function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const poll = (): void => {
+      if (check()) resolve();
+      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(poll, 20);
+    };
+    poll();
+  });
+}
+
+describe('compile service (real gcc, fake shim)', () => {
+  const gcc = requireGcc();
+  const root = mkdtempSync(join(tmpdir(), 'muster-cc-service-'));
+  const src = join(root, 'src');
+  const cacheDir = join(root, 'cache');
+  const socket = join(root, 'run', 'cc.sock');
+  const recorder = new FakeRecorder();
+  const shared = new FakeSharedCache(false);
+  let service: CompileService;
+
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' };
+  const cc = (args: string[], extra: Partial<Parameters<typeof fakeShim>[0]> = {}) =>
+    fakeShim({ socket, argv: ['gcc', ...args], cwd: src, env, ...extra });
+
+  before(async () => {
+    mkdirSync(join(src, 'inc'), { recursive: true });
+    writeFileSync(join(src, 'inc', 'a.h'), '#define A 3\n');
+    writeFileSync(join(src, 'inc', 'b.h'), 'int b(void);\n');
+    writeFileSync(
+      join(src, 'hello.c'),
+      '#include <stdio.h>\n#include "a.h"\nint main(void) { printf("%d\\n", A); return 0; }\n',
+    );
+    writeFileSync(join(src, 'other.c'), '#include "b.h"\nint b(void) { return 2; }\n');
+    writeFileSync(join(src, 'warn.c'), 'int w(void) { int unused; return 1; }\n');
+    writeFileSync(join(src, 'broken.c'), 'int x(void) { return }\n');
+    mkdirSync(join(root, 'run'), { mode: 0o700 });
+    service = new CompileService({
+      cacheDir,
+      log,
+      recorder,
+      sharedCache: shared,
+      fileHashes: hourAhead,
+      statsFlushDelayMs: 10,
+      // Garbage that announces a long frame is waited for this long, then closed.
+      helloTimeoutMs: 500,
+    });
+    await service.start(socket);
+    assert.equal(service.state, 'running');
+  });
+  after(async () => {
+    await service.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('passes a link and -E through with exec', async () => {
+    const pre = await cc(['-E', '-Iinc', 'hello.c', '-o', 'hello.i']);
+    assert.equal(pre.how, 'exec');
+    assert.equal(pre.code, 0);
+    assert.equal(pre.messages[0]?.path, gcc.startsWith('/') ? pre.messages[0]?.path : gcc);
+    assert.ok(readFileSync(join(src, 'hello.i'), 'utf8').includes('printf'));
+    execFileSync(gcc, ['-c', 'other.c', '-Iinc', '-o', 'other-ref.o'], { cwd: src });
+    const link = await cc(['-shared', 'other-ref.o', '-o', 'libother.so']);
+    assert.equal(link.how, 'exec');
+    assert.equal(link.code, 0);
+    assert.ok(existsSync(join(src, 'libother.so')));
+  });
+
+  it('compiles on a miss, then serves a byte-identical object from the cache', async () => {
+    execFileSync(gcc, ['-Iinc', '-c', 'hello.c', '-o', 'ref.o'], { cwd: src });
+    const first = await cc(['-Iinc', '-c', 'hello.c', '-o', 'hello.o']);
+    assert.deepEqual(
+      first.messages.map((m) => m.type),
+      ['run', 'exit'],
+    );
+    assert.equal(first.code, 0);
+    // The compile's environment: no MUSTER_CC_*, and SUNPRO_DEPENDENCIES for the header list.
+    const runEnv = first.messages[0]?.env ?? [];
+    assert.ok(runEnv.some((e) => e.startsWith('SUNPRO_DEPENDENCIES=')));
+    assert.deepEqual(readFileSync(join(src, 'hello.o')), readFileSync(join(src, 'ref.o')));
+
+    rmSync(join(src, 'hello.o'));
+    const second = await cc(['-Iinc', '-c', 'hello.c', '-o', 'hello.o'], { umask: 0o027 });
+    assert.deepEqual(
+      second.messages.map((m) => m.type),
+      ['exit'],
+    );
+    assert.equal(second.code, 0);
+    assert.deepEqual(readFileSync(join(src, 'hello.o')), readFileSync(join(src, 'ref.o')));
+    assert.equal(statSync(join(src, 'hello.o')).mode & 0o777, 0o640);
+  });
+
+  it('a changed header is a miss, and --explain names it', async () => {
+    await cc(['-Iinc', '-c', 'other.c', '-o', 'other.o']);
+    const hit = await cc(['-Iinc', '-c', 'other.c', '-o', 'other.o']);
+    assert.deepEqual(
+      hit.messages.map((m) => m.type),
+      ['exit'],
+    );
+    writeFileSync(join(src, 'inc', 'b.h'), 'int b(void); /* changed */\n');
+    const miss = await cc(['-Iinc', '-c', 'other.c', '-o', 'other.o']);
+    assert.deepEqual(
+      miss.messages.map((m) => m.type),
+      ['run', 'exit'],
+    );
+    // The explain record is written in the background: poll for it (bounded).
+    let text = '';
+    for (let i = 0; i < 500 && !text.includes('inc/b.h'); i++) {
+      text = await explain(cacheDir, 'other.o', src);
+      if (!text.includes('inc/b.h')) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.match(text, /MISS/);
+    assert.match(text, /inc\/b\.h/);
+    // And from the source's name too.
+    assert.match(await explain(cacheDir, 'other.c', src), /inc\/b\.h/);
+  });
+
+  it('replays a warning from the cache and reproduces an -MD -MF depfile byte for byte', async () => {
+    const args = [
+      '-Wall',
+      '-MD',
+      '-MF',
+      'deps/warn.d',
+      '-MT',
+      'warn.o',
+      '-c',
+      'warn.c',
+      '-o',
+      'warn.o',
+    ];
+    mkdirSync(join(src, 'deps'), { recursive: true });
+    const ref = [
+      '-Wall',
+      '-MD',
+      '-MF',
+      'deps/ref.d',
+      '-MT',
+      'warn.o',
+      '-c',
+      'warn.c',
+      '-o',
+      'ref-warn.o',
+    ];
+    execFileSync(gcc, ref, { cwd: src, stdio: 'ignore' });
+    const first = await cc(args);
+    assert.equal(first.code, 0);
+    assert.match(first.stderr.toString(), /unused variable/);
+    const depfile = readFileSync(join(src, 'deps', 'warn.d'));
+    assert.deepEqual(depfile, readFileSync(join(src, 'deps', 'ref.d')));
+    rmSync(join(src, 'deps', 'warn.d'));
+    rmSync(join(src, 'warn.o'));
+    const second = await cc(args);
+    assert.deepEqual(
+      second.messages.map((m) => m.type),
+      ['exit'],
+    );
+    assert.deepEqual(second.stderr, first.stderr);
+    assert.deepEqual(readFileSync(join(src, 'deps', 'warn.d')), depfile);
+    assert.deepEqual(readFileSync(join(src, 'warn.o')), readFileSync(join(src, 'ref-warn.o')));
+  });
+
+  it('caches -MMD compiles (system headers by fingerprint)', async () => {
+    const args = ['-Iinc', '-MMD', '-MP', '-c', 'hello.c', '-o', 'mmd.o'];
+    const first = await cc(args);
+    assert.equal(first.code, 0);
+    const d = readFileSync(join(src, 'mmd.d'));
+    rmSync(join(src, 'mmd.d'));
+    const second = await cc(args);
+    assert.deepEqual(
+      second.messages.map((m) => m.type),
+      ['exit'],
+    );
+    assert.deepEqual(readFileSync(join(src, 'mmd.d')), d);
+  });
+
+  it('a compile error answers the same code and caches nothing', async () => {
+    let plainCode = 0;
+    try {
+      execFileSync(gcc, ['-c', 'broken.c', '-o', 'broken-ref.o'], { cwd: src, stdio: 'ignore' });
+    } catch (err) {
+      plainCode = (err as { status: number }).status;
+    }
+    assert.notEqual(plainCode, 0);
+    for (let i = 0; i < 2; i++) {
+      const out = await cc(['-c', 'broken.c', '-o', 'broken.o']);
+      assert.deepEqual(
+        out.messages.map((m) => m.type),
+        ['run', 'exit'],
+      );
+      assert.equal(out.code, plainCode);
+      assert.match(out.stderr.toString(), /error/);
+    }
+  });
+
+  it('answers 127 for a compiler that is not on PATH', async () => {
+    const out = await fakeShim({ socket, argv: ['no-such-gcc-x', '-c', 'hello.c'], cwd: src, env });
+    assert.equal(out.how, 'exit');
+    assert.equal(out.code, 127);
+    assert.equal(out.stderr.toString(), 'muster-cc: no-such-gcc-x: command not found\n');
+  });
+
+  it('takes the launcher form (muster-cc gcc …)', async () => {
+    const out = await fakeShim({
+      socket,
+      argv: ['/opt/muster/dist/native/muster-cc', 'gcc', '-Iinc', '-c', 'hello.c', '-o', 'hello.o'],
+      invokedAs: 'gcc',
+      cwd: src,
+      env,
+    });
+    assert.deepEqual(
+      out.messages.map((m) => m.type),
+      ['exit'],
+    );
+  });
+
+  it('survives garbage: each bad connection is closed, the next compile is served', async () => {
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32BE(0xffffffff);
+    const badJson = Buffer.concat([Buffer.from([0, 0, 0, 4, 1]), Buffer.from('{{{')]);
+    const wrongSchema = encodeJsonFrame({ type: 'hello', v: 1, argv: [] });
+    const ranFirst = encodeJsonFrame({
+      type: 'ran',
+      token: 'x',
+      exitCode: 0,
+      signal: null,
+      stderr: '',
+      usec: 1,
+    });
+    const binary = Buffer.from([0, 0, 0, 5, 2, 0, 0, 0, 0]);
+    for (const bytes of [huge, badJson, wrongSchema, ranFirst, binary]) {
+      assert.equal(await sendRaw(socket, bytes), 'closed');
+    }
+    const random = Buffer.alloc(4096);
+    for (let i = 0; i < random.length; i++) random[i] = (i * 7919) % 256;
+    assert.equal(await sendRaw(socket, random), 'closed');
+    assert.equal(service.state, 'running');
+    const out = await cc(['-Iinc', '-c', 'hello.c', '-o', 'hello.o']);
+    assert.equal(out.code, 0);
+  });
+
+  it('records every compile job and stores misses in the shared cache', async () => {
+    assert.ok(recorder.records.length >= 5);
+    assert.ok(recorder.records.every((r) => r.label.startsWith('gcc ')));
+    assert.ok(recorder.records.some((r) => r.placement === 'cache' && r.cache === 'hit'));
+    assert.ok(recorder.records.some((r) => r.placement === 'local' && r.cache === 'miss'));
+    assert.ok(recorder.records.some((r) => r.exitCode === 1));
+    await until(() => shared.stored.length >= 3, 'shared stores');
+    const stored = shared.stored[0]!;
+    assert.equal(stored.outputs[0]?.name, 'object');
+    assert.ok(stored.manifest !== undefined && stored.manifest.includes.length > 0);
+    assert.ok(shared.lookups.length > 0);
+  });
+
+  it('counts what it did in stats.json', async () => {
+    await service.stats.flush();
+    const stats = await readStats(cacheDir);
+    assert.ok(stats.passthrough >= 2, `passthrough ${stats.passthrough}`);
+    assert.ok(stats.compiles >= 10, `compiles ${stats.compiles}`);
+    assert.ok(stats.cacheHits >= 5, `hits ${stats.cacheHits}`);
+    assert.ok(stats.cacheMisses >= 4, `misses ${stats.cacheMisses}`);
+    assert.ok(stats.errors >= 2);
+    assert.equal(stats.compiles, stats.cacheHits + stats.local);
+    assert.equal(stats.fallbacks, 0);
+  });
+});
+
+describe('compile service: fallbacks, too-new files, lifecycle', () => {
+  const root = mkdtempSync(join(tmpdir(), 'muster-cc-service2-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('a failing shared cache is a counted fallback; the compile still succeeds', async () => {
+    requireGcc();
+    const src = join(root, 'a');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'x.c'), 'int x(void) { return 1; }\n');
+    const cacheDir = join(root, 'cache-a');
+    const socket = join(root, 'sock-a', 'cc.sock');
+    const shared = new FakeSharedCache(true);
+    const service = new CompileService({
+      cacheDir,
+      log,
+      sharedCache: shared,
+      fileHashes: hourAhead,
+    });
+    await service.start(socket);
+    try {
+      const out = await fakeShim({ socket, argv: ['gcc', '-c', 'x.c'], cwd: src });
+      assert.equal(out.code, 0);
+      assert.ok(existsSync(join(src, 'x.o')));
+      assert.equal(shared.lookups.length, 1);
+    } finally {
+      await service.stop();
+    }
+    assert.equal(service.state, 'stopped');
+    assert.ok(!existsSync(socket), 'the socket file is removed');
+    const stats = await readStats(cacheDir);
+    assert.equal(stats.fallbacks, 1);
+    assert.deepEqual(stats.fallbackReasons, { 'no-coordinator': 1 });
+  });
+
+  it('files changed in the last 2 s are not cached (uncacheable)', async () => {
+    const src = join(root, 'b');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'y.c'), 'int y(void) { return 1; }\n');
+    const cacheDir = join(root, 'cache-b');
+    const socket = join(root, 'sock-b', 'cc.sock');
+    // A clock an hour behind: every file looks modified "just now" (or in the future).
+    const service = new CompileService({
+      cacheDir,
+      log,
+      fileHashes: { ...hourAhead, now: () => (BigInt(Date.now()) - 3_600_000n) * 1_000_000n },
+    });
+    await service.start(socket);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const out = await fakeShim({ socket, argv: ['gcc', '-c', 'y.c'], cwd: src });
+        assert.deepEqual(
+          out.messages.map((m) => m.type),
+          ['run', 'exit'],
+        );
+      }
+    } finally {
+      await service.stop();
+    }
+    const stats = await readStats(cacheDir);
+    assert.equal(stats.uncacheable, 2);
+    assert.equal(stats.cacheHits, 0);
+  });
+
+  it('folds the shim fallback log at start, refuses a shared socket dir, stops idempotently', async () => {
+    const dir = join(root, 'sock-c');
+    mkdirSync(dir, { mode: 0o700 });
+    writeFileSync(join(dir, 'cc-fallbacks.log'), '1765000000 no-socket\n1765000001 not-utf8\n');
+    const cacheDir = join(root, 'cache-c');
+    const service = new CompileService({ cacheDir, log });
+    await service.start(join(dir, 'cc.sock'));
+    assert.ok(!existsSync(join(dir, 'cc-fallbacks.log')));
+    await Promise.all([service.stop(), service.stop()]);
+    await service.stop();
+    const stats = await readStats(cacheDir);
+    assert.deepEqual(stats.fallbackReasons, { 'no-socket': 1, 'not-utf8': 1 });
+    await assert.rejects(service.start(join(dir, 'cc.sock')));
+
+    const open = join(root, 'open');
+    mkdirSync(open, { mode: 0o755 });
+    const refused = new CompileService({ cacheDir, log });
+    await assert.rejects(refused.start(join(open, 'cc.sock')), /open to other users/);
+    assert.equal(refused.state, 'stopped');
+  });
+
+  it('a second service on a live socket is refused; a stale socket file is replaced', async () => {
+    const dir = join(root, 'sock-d');
+    const path = join(dir, 'cc.sock');
+    const one = new CompileService({ cacheDir: join(root, 'cache-d'), log });
+    await one.start(path);
+    const two = new CompileService({ cacheDir: join(root, 'cache-d'), log });
+    await assert.rejects(two.start(path), /already answers/);
+    await one.stop();
+    // A socket file nobody listens on (a crashed service): made by a server closed without unlink.
+    const { createServer } = await import('node:net');
+    const stale = createServer();
+    await new Promise<void>((r) => stale.listen(path, r));
+    const staleFile = statSync(path);
+    assert.ok(staleFile.isSocket());
+    // Closing a Node server unlinks its socket; keep a copy as a hard link to leave one behind.
+    const { linkSync } = await import('node:fs');
+    linkSync(path, `${path}.old`);
+    await new Promise<void>((r) => stale.close(() => r()));
+    linkSync(`${path}.old`, path);
+    rmSync(`${path}.old`);
+    const three = new CompileService({ cacheDir: join(root, 'cache-d'), log });
+    await three.start(path);
+    assert.equal(three.state, 'running');
+    await three.stop();
+  });
+});

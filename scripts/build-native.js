@@ -3,14 +3,19 @@
 // on the build's glibc, LD_LIBRARY_PATH or LD_PRELOAD), dynamic when there is no libc.a. With no C
 // compiler at all, dist/native/muster-cc becomes a shell script that runs `muster cc` in Node:
 // correct, but a Node start per compile. Skipped when the output is newer than the source.
+// Then dist/native/masquerade/ gets the compiler names `muster build` puts first on PATH (gcc,
+// g++, cc, c++, clang, clang++: src/cli/cc/launch-env.ts), each a relative link to the launcher.
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -73,4 +78,15 @@ if (!upToDate()) {
     writeNodeFallback(`no C compiler (${result.stderr})`);
   }
   chmodSync(output, 0o755);
+}
+
+// The same names as MASQUERADE_NAMES in src/cli/cc/launch-env.ts (a unit test checks).
+const masquerade = join(dirname(output), 'masquerade');
+mkdirSync(masquerade, { recursive: true });
+for (const name of ['cc', 'c++', 'gcc', 'g++', 'clang', 'clang++']) {
+  const link = join(masquerade, name);
+  const current = lstatSync(link, { throwIfNoEntry: false });
+  if (current?.isSymbolicLink() && readlinkSync(link) === '../muster-cc') continue;
+  rmSync(link, { force: true });
+  symlinkSync('../muster-cc', link);
 }

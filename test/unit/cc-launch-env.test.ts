@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { launchEnvironment } from '../../src/cli/cc/launch-env.js';
+import { lstatSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  MASQUERADE_NAMES,
+  installedLauncherPaths,
+  launchEnvironment,
+} from '../../src/cli/cc/launch-env.js';
 
 const paths = {
   launcher: '/opt/muster/dist/native/muster-cc',
@@ -51,5 +57,16 @@ describe("muster build's environment for its command", () => {
 
   it('works with no PATH at all', () => {
     assert.equal(launchEnvironment({}, paths, socket)['PATH'], paths.masquerade);
+  });
+});
+
+describe('the installed masquerade directory', () => {
+  it('holds every name launch-env puts on PATH, each a link to the launcher', () => {
+    const paths = installedLauncherPaths();
+    for (const name of MASQUERADE_NAMES) {
+      const link = join(paths.masquerade, name);
+      assert.ok(lstatSync(link).isSymbolicLink(), link);
+      assert.equal(realpathSync(link), realpathSync(paths.launcher), link);
+    }
   });
 });

@@ -173,7 +173,7 @@ describe('compile sessions', () => {
     );
   });
 
-  it('count only agents that can take work, with no boot id until agents report one', () => {
+  it('count only agents that can take work, with the boot id each reported', () => {
     const snapshot = (name: string, status: AgentSnapshot['status']): AgentSnapshot => ({
       name,
       host: 'h',
@@ -189,6 +189,7 @@ describe('compile sessions', () => {
       agentVersion: null,
       instanceKey: null,
       lastConnectedAt: null,
+      bootId: name === 'up' ? 'b'.repeat(64) : null,
     });
     assert.deepEqual(
       capacityAgents([
@@ -198,7 +199,7 @@ describe('compile sessions', () => {
         snapshot('theirs', 'fenced'),
       ]),
       [
-        { name: 'up', slots: 2, bootId: undefined },
+        { name: 'up', slots: 2, bootId: 'b'.repeat(64) },
         { name: 'full', slots: 2, bootId: undefined },
       ],
     );

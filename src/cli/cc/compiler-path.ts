@@ -42,9 +42,10 @@ function samePath(a: string, b: string): boolean {
 }
 
 /**
- * The real compiler's absolute path: a name with a slash as is (from the cwd), else the first
- * executable of that name on `searchPath` that is neither in the masquerade directory nor the
- * shim itself (by realpath). Null when there is none.
+ * The real compiler's absolute path: a name with a slash as is (from the cwd; a path to the shim
+ * itself stands for its base name), else the first executable of that name on `searchPath` that
+ * is neither in the masquerade directory nor the shim itself (by realpath). Null when there is
+ * none.
  */
 export async function resolveCompiler(
   name: string,
@@ -62,7 +63,12 @@ export async function resolveCompiler(
   };
   if (name.includes('/')) {
     const path = resolve(cwd, name);
-    return (await acceptable(path)) ? path : null;
+    if (await acceptable(path)) return path;
+    // A path to the shim itself (CC=<masquerade>/cc and the CMake launcher too: `muster-cc
+    // <masquerade>/cc -c x.c`) means the compiler of that name: look it up like one.
+    const real = await realpath(path).catch(() => path);
+    if (shimReal === undefined || real !== shimReal) return null;
+    name = basename(path);
   }
   for (const entry of searchPath.split(delimiter)) {
     // An empty entry is the cwd to a shell; a compiler found that way is not worth the risk.

@@ -77,13 +77,12 @@ export function sameMachine(
 
 /**
  * The agents that can take work now (connected, with this coordinator's lease), as a session's
- * capacity counts them. Their boot ids are not known yet: the agents' `ready.capacity.bootId`
- * comes with the agent side of issue 13; until then sameMachine is null (unknown).
+ * capacity counts them, with the boot id each reported in `ready.capacity` (none: an older agent).
  */
 export function capacityAgents(snapshots: readonly AgentSnapshot[]): CapacityAgent[] {
   return snapshots
     .filter((a) => a.status === 'connected' || a.status === 'busy')
-    .map((a) => ({ name: a.name, slots: a.slots, bootId: undefined }));
+    .map((a) => ({ name: a.name, slots: a.slots, bootId: a.bootId ?? undefined }));
 }
 
 export class CompileSessions {

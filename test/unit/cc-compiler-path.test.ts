@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { compilerEnvironment, resolveCompiler } from '../../src/cli/cc/compiler-path.js';
+
+const root = mkdtempSync(join(tmpdir(), 'muster-cc-path-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+function executable(path: string): string {
+  writeFileSync(path, '#!/bin/sh\nexit 0\n');
+  chmodSync(path, 0o755);
+  return path;
+}
+
+const bin = join(root, 'bin');
+const masquerade = join(root, 'masquerade');
+const other = join(root, 'other');
+for (const dir of [bin, masquerade, other]) mkdirSync(dir);
+const shim = executable(join(root, 'muster-cc'));
+const gcc = executable(join(bin, 'gcc'));
+symlinkSync(shim, join(masquerade, 'gcc'));
+symlinkSync(shim, join(other, 'gcc'));
+executable(join(bin, 'notexec'));
+chmodSync(join(bin, 'notexec'), 0o644);
+
+describe('which real compiler a hello means', () => {
+  const path = [masquerade, other, bin].join(':');
+
+  it('skips the masquerade directory and any other link to the shim', async () => {
+    assert.equal(await resolveCompiler('gcc', root, path, masquerade, shim), gcc);
+  });
+
+  it('takes a path to the shim itself as the compiler of that name', async () => {
+    const viaMasquerade = join(masquerade, 'gcc');
+    assert.equal(await resolveCompiler(viaMasquerade, root, path, masquerade, shim), gcc);
+    assert.equal(await resolveCompiler('../masquerade/gcc', bin, path, masquerade, shim), gcc);
+  });
+
+  it('keeps a path to a real compiler, relative ones from the cwd', async () => {
+    assert.equal(await resolveCompiler(gcc, '/', path, masquerade, shim), gcc);
+    assert.equal(await resolveCompiler('./gcc', bin, path, masquerade, shim), gcc);
+  });
+
+  it('finds nothing rather than the shim, a non-executable, or the cwd', async () => {
+    assert.equal(
+      await resolveCompiler('gcc', root, [masquerade, other].join(':'), masquerade, shim),
+      null,
+    );
+    assert.equal(await resolveCompiler('notexec', root, path, masquerade, shim), null);
+    assert.equal(await resolveCompiler('gcc', bin, `:${masquerade}`, masquerade, shim), null);
+    assert.equal(await resolveCompiler(join(root, 'missing'), root, path, masquerade, shim), null);
+  });
+
+  it("gives the compiler an environment without the launcher's variables or directory", () => {
+    const env = compilerEnvironment(
+      {
+        PATH: `${masquerade}:${bin}`,
+        MUSTER_CC_SOCKET: '/x',
+        MUSTER_CC_MASQUERADE: masquerade,
+        HOME: '/h',
+      },
+      masquerade,
+    );
+    assert.deepEqual(env, { PATH: bin, HOME: '/h' });
+  });
+});

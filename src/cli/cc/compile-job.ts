@@ -232,6 +232,11 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
     }
   }
 
+  if (fallback === undefined && ctx.offlineReason !== undefined) {
+    fallback = ctx.offlineReason;
+    ctx.stats.fallback(fallback);
+  }
+
   // Compile here.
   ctx.stats.add('local');
   for (const reason of job.localReasons.length > 0 ? job.localReasons : ['placement-local']) {

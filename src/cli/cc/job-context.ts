@@ -22,6 +22,11 @@ export interface JobContext {
   readonly explainLog: ExplainLog;
   readonly sharedCache: SharedCache | undefined;
   readonly recorder: JobRecorder | undefined;
+  /**
+   * Set when the coordinator could not be reached at the start (`muster build` without one):
+   * every compile that is not served from the local tier is a fallback with this reason.
+   */
+  readonly offlineReason: string | undefined;
   readonly masqueradeDir: string | undefined;
   readonly shimPath: string | undefined;
   /** A private directory for the compiles' dependency lists. */

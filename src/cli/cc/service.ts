@@ -41,6 +41,8 @@ export interface CompileServiceOptions {
   readonly placement?: 'local';
   readonly sharedCache?: SharedCache;
   readonly recorder?: JobRecorder;
+  /** No coordinator for this service's life: compiles that miss locally count as fallbacks. */
+  readonly offlineReason?: string;
   /** The masquerade directory (also read from each hello's `MUSTER_CC_MASQUERADE`). */
   readonly masqueradeDir?: string;
   /** The native shim: a compiler whose realpath is this is the shim itself, never the real one. */
@@ -156,11 +158,12 @@ export class CompileService {
       }),
       stats: this.#stats,
       hashes: new FileHashes(o.fileHashes),
-      toolchains: new ToolchainIds(o.discoverToolchain),
+      toolchains: new ToolchainIds(o.discoverToolchain, join(o.cacheDir, 'toolchain-ids')),
       systemHeaders: new SystemHeaders(),
       explainLog: new ExplainLog(o.cacheDir),
       sharedCache: o.sharedCache,
       recorder: o.recorder,
+      offlineReason: o.offlineReason,
       masqueradeDir: o.masqueradeDir,
       shimPath: o.shimPath,
       tempDir: this.#tempDir,

@@ -127,6 +127,8 @@ export class StatsCounter {
   readonly #flushDelayMs: number;
   readonly #onError: (err: unknown) => void;
   #pending = emptyStats();
+  /** Everything this counter counted since it was made (`muster build`'s summary). */
+  readonly #totals = emptyStats();
   #dirty = false;
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> = Promise.resolve();
@@ -145,22 +147,30 @@ export class StatsCounter {
     return this.#pending;
   }
 
+  /** What this counter counted since it was made, whatever was flushed or zeroed since. */
+  get totals(): Readonly<CompileStats> {
+    return this.#totals;
+  }
+
   add(counter: Counter, n = 1): void {
-    this.#pending[counter] += n;
+    for (const stats of [this.#pending, this.#totals]) stats[counter] += n;
     this.#changed();
   }
 
   localReason(reason: string): void {
     const name = reasonName(reason);
-    this.#pending.localReasons[name] = (this.#pending.localReasons[name] ?? 0) + 1;
+    for (const stats of [this.#pending, this.#totals])
+      stats.localReasons[name] = (stats.localReasons[name] ?? 0) + 1;
     this.#changed();
   }
 
   /** One infrastructure failure: `fallbacks` and its reason. */
   fallback(reason: string, n = 1): void {
     const name = reasonName(reason);
-    this.#pending.fallbacks += n;
-    this.#pending.fallbackReasons[name] = (this.#pending.fallbackReasons[name] ?? 0) + n;
+    for (const stats of [this.#pending, this.#totals]) {
+      stats.fallbacks += n;
+      stats.fallbackReasons[name] = (stats.fallbackReasons[name] ?? 0) + n;
+    }
     this.#changed();
   }
 

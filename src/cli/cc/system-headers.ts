@@ -29,26 +29,32 @@ export function parseSearchList(stderr: string): string[] {
   return out;
 }
 
+/** Every file under `dir` as `path\0size\0mtime\0inode`; false past MAX_FILES. Each
+ * directory's entries are looked at together (the walk is on a `muster build`'s first -MMD
+ * compile: one stat after another took seconds on a loaded machine). */
 async function walk(dir: string, into: string[], seen: Set<string>): Promise<boolean> {
   const real = await realpath(dir).catch(() => null);
   if (real === null || seen.has(real)) return true;
   seen.add(real);
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const entry of entries) {
+  const stats = await Promise.all(
+    entries.map((entry) =>
+      entry.isDirectory()
+        ? Promise.resolve(null)
+        : stat(join(dir, entry.name), { bigint: true }).catch(() => null),
+    ),
+  );
+  const subdirs: string[] = [];
+  for (const [i, entry] of entries.entries()) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (!(await walk(path, into, seen))) return false;
-      continue;
-    }
-    const s = await stat(path, { bigint: true }).catch(() => null);
-    if (s === null) continue;
-    if (s.isDirectory()) {
-      if (!(await walk(path, into, seen))) return false;
-    } else {
+    const s = stats[i];
+    if (entry.isDirectory() || s?.isDirectory() === true) subdirs.push(path);
+    else if (s !== null && s !== undefined) {
       into.push(`${path}\0${s.size}\0${s.mtimeNs}\0${s.ino}`);
       if (into.length > MAX_FILES) return false;
     }
   }
+  for (const sub of subdirs) if (!(await walk(sub, into, seen))) return false;
   return true;
 }
 

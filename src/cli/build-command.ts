@@ -1,0 +1,227 @@
+/**
+ * `muster build [--json] -- COMMAND…`: runs COMMAND on this machine with its compiles sent
+ * through Muster (docs/compile.md). A compile service runs in this process for the command's
+ * life, on a socket in a private directory; the command's environment sends every compile to it
+ * (cc/launch-env.ts). All its compile jobs form one build on the coordinator (a compile session)
+ * that the web UI and `muster builds show` follow. Without a coordinator (not logged in,
+ * unreachable) the build still runs, every compile here, and the summary says why.
+ *
+ * The exit code is COMMAND's (128 + N when signal N ended it). While it runs, SIGINT and SIGQUIT
+ * are the command's (a terminal sends them to the whole process group): this process waits for
+ * it, like env(1) or time(1) do; SIGTERM and SIGHUP are passed on to it.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, constants, hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { readBootId } from '../common/boot-id.js';
+import { MusterError } from '../protocol/errors.js';
+import { connect, type ApiClient } from './api-client.js';
+import { formatPoolHint, formatSummary, poolHint, type BuildCounts } from './cc/build-summary.js';
+import { userCacheDir } from './cc/cache-dir.js';
+import { CoordinatorCache } from './cc/coordinator-cache.js';
+import { installedLauncherPaths, launchEnvironment } from './cc/launch-env.js';
+import { CompileService } from './cc/service.js';
+import { SessionRecorder } from './cc/session-recorder.js';
+import { FALLBACK_LOG_NAME } from './cc/shim-protocol.js';
+import type { CompileStats } from './cc/stats.js';
+import { printJson } from './print-json.js';
+
+interface BuildOptions {
+  json?: boolean;
+}
+
+/** A fallback reason for every compile when there is no coordinator (stats, records). */
+const NO_COORDINATOR = 'no-coordinator';
+
+export function registerBuildCommand(program: Command): void {
+  program
+    .command('build')
+    .description(
+      'run a build command (make, ninja, cmake --build, a script) with its compiles sent through Muster',
+    )
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .option(
+      '--json',
+      "print the jobs' summary as JSON on stdout at the end (the command's own stdout goes to stderr)",
+    )
+    .passThroughOptions()
+    .action(async (command: string[], opts: BuildOptions) => {
+      process.exitCode = await runBuild(command, opts);
+    });
+}
+
+interface Session {
+  client: ApiClient;
+  buildId: number;
+}
+
+/** Opens the compile session; undefined (and why) when there is no coordinator to open it on. */
+async function openSession(line: string, say: (text: string) => void): Promise<Session | string> {
+  try {
+    const client = await connect(process.env, { notify: say });
+    const bootId = await readBootId();
+    const session = await client.createCompileSession({
+      command: line.slice(0, 8192),
+      cwd: process.cwd(),
+      host: hostname().slice(0, 255) || 'localhost',
+      ...(bootId === undefined ? {} : { bootId }),
+    });
+    say(formatPoolHint(poolHint(session.capacity, availableParallelism()), session.buildId));
+    return { client, buildId: session.buildId };
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+function countsOf(stats: Readonly<CompileStats>, shimFallbacks: number): BuildCounts {
+  return {
+    jobs: stats.compiles + stats.passthrough + shimFallbacks,
+    compiles: stats.compiles,
+    remote: stats.remote,
+    local: stats.local,
+    cacheHits: stats.cacheHits,
+    cacheMisses: stats.cacheMisses,
+    fallbacks: stats.fallbacks,
+    errors: stats.errors,
+  };
+}
+
+async function runBuild(command: string[], opts: BuildOptions): Promise<number> {
+  const [program, ...args] = command;
+  if (program === undefined)
+    throw new MusterError(
+      'VALIDATION_FAILED',
+      'give the command to run after --, e.g. muster build -- make -j4',
+    );
+  const started = Date.now();
+  const say = (text: string): void => void process.stderr.write(text);
+  const session = await openSession(command.join(' '), say);
+  const offline = typeof session === 'string' ? session : undefined;
+  if (offline !== undefined)
+    say(`muster: no coordinator (${offline}): every compile runs on this machine\n`);
+  const online = typeof session === 'string' ? undefined : session;
+  const recorder =
+    online === undefined
+      ? undefined
+      : new SessionRecorder(online.client, online.buildId, { warn: say });
+
+  const paths = installedLauncherPaths();
+  const dir = await mkdtemp(join(tmpdir(), 'muster-build-'));
+  const socket = join(dir, 'cc.sock');
+  const service = new CompileService({
+    cacheDir: userCacheDir(process.env),
+    masqueradeDir: paths.masquerade,
+    shimPath: paths.launcher,
+    log: pino({ level: process.env['MUSTER_CC_LOG'] ?? 'warn' }, pino.destination(2)),
+    ...(online === undefined
+      ? { offlineReason: NO_COORDINATOR }
+      : {
+          sharedCache: new CoordinatorCache(online.client, () => online.buildId),
+          ...(recorder === undefined ? {} : { recorder }),
+        }),
+  });
+  let ended: Ended;
+  let shimFallbacks: number;
+  try {
+    let env: NodeJS.ProcessEnv = launchEnvironment(process.env, paths, socket);
+    try {
+      await service.start(socket);
+    } catch (err) {
+      // Never break a build: without the service the command runs as it would without Muster.
+      say(
+        `muster: the compile service could not start (${err instanceof Error ? err.message : String(err)}): running the command without it\n`,
+      );
+      env = process.env;
+    }
+    ended = await runCommand(program, args, env, opts);
+    shimFallbacks = await service.stats.foldFallbackLog(join(dir, FALLBACK_LOG_NAME));
+  } finally {
+    await service.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const code = ended.code;
+  const counts = countsOf(service.stats.totals, shimFallbacks);
+  if (recorder !== undefined && online !== undefined) {
+    const summary = {
+      jobs: counts.compiles,
+      remote: counts.remote,
+      local: counts.local,
+      cacheHits: counts.cacheHits,
+      fallbacks: counts.fallbacks,
+    };
+    await recorder
+      .close(ended.signalled ? null : code, summary)
+      .catch((err: unknown) =>
+        say(
+          `muster: could not close build ${online.buildId}: ${err instanceof Error ? err.message : String(err)}\n`,
+        ),
+      );
+  }
+  const elapsed = Date.now() - started;
+  say(
+    formatSummary(
+      counts,
+      elapsed,
+      online?.buildId,
+      offline === undefined ? undefined : 'no coordinator',
+    ),
+  );
+  if (opts.json === true)
+    printJson({ buildId: online?.buildId ?? null, exitCode: code, ...counts, durationMs: elapsed });
+  return code;
+}
+
+interface Ended {
+  /** The exit code, or 128 + the signal that ended it. */
+  code: number;
+  signalled: boolean;
+}
+
+/** Runs the command to its end. */
+function runCommand(
+  program: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: BuildOptions,
+): Promise<Ended> {
+  return new Promise((resolve, reject) => {
+    // --json keeps stdout for the summary: the command's own output goes to stderr.
+    const child = spawn(program, args, {
+      env,
+      stdio: ['inherit', opts.json === true ? process.stderr : 'inherit', 'inherit'],
+    });
+    const ignore = (): void => undefined;
+    const forward = (signal: NodeJS.Signals) => (): void => void child.kill(signal);
+    const handlers: [NodeJS.Signals, () => void][] = [
+      ['SIGINT', ignore],
+      ['SIGQUIT', ignore],
+      ['SIGTERM', forward('SIGTERM')],
+      ['SIGHUP', forward('SIGHUP')],
+    ];
+    for (const [signal, handler] of handlers) process.on(signal, handler);
+    const done = (): void => {
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+    };
+    child.once('error', (err) => {
+      done();
+      reject(
+        new MusterError(
+          'VALIDATION_FAILED',
+          `cannot run ${program}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'command not found' : err.message}`,
+        ),
+      );
+    });
+    child.once('exit', (exitCode, signal) => {
+      done();
+      if (exitCode !== null) resolve({ code: exitCode, signalled: false });
+      else
+        resolve({
+          code: 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0)),
+          signalled: true,
+        });
+    });
+  });
+}

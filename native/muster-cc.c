@@ -20,7 +20,9 @@
  * answer, the shim starts `<pkg>/bin/muster cc --serve --detach` (<pkg> from its own realpath,
  * <pkg>/dist/native/muster-cc; stdio on /dev/null so the daemon holds none of make's pipes) and
  * polls connect() every 20 ms for up to 2 s; it stops waiting early when that process exits
- * non-zero. With $MUSTER_CC_SOCKET nothing is started: the build that set it owns the service.
+ * non-zero. A failed start leaves cc-start-failed in the dir, and for 10 s after it compiles fall
+ * back without trying again. With $MUSTER_CC_SOCKET nothing is started: the build that set it
+ * owns the service.
  *
  * Fallback: the shim runs the real compiler itself, execv() of the compiler named as given when
  * it has a slash, else the first executable of that name on PATH that is neither in
@@ -107,6 +109,8 @@ extern char **environ;
 #define SELF_NAME "muster-cc"
 #define SOCKET_NAME "cc.sock"
 #define LOG_NAME "cc-fallbacks.log"
+#define START_FAILED_NAME "cc-start-failed"
+#define START_BACKOFF_S 10
 
 static struct {
   char **argv;
@@ -693,6 +697,28 @@ static int try_connect(const char *path) {
   return fd;
 }
 
+/*
+ * A start that failed is not tried again by every compile of the build (each would pay a Node
+ * start and up to 2 s): for START_BACKOFF_S after one, compiles fall back at once.
+ */
+static int start_failed_recently(void) {
+  char path[PATH_MAX + sizeof START_FAILED_NAME + 1];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", g.dir, START_FAILED_NAME);
+  if (lstat(path, &st) != 0) return 0;
+  time_t now = time(NULL);
+  return st.st_mtime <= now && now - st.st_mtime < START_BACKOFF_S;
+}
+
+static void mark_start_failed(void) {
+  char path[PATH_MAX + sizeof START_FAILED_NAME + 1];
+  (void)mkdir(g.dir, 0700);
+  if (dir_state(g.dir) != 1) return;
+  snprintf(path, sizeof path, "%s/%s", g.dir, START_FAILED_NAME);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd >= 0) close(fd); /* O_TRUNC of an existing file sets its mtime: now */
+}
+
 /* Starts `<pkg>/bin/muster cc --serve --detach` and waits up to 2 s for the socket. */
 static int start_service(const char *sock) {
   char prog[PATH_MAX + 16];
@@ -764,7 +790,9 @@ static int connect_service(const char *env, const char **reason) {
     int fd = try_connect(sock);
     if (fd >= 0) return fd;
   }
+  if (start_failed_recently()) return *reason = "service-unavailable", -1;
   int fd = start_service(sock);
+  if (fd < 0) mark_start_failed();
   if (fd >= 0 && dir_state(g.dir) != 1) {
     close(fd);
     return *reason = "unsafe-socket-dir", -1;

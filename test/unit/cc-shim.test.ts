@@ -662,11 +662,15 @@ describe('muster-cc (the native launcher)', () => {
     mkdirSync(runtime);
     const env = { ...rest, XDG_RUNTIME_DIR: runtime, STARTED: started };
     const log = join(runtime, 'muster', FALLBACK_LOG_NAME);
+    /** Left by a failed start: compiles do not try again for a while. */
+    const startFailed = join(runtime, 'muster', 'cc-start-failed');
 
     // No bin/muster at all.
     const missing = await run(shimCopy, ['gcc', '-c', 'a.c'], { env });
     assert.equal(missing.code, 4);
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-c', 'a.c']);
+    assert.ok(existsSync(startFailed));
+    rmSync(startFailed);
 
     // A bin/muster that fails (what `muster cc --serve` does before the service exists).
     const starter = (status: number): void =>
@@ -681,12 +685,18 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(failed.stdout.toString(), '', 'the service gets no stdio of the shim');
     assert.equal(failed.stderr.toString(), 'fake gcc ran\n');
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-c', 'b.c']);
+    // The next compile right after falls back without starting anything.
+    const again = await run(shimCopy, ['gcc', '-c', 'b2.c'], { env });
+    assert.equal(again.code, 4);
+    assert.equal(readFileSync(started, 'utf8'), 'cc\n--serve\n--detach\n');
+    rmSync(startFailed);
 
     // A bin/muster that says it started but no socket appears: the shim waits, then falls back.
     starter(0);
     const silent = await run(shimCopy, ['gcc', '-c', 'c.c'], { env });
     assert.equal(silent.code, 4);
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-c', 'c.c']);
+    rmSync(startFailed);
 
     // A bin/muster that brings the socket up (a link to a listening fake): the shim uses it.
     const listening = join(sb.dir, 'listening.sock');
@@ -709,11 +719,8 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(fakeGccRun(sb), undefined);
 
     assert.equal(readFileSync(started, 'utf8'), 'cc\n--serve\n--detach\n'.repeat(3));
-    assert.deepEqual(logReasons(log), [
-      'service-unavailable',
-      'service-unavailable',
-      'service-unavailable',
-    ]);
+    assert.deepEqual(logReasons(log), Array<string>(4).fill('service-unavailable'));
+    assert.equal(existsSync(startFailed), false);
     assert.equal(statSync(join(runtime, 'muster')).mode & 0o777, 0o700);
   });
 });

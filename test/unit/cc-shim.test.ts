@@ -31,6 +31,7 @@ import {
   helloSchema,
   ranSchema,
   SHIM_FALLBACK_REASONS,
+  SHIM_MAX_CAPTURE_BYTES,
   SHIM_MAX_FRAME_BYTES,
   type ServiceMessage,
   type ShimHello,
@@ -380,6 +381,27 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(ran?.exitCode, null);
     assert.equal(ran?.signal, 15);
     assert.equal(result.code, 143);
+  });
+
+  it('keeps at most SHIM_MAX_CAPTURE_BYTES of stderr, and its `ran` still fits one frame', async () => {
+    const sb = sandbox();
+    let ran: ShimRan | undefined;
+    const bytes = SHIM_MAX_CAPTURE_BYTES + 100_000;
+    const service = await withService(sb, async (c) => {
+      await c.hello();
+      const script = `head -c ${bytes} /dev/zero >&2`;
+      c.send({ type: 'run', path: '/bin/sh', argv: ['sh', '-c', script], token: 'big' });
+      ran = await c.ran();
+      c.send({ type: 'exit', code: 0, stderr: '' });
+    });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(shim, ['gcc'], { env: sb.env, stdio: ['ignore', 'ignore', 'ignore'] });
+      child.on('error', reject);
+      child.on('exit', (status) => resolve(status));
+    });
+    await service.close();
+    assert.equal(code, 0);
+    assert.equal(Buffer.from(ran?.stderr ?? '', 'base64').length, SHIM_MAX_CAPTURE_BYTES);
   });
 
   it('does not wait for a grandchild that keeps the stderr pipe open', async () => {

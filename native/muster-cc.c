@@ -413,7 +413,9 @@ struct strlist {
 
 enum msg_type { M_EXEC, M_RUN, M_CPP, M_EXIT };
 
-enum field { F_TYPE = 1, F_PATH = 2, F_ARGV = 4, F_ENV = 8, F_TOKEN = 16, F_CODE = 32, F_STDERR = 64 };
+enum field {
+  F_TYPE = 1, F_PATH = 2, F_ARGV = 4, F_ENV = 8, F_TOKEN = 16, F_CODE = 32, F_STDERR = 64
+};
 
 struct msg {
   enum msg_type type;
@@ -760,7 +762,9 @@ static void choose_dir(const char *env) {
     const char *slash = strrchr(env, '/');
     if (!slash) strcpy(g.dir, ".");
     else if (slash == env) strcpy(g.dir, "/");
-    else if ((size_t)(slash - env) < sizeof g.dir) snprintf(g.dir, sizeof g.dir, "%.*s", (int)(slash - env), env);
+    else if ((size_t)(slash - env) < sizeof g.dir) {
+      snprintf(g.dir, sizeof g.dir, "%.*s", (int)(slash - env), env);
+    }
     return;
   }
   const char *runtime = getenv("XDG_RUNTIME_DIR");
@@ -804,7 +808,8 @@ static int connect_service(const char *env, const char **reason) {
 /* ---- run / cpp ------------------------------------------------------------------------------ */
 
 /* Spawns m's program with stderr on a pipe, tees and captures it, waits. -1: not spawned. */
-static int run_child(const struct msg *m, int tee, struct buf *capture, int *status, long long *usec) {
+static int run_child(const struct msg *m, int tee, struct buf *capture, int *status,
+                     long long *usec) {
   int pfd[2];
   struct sigaction chld;
   /* Inherited SIGCHLD = SIG_IGN would reap the child before waitpid sees its status. */
@@ -865,7 +870,8 @@ static int run_child(const struct msg *m, int tee, struct buf *capture, int *sta
   return 0;
 }
 
-static int send_ran(int fd, const struct msg *m, const struct buf *capture, int status, long long usec) {
+static int send_ran(int fd, const struct msg *m, const struct buf *capture, int status,
+                    long long usec) {
   struct buf b = {0};
   int exited = WIFEXITED(status);
   int bad = buf_put(&b, "\0\0\0\0\1", 5) || buf_puts(&b, "{\"type\":\"ran\",\"token\":") ||

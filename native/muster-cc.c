@@ -27,7 +27,8 @@
  * Fallback: the shim runs the real compiler itself, execv() of the compiler named as given when
  * it has a slash, else the first executable of that name on PATH that is neither in
  * $MUSTER_CC_MASQUERADE nor the shim itself (by realpath); argv[0] becomes the path found, so a
- * relocatable compiler finds its own installation rather than the masquerade directory. Before
+ * relocatable compiler finds its own installation rather than the masquerade directory, and the
+ * masquerade directory leaves its PATH (so nothing it starts comes back to the shim). Before
  * that it appends "<unix-seconds> <reason>\n" to cc-fallbacks.log in the socket directory
  * (O_APPEND, 0600, O_NOFOLLOW; failures ignored), which the service counts at its next start.
  *
@@ -331,32 +332,83 @@ static int is_self(const char *path) {
   return g.self[0] && realpath(path, real) && strcmp(real, g.self) == 0;
 }
 
-static void exec_found(const char *path) {
+/* $MUSTER_CC_MASQUERADE, by name or by realpath. */
+static int is_masquerade_dir(const char *dir) {
+  static char masq_real[PATH_MAX];
+  static int resolved = 0;
+  char dir_real[PATH_MAX];
+  const char *masq = getenv("MUSTER_CC_MASQUERADE");
+  if (!masq || !*masq) return 0;
+  if (strcmp(dir, masq) == 0) return 1;
+  if (!resolved) resolved = realpath(masq, masq_real) ? 1 : -1;
+  return resolved > 0 && realpath(dir, dir_real) && strcmp(dir_real, masq_real) == 0;
+}
+
+/*
+ * The environment for the real compiler: environ, with the masquerade directory taken out of
+ * PATH (as the service does, so nothing the compiler starts comes back to the shim).
+ */
+static char **compiler_environ(const char *path) {
+  const char *masq = getenv("MUSTER_CC_MASQUERADE");
+  size_t n = 0, len = strlen(path);
+  if (!masq || !*masq || !getenv("PATH")) return environ;
+  char *kept = malloc(len + 6), *w = kept;
+  while (environ[n]) n++;
+  char **env = malloc((n + 1) * sizeof *env);
+  if (!kept || !env) return environ;
+  int first = 1;
+  w += sprintf(w, "PATH=");
+  for (const char *p = path, *end;; p = end + 1) {
+    end = strchr(p, ':');
+    size_t part = end ? (size_t)(end - p) : strlen(p);
+    char dir[PATH_MAX];
+    int drop = 0;
+    if (part < sizeof dir) {
+      memcpy(dir, p, part);
+      dir[part] = 0;
+      drop = is_masquerade_dir(part ? dir : ".");
+    }
+    if (!drop) {
+      if (!first) *w++ = ':';
+      first = 0;
+      memcpy(w, p, part);
+      w += part;
+    }
+    if (!end) break;
+  }
+  *w = 0;
+  for (size_t i = 0, replaced = 0; i <= n; i++) {
+    env[i] = environ[i];
+    if (!replaced && env[i] && strncmp(env[i], "PATH=", 5) == 0) env[i] = kept, replaced = 1;
+  }
+  return env;
+}
+
+static void exec_found(const char *path, char **env) {
   char **argv = g.compiler_argv;
   char *saved = argv[0];
   argv[0] = (char *)path;
-  execv(path, argv);
+  execve(path, argv, env);
   argv[0] = saved;
 }
 
 /* Runs the real compiler; does not return. */
 static void exec_real_compiler(void) {
   const char *name = g.compiler;
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  char **env = compiler_environ(path);
   if (!g.masquerade && strchr(name, '/')) {
     if (is_self(name)) {
       fprintf(stderr, "muster-cc: %s is muster-cc itself, not a compiler\n", name);
       exit(127);
     }
-    execv(name, g.compiler_argv);
+    execve(name, g.compiler_argv, env);
     int err = errno;
     fprintf(stderr, "muster-cc: %s: %s\n", name, strerror(err));
     exit(err == ENOENT ? 127 : 126);
   }
-  const char *path = getenv("PATH");
-  const char *masq = getenv("MUSTER_CC_MASQUERADE");
-  char masq_real[PATH_MAX], dir_real[PATH_MAX], cand[PATH_MAX];
-  int have_masq_real = masq && *masq && realpath(masq, masq_real) != NULL;
-  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  char cand[PATH_MAX];
   for (const char *p = path;;) {
     const char *end = strchr(p, ':');
     size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -365,15 +417,12 @@ static void exec_real_compiler(void) {
       memcpy(dir, p, len);
       dir[len] = 0;
       if (len == 0) strcpy(dir, ".");
-      int skip = masq && *masq && strcmp(dir, masq) == 0;
-      if (!skip && have_masq_real && realpath(dir, dir_real) && strcmp(dir_real, masq_real) == 0) {
-        skip = 1;
-      }
       struct stat st;
-      if (!skip && (size_t)snprintf(cand, sizeof cand, "%s/%s", dir, name) < sizeof cand &&
+      if (!is_masquerade_dir(dir) &&
+          (size_t)snprintf(cand, sizeof cand, "%s/%s", dir, name) < sizeof cand &&
           stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0 &&
           !is_self(cand)) {
-        exec_found(cand);
+        exec_found(cand, env);
       }
     }
     if (!end) break;

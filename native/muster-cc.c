@@ -58,7 +58,10 @@
  *
  * Signals keep their default dispositions (make signals the whole process group, the child
  * gets them too); SIGPIPE on the socket is avoided with MSG_NOSIGNAL, not by ignoring it (an
- * ignored signal would be inherited by the compiler). Every spawned child is waited for.
+ * ignored signal would be inherited by the compiler); an inherited SIGCHLD = SIG_IGN is reset
+ * before a `run`, or the child's status would be lost. Every `run`/`cpp` child is waited for,
+ * and its end, not the pipe's EOF, ends the capture (a daemon it started may keep the pipe). A
+ * `--detach` start still running when the shim stops waiting for the socket is left to init.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

@@ -20,12 +20,15 @@
  * answer, the shim starts `<pkg>/bin/muster cc --serve --detach` (<pkg> from its own realpath,
  * <pkg>/dist/native/muster-cc; stdio on /dev/null so the daemon holds none of make's pipes) and
  * polls connect() every 20 ms for up to 2 s; it stops waiting early when that process exits
- * non-zero. With $MUSTER_CC_SOCKET nothing is started: the build that set it owns the service.
+ * non-zero. A failed start leaves cc-start-failed in the dir, and for 10 s after it compiles fall
+ * back without trying again. With $MUSTER_CC_SOCKET nothing is started: the build that set it
+ * owns the service.
  *
  * Fallback: the shim runs the real compiler itself, execv() of the compiler named as given when
  * it has a slash, else the first executable of that name on PATH that is neither in
  * $MUSTER_CC_MASQUERADE nor the shim itself (by realpath); argv[0] becomes the path found, so a
- * relocatable compiler finds its own installation rather than the masquerade directory. Before
+ * relocatable compiler finds its own installation rather than the masquerade directory, and the
+ * masquerade directory leaves its PATH (so nothing it starts comes back to the shim). Before
  * that it appends "<unix-seconds> <reason>\n" to cc-fallbacks.log in the socket directory
  * (O_APPEND, 0600, O_NOFOLLOW; failures ignored), which the service counts at its next start.
  *
@@ -55,7 +58,10 @@
  *
  * Signals keep their default dispositions (make signals the whole process group, the child
  * gets them too); SIGPIPE on the socket is avoided with MSG_NOSIGNAL, not by ignoring it (an
- * ignored signal would be inherited by the compiler). Every spawned child is waited for.
+ * ignored signal would be inherited by the compiler); an inherited SIGCHLD = SIG_IGN is reset
+ * before a `run`, or the child's status would be lost. Every `run`/`cpp` child is waited for,
+ * and its end, not the pipe's EOF, ends the capture (a daemon it started may keep the pipe). A
+ * `--detach` start still running when the shim stops waiting for the socket is left to init.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -107,6 +113,8 @@ extern char **environ;
 #define SELF_NAME "muster-cc"
 #define SOCKET_NAME "cc.sock"
 #define LOG_NAME "cc-fallbacks.log"
+#define START_FAILED_NAME "cc-start-failed"
+#define START_BACKOFF_S 10
 
 static struct {
   char **argv;
@@ -327,32 +335,83 @@ static int is_self(const char *path) {
   return g.self[0] && realpath(path, real) && strcmp(real, g.self) == 0;
 }
 
-static void exec_found(const char *path) {
+/* $MUSTER_CC_MASQUERADE, by name or by realpath. */
+static int is_masquerade_dir(const char *dir) {
+  static char masq_real[PATH_MAX];
+  static int resolved = 0;
+  char dir_real[PATH_MAX];
+  const char *masq = getenv("MUSTER_CC_MASQUERADE");
+  if (!masq || !*masq) return 0;
+  if (strcmp(dir, masq) == 0) return 1;
+  if (!resolved) resolved = realpath(masq, masq_real) ? 1 : -1;
+  return resolved > 0 && realpath(dir, dir_real) && strcmp(dir_real, masq_real) == 0;
+}
+
+/*
+ * The environment for the real compiler: environ, with the masquerade directory taken out of
+ * PATH (as the service does, so nothing the compiler starts comes back to the shim).
+ */
+static char **compiler_environ(const char *path) {
+  const char *masq = getenv("MUSTER_CC_MASQUERADE");
+  size_t n = 0, len = strlen(path);
+  if (!masq || !*masq || !getenv("PATH")) return environ;
+  char *kept = malloc(len + 6), *w = kept;
+  while (environ[n]) n++;
+  char **env = malloc((n + 1) * sizeof *env);
+  if (!kept || !env) return environ;
+  int first = 1;
+  w += sprintf(w, "PATH=");
+  for (const char *p = path, *end;; p = end + 1) {
+    end = strchr(p, ':');
+    size_t part = end ? (size_t)(end - p) : strlen(p);
+    char dir[PATH_MAX];
+    int drop = 0;
+    if (part < sizeof dir) {
+      memcpy(dir, p, part);
+      dir[part] = 0;
+      drop = is_masquerade_dir(part ? dir : ".");
+    }
+    if (!drop) {
+      if (!first) *w++ = ':';
+      first = 0;
+      memcpy(w, p, part);
+      w += part;
+    }
+    if (!end) break;
+  }
+  *w = 0;
+  for (size_t i = 0, replaced = 0; i <= n; i++) {
+    env[i] = environ[i];
+    if (!replaced && env[i] && strncmp(env[i], "PATH=", 5) == 0) env[i] = kept, replaced = 1;
+  }
+  return env;
+}
+
+static void exec_found(const char *path, char **env) {
   char **argv = g.compiler_argv;
   char *saved = argv[0];
   argv[0] = (char *)path;
-  execv(path, argv);
+  execve(path, argv, env);
   argv[0] = saved;
 }
 
 /* Runs the real compiler; does not return. */
 static void exec_real_compiler(void) {
   const char *name = g.compiler;
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  char **env = compiler_environ(path);
   if (!g.masquerade && strchr(name, '/')) {
     if (is_self(name)) {
       fprintf(stderr, "muster-cc: %s is muster-cc itself, not a compiler\n", name);
       exit(127);
     }
-    execv(name, g.compiler_argv);
+    execve(name, g.compiler_argv, env);
     int err = errno;
     fprintf(stderr, "muster-cc: %s: %s\n", name, strerror(err));
     exit(err == ENOENT ? 127 : 126);
   }
-  const char *path = getenv("PATH");
-  const char *masq = getenv("MUSTER_CC_MASQUERADE");
-  char masq_real[PATH_MAX], dir_real[PATH_MAX], cand[PATH_MAX];
-  int have_masq_real = masq && *masq && realpath(masq, masq_real) != NULL;
-  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  char cand[PATH_MAX];
   for (const char *p = path;;) {
     const char *end = strchr(p, ':');
     size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -361,15 +420,12 @@ static void exec_real_compiler(void) {
       memcpy(dir, p, len);
       dir[len] = 0;
       if (len == 0) strcpy(dir, ".");
-      int skip = masq && *masq && strcmp(dir, masq) == 0;
-      if (!skip && have_masq_real && realpath(dir, dir_real) && strcmp(dir_real, masq_real) == 0) {
-        skip = 1;
-      }
       struct stat st;
-      if (!skip && (size_t)snprintf(cand, sizeof cand, "%s/%s", dir, name) < sizeof cand &&
+      if (!is_masquerade_dir(dir) &&
+          (size_t)snprintf(cand, sizeof cand, "%s/%s", dir, name) < sizeof cand &&
           stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0 &&
           !is_self(cand)) {
-        exec_found(cand);
+        exec_found(cand, env);
       }
     }
     if (!end) break;
@@ -409,7 +465,9 @@ struct strlist {
 
 enum msg_type { M_EXEC, M_RUN, M_CPP, M_EXIT };
 
-enum field { F_TYPE = 1, F_PATH = 2, F_ARGV = 4, F_ENV = 8, F_TOKEN = 16, F_CODE = 32, F_STDERR = 64 };
+enum field {
+  F_TYPE = 1, F_PATH = 2, F_ARGV = 4, F_ENV = 8, F_TOKEN = 16, F_CODE = 32, F_STDERR = 64
+};
 
 struct msg {
   enum msg_type type;
@@ -693,6 +751,28 @@ static int try_connect(const char *path) {
   return fd;
 }
 
+/*
+ * A start that failed is not tried again by every compile of the build (each would pay a Node
+ * start and up to 2 s): for START_BACKOFF_S after one, compiles fall back at once.
+ */
+static int start_failed_recently(void) {
+  char path[PATH_MAX + sizeof START_FAILED_NAME + 1];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", g.dir, START_FAILED_NAME);
+  if (lstat(path, &st) != 0) return 0;
+  time_t now = time(NULL);
+  return st.st_mtime <= now && now - st.st_mtime < START_BACKOFF_S;
+}
+
+static void mark_start_failed(void) {
+  char path[PATH_MAX + sizeof START_FAILED_NAME + 1];
+  (void)mkdir(g.dir, 0700);
+  if (dir_state(g.dir) != 1) return;
+  snprintf(path, sizeof path, "%s/%s", g.dir, START_FAILED_NAME);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd >= 0) close(fd); /* O_TRUNC of an existing file sets its mtime: now */
+}
+
 /* Starts `<pkg>/bin/muster cc --serve --detach` and waits up to 2 s for the socket. */
 static int start_service(const char *sock) {
   char prog[PATH_MAX + 16];
@@ -734,7 +814,9 @@ static void choose_dir(const char *env) {
     const char *slash = strrchr(env, '/');
     if (!slash) strcpy(g.dir, ".");
     else if (slash == env) strcpy(g.dir, "/");
-    else if ((size_t)(slash - env) < sizeof g.dir) snprintf(g.dir, sizeof g.dir, "%.*s", (int)(slash - env), env);
+    else if ((size_t)(slash - env) < sizeof g.dir) {
+      snprintf(g.dir, sizeof g.dir, "%.*s", (int)(slash - env), env);
+    }
     return;
   }
   const char *runtime = getenv("XDG_RUNTIME_DIR");
@@ -764,7 +846,9 @@ static int connect_service(const char *env, const char **reason) {
     int fd = try_connect(sock);
     if (fd >= 0) return fd;
   }
+  if (start_failed_recently()) return *reason = "service-unavailable", -1;
   int fd = start_service(sock);
+  if (fd < 0) mark_start_failed();
   if (fd >= 0 && dir_state(g.dir) != 1) {
     close(fd);
     return *reason = "unsafe-socket-dir", -1;
@@ -776,7 +860,8 @@ static int connect_service(const char *env, const char **reason) {
 /* ---- run / cpp ------------------------------------------------------------------------------ */
 
 /* Spawns m's program with stderr on a pipe, tees and captures it, waits. -1: not spawned. */
-static int run_child(const struct msg *m, int tee, struct buf *capture, int *status, long long *usec) {
+static int run_child(const struct msg *m, int tee, struct buf *capture, int *status,
+                     long long *usec) {
   int pfd[2];
   struct sigaction chld;
   /* Inherited SIGCHLD = SIG_IGN would reap the child before waitpid sees its status. */
@@ -837,7 +922,8 @@ static int run_child(const struct msg *m, int tee, struct buf *capture, int *sta
   return 0;
 }
 
-static int send_ran(int fd, const struct msg *m, const struct buf *capture, int status, long long usec) {
+static int send_ran(int fd, const struct msg *m, const struct buf *capture, int status,
+                    long long usec) {
   struct buf b = {0};
   int exited = WIFEXITED(status);
   int bad = buf_put(&b, "\0\0\0\0\1", 5) || buf_puts(&b, "{\"type\":\"ran\",\"token\":") ||

@@ -58,7 +58,8 @@ int main(int argc, char **argv) {
     }
     times[i] = now_usec() - start;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      fprintf(stderr, "time-runs: run %ld of %s did not exit 0 (status %d)\n", i + 1, argv[2], status);
+      fprintf(stderr, "time-runs: run %ld of %s did not exit 0 (status %d)\n", i + 1, argv[2],
+              status);
       return 1;
     }
   }

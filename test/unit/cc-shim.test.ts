@@ -5,7 +5,7 @@
  * of the fallbacks is a fake `gcc` script that records its arguments.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   chmodSync,
   copyFileSync,
@@ -23,6 +23,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import {
   AFTER_RUN_SUFFIX,
@@ -31,6 +32,7 @@ import {
   helloSchema,
   ranSchema,
   SHIM_FALLBACK_REASONS,
+  SHIM_MAX_CAPTURE_BYTES,
   SHIM_MAX_FRAME_BYTES,
   type ServiceMessage,
   type ShimHello,
@@ -164,8 +166,29 @@ function run(
   });
 }
 
+/** Runs with no stdio and waits for the exit only (not for pipes a grandchild may hold). */
+function exitCode(
+  file: string,
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env, stdio: 'ignore' });
+    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', (err) => {
+      clearTimeout(guard);
+      reject(err);
+    });
+    child.on('exit', (code) => {
+      clearTimeout(guard);
+      resolve(code);
+    });
+  });
+}
+
 const FAKE_GCC = `#!/bin/sh
 printf '%s\\n' "$0" "$@" > "$MARKER"
+printf '%s' "$PATH" > "$MARKER.path"
 echo 'fake gcc ran' >&2
 exit 4
 `;
@@ -182,7 +205,7 @@ interface Sandbox {
 
 const sandboxes: string[] = [];
 after(() => {
-  for (const dir of sandboxes) rmSync(dir, { recursive: true, force: true });
+  for (const dir of sandboxes) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
 });
 
 function sandbox(): Sandbox {
@@ -382,29 +405,45 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(result.code, 143);
   });
 
+  it('keeps at most SHIM_MAX_CAPTURE_BYTES of stderr, and its `ran` still fits one frame', async () => {
+    const sb = sandbox();
+    let ran: ShimRan | undefined;
+    const bytes = SHIM_MAX_CAPTURE_BYTES + 100_000;
+    const service = await withService(sb, async (c) => {
+      await c.hello();
+      const script = `head -c ${bytes} /dev/zero >&2`;
+      c.send({ type: 'run', path: '/bin/sh', argv: ['sh', '-c', script], token: 'big' });
+      ran = await c.ran();
+      c.send({ type: 'exit', code: 0, stderr: '' });
+    });
+    const code = await exitCode(shim, ['gcc'], sb.env);
+    await service.close();
+    assert.equal(code, 0);
+    assert.equal(Buffer.from(ran?.stderr ?? '', 'base64').length, SHIM_MAX_CAPTURE_BYTES);
+  });
+
   it('does not wait for a grandchild that keeps the stderr pipe open', async () => {
     const sb = sandbox();
+    const fifo = join(sb.dir, 'release');
     const late = join(sb.dir, 'grandchild-done');
+    execFileSync('mkfifo', [fifo]);
     let ran: ShimRan | undefined;
-    // The background job holds the pipe well past the child's exit, then leaves a mark.
-    const script = `(sleep 5; : > '${late}') & echo done >&2; exit 0`;
+    // The background job holds the pipe until the test releases it, then leaves a mark.
+    const script = `(read x < '${fifo}'; : > '${late}') & echo done >&2; exit 0`;
     const service = await withService(sb, async (c) => {
       await c.hello();
       c.send({ type: 'run', path: '/bin/sh', argv: ['sh', '-c', script], token: 'g' });
       ran = await c.ran();
       c.send({ type: 'exit', code: 0, stderr: '' });
     });
-    const result = await new Promise<ShimResult>((resolve, reject) => {
-      // Only the shim's exit is awaited: the grandchild still holds the test's stderr pipe too.
-      const child = spawn(shim, ['gcc'], { env: sb.env, stdio: ['ignore', 'ignore', 'ignore'] });
-      child.on('error', reject);
-      child.on('exit', (code, signal) => {
-        resolve({ code, signal, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) });
-      });
-    });
+    // Only the shim's exit is awaited: the grandchild would hold a stderr pipe of the test too.
+    const code = await exitCode(shim, ['gcc'], sb.env);
     await service.close();
     assert.equal(existsSync(late), false, 'the shim ended before the grandchild');
-    assert.equal(result.code, 0);
+    writeFileSync(fifo, 'go\n');
+    for (let i = 0; i < 3000 && !existsSync(late); i++) await delay(10);
+    assert.ok(existsSync(late), 'the grandchild ended');
+    assert.equal(code, 0);
     assert.equal(ran?.exitCode, 0);
     assert.equal(Buffer.from(ran?.stderr ?? '', 'base64').toString(), 'done\n');
   });
@@ -585,6 +624,8 @@ describe('muster-cc (the native launcher)', () => {
     assert.deepEqual(hello?.argv, ['gcc', '-c', 'x.c']);
     assert.equal(result.code, 4);
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-c', 'x.c']);
+    const seenPath = (): string => readFileSync(`${sb.marker}.path`, 'utf8');
+    assert.equal(seenPath(), sb.env['PATH'], 'the masquerade dir is out of the compiler’s PATH');
 
     // Without MUSTER_CC_MASQUERADE (and no service at all), its own realpath is skipped too.
     rmSync(sb.marker);
@@ -592,6 +633,7 @@ describe('muster-cc (the native launcher)', () => {
     const alone = await run(join(masq, 'gcc'), ['-v'], { env: plain, argv0: 'gcc' });
     assert.equal(alone.code, 4);
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-v']);
+    assert.equal(seenPath(), plain.PATH);
     assert.deepEqual(logReasons(sb.log), ['eof', 'no-service']);
   });
 
@@ -662,11 +704,15 @@ describe('muster-cc (the native launcher)', () => {
     mkdirSync(runtime);
     const env = { ...rest, XDG_RUNTIME_DIR: runtime, STARTED: started };
     const log = join(runtime, 'muster', FALLBACK_LOG_NAME);
+    /** Left by a failed start: compiles do not try again for a while. */
+    const startFailed = join(runtime, 'muster', 'cc-start-failed');
 
     // No bin/muster at all.
     const missing = await run(shimCopy, ['gcc', '-c', 'a.c'], { env });
     assert.equal(missing.code, 4);
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-c', 'a.c']);
+    assert.ok(existsSync(startFailed));
+    rmSync(startFailed);
 
     // A bin/muster that fails (what `muster cc --serve` does before the service exists).
     const starter = (status: number): void =>
@@ -681,12 +727,18 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(failed.stdout.toString(), '', 'the service gets no stdio of the shim');
     assert.equal(failed.stderr.toString(), 'fake gcc ran\n');
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-c', 'b.c']);
+    // The next compile right after falls back without starting anything.
+    const again = await run(shimCopy, ['gcc', '-c', 'b2.c'], { env });
+    assert.equal(again.code, 4);
+    assert.equal(readFileSync(started, 'utf8'), 'cc\n--serve\n--detach\n');
+    rmSync(startFailed);
 
     // A bin/muster that says it started but no socket appears: the shim waits, then falls back.
     starter(0);
     const silent = await run(shimCopy, ['gcc', '-c', 'c.c'], { env });
     assert.equal(silent.code, 4);
     assert.deepEqual(fakeGccRun(sb), [join(sb.bin, 'gcc'), '-c', 'c.c']);
+    rmSync(startFailed);
 
     // A bin/muster that brings the socket up (a link to a listening fake): the shim uses it.
     const listening = join(sb.dir, 'listening.sock');
@@ -709,11 +761,8 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(fakeGccRun(sb), undefined);
 
     assert.equal(readFileSync(started, 'utf8'), 'cc\n--serve\n--detach\n'.repeat(3));
-    assert.deepEqual(logReasons(log), [
-      'service-unavailable',
-      'service-unavailable',
-      'service-unavailable',
-    ]);
+    assert.deepEqual(logReasons(log), Array<string>(4).fill('service-unavailable'));
+    assert.equal(existsSync(startFailed), false);
     assert.equal(statSync(join(runtime, 'muster')).mode & 0o777, 0o700);
   });
 });

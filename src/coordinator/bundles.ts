@@ -31,6 +31,13 @@ import {
 import type { Store } from './store/store.js';
 import type { ToolchainRow } from './store/types.js';
 
+/**
+ * Toolchains shipped at most, in the order they were registered: every agent stores and copies
+ * what the bundle carries, and any user who may run builds can register one. Those beyond run
+ * their jobs on the client (until toolchains can be removed, design §9).
+ */
+export const SHIPPED_TOOLCHAINS = { count: 32, bytes: 4 * 2 ** 30 };
+
 export class BundleManager {
   private base: Promise<Bundle> | undefined;
   private current: Promise<Bundle> | undefined;
@@ -100,9 +107,20 @@ export class BundleManager {
         addStored(`extensions/${extension.name}/${file.path}`, file);
       }
     }
+    let shippedCount = 0;
+    let shippedBytes = 0;
     for (const toolchain of this.store.cache.listToolchains()) {
       const shipped = shippedToolchain(toolchain);
       if (shipped === undefined) continue;
+      const bytes = shipped.files.reduce((sum, f) => sum + f.size, 0);
+      if (
+        shippedCount >= SHIPPED_TOOLCHAINS.count ||
+        shippedBytes + bytes > SHIPPED_TOOLCHAINS.bytes
+      ) {
+        continue;
+      }
+      shippedCount++;
+      shippedBytes += bytes;
       for (const file of shipped.files) addStored(file.path, file);
       files.push(shipped.description);
       blobs.set(shipped.description.sha256, {

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { BlobStore } from '../../src/common/blob-store.js';
-import { BundleManager } from '../../src/coordinator/bundles.js';
+import { BundleManager, SHIPPED_TOOLCHAINS } from '../../src/coordinator/bundles.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import type { Bundle } from '../../src/protocol/client/bundle.js';
@@ -48,7 +48,9 @@ describe('bundles', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'muster-bundles-'));
-    store = openSqliteStore(join(dir, 'state.sqlite'));
+    // One millisecond per stamp: registrations are ordered by their time, never by a tie.
+    let ms = Date.parse('2026-12-06T00:00:00Z');
+    store = openSqliteStore(join(dir, 'state.sqlite'), { now: () => new Date(ms++) });
     blobs = new BlobStore(join(dir, 'blobs'));
     await blobs.init();
     bundles = new BundleManager(store, blobs, { label: 'muster test' });
@@ -171,5 +173,28 @@ describe('bundles', () => {
     const bundle = await bundles.get();
     assert.equal(bundle.versionId, before.versionId, 'none of them was shipped');
     assert.equal(await bundles.get(), bundle, 'computed once while nothing changes');
+  });
+
+  it(`ships at most ${SHIPPED_TOOLCHAINS.count} toolchains, the first registered`, async () => {
+    const shippedIds = (b: Bundle) =>
+      new Set(
+        b.manifest.files.flatMap(
+          (f) => /^toolchains\/([0-9a-f]{64})\.json$/.exec(f.path)?.[1] ?? [],
+        ),
+      );
+    const already = shippedIds(await bundles.get()).size;
+    const ids: string[] = [];
+    for (let i = 0; ids.length + already < SHIPPED_TOOLCHAINS.count + 2; i++) {
+      const id = sha(Buffer.from(`toolchain ${i}`));
+      ids.push(id);
+      await register(id, { glibc: '2.17' }, [await blob('bin/gcc', `driver ${i}`, 0o755)]);
+    }
+    const shipped = shippedIds(await bundles.get());
+    assert.equal(shipped.size, SHIPPED_TOOLCHAINS.count);
+    assert.ok(ids.slice(0, -2).every((id) => shipped.has(id)));
+    assert.ok(
+      ids.slice(-2).every((id) => !shipped.has(id)),
+      'the last two are not shipped',
+    );
   });
 });

@@ -95,7 +95,7 @@ async function compilerArgs(spec: CompileInput, work: string): Promise<string[]>
   const maps: string[] = [];
   for (const map of spec.debugPrefixMaps) {
     const dir = await makeDirInside(work, map.dir);
-    maps.push(`-fdebug-prefix-map=${dir}=${map.to}`);
+    maps.push(`-fdebug-prefix-map=${dir}${map.suffix ?? ''}=${map.to}`);
   }
   return [...args, '-nostdinc', ...maps];
 }

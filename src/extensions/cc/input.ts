@@ -15,6 +15,12 @@ export type CompileArg = string | WorkPathArg;
 export interface DebugPrefixMap {
   /** A directory of the work dir ('' = the work dir itself). */
   dir: string;
+  /**
+   * Appended to the directory's absolute path as it is (gcc matches maps as plain string
+   * prefixes): a user's own map of an absolute path, moved under the directory that stands for
+   * the client's `/`, is `{ dir: 'root', suffix: '/home/me/proj', to: … }`.
+   */
+  suffix?: string;
   /** What it reads as in the debug information (the client's directory). */
   to: string;
 }
@@ -41,8 +47,9 @@ export interface CompileInput {
   /** The compiler's working directory, relative to the work dir (made when missing). */
   cwd: string;
   /**
-   * Added last, in this order, as `-fdebug-prefix-map=<work dir>/<dir>=<to>`, so the object's
-   * debug information names the client's directories (gcc tries the last map first).
+   * Added last, in this order, as `-fdebug-prefix-map=<work dir>/<dir><suffix>=<to>`, so the
+   * object's debug information names the client's directories (gcc tries the last map first
+   * and applies only the first that matches).
    */
   debugPrefixMaps: DebugPrefixMap[];
   /** The only variables of the client's environment that reach the compiler. */
@@ -96,8 +103,12 @@ function parseMaps(value: unknown): DebugPrefixMap[] {
   }
   return value.map((raw: unknown, i) => {
     const what = `cc/compile: debugPrefixMaps[${i}]`;
-    const { dir, to } = inputObject(raw, what, ['dir', 'to']);
-    return { dir: dirPath(dir, `${what}.dir`), to: text(to, `${what}.to`) };
+    const { dir, suffix, to } = inputObject(raw, what, ['dir', 'suffix', 'to']);
+    return {
+      dir: dirPath(dir, `${what}.dir`),
+      ...(suffix === undefined ? {} : { suffix: text(suffix, `${what}.suffix`) }),
+      to: text(to, `${what}.to`),
+    };
   });
 }
 

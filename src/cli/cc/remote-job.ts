@@ -1,0 +1,148 @@
+/**
+ * A compile job as the agent runs it (design §2): the input of the built-in `cc/compile`
+ * operation (src/extensions/cc/input.ts, which the CLI may not import: the shape is repeated
+ * here) and where the directives-only text and the object go in the task's work dir.
+ *
+ * Only the shape of the paths matters, not the names of the directories: the text sits at the
+ * place the command line names it from a working directory as deep as its leading `..` need
+ * (`../src/x.c` → file `src/x.c`, cwd `c/`), an absolute source under `root/` (`/p/x.c` → file
+ * `root/p/x.c`, named by its absolute path on the agent), and maps given last turn the agent's
+ * directories back into the client's in the debug information: the working directory into the
+ * client's (after the user's own maps, which gcc would not apply on top of ours), `root/` into
+ * `/`, and each of the user's maps of an absolute path into the same under `root/`.
+ */
+import { posix } from 'node:path';
+import type { Compile } from './classify.js';
+import { mapDebugPath } from './prefix-maps.js';
+
+/** An argument naming a place in the work dir by its absolute path on the agent. */
+export type RemoteArg = string | { workPath: string };
+
+export interface RemoteDebugMap {
+  dir: string;
+  suffix?: string;
+  to: string;
+}
+
+/** The input of cc/compile. */
+export interface RemoteCompileInput {
+  toolchain: string;
+  driver: string;
+  args: RemoteArg[];
+  cwd: string;
+  debugPrefixMaps: RemoteDebugMap[];
+  env: Record<string, string>;
+  outputs: { name: 'object'; path: string }[];
+}
+
+export interface RemoteJob {
+  input: RemoteCompileInput;
+  /** Where the directives-only text goes, relative to the work dir (a task input). */
+  source: string;
+  /** Where the object is written, relative to the work dir (the task's output). */
+  object: string;
+}
+
+/** The client's variables a remote compile takes (cc/compile refuses any other). */
+const CLIENT_ENV = /^(LANG|LC_[A-Z]+|SOURCE_DATE_EPOCH|TZ|GCC_COLORS|GCC_URLS|TERM_URLS)$/;
+
+/** The directory that stands for the client's `/`. */
+const ROOT = 'root';
+
+/** A relative path whose `..` segments all lead (what a directory of that depth can hold). */
+function leadingUps(path: string): number | null {
+  let ups = 0;
+  let seenName = false;
+  for (const segment of path.split('/')) {
+    if (segment === '..') {
+      if (seenName) return null;
+      ups++;
+    } else if (segment !== '.' && segment !== '') {
+      seenName = true;
+    }
+  }
+  return seenName ? ups : null;
+}
+
+/**
+ * The remote form of a compile, or null when its paths have a shape this layout does not
+ * reproduce exactly (a `..` after a name, an absolute path that is not normal, an empty map):
+ * such a job runs on the client.
+ */
+export function remoteJob(
+  job: Compile,
+  toolchain: { id: string; driver: string },
+  clientCwd: string,
+  env: Readonly<Record<string, string | undefined>>,
+): RemoteJob | null {
+  const userMaps = job.prefixMaps.filter((m) => m.kind !== 'macro');
+  if (userMaps.some((m) => m.from === '')) return null;
+
+  const absolute = posix.isAbsolute(job.source);
+  let cwd = '';
+  let source: string;
+  let sourceArg: RemoteArg;
+  if (absolute) {
+    if (posix.normalize(job.source) !== job.source) return null;
+    source = `${ROOT}${job.source}`;
+    sourceArg = { workPath: source };
+  } else {
+    const ups = leadingUps(job.source);
+    if (ups === null) return null;
+    cwd = Array.from({ length: ups }, () => 'c').join('/');
+    source = posix.normalize(posix.join(cwd, job.source));
+    sourceArg = job.source;
+  }
+
+  let object: string;
+  let objectArg: RemoteArg;
+  if (posix.isAbsolute(job.output)) {
+    if (posix.normalize(job.output) !== job.output) return null;
+    object = `${ROOT}${job.output}`;
+    objectArg = { workPath: object };
+  } else {
+    const ups = leadingUps(job.output);
+    if (ups === null) return null;
+    object = posix.normalize(posix.join(cwd, job.output));
+    if (object === '..' || object.startsWith('../')) return null;
+    objectArg = job.output;
+  }
+  if (object === source) return null;
+
+  const debugPrefixMaps: RemoteDebugMap[] = [
+    { dir: cwd, to: mapDebugPath(clientCwd, job.prefixMaps) },
+  ];
+  if (absolute) {
+    // Tried before the working directory's (the work dir holds root/), the user's before ours.
+    debugPrefixMaps.push({ dir: ROOT, to: '' });
+    for (const map of userMaps) {
+      if (map.from.startsWith('/'))
+        debugPrefixMaps.push({ dir: ROOT, suffix: map.from, to: map.to });
+    }
+  }
+
+  const passed: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && CLIENT_ENV.test(name)) passed[name] = value;
+  }
+  return {
+    input: {
+      toolchain: toolchain.id,
+      driver: toolchain.driver,
+      args: [
+        ...job.compileArgs,
+        '-c',
+        ...(job.languageExplicit ? ['-x', job.language] : []),
+        sourceArg,
+        '-o',
+        objectArg,
+      ],
+      cwd,
+      debugPrefixMaps,
+      env: passed,
+      outputs: [{ name: 'object', path: object }],
+    },
+    source,
+    object,
+  };
+}

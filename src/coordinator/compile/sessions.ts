@@ -50,8 +50,11 @@ export interface CompileSessionsContext {
     | 'getBuild'
     | 'listTasks'
   >;
-  /** Closes through the scheduler, which then stops holding the build. */
-  builds: Pick<BuildControl, 'close'>;
+  /**
+   * The scheduler: it holds an open build like any other (so a cancel ends it), and closing goes
+   * through it, so it stops holding the build.
+   */
+  builds: Pick<BuildControl, 'submit' | 'close'>;
   events: Pick<EventBus, 'emit' | 'listenerCount'>;
   /** The agents able to take work now. */
   agents(): CapacityAgent[];
@@ -116,6 +119,7 @@ export class CompileSessions {
       kind: 'compile',
     });
     this.lastHeard.set(build.id, this.now());
+    this.ctx.builds.submit(build);
     log.info(
       { build: build.id, user, host: request.host, cwd: request.cwd },
       'compile session opened',

@@ -60,7 +60,7 @@ export interface CompileSessionsContext {
   agents(): CapacityAgent[];
   /** Whether this coordinator writes its own state now (not a backup standing by). */
   writes(): boolean;
-  log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  log: Logger;
   idleTimeoutMs: number;
   /** The clock of the idle check (tests pass their own). */
   now?: () => number;
@@ -226,7 +226,7 @@ export class CompileSessions {
           this.closeIdle();
         }
       },
-      { log: this.ctx.log as Logger },
+      { log: this.ctx.log },
     ).start();
   }
 

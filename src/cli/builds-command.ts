@@ -156,6 +156,7 @@ export function formatBuild(build: BuildView): string {
   if (build.finishedAt) text += `  finished  ${formatTimestamp(build.finishedAt)}\n`;
   if (build.error) text += `  error     ${build.error}\n`;
   text += '\n';
+  if (build.kind === 'compile') return text + formatCompileJobs(build);
   if (build.tasks.length === 0) return `${text}No tasks.\n`;
   const rows = build.tasks.map((t) => [
     t.name,
@@ -168,5 +169,25 @@ export function formatBuild(build: BuildView): string {
   ]);
   text += formatTable(['TASK', 'STATUS', 'EXIT', 'AGENT', 'ATTEMPTS', 'TIME', 'ERROR'], rows);
   if (hasEnded(build.status)) text += `\n${summaryLine(build)}`;
+  return text;
+}
+
+/** A compile session's jobs (muster build): where each ran, its cache result, its command. */
+function formatCompileJobs(build: BuildView): string {
+  const s = build.summary;
+  let text = s
+    ? `  jobs      ${s.jobs}: ${s.remote} on agents, ${s.local} local, ${s.cacheHits} from the cache, ${s.fallbacks} fallbacks\n\n`
+    : '';
+  if (build.tasks.length === 0) return `${text}No jobs.\n`;
+  const rows = build.tasks.map((t) => [
+    t.name,
+    t.status,
+    t.exitCode === null ? '-' : String(t.exitCode),
+    (t.placement === 'remote' ? t.agent : t.placement) ?? '-',
+    t.cache ?? '-',
+    t.durationMs === null ? '-' : formatDuration(t.durationMs),
+    t.fallback ? `${t.label ?? ''} (fallback: ${t.fallback})` : (t.label ?? ''),
+  ]);
+  text += formatTable(['JOB', 'STATUS', 'EXIT', 'RAN', 'CACHE', 'TIME', 'COMMAND'], rows);
   return text;
 }

@@ -218,7 +218,10 @@ export async function testApi(
     }),
     compile: new CompileSessions({
       store,
-      builds: { close: (id, end) => store.closeBuild(id, end) },
+      builds: {
+        submit: (row) => scheduler.submit(row),
+        close: (id, end) => store.closeBuild(id, end),
+      },
       events,
       agents: () => capacityAgents(agents.snapshots()),
       writes: () => true,

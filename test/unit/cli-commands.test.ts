@@ -422,6 +422,57 @@ describe('muster builds', () => {
     assert.match(bad.stderr, /build id "seven" is not a positive whole number/);
   });
 
+  it("show lists a compile session's jobs: where each ran, its cache result, its command", async () => {
+    const job = build.tasks[0]!;
+    const session: BuildView = {
+      ...build,
+      id: 8,
+      kind: 'compile',
+      name: 'make -j4',
+      status: 'succeeded',
+      error: null,
+      summary: { jobs: 2, remote: 0, local: 1, cacheHits: 1, fallbacks: 1 },
+      tasks: [
+        {
+          ...job,
+          name: 'job-1',
+          agent: 'local',
+          attempts: 0,
+          durationMs: 1500,
+          label: 'gcc -c lapi.c',
+          placement: 'local',
+          cache: 'miss',
+          fallback: 'agent-lost',
+        },
+        {
+          ...job,
+          name: 'job-2',
+          agent: 'cache',
+          attempts: 0,
+          durationMs: 4,
+          label: 'gcc -c lua.c',
+          placement: 'cache',
+          cache: 'hit',
+        },
+      ],
+    };
+    fake.on('GET', '/builds/:id', () => ({ json: session }));
+    const json = await runCli(['builds', 'show', '8', '--json'], { env: envFor(fake.url) });
+    assert.deepEqual(JSON.parse(json.stdout), session);
+    const human = await runCli(['builds', 'show', '8'], { env: envFor(fake.url) });
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(
+      human.stdout,
+      /^ {2}jobs {6}2: 0 on agents, 1 local, 1 from the cache, 1 fallbacks$/m,
+    );
+    assert.match(human.stdout, /^JOB +STATUS +EXIT +RAN +CACHE +TIME +COMMAND$/m);
+    assert.match(
+      human.stdout,
+      /^job-1 +succeeded +0 +local +miss +1\.5 s +gcc -c lapi\.c \(fallback: agent-lost\)$/m,
+    );
+    assert.match(human.stdout, /^job-2 +succeeded +0 +cache +hit +[\d.]+ s +gcc -c lua\.c$/m);
+  });
+
   it('list passes the filters and says when there is nothing', async () => {
     fake.on('GET', '/builds', () => ({ json: [] }));
     const result = await runCli(['builds', 'list', '--status', 'failed', '--limit', '5'], {

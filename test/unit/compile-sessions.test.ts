@@ -79,7 +79,7 @@ function sessions(overrides: Partial<CompileSessionsContext> = {}): {
   );
   const s = new CompileSessions({
     store,
-    builds: { close: (id, end) => store.closeBuild(id, end) },
+    builds: { submit: () => {}, close: (id, end) => store.closeBuild(id, end) },
     events: bus,
     agents: () => [],
     writes: () => true,
@@ -287,9 +287,27 @@ describe('compile sessions', () => {
     assert.deepEqual(s.closeIdle(), [build.id]);
   });
 
+  it('hand a new session to the scheduler: a cancel ends it, and the idle check leaves it be', () => {
+    const sched = scheduler();
+    const { sessions: s, clock } = sessions({ builds: sched });
+    const { build } = s.open(request, 'ada', log);
+    sched.cancel(build.id);
+    const row = store.getBuild(build.id);
+    assert.deepEqual([row?.status, row?.open], ['cancelled', false]);
+    assert.throws(() => s.record(String(build.id), [], 'ada'), code('COMPILE_SESSION_CLOSED'));
+    clock.now += IDLE_MS;
+    assert.deepEqual(s.closeIdle(), []);
+    // And one closed by its client goes through the scheduler, which lets go of it.
+    const other = s.open(request, 'ada', log).build;
+    s.close(String(other.id), { exitCode: 0, summary }, 'ada', log);
+    sched.cancel(other.id);
+    assert.equal(store.getBuild(other.id)?.status, 'succeeded');
+  });
+
   it('leave a session its client closed meanwhile alone', () => {
     const { sessions: s, clock } = sessions({
       builds: {
+        submit: () => {},
         close: () => {
           throw new MusterError('COMPILE_SESSION_CLOSED', 'closed meanwhile');
         },
@@ -303,7 +321,7 @@ describe('compile sessions', () => {
   it('run the idle check in a loop until stopped', async () => {
     const s = new CompileSessions({
       store,
-      builds: { close: (id, end) => store.closeBuild(id, end) },
+      builds: { submit: () => {}, close: (id, end) => store.closeBuild(id, end) },
       events: new EventBus(),
       agents: () => [],
       writes: () => true,

@@ -135,6 +135,9 @@ describe('what a backup hands back', () => {
     started_at: '2026-12-05T10:00:01.000Z',
     finished_at: '2026-12-05T10:00:02.000Z',
     error: null,
+    kind: 'plan',
+    open: 0,
+    summary: null,
   };
   const task = {
     build_id: 1001,
@@ -148,6 +151,11 @@ describe('what a backup hands back', () => {
     finished_at: build.finished_at,
     outputs: '[]',
     error: null,
+    label: null,
+    cache: null,
+    placement: null,
+    fallback: null,
+    spec: null,
   };
   const attempt = {
     id: 7,
@@ -188,6 +196,10 @@ describe('what a backup hands back', () => {
       ['a files list that is not a list', { ...history, build: { ...build, files: '{}' } }],
       ['a bad agent task id', { ...history, attempts: [{ ...attempt, agent_task_id: '../x' }] }],
       ['no build', { tasks: [], attempts: [], logs: [] }],
+      ['an unknown build kind', { ...history, build: { ...build, kind: 'shell' } }],
+      ['an open flag that is not 0 or 1', { ...history, build: { ...build, open: 2 } }],
+      ['a summary that is not one', { ...history, build: { ...build, summary: '{"jobs":"x"}' } }],
+      ['an unknown placement', { ...history, tasks: [{ ...task, placement: 'moon' }] }],
     ];
     for (const [what, value] of cases)
       assert.throws(

@@ -50,14 +50,17 @@ export interface CompileSessionsContext {
     | 'getBuild'
     | 'listTasks'
   >;
-  /** Closes through the scheduler, which then stops holding the build. */
-  builds: Pick<BuildControl, 'close'>;
+  /**
+   * The scheduler: it holds an open build like any other (so a cancel ends it), and closing goes
+   * through it, so it stops holding the build.
+   */
+  builds: Pick<BuildControl, 'submit' | 'close'>;
   events: Pick<EventBus, 'emit' | 'listenerCount'>;
   /** The agents able to take work now. */
   agents(): CapacityAgent[];
   /** Whether this coordinator writes its own state now (not a backup standing by). */
   writes(): boolean;
-  log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  log: Logger;
   idleTimeoutMs: number;
   /** The clock of the idle check (tests pass their own). */
   now?: () => number;
@@ -115,6 +118,7 @@ export class CompileSessions {
       kind: 'compile',
     });
     this.lastHeard.set(build.id, this.now());
+    this.ctx.builds.submit(build);
     log.info(
       { build: build.id, user, host: request.host, cwd: request.cwd },
       'compile session opened',
@@ -221,7 +225,7 @@ export class CompileSessions {
           this.closeIdle();
         }
       },
-      { log: this.ctx.log as Logger },
+      { log: this.ctx.log },
     ).start();
   }
 

@@ -16,15 +16,19 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { readBootId } from '../common/boot-id.js';
 import { parseDuration } from '../common/duration.js';
 import { MusterError } from '../protocol/errors.js';
+import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
+import { CoordinatorCache } from './cc/coordinator-cache.js';
 import { explain } from './cc/explain.js';
 import { CompileService } from './cc/service.js';
 import { SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
 import { prepareSocketDir, socketAnswers } from './cc/socket-path.js';
 import { formatStats, readStats, zeroStats } from './cc/stats.js';
+import { WorkingSessions } from './cc/working-sessions.js';
 import { printJson } from './print-json.js';
 import { onShutdownSignals } from './signals.js';
 
@@ -118,27 +122,53 @@ function shimPath(): string {
   return fileURLToPath(new URL('../../native/muster-cc', import.meta.url));
 }
 
+/**
+ * The coordinator the user is logged in to, as the service's shared cache and the recorder of
+ * its working sessions; nothing (every compile here, no records) when not logged in.
+ */
+async function coordinatorPorts(log: Logger): Promise<{
+  sharedCache?: CoordinatorCache;
+  recorder?: WorkingSessions;
+}> {
+  let client: ApiClient;
+  try {
+    client = await connect(process.env, { notify: (text) => log.info(text.trim()) });
+  } catch (err) {
+    log.info({ err }, 'muster cc: no coordinator: compiles run here, cached on this machine');
+    return {};
+  }
+  const warn = (text: string): void => log.warn(text.trim());
+  const recorder = new WorkingSessions(client, { warn, bootId: await readBootId(), cwd: '/' });
+  return { recorder, sharedCache: new CoordinatorCache(client, () => recorder.buildId) };
+}
+
 async function serve(socket: string, cacheDir: string, idleMs: number): Promise<void> {
   const log = pino({ level: 'info', base: { service: 'muster-cc' } }, pino.destination(2));
-  const service = new CompileService({ cacheDir, log, shimPath: shimPath() });
+  const ports = await coordinatorPorts(log);
+  const service = new CompileService({ cacheDir, log, shimPath: shimPath(), ...ports });
+  const stop = async (): Promise<void> => {
+    await service.stop();
+    await ports.recorder?.close();
+  };
   try {
     await service.start(socket);
   } catch (err) {
     if (err instanceof MusterError && err.code === 'CONFLICT') {
       // Another one started first (two shims raced to start it): that one serves.
       log.info({ socket }, 'muster cc: a compile service already answers there');
+      await ports.recorder?.close();
       return;
     }
     throw err;
   }
-  onShutdownSignals(log, () => service.stop());
+  onShutdownSignals(log, stop);
   if (idleMs > 0) {
     const timer = setInterval(
       () => {
         if (service.state === 'running' && service.idleMs() >= idleMs) {
           log.info({ idleMs }, 'muster cc: idle, exiting');
           clearInterval(timer);
-          service.stop().then(
+          stop().then(
             () => process.exit(0),
             (err: unknown) => {
               log.error({ err }, 'muster cc: stopping failed');

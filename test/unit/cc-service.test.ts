@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import {
+  symlinkSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -277,6 +278,52 @@ describe('compile service (real gcc, fake shim)', () => {
       out.messages.map((m) => m.type),
       ['exit'],
     );
+  });
+
+  it('never takes the shim (or the masquerade dir) for the real compiler', async () => {
+    // A masquerade dir first on PATH holding "gcc" → the shim, as muster build sets it up.
+    const masq = join(root, 'masq');
+    const shimDir = join(root, 'shim');
+    mkdirSync(masq, { recursive: true });
+    mkdirSync(shimDir, { recursive: true });
+    const shim = join(shimDir, 'muster-cc');
+    writeFileSync(shim, '#!/bin/sh\nexit 99\n', { mode: 0o755 });
+    symlinkSync(shim, join(masq, 'gcc'));
+    const path = `${masq}:${env.PATH}`;
+    const viaEnv = await cc(['-c', 'other.c', '-Iinc', '-o', 'masq.o'], {
+      env: { ...env, PATH: path, MUSTER_CC_MASQUERADE: masq, MUSTER_CC_SOCKET: socket },
+    });
+    assert.equal(viaEnv.code, 0);
+    const run = viaEnv.messages.find((m) => m.type === 'run' || m.type === 'exit');
+    assert.ok(run !== undefined);
+    for (const m of viaEnv.messages) {
+      if (m.path !== undefined) assert.ok(!m.path.startsWith(masq), m.path);
+      for (const e of m.env ?? []) {
+        assert.ok(!e.startsWith('MUSTER_CC_'), e);
+        if (e.startsWith('PATH=')) assert.ok(!e.includes(masq), e);
+      }
+    }
+    // Without the variable, by the shim's realpath (another service, told where the shim is).
+    const other = new CompileService({
+      cacheDir: join(root, 'cache-shim'),
+      log,
+      shimPath: shim,
+      fileHashes: hourAhead,
+    });
+    const otherSocket = join(root, 'run2', 'cc.sock');
+    await other.start(otherSocket);
+    try {
+      const out = await fakeShim({
+        socket: otherSocket,
+        argv: ['gcc', '-c', 'other.c', '-Iinc', '-o', 'masq2.o'],
+        cwd: src,
+        env: { ...env, PATH: path },
+      });
+      assert.equal(out.code, 0, out.stderr.toString());
+      assert.ok(existsSync(join(src, 'masq2.o')));
+    } finally {
+      await other.stop();
+    }
   });
 
   it('survives garbage: each bad connection is closed, the next compile is served', async () => {

@@ -15,7 +15,7 @@
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { CompileRecord } from '../../api/requests-types.js';
 import { directKeyInputs, keyOf, type KeyInputs } from './cache-key.js';
 import { lookupDirect, type CacheHit } from './cache-lookup.js';
@@ -94,6 +94,7 @@ export async function answerHello(
   x: ShimExchange,
 ): Promise<ExecMessage | ExitMessage> {
   const { hello } = x;
+  if (!isAbsolute(hello.cwd)) throw new ShimProtocolError('hello: the cwd is not absolute');
   const invocation = invocationOf(hello);
   if (invocation === null) {
     throw new ShimProtocolError('hello: argv names neither the compiler nor the launcher form');
@@ -109,7 +110,10 @@ export async function answerHello(
   );
   if (path === null) return exit(127, `muster-cc: ${invocation.compiler}: command not found\n`);
   const childEnv = compilerEnvironment(env, masquerade);
-  const argv = [invocation.compiler, ...invocation.args];
+  // argv[0] is the absolute path: gcc finds its own programs from argv[0], searching PATH for a
+  // bare name, and a PATH entry the service cannot know as the shim's would send it there. Its
+  // messages name only the base name ("gcc: error: …"), which is the one the user typed.
+  const argv = [path, ...invocation.args];
   const job = classify({
     compiler: invocation.compiler,
     args: invocation.args,
@@ -122,11 +126,13 @@ export async function answerHello(
     ctx.stats.add('passthrough');
     return { type: 'exec', path, argv, env: environToList(childEnv) };
   }
-  return compile(ctx, x, { job, path, argv, env, childEnv });
+  return compile(ctx, x, { job, compiler: invocation.compiler, path, argv, env, childEnv });
 }
 
 interface CompileCall {
   readonly job: Compile;
+  /** As the user named it. */
+  readonly compiler: string;
   readonly path: string;
   readonly argv: readonly string[];
   /** The shim's environment (what the key reads). */
@@ -140,7 +146,7 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   const { hello } = x;
   const cwd = hello.cwd;
   const startedAt = Date.now();
-  const label = call.argv.join(' ').slice(0, MAX_LABEL);
+  const label = [call.compiler, ...call.argv.slice(1)].join(' ').slice(0, MAX_LABEL);
   ctx.stats.add('compiles');
 
   const reasons = [
@@ -239,7 +245,8 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   }
   let depsFile: string | null = null;
   const runEnv = { ...childEnv };
-  if (lookup !== null && job.depfile === null) {
+  // gcc reads SUNPRO_DEPENDENCIES as "file target", split at the first space.
+  if (lookup !== null && job.depfile === null && !ctx.tempDir.includes(' ')) {
     depsFile = join(ctx.tempDir, `deps-${randomBytes(8).toString('hex')}`);
     // gcc writes a full `-M` list there and the command line stays the user's (§4).
     runEnv['SUNPRO_DEPENDENCIES'] = `${depsFile} ${job.output}`;
@@ -316,10 +323,11 @@ async function writeHit(
   if (object === undefined || (job.depfile === null) !== (depfile === undefined)) return false;
   const mode = outputMode(umask);
   try {
-    await writeOutput(resolve(cwd, job.output), object, mode);
+    // The depfile first, as gcc writes it before the object: the object stays the newer.
     if (job.depfile !== null && depfile !== undefined) {
       await writeOutput(resolve(cwd, job.depfile.path), depfile, mode);
     }
+    await writeOutput(resolve(cwd, job.output), object, mode);
     return true;
   } catch (err) {
     ctx.log.debug({ err }, 'muster cc: writing a cached result failed; compiling');

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   symlinkSync,
   mkdirSync,
@@ -61,6 +62,52 @@ class FakeSharedCache implements SharedCache {
   async store(result: NewCompileResult): Promise<void> {
     if (this.failing) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
     this.stored.push(result);
+  }
+}
+
+/** A shared cache that keeps what is stored, in memory, and serves it as the coordinator would. */
+class InMemorySharedCache implements SharedCache {
+  readonly blobs = new Map<string, Buffer>();
+  readonly entries = new Map<string, CacheLookupView['entries'][number]>();
+  readonly manifests = new Map<string, CacheLookupView['manifest']>();
+  fetched = 0;
+  async lookup(request: { direct?: string }): Promise<CacheLookupView> {
+    const manifest = this.manifests.get(request.direct ?? '') ?? [];
+    const entries = manifest.flatMap((l) => {
+      const e = this.entries.get(l.entry);
+      return e === undefined ? [] : [e];
+    });
+    return { manifest, entries };
+  }
+  async fetchBlob(sha256: string): Promise<Buffer> {
+    this.fetched++;
+    const blob = this.blobs.get(sha256);
+    if (blob === undefined) throw new Error('no such blob');
+    return blob;
+  }
+  async store(result: NewCompileResult): Promise<void> {
+    const put = (data: Buffer): { sha256: string; size: number } => {
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      this.blobs.set(sha256, data);
+      return { sha256, size: data.length };
+    };
+    this.entries.set(result.key, {
+      key: result.key,
+      kind: 'compile',
+      outputs: result.outputs.map((o) => ({ name: o.name, mode: o.mode, ...put(o.data) })),
+      stderr: result.stderr.length === 0 ? null : put(result.stderr),
+      exitCode: 0,
+      toolchain: result.toolchain.id,
+      source: 'client',
+      createdAt: new Date().toISOString(),
+    });
+    if (result.manifest !== undefined) {
+      const lines = this.manifests.get(result.manifest.direct) ?? [];
+      this.manifests.set(result.manifest.direct, [
+        { includes: result.manifest.includes, entry: result.key },
+        ...lines,
+      ]);
+    }
   }
 }
 
@@ -409,6 +456,67 @@ describe('compile service: fallbacks, too-new files, lifecycle', () => {
     const stats = await readStats(cacheDir);
     assert.equal(stats.fallbacks, 1);
     assert.deepEqual(stats.fallbackReasons, { 'no-coordinator': 1 });
+  });
+
+  it('a miss stored in the shared cache is a hit for a service with an empty local tier', async () => {
+    const src = join(root, 'shared-src');
+    mkdirSync(join(src, 'inc'), { recursive: true });
+    writeFileSync(join(src, 'inc', 'z.h'), '#define Z 7\n');
+    writeFileSync(join(src, 'z.c'), '#include "z.h"\nint z(void) { int u; return Z; }\n');
+    const shared = new InMemorySharedCache();
+    const args = ['gcc', '-Wall', '-Iinc', '-MD', '-c', 'z.c', '-o', 'z.o'];
+    const first = new CompileService({
+      cacheDir: join(root, 'cache-s1'),
+      log,
+      sharedCache: shared,
+      fileHashes: hourAhead,
+    });
+    await first.start(join(root, 'sock-s1', 'cc.sock'));
+    let miss;
+    try {
+      miss = await fakeShim({ socket: join(root, 'sock-s1', 'cc.sock'), argv: args, cwd: src });
+      assert.equal(miss.code, 0);
+    } finally {
+      await first.stop(); // waits for the background upload
+    }
+    assert.equal(shared.entries.size, 1);
+    const object = readFileSync(join(src, 'z.o'));
+    const depfile = readFileSync(join(src, 'z.d'));
+    rmSync(join(src, 'z.o'));
+    rmSync(join(src, 'z.d'));
+
+    const second = new CompileService({
+      cacheDir: join(root, 'cache-s2'),
+      log,
+      sharedCache: shared,
+      fileHashes: hourAhead,
+    });
+    await second.start(join(root, 'sock-s2', 'cc.sock'));
+    try {
+      const hit = await fakeShim({
+        socket: join(root, 'sock-s2', 'cc.sock'),
+        argv: args,
+        cwd: src,
+      });
+      assert.deepEqual(
+        hit.messages.map((m) => m.type),
+        ['exit'],
+      );
+      assert.deepEqual(hit.stderr, miss.stderr, 'the warning is replayed');
+      assert.deepEqual(readFileSync(join(src, 'z.o')), object);
+      assert.deepEqual(readFileSync(join(src, 'z.d')), depfile);
+      // Kept in the second service's local tier: the next hit needs no shared cache.
+      const fetched = shared.fetched;
+      const again = await fakeShim({
+        socket: join(root, 'sock-s2', 'cc.sock'),
+        argv: args,
+        cwd: src,
+      });
+      assert.equal(again.how, 'exit');
+      assert.equal(shared.fetched, fetched);
+    } finally {
+      await second.stop();
+    }
   });
 
   it('files changed in the last 2 s are not cached (uncacheable)', async () => {

@@ -20,7 +20,8 @@ import { pino } from 'pino';
 import { parseDuration } from '../common/duration.js';
 import { MusterError } from '../protocol/errors.js';
 import { userCacheDir } from './cc/cache-dir.js';
-import { explain } from './cc/explain.js';
+import { explain, explainRecord } from './cc/explain.js';
+import { watchIdle } from './cc/idle-exit.js';
 import { CompileService } from './cc/service.js';
 import { SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
 import { prepareSocketDir, socketAnswers } from './cc/socket-path.js';
@@ -65,7 +66,7 @@ export function registerCcCommand(program: Command): void {
       '10m',
     )
     .option('--show-stats', 'print the compile counters of this user on this machine')
-    .option('--json', 'with --show-stats: print JSON')
+    .option('--json', 'with --show-stats or --explain: print JSON')
     .option('--zero-stats', 'set the compile counters to zero')
     .option(
       '--explain <file>',
@@ -91,7 +92,8 @@ export function registerCcCommand(program: Command): void {
         return;
       }
       if (opts.explain !== undefined) {
-        process.stdout.write(await explain(cacheDir, opts.explain));
+        if (opts.json === true) printJson(await explainRecord(cacheDir, opts.explain));
+        else process.stdout.write(await explain(cacheDir, opts.explain));
         return;
       }
       if (opts.serve === true) {
@@ -132,24 +134,16 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     throw err;
   }
   onShutdownSignals(log, () => service.stop());
-  if (idleMs > 0) {
-    const timer = setInterval(
-      () => {
-        if (service.state === 'running' && service.idleMs() >= idleMs) {
-          log.info({ idleMs }, 'muster cc: idle, exiting');
-          clearInterval(timer);
-          service.stop().then(
-            () => process.exit(0),
-            (err: unknown) => {
-              log.error({ err }, 'muster cc: stopping failed');
-              process.exit(1);
-            },
-          );
-        }
+  watchIdle(service, idleMs, () => {
+    log.info({ idleMs }, 'muster cc: idle, exiting');
+    service.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'muster cc: stopping failed');
+        process.exit(1);
       },
-      Math.min(Math.max(idleMs / 10, 50), 5_000),
     );
-  }
+  });
 }
 
 /** Starts `--serve` in the background (its output to a log next to the socket); waits for it. */
@@ -191,8 +185,13 @@ async function detach(
   });
   child.unref();
   const deadline = Date.now() + DETACH_WAIT_MS;
+  const started = (): void => {
+    process.stderr.write(
+      `muster cc: compile service started (pid ${child.pid}, socket ${socket})\n`,
+    );
+  };
   while (Date.now() < deadline) {
-    if (await socketAnswers(socket, 500)) return;
+    if (await socketAnswers(socket, 500)) return started();
     if (ended.code !== null) break;
     await sleep(20);
   }

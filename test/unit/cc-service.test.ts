@@ -17,6 +17,7 @@ import {
   statSync,
 } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,6 +27,7 @@ import type { CompileRecord } from '../../src/api/requests-types.js';
 import type { CacheLookupView } from '../../src/api/views/compile.js';
 import { explain } from '../../src/cli/cc/explain.js';
 import type { JobRecorder, NewCompileResult, SharedCache } from '../../src/cli/cc/ports.js';
+import { watchIdle } from '../../src/cli/cc/idle-exit.js';
 import { CompileService } from '../../src/cli/cc/service.js';
 import { readStats } from '../../src/cli/cc/stats.js';
 import { requireGcc } from '../helpers/gcc.js';
@@ -567,6 +569,32 @@ describe('compile service: fallbacks, too-new files, lifecycle', () => {
     const refused = new CompileService({ cacheDir, log });
     await assert.rejects(refused.start(join(open, 'cc.sock')), /open to other users/);
     assert.equal(refused.state, 'stopped');
+  });
+
+  it('reports idleness for --idle-exit once no shim has been connected for the duration', async () => {
+    const src = join(root, 'idle');
+    mkdirSync(src, { recursive: true });
+    const socket = join(root, 'sock-idle', 'cc.sock');
+    const service = new CompileService({ cacheDir: join(root, 'cache-idle'), log });
+    await service.start(socket);
+    let idleAt = 0;
+    const connectedAt = Date.now();
+    const held = connect(socket);
+    await new Promise((r) => held.once('connect', r));
+    const stopWatching = watchIdle(service, 100, () => {
+      idleAt = Date.now();
+    });
+    try {
+      await until(() => service.activeConnections === 1, 'the connection');
+      assert.equal(service.idleMs(), 0, 'not idle while a shim is connected');
+      const closedAt = Date.now();
+      held.destroy();
+      await until(() => idleAt > 0, 'the idle callback');
+      assert.ok(idleAt - closedAt >= 100 && idleAt >= connectedAt);
+    } finally {
+      stopWatching();
+      await service.stop();
+    }
   });
 
   it('a second service on a live socket is refused; a stale socket file is replaced', async () => {

@@ -231,6 +231,18 @@ describe('compile service (real gcc, fake shim)', () => {
     assert.match(await explain(cacheDir, 'other.c', src), /inc\/b\.h/);
   });
 
+  it('--explain names the argument that changed the direct key', async () => {
+    await cc(['-Iinc', '-O0', '-c', 'other.c', '-o', 'args.o']);
+    await cc(['-Iinc', '-O2', '-c', 'other.c', '-o', 'args.o']);
+    let text = '';
+    for (let i = 0; i < 500 && !text.includes('added -O2'); i++) {
+      text = await explain(cacheDir, 'args.o', src);
+      if (!text.includes('added -O2')) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.match(text, /the direct key changed/);
+    assert.match(text, /args: added -O2; removed -O0/);
+  });
+
   it('replays a warning from the cache and reproduces an -MD -MF depfile byte for byte', async () => {
     const args = [
       '-Wall',
@@ -593,6 +605,26 @@ describe('compile service: fallbacks, too-new files, lifecycle', () => {
       assert.ok(idleAt - closedAt >= 100 && idleAt >= connectedAt);
     } finally {
       stopWatching();
+      await service.stop();
+    }
+  });
+
+  it('closes a connection that would push the buffered bytes over the budget', async () => {
+    const socket = join(root, 'sock-budget', 'cc.sock');
+    const service = new CompileService({
+      cacheDir: join(root, 'cache-budget'),
+      log,
+      maxBufferedBytes: 64 * 1024,
+    });
+    await service.start(socket);
+    try {
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(1024 * 1024);
+      header.writeUInt8(1, 4);
+      const bytes = Buffer.concat([header, Buffer.alloc(200 * 1024, 0x20)]);
+      assert.equal(await sendRaw(socket, bytes), 'closed');
+      assert.equal(service.state, 'running');
+    } finally {
       await service.stop();
     }
   });

@@ -32,7 +32,9 @@ import {
   MASQUERADE_ENV,
   type ExecMessage,
   type ExitMessage,
+  type ShimHello,
 } from './shim-protocol.js';
+import type { ToolchainInfo } from './toolchain-ids.js';
 
 const MAX_LABEL = 1000;
 
@@ -149,41 +151,7 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   const label = [call.compiler, ...call.argv.slice(1)].join(' ').slice(0, MAX_LABEL);
   ctx.stats.add('compiles');
 
-  const reasons = [
-    ...job.noCacheReasons,
-    ...job.noDirectReasons.map((r) => `no direct mode: ${r}`),
-  ];
-  const toolchain =
-    reasons.length === 0 ? await ctx.toolchains.of(call.path, childEnv['PATH'] ?? '') : null;
-  if (reasons.length === 0 && toolchain === null)
-    reasons.push('unknown compiler (no toolchain id)');
-  let systemHeaders: string | null = null;
-  if (toolchain !== null && reasons.length === 0 && job.depfile?.style === 'MMD') {
-    if (extraSystemDirs(job, env)) reasons.push('-MMD with extra system include directories');
-    else {
-      systemHeaders = await ctx.systemHeaders.fingerprint(
-        call.path,
-        toolchain.id,
-        job.language,
-        childEnv,
-      );
-      if (systemHeaders === null) reasons.push('-MMD and no system header fingerprint');
-    }
-  }
-  let lookup: Lookup | null = null;
-  if (toolchain !== null && reasons.length === 0) {
-    const source = await ctx.hashes.hash(resolve(cwd, job.source));
-    if (source === null) reasons.push(`cannot read ${job.source}`);
-    else if (source.timeMacros.length > 0 && env['SOURCE_DATE_EPOCH'] === undefined) {
-      reasons.push(`time-macros: ${source.timeMacros.join(' ')}`);
-    } else {
-      const inputs = directKeyInputs(
-        { toolchainId: toolchain.id, job, cwd, env, stderrIsTty: hello.stderrTty, systemHeaders },
-        source.sha256,
-      );
-      lookup = { direct: keyOf(inputs), inputs, sourceSha256: source.sha256 };
-    }
-  }
+  const { reasons, toolchain, lookup } = await directKey(ctx, call, hello);
 
   const explainBase = {
     cwd,
@@ -308,6 +276,57 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   } finally {
     if (depsFile !== null) await rm(depsFile, { force: true });
   }
+}
+
+/**
+ * Whether the compile may be cached and looked up by its direct key, and that key: the
+ * toolchain's id (cached per compiler), the system-header fingerprint with -MMD, the source's
+ * hash (time macros without SOURCE_DATE_EPOCH: not cacheable).
+ */
+async function directKey(
+  ctx: JobContext,
+  call: CompileCall,
+  hello: ShimHello,
+): Promise<{ reasons: string[]; toolchain: ToolchainInfo | null; lookup: Lookup | null }> {
+  const { job, env, childEnv } = call;
+  const cwd = hello.cwd;
+  const reasons = [
+    ...job.noCacheReasons,
+    ...job.noDirectReasons.map((r) => `no direct mode: ${r}`),
+  ];
+  const toolchain =
+    reasons.length === 0 ? await ctx.toolchains.of(call.path, childEnv['PATH'] ?? '') : null;
+  if (reasons.length === 0 && toolchain === null)
+    reasons.push('unknown compiler (no toolchain id)');
+  let systemHeaders: string | null = null;
+  if (toolchain !== null && reasons.length === 0 && job.depfile?.style === 'MMD') {
+    if (extraSystemDirs(job, env)) reasons.push('-MMD with extra system include directories');
+    else {
+      systemHeaders = await ctx.systemHeaders.fingerprint(
+        call.path,
+        toolchain.id,
+        job.language,
+        childEnv,
+      );
+      if (systemHeaders === null) reasons.push('-MMD and no system header fingerprint');
+    }
+  }
+  let lookup: Lookup | null = null;
+  if (toolchain !== null && reasons.length === 0) {
+    const source = await ctx.hashes.hash(resolve(cwd, job.source));
+    if (source === null) reasons.push(`cannot read ${job.source}`);
+    else if (source.timeMacros.length > 0 && env['SOURCE_DATE_EPOCH'] === undefined) {
+      reasons.push(`time-macros: ${source.timeMacros.join(' ')}`);
+    } else {
+      const inputs = directKeyInputs(
+        { toolchainId: toolchain.id, job, cwd, env, stderrIsTty: hello.stderrTty, systemHeaders },
+        source.sha256,
+      );
+      lookup = { direct: keyOf(inputs), inputs, sourceSha256: source.sha256 };
+    }
+  }
+
+  return { reasons, toolchain, lookup };
 }
 
 /** Writes a hit's outputs where the compile would have; false when it cannot (then: compile). */

@@ -387,6 +387,28 @@ describe('compile service (real gcc, fake shim)', () => {
     }
   });
 
+  it('caches locally with a compiler that cannot be shipped (a wrapper script)', async () => {
+    const wrapperDir = join(root, 'wrapper');
+    mkdirSync(wrapperDir, { recursive: true });
+    writeFileSync(join(wrapperDir, 'gcc'), `#!/bin/sh\nexec ${gcc} "$@"\n`, { mode: 0o755 });
+    const wrapped = { ...env, PATH: `${wrapperDir}:${env.PATH}` };
+    const args = ['-Iinc', '-c', 'other.c', '-o', 'wrapped.o'];
+    const storedBefore = shared.stored.length;
+    const first = await cc(args, { env: wrapped });
+    assert.deepEqual(
+      first.messages.map((m) => m.type),
+      ['run', 'exit'],
+    );
+    assert.equal(first.messages[0]?.path, join(wrapperDir, 'gcc'));
+    const second = await cc(args, { env: wrapped });
+    assert.deepEqual(
+      second.messages.map((m) => m.type),
+      ['exit'],
+    );
+    // Its id is local (its bytes and --version): nothing of it goes to the shared cache.
+    assert.equal(shared.stored.length, storedBefore);
+  });
+
   it('survives garbage: each bad connection is closed, the next compile is served', async () => {
     const huge = Buffer.alloc(4);
     huge.writeUInt32BE(0xffffffff);

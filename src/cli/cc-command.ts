@@ -176,7 +176,8 @@ async function detach(
       idleExit,
       ...(cacheDir === undefined ? [] : ['--cache-dir', cacheDir]),
     ],
-    { detached: true, stdio: ['ignore', fd, fd] },
+    // cwd '/': a daemon does not keep the directory of the build that started it in use.
+    { detached: true, stdio: ['ignore', fd, fd], cwd: '/' },
   );
   closeSync(fd);
   const ended: { code: number | null } = { code: null };

@@ -23,7 +23,8 @@ import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
 import { CoordinatorCache } from './cc/coordinator-cache.js';
-import { explain } from './cc/explain.js';
+import { explain, explainRecord } from './cc/explain.js';
+import { watchIdle } from './cc/idle-exit.js';
 import { CompileService } from './cc/service.js';
 import { SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
 import { prepareSocketDir, socketAnswers } from './cc/socket-path.js';
@@ -69,7 +70,7 @@ export function registerCcCommand(program: Command): void {
       '10m',
     )
     .option('--show-stats', 'print the compile counters of this user on this machine')
-    .option('--json', 'with --show-stats: print JSON')
+    .option('--json', 'with --show-stats or --explain: print JSON')
     .option('--zero-stats', 'set the compile counters to zero')
     .option(
       '--explain <file>',
@@ -95,7 +96,8 @@ export function registerCcCommand(program: Command): void {
         return;
       }
       if (opts.explain !== undefined) {
-        process.stdout.write(await explain(cacheDir, opts.explain));
+        if (opts.json === true) printJson(await explainRecord(cacheDir, opts.explain));
+        else process.stdout.write(await explain(cacheDir, opts.explain));
         return;
       }
       if (opts.serve === true) {
@@ -162,24 +164,16 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     throw err;
   }
   onShutdownSignals(log, stop);
-  if (idleMs > 0) {
-    const timer = setInterval(
-      () => {
-        if (service.state === 'running' && service.idleMs() >= idleMs) {
-          log.info({ idleMs }, 'muster cc: idle, exiting');
-          clearInterval(timer);
-          stop().then(
-            () => process.exit(0),
-            (err: unknown) => {
-              log.error({ err }, 'muster cc: stopping failed');
-              process.exit(1);
-            },
-          );
-        }
+  watchIdle(service, idleMs, () => {
+    log.info({ idleMs }, 'muster cc: idle, exiting');
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'muster cc: stopping failed');
+        process.exit(1);
       },
-      Math.min(Math.max(idleMs / 10, 50), 5_000),
     );
-  }
+  });
 }
 
 /** Starts `--serve` in the background (its output to a log next to the socket); waits for it. */
@@ -212,7 +206,8 @@ async function detach(
       idleExit,
       ...(cacheDir === undefined ? [] : ['--cache-dir', cacheDir]),
     ],
-    { detached: true, stdio: ['ignore', fd, fd] },
+    // cwd '/': a daemon does not keep the directory of the build that started it in use.
+    { detached: true, stdio: ['ignore', fd, fd], cwd: '/' },
   );
   closeSync(fd);
   const ended: { code: number | null } = { code: null };
@@ -221,8 +216,13 @@ async function detach(
   });
   child.unref();
   const deadline = Date.now() + DETACH_WAIT_MS;
+  const started = (): void => {
+    process.stderr.write(
+      `muster cc: compile service started (pid ${child.pid}, socket ${socket})\n`,
+    );
+  };
   while (Date.now() < deadline) {
-    if (await socketAnswers(socket, 500)) return;
+    if (await socketAnswers(socket, 500)) return started();
     if (ended.code !== null) break;
     await sleep(20);
   }

@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
+  symlinkSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -15,6 +17,7 @@ import {
   statSync,
 } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -24,6 +27,7 @@ import type { CompileRecord } from '../../src/api/requests-types.js';
 import type { CacheLookupView } from '../../src/api/views/compile.js';
 import { explain } from '../../src/cli/cc/explain.js';
 import type { JobRecorder, NewCompileResult, SharedCache } from '../../src/cli/cc/ports.js';
+import { watchIdle } from '../../src/cli/cc/idle-exit.js';
 import { CompileService } from '../../src/cli/cc/service.js';
 import { readStats } from '../../src/cli/cc/stats.js';
 import { requireGcc } from '../helpers/gcc.js';
@@ -60,6 +64,52 @@ class FakeSharedCache implements SharedCache {
   async store(result: NewCompileResult): Promise<void> {
     if (this.failing) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
     this.stored.push(result);
+  }
+}
+
+/** A shared cache that keeps what is stored, in memory, and serves it as the coordinator would. */
+class InMemorySharedCache implements SharedCache {
+  readonly blobs = new Map<string, Buffer>();
+  readonly entries = new Map<string, CacheLookupView['entries'][number]>();
+  readonly manifests = new Map<string, CacheLookupView['manifest']>();
+  fetched = 0;
+  async lookup(request: { direct?: string }): Promise<CacheLookupView> {
+    const manifest = this.manifests.get(request.direct ?? '') ?? [];
+    const entries = manifest.flatMap((l) => {
+      const e = this.entries.get(l.entry);
+      return e === undefined ? [] : [e];
+    });
+    return { manifest, entries };
+  }
+  async fetchBlob(sha256: string): Promise<Buffer> {
+    this.fetched++;
+    const blob = this.blobs.get(sha256);
+    if (blob === undefined) throw new Error('no such blob');
+    return blob;
+  }
+  async store(result: NewCompileResult): Promise<void> {
+    const put = (data: Buffer): { sha256: string; size: number } => {
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      this.blobs.set(sha256, data);
+      return { sha256, size: data.length };
+    };
+    this.entries.set(result.key, {
+      key: result.key,
+      kind: 'compile',
+      outputs: result.outputs.map((o) => ({ name: o.name, mode: o.mode, ...put(o.data) })),
+      stderr: result.stderr.length === 0 ? null : put(result.stderr),
+      exitCode: 0,
+      toolchain: result.toolchain.id,
+      source: 'client',
+      createdAt: new Date().toISOString(),
+    });
+    if (result.manifest !== undefined) {
+      const lines = this.manifests.get(result.manifest.direct) ?? [];
+      this.manifests.set(result.manifest.direct, [
+        { includes: result.manifest.includes, entry: result.key },
+        ...lines,
+      ]);
+    }
   }
 }
 
@@ -181,6 +231,18 @@ describe('compile service (real gcc, fake shim)', () => {
     assert.match(await explain(cacheDir, 'other.c', src), /inc\/b\.h/);
   });
 
+  it('--explain names the argument that changed the direct key', async () => {
+    await cc(['-Iinc', '-O0', '-c', 'other.c', '-o', 'args.o']);
+    await cc(['-Iinc', '-O2', '-c', 'other.c', '-o', 'args.o']);
+    let text = '';
+    for (let i = 0; i < 500 && !text.includes('added -O2'); i++) {
+      text = await explain(cacheDir, 'args.o', src);
+      if (!text.includes('added -O2')) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.match(text, /the direct key changed/);
+    assert.match(text, /args: added -O2; removed -O0/);
+  });
+
   it('replays a warning from the cache and reproduces an -MD -MF depfile byte for byte', async () => {
     const args = [
       '-Wall',
@@ -279,6 +341,74 @@ describe('compile service (real gcc, fake shim)', () => {
     );
   });
 
+  it('never takes the shim (or the masquerade dir) for the real compiler', async () => {
+    // A masquerade dir first on PATH holding "gcc" → the shim, as muster build sets it up.
+    const masq = join(root, 'masq');
+    const shimDir = join(root, 'shim');
+    mkdirSync(masq, { recursive: true });
+    mkdirSync(shimDir, { recursive: true });
+    const shim = join(shimDir, 'muster-cc');
+    writeFileSync(shim, '#!/bin/sh\nexit 99\n', { mode: 0o755 });
+    symlinkSync(shim, join(masq, 'gcc'));
+    const path = `${masq}:${env.PATH}`;
+    const viaEnv = await cc(['-c', 'other.c', '-Iinc', '-o', 'masq.o'], {
+      env: { ...env, PATH: path, MUSTER_CC_MASQUERADE: masq, MUSTER_CC_SOCKET: socket },
+    });
+    assert.equal(viaEnv.code, 0);
+    const run = viaEnv.messages.find((m) => m.type === 'run' || m.type === 'exit');
+    assert.ok(run !== undefined);
+    for (const m of viaEnv.messages) {
+      if (m.path !== undefined) assert.ok(!m.path.startsWith(masq), m.path);
+      for (const e of m.env ?? []) {
+        assert.ok(!e.startsWith('MUSTER_CC_'), e);
+        if (e.startsWith('PATH=')) assert.ok(!e.includes(masq), e);
+      }
+    }
+    // Without the variable, by the shim's realpath (another service, told where the shim is).
+    const other = new CompileService({
+      cacheDir: join(root, 'cache-shim'),
+      log,
+      shimPath: shim,
+      fileHashes: hourAhead,
+    });
+    const otherSocket = join(root, 'run2', 'cc.sock');
+    await other.start(otherSocket);
+    try {
+      const out = await fakeShim({
+        socket: otherSocket,
+        argv: ['gcc', '-c', 'other.c', '-Iinc', '-o', 'masq2.o'],
+        cwd: src,
+        env: { ...env, PATH: path },
+      });
+      assert.equal(out.code, 0, out.stderr.toString());
+      assert.ok(existsSync(join(src, 'masq2.o')));
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('caches locally with a compiler that cannot be shipped (a wrapper script)', async () => {
+    const wrapperDir = join(root, 'wrapper');
+    mkdirSync(wrapperDir, { recursive: true });
+    writeFileSync(join(wrapperDir, 'gcc'), `#!/bin/sh\nexec ${gcc} "$@"\n`, { mode: 0o755 });
+    const wrapped = { ...env, PATH: `${wrapperDir}:${env.PATH}` };
+    const args = ['-Iinc', '-c', 'other.c', '-o', 'wrapped.o'];
+    const storedBefore = shared.stored.length;
+    const first = await cc(args, { env: wrapped });
+    assert.deepEqual(
+      first.messages.map((m) => m.type),
+      ['run', 'exit'],
+    );
+    assert.equal(first.messages[0]?.path, join(wrapperDir, 'gcc'));
+    const second = await cc(args, { env: wrapped });
+    assert.deepEqual(
+      second.messages.map((m) => m.type),
+      ['exit'],
+    );
+    // Its id is local (its bytes and --version): nothing of it goes to the shared cache.
+    assert.equal(shared.stored.length, storedBefore);
+  });
+
   it('survives garbage: each bad connection is closed, the next compile is served', async () => {
     const huge = Buffer.alloc(4);
     huge.writeUInt32BE(0xffffffff);
@@ -364,6 +494,67 @@ describe('compile service: fallbacks, too-new files, lifecycle', () => {
     assert.deepEqual(stats.fallbackReasons, { 'no-coordinator': 1 });
   });
 
+  it('a miss stored in the shared cache is a hit for a service with an empty local tier', async () => {
+    const src = join(root, 'shared-src');
+    mkdirSync(join(src, 'inc'), { recursive: true });
+    writeFileSync(join(src, 'inc', 'z.h'), '#define Z 7\n');
+    writeFileSync(join(src, 'z.c'), '#include "z.h"\nint z(void) { int u; return Z; }\n');
+    const shared = new InMemorySharedCache();
+    const args = ['gcc', '-Wall', '-Iinc', '-MD', '-c', 'z.c', '-o', 'z.o'];
+    const first = new CompileService({
+      cacheDir: join(root, 'cache-s1'),
+      log,
+      sharedCache: shared,
+      fileHashes: hourAhead,
+    });
+    await first.start(join(root, 'sock-s1', 'cc.sock'));
+    let miss;
+    try {
+      miss = await fakeShim({ socket: join(root, 'sock-s1', 'cc.sock'), argv: args, cwd: src });
+      assert.equal(miss.code, 0);
+    } finally {
+      await first.stop(); // waits for the background upload
+    }
+    assert.equal(shared.entries.size, 1);
+    const object = readFileSync(join(src, 'z.o'));
+    const depfile = readFileSync(join(src, 'z.d'));
+    rmSync(join(src, 'z.o'));
+    rmSync(join(src, 'z.d'));
+
+    const second = new CompileService({
+      cacheDir: join(root, 'cache-s2'),
+      log,
+      sharedCache: shared,
+      fileHashes: hourAhead,
+    });
+    await second.start(join(root, 'sock-s2', 'cc.sock'));
+    try {
+      const hit = await fakeShim({
+        socket: join(root, 'sock-s2', 'cc.sock'),
+        argv: args,
+        cwd: src,
+      });
+      assert.deepEqual(
+        hit.messages.map((m) => m.type),
+        ['exit'],
+      );
+      assert.deepEqual(hit.stderr, miss.stderr, 'the warning is replayed');
+      assert.deepEqual(readFileSync(join(src, 'z.o')), object);
+      assert.deepEqual(readFileSync(join(src, 'z.d')), depfile);
+      // Kept in the second service's local tier: the next hit needs no shared cache.
+      const fetched = shared.fetched;
+      const again = await fakeShim({
+        socket: join(root, 'sock-s2', 'cc.sock'),
+        argv: args,
+        cwd: src,
+      });
+      assert.equal(again.how, 'exit');
+      assert.equal(shared.fetched, fetched);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('files changed in the last 2 s are not cached (uncacheable)', async () => {
     const src = join(root, 'b');
     mkdirSync(src, { recursive: true });
@@ -412,6 +603,52 @@ describe('compile service: fallbacks, too-new files, lifecycle', () => {
     const refused = new CompileService({ cacheDir, log });
     await assert.rejects(refused.start(join(open, 'cc.sock')), /open to other users/);
     assert.equal(refused.state, 'stopped');
+  });
+
+  it('reports idleness for --idle-exit once no shim has been connected for the duration', async () => {
+    const src = join(root, 'idle');
+    mkdirSync(src, { recursive: true });
+    const socket = join(root, 'sock-idle', 'cc.sock');
+    const service = new CompileService({ cacheDir: join(root, 'cache-idle'), log });
+    await service.start(socket);
+    let idleAt = 0;
+    const connectedAt = Date.now();
+    const held = connect(socket);
+    await new Promise((r) => held.once('connect', r));
+    const stopWatching = watchIdle(service, 100, () => {
+      idleAt = Date.now();
+    });
+    try {
+      await until(() => service.activeConnections === 1, 'the connection');
+      assert.equal(service.idleMs(), 0, 'not idle while a shim is connected');
+      const closedAt = Date.now();
+      held.destroy();
+      await until(() => idleAt > 0, 'the idle callback');
+      assert.ok(idleAt - closedAt >= 100 && idleAt >= connectedAt);
+    } finally {
+      stopWatching();
+      await service.stop();
+    }
+  });
+
+  it('closes a connection that would push the buffered bytes over the budget', async () => {
+    const socket = join(root, 'sock-budget', 'cc.sock');
+    const service = new CompileService({
+      cacheDir: join(root, 'cache-budget'),
+      log,
+      maxBufferedBytes: 64 * 1024,
+    });
+    await service.start(socket);
+    try {
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(1024 * 1024);
+      header.writeUInt8(1, 4);
+      const bytes = Buffer.concat([header, Buffer.alloc(200 * 1024, 0x20)]);
+      assert.equal(await sendRaw(socket, bytes), 'closed');
+      assert.equal(service.state, 'running');
+    } finally {
+      await service.stop();
+    }
   });
 
   it('a second service on a live socket is refused; a stale socket file is replaced', async () => {

@@ -28,22 +28,30 @@ export interface CacheMiss {
 
 export type LookupResult = { readonly hit: CacheHit } | { readonly miss: CacheMiss };
 
-/** Whether every header of a line hashes as recorded; with `all`, every difference. */
+/**
+ * The headers of a line that do not hash as recorded (empty: the line matches): with `all`,
+ * every difference, the files stat'ed in parallel (most are answered by the stat cache); without,
+ * the first one (older lines of a miss stop at their first difference).
+ */
 async function checkLine(
   ctx: JobContext,
   cwd: string,
   line: ManifestLine,
   all: boolean,
 ): Promise<IncludeDifference[]> {
-  const out: IncludeDifference[] = [];
-  for (const [path, before] of line.includes) {
-    const now = await ctx.hashes.hash(resolve(cwd, path));
-    if (now?.sha256 !== before) {
-      out.push({ path, before, after: now?.sha256 ?? null });
-      if (!all) break;
-    }
+  const hashOf = async (path: string): Promise<string | null> =>
+    (await ctx.hashes.hash(resolve(cwd, path)))?.sha256 ?? null;
+  if (all) {
+    const now = await Promise.all(line.includes.map(([path]) => hashOf(path)));
+    return line.includes.flatMap(([path, before], i) =>
+      now[i] === before ? [] : [{ path, before, after: now[i] ?? null }],
+    );
   }
-  return out;
+  for (const [path, before] of line.includes) {
+    const after = await hashOf(path);
+    if (after !== before) return [{ path, before, after }];
+  }
+  return [];
 }
 
 async function localHit(ctx: JobContext, key: string): Promise<CacheHit | null> {

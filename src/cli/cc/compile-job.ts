@@ -15,7 +15,7 @@
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { CompileRecord } from '../../api/requests-types.js';
 import { directKeyInputs, keyOf, type KeyInputs } from './cache-key.js';
 import { lookupDirect, type CacheHit } from './cache-lookup.js';
@@ -32,7 +32,9 @@ import {
   MASQUERADE_ENV,
   type ExecMessage,
   type ExitMessage,
+  type ShimHello,
 } from './shim-protocol.js';
+import type { ToolchainInfo } from './toolchain-ids.js';
 
 const MAX_LABEL = 1000;
 
@@ -94,6 +96,7 @@ export async function answerHello(
   x: ShimExchange,
 ): Promise<ExecMessage | ExitMessage> {
   const { hello } = x;
+  if (!isAbsolute(hello.cwd)) throw new ShimProtocolError('hello: the cwd is not absolute');
   const invocation = invocationOf(hello);
   if (invocation === null) {
     throw new ShimProtocolError('hello: argv names neither the compiler nor the launcher form');
@@ -109,7 +112,10 @@ export async function answerHello(
   );
   if (path === null) return exit(127, `muster-cc: ${invocation.compiler}: command not found\n`);
   const childEnv = compilerEnvironment(env, masquerade);
-  const argv = [invocation.compiler, ...invocation.args];
+  // argv[0] is the absolute path: gcc finds its own programs from argv[0], searching PATH for a
+  // bare name, and a PATH entry the service cannot know as the shim's would send it there. Its
+  // messages name only the base name ("gcc: error: …"), which is the one the user typed.
+  const argv = [path, ...invocation.args];
   const job = classify({
     compiler: invocation.compiler,
     args: invocation.args,
@@ -122,11 +128,13 @@ export async function answerHello(
     ctx.stats.add('passthrough');
     return { type: 'exec', path, argv, env: environToList(childEnv) };
   }
-  return compile(ctx, x, { job, path, argv, env, childEnv });
+  return compile(ctx, x, { job, compiler: invocation.compiler, path, argv, env, childEnv });
 }
 
 interface CompileCall {
   readonly job: Compile;
+  /** As the user named it. */
+  readonly compiler: string;
   readonly path: string;
   readonly argv: readonly string[];
   /** The shim's environment (what the key reads). */
@@ -140,44 +148,10 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   const { hello } = x;
   const cwd = hello.cwd;
   const startedAt = Date.now();
-  const label = call.argv.join(' ').slice(0, MAX_LABEL);
+  const label = [call.compiler, ...call.argv.slice(1)].join(' ').slice(0, MAX_LABEL);
   ctx.stats.add('compiles');
 
-  const reasons = [
-    ...job.noCacheReasons,
-    ...job.noDirectReasons.map((r) => `no direct mode: ${r}`),
-  ];
-  const toolchain =
-    reasons.length === 0 ? await ctx.toolchains.of(call.path, childEnv['PATH'] ?? '') : null;
-  if (reasons.length === 0 && toolchain === null)
-    reasons.push('unknown compiler (no toolchain id)');
-  let systemHeaders: string | null = null;
-  if (toolchain !== null && reasons.length === 0 && job.depfile?.style === 'MMD') {
-    if (extraSystemDirs(job, env)) reasons.push('-MMD with extra system include directories');
-    else {
-      systemHeaders = await ctx.systemHeaders.fingerprint(
-        call.path,
-        toolchain.id,
-        job.language,
-        childEnv,
-      );
-      if (systemHeaders === null) reasons.push('-MMD and no system header fingerprint');
-    }
-  }
-  let lookup: Lookup | null = null;
-  if (toolchain !== null && reasons.length === 0) {
-    const source = await ctx.hashes.hash(resolve(cwd, job.source));
-    if (source === null) reasons.push(`cannot read ${job.source}`);
-    else if (source.timeMacros.length > 0 && env['SOURCE_DATE_EPOCH'] === undefined) {
-      reasons.push(`time-macros: ${source.timeMacros.join(' ')}`);
-    } else {
-      const inputs = directKeyInputs(
-        { toolchainId: toolchain.id, job, cwd, env, stderrIsTty: hello.stderrTty, systemHeaders },
-        source.sha256,
-      );
-      lookup = { direct: keyOf(inputs), inputs, sourceSha256: source.sha256 };
-    }
-  }
+  const { reasons, toolchain, lookup } = await directKey(ctx, call, hello);
 
   const explainBase = {
     cwd,
@@ -244,7 +218,8 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   }
   let depsFile: string | null = null;
   const runEnv = { ...childEnv };
-  if (lookup !== null && job.depfile === null) {
+  // gcc reads SUNPRO_DEPENDENCIES as "file target", split at the first space.
+  if (lookup !== null && job.depfile === null && !ctx.tempDir.includes(' ')) {
     depsFile = join(ctx.tempDir, `deps-${randomBytes(8).toString('hex')}`);
     // gcc writes a full `-M` list there and the command line stays the user's (§4).
     runEnv['SUNPRO_DEPENDENCIES'] = `${depsFile} ${job.output}`;
@@ -308,6 +283,57 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   }
 }
 
+/**
+ * Whether the compile may be cached and looked up by its direct key, and that key: the
+ * toolchain's id (cached per compiler), the system-header fingerprint with -MMD, the source's
+ * hash (time macros without SOURCE_DATE_EPOCH: not cacheable).
+ */
+async function directKey(
+  ctx: JobContext,
+  call: CompileCall,
+  hello: ShimHello,
+): Promise<{ reasons: string[]; toolchain: ToolchainInfo | null; lookup: Lookup | null }> {
+  const { job, env, childEnv } = call;
+  const cwd = hello.cwd;
+  const reasons = [
+    ...job.noCacheReasons,
+    ...job.noDirectReasons.map((r) => `no direct mode: ${r}`),
+  ];
+  const toolchain =
+    reasons.length === 0 ? await ctx.toolchains.of(call.path, childEnv['PATH'] ?? '') : null;
+  if (reasons.length === 0 && toolchain === null)
+    reasons.push('unknown compiler (no toolchain id)');
+  let systemHeaders: string | null = null;
+  if (toolchain !== null && reasons.length === 0 && job.depfile?.style === 'MMD') {
+    if (extraSystemDirs(job, env)) reasons.push('-MMD with extra system include directories');
+    else {
+      systemHeaders = await ctx.systemHeaders.fingerprint(
+        call.path,
+        toolchain.id,
+        job.language,
+        childEnv,
+      );
+      if (systemHeaders === null) reasons.push('-MMD and no system header fingerprint');
+    }
+  }
+  let lookup: Lookup | null = null;
+  if (toolchain !== null && reasons.length === 0) {
+    const source = await ctx.hashes.hash(resolve(cwd, job.source));
+    if (source === null) reasons.push(`cannot read ${job.source}`);
+    else if (source.timeMacros.length > 0 && env['SOURCE_DATE_EPOCH'] === undefined) {
+      reasons.push(`time-macros: ${source.timeMacros.join(' ')}`);
+    } else {
+      const inputs = directKeyInputs(
+        { toolchainId: toolchain.id, job, cwd, env, stderrIsTty: hello.stderrTty, systemHeaders },
+        source.sha256,
+      );
+      lookup = { direct: keyOf(inputs), inputs, sourceSha256: source.sha256 };
+    }
+  }
+
+  return { reasons, toolchain, lookup };
+}
+
 /** Writes a hit's outputs where the compile would have; false when it cannot (then: compile). */
 async function writeHit(
   hit: CacheHit,
@@ -321,10 +347,11 @@ async function writeHit(
   if (object === undefined || (job.depfile === null) !== (depfile === undefined)) return false;
   const mode = outputMode(umask);
   try {
-    await writeOutput(resolve(cwd, job.output), object, mode);
+    // The depfile first, as gcc writes it before the object: the object stays the newer.
     if (job.depfile !== null && depfile !== undefined) {
       await writeOutput(resolve(cwd, job.depfile.path), depfile, mode);
     }
+    await writeOutput(resolve(cwd, job.output), object, mode);
     return true;
   } catch (err) {
     ctx.log.debug({ err }, 'muster cc: writing a cached result failed; compiling');

@@ -167,6 +167,15 @@ function describeDifferences(before: KeyInputs, after: KeyInputs): string[] {
   });
 }
 
+/** The last record of `file` (an object or its source), or null: `--explain FILE --json`. */
+export function explainRecord(
+  cacheDir: string,
+  file: string,
+  cwd: string = process.cwd(),
+): Promise<ExplainRecord | null> {
+  return findRecord(cacheDir, file, cwd);
+}
+
 /** `muster cc --explain FILE` as text. */
 export async function explain(
   cacheDir: string,

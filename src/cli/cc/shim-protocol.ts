@@ -81,7 +81,10 @@ export const helloSchema = z
     umask: z.number().int().min(0).max(0o777),
     /**
      * The compiler the user meant: argv[0]'s base name when the shim was called by a compiler's
-     * name (masquerade), else argv[1] (launcher form: `muster-cc gcc -c x.c`).
+     * name (masquerade), else argv[1] (launcher form: `muster-cc gcc -c x.c`). The service tells
+     * the forms apart the same way: masquerade when argv[0]'s base name is invokedAs's base
+     * name (the compiler's arguments are argv[1…]), else launcher, where argv[1] must be
+     * invokedAs (arguments argv[2…]); a hello that is neither is refused.
      */
     invokedAs: z.string().min(1).max(4096),
   })

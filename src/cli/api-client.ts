@@ -247,8 +247,14 @@ export class ApiClient {
     return this.json('POST', `/compile-sessions/${buildId}/close`, { body });
   }
 
-  cacheLookup(body: { direct?: string; keys?: string[] }): Promise<CacheLookupView> {
-    return this.json('POST', '/cache/lookup', { body });
+  cacheLookup(
+    body: { direct?: string; keys?: string[] },
+    timeoutMs?: number,
+  ): Promise<CacheLookupView> {
+    return this.json('POST', '/cache/lookup', {
+      body,
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    });
   }
 
   putCacheEntry(key: string, body: PutCacheEntryRequest): Promise<CacheEntryView> {

@@ -115,6 +115,8 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
     cacheDir: userCacheDir(process.env),
     masqueradeDir: paths.masquerade,
     shimPath: paths.launcher,
+    // The results go to the coordinator before this build returns (a slow one gets a minute).
+    backgroundMs: 60_000,
     log: pino({ level: process.env['MUSTER_CC_LOG'] ?? 'warn' }, pino.destination(2)),
     ...(online === undefined
       ? { offlineReason: NO_COORDINATOR }

@@ -107,6 +107,49 @@ describe('the coordinator as the shared cache', () => {
   });
 });
 
+describe('a coordinator that does not answer', () => {
+  it('is not asked again for a while: lookups and stores fail at once', async () => {
+    let lookups = 0;
+    const cache = new CoordinatorCache({
+      cacheLookup: (_body, timeoutMs) => {
+        lookups += 1;
+        assert.equal(timeoutMs, 5000, 'lookups wait 5 s at most');
+        return Promise.reject(new MusterError('UNREACHABLE', 'connection refused'));
+      },
+      getBlob: () => Promise.reject(new Error('unused')),
+      missingBlobs: () => Promise.reject(new Error('not asked while paused')),
+      putBlob: () => Promise.resolve(),
+      putCacheEntry: () => Promise.reject(new Error('unused')),
+      putManifestLine: () => Promise.resolve(),
+    });
+    await assert.rejects(cache.lookup({ direct: sha('d') }), /connection refused/);
+    await assert.rejects(cache.lookup({ direct: sha('d') }), /did not answer a moment ago/);
+    await assert.rejects(
+      cache.store({ key: sha('k'), outputs: [], stderr: Buffer.alloc(0), toolchain }),
+      /did not answer a moment ago/,
+    );
+    assert.equal(lookups, 1);
+  });
+
+  it('an answer that is an error (not found, forbidden) pauses nothing', async () => {
+    let lookups = 0;
+    const cache = new CoordinatorCache({
+      cacheLookup: () => {
+        lookups += 1;
+        return Promise.reject(new MusterError('FORBIDDEN', 'no'));
+      },
+      getBlob: () => Promise.reject(new Error('unused')),
+      missingBlobs: () => Promise.resolve([]),
+      putBlob: () => Promise.resolve(),
+      putCacheEntry: () => Promise.reject(new Error('unused')),
+      putManifestLine: () => Promise.resolve(),
+    });
+    await assert.rejects(cache.lookup({ direct: sha('d') }), /no/);
+    await assert.rejects(cache.lookup({ direct: sha('d') }), /no/);
+    assert.equal(lookups, 2);
+  });
+});
+
 describe('the compile session recorder', () => {
   it('batches records, keeps them while the coordinator is away, then closes once', async () => {
     const sent: number[][] = [];

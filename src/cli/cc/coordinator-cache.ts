@@ -15,6 +15,11 @@ type CacheApi = Pick<
   'cacheLookup' | 'getBlob' | 'missingBlobs' | 'putBlob' | 'putCacheEntry' | 'putManifestLine'
 >;
 
+const LOOKUP_TIMEOUT_MS = 5_000;
+const PAUSE_MS = 30_000;
+/** The codes that say the coordinator did not answer (rather than answering no). */
+const NO_ANSWER = new Set(['UNREACHABLE', 'CONNECTION_CLOSED', 'REQUEST_TIMEOUT']);
+
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -26,12 +31,27 @@ export class CoordinatorCache implements SharedCache {
     private readonly buildId?: () => number | undefined,
   ) {}
 
+  private pausedUntil = 0;
+
+  /** Fails at once while paused; a failure that means "no answer" starts a pause. */
+  private async guard<T>(work: () => Promise<T>): Promise<T> {
+    if (Date.now() < this.pausedUntil)
+      throw new MusterError('UNREACHABLE', 'the coordinator did not answer a moment ago');
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof MusterError && NO_ANSWER.has(err.code))
+        this.pausedUntil = Date.now() + PAUSE_MS;
+      throw err;
+    }
+  }
+
   lookup(request: { direct?: string; keys?: string[] }): Promise<CacheLookupView> {
-    return this.api.cacheLookup(request);
+    return this.guard(() => this.api.cacheLookup(request, LOOKUP_TIMEOUT_MS));
   }
 
   async fetchBlob(hash: string, size: number): Promise<Buffer> {
-    const data = await this.api.getBlob(hash, size);
+    const data = await this.guard(() => this.api.getBlob(hash, size));
     if (data.length !== size || sha256(data) !== hash)
       throw new MusterError(
         'BLOB_HASH_MISMATCH',
@@ -40,7 +60,11 @@ export class CoordinatorCache implements SharedCache {
     return data;
   }
 
-  async store(result: NewCompileResult): Promise<void> {
+  store(result: NewCompileResult): Promise<void> {
+    return this.guard(() => this.upload(result));
+  }
+
+  private async upload(result: NewCompileResult): Promise<void> {
     const blobs = new Map<string, Buffer>();
     const outputs = result.outputs.map((output) => {
       const hash = sha256(output.data);

@@ -55,6 +55,12 @@ export interface CompileServiceOptions {
   readonly maxBufferedBytes?: number;
   /** How long stop() lets connections in flight finish. */
   readonly drainMs?: number;
+  /**
+   * How long stop() waits for work the shims did not wait for (uploads to the shared cache,
+   * explain records); what is left then is logged and dropped. `muster build` waits longer than
+   * the default: its results should reach the coordinator before it returns.
+   */
+  readonly backgroundMs?: number;
   readonly helloTimeoutMs?: number;
   readonly statsFlushDelayMs?: number;
   /** Tests give a fake (discoverToolchain runs the driver and ldd). */
@@ -253,7 +259,15 @@ export class CompileService {
     );
     for (const c of this.#connections) c.abort();
     await closed;
-    await bounded(Promise.all([...this.#background]), DEFAULTS.backgroundMs);
+    const left = await bounded(
+      Promise.all([...this.#background]),
+      this.#options.backgroundMs ?? DEFAULTS.backgroundMs,
+    );
+    if (!left)
+      this.#log.warn(
+        { pending: this.#background.size },
+        'muster cc: stopped before every result reached the shared cache',
+      );
     await this.#cleanUp();
     this.#state = 'stopped';
     this.#log.info('muster cc: compile service stopped');
@@ -282,16 +296,18 @@ function exchangeStillOpen(connection: ShimConnection): boolean {
 }
 
 /** Waits for `work` at most `ms`. */
-async function bounded(work: Promise<unknown>, ms: number): Promise<void> {
+/** Waits for `work` at most `ms`; true when it ended (either way) in time. */
+async function bounded(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
+  const ended = await Promise.race([
     work.then(
-      () => undefined,
-      () => undefined,
+      () => true,
+      () => true,
     ),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
     }),
   ]);
   clearTimeout(timer);
+  return ended;
 }

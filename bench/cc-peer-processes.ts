@@ -2,13 +2,18 @@
  * The processes and the network namespace the compile benchmark's peers start: every daemon and
  * every build runs in its own process group (spawned detached), so it is stopped with all its
  * children by the group id the benchmark holds — never by name. Should the benchmark throw, exit
- * or be interrupted (Ctrl-C, SIGTERM), the hooks below kill what is left and delete the namespace.
+ * or be interrupted (Ctrl-C, SIGTERM), the hooks below kill what is left, delete the namespace and
+ * remove the temp dirs.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { now } from './measure.js';
 
 const groups = new Set<number>();
 const namespaces = new Set<string>();
+const dirs = new Set<string>();
 
 function killGroupNow(pid: number, signal: NodeJS.Signals): void {
   try {
@@ -31,6 +36,8 @@ function cleanUpNow(): void {
   groups.clear();
   for (const name of namespaces) deleteNamespaceNow(name);
   namespaces.clear();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  dirs.clear();
 }
 
 process.once('exit', cleanUpNow);
@@ -173,4 +180,16 @@ export function addNamespace(name: string): void {
 export function deleteNamespace(name: string): void {
   deleteNamespaceNow(name);
   namespaces.delete(name);
+}
+
+/** A new temp dir (under BENCH_DIR or the system's), removed by the exit hooks if still there. */
+export function makeTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(process.env.BENCH_DIR || tmpdir(), prefix));
+  dirs.add(dir);
+  return dir;
+}
+
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  dirs.delete(dir);
 }

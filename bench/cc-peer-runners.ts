@@ -5,9 +5,8 @@
  * only `lo`). A peer that is not installed says so and is reported as such.
  */
 import { constants } from 'node:fs';
-import { access, chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   countsSince,
@@ -24,7 +23,9 @@ import {
 import {
   addNamespace,
   deleteNamespace,
+  makeTempDir,
   mustRun,
+  removeTempDir,
   startDaemon,
   type Daemon,
 } from './cc-peer-processes.js';
@@ -180,7 +181,7 @@ export function distcc(): PeerRunner {
     name: 'distcc',
     missing: () => missingPrograms(['distcc', 'distccd'], [join(DISTCC_DIR, 'gcc')]),
     async start(log) {
-      dir = await mkdtemp(join(tmpdir(), 'muster-bench-distcc-'));
+      dir = makeTempDir('muster-bench-distcc-');
       await chmod(dir, 0o711);
       // distcc's own state and lock files (it does not create the directory itself).
       await mkdir(join(dir, 'client'));
@@ -221,7 +222,7 @@ export function distcc(): PeerRunner {
     async stop() {
       await Promise.all(daemons.map((d) => d.stop()));
       daemons = [];
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+      if (dir !== undefined) removeTempDir(dir);
       dir = undefined;
     },
   };
@@ -260,7 +261,7 @@ export function icecream(): PeerRunner {
       return undefined;
     },
     async start(log) {
-      dir = await mkdtemp(join(tmpdir(), 'muster-bench-icecream-'));
+      dir = makeTempDir('muster-bench-icecream-');
       // The daemons drop root for the icecc user and create their environment dirs here.
       await chmod(dir, 0o777);
       const native = await mustRun('icecc --build-native', 'icecc', ['--build-native'], {
@@ -356,7 +357,7 @@ export function icecream(): PeerRunner {
       daemons = [];
       if (namespace !== undefined) deleteNamespace(namespace);
       namespace = undefined;
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+      if (dir !== undefined) removeTempDir(dir);
       dir = undefined;
     },
   };

@@ -4,10 +4,10 @@
  * this machine), alternated in rounds; each peer's ratio to the make of its own round. Muster's
  * rows (`muster build -- make -j2`) come from their own benchmark on the same projects.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ratiosToMake } from './cc-peer-args.js';
+import { makeTempDir, removeTempDir } from './cc-peer-processes.js';
 import { distcc, icecream, plainMake, type PeerBuild, type PeerRunner } from './cc-peer-runners.js';
 import { lua, projectTree, re2, type CcProject } from './cc-projects.js';
 import { fmt, list, median, type Benchmark, type Measurement } from './measure.js';
@@ -165,14 +165,14 @@ export const ccPeers: Benchmark = {
   async run(ctx) {
     const rounds = ctx.quick ? 1 : 3;
     const projects = ctx.quick ? [lua] : [lua, re2];
-    const root = await mkdtemp(join(process.env.BENCH_DIR || tmpdir(), 'muster-bench-cc-peers-'));
+    const root = makeTempDir('muster-bench-cc-peers-');
     try {
       const rows: Measurement[] = [];
       for (const project of projects)
         rows.push(...(await benchProject(project, rounds, root, (text) => ctx.log(text))));
       return rows;
     } finally {
-      await rm(root, { recursive: true, force: true });
+      removeTempDir(root);
     }
   },
 };

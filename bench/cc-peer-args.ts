@@ -94,6 +94,14 @@ export function icecreamJobsByServer(log: string): Map<string, number> {
   return counts;
 }
 
+/**
+ * How often the scheduler found no host for a waiting job (`No suitable host found, delaying`):
+ * every host busy, or a host's load (the whole machine's, measured by each iceccd) too high.
+ */
+export function icecreamDelays(log: string): number {
+  return log.split('\n').filter((line) => line.includes('No suitable host found, delaying')).length;
+}
+
 /** `after - before` per key (the jobs of one build, from two readings of a growing log). */
 export function countsSince(
   before: ReadonlyMap<string, number>,

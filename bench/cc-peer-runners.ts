@@ -13,6 +13,7 @@ import {
   distccCompiles,
   distccHosts,
   distccdArgs,
+  icecreamDelays,
   icecreamJobsByServer,
   iceccdArgs,
   linkNames,
@@ -330,7 +331,8 @@ export function icecream(): PeerRunner {
     async build(project, tree, jobs) {
       if (dir === undefined || namespace === undefined) throw new Error('icecream: not started');
       await clean(project, tree);
-      const before = icecreamJobsByServer(await readText(schedulerLog));
+      const logBefore = await readText(schedulerLog);
+      const before = icecreamJobsByServer(logBefore);
       const built = await timedBuild(
         project,
         tree,
@@ -343,12 +345,16 @@ export function icecream(): PeerRunner {
           ICECC_TEST_REMOTEBUILD: '1',
         },
       );
-      const jobsOn = countsSince(before, icecreamJobsByServer(await readText(schedulerLog)));
+      const logAfter = await readText(schedulerLog);
+      const jobsOn = countsSince(before, icecreamJobsByServer(logAfter));
+      const delays = icecreamDelays(logAfter) - icecreamDelays(logBefore);
       const remote = [...jobsOn].filter(([server]) => server !== 'client');
       return {
         ...built,
         remote: remote.reduce((sum, [, n]) => sum + n, 0),
-        where: [...jobsOn].map(([server, n]) => `${server}: ${n}`).join(', ') || 'no jobs',
+        where:
+          `${[...jobsOn].map(([server, n]) => `${server}: ${n}`).join(', ') || 'no jobs'}; ` +
+          `no host free ${delays} times`,
       };
     },
     async stop() {

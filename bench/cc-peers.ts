@@ -3,6 +3,11 @@
  * clean with plain `make -j2`, with distcc and with icecream (two one-slot build hosts each, on
  * this machine), alternated in rounds; each peer's ratio to the make of its own round. Muster's
  * rows (`muster build -- make -j2`) come from their own benchmark on the same projects.
+ *
+ * The peers are Debian's packages: `apt-get install distcc icecc`, with a policy-rc.d that exits
+ * 101 (as in containers) or the units masked first, so the package never starts iceccd in the
+ * root namespace, where it would broadcast on every interface. icecream needs root (its
+ * namespace). A peer that is missing is reported as such; the benchmark still runs.
  */
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -153,7 +158,8 @@ export const ccPeers: Benchmark = {
   name: BENCHMARK,
   describe:
     'Real projects from Debian source packages (upstream tarballs, their own Makefiles, unchanged): Lua 5.4.4 ' +
-    '(`make linux`) and re2 (`make obj/libre2.a`, C++ at -O3 -g; skipped with --quick). Each build is from ' +
+    '(`make linux`) and re2 (20 of libre2’s objects, C++ at -O3 -g; skipped with --quick; ' +
+    '`BENCH_CC_PROJECTS=lua5.4,re2` picks by package). Each build is from ' +
     '`make clean`, with -j2, checked (the files it should make; `lua` runs a script). Peers, where installed: ' +
     'distcc 3.4 (two `distccd --jobs 1` on 127.0.0.1, `DISTCC_HOSTS` by address, its masquerade dir first on PATH) ' +
     'and icecream 1.4 (inside a network namespace holding only `lo`: a scheduler, the client’s iceccd without slots ' +
@@ -164,7 +170,10 @@ export const ccPeers: Benchmark = {
     'daemons’ logs count the compiles that really ran on them.',
   async run(ctx) {
     const rounds = ctx.quick ? 1 : 3;
-    const projects = ctx.quick ? [lua] : [lua, re2];
+    const wanted = process.env.BENCH_CC_PROJECTS?.split(',').map((p) => p.trim());
+    const projects = [lua, re2].filter((p) =>
+      wanted === undefined ? !ctx.quick || p === lua : wanted.includes(p.pkg),
+    );
     const root = makeTempDir('muster-bench-cc-peers-');
     try {
       const rows: Measurement[] = [];

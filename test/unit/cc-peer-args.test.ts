@@ -11,6 +11,7 @@ import {
   distccCompiles,
   distccHosts,
   distccdArgs,
+  icecreamDelays,
   icecreamJobsByServer,
   iceccdArgs,
   linkNames,
@@ -100,6 +101,8 @@ describe('compile benchmark peers: icecream', () => {
     const later = `${first}\n[21864] 2026-12-06 04:14:01: END 4 status=0 in=1(1%) out=1(100%) real=1 user=1 sys=1 pfaults=1 server=ice1\n`;
     assert.deepEqual([...countsSince(before, icecreamJobsByServer(later))], [['ice1', 1]]);
     assert.equal(icecreamJobsByServer('').size, 0);
+    assert.equal(icecreamDelays(first), 1);
+    assert.equal(icecreamDelays(''), 0);
   });
 
   it('reads the link names of `ip -o link show`, so a namespace with more than lo is refused', () => {

@@ -49,7 +49,10 @@ export interface PeerBuild {
 
 export interface PeerRunner {
   name: string;
-  /** Why it cannot run on this machine ("not installed: distccd"), or undefined. */
+  /**
+   * Why it cannot run on this machine ("not installed (not found: distccd)", programs looked up
+   * on PATH), or undefined.
+   */
   missing(): Promise<string | undefined>;
   /** Starts its daemons (and logs what it set up). */
   start(log: (text: string) => void): Promise<void>;
@@ -77,7 +80,7 @@ async function missingPrograms(names: string[], files: string[]): Promise<string
   const absent: string[] = [];
   for (const name of names) if (!(await onPath(name))) absent.push(name);
   for (const file of files) if (!(await executable(file))) absent.push(file);
-  return absent.length === 0 ? undefined : `not installed (no ${absent.join(', ')})`;
+  return absent.length === 0 ? undefined : `not installed (not found: ${absent.join(', ')})`;
 }
 
 async function clean(project: CcProject, tree: string): Promise<void> {

@@ -31,8 +31,10 @@ const seconds = (ms: number): string => `${fmt(ms / 1000)} s`;
 
 interface PeerState {
   runner: PeerRunner;
-  /** Why it was not run ("not installed…", or the start-up error). */
+  /** Why it was not run, short ("not installed (no distccd)", "could not start"). */
   missing?: string;
+  /** The whole reason, for the detail column. */
+  why?: string;
   builds: (PeerBuild | undefined)[];
 }
 
@@ -65,7 +67,17 @@ async function benchProject(
         log(`${peer.runner.name}: ${missing}`);
         continue;
       }
-      await peer.runner.start(log);
+      try {
+        await peer.runner.start(log);
+      } catch (err) {
+        // Installed but unusable here (no namespace, a daemon that would not start): its row
+        // says why, the other peers still run.
+        peer.missing = 'could not start';
+        peer.why = `could not start: ${err instanceof Error ? err.message : String(err)}`;
+        log(`${peer.runner.name}: ${peer.why}`);
+        await peer.runner.stop();
+        continue;
+      }
       if (peer.runner.name === 'icecream') {
         // The first build sends the environment to each build host: reported, not counted.
         const first = await peer.runner.build(project, tree, JOBS);
@@ -131,7 +143,7 @@ async function benchProject(
         value: Number.NaN,
         unit: 'x',
         missing: peer.missing,
-        detail: peer.missing,
+        detail: peer.why ?? peer.missing,
       });
       continue;
     }

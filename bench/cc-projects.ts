@@ -43,12 +43,12 @@ async function mustBeFile(path: string): Promise<void> {
 
 /**
  * Lua 5.4.4: `make linux` (= `linux-noreadline` in 5.4.4: no readline headers needed) builds
- * src/liblua.a, src/lua and src/luac from 33 C files; src/Makefile says `CC= gcc -std=gnu99`.
+ * src/liblua.a, src/lua and src/luac from 34 C files; src/Makefile says `CC= gcc -std=gnu99`.
  */
 export const lua: CcProject = {
   name: 'Lua 5.4',
   pkg: 'lua5.4',
-  what: 'Lua 5.4.4 (`make linux`: 33 C files at -O2, liblua.a, lua, luac)',
+  what: 'Lua 5.4.4 (`make linux`: 34 C files at -O2, liblua.a, lua, luac)',
   buildArgs: (jobs) => [`-j${jobs}`, 'linux'],
   launcherVars: (launcher) => [`CC=${launcher} gcc -std=gnu99`],
   cleanArgs: ['clean'],

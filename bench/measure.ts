@@ -22,6 +22,8 @@ export interface Measurement {
   aim?: Aim;
   /** How many samples (or runs) the value is taken over, and what the other samples were. */
   detail: string;
+  /** Why nothing was measured (a peer tool "not installed"): shown instead of the value. */
+  missing?: string;
 }
 
 export interface BenchContext {

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { noopLatency, noopThroughput } from './agent-ops.js';
 import { stalledConnections } from './agent-stalled.js';
 import { coldSync, reSync } from './agent-sync.js';
+import { ccPeers } from './cc-peers.js';
 import { cBuild } from './coordinator-c-build.js';
 import { coordinatorLatency, coordinatorManyAgents, coordinatorThroughput } from './coordinator.js';
 import { haFailover } from './ha.js';
@@ -32,6 +33,7 @@ const benchmarks: Benchmark[] = [
   coordinatorThroughput,
   coordinatorManyAgents,
   cBuild,
+  ccPeers,
   haFailover,
 ];
 
@@ -140,7 +142,7 @@ function row(m: Measurement): {
   ratio: string;
   verdict: string;
 } {
-  const measured = `${fmt(m.value, unitDigits(m))} ${m.unit}`;
+  const measured = m.missing !== undefined ? m.missing : `${fmt(m.value, unitDigits(m))} ${m.unit}`;
   if (m.aim === undefined)
     return { metric: m.metric, measured, aim: '—', ratio: '—', verdict: '—' };
   return {
@@ -250,6 +252,7 @@ function markdown(results: Measurement[], m: Machine, seconds: number): string {
     [coordinatorThroughput.name]: 'bench/coordinator.ts',
     [coordinatorManyAgents.name]: 'bench/coordinator.ts',
     [cBuild.name]: 'bench/coordinator-c-build.ts',
+    [ccPeers.name]: 'bench/cc-peers.ts',
     [haFailover.name]: 'bench/ha.ts',
   };
   for (const b of benchmarks)

@@ -1,0 +1,199 @@
+/**
+ * The half of the compile benchmark that needs no Muster: real projects from Debian source built
+ * clean with plain `make -j2`, with distcc and with icecream (two one-slot build hosts each, on
+ * this machine), alternated in rounds; each peer's ratio to the make of its own round. Muster's
+ * rows (`muster build -- make -j2`) come from their own benchmark on the same projects.
+ *
+ * The peers are Debian's packages: `apt-get install distcc icecc`, with a policy-rc.d that exits
+ * 101 (as in containers) or the units masked first, so the package never starts iceccd in the
+ * root namespace, where it would broadcast on every interface. icecream needs root (its
+ * namespace). A peer that is missing is reported as such; the benchmark still runs.
+ */
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { ratiosToMake } from './cc-peer-args.js';
+import { makeTempDir, removeTempDir } from './cc-peer-processes.js';
+import { distcc, icecream, plainMake, type PeerBuild, type PeerRunner } from './cc-peer-runners.js';
+import { lua, projectTree, re2, type CcProject } from './cc-projects.js';
+import { fmt, list, median, type Benchmark, type Measurement } from './measure.js';
+
+/** The issue's comparison: make -j2 against two build hosts of one slot each. */
+const JOBS = 2;
+const BENCHMARK = 'compile peers';
+
+function load(): string {
+  return loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
+}
+
+const seconds = (ms: number): string => `${fmt(ms / 1000)} s`;
+
+interface PeerState {
+  runner: PeerRunner;
+  /** Why it was not run, short ("not installed (no distccd)", "could not start"). */
+  missing?: string;
+  /** The whole reason, for the detail column. */
+  why?: string;
+  builds: (PeerBuild | undefined)[];
+}
+
+function remoteText(builds: (PeerBuild | undefined)[]): string {
+  const done = builds.filter((b): b is PeerBuild => b !== undefined && b.remote !== undefined);
+  if (done.length === 0) return '';
+  return `; compiles on its build hosts per round: ${done
+    .map((b) => `${b.remote}/${b.compiles} (${b.where ?? ''})`)
+    .join(', ')}`;
+}
+
+async function benchProject(
+  project: CcProject,
+  rounds: number,
+  root: string,
+  log: (text: string) => void,
+): Promise<Measurement[]> {
+  const tree = await projectTree(project, join(root, project.pkg));
+  const peers: PeerState[] = [plainMake(), distcc(), icecream()].map((runner) => ({
+    runner,
+    builds: [],
+  }));
+  const loadBefore = load();
+  log(`${project.name}: load average before ${loadBefore}`);
+  try {
+    for (const peer of peers) {
+      const missing = await peer.runner.missing();
+      if (missing !== undefined) {
+        peer.missing = missing;
+        log(`${peer.runner.name}: ${missing}`);
+        continue;
+      }
+      try {
+        await peer.runner.start(log);
+      } catch (err) {
+        // Installed but unusable here (no namespace, a daemon that would not start): its row
+        // says why, the other peers still run.
+        peer.missing = 'could not start';
+        peer.why = `could not start: ${err instanceof Error ? err.message : String(err)}`;
+        log(`${peer.runner.name}: ${peer.why}`);
+        await peer.runner.stop();
+        continue;
+      }
+      if (peer.runner.name === 'icecream') {
+        // The first build sends the environment to each build host: reported, not counted.
+        const first = await peer.runner.build(project, tree, JOBS);
+        log(
+          `icecream, first build (environment sent to the hosts): ${seconds(first.ms)}; ` +
+            `${first.remote}/${first.compiles} compiles remote (${first.where ?? ''})`,
+        );
+      }
+    }
+    for (let round = 0; round < rounds; round++) {
+      const parts: string[] = [];
+      for (const peer of peers) {
+        if (peer.missing !== undefined) continue;
+        const build = await peer.runner.build(project, tree, JOBS);
+        peer.builds[round] = build;
+        if (build.remote !== undefined && build.remote < build.compiles)
+          log(
+            `warning: ${peer.runner.name} ran ${build.compiles - build.remote} of ${build.compiles} ` +
+              'compiles locally (its daemons logged fewer jobs than make ran compilers)',
+          );
+        parts.push(
+          `${peer.runner.name} ${seconds(build.ms)}` +
+            (build.remote === undefined ? '' : ` (${build.remote}/${build.compiles} remote)`),
+        );
+      }
+      log(`${project.name} round ${round + 1}/${rounds}: ${parts.join(', ')} (load ${load()})`);
+    }
+  } finally {
+    for (const peer of peers) await peer.runner.stop();
+  }
+  const loads = `load average ${loadBefore} before, ${load()} after`;
+  const make = peers[0]!;
+  const makeTimes = make.builds.map((b) => b?.ms);
+  const makeMs = makeTimes.filter((ms): ms is number => ms !== undefined);
+  const rows: Measurement[] = [];
+  if (make.missing !== undefined) {
+    rows.push({
+      benchmark: BENCHMARK,
+      metric: `${project.name}: make -j${JOBS}, clean build`,
+      value: Number.NaN,
+      unit: 's',
+      missing: make.missing,
+      detail: make.missing,
+    });
+    return rows;
+  }
+  rows.push({
+    benchmark: BENCHMARK,
+    metric: `${project.name}: make -j${JOBS}, clean build, wall time`,
+    value: median(makeMs) / 1000,
+    unit: 's',
+    detail: `median of ${makeMs.length}: ${list(
+      makeMs.map((ms) => ms / 1000),
+      's',
+    )}; ${make.builds[0]?.compiles ?? 0} compiles; ${loads}`,
+  });
+  for (const peer of peers.slice(1)) {
+    const metric = `${project.name}: ${peer.runner.name} (2 build hosts × 1 slot) / make -j${JOBS}, clean build`;
+    if (peer.missing !== undefined) {
+      rows.push({
+        benchmark: BENCHMARK,
+        metric,
+        value: Number.NaN,
+        unit: 'x',
+        missing: peer.missing,
+        detail: peer.why ?? peer.missing,
+      });
+      continue;
+    }
+    const ratios = ratiosToMake(
+      makeTimes,
+      peer.builds.map((b) => b?.ms),
+    );
+    const peerMs = peer.builds.filter((b): b is PeerBuild => b !== undefined).map((b) => b.ms);
+    rows.push({
+      benchmark: BENCHMARK,
+      metric,
+      value: median(ratios),
+      unit: 'x',
+      detail:
+        `median of ${ratios.length} per-round ratios (${ratios.map((r) => fmt(r)).join(' / ')}); ` +
+        `${peer.runner.name} ${seconds(median(peerMs))}, make ${seconds(median(makeMs))} (medians)` +
+        `${remoteText(peer.builds)}; ${loads}`,
+    });
+  }
+  return rows;
+}
+
+export const ccPeers: Benchmark = {
+  name: BENCHMARK,
+  describe:
+    'Real projects from Debian source packages (upstream tarballs, their own Makefiles, unchanged): Lua 5.4.4 ' +
+    '(`make linux`) and re2 (20 of libre2’s objects, C++ at -O3 -g; skipped with --quick; ' +
+    '`BENCH_CC_PROJECTS=lua5.4,re2` picks by package). Each build is from ' +
+    '`make clean`, with -j2, checked (the files it should make; `lua` runs a script). Peers, where installed: ' +
+    'distcc 3.4 (two `distccd --jobs 1` on 127.0.0.1, `DISTCC_HOSTS` by address, its masquerade dir first on PATH) ' +
+    'and icecream 1.4 (inside a network namespace holding only `lo`: a scheduler, the client’s iceccd without slots ' +
+    'and two one-slot iceccd; icecc’s masquerade dir first on PATH; `ICECC_TEST_REMOTEBUILD=1` so jobs placed on ' +
+    'hosts at 127.0.0.1 are really sent; the environment from `icecc --build-native` made once and not timed, ' +
+    'a first untimed build sends it to the hosts). Daemons at nice 0 like make. make, distcc, icecream alternate ' +
+    'in 3 rounds (1 with --quick); ratio = the median of each peer’s time / make’s time in the same round; the ' +
+    'daemons’ logs count the compiles that really ran on them.',
+  async run(ctx) {
+    const rounds = ctx.quick ? 1 : 3;
+    const wanted = process.env.BENCH_CC_PROJECTS?.split(',').map((p) => p.trim());
+    const projects = [lua, re2].filter((p) =>
+      wanted === undefined ? !ctx.quick || p === lua : wanted.includes(p.pkg),
+    );
+    const root = makeTempDir('muster-bench-cc-peers-');
+    try {
+      const rows: Measurement[] = [];
+      for (const project of projects)
+        rows.push(...(await benchProject(project, rounds, root, (text) => ctx.log(text))));
+      return rows;
+    } finally {
+      removeTempDir(root);
+    }
+  },
+};

@@ -13,6 +13,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ratiosToMake } from './cc-peer-args.js';
 import { makeTempDir, removeTempDir } from './cc-peer-processes.js';
+import { musterRunners } from './cc-muster.js';
 import { distcc, icecream, plainMake, type PeerBuild, type PeerRunner } from './cc-peer-runners.js';
 import { lua, projectTree, re2, type CcProject } from './cc-projects.js';
 import { fmt, list, median, type Benchmark, type Measurement } from './measure.js';
@@ -53,7 +54,8 @@ async function benchProject(
   log: (text: string) => void,
 ): Promise<Measurement[]> {
   const tree = await projectTree(project, join(root, project.pkg));
-  const peers: PeerState[] = [plainMake(), distcc(), icecream()].map((runner) => ({
+  const { cold, warm } = musterRunners();
+  const peers: PeerState[] = [plainMake(), cold, warm, distcc(), icecream()].map((runner) => ({
     runner,
     builds: [],
   }));
@@ -135,7 +137,16 @@ async function benchProject(
     )}; ${make.builds[0]?.compiles ?? 0} compiles; ${loads}`,
   });
   for (const peer of peers.slice(1)) {
-    const metric = `${project.name}: ${peer.runner.name} (2 build hosts × 1 slot) / make -j${JOBS}, clean build`;
+    const isMuster = peer.runner.name.startsWith('muster');
+    const metric = isMuster
+      ? `${project.name}: ${peer.runner.name} -- make -j${JOBS} (2 local agents × 1 slot) / make -j${JOBS}${peer.runner === warm ? ', after make clean' : ', clean build'}`
+      : `${project.name}: ${peer.runner.name} (2 build hosts × 1 slot) / make -j${JOBS}, clean build`;
+    const aim =
+      peer.runner === cold
+        ? { aim: { op: '<=' as const, value: 1.03 } }
+        : peer.runner === warm
+          ? { aim: { op: '<=' as const, value: 0.2 } }
+          : {};
     if (peer.missing !== undefined) {
       rows.push({
         benchmark: BENCHMARK,
@@ -157,6 +168,7 @@ async function benchProject(
       metric,
       value: median(ratios),
       unit: 'x',
+      ...aim,
       detail:
         `median of ${ratios.length} per-round ratios (${ratios.map((r) => fmt(r)).join(' / ')}); ` +
         `${peer.runner.name} ${seconds(median(peerMs))}, make ${seconds(median(makeMs))} (medians)` +

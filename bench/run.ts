@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { noopLatency, noopThroughput } from './agent-ops.js';
 import { stalledConnections } from './agent-stalled.js';
 import { coldSync, reSync } from './agent-sync.js';
+import { ccHotPath } from './cc-hot-path.js';
 import { ccPeers } from './cc-peers.js';
 import { cBuild } from './coordinator-c-build.js';
 import { coordinatorLatency, coordinatorManyAgents, coordinatorThroughput } from './coordinator.js';
@@ -34,6 +35,7 @@ const benchmarks: Benchmark[] = [
   coordinatorManyAgents,
   cBuild,
   ccPeers,
+  ccHotPath,
   haFailover,
 ];
 
@@ -253,6 +255,7 @@ function markdown(results: Measurement[], m: Machine, seconds: number): string {
     [coordinatorManyAgents.name]: 'bench/coordinator.ts',
     [cBuild.name]: 'bench/coordinator-c-build.ts',
     [ccPeers.name]: 'bench/cc-peers.ts',
+    [ccHotPath.name]: 'bench/cc-hot-path.ts',
     [haFailover.name]: 'bench/ha.ts',
   };
   for (const b of benchmarks)

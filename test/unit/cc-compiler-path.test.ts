@@ -3,7 +3,11 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { compilerEnvironment, resolveCompiler } from '../../src/cli/cc/compiler-path.js';
+import {
+  CompilerPaths,
+  compilerEnvironment,
+  resolveCompiler,
+} from '../../src/cli/cc/compiler-path.js';
 
 const root = mkdtempSync(join(tmpdir(), 'muster-cc-path-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -64,5 +68,19 @@ describe('which real compiler a hello means', () => {
       masquerade,
     );
     assert.deepEqual(env, { PATH: bin, HOME: '/h' });
+  });
+});
+
+describe('remembered compiler paths', () => {
+  it('finds a compiler once, and again when the file it found changes', async () => {
+    const dir = mkdtempSync(join(root, 'memo-'));
+    const first = executable(join(dir, 'cc'));
+    const paths = new CompilerPaths();
+    assert.equal(await paths.resolve('cc', root, dir, undefined, undefined), first);
+    assert.equal(await paths.resolve('cc', root, dir, undefined, undefined), first);
+    rmSync(first);
+    assert.equal(await paths.resolve('cc', root, dir, undefined, undefined), null);
+    executable(first);
+    assert.equal(await paths.resolve('cc', root, dir, undefined, undefined), first);
   });
 });

@@ -21,7 +21,7 @@ import { directKeyInputs, keyOf, type KeyInputs } from './cache-key.js';
 import { lookupDirect, type CacheHit } from './cache-lookup.js';
 import { storeResult } from './cache-store.js';
 import { classify, type Compile } from './classify.js';
-import { compilerEnvironment, invocationOf, resolveCompiler } from './compiler-path.js';
+import { compilerEnvironment, invocationOf } from './compiler-path.js';
 import type { ExplainRecord } from './explain.js';
 import type { JobContext, ShimExchange } from './job-context.js';
 import { outputMode, writeOutput } from './output-files.js';
@@ -103,7 +103,7 @@ export async function answerHello(
   }
   const env = environFromList(hello.env);
   const masquerade = env[MASQUERADE_ENV] ?? ctx.masqueradeDir;
-  const path = await resolveCompiler(
+  const path = await ctx.compilers.resolve(
     invocation.compiler,
     hello.cwd,
     env['PATH'] ?? '',

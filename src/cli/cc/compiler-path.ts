@@ -105,3 +105,48 @@ export function compilerEnvironment(
   }
   return out;
 }
+
+const REMEMBERED_COMPILERS = 256;
+
+/**
+ * resolveCompiler, remembered for the service's life: a found compiler is taken again while a
+ * stat of it shows the same file (one system call instead of a walk of PATH for every compile).
+ * A compiler installed earlier on PATH while the service runs is noticed when the service
+ * restarts (`muster build` starts its own; the per-user one exits when idle).
+ */
+export class CompilerPaths {
+  readonly #known = new Map<string, { path: string; stamp: string }>();
+
+  async resolve(
+    name: string,
+    cwd: string,
+    searchPath: string,
+    masqueradeDir: string | undefined,
+    shimPath: string | undefined,
+  ): Promise<string | null> {
+    const relative =
+      name.includes('/') || searchPath.split(delimiter).some((d) => d !== '' && !d.startsWith('/'));
+    const key = [name, relative ? cwd : '', searchPath, masqueradeDir ?? '', shimPath ?? ''].join(
+      '\0',
+    );
+    const known = this.#known.get(key);
+    if (known !== undefined && (await stampOf(known.path)) === known.stamp) return known.path;
+    const path = await resolveCompiler(name, cwd, searchPath, masqueradeDir, shimPath);
+    const stamp = path === null ? null : await stampOf(path);
+    if (path === null || stamp === null) {
+      this.#known.delete(key);
+      return path;
+    }
+    if (this.#known.size >= REMEMBERED_COMPILERS && !this.#known.has(key)) {
+      const oldest = this.#known.keys().next();
+      if (oldest.done !== true) this.#known.delete(oldest.value);
+    }
+    this.#known.set(key, { path, stamp });
+    return path;
+  }
+}
+
+async function stampOf(path: string): Promise<string | null> {
+  const s = await stat(path).catch(() => null);
+  return s === null ? null : `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.mode}`;
+}

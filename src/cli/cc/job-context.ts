@@ -4,6 +4,7 @@
  * system headers) and the ports to the coordinator.
  */
 import type { Logger } from 'pino';
+import type { CompilerPaths } from './compiler-path.js';
 import type { ExplainLog } from './explain.js';
 import type { FileHashes } from './file-hashes.js';
 import type { LocalTier } from './local-tier.js';
@@ -17,6 +18,7 @@ export interface JobContext {
   readonly tier: LocalTier;
   readonly stats: StatsCounter;
   readonly hashes: FileHashes;
+  readonly compilers: CompilerPaths;
   readonly toolchains: ToolchainIds;
   readonly systemHeaders: SystemHeaders;
   readonly explainLog: ExplainLog;

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { answerHello, ShimProtocolError } from './compile-job.js';
+import { CompilerPaths } from './compiler-path.js';
 import { ExplainLog } from './explain.js';
 import { FileHashes, type FileHashesDeps } from './file-hashes.js';
 import type { JobContext } from './job-context.js';
@@ -164,6 +165,7 @@ export class CompileService {
       }),
       stats: this.#stats,
       hashes: new FileHashes(o.fileHashes),
+      compilers: new CompilerPaths(),
       toolchains: new ToolchainIds(o.discoverToolchain, join(o.cacheDir, 'toolchain-ids')),
       systemHeaders: new SystemHeaders(),
       explainLog: new ExplainLog(o.cacheDir),

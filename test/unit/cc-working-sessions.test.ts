@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { CloseCompileSession, CompileRecord } from '../../src/api/requests-types.js';
+import { WorkingSessions } from '../../src/cli/cc/working-sessions.js';
+import { MusterError } from '../../src/protocol/errors.js';
+
+function record(n: number, exitCode = 0): CompileRecord {
+  return {
+    label: `gcc -c f${n}.c`,
+    placement: n % 2 === 0 ? 'cache' : 'local',
+    cache: n % 2 === 0 ? 'hit' : 'miss',
+    exitCode,
+    startedAt: 1_700_000_000_000 + n,
+    durationMs: 1,
+  };
+}
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(check(), 'condition not reached within 5 s');
+}
+
+function fakeApi(options: { down?: () => boolean } = {}) {
+  let next = 1;
+  const opened: number[] = [];
+  const recorded = new Map<number, number[]>();
+  const closed = new Map<number, CloseCompileSession>();
+  return {
+    opened,
+    recorded,
+    closed,
+    api: {
+      createCompileSession: () => {
+        if (options.down?.() === true)
+          return Promise.reject(new MusterError('UNREACHABLE', 'connection refused'));
+        const buildId = next++;
+        opened.push(buildId);
+        return Promise.resolve({ buildId, capacity: { agents: [] } });
+      },
+      recordCompileJobs: (buildId: number, records: CompileRecord[]) => {
+        recorded.set(buildId, [
+          ...(recorded.get(buildId) ?? []),
+          ...records.map((r) => r.startedAt - 1_700_000_000_000),
+        ]);
+        return Promise.resolve();
+      },
+      closeCompileSession: (buildId: number, body: CloseCompileSession) => {
+        closed.set(buildId, body);
+        return Promise.resolve({} as never);
+      },
+    },
+  };
+}
+
+describe('working sessions of the per-user compile service', () => {
+  it('opens a build with the first job, closes it when idle, opens another with the next', async () => {
+    const fake = fakeApi();
+    const sessions = new WorkingSessions(fake.api, { idleMs: 50, flushMs: 5 });
+    sessions.record(record(1));
+    sessions.record(record(2));
+    await until(() => fake.recorded.get(1)?.length === 2);
+    assert.equal(sessions.buildId, 1);
+    await until(() => fake.closed.has(1));
+    assert.deepEqual(fake.closed.get(1), {
+      exitCode: 0,
+      summary: { jobs: 2, remote: 0, local: 1, cacheHits: 1, fallbacks: 0 },
+    });
+    assert.equal(sessions.buildId, undefined);
+    sessions.record(record(3, 1));
+    await until(() => fake.recorded.get(2)?.length === 1);
+    await sessions.close();
+    assert.equal(fake.closed.get(2)?.exitCode, 1, 'a failed compile fails the working session');
+    assert.deepEqual(fake.opened, [1, 2]);
+  });
+
+  it('without a coordinator drops the jobs of that moment and tries again later', async () => {
+    let down = true;
+    const warnings: string[] = [];
+    const fake = fakeApi({ down: () => down });
+    const sessions = new WorkingSessions(fake.api, {
+      idleMs: 10_000,
+      retryMs: 30,
+      flushMs: 5,
+      warn: (t) => warnings.push(t),
+    });
+    sessions.record(record(1));
+    await until(() => warnings.length === 1);
+    sessions.record(record(2)); // within retryMs: not even tried
+    down = false;
+    await new Promise((r) => setTimeout(r, 40));
+    sessions.record(record(3));
+    await until(() => fake.recorded.get(1)?.length === 1);
+    assert.deepEqual(fake.recorded.get(1), [3]);
+    await sessions.close();
+    assert.equal(fake.closed.get(1)?.summary.jobs, 1);
+    sessions.record(record(4));
+    assert.deepEqual(fake.opened, [1], 'nothing opens after close');
+  });
+});

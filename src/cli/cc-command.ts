@@ -145,7 +145,10 @@ async function coordinatorPorts(log: Logger): Promise<{
 }
 
 async function serve(socket: string, cacheDir: string, idleMs: number): Promise<void> {
-  const log = pino({ level: 'info', base: { service: 'muster-cc' } }, pino.destination(2));
+  const log = pino(
+    { level: 'info', base: { service: 'muster-cc', pid: process.pid } },
+    pino.destination(2),
+  );
   const ports = await coordinatorPorts(log);
   const service = new CompileService({ cacheDir, log, shimPath: shimPath(), ...ports });
   const stop = async (): Promise<void> => {

@@ -180,7 +180,8 @@ describe('backup coordinator', () => {
     const doc = (
       await backup.api<{ paths: Record<string, Record<string, unknown>> }>('GET', '/openapi.json')
     ).body;
-    // What clients may still do on an active backup: log in and out, upload inputs, run builds.
+    // What clients may still do on an active backup: log in and out, upload inputs, run builds
+    // (compile sessions and the shared cache's writes too: builds go on through a failover).
     const allowed = new Set([
       'post /api/v1/login',
       'post /api/v1/logout',
@@ -190,6 +191,13 @@ describe('backup coordinator', () => {
       'put /api/v1/blobs/{sha256}',
       'post /api/v1/builds',
       'post /api/v1/builds/{id}/cancel',
+      'post /api/v1/compile-sessions',
+      'post /api/v1/compile-sessions/{id}/records',
+      'post /api/v1/compile-sessions/{id}/close',
+      'post /api/v1/cache/lookup',
+      'put /api/v1/cache/entries/{key}',
+      'post /api/v1/cache/manifests/{direct}',
+      'put /api/v1/toolchains/{id}',
     ]);
     let checked = 0;
     for (const [path, methods] of Object.entries(doc.paths)) {

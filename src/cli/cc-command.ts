@@ -23,10 +23,12 @@ import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
 import { CoordinatorCache } from './cc/coordinator-cache.js';
+import { compilerEnvironment, resolveCompiler } from './cc/compiler-path.js';
 import { explain, explainRecord } from './cc/explain.js';
 import { watchIdle } from './cc/idle-exit.js';
 import { CompileService } from './cc/service.js';
-import { SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
+import { installedLauncherPaths } from './cc/launch-env.js';
+import { MASQUERADE_ENV, SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
 import { prepareSocketDir, socketAnswers } from './cc/socket-path.js';
 import { formatStats, readStats, zeroStats } from './cc/stats.js';
 import { WorkingSessions } from './cc/working-sessions.js';
@@ -237,10 +239,34 @@ async function detach(
   );
 }
 
-/** A compiler run here directly, stdio inherited: its exit code (128 + n for signal n). */
-function runCompiler(compiler: string, args: readonly string[]): Promise<number> {
+/**
+ * A compiler run here directly, stdio inherited: its exit code (128 + n for signal n). Found as
+ * the service finds it (compiler-path.ts): never the masquerade directory's entry or the launcher
+ * itself, which would start this command again for ever, and with the launcher's variables and
+ * directory out of its environment.
+ */
+async function runCompiler(compiler: string, args: readonly string[]): Promise<number> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env))
+    if (value !== undefined) env[name] = value;
+  const masquerade = env[MASQUERADE_ENV] ?? installedLauncherPaths().masquerade;
+  const path = await resolveCompiler(
+    compiler,
+    process.cwd(),
+    env['PATH'] ?? '',
+    masquerade,
+    shimPath(),
+  );
+  if (path === null) {
+    process.stderr.write(`muster cc: ${compiler}: command not found\n`);
+    return 127;
+  }
   return new Promise((resolve) => {
-    const child = spawn(compiler, args, { stdio: 'inherit' });
+    const child = spawn(path, args, {
+      stdio: 'inherit',
+      // argv[0] is the absolute path, as the service runs it: gcc finds its own programs by it.
+      env: compilerEnvironment(env, masquerade),
+    });
     child.once('error', (err: NodeJS.ErrnoException) => {
       process.stderr.write(
         err.code === 'ENOENT'

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { installedLauncherPaths } from '../../src/cli/cc/launch-env.js';
 import { runCli } from '../helpers/cli.js';
 import { fakeShim } from '../helpers/fake-shim.js';
 import { requireGcc } from '../helpers/gcc.js';
@@ -48,6 +49,15 @@ describe('muster cc', () => {
     const failed = await runCli(['cc', 'gcc', '-c', 'missing.c'], { cwd: src, env });
     assert.equal(failed.code, 1);
     assert.match(failed.stderr, /missing\.c: No such file or directory/);
+    // With the masquerade directory first on PATH (a build under muster build), the compiler is
+    // the real one, never the launcher again.
+    const masquerade = installedLauncherPaths().masquerade;
+    const viaPath = await runCli(['cc', 'gcc', '-c', 'x.c', '-o', 'masq.o'], {
+      cwd: src,
+      env: { ...env, PATH: `${masquerade}:${process.env.PATH ?? ''}` },
+    });
+    assert.equal(viaPath.code, 0, viaPath.stderr);
+    assert.ok(existsSync(join(src, 'masq.o')));
     const none = await runCli(['cc', 'no-such-compiler-q', '-c', 'x.c'], { cwd: src, env });
     assert.equal(none.code, 127);
     assert.match(none.stderr, /no-such-compiler-q: command not found/);

@@ -5,6 +5,7 @@
  * active one (whose rows a failback takes back: exportSince finds them).
  */
 import assert from 'node:assert/strict';
+import { toolchainIdOf } from '../../src/common/toolchain-id.js';
 import { createHash } from 'node:crypto';
 import { afterEach, describe, it } from 'node:test';
 import type {
@@ -22,10 +23,10 @@ interface ErrorBody {
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
 const KEY = sha('key');
 const DIRECT = sha('direct');
-const TOOLCHAIN = sha('toolchain');
 const OBJECT = { name: 'object', sha256: sha('a.o'), size: 1200, mode: 0o644 };
 const DEPFILE = { name: 'depfile', sha256: sha('a.d'), size: 80, mode: 0o644 };
 const STDERR = { sha256: sha('warning'), size: 30 };
+const TOOLCHAIN = sha('toolchain');
 const entryBody = { outputs: [OBJECT, DEPFILE], stderr: STDERR, exitCode: 0, toolchain: TOOLCHAIN };
 
 /** Blobs by hash with their sizes; what the routes held and marked referenced. */
@@ -201,6 +202,12 @@ describe('routes: the shared cache', () => {
       body: { includes: [], entry: KEY },
     });
     assert.equal((line.body as ErrorBody).error.code, 'CACHE_CLIENT_RESULTS_REFUSED');
+    // Toolchains too: they are programs agents run for everyone's compiles.
+    const toolchain = await api.call('PUT', `/api/v1/toolchains/${TOOLCHAIN}`, {
+      token: api.admin,
+      body: { files: [{ path: 'bin/gcc', sha256: sha('gcc'), size: 1, mode: 0o755 }], info: {} },
+    });
+    assert.equal((toolchain.body as ErrorBody).error.code, 'CACHE_CLIENT_RESULTS_REFUSED');
     const notBoolean = await api.call('PUT', '/api/v1/settings/Cache.AcceptClientResults', {
       token: api.admin,
       body: { value: 'no' },
@@ -218,28 +225,42 @@ describe('routes: the shared cache', () => {
       size: 30_000,
       mode: 0o755,
     };
-    const body = { files: [gcc, cc1], info: { driver: 'gcc', version: '12.2.0' } };
-    const missing = await api.call('PUT', `/api/v1/toolchains/${TOOLCHAIN}`, {
+    const info = {
+      driver: 'bin/gcc',
+      triple: 'x86_64-linux-gnu',
+      version: '12.2.0',
+      glibc: '2.34',
+    };
+    const body = { files: [gcc, cc1], info };
+    const id = toolchainIdOf({ ...info, files: [gcc, cc1] });
+    // Under another id (a known compiler's, say) the same files are refused.
+    const forged = await api.call('PUT', `/api/v1/toolchains/${sha('stock gcc')}`, {
+      token: api.admin,
+      body,
+    });
+    assert.equal(forged.status, 400);
+    assert.match((forged.body as ErrorBody).error.message, /not the hash of its description/);
+    const missing = await api.call('PUT', `/api/v1/toolchains/${id}`, {
       token: api.admin,
       body,
     });
     assert.equal((missing.body as ErrorBody).error.code, 'BLOB_NOT_FOUND');
     pending.sizes.set(gcc.sha256, gcc.size);
     pending.sizes.set(cc1.sha256, cc1.size);
-    const put = await api.call('PUT', `/api/v1/toolchains/${TOOLCHAIN}`, {
+    const put = await api.call('PUT', `/api/v1/toolchains/${id}`, {
       token: api.admin,
       body,
     });
     assert.equal(put.status, 201, JSON.stringify(put.body));
     assert.deepEqual((put.body as ToolchainView).info, body.info);
-    const again = await api.call('PUT', `/api/v1/toolchains/${TOOLCHAIN}`, {
+    const again = await api.call('PUT', `/api/v1/toolchains/${id}`, {
       token: api.admin,
       body,
     });
     assert.equal(again.status, 200);
-    const shown = await api.call('GET', `/api/v1/toolchains/${TOOLCHAIN}`, { token: api.viewer });
+    const shown = await api.call('GET', `/api/v1/toolchains/${id}`, { token: api.viewer });
     assert.equal(shown.status, 200);
-    assert.equal((shown.body as ToolchainView).id, TOOLCHAIN);
+    assert.equal((shown.body as ToolchainView).id, id);
     const none = await api.call('GET', `/api/v1/toolchains/${sha('none')}`, { token: api.viewer });
     assert.equal(none.status, 404);
     const escaping = await api.call('PUT', `/api/v1/toolchains/${sha('other')}`, {

@@ -14,11 +14,11 @@ import { constants } from 'node:fs';
 import { access, open, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, delimiter, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
+import { byPath, toolchainIdOf } from '../../common/toolchain-id.js';
 
 const run = promisify(execFile);
 
-/** Bump when what a toolchain holds, or how its id is made, changes. */
-export const TOOLCHAIN_FORMAT = 1;
+export { TOOLCHAIN_FORMAT } from '../../common/toolchain-id.js';
 
 export interface ToolchainFile {
   /** Where it goes, relative to the toolchain's root (forward slashes). */
@@ -125,23 +125,9 @@ function underPrefix(prefix: string, file: string): string | undefined {
   return rel.split(sep).join('/');
 }
 
-/** Files in the order of their place in the toolchain (code units, as JSON keeps them). */
-function byPath(a: { path: string }, b: { path: string }): number {
-  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
-}
-
-/** The canonical description a toolchain's id hashes. */
+/** The canonical description a toolchain's id hashes (common/toolchain-id.ts). */
 export function toolchainId(t: Omit<Toolchain, 'id'>): string {
-  const files = [...t.files].sort(byPath).map((f) => [f.path, f.sha256, f.mode]);
-  const canonical = JSON.stringify([
-    TOOLCHAIN_FORMAT,
-    t.driver,
-    t.triple,
-    t.version,
-    t.glibc,
-    files,
-  ]);
-  return createHash('sha256').update(canonical).digest('hex');
+  return toolchainIdOf(t);
 }
 
 /**

@@ -9,6 +9,8 @@
  * With Cache.AcceptClientResults false, clients' results and manifest lines are refused.
  */
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { toolchainIdOf } from '../../common/toolchain-id.js';
 import {
   cacheLookupBody,
   putCacheEntryBody,
@@ -95,8 +97,12 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
 
   app.put<{ Params: { id: string } }>('/api/v1/toolchains/:id', async (request, reply) => {
     const user = requireBuilder(request, ctx);
+    // A toolchain is programs every agent runs for every user: only registered by clients the
+    // coordinator takes results from, and only under the id of exactly these files.
+    requireClientResults(ctx);
     const id = parse(sha256Hex, request.params.id, 'toolchain id');
     const body = parse(putToolchainBody, request.body, 'toolchain');
+    checkToolchainId(id, body);
     const { toolchain, created } = await withBlobs(
       ctx,
       body.files.map((f) => f.sha256),
@@ -116,6 +122,24 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
     if (!toolchain) throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
     return toolchainView(toolchain);
   });
+}
+
+const toolchainInfo = z.object({
+  driver: z.string().min(1).max(4096),
+  triple: z.string().min(1).max(256),
+  version: z.string().min(1).max(256),
+  glibc: z.string().regex(/^2\.\d{1,4}$/),
+});
+
+/** The id must be the hash of the description (common/toolchain-id.ts), recomputed here. */
+function checkToolchainId(id: string, body: z.infer<typeof putToolchainBody>): void {
+  const info = parse(toolchainInfo, body.info, 'toolchain description');
+  if (toolchainIdOf({ ...info, files: body.files }) !== id)
+    throw new MusterError(
+      'VALIDATION_FAILED',
+      'the toolchain id is not the hash of its description and files',
+      { id },
+    );
 }
 
 function requireClientResults(ctx: ApiContext): void {

@@ -6,7 +6,8 @@
  * that the web UI and `muster builds show` follow. Without a coordinator (not logged in,
  * unreachable) the build still runs, every compile here, and the summary says why.
  *
- * The exit code is COMMAND's (128 + N when signal N ended it). While it runs, SIGINT and SIGQUIT
+ * The exit code is COMMAND's; when signal N ended it, `muster build` ends by the same signal
+ * after closing its build (127: COMMAND was not found, as a shell says). While it runs, SIGINT and SIGQUIT
  * are the command's (a terminal sends them to the whole process group): this process waits for
  * it, like env(1) or time(1) do; SIGTERM and SIGHUP are passed on to it.
  */
@@ -155,7 +156,7 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
       fallbacks: counts.fallbacks,
     };
     await recorder
-      .close(ended.signalled ? null : code, summary)
+      .close(ended.signal === null ? code : null, summary)
       .catch((err: unknown) =>
         say(
           `muster: could not close build ${online.buildId}: ${err instanceof Error ? err.message : String(err)}\n`,
@@ -173,13 +174,17 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
   );
   if (opts.json === true)
     printJson({ buildId: online?.buildId ?? null, exitCode: code, ...counts, durationMs: elapsed });
+  // Ended by a signal: end the same way, so a shell script running `muster build` stops at
+  // Ctrl-C as it would without Muster (its handlers are gone: the default action applies).
+  if (ended.signal !== null) process.kill(process.pid, ended.signal);
   return code;
 }
 
 interface Ended {
   /** The exit code, or 128 + the signal that ended it. */
   code: number;
-  signalled: boolean;
+  /** The signal that ended it, if one did. */
+  signal: NodeJS.Signals | null;
 }
 
 /** Runs the command to its end. */
@@ -189,7 +194,7 @@ function runCommand(
   env: NodeJS.ProcessEnv,
   opts: BuildOptions,
 ): Promise<Ended> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     // --json keeps stdout for the summary: the command's own output goes to stderr.
     const child = spawn(program, args, {
       env,
@@ -209,21 +214,15 @@ function runCommand(
     };
     child.once('error', (err) => {
       done();
-      reject(
-        new MusterError(
-          'VALIDATION_FAILED',
-          `cannot run ${program}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'command not found' : err.message}`,
-        ),
-      );
+      // As a shell says it: the build runs (and closes its session) with the shell's codes.
+      const notFound = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      process.stderr.write(`muster: ${program}: ${notFound ? 'command not found' : err.message}\n`);
+      resolve({ code: notFound ? 127 : 126, signal: null });
     });
     child.once('exit', (exitCode, signal) => {
       done();
-      if (exitCode !== null) resolve({ code: exitCode, signalled: false });
-      else
-        resolve({
-          code: 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0)),
-          signalled: true,
-        });
+      if (exitCode !== null || signal === null) resolve({ code: exitCode ?? 1, signal: null });
+      else resolve({ code: 128 + (constants.signals[signal] ?? 0), signal });
     });
   });
 }

@@ -211,12 +211,15 @@ describe('muster build -- make', () => {
     assert.match(result.stderr, /1 compile\): 0 remote, 1 local/);
   });
 
-  it('passes the command exit code through, and refuses a command that does not exist', async () => {
+  it('ends as the command ended: its exit code, its signal, 127 when not found', async () => {
     const dir = await project();
     assert.equal((await muster(['build', '--', 'sh', '-c', 'exit 7'], online, dir)).code, 7);
+    const killed = await muster(['build', '--', 'sh', '-c', 'kill -TERM $$'], online, dir);
+    assert.equal(killed.signal, 'SIGTERM', killed.stderr);
+    assert.match(killed.stderr, /muster: 0 jobs/, 'the summary comes first');
     const missing = await muster(['build', '--', 'no-such-command-here'], online, dir);
-    assert.equal(missing.code, 2, missing.stderr);
-    assert.match(missing.stderr, /cannot run no-such-command-here: command not found/);
+    assert.equal(missing.code, 127, missing.stderr);
+    assert.match(missing.stderr, /muster: no-such-command-here: command not found/);
   });
 
   it('still builds without a coordinator, every compile local and counted as a fallback', async () => {

@@ -212,6 +212,34 @@ describe('the compile session recorder', () => {
     assert.deepEqual(sent, [3, 4, 5]);
   });
 
+  it('drops the records and stops sending once the session is closed on the coordinator', async () => {
+    let calls = 0;
+    let closes = 0;
+    const warnings: string[] = [];
+    const recorder = new SessionRecorder(
+      {
+        recordCompileJobs: () => {
+          calls += 1;
+          return Promise.reject(new MusterError('COMPILE_SESSION_CLOSED', 'build 3 has ended'));
+        },
+        closeCompileSession: () => {
+          closes += 1;
+          return Promise.resolve({} as never);
+        },
+      },
+      3,
+      { flushMs: 5, warn: (t) => warnings.push(t) },
+    );
+    recorder.record(record(1));
+    await until(() => recorder.ended);
+    recorder.record(record(2));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(calls, 1, 'not sent again');
+    await recorder.close(0, { jobs: 2, remote: 0, local: 2, cacheHits: 0, fallbacks: 0 });
+    assert.equal(closes, 0, 'an ended session is not closed again');
+    assert.equal(warnings.length, 1);
+  });
+
   it('sends an empty batch as a heartbeat when there is nothing to record', async () => {
     let beats = 0;
     const recorder = new SessionRecorder(

@@ -73,6 +73,28 @@ describe('working sessions of the per-user compile service', () => {
     assert.deepEqual(fake.opened, [1, 2]);
   });
 
+  it('opens a new session when the coordinator ended the current one', async () => {
+    const fake = fakeApi();
+    let refuse = false;
+    const api = {
+      ...fake.api,
+      recordCompileJobs: (buildId: number, records: CompileRecord[]) =>
+        refuse && buildId === 1
+          ? Promise.reject(new MusterError('COMPILE_SESSION_CLOSED', 'cancelled'))
+          : fake.api.recordCompileJobs(buildId, records),
+    };
+    const sessions = new WorkingSessions(api, { idleMs: 10_000, flushMs: 5 });
+    sessions.record(record(1));
+    await until(() => fake.recorded.get(1)?.length === 1);
+    refuse = true;
+    sessions.record(record(2));
+    await new Promise((r) => setTimeout(r, 50));
+    sessions.record(record(3));
+    await until(() => fake.recorded.get(2)?.length === 1);
+    assert.deepEqual(fake.recorded.get(2), [3]);
+    await sessions.close();
+  });
+
   it('without a coordinator drops the jobs of that moment and tries again later', async () => {
     let down = true;
     const warnings: string[] = [];

@@ -30,6 +30,7 @@ import {
   environFromList,
   environToList,
   MASQUERADE_ENV,
+  SHIM_MAX_CAPTURE_BYTES,
   type ExecMessage,
   type ExitMessage,
   type ShimHello,
@@ -244,7 +245,11 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
       );
       return exit(code);
     }
-    if (lookup !== null && toolchain !== null) {
+    const stderr = Buffer.from(ran.stderr, 'base64');
+    // The launcher keeps at most SHIM_MAX_CAPTURE_BYTES of stderr: a result whose messages may
+    // have been cut would replay them cut.
+    if (stderr.length >= SHIM_MAX_CAPTURE_BYTES) reasons.push('stderr over the capture limit');
+    else if (lookup !== null && toolchain !== null) {
       const notKept = await storeResult(ctx, {
         job,
         cwd,
@@ -253,7 +258,7 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
         sourceSha256: lookup.sourceSha256,
         toolchain,
         depsFile,
-        stderr: Buffer.from(ran.stderr, 'base64'),
+        stderr,
         mode: outputMode(hello.umask),
       }).catch((err: unknown) => {
         ctx.log.warn({ err }, 'muster cc: keeping a result in the cache failed');

@@ -105,6 +105,7 @@ export class LocalTier {
   readonly #manifests: string;
   /** Bytes of blobs as this process last knew them (null: not scanned yet). */
   #bytes: number | null = null;
+  #scanning: Promise<void> | null = null;
   #trimming: Promise<void> | null = null;
 
   constructor(options: LocalTierOptions) {
@@ -217,8 +218,24 @@ export class LocalTier {
     this.#bytes = total;
   }
 
+  /**
+   * Counts a stored blob against the bound. The total is not known until a scan of the tree:
+   * that first scan runs once, in the background (a compile never waits for it; it counts what
+   * is on disk, this blob included), and trims if the tier is over its bound.
+   */
   async #grew(bytes: number): Promise<void> {
-    this.#bytes ??= await this.scanBytes();
+    if (this.#bytes === null) {
+      if (this.#scanning === null)
+        this.#scanning = this.scanBytes()
+          .then(async (total) => {
+            if (total > this.maxBytes) await this.trim();
+          })
+          .catch(() => undefined) // counted at the next store instead
+          .finally(() => {
+            this.#scanning = null;
+          });
+      return;
+    }
     this.#bytes += bytes;
     if (this.#bytes > this.maxBytes) await this.trim();
   }

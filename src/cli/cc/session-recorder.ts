@@ -16,6 +16,18 @@ import type { ApiClient } from '../api-client.js';
 import type { JobRecorder } from './ports.js';
 
 const MAX_BATCH = 1000;
+/**
+ * Answers that will not change by sending again: the session was closed (cancelled, or silent
+ * too long), is not this user's, or the records are refused. The records are dropped and
+ * nothing more is sent to that session.
+ */
+const FINAL_CODES: ReadonlySet<string> = new Set([
+  'COMPILE_SESSION_CLOSED',
+  'NOT_FOUND',
+  'FORBIDDEN',
+  'UNAUTHORIZED',
+  'VALIDATION_FAILED',
+]);
 
 export interface SessionRecorderOptions {
   flushMs?: number;
@@ -37,6 +49,7 @@ export class SessionRecorder implements JobRecorder {
   private sending: Promise<void> | undefined;
   private lastSent = Date.now();
   private closed = false;
+  private refused = false;
   private warned = new Set<string>();
 
   constructor(
@@ -51,13 +64,18 @@ export class SessionRecorder implements JobRecorder {
     this.timer.unref();
   }
 
+  /** The coordinator refused this session's records for good (closed, cancelled…). */
+  get ended(): boolean {
+    return this.refused;
+  }
+
   /** Records dropped because the coordinator could not be reached for too long. */
   get droppedRecords(): number {
     return this.dropped;
   }
 
   record(record: CompileRecord): void {
-    if (this.closed) return;
+    if (this.closed || this.refused) return;
     this.queue.push(record);
     if (this.queue.length > this.maxQueued) {
       this.queue.splice(0, this.queue.length - this.maxQueued);
@@ -66,7 +84,7 @@ export class SessionRecorder implements JobRecorder {
   }
 
   private async tick(): Promise<void> {
-    if (this.sending !== undefined) return;
+    if (this.sending !== undefined || this.refused) return;
     if (this.queue.length === 0 && Date.now() - this.lastSent < this.heartbeatMs) return;
     this.sending = this.send().finally(() => (this.sending = undefined));
     await this.sending;
@@ -80,6 +98,13 @@ export class SessionRecorder implements JobRecorder {
         await this.api.recordCompileJobs(this.buildId, batch);
       } catch (err) {
         this.warnOnce(err);
+        const code = (err as { code?: unknown }).code;
+        if (typeof code === 'string' && FINAL_CODES.has(code)) {
+          this.refused = true;
+          this.queue = [];
+          if (this.timer !== undefined) clearInterval(this.timer);
+          this.timer = undefined;
+        }
         return;
       }
       this.lastSent = Date.now();
@@ -105,7 +130,9 @@ export class SessionRecorder implements JobRecorder {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     await this.sending;
+    if (this.refused) return;
     if (this.queue.length > 0) await this.send();
+    if (this.refused) return;
     const body: CloseCompileSession = { exitCode, summary };
     await this.api.closeCompileSession(this.buildId, body);
   }

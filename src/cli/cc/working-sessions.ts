@@ -57,6 +57,9 @@ export class WorkingSessions implements JobRecorder {
   record(record: CompileRecord): void {
     if (this.stopped) return;
     this.armIdle();
+    // A session the coordinator ended (cancelled in the web UI, silent too long) is left;
+    // the next job opens another.
+    if (this.open?.recorder.ended === true) this.open = undefined;
     if (this.open !== undefined) {
       this.add(this.open, record);
       return;

@@ -150,7 +150,7 @@ function row(m: Measurement): {
   return {
     metric: m.metric,
     measured,
-    aim: `${m.aim.op === '>=' ? '≥' : '≤'} ${fmt(m.aim.value, 0)} ${m.unit}`,
+    aim: `${m.aim.op === '>=' ? '≥' : '≤'} ${fmt(m.aim.value, Number.isInteger(m.aim.value) ? 0 : 2)} ${m.unit}`,
     // An aim of 0 (tasks lost) has no ratio.
     ratio: m.aim.value === 0 ? '—' : fmt(m.value / m.aim.value, 2),
     verdict: meets(m.value, m.aim) ? 'meets' : 'misses',

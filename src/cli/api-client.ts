@@ -235,8 +235,14 @@ export class ApiClient {
 
   // ---- compile sessions and the shared cache -------------------------------------------------
 
-  createCompileSession(body: CreateCompileSessionRequest): Promise<CompileSessionView> {
-    return this.json('POST', '/compile-sessions', { body });
+  createCompileSession(
+    body: CreateCompileSessionRequest,
+    timeoutMs?: number,
+  ): Promise<CompileSessionView> {
+    return this.json('POST', '/compile-sessions', {
+      body,
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    });
   }
 
   async recordCompileJobs(buildId: number, records: CompileRecord[]): Promise<void> {

@@ -36,6 +36,7 @@ interface BuildOptions {
 
 /** A fallback reason for every compile when there is no coordinator (stats, records). */
 const NO_COORDINATOR = 'no-coordinator';
+const SESSION_TIMEOUT_MS = 5_000;
 
 export function registerBuildCommand(program: Command): void {
   program
@@ -64,12 +65,16 @@ async function openSession(line: string, say: (text: string) => void): Promise<S
   try {
     const client = await connect(process.env, { notify: say });
     const bootId = await readBootId();
-    const session = await client.createCompileSession({
-      command: line.slice(0, 8192),
-      cwd: process.cwd(),
-      host: hostname().slice(0, 255) || 'localhost',
-      ...(bootId === undefined ? {} : { bootId }),
-    });
+    // The command waits for this: a coordinator that does not answer within seconds is none.
+    const session = await client.createCompileSession(
+      {
+        command: line.slice(0, 8192),
+        cwd: process.cwd(),
+        host: hostname().slice(0, 255) || 'localhost',
+        ...(bootId === undefined ? {} : { bootId }),
+      },
+      SESSION_TIMEOUT_MS,
+    );
     say(formatPoolHint(poolHint(session.capacity, availableParallelism()), session.buildId));
     return { client, buildId: session.buildId };
   } catch (err) {

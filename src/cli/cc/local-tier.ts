@@ -14,10 +14,11 @@
  * blob tree is scanned and the least recently used blobs are removed until it is under 90 % of
  * it. An entry whose blob was trimmed is a miss (and is removed when found so).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { writeAtomic } from '../../common/atomic-file.js';
 
 export const DEFAULT_LOCAL_TIER_BYTES = 5 * 1024 ** 3;
 export const MANIFEST_LINES = 16;
@@ -73,18 +74,10 @@ function fanout(root: string, name: string): string {
   return join(root, name.slice(0, 2), name);
 }
 
-/** Writes `data` to `file` through a temp file in the same directory and a rename. */
+/** Writes `data` to `file` (common/atomic-file.ts), making its fan-out directory first. */
 async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
-  const dir = file.slice(0, file.lastIndexOf('/'));
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(temp, data, { mode: 0o600 });
-    await rename(temp, file);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  await writeAtomic(file, data, 0o600);
 }
 
 async function readBounded(file: string): Promise<Buffer | null> {

@@ -297,7 +297,6 @@ function exchangeStillOpen(connection: ShimConnection): boolean {
   return connection.state !== 'done';
 }
 
-/** Waits for `work` at most `ms`. */
 /** Waits for `work` at most `ms`; true when it ended (either way) in time. */
 async function bounded(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { sha256Hex } from '../protocol/manifest.js';
+import { isSafeRelativePath } from '../protocol/paths.js';
 
 export const name = z
   .string()
@@ -138,6 +139,15 @@ export const compileRecord = z.strictObject({
   durationMs: z.number().int().nonnegative(),
   /** Why an infrastructure failure sent it local (counted under fallbacks), if one did. */
   fallback: compileReason.optional(),
+  /**
+   * The remote job (its task name, from POST …/jobs) this record settles: a job that did not
+   * start, was lost or whose result was not taken ran on the client in the end, and its row
+   * becomes this record instead of a second row for the same compile.
+   */
+  job: z
+    .string()
+    .regex(/^job-\d{1,9}$/)
+    .optional(),
 });
 
 /** POST /api/v1/compile-sessions/{id}/records: batched; also the session's heartbeat. */
@@ -205,4 +215,79 @@ export const putManifestLineBody = z.strictObject({
 export const putToolchainBody = z.strictObject({
   files: z.array(buildFileSchema).min(1).max(10_000),
   info: z.record(z.string().max(64), z.unknown()),
+});
+
+// ---- remote compile jobs (issue 13, design §2) ------------------------------------------------
+
+/** A path inside an agent's work dir: relative, no `..`, no empty or `.` segments. */
+const workDirPath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine(isSafeRelativePath, 'a relative path inside the work dir');
+
+/** A directory of the work dir, '' for the work dir itself. */
+const workDirDir = z.union([z.literal(''), workDirPath]);
+
+/** The client's variables a remote compile takes (the cc extension refuses any other). */
+export const REMOTE_COMPILE_ENV =
+  /^(LANG|LC_[A-Z]+|SOURCE_DATE_EPOCH|TZ|GCC_COLORS|GCC_URLS|TERM_URLS)$/;
+
+/**
+ * The input of the built-in cc/compile operation (src/extensions/cc/input.ts checks it again on
+ * the agent, field by field): the client's compile rewritten for the agent's work dir.
+ */
+export const remoteCompileInput = z.strictObject({
+  toolchain: sha256Hex,
+  /** The driver, relative to the toolchain's root (`bin/x86_64-linux-gnu-gcc-12`). */
+  driver: workDirPath,
+  args: z
+    .array(
+      z.union([
+        z
+          .string()
+          .max(65_536)
+          .refine((a) => !a.includes('\0'), 'no NUL bytes'),
+        z.strictObject({ workPath: workDirPath }),
+      ]),
+    )
+    .min(1)
+    .max(4096),
+  cwd: workDirDir,
+  debugPrefixMaps: z
+    .array(
+      z.strictObject({
+        dir: workDirDir,
+        suffix: z.string().max(4096).optional(),
+        to: z.string().max(4096),
+      }),
+    )
+    .max(16),
+  env: z
+    .record(z.string().regex(REMOTE_COMPILE_ENV), z.string().max(4096))
+    .refine((e) => Object.keys(e).length <= 32, 'at most 32 variables'),
+  outputs: z.tuple([z.strictObject({ name: z.literal('object'), path: workDirPath })]),
+});
+
+/**
+ * POST /api/v1/compile-sessions/{id}/jobs: run one compile on an agent and wait for its result.
+ * The directives-only text is uploaded first (PUT /api/v1/blobs/{sha256}).
+ */
+export const compileJobBody = z.strictObject({
+  /** The compile's command line as the user's build wrote it (shortened by the client). */
+  label: z.string().min(1).max(8192),
+  input: remoteCompileInput,
+  /** The directives-only text: where it goes in the work dir, and its blob. */
+  source: z.strictObject({
+    path: workDirPath,
+    sha256: sha256Hex,
+    size: z.number().int().nonnegative(),
+  }),
+  /**
+   * How long the job may wait for an agent slot: after that it is not started and the answer
+   * says so (the client compiles it itself rather than queue behind other builds).
+   */
+  maxQueueMs: z.number().int().min(0).max(60_000).default(100),
+  /** The compile is ended on the agent after this long (and the answer says failed). */
+  timeoutMs: z.number().int().min(1000).max(3_600_000).default(600_000),
 });

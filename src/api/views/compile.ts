@@ -55,3 +55,33 @@ export interface ToolchainView {
   info: Record<string, unknown>;
   createdAt: string;
 }
+
+/**
+ * POST /api/v1/compile-sessions/{id}/jobs. Only `succeeded` with `exitCode` 0 and an empty
+ * `stderr` is a result to use as is (then the coordinator has also kept it in the shared cache
+ * under `cacheKey`); anything else the client compiles itself (a compile error: to print the
+ * real diagnostics) and settles the job with a record naming `task`.
+ */
+export interface CompileJobView {
+  /** The job's task in the session's build (`job-N`). */
+  task: string;
+  /**
+   * not-started: no agent slot within maxQueueMs, or no agent has the toolchain yet (`reason`);
+   * lost: its agent went away while it ran; failed: the compiler failed, or the agent could not
+   * run it (`error`); cancelled: the session's build was cancelled.
+   */
+  status: 'succeeded' | 'failed' | 'lost' | 'cancelled' | 'not-started';
+  /** The agent it ran on. */
+  agent: string | null;
+  exitCode: number | null;
+  /** What the compiler printed on stderr (UTF-8, the first 64 KiB) and how many bytes in all. */
+  stderr: string;
+  stderrBytes: number;
+  /** With succeeded and exit code 0: the object (GET /api/v1/blobs/{sha256}). */
+  object: CacheBlobView | null;
+  /** The key of this exact job in the shared cache (api/compile-job-key.ts). */
+  cacheKey: string;
+  /** Why it did not run remotely, as a fallback reason (`no-agent-slot`, `agent-lost`, …). */
+  reason: string | null;
+  error: { code: string; message: string } | null;
+}

@@ -110,6 +110,25 @@ export const re2: CcProject = {
   },
 };
 
+/**
+ * TinyXML 2.6.2: its own Makefile builds `xmltest` from 5 C++ files at `-O3 -Wall` (`CXX := g++`
+ * written in the Makefile), and `./xmltest` is its test suite (exit code = failures). xmltest.cpp
+ * warns under -Wall: a compile that prints something.
+ */
+export const tinyxml: CcProject = {
+  name: 'TinyXML',
+  pkg: 'tinyxml',
+  what: 'TinyXML 2.6.2 (`make`: 5 C++ files at -O3, xmltest)',
+  buildArgs: (jobs) => [`-j${jobs}`],
+  launcherVars: (launcher) => [`CXX=${launcher} g++`, `LD=${launcher} g++`],
+  cleanArgs: ['clean'],
+  async check(tree) {
+    await mustBeFile(join(tree, 'xmltest'));
+    const { stdout } = await exec(join(tree, 'xmltest'), [], { cwd: tree });
+    if (!/Pass \d+, Fail 0/.test(stdout)) throw new Error('xmltest did not pass');
+  },
+};
+
 /** A fresh tree of the project under `dir` (downloaded once per machine, extracted per call). */
 export async function projectTree(project: CcProject, dir: string): Promise<string> {
   const tree = await debianSourceTree(project.pkg, dir);

@@ -2,22 +2,38 @@
 /** The `muster` command. Exit codes: 0 success, 1 build failed, 2 usage or input error, 3 cannot reach coordinator. */
 import { Command } from 'commander';
 import { MUSTER_VERSION } from '../common/version.js';
-import { registerAgentCommand } from './agent-command.js';
-import { registerAgentsCommand } from './agents-command.js';
-import { registerBackupCommand } from './backup-command.js';
-import { registerBuildCommand } from './build-command.js';
-import { registerCcCommand } from './cc-command.js';
-import { registerCertificateCommand } from './certificate-command.js';
-import { registerBuildsCommand } from './builds-command.js';
-import { registerCoordinatorCommand } from './coordinator-command.js';
 import { reportError } from './exit-codes.js';
-import { registerExtensionsCommand } from './extensions-command.js';
-import { registerLoginCommand } from './login-command.js';
-import { registerRunCommand } from './run-command.js';
-import { registerSettingsCommand } from './settings-command.js';
-import { registerStatusCommand } from './status-command.js';
-import { registerUpCommand } from './up-command.js';
-import { registerUsersCommand } from './users-command.js';
+
+type Register = (program: Command) => void;
+
+/**
+ * Every command, in the order `muster --help` lists them, each loaded only when needed: a run of
+ * one command (`muster build`, above all, whose start is part of every build's time) pays for
+ * its own modules, not for the coordinator's and the agent's too.
+ */
+const COMMANDS: [string, () => Promise<Register>][] = [
+  ['up', async () => (await import('./up-command.js')).registerUpCommand],
+  [
+    'coordinator',
+    async () => (await import('./coordinator-command.js')).registerCoordinatorCommand,
+  ],
+  ['agent', async () => (await import('./agent-command.js')).registerAgentCommand],
+  ['login', async () => (await import('./login-command.js')).registerLoginCommand],
+  ['agents', async () => (await import('./agents-command.js')).registerAgentsCommand],
+  ['extensions', async () => (await import('./extensions-command.js')).registerExtensionsCommand],
+  ['run', async () => (await import('./run-command.js')).registerRunCommand],
+  ['cc', async () => (await import('./cc-command.js')).registerCcCommand],
+  ['build', async () => (await import('./build-command.js')).registerBuildCommand],
+  ['builds', async () => (await import('./builds-command.js')).registerBuildsCommand],
+  ['settings', async () => (await import('./settings-command.js')).registerSettingsCommand],
+  ['backup', async () => (await import('./backup-command.js')).registerBackupCommand],
+  ['users', async () => (await import('./users-command.js')).registerUsersCommand],
+  [
+    'certificate',
+    async () => (await import('./certificate-command.js')).registerCertificateCommand,
+  ],
+  ['status', async () => (await import('./status-command.js')).registerStatusCommand],
+];
 
 const program = new Command()
   .name('muster')
@@ -27,23 +43,11 @@ const program = new Command()
   .exitOverride()
   .showHelpAfterError();
 
-registerUpCommand(program);
-registerCoordinatorCommand(program);
-registerAgentCommand(program);
-registerLoginCommand(program);
-registerAgentsCommand(program);
-registerExtensionsCommand(program);
-registerRunCommand(program);
-registerCcCommand(program);
-registerBuildCommand(program);
-registerBuildsCommand(program);
-registerSettingsCommand(program);
-registerBackupCommand(program);
-registerUsersCommand(program);
-registerCertificateCommand(program);
-registerStatusCommand(program);
-
 try {
+  // A known command first on the line: only it. Anything else (help, a typo, no command): all of
+  // them, so that help lists every command and an unknown one is reported as it always was.
+  const named = COMMANDS.find(([name]) => name === process.argv[2]);
+  for (const [, load] of named === undefined ? COMMANDS : [named]) (await load())(program);
   await program.parseAsync(process.argv);
 } catch (err) {
   process.exit(reportError(err));

@@ -1,19 +1,25 @@
 /**
  * Compile sessions (issue 13): `muster build` opens one, reports the jobs that ran on its
  * machine or came from the cache (batched; also its heartbeat), and closes it with its command's
- * exit code. Who may: whoever may run builds, on their own session (others cancel it as a build).
+ * exit code; it may also run jobs on agents (…/jobs: the answer comes when the job ends). Who
+ * may: whoever may run builds, on their own session (others cancel it as a build).
  * The session service (compile/sessions.ts) does the work; these check and shape.
  */
+import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import {
   closeCompileSessionBody,
+  compileJobBody,
   compileRecordsBody,
   createCompileSessionBody,
 } from '../../api/requests.js';
-import type { CompileSessionView } from '../../api/views/compile.js';
+import type { CompileJobView, CompileSessionView } from '../../api/views/compile.js';
 import { requireBuilder, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { buildView } from './views.js';
+
+/** Beyond a job's queue wait and timeout, how long its answer may take (fetching the object). */
+const JOB_ANSWER_MARGIN_MS = 60_000;
 
 export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/api/v1/compile-sessions', async (request, reply) => {
@@ -31,6 +37,35 @@ export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): vo
       const body = parse(compileRecordsBody, request.body, 'records');
       ctx.compile.record(request.params.id, body.records, user.name);
       return reply.code(204).send();
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/api/v1/compile-sessions/:id/jobs',
+    async (request, reply) => {
+      const user = requireBuilder(request, ctx);
+      const body = parse(compileJobBody, request.body, 'job');
+      // The answer waits for the compile: the connection may stay silent that long (its idle
+      // timeout is the server's otherwise), and a client that hangs up cancels the job.
+      const socket = request.raw.socket as Socket | undefined;
+      socket?.setTimeout(body.maxQueueMs + body.timeoutMs + JOB_ANSWER_MARGIN_MS);
+      const gone = new AbortController();
+      const onClose = (): void => {
+        if (!reply.raw.writableFinished) gone.abort();
+      };
+      reply.raw.once('close', onClose);
+      try {
+        const view: CompileJobView = await ctx.compile.job(
+          request.params.id,
+          body,
+          user.name,
+          gone.signal,
+        );
+        return view;
+      } finally {
+        reply.raw.off('close', onClose);
+        socket?.setTimeout(ctx.options.idleTimeoutMs);
+      }
     },
   );
 

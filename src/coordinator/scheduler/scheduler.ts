@@ -496,24 +496,26 @@ export class Scheduler {
   private armLost(flight: InFlight): void {
     clearTimeout(flight.lostTimer);
     if (this.stopped) return;
-    flight.lostTimer = setTimeout(
-      () => {
-        if (this.stopped) return;
-        if (flight.state !== 'detached' || !this.inFlight.has(flight.attempt.agentTaskId)) return;
-        this.ctx.log.warn(
-          { build: flight.build.id, task: flight.task.plan.name, agent: flight.attempt.agent },
-          'attempt lost: its agent did not come back in time',
-        );
-        this.finishFlight(
-          flight,
-          'lost',
-          { status: 'lost', durationMs: 0 },
-          `agent ${flight.attempt.agent} was lost while the task ran`,
-        );
-        // A compile job's client compiles it itself at once: no grace (compile-jobs.ts).
-      },
-      flight.task.job ? 0 : this.ctx.agentLossGraceMs,
-    );
+    const lose = (): void => {
+      if (this.stopped) return;
+      if (flight.state !== 'detached' || !this.inFlight.has(flight.attempt.agentTaskId)) return;
+      this.ctx.log.warn(
+        { build: flight.build.id, task: flight.task.plan.name, agent: flight.attempt.agent },
+        'attempt lost: its agent did not come back in time',
+      );
+      this.finishFlight(
+        flight,
+        'lost',
+        { status: 'lost', durationMs: 0 },
+        `agent ${flight.attempt.agent} was lost while the task ran`,
+      );
+    };
+    // A compile job's client compiles it itself at once: no grace (compile-jobs.ts).
+    if (flight.task.job) {
+      lose();
+      return;
+    }
+    flight.lostTimer = setTimeout(lose, this.ctx.agentLossGraceMs);
     flight.lostTimer.unref();
   }
 
@@ -900,8 +902,8 @@ export class Scheduler {
     build.ready.push(row.name);
     this.schedule();
     if (state.row.status === 'queued') {
+      // Not unref'd: a client waits for it (stop() clears it).
       jobState.queueTimer = setTimeout(() => this.notStarted(build, state), job.maxQueueMs);
-      jobState.queueTimer.unref();
     }
     return {
       task: row.name,

@@ -47,8 +47,11 @@ export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): vo
       const body = parse(compileJobBody, request.body, 'job');
       // The answer waits for the compile: the connection may stay silent that long (its idle
       // timeout is the server's otherwise), and a client that hangs up cancels the job.
-      const socket = request.raw.socket as Socket | undefined;
-      socket?.setTimeout(body.maxQueueMs + body.timeoutMs + JOB_ANSWER_MARGIN_MS);
+      const restore = allowSilence(
+        request.raw.socket,
+        body.maxQueueMs + body.timeoutMs + JOB_ANSWER_MARGIN_MS,
+        ctx.options.idleTimeoutMs,
+      );
       const gone = new AbortController();
       const onClose = (): void => {
         if (!reply.raw.writableFinished) gone.abort();
@@ -64,7 +67,7 @@ export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): vo
         return view;
       } finally {
         reply.raw.off('close', onClose);
-        socket?.setTimeout(ctx.options.idleTimeoutMs);
+        restore();
       }
     },
   );
@@ -75,4 +78,16 @@ export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const { build, tasks } = ctx.compile.close(request.params.id, body, user.name, request.log);
     return buildView(build, tasks);
   });
+}
+
+/**
+ * Lets the connection stay silent for `ms` (the server's idle timeout would cut it), and gives
+ * it back `idleMs` after. (An injected request has no real socket: nothing to do.)
+ */
+function allowSilence(socket: Socket | undefined, ms: number, idleMs: number): () => void {
+  if (typeof socket?.setTimeout !== 'function') return () => {};
+  socket.setTimeout(ms);
+  return () => {
+    if (!socket.destroyed) socket.setTimeout(idleMs);
+  };
 }

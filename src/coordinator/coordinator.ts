@@ -98,6 +98,8 @@ export class Coordinator {
     const compile = new CompileSessions({
       store,
       builds: role.engine,
+      blobs: services.blobs,
+      uploads: services.uploads,
       events: services.events,
       agents: () => capacityAgents(role.engine.pool.snapshots()),
       writes: () => role.role() !== 'backup-standby',

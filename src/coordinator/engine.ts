@@ -13,6 +13,7 @@ import type { EnginePort, LeaseSummary } from './ha/engine-port.js';
 import type { AgentConnection, Identity } from './pool/agent-connection.js';
 import { AgentPool } from './pool/pool.js';
 import { cancelRequestedFields } from './scheduler/cancel-request.js';
+import type { JobHandle, NewCompileJob } from './scheduler/compile-jobs.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import type { Store } from './store/store.js';
 import type { BuildRow, CompileSessionEnd } from './store/types.js';
@@ -41,6 +42,8 @@ export interface BuildControl {
   schedule(): void;
   /** Ends an open build (a compile session); see Scheduler.close. */
   close(buildId: number, end: CompileSessionEnd): BuildRow;
+  /** Runs a remote compile job in an open build; see Scheduler.addJob. */
+  addJob(buildId: number, job: NewCompileJob): JobHandle;
 }
 
 export class Engine implements EnginePort, BuildControl {
@@ -175,5 +178,19 @@ export class Engine implements EnginePort, BuildControl {
   close(buildId: number, end: CompileSessionEnd): BuildRow {
     // Without a scheduler the build is only in the store.
     return this.scheduler?.close(buildId, end) ?? this.ctx.store.closeBuild(buildId, end);
+  }
+
+  addJob(buildId: number, job: NewCompileJob): JobHandle {
+    if (this.scheduler) return this.scheduler.addJob(buildId, job);
+    // Nothing runs here now: the job is recorded as not started, and its client compiles it.
+    const row = this.ctx.store.appendJobTask(buildId, {
+      label: job.label,
+      spec: JSON.stringify(job.spec),
+      status: 'skipped',
+      error: 'not started: this coordinator is not scheduling',
+      fallback: 'no-agent-slot',
+    });
+    const end = { status: 'not-started', reason: 'no-agent-slot', row, result: undefined } as const;
+    return { task: row.name, ended: Promise.resolve(end), cancel: () => {} };
   }
 }

@@ -25,6 +25,7 @@ import { buildServer } from '../../src/coordinator/api/server.js';
 import { Builds } from '../../src/coordinator/builds/builds.js';
 import { CompileSessions, capacityAgents } from '../../src/coordinator/compile/sessions.js';
 import { EventBus } from '../../src/coordinator/events.js';
+import type { JobHandle, NewCompileJob } from '../../src/coordinator/scheduler/compile-jobs.js';
 import { Metrics } from '../../src/coordinator/metrics.js';
 import { compileCoordinatorOptions } from '../../src/coordinator/options.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
@@ -39,6 +40,8 @@ export const PASSWORD = 'correct horse battery';
 export class FakeAgents implements AgentDirectory {
   readonly rows = new Map<string, AgentRow>();
   readonly calls: string[] = [];
+  /** The toolchains each agent can run now (its snapshot's `toolchains`). */
+  readonly toolchains = new Map<string, string[]>();
 
   snapshots(): AgentSnapshot[] {
     return [...this.rows.keys()].sort().flatMap((name) => this.snapshot(name) ?? []);
@@ -63,6 +66,7 @@ export class FakeAgents implements AgentDirectory {
       instanceKey: null,
       lastConnectedAt: null,
       bootId: null,
+      toolchains: this.toolchains.get(name) ?? [],
     };
   }
 
@@ -102,6 +106,14 @@ export class FakeScheduler {
 
   schedule(): void {
     this.scheduled++;
+  }
+
+  /** Remote compile jobs: the test's runner (a real Scheduler's addJob), or refused. */
+  jobs: ((buildId: number, job: NewCompileJob) => JobHandle) | undefined;
+
+  addJob(buildId: number, job: NewCompileJob): JobHandle {
+    if (!this.jobs) throw new Error('no remote jobs in this test');
+    return this.jobs(buildId, job);
   }
 }
 
@@ -221,7 +233,10 @@ export async function testApi(
       builds: {
         submit: (row) => scheduler.submit(row),
         close: (id, end) => store.closeBuild(id, end),
+        addJob: (id, job) => scheduler.addJob(id, job),
       },
+      blobs,
+      uploads: noQuota,
       events,
       agents: () => capacityAgents(agents.snapshots()),
       writes: () => true,

@@ -149,6 +149,7 @@ describe('event views', () => {
       instanceKey: 'key',
       lastConnectedAt: '2026-01-01T00:00:00.000Z',
       bootId: 'b'.repeat(64),
+      toolchains: [],
     };
     const view: AgentView = {
       name: 'a1',

@@ -14,6 +14,7 @@ import type {
   ToolchainView,
 } from '../../src/api/views/compile.js';
 import type { BlobAccess, UploadQuota } from '../../src/coordinator/api/ports.js';
+import type { AgentRow } from '../../src/coordinator/store/types.js';
 import { backupHa, testApi, type TestApi } from '../helpers/api-context.js';
 
 interface ErrorBody {
@@ -27,6 +28,18 @@ const OBJECT = { name: 'object', sha256: sha('a.o'), size: 1200, mode: 0o644 };
 const DEPFILE = { name: 'depfile', sha256: sha('a.d'), size: 80, mode: 0o644 };
 const STDERR = { sha256: sha('warning'), size: 30 };
 const TOOLCHAIN = sha('toolchain');
+const agentRow: AgentRow = {
+  name: 'a1',
+  host: '10.0.0.2',
+  port: 7420,
+  accessKey: 'k'.repeat(16),
+  fingerprint: null,
+  tls: true,
+  labels: [],
+  slots: 2,
+  cores: null,
+  createdAt: '2030-01-01T00:00:00.000Z',
+};
 const entryBody = { outputs: [OBJECT, DEPFILE], stderr: STDERR, exitCode: 0, toolchain: TOOLCHAIN };
 
 /** Blobs by hash with their sizes; what the routes held and marked referenced. */
@@ -253,14 +266,23 @@ describe('routes: the shared cache', () => {
     });
     assert.equal(put.status, 201, JSON.stringify(put.body));
     assert.deepEqual((put.body as ToolchainView).info, body.info);
+    // A new toolchain is a new bundle: pushed to the connected agents.
+    assert.deepEqual(api.agents.calls, ['resync']);
     const again = await api.call('PUT', `/api/v1/toolchains/${id}`, {
       token: api.admin,
       body,
     });
     assert.equal(again.status, 200);
+    assert.deepEqual(api.agents.calls, ['resync'], 'nothing new to push');
+    // Which agents can run it: those whose snapshot says so.
+    for (const name of ['a1', 'a2']) {
+      api.agents.rows.set(name, { ...agentRow, name });
+    }
+    api.agents.toolchains.set('a2', [id]);
     const shown = await api.call('GET', `/api/v1/toolchains/${id}`, { token: api.viewer });
     assert.equal(shown.status, 200);
     assert.equal((shown.body as ToolchainView).id, id);
+    assert.deepEqual((shown.body as ToolchainView).agents, ['a2']);
     const none = await api.call('GET', `/api/v1/toolchains/${sha('none')}`, { token: api.viewer });
     assert.equal(none.status, 404);
     const escaping = await api.call('PUT', `/api/v1/toolchains/${sha('other')}`, {

@@ -54,6 +54,11 @@ export interface ToolchainView {
   id: string;
   info: Record<string, unknown>;
   createdAt: string;
+  /**
+   * The connected agents that can run compile jobs with it now: synced with a bundle that
+   * carries it, and not refused as incompatible since (for operators and tests).
+   */
+  agents: string[];
 }
 
 /**

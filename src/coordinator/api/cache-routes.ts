@@ -112,7 +112,14 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
           sizeOf,
         ),
     );
-    return reply.code(created ? 201 : 200).send(toolchainView(toolchain));
+    if (created) {
+      // Agents get it with the next bundle: computed now, pushed to those connected.
+      ctx.bundles.invalidate();
+      await ctx.bundles.get();
+      void ctx.agents.resyncAll();
+      request.log.info({ toolchain: id, user: user.name }, 'toolchain registered');
+    }
+    return reply.code(created ? 201 : 200).send(toolchainView(toolchain, ctx.agents.snapshots()));
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/toolchains/:id', async (request) => {
@@ -120,7 +127,7 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
     const id = parse(sha256Hex, request.params.id, 'toolchain id');
     const toolchain = store.cache.getToolchain(id);
     if (!toolchain) throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
-    return toolchainView(toolchain);
+    return toolchainView(toolchain, ctx.agents.snapshots());
   });
 }
 

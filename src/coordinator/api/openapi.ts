@@ -3,6 +3,7 @@ import { z } from 'zod';
 import {
   cacheLookupBody,
   closeCompileSessionBody,
+  compileJobBody,
   compileRecordsBody,
   createCompileSessionBody,
   putCacheEntryBody,
@@ -170,6 +171,13 @@ const routes: Route[] = [
   },
   {
     method: 'post',
+    path: '/api/v1/compile-sessions/{id}/jobs',
+    summary:
+      'Run one compile on an agent that has its toolchain; answers when it ends (or not-started, with the reason)',
+    body: compileJobBody,
+  },
+  {
+    method: 'post',
     path: '/api/v1/compile-sessions/{id}/close',
     summary: "Close a compile session with its command's exit code; returns the build",
     body: closeCompileSessionBody,
@@ -197,11 +205,16 @@ const routes: Route[] = [
   {
     method: 'put',
     path: '/api/v1/toolchains/{id}',
-    summary: "Register a compiler by its files' hashes (uploaded as blobs first)",
+    summary:
+      "Register a compiler by its files' hashes (uploaded as blobs first); agents get it with the next bundle",
     body: putToolchainBody,
     status: 201,
   },
-  { method: 'get', path: '/api/v1/toolchains/{id}', summary: 'A registered toolchain' },
+  {
+    method: 'get',
+    path: '/api/v1/toolchains/{id}',
+    summary: 'A registered toolchain, and the connected agents that can run it now',
+  },
   {
     method: 'get',
     path: '/api/v1/events',

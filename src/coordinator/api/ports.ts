@@ -6,6 +6,7 @@
  */
 import type { BlobStore } from '../../common/blob-store.js';
 import type { BuildFile } from '../../api/plan/types.js';
+import type { CompileJobView } from '../../api/views/compile.js';
 import type { StatusView } from '../../api/views/status.js';
 import type { BlobSweeper } from '../blob-sweeper.js';
 import type { BundleManager } from '../bundles.js';
@@ -26,6 +27,7 @@ import type {
   LogChunk,
   TaskRow,
 } from '../store/types.js';
+import type { CompileJobBody } from '../compile/jobs.js';
 import type { SessionCapacity } from '../compile/sessions.js';
 import type { CertificateManager } from '../tls/certificate-manager.js';
 
@@ -51,6 +53,7 @@ export interface CompileSessionService {
     log: BuildLog,
   ): { build: BuildRow; capacity: SessionCapacity };
   record(id: string, records: readonly CompileRecord[], user: string): TaskRow[];
+  job(id: string, body: CompileJobBody, user: string, gone: AbortSignal): Promise<CompileJobView>;
   close(
     id: string,
     end: { exitCode: number | null; summary: CompileSummary },

@@ -120,6 +120,11 @@ export function cacheEntryView(entry: CacheEntryRow): CacheEntryView {
   };
 }
 
-export function toolchainView(toolchain: ToolchainRow): ToolchainView {
-  return { id: toolchain.id, info: toolchain.info, createdAt: toolchain.createdAt };
+export function toolchainView(toolchain: ToolchainRow, agents: AgentSnapshot[]): ToolchainView {
+  return {
+    id: toolchain.id,
+    info: toolchain.info,
+    createdAt: toolchain.createdAt,
+    agents: agents.filter((a) => a.toolchains.includes(toolchain.id)).map((a) => a.name),
+  };
 }

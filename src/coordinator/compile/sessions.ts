@@ -11,9 +11,16 @@
  * when a coordinator first sees the session (its start, its takeover); a backup standing by
  * keeps no clock (it writes nothing).
  *
+ * Remote jobs (POST …/jobs) run as tasks of the session's build (scheduler, compile-jobs.ts):
+ * `job()` waits for one and answers its view (compile/jobs.ts), and keeps a result the client
+ * may take as is in the shared cache under the key of what ran. A session with a job in flight
+ * counts as heard from: a long compile does not let its session go idle.
+ *
  * It answers in rows; the routes (api/compile-routes.ts) check the bodies and make views.
  */
 import type { Logger } from 'pino';
+import { compileJobKey } from '../../api/compile-job-key.js';
+import type { CompileJobView } from '../../api/views/compile.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { BuildWithTasks, BuildLog } from '../builds/builds.js';
 import type { BuildControl } from '../engine.js';
@@ -21,8 +28,15 @@ import type { EventBus } from '../events.js';
 import type { AgentSnapshot } from '../pool/agent-snapshot.js';
 import { Sleeper } from '../ha/sleeper.js';
 import type { Store } from '../store/store.js';
-import type { BuildRow, CompileRecord, CompileSummary, TaskRow } from '../store/types.js';
+import type {
+  BuildRow,
+  CompileRecord,
+  CompileSummary,
+  NewCacheEntry,
+  TaskRow,
+} from '../store/types.js';
 import { SupervisedLoop } from '../supervised-loop.js';
+import { jobCacheEntry, jobSpec, jobView, type CompileJobBody } from './jobs.js';
 
 /** Open sessions one user may hold (each is an open build). */
 export const MAX_OPEN_SESSIONS_PER_USER = 16;
@@ -49,12 +63,20 @@ export interface CompileSessionsContext {
     | 'appendRecords'
     | 'getBuild'
     | 'listTasks'
+    | 'cache'
   >;
   /**
    * The scheduler: it holds an open build like any other (so a cancel ends it), and closing goes
    * through it, so it stops holding the build.
    */
-  builds: Pick<BuildControl, 'submit' | 'close'>;
+  builds: Pick<BuildControl, 'submit' | 'close' | 'addJob'>;
+  /** The blob store's sizes: a job's text must be there as declared, its object to be cached. */
+  blobs: { sizeOf(sha256: string): Promise<number | undefined> };
+  /** Keeps a job's blobs from the sweep while it runs, and counts them used once referenced. */
+  uploads: {
+    hold(hashes: Iterable<string>): () => void;
+    referenced(hashes: Iterable<string>): void;
+  };
   events: Pick<EventBus, 'emit' | 'listenerCount'>;
   /** The agents able to take work now. */
   agents(): CapacityAgent[];
@@ -64,6 +86,8 @@ export interface CompileSessionsContext {
   idleTimeoutMs: number;
   /** The clock of the idle check (tests pass their own). */
   now?: () => number;
+  /** The least time between two 'build' events of one session's records (default 1 s). */
+  buildEventMs?: number;
 }
 
 /**
@@ -91,6 +115,10 @@ export function capacityAgents(snapshots: readonly AgentSnapshot[]): CapacityAge
 export class CompileSessions {
   /** When each open session was last heard from (ms, this.now()), by build id. */
   private readonly lastHeard = new Map<number, number>();
+  /** Jobs of each session whose client waits for them now. */
+  private readonly waiting = new Map<number, number>();
+  /** Sessions whose records changed since their last 'build' event, and its timer. */
+  private readonly eventDue = new Map<number, NodeJS.Timeout>();
   private readonly pause = new Sleeper();
   private loop: SupervisedLoop | undefined;
   private readonly now: () => number;
@@ -141,9 +169,86 @@ export class CompileSessions {
     this.lastHeard.set(build.id, this.now());
     if (rows.length > 0 && this.ctx.events.listenerCount > 0) {
       for (const row of rows) this.ctx.events.emit('task', { buildId: build.id, row });
-      this.emitBuild(build, this.ctx.store.listTasks(build.id));
+      this.buildEventSoon(build.id);
     }
     return rows;
+  }
+
+  /**
+   * Runs one remote job in the user's open session and answers how it ended. `gone` aborts when
+   * the client stops waiting: the job is cancelled. BLOB_NOT_FOUND / BLOB_SIZE_MISMATCH when the
+   * text is not in the blob store as declared; the errors of ownOpen.
+   */
+  async job(
+    id: string,
+    body: CompileJobBody,
+    user: string,
+    gone: AbortSignal,
+  ): Promise<CompileJobView> {
+    const build = this.ownOpen(id, user);
+    this.lastHeard.set(build.id, this.now());
+    const key = compileJobKey(body);
+    const { sha256, size } = body.source;
+    const release = this.ctx.uploads.hold([sha256]);
+    this.waiting.set(build.id, (this.waiting.get(build.id) ?? 0) + 1);
+    try {
+      const stored = await this.ctx.blobs.sizeOf(sha256);
+      if (stored === undefined)
+        throw new MusterError('BLOB_NOT_FOUND', `no blob ${sha256}: upload the text first`);
+      if (stored !== size)
+        throw new MusterError(
+          'BLOB_SIZE_MISMATCH',
+          `blob ${sha256} has ${stored} bytes, not ${size}`,
+        );
+      const handle = this.ctx.builds.addJob(build.id, {
+        label: body.label,
+        spec: jobSpec(body),
+        maxQueueMs: body.maxQueueMs,
+      });
+      const cancel = (): void => handle.cancel();
+      if (gone.aborted) cancel();
+      else gone.addEventListener('abort', cancel, { once: true });
+      const end = await handle.ended.finally(() => gone.removeEventListener('abort', cancel));
+      const objectPath = body.input.outputs[0].path;
+      const view = jobView(handle.task, end, key, objectPath);
+      const entry = jobCacheEntry(view, end, {
+        key,
+        objectPath,
+        toolchain: body.input.toolchain,
+        buildUid: build.uid,
+        user,
+      });
+      if (entry !== undefined) await this.keep(entry);
+      return view;
+    } finally {
+      release();
+      const left = (this.waiting.get(build.id) ?? 1) - 1;
+      if (left > 0) this.waiting.set(build.id, left);
+      else this.waiting.delete(build.id);
+      this.lastHeard.set(build.id, this.now());
+    }
+  }
+
+  /**
+   * Keeps a result the client takes as is in the shared cache, whatever Cache.AcceptClientResults
+   * says: this coordinator obtained it from its own agent. A failure here costs a future hit only.
+   */
+  private async keep(entry: NewCacheEntry): Promise<void> {
+    const hashes = entry.outputs.map((o) => o.sha256);
+    const release = this.ctx.uploads.hold(hashes);
+    try {
+      const sizes = new Map<string, number>();
+      for (const hash of hashes) {
+        const size = await this.ctx.blobs.sizeOf(hash);
+        if (size !== undefined) sizes.set(hash, size);
+      }
+      this.ctx.store.cache.putEntry(entry, (hash) => sizes.get(hash));
+      this.ctx.uploads.referenced(hashes);
+    } catch (err) {
+      this.ctx.log.warn({ err, key: entry.key }, 'could not keep a remote compile in the cache');
+    } finally {
+      release();
+    }
   }
 
   /** Closes the user's open session with its command's exit code and the client's counts. */
@@ -184,6 +289,7 @@ export class CompileSessions {
     for (const id of this.lastHeard.keys()) if (!openIds.has(id)) this.lastHeard.delete(id);
     const closed: number[] = [];
     for (const build of open) {
+      if (this.waiting.has(build.id)) this.lastHeard.set(build.id, now);
       const heard = this.lastHeard.get(build.id);
       if (heard === undefined) {
         this.lastHeard.set(build.id, now);
@@ -232,6 +338,23 @@ export class CompileSessions {
   async stop(): Promise<void> {
     this.pause.stop();
     await this.loop?.stop();
+    for (const timer of this.eventDue.values()) clearTimeout(timer);
+    this.eventDue.clear();
+  }
+
+  /**
+   * One 'build' event (the build and all its tasks, read from the store) for the records of the
+   * next buildEventMs, not one per batch: a session of n jobs would read O(n²) rows otherwise.
+   */
+  private buildEventSoon(buildId: number): void {
+    if (this.eventDue.has(buildId)) return;
+    const timer = setTimeout(() => {
+      this.eventDue.delete(buildId);
+      const build = this.ctx.store.getBuild(buildId);
+      if (build?.open) this.emitBuild(build, this.ctx.store.listTasks(buildId));
+    }, this.ctx.buildEventMs ?? 1000);
+    timer.unref();
+    this.eventDue.set(buildId, timer);
   }
 
   /** The open compile session `id` of `user`: NOT_FOUND, FORBIDDEN or COMPILE_SESSION_CLOSED. */
@@ -254,6 +377,8 @@ export class CompileSessions {
   }
 
   private emitBuild(build: BuildRow, tasks: TaskRow[]): void {
+    clearTimeout(this.eventDue.get(build.id));
+    this.eventDue.delete(build.id);
     this.ctx.events.emit('build', { build, tasks });
   }
 }

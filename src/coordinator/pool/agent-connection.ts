@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { AgentClient, type LeaseInfo } from '../../protocol/client/agent-client.js';
 import type { Bundle } from '../../protocol/client/bundle.js';
+import { toolchainsOf } from './bundle-toolchains.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { AgentStatus } from '../../api/status.js';
 import type { AgentRow } from '../store/types.js';
@@ -71,6 +72,9 @@ export class AgentConnection {
   /** Whether this connection works under the cluster lease (the agent grants leases). */
   private fencing = false;
   private syncedVersion: string | undefined;
+  /** The toolchains of the bundle it last synced, and those it refused since (compile jobs). */
+  private syncedToolchains: ReadonlySet<string> = new Set();
+  private readonly refusedToolchains = new Set<string>();
   private readonly backoff = new Backoff();
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -107,6 +111,24 @@ export class AgentConnection {
    */
   get bootId(): string | null {
     return this.client?.bootId ?? null;
+  }
+
+  /** Whether compile jobs with this toolchain may go to it now (see SchedulerAgent.provides). */
+  provides(toolchain: string): boolean {
+    return (
+      this.isReady && this.syncedToolchains.has(toolchain) && !this.refusedToolchains.has(toolchain)
+    );
+  }
+
+  /** It refused the toolchain (cannot run it): no more of its jobs until its bundle changes. */
+  refuseToolchain(toolchain: string): void {
+    if (this.syncedToolchains.has(toolchain)) this.refusedToolchains.add(toolchain);
+  }
+
+  /** The toolchains it can run now (for GET /toolchains/{id}). */
+  get toolchains(): string[] {
+    if (!this.isReady) return [];
+    return [...this.syncedToolchains].filter((id) => !this.refusedToolchains.has(id));
   }
 
   get freeSlots(): number {
@@ -155,7 +177,14 @@ export class AgentConnection {
     const bundle = await this.ctx.bundle();
     if (bundle.versionId === this.syncedVersion) return;
     await client.sync(bundle);
+    this.synced(bundle);
+  }
+
+  private synced(bundle: Bundle): void {
+    if (bundle.versionId === this.syncedVersion) return;
     this.syncedVersion = bundle.versionId;
+    this.syncedToolchains = toolchainsOf(bundle);
+    this.refusedToolchains.clear();
   }
 
   noteBusy(delta: number): void {
@@ -193,7 +222,7 @@ export class AgentConnection {
       this.setStatus('syncing');
       const bundle = await this.ctx.bundle();
       await client.sync(bundle);
-      this.syncedVersion = bundle.versionId;
+      this.synced(bundle);
       if (this.stopped) {
         client.close();
         return;

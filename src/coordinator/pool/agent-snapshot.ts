@@ -34,6 +34,11 @@ export interface AgentSnapshot {
    * the client's own machine adds no cores. Not in the public AgentView.
    */
   bootId: string | null;
+  /**
+   * The compiler toolchains it can run compile jobs with now (synced with its bundle, not
+   * refused since); none when not connected. Shown by GET /api/v1/toolchains/{id}.
+   */
+  toolchains: string[];
 }
 
 export function snapshotOf(c: AgentConnection): AgentSnapshot {
@@ -53,5 +58,6 @@ export function snapshotOf(c: AgentConnection): AgentSnapshot {
     instanceKey: c.client?.instance.key ?? null,
     lastConnectedAt: c.lastConnectedAt,
     bootId: c.bootId,
+    toolchains: c.toolchains,
   };
 }

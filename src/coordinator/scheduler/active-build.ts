@@ -3,11 +3,13 @@
  * needs are unfinished, who depends on it, and which tasks are ready. Loaded from the store once
  * (also after a restart) and then kept in step with every write, so a scheduling pass costs
  * O(ready tasks), not O(all tasks). A compile session's build is open: its jobs that ran on the
- * client are in the store only (already finished, they change nothing here).
+ * client are in the store only (already finished, they change nothing here); its remote jobs
+ * are added while they wait or run (addJob) and dropped once they ended (dropJob).
  */
 import type { PlanTask } from '../../api/plan/types.js';
 import type { BuildRow, TaskRow } from '../store/types.js';
 import type { TaskStatus } from '../../api/status.js';
+import type { JobState } from './compile-jobs.js';
 import { ReadyQueue } from './ready-queue.js';
 
 export interface TaskState {
@@ -15,6 +17,8 @@ export interface TaskState {
   plan: PlanTask;
   waitingOn: number;
   dependents: string[];
+  /** A remote compile job of an open build (compile-jobs.ts): not in the plan. */
+  job?: JobState;
 }
 
 const TERMINAL: ReadonlySet<TaskStatus> = new Set(['succeeded', 'failed', 'cancelled', 'skipped']);
@@ -72,6 +76,25 @@ export class ActiveBuild {
     if (!was && is) this.remaining--;
     else if (was && !is) this.remaining++;
     state.row = row;
+  }
+
+  /** Adds a remote compile job (queued, no needs); it counts among the unfinished tasks. */
+  addJob(row: TaskRow, plan: PlanTask, job: JobState): TaskState {
+    const state: TaskState = { row, plan, waitingOn: 0, dependents: [], job };
+    this.tasks.set(plan.name, state);
+    if (!isTerminal(row.status)) this.remaining++;
+    return state;
+  }
+
+  /** Forgets a job that ended (its row stays in the store): a session's memory stays small. */
+  dropJob(state: TaskState): void {
+    if (!state.job || !isTerminal(state.row.status)) return;
+    if (this.tasks.get(state.plan.name) === state) this.tasks.delete(state.plan.name);
+  }
+
+  /** Remote jobs queued or running. */
+  liveJobs(): TaskState[] {
+    return [...this.tasks.values()].filter((s) => s.job !== undefined && !isTerminal(s.row.status));
   }
 
   /** Pending tasks whose needs are all done: what may be queued now. */

@@ -7,25 +7,35 @@ import type { TaskInputFile } from '../../protocol/task-types.js';
 import type { ActiveBuild, TaskState } from './active-build.js';
 import type { SchedulerAgent } from './ports.js';
 
-/** The ready agent with the most free slots among those with every required label. */
+/**
+ * The ready agent with the most free slots among those with every required label (and, for a
+ * compile job, the toolchain it needs).
+ */
 export function pickAgent(
   agents: readonly SchedulerAgent[],
   requires: readonly string[],
+  toolchain?: string,
 ): SchedulerAgent | undefined {
   let best: SchedulerAgent | undefined;
   for (const agent of agents) {
     if (agent.freeSlots <= 0) continue;
     if (!requires.every((label) => agent.row.labels.includes(label))) continue;
+    if (toolchain !== undefined && !providesToolchain(agent, toolchain)) continue;
     if (!best || agent.freeSlots > best.freeSlots) best = agent;
   }
   return best;
 }
 
-/** The files a task reads, each once by path. */
+export function providesToolchain(agent: SchedulerAgent, toolchain: string): boolean {
+  return agent.provides?.(toolchain) ?? false;
+}
+
+/** The files a task reads, each once by path (a compile job's: those it lists). */
 export function inputsOf(
   build: ActiveBuild,
   state: TaskState,
 ): (TaskInputFile & { size: number })[] {
+  if (state.job) return state.job.spec.inputFiles;
   const files = new Map<string, TaskInputFile & { size: number }>();
   if (state.plan.inputs.length > 0) {
     const match = picomatch(state.plan.inputs, { dot: true });

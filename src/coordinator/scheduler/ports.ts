@@ -16,6 +16,13 @@ export interface SchedulerAgent {
   readonly freeSlots: number;
   readonly client: SchedulerClient | undefined;
   noteBusy(delta: number): void;
+  /**
+   * Whether it can run compile jobs with this toolchain now: synced with a bundle that carries
+   * it, and not refused as incompatible since (unset: it has none).
+   */
+  provides?(toolchain: string): boolean;
+  /** It refused the toolchain (TOOLCHAIN_INCOMPATIBLE/NOT_FOUND): none of its jobs until its bundle changes. */
+  refuseToolchain?(toolchain: string): void;
 }
 
 export interface SchedulerPool {

@@ -27,12 +27,21 @@ import type { EventBus } from '../events.js';
 import type { Store } from '../store/store.js';
 import type { AttemptRow, BuildRow, CompileSessionEnd, TaskRow } from '../store/types.js';
 import type { AttemptStatus } from '../../api/status.js';
-import { ActiveBuild, type TaskState } from './active-build.js';
+import { ActiveBuild, isTerminal, type TaskState } from './active-build.js';
 import { acceptResult, resultDetail } from './agent-result.js';
 import { buildOutcome } from './build-outcome.js';
 import { cancelRequestedFields, isCancelRequested } from './cancel-request.js';
 import { isOfBuild, newAgentTaskId, parseAgentTaskId, type AgentTaskId } from './agent-task-id.js';
-import { inputsOf, pickAgent } from './placement.js';
+import {
+  jobEnd,
+  jobPlanTask,
+  jobQueueCap,
+  type JobHandle,
+  type JobReason,
+  type JobState,
+  type NewCompileJob,
+} from './compile-jobs.js';
+import { inputsOf, pickAgent, providesToolchain } from './placement.js';
 import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
 
 export interface SchedulerContext {
@@ -108,6 +117,15 @@ export class Scheduler {
     this.flushFinishing();
     this.stopped = true;
     for (const flight of this.inFlight.values()) clearTimeout(flight.lostTimer);
+    // Their clients are answered now (they compile the jobs themselves); the rows are settled
+    // by the next scheduler that loads the build (settleUnwaitedJobs).
+    for (const build of this.builds.values()) {
+      for (const state of build.liveJobs()) {
+        const job = state.job!;
+        clearTimeout(job.queueTimer);
+        job.end({ status: 'cancelled', reason: null, row: state.row, result: undefined });
+      }
+    }
   }
 
   get runningCount(): number {
@@ -164,12 +182,16 @@ export class Scheduler {
 
   /**
    * Ends an open build (a compile session) as its client said, or as the coordinator decided
-   * (idle): the store's row, and the build no longer scheduled. (Its tasks so far are all
-   * finished: remote jobs, which would run here, are not part of this step yet.)
+   * (idle): the store's row, and the build no longer scheduled. Its remote jobs still queued or
+   * running are cancelled (nobody will take their results); those running end on their agents.
    */
   close(buildId: number, end: CompileSessionEnd): BuildRow {
     const row = this.ctx.store.closeBuild(buildId, end);
+    const build = this.builds.get(buildId);
     this.builds.delete(buildId);
+    if (build && !this.stopped) {
+      for (const state of build.liveJobs()) this.cancelJob(build, state, 'its session ended');
+    }
     return row;
   }
 
@@ -231,7 +253,9 @@ export class Scheduler {
 
   private load(row: BuildRow): void {
     if (this.builds.has(row.id)) return;
-    const build = new ActiveBuild(row, this.ctx.store.listTasks(row.id));
+    const rows = this.ctx.store.listTasks(row.id);
+    if (row.open) this.settleUnwaitedJobs(row, rows);
+    const build = new ActiveBuild(row, rows);
     build.cancelling = isCancelRequested(row);
     this.builds.set(row.id, build);
     for (const state of build.tasks.values()) {
@@ -278,7 +302,7 @@ export class Scheduler {
         if (free <= 0) return 'stop';
         const state = build.tasks.get(name);
         if (!state || state.row.status !== 'queued') return 'take';
-        const agent = pickAgent(agents, state.plan.requires);
+        const agent = pickAgent(agents, state.plan.requires, state.job?.spec.toolchain);
         if (!agent) return 'skip';
         free--;
         try {
@@ -317,6 +341,7 @@ export class Scheduler {
     agentTaskId: string,
   ): InFlight {
     const startedAt = now();
+    clearTimeout(state.job?.queueTimer);
     const attempt = this.ctx.store.transaction(() => {
       const created = this.ctx.store.createAttempt({
         buildId: build.id,
@@ -471,7 +496,7 @@ export class Scheduler {
   private armLost(flight: InFlight): void {
     clearTimeout(flight.lostTimer);
     if (this.stopped) return;
-    flight.lostTimer = setTimeout(() => {
+    const lose = (): void => {
       if (this.stopped) return;
       if (flight.state !== 'detached' || !this.inFlight.has(flight.attempt.agentTaskId)) return;
       this.ctx.log.warn(
@@ -484,7 +509,13 @@ export class Scheduler {
         { status: 'lost', durationMs: 0 },
         `agent ${flight.attempt.agent} was lost while the task ran`,
       );
-    }, this.ctx.agentLossGraceMs);
+    };
+    // A compile job's client compiles it itself at once: no grace (compile-jobs.ts).
+    if (flight.task.job) {
+      lose();
+      return;
+    }
+    flight.lostTimer = setTimeout(lose, this.ctx.agentLossGraceMs);
     flight.lostTimer.unref();
   }
 
@@ -673,6 +704,13 @@ export class Scheduler {
     }
     const status: Exclude<AttemptStatus, 'running'> = result.status;
     const detail = resultDetail(result);
+    const refusedToolchain = result.error?.code;
+    if (
+      flight.task.job &&
+      (refusedToolchain === 'TOOLCHAIN_INCOMPATIBLE' || refusedToolchain === 'TOOLCHAIN_NOT_FOUND')
+    ) {
+      flight.connection?.refuseToolchain?.(flight.task.job.spec.toolchain);
+    }
     // Results that arrive together (one read from an agent) are recorded in one transaction:
     // a commit per task was most of the coordinator's time at thousands of tasks a second.
     this.finishing.push(() => this.finishFlight(flight, status, result, detail));
@@ -740,7 +778,8 @@ export class Scheduler {
     const { build, task } = flight;
     const at = now();
     const exitCode = result.exitCode ?? null;
-    const lossRetries = this.ctx.lossRetries ?? 3;
+    if (task.job) task.job.attempt = { status, result };
+    const lossRetries = task.job ? 0 : (this.ctx.lossRetries ?? 3);
     this.ctx.store.transaction(() => {
       this.ctx.store.finishAttempt(flight.attempt.id, status, {
         exitCode,
@@ -811,6 +850,133 @@ export class Scheduler {
     if (this.ctx.events.listenerCount > 0) {
       this.ctx.events.emit('task', { buildId: build.id, row: state.row, plan: state.plan });
     }
+    if (state.job && isTerminal(state.row.status)) this.endJob(build, state, state.job);
+  }
+
+  // ---- compile jobs (compile-jobs.ts) -------------------------------------------------------
+
+  /**
+   * Appends a remote compile job to an open build and runs it: the handle's `ended` settles when
+   * it ends. It is not started (its row settled as skipped at once) when no ready agent has its
+   * toolchain, or when the session already has jobQueueCap() of them queued or running; and when
+   * it found no slot within `maxQueueMs`. COMPILE_SESSION_CLOSED / NOT_FOUND from the store.
+   */
+  addJob(buildId: number, job: NewCompileJob): JobHandle {
+    const build = this.builds.get(buildId);
+    const agents = this.stopped ? [] : this.ctx.pool.ready();
+    // The ready agents' slots: those free, and those our attempts fill.
+    const slots = agents.reduce((n, a) => n + a.freeSlots, 0) + this.inFlight.size;
+    const refusal: [JobReason, string] | undefined = !agents.some((a) =>
+      providesToolchain(a, job.spec.toolchain),
+    )
+      ? ['toolchain-not-on-agents', 'not started: no ready agent has its toolchain']
+      : build === undefined
+        ? ['no-agent-slot', 'not started: the session is not scheduled here']
+        : build.liveJobs().length >= jobQueueCap(slots)
+          ? ['queue-full', 'not started: the session has as many jobs waiting as it may']
+          : undefined;
+    const spec = JSON.stringify(job.spec);
+    if (refusal !== undefined || build === undefined) {
+      const [reason, error] = refusal ?? ['no-agent-slot', 'not started'];
+      const row = this.ctx.store.appendJobTask(buildId, {
+        label: job.label,
+        spec,
+        status: 'skipped',
+        error,
+        fallback: reason,
+      });
+      const end = { status: 'not-started', reason, row, result: undefined } as const;
+      return { task: row.name, ended: Promise.resolve(end), cancel: () => {} };
+    }
+    const row = this.ctx.store.appendJobTask(buildId, { label: job.label, spec, status: 'queued' });
+    let resolve!: (end: Parameters<JobState['end']>[0]) => void;
+    const ended = new Promise<Parameters<JobState['end']>[0]>((r) => (resolve = r));
+    const jobState: JobState = {
+      spec: job.spec,
+      reason: null,
+      attempt: undefined,
+      queueTimer: undefined,
+      end: resolve,
+    };
+    const state = build.addJob(row, jobPlanTask(row.name, job.spec), jobState);
+    build.ready.push(row.name);
+    this.schedule();
+    if (state.row.status === 'queued') {
+      // Not unref'd: a client waits for it (stop() clears it).
+      jobState.queueTimer = setTimeout(() => this.notStarted(build, state), job.maxQueueMs);
+    }
+    return {
+      task: row.name,
+      ended,
+      cancel: () => this.cancelJob(build, state, 'its client went away'),
+    };
+  }
+
+  /** A job still queued after its maxQueueMs: out of the queue, not started. */
+  private notStarted(build: ActiveBuild, state: TaskState): void {
+    if (this.stopped || !state.job || state.row.status !== 'queued') return;
+    state.job.reason = 'no-agent-slot';
+    this.ctx.store.transaction(() =>
+      this.setTask(build, state, {
+        status: 'skipped',
+        finishedAt: now(),
+        error: 'not started: no agent slot was free in time',
+      }),
+    );
+    this.maybeFinish(build);
+  }
+
+  /** Ends a job nobody will wait for: queued, at once; running, on its agent. */
+  private cancelJob(build: ActiveBuild, state: TaskState, why: string): void {
+    if (this.stopped || !state.job || isTerminal(state.row.status)) return;
+    if (state.row.status === 'queued' || state.row.status === 'pending') {
+      this.ctx.store.transaction(() =>
+        this.setTask(build, state, { status: 'cancelled', finishedAt: now(), error: why }),
+      );
+      this.maybeFinish(build);
+      return;
+    }
+    for (const flight of this.inFlight.values()) {
+      if (flight.task !== state) continue;
+      flight.cancelRequested = true;
+      if (flight.state === 'attached' && flight.connection?.client) {
+        void flight.connection.client
+          .cancelTask(flight.attempt.agentTaskId)
+          .catch(this.agentCallFailed('cancel', flight.attempt.agent, flight.attempt.agentTaskId));
+      } else {
+        this.finishFlight(flight, 'cancelled', { status: 'cancelled', durationMs: 0 }, why);
+      }
+    }
+  }
+
+  /** A job's task ended: its waiter gets the end, and the build forgets it. */
+  private endJob(build: ActiveBuild, state: TaskState, job: JobState): void {
+    clearTimeout(job.queueTimer);
+    job.end(jobEnd(state.row, job));
+    build.dropJob(state);
+  }
+
+  /**
+   * An open build loaded by a scheduler that just started (a restart, a takeover): its jobs not
+   * yet ended had a client waiting on another process, which has given up on them by now. They
+   * are settled as cancelled, not run (their running attempts are marked lost by start(), and
+   * cancelled on their agents when those connect).
+   */
+  private settleUnwaitedJobs(row: BuildRow, rows: TaskRow[]): void {
+    const planned = new Set(row.plan.tasks.map((t) => t.name));
+    const at = now();
+    this.ctx.store.transaction(() => {
+      for (const [i, task] of rows.entries()) {
+        if (planned.has(task.name) || isTerminal(task.status)) continue;
+        const changes = {
+          status: 'cancelled' as const,
+          finishedAt: at,
+          error: 'nobody waits for it any more (the coordinator restarted)',
+        };
+        this.ctx.store.updateTask(row.id, task.name, changes);
+        rows[i] = { ...task, ...changes };
+      }
+    });
   }
 
   private emitBuild(build: ActiveBuild): void {

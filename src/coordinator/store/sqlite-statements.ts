@@ -199,6 +199,22 @@ export function prepareStatements(db: Database.Database) {
        RETURNING *`,
     ),
 
+    insertJobTask: one<TaskSql>(
+      `INSERT INTO tasks (build_id, name, position, status, finished_at, error, label, cache,
+         placement, fallback, spec)
+       VALUES (@buildId, @name, @position, @status, @finishedAt, @error, @label, 'miss',
+         'remote', @fallback, @spec)
+       RETURNING *`,
+    ),
+    settleJobTask: one<TaskSql>(
+      `UPDATE tasks SET status = @status, exit_code = @exitCode, agent = @agent,
+         started_at = @startedAt, finished_at = @finishedAt, error = @error, label = @label,
+         cache = @cache, placement = @placement, fallback = @fallback
+       WHERE build_id = @buildId AND name = @name AND spec IS NOT NULL
+         AND status IN ('failed', 'cancelled', 'skipped')
+       RETURNING *`,
+    ),
+
     // tasks
     insertTask: one(
       `INSERT INTO tasks (build_id, name, position, status)

@@ -38,12 +38,14 @@ import { CacheStore } from './cache.js';
 import { HaStateStore } from './ha-state.js';
 import { ReplicationStore } from './replication.js';
 import type { Store } from './store.js';
+import { MAX_SESSION_TASKS } from './types.js';
 import type {
   AgentRow,
   ApiToken,
   AttemptRow,
   BuildRow,
   CompileRecord,
+  NewJobTask,
   CompileSessionEnd,
   ExtensionRow,
   LogChunk,
@@ -368,16 +370,14 @@ class SqliteStore implements Store {
       const build = this.openBuild(buildId);
       const from = Date.parse(build.createdAt);
       const to = Math.max(from, this.now().getTime());
-      let position = this.sql.nextTaskPosition.get(buildId)?.next ?? 1;
+      let position = this.nextPosition(buildId, records.length);
       return records.map((record) => {
         // A client's clock may be off, or lie: the job ran while the session was open.
         const started = clamp(record.startedAt, from, to);
         const finished = clamp(started + record.durationMs, started, to);
         const ok = record.exitCode === 0;
-        const row = this.sql.insertFinishedTask.get({
+        const fields = {
           buildId,
-          name: `job-${position}`,
-          position,
           status: ok ? 'succeeded' : 'failed',
           exitCode: record.exitCode,
           agent: record.placement,
@@ -392,11 +392,55 @@ class SqliteStore implements Store {
           cache: record.cache,
           placement: record.placement,
           fallback: record.fallback ?? null,
+        };
+        // The remote job it settles becomes the record (its attempts stay); a job that runs,
+        // succeeded or is not one of this build's gets a new row instead.
+        const settled =
+          record.job === undefined
+            ? undefined
+            : this.sql.settleJobTask.get({ ...fields, name: record.job });
+        if (settled !== undefined) return toTask(settled);
+        const row = this.sql.insertFinishedTask.get({
+          ...fields,
+          name: `job-${position}`,
+          position,
         })!;
         position++;
         return toTask(row);
       });
     });
+  }
+
+  appendJobTask(buildId: number, task: NewJobTask): TaskRow {
+    return this.transaction(() => {
+      this.openBuild(buildId);
+      const position = this.nextPosition(buildId, 1);
+      return toTask(
+        this.sql.insertJobTask.get({
+          buildId,
+          name: `job-${position}`,
+          position,
+          status: task.status,
+          finishedAt: task.status === 'skipped' ? this.stamp() : null,
+          error: task.error ?? null,
+          label: task.label,
+          fallback: task.fallback ?? null,
+          spec: task.spec,
+        })!,
+      );
+    });
+  }
+
+  /** The position of the next task of an open build, if `adding` more fit under the cap. */
+  private nextPosition(buildId: number, adding: number): number {
+    const next = this.sql.nextTaskPosition.get(buildId)?.next ?? 1;
+    if (next - 1 + adding > MAX_SESSION_TASKS)
+      throw new MusterError(
+        'VALIDATION_FAILED',
+        `compile session ${buildId} has ${next - 1} jobs, and keeps at most ${MAX_SESSION_TASKS}: open another session`,
+        { max: MAX_SESSION_TASKS },
+      );
+    return next;
   }
 
   closeBuild(buildId: number, end: CompileSessionEnd): BuildRow {

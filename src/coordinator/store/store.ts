@@ -14,6 +14,7 @@ import type {
   AttemptRow,
   BuildRow,
   CompileRecord,
+  NewJobTask,
   CompileSessionEnd,
   ExtensionRow,
   LogChunk,
@@ -105,6 +106,12 @@ export interface Store {
    * NOT_FOUND without the build; COMPILE_SESSION_CLOSED when it is not open.
    */
   appendRecords(buildId: number, records: readonly CompileRecord[]): TaskRow[];
+  /**
+   * Appends a remote compile job as task `job-<n>` (placement remote, cache miss) with its own
+   * description in `spec`. NOT_FOUND / COMPILE_SESSION_CLOSED as appendRecords; both refuse a
+   * build that would hold more than MAX_SESSION_TASKS tasks (VALIDATION_FAILED).
+   */
+  appendJobTask(buildId: number, task: NewJobTask): TaskRow;
   /**
    * Ends an open build: succeeded iff the command exited 0, else failed with the error given or
    * "the command exited with N". NOT_FOUND / COMPILE_SESSION_CLOSED as appendRecords.

@@ -89,6 +89,26 @@ export interface CompileRecord {
   durationMs: number;
   /** Why an infrastructure failure sent it local. */
   fallback?: string | undefined;
+  /**
+   * The remote job (`job-N`) this record settles: that job's row becomes the record when it
+   * ended without a result the client took (failed, cancelled, skipped); otherwise the record
+   * is a new row.
+   */
+  job?: string | undefined;
+}
+
+/** Tasks one compile session keeps at most (records and jobs): no client grows it without bound. */
+export const MAX_SESSION_TASKS = 100_000;
+
+/** A remote compile job appended to an open build: to run (queued), or not started (skipped). */
+export interface NewJobTask {
+  label: string;
+  /** The task's own description (JSON): what the scheduler runs. */
+  spec: string;
+  status: 'queued' | 'skipped';
+  /** With skipped: why it did not start (words), and the reason as a fallback. */
+  error?: string | undefined;
+  fallback?: string | undefined;
 }
 
 /** How a compile session ends: its command's exit code (null: a signal), or an error of ours. */

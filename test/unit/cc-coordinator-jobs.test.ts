@@ -135,7 +135,7 @@ describe('toolchain registration', () => {
     assert.deepEqual(calls, ['get true']);
   });
 
-  it('a failed registration is tried again by a later compile', async () => {
+  it('a failed registration is not tried again at once, but after a while', async () => {
     const calls: string[] = [];
     let fail = true;
     const base = api(calls, () => false);
@@ -148,10 +148,22 @@ describe('toolchain registration', () => {
         },
       },
       async () => null,
+      new CoordinatorGuard(),
+      50,
     );
     await assert.rejects(jobs.ensureToolchain(toolchain), /refused/);
     fail = false;
-    await jobs.ensureToolchain(toolchain);
+    await assert.rejects(jobs.ensureToolchain(toolchain), /refused/);
+    assert.equal(calls.filter((c) => c.startsWith('get')).length, 1, 'not asked again at once');
+    let ok = false;
+    for (let i = 0; i < 500 && !ok; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      ok = await jobs.ensureToolchain(toolchain).then(
+        () => true,
+        () => false,
+      );
+    }
+    assert.ok(ok, 'registered once the wait was over');
     assert.equal(calls.filter((c) => c.startsWith('get')).length, 2);
   });
 

@@ -4,7 +4,7 @@
  * - a toolchain is asked for once per service and id (GET /toolchains/:id); one the coordinator
  *   lacks is uploaded — only the blobs it does not have, each file checked against the hash it
  *   was discovered with — and registered (PUT /toolchains/:id). Compiles that need it at the same
- *   time wait for the same registration; a failed one is tried again by a later compile;
+ *   time wait for the same registration; a failed one is tried again a minute later;
  * - the job waits as long as its own limits say (the queue wait and the compile's timeout) plus
  *   a margin for the transfers: a compile takes the time it takes;
  * - answers are checked (coordinator-answers.ts), objects fetched through the one checked blob
@@ -34,6 +34,9 @@ const DEFAULT_COMPILE_TIMEOUT_MS = 600_000;
 /** On top of the job's own limits: the text's and the answer's way through the coordinator. */
 const TRANSFER_MARGIN_MS = 30_000;
 
+/** A registration the coordinator refused is not tried again for this long. */
+const REGISTRATION_RETRY_MS = 60_000;
+
 export class CoordinatorJobs implements RemoteJobs {
   readonly #registered = new Map<string, Promise<void>>();
 
@@ -41,6 +44,7 @@ export class CoordinatorJobs implements RemoteJobs {
     private readonly api: JobsApi,
     private readonly openSession: () => Promise<RemoteSession | null>,
     private readonly guard: CoordinatorGuard = new CoordinatorGuard(),
+    private readonly retryMs: number = REGISTRATION_RETRY_MS,
   ) {}
 
   session(): Promise<RemoteSession | null> {
@@ -52,8 +56,14 @@ export class CoordinatorJobs implements RemoteJobs {
     if (done === undefined) {
       done = this.guard.run(() => this.#register(toolchain));
       this.#registered.set(toolchain.id, done);
-      // A failure is the callers' to report; the next compile asks again.
-      done.catch(() => this.#registered.delete(toolchain.id));
+      // A failure is the callers' to report (each compiles here); a compile after `retryMs`
+      // asks again — not every compile: a refusal (Cache.AcceptClientResults off, a viewer)
+      // would otherwise cost a round of requests per compile.
+      const id = toolchain.id;
+      done.catch(() => {
+        const forget = setTimeout(() => this.#registered.delete(id), this.retryMs);
+        forget.unref();
+      });
     }
     return done;
   }

@@ -80,7 +80,7 @@ function requestFailure(err: unknown): string {
 /** Why a job's answer sends the compile here, as a fallback reason (or a rerun). */
 export function answerOutcome(view: CompileJobView): RemoteOutcome {
   const job = view.task;
-  if ((view.exitCode !== null && view.exitCode !== 0) || view.stderrBytes > 0)
+  if ((view.exitCode !== null && view.exitCode !== 0) || view.stderrBytes > 0 || view.stderr !== '')
     return { kind: 'here', job, rerun: true };
   let fallback: string;
   if (view.status === 'not-started') fallback = view.reason ?? 'not-started';
@@ -181,6 +181,7 @@ export async function compileRemotely(
     view.status !== 'succeeded' ||
     view.exitCode !== 0 ||
     view.stderrBytes > 0 ||
+    view.stderr !== '' ||
     view.object === null
   ) {
     return answerOutcome(view);

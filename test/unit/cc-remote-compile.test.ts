@@ -290,4 +290,46 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
     assert.deepEqual(types(out), ['run', 'exit']);
     assert.equal(remote.jobs.length, jobs);
   });
+
+  it('auto placement sends a compile to an agent of another machine once the cores are busy', async () => {
+    // A compiler named cc that holds its compile until the test lets it go: one busy core.
+    const hold = join(root, 'hold');
+    mkdirSync(join(hold, 'bin'), { recursive: true });
+    writeFileSync(
+      join(hold, 'bin', 'cc'),
+      `#!/bin/sh\ncase " $* " in *" -c "*)\n  : > "${hold}/started"\n  while [ ! -e "${hold}/release" ]; do sleep 0.05; done;;\nesac\nexec ${gcc} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const [busy, busySocket] = await startService('busy', { placement: 'auto', localCores: 1 });
+    const holdEnv = { ...env, PATH: `${join(hold, 'bin')}:${env.PATH}` };
+    const held = fakeShim({
+      socket: busySocket,
+      argv: ['cc', '-O1', '-c', 'plain.c', '-o', 'held.o'],
+      cwd: src,
+      env: holdEnv,
+    });
+    await until(() => existsSync(join(hold, 'started')), 'the held compile to start');
+    const jobs = remote.jobs.length;
+    const ref = plain(['-O2', '-c', 'warn.c', '-o', 'busy.o'], ['busy.o']);
+    const away = await cc(['-O2', '-c', 'warn.c', '-o', 'busy.o'], busySocket);
+    assert.deepEqual(types(away), ['cpp', 'exit']);
+    assert.equal(remote.jobs.length, jobs + 1);
+    assert.equal(remote.jobs.at(-1)?.maxQueueMs, 100, 'auto: a job does not queue');
+    assert.deepEqual(readFileSync(join(src, 'busy.o')), ref.files[0]);
+
+    // With only agents that share this machine's cores, it stays here.
+    remote.capacity = { agents: [{ name: 'same', slots: 4, sameMachine: true }] };
+    try {
+      const here = await cc(['-Og', '-c', 'warn.c', '-o', 'busy-here.o'], busySocket);
+      assert.deepEqual(types(here), ['run', 'exit']);
+      assert.equal(remote.jobs.length, jobs + 1);
+      assert.equal(busy.stats.totals.localReasons['no-agents-elsewhere'], 1);
+    } finally {
+      remote.capacity = { agents: [{ name: 'agent-1', slots: 2, sameMachine: false }] };
+      writeFileSync(join(hold, 'release'), '');
+    }
+    const first = await held;
+    assert.deepEqual(types(first), ['run', 'exit']);
+    assert.equal(first.code, 0);
+  });
 });

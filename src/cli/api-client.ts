@@ -35,6 +35,7 @@ import type { StatusView } from '../api/views/status.js';
 import type {
   addAgentBody,
   addExtensionBody,
+  compileJobBody,
   createBuildBody,
   createCompileSessionBody,
   putCacheEntryBody,
@@ -46,6 +47,7 @@ import type { CloseCompileSession, CompileRecord } from '../api/requests-types.j
 import type {
   CacheEntryView,
   CacheLookupView,
+  CompileJobView,
   CompileSessionView,
   ToolchainView,
 } from '../api/views/compile.js';
@@ -65,6 +67,7 @@ export type CreateCompileSessionRequest = z.input<typeof createCompileSessionBod
 export type PutCacheEntryRequest = z.input<typeof putCacheEntryBody>;
 export type PutManifestLineRequest = z.input<typeof putManifestLineBody>;
 export type PutToolchainRequest = z.input<typeof putToolchainBody>;
+export type CompileJobRequest = z.input<typeof compileJobBody>;
 
 /** One server-sent event, its data parsed per EventMap. */
 export type ApiEvent = {
@@ -227,10 +230,18 @@ export class ApiClient {
     });
   }
 
-  async getBlob(sha256: string, sizeHint = 0): Promise<Buffer> {
-    const options = { timeoutMs: this.blobTimeoutMs(sizeHint) };
+  /**
+   * A blob's bytes. With `size` (what the row that named it declares), reading stops as soon
+   * as the body is longer, and a body of another length is refused (BLOB_HASH_MISMATCH): a
+   * coordinator or a proxy cannot make the client hold more than it expected. The caller checks
+   * the hash.
+   */
+  async getBlob(sha256: string, size?: number): Promise<Buffer> {
+    const options = { timeoutMs: this.blobTimeoutMs(size ?? 0) };
     const response = await this.request('GET', `/blobs/${sha256}`, options);
-    return Buffer.from(await this.readBody(() => response.arrayBuffer(), options));
+    if (size === undefined)
+      return Buffer.from(await this.readBody(() => response.arrayBuffer(), options));
+    return this.readBody(() => readExactly(response, size, sha256), options);
   }
 
   // ---- compile sessions and the shared cache -------------------------------------------------
@@ -273,6 +284,23 @@ export class ApiClient {
 
   putToolchain(id: string, body: PutToolchainRequest): Promise<ToolchainView> {
     return this.json('PUT', `/toolchains/${id}`, { body });
+  }
+
+  /** A registered toolchain; NOT_FOUND when the coordinator has none with that id. */
+  getToolchain(id: string): Promise<ToolchainView> {
+    return this.json('GET', `/toolchains/${id}`);
+  }
+
+  /**
+   * Runs one compile on an agent of the session's pool and waits for its end (or for its
+   * `not-started`): `timeoutMs` must cover the queue wait and the compile.
+   */
+  submitCompileJob(
+    buildId: number,
+    body: CompileJobRequest,
+    timeoutMs: number,
+  ): Promise<CompileJobView> {
+    return this.json('POST', `/compile-sessions/${buildId}/jobs`, { body, timeoutMs });
   }
 
   // ---- builds ---------------------------------------------------------------------------------
@@ -791,4 +819,32 @@ export function describeCause(err: unknown): string {
     current = current.cause;
   }
   return String(current);
+}
+
+/** The body of a blob answer, which must be exactly `size` bytes; reading stops past it. */
+async function readExactly(response: Response, size: number, sha256: string): Promise<Buffer> {
+  const wrongSize = (got: string): MusterError =>
+    new MusterError(
+      'BLOB_HASH_MISMATCH',
+      `the coordinator's blob ${sha256} is not the ${size} bytes expected (${got})`,
+      { sha256, size },
+    );
+  const declared = response.headers.get('content-length');
+  if (declared !== null && Number(declared) !== size) {
+    // eslint-disable-next-line no-restricted-syntax -- refused already: a failed cancel changes nothing
+    await response.body?.cancel().catch(() => undefined);
+    throw wrongSize(`it says ${declared}`);
+  }
+  const data = Buffer.alloc(size);
+  let got = 0;
+  if (response.body !== null) {
+    // Leaving the loop early (the throw) cancels the stream: nothing more is read.
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      if (got + chunk.byteLength > size) throw wrongSize('it sent more');
+      data.set(chunk, got);
+      got += chunk.byteLength;
+    }
+  }
+  if (got !== size) throw wrongSize(`it sent ${got}`);
+  return data;
 }

@@ -18,12 +18,16 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { readBootId } from '../common/boot-id.js';
+import type { CompileSessionView } from '../api/views/compile.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { formatPoolHint, formatSummary, poolHint, type BuildCounts } from './cc/build-summary.js';
 import { userCacheDir } from './cc/cache-dir.js';
 import { CoordinatorCache } from './cc/coordinator-cache.js';
+import { CoordinatorGuard } from './cc/coordinator-guard.js';
+import { CoordinatorJobs } from './cc/coordinator-jobs.js';
 import { installedLauncherPaths, launchEnvironment } from './cc/launch-env.js';
+import { isPlacement, PLACEMENT_ENV, type Placement } from './cc/placement.js';
 import { CompileService } from './cc/service.js';
 import { SessionRecorder } from './cc/session-recorder.js';
 import { FALLBACK_LOG_NAME } from './cc/shim-protocol.js';
@@ -32,6 +36,9 @@ import { printJson } from './print-json.js';
 
 interface BuildOptions {
   json?: boolean;
+  placement?: string;
+  /** false with --no-cache. */
+  cache: boolean;
 }
 
 /** A fallback reason for every compile when there is no coordinator (stats, records). */
@@ -49,6 +56,11 @@ export function registerBuildCommand(program: Command): void {
       '--json',
       "print the jobs' summary as JSON on stdout at the end (the command's own stdout goes to stderr)",
     )
+    .option(
+      '--placement <where>',
+      `where compiles that miss the cache run: auto (here while this machine has a free core, else on agents of other machines), local, or remote (every compile that can) (default: $${PLACEMENT_ENV} or auto)`,
+    )
+    .option('--no-cache', 'neither look compiles up in the caches nor keep their results')
     .passThroughOptions()
     .action(async (command: string[], opts: BuildOptions) => {
       process.exitCode = await runBuild(command, opts);
@@ -58,6 +70,7 @@ export function registerBuildCommand(program: Command): void {
 interface Session {
   client: ApiClient;
   buildId: number;
+  capacity: CompileSessionView['capacity'];
 }
 
 /** Opens the compile session; undefined (and why) when there is no coordinator to open it on. */
@@ -76,7 +89,7 @@ async function openSession(line: string, say: (text: string) => void): Promise<S
       SESSION_TIMEOUT_MS,
     );
     say(formatPoolHint(poolHint(session.capacity, availableParallelism()), session.buildId));
-    return { client, buildId: session.buildId };
+    return { client, buildId: session.buildId, capacity: session.capacity };
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
   }
@@ -92,7 +105,20 @@ function countsOf(stats: Readonly<CompileStats>, shimFallbacks: number): BuildCo
     cacheMisses: stats.cacheMisses,
     fallbacks: stats.fallbacks,
     errors: stats.errors,
+    reruns: stats.reruns,
+    fallbackReasons: { ...stats.fallbackReasons },
   };
+}
+
+/** --placement, else $MUSTER_CC_PLACEMENT, else auto. */
+function placementOf(given: string | undefined): Placement {
+  const text = given ?? process.env[PLACEMENT_ENV];
+  if (text === undefined || text === '') return 'auto';
+  if (isPlacement(text)) return text;
+  throw new MusterError(
+    'VALIDATION_FAILED',
+    `${given === undefined ? PLACEMENT_ENV : '--placement'} must be auto, local or remote, not ${JSON.stringify(text)}`,
+  );
 }
 
 async function runBuild(command: string[], opts: BuildOptions): Promise<number> {
@@ -102,6 +128,7 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
       'VALIDATION_FAILED',
       'give the command to run after --, e.g. muster build -- make -j4',
     );
+  const placement = placementOf(opts.placement);
   const started = Date.now();
   const say = (text: string): void => void process.stderr.write(text);
   const session = await openSession(command.join(' '), say);
@@ -117,17 +144,26 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
   const paths = installedLauncherPaths();
   const dir = await mkdtemp(join(tmpdir(), 'muster-build-'));
   const socket = join(dir, 'cc.sock');
+  // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike.
+  const guard = new CoordinatorGuard();
   const service = new CompileService({
     cacheDir: userCacheDir(process.env),
     masqueradeDir: paths.masquerade,
     shimPath: paths.launcher,
+    placement,
+    noCache: !opts.cache,
     // The results go to the coordinator before this build returns (a slow one gets a minute).
     backgroundMs: 60_000,
     log: pino({ level: process.env['MUSTER_CC_LOG'] ?? 'warn' }, pino.destination(2)),
     ...(online === undefined
       ? { offlineReason: NO_COORDINATOR }
       : {
-          sharedCache: new CoordinatorCache(online.client, () => online.buildId),
+          sharedCache: new CoordinatorCache(online.client, () => online.buildId, guard),
+          remote: new CoordinatorJobs(
+            online.client,
+            () => Promise.resolve({ buildId: online.buildId, capacity: online.capacity }),
+            guard,
+          ),
           ...(recorder === undefined ? {} : { recorder }),
         }),
   });

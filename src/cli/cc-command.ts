@@ -23,11 +23,14 @@ import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
 import { CoordinatorCache } from './cc/coordinator-cache.js';
+import { CoordinatorGuard } from './cc/coordinator-guard.js';
+import { CoordinatorJobs } from './cc/coordinator-jobs.js';
 import { compilerEnvironment, resolveCompiler } from './cc/compiler-path.js';
 import { explain, explainRecord } from './cc/explain.js';
 import { watchIdle } from './cc/idle-exit.js';
 import { CompileService } from './cc/service.js';
 import { installedLauncherPaths } from './cc/launch-env.js';
+import { isPlacement, PLACEMENT_ENV } from './cc/placement.js';
 import { MASQUERADE_ENV, SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
 import { prepareSocketDir, socketAnswers } from './cc/socket-path.js';
 import { formatStats, readStats, zeroStats } from './cc/stats.js';
@@ -132,6 +135,7 @@ function shimPath(): string {
  */
 async function coordinatorPorts(log: Logger): Promise<{
   sharedCache?: CoordinatorCache;
+  remote?: CoordinatorJobs;
   recorder?: WorkingSessions;
 }> {
   let client: ApiClient;
@@ -143,7 +147,12 @@ async function coordinatorPorts(log: Logger): Promise<{
   }
   const warn = (text: string): void => log.warn(text.trim());
   const recorder = new WorkingSessions(client, { warn, bootId: await readBootId(), cwd: '/' });
-  return { recorder, sharedCache: new CoordinatorCache(client, () => recorder.buildId) };
+  const guard = new CoordinatorGuard();
+  return {
+    recorder,
+    sharedCache: new CoordinatorCache(client, () => recorder.buildId, guard),
+    remote: new CoordinatorJobs(client, () => recorder.current(), guard),
+  };
 }
 
 async function serve(socket: string, cacheDir: string, idleMs: number): Promise<void> {
@@ -152,7 +161,16 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     pino.destination(2),
   );
   const ports = await coordinatorPorts(log);
-  const service = new CompileService({ cacheDir, log, shimPath: shimPath(), ...ports });
+  // A compile's own MUSTER_CC_PLACEMENT wins: `MUSTER_CC_PLACEMENT=remote make` needs no restart.
+  const own = process.env[PLACEMENT_ENV];
+  const service = new CompileService({
+    cacheDir,
+    log,
+    shimPath: shimPath(),
+    placement: isPlacement(own) ? own : 'auto',
+    placementFromEnv: true,
+    ...ports,
+  });
   const stop = async (): Promise<void> => {
     await service.stop();
     await ports.recorder?.close();

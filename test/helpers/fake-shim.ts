@@ -1,7 +1,7 @@
 /**
  * A stand-in for the native shim (native/muster-cc.c) in TypeScript, for the compile service's
  * tests: it speaks src/cli/cc/shim-protocol.ts exactly (hello; then exec → runs the program and
- * is done; run/cpp → runs it capturing stderr, answers ran; exit → done), with child_process
+ * is done; run/cpp → runs it capturing stderr (shown for run only), answers ran; exit → done), with child_process
  * where the real one uses posix_spawn/execve. Every wait is bounded.
  */
 import { spawn } from 'node:child_process';
@@ -19,7 +19,7 @@ export interface ShimOutcome {
   /** How it ended: the service said exit, or exec (the program ran), or the connection closed. */
   readonly how: 'exit' | 'exec' | 'closed';
   readonly code: number | null;
-  /** What the shim would have written to its fd 2 (runs' stderr teed, then exit's). */
+  /** What the shim would have written to its fd 2 (runs' stderr teed — not cpp's —, then exit's). */
   readonly stderr: Buffer;
   /** The messages the service sent, in order (type and, for run/exec, argv). */
   readonly messages: { type: string; argv?: string[]; env?: string[]; path?: string }[];
@@ -149,7 +149,8 @@ export async function fakeShim(options: FakeShimOptions): Promise<ShimOutcome> {
       }
       if (type === 'run' || type === 'cpp') {
         const ran = await runProgram(path ?? '', argv ?? [], env, options.cwd, timeoutMs);
-        stderr.push(ran.stderr);
+        // A cpp pass's stderr is only reported to the service, never shown (as the shim does).
+        if (type === 'run') stderr.push(ran.stderr);
         socket.write(
           encodeJsonFrame({
             type: 'ran',

@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import {
   symlinkSync,
   mkdirSync,
@@ -23,14 +22,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { encodeJsonFrame } from '../../src/protocol/framing.js';
-import type { CompileRecord } from '../../src/api/requests-types.js';
 import type { CacheLookupView } from '../../src/api/views/compile.js';
 import { explain } from '../../src/cli/cc/explain.js';
-import type { JobRecorder, NewCompileResult, SharedCache } from '../../src/cli/cc/ports.js';
+import type { NewCompileResult, SharedCache } from '../../src/cli/cc/ports.js';
 import { watchIdle } from '../../src/cli/cc/idle-exit.js';
 import { CompileService } from '../../src/cli/cc/service.js';
 import { readStats } from '../../src/cli/cc/stats.js';
 import { requireGcc } from '../helpers/gcc.js';
+import { FakeRecorder, InMemorySharedCache } from '../helpers/cc-fakes.js';
 import { fakeShim, sendRaw } from '../helpers/fake-shim.js';
 
 const log = pino({ level: 'silent' });
@@ -40,14 +39,6 @@ const hourAhead = {
   now: () => (BigInt(Date.now()) + 3_600_000n) * 1_000_000n,
   maxEntries: 10_000,
 };
-
-class FakeRecorder implements JobRecorder {
-  readonly records: CompileRecord[] = [];
-  record(r: CompileRecord): void {
-    this.records.push(r);
-  }
-  async close(): Promise<void> {}
-}
 
 class FakeSharedCache implements SharedCache {
   readonly lookups: { direct?: string }[] = [];
@@ -64,52 +55,6 @@ class FakeSharedCache implements SharedCache {
   async store(result: NewCompileResult): Promise<void> {
     if (this.failing) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
     this.stored.push(result);
-  }
-}
-
-/** A shared cache that keeps what is stored, in memory, and serves it as the coordinator would. */
-class InMemorySharedCache implements SharedCache {
-  readonly blobs = new Map<string, Buffer>();
-  readonly entries = new Map<string, CacheLookupView['entries'][number]>();
-  readonly manifests = new Map<string, CacheLookupView['manifest']>();
-  fetched = 0;
-  async lookup(request: { direct?: string }): Promise<CacheLookupView> {
-    const manifest = this.manifests.get(request.direct ?? '') ?? [];
-    const entries = manifest.flatMap((l) => {
-      const e = this.entries.get(l.entry);
-      return e === undefined ? [] : [e];
-    });
-    return { manifest, entries };
-  }
-  async fetchBlob(sha256: string): Promise<Buffer> {
-    this.fetched++;
-    const blob = this.blobs.get(sha256);
-    if (blob === undefined) throw new Error('no such blob');
-    return blob;
-  }
-  async store(result: NewCompileResult): Promise<void> {
-    const put = (data: Buffer): { sha256: string; size: number } => {
-      const sha256 = createHash('sha256').update(data).digest('hex');
-      this.blobs.set(sha256, data);
-      return { sha256, size: data.length };
-    };
-    this.entries.set(result.key, {
-      key: result.key,
-      kind: 'compile',
-      outputs: result.outputs.map((o) => ({ name: o.name, mode: o.mode, ...put(o.data) })),
-      stderr: result.stderr.length === 0 ? null : put(result.stderr),
-      exitCode: 0,
-      toolchain: result.toolchain.id,
-      source: 'client',
-      createdAt: new Date().toISOString(),
-    });
-    if (result.manifest !== undefined) {
-      const lines = this.manifests.get(result.manifest.direct) ?? [];
-      this.manifests.set(result.manifest.direct, [
-        { includes: result.manifest.includes, entry: result.key },
-        ...lines,
-      ]);
-    }
   }
 }
 

@@ -118,4 +118,34 @@ describe('working sessions of the per-user compile service', () => {
     sessions.record(record(4));
     assert.deepEqual(fake.opened, [1], 'nothing opens after close');
   });
+
+  it('opens the session a remote job needs, once, and counts its remote jobs', async () => {
+    let down = false;
+    const fake = fakeApi({ down: () => down });
+    const sessions = new WorkingSessions(fake.api, { idleMs: 60_000, flushMs: 5, retryMs: 60_000 });
+    const [a, b] = await Promise.all([sessions.current(), sessions.current()]);
+    assert.deepEqual(a, { buildId: 1, capacity: { agents: [] } });
+    assert.deepEqual(b, a);
+    assert.deepEqual(fake.opened, [1]);
+    sessions.noteRemote();
+    sessions.record(record(1));
+    await sessions.close();
+    assert.deepEqual(fake.closed.get(1)?.summary, {
+      jobs: 2,
+      remote: 1,
+      local: 1,
+      cacheHits: 0,
+      fallbacks: 0,
+    });
+    assert.equal(await sessions.current(), null, 'none after close');
+
+    // A coordinator that cannot open one: null, and not asked again for a while.
+    down = true;
+    const later = new WorkingSessions(fake.api, { idleMs: 60_000, retryMs: 60_000 });
+    assert.equal(await later.current(), null);
+    down = false;
+    assert.equal(await later.current(), null);
+    assert.deepEqual(fake.opened, [1]);
+    await later.close();
+  });
 });

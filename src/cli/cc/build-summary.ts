@@ -1,7 +1,8 @@
 /**
  * What `muster build` says about the pool before the command and about the jobs after it
  * (docs/compile.md): a hint for `-j` (the job count stays the user's), and one summary line —
- * `muster: 34 jobs (34 compiles): 0 remote, 34 local, 0 from cache, 0 fallbacks; 6.1 s — build 123`.
+ * `muster: 34 jobs (34 compiles): 12 remote, 22 local, 0 from cache, 1 fallback (agent-lost 1),
+ * 1 re-run here; 6.1 s — build 123` (the re-runs only when there are some).
  */
 import { formatDuration, plural } from '../../api/format.js';
 import type { CompileSessionView } from '../../api/views/compile.js';
@@ -17,6 +18,10 @@ export interface BuildCounts {
   cacheMisses: number;
   fallbacks: number;
   errors: number;
+  /** Remote results replaced by a compile here (the compiler failed or printed something). */
+  reruns: number;
+  /** Why the fallbacks fell back (`agent-lost`, `no-agent-slot`, …). */
+  fallbackReasons: Record<string, number>;
 }
 
 export interface PoolHint {
@@ -47,7 +52,20 @@ export function formatPoolHint(hint: PoolHint, buildId: number): string {
     parts.push(
       `${plural(hint.sameMachineSlots, 'agent slot')} on this machine (sharing its cores)`,
     );
-  return `muster: build ${buildId}; ${parts.join(', ')}: make -j${hint.jobs} keeps them busy\n`;
+  const shared =
+    hint.remoteSlots === 0 && hint.sameMachineSlots > 0
+      ? "; every agent shares this machine's cores, so placement auto compiles here"
+      : '';
+  return `muster: build ${buildId}; ${parts.join(', ')}: make -j${hint.jobs} keeps them busy${shared}\n`;
+}
+
+/** `agent-lost 2, no-agent-slot 1`: the most frequent first. */
+function reasonList(reasons: Record<string, number>): string {
+  return Object.entries(reasons)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .map(([reason, n]) => `${reason} ${n}`)
+    .join(', ');
 }
 
 export function formatSummary(
@@ -57,10 +75,17 @@ export function formatSummary(
   note?: string,
 ): string {
   const build = buildId === undefined ? '' : ` — build ${buildId}`;
-  const why = note === undefined ? '' : ` (${note})`;
+  const reasons = reasonList(counts.fallbackReasons);
+  const why =
+    note !== undefined
+      ? ` (${note})`
+      : counts.fallbacks > 0 && reasons !== ''
+        ? ` (${reasons})`
+        : '';
+  const reruns = counts.reruns > 0 ? `, ${counts.reruns} re-run here` : '';
   return (
     `muster: ${plural(counts.jobs, 'job')} (${plural(counts.compiles, 'compile')}): ` +
     `${counts.remote} remote, ${counts.local} local, ${counts.cacheHits} from cache, ` +
-    `${plural(counts.fallbacks, 'fallback')}${why}; ${formatDuration(elapsedMs)}${build}\n`
+    `${plural(counts.fallbacks, 'fallback')}${why}${reruns}; ${formatDuration(elapsedMs)}${build}\n`
   );
 }

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import type { IncludeDifference } from './cache-key.js';
 import type { JobContext } from './job-context.js';
-import { sha256, type LocalEntry, type ManifestLine } from './local-tier.js';
+import type { LocalEntry, ManifestLine } from './local-tier.js';
 
 export interface CacheHit {
   readonly entry: LocalEntry;
@@ -108,14 +108,6 @@ export async function lookupDirect(
   return { miss: { manifestLines: lines.length, mismatch, sharedFailed } };
 }
 
-async function fetchChecked(ctx: JobContext, hash: string, size: number): Promise<Buffer> {
-  const data = await ctx.sharedCache!.fetchBlob(hash, size);
-  if (data.length !== size || sha256(data) !== hash) {
-    throw new Error(`the shared cache's blob ${hash} does not match its hash`);
-  }
-  return data;
-}
-
 async function sharedHit(
   ctx: JobContext,
   direct: string,
@@ -132,14 +124,14 @@ async function sharedHit(
     const local: LocalEntry['outputs'] = [];
     for (const o of entry.outputs) {
       if (o.name !== 'object' && o.name !== 'depfile') return null;
-      const data = await fetchChecked(ctx, o.sha256, o.size);
+      const data = await ctx.sharedCache!.fetchBlob(o.sha256, o.size);
       outputs.set(o.name, data);
       await ctx.tier.putBlob(data);
       local.push({ name: o.name, sha256: o.sha256, size: o.size, mode: o.mode & 0o777 });
     }
     let stderr: Buffer = Buffer.alloc(0);
     if (entry.stderr !== null) {
-      stderr = await fetchChecked(ctx, entry.stderr.sha256, entry.stderr.size);
+      stderr = await ctx.sharedCache!.fetchBlob(entry.stderr.sha256, entry.stderr.size);
       await ctx.tier.putBlob(stderr);
     }
     if (local.length === 0 || local.length > 2) return null;

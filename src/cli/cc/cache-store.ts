@@ -29,25 +29,38 @@ export interface StoreRequest {
   readonly toolchain: ToolchainInfo;
   /** Where SUNPRO_DEPENDENCIES made gcc write the dependency list, when the user asked none. */
   readonly depsFile: string | null;
+  /**
+   * The files the compile read besides its source, when known without a dependency list (a
+   * remote compile's: the line markers of its directives-only text).
+   */
+  readonly headers?: readonly string[];
   readonly stderr: Buffer;
   /** `0666 & ~umask`. */
   readonly mode: number;
 }
 
-/** Why the result cannot be kept (empty: it was kept). */
-export async function storeResult(ctx: JobContext, req: StoreRequest): Promise<string[]> {
+/** The compile's dependency list (the user's depfile, or SUNPRO_DEPENDENCIES'), or why none. */
+async function dependencyList(req: StoreRequest): Promise<readonly string[] | string> {
   const { job, cwd } = req;
   const listFile = req.depsFile ?? (job.depfile === null ? null : resolve(cwd, job.depfile.path));
-  if (listFile === null) return ['no dependency list'];
+  if (listFile === null) return 'no dependency list';
   let listText: string;
   try {
     listText = await readFile(listFile, 'utf8');
   } catch {
-    return ['the dependency list was not written'];
+    return 'the dependency list was not written';
   }
   const parsed = parseDepfile(listText);
-  if (!parsed.ok) return [`the dependency list is unreadable (line ${parsed.line})`];
-  const headers = prerequisitesOf(parsed.rules).filter((p) => p !== job.source);
+  if (!parsed.ok) return `the dependency list is unreadable (line ${parsed.line})`;
+  return prerequisitesOf(parsed.rules);
+}
+
+/** Why the result cannot be kept (empty: it was kept). */
+export async function storeResult(ctx: JobContext, req: StoreRequest): Promise<string[]> {
+  const { job, cwd } = req;
+  const listed = req.headers ?? (await dependencyList(req));
+  if (typeof listed === 'string') return [listed];
+  const headers = listed.filter((p) => p !== job.source);
 
   const reasons: string[] = [];
   const timeFixed = req.env['SOURCE_DATE_EPOCH'] !== undefined;

@@ -22,9 +22,19 @@ import { lookupDirect, type CacheHit } from './cache-lookup.js';
 import { storeResult } from './cache-store.js';
 import { classify, type Compile } from './classify.js';
 import { compilerEnvironment, invocationOf } from './compiler-path.js';
+import { includedFiles } from './directives.js';
 import type { ExplainRecord } from './explain.js';
-import type { JobContext, ShimExchange } from './job-context.js';
+import type { CompileCall, JobContext, ShimExchange } from './job-context.js';
 import { outputMode, writeOutput } from './output-files.js';
+import {
+  chooseRemote,
+  isPlacement,
+  localCoresBusy,
+  maxQueueMsFor,
+  PLACEMENT_ENV,
+} from './placement.js';
+import { compileRemotely, type RemoteOutcome } from './remote-compile.js';
+import { remoteJob } from './remote-job.js';
 import { MAX_RESPONSE_BYTES } from './response-files.js';
 import {
   environFromList,
@@ -132,18 +142,6 @@ export async function answerHello(
   return compile(ctx, x, { job, compiler: invocation.compiler, path, argv, env, childEnv });
 }
 
-interface CompileCall {
-  readonly job: Compile;
-  /** As the user named it. */
-  readonly compiler: string;
-  readonly path: string;
-  readonly argv: readonly string[];
-  /** The shim's environment (what the key reads). */
-  readonly env: Record<string, string>;
-  /** The compiler's. */
-  readonly childEnv: Record<string, string>;
-}
-
 async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Promise<ExitMessage> {
   const { job, env, childEnv } = call;
   const { hello } = x;
@@ -152,7 +150,9 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   const label = [call.compiler, ...call.argv.slice(1)].join(' ').slice(0, MAX_LABEL);
   ctx.stats.add('compiles');
 
-  const { reasons, toolchain, lookup } = await directKey(ctx, call, hello);
+  const { reasons, toolchain, lookup } = ctx.noCache
+    ? { reasons: ['caching is off (--no-cache)'], toolchain: null, lookup: null }
+    : await directKey(ctx, call, hello);
 
   const explainBase = {
     cwd,
@@ -163,11 +163,13 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
     inputs: lookup?.inputs ?? null,
   };
   const finish = (
-    record: Omit<CompileRecord, 'label' | 'startedAt' | 'durationMs'>,
+    record: Omit<CompileRecord, 'label' | 'startedAt' | 'durationMs'> | null,
     explain: Pick<ExplainRecord, 'outcome' | 'tier' | 'reasons' | 'manifestLines' | 'mismatch'>,
   ): void => {
     try {
-      ctx.recorder?.record({ label, startedAt, durationMs: Date.now() - startedAt, ...record });
+      if (record === null) ctx.recorder?.noteRemote?.();
+      else
+        ctx.recorder?.record({ label, startedAt, durationMs: Date.now() - startedAt, ...record });
     } catch (err) {
       ctx.log.warn({ err }, 'muster cc: recording a job failed');
     }
@@ -196,7 +198,6 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
       );
       return exit(0, found.hit.stderr);
     }
-    ctx.stats.add('cacheMisses');
     if ('miss' in found) {
       manifestLines = found.miss.manifestLines;
       mismatch = found.miss.mismatch;
@@ -206,17 +207,66 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
       }
     }
   }
+  const missed = (): void => {
+    if (lookup !== null) ctx.stats.add('cacheMisses');
+  };
 
   if (fallback === undefined && ctx.offlineReason !== undefined) {
     fallback = ctx.offlineReason;
     ctx.stats.fallback(fallback);
   }
 
+  // An agent, when placement says so (never before the direct lookup: a hit stays cheap).
+  let settles: { job?: string } = {};
+  let hereReason: string | undefined;
+  if (fallback === undefined && job.localReasons.length === 0) {
+    const outcome = await placeRemotely(ctx, x, call, toolchain, label);
+    if (outcome.kind !== 'here') {
+      const kept = await keepRemoteResult(ctx, call, cwd, lookup, toolchain, outcome, hello.umask);
+      if (outcome.kind === 'hit') {
+        ctx.stats.add('cacheHits');
+        finish(
+          { placement: 'cache', cache: 'hit', exitCode: 0 },
+          { outcome: 'hit', tier: 'shared', reasons: kept, manifestLines, mismatch },
+        );
+      } else {
+        missed();
+        ctx.stats.add('remote');
+        const notKept = lookup === null ? (ctx.noCache ? [] : reasons) : kept;
+        if (notKept.length > 0) ctx.stats.add('uncacheable');
+        finish(null, {
+          outcome: lookup === null || kept.length > 0 ? 'uncacheable' : 'miss',
+          tier: null,
+          reasons: [...reasons, ...kept, `compiled on an agent (${outcome.task})`],
+          manifestLines,
+          mismatch,
+        });
+      }
+      return exit(0);
+    }
+    if (outcome.job !== undefined) settles = { job: outcome.job };
+    if (outcome.rerun === true) {
+      ctx.stats.add('reruns');
+      hereReason = 'rerun';
+    } else if (outcome.fallback !== undefined) {
+      fallback = outcome.fallback;
+      ctx.stats.fallback(fallback);
+      hereReason = 'fallback';
+    } else hereReason = outcome.reason;
+  }
+  missed();
+
   // Compile here.
   ctx.stats.add('local');
-  for (const reason of job.localReasons.length > 0 ? job.localReasons : ['placement-local']) {
-    ctx.stats.localReason(reason);
-  }
+  const localReasons =
+    job.localReasons.length > 0 ? job.localReasons : [hereReason ?? 'placement-local'];
+  for (const reason of localReasons) ctx.stats.localReason(reason);
+  const recordBase = {
+    placement: 'local' as const,
+    cache: lookup === null ? ('off' as const) : ('miss' as const),
+    ...(fallback === undefined ? {} : { fallback }),
+    ...settles,
+  };
   let depsFile: string | null = null;
   const runEnv = { ...childEnv };
   // gcc reads SUNPRO_DEPENDENCIES as "file target", split at the first space.
@@ -225,22 +275,20 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
     // gcc writes a full `-M` list there and the command line stays the user's (§4).
     runEnv['SUNPRO_DEPENDENCIES'] = `${depsFile} ${job.output}`;
   }
+  ctx.localSlots.running++;
   try {
-    const ran = await x.run({
-      path: call.path,
-      argv: [...call.argv, ...colourArgs(job, hello.stderrTty, env)],
-      env: environToList(runEnv),
-    });
+    const ran = await x
+      .run({
+        path: call.path,
+        argv: [...call.argv, ...colourArgs(job, hello.stderrTty, env)],
+        env: environToList(runEnv),
+      })
+      .finally(() => ctx.localSlots.running--);
     const code = ran.exitCode ?? 128 + (ran.signal ?? 0);
     if (code !== 0) {
       ctx.stats.add('errors');
       finish(
-        {
-          placement: 'local',
-          cache: lookup === null ? 'off' : 'miss',
-          exitCode: ran.exitCode,
-          ...(fallback === undefined ? {} : { fallback }),
-        },
+        { ...recordBase, exitCode: ran.exitCode },
         { outcome: 'failed', tier: null, reasons: [`exit code ${code}`], manifestLines, mismatch },
       );
       return exit(code);
@@ -266,18 +314,17 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
       });
       reasons.push(...notKept);
     }
-    if (reasons.length > 0) ctx.stats.add('uncacheable');
+    if (reasons.length > 0 && !ctx.noCache) ctx.stats.add('uncacheable');
     finish(
-      {
-        placement: 'local',
-        cache: lookup === null ? 'off' : 'miss',
-        exitCode: 0,
-        ...(fallback === undefined ? {} : { fallback }),
-      },
+      { ...recordBase, exitCode: 0 },
       {
         outcome: lookup === null || reasons.length > 0 ? 'uncacheable' : 'miss',
         tier: null,
-        reasons: [...reasons, ...job.localReasons.map((r) => `runs here: ${r}`)],
+        reasons: [
+          ...reasons,
+          ...localReasons.map((r) => `runs here: ${r}`),
+          ...(fallback === undefined ? [] : [`fallback: ${fallback}`]),
+        ],
         manifestLines,
         mismatch,
       },
@@ -286,6 +333,86 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   } finally {
     if (depsFile !== null) await rm(depsFile, { force: true });
   }
+}
+
+/**
+ * Runs the compile on an agent when placement says so and it can (design §0.3, §2); otherwise
+ * (or when that fails) says why it runs here. Only called for compiles with no local reasons.
+ */
+async function placeRemotely(
+  ctx: JobContext,
+  x: ShimExchange,
+  call: CompileCall,
+  known: ToolchainInfo | null,
+  label: string,
+): Promise<RemoteOutcome> {
+  const own = call.env[PLACEMENT_ENV];
+  const placement = ctx.placementFromEnv && isPlacement(own) ? own : ctx.placement;
+  const remote = ctx.remote;
+  if (remote === undefined || placement === 'local')
+    return { kind: 'here', reason: 'placement-local' };
+  if (placement === 'auto' && !localCoresBusy(ctx.localSlots.running, ctx.localSlots.cores))
+    return { kind: 'here', reason: 'local-core-free' };
+  let session;
+  try {
+    session = await remote.session();
+  } catch (err) {
+    ctx.log.warn({ err }, 'muster cc: no compile session for remote jobs');
+    session = null;
+  }
+  const choice = chooseRemote(placement, session?.capacity ?? null);
+  if (!choice.remote || session === null) {
+    return { kind: 'here', reason: choice.remote ? 'no-session' : choice.reason };
+  }
+  const info = known ?? (await ctx.toolchains.of(call.path, call.childEnv['PATH'] ?? ''));
+  if (info === null) return { kind: 'here', reason: 'unknown-toolchain' };
+  if (info.toolchain === null) return { kind: 'here', fallback: 'toolchain-unshippable' };
+  const layout = remoteJob(call.job, info.toolchain, x.hello.cwd, call.env);
+  if (layout === null) return { kind: 'here', reason: 'path-shape' };
+  return compileRemotely(ctx, x, {
+    call,
+    toolchain: info.toolchain,
+    layout,
+    session,
+    remote,
+    label,
+    cwd: x.hello.cwd,
+    maxQueueMs: ctx.maxQueueMs ?? maxQueueMsFor(placement),
+    mode: outputMode(x.hello.umask),
+  });
+}
+
+/**
+ * A result obtained through the remote path (an agent's, or the shared cache's by its
+ * preprocessor key) kept under the direct key as a local compile's is — its headers are the
+ * files the text's line markers name — so the next build finds it without preprocessing.
+ * Returns why it was not kept (empty: kept, or nothing to keep without a direct key).
+ */
+async function keepRemoteResult(
+  ctx: JobContext,
+  call: CompileCall,
+  cwd: string,
+  lookup: Lookup | null,
+  toolchain: ToolchainInfo | null,
+  outcome: Extract<RemoteOutcome, { kind: 'remote' | 'hit' }>,
+  umask: number,
+): Promise<string[]> {
+  if (lookup === null || toolchain === null) return [];
+  return storeResult(ctx, {
+    job: call.job,
+    cwd,
+    env: call.env,
+    direct: lookup.direct,
+    sourceSha256: lookup.sourceSha256,
+    toolchain,
+    depsFile: null,
+    headers: includedFiles(outcome.text.text, outcome.text.mainFile).map((f) => f.path),
+    stderr: Buffer.alloc(0),
+    mode: outputMode(umask),
+  }).catch((err: unknown) => {
+    ctx.log.warn({ err }, 'muster cc: keeping a result in the cache failed');
+    return ['the cache could not keep it'];
+  });
 }
 
 /**

@@ -1,13 +1,16 @@
 /**
  * The shared cache on the coordinator (ports.ts `SharedCache`) over the CLI's API client: lookups
- * in one round trip, blobs fetched and checked against their hash and size (a coordinator or a
- * proxy that answers other bytes is a miss, never a wrong object), stores that upload only the
- * blobs the coordinator lacks and then write the entry and its manifest line.
+ * in one round trip, their answers checked, blobs fetched and checked against their hash and
+ * size (a coordinator or a proxy that answers other bytes is a miss, never a wrong object),
+ * stores that upload only the blobs the coordinator lacks and then write the entry and its
+ * manifest line.
  */
 import { createHash } from 'node:crypto';
 import type { ApiClient } from '../api-client.js';
 import type { CacheLookupView } from '../../api/views/compile.js';
 import { MusterError } from '../../protocol/errors.js';
+import { cacheLookupAnswer, checkAnswer } from './coordinator-answers.js';
+import { CoordinatorGuard } from './coordinator-guard.js';
 import type { NewCompileResult, SharedCache } from './ports.js';
 
 type CacheApi = Pick<
@@ -16,12 +19,27 @@ type CacheApi = Pick<
 >;
 
 const LOOKUP_TIMEOUT_MS = 5_000;
-const PAUSE_MS = 30_000;
-/** The codes that say the coordinator did not answer (rather than answering no). */
-const NO_ANSWER = new Set(['UNREACHABLE', 'CONNECTION_CLOSED', 'REQUEST_TIMEOUT']);
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * The one checked blob fetch of the compile service: the API client stops reading past `size`,
+ * and the bytes must hash to `hash`.
+ */
+export async function fetchCheckedBlob(
+  api: Pick<ApiClient, 'getBlob'>,
+  hash: string,
+  size: number,
+): Promise<Buffer> {
+  const data = await api.getBlob(hash, size);
+  if (data.length !== size || sha256(data) !== hash)
+    throw new MusterError(
+      'BLOB_HASH_MISMATCH',
+      `the coordinator's blob ${hash} has other content (${data.length} bytes, ${size} expected)`,
+    );
+  return data;
 }
 
 export class CoordinatorCache implements SharedCache {
@@ -29,39 +47,26 @@ export class CoordinatorCache implements SharedCache {
     private readonly api: CacheApi,
     /** The compile session the results are made in, if any. */
     private readonly buildId?: () => number | undefined,
+    /** Shared with the other ports to the same coordinator. */
+    private readonly guard: CoordinatorGuard = new CoordinatorGuard(),
   ) {}
 
-  private pausedUntil = 0;
-
-  /** Fails at once while paused; a failure that means "no answer" starts a pause. */
-  private async guard<T>(work: () => Promise<T>): Promise<T> {
-    if (Date.now() < this.pausedUntil)
-      throw new MusterError('UNREACHABLE', 'the coordinator did not answer a moment ago');
-    try {
-      return await work();
-    } catch (err) {
-      if (err instanceof MusterError && NO_ANSWER.has(err.code))
-        this.pausedUntil = Date.now() + PAUSE_MS;
-      throw err;
-    }
-  }
-
   lookup(request: { direct?: string; keys?: string[] }): Promise<CacheLookupView> {
-    return this.guard(() => this.api.cacheLookup(request, LOOKUP_TIMEOUT_MS));
+    return this.guard.run(async () =>
+      checkAnswer(
+        cacheLookupAnswer,
+        await this.api.cacheLookup(request, LOOKUP_TIMEOUT_MS),
+        'cache lookup answer',
+      ),
+    );
   }
 
-  async fetchBlob(hash: string, size: number): Promise<Buffer> {
-    const data = await this.guard(() => this.api.getBlob(hash, size));
-    if (data.length !== size || sha256(data) !== hash)
-      throw new MusterError(
-        'BLOB_HASH_MISMATCH',
-        `the coordinator's blob ${hash} has other content (${data.length} bytes, ${size} expected)`,
-      );
-    return data;
+  fetchBlob(hash: string, size: number): Promise<Buffer> {
+    return this.guard.run(() => fetchCheckedBlob(this.api, hash, size));
   }
 
   store(result: NewCompileResult): Promise<void> {
-    return this.guard(() => this.upload(result));
+    return this.guard.run(() => this.upload(result));
   }
 
   private async upload(result: NewCompileResult): Promise<void> {

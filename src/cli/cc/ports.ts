@@ -5,7 +5,12 @@
  * that fails throws; the service then counts a fallback and carries on locally.
  */
 import type { CompileRecord, CompileSummary } from '../../api/requests-types.js';
-import type { CacheLookupView } from '../../api/views/compile.js';
+import type {
+  CacheLookupView,
+  CompileJobView,
+  CompileSessionView,
+} from '../../api/views/compile.js';
+import type { CompileJobRequest } from '../api-client.js';
 import type { Toolchain } from './toolchain.js';
 
 /** One output of a compile to store: 'object' or 'depfile'. */
@@ -38,5 +43,30 @@ export interface SharedCache {
 /** The open build that shows this session's jobs (batched by the implementation). */
 export interface JobRecorder {
   record(record: CompileRecord): void;
+  /** A job that ran on an agent (its task is the record): for summaries that count jobs. */
+  noteRemote?(): void;
   close(exitCode: number | null, summary: CompileSummary): Promise<void>;
+}
+
+/** The compile session remote jobs go to, and its pool as the coordinator described it. */
+export interface RemoteSession {
+  readonly buildId: number;
+  readonly capacity: CompileSessionView['capacity'];
+}
+
+/**
+ * Compiles on the session's agents (design §2): the text and the toolchain go up first, then the
+ * job, whose answer is checked by the implementation (coordinator-jobs.ts).
+ */
+export interface RemoteJobs {
+  /** The session jobs go to, opened when needed; null when there is none now. */
+  session(): Promise<RemoteSession | null>;
+  /** Makes sure the coordinator has the toolchain (asked once per id, uploaded when it lacks it). */
+  ensureToolchain(toolchain: Toolchain): Promise<void>;
+  /** Uploads a directives-only text. */
+  putText(sha256: string, data: Buffer): Promise<void>;
+  /** Runs the job; resolves with its answer (a job that did not run is an answer too). */
+  submit(buildId: number, job: CompileJobRequest): Promise<CompileJobView>;
+  /** An object the answer named, checked against its hash and size. */
+  fetchObject(sha256: string, size: number): Promise<Buffer>;
 }

@@ -1,7 +1,8 @@
 /**
  * A compile job as the agent runs it (design §2): the input of the built-in `cc/compile`
- * operation (src/extensions/cc/input.ts, which the CLI may not import: the shape is repeated
- * here) and where the directives-only text and the object go in the task's work dir.
+ * operation (`remoteCompileInput` of the remote job contract, api/requests.ts; the extension
+ * checks it again, src/extensions/cc/input.ts) and where the directives-only text and the object
+ * go in the task's work dir.
  *
  * Only the shape of the paths matters, not the names of the directories: the text sits at the
  * place the command line names it from a working directory as deep as its leading `..` need
@@ -12,28 +13,16 @@
  * `/`, and each of the user's maps of an absolute path into the same under `root/`.
  */
 import { posix } from 'node:path';
+import type { z } from 'zod';
+import { REMOTE_COMPILE_ENV, type remoteCompileInput } from '../../api/requests.js';
 import type { Compile } from './classify.js';
 import { mapDebugPath } from './prefix-maps.js';
 
+/** The input of cc/compile, as the remote job contract (api/requests.ts) has it. */
+export type RemoteCompileInput = z.infer<typeof remoteCompileInput>;
 /** An argument naming a place in the work dir by its absolute path on the agent. */
-export type RemoteArg = string | { workPath: string };
-
-export interface RemoteDebugMap {
-  dir: string;
-  suffix?: string;
-  to: string;
-}
-
-/** The input of cc/compile. */
-export interface RemoteCompileInput {
-  toolchain: string;
-  driver: string;
-  args: RemoteArg[];
-  cwd: string;
-  debugPrefixMaps: RemoteDebugMap[];
-  env: Record<string, string>;
-  outputs: { name: 'object'; path: string }[];
-}
+export type RemoteArg = RemoteCompileInput['args'][number];
+export type RemoteDebugMap = RemoteCompileInput['debugPrefixMaps'][number];
 
 export interface RemoteJob {
   input: RemoteCompileInput;
@@ -42,9 +31,6 @@ export interface RemoteJob {
   /** Where the object is written, relative to the work dir (the task's output). */
   object: string;
 }
-
-/** The client's variables a remote compile takes (cc/compile refuses any other). */
-const CLIENT_ENV = /^(LANG|LC_[A-Z]+|SOURCE_DATE_EPOCH|TZ|GCC_COLORS|GCC_URLS|TERM_URLS)$/;
 
 /** The directory that stands for the client's `/`. */
 const ROOT = 'root';
@@ -123,7 +109,7 @@ export function remoteJob(
 
   const passed: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
-    if (value !== undefined && CLIENT_ENV.test(name)) passed[name] = value;
+    if (value !== undefined && REMOTE_COMPILE_ENV.test(name)) passed[name] = value;
   }
   return {
     input: {

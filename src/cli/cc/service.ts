@@ -1,6 +1,6 @@
 /**
  * The compile service (design §5): the Node end of the native shim, on a Unix socket. It is
- * started by `muster cc --serve` (a per-user daemon) and, later, in-process by `muster build`.
+ * started by `muster cc --serve` (a per-user daemon) and in-process by `muster build`.
  *
  * Lifecycle:
  *
@@ -15,7 +15,7 @@
  */
 import { mkdir, mkdtemp, rm, stat, chmod } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { answerHello, ShimProtocolError } from './compile-job.js';
@@ -25,7 +25,8 @@ import { FileHashes, type FileHashesDeps } from './file-hashes.js';
 import type { JobContext } from './job-context.js';
 import { LocalTier } from './local-tier.js';
 import { withLockFile } from './lock-file.js';
-import type { JobRecorder, SharedCache } from './ports.js';
+import type { Placement } from './placement.js';
+import type { JobRecorder, RemoteJobs, SharedCache } from './ports.js';
 import { ShimConnection, type ByteBudget } from './shim-connection.js';
 import { FALLBACK_LOG_NAME } from './shim-protocol.js';
 import { clearStaleSocket, prepareSocketDir } from './socket-path.js';
@@ -38,9 +39,19 @@ export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'st
 export interface CompileServiceOptions {
   /** The local tier and the stats (`~/.cache/muster/cc`). */
   readonly cacheDir: string;
-  /** Where compiles run: only 'local' for now (remote placement comes with the agents). */
-  readonly placement?: 'local';
+  /** Where compiles that miss the cache run (placement.ts; default auto). */
+  readonly placement?: Placement;
+  /** A compile's own MUSTER_CC_PLACEMENT overrides `placement` (the per-user service). */
+  readonly placementFromEnv?: boolean;
+  /** How long a remote job may wait for an agent slot (default: by placement). */
+  readonly maxQueueMs?: number;
+  /** No cache lookups and no stores (`muster build --no-cache`). */
+  readonly noCache?: boolean;
+  /** This machine's cores, for auto placement (default: availableParallelism()). */
+  readonly localCores?: number;
   readonly sharedCache?: SharedCache;
+  /** Compiles on agents (none: every compile runs here). */
+  readonly remote?: RemoteJobs;
   readonly recorder?: JobRecorder;
   /** No coordinator for this service's life: compiles that miss locally count as fallbacks. */
   readonly offlineReason?: string;
@@ -96,9 +107,6 @@ export class CompileService {
   #context: JobContext | null = null;
 
   constructor(options: CompileServiceOptions) {
-    if ((options.placement ?? 'local') !== 'local') {
-      throw new Error('only local placement is supported');
-    }
     this.#options = options;
     this.#log = options.log;
     this.#budget = { used: 0, max: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes };
@@ -171,6 +179,12 @@ export class CompileService {
       explainLog: new ExplainLog(o.cacheDir),
       sharedCache: o.sharedCache,
       recorder: o.recorder,
+      remote: o.remote,
+      placement: o.placement ?? 'auto',
+      placementFromEnv: o.placementFromEnv ?? false,
+      maxQueueMs: o.maxQueueMs,
+      noCache: o.noCache ?? false,
+      localSlots: { running: 0, cores: o.localCores ?? availableParallelism() },
       offlineReason: o.offlineReason,
       masqueradeDir: o.masqueradeDir,
       shimPath: o.shimPath,

@@ -1,7 +1,7 @@
 /**
  * One shim's connection to the service: frames in, checked, one at a time.
  *
- *   awaiting-hello ──hello──▶ working ──run──▶ awaiting-ran ──ran──▶ working … ──exit/exec──▶ done
+ *   awaiting-hello ──hello──▶ working ──run/cpp──▶ awaiting-ran ──ran──▶ working … ──exit/exec──▶ done
  *
  * The shim never sends two frames without an answer in between, so while the service works the
  * socket is paused (nothing more is read). Anything else — a bad or oversized frame, a message
@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { encodeJsonFrame, FrameDecoder } from '../../protocol/framing.js';
-import type { ShimExchange } from './job-context.js';
+import type { ShimExchange, ShimProgram } from './job-context.js';
 import {
   SHIM_MAX_FRAME_BYTES,
   shimMessageSchema,
@@ -127,7 +127,11 @@ export class ShimConnection {
     this.#helloTimer = null;
     this.#state = 'working';
     this.#socket.pause();
-    const exchange: ShimExchange = { hello, run: (program) => this.#run(program) };
+    const exchange: ShimExchange = {
+      hello,
+      run: (program) => this.#run('run', program),
+      cpp: (program) => this.#run('cpp', program),
+    };
     this.#options.answer(exchange).then(
       (last) => {
         if (this.#state !== 'working') return;
@@ -141,7 +145,7 @@ export class ShimConnection {
     );
   }
 
-  #run(program: Parameters<ShimExchange['run']>[0]): Promise<ShimRan> {
+  #run(type: 'run' | 'cpp', program: ShimProgram): Promise<ShimRan> {
     if (this.#state !== 'working') {
       return Promise.reject(new Error('the shim is gone'));
     }
@@ -152,7 +156,7 @@ export class ShimConnection {
       this.#decoder.setMaxFrameBytes(SHIM_MAX_FRAME_BYTES);
       this.#socket.write(
         encodeJsonFrame({
-          type: 'run',
+          type,
           path: program.path,
           argv: program.argv,
           env: program.env,

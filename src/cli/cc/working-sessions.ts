@@ -9,8 +9,9 @@
  */
 import { hostname } from 'node:os';
 import type { CompileRecord, CompileSummary } from '../../api/requests-types.js';
+import type { CompileSessionView } from '../../api/views/compile.js';
 import type { ApiClient } from '../api-client.js';
-import type { JobRecorder } from './ports.js';
+import type { JobRecorder, RemoteSession } from './ports.js';
 import { SessionRecorder, type SessionRecorderOptions } from './session-recorder.js';
 
 type SessionsApi = Pick<
@@ -27,6 +28,7 @@ export interface WorkingSessionsOptions extends SessionRecorderOptions {
 
 interface Open {
   recorder: SessionRecorder;
+  capacity: CompileSessionView['capacity'];
   summary: CompileSummary;
   failed: boolean;
 }
@@ -52,6 +54,30 @@ export class WorkingSessions implements JobRecorder {
   /** The build the current session records into, if one is open. */
   get buildId(): number | undefined {
     return this.open?.recorder.buildId;
+  }
+
+  /**
+   * The open session, for remote jobs (they are its tasks): opened now when there is none, unless
+   * opening failed a moment ago; null then.
+   */
+  async current(): Promise<RemoteSession | null> {
+    if (this.stopped) return null;
+    this.armIdle();
+    if (this.open?.recorder.ended === true) this.open = undefined;
+    let open = this.open;
+    if (open === undefined) {
+      if (Date.now() < this.retryAfter) return null;
+      this.opening ??= this.start().finally(() => (this.opening = undefined));
+      open = await this.opening;
+    }
+    return open === undefined ? null : { buildId: open.recorder.buildId, capacity: open.capacity };
+  }
+
+  /** A remote job of the current session ran (its task is its row): counted in the summary. */
+  noteRemote(): void {
+    if (this.open === undefined) return;
+    this.open.summary.jobs += 1;
+    this.open.summary.remote += 1;
   }
 
   record(record: CompileRecord): void {
@@ -89,6 +115,7 @@ export class WorkingSessions implements JobRecorder {
       });
       const open: Open = {
         recorder: new SessionRecorder(this.api, session.buildId, this.options),
+        capacity: session.capacity,
         summary: { jobs: 0, remote: 0, local: 0, cacheHits: 0, fallbacks: 0 },
         failed: false,
       };

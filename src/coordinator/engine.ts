@@ -14,6 +14,8 @@ import type { AgentConnection, Identity } from './pool/agent-connection.js';
 import { AgentPool } from './pool/pool.js';
 import { cancelRequestedFields } from './scheduler/cancel-request.js';
 import { Scheduler } from './scheduler/scheduler.js';
+import { TaskCache } from './scheduler/task-cache.js';
+import type { KeyedFile } from './scheduler/task-cache-key.js';
 import type { Store } from './store/store.js';
 import type { BuildRow, CompileSessionEnd } from './store/types.js';
 
@@ -24,6 +26,8 @@ export interface EngineContext {
   log: Logger;
   identity(): Omit<Identity, 'leaseTerm'>;
   bundle(): Promise<Bundle>;
+  /** See TaskCacheContext.extensionFiles; without it `cache: true` tasks always run. */
+  extensionFiles?: (name: string) => readonly KeyedFile[] | undefined;
   heartbeatIntervalMs: number;
   agentLossGraceMs: number;
   /** May a connection outbid an expired lease of a higher term (see AgentConnection)? */
@@ -118,6 +122,16 @@ export class Engine implements EnginePort, BuildControl {
       log: this.ctx.log,
       agentLossGraceMs: this.ctx.agentLossGraceMs,
       ...(this.ctx.deferRelease ? { deferRelease: this.ctx.deferRelease } : {}),
+      ...(this.ctx.extensionFiles
+        ? {
+            taskCache: new TaskCache({
+              store: this.ctx.store,
+              blobs: this.ctx.blobs,
+              log: this.ctx.log,
+              extensionFiles: this.ctx.extensionFiles,
+            }),
+          }
+        : {}),
     });
     this.scheduler = scheduler;
     scheduler.start();

@@ -34,6 +34,7 @@ import { cancelRequestedFields, isCancelRequested } from './cancel-request.js';
 import { isOfBuild, newAgentTaskId, parseAgentTaskId, type AgentTaskId } from './agent-task-id.js';
 import { inputsOf, pickAgent } from './placement.js';
 import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
+import type { TaskCache } from './task-cache.js';
 
 export interface SchedulerContext {
   store: Store;
@@ -50,6 +51,8 @@ export interface SchedulerContext {
    * reads it instead of running the task again.
    */
   deferRelease?: (release: () => void) => void;
+  /** Serves and stores `cache: true` tasks (task-cache.ts); without it they always run. */
+  taskCache?: TaskCache;
 }
 
 interface InFlight {
@@ -278,6 +281,7 @@ export class Scheduler {
         if (free <= 0) return 'stop';
         const state = build.tasks.get(name);
         if (!state || state.row.status !== 'queued') return 'take';
+        if (this.servedFromCache(build, state)) return 'take';
         const agent = pickAgent(agents, state.plan.requires);
         if (!agent) return 'skip';
         free--;
@@ -293,6 +297,22 @@ export class Scheduler {
       this.maybeFinish(build);
       if (free <= 0) return;
     }
+  }
+
+  /** A `cache: true` task looked up (once): true when a cached result made it succeed. */
+  private servedFromCache(build: ActiveBuild, state: TaskState): boolean {
+    const found = this.ctx.taskCache?.lookup(build, state);
+    if (found === undefined) return false;
+    if (!found.hit) {
+      this.setTask(build, state, found.changes);
+      return false;
+    }
+    const id = this.ctx.store.appendLog(found.log);
+    this.setTask(build, state, found.changes);
+    this.releaseDependents(build, state);
+    const { taskName: task, ...chunk } = found.log;
+    this.ctx.events.emit('log', { ...chunk, id, task });
+    return true;
   }
 
   private dispatch(build: ActiveBuild, state: TaskState, connection: SchedulerAgent): void {
@@ -764,10 +784,8 @@ export class Scheduler {
           outputs: result.outputs ?? [],
           error: null,
         });
-        for (const released of build.noteSucceeded(task.plan.name)) {
-          this.setTask(build, released, { status: 'queued' });
-          build.ready.push(released.plan.name);
-        }
+        this.ctx.taskCache?.remember(build, task, result.outputs ?? []);
+        this.releaseDependents(build, task);
         return;
       }
       const attemptsAllowed = 1 + task.plan.retries + (status === 'lost' ? lossRetries : 0);
@@ -791,6 +809,14 @@ export class Scheduler {
     });
     this.maybeFinish(build);
     if (!this.batching) this.schedule();
+  }
+
+  /** Queues the tasks that waited only for this one, which succeeded. */
+  private releaseDependents(build: ActiveBuild, state: TaskState): void {
+    for (const released of build.noteSucceeded(state.plan.name)) {
+      this.setTask(build, released, { status: 'queued' });
+      build.ready.push(released.plan.name);
+    }
   }
 
   private maybeFinish(build: ActiveBuild): void {

@@ -457,6 +457,8 @@ class SqliteStore implements Store {
         | 'finishedAt'
         | 'outputs'
         | 'error'
+        | 'cache'
+        | 'placement'
       >
     >,
   ): void {

@@ -127,6 +127,8 @@ export interface Store {
         | 'finishedAt'
         | 'outputs'
         | 'error'
+        | 'cache'
+        | 'placement'
       >
     >,
   ): void;

@@ -138,7 +138,6 @@ export class TaskCache {
     });
     store.finishAttempt(attempt.id, 'succeeded', { exitCode: 0, error: null, finishedAt: at });
     store.cache.touch(entry.key, at);
-    const from = entry.buildUid === null ? '' : ` (made by build ${entry.buildUid})`;
     return {
       hit: true,
       changes: {
@@ -164,7 +163,7 @@ export class TaskCache {
         attempt: number,
         stream: 'log',
         data: Buffer.from(
-          `not run: its outputs came from the shared cache${from}, key ${entry.key}\n`,
+          `not run: its outputs came from the shared cache (stored ${entry.createdAt}), key ${entry.key}\n`,
         ),
         at,
       },

@@ -31,6 +31,8 @@ interface Started {
 /** One agent whose tasks end when the test says so. */
 class FakeAgent implements SchedulerAgent {
   busy = 0;
+  /** Not in the pool (disconnected). */
+  away = false;
   readonly started: Started[] = [];
   readonly row = { labels: [] as string[] };
   constructor(readonly name: string) {}
@@ -86,7 +88,7 @@ function scheduler(agent: FakeAgent): Scheduler {
   const log = pino({ level: 'silent' });
   return new Scheduler({
     store,
-    pool: { ready: () => [agent] },
+    pool: { ready: () => (agent.away ? [] : [agent]) },
     blobs,
     events: new EventBus(),
     log,
@@ -247,6 +249,30 @@ describe('scheduler: cache: true tasks', () => {
     const again = await runBuild(s, agent, files, 'object');
     assert.equal(store.getTask(again, 'compile')?.agent, 'a', 'ran on the agent');
     assert.equal(store.getTask(again, 'compile')?.cache, null);
+    s.stop();
+  });
+
+  it('serves a cached task while no agent is free, and its dependents wait for one', async () => {
+    const agent = new FakeAgent('a');
+    const s = scheduler(agent);
+    s.start();
+    const files = await source('int e;');
+    await runBuild(s, agent, files, 'object-e');
+    agent.away = true;
+    const build = store.createBuild(plan, files, 'alice');
+    s.submit(build);
+    await until(
+      () => store.getTask(build.id, 'compile')?.status === 'succeeded',
+      'compile served from the cache',
+    );
+    assert.equal(store.getTask(build.id, 'compile')?.agent, CACHE_AGENT);
+    assert.equal(store.getTask(build.id, 'link')?.status, 'queued');
+    assert.equal(agent.started.length, 0);
+    agent.away = false;
+    s.schedule();
+    await until(() => agent.started.length === 1, 'link to start once the agent is back');
+    agent.started[0]!.finish({});
+    await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
     s.stop();
   });
 

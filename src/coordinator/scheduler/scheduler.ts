@@ -278,10 +278,11 @@ export class Scheduler {
       }
       let free = agents.reduce((n, a) => n + a.freeSlots, 0);
       build.ready.scan((name) => {
-        if (free <= 0) return 'stop';
         const state = build.tasks.get(name);
         if (!state || state.row.status !== 'queued') return 'take';
+        // A cached result needs no slot: served even while every agent is busy (or none is there).
         if (this.servedFromCache(build, state)) return 'take';
+        if (free <= 0) return 'stop';
         const agent = pickAgent(agents, state.plan.requires);
         if (!agent) return 'skip';
         free--;
@@ -295,7 +296,7 @@ export class Scheduler {
         return 'take';
       });
       this.maybeFinish(build);
-      if (free <= 0) return;
+      if (free <= 0 && !this.ctx.taskCache) return;
     }
   }
 

@@ -28,6 +28,7 @@ import {
   type Bundle,
   type BundleBlob,
 } from '../protocol/client/bundle.js';
+import type { KeyedFile } from './scheduler/task-cache-key.js';
 import type { Store } from './store/store.js';
 import type { ToolchainRow } from './store/types.js';
 
@@ -42,6 +43,9 @@ export class BundleManager {
   private base: Promise<Bundle> | undefined;
   private current: Promise<Bundle> | undefined;
   private currentSets: string | undefined;
+  /** The last bundle computed, with its extensions' files as asked for (extensionFiles). */
+  private resolved:
+    { promise: Promise<Bundle>; bundle: Bundle; extensions: Map<string, KeyedFile[]> } | undefined;
 
   constructor(
     private readonly store: Store,
@@ -62,12 +66,39 @@ export class BundleManager {
       this.current = computing;
       this.currentSets = sets;
       // A failure (a file vanished, a disk error) is not remembered: the next call tries again.
-      computing.catch(() => {
-        if (this.current === computing) this.current = undefined;
-        this.base = undefined;
-      });
+      computing.then(
+        (bundle) => {
+          if (this.current === computing)
+            this.resolved = { promise: computing, bundle, extensions: new Map() };
+        },
+        () => {
+          if (this.current === computing) this.current = undefined;
+          this.base = undefined;
+        },
+      );
     }
     return this.current;
+  }
+
+  /**
+   * The files of one extension in the bundle agents get now (paths relative to its directory),
+   * answered at once from the bundle last computed; undefined when there is no such extension,
+   * or while the bundle is being computed (again): what a cached plan task's key is made of
+   * (scheduler/task-cache.ts), which must not name code agents no longer run.
+   */
+  extensionFiles(name: string): readonly KeyedFile[] | undefined {
+    const current = this.get();
+    const resolved = this.resolved;
+    if (resolved === undefined || resolved.promise !== current) return undefined;
+    let files = resolved.extensions.get(name);
+    if (files === undefined) {
+      const prefix = `extensions/${name}/`;
+      files = resolved.bundle.manifest.files
+        .filter((f) => f.path.startsWith(prefix))
+        .map((f) => ({ path: f.path.slice(prefix.length), sha256: f.sha256, mode: f.mode }));
+      resolved.extensions.set(name, files);
+    }
+    return files.length === 0 ? undefined : files;
   }
 
   /** The extension or toolchain set changed: the next get() computes a new bundle. */

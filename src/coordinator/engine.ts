@@ -15,6 +15,8 @@ import { AgentPool } from './pool/pool.js';
 import { cancelRequestedFields } from './scheduler/cancel-request.js';
 import type { JobHandle, NewCompileJob } from './scheduler/compile-jobs.js';
 import { Scheduler } from './scheduler/scheduler.js';
+import { TaskCache } from './scheduler/task-cache.js';
+import type { KeyedFile } from './scheduler/task-cache-key.js';
 import type { Store } from './store/store.js';
 import type { BuildRow, CompileSessionEnd } from './store/types.js';
 
@@ -25,6 +27,8 @@ export interface EngineContext {
   log: Logger;
   identity(): Omit<Identity, 'leaseTerm'>;
   bundle(): Promise<Bundle>;
+  /** See TaskCacheContext.extensionFiles; without it `cache: true` tasks always run. */
+  extensionFiles?: (name: string) => readonly KeyedFile[] | undefined;
   heartbeatIntervalMs: number;
   agentLossGraceMs: number;
   /** May a connection outbid an expired lease of a higher term (see AgentConnection)? */
@@ -121,6 +125,16 @@ export class Engine implements EnginePort, BuildControl {
       log: this.ctx.log,
       agentLossGraceMs: this.ctx.agentLossGraceMs,
       ...(this.ctx.deferRelease ? { deferRelease: this.ctx.deferRelease } : {}),
+      ...(this.ctx.extensionFiles
+        ? {
+            taskCache: new TaskCache({
+              store: this.ctx.store,
+              blobs: this.ctx.blobs,
+              log: this.ctx.log,
+              extensionFiles: this.ctx.extensionFiles,
+            }),
+          }
+        : {}),
     });
     this.scheduler = scheduler;
     scheduler.start();

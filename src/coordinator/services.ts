@@ -74,6 +74,7 @@ export function createEngine(
     log,
     identity: () => coordinatorIdentity(store, holderId),
     bundle: () => bundles.get(),
+    extensionFiles: (name) => bundles.extensionFiles(name),
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     agentLossGraceMs: options.agentLossGraceMs,
     onTermHeld: (term) => {

@@ -60,6 +60,38 @@ describe('bundles', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('answers an extension’s files at once from the bundle computed, none while it computes', async () => {
+    const bundle = await bundles.get();
+    const core = bundles.extensionFiles('core');
+    assert.ok(core !== undefined);
+    assert.deepEqual(
+      core,
+      bundle.manifest.files
+        .filter((f) => f.path.startsWith('extensions/core/'))
+        .map((f) => ({
+          path: f.path.slice('extensions/core/'.length),
+          sha256: f.sha256,
+          mode: f.mode,
+        })),
+    );
+    assert.ok(core.some((f) => f.path === 'index.js'));
+    assert.equal(bundles.extensionFiles('nope'), undefined, 'no such extension');
+
+    store.putExtension({
+      name: 'mine',
+      version: '1',
+      files: [await blob('index.js', 'export const operations = { a: 1 };\n')],
+    });
+    // The set changed: not answered until the new bundle is there (no key on stale code).
+    assert.equal(bundles.extensionFiles('core'), undefined);
+    await bundles.get();
+    assert.deepEqual(bundles.extensionFiles('core'), core);
+    assert.equal(bundles.extensionFiles('mine')?.[0]?.path, 'index.js');
+    store.removeExtension('mine');
+    await bundles.get();
+    assert.equal(bundles.extensionFiles('mine'), undefined);
+  });
+
   it('ships the built-in core and cc extensions, and no user extension by their names', async () => {
     const bundle = await bundles.get();
     const paths = bundle.manifest.files.map((f) => f.path);

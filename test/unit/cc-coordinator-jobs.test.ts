@@ -76,7 +76,7 @@ describe('toolchain registration', () => {
       getToolchain: async (id) => {
         calls.push(`get ${id === toolchain.id}`);
         if (!found()) throw new MusterError('NOT_FOUND', 'no toolchain');
-        return { id, info: {}, createdAt: '' };
+        return { id, info: {}, createdAt: '', agents: [] };
       },
       missingBlobs: async (hashes) => {
         calls.push(`missing ${hashes.length}`);
@@ -100,7 +100,7 @@ describe('toolchain registration', () => {
           'sha256',
           'size',
         ]);
-        return { id, info: {}, createdAt: '' };
+        return { id, info: {}, createdAt: '', agents: [] };
       },
       submitCompileJob: unused,
       getBlob: unused,

@@ -87,6 +87,7 @@ describe('parsePlan: valid plans', () => {
       timeoutMs: undefined,
       retries: 0,
       requires: [],
+      cache: false,
     });
     assert.deepEqual(b?.input, { args: ['cc', '-c', 'b.c', '-o', 'b.o'] });
     assert.deepEqual(b?.inputs, ['b.c', 'include/*.h'], 'a leading ./ is dropped');
@@ -481,6 +482,40 @@ tasks:
     text += 'tasks:\n  t: { run: x }\n';
     const problems = problemsOf(text);
     assert.match(problems.join('\n'), /alias/i);
+  });
+});
+
+describe('parsePlan: cache', () => {
+  it('takes cache: true on a task that declares what it reads and makes', () => {
+    const plan = parsePlan(
+      'tasks:\n  gen:\n    run: x\n    inputs: [a.c]\n    outputs: [a.o]\n    cache: true\n' +
+        '  use:\n    run: y\n    needs: [gen]\n    outputs: [b]\n    cache: true\n' +
+        '  off:\n    run: z\n    cache: false\n',
+    );
+    assert.deepEqual(
+      plan.tasks.map((t) => [t.name, t.cache]),
+      [
+        ['gen', true],
+        ['off', false],
+        ['use', true],
+      ],
+    );
+  });
+
+  it('refuses a cached task without declared inputs or outputs, or a value not a boolean', () => {
+    oneProblem(
+      withTask('run: x\noutputs: [o]\ncache: true'),
+      /^tasks\.t\.cache: a cached task must declare what it reads: give it inputs: \(or needs:\).*\(line 7\)$/,
+    );
+    oneProblem(
+      withTask('run: x\ninputs: [a.c]\ncache: true'),
+      /^tasks\.t\.cache: a cached task must declare outputs:/,
+    );
+    assert.equal(problemsOf(withTask('run: x\ncache: true')).length, 2);
+    oneProblem(
+      withTask('run: x\ninputs: [a]\noutputs: [o]\ncache: yes'),
+      /^tasks\.t\.cache: must be true or false \(got the string "yes"\)/,
+    );
   });
 });
 

@@ -28,6 +28,7 @@ const TASK_KEYS = [
   'timeout',
   'retries',
   'requires',
+  'cache',
 ] as const;
 
 export function checkTask(
@@ -218,6 +219,8 @@ export function checkTask(
     }
   }
 
+  const cache = checkCache(value.cache, { inputs, outputs, needs }, d, at, problems);
+
   // Returned even with problems, so the checks across tasks (needs, cycles) still run.
   if (entry.name === undefined) return undefined;
   return {
@@ -232,5 +235,39 @@ export function checkTask(
     timeoutMs,
     retries,
     requires,
+    cache,
   };
+}
+
+/**
+ * `cache: true`: the task is skipped when a result for the same declared inputs is known, so it
+ * must declare what it reads (inputs: or needs:) and what it makes (outputs:, what a hit gives).
+ */
+function checkCache(
+  raw: unknown,
+  task: Pick<PlanTask, 'inputs' | 'outputs' | 'needs'>,
+  d: string,
+  at: (key: string) => number | undefined,
+  problems: Problems,
+): boolean {
+  if (raw === undefined || raw === null || raw === false) return false;
+  if (raw !== true) {
+    problems.add(`${d}.cache`, `must be true or false (got ${describe(raw)})`, at('cache'));
+    return false;
+  }
+  if (task.inputs.length === 0 && task.needs.length === 0) {
+    problems.add(
+      `${d}.cache`,
+      'a cached task must declare what it reads: give it inputs: (or needs:); its result is reused only while they are unchanged',
+      at('cache'),
+    );
+  }
+  if (task.outputs.length === 0) {
+    problems.add(
+      `${d}.cache`,
+      'a cached task must declare outputs: (the files a cache hit gives back instead of running it)',
+      at('cache'),
+    );
+  }
+  return true;
 }

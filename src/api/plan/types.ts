@@ -22,6 +22,11 @@ export interface PlanTask {
   retries: number;
   /** Labels an agent must all have. */
   requires: string[];
+  /**
+   * `cache: true`: skipped when the shared cache knows its outputs for the same inputs (design
+   * §6, scheduler/task-cache.ts). Absent in plans stored before it existed: not cached.
+   */
+  cache?: boolean;
 }
 
 export interface Plan {

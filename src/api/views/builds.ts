@@ -15,9 +15,12 @@ export interface TaskView {
   error: string | null;
   /** A compile job's command line (null for a plan task). */
   label: string | null;
-  /** A compile job's cache result (null for a plan task). */
+  /** A compile job's cache result; a `cache: true` plan task's (null for other plan tasks). */
   cache: 'hit' | 'miss' | 'off' | null;
-  /** Where a compile job ran: on an agent, on the client, or from the cache (null: plan task). */
+  /**
+   * Where a compile job ran: on an agent, on the client, or from the cache; 'cache' for a
+   * `cache: true` plan task served from it (null: any other plan task).
+   */
   placement: 'remote' | 'local' | 'cache' | null;
   /** Why an infrastructure failure sent a compile job local, e.g. agent-lost (null: none). */
   fallback: string | null;

@@ -43,6 +43,7 @@ import {
 } from './compile-jobs.js';
 import { inputsOf, pickAgent, providesToolchain } from './placement.js';
 import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
+import type { TaskCache } from './task-cache.js';
 
 export interface SchedulerContext {
   store: Store;
@@ -59,6 +60,8 @@ export interface SchedulerContext {
    * reads it instead of running the task again.
    */
   deferRelease?: (release: () => void) => void;
+  /** Serves and stores `cache: true` tasks (task-cache.ts); without it they always run. */
+  taskCache?: TaskCache;
 }
 
 interface InFlight {
@@ -299,9 +302,11 @@ export class Scheduler {
       }
       let free = agents.reduce((n, a) => n + a.freeSlots, 0);
       build.ready.scan((name) => {
-        if (free <= 0) return 'stop';
         const state = build.tasks.get(name);
         if (!state || state.row.status !== 'queued') return 'take';
+        // A cached result needs no slot: served even while every agent is busy (or none is there).
+        if (this.servedFromCache(build, state)) return 'take';
+        if (free <= 0) return 'stop';
         const agent = pickAgent(agents, state.plan.requires, state.job?.spec.toolchain);
         if (!agent) return 'skip';
         free--;
@@ -315,8 +320,24 @@ export class Scheduler {
         return 'take';
       });
       this.maybeFinish(build);
-      if (free <= 0) return;
+      if (free <= 0 && !this.ctx.taskCache) return;
     }
+  }
+
+  /** A `cache: true` task looked up (once): true when a cached result made it succeed. */
+  private servedFromCache(build: ActiveBuild, state: TaskState): boolean {
+    const found = this.ctx.taskCache?.lookup(build, state);
+    if (found === undefined) return false;
+    if (!found.hit) {
+      this.setTask(build, state, found.changes);
+      return false;
+    }
+    const id = this.ctx.store.appendLog(found.log);
+    this.setTask(build, state, found.changes);
+    this.releaseDependents(build, state);
+    const { taskName: task, ...chunk } = found.log;
+    this.ctx.events.emit('log', { ...chunk, id, task });
+    return true;
   }
 
   private dispatch(build: ActiveBuild, state: TaskState, connection: SchedulerAgent): void {
@@ -803,10 +824,8 @@ export class Scheduler {
           outputs: result.outputs ?? [],
           error: null,
         });
-        for (const released of build.noteSucceeded(task.plan.name)) {
-          this.setTask(build, released, { status: 'queued' });
-          build.ready.push(released.plan.name);
-        }
+        this.ctx.taskCache?.remember(build, task, result.outputs ?? []);
+        this.releaseDependents(build, task);
         return;
       }
       const attemptsAllowed = 1 + task.plan.retries + (status === 'lost' ? lossRetries : 0);
@@ -830,6 +849,14 @@ export class Scheduler {
     });
     this.maybeFinish(build);
     if (!this.batching) this.schedule();
+  }
+
+  /** Queues the tasks that waited only for this one, which succeeded. */
+  private releaseDependents(build: ActiveBuild, state: TaskState): void {
+    for (const released of build.noteSucceeded(state.plan.name)) {
+      this.setTask(build, released, { status: 'queued' });
+      build.ready.push(released.plan.name);
+    }
   }
 
   private maybeFinish(build: ActiveBuild): void {

@@ -45,6 +45,8 @@ export const taskPatch = {
   finishedAt: 'finished_at',
   outputs: 'outputs',
   error: 'error',
+  cache: 'cache',
+  placement: 'placement',
 } as const;
 
 export const attemptPatch = {

@@ -501,6 +501,8 @@ class SqliteStore implements Store {
         | 'finishedAt'
         | 'outputs'
         | 'error'
+        | 'cache'
+        | 'placement'
       >
     >,
   ): void {

@@ -134,6 +134,8 @@ export interface Store {
         | 'finishedAt'
         | 'outputs'
         | 'error'
+        | 'cache'
+        | 'placement'
       >
     >,
   ): void;

@@ -140,9 +140,9 @@ export interface TaskRow {
   error: string | null;
   /** A compile job's command line (null for a plan task). */
   label: string | null;
-  /** A compile job's cache result (null for a plan task). */
+  /** A compile job's cache result; a `cache: true` plan task's (null for other plan tasks). */
   cache: 'hit' | 'miss' | 'off' | null;
-  /** Where a compile job ran (null for a plan task). */
+  /** Where a compile job ran; 'cache' for a `cache: true` plan task served (else null). */
   placement: 'remote' | 'local' | 'cache' | null;
   /** Why an infrastructure failure sent a compile job local (null: none did). */
   fallback: string | null;

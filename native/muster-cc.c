@@ -20,9 +20,14 @@
  * answer, the shim starts `<pkg>/bin/muster cc --serve --detach` (<pkg> from its own realpath,
  * <pkg>/dist/native/muster-cc; stdio on /dev/null so the daemon holds none of make's pipes) and
  * polls connect() every 20 ms for up to 2 s; it stops waiting early when that process exits
- * non-zero. A failed start leaves cc-start-failed in the dir, and for 10 s after it compiles fall
- * back without trying again. With $MUSTER_CC_SOCKET nothing is started: the build that set it
- * owns the service.
+ * non-zero. One shim starts it at a time: the starter holds a POSIX record lock (fcntl F_SETLK,
+ * released by the kernel when the holder dies) on cc-start.lock in the dir while it starts and
+ * waits; the shims that find the lock taken (`make -j16` with no service: 15 of them) do not
+ * start anything, they poll connect() for up to 3 s, and fall back at once when the starter left
+ * cc-start-failed. A failed start leaves cc-start-failed in the dir, and for 10 s after it
+ * compiles fall back without trying again. With $MUSTER_CC_SOCKET nothing is started: the build
+ * that set it owns the service. The shim never removes a socket: a stale one is the service's to
+ * clear (src/cli/cc/socket-path.ts, only when connecting is refused).
  *
  * Fallback: the shim runs the real compiler itself, execv() of the compiler named as given when
  * it has a slash, else the first executable of that name on PATH that is neither in
@@ -109,11 +114,14 @@ extern char **environ;
 #define MAX_LIST 100000
 #define MAX_TOKEN 200
 #define START_WAIT_MS 2000
+/* How long a shim that finds another one starting the service waits for the socket. */
+#define START_OTHER_WAIT_MS 3000
 #define START_POLL_MS 20
 #define SELF_NAME "muster-cc"
 #define SOCKET_NAME "cc.sock"
 #define LOG_NAME "cc-fallbacks.log"
 #define START_FAILED_NAME "cc-start-failed"
+#define START_LOCK_NAME "cc-start.lock"
 #define START_BACKOFF_S 10
 
 static struct {
@@ -751,6 +759,11 @@ static int try_connect(const char *path) {
   return fd;
 }
 
+static void pause_poll(void) {
+  struct timespec pause = {0, START_POLL_MS * 1000000L};
+  nanosleep(&pause, NULL);
+}
+
 /*
  * A start that failed is not tried again by every compile of the build (each would pay a Node
  * start and up to 2 s): for START_BACKOFF_S after one, compiles fall back at once.
@@ -800,11 +813,54 @@ static int start_service(const char *sock) {
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) break;
     }
     if (now_usec() >= deadline) break;
-    struct timespec pause = {0, START_POLL_MS * 1000000L};
-    nanosleep(&pause, NULL);
+    pause_poll();
   }
   /* A `--detach` start returns once the daemon listens; one still running is left to init. */
   if (!reaped) (void)waitpid(pid, NULL, WNOHANG);
+  return fd;
+}
+
+/* 0 when this process now holds the start lock, -1 when another one does (or on error). */
+static int take_start_lock(int lock) {
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  return fcntl(lock, F_SETLK, &fl) == 0 ? 0 : -1;
+}
+
+/*
+ * The service's socket once one shim has started it: this one under the start lock, or the
+ * one that holds it (then this one only waits, bounded). -1 when none answers; a failed start
+ * of this shim is marked for the others.
+ */
+static int start_once(const char *sock) {
+  char path[PATH_MAX + sizeof START_LOCK_NAME + 1];
+  (void)mkdir(g.dir, 0700);
+  if (dir_state(g.dir) != 1) return -1;
+  snprintf(path, sizeof path, "%s/%s", g.dir, START_LOCK_NAME);
+  int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock < 0) {
+    /* No lock to be had (a full disk?): start unserialised rather than not at all. */
+    int fd = start_service(sock);
+    if (fd < 0) mark_start_failed();
+    return fd;
+  }
+  long long deadline = now_usec() + START_OTHER_WAIT_MS * 1000LL;
+  int fd = -1;
+  for (;;) {
+    if (take_start_lock(lock) == 0) {
+      /* Started by the holder before us, or failed there: nothing to start again. */
+      if ((fd = try_connect(sock)) >= 0 || start_failed_recently()) break;
+      fd = start_service(sock);
+      if (fd < 0) mark_start_failed();
+      break;
+    }
+    if ((fd = try_connect(sock)) >= 0 || start_failed_recently()) break;
+    if (now_usec() >= deadline) break;
+    pause_poll();
+  }
+  close(lock); /* releases the lock when held */
   return fd;
 }
 
@@ -847,8 +903,7 @@ static int connect_service(const char *env, const char **reason) {
     if (fd >= 0) return fd;
   }
   if (start_failed_recently()) return *reason = "service-unavailable", -1;
-  int fd = start_service(sock);
-  if (fd < 0) mark_start_failed();
+  int fd = start_once(sock);
   if (fd >= 0 && dir_state(g.dir) != 1) {
     close(fd);
     return *reason = "unsafe-socket-dir", -1;

@@ -80,10 +80,11 @@ if (!upToDate()) {
   chmodSync(output, 0o755);
 }
 
-// The same names as MASQUERADE_NAMES in src/cli/cc/launch-env.ts (a unit test checks).
+// The same names as MASQUERADE_NAMES and LAUNCHER_NAME in src/cli/cc/launch-env.ts (a unit test
+// checks): the launcher itself too, for an install path with a space (launch-env.ts says why).
 const masquerade = join(dirname(output), 'masquerade');
 mkdirSync(masquerade, { recursive: true });
-for (const name of ['cc', 'c++', 'gcc', 'g++', 'clang', 'clang++']) {
+for (const name of ['cc', 'c++', 'gcc', 'g++', 'clang', 'clang++', 'muster-cc']) {
   const link = join(masquerade, name);
   const current = lstatSync(link, { throwIfNoEntry: false });
   if (current?.isSymbolicLink() && readlinkSync(link) === '../muster-cc') continue;

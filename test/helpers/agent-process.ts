@@ -4,15 +4,23 @@
  */
 import { newInstanceKey } from '../../src/protocol/handshake.js';
 import { execFile, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentClient, type AgentClientOptions } from '../../src/protocol/client/agent-client.js';
 import { RawAgentClient, type RawAgentClientOptions } from './raw-agent-client.js';
 
 import { cliPath, spawnDaemon } from './daemon.js';
+import {
+  hold,
+  madeDirs,
+  makeSharedDir,
+  makeTempDir,
+  release,
+  removeMadeDirs,
+  removeTree,
+} from './temp-dirs.js';
 
-export { cliPath };
+export { cliPath, makeSharedDir, makeTempDir };
 
 /** The instance key every connection of this test process claims its instance ids with. */
 export const TEST_INSTANCE_KEY = newInstanceKey();
@@ -38,26 +46,6 @@ export interface StartedAgent {
 const started = new Set<StartedAgent>();
 /** Every data dir an agent of this test process used: its task users are removed in cleanup(). */
 const dataDirs = new Set<string>();
-
-/**
- * A fresh temp dir. As root it is searchable by others (0711, not listable): an agent running as
- * root runs tasks as users of their own, which must be able to reach the agent's temp dir.
- */
-export async function makeTempDir(prefix = 'muster-test-'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  if (process.getuid?.() === 0) await chmod(dir, 0o711);
-  return dir;
-}
-
-/**
- * A temp dir every task may write to (sticky and world-writable, like /tmp): where tests' tasks
- * leave marker files, whichever user an agent runs them as.
- */
-export async function makeSharedDir(prefix = 'muster-shared-'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  await chmod(dir, 0o1777);
-  return dir;
-}
 
 /** The task users recorded in an agent's data dir (docs/agent.md, "Task users"). */
 export async function taskUsersOf(dataDir: string): Promise<string[]> {
@@ -111,6 +99,12 @@ export async function startAgent(
     ],
     { ...(options.env ? { env: options.env } : {}), isReady: (entry) => entry.msg === 'listening' },
   );
+  hold(dataDir);
+  let released = false;
+  const letGo = (): void => {
+    if (!released) release(dataDir);
+    released = true;
+  };
   const child = daemon.child;
   const listening = daemon.ready;
   const accessKeyArg = options.args?.indexOf('--access-key') ?? -1;
@@ -143,23 +137,30 @@ export async function startAgent(
     stop: async () => {
       const code = await daemon.stop();
       started.delete(agent);
+      letGo();
       return code;
     },
     kill: async () => {
       await daemon.kill();
       started.delete(agent);
+      letGo();
     },
   };
   started.add(agent);
   return agent;
 }
 
-/** Kills every agent still running and removes the given temp dirs; call from `after`. */
+/**
+ * Kills every agent still running, removes their task users, the given dirs and every dir
+ * makeTempDir/makeSharedDir made in this process that no running process holds (a coordinator's
+ * data dir stays until killCoordinators); call from the file's last `after`.
+ */
 export async function cleanup(dirs: string[] = []): Promise<void> {
   await Promise.all([...started].map((a) => a.kill()));
-  await removeTaskUsers([...dataDirs, ...dirs]);
+  await removeTaskUsers(new Set([...dataDirs, ...dirs, ...madeDirs()]));
   dataDirs.clear();
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  await Promise.all(dirs.map(removeTree));
+  await removeMadeDirs();
 }
 
 /** Polls until `check` returns true, or fails after `timeoutMs`. */

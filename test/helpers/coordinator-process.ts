@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import type { BuildView } from '../../src/api/views/builds.js';
 import { makeTempDir, waitFor, type StartedAgent } from './agent-process.js';
 import { spawnDaemon } from './daemon.js';
+import { hold, release, removeMadeDirs } from './temp-dirs.js';
 
 export const ADMIN_PASSWORD = 'test-admin-password';
 
@@ -38,6 +39,8 @@ export interface StartedCoordinator {
 }
 
 const started = new Set<StartedCoordinator>();
+/** Data dirs startCoordinator made itself: killCoordinators removes them. */
+const ownDataDirs = new Set<string>();
 
 /** The loopback certificate scripts/run-tests.js makes (trusted through NODE_EXTRA_CA_CERTS). */
 export function testTls(): { cert: string; key: string } {
@@ -61,6 +64,7 @@ export async function startCoordinator(
   } = {},
 ): Promise<StartedCoordinator> {
   const dataDir = options.dataDir ?? (await makeTempDir('muster-coord-'));
+  if (options.dataDir === undefined) ownDataDirs.add(dataDir);
   const tlsArgs = options.tls ? ['--tls-cert', testTls().cert, '--tls-key', testTls().key] : [];
   const daemon = await spawnDaemon(
     [
@@ -79,6 +83,13 @@ export async function startCoordinator(
       isReady: (entry) => entry.msg === 'listening' && typeof entry.url === 'string',
     },
   );
+  // Held while it runs: a restart on the same dir (restartCoordinator) must find it there.
+  hold(dataDir);
+  let released = false;
+  const letGo = (): void => {
+    if (!released) release(dataDir);
+    released = true;
+  };
   const child = daemon.child;
   const logs = daemon.logs;
   const url = daemon.ready.url as string;
@@ -178,10 +189,12 @@ export async function startCoordinator(
     kill: async () => {
       await daemon.kill();
       started.delete(coordinator);
+      letGo();
     },
     stop: async () => {
       await daemon.stop();
       started.delete(coordinator);
+      letGo();
     },
   };
   started.add(coordinator);
@@ -197,8 +210,10 @@ export function restartCoordinator(
   return startCoordinator({ ...options, dataDir: old.dataDir, listen: new URL(old.url).host });
 }
 
+/** Kills every coordinator still running, then removes the data dirs startCoordinator made. */
 export async function killCoordinators(): Promise<void> {
   await Promise.all([...started].map((c) => c.kill()));
+  await removeMadeDirs(ownDataDirs);
 }
 
 /** Uploads a folder's files as blobs and registers it as an extension (what `muster extensions add` does). */

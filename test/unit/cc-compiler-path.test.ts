@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
+  COMPILER_MEMO_TTL_MS,
   CompilerPaths,
   compilerEnvironment,
   resolveCompiler,
@@ -82,5 +83,41 @@ describe('remembered compiler paths', () => {
     assert.equal(await paths.resolve('cc', root, dir, undefined, undefined), null);
     executable(first);
     assert.equal(await paths.resolve('cc', root, dir, undefined, undefined), first);
+  });
+
+  it('takes a compiler installed earlier on PATH from the next compile on', async () => {
+    const early = mkdtempSync(join(root, 'early-'));
+    const late = mkdtempSync(join(root, 'late-'));
+    const searchPath = `${early}:${late}`;
+    const installed = executable(join(late, 'cc'));
+    const paths = new CompilerPaths(() => 0);
+    assert.equal(await paths.resolve('cc', root, searchPath, undefined, undefined), installed);
+    const newer = executable(join(early, 'cc'));
+    assert.equal(await paths.resolve('cc', root, searchPath, undefined, undefined), newer);
+    // A PATH dir that was not there yet counts too.
+    const missing = join(root, 'not-yet');
+    const later = `${missing}:${searchPath}`;
+    assert.equal(await paths.resolve('cc', root, later, undefined, undefined), newer);
+    mkdirSync(missing);
+    const newest = executable(join(missing, 'cc'));
+    assert.equal(await paths.resolve('cc', root, later, undefined, undefined), newest);
+  });
+
+  it('looks again after COMPILER_MEMO_TTL_MS for what stamps do not show', async () => {
+    const early = mkdtempSync(join(root, 'ttl-early-'));
+    const late = mkdtempSync(join(root, 'ttl-late-'));
+    const searchPath = `${early}:${late}`;
+    const found = executable(join(late, 'cc'));
+    const waiting = executable(join(early, 'cc'));
+    chmodSync(waiting, 0o644);
+    let now = 1_000;
+    const paths = new CompilerPaths(() => now);
+    assert.equal(await paths.resolve('cc', root, searchPath, undefined, undefined), found);
+    // Made executable: no directory entry changes, so the memo holds until its time is up.
+    chmodSync(waiting, 0o755);
+    now += COMPILER_MEMO_TTL_MS - 1;
+    assert.equal(await paths.resolve('cc', root, searchPath, undefined, undefined), found);
+    now += 1;
+    assert.equal(await paths.resolve('cc', root, searchPath, undefined, undefined), waiting);
   });
 });

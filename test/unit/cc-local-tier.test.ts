@@ -92,6 +92,53 @@ describe('local tier of the compile cache', () => {
     assert.ok(existsSync(blobPath(tier.dir, big)));
   });
 
+  it('trims the entries and manifests last used no later than the blobs it trims', async () => {
+    const tier = new LocalTier({ dir: join(root, 'f'), maxBytes: 1000 });
+    const entryPath = (key: string): string =>
+      join(tier.dir, 'entries', key.slice(0, 2), `${key}.json`);
+    const manifestPath = (direct: string): string =>
+      join(tier.dir, 'manifests', direct.slice(0, 2), `${direct}.json`);
+    // Four results stored an hour apart, oldest first: blob, entry and manifest line each.
+    const results: { blob: string; key: string; direct: string }[] = [];
+    for (let i = 0; i < 4; i++) {
+      const blob = await tier.putBlob(Buffer.alloc(200, i));
+      const key = hex(300 + i);
+      const direct = hex(400 + i);
+      await tier.putEntry({
+        key,
+        outputs: [{ name: 'object', sha256: blob, size: 200, mode: 0o644 }],
+        stderr: null,
+        exitCode: 0,
+        toolchain: hex(3),
+        createdAt: '2026-12-06T00:00:00.000Z',
+      });
+      await tier.addManifestLine(direct, { includes: [['a.h', hex(i)]], entry: key });
+      const t = new Date(Date.now() - (10 - i) * 3_600_000);
+      for (const file of [blobPath(tier.dir, blob), entryPath(key), manifestPath(direct)])
+        utimesSync(file, t, t);
+      results.push({ blob, key, direct });
+    }
+    // The oldest is served (manifest, entry, then its blob): now the most recently used.
+    const served = results[0]!;
+    assert.equal((await tier.getManifest(served.direct))[0]?.entry, served.key);
+    assert.ok((await tier.getEntry(served.key)) !== null);
+    assert.ok((await tier.getBlob(served.blob)) !== null);
+    await tier.scanBytes();
+
+    // 800 + 300 > 1000: the least recently used result (the second) goes, whole.
+    await tier.putBlob(Buffer.alloc(300, 9));
+    const gone = results[1]!;
+    assert.ok(!existsSync(blobPath(tier.dir, gone.blob)));
+    assert.equal(await tier.getEntry(gone.key), null);
+    assert.deepEqual(await tier.getManifest(gone.direct), []);
+    assert.ok(!existsSync(entryPath(gone.key)) && !existsSync(manifestPath(gone.direct)));
+    for (const kept of [results[0]!, results[2]!, results[3]!]) {
+      assert.ok(existsSync(blobPath(tier.dir, kept.blob)));
+      assert.ok((await tier.getEntry(kept.key)) !== null, 'a kept blob keeps its entry');
+      assert.equal((await tier.getManifest(kept.direct)).length, 1);
+    }
+  });
+
   it('leaves no temp files behind and cleans up old ones', async () => {
     const tier = new LocalTier({ dir: join(root, 'e'), maxBytes: 10 });
     const hash = await tier.putBlob(Buffer.from('x'));

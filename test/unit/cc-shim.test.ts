@@ -765,4 +765,79 @@ describe('muster-cc (the native launcher)', () => {
     assert.equal(existsSync(startFailed), false);
     assert.equal(statSync(join(runtime, 'muster')).mode & 0o777, 0o700);
   });
+
+  it('starts the service once when many compiles find nothing answering (make -j)', async () => {
+    const sb = sandbox();
+    const pkg = join(sb.dir, 'pkg');
+    const shimCopy = join(pkg, 'dist', 'native', 'muster-cc');
+    mkdirSync(dirname(shimCopy), { recursive: true });
+    mkdirSync(join(pkg, 'bin'));
+    copyFileSync(shim, shimCopy);
+    chmodSync(shimCopy, 0o755);
+    const started = join(sb.dir, 'started');
+    const { MUSTER_CC_SOCKET: _, ...rest } = sb.env;
+    const runtime = join(sb.dir, 'xdg');
+    mkdirSync(runtime);
+    const env = { ...rest, XDG_RUNTIME_DIR: runtime, STARTED: started };
+    const listening = join(sb.dir, 'listening.sock');
+    const service = await new FakeService(async (c) => {
+      await c.hello();
+      c.send({ type: 'exit', code: 0, stderr: b64('served\n') });
+    }).listen(listening);
+    // A start that takes a while (a Node start, the coordinator asked): the others wait for it.
+    writeFileSync(
+      join(pkg, 'bin', 'muster'),
+      `#!/bin/sh\nprintf '%s\\n' "$@" >> "$STARTED"\nsleep 0.2\n` +
+        `mkdir -p -m 700 "$XDG_RUNTIME_DIR/muster"\n` +
+        `ln -s '${listening}' "$XDG_RUNTIME_DIR/muster/cc.sock"\n`,
+      { mode: 0o755 },
+    );
+
+    const compiles = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => run(shimCopy, ['gcc', '-c', `f${i}.c`], { env })),
+    );
+    await service.close();
+    assert.equal(readFileSync(started, 'utf8'), 'cc\n--serve\n--detach\n', 'one start');
+    for (const compile of compiles) {
+      assert.equal(compile.code, 0);
+      assert.equal(compile.stderr.toString(), 'served\n');
+    }
+    assert.equal(service.connections, 8);
+    assert.equal(fakeGccRun(sb), undefined, 'no compile fell back');
+    assert.deepEqual(logReasons(join(runtime, 'muster', FALLBACK_LOG_NAME)), []);
+  });
+
+  it('does not wait for another starter that failed: falls back at once, starts nothing', async () => {
+    const sb = sandbox();
+    const pkg = join(sb.dir, 'pkg');
+    const shimCopy = join(pkg, 'dist', 'native', 'muster-cc');
+    mkdirSync(dirname(shimCopy), { recursive: true });
+    mkdirSync(join(pkg, 'bin'));
+    copyFileSync(shim, shimCopy);
+    chmodSync(shimCopy, 0o755);
+    const started = join(sb.dir, 'started');
+    const { MUSTER_CC_SOCKET: _, ...rest } = sb.env;
+    const runtime = join(sb.dir, 'xdg');
+    mkdirSync(runtime);
+    const env = { ...rest, XDG_RUNTIME_DIR: runtime, STARTED: started };
+    writeFileSync(
+      join(pkg, 'bin', 'muster'),
+      `#!/bin/sh\nprintf '%s\\n' "$@" >> "$STARTED"\nsleep 0.2\nexit 1\n`,
+      { mode: 0o755 },
+    );
+
+    const compiles = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => run(shimCopy, ['gcc', '-c', `f${i}.c`], { env })),
+    );
+    assert.equal(readFileSync(started, 'utf8'), 'cc\n--serve\n--detach\n', 'one start');
+    for (const compile of compiles) {
+      assert.equal(compile.code, 4, 'the real compiler ran');
+      assert.equal(compile.stderr.toString(), 'fake gcc ran\n');
+    }
+    assert.deepEqual(
+      logReasons(join(runtime, 'muster', FALLBACK_LOG_NAME)),
+      Array<string>(6).fill('service-unavailable'),
+    );
+    assert.ok(existsSync(join(runtime, 'muster', 'cc-start-failed')));
+  });
 });

@@ -70,6 +70,16 @@ export async function resolveCompiler(
     if (shimReal === undefined || real !== shimReal) return null;
     name = basename(path);
   }
+  for (const dir of searchDirs(searchPath, cwd, masqueradeDir)) {
+    const candidate = join(dir, name);
+    if (await acceptable(candidate)) return candidate;
+  }
+  return null;
+}
+
+/** The directories resolveCompiler looks in, in order. */
+function searchDirs(searchPath: string, cwd: string, masqueradeDir: string | undefined): string[] {
+  const dirs: string[] = [];
   for (const entry of searchPath.split(delimiter)) {
     // An empty entry is the cwd to a shell; a compiler found that way is not worth the risk.
     if (entry === '') continue;
@@ -77,10 +87,9 @@ export async function resolveCompiler(
     if (masqueradeDir !== undefined && masqueradeDir !== '' && samePath(dir, masqueradeDir)) {
       continue;
     }
-    const candidate = join(dir, name);
-    if (await acceptable(candidate)) return candidate;
+    dirs.push(dir);
   }
-  return null;
+  return dirs;
 }
 
 /**
@@ -107,15 +116,33 @@ export function compilerEnvironment(
 }
 
 const REMEMBERED_COMPILERS = 256;
+/** A remembered compiler is looked up again after this long whatever its stamps say. */
+export const COMPILER_MEMO_TTL_MS = 10_000;
+/** What stampOf says of a path that is not there. */
+const MISSING = '-';
+
+interface Remembered {
+  readonly path: string;
+  /** The compiler's stamp, then those of the PATH dirs searched before its own. */
+  readonly stamps: string;
+  readonly at: number;
+}
 
 /**
  * resolveCompiler, remembered for the service's life: a found compiler is taken again while a
- * stat of it shows the same file (one system call instead of a walk of PATH for every compile).
- * A compiler installed earlier on PATH while the service runs is noticed when the service
- * restarts (`muster build` starts its own; the per-user one exits when idle).
+ * stat of it shows the same file and a stat of every PATH directory searched before its own
+ * shows the same directory (installing a compiler in one changes its mtime: a `gcc` put in
+ * ~/bin earlier on PATH is taken from the next compile on), and for at most
+ * COMPILER_MEMO_TTL_MS (what stamps miss: a file there made executable). A few system calls
+ * instead of a walk of PATH for every compile.
  */
 export class CompilerPaths {
-  readonly #known = new Map<string, { path: string; stamp: string }>();
+  readonly #known = new Map<string, Remembered>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
 
   async resolve(
     name: string,
@@ -130,10 +157,17 @@ export class CompilerPaths {
       '\0',
     );
     const known = this.#known.get(key);
-    if (known !== undefined && (await stampOf(known.path)) === known.stamp) return known.path;
+    if (
+      known !== undefined &&
+      this.#now() - known.at < COMPILER_MEMO_TTL_MS &&
+      (await this.#stamps(known.path, searchPath, cwd, masqueradeDir)) === known.stamps
+    ) {
+      return known.path;
+    }
+    const at = this.#now();
     const path = await resolveCompiler(name, cwd, searchPath, masqueradeDir, shimPath);
-    const stamp = path === null ? null : await stampOf(path);
-    if (path === null || stamp === null) {
+    const stamps = path === null ? '' : await this.#stamps(path, searchPath, cwd, masqueradeDir);
+    if (path === null || stamps.startsWith(MISSING)) {
       this.#known.delete(key);
       return path;
     }
@@ -141,12 +175,35 @@ export class CompilerPaths {
       const oldest = this.#known.keys().next();
       if (oldest.done !== true) this.#known.delete(oldest.value);
     }
-    this.#known.set(key, { path, stamp });
+    this.#known.set(key, { path, stamps, at });
     return path;
+  }
+
+  /** The stamps of the compiler and of the PATH dirs looked in before its own, in one string. */
+  async #stamps(
+    path: string,
+    searchPath: string,
+    cwd: string,
+    masqueradeDir: string | undefined,
+  ): Promise<string> {
+    const before = this.#searchedBefore(path, searchPath, cwd, masqueradeDir);
+    return (await Promise.all([path, ...before].map(stampOf))).join('\n');
+  }
+
+  /** The PATH dirs looked in before the one `path` was found in (none: not found on PATH). */
+  #searchedBefore(
+    path: string,
+    searchPath: string,
+    cwd: string,
+    masqueradeDir: string | undefined,
+  ): string[] {
+    const dirs = searchDirs(searchPath, cwd, masqueradeDir);
+    const index = dirs.findIndex((dir) => samePath(join(dir, basename(path)), path));
+    return index < 0 ? [] : dirs.slice(0, index);
   }
 }
 
-async function stampOf(path: string): Promise<string | null> {
+async function stampOf(path: string): Promise<string> {
   const s = await stat(path).catch(() => null);
-  return s === null ? null : `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.mode}`;
+  return s === null ? MISSING : `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.mode}`;
 }

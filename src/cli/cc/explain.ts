@@ -5,14 +5,16 @@
  * no longer match (`diffIncludes`), or — when the direct key itself changed — which key inputs
  * differ from the lookup before it (`diffKeyInputs`).
  *
- * At most MAX_RECORDS records are kept (the oldest are removed as new ones come).
+ * At most MAX_RECORDS records are kept: the oldest are removed at a service's first record and
+ * every TRIM_EVERY records after it (a `muster build` per run records far fewer than that).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../../common/atomic-file.js';
 import { diffKeyInputs, type IncludeDifference, type KeyInputs } from './cache-key.js';
+import { keepNewest } from './trim-dir.js';
 
 export const EXPLAIN_DIR = 'explain';
 const MAX_RECORDS = 5_000;
@@ -103,23 +105,12 @@ export class ExplainLog {
     }
     await mkdir(join(this.#cacheDir, EXPLAIN_DIR), { recursive: true, mode: 0o700 });
     await writeAtomic(file, JSON.stringify({ ...rec, previousInputs }), 0o600);
-    if (++this.#writes % TRIM_EVERY === 0) await this.trim();
+    if (this.#writes++ % TRIM_EVERY === 0) await this.trim();
   }
 
   /** Keeps the newest MAX_RECORDS records. */
   async trim(max = MAX_RECORDS): Promise<void> {
-    const dir = join(this.#cacheDir, EXPLAIN_DIR);
-    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) =>
-      n.endsWith('.json'),
-    );
-    if (names.length <= max) return;
-    const aged: { path: string; at: number }[] = [];
-    for (const name of names) {
-      const s = await stat(join(dir, name)).catch(() => null);
-      if (s !== null) aged.push({ path: join(dir, name), at: s.mtimeMs });
-    }
-    aged.sort((a, b) => a.at - b.at);
-    for (const old of aged.slice(0, aged.length - max)) await rm(old.path, { force: true });
+    await keepNewest(join(this.#cacheDir, EXPLAIN_DIR), /\.json$/, max);
   }
 }
 

@@ -9,10 +9,16 @@
  *   directory holds → that entry; anything else (an absolute path, `ccache gcc`, a name the
  *   directory does not hold) → `<launcher> <value>`, the launcher form. The directory is part of
  *   the install, not a temporary one, so configure and CMake may record these paths: they keep
- *   working after the build, through the per-user service;
+ *   working after the build, through the per-user service. An install path a shell would split
+ *   (a space in it) cannot be written there: make and configure split `$(CC)` at spaces, and
+ *   CMake does not read shell quotes in `CC`. Then the bare names are used (`cc`, `muster-cc
+ *   <value>`), found first on PATH in the masquerade directory, which also holds `muster-cc`;
+ *   a configure that records them gets the plain compiler after the build;
  * - `CMAKE_C_COMPILER_LAUNCHER` / `CMAKE_CXX_COMPILER_LAUNCHER` (CMake ≥ 3.17 reads them for a
  *   new build tree): the launcher, for trees configured before with a compiler by absolute path
- *   (the service sees through a launcher whose compiler is the masquerade directory itself);
+ *   (the service sees through a launcher whose compiler is the masquerade directory itself). A
+ *   launcher of the user's own stays and runs first: `<theirs>;<launcher>` (a CMake list), so it
+ *   wraps the compile and the compile still reaches the service;
  * - `MUSTER_CC_SOCKET` (this build's service) and `MUSTER_CC_MASQUERADE` (never scanned for the
  *   real compiler, so nothing loops back into the launcher).
  */
@@ -20,8 +26,12 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MASQUERADE_ENV, SOCKET_ENV } from './shim-protocol.js';
 
-/** The names the masquerade directory holds. */
+/** The compiler names the masquerade directory holds. */
 export const MASQUERADE_NAMES = ['cc', 'c++', 'gcc', 'g++', 'clang', 'clang++'] as const;
+/** The launcher's own name, also in the masquerade directory (the launcher form by PATH). */
+export const LAUNCHER_NAME = 'muster-cc';
+/** A path make, configure and CMake all take as one word, unquoted. */
+const PLAIN_PATH = /^[A-Za-z0-9_./+,:@%=~-]+$/;
 
 export interface LauncherPaths {
   /** The native launcher (`dist/native/muster-cc`). */
@@ -42,13 +52,30 @@ function compilerVariable(
   fallback: string,
   paths: LauncherPaths,
 ): string {
+  const plain = PLAIN_PATH.test(paths.masquerade) && PLAIN_PATH.test(paths.launcher);
+  const entry = (name: string): string => (plain ? join(paths.masquerade, name) : name);
   const trimmed = value?.trim() ?? '';
-  if (trimmed === '') return join(paths.masquerade, fallback);
-  if ((MASQUERADE_NAMES as readonly string[]).includes(trimmed))
-    return join(paths.masquerade, trimmed);
-  if (trimmed.startsWith(paths.masquerade + '/') || trimmed.startsWith(paths.launcher))
+  if (trimmed === '') return entry(fallback);
+  if ((MASQUERADE_NAMES as readonly string[]).includes(trimmed)) return entry(trimmed);
+  if (
+    trimmed.startsWith(paths.masquerade + '/') ||
+    trimmed.startsWith(paths.launcher) ||
+    trimmed.split(/\s/, 1)[0] === LAUNCHER_NAME
+  )
     return trimmed;
-  return `${paths.launcher} ${trimmed}`;
+  return `${plain ? paths.launcher : LAUNCHER_NAME} ${trimmed}`;
+}
+
+/** CMake's launcher list: the user's launcher first when there is one, then ours. */
+function cmakeLauncher(value: string | undefined, paths: LauncherPaths): string {
+  const theirs = (value ?? '')
+    .split(';')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+  const ours = (item: string): boolean =>
+    item === paths.launcher || item === LAUNCHER_NAME || item.startsWith(paths.masquerade + '/');
+  if (theirs.some(ours)) return theirs.join(';');
+  return [...theirs, paths.launcher].join(';');
 }
 
 /** The command's environment: `env` with the launcher in place (see the file's comment). */
@@ -65,8 +92,8 @@ export function launchEnvironment(
   out['PATH'] = [paths.masquerade, ...path].join(delimiter);
   out['CC'] = compilerVariable(env['CC'], 'cc', paths);
   out['CXX'] = compilerVariable(env['CXX'], 'c++', paths);
-  out['CMAKE_C_COMPILER_LAUNCHER'] = paths.launcher;
-  out['CMAKE_CXX_COMPILER_LAUNCHER'] = paths.launcher;
+  out['CMAKE_C_COMPILER_LAUNCHER'] = cmakeLauncher(env['CMAKE_C_COMPILER_LAUNCHER'], paths);
+  out['CMAKE_CXX_COMPILER_LAUNCHER'] = cmakeLauncher(env['CMAKE_CXX_COMPILER_LAUNCHER'], paths);
   out[SOCKET_ENV] = socket;
   out[MASQUERADE_ENV] = paths.masquerade;
   return out;

@@ -9,22 +9,28 @@
  *   manifests/ab/<direct>.json the direct key's lines { includes: [[path, sha256]], entry },
  *                              newest first, at most MANIFEST_LINES
  *
- * Size: the blobs are kept under a bound (default 5 GiB). A blob's mtime is its use stamp (set
- * when it is stored or served); when a store pushes the running total over the bound, the whole
- * blob tree is scanned and the least recently used blobs are removed until it is under 90 % of
- * it. An entry whose blob was trimmed is a miss (and is removed when found so).
+ * Size: the blobs are kept under a bound (default 5 GiB). A file's mtime is its use stamp (set
+ * when it is stored or served: a blob, an entry, a manifest); when a store pushes the running
+ * total over the bound, the whole blob tree is scanned and the least recently used blobs are
+ * removed until it is under 90 % of it, and with them every entry and manifest last used no
+ * later than the newest blob removed (serving an entry stamps its blobs after it, so what is
+ * kept still has its blobs). An entry whose blob went some other way is a miss (and is removed
+ * when found so). The explain records and the remembered toolchain ids next to the tier bound
+ * themselves (explain.ts, toolchain-ids.ts).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../../common/atomic-file.js';
+import { listStamped, removeUsedBefore, touch } from './trim-dir.js';
 
 export const DEFAULT_LOCAL_TIER_BYTES = 5 * 1024 ** 3;
 export const MANIFEST_LINES = 16;
 /** Entries and manifests are small; a bigger one is not ours. */
 const MAX_JSON_BYTES = 16 * 1024 * 1024;
-const STALE_TEMP_MS = 3_600_000;
+const BLOB_NAME = /^[0-9a-f]{64}$/;
+const JSON_NAME = /^[0-9a-f]{64}\.json$/;
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -115,7 +121,7 @@ export class LocalTier {
     const file = fanout(this.#blobs, hash);
     const existing = await stat(file).catch(() => null);
     if (existing?.isFile() === true && existing.size === data.length) {
-      await this.#touch(file);
+      await touch(file);
       return hash;
     }
     await writeFileAtomic(file, data);
@@ -137,7 +143,7 @@ export class LocalTier {
       await rm(file, { force: true });
       return null;
     }
-    await this.#touch(file);
+    await touch(file);
     return data;
   }
 
@@ -151,6 +157,7 @@ export class LocalTier {
     const file = fanout(this.#entries, `${key}.json`);
     const parsed = localEntrySchema.safeParse(parseJson(await readBounded(file)));
     if (!parsed.success || parsed.data.key !== key) return null;
+    await touch(file);
     return parsed.data;
   }
 
@@ -164,7 +171,9 @@ export class LocalTier {
     if (!sha256Hex.safeParse(direct).success) return [];
     const file = fanout(this.#manifests, `${direct}.json`);
     const parsed = manifestSchema.safeParse(parseJson(await readBounded(file)));
-    return parsed.success ? parsed.data.lines : [];
+    if (!parsed.success) return [];
+    await touch(file);
+    return parsed.data.lines;
   }
 
   /**
@@ -185,12 +194,15 @@ export class LocalTier {
 
   /** The blobs' total size, from a scan of the tree. */
   async scanBytes(): Promise<number> {
-    const blobs = await this.#scan();
+    const blobs = await listStamped(this.#blobs, BLOB_NAME, true);
     this.#bytes = blobs.reduce((sum, b) => sum + b.size, 0);
     return this.#bytes;
   }
 
-  /** Removes least recently used blobs until they fit in 90 % of the bound. */
+  /**
+   * Removes least recently used blobs until they fit in 90 % of the bound, and the entries and
+   * manifests last used no later than the newest of them.
+   */
   async trim(): Promise<void> {
     this.#trimming ??= this.#trim().finally(() => {
       this.#trimming = null;
@@ -199,16 +211,22 @@ export class LocalTier {
   }
 
   async #trim(): Promise<void> {
-    const blobs = await this.#scan();
+    const blobs = await listStamped(this.#blobs, BLOB_NAME, true);
     let total = blobs.reduce((sum, b) => sum + b.size, 0);
     const target = Math.floor(this.maxBytes * 0.9);
     blobs.sort((a, b) => a.used - b.used);
+    let cutoff: number | null = null;
     for (const blob of blobs) {
       if (total <= target) break;
       await rm(blob.path, { force: true });
       total -= blob.size;
+      cutoff = blob.used;
     }
     this.#bytes = total;
+    if (cutoff === null) return;
+    for (const root of [this.#entries, this.#manifests]) {
+      await removeUsedBefore(await listStamped(root, JSON_NAME, true), cutoff);
+    }
   }
 
   /**
@@ -231,33 +249,6 @@ export class LocalTier {
     }
     this.#bytes += bytes;
     if (this.#bytes > this.maxBytes) await this.trim();
-  }
-
-  async #touch(file: string): Promise<void> {
-    const now = new Date();
-    // The use stamp only orders trimming; a blob removed meanwhile is simply gone.
-    // eslint-disable-next-line no-restricted-syntax -- see above
-    await utimes(file, now, now).catch(() => undefined);
-  }
-
-  async #scan(): Promise<{ path: string; size: number; used: number }[]> {
-    const out: { path: string; size: number; used: number }[] = [];
-    const tops = await readdir(this.#blobs).catch(() => [] as string[]);
-    for (const top of tops) {
-      const dir = join(this.#blobs, top);
-      const names = await readdir(dir).catch(() => [] as string[]);
-      for (const name of names) {
-        const path = join(dir, name);
-        const s = await stat(path).catch(() => null);
-        if (s?.isFile() !== true) continue;
-        if (/^[0-9a-f]{64}$/.test(name)) out.push({ path, size: s.size, used: s.mtimeMs });
-        // A temp file a crashed writer left behind.
-        else if (name.endsWith('.tmp') && Date.now() - s.mtimeMs > STALE_TEMP_MS) {
-          await rm(path, { force: true });
-        }
-      }
-    }
-    return out;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * The service's Unix socket on disk: its directory must be this user's alone (0700, a real
  * directory, owned by us — checked with lstat, so a symlink planted in /tmp is refused), and a
- * socket file left by a crashed service is removed only when nobody answers on it.
+ * socket file left by a crashed service is removed only when the kernel refuses connections on
+ * it (nobody listens): a service too busy to answer in time still owns its socket.
  */
 import { connect } from 'node:net';
 import { lstat, mkdir, rm } from 'node:fs/promises';
@@ -33,23 +34,38 @@ export async function prepareSocketDir(dir: string): Promise<void> {
 }
 
 /** Whether something accepts a connection on the socket (bounded by `timeoutMs`). */
-export function socketAnswers(path: string, timeoutMs = 1_000): Promise<boolean> {
+export async function socketAnswers(path: string, timeoutMs = 1_000): Promise<boolean> {
+  return (await probeSocket(path, timeoutMs)) === 'accepts';
+}
+
+/**
+ * What a connection attempt says about a socket path: `accepts`; `refused` when nobody listens
+ * there (ECONNREFUSED: a socket file its service left behind) or nothing is there; `busy` when it
+ * did not say within `timeoutMs` or its backlog is full (EAGAIN): a listener that is there.
+ */
+export function probeSocket(
+  path: string,
+  timeoutMs = 1_000,
+): Promise<'accepts' | 'refused' | 'busy'> {
   return new Promise((resolve) => {
     const socket = connect(path);
-    const done = (answer: boolean): void => {
+    const done = (answer: 'accepts' | 'refused' | 'busy'): void => {
       clearTimeout(timer);
       socket.destroy();
       resolve(answer);
     };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
+    const timer = setTimeout(() => done('busy'), timeoutMs);
+    socket.once('connect', () => done('accepts'));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'refused' : 'busy'),
+    );
   });
 }
 
 /**
- * Makes the path free for a new socket: nothing there, or a socket nobody answers on (removed).
- * Throws CONFLICT when a service answers there, INVALID_CONFIG when it is some other file.
+ * Makes the path free for a new socket: nothing there, or a socket nobody listens on (removed).
+ * Throws CONFLICT when a service answers there or is there but busy (never removes a socket
+ * that still accepts), INVALID_CONFIG when it is some other file.
  */
 export async function clearStaleSocket(path: string): Promise<void> {
   const s = await lstat(path).catch(() => null);
@@ -57,8 +73,15 @@ export async function clearStaleSocket(path: string): Promise<void> {
   if (!s.isSocket()) {
     throw new MusterError('INVALID_CONFIG', `${path} exists and is not a socket: not touching it`);
   }
-  if (await socketAnswers(path)) {
-    throw new MusterError('CONFLICT', `a compile service already answers on ${path}`, { path });
+  const probe = await probeSocket(path);
+  if (probe !== 'refused') {
+    throw new MusterError(
+      'CONFLICT',
+      probe === 'accepts'
+        ? `a compile service already answers on ${path}`
+        : `a compile service is listening on ${path} but busy`,
+      { path },
+    );
   }
   await rm(path, { force: true });
 }

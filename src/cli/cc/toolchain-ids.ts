@@ -4,6 +4,8 @@
  * too slow for every job, and seconds for a `muster build` that starts a service per run). What
  * it found is also remembered on disk (`<cache dir>/toolchain-ids/`), with the size, mtime and
  * inode of every file it hashed: a later service takes it only while all of them still match.
+ * At most MAX_ON_DISK are kept there, the least recently used go first (a file's mtime is set
+ * when it is written or taken).
  *
  * A compiler that cannot be shipped to agents (a script, ccache, a driver whose programs lie
  * outside its prefix) still gets an id for the local tier: the sha256 of its own bytes and its
@@ -17,9 +19,13 @@ import { promisify } from 'node:util';
 import { z } from 'zod';
 import { writeAtomic } from '../../common/atomic-file.js';
 import { discoverToolchain, type Toolchain } from './toolchain.js';
+import { keepNewest, touch } from './trim-dir.js';
 
 const run = promisify(execFile);
 const MAX_REMEMBERED = 64;
+/** Compilers remembered on disk: each gcc upgrade or PATH of a build adds one. */
+export const MAX_ON_DISK = 256;
+const REMEMBERED_NAME = /^[0-9a-f]{64}\.json$/;
 
 export interface ToolchainInfo {
   /** What the cache key names. */
@@ -146,8 +152,10 @@ export class ToolchainIds {
         .catch(() => null);
       if (kept !== null) {
         const now = await Promise.all(kept.stamps.map((s) => stampOf(s.path).catch(() => null)));
-        if (now.every((s, i) => s !== null && sameStamp(s, kept.stamps[i]!)))
+        if (now.every((s, i) => s !== null && sameStamp(s, kept.stamps[i]!))) {
+          await touch(file);
           return kept.info as ToolchainInfo;
+        }
       }
     }
     const info = await this.#find(compiler, searchPath);
@@ -160,6 +168,7 @@ export class ToolchainIds {
         const stamps = await Promise.all(paths.map(stampOf));
         await mkdir(this.#dir!, { recursive: true, mode: 0o700 });
         await writeAtomic(file, JSON.stringify({ v: 1, info, stamps }), 0o600);
+        await keepNewest(this.#dir!, REMEMBERED_NAME, MAX_ON_DISK);
       } catch {
         // Not remembered: found again by the next service.
       }

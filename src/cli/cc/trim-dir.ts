@@ -1,0 +1,76 @@
+/**
+ * Bounds on the compile cache's directories of small files (cache dir layout: local-tier.ts).
+ * A file's mtime is its use stamp: set when it is written, and touched when it is used.
+ */
+import { readdir, rm, stat, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface StampedFile {
+  readonly path: string;
+  readonly size: number;
+  /** mtime in ms: when it was last written or used. */
+  readonly used: number;
+}
+
+/** A temp file (common/atomic-file.ts names) older than this was left by a crashed writer. */
+const STALE_TEMP_MS = 3_600_000;
+
+/** Sets the file's use stamp to now; a file removed meanwhile is simply gone. */
+export async function touch(file: string): Promise<void> {
+  const now = new Date();
+  // eslint-disable-next-line no-restricted-syntax -- the stamp only orders trimming
+  await utimes(file, now, now).catch(() => undefined);
+}
+
+/**
+ * The files named `name` in `root` (`fanout`: in its subdirectories, `ab/<name>`), with their
+ * stamps; stale temp files met on the way are removed.
+ */
+export async function listStamped(
+  root: string,
+  name: RegExp,
+  fanout: boolean,
+): Promise<StampedFile[]> {
+  const dirs = fanout
+    ? (await readdir(root).catch(() => [] as string[])).map((top) => join(root, top))
+    : [root];
+  const out: StampedFile[] = [];
+  for (const dir of dirs) {
+    for (const entry of await readdir(dir).catch(() => [] as string[])) {
+      const path = join(dir, entry);
+      const s = await stat(path).catch(() => null);
+      if (s?.isFile() !== true) continue;
+      if (name.test(entry)) out.push({ path, size: s.size, used: s.mtimeMs });
+      else if (entry.endsWith('.tmp') && Date.now() - s.mtimeMs > STALE_TEMP_MS) {
+        await rm(path, { force: true });
+      }
+    }
+  }
+  return out;
+}
+
+/** Removes the files of `files` last used at or before `cutoff`; how many went. */
+export async function removeUsedBefore(
+  files: readonly StampedFile[],
+  cutoff: number,
+): Promise<number> {
+  let removed = 0;
+  for (const file of files) {
+    if (file.used > cutoff) continue;
+    await rm(file.path, { force: true });
+    removed++;
+  }
+  return removed;
+}
+
+/**
+ * Keeps the `max` most recently used files named `name` directly in `dir`, removing the others.
+ * Only a directory listing when there are not more than `max` (no stat per file).
+ */
+export async function keepNewest(dir: string, name: RegExp, max: number): Promise<void> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => name.test(n));
+  if (names.length <= max) return;
+  const files = await listStamped(dir, name, false);
+  files.sort((a, b) => b.used - a.used);
+  for (const old of files.slice(max)) await rm(old.path, { force: true });
+}

@@ -116,6 +116,10 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
     assert.equal(remote.jobs.length, 1);
     const job = remote.jobs[0]!;
     assert.equal(job.maxQueueMs, 5000, 'placement remote waits seconds for a slot');
+    assert.ok(
+      job.maxQueueMs + (job.timeoutMs ?? 0) < 300_000,
+      'an answer comes before Node’s fetch stops waiting for headers (5 min)',
+    );
     assert.equal(job.source.path, 'hello.c');
     assert.match(job.label, /^gcc -O2 -g -Iinc -MMD -c hello.c -o hello.o$/);
     assert.ok(!job.input.args.includes('-Iinc'), 'include options stay here');

@@ -6,7 +6,7 @@
  * answer what a test says.
  */
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { compileJobKey } from '../../src/api/compile-job-key.js';
 import type { CompileRecord } from '../../src/api/requests-types.js';
@@ -25,6 +25,30 @@ import type { OperationContext } from '../../src/host/extensions.js';
 
 export const sha256 = (data: Buffer | string): string =>
   createHash('sha256').update(data).digest('hex');
+
+/**
+ * The file hashes' clock an hour ahead, so files a test has just written are not "too new"
+ * (the 2 s rule would keep every one of them out of the cache).
+ */
+export const hourAhead = {
+  stat: (p: string) => stat(p, { bigint: true }),
+  readFile: (p: string) => readFile(p),
+  now: () => (BigInt(Date.now()) + 3_600_000n) * 1_000_000n,
+  maxEntries: 10_000,
+};
+
+/** Polls `check` until it holds (bounded: rejects naming `what` after `ms`). */
+export function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const poll = (): void => {
+      if (check()) resolve();
+      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(poll, 20);
+    };
+    poll();
+  });
+}
 
 export class FakeRecorder implements JobRecorder {
   readonly records: CompileRecord[] = [];
@@ -103,7 +127,8 @@ export async function materialiseToolchain(toolchain: Toolchain, root: string): 
   await writeFile(join(root, `${toolchain.id}.json`), JSON.stringify({ glibc: toolchain.glibc }));
 }
 
-function operationContext(workDir: string, n: number): OperationContext {
+/** What cc/compile gets from a host, for a task in `workDir`. */
+export function operationContext(workDir: string, n = 1): OperationContext {
   return {
     taskId: `job-${n}`,
     workDir,

@@ -8,36 +8,22 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { CompileService, type CompileServiceOptions } from '../../src/cli/cc/service.js';
-import { FakeRecorder, FakeRemoteJobs, InMemorySharedCache } from '../helpers/cc-fakes.js';
+import {
+  FakeRecorder,
+  FakeRemoteJobs,
+  hourAhead,
+  InMemorySharedCache,
+  until,
+} from '../helpers/cc-fakes.js';
 import { fakeShim } from '../helpers/fake-shim.js';
 import { requireGcc } from '../helpers/gcc.js';
 
 const log = pino({ level: 'silent' });
-const hourAhead = {
-  stat: (p: string) => stat(p, { bigint: true }),
-  readFile: (p: string) => readFile(p),
-  now: () => (BigInt(Date.now()) + 3_600_000n) * 1_000_000n,
-  maxEntries: 10_000,
-};
-
-function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const poll = (): void => {
-      if (check()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(poll, 20);
-    };
-    poll();
-  });
-}
-
 describe('remote compiles through the service (real gcc, fake coordinator)', () => {
   const gcc = requireGcc();
   const root = mkdtempSync(join(tmpdir(), 'muster-cc-remote-'));
@@ -91,17 +77,15 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
   before(async () => {
     mkdirSync(join(src, 'inc'), { recursive: true });
     mkdirSync(join(root, 'run'), { mode: 0o700 });
-    writeFileSync(
-      join(src, 'inc', 'a.h'),
-      '#define A 3\nstatic inline int twice(int x) { return 2 * x; }\n',
-    );
-    writeFileSync(
-      join(src, 'hello.c'),
-      '#include <stdio.h>\n#include "a.h"\nint main(void) { printf("%s %d\\n", __FILE__, twice(A)); return 0; }\n',
-    );
-    writeFileSync(join(src, 'plain.c'), 'int plain(int x) { return x * 7; }\n');
-    writeFileSync(join(src, 'warn.c'), 'int w(void) { int unused; return 1; }\n');
-    writeFileSync(join(src, 'missing.c'), '#include "nope.h"\nint m;\n');
+    const files: Record<string, string> = {
+      'inc/a.h': '#define A 3\nstatic inline int twice(int x) { return 2 * x; }\n',
+      'hello.c':
+        '#include <stdio.h>\n#include "a.h"\nint main(void) { printf("%s %d\\n", __FILE__, twice(A)); return 0; }\n',
+      'plain.c': 'int plain(int x) { return x * 7; }\n',
+      'warn.c': 'int w(void) { int unused; return 1; }\n',
+      'missing.c': '#include "nope.h"\nint m;\n',
+    };
+    for (const [path, text] of Object.entries(files)) writeFileSync(join(src, path), text);
     [main, socket] = await startService('main');
   });
   after(async () => {
@@ -132,6 +116,10 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
     assert.equal(remote.jobs.length, 1);
     const job = remote.jobs[0]!;
     assert.equal(job.maxQueueMs, 5000, 'placement remote waits seconds for a slot');
+    assert.ok(
+      job.maxQueueMs + (job.timeoutMs ?? 0) < 300_000,
+      'an answer comes before Node’s fetch stops waiting for headers (5 min)',
+    );
     assert.equal(job.source.path, 'hello.c');
     assert.match(job.label, /^gcc -O2 -g -Iinc -MMD -c hello.c -o hello.o$/);
     assert.ok(!job.input.args.includes('-Iinc'), 'include options stay here');

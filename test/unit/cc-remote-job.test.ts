@@ -7,7 +7,7 @@
  * user's own prefix maps. Shapes the layout cannot reproduce are refused (they run locally).
  */
 import assert from 'node:assert/strict';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,7 +16,7 @@ import { stripPrelude } from '../../src/cli/cc/directives.js';
 import { remoteJob } from '../../src/cli/cc/remote-job.js';
 import { discoverToolchain, type Toolchain } from '../../src/cli/cc/toolchain.js';
 import { compileOperation } from '../../src/extensions/cc/compile.js';
-import type { OperationContext } from '../../src/host/extensions.js';
+import { materialiseToolchain, operationContext } from '../helpers/cc-fakes.js';
 import { runGcc } from '../helpers/gcc.js';
 
 let scratch: string;
@@ -44,33 +44,13 @@ function classifyIn(cwd: string, words: string[]): Compile {
   return c;
 }
 
-function context(workDir: string): OperationContext {
-  return {
-    taskId: `t${count}`,
-    workDir,
-    env: {},
-    signal: new AbortController().signal,
-    stdout: () => undefined,
-    stderr: () => undefined,
-    log: () => undefined,
-    trackProcess: () => undefined,
-    untrackProcess: () => undefined,
-  };
-}
-
 describe('remote compile jobs, client layout to agent object', () => {
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'muster-cc-remote-job-'));
     client = join(scratch, 'client', 'proj');
     toolchains = join(scratch, 'toolchains');
     gcc = await discoverToolchain('gcc');
-    for (const file of gcc.files) {
-      const to = join(toolchains, gcc.id, file.path);
-      await mkdir(dirname(to), { recursive: true });
-      await copyFile(file.source, to);
-      await chmod(to, file.mode);
-    }
-    await writeFile(join(toolchains, `${gcc.id}.json`), JSON.stringify({ glibc: gcc.glibc }));
+    await materialiseToolchain(gcc, toolchains);
     await write(join(client, 'inc', 'util.h'), '#define TWICE(x) (2 * (x))\n');
     await write(
       join(client, 'src', 'main.c'),
@@ -123,7 +103,7 @@ describe('remote compile jobs, client layout to agent object', () => {
       assert.equal(remote.input.outputs[0]?.path, remote.object);
       const result = await compileOperation({ toolchainsRoot: toolchains })(
         remote.input,
-        context(work),
+        operationContext(work, count),
       );
       assert.equal(result.exitCode, 0, result.stderr);
       assert.equal(result.stderr, '');

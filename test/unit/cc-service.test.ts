@@ -15,7 +15,6 @@ import {
   existsSync,
   statSync,
 } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,17 +28,10 @@ import { watchIdle } from '../../src/cli/cc/idle-exit.js';
 import { CompileService } from '../../src/cli/cc/service.js';
 import { readStats } from '../../src/cli/cc/stats.js';
 import { requireGcc } from '../helpers/gcc.js';
-import { FakeRecorder, InMemorySharedCache } from '../helpers/cc-fakes.js';
+import { FakeRecorder, hourAhead, InMemorySharedCache, until } from '../helpers/cc-fakes.js';
 import { fakeShim, sendRaw } from '../helpers/fake-shim.js';
 
 const log = pino({ level: 'silent' });
-const hourAhead = {
-  stat: (p: string) => stat(p, { bigint: true }),
-  readFile: (p: string) => readFile(p),
-  now: () => (BigInt(Date.now()) + 3_600_000n) * 1_000_000n,
-  maxEntries: 10_000,
-};
-
 class FakeSharedCache implements SharedCache {
   readonly lookups: { direct?: string }[] = [];
   readonly stored: NewCompileResult[] = [];
@@ -56,18 +48,6 @@ class FakeSharedCache implements SharedCache {
     if (this.failing) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
     this.stored.push(result);
   }
-}
-
-function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const poll = (): void => {
-      if (check()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(poll, 20);
-    };
-    poll();
-  });
 }
 
 describe('compile service (real gcc, fake shim)', () => {

@@ -1,10 +1,12 @@
 /**
- * One shim's hello, answered (design §5, local placement): find the real compiler, classify the
- * command, and then
+ * One shim's hello, answered (design §5): find the real compiler, classify the command, and then
  *
  * - not a compile → `exec` it (counted `passthrough`);
  * - a cacheable compile → direct-mode lookup (local tier, then the shared cache): a hit writes
  *   the outputs and answers `exit` with the cached stderr;
+ * - a miss that placement sends to an agent (placement.ts) → the remote path
+ *   (remote-compile.ts): an agent's result, or the shared cache's by the job's key, is written
+ *   and kept under the direct key, and answered with `exit`; anything else compiles here, below;
  * - otherwise → `run` it in the shim (stderr teed live there), and on `ran`: exit 0 → keep the
  *   result (cache-store.ts) and answer `exit` with no stderr (the shim already printed it);
  *   non-zero → answer the same code, keep nothing.

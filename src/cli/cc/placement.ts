@@ -27,6 +27,7 @@ export function isPlacement(text: string | undefined): text is Placement {
 export function maxQueueMsFor(placement: Placement): number {
   // auto only sends a job when this machine is busy: a job that would queue is better run here
   // at once. remote sends everything: a few seconds of queue beat compiling here.
+  // (With the compile's own limit it stays under the 5 minutes Node's fetch waits for headers.)
   return placement === 'remote' ? 5_000 : 100;
 }
 

@@ -68,6 +68,14 @@ export type RemoteOutcome =
       readonly reason?: string;
     };
 
+/**
+ * How long an agent may compile one job. Under 5 minutes with the queue wait: Node's fetch gives
+ * up on an answer whose headers take longer than that (undici's headersTimeout), which would read
+ * as a coordinator that stopped answering. A compile that takes longer is ended there and
+ * compiled here.
+ */
+export const REMOTE_COMPILE_TIMEOUT_MS = 280_000;
+
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -164,6 +172,7 @@ export async function compileRemotely(
     input: req.layout.input,
     source: { path: req.layout.source, sha256: sha256(pre.text), size: pre.text.length },
     maxQueueMs: req.maxQueueMs,
+    timeoutMs: REMOTE_COMPILE_TIMEOUT_MS,
   };
   const key = compileJobKey(body);
   if (await preprocessorHit(ctx, req, key, pre.text)) return { kind: 'hit', text: pre };

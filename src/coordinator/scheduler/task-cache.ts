@@ -57,7 +57,10 @@ export class TaskCache {
     const entry = this.ctx.store.cache.getEntry(key);
     if (
       entry === undefined ||
+      // Only what a coordinator obtained from its agents: clients write compile results only,
+      // and must not be able to plant a task's outputs under its (computable) key.
       entry.kind !== 'task' ||
+      entry.source !== 'agent' ||
       entry.exitCode !== 0 ||
       // Rows keep their blobs; on a backup a row may come before its blobs do.
       !entry.outputs.every((o) => this.blobSize(o.sha256) === o.size)

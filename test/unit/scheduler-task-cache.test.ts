@@ -17,7 +17,7 @@ import type { BuildFile } from '../../src/api/plan/types.js';
 import type { SchedulerAgent, SchedulerClient } from '../../src/coordinator/scheduler/ports.js';
 import { Scheduler } from '../../src/coordinator/scheduler/scheduler.js';
 import { CACHE_AGENT, TaskCache } from '../../src/coordinator/scheduler/task-cache.js';
-import type { KeyedFile } from '../../src/coordinator/scheduler/task-cache-key.js';
+import { taskCacheKey, type KeyedFile } from '../../src/coordinator/scheduler/task-cache-key.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import { BlobStore } from '../../src/common/blob-store.js';
@@ -273,6 +273,43 @@ describe('scheduler: cache: true tasks', () => {
     await until(() => agent.started.length === 1, 'link to start once the agent is back');
     agent.started[0]!.finish({});
     await until(() => store.getBuild(build.id)?.status === 'succeeded', 'the build');
+    s.stop();
+  });
+
+  it('never serves a client’s entry under a task’s key', async () => {
+    const agent = new FakeAgent('a');
+    const s = scheduler(agent);
+    s.start();
+    const files = await source('int f;');
+    const key = taskCacheKey({
+      extension: 'core',
+      extensionFiles: extensionFiles!,
+      operation: 'run',
+      input: { command: 'cc -c a.c' },
+      env: {},
+      inputs: files,
+      outputs: ['a.o'],
+      requires: [],
+    });
+    const planted = await storeBlob('planted');
+    store.cache.putEntry(
+      {
+        key,
+        kind: 'compile',
+        outputs: [{ name: 'a.o', ...planted, mode: 0o644 }],
+        stderr: null,
+        exitCode: 0,
+        toolchain: 'f'.repeat(64),
+        source: 'client',
+        buildUid: null,
+        createdBy: 'mallory',
+      },
+      () => planted.size,
+    );
+    const id = await runBuild(s, agent, files, 'object-f');
+    assert.equal(store.getTask(id, 'compile')?.agent, 'a', 'it ran');
+    assert.equal(store.getTask(id, 'compile')?.cache, 'miss');
+    assert.equal(store.cache.getEntry(key)?.source, 'client', 'the first row stays (immutable)');
     s.stop();
   });
 

@@ -41,6 +41,8 @@ export type CacheLookup =
 export class TaskCache {
   /** Each task's key once looked up (null: not cacheable now), so a waiting task looks up once. */
   private readonly keys = new WeakMap<TaskState, string | null>();
+  /** Extensions' files asked for in this turn of the event loop (one scheduling pass). */
+  private extensionsNow: Map<string, readonly KeyedFile[] | undefined> | undefined;
 
   constructor(private readonly ctx: TaskCacheContext) {}
 
@@ -57,7 +59,10 @@ export class TaskCache {
     const entry = this.ctx.store.cache.getEntry(key);
     if (
       entry === undefined ||
+      // Only what a coordinator obtained from its agents: clients write compile results only,
+      // and must not be able to plant a task's outputs under its (computable) key.
       entry.kind !== 'task' ||
+      entry.source !== 'agent' ||
       entry.exitCode !== 0 ||
       // Rows keep their blobs; on a backup a row may come before its blobs do.
       !entry.outputs.every((o) => this.blobSize(o.sha256) === o.size)
@@ -109,7 +114,7 @@ export class TaskCache {
 
   private keyOf(build: ActiveBuild, state: TaskState): string | null {
     const { plan } = state;
-    const extensionFiles = this.ctx.extensionFiles(plan.extension);
+    const extensionFiles = this.extensionFiles(plan.extension);
     if (extensionFiles === undefined) return null;
     return taskCacheKey({
       extension: plan.extension,
@@ -121,6 +126,16 @@ export class TaskCache {
       outputs: plan.outputs,
       requires: plan.requires,
     });
+  }
+
+  /** ctx.extensionFiles once per extension and pass: it reads the store's extension sets. */
+  private extensionFiles(name: string): readonly KeyedFile[] | undefined {
+    if (this.extensionsNow === undefined) {
+      this.extensionsNow = new Map();
+      queueMicrotask(() => (this.extensionsNow = undefined));
+    }
+    if (!this.extensionsNow.has(name)) this.extensionsNow.set(name, this.ctx.extensionFiles(name));
+    return this.extensionsNow.get(name);
   }
 
   private serve(build: ActiveBuild, state: TaskState, entry: CacheEntryRow): CacheLookup {

@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { BlobStore } from '../../src/common/blob-store.js';
 import { BundleManager, SHIPPED_TOOLCHAINS } from '../../src/coordinator/bundles.js';
+import { toolchainsOf } from '../../src/coordinator/pool/bundle-toolchains.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import type { Bundle } from '../../src/protocol/client/bundle.js';
@@ -130,6 +131,9 @@ describe('bundles', () => {
     // Noticed without an invalidate(): a backup's rows come by replication, not through a route.
     const bundle = await bundles.get();
     assert.notEqual(bundle.versionId, before.versionId);
+    // What an agent synced with it can run: this toolchain (pool/bundle-toolchains.ts).
+    assert.deepEqual([...toolchainsOf(before)], []);
+    assert.deepEqual([...toolchainsOf(bundle)], [id]);
 
     for (const file of files) {
       const shipped = bundle.manifest.files.find((f) => f.path === `toolchains/${id}/${file.path}`);
@@ -204,6 +208,11 @@ describe('bundles', () => {
     ]);
     const bundle = await bundles.get();
     assert.equal(bundle.versionId, before.versionId, 'none of them was shipped');
+    assert.deepEqual(
+      [...toolchainsOf(bundle)],
+      [...toolchainsOf(before)],
+      'nor can agents run them',
+    );
     assert.equal(await bundles.get(), bundle, 'computed once while nothing changes');
   });
 

@@ -55,12 +55,15 @@ function job(overrides: { toolchain?: string; maxQueueMs?: number } = {}): NewCo
   return { label: body.label, spec: jobSpec(body), maxQueueMs: body.maxQueueMs };
 }
 
+const running: Scheduler[] = [];
 const dirs: string[] = [];
-after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+after(async () => {
+  for (const s of running.splice(0)) s.stop();
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
 
 let store: Store;
 let blobs: BlobStore;
-const running: Scheduler[] = [];
 
 beforeEach(async () => {
   for (const s of running.splice(0)) s.stop();

@@ -36,6 +36,7 @@ import {
   jobEnd,
   jobPlanTask,
   jobQueueCap,
+  type JobEnd,
   type JobHandle,
   type JobReason,
   type JobState,
@@ -916,8 +917,8 @@ export class Scheduler {
       return { task: row.name, ended: Promise.resolve(end), cancel: () => {} };
     }
     const row = this.ctx.store.appendJobTask(buildId, { label: job.label, spec, status: 'queued' });
-    let resolve!: (end: Parameters<JobState['end']>[0]) => void;
-    const ended = new Promise<Parameters<JobState['end']>[0]>((r) => (resolve = r));
+    let resolve!: (end: JobEnd) => void;
+    const ended = new Promise<JobEnd>((r) => (resolve = r));
     const jobState: JobState = {
       spec: job.spec,
       reason: null,

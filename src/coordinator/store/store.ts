@@ -103,7 +103,9 @@ export interface Store {
   /**
    * Appends jobs that ran on the client or came from the cache as finished tasks `job-<n>` (n
    * counting on in the build), their times clamped to the session's window (its creation, now).
-   * NOT_FOUND without the build; COMPILE_SESSION_CLOSED when it is not open.
+   * A record naming a remote job (`job`) that ended without a result the client took (failed,
+   * cancelled, skipped) becomes that job's row instead. NOT_FOUND without the build;
+   * COMPILE_SESSION_CLOSED when it is not open.
    */
   appendRecords(buildId: number, records: readonly CompileRecord[]): TaskRow[];
   /**

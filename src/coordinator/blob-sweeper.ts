@@ -19,10 +19,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../common/blob-store.js';
 import { MusterError } from '../protocol/errors.js';
+import { SHA256_PATTERN } from '../protocol/manifest.js';
 import { shaList } from './ha/blob-sync.js';
 import type { Store } from './store/store.js';
-
-const SHA256 = /^[0-9a-f]{64}$/;
 
 export interface BlobSweeperOptions {
   /** Unreferenced uploaded bytes allowed in all. */
@@ -159,7 +158,7 @@ export class BlobSweeper {
       if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
       const dir = join(root, prefix);
       for (const name of await readdir(dir).catch((): string[] => [])) {
-        if (!SHA256.test(name) || keep.has(name)) continue;
+        if (!SHA256_PATTERN.test(name) || keep.has(name)) continue;
         const file = join(dir, name);
         const info = await stat(file).catch(() => undefined);
         if (info === undefined) continue;

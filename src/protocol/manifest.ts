@@ -3,7 +3,9 @@ import { z } from 'zod';
 import { MusterError } from './errors.js';
 import { checkRelativePath } from './paths.js';
 
-export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'a lower-case hex SHA-256');
+/** A SHA-256 as Muster writes it everywhere: 64 lower-case hex digits. */
+export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+export const sha256Hex = z.string().regex(SHA256_PATTERN, 'a lower-case hex SHA-256');
 
 export const manifestFileSchema = z.strictObject({
   path: z.string().min(1).max(1024),

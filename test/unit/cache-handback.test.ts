@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
 import { BlobStore } from '../../src/common/blob-store.js';
+import { cacheHistoryQuery } from '../../src/coordinator/api/ha-routes.js';
+import { httpStatusOf, parse } from '../../src/coordinator/api/http-errors.js';
 import { takeBackCache } from '../../src/coordinator/ha/cache-handback.js';
 import type {
   PeerClient,
@@ -79,11 +81,14 @@ function entry(key: string, object: string, stderr?: string): NewCacheEntry {
 function fakePeer(
   backup: { store: Store; blobs: BlobStore },
   tamper?: (table: string, body: { rows: unknown[]; next: unknown }) => unknown,
-): Pick<PeerClient, 'json' | 'url'> & { calls: string[] } {
+  pageBytes?: number,
+): Pick<PeerClient, 'json' | 'url'> & { calls: string[]; queries: Record<string, unknown>[] } {
+  const queries: Record<string, unknown>[] = [];
   const calls: string[] = [];
   return {
     url: 'https://backup.test:8000',
     calls,
+    queries,
     json<T>(path: string, options: PeerRequest = {}): Promise<PeerResponse<T>> {
       calls.push(path);
       const answer = (body: unknown) =>
@@ -96,15 +101,21 @@ function fakePeer(
       const cache = /^\/api\/v1\/ha\/history\/cache\/(\w+)$/.exec(path);
       if (cache) {
         const query = options.query ?? {};
+        queries.push({ table: cache[1], ...query });
+        // The route's own check of the query (both halves of the cursor, or neither).
+        const checked = cacheHistoryQuery.parse(
+          Object.fromEntries(Object.entries(query).filter(([, v]) => v !== undefined)),
+        );
         const after =
-          query.afterAt === undefined
+          checked.afterAt === undefined || checked.afterKey === undefined
             ? undefined
-            : { at: String(query.afterAt), key: String(query.afterKey) };
+            : { at: checked.afterAt, key: checked.afterKey };
         const page = backup.store.cache.exportSince(
           cache[1] as CacheHistoryTable,
           TAKEOVER,
           after,
-          Number(query.limit),
+          checked.limit,
+          pageBytes,
         );
         const body = JSON.parse(JSON.stringify(page)) as { rows: unknown[]; next: unknown };
         return answer(tamper ? tamper(cache[1]!, body) : body);
@@ -175,6 +186,78 @@ describe('cache failback: the export', () => {
       store.cache.exportSince('entries', '2020-01-02T02:00:00.000Z', undefined, 10).rows.length,
       0,
     );
+  });
+});
+
+describe('cache failback: pages', () => {
+  it('cuts a page by bytes as well as rows, and the primary still takes every row', async () => {
+    const backup = await backupWithHistory();
+    // Each entry row is a few hundred bytes of JSON: one row per page.
+    const cut = backup.store.cache.exportSince('entries', TAKEOVER, undefined, 500, 1);
+    assert.equal(cut.rows.length, 1);
+    assert.deepEqual(cut.next, { at: cut.rows[0]!.createdAt, key: cut.rows[0]!.key });
+    const lastOne = backup.store.cache.exportSince(
+      'entries',
+      TAKEOVER,
+      { at: '2020-01-02T01:11:00.000Z', key: sha('more 1') },
+      500,
+      1,
+    );
+    assert.equal(lastOne.rows.length, 1);
+    assert.equal(lastOne.next, null, 'nothing was left out of it: the last page');
+
+    const primary = await side({ at: '2020-01-02T01:30:00.000Z' });
+    const peer = fakePeer(backup, undefined, 1);
+    const result = await takeBackCache(peer, primary.store, primary.blobs);
+    assert.deepEqual(result.added, { toolchains: 1, entries: 4, manifests: 1 });
+    assert.deepEqual(
+      peer.queries.filter((q) => q.table === 'manifests').map((q) => q.afterKey !== undefined),
+      [false, true],
+      'a line per page',
+    );
+  });
+
+  it('goes on from the last row it took, not from a cursor the backup names', async () => {
+    const backup = await backupWithHistory();
+    const primary = await side({ at: '2020-01-02T01:30:00.000Z' });
+    // A backup whose cursors point past rows it has not sent yet.
+    const skipping = fakePeer(
+      backup,
+      (_table, body) =>
+        body.next === null ? body : { ...body, next: { at: '2030-01-01T00:00:00.000Z', key: 'z' } },
+      1,
+    );
+    const result = await takeBackCache(skipping, primary.store, primary.blobs);
+    assert.deepEqual(result.added, { toolchains: 1, entries: 4, manifests: 1 });
+    for (const q of skipping.queries.filter((q) => q.afterAt !== undefined))
+      assert.ok(String(q.afterAt) < '2030', 'never the backup’s cursor');
+  });
+
+  it('ends on an empty page even when the backup says there is more', async () => {
+    const backup = await backupWithHistory();
+    const primary = await side({ at: '2020-01-02T01:30:00.000Z' });
+    const endless = fakePeer(backup, (_table, body) => ({
+      ...body,
+      next: { at: '2030-01-01T00:00:00.000Z', key: 'z' },
+    }));
+    const result = await takeBackCache(endless, primary.store, primary.blobs);
+    assert.deepEqual(result.added, { toolchains: 1, entries: 4, manifests: 1 });
+    assert.equal(endless.queries.length, 6, 'each table: its page, then an empty one');
+  });
+
+  it('the route takes the cursor whole or not at all', () => {
+    assert.equal(cacheHistoryQuery.safeParse({}).success, true);
+    assert.equal(cacheHistoryQuery.safeParse({ afterAt: 'a', afterKey: 'b' }).success, true);
+    for (const half of [{ afterAt: '2020-01-02T01:00:00.000Z' }, { afterKey: sha('x') }]) {
+      assert.throws(
+        () => parse(cacheHistoryQuery, half, 'query'),
+        (err: unknown) =>
+          err instanceof MusterError &&
+          err.code === 'VALIDATION_FAILED' &&
+          httpStatusOf(err.code) === 400 &&
+          /afterAt and afterKey go together/.test(err.message),
+      );
+    }
   });
 });
 
@@ -252,9 +335,13 @@ describe('cache failback: taking the rows back', () => {
       (err: unknown) => err instanceof MusterError && err.code === 'VALIDATION_FAILED',
     );
     assert.equal(primary.store.cache.totals().entries, 0);
+    // A backup that answers its first page again and again, saying there is more.
+    const first = JSON.parse(
+      JSON.stringify(backup.store.cache.exportSince('entries', TAKEOVER, undefined, 2)),
+    ) as { rows: unknown[] };
     const stuck = fakePeer(backup, (table, body) =>
       table === 'entries'
-        ? { rows: [], next: { at: '2020-01-02T01:00:00.000Z', key: sha('same') } }
+        ? { rows: first.rows, next: { at: '2020-01-02T03:00:00.000Z', key: sha('more') } }
         : body,
     );
     await assert.rejects(

@@ -13,7 +13,7 @@ import { after, afterEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { BlobStore } from '../../src/common/blob-store.js';
 import { BlobSweeper } from '../../src/coordinator/blob-sweeper.js';
-import { blobsOfRow } from '../../src/coordinator/ha/blob-sync.js';
+import { blobsOfRow, shaList } from '../../src/coordinator/ha/blob-sync.js';
 import { Housekeeping } from '../../src/coordinator/housekeeping.js';
 import {
   CACHE_MAX_BYTES_SETTING,
@@ -402,6 +402,11 @@ describe('cache store: replication and blobs', () => {
     assert.deepEqual(
       page.changes.flatMap((c) => blobsOfRow(c.table, c.row)).sort(),
       [sha('NEW'), sha(stderr), sha('gcc')].sort(),
+    );
+    // …and what the sweep keeps and a new backup copies: the same columns (store/blob-columns.ts).
+    assert.deepEqual(
+      [...new Set(primary.replication.fileLists().flatMap(shaList))].sort(),
+      [sha('OLD'), sha('NEW'), sha(stderr), sha('gcc')].sort(),
     );
     backup.replication.applyChanges(page, new Date().toISOString());
     for (const key of ['before', 'after'])

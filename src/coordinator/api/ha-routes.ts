@@ -50,11 +50,16 @@ const historyQuery = z.object({
   limit: z.coerce.number().int().positive().max(10_000).default(1000),
 });
 
-const cacheHistoryQuery = z.object({
-  afterAt: z.string().max(64).optional(),
-  afterKey: z.string().max(200).optional(),
-  limit: z.coerce.number().int().positive().max(1000).default(200),
-});
+/** A cache history page's query: the cursor is both halves of the last row's, or neither. */
+export const cacheHistoryQuery = z
+  .object({
+    afterAt: z.string().max(64).optional(),
+    afterKey: z.string().max(200).optional(),
+    limit: z.coerce.number().int().positive().max(1000).default(200),
+  })
+  .refine((q) => (q.afterAt === undefined) === (q.afterKey === undefined), {
+    message: 'afterAt and afterKey go together (the last row of the page before)',
+  });
 
 function bearer(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
@@ -210,9 +215,9 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const table = parse(z.enum(CACHE_HISTORY_TABLES), request.params.table, 'table');
       const query = parse(cacheHistoryQuery, request.query, 'query');
       const after =
-        query.afterAt !== undefined && query.afterKey !== undefined
-          ? { at: query.afterAt, key: query.afterKey }
-          : undefined;
+        query.afterAt === undefined || query.afterKey === undefined
+          ? undefined
+          : { at: query.afterAt, key: query.afterKey };
       return ctx.store.cache.exportSince(table, takeover.at, after, query.limit);
     },
   );

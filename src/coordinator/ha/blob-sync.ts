@@ -9,30 +9,20 @@ import { join } from 'node:path';
 import type { BlobStore } from '../../common/blob-store.js';
 import { hashFile } from '../../protocol/client/bundle.js';
 import { MusterError } from '../../protocol/errors.js';
+import { SHA256_PATTERN } from '../../protocol/manifest.js';
+import { BLOB_COLUMNS } from '../store/blob-columns.js';
 import type { WireRow } from '../store/replication.js';
 import type { PeerClient } from './peer-client.js';
 
-const SHA256 = /^[0-9a-f]{64}$/;
-
-/** The column of a replicated row that holds a JSON list of files, by table. */
-const FILE_LIST_COLUMNS: ReadonlyMap<string, string> = new Map([
-  ['builds', 'files'],
-  ['tasks', 'outputs'],
-  ['extensions', 'files'],
-  ['toolchains', 'files'],
-  ['cache_entries', 'outputs'],
-]);
-
-/** The blobs a replicated row refers to (the same as ReplicationStore.fileLists reads). */
+/** The blobs a replicated row refers to (store/blob-columns.ts: what fileLists reads too). */
 export function blobsOfRow(table: string, row: WireRow | null): string[] {
-  if (row === null) return [];
+  const columns = BLOB_COLUMNS.get(table);
+  if (row === null || columns === undefined) return [];
   const out: string[] = [];
-  const column = FILE_LIST_COLUMNS.get(table);
-  const value = column === undefined ? undefined : row[column];
-  if (typeof value === 'string') out.push(...shaList(value));
-  // A cache entry's stderr is a blob of its own column.
-  const stderr = table === 'cache_entries' ? row.stderr_sha256 : undefined;
-  if (typeof stderr === 'string' && SHA256.test(stderr)) out.push(stderr);
+  const list = row[columns.list];
+  if (typeof list === 'string') out.push(...shaList(list));
+  const single = columns.single === undefined ? undefined : row[columns.single];
+  if (typeof single === 'string' && SHA256_PATTERN.test(single)) out.push(single);
   return out;
 }
 
@@ -48,7 +38,7 @@ export function shaList(json: string): string[] {
   const out: string[] = [];
   for (const file of parsed) {
     const sha = (file as { sha256?: unknown } | null)?.sha256;
-    if (typeof sha === 'string' && SHA256.test(sha)) out.push(sha);
+    if (typeof sha === 'string' && SHA256_PATTERN.test(sha)) out.push(sha);
   }
   return out;
 }

@@ -8,7 +8,7 @@
  */
 import type { BlobStore } from '../../common/blob-store.js';
 import { MusterError } from '../../protocol/errors.js';
-import type { CacheCursor, CacheHistoryTable } from '../store/cache.js';
+import { manifestLineCursorKey, type CacheCursor, type CacheHistoryTable } from '../store/cache.js';
 import type { Store } from '../store/store.js';
 import { fetchMissingBlobs } from './blob-sync.js';
 import { fromBackup, handedBackCacheSchemas } from './history-schema.js';
@@ -53,6 +53,7 @@ export async function takeBackCache(
 
   await pages(peer, 'toolchains', async (body) => {
     const { rows, next } = fromBackup(handedBackCacheSchemas.toolchains, body, 'cache toolchains');
+    const last = rows.at(-1);
     const sizeOf = await fetchBlobs(
       peer,
       blobs,
@@ -65,10 +66,11 @@ export async function takeBackCache(
           () => store.cache.putToolchain(row, sizeOf, notAfterNow(createdAt)).created,
         );
     });
-    return next;
+    return { more: next !== null, last: last && { at: last.createdAt, key: last.id } };
   });
   await pages(peer, 'entries', async (body) => {
     const { rows, next } = fromBackup(handedBackCacheSchemas.entries, body, 'cache entries');
+    const last = rows.at(-1);
     const hashes = rows.flatMap((r) => [
       ...r.outputs.map((o) => o.sha256),
       ...(r.stderr ? [r.stderr.sha256] : []),
@@ -78,15 +80,22 @@ export async function takeBackCache(
       for (const { createdAt, ...row } of rows)
         keep('entries', () => store.cache.putEntry(row, sizeOf, notAfterNow(createdAt)).created);
     });
-    return next;
+    return { more: next !== null, last: last && { at: last.createdAt, key: last.key } };
   });
   await pages(peer, 'manifests', async (body) => {
     const { rows, next } = fromBackup(handedBackCacheSchemas.manifests, body, 'cache manifests');
+    const last = rows.at(-1);
     store.transaction(() => {
       for (const { createdAt, ...row } of rows)
         keep('manifests', () => store.cache.putManifestLine(row, notAfterNow(createdAt)));
     });
-    return next;
+    return {
+      more: next !== null,
+      last: last && {
+        at: last.createdAt,
+        key: manifestLineCursorKey(last.direct, last.includes),
+      },
+    };
   });
   return result;
 }
@@ -103,11 +112,21 @@ function notAfterNow(at: string): string {
  */
 const MAX_PAGES = 10_000;
 
-/** Reads a table's pages until the last; each cursor must move forward. */
+/** What a page handler took: whether the backup says there is more, and the last row's cursor. */
+interface PageTaken {
+  more: boolean;
+  last: CacheCursor | undefined;
+}
+
+/**
+ * Reads a table's pages until the last: an empty page, or one the backup says is the last. The
+ * next page starts after the last row taken (its stamp and key, not a cursor the backup names),
+ * which must be past the page before's.
+ */
 async function pages(
   peer: Peer,
   table: CacheHistoryTable,
-  handle: (body: unknown) => Promise<CacheCursor | null>,
+  handle: (body: unknown) => Promise<PageTaken>,
 ): Promise<void> {
   let after: CacheCursor | null = null;
   for (let page = 0; ; page++) {
@@ -127,14 +146,15 @@ async function pages(
       if (after === null && err instanceof MusterError && err.code === 'NOT_FOUND') return;
       throw err;
     }
-    const next = await handle(body);
-    if (next === null) return;
-    if (after !== null && (next.at < after.at || (next.at === after.at && next.key <= after.key)))
+    const { more, last } = await handle(body);
+    if (last === undefined) return;
+    if (after !== null && (last.at < after.at || (last.at === after.at && last.key <= after.key)))
       throw new MusterError(
         'VALIDATION_FAILED',
         `the backup's cache ${table} pages do not move forward`,
       );
-    after = next;
+    if (!more) return;
+    after = last;
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
+import { sha256Hex } from '../../protocol/manifest.js';
 import { isSafeRelativePath } from '../../protocol/paths.js';
 import { takeoverSchema } from '../store/ha-state.js';
 
@@ -19,7 +20,7 @@ const text = z.string().max(MAX_TEXT);
 const taskName = z.string().min(1).max(200);
 const fileEntry = z.object({
   path: z.string().max(4096).refine(isSafeRelativePath, 'a safe relative path'),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  sha256: sha256Hex,
   size: z.number().int().nonnegative(),
   mode: z.number().int().min(0).max(0o7777),
 });
@@ -152,7 +153,7 @@ export const buildHistorySchema = z
 
 const token = z.object({
   user_name: z.string().min(1).max(200),
-  token_hash: z.string().regex(/^[0-9a-f]{64}$/),
+  token_hash: sha256Hex,
   created_at: when,
   expires_at: when,
   last_used_at: when.nullable(),
@@ -161,7 +162,7 @@ const token = z.object({
 export const handedBackTokensSchema = z.array(token).max(100_000);
 
 /** The compile cache's rows a backup made while it ran the cluster (store/cache.ts), by page. */
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+const sha256 = sha256Hex;
 const createdBy = z.string().min(1).max(256);
 const cachePage = <T extends z.ZodType>(row: T) =>
   z.object({

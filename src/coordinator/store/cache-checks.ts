@@ -4,6 +4,7 @@
  * bounded, sizes and modes sane, and every blob a row names is in the blob store with its size.
  */
 import { MusterError } from '../../protocol/errors.js';
+import { SHA256_PATTERN } from '../../protocol/manifest.js';
 import { checkRelativePath } from '../../protocol/paths.js';
 import type {
   BlobSizeOf,
@@ -23,14 +24,13 @@ const LIMITS = {
   infoBytes: 64 * 1024,
   createdBy: 256,
 };
-const SHA256 = /^[0-9a-f]{64}$/;
 
 function invalid(message: string): MusterError {
   return new MusterError('VALIDATION_FAILED', message);
 }
 
 function checkSha(value: string, what: string): void {
-  if (!SHA256.test(value)) throw invalid(`${what} is not a lowercase sha256 hex: ${value}`);
+  if (!SHA256_PATTERN.test(value)) throw invalid(`${what} is not a lowercase sha256 hex: ${value}`);
 }
 
 function checkSize(value: number, what: string): void {

@@ -81,6 +81,11 @@ export function acceptsClientResults(setting: unknown): boolean {
 export const MANIFEST_LINES = 16;
 
 const EVICT_BATCH = 500;
+/**
+ * A failback page's rows stop once their JSON reaches this (at least one row): manifest lines
+ * can list thousands of headers each, so a page of `limit` of them could be hundreds of MiB.
+ */
+export const CACHE_PAGE_BYTES = 4 * 1024 * 1024;
 
 export interface EvictionResult {
   removed: number;
@@ -109,6 +114,26 @@ interface Cursor {
   at: string;
   key: string;
   limit: number;
+}
+
+interface LineCursor {
+  since: string;
+  at: string;
+  direct: string;
+  hash: string;
+  limit: number;
+}
+
+/** The key a manifest line has in a failback cursor: its direct key and its includes' hash. */
+export function manifestLineCursorKey(
+  direct: string,
+  includes: readonly [string, string][],
+): string {
+  return `${direct}:${includesHash(JSON.stringify(includes))}`;
+}
+
+function includesHash(includesJson: string): string {
+  return createHash('sha256').update(includesJson).digest('hex');
 }
 
 interface EntrySql {
@@ -220,24 +245,24 @@ function prepare(db: Database.Database) {
       `SELECT e.key, e.size FROM cache_entries e LEFT JOIN cache_usage u ON u.key = e.key
        ORDER BY coalesce(u.last_used, e.created_at), e.key`,
     ),
-    deleteEntry: db.prepare<[string]>('DELETE FROM cache_entries WHERE key = ?'),
+    deleteEntries: db.prepare<[string]>(
+      'DELETE FROM cache_entries WHERE key IN (SELECT value FROM json_each(?))',
+    ),
     toolchain: db.prepare<[string], ToolchainSql>('SELECT * FROM toolchains WHERE id = ?'),
     toolchains: db.prepare<[], ToolchainSql>('SELECT * FROM toolchains ORDER BY created_at, id'),
-    // Failback pages: rows made since a takeover, by (created_at, key).
+    // Failback pages: rows made since a takeover, after a cursor, by (created_at, key).
     toolchainsSince: db.prepare<Cursor, ToolchainSql>(
-      `SELECT * FROM toolchains WHERE created_at >= @since
-         AND (created_at > @at OR (created_at = @at AND id > @key))
+      `SELECT * FROM toolchains WHERE created_at >= @since AND (created_at, id) > (@at, @key)
        ORDER BY created_at, id LIMIT @limit`,
     ),
     entriesSince: db.prepare<Cursor, EntrySql>(
-      `SELECT * FROM cache_entries WHERE created_at >= @since
-         AND (created_at > @at OR (created_at = @at AND key > @key))
+      `SELECT * FROM cache_entries WHERE created_at >= @since AND (created_at, key) > (@at, @key)
        ORDER BY created_at, key LIMIT @limit`,
     ),
-    linesSince: db.prepare<Cursor, LineSql>(
+    linesSince: db.prepare<LineCursor, LineSql>(
       `SELECT * FROM cache_manifests WHERE created_at >= @since
-         AND (created_at > @at OR (created_at = @at AND direct || ':' || includes_hash > @key))
-       ORDER BY created_at, direct || ':' || includes_hash LIMIT @limit`,
+         AND (created_at, direct, includes_hash) > (@at, @direct, @hash)
+       ORDER BY created_at, direct, includes_hash LIMIT @limit`,
     ),
     insertToolchain: db.prepare(
       `INSERT INTO toolchains (id, files, info, created_by, created_at)
@@ -322,7 +347,7 @@ export class CacheStore {
    * Deletes the least recently used entries (an entry never used counts from its creation) until
    * their bytes are at most `maxBytes`. One ordered read picks them (nothing can be used in
    * between: this is synchronous, on the only connection), then they go in transactions of
-   * EVICT_BATCH, so a large eviction does not hold one huge transaction.
+   * EVICT_BATCH (one statement each), so a large eviction does not hold one huge transaction.
    */
   evict(maxBytes: number): EvictionResult {
     const total = this.totals().bytes;
@@ -336,9 +361,8 @@ export class CacheStore {
       }
     }
     for (let i = 0; i < victims.length; i += EVICT_BATCH) {
-      this.transaction(() => {
-        for (const key of victims.slice(i, i + EVICT_BATCH)) this.sql.deleteEntry.run(key);
-      });
+      const batch = JSON.stringify(victims.slice(i, i + EVICT_BATCH));
+      this.transaction(() => this.sql.deleteEntries.run(batch));
     }
     return { removed: victims.length, removedBytes: total - left, totalBytes: left };
   }
@@ -364,7 +388,7 @@ export class CacheStore {
       const added =
         this.sql.insertLine.run({
           direct: line.direct,
-          includes_hash: createHash('sha256').update(includes).digest('hex'),
+          includes_hash: includesHash(includes),
           includes,
           entry: line.entry,
           created_by: line.createdBy,
@@ -414,30 +438,50 @@ export class CacheStore {
 
   /**
    * A page of the rows of one table made at or after `since` (a backup's, since its takeover),
-   * oldest first, after `after` (the `next` of the page before): what a backup hands back. The
-   * primary stores them with the put methods, which keep what it has (rows are immutable).
+   * oldest first, after `after` (the cursor of the page before's last row): what a backup hands
+   * back. At most `limit` rows, cut once their JSON reaches `maxBytes`; `next` (the last row's cursor) when
+   * there may be more, null on the last page. The primary stores them with the put methods,
+   * which keep what it has (rows are immutable).
    */
   exportSince<T extends CacheHistoryTable>(
     table: T,
     since: string,
     after: CacheCursor | undefined,
     limit: number,
+    maxBytes: number = CACHE_PAGE_BYTES,
   ): { rows: CacheHistoryRow[T][]; next: CacheCursor | null } {
-    const cursor = { since, at: after?.at ?? '', key: after?.key ?? '', limit };
-    const page =
-      table === 'toolchains'
-        ? this.sql.toolchainsSince
-            .all(cursor)
-            .map((row) => ({ row: toToolchain(row), key: row.id }))
-        : table === 'entries'
-          ? this.sql.entriesSince.all(cursor).map((row) => ({ row: toEntry(row), key: row.key }))
-          : this.sql.linesSince
-              .all(cursor)
-              .map((row) => ({ row: toLine(row), key: `${row.direct}:${row.includes_hash}` }));
-    const last = page.at(-1);
+    const at = after?.at ?? '';
+    const key = after?.key ?? '';
+    let page: { row: CacheHistoryRow[CacheHistoryTable]; key: string }[];
+    if (table === 'toolchains') {
+      page = this.sql.toolchainsSince
+        .all({ since, at, key, limit })
+        .map((row) => ({ row: toToolchain(row), key: row.id }));
+    } else if (table === 'entries') {
+      page = this.sql.entriesSince
+        .all({ since, at, key, limit })
+        .map((row) => ({ row: toEntry(row), key: row.key }));
+    } else {
+      const [direct = '', hash = ''] = key.split(':');
+      page = this.sql.linesSince
+        .all({ since, at, direct, hash, limit })
+        .map((row) => ({ row: toLine(row), key: `${row.direct}:${row.includes_hash}` }));
+    }
+    let bytes = 0;
+    let cut = page.length;
+    for (const [i, p] of page.entries()) {
+      bytes += JSON.stringify(p.row).length;
+      if (bytes >= maxBytes) {
+        cut = i + 1;
+        break;
+      }
+    }
+    const more = cut < page.length || page.length === limit;
+    const rows = page.slice(0, cut);
+    const last = rows.at(-1);
     return {
-      rows: page.map((p) => p.row) as CacheHistoryRow[T][],
-      next: page.length < limit || !last ? null : { at: last.row.createdAt, key: last.key },
+      rows: rows.map((p) => p.row) as CacheHistoryRow[T][],
+      next: more && last ? { at: last.row.createdAt, key: last.key } : null,
     };
   }
 

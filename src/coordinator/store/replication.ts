@@ -20,6 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { MusterError } from '../../protocol/errors.js';
+import { fileListsSql } from './blob-columns.js';
 import { mergeBuild } from './history-merge.js';
 import { prepareYields, referencedTables } from './unique-keys.js';
 
@@ -379,15 +380,7 @@ export class ReplicationStore {
    * blobs a sweep keeps and a backup copies.
    */
   fileLists(): string[] {
-    const rows = this.db
-      .prepare(
-        `SELECT files AS list FROM builds UNION ALL SELECT outputs FROM tasks
-         UNION ALL SELECT files FROM extensions UNION ALL SELECT files FROM toolchains
-         UNION ALL SELECT outputs FROM cache_entries
-         UNION ALL SELECT json_array(json_object('sha256', stderr_sha256)) FROM cache_entries
-           WHERE stderr_sha256 IS NOT NULL`,
-      )
-      .all() as { list: string }[];
+    const rows = this.db.prepare(fileListsSql()).all() as { list: string }[];
     return rows.map((r) => r.list);
   }
 

@@ -7,9 +7,13 @@
  *
  * The agents share this machine's cores (same boot id), so the default placement compiles here:
  * the cold row is the cost of going through Muster (launcher, service, hashing, storing), the
- * warm row what the cache saves.
+ * warm row what the cache saves. A third runner, `--placement remote --no-cache`, sends every
+ * compile to the two agents (one coordinator for all rounds, the toolchains synced to the agents
+ * before the first timed build), the row to compare with distcc and icecream; it also reports
+ * the client's CPU time (everything the command ran on this machine: make, the launchers, the
+ * directives-only passes, the service, the links), for the speed-up model of docs/compile.md.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,13 +29,42 @@ const muster = fileURLToPath(new URL('../../bin/muster', import.meta.url));
 
 interface Summary {
   compiles: number;
+  remote: number;
   local: number;
   cacheHits: number;
   fallbacks: number;
+  reruns: number;
+}
+
+/** The last summary JSON `muster build --json` printed. */
+function summaryIn(output: string): Summary | undefined {
+  // Without the lines `times` adds after it.
+  const text = output.replace(/^\d+m[\d.]+s \d+m[\d.]+s$/gm, '');
+  const json = /\{\s*"buildId"[\s\S]*\}\s*$/.exec(text)?.[0];
+  return json === undefined ? undefined : (JSON.parse(json) as Summary);
+}
+
+/** The children's CPU time (ms) from the two lines of `times` at the end of the output. */
+function childrenCpuMs(output: string): number | undefined {
+  const match = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(output);
+  if (match === null) return undefined;
+  const [, um, us, sm, ss] = match;
+  return (Number(um) * 60 + Number(us) + Number(sm) * 60 + Number(ss)) * 1000;
+}
+
+function envFor(home: string, coordinator: BenchCoordinator): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HOME: home,
+    XDG_CACHE_HOME: join(home, '.cache'),
+    MUSTER_URL: coordinator.url,
+    MUSTER_TOKEN: coordinator.token,
+    MUSTER_CONFIG_DIR: join(home, 'config'),
+  };
 }
 
 /** The two runners share one coordinator and cache per round: the warm one follows the cold. */
-export function musterRunners(): { cold: PeerRunner; warm: PeerRunner } {
+export function musterRunners(): { cold: PeerRunner; warm: PeerRunner; remote: PeerRunner } {
   let agents: BenchAgent[] = [];
   let coordinator: BenchCoordinator | undefined;
   let home: string | undefined;
@@ -46,20 +79,12 @@ export function musterRunners(): { cold: PeerRunner; warm: PeerRunner } {
       ['build', '--json', '--', 'make', ...project.buildArgs(jobs)],
       {
         cwd: tree,
-        env: {
-          ...process.env,
-          HOME: home,
-          XDG_CACHE_HOME: join(home, '.cache'),
-          MUSTER_URL: coordinator.url,
-          MUSTER_TOKEN: coordinator.token,
-          MUSTER_CONFIG_DIR: join(home, 'config'),
-        },
+        env: envFor(home, coordinator),
         limitMs: BUILD_LIMIT_MS,
       },
     );
     await project.check(tree);
-    const json = /\{\s*"buildId"[\s\S]*\}\s*$/.exec(result.output)?.[0];
-    const summary = json === undefined ? undefined : (JSON.parse(json) as Summary);
+    const summary = summaryIn(result.output);
     return {
       ms: result.ms,
       compiles: countCompiles(result.output),
@@ -107,5 +132,97 @@ export function musterRunners(): { cold: PeerRunner; warm: PeerRunner } {
     build: (project, tree, jobs) => timed(project, tree, jobs),
     stop: async () => undefined,
   };
-  return { cold, warm };
+  return { cold, warm, remote: remoteRunner() };
+}
+
+/** Builds with every compile on the two agents (no cache), on one coordinator for all rounds. */
+function remoteRunner(): PeerRunner {
+  let agents: BenchAgent[] = [];
+  let coordinator: BenchCoordinator | undefined;
+  let home: string | undefined;
+  const remoteBuild = async (
+    what: string,
+    command: string[],
+    cwd: string,
+  ): Promise<{
+    ms: number;
+    output: string;
+    summary: Summary | undefined;
+    cpuMs: number | undefined;
+  }> => {
+    if (coordinator === undefined || home === undefined) throw new Error(`${what}: not started`);
+    // `times` prints the shell's and then its children's CPU time: everything the build ran here.
+    const script = `"$0" build --json --placement remote --no-cache -- "$@"; s=$?; times >&2; exit $s`;
+    const result = await mustRun(what, 'sh', ['-c', script, muster, ...command], {
+      cwd,
+      env: envFor(home, coordinator),
+      limitMs: BUILD_LIMIT_MS,
+    });
+    return {
+      ms: result.ms,
+      output: result.output,
+      summary: summaryIn(result.output),
+      cpuMs: childrenCpuMs(result.output),
+    };
+  };
+  return {
+    name: 'muster build --placement remote',
+    missing: async () => undefined,
+    async start(log) {
+      agents = await Promise.all([startAgent(), startAgent()]);
+      home = await mkdtemp(join(tmpdir(), 'muster-bench-cc-remote-home-'));
+      coordinator = await startCoordinator();
+      for (const [i, agent] of agents.entries())
+        await coordinator.addAgent(`remote-${i + 1}`, agent, { slots: 1 });
+      await coordinator.waitForAgents(agents.length);
+      // Register gcc's and g++'s toolchains and wait until both agents have them (not timed).
+      await writeFile(join(home, 'a.c'), 'int a(int x) { return x + 1; }\n');
+      await writeFile(join(home, 'b.cc'), 'int b(int x) { return x * 2; }\n');
+      const deadline = Date.now() + 300_000;
+      for (;;) {
+        const warmup = await remoteBuild(
+          'warm-up',
+          ['sh', '-c', 'gcc -c a.c -o a.o && g++ -c b.cc -o b.o'],
+          home,
+        );
+        if (warmup.summary?.remote === 2) break;
+        if (Date.now() > deadline)
+          throw new Error(`the agents did not get the toolchains in 5 min: ${warmup.output}`);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+      log(
+        'muster build --placement remote: toolchains on both agents (one coordinator for all rounds)',
+      );
+    },
+    async build(project, tree, jobs) {
+      await mustRun('make clean', 'make', project.cleanArgs, { cwd: tree });
+      const result = await remoteBuild(
+        `${project.name}: muster build --placement remote -- make`,
+        ['make', ...project.buildArgs(jobs)],
+        tree,
+      );
+      await project.check(tree);
+      const { summary } = result;
+      const compiles = countCompiles(result.output);
+      return {
+        ms: result.ms,
+        compiles,
+        ...(summary === undefined ? {} : { remote: summary.remote }),
+        ...(result.cpuMs === undefined ? {} : { clientCpuMs: result.cpuMs }),
+        ...(summary === undefined
+          ? {}
+          : {
+              where: `${summary.remote} on agents, ${summary.reruns} re-run here, ${summary.local} local, ${summary.fallbacks} fallbacks`,
+            }),
+      };
+    },
+    async stop() {
+      await coordinator?.stop();
+      coordinator = undefined;
+      if (home !== undefined) await rm(home, { recursive: true, force: true });
+      home = undefined;
+      await Promise.all(agents.map((a) => a.stop()));
+      agents = [];
+    },
+  };
 }

@@ -45,6 +45,8 @@ export interface PeerBuild {
   remote?: number;
   /** Where they ran, e.g. "ice1 17, ice2 16". */
   where?: string;
+  /** CPU time of everything the build ran on this machine, where measured. */
+  clientCpuMs?: number;
 }
 
 export interface PeerRunner {

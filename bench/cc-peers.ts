@@ -47,6 +47,20 @@ function remoteText(builds: (PeerBuild | undefined)[]): string {
     .join(', ')}`;
 }
 
+function cpuText(builds: (PeerBuild | undefined)[]): string {
+  const cpu = builds.flatMap((b) =>
+    b?.clientCpuMs === undefined ? [] : [{ ms: b.clientCpuMs, per: b.clientCpuMs / b.compiles }],
+  );
+  if (cpu.length === 0) return '';
+  return `; CPU on this machine (make, launchers, preprocessing, service, links): ${list(
+    cpu.map((c) => c.ms / 1000),
+    's',
+  )} = ${list(
+    cpu.map((c) => c.per),
+    'ms',
+  )} per compile`;
+}
+
 async function benchProject(
   project: CcProject,
   rounds: number,
@@ -54,11 +68,13 @@ async function benchProject(
   log: (text: string) => void,
 ): Promise<Measurement[]> {
   const tree = await projectTree(project, join(root, project.pkg));
-  const { cold, warm } = musterRunners();
-  const peers: PeerState[] = [plainMake(), cold, warm, distcc(), icecream()].map((runner) => ({
-    runner,
-    builds: [],
-  }));
+  const { cold, warm, remote } = musterRunners();
+  const peers: PeerState[] = [plainMake(), cold, warm, remote, distcc(), icecream()].map(
+    (runner) => ({
+      runner,
+      builds: [],
+    }),
+  );
   const loadBefore = load();
   log(`${project.name}: load average before ${loadBefore}`);
   try {
@@ -139,7 +155,7 @@ async function benchProject(
   for (const peer of peers.slice(1)) {
     const isMuster = peer.runner.name.startsWith('muster');
     const metric = isMuster
-      ? `${project.name}: ${peer.runner.name} -- make -j${JOBS} (2 local agents × 1 slot) / make -j${JOBS}${peer.runner === warm ? ', after make clean' : ', clean build'}`
+      ? `${project.name}: ${peer.runner.name} -- make -j${JOBS} (2 local agents × 1 slot) / make -j${JOBS}${peer.runner === warm ? ', after make clean' : peer.runner === remote ? ', clean build, no cache' : ', clean build'}`
       : `${project.name}: ${peer.runner.name} (2 build hosts × 1 slot) / make -j${JOBS}, clean build`;
     const aim =
       peer.runner === cold
@@ -172,7 +188,7 @@ async function benchProject(
       detail:
         `median of ${ratios.length} per-round ratios (${ratios.map((r) => fmt(r)).join(' / ')}); ` +
         `${peer.runner.name} ${seconds(median(peerMs))}, make ${seconds(median(makeMs))} (medians)` +
-        `${remoteText(peer.builds)}; ${loads}`,
+        `${remoteText(peer.builds)}${cpuText(peer.builds)}; ${loads}`,
     });
   }
   return rows;
@@ -191,7 +207,10 @@ export const ccPeers: Benchmark = {
     'hosts at 127.0.0.1 are really sent; the environment from `icecc --build-native` made once and not timed, ' +
     'a first untimed build sends it to the hosts). Daemons at nice 0 like make. make, distcc, icecream alternate ' +
     'in 3 rounds (1 with --quick); ratio = the median of each peer’s time / make’s time in the same round; the ' +
-    'daemons’ logs count the compiles that really ran on them.',
+    'daemons’ logs count the compiles that really ran on them. Muster, in the same rounds: `muster build -- make -j2` ' +
+    'with a fresh coordinator and two one-slot agents (empty cache), then again after `make clean` (warm cache), and ' +
+    '`--placement remote --no-cache` (every compile on the agents; its own coordinator, toolchains synced before ' +
+    'the first round), with the CPU time of everything it ran on this machine.',
   async run(ctx) {
     const rounds = ctx.quick ? 1 : 3;
     const wanted = process.env.BENCH_CC_PROJECTS?.split(',').map((p) => p.trim());

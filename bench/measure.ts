@@ -8,7 +8,8 @@ export type Unit = 'MB' | 'MB/s' | 'ms' | 'ops/s' | 'KB' | '% of a core' | 's' |
 
 /** An aim from the issue: the measured value should be >= or <= it. Never enforced. */
 export interface Aim {
-  op: '>=' | '<=';
+  /** '=': exactly (a count that must come out right, e.g. compiles redone per includer). */
+  op: '>=' | '<=' | '=';
   value: number;
 }
 
@@ -72,6 +73,7 @@ export function list(values: readonly number[], unit: string): string {
 }
 
 export function meets(value: number, aim: Aim): boolean {
+  if (aim.op === '=') return Math.abs(value - aim.value) < 1e-9;
   return aim.op === '>=' ? value >= aim.value : value <= aim.value;
 }
 

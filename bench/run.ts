@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { noopLatency, noopThroughput } from './agent-ops.js';
 import { stalledConnections } from './agent-stalled.js';
 import { coldSync, reSync } from './agent-sync.js';
+import { ccHeaderEdit } from './cc-header-edit.js';
 import { ccHotPath } from './cc-hot-path.js';
 import { ccPeers } from './cc-peers.js';
 import { cBuild } from './coordinator-c-build.js';
@@ -36,6 +37,7 @@ const benchmarks: Benchmark[] = [
   cBuild,
   ccPeers,
   ccHotPath,
+  ccHeaderEdit,
   haFailover,
 ];
 
@@ -150,7 +152,7 @@ function row(m: Measurement): {
   return {
     metric: m.metric,
     measured,
-    aim: `${m.aim.op === '>=' ? '≥' : '≤'} ${fmt(m.aim.value, Number.isInteger(m.aim.value) ? 0 : 2)} ${m.unit}`,
+    aim: `${{ '>=': '≥', '<=': '≤', '=': '=' }[m.aim.op]} ${fmt(m.aim.value, Number.isInteger(m.aim.value) ? 0 : 2)} ${m.unit}`,
     // An aim of 0 (tasks lost) has no ratio.
     ratio: m.aim.value === 0 ? '—' : fmt(m.value / m.aim.value, 2),
     verdict: meets(m.value, m.aim) ? 'meets' : 'misses',
@@ -256,6 +258,7 @@ function markdown(results: Measurement[], m: Machine, seconds: number): string {
     [cBuild.name]: 'bench/coordinator-c-build.ts',
     [ccPeers.name]: 'bench/cc-peers.ts',
     [ccHotPath.name]: 'bench/cc-hot-path.ts',
+    [ccHeaderEdit.name]: 'bench/cc-header-edit.ts',
     [haFailover.name]: 'bench/ha.ts',
   };
   for (const b of benchmarks)

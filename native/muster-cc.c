@@ -113,9 +113,13 @@ extern char **environ;
 #define MAX_CAPTURE ((MAX_FRAME - 64 * 1024) / 4 * 3)
 #define MAX_LIST 100000
 #define MAX_TOKEN 200
-#define START_WAIT_MS 2000
+/*
+ * How long the shim that starts the service waits for its socket: a Node start on a loaded
+ * machine takes seconds, and every compile of the build waits behind this one start anyway.
+ */
+#define START_WAIT_MS 10000
 /* How long a shim that finds another one starting the service waits for the socket. */
-#define START_OTHER_WAIT_MS 3000
+#define START_OTHER_WAIT_MS (START_WAIT_MS + 2000)
 #define START_POLL_MS 20
 #define SELF_NAME "muster-cc"
 #define SOCKET_NAME "cc.sock"
@@ -787,7 +791,13 @@ static void mark_start_failed(void) {
 }
 
 /* Starts `<pkg>/bin/muster cc --serve --detach` and waits up to 2 s for the socket. */
-static int start_service(const char *sock) {
+/*
+ * Starts the service and connects to it: the socket, or -1. *failed says whether the start
+ * itself failed (the program could not be spawned, or ended without a socket) rather than being
+ * still under way at the deadline: only a failed start is marked for the other shims.
+ */
+static int start_service(const char *sock, int *failed) {
+  *failed = 1;
   char prog[PATH_MAX + 16];
   size_t len = strlen(g.self);
   const char *tail = "/dist/native/" SELF_NAME;
@@ -817,6 +827,9 @@ static int start_service(const char *sock) {
   }
   /* A `--detach` start returns once the daemon listens; one still running is left to init. */
   if (!reaped) (void)waitpid(pid, NULL, WNOHANG);
+  /* Ended without a socket (failed, or `--detach` said ready and none came): failed. Still
+     starting at the deadline: only slow, not marked. */
+  *failed = fd < 0 && reaped;
   return fd;
 }
 
@@ -842,8 +855,9 @@ static int start_once(const char *sock) {
   int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (lock < 0) {
     /* No lock to be had (a full disk?): start unserialised rather than not at all. */
-    int fd = start_service(sock);
-    if (fd < 0) mark_start_failed();
+    int failed;
+    int fd = start_service(sock, &failed);
+    if (failed) mark_start_failed();
     return fd;
   }
   long long deadline = now_usec() + START_OTHER_WAIT_MS * 1000LL;
@@ -852,8 +866,9 @@ static int start_once(const char *sock) {
     if (take_start_lock(lock) == 0) {
       /* Started by the holder before us, or failed there: nothing to start again. */
       if ((fd = try_connect(sock)) >= 0 || start_failed_recently()) break;
-      fd = start_service(sock);
-      if (fd < 0) mark_start_failed();
+      int failed;
+      fd = start_service(sock, &failed);
+      if (failed) mark_start_failed();
       break;
     }
     if ((fd = try_connect(sock)) >= 0 || start_failed_recently()) break;

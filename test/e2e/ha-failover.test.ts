@@ -193,6 +193,7 @@ describe('backup coordinator', () => {
       'post /api/v1/builds/{id}/cancel',
       'post /api/v1/compile-sessions',
       'post /api/v1/compile-sessions/{id}/records',
+      'post /api/v1/compile-sessions/{id}/jobs',
       'post /api/v1/compile-sessions/{id}/close',
       'post /api/v1/cache/lookup',
       'put /api/v1/cache/entries/{key}',

@@ -21,7 +21,7 @@ export interface StoredOutput {
 }
 
 export interface NewCompileResult {
-  /** The result's key (a direct-mode result key or a preprocessor key, cache-key.ts). */
+  /** The result's key (a direct-mode result key, cache-key.ts, or a remote job's, compileJobKey). */
   readonly key: string;
   readonly outputs: readonly StoredOutput[];
   /** What the compiler printed (empty: nothing). */

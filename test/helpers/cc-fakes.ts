@@ -18,6 +18,7 @@ import type {
   RemoteJobs,
   RemoteSession,
   SharedCache,
+  ToolchainState,
 } from '../../src/cli/cc/ports.js';
 import type { Toolchain } from '../../src/cli/cc/toolchain.js';
 import { compileOperation } from '../../src/extensions/cc/compile.js';
@@ -167,9 +168,22 @@ export class FakeRemoteJobs implements RemoteJobs {
     private readonly agentCache?: InMemorySharedCache,
   ) {}
 
-  async session(): Promise<RemoteSession> {
+  /** No session can be had (the coordinator stopped answering). */
+  noSession = false;
+
+  async session(): Promise<RemoteSession | null> {
     this.sessionsAsked++;
+    if (this.noSession) return null;
     return { buildId: 7, capacity: this.capacity };
+  }
+
+  /** Answers `registering` (as while an upload is in flight) and registers nothing. */
+  holdRegistration = false;
+
+  async toolchainState(toolchain: Toolchain): Promise<ToolchainState> {
+    if (this.holdRegistration) return 'registering';
+    await this.ensureToolchain(toolchain);
+    return 'ready';
   }
 
   async ensureToolchain(toolchain: Toolchain): Promise<void> {

@@ -167,6 +167,82 @@ describe('toolchain registration', () => {
     assert.equal(calls.filter((c) => c.startsWith('get')).length, 2);
   });
 
+  it('compiles are not held back by a registration: registering until an agent has it', async () => {
+    const calls: string[] = [];
+    let release = (): void => undefined;
+    const uploading = new Promise<void>((r) => (release = r));
+    let agents: string[] = [];
+    let registered = false;
+    const base = api(calls, () => registered);
+    const jobs = new CoordinatorJobs(
+      {
+        ...base,
+        getToolchain: async (id) => {
+          await base.getToolchain(id);
+          return { id, info: {}, createdAt: '', agents };
+        },
+        putBlob: async (hash, data) => {
+          await uploading;
+          await base.putBlob(hash, data);
+        },
+        putToolchain: async (id, body) => {
+          registered = true;
+          return base.putToolchain(id, body);
+        },
+      },
+      async () => null,
+      new CoordinatorGuard(),
+      60_000,
+      { pollMs: 0, syncGraceMs: 3_600_000 },
+    );
+    // The upload is stuck: every compile hears `registering` at once, one registration runs.
+    assert.equal(await jobs.toolchainState(toolchain), 'registering');
+    assert.equal(await jobs.toolchainState(toolchain), 'registering');
+    release();
+    await jobs.ensureToolchain(toolchain);
+    assert.equal(calls.filter((c) => c.startsWith('put')).length, 1);
+    // Registered, but no agent has synced it: still compiled here, the coordinator asked again.
+    assert.equal(await jobs.toolchainState(toolchain), 'registering');
+    agents = ['agent-1'];
+    let state = await jobs.toolchainState(toolchain);
+    for (let i = 0; i < 500 && state !== 'ready'; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      state = await jobs.toolchainState(toolchain);
+    }
+    assert.equal(state, 'ready');
+  });
+
+  it('a failed registration is a fallback reason for the compiles that meanwhile ask', async () => {
+    const calls: string[] = [];
+    const jobs = new CoordinatorJobs(
+      {
+        ...api(calls, () => false),
+        putToolchain: async () => {
+          throw new MusterError('FORBIDDEN', 'refused');
+        },
+      },
+      async () => null,
+    );
+    assert.equal(await jobs.toolchainState(toolchain), 'registering');
+    await assert.rejects(jobs.ensureToolchain(toolchain), /refused/);
+    assert.equal(await jobs.toolchainState(toolchain), 'remote-error');
+  });
+
+  it('a toolchain an agent already has is ready at the first compile (a new build)', async () => {
+    const calls: string[] = [];
+    const base = api(calls, () => true);
+    const jobs = new CoordinatorJobs(
+      {
+        ...base,
+        getToolchain: async (id) => ({ ...(await base.getToolchain(id)), agents: ['a1'] }),
+      },
+      async () => null,
+    );
+    assert.equal(await jobs.toolchainState(toolchain), 'ready');
+    assert.equal(await jobs.toolchainState(toolchain), 'ready');
+    assert.deepEqual(calls, ['get true']);
+  });
+
   it('refuses to upload a file that changed since the toolchain was made of it', async () => {
     const calls: string[] = [];
     const changed = { ...toolchain, files: toolchain.files.map((f) => ({ ...f })) };

@@ -8,6 +8,7 @@ import {
   parseLineMarker,
   stripPrelude,
   timeMacrosIn,
+  unfixedTimeMacros,
 } from '../../src/cli/cc/directives.js';
 import { runGcc } from '../helpers/gcc.js';
 
@@ -113,6 +114,13 @@ describe('stripping the prelude (recorded output)', () => {
       '__TIMESTAMP__',
     ]);
     assert.deepEqual(timeMacrosIn(Buffer.from('int time;')), []);
+  });
+
+  it('SOURCE_DATE_EPOCH fixes __DATE__ and __TIME__, never __TIMESTAMP__ (the file’s mtime)', () => {
+    const all = ['__DATE__', '__TIME__', '__TIMESTAMP__'] as const;
+    assert.deepEqual(unfixedTimeMacros(all, {}), all);
+    assert.deepEqual(unfixedTimeMacros(all, { SOURCE_DATE_EPOCH: '0' }), ['__TIMESTAMP__']);
+    assert.deepEqual(unfixedTimeMacros(['__DATE__'], { SOURCE_DATE_EPOCH: '0' }), []);
   });
 });
 

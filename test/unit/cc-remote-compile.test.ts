@@ -84,6 +84,9 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
       'plain.c': 'int plain(int x) { return x * 7; }\n',
       'warn.c': 'int w(void) { int unused; return 1; }\n',
       'missing.c': '#include "nope.h"\nint m;\n',
+      'stamp.c': 'const char *stamp = __TIMESTAMP__;\n',
+      'inc/stamp.h': 'static const char *hstamp = __TIMESTAMP__;\n',
+      'hstamp.c': '#include "stamp.h"\nconst char *get(void) { return hstamp; }\n',
     };
     for (const [path, text] of Object.entries(files)) writeFileSync(join(src, path), text);
     [main, socket] = await startService('main');
@@ -319,5 +322,60 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
     const first = await held;
     assert.deepEqual(types(first), ['run', 'exit']);
     assert.equal(first.code, 0);
+  });
+
+  for (const file of ['stamp.c', 'hstamp.c']) {
+    it(`${file}: __TIMESTAMP__ (the file's mtime) is compiled here and never cached, whatever SOURCE_DATE_EPOCH says`, async () => {
+      const jobs = remote.jobs.length;
+      const runs: string[][] = [];
+      for (let i = 0; i < 2; i++) {
+        const out = await fakeShim({
+          socket,
+          argv: ['gcc', '-Iinc', '-c', file, '-o', 'stamp.o'],
+          cwd: src,
+          env: { ...env, SOURCE_DATE_EPOCH: '0' },
+        });
+        assert.equal(out.code, 0);
+        runs.push(types(out));
+      }
+      // Never a job (an agent's copy has its own mtime), never a hit: each compile runs here.
+      for (const run of runs) assert.deepEqual(run.slice(-2), ['run', 'exit']);
+      assert.equal(remote.jobs.length, jobs);
+      assert.equal(recorder.records.at(-1)?.placement, 'local');
+    });
+  }
+
+  it('compiles here at once while the toolchain is being registered (not a fallback)', async () => {
+    const [held, heldSocket] = await startService('registering');
+    remote.holdRegistration = true;
+    const jobs = remote.jobs.length;
+    try {
+      const args = ['-O1', '-c', 'warn.c', '-o', 'reg.o'];
+      const ref = plain(args, ['reg.o']);
+      const out = await cc(args, heldSocket);
+      assert.deepEqual(types(out), ['cpp', 'run', 'exit']);
+      assert.deepEqual(readFileSync(join(src, 'reg.o')), ref.files[0]);
+    } finally {
+      remote.holdRegistration = false;
+    }
+    assert.equal(remote.jobs.length, jobs);
+    assert.equal(held.stats.totals.localReasons['toolchain-registering'], 1);
+    assert.equal(held.stats.totals.fallbacks, 0);
+    assert.equal(recorder.records.at(-1)?.fallback, undefined);
+  });
+
+  it('placement remote with no session to be had: a no-coordinator fallback', async () => {
+    const [lone, loneSocket] = await startService('nosession');
+    remote.noSession = true;
+    try {
+      const out = await cc(['-O2', '-DLONE', '-c', 'plain.c', '-o', 'lone.o'], loneSocket);
+      assert.deepEqual(types(out), ['run', 'exit']);
+      assert.equal(out.code, 0);
+    } finally {
+      remote.noSession = false;
+    }
+    assert.equal(lone.stats.totals.fallbackReasons['no-coordinator'], 1);
+    assert.equal(lone.stats.totals.localReasons['no-session'], undefined);
+    assert.equal(recorder.records.at(-1)?.fallback, 'no-coordinator');
   });
 });

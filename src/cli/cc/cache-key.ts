@@ -2,10 +2,9 @@
  * The cache keys of a compile (design §4): sha256 over a canonical, length-prefixed encoding of
  * named components, `CACHE_VERSION` first.
  *
- * - the **direct key D**: the common part and the source's content (the headers are checked
- *   against the manifest stored under D);
- * - the **preprocessor key P**: the common part without what only the preprocessor reads
- *   (include options, include-path variables) and the stripped directives-only text.
+ * the **direct key D**: the compile's command line, environment and toolchain and the source's
+ * content (the headers are checked against the manifest stored under D). A remote job's key is
+ * `compileJobKey` (src/api/compile-job-key.ts), which the coordinator computes too.
  *
  * The components are kept as data (`KeyInputs`) so `muster cc --explain` can say which one
  * changed between two lookups (`diffKeyInputs`).
@@ -30,13 +29,6 @@ export const KEYED_ENV = [
   'CPLUS_INCLUDE_PATH',
   'OBJC_INCLUDE_PATH',
 ] as const;
-/** Read by the preprocessor only: their effect is in the text, so P leaves them out. */
-const CPP_ONLY_ENV = new Set([
-  'CPATH',
-  'C_INCLUDE_PATH',
-  'CPLUS_INCLUDE_PATH',
-  'OBJC_INCLUDE_PATH',
-]);
 
 export type KeyValue = string | readonly string[];
 
@@ -51,10 +43,7 @@ export type KeyInputs = readonly KeyComponent[];
 export interface KeyContext {
   /** The toolchain's content id (every program it runs, not their mtimes). */
   readonly toolchainId: string;
-  readonly job: Pick<
-    Compile,
-    'language' | 'keyArgs' | 'preprocessorKeyArgs' | 'source' | 'debug' | 'prefixMaps'
-  >;
+  readonly job: Pick<Compile, 'language' | 'keyArgs' | 'source' | 'debug' | 'prefixMaps'>;
   readonly cwd: string;
   readonly env: Readonly<Record<string, string | undefined>>;
   /** The compiler's stderr is a terminal (colours, line width). */
@@ -63,11 +52,12 @@ export interface KeyContext {
   readonly systemHeaders: string | null;
 }
 
-function common(ctx: KeyContext, kind: 'direct' | 'preprocessor'): KeyComponent[] {
+/** The direct key's components: the compile's command line, environment and source's sha256. */
+export function directKeyInputs(ctx: KeyContext, sourceSha256: string): KeyInputs {
   const { job, env } = ctx;
-  const keyedEnv = KEYED_ENV.filter((name) => kind === 'direct' || !CPP_ONLY_ENV.has(name))
-    .filter((name) => env[name] !== undefined)
-    .map((name) => `${name}=${env[name] ?? ''}`);
+  const keyedEnv = KEYED_ENV.filter((name) => env[name] !== undefined).map(
+    (name) => `${name}=${env[name] ?? ''}`,
+  );
   const rendering = [
     `tty=${ctx.stderrIsTty ? 1 : 0}`,
     ...['GCC_COLORS', 'GCC_URLS', 'TERM_URLS']
@@ -81,27 +71,19 @@ function common(ctx: KeyContext, kind: 'direct' | 'preprocessor'): KeyComponent[
   ];
   return [
     { name: 'version', value: CACHE_VERSION },
-    { name: 'kind', value: kind },
+    // Once there was a second kind of key; the component stays so existing entries still hit.
+    { name: 'kind', value: 'direct' },
     { name: 'toolchain', value: ctx.toolchainId },
     { name: 'language', value: job.language },
-    { name: 'args', value: kind === 'direct' ? job.keyArgs : job.preprocessorKeyArgs },
+    { name: 'args', value: job.keyArgs },
     { name: 'source-path', value: job.source },
     // The cwd reaches the object only through debug information (DW_AT_comp_dir), mapped.
     { name: 'cwd', value: job.debug ? mapDebugPath(ctx.cwd, job.prefixMaps) : '' },
     { name: 'stderr', value: rendering },
     { name: 'env', value: keyedEnv },
-    { name: 'system-headers', value: kind === 'direct' ? (ctx.systemHeaders ?? '') : '' },
+    { name: 'system-headers', value: ctx.systemHeaders ?? '' },
+    { name: 'source', value: sourceSha256 },
   ];
-}
-
-/** The direct key's components: the common part and the source's sha256. */
-export function directKeyInputs(ctx: KeyContext, sourceSha256: string): KeyInputs {
-  return [...common(ctx, 'direct'), { name: 'source', value: sourceSha256 }];
-}
-
-/** The preprocessor key's components: the common part (cpp-only parts left out) and the text. */
-export function preprocessorKeyInputs(ctx: KeyContext, textSha256: string): KeyInputs {
-  return [...common(ctx, 'preprocessor'), { name: 'text', value: textSha256 }];
 }
 
 function u32(n: number): Buffer {

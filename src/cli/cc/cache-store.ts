@@ -7,12 +7,13 @@
  *
  * Not kept (the reasons are returned): a header or the source changed within the last 2 s or
  * while the compile ran (ccache's "too new"), a header that cannot be read, a time macro
- * without SOURCE_DATE_EPOCH, a dependency list that cannot be read.
+ * SOURCE_DATE_EPOCH does not fix (`unfixedTimeMacros`), a dependency list that cannot be read.
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Compile } from './classify.js';
 import { directResultKey } from './cache-key.js';
+import { unfixedTimeMacros } from './directives.js';
 import { parseDepfile, prerequisitesOf } from './depfile.js';
 import type { JobContext } from './job-context.js';
 import type { LocalEntry } from './local-tier.js';
@@ -63,7 +64,6 @@ export async function storeResult(ctx: JobContext, req: StoreRequest): Promise<s
   const headers = listed.filter((p) => p !== job.source);
 
   const reasons: string[] = [];
-  const timeFixed = req.env['SOURCE_DATE_EPOCH'] !== undefined;
   const source = await ctx.hashes.hash(resolve(cwd, job.source));
   if (source === null || source.sha256 !== req.sourceSha256 || source.tooNew) {
     reasons.push(`too-new: ${job.source}`);
@@ -73,7 +73,8 @@ export async function storeResult(ctx: JobContext, req: StoreRequest): Promise<s
     const h = await ctx.hashes.hash(resolve(cwd, path));
     if (h === null) reasons.push(`unreadable header: ${path}`);
     else if (h.tooNew) reasons.push(`too-new: ${path}`);
-    else if (h.timeMacros.length > 0 && !timeFixed) reasons.push(`time-macros: ${path}`);
+    else if (unfixedTimeMacros(h.timeMacros, req.env).length > 0)
+      reasons.push(`time-macros: ${path}`);
     else includes.push([path, h.sha256]);
     if (reasons.length > 0) return reasons;
   }

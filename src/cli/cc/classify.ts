@@ -79,8 +79,6 @@ export interface Compile {
   readonly compileArgs: readonly string[];
   /** The arguments keyed by the direct key: `preprocessArgs` and the depfile's shape. */
   readonly keyArgs: readonly string[];
-  /** The arguments keyed by the preprocessor key: `compileArgs` and the depfile's shape. */
-  readonly preprocessorKeyArgs: readonly string[];
   /** Some `-g` is in effect (then the cwd reaches the object, and is keyed). */
   readonly debug: boolean;
   readonly prefixMaps: readonly PrefixMap[];
@@ -235,7 +233,6 @@ export function classify(input: ClassifyInput): Classification {
     depArgs: preprocessDepArgs(walk.dep, depfile, outputGiven),
     compileArgs: walk.compileArgs,
     keyArgs: [...walk.preprocessArgs, ...depKey],
-    preprocessorKeyArgs: [...walk.compileArgs, ...depKey],
     debug: walk.debug,
     prefixMaps: walk.prefixMaps,
     localReasons: [...walk.local],

@@ -24,7 +24,7 @@ import { lookupDirect, type CacheHit } from './cache-lookup.js';
 import { storeResult } from './cache-store.js';
 import { classify, type Compile } from './classify.js';
 import { compilerEnvironment, invocationOf } from './compiler-path.js';
-import { includedFiles } from './directives.js';
+import { includedFiles, unfixedTimeMacros } from './directives.js';
 import type { ExplainRecord } from './explain.js';
 import type { CompileCall, JobContext, ShimExchange } from './job-context.js';
 import { outputMode, writeOutput } from './output-files.js';
@@ -362,10 +362,11 @@ async function placeRemotely(
     ctx.log.warn({ err }, 'muster cc: no compile session for remote jobs');
     session = null;
   }
-  const choice = chooseRemote(placement, session?.capacity ?? null);
-  if (!choice.remote || session === null) {
-    return { kind: 'here', reason: choice.remote ? 'no-session' : choice.reason };
-  }
+  // remote wants an agent, and auto only gets here when this machine's cores are busy: a
+  // session that cannot be had is a coordinator failing, counted as a fallback.
+  if (session === null) return { kind: 'here', fallback: 'no-coordinator' };
+  const choice = chooseRemote(placement, session.capacity);
+  if (!choice.remote) return { kind: 'here', reason: choice.reason };
   const info = known ?? (await ctx.toolchains.of(call.path, call.childEnv['PATH'] ?? ''));
   if (info === null) return { kind: 'here', reason: 'unknown-toolchain' };
   if (info.toolchain === null) return { kind: 'here', fallback: 'toolchain-unshippable' };
@@ -420,7 +421,7 @@ async function keepRemoteResult(
 /**
  * Whether the compile may be cached and looked up by its direct key, and that key: the
  * toolchain's id (cached per compiler), the system-header fingerprint with -MMD, the source's
- * hash (time macros without SOURCE_DATE_EPOCH: not cacheable).
+ * hash (time macros SOURCE_DATE_EPOCH does not fix: not cacheable, `unfixedTimeMacros`).
  */
 async function directKey(
   ctx: JobContext,
@@ -454,8 +455,8 @@ async function directKey(
   if (toolchain !== null && reasons.length === 0) {
     const source = await ctx.hashes.hash(resolve(cwd, job.source));
     if (source === null) reasons.push(`cannot read ${job.source}`);
-    else if (source.timeMacros.length > 0 && env['SOURCE_DATE_EPOCH'] === undefined) {
-      reasons.push(`time-macros: ${source.timeMacros.join(' ')}`);
+    else if (unfixedTimeMacros(source.timeMacros, env).length > 0) {
+      reasons.push(`time-macros: ${unfixedTimeMacros(source.timeMacros, env).join(' ')}`);
     } else {
       const inputs = directKeyInputs(
         { toolchainId: toolchain.id, job, cwd, env, stderrIsTty: hello.stderrTty, systemHeaders },

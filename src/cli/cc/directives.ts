@@ -141,8 +141,22 @@ export type TimeMacro = (typeof TIME_MACROS)[number];
 
 /**
  * The time macros a text mentions (ccache's rule, found with a byte search): a compile that uses
- * one is not cached unless `SOURCE_DATE_EPOCH` fixes them.
+ * one is not cached unless `SOURCE_DATE_EPOCH` fixes them (`unfixedTimeMacros`).
  */
 export function timeMacrosIn(buf: Buffer): TimeMacro[] {
   return TIME_MACROS.filter((m) => buf.indexOf(m) >= 0);
+}
+
+/**
+ * Of the time macros a compile uses, those that make its result differ from run to run (and
+ * machine to machine), so it is neither cached nor sent to an agent: `__DATE__` and `__TIME__`
+ * unless `SOURCE_DATE_EPOCH` fixes them; `__TIMESTAMP__` always — it is the source file's mtime,
+ * which `SOURCE_DATE_EPOCH` does not change (gcc 12), and an agent's copy has its own.
+ */
+export function unfixedTimeMacros(
+  found: readonly TimeMacro[],
+  env: Readonly<Record<string, string | undefined>>,
+): TimeMacro[] {
+  const fixed = env['SOURCE_DATE_EPOCH'] !== undefined;
+  return found.filter((m) => m === '__TIMESTAMP__' || !fixed);
 }

@@ -21,7 +21,7 @@ export interface StoredOutput {
 }
 
 export interface NewCompileResult {
-  /** The result's key (a direct-mode result key or a preprocessor key, cache-key.ts). */
+  /** The result's key (a direct-mode result key, cache-key.ts, or a remote job's, compileJobKey). */
   readonly key: string;
   readonly outputs: readonly StoredOutput[];
   /** What the compiler printed (empty: nothing). */
@@ -55,14 +55,24 @@ export interface RemoteSession {
 }
 
 /**
+ * A toolchain on the coordinator: `ready` (registered, an agent has it — or it has been a while:
+ * the job's answer says the rest); `registering` (uploading, or no agent has synced it yet:
+ * compile here); or why registering failed, as a fallback reason.
+ */
+export type ToolchainState = 'ready' | 'registering' | 'no-coordinator' | 'remote-error';
+
+/**
  * Compiles on the session's agents (design §2): the text and the toolchain go up first, then the
  * job, whose answer is checked by the implementation (coordinator-jobs.ts).
  */
 export interface RemoteJobs {
   /** The session jobs go to, opened when needed; null when there is none now. */
   session(): Promise<RemoteSession | null>;
-  /** Makes sure the coordinator has the toolchain (asked once per id, uploaded when it lacks it). */
-  ensureToolchain(toolchain: Toolchain): Promise<void>;
+  /**
+   * Whether jobs with the toolchain can go now, without waiting for its registration: the first
+   * ask starts it in the background (asked once per id, uploaded when the coordinator lacks it).
+   */
+  toolchainState(toolchain: Toolchain): Promise<ToolchainState>;
   /** Uploads a directives-only text. */
   putText(sha256: string, data: Buffer): Promise<void>;
   /** Runs the job; resolves with its answer (a job that did not run is an answer too). */

@@ -8,7 +8,8 @@
  * 2. The prelude stripped, the text hashed: the job (`remoteJob` + the text) and its key
  *    (`compileJobKey`, the coordinator keeps results under the same). A hit in the shared cache
  *    is fetched (checked) and written: done.
- * 3. Otherwise the toolchain (registered once), the text, the job. Exit 0 with nothing on stderr
+ * 3. Otherwise, when the toolchain is registered and on an agent (its registration runs in the
+ *    background; meanwhile: compiled here, `toolchain-registering`), the text, the job. Exit 0 with nothing on stderr
  *    and an object → the object is fetched and written: done. A compiler that failed or printed
  *    → compiled here again for its exact diagnostics (a `rerun`, not a fallback). Anything else
  *    (not started, agent lost, the coordinator failing) → compiled here, counted as a fallback
@@ -24,7 +25,7 @@ import type { CompileJobView } from '../../api/views/compile.js';
 import type { CompileJobRequest } from '../api-client.js';
 import { preprocessArgv } from './classify.js';
 import { isNoAnswer } from './coordinator-guard.js';
-import { stripPrelude, timeMacrosIn } from './directives.js';
+import { stripPrelude, timeMacrosIn, unfixedTimeMacros } from './directives.js';
 import type { CompileCall, JobContext, ShimExchange } from './job-context.js';
 import { writeOutput } from './output-files.js';
 import type { RemoteJobs, RemoteSession } from './ports.js';
@@ -136,7 +137,7 @@ async function preprocessorHit(
   const { job, env } = req.call;
   const shared = ctx.sharedCache;
   if (ctx.noCache || shared === undefined || job.noCacheReasons.length > 0) return false;
-  if (timeMacrosIn(text).length > 0 && env['SOURCE_DATE_EPOCH'] === undefined) return false;
+  if (unfixedTimeMacros(timeMacrosIn(text), env).length > 0) return false;
   try {
     const view = await shared.lookup({ keys: [key] });
     const entry = view.entries.find(
@@ -167,6 +168,9 @@ export async function compileRemotely(
 ): Promise<RemoteOutcome> {
   const pre = await preprocess(ctx, x, req.call);
   if ('here' in pre) return pre.here;
+  // The agent's copy of the source has its own mtime: `__TIMESTAMP__` would differ from here.
+  if (timeMacrosIn(pre.text).includes('__TIMESTAMP__'))
+    return { kind: 'here', reason: 'time-macros' };
   const body: CompileJobRequest = {
     label: req.label,
     input: req.layout.input,
@@ -177,9 +181,13 @@ export async function compileRemotely(
   const key = compileJobKey(body);
   if (await preprocessorHit(ctx, req, key, pre.text)) return { kind: 'hit', text: pre };
 
+  // The first compile with a new compiler starts its registration; until an agent has it,
+  // compiling here beats waiting for ~80 MB to go up and the agents to sync.
+  const state = await req.remote.toolchainState(req.toolchain);
+  if (state === 'registering') return { kind: 'here', reason: 'toolchain-registering' };
+  if (state !== 'ready') return { kind: 'here', fallback: state };
   let view: CompileJobView;
   try {
-    await req.remote.ensureToolchain(req.toolchain);
     await req.remote.putText(body.source.sha256, pre.text);
     view = await req.remote.submit(req.session.buildId, body);
   } catch (err) {

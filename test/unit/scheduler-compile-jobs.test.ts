@@ -154,8 +154,13 @@ describe('scheduler: remote compile jobs', () => {
     const agent = new FakeSchedulerAgent('a', 4, [OTHER]);
     const s = scheduler([agent]);
     const build = session(s);
+    const specs: string[] = [];
+    const append = store.appendJobTask.bind(store);
+    store.appendJobTask = (id, task) => (specs.push(task.spec), append(id, task));
     const end = await s.addJob(build.id, job()).ended;
     assert.deepEqual([end.status, end.reason], ['not-started', 'toolchain-not-on-agents']);
+    // Refused at once: none of its arguments are kept, only the toolchain it asked for.
+    assert.deepEqual(specs, [JSON.stringify({ toolchain: TOOLCHAIN })]);
     assert.deepEqual(
       [end.row.status, end.row.fallback, end.row.placement],
       ['skipped', 'toolchain-not-on-agents', 'remote'],

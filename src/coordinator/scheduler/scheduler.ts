@@ -903,12 +903,12 @@ export class Scheduler {
         : build.liveJobs().length >= jobQueueCap(slots)
           ? ['queue-full', 'not started: the session has as many jobs waiting as it may']
           : undefined;
-    const spec = JSON.stringify(job.spec);
     if (refusal !== undefined || build === undefined) {
       const [reason, error] = refusal ?? ['no-agent-slot', 'not started'];
       const row = this.ctx.store.appendJobTask(buildId, {
         label: job.label,
-        spec,
+        // Never run: its arguments are not kept, only the toolchain it asked for.
+        spec: JSON.stringify({ toolchain: job.spec.toolchain }),
         status: 'skipped',
         error,
         fallback: reason,
@@ -916,6 +916,7 @@ export class Scheduler {
       const end = { status: 'not-started', reason, row, result: undefined } as const;
       return { task: row.name, ended: Promise.resolve(end), cancel: () => {} };
     }
+    const spec = JSON.stringify(job.spec);
     const row = this.ctx.store.appendJobTask(buildId, { label: job.label, spec, status: 'queued' });
     let resolve!: (end: JobEnd) => void;
     const ended = new Promise<JobEnd>((r) => (resolve = r));

@@ -74,13 +74,15 @@ beforeEach(async () => {
   await blobs.init();
 });
 
-function scheduler(agents: FakeSchedulerAgent[]): Scheduler {
+function scheduler(agents: FakeSchedulerAgent[], logged?: string[]): Scheduler {
   const s = new Scheduler({
     store,
     pool: { ready: () => agents.filter((a) => a.connected) },
     blobs,
     events: new EventBus(),
-    log: pino({ level: 'silent' }),
+    log: logged
+      ? pino({ level: 'error' }, { write: (line: string) => void logged.push(line) })
+      : pino({ level: 'silent' }),
     // Plan tasks wait this long for a lost agent; compile jobs never do.
     agentLossGraceMs: 3_600_000,
   });
@@ -187,6 +189,23 @@ describe('scheduler: remote compile jobs', () => {
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(agent.started.length, 1);
     assert.equal(store.getTask(build.id, 'job-2')?.status, 'skipped');
+  });
+
+  it('log a store failure when a job’s queue wait ends, instead of crashing', async () => {
+    const agent = new FakeSchedulerAgent('a', 1, [TOOLCHAIN]);
+    const logged: string[] = [];
+    const s = scheduler([agent], logged);
+    const build = session(s);
+    s.addJob(build.id, job());
+    await until(() => agent.started.length === 1, 'the first job');
+    s.addJob(build.id, job({ maxQueueMs: 10 }));
+    // The disk fails before its wait ends: recording "not started" throws, in a timer.
+    store.transaction = () => {
+      throw new Error('disk I/O error');
+    };
+    await until(() => logged.length > 0, 'the failure to be logged');
+    assert.match(logged[0]!, /recording a job not started failed/);
+    assert.match(logged[0]!, /"task":"job-2"/);
   });
 
   it('answer queue-full beyond 4 × the ready slots (at least 16) queued or running', async () => {

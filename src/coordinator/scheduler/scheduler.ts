@@ -164,24 +164,25 @@ export class Scheduler {
       }
     });
     build.ready.clear();
-    for (const flight of this.inFlight.values()) {
-      if (flight.build !== build) continue;
-      flight.cancelRequested = true;
-      if (flight.state === 'attached' && flight.connection?.client) {
-        void flight.connection.client
-          .cancelTask(flight.attempt.agentTaskId)
-          .catch(this.agentCallFailed('cancel', flight.attempt.agent, flight.attempt.agentTaskId));
-      } else {
-        // The agent is away: record the attempt as cancelled now; it is cancelled there on return.
-        this.finishFlight(
-          flight,
-          'cancelled',
-          { status: 'cancelled', durationMs: 0 },
-          'build cancelled',
-        );
-      }
+    for (const flight of [...this.inFlight.values()]) {
+      if (flight.build === build) this.cancelFlight(flight, 'build cancelled');
     }
     this.maybeFinish(build);
+  }
+
+  /**
+   * Asks an attempt's agent to stop it; when the agent is away, records the attempt as cancelled
+   * now (it is cancelled there on return).
+   */
+  private cancelFlight(flight: InFlight, why: string): void {
+    flight.cancelRequested = true;
+    if (flight.state === 'attached' && flight.connection?.client) {
+      void flight.connection.client
+        .cancelTask(flight.attempt.agentTaskId)
+        .catch(this.agentCallFailed('cancel', flight.attempt.agent, flight.attempt.agentTaskId));
+    } else {
+      this.finishFlight(flight, 'cancelled', { status: 'cancelled', durationMs: 0 }, why);
+    }
   }
 
   /**
@@ -455,6 +456,18 @@ export class Scheduler {
   }
 
   /**
+   * A timer's work: nobody awaits it either, so a store exception is logged (the task stays as
+   * it was; a restart, a cancel or the session's end settles it), not left to end the process.
+   */
+  private inTimer(what: string, fields: Record<string, unknown>, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.ctx.log.error({ err, ...fields }, what);
+    }
+  }
+
+  /**
    * The end of execute() and follow(), which nobody awaits: recording the failure can itself
    * throw (the store), and that must be logged, not left to end the process as an unhandled
    * rejection.
@@ -537,7 +550,11 @@ export class Scheduler {
       lose();
       return;
     }
-    flight.lostTimer = setTimeout(lose, this.ctx.agentLossGraceMs);
+    const fields = { build: flight.build.id, task: flight.task.plan.name };
+    flight.lostTimer = setTimeout(
+      () => this.inTimer('recording a lost attempt failed', fields, lose),
+      this.ctx.agentLossGraceMs,
+    );
     flight.lostTimer.unref();
   }
 
@@ -932,7 +949,14 @@ export class Scheduler {
     this.schedule();
     if (state.row.status === 'queued') {
       // Not unref'd: a client waits for it (stop() clears it).
-      jobState.queueTimer = setTimeout(() => this.notStarted(build, state), job.maxQueueMs);
+      const fields = { build: buildId, task: row.name };
+      jobState.queueTimer = setTimeout(
+        () =>
+          this.inTimer('recording a job not started failed', fields, () =>
+            this.notStarted(build, state),
+          ),
+        job.maxQueueMs,
+      );
     }
     return {
       task: row.name,
@@ -965,16 +989,8 @@ export class Scheduler {
       this.maybeFinish(build);
       return;
     }
-    for (const flight of this.inFlight.values()) {
-      if (flight.task !== state) continue;
-      flight.cancelRequested = true;
-      if (flight.state === 'attached' && flight.connection?.client) {
-        void flight.connection.client
-          .cancelTask(flight.attempt.agentTaskId)
-          .catch(this.agentCallFailed('cancel', flight.attempt.agent, flight.attempt.agentTaskId));
-      } else {
-        this.finishFlight(flight, 'cancelled', { status: 'cancelled', durationMs: 0 }, why);
-      }
+    for (const flight of [...this.inFlight.values()]) {
+      if (flight.task === state) this.cancelFlight(flight, why);
     }
   }
 

@@ -87,6 +87,12 @@ export class Scheduler {
   private readonly toExecute: (() => void)[] = [];
   private again = false;
   private stopped = false;
+  /**
+   * The build that got the last slot: the next pass scans the builds after it first, so freed
+   * slots go round the builds with ready work (a compile session that keeps many jobs queued
+   * for hours does not take every slot from the builds behind it).
+   */
+  private lastServed: number | undefined;
 
   constructor(private readonly ctx: SchedulerContext) {}
 
@@ -296,7 +302,7 @@ export class Scheduler {
 
   private dispatchReady(): void {
     const agents = this.ctx.pool.ready();
-    for (const build of this.builds.values()) {
+    for (const build of this.scanOrder()) {
       if (build.row.status === 'queued') {
         this.ctx.store.setBuildStatus(build.id, 'running', { startedAt: now() });
         build.row = { ...build.row, status: 'running', startedAt: now() };
@@ -314,6 +320,7 @@ export class Scheduler {
         free--;
         try {
           this.dispatch(build, state, agent);
+          this.lastServed = build.id;
         } catch (err) {
           // Nothing of this dispatch was recorded (its savepoint rolled back); try again later.
           this.ctx.log.error({ err, build: build.id, task: name }, 'could not record a dispatch');
@@ -324,6 +331,13 @@ export class Scheduler {
       this.maybeFinish(build);
       if (free <= 0 && !this.ctx.taskCache) return;
     }
+  }
+
+  /** The builds, oldest first, but starting after the one that got the last slot. */
+  private scanOrder(): ActiveBuild[] {
+    const builds = [...this.builds.values()];
+    const at = builds.findIndex((b) => b.id === this.lastServed);
+    return [...builds.slice(at + 1), ...builds.slice(0, at + 1)];
   }
 
   /** A `cache: true` task looked up (once): true when a cached result made it succeed. */

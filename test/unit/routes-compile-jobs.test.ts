@@ -340,6 +340,7 @@ describe('routes: remote compile jobs', () => {
       body: body(text, { label: 'x'.repeat(300 * 1024) }),
     });
     assert.equal(huge.status, 413, JSON.stringify(huge.body));
+    assert.equal((huge.body as ErrorBody).error.code, 'PAYLOAD_TOO_LARGE');
     assert.deepEqual(api.store.listTasks(Number(session)), []);
   });
 

@@ -233,6 +233,17 @@ const workDirDir = z.union([z.literal(''), workDirPath]);
 export const REMOTE_COMPILE_ENV =
   /^(LANG|LC_[A-Z]+|SOURCE_DATE_EPOCH|TZ|GCC_COLORS|GCC_URLS|TERM_URLS)$/;
 
+/** The most argument bytes a remote compile may have (the cc extension's own limit). */
+export const REMOTE_ARG_BYTES = 64 * 1024;
+
+/** The arguments' size as the cc extension counts it: each one's UTF-8 bytes and a separator. */
+function remoteArgBytes(args: readonly (string | { workPath: string })[]): number {
+  const utf8 = new TextEncoder();
+  let bytes = 0;
+  for (const a of args) bytes += utf8.encode(typeof a === 'string' ? a : a.workPath).length + 1;
+  return bytes;
+}
+
 /**
  * The input of the built-in cc/compile operation (src/extensions/cc/input.ts checks it again on
  * the agent, field by field): the client's compile rewritten for the agent's work dir.
@@ -252,7 +263,11 @@ export const remoteCompileInput = z.strictObject({
       ]),
     )
     .min(1)
-    .max(4096),
+    .max(4096)
+    .refine(
+      (args) => remoteArgBytes(args) <= REMOTE_ARG_BYTES,
+      `at most ${REMOTE_ARG_BYTES} bytes of arguments`,
+    ),
   cwd: workDirDir,
   debugPrefixMaps: z
     .array(

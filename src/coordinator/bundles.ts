@@ -110,7 +110,7 @@ export class BundleManager {
   private storedSets(): string {
     return JSON.stringify([
       this.store.listExtensions().map((e) => [e.name, e.version, e.addedAt]),
-      this.store.cache.listToolchains().map((t) => t.id),
+      this.store.cache.toolchainIds(),
     ]);
   }
 

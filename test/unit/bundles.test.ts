@@ -93,6 +93,19 @@ describe('bundles', () => {
     assert.equal(bundles.extensionFiles('mine'), undefined);
   });
 
+  it('reads only the toolchain ids on a call that finds the sets unchanged', async () => {
+    const first = await bundles.get();
+    const list = store.cache.listToolchains.bind(store.cache);
+    let reads = 0;
+    store.cache.listToolchains = () => (reads++, list());
+    try {
+      for (let i = 0; i < 3; i++) assert.equal(await bundles.get(), first);
+      assert.equal(reads, 0, 'no file lists read');
+    } finally {
+      store.cache.listToolchains = list;
+    }
+  });
+
   it('ships the built-in core and cc extensions, and no user extension by their names', async () => {
     const bundle = await bundles.get();
     const paths = bundle.manifest.files.map((f) => f.path);

@@ -191,7 +191,7 @@ describe('routes: remote compile jobs', () => {
     agent.started[0]!.finish({
       status: 'failed',
       exitCode: 1,
-      value: { exitCode: 1, stderr, stderrBytes: stderr.length },
+      value: { exitCode: 1, stderr, stdoutBytes: 0, stderrBytes: stderr.length },
     });
     const view = (await answer).body as CompileJobView;
     assert.deepEqual(
@@ -238,6 +238,110 @@ describe('routes: remote compile jobs', () => {
       shown.tasks.map((t) => [t.name, t.status, t.placement, t.fallback]),
       [['job-1', 'succeeded', 'local', 'toolchain-not-on-agents']],
     );
+  });
+
+  it('let a record settle a job that succeeded with warnings: one row per compile', async () => {
+    const { api, agent, blobs, session } = await start();
+    const text = await putBlob(blobs, 'int w(void) { int u; return u; }\n');
+    const answer = api.call('POST', `/api/v1/compile-sessions/${session}/jobs`, {
+      token: api.admin,
+      body: body(text),
+    });
+    await until(() => agent.started.length === 1, 'the job to reach the agent');
+    const object = await putBlob(blobs, '\x7fELF warned');
+    const stderr = "lapi.c:1:30: warning: 'u' is used uninitialized\n";
+    agent.started[0]!.finish({
+      value: { exitCode: 0, stderr, stdoutBytes: 0, stderrBytes: stderr.length },
+      outputs: [{ path: 'lapi.o', ...object, mode: 0o644 }],
+    });
+    const view = (await answer).body as CompileJobView;
+    assert.deepEqual([view.status, view.stderrBytes], ['succeeded', stderr.length]);
+    // The client compiles it here for its messages, and says so naming the job.
+    const records = await api.call('POST', `/api/v1/compile-sessions/${session}/records`, {
+      token: api.admin,
+      body: {
+        records: [
+          {
+            label: 'gcc -O2 -c lapi.c -o lapi.o',
+            placement: 'local',
+            cache: 'miss',
+            exitCode: 0,
+            startedAt: Date.now(),
+            durationMs: 40,
+            job: view.task,
+          },
+        ],
+      },
+    });
+    assert.equal(records.status, 204, JSON.stringify(records.body));
+    const shown = (await api.call('GET', `/api/v1/builds/${session}`, { token: api.viewer }))
+      .body as BuildView;
+    assert.deepEqual(
+      shown.tasks.map((t) => [t.name, t.status, t.placement]),
+      [['job-1', 'succeeded', 'local']],
+    );
+  });
+
+  it('answer a result it cannot read as failed, and one that printed on stdout without its object', async () => {
+    const { api, agent, blobs, session } = await start();
+    const url = `/api/v1/compile-sessions/${session}/jobs`;
+    const object = await putBlob(blobs, '\x7fELF object');
+    const outputs = [{ path: 'lapi.o', ...object, mode: 0o644 }];
+
+    const unreadable = api.call('POST', url, {
+      token: api.admin,
+      body: body(await putBlob(blobs, 'int a;\n')),
+    });
+    await until(() => agent.started.length === 1, 'the first job to reach the agent');
+    agent.started[0]!.finish({ value: { exitCode: 0, stderr: 42 }, outputs });
+    const first = (await unreadable).body as CompileJobView;
+    assert.deepEqual(
+      [first.status, first.exitCode, first.object, first.reason, first.error?.code],
+      ['failed', 0, null, 'remote-result-unreadable', 'OPERATION_FAILED'],
+    );
+    assert.equal(api.store.cache.getEntry(first.cacheKey), undefined);
+
+    const printed = api.call('POST', url, {
+      token: api.admin,
+      body: body(await putBlob(blobs, 'int b;\n')),
+    });
+    await until(() => agent.started.length === 2, 'the second job to reach the agent');
+    agent.started[1]!.finish({
+      value: { exitCode: 0, stdout: '[]', stderr: '', stdoutBytes: 2, stderrBytes: 0 },
+      outputs,
+    });
+    const second = (await printed).body as CompileJobView;
+    assert.deepEqual(
+      [second.status, second.stderrBytes, second.object, second.reason, second.error],
+      ['succeeded', 0, null, 'remote-stdout', null],
+    );
+    assert.equal(api.store.cache.getEntry(second.cacheKey), undefined);
+  });
+
+  it('refuse arguments over 64 KiB, and a body over 256 KiB, before storing anything', async () => {
+    const { api, blobs, session } = await start();
+    const text = await putBlob(blobs, 'int c;\n');
+    const url = `/api/v1/compile-sessions/${session}/jobs`;
+    const args = (n: number) => [
+      '-c',
+      { workPath: 'lapi.c' },
+      ...Array.from({ length: n }, () => '-D' + 'X'.repeat(998)),
+    ];
+    const input = (n: number) => ({ ...body(text).input, args: args(n) });
+    // 70 args of 1000 bytes (each and its separator): over 64 KiB in a body under 256 KiB.
+    const long = await api.call('POST', url, {
+      token: api.admin,
+      body: body(text, { input: input(70) }),
+    });
+    assert.equal(long.status, 400, JSON.stringify(long.body));
+    assert.match((long.body as ErrorBody).error.message, /at most 65536 bytes of arguments/);
+    const huge = await api.call('POST', url, {
+      token: api.admin,
+      body: body(text, { label: 'x'.repeat(300 * 1024) }),
+    });
+    assert.equal(huge.status, 413, JSON.stringify(huge.body));
+    assert.equal((huge.body as ErrorBody).error.code, 'PAYLOAD_TOO_LARGE');
+    assert.deepEqual(api.store.listTasks(Number(session)), []);
   });
 
   it('refuse a job whose text is not uploaded, on a session of another user, from a viewer', async () => {

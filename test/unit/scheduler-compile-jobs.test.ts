@@ -25,6 +25,7 @@ import { Scheduler } from '../../src/coordinator/scheduler/scheduler.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import type { BuildRow } from '../../src/coordinator/store/types.js';
+import { parsePlan } from '../../src/api/plan/parse.js';
 import { globMatch } from '../../src/host/glob.js';
 import { MusterError } from '../../src/protocol/errors.js';
 import { FakeSchedulerAgent } from '../helpers/fake-scheduler-agent.js';
@@ -74,13 +75,15 @@ beforeEach(async () => {
   await blobs.init();
 });
 
-function scheduler(agents: FakeSchedulerAgent[]): Scheduler {
+function scheduler(agents: FakeSchedulerAgent[], logged?: string[]): Scheduler {
   const s = new Scheduler({
     store,
     pool: { ready: () => agents.filter((a) => a.connected) },
     blobs,
     events: new EventBus(),
-    log: pino({ level: 'silent' }),
+    log: logged
+      ? pino({ level: 'error' }, { write: (line: string) => void logged.push(line) })
+      : pino({ level: 'silent' }),
     // Plan tasks wait this long for a lost agent; compile jobs never do.
     agentLossGraceMs: 3_600_000,
   });
@@ -154,8 +157,13 @@ describe('scheduler: remote compile jobs', () => {
     const agent = new FakeSchedulerAgent('a', 4, [OTHER]);
     const s = scheduler([agent]);
     const build = session(s);
+    const specs: string[] = [];
+    const append = store.appendJobTask.bind(store);
+    store.appendJobTask = (id, task) => (specs.push(task.spec), append(id, task));
     const end = await s.addJob(build.id, job()).ended;
     assert.deepEqual([end.status, end.reason], ['not-started', 'toolchain-not-on-agents']);
+    // Refused at once: none of its arguments are kept, only the toolchain it asked for.
+    assert.deepEqual(specs, [JSON.stringify({ toolchain: TOOLCHAIN })]);
     assert.deepEqual(
       [end.row.status, end.row.fallback, end.row.placement],
       ['skipped', 'toolchain-not-on-agents', 'remote'],
@@ -182,6 +190,43 @@ describe('scheduler: remote compile jobs', () => {
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(agent.started.length, 1);
     assert.equal(store.getTask(build.id, 'job-2')?.status, 'skipped');
+  });
+
+  it('log a store failure when a job’s queue wait ends, instead of crashing', async () => {
+    const agent = new FakeSchedulerAgent('a', 1, [TOOLCHAIN]);
+    const logged: string[] = [];
+    const s = scheduler([agent], logged);
+    const build = session(s);
+    s.addJob(build.id, job());
+    await until(() => agent.started.length === 1, 'the first job');
+    s.addJob(build.id, job({ maxQueueMs: 10 }));
+    // The disk fails before its wait ends: recording "not started" throws, in a timer.
+    store.transaction = () => {
+      throw new Error('disk I/O error');
+    };
+    await until(() => logged.length > 0, 'the failure to be logged');
+    assert.match(logged[0]!, /recording a job not started failed/);
+    assert.match(logged[0]!, /"task":"job-2"/);
+  });
+
+  it('give a freed slot to the next build with work, not back to a session keeping many queued', async () => {
+    const agent = new FakeSchedulerAgent('a', 1, [TOOLCHAIN]);
+    const s = scheduler([agent]);
+    const build = session(s);
+    const jobs = [s.addJob(build.id, job()), s.addJob(build.id, job()), s.addJob(build.id, job())];
+    await until(() => agent.started.length === 1, 'the first job');
+    // A plan build, younger than the session, waits behind its queued jobs.
+    const plan = store.createBuild(parsePlan('tasks:\n  t:\n    run: x\n'), [], 'ada');
+    s.submit(plan);
+    agent.started[0]!.finish({ value: { exitCode: 0, stderr: '', stderrBytes: 0 } });
+    await jobs[0]!.ended;
+    await until(() => agent.started.length === 2, 'the next start');
+    assert.match(agent.started[1]!.spec.taskId, new RegExp(`^b${plan.id}:t:1:`));
+    // Its task done, the session's jobs go on.
+    agent.started[1]!.finish({});
+    await until(() => agent.started.length === 3, 'the session again');
+    assert.match(agent.started[2]!.spec.taskId, new RegExp(`^b${build.id}:job-2:1:`));
+    for (const h of jobs) h.cancel();
   });
 
   it('answer queue-full beyond 4 × the ready slots (at least 16) queued or running', async () => {

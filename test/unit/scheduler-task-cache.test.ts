@@ -276,6 +276,30 @@ describe('scheduler: cache: true tasks', () => {
     s.stop();
   });
 
+  it('looks a waiting task up again once its extension’s files are known (the bundle computed)', async () => {
+    const agent = new FakeAgent('a');
+    const s = scheduler(agent);
+    s.start();
+    const files = await source('int f;');
+    await runBuild(s, agent, files, 'object-f');
+    // The bundle is being computed again: no key for now; no agent is free either.
+    agent.away = true;
+    const known = extensionFiles;
+    extensionFiles = undefined;
+    const build = store.createBuild(plan, files, 'alice');
+    s.submit(build);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(store.getTask(build.id, 'compile')?.status, 'queued');
+    extensionFiles = known;
+    s.schedule();
+    await until(
+      () => store.getTask(build.id, 'compile')?.status === 'succeeded',
+      'compile served from the cache',
+    );
+    assert.equal(store.getTask(build.id, 'compile')?.agent, CACHE_AGENT);
+    s.stop();
+  });
+
   it('never serves a client’s entry under a task’s key', async () => {
     const agent = new FakeAgent('a');
     const s = scheduler(agent);

@@ -135,13 +135,15 @@ beforeEach(async () => {
   await blobs.init();
 });
 
-function scheduler(agents: FakeAgent[], graceMs = 50): Scheduler {
+function scheduler(agents: FakeAgent[], graceMs = 50, logged?: string[]): Scheduler {
   return new Scheduler({
     store,
     pool: { ready: () => agents.filter((a) => a.connected) },
     blobs,
     events: new EventBus(),
-    log: pino({ level: 'silent' }),
+    log: logged
+      ? pino({ level: 'error' }, { write: (line: string) => void logged.push(line) })
+      : pino({ level: 'silent' }),
     agentLossGraceMs: graceMs,
   });
 }
@@ -272,6 +274,26 @@ describe('scheduler', () => {
         [2, 'second', 'succeeded'],
       ],
     );
+    s.stop();
+  });
+
+  it('logs a store failure when its agent’s loss grace ends, instead of crashing', async () => {
+    const agent = new FakeAgent('a', 1);
+    const logged: string[] = [];
+    const s = scheduler([agent], 10, logged);
+    s.start();
+    const build = store.createBuild(parsePlan('tasks:\n  t:\n    run: x\n'), [], 'test');
+    s.submit(build);
+    await until(() => agent.started.length === 1, 'the attempt');
+    agent.connected = false;
+    s.onAgentLost(agent);
+    // The disk fails before the grace ends: recording the loss throws, in a timer.
+    store.transaction = () => {
+      throw new Error('disk I/O error');
+    };
+    await until(() => logged.length > 0, 'the failure to be logged');
+    assert.match(logged[0]!, /recording a lost attempt failed/);
+    assert.match(logged[0]!, /disk I\/O error/);
     s.stop();
   });
 

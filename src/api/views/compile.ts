@@ -72,8 +72,9 @@ export interface CompileJobView {
   task: string;
   /**
    * not-started: no agent slot within maxQueueMs, or no agent has the toolchain yet (`reason`);
-   * lost: its agent went away while it ran; failed: the compiler failed, or the agent could not
-   * run it (`error`); cancelled: the session's build was cancelled.
+   * lost: its agent went away while it ran; failed: the compiler failed, the agent could not
+   * run it, or its result could not be read (`error`); cancelled: the session's build was
+   * cancelled.
    */
   status: 'succeeded' | 'failed' | 'lost' | 'cancelled' | 'not-started';
   /** The agent it ran on. */
@@ -82,11 +83,17 @@ export interface CompileJobView {
   /** What the compiler printed on stderr (UTF-8, the first 64 KiB) and how many bytes in all. */
   stderr: string;
   stderrBytes: number;
-  /** With succeeded and exit code 0: the object (GET /api/v1/blobs/{sha256}). */
+  /**
+   * With succeeded and exit code 0: the object (GET /api/v1/blobs/{sha256}); null when the
+   * compiler printed on stdout (reason `remote-stdout`: the client compiles here to show it).
+   */
   object: CacheBlobView | null;
   /** The key of this exact job in the shared cache (api/compile-job-key.ts). */
   cacheKey: string;
-  /** Why it did not run remotely, as a fallback reason (`no-agent-slot`, `agent-lost`, …). */
+  /**
+   * Why it did not run remotely, or why its result is not to take, as a fallback reason
+   * (`no-agent-slot`, `agent-lost`, `remote-stdout`, `remote-result-unreadable`, …).
+   */
   reason: string | null;
   error: { code: string; message: string } | null;
 }

@@ -6,7 +6,8 @@
  * an active backup stores them, and they are handed back at failback, ha/cache-handback.ts).
  * Every blob a row names must be in the blob store with its declared size (uploaded first with
  * PUT /blobs); it is kept from the sweep between the check and the row, which then keeps it.
- * With Cache.AcceptClientResults false, clients' results and manifest lines are refused.
+ * With Cache.AcceptClientResults false, clients' results and manifest lines are refused (not
+ * toolchains: a toolchain's id is its files' hash, and it only runs for jobs that name it).
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -97,9 +98,9 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
 
   app.put<{ Params: { id: string } }>('/api/v1/toolchains/:id', async (request, reply) => {
     const user = requireBuilder(request, ctx);
-    // A toolchain is programs every agent runs for every user: only registered by clients the
-    // coordinator takes results from, and only under the id of exactly these files.
-    requireClientResults(ctx);
+    // Any builder may register one, whatever Cache.AcceptClientResults says: the id is
+    // recomputed from the files, and a toolchain only runs for jobs that name its id (clients
+    // whose compiler hashes to it), so nobody puts programs under someone else's compiler.
     const id = parse(sha256Hex, request.params.id, 'toolchain id');
     const body = parse(putToolchainBody, request.body, 'toolchain');
     checkToolchainId(id, body);

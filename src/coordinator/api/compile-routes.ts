@@ -18,6 +18,12 @@ import { requireBuilder, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { buildView } from './views.js';
 
+/**
+ * A job's body: its arguments are at most 64 KiB (REMOTE_ARG_BYTES), the rest is paths and
+ * variables; the server's own limit (for plans and uploads) is far larger.
+ */
+export const JOB_BODY_LIMIT = 256 * 1024;
+
 /** Beyond a job's queue wait and timeout, how long its answer may take (fetching the object). */
 const JOB_ANSWER_MARGIN_MS = 60_000;
 
@@ -42,6 +48,7 @@ export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): vo
 
   app.post<{ Params: { id: string } }>(
     '/api/v1/compile-sessions/:id/jobs',
+    { bodyLimit: JOB_BODY_LIMIT },
     async (request, reply) => {
       const user = requireBuilder(request, ctx);
       const body = parse(compileJobBody, request.body, 'job');

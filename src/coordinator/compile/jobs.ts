@@ -46,7 +46,16 @@ const compileValue = z.object({
   exitCode: z.number().int().nullable(),
   stderr: z.string().max(4 * STDERR_CHARS),
   stderrBytes: z.number().int().nonnegative(),
+  stdoutBytes: z.number().int().nonnegative(),
 });
+
+/**
+ * Why a job that succeeded is still no result to take: its value could not be read (nothing
+ * says it printed nothing), or the compiler printed on stdout (the answer does not carry it).
+ * The client compiles here, with the reason as its fallback.
+ */
+const UNREADABLE = 'remote-result-unreadable';
+const PRINTED_STDOUT = 'remote-stdout';
 
 /** The answer to the job's client. */
 export function jobView(
@@ -59,20 +68,31 @@ export function jobView(
   const ran = value.success ? value.data : undefined;
   const exitCode = end.result?.exitCode ?? ran?.exitCode ?? null;
   const stderr = ran?.stderr.slice(0, STDERR_CHARS) ?? '';
-  const object =
-    end.status === 'succeeded' && exitCode === 0 ? objectOf(end, objectPath) : undefined;
-  return {
+  const view: CompileJobView = {
     task,
     status: end.status,
     agent: end.status === 'not-started' ? null : end.row.agent,
     exitCode,
     stderr,
     stderrBytes: ran?.stderrBytes ?? Buffer.byteLength(stderr),
-    object: object ? { sha256: object.sha256, size: object.size } : null,
+    object: null,
     cacheKey,
     reason: end.reason,
     error: end.status === 'failed' ? (end.result?.error ?? errorOf(end)) : null,
   };
+  if (end.status !== 'succeeded' || exitCode !== 0) return view;
+  if (ran === undefined) {
+    const message = "the agent's result could not be read";
+    return {
+      ...view,
+      status: 'failed',
+      reason: UNREADABLE,
+      error: { code: 'OPERATION_FAILED', message },
+    };
+  }
+  if (ran.stdoutBytes > 0) return { ...view, reason: PRINTED_STDOUT };
+  const object = objectOf(end, objectPath);
+  return object ? { ...view, object: { sha256: object.sha256, size: object.size } } : view;
 }
 
 function objectOf(end: JobEnd, objectPath: string): OutputFile | undefined {
@@ -86,7 +106,8 @@ function errorOf(end: JobEnd): { code: string; message: string } | null {
 }
 
 /**
- * The shared-cache entry for an answer the client takes as is (exit 0, no stderr, an object),
+ * The shared-cache entry for an answer the client takes as is (exit 0, nothing printed, an
+ * object),
  * under the key the coordinator computed from the job it ran; undefined for any other answer.
  */
 export function jobCacheEntry(
@@ -101,6 +122,7 @@ export function jobCacheEntry(
   },
 ): NewCacheEntry | undefined {
   if (view.status !== 'succeeded' || view.exitCode !== 0 || view.stderrBytes !== 0) return;
+  if (view.reason !== null) return;
   const object = view.object === null ? undefined : objectOf(end, job.objectPath);
   if (object === undefined) return;
   return {

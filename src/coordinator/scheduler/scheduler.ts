@@ -87,6 +87,12 @@ export class Scheduler {
   private readonly toExecute: (() => void)[] = [];
   private again = false;
   private stopped = false;
+  /**
+   * The build that got the last slot: the next pass scans the builds after it first, so freed
+   * slots go round the builds with ready work (a compile session that keeps many jobs queued
+   * for hours does not take every slot from the builds behind it).
+   */
+  private lastServed: number | undefined;
 
   constructor(private readonly ctx: SchedulerContext) {}
 
@@ -164,24 +170,25 @@ export class Scheduler {
       }
     });
     build.ready.clear();
-    for (const flight of this.inFlight.values()) {
-      if (flight.build !== build) continue;
-      flight.cancelRequested = true;
-      if (flight.state === 'attached' && flight.connection?.client) {
-        void flight.connection.client
-          .cancelTask(flight.attempt.agentTaskId)
-          .catch(this.agentCallFailed('cancel', flight.attempt.agent, flight.attempt.agentTaskId));
-      } else {
-        // The agent is away: record the attempt as cancelled now; it is cancelled there on return.
-        this.finishFlight(
-          flight,
-          'cancelled',
-          { status: 'cancelled', durationMs: 0 },
-          'build cancelled',
-        );
-      }
+    for (const flight of [...this.inFlight.values()]) {
+      if (flight.build === build) this.cancelFlight(flight, 'build cancelled');
     }
     this.maybeFinish(build);
+  }
+
+  /**
+   * Asks an attempt's agent to stop it; when the agent is away, records the attempt as cancelled
+   * now (it is cancelled there on return).
+   */
+  private cancelFlight(flight: InFlight, why: string): void {
+    flight.cancelRequested = true;
+    if (flight.state === 'attached' && flight.connection?.client) {
+      void flight.connection.client
+        .cancelTask(flight.attempt.agentTaskId)
+        .catch(this.agentCallFailed('cancel', flight.attempt.agent, flight.attempt.agentTaskId));
+    } else {
+      this.finishFlight(flight, 'cancelled', { status: 'cancelled', durationMs: 0 }, why);
+    }
   }
 
   /**
@@ -295,7 +302,7 @@ export class Scheduler {
 
   private dispatchReady(): void {
     const agents = this.ctx.pool.ready();
-    for (const build of this.builds.values()) {
+    for (const build of this.scanOrder()) {
       if (build.row.status === 'queued') {
         this.ctx.store.setBuildStatus(build.id, 'running', { startedAt: now() });
         build.row = { ...build.row, status: 'running', startedAt: now() };
@@ -313,6 +320,7 @@ export class Scheduler {
         free--;
         try {
           this.dispatch(build, state, agent);
+          this.lastServed = build.id;
         } catch (err) {
           // Nothing of this dispatch was recorded (its savepoint rolled back); try again later.
           this.ctx.log.error({ err, build: build.id, task: name }, 'could not record a dispatch');
@@ -323,6 +331,13 @@ export class Scheduler {
       this.maybeFinish(build);
       if (free <= 0 && !this.ctx.taskCache) return;
     }
+  }
+
+  /** The builds, oldest first, but starting after the one that got the last slot. */
+  private scanOrder(): ActiveBuild[] {
+    const builds = [...this.builds.values()];
+    const at = builds.findIndex((b) => b.id === this.lastServed);
+    return [...builds.slice(at + 1), ...builds.slice(0, at + 1)];
   }
 
   /** A `cache: true` task looked up (once): true when a cached result made it succeed. */
@@ -455,6 +470,18 @@ export class Scheduler {
   }
 
   /**
+   * A timer's work: nobody awaits it either, so a store exception is logged (the task stays as
+   * it was; a restart, a cancel or the session's end settles it), not left to end the process.
+   */
+  private inTimer(what: string, fields: Record<string, unknown>, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.ctx.log.error({ err, ...fields }, what);
+    }
+  }
+
+  /**
    * The end of execute() and follow(), which nobody awaits: recording the failure can itself
    * throw (the store), and that must be logged, not left to end the process as an unhandled
    * rejection.
@@ -537,7 +564,11 @@ export class Scheduler {
       lose();
       return;
     }
-    flight.lostTimer = setTimeout(lose, this.ctx.agentLossGraceMs);
+    const fields = { build: flight.build.id, task: flight.task.plan.name };
+    flight.lostTimer = setTimeout(
+      () => this.inTimer('recording a lost attempt failed', fields, lose),
+      this.ctx.agentLossGraceMs,
+    );
     flight.lostTimer.unref();
   }
 
@@ -903,12 +934,12 @@ export class Scheduler {
         : build.liveJobs().length >= jobQueueCap(slots)
           ? ['queue-full', 'not started: the session has as many jobs waiting as it may']
           : undefined;
-    const spec = JSON.stringify(job.spec);
     if (refusal !== undefined || build === undefined) {
       const [reason, error] = refusal ?? ['no-agent-slot', 'not started'];
       const row = this.ctx.store.appendJobTask(buildId, {
         label: job.label,
-        spec,
+        // Never run: its arguments are not kept, only the toolchain it asked for.
+        spec: JSON.stringify({ toolchain: job.spec.toolchain }),
         status: 'skipped',
         error,
         fallback: reason,
@@ -916,6 +947,7 @@ export class Scheduler {
       const end = { status: 'not-started', reason, row, result: undefined } as const;
       return { task: row.name, ended: Promise.resolve(end), cancel: () => {} };
     }
+    const spec = JSON.stringify(job.spec);
     const row = this.ctx.store.appendJobTask(buildId, { label: job.label, spec, status: 'queued' });
     let resolve!: (end: JobEnd) => void;
     const ended = new Promise<JobEnd>((r) => (resolve = r));
@@ -931,7 +963,14 @@ export class Scheduler {
     this.schedule();
     if (state.row.status === 'queued') {
       // Not unref'd: a client waits for it (stop() clears it).
-      jobState.queueTimer = setTimeout(() => this.notStarted(build, state), job.maxQueueMs);
+      const fields = { build: buildId, task: row.name };
+      jobState.queueTimer = setTimeout(
+        () =>
+          this.inTimer('recording a job not started failed', fields, () =>
+            this.notStarted(build, state),
+          ),
+        job.maxQueueMs,
+      );
     }
     return {
       task: row.name,
@@ -964,16 +1003,8 @@ export class Scheduler {
       this.maybeFinish(build);
       return;
     }
-    for (const flight of this.inFlight.values()) {
-      if (flight.task !== state) continue;
-      flight.cancelRequested = true;
-      if (flight.state === 'attached' && flight.connection?.client) {
-        void flight.connection.client
-          .cancelTask(flight.attempt.agentTaskId)
-          .catch(this.agentCallFailed('cancel', flight.attempt.agent, flight.attempt.agentTaskId));
-      } else {
-        this.finishFlight(flight, 'cancelled', { status: 'cancelled', durationMs: 0 }, why);
-      }
+    for (const flight of [...this.inFlight.values()]) {
+      if (flight.task === state) this.cancelFlight(flight, why);
     }
   }
 

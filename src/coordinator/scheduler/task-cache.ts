@@ -39,8 +39,8 @@ export type CacheLookup =
   | { hit: false; changes: Partial<TaskRow> };
 
 export class TaskCache {
-  /** Each task's key once looked up (null: not cacheable now), so a waiting task looks up once. */
-  private readonly keys = new WeakMap<TaskState, string | null>();
+  /** Each task's key once looked up, so a waiting task looks up once. */
+  private readonly keys = new WeakMap<TaskState, string>();
   /** Extensions' files asked for in this turn of the event loop (one scheduling pass). */
   private extensionsNow: Map<string, readonly KeyedFile[] | undefined> | undefined;
 
@@ -54,8 +54,10 @@ export class TaskCache {
   lookup(build: ActiveBuild, state: TaskState): CacheLookup | undefined {
     if (state.plan.cache !== true || this.keys.has(state)) return undefined;
     const key = this.keyOf(build, state);
-    this.keys.set(state, key);
+    // No key now (the bundle is being computed again, or has no such extension): not
+    // remembered, so a task still waiting is looked up again by a later pass.
     if (key === null) return undefined;
+    this.keys.set(state, key);
     const entry = this.ctx.store.cache.getEntry(key);
     if (
       entry === undefined ||
@@ -74,7 +76,7 @@ export class TaskCache {
   /** After the task succeeded on an agent: its outputs are kept under its key. */
   remember(build: ActiveBuild, state: TaskState, outputs: readonly OutputFile[]): void {
     const key = this.keys.get(state);
-    if (key === undefined || key === null) return;
+    if (key === undefined) return;
     try {
       this.ctx.store.cache.putEntry(
         {

@@ -250,6 +250,9 @@ function prepare(db: Database.Database) {
     ),
     toolchain: db.prepare<[string], ToolchainSql>('SELECT * FROM toolchains WHERE id = ?'),
     toolchains: db.prepare<[], ToolchainSql>('SELECT * FROM toolchains ORDER BY created_at, id'),
+    toolchainIds: db
+      .prepare<[], string>('SELECT id FROM toolchains ORDER BY created_at, id')
+      .pluck(),
     // Failback pages: rows made since a takeover, after a cursor, by (created_at, key).
     toolchainsSince: db.prepare<Cursor, ToolchainSql>(
       `SELECT * FROM toolchains WHERE created_at >= @since AND (created_at, id) > (@at, @key)
@@ -408,6 +411,11 @@ export class CacheStore {
 
   listToolchains(): ToolchainRow[] {
     return this.sql.toolchains.all().map(toToolchain);
+  }
+
+  /** The ids of listToolchains(), in its order, without reading their file lists. */
+  toolchainIds(): string[] {
+    return this.sql.toolchainIds.all();
   }
 
   /** Stores a toolchain unless its id exists (ids are content hashes); as putEntry. */

@@ -213,7 +213,7 @@ export function prepareStatements(db: Database.Database) {
          started_at = @startedAt, finished_at = @finishedAt, error = @error, label = @label,
          cache = @cache, placement = @placement, fallback = @fallback
        WHERE build_id = @buildId AND name = @name AND spec IS NOT NULL
-         AND status IN ('failed', 'cancelled', 'skipped')
+         AND placement = 'remote' AND status IN ('succeeded', 'failed', 'cancelled', 'skipped')
        RETURNING *`,
     ),
 

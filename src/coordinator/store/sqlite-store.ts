@@ -393,8 +393,10 @@ class SqliteStore implements Store {
           placement: record.placement,
           fallback: record.fallback ?? null,
         };
-        // The remote job it settles becomes the record (its attempts stay); a job that runs,
-        // succeeded or is not one of this build's gets a new row instead.
+        // The remote job it settles becomes the record (its attempts stay): one row per
+        // compile, also for a job that succeeded but whose result the client did not take (it
+        // printed warnings: compiled here to show them). A job still queued or running, one
+        // already settled, or not one of this build's, gets a new row instead.
         const settled =
           record.job === undefined
             ? undefined

@@ -90,9 +90,9 @@ export interface CompileRecord {
   /** Why an infrastructure failure sent it local. */
   fallback?: string | undefined;
   /**
-   * The remote job (`job-N`) this record settles: that job's row becomes the record when it
-   * ended without a result the client took (failed, cancelled, skipped); otherwise the record
-   * is a new row.
+   * The remote job (`job-N`) this record settles: that job's row becomes the record once it
+   * ended (the client compiled here after it: failed, cancelled, skipped, or succeeded with
+   * messages or a result it did not take); a job still queued or running gets a new row.
    */
   job?: string | undefined;
 }
@@ -103,7 +103,10 @@ export const MAX_SESSION_TASKS = 100_000;
 /** A remote compile job appended to an open build: to run (queued), or not started (skipped). */
 export interface NewJobTask {
   label: string;
-  /** The task's own description (JSON): what the scheduler runs. */
+  /**
+   * The task's own description (JSON): what the scheduler runs; for a job not started, only
+   * `{ toolchain }` (a job refused at once keeps none of its arguments).
+   */
   spec: string;
   status: 'queued' | 'skipped';
   /** With skipped: why it did not start (words), and the reason as a fallback. */

@@ -431,6 +431,21 @@ describe('what an answer means for the compile', () => {
         { kind: 'here', job: 'job-3', rerun: true },
       ],
       [
+        // The compiler printed on stdout: its output is the user's, compiled here (a re-run).
+        { object: null, reason: 'remote-stdout' },
+        { kind: 'here', job: 'job-3', rerun: true },
+      ],
+      [
+        {
+          status: 'failed',
+          exitCode: null,
+          object: null,
+          reason: 'remote-result-unreadable',
+          error: { code: 'OPERATION_FAILED', message: '' },
+        },
+        { kind: 'here', job: 'job-3', fallback: 'remote-result-unreadable' },
+      ],
+      [
         { status: 'not-started', exitCode: null, object: null, reason: 'queue-full' },
         { kind: 'here', job: 'job-3', fallback: 'queue-full' },
       ],

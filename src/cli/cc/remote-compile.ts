@@ -89,7 +89,14 @@ function requestFailure(err: unknown): string {
 /** Why a job's answer sends the compile here, as a fallback reason (or a rerun). */
 export function answerOutcome(view: CompileJobView): RemoteOutcome {
   const job = view.task;
-  if ((view.exitCode !== null && view.exitCode !== 0) || view.stderrBytes > 0 || view.stderr !== '')
+  // The compiler failed or printed (on stderr, or on stdout: `remote-stdout`): compiled here for
+  // its exact messages and outputs — a rerun, not a failure of Muster.
+  if (
+    (view.exitCode !== null && view.exitCode !== 0) ||
+    view.stderrBytes > 0 ||
+    view.stderr !== '' ||
+    view.reason === 'remote-stdout'
+  )
     return { kind: 'here', job, rerun: true };
   let fallback: string;
   if (view.status === 'not-started') fallback = view.reason ?? 'not-started';

@@ -9,7 +9,7 @@ import { appendFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mustRun } from './cc-peer-processes.js';
+import { mustRun, offlineMusterEnv } from './cc-peer-processes.js';
 import { lua, projectTree } from './cc-projects.js';
 import { sleep } from './coordinator-process.js';
 import type { Benchmark, Measurement } from './measure.js';
@@ -34,13 +34,7 @@ export const ccHeaderEdit: Benchmark = {
     const dir = await mkdtemp(join(tmpdir(), 'muster-bench-header-'));
     try {
       const tree = await projectTree(lua, join(dir, 'lua'));
-      const env = {
-        ...process.env,
-        HOME: dir,
-        XDG_CACHE_HOME: join(dir, 'cache'),
-        MUSTER_URL: 'http://127.0.0.1:9',
-        MUSTER_TOKEN: 'none',
-      };
+      const env = offlineMusterEnv(dir);
       const build = async (): Promise<Summary> => {
         const result = await mustRun(
           'muster build -- make',

@@ -10,7 +10,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mustRun } from './cc-peer-processes.js';
+import { mustRun, offlineMusterEnv } from './cc-peer-processes.js';
 import { installedLauncherPaths } from '../src/cli/cc/launch-env.js';
 import { sleep } from './coordinator-process.js';
 import { fmt, type Benchmark, type Measurement } from './measure.js';
@@ -64,13 +64,7 @@ export const ccHotPath: Benchmark = {
         `printf '{"label":"hit",'; ${timeRuns} ${runs} ${compile} | cut -c2-`,
         `printf '{"label":"gcc",'; ${timeRuns} ${Math.max(5, runs / 20)} $(command -v gcc) -Iinclude -MMD -MP -O2 -Wall -c src/main.c -o main.o | cut -c2-`,
       ].join(' && ');
-      const env = {
-        ...process.env,
-        HOME: dir,
-        XDG_CACHE_HOME: join(dir, 'cache'),
-        MUSTER_URL: 'http://127.0.0.1:9',
-        MUSTER_TOKEN: 'none',
-      };
+      const env = offlineMusterEnv(dir);
       const result = await mustRun(
         'muster build -- time-runs',
         join(root, 'bin/muster'),

@@ -153,6 +153,20 @@ export function runCommand(
 }
 
 /** Runs a command and throws with its output unless it exits 0. */
+/**
+ * The environment of a `muster build` with its own home under `dir` and no coordinator (an
+ * address nothing answers on): every compile is served by this machine's cache or compiled here.
+ */
+export function offlineMusterEnv(dir: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HOME: dir,
+    XDG_CACHE_HOME: join(dir, 'cache'),
+    MUSTER_URL: 'http://127.0.0.1:9',
+    MUSTER_TOKEN: 'none',
+  };
+}
+
 export async function mustRun(
   what: string,
   command: string,

@@ -60,7 +60,10 @@ export function registerBuildCommand(program: Command): void {
       '--placement <where>',
       `where compiles that miss the cache run: auto (here while this machine has a free core, else on agents of other machines), local, or remote (every compile that can) (default: $${PLACEMENT_ENV} or auto)`,
     )
-    .option('--no-cache', 'neither look compiles up in the caches nor keep their results')
+    .option(
+      '--no-cache',
+      'neither look compiles up in the caches nor keep their results here (the coordinator still keeps what its agents compile)',
+    )
     .passThroughOptions()
     .action(async (command: string[], opts: BuildOptions) => {
       process.exitCode = await runBuild(command, opts);

@@ -9,14 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, readFile, readdir, appendFile, utimes } from 'node:fs/promises';
+import { readFile, appendFile, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { BuildView } from '../../src/api/views/builds.js';
 import { cleanup, makeTempDir } from '../helpers/agent-process.js';
+import { backdate, copyOfExample } from '../helpers/cc-example.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import {
   killCoordinators,
@@ -25,7 +25,6 @@ import {
 } from '../helpers/coordinator-process.js';
 
 const run = promisify(execFile);
-const example = fileURLToPath(new URL('../../../examples/c-make/', import.meta.url));
 const dirs: string[] = [];
 after(async () => {
   await killCoordinators();
@@ -38,23 +37,9 @@ async function tempDir(prefix: string): Promise<string> {
   return dir;
 }
 
-/**
- * Sets every file's times a minute back: a file changed in the last two seconds is never cached
- * (its content may still be changing: the too-new rule of file-hashes.ts), and a test edits and
- * builds at once.
- */
-async function backdate(dir: string): Promise<void> {
-  const at = new Date(Date.now() - 60_000);
-  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true }))
-    await utimes(join(entry.parentPath, entry.name), at, at);
-}
-
 /** A fresh copy of the example, backdated. */
-async function project(): Promise<string> {
-  const dir = join(await tempDir('muster-cc-build-'), 'c-make');
-  await cp(example, dir, { recursive: true });
-  await backdate(dir);
-  return dir;
+function project(): Promise<string> {
+  return copyOfExample('muster-cc-build-');
 }
 
 function muster(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<CliResult> {

@@ -6,18 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, readFile, readdir, utimes } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { BuildSummary, BuildView } from '../../src/api/views/builds.js';
 import { cleanup, makeTempDir, waitFor } from '../helpers/agent-process.js';
+import { copyOfExample } from '../helpers/cc-example.js';
 import { runCli } from '../helpers/cli.js';
 import { killCoordinators, startCoordinator } from '../helpers/coordinator-process.js';
 
 const run = promisify(execFile);
-const example = fileURLToPath(new URL('../../../examples/c-make/', import.meta.url));
 const musterBin = fileURLToPath(new URL('../../../bin/muster', import.meta.url));
 const dirs: string[] = [];
 const daemons: number[] = [];
@@ -42,13 +42,8 @@ async function tempDir(prefix: string): Promise<string> {
   return dir;
 }
 
-async function project(): Promise<string> {
-  const dir = join(await tempDir('muster-cc-launcher-'), 'c-make');
-  await cp(example, dir, { recursive: true });
-  const at = new Date(Date.now() - 60_000);
-  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true }))
-    await utimes(join(entry.parentPath, entry.name), at, at);
-  return dir;
+function project(): Promise<string> {
+  return copyOfExample('muster-cc-launcher-');
 }
 
 /** The pid of the service the launcher started, from its log next to the socket. */

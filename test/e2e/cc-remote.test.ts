@@ -8,9 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { cp, readFile, readdir, symlink, utimes, writeFile } from 'node:fs/promises';
+import { cp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -23,6 +22,7 @@ import {
   startAgent,
   type StartedAgent,
 } from '../helpers/agent-process.js';
+import { backdate, copyOfExample } from '../helpers/cc-example.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import {
   killCoordinators,
@@ -31,7 +31,6 @@ import {
 } from '../helpers/coordinator-process.js';
 
 const run = promisify(execFile);
-const example = fileURLToPath(new URL('../../../examples/c-make/', import.meta.url));
 const dirs: string[] = [];
 after(async () => {
   await killCoordinators();
@@ -41,20 +40,6 @@ after(async () => {
 async function tempDir(prefix: string): Promise<string> {
   const dir = await makeTempDir(prefix);
   dirs.push(dir);
-  return dir;
-}
-
-/** Files changed in the last two seconds are not cached (file-hashes.ts): set them back. */
-async function backdate(dir: string): Promise<void> {
-  const at = new Date(Date.now() - 60_000);
-  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true }))
-    await utimes(join(entry.parentPath, entry.name), at, at);
-}
-
-async function copyOfExample(): Promise<string> {
-  const dir = join(await tempDir('muster-cc-remote-'), 'c-make');
-  await cp(example, dir, { recursive: true });
-  await backdate(dir);
   return dir;
 }
 
@@ -141,7 +126,7 @@ describe('muster build --placement remote', () => {
   });
 
   it('compiles on agents that have no compiler, objects identical to plain make', async () => {
-    const reference = await copyOfExample();
+    const reference = await copyOfExample('muster-cc-remote-');
     await run('make', ['-j2'], { cwd: reference, env: { ...process.env, ...localeEnv } });
     // The first build registers gcc's toolchain; until both agents have synced it, its jobs
     // compile here (counted). Build again until every compile went remote (bounded).
@@ -150,7 +135,7 @@ describe('muster build --placement remote', () => {
     let dir = '';
     const seen: string[] = [];
     while (Date.now() < deadline) {
-      dir = await copyOfExample();
+      dir = await copyOfExample('muster-cc-remote-');
       summary = summaryOf(await muster([...REMOTE, 'make', '-j2', 'check'], dir));
       seen.push(`${summary.remote} remote/${summary.fallbacks} fallbacks`);
       if (summary.remote === 7) break;
@@ -177,8 +162,8 @@ describe('muster build --placement remote', () => {
   });
 
   it('prints the same diagnostics and exit code as plain make for a compile error', async () => {
-    const dir = await copyOfExample();
-    const plainDir = await copyOfExample();
+    const dir = await copyOfExample('muster-cc-remote-');
+    const plainDir = await copyOfExample('muster-cc-remote-');
     const args = ['CFLAGS=-O2 -Wall -DBROKEN', 'noisy.o'];
     const plain = await run('make', args, {
       cwd: plainDir,

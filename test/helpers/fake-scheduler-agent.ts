@@ -1,11 +1,11 @@
 /**
  * An agent as the scheduler sees it (scheduler/ports.ts), whose tasks end when the test says so,
- * with the compiler toolchains it provides (compile jobs). The same shape as the fake in
- * test/unit/scheduler.test.ts, plus toolchains.
+ * with its labels and the compiler toolchains it provides (compile jobs), and switches for the
+ * agent's answers a test needs (a start refused as TASK_EXISTS, an attach as TASK_NOT_FOUND).
  */
 import type { SchedulerAgent, SchedulerClient } from '../../src/coordinator/scheduler/ports.js';
 import type { OutputChunk, RemoteTask } from '../../src/protocol/client/agent-client.js';
-import type { MusterError } from '../../src/protocol/errors.js';
+import { MusterError } from '../../src/protocol/errors.js';
 import type { TaskResult, TaskSpec } from '../../src/protocol/task-types.js';
 
 export interface StartedTask {
@@ -25,14 +25,24 @@ export class FakeSchedulerAgent implements SchedulerAgent {
   onAgent: { taskId: string; state: 'running' | 'done' }[] = [];
   /** Toolchains it refused (refuseToolchain). */
   readonly refused: string[] = [];
+  /** Blobs the scheduler fetched from this agent. */
+  readonly fetched: string[] = [];
+  readonly attached: { taskId: string; fromSeq: number }[] = [];
+  /** Starts refused with TASK_EXISTS, as by an agent that already has the id. */
+  refuseStarts = 0;
+  /** Attaches refused with TASK_NOT_FOUND, as by an agent that forgot the task. */
+  forgetOnAttach = false;
+  /** What its re-attached and listed tasks say they run. */
+  taskKind = { extension: 'cc', operation: 'compile' };
   readonly row: { labels: string[] };
 
   constructor(
     readonly name: string,
     private readonly slotCount: number,
     readonly toolchains: string[] = [],
+    labels: string[] = [],
   ) {
-    this.row = { labels: [] };
+    this.row = { labels };
   }
 
   get freeSlots(): number {
@@ -71,14 +81,22 @@ export class FakeSchedulerAgent implements SchedulerAgent {
     };
     return {
       putBlobs: async () => ({ sentBlobs: 0, sentBytes: 0 }),
-      startTask: async (spec, onOutput) => handle(spec, onOutput),
-      attachTask: async (taskId, _fromSeq, onOutput) =>
-        handle({ taskId, extension: 'cc', operation: 'compile' }, onOutput),
+      startTask: async (spec, onOutput) => {
+        if (this.refuseStarts > 0) {
+          this.refuseStarts--;
+          throw new MusterError('TASK_EXISTS', `task ${spec.taskId} already exists`);
+        }
+        return handle(spec, onOutput);
+      },
+      attachTask: async (taskId, fromSeq = 0, onOutput) => {
+        this.attached.push({ taskId, fromSeq });
+        if (this.forgetOnAttach) throw new MusterError('TASK_NOT_FOUND', `no task ${taskId}`);
+        return handle({ taskId, ...this.taskKind }, onOutput);
+      },
       listTasks: async () =>
         this.onAgent.map((t) => ({
           taskId: t.taskId,
-          extension: 'cc',
-          operation: 'compile',
+          ...this.taskKind,
           state: t.state,
           nextSeq: 0,
           startedAt: new Date().toISOString(),
@@ -90,7 +108,10 @@ export class FakeSchedulerAgent implements SchedulerAgent {
       releaseTask: async (taskId) => {
         this.released.push(taskId);
       },
-      getBlob: async () => undefined,
+      getBlob: async (sha256) => {
+        this.fetched.push(sha256);
+        return undefined;
+      },
     };
   }
 }

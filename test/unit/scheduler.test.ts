@@ -11,7 +11,6 @@ import { after, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { EventBus } from '../../src/coordinator/events.js';
 import { parsePlan } from '../../src/api/plan/parse.js';
-import type { SchedulerAgent, SchedulerClient } from '../../src/coordinator/scheduler/ports.js';
 import {
   isOfBuild,
   newAgentTaskId,
@@ -21,103 +20,14 @@ import { Scheduler } from '../../src/coordinator/scheduler/scheduler.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import { BlobStore } from '../../src/common/blob-store.js';
-import type { OutputChunk, RemoteTask } from '../../src/protocol/client/agent-client.js';
+import { FakeSchedulerAgent } from '../helpers/fake-scheduler-agent.js';
 import { MusterError } from '../../src/protocol/errors.js';
-import type { TaskResult, TaskSpec } from '../../src/protocol/task-types.js';
 
-interface Started {
-  spec: TaskSpec;
-  finish(result: Partial<TaskResult>): void;
-  fail(err: MusterError): void;
-  output(chunk: OutputChunk): void;
-}
-
-/** An agent whose tasks end when the test says so. */
-class FakeAgent implements SchedulerAgent {
-  busy = 0;
-  readonly started: Started[] = [];
-  readonly cancelled: string[] = [];
-  readonly released: string[] = [];
-  /** Blobs the scheduler fetched from this agent. */
-  readonly fetched: string[] = [];
-  readonly attached: { taskId: string; fromSeq: number }[] = [];
-  onAgent: { taskId: string; state: 'running' | 'done' }[] = [];
-  connected = true;
-  /** Starts refused with TASK_EXISTS, as by an agent that already has the id. */
-  refuseStarts = 0;
-  /** Attaches refused with TASK_NOT_FOUND, as by an agent that forgot the task. */
-  forgetOnAttach = false;
-  readonly row: { labels: string[] };
-
-  constructor(
-    readonly name: string,
-    private readonly slots: number,
-    labels: string[] = [],
-  ) {
-    this.row = { labels };
-  }
-
-  get freeSlots(): number {
-    return this.connected ? this.slots - this.busy : 0;
-  }
-
-  noteBusy(delta: number): void {
-    this.busy += delta;
-  }
-
-  get client(): SchedulerClient | undefined {
-    if (!this.connected) return undefined;
-    const handle = (spec: TaskSpec, onOutput?: (c: OutputChunk) => void): RemoteTask => {
-      let resolve!: (r: TaskResult) => void;
-      let reject!: (e: MusterError) => void;
-      const result = new Promise<TaskResult>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      result.catch(() => undefined);
-      this.started.push({
-        spec,
-        finish: (r) => resolve({ status: 'succeeded', exitCode: 0, durationMs: 1, ...r }),
-        fail: (e) => reject(e),
-        output: (c) => onOutput?.(c),
-      });
-      return { taskId: spec.taskId, result };
-    };
-    return {
-      putBlobs: async () => ({ sentBlobs: 0, sentBytes: 0 }),
-      startTask: async (spec, onOutput) => {
-        if (this.refuseStarts > 0) {
-          this.refuseStarts--;
-          throw new MusterError('TASK_EXISTS', `task ${spec.taskId} already exists`);
-        }
-        return handle(spec, onOutput);
-      },
-      attachTask: async (taskId, fromSeq = 0, onOutput) => {
-        this.attached.push({ taskId, fromSeq });
-        if (this.forgetOnAttach) throw new MusterError('TASK_NOT_FOUND', `no task ${taskId}`);
-        return handle({ taskId, extension: 'core', operation: 'run' }, onOutput);
-      },
-      listTasks: async () =>
-        this.onAgent.map((t) => ({
-          taskId: t.taskId,
-          extension: 'core',
-          operation: 'run',
-          state: t.state,
-          nextSeq: 0,
-          startedAt: new Date().toISOString(),
-          attached: false,
-        })),
-      cancelTask: async (taskId) => {
-        this.cancelled.push(taskId);
-      },
-      releaseTask: async (taskId) => {
-        this.released.push(taskId);
-      },
-      getBlob: async (sha256) => {
-        this.fetched.push(sha256);
-        return undefined;
-      },
-    };
+/** An agent whose tasks end when the test says so (plan tasks: core/run), with its labels. */
+class FakeAgent extends FakeSchedulerAgent {
+  constructor(name: string, slots: number, labels: string[] = []) {
+    super(name, slots, [], labels);
+    this.taskKind = { extension: 'core', operation: 'run' };
   }
 }
 

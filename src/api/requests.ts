@@ -211,6 +211,47 @@ export const putManifestLineBody = z.strictObject({
   entry: sha256Hex,
 });
 
+/** At most this many bytes of blobs (decoded) ride in one POST /cache/results. */
+export const CACHE_RESULTS_INLINE_BYTES = 4 * 1024 * 1024;
+/** A blob larger than this is uploaded on its own (PUT /blobs/{sha256}) before its result. */
+export const CACHE_RESULTS_INLINE_BLOB_BYTES = 1024 * 1024;
+
+/**
+ * POST /api/v1/cache/results: several results at once (the compile service's uploads), each an
+ * entry as PUT /cache/entries/{key} takes it and, optionally, its manifest line; small blobs
+ * ride along (base64), larger ones are uploaded first. One round trip instead of four a result.
+ */
+export const putCacheResultsBody = z.strictObject({
+  results: z
+    .array(
+      z.strictObject({
+        key: sha256Hex,
+        entry: putCacheEntryBody,
+        manifest: z
+          .strictObject({
+            direct: sha256Hex,
+            includes: putManifestLineBody.shape.includes,
+          })
+          .optional(),
+      }),
+    )
+    .min(1)
+    .max(64),
+  blobs: z
+    .array(
+      z.strictObject({
+        sha256: sha256Hex,
+        // base64: 4 characters for every 3 bytes.
+        data: z
+          .string()
+          .max(Math.ceil(CACHE_RESULTS_INLINE_BLOB_BYTES / 3) * 4)
+          .regex(/^[A-Za-z0-9+/]*={0,2}$/),
+      }),
+    )
+    .max(128)
+    .default([]),
+});
+
 /** PUT /api/v1/toolchains/{id}: a compiler's files (uploaded as blobs first) and description. */
 export const putToolchainBody = z.strictObject({
   files: z.array(buildFileSchema).min(1).max(10_000),

@@ -39,6 +39,7 @@ import type {
   createBuildBody,
   createCompileSessionBody,
   putCacheEntryBody,
+  putCacheResultsBody,
   putManifestLineBody,
   putToolchainBody,
   updateAgentBody,
@@ -66,6 +67,7 @@ export type CreateBuildRequest = z.input<typeof createBuildBody>;
 export type CreateCompileSessionRequest = z.input<typeof createCompileSessionBody>;
 export type PutCacheEntryRequest = z.input<typeof putCacheEntryBody>;
 export type PutManifestLineRequest = z.input<typeof putManifestLineBody>;
+export type PutCacheResultsRequest = z.input<typeof putCacheResultsBody>;
 export type PutToolchainRequest = z.input<typeof putToolchainBody>;
 export type CompileJobRequest = z.input<typeof compileJobBody>;
 
@@ -276,6 +278,11 @@ export class ApiClient {
 
   putCacheEntry(key: string, body: PutCacheEntryRequest): Promise<CacheEntryView> {
     return this.json('PUT', `/cache/entries/${key}`, { body });
+  }
+
+  /** Several results at once (POST /cache/results); the answer says which were kept. */
+  putCacheResults(body: PutCacheResultsRequest): Promise<unknown> {
+    return this.json('POST', '/cache/results', { body });
   }
 
   async putManifestLine(direct: string, body: PutManifestLineRequest): Promise<void> {

@@ -28,7 +28,7 @@ import { CoordinatorGuard } from './cc/coordinator-guard.js';
 import { CoordinatorJobs } from './cc/coordinator-jobs.js';
 import { installedLauncherPaths, launchEnvironment } from './cc/launch-env.js';
 import { isPlacement, PLACEMENT_ENV, type Placement } from './cc/placement.js';
-import { CompileService } from './cc/service.js';
+import { CompileService, type CoordinatorPorts } from './cc/service.js';
 import { SessionRecorder } from './cc/session-recorder.js';
 import { FALLBACK_LOG_NAME } from './cc/shim-protocol.js';
 import type { CompileStats } from './cc/stats.js';
@@ -98,6 +98,21 @@ async function openSession(line: string, say: (text: string) => void): Promise<S
   }
 }
 
+/**
+ * The compilers a build most likely runs, identified while the command starts: the compiler
+ * `$CC` and `$CXX` name when set (`gcc` of `muster cc gcc -O2`), else `cc` (make's default CC).
+ */
+export function prewarmedCompilers(env: NodeJS.ProcessEnv): string[] {
+  const named = [env['CC'], env['CXX']].flatMap((value) => {
+    const words = (value ?? '').trim().split(/\s+/);
+    if (/(^|\/)muster$/.test(words[0] ?? '') && words[1] === 'cc') words.splice(0, 2);
+    else if (/(^|\/)muster-cc$/.test(words[0] ?? '')) words.splice(0, 1);
+    const program = words[0] ?? '';
+    return program === '' || program.startsWith('-') ? [] : [program];
+  });
+  return named.length > 0 ? [...new Set(named)] : ['cc'];
+}
+
 function countsOf(stats: Readonly<CompileStats>, shimFallbacks: number): BuildCounts {
   return {
     jobs: stats.compiles + stats.passthrough + shimFallbacks,
@@ -134,21 +149,33 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
   const placement = placementOf(opts.placement);
   const started = Date.now();
   const say = (text: string): void => void process.stderr.write(text);
-  const session = await openSession(command.join(' '), say);
-  const offline = typeof session === 'string' ? session : undefined;
-  if (offline !== undefined)
-    say(`muster: no coordinator (${offline}): every compile runs on this machine\n`);
-  const online = typeof session === 'string' ? undefined : session;
-  const recorder =
-    online === undefined
-      ? undefined
-      : new SessionRecorder(online.client, online.buildId, { warn: say });
+  // The command starts while the session opens: its compiles wait for it (the service holds
+  // them), not make's start-up. The session's line is said when it is open.
+  const opening = openSession(command.join(' '), say).then((session) => {
+    if (typeof session === 'string')
+      say(`muster: no coordinator (${session}): every compile runs on this machine\n`);
+    return session;
+  });
+  // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike.
+  const guard = new CoordinatorGuard();
+  let recorder: SessionRecorder | undefined;
+  const ports = opening.then((session): CoordinatorPorts => {
+    if (typeof session === 'string') return { offlineReason: NO_COORDINATOR };
+    recorder = new SessionRecorder(session.client, session.buildId, { warn: say });
+    return {
+      sharedCache: new CoordinatorCache(session.client, () => session.buildId, guard),
+      remote: new CoordinatorJobs(
+        session.client,
+        () => Promise.resolve({ buildId: session.buildId, capacity: session.capacity }),
+        guard,
+      ),
+      recorder,
+    };
+  });
 
   const paths = installedLauncherPaths();
   const dir = await mkdtemp(join(tmpdir(), 'muster-build-'));
   const socket = join(dir, 'cc.sock');
-  // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike.
-  const guard = new CoordinatorGuard();
   const service = new CompileService({
     cacheDir: userCacheDir(process.env),
     masqueradeDir: paths.masquerade,
@@ -158,17 +185,8 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
     // The results go to the coordinator before this build returns (a slow one gets a minute).
     backgroundMs: 60_000,
     log: pino({ level: process.env['MUSTER_CC_LOG'] ?? 'warn' }, pino.destination(2)),
-    ...(online === undefined
-      ? { offlineReason: NO_COORDINATOR }
-      : {
-          sharedCache: new CoordinatorCache(online.client, () => online.buildId, guard),
-          remote: new CoordinatorJobs(
-            online.client,
-            () => Promise.resolve({ buildId: online.buildId, capacity: online.capacity }),
-            guard,
-          ),
-          ...(recorder === undefined ? {} : { recorder }),
-        }),
+    coordinator: ports,
+    prewarm: prewarmedCompilers(process.env),
   });
   let ended: Ended;
   let shimFallbacks: number;
@@ -191,6 +209,9 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
   }
   const code = ended.code;
   const counts = countsOf(service.stats.totals, shimFallbacks);
+  const session = await opening;
+  const online = typeof session === 'string' ? undefined : session;
+  await ports;
   if (recorder !== undefined && online !== undefined) {
     const summary = {
       jobs: counts.compiles,
@@ -213,7 +234,7 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
       counts,
       elapsed,
       online?.buildId,
-      offline === undefined ? undefined : 'no coordinator',
+      online === undefined ? 'no coordinator' : undefined,
     ),
   );
   if (opts.json === true)

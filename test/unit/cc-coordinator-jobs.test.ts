@@ -321,6 +321,7 @@ describe('the coordinator’s answers are checked', () => {
       missingBlobs: unused,
       putBlob: unused,
       putCacheEntry: unused,
+      putCacheResults: unused,
       putManifestLine: unused,
     });
     await assert.rejects(cache.lookup({ direct: sha256('d') }), /not what this client understands/);
@@ -335,6 +336,7 @@ describe('the coordinator’s answers are checked', () => {
         missingBlobs: unused,
         putBlob: unused,
         putCacheEntry: unused,
+        putCacheResults: unused,
         putManifestLine: unused,
       },
       undefined,

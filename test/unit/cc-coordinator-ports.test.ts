@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { CompileRecord, CloseCompileSession } from '../../src/api/requests-types.js';
+import { CACHE_RESULTS_INLINE_BLOB_BYTES } from '../../src/api/requests.js';
+import type { PutCacheResultsRequest } from '../../src/cli/api-client.js';
 import { CoordinatorCache } from '../../src/cli/cc/coordinator-cache.js';
 import { SessionRecorder } from '../../src/cli/cc/session-recorder.js';
 import type { Toolchain } from '../../src/cli/cc/toolchain.js';
@@ -27,7 +29,7 @@ async function until(check: () => boolean): Promise<void> {
 }
 
 describe('the coordinator as the shared cache', () => {
-  it('uploads only missing blobs, then the entry, then the manifest line', async () => {
+  it('without POST /cache/results (an older coordinator): only missing blobs, then the entry, then the manifest line', async () => {
     const calls: string[] = [];
     const object = Buffer.from('object bytes');
     const depfile = Buffer.from('f.o: f.c f.h\n');
@@ -36,6 +38,12 @@ describe('the coordinator as the shared cache', () => {
       {
         cacheLookup: () => Promise.reject(new Error('unused')),
         getBlob: () => Promise.reject(new Error('unused')),
+        putCacheResults: () => {
+          calls.push('results');
+          return Promise.reject(
+            new MusterError('NOT_FOUND', 'Route POST:/api/v1/cache/results not found'),
+          );
+        },
         missingBlobs: (hashes) => {
           calls.push(`missing ${hashes.length}`);
           return Promise.resolve(hashes.filter((h) => h !== sha(depfile)));
@@ -81,12 +89,111 @@ describe('the coordinator as the shared cache', () => {
       manifest: { direct, includes: [['f.h', sha('h')]] },
     });
     assert.deepEqual(calls, [
+      'results',
       'missing 3',
       'blob object',
       'blob stderr',
       `entry ${key.slice(0, 4)} build 7`,
       `manifest ${direct.slice(0, 4)} -> ${key.slice(0, 4)} 1`,
     ]);
+  });
+
+  it('batches the results made while an upload is in flight: small blobs inline, large ones uploaded first', async () => {
+    const bodies: PutCacheResultsRequest[] = [];
+    const uploaded: string[] = [];
+    let release: () => void = () => undefined;
+    const first = new Promise<void>((resolve) => (release = resolve));
+    const big = Buffer.alloc(CACHE_RESULTS_INLINE_BLOB_BYTES + 1, 7);
+    const cache = new CoordinatorCache(
+      {
+        cacheLookup: () => Promise.reject(new Error('unused')),
+        getBlob: () => Promise.reject(new Error('unused')),
+        missingBlobs: (hashes) => Promise.resolve(hashes),
+        putBlob: (hash) => {
+          uploaded.push(hash);
+          return Promise.resolve();
+        },
+        putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
+        putManifestLine: () => Promise.reject(new Error('not without the batch route')),
+        putCacheResults: async (body) => {
+          bodies.push(body);
+          if (bodies.length === 1) await first;
+          return {
+            results: body.results.map((r) =>
+              r.key === sha('refused')
+                ? {
+                    key: r.key,
+                    stored: false,
+                    error: { code: 'BLOB_NOT_FOUND', message: 'no blob' },
+                  }
+                : { key: r.key, stored: true, created: true },
+            ),
+          };
+        },
+      },
+      () => 3,
+    );
+    const result = (name: string, data: Buffer) => ({
+      key: sha(name),
+      outputs: [{ name: 'object' as const, data, mode: 0o644 }],
+      stderr: Buffer.alloc(0),
+      toolchain,
+      manifest: {
+        direct: sha(`direct ${name}`),
+        includes: [['a.h', sha('a')]] as [string, string][],
+      },
+    });
+    const a = cache.store(result('a', Buffer.from('object a')));
+    const b = cache.store(result('b', Buffer.from('object b')));
+    const c = cache.store(result('c', big));
+    const refused = cache.store(result('refused', Buffer.from('object r')));
+    release();
+    await Promise.all([a, b, c]);
+    await assert.rejects(refused, (err: unknown) => {
+      assert.ok(err instanceof MusterError);
+      assert.equal(err.code, 'BLOB_NOT_FOUND');
+      return true;
+    });
+    // The first went alone; the three made meanwhile went together in one request.
+    assert.deepEqual(
+      bodies.map((body) => body.results.map((r) => r.key)),
+      [[sha('a')], [sha('b'), sha('c'), sha('refused')]],
+    );
+    const second = bodies[1]!;
+    assert.deepEqual(
+      (second.blobs ?? []).map((blob) => Buffer.from(blob.data, 'base64').toString()),
+      ['object b', 'object r'],
+    );
+    assert.deepEqual(uploaded, [sha(big)], 'the large blob is uploaded on its own');
+    assert.equal(second.results[1]?.entry.buildId, 3);
+    assert.deepEqual(second.results[1]?.manifest, {
+      direct: sha('direct c'),
+      includes: [['a.h', sha('a')]],
+    });
+  });
+
+  it('an answer to a batch that is not one fails the batch, not the next', async () => {
+    let calls = 0;
+    const cache = new CoordinatorCache({
+      cacheLookup: () => Promise.reject(new Error('unused')),
+      getBlob: () => Promise.reject(new Error('unused')),
+      missingBlobs: () => Promise.resolve([]),
+      putBlob: () => Promise.resolve(),
+      putCacheEntry: () => Promise.reject(new Error('unused')),
+      putManifestLine: () => Promise.reject(new Error('unused')),
+      putCacheResults: (body) => {
+        calls += 1;
+        return Promise.resolve(
+          calls === 1
+            ? { results: 'all of them' }
+            : { results: body.results.map((r) => ({ key: r.key, stored: true, created: false })) },
+        );
+      },
+    });
+    const one = { key: sha('1'), outputs: [], stderr: Buffer.from('w'), toolchain };
+    await assert.rejects(cache.store(one), /not what this client understands/);
+    await cache.store({ ...one, key: sha('2') });
+    assert.equal(calls, 2);
   });
 
   it('refuses a blob whose bytes are not the hash it was asked for', async () => {
@@ -97,6 +204,7 @@ describe('the coordinator as the shared cache', () => {
       missingBlobs: () => Promise.resolve([]),
       putBlob: () => Promise.resolve(),
       putCacheEntry: () => Promise.reject(new Error('unused')),
+      putCacheResults: () => Promise.reject(new Error('unused')),
       putManifestLine: () => Promise.resolve(),
     });
     await assert.rejects(cache.fetchBlob(sha(good), good.length), (err: unknown) => {
@@ -120,6 +228,7 @@ describe('a coordinator that does not answer', () => {
       missingBlobs: () => Promise.reject(new Error('not asked while paused')),
       putBlob: () => Promise.resolve(),
       putCacheEntry: () => Promise.reject(new Error('unused')),
+      putCacheResults: () => Promise.reject(new Error('unused')),
       putManifestLine: () => Promise.resolve(),
     });
     await assert.rejects(cache.lookup({ direct: sha('d') }), /connection refused/);
@@ -142,6 +251,7 @@ describe('a coordinator that does not answer', () => {
       missingBlobs: () => Promise.resolve([]),
       putBlob: () => Promise.resolve(),
       putCacheEntry: () => Promise.reject(new Error('unused')),
+      putCacheResults: () => Promise.reject(new Error('unused')),
       putManifestLine: () => Promise.resolve(),
     });
     await assert.rejects(cache.lookup({ direct: sha('d') }), /no/);

@@ -6,11 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { toolchainIdOf } from '../../src/common/toolchain-id.js';
+import { BlobStore } from '../../src/common/blob-store.js';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type {
   CacheEntryView,
   CacheLookupView,
+  CacheResultsView,
   ToolchainView,
 } from '../../src/api/views/compile.js';
 import type { BlobAccess, UploadQuota } from '../../src/coordinator/api/ports.js';
@@ -23,6 +28,7 @@ interface ErrorBody {
 }
 
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+const sha256Of = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const KEY = sha('key');
 const DIRECT = sha('direct');
 const OBJECT = { name: 'object', sha256: sha('a.o'), size: 1200, mode: 0o644 };
@@ -151,6 +157,89 @@ describe('routes: the shared cache', () => {
     assert.deepEqual(empty.body, { manifest: [], entries: [] });
   });
 
+  it('stores several results at once, their small blobs inline; one refused leaves the others', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'muster-cache-results-'));
+    try {
+      const blobs = new BlobStore(dir);
+      await blobs.init();
+      const quota = sizedBlobs(new Map()).uploads;
+      api = await testApi(() => ({ blobs, uploads: quota }));
+      const object = Buffer.from('object bytes of a.o');
+      const objectRef = {
+        name: 'object',
+        sha256: sha256Of(object),
+        size: object.length,
+        mode: 0o644,
+      };
+      const includes = [['a.h', sha('a.h')]];
+      const results = [
+        {
+          key: KEY,
+          entry: { outputs: [objectRef], stderr: null, exitCode: 0, toolchain: TOOLCHAIN },
+          manifest: { direct: DIRECT, includes },
+        },
+        {
+          // Names a blob that is neither inline nor uploaded.
+          key: sha('other'),
+          entry: { outputs: [OBJECT], stderr: null, exitCode: 0, toolchain: TOOLCHAIN },
+        },
+      ];
+      const viewer = await api.call('POST', '/api/v1/cache/results', {
+        token: api.viewer,
+        body: { results, blobs: [{ sha256: objectRef.sha256, data: object.toString('base64') }] },
+      });
+      assert.equal(viewer.status, 403);
+      // Bytes that are not their hash: nothing of the request is kept.
+      const forged = await api.call('POST', '/api/v1/cache/results', {
+        token: api.admin,
+        body: {
+          results,
+          blobs: [
+            { sha256: objectRef.sha256, data: Buffer.from('other bytes').toString('base64') },
+          ],
+        },
+      });
+      assert.equal((forged.body as ErrorBody).error.code, 'BLOB_HASH_MISMATCH');
+      assert.equal(await blobs.sizeOf(objectRef.sha256), undefined);
+      assert.equal(api.store.cache.getEntry(KEY), undefined);
+
+      const put = await api.call('POST', '/api/v1/cache/results', {
+        token: api.admin,
+        body: { results, blobs: [{ sha256: objectRef.sha256, data: object.toString('base64') }] },
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      const view = put.body as CacheResultsView;
+      assert.deepEqual(view.results[0], { key: KEY, stored: true, created: true });
+      assert.equal(view.results[1]?.stored, false);
+      assert.equal(
+        view.results[1]?.stored === false ? view.results[1].error.code : '',
+        'BLOB_NOT_FOUND',
+      );
+      assert.equal(await blobs.sizeOf(objectRef.sha256), object.length);
+      const lookup = await api.call('POST', '/api/v1/cache/lookup', {
+        token: api.viewer,
+        body: { direct: DIRECT },
+      });
+      const found = lookup.body as CacheLookupView;
+      assert.deepEqual(found.manifest, [{ includes, entry: KEY }]);
+      assert.deepEqual(found.entries[0]?.outputs, [objectRef]);
+      assert.equal(api.store.cache.getEntry(sha('other')), undefined);
+      // Again: the row is there (created false), and the blob is not written twice.
+      const again = await api.call('POST', '/api/v1/cache/results', {
+        token: api.admin,
+        body: {
+          results: results.slice(0, 1),
+          blobs: [{ sha256: objectRef.sha256, data: object.toString('base64') }],
+        },
+      });
+      assert.deepEqual((again.body as CacheResultsView).results, [
+        { key: KEY, stored: true, created: false },
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses an entry whose blobs are missing or of another size, and a line whose entry isn't there", async () => {
     const pending = withBlobs();
     api = await pending;
@@ -216,6 +305,11 @@ describe('routes: the shared cache', () => {
       body: { includes: [], entry: KEY },
     });
     assert.equal((line.body as ErrorBody).error.code, 'CACHE_CLIENT_RESULTS_REFUSED');
+    const batch = await api.call('POST', '/api/v1/cache/results', {
+      token: api.admin,
+      body: { results: [{ key: KEY, entry: entryBody }] },
+    });
+    assert.equal((batch.body as ErrorBody).error.code, 'CACHE_CLIENT_RESULTS_REFUSED');
     const notBoolean = await api.call('PUT', '/api/v1/settings/Cache.AcceptClientResults', {
       token: api.admin,
       body: { value: 'no' },

@@ -50,6 +50,16 @@ export interface CacheLookupView {
   entries: CacheEntryView[];
 }
 
+/** One result of POST /api/v1/cache/results: kept, or why not (the others are kept anyway). */
+export type CacheResultView =
+  | { key: string; stored: true; created: boolean }
+  | { key: string; stored: false; error: { code: string; message: string } };
+
+/** POST /api/v1/cache/results, in the order the results were sent. */
+export interface CacheResultsView {
+  results: CacheResultView[];
+}
+
 export interface ToolchainView {
   id: string;
   info: Record<string, unknown>;

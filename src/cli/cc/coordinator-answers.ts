@@ -6,7 +6,7 @@
  * which the service treats as a failed request (it compiles here).
  */
 import { z } from 'zod';
-import type { CacheLookupView, CompileJobView } from '../../api/views/compile.js';
+import type { CacheLookupView, CacheResultsView, CompileJobView } from '../../api/views/compile.js';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 
@@ -37,6 +37,21 @@ export const cacheLookupAnswer = z.object({
     .max(1000),
   entries: z.array(cacheEntry).max(1000),
 }) satisfies z.ZodType<CacheLookupView>;
+
+export const cacheResultsAnswer = z.object({
+  results: z
+    .array(
+      z.union([
+        z.object({ key: sha256Hex, stored: z.literal(true), created: z.boolean() }),
+        z.object({
+          key: sha256Hex,
+          stored: z.literal(false),
+          error: z.object({ code: z.string().max(64), message: z.string().max(65_536) }),
+        }),
+      ]),
+    )
+    .max(64),
+}) satisfies z.ZodType<CacheResultsView>;
 
 export const compileJobAnswer = z.object({
   task: z.string().regex(/^job-\d{1,9}$/),

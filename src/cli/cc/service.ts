@@ -33,10 +33,20 @@ import { clearStaleSocket, prepareSocketDir } from './socket-path.js';
 import { StatsCounter } from './stats.js';
 import { SystemHeaders } from './system-headers.js';
 import { ToolchainIds, type Discover } from './toolchain-ids.js';
+import { resolveProgram } from './toolchain.js';
 
 export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-export interface CompileServiceOptions {
+/** The service's ports to the coordinator (none, and why: `offlineReason`). */
+export interface CoordinatorPorts {
+  readonly sharedCache?: SharedCache;
+  readonly remote?: RemoteJobs;
+  readonly recorder?: JobRecorder;
+  /** No coordinator for this service's life: compiles that miss locally count as fallbacks. */
+  readonly offlineReason?: string;
+}
+
+export interface CompileServiceOptions extends CoordinatorPorts {
   /** The local tier and the stats (`~/.cache/muster/cc`). */
   readonly cacheDir: string;
   /** Where compiles that miss the cache run (placement.ts; default auto). */
@@ -49,12 +59,17 @@ export interface CompileServiceOptions {
   readonly noCache?: boolean;
   /** This machine's cores, for auto placement (default: availableParallelism()). */
   readonly localCores?: number;
-  readonly sharedCache?: SharedCache;
-  /** Compiles on agents (none: every compile runs here). */
-  readonly remote?: RemoteJobs;
-  readonly recorder?: JobRecorder;
-  /** No coordinator for this service's life: compiles that miss locally count as fallbacks. */
-  readonly offlineReason?: string;
+  /**
+   * The ports, when they are still being opened (`muster build` starts its command while its
+   * compile session opens): each compile waits for them; the options' own ports then are
+   * unused. Rejected: no coordinator (`offlineReason` 'no-coordinator').
+   */
+  readonly coordinator?: Promise<CoordinatorPorts>;
+  /**
+   * Compilers (names looked up on this process's PATH) whose toolchains are identified at once,
+   * before a compile asks (~0.5 s for a gcc this user's cache has not met yet).
+   */
+  readonly prewarm?: readonly string[];
   /** The masquerade directory (also read from each hello's `MUSTER_CC_MASQUERADE`). */
   readonly masqueradeDir?: string;
   /** The native shim: a compiler whose realpath is this is the shim itself, never the real one. */
@@ -104,12 +119,20 @@ export class CompileService {
   readonly #budget: ByteBudget;
   readonly #stats: StatsCounter;
   #lastActivity = Date.now();
-  #context: JobContext | null = null;
+  /** The jobs' context, with the coordinator's ports once they are known. */
+  #ready: Promise<JobContext> | null = null;
+  /** The options' `coordinator`, never rejecting (no coordinator: offline). */
+  readonly #ports: Promise<CoordinatorPorts> | null;
 
   constructor(options: CompileServiceOptions) {
     this.#options = options;
     this.#log = options.log;
     this.#budget = { used: 0, max: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes };
+    this.#ports =
+      options.coordinator?.catch((err: unknown): CoordinatorPorts => {
+        this.#log.warn({ err }, 'muster cc: no coordinator');
+        return { offlineReason: 'no-coordinator' };
+      }) ?? null;
     this.#stats = new StatsCounter(options.cacheDir, {
       ...(options.statsFlushDelayMs === undefined
         ? {}
@@ -166,7 +189,7 @@ export class CompileService {
     const o = this.#options;
     await mkdir(o.cacheDir, { recursive: true, mode: 0o700 });
     this.#tempDir = await mkdtemp(join(tmpdir(), 'muster-cc-'));
-    this.#context = {
+    const context: JobContext = {
       tier: new LocalTier({
         dir: o.cacheDir,
         ...(o.maxCacheBytes === undefined ? {} : { maxBytes: o.maxCacheBytes }),
@@ -192,6 +215,11 @@ export class CompileService {
       log: this.#log,
       background: (what, work) => this.#addBackground(what, work),
     };
+    this.#ready =
+      this.#ports === null
+        ? Promise.resolve(context)
+        : this.#ports.then((ports) => ({ ...context, ...portsOf(ports) }));
+    for (const compiler of o.prewarm ?? []) this.#prewarm(context, compiler);
     const dir = dirname(socketPath);
     await prepareSocketDir(dir);
     const server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (socket) =>
@@ -218,9 +246,23 @@ export class CompileService {
     this.#log.info({ socket: socketPath }, 'muster cc: compile service listening');
   }
 
+  /**
+   * Identifies `compiler`'s toolchain in the background (a compile then finds it known). Not
+   * work stop() waits for: a command that compiles nothing need not wait for it.
+   */
+  #prewarm(context: JobContext, compiler: string): void {
+    const searchPath = process.env['PATH'] ?? '';
+    resolveProgram(compiler, searchPath)
+      .then(
+        (path) => context.toolchains.of(path, searchPath),
+        () => null, // Not on PATH: nothing to identify.
+      )
+      .catch((err: unknown) => this.#log.debug({ err }, `muster cc: identifying ${compiler}`));
+  }
+
   #accept(socket: Socket): void {
-    const context = this.#context;
-    if (this.#state !== 'running' || context === null) {
+    const ready = this.#ready;
+    if (this.#state !== 'running' || ready === null) {
       socket.destroy();
       return;
     }
@@ -230,7 +272,7 @@ export class CompileService {
       helloTimeoutMs: this.#options.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs,
       answer: async (exchange) => {
         try {
-          return await answerHello(context, exchange);
+          return await answerHello(await ready, exchange);
         } catch (err) {
           if (!(err instanceof ShimProtocolError) && exchangeStillOpen(connection)) {
             this.#log.warn({ err }, 'muster cc: a job failed in the service; the shim compiles');
@@ -305,6 +347,18 @@ export class CompileService {
     this.#stats.close();
     if (this.#tempDir !== null) await rm(this.#tempDir, { recursive: true, force: true });
   }
+}
+
+/** Every port named, absent ones as undefined (they replace the context's). */
+function portsOf(
+  ports: CoordinatorPorts,
+): Pick<JobContext, 'sharedCache' | 'remote' | 'recorder' | 'offlineReason'> {
+  return {
+    sharedCache: ports.sharedCache,
+    remote: ports.remote,
+    recorder: ports.recorder,
+    offlineReason: ports.offlineReason,
+  };
 }
 
 function exchangeStillOpen(connection: ShimConnection): boolean {

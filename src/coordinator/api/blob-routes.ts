@@ -45,31 +45,8 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
         `a blob may be at most ${ctx.options.maxUploadBytes} bytes`,
       );
     }
-    // Already there: touched (like POST /blobs/missing does), so a sweep keeps it a while longer.
-    if ((await ctx.blobs.missing([sha256])).length === 0) {
-      body.resume();
-      return reply.code(204).send();
-    }
-    const done = ctx.uploads.reserve(user.name, length);
-    const writer = await ctx.blobs.createWriter(sha256, length).catch((err: unknown) => {
-      done(undefined);
-      throw err;
-    });
-    try {
-      let offset = 0;
-      for await (const chunk of body) {
-        const data = chunk as Buffer;
-        await writer.write(offset, data);
-        offset += data.length;
-      }
-      await writer.finish();
-    } catch (err) {
-      done(undefined);
-      await writer.abort();
-      throw err;
-    }
-    done(sha256);
-    ctx.metrics.blobBytesReceived.inc(length);
+    const stored = await receiveBlob(ctx, user.name, sha256, length, body);
+    if (!stored) body.resume();
     return reply.code(204).send();
   });
 
@@ -77,6 +54,43 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
     requireUser(request);
     return sendBlob(ctx, reply, request.params.sha256);
   });
+}
+
+/**
+ * Stores one upload of `length` bytes that must hash to `sha256` (the writer checks both before
+ * it enters the store), within `user`'s quota on unreferenced uploads. False when the store has
+ * it already (then `chunks` is not read; the blob is touched, as POST /blobs/missing does, so a
+ * sweep keeps it a while longer).
+ */
+export async function receiveBlob(
+  ctx: ApiContext,
+  user: string,
+  sha256: string,
+  length: number,
+  chunks: AsyncIterable<unknown> | Iterable<unknown>,
+): Promise<boolean> {
+  if ((await ctx.blobs.missing([sha256])).length === 0) return false;
+  const done = ctx.uploads.reserve(user, length);
+  const writer = await ctx.blobs.createWriter(sha256, length).catch((err: unknown) => {
+    done(undefined);
+    throw err;
+  });
+  try {
+    let offset = 0;
+    for await (const chunk of chunks) {
+      const data = chunk as Buffer;
+      await writer.write(offset, data);
+      offset += data.length;
+    }
+    await writer.finish();
+  } catch (err) {
+    done(undefined);
+    await writer.abort();
+    throw err;
+  }
+  done(sha256);
+  ctx.metrics.blobBytesReceived.inc(length);
+  return true;
 }
 
 /** Streams the blob named by a (checked) hash from the path, or NOT_FOUND. */

@@ -13,12 +13,18 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { toolchainIdOf } from '../../common/toolchain-id.js';
 import {
+  CACHE_RESULTS_INLINE_BYTES,
   cacheLookupBody,
   putCacheEntryBody,
+  putCacheResultsBody,
   putManifestLineBody,
   putToolchainBody,
 } from '../../api/requests.js';
-import type { CacheLookupView } from '../../api/views/compile.js';
+import type {
+  CacheLookupView,
+  CacheResultView,
+  CacheResultsView,
+} from '../../api/views/compile.js';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 import {
@@ -26,6 +32,7 @@ import {
   acceptsClientResults,
   type BlobSizeOf,
 } from '../store/cache.js';
+import { receiveBlob } from './blob-routes.js';
 import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { cacheEntryView, toolchainView } from './views.js';
@@ -54,29 +61,51 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
     const key = parse(sha256Hex, request.params.key, 'key');
     const body = parse(putCacheEntryBody, request.body, 'cache entry');
     requireClientResults(ctx);
-    const buildUid =
-      body.buildId === undefined ? null : (store.getBuild(body.buildId)?.uid ?? null);
-    const hashes = [
-      ...body.outputs.map((o) => o.sha256),
-      ...(body.stderr ? [body.stderr.sha256] : []),
-    ];
-    const { entry, created } = await withBlobs(ctx, hashes, (sizeOf) =>
-      store.cache.putEntry(
-        {
-          key,
-          kind: 'compile',
-          outputs: body.outputs,
-          stderr: body.stderr,
-          exitCode: body.exitCode,
-          toolchain: body.toolchain,
-          source: 'client',
-          buildUid,
-          createdBy: user.name,
-        },
-        sizeOf,
-      ),
-    );
+    const { entry, created } = await storeEntry(ctx, user.name, key, body);
     return reply.code(created ? 201 : 200).send(cacheEntryView(entry));
+  });
+
+  app.post('/api/v1/cache/results', { bodyLimit: RESULTS_BODY_LIMIT }, async (request) => {
+    const user = requireBuilder(request, ctx);
+    const body = parse(putCacheResultsBody, request.body, 'cache results');
+    requireClientResults(ctx);
+    // The blobs first, each checked against its hash by the writer; all of them or none.
+    const blobs = body.blobs.map((blob) => ({
+      sha256: blob.sha256,
+      data: Buffer.from(blob.data, 'base64'),
+    }));
+    const inline = blobs.reduce((sum, blob) => sum + blob.data.length, 0);
+    if (inline > CACHE_RESULTS_INLINE_BYTES)
+      throw new MusterError(
+        'PAYLOAD_TOO_LARGE',
+        `at most ${CACHE_RESULTS_INLINE_BYTES} bytes of blobs ride in one request; upload larger ones with PUT /api/v1/blobs/{sha256}`,
+      );
+    for (const blob of blobs)
+      await receiveBlob(ctx, user.name, blob.sha256, blob.data.length, [blob.data]);
+    const results: CacheResultView[] = [];
+    for (const result of body.results) {
+      try {
+        const { created } = await storeEntry(ctx, user.name, result.key, result.entry);
+        if (result.manifest !== undefined)
+          store.cache.putManifestLine({
+            direct: result.manifest.direct,
+            includes: result.manifest.includes,
+            entry: result.key,
+            createdBy: user.name,
+          });
+        results.push({ key: result.key, stored: true, created });
+      } catch (err) {
+        // One result the store refuses (a blob it lacks, a conflicting row) leaves the others.
+        if (!(err instanceof MusterError)) throw err;
+        results.push({
+          key: result.key,
+          stored: false,
+          error: { code: err.code, message: err.message },
+        });
+      }
+    }
+    const view: CacheResultsView = { results };
+    return view;
   });
 
   app.post<{ Params: { direct: string } }>(
@@ -130,6 +159,40 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
     if (!toolchain) throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
     return toolchainView(toolchain, ctx.agents.snapshots());
   });
+}
+
+/** The inline blobs' base64 (4/3 of their bytes) and the rows' JSON around them. */
+const RESULTS_BODY_LIMIT = Math.ceil((CACHE_RESULTS_INLINE_BYTES * 4) / 3) + 4 * 1024 * 1024;
+
+/** A client's compile result as a cache entry (its blobs must be in the store). */
+function storeEntry(
+  ctx: ApiContext,
+  user: string,
+  key: string,
+  body: z.infer<typeof putCacheEntryBody>,
+): Promise<ReturnType<ApiContext['store']['cache']['putEntry']>> {
+  const buildUid =
+    body.buildId === undefined ? null : (ctx.store.getBuild(body.buildId)?.uid ?? null);
+  const hashes = [
+    ...body.outputs.map((o) => o.sha256),
+    ...(body.stderr ? [body.stderr.sha256] : []),
+  ];
+  return withBlobs(ctx, hashes, (sizeOf) =>
+    ctx.store.cache.putEntry(
+      {
+        key,
+        kind: 'compile',
+        outputs: body.outputs,
+        stderr: body.stderr,
+        exitCode: body.exitCode,
+        toolchain: body.toolchain,
+        source: 'client',
+        buildUid,
+        createdBy: user,
+      },
+      sizeOf,
+    ),
+  );
 }
 
 const toolchainInfo = z.object({

@@ -7,6 +7,7 @@ import {
   compileRecordsBody,
   createCompileSessionBody,
   putCacheEntryBody,
+  putCacheResultsBody,
   putManifestLineBody,
   putToolchainBody,
   addAgentBody,
@@ -194,6 +195,13 @@ const routes: Route[] = [
     summary: "Store a compile's result (its blobs uploaded first); 200 with the row already there",
     body: putCacheEntryBody,
     status: 201,
+  },
+  {
+    method: 'post',
+    path: '/api/v1/cache/results',
+    summary:
+      'Store several results and their manifest lines in one round trip, small blobs inline (base64); each result answered kept or why not',
+    body: putCacheResultsBody,
   },
   {
     method: 'post',

@@ -204,6 +204,7 @@ export interface ToolchainDescription {
   id: string;
   /** The newest glibc its programs need: agents with an older one refuse it. */
   glibc: string;
+  /** The only program of it the cc extension runs (a job naming another is refused). */
   driver?: string;
   triple?: string;
   version?: string;
@@ -232,7 +233,9 @@ export function shippedToolchain(
     ['triple', triple],
     ['version', version],
   ] as const) {
-    if (typeof value === 'string' && value.length <= 256) description[key] = value;
+    // The driver as long as registration takes it: the cc extension runs no other program.
+    const most = key === 'driver' ? 4096 : 256;
+    if (typeof value === 'string' && value.length <= most) description[key] = value;
   }
   const data = Buffer.from(`${JSON.stringify(description)}\n`);
   const files = row.files.map((f) => ({ ...f, path: `toolchains/${row.id}/${f.path}` }));

@@ -48,6 +48,17 @@ const layer = {
 /** The host, but for its glob reading (a leaf the plan language and the CLI share with it). */
 const hostButGlob = ['**/host/*', '!**/host/glob.js'];
 
+/**
+ * The extensions, but for the cc extension's check of a remote compile's arguments (a leaf with
+ * no imports, which the coordinator's job schema and the client's classification share with it).
+ */
+const extensionsButRemoteArgs = [
+  '**/extensions/*',
+  '!**/extensions/cc',
+  '**/extensions/cc/*',
+  '!**/extensions/cc/remote-args.js',
+];
+
 /** The coordinator's model: it reports in its own terms and never imports the HTTP edge. */
 const modelFolders = ['store', 'scheduler', 'pool', 'ha', 'tls'];
 
@@ -125,10 +136,18 @@ export default tseslint.config(
   {
     // The shared layer (what crosses the API: views, requests, events, statuses, the plan
     // language) imports only the protocol, the shared utilities and libraries, so the CLI and the
-    // web UI can import it. Its one exception is the host's glob reading, so a plan is checked as
-    // the agent will match it (host/glob.ts is a leaf: Node built-ins only).
+    // web UI can import it. Its exceptions are the host's glob reading, so a plan is checked as
+    // the agent will match it (host/glob.ts is a leaf: Node built-ins only), and the cc
+    // extension's check of a remote compile's arguments, so a job is checked as the agent will
+    // (extensions/cc/remote-args.ts is a leaf with no imports).
     files: ['src/api/**/*.ts'],
-    rules: forbid(layer.coordinator, layer.cli, layer.agent, layer.extensions, ...hostButGlob),
+    rules: forbid(
+      layer.coordinator,
+      layer.cli,
+      layer.agent,
+      ...extensionsButRemoteArgs,
+      ...hostButGlob,
+    ),
   },
   {
     // The CLI sees the coordinator only through the API: it imports the shared layer, the

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { sha256Hex } from '../protocol/manifest.js';
 import { isSafeRelativePath } from '../protocol/paths.js';
+import { refusedCompileArgs } from './remote-compile-args.js';
 
 export const name = z
   .string()
@@ -285,11 +286,8 @@ function remoteArgBytes(args: readonly (string | { workPath: string })[]): numbe
   return bytes;
 }
 
-/**
- * The input of the built-in cc/compile operation (src/extensions/cc/input.ts checks it again on
- * the agent, field by field): the client's compile rewritten for the agent's work dir.
- */
-export const remoteCompileInput = z.strictObject({
+/** The fields of remoteCompileInput, each checked on its own. */
+const remoteCompileFields = z.strictObject({
   toolchain: sha256Hex,
   /** The driver, relative to the toolchain's root (`bin/x86_64-linux-gnu-gcc-12`). */
   driver: workDirPath,
@@ -323,6 +321,18 @@ export const remoteCompileInput = z.strictObject({
     .record(z.string().regex(REMOTE_COMPILE_ENV), z.string().max(4096))
     .refine((e) => Object.keys(e).length <= 32, 'at most 32 variables'),
   outputs: z.tuple([z.strictObject({ name: z.literal('object'), path: workDirPath })]),
+});
+
+/**
+ * The input of the built-in cc/compile operation (src/extensions/cc/input.ts checks it again on
+ * the agent, field by field): the client's compile rewritten for the agent's work dir. Its
+ * arguments are those of a plain compile only: the agent's own check (the one predicate of
+ * src/extensions/cc/remote-args.ts), made here too so a job an agent would refuse is refused
+ * before it is queued.
+ */
+export const remoteCompileInput = remoteCompileFields.superRefine((input, ctx) => {
+  const refused = refusedCompileArgs(input.args, input.cwd, input.outputs[0].path);
+  if (refused !== null) ctx.addIssue({ code: 'custom', path: ['args'], message: refused });
 });
 
 /**

@@ -32,6 +32,9 @@ import type { KeyedFile } from './scheduler/task-cache-key.js';
 import type { Store } from './store/store.js';
 import type { ToolchainRow } from './store/types.js';
 
+/** The key of the host runtime's files among the sets resolvedFiles keeps (not a path). */
+const HOST_FILES = '\0host';
+
 /**
  * Toolchains shipped at most, in the order they were registered: every agent stores and copies
  * what the bundle carries, and any user who may run builds can register one. Those beyond run
@@ -43,7 +46,10 @@ export class BundleManager {
   private base: Promise<Bundle> | undefined;
   private current: Promise<Bundle> | undefined;
   private currentSets: string | undefined;
-  /** The last bundle computed, with its extensions' files as asked for (extensionFiles). */
+  /**
+   * The last bundle computed, with its extensions' files as asked for (extensionFiles), by
+   * `extensions/<name>/`, and its host runtime's (hostFiles).
+   */
   private resolved:
     { promise: Promise<Bundle>; bundle: Bundle; extensions: Map<string, KeyedFile[]> } | undefined;
 
@@ -87,18 +93,42 @@ export class BundleManager {
    * (scheduler/task-cache.ts), which must not name code agents no longer run.
    */
   extensionFiles(name: string): readonly KeyedFile[] | undefined {
+    const prefix = `extensions/${name}/`;
+    const files = this.resolvedFiles(prefix, (path) =>
+      path.startsWith(prefix) ? path.slice(prefix.length) : undefined,
+    );
+    return files === undefined || files.length === 0 ? undefined : files;
+  }
+
+  /**
+   * The host runtime's files in the bundle agents get now (`package.json` and `host/…`, paths
+   * relative to the bundle): what runs every operation (core/run's task, its work dir and
+   * outputs), so a cached plan task's key covers it too; undefined as for extensionFiles.
+   */
+  hostFiles(): readonly KeyedFile[] | undefined {
+    return this.resolvedFiles(HOST_FILES, (path) =>
+      path === 'package.json' || path.startsWith('host/') ? path : undefined,
+    );
+  }
+
+  /** The files `pick` names (by a new path) in the bundle last computed, once per set. */
+  private resolvedFiles(
+    set: string,
+    pick: (path: string) => string | undefined,
+  ): readonly KeyedFile[] | undefined {
     const current = this.get();
     const resolved = this.resolved;
     if (resolved === undefined || resolved.promise !== current) return undefined;
-    let files = resolved.extensions.get(name);
+    let files = resolved.extensions.get(set);
     if (files === undefined) {
-      const prefix = `extensions/${name}/`;
-      files = resolved.bundle.manifest.files
-        .filter((f) => f.path.startsWith(prefix))
-        .map((f) => ({ path: f.path.slice(prefix.length), sha256: f.sha256, mode: f.mode }));
-      resolved.extensions.set(name, files);
+      files = [];
+      for (const f of resolved.bundle.manifest.files) {
+        const path = pick(f.path);
+        if (path !== undefined) files.push({ path, sha256: f.sha256, mode: f.mode });
+      }
+      resolved.extensions.set(set, files);
     }
-    return files.length === 0 ? undefined : files;
+    return files;
   }
 
   /** The extension or toolchain set changed: the next get() computes a new bundle. */
@@ -174,6 +204,7 @@ export interface ToolchainDescription {
   id: string;
   /** The newest glibc its programs need: agents with an older one refuse it. */
   glibc: string;
+  /** The only program of it the cc extension runs (a job naming another is refused). */
   driver?: string;
   triple?: string;
   version?: string;
@@ -202,7 +233,9 @@ export function shippedToolchain(
     ['triple', triple],
     ['version', version],
   ] as const) {
-    if (typeof value === 'string' && value.length <= 256) description[key] = value;
+    // The driver as long as registration takes it: the cc extension runs no other program.
+    const most = key === 'driver' ? 4096 : 256;
+    if (typeof value === 'string' && value.length <= most) description[key] = value;
   }
   const data = Buffer.from(`${JSON.stringify(description)}\n`);
   const files = row.files.map((f) => ({ ...f, path: `toolchains/${row.id}/${f.path}` }));

@@ -27,8 +27,14 @@ export interface EngineContext {
   log: Logger;
   identity(): Omit<Identity, 'leaseTerm'>;
   bundle(): Promise<Bundle>;
-  /** See TaskCacheContext.extensionFiles; without it `cache: true` tasks always run. */
-  extensionFiles?: (name: string) => readonly KeyedFile[] | undefined;
+  /**
+   * See TaskCacheContext.extensionFiles and hostFiles; without them `cache: true` tasks always
+   * run.
+   */
+  bundleFiles?: {
+    extensionFiles(name: string): readonly KeyedFile[] | undefined;
+    hostFiles(): readonly KeyedFile[] | undefined;
+  };
   heartbeatIntervalMs: number;
   agentLossGraceMs: number;
   /** May a connection outbid an expired lease of a higher term (see AgentConnection)? */
@@ -125,13 +131,14 @@ export class Engine implements EnginePort, BuildControl {
       log: this.ctx.log,
       agentLossGraceMs: this.ctx.agentLossGraceMs,
       ...(this.ctx.deferRelease ? { deferRelease: this.ctx.deferRelease } : {}),
-      ...(this.ctx.extensionFiles
+      ...(this.ctx.bundleFiles
         ? {
             taskCache: new TaskCache({
               store: this.ctx.store,
               blobs: this.ctx.blobs,
               log: this.ctx.log,
-              extensionFiles: this.ctx.extensionFiles,
+              extensionFiles: (name) => this.ctx.bundleFiles?.extensionFiles(name),
+              hostFiles: () => this.ctx.bundleFiles?.hostFiles(),
             }),
           }
         : {}),

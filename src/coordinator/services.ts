@@ -74,7 +74,10 @@ export function createEngine(
     log,
     identity: () => coordinatorIdentity(store, holderId),
     bundle: () => bundles.get(),
-    extensionFiles: (name) => bundles.extensionFiles(name),
+    bundleFiles: {
+      extensionFiles: (name) => bundles.extensionFiles(name),
+      hostFiles: () => bundles.hostFiles(),
+    },
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     agentLossGraceMs: options.agentLossGraceMs,
     onTermHeld: (term) => {

@@ -125,7 +125,10 @@ export async function materialiseToolchain(toolchain: Toolchain, root: string): 
     await copyFile(file.source, to);
     await chmod(to, file.mode);
   }
-  await writeFile(join(root, `${toolchain.id}.json`), JSON.stringify({ glibc: toolchain.glibc }));
+  await writeFile(
+    join(root, `${toolchain.id}.json`),
+    JSON.stringify({ glibc: toolchain.glibc, driver: toolchain.driver }),
+  );
 }
 
 /** What cc/compile gets from a host, for a task in `workDir`. */

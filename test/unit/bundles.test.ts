@@ -93,6 +93,27 @@ describe('bundles', () => {
     assert.equal(bundles.extensionFiles('mine'), undefined);
   });
 
+  it('answers the host runtime’s files (package.json, host/…), the same while it is the same', async () => {
+    const bundle = await bundles.get();
+    const host = bundles.hostFiles();
+    assert.ok(host !== undefined);
+    assert.deepEqual(
+      host,
+      bundle.manifest.files
+        .filter((f) => f.path === 'package.json' || f.path.startsWith('host/'))
+        .map((f) => ({ path: f.path, sha256: f.sha256, mode: f.mode })),
+    );
+    assert.ok(host.some((f) => f.path === 'host/main.js'));
+    assert.ok(!host.some((f) => f.path.startsWith('extensions/')));
+    // A new extension set is a new bundle, but the same host runtime.
+    store.putExtension({ name: 'other', version: '1', files: [await blob('index.js', '1;\n')] });
+    assert.equal(bundles.hostFiles(), undefined, 'not answered while the bundle computes');
+    await bundles.get();
+    assert.deepEqual(bundles.hostFiles(), host);
+    store.removeExtension('other');
+    await bundles.get();
+  });
+
   it('reads only the toolchain ids on a call that finds the sets unchanged', async () => {
     const first = await bundles.get();
     const list = store.cache.listToolchains.bind(store.cache);

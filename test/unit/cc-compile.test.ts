@@ -4,7 +4,9 @@
  * by the client's pass (`gcc -E -fdirectives-only` + stripPrelude), compiled by cc/compile in a
  * fresh work dir → the very object bytes of a plain local `gcc -c`, with and without -g. And
  * what it refuses: compile errors fail with the diagnostics, a toolchain this agent's glibc is
- * too old for, a toolchain that is not there, paths that lead out.
+ * too old for, a toolchain that is not there, paths that lead out, a driver other than its
+ * description's, arguments a plain compile does not take (test/unit/cc-remote-args.test.ts has
+ * every shape).
  */
 import assert from 'node:assert/strict';
 import {
@@ -122,7 +124,10 @@ describe('cc/compile', () => {
     client = join(scratch, 'client', 'project');
     gcc = await discoverToolchain('gcc');
     await materialise(gcc, join(toolchains, gcc.id));
-    await writeFile(join(toolchains, `${gcc.id}.json`), JSON.stringify({ glibc: gcc.glibc }));
+    await writeFile(
+      join(toolchains, `${gcc.id}.json`),
+      JSON.stringify({ glibc: gcc.glibc, driver: gcc.driver }),
+    );
     await place(client, 'src/lib.h', HEADER);
     await place(client, 'src/scale.c', SOURCE);
     await place(client, 'src/broken.c', 'int broken(void) { return undeclared_name + ; }\n');
@@ -249,7 +254,7 @@ describe('cc/compile', () => {
     const input = {
       toolchain: gcc.id,
       driver: gcc.driver,
-      args: ['-c', 'x.c'],
+      args: ['-c', 'x.c', '-o', 'x.o'],
       outputs: [{ name: 'object', path: 'x.o' }],
     };
     const [major, minor] = gcc.glibc.split('.').map(Number) as [number, number];
@@ -264,7 +269,10 @@ describe('cc/compile', () => {
     // A toolchain that needs a glibc newer than this machine's, with the real check.
     const future = 'f'.repeat(64);
     await mkdir(join(toolchains, future, 'bin'), { recursive: true });
-    await writeFile(join(toolchains, `${future}.json`), JSON.stringify({ glibc: '2.999' }));
+    await writeFile(
+      join(toolchains, `${future}.json`),
+      JSON.stringify({ glibc: '2.999', driver: gcc.driver }),
+    );
     await assert.rejects(
       compile()({ ...input, toolchain: future }, (await fakeContext()).ctx),
       hasCode('TOOLCHAIN_INCOMPATIBLE', /needs glibc 2\.999; this agent has 2\.\d+/),
@@ -279,7 +287,7 @@ describe('cc/compile', () => {
   it('refuses a toolchain that is not on the agent: TOOLCHAIN_NOT_FOUND', async () => {
     const input = {
       driver: 'bin/gcc',
-      args: ['-c', 'x.c'],
+      args: ['-c', 'x.c', '-o', 'x.o'],
       outputs: [{ name: 'object', path: 'x.o' }],
     };
     const absent = 'a'.repeat(64);
@@ -310,13 +318,20 @@ describe('cc/compile', () => {
   });
 
   it('refuses paths that lead out of the toolchain or the work dir, and bad input', async () => {
-    // A toolchain whose bin/ has a symlink to the system's compiler.
-    const sly = 'c'.repeat(64);
-    await mkdir(join(toolchains, sly, 'bin'), { recursive: true });
-    await writeFile(join(toolchains, `${sly}.json`), JSON.stringify({ glibc: '2.0' }));
-    await symlink('/usr/bin/gcc', join(toolchains, sly, 'bin', 'gcc'));
-    await symlink('../..', join(toolchains, sly, 'bin', 'up'));
-    await writeFile(join(toolchains, sly, 'bin', 'data'), 'not a program', { mode: 0o644 });
+    // Toolchains whose bin/ has a symlink to the system's compiler, a link up to the toolchains
+    // root, a data file — each described with one of them as its driver (a driver other than
+    // the description's is refused before anything is looked at).
+    const slyTo = async (id: string, driver: string): Promise<string> => {
+      await mkdir(join(toolchains, id, 'bin'), { recursive: true });
+      await writeFile(join(toolchains, `${id}.json`), JSON.stringify({ glibc: '2.0', driver }));
+      await symlink('/usr/bin/gcc', join(toolchains, id, 'bin', 'gcc'));
+      await symlink('../..', join(toolchains, id, 'bin', 'up'));
+      await writeFile(join(toolchains, id, 'bin', 'data'), 'not a program', { mode: 0o644 });
+      return id;
+    };
+    const sly = await slyTo('c'.repeat(64), 'bin/gcc');
+    const upward = await slyTo('3'.repeat(64), `bin/up/${gcc.id}/${gcc.driver}`);
+    const data = await slyTo('4'.repeat(64), 'bin/data');
 
     const good = {
       toolchain: gcc.id,
@@ -331,19 +346,53 @@ describe('cc/compile', () => {
       ['a driver symlink out', { toolchain: sly, driver: 'bin/gcc' }, 'INVALID_PATH', /outside/],
       [
         'a driver via a dir link into another toolchain',
-        { toolchain: sly, driver: `bin/up/${gcc.id}/${gcc.driver}` },
+        { toolchain: upward, driver: `bin/up/${gcc.id}/${gcc.driver}` },
         'INVALID_PATH',
         /outside/,
       ],
-      ['a driver that is data', { toolchain: sly, driver: 'bin/data' }, 'INVALID_PATH', /program/],
-      ['a missing driver', { driver: 'bin/nope' }, 'INVALID_PATH', /no driver/],
+      ['a driver that is data', { toolchain: data, driver: 'bin/data' }, 'INVALID_PATH', /program/],
+      [
+        'a driver other than the description names',
+        { driver: 'bin/nope' },
+        'INVALID_INPUT',
+        /"driver" "bin\/nope" is not toolchain [0-9a-f]{64}'s driver/,
+      ],
+      [
+        'another program of the toolchain (its cc1, an as)',
+        { toolchain: upward, driver: 'bin/gcc' },
+        'INVALID_INPUT',
+        /is not toolchain/,
+      ],
       ['a cwd with ..', { cwd: '../x' }, 'INVALID_PATH'],
-      ['a cwd through a link out', { cwd: 'out/sub' }, 'INVALID_PATH', /symlink/],
+      [
+        'a cwd through a link out',
+        { cwd: 'out/sub', outputs: [{ name: 'object', path: 'out/sub/x.o' }] },
+        'INVALID_PATH',
+        /symlink/,
+      ],
       ['an output with ..', { outputs: [{ name: 'object', path: '../x.o' }] }, 'INVALID_PATH'],
       [
         'an output through a link',
-        { outputs: [{ name: 'object', path: 'out/x.o' }] },
+        { args: ['-c', 'x.c', '-o', 'out/x.o'], outputs: [{ name: 'object', path: 'out/x.o' }] },
         'INVALID_PATH',
+      ],
+      [
+        '-o other than the declared object',
+        { args: ['-c', 'x.c', '-o', '../../x.o'] },
+        'INVALID_INPUT',
+        /argument 2 "-o" must name the declared object "x.o"/,
+      ],
+      [
+        'an option that runs another program',
+        { args: ['-wrapper', 'sh,-c,id', '-c', 'x.c', '-o', 'x.o'] },
+        'INVALID_INPUT',
+        /argument 0 "-wrapper" runs or loads another program/,
+      ],
+      [
+        'a response file',
+        { args: ['-c', '@/etc/args', 'x.c', '-o', 'x.o'] },
+        'INVALID_INPUT',
+        /argument 1 "@\/etc\/args" is a response file/,
       ],
       ['an absolute workPath', { args: ['-c', { workPath: '/etc/passwd' }] }, 'INVALID_PATH'],
       ['a map dir with ..', { debugPrefixMaps: [{ dir: '..', to: '/x' }] }, 'INVALID_PATH'],
@@ -372,7 +421,10 @@ describe('cc/compile', () => {
     // A stand-in driver that prints what it was given (a shell script: sh's own export -p).
     const probe = '1'.repeat(64);
     await mkdir(join(toolchains, probe, 'bin'), { recursive: true });
-    await writeFile(join(toolchains, `${probe}.json`), JSON.stringify({ glibc: '2.0' }));
+    await writeFile(
+      join(toolchains, `${probe}.json`),
+      JSON.stringify({ glibc: '2.0', driver: 'bin/gcc' }),
+    );
     await writeFile(
       join(toolchains, probe, 'bin', 'gcc'),
       '#!/bin/sh\nfor a in "$@"; do printf "arg %s\\n" "$a"; done\nprintf "cwd %s\\n" "$(pwd -P)"\nexport -p\n: > x.o\n',
@@ -436,7 +488,10 @@ describe('cc/compile', () => {
   it('stops the compiler on cancel: its process group is killed and released', async () => {
     const slow = '2'.repeat(64);
     await mkdir(join(toolchains, slow, 'bin'), { recursive: true });
-    await writeFile(join(toolchains, `${slow}.json`), JSON.stringify({ glibc: '2.0' }));
+    await writeFile(
+      join(toolchains, `${slow}.json`),
+      JSON.stringify({ glibc: '2.0', driver: 'bin/gcc' }),
+    );
     await writeFile(join(toolchains, slow, 'bin', 'gcc'), '#!/bin/sh\nexec /bin/sleep 600\n', {
       mode: 0o755,
     });
@@ -456,7 +511,7 @@ describe('cc/compile', () => {
       {
         toolchain: slow,
         driver: 'bin/gcc',
-        args: ['-c', 'x.c'],
+        args: ['-c', 'x.c', '-o', 'x.o'],
         outputs: [{ name: 'object', path: 'x.o' }],
       },
       ctx,

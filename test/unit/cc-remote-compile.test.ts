@@ -269,6 +269,23 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
     assert.deepEqual(readFileSync(join(src, 'auto.o')), readFileSync(join(src, 'auto-ref.o')));
   });
 
+  it('keeps here, with placement remote, a compile whose options an agent refuses (agent-refuses)', async () => {
+    const [refusing, refusingSocket] = await startService('refusing');
+    const jobs = remote.jobs.length;
+    const args = ['-O2', '-Wl,--as-needed', '-c', 'plain.c', '-o', 'refused.o'];
+    const ref = plain(args, ['refused.o']);
+    const out = await cc(args, refusingSocket);
+    assert.deepEqual(types(out), ['run', 'exit'], 'the compiler ran here');
+    assert.equal(out.code, 0);
+    assert.equal(remote.jobs.length, jobs, 'no job was sent');
+    assert.deepEqual(readFileSync(join(src, 'refused.o')), ref.files[0]);
+    await until(
+      () => refusing.stats.totals.localReasons['agent-refuses'] === 1,
+      'the reason in the stats',
+    );
+    assert.equal(refusing.stats.totals.fallbacks, 0, 'not a fallback');
+  });
+
   it("a compile environment's MUSTER_CC_PLACEMENT=local keeps it here (per-user service)", async () => {
     const [, envSocket] = await startService('env', { placementFromEnv: true });
     const jobs = remote.jobs.length;

@@ -74,6 +74,7 @@ after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))
 let store: Store;
 let blobs: BlobStore;
 let extensionFiles: KeyedFile[] | undefined;
+let hostFiles: KeyedFile[] | undefined;
 
 beforeEach(async () => {
   store = openSqliteStore(':memory:');
@@ -82,6 +83,7 @@ beforeEach(async () => {
   blobs = new BlobStore(dir);
   await blobs.init();
   extensionFiles = [{ path: 'index.js', sha256: 'e'.repeat(64), mode: 0o644 }];
+  hostFiles = [{ path: 'host/main.js', sha256: 'd'.repeat(64), mode: 0o644 }];
 });
 
 function scheduler(agent: FakeAgent): Scheduler {
@@ -93,7 +95,13 @@ function scheduler(agent: FakeAgent): Scheduler {
     events: new EventBus(),
     log,
     agentLossGraceMs: 50,
-    taskCache: new TaskCache({ store, blobs, log, extensionFiles: () => extensionFiles }),
+    taskCache: new TaskCache({
+      store,
+      blobs,
+      log,
+      extensionFiles: () => extensionFiles,
+      hostFiles: () => hostFiles,
+    }),
   });
 }
 
@@ -252,6 +260,35 @@ describe('scheduler: cache: true tasks', () => {
     s.stop();
   });
 
+  it('runs a task again under a new host runtime, and serves it again under the same one', async () => {
+    const agent = new FakeAgent('a');
+    const s = scheduler(agent);
+    s.start();
+    const files = await source('int h;');
+    const first = await runBuild(s, agent, files, 'object-h1');
+    assert.equal(store.getTask(first, 'compile')?.cache, 'miss');
+
+    const oldHost = hostFiles;
+    hostFiles = [{ path: 'host/main.js', sha256: 'c'.repeat(64), mode: 0o644 }];
+    const newer = await runBuild(s, agent, files, 'object-h2');
+    assert.equal(store.getTask(newer, 'compile')?.cache, 'miss', 'a new host: not served');
+    assert.equal(store.getTask(newer, 'compile')?.agent, 'a', 'ran on the agent');
+    assert.equal(store.cache.totals().entries, 2, 'one entry per host runtime');
+
+    hostFiles = oldHost?.map((f) => ({ ...f }));
+    const same = await runBuild(s, agent, files, 'object-h3');
+    assert.equal(store.getTask(same, 'compile')?.cache, 'hit', 'the same host: served');
+    assert.deepEqual(
+      store.getTask(same, 'compile')?.outputs,
+      store.getTask(first, 'compile')?.outputs,
+    );
+
+    hostFiles = undefined;
+    const unknown = await runBuild(s, agent, files, 'object-h4');
+    assert.equal(store.getTask(unknown, 'compile')?.cache, null, 'no host known: not cached');
+    s.stop();
+  });
+
   it('serves a cached task while no agent is free, and its dependents wait for one', async () => {
     const agent = new FakeAgent('a');
     const s = scheduler(agent);
@@ -306,6 +343,7 @@ describe('scheduler: cache: true tasks', () => {
     s.start();
     const files = await source('int f;');
     const key = taskCacheKey({
+      hostFiles: hostFiles!,
       extension: 'core',
       extensionFiles: extensionFiles!,
       operation: 'run',

@@ -15,6 +15,10 @@ const sha = (c: string): string => c.repeat(64);
 
 function parts(): TaskCacheKeyParts {
   return {
+    hostFiles: [
+      { path: 'package.json', sha256: sha('8'), mode: 0o644 },
+      { path: 'host/main.js', sha256: sha('9'), mode: 0o644 },
+    ],
     extension: 'core',
     extensionFiles: [
       { path: 'index.js', sha256: sha('a'), mode: 0o644 },
@@ -43,6 +47,7 @@ describe('task cache key', () => {
     const p = parts();
     const reordered: TaskCacheKeyParts = {
       ...p,
+      hostFiles: [...p.hostFiles].reverse(),
       extensionFiles: [...p.extensionFiles].reverse(),
       input: { opts: { y: [1, 2], x: 1 }, command: 'cc -c a.c' },
       env: { LANG: 'C', CFLAGS: '-O2' },
@@ -56,6 +61,17 @@ describe('task cache key', () => {
   it('changes with every part that decides the outputs', () => {
     const base = taskCacheKey(parts());
     const variants: [string, (p: TaskCacheKeyParts) => TaskCacheKeyParts][] = [
+      [
+        'a host runtime file',
+        (p) => ({ ...p, hostFiles: [p.hostFiles[0]!, { ...p.hostFiles[1]!, sha256: sha('7') }] }),
+      ],
+      [
+        'a host runtime file added',
+        (p) => ({
+          ...p,
+          hostFiles: [...p.hostFiles, { path: 'host/run.js', sha256: sha('6'), mode: 0o644 }],
+        }),
+      ],
       ['extension', (p) => ({ ...p, extension: 'other' })],
       [
         'an extension file',
@@ -90,6 +106,23 @@ describe('task cache key', () => {
       assert.ok(!seen.has(key), `${what} collides with another variant`);
       seen.add(key);
     }
+  });
+
+  it('covers the host runtime: a new one changes the key, the same one keeps it', () => {
+    const base = taskCacheKey(parts());
+    const sameHost = parts().hostFiles.map((f) => ({ ...f }));
+    assert.equal(taskCacheKey({ ...parts(), hostFiles: sameHost }), base);
+    const newHost = sameHost.map((f) =>
+      f.path === 'host/main.js' ? { ...f, sha256: sha('5') } : f,
+    );
+    assert.notEqual(taskCacheKey({ ...parts(), hostFiles: newHost }), base);
+    // A host file is not an extension file of the same path and content.
+    const moved: TaskCacheKeyParts = {
+      ...parts(),
+      hostFiles: [],
+      extensionFiles: [...parts().extensionFiles, ...parts().hostFiles],
+    };
+    assert.notEqual(taskCacheKey(moved), base);
   });
 
   it('reads a JSON value canonically', () => {

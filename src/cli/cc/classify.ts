@@ -10,6 +10,7 @@
  * Pure but for the two file reads it is given (response files, `-include X` with an `X.gch`).
  */
 import { isAbsolute, join, basename } from 'node:path';
+import { refusedCompileOptions } from '../../api/remote-compile-args.js';
 import {
   depfileKeyArgs,
   depfileOf,
@@ -215,6 +216,11 @@ export function classify(input: ClassifyInput): Classification {
       walk.local.add('device-output');
       walk.noCache.add(`device-output: ${path}`);
     }
+  }
+  // What an agent would refuse (remote-args.ts) is never sent: named by the table's own reason
+  // when it has one, else by this.
+  if (walk.local.size === 0 && refusedCompileOptions(walk.compileArgs) !== null) {
+    walk.local.add('agent-refuses');
   }
   const depKey = depfileKeyArgs(depfile);
   return {

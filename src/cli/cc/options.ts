@@ -24,7 +24,9 @@ export type LocalReason =
   | 'preprocessor-mode'
   | 'several-arch'
   | 'unsupported-option'
-  | 'device-output';
+  | 'device-output'
+  /** An option an agent's compile does not take (src/extensions/cc/remote-args.ts). */
+  | 'agent-refuses';
 
 /** Why a command is not a compile at all: the shim runs the real compiler unchanged. */
 export type PassthroughReason =

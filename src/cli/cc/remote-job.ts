@@ -14,6 +14,7 @@
  */
 import { posix } from 'node:path';
 import type { z } from 'zod';
+import { refusedCompileArgs } from '../../api/remote-compile-args.js';
 import { REMOTE_COMPILE_ENV, type remoteCompileInput } from '../../api/requests.js';
 import type { Compile } from './classify.js';
 import { mapDebugPath } from './prefix-maps.js';
@@ -52,8 +53,8 @@ function leadingUps(path: string): number | null {
 
 /**
  * The remote form of a compile, or null when its paths have a shape this layout does not
- * reproduce exactly (a `..` after a name, an absolute path that is not normal, an empty map):
- * such a job runs on the client.
+ * reproduce exactly (a `..` after a name, an absolute path that is not normal, an empty map) or
+ * that an agent would refuse (a source named like a response file): such a job runs on the client.
  */
 export function remoteJob(
   job: Compile,
@@ -111,18 +112,21 @@ export function remoteJob(
   for (const [name, value] of Object.entries(env)) {
     if (value !== undefined && REMOTE_COMPILE_ENV.test(name)) passed[name] = value;
   }
+  const args: RemoteArg[] = [
+    ...job.compileArgs,
+    '-c',
+    ...(job.languageExplicit ? ['-x', job.language] : []),
+    sourceArg,
+    '-o',
+    objectArg,
+  ];
+  // classify.ts kept what an agent refuses here; what is left to refuse is this layout's.
+  if (refusedCompileArgs(args, cwd, object) !== null) return null;
   return {
     input: {
       toolchain: toolchain.id,
       driver: toolchain.driver,
-      args: [
-        ...job.compileArgs,
-        '-c',
-        ...(job.languageExplicit ? ['-x', job.language] : []),
-        sourceArg,
-        '-o',
-        objectArg,
-      ],
+      args,
       cwd,
       debugPrefixMaps,
       env: passed,

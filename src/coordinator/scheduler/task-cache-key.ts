@@ -1,7 +1,9 @@
 /**
  * The shared-cache key of a `cache: true` plan task (issue 13, design §6): the hash of what
  * decides its outputs when its command is a function of its declared inputs (Bazel's rule) —
- * the code that runs it (the extension's files in the bundle agents run), the operation, its
+ * the code that runs it (the host runtime's and the extension's files in the bundle agents run:
+ * a Muster whose host lays out work dirs or collects outputs differently makes other results),
+ * the operation, its
  * input, its environment, the files actually given to it (its inputs and the outputs of the
  * tasks it needs: by path, content and mode), the outputs it keeps and the agent labels it
  * requires (a task pinned to `arm64` agents makes other objects than one on `x86_64`).
@@ -12,7 +14,7 @@
 import { createHash } from 'node:crypto';
 
 /** Changes whenever the meaning of a key changes (old entries are then never found). */
-export const TASK_CACHE_KEY_VERSION = 'muster-task-cache-1';
+export const TASK_CACHE_KEY_VERSION = 'muster-task-cache-2';
 
 export interface KeyedFile {
   path: string;
@@ -21,6 +23,8 @@ export interface KeyedFile {
 }
 
 export interface TaskCacheKeyParts {
+  /** The host runtime's files in the bundle (`package.json`, `host/…`). */
+  hostFiles: readonly KeyedFile[];
   extension: string;
   /** The extension's files in the bundle, relative to its directory. */
   extensionFiles: readonly KeyedFile[];
@@ -38,6 +42,7 @@ export interface TaskCacheKeyParts {
 export function taskCacheKey(parts: TaskCacheKeyParts): string {
   const canonical = JSON.stringify([
     TASK_CACHE_KEY_VERSION,
+    files(parts.hostFiles),
     parts.extension,
     files(parts.extensionFiles),
     parts.operation,

@@ -19,6 +19,9 @@ import { newAgentTaskId } from './agent-task-id.js';
 import { inputsOf } from './placement.js';
 import { taskCacheKey, type KeyedFile } from './task-cache-key.js';
 
+/** Where the host runtime's files are kept among the extensions' (no extension has this name). */
+const HOST = '\0host';
+
 /** The agent an attempt served from the cache is recorded on (as compile jobs use `local`). */
 export const CACHE_AGENT = 'cache';
 
@@ -31,6 +34,8 @@ export interface TaskCacheContext {
    * undefined when not known (no bundle yet, no such extension): such a task is not cached.
    */
   extensionFiles(name: string): readonly KeyedFile[] | undefined;
+  /** The host runtime's files in that bundle (undefined: not known, and not cached). */
+  hostFiles(): readonly KeyedFile[] | undefined;
 }
 
 /** What the scheduler records of a lookup: the task row's changes, and on a hit its log line. */
@@ -41,7 +46,7 @@ export type CacheLookup =
 export class TaskCache {
   /** Each task's key once looked up, so a waiting task looks up once. */
   private readonly keys = new WeakMap<TaskState, string>();
-  /** Extensions' files asked for in this turn of the event loop (one scheduling pass). */
+  /** Extensions' and the host's files asked for in this turn of the event loop (one pass). */
   private extensionsNow: Map<string, readonly KeyedFile[] | undefined> | undefined;
 
   constructor(private readonly ctx: TaskCacheContext) {}
@@ -117,8 +122,10 @@ export class TaskCache {
   private keyOf(build: ActiveBuild, state: TaskState): string | null {
     const { plan } = state;
     const extensionFiles = this.extensionFiles(plan.extension);
-    if (extensionFiles === undefined) return null;
+    const hostFiles = this.extensionFiles(HOST);
+    if (extensionFiles === undefined || hostFiles === undefined) return null;
     return taskCacheKey({
+      hostFiles,
       extension: plan.extension,
       extensionFiles,
       operation: plan.operation,
@@ -130,13 +137,19 @@ export class TaskCache {
     });
   }
 
-  /** ctx.extensionFiles once per extension and pass: it reads the store's extension sets. */
+  /**
+   * ctx.extensionFiles once per extension and pass (ctx.hostFiles for {@link HOST}): it reads
+   * the store's extension sets.
+   */
   private extensionFiles(name: string): readonly KeyedFile[] | undefined {
     if (this.extensionsNow === undefined) {
       this.extensionsNow = new Map();
       queueMicrotask(() => (this.extensionsNow = undefined));
     }
-    if (!this.extensionsNow.has(name)) this.extensionsNow.set(name, this.ctx.extensionFiles(name));
+    if (!this.extensionsNow.has(name)) {
+      const files = name === HOST ? this.ctx.hostFiles() : this.ctx.extensionFiles(name);
+      this.extensionsNow.set(name, files);
+    }
     return this.extensionsNow.get(name);
   }
 

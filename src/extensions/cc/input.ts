@@ -1,9 +1,12 @@
 /**
  * cc/compile's input, checked field by field (the extension ships alone: no zod). Every path is
  * a safe relative path; what they name is confined to the work dir or the toolchain when used.
+ * The arguments are those of a plain compile only (remote-args.ts); the driver must be the one
+ * the toolchain's description names (toolchains.ts).
  */
 import { ccError, inputObject, invalidInput } from './errors.js';
 import { checkRelativePath } from './paths.js';
+import { refusedCompileArgs } from './remote-args.js';
 
 /** An argument naming a place in the work dir by its absolute path on the agent. */
 export interface WorkPathArg {
@@ -164,7 +167,7 @@ export function parseCompileInput(input: unknown): CompileInput {
   if (typeof obj.toolchain !== 'string' || !/^[0-9a-f]{64}$/.test(obj.toolchain)) {
     throw ccError('INVALID_INPUT', 'cc/compile: "toolchain" must be a toolchain id (sha256 hex)');
   }
-  return {
+  const spec: CompileInput = {
     toolchain: obj.toolchain,
     driver: checkRelativePath(obj.driver, 'cc/compile: "driver"'),
     args: parseArgs(obj.args),
@@ -173,4 +176,10 @@ export function parseCompileInput(input: unknown): CompileInput {
     env: parseEnv(obj.env),
     outputs: parseOutputs(obj.outputs),
   };
+  // Only what a plain compile of the text to the object needs: nothing that runs another
+  // program, reads or writes other files, or reaches outside the work dir (remote-args.ts).
+  const object = spec.outputs.find((o) => o.name === 'object')?.path ?? '';
+  const refused = refusedCompileArgs(spec.args, spec.cwd, object);
+  if (refused !== null) throw invalidInput(`cc/compile: ${refused}`);
+  return spec;
 }

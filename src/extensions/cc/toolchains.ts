@@ -3,8 +3,9 @@
  *
  * The coordinator ships each registered toolchain inside its bundle (src/coordinator/bundles.ts):
  * its files under `toolchains/<id>/` and its description as `toolchains/<id>.json`
- * (`{ "glibc": "2.N", … }`), next to `extensions/cc/`. A version directory is immutable, so what
- * a task finds there never changes under it, and what was checked once per host process holds.
+ * (`{ "glibc": "2.N", "driver": "bin/…", … }`), next to `extensions/cc/`. A job runs the driver
+ * it names and no other program of the toolchain. A version directory is immutable, so what a
+ * task finds there never changes under it, and what was checked once per host process holds.
  *
  * glibc, libm and ld.so are not shipped (they must match the agent's own ld.so): the toolchain
  * runs only where the C library is at least as new as the newest GLIBC_2.N its programs use.
@@ -51,36 +52,46 @@ export function glibcSatisfies(have: string, need: string): boolean {
   return h[0] > n[0] || (h[0] === n[0] && h[1] >= n[1]);
 }
 
-/** What a toolchain needs, from its description; checked results per toolchain dir. */
-const needs = new Map<string, Promise<string>>();
+/** What the cc extension reads of a toolchain's description (`toolchains/<id>.json`). */
+interface Description {
+  /** The newest glibc its programs need. */
+  glibc: string;
+  /** The driver, relative to its root: the only program of it a job may name. */
+  driver: string | undefined;
+}
 
-async function neededGlibc(toolchains: string, id: string): Promise<string> {
+/** Descriptions read, per file (a version directory never changes). */
+const descriptions = new Map<string, Promise<Description>>();
+
+async function readDescription(toolchains: string, id: string): Promise<Description> {
   const file = join(toolchains, `${id}.json`);
-  let cached = needs.get(file);
+  let cached = descriptions.get(file);
   if (cached === undefined) {
     cached = readFile(file, 'utf8').then((text) => {
-      let glibc: unknown;
+      let parsed: { glibc?: unknown; driver?: unknown } = {};
       try {
-        glibc = (JSON.parse(text) as { glibc?: unknown }).glibc;
+        parsed = JSON.parse(text) as { glibc?: unknown; driver?: unknown };
       } catch {
-        glibc = undefined;
+        // no description: refused below
       }
+      const { glibc, driver } = parsed ?? {};
       if (typeof glibc !== 'string' || parseGlibc(glibc) === undefined) {
         throw ccError('TOOLCHAIN_NOT_FOUND', `toolchain ${id}: its description has no glibc`);
       }
-      return glibc;
+      return { glibc, driver: typeof driver === 'string' ? driver : undefined };
     });
-    needs.set(file, cached);
+    descriptions.set(file, cached);
     // A failure is not remembered (a test, or a later bundle, may put the file there).
-    cached.catch(() => needs.delete(file));
+    cached.catch(() => descriptions.delete(file));
   }
   return cached;
 }
 
 /**
  * The toolchain's root and driver, checked: TOOLCHAIN_NOT_FOUND when it is not in this bundle,
- * TOOLCHAIN_INCOMPATIBLE when this agent's glibc is too old for it, INVALID_PATH when the
- * driver is not a program inside it (`..`, an absolute path, a symlink that leads out).
+ * INVALID_INPUT when the driver is not the one its description names, TOOLCHAIN_INCOMPATIBLE
+ * when this agent's glibc is too old for it, INVALID_PATH when the driver is not a program
+ * inside it (`..`, an absolute path, a symlink that leads out).
  */
 export async function locateToolchain(
   toolchains: string,
@@ -96,13 +107,22 @@ export async function locateToolchain(
   } catch {
     throw ccError('TOOLCHAIN_NOT_FOUND', `toolchain ${id} is not on this agent`);
   }
-  let need: string;
+  let description: Description;
   try {
-    need = await neededGlibc(toolchains, id);
+    description = await readDescription(toolchains, id);
   } catch (err) {
     if ((err as { code?: unknown }).code === 'TOOLCHAIN_NOT_FOUND') throw err;
     throw ccError('TOOLCHAIN_NOT_FOUND', `toolchain ${id} has no description on this agent`);
   }
+  if (description.driver !== driver) {
+    // Any other program of the toolchain (cc1, as, a shell a user shipped as one) is not run.
+    throw ccError(
+      'INVALID_INPUT',
+      `cc/compile: "driver" ${JSON.stringify(driver)} is not toolchain ${id}'s driver` +
+        (description.driver === undefined ? ' (its description names none)' : ''),
+    );
+  }
+  const need = description.glibc;
   const have = glibc();
   if (have === undefined || !glibcSatisfies(have, need)) {
     throw ccError(

@@ -239,6 +239,28 @@ describe('scheduler: remote compile jobs', () => {
     assert.equal(s.runningCount, 0);
   });
 
+  it('answer a job whose result the store could not record as failed, at once', async () => {
+    const agent = new FakeSchedulerAgent('a', 1, [TOOLCHAIN]);
+    const logged: string[] = [];
+    const s = scheduler([agent], logged);
+    const build = session(s);
+    const handle = s.addJob(build.id, job());
+    await until(() => agent.started.length === 1, 'the job to start');
+    store.transaction = () => {
+      throw new Error('disk I/O error');
+    };
+    agent.started[0]!.finish({
+      status: 'failed',
+      exitCode: 1,
+      value: { exitCode: 1, stderr: 'error\n', stdoutBytes: 0, stderrBytes: 6 },
+    });
+    const end = await handle.ended;
+    assert.deepEqual([end.status, end.reason], ['failed', null]);
+    assert.match(logged[0]!, /recording finished attempts failed/);
+    assert.equal(s.runningCount, 0);
+    assert.equal(agent.busy, 0, 'its slot is free again');
+  });
+
   it('share the free slots of one pass round-robin over the sessions with queued jobs', async () => {
     const agent = new FakeSchedulerAgent('a', 4, [TOOLCHAIN]);
     const s = scheduler([agent]);

@@ -356,4 +356,9 @@ export const compileJobBody = z.strictObject({
   maxQueueMs: z.number().int().min(0).max(60_000).default(100),
   /** The compile is ended on the agent after this long (and the answer says failed). */
   timeoutMs: z.number().int().min(1000).max(3_600_000).default(600_000),
+  /**
+   * false: the coordinator keeps nothing of this job in the shared cache (`muster build
+   * --no-cache`); true (the default) keeps a result the client takes as is under its key.
+   */
+  keep: z.boolean().default(true),
 });

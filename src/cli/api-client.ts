@@ -293,6 +293,16 @@ export class ApiClient {
     return this.json('PUT', `/toolchains/${id}`, { body });
   }
 
+  /** Every registered toolchain, most recently used first (admins). */
+  listToolchains(): Promise<ToolchainView[]> {
+    return this.json('GET', '/toolchains');
+  }
+
+  /** Removes a toolchain (admins); NOT_FOUND when there is none with that id. */
+  async removeToolchain(id: string): Promise<void> {
+    await this.request('DELETE', `/toolchains/${id}`);
+  }
+
   /** A registered toolchain; NOT_FOUND when the coordinator has none with that id. */
   getToolchain(id: string): Promise<ToolchainView> {
     return this.json('GET', `/toolchains/${id}`);

@@ -62,7 +62,7 @@ export function registerBuildCommand(program: Command): void {
     )
     .option(
       '--no-cache',
-      'neither look compiles up in the caches nor keep their results here (the coordinator still keeps what its agents compile)',
+      'neither look compiles up in the caches nor keep their results (here or on the coordinator)',
     )
     .passThroughOptions()
     .action(async (command: string[], opts: BuildOptions) => {

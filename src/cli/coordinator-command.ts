@@ -88,6 +88,11 @@ export function registerCoordinatorCommand(program: Command): void {
       'delete blobs that nothing references once they are this old',
       '1h',
     )
+    .option(
+      '--toolchain-retention <duration>',
+      'remove compiler toolchains (muster build) that no compile has used for this long',
+      '30d',
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
     .action(async (opts: CoordinatorOptions) => {
       const options = compileCoordinatorOptions({

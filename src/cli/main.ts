@@ -21,6 +21,7 @@ const COMMANDS: [string, () => Promise<Register>][] = [
   ['login', async () => (await import('./login-command.js')).registerLoginCommand],
   ['agents', async () => (await import('./agents-command.js')).registerAgentsCommand],
   ['extensions', async () => (await import('./extensions-command.js')).registerExtensionsCommand],
+  ['toolchains', async () => (await import('./toolchains-command.js')).registerToolchainsCommand],
   ['run', async () => (await import('./run-command.js')).registerRunCommand],
   ['cc', async () => (await import('./cc-command.js')).registerCcCommand],
   ['build', async () => (await import('./build-command.js')).registerBuildCommand],

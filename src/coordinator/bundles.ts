@@ -36,9 +36,10 @@ import type { ToolchainRow } from './store/types.js';
 const HOST_FILES = '\0host';
 
 /**
- * Toolchains shipped at most, in the order they were registered: every agent stores and copies
- * what the bundle carries, and any user who may run builds can register one. Those beyond run
- * their jobs on the client (until toolchains can be removed, design §9).
+ * Toolchains shipped at most: every agent stores and copies what the bundle carries, and any user
+ * who may run builds can register one. The bundle carries those in use — the most recently used
+ * (by a compile job, or their registration) first, each that still fits the bytes — so the jobs
+ * of a toolchain beyond run on the client until a job names it again, which brings it back.
  */
 export const SHIPPED_TOOLCHAINS = { count: 32, bytes: 4 * 2 ** 30 };
 
@@ -136,12 +137,44 @@ export class BundleManager {
     this.current = undefined;
   }
 
+  /**
+   * Whether what the bundle is made of changed since the last one was computed (a toolchain
+   * used again, one removed): then the next get() computes a new one, which connected agents
+   * get only once someone calls the pool's resyncAll().
+   */
+  stale(): boolean {
+    return this.current === undefined || this.storedSets() !== this.currentSets;
+  }
+
+  /** The ids of the toolchains the bundle carries now (or will, once computed). */
+  shippedToolchains(): ReadonlySet<string> {
+    return new Set(this.shippedIds());
+  }
+
   /** What the bundle is made of besides this package: users' extensions, toolchains by id. */
   private storedSets(): string {
     return JSON.stringify([
       this.store.listExtensions().map((e) => [e.name, e.version, e.addedAt]),
-      this.store.cache.toolchainIds(),
+      this.shippedIds(),
     ]);
+  }
+
+  /**
+   * The toolchains to ship, sorted by id (a change of order among them is no new bundle): the
+   * most recently used first while SHIPPED_TOOLCHAINS allows, skipping one too large for the
+   * bytes left and those an agent could not tell it can run (no glibc, see shippedToolchain).
+   */
+  private shippedIds(): string[] {
+    const ids: string[] = [];
+    let bytes = 0;
+    for (const toolchain of this.store.cache.toolchainSummaries()) {
+      if (ids.length >= SHIPPED_TOOLCHAINS.count) break;
+      if (glibcOf(toolchain.info) === undefined) continue;
+      if (bytes + toolchain.bytes > SHIPPED_TOOLCHAINS.bytes) continue;
+      bytes += toolchain.bytes;
+      ids.push(toolchain.id);
+    }
+    return ids.sort();
   }
 
   private async compute(): Promise<Bundle> {
@@ -168,20 +201,10 @@ export class BundleManager {
         addStored(`extensions/${extension.name}/${file.path}`, file);
       }
     }
-    let shippedCount = 0;
-    let shippedBytes = 0;
-    for (const toolchain of this.store.cache.listToolchains()) {
-      const shipped = shippedToolchain(toolchain);
+    for (const id of this.shippedIds()) {
+      const toolchain = this.store.cache.getToolchain(id);
+      const shipped = toolchain && shippedToolchain(toolchain);
       if (shipped === undefined) continue;
-      const bytes = shipped.files.reduce((sum, f) => sum + f.size, 0);
-      if (
-        shippedCount >= SHIPPED_TOOLCHAINS.count ||
-        shippedBytes + bytes > SHIPPED_TOOLCHAINS.bytes
-      ) {
-        continue;
-      }
-      shippedCount++;
-      shippedBytes += bytes;
       for (const file of shipped.files) addStored(file.path, file);
       files.push(shipped.description);
       blobs.set(shipped.description.sha256, {
@@ -223,10 +246,11 @@ export interface ToolchainDescription {
  * Such a toolchain is never on an agent, so its jobs run on the client.
  */
 export function shippedToolchain(
-  row: ToolchainRow,
+  row: Pick<ToolchainRow, 'id' | 'files' | 'info'> & Partial<ToolchainRow>,
 ): { files: Manifest['files']; description: Manifest['files'][number]; data: Buffer } | undefined {
-  const { glibc, driver, triple, version } = row.info;
-  if (typeof glibc !== 'string' || !/^\d+\.\d+$/.test(glibc)) return undefined;
+  const { driver, triple, version } = row.info;
+  const glibc = glibcOf(row.info);
+  if (glibc === undefined) return undefined;
   const description: ToolchainDescription = { id: row.id, glibc };
   for (const [key, value] of [
     ['driver', driver],
@@ -251,4 +275,10 @@ export function shippedToolchain(
     return undefined;
   }
   return { files, description: described, data };
+}
+
+/** The glibc a toolchain needs, as its client described it; undefined when it did not say. */
+function glibcOf(info: Record<string, unknown>): string | undefined {
+  const { glibc } = info;
+  return typeof glibc === 'string' && /^\d+\.\d+$/.test(glibc) ? glibc : undefined;
 }

@@ -123,6 +123,15 @@ export class Coordinator {
         options.blobRetentionMs,
         log,
         () => role.role() !== 'backup-standby',
+        {
+          retentionMs: options.toolchainRetentionMs,
+          // Agents get a bundle without them.
+          removed: () =>
+            void services.bundles
+              .get()
+              .then(() => role.engine.pool.resyncAll())
+              .catch((err: unknown) => log.warn({ err }, 'could not resync agents')),
+        },
       );
       this.housekeeping.start();
       compile.start();

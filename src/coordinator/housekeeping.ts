@@ -5,7 +5,9 @@
  * 10 minutes). Before each sweep, a coordinator that writes (a primary, a backup running the
  * cluster) evicts cache entries beyond Cache.MaxBytes, so the sweep can take their blobs once
  * they are old. A backup standing by does not: its copy follows the primary's evictions, and it
- * has not seen the uses that order them.
+ * has not seen the uses that order them. With the eviction go the compiler toolchains no compile
+ * job named for the toolchain retention (then `toolchainsRemoved`: agents get a bundle without
+ * them).
  */
 import type { Logger } from 'pino';
 import type { BlobSweeper } from './blob-sweeper.js';
@@ -22,6 +24,7 @@ export class Housekeeping {
     private readonly log: Logger,
     /** Whether this coordinator writes its own state now (evicts from the cache). */
     private readonly writes: () => boolean,
+    private readonly toolchains?: { retentionMs: number; removed: (ids: string[]) => void },
   ) {}
 
   start(): void {
@@ -60,6 +63,21 @@ export class Housekeeping {
         this.log.info({ ...result, maxBytes }, 'evicted least recently used cache entries');
     } catch (err) {
       this.log.warn({ err }, 'evicting cache entries failed');
+    }
+    this.removeUnusedToolchains();
+  }
+
+  /** Removes the toolchains no compile job named for the retention (when this one writes). */
+  removeUnusedToolchains(): void {
+    if (!this.toolchains || !this.writes()) return;
+    try {
+      const before = new Date(Date.now() - this.toolchains.retentionMs).toISOString();
+      const ids = this.store.cache.removeToolchainsUnusedSince(before);
+      if (ids.length === 0) return;
+      this.log.info({ toolchains: ids, unusedSince: before }, 'removed unused toolchains');
+      this.toolchains.removed(ids);
+    } catch (err) {
+      this.log.warn({ err }, 'removing unused toolchains failed');
     }
   }
 

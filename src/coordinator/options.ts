@@ -64,6 +64,8 @@ export interface CoordinatorOptions {
   uploadQuotaPerUser?: number | string;
   /** Blobs nothing references are deleted once they are this old. */
   blobRetention?: string;
+  /** Compiler toolchains no compile job named for this long are removed (default 30d). */
+  toolchainRetention?: string;
   /** Extra extension folders shipped to agents besides core (tests, `muster up`). */
   extensionDirs?: string[];
   /** Host runtime folder (default: this package's). */
@@ -104,6 +106,7 @@ export interface CompiledCoordinatorOptions {
   readonly uploadQuotaBytes: number;
   readonly uploadQuotaPerUserBytes: number;
   readonly blobRetentionMs: number;
+  readonly toolchainRetentionMs: number;
   readonly hostDir: string | undefined;
 }
 
@@ -187,6 +190,10 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     blobRetentionMs: positive(
       parseDuration(options.blobRetention ?? '1h', '--blob-retention'),
       '--blob-retention',
+    ),
+    toolchainRetentionMs: positive(
+      parseDuration(options.toolchainRetention ?? '30d', '--toolchain-retention'),
+      '--toolchain-retention',
     ),
     hostDir: options.hostDir === undefined ? undefined : resolve(options.hostDir),
   });

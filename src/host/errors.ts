@@ -81,6 +81,7 @@ const knownCodes: Record<ErrorCode, true> = {
   COMPILE_SESSION_CLOSED: true,
   TOO_MANY_COMPILE_SESSIONS: true,
   CACHE_CLIENT_RESULTS_REFUSED: true,
+  TOO_MANY_TOOLCHAINS: true,
 };
 
 export function isKnownCode(value: unknown): value is ErrorCode {

@@ -247,7 +247,12 @@ export async function testApi(
     blobs,
     uploads: noQuota,
     events,
-    bundles: { get: async () => bundle, invalidate: () => {} },
+    bundles: {
+      get: async () => bundle,
+      invalidate: () => {},
+      stale: () => false,
+      shippedToolchains: () => new Set<string>(),
+    },
     metrics,
     options,
     version: '0.0.0-test',

@@ -13,6 +13,8 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { BlobStore } from '../../src/common/blob-store.js';
 import { BundleManager, SHIPPED_TOOLCHAINS } from '../../src/coordinator/bundles.js';
+import { TOOLCHAIN_ROWS } from '../../src/coordinator/store/cache.js';
+import { MusterError } from '../../src/protocol/errors.js';
 import { toolchainsOf } from '../../src/coordinator/pool/bundle-toolchains.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
@@ -114,17 +116,22 @@ describe('bundles', () => {
     await bundles.get();
   });
 
-  it('reads only the toolchain ids on a call that finds the sets unchanged', async () => {
+  it('reads no file list on a call that finds the sets unchanged', async () => {
+    await register('f'.repeat(64), { glibc: '2.17' }, [await blob('bin/gcc', 'f driver', 0o755)]);
     const first = await bundles.get();
-    const list = store.cache.listToolchains.bind(store.cache);
+    const get = store.cache.getToolchain.bind(store.cache);
     let reads = 0;
-    store.cache.listToolchains = () => (reads++, list());
+    store.cache.getToolchain = (id) => (reads++, get(id));
     try {
       for (let i = 0; i < 3; i++) assert.equal(await bundles.get(), first);
+      assert.equal(bundles.stale(), false);
       assert.equal(reads, 0, 'no file lists read');
     } finally {
-      store.cache.listToolchains = list;
+      store.cache.getToolchain = get;
     }
+    store.cache.removeToolchain('f'.repeat(64));
+    assert.equal(bundles.stale(), true, 'a removal is noticed');
+    await bundles.get();
   });
 
   it('ships the built-in core and cc extensions, and no user extension by their names', async () => {
@@ -250,26 +257,94 @@ describe('bundles', () => {
     assert.equal(await bundles.get(), bundle, 'computed once while nothing changes');
   });
 
-  it(`ships at most ${SHIPPED_TOOLCHAINS.count} toolchains, the first registered`, async () => {
+  it(`ships the ${SHIPPED_TOOLCHAINS.count} most recently used toolchains, not the first registered`, async () => {
     const shippedIds = (b: Bundle) =>
       new Set(
         b.manifest.files.flatMap(
           (f) => /^toolchains\/([0-9a-f]{64})\.json$/.exec(f.path)?.[1] ?? [],
         ),
       );
-    const already = shippedIds(await bundles.get()).size;
     const ids: string[] = [];
-    for (let i = 0; ids.length + already < SHIPPED_TOOLCHAINS.count + 2; i++) {
+    for (let i = 0; i < SHIPPED_TOOLCHAINS.count + 2; i++) {
       const id = sha(Buffer.from(`toolchain ${i}`));
       ids.push(id);
       await register(id, { glibc: '2.17' }, [await blob('bin/gcc', `driver ${i}`, 0o755)]);
     }
-    const shipped = shippedIds(await bundles.get());
+    // A registration is a use: the newest 32 go, the two first of them and older ones do not.
+    let shipped = shippedIds(await bundles.get());
+    assert.deepEqual([...shipped].sort(), ids.slice(2).sort());
+    assert.ok(!shipped.has('a'.repeat(64)), 'an older registration is not shipped any more');
+    assert.deepEqual([...bundles.shippedToolchains()].sort(), [...shipped].sort());
+    // A compile job names the first one: it is back, and the least recently used one goes.
+    assert.equal(store.cache.touchToolchain(ids[0]!, '2026-12-07T00:00:00.000Z'), true);
+    assert.equal(bundles.stale(), true);
+    shipped = shippedIds(await bundles.get());
     assert.equal(shipped.size, SHIPPED_TOOLCHAINS.count);
-    assert.ok(ids.slice(0, -2).every((id) => shipped.has(id)));
-    assert.ok(
-      ids.slice(-2).every((id) => !shipped.has(id)),
-      'the last two are not shipped',
-    );
+    assert.ok(shipped.has(ids[0]!));
+    assert.ok(!shipped.has(ids[2]!));
+    // Used again soon after: the stamp is not rewritten (each write is replicated), and a change
+    // of order among those shipped is no new bundle.
+    assert.equal(store.cache.touchToolchain(ids[0]!, '2026-12-07T00:01:00.000Z'), false);
+    assert.equal(store.cache.touchToolchain(ids[5]!, '2026-12-07T00:02:00.000Z'), true);
+    assert.equal(bundles.stale(), false);
+  });
+});
+
+describe('bundles: toolchains in use stay shipped', () => {
+  it('a builder who registers many toolchains does not push out those others use', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'muster-bundles-use-'));
+    let ms = Date.parse('2026-12-06T00:00:00Z');
+    const store = openSqliteStore(':memory:', { now: () => new Date(ms++) });
+    const blobs = new BlobStore(join(dir, 'blobs'));
+    await blobs.init();
+    try {
+      const bundles = new BundleManager(store, blobs, { label: 'muster test' });
+      const register = async (user: string, i: number) => {
+        const data = Buffer.from(`${user} driver ${i}`);
+        const file = { path: 'bin/gcc', sha256: sha(data), size: data.length, mode: 0o755 };
+        const writer = await blobs.createWriter(file.sha256, data.length);
+        await writer.write(0, data);
+        await writer.finish();
+        const id = sha(Buffer.from(`${user} toolchain ${i}`));
+        store.cache.putToolchain(
+          { id, files: [file], info: { glibc: '2.36' }, createdBy: user },
+          () => file.size,
+          undefined,
+          TOOLCHAIN_ROWS,
+        );
+        return id;
+      };
+      // Several users' compilers, registered a while ago and used by their builds since.
+      const inUse: string[] = [];
+      for (let i = 0; i < SHIPPED_TOOLCHAINS.count - TOOLCHAIN_ROWS.perUser; i++)
+        inUse.push(await register(`user${i % 4}`, i));
+      ms = Date.parse('2026-12-06T06:00:00Z');
+      for (const id of inUse) assert.ok(store.cache.touchToolchain(id));
+      // Then one builder registers toolchain after toolchain: refused past its share.
+      ms = Date.parse('2026-12-06T07:00:00Z');
+      const squatted: string[] = [];
+      let refused: unknown;
+      for (let i = 0; i < SHIPPED_TOOLCHAINS.count; i++) {
+        try {
+          squatted.push(await register('mallory', i));
+        } catch (err) {
+          refused = err;
+          break;
+        }
+      }
+      assert.equal(squatted.length, TOOLCHAIN_ROWS.perUser);
+      assert.ok(refused instanceof MusterError);
+      assert.equal(refused.code, 'TOO_MANY_TOOLCHAINS');
+      assert.deepEqual(refused.details, { scope: 'user', limit: TOOLCHAIN_ROWS.perUser });
+      const shipped = bundles.shippedToolchains();
+      assert.ok(
+        inUse.every((id) => shipped.has(id)),
+        'every toolchain in use is still shipped',
+      );
+      assert.equal(shipped.size, SHIPPED_TOOLCHAINS.count);
+    } finally {
+      store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -268,6 +268,8 @@ describe('cache failback: taking the rows back', () => {
     // The primary already has one of them (the same key is the same result).
     await putBlob(primary.blobs, 'NEW');
     primary.store.cache.putEntry(entry('more 2', 'NEW'), sizes('NEW'));
+    // The backup's builds used its toolchain since: that last use comes back with it.
+    assert.ok(backup.store.cache.touchToolchain(sha('tc'), '2020-01-02T01:25:00.000Z'));
     const peer = fakePeer(backup);
     const result = await takeBackCache(peer, primary.store, primary.blobs);
     assert.deepEqual(result, {
@@ -298,8 +300,19 @@ describe('cache failback: taking the rows back', () => {
       [sha('gcc'), sha('warning\n')].map((h) => `/api/v1/ha/blobs/${h}`).sort(),
     );
 
+    assert.equal(
+      primary.store.cache.getToolchain(sha('tc'))?.lastUsedAt,
+      '2020-01-02T01:25:00.000Z',
+    );
+
+    // Used on the backup once more: a row the primary has takes the later use, nothing else.
+    assert.ok(backup.store.cache.touchToolchain(sha('tc'), '2020-01-02T01:40:00.000Z'));
     const again = await takeBackCache(fakePeer(backup), primary.store, primary.blobs);
     assert.deepEqual(again, { added: { toolchains: 0, entries: 0, manifests: 0 }, skipped: 1 });
+    assert.equal(
+      primary.store.cache.getToolchain(sha('tc'))?.lastUsedAt,
+      '2020-01-02T01:40:00.000Z',
+    );
   });
 
   it('takes nothing from a backup that knows no cache route (an older version)', async () => {

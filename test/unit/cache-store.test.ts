@@ -19,6 +19,7 @@ import {
   CACHE_MAX_BYTES_SETTING,
   DEFAULT_CACHE_MAX_BYTES,
   MANIFEST_LINES,
+  TOOLCHAIN_USE_STAMP_MS,
   cacheMaxBytes,
   cacheMaxBytesSchema,
   type BlobSizeOf,
@@ -351,6 +352,111 @@ describe('cache store: toolchains', () => {
         path,
       );
   });
+
+  const tc = (name: string, createdBy = 'ada') => ({
+    id: sha(name),
+    files: [{ path: 'bin/gcc', sha256: sha('gcc'), size: 3, mode: 0o755 }],
+    info: { glibc: '2.36' },
+    createdBy,
+  });
+
+  it('counts a registration as a use, and stamps later uses at most every 10 minutes', () => {
+    const clock = { ms: Date.parse('2026-12-06T00:00:00Z') };
+    const s = store(clock);
+    const put = s.cache.putToolchain(tc('t'), sizes('gcc'));
+    assert.equal(put.toolchain.lastUsedAt, put.toolchain.createdAt);
+    assert.equal(put.toolchain.bytes, 3);
+    clock.ms += 60_000;
+    assert.equal(s.cache.touchToolchain(sha('t')), false, 'a minute later: not rewritten');
+    clock.ms += TOOLCHAIN_USE_STAMP_MS;
+    assert.equal(s.cache.touchToolchain(sha('t')), true);
+    const used = s.cache.getToolchain(sha('t'))!.lastUsedAt;
+    assert.ok(used > put.toolchain.lastUsedAt);
+    assert.equal(s.cache.touchToolchain(sha('none')), false, 'no such toolchain');
+    // Registered again, later: a use too.
+    clock.ms += TOOLCHAIN_USE_STAMP_MS;
+    const again = s.cache.putToolchain(tc('t', 'bob'), sizes('gcc'));
+    assert.equal(again.created, false);
+    assert.ok(again.toolchain.lastUsedAt > used);
+    assert.deepEqual(
+      s.cache.toolchainSummaries().map((t) => [t.id, t.files, t.bytes, t.createdBy]),
+      [[sha('t'), 1, 3, 'ada']],
+    );
+  });
+
+  it('caps the rows per user and in all, for registrations (not for a failback)', () => {
+    const s = store();
+    const limits = { perUser: 2, total: 3 };
+    s.cache.putToolchain(tc('a1'), sizes('gcc'), undefined, limits);
+    s.cache.putToolchain(tc('a2'), sizes('gcc'), undefined, limits);
+    const mine = catching(() => s.cache.putToolchain(tc('a3'), sizes('gcc'), undefined, limits));
+    assert.equal(code(mine), 'TOO_MANY_TOOLCHAINS');
+    assert.deepEqual((mine as MusterError).details, { scope: 'user', limit: 2 });
+    assert.match((mine as MusterError).message, /ada has registered 2 toolchains/);
+    // One that exists is no new row: registering it again is never refused.
+    assert.equal(s.cache.putToolchain(tc('a1'), sizes('gcc'), undefined, limits).created, false);
+    s.cache.putToolchain(tc('b1', 'bob'), sizes('gcc'), undefined, limits);
+    const all = catching(() =>
+      s.cache.putToolchain(tc('c1', 'cy'), sizes('gcc'), undefined, limits),
+    );
+    assert.deepEqual((all as MusterError).details, { scope: 'total', limit: 3 });
+    // A failback's rows (no limits) are taken whatever the counts.
+    assert.equal(s.cache.putToolchain(tc('a4'), sizes('gcc')).created, true);
+    // Removing one makes room.
+    assert.equal(s.cache.removeToolchain(sha('b1')), true);
+    assert.equal(s.cache.removeToolchain(sha('b1')), false);
+    assert.equal(s.cache.removeToolchain(sha('a4')), true);
+    assert.equal(
+      s.cache.putToolchain(tc('c1', 'cy'), sizes('gcc'), undefined, limits).created,
+      true,
+    );
+  });
+
+  it('removes the toolchains last used before a time', () => {
+    const clock = { ms: Date.parse('2026-12-06T00:00:00Z') };
+    const s = store(clock);
+    s.cache.putToolchain(tc('old'), sizes('gcc'));
+    s.cache.putToolchain(tc('used'), sizes('gcc'));
+    clock.ms = Date.parse('2026-12-20T00:00:00Z');
+    s.cache.touchToolchain(sha('used'));
+    s.cache.putToolchain(tc('new'), sizes('gcc'));
+    assert.deepEqual(s.cache.removeToolchainsUnusedSince('2026-12-10T00:00:00.000Z'), [sha('old')]);
+    assert.deepEqual(
+      s.cache.toolchainSummaries().map((t) => t.id),
+      [sha('new'), sha('used')],
+      'most recently used first',
+    );
+  });
+
+  it('is removed by housekeeping when unused for the retention, on a coordinator that writes', () => {
+    const clock = { ms: Date.now() - 40 * 86_400_000 };
+    const s = store(clock);
+    s.cache.putToolchain(tc('old'), sizes('gcc'));
+    clock.ms = Date.now();
+    s.cache.putToolchain(tc('recent'), sizes('gcc'));
+    const log = pino({ level: 'silent' });
+    const sweeper = new BlobSweeper(
+      s,
+      new BlobStore(join(dir, `blobs-${++counter}`)),
+      { quotaBytes: 1e9, perUserQuotaBytes: 1e9, retentionMs: 3_600_000 },
+      log,
+    );
+    let writes = false;
+    const removed: string[][] = [];
+    const housekeeping = new Housekeeping(s, sweeper, 3_600_000, log, () => writes, {
+      retentionMs: 30 * 86_400_000,
+      removed: (ids) => removed.push(ids),
+    });
+    housekeeping.evictCache();
+    assert.equal(s.cache.toolchainSummaries().length, 2, 'a backup standing by keeps them');
+    writes = true;
+    housekeeping.evictCache();
+    assert.deepEqual(removed, [[sha('old')]]);
+    assert.deepEqual(
+      s.cache.toolchainSummaries().map((t) => t.id),
+      [sha('recent')],
+    );
+  });
 });
 
 describe('cache store: replication and blobs', () => {
@@ -415,10 +521,21 @@ describe('cache store: replication and blobs', () => {
     assert.deepEqual(backup.cache.getToolchain(sha('tc')), primary.cache.getToolchain(sha('tc')));
     assert.equal(backup.cache.usage(sha('after')), undefined);
 
+    // A toolchain's last use and its removal travel too (the backup ships what the primary did).
+    const used = '2026-12-07T00:00:00.000Z';
+    assert.ok(primary.cache.touchToolchain(sha('tc'), used));
+    const touched = primary.replication.readChanges(stream, page.lastSeq);
+    backup.replication.applyChanges(touched, new Date().toISOString());
+    assert.equal(backup.cache.getToolchain(sha('tc'))?.lastUsedAt, used);
+    primary.cache.removeToolchain(sha('tc'));
+    const removed = primary.replication.readChanges(stream, touched.lastSeq);
+    backup.replication.applyChanges(removed, new Date().toISOString());
+    assert.equal(backup.cache.getToolchain(sha('tc')), undefined);
+
     // Eviction on the primary removes the entry and its manifest line on the backup.
     primary.cache.evict(primary.cache.totals().bytes - 1);
     assert.equal(primary.cache.getEntry(sha('before')), undefined);
-    const evicted = primary.replication.readChanges(stream, page.lastSeq);
+    const evicted = primary.replication.readChanges(stream, removed.lastSeq);
     backup.replication.applyChanges(evicted, new Date().toISOString());
     assert.equal(backup.cache.getEntry(sha('before')), undefined);
     assert.deepEqual(backup.cache.manifest(sha('D2')), []);

@@ -249,6 +249,12 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
       assert.deepEqual(readFileSync(join(src, 'nc.o')), ref.files[0]);
     }
     assert.equal(remote.jobs.length, jobs + 2);
+    // …and the coordinator is told to keep nothing of them either.
+    assert.deepEqual(
+      remote.jobs.slice(jobs).map((j) => j.keep),
+      [false, false],
+    );
+    assert.ok(remote.jobs.slice(0, jobs).every((j) => j.keep === undefined));
     assert.equal(shared.lookups.length, lookups);
     await nocache.stop();
     assert.equal(shared.stores, stores);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { AgentView } from '../../src/api/views/agents.js';
+import type { ToolchainView } from '../../src/api/views/compile.js';
 import type { BuildView, LogsView } from '../../src/api/views/builds.js';
 import type { LoginView } from '../../src/api/views/users.js';
 import type { StatusView } from '../../src/api/views/status.js';
@@ -371,6 +372,50 @@ describe('muster extensions', () => {
     const result = await runCli(['extensions', 'add', await tempDir()], { env: envFor(fake.url) });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /has no muster-extension\.json.*\[INVALID_CONFIG\]/);
+  });
+});
+
+describe('muster toolchains', () => {
+  const id = 'ab'.repeat(32);
+  const toolchain: ToolchainView = {
+    id,
+    info: { driver: 'bin/gcc', triple: 'x86_64-linux-gnu', version: '12.2.0', glibc: '2.36' },
+    createdAt: '2026-12-01T10:00:00.000Z',
+    agents: ['build-1'],
+    createdBy: 'ada',
+    lastUsedAt: '2026-12-06T09:00:00.000Z',
+    files: 40,
+    bytes: 83_886_080,
+    shipped: true,
+  };
+
+  it('list prints the toolchains (most recently used first) as a table, or JSON', async () => {
+    fake.on('GET', '/toolchains', () => ({ json: [toolchain] }));
+    const table = await runCli(['toolchains', 'list'], { env: envFor(fake.url) });
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^ID +COMPILER +SIZE +BY +LAST USED +SHIPPED$/m);
+    assert.match(
+      table.stdout,
+      new RegExp(`^${id} +bin/gcc 12\\.2\\.0 +80(\\.0)? MiB +ada +.+ +yes$`, 'm'),
+    );
+    const json = await runCli(['toolchains', 'list', '--json'], { env: envFor(fake.url) });
+    assert.deepEqual(JSON.parse(json.stdout), [toolchain]);
+  });
+
+  it('remove deletes one by id; a bad id exits 2 before anything is sent', async () => {
+    fake.on('DELETE', '/toolchains/:id', (req) =>
+      req.params.id === id
+        ? { status: 204 }
+        : apiError(404, 'NOT_FOUND', `no toolchain ${req.params.id}`),
+    );
+    const removed = await runCli(['toolchains', 'remove', id], { env: envFor(fake.url) });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(removed.stdout, `Removed toolchain ${id}\n`);
+    const bad = await runCli(['toolchains', 'remove', 'gcc'], { env: envFor(fake.url) });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /"gcc" is not a toolchain id \(64 hex digits\) \[INVALID_CONFIG\]/);
+    assert.equal(fake.calls('DELETE', `/toolchains/${id}`).length, 1);
+    assert.equal(fake.calls('DELETE', '/toolchains/gcc').length, 0);
   });
 });
 

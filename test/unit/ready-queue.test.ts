@@ -19,6 +19,7 @@ describe('ready queue', () => {
         took++;
         return 'take';
       });
+      queue.compact();
     }
     const skipped: string[] = [];
     queue.scan((name) => {
@@ -34,5 +35,30 @@ describe('ready queue', () => {
     assert.equal(queue.size, skipped.length);
     queue.clear();
     assert.equal(queue.size, 0);
+  });
+
+  it('goes on where an earlier scan of the same pass stopped', () => {
+    const queue = new ReadyQueue();
+    for (const name of ['a', 'b', 'c', 'd', 'e']) queue.push(name);
+    const seen: string[] = [];
+    // Skips a, takes b, stops at c: the next scan starts at c, not at the skipped a.
+    let at = queue.scan((name) => {
+      seen.push(name);
+      return name === 'a' ? 'skip' : name === 'b' ? 'take' : 'stop';
+    });
+    at = queue.scan((name) => {
+      seen.push(name);
+      return 'take';
+    }, at);
+    assert.deepEqual(seen, ['a', 'b', 'c', 'c', 'd', 'e']);
+    assert.equal(at, 5);
+    queue.compact();
+    const left: string[] = [];
+    queue.scan((name) => {
+      left.push(name);
+      return 'skip';
+    });
+    assert.deepEqual(left, ['a']);
+    assert.equal(queue.size, 1);
   });
 });

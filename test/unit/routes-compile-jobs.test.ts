@@ -179,6 +179,32 @@ describe('routes: remote compile jobs', () => {
     );
   });
 
+  it('keep nothing of a job whose client said keep: false (muster build --no-cache)', async () => {
+    const { api, agent, blobs, session } = await start();
+    const text = await putBlob(blobs, 'int lua_y(void) { return 2; }\n');
+    const answer = api.call('POST', `/api/v1/compile-sessions/${session}/jobs`, {
+      token: api.admin,
+      body: body(text, { keep: false }),
+    });
+    await until(() => agent.started.length === 1, 'the job to reach the agent');
+    const object = await putBlob(blobs, '\x7fELF other object');
+    agent.started[0]!.finish({
+      value: { exitCode: 0, stdout: '', stderr: '', stdoutBytes: 0, stderrBytes: 0, outputs: [] },
+      outputs: [{ path: 'lapi.o', ...object, mode: 0o644 }],
+    });
+    const view = (await answer).body as CompileJobView;
+    assert.deepEqual([view.status, view.object], ['succeeded', object]);
+    assert.equal(api.store.cache.getEntry(view.cacheKey), undefined);
+    assert.equal(api.store.cache.totals().entries, 0);
+    // Not a boolean: refused before anything runs.
+    const refused = await api.call('POST', `/api/v1/compile-sessions/${session}/jobs`, {
+      token: api.admin,
+      body: body(text, { keep: 'no' }),
+    });
+    assert.equal(refused.status, 400);
+    assert.equal(agent.started.length, 1);
+  });
+
   it('answer a compile error as failed with its exit code and stderr, and cache nothing', async () => {
     const { api, agent, blobs, session } = await start();
     const text = await putBlob(blobs, 'int x = ;\n');

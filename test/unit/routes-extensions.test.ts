@@ -33,7 +33,9 @@ describe('routes: extensions', () => {
       versionId: 'test',
       blobs: new Map(),
     };
-    api = await testApi(() => ({ bundles: { get: async () => bundle, invalidate: () => {} } }));
+    api = await testApi((defaults) => ({
+      bundles: { ...defaults.bundles, get: async () => bundle },
+    }));
     const listed = await api.call('GET', '/api/v1/extensions', { token: api.viewer });
     assert.equal(listed.status, 200);
     assert.deepEqual(

@@ -199,14 +199,110 @@ describe('scheduler: remote compile jobs', () => {
     const build = session(s);
     s.addJob(build.id, job());
     await until(() => agent.started.length === 1, 'the first job');
-    s.addJob(build.id, job({ maxQueueMs: 10 }));
+    const second = s.addJob(build.id, job({ maxQueueMs: 10 }));
     // The disk fails before its wait ends: recording "not started" throws, in a timer.
+    const transaction = store.transaction.bind(store);
     store.transaction = () => {
       throw new Error('disk I/O error');
     };
-    await until(() => logged.length > 0, 'the failure to be logged');
+    // Its client is answered all the same (it compiles the job itself), not left waiting.
+    const end = await second.ended;
+    assert.deepEqual([end.status, end.reason], ['not-started', 'no-agent-slot']);
+    assert.equal(end.row.status, 'skipped');
     assert.match(logged[0]!, /recording a job not started failed/);
     assert.match(logged[0]!, /"task":"job-2"/);
+    // The store still has it queued (the next scheduler that loads the session settles it),
+    // but this one never runs it.
+    assert.equal(store.getTask(build.id, 'job-2')?.status, 'queued');
+    store.transaction = transaction;
+    agent.busy = 0;
+    s.schedule();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(agent.started.length, 1);
+  });
+
+  it('answer a lost job at once when recording its loss fails', async () => {
+    const agent = new FakeSchedulerAgent('a', 1, [TOOLCHAIN]);
+    const logged: string[] = [];
+    const s = scheduler([agent], logged);
+    const build = session(s);
+    const handle = s.addJob(build.id, job());
+    await until(() => agent.started.length === 1, 'the job to start');
+    store.transaction = () => {
+      throw new Error('disk I/O error');
+    };
+    agent.connected = false;
+    s.onAgentLost(agent);
+    const end = await handle.ended;
+    assert.deepEqual([end.status, end.reason], ['lost', 'agent-lost']);
+    assert.match(logged[0]!, /recording a lost job failed/);
+    assert.equal(s.runningCount, 0);
+  });
+
+  it('answer a job whose result the store could not record as failed, at once', async () => {
+    const agent = new FakeSchedulerAgent('a', 1, [TOOLCHAIN]);
+    const logged: string[] = [];
+    const s = scheduler([agent], logged);
+    const build = session(s);
+    const handle = s.addJob(build.id, job());
+    await until(() => agent.started.length === 1, 'the job to start');
+    store.transaction = () => {
+      throw new Error('disk I/O error');
+    };
+    agent.started[0]!.finish({
+      status: 'failed',
+      exitCode: 1,
+      value: { exitCode: 1, stderr: 'error\n', stdoutBytes: 0, stderrBytes: 6 },
+    });
+    const end = await handle.ended;
+    assert.deepEqual([end.status, end.reason], ['failed', null]);
+    assert.match(logged[0]!, /recording finished attempts failed/);
+    assert.equal(s.runningCount, 0);
+    assert.equal(agent.busy, 0, 'its slot is free again');
+  });
+
+  it('share the free slots of one pass round-robin over the sessions with queued jobs', async () => {
+    const agent = new FakeSchedulerAgent('a', 4, [TOOLCHAIN]);
+    const s = scheduler([agent]);
+    // Its slots are taken (by another coordinator's work, say) while both sessions queue jobs.
+    agent.busy = 4;
+    const first = session(s);
+    const second = session(s);
+    const handles = [
+      ...Array.from({ length: 6 }, () => s.addJob(first.id, job())),
+      ...Array.from({ length: 6 }, () => s.addJob(second.id, job())),
+    ];
+    assert.equal(agent.started.length, 0);
+    // Four slots free at once: one pass hands them out two and two, not four to the older one.
+    agent.busy = 0;
+    s.schedule();
+    await until(() => agent.started.length === 4, 'four starts');
+    const perBuild = (id: number) =>
+      agent.started.filter((t) => t.spec.taskId.startsWith(`b${id}:`)).length;
+    assert.deepEqual([perBuild(first.id), perBuild(second.id)], [2, 2]);
+    for (const h of handles) h.cancel();
+  });
+
+  it('share them with plan builds alike', async () => {
+    const agent = new FakeSchedulerAgent('a', 2, [TOOLCHAIN]);
+    const s = scheduler([agent]);
+    agent.busy = 2;
+    const build = session(s);
+    const handles = Array.from({ length: 4 }, () => s.addJob(build.id, job()));
+    const plan = store.createBuild(
+      parsePlan('tasks:\n  t1:\n    run: x\n  t2:\n    run: x\n  t3:\n    run: x\n'),
+      [],
+      'ada',
+    );
+    s.submit(plan);
+    agent.busy = 0;
+    s.schedule();
+    await until(() => agent.started.length === 2, 'two starts');
+    assert.deepEqual(
+      agent.started.map((t) => t.spec.taskId.split(':')[0]).sort(),
+      [`b${build.id}`, `b${plan.id}`].sort(),
+    );
+    for (const h of handles) h.cancel();
   });
 
   it('give a freed slot to the next build with work, not back to a session keeping many queued', async () => {

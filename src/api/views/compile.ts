@@ -69,6 +69,18 @@ export interface ToolchainView {
    * carries it, and not refused as incompatible since (for operators and tests).
    */
   agents: string[];
+  /** Who registered it. (These five: absent from a coordinator that cannot remove toolchains.) */
+  createdBy?: string;
+  /** Its last use: a compile job that named it, or its registration (stamped at most every 10 minutes). */
+  lastUsedAt?: string;
+  /** How many files it has, and their bytes. */
+  files?: number;
+  bytes?: number;
+  /**
+   * Whether the bundle carries it now: the most recently used toolchains are shipped, as many
+   * as fit (32, 4 GiB); one beyond runs its jobs on the client until a job names it again.
+   */
+  shipped?: boolean;
 }
 
 /**

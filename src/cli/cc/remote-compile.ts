@@ -184,6 +184,8 @@ export async function compileRemotely(
     source: { path: req.layout.source, sha256: sha256(pre.text), size: pre.text.length },
     maxQueueMs: req.maxQueueMs,
     timeoutMs: REMOTE_COMPILE_TIMEOUT_MS,
+    // --no-cache: the coordinator keeps nothing of it either.
+    ...(ctx.noCache ? { keep: false } : {}),
   };
   const key = compileJobKey(body);
   if (await preprocessorHit(ctx, req, key, pre.text)) return { kind: 'hit', text: pre };

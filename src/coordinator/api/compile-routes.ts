@@ -16,6 +16,7 @@ import {
 import type { CompileJobView, CompileSessionView } from '../../api/views/compile.js';
 import { requireBuilder, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
+import { noteToolchainUse } from './toolchain-routes.js';
 import { buildView } from './views.js';
 
 /**
@@ -52,6 +53,7 @@ export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): vo
     async (request, reply) => {
       const user = requireBuilder(request, ctx);
       const body = parse(compileJobBody, request.body, 'job');
+      noteToolchainUse(ctx, body.input.toolchain, request.log);
       // The answer waits for the compile: the connection may stay silent that long (its idle
       // timeout is the server's otherwise), and a client that hangs up cancels the job.
       const restore = allowSilence(

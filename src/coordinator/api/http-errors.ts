@@ -45,6 +45,7 @@ const statusOf: Partial<Record<ErrorCode, number>> = {
   COMPILE_SESSION_CLOSED: 409,
   TOO_MANY_COMPILE_SESSIONS: 429,
   CACHE_CLIENT_RESULTS_REFUSED: 403,
+  TOO_MANY_TOOLCHAINS: 429,
 };
 
 export function httpStatusOf(code: ErrorCode): number {

@@ -225,6 +225,18 @@ const routes: Route[] = [
   },
   {
     method: 'get',
+    path: '/api/v1/toolchains',
+    summary:
+      'Every registered toolchain, most recently used first, and whether agents get it (admin)',
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/toolchains/{id}',
+    summary: 'Remove a toolchain: agents get a bundle without it (admin)',
+    status: 204,
+  },
+  {
+    method: 'get',
     path: '/api/v1/events',
     summary: 'Server-sent events: build, task, log, agent (?build)',
   },

@@ -112,8 +112,8 @@ export type ApiStore = Pick<
   /** A backup's history, which its primary takes back at failback. */
   replication: Pick<Store['replication'], 'exportBuildHistory' | 'exportTokens'>;
   /**
-   * The shared compile cache (cache-routes.ts), and its rows a backup made, also taken back at
-   * failback.
+   * The shared compile cache (cache-routes.ts) and its toolchains (toolchain-routes.ts), and
+   * its rows a backup made, also taken back at failback.
    */
   cache: Pick<
     Store['cache'],
@@ -125,6 +125,9 @@ export type ApiStore = Pick<
     | 'putManifestLine'
     | 'getToolchain'
     | 'putToolchain'
+    | 'toolchainSummaries'
+    | 'touchToolchain'
+    | 'removeToolchain'
   >;
 };
 
@@ -133,7 +136,10 @@ export type BlobAccess = Pick<BlobStore, 'missing' | 'createWriter' | 'sizeOf' |
 export type UploadQuota = Pick<BlobSweeper, 'hold' | 'referenced' | 'reserve'>;
 export type EventSource = Pick<EventBus, 'subscribe'>;
 /** The host runtime and extensions pushed to agents (bundles.ts). */
-export type BundleSource = Pick<BundleManager, 'get' | 'invalidate'>;
+export type BundleSource = Pick<
+  BundleManager,
+  'get' | 'invalidate' | 'stale' | 'shippedToolchains'
+>;
 export type ApiMetrics = Pick<Metrics, 'registry' | 'loginFailures' | 'blobBytesReceived'>;
 export type ApiOptions = Pick<
   CompiledCoordinatorOptions,

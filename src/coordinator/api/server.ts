@@ -20,6 +20,7 @@ import { registerHaRoutes } from './ha-routes.js';
 import { errorHandler, sendError } from './http-errors.js';
 import { registerSettingsRoutes } from './settings-routes.js';
 import { registerSystemRoutes } from './system-routes.js';
+import { registerToolchainRoutes } from './toolchain-routes.js';
 import { registerUserRoutes } from './user-routes.js';
 import { MusterError } from '../../protocol/errors.js';
 
@@ -127,6 +128,7 @@ export function buildServer(
   registerBuildRoutes(app, ctx);
   registerCompileRoutes(app, ctx);
   registerCacheRoutes(app, ctx);
+  registerToolchainRoutes(app, ctx);
   registerExtensionRoutes(app, ctx);
   registerSettingsRoutes(app, ctx, onSettingChange);
   registerUserRoutes(app, ctx);

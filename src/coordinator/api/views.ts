@@ -6,7 +6,7 @@ import type { PlanTask } from '../../api/plan/types.js';
 import type { AgentView } from '../../api/views/agents.js';
 import type { AgentSnapshot } from '../pool/agent-snapshot.js';
 import type { CacheEntryView, ToolchainView } from '../../api/views/compile.js';
-import type { BuildRow, CacheEntryRow, TaskRow, ToolchainRow } from '../store/types.js';
+import type { BuildRow, CacheEntryRow, TaskRow, ToolchainSummary } from '../store/types.js';
 import type {
   BuildSummary,
   BuildView,
@@ -120,11 +120,20 @@ export function cacheEntryView(entry: CacheEntryRow): CacheEntryView {
   };
 }
 
-export function toolchainView(toolchain: ToolchainRow, agents: AgentSnapshot[]): ToolchainView {
+export function toolchainView(
+  toolchain: ToolchainSummary,
+  agents: AgentSnapshot[],
+  shipped: ReadonlySet<string>,
+): ToolchainView {
   return {
     id: toolchain.id,
     info: toolchain.info,
     createdAt: toolchain.createdAt,
     agents: agents.filter((a) => a.toolchains.includes(toolchain.id)).map((a) => a.name),
+    createdBy: toolchain.createdBy,
+    lastUsedAt: toolchain.lastUsedAt,
+    files: toolchain.files,
+    bytes: toolchain.bytes,
+    shipped: shipped.has(toolchain.id),
   };
 }

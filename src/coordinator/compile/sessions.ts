@@ -218,7 +218,7 @@ export class CompileSessions {
         buildUid: build.uid,
         user,
       });
-      if (entry !== undefined) await this.keep(entry);
+      if (entry !== undefined && body.keep) await this.keep(entry);
       return view;
     } finally {
       release();

@@ -60,10 +60,18 @@ export async function takeBackCache(
       rows.flatMap((r) => r.files.map((f) => f.sha256)),
     );
     store.transaction(() => {
-      for (const { createdAt, ...row } of rows)
+      for (const { createdAt, lastUsedAt, ...row } of rows)
         keep(
           'toolchains',
-          () => store.cache.putToolchain(row, sizeOf, notAfterNow(createdAt)).created,
+          () =>
+            store.cache.putToolchain(
+              {
+                ...row,
+                ...(lastUsedAt === undefined ? {} : { lastUsedAt: notAfterNow(lastUsedAt) }),
+              },
+              sizeOf,
+              notAfterNow(createdAt),
+            ).created,
         );
     });
     return { more: next !== null, last: last && { at: last.createdAt, key: last.id } };

@@ -178,6 +178,8 @@ export const handedBackCacheSchemas = {
       info: z.record(z.string(), z.unknown()),
       createdBy,
       createdAt: when,
+      // Its last use on the backup (a backup of an older version does not say).
+      lastUsedAt: when.optional(),
     }),
   ),
   entries: cachePage(

@@ -22,9 +22,15 @@ export class ReadyQueue {
     this.holes = 0;
   }
 
-  /** Visits waiting tasks in order; `visit` returns 'take' to remove one, 'skip' to leave it, 'stop' to end. */
-  scan(visit: (name: string) => 'take' | 'skip' | 'stop'): void {
-    for (let i = this.head; i < this.items.length; i++) {
+  /**
+   * Visits waiting tasks in order; `visit` returns 'take' to remove one, 'skip' to leave it,
+   * 'stop' to end. Starts at `from`, a position an earlier scan of the same pass returned (no
+   * compact() in between), and returns the position of the first task it did not visit, so a
+   * pass that comes back to this queue goes on where it left off.
+   */
+  scan(visit: (name: string) => 'take' | 'skip' | 'stop', from = 0): number {
+    let i = Math.max(from, this.head);
+    for (; i < this.items.length; i++) {
       const name = this.items[i];
       if (name === undefined) {
         if (i === this.head) {
@@ -43,10 +49,11 @@ export class ReadyQueue {
         }
       }
     }
-    this.compact();
+    return i;
   }
 
-  private compact(): void {
+  /** Drops the holes scans left, once they are many (positions from earlier scans end here). */
+  compact(): void {
     if (this.head < 1024 || this.head < this.items.length / 2) return;
     this.items = this.items.slice(this.head).filter((n) => n !== undefined);
     this.head = 0;

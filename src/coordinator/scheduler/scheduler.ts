@@ -81,7 +81,7 @@ export class Scheduler {
   private readonly inFlight = new Map<string, InFlight>();
   private scheduling = false;
   /** Attempts that ended this turn, recorded together by flushFinishing(). */
-  private readonly finishing: (() => void)[] = [];
+  private readonly finishing: { flight: InFlight; finish: () => void }[] = [];
   private batching = false;
   private passRequested = false;
   private readonly toExecute: (() => void)[] = [];
@@ -300,36 +300,69 @@ export class Scheduler {
     for (const start of this.toExecute.splice(0)) start();
   }
 
+  /**
+   * Hands the free slots out round-robin: each round gives every build with ready work at most
+   * one, in scanOrder(), until the slots or the work run out, so a pass with several free slots
+   * shares them (compile sessions and plan builds alike) instead of serving the first build
+   * first. A build's queue is scanned on from where its last round stopped: a task skipped
+   * (no matching agent) cannot fit later in the same pass, since slots only fill. Cached
+   * results need no slot: once the slots are gone, one more round serves those still queued.
+   */
   private dispatchReady(): void {
     const agents = this.ctx.pool.ready();
-    for (const build of this.scanOrder()) {
-      if (build.row.status === 'queued') {
-        this.ctx.store.setBuildStatus(build.id, 'running', { startedAt: now() });
-        build.row = { ...build.row, status: 'running', startedAt: now() };
-        this.emitBuild(build);
-      }
-      let free = agents.reduce((n, a) => n + a.freeSlots, 0);
-      build.ready.scan((name) => {
-        const state = build.tasks.get(name);
-        if (!state || state.row.status !== 'queued') return 'take';
-        // A cached result needs no slot: served even while every agent is busy (or none is there).
-        if (this.servedFromCache(build, state)) return 'take';
-        if (free <= 0) return 'stop';
-        const agent = pickAgent(agents, state.plan.requires, state.job?.spec.toolchain);
-        if (!agent) return 'skip';
-        free--;
-        try {
-          this.dispatch(build, state, agent);
+    let free = agents.reduce((n, a) => n + a.freeSlots, 0);
+    const builds = this.scanOrder();
+    for (const build of builds) {
+      if (build.row.status !== 'queued') continue;
+      this.ctx.store.setBuildStatus(build.id, 'running', { startedAt: now() });
+      build.row = { ...build.row, status: 'running', startedAt: now() };
+      this.emitBuild(build);
+    }
+    const resumeAt = new Map<ActiveBuild, number>();
+    let round = builds;
+    let cacheRound = false;
+    while (round.length > 0) {
+      const next: ActiveBuild[] = [];
+      for (const build of round) {
+        if (free <= 0 && !this.ctx.taskCache) break;
+        let dispatched = false;
+        let more = false;
+        const at = build.ready.scan((name) => {
+          if (dispatched) {
+            more = true;
+            return 'stop';
+          }
+          const state = build.tasks.get(name);
+          if (!state || state.row.status !== 'queued') return 'take';
+          // A cached result needs no slot: served even while every agent is busy (or none is).
+          if (this.servedFromCache(build, state)) return 'take';
+          if (free <= 0) return 'stop';
+          const agent = pickAgent(agents, state.plan.requires, state.job?.spec.toolchain);
+          if (!agent) return 'skip';
+          try {
+            this.dispatch(build, state, agent);
+          } catch (err) {
+            // Nothing of this dispatch was recorded (its savepoint rolled back); try again later.
+            this.ctx.log.error({ err, build: build.id, task: name }, 'could not record a dispatch');
+            return 'stop';
+          }
+          free--;
           this.lastServed = build.id;
-        } catch (err) {
-          // Nothing of this dispatch was recorded (its savepoint rolled back); try again later.
-          this.ctx.log.error({ err, build: build.id, task: name }, 'could not record a dispatch');
-          return 'stop';
-        }
-        return 'take';
-      });
+          dispatched = true;
+          return 'take';
+        }, resumeAt.get(build));
+        resumeAt.set(build, at);
+        if (more) next.push(build);
+      }
+      if (free > 0) round = next;
+      else if (this.ctx.taskCache && !cacheRound) {
+        cacheRound = true;
+        round = next;
+      } else round = [];
+    }
+    for (const build of builds) {
+      build.ready.compact();
       this.maybeFinish(build);
-      if (free <= 0 && !this.ctx.taskCache) return;
     }
   }
 
@@ -500,6 +533,7 @@ export class Scheduler {
         },
         'recording the end of an attempt failed',
       );
+      this.abandonJob(flight.build, flight.task, 'failed');
     }
   }
 
@@ -561,7 +595,11 @@ export class Scheduler {
     };
     // A compile job's client compiles it itself at once: no grace (compile-jobs.ts).
     if (flight.task.job) {
-      lose();
+      try {
+        lose();
+      } catch (err) {
+        this.abandonJob(flight.build, flight.task, 'lost', err, 'recording a lost job failed');
+      }
       return;
     }
     const fields = { build: flight.build.id, task: flight.task.plan.name };
@@ -766,7 +804,10 @@ export class Scheduler {
     }
     // Results that arrive together (one read from an agent) are recorded in one transaction:
     // a commit per task was most of the coordinator's time at thousands of tasks a second.
-    this.finishing.push(() => this.finishFlight(flight, status, result, detail));
+    this.finishing.push({
+      flight,
+      finish: () => this.finishFlight(flight, status, result, detail),
+    });
     if (this.finishing.length === 1) queueMicrotask(() => this.flushFinishing());
     this.release(client, flight.attempt.agent, flight.attempt.agentTaskId);
   }
@@ -806,10 +847,11 @@ export class Scheduler {
     this.batching = true;
     try {
       this.ctx.store.transaction(() => {
-        for (const finish of batch) finish();
+        for (const { finish } of batch) finish();
       });
     } catch (err) {
       this.ctx.log.error({ err }, 'recording finished attempts failed');
+      for (const { flight } of batch) this.abandonJob(flight.build, flight.task, 'failed');
     } finally {
       this.batching = false;
     }
@@ -963,14 +1005,13 @@ export class Scheduler {
     this.schedule();
     if (state.row.status === 'queued') {
       // Not unref'd: a client waits for it (stop() clears it).
-      const fields = { build: buildId, task: row.name };
-      jobState.queueTimer = setTimeout(
-        () =>
-          this.inTimer('recording a job not started failed', fields, () =>
-            this.notStarted(build, state),
-          ),
-        job.maxQueueMs,
-      );
+      jobState.queueTimer = setTimeout(() => {
+        try {
+          this.notStarted(build, state);
+        } catch (err) {
+          this.abandonJob(build, state, 'not-started', err, 'recording a job not started failed');
+        }
+      }, job.maxQueueMs);
     }
     return {
       task: row.name,
@@ -1012,6 +1053,55 @@ export class Scheduler {
   private endJob(build: ActiveBuild, state: TaskState, job: JobState): void {
     clearTimeout(job.queueTimer);
     job.end(jobEnd(state.row, job));
+    build.dropJob(state);
+  }
+
+  /**
+   * Recording a job's end failed (the store threw): its client is answered all the same, since
+   * it compiles the job itself, instead of waiting for its HTTP timeout; the build forgets the
+   * job. The row stays as the store has it: the next scheduler that loads the build settles it
+   * (settleUnwaitedJobs). Nothing for a plan task, or a job that already ended. With `err`, the
+   * failure is logged here (else the caller logged it).
+   */
+  private abandonJob(
+    build: ActiveBuild,
+    state: TaskState,
+    status: 'not-started' | 'lost' | 'failed',
+    err?: unknown,
+    what?: string,
+  ): void {
+    const job = state.job;
+    if (err !== undefined)
+      this.ctx.log.error({ err, build: build.id, task: state.plan.name }, what ?? 'job failed');
+    if (!job || isTerminal(state.row.status) || build.tasks.get(state.plan.name) !== state) return;
+    for (const [key, flight] of this.inFlight) {
+      if (flight.task !== state) continue;
+      this.inFlight.delete(key);
+      build.inFlight--;
+      clearTimeout(flight.lostTimer);
+      if (flight.state === 'attached') flight.connection?.noteBusy(-1);
+    }
+    const reason: JobReason | null =
+      status === 'not-started'
+        ? (job.reason ?? 'no-agent-slot')
+        : status === 'lost'
+          ? 'agent-lost'
+          : null;
+    job.reason = reason;
+    const error = 'the coordinator could not record how this job ended';
+    build.replace(state, {
+      ...state.row,
+      status: status === 'not-started' ? 'skipped' : 'failed',
+      finishedAt: now(),
+      error,
+    });
+    clearTimeout(job.queueTimer);
+    job.end({
+      status,
+      reason,
+      row: state.row,
+      result: status === 'not-started' ? undefined : job.attempt?.result,
+    });
     build.dropJob(state);
   }
 

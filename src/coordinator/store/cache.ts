@@ -9,8 +9,11 @@
  * and keeps those blobs from being swept until the row is written (BlobSweeper.hold); from then
  * on the row itself keeps them (ReplicationStore.fileLists).
  *
- * Entries, manifests and toolchains are replicated; uses are not (a hit would put a change on the
- * stream). Eviction deletes the least recently used entries (never used: by creation) until the
+ * Entries, manifests and toolchains are replicated; entries' uses are not (a hit would put a
+ * change on the stream). A toolchain's last use is part of its row, rewritten at most every 10
+ * minutes (TOOLCHAIN_USE_STAMP_MS): which toolchains agents get follows it, also on a backup that takes
+ * over. Toolchains are the one row a user can remove (an admin), or that goes when unused for
+ * the coordinator's --toolchain-retention; each user may have TOOLCHAIN_ROWS.perUser of them. Eviction deletes the least recently used entries (never used: by creation) until the
  * total is within Cache.MaxBytes; their manifest lines go with them (ON DELETE CASCADE), their
  * blobs with the next blob sweep.
  */
@@ -31,6 +34,7 @@ import type {
   NewManifestLine,
   NewToolchain,
   ToolchainRow,
+  ToolchainSummary,
 } from './types.js';
 
 export type { BlobSizeOf, NewCacheEntry, NewManifestLine, NewToolchain };
@@ -76,6 +80,18 @@ export const CACHE_ACCEPT_CLIENT_RESULTS_SETTING = 'Cache.AcceptClientResults';
 export function acceptsClientResults(setting: unknown): boolean {
   return setting !== false;
 }
+
+/**
+ * Toolchain rows at most, per user who registered them and in all (design §9): any builder may
+ * register one, and each costs every agent its files. perUser is half of what a bundle ships
+ * (bundles.ts SHIPPED_TOOLCHAINS), so one user's registrations alone never push out of the
+ * bundle the toolchains others use. Beyond them a registration is refused
+ * (TOO_MANY_TOOLCHAINS) until an admin removes some or they go unused for the retention.
+ */
+export const TOOLCHAIN_ROWS = { perUser: 16, total: 256 };
+
+/** A toolchain's last use is rewritten at most this often: each write is a replicated change. */
+export const TOOLCHAIN_USE_STAMP_MS = 600_000;
 
 /** Lines kept per direct key: the newest. */
 export const MANIFEST_LINES = 16;
@@ -166,7 +182,11 @@ interface ToolchainSql {
   info: string;
   created_by: string;
   created_at: string;
+  last_used_at: string;
+  size: number;
 }
+
+type ToolchainSummarySql = Omit<ToolchainSql, 'files'> & { files: number };
 
 function toEntry(row: EntrySql): CacheEntryRow {
   return {
@@ -197,11 +217,20 @@ function toLine(row: LineSql): CacheManifestLine {
 
 function toToolchain(row: ToolchainSql): ToolchainRow {
   return {
-    id: row.id,
+    ...toToolchainSummary({ ...row, files: 0 }),
     files: JSON.parse(row.files) as BuildFile[],
+  };
+}
+
+function toToolchainSummary(row: ToolchainSummarySql): ToolchainSummary {
+  return {
+    id: row.id,
+    files: row.files,
     info: JSON.parse(row.info) as Record<string, unknown>,
     createdBy: row.created_by,
     createdAt: row.created_at,
+    lastUsedAt: row.last_used_at,
+    bytes: row.size,
   };
 }
 
@@ -250,8 +279,20 @@ function prepare(db: Database.Database) {
     ),
     toolchain: db.prepare<[string], ToolchainSql>('SELECT * FROM toolchains WHERE id = ?'),
     toolchains: db.prepare<[], ToolchainSql>('SELECT * FROM toolchains ORDER BY created_at, id'),
-    toolchainIds: db
-      .prepare<[], string>('SELECT id FROM toolchains ORDER BY created_at, id')
+    toolchainSummaries: db.prepare<[], ToolchainSummarySql>(
+      `SELECT id, info, created_by, created_at, last_used_at, size,
+         json_array_length(files) AS files
+       FROM toolchains ORDER BY last_used_at DESC, id`,
+    ),
+    toolchainCounts: db.prepare<[string], { total: number; mine: number }>(
+      `SELECT count(*) AS total, coalesce(sum(created_by = ?), 0) AS mine FROM toolchains`,
+    ),
+    touchToolchain: db.prepare<{ id: string; at: string; before: string }>(
+      'UPDATE toolchains SET last_used_at = @at WHERE id = @id AND last_used_at < @before',
+    ),
+    deleteToolchain: db.prepare<[string]>('DELETE FROM toolchains WHERE id = ?'),
+    unusedToolchains: db
+      .prepare<[string], string>('SELECT id FROM toolchains WHERE last_used_at < ? ORDER BY id')
       .pluck(),
     // Failback pages: rows made since a takeover, after a cursor, by (created_at, key).
     toolchainsSince: db.prepare<Cursor, ToolchainSql>(
@@ -268,8 +309,8 @@ function prepare(db: Database.Database) {
        ORDER BY created_at, direct, includes_hash LIMIT @limit`,
     ),
     insertToolchain: db.prepare(
-      `INSERT INTO toolchains (id, files, info, created_by, created_at)
-       VALUES (@id, @files, @info, @created_by, @created_at)
+      `INSERT INTO toolchains (id, files, info, created_by, created_at, last_used_at, size)
+       VALUES (@id, @files, @info, @created_by, @created_at, @last_used_at, @size)
        ON CONFLICT (id) DO NOTHING`,
     ),
   };
@@ -413,21 +454,34 @@ export class CacheStore {
     return this.sql.toolchains.all().map(toToolchain);
   }
 
-  /** The ids of listToolchains(), in its order, without reading their file lists. */
-  toolchainIds(): string[] {
-    return this.sql.toolchainIds.all();
+  /** Every toolchain without its file list (a count instead), most recently used first. */
+  toolchainSummaries(): ToolchainSummary[] {
+    return this.sql.toolchainSummaries.all().map(toToolchainSummary);
   }
 
-  /** Stores a toolchain unless its id exists (ids are content hashes); as putEntry. */
+  /**
+   * Stores a toolchain unless its id exists (ids are content hashes); as putEntry. A new row's
+   * last use is its registration (or the `lastUsedAt` a failback's row brings); registering one
+   * that exists counts as a use of it. With `limits` (a user's registration, not a failback),
+   * TOO_MANY_TOOLCHAINS when its user, or everyone, has that many already.
+   */
   putToolchain(
     toolchain: NewToolchain,
     blobSizeOf: BlobSizeOf,
     createdAt: string = this.stamp(),
+    limits?: { perUser: number; total: number },
   ): { toolchain: ToolchainRow; created: boolean } {
     checkToolchain(toolchain);
     checkStamp(createdAt);
+    if (toolchain.lastUsedAt !== undefined) checkStamp(toolchain.lastUsedAt);
     checkBlobs(toolchain.files, blobSizeOf);
+    const lastUsedAt =
+      toolchain.lastUsedAt !== undefined && toolchain.lastUsedAt > createdAt
+        ? toolchain.lastUsedAt
+        : createdAt;
     return this.transaction(() => {
+      if (limits !== undefined && this.sql.toolchain.get(toolchain.id) === undefined)
+        this.checkToolchainRoom(toolchain.createdBy, limits);
       const created =
         this.sql.insertToolchain.run({
           id: toolchain.id,
@@ -437,8 +491,60 @@ export class CacheStore {
           info: JSON.stringify(toolchain.info),
           created_by: toolchain.createdBy,
           created_at: createdAt,
+          last_used_at: lastUsedAt,
+          size: toolchain.files.reduce((sum, f) => sum + f.size, 0),
         }).changes > 0;
+      if (!created) {
+        // A failback brings the backup's last use as it was; a registration is a use now.
+        if (toolchain.lastUsedAt !== undefined)
+          this.sql.touchToolchain.run({ id: toolchain.id, at: lastUsedAt, before: lastUsedAt });
+        else this.touchToolchain(toolchain.id);
+      }
       return { toolchain: toToolchain(this.sql.toolchain.get(toolchain.id)!), created };
+    });
+  }
+
+  private checkToolchainRoom(user: string, limits: { perUser: number; total: number }): void {
+    const { total, mine } = this.sql.toolchainCounts.get(user)!;
+    if (mine >= limits.perUser)
+      throw new MusterError(
+        'TOO_MANY_TOOLCHAINS',
+        `${user} has registered ${mine} toolchains, the most one user may have: an admin removes unused ones (muster toolchains remove ID), and those unused for the coordinator's --toolchain-retention go by themselves`,
+        { scope: 'user', limit: limits.perUser },
+      );
+    if (total >= limits.total)
+      throw new MusterError(
+        'TOO_MANY_TOOLCHAINS',
+        `this coordinator has ${total} toolchains, the most it keeps: an admin removes unused ones (muster toolchains remove ID), and those unused for its --toolchain-retention go by themselves`,
+        { scope: 'total', limit: limits.total },
+      );
+  }
+
+  /**
+   * A compile job named the toolchain (or it was registered again): its last use becomes `at`,
+   * unless it was stamped less than `gapMs` before (each write is replicated). True when it
+   * wrote; false too when there is no such toolchain.
+   */
+  touchToolchain(
+    id: string,
+    at: string = this.stamp(),
+    gapMs: number = TOOLCHAIN_USE_STAMP_MS,
+  ): boolean {
+    const before = new Date(Date.parse(at) - gapMs).toISOString();
+    return this.sql.touchToolchain.run({ id, at, before }).changes > 0;
+  }
+
+  /** Removes a toolchain (an admin's); false when there is none. Its blobs go with a sweep. */
+  removeToolchain(id: string): boolean {
+    return this.transaction(() => this.sql.deleteToolchain.run(id).changes > 0);
+  }
+
+  /** Removes the toolchains last used before `before` (ISO); answers their ids. */
+  removeToolchainsUnusedSince(before: string): string[] {
+    return this.transaction(() => {
+      const ids = this.sql.unusedToolchains.all(before);
+      for (const id of ids) this.sql.deleteToolchain.run(id);
+      return ids;
     });
   }
 

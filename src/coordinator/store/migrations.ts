@@ -414,4 +414,19 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE tasks ADD COLUMN spec TEXT;
     `,
   },
+  {
+    version: 7,
+    name: 'toolchains: their last use and their bytes, to ship those in use and drop the unused',
+    // last_used_at: the last compile job that named it, or its registration (rewritten at most
+    // every 10 minutes, see store/cache.ts touchToolchain); replicated with the row, so a backup
+    // that takes over ships the same toolchains. size: the bytes of its files, so the bundle can
+    // pick the toolchains it ships without reading every file list.
+    sql: `
+      ALTER TABLE toolchains ADD COLUMN last_used_at TEXT NOT NULL DEFAULT '';
+      ALTER TABLE toolchains ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+      UPDATE toolchains SET last_used_at = created_at,
+        size = (SELECT coalesce(sum(json_extract(value, '$.size')), 0) FROM json_each(files));
+      CREATE INDEX toolchains_created_by ON toolchains (created_by);
+    `,
+  },
 ];

@@ -237,12 +237,22 @@ export interface ToolchainRow {
   info: Record<string, unknown>;
   createdBy: string;
   createdAt: string;
+  /** Its last use: a compile job that named it, or its registration (stamped at most every 10 minutes). */
+  lastUsedAt: string;
+  /** The bytes of its files. */
+  bytes: number;
 }
+
+/** A toolchain without its file list: what choosing the shipped ones and listing them need. */
+export type ToolchainSummary = Omit<ToolchainRow, 'files'> & { files: number };
 
 /** What a caller gives to store a row; the store adds the size and the stamp. */
 export type NewCacheEntry = Omit<CacheEntryRow, 'size' | 'createdAt'>;
 export type NewManifestLine = Omit<CacheManifestLine, 'createdAt'>;
-export type NewToolchain = Omit<ToolchainRow, 'createdAt'>;
+export type NewToolchain = Omit<ToolchainRow, 'createdAt' | 'lastUsedAt' | 'bytes'> & {
+  /** A failback's row keeps the last use it had on the backup; else the registration. */
+  lastUsedAt?: string;
+};
 
 /** The size of a blob in the blob store, or undefined when it is not there. */
 export type BlobSizeOf = (sha256: string) => number | undefined;

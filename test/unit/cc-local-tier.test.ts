@@ -3,7 +3,13 @@ import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync, existsSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { LocalTier, MANIFEST_LINES, sha256, type LocalEntry } from '../../src/cli/cc/local-tier.js';
+import {
+  LocalTier,
+  MANIFEST_LINES,
+  manifestLinesOf,
+  sha256,
+  type LocalEntry,
+} from '../../src/cli/cc/local-tier.js';
 
 const hex = (n: number): string => n.toString(16).padStart(64, '0');
 
@@ -149,5 +155,34 @@ describe('local tier of the compile cache', () => {
     utimesSync(stale, old, old);
     await tier.trim();
     assert.deepEqual(readdirSync(dir), [hash]);
+  });
+
+  it('reads a manifest only when it is one, whatever else the file holds', () => {
+    const h = 'a'.repeat(64);
+    const line = { includes: [['inc/x.h', h]], entry: h };
+    assert.deepEqual(manifestLinesOf({ lines: [line] }), [line]);
+    assert.deepEqual(manifestLinesOf({ lines: [] }), []);
+    const bad: unknown[] = [
+      null,
+      [],
+      'lines',
+      { lines: [line], more: 1 },
+      { lines: {} },
+      { lines: Array.from({ length: MANIFEST_LINES + 1 }, () => line) },
+      { lines: [{ ...line, extra: true }] },
+      { lines: [{ includes: line.includes }] },
+      { lines: [{ ...line, entry: 'A'.repeat(64) }] },
+      { lines: [{ ...line, entry: h.slice(1) }] },
+      { lines: [{ ...line, includes: {} }] },
+      { lines: [{ ...line, includes: [['inc/x.h']] }] },
+      { lines: [{ ...line, includes: [['inc/x.h', h, h]] }] },
+      { lines: [{ ...line, includes: [['', h]] }] },
+      { lines: [{ ...line, includes: [['x'.repeat(4097), h]] }] },
+      { lines: [{ ...line, includes: [[7, h]] }] },
+      { lines: [{ ...line, includes: [['inc/x.h', 'not a hash']] }] },
+      { lines: [{ ...line, includes: Array.from({ length: 20_001 }, () => ['a.h', h]) }] },
+    ];
+    for (const value of bad)
+      assert.equal(manifestLinesOf(value), null, JSON.stringify(value)?.slice(0, 80));
   });
 });

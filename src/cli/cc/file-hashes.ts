@@ -7,8 +7,7 @@
  * A file that changes while it is read is reported `tooNew` too.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { readFileSync, statSync, type BigIntStats } from 'node:fs';
 import { timeMacrosIn, type TimeMacro } from './directives.js';
 
 export const TOO_NEW_NS = 2_000_000_000n;
@@ -32,9 +31,14 @@ export interface FileHashesDeps {
   readonly maxEntries: number;
 }
 
+/**
+ * Synchronous calls under the promises: a build's hits stat hundreds of headers, and a stat
+ * through the thread pool costs ~10 times the CPU of a direct one (measured: 700 stats, 50–80 ms
+ * against 5); headers are small files in the page cache.
+ */
 export const realFileHashesDeps: FileHashesDeps = {
-  stat: (path) => stat(path, { bigint: true }),
-  readFile: (path) => readFile(path),
+  stat: async (path) => statSync(path, { bigint: true }),
+  readFile: async (path) => readFileSync(path),
   now: () => BigInt(Date.now()) * 1_000_000n,
   maxEntries: DEFAULT_MAX_ENTRIES,
 };

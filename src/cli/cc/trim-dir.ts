@@ -2,7 +2,8 @@
  * Bounds on the compile cache's directories of small files (cache dir layout: local-tier.ts).
  * A file's mtime is its use stamp: set when it is written, and touched when it is used.
  */
-import { readdir, rm, stat, utimes } from 'node:fs/promises';
+import { utimesSync } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface StampedFile {
@@ -16,10 +17,15 @@ export interface StampedFile {
 const STALE_TEMP_MS = 3_600_000;
 
 /** Sets the file's use stamp to now; a file removed meanwhile is simply gone. */
-export async function touch(file: string): Promise<void> {
+export function touch(file: string): Promise<void> {
   const now = new Date();
-  // eslint-disable-next-line no-restricted-syntax -- the stamp only orders trimming
-  await utimes(file, now, now).catch(() => undefined);
+  try {
+    // Synchronous: one system call on every hit, cheaper than a trip through the thread pool.
+    utimesSync(file, now, now);
+  } catch {
+    // The stamp only orders trimming: a file that cannot be stamped is trimmed a bit sooner.
+  }
+  return Promise.resolve();
 }
 
 /**

@@ -7,12 +7,15 @@
  *    objects byte-identical to plain make's, and every compile is accounted for — remote (before
  *    the kill) or compiled here as a counted fallback with its reason, never silently.
  * 2. The next build goes to the backup (the client learnt it from the primary's answers), with
- *    a fresh local cache: what the primary had replicated is a hit there, the rest compiled.
- * 3. Failback: the primary comes back and takes the cluster back; a build there with a fresh
- *    local cache is all hits — entries made on the primary and on the active backup.
+ *    a fresh local cache: what the primary had replicated is a hit there, the rest compiled. It
+ *    is held mid-way while the primary comes back and takes the cluster back (failback): its
+ *    last compiles, records and close go to the primary again.
+ * 3. A build on the primary with a fresh local cache is all hits — entries made on the primary
+ *    and on the active backup.
  * 4. A second failover: the backup serves those hits again and compiles the one file changed.
  *
- * The project's contents come from a seed, printed (MUSTER_TEST_SEED=<seed> repeats a run).
+ * The project's contents come from a seed, printed (MUSTER_TEST_SEED=<seed> repeats a run);
+ * MUSTER_TEST_DEBUG=1 prints when each step is reached.
  * Every wait is bounded; every process is killed by the helpers that started it.
  */
 import assert from 'node:assert/strict';
@@ -43,6 +46,14 @@ import {
 import { FAST, selectBackup, startBackup, status } from '../helpers/ha.js';
 
 const run = promisify(execFile);
+const started = Date.now();
+/** MUSTER_TEST_DEBUG=1: when each step was reached. */
+function step(what: string): void {
+  if (process.env.MUSTER_TEST_DEBUG)
+    process.stderr.write(
+      `ha-compile-jobs: ${((Date.now() - started) / 1000).toFixed(1)} s ${what}\n`,
+    );
+}
 
 const seed = Number(process.env.MUSTER_TEST_SEED ?? Date.now() % 1_000_000);
 process.stderr.write(`ha-compile-jobs: seed ${seed} (MUSTER_TEST_SEED=${seed} repeats it)\n`);
@@ -80,14 +91,21 @@ function source(name: string, salt = 0): string {
   ].join('\n');
 }
 
+/** The last two files wait for a file `go` (at most 2 minutes): a build held across a failback. */
+const LATE = names.slice(-2).map((n) => `${n}.o`);
 const MAKEFILE = `OBJS = ${names.map((n) => `${n}.o`).join(' ')}
 all: $(OBJS)
+.PHONY: gate
+${LATE.join(' ')}: gate
+gate:
+\t@i=0; while [ ! -e go ] && [ $$i -lt 600 ]; do sleep 0.2; i=$$((i+1)); done; [ -e go ]
 %.o: %.c
 \tgcc -O2 -c $< -o $@
 `;
 
 async function writeProject(dir: string, sources: Map<string, string>): Promise<void> {
   await writeFile(join(dir, 'Makefile'), MAKEFILE);
+  await writeFile(join(dir, 'go'), '');
   for (const [name, text] of sources) await writeFile(join(dir, `${name}.c`), text);
 }
 
@@ -221,19 +239,26 @@ describe('remote compile jobs across failovers', () => {
         await sleep(1000);
       }
 
+      step('warm');
       await plainMade;
       const dir = await makeTempDir('muster-fo-tree-');
       await writeProject(dir, sources);
       await backdate(dir);
 
-      // 1. The primary dies while jobs run on the agents.
+      // 1. The primary dies while jobs run on the agents; the build is held (its last two files
+      // wait for `go`) until the backup has taken over, so it goes on past the takeover.
+      await rm(join(dir, 'go'));
       const first = build(dir);
       let ended = false;
       void first.then(() => (ended = true));
       await midBuild(primary, dir, () => ended);
+      step('mid-build: killing the primary');
       await primary.kill();
+      await takenOver('the backup to take over');
+      await writeFile(join(dir, 'go'), '');
       const cut = await first;
       const during = summaryOf(cut);
+      step(`first build ended: ${JSON.stringify(during)}`);
       // Its records and its close went to the backup once it had taken over.
       assert.match(cut.stderr, /is unreachable; using its backup/);
       assertAccounted(during);
@@ -241,7 +266,6 @@ describe('remote compile jobs across failovers', () => {
       assert.ok(during.fallbacks >= 1, `the jobs cut by the kill: ${JSON.stringify(during)}`);
       assert.equal(during.cacheHits, 0, JSON.stringify(during));
       await assertSameFiles(dir, plain, objects);
-      await takenOver('the backup to take over');
       // The session went on with the backup: its build closed there, succeeded.
       await backup.login();
       await waitFor(
@@ -253,17 +277,28 @@ describe('remote compile jobs across failovers', () => {
         `build ${during.buildId} to be closed on the backup`,
       );
 
-      // 2. The next build uses the backup: hits for what reached it, the rest compiled there.
+      // 2. The next build uses the backup — hits for what reached it, the rest compiled there —
+      // and is held (its last two files wait for `go`) across the failback: the primary is
+      // back and has taken the cluster back before they compile, on the primary.
       await removeObjects(dir);
-      const onBackup = await build(dir);
-      assert.match(onBackup.stderr, /is unreachable; using its backup/);
-      const second = summaryOf(onBackup);
-      assertAccounted(second);
-      assert.equal(second.fallbacks, 0, JSON.stringify(second));
-      assert.ok(second.remote >= 1, JSON.stringify(second));
-      await assertSameFiles(dir, plain, objects);
-
-      // 3. Failback: the primary serves every compile from the cache, whichever side made it.
+      await rm(join(dir, 'go'));
+      step('held build starts');
+      let lastCount = -1;
+      const held = build(dir);
+      let heldEnded = false;
+      void held.then(() => (heldEnded = true));
+      await waitFor(
+        async () => {
+          if (heldEnded)
+            assert.fail(`the build ended before its gate opened: ${(await held).stderr}`);
+          const written = (await readdir(dir)).filter((f) => f.endsWith('.o'));
+          if (written.length !== lastCount) step(`${(lastCount = written.length)} objects`);
+          return written.length === FILES - LATE.length;
+        },
+        120_000,
+        'the files before the gate to be compiled',
+      );
+      step('gate reached; restarting the primary');
       primary = await startPrimary(primary);
       await waitFor(
         async () => {
@@ -273,6 +308,28 @@ describe('remote compile jobs across failovers', () => {
         60_000,
         'the failback to complete',
       );
+      step('failback complete; gate opened');
+      await writeFile(join(dir, 'go'), '');
+      const across = await held;
+      step('held build ended');
+      assert.match(across.stderr, /is unreachable; using its backup/);
+      assert.match(across.stderr, /stands by again; using/);
+      assert.doesNotMatch(across.stderr, /could not (record|close)/);
+      const second = summaryOf(across);
+      assertAccounted(second);
+      assert.equal(second.fallbacks, 0, JSON.stringify(second));
+      assert.ok(second.remote >= 1, JSON.stringify(second));
+      await assertSameFiles(dir, plain, objects);
+      await waitFor(
+        async () => {
+          const seen = await primary.api<BuildView>('GET', `/builds/${second.buildId}`);
+          return seen.status === 200 && seen.body.status === 'succeeded';
+        },
+        30_000,
+        `build ${second.buildId} to be closed on the primary`,
+      );
+
+      // 3. The primary serves every compile from the cache, whichever side made it.
       await removeObjects(dir);
       const back = await build(dir);
       assert.doesNotMatch(back.stderr, /using its backup/);

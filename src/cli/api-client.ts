@@ -12,12 +12,13 @@
  * Backups: a primary with a selected backup names it in the x-muster-backup header of every
  * answer; the client remembers it (backup-cache.ts). When the primary then cannot be reached, the
  * client repeats the request once at the backup with the same token (tokens are replicated) and,
- * if the backup answers, says so once on stderr and talks to the backup for the rest of the
- * process. A backup that is still standing by refuses (STANDBY): then the primary's UNREACHABLE
- * is reported, saying that its backup has not taken over. The pin belongs to the configured
- * coordinator only: a backup has a certificate of its own, so the client verifies it the usual
- * way (system roots, NODE_EXTRA_CA_CERTS, host name) and one it does not trust is a TLS failure
- * like any other: the token is never sent to it.
+ * if the backup answers, says so once on stderr and talks to the backup from then on — until
+ * the backup refuses as standing by (STANDBY) after a failback: then the primary is asked again
+ * and, if it answers, used again (said on stderr). A backup that is still standing by refuses
+ * (STANDBY) too: then the primary's UNREACHABLE is reported, saying that its backup has not taken
+ * over. The pin belongs to the configured coordinator only: a backup has a certificate of its
+ * own, so the client verifies it the usual way (system roots, NODE_EXTRA_CA_CERTS, host name) and
+ * one it does not trust is a TLS failure like any other: the token is never sent to it.
  */
 import type { z } from 'zod';
 import type { AgentView } from '../api/views/agents.js';
@@ -518,8 +519,11 @@ export class ApiClient {
   }
 
   /**
-   * A request to the backup switched to. A backup standing by answers reads but refuses builds
-   * (STANDBY): that is reported as the primary being unreachable, as in sendToBackup.
+   * A request to the backup switched to. A backup standing by answers reads but refuses writes
+   * (STANDBY): either it has not taken over yet, or it has handed the cluster back (a failback
+   * while this process runs: a `muster build`, the compile service). The configured coordinator
+   * is then asked again, and one that answers is used from then on; one that does not is
+   * reported as unreachable, as in sendToBackup.
    */
   private async sendToSwitched(
     backup: string,
@@ -530,11 +534,45 @@ export class ApiClient {
     try {
       return await this.send(backup, method, path, options);
     } catch (err) {
-      if (err instanceof MusterError && err.code === 'STANDBY' && this.primaryError) {
-        throw standingBy(this.primaryError, backup);
-      }
+      if (!(err instanceof MusterError && err.code === 'STANDBY')) throw err;
+      const back = await this.sendBack(method, path, options);
+      if (back !== undefined) return back;
+      if (this.primaryError) throw standingBy(this.primaryError, backup);
       throw err;
     }
+  }
+
+  /**
+   * The request at the configured coordinator again, its backup standing by: its answer (an
+   * error it sends is thrown: it runs the cluster again either way), or undefined when it still
+   * does not answer.
+   */
+  private async sendBack(
+    method: string,
+    path: string,
+    options: RequestOptions,
+  ): Promise<Response | undefined> {
+    let response: Response;
+    try {
+      response = await this.send(this.configuredUrl, method, path, options);
+    } catch (err) {
+      if (err instanceof MusterError && noAnswer.has(err)) return undefined;
+      this.switchBack();
+      throw err;
+    }
+    this.switchBack();
+    if (this.backups !== undefined) await this.learnBackup(this.backups, response);
+    return response;
+  }
+
+  private switchBack(): void {
+    const backup = this.switchedTo;
+    if (backup === undefined) return;
+    this.switchedTo = undefined;
+    this.primaryError = undefined;
+    // A later switch (a second failover) is said again.
+    announced.delete(this.primaryKey);
+    this.notify(`muster: ${backup} stands by again; using ${this.configuredUrl}\n`);
   }
 
   /** The configured coordinator did not answer (`primaryError`): once more, at its backup. */

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { cp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { cp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,6 +23,13 @@ import {
   type StartedAgent,
 } from '../helpers/agent-process.js';
 import { backdate, copyOfExample } from '../helpers/cc-example.js';
+import {
+  assertSameFiles,
+  compilerlessEnv,
+  localeEnv,
+  summaryOf,
+  type Summary,
+} from '../helpers/cc-remote.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import {
   killCoordinators,
@@ -43,36 +50,8 @@ async function tempDir(prefix: string): Promise<string> {
   return dir;
 }
 
-interface Summary {
-  buildId: number | null;
-  exitCode: number;
-  compiles: number;
-  remote: number;
-  local: number;
-  cacheHits: number;
-  fallbacks: number;
-  reruns: number;
-}
-
-function summaryOf(result: CliResult): Summary {
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as Summary;
-}
-
-/** The same locale everywhere: gcc's quotes in diagnostics follow it. */
-const localeEnv = { LANG: 'C.UTF-8' };
 const REMOTE = ['build', '--json', '--placement', 'remote', '--no-cache', '--'];
 const EXAMPLE_OBJECTS = ['main', 'shapes', 'stats', 'text', 'table', 'noisy', 'wordcount'];
-
-async function assertSameFiles(a: string, b: string, files: string[]): Promise<void> {
-  assert.ok(files.length > 0);
-  for (const file of files)
-    assert.deepEqual(
-      await readFile(join(a, file)),
-      await readFile(join(b, file)),
-      `${file} differs from plain make's`,
-    );
-}
 
 async function objectsUnder(dir: string): Promise<string[]> {
   return (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.o')).sort();
@@ -100,15 +79,7 @@ describe('muster build --placement remote', () => {
     coordinator = await startCoordinator({ tls: true });
     // The agents' PATH has no compiler: what they run comes from the client, by hash. (The agent
     // itself needs getent and useradd by name, which are not compilers.)
-    const bin = await tempDir('muster-cc-nogcc-bin-');
-    await symlink('/usr/bin/getent', join(bin, 'getent'));
-    const agentEnv = { ...process.env, PATH: `${bin}:/usr/sbin:/sbin` };
-    await assert.rejects(
-      run('/bin/sh', ['-c', 'command -v gcc || command -v g++ || command -v cc'], {
-        env: agentEnv,
-      }),
-      'no compiler on the agents’ PATH',
-    );
+    const agentEnv = await compilerlessEnv();
     for (const name of ['remote-1', 'remote-2']) {
       const agent = await startAgent({ env: agentEnv });
       agents.set(name, agent);

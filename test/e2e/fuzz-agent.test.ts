@@ -13,7 +13,8 @@
  * every checkpoint the agent runs, serves a well-behaved AgentClient (sync and a noop task at the
  * end) and stays within baseline + 128 MiB of resident memory.
  *
- * Bounds: MUSTER_FUZZ_RUNS runs (default 3000) or MUSTER_FUZZ_SECONDS (default 50), whichever
+ * Bounds: MUSTER_FUZZ_RUNS runs (default 3000) or MUSTER_FUZZ_SECONDS (default 20; 50 with
+ * MUSTER_SOAK=1), whichever
  * ends first; MUSTER_TEST_SEED repeats a run (the seed is printed at the start).
  */
 import assert from 'node:assert/strict';
@@ -63,9 +64,10 @@ import {
   type ByteEdit,
   type JsonEdit,
 } from '../helpers/fuzz.js';
+import { soakOr } from '../helpers/soak.js';
 import { RawPeer } from '../helpers/raw-peer.js';
 
-const bounds = fuzzBounds('fuzz-agent', { runs: 3000, seconds: 50 });
+const bounds = fuzzBounds('fuzz-agent', { runs: 3000, seconds: soakOr(20, 50) });
 /** A legitimate client checks in (and memory is measured) every this many runs. */
 const CHECK_EVERY = 100;
 /**

@@ -16,7 +16,8 @@
  * logins are rate-limited), and stays within baseline + 128 MiB of resident memory; at the end
  * it runs a real build on a real agent.
  *
- * Bounds: MUSTER_FUZZ_RUNS runs (default 3000) or MUSTER_FUZZ_SECONDS (default 50), whichever
+ * Bounds: MUSTER_FUZZ_RUNS runs (default 3000) or MUSTER_FUZZ_SECONDS (default 20; 50 with
+ * MUSTER_SOAK=1), whichever
  * ends first; MUSTER_TEST_SEED repeats a run (the seed is printed at the start).
  */
 import assert from 'node:assert/strict';
@@ -50,8 +51,9 @@ import {
   type ByteEdit,
   type JsonEdit,
 } from '../helpers/fuzz.js';
+import { soakOr } from '../helpers/soak.js';
 
-const bounds = fuzzBounds('fuzz-api', { runs: 3000, seconds: 50 });
+const bounds = fuzzBounds('fuzz-api', { runs: 3000, seconds: soakOr(20, 50) });
 const CHECK_EVERY = 100;
 /**
  * Measured plateau: about 80 MiB above the baseline (allocator arenas kept after 17 MiB bodies and

@@ -1,10 +1,11 @@
 /**
- * 20 cycles of `kill -9` of the primary at a random moment and a restart after a random pause
- * (sometimes before the backup takes over, sometimes after, sometimes in the middle of a
- * failback), with builds submitted to the primary each cycle and to the backup whenever it is
- * active. At the end: every accepted build succeeded on the primary, every task has exactly one
- * successful attempt and ran exactly once (a marker file per task gets one line per run), and
- * every agent is back with the primary. TLS on every link.
+ * 8 cycles (20 with MUSTER_SOAK=1) of `kill -9` of the primary at a random moment and a restart
+ * after a random pause — in turn before the backup takes over, around the takeover, and well
+ * after it; every fourth cycle also kills the restarted primary in the middle of its failback —
+ * with builds submitted to the primary each cycle and to the backup whenever it is active. At the
+ * end: every accepted build succeeded on the primary, every task has exactly one successful
+ * attempt and ran exactly once (a marker file per task gets one line per run), and every agent is
+ * back with the primary. TLS on every link.
  *
  * Each cycle also logs in to whichever coordinator runs the cluster (a login on the active backup
  * is what wedged replication after a failback: issue 11), and on the primary creates a user,
@@ -12,7 +13,8 @@
  * stands by again, its database converges on the primary's (every replicated table, read from
  * both files; see replica-diff.ts for what is the backup's own and left out).
  *
- * The random moments come from a seed printed at the start (MUSTER_TEST_SEED repeats a run).
+ * The random moments come from a seed printed at the start (MUSTER_TEST_SEED repeats a run);
+ * each kind of cycle comes round at least twice in the short run, which is what keeps it short.
  */
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
@@ -35,8 +37,9 @@ import {
 } from '../helpers/coordinator-process.js';
 import { FAST, selectBackup, startBackup } from '../helpers/ha.js';
 import { replicaDiff } from '../helpers/replica-diff.js';
+import { soakOr } from '../helpers/soak.js';
 
-const CYCLES = 20;
+const CYCLES = soakOr(8, 20);
 let agents: StartedAgent[];
 let primary: StartedCoordinator;
 let backup: StartedCoordinator;
@@ -209,8 +212,9 @@ describe('kill and restart the primary, again and again', () => {
         accepted.push({ id: submitted.body.id, prefix });
         await sleep(random() * 1500);
         await primary.kill();
-        // Restart after 0–5 s: before the takeover, during it, or well after it.
-        const pause = random() * 5000;
+        // Restart after 0–5 s, in turn before the takeover (0–1.7 s: the backup waits 2 s), around
+        // it, or well after it (3.3–5 s).
+        const pause = ((cycle % 3) + random()) * (5000 / 3);
         const until = Date.now() + pause;
         let submittedToBackup = false;
         while (Date.now() < until) {
@@ -230,8 +234,8 @@ describe('kill and restart the primary, again and again', () => {
           await sleep(200);
         }
         primary = await startPrimary(primary);
-        // Sometimes kill it again in the middle of taking the cluster back.
-        if (random() < 0.2) {
+        // Every fourth cycle, kill it again in the middle of taking the cluster back.
+        if (cycle % 4 === 3) {
           await sleep(random() * 500);
           await primary.kill();
           primary = await startPrimary(primary);

@@ -702,6 +702,80 @@ describe('switching to the backup', () => {
     assert.equal(backup.requests.length, 0);
   });
 
+  it('goes back to the primary once its backup stands by again (a failback), and over again', async () => {
+    // A process that outlives a failover and its failback (`muster build`, the compile service):
+    // records sent to the backup while it is active, to the primary again after the failback.
+    const primary = await startFake();
+    const backup = await startFake();
+    primary.headers = { 'x-muster-backup': backup.url };
+    let primaryUp = true;
+    let backupActive = false;
+    // A primary that is down: a 502 with no body (a proxy in front of it) is as good as no answer.
+    primary.on('POST', '/compile-sessions/:id/records', () =>
+      primaryUp ? { status: 204 } : { status: 502 },
+    );
+    backup.on('POST', '/compile-sessions/:id/records', () =>
+      backupActive
+        ? { status: 204 }
+        : apiError(503, 'STANDBY', 'this coordinator is a backup standing by: use the primary'),
+    );
+    const remembered = new Map<string, string>();
+    const notes: string[] = [];
+    const client = new ApiClient({
+      url: primary.url,
+      token: 't',
+      backups: {
+        get: async (p) => remembered.get(p),
+        set: async (p, b) => void (b === undefined ? remembered.delete(p) : remembered.set(p, b)),
+      },
+      notify: (text) => notes.push(text),
+    });
+    const records = (): number[] => [
+      primary.calls('POST', '/compile-sessions/7/records').length,
+      backup.calls('POST', '/compile-sessions/7/records').length,
+    ];
+    await client.recordCompileJobs(7, []);
+    assert.deepEqual(remembered, new Map([[primary.url, backup.url]]));
+
+    // The failover: the primary is down, the backup takes over.
+    primaryUp = false;
+    backupActive = true;
+    await client.recordCompileJobs(7, []);
+    assert.equal(client.usingBackup, backup.url);
+    assert.deepEqual(records(), [2, 1]);
+
+    // The failback: the backup stands by again, the primary answers: it is used from now on.
+    backupActive = false;
+    primaryUp = true;
+    await client.recordCompileJobs(7, []);
+    assert.equal(client.usingBackup, undefined);
+    assert.equal(client.url, primary.url);
+    assert.deepEqual(records(), [3, 2]);
+    await client.recordCompileJobs(7, []);
+    assert.deepEqual(records(), [4, 2], 'straight to the primary');
+
+    // A second failover is followed (and said) again.
+    primaryUp = false;
+    backupActive = true;
+    await client.recordCompileJobs(7, []);
+    assert.equal(client.usingBackup, backup.url);
+    assert.deepEqual(records(), [5, 3]);
+    assert.deepEqual(notes, [
+      `muster: ${primary.url} is unreachable; using its backup ${backup.url}\n`,
+      `muster: ${backup.url} stands by again; using ${primary.url}\n`,
+      `muster: ${primary.url} is unreachable; using its backup ${backup.url}\n`,
+    ]);
+
+    // A backup standing by while the primary is still down: the primary is reported unreachable.
+    backupActive = false;
+    await assert.rejects(client.recordCompileJobs(7, []), (err: MusterError) => {
+      assert.equal(err.code, 'UNREACHABLE');
+      assert.match(err.message, /is standing by and has not taken over/);
+      return true;
+    });
+    assert.equal(client.usingBackup, backup.url);
+  });
+
   it('the API client switches event streams too, and stays with the backup', async () => {
     const backup = await startFake();
     backup.on('GET', '/events', (_req, res) => {

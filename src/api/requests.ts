@@ -212,10 +212,21 @@ export const putManifestLineBody = z.strictObject({
   entry: sha256Hex,
 });
 
-/** At most this many bytes of blobs (decoded) ride in one POST /cache/results. */
-export const CACHE_RESULTS_INLINE_BYTES = 4 * 1024 * 1024;
-/** A blob larger than this is uploaded on its own (PUT /blobs/{sha256}) before its result. */
-export const CACHE_RESULTS_INLINE_BLOB_BYTES = 1024 * 1024;
+/**
+ * The bounds of one POST /cache/results: the route checks them, and the compile service cuts its
+ * batches by them (a result whose rows alone are over `rowBytes` goes the one-by-one way).
+ */
+export const CACHE_RESULTS_LIMITS = {
+  results: 64,
+  /** Inline blobs: an object, a depfile and a stderr for each result. */
+  blobs: 192,
+  /** Bytes of inline blobs, decoded. */
+  inlineBytes: 4 * 1024 * 1024,
+  /** A blob larger than this is uploaded on its own (PUT /blobs/{sha256}) before its result. */
+  inlineBlobBytes: 1024 * 1024,
+  /** The results' JSON (entries and manifest lines) besides the blobs. */
+  rowBytes: 4 * 1024 * 1024,
+} as const;
 
 /**
  * POST /api/v1/cache/results: several results at once (the compile service's uploads), each an
@@ -237,7 +248,7 @@ export const putCacheResultsBody = z.strictObject({
       }),
     )
     .min(1)
-    .max(64),
+    .max(CACHE_RESULTS_LIMITS.results),
   blobs: z
     .array(
       z.strictObject({
@@ -245,11 +256,11 @@ export const putCacheResultsBody = z.strictObject({
         // base64: 4 characters for every 3 bytes.
         data: z
           .string()
-          .max(Math.ceil(CACHE_RESULTS_INLINE_BLOB_BYTES / 3) * 4)
+          .max(Math.ceil(CACHE_RESULTS_LIMITS.inlineBlobBytes / 3) * 4)
           .regex(/^[A-Za-z0-9+/]*={0,2}$/),
       }),
     )
-    .max(128)
+    .max(CACHE_RESULTS_LIMITS.blobs)
     .default([]),
 });
 

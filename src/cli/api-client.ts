@@ -281,9 +281,12 @@ export class ApiClient {
     return this.json('PUT', `/cache/entries/${key}`, { body });
   }
 
-  /** Several results at once (POST /cache/results); the answer says which were kept. */
-  putCacheResults(body: PutCacheResultsRequest): Promise<unknown> {
-    return this.json('POST', '/cache/results', { body });
+  /**
+   * Several results at once (POST /cache/results); the answer says which were kept. `bytes`:
+   * about the body's size, for the timeout (as a blob upload's: a second more per MiB).
+   */
+  putCacheResults(body: PutCacheResultsRequest, bytes: number): Promise<unknown> {
+    return this.json('POST', '/cache/results', { body, timeoutMs: this.blobTimeoutMs(bytes) });
   }
 
   async putManifestLine(direct: string, body: PutManifestLineRequest): Promise<void> {

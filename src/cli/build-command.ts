@@ -66,7 +66,13 @@ export function registerBuildCommand(program: Command): void {
     )
     .passThroughOptions()
     .action(async (command: string[], opts: BuildOptions) => {
-      process.exitCode = await runBuild(command, opts);
+      const code = await runBuild(command, opts);
+      // Ended by a signal: re-raised (runBuild), the process ends by it.
+      if (code === undefined) return;
+      // Nothing of the build is left to wait for (its results reached the coordinator in
+      // service.stop()); a compiler still being identified in the background for a command that
+      // compiled nothing is not waited for.
+      process.exit(code);
     });
 }
 
@@ -139,7 +145,8 @@ function placementOf(given: string | undefined): Placement {
   );
 }
 
-async function runBuild(command: string[], opts: BuildOptions): Promise<number> {
+/** The command's exit code, or undefined when a signal ended it (then re-raised here). */
+async function runBuild(command: string[], opts: BuildOptions): Promise<number | undefined> {
   const [program, ...args] = command;
   if (program === undefined)
     throw new MusterError(
@@ -241,7 +248,11 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number> 
     printJson({ buildId: online?.buildId ?? null, exitCode: code, ...counts, durationMs: elapsed });
   // Ended by a signal: end the same way, so a shell script running `muster build` stops at
   // Ctrl-C as it would without Muster (its handlers are gone: the default action applies).
-  if (ended.signal !== null) process.kill(process.pid, ended.signal);
+  if (ended.signal !== null) {
+    process.exitCode = code;
+    process.kill(process.pid, ended.signal);
+    return undefined;
+  }
   return code;
 }
 

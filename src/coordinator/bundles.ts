@@ -28,12 +28,9 @@ import {
   type Bundle,
   type BundleBlob,
 } from '../protocol/client/bundle.js';
-import type { KeyedFile } from './scheduler/task-cache-key.js';
+import { HOST_RUNTIME_FILES, type KeyedFile } from './scheduler/task-cache-key.js';
 import type { Store } from './store/store.js';
 import type { ToolchainRow } from './store/types.js';
-
-/** The key of the host runtime's files among the sets resolvedFiles keeps (not a path). */
-const HOST_FILES = '\0host';
 
 /**
  * Toolchains shipped at most: every agent stores and copies what the bundle carries, and any user
@@ -107,7 +104,7 @@ export class BundleManager {
    * outputs), so a cached plan task's key covers it too; undefined as for extensionFiles.
    */
   hostFiles(): readonly KeyedFile[] | undefined {
-    return this.resolvedFiles(HOST_FILES, (path) =>
+    return this.resolvedFiles(HOST_RUNTIME_FILES, (path) =>
       path === 'package.json' || path.startsWith('host/') ? path : undefined,
     );
   }
@@ -163,14 +160,24 @@ export class BundleManager {
    * The toolchains to ship, sorted by id (a change of order among them is no new bundle): the
    * most recently used first while SHIPPED_TOOLCHAINS allows, skipping one too large for the
    * bytes left and those an agent could not tell it can run (no glibc, see shippedToolchain).
+   * The toolchains one user registered take at most half the count and half the bytes: one
+   * builder using a huge toolchain, or many, never pushes out those the others use.
    */
   private shippedIds(): string[] {
     const ids: string[] = [];
     let bytes = 0;
+    const byUser = new Map<string, { count: number; bytes: number }>();
     for (const toolchain of this.store.cache.toolchainSummaries()) {
       if (ids.length >= SHIPPED_TOOLCHAINS.count) break;
       if (glibcOf(toolchain.info) === undefined) continue;
       if (bytes + toolchain.bytes > SHIPPED_TOOLCHAINS.bytes) continue;
+      const mine = byUser.get(toolchain.createdBy) ?? { count: 0, bytes: 0 };
+      if (mine.count + 1 > SHIPPED_TOOLCHAINS.count / 2) continue;
+      if (mine.bytes + toolchain.bytes > SHIPPED_TOOLCHAINS.bytes / 2) continue;
+      byUser.set(toolchain.createdBy, {
+        count: mine.count + 1,
+        bytes: mine.bytes + toolchain.bytes,
+      });
       bytes += toolchain.bytes;
       ids.push(toolchain.id);
     }

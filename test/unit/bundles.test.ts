@@ -42,9 +42,10 @@ describe('bundles', () => {
     id: string,
     info: Record<string, unknown>,
     files: { path: string; sha256: string; size: number; mode: number }[],
+    createdBy = 'alice',
   ) {
     store.cache.putToolchain(
-      { id, files, info, createdBy: 'alice' },
+      { id, files, info, createdBy },
       (s) => files.find((f) => f.sha256 === s)?.size,
     );
   }
@@ -268,7 +269,13 @@ describe('bundles', () => {
     for (let i = 0; i < SHIPPED_TOOLCHAINS.count + 2; i++) {
       const id = sha(Buffer.from(`toolchain ${i}`));
       ids.push(id);
-      await register(id, { glibc: '2.17' }, [await blob('bin/gcc', `driver ${i}`, 0o755)]);
+      // Four users' (one user's take at most half of what ships).
+      await register(
+        id,
+        { glibc: '2.17' },
+        [await blob('bin/gcc', `driver ${i}`, 0o755)],
+        `u${i % 4}`,
+      );
     }
     // A registration is a use: the newest 32 go, the two first of them and older ones do not.
     let shipped = shippedIds(await bundles.get());
@@ -345,6 +352,37 @@ describe('bundles: toolchains in use stay shipped', () => {
     } finally {
       store.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('one user’s toolchains take at most half of what ships, by bytes as by count', () => {
+    let ms = Date.parse('2026-12-06T00:00:00Z');
+    const store = openSqliteStore(':memory:', { now: () => new Date(ms++) });
+    try {
+      // Only the rows matter here (no bundle is laid out): the sizes are declared.
+      const bundles = new BundleManager(store, new BlobStore('/nonexistent'), { label: 'test' });
+      const register = (user: string, name: string, size: number): string => {
+        const file = { path: 'bin/gcc', sha256: sha(Buffer.from(name)), size, mode: 0o755 };
+        const id = sha(Buffer.from(`toolchain ${name}`));
+        store.cache.putToolchain(
+          { id, files: [file], info: { glibc: '2.36' }, createdBy: user },
+          () => size,
+        );
+        return id;
+      };
+      const gib = 2 ** 30;
+      const bobs = register('bob', 'bob gcc', gib);
+      // Then mallory's, used more recently: one over half the bytes, and two that fit only one.
+      const huge = register('mallory', 'huge', SHIPPED_TOOLCHAINS.bytes / 2 + 1);
+      const first = register('mallory', 'first', 1.5 * gib);
+      const second = register('mallory', 'second', 1.5 * gib);
+      const shipped = bundles.shippedToolchains();
+      assert.ok(shipped.has(bobs), 'bob’s toolchain is still shipped');
+      assert.ok(!shipped.has(huge), 'over half the bytes: never shipped');
+      assert.equal([second, first].filter((id) => shipped.has(id)).length, 1);
+      assert.ok(shipped.has(second), 'the most recently used of hers that fits');
+    } finally {
+      store.close();
     }
   });
 });

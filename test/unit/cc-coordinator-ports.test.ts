@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { CompileRecord, CloseCompileSession } from '../../src/api/requests-types.js';
-import { CACHE_RESULTS_INLINE_BLOB_BYTES } from '../../src/api/requests.js';
+import { CACHE_RESULTS_LIMITS } from '../../src/api/requests.js';
 import type { PutCacheResultsRequest } from '../../src/cli/api-client.js';
 import { CoordinatorCache } from '../../src/cli/cc/coordinator-cache.js';
 import { SessionRecorder } from '../../src/cli/cc/session-recorder.js';
@@ -103,7 +103,7 @@ describe('the coordinator as the shared cache', () => {
     const uploaded: string[] = [];
     let release: () => void = () => undefined;
     const first = new Promise<void>((resolve) => (release = resolve));
-    const big = Buffer.alloc(CACHE_RESULTS_INLINE_BLOB_BYTES + 1, 7);
+    const big = Buffer.alloc(CACHE_RESULTS_LIMITS.inlineBlobBytes + 1, 7);
     const cache = new CoordinatorCache(
       {
         cacheLookup: () => Promise.reject(new Error('unused')),
@@ -170,6 +170,53 @@ describe('the coordinator as the shared cache', () => {
       direct: sha('direct c'),
       includes: [['a.h', sha('a')]],
     });
+  });
+
+  it('cuts batches by the route’s bounds, and sends a result whose rows alone are over them one by one', async () => {
+    const batches: number[] = [];
+    const entries: string[] = [];
+    let release: () => void = () => undefined;
+    const first = new Promise<void>((resolve) => (release = resolve));
+    const cache = new CoordinatorCache({
+      cacheLookup: () => Promise.reject(new Error('unused')),
+      getBlob: () => Promise.reject(new Error('unused')),
+      missingBlobs: (hashes) => Promise.resolve(hashes),
+      putBlob: () => Promise.resolve(),
+      putCacheEntry: (key) => {
+        entries.push(key);
+        return Promise.resolve({} as never);
+      },
+      putManifestLine: () => Promise.resolve(),
+      putCacheResults: async (body, bytes) => {
+        batches.push(body.results.length);
+        assert.ok((body.blobs ?? []).length <= CACHE_RESULTS_LIMITS.blobs);
+        assert.ok(bytes >= JSON.stringify(body.results).length, 'the timeout counts the body');
+        if (batches.length === 1) await first;
+        return { results: body.results.map((r) => ({ key: r.key, stored: true, created: true })) };
+      },
+    });
+    // Three blobs each (object, depfile, stderr): 192 blobs make 64 results.
+    const small = (n: number) => ({
+      key: sha(`r${n}`),
+      outputs: [
+        { name: 'object' as const, data: Buffer.from(`object ${n}`), mode: 0o644 },
+        { name: 'depfile' as const, data: Buffer.from(`depfile ${n}`), mode: 0o644 },
+      ],
+      stderr: Buffer.from(`warning ${n}`),
+      toolchain,
+    });
+    const stores = [cache.store(small(0))];
+    for (let n = 1; n <= 70; n++) stores.push(cache.store(small(n)));
+    // A manifest line of 19,000 long paths (~5.5 MB of JSON): over the rows' bound by itself.
+    const includes = Array.from({ length: 19_000 }, (_, i): [string, string] => [
+      `include/${'d'.repeat(200)}/h${i}.h`,
+      sha(`h${i}`),
+    ]);
+    stores.push(cache.store({ ...small(71), manifest: { direct: sha('huge'), includes } }));
+    release();
+    await Promise.all(stores);
+    assert.deepEqual(batches, [1, 64, 6]);
+    assert.deepEqual(entries, [sha('r71')], 'the oversized one went the one-by-one way');
   });
 
   it('an answer to a batch that is not one fails the batch, not the next', async () => {

@@ -3,13 +3,14 @@
  * in one round trip, their answers checked, blobs fetched and checked against their hash and
  * size (a coordinator or a proxy that answers other bytes is a miss, never a wrong object),
  * stores batched: the results made while one upload is in flight go together in the next
- * (POST /cache/results: up to 64 results, their small blobs inline, one round trip instead of
- * four a result; blobs over 1 MiB are uploaded first, when the coordinator lacks them). A
- * coordinator without that route (an older one: 404) gets each result the old way — the blobs
- * it lacks, the entry, the manifest line.
+ * (POST /cache/results within the route's bounds, CACHE_RESULTS_LIMITS: up to 64 results, their
+ * small blobs inline, one round trip instead of four a result; blobs over 1 MiB are uploaded
+ * first, when the coordinator lacks them). A coordinator without that route (an older one: 404)
+ * gets each result the old way — the blobs it lacks, the entry, the manifest line — and so does
+ * a result whose manifest line alone is over the route's bounds.
  */
 import { createHash } from 'node:crypto';
-import { CACHE_RESULTS_INLINE_BLOB_BYTES, CACHE_RESULTS_INLINE_BYTES } from '../../api/requests.js';
+import { CACHE_RESULTS_LIMITS } from '../../api/requests.js';
 import type { ApiClient, PutCacheResultsRequest } from '../api-client.js';
 import type { CacheLookupView } from '../../api/views/compile.js';
 import { MusterError, isErrorCode } from '../../protocol/errors.js';
@@ -28,13 +29,18 @@ type CacheApi = Pick<
   | 'putManifestLine'
 >;
 
-/** Results in one POST /cache/results (the route's own limit). */
-const MAX_BATCH = 64;
+type ResultRow = PutCacheResultsRequest['results'][number];
 
 interface Queued {
   readonly result: NewCompileResult;
-  readonly blobs: Map<string, Buffer>;
-  /** Bytes of its blobs that ride inline. */
+  /** Its entry and manifest line, as POST /cache/results takes them. */
+  readonly row: ResultRow;
+  /** Of `row` as JSON. */
+  readonly rowBytes: number;
+  /** Its blobs by hash, those that ride inline and the larger ones. */
+  readonly inline: Map<string, Buffer>;
+  readonly large: Map<string, Buffer>;
+  /** Bytes of `inline`. */
   readonly inlineBytes: number;
   resolve(): void;
   reject(err: unknown): void;
@@ -94,12 +100,36 @@ export class CoordinatorCache implements SharedCache {
 
   /** Settles when the coordinator has kept the result (or refused it: why). */
   store(result: NewCompileResult): Promise<void> {
-    const blobs = blobsOf(result);
+    const inline = new Map<string, Buffer>();
+    const large = new Map<string, Buffer>();
+    const ref = (data: Buffer): { sha256: string; size: number } => {
+      const hash = sha256(data);
+      (data.length <= CACHE_RESULTS_LIMITS.inlineBlobBytes ? inline : large).set(hash, data);
+      return { sha256: hash, size: data.length };
+    };
+    const buildId = this.buildId?.();
+    const row: ResultRow = {
+      key: result.key,
+      entry: {
+        outputs: result.outputs.map((output) => ({
+          name: output.name,
+          ...ref(output.data),
+          mode: output.mode,
+        })),
+        stderr: result.stderr.length > 0 ? ref(result.stderr) : null,
+        exitCode: 0,
+        toolchain: result.toolchain.id,
+        ...(buildId === undefined ? {} : { buildId }),
+      },
+      ...(result.manifest === undefined
+        ? {}
+        : { manifest: { direct: result.manifest.direct, includes: result.manifest.includes } }),
+    };
     let inlineBytes = 0;
-    for (const data of blobs.values())
-      if (data.length <= CACHE_RESULTS_INLINE_BLOB_BYTES) inlineBytes += data.length;
+    for (const data of inline.values()) inlineBytes += data.length;
+    const rowBytes = Buffer.byteLength(JSON.stringify(row));
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ result, blobs, inlineBytes, resolve, reject });
+      this.#queue.push({ result, row, rowBytes, inline, large, inlineBytes, resolve, reject });
       if (!this.#flushing) void this.#flush();
     });
   }
@@ -121,21 +151,32 @@ export class CoordinatorCache implements SharedCache {
     }
   }
 
-  /** The next batch: in order, at most MAX_BATCH results and the inline limit (at least one). */
+  /** The next batch: in order, within CACHE_RESULTS_LIMITS (at least one result). */
   #take(): Queued[] {
-    let bytes = 0;
+    const limits = CACHE_RESULTS_LIMITS;
     let count = 0;
+    let blobs = 0;
+    let inlineBytes = 0;
+    let rowBytes = 0;
     for (const queued of this.#queue) {
-      if (count === MAX_BATCH) break;
-      if (count > 0 && bytes + queued.inlineBytes > CACHE_RESULTS_INLINE_BYTES) break;
-      bytes += queued.inlineBytes;
+      const over =
+        count === limits.results ||
+        blobs + queued.inline.size > limits.blobs ||
+        inlineBytes + queued.inlineBytes > limits.inlineBytes ||
+        rowBytes + queued.rowBytes > limits.rowBytes;
+      if (count > 0 && over) break;
       count++;
+      blobs += queued.inline.size;
+      inlineBytes += queued.inlineBytes;
+      rowBytes += queued.rowBytes;
     }
     return this.#queue.splice(0, count);
   }
 
   async #send(batch: Queued[]): Promise<void> {
-    if (this.#batches) {
+    // A lone result whose rows are over the route's bounds: the one-by-one way.
+    const alone = batch.length === 1 && batch[0]!.rowBytes > CACHE_RESULTS_LIMITS.rowBytes;
+    if (this.#batches && !alone) {
       try {
         await this.#sendBatch(batch);
         return;
@@ -155,25 +196,22 @@ export class CoordinatorCache implements SharedCache {
   async #sendBatch(batch: Queued[]): Promise<void> {
     const inline = new Map<string, Buffer>();
     const large = new Map<string, Buffer>();
-    for (const queued of batch)
-      for (const [hash, data] of queued.blobs)
-        (data.length <= CACHE_RESULTS_INLINE_BLOB_BYTES ? inline : large).set(hash, data);
+    let rowBytes = 0;
+    for (const queued of batch) {
+      for (const [hash, data] of queued.inline) inline.set(hash, data);
+      for (const [hash, data] of queued.large) large.set(hash, data);
+      rowBytes += queued.rowBytes;
+    }
     await this.#uploadMissing(large);
+    let inlineBytes = 0;
+    for (const data of inline.values()) inlineBytes += data.length;
     const body: PutCacheResultsRequest = {
-      results: batch.map(({ result }) => ({
-        key: result.key,
-        entry: this.#entry(result),
-        ...(result.manifest === undefined
-          ? {}
-          : {
-              manifest: { direct: result.manifest.direct, includes: result.manifest.includes },
-            }),
-      })),
+      results: batch.map((queued) => queued.row),
       blobs: [...inline].map(([hash, data]) => ({ sha256: hash, data: data.toString('base64') })),
     };
     const answer = checkAnswer(
       cacheResultsAnswer,
-      await this.api.putCacheResults(body),
+      await this.api.putCacheResults(body, rowBytes + Math.ceil((inlineBytes * 4) / 3)),
       'cache results answer',
     );
     batch.forEach((queued, i) => {
@@ -192,13 +230,13 @@ export class CoordinatorCache implements SharedCache {
   }
 
   /** One result the way a coordinator without POST /cache/results takes it. */
-  async #uploadOne({ result, blobs }: Queued): Promise<void> {
-    await this.#uploadMissing(blobs);
-    await this.api.putCacheEntry(result.key, this.#entry(result));
-    if (result.manifest !== undefined)
-      await this.api.putManifestLine(result.manifest.direct, {
-        includes: result.manifest.includes,
-        entry: result.key,
+  async #uploadOne({ row, inline, large }: Queued): Promise<void> {
+    await this.#uploadMissing(new Map([...inline, ...large]));
+    await this.api.putCacheEntry(row.key, row.entry);
+    if (row.manifest !== undefined)
+      await this.api.putManifestLine(row.manifest.direct, {
+        includes: row.manifest.includes,
+        entry: row.key,
       });
   }
 
@@ -210,31 +248,4 @@ export class CoordinatorCache implements SharedCache {
       if (data !== undefined) await this.api.putBlob(hash, data);
     }
   }
-
-  #entry(result: NewCompileResult): PutCacheResultsRequest['results'][number]['entry'] {
-    const buildId = this.buildId?.();
-    return {
-      outputs: result.outputs.map((output) => ({
-        name: output.name,
-        sha256: sha256(output.data),
-        size: output.data.length,
-        mode: output.mode,
-      })),
-      stderr:
-        result.stderr.length > 0
-          ? { sha256: sha256(result.stderr), size: result.stderr.length }
-          : null,
-      exitCode: 0,
-      toolchain: result.toolchain.id,
-      ...(buildId === undefined ? {} : { buildId }),
-    };
-  }
-}
-
-/** A result's blobs by hash: its outputs and, when it printed, its stderr. */
-function blobsOf(result: NewCompileResult): Map<string, Buffer> {
-  const blobs = new Map<string, Buffer>();
-  for (const output of result.outputs) blobs.set(sha256(output.data), output.data);
-  if (result.stderr.length > 0) blobs.set(sha256(result.stderr), result.stderr);
-  return blobs;
 }

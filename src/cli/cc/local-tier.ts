@@ -24,6 +24,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../../common/atomic-file.js';
+import { readSmallSync } from './file-hashes.js';
 import { listStamped, removeUsedBefore, touch } from './trim-dir.js';
 
 export const DEFAULT_LOCAL_TIER_BYTES = 5 * 1024 ** 3;
@@ -172,7 +173,7 @@ export class LocalTier {
     const file = fanout(this.#blobs, hash);
     let data: Buffer;
     try {
-      data = readFileSync(file);
+      data = await readSmallSync(file, size);
     } catch {
       return null;
     }

@@ -12,7 +12,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { z } from 'zod';
 import {
-  CACHE_RESULTS_INLINE_BYTES,
+  CACHE_RESULTS_LIMITS,
   cacheLookupBody,
   putCacheEntryBody,
   putCacheResultsBody,
@@ -70,10 +70,10 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
       data: Buffer.from(blob.data, 'base64'),
     }));
     const inline = blobs.reduce((sum, blob) => sum + blob.data.length, 0);
-    if (inline > CACHE_RESULTS_INLINE_BYTES)
+    if (inline > CACHE_RESULTS_LIMITS.inlineBytes)
       throw new MusterError(
         'PAYLOAD_TOO_LARGE',
-        `at most ${CACHE_RESULTS_INLINE_BYTES} bytes of blobs ride in one request; upload larger ones with PUT /api/v1/blobs/{sha256}`,
+        `at most ${CACHE_RESULTS_LIMITS.inlineBytes} bytes of blobs ride in one request; upload larger ones with PUT /api/v1/blobs/{sha256}`,
       );
     for (const blob of blobs)
       await receiveBlob(ctx, user.name, blob.sha256, blob.data.length, [blob.data]);
@@ -121,8 +121,11 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
   );
 }
 
-/** The inline blobs' base64 (4/3 of their bytes) and the rows' JSON around them. */
-const RESULTS_BODY_LIMIT = Math.ceil((CACHE_RESULTS_INLINE_BYTES * 4) / 3) + 4 * 1024 * 1024;
+/** The inline blobs' base64 (4/3 of their bytes), the rows' JSON, and the frame around them. */
+const RESULTS_BODY_LIMIT =
+  Math.ceil((CACHE_RESULTS_LIMITS.inlineBytes * 4) / 3) +
+  CACHE_RESULTS_LIMITS.rowBytes +
+  CACHE_RESULTS_LIMITS.blobs * 128;
 
 /** A client's compile result as a cache entry (its blobs must be in the store). */
 function storeEntry(

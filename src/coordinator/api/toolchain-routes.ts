@@ -16,7 +16,7 @@ import { toolchainIdOf } from '../../common/toolchain-id.js';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 import { shippedToolchain } from '../bundles.js';
-import { TOOLCHAIN_ROWS } from '../store/cache.js';
+import { TOOLCHAIN_ROWS, TOOLCHAIN_USE_STAMP_MS } from '../store/cache.js';
 import { requireAdmin, requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { toolchainView } from './views.js';
@@ -76,7 +76,13 @@ export function registerToolchainRoutes(app: FastifyInstance, ctx: ApiContext): 
   });
 
   app.get('/api/v1/toolchains', async (request) => {
-    requireAdmin(request, ctx);
+    // A read: answered by a backup too (its copy), unlike the removal.
+    const user = requireUser(request);
+    if (user.role !== 'admin')
+      throw new MusterError(
+        'FORBIDDEN',
+        `${user.name} is not an admin; listing toolchains needs one`,
+      );
     const agents = ctx.agents.snapshots();
     const shipped = ctx.bundles.shippedToolchains();
     return store.cache.toolchainSummaries().map((t) => toolchainView(t, agents, shipped));
@@ -96,13 +102,19 @@ export function registerToolchainRoutes(app: FastifyInstance, ctx: ApiContext): 
 }
 
 /**
- * A compile job named a toolchain: its last use is stamped (at most every 10 minutes). When that brings
- * it among those shipped (it was not, for want of room), agents get a new bundle; this job
- * itself is answered at once (toolchain-not-on-agents) and the next ones go.
+ * A compile job named a toolchain: its last use is stamped (at most every 10 minutes while it is
+ * shipped; one that is not, every 10 s: its use must count at once). When that brings it among
+ * those shipped (it was not, for want of room), agents get a new bundle; this job itself is
+ * answered at once (toolchain-not-on-agents) and the next ones go.
  */
 export function noteToolchainUse(ctx: ApiContext, id: string, log: FastifyBaseLogger): void {
-  if (ctx.store.cache.touchToolchain(id)) void resyncIfChanged(ctx, log);
+  const shipped = ctx.bundles.shippedToolchains().has(id);
+  const gapMs = shipped ? TOOLCHAIN_USE_STAMP_MS : UNSHIPPED_USE_STAMP_MS;
+  if (ctx.store.cache.touchToolchain(id, undefined, gapMs)) void resyncIfChanged(ctx, log);
 }
+
+/** How often the last use of a toolchain that is not shipped is rewritten (a replicated write). */
+const UNSHIPPED_USE_STAMP_MS = 10_000;
 
 /** Computes a new bundle and pushes it to the connected agents when what it carries changed. */
 async function resyncIfChanged(ctx: ApiContext, log: FastifyBaseLogger): Promise<void> {

@@ -16,6 +16,9 @@ import { createHash } from 'node:crypto';
 /** Changes whenever the meaning of a key changes (old entries are then never found). */
 export const TASK_CACHE_KEY_VERSION = 'muster-task-cache-2';
 
+/** The host runtime's files, as a set beside the extensions' (no extension has this name). */
+export const HOST_RUNTIME_FILES = '\0host';
+
 export interface KeyedFile {
   path: string;
   sha256: string;

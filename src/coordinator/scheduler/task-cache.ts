@@ -17,10 +17,7 @@ import type { CacheEntryRow, LogChunk, OutputFile, TaskRow } from '../store/type
 import type { ActiveBuild, TaskState } from './active-build.js';
 import { newAgentTaskId } from './agent-task-id.js';
 import { inputsOf } from './placement.js';
-import { taskCacheKey, type KeyedFile } from './task-cache-key.js';
-
-/** Where the host runtime's files are kept among the extensions' (no extension has this name). */
-const HOST = '\0host';
+import { HOST_RUNTIME_FILES as HOST, taskCacheKey, type KeyedFile } from './task-cache-key.js';
 
 /** The agent an attempt served from the cache is recorded on (as compile jobs use `local`). */
 export const CACHE_AGENT = 'cache';

@@ -13,12 +13,13 @@
  * the client's CPU time (everything the command ran on this machine: make, the launchers, the
  * directives-only passes, the service, the links), for the speed-up model of docs/compile.md.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startAgent, type BenchAgent } from './agent.js';
-import { mustRun } from './cc-peer-processes.js';
+import { mustRun, startDaemon, type Daemon } from './cc-peer-processes.js';
 import type { PeerBuild, PeerRunner } from './cc-peer-runners.js';
 import { countCompiles, type CcProject } from './cc-projects.js';
 import { startCoordinator, type BenchCoordinator } from './coordinator-process.js';
@@ -64,7 +65,12 @@ function envFor(home: string, coordinator: BenchCoordinator): NodeJS.ProcessEnv 
 }
 
 /** The two runners share one coordinator and cache per round: the warm one follows the cold. */
-export function musterRunners(): { cold: PeerRunner; warm: PeerRunner; remote: PeerRunner } {
+export function musterRunners(): {
+  cold: PeerRunner;
+  warm: PeerRunner;
+  remote: PeerRunner;
+  launcher: PeerRunner;
+} {
   let agents: BenchAgent[] = [];
   let coordinator: BenchCoordinator | undefined;
   let home: string | undefined;
@@ -132,7 +138,65 @@ export function musterRunners(): { cold: PeerRunner; warm: PeerRunner; remote: P
     build: (project, tree, jobs) => timed(project, tree, jobs),
     stop: async () => undefined,
   };
-  return { cold, warm, remote: remoteRunner() };
+  return { cold, warm, remote: remoteRunner(), launcher: launcherRunner() };
+}
+
+/**
+ * `make CC="muster cc gcc"` through the per-user compile service (`muster cc --serve`, started
+ * once like the shim would, on a socket of its own), warm: each round a first build fills the
+ * cache (not timed), then `make clean` and the timed build. No `muster build` around make: no
+ * Node start, session or summary per build — what a warm rebuild costs where `muster build`'s
+ * fixed cost does not come in.
+ */
+function launcherRunner(): PeerRunner {
+  let coordinator: BenchCoordinator | undefined;
+  let home: string | undefined;
+  let service: Daemon | undefined;
+  let env: NodeJS.ProcessEnv = {};
+  return {
+    name: 'CC="muster cc" make (per-user service), warm cache',
+    missing: async () => undefined,
+    async start(log) {
+      home = await mkdtemp(join(tmpdir(), 'muster-bench-cc-launcher-home-'));
+      coordinator = await startCoordinator();
+      const socket = join(home, 'run', 'cc.sock');
+      env = { ...envFor(home, coordinator), MUSTER_CC_SOCKET: socket };
+      service = startDaemon(muster, ['cc', '--serve', '--socket', socket, '--idle-exit', '0'], env);
+      const deadline = Date.now() + 30_000;
+      while (!existsSync(socket)) {
+        const exited = service.exited();
+        if (exited !== undefined) throw new Error(`muster cc --serve ${exited}`);
+        if (Date.now() > deadline) throw new Error('muster cc --serve made no socket in 30 s');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      log(
+        'CC="muster cc" make: one muster cc --serve for all rounds, a coordinator without agents',
+      );
+    },
+    async build(project, tree, jobs) {
+      const args = [...project.buildArgs(jobs), ...project.launcherVars(`${muster} cc`)];
+      const make = (what: string) =>
+        mustRun(`${project.name}: ${what}`, 'make', args, {
+          cwd: tree,
+          env,
+          limitMs: BUILD_LIMIT_MS,
+        });
+      await mustRun('make clean', 'make', project.cleanArgs, { cwd: tree });
+      await make('CC="muster cc" make, filling the cache');
+      await mustRun('make clean', 'make', project.cleanArgs, { cwd: tree });
+      const result = await make('CC="muster cc" make, warm');
+      await project.check(tree);
+      return { ms: result.ms, compiles: countCompiles(result.output) };
+    },
+    async stop() {
+      await service?.stop();
+      service = undefined;
+      await coordinator?.stop();
+      coordinator = undefined;
+      if (home !== undefined) await rm(home, { recursive: true, force: true });
+      home = undefined;
+    },
+  };
 }
 
 /** Builds with every compile on the two agents (no cache), on one coordinator for all rounds. */

@@ -68,8 +68,8 @@ async function benchProject(
   log: (text: string) => void,
 ): Promise<Measurement[]> {
   const tree = await projectTree(project, join(root, project.pkg));
-  const { cold, warm, remote } = musterRunners();
-  const peers: PeerState[] = [plainMake(), cold, warm, remote, distcc(), icecream()].map(
+  const { cold, warm, remote, launcher } = musterRunners();
+  const peers: PeerState[] = [plainMake(), cold, warm, launcher, remote, distcc(), icecream()].map(
     (runner) => ({
       runner,
       builds: [],
@@ -154,13 +154,16 @@ async function benchProject(
   });
   for (const peer of peers.slice(1)) {
     const isMuster = peer.runner.name.startsWith('muster');
-    const metric = isMuster
-      ? `${project.name}: ${peer.runner.name} -- make -j${JOBS} (2 local agents × 1 slot) / make -j${JOBS}${peer.runner === warm ? ', after make clean' : peer.runner === remote ? ', clean build, no cache' : ', clean build'}`
-      : `${project.name}: ${peer.runner.name} (2 build hosts × 1 slot) / make -j${JOBS}, clean build`;
+    const metric =
+      peer.runner === launcher
+        ? `${project.name}: ${peer.runner.name} -j${JOBS} / make -j${JOBS}, after make clean`
+        : isMuster
+          ? `${project.name}: ${peer.runner.name} -- make -j${JOBS} (2 local agents × 1 slot) / make -j${JOBS}${peer.runner === warm ? ', after make clean' : peer.runner === remote ? ', clean build, no cache' : ', clean build'}`
+          : `${project.name}: ${peer.runner.name} (2 build hosts × 1 slot) / make -j${JOBS}, clean build`;
     const aim =
       peer.runner === cold
         ? { aim: { op: '<=' as const, value: 1.03 } }
-        : peer.runner === warm
+        : peer.runner === warm || peer.runner === launcher
           ? { aim: { op: '<=' as const, value: 0.2 } }
           : {};
     if (peer.missing !== undefined) {
@@ -208,7 +211,9 @@ export const ccPeers: Benchmark = {
     'a first untimed build sends it to the hosts). Daemons at nice 0 like make. make, distcc, icecream alternate ' +
     'in 3 rounds (1 with --quick); ratio = the median of each peer’s time / make’s time in the same round; the ' +
     'daemons’ logs count the compiles that really ran on them. Muster, in the same rounds: `muster build -- make -j2` ' +
-    'with a fresh coordinator and two one-slot agents (empty cache), then again after `make clean` (warm cache), and ' +
+    'with a fresh coordinator and two one-slot agents (empty cache), then again after `make clean` (warm cache); ' +
+    '`make CC="muster cc gcc"` through the per-user service (`muster cc --serve` started once, a coordinator without ' +
+    'agents), warm: a first untimed build each round, then `make clean` and the timed one; and ' +
     '`--placement remote --no-cache` (every compile on the agents; its own coordinator, toolchains synced before ' +
     'the first round), with the CPU time of everything it ran on this machine.',
   async run(ctx) {

@@ -198,6 +198,7 @@ describe('backup coordinator', () => {
       'post /api/v1/cache/lookup',
       'put /api/v1/cache/entries/{key}',
       'post /api/v1/cache/manifests/{direct}',
+      'post /api/v1/cache/results',
       'put /api/v1/toolchains/{id}',
     ]);
     let checked = 0;

@@ -18,6 +18,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BuildCounts } from '../src/cli/cc/build-summary.js';
 import { startAgent, type BenchAgent } from './agent.js';
 import { mustRun, startDaemon, type Daemon } from './cc-peer-processes.js';
 import type { PeerBuild, PeerRunner } from './cc-peer-runners.js';
@@ -28,14 +29,11 @@ const BUILD_LIMIT_MS = 15 * 60 * 1000;
 /** bin/muster of this checkout: `muster build` as a user runs it. */
 const muster = fileURLToPath(new URL('../../bin/muster', import.meta.url));
 
-interface Summary {
-  compiles: number;
-  remote: number;
-  local: number;
-  cacheHits: number;
-  fallbacks: number;
-  reruns: number;
-}
+/** `muster build --json`'s counts (the fields read here). */
+type Summary = Pick<
+  BuildCounts,
+  'compiles' | 'remote' | 'local' | 'cacheHits' | 'fallbacks' | 'reruns'
+>;
 
 /** The last summary JSON `muster build --json` printed. */
 function summaryIn(output: string): Summary | undefined {

@@ -656,6 +656,8 @@ async function play(plan: Plan): Promise<Outcome> {
         encodeRequest(planned.request, planned.jsonEdits),
         planned.byteEdits,
       );
+      // A request cut to nothing sends nothing, and nothing answers it.
+      if (bytes.length === 0) continue;
       methods.push(planned.request.method);
       sent.push(
         `${brief(bytes.subarray(0, 600))}${bytes.length > 600 ? ` (${bytes.length} bytes)` : ''}`,

@@ -8,22 +8,16 @@ import { execFile } from 'node:child_process';
 import { readFile, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { BuildCounts } from '../../src/cli/cc/build-summary.js';
 import type { CliResult } from './cli.js';
 import { makeTempDir } from './temp-dirs.js';
 
 const run = promisify(execFile);
 
-/** `muster build --json`'s summary (the fields the tests read). */
-export interface Summary {
+/** `muster build --json`'s summary: its counts, the build and the command's exit code. */
+export interface Summary extends BuildCounts {
   buildId: number | null;
   exitCode: number;
-  compiles: number;
-  remote: number;
-  local: number;
-  cacheHits: number;
-  fallbacks: number;
-  reruns: number;
-  fallbackReasons: Record<string, number>;
 }
 
 /** The summary of a `muster build --json` that exited 0. */

@@ -262,7 +262,10 @@ export class CompileService {
 
   #accept(socket: Socket): void {
     const ready = this.#ready;
-    if (this.#state !== 'running' || ready === null) {
+    // Also while starting: the socket exists from listen() on, and a launcher that waited for
+    // it (a service started on demand) connects at once; its hello waits for `ready`.
+    const open = this.#state === 'running' || this.#state === 'starting';
+    if (!open || ready === null) {
       socket.destroy();
       return;
     }

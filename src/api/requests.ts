@@ -205,10 +205,15 @@ export const putCacheEntryBody = z.strictObject({
   buildId: z.number().int().positive().optional(),
 });
 
+/** A manifest line's bounds, wherever one is read (the coordinator, the CLI's local tier). */
+export const MANIFEST_LINE_LIMITS = { includes: 20_000, path: 4096 } as const;
+
 /** POST /api/v1/cache/manifests/{direct}: "with these includes, the result is that entry". */
 export const putManifestLineBody = z.strictObject({
   /** [path, sha256] of every file the compile read besides its source, in the compiler's order. */
-  includes: z.array(z.tuple([z.string().min(1).max(4096), sha256Hex])).max(20_000),
+  includes: z
+    .array(z.tuple([z.string().min(1).max(MANIFEST_LINE_LIMITS.path), sha256Hex]))
+    .max(MANIFEST_LINE_LIMITS.includes),
   entry: sha256Hex,
 });
 

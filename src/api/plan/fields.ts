@@ -5,13 +5,12 @@
 import picomatch from 'picomatch';
 import { expandBraces } from '../../host/glob.js';
 import { parseDuration } from '../../common/duration.js';
+import { isObject } from '../../common/is-object.js';
 import { PLAN_LIMITS } from './limits.js';
 import { describe, type Problems } from './problems.js';
 import type { AstPath, Source } from './yaml-source.js';
 
-export function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
+export { isObject };
 
 /**
  * Checks one input or output glob. Returns the pattern (a leading "./" removed) or the reason it

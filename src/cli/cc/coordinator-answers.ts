@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import type { CacheLookupView, CacheResultsView, CompileJobView } from '../../api/views/compile.js';
+import { putManifestLineBody } from '../../api/requests.js';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 
@@ -30,7 +31,7 @@ export const cacheLookupAnswer = z.object({
   manifest: z
     .array(
       z.object({
-        includes: z.array(z.tuple([z.string().min(1).max(4096), sha256Hex])).max(20_000),
+        includes: putManifestLineBody.shape.includes,
         entry: sha256Hex,
       }),
     )

@@ -24,6 +24,8 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../../common/atomic-file.js';
+import { isObject } from '../../common/is-object.js';
+import { MANIFEST_LINE_LIMITS } from '../../api/requests.js';
 import { readSmallSync } from './file-hashes.js';
 import { listStamped, removeUsedBefore, touch } from './trim-dir.js';
 
@@ -64,13 +66,6 @@ export interface ManifestLine {
   entry: string;
 }
 
-const MAX_INCLUDES = 20_000;
-const MAX_INCLUDE_PATH = 4096;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function isHash(value: unknown): value is string {
   return typeof value === 'string' && BLOB_NAME.test(value);
 }
@@ -82,17 +77,17 @@ function isHash(value: unknown): value is string {
  * in a warm rebuild of Lua's 34 files), this a few microseconds.
  */
 export function manifestLinesOf(value: unknown): ManifestLine[] | null {
-  if (!isRecord(value) || Object.keys(value).length !== 1) return null;
+  if (!isObject(value) || Object.keys(value).length !== 1) return null;
   const lines = value['lines'];
   if (!Array.isArray(lines) || lines.length > MANIFEST_LINES) return null;
   for (const line of lines as unknown[]) {
-    if (!isRecord(line) || Object.keys(line).length !== 2 || !isHash(line['entry'])) return null;
+    if (!isObject(line) || Object.keys(line).length !== 2 || !isHash(line['entry'])) return null;
     const includes = line['includes'];
-    if (!Array.isArray(includes) || includes.length > MAX_INCLUDES) return null;
+    if (!Array.isArray(includes) || includes.length > MANIFEST_LINE_LIMITS.includes) return null;
     for (const include of includes as unknown[]) {
       if (!Array.isArray(include) || include.length !== 2) return null;
       const [path, hash] = include as unknown[];
-      if (typeof path !== 'string' || path.length === 0 || path.length > MAX_INCLUDE_PATH)
+      if (typeof path !== 'string' || path.length === 0 || path.length > MANIFEST_LINE_LIMITS.path)
         return null;
       if (!isHash(hash)) return null;
     }

@@ -8,7 +8,8 @@ import { chmodSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const cliPath = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+/** The bundled CLI (scripts/bundle-cli.js), as bin/muster runs it. */
+export const cliPath = fileURLToPath(new URL('../cli/muster.js', import.meta.url));
 
 export interface BenchProcess {
   child: ChildProcess;

@@ -62,7 +62,7 @@ function writeNodeFallback(why) {
       'self=$(readlink -f "$0")\n' +
       "# Called by a compiler's name (masquerade), that name is the compiler: the launcher form.\n" +
       'case ${0##*/} in muster-cc) ;; *) set -- "${0##*/}" "$@" ;; esac\n' +
-      'exec node "${self%/dist/native/muster-cc}/dist/src/cli/main.js" cc "$@"\n',
+      'exec node "${self%/dist/native/muster-cc}/dist/cli/muster.js" cc "$@"\n',
   );
 }
 

@@ -13,12 +13,12 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { readBootId } from '../common/boot-id.js';
 import { parseDuration } from '../common/duration.js';
+import { cliEntry, packagePath } from '../protocol/client/package-root.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
@@ -126,7 +126,7 @@ export function registerCcCommand(program: Command): void {
 
 /** The native shim of this installation (a compiler that resolves to it is never the real one). */
 function shimPath(): string {
-  return fileURLToPath(new URL('../../native/muster-cc', import.meta.url));
+  return packagePath('dist', 'native', 'muster-cc');
 }
 
 /**
@@ -216,7 +216,7 @@ async function detach(
     // No log yet.
   }
   const fd = openSync(logFile, size > SERVE_LOG_MAX_BYTES ? 'w' : 'a', 0o600);
-  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+  const main = cliEntry();
   const child = spawn(
     process.execPath,
     [

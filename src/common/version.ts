@@ -1,12 +1,10 @@
 import { readFileSync } from 'node:fs';
+import { packagePath } from '../protocol/client/package-root.js';
 
 /** This package's version (agent, coordinator and CLI ship together), from package.json. */
 export const MUSTER_VERSION: string = (() => {
   try {
-    // dist/src/common/ -> the package root
-    const pkg = JSON.parse(
-      readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-    ) as {
+    const pkg = JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as {
       version?: string;
     };
     return pkg.version ?? '0.0.0';

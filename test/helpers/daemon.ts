@@ -5,7 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const cliPath = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** The bundled CLI (scripts/bundle-cli.js), as bin/muster runs it. */
+export const cliPath = fileURLToPath(new URL('../../cli/muster.js', import.meta.url));
 
 export interface Daemon {
   child: ChildProcess;

@@ -22,8 +22,8 @@
  * - `MUSTER_CC_SOCKET` (this build's service) and `MUSTER_CC_MASQUERADE` (never scanned for the
  *   real compiler, so nothing loops back into the launcher).
  */
-import { delimiter, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { delimiter, join } from 'node:path';
+import { packagePath } from '../../protocol/client/package-root.js';
 import { MASQUERADE_ENV, SOCKET_ENV } from './shim-protocol.js';
 
 /** The compiler names the masquerade directory holds. */
@@ -42,8 +42,7 @@ export interface LauncherPaths {
 
 /** Where the install keeps them: `dist/native/` beside `dist/src/`. */
 export function installedLauncherPaths(): LauncherPaths {
-  const dist = dirname(dirname(dirname(dirname(fileURLToPath(import.meta.url)))));
-  const native = join(dist, 'native');
+  const native = packagePath('dist', 'native');
   return { launcher: join(native, 'muster-cc'), masquerade: join(native, 'masquerade') };
 }
 

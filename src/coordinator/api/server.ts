@@ -1,6 +1,5 @@
 /** Builds the coordinator's Fastify app (apart from listen(), so tests can inject()). */
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import fastifyCookie from '@fastify/cookie';
 import fastifyStatic from '@fastify/static';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
@@ -22,6 +21,7 @@ import { registerSettingsRoutes } from './settings-routes.js';
 import { registerSystemRoutes } from './system-routes.js';
 import { registerToolchainRoutes } from './toolchain-routes.js';
 import { registerUserRoutes } from './user-routes.js';
+import { packagePath } from '../../protocol/client/package-root.js';
 import { MusterError } from '../../protocol/errors.js';
 
 /** Sent with every response, the web UI's pages and the API's answers alike. */
@@ -147,6 +147,6 @@ export function buildServer(
 
 /** Where the built web UI is (dist/web), or undefined when it was not built. */
 function webRoot(): string | undefined {
-  const dir = fileURLToPath(new URL('../../../web/', import.meta.url));
+  const dir = packagePath('dist', 'web/');
   return existsSync(`${dir}index.html`) ? dir : undefined;
 }

@@ -3,8 +3,10 @@
  * big (or hostile) plan cannot hold up every other request while it is checked. A worker gets a
  * fresh heap with a ceiling and a time limit; at most a few run at once and the rest queue.
  */
+import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { packagePath } from '../../protocol/client/package-root.js';
 import { MusterError, type ErrorCode } from '../../protocol/errors.js';
 import { parsePlan } from '../../api/plan/parse.js';
 import type { Plan } from '../../api/plan/types.js';
@@ -43,7 +45,8 @@ export interface ParsePlanOffThreadOptions {
   minBytes?: number;
 }
 
-const workerUrl = new URL('./parse-worker.js', import.meta.url);
+/** The worker's own file in the compiled tree (the bundled CLI has no file of it). */
+const workerUrl = pathToFileURL(packagePath('dist', 'src', 'coordinator', 'plan', 'parse-worker.js'));
 let running = 0;
 const waiting: (() => void)[] = [];
 

@@ -8,9 +8,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { MusterError } from '../errors.js';
 import { checkManifest, versionIdOf, type Manifest } from '../manifest.js';
+import { packagePath } from './package-root.js';
 
 export type BlobSource = { file: string } | { data: Buffer };
 
@@ -35,10 +35,10 @@ export interface BundleOptions {
 }
 
 /** dist/src/host and dist/src/extensions/{core,cc} of this package. */
-export const defaultHostDir = fileURLToPath(new URL('../../host/', import.meta.url));
-export const coreExtensionDir = fileURLToPath(new URL('../../extensions/core/', import.meta.url));
+export const defaultHostDir = packagePath('dist', 'src', 'host/');
+export const coreExtensionDir = packagePath('dist', 'src', 'extensions', 'core/');
 /** Remote compiles (issue 13): runs the toolchains a bundle carries under toolchains/. */
-export const ccExtensionDir = fileURLToPath(new URL('../../extensions/cc/', import.meta.url));
+export const ccExtensionDir = packagePath('dist', 'src', 'extensions', 'cc/');
 
 /** The extensions every bundle of this package ships; users cannot add or replace these names. */
 export const BUILT_IN_EXTENSIONS: readonly string[] = ['cc', 'core'];

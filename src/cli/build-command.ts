@@ -16,7 +16,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import { readBootId } from '../common/boot-id.js';
 import type { CompileSessionView } from '../api/views/compile.js';
 import { MusterError } from '../protocol/errors.js';
@@ -29,6 +28,7 @@ import { CoordinatorJobs } from './cc/coordinator-jobs.js';
 import { installedLauncherPaths, launchEnvironment } from './cc/launch-env.js';
 import { isPlacement, PLACEMENT_ENV, type Placement } from './cc/placement.js';
 import { CompileService, type CoordinatorPorts } from './cc/service.js';
+import { stderrLogOnDemand } from './cc/service-log.js';
 import { SessionRecorder } from './cc/session-recorder.js';
 import { FALLBACK_LOG_NAME } from './cc/shim-protocol.js';
 import type { CompileStats } from './cc/stats.js';
@@ -191,7 +191,7 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
     noCache: !opts.cache,
     // The results go to the coordinator before this build returns (a slow one gets a minute).
     backgroundMs: 60_000,
-    log: pino({ level: process.env['MUSTER_CC_LOG'] ?? 'warn' }, pino.destination(2)),
+    log: stderrLogOnDemand(process.env['MUSTER_CC_LOG'] ?? 'warn'),
     coordinator: ports,
     prewarm: prewarmedCompilers(process.env),
   });

@@ -3,7 +3,6 @@
  * their own): the cache tiers, the counters, the per-service memories (file hashes, toolchains,
  * system headers) and the ports to the coordinator.
  */
-import type { Logger } from 'pino';
 import type { Compile } from './classify.js';
 import type { CompilerPaths } from './compiler-path.js';
 import type { ExplainLog } from './explain.js';
@@ -12,6 +11,7 @@ import type { LocalTier } from './local-tier.js';
 import type { Placement } from './placement.js';
 import type { JobRecorder, RemoteJobs, SharedCache } from './ports.js';
 import type { ShimHello, ShimRan } from './shim-protocol.js';
+import type { ServiceLog } from './service-log.js';
 import type { StatsCounter } from './stats.js';
 import type { SystemHeaders } from './system-headers.js';
 import type { ToolchainIds } from './toolchain-ids.js';
@@ -46,7 +46,7 @@ export interface JobContext {
   readonly shimPath: string | undefined;
   /** A private directory for the compiles' dependency lists. */
   readonly tempDir: string;
-  readonly log: Logger;
+  readonly log: ServiceLog;
   /** Work the shim does not wait for (uploads, explain records); stop() waits for it, bounded. */
   background(what: string, work: Promise<unknown>): void;
 }

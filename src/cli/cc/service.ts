@@ -17,7 +17,6 @@ import { mkdir, mkdtemp, rm, stat, chmod } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Logger } from 'pino';
 import { answerHello, ShimProtocolError } from './compile-job.js';
 import { CompilerPaths } from './compiler-path.js';
 import { ExplainLog } from './explain.js';
@@ -27,6 +26,7 @@ import { LocalTier } from './local-tier.js';
 import { withLockFile } from './lock-file.js';
 import type { Placement } from './placement.js';
 import type { JobRecorder, RemoteJobs, SharedCache } from './ports.js';
+import type { ServiceLog } from './service-log.js';
 import { ShimConnection, type ByteBudget } from './shim-connection.js';
 import { FALLBACK_LOG_NAME } from './shim-protocol.js';
 import { clearStaleSocket, prepareSocketDir } from './socket-path.js';
@@ -74,7 +74,7 @@ export interface CompileServiceOptions extends CoordinatorPorts {
   readonly masqueradeDir?: string;
   /** The native shim: a compiler whose realpath is this is the shim itself, never the real one. */
   readonly shimPath?: string;
-  readonly log: Logger;
+  readonly log: ServiceLog;
   /** Bound on the local tier's blobs (default 5 GiB). */
   readonly maxCacheBytes?: number;
   readonly maxConnections?: number;
@@ -106,7 +106,7 @@ const DEFAULTS = {
 
 export class CompileService {
   readonly #options: CompileServiceOptions;
-  readonly #log: Logger;
+  readonly #log: ServiceLog;
   #state: ServiceState = 'created';
   #server: Server | null = null;
   #socketPath: string | null = null;

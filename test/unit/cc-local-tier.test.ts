@@ -6,6 +6,7 @@ import { after, describe, it } from 'node:test';
 import {
   LocalTier,
   MANIFEST_LINES,
+  localEntryOf,
   manifestLinesOf,
   sha256,
   type LocalEntry,
@@ -184,5 +185,47 @@ describe('local tier of the compile cache', () => {
     ];
     for (const value of bad)
       assert.equal(manifestLinesOf(value), null, JSON.stringify(value)?.slice(0, 80));
+  });
+
+  it('reads an entry only when it is one, whatever else the file holds', () => {
+    const h = 'b'.repeat(64);
+    const object = { name: 'object', sha256: h, size: 10, mode: 0o644 };
+    const entry = {
+      key: h,
+      outputs: [object, { ...object, name: 'depfile', size: 0 }],
+      stderr: { sha256: h, size: 3 },
+      exitCode: 0,
+      toolchain: h,
+      createdAt: '2026-12-06T00:00:00.000Z',
+    };
+    assert.deepEqual(localEntryOf(entry), entry);
+    assert.deepEqual(localEntryOf({ ...entry, stderr: null }), { ...entry, stderr: null });
+    const bad: unknown[] = [
+      null,
+      [],
+      'entry',
+      { ...entry, more: 1 },
+      { ...entry, key: h.toUpperCase() },
+      { ...entry, key: undefined },
+      { ...entry, exitCode: 1 },
+      { ...entry, toolchain: '' },
+      { ...entry, toolchain: 't'.repeat(201) },
+      { ...entry, toolchain: 7 },
+      { ...entry, createdAt: 'x'.repeat(65) },
+      { ...entry, outputs: [] },
+      { ...entry, outputs: [object, object, object] },
+      { ...entry, outputs: {} },
+      { ...entry, outputs: [{ ...object, name: 'stderr' }] },
+      { ...entry, outputs: [{ ...object, sha256: 'nope' }] },
+      { ...entry, outputs: [{ ...object, size: -1 }] },
+      { ...entry, outputs: [{ ...object, size: 1.5 }] },
+      { ...entry, outputs: [{ ...object, mode: 0o1000 }] },
+      { ...entry, outputs: [{ ...object, extra: true }] },
+      { ...entry, stderr: { sha256: h } },
+      { ...entry, stderr: { sha256: h, size: '3' } },
+      { ...entry, stderr: { sha256: h, size: 3, extra: 1 } },
+    ];
+    for (const value of bad)
+      assert.equal(localEntryOf(value), null, JSON.stringify(value)?.slice(0, 120));
   });
 });

@@ -22,7 +22,6 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
 import { writeAtomic } from '../../common/atomic-file.js';
 import { isObject } from '../../common/is-object.js';
 import { MANIFEST_LINE_LIMITS } from '../../api/requests.js';
@@ -36,29 +35,16 @@ const MAX_JSON_BYTES = 16 * 1024 * 1024;
 const BLOB_NAME = /^[0-9a-f]{64}$/;
 const JSON_NAME = /^[0-9a-f]{64}\.json$/;
 
-const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
-
-const blobRef = z.strictObject({ sha256: sha256Hex, size: z.number().int().nonnegative() });
-
-const localEntrySchema = z.strictObject({
-  key: sha256Hex,
-  outputs: z
-    .array(
-      z.strictObject({
-        name: z.enum(['object', 'depfile']),
-        sha256: sha256Hex,
-        size: z.number().int().nonnegative(),
-        mode: z.number().int().min(0).max(0o777),
-      }),
-    )
-    .min(1)
-    .max(2),
-  stderr: blobRef.nullable(),
-  exitCode: z.literal(0),
-  toolchain: z.string().min(1).max(200),
-  createdAt: z.string().max(64),
-});
-export type LocalEntry = z.infer<typeof localEntrySchema>;
+/** A kept result (`entries/ab/<key>.json`). */
+export interface LocalEntry {
+  key: string;
+  /** One or two: the object, and the depfile when the compile wrote one. */
+  outputs: { name: 'object' | 'depfile'; sha256: string; size: number; mode: number }[];
+  stderr: { sha256: string; size: number } | null;
+  exitCode: 0;
+  toolchain: string;
+  createdAt: string;
+}
 
 /** "With these headers (path, sha256), that entry." */
 export interface ManifestLine {
@@ -68,6 +54,52 @@ export interface ManifestLine {
 
 function isHash(value: unknown): value is string {
   return typeof value === 'string' && BLOB_NAME.test(value);
+}
+
+function isSize(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function hasOnly(value: Record<string, unknown>, keys: readonly string[]): boolean {
+  const own = Object.keys(value);
+  return own.length === keys.length && own.every((k) => keys.includes(k));
+}
+
+const ENTRY_KEYS = ['key', 'outputs', 'stderr', 'exitCode', 'toolchain', 'createdAt'] as const;
+const OUTPUT_KEYS = ['name', 'sha256', 'size', 'mode'] as const;
+const BLOB_REF_KEYS = ['sha256', 'size'] as const;
+
+function isOutput(value: unknown): boolean {
+  return (
+    isObject(value) &&
+    hasOnly(value, OUTPUT_KEYS) &&
+    (value['name'] === 'object' || value['name'] === 'depfile') &&
+    isHash(value['sha256']) &&
+    isSize(value['size']) &&
+    isSize(value['mode']) &&
+    value['mode'] <= 0o777
+  );
+}
+
+/**
+ * An entry file's result, or null when it is not one (exactly the fields of LocalEntry, within
+ * their bounds). By hand, as manifestLinesOf and for the same reason: every hit reads one.
+ */
+export function localEntryOf(value: unknown): LocalEntry | null {
+  if (!isObject(value) || !hasOnly(value, ENTRY_KEYS)) return null;
+  const { key, outputs, stderr, exitCode, toolchain, createdAt } = value;
+  if (!isHash(key) || exitCode !== 0) return null;
+  if (typeof toolchain !== 'string' || toolchain.length === 0 || toolchain.length > 200) return null;
+  if (typeof createdAt !== 'string' || createdAt.length > 64) return null;
+  if (!Array.isArray(outputs) || outputs.length < 1 || outputs.length > 2) return null;
+  if (!(outputs as unknown[]).every(isOutput)) return null;
+  const blob =
+    stderr === null ||
+    (isObject(stderr) &&
+      hasOnly(stderr, BLOB_REF_KEYS) &&
+      isHash(stderr['sha256']) &&
+      isSize(stderr['size']));
+  return blob ? (value as unknown as LocalEntry) : null;
 }
 
 /**
@@ -164,7 +196,7 @@ export class LocalTier {
 
   /** The blob's bytes, or null when it is missing or corrupt (then it is removed). */
   async getBlob(hash: string, size?: number): Promise<Buffer | null> {
-    if (!sha256Hex.safeParse(hash).success) return null;
+    if (!isHash(hash)) return null;
     const file = fanout(this.#blobs, hash);
     let data: Buffer;
     try {
@@ -186,22 +218,22 @@ export class LocalTier {
 
   /** The entry under `key`, or null when there is none or it cannot be read. */
   async getEntry(key: string): Promise<LocalEntry | null> {
-    if (!sha256Hex.safeParse(key).success) return null;
+    if (!isHash(key)) return null;
     const file = fanout(this.#entries, `${key}.json`);
-    const parsed = localEntrySchema.safeParse(parseJson(readBounded(file)));
-    if (!parsed.success || parsed.data.key !== key) return null;
+    const entry = localEntryOf(parseJson(readBounded(file)));
+    if (entry === null || entry.key !== key) return null;
     await touch(file);
-    return parsed.data;
+    return entry;
   }
 
   async removeEntry(key: string): Promise<void> {
-    if (!sha256Hex.safeParse(key).success) return;
+    if (!isHash(key)) return;
     await rm(fanout(this.#entries, `${key}.json`), { force: true });
   }
 
   /** The direct key's manifest lines, newest first (empty when there are none). */
   async getManifest(direct: string): Promise<ManifestLine[]> {
-    if (!sha256Hex.safeParse(direct).success) return [];
+    if (!isHash(direct)) return [];
     const file = fanout(this.#manifests, `${direct}.json`);
     const lines = manifestLinesOf(parseJson(readBounded(file)));
     if (lines === null) return [];
@@ -215,7 +247,7 @@ export class LocalTier {
    * which loses at most a line (a later miss stores it again).
    */
   async addManifestLine(direct: string, line: ManifestLine): Promise<void> {
-    if (!sha256Hex.safeParse(direct).success) throw new Error(`not a key: ${direct}`);
+    if (!BLOB_NAME.test(direct)) throw new Error(`not a key: ${direct}`);
     const same = (l: ManifestLine): boolean =>
       l.entry === line.entry && JSON.stringify(l.includes) === JSON.stringify(line.includes);
     const lines = [line, ...(await this.getManifest(direct)).filter((l) => !same(l))];

@@ -1,9 +1,11 @@
 /**
  * Muster's rows of the compile benchmark, run in the same rounds as plain make and the peers
  * (cc-peers.ts): `muster build -- make -j2` against a fresh coordinator with two local agents of
- * one slot each, with an empty cache (a new coordinator data dir and a new local cache per
- * round: a cold build), then — same round, after `make clean` — again with the cache as that
- * build left it (a warm rebuild).
+ * one slot each, with an empty cache (a new coordinator data dir and a new HOME per round: a
+ * first use, whose compiler is identified during the build), then — same round — a clean build
+ * with empty caches again (a new coordinator, the local tier emptied) on a machine that knows the
+ * compiler (its remembered toolchain ids kept: every use after the first), then after `make
+ * clean` again with the cache as that build left it (a warm rebuild).
  *
  * The agents share this machine's cores (same boot id), so the default placement compiles here:
  * the cold row is the cost of going through Muster (launcher, service, hashing, storing), the
@@ -14,11 +16,13 @@
  * directives-only passes, the service, the links), for the speed-up model of docs/compile.md.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildCounts } from '../src/cli/cc/build-summary.js';
+import { userCacheDir } from '../src/cli/cc/cache-dir.js';
+import { TOOLCHAIN_IDS_DIR } from '../src/cli/cc/toolchain-ids.js';
 import { startAgent, type BenchAgent } from './agent.js';
 import { mustRun, startDaemon, type Daemon } from './cc-peer-processes.js';
 import type { PeerBuild, PeerRunner } from './cc-peer-runners.js';
@@ -62,9 +66,15 @@ function envFor(home: string, coordinator: BenchCoordinator): NodeJS.ProcessEnv 
   };
 }
 
-/** The two runners share one coordinator and cache per round: the warm one follows the cold. */
+/**
+ * The cold, known and warm runners share one HOME per round and follow each other: cold is the
+ * first use (a new HOME: the compiler is identified during the build), known a clean build with
+ * empty caches again (a new coordinator, the local tier emptied) by a user whose machine already
+ * knows the compiler (its remembered toolchain ids kept), warm the rebuild from known's cache.
+ */
 export function musterRunners(): {
   cold: PeerRunner;
+  known: PeerRunner;
   warm: PeerRunner;
   remote: PeerRunner;
   launcher: PeerRunner;
@@ -100,6 +110,14 @@ export function musterRunners(): {
     };
   };
 
+  const freshCoordinator = async (): Promise<void> => {
+    await coordinator?.stop();
+    coordinator = await startCoordinator();
+    for (const [i, agent] of agents.entries())
+      await coordinator.addAgent(`local-${i + 1}`, agent, { slots: 1 });
+    await coordinator.waitForAgents(agents.length);
+  };
+
   const stopRound = async (): Promise<void> => {
     await coordinator?.stop();
     coordinator = undefined;
@@ -117,10 +135,7 @@ export function musterRunners(): {
     async build(project, tree, jobs) {
       await stopRound();
       home = await mkdtemp(join(tmpdir(), 'muster-bench-cc-home-'));
-      coordinator = await startCoordinator();
-      for (const [i, agent] of agents.entries())
-        await coordinator.addAgent(`local-${i + 1}`, agent, { slots: 1 });
-      await coordinator.waitForAgents(agents.length);
+      await freshCoordinator();
       return timed(project, tree, jobs);
     },
     async stop() {
@@ -129,6 +144,21 @@ export function musterRunners(): {
       agents = [];
     },
   };
+  const known: PeerRunner = {
+    name: 'muster build, compiler known',
+    missing: async () => undefined,
+    start: async () => undefined,
+    async build(project, tree, jobs) {
+      if (home === undefined) throw new Error('muster build, compiler known: no cold build before');
+      await freshCoordinator();
+      const tier = userCacheDir({ HOME: home, XDG_CACHE_HOME: join(home, '.cache') });
+      for (const entry of await readdir(tier))
+        if (entry !== TOOLCHAIN_IDS_DIR)
+          await rm(join(tier, entry), { recursive: true, force: true });
+      return timed(project, tree, jobs);
+    },
+    stop: async () => undefined,
+  };
   const warm: PeerRunner = {
     name: 'muster build, warm cache',
     missing: async () => undefined,
@@ -136,7 +166,7 @@ export function musterRunners(): {
     build: (project, tree, jobs) => timed(project, tree, jobs),
     stop: async () => undefined,
   };
-  return { cold, warm, remote: remoteRunner(), launcher: launcherRunner() };
+  return { cold, known, warm, remote: remoteRunner(), launcher: launcherRunner() };
 }
 
 /**

@@ -32,7 +32,7 @@ import { FALLBACK_LOG_NAME } from './shim-protocol.js';
 import { clearStaleSocket, prepareSocketDir } from './socket-path.js';
 import { StatsCounter } from './stats.js';
 import { SystemHeaders } from './system-headers.js';
-import { ToolchainIds, type Discover } from './toolchain-ids.js';
+import { TOOLCHAIN_IDS_DIR, ToolchainIds, type Discover } from './toolchain-ids.js';
 import { resolveProgram } from './toolchain.js';
 
 export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -197,7 +197,7 @@ export class CompileService {
       stats: this.#stats,
       hashes: new FileHashes(o.fileHashes),
       compilers: new CompilerPaths(),
-      toolchains: new ToolchainIds(o.discoverToolchain, join(o.cacheDir, 'toolchain-ids')),
+      toolchains: new ToolchainIds(o.discoverToolchain, join(o.cacheDir, TOOLCHAIN_IDS_DIR)),
       systemHeaders: new SystemHeaders(),
       explainLog: new ExplainLog(o.cacheDir),
       sharedCache: o.sharedCache,

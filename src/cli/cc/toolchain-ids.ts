@@ -26,6 +26,8 @@ const MAX_REMEMBERED = 64;
 /** Compilers remembered on disk: each gcc upgrade or PATH of a build adds one. */
 export const MAX_ON_DISK = 256;
 const REMEMBERED_NAME = /^[0-9a-f]{64}\.json$/;
+/** The remembered compilers' folder in the cache dir. */
+export const TOOLCHAIN_IDS_DIR = 'toolchain-ids';
 
 export interface ToolchainInfo {
   /** What the cache key names. */

@@ -10,6 +10,12 @@ import { createHash } from 'node:crypto';
 /** Bump when what a toolchain holds, or how its id is made, changes. */
 export const TOOLCHAIN_FORMAT = 1;
 
+/**
+ * The glibc a toolchain needs, as its description says it ("2.N"): checked when it is registered
+ * and again when a bundle is made of it (an agent's cc extension reads it as any "X.Y[.Z]").
+ */
+export const GLIBC_VERSION = /^2\.\d{1,4}$/;
+
 export interface ToolchainDescription {
   driver: string;
   triple: string;

@@ -21,6 +21,7 @@
  */
 import { checkManifest, versionIdOf, type Manifest } from '../protocol/manifest.js';
 import type { BlobStore } from '../common/blob-store.js';
+import { GLIBC_VERSION } from '../common/toolchain-id.js';
 import {
   BUILT_IN_EXTENSIONS,
   createBundle,
@@ -287,5 +288,5 @@ export function shippedToolchain(
 /** The glibc a toolchain needs, as its client described it; undefined when it did not say. */
 function glibcOf(info: Record<string, unknown>): string | undefined {
   const { glibc } = info;
-  return typeof glibc === 'string' && /^\d+\.\d+$/.test(glibc) ? glibc : undefined;
+  return typeof glibc === 'string' && GLIBC_VERSION.test(glibc) ? glibc : undefined;
 }

@@ -12,7 +12,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { putToolchainBody } from '../../api/requests.js';
 import type { ToolchainView } from '../../api/views/compile.js';
-import { toolchainIdOf } from '../../common/toolchain-id.js';
+import { GLIBC_VERSION, toolchainIdOf } from '../../common/toolchain-id.js';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 import { shippedToolchain } from '../bundles.js';
@@ -131,7 +131,7 @@ const toolchainInfo = z.object({
   driver: z.string().min(1).max(4096),
   triple: z.string().min(1).max(256),
   version: z.string().min(1).max(256),
-  glibc: z.string().regex(/^2\.\d{1,4}$/),
+  glibc: z.string().regex(GLIBC_VERSION),
 });
 
 /** The id must be the hash of the description (common/toolchain-id.ts), recomputed here. */

@@ -58,6 +58,30 @@ describe('file hashes by stat', () => {
     assert.equal(hashes.size, 1);
   });
 
+  it("with a compile's start: a file changed at or after start − 2 s is too new, however late it is hashed", async () => {
+    const hashes = new FileHashes(deps());
+    const old = write('old.h', 'int old;\n');
+    const during = write('during.h', 'int during;\n');
+    // The clock at the compile's start (every file's ctime is well before it: write() saw to it).
+    const start = now;
+    // Rewritten while the compile ran: its mtime is 1 s after the start.
+    const inCompile = new Date(Number(start / 1_000_000n) + 1_000);
+    utimesSync(during, inCompile, inCompile);
+    // Hashed an hour later: the rule of "now" alone would take it.
+    now = start + 3_600_000_000_000n;
+    assert.equal((await hashes.hash(during))?.tooNew, false, 'a lookup takes it');
+    assert.equal((await hashes.hash(during, start))?.tooNew, true, 'even though remembered');
+    assert.equal((await new FileHashes(deps()).hash(during, start))?.tooNew, true);
+    // One changed 1 s before the start is within the 2 s: too new as well.
+    const before = new Date(Number(start / 1_000_000n) - 1_000);
+    utimesSync(during, before, before);
+    assert.equal((await hashes.hash(during, start))?.tooNew, true);
+    // An old header is recorded.
+    const got = await hashes.hash(old, start);
+    assert.deepEqual(got, { sha256: sha('int old;\n'), size: 9, tooNew: false, timeMacros: [] });
+    assert.equal(hashes.now(), now);
+  });
+
   it('a file from the future is too new', async () => {
     const path = join(dir, 'future.h');
     writeFileSync(path, 'x');

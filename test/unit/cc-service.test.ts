@@ -13,7 +13,9 @@ import {
   rmSync,
   writeFileSync,
   existsSync,
+  renameSync,
   statSync,
+  utimesSync,
 } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -119,6 +121,8 @@ describe('compile service (real gcc, fake shim)', () => {
     const runEnv = first.messages[0]?.env ?? [];
     assert.ok(runEnv.some((e) => e.startsWith('SUNPRO_DEPENDENCIES=')));
     assert.deepEqual(readFileSync(join(src, 'hello.o')), readFileSync(join(src, 'ref.o')));
+    // The result is kept after the shim was answered.
+    await service.settled();
 
     rmSync(join(src, 'hello.o'));
     const second = await cc(['-Iinc', '-c', 'hello.c', '-o', 'hello.o'], { umask: 0o027 });
@@ -133,6 +137,7 @@ describe('compile service (real gcc, fake shim)', () => {
 
   it('a changed header is a miss, and --explain names it', async () => {
     await cc(['-Iinc', '-c', 'other.c', '-o', 'other.o']);
+    await service.settled();
     const hit = await cc(['-Iinc', '-c', 'other.c', '-o', 'other.o']);
     assert.deepEqual(
       hit.messages.map((m) => m.type),
@@ -202,6 +207,7 @@ describe('compile service (real gcc, fake shim)', () => {
     assert.deepEqual(depfile, readFileSync(join(src, 'deps', 'ref.d')));
     rmSync(join(src, 'deps', 'warn.d'));
     rmSync(join(src, 'warn.o'));
+    await service.settled();
     const second = await cc(args);
     assert.deepEqual(
       second.messages.map((m) => m.type),
@@ -218,6 +224,7 @@ describe('compile service (real gcc, fake shim)', () => {
     assert.equal(first.code, 0);
     const d = readFileSync(join(src, 'mmd.d'));
     rmSync(join(src, 'mmd.d'));
+    await service.settled();
     const second = await cc(args);
     assert.deepEqual(
       second.messages.map((m) => m.type),
@@ -325,6 +332,7 @@ describe('compile service (real gcc, fake shim)', () => {
       ['run', 'exit'],
     );
     assert.equal(first.messages[0]?.path, join(wrapperDir, 'gcc'));
+    await service.settled();
     const second = await cc(args, { env: wrapped });
     assert.deepEqual(
       second.messages.map((m) => m.type),
@@ -478,6 +486,137 @@ describe('compile service: fallbacks, too-new files, lifecycle', () => {
     } finally {
       await second.stop();
     }
+  });
+
+  /**
+   * A service whose kept results wait until the test says: the first stat of `gated` (a header
+   * only keeping the result hashes) holds until `release()`. Its clock is `shiftNs` ahead.
+   */
+  function gatedService(name: string, gated: string, clock: { shiftNs: bigint }) {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((r) => (release = r));
+    let held = false;
+    const service = new CompileService({
+      cacheDir: join(root, `cache-${name}`),
+      log,
+      fileHashes: {
+        ...hourAhead,
+        stat: async (p: string) => {
+          if (p === gated && !held) {
+            held = true;
+            await released;
+          }
+          return statSync(p, { bigint: true });
+        },
+        now: () => BigInt(Date.now()) * 1_000_000n + clock.shiftNs,
+      },
+    });
+    return { service, release, socket: join(root, `sock-${name}`, 'cc.sock') };
+  }
+
+  it('keeps the compile’s bytes when depcomp moves the depfile and the object is rewritten after the answer', async () => {
+    const gcc = requireGcc();
+    const src = join(root, 'depcomp');
+    mkdirSync(join(src, '.deps'), { recursive: true });
+    writeFileSync(join(src, 'dep.h'), '#define D 5\n');
+    writeFileSync(join(src, 'dep.c'), '#include "dep.h"\nint d(void) { return D; }\n');
+    const args = [
+      '-MT',
+      'dep.o',
+      '-MD',
+      '-MP',
+      '-MF',
+      '.deps/dep.Tpo',
+      '-c',
+      'dep.c',
+      '-o',
+      'dep.o',
+    ];
+    execFileSync(gcc, [...args.slice(0, 5), '.deps/ref.Tpo', '-c', 'dep.c', '-o', 'ref.o'], {
+      cwd: src,
+    });
+    const { service, release, socket } = gatedService('depcomp', join(src, 'dep.h'), {
+      shiftNs: 3_600_000_000_000n,
+    });
+    await service.start(socket);
+    try {
+      const first = await fakeShim({ socket, argv: ['gcc', ...args], cwd: src });
+      assert.deepEqual(
+        first.messages.map((m) => m.type),
+        ['run', 'exit'],
+      );
+      const object = readFileSync(join(src, 'dep.o'));
+      const depfile = readFileSync(join(src, '.deps', 'dep.Tpo'));
+      assert.deepEqual(object, readFileSync(join(src, 'ref.o')));
+      // What make and automake do next, while the result still waits to be kept:
+      // `mv -f .deps/dep.Tpo .deps/dep.Po`, and a later step rewrites the object.
+      renameSync(join(src, '.deps', 'dep.Tpo'), join(src, '.deps', 'dep.Po'));
+      writeFileSync(join(src, 'dep.o'), 'not an object');
+      release();
+      await service.settled();
+      rmSync(join(src, 'dep.o'));
+      const second = await fakeShim({ socket, argv: ['gcc', ...args], cwd: src });
+      assert.deepEqual(
+        second.messages.map((m) => m.type),
+        ['exit'],
+      );
+      assert.deepEqual(readFileSync(join(src, 'dep.o')), object);
+      assert.deepEqual(readFileSync(join(src, '.deps', 'dep.Tpo')), depfile);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('a header rewritten after the compile started is not kept, however late it is hashed', async () => {
+    requireGcc();
+    const src = join(root, 'during');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'late.h'), '#define L 1\n');
+    writeFileSync(join(src, 'late.c'), '#include "late.h"\nint l(void) { return L; }\n');
+    // The files' clock an hour ahead of the real one: the files written above are old to it.
+    const clock = { shiftNs: 3_600_000_000_000n };
+    const { service, release, socket } = gatedService('during', join(src, 'late.h'), clock);
+    const cacheDir = join(root, 'cache-during');
+    await service.start(socket);
+    try {
+      const first = await fakeShim({ socket, argv: ['gcc', '-c', 'late.c'], cwd: src });
+      assert.deepEqual(
+        first.messages.map((m) => m.type),
+        ['run', 'exit'],
+      );
+      // Rewritten after the compile's start (by the files' clock, now), and hashed an hour later:
+      // "within 2 s of now" alone would keep the object with the new content's hash.
+      writeFileSync(join(src, 'late.h'), '#define L 2\n');
+      const rewritten = new Date(Date.now() + 3_600_000);
+      utimesSync(join(src, 'late.h'), rewritten, rewritten);
+      clock.shiftNs = 7_200_000_000_000n;
+      release();
+      await service.settled();
+      let text = '';
+      for (let i = 0; i < 500 && !text.includes('too-new'); i++) {
+        text = await explain(cacheDir, 'late.o', src);
+        if (!text.includes('too-new')) await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.match(text, /too-new: late\.h/);
+      const again = await fakeShim({ socket, argv: ['gcc', '-c', 'late.c'], cwd: src });
+      assert.deepEqual(
+        again.messages.map((m) => m.type),
+        ['run', 'exit'],
+        'nothing was kept: compiled again',
+      );
+      await service.settled();
+      // Kept this time (the header is old to this compile's start), so a hit follows.
+      const hit = await fakeShim({ socket, argv: ['gcc', '-c', 'late.c'], cwd: src });
+      assert.deepEqual(
+        hit.messages.map((m) => m.type),
+        ['exit'],
+      );
+    } finally {
+      await service.stop();
+    }
+    const stats = await readStats(cacheDir);
+    assert.equal(stats.uncacheable, 1);
+    assert.equal(stats.cacheHits, 1);
   });
 
   it('files changed in the last 2 s are not cached (uncacheable)', async () => {

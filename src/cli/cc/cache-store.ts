@@ -1,13 +1,17 @@
 /**
  * Keeping a successful local compile (design §4, depend mode): its outputs and stderr as blobs,
  * its result entry, and the manifest line "with these headers, that result" under the direct
- * key, in the local tier now and in the shared cache in the background. The headers come from
- * the compile's own dependency list (the user's depfile, or the one gcc wrote to
+ * key, in the local tier and in the shared cache in the background. The headers come from the
+ * compile's own dependency list (the user's depfile, or the one gcc wrote to
  * SUNPRO_DEPENDENCIES for the service); nothing is run a second time.
  *
- * Not kept (the reasons are returned): a header or the source changed within the last 2 s or
- * while the compile ran (ccache's "too new"), a header that cannot be read, a time macro
- * SOURCE_DATE_EPOCH does not fix (`unfixedTimeMacros`), a dependency list that cannot be read.
+ * A local compile's outputs are captured (captureOutputs) before its shim is answered — make or
+ * depcomp may move or rewrite them right after — and the rest runs later (deferred-stores.ts).
+ *
+ * Not kept (the reasons are returned): a header or the source changed at or after the
+ * compile's start − 2 s (ccache's "too new", file-hashes.ts), a header that cannot be read, a
+ * time macro SOURCE_DATE_EPOCH does not fix (`unfixedTimeMacros`), a dependency list that
+ * cannot be read.
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -15,6 +19,7 @@ import type { Compile } from './classify.js';
 import { directResultKey } from './cache-key.js';
 import { unfixedTimeMacros } from './directives.js';
 import { parseDepfile, prerequisitesOf } from './depfile.js';
+import { readSmallSync } from './file-hashes.js';
 import type { JobContext } from './job-context.js';
 import type { LocalEntry } from './local-tier.js';
 import type { StoredOutput } from './ports.js';
@@ -38,6 +43,32 @@ export interface StoreRequest {
   readonly stderr: Buffer;
   /** `0666 & ~umask`. */
   readonly mode: number;
+  /** The outputs as the compile left them (captureOutputs); absent: read now. */
+  readonly captured?: CapturedOutputs;
+  /**
+   * The compile's start (FileHashes.now() before it ran): a file changed at or after it − 2 s
+   * is too new. Absent: within 2 s of now.
+   */
+  readonly startNs?: bigint;
+}
+
+/** A compile's outputs, read right after it ended. */
+export interface CapturedOutputs {
+  readonly object: Buffer;
+  /** The user's depfile (-MD/-MMD/-MF), null when the command asked none. */
+  readonly depfile: Buffer | null;
+}
+
+/** Reads the compile's outputs into memory (or says that one was not written). */
+export async function captureOutputs(job: Compile, cwd: string): Promise<CapturedOutputs | string> {
+  try {
+    const object = await readSmallSync(resolve(cwd, job.output));
+    const depfile =
+      job.depfile === null ? null : await readSmallSync(resolve(cwd, job.depfile.path));
+    return { object, depfile };
+  } catch {
+    return 'an output was not written';
+  }
 }
 
 /** The compile's dependency list (the user's depfile, or SUNPRO_DEPENDENCIES'), or why none. */
@@ -47,7 +78,8 @@ async function dependencyList(req: StoreRequest): Promise<readonly string[] | st
   if (listFile === null) return 'no dependency list';
   let listText: string;
   try {
-    listText = await readFile(listFile, 'utf8');
+    const captured = req.depsFile === null ? req.captured?.depfile : undefined;
+    listText = captured?.toString('utf8') ?? (await readFile(listFile, 'utf8'));
   } catch {
     return 'the dependency list was not written';
   }
@@ -64,13 +96,13 @@ export async function storeResult(ctx: JobContext, req: StoreRequest): Promise<s
   const headers = listed.filter((p) => p !== job.source);
 
   const reasons: string[] = [];
-  const source = await ctx.hashes.hash(resolve(cwd, job.source));
+  const source = await ctx.hashes.hash(resolve(cwd, job.source), req.startNs);
   if (source === null || source.sha256 !== req.sourceSha256 || source.tooNew) {
     reasons.push(`too-new: ${job.source}`);
   }
   const includes: [string, string][] = [];
   for (const path of headers) {
-    const h = await ctx.hashes.hash(resolve(cwd, path));
+    const h = await ctx.hashes.hash(resolve(cwd, path), req.startNs);
     if (h === null) reasons.push(`unreadable header: ${path}`);
     else if (h.tooNew) reasons.push(`too-new: ${path}`);
     else if (unfixedTimeMacros(h.timeMacros, req.env).length > 0)
@@ -80,23 +112,11 @@ export async function storeResult(ctx: JobContext, req: StoreRequest): Promise<s
   }
   if (reasons.length > 0) return reasons;
 
-  const outputs: StoredOutput[] = [];
-  try {
-    outputs.push({
-      name: 'object',
-      data: await readFile(resolve(cwd, job.output)),
-      mode: req.mode,
-    });
-    if (job.depfile !== null) {
-      outputs.push({
-        name: 'depfile',
-        data: await readFile(resolve(cwd, job.depfile.path)),
-        mode: req.mode,
-      });
-    }
-  } catch {
-    return ['an output was not written'];
-  }
+  const captured = req.captured ?? (await captureOutputs(job, cwd));
+  if (typeof captured === 'string') return [captured];
+  const outputs: StoredOutput[] = [{ name: 'object', data: captured.object, mode: req.mode }];
+  if (captured.depfile !== null)
+    outputs.push({ name: 'depfile', data: captured.depfile, mode: req.mode });
 
   const key = directResultKey(req.direct, includes);
   const stored: LocalEntry['outputs'] = [];

@@ -7,9 +7,10 @@
  * - a miss that placement sends to an agent (placement.ts) → the remote path
  *   (remote-compile.ts): an agent's result, or the shared cache's by the job's key, is written
  *   and kept under the direct key, and answered with `exit`; anything else compiles here, below;
- * - otherwise → `run` it in the shim (stderr teed live there), and on `ran`: exit 0 → keep the
- *   result (cache-store.ts) and answer `exit` with no stderr (the shim already printed it);
- *   non-zero → answer the same code, keep nothing.
+ * - otherwise → `run` it in the shim (stderr teed live there), and on `ran`: exit 0 → read the
+ *   outputs into memory, answer `exit` with no stderr (the shim already printed it), and keep
+ *   the result afterwards (cache-store.ts, queued in deferred-stores.ts: its explain record and
+ *   `uncacheable` count come then); non-zero → answer the same code, keep nothing.
  *
  * Returns the last message for the shim, or throws (the connection is then closed and the shim
  * runs the compiler itself).
@@ -21,7 +22,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { CompileRecord } from '../../api/requests-types.js';
 import { directKeyInputs, keyOf, type KeyInputs } from './cache-key.js';
 import { lookupDirect, type CacheHit } from './cache-lookup.js';
-import { storeResult } from './cache-store.js';
+import { captureOutputs, storeResult } from './cache-store.js';
 import { classify, type Compile } from './classify.js';
 import { compilerEnvironment, invocationOf } from './compiler-path.js';
 import { includedFiles, unfixedTimeMacros } from './directives.js';
@@ -164,10 +165,12 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
     direct: lookup?.direct ?? null,
     inputs: lookup?.inputs ?? null,
   };
-  const finish = (
-    record: Omit<CompileRecord, 'label' | 'startedAt' | 'durationMs'> | null,
-    explain: Pick<ExplainRecord, 'outcome' | 'tier' | 'reasons' | 'manifestLines' | 'mismatch'>,
-  ): void => {
+  type ExplainFields = Pick<
+    ExplainRecord,
+    'outcome' | 'tier' | 'reasons' | 'manifestLines' | 'mismatch'
+  >;
+  /** The job's record (when it ends for the shim) and its explain record. */
+  const recordJob = (record: Omit<CompileRecord, 'label' | 'startedAt' | 'durationMs'> | null) => {
     try {
       if (record === null) ctx.recorder?.noteRemote?.();
       else
@@ -175,10 +178,19 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
     } catch (err) {
       ctx.log.warn({ err }, 'muster cc: recording a job failed');
     }
+  };
+  const explainJob = (explain: ExplainFields): void => {
     ctx.background(
       'explain record',
       ctx.explainLog.record({ at: new Date().toISOString(), ...explainBase, ...explain }),
     );
+  };
+  const finish = (
+    record: Omit<CompileRecord, 'label' | 'startedAt' | 'durationMs'> | null,
+    explain: ExplainFields,
+  ): void => {
+    recordJob(record);
+    explainJob(explain);
   };
 
   let fallback: string | undefined;
@@ -222,9 +234,15 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
   let settles: { job?: string } = {};
   let hereReason: string | undefined;
   if (fallback === undefined && job.localReasons.length === 0) {
+    // Before the remote path reads the headers (its preprocessor pass): the "too new" rule's
+    // reference for keeping what it brings back.
+    const remoteStartNs = ctx.hashes.now();
     const outcome = await placeRemotely(ctx, x, call, toolchain, label);
     if (outcome.kind !== 'here') {
-      const kept = await keepRemoteResult(ctx, call, cwd, lookup, toolchain, outcome, hello.umask);
+      const kept = await keepRemoteResult(ctx, call, cwd, lookup, toolchain, outcome, {
+        umask: hello.umask,
+        startNs: remoteStartNs,
+      });
       if (outcome.kind === 'hit') {
         ctx.stats.add('cacheHits');
         finish(
@@ -277,6 +295,24 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
     // gcc writes a full `-M` list there and the command line stays the user's (§4).
     runEnv['SUNPRO_DEPENDENCIES'] = `${depsFile} ${job.output}`;
   }
+  const explainHere = (notKept: readonly string[]): ExplainFields => ({
+    outcome: lookup === null || notKept.length > 0 ? 'uncacheable' : 'miss',
+    tier: null,
+    reasons: [
+      ...notKept,
+      ...localReasons.map((r) => `runs here: ${r}`),
+      ...(fallback === undefined ? [] : [`fallback: ${fallback}`]),
+    ],
+    manifestLines,
+    mismatch,
+  });
+  const kept = (notKept: readonly string[]): void => {
+    if (notKept.length > 0 && !ctx.noCache) ctx.stats.add('uncacheable');
+    explainJob(explainHere(notKept));
+  };
+  // The "too new" rule's reference: files changed from 2 s before this on are not recorded.
+  const startNs = ctx.hashes.now();
+  let depsFileOwned = true;
   ctx.localSlots.running++;
   try {
     const ran = await x
@@ -285,7 +321,10 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
         argv: [...call.argv, ...colourArgs(job, hello.stderrTty, env)],
         env: environToList(runEnv),
       })
-      .finally(() => ctx.localSlots.running--);
+      .finally(() => {
+        ctx.localSlots.running--;
+        ctx.stores.wake();
+      });
     const code = ran.exitCode ?? 128 + (ran.signal ?? 0);
     if (code !== 0) {
       ctx.stats.add('errors');
@@ -300,40 +339,50 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
     // have been cut would replay them cut.
     if (stderr.length >= SHIM_MAX_CAPTURE_BYTES) reasons.push('stderr over the capture limit');
     else if (lookup !== null && toolchain !== null) {
-      const notKept = await storeResult(ctx, {
-        job,
-        cwd,
-        env,
-        direct: lookup.direct,
-        sourceSha256: lookup.sourceSha256,
-        toolchain,
-        depsFile,
-        stderr,
-        mode: outputMode(hello.umask),
-      }).catch((err: unknown) => {
-        ctx.log.warn({ err }, 'muster cc: keeping a result in the cache failed');
-        return ['the cache could not keep it'];
-      });
-      reasons.push(...notKept);
+      // What make or depcomp may move or rewrite once the shim is answered is read now; the
+      // rest of keeping the result waits off the compile's path (deferred-stores.ts).
+      const captured = await captureOutputs(job, cwd);
+      if (typeof captured === 'string') reasons.push(captured);
+      else {
+        const store = {
+          job,
+          cwd,
+          env,
+          direct: lookup.direct,
+          sourceSha256: lookup.sourceSha256,
+          toolchain,
+          depsFile,
+          stderr,
+          mode: outputMode(hello.umask),
+          captured,
+          startNs,
+        };
+        const listFile = depsFile;
+        depsFileOwned = false;
+        const bytes = captured.object.length + (captured.depfile?.length ?? 0) + stderr.length;
+        ctx.background(
+          'keeping a result',
+          ctx.stores.add(bytes, async () => {
+            try {
+              const notKept = await storeResult(ctx, store).catch((err: unknown) => {
+                ctx.log.warn({ err }, 'muster cc: keeping a result in the cache failed');
+                return ['the cache could not keep it'];
+              });
+              kept([...reasons, ...notKept]);
+            } finally {
+              if (listFile !== null) await rm(listFile, { force: true });
+            }
+          }),
+        );
+        recordJob({ ...recordBase, exitCode: 0 });
+        return exit(0);
+      }
     }
-    if (reasons.length > 0 && !ctx.noCache) ctx.stats.add('uncacheable');
-    finish(
-      { ...recordBase, exitCode: 0 },
-      {
-        outcome: lookup === null || reasons.length > 0 ? 'uncacheable' : 'miss',
-        tier: null,
-        reasons: [
-          ...reasons,
-          ...localReasons.map((r) => `runs here: ${r}`),
-          ...(fallback === undefined ? [] : [`fallback: ${fallback}`]),
-        ],
-        manifestLines,
-        mismatch,
-      },
-    );
+    recordJob({ ...recordBase, exitCode: 0 });
+    kept(reasons);
     return exit(0);
   } finally {
-    if (depsFile !== null) await rm(depsFile, { force: true });
+    if (depsFile !== null && depsFileOwned) await rm(depsFile, { force: true });
   }
 }
 
@@ -398,7 +447,7 @@ async function keepRemoteResult(
   lookup: Lookup | null,
   toolchain: ToolchainInfo | null,
   outcome: Extract<RemoteOutcome, { kind: 'remote' | 'hit' }>,
-  umask: number,
+  { umask, startNs }: { umask: number; startNs: bigint },
 ): Promise<string[]> {
   if (lookup === null || toolchain === null) return [];
   return storeResult(ctx, {
@@ -412,6 +461,7 @@ async function keepRemoteResult(
     headers: includedFiles(outcome.text.text, outcome.text.mainFile).map((f) => f.path),
     stderr: Buffer.alloc(0),
     mode: outputMode(umask),
+    startNs,
   }).catch((err: unknown) => {
     ctx.log.warn({ err }, 'muster cc: keeping a result in the cache failed');
     return ['the cache could not keep it'];

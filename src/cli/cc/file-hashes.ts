@@ -5,6 +5,12 @@
  * (or in the future) may still be being written in the same second; it is hashed every time,
  * never remembered, and reported `tooNew` so the caller records no manifest from this compile.
  * A file that changes while it is read is reported `tooNew` too.
+ *
+ * Keeping a compile's result asks with the compile's start (`hash(path, startNs)`, the clock
+ * read before the compile ran): then a file whose mtime or ctime is at or after start − 2 s is
+ * too new — it may have been rewritten while the compile ran, or after it and before this
+ * hash, and the object would then be recorded with content it was not made from. This holds
+ * for a file remembered earlier too (its stat is checked against the start every time).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync, type BigIntStats } from 'node:fs';
@@ -17,7 +23,10 @@ export const DEFAULT_MAX_ENTRIES = 50_000;
 export interface HashedFile {
   readonly sha256: string;
   readonly size: number;
-  /** Modified within the last 2 s, or while being read: do not record it in a manifest. */
+  /**
+   * Modified within the last 2 s (or, given a compile's start, at or after start − 2 s), or
+   * while being read: do not record it in a manifest.
+   */
   readonly tooNew: boolean;
   /** `__DATE__`, `__TIME__`, `__TIMESTAMP__` found in it. */
   readonly timeMacros: readonly TimeMacro[];
@@ -57,6 +66,11 @@ export async function readSmallSync(path: string, size?: number): Promise<Buffer
 
 type Remembered = Omit<HashedFile, 'tooNew'>;
 
+/** Modified or changed (ctime) at or after `ns`. */
+function changedSince(s: BigIntStats, ns: bigint): boolean {
+  return s.mtimeNs >= ns || s.ctimeNs >= ns;
+}
+
 function statKey(s: BigIntStats): string {
   return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
 }
@@ -80,13 +94,22 @@ export class FileHashes {
     return this.#byStat.size;
   }
 
-  /** The file's hash, or null when it is missing, unreadable or not a regular file. */
-  async hash(path: string): Promise<HashedFile | null> {
+  /** The clock the rule reads (ns since the epoch): a compile's start is taken from it. */
+  now(): bigint {
+    return this.#deps.now();
+  }
+
+  /**
+   * The file's hash, or null when it is missing, unreadable or not a regular file. With
+   * `startNs` (a compile's start, from now()), too new is judged against it (see above).
+   */
+  async hash(path: string, startNs?: bigint): Promise<HashedFile | null> {
     const before = await this.#stat(path);
     if (before === null) return null;
     const key = statKey(before);
+    const sinceStart = startNs !== undefined && changedSince(before, startNs - TOO_NEW_NS);
     const known = this.#byStat.get(key);
-    if (known !== undefined) return { ...known, tooNew: false };
+    if (known !== undefined) return { ...known, tooNew: sinceStart };
     let content: Buffer;
     try {
       content = await this.#deps.readFile(path);
@@ -108,7 +131,7 @@ export class FileHashes {
       now - before.mtimeNs < TOO_NEW_NS ||
       now - before.ctimeNs < TOO_NEW_NS;
     if (!tooNew) this.#remember(key, hashed);
-    return { ...hashed, tooNew };
+    return { ...hashed, tooNew: tooNew || sinceStart };
   }
 
   async #stat(path: string): Promise<BigIntStats | null> {

@@ -5,6 +5,7 @@
  */
 import type { Compile } from './classify.js';
 import type { CompilerPaths } from './compiler-path.js';
+import type { DeferredStores } from './deferred-stores.js';
 import type { ExplainLog } from './explain.js';
 import type { FileHashes } from './file-hashes.js';
 import type { LocalTier } from './local-tier.js';
@@ -47,7 +48,15 @@ export interface JobContext {
   /** A private directory for the compiles' dependency lists. */
   readonly tempDir: string;
   readonly log: ServiceLog;
-  /** Work the shim does not wait for (uploads, explain records); stop() waits for it, bounded. */
+  /**
+   * Local compiles' results waiting to be kept (the shim was answered); the service wakes it
+   * when a compile ends, and drains it when it stops.
+   */
+  readonly stores: DeferredStores;
+  /**
+   * Work the shim does not wait for (kept results, uploads, explain records); stop() waits for
+   * it, bounded — also for work that work adds.
+   */
   background(what: string, work: Promise<unknown>): void;
 }
 

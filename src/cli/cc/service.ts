@@ -19,12 +19,13 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { answerHello, ShimProtocolError } from './compile-job.js';
 import { CompilerPaths } from './compiler-path.js';
+import { DEFERRED_DEFAULTS, DeferredStores } from './deferred-stores.js';
 import { ExplainLog } from './explain.js';
 import { FileHashes, type FileHashesDeps } from './file-hashes.js';
 import type { JobContext } from './job-context.js';
 import { LocalTier } from './local-tier.js';
 import { withLockFile } from './lock-file.js';
-import type { Placement } from './placement.js';
+import { localCoresBusy, type Placement } from './placement.js';
 import type { JobRecorder, RemoteJobs, SharedCache } from './ports.js';
 import type { ServiceLog } from './service-log.js';
 import { ShimConnection, type ByteBudget } from './shim-connection.js';
@@ -94,6 +95,8 @@ export interface CompileServiceOptions extends CoordinatorPorts {
   readonly discoverToolchain?: Discover;
   /** Tests give a clock (the 2 s "too new" rule would keep every fresh test file out). */
   readonly fileHashes?: FileHashesDeps;
+  /** Bounds of the kept results' queue (default 64 results, 64 MiB; 0 and 0: never waits). */
+  readonly deferredStores?: { readonly maxItems: number; readonly maxBytes: number };
 }
 
 const DEFAULTS = {
@@ -116,6 +119,7 @@ export class CompileService {
   #stopping: Promise<void> | null = null;
   readonly #connections = new Set<ShimConnection>();
   readonly #background = new Set<Promise<unknown>>();
+  #stores: DeferredStores | null = null;
   readonly #budget: ByteBudget;
   readonly #stats: StatsCounter;
   #lastActivity = Date.now();
@@ -189,6 +193,12 @@ export class CompileService {
     const o = this.#options;
     await mkdir(o.cacheDir, { recursive: true, mode: 0o700 });
     this.#tempDir = await mkdtemp(join(tmpdir(), 'muster-cc-'));
+    const localSlots = { running: 0, cores: o.localCores ?? availableParallelism() };
+    this.#stores = new DeferredStores({
+      busy: () => localCoresBusy(localSlots.running, localSlots.cores),
+      ...DEFERRED_DEFAULTS,
+      ...o.deferredStores,
+    });
     const context: JobContext = {
       tier: new LocalTier({
         dir: o.cacheDir,
@@ -207,7 +217,8 @@ export class CompileService {
       placementFromEnv: o.placementFromEnv ?? false,
       maxQueueMs: o.maxQueueMs,
       noCache: o.noCache ?? false,
-      localSlots: { running: 0, cores: o.localCores ?? availableParallelism() },
+      localSlots,
+      stores: this.#stores,
       offlineReason: o.offlineReason,
       masqueradeDir: o.masqueradeDir,
       shimPath: o.shimPath,
@@ -302,6 +313,14 @@ export class CompileService {
     void tracked.finally(() => this.#background.delete(tracked));
   }
 
+  /**
+   * Resolves once no background work is left (kept results, uploads, explain records), also
+   * what that work adds meanwhile. Tests wait for it before they look at the cache.
+   */
+  async settled(): Promise<void> {
+    while (this.#background.size > 0) await Promise.all([...this.#background]);
+  }
+
   async #stop(): Promise<void> {
     if (this.#starting !== null) {
       // A start in flight finishes (or fails: start() rejects to its caller, who hears why)
@@ -320,10 +339,8 @@ export class CompileService {
     );
     for (const c of this.#connections) c.abort();
     await closed;
-    const left = await bounded(
-      Promise.all([...this.#background]),
-      this.#options.backgroundMs ?? DEFAULTS.backgroundMs,
-    );
+    this.#stores?.drain();
+    const left = await bounded(this.settled(), this.#options.backgroundMs ?? DEFAULTS.backgroundMs);
     if (!left)
       this.#log.warn(
         { pending: this.#background.size },

@@ -1,0 +1,98 @@
+/**
+ * The results of local compiles kept off the compiles' critical path: the shim is answered once
+ * a compile's outputs and stderr are in memory, and the rest of keeping it (header hashes, the
+ * local tier's writes, the explain record, the shared upload's queueing) waits here. One store
+ * runs at a time; while every local core runs a compile of this service a store waits for a
+ * free one (between compiles, during links, at the end) — unless the queue holds more than
+ * `maxItems` results or `maxBytes` of captured outputs, when it runs at once, so memory stays
+ * bounded when make's -j is far above the cores.
+ *
+ *   add() ──▶ queued ──(a core is free, or over a bound, or draining)──▶ running ──▶ done
+ *
+ * A store that fails is logged by its caller (add()'s promise never rejects for it).
+ */
+
+export interface DeferredStoresOptions {
+  /** Every local core runs a compile of this service now (stores wait). */
+  readonly busy: () => boolean;
+  readonly maxItems: number;
+  readonly maxBytes: number;
+}
+
+export const DEFERRED_DEFAULTS = { maxItems: 64, maxBytes: 64 * 1024 * 1024 };
+
+interface Queued {
+  readonly bytes: number;
+  readonly run: () => Promise<void>;
+  readonly done: () => void;
+}
+
+export class DeferredStores {
+  readonly #options: DeferredStoresOptions;
+  readonly #queue: Queued[] = [];
+  #bytes = 0;
+  #running = false;
+  #draining = false;
+
+  constructor(options: DeferredStoresOptions) {
+    this.#options = options;
+  }
+
+  /** Results waiting (not counting one running). */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  /** Bytes the waiting results hold. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /**
+   * Queues `run` (holding `bytes` of captured outputs); resolves when it has run (whatever its
+   * outcome: `run` handles its own failures).
+   */
+  add(bytes: number, run: () => Promise<void>): Promise<void> {
+    return new Promise<void>((done) => {
+      this.#queue.push({ bytes, run, done });
+      this.#bytes += bytes;
+      this.#pump();
+    });
+  }
+
+  /** A compile ended (a core may be free): runs what waits. */
+  wake(): void {
+    this.#pump();
+  }
+
+  /** From now on every store runs at once, busy or not (the service stops). */
+  drain(): void {
+    this.#draining = true;
+    this.#pump();
+  }
+
+  #mayRun(): boolean {
+    const o = this.#options;
+    return (
+      this.#draining || !o.busy() || this.#queue.length > o.maxItems || this.#bytes > o.maxBytes
+    );
+  }
+
+  #pump(): void {
+    if (this.#running) return;
+    const next = this.#queue[0];
+    if (next === undefined || !this.#mayRun()) return;
+    this.#queue.shift();
+    this.#bytes -= next.bytes;
+    this.#running = true;
+    void next
+      .run()
+      .catch(() => undefined) // run() logs its own failures
+
+      .finally(() => {
+        this.#running = false;
+        next.done();
+        this.#pump();
+      });
+  }
+}

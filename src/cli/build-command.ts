@@ -26,6 +26,7 @@ import { userCacheDir } from './cc/cache-dir.js';
 import { CoordinatorCache } from './cc/coordinator-cache.js';
 import { CoordinatorGuard } from './cc/coordinator-guard.js';
 import { CoordinatorJobs } from './cc/coordinator-jobs.js';
+import { coordinatorProbe } from './cc/coordinator-probe.js';
 import { installedLauncherPaths, launchEnvironment } from './cc/launch-env.js';
 import { isPlacement, PLACEMENT_ENV, type Placement } from './cc/placement.js';
 import { CompileService, type CoordinatorPorts } from './cc/service.js';
@@ -163,11 +164,13 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
       say(`muster: no coordinator (${session}): every compile runs on this machine\n`);
     return session;
   });
-  // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike.
-  const guard = new CoordinatorGuard();
+  // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike,
+  // until it (or its backup) answers the guard's probe.
+  let guard: CoordinatorGuard | undefined;
   let recorder: SessionRecorder | undefined;
   const ports = opening.then((session): CoordinatorPorts => {
     if (typeof session === 'string') return { offlineReason: NO_COORDINATOR };
+    guard = new CoordinatorGuard({ probe: coordinatorProbe(session.client) });
     recorder = new SessionRecorder(session.client, session.buildId, { warn: say });
     return {
       sharedCache: new CoordinatorCache(session.client, () => session.buildId, guard),
@@ -212,6 +215,7 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
     shimFallbacks = await service.stats.foldFallbackLog(join(dir, FALLBACK_LOG_NAME));
   } finally {
     await service.stop();
+    guard?.stop();
     await rm(dir, { recursive: true, force: true });
   }
   const code = ended.code;

@@ -164,13 +164,22 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
       say(`muster: no coordinator (${session}): every compile runs on this machine\n`);
     return session;
   });
+  const log = pino({ level: process.env['MUSTER_CC_LOG'] ?? 'warn' }, pino.destination(2));
   // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike,
   // until it (or its backup) answers the guard's probe.
   let guard: CoordinatorGuard | undefined;
   let recorder: SessionRecorder | undefined;
   const ports = opening.then((session): CoordinatorPorts => {
     if (typeof session === 'string') return { offlineReason: NO_COORDINATOR };
-    guard = new CoordinatorGuard({ probe: coordinatorProbe(session.client) });
+    guard = new CoordinatorGuard({
+      probe: coordinatorProbe(session.client),
+      onChange: (paused) =>
+        log.info(
+          paused
+            ? 'muster cc: the coordinator did not answer: compiles run here until it does'
+            : `muster cc: the coordinator answers again (${session.client.url})`,
+        ),
+    });
     recorder = new SessionRecorder(session.client, session.buildId, { warn: say });
     return {
       sharedCache: new CoordinatorCache(session.client, () => session.buildId, guard),
@@ -194,7 +203,7 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
     noCache: !opts.cache,
     // The results go to the coordinator before this build returns (a slow one gets a minute).
     backgroundMs: 60_000,
-    log: pino({ level: process.env['MUSTER_CC_LOG'] ?? 'warn' }, pino.destination(2)),
+    log,
     coordinator: ports,
     prewarm: prewarmedCompilers(process.env),
   });

@@ -156,7 +156,7 @@ async function coordinatorPorts(log: Logger): Promise<{
       log.info(
         paused
           ? 'muster cc: the coordinator did not answer: compiles run here until it does'
-          : 'muster cc: the coordinator answers again',
+          : `muster cc: the coordinator answers again (${client.url})`,
       ),
   });
   return {

@@ -155,7 +155,12 @@ after(async () => {
 /** `muster build --json --placement remote -- make -j4` in `dir`, with a fresh local cache. */
 async function build(dir: string): Promise<CliResult> {
   return runCli(['build', '--json', '--placement', 'remote', '--', 'make', '-j4'], {
-    env: { ...client, XDG_CACHE_HOME: await makeTempDir('muster-fo-cache-') },
+    env: {
+      ...client,
+      XDG_CACHE_HOME: await makeTempDir('muster-fo-cache-'),
+      // Debugging: the compile service's log, with when its guard paused and resumed.
+      ...(process.env.MUSTER_TEST_DEBUG ? { MUSTER_CC_LOG: 'info' } : {}),
+    },
     cwd: dir,
     timeoutMs: 300_000,
   });
@@ -257,6 +262,7 @@ describe('remote compile jobs across failovers', () => {
       step('mid-build: killing the primary');
       await primary.kill();
       await takenOver('the backup to take over');
+      step('taken over');
       // The agents on the backup (a job no agent can take yet would be a fallback of its own),
       // then a moment — far less than the 30 s the service's guard used to stay paused.
       await waitFor(
@@ -270,6 +276,12 @@ describe('remote compile jobs across failovers', () => {
       const cut = await first;
       const during = summaryOf(cut);
       step(`first build ended: ${JSON.stringify(during)}`);
+      for (const line of cut.stderr.split('\n')) {
+        if (!/"msg":"muster cc: the coordinator (did not answer|answers again)/.test(line))
+          continue;
+        const { time, msg } = JSON.parse(line) as { time: number; msg: string };
+        step(`(the service at ${((time - started) / 1000).toFixed(1)} s: ${msg})`);
+      }
       // Its records and its close went to the backup once it had taken over.
       assert.match(cut.stderr, /is unreachable; using its backup/);
       assertAccounted(during);

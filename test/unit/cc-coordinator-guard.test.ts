@@ -173,7 +173,7 @@ describe('the coordinator guard', () => {
     assert.equal(timers.waits.at(-1), 1_000);
   });
 
-  it('"not yet" (a backup standing by) asks again after a second; an error answer ends the pause', async () => {
+  it('"not yet" (a backup standing by) asks again after a second, for a minute; an error answer ends the pause', async () => {
     const timers = new FakeTimers();
     const p = scriptedProbe();
     const guard = new CoordinatorGuard({ probe: p.probe, timers });
@@ -185,7 +185,18 @@ describe('the coordinator guard', () => {
     await settle();
     assert.equal(guard.paused, true);
     assert.equal(timers.waits.at(-1), 1_000, 'not yet: the takeover is near');
-    await timers.advance(1_000);
+    // Still standing by after a minute: it may not take over soon; the wait grows again.
+    for (let i = 0; i < 60; i++) {
+      await timers.advance(1_000);
+      p.answer(false);
+    }
+    await settle();
+    assert.deepEqual(timers.waits.slice(-3), [1_000, 1_000, 2_000]);
+    await timers.advance(2_000);
+    p.answer(false);
+    await settle();
+    assert.equal(timers.waits.at(-1), 4_000);
+    await timers.advance(4_000);
     p.answer(new MusterError('UNAUTHORIZED', 'log in again'));
     await settle();
     assert.equal(guard.paused, false, 'an error is the coordinator speaking');

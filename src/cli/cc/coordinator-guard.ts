@@ -12,8 +12,10 @@
  * here once one answers. One probe at a time, in the background, the first `firstProbeMs` after
  * the pause began; after no answer the wait doubles up to `maxProbeMs`; after an answer that says
  * "not yet" (a backup standing by whose primary is away: it takes over soon) it is `firstProbeMs`
- * again. Its timers never keep the process alive, and stop() ends it (with the service). Without a
- * probe, a pause ends `pauseMs` after it began.
+ * again, for `notYetFastMs` (a backup that has not taken over by then may not soon: a primary it
+ * cannot reach still holds the agents) — then it grows as after no answer. Its timers never keep
+ * the process alive, and stop() ends it (with the service). Without a probe, a pause ends
+ * `pauseMs` after it began.
  *
  * A no-answer of a request that started before the last pause began or ended is old news (a job
  * cut by the primary's death that the kernel reports late, after the backup took over): it starts
@@ -31,6 +33,8 @@ const NO_ANSWER: ReadonlySet<string> = new Set([
 export const DEFAULT_PAUSE_MS = 30_000;
 const FIRST_PROBE_MS = 1_000;
 const MAX_PROBE_MS = 30_000;
+/** Above the failover timeout (30 s by default) and the wait for the agents' leases. */
+const NOT_YET_FAST_MS = 60_000;
 
 /** Whether an error says the coordinator did not answer. */
 export function isNoAnswer(err: unknown): boolean {
@@ -66,6 +70,7 @@ export interface GuardOptions {
   readonly probe?: Probe;
   readonly firstProbeMs?: number;
   readonly maxProbeMs?: number;
+  readonly notYetFastMs?: number;
   readonly timers?: GuardTimers;
   /** Told when a pause begins and ends (a log line). */
   readonly onChange?: (paused: boolean) => void;
@@ -76,6 +81,7 @@ export class CoordinatorGuard {
   readonly #probe: Probe | undefined;
   readonly #firstProbeMs: number;
   readonly #maxProbeMs: number;
+  readonly #notYetFastMs: number;
   readonly #timers: GuardTimers;
   readonly #onChange: (paused: boolean) => void;
   #paused = false;
@@ -84,6 +90,8 @@ export class CoordinatorGuard {
   /** Moves at each pause and each resume: a no-answer from an older era is old news. */
   #era = 0;
   #probeWaitMs: number;
+  /** The first "not yet" of this pause. */
+  #notYetSince: number | undefined;
   #timer: { cancel(): void } | undefined;
   #inFlight: AbortController | undefined;
   #stopped = false;
@@ -93,6 +101,7 @@ export class CoordinatorGuard {
     this.#probe = options.probe;
     this.#firstProbeMs = options.firstProbeMs ?? FIRST_PROBE_MS;
     this.#maxProbeMs = options.maxProbeMs ?? MAX_PROBE_MS;
+    this.#notYetFastMs = options.notYetFastMs ?? NOT_YET_FAST_MS;
     this.#timers = options.timers ?? realTimers;
     this.#onChange = options.onChange ?? (() => undefined);
     this.#probeWaitMs = this.#firstProbeMs;
@@ -133,6 +142,7 @@ export class CoordinatorGuard {
     this.#pausedUntil = this.#timers.now() + this.#pauseMs;
     this.#onChange(true);
     this.#probeWaitMs = this.#firstProbeMs;
+    this.#notYetSince = undefined;
     this.#scheduleProbe();
   }
 
@@ -170,8 +180,12 @@ export class CoordinatorGuard {
       this.#resume();
       return;
     }
-    this.#probeWaitMs =
-      answer === 'not-yet' ? this.#firstProbeMs : Math.min(this.#probeWaitMs * 2, this.#maxProbeMs);
+    const now = this.#timers.now();
+    if (answer === 'not-yet') this.#notYetSince ??= now;
+    const fast = answer === 'not-yet' && now - (this.#notYetSince ?? now) < this.#notYetFastMs;
+    this.#probeWaitMs = fast
+      ? this.#firstProbeMs
+      : Math.min(this.#probeWaitMs * 2, this.#maxProbeMs);
     this.#scheduleProbe();
   }
 }

@@ -169,8 +169,9 @@ export class ApiClient {
     return this.json('POST', '/login', { body: { user, password }, anonymous: true });
   }
 
-  status(): Promise<StatusView> {
-    return this.json('GET', '/status');
+  /** `timeoutMs` and `signal`: a probe's (cc/coordinator-probe.ts), short and stoppable. */
+  status(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<StatusView> {
+    return this.json('GET', '/status', options);
   }
 
   // ---- agents ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import { userCacheDir } from './cc/cache-dir.js';
 import { CoordinatorCache } from './cc/coordinator-cache.js';
 import { CoordinatorGuard } from './cc/coordinator-guard.js';
 import { CoordinatorJobs } from './cc/coordinator-jobs.js';
+import { coordinatorProbe } from './cc/coordinator-probe.js';
 import { installedLauncherPaths, launchEnvironment } from './cc/launch-env.js';
 import { isPlacement, PLACEMENT_ENV, type Placement } from './cc/placement.js';
 import { CompileService, type CoordinatorPorts } from './cc/service.js';
@@ -163,11 +164,22 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
       say(`muster: no coordinator (${session}): every compile runs on this machine\n`);
     return session;
   });
-  // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike.
-  const guard = new CoordinatorGuard();
+  const log = stderrLogOnDemand(process.env['MUSTER_CC_LOG'] ?? 'warn');
+  // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike,
+  // until it (or its backup) answers the guard's probe.
+  let guard: CoordinatorGuard | undefined;
   let recorder: SessionRecorder | undefined;
   const ports = opening.then((session): CoordinatorPorts => {
     if (typeof session === 'string') return { offlineReason: NO_COORDINATOR };
+    guard = new CoordinatorGuard({
+      probe: coordinatorProbe(session.client),
+      onChange: (paused) =>
+        log.info(
+          paused
+            ? 'muster cc: the coordinator did not answer: compiles run here until it does'
+            : `muster cc: the coordinator answers again (${session.client.url})`,
+        ),
+    });
     recorder = new SessionRecorder(session.client, session.buildId, { warn: say });
     return {
       sharedCache: new CoordinatorCache(session.client, () => session.buildId, guard),
@@ -191,7 +203,7 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
     noCache: !opts.cache,
     // The results go to the coordinator before this build returns (a slow one gets a minute).
     backgroundMs: 60_000,
-    log: stderrLogOnDemand(process.env['MUSTER_CC_LOG'] ?? 'warn'),
+    log,
     coordinator: ports,
     prewarm: prewarmedCompilers(process.env),
   });
@@ -212,6 +224,7 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
     shimFallbacks = await service.stats.foldFallbackLog(join(dir, FALLBACK_LOG_NAME));
   } finally {
     await service.stop();
+    guard?.stop();
     await rm(dir, { recursive: true, force: true });
   }
   const code = ended.code;

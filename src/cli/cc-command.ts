@@ -24,6 +24,7 @@ import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
 import { CoordinatorCache } from './cc/coordinator-cache.js';
 import { CoordinatorGuard } from './cc/coordinator-guard.js';
+import { coordinatorProbe } from './cc/coordinator-probe.js';
 import { CoordinatorJobs } from './cc/coordinator-jobs.js';
 import { compilerEnvironment, resolveCompiler } from './cc/compiler-path.js';
 import { explain, explainRecord } from './cc/explain.js';
@@ -137,6 +138,8 @@ async function coordinatorPorts(log: Logger): Promise<{
   sharedCache?: CoordinatorCache;
   remote?: CoordinatorJobs;
   recorder?: WorkingSessions;
+  /** Stopped with the service (its probe). */
+  guard?: CoordinatorGuard;
 }> {
   let client: ApiClient;
   try {
@@ -147,8 +150,17 @@ async function coordinatorPorts(log: Logger): Promise<{
   }
   const warn = (text: string): void => log.warn(text.trim());
   const recorder = new WorkingSessions(client, { warn, bootId: await readBootId(), cwd: '/' });
-  const guard = new CoordinatorGuard();
+  const guard = new CoordinatorGuard({
+    probe: coordinatorProbe(client),
+    onChange: (paused) =>
+      log.info(
+        paused
+          ? 'muster cc: the coordinator did not answer: compiles run here until it does'
+          : `muster cc: the coordinator answers again (${client.url})`,
+      ),
+  });
   return {
+    guard,
     recorder,
     sharedCache: new CoordinatorCache(client, () => recorder.buildId, guard),
     remote: new CoordinatorJobs(client, () => recorder.current(), guard),
@@ -160,7 +172,7 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     { level: 'info', base: { service: 'muster-cc', pid: process.pid } },
     pino.destination(2),
   );
-  const ports = await coordinatorPorts(log);
+  const { guard, ...ports } = await coordinatorPorts(log);
   // A compile's own MUSTER_CC_PLACEMENT wins: `MUSTER_CC_PLACEMENT=remote make` needs no restart.
   const own = process.env[PLACEMENT_ENV];
   const service = new CompileService({
@@ -173,6 +185,7 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
   });
   const stop = async (): Promise<void> => {
     await service.stop();
+    guard?.stop();
     await ports.recorder?.close();
   };
   try {
@@ -181,6 +194,7 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     if (err instanceof MusterError && err.code === 'CONFLICT') {
       // Another one started first (two shims raced to start it): that one serves.
       log.info({ socket }, 'muster cc: a compile service already answers there');
+      guard?.stop();
       await ports.recorder?.close();
       return;
     }

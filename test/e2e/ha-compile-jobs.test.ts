@@ -5,7 +5,9 @@
  *
  * 1. The primary is killed (-9) while jobs run on the agents: the build still exits 0 with
  *    objects byte-identical to plain make's, and every compile is accounted for — remote (before
- *    the kill) or compiled here as a counted fallback with its reason, never silently.
+ *    the kill) or compiled here as a counted fallback with its reason, never silently. The
+ *    compiles held until the backup has taken over go to its agents: the build's compile service
+ *    hears the backup within seconds (its guard's probe), not 30 s after the kill.
  * 2. The next build goes to the backup (the client learnt it from the primary's answers), with
  *    a fresh local cache: what the primary had replicated is a hit there, the rest compiled. It
  *    is held mid-way while the primary comes back and takes the cluster back (failback): its
@@ -153,7 +155,12 @@ after(async () => {
 /** `muster build --json --placement remote -- make -j4` in `dir`, with a fresh local cache. */
 async function build(dir: string): Promise<CliResult> {
   return runCli(['build', '--json', '--placement', 'remote', '--', 'make', '-j4'], {
-    env: { ...client, XDG_CACHE_HOME: await makeTempDir('muster-fo-cache-') },
+    env: {
+      ...client,
+      XDG_CACHE_HOME: await makeTempDir('muster-fo-cache-'),
+      // Debugging: the compile service's log, with when its guard paused and resumed.
+      ...(process.env.MUSTER_TEST_DEBUG ? { MUSTER_CC_LOG: 'info' } : {}),
+    },
     cwd: dir,
     timeoutMs: 300_000,
   });
@@ -255,10 +262,26 @@ describe('remote compile jobs across failovers', () => {
       step('mid-build: killing the primary');
       await primary.kill();
       await takenOver('the backup to take over');
+      step('taken over');
+      // The agents on the backup (a job no agent can take yet would be a fallback of its own),
+      // then a moment — far less than the 30 s the service's guard used to stay paused.
+      await waitFor(
+        async () => (await status(backup)).agents.connected === 2,
+        30_000,
+        'the agents to be connected to the backup',
+      );
+      await sleep(3_000);
+      step('taken over; gate opened');
       await writeFile(join(dir, 'go'), '');
       const cut = await first;
       const during = summaryOf(cut);
       step(`first build ended: ${JSON.stringify(during)}`);
+      for (const line of cut.stderr.split('\n')) {
+        if (!/"msg":"muster cc: the coordinator (did not answer|answers again)/.test(line))
+          continue;
+        const { time, msg } = JSON.parse(line) as { time: number; msg: string };
+        step(`(the service at ${((time - started) / 1000).toFixed(1)} s: ${msg})`);
+      }
       // Its records and its close went to the backup once it had taken over.
       assert.match(cut.stderr, /is unreachable; using its backup/);
       assertAccounted(during);
@@ -275,6 +298,14 @@ describe('remote compile jobs across failovers', () => {
         },
         30_000,
         `build ${during.buildId} to be closed on the backup`,
+      );
+      // The compiles held at the gate ran on the backup's agents.
+      const closed = (await backup.api<BuildView>('GET', `/builds/${during.buildId}`)).body;
+      const late = closed.tasks.filter((t) => LATE.some((o) => t.label?.endsWith(`-o ${o}`)));
+      assert.deepEqual(
+        late.map((t) => t.placement),
+        ['remote', 'remote'],
+        JSON.stringify(late.map((t) => [t.label, t.placement, t.fallback])),
       );
 
       // 2. The next build uses the backup — hits for what reached it, the rest compiled there —

@@ -212,6 +212,48 @@ describe('toolchain registration', () => {
     assert.equal(state, 'ready');
   });
 
+  it('a registration that got no answer is asked again once the guard lets requests through', async () => {
+    const calls: string[] = [];
+    let away = true;
+    const base = api(calls, () => true);
+    let probed = 0;
+    let resume: () => void = () => undefined;
+    const guard = new CoordinatorGuard({
+      probe: async () => {
+        probed++;
+        return true;
+      },
+      // The probe runs when the test says (no real waits).
+      timers: { now: () => 0, after: (_ms, fn) => ((resume = fn), { cancel: () => undefined }) },
+    });
+    const jobs = new CoordinatorJobs(
+      {
+        ...base,
+        getToolchain: async (id) => {
+          if (away) {
+            calls.push('no answer');
+            throw new MusterError('UNREACHABLE', 'connection refused');
+          }
+          return { ...(await base.getToolchain(id)), agents: ['a1'] };
+        },
+      },
+      async () => null,
+      guard,
+      3_600_000,
+    );
+    assert.equal(await jobs.toolchainState(toolchain), 'no-coordinator');
+    // Paused: not asked again (a minute's retry is not what ends it).
+    assert.equal(await jobs.toolchainState(toolchain), 'no-coordinator');
+    assert.deepEqual(calls, ['no answer']);
+    away = false;
+    resume();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(probed, 1);
+    assert.equal(guard.paused, false);
+    assert.equal(await jobs.toolchainState(toolchain), 'ready');
+    assert.deepEqual(calls, ['no answer', 'get true']);
+  });
+
   it('a failed registration is a fallback reason for the compiles that meanwhile ask', async () => {
     const calls: string[] = [];
     const jobs = new CoordinatorJobs(

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import type { CompileRecord, CloseCompileSession } from '../../src/api/requests-types.js';
 import { CACHE_RESULTS_LIMITS } from '../../src/api/requests.js';
 import type { PutCacheResultsRequest } from '../../src/cli/api-client.js';
-import { CoordinatorCache } from '../../src/cli/cc/coordinator-cache.js';
+import { BATCH_RETRY_MS, CoordinatorCache } from '../../src/cli/cc/coordinator-cache.js';
 import { SessionRecorder } from '../../src/cli/cc/session-recorder.js';
 import type { Toolchain } from '../../src/cli/cc/toolchain.js';
 import { MusterError } from '../../src/protocol/errors.js';
@@ -304,6 +304,94 @@ describe('a coordinator that does not answer', () => {
     await assert.rejects(cache.lookup({ direct: sha('d') }), /no/);
     await assert.rejects(cache.lookup({ direct: sha('d') }), /no/);
     assert.equal(lookups, 2);
+  });
+});
+
+describe('an older coordinator (no POST /cache/results)', () => {
+  const notFound = (): Promise<never> =>
+    Promise.reject(new MusterError('NOT_FOUND', 'Route POST:/api/v1/cache/results not found'));
+  const result = (name: string) => ({
+    key: sha(name),
+    outputs: [{ name: 'object' as const, data: Buffer.from(`object ${name}`), mode: 0o644 }],
+    stderr: Buffer.alloc(0),
+    toolchain,
+  });
+
+  it('one by one: the first result that gets no answer fails the rest at once', async () => {
+    let asked = 0;
+    let release: () => void = () => undefined;
+    const first = new Promise<void>((resolve) => (release = resolve));
+    let batches = 0;
+    const cache = new CoordinatorCache({
+      cacheLookup: () => Promise.reject(new Error('unused')),
+      getBlob: () => Promise.reject(new Error('unused')),
+      putCacheResults: async () => {
+        // The first batch holds the queue, so the next three go in one batch.
+        if (++batches === 1) await first;
+        return notFound();
+      },
+      missingBlobs: () => {
+        asked++;
+        return Promise.reject(new MusterError('UNREACHABLE', 'no answer in 30 s'));
+      },
+      putBlob: () => Promise.reject(new Error('unused')),
+      putCacheEntry: () => Promise.reject(new Error('unused')),
+      putManifestLine: () => Promise.reject(new Error('unused')),
+    });
+    const stores = ['a', 'b', 'c', 'd'].map((n) => cache.store(result(n)));
+    release();
+    const outcomes = await Promise.allSettled(stores);
+    const reasons = outcomes.map((o) =>
+      o.status === 'rejected' ? (o.reason as Error).message : 'stored',
+    );
+    assert.equal(batches, 1, 'after the 404, one by one');
+    assert.deepEqual(reasons, [
+      'no answer in 30 s',
+      'the coordinator did not answer a moment ago',
+      'the coordinator did not answer a moment ago',
+      'the coordinator did not answer a moment ago',
+    ]);
+    assert.equal(asked, 1, 'one wait, not one per result');
+  });
+
+  it('batches are tried again a minute after the 404, or at once at another coordinator', async () => {
+    let clock = 0;
+    let batches = 0;
+    let entries = 0;
+    let upgraded = false;
+    const api = {
+      url: 'https://primary.example',
+      cacheLookup: () => Promise.reject(new Error('unused')),
+      getBlob: () => Promise.reject(new Error('unused')),
+      putCacheResults: async (body: PutCacheResultsRequest) => {
+        batches++;
+        if (!upgraded) return notFound();
+        return { results: body.results.map((r) => ({ key: r.key, stored: true, created: true })) };
+      },
+      missingBlobs: () => Promise.resolve([]),
+      putBlob: () => Promise.resolve(),
+      putCacheEntry: () => {
+        entries++;
+        return Promise.resolve({} as never);
+      },
+      putManifestLine: () => Promise.resolve(),
+    };
+    const cache = new CoordinatorCache(api, undefined, undefined, () => clock);
+    await cache.store(result('a'));
+    assert.deepEqual([batches, entries], [1, 1]);
+    clock += BATCH_RETRY_MS - 1;
+    await cache.store(result('b'));
+    assert.deepEqual([batches, entries], [1, 2], 'one by one within the minute');
+    clock += 1;
+    await cache.store(result('c'));
+    assert.deepEqual([batches, entries], [2, 3], 'asked again after a minute: still 404');
+    // The client switched to the (upgraded) backup: batches at once.
+    upgraded = true;
+    api.url = 'https://backup.example';
+    await cache.store(result('d'));
+    assert.deepEqual([batches, entries], [3, 3]);
+    await cache.store(result('e'));
+    assert.deepEqual([batches, entries], [4, 3]);
   });
 });
 

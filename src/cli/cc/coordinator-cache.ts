@@ -7,7 +7,10 @@
  * small blobs inline, one round trip instead of four a result; blobs over 1 MiB are uploaded
  * first, when the coordinator lacks them). A coordinator without that route (an older one: 404)
  * gets each result the old way — the blobs it lacks, the entry, the manifest line — and so does
- * a result whose manifest line alone is over the route's bounds.
+ * a result whose manifest line alone is over the route's bounds. Each of those goes through the
+ * guard on its own, so the first that gets no answer fails the rest at once. Batches are tried
+ * again BATCH_RETRY_MS after such a 404, or at once when the API client has switched coordinators
+ * (an upgrade, a failover to an upgraded backup, a failback): a service lives long.
  */
 import { createHash } from 'node:crypto';
 import { CACHE_RESULTS_LIMITS } from '../../api/requests.js';
@@ -27,7 +30,9 @@ type CacheApi = Pick<
   | 'putCacheEntry'
   | 'putCacheResults'
   | 'putManifestLine'
->;
+> &
+  /** Where requests go (the API client's: it changes when the client switches coordinators). */
+  Partial<Pick<ApiClient, 'url'>>;
 
 type ResultRow = PutCacheResultsRequest['results'][number];
 
@@ -47,6 +52,8 @@ interface Queued {
 }
 
 const LOOKUP_TIMEOUT_MS = 5_000;
+/** After a 404 to POST /cache/results, results go one by one for this long. */
+export const BATCH_RETRY_MS = 60_000;
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -73,8 +80,11 @@ export async function fetchCheckedBlob(
 export class CoordinatorCache implements SharedCache {
   #queue: Queued[] = [];
   #flushing = false;
-  /** False once the coordinator answered 404 to POST /cache/results (an older one). */
-  #batches = true;
+  /**
+   * Set when the coordinator answered 404 to POST /cache/results (an older one): when, and at
+   * which URL. Batches are tried again after BATCH_RETRY_MS, or at another URL.
+   */
+  #noBatches: { readonly at: number; readonly url: string | undefined } | undefined;
 
   constructor(
     private readonly api: CacheApi,
@@ -82,6 +92,7 @@ export class CoordinatorCache implements SharedCache {
     private readonly buildId?: () => number | undefined,
     /** Shared with the other ports to the same coordinator. */
     private readonly guard: CoordinatorGuard = new CoordinatorGuard(),
+    private readonly now: () => number = Date.now,
   ) {}
 
   lookup(request: { direct?: string; keys?: string[] }): Promise<CacheLookupView> {
@@ -141,7 +152,7 @@ export class CoordinatorCache implements SharedCache {
       while (this.#queue.length > 0) {
         const batch = this.#take();
         try {
-          await this.guard.run(() => this.#send(batch));
+          await this.#send(batch);
         } catch (err) {
           for (const queued of batch) queued.reject(err);
         }
@@ -173,24 +184,37 @@ export class CoordinatorCache implements SharedCache {
     return this.#queue.splice(0, count);
   }
 
+  /** Settles every result of `batch` (a throw rejects those not settled). */
   async #send(batch: Queued[]): Promise<void> {
     // A lone result whose rows are over the route's bounds: the one-by-one way.
     const alone = batch.length === 1 && batch[0]!.rowBytes > CACHE_RESULTS_LIMITS.rowBytes;
-    if (this.#batches && !alone) {
+    if (this.#batchesNow() && !alone) {
       try {
-        await this.#sendBatch(batch);
+        await this.guard.run(() => this.#sendBatch(batch));
         return;
       } catch (err) {
         if (!(err instanceof MusterError && err.code === 'NOT_FOUND')) throw err;
-        this.#batches = false;
+        this.#noBatches = { at: this.now(), url: this.api.url };
       }
     }
+    // Each through the guard: once one got no answer, the others fail at once.
     for (const queued of batch) {
-      await this.#uploadOne(queued).then(
-        () => queued.resolve(),
-        (err: unknown) => queued.reject(err),
-      );
+      await this.guard
+        .run(() => this.#uploadOne(queued))
+        .then(
+          () => queued.resolve(),
+          (err: unknown) => queued.reject(err),
+        );
     }
+  }
+
+  /** Whether results go batched now (the coordinator did not say 404 lately, at this URL). */
+  #batchesNow(): boolean {
+    const no = this.#noBatches;
+    if (no === undefined) return true;
+    if (this.api.url === no.url && this.now() - no.at < BATCH_RETRY_MS) return false;
+    this.#noBatches = undefined;
+    return true;
   }
 
   async #sendBatch(batch: Queued[]): Promise<void> {

@@ -8,7 +8,8 @@
  *   waits for the first GET only) and are compiled here (`toolchain-registering`) until it is
  *   registered and an agent has it (the answer's `agents`, asked again at most once a second,
  *   for at most a minute: then jobs go and the coordinator's answer says why one cannot run).
- *   A failed registration is tried again a minute later;
+ *   A failed registration is tried again a minute later — one that failed for want of an answer
+ *   as soon as the guard lets requests through again (the coordinator, or its backup, answers);
  * - the job waits as long as its own limits say (the queue wait and the compile's timeout) plus
  *   a margin for the transfers: a compile takes the time it takes;
  * - answers are checked (coordinator-answers.ts), objects fetched through the one checked blob
@@ -107,7 +108,8 @@ export class CoordinatorJobs implements RemoteJobs {
 
   #registration(toolchain: Toolchain): Registration {
     const known = this.#registrations.get(toolchain.id);
-    if (known !== undefined) return known;
+    const unanswered = known?.state === 'failed' && known.failure === 'no-coordinator';
+    if (known !== undefined && !(unanswered && !this.guard.paused)) return known;
     const id = toolchain.id;
     const registered = (agents: string[]): void => {
       if (r.state !== 'asking' && r.state !== 'registering') return;

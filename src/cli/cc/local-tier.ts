@@ -89,7 +89,8 @@ export function localEntryOf(value: unknown): LocalEntry | null {
   if (!isObject(value) || !hasOnly(value, ENTRY_KEYS)) return null;
   const { key, outputs, stderr, exitCode, toolchain, createdAt } = value;
   if (!isHash(key) || exitCode !== 0) return null;
-  if (typeof toolchain !== 'string' || toolchain.length === 0 || toolchain.length > 200) return null;
+  if (typeof toolchain !== 'string' || toolchain.length === 0 || toolchain.length > 200)
+    return null;
   if (typeof createdAt !== 'string' || createdAt.length > 64) return null;
   if (!Array.isArray(outputs) || outputs.length < 1 || outputs.length > 2) return null;
   if (!(outputs as unknown[]).every(isOutput)) return null;

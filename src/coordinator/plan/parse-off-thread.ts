@@ -46,7 +46,9 @@ export interface ParsePlanOffThreadOptions {
 }
 
 /** The worker's own file in the compiled tree (the bundled CLI has no file of it). */
-const workerUrl = pathToFileURL(packagePath('dist', 'src', 'coordinator', 'plan', 'parse-worker.js'));
+const workerUrl = pathToFileURL(
+  packagePath('dist', 'src', 'coordinator', 'plan', 'parse-worker.js'),
+);
 let running = 0;
 const waiting: (() => void)[] = [];
 

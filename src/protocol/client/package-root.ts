@@ -24,7 +24,7 @@ function isOurs(manifest: string): boolean {
 export function packageRoot(): string {
   if (found !== undefined) return found;
   const self = fileURLToPath(import.meta.url);
-  for (let dir = dirname(self); ; ) {
+  for (let dir = dirname(self); ;) {
     const manifest = join(dir, 'package.json');
     if (existsSync(manifest) && isOurs(manifest)) {
       found = dir;

@@ -15,7 +15,6 @@ import {
   CACHE_RESULTS_LIMITS,
   cacheLookupBody,
   putCacheEntryBody,
-  putCacheResultsBody,
   putManifestLineBody,
 } from '../../api/requests.js';
 import type {
@@ -33,6 +32,7 @@ import {
 import { receiveBlob, receiveBlobNow } from './blob-routes.js';
 import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
+import { parseResultsBody, type CacheResultsBody } from './results-body.js';
 import { cacheEntryView } from './views.js';
 import { withBlobs } from './with-blobs.js';
 
@@ -66,7 +66,7 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
 
   app.post('/api/v1/cache/results', { bodyLimit: RESULTS_BODY_LIMIT }, async (request) => {
     const user = requireBuilder(request, ctx);
-    const body = parse(putCacheResultsBody, request.body, 'cache results');
+    const body = parseResultsBody(request.body);
     requireClientResults(ctx);
     const blobs = body.blobs.map((blob) => ({
       sha256: blob.sha256,
@@ -116,7 +116,7 @@ const RESULTS_BODY_LIMIT =
 /** Inline blobs up to this size are written with direct system calls (receiveBlobNow). */
 const WRITE_NOW_BYTES = 256 * 1024;
 
-type CacheResult = z.infer<typeof putCacheResultsBody>['results'][number];
+type CacheResult = CacheResultsBody['results'][number];
 
 /**
  * A batch's rows, in one transaction: each result's entry and manifest line in a savepoint of

@@ -123,6 +123,11 @@ export function fakeBlobs(present: Set<string>): BlobAccess {
     missing: async (hashes) => [...hashes].filter((h) => !present.has(h)),
     createWriter: () => Promise.reject(new Error('no uploads in this test')),
     sizeOf: async (sha256) => (present.has(sha256) ? 0 : undefined),
+    sizeOfNow: (sha256) => (present.has(sha256) ? 0 : undefined),
+    touchNow: (sha256) => present.has(sha256),
+    writeNow: () => {
+      throw new Error('no uploads in this test');
+    },
     read: () => {
       throw new Error('no downloads in this test');
     },

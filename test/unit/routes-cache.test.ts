@@ -61,6 +61,11 @@ function sizedBlobs(sizes: Map<string, number>): {
       missing: async (hashes) => [...hashes].filter((h) => !sizes.has(h)),
       createWriter: () => Promise.reject(new Error('no uploads in this test')),
       sizeOf: async (h) => sizes.get(h),
+      sizeOfNow: (h) => sizes.get(h),
+      touchNow: (h) => sizes.has(h),
+      writeNow: () => {
+        throw new Error('no uploads in this test');
+      },
       read: () => {
         throw new Error('no downloads in this test');
       },

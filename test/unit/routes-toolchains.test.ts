@@ -40,7 +40,11 @@ describe('routes: toolchains', () => {
     );
     const calls: string[] = [];
     api = await testApi((defaults) => ({
-      blobs: { ...defaults.blobs, sizeOf: async (h) => sizes.get(h) },
+      blobs: {
+        ...defaults.blobs,
+        sizeOf: async (h) => sizes.get(h),
+        sizeOfNow: (h) => sizes.get(h),
+      },
       bundles: {
         get: (...args) => (calls.push('get'), defaults.bundles.get(...args)),
         invalidate: () => void calls.push('invalidate'),

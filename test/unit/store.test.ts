@@ -118,10 +118,18 @@ describe('sqlite store: users and tokens', () => {
     assert.equal(store.useToken('hash-1', '2030-06-01T00:00:00.000Z'), undefined, 'expired at');
     assert.equal(store.useToken('hash-1', '2030-07-01T00:00:00.000Z'), undefined, 'expired');
     assert.equal(store.useToken('no-such-hash', '2030-05-01T00:00:00.000Z'), undefined);
-    // Each use touches it again.
+    // A use touches it again once the stamp is a minute old; uses within that minute keep it.
     assert.equal(
       store.useToken('hash-1', '2030-05-02T00:00:00.000Z')?.token.lastUsedAt,
       '2030-05-02T00:00:00.000Z',
+    );
+    assert.equal(
+      store.useToken('hash-1', '2030-05-02T00:00:59.999Z')?.token.lastUsedAt,
+      '2030-05-02T00:00:00.000Z',
+    );
+    assert.equal(
+      store.useToken('hash-1', '2030-05-02T00:01:00.000Z')?.token.lastUsedAt,
+      '2030-05-02T00:01:00.000Z',
     );
 
     store.createToken(user.id, 'hash-3', '2030-08-01T00:00:00.000Z');

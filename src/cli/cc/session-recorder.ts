@@ -17,6 +17,12 @@ import type { JobRecorder } from './ports.js';
 
 const MAX_BATCH = 1000;
 /**
+ * How often queued records are sent: each request costs the coordinator (and this process) a
+ * request's work besides the rows, and a second is as fresh as the build's own 'build' event,
+ * which comes at most once a second.
+ */
+const FLUSH_MS = 1000;
+/**
  * Answers that will not change by sending again: the session was closed (cancelled, or silent
  * too long), is not this user's, or the records are refused. The records are dropped and
  * nothing more is sent to that session.
@@ -57,7 +63,7 @@ export class SessionRecorder implements JobRecorder {
     readonly buildId: number,
     private readonly options: SessionRecorderOptions = {},
   ) {
-    this.flushMs = options.flushMs ?? 250;
+    this.flushMs = options.flushMs ?? FLUSH_MS;
     this.heartbeatMs = options.heartbeatMs ?? 30_000;
     this.maxQueued = options.maxQueued ?? 10_000;
     this.timer = setInterval(() => void this.tick(), this.flushMs);

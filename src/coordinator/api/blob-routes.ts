@@ -93,6 +93,29 @@ export async function receiveBlob(
   return true;
 }
 
+/**
+ * receiveBlob for a small blob held in memory (POST /cache/results' inline ones): the same checks
+ * and quota, its system calls made at once instead of through the thread pool.
+ */
+export function receiveBlobNow(
+  ctx: ApiContext,
+  user: string,
+  sha256: string,
+  data: Buffer,
+): boolean {
+  if (ctx.blobs.touchNow(sha256)) return false;
+  const done = ctx.uploads.reserve(user, data.length);
+  try {
+    ctx.blobs.writeNow(sha256, data);
+  } catch (err) {
+    done(undefined);
+    throw err;
+  }
+  done(sha256);
+  ctx.metrics.blobBytesReceived.inc(data.length);
+  return true;
+}
+
 /** Streams the blob named by a (checked) hash from the path, or NOT_FOUND. */
 export async function sendBlob(
   ctx: ApiContext,

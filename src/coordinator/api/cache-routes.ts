@@ -15,7 +15,6 @@ import {
   CACHE_RESULTS_LIMITS,
   cacheLookupBody,
   putCacheEntryBody,
-  putCacheResultsBody,
   putManifestLineBody,
 } from '../../api/requests.js';
 import type {
@@ -25,10 +24,15 @@ import type {
 } from '../../api/views/compile.js';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
-import { CACHE_ACCEPT_CLIENT_RESULTS_SETTING, acceptsClientResults } from '../store/cache.js';
-import { receiveBlob } from './blob-routes.js';
+import {
+  CACHE_ACCEPT_CLIENT_RESULTS_SETTING,
+  acceptsClientResults,
+  type NewCacheEntry,
+} from '../store/cache.js';
+import { receiveBlob, receiveBlobNow } from './blob-routes.js';
 import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
+import { parseResultsBody, type CacheResultsBody } from './results-body.js';
 import { cacheEntryView } from './views.js';
 import { withBlobs } from './with-blobs.js';
 
@@ -62,9 +66,8 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
 
   app.post('/api/v1/cache/results', { bodyLimit: RESULTS_BODY_LIMIT }, async (request) => {
     const user = requireBuilder(request, ctx);
-    const body = parse(putCacheResultsBody, request.body, 'cache results');
+    const body = parseResultsBody(request.body);
     requireClientResults(ctx);
-    // The blobs first, each checked against its hash by the writer; all of them or none.
     const blobs = body.blobs.map((blob) => ({
       sha256: blob.sha256,
       data: Buffer.from(blob.data, 'base64'),
@@ -75,31 +78,14 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
         'PAYLOAD_TOO_LARGE',
         `at most ${CACHE_RESULTS_LIMITS.inlineBytes} bytes of blobs ride in one request; upload larger ones with PUT /api/v1/blobs/{sha256}`,
       );
-    for (const blob of blobs)
-      await receiveBlob(ctx, user.name, blob.sha256, blob.data.length, [blob.data]);
-    const results: CacheResultView[] = [];
-    for (const result of body.results) {
-      try {
-        const { created } = await storeEntry(ctx, user.name, result.key, result.entry);
-        if (result.manifest !== undefined)
-          store.cache.putManifestLine({
-            direct: result.manifest.direct,
-            includes: result.manifest.includes,
-            entry: result.key,
-            createdBy: user.name,
-          });
-        results.push({ key: result.key, stored: true, created });
-      } catch (err) {
-        // One result the store refuses (a blob it lacks, a conflicting row) leaves the others.
-        if (!(err instanceof MusterError)) throw err;
-        results.push({
-          key: result.key,
-          stored: false,
-          error: { code: err.code, message: err.message },
-        });
-      }
+    // The blobs first, each checked against its hash before it enters the store; a blob that
+    // does not match fails the request, before any row is written.
+    for (const blob of blobs) {
+      if (blob.data.length <= WRITE_NOW_BYTES)
+        receiveBlobNow(ctx, user.name, blob.sha256, blob.data);
+      else await receiveBlob(ctx, user.name, blob.sha256, blob.data.length, [blob.data]);
     }
-    const view: CacheResultsView = { results };
+    const view: CacheResultsView = { results: await storeResults(ctx, user.name, body.results) };
     return view;
   });
 
@@ -127,6 +113,91 @@ const RESULTS_BODY_LIMIT =
   CACHE_RESULTS_LIMITS.rowBytes +
   CACHE_RESULTS_LIMITS.blobs * 128;
 
+/** Inline blobs up to this size are written with direct system calls (receiveBlobNow). */
+const WRITE_NOW_BYTES = 256 * 1024;
+
+type CacheResult = CacheResultsBody['results'][number];
+
+/**
+ * A batch's rows, in one transaction: each result's entry and manifest line in a savepoint of
+ * their own, so that one the store refuses (a blob it lacks, a conflicting row) leaves the others.
+ */
+function storeResults(
+  ctx: ApiContext,
+  user: string,
+  results: CacheResult[],
+): Promise<CacheResultView[]> {
+  const buildUids = new Map<number, string | null>();
+  const buildUid = (id: number | undefined): string | null => {
+    if (id === undefined) return null;
+    let uid = buildUids.get(id);
+    if (uid === undefined) {
+      uid = ctx.store.getBuild(id)?.uid ?? null;
+      buildUids.set(id, uid);
+    }
+    return uid;
+  };
+  return withBlobs(
+    ctx,
+    results.flatMap((result) => blobsOf(result.entry)),
+    (sizeOf) =>
+      ctx.store.transaction(() =>
+        results.map((result): CacheResultView => {
+          try {
+            const created = ctx.store.transaction(() => {
+              const stored = ctx.store.cache.putEntry(
+                entryRow(result.key, result.entry, user, buildUid(result.entry.buildId)),
+                sizeOf,
+              );
+              if (result.manifest !== undefined)
+                ctx.store.cache.putManifestLine({
+                  direct: result.manifest.direct,
+                  includes: result.manifest.includes,
+                  entry: result.key,
+                  createdBy: user,
+                });
+              return stored.created;
+            });
+            return { key: result.key, stored: true, created };
+          } catch (err) {
+            if (!(err instanceof MusterError)) throw err;
+            return {
+              key: result.key,
+              stored: false,
+              error: { code: err.code, message: err.message },
+            };
+          }
+        }),
+      ),
+    (views) =>
+      results.flatMap((result, i) => (views[i]?.stored === true ? blobsOf(result.entry) : [])),
+  );
+}
+
+/** The blobs a result names: its outputs and its stderr. */
+function blobsOf(body: z.infer<typeof putCacheEntryBody>): string[] {
+  return [...body.outputs.map((o) => o.sha256), ...(body.stderr ? [body.stderr.sha256] : [])];
+}
+
+function entryRow(
+  key: string,
+  body: z.infer<typeof putCacheEntryBody>,
+  user: string,
+  buildUid: string | null,
+): NewCacheEntry {
+  return {
+    key,
+    kind: 'compile',
+    outputs: body.outputs,
+    stderr: body.stderr,
+    exitCode: body.exitCode,
+    toolchain: body.toolchain,
+    source: 'client',
+    buildUid,
+    createdBy: user,
+  };
+}
+
 /** A client's compile result as a cache entry (its blobs must be in the store). */
 function storeEntry(
   ctx: ApiContext,
@@ -136,25 +207,8 @@ function storeEntry(
 ): Promise<ReturnType<ApiContext['store']['cache']['putEntry']>> {
   const buildUid =
     body.buildId === undefined ? null : (ctx.store.getBuild(body.buildId)?.uid ?? null);
-  const hashes = [
-    ...body.outputs.map((o) => o.sha256),
-    ...(body.stderr ? [body.stderr.sha256] : []),
-  ];
-  return withBlobs(ctx, hashes, (sizeOf) =>
-    ctx.store.cache.putEntry(
-      {
-        key,
-        kind: 'compile',
-        outputs: body.outputs,
-        stderr: body.stderr,
-        exitCode: body.exitCode,
-        toolchain: body.toolchain,
-        source: 'client',
-        buildUid,
-        createdBy: user,
-      },
-      sizeOf,
-    ),
+  return withBlobs(ctx, blobsOf(body), (sizeOf) =>
+    ctx.store.cache.putEntry(entryRow(key, body, user, buildUid), sizeOf),
   );
 }
 

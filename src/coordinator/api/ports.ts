@@ -108,6 +108,8 @@ export type ApiStore = Pick<
   | 'countActiveBuilds'
   // a compile session's build, named by a cache entry
   | 'getBuild'
+  // a batch of cache results written at once
+  | 'transaction'
 > & {
   /** A backup's history, which its primary takes back at failback. */
   replication: Pick<Store['replication'], 'exportBuildHistory' | 'exportTokens'>;
@@ -131,7 +133,10 @@ export type ApiStore = Pick<
   >;
 };
 
-export type BlobAccess = Pick<BlobStore, 'missing' | 'createWriter' | 'sizeOf' | 'read'>;
+export type BlobAccess = Pick<
+  BlobStore,
+  'missing' | 'createWriter' | 'sizeOf' | 'read' | 'sizeOfNow' | 'touchNow' | 'writeNow'
+>;
 /** The quota on unreferenced uploads, and what keeps blobs a request uses from being swept. */
 export type UploadQuota = Pick<BlobSweeper, 'hold' | 'referenced' | 'reserve'>;
 export type EventSource = Pick<EventBus, 'subscribe'>;

@@ -95,10 +95,10 @@ export function prepareStatements(db: Database.Database) {
        ON CONFLICT (token_hash) DO NOTHING RETURNING *`,
     ),
     // ISO-8601 UTC timestamps compare correctly as text.
-    useToken: one<TokenSql>(
-      `UPDATE api_tokens SET last_used_at = @now
-       WHERE token_hash = @tokenHash AND expires_at > @now RETURNING *`,
+    liveToken: db.prepare<[string, string], TokenSql>(
+      'SELECT * FROM api_tokens WHERE token_hash = ? AND expires_at > ?',
     ),
+    touchToken: db.prepare<[string, number]>('UPDATE api_tokens SET last_used_at = ? WHERE id = ?'),
     deleteToken: db.prepare<[string]>('DELETE FROM api_tokens WHERE token_hash = ?'),
     deleteTokensOf: db.prepare<[number, string]>(
       'DELETE FROM api_tokens WHERE user_id = ? AND token_hash != ?',

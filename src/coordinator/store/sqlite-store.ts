@@ -60,6 +60,8 @@ export interface SqliteStoreOptions {
 }
 
 const BUSY_TIMEOUT_MS = 5000;
+/** A token's lastUsedAt is rewritten when it is at least this old. */
+const TOKEN_USE_STAMP_MS = 60_000;
 const BUILDS_LIMIT = { default: 50, max: 1000 };
 const LOGS_LIMIT = { default: 1000, max: 10_000 };
 
@@ -161,13 +163,17 @@ class SqliteStore implements Store {
   }
 
   useToken(tokenHash: string, now: string): { token: ApiToken; user: User } | undefined {
-    return this.transaction(() => {
-      const token = this.sql.useToken.get({ tokenHash, now });
-      if (token === undefined) return undefined;
-      // Tokens are deleted with their user (ON DELETE CASCADE), so the user is there.
-      const user = this.sql.userById.get(token.user_id);
-      return user && { token: toToken(token), user: toUser(user) };
-    });
+    // Every request of every client comes here: a read, and a write only when the last use
+    // stamped is a minute old (each one a write transaction cost more than the rest of the check).
+    const token = this.sql.liveToken.get(tokenHash, now);
+    if (token === undefined) return undefined;
+    if (token.last_used_at === null || token.last_used_at <= isoBefore(now, TOKEN_USE_STAMP_MS)) {
+      this.sql.touchToken.run(now, token.id);
+      token.last_used_at = now;
+    }
+    // Tokens are deleted with their user (ON DELETE CASCADE), so the user is there.
+    const user = this.sql.userById.get(token.user_id);
+    return user && { token: toToken(token), user: toUser(user) };
   }
 
   deleteToken(tokenHash: string): void {
@@ -621,4 +627,10 @@ function noUser(name: string): MusterError {
 
 function noAttempt(id: number): MusterError {
   return new MusterError('NOT_FOUND', `No attempt ${id}.`);
+}
+
+/** The ISO-8601 stamp `ms` before `iso` (stamps compare as text); `iso` itself if unreadable. */
+function isoBefore(iso: string, ms: number): string {
+  const at = Date.parse(iso);
+  return Number.isNaN(at) ? iso : new Date(at - ms).toISOString();
 }

@@ -45,7 +45,7 @@ export interface Store {
   setRole(name: string, role: Role): void;
   deleteUser(name: string): boolean;
   createToken(userId: number, tokenHash: string, expiresAt: string): ApiToken;
-  /** The token with this hash if it exists and has not expired; touches lastUsedAt. */
+  /** The token with this hash if it exists and has not expired; touches lastUsedAt (when a minute old). */
   useToken(tokenHash: string, now: string): { token: ApiToken; user: User } | undefined;
   deleteToken(tokenHash: string): void;
   /** Ends every session and CLI token of a user but the one with hash `keep`; how many ended. */

@@ -22,7 +22,7 @@ import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { formatPoolHint, formatSummary, poolHint, type BuildCounts } from './cc/build-summary.js';
 import { userCacheDir } from './cc/cache-dir.js';
-import { CoordinatorCache } from './cc/coordinator-cache.js';
+import { CoordinatorCache, RESULTS_GATHER_MS } from './cc/coordinator-cache.js';
 import { CoordinatorGuard } from './cc/coordinator-guard.js';
 import { CoordinatorJobs } from './cc/coordinator-jobs.js';
 import { coordinatorProbe } from './cc/coordinator-probe.js';
@@ -182,7 +182,13 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
     });
     recorder = new SessionRecorder(session.client, session.buildId, { warn: say });
     return {
-      sharedCache: new CoordinatorCache(session.client, () => session.buildId, guard),
+      sharedCache: new CoordinatorCache(
+        session.client,
+        () => session.buildId,
+        guard,
+        Date.now,
+        RESULTS_GATHER_MS,
+      ),
       remote: new CoordinatorJobs(
         session.client,
         () => Promise.resolve({ buildId: session.buildId, capacity: session.capacity }),

@@ -22,7 +22,7 @@ import { cliEntry, packagePath } from '../protocol/client/package-root.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
-import { CoordinatorCache } from './cc/coordinator-cache.js';
+import { CoordinatorCache, RESULTS_GATHER_MS } from './cc/coordinator-cache.js';
 import { CoordinatorGuard } from './cc/coordinator-guard.js';
 import { coordinatorProbe } from './cc/coordinator-probe.js';
 import { CoordinatorJobs } from './cc/coordinator-jobs.js';
@@ -162,7 +162,13 @@ async function coordinatorPorts(log: Logger): Promise<{
   return {
     guard,
     recorder,
-    sharedCache: new CoordinatorCache(client, () => recorder.buildId, guard),
+    sharedCache: new CoordinatorCache(
+      client,
+      () => recorder.buildId,
+      guard,
+      Date.now,
+      RESULTS_GATHER_MS,
+    ),
     remote: new CoordinatorJobs(client, () => recorder.current(), guard),
   };
 }

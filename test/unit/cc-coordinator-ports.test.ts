@@ -172,6 +172,46 @@ describe('the coordinator as the shared cache', () => {
     });
   });
 
+  it('lets a result wait for company, and sends at once after flushNow', async () => {
+    const bodies: string[][] = [];
+    const cache = new CoordinatorCache(
+      {
+        cacheLookup: () => Promise.reject(new Error('unused')),
+        getBlob: () => Promise.reject(new Error('unused')),
+        missingBlobs: (hashes) => Promise.resolve(hashes),
+        putBlob: () => Promise.resolve(),
+        putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
+        putManifestLine: () => Promise.reject(new Error('not without the batch route')),
+        putCacheResults: (body) => {
+          bodies.push(body.results.map((r) => r.key));
+          return Promise.resolve({
+            results: body.results.map((r) => ({ key: r.key, stored: true, created: true })),
+          });
+        },
+      },
+      () => 3,
+      undefined,
+      Date.now,
+      60_000,
+    );
+    const result = (name: string) => ({
+      key: sha(name),
+      outputs: [{ name: 'object' as const, data: Buffer.from(name), mode: 0o644 }],
+      stderr: Buffer.alloc(0),
+      toolchain,
+    });
+    const a = cache.store(result('a'));
+    const b = cache.store(result('b'));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(bodies, [], 'nothing is sent while results gather');
+    cache.flushNow();
+    await Promise.all([a, b]);
+    assert.deepEqual(bodies, [[sha('a'), sha('b')]], 'the gathered results go in one request');
+    // After flushNow nothing waits any more (the service is stopping).
+    await cache.store(result('c'));
+    assert.deepEqual(bodies, [[sha('a'), sha('b')], [sha('c')]]);
+  });
+
   it('cuts batches by the route’s bounds, and sends a result whose rows alone are over them one by one', async () => {
     const batches: number[] = [];
     const entries: string[] = [];

@@ -2,8 +2,10 @@
  * The shared cache on the coordinator (ports.ts `SharedCache`) over the CLI's API client: lookups
  * in one round trip, their answers checked, blobs fetched and checked against their hash and
  * size (a coordinator or a proxy that answers other bytes is a miss, never a wrong object),
- * stores batched: the results made while one upload is in flight go together in the next
- * (POST /cache/results within the route's bounds, CACHE_RESULTS_LIMITS: up to 64 results, their
+ * stores batched: a result waits up to `gatherMs` for others (RESULTS_GATHER_MS in the services:
+ * a make -j2 ends a compile every few hundred ms, and a batch of one costs the coordinator and
+ * this process a request each), and the results made while one upload is in flight go together
+ * in the next (POST /cache/results within the route's bounds, CACHE_RESULTS_LIMITS: up to 64 results, their
  * small blobs inline, one round trip instead of four a result; blobs over 1 MiB are uploaded
  * first, when the coordinator lacks them). A coordinator without that route (an older one: 404)
  * gets each result the old way — the blobs it lacks, the entry, the manifest line — and so does
@@ -52,6 +54,8 @@ interface Queued {
 }
 
 const LOOKUP_TIMEOUT_MS = 5_000;
+/** How long the services let a result wait for others to go in one request. */
+export const RESULTS_GATHER_MS = 500;
 /** After a 404 to POST /cache/results, results go one by one for this long. */
 export const BATCH_RETRY_MS = 60_000;
 
@@ -80,6 +84,10 @@ export async function fetchCheckedBlob(
 export class CoordinatorCache implements SharedCache {
   #queue: Queued[] = [];
   #flushing = false;
+  /** The gathering wait in progress. */
+  #gathering: NodeJS.Timeout | undefined;
+  /** Set by flushNow(): nothing waits any more. */
+  #hurry = false;
   /**
    * Set when the coordinator answered 404 to POST /cache/results (an older one): when, and at
    * which URL. Batches are tried again after BATCH_RETRY_MS, or at another URL.
@@ -93,7 +101,29 @@ export class CoordinatorCache implements SharedCache {
     /** Shared with the other ports to the same coordinator. */
     private readonly guard: CoordinatorGuard = new CoordinatorGuard(),
     private readonly now: () => number = Date.now,
+    /** How long a result waits for others (0: sent at once, as tests want). */
+    private readonly gatherMs = 0,
   ) {}
+
+  flushNow(): void {
+    this.#hurry = true;
+    clearTimeout(this.#gathering);
+    this.#gathering = undefined;
+    if (!this.#flushing && this.#queue.length > 0) void this.#flush();
+  }
+
+  /** Starts sending: at once, or after the gathering wait (one at a time). */
+  #schedule(): void {
+    if (this.#flushing || this.#gathering !== undefined) return;
+    if (this.#hurry || this.gatherMs <= 0) {
+      void this.#flush();
+      return;
+    }
+    this.#gathering = setTimeout(() => {
+      this.#gathering = undefined;
+      void this.#flush();
+    }, this.gatherMs);
+  }
 
   lookup(request: { direct?: string; keys?: string[] }): Promise<CacheLookupView> {
     return this.guard.run(async () =>
@@ -141,7 +171,7 @@ export class CoordinatorCache implements SharedCache {
     const rowBytes = Buffer.byteLength(JSON.stringify(row));
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ result, row, rowBytes, inline, large, inlineBytes, resolve, reject });
-      if (!this.#flushing) void this.#flush();
+      this.#schedule();
     });
   }
 

@@ -38,6 +38,8 @@ export interface SharedCache {
   fetchBlob(sha256: string, size: number): Promise<Buffer>;
   /** Uploads the blobs and the toolchain if the coordinator lacks them, then the rows. */
   store(result: NewCompileResult): Promise<void>;
+  /** Sends what waits to be sent now, and every later store at once (the service is stopping). */
+  flushNow?(): void;
 }
 
 /** The open build that shows this session's jobs (batched by the implementation). */

@@ -339,6 +339,8 @@ export class CompileService {
     );
     for (const c of this.#connections) c.abort();
     await closed;
+    // Every result from now on goes to the coordinator at once: nothing waits for company.
+    void this.#ready?.then((context) => context.sharedCache?.flushNow?.());
     this.#stores?.drain();
     const left = await bounded(this.settled(), this.#options.backgroundMs ?? DEFAULTS.backgroundMs);
     if (!left)

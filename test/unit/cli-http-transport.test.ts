@@ -8,13 +8,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { X509Certificate } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { ApiClient } from '../../src/cli/api-client.js';
 import { HttpTransport, TimeoutError } from '../../src/cli/http-transport.js';
+import { selfSignedCertificate } from '../../src/common/self-signed.js';
 import { MusterError } from '../../src/protocol/errors.js';
 
 type Handler = (req: IncomingMessage, body: Buffer, res: ServerResponse) => void;
@@ -316,6 +319,50 @@ describe('HttpTransport', () => {
     assert.equal(raw.accepted(), 2);
     transport.close();
     await closeRaw(raw.server);
+  });
+
+  it('keeps a pinned connection alive; another pin makes a new one, refused', async () => {
+    const pems = await selfSignedCertificate({
+      commonName: 'transport-test',
+      ips: ['127.0.0.1'],
+      notAfter: new Date(Date.now() + 86_400_000),
+    });
+    const fingerprint = new X509Certificate(pems.cert).fingerprint256;
+    let tlsConnections = 0;
+    let requests = 0;
+    const tls = createHttpsServer({ cert: pems.cert, key: pems.key }, (_req, res) => {
+      requests += 1;
+      res.end('{}');
+    });
+    tls.keepAliveTimeout = 60_000;
+    tls.on('connection', () => (tlsConnections += 1));
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    const url = new URL(`https://127.0.0.1:${(tls.address() as { port: number }).port}/x`);
+    const transport = new HttpTransport();
+    for (let i = 0; i < 3; i++) {
+      const response = await transport.request(url, {
+        method: 'GET',
+        headers: {},
+        timeoutMs: 5000,
+        pins: [fingerprint],
+      });
+      assert.equal(await response.text(), '{}');
+    }
+    assert.equal(tlsConnections, 1, 'one pinned connection for three requests');
+    await assert.rejects(
+      transport.request(url, {
+        method: 'GET',
+        headers: {},
+        timeoutMs: 5000,
+        pins: [`AA${fingerprint.slice(2)}`],
+      }),
+      { code: 'TLS_FINGERPRINT_MISMATCH' },
+    );
+    assert.equal(tlsConnections, 2);
+    assert.equal(requests, 3, 'nothing was sent on the connection that failed the pin');
+    transport.close();
+    tls.closeAllConnections();
+    await new Promise<void>((resolve) => tls.close(() => resolve()));
   });
 
   it('an idle kept-alive connection does not keep the process alive', async () => {

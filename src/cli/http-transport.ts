@@ -191,6 +191,8 @@ export class HttpTransport {
           timer.unref();
         }
         res.on('close', finish);
+        // An error of the body (a timeout, an abort, a close) comes out of its reading; on a body
+        // nobody reads it goes nowhere (IncomingMessage emits no error without a listener).
         const status = res.statusCode ?? 502;
         const empty = EMPTY_STATUSES.has(status) || init.method === 'HEAD';
         if (empty) res.resume();

@@ -229,6 +229,24 @@ describe('HttpTransport', () => {
     const reading = open.text();
     second.abort(new Error('enough'));
     await assert.rejects(reading, { message: 'enough' });
+    // A body nobody reads, aborted or timed out: nothing is thrown anywhere.
+    const third = new AbortController();
+    const unread = await transport.request(new URL(`${base}/open`), {
+      method: 'GET',
+      headers: {},
+      signal: third.signal,
+      timeoutMs: 5000,
+    });
+    const timedOut = await transport.request(new URL(`${base}/open`), {
+      method: 'GET',
+      headers: {},
+      timeoutMs: 50,
+    });
+    third.abort();
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(unread.status, 200);
+    await assert.rejects(unread.text(), { name: 'AbortError' });
+    await assert.rejects(timedOut.text(), TimeoutError);
     transport.close();
   });
 

@@ -1,13 +1,16 @@
 /**
- * The coordinator's REST API (/api/v1) as typed methods, over Node's fetch. Every failure becomes
+ * The coordinator's REST API (/api/v1) as typed methods, over node:http and node:https
+ * (http-transport.ts, one keep-alive pool per client; not Node's fetch, whose loading alone costs
+ * a CLI process more CPU than its requests). Every failure becomes
  * a MusterError: the server's `{ error: { code, message, details } }` as is, a connection that
  * cannot be made (refused, DNS, TLS, timeout) as UNREACHABLE.
  *
  * HTTPS with a self-signed or private-CA coordinator certificate: either the user confirmed its
  * SHA-256 fingerprint at `muster login` (or gave MUSTER_FINGERPRINT), and every request to that
  * URL goes over a connection whose certificate matched that pin inside the handshake, before the
- * token is written (pinned-fetch.ts); or Node's fetch trusts it through NODE_EXTRA_CA_CERTS (read
- * when Node starts).
+ * token is written (connectPinned in src/common/pinned-tls.ts); or Node trusts it through
+ * NODE_EXTRA_CA_CERTS (read when Node starts). Redirects are not followed: a 3xx is an error that
+ * names where it points.
  *
  * Backups: a primary with a selected backup names it in the x-muster-backup header of every
  * answer; the client remembers it (backup-cache.ts). When the primary then cannot be reached, the
@@ -58,7 +61,7 @@ import { MusterError, isErrorCode, type ErrorCode } from '../protocol/errors.js'
 import { BackupCache, backupsPath, type BackupDirectory } from './backup-cache.js';
 import { loadCredentials, normaliseUrl } from './config.js';
 import { formatDuration } from '../api/format.js';
-import { pinnedFetch } from './pinned-fetch.js';
+import { HttpTransport, TimeoutError, type HttpResponse } from './http-transport.js';
 import { readSse } from './sse.js';
 
 export type AddAgentRequest = z.input<typeof addAgentBody>;
@@ -142,6 +145,8 @@ export class ApiClient {
   private switchedTo: string | undefined;
   /** Why: the configured coordinator's error, reported if the backup turns out standing by. */
   private primaryError: MusterError | undefined;
+  /** The connections (kept alive between requests; an idle one never keeps the process alive). */
+  private readonly transport = new HttpTransport();
 
   constructor(options: ApiClientOptions) {
     this.configuredUrl = options.url.replace(/\/+$/, '');
@@ -161,6 +166,14 @@ export class ApiClient {
   /** The backup this client switched to because the configured coordinator was unreachable. */
   get usingBackup(): string | undefined {
     return this.switchedTo;
+  }
+
+  /**
+   * Closes the idle kept-alive connections now (those in use close when their exchange ends).
+   * Never needed for the process to exit: idle connections do not keep it alive.
+   */
+  close(): void {
+    this.transport.close();
   }
 
   // ---- session --------------------------------------------------------------------------------
@@ -185,7 +198,7 @@ export class ApiClient {
   }
 
   async removeAgent(name: string): Promise<void> {
-    await this.request('DELETE', `/agents/${encodeURIComponent(name)}`);
+    await this.call('DELETE', `/agents/${encodeURIComponent(name)}`);
   }
 
   updateAgent(name: string, body: UpdateAgentRequest): Promise<AgentView> {
@@ -204,7 +217,7 @@ export class ApiClient {
   }
 
   async removeBackup(name: string): Promise<void> {
-    await this.request('DELETE', `/backups/${encodeURIComponent(name)}`);
+    await this.call('DELETE', `/backups/${encodeURIComponent(name)}`);
   }
 
   // ---- extensions -----------------------------------------------------------------------------
@@ -228,7 +241,7 @@ export class ApiClient {
   }
 
   async putBlob(sha256: string, data: Uint8Array): Promise<void> {
-    await this.request('PUT', `/blobs/${sha256}`, {
+    await this.call('PUT', `/blobs/${sha256}`, {
       raw: data,
       timeoutMs: this.blobTimeoutMs(data.byteLength),
     });
@@ -261,7 +274,7 @@ export class ApiClient {
   }
 
   async recordCompileJobs(buildId: number, records: CompileRecord[]): Promise<void> {
-    await this.request('POST', `/compile-sessions/${buildId}/records`, { body: { records } });
+    await this.call('POST', `/compile-sessions/${buildId}/records`, { body: { records } });
   }
 
   closeCompileSession(buildId: number, body: CloseCompileSession): Promise<BuildView> {
@@ -291,7 +304,7 @@ export class ApiClient {
   }
 
   async putManifestLine(direct: string, body: PutManifestLineRequest): Promise<void> {
-    await this.request('POST', `/cache/manifests/${direct}`, { body });
+    await this.call('POST', `/cache/manifests/${direct}`, { body });
   }
 
   putToolchain(id: string, body: PutToolchainRequest): Promise<ToolchainView> {
@@ -305,7 +318,7 @@ export class ApiClient {
 
   /** Removes a toolchain (admins); NOT_FOUND when there is none with that id. */
   async removeToolchain(id: string): Promise<void> {
-    await this.request('DELETE', `/toolchains/${id}`);
+    await this.call('DELETE', `/toolchains/${id}`);
   }
 
   /** A registered toolchain; NOT_FOUND when the coordinator has none with that id. */
@@ -384,11 +397,11 @@ export class ApiClient {
   }
 
   async removeUser(name: string): Promise<void> {
-    await this.request('DELETE', `/users/${encodeURIComponent(name)}`);
+    await this.call('DELETE', `/users/${encodeURIComponent(name)}`);
   }
 
   async changePassword(current: string, password: string): Promise<void> {
-    await this.request('PUT', '/session/password', { body: { current, password } });
+    await this.call('PUT', '/session/password', { body: { current, password } });
   }
 
   // ---- certificate ----------------------------------------------------------------------------
@@ -414,7 +427,7 @@ export class ApiClient {
     const onAbort = (): void => controller.abort();
     if (signal?.aborted) controller.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    let response: Response;
+    let response: HttpResponse;
     try {
       response = await this.request('GET', '/events', {
         query: { build: buildId },
@@ -485,6 +498,16 @@ export class ApiClient {
     }
   }
 
+  /**
+   * A request whose answer's body is not needed: read to its end all the same, so that its
+   * connection serves the next request.
+   */
+  private async call(method: string, path: string, options: RequestOptions = {}): Promise<void> {
+    const response = await this.request(method, path, options);
+    // eslint-disable-next-line no-restricted-syntax -- answered already: a body cut short changes nothing
+    await response.arrayBuffer().catch(() => undefined);
+  }
+
   private async readBody<T>(read: () => Promise<T>, options: RequestOptions): Promise<T> {
     try {
       return await read();
@@ -501,13 +524,13 @@ export class ApiClient {
     method: string,
     path: string,
     options: RequestOptions = {},
-  ): Promise<Response> {
+  ): Promise<HttpResponse> {
     const backups = this.backups;
     if (backups === undefined) return this.send(this.configuredUrl, method, path, options);
     if (this.switchedTo !== undefined) {
       return this.sendToSwitched(this.switchedTo, method, path, options);
     }
-    let response: Response;
+    let response: HttpResponse;
     try {
       response = await this.send(this.configuredUrl, method, path, options);
     } catch (err) {
@@ -534,7 +557,7 @@ export class ApiClient {
     method: string,
     path: string,
     options: RequestOptions,
-  ): Promise<Response> {
+  ): Promise<HttpResponse> {
     try {
       return await this.send(backup, method, path, options);
     } catch (err) {
@@ -555,8 +578,8 @@ export class ApiClient {
     method: string,
     path: string,
     options: RequestOptions,
-  ): Promise<Response | undefined> {
-    let response: Response;
+  ): Promise<HttpResponse | undefined> {
+    let response: HttpResponse;
     try {
       response = await this.send(this.configuredUrl, method, path, options);
     } catch (err) {
@@ -586,7 +609,7 @@ export class ApiClient {
     method: string,
     path: string,
     options: RequestOptions,
-  ): Promise<Response> {
+  ): Promise<HttpResponse> {
     const backup = await backups.get(this.primaryKey).catch(() => undefined);
     if (backup === undefined || backup === this.primaryKey || options.signal?.aborted) {
       throw primaryError;
@@ -625,7 +648,7 @@ export class ApiClient {
   }
 
   /** A successful answer of the primary names its selected backup, or says there is none. */
-  private async learnBackup(backups: BackupDirectory, response: Response): Promise<void> {
+  private async learnBackup(backups: BackupDirectory, response: HttpResponse): Promise<void> {
     const header = response.headers.get(BACKUP_HEADER);
     let backup: string | undefined;
     if (header !== null && header.trim() !== '') {
@@ -650,7 +673,7 @@ export class ApiClient {
     method: string,
     path: string,
     options: RequestOptions = {},
-  ): Promise<Response> {
+  ): Promise<HttpResponse> {
     const url = new URL(`${base}/api/v1${path}`);
     for (const [key, value] of Object.entries(options.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
@@ -668,35 +691,25 @@ export class ApiClient {
       body = JSON.stringify(options.body);
     }
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(new TimeoutError()), timeoutMs);
-    const signal = options.signal
-      ? AbortSignal.any([options.signal, timeout.signal])
-      : timeout.signal;
-    let response: Response;
+    let response: HttpResponse;
     try {
-      // The pin is the configured coordinator's; a backup is verified the usual way.
-      response =
-        this.fingerprint !== undefined && base === this.configuredUrl && url.protocol === 'https:'
-          ? await pinnedFetch(url, { method, headers, body, signal }, [this.fingerprint])
-          : await fetch(url, { method, headers, body, signal });
+      response = await this.transport.request(url, {
+        method,
+        headers,
+        body,
+        signal: options.signal,
+        timeoutMs,
+        headersOnly: options.stream === true,
+        // The pin is the configured coordinator's; a backup is verified the usual way.
+        pins:
+          this.fingerprint !== undefined && base === this.configuredUrl && url.protocol === 'https:'
+            ? [this.fingerprint]
+            : undefined,
+      });
     } catch (err) {
-      clearTimeout(timer);
       throw this.connectionError(err, timeoutMs, base);
     }
-    if (options.stream) {
-      clearTimeout(timer);
-    } else {
-      // Bound reading the body too; an unref'd timer never keeps the process alive.
-      timer.unref();
-    }
-    if (!response.ok) {
-      try {
-        throw await this.httpError(response, method, path, options, base);
-      } finally {
-        clearTimeout(timer);
-      }
-    }
+    if (!response.ok) throw await this.httpError(response, method, path, options, base);
     return response;
   }
 
@@ -729,7 +742,7 @@ export class ApiClient {
   }
 
   private async httpError(
-    response: Response,
+    response: HttpResponse,
     method: string,
     path: string,
     options: RequestOptions,
@@ -748,10 +761,13 @@ export class ApiClient {
       serverCode !== undefined && isErrorCode(serverCode)
         ? serverCode
         : codeForStatus(response.status);
+    // Redirects are not followed (the token goes nowhere else): where it points is said.
+    const location =
+      response.status >= 300 && response.status < 400 ? response.headers.get('location') : null;
     let message =
       typeof error?.message === 'string'
         ? error.message
-        : `${method} ${path} failed with HTTP ${response.status}${body === undefined ? ` (is ${base} a Muster coordinator?)` : ''}`;
+        : `${method} ${path} failed with HTTP ${response.status}${location !== null ? ` (redirected to ${location}: is ${base} the coordinator's URL?)` : body === undefined ? ` (is ${base} a Muster coordinator?)` : ''}`;
     if (code === 'UNAUTHORIZED' && !options.anonymous) {
       message += `: log in again with muster login ${this.configuredUrl}`;
     }
@@ -808,10 +824,6 @@ function normalisedOr(url: string): string {
   }
 }
 
-class TimeoutError extends Error {
-  override readonly name = 'TimeoutError';
-}
-
 function codeForStatus(status: number): ErrorCode {
   switch (status) {
     case 400:
@@ -846,8 +858,7 @@ const causeWords: Record<string, string> = {
   EHOSTUNREACH: 'no route to host',
   ENETUNREACH: 'network unreachable',
   ETIMEDOUT: 'the connection timed out',
-  UND_ERR_CONNECT_TIMEOUT: 'the connection timed out',
-  UND_ERR_SOCKET: 'the connection closed unexpectedly',
+  ERR_STREAM_PREMATURE_CLOSE: 'the connection closed unexpectedly',
   EPROTO: 'TLS protocol error (is it http rather than https?)',
   ERR_SSL_WRONG_VERSION_NUMBER: 'TLS error: the server does not speak TLS (try http://)',
 };
@@ -860,7 +871,10 @@ const certificateCodes = new Set([
   'CERT_HAS_EXPIRED',
 ]);
 
-/** fetch() throws "fetch failed" with the real reason in `cause` (sometimes nested). */
+/**
+ * Why a connection failed, in words: Node's error code, or the first one down its `cause` chain
+ * (a wrapped reason, e.g. the one a premature close carries).
+ */
 export function describeCause(err: unknown): string {
   let current: unknown = err;
   for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
@@ -881,7 +895,7 @@ export function describeCause(err: unknown): string {
 }
 
 /** The body of a blob answer, which must be exactly `size` bytes; reading stops past it. */
-async function readExactly(response: Response, size: number, sha256: string): Promise<Buffer> {
+async function readExactly(response: HttpResponse, size: number, sha256: string): Promise<Buffer> {
   const wrongSize = (got: string): MusterError =>
     new MusterError(
       'BLOB_HASH_MISMATCH',
@@ -890,15 +904,14 @@ async function readExactly(response: Response, size: number, sha256: string): Pr
     );
   const declared = response.headers.get('content-length');
   if (declared !== null && Number(declared) !== size) {
-    // eslint-disable-next-line no-restricted-syntax -- refused already: a failed cancel changes nothing
-    await response.body?.cancel().catch(() => undefined);
+    await response.body?.cancel();
     throw wrongSize(`it says ${declared}`);
   }
   const data = Buffer.alloc(size);
   let got = 0;
   if (response.body !== null) {
     // Leaving the loop early (the throw) cancels the stream: nothing more is read.
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    for await (const chunk of response.body) {
       if (got + chunk.byteLength > size) throw wrongSize('it sent more');
       data.set(chunk, got);
       got += chunk.byteLength;

@@ -4,7 +4,7 @@
  * at: one this machine trusts (system roots, NODE_EXTRA_CA_CERTS) is used as it is; any other
  * (a coordinator's self-signed one) only once its SHA-256 fingerprint is confirmed, by the user
  * at the terminal or by --fingerprint, and then pinned with the saved credentials, so that every
- * later command checks it inside the TLS handshake (pinned-fetch.ts).
+ * later command checks it inside the TLS handshake (http-transport.ts).
  */
 import { isLoopbackHost } from '../common/addresses.js';
 import { createInterface } from 'node:readline/promises';

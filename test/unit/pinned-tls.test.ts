@@ -1,5 +1,5 @@
 /**
- * The CLI's pinned connection to a coordinator (src/common/pinned-tls.ts, src/cli/pinned-fetch.ts):
+ * The CLI's pinned connection to a coordinator (src/common/pinned-tls.ts, src/cli/http-transport.ts):
  * with the right pin a self-signed certificate is used; with a wrong one the connection is closed
  * after the handshake, before a single byte of the request (its token) is written.
  */

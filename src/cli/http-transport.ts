@@ -9,7 +9,8 @@
  * - Keep-alive: one pool of connections per transport (per ApiClient). An idle connection is
  *   unref'd by Node's agent (it never keeps a process alive) and dropped a second before the
  *   server's Keep-Alive timeout. A request whose reused connection turns out closed by the
- *   server before any answer is sent again once, on a new connection.
+ *   server before any answer is sent again once, on a new connection (a POST only when it could
+ *   not be written: one reset after it was read would run twice).
  * - Timeout: the whole exchange, body included; with `headersOnly` (an event stream) only until
  *   the answer's headers. It rejects (or fails the body) with a TimeoutError.
  * - Abort: the signal's reason, as fetch rejects; after the headers, reading the body fails with
@@ -175,11 +176,13 @@ export class HttpTransport {
       signal?.addEventListener('abort', onAbort, { once: true });
       req.on('error', (err: Error) => {
         finish();
+        const code = (err as NodeJS.ErrnoException).code;
+        // A POST the server may have read before the reset (it is not idempotent: a job record,
+        // a remote compile) is sent again only when it could not even be written.
         const stale =
           req.reusedSocket &&
           response === undefined &&
-          ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ||
-            (err as NodeJS.ErrnoException).code === 'EPIPE');
+          (code === 'EPIPE' || (code === 'ECONNRESET' && init.method !== 'POST'));
         reject(stale ? new StaleConnectionError(err) : closedEarly(err));
       });
       req.on('response', (res: IncomingMessage) => {

@@ -41,6 +41,16 @@ describe('local tier of the compile cache', () => {
     assert.equal(await tier.getBlob(hex(7)), null);
   });
 
+  it('writes again after its folders were removed under it (a user clearing the cache)', async () => {
+    const tier = new LocalTier({ dir: join(root, 'cleared') });
+    const hash = await tier.putBlob(Buffer.from('first'));
+    rmSync(tier.dir, { recursive: true, force: true });
+    assert.equal(await tier.putBlob(Buffer.from('first')), hash);
+    assert.deepEqual(await tier.getBlob(hash), Buffer.from('first'));
+    const big = Buffer.alloc(300 * 1024, 1);
+    assert.deepEqual(await tier.getBlob(await tier.putBlob(big)), big);
+  });
+
   it('keeps entries by key and refuses what is not an entry', async () => {
     const tier = new LocalTier({ dir: join(root, 'b') });
     const entry: LocalEntry = {

@@ -169,8 +169,8 @@ export class ApiClient {
   }
 
   /**
-   * Closes the idle kept-alive connections now (those in use close when their exchange ends).
-   * Never needed for the process to exit: idle connections do not keep it alive.
+   * Closes the kept-alive connections now, those of requests in flight too (they fail). Never
+   * needed for the process to exit: idle connections do not keep it alive.
    */
   close(): void {
     this.transport.close();

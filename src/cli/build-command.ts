@@ -229,9 +229,12 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
     ended = await runCommand(program, args, env, opts);
     shimFallbacks = await service.stats.foldFallbackLog(join(dir, FALLBACK_LOG_NAME));
   } finally {
-    await service.stop();
-    guard?.stop();
-    await rm(dir, { recursive: true, force: true });
+    try {
+      await service.stop();
+    } finally {
+      guard?.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   }
   const code = ended.code;
   const counts = countsOf(service.stats.totals, shimFallbacks);

@@ -190,8 +190,11 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     ...ports,
   });
   const stop = async (): Promise<void> => {
-    await service.stop();
-    guard?.stop();
+    try {
+      await service.stop();
+    } finally {
+      guard?.stop();
+    }
     await ports.recorder?.close();
   };
   try {

@@ -9,8 +9,8 @@
  * - Keep-alive: one pool of connections per transport (per ApiClient). An idle connection is
  *   unref'd by Node's agent (it never keeps a process alive) and dropped a second before the
  *   server's Keep-Alive timeout. A request whose reused connection turns out closed by the
- *   server before any answer is sent again once, on a new connection (a POST only when it could
- *   not be written: one reset after it was read would run twice).
+ *   server before any answer is sent again once (a request other than GET or HEAD only when it
+ *   could not be written: one reset after it was read would run twice).
  * - Timeout: the whole exchange, body included; with `headersOnly` (an event stream) only until
  *   the answer's headers. It rejects (or fails the body) with a TimeoutError.
  * - Abort: the signal's reason, as fetch rejects; after the headers, reading the body fails with
@@ -112,7 +112,7 @@ export class HttpTransport {
     }
   }
 
-  /** Closes the idle connections (those in use end with their exchange). */
+  /** Closes every connection, those of exchanges in flight too (they fail). */
   close(): void {
     this.http?.destroy();
     this.https?.destroy();
@@ -177,12 +177,14 @@ export class HttpTransport {
       req.on('error', (err: Error) => {
         finish();
         const code = (err as NodeJS.ErrnoException).code;
-        // A POST the server may have read before the reset (it is not idempotent: a job record,
-        // a remote compile) is sent again only when it could not even be written.
+        // A request the server may have read before the reset is sent again only when reading
+        // it twice changes nothing (GET, HEAD); any other only when it could not be written (a
+        // job record, a remote compile, a password change must not run twice).
         const stale =
           req.reusedSocket &&
           response === undefined &&
-          (code === 'EPIPE' || (code === 'ECONNRESET' && init.method !== 'POST'));
+          (code === 'EPIPE' ||
+            (code === 'ECONNRESET' && (init.method === 'GET' || init.method === 'HEAD')));
         reject(stale ? new StaleConnectionError(err) : closedEarly(err));
       });
       req.on('response', (res: IncomingMessage) => {

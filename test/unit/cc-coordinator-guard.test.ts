@@ -166,11 +166,36 @@ describe('the coordinator guard', () => {
     assert.deepEqual(changes, [true, false]);
     assert.equal(await guard.run(work), 1);
     assert.equal(timers.pending, 0, 'nothing scheduled once it answers');
-    // The next pause starts from a second again.
+    // A pause right after that resume is a flap (the probe's yes was not the requests'): the
+    // wait keeps growing from where it was.
+    await assert.rejects(guard.run(() => Promise.reject(noAnswer())));
+    assert.equal(timers.waits.at(-1), 30_000);
+    await timers.advance(30_000);
+    assert.equal(p.calls, 9);
+    p.answer(true);
+    await settle();
+    assert.equal(guard.paused, false);
+    // A pause long after the last resume starts from a second again.
+    await timers.advance(30_000);
     await assert.rejects(guard.run(() => Promise.reject(noAnswer())));
     await timers.advance(1_000);
-    assert.equal(p.calls, 9);
+    assert.equal(p.calls, 10);
     assert.equal(timers.waits.at(-1), 1_000);
+  });
+
+  it('a pause soon after a resume doubles the wait instead of asking every second', async () => {
+    const timers = new FakeTimers();
+    const p = scriptedProbe();
+    const guard = new CoordinatorGuard({ probe: p.probe, timers });
+    const flap = async (): Promise<void> => {
+      await assert.rejects(guard.run(() => Promise.reject(noAnswer())));
+      await timers.advance(timers.waits.at(-1)!);
+      p.answer(true);
+      await settle();
+      assert.equal(guard.paused, false);
+    };
+    for (let i = 0; i < 7; i++) await flap();
+    assert.deepEqual(timers.waits, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
   });
 
   it('"not yet" (a backup standing by) asks again after a second, for a minute; an error answer ends the pause', async () => {

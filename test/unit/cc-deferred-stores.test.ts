@@ -51,13 +51,18 @@ describe('deferred stores', () => {
   it('runs at once over the count or the byte bound, and everything once draining', async () => {
     const stores = new DeferredStores({ busy: () => true, maxItems: 2, maxBytes: 1000 });
     const ran: number[] = [];
-    const all = [1, 2, 3].map((n) => stores.add(10, async () => void ran.push(n)));
+    const all = [1, 2].map((n) => stores.add(10, async () => void ran.push(n)));
+    assert.equal(stores.full, false, 'two waiting is within the bound');
+    all.push(stores.add(10, async () => void ran.push(3)));
+    assert.equal(stores.full, false, 'the oldest started: two wait, within the bound');
     // Three waiting is over two: the oldest runs; then two wait, which the bound allows.
     await all[0];
     await tick();
     assert.deepEqual(ran, [1]);
     assert.equal(stores.pending, 2);
+    assert.equal(stores.full, false);
     const big = stores.add(2000, async () => void ran.push(4));
+    assert.equal(stores.full, true, 'over the byte bound');
     await all[1];
     await all[2];
     await big;
@@ -68,6 +73,20 @@ describe('deferred stores', () => {
     stores.drain();
     await late;
     assert.deepEqual(ran, [1, 2, 3, 4, 5]);
+  });
+
+  it('says it is full while more than the bound wait behind a running store', async () => {
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const stores = new DeferredStores({ busy: () => false, maxItems: 1, maxBytes: 1000 });
+    const first = stores.add(10, () => gate);
+    const second = stores.add(10, async () => undefined);
+    assert.equal(stores.full, false, 'one waits behind the running one: within the bound');
+    const third = stores.add(10, async () => undefined);
+    assert.equal(stores.full, true, 'two wait: the compile that added the last waits for it');
+    open();
+    await Promise.all([first, second, third]);
+    assert.equal(stores.full, false);
   });
 
   it('a store that fails does not stop the queue', async () => {

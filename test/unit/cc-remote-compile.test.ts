@@ -372,6 +372,7 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
     const [held, heldSocket] = await startService('registering');
     remote.holdRegistration = true;
     const jobs = remote.jobs.length;
+    const ensured = remote.ensureCalls;
     try {
       const args = ['-O1', '-c', 'warn.c', '-o', 'reg.o'];
       const ref = plain(args, ['reg.o']);
@@ -382,6 +383,7 @@ describe('remote compiles through the service (real gcc, fake coordinator)', () 
       remote.holdRegistration = false;
     }
     assert.equal(remote.jobs.length, jobs);
+    assert.equal(remote.ensureCalls, ensured + 1, 'the registration is work the stop waits for');
     assert.equal(held.stats.totals.localReasons['toolchain-registering'], 1);
     assert.equal(held.stats.totals.fallbacks, 0);
     assert.equal(recorder.records.at(-1)?.fallback, undefined);

@@ -360,21 +360,22 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
         const listFile = depsFile;
         depsFileOwned = false;
         const bytes = captured.object.length + (captured.depfile?.length ?? 0) + stderr.length;
-        ctx.background(
-          'keeping a result',
-          ctx.stores.add(bytes, async () => {
-            try {
-              const notKept = await storeResult(ctx, store).catch((err: unknown) => {
-                ctx.log.warn({ err }, 'muster cc: keeping a result in the cache failed');
-                return ['the cache could not keep it'];
-              });
-              kept([...reasons, ...notKept]);
-            } finally {
-              if (listFile !== null) await rm(listFile, { force: true });
-            }
-          }),
-        );
+        const keeping = ctx.stores.add(bytes, async () => {
+          try {
+            const notKept = await storeResult(ctx, store).catch((err: unknown) => {
+              ctx.log.warn({ err }, 'muster cc: keeping a result in the cache failed');
+              return ['the cache could not keep it'];
+            });
+            kept([...reasons, ...notKept]);
+          } finally {
+            if (listFile !== null) await rm(listFile, { force: true });
+          }
+        });
+        ctx.background('keeping a result', keeping);
         recordJob({ ...recordBase, exitCode: 0 });
+        // Past the queue's bounds the compile waits for its own store: make slows down rather
+        // than the queue (and the outputs it holds) growing without end.
+        if (ctx.stores.full) await keeping;
         return exit(0);
       }
     }

@@ -90,6 +90,8 @@ export class CoordinatorGuard {
   /** Moves at each pause and each resume: a no-answer from an older era is old news. */
   #era = 0;
   #probeWaitMs: number;
+  /** When the last pause ended (a new one soon after it does not start from a second again). */
+  #resumedAt: number | undefined;
   /** The first "not yet" of this pause. */
   #notYetSince: number | undefined;
   #timer: { cancel(): void } | undefined;
@@ -137,16 +139,24 @@ export class CoordinatorGuard {
   }
 
   #pause(): void {
+    const now = this.#timers.now();
     this.#paused = true;
     this.#era++;
-    this.#pausedUntil = this.#timers.now() + this.#pauseMs;
+    this.#pausedUntil = now + this.#pauseMs;
     this.#onChange(true);
-    this.#probeWaitMs = this.#firstProbeMs;
+    // A pause soon after a resume: the probe said yes to what the requests then could not use
+    // (a standby backup that reaches its primary, which this client cannot reach). The wait
+    // keeps growing instead of costing a burst of compiles a timeout every second.
+    const flapped = this.#resumedAt !== undefined && now - this.#resumedAt < this.#maxProbeMs;
+    this.#probeWaitMs = flapped
+      ? Math.min(this.#probeWaitMs * 2, this.#maxProbeMs)
+      : this.#firstProbeMs;
     this.#notYetSince = undefined;
     this.#scheduleProbe();
   }
 
   #resume(): void {
+    this.#resumedAt = this.#timers.now();
     this.#paused = false;
     this.#era++;
     this.#timer?.cancel();

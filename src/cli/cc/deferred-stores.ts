@@ -4,8 +4,9 @@
  * local tier's writes, the explain record, the shared upload's queueing) waits here. One store
  * runs at a time; while every local core runs a compile of this service a store waits for a
  * free one (between compiles, during links, at the end) — unless the queue holds more than
- * `maxItems` results or `maxBytes` of captured outputs, when it runs at once, so memory stays
- * bounded when make's -j is far above the cores.
+ * `maxItems` results or `maxBytes` of captured outputs (`full`): then it runs at once, and the
+ * compile that added it waits for it before its shim is answered (compile-job.ts), so make
+ * slows down and memory stays bounded when compiles end faster than their results are kept.
  *
  *   add() ──▶ queued ──(a core is free, or over a bound, or draining)──▶ running ──▶ done
  *
@@ -60,6 +61,12 @@ export class DeferredStores {
     });
   }
 
+  /** Over a bound: the compile that just added its store waits for it. */
+  get full(): boolean {
+    const o = this.#options;
+    return this.#queue.length > o.maxItems || this.#bytes > o.maxBytes;
+  }
+
   /** A compile ended (a core may be free): runs what waits. */
   wake(): void {
     this.#pump();
@@ -72,10 +79,7 @@ export class DeferredStores {
   }
 
   #mayRun(): boolean {
-    const o = this.#options;
-    return (
-      this.#draining || !o.busy() || this.#queue.length > o.maxItems || this.#bytes > o.maxBytes
-    );
+    return this.#draining || !this.#options.busy() || this.full;
   }
 
   #pump(): void {

@@ -75,6 +75,11 @@ export interface RemoteJobs {
    * ask starts it in the background (asked once per id, uploaded when the coordinator lacks it).
    */
   toolchainState(toolchain: Toolchain): Promise<ToolchainState>;
+  /**
+   * The registration toolchainState started (settles when it is registered, or failed): work
+   * the service's stop waits for, so that a build shorter than the upload still registers it.
+   */
+  ensureToolchain?(toolchain: Toolchain): Promise<unknown>;
   /** Uploads a directives-only text. */
   putText(sha256: string, data: Buffer): Promise<void>;
   /** Runs the job; resolves with its answer (a job that did not run is an answer too). */

@@ -193,7 +193,12 @@ export async function compileRemotely(
   // The first compile with a new compiler starts its registration; until an agent has it,
   // compiling here beats waiting for ~80 MB to go up and the agents to sync.
   const state = await req.remote.toolchainState(req.toolchain);
-  if (state === 'registering') return { kind: 'here', reason: 'toolchain-registering' };
+  if (state === 'registering') {
+    // The upload outlives this compile, and a short build too: stop() waits for it (bounded).
+    const registering = req.remote.ensureToolchain?.(req.toolchain);
+    if (registering !== undefined) ctx.background('registering a toolchain', registering);
+    return { kind: 'here', reason: 'toolchain-registering' };
+  }
   if (state !== 'ready') return { kind: 'here', fallback: state };
   let view: CompileJobView;
   try {

@@ -5,6 +5,7 @@
  * temp dirs of temp-dirs.ts: cleanup() removes them.
  */
 import { cp, readdir, utimes } from 'node:fs/promises';
+import { setTimeout } from 'node:timers/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTempDir } from './temp-dirs.js';
@@ -18,10 +19,16 @@ export async function backdate(dir: string): Promise<void> {
     await utimes(join(entry.parentPath, entry.name), at, at);
 }
 
-/** A fresh, backdated copy of examples/c-make (`<temp dir named prefix…>/c-make`). */
+/**
+ * A fresh, backdated copy of examples/c-make (`<temp dir named prefix…>/c-make`), returned once
+ * it is 2 s old: the copy and the backdating set every file's ctime to now, which nothing sets
+ * back, and a compile that starts within 2 s of a file's change keeps nothing (the too-new rule
+ * is judged against the compile's start) — a test that expects results kept must not race it.
+ */
 export async function copyOfExample(prefix: string): Promise<string> {
   const dir = join(await makeTempDir(prefix), 'c-make');
   await cp(example, dir, { recursive: true });
   await backdate(dir);
+  await setTimeout(2100);
   return dir;
 }

@@ -5,9 +5,9 @@
  * stores batched: a result waits up to `gatherMs` for others (RESULTS_GATHER_MS in the services:
  * a make -j2 ends a compile every few hundred ms, and a batch of one costs the coordinator and
  * this process a request each), and the results made while one upload is in flight go together
- * in the next (POST /cache/results within the route's bounds, CACHE_RESULTS_LIMITS: up to 64 results, their
- * small blobs inline, one round trip instead of four a result; blobs over 1 MiB are uploaded
- * first, when the coordinator lacks them). A coordinator without that route (an older one: 404)
+ * in the next (POST /cache/results within the route's bounds, CACHE_RESULTS_LIMITS: up to 64
+ * results, their small blobs inline, one round trip instead of four a result; blobs over 1 MiB
+ * are uploaded first, when the coordinator lacks them). A coordinator without that route (an older one: 404)
  * gets each result the old way — the blobs it lacks, the entry, the manifest line — and so does
  * a result whose manifest line alone is over the route's bounds. Each of those goes through the
  * guard on its own, so the first that gets no answer fails the rest at once. Batches are tried

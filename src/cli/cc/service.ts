@@ -95,7 +95,10 @@ export interface CompileServiceOptions extends CoordinatorPorts {
   readonly discoverToolchain?: Discover;
   /** Tests give a clock (the 2 s "too new" rule would keep every fresh test file out). */
   readonly fileHashes?: FileHashesDeps;
-  /** Bounds of the kept results' queue (default 64 results, 64 MiB; 0 and 0: never waits). */
+  /**
+   * Bounds of the kept results' queue (default 64 results, 64 MiB; 0 and 0: every compile waits
+   * for its own store, as before stores were deferred).
+   */
   readonly deferredStores?: { readonly maxItems: number; readonly maxBytes: number };
 }
 

@@ -343,7 +343,10 @@ export class CompileService {
     for (const c of this.#connections) c.abort();
     await closed;
     // Every result from now on goes to the coordinator at once: nothing waits for company.
-    void this.#ready?.then((context) => context.sharedCache?.flushNow?.());
+    void this.#ready?.then(
+      (context) => context.sharedCache?.flushNow?.(),
+      (err: unknown) => this.#log.debug({ err }, 'muster cc: no coordinator ports to flush'),
+    );
     this.#stores?.drain();
     const left = await bounded(this.settled(), this.#options.backgroundMs ?? DEFAULTS.backgroundMs);
     if (!left)

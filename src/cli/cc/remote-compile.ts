@@ -70,10 +70,9 @@ export type RemoteOutcome =
     };
 
 /**
- * How long an agent may compile one job. Under 5 minutes with the queue wait: Node's fetch gives
- * up on an answer whose headers take longer than that (undici's headersTimeout), which would read
- * as a coordinator that stopped answering. A compile that takes longer is ended there and
- * compiled here.
+ * How long an agent may compile one job (the job request's own timeout covers it, the queue wait
+ * and the transfer: coordinator-jobs.ts). A compile that takes longer is ended there and compiled
+ * here.
  */
 export const REMOTE_COMPILE_TIMEOUT_MS = 280_000;
 

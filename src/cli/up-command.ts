@@ -10,6 +10,7 @@ import type { Agent } from '../agent/agent.js';
 import { compileAgentOptions } from '../agent/options.js';
 import { compileCoordinatorOptions } from '../coordinator/options.js';
 import { MusterError } from '../protocol/errors.js';
+import { ApiClient } from './api-client.js';
 import { onShutdownSignals } from './signals.js';
 
 interface UpOptions {
@@ -99,37 +100,35 @@ export function registerUpCommand(program: Command): void {
 
 /** Adds each local agent to the coordinator through its API (again after a restart: ports may change). */
 async function registerAgents(url: string, password: string, agents: Agent[]): Promise<void> {
-  const login = await fetch(`${url}/api/v1/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ user: 'admin', password }),
-  });
-  if (!login.ok) {
+  const anonymous = new ApiClient({ url });
+  let token: string;
+  try {
+    ({ token } = await anonymous.login('admin', password));
+  } catch (error) {
+    if (!(error instanceof MusterError && error.code === 'UNAUTHORIZED')) throw error;
     throw new MusterError(
       'UNAUTHORIZED',
       'cannot log in as admin to register the local agents (was the password changed?)',
     );
+  } finally {
+    anonymous.close();
   }
-  const { token } = (await login.json()) as { token: string };
-  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
-  for (const [i, agent] of agents.entries()) {
-    const name = `local-${i + 1}`;
-    await fetch(`${url}/api/v1/agents/${name}`, {
-      method: 'DELETE',
-      headers: { authorization: headers.authorization },
-    });
-    const response = await fetch(`${url}/api/v1/agents`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({
+  const api = new ApiClient({ url, token });
+  try {
+    for (const [i, agent] of agents.entries()) {
+      const name = `local-${i + 1}`;
+      await api.removeAgent(name).catch((error: unknown) => {
+        if (!(error instanceof MusterError && error.code === 'NOT_FOUND')) throw error;
+      });
+      await api.addAgent({
         name,
         address: `${agent.address.host}:${agent.address.port}`,
         accessKey: agent.identity!.accessKey,
         fingerprint: agent.identity!.tls?.fingerprint,
         labels: ['local'],
-      }),
-    });
-    if (!response.ok)
-      throw new MusterError('INTERNAL', `registering ${name}: ${await response.text()}`);
+      });
+    }
+  } finally {
+    api.close();
   }
 }

@@ -154,13 +154,15 @@ export default tseslint.config(
     // protocol, its own folder and the host's glob reading (for `muster run`'s inputs), never the
     // coordinator's or the agent's insides. The commands that start the daemons in this process
     // (`muster up`, `muster coordinator`, `muster agent`, `muster agent instances`) are their
-    // entry points, and the exception.
+    // entry points, and the exception; so is `muster config check`, which validates a config
+    // file with the daemons' own option checks.
     files: ['src/cli/**/*.ts'],
     ignores: [
       'src/cli/up-command.ts',
       'src/cli/coordinator-command.ts',
       'src/cli/agent-command.ts',
       'src/cli/agent-instances.ts',
+      'src/cli/config-command.ts',
     ],
     rules: forbid(layer.coordinator, layer.agent, layer.extensions, ...hostButGlob),
   },

@@ -10,6 +10,7 @@ import { instanceKeyFingerprint } from '../protocol/handshake.js';
 import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
 import { MUSTER_VERSION } from '../common/version.js';
 import { MusterError } from '../protocol/errors.js';
+import { daemonOptions } from './daemon-config.js';
 import { onShutdownSignals } from './signals.js';
 
 export function registerAgentCommand(program: Command): void {
@@ -17,6 +18,10 @@ export function registerAgentCommand(program: Command): void {
     .command('agent')
     .description('run the agent daemon on a build machine')
     .enablePositionalOptions()
+    .option(
+      '--config <file>',
+      'read options from the agent: section of this YAML file (flags and MUSTER_* variables win)',
+    )
     .option('--listen <host:port>', 'address to listen on', '0.0.0.0:7420')
     .option(
       '--data <dir>',
@@ -70,8 +75,8 @@ export function registerAgentCommand(program: Command): void {
       "auto, on or off: run each instance's tasks as a user of its own (auto: when root)",
       'auto',
     )
-    .action(async (opts: AgentOptions) => {
-      await runAgent(opts);
+    .action(async (_opts: unknown, command: Command) => {
+      await runAgent(daemonOptions<AgentOptions>(command, 'agent', process.env));
     });
 
   agent

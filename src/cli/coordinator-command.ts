@@ -6,12 +6,17 @@ import {
   type CompiledCoordinatorOptions,
   type CoordinatorOptions,
 } from '../coordinator/options.js';
+import { daemonOptions } from './daemon-config.js';
 import { onShutdownSignals } from './signals.js';
 
 export function registerCoordinatorCommand(program: Command): void {
   program
     .command('coordinator')
     .description('run the coordinator: REST API, scheduler, state in SQLite')
+    .option(
+      '--config <file>',
+      'read options from the coordinator: section of this YAML file (flags and MUSTER_* variables win)',
+    )
     .option('--listen <host:port>', 'address to listen on', '0.0.0.0:8000')
     .option('--data <dir>', 'data dir: database, blobs, admin password', '.muster/coordinator')
     .option(
@@ -94,12 +99,11 @@ export function registerCoordinatorCommand(program: Command): void {
       '30d',
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
-    .action(async (opts: CoordinatorOptions) => {
-      const options = compileCoordinatorOptions({
-        ...opts,
-        joinToken: opts.joinToken ?? process.env.MUSTER_JOIN_TOKEN,
-        passwordCost: opts.passwordCost ?? (process.env.MUSTER_PASSWORD_COST || undefined),
-      });
+    .action(async (_opts: unknown, command: Command) => {
+      // MUSTER_JOIN_TOKEN, MUSTER_PASSWORD_COST and the rest: daemon-config.ts.
+      const options = compileCoordinatorOptions(
+        daemonOptions<CoordinatorOptions>(command, 'coordinator', process.env),
+      );
       const log = pino({ level: options.logLevel, base: { service: 'muster-coordinator' } });
       // Loaded here, not at the top: every other command starts faster without the server.
       const { Coordinator } = await import('../coordinator/coordinator.js');

@@ -18,6 +18,7 @@ const COMMANDS: [string, () => Promise<Register>][] = [
     async () => (await import('./coordinator-command.js')).registerCoordinatorCommand,
   ],
   ['agent', async () => (await import('./agent-command.js')).registerAgentCommand],
+  ['config', async () => (await import('./config-command.js')).registerConfigCommand],
   ['login', async () => (await import('./login-command.js')).registerLoginCommand],
   ['agents', async () => (await import('./agents-command.js')).registerAgentsCommand],
   ['extensions', async () => (await import('./extensions-command.js')).registerExtensionsCommand],

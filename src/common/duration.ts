@@ -2,9 +2,19 @@ import { MusterError } from '../protocol/errors.js';
 
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "500ms", "30s", "10m", "1h", "7d" or a plain number of milliseconds. */
+/**
+ * Parses "500ms", "30s", "10m", "1h", "7d" (and "0"). A number without a unit is refused: it
+ * once meant milliseconds here and seconds in a plan, so "30" says nothing certain.
+ */
 export function parseDuration(text: string, what = 'duration'): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  const trimmed = text.trim();
+  if (/^\d+(?:\.\d+)?$/.test(trimmed) && Number(trimmed) !== 0) {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `${what} "${text}" has no unit: write ${trimmed}s, ${trimmed}m or ${trimmed}ms (examples: 500ms, 30s, 10m, 1h, 7d)`,
+    );
+  }
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(trimmed);
   if (!match) {
     throw new MusterError(
       'INVALID_CONFIG',

@@ -9,8 +9,17 @@ describe('options', () => {
     assert.equal(parseDuration('30s'), 30_000);
     assert.equal(parseDuration('1.5m'), 90_000);
     assert.equal(parseDuration('7d'), 7 * 86_400_000);
-    assert.equal(parseDuration('250'), 250);
+    assert.equal(parseDuration('0'), 0, 'zero needs no unit');
     assert.throws(() => parseDuration('soon'), { code: 'INVALID_CONFIG' });
+  });
+
+  it('refuses a number without a unit, saying how to write it', () => {
+    assert.throws(() => parseDuration('30', '--drain-timeout'), {
+      code: 'INVALID_CONFIG',
+      message:
+        '--drain-timeout "30" has no unit: write 30s, 30m or 30ms (examples: 500ms, 30s, 10m, 1h, 7d)',
+    });
+    assert.throws(() => parseDuration(' 1.5 '), { code: 'INVALID_CONFIG', message: /has no unit/ });
   });
 
   it('parses listen addresses', () => {

@@ -148,9 +148,18 @@ tasks:
     assert.equal(timeout('30s'), 30_000);
     assert.equal(timeout('10m'), 600_000);
     assert.equal(timeout('1h'), 3_600_000);
-    assert.equal(timeout('90'), 90_000, 'a number is seconds');
-    assert.equal(timeout('1.5'), 1_500);
-    assert.equal(timeout('"90"'), 90_000, 'a quoted number is seconds too');
+    assert.equal(timeout('1.5m'), 90_000);
+  });
+
+  it('refuses a timeout without a unit (one duration syntax everywhere)', () => {
+    for (const value of ['90', '1.5', '"90"']) {
+      assert.throws(
+        () => parsePlan(`tasks:\n  x:\n    run: x\n    timeout: ${value}\n`),
+        (err: Error) =>
+          /tasks\.x\.timeout: (90|1\.5) has no unit: write (90|1\.5)s or/.test(err.message),
+        value,
+      );
+    }
   });
 
   it('deduplicates lists and follows YAML anchors and merge keys', () => {

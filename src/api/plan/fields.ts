@@ -74,20 +74,24 @@ export function checkGlob(pattern: string, base: string): { pattern: string } | 
 
 /** A task's timeout in milliseconds, or the problem with it. */
 export function parseTimeout(value: unknown): number | string {
+  // One duration syntax everywhere (common/duration.ts): a number needs its unit.
+  if (typeof value === 'number' && (!Number.isFinite(value) || value <= 0))
+    return 'must be a positive duration';
+  if (
+    typeof value === 'number' ||
+    (typeof value === 'string' && /^\s*\d+(?:\.\d+)?\s*$/.test(value))
+  ) {
+    const n = String(value).trim();
+    if (Number(n) === 0) return 'must be a positive duration';
+    return `${n} has no unit: write ${n}s or ${n}m (durations: 500ms, 30s, 10m, 1h, 1d)`;
+  }
+  if (typeof value !== 'string')
+    return `must be a duration like 30s, 10m or 1h (got ${describe(value)})`;
   let ms: number;
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value) || value <= 0) return 'must be a positive duration';
-    ms = Math.round(value * 1000);
-  } else if (typeof value === 'string') {
-    // A bare number is seconds here, as a YAML number is (parseDuration reads it as ms).
-    const text = /^\s*\d+(?:\.\d+)?\s*$/.test(value) ? `${value.trim()}s` : value;
-    try {
-      ms = parseDuration(text);
-    } catch {
-      return `${JSON.stringify(value)} is not a duration (examples: 500ms, 30s, 10m, 1h, or a number of seconds)`;
-    }
-  } else {
-    return `must be a duration like 30s, 10m or 1h, or a number of seconds (got ${describe(value)})`;
+  try {
+    ms = parseDuration(value);
+  } catch {
+    return `${JSON.stringify(value)} is not a duration (examples: 500ms, 30s, 10m, 1h)`;
   }
   if (ms <= 0) return 'must be longer than 0';
   if (ms > PLAN_LIMITS.maxTimeoutMs) return 'must be at most 7d';

@@ -1,0 +1,144 @@
+/**
+ * The daemons as an operator configures them: a YAML file (--config, MUSTER_CONFIG), MUSTER_*
+ * variables that beat it, flags that beat both, and a bad file refused at start with every
+ * problem; `muster config check` says the same without starting anything.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { cleanup, cliPath, makeTempDir } from '../helpers/agent-process.js';
+import { spawnDaemon, type Daemon } from '../helpers/daemon.js';
+
+const dirs: string[] = [];
+const daemons: Daemon[] = [];
+after(async () => {
+  for (const d of daemons) await d.stop();
+  await cleanup(dirs);
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await makeTempDir();
+  dirs.push(dir);
+  return dir;
+}
+
+/** Runs the CLI to its end: exit code, stdout, stderr. */
+function muster(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [cliPath, ...args],
+      { env: { ...process.env, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function startAgent(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+  const daemon = await spawnDaemon(['agent', ...args], {
+    env,
+    isReady: (entry) => entry.msg === 'listening',
+  });
+  daemons.push(daemon);
+  return daemon;
+}
+
+describe('daemon configuration', () => {
+  it('an agent takes its config file, MUSTER_* variables over it and flags over both', async () => {
+    const base = await tempDir();
+    const config = join(base, 'muster.yml');
+    await writeFile(
+      config,
+      [
+        'agent:',
+        '  listen: 127.0.0.1:0',
+        `  data: ${join(base, 'from-file')}`,
+        '  tls: false',
+        '  drain-timeout: 5s',
+        'coordinator:',
+        '  listen: 127.0.0.1:0',
+        `  data: ${join(base, 'coordinator')}`,
+        '',
+      ].join('\n'),
+    );
+
+    const fromFile = await startAgent(['--config', config]);
+    assert.equal(fromFile.ready.host, '127.0.0.1');
+    assert.equal(fromFile.ready.fingerprint, undefined, 'tls: false');
+    assert.ok((await stat(join(base, 'from-file', 'access-key'))).isFile());
+    assert.equal(await fromFile.stop(), 0);
+
+    const fromEnv = await startAgent([], {
+      MUSTER_CONFIG: config,
+      MUSTER_LISTEN: '127.0.0.2:0',
+      MUSTER_DATA: join(base, 'from-env'),
+    });
+    assert.equal(fromEnv.ready.host, '127.0.0.2', 'MUSTER_LISTEN beats the file');
+    assert.ok((await stat(join(base, 'from-env', 'access-key'))).isFile());
+    assert.equal(fromEnv.ready.fingerprint, undefined, 'the rest still from the file');
+    assert.equal(await fromEnv.stop(), 0);
+
+    const fromFlag = await startAgent(['--config', config, '--listen', '127.0.0.3:0'], {
+      MUSTER_LISTEN: '127.0.0.2:0',
+    });
+    assert.equal(fromFlag.ready.host, '127.0.0.3', 'the flag beats MUSTER_LISTEN');
+    assert.equal(await fromFlag.stop(), 0);
+
+    const coordinator = await spawnDaemon(['coordinator', '--config', config], {
+      env: { MUSTER_ADMIN_PASSWORD: 'config-test-password' },
+      isReady: (entry) => entry.msg === 'listening' && typeof entry.url === 'string',
+    });
+    daemons.push(coordinator);
+    assert.match(String(coordinator.ready.url), /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.ok((await stat(join(base, 'coordinator'))).isDirectory());
+    assert.equal(await coordinator.stop(), 0);
+
+    const check = await muster(['config', 'check', config]);
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stdout, /agent: 4 options, ok; coordinator: 2 options, ok/);
+  });
+
+  it('a bad file stops the daemon at start with every problem, and config check says the same', async () => {
+    const base = await tempDir();
+    const config = join(base, 'bad.yml');
+    await writeFile(
+      config,
+      `agent:\n  listen: 127.0.0.1:0\n  data: ${join(base, 'agent')}\n  drain-timout: 30s\n  max-unauthenticated: lots\n`,
+    );
+    for (const args of [
+      ['agent', '--config', config],
+      ['config', 'check', config],
+    ]) {
+      const run = await muster(args);
+      assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+      assert.match(run.stderr, /2 problems/);
+      assert.match(
+        run.stderr,
+        /agent\.drain-timout: not an option of muster agent; did you mean "drain-timeout"\?/,
+      );
+      assert.match(run.stderr, /agent\.max-unauthenticated: "lots" is not a whole number/);
+    }
+    await assert.rejects(stat(join(base, 'agent')), 'the agent did not start');
+
+    await writeFile(config, `agent:\n  listen: 127.0.0.1:0\n  lease-ttl: 30\n`);
+    for (const args of [
+      ['agent', '--config', config, '--data', join(base, 'agent')],
+      ['config', 'check', config],
+    ]) {
+      const run = await muster(args);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /--lease-ttl "30" has no unit: write 30s, 30m or 30ms/);
+    }
+    const flag = await muster(['agent', '--data', join(base, 'agent'), '--drain-timeout', '30']);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /--drain-timeout "30" has no unit/);
+  });
+});

@@ -5,14 +5,20 @@
  */
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import {
+  Server as TlsServer,
+  createSecureContext,
+  createServer as createTlsServer,
+  type TLSSocket,
+} from 'node:tls';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
 import { LeaseTable } from './leases.js';
 import { Pins } from './pins.js';
 import { BlobStore } from '../common/blob-store.js';
 import { HostSupervisor } from './host-supervisor.js';
-import { type AgentIdentity, loadOrCreateIdentity } from './identity.js';
+import { type AgentIdentity, loadOrCreateIdentity, readTlsFiles } from './identity.js';
+import { changedOptions } from '../common/options-diff.js';
 import { InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
 import { AgentSession } from './session.js';
@@ -192,6 +198,60 @@ export class Agent {
     for (const t of this.timers) t.unref();
     void this.collect();
     this.lifecycle = 'running';
+  }
+
+  /**
+   * SIGHUP (docs/operations.md, "Configuration"): takes over what can change while it runs —
+   * the log level, the limits on unauthenticated connections, and the certificate of
+   * --tls-cert/--tls-key read again (new connections get it; coordinators that pinned the old
+   * fingerprint need the new one) — and says which other options differ and wait for a restart.
+   * A certificate that cannot be read or does not match its key changes nothing and throws.
+   */
+  async reload(next: CompiledAgentOptions): Promise<{ applied: string[]; restart: string[] }> {
+    const applied: string[] = [];
+    const handled = new Set<keyof CompiledAgentOptions>([
+      'logLevel',
+      'maxUnauthenticated',
+      'maxUnauthenticatedPerAddress',
+    ]);
+    let tls: { cert: string; key: string; fingerprint: string } | undefined;
+    const server = this.server;
+    if (
+      typeof next.tls === 'object' &&
+      typeof this.options.tls === 'object' &&
+      server instanceof TlsServer
+    ) {
+      handled.add('tls');
+      tls = await readTlsFiles(next.tls);
+      // Refuses a key that is not the certificate's before anything changes.
+      createSecureContext({ cert: tls.cert, key: tls.key });
+    }
+    if (this.log.level !== next.logLevel) {
+      this.log.level = next.logLevel;
+      applied.push(`log-level ${next.logLevel}`);
+    }
+    const limits = this.gate.currentLimits;
+    if (
+      limits.maxTotal !== next.maxUnauthenticated ||
+      limits.maxPerAddress !== next.maxUnauthenticatedPerAddress
+    ) {
+      this.gate.setLimits({
+        maxTotal: next.maxUnauthenticated,
+        maxPerAddress: next.maxUnauthenticatedPerAddress,
+      });
+      applied.push(
+        `max-unauthenticated ${next.maxUnauthenticated}, per address ${next.maxUnauthenticatedPerAddress}`,
+      );
+    }
+    const identity = this.loadedIdentity;
+    if (tls !== undefined && server instanceof TlsServer && identity?.tls !== undefined) {
+      if (tls.fingerprint !== identity.tls.fingerprint || tls.key !== identity.tls.key) {
+        server.setSecureContext({ cert: tls.cert, key: tls.key });
+        identity.tls = { ...tls, createdCert: false };
+        applied.push(`TLS certificate ${tls.fingerprint}`);
+      }
+    }
+    return { applied, restart: changedOptions(this.options, next, handled) };
   }
 
   /** Removes idle instances, then unused versions and blobs, now (every --gc-interval). */

@@ -36,7 +36,16 @@ export class ConnectionGate {
   private readonly entries = new Set<Entry>();
   private readonly perKey = new Map<string, number>();
 
-  constructor(private readonly limits: GateLimits) {}
+  constructor(private limits: GateLimits) {}
+
+  get currentLimits(): Readonly<GateLimits> {
+    return this.limits;
+  }
+
+  /** New limits (SIGHUP): admitted connections stay; the next admissions follow them. */
+  setLimits(limits: GateLimits): void {
+    this.limits = { ...limits };
+  }
 
   get size(): number {
     return this.entries.size;

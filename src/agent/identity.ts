@@ -49,16 +49,19 @@ export async function loadOrCreateIdentity(options: CompiledAgentOptions): Promi
     }
     identity.tls = { cert, key, fingerprint: certificateFingerprint(cert, certFile), createdCert };
   } else if (options.tls !== false) {
-    const cert = await readConfigFile(options.tls.certFile, '--tls-cert');
-    const key = await readConfigFile(options.tls.keyFile, '--tls-key');
-    identity.tls = {
-      cert,
-      key,
-      fingerprint: certificateFingerprint(cert, '--tls-cert'),
-      createdCert: false,
-    };
+    identity.tls = { ...(await readTlsFiles(options.tls)), createdCert: false };
   }
   return identity;
+}
+
+/** The certificate and key of --tls-cert/--tls-key, read now (at start, and at SIGHUP). */
+export async function readTlsFiles(files: {
+  certFile: string;
+  keyFile: string;
+}): Promise<{ cert: string; key: string; fingerprint: string }> {
+  const cert = await readConfigFile(files.certFile, '--tls-cert');
+  const key = await readConfigFile(files.keyFile, '--tls-key');
+  return { cert, key, fingerprint: certificateFingerprint(cert, '--tls-cert') };
 }
 
 /** SHA-256 of the certificate's DER, as colon-separated upper-case hex (what openssl prints). */

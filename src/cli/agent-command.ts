@@ -11,7 +11,7 @@ import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
 import { MUSTER_VERSION } from '../common/version.js';
 import { MusterError } from '../protocol/errors.js';
 import { daemonOptions } from './daemon-config.js';
-import { onShutdownSignals } from './signals.js';
+import { onReloadSignal, onShutdownSignals, reloadMessage } from './signals.js';
 
 export function registerAgentCommand(program: Command): void {
   const agent = program
@@ -76,7 +76,11 @@ export function registerAgentCommand(program: Command): void {
       'auto',
     )
     .action(async (_opts: unknown, command: Command) => {
-      await runAgent(daemonOptions<AgentOptions>(command, 'agent', process.env));
+      await runAgent(
+        daemonOptions<AgentOptions>(command, 'agent', process.env),
+        // SIGHUP: the file and the variables read again.
+        () => daemonOptions<AgentOptions>(command, 'agent', process.env),
+      );
     });
 
   agent
@@ -171,13 +175,17 @@ async function control(dataDir: string, request: ControlRequest): Promise<void> 
   process.stdout.write(`${answer.message}\n`);
 }
 
-async function runAgent(opts: AgentOptions): Promise<void> {
+async function runAgent(opts: AgentOptions, reread: () => AgentOptions): Promise<void> {
   const options = compileAgentOptions(opts);
   const log = pino({ level: options.logLevel, base: { service: 'muster-agent' } });
   // Loaded here, not at the top: every other command starts faster without the daemon.
   const { Agent } = await import('../agent/agent.js');
   const agent = new Agent(options, log);
   onShutdownSignals(log, () => agent.stop());
+  onReloadSignal(log, async () => {
+    const { applied, restart } = await agent.reload(compileAgentOptions(reread()));
+    log.info({ applied, restart }, reloadMessage(applied, restart));
+  });
   await agent.start();
   const identity = agent.identity!;
   const { host, port } = agent.address;

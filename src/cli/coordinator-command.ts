@@ -7,7 +7,7 @@ import {
   type CoordinatorOptions,
 } from '../coordinator/options.js';
 import { daemonOptions } from './daemon-config.js';
-import { onShutdownSignals } from './signals.js';
+import { onReloadSignal, onShutdownSignals, reloadMessage } from './signals.js';
 
 export function registerCoordinatorCommand(program: Command): void {
   program
@@ -109,6 +109,13 @@ export function registerCoordinatorCommand(program: Command): void {
       const { Coordinator } = await import('../coordinator/coordinator.js');
       const coordinator = new Coordinator(options, log);
       onShutdownSignals(log, () => coordinator.stop());
+      onReloadSignal(log, async () => {
+        const next = compileCoordinatorOptions(
+          daemonOptions<CoordinatorOptions>(command, 'coordinator', process.env),
+        );
+        const { applied, restart } = await coordinator.reload(next);
+        log.info({ applied, restart }, reloadMessage(applied, restart));
+      });
       const { url, generatedAdminPassword, fingerprint, createdCertificate } =
         await coordinator.start();
       if (options.backupOf !== undefined) {

@@ -212,7 +212,9 @@ export function givenOnCommandLine(command: Command): Set<string> {
 
 /**
  * The daemon command's options with the environment and config file applied: the one entry
- * point of `muster agent` and `muster coordinator`.
+ * point of `muster agent` and `muster coordinator`. Called again at SIGHUP: what the command
+ * line did not give goes back to its default first, so a key removed from the file (or a
+ * variable unset) counts as such, and the file is read anew.
  */
 export function daemonOptions<T>(
   command: Command,
@@ -220,6 +222,13 @@ export function daemonOptions<T>(
   env: NodeJS.ProcessEnv,
 ): T {
   const cli = givenOnCommandLine(command);
+  for (const option of configurableOptions(command)) {
+    const attribute = option.attributeName();
+    if (cli.has(attribute)) continue;
+    const initial: unknown =
+      option.negate && option.defaultValue === undefined ? true : option.defaultValue;
+    command.setOptionValueWithSource(attribute, initial, 'default');
+  }
   const path =
     (command.getOptionValue(CONFIG_FLAG) as string | undefined) ??
     (env['MUSTER_CONFIG'] || undefined);

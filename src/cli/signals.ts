@@ -1,4 +1,4 @@
-/** SIGTERM/SIGINT: stop gracefully once; a second signal exits at once. */
+/** SIGTERM/SIGINT: stop gracefully once; a second signal exits at once. SIGHUP: reload. */
 import type { Logger } from 'pino';
 
 export function onShutdownSignals(log: Logger, stop: () => Promise<void>): void {
@@ -19,4 +19,42 @@ export function onShutdownSignals(log: Logger, stop: () => Promise<void>): void 
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/**
+ * SIGHUP: `reload` once at a time (a SIGHUP during one runs one more after it). A reload that
+ * fails (a config file that no longer checks, a certificate that does not match its key) is
+ * logged and changes nothing: the daemon keeps its options.
+ */
+export function onReloadSignal(log: Logger, reload: () => Promise<void>): void {
+  let running = false;
+  let again = false;
+  const run = (): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    log.info({ signal: 'SIGHUP' }, 'reloading the configuration');
+    reload()
+      .catch((err: unknown) =>
+        log.error({ err }, 'reload failed: the options in use are unchanged'),
+      )
+      .finally(() => {
+        running = false;
+        if (again) {
+          again = false;
+          run();
+        }
+      });
+  };
+  process.on('SIGHUP', run);
+}
+
+/** The log line of a reload: what changed now, what waits for a restart. */
+export function reloadMessage(applied: readonly string[], restart: readonly string[]): string {
+  const now = applied.length === 0 ? 'nothing to change now' : `now: ${applied.join('; ')}`;
+  return restart.length === 0
+    ? `configuration reloaded (${now})`
+    : `configuration reloaded (${now}); these take a restart: ${restart.join(', ')}`;
 }

@@ -10,10 +10,12 @@
  * so no long poll holds the close), stop the role's loops and scheduling, drop agent connections
  * (tasks keep running on the agents and are re-attached at the next start), close the store.
  */
+import type { Server as HttpsServer } from 'node:https';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { changedOptions } from '../common/options-diff.js';
 import { MUSTER_VERSION } from '../common/version.js';
 import { MusterError } from '../protocol/errors.js';
 import type { ApiContext } from './api/context.js';
@@ -32,6 +34,7 @@ import type { Role } from './roles/role.js';
 import { createServices, type Services } from './services.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
+import { backupConfirmWaitMs, type CertificateManager } from './tls/certificate-manager.js';
 
 export type CoordinatorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -62,6 +65,8 @@ export class Coordinator {
   private housekeeping: Housekeeping | undefined;
   private compile: CompileSessions | undefined;
   private stopping: Promise<void> | undefined;
+  /** The served certificate (HTTPS only), for a SIGHUP's reload. */
+  private certificates: CertificateManager | undefined;
 
   constructor(
     readonly options: CompiledCoordinatorOptions,
@@ -138,6 +143,7 @@ export class Coordinator {
     }
     const url = this.listenUrl();
     const { certificates, createdCertificate } = services.tls;
+    this.certificates = certificates;
     log.info(
       {
         url,
@@ -158,6 +164,46 @@ export class Coordinator {
       fingerprint: certificates?.fingerprint ?? null,
       createdCertificate,
     };
+  }
+
+  /**
+   * SIGHUP (docs/operations.md, "Configuration"): the log level, and the certificate of
+   * --tls-cert/--tls-key read again (checked as an upload is and announced to the selected
+   * backup first: certificate-manager.ts), change now; the other options that differ wait for a
+   * restart, and are named. A certificate that does not check changes nothing and throws.
+   */
+  async reload(
+    next: CompiledCoordinatorOptions,
+  ): Promise<{ applied: string[]; restart: string[] }> {
+    const applied: string[] = [];
+    const handled = new Set<keyof CompiledCoordinatorOptions>(['logLevel']);
+    const { app, role } = this;
+    const certificates = this.certificates;
+    const running = this.options.tls;
+    if (
+      certificates !== undefined &&
+      app !== undefined &&
+      role !== undefined &&
+      running !== false &&
+      next.tls !== false &&
+      next.tls.certFile === running.certFile &&
+      next.tls.keyFile === running.keyFile
+    ) {
+      handled.add('tls');
+      const waitMs = backupConfirmWaitMs(this.options.haHeartbeatMs);
+      const reloaded = await certificates.reloadFiles(reloadHostnames(this.options), {
+        confirmBackup: async (fingerprint) =>
+          (await role.ha.primary?.awaitPin(fingerprint, waitMs)) ?? null,
+        swap: (cert, key) => (app.server as unknown as HttpsServer).setSecureContext({ cert, key }),
+      });
+      if (reloaded !== undefined)
+        applied.push(`TLS certificate ${reloaded.certificate.fingerprint256}`);
+    }
+    if (this.log.level !== next.logLevel) {
+      this.log.level = next.logLevel;
+      applied.push(`log-level ${next.logLevel}`);
+    }
+    return { applied, restart: changedOptions(this.options, next, handled) };
   }
 
   stop(): Promise<void> {
@@ -254,4 +300,16 @@ export class Coordinator {
     const name = host === '0.0.0.0' || host === '::' ? hostname() : host;
     return `${this.options.tls ? 'https' : 'http'}://${name.includes(':') ? `[${name}]` : name}:${port}`;
   }
+}
+
+/**
+ * The names a certificate reloaded at SIGHUP must cover: the host of --advertise-url, and the
+ * --listen host unless it is a wildcard (an upload is checked against the Host header instead).
+ */
+function reloadHostnames(options: CompiledCoordinatorOptions): string[] {
+  const names = new Set<string>();
+  if (options.advertiseUrl !== undefined) names.add(new URL(options.advertiseUrl).hostname);
+  const host = options.host.replace(/^\[(.*)\]$/, '$1');
+  if (host !== '' && host !== '0.0.0.0' && host !== '::') names.add(host);
+  return [...names].map((n) => n.replace(/^\[(.*)\]$/, '$1'));
 }

@@ -5,11 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { cleanup, cliPath, makeTempDir } from '../helpers/agent-process.js';
 import { spawnDaemon, type Daemon } from '../helpers/daemon.js';
+import { selfSignedCertificate } from '../../src/common/self-signed.js';
 
 const dirs: string[] = [];
 const daemons: Daemon[] = [];
@@ -140,5 +143,136 @@ describe('daemon configuration', () => {
     const flag = await muster(['agent', '--data', join(base, 'agent'), '--drain-timeout', '30']);
     assert.equal(flag.code, 2);
     assert.match(flag.stderr, /--drain-timeout "30" has no unit/);
+  });
+});
+
+/** The SHA-256 fingerprint of the certificate a TLS server at 127.0.0.1:port presents. */
+function servedFingerprint(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      const fingerprint = socket.getPeerCertificate().fingerprint256;
+      socket.destroy();
+      resolve(fingerprint);
+    });
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no TLS handshake in 10 s')));
+    socket.once('error', reject);
+  });
+}
+
+/** Waits (bounded) for a log line of the daemon from index `from` on that `match`es. */
+async function logLine(
+  daemon: Daemon,
+  from: number,
+  match: (entry: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const found = daemon.logs.slice(from).find(match);
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`no such log line in 30 s: ${daemon.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function writePair(dir: string): Promise<string> {
+  const { cert, key } = await selfSignedCertificate({
+    commonName: 'muster reload test',
+    dns: ['localhost'],
+    ips: ['127.0.0.1'],
+    notAfter: new Date(Date.now() + 86_400_000),
+  });
+  await writeFile(join(dir, 'cert.pem'), cert);
+  await writeFile(join(dir, 'key.pem'), key, { mode: 0o600 });
+  return new X509Certificate(cert).fingerprint256;
+}
+
+describe('SIGHUP', () => {
+  it('an agent takes the log level, its connection limits and new certificate files, and names what waits for a restart', async () => {
+    const base = await tempDir();
+    const first = await writePair(base);
+    const config = join(base, 'agent.yml');
+    const write = (lines: string[]): Promise<void> =>
+      writeFile(
+        config,
+        [
+          'agent:',
+          '  listen: 127.0.0.1:0',
+          `  data: ${join(base, 'agent')}`,
+          `  tls-cert: ${join(base, 'cert.pem')}`,
+          `  tls-key: ${join(base, 'key.pem')}`,
+          ...lines,
+          '',
+        ].join('\n'),
+      );
+    await write(['  log-level: info']);
+    const agent = await startAgent(['--config', config]);
+    const port = agent.ready.port as number;
+    assert.equal(await servedFingerprint(port), first);
+
+    const second = await writePair(base);
+    await write(['  log-level: debug', '  max-unauthenticated: 5', '  drain-timeout: 2m']);
+    let from = agent.logs.length;
+    agent.child.kill('SIGHUP');
+    const reloaded = await logLine(agent, from, (e) =>
+      /^configuration reloaded/.test(String(e.msg)),
+    );
+    assert.deepEqual(reloaded.applied, [
+      'log-level debug',
+      'max-unauthenticated 5, per address 5',
+      `TLS certificate ${second}`,
+    ]);
+    assert.deepEqual(reloaded.restart, ['drain-timeout']);
+    assert.equal(await servedFingerprint(port), second, 'new connections get the new certificate');
+
+    // A key that is not the certificate's: nothing changes, the agent keeps serving.
+    const { key: otherKey } = await selfSignedCertificate({
+      commonName: 'other',
+      notAfter: new Date(Date.now() + 86_400_000),
+    });
+    await writeFile(join(base, 'key.pem'), otherKey);
+    from = agent.logs.length;
+    agent.child.kill('SIGHUP');
+    const failed = await logLine(agent, from, (e) => /^reload failed/.test(String(e.msg)));
+    assert.equal(failed.level, 50);
+    assert.equal(await servedFingerprint(port), second);
+    assert.equal(agent.child.exitCode, null, 'still running');
+    assert.equal(await agent.stop(), 0);
+  });
+
+  it('a coordinator takes new certificate files and the log level', async () => {
+    const base = await tempDir();
+    const first = await writePair(base);
+    const args = [
+      'coordinator',
+      '--listen',
+      '127.0.0.1:0',
+      '--data',
+      join(base, 'coordinator'),
+      '--tls-cert',
+      join(base, 'cert.pem'),
+      '--tls-key',
+      join(base, 'key.pem'),
+      '--config',
+      join(base, 'coordinator.yml'),
+    ];
+    await writeFile(join(base, 'coordinator.yml'), 'coordinator:\n  log-level: info\n');
+    const coordinator = await spawnDaemon(args, {
+      env: { MUSTER_ADMIN_PASSWORD: 'config-test-password' },
+      isReady: (entry) => entry.msg === 'listening' && typeof entry.url === 'string',
+    });
+    daemons.push(coordinator);
+    const port = Number(new URL(String(coordinator.ready.url)).port);
+    assert.equal(await servedFingerprint(port), first);
+    const second = await writePair(base);
+    await writeFile(join(base, 'coordinator.yml'), 'coordinator:\n  log-level: debug\n');
+    const from = coordinator.logs.length;
+    coordinator.child.kill('SIGHUP');
+    const reloaded = await logLine(coordinator, from, (e) =>
+      /^configuration reloaded/.test(String(e.msg)),
+    );
+    assert.deepEqual(reloaded.applied, [`TLS certificate ${second}`, 'log-level debug']);
+    assert.deepEqual(reloaded.restart, []);
+    assert.equal(await servedFingerprint(port), second);
+    assert.equal(await coordinator.stop(), 0);
   });
 });

@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
 import { checkCertificate } from '../tls/certificate-check.js';
+import { backupConfirmWaitMs } from '../tls/certificate-manager.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { putCertificateBody } from '../../api/requests.js';
@@ -59,8 +60,7 @@ export function registerCertificateRoutes(app: FastifyInstance, ctx: ApiContext)
     const body = parse(putCertificateBody, request.body, 'certificate upload');
     const hostnames = requiredHostnames(request, ctx.options.advertiseUrl);
     const checked = checkCertificate(body.certificate, body.key, hostnames, new Date());
-    // A few of the backup's heartbeats: it learns the new fingerprint in one, confirms in the next.
-    const waitMs = Math.min(Math.max(ctx.options.haHeartbeatMs * 10, 10_000), 60_000);
+    const waitMs = backupConfirmWaitMs(ctx.options.haHeartbeatMs);
     const result = await certificates.replace(checked, {
       confirmBackup: async (fingerprint) =>
         (await ctx.ha.primary?.awaitPin(fingerprint, waitMs)) ?? null,

@@ -6,12 +6,13 @@
  * accepted it, since the backup pins this coordinator's certificate (see ha/primary-pins.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
 import type { CertificateReplacedView } from '../../api/views/certificates.js';
 import {
+  checkCertificate,
   parseChain,
   viewOf,
   type CertificateView,
@@ -34,6 +35,14 @@ export interface ReplaceSteps {
   confirmBackup: (fingerprint: string) => Promise<BackupConfirmation | null>;
   /** Puts the pair into the listening server (new connections get it). */
   swap: (cert: string, key: string) => void;
+}
+
+/**
+ * How long a replacement waits for the selected backup to accept the new fingerprint: a few of
+ * its heartbeats (it learns the fingerprint in one, confirms in the next), 10 s to 60 s.
+ */
+export function backupConfirmWaitMs(haHeartbeatMs: number): number {
+  return Math.min(Math.max(haHeartbeatMs * 10, 10_000), 60_000);
 }
 
 export class CertificateManager {
@@ -114,6 +123,63 @@ export class CertificateManager {
       this.pending = undefined;
       this.replacing = false;
       await Promise.all(temps.map((t) => rm(t, { force: true })));
+    }
+  }
+
+  /**
+   * SIGHUP: the --tls-cert/--tls-key files read again (an operator or certbot replaced them).
+   * Another certificate than the one served is checked as an upload is (its key, its chain, the
+   * names it must cover), announced to the selected backup like a replacement, and swapped into
+   * the listening server; the files are the operator's and are not rewritten. Undefined when the
+   * files hold the certificate already served.
+   */
+  async reloadFiles(
+    hostnames: string[],
+    steps: ReplaceSteps,
+  ): Promise<CertificateReplacedView | undefined> {
+    if (this.replacing)
+      throw new MusterError(
+        'CONFLICT',
+        'a certificate replacement is under way: send SIGHUP again once it has finished',
+      );
+    const { certFile, keyFile } = this.files;
+    const [certificatePem, keyPem] = await Promise.all([
+      readFile(certFile, 'utf8'),
+      readFile(keyFile, 'utf8'),
+    ]).catch((err: unknown) => {
+      throw new MusterError(
+        'INVALID_CONFIG',
+        `cannot read ${certFile} or ${keyFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+        undefined,
+        { cause: err },
+      );
+    });
+    const checked = checkCertificate(certificatePem, keyPem, hostnames, new Date());
+    const fingerprint = checked.leaf.fingerprint256;
+    if (fingerprint === this.fingerprint) return undefined;
+    this.replacing = true;
+    try {
+      this.pending = { fingerprint, certificate: checked.leafPem };
+      const backup = await steps.confirmBackup(fingerprint);
+      steps.swap(checked.chainPem, checked.keyPem);
+      const previous = this.fingerprint;
+      this.chain = checked.chain;
+      this.leafPem = checked.leafPem;
+      this.log.warn(
+        {
+          fingerprint,
+          previous,
+          subject: checked.leaf.subject,
+          validTo: checked.leaf.validTo,
+          certFile,
+          backup,
+        },
+        'the TLS certificate was reloaded from its files: new connections get the new one',
+      );
+      return { certificate: this.view(), backup };
+    } finally {
+      this.pending = undefined;
+      this.replacing = false;
     }
   }
 

@@ -245,6 +245,9 @@ export class Coordinator {
         return counts;
       },
       runningAttempts: () => engine.runningCount,
+      queuedTasks: () => engine.queuedCount,
+      activeBuilds: () => engine.activeBuilds,
+      cache: () => store.cache.totals(),
       ha: role.haSample,
     });
     events.subscribe((event, data) => {

@@ -107,6 +107,16 @@ export class Engine implements EnginePort, BuildControl {
     return this.scheduler?.runningCount ?? 0;
   }
 
+  /** Ready tasks waiting for a slot (0 while not scheduling). */
+  get queuedCount(): number {
+    return this.scheduler?.queuedCount ?? 0;
+  }
+
+  /** Builds being scheduled (0 while not scheduling). */
+  get activeBuilds(): number {
+    return this.scheduler?.activeBuilds ?? 0;
+  }
+
   /** The pool; while stopped, the registered agents as they are in the store (not connected). */
   get pool(): AgentPool {
     if (!this.poolRunning) this.livePool.load(this.ctx.store.listAgents());

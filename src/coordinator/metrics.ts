@@ -45,8 +45,18 @@ export class Metrics {
     help: 'Bytes of blobs uploaded by clients',
     registers: [this.registry],
   });
+  readonly cacheLookups = new Counter({
+    name: 'muster_cache_lookups_total',
+    help: 'Shared-cache lookups (muster build, muster cc, cache: true tasks), by result: hit when the answer named at least one result',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
   readonly agents: Gauge;
   readonly runningAttempts: Gauge;
+  readonly queuedTasks: Gauge;
+  readonly activeBuilds: Gauge;
+  readonly cacheEntries: Gauge;
+  readonly cacheBytes: Gauge;
   readonly backupHealth: Gauge;
   readonly backupLag: Gauge;
   readonly replicationFailing: Gauge;
@@ -55,6 +65,11 @@ export class Metrics {
   constructor(sample: {
     agentsByStatus(): Record<string, number>;
     runningAttempts(): number;
+    /** Ready tasks waiting for a free slot. */
+    queuedTasks(): number;
+    activeBuilds(): number;
+    /** The shared cache's results and the bytes of their outputs. */
+    cache(): { entries: number; bytes: number };
     ha: HaSample;
   }) {
     // The event loop's delay is sampled by a timer: prom-client's default (every 10 ms) wakes an
@@ -81,6 +96,46 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sample.runningAttempts());
+      },
+    });
+    this.queuedTasks = new Gauge({
+      name: 'muster_tasks_queued',
+      help: 'Tasks ready to run that wait for a free agent slot',
+      registers: [this.registry],
+      collect() {
+        this.set(sample.queuedTasks());
+      },
+    });
+    this.activeBuilds = new Gauge({
+      name: 'muster_builds_active',
+      help: 'Builds being scheduled (queued or running)',
+      registers: [this.registry],
+      collect() {
+        this.set(sample.activeBuilds());
+      },
+    });
+    // One query for both at a scrape (cache.ts totals()).
+    let cacheSample: { at: number; value: { entries: number; bytes: number } } | undefined;
+    const cacheTotals = (): { entries: number; bytes: number } => {
+      const now = Date.now();
+      if (cacheSample === undefined || now - cacheSample.at > 1_000)
+        cacheSample = { at: now, value: sample.cache() };
+      return cacheSample.value;
+    };
+    this.cacheEntries = new Gauge({
+      name: 'muster_cache_entries',
+      help: 'Results in the shared cache',
+      registers: [this.registry],
+      collect() {
+        this.set(cacheTotals().entries);
+      },
+    });
+    this.cacheBytes = new Gauge({
+      name: 'muster_cache_bytes',
+      help: "Bytes of the shared cache's outputs",
+      registers: [this.registry],
+      collect() {
+        this.set(cacheTotals().bytes);
       },
     });
     this.backupHealth = new Gauge({

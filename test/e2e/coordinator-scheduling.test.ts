@@ -63,6 +63,11 @@ describe('scheduling', () => {
       (await coordinator.api<BuildView>('GET', `/builds/${build.id}`)).body.tasks[0]!.status,
       'queued',
     );
+    // /metrics shows the waiting task and its build.
+    const metrics = await (await fetch(`${coordinator.url}/metrics`)).text();
+    assert.match(metrics, /^muster_tasks_queued 1$/m);
+    assert.match(metrics, /^muster_builds_active 1$/m);
+    assert.match(metrics, /^muster_cache_entries \d+$/m);
     const arm = await startAgent();
     await coordinator.addAgent('arm', arm, ['arm64']);
     const done = await coordinator.waitForBuild(build.id);

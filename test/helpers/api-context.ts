@@ -184,6 +184,8 @@ export interface TestApi {
     url: string,
     options?: { token?: string; body?: unknown },
   ): Promise<{ status: number; body: unknown }>;
+  /** GET /metrics: the Prometheus text. */
+  metrics(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -215,6 +217,9 @@ export async function testApi(
   const metrics = new Metrics({
     agentsByStatus: () => ({}),
     runningAttempts: () => 0,
+    queuedTasks: () => 0,
+    activeBuilds: () => 0,
+    cache: () => store.cache.totals(),
     ha: { backups: () => [], replication: () => undefined },
   });
   const bundle: Bundle = {
@@ -287,6 +292,9 @@ export async function testApi(
       });
       const text = response.body;
       return { status: response.statusCode, body: text === '' ? undefined : JSON.parse(text) };
+    },
+    async metrics() {
+      return (await app.inject({ method: 'GET', url: '/metrics' })).body;
     },
     async close() {
       await app.close();

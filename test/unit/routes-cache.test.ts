@@ -160,6 +160,11 @@ describe('routes: the shared cache', () => {
       body: { direct: sha('nothing') },
     });
     assert.deepEqual(empty.body, { manifest: [], entries: [] });
+    // /metrics counts them: one answered with a result, one with none.
+    const metrics = await api.metrics();
+    assert.match(metrics, /^muster_cache_lookups_total\{result="hit"\} 1$/m);
+    assert.match(metrics, /^muster_cache_lookups_total\{result="miss"\} 1$/m);
+    assert.match(metrics, /^muster_cache_entries 1$/m);
   });
 
   it('stores several results at once, their small blobs inline; one refused leaves the others', async () => {

@@ -45,6 +45,7 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
     const manifest = body.direct === undefined ? [] : store.cache.manifest(body.direct);
     const keys = new Set([...(body.keys ?? []), ...manifest.map((line) => line.entry)]);
     const entries = [...keys].flatMap((key) => store.cache.getEntry(key) ?? []);
+    ctx.metrics.cacheLookups.inc({ result: entries.length > 0 ? 'hit' : 'miss' });
     // A lookup is the use an LRU sees (a standby writes nothing: it evicts nothing either).
     if (ctx.ha.role() !== 'backup-standby')
       for (const entry of entries) store.cache.touch(entry.key);

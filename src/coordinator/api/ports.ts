@@ -145,7 +145,10 @@ export type BundleSource = Pick<
   BundleManager,
   'get' | 'invalidate' | 'stale' | 'shippedToolchains'
 >;
-export type ApiMetrics = Pick<Metrics, 'registry' | 'loginFailures' | 'blobBytesReceived'>;
+export type ApiMetrics = Pick<
+  Metrics,
+  'registry' | 'loginFailures' | 'blobBytesReceived' | 'cacheLookups'
+>;
 export type ApiOptions = Pick<
   CompiledCoordinatorOptions,
   | 'tls'

@@ -142,6 +142,18 @@ export class Scheduler {
     return this.inFlight.size;
   }
 
+  /** Tasks ready to run that wait for a free slot (what /metrics calls the queue). */
+  get queuedCount(): number {
+    let queued = 0;
+    for (const build of this.builds.values()) queued += build.ready.size;
+    return queued;
+  }
+
+  /** Builds this scheduler runs (not yet ended). */
+  get activeBuilds(): number {
+    return this.builds.size;
+  }
+
   /** A new build was stored: start scheduling it. */
   submit(row: BuildRow): void {
     if (this.stopped) return;

@@ -273,12 +273,15 @@ export class ApiClient {
     });
   }
 
-  async recordCompileJobs(buildId: number, records: CompileRecord[]): Promise<void> {
-    await this.call('POST', `/compile-sessions/${buildId}/records`, { body: { records } });
+  /** `session`: the session's key, or its build id (compileSessionPath of the open answer). */
+  async recordCompileJobs(session: string, records: CompileRecord[]): Promise<void> {
+    await this.call('POST', `/compile-sessions/${encodeURIComponent(session)}/records`, {
+      body: { records },
+    });
   }
 
-  closeCompileSession(buildId: number, body: CloseCompileSession): Promise<BuildView> {
-    return this.json('POST', `/compile-sessions/${buildId}/close`, { body });
+  closeCompileSession(session: string, body: CloseCompileSession): Promise<BuildView> {
+    return this.json('POST', `/compile-sessions/${encodeURIComponent(session)}/close`, { body });
   }
 
   cacheLookup(
@@ -331,11 +334,14 @@ export class ApiClient {
    * `not-started`): `timeoutMs` must cover the queue wait and the compile.
    */
   submitCompileJob(
-    buildId: number,
+    session: string,
     body: CompileJobRequest,
     timeoutMs: number,
   ): Promise<CompileJobView> {
-    return this.json('POST', `/compile-sessions/${buildId}/jobs`, { body, timeoutMs });
+    return this.json('POST', `/compile-sessions/${encodeURIComponent(session)}/jobs`, {
+      body,
+      timeoutMs,
+    });
   }
 
   // ---- builds ---------------------------------------------------------------------------------

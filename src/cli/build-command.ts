@@ -17,6 +17,7 @@ import { availableParallelism, constants, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { readBootId } from '../common/boot-id.js';
+import { compileSessionPath } from '../api/compile-session-key.js';
 import type { CompileSessionView } from '../api/views/compile.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
@@ -80,6 +81,8 @@ export function registerBuildCommand(program: Command): void {
 interface Session {
   client: ApiClient;
   buildId: number;
+  /** What requests name the session by (its key: the build id can change at a failback). */
+  key: string;
   capacity: CompileSessionView['capacity'];
 }
 
@@ -99,7 +102,12 @@ async function openSession(line: string, say: (text: string) => void): Promise<S
       SESSION_TIMEOUT_MS,
     );
     say(formatPoolHint(poolHint(session.capacity, availableParallelism()), session.buildId));
-    return { client, buildId: session.buildId, capacity: session.capacity };
+    return {
+      client,
+      buildId: session.buildId,
+      key: compileSessionPath(session),
+      capacity: session.capacity,
+    };
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
   }
@@ -180,7 +188,11 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
             : `muster cc: the coordinator answers again (${session.client.url})`,
         ),
     });
-    recorder = new SessionRecorder(session.client, session.buildId, { warn: say });
+    recorder = new SessionRecorder(
+      session.client,
+      { buildId: session.buildId, key: session.key },
+      { warn: say },
+    );
     return {
       sharedCache: new CoordinatorCache(
         session.client,
@@ -191,7 +203,12 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
       ),
       remote: new CoordinatorJobs(
         session.client,
-        () => Promise.resolve({ buildId: session.buildId, capacity: session.capacity }),
+        () =>
+          Promise.resolve({
+            buildId: session.buildId,
+            key: session.key,
+            capacity: session.capacity,
+          }),
         guard,
       ),
       recorder,
@@ -258,16 +275,11 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
       );
   }
   const elapsed = Date.now() - started;
-  say(
-    formatSummary(
-      counts,
-      elapsed,
-      online?.buildId,
-      online === undefined ? 'no coordinator' : undefined,
-    ),
-  );
+  // The id the close answered: a failback may have given the build another one meanwhile.
+  const buildId = online === undefined ? undefined : (recorder?.buildId ?? online.buildId);
+  say(formatSummary(counts, elapsed, buildId, online === undefined ? 'no coordinator' : undefined));
   if (opts.json === true)
-    printJson({ buildId: online?.buildId ?? null, exitCode: code, ...counts, durationMs: elapsed });
+    printJson({ buildId: buildId ?? null, exitCode: code, ...counts, durationMs: elapsed });
   // Ended by a signal: end the same way, so a shell script running `muster build` stops at
   // Ctrl-C as it would without Muster (its handlers are gone: the default action applies).
   if (ended.signal !== null) {

@@ -148,6 +148,9 @@ export function operationContext(workDir: string, n = 1): OperationContext {
 
 type Answer = Omit<CompileJobView, 'task' | 'cacheKey'>;
 
+/** The key of the one session FakeRemoteJobs has open (build 7). */
+export const FAKE_SESSION_KEY = '7'.padStart(32, '0');
+
 /**
  * Remote jobs run by the cc extension's compile operation in a fresh work dir under `scratch`
  * (the coordinator's part: the result goes to `agentCache` under the job's key, as the
@@ -177,7 +180,7 @@ export class FakeRemoteJobs implements RemoteJobs {
   async session(): Promise<RemoteSession | null> {
     this.sessionsAsked++;
     if (this.noSession) return null;
-    return { buildId: 7, capacity: this.capacity };
+    return { buildId: 7, key: FAKE_SESSION_KEY, capacity: this.capacity };
   }
 
   /** Answers `registering` (as while an upload is in flight) and registers nothing. */
@@ -201,8 +204,8 @@ export class FakeRemoteJobs implements RemoteJobs {
     this.texts.set(hash, data);
   }
 
-  async submit(buildId: number, job: CompileJobRequest): Promise<CompileJobView> {
-    if (buildId !== 7) throw new Error(`build ${buildId} is not the session's`);
+  async submit(session: string, job: CompileJobRequest): Promise<CompileJobView> {
+    if (session !== FAKE_SESSION_KEY) throw new Error(`session ${session} is not the open one`);
     this.jobs.push(job);
     const n = this.jobs.length;
     const cacheKey = compileJobKey(job);

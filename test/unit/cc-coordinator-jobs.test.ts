@@ -335,7 +335,7 @@ describe('the coordinator’s answers are checked', () => {
       maxQueueMs: 5000,
       timeoutMs: 60_000,
     };
-    assert.deepEqual(await jobs.submit(7, body), view);
+    assert.deepEqual(await jobs.submit('7', body), view);
     assert.ok(waited >= 65_000, `waited ${waited} ms`);
     for (const bad of [
       { ...view, status: 'done' },
@@ -344,7 +344,7 @@ describe('the coordinator’s answers are checked', () => {
       { ...view, exitCode: undefined },
     ]) {
       answer = bad;
-      await assert.rejects(jobs.submit(7, body), (err: unknown) => {
+      await assert.rejects(jobs.submit('7', body), (err: unknown) => {
         assert.ok(err instanceof MusterError);
         assert.equal(err.code, 'INTERNAL');
         return true;

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { CompileRecord, CloseCompileSession } from '../../src/api/requests-types.js';
 import { CACHE_RESULTS_LIMITS } from '../../src/api/requests.js';
+import type { BuildView } from '../../src/api/views/builds.js';
 import type { PutCacheResultsRequest } from '../../src/cli/api-client.js';
 import { BATCH_RETRY_MS, CoordinatorCache } from '../../src/cli/cc/coordinator-cache.js';
 import { SessionRecorder } from '../../src/cli/cc/session-recorder.js';
@@ -443,8 +444,8 @@ describe('the compile session recorder', () => {
     const warnings: string[] = [];
     const recorder = new SessionRecorder(
       {
-        recordCompileJobs: (buildId, records) => {
-          assert.equal(buildId, 3);
+        recordCompileJobs: (session, records) => {
+          assert.equal(session, '3');
           if (down) return Promise.reject(new MusterError('UNREACHABLE', 'connection refused'));
           sent.push(records.map((r) => r.startedAt - 1_700_000_000_000));
           return Promise.resolve();
@@ -454,7 +455,7 @@ describe('the compile session recorder', () => {
           return Promise.resolve({} as never);
         },
       },
-      3,
+      { buildId: 3, key: '3' },
       { flushMs: 5, heartbeatMs: 60_000, warn: (t) => warnings.push(t) },
     );
     recorder.record(record(1));
@@ -487,7 +488,7 @@ describe('the compile session recorder', () => {
         },
         closeCompileSession: () => Promise.resolve({} as never),
       },
-      1,
+      { buildId: 1, key: '1' },
       { flushMs: 5, maxQueued: 3 },
     );
     for (let n = 1; n <= 5; n++) recorder.record(record(n));
@@ -512,7 +513,7 @@ describe('the compile session recorder', () => {
           return Promise.resolve({} as never);
         },
       },
-      3,
+      { buildId: 3, key: '3' },
       { flushMs: 5, warn: (t) => warnings.push(t) },
     );
     recorder.record(record(1));
@@ -523,6 +524,71 @@ describe('the compile session recorder', () => {
     await recorder.close(0, { jobs: 2, remote: 0, local: 2, cacheHits: 0, fallbacks: 0 });
     assert.equal(closes, 0, 'an ended session is not closed again');
     assert.equal(warnings.length, 1);
+  });
+
+  it('keeps the records for a coordinator that does not know the session yet, and closes once it does', async () => {
+    // A primary still taking its backup's history back: NOT_FOUND until the build is merged,
+    // then found by its key under the id the merge gave it.
+    const key = 'a'.repeat(32);
+    let known = false;
+    const sent: number[] = [];
+    const asked: string[] = [];
+    const closes: CloseCompileSession[] = [];
+    const warnings: string[] = [];
+    const unknown = (): Promise<never> =>
+      Promise.reject(new MusterError('NOT_FOUND', `no compile session ${key}`));
+    const recorder = new SessionRecorder(
+      {
+        recordCompileJobs: (session, records) => {
+          asked.push(session);
+          if (!known) return unknown();
+          sent.push(...records.map((r) => r.startedAt - 1_700_000_000_000));
+          return Promise.resolve();
+        },
+        closeCompileSession: (_session, body) => {
+          if (!known) return unknown();
+          closes.push(body);
+          return Promise.resolve({ id: 1012 } as BuildView);
+        },
+      },
+      { buildId: 12, key },
+      { flushMs: 5, closeRetryMs: 5, closeWaitMs: 10_000, warn: (t) => warnings.push(t) },
+    );
+    recorder.record(record(1));
+    await until(() => asked.length >= 2);
+    assert.equal(recorder.ended, false, 'not refused for good');
+    recorder.record(record(2));
+    const summary = { jobs: 2, remote: 0, local: 2, cacheHits: 0, fallbacks: 0 };
+    const closing = recorder.close(0, summary);
+    await until(() => asked.length >= 4);
+    known = true;
+    await closing;
+    assert.deepEqual(sent, [1, 2], 'every record, before the close');
+    assert.deepEqual(closes, [{ exitCode: 0, summary }]);
+    assert.ok(asked.every((session) => session === key));
+    assert.equal(recorder.buildId, 1012, 'the id the close answered');
+    assert.deepEqual(warnings, []);
+  });
+
+  it('gives up closing a session no coordinator knows after closeWaitMs', async () => {
+    let closes = 0;
+    const recorder = new SessionRecorder(
+      {
+        recordCompileJobs: () => Promise.resolve(),
+        closeCompileSession: () => {
+          closes += 1;
+          return Promise.reject(new MusterError('NOT_FOUND', 'no compile session'));
+        },
+      },
+      { buildId: 3, key: '3' },
+      { flushMs: 5, closeRetryMs: 5, closeWaitMs: 50 },
+    );
+    await assert.rejects(
+      recorder.close(0, { jobs: 0, remote: 0, local: 0, cacheHits: 0, fallbacks: 0 }),
+      (err: unknown) => err instanceof MusterError && err.code === 'NOT_FOUND',
+    );
+    assert.ok(closes >= 2, `asked again: ${closes}`);
+    assert.equal(recorder.buildId, 3);
   });
 
   it('sends an empty batch as a heartbeat when there is nothing to record', async () => {
@@ -536,7 +602,7 @@ describe('the compile session recorder', () => {
         },
         closeCompileSession: () => Promise.resolve({} as never),
       },
-      1,
+      { buildId: 1, key: '1' },
       { flushMs: 5, heartbeatMs: 10 },
     );
     await until(() => beats >= 2);

@@ -20,6 +20,10 @@ async function until(check: () => boolean): Promise<void> {
   assert.ok(check(), 'condition not reached within 5 s');
 }
 
+/** The session key the fake coordinator gives build `id` (a build's uid is 32 hex digits). */
+const keyOf = (id: number): string => id.toString(16).padStart(32, '0');
+const idOf = (key: string): number => Number.parseInt(key, 16);
+
 function fakeApi(options: { down?: () => boolean } = {}) {
   let next = 1;
   const opened: number[] = [];
@@ -35,18 +39,19 @@ function fakeApi(options: { down?: () => boolean } = {}) {
           return Promise.reject(new MusterError('UNREACHABLE', 'connection refused'));
         const buildId = next++;
         opened.push(buildId);
-        return Promise.resolve({ buildId, capacity: { agents: [] } });
+        return Promise.resolve({ buildId, session: keyOf(buildId), capacity: { agents: [] } });
       },
-      recordCompileJobs: (buildId: number, records: CompileRecord[]) => {
+      recordCompileJobs: (key: string, records: CompileRecord[]) => {
+        const buildId = idOf(key);
         recorded.set(buildId, [
           ...(recorded.get(buildId) ?? []),
           ...records.map((r) => r.startedAt - 1_700_000_000_000),
         ]);
         return Promise.resolve();
       },
-      closeCompileSession: (buildId: number, body: CloseCompileSession) => {
-        closed.set(buildId, body);
-        return Promise.resolve({} as never);
+      closeCompileSession: (key: string, body: CloseCompileSession) => {
+        closed.set(idOf(key), body);
+        return Promise.resolve({ id: idOf(key) } as never);
       },
     },
   };
@@ -78,10 +83,10 @@ describe('working sessions of the per-user compile service', () => {
     let refuse = false;
     const api = {
       ...fake.api,
-      recordCompileJobs: (buildId: number, records: CompileRecord[]) =>
-        refuse && buildId === 1
+      recordCompileJobs: (key: string, records: CompileRecord[]) =>
+        refuse && idOf(key) === 1
           ? Promise.reject(new MusterError('COMPILE_SESSION_CLOSED', 'cancelled'))
-          : fake.api.recordCompileJobs(buildId, records),
+          : fake.api.recordCompileJobs(key, records),
     };
     const sessions = new WorkingSessions(api, { idleMs: 10_000, flushMs: 5 });
     sessions.record(record(1));
@@ -124,7 +129,7 @@ describe('working sessions of the per-user compile service', () => {
     const fake = fakeApi({ down: () => down });
     const sessions = new WorkingSessions(fake.api, { idleMs: 60_000, flushMs: 5, retryMs: 60_000 });
     const [a, b] = await Promise.all([sessions.current(), sessions.current()]);
-    assert.deepEqual(a, { buildId: 1, capacity: { agents: [] } });
+    assert.deepEqual(a, { buildId: 1, key: keyOf(1), capacity: { agents: [] } });
     assert.deepEqual(b, a);
     assert.deepEqual(fake.opened, [1]);
     sessions.noteRemote();

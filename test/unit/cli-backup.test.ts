@@ -734,30 +734,30 @@ describe('switching to the backup', () => {
       primary.calls('POST', '/compile-sessions/7/records').length,
       backup.calls('POST', '/compile-sessions/7/records').length,
     ];
-    await client.recordCompileJobs(7, []);
+    await client.recordCompileJobs('7', []);
     assert.deepEqual(remembered, new Map([[primary.url, backup.url]]));
 
     // The failover: the primary is down, the backup takes over.
     primaryUp = false;
     backupActive = true;
-    await client.recordCompileJobs(7, []);
+    await client.recordCompileJobs('7', []);
     assert.equal(client.usingBackup, backup.url);
     assert.deepEqual(records(), [2, 1]);
 
     // The failback: the backup stands by again, the primary answers: it is used from now on.
     backupActive = false;
     primaryUp = true;
-    await client.recordCompileJobs(7, []);
+    await client.recordCompileJobs('7', []);
     assert.equal(client.usingBackup, undefined);
     assert.equal(client.url, primary.url);
     assert.deepEqual(records(), [3, 2]);
-    await client.recordCompileJobs(7, []);
+    await client.recordCompileJobs('7', []);
     assert.deepEqual(records(), [4, 2], 'straight to the primary');
 
     // A second failover is followed (and said) again.
     primaryUp = false;
     backupActive = true;
-    await client.recordCompileJobs(7, []);
+    await client.recordCompileJobs('7', []);
     assert.equal(client.usingBackup, backup.url);
     assert.deepEqual(records(), [5, 3]);
     assert.deepEqual(notes, [
@@ -768,7 +768,7 @@ describe('switching to the backup', () => {
 
     // A backup standing by while the primary is still down: the primary is reported unreachable.
     backupActive = false;
-    await assert.rejects(client.recordCompileJobs(7, []), (err: MusterError) => {
+    await assert.rejects(client.recordCompileJobs('7', []), (err: MusterError) => {
       assert.equal(err.code, 'UNREACHABLE');
       assert.match(err.message, /is standing by and has not taken over/);
       return true;

@@ -15,6 +15,7 @@ import {
   MAX_OPEN_SESSIONS_PER_USER,
   capacityAgents,
   sameMachine,
+  sessionBuild,
   type CompileSessionsContext,
 } from '../../src/coordinator/compile/sessions.js';
 import { EventBus } from '../../src/coordinator/events.js';
@@ -255,6 +256,45 @@ describe('compile sessions', () => {
       () => s.close(id, { exitCode: 0, summary }, 'ada', log),
       code('COMPILE_SESSION_CLOSED'),
     );
+  });
+
+  it('reach a session by its key (the build uid) once a failback renumbered its build', () => {
+    // The backup opened ada's session and took a record while the primary was away…
+    const backup = openSqliteStore(join(dirs[dirs.length - 1]!, 'backup.db'));
+    try {
+      const opened = backup.createOpenBuild({ name: 'make', createdBy: 'ada', kind: 'compile' });
+      backup.appendRecords(opened.id, [record()]);
+      // …whose id the primary gave meanwhile to a session of bob's: the merge renumbers hers.
+      const bobs = store.createOpenBuild({ name: 'make', createdBy: 'bob', kind: 'compile' });
+      assert.equal(bobs.id, opened.id);
+      const merged = store.replication.mergeBuildHistory(
+        backup.replication.exportBuildHistory(opened.id, 0, 100),
+        [],
+      );
+      assert.notEqual(merged, opened.id);
+      const { sessions: s } = sessions();
+      // The old id now names bob's session: refused, never recorded there.
+      assert.throws(() => s.record(String(opened.id), [record()], 'ada'), code('FORBIDDEN'));
+      assert.equal(store.listTasks(bobs.id).length, 0);
+      // The key names hers, for her only.
+      assert.match(opened.uid, /^[0-9a-f]{32}$/);
+      assert.throws(() => s.record(opened.uid, [record()], 'bob'), code('FORBIDDEN'));
+      assert.deepEqual(
+        s.record(opened.uid, [record()], 'ada').map((t) => t.name),
+        ['job-2'],
+      );
+      const { build, tasks } = s.close(opened.uid, { exitCode: 0, summary }, 'ada', log);
+      assert.deepEqual([build.id, build.status, tasks.length], [merged, 'succeeded', 2]);
+      // A key of another form, or one no build has, names nothing.
+      for (const key of [opened.uid.toUpperCase(), `${opened.uid}0`, 'f'.repeat(32)])
+        assert.throws(() => s.record(key, [], 'ada'), code('NOT_FOUND'));
+      // Opening answers the key along with the id.
+      const fresh = s.open(request, 'ada', log).build;
+      assert.equal(sessionBuild(store, fresh.uid)?.id, fresh.id);
+      assert.equal(sessionBuild(store, String(fresh.id))?.uid, fresh.uid);
+    } finally {
+      backup.close();
+    }
   });
 
   it('close a session not heard from for the idle timeout as failed: the client went away', () => {

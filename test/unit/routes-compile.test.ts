@@ -65,7 +65,9 @@ describe('routes: compile sessions', () => {
     );
     assert.deepEqual(running.summary, { jobs: 0, remote: 0, local: 0, cacheHits: 0, fallbacks: 0 });
 
-    const url = `/api/v1/compile-sessions/${session.buildId}`;
+    // Its key: what the client names it by (the build id would change at a renumbering failback).
+    assert.match(session.session, /^[0-9a-f]{32}$/);
+    const url = `/api/v1/compile-sessions/${session.session}`;
     const records = await api.call('POST', `${url}/records`, {
       token: api.admin,
       body: {

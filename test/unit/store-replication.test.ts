@@ -250,6 +250,84 @@ describe('replication: merging a backup history back', () => {
     );
   });
 
+  it("keeps both sides' compile jobs that each numbered alike, once however often merged", () => {
+    const primary = store();
+    primary.replication.setRecording(true);
+    const session = primary.createOpenBuild({ name: 'make', createdBy: 'ada', kind: 'compile' });
+    const at = Date.parse(session.createdAt);
+    const rec = (label: string, ms: number) => ({
+      label,
+      placement: 'local' as const,
+      cache: 'miss' as const,
+      exitCode: 0,
+      startedAt: at + ms,
+      durationMs: 1,
+    });
+    primary.appendRecords(session.id, [rec('gcc -c a.c', 1), rec('gcc -c b.c', 2)]);
+    const backup = copyOf(primary);
+    // Each side then numbers jobs the other never receives: a record and a remote job each.
+    primary.appendRecords(session.id, [rec('gcc -c x.c', 3)]);
+    primary.appendJobTask(session.id, { label: 'gcc -c p.c', spec: '{"p":1}', status: 'queued' });
+    backup.appendRecords(session.id, [rec('gcc -c y.c', 4)]);
+    const job = backup.appendJobTask(session.id, {
+      label: 'gcc -c q.c',
+      spec: '{"q":1}',
+      status: 'queued',
+    });
+    backup.createAttempt({
+      buildId: session.id,
+      taskName: job.name,
+      number: 1,
+      agent: 'a2',
+      agentTaskId: 'backup-job',
+      status: 'running',
+      startedAt: new Date(at + 5).toISOString(),
+    });
+    backup.appendLog({
+      buildId: session.id,
+      taskName: job.name,
+      attempt: 1,
+      stream: 'stderr',
+      data: Buffer.from('warning: q'),
+      at: new Date(at + 6).toISOString(),
+    });
+    assert.deepEqual(
+      [primary.listTasks(session.id), backup.listTasks(session.id)].map((t) =>
+        t.map((r) => r.name),
+      ),
+      [
+        ['job-1', 'job-2', 'job-3', 'job-4'],
+        ['job-1', 'job-2', 'job-3', 'job-4'],
+      ],
+    );
+    const history = backup.replication.exportBuildHistory(session.id, 0, 10);
+    assert.equal(primary.replication.mergeBuildHistory(history, history.logs), session.id);
+    // The same history again (a failback cut short and run again, or its next log page).
+    primary.replication.mergeBuildHistory(history, []);
+    const tasks = primary.listTasks(session.id);
+    assert.deepEqual(
+      tasks.map((t) => [t.name, t.label]),
+      [
+        ['job-1', 'gcc -c a.c'],
+        ['job-2', 'gcc -c b.c'],
+        ['job-3', 'gcc -c x.c'],
+        ['job-4', 'gcc -c p.c'],
+        ['job-5', 'gcc -c y.c'],
+        ['job-6', 'gcc -c q.c'],
+      ],
+    );
+    // The backup's job keeps its attempt and its log, under its name here.
+    assert.deepEqual(
+      primary.listAttempts(session.id).map((a) => [a.taskName, a.agentTaskId]),
+      [['job-6', 'backup-job']],
+    );
+    assert.deepEqual(
+      primary.readLogs(session.id, { taskName: 'job-6' }).map((c) => c.data.toString()),
+      ['warning: q'],
+    );
+    assert.equal(primary.getTask(session.id, 'job-6')?.attempts, 1);
+  });
+
   it('renumbers a build whose id the primary gave to another, and clashing attempts', () => {
     const primary = store();
     const backup = store();

@@ -6,6 +6,12 @@
 export interface CompileSessionView {
   /** The open build that collects the session's jobs. */
   buildId: number;
+  /**
+   * The session's key, for its records, jobs and close (…/compile-sessions/{session}/…): it
+   * stays the same when a failback gives the build another id (the build id works too, until
+   * then).
+   */
+  session: string;
   capacity: {
     agents: {
       name: string;

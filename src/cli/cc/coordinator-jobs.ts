@@ -209,7 +209,7 @@ export class CoordinatorJobs implements RemoteJobs {
     return this.guard.run(() => this.api.putBlob(sha256, data));
   }
 
-  submit(buildId: number, job: CompileJobRequest): Promise<CompileJobView> {
+  submit(session: string, job: CompileJobRequest): Promise<CompileJobView> {
     const waitMs =
       (job.maxQueueMs ?? DEFAULT_MAX_QUEUE_MS) +
       (job.timeoutMs ?? DEFAULT_COMPILE_TIMEOUT_MS) +
@@ -217,7 +217,7 @@ export class CoordinatorJobs implements RemoteJobs {
     return this.guard.run(async () =>
       checkAnswer(
         compileJobAnswer,
-        await this.api.submitCompileJob(buildId, job, waitMs),
+        await this.api.submitCompileJob(session, job, waitMs),
         'remote job answer',
       ),
     );

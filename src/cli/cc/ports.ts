@@ -53,6 +53,8 @@ export interface JobRecorder {
 /** The compile session remote jobs go to, and its pool as the coordinator described it. */
 export interface RemoteSession {
   readonly buildId: number;
+  /** What its requests name it by: its key, or its build id (compileSessionPath). */
+  readonly key: string;
   readonly capacity: CompileSessionView['capacity'];
 }
 
@@ -83,7 +85,7 @@ export interface RemoteJobs {
   /** Uploads a directives-only text. */
   putText(sha256: string, data: Buffer): Promise<void>;
   /** Runs the job; resolves with its answer (a job that did not run is an answer too). */
-  submit(buildId: number, job: CompileJobRequest): Promise<CompileJobView>;
+  submit(session: string, job: CompileJobRequest): Promise<CompileJobView>;
   /** An object the answer named, checked against its hash and size. */
   fetchObject(sha256: string, size: number): Promise<Buffer>;
 }

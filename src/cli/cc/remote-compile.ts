@@ -202,7 +202,7 @@ export async function compileRemotely(
   let view: CompileJobView;
   try {
     await req.remote.putText(body.source.sha256, pre.text);
-    view = await req.remote.submit(req.session.buildId, body);
+    view = await req.remote.submit(req.session.key, body);
   } catch (err) {
     ctx.log.warn({ err }, 'muster cc: the remote job failed; compiling here');
     return { kind: 'here', fallback: requestFailure(err) };

@@ -9,6 +9,7 @@
  */
 import { hostname } from 'node:os';
 import type { CompileRecord, CompileSummary } from '../../api/requests-types.js';
+import { compileSessionPath } from '../../api/compile-session-key.js';
 import type { CompileSessionView } from '../../api/views/compile.js';
 import type { ApiClient } from '../api-client.js';
 import type { JobRecorder, RemoteSession } from './ports.js';
@@ -70,7 +71,9 @@ export class WorkingSessions implements JobRecorder {
       this.opening ??= this.start().finally(() => (this.opening = undefined));
       open = await this.opening;
     }
-    return open === undefined ? null : { buildId: open.recorder.buildId, capacity: open.capacity };
+    return open === undefined
+      ? null
+      : { buildId: open.recorder.buildId, key: open.recorder.key, capacity: open.capacity };
   }
 
   /** A remote job of the current session ran (its task is its row): counted in the summary. */
@@ -114,7 +117,11 @@ export class WorkingSessions implements JobRecorder {
         ...(this.options.bootId === undefined ? {} : { bootId: this.options.bootId }),
       });
       const open: Open = {
-        recorder: new SessionRecorder(this.api, session.buildId, this.options),
+        recorder: new SessionRecorder(
+          this.api,
+          { buildId: session.buildId, key: compileSessionPath(session) },
+          this.options,
+        ),
         capacity: session.capacity,
         summary: { jobs: 0, remote: 0, local: 0, cacheHits: 0, fallbacks: 0 },
         failed: false,

@@ -33,7 +33,7 @@ export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const user = requireBuilder(request, ctx);
     const body = parse(createCompileSessionBody, request.body, 'compile session');
     const { build, capacity } = ctx.compile.open(body, user.name, request.log);
-    const view: CompileSessionView = { buildId: build.id, capacity };
+    const view: CompileSessionView = { buildId: build.id, session: build.uid, capacity };
     return reply.code(201).send(view);
   });
 

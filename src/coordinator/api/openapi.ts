@@ -158,7 +158,7 @@ const routes: Route[] = [
     method: 'post',
     path: '/api/v1/compile-sessions',
     summary:
-      "Open a compile session (muster build): an open build for its jobs, and the pool's capacity",
+      "Open a compile session (muster build): an open build for its jobs, the session's key (the build's uid, for {id} below), and the pool's capacity",
     body: createCompileSessionBody,
     status: 201,
   },

@@ -20,6 +20,7 @@
  */
 import type { Logger } from 'pino';
 import { compileJobKey } from '../../api/compile-job-key.js';
+import { COMPILE_SESSION_KEY } from '../../api/compile-session-key.js';
 import type { CompileJobView } from '../../api/views/compile.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { BuildWithTasks, BuildLog } from '../builds/builds.js';
@@ -62,6 +63,7 @@ export interface CompileSessionsContext {
     | 'listOpenBuilds'
     | 'appendRecords'
     | 'getBuild'
+    | 'getBuildByUid'
     | 'listTasks'
     | 'cache'
   >;
@@ -357,9 +359,12 @@ export class CompileSessions {
     this.eventDue.set(buildId, timer);
   }
 
-  /** The open compile session `id` of `user`: NOT_FOUND, FORBIDDEN or COMPILE_SESSION_CLOSED. */
+  /**
+   * The open compile session `id` of `user` (its key or its build id, sessionBuild):
+   * NOT_FOUND, FORBIDDEN or COMPILE_SESSION_CLOSED.
+   */
   private ownOpen(id: string, user: string): BuildRow {
-    const build = /^\d{1,15}$/.test(id) ? this.ctx.store.getBuild(Number(id)) : undefined;
+    const build = sessionBuild(this.ctx.store, id);
     if (!build || build.kind !== 'compile')
       throw new MusterError('NOT_FOUND', `no compile session ${id}`);
     if (build.createdBy !== user)
@@ -381,6 +386,19 @@ export class CompileSessions {
     this.eventDue.delete(build.id);
     this.ctx.events.emit('build', { build, tasks });
   }
+}
+
+/**
+ * The build a client names in …/compile-sessions/{id}/…: by the session's key (the build's uid)
+ * or by its id (see api/compile-session-key.ts). The caller still checks the owner.
+ */
+export function sessionBuild(
+  store: Pick<Store, 'getBuild' | 'getBuildByUid'>,
+  id: string,
+): BuildRow | undefined {
+  if (COMPILE_SESSION_KEY.test(id)) return store.getBuildByUid(id);
+  if (/^\d{1,15}$/.test(id)) return store.getBuild(Number(id));
+  return undefined;
 }
 
 function oneLine(text: string): string {

@@ -7,7 +7,13 @@
  * - Build: matched by uid; a new one keeps its id when free, else gets the next. Status moves
  *   queued → running → finished; the further one wins (with a compile session's open flag and
  *   summary: a session the backup closed is closed here).
- * - Task: (attempts, status rank) decides; pending < queued < running < finished.
+ * - Task: (attempts, status rank) decides; pending < queued < running < finished. In a compile
+ *   session the names are numbers each side hands out (`job-N`): both sides may have given one
+ *   to a different job the other never received (records sent to the primary while it took the
+ *   history back, or that had not reached the backup when the primary died). Such a job of the
+ *   backup's (another spec, or for a record another label or times) is added under the next
+ *   number, with its attempts and logs, or found where an earlier merge of the same history put
+ *   it — never dropped.
  * - Attempt: matched by agent task id; a finished one beats a running or lost one. A new attempt whose
  *   number is taken (by one the backup never heard of) gets the next number.
  * - Log chunks: appended (the caller passes each chunk once).
@@ -81,8 +87,14 @@ export function mergeBuild(
     );
     id = (insert.get(taken ? values : { ...values, id: remote.id }) as { id: number }).id;
   }
-  mergeTasks(db, id, history.tasks);
-  mergeAttempts(db, id, history.attempts);
+  const compile = kindOf(db, id) === 'compile';
+  const renamed = mergeTasks(db, id, history.tasks, compile);
+  const nameHere = (name: unknown): unknown => renamed.get(String(name)) ?? name;
+  mergeAttempts(
+    db,
+    id,
+    history.attempts.map((a) => ({ ...a, task_name: nameHere(a.task_name) })),
+  );
   const insertLog = db.prepare(
     `INSERT INTO log_chunks (build_id, task_name, attempt, stream, data, at)
      VALUES (?, ?, ?, ?, ?, ?)`,
@@ -91,7 +103,7 @@ export function mergeBuild(
     const data = (chunk.data as { $b64?: unknown } | null)?.$b64;
     insertLog.run(
       id,
-      chunk.task_name,
+      nameHere(chunk.task_name),
       chunk.attempt,
       chunk.stream,
       Buffer.from(typeof data === 'string' ? data : '', 'base64'),
@@ -107,8 +119,62 @@ export function mergeBuild(
   return id;
 }
 
-function mergeTasks(db: Database.Database, buildId: number, tasks: WireRow[]): void {
-  const get = db.prepare('SELECT attempts, status FROM tasks WHERE build_id = ? AND name = ?');
+function kindOf(db: Database.Database, buildId: number): string {
+  const row = db.prepare('SELECT kind FROM builds WHERE id = ?').get(buildId) as
+    { kind: string } | undefined;
+  return row?.kind ?? 'plan';
+}
+
+/** A task row as far as the merge compares it. */
+interface TaskHere {
+  name: string;
+  attempts: number;
+  status: string;
+  label: string | null;
+  spec: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/**
+ * Whether two rows of a compile session under one name are the same job: a remote job is its
+ * spec and label (what ran, and the compile it is; its status and times change as it runs, and
+ * when a record settles it — with the same label), a record (no spec) its label and times,
+ * which nothing changes after it is made.
+ */
+function sameJob(here: TaskHere, there: WireRow): boolean {
+  const spec = there.spec ?? null;
+  if (here.label !== (there.label ?? null)) return false;
+  if (here.spec !== null || spec !== null) return here.spec === spec;
+  return (
+    here.started_at === (there.started_at ?? null) &&
+    here.finished_at === (there.finished_at ?? null)
+  );
+}
+
+/**
+ * Merges the tasks; returns the backup's task names this store keeps under another name (the
+ * compile jobs both sides numbered alike, see the top of this file).
+ */
+function mergeTasks(
+  db: Database.Database,
+  buildId: number,
+  tasks: WireRow[],
+  compile: boolean,
+): Map<string, string> {
+  const columns = 'name, attempts, status, label, spec, started_at, finished_at';
+  const get = db.prepare(`SELECT ${columns} FROM tasks WHERE build_id = ? AND name = ?`);
+  const jobTwin = db.prepare(
+    `SELECT ${columns} FROM tasks WHERE build_id = ? AND spec = ? AND label IS ?`,
+  );
+  const recordTwin = db.prepare(
+    `SELECT ${columns} FROM tasks WHERE build_id = ? AND spec IS NULL AND label IS ?
+       AND started_at IS ? AND finished_at IS ?`,
+  );
+  const nextPosition = db.prepare(
+    'SELECT coalesce(max(position), 0) + 1 AS next FROM tasks WHERE build_id = ?',
+  );
+  const renamed = new Map<string, string>();
   const update = db.prepare(
     `UPDATE tasks SET status = @status, attempts = @attempts, exit_code = @exit_code,
      agent = @agent, started_at = @started_at, finished_at = @finished_at, outputs = @outputs,
@@ -123,10 +189,34 @@ function mergeTasks(db: Database.Database, buildId: number, tasks: WireRow[]): v
      @finished_at, @outputs, @error, @label, @cache, @placement, @fallback, @spec)`,
   );
   for (const task of tasks) {
+    let name = task.name;
+    let position = task.position;
+    let mine = get.get(buildId, task.name) as TaskHere | undefined;
+    if (mine && compile && !sameJob(mine, task)) {
+      const twin = (
+        task.spec != null
+          ? jobTwin.get(buildId, task.spec, task.label ?? null)
+          : recordTwin.get(
+              buildId,
+              task.label ?? null,
+              task.started_at ?? null,
+              task.finished_at ?? null,
+            )
+      ) as TaskHere | undefined;
+      if (twin) {
+        mine = twin;
+      } else {
+        mine = undefined;
+        position = (nextPosition.get(buildId) as { next: number }).next;
+        while (get.get(buildId, `job-${String(position)}`)) position = Number(position) + 1;
+      }
+      name = twin?.name ?? `job-${String(position)}`;
+      renamed.set(String(task.name), String(name));
+    }
     const values = {
       build_id: buildId,
-      name: task.name,
-      position: task.position,
+      name,
+      position,
       status: task.status,
       attempts: task.attempts,
       exit_code: task.exit_code,
@@ -142,10 +232,10 @@ function mergeTasks(db: Database.Database, buildId: number, tasks: WireRow[]): v
       fallback: task.fallback ?? null,
       spec: task.spec ?? null,
     };
-    const mine = get.get(buildId, task.name) as { attempts: number; status: string } | undefined;
     if (!mine) insert.run(values);
-    else if (taskProgress(task) > taskProgress(mine)) update.run(values);
+    else if (taskProgress(task) > taskProgress({ ...mine })) update.run(values);
   }
+  return renamed;
 }
 
 function mergeAttempts(db: Database.Database, buildId: number, attempts: WireRow[]): void {

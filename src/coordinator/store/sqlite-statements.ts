@@ -147,6 +147,7 @@ export function prepareStatements(db: Database.Database) {
        RETURNING *`,
     ),
     buildById: db.prepare<[number], BuildSql>('SELECT * FROM builds WHERE id = ?'),
+    buildByUid: db.prepare<[string], BuildSql>('SELECT * FROM builds WHERE uid = ?'),
     listBuilds: one<BuildSql>(
       'SELECT * FROM builds WHERE id < @beforeId ORDER BY id DESC LIMIT @limit',
     ),

@@ -300,6 +300,11 @@ class SqliteStore implements Store {
     return row && toBuild(row);
   }
 
+  getBuildByUid(uid: string): BuildRow | undefined {
+    const row = this.sql.buildByUid.get(uid);
+    return row && toBuild(row);
+  }
+
   listBuilds(filter: {
     status?: BuildStatus;
     limit?: number;

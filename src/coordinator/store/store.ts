@@ -76,6 +76,11 @@ export interface Store {
   /** Creates the build (queued) and one pending task row per plan task. */
   createBuild(plan: Plan, files: BuildFile[], createdBy: string): BuildRow;
   getBuild(id: number): BuildRow | undefined;
+  /**
+   * The build with this uid: the same on a primary and its backup, also when a failback gave the
+   * build another id (a compile session's client addresses its build by it).
+   */
+  getBuildByUid(uid: string): BuildRow | undefined;
   /** Newest first; `text`: within the name or the user (any case), or the build's number. */
   listBuilds(filter: {
     status?: BuildStatus;

@@ -11,9 +11,11 @@ import {
   createServer as createTlsServer,
   type TLSSocket,
 } from 'node:tls';
+import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
 import { LeaseTable } from './leases.js';
+import { agentRegistry, serveMetrics } from './metrics.js';
 import { Pins } from './pins.js';
 import { BlobStore } from '../common/blob-store.js';
 import { HostSupervisor } from './host-supervisor.js';
@@ -43,6 +45,7 @@ export class Agent {
   private loadedIdentity: AgentIdentity | undefined;
   private server: Server | undefined;
   private readonly sessions = new Set<AgentSession>();
+  private metricsServer: HttpServer | undefined;
   private readonly blobs: BlobStore;
   private readonly versions: VersionStore;
   private readonly instances: InstanceRegistry;
@@ -123,6 +126,13 @@ export class Agent {
     return this.loadedIdentity;
   }
 
+  /** Where GET /metrics is served (--metrics-listen; port 0 resolved), if it is. */
+  get metricsAddress(): { host: string; port: number } | undefined {
+    const address = this.metricsServer?.address();
+    if (address === null || address === undefined || typeof address === 'string') return undefined;
+    return { host: address.address, port: address.port };
+  }
+
   /** The address actually listened on (port 0 resolves here). */
   get address(): { host: string; port: number } {
     const address = this.server?.address();
@@ -191,6 +201,22 @@ export class Agent {
       });
     });
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
+    if (this.options.metrics !== undefined) {
+      const registry = agentRegistry({
+        sessions: () => this.sessions.size,
+        unauthenticated: () => this.gate.size,
+        tasksRunning: () => this.tasks.runningCount,
+        tasksKept: () => this.tasks.keptCount,
+        instances: () => this.instances.list().length,
+        hostProcesses: () => this.hosts.count,
+      });
+      this.metricsServer = await serveMetrics(
+        registry,
+        this.options.metrics.host,
+        this.options.metrics.port,
+        this.log,
+      );
+    }
     this.timers.push(
       setInterval(() => void this.tasks.sweep(), Math.min(60_000, this.options.taskGraceMs)),
     );
@@ -314,6 +340,8 @@ export class Agent {
     const closed = new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
+    this.metricsServer?.close();
+    this.metricsServer?.closeAllConnections();
     if (!(await this.tasks.idle(this.options.drainTimeoutMs))) {
       this.log.warn(
         { running: this.tasks.runningCount },

@@ -21,6 +21,8 @@ export const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 16;
 
 export interface AgentOptions {
   listen?: string;
+  /** HOST:PORT of a plain-HTTP GET /metrics; none by default. */
+  metricsListen?: string;
   data?: string;
   tempDir?: string;
   accessKey?: string;
@@ -50,6 +52,8 @@ export interface AgentOptions {
 export interface CompiledAgentOptions {
   readonly host: string;
   readonly port: number;
+  /** Where GET /metrics is served (--metrics-listen); undefined: not served. */
+  readonly metrics: { readonly host: string; readonly port: number } | undefined;
   readonly dataDir: string;
   readonly tempDir: string;
   readonly accessKey?: string;
@@ -134,9 +138,14 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     options.maxUnauthenticatedPerAddress ?? DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
     'the limit of unauthenticated connections per address',
   );
+  const metrics =
+    options.metricsListen === undefined || options.metricsListen === ''
+      ? undefined
+      : parseHostPort(options.metricsListen, { host: '127.0.0.1', port: 9464 }, '--metrics-listen');
   const compiled: CompiledAgentOptions = {
     host,
     port,
+    metrics,
     dataDir,
     tempDir: resolve(options.tempDir ?? `${dataDir}/temp`),
     ...(options.accessKey === undefined ? {} : { accessKey: options.accessKey }),

@@ -42,6 +42,11 @@ export class TaskService {
     private readonly users?: TaskUsers,
   ) {}
 
+  /** Task records kept: running, or ended and waiting for their coordinator. */
+  get keptCount(): number {
+    return this.all.size;
+  }
+
   get runningCount(): number {
     let n = 0;
     for (const record of this.all) if (record.state === 'running') n++;

@@ -24,6 +24,10 @@ export function registerAgentCommand(program: Command): void {
     )
     .option('--listen <host:port>', 'address to listen on', '0.0.0.0:7420')
     .option(
+      '--metrics-listen <host:port>',
+      'serve Prometheus metrics (plain HTTP GET /metrics, no login) on this address; off by default',
+    )
+    .option(
       '--data <dir>',
       'data dir: identity, key, certificate, instance records',
       '.muster/agent',
@@ -212,6 +216,7 @@ async function runAgent(opts: AgentOptions, reread: () => AgentOptions): Promise
       dataDir: options.dataDir,
       tempDir: options.tempDir,
       taskUsers: options.taskUsers,
+      ...(agent.metricsAddress === undefined ? {} : { metricsPort: agent.metricsAddress.port }),
     },
     'listening',
   );

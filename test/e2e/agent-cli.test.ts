@@ -101,3 +101,36 @@ describe('muster agent', () => {
     assert.equal(await exit, 0);
   });
 });
+
+describe('muster agent --metrics-listen', () => {
+  it('serves counts on GET /metrics, nothing else, and nothing without the flag', async () => {
+    const dataDir = await makeTempDir();
+    dirs.push(dataDir);
+    const agent = await startAgent({ dataDir, args: ['--metrics-listen', '127.0.0.1:0'] });
+    const port = agent.logs.find((e) => e.msg === 'listening')?.metricsPort;
+    assert.equal(typeof port, 'number', 'the listening line names the metrics port');
+    const scrape = async (): Promise<string> => {
+      const response = await fetch(`http://127.0.0.1:${String(port)}/metrics`);
+      assert.equal(response.status, 200);
+      return response.text();
+    };
+    assert.match(await scrape(), /^muster_agent_sessions 0$/m);
+    const client = await agent.connect();
+    try {
+      assert.match(await scrape(), /^muster_agent_sessions 1$/m);
+      const text = await scrape();
+      assert.match(text, /^muster_agent_tasks_running 0$/m);
+      assert.match(text, /^muster_agent_instances \d+$/m);
+      assert.doesNotMatch(text, new RegExp(agent.accessKey), 'no secret on the page');
+    } finally {
+      client.close();
+    }
+    const other = await fetch(`http://127.0.0.1:${String(port)}/`);
+    assert.equal(other.status, 404);
+    await agent.stop();
+
+    const plain = await startAgent({ dataDir });
+    assert.equal(plain.logs.find((e) => e.msg === 'listening')?.metricsPort, undefined);
+    await plain.stop();
+  });
+});

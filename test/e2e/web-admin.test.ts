@@ -169,11 +169,12 @@ describe('web UI administration', () => {
     // Filtered by action: only the user removals of the first test.
     await admin.getByLabel('Action').fill('user.delete');
     await admin.getByRole('button', { name: 'Filter' }).click();
-    await admin
-      .getByTestId('audit')
-      .locator('tbody tr')
-      .filter({ hasText: 'user.create' })
-      .waitFor({ state: 'detached' });
+    const shown = admin.getByTestId('audit').locator('tbody tr');
+    await waitFor(
+      async () => (await shown.filter({ hasText: 'user.create' }).count()) === 0,
+      10_000,
+      'the filter to apply',
+    );
     const targets = await admin
       .getByTestId('audit')
       .locator('tbody tr td:nth-child(5)')

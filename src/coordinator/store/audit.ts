@@ -36,9 +36,6 @@ export interface AuditFilter {
   actor?: string;
 }
 
-/** A row as one coordinator hands it to another (failback): everything but its local id. */
-export type AuditHandback = Omit<AuditRow, 'id'> & { id: number };
-
 interface AuditSql {
   id: number;
   uid: string;
@@ -65,8 +62,46 @@ function toRow(row: AuditSql): AuditRow {
   };
 }
 
+function toSql(row: Omit<AuditRow, 'id'>): AuditSqlInsert {
+  return {
+    uid: row.uid,
+    at: row.at,
+    actor: row.actor,
+    actor_kind: row.actorKind,
+    ip: row.ip,
+    action: row.action,
+    target: row.target,
+    details: JSON.stringify(row.details),
+  };
+}
+
+function prepareAudit(db: Database.Database) {
+  return {
+    insert: db.prepare<[AuditSqlInsert]>(
+      `INSERT INTO audit (uid, at, actor, actor_kind, ip, action, target, details)
+       VALUES (@uid, @at, @actor, @actor_kind, @ip, @action, @target, @details)
+       ON CONFLICT (uid) DO NOTHING`,
+    ),
+    byUid: db.prepare<[string], AuditSql>('SELECT * FROM audit WHERE uid = ?'),
+    // The newest maxRows stay: the row just past them, and every older one, go.
+    prune: db.prepare<[number]>(
+      'DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)',
+    ),
+    list: db.prepare<[ListParams], AuditSql>(
+      `SELECT * FROM audit
+       WHERE (@before IS NULL OR id < @before)
+         AND (@action IS NULL OR action = @action)
+         AND (@actor IS NULL OR actor = @actor)
+       ORDER BY id DESC LIMIT @limit`,
+    ),
+    since: db.prepare<[number, number, number], AuditSql>(
+      'SELECT * FROM audit WHERE at >= ? AND id > ? ORDER BY id LIMIT ?',
+    ),
+  };
+}
+
 export class AuditStore {
-  private readonly sql;
+  private readonly sql: ReturnType<typeof prepareAudit>;
 
   constructor(
     db: Database.Database,
@@ -74,43 +109,13 @@ export class AuditStore {
     private readonly now: () => Date,
     private readonly maxRows = DEFAULT_AUDIT_MAX_ROWS,
   ) {
-    this.sql = {
-      insert: db.prepare<[AuditSqlInsert]>(
-        `INSERT INTO audit (uid, at, actor, actor_kind, ip, action, target, details)
-         VALUES (@uid, @at, @actor, @actor_kind, @ip, @action, @target, @details)
-         ON CONFLICT (uid) DO NOTHING`,
-      ),
-      byUid: db.prepare<[string], AuditSql>('SELECT * FROM audit WHERE uid = ?'),
-      // The newest maxRows stay: everything at or below the id just past them goes.
-      prune: db.prepare<[number]>(
-        `DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)`,
-      ),
-      list: db.prepare<[ListParams], AuditSql>(
-        `SELECT * FROM audit
-         WHERE (@before IS NULL OR id < @before)
-           AND (@action IS NULL OR action = @action)
-           AND (@actor IS NULL OR actor = @actor)
-         ORDER BY id DESC LIMIT @limit`,
-      ),
-      since: db.prepare<[number, number, number], AuditSql>(
-        'SELECT * FROM audit WHERE at >= ? AND id > ? ORDER BY id LIMIT ?',
-      ),
-    };
+    this.sql = prepareAudit(db);
   }
 
   /** Writes a row (in the caller's transaction, if any) and drops the oldest beyond the limit. */
   record(entry: NewAuditRow): AuditRow {
     const uid = entry.uid ?? randomUUID();
-    this.sql.insert.run({
-      uid,
-      at: entry.at ?? this.now().getTime(),
-      actor: entry.actor,
-      actor_kind: entry.actorKind,
-      ip: entry.ip,
-      action: entry.action,
-      target: entry.target,
-      details: JSON.stringify(entry.details),
-    });
+    this.sql.insert.run(toSql({ ...entry, uid, at: entry.at ?? this.now().getTime() }));
     this.sql.prune.run(this.maxRows);
     return toRow(this.sql.byUid.get(uid)!);
   }
@@ -132,7 +137,7 @@ export class AuditStore {
    * Rows written at or after `atMs` (a takeover) with an id above `afterId`, oldest first, at most
    * `limit`: what a backup hands back, a page at a time.
    */
-  exportSince(atMs: number, afterId: number, limit: number): AuditHandback[] {
+  exportSince(atMs: number, afterId: number, limit: number): AuditRow[] {
     return this.sql.since.all(atMs, afterId, limit).map(toRow);
   }
 
@@ -147,17 +152,7 @@ export class AuditStore {
   private mergeRows(rows: readonly Omit<AuditRow, 'id'>[]): number {
     let added = 0;
     for (const row of rows) {
-      const result = this.sql.insert.run({
-        uid: row.uid,
-        at: row.at,
-        actor: row.actor,
-        actor_kind: row.actorKind,
-        ip: row.ip,
-        action: row.action,
-        target: row.target,
-        details: JSON.stringify(row.details),
-      });
-      added += result.changes;
+      added += this.sql.insert.run(toSql(row)).changes;
     }
     if (added > 0) this.sql.prune.run(this.maxRows);
     return added;

@@ -91,3 +91,10 @@ export function formatLag(seconds: number | null | undefined, unknown: string): 
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return unknown;
   return formatDuration(Math.max(0, seconds) * 1000);
 }
+
+/** An audit row's details on one line: `key=value, …` (text as is, other values as JSON). */
+export function formatDetails(details: Record<string, unknown>): string {
+  return Object.entries(details)
+    .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+    .join(', ');
+}

@@ -25,6 +25,7 @@
  */
 import type { z } from 'zod';
 import type { AgentView } from '../api/views/agents.js';
+import type { AuditView } from '../api/views/audit.js';
 import type { BackupView } from '../api/views/backups.js';
 import type { BuildSummary, BuildView, LogsView } from '../api/views/builds.js';
 import type {
@@ -383,6 +384,15 @@ export class ApiClient {
 
   setSetting(key: string, value: unknown): Promise<{ key: string; value: unknown }> {
     return this.json('PUT', `/settings/${encodeURIComponent(key)}`, { body: { value } });
+  }
+
+  // ---- audit ----------------------------------------------------------------------------------
+
+  /** The audit log, newest first (admin). */
+  listAudit(
+    query: { limit?: number; before?: number; action?: string; actor?: string } = {},
+  ): Promise<AuditView[]> {
+    return this.json('GET', '/audit', { query });
   }
 
   // ---- users ----------------------------------------------------------------------------------

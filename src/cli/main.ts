@@ -30,6 +30,7 @@ const COMMANDS: [string, () => Promise<Register>][] = [
   ['settings', async () => (await import('./settings-command.js')).registerSettingsCommand],
   ['backup', async () => (await import('./backup-command.js')).registerBackupCommand],
   ['users', async () => (await import('./users-command.js')).registerUsersCommand],
+  ['audit', async () => (await import('./audit-command.js')).registerAuditCommand],
   [
     'certificate',
     async () => (await import('./certificate-command.js')).registerCertificateCommand,

@@ -3,11 +3,13 @@
  * every snapshot (`UNIQUE constraint failed: api_tokens.token_hash`) and the next failover ran on
  * a stale copy. Real processes over TLS: a primary, its backup and an agent. `kill -9` of the
  * primary; the backup takes over, someone logs in to it and runs a build there; the primary comes
- * back and fails back; a new user and a build made on the primary then reach the backup, whose
- * replication reports no failure; a second `kill -9`, and the backup serves both.
+ * back and fails back (the backup's audit row of its takeover comes back with it); a new user and
+ * a build made on the primary then reach the backup, whose replication reports no failure; a
+ * second `kill -9`, and the backup serves both.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { AuditView } from '../../src/api/views/audit.js';
 import type { BuildView } from '../../src/api/views/builds.js';
 import type { StatusView } from '../../src/api/views/status.js';
 import type { UserView } from '../../src/api/views/users.js';
@@ -134,6 +136,29 @@ describe('a failback after a login on the active backup', () => {
         `the new user and build to reach the backup (replication failures: ${JSON.stringify(replicationFailures(sinceFailback))})`,
       );
       assert.deepEqual(replicationFailures(sinceFailback), []);
+      // The audit log: the agent and the selection by the admin, the backup's takeover (written on the backup,
+      // handed back at failback, once) and the failback; and the primary's new row reaches the
+      // backup like the rest.
+      const audit = (await primary.api<AuditView[]>('GET', '/audit')).body;
+      const seen = audit.map((r) => [r.actorKind, r.actor, r.action, r.target]).reverse();
+      assert.deepEqual(
+        seen.filter(([, , action]) => action !== 'user.create'),
+        [
+          ['user', 'admin', 'agent.add', 'a0'],
+          ['user', 'admin', 'backup.select', 'b1'],
+          ['backup', 'b1', 'ha.takeover', 'b1'],
+          ['system', 'system', 'ha.failback', 'b1'],
+        ],
+      );
+      assert.deepEqual(audit.find((r) => r.action === 'ha.failback')?.details.auditRows, 1);
+      await waitFor(
+        async () => {
+          const copy = await backup.api<AuditView[]>('GET', '/audit');
+          return copy.status === 200 && JSON.stringify(copy.body) === JSON.stringify(audit);
+        },
+        30_000,
+        "the primary's audit log to reach the backup",
+      );
       assert.ok(
         backup.logs.slice(beforeFailback).some((e) => /applied a snapshot/.test(String(e.msg))),
         'the backup took a new snapshot after the failback',

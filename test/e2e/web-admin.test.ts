@@ -2,9 +2,10 @@
  * The web UI's administration and the rest of its flows in a real browser (Debian's Chromium,
  * playwright-core) against real coordinator and agent processes over TLS: users and roles (a
  * viewer sees and cannot change; a new password ends the user's session; the last admin stays),
- * changing one's own password and logging out, adding an extension from a folder, a build with
- * input files picked from a folder, and a backup's banner once it has taken over from a dead
- * primary (view only, builds still run). MUSTER_SCREENSHOTS=DIR saves the pages as PNGs.
+ * changing one's own password and logging out, a change seen on Admin › Audit, adding an
+ * extension from a folder, a build with input files picked from a folder, and a backup's banner
+ * once it has taken over from a dead primary (view only, builds still run).
+ * MUSTER_SCREENSHOTS=DIR saves the pages as PNGs.
  */
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -144,6 +145,51 @@ describe('web UI administration', () => {
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.getByText('(viewer)').waitFor();
     await page.context().close();
+  });
+
+  it('shows a change on Admin › Audit with who, from where and what, never the password', async () => {
+    const admin = await newPage();
+    await logIn(admin, primary.url, ADMIN_PASSWORD);
+    await admin.getByRole('link', { name: 'Users' }).click();
+    await admin.getByLabel('User name').fill('audra');
+    await admin.getByLabel('Role', { exact: true }).selectOption('viewer');
+    await admin.getByLabel('Password (at least 8 characters)').fill('audra-password-1');
+    await admin.getByRole('button', { name: 'Add user' }).click();
+    await admin.getByRole('status').filter({ hasText: 'audra added as viewer' }).waitFor();
+
+    await admin.getByRole('link', { name: 'Audit' }).click();
+    await admin.getByRole('heading', { name: 'Audit' }).waitFor();
+    const newest = admin.getByTestId('audit').locator('tbody tr').first();
+    await newest.filter({ hasText: 'user.create' }).waitFor();
+    const cells = await newest.locator('td').allInnerTexts();
+    assert.deepEqual(cells.slice(1), ['admin', '127.0.0.1', 'user.create', 'audra', 'role=viewer']);
+    assert.doesNotMatch(await admin.locator('main').innerText(), /audra-password/);
+    await shot(admin, 'audit');
+
+    // Filtered by action: only the user removals of the first test.
+    await admin.getByLabel('Action').fill('user.delete');
+    await admin.getByRole('button', { name: 'Filter' }).click();
+    const shown = admin.getByTestId('audit').locator('tbody tr');
+    await waitFor(
+      async () => (await shown.filter({ hasText: 'user.create' }).count()) === 0,
+      10_000,
+      'the filter to apply',
+    );
+    const targets = await admin
+      .getByTestId('audit')
+      .locator('tbody tr td:nth-child(5)')
+      .allInnerTexts();
+    assert.deepEqual(targets, ['vera']);
+    await admin.context().close();
+
+    // A viewer has no Audit page, and the API refuses the log to them.
+    const viewer = await newPage();
+    await logIn(viewer, primary.url, 'audra-password-1', 'audra');
+    await viewer.getByText('(viewer)').waitFor();
+    assert.equal(await viewer.getByRole('link', { name: 'Audit' }).count(), 0);
+    const refused = await viewer.evaluate(async () => (await fetch('/api/v1/audit')).status);
+    assert.equal(refused, 403);
+    await viewer.context().close();
   });
 
   it('adds an extension from a folder, then runs a build with input files from a folder', async () => {

@@ -23,6 +23,7 @@ const TABLES: { table: string; columns: string; order: string; backupOnly?: stri
   { table: 'ha_state', columns: '*', order: 'key' },
   { table: 'agents', columns: '*', order: 'name' },
   { table: 'extensions', columns: '*', order: 'name' },
+  { table: 'audit', columns: '*', order: 'id' },
   { table: 'toolchains', columns: '*', order: 'id' },
   { table: 'cache_entries', columns: '*', order: 'key' },
   { table: 'cache_manifests', columns: '*', order: 'direct, includes_hash' },

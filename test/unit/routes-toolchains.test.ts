@@ -134,6 +134,11 @@ describe('routes: toolchains', () => {
     assert.equal(twice.status, 404);
     const bad = await api.call('DELETE', '/api/v1/toolchains/nope', { token: api.admin });
     assert.equal(bad.status, 400);
+    // One audit row: the removal that succeeded, not the refused ones.
+    assert.deepEqual(
+      api.store.audit.list().map((r) => [r.actor, r.action, r.target]),
+      [['admin', 'toolchain.remove', first.id]],
+    );
   });
 
   it('stamp the last use of the toolchain a compile job names, and resync when that changes what ships', async () => {

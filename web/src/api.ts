@@ -3,6 +3,7 @@
  * login), and the session's CSRF token on every change. Errors carry the API's code and message.
  */
 import type { AgentView } from '../../src/api/views/agents.js';
+import type { AuditView } from '../../src/api/views/audit.js';
 import type { BannerView, StatusView } from '../../src/api/views/status.js';
 import type { BackupView } from '../../src/api/views/backups.js';
 import type { BuildSummary, BuildView, LogsView, TaskView } from '../../src/api/views/builds.js';
@@ -16,6 +17,7 @@ import type { SessionView, UserView } from '../../src/api/views/users.js';
 
 export type {
   AgentView,
+  AuditView,
   BannerView,
   BackupView,
   BuildSummary,
@@ -134,6 +136,19 @@ export const listBuilds = (filter: {
   return call<BuildSummary[]>('GET', `/builds?${query.toString()}`);
 };
 export const BUILDS_PAGE = 50;
+/** A page of the audit log, newest first: of an action and an actor, older than `before`. */
+export const listAudit = (filter: {
+  action: string;
+  actor: string;
+  before?: number;
+  limit: number;
+}) => {
+  const query = new URLSearchParams({ limit: String(filter.limit) });
+  if (filter.action) query.set('action', filter.action);
+  if (filter.actor) query.set('actor', filter.actor);
+  if (filter.before !== undefined) query.set('before', String(filter.before));
+  return call<AuditView[]>('GET', `/audit?${query.toString()}`);
+};
 export const createBuild = (plan: string, files: FileRef[]) =>
   call<BuildView>('POST', '/builds', { plan, files });
 

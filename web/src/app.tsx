@@ -20,6 +20,7 @@ import { Login } from './login.js';
 import { useLive } from './live.js';
 import { onLink, usePath } from './router.js';
 import { UsersPage } from './users-page.js';
+import { AuditPage } from './audit-page.js';
 
 export function App() {
   const [session, setSession] = useState<SessionView | null | undefined>(undefined);
@@ -96,6 +97,7 @@ const PAGES: { path: string; title: string; adminOnly?: boolean }[] = [
   { path: '/admin/users', title: 'Users', adminOnly: true },
   { path: '/admin/extensions', title: 'Extensions' },
   { path: '/admin/certificates', title: 'Certificates' },
+  { path: '/admin/audit', title: 'Audit', adminOnly: true },
 ];
 
 function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => void }) {
@@ -182,6 +184,7 @@ function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => vo
         {page?.path === '/admin/certificates' ? (
           <Certificates status={status} isAdmin={admin} />
         ) : null}
+        {page?.path === '/admin/audit' ? <AuditPage /> : null}
         {page === ACCOUNT ? <AccountPage session={session} onPrimary={onPrimary} /> : null}
         {buildId !== undefined ? (
           <BuildPage id={Number(buildId)} status={status} canBuild={admin} />

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { parseHostPort } from '../../common/duration.js';
 import { MusterError } from '../../protocol/errors.js';
 import { normaliseFingerprint } from '../../protocol/fingerprint.js';
+import { recordAudit } from './audit.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { probeFingerprint } from '../pool/probe.js';
@@ -61,15 +62,27 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
         'the fingerprint must be a SHA-256 (64 hex digits, colons allowed)',
       );
     }
-    const row = ctx.store.addAgent({
-      name: body.name,
-      host,
-      port,
-      accessKey: body.accessKey,
-      fingerprint: body.fingerprint ?? null,
-      tls,
-      labels: body.labels ?? [],
-      slots: body.slots ?? null,
+    const row = ctx.store.transaction(() => {
+      const added = ctx.store.addAgent({
+        name: body.name,
+        host,
+        port,
+        accessKey: body.accessKey,
+        fingerprint: body.fingerprint ?? null,
+        tls,
+        labels: body.labels ?? [],
+        slots: body.slots ?? null,
+      });
+      // Never the access key: that it was set is all the log says.
+      recordAudit(ctx, request, 'agent.add', added.name, {
+        address: `${added.host}:${added.port}`,
+        tls: added.tls,
+        fingerprint: added.fingerprint,
+        labels: added.labels,
+        slots: added.slots,
+        accessKey: 'set',
+      });
+      return added;
     });
     ctx.agents.add(row);
     return reply.code(201).send(viewNamed(ctx, row.name));
@@ -78,9 +91,14 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
   app.patch<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
     requireAdmin(request, ctx);
     const body = parse(updateAgentBody, request.body, 'agent changes');
-    const row = ctx.store.updateAgent(request.params.name, {
+    const changes = {
       ...(body.labels === undefined ? {} : { labels: body.labels }),
       ...(body.slots === undefined ? {} : { slots: body.slots }),
+    };
+    const row = ctx.store.transaction(() => {
+      const updated = ctx.store.updateAgent(request.params.name, changes);
+      recordAudit(ctx, request, 'agent.update', updated.name, changes);
+      return updated;
     });
     ctx.agents.update(row);
     ctx.scheduler.schedule();
@@ -89,9 +107,12 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
 
   app.delete<{ Params: { name: string } }>('/api/v1/agents/:name', async (request, reply) => {
     requireAdmin(request, ctx);
-    if (!ctx.store.removeAgent(request.params.name)) {
-      throw new MusterError('NOT_FOUND', `no agent named ${request.params.name}`);
-    }
+    ctx.store.transaction(() => {
+      if (!ctx.store.removeAgent(request.params.name)) {
+        throw new MusterError('NOT_FOUND', `no agent named ${request.params.name}`);
+      }
+      recordAudit(ctx, request, 'agent.remove', request.params.name);
+    });
     ctx.agents.remove(request.params.name);
     return reply.code(204).send();
   });

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
 import { checkCertificate } from '../tls/certificate-check.js';
 import { backupConfirmWaitMs } from '../tls/certificate-manager.js';
+import { recordAudit } from './audit.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { putCertificateBody } from '../../api/requests.js';
@@ -65,6 +66,11 @@ export function registerCertificateRoutes(app: FastifyInstance, ctx: ApiContext)
       confirmBackup: async (fingerprint) =>
         (await ctx.ha.primary?.awaitPin(fingerprint, waitMs)) ?? null,
       swap: (cert, key) => (app.server as unknown as Server).setSecureContext({ cert, key }),
+    });
+    // The certificate is public; the key is never recorded.
+    recordAudit(ctx, request, 'certificate.replace', 'coordinator', {
+      fingerprint: result.certificate.fingerprint256,
+      hostnames,
     });
     request.log.info(
       { by: user.name, fingerprint: result.certificate.fingerprint256, hostnames },

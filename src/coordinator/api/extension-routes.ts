@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
 import { checkRelativePath } from '../../protocol/paths.js';
+import { recordAudit } from './audit.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { addExtensionBody } from '../../api/requests.js';
@@ -60,7 +61,13 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
           { missing },
         );
       }
-      ctx.store.putExtension({ name: body.name, version: body.version, files: body.files });
+      ctx.store.transaction(() => {
+        ctx.store.putExtension({ name: body.name, version: body.version, files: body.files });
+        recordAudit(ctx, request, 'extension.add', body.name, {
+          version: body.version,
+          files: body.files.length,
+        });
+      });
       ctx.uploads.referenced(hashes);
     } finally {
       release();
@@ -74,9 +81,12 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
 
   app.delete<{ Params: { name: string } }>('/api/v1/extensions/:name', async (request, reply) => {
     requireAdmin(request, ctx);
-    if (!ctx.store.removeExtension(request.params.name)) {
-      throw new MusterError('NOT_FOUND', `no extension named ${request.params.name}`);
-    }
+    ctx.store.transaction(() => {
+      if (!ctx.store.removeExtension(request.params.name)) {
+        throw new MusterError('NOT_FOUND', `no extension named ${request.params.name}`);
+      }
+      recordAudit(ctx, request, 'extension.remove', request.params.name);
+    });
     ctx.bundles.invalidate();
     void ctx.agents.resyncAll();
     return reply.code(204).send();

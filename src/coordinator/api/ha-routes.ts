@@ -9,7 +9,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
 import { MAX_REPORTED_ERROR } from '../ha/backup-health.js';
+import { AUDIT_HANDBACK_PAGE } from '../ha/history-schema.js';
 import { sendBlob } from './blob-routes.js';
+import { recordAudit } from './audit.js';
 import { ANONYMOUS_BODY_LIMIT, requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import type { BackupHa, PrimaryHa } from './ports.js';
@@ -48,6 +50,11 @@ const heartbeatQuery = z.object({
 const historyQuery = z.object({
   afterLog: z.coerce.number().int().nonnegative().default(0),
   limit: z.coerce.number().int().positive().max(10_000).default(1000),
+});
+
+const auditHistoryQuery = z.object({
+  after: z.coerce.number().int().nonnegative().default(0),
+  limit: z.coerce.number().int().positive().max(AUDIT_HANDBACK_PAGE).default(AUDIT_HANDBACK_PAGE),
 });
 
 /** A cache history page's query: the cursor is both halves of the last row's, or neither. */
@@ -114,12 +121,18 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.put('/api/v1/backups/selected', async (request) => {
     const user = requireAdmin(request, ctx);
     const { name } = parse(selectBackupBody, request.body, 'selection');
-    return primary().select(name, user.name);
+    const side = primary();
+    const before = side.selected()?.name ?? null;
+    const list = await side.select(name, user.name);
+    if (before !== name)
+      recordAudit(ctx, request, 'backup.select', name ?? 'none', { previous: before ?? 'none' });
+    return list;
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/backups/:name', async (request, reply) => {
     requireAdmin(request, ctx);
     primary().remove(request.params.name);
+    recordAudit(ctx, request, 'backup.remove', request.params.name);
     return reply.code(204).send();
   });
 
@@ -201,6 +214,15 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const side = fromPrimary(request);
     const takeover = side.takeoverRecord();
     return takeover ? ctx.store.replication.exportTokens(takeover.maxTokenId) : [];
+  });
+
+  // The audit rows written since the takeover, a page at a time (oldest first, after `after`).
+  app.get('/api/v1/ha/history/audit', peer, async (request) => {
+    const side = fromPrimary(request);
+    const takeover = side.takeoverRecord();
+    if (!takeover) return [];
+    const query = parse(auditHistoryQuery, request.query, 'query');
+    return ctx.store.audit.exportSince(Date.parse(takeover.at), query.after, query.limit);
   });
 
   // The compile cache's rows made since the takeover, a table at a time (failback takes them

@@ -292,6 +292,12 @@ const routes: Route[] = [
     summary: 'Remove a registered backup (admin, on the primary)',
     status: 204,
   },
+  {
+    method: 'get',
+    path: '/api/v1/audit',
+    summary:
+      'The audit log of administrative changes, newest first (admin); query: limit, before (id), action, actor',
+  },
 ];
 
 const errorSchema = {

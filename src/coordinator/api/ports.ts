@@ -111,6 +111,8 @@ export type ApiStore = Pick<
   // a batch of cache results written at once
   | 'transaction'
 > & {
+  /** The audit log: recording changes, reading it, and a backup's rows taken back at failback. */
+  audit: Pick<Store['audit'], 'record' | 'list' | 'exportSince'>;
   /** A backup's history, which its primary takes back at failback. */
   replication: Pick<Store['replication'], 'exportBuildHistory' | 'exportTokens'>;
   /**

@@ -5,6 +5,7 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { registerAgentRoutes } from './agent-routes.js';
+import { registerAuditRoutes } from './audit-routes.js';
 import { isApiPath, registerAuth } from './auth-routes.js';
 import { registerBlobRoutes } from './blob-routes.js';
 import { registerBuildRoutes } from './build-routes.js';
@@ -135,6 +136,7 @@ export function buildServer(
   registerEventRoutes(app, ctx);
   registerHaRoutes(app, ctx);
   registerCertificateRoutes(app, ctx);
+  registerAuditRoutes(app, ctx);
   // Clients learn the selected backup from the primary, to switch to it when the primary is away.
   app.addHook('onSend', async (request, reply) => {
     if (!request.user) return;

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
+import { recordAudit } from './audit.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { setSettingBody } from '../../api/requests.js';
@@ -105,7 +106,10 @@ export function registerSettingsRoutes(
       );
     const { value } = parse(setSettingBody, request.body, 'setting');
     if (definition.clearable && (value === null || value === '')) {
-      ctx.store.setSetting(request.params.key, '');
+      ctx.store.transaction(() => {
+        ctx.store.setSetting(request.params.key, '');
+        recordAudit(ctx, request, 'setting.set', request.params.key, { value: '', cleared: true });
+      });
       request.log.info({ key: request.params.key }, 'setting cleared');
       onChange(request.params.key);
       return { key: request.params.key, value: '' };
@@ -117,7 +121,11 @@ export function registerSettingsRoutes(
         ? String(value)
         : value;
     const valid = parse(definition.schema, candidate, request.params.key);
-    ctx.store.setSetting(request.params.key, valid);
+    ctx.store.transaction(() => {
+      ctx.store.setSetting(request.params.key, valid);
+      // Settings are not secret (a secret one is never set through this route: SECRET_SETTINGS).
+      recordAudit(ctx, request, 'setting.set', request.params.key, { value: valid });
+    });
     request.log.info({ key: request.params.key }, 'setting changed');
     onChange(request.params.key);
     return { key: request.params.key, value: valid };

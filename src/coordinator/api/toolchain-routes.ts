@@ -17,6 +17,7 @@ import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 import { shippedToolchain } from '../bundles.js';
 import { TOOLCHAIN_ROWS, TOOLCHAIN_USE_STAMP_MS } from '../store/cache.js';
+import { recordAudit } from './audit.js';
 import { requireAdmin, requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { toolchainView } from './views.js';
@@ -91,7 +92,11 @@ export function registerToolchainRoutes(app: FastifyInstance, ctx: ApiContext): 
   app.delete<{ Params: { id: string } }>('/api/v1/toolchains/:id', async (request, reply) => {
     const admin = requireAdmin(request, ctx);
     const id = parse(sha256Hex, request.params.id, 'toolchain id');
-    if (!store.cache.removeToolchain(id)) throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
+    store.transaction(() => {
+      if (!store.cache.removeToolchain(id))
+        throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
+      recordAudit(ctx, request, 'toolchain.remove', id);
+    });
     request.log.info({ toolchain: id, by: admin.name }, 'toolchain removed');
     // Agents get a bundle without it (a task already running keeps its own copy).
     ctx.bundles.invalidate();

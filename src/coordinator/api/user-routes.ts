@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
 import { hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { User } from '../store/types.js';
+import { recordAudit } from './audit.js';
 import { requireAdmin, requirePrimary, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { changePasswordBody, createUserBody, updateUserBody } from '../../api/requests.js';
@@ -40,11 +41,12 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
   app.post('/api/v1/users', async (request, reply) => {
     requireAdmin(request, ctx);
     const body = parse(createUserBody, request.body, 'user');
-    const user = ctx.store.createUser(
-      body.name,
-      body.role,
-      await hashPassword(body.password, { log2N: ctx.options.passwordCost }),
-    );
+    const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
+    const user = ctx.store.transaction(() => {
+      const created = ctx.store.createUser(body.name, body.role, hash);
+      recordAudit(ctx, request, 'user.create', created.name, { role: created.role });
+      return created;
+    });
     request.log.info({ user: user.name, role: user.role }, 'user created');
     return reply.code(201).send(view(user));
   });
@@ -55,18 +57,26 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const user = existing(request.params.name);
     if (body.role !== undefined && body.role !== user.role) {
       if (body.role !== 'admin') keepAnAdmin(user, 'making it a viewer');
-      ctx.store.setRole(user.name, body.role);
+      const role = body.role;
+      ctx.store.transaction(() => {
+        ctx.store.setRole(user.name, role);
+        recordAudit(ctx, request, 'user.update', user.name, { role, previousRole: user.role });
+      });
     }
     if (body.password !== undefined) {
-      ctx.store.setPassword(
-        user.name,
-        await hashPassword(body.password, { log2N: ctx.options.passwordCost }),
-      );
-      // Whoever knew the old password is logged out everywhere (the admin's own session stays).
-      ctx.store.deleteTokensOf(
-        user.id,
-        user.id === admin.id ? request.credentials?.tokenHash : undefined,
-      );
+      const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
+      ctx.store.transaction(() => {
+        ctx.store.setPassword(user.name, hash);
+        // Whoever knew the old password is logged out everywhere (the admin's own session stays).
+        const ended = ctx.store.deleteTokensOf(
+          user.id,
+          user.id === admin.id ? request.credentials?.tokenHash : undefined,
+        );
+        recordAudit(ctx, request, 'user.password', user.name, {
+          password: 'changed',
+          sessionsEnded: ended,
+        });
+      });
     }
     request.log.info(
       { user: user.name, role: body.role, password: body.password !== undefined, by: admin.name },
@@ -81,7 +91,10 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
       throw new MusterError('CONFLICT', 'you cannot delete yourself: ask another admin');
     const user = existing(request.params.name);
     keepAnAdmin(user, 'deleting it');
-    ctx.store.deleteUser(user.name);
+    ctx.store.transaction(() => {
+      ctx.store.deleteUser(user.name);
+      recordAudit(ctx, request, 'user.delete', user.name, { role: user.role });
+    });
     request.log.info({ user: user.name, by: admin.name }, 'user deleted');
     return reply.code(204).send();
   });
@@ -94,11 +107,16 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const body = parse(changePasswordBody, request.body, 'password change');
     if (!(await verifyPassword(body.current, user.passwordHash)))
       throw new MusterError('WRONG_PASSWORD', 'the current password is wrong: nothing changed');
-    ctx.store.setPassword(
-      user.name,
-      await hashPassword(body.password, { log2N: ctx.options.passwordCost }),
-    );
-    ctx.store.deleteTokensOf(user.id, request.credentials?.tokenHash);
+    const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
+    ctx.store.transaction(() => {
+      ctx.store.setPassword(user.name, hash);
+      const ended = ctx.store.deleteTokensOf(user.id, request.credentials?.tokenHash);
+      recordAudit(ctx, request, 'user.password', user.name, {
+        password: 'changed',
+        own: true,
+        sessionsEnded: ended,
+      });
+    });
     request.log.info({ user: user.name }, 'password changed');
     return reply.code(204).send();
   });

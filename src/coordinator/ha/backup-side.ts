@@ -468,6 +468,15 @@ export class BackupSide {
     if (this.current !== 'taking-over' || !this.engine.running) return;
     this.engine.startScheduler();
     this.activeAt = new Date().toISOString();
+    // Handed back to the primary at failback with the rest of what happened here.
+    this.store.audit.record({
+      actor: this.options.name,
+      actorKind: 'backup',
+      ip: null,
+      action: 'ha.takeover',
+      target: this.options.name,
+      details: { term: this.term(), primary: this.options.primaryUrl },
+    });
     this.transition('activate', {
       level: 'warn',
       msg: 'this backup is active: it runs the builds until the primary returns',

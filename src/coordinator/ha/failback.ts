@@ -25,7 +25,9 @@ import {
   buildHistorySchema,
   fromBackup,
   handbackBeginSchema,
+  handedBackAuditSchema,
   handedBackTokensSchema,
+  AUDIT_HANDBACK_PAGE,
 } from './history-schema.js';
 import { fetchMissingBlobs, shaList } from './blob-sync.js';
 import { takeBackCache, type CacheHandback } from './cache-handback.js';
@@ -164,6 +166,7 @@ export class Failback {
       if (this.engine.running) await this.engine.stop(false);
       let builds = 0;
       let cache: CacheHandback | undefined;
+      let audit = 0;
       if (begun.takeover) {
         for (const id of begun.builds) {
           await this.mergeBuild(peer, id, begun.takeover);
@@ -180,6 +183,7 @@ export class Failback {
         this.store.replication.mergeTokens(
           tokensMadeSince(tokens, begun.takeover.at, Date.now(), this.tokenTtlMs),
         );
+        audit = await this.mergeAudit(peer, begun.takeover);
         // The cache is an optimisation: a backup whose cache rows cannot be taken back (a bad
         // blob, a page too big or refused) must not keep the cluster by it. Logged, and the
         // failback goes on; those compiles are cached again when next run.
@@ -210,8 +214,16 @@ export class Failback {
       this.owedBusy = false;
       this.retry.delete(backup.name);
       this.primary.health.noteFailback(backup.name, undefined);
+      this.store.audit.record({
+        actor: 'system',
+        actorKind: 'system',
+        ip: null,
+        action: 'ha.failback',
+        target: backup.name,
+        details: { builds, auditRows: audit, term },
+      });
       this.log.warn(
-        { backup: backup.name, builds, cache, term, ms: Date.now() - started },
+        { backup: backup.name, builds, audit, cache, term, ms: Date.now() - started },
         "failback: the backup's history is merged; taking the agents back",
       );
     } catch (err) {
@@ -252,6 +264,34 @@ export class Failback {
       });
       after = next;
       if (history.logs.length < LOG_PAGE) return;
+    }
+  }
+
+  /**
+   * Takes back the audit rows the backup wrote since its takeover, a page at a time; rows already
+   * here (same uid: a failback run again) are skipped. Only rows dated between the takeover and
+   * now: a backup cannot put a change into this log's past. Returns how many were added.
+   */
+  private async mergeAudit(peer: PeerClient, takeover: TakeoverRecord): Promise<number> {
+    const from = Date.parse(takeover.at);
+    let after = 0;
+    let added = 0;
+    for (;;) {
+      const rows = fromBackup(
+        handedBackAuditSchema,
+        (
+          await peer.json('/api/v1/ha/history/audit', {
+            query: { after, limit: AUDIT_HANDBACK_PAGE },
+            timeoutMs: 30_000,
+          })
+        ).body,
+        'audit rows',
+      );
+      const now = Date.now();
+      added += this.store.audit.merge(rows.filter((r) => r.at >= from && r.at <= now));
+      const last = rows.at(-1);
+      if (last === undefined || rows.length < AUDIT_HANDBACK_PAGE || last.id <= after) return added;
+      after = last.id;
     }
   }
 

@@ -252,3 +252,26 @@ export function fromBackup<T extends z.ZodType>(
     { problems },
   );
 }
+
+/** A page of the audit rows a backup wrote while it ran the cluster (store/audit.ts exportSince). */
+export const AUDIT_HANDBACK_PAGE = 500;
+export const handedBackAuditSchema = z
+  .array(
+    z.object({
+      id,
+      uid: z.string().min(1).max(100),
+      at: z.number().int().nonnegative(),
+      actor: z.string().min(1).max(256),
+      actorKind: z.enum(['user', 'system', 'backup']),
+      ip: z.string().max(100).nullable(),
+      action: z
+        .string()
+        .regex(/^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/, 'a dotted code')
+        .max(64),
+      target: z.string().max(4096),
+      details: z
+        .record(z.string(), z.unknown())
+        .refine((d) => JSON.stringify(d).length <= MAX_TEXT, 'details of at most 64 KiB'),
+    }),
+  )
+  .max(AUDIT_HANDBACK_PAGE);

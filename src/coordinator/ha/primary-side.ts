@@ -502,8 +502,16 @@ export class PrimarySide {
     const since = Math.max(contact, this.startedAt);
     if (now - since < this.options.deselectAfterMs) return;
     const minutes = Math.round(this.options.deselectAfterMs / 60_000);
-    this.applySelection(null, 'deselection');
     const reason = `not reached for ${minutes >= 1 ? `${minutes} min` : `${this.options.deselectAfterMs / 1000} s`}`;
+    this.applySelection(null, 'deselection');
+    this.store.audit.record({
+      actor: 'system',
+      actorKind: 'system',
+      ip: null,
+      action: 'backup.deselect',
+      target: selected.name,
+      details: { reason },
+    });
     this.store.ha.setLastDeselection({
       name: selected.name,
       at: new Date(now).toISOString(),

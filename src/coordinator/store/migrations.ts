@@ -429,4 +429,41 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX toolchains_created_by ON toolchains (created_by);
     `,
   },
+  {
+    version: 8,
+    name: 'audit: every administrative change, who made it, when, from where and what',
+    // at: milliseconds since the epoch. actor: a user's name, 'system' (actor_kind 'system': a
+    // change nobody asked for, such as an automatic deselection) or a backup's name (actor_kind
+    // 'backup': its takeover). ip: the request's remote address (null for system changes).
+    // details: JSON of what changed (field names and new values, never a password, token, key or
+    // secret). uid: unique across coordinators, so the rows a backup writes while it runs the
+    // cluster merge into its primary's at failback once and only once. Replicated like the rest;
+    // bounded by store/audit.ts (the oldest rows beyond its limit are dropped).
+    sql: `
+      CREATE TABLE audit (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        uid        TEXT NOT NULL UNIQUE,
+        at         INTEGER NOT NULL,
+        actor      TEXT NOT NULL,
+        actor_kind TEXT NOT NULL CHECK (actor_kind IN ('user', 'system', 'backup')),
+        ip         TEXT,
+        action     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        details    TEXT NOT NULL
+      );
+      CREATE INDEX audit_action ON audit (action, id);
+      CREATE INDEX audit_actor ON audit (actor, id);
+      CREATE INDEX audit_at ON audit (at);
+
+      CREATE TRIGGER repl_audit_insert AFTER INSERT ON audit
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('audit', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_audit_update AFTER UPDATE ON audit
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('audit', json_array(NEW.id)); END;
+      CREATE TRIGGER repl_audit_delete AFTER DELETE ON audit
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('audit', json_array(OLD.id)); END;
+    `,
+  },
 ];

@@ -32,6 +32,7 @@ export const REPLICATED_TABLES = [
   'ha_state',
   'agents',
   'extensions',
+  'audit',
   'toolchains',
   'cache_entries',
   'cache_manifests',

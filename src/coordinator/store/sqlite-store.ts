@@ -33,6 +33,7 @@ import {
   taskPatch,
   type Statements,
 } from './sqlite-statements.js';
+import { AuditStore } from './audit.js';
 import { BackupsStore } from './backups.js';
 import { CacheStore } from './cache.js';
 import { HaStateStore } from './ha-state.js';
@@ -57,6 +58,8 @@ import type { AttemptStatus, BuildStatus, Role } from '../../api/status.js';
 export interface SqliteStoreOptions {
   /** The clock for createdAt/addedAt stamps (tests pass a fixed one). */
   now?: () => Date;
+  /** The audit rows kept at most (default DEFAULT_AUDIT_MAX_ROWS; tests pass a few). */
+  auditMaxRows?: number;
 }
 
 const BUSY_TIMEOUT_MS = 5000;
@@ -76,7 +79,7 @@ export function openSqliteStore(file: string, options: SqliteStoreOptions = {}):
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     migrate(db, migrations, now);
-    return new SqliteStore(db, prepareStatements(db), now);
+    return new SqliteStore(db, prepareStatements(db), now, options.auditMaxRows);
   } catch (err) {
     db.close();
     throw err;
@@ -89,11 +92,13 @@ class SqliteStore implements Store {
   readonly backups: BackupsStore;
   readonly ha: HaStateStore;
   readonly cache: CacheStore;
+  readonly audit: AuditStore;
 
   constructor(
     private readonly db: Database.Database,
     private readonly sql: Statements,
     private readonly now: () => Date,
+    auditMaxRows?: number,
   ) {
     // better-sqlite3 turns a transaction function called inside another into a savepoint.
     this.runner = db.transaction((fn: () => unknown) => fn());
@@ -101,6 +106,7 @@ class SqliteStore implements Store {
     this.backups = new BackupsStore(db);
     this.ha = new HaStateStore(db);
     this.cache = new CacheStore(db, (fn) => this.transaction(fn), now);
+    this.audit = new AuditStore(db, (fn) => this.transaction(fn), now, auditMaxRows);
   }
 
   transaction<T>(fn: () => T): T {

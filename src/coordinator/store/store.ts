@@ -4,6 +4,7 @@
  * them: the scheduler relies on that when it records an attempt together with its task's status.
  */
 import type { BuildFile, Plan } from '../../api/plan/types.js';
+import type { AuditStore } from './audit.js';
 import type { BackupsStore } from './backups.js';
 import type { CacheStore } from './cache.js';
 import type { HaStateStore } from './ha-state.js';
@@ -32,6 +33,8 @@ export interface Store {
   readonly ha: HaStateStore;
   /** The shared compile cache: entries, manifests, toolchains, uses (see cache.ts). */
   readonly cache: CacheStore;
+  /** The audit log of administrative changes, bounded (see audit.ts). */
+  readonly audit: AuditStore;
   /** Runs fn in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T;
   close(): void;

@@ -196,8 +196,19 @@ export class Coordinator {
           (await role.ha.primary?.awaitPin(fingerprint, waitMs)) ?? null,
         swap: (cert, key) => (app.server as unknown as HttpsServer).setSecureContext({ cert, key }),
       });
-      if (reloaded !== undefined)
+      if (reloaded !== undefined) {
         applied.push(`TLS certificate ${reloaded.certificate.fingerprint256}`);
+        // A standby backup's store is its primary's copy: it records nothing of its own.
+        if (role.role() !== 'backup-standby')
+          this.store?.audit.record({
+            actor: 'system',
+            actorKind: 'system',
+            ip: null,
+            action: 'certificate.reload',
+            target: 'coordinator',
+            details: { fingerprint: reloaded.certificate.fingerprint256, by: 'SIGHUP' },
+          });
+      }
     }
     if (this.log.level !== next.logLevel) {
       this.log.level = next.logLevel;

@@ -7,12 +7,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { cleanup, cliPath, makeTempDir } from '../helpers/agent-process.js';
 import { spawnDaemon, type Daemon } from '../helpers/daemon.js';
 import { selfSignedCertificate } from '../../src/common/self-signed.js';
+import type { AuditView } from '../../src/api/views/audit.js';
 
 const dirs: string[] = [];
 const daemons: Daemon[] = [];
@@ -159,6 +161,40 @@ function servedFingerprint(port: number): Promise<string> {
   });
 }
 
+/** A JSON request to a coordinator over HTTPS whatever its certificate (this test made it). */
+function call(
+  port: number,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        rejectUnauthorized: false,
+        timeout: 10_000,
+        headers: {
+          'content-type': 'application/json',
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer`)));
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
 /** Waits (bounded) for a log line of the daemon from index `from` on that `match`es. */
 async function logLine(
   daemon: Daemon,
@@ -273,6 +309,25 @@ describe('SIGHUP', () => {
     assert.deepEqual(reloaded.applied, [`TLS certificate ${second}`, 'log-level debug']);
     assert.deepEqual(reloaded.restart, []);
     assert.equal(await servedFingerprint(port), second);
+    // The audit log says so: a change nobody made through the API.
+    const login = await call(port, 'POST', '/api/v1/login', {
+      user: 'admin',
+      password: 'config-test-password',
+    });
+    const token = (login.body as { token: string }).token;
+    const audit = await call(
+      port,
+      'GET',
+      '/api/v1/audit?action=certificate.reload',
+      undefined,
+      token,
+    );
+    assert.equal(audit.status, 200, JSON.stringify(audit.body));
+    const rows = audit.body as AuditView[];
+    assert.ok(
+      rows.some((r) => r.actor === 'system' && r.details['fingerprint'] === second),
+      JSON.stringify(rows),
+    );
     assert.equal(await coordinator.stop(), 0);
   });
 });

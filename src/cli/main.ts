@@ -36,6 +36,7 @@ const COMMANDS: [string, () => Promise<Register>][] = [
     async () => (await import('./certificate-command.js')).registerCertificateCommand,
   ],
   ['status', async () => (await import('./status-command.js')).registerStatusCommand],
+  ['completion', async () => (await import('./completion-command.js')).registerCompletionCommand],
 ];
 
 const program = new Command()
@@ -49,7 +50,8 @@ const program = new Command()
 try {
   // A known command first on the line: only it. Anything else (help, a typo, no command): all of
   // them, so that help lists every command and an unknown one is reported as it always was.
-  const named = COMMANDS.find(([name]) => name === process.argv[2]);
+  // `completion` describes them all, so it needs them all too.
+  const named = COMMANDS.find(([name]) => name === process.argv[2] && name !== 'completion');
   for (const [, load] of named === undefined ? COMMANDS : [named]) (await load())(program);
   await program.parseAsync(process.argv);
 } catch (err) {

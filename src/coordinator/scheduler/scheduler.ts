@@ -112,6 +112,15 @@ export class Scheduler {
       // (the backup ran the task itself). Not followed, so its end cannot reopen the task; the
       // agent cancels or forgets it when it connects (settleUnfollowed: a stale attempt).
       if (isTerminal(task.row.status)) {
+        this.ctx.log.info(
+          {
+            build: build.id,
+            task: attempt.taskName,
+            attempt: attempt.number,
+            agent: attempt.agent,
+          },
+          'not following an attempt of a task that has ended (another coordinator ran it)',
+        );
         store.finishAttempt(attempt.id, 'lost', {
           finishedAt: now(),
           error: `its task had already ${task.row.status === 'succeeded' ? 'succeeded' : 'ended'} (another coordinator of the cluster ran it)`,

@@ -107,6 +107,26 @@ export class Scheduler {
         store.finishAttempt(attempt.id, 'lost', { finishedAt: now(), error: 'its build is gone' });
         continue;
       }
+      // A task that ended while this attempt was unknown to the coordinator that ended it: after
+      // a failback, one this primary started just before it died, which never reached its backup
+      // (the backup ran the task itself). Not followed, so its end cannot reopen the task; the
+      // agent cancels or forgets it when it connects (settleUnfollowed: a stale attempt).
+      if (isTerminal(task.row.status)) {
+        this.ctx.log.info(
+          {
+            build: build.id,
+            task: attempt.taskName,
+            attempt: attempt.number,
+            agent: attempt.agent,
+          },
+          'not following an attempt of a task that has ended (another coordinator ran it)',
+        );
+        store.finishAttempt(attempt.id, 'lost', {
+          finishedAt: now(),
+          error: `its task had already ${task.row.status === 'succeeded' ? 'succeeded' : 'ended'} (another coordinator of the cluster ran it)`,
+        });
+        continue;
+      }
       const flight: InFlight = {
         attempt,
         build,
@@ -893,6 +913,7 @@ export class Scheduler {
         error: detail,
         finishedAt: at,
       });
+      if (this.superseded(flight, status)) return;
       if (flight.cancelRequested || build.cancelling) {
         this.setTask(build, task, {
           status: 'cancelled',
@@ -935,6 +956,20 @@ export class Scheduler {
     });
     this.maybeFinish(build);
     if (!this.batching) this.schedule();
+  }
+
+  /**
+   * Whether the end of this attempt leaves its task as it is: the task already ended (another
+   * attempt of it succeeded), or a later attempt of it decides (this one did not succeed). Only
+   * after a failback can a task have two attempts in flight: one its primary started just before
+   * it died, which never reached the backup, and the backup's own (numbered after it by the
+   * merge). Without this, the stale one's loss reopened or re-queued a task that ran.
+   */
+  private superseded(flight: InFlight, status: Exclude<AttemptStatus, 'running'>): boolean {
+    const row = flight.task.row;
+    return (
+      isTerminal(row.status) || (status !== 'succeeded' && flight.attempt.number < row.attempts)
+    );
   }
 
   /** Queues the tasks that waited only for this one, which succeeded. */

@@ -234,6 +234,8 @@ export class Agent {
    * A certificate that cannot be read or does not match its key changes nothing and throws.
    */
   async reload(next: CompiledAgentOptions): Promise<{ applied: string[]; restart: string[] }> {
+    if (this.state !== 'running')
+      throw new MusterError('CONFLICT', `the agent is ${this.state}: nothing reloaded`);
     const applied: string[] = [];
     const handled = new Set<keyof CompiledAgentOptions>([
       'logLevel',
@@ -441,11 +443,11 @@ export class Agent {
     const admission = this.gate.admit(address, () => raw.destroy());
     if ('refused' in admission) {
       raw.destroy();
-      this.refusedLog.warn({ peer: address, limit: this.options.maxUnauthenticatedPerAddress });
+      this.refusedLog.warn({ peer: address, limit: this.gate.currentLimits.maxPerAddress });
       return undefined;
     }
     if (admission.evicted !== undefined) {
-      this.evictedLog.warn({ peer: admission.evicted, limit: this.options.maxUnauthenticated });
+      this.evictedLog.warn({ peer: admission.evicted, limit: this.gate.currentLimits.maxTotal });
     }
     const ticket = admission.admitted;
     raw.once('close', () => ticket.release());

@@ -49,6 +49,19 @@ const UMASK_022 = 'data:text/javascript,process.umask(0o022)';
 
 const START_TIMEOUT_MS = 30_000;
 
+/**
+ * The agent's environment without its own settings: MUSTER_ACCESS_KEY and every other
+ * MUSTER_* variable (docs/operations.md, "Configuration") stay in the agent; a host process
+ * runs extensions as a task user, who could read them in its environment. Only the test hook
+ * the host reads itself passes.
+ */
+export function hostEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(env))
+    if (!name.startsWith('MUSTER_') || name === 'MUSTER_HOST_TEST_HOOKS') out[name] = value;
+  return out;
+}
+
 export class HostProcess {
   state: HostState = 'starting';
   extensions: HostExtensionInfo[] = [];
@@ -61,7 +74,7 @@ export class HostProcess {
   constructor(private readonly options: HostProcessOptions) {
     const { user } = options;
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...hostEnvironment(process.env),
       ...user?.env,
       MUSTER_HOST_PROTOCOL: String(HOST_PROTOCOL),
       MUSTER_BUNDLE_DIR: options.versionDir,

@@ -11,7 +11,7 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** What the gauges read at each scrape. */
 export interface AgentSample {
-  /** Authenticated coordinator connections. */
+  /** Connections past their TLS handshake: coordinators, authenticated or authenticating. */
   sessions(): number;
   /** Connections accepted and not yet authenticated. */
   unauthenticated(): number;
@@ -43,7 +43,11 @@ export function agentRegistry(sample: AgentSample): Registry {
       },
     });
   };
-  gauge('muster_agent_sessions', 'Authenticated coordinator connections', () => sample.sessions());
+  gauge(
+    'muster_agent_sessions',
+    'Coordinator connections past their TLS handshake (authenticated or authenticating)',
+    () => sample.sessions(),
+  );
   gauge(
     'muster_agent_unauthenticated_connections',
     'Connections accepted and not yet authenticated',
@@ -87,6 +91,8 @@ export async function serveMetrics(
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.headersTimeout = REQUEST_TIMEOUT_MS;
   server.keepAliveTimeout = 5_000;
+  // A connection silent this long is closed at once (requestTimeout is only checked every 30 s).
+  server.setTimeout(REQUEST_TIMEOUT_MS, (socket) => socket.destroy());
   server.on('clientError', (_err, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -11,7 +11,7 @@ import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
 import { MUSTER_VERSION } from '../common/version.js';
 import { MusterError } from '../protocol/errors.js';
 import { daemonOptions } from './daemon-config.js';
-import { onReloadSignal, onShutdownSignals, reloadMessage } from './signals.js';
+import { holdReloadSignal, onReloadSignal, onShutdownSignals, reloadMessage } from './signals.js';
 
 export function registerAgentCommand(program: Command): void {
   const agent = program
@@ -80,6 +80,7 @@ export function registerAgentCommand(program: Command): void {
       'auto',
     )
     .action(async (_opts: unknown, command: Command) => {
+      holdReloadSignal();
       await runAgent(
         daemonOptions<AgentOptions>(command, 'agent', process.env),
         // SIGHUP: the file and the variables read again.
@@ -90,14 +91,15 @@ export function registerAgentCommand(program: Command): void {
   agent
     .command('instances')
     .description('list the instances this agent keeps, or remove or unbind one')
-    .option('--data <dir>', 'the agent data dir', '.muster/agent')
+    .option('--data <dir>', 'the agent data dir (default: $MUSTER_DATA or .muster/agent)')
     .option(
       '--remove <key>',
       'remove an instance with no connection and no task: its files, record, task user and binding',
     )
     .option('--unbind <key>', 'forget the coordinator key an instance is bound to (agent admins)')
     .option('--json', 'print JSON')
-    .action(async (opts: { data: string; remove?: string; unbind?: string; json?: boolean }) => {
+    .action(async (given: { data?: string; remove?: string; unbind?: string; json?: boolean }) => {
+      const opts = { ...given, data: agentDataDir(given.data) };
       requireAgentData(opts.data);
       if (opts.remove !== undefined && opts.unbind !== undefined) {
         throw new MusterError('INVALID_CONFIG', 'give --remove or --unbind, not both');
@@ -121,10 +123,11 @@ export function registerAgentCommand(program: Command): void {
   agent
     .command('leases')
     .description('list the clusters whose leases this agent grants, or reset a stuck one')
-    .option('--data <dir>', 'the agent data dir', '.muster/agent')
+    .option('--data <dir>', 'the agent data dir (default: $MUSTER_DATA or .muster/agent)')
     .option('--reset <cluster>', "forget a cluster's lease, term and key (agent admins)")
     .option('--json', 'print JSON')
-    .action(async (opts: { data: string; reset?: string; json?: boolean }) => {
+    .action(async (given: { data?: string; reset?: string; json?: boolean }) => {
+      const opts = { ...given, data: agentDataDir(given.data) };
       requireAgentData(opts.data);
       if (opts.reset !== undefined) {
         await control(opts.data, { action: 'reset-lease', cluster: opts.reset });
@@ -155,6 +158,11 @@ function wholeNumber(value: string): number {
   if (!Number.isInteger(n) || n < 1)
     throw new MusterError('INVALID_CONFIG', `"${value}" is not a whole number of at least 1`);
   return n;
+}
+
+/** The agent's data dir for its admin commands: --data, else MUSTER_DATA as the agent reads it. */
+function agentDataDir(given: string | undefined): string {
+  return given ?? (process.env['MUSTER_DATA'] || '.muster/agent');
 }
 
 function requireAgentData(dataDir: string): void {

@@ -3,7 +3,8 @@
  * this `muster` defines them (their subcommands and options), so it never goes stale against
  * the version installed. Install: `source <(muster completion bash)` in ~/.bashrc, or
  * `source <(muster completion zsh)` in ~/.zshrc (zsh runs the bash function through its
- * bashcompinit). After an option that takes a value (`--data DIR`), file names are offered.
+ * bashcompinit; bash 4.2 or later). After an option that takes a value (`--data DIR`), file
+ * names are offered.
  */
 import type { Command } from 'commander';
 import { MusterError } from '../protocol/errors.js';
@@ -70,18 +71,19 @@ _muster() {
     [[ -n "\${_muster_words[$next]+x}" ]] && path="$next"
   done
   if [[ "$prev" == --* && " \${_muster_valued[$path]} " == *" $prev "* ]]; then
+    local IFS=$'\n'
     COMPREPLY=( $(compgen -f -- "$cur") )
     return 0
   fi
   COMPREPLY=( $(compgen -W "\${_muster_words[$path]}" -- "$cur") )
 }
-complete -o default -F _muster muster
+complete -o default -o filenames -F _muster muster
 `;
 }
 
 export function zshCompletion(table: CompletionTable): string {
   return `# muster completion for zsh (muster completion zsh): the bash function through bashcompinit
-autoload -U +X compinit && compinit -u
+(( $+functions[compdef] )) || { autoload -U compinit && compinit; }
 autoload -U +X bashcompinit && bashcompinit
 ${bashCompletion(table).split('\n').slice(1).join('\n')}`;
 }

@@ -7,7 +7,7 @@ import {
   type CoordinatorOptions,
 } from '../coordinator/options.js';
 import { daemonOptions } from './daemon-config.js';
-import { onReloadSignal, onShutdownSignals, reloadMessage } from './signals.js';
+import { holdReloadSignal, onReloadSignal, onShutdownSignals, reloadMessage } from './signals.js';
 
 export function registerCoordinatorCommand(program: Command): void {
   program
@@ -100,6 +100,7 @@ export function registerCoordinatorCommand(program: Command): void {
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'info')
     .action(async (_opts: unknown, command: Command) => {
+      holdReloadSignal();
       // MUSTER_JOIN_TOKEN, MUSTER_PASSWORD_COST and the rest: daemon-config.ts.
       const options = compileCoordinatorOptions(
         daemonOptions<CoordinatorOptions>(command, 'coordinator', process.env),

@@ -9,7 +9,7 @@
  * Unknown sections and keys are refused with the closest name; every problem is reported at
  * once.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Command, Option } from 'commander';
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { closest } from '../api/plan/suggest.js';
@@ -51,10 +51,13 @@ export type ConfigFile = Partial<Record<DaemonSection, Map<string, unknown>>> & 
 export function readConfigFile(path: string): ConfigFile {
   let text: string;
   try {
-    const bytes = readFileSync(path);
-    if (bytes.length > MAX_CONFIG_BYTES)
+    // The size first: a config file named by mistake (a device, a log) is not read whole.
+    const info = statSync(path);
+    if (!info.isFile())
+      throw new MusterError('INVALID_CONFIG', `config file ${path} is not a regular file`);
+    if (info.size > MAX_CONFIG_BYTES)
       throw new MusterError('INVALID_CONFIG', `config file ${path} is larger than 1 MiB`);
-    text = bytes.toString('utf8');
+    text = readFileSync(path, 'utf8');
   } catch (err) {
     if (err instanceof MusterError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
@@ -63,7 +66,9 @@ export function readConfigFile(path: string): ConfigFile {
       `cannot read the config file ${path}${code === undefined ? '' : ` (${code})`}`,
     );
   }
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  // Every value as written (YAML's failsafe schema): `join-token: 0123` stays "0123", and each
+  // flag's own parser reads numbers, booleans and durations as it reads them on the command line.
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, schema: 'failsafe' });
   const problems: string[] = doc.errors.map((e) => {
     const line = e.linePos?.[0]?.line;
     return `${e.message.split('\n')[0] ?? e.message}${line === undefined ? '' : ` (line ${line})`}`;
@@ -86,7 +91,7 @@ export function readConfigFile(path: string): ConfigFile {
         if (
           pair.value === null ||
           pair.value === undefined ||
-          (isScalar(pair.value) && pair.value.value === null)
+          (isScalar(pair.value) && (pair.value.value === null || pair.value.value === ''))
         ) {
           file[name as DaemonSection] = section;
           continue;
@@ -128,6 +133,18 @@ export interface ConfigSources {
   readonly env: NodeJS.ProcessEnv;
   readonly file?: ConfigFile | undefined;
 }
+
+/**
+ * Options that only make sense together: the highest place that sets any of them (command line,
+ * then environment, then file) sets the group, and what lower places say of it is not used —
+ * `--no-tls` on the command line is not refused for a file's `tls-cert`, and a command line's
+ * `--tls-cert` is not paired with a file's `tls-key`.
+ */
+const OPTION_GROUPS: readonly (readonly string[])[] = [
+  ['tls', 'tls-cert', 'tls-key'],
+  ['access-key', 'access-key-file'],
+  ['peer-ca', 'primary-ca'],
+];
 
 /** A value given as text (command line, environment) or as YAML wrote it, through the flag's parser. */
 function valueOf(option: Option, given: unknown, where: string): unknown {
@@ -177,16 +194,38 @@ export function applyConfig(
       );
     }
   }
+  const given = (key: string): 'cli' | 'env' | 'file' | undefined => {
+    const option = options.find((o) => configKey(o) === key);
+    if (option === undefined) return undefined;
+    if (sources.cli.has(option.attributeName())) return 'cli';
+    const fromEnv = sources.env[envName(key)];
+    if (fromEnv !== undefined && fromEnv !== '') return 'env';
+    return entries?.has(key) === true ? 'file' : undefined;
+  };
+  const rank = { cli: 3, env: 2, file: 1 } as const;
+  /** The place that sets `key`'s group (undefined: the key is in none, or none sets it). */
+  const groupSource = (key: string): 'cli' | 'env' | 'file' | undefined => {
+    const group = OPTION_GROUPS.find((g) => g.includes(key));
+    if (group === undefined) return undefined;
+    let best: 'cli' | 'env' | 'file' | undefined;
+    for (const member of group) {
+      const place = given(member);
+      if (place !== undefined && (best === undefined || rank[place] > rank[best])) best = place;
+    }
+    return best;
+  };
   for (const option of options) {
     const attribute = option.attributeName();
     if (sources.cli.has(attribute)) continue;
     const key = configKey(option);
     const variable = envName(key);
     const fromEnv = sources.env[variable];
+    const group = groupSource(key);
     try {
+      if (group === 'cli') continue;
       if (fromEnv !== undefined && fromEnv !== '') {
         command.setOptionValueWithSource(attribute, valueOf(option, fromEnv, variable), 'env');
-      } else if (entries?.has(key) === true) {
+      } else if (entries?.has(key) === true && group !== 'env') {
         command.setOptionValueWithSource(
           attribute,
           valueOf(option, entries.get(key), `${section}.${key}`),
@@ -213,8 +252,8 @@ export function givenOnCommandLine(command: Command): Set<string> {
 /**
  * The daemon command's options with the environment and config file applied: the one entry
  * point of `muster agent` and `muster coordinator`. Called again at SIGHUP: what the command
- * line did not give goes back to its default first, so a key removed from the file (or a
- * variable unset) counts as such, and the file is read anew.
+ * line did not give goes back to its default first, so a key removed from the file counts as
+ * such, and the file is read anew (the variables are the process's own: fixed at its start).
  */
 export function daemonOptions<T>(
   command: Command,

@@ -27,6 +27,7 @@ export function onShutdownSignals(log: Logger, stop: () => Promise<void>): void 
  * logged and changes nothing: the daemon keeps its options.
  */
 export function onReloadSignal(log: Logger, reload: () => Promise<void>): void {
+  process.off('SIGHUP', ignoreWhileStarting);
   let running = false;
   let again = false;
   const run = (): void => {
@@ -57,4 +58,16 @@ export function reloadMessage(applied: readonly string[], restart: readonly stri
   return restart.length === 0
     ? `configuration reloaded (${now})`
     : `configuration reloaded (${now}); these take a restart: ${restart.join(', ')}`;
+}
+
+function ignoreWhileStarting(): void {
+  // The options are being read right now: nothing to reload yet.
+}
+
+/**
+ * Called first thing by a daemon's command: a SIGHUP (`systemctl reload` right after a start)
+ * that comes before onReloadSignal is ignored instead of ending the process, SIGHUP's default.
+ */
+export function holdReloadSignal(): void {
+  process.on('SIGHUP', ignoreWhileStarting);
 }

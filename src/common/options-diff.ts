@@ -18,9 +18,21 @@ export function changedOptions<T extends object>(
   return [...names].sort();
 }
 
+/** Compiled options whose flag is not their name made kebab-case. */
+const FLAGS: Readonly<Record<string, string>> = {
+  host: 'listen',
+  port: 'listen',
+  dataDir: 'data',
+  metrics: 'metrics-listen',
+  tls: 'tls-cert',
+  uploadQuotaBytes: 'upload-quota',
+  uploadQuotaPerUserBytes: 'upload-quota-per-user',
+  peerCaFile: 'peer-ca',
+};
+
 function flagWord(key: string): string {
-  if (key === 'host' || key === 'port') return 'listen';
-  if (key === 'dataDir') return 'data';
+  const flag = FLAGS[key];
+  if (flag !== undefined) return flag;
   return key
     .replace(/Ms$/, '')
     .replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)

@@ -175,6 +175,8 @@ export class Coordinator {
   async reload(
     next: CompiledCoordinatorOptions,
   ): Promise<{ applied: string[]; restart: string[] }> {
+    if (this.current !== 'running')
+      throw new MusterError('CONFLICT', `the coordinator is ${this.current}: nothing reloaded`);
     const applied: string[] = [];
     const handled = new Set<keyof CompiledCoordinatorOptions>(['logLevel']);
     const { app, role } = this;

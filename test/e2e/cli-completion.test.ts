@@ -24,11 +24,17 @@ function complete(shell: 'bash' | 'zsh', words: string[]): Promise<string[]> {
   const script = `source <(${JSON.stringify(process.execPath)} ${JSON.stringify(cliPath)} completion ${shell})
 COMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _muster; printf '%s\\n' "\${COMPREPLY[@]}"`;
   return new Promise((resolve, reject) => {
-    execFile(shell, ['-c', script], { cwd: dir, timeout: 30_000 }, (err, stdout, stderr) => {
-      if (err !== null) reject(new Error(`${shell}: ${err.message}: ${stderr}`));
-      else if (stderr !== '') reject(new Error(`${shell} said: ${stderr}`));
-      else resolve(stdout.split('\n').filter((l) => l !== ''));
-    });
+    execFile(
+      shell,
+      ['-c', script],
+      // compinit writes its dump in the home dir: the test's own.
+      { cwd: dir, timeout: 30_000, env: { ...process.env, HOME: dir, ZDOTDIR: dir } },
+      (err, stdout, stderr) => {
+        if (err !== null) reject(new Error(`${shell}: ${err.message}: ${stderr}`));
+        else if (stderr !== '') reject(new Error(`${shell} said: ${stderr}`));
+        else resolve(stdout.split('\n').filter((l) => l !== ''));
+      },
+    );
   });
 }
 

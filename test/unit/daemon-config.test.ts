@@ -11,9 +11,11 @@ import {
   applyConfig,
   configKey,
   configurableOptions,
+  daemonOptions,
   envName,
   readConfigFile,
 } from '../../src/cli/daemon-config.js';
+import { hostEnvironment } from '../../src/agent/host-process.js';
 import { compileAgentOptions, type AgentOptions } from '../../src/agent/options.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'muster-config-test-'));
@@ -138,5 +140,63 @@ describe('daemon configuration', () => {
       code: 'INVALID_CONFIG',
       message: /--lease-ttl "30" has no unit: write 30s/,
     });
+  });
+});
+
+describe('daemon configuration: groups, reloads, host processes', () => {
+  it('takes options that go together from the highest place that sets any of them', async () => {
+    const path = await file(
+      'agent:\n  tls-cert: /srv/file-cert.pem\n  tls-key: /srv/file-key.pem\n  access-key-file: /srv/key\n',
+    );
+    const agent = agentCommand(['--no-tls']);
+    applyConfig(agent, 'agent', {
+      cli: cliSet(agent),
+      env: { MUSTER_ACCESS_KEY: 'from-env-0123456789' },
+      file: readConfigFile(path),
+    });
+    const opts = agent.opts<AgentOptions>();
+    assert.equal(opts.tls, false);
+    assert.equal(opts.tlsCert, undefined, "the command line's --no-tls hides the file's tls-cert");
+    assert.equal(opts.tlsKey, undefined);
+    assert.equal(opts.accessKey, 'from-env-0123456789');
+    assert.equal(opts.accessKeyFile, undefined, "the variable hides the file's access-key-file");
+    assert.doesNotThrow(() => compileAgentOptions(opts));
+  });
+
+  it('reads values as written, not as YAML numbers', async () => {
+    const path = await file(
+      'agent:\n  access-key: 0123456\n  tls: false\n  max-unauthenticated: 12\n',
+    );
+    const agent = agentCommand();
+    applyConfig(agent, 'agent', { cli: new Set(), env: {}, file: readConfigFile(path) });
+    const opts = agent.opts<AgentOptions>();
+    assert.equal(opts.accessKey, '0123456');
+    assert.equal(opts.tls, false);
+    assert.equal(opts.maxUnauthenticated, 12);
+  });
+
+  it('at a reload, a key removed from the file goes back to its default', async () => {
+    const path = join(dir, 'reloaded.yml');
+    await writeFile(path, 'agent:\n  drain-timeout: 2m\n  log-level: debug\n');
+    const agent = agentCommand(['--config', path, '--listen', '127.0.0.1:9']);
+    const first = daemonOptions<AgentOptions>(agent, 'agent', {});
+    assert.equal(first.drainTimeout, '2m');
+    assert.equal(first.logLevel, 'debug');
+    await writeFile(path, 'agent:\n  log-level: warn\n');
+    const second = daemonOptions<AgentOptions>(agent, 'agent', {});
+    assert.equal(second.drainTimeout, '30s', 'back to the default');
+    assert.equal(second.logLevel, 'warn');
+    assert.equal(second.listen, '127.0.0.1:9', 'the command line stays');
+    assert.equal(second.tls, true, "--no-tls's default");
+  });
+
+  it("keeps the agent's MUSTER_* variables out of its host processes", () => {
+    const env = hostEnvironment({
+      PATH: '/usr/bin',
+      MUSTER_ACCESS_KEY: 'secret',
+      MUSTER_JOIN_TOKEN: 'secret too',
+      MUSTER_HOST_TEST_HOOKS: '1',
+    });
+    assert.deepEqual(env, { PATH: '/usr/bin', MUSTER_HOST_TEST_HOOKS: '1' });
   });
 });

@@ -19,6 +19,9 @@ const HEALTHS: BackupHealth[] = [
   'lagging',
 ];
 
+/** How long the cache's totals are reused between scrapes. */
+const CACHE_SAMPLE_MS = 30_000;
+
 /** How often the event loop's delay (muster_nodejs_eventloop_lag_*) is sampled. */
 const EVENT_LOOP_SAMPLE_MS = 100;
 
@@ -114,11 +117,12 @@ export class Metrics {
         this.set(sample.activeBuilds());
       },
     });
-    // One query for both at a scrape (cache.ts totals()).
+    // One query for both (cache.ts totals(): a scan of the cache's rows), at most every 30 s:
+    // /metrics needs no login, and a large cache must not cost a scan per request.
     let cacheSample: { at: number; value: { entries: number; bytes: number } } | undefined;
     const cacheTotals = (): { entries: number; bytes: number } => {
       const now = Date.now();
-      if (cacheSample === undefined || now - cacheSample.at > 1_000)
+      if (cacheSample === undefined || now - cacheSample.at > CACHE_SAMPLE_MS)
         cacheSample = { at: now, value: sample.cache() };
       return cacheSample.value;
     };

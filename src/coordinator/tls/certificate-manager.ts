@@ -97,28 +97,10 @@ export class CertificateManager {
       temps.push(certTemp);
       const keyTemp = await writeTemp(keyFile, checked.keyPem, 0o600);
       temps.push(keyTemp);
-      const fingerprint = checked.leaf.fingerprint256;
-      this.pending = { fingerprint, certificate: checked.leafPem };
-      const backup = await steps.confirmBackup(fingerprint);
-      await this.install(certTemp, keyTemp);
-      temps.length = 0;
-      steps.swap(checked.chainPem, checked.keyPem);
-      const previous = this.fingerprint;
-      this.chain = checked.chain;
-      this.leafPem = checked.leafPem;
-      this.log.warn(
-        {
-          fingerprint,
-          previous,
-          subject: checked.leaf.subject,
-          validTo: checked.leaf.validTo,
-          certFile,
-          keyFile,
-          backup,
-        },
-        'the TLS certificate was replaced: new connections get the new one',
-      );
-      return { certificate: this.view(), backup };
+      return await this.rollOver(checked, steps, 'replaced', async () => {
+        await this.install(certTemp, keyTemp);
+        temps.length = 0;
+      });
     } finally {
       this.pending = undefined;
       this.replacing = false;
@@ -159,28 +141,48 @@ export class CertificateManager {
     if (fingerprint === this.fingerprint) return undefined;
     this.replacing = true;
     try {
-      this.pending = { fingerprint, certificate: checked.leafPem };
-      const backup = await steps.confirmBackup(fingerprint);
-      steps.swap(checked.chainPem, checked.keyPem);
-      const previous = this.fingerprint;
-      this.chain = checked.chain;
-      this.leafPem = checked.leafPem;
-      this.log.warn(
-        {
-          fingerprint,
-          previous,
-          subject: checked.leaf.subject,
-          validTo: checked.leaf.validTo,
-          certFile,
-          backup,
-        },
-        'the TLS certificate was reloaded from its files: new connections get the new one',
-      );
-      return { certificate: this.view(), backup };
+      return await this.rollOver(checked, steps, 'reloaded from its files', async () => {
+        // The operator's files: already in place.
+      });
     } finally {
       this.pending = undefined;
       this.replacing = false;
     }
+  }
+
+  /**
+   * Announces the checked certificate to the selected backup and waits (bounded) for it, then
+   * installs it (`install`: the files, when they are Muster's to write) and swaps it into the
+   * listening server. The caller holds `replacing`.
+   */
+  private async rollOver(
+    checked: CheckedCertificate,
+    steps: ReplaceSteps,
+    how: string,
+    install: () => Promise<void>,
+  ): Promise<CertificateReplacedView> {
+    const { certFile, keyFile } = this.files;
+    const fingerprint = checked.leaf.fingerprint256;
+    this.pending = { fingerprint, certificate: checked.leafPem };
+    const backup = await steps.confirmBackup(fingerprint);
+    await install();
+    steps.swap(checked.chainPem, checked.keyPem);
+    const previous = this.fingerprint;
+    this.chain = checked.chain;
+    this.leafPem = checked.leafPem;
+    this.log.warn(
+      {
+        fingerprint,
+        previous,
+        subject: checked.leaf.subject,
+        validTo: checked.leaf.validTo,
+        certFile,
+        keyFile,
+        backup,
+      },
+      `the TLS certificate was ${how}: new connections get the new one`,
+    );
+    return { certificate: this.view(), backup };
   }
 
   /** Keeps the current pair as <file>.previous, then renames the new files into place. */

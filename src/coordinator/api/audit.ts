@@ -27,7 +27,8 @@ export type AuditAction =
   | 'toolchain.remove'
   | 'certificate.replace'
   | 'backup.select'
-  | 'backup.remove';
+  | 'backup.remove'
+  | 'build.delete';
 
 export function recordAudit(
   ctx: Pick<ApiContext, 'store'>,

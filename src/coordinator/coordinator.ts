@@ -23,6 +23,7 @@ import { buildServer } from './api/server.js';
 import { Builds } from './builds/builds.js';
 import { CompileSessions, capacityAgents } from './compile/sessions.js';
 import { restrictFiles, secureDataDir } from './data-dir.js';
+import { BuildRetention } from './builds/retention.js';
 import { Housekeeping } from './housekeeping.js';
 import { INSTANCE_ID_SETTING, instanceIdSetting } from './identity.js';
 import { isEvent } from './events.js';
@@ -122,6 +123,7 @@ export class Coordinator {
     // A stop that came meanwhile wins: it has stopped (or is stopping) what was started.
     if (this.stopping === undefined) {
       this.moveTo('running');
+      const retention = new BuildRetention(store, log);
       this.housekeeping = new Housekeeping(
         store,
         services.uploads,
@@ -136,6 +138,11 @@ export class Coordinator {
               .get()
               .then(() => role.engine.pool.resyncAll())
               .catch((err: unknown) => log.warn({ err }, 'could not resync agents')),
+        },
+        {
+          pass: () => retention.pass(),
+          // Not a backup, also while it runs the cluster: its deletions would not be handed back.
+          applies: () => role.role() === 'primary',
         },
       );
       this.housekeeping.start();

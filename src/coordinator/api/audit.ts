@@ -28,7 +28,8 @@ export type AuditAction =
   | 'certificate.replace'
   | 'backup.select'
   | 'backup.remove'
-  | 'build.delete';
+  | 'build.delete'
+  | 'builds.retention';
 
 export function recordAudit(
   ctx: Pick<ApiContext, 'store'>,

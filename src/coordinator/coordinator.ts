@@ -24,6 +24,7 @@ import { Builds } from './builds/builds.js';
 import { CompileSessions, capacityAgents } from './compile/sessions.js';
 import { restrictFiles, secureDataDir } from './data-dir.js';
 import { BuildRetention } from './builds/retention.js';
+import { DiskUsage } from './disk-usage.js';
 import { Housekeeping } from './housekeeping.js';
 import { INSTANCE_ID_SETTING, instanceIdSetting } from './identity.js';
 import { isEvent } from './events.js';
@@ -257,6 +258,7 @@ export class Coordinator {
   private apiContext(services: Services, role: Role, compile: CompileSessions): ApiContext {
     const { store, blobs, uploads, events, bundles, options, tls } = services;
     const engine = role.engine;
+    const disk = new DiskUsage(options.dataDir, () => uploads.storedBytes());
     const metrics = new Metrics({
       agentsByStatus: () => {
         const counts: Record<string, number> = {};
@@ -268,6 +270,7 @@ export class Coordinator {
       queuedTasks: () => engine.queuedCount,
       activeBuilds: () => engine.activeBuilds,
       cache: () => store.cache.totals(),
+      disk: () => disk.sample(),
       ha: role.haSample,
     });
     events.subscribe((event, data) => {

@@ -149,6 +149,17 @@ describe('retention', () => {
       ),
     );
 
+    // The data dir's disk in /metrics: the database and the blobs still kept.
+    const metrics = await (await fetch(`${coordinator.url}/metrics`)).text();
+    const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    assert.ok(gauge('muster_data_dir_bytes') > gauge('muster_blob_store_bytes'), metrics);
+    assert.ok(gauge('muster_blob_store_bytes') >= data.length);
+    assert.ok(gauge('muster_data_dir_filesystem_free_bytes') > 0);
+    assert.ok(
+      gauge('muster_data_dir_filesystem_size_bytes') >=
+        gauge('muster_data_dir_filesystem_free_bytes'),
+    );
+
     const cancelled = await coordinator.api('POST', `/builds/${running.body.id}/cancel`, {});
     assert.equal(cancelled.status, 200);
   });

@@ -141,7 +141,7 @@ export class Coordinator {
               .catch((err: unknown) => log.warn({ err }, 'could not resync agents')),
         },
         {
-          pass: () => retention.pass(),
+          pass: (keepGoing) => retention.pass(keepGoing),
           // Not a backup, also while it runs the cluster: its deletions would not be handed back.
           applies: () => role.role() === 'primary',
         },

@@ -31,12 +31,13 @@ export class Housekeeping {
     private readonly toolchains?: { retentionMs: number; removed: (ids: string[]) => void },
     /** Build retention, and whether this coordinator applies it now (a primary). */
     private readonly retention?: {
-      pass(): Promise<RetentionPassResult>;
+      pass(keepGoing: () => boolean): Promise<RetentionPassResult>;
       applies(): boolean;
     },
   ) {}
 
   private retaining: Promise<void> | undefined;
+  private stopped = false;
 
   start(): void {
     // A timer's throw would end the process: a failed sweep is logged and tried next time.
@@ -83,7 +84,7 @@ export class Housekeeping {
     if (!this.retention?.applies()) return Promise.resolve();
     const retention = this.retention;
     this.retaining ??= retention
-      .pass()
+      .pass(() => !this.stopped)
       .then(() => undefined)
       .catch((err: unknown) =>
         this.log.warn({ err }, 'deleting builds beyond the retention failed'),
@@ -109,6 +110,7 @@ export class Housekeeping {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const timer of this.timers.splice(0)) clearInterval(timer);
   }
 }

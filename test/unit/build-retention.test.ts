@@ -143,6 +143,21 @@ describe('build retention', () => {
     for (const id of ids) assert.equal(s.getBuild(id), undefined);
   });
 
+  it('ends a pass between batches once told to stop', async () => {
+    const s = store();
+    clock = new Date('2030-01-01T00:00:00.000Z');
+    const ids = Array.from({ length: 5 }, () => build(s, 'succeeded'));
+    s.setSetting(BUILDS_RETENTION_SETTING, '1d');
+    const retention = new BuildRetention(s, log, { batch: 2, now: at('2030-02-01T00:00:00.000Z') });
+    let batches = 0;
+    const result = await retention.pass(() => batches++ < 1);
+    assert.equal(result.deleted, 2);
+    assert.deepEqual(
+      ids.map((id) => s.getBuild(id) !== undefined),
+      [false, false, true, true, true],
+    );
+  });
+
   it('keeps everything with the setting unset, cleared or 0', async () => {
     const s = store();
     clock = new Date('2030-01-01T00:00:00.000Z');

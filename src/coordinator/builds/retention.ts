@@ -59,8 +59,11 @@ export class BuildRetention {
     private readonly options: { batch?: number; now?: () => number } = {},
   ) {}
 
-  /** Deletes every ended build older than Builds.Retention, a batch at a time. */
-  async pass(): Promise<RetentionPassResult> {
+  /**
+   * Deletes every ended build older than Builds.Retention, a batch at a time, while `keepGoing`
+   * says so (it is asked before each batch: a coordinator stopping ends the pass between two).
+   */
+  async pass(keepGoing: () => boolean = () => true): Promise<RetentionPassResult> {
     const setting = this.store.getSetting(BUILDS_RETENTION_SETTING);
     const retentionMs = buildsRetentionMs(setting);
     if (retentionMs === undefined) return { deleted: 0 };
@@ -68,7 +71,7 @@ export class BuildRetention {
     const endedBefore = new Date(now - retentionMs).toISOString();
     const batch = this.options.batch ?? DEFAULT_RETENTION_BATCH;
     let deleted = 0;
-    for (;;) {
+    while (keepGoing()) {
       const ids = this.store.listBuildsEndedBefore(endedBefore, batch);
       if (ids.length === 0) break;
       this.store.transaction(() => {

@@ -365,6 +365,11 @@ export class ApiClient {
     return this.json('POST', `/builds/${id}/cancel`);
   }
 
+  /** Deletes an ended build with its tasks, attempts and logs (admins). */
+  async deleteBuild(id: number): Promise<void> {
+    await this.call('DELETE', `/builds/${id}`);
+  }
+
   buildLogs(
     id: number,
     query: { task?: string; after?: number; limit?: number } = {},

@@ -1,4 +1,4 @@
-/** `muster builds list|show|logs|cancel`: builds on the coordinator. */
+/** `muster builds list|show|logs|cancel|delete`: builds on the coordinator. */
 import type { Command } from 'commander';
 import type { BuildSummary, BuildView } from '../api/views/builds.js';
 import type { BuildStatus } from '../api/status.js';
@@ -14,7 +14,7 @@ import { printJson } from './print-json.js';
 const STATUSES: readonly BuildStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 
 export function registerBuildsCommand(program: Command): void {
-  const builds = program.command('builds').description('list, inspect and cancel builds');
+  const builds = program.command('builds').description('list, inspect, cancel and delete builds');
 
   builds
     .command('list')
@@ -118,6 +118,19 @@ export function registerBuildsCommand(program: Command): void {
           ? `Build ${build.id} ${build.status}\n`
           : `Build ${build.id} is being cancelled (${build.status})\n`,
       );
+    });
+
+  builds
+    .command('delete')
+    .description(
+      'delete an ended build with its tasks, attempts and logs (admins; cancel a running one first)',
+    )
+    .argument('<id>', 'the build')
+    .action(async (id: string) => {
+      const buildId = parseBuildId(id);
+      const client = await connect();
+      await client.deleteBuild(buildId);
+      process.stdout.write(`Build ${buildId} deleted\n`);
     });
 }
 

@@ -10,6 +10,9 @@
  * so an upload waiting for its build, an output being recorded, a blob a backup has just copied
  * or a failback is merging are all younger than that and stay.
  *
+ * The walk also counts the bytes of every blob it finds (storedBytes: the data dir's size in
+ * /metrics, without a walk per scrape).
+ *
  * The quota counts blobs that nothing referenced at the last look: uploads since the last sweep
  * (with their user) and what the sweep found (by user when known). A build or extension that
  * lists a blob takes it off the count at once.
@@ -56,6 +59,8 @@ export class BlobSweeper {
   /** Referenced while a sweep ran: the sweep's view of them is already out of date. */
   private referencedDuringSweep: Set<string> | undefined;
   private sweeping: Promise<SweepResult> | undefined;
+  /** Bytes of every blob in the store when the last sweep's walk ended (after its deletions). */
+  private storedAtLastSweep: number | undefined;
 
   constructor(
     private readonly store: Store,
@@ -63,6 +68,11 @@ export class BlobSweeper {
     readonly options: BlobSweeperOptions,
     private readonly log: Logger,
   ) {}
+
+  /** The blob store's bytes as the last sweep counted them (metrics); undefined before one ended. */
+  storedBytes(): number | undefined {
+    return this.storedAtLastSweep;
+  }
 
   /** Unreferenced bytes counted against the quota (of one user, or of all). */
   pendingBytes(user?: string): number {
@@ -153,15 +163,20 @@ export class BlobSweeper {
     const unreferenced = new Map<string, number>();
     let removed = 0;
     let removedBytes = 0;
+    let stored = 0;
     const root = this.blobs.root;
     for (const prefix of await readdir(root).catch((): string[] => [])) {
       if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
       const dir = join(root, prefix);
       for (const name of await readdir(dir).catch((): string[] => [])) {
-        if (!SHA256_PATTERN.test(name) || keep.has(name)) continue;
+        if (!SHA256_PATTERN.test(name)) continue;
         const file = join(dir, name);
         const info = await stat(file).catch(() => undefined);
         if (info === undefined) continue;
+        if (keep.has(name)) {
+          stored += info.size;
+          continue;
+        }
         // Checked again right before deleting: a request may have started to use it meanwhile.
         if (
           info.mtimeMs <= cutoff &&
@@ -174,6 +189,7 @@ export class BlobSweeper {
           removedBytes += info.size;
         } else {
           unreferenced.set(name, info.size);
+          stored += info.size;
         }
       }
     }
@@ -190,6 +206,7 @@ export class BlobSweeper {
       if (this.referencedDuringSweep.has(sha256)) continue;
       if ((await this.blobs.sizeOf(sha256)) !== undefined) this.add(sha256, entry);
     }
+    this.storedAtLastSweep = stored;
     const result = { removed, removedBytes, pendingBytes: this.pendingTotal };
     if (removed > 0) this.log.info(result, 'deleted blobs that nothing references');
     return result;

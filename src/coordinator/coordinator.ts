@@ -23,6 +23,8 @@ import { buildServer } from './api/server.js';
 import { Builds } from './builds/builds.js';
 import { CompileSessions, capacityAgents } from './compile/sessions.js';
 import { restrictFiles, secureDataDir } from './data-dir.js';
+import { BuildRetention } from './builds/retention.js';
+import { DiskUsage } from './disk-usage.js';
 import { Housekeeping } from './housekeeping.js';
 import { INSTANCE_ID_SETTING, instanceIdSetting } from './identity.js';
 import { isEvent } from './events.js';
@@ -122,6 +124,7 @@ export class Coordinator {
     // A stop that came meanwhile wins: it has stopped (or is stopping) what was started.
     if (this.stopping === undefined) {
       this.moveTo('running');
+      const retention = new BuildRetention(store, log);
       this.housekeeping = new Housekeeping(
         store,
         services.uploads,
@@ -136,6 +139,11 @@ export class Coordinator {
               .get()
               .then(() => role.engine.pool.resyncAll())
               .catch((err: unknown) => log.warn({ err }, 'could not resync agents')),
+        },
+        {
+          pass: (keepGoing) => retention.pass(keepGoing),
+          // Not a backup, also while it runs the cluster: its deletions would not be handed back.
+          applies: () => role.role() === 'primary',
         },
       );
       this.housekeeping.start();
@@ -250,6 +258,7 @@ export class Coordinator {
   private apiContext(services: Services, role: Role, compile: CompileSessions): ApiContext {
     const { store, blobs, uploads, events, bundles, options, tls } = services;
     const engine = role.engine;
+    const disk = new DiskUsage(options.dataDir, () => uploads.storedBytes());
     const metrics = new Metrics({
       agentsByStatus: () => {
         const counts: Record<string, number> = {};
@@ -261,6 +270,7 @@ export class Coordinator {
       queuedTasks: () => engine.queuedCount,
       activeBuilds: () => engine.activeBuilds,
       cache: () => store.cache.totals(),
+      disk: () => disk.sample(),
       ha: role.haSample,
     });
     events.subscribe((event, data) => {

@@ -7,11 +7,15 @@
  * they are old. A backup standing by does not: its copy follows the primary's evictions, and it
  * has not seen the uses that order them. With the eviction go the compiler toolchains no compile
  * job named for the toolchain retention (then `toolchainsRemoved`: agents get a bundle without
- * them).
+ * them). A primary, before the sweep, also deletes ended builds older than Builds.Retention
+ * (builds/retention.ts), so the sweep can take the blobs only they listed once those are old; a
+ * backup does not, also while it runs the cluster: its copy follows the primary's deletions, and
+ * a deletion of its own would not be handed back at failback.
  */
 import type { Logger } from 'pino';
 import type { BlobSweeper } from './blob-sweeper.js';
 import { CACHE_MAX_BYTES_SETTING, cacheMaxBytes } from './store/cache.js';
+import type { RetentionPassResult } from './builds/retention.js';
 import type { Store } from './store/store.js';
 
 export class Housekeeping {
@@ -25,7 +29,15 @@ export class Housekeeping {
     /** Whether this coordinator writes its own state now (evicts from the cache). */
     private readonly writes: () => boolean,
     private readonly toolchains?: { retentionMs: number; removed: (ids: string[]) => void },
+    /** Build retention, and whether this coordinator applies it now (a primary). */
+    private readonly retention?: {
+      pass(keepGoing: () => boolean): Promise<RetentionPassResult>;
+      applies(): boolean;
+    },
   ) {}
+
+  private retaining: Promise<void> | undefined;
+  private stopped = false;
 
   start(): void {
     // A timer's throw would end the process: a failed sweep is logged and tried next time.
@@ -40,8 +52,8 @@ export class Housekeeping {
     this.timers.push(sweepTokens);
     const sweepBlobs = (): void => {
       this.evictCache();
-      void this.uploads
-        .sweep()
+      void this.deleteOldBuilds()
+        .then(() => this.uploads.sweep())
         .catch((err: unknown) => this.log.warn({ err }, 'sweeping blobs failed'));
     };
     sweepBlobs();
@@ -67,6 +79,22 @@ export class Housekeeping {
     this.removeUnusedToolchains();
   }
 
+  /** Deletes ended builds older than Builds.Retention (on a primary); one pass at a time. */
+  deleteOldBuilds(): Promise<void> {
+    if (!this.retention?.applies()) return Promise.resolve();
+    const retention = this.retention;
+    this.retaining ??= retention
+      .pass(() => !this.stopped)
+      .then(() => undefined)
+      .catch((err: unknown) =>
+        this.log.warn({ err }, 'deleting builds beyond the retention failed'),
+      )
+      .finally(() => {
+        this.retaining = undefined;
+      });
+    return this.retaining;
+  }
+
   /** Removes the toolchains no compile job named for the retention (when this one writes). */
   removeUnusedToolchains(): void {
     if (!this.toolchains || !this.writes()) return;
@@ -82,6 +110,7 @@ export class Housekeeping {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const timer of this.timers.splice(0)) clearInterval(timer);
   }
 }

@@ -1,6 +1,7 @@
 /** Prometheus metrics on /metrics. */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BackupHealth } from '../api/status.js';
+import type { DiskUsageSample } from './disk-usage.js';
 
 /** What /metrics shows of high availability, sampled at each scrape. */
 export interface HaSample {
@@ -60,6 +61,10 @@ export class Metrics {
   readonly activeBuilds: Gauge;
   readonly cacheEntries: Gauge;
   readonly cacheBytes: Gauge;
+  readonly dataDirBytes: Gauge;
+  readonly blobStoreBytes: Gauge;
+  readonly dataDirFreeBytes: Gauge;
+  readonly dataDirFilesystemBytes: Gauge;
   readonly backupHealth: Gauge;
   readonly backupLag: Gauge;
   readonly replicationFailing: Gauge;
@@ -73,6 +78,8 @@ export class Metrics {
     activeBuilds(): number;
     /** The shared cache's results and the bytes of their outputs. */
     cache(): { entries: number; bytes: number };
+    /** The data dir on disk (disk-usage.ts: cached for 30 s); undefined (unreadable): 0. */
+    disk?: () => DiskUsageSample | undefined;
     ha: HaSample;
   }) {
     // The event loop's delay is sampled by a timer: prom-client's default (every 10 ms) wakes an
@@ -140,6 +147,47 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(cacheTotals().bytes);
+      },
+    });
+    const disk = sample.disk;
+    this.dataDirBytes = new Gauge({
+      name: 'muster_data_dir_bytes',
+      help: "Bytes the data dir's database files and blob store take (the blobs as the last blob sweep counted them)",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const usage = disk?.();
+        if (usage) this.set(usage.dataDirBytes);
+      },
+    });
+    this.blobStoreBytes = new Gauge({
+      name: 'muster_blob_store_bytes',
+      help: 'Bytes of the blob store as the last blob sweep counted them',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const bytes = disk?.()?.blobBytes;
+        if (bytes !== undefined) this.set(bytes);
+      },
+    });
+    this.dataDirFreeBytes = new Gauge({
+      name: 'muster_data_dir_filesystem_free_bytes',
+      help: "Bytes still free (to the coordinator's user) on the data dir's filesystem",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const usage = disk?.();
+        if (usage) this.set(usage.freeBytes);
+      },
+    });
+    this.dataDirFilesystemBytes = new Gauge({
+      name: 'muster_data_dir_filesystem_size_bytes',
+      help: "The size of the data dir's filesystem",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const usage = disk?.();
+        if (usage) this.set(usage.sizeBytes);
       },
     });
     this.backupHealth = new Gauge({

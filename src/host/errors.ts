@@ -79,6 +79,7 @@ const knownCodes: Record<ErrorCode, true> = {
   CERT_HOST_MISMATCH: true,
   CERT_WRITE_FAILED: true,
   COMPILE_SESSION_CLOSED: true,
+  BUILD_NOT_ENDED: true,
   TOO_MANY_COMPILE_SESSIONS: true,
   CACHE_CLIENT_RESULTS_REFUSED: true,
   TOO_MANY_TOOLCHAINS: true,

@@ -104,6 +104,8 @@ export const errorCodes = {
   CERT_WRITE_FAILED: 'The certificate files could not be written; nothing was changed.',
   COMPILE_SESSION_CLOSED:
     'The compile session has ended (closed, cancelled, or silent too long): open a new one.',
+  BUILD_NOT_ENDED:
+    'The build is queued, running or an open compile session: cancel it first, then delete it.',
   TOO_MANY_COMPILE_SESSIONS:
     'You have as many compile sessions open as allowed; close one (or wait for an idle one to end).',
   CACHE_CLIENT_RESULTS_REFUSED:

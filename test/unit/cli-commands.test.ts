@@ -538,6 +538,32 @@ describe('muster builds', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal((JSON.parse(result.stdout) as BuildView).status, 'cancelled');
   });
+
+  it('delete sends DELETE and says so; a running build is refused with the code', async () => {
+    fake.on('DELETE', '/builds/:id', (req) =>
+      req.params.id === '7'
+        ? { status: 204 }
+        : {
+            status: 409,
+            json: {
+              error: {
+                code: 'BUILD_NOT_ENDED',
+                message: `Build ${req.params.id} is running: cancel it first (muster builds cancel ${req.params.id}).`,
+              },
+            },
+          },
+    );
+    const result = await runCli(['builds', 'delete', '7'], { env: envFor(fake.url) });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'Build 7 deleted\n');
+    const running = await runCli(['builds', 'delete', '8'], { env: envFor(fake.url) });
+    assert.notEqual(running.code, 0);
+    assert.match(running.stderr, /cancel it first .*\[BUILD_NOT_ENDED\]/);
+    assert.deepEqual(
+      fake.requests.filter((r) => r.method === 'DELETE').map((r) => r.path),
+      ['/api/v1/builds/7', '/api/v1/builds/8'],
+    );
+  });
 });
 
 describe('muster settings and status', () => {

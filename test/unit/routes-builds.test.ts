@@ -181,6 +181,54 @@ describe('routes: builds', () => {
     }
   });
 
+  it('deletes an ended build for an admin (204, an audit row); refuses a viewer, a running build, none', async () => {
+    api = await testApi();
+    api.present.add(FILE.sha256);
+    const submit = async (): Promise<number> => {
+      const submitted = await api!.call('POST', '/api/v1/builds', {
+        token: api!.admin,
+        body: { plan: PLAN, files: [FILE] },
+      });
+      return (submitted.body as BuildView).id;
+    };
+    const ended = await submit();
+    const other = await submit();
+    api.store.setBuildStatus(ended, 'failed', { finishedAt: new Date().toISOString() });
+
+    const viewer = await api.call('DELETE', `/api/v1/builds/${ended}`, { token: api.viewer });
+    assert.equal(viewer.status, 403);
+    assert.equal((viewer.body as ErrorBody).error.code, 'FORBIDDEN');
+    for (const status of ['queued', 'running'] as const) {
+      api.store.setBuildStatus(other, status);
+      const active = await api.call('DELETE', `/api/v1/builds/${other}`, { token: api.admin });
+      assert.equal(active.status, 409);
+      const { error } = active.body as ErrorBody;
+      assert.equal(error.code, 'BUILD_NOT_ENDED');
+      assert.match(error.message, new RegExp(`muster builds cancel ${other}`));
+    }
+    assert.equal(api.store.audit.list({}).length, 0, 'a refused deletion leaves no audit row');
+
+    const deleted = await api.call('DELETE', `/api/v1/builds/${ended}`, { token: api.admin });
+    assert.equal(deleted.status, 204);
+    const gone = await api.call('GET', `/api/v1/builds/${ended}`, { token: api.viewer });
+    assert.equal(gone.status, 404);
+    const kept = await api.call('GET', `/api/v1/builds/${other}`, { token: api.viewer });
+    assert.equal(kept.status, 200);
+    const [row, ...more] = api.store.audit.list({});
+    assert.equal(more.length, 0);
+    assert.equal(row?.action, 'build.delete');
+    assert.equal(row?.actor, 'admin');
+    assert.equal(row?.target, String(ended));
+    assert.ok(row?.ip);
+    assert.deepEqual(row?.details, { name: 'hello', status: 'failed', createdBy: 'admin' });
+
+    for (const missing of [String(ended), '999', 'abc']) {
+      const none = await api.call('DELETE', `/api/v1/builds/${missing}`, { token: api.admin });
+      assert.equal(none.status, 404);
+      assert.equal((none.body as ErrorBody).error.code, 'NOT_FOUND');
+    }
+  });
+
   it('reads a log page, NOT_FOUND for a missing build before its query is checked', async () => {
     api = await testApi();
     api.present.add(FILE.sha256);
@@ -212,6 +260,7 @@ describe('routes: builds', () => {
       builds: {
         submit: unused,
         cancel: unused,
+        delete: unused,
         get: fail(new MusterError('STORAGE_ERROR', 'the disk is full')),
         list: fail(new Error('a bug')),
         logs: unused,

@@ -31,6 +31,29 @@ describe('routes: settings and status', () => {
     assert.equal(key.status, 404);
   });
 
+  it('takes Builds.Retention as a duration with a unit; a bare number is refused, 0 and clearing keep forever', async () => {
+    api = await testApi();
+    const set = (value: unknown) =>
+      api!.call('PUT', '/api/v1/settings/Builds.Retention', { token: api!.admin, body: { value } });
+    assert.deepEqual(await set('30d'), {
+      status: 200,
+      body: { key: 'Builds.Retention', value: '30d' },
+    });
+    for (const bad of [30, '30', 'soon', '-1d']) {
+      const refused = await set(bad);
+      assert.equal(refused.status, 400, String(bad));
+      assert.equal((refused.body as ErrorBody).error.code, 'VALIDATION_FAILED');
+    }
+    const bare = await set(30);
+    assert.match((bare.body as ErrorBody).error.message, /has no unit: write 30s/);
+    assert.equal(api.store.getSetting('Builds.Retention'), '30d');
+    assert.deepEqual(await set(0), { status: 200, body: { key: 'Builds.Retention', value: '0' } });
+    assert.deepEqual(await set(null), {
+      status: 200,
+      body: { key: 'Builds.Retention', value: '' },
+    });
+  });
+
   it('validates a change on the primary, and clears a clearable setting', async () => {
     api = await testApi();
     const bad = await api.call('PUT', '/api/v1/settings/Agent.InstanceId', {

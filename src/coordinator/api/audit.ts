@@ -27,7 +27,9 @@ export type AuditAction =
   | 'toolchain.remove'
   | 'certificate.replace'
   | 'backup.select'
-  | 'backup.remove';
+  | 'backup.remove'
+  | 'build.delete'
+  | 'builds.retention';
 
 export function recordAudit(
   ctx: Pick<ApiContext, 'store'>,

@@ -1,10 +1,12 @@
 /**
- * Builds: submit a plan with its input files, list, show, cancel, read logs and attempts. Each
+ * Builds: submit a plan with its input files, list, show, cancel, delete (admins; an ended
+ * build, with its tasks, attempts and logs: an audit row), read logs and attempts. Each
  * route checks who may call it, parses the request, calls the build service (builds/builds.ts)
  * and shapes its answer as a view.
  */
 import type { FastifyInstance } from 'fastify';
-import { requireBuilder, requireUser, type ApiContext } from './context.js';
+import { recordAudit } from './audit.js';
+import { requireAdmin, requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { createBuildBody, listBuildsQuery, logsQuery } from '../../api/requests.js';
 import type { AttemptView, LogsView } from '../../api/views/builds.js';
@@ -34,6 +36,18 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
     const user = requireBuilder(request, ctx);
     const { build, tasks } = ctx.builds.cancel(request.params.id, user.name, request.log);
     return buildView(build, tasks);
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/v1/builds/:id', async (request, reply) => {
+    const admin = requireAdmin(request, ctx);
+    ctx.builds.delete(request.params.id, admin.name, request.log, (build) =>
+      recordAudit(ctx, request, 'build.delete', String(build.id), {
+        name: build.plan.name ?? null,
+        status: build.status,
+        createdBy: build.createdBy,
+      }),
+    );
+    return reply.code(204).send();
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/builds/:id/logs', async (request) => {

@@ -149,6 +149,12 @@ const routes: Route[] = [
   { method: 'get', path: '/api/v1/builds/{id}', summary: 'A build with its tasks' },
   { method: 'post', path: '/api/v1/builds/{id}/cancel', summary: 'Cancel a build' },
   {
+    method: 'delete',
+    path: '/api/v1/builds/{id}',
+    summary: 'Delete an ended build with its tasks, attempts and logs (admin)',
+    status: 204,
+  },
+  {
     method: 'get',
     path: '/api/v1/builds/{id}/logs',
     summary: 'Log chunks (?task, ?after, ?limit)',

@@ -31,7 +31,7 @@ import type { CompileJobBody } from '../compile/jobs.js';
 import type { SessionCapacity } from '../compile/sessions.js';
 import type { CertificateManager } from '../tls/certificate-manager.js';
 
-/** Builds: submit, cancel, read (builds/builds.ts). */
+/** Builds: submit, cancel, delete, read (builds/builds.ts). */
 export interface BuildService {
   submit(
     request: { plan: string; files: BuildFile[] },
@@ -39,6 +39,7 @@ export interface BuildService {
     log: BuildLog,
   ): Promise<BuildWithTasks>;
   cancel(id: string, user: string, log: BuildLog): BuildWithTasks;
+  delete(id: string, user: string, log: BuildLog, record: (build: BuildRow) => void): BuildRow;
   get(id: string): BuildWithTasks;
   list(filter: BuildFilter): BuildWithTasks[];
   logs(id: string, readFilter: () => LogsFilter): { chunks: LogChunk[]; next: number };

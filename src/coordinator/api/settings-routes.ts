@@ -12,6 +12,7 @@ import {
   DEFAULT_CACHE_MAX_BYTES,
   cacheMaxBytesSchema,
 } from '../store/cache.js';
+import { BUILDS_RETENTION_SETTING, buildsRetentionSchema } from '../builds/retention.js';
 
 /** Every setting there is, with its schema and a short explanation (shown by the UI and docs). */
 export const settingDefinitions: Record<string, SettingDefinition> = {
@@ -27,6 +28,12 @@ export const settingDefinitions: Record<string, SettingDefinition> = {
     schema: cacheMaxBytesSchema,
     clearable: true,
     description: `The bytes the shared compile cache may keep (the outputs and stderr of its results), as a number or a size such as 50GiB. Beyond it the least recently used results are removed, at the next blob sweep. 0 keeps none; cleared, the default: ${DEFAULT_CACHE_MAX_BYTES} (20 GiB).`,
+  },
+  [BUILDS_RETENTION_SETTING]: {
+    schema: buildsRetentionSchema,
+    clearable: true,
+    description:
+      'How long ended builds are kept, as a duration such as 30d or 12h (a number needs its unit). Older ones are deleted by the primary with their tasks, attempts and logs, a batch at a time, at the next blob sweep; their files once nothing else uses them. 0 or cleared (the default): builds are kept forever.',
   },
   [CACHE_ACCEPT_CLIENT_RESULTS_SETTING]: {
     schema: z.boolean(),

@@ -1,7 +1,8 @@
 /**
  * Builds as the API offers them: submit a plan with its input files (the plan parsed off the
  * event loop, the paths checked, the inputs matched against the plan, the blobs checked, then the
- * build created and handed to the scheduler), cancel, and read builds, logs and attempts. It
+ * build created and handed to the scheduler), cancel, delete (an admin's, once it ended), and
+ * read builds, logs and attempts. It
  * answers in rows; the routes (api/build-routes.ts) turn requests into calls and rows into views.
  */
 import type { BlobStore } from '../../common/blob-store.js';
@@ -43,7 +44,14 @@ export interface LogsFilter {
 export interface BuildsContext {
   store: Pick<
     Store,
-    'createBuild' | 'getBuild' | 'listBuilds' | 'listTasks' | 'readLogs' | 'listAttempts'
+    | 'createBuild'
+    | 'getBuild'
+    | 'listBuilds'
+    | 'listTasks'
+    | 'readLogs'
+    | 'listAttempts'
+    | 'deleteBuild'
+    | 'transaction'
   >;
   blobs: Pick<BlobStore, 'missing'>;
   uploads: Pick<BlobSweeper, 'hold' | 'referenced'>;
@@ -104,6 +112,22 @@ export class Builds {
       this.ctx.scheduler.cancel(build.id);
     }
     return this.get(id);
+  }
+
+  /**
+   * Deletes an ended build with its tasks, attempts and logs (store.deleteBuild: NOT_FOUND,
+   * BUILD_NOT_ENDED), calling `record` in the same transaction (the audit row); the build as it
+   * was. Its blobs that nothing else lists go at the next blob sweep once they are old.
+   */
+  delete(id: string, user: string, log: BuildLog, record: (build: BuildRow) => void): BuildRow {
+    const { store } = this.ctx;
+    const deleted = store.transaction(() => {
+      const build = store.deleteBuild(this.find(id).id);
+      record(build);
+      return build;
+    });
+    log.info({ build: deleted.id, status: deleted.status, user }, 'build deleted');
+    return deleted;
   }
 
   get(id: string): BuildWithTasks {

@@ -182,6 +182,18 @@ export function prepareStatements(db: Database.Database) {
                lower(hex(randomblob(16))), @kind, 1)
        RETURNING *`,
     ),
+    // Deleting a build: its rows one table at a time (each deletion fires its replication
+    // trigger), logs and attempts before the tasks and build they hang from.
+    deleteBuildLogs: db.prepare<[number]>('DELETE FROM log_chunks WHERE build_id = ?'),
+    deleteBuildAttempts: db.prepare<[number]>('DELETE FROM attempts WHERE build_id = ?'),
+    deleteBuildTasks: db.prepare<[number]>('DELETE FROM tasks WHERE build_id = ?'),
+    deleteBuild: db.prepare<[number]>('DELETE FROM builds WHERE id = ?'),
+    buildsEndedBefore: db.prepare<[string, number], { id: number }>(
+      `SELECT id FROM builds
+       WHERE status IN ('succeeded', 'failed', 'cancelled') AND open = 0
+         AND coalesce(finished_at, created_at) < ?
+       ORDER BY id LIMIT ?`,
+    ),
     closeOpenBuild: one<BuildSql>(
       `UPDATE builds SET status = @status, finished_at = @finishedAt, error = @error,
          summary = @summary, open = 0

@@ -360,6 +360,28 @@ class SqliteStore implements Store {
     if (result.changes === 0) throw new MusterError('NOT_FOUND', `No build ${id}.`);
   }
 
+  deleteBuild(id: number): BuildRow {
+    return this.transaction(() => {
+      const row = this.sql.buildById.get(id);
+      if (row === undefined) throw new MusterError('NOT_FOUND', `No build ${id}.`);
+      if (row.open === 1 || row.status === 'queued' || row.status === 'running')
+        throw new MusterError(
+          'BUILD_NOT_ENDED',
+          `Build ${id} is ${row.open === 1 ? 'an open compile session' : row.status}: cancel it first (muster builds cancel ${id}).`,
+          { buildId: id, status: row.status },
+        );
+      this.sql.deleteBuildLogs.run(id);
+      this.sql.deleteBuildAttempts.run(id);
+      this.sql.deleteBuildTasks.run(id);
+      this.sql.deleteBuild.run(id);
+      return toBuild(row);
+    });
+  }
+
+  listBuildsEndedBefore(before: string, limit: number): number[] {
+    return this.sql.buildsEndedBefore.all(before, limit).map((row) => row.id);
+  }
+
   // compile sessions
 
   createOpenBuild(build: { name: string; createdBy: string; kind: 'compile' }): BuildRow {

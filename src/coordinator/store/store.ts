@@ -101,6 +101,21 @@ export interface Store {
     fields?: { startedAt?: string; finishedAt?: string; error?: string | null },
   ): void;
 
+  /**
+   * Deletes an ended build with its tasks, attempts and log chunks, in one transaction; each
+   * row's deletion replicates to the selected backup (a missing row replicates as a deletion).
+   * The blobs only it listed (inputs, outputs) become unreferenced, for the blob sweep. The build
+   * as it was; NOT_FOUND without it; BUILD_NOT_ENDED while it is queued, running or an open
+   * compile session (cancel it first).
+   */
+  deleteBuild(id: number): BuildRow;
+  /**
+   * Ids of ended builds (succeeded, failed, cancelled; never open) that ended before `before`
+   * (an ISO stamp; a build without an end counts from its creation), oldest first, at most
+   * `limit`: what retention deletes next.
+   */
+  listBuildsEndedBefore(before: string, limit: number): number[];
+
   // compile sessions: open builds (issue 13)
   /** Creates an open build, running from now, with no tasks: a compile session's. */
   createOpenBuild(build: { name: string; createdBy: string; kind: 'compile' }): BuildRow;

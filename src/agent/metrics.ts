@@ -7,7 +7,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { sampledGauge } from '../common/gauge.js';
 
 /** What the gauges read at each scrape. */
 export interface AgentSample {
@@ -33,16 +34,9 @@ export function agentRegistry(sample: AgentSample): Registry {
     prefix: 'muster_',
     eventLoopMonitoringPrecision: 100,
   });
-  const gauge = (name: string, help: string, read: () => number): void => {
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read());
-      },
-    });
-  };
+  const gauge = (name: string, help: string, read: () => number): void =>
+    sampledGauge(registry, name, help, read);
+
   gauge(
     'muster_agent_sessions',
     'Coordinator connections past their TLS handshake (authenticated or authenticating)',

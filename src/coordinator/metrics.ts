@@ -1,6 +1,7 @@
 /** Prometheus metrics on /metrics. */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BackupHealth } from '../api/status.js';
+import { sampledGauge } from '../common/gauge.js';
 import type { DiskUsageSample } from './disk-usage.js';
 
 /** What /metrics shows of high availability, sampled at each scrape. */
@@ -57,14 +58,6 @@ export class Metrics {
   });
   readonly agents: Gauge;
   readonly runningAttempts: Gauge;
-  readonly queuedTasks: Gauge;
-  readonly activeBuilds: Gauge;
-  readonly cacheEntries: Gauge;
-  readonly cacheBytes: Gauge;
-  readonly dataDirBytes: Gauge;
-  readonly blobStoreBytes: Gauge;
-  readonly dataDirFreeBytes: Gauge;
-  readonly dataDirFilesystemBytes: Gauge;
   readonly backupHealth: Gauge;
   readonly backupLag: Gauge;
   readonly replicationFailing: Gauge;
@@ -108,22 +101,14 @@ export class Metrics {
         this.set(sample.runningAttempts());
       },
     });
-    this.queuedTasks = new Gauge({
-      name: 'muster_tasks_queued',
-      help: 'Tasks ready to run that wait for a free agent slot',
-      registers: [this.registry],
-      collect() {
-        this.set(sample.queuedTasks());
-      },
-    });
-    this.activeBuilds = new Gauge({
-      name: 'muster_builds_active',
-      help: 'Builds being scheduled (queued or running)',
-      registers: [this.registry],
-      collect() {
-        this.set(sample.activeBuilds());
-      },
-    });
+    const gauge = (name: string, help: string, read: () => number | undefined): void =>
+      sampledGauge(this.registry, name, help, read);
+    gauge('muster_tasks_queued', 'Tasks ready to run that wait for a free agent slot', () =>
+      sample.queuedTasks(),
+    );
+    gauge('muster_builds_active', 'Builds being scheduled (queued or running)', () =>
+      sample.activeBuilds(),
+    );
     // One query for both (cache.ts totals(): a scan of the cache's rows), at most every 30 s:
     // /metrics needs no login, and a large cache must not cost a scan per request.
     let cacheSample: { at: number; value: { entries: number; bytes: number } } | undefined;
@@ -133,63 +118,29 @@ export class Metrics {
         cacheSample = { at: now, value: sample.cache() };
       return cacheSample.value;
     };
-    this.cacheEntries = new Gauge({
-      name: 'muster_cache_entries',
-      help: 'Results in the shared cache',
-      registers: [this.registry],
-      collect() {
-        this.set(cacheTotals().entries);
-      },
-    });
-    this.cacheBytes = new Gauge({
-      name: 'muster_cache_bytes',
-      help: "Bytes of the shared cache's outputs",
-      registers: [this.registry],
-      collect() {
-        this.set(cacheTotals().bytes);
-      },
-    });
+    gauge('muster_cache_entries', 'Results in the shared cache', () => cacheTotals().entries);
+    gauge('muster_cache_bytes', "Bytes of the shared cache's outputs", () => cacheTotals().bytes);
     const disk = sample.disk;
-    this.dataDirBytes = new Gauge({
-      name: 'muster_data_dir_bytes',
-      help: "Bytes the data dir's database files and blob store take (the blobs as the last blob sweep counted them)",
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        const usage = disk?.();
-        if (usage) this.set(usage.dataDirBytes);
-      },
-    });
-    this.blobStoreBytes = new Gauge({
-      name: 'muster_blob_store_bytes',
-      help: 'Bytes of the blob store as the last blob sweep counted them',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        const bytes = disk?.()?.blobBytes;
-        if (bytes !== undefined) this.set(bytes);
-      },
-    });
-    this.dataDirFreeBytes = new Gauge({
-      name: 'muster_data_dir_filesystem_free_bytes',
-      help: "Bytes still free (to the coordinator's user) on the data dir's filesystem",
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        const usage = disk?.();
-        if (usage) this.set(usage.freeBytes);
-      },
-    });
-    this.dataDirFilesystemBytes = new Gauge({
-      name: 'muster_data_dir_filesystem_size_bytes',
-      help: "The size of the data dir's filesystem",
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        const usage = disk?.();
-        if (usage) this.set(usage.sizeBytes);
-      },
-    });
+    gauge(
+      'muster_data_dir_bytes',
+      "Bytes the data dir's database files and blob store take (the blobs as the last blob sweep counted them)",
+      () => disk?.()?.dataDirBytes,
+    );
+    gauge(
+      'muster_blob_store_bytes',
+      'Bytes of the blob store as the last blob sweep counted them',
+      () => disk?.()?.blobBytes,
+    );
+    gauge(
+      'muster_data_dir_filesystem_free_bytes',
+      "Bytes still free (to the coordinator's user) on the data dir's filesystem",
+      () => disk?.()?.freeBytes,
+    );
+    gauge(
+      'muster_data_dir_filesystem_size_bytes',
+      "The size of the data dir's filesystem",
+      () => disk?.()?.sizeBytes,
+    );
     this.backupHealth = new Gauge({
       name: 'muster_backup_health',
       help: "On a primary: 1 for the selected backup's current health (healthy, unreachable, unverified, failback-failing, replication-failing, lagging), 0 for the others",

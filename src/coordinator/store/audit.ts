@@ -159,16 +159,7 @@ export class AuditStore {
   }
 }
 
-interface AuditSqlInsert {
-  uid: string;
-  at: number;
-  actor: string;
-  actor_kind: AuditActorKind;
-  ip: string | null;
-  action: string;
-  target: string;
-  details: string;
-}
+type AuditSqlInsert = Omit<AuditSql, 'id'>;
 
 interface ListParams {
   before: number | null;

@@ -34,7 +34,9 @@ const tlsDir = mkdtempSync(join(tmpdir(), 'muster-test-tls-'));
 const pems = await selfSignedCertificate({
   commonName: 'muster-test',
   dns: ['localhost'],
-  ips: ['127.0.0.1', '127.0.0.2', '127.0.0.3'],
+  // 10.250.77.1: the root side of the veth pair test/helpers/netns.ts makes for agents that
+  // dial out from a namespace of their own.
+  ips: ['127.0.0.1', '127.0.0.2', '127.0.0.3', '10.250.77.1'],
   notAfter: new Date(Date.now() + 7 * 86_400_000),
 });
 const certFile = join(tlsDir, 'cert.pem');

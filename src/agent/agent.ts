@@ -12,6 +12,7 @@ import {
   type TLSSocket,
 } from 'node:tls';
 import type { Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { MusterError } from '../protocol/errors.js';
 import { LeaseTable } from './leases.js';
@@ -23,9 +24,11 @@ import { type AgentIdentity, loadOrCreateIdentity, readTlsFiles } from './identi
 import { changedOptions } from '../common/options-diff.js';
 import { InstanceRegistry } from './instances.js';
 import type { CompiledAgentOptions } from './options.js';
-import { AgentSession } from './session.js';
+import { AgentSession, type SessionContext } from './session.js';
+import { readFacts } from './facts.js';
+import { OutboundLinks, type OutboundLink } from './outbound.js';
 import { TaskService } from './tasks.js';
-import { ConnectionGate, type GateTicket } from './connection-gate.js';
+import { ConnectionGate, type GateTicket } from '../common/connection-gate.js';
 import { LogLimiter, LogLimiters } from './log-limiter.js';
 import { VersionStore } from './version-store.js';
 import { collectGarbage } from './garbage-collector.js';
@@ -44,6 +47,8 @@ export class Agent {
   private lifecycle: AgentState = 'created';
   private loadedIdentity: AgentIdentity | undefined;
   private server: Server | undefined;
+  /** Dialing out to a coordinator (--connect), if it does. */
+  private outbound: OutboundLinks | undefined;
   private readonly sessions = new Set<AgentSession>();
   private metricsServer: HttpServer | undefined;
   private readonly blobs: BlobStore;
@@ -158,6 +163,49 @@ export class Agent {
     await this.leases.load();
     for (const instance of this.instances.list()) await this.versions.cleanPartial(instance);
     await this.control.start();
+    if (this.options.listens) await this.listen(identity);
+    if (this.options.connect !== undefined) {
+      const connect = this.options.connect;
+      this.outbound = new OutboundLinks({
+        url: connect.url,
+        joinToken: connect.joinToken,
+        joinTokenFile: connect.joinTokenFile,
+        dataDir: this.options.dataDir,
+        agentId: identity.agentId,
+        facts: await readFacts(),
+        maxFrameBytes: this.options.maxFrameBytes,
+        log: this.log,
+        serve: (link) => this.serveOutbound(link),
+      });
+      await this.outbound.start();
+    }
+    if (this.options.metrics !== undefined) {
+      const registry = agentRegistry({
+        sessions: () => this.sessions.size,
+        unauthenticated: () => this.gate.size,
+        tasksRunning: () => this.tasks.runningCount,
+        tasksKept: () => this.tasks.keptCount,
+        instances: () => this.instances.list().length,
+        hostProcesses: () => this.hosts.count,
+      });
+      this.metricsServer = await serveMetrics(
+        registry,
+        this.options.metrics.host,
+        this.options.metrics.port,
+        this.log,
+      );
+    }
+    this.timers.push(
+      setInterval(() => void this.tasks.sweep(), Math.min(60_000, this.options.taskGraceMs)),
+    );
+    this.timers.push(setInterval(() => void this.collect(), this.options.gcIntervalMs));
+    for (const t of this.timers) t.unref();
+    void this.collect();
+    this.lifecycle = 'running';
+  }
+
+  /** Listens for coordinators that dial this agent (unless it only dials out). */
+  private async listen(identity: AgentIdentity): Promise<void> {
     if (identity.tls) {
       const server = createTlsServer(
         {
@@ -201,29 +249,6 @@ export class Agent {
       });
     });
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
-    if (this.options.metrics !== undefined) {
-      const registry = agentRegistry({
-        sessions: () => this.sessions.size,
-        unauthenticated: () => this.gate.size,
-        tasksRunning: () => this.tasks.runningCount,
-        tasksKept: () => this.tasks.keptCount,
-        instances: () => this.instances.list().length,
-        hostProcesses: () => this.hosts.count,
-      });
-      this.metricsServer = await serveMetrics(
-        registry,
-        this.options.metrics.host,
-        this.options.metrics.port,
-        this.log,
-      );
-    }
-    this.timers.push(
-      setInterval(() => void this.tasks.sweep(), Math.min(60_000, this.options.taskGraceMs)),
-    );
-    this.timers.push(setInterval(() => void this.collect(), this.options.gcIntervalMs));
-    for (const t of this.timers) t.unref();
-    void this.collect();
-    this.lifecycle = 'running';
   }
 
   /**
@@ -339,6 +364,7 @@ export class Agent {
     this.log.info({ running: this.tasks.runningCount }, 'draining');
     for (const t of this.timers) clearInterval(t);
     this.control.stop();
+    this.outbound?.stop();
     const closed = new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
@@ -473,6 +499,25 @@ export class Agent {
       return;
     }
     socket.setNoDelay(true);
+    this.serve(socket, { onAuthenticated: () => ticket.release() });
+  }
+
+  /** A link this agent dialed (outbound.ts): the same session, with that coordinator's key. */
+  private serveOutbound(link: OutboundLink): void {
+    if (this.state !== 'running') {
+      link.stream.destroy();
+      return;
+    }
+    this.serve(link.stream, {
+      onAuthenticated: () => link.authenticated(),
+      outbound: { accessKey: link.accessKey, binding: link.binding },
+    });
+  }
+
+  private serve(
+    socket: Duplex & { remoteAddress?: string; remotePort?: number },
+    how: Pick<SessionContext, 'onAuthenticated' | 'outbound'>,
+  ): void {
     const session = new AgentSession(socket, {
       options: this.options,
       identity: this.loadedIdentity!,
@@ -485,7 +530,7 @@ export class Agent {
       versionPins: this.versionPins,
       leases: this.leases,
       isDraining: () => this.state !== 'running',
-      onAuthenticated: () => ticket.release(),
+      ...how,
       strangers: this.strangers,
       onSessionClosed: (s) => this.sessions.delete(s),
     });

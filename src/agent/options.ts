@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { MusterError } from '../protocol/errors.js';
 import { parseDuration, parseHostPort, parseLogLevel } from '../common/duration.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/framing.js';
+import { parseJoinToken, type JoinToken } from '../protocol/outbound.js';
 
 export const DEFAULT_AGENT_PORT = 7420;
 
@@ -21,6 +22,10 @@ export const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 16;
 
 export interface AgentOptions {
   listen?: string;
+  /** The coordinator to dial out to (https://HOST:PORT): the agent needs no open port. */
+  connect?: string;
+  joinToken?: string;
+  joinTokenFile?: string;
   /** HOST:PORT of a plain-HTTP GET /metrics; none by default. */
   metricsListen?: string;
   data?: string;
@@ -50,8 +55,21 @@ export interface AgentOptions {
 }
 
 export interface CompiledAgentOptions {
+  /** Whether it listens for coordinators at host:port (with --connect only if --listen is given). */
+  readonly listens: boolean;
   readonly host: string;
   readonly port: number;
+  /**
+   * Dialing out (src/agent/outbound.ts): the coordinator's URL, and the join token that admits
+   * this agent the first time (given, or read from a file at start).
+   */
+  readonly connect:
+    | {
+        readonly url: string;
+        readonly joinToken?: JoinToken;
+        readonly joinTokenFile?: string;
+      }
+    | undefined;
   /** Where GET /metrics is served (--metrics-listen); undefined: not served. */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
   readonly dataDir: string;
@@ -143,8 +161,10 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
       ? undefined
       : parseHostPort(options.metricsListen, { host: '127.0.0.1', port: 9464 }, '--metrics-listen');
   const compiled: CompiledAgentOptions = {
+    listens: options.connect === undefined || options.listen !== undefined,
     host,
     port,
+    connect: compileConnect(options),
     metrics,
     dataDir,
     tempDir: resolve(options.tempDir ?? `${dataDir}/temp`),
@@ -177,6 +197,43 @@ export function compileAgentOptions(options: AgentOptions): CompiledAgentOptions
     taskUsers: compileTaskUsers(options.taskUsers),
   };
   return Object.freeze(compiled);
+}
+
+function compileConnect(options: AgentOptions): CompiledAgentOptions['connect'] {
+  if (options.connect === undefined) {
+    if (options.joinToken !== undefined || options.joinTokenFile !== undefined)
+      throw new MusterError('INVALID_CONFIG', '--join-token needs --connect URL');
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(options.connect);
+  } catch {
+    throw new MusterError(
+      'INVALID_CONFIG',
+      `--connect "${options.connect}" is not a URL (https://HOST:PORT of the coordinator)`,
+    );
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new MusterError('INVALID_CONFIG', '--connect must be an https:// (or http://) URL');
+  if (options.joinToken !== undefined && options.joinTokenFile !== undefined)
+    throw new MusterError('INVALID_CONFIG', 'give --join-token or --join-token-file, not both');
+  let joinToken: JoinToken | undefined;
+  if (options.joinToken !== undefined) {
+    joinToken = parseJoinToken(options.joinToken);
+    if (joinToken === undefined)
+      throw new MusterError(
+        'INVALID_CONFIG',
+        '--join-token is not a join token (mjt_…, from muster agents tokens create)',
+      );
+  }
+  return {
+    url: url.origin,
+    ...(joinToken === undefined ? {} : { joinToken }),
+    ...(options.joinTokenFile === undefined
+      ? {}
+      : { joinTokenFile: resolve(options.joinTokenFile) }),
+  };
 }
 
 function positiveInteger(value: number, what: string): number {

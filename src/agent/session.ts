@@ -63,6 +63,11 @@ export interface SessionContext {
   /** Warnings about peers that have not authenticated, limited per kind (see LogLimiters). */
   strangers: LogLimiters;
   onSessionClosed(session: AgentSession): void;
+  /**
+   * A connection this agent opened (outbound.ts): the key it shares with that coordinator, not
+   * the agent's --access-key, and the TLS session under the WebSocket that the proofs bind.
+   */
+  outbound?: { accessKey: string; binding: string };
 }
 
 type SessionState = 'hello' | 'auth' | 'ready' | 'closed';
@@ -190,10 +195,11 @@ export class AgentSession {
 
   private onAuth(message: unknown): void {
     const hello = this.hello!;
-    const binding = channelBinding(this.conn.socket);
+    const binding = this.ctx.outbound?.binding ?? channelBinding(this.conn.socket);
+    const accessKey = this.ctx.outbound?.accessKey ?? this.ctx.identity.accessKey;
     const check = checkAuth(
       {
-        accessKey: this.ctx.identity.accessKey,
+        accessKey,
         instances: this.ctx.instances,
         leases: this.ctx.leases,
       },
@@ -228,7 +234,7 @@ export class AgentSession {
         );
         this.conn.sendJson({
           t: 'ready',
-          proof: agentProof(this.ctx.identity.accessKey, hello.nonce, this.agentNonce, binding),
+          proof: agentProof(accessKey, hello.nonce, this.agentNonce, binding),
           instance: {
             key: instance.key,
             product: instance.record.product,

@@ -48,6 +48,15 @@ export const updateAgentBody = z.strictObject({
   slots: z.number().int().min(1).max(1024).nullable().optional(),
 });
 
+/** POST /api/v1/agents/tokens: what the agents that join with it get. */
+export const createJoinTokenBody = z.strictObject({
+  labels: z.array(label).max(64).optional(),
+  /** Agents that join with it work at once, without an admin's approval. */
+  autoApprove: z.boolean().optional(),
+  /** How long it admits agents (`24h`, `7d`; default 24h), or `never`. */
+  expires: z.string().min(1).max(32).optional(),
+});
+
 export const addExtensionBody = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/),
   version: z.string().min(1).max(64),

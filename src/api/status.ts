@@ -20,7 +20,9 @@ export type AgentStatus =
   | 'fenced'
   | 'unreachable'
   | 'refused'
-  | 'disabled';
+  | 'disabled'
+  /** An agent that dialed out with a join token, waiting for an admin to approve it. */
+  | 'pending';
 
 export type CoordinatorRole = 'primary' | 'backup-standby' | 'backup-active';
 

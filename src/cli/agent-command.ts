@@ -22,7 +22,16 @@ export function registerAgentCommand(program: Command): void {
       '--config <file>',
       'read options from the agent: section of this YAML file (flags and MUSTER_* variables win)',
     )
-    .option('--listen <host:port>', 'address to listen on', '0.0.0.0:7420')
+    .option(
+      '--listen <host:port>',
+      'address to listen on for coordinators (default 0.0.0.0:7420; with --connect: none)',
+    )
+    .option('--connect <url>', 'dial out to this coordinator (https://HOST:PORT): no open port')
+    .option(
+      '--join-token <token>',
+      'the join token that admits this agent (muster agents tokens create)',
+    )
+    .option('--join-token-file <file>', 'read the join token from this file')
     .option(
       '--metrics-listen <host:port>',
       'serve Prometheus metrics (plain HTTP GET /metrics, no login) on this address; off by default',
@@ -200,6 +209,26 @@ async function runAgent(opts: AgentOptions, reread: () => AgentOptions): Promise
   });
   await agent.start();
   const identity = agent.identity!;
+  if (options.connect !== undefined) {
+    process.stderr.write(
+      `muster agent: dialing out to ${options.connect.url} (agent id ${identity.agentId})\n`,
+    );
+  }
+  if (!options.listens) {
+    log.info(
+      {
+        connect: options.connect?.url,
+        agentId: identity.agentId,
+        version: MUSTER_VERSION,
+        dataDir: options.dataDir,
+        tempDir: options.tempDir,
+        taskUsers: options.taskUsers,
+        ...(agent.metricsAddress === undefined ? {} : { metricsPort: agent.metricsAddress.port }),
+      },
+      'dialing out (not listening)',
+    );
+    return;
+  }
   const { host, port } = agent.address;
   if (identity.createdAccessKey) {
     process.stderr.write(

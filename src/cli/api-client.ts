@@ -24,7 +24,7 @@
  * one it does not trust is a TLS failure like any other: the token is never sent to it.
  */
 import type { z } from 'zod';
-import type { AgentView } from '../api/views/agents.js';
+import type { AgentView, CreatedJoinTokenView, JoinTokenView } from '../api/views/agents.js';
 import type { AuditView } from '../api/views/audit.js';
 import type { BackupView } from '../api/views/backups.js';
 import type { BuildSummary, BuildView, LogsView } from '../api/views/builds.js';
@@ -48,6 +48,7 @@ import type {
   putManifestLineBody,
   putToolchainBody,
   updateAgentBody,
+  createJoinTokenBody,
 } from '../api/requests.js';
 import type { CloseCompileSession, CompileRecord } from '../api/requests-types.js';
 import type {
@@ -67,6 +68,7 @@ import { readSse } from './sse.js';
 
 export type AddAgentRequest = z.input<typeof addAgentBody>;
 export type UpdateAgentRequest = z.input<typeof updateAgentBody>;
+export type CreateJoinTokenRequest = z.input<typeof createJoinTokenBody>;
 export type AddExtensionRequest = z.input<typeof addExtensionBody>;
 export type CreateBuildRequest = z.input<typeof createBuildBody>;
 export type CreateCompileSessionRequest = z.input<typeof createCompileSessionBody>;
@@ -200,6 +202,22 @@ export class ApiClient {
 
   async removeAgent(name: string): Promise<void> {
     await this.call('DELETE', `/agents/${encodeURIComponent(name)}`);
+  }
+
+  approveAgent(name: string): Promise<AgentView> {
+    return this.json('POST', `/agents/${encodeURIComponent(name)}/approve`);
+  }
+
+  createJoinToken(body: CreateJoinTokenRequest): Promise<CreatedJoinTokenView> {
+    return this.json('POST', '/agents/tokens', { body });
+  }
+
+  listJoinTokens(): Promise<JoinTokenView[]> {
+    return this.json('GET', '/agents/tokens');
+  }
+
+  async revokeJoinToken(id: string): Promise<void> {
+    await this.call('DELETE', `/agents/tokens/${encodeURIComponent(id)}`);
   }
 
   updateAgent(name: string, body: UpdateAgentRequest): Promise<AgentView> {

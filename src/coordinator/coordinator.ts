@@ -20,6 +20,10 @@ import { MUSTER_VERSION } from '../common/version.js';
 import { MusterError } from '../protocol/errors.js';
 import type { ApiContext } from './api/context.js';
 import { buildServer } from './api/server.js';
+import { clusterPeers } from './pool/cluster-peers.js';
+import { OutboundAgents } from './pool/outbound-agents.js';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Builds } from './builds/builds.js';
 import { CompileSessions, capacityAgents } from './compile/sessions.js';
 import { restrictFiles, secureDataDir } from './data-dir.js';
@@ -64,6 +68,7 @@ export class Coordinator {
   private store: Store | undefined;
   private app: FastifyInstance | undefined;
   private role: Role | undefined;
+  private outbound: OutboundAgents | undefined;
   private housekeeping: Housekeeping | undefined;
   private compile: CompileSessions | undefined;
   private stopping: Promise<void> | undefined;
@@ -118,6 +123,16 @@ export class Coordinator {
       if (key === INSTANCE_ID_SETTING && role.engine.running) role.engine.pool.reconnectAll();
     });
     this.app = app;
+    const outbound = new OutboundAgents({
+      store,
+      pool: () => (role.engine.running ? role.engine.pool : undefined),
+      peers: () => clusterPeers(store, options.backupOf),
+      log,
+    });
+    this.outbound = outbound;
+    app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      outbound.handleUpgrade(req, socket, head),
+    );
     await services.bundles.get();
     await app.listen({ host: options.host, port: options.port });
     await role.start();
@@ -241,6 +256,7 @@ export class Coordinator {
     this.housekeeping?.stop();
     await this.compile?.stop();
     this.role?.quiesce();
+    this.outbound?.stop();
     await this.app?.close().catch((err: unknown) => this.log.warn({ err }, 'closing the server'));
     await this.role?.stop();
     this.store?.close();

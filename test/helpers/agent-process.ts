@@ -150,13 +150,78 @@ export async function startAgent(
   return agent;
 }
 
+export interface DialingAgent {
+  process: ChildProcess;
+  agentId: string;
+  dataDir: string;
+  logs: Record<string, unknown>[];
+  stderr: () => string;
+  stop(): Promise<number | null>;
+  kill(): Promise<void>;
+}
+
+/**
+ * `muster agent --connect URL` (no listener): ready once it says it dials out; `wrapper` runs it
+ * elsewhere (`ip netns exec NAME`, test/helpers/netns.ts).
+ */
+export async function startDialingAgent(
+  url: string,
+  options: { joinToken?: string; dataDir?: string; args?: string[]; wrapper?: string[] } = {},
+): Promise<DialingAgent> {
+  const dataDir = options.dataDir ?? (await makeTempDir());
+  dataDirs.add(dataDir);
+  const daemon = await spawnDaemon(
+    [
+      'agent',
+      '--connect',
+      url,
+      ...(options.joinToken === undefined ? [] : ['--join-token', options.joinToken]),
+      '--data',
+      dataDir,
+      ...(options.args ?? []),
+    ],
+    {
+      ...(options.wrapper ? { wrapper: options.wrapper } : {}),
+      isReady: (entry) => entry.msg === 'dialing out (not listening)',
+    },
+  );
+  hold(dataDir);
+  let released = false;
+  const letGo = (): void => {
+    if (!released) release(dataDir);
+    released = true;
+  };
+  const agent: DialingAgent = {
+    process: daemon.child,
+    agentId: daemon.ready.agentId as string,
+    dataDir,
+    logs: daemon.logs,
+    stderr: () => daemon.stderr(),
+    stop: async () => {
+      const code = await daemon.stop();
+      dialing.delete(agent);
+      letGo();
+      return code;
+    },
+    kill: async () => {
+      await daemon.kill();
+      dialing.delete(agent);
+      letGo();
+    },
+  };
+  dialing.add(agent);
+  return agent;
+}
+
+const dialing = new Set<DialingAgent>();
+
 /**
  * Kills every agent still running, removes their task users, the given dirs and every dir
  * makeTempDir/makeSharedDir made in this process that no running process holds (a coordinator's
  * data dir stays until killCoordinators); call from the file's last `after`.
  */
 export async function cleanup(dirs: string[] = []): Promise<void> {
-  await Promise.all([...started].map((a) => a.kill()));
+  await Promise.all([...started, ...dialing].map((a) => a.kill()));
   await removeTaskUsers(new Set([...dataDirs, ...dirs, ...madeDirs()]));
   dataDirs.clear();
   await Promise.all(dirs.map(removeTree));

@@ -65,6 +65,9 @@ export class FakeAgents implements AgentDirectory {
       agentVersion: null,
       instanceKey: null,
       lastConnectedAt: null,
+      dialsOut: false,
+      approved: true,
+      facts: null,
       bootId: null,
       toolchains: this.toolchains.get(name) ?? [],
     };

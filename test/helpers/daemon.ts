@@ -25,11 +25,15 @@ export async function spawnDaemon(
   options: {
     env?: NodeJS.ProcessEnv;
     nodeArgs?: string[];
+    /** Runs node through this command (e.g. `ip netns exec NAME`), which must exec it. */
+    wrapper?: string[];
     isReady(entry: Record<string, unknown>): boolean;
     timeoutMs?: number;
   },
 ): Promise<Daemon> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cliPath, ...args], {
+  const argv = [process.execPath, ...(options.nodeArgs ?? []), cliPath, ...args];
+  const [command, ...rest] = [...(options.wrapper ?? []), ...argv];
+  const child = spawn(command!, rest, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });

@@ -126,6 +126,9 @@ describe("an agent's boot id on the coordinator's connection", () => {
           slots: null,
           cores: null,
           createdAt: new Date(0).toISOString(),
+          agentId: null,
+          approved: true,
+          facts: null,
         },
         {} as AgentConnectionContext, // never started: nothing of the context is used
       );

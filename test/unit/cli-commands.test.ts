@@ -53,6 +53,9 @@ const agent: AgentView = {
   agentVersion: '0.1.0',
   instanceKey: 'muster/abc',
   lastConnectedAt: '2024-01-01T00:00:00.000Z',
+  dialsOut: false,
+  approved: true,
+  facts: null,
 };
 
 const build: BuildView = {

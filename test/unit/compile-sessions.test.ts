@@ -198,6 +198,9 @@ describe('compile sessions', () => {
       agentVersion: null,
       instanceKey: null,
       lastConnectedAt: null,
+      dialsOut: false,
+      approved: true,
+      facts: null,
       bootId: name === 'up' ? 'b'.repeat(64) : null,
       toolchains: [],
     });

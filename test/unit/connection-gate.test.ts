@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Logger } from 'pino';
-import { ConnectionGate, type GateTicket } from '../../src/agent/connection-gate.js';
+import { ConnectionGate, type GateTicket } from '../../src/common/connection-gate.js';
 import { addressBlock, addressKey } from '../../src/common/addresses.js';
 import { LogLimiter } from '../../src/agent/log-limiter.js';
 

@@ -148,6 +148,9 @@ describe('event views', () => {
       agentVersion: '1.0.0',
       instanceKey: 'key',
       lastConnectedAt: '2026-01-01T00:00:00.000Z',
+      dialsOut: false,
+      approved: true,
+      facts: null,
       bootId: 'b'.repeat(64),
       toolchains: [],
     };
@@ -165,6 +168,9 @@ describe('event views', () => {
       agentVersion: '1.0.0',
       instanceKey: 'key',
       lastConnectedAt: '2026-01-01T00:00:00.000Z',
+      dialsOut: false,
+      approved: true,
+      facts: null,
     };
     assert.deepEqual(eventView('agent', agent), view);
     assert.equal(JSON.stringify(eventView('agent', agent)), JSON.stringify(view));

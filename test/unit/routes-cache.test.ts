@@ -46,6 +46,9 @@ const agentRow: AgentRow = {
   slots: 2,
   cores: null,
   createdAt: '2030-01-01T00:00:00.000Z',
+  agentId: null,
+  approved: true,
+  facts: null,
 };
 const entryBody = { outputs: [OBJECT, DEPFILE], stderr: STDERR, exitCode: 0, toolchain: TOOLCHAIN };
 

@@ -46,6 +46,9 @@ describe('routes: compile sessions', () => {
       slots: 4,
       cores: null,
       createdAt: '2030-01-01T00:00:00.000Z',
+      agentId: null,
+      approved: true,
+      facts: null,
     };
     api.agents.add(agent);
     const opened = await api.call('POST', '/api/v1/compile-sessions', {

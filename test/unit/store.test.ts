@@ -182,7 +182,14 @@ describe('sqlite store: settings, agents, extensions', () => {
       slots: null,
     };
     const added = store.addAgent(agent);
-    assert.deepEqual(added, { ...agent, cores: null, createdAt: T0 });
+    assert.deepEqual(added, {
+      ...agent,
+      cores: null,
+      createdAt: T0,
+      agentId: null,
+      approved: true,
+      facts: null,
+    });
     assert.throws(() => store.addAgent({ ...agent, host: 'other' }), code('CONFLICT', /"a1"/));
     store.addAgent({ ...agent, name: 'a0', tls: false, fingerprint: null, slots: 4, labels: [] });
     assert.deepEqual(

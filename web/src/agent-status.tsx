@@ -13,6 +13,7 @@ const WORDS: Record<AgentView['status'], { text: string; means: string }> = {
   unreachable: { text: 'unreachable', means: 'cannot connect; retrying with backoff' },
   refused: { text: 'refused', means: 'the agent refused this coordinator; see the error' },
   disabled: { text: 'offline', means: 'this coordinator is not connecting to agents now' },
+  pending: { text: 'pending approval', means: 'it joined with a token; an admin must approve it' },
 };
 
 /** `standby`: this coordinator is a backup standing by, which leaves the agents to the primary. */

@@ -23,4 +23,44 @@ export interface AgentView {
   /** This coordinator's instance key on the agent. */
   instanceKey: string | null;
   lastConnectedAt: string | null;
+  /**
+   * An agent that dials out to the coordinator (`muster agent --connect`): its address is where
+   * it last connected from. False: the coordinator dials it at its address.
+   */
+  dialsOut: boolean;
+  /** False while an agent that joined with a token waits for an admin (status `pending`). */
+  approved: boolean;
+  /** What an agent that dials out said of its machine when it last connected; null otherwise. */
+  facts: AgentFactsView | null;
+}
+
+export interface AgentFactsView {
+  hostname: string;
+  os: string;
+  arch: string;
+  cores: number;
+  memoryBytes: number;
+  compilers: string[];
+  agentVersion: string;
+}
+
+/** A join token as listed (GET /api/v1/agents/tokens): never its secret. */
+export interface JoinTokenView {
+  id: string;
+  labels: string[];
+  autoApprove: boolean;
+  /** ISO time; null: it does not expire. */
+  expiresAt: string | null;
+  expired: boolean;
+  createdBy: string;
+  createdAt: string;
+  /** Agents that joined with it. */
+  uses: number;
+}
+
+/** POST /api/v1/agents/tokens: the token itself, shown this once. */
+export interface CreatedJoinTokenView extends JoinTokenView {
+  token: string;
+  /** The command that starts an agent with it, for this coordinator's URL. */
+  command: string;
 }

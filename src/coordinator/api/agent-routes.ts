@@ -105,6 +105,22 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
     return viewNamed(ctx, row.name);
   });
 
+  // An agent that joined with a token works once an admin approves it.
+  app.post<{ Params: { name: string } }>('/api/v1/agents/:name/approve', async (request) => {
+    requireAdmin(request, ctx);
+    const name = request.params.name;
+    const row = ctx.store.transaction(() => {
+      const agent = ctx.store.getAgent(name);
+      if (agent === undefined) throw new MusterError('NOT_FOUND', `no agent named ${name}`);
+      if (agent.approved) return agent;
+      const approved = ctx.store.updateAgent(name, { approved: true });
+      recordAudit(ctx, request, 'agent.approve', name, { agentId: approved.agentId });
+      return approved;
+    });
+    ctx.agents.update(row);
+    return viewNamed(ctx, row.name);
+  });
+
   app.delete<{ Params: { name: string } }>('/api/v1/agents/:name', async (request, reply) => {
     requireAdmin(request, ctx);
     ctx.store.transaction(() => {

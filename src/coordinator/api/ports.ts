@@ -101,7 +101,9 @@ export type ApiStore = Pick<
   | 'setSetting'
   // agents, extensions, status
   | 'addAgent'
+  | 'getAgent'
   | 'updateAgent'
+  | 'joinTokens'
   | 'removeAgent'
   | 'listExtensions'
   | 'putExtension'

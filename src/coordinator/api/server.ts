@@ -5,6 +5,7 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { registerAgentRoutes } from './agent-routes.js';
+import { registerJoinTokenRoutes } from './join-token-routes.js';
 import { registerAuditRoutes } from './audit-routes.js';
 import { isApiPath, registerAuth } from './auth-routes.js';
 import { registerBlobRoutes } from './blob-routes.js';
@@ -124,6 +125,7 @@ export function buildServer(
   });
   registerAuth(app, ctx, deadlines);
   registerSystemRoutes(app, ctx);
+  registerJoinTokenRoutes(app, ctx);
   registerAgentRoutes(app, ctx);
   registerBlobRoutes(app, ctx);
   registerBuildRoutes(app, ctx);

@@ -92,7 +92,10 @@ export function buildSummary(build: BuildRow, tasks: TaskRow[]): BuildSummary {
 export function agentView(agent: AgentSnapshot): AgentView {
   return {
     name: agent.name,
-    address: `${agent.host.includes(':') ? `[${agent.host}]` : agent.host}:${agent.port}`,
+    // One that dials out: where it last connected from (it has no port to dial).
+    address: agent.dialsOut
+      ? agent.host
+      : `${agent.host.includes(':') ? `[${agent.host}]` : agent.host}:${agent.port}`,
     status: agent.status,
     slots: agent.slots,
     slotsFrom: agent.slotsFrom,
@@ -104,6 +107,9 @@ export function agentView(agent: AgentSnapshot): AgentView {
     agentVersion: agent.agentVersion,
     instanceKey: agent.instanceKey,
     lastConnectedAt: agent.lastConnectedAt,
+    dialsOut: agent.dialsOut,
+    approved: agent.approved,
+    facts: agent.facts,
   };
 }
 

@@ -4,7 +4,12 @@
  * jitter. Its status says where it is and, when it cannot get there, why in words.
  */
 import type { Logger } from 'pino';
-import { AgentClient, type LeaseInfo } from '../../protocol/client/agent-client.js';
+import {
+  AgentClient,
+  type AgentClientOptions,
+  type LeaseInfo,
+} from '../../protocol/client/agent-client.js';
+import type { AgentLink } from '../../protocol/client/agent-link.js';
 import type { Bundle } from '../../protocol/client/bundle.js';
 import { toolchainsOf } from './bundle-toolchains.js';
 import { MusterError } from '../../protocol/errors.js';
@@ -143,9 +148,57 @@ export class AgentConnection {
     );
   }
 
+  /** An agent that dials out (src/protocol/outbound.ts): this coordinator waits for it. */
+  get dialsOut(): boolean {
+    return this.row.agentId !== null;
+  }
+
   start(): void {
     this.stopped = false;
+    if (this.dialsOut) {
+      this.lastError = this.row.approved
+        ? 'the agent has not connected yet (it dials out to this coordinator)'
+        : 'the agent joined and waits for an admin to approve it';
+      this.setStatus(this.row.approved ? 'unreachable' : 'pending');
+      return;
+    }
     void this.connect();
+  }
+
+  /**
+   * A link an agent that dials out opened and authenticated (outbound-agents.ts): it replaces the
+   * connection there is, and goes on as a dialed one would (sync, lease, heartbeat).
+   */
+  async attach(link: AgentLink, options: AgentClientOptions): Promise<void> {
+    if (this.stopped || !this.row.approved) {
+      link.conn.close();
+      return;
+    }
+    const previous = this.client;
+    if (previous !== undefined) {
+      this.onClose(
+        previous,
+        new MusterError('CONNECTION_CLOSED', 'the agent connected again (a new link replaces it)'),
+      );
+      previous.close();
+    }
+    this.connecting = true;
+    this.setStatus('connecting');
+    try {
+      await this.adopt(AgentClient.over(link, options));
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  /** What a handshake with this agent says: where, with which key, as whom. */
+  clientOptions(): AgentClientOptions {
+    return clientOptionsFor(this.ctx.identity(), {
+      host: this.row.host,
+      port: this.row.port,
+      accessKey: this.row.accessKey,
+      tls: this.row.tls ? { fingerprint: this.row.fingerprint ?? '' } : false,
+    });
   }
 
   /** Gives the lease back at once (so another coordinator need not wait for it to expire), then stops. */
@@ -195,26 +248,20 @@ export class AgentConnection {
   private async connect(): Promise<void> {
     if (this.stopped || this.connecting) return;
     this.connecting = true;
-    const { host, port } = this.row;
     this.setStatus('connecting');
-    let client: AgentClient | undefined;
+    try {
+      await this.adopt(await AgentClient.connect(this.clientOptions()));
+    } catch (err) {
+      this.failed(err);
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  /** A client that completed its handshake: sync the bundle, take the lease, go to work. */
+  private async adopt(client: AgentClient): Promise<void> {
     try {
       const identity = this.ctx.identity();
-      client = await AgentClient.connect({
-        host,
-        port,
-        accessKey: this.row.accessKey,
-        tls: this.row.tls ? { fingerprint: this.row.fingerprint ?? '' } : false,
-        product: identity.product,
-        productVersion: identity.productVersion,
-        ...(identity.instanceId === undefined ? {} : { instanceId: identity.instanceId }),
-        instanceKey: identity.instanceKey,
-        ...(identity.holderId === undefined ? {} : { holderId: identity.holderId }),
-        ...(identity.leaseTerm === undefined
-          ? {}
-          : { clusterId: identity.clusterId, leaseTerm: identity.leaseTerm }),
-        connectTimeoutMs: 10_000,
-      });
       if (this.stopped) {
         client.close();
         return;
@@ -258,23 +305,23 @@ export class AgentConnection {
       this.ctx.log.info({ agent: this.name, instance: connected.instance.key }, 'agent connected');
       this.ctx.onReady(this);
     } catch (err) {
-      client?.close();
-      const error = err instanceof MusterError ? err : new MusterError('INTERNAL', String(err));
-      this.lastError = describe(error);
-      if (REFUSALS.has(error.code)) {
-        this.setStatus('refused');
-        this.ctx.log.warn(
-          { agent: this.name, code: error.code },
-          `agent refused: ${error.message}`,
-        );
-        // Still retried, slowly: the agent may be re-keyed or the setting corrected.
-        this.schedule(60_000);
-      } else {
-        this.setStatus('unreachable');
-        this.schedule(this.backoff.next());
-      }
-    } finally {
-      this.connecting = false;
+      client.close();
+      if (this.dialsOut) this.failed(err);
+      else throw err;
+    }
+  }
+
+  private failed(err: unknown): void {
+    const error = err instanceof MusterError ? err : new MusterError('INTERNAL', String(err));
+    this.lastError = describe(error);
+    if (REFUSALS.has(error.code)) {
+      this.setStatus('refused');
+      this.ctx.log.warn({ agent: this.name, code: error.code }, `agent refused: ${error.message}`);
+      // Still retried, slowly: the agent may be re-keyed or the setting corrected.
+      this.schedule(60_000);
+    } else {
+      this.setStatus('unreachable');
+      this.schedule(this.backoff.next());
     }
   }
 
@@ -361,7 +408,8 @@ export class AgentConnection {
   }
 
   private schedule(delayMs: number): void {
-    if (this.stopped) return;
+    // An agent that dials out comes back by itself.
+    if (this.stopped || this.dialsOut) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.connect(), delayMs);
     this.timer.unref();
@@ -372,6 +420,25 @@ export class AgentConnection {
     this.status = status;
     this.ctx.onStatus(this);
   }
+}
+
+/** The handshake's options for an agent at `target` under this coordinator's identity. */
+export function clientOptionsFor(
+  identity: Identity,
+  target: Pick<AgentClientOptions, 'host' | 'port' | 'accessKey' | 'tls'>,
+): AgentClientOptions {
+  return {
+    ...target,
+    product: identity.product,
+    productVersion: identity.productVersion,
+    ...(identity.instanceId === undefined ? {} : { instanceId: identity.instanceId }),
+    instanceKey: identity.instanceKey,
+    ...(identity.holderId === undefined ? {} : { holderId: identity.holderId }),
+    ...(identity.leaseTerm === undefined
+      ? {}
+      : { clusterId: identity.clusterId, leaseTerm: identity.leaseTerm }),
+    connectTimeoutMs: 10_000,
+  };
 }
 
 function describe(err: MusterError): string {

@@ -4,6 +4,7 @@
  * (api/views.ts); the pool knows nothing of views.
  */
 import type { AgentStatus } from '../../api/status.js';
+import type { AgentFacts } from '../../protocol/outbound.js';
 import type { AgentConnection } from './agent-connection.js';
 
 /**
@@ -28,6 +29,10 @@ export interface AgentSnapshot {
   agentVersion: string | null;
   instanceKey: string | null;
   lastConnectedAt: string | null;
+  /** Dials out (src/protocol/outbound.ts); host is where it last connected from. */
+  dialsOut: boolean;
+  approved: boolean;
+  facts: AgentFacts | null;
   /**
    * The agent's machine (sha256 of its kernel boot id, src/common/boot-id.ts) on the live
    * connection; null when unknown. Compile sessions compare it with the client's: an agent on
@@ -57,6 +62,9 @@ export function snapshotOf(c: AgentConnection): AgentSnapshot {
     agentVersion: c.client?.agentVersion ?? null,
     instanceKey: c.client?.instance.key ?? null,
     lastConnectedAt: c.lastConnectedAt,
+    dialsOut: c.dialsOut,
+    approved: c.row.approved,
+    facts: c.row.facts,
     bootId: c.bootId,
     toolchains: c.toolchains,
   };

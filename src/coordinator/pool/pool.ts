@@ -25,6 +25,11 @@ export class AgentPool {
 
   constructor(private readonly ctx: PoolContext) {}
 
+  /** Who this coordinator is to agents now (the handshake of an agent that dials out uses it). */
+  identity(): Identity {
+    return this.ctx.identity();
+  }
+
   /** Starts connecting to every agent loaded (see load). */
   start(): void {
     this.started = true;
@@ -65,6 +70,11 @@ export class AgentPool {
     const connection = this.connections.get(row.name);
     if (connection) {
       connection.row = row;
+      // An agent that dials out, approved now: waiting for it, no longer for an admin.
+      if (connection.dialsOut && row.approved && connection.status === 'pending') {
+        connection.start();
+        return;
+      }
       this.ctx.onChange(snapshotOf(connection));
     }
   }

@@ -466,4 +466,32 @@ export const migrations: readonly Migration[] = [
         BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('audit', json_array(OLD.id)); END;
     `,
   },
+  {
+    version: 9,
+    name: 'agents that dial out: their id, approval and facts; join tokens',
+    // agent_id: the id an agent that dials out connects with (null: an agent this coordinator
+    // dials, at host:port). approved: 0 while an agent that joined waits for an admin. facts:
+    // JSON of what the agent said of its machine at its last connect (src/protocol/outbound.ts).
+    // join_tokens: what admits a new agent that dials out; the secret is kept (each agent's key
+    // is derived from it and the agent's id, see outbound.ts) and never replicated: only a
+    // primary admits new agents. expires_at: ISO time, or null for a token that does not expire.
+    sql: `
+      ALTER TABLE agents ADD COLUMN agent_id TEXT;
+      ALTER TABLE agents ADD COLUMN approved INTEGER NOT NULL DEFAULT 1 CHECK (approved IN (0, 1));
+      ALTER TABLE agents ADD COLUMN facts TEXT;
+      -- NULLs are distinct in a UNIQUE index: every dialed agent has one.
+      CREATE UNIQUE INDEX agents_agent_id ON agents (agent_id);
+
+      CREATE TABLE join_tokens (
+        id           TEXT PRIMARY KEY,
+        secret       TEXT NOT NULL,
+        labels       TEXT NOT NULL,
+        auto_approve INTEGER NOT NULL CHECK (auto_approve IN (0, 1)),
+        expires_at   TEXT,
+        created_by   TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        uses         INTEGER NOT NULL DEFAULT 0
+      );
+    `,
+  },
 ];

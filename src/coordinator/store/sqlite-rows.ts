@@ -2,6 +2,7 @@
  * Rows as SQLite returns them (snake_case, JSON as text, booleans as 0/1) and their conversion to
  * the rows the rest of the coordinator sees (types.ts). Only the SQLite store uses this file.
  */
+import type { AgentFacts } from '../../protocol/outbound.js';
 import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type {
   AgentRow,
@@ -46,6 +47,9 @@ export interface AgentSql {
   slots: number | null;
   created_at: string;
   cores: number | null;
+  agent_id: string | null;
+  approved: 0 | 1;
+  facts: string | null;
 }
 
 export interface ExtensionSql {
@@ -148,6 +152,9 @@ export function toAgent(row: AgentSql): AgentRow {
     slots: row.slots,
     cores: row.cores,
     createdAt: row.created_at,
+    agentId: row.agent_id,
+    approved: row.approved === 1,
+    facts: row.facts === null ? null : (JSON.parse(row.facts) as AgentFacts),
   };
 }
 

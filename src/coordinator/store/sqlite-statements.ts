@@ -28,6 +28,9 @@ export const agentPatch = {
   fingerprint: 'fingerprint',
   accessKey: 'access_key',
   cores: 'cores',
+  host: 'host',
+  approved: 'approved',
+  facts: 'facts',
 } as const;
 
 export const buildPatch = {
@@ -118,11 +121,14 @@ export function prepareStatements(db: Database.Database) {
 
     // agents
     insertAgent: one<AgentSql>(
-      `INSERT INTO agents (name, host, port, access_key, fingerprint, tls, labels, slots, created_at)
-       VALUES (@name, @host, @port, @accessKey, @fingerprint, @tls, @labels, @slots, @createdAt)
+      `INSERT INTO agents (name, host, port, access_key, fingerprint, tls, labels, slots, created_at,
+                           agent_id, approved, facts)
+       VALUES (@name, @host, @port, @accessKey, @fingerprint, @tls, @labels, @slots, @createdAt,
+               @agentId, @approved, @facts)
        ON CONFLICT (name) DO NOTHING RETURNING *`,
     ),
     agentByName: db.prepare<[string], AgentSql>('SELECT * FROM agents WHERE name = ?'),
+    agentByAgentId: db.prepare<[string], AgentSql>('SELECT * FROM agents WHERE agent_id = ?'),
     listAgents: db.prepare<[], AgentSql>('SELECT * FROM agents ORDER BY name'),
     updateAgent: one<AgentSql>(
       `UPDATE agents SET ${setClause(agentPatch)} WHERE name = @name RETURNING *`,

@@ -34,6 +34,7 @@ import {
   type Statements,
 } from './sqlite-statements.js';
 import { AuditStore } from './audit.js';
+import { JoinTokenStore } from './join-tokens.js';
 import { BackupsStore } from './backups.js';
 import { CacheStore } from './cache.js';
 import { HaStateStore } from './ha-state.js';
@@ -42,6 +43,8 @@ import type { Store } from './store.js';
 import { MAX_SESSION_TASKS } from './types.js';
 import type {
   AgentRow,
+  AgentChanges,
+  NewAgent,
   ApiToken,
   AttemptRow,
   BuildRow,
@@ -93,6 +96,7 @@ class SqliteStore implements Store {
   readonly ha: HaStateStore;
   readonly cache: CacheStore;
   readonly audit: AuditStore;
+  readonly joinTokens: JoinTokenStore;
 
   constructor(
     private readonly db: Database.Database,
@@ -107,6 +111,7 @@ class SqliteStore implements Store {
     this.ha = new HaStateStore(db);
     this.cache = new CacheStore(db, (fn) => this.transaction(fn), now);
     this.audit = new AuditStore(db, (fn) => this.transaction(fn), now, auditMaxRows);
+    this.joinTokens = new JoinTokenStore(db, now);
   }
 
   transaction<T>(fn: () => T): T {
@@ -217,7 +222,7 @@ class SqliteStore implements Store {
 
   // agents
 
-  addAgent(agent: Omit<AgentRow, 'createdAt' | 'cores'>): AgentRow {
+  addAgent(agent: NewAgent): AgentRow {
     const row = this.sql.insertAgent.get({
       name: agent.name,
       host: agent.host,
@@ -228,6 +233,9 @@ class SqliteStore implements Store {
       labels: JSON.stringify(agent.labels),
       slots: agent.slots,
       createdAt: this.stamp(),
+      agentId: agent.agentId ?? null,
+      approved: (agent.approved ?? true) ? 1 : 0,
+      facts: agent.facts ? JSON.stringify(agent.facts) : null,
     });
     if (row === undefined) {
       throw new MusterError('CONFLICT', `An agent named "${agent.name}" exists.`);
@@ -240,19 +248,23 @@ class SqliteStore implements Store {
     return row && toAgent(row);
   }
 
+  getAgentByAgentId(agentId: string): AgentRow | undefined {
+    const row = this.sql.agentByAgentId.get(agentId);
+    return row && toAgent(row);
+  }
+
   listAgents(): AgentRow[] {
     return this.sql.listAgents.all().map(toAgent);
   }
 
-  updateAgent(
-    name: string,
-    changes: Partial<Pick<AgentRow, 'labels' | 'slots' | 'fingerprint' | 'accessKey' | 'cores'>>,
-  ): AgentRow {
+  updateAgent(name: string, changes: AgentChanges): AgentRow {
     const row = this.sql.updateAgent.get({
       name,
       ...patchParams(agentPatch, {
         ...changes,
         labels: changes.labels && JSON.stringify(changes.labels),
+        approved: changes.approved === undefined ? undefined : changes.approved ? 1 : 0,
+        facts: changes.facts && JSON.stringify(changes.facts),
       }),
     });
     if (row === undefined) throw new MusterError('NOT_FOUND', `No agent named "${name}".`);

@@ -5,12 +5,15 @@
  */
 import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type { AuditStore } from './audit.js';
+import type { JoinTokenStore } from './join-tokens.js';
 import type { BackupsStore } from './backups.js';
 import type { CacheStore } from './cache.js';
 import type { HaStateStore } from './ha-state.js';
 import type { ReplicationStore } from './replication.js';
 import type {
   AgentRow,
+  AgentChanges,
+  NewAgent,
   ApiToken,
   AttemptRow,
   BuildRow,
@@ -35,6 +38,8 @@ export interface Store {
   readonly cache: CacheStore;
   /** The audit log of administrative changes, bounded (see audit.ts). */
   readonly audit: AuditStore;
+  /** The tokens that admit new agents that dial out (see join-tokens.ts; not replicated). */
+  readonly joinTokens: JoinTokenStore;
   /** Runs fn in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -61,13 +66,12 @@ export interface Store {
   listSettings(): Record<string, unknown>;
 
   // agents
-  addAgent(agent: Omit<AgentRow, 'createdAt' | 'cores'>): AgentRow;
+  addAgent(agent: NewAgent): AgentRow;
   getAgent(name: string): AgentRow | undefined;
+  /** The agent that dials out with this id (src/protocol/outbound.ts). */
+  getAgentByAgentId(agentId: string): AgentRow | undefined;
   listAgents(): AgentRow[];
-  updateAgent(
-    name: string,
-    changes: Partial<Pick<AgentRow, 'labels' | 'slots' | 'fingerprint' | 'accessKey' | 'cores'>>,
-  ): AgentRow;
+  updateAgent(name: string, changes: AgentChanges): AgentRow;
   removeAgent(name: string): boolean;
 
   // extensions (one row per name: adding a new version replaces the old)
@@ -190,6 +194,8 @@ export interface Store {
 
 export type {
   AgentRow,
+  AgentChanges,
+  NewAgent,
   ApiToken,
   AttemptRow,
   BuildRow,

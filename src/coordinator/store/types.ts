@@ -1,4 +1,5 @@
 /** Rows of the coordinator's state, as the rest of the coordinator sees them (never SQL). */
+import type { AgentFacts } from '../../protocol/outbound.js';
 import type { AttemptStatus, BuildStatus, Role, TaskStatus } from '../../api/status.js';
 import type { BuildFile, Plan } from '../../api/plan/types.js';
 
@@ -35,7 +36,28 @@ export interface AgentRow {
   /** The cores the agent reported when it last connected (null: never connected). */
   cores: number | null;
   createdAt: string;
+  /**
+   * An agent that dials out (src/protocol/outbound.ts): the id it connects with; null for an
+   * agent this coordinator dials at host:port. For one that dials out, host is the address it
+   * last connected from and port 0.
+   */
+  agentId: string | null;
+  /** False while an agent that joined with a token waits for an admin's approval. */
+  approved: boolean;
+  /** What an agent that dials out said of its machine when it last connected. */
+  facts: AgentFacts | null;
 }
+
+/** An agent as added: what the store fills in itself left out; outbound fields optional. */
+export type NewAgent = Omit<AgentRow, 'createdAt' | 'cores' | 'agentId' | 'approved' | 'facts'> &
+  Partial<Pick<AgentRow, 'agentId' | 'approved' | 'facts'>>;
+
+export type AgentChanges = Partial<
+  Pick<
+    AgentRow,
+    'labels' | 'slots' | 'fingerprint' | 'accessKey' | 'cores' | 'host' | 'approved' | 'facts'
+  >
+>;
 
 export interface ExtensionRow {
   name: string;

@@ -91,6 +91,11 @@ export class AgentClient {
     return new AgentClient(await openAgentLink(options), options);
   }
 
+  /** A client on a link opened another way (an agent that dialed out: openAgentLinkOver). */
+  static over(link: AgentLink, options: AgentClientOptions): AgentClient {
+    return new AgentClient(link, options);
+  }
+
   get closed(): boolean {
     return this.conn.isClosed;
   }

@@ -48,9 +48,10 @@ export async function handshake(
   options: AgentClientOptions,
   /** The protocol versions to offer (tests offer impossible ones). */
   offer: { min: number; max: number } = { min: PROTOCOL_MIN, max: PROTOCOL_MAX },
+  /** The TLS session's keying material, when the link runs over a stream on top of TLS. */
+  binding: string = channelBinding(conn.socket),
 ): Promise<HandshakeResult> {
   const clientNonce = newNonce();
-  const binding = channelBinding(conn.socket);
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
     let step: 'challenge' | 'ready' = 'challenge';

@@ -7,7 +7,7 @@
  * whole table within the few milliseconds its handshake takes, instead of just keeping the table
  * full. A connection leaves the gate when it authenticates or closes.
  */
-import { addressKey } from '../common/addresses.js';
+import { addressKey } from './addresses.js';
 
 export interface GateLimits {
   /** Unauthenticated connections in all. */

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import type { AgentView, CreatedJoinTokenView, JoinTokenView } from '../../src/api/views/agents.js';
 import type { AuditView } from '../../src/api/views/audit.js';
 import type { BuildView } from '../../src/api/views/builds.js';
@@ -189,6 +190,66 @@ describe('an agent that dials out', () => {
     );
     await stranger.kill();
     assert.equal((await agents(primary)).length, 1);
+  });
+
+  it('answers upgrades it cannot check with an error, and a forged key gets nowhere', async () => {
+    const facts = JSON.stringify({
+      hostname: 'forger',
+      os: 'linux',
+      arch: 'x64',
+      cores: 1,
+      memoryBytes: 1,
+      agentVersion: '0',
+    });
+    const agentId = '5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f';
+    const attempt = (path: string, headers: Record<string, string>, to = primary) =>
+      new Promise<{ status?: number; closed?: number }>((resolve) => {
+        // The test certificate is trusted through NODE_EXTRA_CA_CERTS (scripts/run-tests.js).
+        const ws = new WebSocket(`${to.url.replace('https', 'wss')}${path}`, { headers });
+        ws.on('unexpected-response', (_req, res) => {
+          resolve({ status: res.statusCode ?? 0 });
+          ws.terminate();
+        });
+        // Past the upgrade: a frame that is no Muster frame, where the proof should come.
+        ws.on('open', () => ws.send(Buffer.alloc(64, 0xff)));
+        ws.on('close', (code) => resolve({ closed: code }));
+        ws.on('error', () => undefined);
+      });
+    assert.deepEqual(await attempt('/api/v1/agents/elsewhere', {}), { status: 404 });
+    assert.deepEqual(await attempt('/api/v1/agents/connect', { 'muster-agent-facts': facts }), {
+      status: 400,
+    });
+    assert.deepEqual(
+      await attempt('/api/v1/agents/connect', {
+        'muster-agent-id': agentId,
+        'muster-agent-facts': '{"hostname": 1}',
+      }),
+      { status: 400 },
+    );
+    assert.deepEqual(
+      await attempt('/api/v1/agents/connect', {
+        'muster-agent-id': agentId,
+        'muster-agent-facts': facts,
+      }),
+      { status: 403 },
+    );
+    // The token's id is not a secret: without the secret the handshake fails, nothing joins.
+    const forged = await attempt('/api/v1/agents/connect', {
+      'muster-agent-id': agentId,
+      'muster-agent-facts': facts,
+      'muster-join-token': token.id,
+    });
+    assert.ok(forged.closed !== undefined, JSON.stringify(forged));
+    assert.equal((await agents(primary)).length, 1);
+    // A backup standing by takes no agents.
+    assert.deepEqual(
+      await attempt(
+        '/api/v1/agents/connect',
+        { 'muster-agent-id': agentId, 'muster-agent-facts': facts },
+        backup,
+      ),
+      { status: 503 },
+    );
   });
 
   it('runs builds once approved (muster agents approve)', async () => {

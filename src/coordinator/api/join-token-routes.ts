@@ -29,9 +29,7 @@ export function registerJoinTokenRoutes(app: FastifyInstance, ctx: ApiContext): 
     const body = parse(createJoinTokenBody, request.body, 'join token');
     const expires = body.expires ?? DEFAULT_EXPIRY;
     const expiresAt =
-      expires === 'never'
-        ? null
-        : new Date(Date.now() + parseDuration(expires, 'expires')).toISOString();
+      expires === 'never' ? null : new Date(Date.now() + lifetime(expires)).toISOString();
     const token = newJoinToken();
     const row = ctx.store.transaction(() => {
       const created = ctx.store.joinTokens.create({
@@ -74,6 +72,18 @@ export function registerJoinTokenRoutes(app: FastifyInstance, ctx: ApiContext): 
     });
     return reply.code(204).send();
   });
+}
+
+/** `expires` as milliseconds: a duration with a unit, above zero. */
+function lifetime(expires: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(expires, 'expires');
+  } catch (err) {
+    throw new MusterError('VALIDATION_FAILED', (err as Error).message);
+  }
+  if (ms <= 0) throw new MusterError('VALIDATION_FAILED', 'expires must be above zero (or never)');
+  return ms;
 }
 
 function joinTokenView(row: JoinTokenRow, now: number): JoinTokenView {

@@ -1,0 +1,259 @@
+/**
+ * Agents that dial out, below the end-to-end test (test/e2e/agent-dial-out.test.ts): the join
+ * token's format and the key derived from it, automatic labels, the join-token store, the
+ * agent's --connect options, and the routes (tokens, approve) with a real store.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import type { AgentView, CreatedJoinTokenView } from '../../src/api/views/agents.js';
+import { compileAgentOptions } from '../../src/agent/options.js';
+import { automaticLabels, relabel } from '../../src/coordinator/pool/agent-labels.js';
+import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
+import {
+  formatJoinToken,
+  joinKey,
+  newJoinToken,
+  parseJoinToken,
+  type AgentFacts,
+} from '../../src/protocol/outbound.js';
+import { MusterError } from '../../src/protocol/errors.js';
+import { backupHa, testApi, type TestApi } from '../helpers/api-context.js';
+
+const FACTS: AgentFacts = {
+  hostname: 'build-7',
+  os: 'linux',
+  arch: 'x64',
+  cores: 8,
+  memoryBytes: 16 * 1024 ** 3,
+  compilers: ['gcc-12', 'clang-16'],
+  agentVersion: '0.1.0',
+};
+const AGENT_ID = '0b7d6c1e-6a57-4c8e-9d4b-1f2e3a4b5c6d';
+
+describe('join tokens', () => {
+  it('round-trip through their text form; anything else is not one', () => {
+    const token = newJoinToken();
+    assert.match(token.token, /^mjt_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+    assert.deepEqual(parseJoinToken(`  ${token.token}\n`), { id: token.id, secret: token.secret });
+    assert.equal(formatJoinToken(token), token.token);
+    for (const bad of ['', 'mjt_', `mjt_${token.id}`, token.token.slice(0, -1), `x${token.token}`])
+      assert.equal(parseJoinToken(bad), undefined, bad);
+  });
+
+  it('derive a key per agent that only the token makes', () => {
+    const { secret } = newJoinToken();
+    const key = joinKey(secret, AGENT_ID);
+    assert.match(key, /^[0-9a-f]{64}$/);
+    assert.equal(joinKey(secret, AGENT_ID), key);
+    assert.notEqual(joinKey(secret, AGENT_ID.replace('0b', '1b')), key);
+    assert.notEqual(joinKey(newJoinToken().secret, AGENT_ID), key);
+  });
+});
+
+describe('automatic labels', () => {
+  it("name the agent's OS, architecture, cores, memory and compilers", () => {
+    assert.deepEqual(automaticLabels(FACTS), [
+      'linux',
+      'x64',
+      'cores-8',
+      'memory-16g',
+      'gcc-12',
+      'gcc',
+      'clang-16',
+      'clang',
+    ]);
+  });
+
+  it('give way to the new facts and keep the labels an admin or the token gave', () => {
+    const first = relabel(['pool-a'], null, FACTS);
+    assert.deepEqual(first.slice(0, 2), ['pool-a', 'linux']);
+    const upgraded = relabel(first, FACTS, { ...FACTS, cores: 16, compilers: ['gcc-13'] });
+    assert.ok(upgraded.includes('pool-a'));
+    assert.ok(upgraded.includes('cores-16') && !upgraded.includes('cores-8'));
+    assert.ok(upgraded.includes('gcc-13') && !upgraded.includes('gcc-12'));
+    assert.ok(!upgraded.includes('clang'));
+  });
+});
+
+describe('the join-token store', () => {
+  it('keeps tokens until they expire or are revoked, and counts their uses', () => {
+    let now = new Date('2030-01-01T00:00:00.000Z');
+    const store = openSqliteStore(':memory:', { now: () => now });
+    const base = { secret: 's'.repeat(43), labels: ['a'], autoApprove: false, createdBy: 'admin' };
+    store.joinTokens.create({ ...base, id: '0000000000000001', expiresAt: null });
+    store.joinTokens.create({
+      ...base,
+      id: '0000000000000002',
+      expiresAt: '2030-01-01T01:00:00.000Z',
+    });
+    assert.equal(store.joinTokens.valid('0000000000000002')?.labels[0], 'a');
+    store.joinTokens.noteUse('0000000000000001');
+    assert.equal(store.joinTokens.get('0000000000000001')?.uses, 1);
+    now = new Date('2030-01-01T01:00:00.000Z');
+    assert.equal(store.joinTokens.valid('0000000000000002'), undefined);
+    assert.ok(store.joinTokens.valid('0000000000000001'));
+    assert.equal(store.joinTokens.removeExpired(), 1);
+    assert.equal(store.joinTokens.revoke('0000000000000001'), true);
+    assert.equal(store.joinTokens.revoke('0000000000000001'), false);
+    assert.deepEqual(store.joinTokens.list(), []);
+    store.close();
+  });
+
+  it('finds an agent by the id it dials with; two agents cannot share one', () => {
+    const store = openSqliteStore(':memory:');
+    const agent = {
+      host: '10.0.0.9',
+      port: 0,
+      accessKey: 'k'.repeat(64),
+      fingerprint: null,
+      tls: true,
+      labels: [],
+      slots: null,
+    };
+    store.addAgent({ ...agent, name: 'b7', agentId: AGENT_ID, approved: false, facts: FACTS });
+    assert.equal(store.getAgentByAgentId(AGENT_ID)?.name, 'b7');
+    assert.deepEqual(store.getAgentByAgentId(AGENT_ID)?.facts, FACTS);
+    assert.equal(store.getAgentByAgentId(AGENT_ID)?.approved, false);
+    assert.throws(() => store.addAgent({ ...agent, name: 'b8', agentId: AGENT_ID }));
+    // Dialed agents have none, and there may be many of them.
+    store.addAgent({ ...agent, name: 'd1' });
+    store.addAgent({ ...agent, name: 'd2' });
+    assert.equal(store.updateAgent('b7', { approved: true }).approved, true);
+    store.close();
+  });
+});
+
+describe('muster agent --connect', () => {
+  const refused = (options: Parameters<typeof compileAgentOptions>[0], message: RegExp) =>
+    assert.throws(
+      () => compileAgentOptions(options),
+      (err: unknown) =>
+        err instanceof MusterError && err.code === 'INVALID_CONFIG' && message.test(err.message),
+    );
+
+  it('dials out instead of listening, unless --listen is given too', () => {
+    const token = newJoinToken().token;
+    const out = compileAgentOptions({ connect: 'https://coord.example:7443/x', joinToken: token });
+    assert.equal(out.listens, false);
+    assert.equal(out.connect?.url, 'https://coord.example:7443');
+    assert.equal(out.connect?.joinToken?.id, parseJoinToken(token)?.id);
+    const both = compileAgentOptions({ connect: 'https://c:1', listen: '127.0.0.1:0' });
+    assert.equal(both.listens, true);
+    assert.equal(compileAgentOptions({}).listens, true);
+  });
+
+  it('refuses what cannot work, saying why', () => {
+    refused({ connect: 'not a url' }, /not a URL/);
+    refused({ connect: 'coord:7443' }, /https:\/\//);
+    refused({ connect: 'ftp://coord:7443' }, /https:\/\//);
+    refused({ connect: 'https://c:1', joinToken: 'secret' }, /not a join token/);
+    refused({ joinToken: newJoinToken().token }, /needs --connect/);
+    refused(
+      { connect: 'https://c:1', joinToken: newJoinToken().token, joinTokenFile: '/t' },
+      /not both/,
+    );
+  });
+});
+
+describe('routes: join tokens and approval', () => {
+  let api: TestApi | undefined;
+  afterEach(async () => {
+    await api?.close();
+    api = undefined;
+  });
+
+  it('create a token shown once, list it without its secret, revoke it; admins only', async () => {
+    api = await testApi();
+    const created = await api.call('POST', '/api/v1/agents/tokens', {
+      token: api.admin,
+      body: { labels: ['gpu'], autoApprove: true, expires: '2h' },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const view = created.body as CreatedJoinTokenView;
+    const secret = parseJoinToken(view.token)?.secret ?? '';
+    assert.equal(view.autoApprove, true);
+    assert.deepEqual(view.labels, ['gpu']);
+    assert.match(view.command, /^muster agent --connect http:\/\/\S+ --join-token mjt_/);
+    const expiresIn = Date.parse(view.expiresAt ?? '') - Date.now();
+    assert.ok(expiresIn > 7_000_000 && expiresIn <= 7_200_000, String(expiresIn));
+
+    const listed = await api.call('GET', '/api/v1/agents/tokens', { token: api.admin });
+    assert.equal(listed.status, 200);
+    assert.ok(!JSON.stringify(listed.body).includes(secret));
+    assert.equal((listed.body as unknown[]).length, 1);
+    const audit = api.store.audit.list();
+    assert.equal(audit[0]?.action, 'token.create');
+    assert.ok(!JSON.stringify(audit).includes(secret));
+
+    for (const [method, path] of [
+      ['GET', '/api/v1/agents/tokens'],
+      ['POST', '/api/v1/agents/tokens'],
+      ['DELETE', `/api/v1/agents/tokens/${view.id}`],
+    ] as const)
+      assert.equal((await api.call(method, path, { token: api.viewer, body: {} })).status, 403);
+
+    const bare = await api.call('POST', '/api/v1/agents/tokens', { token: api.admin, body: {} });
+    assert.equal((bare.body as CreatedJoinTokenView).autoApprove, false);
+    const never = await api.call('POST', '/api/v1/agents/tokens', {
+      token: api.admin,
+      body: { expires: 'never' },
+    });
+    assert.equal((never.body as CreatedJoinTokenView).expiresAt, null);
+    const bad = await api.call('POST', '/api/v1/agents/tokens', {
+      token: api.admin,
+      body: { expires: '30' },
+    });
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    const zero = await api.call('POST', '/api/v1/agents/tokens', {
+      token: api.admin,
+      body: { expires: '0s' },
+    });
+    assert.equal(zero.status, 400, JSON.stringify(zero.body));
+
+    const revoked = await api.call('DELETE', `/api/v1/agents/tokens/${view.id}`, {
+      token: api.admin,
+    });
+    assert.equal(revoked.status, 204);
+    const again = await api.call('DELETE', `/api/v1/agents/tokens/${view.id}`, {
+      token: api.admin,
+    });
+    assert.equal(again.status, 404);
+    assert.equal(api.store.audit.list()[0]?.action, 'token.revoke');
+  });
+
+  it('approve a pending agent once, audited; 404 for none; a backup refuses', async () => {
+    api = await testApi();
+    api.store.addAgent({
+      name: 'b7',
+      host: '10.0.0.9',
+      port: 0,
+      accessKey: 'k'.repeat(64),
+      fingerprint: null,
+      tls: true,
+      labels: [],
+      slots: null,
+      agentId: AGENT_ID,
+      approved: false,
+      facts: FACTS,
+    });
+    const approved = await api.call('POST', '/api/v1/agents/b7/approve', { token: api.admin });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    assert.equal(api.store.getAgent('b7')?.approved, true);
+    const view = approved.body as AgentView | undefined;
+    if (view !== undefined) assert.equal(view.name, 'b7');
+    await api.call('POST', '/api/v1/agents/b7/approve', { token: api.admin });
+    assert.equal(api.store.audit.list({ action: 'agent.approve' }).length, 1);
+    assert.equal(
+      (await api.call('POST', '/api/v1/agents/none/approve', { token: api.admin })).status,
+      404,
+    );
+    assert.equal(
+      (await api.call('POST', '/api/v1/agents/b7/approve', { token: api.viewer })).status,
+      403,
+    );
+    await api.close();
+    api = await testApi(() => ({ ha: backupHa('backup-active', 'https://primary:7443') }));
+    const onBackup = await api.call('POST', '/api/v1/agents/b7/approve', { token: api.admin });
+    assert.equal((onBackup.body as { error: { code: string } }).error.code, 'READ_ONLY');
+  });
+});

@@ -25,11 +25,16 @@ export async function spawnDaemon(
   options: {
     env?: NodeJS.ProcessEnv;
     nodeArgs?: string[];
+    /** The program to run instead of this Node with the bundled CLI (a release's bin/muster). */
+    command?: string;
     isReady(entry: Record<string, unknown>): boolean;
     timeoutMs?: number;
   },
 ): Promise<Daemon> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cliPath, ...args], {
+  const [program, programArgs] = options.command
+    ? [options.command, args]
+    : [process.execPath, [...(options.nodeArgs ?? []), cliPath, ...args]];
+  const child = spawn(program, programArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });

@@ -90,6 +90,8 @@ function sqliteAddon(stage, node, cacheDir) {
         PATH: `${join(node, 'bin')}${delimiter}${process.env.PATH ?? ''}`,
         npm_config_nodedir: node,
         npm_config_build_from_source: 'true',
+        // node-gyp's make: SQLite and the binding are two compiles, side by side.
+        JOBS: 'max',
       },
     });
     const built = join(moduleDir, 'build/Release/better_sqlite3.node');

@@ -87,7 +87,7 @@ function forbid(...patterns) {
 }
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.muster/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.muster/**', 'release/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

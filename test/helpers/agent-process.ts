@@ -84,7 +84,14 @@ export async function removeTaskUsers(dirs: Iterable<string>): Promise<void> {
 }
 
 export async function startAgent(
-  options: { dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv; listen?: string } = {},
+  options: {
+    dataDir?: string;
+    args?: string[];
+    env?: NodeJS.ProcessEnv;
+    listen?: string;
+    /** The program to run instead of this Node with the bundled CLI (a release's bin/muster). */
+    command?: string;
+  } = {},
 ): Promise<StartedAgent> {
   const dataDir = options.dataDir ?? (await makeTempDir());
   dataDirs.add(dataDir);
@@ -97,7 +104,11 @@ export async function startAgent(
       dataDir,
       ...(options.args ?? []),
     ],
-    { ...(options.env ? { env: options.env } : {}), isReady: (entry) => entry.msg === 'listening' },
+    {
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.command ? { command: options.command } : {}),
+      isReady: (entry) => entry.msg === 'listening',
+    },
   );
   hold(dataDir);
   let released = false;

@@ -22,9 +22,19 @@ export interface CliRun extends Promise<CliResult> {
 /** Runs the CLI with only the given environment on top of PATH/HOME; killed after timeoutMs. */
 export function runCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    input?: string;
+    timeoutMs?: number;
+    /** The program to run instead of this Node with the bundled CLI (a release's bin/muster). */
+    command?: string;
+  } = {},
 ): CliRun {
-  const child = spawn(process.execPath, [cliPath, ...args], {
+  const [program, programArgs] = options.command
+    ? [options.command, args]
+    : [process.execPath, [cliPath, ...args]];
+  const child = spawn(program, programArgs, {
     cwd: options.cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -61,6 +61,8 @@ export async function startCoordinator(
     /** Log in as admin at start (default); a fresh backup has no users yet. */
     login?: boolean;
     listen?: string;
+    /** The program to run instead of this Node with the bundled CLI (a release's bin/muster). */
+    command?: string;
   } = {},
 ): Promise<StartedCoordinator> {
   const dataDir = options.dataDir ?? (await makeTempDir('muster-coord-'));
@@ -80,6 +82,7 @@ export async function startCoordinator(
     ],
     {
       env: { MUSTER_ADMIN_PASSWORD: ADMIN_PASSWORD, ...options.env },
+      ...(options.command ? { command: options.command } : {}),
       isReady: (entry) => entry.msg === 'listening' && typeof entry.url === 'string',
     },
   );

@@ -27,13 +27,19 @@ export async function spawnDaemon(
     nodeArgs?: string[];
     /** Runs node through this command (e.g. `ip netns exec NAME`), which must exec it. */
     wrapper?: string[];
+    /** The program to run instead of this Node with the bundled CLI (a release's bin/muster). */
+    command?: string;
     isReady(entry: Record<string, unknown>): boolean;
     timeoutMs?: number;
   },
 ): Promise<Daemon> {
-  const argv = [process.execPath, ...(options.nodeArgs ?? []), cliPath, ...args];
-  const [command, ...rest] = [...(options.wrapper ?? []), ...argv];
-  const child = spawn(command!, rest, {
+  const [program, ...programArgs] = [
+    ...(options.wrapper ?? []),
+    ...(options.command
+      ? [options.command, ...args]
+      : [process.execPath, ...(options.nodeArgs ?? []), cliPath, ...args]),
+  ];
+  const child = spawn(program!, programArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });

@@ -34,6 +34,7 @@ import {
   type Statements,
 } from './sqlite-statements.js';
 import { AuditStore } from './audit.js';
+import { SecretsStore } from './secrets.js';
 import { BackupsStore } from './backups.js';
 import { CacheStore } from './cache.js';
 import { HaStateStore } from './ha-state.js';
@@ -93,6 +94,7 @@ class SqliteStore implements Store {
   readonly ha: HaStateStore;
   readonly cache: CacheStore;
   readonly audit: AuditStore;
+  readonly secrets: SecretsStore;
 
   constructor(
     private readonly db: Database.Database,
@@ -107,6 +109,7 @@ class SqliteStore implements Store {
     this.ha = new HaStateStore(db);
     this.cache = new CacheStore(db, (fn) => this.transaction(fn), now);
     this.audit = new AuditStore(db, (fn) => this.transaction(fn), now, auditMaxRows);
+    this.secrets = new SecretsStore(db);
   }
 
   transaction<T>(fn: () => T): T {

@@ -5,6 +5,7 @@
  */
 import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type { AuditStore } from './audit.js';
+import type { SecretsStore } from './secrets.js';
 import type { BackupsStore } from './backups.js';
 import type { CacheStore } from './cache.js';
 import type { HaStateStore } from './ha-state.js';
@@ -35,6 +36,8 @@ export interface Store {
   readonly cache: CacheStore;
   /** The audit log of administrative changes, bounded (see audit.ts). */
   readonly audit: AuditStore;
+  /** Secrets, their values sealed (see secrets.ts; the key is not in the store). */
+  readonly secrets: SecretsStore;
   /** Runs fn in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T;
   close(): void;

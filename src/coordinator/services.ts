@@ -63,6 +63,15 @@ export async function createServices(
   // A primary makes its key at its first start; a backup adopts its primary's (replicator.ts).
   const secretKey = await SecretKey.open(options.dataDir, options.backupOf === undefined);
   const secrets = new Secrets(store, secretKey);
+  if (options.backupOf === undefined) {
+    // A data dir restored without its key file: a new key was made, and these cannot be read.
+    const unreadable = secrets.list().filter((s) => s.keyId !== secretKey.id);
+    if (unreadable.length > 0)
+      log.warn(
+        { secrets: unreadable.map((s) => s.name), keyId: secretKey.id },
+        'secrets encrypted with another key than secrets.key cannot be read: restore that key file, or set them again',
+      );
+  }
   return {
     options,
     log,

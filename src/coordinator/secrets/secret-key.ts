@@ -125,7 +125,7 @@ export class SecretKey {
     if (this.key === undefined)
       throw new MusterError(
         'SECRET_UNREADABLE',
-        'this coordinator has no secrets key (a backup receives its primary’s while it replicates)',
+        "this coordinator has no secrets key (a backup receives its primary's while it replicates)",
       );
     return this.key;
   }

@@ -9,7 +9,11 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import { pino } from 'pino';
 import { parsePlan } from '../../src/api/plan/parse.js';
+import { compileCoordinatorOptions } from '../../src/coordinator/options.js';
+import { createServices } from '../../src/coordinator/services.js';
+import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import { SecretKey } from '../../src/coordinator/secrets/secret-key.js';
 import { OutputMask, StreamMask } from '../../src/coordinator/scheduler/secret-mask.js';
 import { MusterError } from '../../src/protocol/errors.js';
@@ -274,5 +278,33 @@ describe('routes: secrets', () => {
     const row = api.store.secrets.get('A');
     assert.ok(row);
     assert.equal(row.sealed.includes(Buffer.from(VALUE)), false);
+  });
+});
+
+describe('secrets: a primary started with another key', () => {
+  it('says which secrets it cannot read (a data dir restored without secrets.key)', async () => {
+    const dir = await tempDir();
+    const store = openSqliteStore(join(dir, 'muster.db'));
+    try {
+      const old = await SecretKey.open(await tempDir(), true);
+      const { sealed, keyId } = old.seal('OLD_ONE', 'v');
+      store.secrets.put({ name: 'OLD_ONE', sealed, keyId, setBy: 'ada', setAt: '2026-01-01' });
+      const lines: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+      const options = compileCoordinatorOptions({ listen: '127.0.0.1:0', data: dir });
+      const services = await createServices(options, log, store);
+      assert.notEqual(services.secretKey.id, keyId);
+      const warned = lines
+        .map((l) => JSON.parse(l) as { msg: string; secrets?: string[] })
+        .filter((l) => l.msg.startsWith('secrets encrypted with another key'));
+      assert.equal(warned.length, 1);
+      assert.deepEqual(warned[0]?.secrets, ['OLD_ONE']);
+      assert.equal(
+        codeOf(() => services.secrets.values(['OLD_ONE'])),
+        'SECRET_UNREADABLE',
+      );
+    } finally {
+      store.close();
+    }
   });
 });

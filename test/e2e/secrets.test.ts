@@ -176,6 +176,8 @@ describe('secrets', () => {
     used = await runBuild(primary, PLAN);
     const use = used.tasks.find((t) => t.name === 'use');
     assert.equal(use?.status, 'failed');
+    assert.deepEqual(use.secrets, ['API_TOKEN']);
+    assert.equal(used.tasks.find((t) => t.name === 'other')?.secrets, undefined);
     assert.equal(use.exitCode, 3);
     const log = await logText(primary, used.id, 'use');
     assert.match(log, /whole=\*\*\*\n/);

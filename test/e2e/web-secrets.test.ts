@@ -1,8 +1,9 @@
 /**
  * Admin › Secrets in a real browser (Debian's Chromium, playwright-core) against a real
  * coordinator over TLS: an admin sets a secret (the value field is write-only and empty again
- * once sent), replaces it, sees who set it, deletes it after confirming; no page and no answer
- * the page received holds the value; a viewer has no Secrets page.
+ * once sent), replaces it, sees who set it and which tasks of a build get it, deletes it after
+ * confirming; no page and no answer the page received holds the value; a viewer has no Secrets
+ * page.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -83,6 +84,18 @@ describe('web UI: Admin › Secrets', () => {
     );
     await page.getByLabel('Name').fill('');
     await valueField.fill('');
+
+    // A build's page says which secrets each task is given (names only).
+    const build = await coordinator.api<{ id: number }>('POST', '/builds', {
+      plan: 'tasks:\n  deploy:\n    run: ./deploy.sh\n    secrets: [DEPLOY_KEY]\n  other:\n    run: "true"\n',
+      files: [],
+    });
+    assert.equal(build.status, 201, JSON.stringify(build.body));
+    await page.goto(`${coordinator.url}/builds/${build.body.id}`);
+    await page.getByTestId('task-deploy').getByText('secrets: DEPLOY_KEY').waitFor();
+    assert.equal(await page.getByTestId('task-other').getByText('secrets:').count(), 0);
+    await page.goto(`${coordinator.url}/admin/secrets`);
+    await row.waitFor();
 
     assert.equal((await page.content()).includes(value), false);
 

@@ -270,6 +270,10 @@ describe('routes: secrets', () => {
     });
     assert.equal(ok.status, 201);
     assert.equal(JSON.stringify(ok.body).includes(VALUE), false);
+    // The task's view names the secrets it is given.
+    assert.deepEqual((ok.body as { tasks: { secrets?: string[] }[] }).tasks[0]?.secrets, [
+      'MISSING_ONE',
+    ]);
   });
 
   it('keeps only ciphertext in the store', async () => {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { sha256Hex } from '../protocol/manifest.js';
 import { isSafeRelativePath } from '../protocol/paths.js';
 import { refusedCompileArgs } from './remote-compile-args.js';
+import { MAX_SECRET_VALUE_BYTES } from './secret-names.js';
 
 export const name = z
   .string()
@@ -116,6 +117,14 @@ export const changePasswordBody = z.strictObject({
 /** PUT /api/v1/backups/selected: a registered backup's name, or null for none. */
 export const selectBackupBody = z.object({
   name: name.nullable(),
+});
+
+/**
+ * Setting a secret: its value (the name is the path's). Write-only: no route returns it. Bounded
+ * well within the body limit; the exact limit (bytes of UTF-8) is checked by the coordinator.
+ */
+export const setSecretBody = z.strictObject({
+  value: z.string().min(1).max(MAX_SECRET_VALUE_BYTES),
 });
 
 // ---- compile sessions and the shared cache (issue 13, docs/compile.md) ----------------------

@@ -26,6 +26,7 @@
 import type { z } from 'zod';
 import type { AgentView, CreatedJoinTokenView, JoinTokenView } from '../api/views/agents.js';
 import type { AuditView } from '../api/views/audit.js';
+import type { SecretView } from '../api/views/secrets.js';
 import type { BackupView } from '../api/views/backups.js';
 import type { BuildSummary, BuildView, LogsView } from '../api/views/builds.js';
 import type {
@@ -416,6 +417,21 @@ export class ApiClient {
     query: { limit?: number; before?: number; action?: string; actor?: string } = {},
   ): Promise<AuditView[]> {
     return this.json('GET', '/audit', { query });
+  }
+
+  // ---- secrets --------------------------------------------------------------------------------
+
+  /** Names, who set them and when (admin): the API never returns a value. */
+  listSecrets(): Promise<SecretView[]> {
+    return this.json('GET', '/secrets');
+  }
+
+  setSecret(name: string, value: string): Promise<SecretView> {
+    return this.json('PUT', `/secrets/${encodeURIComponent(name)}`, { body: { value } });
+  }
+
+  async deleteSecret(name: string): Promise<void> {
+    await this.call('DELETE', `/secrets/${encodeURIComponent(name)}`);
   }
 
   // ---- users ----------------------------------------------------------------------------------

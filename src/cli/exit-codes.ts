@@ -20,6 +20,8 @@ const usageCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'PLAN_INVALID',
   'INVALID_CONFIG',
   'NOT_FOUND',
+  // A plan or a change naming a secret nobody set.
+  'SECRET_NOT_FOUND',
   'CONFLICT',
   // An agent admin's request that names an instance in use.
   'INSTANCE_IN_USE',

@@ -31,6 +31,7 @@ const COMMANDS: [string, () => Promise<Register>][] = [
   ['backup', async () => (await import('./backup-command.js')).registerBackupCommand],
   ['users', async () => (await import('./users-command.js')).registerUsersCommand],
   ['audit', async () => (await import('./audit-command.js')).registerAuditCommand],
+  ['secrets', async () => (await import('./secrets-command.js')).registerSecretsCommand],
   [
     'certificate',
     async () => (await import('./certificate-command.js')).registerCertificateCommand,

@@ -13,7 +13,7 @@ export async function readPassword(fromStdin: boolean, prompt = 'Password: '): P
 }
 
 /** All of stdin, without the line ending `echo` or a file adds. */
-async function readStdin(): Promise<string> {
+export async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks)
@@ -22,7 +22,7 @@ async function readStdin(): Promise<string> {
 }
 
 /** Asks on the terminal without echoing what is typed. */
-function promptPassword(prompt: string): Promise<string> {
+export function promptPassword(prompt: string): Promise<string> {
   const stdin = process.stdin;
   if (!stdin.isTTY) {
     return Promise.reject(

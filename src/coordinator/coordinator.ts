@@ -272,7 +272,7 @@ export class Coordinator {
 
   /** What the API's routes see of this coordinator. */
   private apiContext(services: Services, role: Role, compile: CompileSessions): ApiContext {
-    const { store, blobs, uploads, events, bundles, options, tls } = services;
+    const { store, blobs, uploads, events, bundles, options, tls, secrets } = services;
     const engine = role.engine;
     const disk = new DiskUsage(options.dataDir, () => uploads.storedBytes());
     const metrics = new Metrics({
@@ -305,9 +305,11 @@ export class Coordinator {
         store,
         blobs,
         uploads,
+        secrets,
         scheduler: engine,
         onSubmitted: () => metrics.buildsSubmitted.inc(),
       }),
+      secrets,
       compile,
       scheduler: engine,
       blobs,

@@ -7,7 +7,14 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Files that exist at start: the database with its journal, and secrets saved beside it. */
-const PRIVATE_FILES = ['muster.db', 'muster.db-wal', 'muster.db-shm', 'admin-password', 'ha.json'];
+const PRIVATE_FILES = [
+  'muster.db',
+  'muster.db-wal',
+  'muster.db-shm',
+  'admin-password',
+  'ha.json',
+  'secrets.key',
+];
 
 /** Makes the data dir (0700) and restricts what is already in it; call before opening the store. */
 export async function secureDataDir(dataDir: string): Promise<void> {

@@ -17,6 +17,7 @@ import type { JobHandle, NewCompileJob } from './scheduler/compile-jobs.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { TaskCache } from './scheduler/task-cache.js';
 import type { KeyedFile } from './scheduler/task-cache-key.js';
+import type { SecretValues } from './scheduler/secret-mask.js';
 import type { Store } from './store/store.js';
 import type { BuildRow, CompileSessionEnd } from './store/types.js';
 
@@ -25,6 +26,8 @@ export interface EngineContext {
   blobs: BlobStore;
   events: EventBus;
   log: Logger;
+  /** The values of the secrets a task names, opened at its dispatch. */
+  secrets?: SecretValues;
   identity(): Omit<Identity, 'leaseTerm'>;
   bundle(): Promise<Bundle>;
   /**
@@ -140,6 +143,7 @@ export class Engine implements EnginePort, BuildControl {
       events: this.ctx.events,
       log: this.ctx.log,
       agentLossGraceMs: this.ctx.agentLossGraceMs,
+      ...(this.ctx.secrets ? { secrets: this.ctx.secrets } : {}),
       ...(this.ctx.deferRelease ? { deferRelease: this.ctx.deferRelease } : {}),
       ...(this.ctx.bundleFiles
         ? {

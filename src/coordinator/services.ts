@@ -15,6 +15,8 @@ import { EventBus } from './events.js';
 import { loadOrCreateHolderId } from './holder-id.js';
 import { PRODUCT, coordinatorIdentity } from './identity.js';
 import type { CompiledCoordinatorOptions } from './options.js';
+import { SecretKey } from './secrets/secret-key.js';
+import { Secrets } from './secrets/secrets.js';
 import type { Store } from './store/store.js';
 import { loadServedTls, type ServedTls } from './tls/served-tls.js';
 
@@ -30,6 +32,9 @@ export interface Services {
   tls: ServedTls;
   /** Which coordinator of its cluster this one is (holder-id.ts). */
   holderId: string;
+  /** The key secrets are sealed with (a backup's: its primary's, once received). */
+  secretKey: SecretKey;
+  secrets: Secrets;
 }
 
 export async function createServices(
@@ -55,7 +60,31 @@ export async function createServices(
   });
   const holderId = await loadOrCreateHolderId(options.dataDir);
   const tls = await loadServedTls(options, log);
-  return { options, log, store, blobs, uploads, events: new EventBus(), bundles, tls, holderId };
+  // A primary makes its key at its first start; a backup adopts its primary's (replicator.ts).
+  const secretKey = await SecretKey.open(options.dataDir, options.backupOf === undefined);
+  const secrets = new Secrets(store, secretKey);
+  if (options.backupOf === undefined) {
+    // A data dir restored without its key file: a new key was made, and these cannot be read.
+    const unreadable = secrets.list().filter((s) => s.keyId !== secretKey.id);
+    if (unreadable.length > 0)
+      log.warn(
+        { secrets: unreadable.map((s) => s.name), keyId: secretKey.id },
+        'secrets encrypted with another key than secrets.key cannot be read: restore that key file, or set them again',
+      );
+  }
+  return {
+    options,
+    log,
+    store,
+    blobs,
+    uploads,
+    events: new EventBus(),
+    bundles,
+    tls,
+    holderId,
+    secretKey,
+    secrets,
+  };
 }
 
 /**
@@ -66,9 +95,10 @@ export function createEngine(
   services: Services,
   policy: Pick<EngineContext, 'mayOutbid' | 'deferRelease'>,
 ): Engine {
-  const { store, blobs, events, log, bundles, options, holderId } = services;
+  const { store, blobs, events, log, bundles, options, holderId, secrets } = services;
   return new Engine({
     store,
+    secrets,
     blobs,
     events,
     log,

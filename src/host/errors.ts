@@ -83,6 +83,8 @@ const knownCodes: Record<ErrorCode, true> = {
   TOO_MANY_COMPILE_SESSIONS: true,
   CACHE_CLIENT_RESULTS_REFUSED: true,
   TOO_MANY_TOOLCHAINS: true,
+  SECRET_NOT_FOUND: true,
+  SECRET_UNREADABLE: true,
 };
 
 export function isKnownCode(value: unknown): value is ErrorCode {

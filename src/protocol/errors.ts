@@ -112,6 +112,11 @@ export const errorCodes = {
     'This coordinator stores only cache results it obtained from agents (Cache.AcceptClientResults is false).',
   TOO_MANY_TOOLCHAINS:
     'As many toolchains are registered as allowed (yours, or in all); an admin removes unused ones, and long-unused ones go.',
+  // coordinator: secrets
+  SECRET_NOT_FOUND:
+    'No secret of that name (a plan names it, or a change asks for it): an admin sets it with muster secrets set NAME.',
+  SECRET_UNREADABLE:
+    "A secret cannot be decrypted with this coordinator's key (the data dir's secrets.key is missing or another one); set it again.",
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -1,6 +1,6 @@
 /**
  * The audit log against a real coordinator process over HTTPS: one change of each kind an admin
- * makes through the API (users, roles, passwords, agents, settings, extensions, the certificate,
+ * makes through the API (users, roles, passwords, agents, settings, extensions, secrets, the certificate,
  * a registered backup's removal) and a user's own password change each leave one row with who,
  * from which address, what and to which name, and never a password, key or secret; a viewer is
  * refused the log; `muster audit` prints it as a table and as JSON, filtered. (The backup's
@@ -29,6 +29,7 @@ const SECRETS = [
   'ida-password-2',
   'ida-password-3',
   'backup-secret-never-logged-0123456789abcdef',
+  'a-secret-value-never-logged',
   ADMIN_PASSWORD,
 ];
 
@@ -118,6 +119,8 @@ describe('the audit log', () => {
     await ok('PUT', '/settings/Agent.InstanceId', { value: 'audit-test' }, 200);
     await addExtension();
     await ok('DELETE', '/extensions/probe', undefined, 204);
+    await ok('PUT', '/secrets/DEPLOY_TOKEN', { value: 'a-secret-value-never-logged' }, 201);
+    await ok('DELETE', '/secrets/DEPLOY_TOKEN', undefined, 204);
     // A registration is anonymous (not recorded); removing it is an admin's change.
     await ok(
       'POST',
@@ -152,6 +155,8 @@ describe('the audit log', () => {
         ['admin', 'setting.set', 'Agent.InstanceId'],
         ['admin', 'extension.add', 'probe'],
         ['admin', 'extension.remove', 'probe'],
+        ['admin', 'secret.set', 'DEPLOY_TOKEN'],
+        ['admin', 'secret.delete', 'DEPLOY_TOKEN'],
         ['admin', 'backup.remove', 'b9'],
         ['admin', 'user.delete', 'ida'],
       ],
@@ -166,6 +171,7 @@ describe('the audit log', () => {
     assert.deepEqual(rows[5]!.details, { labels: ['x', 'y'] });
     assert.deepEqual(rows[7]!.details, { value: 'audit-test' });
     assert.equal(rows[4]!.details.accessKey, 'set');
+    assert.deepEqual(rows[10]!.details, { created: true });
     const text = JSON.stringify(log.body);
     for (const secret of SECRETS) assert.ok(!text.includes(secret), `${secret} in the log`);
 

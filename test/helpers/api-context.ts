@@ -28,6 +28,8 @@ import { EventBus } from '../../src/coordinator/events.js';
 import type { JobHandle, NewCompileJob } from '../../src/coordinator/scheduler/compile-jobs.js';
 import { Metrics } from '../../src/coordinator/metrics.js';
 import { compileCoordinatorOptions } from '../../src/coordinator/options.js';
+import { SecretKey } from '../../src/coordinator/secrets/secret-key.js';
+import { Secrets } from '../../src/coordinator/secrets/secrets.js';
 import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import type { AgentRow, BuildRow } from '../../src/coordinator/store/types.js';
@@ -231,13 +233,16 @@ export async function testApi(
     blobs: new Map(),
   };
   const events = new EventBus();
+  const secrets = new Secrets(store, await SecretKey.open(dir, true));
   const defaults: ApiContext = {
     store,
     agents,
+    secrets,
     builds: new Builds({
       store,
       blobs,
       uploads: noQuota,
+      secrets,
       scheduler,
       onSubmitted: () => metrics.buildsSubmitted.inc(),
     }),

@@ -28,6 +28,8 @@ import { openSqliteStore } from '../../src/coordinator/store/sqlite-store.js';
 import type { Store } from '../../src/coordinator/store/store.js';
 import { BlobStore } from '../../src/common/blob-store.js';
 import { MusterError } from '../../src/protocol/errors.js';
+import { SecretKey } from '../../src/coordinator/secrets/secret-key.js';
+import { Secrets } from '../../src/coordinator/secrets/secrets.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-ha-backup-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -52,6 +54,8 @@ class FakePrimary extends PeerClient {
   up = true;
   selected = true;
   calls: string[] = [];
+  /** What /api/v1/ha/secrets-key answers (the primary's secrets key). */
+  secretsKey: Buffer | undefined;
 
   constructor(readonly store: Store) {
     super(
@@ -79,6 +83,8 @@ class FakePrimary extends PeerClient {
       copyFileSync(file, options.toFile ?? '');
       return answer(null, { 'x-muster-stream': stream, 'x-muster-seq': String(seq) });
     }
+    if (path === '/api/v1/ha/secrets-key' && this.secretsKey)
+      return answer({ key: this.secretsKey.toString('base64') });
     if (path === '/api/v1/ha/changes') {
       const query = options.query ?? {};
       const page = this.store.replication.readChanges(String(query.stream), Number(query.after));
@@ -147,7 +153,7 @@ interface Setup {
   dataDir: string;
 }
 
-async function setup(): Promise<Setup> {
+async function setup(secrets?: { primaryKey: Buffer; backupKey: SecretKey }): Promise<Setup> {
   const n = ++counter;
   const primaryStore = openSqliteStore(join(dir, `primary-${n}.sqlite`));
   const backupStore = openSqliteStore(join(dir, `backup-${n}.sqlite`));
@@ -160,6 +166,7 @@ async function setup(): Promise<Setup> {
   const build = primaryStore.createBuild(plan('t'), [], 'ada');
   primaryStore.setBuildStatus(build.id, 'running');
   const primary = new FakePrimary(primaryStore);
+  primary.secretsKey = secrets?.primaryKey;
   const engine = new FakeEngine();
   const logs: Setup['logs'] = [];
   const log = pino(
@@ -185,6 +192,7 @@ async function setup(): Promise<Setup> {
     heartbeatMs: 10,
     dataDir,
     connect: () => primary,
+    ...(secrets ? { secretKey: secrets.backupKey } : {}),
   });
   await side.start();
   cleanups.push(() => side.stop());
@@ -419,6 +427,25 @@ describe('a backup', () => {
     await until(() => restarts().length >= 2, 'two restarts of the replication loop');
     assert.match(restarts()[0] ?? '', /database connection is not open/);
     await s.side.stop();
+  });
+
+  it("receives the primary's secrets key over its link, and opens the secrets it replicated", async () => {
+    const primaryDir = join(dir, `secrets-primary-${++counter}`);
+    const backupDir = join(dir, `secrets-backup-${counter}`);
+    mkdirSync(primaryDir);
+    mkdirSync(backupDir);
+    const primaryKey = await SecretKey.open(primaryDir, true);
+    const backupKey = await SecretKey.open(backupDir, false);
+    assert.equal(backupKey.id, undefined);
+    const s = await setup({ primaryKey: primaryKey.exportKey(), backupKey });
+    assert.equal(backupKey.id, primaryKey.id, 'fetched with the snapshot');
+    assert.ok(s.primary.calls.includes('/api/v1/ha/secrets-key'));
+    new Secrets(s.primaryStore, primaryKey).set('API_TOKEN', 'the-value', 'ada');
+    await until(() => s.backupStore.secrets.get('API_TOKEN') !== undefined, 'the secret');
+    assert.deepEqual(new Secrets(s.backupStore, backupKey).values(['API_TOKEN']), {
+      API_TOKEN: 'the-value',
+    });
+    assert.deepEqual(readFileSync(join(backupDir, 'secrets.key')), primaryKey.exportKey());
   });
 
   it('stops where it is: stop() ends the loops and moves nothing', async () => {

@@ -13,6 +13,7 @@ import type {
   PlainHttpView,
 } from '../../src/api/views/certificates.js';
 import type { ExtensionView } from '../../src/api/views/extensions.js';
+import type { SecretView } from '../../src/api/views/secrets.js';
 import type { SessionView, UserView } from '../../src/api/views/users.js';
 
 export type {
@@ -24,6 +25,7 @@ export type {
   BuildView,
   ExtensionView,
   LogsView,
+  SecretView,
   SessionView,
   StatusView,
   TaskView,
@@ -116,6 +118,13 @@ export const deleteUser = (name: string) =>
   call<undefined>('DELETE', `/users/${encodeURIComponent(name)}`);
 export const changePassword = (current: string, password: string) =>
   call<undefined>('PUT', '/session/password', { current, password });
+
+/** Secrets: names, who set them and when; a value goes in and never comes back. */
+export const listSecrets = () => call<SecretView[]>('GET', '/secrets');
+export const setSecret = (name: string, value: string) =>
+  call<SecretView>('PUT', `/secrets/${encodeURIComponent(name)}`, { value });
+export const deleteSecret = (name: string) =>
+  call<undefined>('DELETE', `/secrets/${encodeURIComponent(name)}`);
 
 export const getStatus = () => call<StatusView>('GET', '/status');
 /** Public: for the login page, before there is a session. */

@@ -19,6 +19,7 @@ import { ExtensionsPage } from './extensions-page.js';
 import { Login } from './login.js';
 import { useLive } from './live.js';
 import { onLink, usePath } from './router.js';
+import { SecretsPage } from './secrets-page.js';
 import { UsersPage } from './users-page.js';
 import { AuditPage } from './audit-page.js';
 
@@ -97,6 +98,7 @@ const PAGES: { path: string; title: string; adminOnly?: boolean }[] = [
   { path: '/admin/users', title: 'Users', adminOnly: true },
   { path: '/admin/extensions', title: 'Extensions' },
   { path: '/admin/certificates', title: 'Certificates' },
+  { path: '/admin/secrets', title: 'Secrets', adminOnly: true },
   { path: '/admin/audit', title: 'Audit', adminOnly: true },
 ];
 
@@ -184,6 +186,7 @@ function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => vo
         {page?.path === '/admin/certificates' ? (
           <Certificates status={status} isAdmin={admin} />
         ) : null}
+        {page?.path === '/admin/secrets' ? <SecretsPage canEdit={canEdit} /> : null}
         {page?.path === '/admin/audit' ? <AuditPage /> : null}
         {page === ACCOUNT ? <AccountPage session={session} onPrimary={onPrimary} /> : null}
         {buildId !== undefined ? (

@@ -187,7 +187,15 @@ export function BuildPage({
                   <td>{t.agent ?? ''}</td>
                   <td>{t.attempts}</td>
                   <td>{duration(t.durationMs)}</td>
-                  <td>{t.needs.join(', ')}</td>
+                  <td>
+                    {t.needs.join(', ')}
+                    {t.secrets ? (
+                      <span class="muted small" title="secrets given to the task">
+                        {' '}
+                        secrets: {t.secrets.join(', ')}
+                      </span>
+                    ) : null}
+                  </td>
                   <td>
                     {t.outputs.map((o) => (
                       <a key={o.path} href={blobUrl(o.sha256)} download={o.path.split('/').pop()}>

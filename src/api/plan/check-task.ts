@@ -10,6 +10,7 @@ import {
   parseTimeout,
   type TaskEntry,
 } from './fields.js';
+import { secretNameProblem } from '../secret-names.js';
 import { PLAN_LIMITS } from './limits.js';
 import { EXTENSION_NAME_PATTERN, LABEL_PATTERN, OPERATION_NAME_PATTERN } from './names.js';
 import { describe, joinPath, type Problems } from './problems.js';
@@ -29,6 +30,7 @@ const TASK_KEYS = [
   'retries',
   'requires',
   'cache',
+  'secrets',
 ] as const;
 
 export function checkTask(
@@ -198,6 +200,17 @@ export function checkTask(
     }
   }
 
+  // Names only: the values are set by admins on the coordinator and reach the task at dispatch.
+  const secrets = nameList(entry, 'secrets', source, problems, secretNameProblem);
+  for (const name of secrets) {
+    if (Object.hasOwn(env, name))
+      problems.add(
+        joinPath(`${d}.env`, name),
+        `is also in secrets:; a variable comes from one or the other`,
+        at('env', name),
+      );
+  }
+
   let timeoutMs: number | undefined;
   if (value.timeout !== undefined && value.timeout !== null) {
     const parsed = parseTimeout(value.timeout);
@@ -219,7 +232,7 @@ export function checkTask(
     }
   }
 
-  const cache = checkCache(value.cache, { inputs, outputs, needs }, d, at, problems);
+  const cache = checkCache(value.cache, { inputs, outputs, needs, secrets }, d, at, problems);
 
   // Returned even with problems, so the checks across tasks (needs, cycles) still run.
   if (entry.name === undefined) return undefined;
@@ -236,6 +249,7 @@ export function checkTask(
     retries,
     requires,
     cache,
+    ...(secrets.length > 0 ? { secrets } : {}),
   };
 }
 
@@ -245,7 +259,7 @@ export function checkTask(
  */
 function checkCache(
   raw: unknown,
-  task: Pick<PlanTask, 'inputs' | 'outputs' | 'needs'>,
+  task: Pick<PlanTask, 'inputs' | 'outputs' | 'needs'> & { secrets: readonly string[] },
   d: string,
   at: (key: string) => number | undefined,
   problems: Problems,
@@ -266,6 +280,15 @@ function checkCache(
     problems.add(
       `${d}.cache`,
       'a cached task must declare outputs: (the files a cache hit gives back instead of running it)',
+      at('cache'),
+    );
+  }
+  if (task.secrets.length > 0) {
+    // Its outputs may depend on a value the cache key must not hold, and would be served to
+    // builds that were never given the secret.
+    problems.add(
+      `${d}.cache`,
+      'a task with secrets: is never cached (its outputs may depend on them); remove cache: true',
       at('cache'),
     );
   }

@@ -182,7 +182,7 @@ export function globList(
 /** A list of names, each checked by `check`; duplicates dropped. */
 export function nameList(
   entry: TaskEntry,
-  field: 'needs' | 'requires',
+  field: 'needs' | 'requires' | 'secrets',
   source: Source,
   problems: Problems,
   check: (name: string) => string | undefined,

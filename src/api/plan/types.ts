@@ -27,6 +27,11 @@ export interface PlanTask {
    * §6, scheduler/task-cache.ts). Absent in plans stored before it existed: not cached.
    */
   cache?: boolean;
+  /**
+   * `secrets: [NAME]`: secrets (set by admins on the coordinator) given to the task as environment
+   * variables of those names at dispatch. Names only: a plan never holds a value. Absent: none.
+   */
+  secrets?: string[];
 }
 
 export interface Plan {

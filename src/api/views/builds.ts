@@ -24,6 +24,8 @@ export interface TaskView {
   placement: 'remote' | 'local' | 'cache' | null;
   /** Why an infrastructure failure sent a compile job local, e.g. agent-lost (null: none). */
   fallback: string | null;
+  /** The names of the secrets the task is given (`secrets:` in its plan); absent: none. */
+  secrets?: string[];
 }
 
 /** What a compile session did (`muster build`), in numbers. */

@@ -32,7 +32,9 @@ export type AuditAction =
   | 'backup.select'
   | 'backup.remove'
   | 'build.delete'
-  | 'builds.retention';
+  | 'builds.retention'
+  | 'secret.set'
+  | 'secret.delete';
 
 export function recordAudit(
   ctx: Pick<ApiContext, 'store'>,

@@ -17,6 +17,7 @@ import type {
   EventSource,
   HaStatus,
   Scheduling,
+  SecretService,
   ServedCertificate,
   UploadQuota,
 } from './ports.js';
@@ -29,6 +30,8 @@ export interface ApiContext {
   builds: BuildService;
   /** Compile sessions: open builds of `muster build`'s jobs. */
   compile: CompileSessionService;
+  /** Secrets: set, list and delete (values never leave). */
+  secrets: SecretService;
   /** Scheduling again once an agent changed. */
   scheduler: Scheduling;
   blobs: BlobAccess;

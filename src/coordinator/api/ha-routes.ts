@@ -177,6 +177,11 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
       .send(stream);
   });
 
+  // The selected backup's copy of the secrets key (its rows of them are ciphertext).
+  app.get('/api/v1/ha/secrets-key', peer, async (request) =>
+    primary().secretsKey(fromBackup(request)),
+  );
+
   // ---- both directions ----------------------------------------------------------------------
 
   app.get<{ Params: { sha256: string } }>(

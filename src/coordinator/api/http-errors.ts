@@ -47,6 +47,8 @@ const statusOf: Partial<Record<ErrorCode, number>> = {
   TOO_MANY_COMPILE_SESSIONS: 429,
   CACHE_CLIENT_RESULTS_REFUSED: 403,
   TOO_MANY_TOOLCHAINS: 429,
+  SECRET_NOT_FOUND: 404,
+  SECRET_UNREADABLE: 500,
 };
 
 export function httpStatusOf(code: ErrorCode): number {

@@ -20,6 +20,7 @@ import {
   probeAgentBody,
   putCertificateBody,
   selectBackupBody,
+  setSecretBody,
   setSettingBody,
   updateUserBody,
   updateAgentBody,
@@ -303,6 +304,23 @@ const routes: Route[] = [
     path: '/api/v1/audit',
     summary:
       'The audit log of administrative changes, newest first (admin); query: limit, before (id), action, actor',
+  },
+  {
+    method: 'get',
+    path: '/api/v1/secrets',
+    summary: 'Secrets: names, who set them and when, never values (admin)',
+  },
+  {
+    method: 'put',
+    path: '/api/v1/secrets/{name}',
+    summary: 'Set a secret (admin, on the primary): 201 when new, 200 when replaced; write-only',
+    body: setSecretBody,
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/secrets/{name}',
+    summary: 'Delete a secret (admin, on the primary)',
+    status: 204,
   },
 ];
 

@@ -4,6 +4,7 @@
  * build service, the HA sides…), nothing implements them for the API's sake, and route tests
  * pass fakes (test/unit/routes-*.test.ts).
  */
+import type { Secrets } from '../secrets/secrets.js';
 import type { BlobStore } from '../../common/blob-store.js';
 import type { BuildFile } from '../../api/plan/types.js';
 import type { CompileJobView } from '../../api/views/compile.js';
@@ -77,6 +78,9 @@ export interface AgentDirectory {
 }
 
 /** Schedules again (an agent's slots or labels changed). */
+/** Secrets (secrets/secrets.ts): names and who set them; a value goes in, never out. */
+export type SecretService = Pick<Secrets, 'set' | 'list' | 'get' | 'delete'>;
+
 export interface Scheduling {
   schedule(): void;
 }
@@ -180,6 +184,7 @@ export type PrimaryHa = Pick<
   | 'heartbeat'
   | 'changes'
   | 'snapshot'
+  | 'secretsKey'
   | 'selected'
   | 'requireSelected'
   | 'lastDeselection'

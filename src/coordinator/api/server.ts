@@ -19,6 +19,7 @@ import { registerEventRoutes } from './event-routes.js';
 import { registerExtensionRoutes } from './extension-routes.js';
 import { registerHaRoutes } from './ha-routes.js';
 import { errorHandler, sendError } from './http-errors.js';
+import { registerSecretRoutes } from './secret-routes.js';
 import { registerSettingsRoutes } from './settings-routes.js';
 import { registerSystemRoutes } from './system-routes.js';
 import { registerToolchainRoutes } from './toolchain-routes.js';
@@ -139,6 +140,7 @@ export function buildServer(
   registerHaRoutes(app, ctx);
   registerCertificateRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
+  registerSecretRoutes(app, ctx);
   // Clients learn the selected backup from the primary, to switch to it when the primary is away.
   app.addHook('onSend', async (request, reply) => {
     if (!request.user) return;

@@ -34,6 +34,7 @@ export function taskView(task: TaskRow, planTask: PlanTask | undefined): TaskVie
     cache: task.cache,
     placement: task.placement,
     fallback: task.fallback,
+    ...(planTask?.secrets?.length ? { secrets: planTask.secrets } : {}),
   };
 }
 

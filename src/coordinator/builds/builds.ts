@@ -14,6 +14,7 @@ import type { BlobSweeper } from '../blob-sweeper.js';
 import type { BuildControl } from '../engine.js';
 import { checkInputsMatch } from '../plan/inputs.js';
 import { parsePlanOffThread } from '../plan/parse-off-thread.js';
+import type { Secrets } from '../secrets/secrets.js';
 import type { Store } from '../store/store.js';
 import type { AttemptRow, BuildRow, LogChunk, TaskRow } from '../store/types.js';
 
@@ -55,6 +56,8 @@ export interface BuildsContext {
   >;
   blobs: Pick<BlobStore, 'missing'>;
   uploads: Pick<BlobSweeper, 'hold' | 'referenced'>;
+  /** A plan's secrets must exist when it is submitted (their values are read at dispatch). */
+  secrets: Pick<Secrets, 'requireKnown'>;
   /** The scheduler (builds wait in the store while this coordinator does not schedule). */
   scheduler: Pick<BuildControl, 'submit' | 'cancel'>;
   /** Counts each build submitted (metrics). */
@@ -72,6 +75,7 @@ export class Builds {
   ): Promise<BuildWithTasks> {
     const { store, blobs, uploads } = this.ctx;
     const plan = await parsePlanOffThread(request.plan);
+    this.ctx.secrets.requireKnown(plan.tasks.flatMap((t) => t.secrets ?? []));
     const paths = new Set<string>();
     for (const file of request.files) {
       checkRelativePath(file.path, 'input file');

@@ -21,7 +21,7 @@ import { IdentityFile } from './identity-file.js';
 import { PeerClient, type PeerTls } from './peer-client.js';
 import { PrimaryPins } from './primary-pins.js';
 import type { HeartbeatView } from './primary-side.js';
-import { Replicator } from './replicator.js';
+import { Replicator, type SecretsKeyHolder } from './replicator.js';
 import { Sleeper } from './sleeper.js';
 import { SupervisedLoop } from '../supervised-loop.js';
 
@@ -38,6 +38,8 @@ export interface BackupSideOptions {
   failoverTimeoutMs: number;
   heartbeatMs: number;
   dataDir: string;
+  /** Where the primary's secrets key is kept once received (see replicator.ts). */
+  secretKey?: SecretsKeyHolder;
   /** Makes the client for calling the primary (a PeerClient unless given). */
   connect?: (
     url: string,
@@ -169,7 +171,11 @@ export class BackupSide {
           this.lastContact = Date.now();
         },
       },
-      { dataDir: this.options.dataDir, heartbeatMs: this.options.heartbeatMs },
+      {
+        dataDir: this.options.dataDir,
+        heartbeatMs: this.options.heartbeatMs,
+        ...(this.options.secretKey ? { secretKey: this.options.secretKey } : {}),
+      },
     );
     // Each under a supervisor: a loop that throws is logged and restarted, never lost.
     const replicator = this.replicator;

@@ -38,6 +38,11 @@ export interface PrimarySideOptions {
   certificates: () => AnnouncedCertificate[];
   /** A client for calling a backup at its URL (its certificate verified, pinned). */
   peerFor: (backup: BackupRow) => PeerClient;
+  /**
+   * The key secrets are sealed with (secrets/secret-key.ts), for the selected backup: its copy of
+   * the secrets is ciphertext, and it needs the key to run their tasks after a takeover.
+   */
+  secretsKey?: () => Buffer;
 }
 
 export interface RegisterInput {
@@ -333,6 +338,19 @@ export class PrimarySide {
     this.requireSelected(backup);
     const page = replication.readChanges(stream, after);
     return { ...page, primaryLastSeq: replication.lastSeq() };
+  }
+
+  /**
+   * The secrets key, to the selected backup only, over the link it authenticated with its secret
+   * (and, over TLS, this primary's pinned certificate). Never part of a snapshot or a change.
+   */
+  secretsKey(backup: BackupRow): { key: string } {
+    this.requireSelected(backup);
+    const key = this.options.secretsKey?.();
+    if (key === undefined)
+      throw new MusterError('SECRET_UNREADABLE', 'this primary has no secrets key');
+    this.log.info({ backup: backup.name }, 'secrets key sent to the backup');
+    return { key: key.toString('base64') };
   }
 
   /** A snapshot file (the caller streams it, then calls the cleanup). */

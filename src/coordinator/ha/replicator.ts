@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { BlobStore } from '../../common/blob-store.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { ChangePage } from '../store/replication.js';
+import type { SecretKey } from '../secrets/secret-key.js';
 import type { Store } from '../store/store.js';
 import { blobsOfRow, fetchMissingBlobs, shaList } from './blob-sync.js';
 import type { PeerClient } from './peer-client.js';
@@ -37,9 +38,18 @@ export interface ReplicatorHost {
   heardFromPrimary(): void;
 }
 
+/** Where a backup keeps its primary's secrets key (secrets/secret-key.ts). */
+export type SecretsKeyHolder = Pick<SecretKey, 'id' | 'adopt'>;
+
 export interface ReplicatorOptions {
   dataDir: string;
   heartbeatMs: number;
+  /**
+   * The primary's secrets key is fetched into it (GET /api/v1/ha/secrets-key, over the
+   * authenticated link, never in the replicated rows) with every snapshot, when it holds none,
+   * and when a secret arrives sealed under a key it does not hold.
+   */
+  secretKey?: SecretsKeyHolder;
 }
 
 export class Replicator {
@@ -164,6 +174,9 @@ export class Replicator {
       await this.fetchSnapshot();
       return;
     }
+    // A copy with secrets but no key (a backup from before secrets, or its key file removed).
+    if (this.options.secretKey?.id === undefined && this.store.secrets.list().length > 0)
+      await this.fetchSecretsKey();
     const { body: page } = await this.peer.json<ChangePage & { primaryLastSeq: number }>(
       '/api/v1/ha/changes',
       {
@@ -171,6 +184,14 @@ export class Replicator {
         timeoutMs: 40_000,
       },
     );
+    // A secret sealed under a key this backup does not hold (the first one, or its key file was
+    // lost): the key comes before the rows are applied.
+    const key = this.options.secretKey;
+    if (
+      key !== undefined &&
+      page.changes.some((c) => c.table === 'secrets' && c.row !== null && c.row.key_id !== key.id)
+    )
+      await this.fetchSecretsKey();
     const hashes = page.changes.flatMap((c) => blobsOfRow(c.table, c.row));
     if (hashes.length > 0) await fetchMissingBlobs(this.peer, this.blobs, hashes);
     // A takeover may have begun while the page travelled: it works on what it had.
@@ -186,6 +207,7 @@ export class Replicator {
     const dir = join(this.options.dataDir, 'tmp');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, `snapshot-${randomUUID()}.db`);
+    await this.fetchSecretsKey();
     try {
       const { headers } = await this.peer.json('/api/v1/ha/snapshot', {
         toFile: file,
@@ -204,6 +226,17 @@ export class Replicator {
       await rm(file, { force: true });
     }
     await this.fetchAllBlobs();
+  }
+
+  /** The primary's secrets key, kept in the data dir (written only when it changed). */
+  private async fetchSecretsKey(): Promise<void> {
+    const holder = this.options.secretKey;
+    if (holder === undefined) return;
+    const { body } = await this.peer.json<{ key?: unknown }>('/api/v1/ha/secrets-key');
+    if (typeof body.key !== 'string')
+      throw new MusterError('INVALID_MESSAGE', 'the primary sent no secrets key');
+    if (await holder.adopt(Buffer.from(body.key, 'base64')))
+      this.log.info({ keyId: holder.id }, "received the primary's secrets key");
   }
 
   private async fetchAllBlobs(): Promise<void> {

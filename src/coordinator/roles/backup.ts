@@ -39,6 +39,7 @@ export class BackupRole implements Role {
       failoverTimeoutMs: options.failoverTimeoutMs,
       heartbeatMs: options.haHeartbeatMs,
       dataDir: options.dataDir,
+      secretKey: services.secretKey,
     });
     this.side = side;
     this.ha = { primary: undefined, backup: side };

@@ -47,6 +47,7 @@ export class PrimaryRole implements Role {
         joinToken: options.joinToken,
         healthyWithinMs: Math.max(options.haHeartbeatMs * 5, 5000),
         tmpDir: join(options.dataDir, 'tmp'),
+        secretsKey: () => services.secretKey.exportKey(),
         certificates: () => tls.certificates?.announced() ?? [],
         // The backup's certificate as it registered it (its own root when self-signed) and
         // --peer-ca, and its fingerprint pinned.

@@ -20,7 +20,7 @@
 import type { Logger } from 'pino';
 import type { BlobStore } from '../../common/blob-store.js';
 import type { OutputChunk } from '../../protocol/client/agent-client.js';
-import { toMusterError, type MusterError } from '../../protocol/errors.js';
+import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { TaskInfo } from '../../protocol/messages.js';
 import type { TaskResult } from '../../protocol/task-types.js';
 import type { EventBus } from '../events.js';
@@ -44,6 +44,7 @@ import {
 } from './compile-jobs.js';
 import { inputsOf, pickAgent, providesToolchain } from './placement.js';
 import type { SchedulerAgent, SchedulerClient, SchedulerPool } from './ports.js';
+import { OutputMask, type SecretValues } from './secret-mask.js';
 import type { TaskCache } from './task-cache.js';
 
 export interface SchedulerContext {
@@ -63,6 +64,8 @@ export interface SchedulerContext {
   deferRelease?: (release: () => void) => void;
   /** Serves and stores `cache: true` tasks (task-cache.ts); without it they always run. */
   taskCache?: TaskCache;
+  /** The values of a task's `secrets:`, opened at its dispatch (and to mask them). */
+  secrets?: SecretValues;
 }
 
 interface InFlight {
@@ -74,6 +77,8 @@ interface InFlight {
   lostTimer: NodeJS.Timeout | undefined;
   connection: SchedulerAgent | undefined;
   cancelRequested: boolean;
+  /** Masks its secrets' values in its output and error (set when it names secrets). */
+  mask?: OutputMask;
 }
 
 export class Scheduler {
@@ -488,6 +493,8 @@ export class Scheduler {
     }
     const { plan } = flight.task;
     try {
+      // The values exist here and in the start request only: never in a row or an event.
+      const secretEnv = this.secretEnv(flight);
       const inputs = inputsOf(flight.build, flight.task);
       if (inputs.length > 0) {
         await client.putBlobs(
@@ -507,7 +514,7 @@ export class Scheduler {
             input: plan.input,
             inputs: inputs.map(({ path, sha256, mode }) => ({ path, sha256, mode })),
             outputs: plan.outputs,
-            env: plan.env,
+            env: secretEnv === undefined ? plan.env : { ...plan.env, ...secretEnv },
             ...(plan.timeoutMs === undefined ? {} : { timeoutMs: plan.timeoutMs }),
           },
           (chunk) => this.onOutput(flight, chunk),
@@ -755,7 +762,39 @@ export class Scheduler {
     }
   }
 
+  /**
+   * The values of the task's secrets, and its mask made of them; undefined when it names none.
+   * Throws SECRET_NOT_FOUND or SECRET_UNREADABLE (the attempt fails, naming the secret).
+   */
+  private secretEnv(flight: InFlight): Record<string, string> | undefined {
+    const names = flight.task.plan.secrets ?? [];
+    if (names.length === 0) return undefined;
+    if (this.ctx.secrets === undefined)
+      throw new MusterError('SECRET_UNREADABLE', 'this coordinator cannot read secrets');
+    const values = this.ctx.secrets.values(names);
+    flight.mask = new OutputMask(Object.values(values));
+    return values;
+  }
+
+  /**
+   * A re-attached attempt's mask (after a restart or a takeover). A secret that can no longer be
+   * read (deleted since the dispatch) cannot be masked: its output is then not kept at all.
+   */
+  private remask(flight: InFlight): void {
+    if (flight.mask !== undefined) return;
+    try {
+      this.secretEnv(flight);
+    } catch (err) {
+      this.ctx.log.warn(
+        { build: flight.build.id, task: flight.task.plan.name, err: toMusterError(err) },
+        "a re-attached task's secrets cannot be read to mask them: its output is not kept",
+      );
+      flight.mask = OutputMask.withholding();
+    }
+  }
+
   private async follow(flight: InFlight, client: SchedulerClient): Promise<void> {
+    this.remask(flight);
     try {
       const remote = await client.attachTask(
         flight.attempt.agentTaskId,
@@ -771,27 +810,51 @@ export class Scheduler {
   private onOutput(flight: InFlight, chunk: OutputChunk): void {
     // A stopped scheduler records nothing more: the next one re-attaches from nextSeq.
     if (this.stopped || chunk.seq < flight.attempt.nextSeq) return; // or replayed twice
+    // Masked before anything is stored or evented (bytes that may begin a value wait).
+    const data = flight.mask ? flight.mask.push(chunk.stream, chunk.data) : chunk.data;
     const at = now();
     const id = this.ctx.store.transaction(() => {
-      const logId = this.ctx.store.appendLog({
-        buildId: flight.build.id,
-        taskName: flight.task.plan.name,
-        attempt: flight.attempt.number,
-        stream: chunk.stream,
-        data: chunk.data,
-        at,
-      });
+      const logId = data.length === 0 ? undefined : this.appendLog(flight, chunk.stream, data, at);
       this.ctx.store.setAttemptNextSeq(flight.attempt.id, chunk.seq + 1);
       return logId;
     });
     flight.attempt = { ...flight.attempt, nextSeq: chunk.seq + 1 };
+    if (id !== undefined) this.emitLog(flight, id, chunk.stream, data, at);
+  }
+
+  /** What a mask kept back at the end of the task's output (it began no value after all). */
+  private flushMask(flight: InFlight): void {
+    for (const { stream, data } of flight.mask?.flush() ?? []) {
+      const at = now();
+      this.emitLog(flight, this.appendLog(flight, stream, data, at), stream, data, at);
+    }
+  }
+
+  private appendLog(flight: InFlight, stream: OutputChunk['stream'], data: Buffer, at: string) {
+    return this.ctx.store.appendLog({
+      buildId: flight.build.id,
+      taskName: flight.task.plan.name,
+      attempt: flight.attempt.number,
+      stream,
+      data,
+      at,
+    });
+  }
+
+  private emitLog(
+    flight: InFlight,
+    id: number,
+    stream: OutputChunk['stream'],
+    data: Buffer,
+    at: string,
+  ): void {
     this.ctx.events.emit('log', {
       buildId: flight.build.id,
       id,
       task: flight.task.plan.name,
       attempt: flight.attempt.number,
-      stream: chunk.stream,
-      data: chunk.data,
+      stream,
+      data,
       at,
     });
   }
@@ -802,6 +865,7 @@ export class Scheduler {
     reported: TaskResult,
   ): Promise<void> {
     if (this.stopped || !this.inFlight.has(flight.attempt.agentTaskId)) return;
+    this.flushMask(flight);
     // The one place an agent's result is accepted: its paths are checked before anything of it
     // is fetched or stored.
     const { result, refused } = acceptResult(flight.task.plan, reported);
@@ -899,6 +963,8 @@ export class Scheduler {
   ): void {
     const key = flight.attempt.agentTaskId;
     if (this.stopped || !this.inFlight.delete(key)) return;
+    // An error text may echo the task's environment.
+    if (flight.mask && detail !== null) detail = flight.mask.text(detail);
     flight.build.inFlight--;
     clearTimeout(flight.lostTimer);
     if (flight.state === 'attached') flight.connection?.noteBusy(-1);

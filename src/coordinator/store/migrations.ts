@@ -494,4 +494,32 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 10,
+    name: 'secrets: named values for tasks, encrypted at rest',
+    // value: nonce ‖ AES-256-GCM ciphertext ‖ tag under the key in <data>/secrets.key, which is
+    // never in the database (secrets/secret-key.ts); the name is the associated data. key_id: a
+    // hash of that key, so a value sealed under another one says so. set_by: the admin's name,
+    // set_at ISO. Replicated like the rest (ciphertext only: a backup receives the key over its
+    // authenticated link, not in these rows).
+    sql: `
+      CREATE TABLE secrets (
+        name   TEXT PRIMARY KEY,
+        value  BLOB NOT NULL,
+        key_id TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at TEXT NOT NULL
+      );
+
+      CREATE TRIGGER repl_secrets_insert AFTER INSERT ON secrets
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('secrets', json_array(NEW.name)); END;
+      CREATE TRIGGER repl_secrets_update AFTER UPDATE ON secrets
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('secrets', json_array(NEW.name)); END;
+      CREATE TRIGGER repl_secrets_delete AFTER DELETE ON secrets
+        WHEN (SELECT recording FROM repl_state) = 1
+        BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('secrets', json_array(OLD.name)); END;
+    `,
+  },
 ];

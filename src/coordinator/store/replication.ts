@@ -33,6 +33,7 @@ export const REPLICATED_TABLES = [
   'agents',
   'extensions',
   'audit',
+  'secrets',
   'toolchains',
   'cache_entries',
   'cache_manifests',

@@ -35,6 +35,7 @@ import {
 } from './sqlite-statements.js';
 import { AuditStore } from './audit.js';
 import { JoinTokenStore } from './join-tokens.js';
+import { SecretsStore } from './secrets.js';
 import { BackupsStore } from './backups.js';
 import { CacheStore } from './cache.js';
 import { HaStateStore } from './ha-state.js';
@@ -97,6 +98,7 @@ class SqliteStore implements Store {
   readonly cache: CacheStore;
   readonly audit: AuditStore;
   readonly joinTokens: JoinTokenStore;
+  readonly secrets: SecretsStore;
 
   constructor(
     private readonly db: Database.Database,
@@ -112,6 +114,7 @@ class SqliteStore implements Store {
     this.cache = new CacheStore(db, (fn) => this.transaction(fn), now);
     this.audit = new AuditStore(db, (fn) => this.transaction(fn), now, auditMaxRows);
     this.joinTokens = new JoinTokenStore(db, now);
+    this.secrets = new SecretsStore(db);
   }
 
   transaction<T>(fn: () => T): T {

@@ -6,6 +6,7 @@
 import type { BuildFile, Plan } from '../../api/plan/types.js';
 import type { AuditStore } from './audit.js';
 import type { JoinTokenStore } from './join-tokens.js';
+import type { SecretsStore } from './secrets.js';
 import type { BackupsStore } from './backups.js';
 import type { CacheStore } from './cache.js';
 import type { HaStateStore } from './ha-state.js';
@@ -40,6 +41,8 @@ export interface Store {
   readonly audit: AuditStore;
   /** The tokens that admit new agents that dial out (see join-tokens.ts; not replicated). */
   readonly joinTokens: JoinTokenStore;
+  /** Secrets, their values sealed (see secrets.ts; the key is not in the store). */
+  readonly secrets: SecretsStore;
   /** Runs fn in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T;
   close(): void;

@@ -1,20 +1,25 @@
 /**
  * Agents: the list with status, version, labels, slots, this coordinator's instance there and the
- * last error in words; add one (its certificate's fingerprint is read and shown to be confirmed
- * against what `muster agent` printed), edit labels, remove. Changes need an admin on the primary.
+ * last error in words; agents that dial out marked so, with what they said of their machine, and
+ * an Approve button while one that joined with a token waits; add one (its certificate's
+ * fingerprint is read and shown to be confirmed against what `muster agent` printed), edit
+ * labels, remove. Changes need an admin on the primary.
  */
 import { useState } from 'preact/hooks';
+import { AgentFacts } from './agent-facts.js';
 import { AgentStatus } from './agent-status.js';
 import { DangerButton } from './danger-button.js';
-import { addAgent, probeAgent, removeAgent, updateAgent, type AgentView } from './api.js';
+import {
+  addAgent,
+  approveAgent,
+  probeAgent,
+  removeAgent,
+  updateAgent,
+  type AgentView,
+} from './api.js';
+import { labelsOf } from './labels.js';
 import { Notice, useReport, type Report } from './notice.js';
-
-function labelsOf(text: string): string[] {
-  return text
-    .split(',')
-    .map((l) => l.trim())
-    .filter((l) => l !== '');
-}
+import { onLink } from './router.js';
 
 export function AgentsPage({
   agents,
@@ -79,11 +84,38 @@ function AgentRow({
   const [labels, setLabels] = useState(agent.labels.join(', '));
   return (
     <tr data-testid={`agent-${agent.name}`}>
-      <td>{agent.name}</td>
-      <td>{agent.address}</td>
+      <td>
+        {agent.name}
+        {agent.facts ? <AgentFacts name={agent.name} facts={agent.facts} /> : null}
+      </td>
+      <td>
+        {agent.address}
+        {agent.dialsOut ? (
+          <div
+            class="muted small"
+            title="it connects to this coordinator (muster agent --connect): the address is where it last connected from"
+          >
+            dials out
+          </div>
+        ) : null}
+      </td>
       <td>
         <AgentStatus agent={agent} standby={standby} />
         {agent.lastError ? <div class="muted small">{agent.lastError}</div> : null}
+        {agent.approved ? null : (
+          <div class="approve">
+            <button
+              type="button"
+              disabled={!canEdit}
+              title="let it take tasks: check first that you expected this machine"
+              onClick={() =>
+                void report(approveAgent(agent.name), `${agent.name} approved: it takes tasks now.`)
+              }
+            >
+              Approve
+            </button>
+          </div>
+        )}
       </td>
       <td>{agent.agentVersion ?? ''}</td>
       <td data-testid={`slots-${agent.name}`}>
@@ -155,6 +187,17 @@ function AddAgent({ canEdit, report }: { canEdit: boolean; report: Report }) {
   return (
     <section aria-labelledby="add-agent-title">
       <h2 id="add-agent-title">Add an agent</h2>
+      {canEdit ? (
+        <p class="muted">
+          An agent this coordinator cannot reach (behind a firewall or NAT) can dial out to it
+          instead: create a join token on{' '}
+          <a href="/admin/tokens" onClick={(e) => onLink(e, '/admin/tokens')}>
+            Admin › Join tokens
+          </a>{' '}
+          and start the agent with the command shown there. It appears here, waiting for approval
+          unless the token approves it.
+        </p>
+      ) : null}
       <form
         class="stack"
         onSubmit={(e) => {

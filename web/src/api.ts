@@ -2,7 +2,12 @@
  * The coordinator's API as the web UI uses it: same origin, the session cookie (HttpOnly, set at
  * login), and the session's CSRF token on every change. Errors carry the API's code and message.
  */
-import type { AgentView } from '../../src/api/views/agents.js';
+import type {
+  AgentFactsView,
+  AgentView,
+  CreatedJoinTokenView,
+  JoinTokenView,
+} from '../../src/api/views/agents.js';
 import type { AuditView } from '../../src/api/views/audit.js';
 import type { BannerView, StatusView } from '../../src/api/views/status.js';
 import type { BackupView } from '../../src/api/views/backups.js';
@@ -17,13 +22,16 @@ import type { SecretView } from '../../src/api/views/secrets.js';
 import type { SessionView, UserView } from '../../src/api/views/users.js';
 
 export type {
+  AgentFactsView,
   AgentView,
   AuditView,
   BannerView,
   BackupView,
   BuildSummary,
   BuildView,
+  CreatedJoinTokenView,
   ExtensionView,
+  JoinTokenView,
   LogsView,
   SecretView,
   SessionView,
@@ -204,6 +212,20 @@ export const updateAgent = (name: string, labels: string[]) =>
   call<AgentView>('PATCH', `/agents/${encodeURIComponent(name)}`, { labels });
 export const removeAgent = (name: string) =>
   call<undefined>('DELETE', `/agents/${encodeURIComponent(name)}`);
+/** Lets an agent that joined with a token (status `pending`) take tasks. */
+export const approveAgent = (name: string) =>
+  call<AgentView>('POST', `/agents/${encodeURIComponent(name)}/approve`);
+export const listJoinTokens = () => call<JoinTokenView[]>('GET', '/agents/tokens');
+/** How long a new join token admits agents. */
+export type JoinTokenExpiry = '24h' | '7d' | 'never';
+/** The answer has the token itself and the command that uses it: shown this once. */
+export const createJoinToken = (body: {
+  labels: string[];
+  autoApprove: boolean;
+  expires: JoinTokenExpiry;
+}) => call<CreatedJoinTokenView>('POST', '/agents/tokens', body);
+export const revokeJoinToken = (id: string) =>
+  call<undefined>('DELETE', `/agents/tokens/${encodeURIComponent(id)}`);
 export interface SettingDefinition {
   key: string;
   value: unknown;

@@ -16,6 +16,7 @@ import { BuildsPage } from './builds-page.js';
 import { Certificates } from './certificates.js';
 import { Dashboard } from './dashboard.js';
 import { ExtensionsPage } from './extensions-page.js';
+import { JoinTokensPage } from './join-tokens-page.js';
 import { Login } from './login.js';
 import { useLive } from './live.js';
 import { onLink, usePath } from './router.js';
@@ -96,6 +97,7 @@ const PAGES: { path: string; title: string; adminOnly?: boolean }[] = [
   { path: '/builds', title: 'Builds' },
   { path: '/admin/settings', title: 'Settings' },
   { path: '/admin/users', title: 'Users', adminOnly: true },
+  { path: '/admin/tokens', title: 'Join tokens', adminOnly: true },
   { path: '/admin/extensions', title: 'Extensions' },
   { path: '/admin/certificates', title: 'Certificates' },
   { path: '/admin/secrets', title: 'Secrets', adminOnly: true },
@@ -182,6 +184,7 @@ function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => vo
           </>
         ) : null}
         {page?.path === '/admin/users' ? <UsersPage session={session} canEdit={canEdit} /> : null}
+        {page?.path === '/admin/tokens' ? <JoinTokensPage canEdit={canEdit} /> : null}
         {page?.path === '/admin/extensions' ? <ExtensionsPage canEdit={canEdit} /> : null}
         {page?.path === '/admin/certificates' ? (
           <Certificates status={status} isAdmin={admin} />

@@ -509,8 +509,12 @@ export class Agent {
       return;
     }
     this.serve(link.stream, {
-      onAuthenticated: () => link.authenticated(),
-      outbound: { accessKey: link.accessKey, binding: link.binding },
+      onAuthenticated: () => undefined,
+      outbound: {
+        accessKeys: link.accessKeys,
+        binding: link.binding,
+        authenticated: (accessKey, rekeyed) => link.authenticated(accessKey, rekeyed),
+      },
     });
   }
 

@@ -45,14 +45,22 @@ export function checkHello(message: unknown): HelloCheck {
 }
 
 export interface AuthCheckContext {
-  accessKey: string;
+  /**
+   * The keys a peer may prove: the agent's access key, or for a link it dialed the key it shares
+   * with that cluster (and, until a handshake with it confirmed it, the one derived from its join
+   * token).
+   */
+  accessKeys: readonly string[];
   instances: Pick<InstanceRegistry, 'boundKey'>;
   leases: Pick<LeaseTable, 'bind'>;
 }
 
 export type AuthCheck =
-  /** `claimKey`: the instance public key the peer proved, when it claimed an id. */
-  | { claimKey: string | undefined }
+  /**
+   * `claimKey`: the instance public key the peer proved, when it claimed an id; `accessKey`: the
+   * one of accessKeys it proved.
+   */
+  | { claimKey: string | undefined; accessKey: string }
   | { refused: 'unexpected' | 'wrong-key' | 'invalid-claim'; error: MusterError }
   | { refused: 'bound'; what: 'instance' | 'cluster'; id: string; boundTo: string };
 
@@ -74,8 +82,10 @@ export function checkAuth(
       error: new MusterError('UNEXPECTED_MESSAGE', 'expected "auth" after "challenge"'),
     };
   }
-  const expected = clientProof(ctx.accessKey, hello.nonce, agentNonce, binding);
-  if (!proofsEqual(parsed.data.proof, expected)) {
+  const accessKey = ctx.accessKeys.find((key) =>
+    proofsEqual(parsed.data.proof, clientProof(key, hello.nonce, agentNonce, binding)),
+  );
+  if (accessKey === undefined) {
     return { refused: 'wrong-key', error: new MusterError('AUTH_FAILED', 'wrong access key') };
   }
   // An instance id or a cluster id is claimed by signing this handshake with the key it is
@@ -123,5 +133,5 @@ export function checkAuth(
       return { refused: 'bound', what: 'cluster', id: hello.clusterId, boundTo: bound };
     }
   }
-  return { claimKey: publicKey };
+  return { claimKey: publicKey, accessKey };
 }

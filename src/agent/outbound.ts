@@ -8,8 +8,12 @@
  * at once; the lease decides which coordinator drives them.
  *
  * The key: the first time, derived from the join token and this agent's id (the token's secret
- * never crosses the wire); once a coordinator of the cluster accepted it, kept in
- * <data>/outbound.json (0600) with the peers learned, so a restart needs no token.
+ * never crosses the wire). The handshake that joins makes a new one of it (rekey in
+ * protocol/handshake.ts: mixed with that handshake's nonces and TLS binding), which the
+ * coordinator records and both use from then on, so a token that leaks later opens no agent
+ * that joined with it. Kept in <data>/outbound.json (0600) with the peers learned, so a restart
+ * needs no token; the token-derived key is kept beside it (and the token's id named at each
+ * dial) only until a handshake with the new key confirms the coordinator has it.
  *
  * TLS under the WebSocket is not where trust comes from: the coordinator must prove the key
  * over the TLS session's keying material before this agent says or runs anything, so a man in
@@ -32,6 +36,7 @@ import {
   AGENT_ID_HEADER,
   JOIN_TOKEN_HEADER,
   joinKey,
+  joinTokenIdSchema,
   OutboundClose,
   parseJoinToken,
   PEERS_HEADER,
@@ -59,14 +64,22 @@ export interface OutboundContext {
 
 export interface OutboundLink {
   stream: Duplex & { remoteAddress?: string; remotePort?: number };
-  accessKey: string;
+  /** The keys the coordinator may prove: the current one, and the join key until confirmed. */
+  accessKeys: readonly string[];
   binding: string;
-  authenticated(): void;
+  /** The coordinator proved `accessKey`; `rekeyed` is what this handshake makes of it. */
+  authenticated(accessKey: string, rekeyed: string): void;
 }
 
+const key = z.string().regex(/^[0-9a-f]{64}$/);
 const stateSchema = z.object({
   connect: z.string(),
-  accessKey: z.string().regex(/^[0-9a-f]{64}$/),
+  /** The key made at the join (null until it joined). */
+  accessKey: key.nullable(),
+  /** The key derived from the join token, until a handshake with accessKey confirmed it. */
+  joinKey: key.nullable(),
+  /** That token's id, named at each dial while joinKey is kept. */
+  joinTokenId: joinTokenIdSchema.nullable(),
   peers: peersSchema,
 });
 type OutboundState = z.infer<typeof stateSchema>;
@@ -80,9 +93,13 @@ const REFUSED_RETRY_MS = 60_000;
 export class OutboundLinks {
   private readonly dialers = new Map<string, Dialer>();
   private state: OutboundState | undefined;
-  private key = '';
-  /** The join token's id, named at each dial while this agent has one. */
-  tokenId: string | undefined;
+  /**
+   * The join token's id, named at each dial only while this agent's join is not confirmed: an
+   * agent removed on the coordinator does not join again by itself.
+   */
+  get tokenId(): string | undefined {
+    return this.state?.joinTokenId ?? undefined;
+  }
   private stopped = false;
   readonly log: LogLimiters;
 
@@ -96,27 +113,37 @@ export class OutboundLinks {
 
   /** The key to prove and the token to name, from the state kept or the join token. */
   async start(): Promise<void> {
-    this.state = await this.loadState();
+    const saved = await this.loadState();
     const token = this.ctx.joinToken ?? (await this.readTokenFile());
-    if (this.state !== undefined) this.key = this.state.accessKey;
-    else if (token !== undefined) this.key = joinKey(token.secret, this.ctx.agentId);
+    if (saved !== undefined) this.state = saved;
+    else if (token !== undefined)
+      this.state = {
+        connect: this.ctx.url,
+        accessKey: null,
+        joinKey: joinKey(token.secret, this.ctx.agentId),
+        joinTokenId: token.id,
+        peers: [],
+      };
     else
       throw new MusterError(
         'INVALID_CONFIG',
         `this agent has not joined ${this.ctx.url} yet: give it --join-token (muster agents tokens create)`,
       );
-    this.tokenId = token?.id;
+    const joined = this.state.accessKey !== null;
     this.ctx.log.info(
-      { coordinator: this.ctx.url, joined: this.state !== undefined },
-      this.state !== undefined
+      { coordinator: this.ctx.url, joined },
+      joined
         ? 'dialing out to the coordinator'
         : 'dialing out to the coordinator to join it with the token',
     );
     for (const url of [this.ctx.url, ...(this.state?.peers ?? [])]) this.dial(url);
   }
 
-  get accessKey(): string {
-    return this.key;
+  /** The keys a coordinator may prove now. */
+  get accessKeys(): string[] {
+    const state = this.state;
+    if (state === undefined) return [];
+    return [state.accessKey, state.joinKey].filter((k): k is string => k !== null);
   }
 
   /** The coordinators it dials now. */
@@ -135,14 +162,31 @@ export class OutboundLinks {
     return this.stopped;
   }
 
-  /** A coordinator proved the key and named its peers: kept, and each one dialed. */
-  async joined(peers: string[] | undefined): Promise<void> {
-    const known = peers ?? this.state?.peers ?? [];
-    const next: OutboundState = { connect: this.ctx.url, accessKey: this.key, peers: known };
-    const changed = JSON.stringify(next) !== JSON.stringify(this.state);
+  /**
+   * The coordinator at `from` proved `accessKey` and named its peers: the key the join made is
+   * taken (or, proved, confirmed), and each peer is dialed.
+   */
+  async joined(
+    from: string,
+    peers: string[] | undefined,
+    accessKey: string,
+    rekeyed: string,
+  ): Promise<void> {
+    const state = this.state;
+    if (state === undefined) return;
+    let next: OutboundState = { ...state, peers: peers ?? state.peers };
+    if (accessKey === state.joinKey && accessKey !== state.accessKey) {
+      // Proved with the token's key: the coordinator joined this agent now, under the new key.
+      next = { ...next, accessKey: rekeyed };
+      this.ctx.log.info({ coordinator: from }, 'joined: the coordinator keeps a key of its own');
+    } else if (accessKey === state.accessKey && state.joinKey !== null) {
+      next = { ...next, joinKey: null, joinTokenId: null };
+    }
+    const changed = JSON.stringify(next) !== JSON.stringify(state);
     this.state = next;
     if (peers !== undefined) {
-      const wanted = new Set([this.ctx.url, ...peers]);
+      // The coordinator that answered is kept too: a backup names only its primary.
+      const wanted = new Set([this.ctx.url, from, ...peers]);
       for (const [url, dialer] of this.dialers)
         if (!wanted.has(url)) {
           dialer.stop();
@@ -295,13 +339,13 @@ class Dialer {
       }
       ctx.serve({
         stream,
-        accessKey: this.links.accessKey,
+        accessKeys: this.links.accessKeys,
         binding,
-        authenticated: () => {
+        authenticated: (accessKey, rekeyed) => {
           this.failures = 0;
           ctx.log.info({ coordinator: this.url }, 'connected to the coordinator (dialed out)');
           this.links
-            .joined(peers)
+            .joined(this.url, peers, accessKey, rekeyed)
             .catch((err: unknown) =>
               ctx.log.warn({ err }, 'could not save the outbound state (outbound.json)'),
             );

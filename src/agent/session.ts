@@ -21,6 +21,7 @@ import {
   channelBinding,
   instanceKeyFingerprint,
   newNonce,
+  rekey,
 } from '../protocol/handshake.js';
 import {
   clientMessageSchema,
@@ -67,7 +68,13 @@ export interface SessionContext {
    * A connection this agent opened (outbound.ts): the key it shares with that coordinator, not
    * the agent's --access-key, and the TLS session under the WebSocket that the proofs bind.
    */
-  outbound?: { accessKey: string; binding: string };
+  outbound?: {
+    /** The keys the coordinator may prove (see AuthCheckContext.accessKeys). */
+    accessKeys: readonly string[];
+    binding: string;
+    /** It proved `accessKey`; `rekeyed` is the key this handshake makes of it (see rekey). */
+    authenticated(accessKey: string, rekeyed: string): void;
+  };
 }
 
 type SessionState = 'hello' | 'auth' | 'ready' | 'closed';
@@ -196,10 +203,9 @@ export class AgentSession {
   private onAuth(message: unknown): void {
     const hello = this.hello!;
     const binding = this.ctx.outbound?.binding ?? channelBinding(this.conn.socket);
-    const accessKey = this.ctx.outbound?.accessKey ?? this.ctx.identity.accessKey;
     const check = checkAuth(
       {
-        accessKey,
+        accessKeys: this.ctx.outbound?.accessKeys ?? [this.ctx.identity.accessKey],
         instances: this.ctx.instances,
         leases: this.ctx.leases,
       },
@@ -213,7 +219,12 @@ export class AgentSession {
       return;
     }
     const publicKey = check.claimKey;
+    const accessKey = check.accessKey;
     this.claimKey = publicKey;
+    this.ctx.outbound?.authenticated(
+      accessKey,
+      rekey(accessKey, hello.nonce, this.agentNonce, binding),
+    );
     this.state = 'ready';
     this.conn.setMaxFrameBytes(this.ctx.options.maxFrameBytes);
     this.ctx.onAuthenticated(this);

@@ -28,8 +28,11 @@ export const loginBody = z.strictObject({
   password: z.string().min(1).max(1024),
 });
 
+/** Names an agent cannot have: they are routes under /api/v1/agents/. */
+export const RESERVED_AGENT_NAMES: ReadonlySet<string> = new Set(['tokens', 'probe', 'connect']);
+
 export const addAgentBody = z.strictObject({
-  name,
+  name: name.refine((n) => !RESERVED_AGENT_NAMES.has(n), 'a name the API uses for itself'),
   /** HOST:PORT; the port defaults to 7420. */
   address: z.string().min(1).max(300),
   accessKey: z.string().min(16).max(1024),

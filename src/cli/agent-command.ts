@@ -10,7 +10,7 @@ import { instanceKeyFingerprint } from '../protocol/handshake.js';
 import { compileAgentOptions, type AgentOptions } from '../agent/options.js';
 import { MUSTER_VERSION } from '../common/version.js';
 import { MusterError } from '../protocol/errors.js';
-import { daemonOptions } from './daemon-config.js';
+import { daemonOptions, readConfigFile } from './daemon-config.js';
 import { holdReloadSignal, onReloadSignal, onShutdownSignals, reloadMessage } from './signals.js';
 
 export function registerAgentCommand(program: Command): void {
@@ -100,43 +100,65 @@ export function registerAgentCommand(program: Command): void {
   agent
     .command('instances')
     .description('list the instances this agent keeps, or remove or unbind one')
-    .option('--data <dir>', 'the agent data dir (default: $MUSTER_DATA or .muster/agent)')
+    .option(
+      '--data <dir>',
+      'the agent data dir (default: $MUSTER_DATA, the config file, .muster/agent)',
+    )
+    .option(
+      '--config <file>',
+      "the agent's config file, for its data dir (default: $MUSTER_CONFIG)",
+    )
     .option(
       '--remove <key>',
       'remove an instance with no connection and no task: its files, record, task user and binding',
     )
     .option('--unbind <key>', 'forget the coordinator key an instance is bound to (agent admins)')
     .option('--json', 'print JSON')
-    .action(async (given: { data?: string; remove?: string; unbind?: string; json?: boolean }) => {
-      const opts = { ...given, data: agentDataDir(given.data) };
-      requireAgentData(opts.data);
-      if (opts.remove !== undefined && opts.unbind !== undefined) {
-        throw new MusterError('INVALID_CONFIG', 'give --remove or --unbind, not both');
-      }
-      if (opts.remove !== undefined) {
-        await control(opts.data, { action: 'remove-instance', key: opts.remove });
-        return;
-      }
-      if (opts.unbind !== undefined) {
-        await control(opts.data, { action: 'unbind-instance', key: opts.unbind });
-        return;
-      }
-      const rows = await instanceRows(opts.data);
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-        return;
-      }
-      process.stdout.write(formatInstances(rows));
-    });
+    .action(
+      async (given: {
+        data?: string;
+        config?: string;
+        remove?: string;
+        unbind?: string;
+        json?: boolean;
+      }) => {
+        const opts = { ...given, data: agentDataDir(given.data, given.config) };
+        requireAgentData(opts.data);
+        if (opts.remove !== undefined && opts.unbind !== undefined) {
+          throw new MusterError('INVALID_CONFIG', 'give --remove or --unbind, not both');
+        }
+        if (opts.remove !== undefined) {
+          await control(opts.data, { action: 'remove-instance', key: opts.remove });
+          return;
+        }
+        if (opts.unbind !== undefined) {
+          await control(opts.data, { action: 'unbind-instance', key: opts.unbind });
+          return;
+        }
+        const rows = await instanceRows(opts.data);
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(formatInstances(rows));
+      },
+    );
 
   agent
     .command('leases')
     .description('list the clusters whose leases this agent grants, or reset a stuck one')
-    .option('--data <dir>', 'the agent data dir (default: $MUSTER_DATA or .muster/agent)')
+    .option(
+      '--data <dir>',
+      'the agent data dir (default: $MUSTER_DATA, the config file, .muster/agent)',
+    )
+    .option(
+      '--config <file>',
+      "the agent's config file, for its data dir (default: $MUSTER_CONFIG)",
+    )
     .option('--reset <cluster>', "forget a cluster's lease, term and key (agent admins)")
     .option('--json', 'print JSON')
-    .action(async (given: { data?: string; reset?: string; json?: boolean }) => {
-      const opts = { ...given, data: agentDataDir(given.data) };
+    .action(async (given: { data?: string; config?: string; reset?: string; json?: boolean }) => {
+      const opts = { ...given, data: agentDataDir(given.data, given.config) };
       requireAgentData(opts.data);
       if (opts.reset !== undefined) {
         await control(opts.data, { action: 'reset-lease', cluster: opts.reset });
@@ -169,9 +191,23 @@ function wholeNumber(value: string): number {
   return n;
 }
 
-/** The agent's data dir for its admin commands: --data, else MUSTER_DATA as the agent reads it. */
-function agentDataDir(given: string | undefined): string {
-  return given ?? (process.env['MUSTER_DATA'] || '.muster/agent');
+/**
+ * The agent's data dir for its admin commands, found as the agent finds it: --data, else
+ * MUSTER_DATA, else `data` in the agent section of the config file (--config, else MUSTER_CONFIG),
+ * else .muster/agent.
+ */
+function agentDataDir(given: string | undefined, configFile: string | undefined): string {
+  if (given !== undefined) return given;
+  const fromEnv = process.env['MUSTER_DATA'];
+  if (fromEnv) return fromEnv;
+  const path = configFile ?? (process.env['MUSTER_CONFIG'] || undefined);
+  const data = path === undefined ? undefined : readConfigFile(path).agent?.get('data');
+  if (data !== undefined && data !== null) {
+    if (typeof data !== 'string')
+      throw new MusterError('INVALID_CONFIG', `${path}: agent.data must be a directory`);
+    return data;
+  }
+  return '.muster/agent';
 }
 
 function requireAgentData(dataDir: string): void {
@@ -213,6 +249,10 @@ async function runAgent(opts: AgentOptions, reread: () => AgentOptions): Promise
     process.stderr.write(
       `muster agent: dialing out to ${options.connect.url} (agent id ${identity.agentId})\n`,
     );
+    if (options.connect.url.startsWith('http:'))
+      process.stderr.write(
+        'muster agent: the coordinator is plain HTTP: nothing binds the key to the connection; use only on a trusted network.\n',
+      );
   }
   if (!options.listens) {
     log.info(

@@ -65,9 +65,18 @@ export class BlobSweeper {
   constructor(
     private readonly store: Store,
     private readonly blobs: BlobStore,
-    readonly options: BlobSweeperOptions,
+    private opts: BlobSweeperOptions,
     private readonly log: Logger,
   ) {}
+
+  get options(): Readonly<BlobSweeperOptions> {
+    return this.opts;
+  }
+
+  /** New upload quotas (SIGHUP): uploads from now on are checked against them. */
+  setQuotas(quotas: Pick<BlobSweeperOptions, 'quotaBytes' | 'perUserQuotaBytes'>): void {
+    this.opts = { ...this.opts, ...quotas };
+  }
 
   /** The blob store's bytes as the last sweep counted them (metrics); undefined before one ended. */
   storedBytes(): number | undefined {

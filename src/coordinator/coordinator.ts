@@ -68,6 +68,7 @@ export class Coordinator {
   private store: Store | undefined;
   private app: FastifyInstance | undefined;
   private role: Role | undefined;
+  private services: Services | undefined;
   private outbound: OutboundAgents | undefined;
   private housekeeping: Housekeeping | undefined;
   private compile: CompileSessions | undefined;
@@ -102,6 +103,7 @@ export class Coordinator {
     // SQLite makes muster.db (and its -wal, -shm) with the umask's mode on a first start.
     await restrictFiles(options.dataDir);
     const services = await createServices(options, log, store);
+    this.services = services;
     const role =
       options.backupOf === undefined
         ? await PrimaryRole.open(services)
@@ -190,8 +192,8 @@ export class Coordinator {
   }
 
   /**
-   * SIGHUP (docs/operations.md, "Configuration"): the log level, and the certificate of
-   * --tls-cert/--tls-key read again (checked as an upload is and announced to the selected
+   * SIGHUP (docs/operations.md, "Configuration"): the log level, the upload quotas, and the
+   * certificate of --tls-cert/--tls-key read again (checked as an upload is and announced to the selected
    * backup first: certificate-manager.ts), change now; the other options that differ wait for a
    * restart, and are named. A certificate that does not check changes nothing and throws.
    */
@@ -238,6 +240,24 @@ export class Coordinator {
     if (this.log.level !== next.logLevel) {
       this.log.level = next.logLevel;
       applied.push(`log-level ${next.logLevel}`);
+    }
+    const uploads = this.services?.uploads;
+    if (uploads !== undefined) {
+      handled.add('uploadQuotaBytes');
+      handled.add('uploadQuotaPerUserBytes');
+      const { quotaBytes, perUserQuotaBytes } = uploads.options;
+      if (
+        quotaBytes !== next.uploadQuotaBytes ||
+        perUserQuotaBytes !== next.uploadQuotaPerUserBytes
+      ) {
+        uploads.setQuotas({
+          quotaBytes: next.uploadQuotaBytes,
+          perUserQuotaBytes: next.uploadQuotaPerUserBytes,
+        });
+        applied.push(
+          `upload-quota ${next.uploadQuotaBytes}, per user ${next.uploadQuotaPerUserBytes}`,
+        );
+      }
     }
     return { applied, restart: changedOptions(this.options, next, handled) };
   }

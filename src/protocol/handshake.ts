@@ -62,6 +62,21 @@ export function proofsEqual(a: string, b: string): boolean {
   return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
 }
 
+/**
+ * A key both sides of one authenticated handshake can compute and nobody else: the key it proved,
+ * mixed with that handshake's nonces and TLS binding (which only its two ends saw). An agent that
+ * dials out replaces the key derived from its join token with this one at its join
+ * (src/protocol/outbound.ts), so a token that leaks later opens no agent that joined with it.
+ */
+export function rekey(
+  key: string,
+  clientNonce: string,
+  agentNonce: string,
+  binding: string,
+): string {
+  return hmac(key, ['muster-rekey-v1', clientNonce, agentNonce, binding]);
+}
+
 /** The highest version both ranges include, or undefined. */
 export function negotiateProtocol(
   offered: { min: number; max: number },

@@ -46,8 +46,34 @@ export const OutboundClose = {
 export const agentFactsSchema = z
   .object({
     hostname: z.string().min(1).max(253),
-    os: z.string().min(1).max(32),
-    arch: z.string().min(1).max(32),
+    // Node's names only (os.platform(), os.arch()): they become labels plans route work by.
+    os: z.enum([
+      'aix',
+      'android',
+      'cygwin',
+      'darwin',
+      'freebsd',
+      'haiku',
+      'linux',
+      'netbsd',
+      'openbsd',
+      'sunos',
+      'win32',
+    ]),
+    arch: z.enum([
+      'arm',
+      'arm64',
+      'ia32',
+      'loong64',
+      'mips',
+      'mipsel',
+      'ppc',
+      'ppc64',
+      'riscv64',
+      's390',
+      's390x',
+      'x64',
+    ]),
     cores: z.number().int().min(1).max(65_536),
     memoryBytes: z
       .number()
@@ -56,7 +82,7 @@ export const agentFactsSchema = z
       .max(2 ** 53 - 1),
     /** Compiler drivers found on PATH, as name-majorversion (gcc-12, clang-16). */
     compilers: z
-      .array(z.string().regex(/^[a-z][a-z0-9+.-]{0,31}$/))
+      .array(z.string().regex(/^(gcc|clang)-\d{1,3}$/))
       .max(16)
       .default([]),
     agentVersion: z.string().min(1).max(64),

@@ -5,7 +5,9 @@
  * backup, follows a failover to it and the failback, twice; a wrong token admits nobody.
  */
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
 import type { AgentView, CreatedJoinTokenView, JoinTokenView } from '../../src/api/views/agents.js';
@@ -287,6 +289,27 @@ describe('an agent that dials out', () => {
     await buildOn(primary, 'after a restart');
   });
 
+  it('opens nothing to a clone that holds the token but not the key the join made', async () => {
+    // Same agent id, same token: it derives the token's key, which the coordinator no longer
+    // uses for this agent, so the coordinator's proof fails the clone's check and it gets nothing.
+    const cloneDir = await makeTempDir('muster-dial-out-clone-');
+    await writeFile(join(cloneDir, 'agent-id'), `${agent.agentId}\n`);
+    const clone = await startDialingAgent(primary.url, {
+      dataDir: cloneDir,
+      joinToken: token.token,
+      wrapper: ns.wrapper,
+    });
+    await waitFor(
+      () =>
+        clone.logs.some((l) => String(l.msg).includes('authentication failed: wrong access key')),
+      20_000,
+      "the clone to refuse the coordinator's proof",
+    );
+    await clone.kill();
+    assert.equal((await agents(primary))[0]?.status, 'connected');
+    await buildOn(primary, 'still on the real agent');
+  });
+
   it('follows a failover to the selected backup and the failback, twice', async () => {
     const selected = await primary.api('PUT', '/backups/selected', { name: 'b1' });
     assert.equal(selected.status, 200, JSON.stringify(selected.body));
@@ -322,5 +345,17 @@ describe('an agent that dials out', () => {
       await waitForAgentStatus(primary, 'connected', `the agent back on the primary (${round})`);
       await buildOn(primary, `back on the primary, round ${round}`);
     }
+  });
+
+  it('stays out once an admin removed it, and the token it joined with does not bring it back', async () => {
+    const [joined] = await agents(primary);
+    const removed = await primary.api('DELETE', `/agents/${joined!.name}`);
+    assert.equal(removed.status, 204);
+    await waitFor(
+      () => agent.logs.some((l) => String(l.msg).includes('coordinator refused the agent')),
+      30_000,
+      'the removed agent to be refused',
+    );
+    assert.deepEqual(await agents(primary), []);
   });
 });

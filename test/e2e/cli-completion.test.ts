@@ -41,7 +41,8 @@ COMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _muster; printf '%s\\n' 
 describe('muster completion', () => {
   it('completes commands, subcommands, options and files in bash', async () => {
     assert.deepEqual(await complete('bash', ['muster', 'ag']), ['agent', 'agents']);
-    assert.deepEqual(await complete('bash', ['muster', 'agents', 'a']), ['add']);
+    assert.deepEqual(await complete('bash', ['muster', 'agents', 'a']), ['add', 'approve']);
+    assert.deepEqual(await complete('bash', ['muster', 'agents', 'tokens', 'c']), ['create']);
     assert.deepEqual(await complete('bash', ['muster', 'agent', '--drain']), ['--drain-timeout']);
     assert.deepEqual(await complete('bash', ['muster', 'agent', '--config', 'age']), ['agent.yml']);
     assert.deepEqual(await complete('bash', ['muster', 'config', 'ch']), ['check']);

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
@@ -111,6 +111,28 @@ describe('daemon configuration', () => {
     assert.match(check.stdout, /agent: 4 options, ok; coordinator: 2 options, ok/);
   });
 
+  it("the agent's admin commands find its data dir in its config file", async () => {
+    const base = await tempDir();
+    const config = join(base, 'muster.yml');
+    await writeFile(config, `agent:\n  listen: 127.0.0.1:0\n  data: ${join(base, 'agent')}\n`);
+    const agent = await startAgent(['--config', config]);
+    assert.equal(await agent.stop(), 0);
+    for (const run of [
+      () => muster(['agent', 'leases', '--config', config, '--json']),
+      () => muster(['agent', 'instances', '--json'], { MUSTER_CONFIG: config }),
+    ]) {
+      const listed = await run();
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.deepEqual(JSON.parse(listed.stdout), []);
+    }
+    // --data and MUSTER_DATA still win: here, a dir that is no agent's.
+    const elsewhere = await muster(['agent', 'leases', '--config', config], {
+      MUSTER_DATA: base,
+    });
+    assert.equal(elsewhere.code, 2, elsewhere.stderr);
+    assert.match(elsewhere.stderr, /not an agent data dir/);
+  });
+
   it('a bad file stops the daemon at start with every problem, and config check says the same', async () => {
     const base = await tempDir();
     const config = join(base, 'bad.yml');
@@ -179,7 +201,7 @@ function call(
         rejectUnauthorized: false,
         timeout: 10_000,
         headers: {
-          'content-type': 'application/json',
+          'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json',
           ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
         },
       },
@@ -191,7 +213,7 @@ function call(
     );
     req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer`)));
     req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
+    req.end(body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body));
   });
 }
 
@@ -328,6 +350,28 @@ describe('SIGHUP', () => {
       rows.some((r) => r.actor === 'system' && r.details['fingerprint'] === second),
       JSON.stringify(rows),
     );
+    // Limits: the upload quotas change at once; the port still waits for a restart.
+    await writeFile(
+      join(base, 'coordinator.yml'),
+      'coordinator:\n  log-level: debug\n  upload-quota: 2GiB\n  upload-quota-per-user: 1MiB\n',
+    );
+    const again = coordinator.logs.length;
+    coordinator.child.kill('SIGHUP');
+    const limits = await logLine(coordinator, again, (e) =>
+      /^configuration reloaded/.test(String(e.msg)),
+    );
+    assert.deepEqual(limits.applied, [`upload-quota ${2 * 1024 ** 3}, per user ${1024 ** 2}`]);
+    assert.deepEqual(limits.restart, []);
+    const big = Buffer.alloc(2 * 1024 ** 2, 7);
+    const refused = await call(
+      port,
+      'PUT',
+      `/api/v1/blobs/${createHash('sha256').update(big).digest('hex')}`,
+      big,
+      token,
+    );
+    assert.equal(refused.status, 413, JSON.stringify(refused.body));
+    assert.equal((refused.body as { error: { code: string } }).error.code, 'UPLOAD_QUOTA_EXCEEDED');
     assert.equal(await coordinator.stop(), 0);
   });
 });

@@ -241,6 +241,14 @@ describe('web UI administration', () => {
     await page.getByTestId('log').filter({ hasText: 'both done' }).waitFor();
     assert.doesNotMatch(await page.getByTestId('log').innerText(), /hello from an uploaded file/);
     await shot(page, 'build-graph');
+
+    // An ended build can be deleted by an admin, after a confirmation; the list no longer has it.
+    const buildPath = new URL(page.url()).pathname;
+    const buildId = Number(buildPath.split('/').at(-1));
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete build' }).click();
+    await page.waitForURL((url) => url.pathname === '/builds');
+    assert.equal((await primary.api('GET', `/builds/${buildId}`)).status, 404);
     await page.context().close();
   });
 

@@ -261,7 +261,7 @@ describe('muster agents', () => {
     const empty = await runCli(['agents', 'list'], { env: envFor(fake.url) });
     assert.equal(
       empty.stdout,
-      'No agents yet: muster agents add NAME HOST:PORT --access-key KEY\n',
+      'No agents yet: muster agents add NAME HOST:PORT --access-key KEY, or start agents with muster agent --connect (muster agents tokens create)\n',
     );
   });
 

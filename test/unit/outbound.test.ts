@@ -14,6 +14,7 @@ import {
   joinKey,
   newJoinToken,
   parseJoinToken,
+  agentFactsSchema,
   type AgentFacts,
 } from '../../src/protocol/outbound.js';
 import { MusterError } from '../../src/protocol/errors.js';
@@ -47,6 +48,20 @@ describe('join tokens', () => {
     assert.equal(joinKey(secret, AGENT_ID), key);
     assert.notEqual(joinKey(secret, AGENT_ID.replace('0b', '1b')), key);
     assert.notEqual(joinKey(newJoinToken().secret, AGENT_ID), key);
+  });
+});
+
+describe('what an agent says of itself', () => {
+  it('is bounded to names that cannot pose as an admin label', () => {
+    assert.ok(agentFactsSchema.safeParse(FACTS).success);
+    for (const bad of [
+      { ...FACTS, os: 'prod-deploy' },
+      { ...FACTS, arch: 'signing' },
+      { ...FACTS, compilers: ['release-signing'] },
+      { ...FACTS, compilers: ['gcc-12345'] },
+      { ...FACTS, cores: 0 },
+    ])
+      assert.equal(agentFactsSchema.safeParse(bad).success, false, JSON.stringify(bad));
   });
 });
 
@@ -92,7 +107,11 @@ describe('the join-token store', () => {
     now = new Date('2030-01-01T01:00:00.000Z');
     assert.equal(store.joinTokens.valid('0000000000000002'), undefined);
     assert.ok(store.joinTokens.valid('0000000000000001'));
-    assert.equal(store.joinTokens.removeExpired(), 1);
+    // Creating one drops the expired ones first: they never count against the limit.
+    store.joinTokens.create({ ...base, id: '0000000000000003', expiresAt: null });
+    assert.equal(store.joinTokens.get('0000000000000002'), undefined);
+    assert.equal(store.joinTokens.removeExpired(), 0);
+    assert.equal(store.joinTokens.revoke('0000000000000003'), true);
     assert.equal(store.joinTokens.revoke('0000000000000001'), true);
     assert.equal(store.joinTokens.revoke('0000000000000001'), false);
     assert.deepEqual(store.joinTokens.list(), []);
@@ -219,6 +238,17 @@ describe('routes: join tokens and approval', () => {
     });
     assert.equal(again.status, 404);
     assert.equal(api.store.audit.list()[0]?.action, 'token.revoke');
+  });
+
+  it('keep the names the API routes use from agents', async () => {
+    api = await testApi();
+    for (const name of ['tokens', 'probe', 'connect']) {
+      const added = await api.call('POST', '/api/v1/agents', {
+        token: api.admin,
+        body: { name, address: '10.0.0.5:7420', accessKey: 'k'.repeat(32), tls: false },
+      });
+      assert.equal(added.status, 400, `${name}: ${JSON.stringify(added.body)}`);
+    }
   });
 
   it('approve a pending agent once, audited; 404 for none; a backup refuses', async () => {

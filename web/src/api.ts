@@ -192,6 +192,8 @@ export const selectBackup = (name: string | null) =>
 export const getSettings = () => call<Record<string, unknown>>('GET', '/settings');
 export const getBuild = (id: number) => call<BuildView>('GET', `/builds/${id}`);
 export const cancelBuild = (id: number) => call<BuildView>('POST', `/builds/${id}/cancel`);
+/** An ended build, with its tasks, logs and outputs (admins, on the primary). */
+export const deleteBuild = (id: number) => call<void>('DELETE', `/builds/${id}`);
 export const getLogs = (id: number, task: string | undefined, after: number) =>
   call<LogsView>(
     'GET',

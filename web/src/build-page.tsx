@@ -5,7 +5,17 @@
  * for viewers and on a standing-by backup.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { blobUrl, cancelBuild, getBuild, getLogs, type BuildView, type StatusView } from './api.js';
+import {
+  blobUrl,
+  cancelBuild,
+  deleteBuild,
+  getBuild,
+  getLogs,
+  type BuildView,
+  type StatusView,
+} from './api.js';
+import { DangerButton } from './danger-button.js';
+import { navigate } from './router.js';
 import { Notice } from './notice.js';
 import { TaskGraph } from './task-graph.js';
 
@@ -147,6 +157,19 @@ export function BuildPage({
         >
           Cancel build
         </button>
+      ) : null}
+      {!active && canBuild && status?.role === 'primary' ? (
+        <DangerButton
+          question={`Delete build #${build.id} with its tasks, logs and outputs? This cannot be undone.`}
+          disabled={false}
+          onConfirmed={() => {
+            void deleteBuild(build.id)
+              .then(() => navigate('/builds'))
+              .catch((err: unknown) => setError((err as Error).message));
+          }}
+        >
+          Delete build
+        </DangerButton>
       ) : null}
       <Notice notice={error} />
       {build.kind === 'compile' ? (

@@ -83,6 +83,8 @@ function lifetime(expires: string): number {
     throw new MusterError('VALIDATION_FAILED', (err as Error).message);
   }
   if (ms <= 0) throw new MusterError('VALIDATION_FAILED', 'expires must be above zero (or never)');
+  if (!Number.isFinite(new Date(Date.now() + ms).getTime()))
+    throw new MusterError('VALIDATION_FAILED', 'expires is too far away: use never');
   return ms;
 }
 

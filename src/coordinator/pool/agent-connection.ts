@@ -85,6 +85,8 @@ export class AgentConnection {
   private heartbeat: NodeJS.Timeout | undefined;
   private stopped = false;
   private connecting = false;
+  /** Counts the links taken up: an older one still syncing when a newer came gives way. */
+  private attempt = 0;
 
   constructor(
     public row: AgentRow,
@@ -182,12 +184,13 @@ export class AgentConnection {
       );
       previous.close();
     }
+    const attempt = ++this.attempt;
     this.connecting = true;
     this.setStatus('connecting');
     try {
-      await this.adopt(AgentClient.over(link, options));
+      await this.adopt(AgentClient.over(link, options), attempt);
     } finally {
-      this.connecting = false;
+      if (attempt === this.attempt) this.connecting = false;
     }
   }
 
@@ -216,6 +219,9 @@ export class AgentConnection {
 
   stop(): void {
     this.stopped = true;
+    // A connect still in flight gives way when it ends (see adopt).
+    this.attempt++;
+    this.connecting = false;
     clearTimeout(this.timer);
     clearInterval(this.heartbeat);
     this.client?.close();
@@ -247,33 +253,35 @@ export class AgentConnection {
 
   private async connect(): Promise<void> {
     if (this.stopped || this.connecting) return;
+    const attempt = ++this.attempt;
     this.connecting = true;
     this.setStatus('connecting');
     try {
-      await this.adopt(await AgentClient.connect(this.clientOptions()));
+      await this.adopt(await AgentClient.connect(this.clientOptions()), attempt);
     } catch (err) {
-      this.failed(err);
+      if (attempt === this.attempt) this.failed(err);
     } finally {
-      this.connecting = false;
+      if (attempt === this.attempt) this.connecting = false;
     }
   }
 
   /** A client that completed its handshake: sync the bundle, take the lease, go to work. */
-  private async adopt(client: AgentClient): Promise<void> {
+  private async adopt(client: AgentClient, attempt: number): Promise<void> {
+    const superseded = (): boolean => this.stopped || attempt !== this.attempt;
     try {
       const identity = this.ctx.identity();
-      if (this.stopped) {
+      if (superseded()) {
         client.close();
         return;
       }
       this.setStatus('syncing');
       const bundle = await this.ctx.bundle();
       await client.sync(bundle);
-      this.synced(bundle);
-      if (this.stopped) {
+      if (superseded()) {
         client.close();
         return;
       }
+      this.synced(bundle);
       this.client = client;
       this.backoff.reset();
       this.lastError = null;
@@ -306,6 +314,7 @@ export class AgentConnection {
       this.ctx.onReady(this);
     } catch (err) {
       client.close();
+      if (superseded()) return;
       if (this.dialsOut) this.failed(err);
       else throw err;
     }

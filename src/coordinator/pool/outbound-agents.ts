@@ -38,6 +38,7 @@ import {
 import type { Store } from '../store/store.js';
 import type { AgentRow } from '../store/types.js';
 import { clientOptionsFor } from './agent-connection.js';
+import { RESERVED_AGENT_NAMES } from '../../api/requests.js';
 import { relabel } from './agent-labels.js';
 import type { AgentPool } from './pool.js';
 
@@ -57,6 +58,8 @@ export interface OutboundAgentsContext {
 /** Upgrades that have not completed their handshake: in all, and per source address. */
 const LIMITS = { maxTotal: 32, maxPerAddress: 4 };
 const PEERS_CHECK_MS = 2000;
+/** A refused upgrade's socket is destroyed at the latest this long after its answer. */
+const REFUSED_LINGER_MS = 5000;
 
 interface Admitted {
   agentId: string;
@@ -225,6 +228,7 @@ export class OutboundAgents {
     peers: string,
   ): Promise<void> {
     this.sockets.set(ws, peers);
+    ws.on('error', () => undefined);
     ws.once('close', () => this.sockets.delete(ws));
     const pool = this.ctx.pool();
     if (pool === undefined || this.stopped) {
@@ -256,7 +260,11 @@ export class OutboundAgents {
       ticket.release();
     }
     try {
-      const row = admitted.row ?? this.join(admitted, binding !== '');
+      // Read again: an admin may have changed or removed it during the handshake.
+      const known = this.ctx.store.getAgentByAgentId(admitted.agentId);
+      if (admitted.row !== undefined && known === undefined)
+        throw new MusterError('NOT_FOUND', 'the agent was removed on the coordinator');
+      const row = known ?? this.join(admitted, binding !== '', link.hello.rekeyed);
       const current = this.refresh(row, admitted);
       if (!current.approved) {
         ws.close(OutboundClose.pending, 'waiting for an admin to approve this agent');
@@ -281,19 +289,26 @@ export class OutboundAgents {
     }
   }
 
-  /** A new agent proved its token: recorded (pending unless the token approves), audited. */
-  private join(admitted: Admitted, tls: boolean): AgentRow {
-    const tokenId = admitted.token!;
+  /**
+   * A new agent proved its token: recorded (pending unless the token approves), audited, under
+   * the key this handshake made (`rekeyed`), which the agent takes too: the token's own key opens
+   * nothing once the agent joined.
+   */
+  private join(admitted: Admitted, tls: boolean, rekeyed: string): AgentRow {
+    const tokenId = admitted.token;
+    if (tokenId === undefined) throw new MusterError('NOT_FOUND', 'no join token');
     const { store } = this.ctx;
     const row = store.transaction(() => {
       const token = store.joinTokens.valid(tokenId);
       if (token === undefined)
         throw new MusterError('NOT_FOUND', 'the join token expired or was revoked meanwhile');
+      if (store.getAgentByAgentId(admitted.agentId) !== undefined)
+        throw new MusterError('CONFLICT', 'the agent joined meanwhile on another link');
       const added = store.addAgent({
         name: this.freeName(admitted.facts.hostname),
         host: admitted.address,
         port: 0,
-        accessKey: admitted.accessKey,
+        accessKey: rekeyed,
         fingerprint: null,
         tls,
         labels: relabel(token.labels, null, admitted.facts),
@@ -351,17 +366,22 @@ export class OutboundAgents {
         .replace(/[^a-z0-9._-]+/g, '-')
         .replace(/^[^a-z0-9]+/, '')
         .slice(0, 56) || 'agent';
-    if (this.ctx.store.getAgent(base) === undefined) return base;
+    const free = (name: string): boolean =>
+      !RESERVED_AGENT_NAMES.has(name) && this.ctx.store.getAgent(name) === undefined;
+    if (free(base)) return base;
     for (let n = 2; ; n++) {
       const name = `${base}-${n}`;
-      if (this.ctx.store.getAgent(name) === undefined) return name;
+      if (free(name)) return name;
     }
   }
 }
 
-/** Answers an upgrade request with a plain HTTP error and closes. */
+/** Answers an upgrade request with a plain HTTP error and closes (whether or not the peer does). */
 function refuse(socket: Duplex, status: number, code: ErrorCode, message: string): void {
   const body = JSON.stringify({ code, message });
+  // The HTTP server's timeouts no longer cover an upgraded socket: it is destroyed here.
+  socket.once('finish', () => socket.destroy());
+  setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

@@ -30,7 +30,7 @@ interface JoinTokenSql {
   uses: number;
 }
 
-/** Tokens kept at most: creating one more refuses (revoke some first). */
+/** Tokens kept at most (expired ones are dropped first): one more is refused (revoke some). */
 export const MAX_JOIN_TOKENS = 1000;
 
 function toRow(row: JoinTokenSql): JoinTokenRow {
@@ -75,6 +75,8 @@ export class JoinTokenStore {
 
   /** False when MAX_JOIN_TOKENS are kept already. */
   create(row: Omit<JoinTokenRow, 'createdAt' | 'uses'>): JoinTokenRow | undefined {
+    // Expired tokens admit nobody: they go before the count, so they never fill the table.
+    this.removeExpired();
     if ((this.sql.count.get()?.n ?? 0) >= MAX_JOIN_TOKENS) return undefined;
     this.sql.insert.run({
       id: row.id,

@@ -12,6 +12,7 @@ import {
   clientProof,
   newNonce,
   proofsEqual,
+  rekey,
   signClaim,
 } from '../handshake.js';
 import {
@@ -34,6 +35,8 @@ export interface HandshakeResult {
   /** The agent's machine (src/common/boot-id.ts), when it says (agents since issue 13). */
   bootId: string | undefined;
   lease: LeaseInfo | undefined;
+  /** The key this handshake makes from the one it proved (see rekey in handshake.ts). */
+  rekeyed: string;
 }
 
 export interface LeaseInfo {
@@ -156,6 +159,7 @@ export async function handshake(
         cores: parsed.data.capacity?.cores,
         bootId: parsed.data.capacity?.bootId,
         lease: parsed.data.lease,
+        rekeyed: rekey(options.accessKey, clientNonce, agentNonce, binding),
       });
     };
     conn.sendJson({

@@ -97,17 +97,11 @@ export function registerAgentCommand(program: Command): void {
       );
     });
 
-  agent
-    .command('instances')
-    .description('list the instances this agent keeps, or remove or unbind one')
-    .option(
-      '--data <dir>',
-      'the agent data dir (default: $MUSTER_DATA, the config file, .muster/agent)',
-    )
-    .option(
-      '--config <file>',
-      "the agent's config file, for its data dir (default: $MUSTER_CONFIG)",
-    )
+  withDataDir(
+    agent
+      .command('instances')
+      .description('list the instances this agent keeps, or remove or unbind one'),
+  )
     .option(
       '--remove <key>',
       'remove an instance with no connection and no task: its files, record, task user and binding',
@@ -144,17 +138,11 @@ export function registerAgentCommand(program: Command): void {
       },
     );
 
-  agent
-    .command('leases')
-    .description('list the clusters whose leases this agent grants, or reset a stuck one')
-    .option(
-      '--data <dir>',
-      'the agent data dir (default: $MUSTER_DATA, the config file, .muster/agent)',
-    )
-    .option(
-      '--config <file>',
-      "the agent's config file, for its data dir (default: $MUSTER_CONFIG)",
-    )
+  withDataDir(
+    agent
+      .command('leases')
+      .description('list the clusters whose leases this agent grants, or reset a stuck one'),
+  )
     .option('--reset <cluster>', "forget a cluster's lease, term and key (agent admins)")
     .option('--json', 'print JSON')
     .action(async (given: { data?: string; config?: string; reset?: string; json?: boolean }) => {
@@ -189,6 +177,19 @@ function wholeNumber(value: string): number {
   if (!Number.isInteger(n) || n < 1)
     throw new MusterError('INVALID_CONFIG', `"${value}" is not a whole number of at least 1`);
   return n;
+}
+
+/** The options an agent admin command finds the agent's data dir by (see agentDataDir). */
+function withDataDir(command: Command): Command {
+  return command
+    .option(
+      '--data <dir>',
+      'the agent data dir (default: $MUSTER_DATA, the config file, .muster/agent)',
+    )
+    .option(
+      '--config <file>',
+      "the agent's config file, for its data dir (default: $MUSTER_CONFIG)",
+    );
 }
 
 /**

@@ -28,7 +28,7 @@ import {
   testTls,
   type StartedCoordinator,
 } from '../helpers/coordinator-process.js';
-import { FAST, status, submit } from '../helpers/ha.js';
+import { FAST, startBackup, status, submit } from '../helpers/ha.js';
 import {
   NS_SIDE,
   ROOT_SIDE,
@@ -94,22 +94,12 @@ before(async () => {
   ns = await outboundOnlyNamespace();
   cliDir = await makeTempDir('muster-dial-out-cli-');
   primary = await startCoordinator({ tls: true, listen: `${ROOT_SIDE}:0`, args: PRIMARY_ARGS });
-  backup = await startCoordinator({
-    tls: true,
-    login: false,
-    listen: `${ROOT_SIDE}:0`,
-    args: [
-      ...FAST,
-      '--backup-of',
-      primary.url,
-      '--backup-name',
-      'b1',
-      '--primary-ca',
-      testTls().cert,
-      '--failover-timeout',
-      '3s',
-    ],
-  });
+  backup = await startBackup(
+    primary,
+    'b1',
+    ['--primary-ca', testTls().cert, '--failover-timeout', '3s'],
+    { listen: `${ROOT_SIDE}:0` },
+  );
 });
 
 after(async () => {

@@ -93,6 +93,15 @@ before(async () => {
   host = url.hostname;
   port = Number(url.port);
   // A build for the recorded session to read and cancel (no agent yet: it stays queued).
+  await ensureBuild();
+});
+
+/**
+ * The build the recorded session reads and cancels: made again when a run's mutations deleted it
+ * (a method mutation can turn a GET of the cancelled build into an admin's DELETE).
+ */
+async function ensureBuild(): Promise<void> {
+  if (buildId !== 0 && (await c.api('GET', `/builds/${buildId}`)).status === 200) return;
   const input = await c.putBlob(Buffer.from('the build input\n'));
   const created = await c.api<BuildView & { id: number }>('POST', '/builds', {
     plan: PLAN,
@@ -100,7 +109,7 @@ before(async () => {
   });
   assert.equal(created.status, 201, brief(created.body));
   buildId = created.body.id;
-});
+}
 
 after(async () => {
   await killCoordinators();
@@ -902,6 +911,7 @@ describe('the coordinator under a fuzzed API session', () => {
         'fuzz-api',
         fc.asyncProperty(fc.array(mutation, { maxLength: 4 }), async (mutations) => {
           assertAlive('before the run');
+          await ensureBuild();
           const input = inputFor(++runs);
           const plan = planRun(recordedSession(input), mutations);
           try {

@@ -37,10 +37,12 @@ export function startBackup(
   primary: StartedCoordinator,
   name: string,
   args: string[] = [],
+  options: { listen?: string } = {},
 ): Promise<StartedCoordinator> {
   return startCoordinator({
     tls: true,
     login: false,
+    ...options,
     args: [...FAST, '--backup-of', primary.url, '--backup-name', name, ...args],
   });
 }

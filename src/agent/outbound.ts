@@ -37,6 +37,7 @@ import {
   JOIN_TOKEN_HEADER,
   joinKey,
   joinTokenIdSchema,
+  MAX_PEERS,
   OutboundClose,
   parseJoinToken,
   PEERS_HEADER,
@@ -174,7 +175,13 @@ export class OutboundLinks {
   ): Promise<void> {
     const state = this.state;
     if (state === undefined) return;
-    let next: OutboundState = { ...state, peers: peers ?? state.peers };
+    // The coordinator that answered is a peer too (a backup names only its primary): kept, so an
+    // agent restarted while the primary is down still finds the backup.
+    const learned =
+      peers === undefined
+        ? state.peers
+        : [...new Set([...peers, from])].filter((url) => url !== this.ctx.url).slice(0, MAX_PEERS);
+    let next: OutboundState = { ...state, peers: learned };
     if (accessKey === state.joinKey && accessKey !== state.accessKey) {
       // Proved with the token's key: the coordinator joined this agent now, under the new key.
       next = { ...next, accessKey: rekeyed };
@@ -185,8 +192,7 @@ export class OutboundLinks {
     const changed = JSON.stringify(next) !== JSON.stringify(state);
     this.state = next;
     if (peers !== undefined) {
-      // The coordinator that answered is kept too: a backup names only its primary.
-      const wanted = new Set([this.ctx.url, from, ...peers]);
+      const wanted = new Set([this.ctx.url, ...learned]);
       for (const [url, dialer] of this.dialers)
         if (!wanted.has(url)) {
           dialer.stop();

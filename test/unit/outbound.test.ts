@@ -4,6 +4,11 @@
  * agent's --connect options, and the routes (tokens, approve) with a real store.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { OutboundLinks } from '../../src/agent/outbound.js';
 import { afterEach, describe, it } from 'node:test';
 import type { AgentView, CreatedJoinTokenView } from '../../src/api/views/agents.js';
 import { compileAgentOptions } from '../../src/agent/options.js';
@@ -285,5 +290,57 @@ describe('routes: join tokens and approval', () => {
     api = await testApi(() => ({ ha: backupHa('backup-active', 'https://primary:7443') }));
     const onBackup = await api.call('POST', '/api/v1/agents/b7/approve', { token: api.admin });
     assert.equal((onBackup.body as { error: { code: string } }).error.code, 'READ_ONLY');
+  });
+});
+
+describe("the agent's outbound state", () => {
+  it('keeps the key the join made, confirms it, and keeps the backup that answered as a peer', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'muster-outbound-'));
+    const primary = 'https://127.0.0.1:9';
+    const backupUrl = 'https://127.0.0.2:9';
+    const token = newJoinToken();
+    const links = new OutboundLinks({
+      url: primary,
+      joinToken: { id: token.id, secret: token.secret },
+      joinTokenFile: undefined,
+      dataDir,
+      agentId: AGENT_ID,
+      facts: FACTS,
+      maxFrameBytes: 4 * 1024 * 1024,
+      log: pino({ level: 'silent' }),
+      serve: () => undefined,
+    });
+    const saved = async (): Promise<Record<string, unknown>> =>
+      JSON.parse(await readFile(join(dataDir, 'outbound.json'), 'utf8')) as Record<string, unknown>;
+    try {
+      await links.start();
+      const tokenKey = joinKey(token.secret, AGENT_ID);
+      assert.deepEqual(links.accessKeys, [tokenKey]);
+      assert.equal(links.tokenId, token.id);
+      // Joined: the handshake's new key is taken, the token's kept until confirmed.
+      const made = 'a'.repeat(64);
+      await links.joined(primary, [backupUrl], tokenKey, made);
+      assert.deepEqual(links.accessKeys, [made, tokenKey]);
+      assert.deepEqual(links.urls.sort(), [primary, backupUrl]);
+      // Confirmed on the backup, which names only its primary: the backup stays a peer.
+      await links.joined(backupUrl, [primary], made, 'b'.repeat(64));
+      assert.deepEqual(links.accessKeys, [made]);
+      assert.equal(links.tokenId, undefined);
+      assert.deepEqual(await saved(), {
+        connect: primary,
+        accessKey: made,
+        joinKey: null,
+        joinTokenId: null,
+        peers: [backupUrl],
+      });
+      assert.deepEqual(links.urls.sort(), [primary, backupUrl]);
+      // The primary says it has no backup now: the agent stops dialing it.
+      await links.joined(primary, [], made, 'c'.repeat(64));
+      assert.deepEqual(links.urls, [primary]);
+      assert.deepEqual((await saved()).peers, []);
+    } finally {
+      links.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -40,7 +40,7 @@ const DESCRIPTION = `The HTTP API of a Muster coordinator, JSON in and out (docs
 **Credentials.** A bearer token from \`POST /api/v1/login\` (the CLI, scripts), or the web UI's
 session cookie from \`POST /api/v1/session/login\`; a request authenticated by the cookie that
 changes something also sends the session's CSRF token in \`x-csrf-token\`. Roles: \`admin\`
-(everything) and \`viewer\` (reads, and running builds where an admin allows it). The
+(everything) and \`viewer\` (reads only). The
 coordinators' own routes (\`/api/v1/ha/…\`) take a registered backup's secret instead.
 
 **Errors.** Every error answers \`{ "error": { "code", "message", "details"? } }\` with a stable

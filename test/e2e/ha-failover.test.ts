@@ -204,7 +204,9 @@ describe('backup coordinator', () => {
     let checked = 0;
     for (const [path, methods] of Object.entries(doc.paths)) {
       for (const method of Object.keys(methods)) {
-        if (method === 'get' || allowed.has(`${method} ${path}`)) continue;
+        // The coordinators' own routes answer the other coordinator only (security-ha tests).
+        if (method === 'get' || allowed.has(`${method} ${path}`) || path.startsWith('/api/v1/ha/'))
+          continue;
         const concrete = path.replace(/\{\w+\}/g, 'a0');
         const response = await backup.api<{ error: { code: string; message: string } }>(
           method.toUpperCase(),

@@ -6,7 +6,7 @@ import { auditView } from './audit.js';
 import { requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 
-const auditQuery = z.object({
+export const auditQuery = z.object({
   limit: z.coerce.number().int().positive().max(1000).default(100),
   /** The page after one that ended at this id. */
   before: z.coerce.number().int().positive().optional(),

@@ -19,7 +19,7 @@ import { HTTP_URL } from '../options.js';
 import { CACHE_HISTORY_TABLES } from '../store/cache.js';
 import { name, selectBackupBody } from '../../api/requests.js';
 
-const registerBody = z.object({
+export const registerBody = z.object({
   name,
   url: z.string().max(2048).regex(HTTP_URL, 'an http(s) URL'),
   fingerprint: z.string().max(200).nullable(),
@@ -32,7 +32,7 @@ const registerBody = z.object({
   joinToken: z.string().max(200).optional(),
 });
 
-const changesQuery = z.object({
+export const changesQuery = z.object({
   stream: z.string().min(1).max(100),
   after: z.coerce.number().int().nonnegative(),
   waitMs: z.coerce.number().int().nonnegative().max(30_000).default(0),
@@ -42,17 +42,17 @@ const changesQuery = z.object({
  * `pins`: the certificate fingerprints the backup accepts for this primary, comma-separated;
  * `replication`: the error its replication keeps failing with (absent while it works).
  */
-const heartbeatQuery = z.object({
+export const heartbeatQuery = z.object({
   pins: z.string().max(2000).optional(),
   replication: z.string().max(MAX_REPORTED_ERROR).optional(),
 });
 
-const historyQuery = z.object({
+export const historyQuery = z.object({
   afterLog: z.coerce.number().int().nonnegative().default(0),
   limit: z.coerce.number().int().positive().max(10_000).default(1000),
 });
 
-const auditHistoryQuery = z.object({
+export const auditHistoryQuery = z.object({
   after: z.coerce.number().int().nonnegative().default(0),
   limit: z.coerce.number().int().positive().max(AUDIT_HANDBACK_PAGE).default(AUDIT_HANDBACK_PAGE),
 });

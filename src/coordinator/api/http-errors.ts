@@ -55,6 +55,12 @@ export function httpStatusOf(code: ErrorCode): number {
   return statusOf[code] ?? 500;
 }
 
+/** The codes the API answers with this status (500: INTERNAL and those mapped to it). */
+export function codesWithStatus(status: number): ErrorCode[] {
+  const codes = (Object.keys(statusOf) as ErrorCode[]).filter((code) => statusOf[code] === status);
+  return status === 500 ? ['INTERNAL', ...codes] : codes;
+}
+
 export function sendError(reply: FastifyReply, err: MusterError): FastifyReply {
   return reply.code(httpStatusOf(err.code)).send({ error: err.toWire() });
 }

@@ -1,382 +1,273 @@
-/** The OpenAPI 3.1 document served at /api/v1/openapi.json; request schemas come from zod. */
-import { z } from 'zod';
+/**
+ * The OpenAPI 3.1 document served at /api/v1/openapi.json (and as a page at /api/docs): the
+ * operations of openapi-operations.ts, their request schemas from the routes' own zod schemas,
+ * the one error body with the codes of each status (http-errors.ts), the security schemes.
+ * Checked with Redocly's recommended rules in the tests (test/unit/openapi-lint.test.ts).
+ */
+import { errorCodes, type ErrorCode } from '../../protocol/errors.js';
+import { SESSION_COOKIE } from './auth-routes.js';
+import { codesWithStatus } from './http-errors.js';
+import { operations, tags, type ApiOperation, type Reply } from './openapi-operations.js';
 import {
-  cacheLookupBody,
-  closeCompileSessionBody,
-  compileJobBody,
-  compileRecordsBody,
-  createCompileSessionBody,
-  putCacheEntryBody,
-  putCacheResultsBody,
-  putManifestLineBody,
-  putToolchainBody,
-  addAgentBody,
-  addExtensionBody,
-  createBuildBody,
-  changePasswordBody,
-  createUserBody,
-  loginBody,
-  missingBlobsBody,
-  probeAgentBody,
-  putCertificateBody,
-  selectBackupBody,
-  setSecretBody,
-  setSettingBody,
-  updateUserBody,
-  updateAgentBody,
-} from '../../api/requests.js';
+  jsonSchemaOf,
+  querySchemas,
+  requestExamples,
+  requestSchemas,
+  type QuerySchemaName,
+  type RequestSchemaName,
+} from './openapi-schemas.js';
 
-type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+type Json = Record<string, unknown>;
 
-interface Route {
-  method: Method;
-  path: string;
-  summary: string;
-  body?: z.ZodType;
-  raw?: boolean;
-  status?: number;
-  public?: boolean;
+/** Names of the shared error responses, by status. */
+const errorResponseNames: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  409: 'Conflict',
+  413: 'PayloadTooLarge',
+  422: 'Unprocessable',
+  429: 'TooManyRequests',
+  500: 'InternalError',
+  502: 'BadGateway',
+  503: 'Unavailable',
+  507: 'InsufficientStorage',
+};
+
+const DESCRIPTION = `The HTTP API of a Muster coordinator, JSON in and out (docs/api.md).
+
+**Credentials.** A bearer token from \`POST /api/v1/login\` (the CLI, scripts), or the web UI's
+session cookie from \`POST /api/v1/session/login\`; a request authenticated by the cookie that
+changes something also sends the session's CSRF token in \`x-csrf-token\`. Roles: \`admin\`
+(everything) and \`viewer\` (reads only). The
+coordinators' own routes (\`/api/v1/ha/…\`) take a registered backup's secret instead.
+
+**Errors.** Every error answers \`{ "error": { "code", "message", "details"? } }\` with a stable
+code (docs/errors.md); each operation lists the statuses it may answer and each status its codes.
+
+**Not in this document.** Agents that dial out connect with a WebSocket upgrade of
+\`GET /api/v1/agents/connect\` (docs/protocol.md), which is not an HTTP operation; \`/healthz\`,
+\`/readyz\` and \`/metrics\` (Prometheus) are described in docs/operations.md.`;
+
+export function openApiDocument(version: string): Json {
+  const statuses = new Set<number>();
+  const paths: Record<string, Json> = {};
+  for (const op of operations) {
+    const errors = errorStatuses(op);
+    for (const status of errors) statuses.add(status);
+    paths[op.path] ??= {};
+    paths[op.path]![op.method] = operationObject(op, errors);
+  }
+  const responses: Json = {};
+  const schemas: Json = {};
+  for (const status of [...statuses].sort((a, b) => a - b)) {
+    responses[responseName(status)] = errorResponse(status);
+    schemas[`${responseName(status)}Error`] = errorBodySchema(codesWithStatus(status));
+  }
+  for (const [name, schema] of Object.entries(requestSchemas)) schemas[name] = jsonSchemaOf(schema);
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Muster coordinator API',
+      version,
+      description: DESCRIPTION,
+      license: { name: 'MIT', identifier: 'MIT' },
+    },
+    servers: [{ url: '/', description: 'The coordinator serving this document' }],
+    tags,
+    security: [{ bearerToken: [] }, { sessionCookie: [] }],
+    paths,
+    components: { schemas, responses, securitySchemes },
+  };
 }
 
-const routes: Route[] = [
-  {
-    method: 'post',
-    path: '/api/v1/login',
-    summary: 'Log in; returns a bearer token',
-    body: loginBody,
-    public: true,
+const securitySchemes: Json = {
+  bearerToken: {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'A token from POST /api/v1/login (`muster login` stores one).',
   },
-  { method: 'post', path: '/api/v1/logout', summary: 'Revoke the token used', status: 204 },
-  {
-    method: 'post',
-    path: '/api/v1/session/login',
-    summary: 'Log in for the web UI: the token goes into the HttpOnly session cookie',
-    body: loginBody,
-    public: true,
+  sessionCookie: {
+    type: 'apiKey',
+    in: 'cookie',
+    name: SESSION_COOKIE,
+    description: "The web UI's HttpOnly session cookie, set by POST /api/v1/session/login.",
   },
-  { method: 'get', path: '/api/v1/session', summary: "The session cookie's user and CSRF token" },
-  {
-    method: 'post',
-    path: '/api/v1/session/logout',
-    summary: 'Revoke the session and clear its cookie',
-    status: 204,
+  csrfToken: {
+    type: 'apiKey',
+    in: 'header',
+    name: 'x-csrf-token',
+    description:
+      "The session's CSRF token (GET /api/v1/session), sent with the cookie on every request that changes something.",
   },
-  {
-    method: 'put',
-    path: '/api/v1/session/password',
-    summary: "Change one's own password (the current one proves it); ends one's other sessions",
-    body: changePasswordBody,
-    status: 204,
-  },
-  { method: 'get', path: '/api/v1/whoami', summary: 'The authenticated user' },
-  { method: 'get', path: '/api/v1/status', summary: 'Role, version, instance id, counts' },
-  {
-    method: 'get',
-    path: '/api/v1/banner',
-    summary: "A backup's role and its primary's URL, for the login page (public)",
-    public: true,
-  },
-  {
-    method: 'get',
-    path: '/api/v1/agents',
-    summary: 'Agents with status, slots, labels, last error',
-  },
-  {
-    method: 'post',
-    path: '/api/v1/agents',
-    summary: 'Add an agent (admin)',
-    body: addAgentBody,
-    status: 201,
-  },
-  { method: 'get', path: '/api/v1/agents/{name}', summary: 'One agent' },
-  {
-    method: 'post',
-    path: '/api/v1/agents/probe',
-    summary: 'The certificate fingerprint an agent presents, to confirm before adding it (admin)',
-    body: probeAgentBody,
-  },
-  {
-    method: 'patch',
-    path: '/api/v1/agents/{name}',
-    summary: 'Change labels or slots (admin)',
-    body: updateAgentBody,
-  },
-  {
-    method: 'delete',
-    path: '/api/v1/agents/{name}',
-    summary: 'Remove an agent (admin)',
-    status: 204,
-  },
-  { method: 'get', path: '/api/v1/extensions', summary: 'Extensions shipped to agents' },
-  {
-    method: 'post',
-    path: '/api/v1/extensions',
-    summary: 'Add or replace an extension (admin); upload its files first',
-    body: addExtensionBody,
-    status: 201,
-  },
-  {
-    method: 'delete',
-    path: '/api/v1/extensions/{name}',
-    summary: 'Remove an extension (admin)',
-    status: 204,
-  },
-  {
-    method: 'post',
-    path: '/api/v1/blobs/missing',
-    summary: 'Which of these hashes the coordinator lacks',
-    body: missingBlobsBody,
-  },
-  {
-    method: 'put',
-    path: '/api/v1/blobs/{sha256}',
-    summary: 'Upload a blob (verified by hash)',
-    raw: true,
-    status: 204,
-  },
-  { method: 'get', path: '/api/v1/blobs/{sha256}', summary: 'Download a blob' },
-  {
-    method: 'post',
-    path: '/api/v1/builds',
-    summary: 'Submit a build: plan YAML and input files',
-    body: createBuildBody,
-    status: 201,
-  },
-  {
-    method: 'get',
-    path: '/api/v1/builds',
-    summary: 'Builds, newest first (?status, ?limit, ?before)',
-  },
-  { method: 'get', path: '/api/v1/builds/{id}', summary: 'A build with its tasks' },
-  { method: 'post', path: '/api/v1/builds/{id}/cancel', summary: 'Cancel a build' },
-  {
-    method: 'delete',
-    path: '/api/v1/builds/{id}',
-    summary: 'Delete an ended build with its tasks, attempts and logs (admin)',
-    status: 204,
-  },
-  {
-    method: 'get',
-    path: '/api/v1/builds/{id}/logs',
-    summary: 'Log chunks (?task, ?after, ?limit)',
-  },
-  { method: 'get', path: '/api/v1/builds/{id}/attempts', summary: 'Every attempt of every task' },
-  {
-    method: 'post',
-    path: '/api/v1/compile-sessions',
-    summary:
-      "Open a compile session (muster build): an open build for its jobs, the session's key (the build's uid, for {id} below), and the pool's capacity",
-    body: createCompileSessionBody,
-    status: 201,
-  },
-  {
-    method: 'post',
-    path: '/api/v1/compile-sessions/{id}/records',
-    summary:
-      "Report jobs that ran on the client or came from the cache (also the session's heartbeat)",
-    body: compileRecordsBody,
-    status: 204,
-  },
-  {
-    method: 'post',
-    path: '/api/v1/compile-sessions/{id}/jobs',
-    summary:
-      'Run one compile on an agent that has its toolchain; answers when it ends (or not-started, with the reason)',
-    body: compileJobBody,
-  },
-  {
-    method: 'post',
-    path: '/api/v1/compile-sessions/{id}/close',
-    summary: "Close a compile session with its command's exit code; returns the build",
-    body: closeCompileSessionBody,
-  },
-  {
-    method: 'post',
-    path: '/api/v1/cache/lookup',
-    summary: "A direct key's manifest and the cache entries asked for or led to, in one round trip",
-    body: cacheLookupBody,
-  },
-  {
-    method: 'put',
-    path: '/api/v1/cache/entries/{key}',
-    summary: "Store a compile's result (its blobs uploaded first); 200 with the row already there",
-    body: putCacheEntryBody,
-    status: 201,
-  },
-  {
-    method: 'post',
-    path: '/api/v1/cache/results',
-    summary:
-      'Store several results and their manifest lines in one round trip, small blobs inline (base64); each result answered kept or why not',
-    body: putCacheResultsBody,
-  },
-  {
-    method: 'post',
-    path: '/api/v1/cache/manifests/{direct}',
-    summary: "Add a line to a direct key's manifest: with these includes, that entry",
-    body: putManifestLineBody,
-    status: 201,
-  },
-  {
-    method: 'put',
-    path: '/api/v1/toolchains/{id}',
-    summary:
-      "Register a compiler by its files' hashes (uploaded as blobs first); agents get it with the next bundle",
-    body: putToolchainBody,
-    status: 201,
-  },
-  {
-    method: 'get',
-    path: '/api/v1/toolchains/{id}',
-    summary: 'A registered toolchain, and the connected agents that can run it now',
-  },
-  {
-    method: 'get',
-    path: '/api/v1/toolchains',
-    summary:
-      'Every registered toolchain, most recently used first, and whether agents get it (admin)',
-  },
-  {
-    method: 'delete',
-    path: '/api/v1/toolchains/{id}',
-    summary: 'Remove a toolchain: agents get a bundle without it (admin)',
-    status: 204,
-  },
-  {
-    method: 'get',
-    path: '/api/v1/events',
-    summary: 'Server-sent events: build, task, log, agent (?build)',
-  },
-  { method: 'get', path: '/api/v1/settings', summary: 'All settings' },
-  {
-    method: 'get',
-    path: '/api/v1/setting-definitions',
-    summary: 'The settings an admin may change, with values and explanations',
-  },
-  { method: 'get', path: '/api/v1/settings/{key}', summary: 'One setting with its explanation' },
-  {
-    method: 'put',
-    path: '/api/v1/settings/{key}',
-    summary: 'Change a setting (admin)',
-    body: setSettingBody,
-  },
-  {
-    method: 'get',
-    path: '/api/v1/certificate',
-    summary: 'The TLS certificate this coordinator serves, or { tls: false } over plain HTTP',
-  },
-  {
-    method: 'put',
-    path: '/api/v1/certificate',
-    summary: 'Replace the TLS certificate and key, validated, without a restart (admin, primary)',
-    body: putCertificateBody,
-  },
-  { method: 'get', path: '/api/v1/users', summary: 'Users (admin)' },
-  {
-    method: 'post',
-    path: '/api/v1/users',
-    summary: 'Create a user (admin)',
-    body: createUserBody,
-    status: 201,
-  },
-  {
-    method: 'patch',
-    path: '/api/v1/users/{name}',
-    summary: "Change a user's role or password (admin); a new password ends their sessions",
-    body: updateUserBody,
-  },
-  { method: 'delete', path: '/api/v1/users/{name}', summary: 'Delete a user (admin)', status: 204 },
-  { method: 'get', path: '/api/v1/backups', summary: 'Backup coordinators registered here' },
-  {
-    method: 'put',
-    path: '/api/v1/backups/selected',
-    summary: 'Select one backup, or none with null (admin, on the primary)',
-    body: selectBackupBody,
-  },
-  {
-    method: 'delete',
-    path: '/api/v1/backups/{name}',
-    summary: 'Remove a registered backup (admin, on the primary)',
-    status: 204,
-  },
-  {
-    method: 'get',
-    path: '/api/v1/audit',
-    summary:
-      'The audit log of administrative changes, newest first (admin); query: limit, before (id), action, actor',
-  },
-  {
-    method: 'get',
-    path: '/api/v1/secrets',
-    summary: 'Secrets: names, who set them and when, never values (admin)',
-  },
-  {
-    method: 'put',
-    path: '/api/v1/secrets/{name}',
-    summary: 'Set a secret (admin, on the primary): 201 when new, 200 when replaced; write-only',
-    body: setSecretBody,
-  },
-  {
-    method: 'delete',
-    path: '/api/v1/secrets/{name}',
-    summary: 'Delete a secret (admin, on the primary)',
-    status: 204,
-  },
-];
-
-const errorSchema = {
-  type: 'object',
-  properties: {
-    error: {
-      type: 'object',
-      properties: {
-        code: { type: 'string' },
-        message: { type: 'string' },
-        details: { type: 'object' },
-      },
-      required: ['code', 'message'],
-    },
+  coordinatorSecret: {
+    type: 'http',
+    scheme: 'bearer',
+    description:
+      "Between coordinators: the secret a backup registered with (a backup also names itself in x-muster-backup); the primary's for calls to its backup.",
   },
 };
 
-export function openApiDocument(version: string): Record<string, unknown> {
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const route of routes) {
-    const parameters = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
-      name: m[1],
-      in: 'path',
+/** The error statuses an operation may answer: from its access, its inputs, and its own. */
+function errorStatuses(op: ApiOperation): number[] {
+  // 400: any request whose URL, query or body cannot be read or does not validate.
+  const statuses = new Set<number>([400, ...(op.errors ?? [])]);
+  if (op.access !== 'public') statuses.add(401).add(403);
+  if (op.body !== undefined || op.rawBody) statuses.add(413);
+  if (op.path.includes('{')) statuses.add(404);
+  return [...statuses].sort((a, b) => a - b);
+}
+
+function operationObject(op: ApiOperation, errors: number[]): Json {
+  const parameters = [...pathParameters(op.path), ...queryParameters(op.query)];
+  if (op.fromBackup)
+    parameters.push({
+      name: 'x-muster-backup',
+      in: 'header',
       required: true,
+      description: 'The calling backup’s registered name.',
       schema: { type: 'string' },
-    }));
-    paths[route.path] ??= {};
-    paths[route.path]![route.method] = {
-      summary: route.summary,
-      ...(parameters.length ? { parameters } : {}),
-      ...(route.public ? { security: [] } : {}),
-      ...(route.body
-        ? {
-            requestBody: {
-              required: true,
-              content: {
-                'application/json': { schema: z.toJSONSchema(route.body, { io: 'input' }) },
-              },
-            },
-          }
-        : {}),
-      ...(route.raw
-        ? { requestBody: { required: true, content: { 'application/octet-stream': {} } } }
-        : {}),
-      responses: {
-        [String(route.status ?? 200)]: { description: 'success' },
-        default: { description: 'error', content: { 'application/json': { schema: errorSchema } } },
-      },
-    };
-  }
+    });
+  const success: Json = { [String(op.status ?? 200)]: successResponse(op.reply ?? 'json') };
+  if (op.alsoStatus !== undefined) success[String(op.alsoStatus)] = successResponse('json');
+  const responses: Json = { ...success };
+  for (const status of errors)
+    responses[String(status)] = { $ref: `#/components/responses/${responseName(status)}` };
   return {
-    openapi: '3.1.0',
-    info: { title: 'Muster coordinator API', version },
-    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-    security: [{ bearer: [] }],
-    paths,
+    operationId: op.operationId,
+    tags: [op.tag],
+    summary: op.summary,
+    description: accessText[op.access],
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...(op.body !== undefined ? { requestBody: jsonBody(op.body) } : {}),
+    ...(op.rawBody
+      ? {
+          requestBody: {
+            required: true,
+            description: 'The blob’s bytes, with a Content-Length.',
+            content: { 'application/octet-stream': { schema: { type: 'string' } } },
+          },
+        }
+      : {}),
+    responses,
+    security: securityOf(op),
+  };
+}
+
+const accessText: Record<ApiOperation['access'], string> = {
+  public: 'No credentials needed.',
+  user: 'Any logged-in user (admin or viewer).',
+  admin: 'Admins only; on a backup, changes are refused with READ_ONLY (make them on the primary).',
+  peer: 'Another coordinator only (high availability), with its secret.',
+};
+
+function securityOf(op: ApiOperation): Json[] {
+  if (op.access === 'public') return [];
+  if (op.access === 'peer') return [{ coordinatorSecret: [] }];
+  if (op.method === 'get') return [{ bearerToken: [] }, { sessionCookie: [] }];
+  return [{ bearerToken: [] }, { sessionCookie: [], csrfToken: [] }];
+}
+
+function pathParameters(path: string): Json[] {
+  return [...path.matchAll(/\{(\w+)\}/g)].map((m) => ({
+    name: m[1],
+    in: 'path',
+    required: true,
+    schema: m[1] === 'sha256' ? { type: 'string', pattern: '^[0-9a-f]{64}$' } : { type: 'string' },
+  }));
+}
+
+function queryParameters(name: QuerySchemaName | undefined): Json[] {
+  if (name === undefined) return [];
+  const json = jsonSchemaOf(querySchemas[name]);
+  const properties = (json.properties ?? {}) as Record<string, Json>;
+  const required = new Set((json.required ?? []) as string[]);
+  return Object.entries(properties).map(([param, schema]) => ({
+    name: param,
+    in: 'query',
+    required: required.has(param),
+    ...(typeof schema.description === 'string' ? { description: schema.description } : {}),
+    schema,
+  }));
+}
+
+function jsonBody(name: RequestSchemaName): Json {
+  const example = requestExamples[name];
+  return {
+    required: true,
+    content: {
+      'application/json': {
+        schema: { $ref: `#/components/schemas/${name}` },
+        ...(example !== undefined ? { example } : {}),
+      },
+    },
+  };
+}
+
+const successMedia: Record<Reply, Json | undefined> = {
+  json: { 'application/json': { schema: {} } },
+  none: undefined,
+  bytes: { 'application/octet-stream': { schema: { type: 'string' } } },
+  events: { 'text/event-stream': { schema: { type: 'string' } } },
+  sqlite: { 'application/vnd.sqlite3': { schema: { type: 'string' } } },
+  html: { 'text/html': { schema: { type: 'string' } } },
+};
+
+function successResponse(reply: Reply): Json {
+  const content = successMedia[reply];
+  return {
+    description: reply === 'none' ? 'Done; no body.' : 'Success.',
+    ...(content ? { content } : {}),
+  };
+}
+
+function responseName(status: number): string {
+  return errorResponseNames[status] ?? `Error${status}`;
+}
+
+/** The one error body, with the codes an error status may carry. */
+function errorBodySchema(codes: readonly string[]): Json {
+  return {
+    type: 'object',
+    required: ['error'],
+    properties: {
+      error: {
+        type: 'object',
+        required: ['code', 'message'],
+        properties: {
+          code: { type: 'string', enum: codes, description: 'Stable; see docs/errors.md.' },
+          message: { type: 'string', description: 'For people.' },
+          details: { type: 'object', description: 'More about some errors, by code.' },
+        },
+      },
+    },
+  };
+}
+
+function errorResponse(status: number): Json {
+  const codes = codesWithStatus(status);
+  const lines = codes.map((code) => `- \`${code}\`: ${errorCodes[code]}`);
+  const first: ErrorCode | undefined = codes[0];
+  return {
+    description: `An error, with one of these codes:\n\n${lines.join('\n')}`,
+    ...(status === 429
+      ? {
+          headers: {
+            'Retry-After': {
+              description: 'Seconds to wait before trying again.',
+              schema: { type: 'integer' },
+            },
+          },
+        }
+      : {}),
+    content: {
+      'application/json': {
+        schema: { $ref: `#/components/schemas/${responseName(status)}Error` },
+        ...(first !== undefined
+          ? { example: { error: { code: first, message: errorCodes[first] } } }
+          : {}),
+      },
+    },
   };
 }

@@ -27,6 +27,18 @@ import { registerUserRoutes } from './user-routes.js';
 import { packagePath } from '../../protocol/client/package-root.js';
 import { MusterError } from '../../protocol/errors.js';
 
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered (HEAD ones included), in order. */
+    registeredRoutes: readonly RegisteredRoute[];
+  }
+}
+
 /** Sent with every response, the web UI's pages and the API's answers alike. */
 export const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
   [
@@ -86,6 +98,12 @@ export function buildServer(
         }
       : { http: nodeServer }),
   }) as unknown as FastifyInstance;
+  // What was registered, method and URL, for the test that each route is in the OpenAPI document.
+  const registered: RegisteredRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) registered.push({ method, url: route.url });
+  });
+  app.decorate('registeredRoutes', registered);
   app.setErrorHandler(errorHandler);
   const deadlines = new BodyDeadlines(requestTimeoutMs);
   // First of all hooks, so that refusals (401, 404, 413) carry them too; on the raw response, so

@@ -1,6 +1,7 @@
-/** Health, readiness, metrics, status and the OpenAPI document. */
+/** Health, readiness, metrics, status, the OpenAPI document and its page (/api/docs). */
 import type { FastifyInstance } from 'fastify';
 import { requireUser, type ApiContext } from './context.js';
+import { apiReferencePage } from './api-reference-page.js';
 import { openApiDocument } from './openapi.js';
 import type { BannerView, StatusView } from '../../api/views/status.js';
 
@@ -21,7 +22,13 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
       .send(await ctx.metrics.registry.metrics());
   });
 
-  app.get('/api/v1/openapi.json', open, async () => openApiDocument(ctx.version));
+  // The document and its readable page are the same whoever asks: made once.
+  const document = openApiDocument(ctx.version);
+  const page = apiReferencePage(document);
+  app.get('/api/v1/openapi.json', open, async () => document);
+  app.get('/api/docs', open, async (_request, reply) =>
+    reply.header('content-type', 'text/html; charset=utf-8').send(page),
+  );
 
   // The backup banner on the login page, before anyone has logged in (schemas.ts, BannerView).
   app.get('/api/v1/banner', open, async (): Promise<BannerView> => {

@@ -1,0 +1,78 @@
+/**
+ * The OpenAPI document (src/coordinator/api/openapi.ts) against the routes Fastify registered:
+ * every route under /api/ is an operation of the document and every operation a route; the
+ * document and its page are served without credentials; the request examples are valid requests.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testApi, type TestApi } from '../helpers/api-context.js';
+import { openApiDocument } from '../../src/coordinator/api/openapi.js';
+import { operations } from '../../src/coordinator/api/openapi-operations.js';
+import { requestExamples, requestSchemas } from '../../src/coordinator/api/openapi-schemas.js';
+
+type Doc = { paths: Record<string, Record<string, { operationId?: string; responses: object }>> };
+
+describe('OpenAPI document', () => {
+  let api: TestApi;
+  before(async () => {
+    api = await testApi();
+    await api.app.ready();
+  });
+  after(async () => {
+    await api.close();
+  });
+
+  it('has an operation for every route registered under /api/, and a route for each', () => {
+    const doc = openApiDocument('test') as Doc;
+    const registered = new Set<string>();
+    for (const route of api.app.registeredRoutes) {
+      if (route.method === 'HEAD' || !route.url.startsWith('/api/')) continue;
+      const path = route.url.replace(/:(\w+)/g, '{$1}');
+      const key = `${route.method.toLowerCase()} ${path}`;
+      registered.add(key);
+      assert.ok(doc.paths[path]?.[route.method.toLowerCase()], `${key} is not in the document`);
+    }
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const method of Object.keys(item))
+        assert.ok(registered.has(`${method} ${path}`), `${method} ${path} is not a route`);
+    }
+  });
+
+  it('names each operation once and documents an error status on each', () => {
+    const ids = operations.map((op) => op.operationId);
+    assert.equal(new Set(ids).size, ids.length);
+    const doc = openApiDocument('test') as Doc;
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        const statuses = Object.keys(op.responses);
+        assert.ok(
+          statuses.some((s) => s.startsWith('4')),
+          `${method} ${path}: ${statuses.join(' ')}`,
+        );
+      }
+    }
+  });
+
+  it('shows examples that its own schemas accept', () => {
+    const names = Object.keys(requestExamples) as (keyof typeof requestSchemas)[];
+    assert.ok(names.includes('CreateBuildRequest') && names.includes('LoginRequest'));
+    for (const name of names) {
+      const result = requestSchemas[name].safeParse(requestExamples[name]);
+      assert.ok(result.success, `${name}: ${JSON.stringify(result.error?.issues)}`);
+    }
+  });
+
+  it('serves the document and its page without credentials, the page with nothing from elsewhere', async () => {
+    const served = await api.call('GET', '/api/v1/openapi.json');
+    assert.equal(served.status, 200);
+    assert.deepEqual(served.body, openApiDocument(api.ctx.version));
+    const page = await api.app.inject({ method: 'GET', url: '/api/docs' });
+    assert.equal(page.statusCode, 200);
+    assert.match(String(page.headers['content-type']), /^text\/html/);
+    for (const op of operations)
+      assert.ok(page.body.includes(`id="${op.operationId.toLowerCase()}"`), op.operationId);
+    assert.doesNotMatch(page.body, /<script|<link|<img|style=|src=/i);
+    for (const [, target] of page.body.matchAll(/href="([^"]*)"/g))
+      assert.match(String(target), /^[#/]/, `a link away from the coordinator: ${target}`);
+  });
+});

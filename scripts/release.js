@@ -5,6 +5,7 @@
 //                       addon built for the bundled Node's ABI, so no machine needs build tools
 //   dist/               cli, src (the host and extensions shipped to agents), web, native
 //   bin/muster, package.json, package-lock.json, deploy/, docs/, examples/, README and CHANGELOG
+//   schemas/            plan.schema.json, the plan language's JSON Schema for editors
 // For this machine's architecture only: the addon is compiled here. The addon is kept in
 // release/cache/ by the better-sqlite3 version and Node ABI it was built for, as is the Node
 // fetched: a second release (CI makes one per Node it tests on) compiles nothing.
@@ -58,7 +59,15 @@ function releasePackageJson() {
 }
 
 function copyTree(stage) {
-  for (const name of ['bin', 'deploy', 'docs', 'README.md', 'CHANGELOG.md', 'package-lock.json'])
+  for (const name of [
+    'bin',
+    'deploy',
+    'docs',
+    'schemas',
+    'README.md',
+    'CHANGELOG.md',
+    'package-lock.json',
+  ])
     cpSync(join(root, name), join(stage, name), { recursive: true });
   cpSync(join(root, 'examples'), join(stage, 'examples'), {
     recursive: true,

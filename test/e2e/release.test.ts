@@ -83,6 +83,11 @@ describe('the release tarball', () => {
     assert.ok(((await stat(join(install, 'node/bin/node'))).mode & 0o111) !== 0);
     for (const part of ['fastify', 'better-sqlite3/build/Release/better_sqlite3.node', 'pino'])
       await stat(join(install, 'node_modules', part));
+    // The plan schema, for editors that check muster.yml (docs/plans.md).
+    const schema = JSON.parse(
+      await readFile(join(install, 'schemas/plan.schema.json'), 'utf8'),
+    ) as { title?: unknown };
+    assert.equal(schema.title, 'Muster build plan');
     // Dev dependencies, SQLite's sources and the tests stay out.
     for (const absent of [
       'node_modules/typescript',

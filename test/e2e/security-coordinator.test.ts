@@ -446,6 +446,7 @@ describe('routes decide who may call them', () => {
       '/readyz',
       '/metrics',
       '/api/v1/openapi.json',
+      '/api/v1/plan.schema.json',
       '/',
       '/login',
       '/builds/3',

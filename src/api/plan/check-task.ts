@@ -11,27 +11,13 @@ import {
   type TaskEntry,
 } from './fields.js';
 import { secretNameProblem } from '../secret-names.js';
+import { TASK_KEYS } from './field-table.js';
 import { PLAN_LIMITS } from './limits.js';
 import { EXTENSION_NAME_PATTERN, LABEL_PATTERN, OPERATION_NAME_PATTERN } from './names.js';
 import { describe, joinPath, type Problems } from './problems.js';
 import { suggestKey, unknownKeyText } from './suggest.js';
 import type { PlanTask } from './types.js';
 import type { Source } from './yaml-source.js';
-
-const TASK_KEYS = [
-  'run',
-  'uses',
-  'with',
-  'inputs',
-  'outputs',
-  'needs',
-  'env',
-  'timeout',
-  'retries',
-  'requires',
-  'cache',
-  'secrets',
-] as const;
 
 export function checkTask(
   entry: TaskEntry,

@@ -8,11 +8,12 @@
  * after them can be trusted.
  *
  * The checks live beside it: the YAML locator (yaml-source.ts), the problem list (problems.ts),
- * suggestions (suggest.ts), single fields (fields.ts), one task (check-task.ts) and the task graph
+ * suggestions (suggest.ts), the keys and their descriptions (field-table.ts), single fields (fields.ts), one task (check-task.ts) and the task graph
  * (graph.ts).
  */
 import { LineCounter, parseDocument } from 'yaml';
 import { checkTask } from './check-task.js';
+import { PLAN_KEYS } from './field-table.js';
 import { isObject, type TaskEntry } from './fields.js';
 import { findCycles, topologicalOrder } from './graph.js';
 import { PLAN_LIMITS } from './limits.js';
@@ -21,8 +22,6 @@ import { describe, joinPath, Problems } from './problems.js';
 import { closest, suggestKey, unknownKeyText } from './suggest.js';
 import type { Plan, PlanTask } from './types.js';
 import { Source, type AstPath } from './yaml-source.js';
-
-const TOP_KEYS = ['name', 'tasks'] as const;
 
 interface Checked {
   task: PlanTask;
@@ -97,10 +96,10 @@ export function parsePlan(text: string, options: { sourceName?: string } = {}): 
 
   let tasksMisspelt = false;
   for (const key of Object.keys(top)) {
-    if (!(TOP_KEYS as readonly string[]).includes(key)) {
-      const suggestion = suggestKey(key, TOP_KEYS);
+    if (!PLAN_KEYS.includes(key)) {
+      const suggestion = suggestKey(key, PLAN_KEYS);
       tasksMisspelt ||= suggestion === 'tasks';
-      problems.add(joinPath('', key), unknownKeyText(suggestion, TOP_KEYS), source.line([key]));
+      problems.add(joinPath('', key), unknownKeyText(suggestion, PLAN_KEYS), source.line([key]));
     }
   }
 

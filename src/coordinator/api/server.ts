@@ -19,6 +19,7 @@ import { registerEventRoutes } from './event-routes.js';
 import { registerExtensionRoutes } from './extension-routes.js';
 import { registerHaRoutes } from './ha-routes.js';
 import { errorHandler, sendError } from './http-errors.js';
+import { registerPlanSchemaRoutes } from './plan-schema-routes.js';
 import { registerSecretRoutes } from './secret-routes.js';
 import { registerSettingsRoutes } from './settings-routes.js';
 import { registerSystemRoutes } from './system-routes.js';
@@ -144,6 +145,7 @@ export function buildServer(
   });
   registerAuth(app, ctx, deadlines);
   registerSystemRoutes(app, ctx);
+  registerPlanSchemaRoutes(app);
   registerJoinTokenRoutes(app, ctx);
   registerAgentRoutes(app, ctx);
   registerBlobRoutes(app, ctx);

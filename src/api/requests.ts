@@ -29,7 +29,7 @@ export const loginBody = z.strictObject({
 });
 
 /** Names an agent cannot have: they are routes under /api/v1/agents/. */
-export const RESERVED_AGENT_NAMES: ReadonlySet<string> = new Set(['tokens', 'probe', 'connect']);
+export const RESERVED_AGENT_NAMES: ReadonlySet<string> = new Set(['probe', 'connect']);
 
 export const addAgentBody = z.strictObject({
   name: name.refine((n) => !RESERVED_AGENT_NAMES.has(n), 'a name the API uses for itself'),
@@ -52,7 +52,7 @@ export const updateAgentBody = z.strictObject({
   slots: z.number().int().min(1).max(1024).nullable().optional(),
 });
 
-/** POST /api/v1/agents/tokens: what the agents that join with it get. */
+/** POST /api/v1/join-tokens: what the agents that join with it get. */
 export const createJoinTokenBody = z.strictObject({
   labels: z.array(label).max(64).optional(),
   /** Agents that join with it work at once, without an admin's approval. */

@@ -210,15 +210,15 @@ export class ApiClient {
   }
 
   createJoinToken(body: CreateJoinTokenRequest): Promise<CreatedJoinTokenView> {
-    return this.json('POST', '/agents/tokens', { body });
+    return this.json('POST', '/join-tokens', { body });
   }
 
   listJoinTokens(): Promise<JoinTokenView[]> {
-    return this.json('GET', '/agents/tokens');
+    return this.json('GET', '/join-tokens');
   }
 
   async revokeJoinToken(id: string): Promise<void> {
-    await this.call('DELETE', `/agents/tokens/${encodeURIComponent(id)}`);
+    await this.call('DELETE', `/join-tokens/${encodeURIComponent(id)}`);
   }
 
   updateAgent(name: string, body: UpdateAgentRequest): Promise<AgentView> {

@@ -122,7 +122,7 @@ describe('an agent that dials out', () => {
   });
 
   it('joins with a join token and waits for an admin', async () => {
-    const created = await primary.api<CreatedJoinTokenView>('POST', '/agents/tokens', {
+    const created = await primary.api<CreatedJoinTokenView>('POST', '/join-tokens', {
       labels: ['outside'],
       expires: '1h',
     });
@@ -147,7 +147,7 @@ describe('an agent that dials out', () => {
     assert.equal(pending.facts?.os, 'linux');
 
     // Listed without its secret, used once; the join and the token are in the audit log.
-    const listed = await primary.api<JoinTokenView[]>('GET', '/agents/tokens');
+    const listed = await primary.api<JoinTokenView[]>('GET', '/join-tokens');
     assert.equal(listed.body.length, 1);
     assert.equal(listed.body[0]?.uses, 1);
     assert.ok(!JSON.stringify(listed.body).includes(token.token.slice(-43)));

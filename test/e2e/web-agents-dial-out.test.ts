@@ -52,7 +52,7 @@ async function agents(): Promise<AgentView[]> {
 }
 
 async function tokens(): Promise<JoinTokenView[]> {
-  const response = await primary.api<JoinTokenView[]>('GET', '/agents/tokens');
+  const response = await primary.api<JoinTokenView[]>('GET', '/join-tokens');
   assert.equal(response.status, 200, JSON.stringify(response.body));
   return response.body;
 }

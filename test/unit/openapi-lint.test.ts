@@ -45,18 +45,11 @@ describe('OpenAPI document, linted', () => {
     assert.ok(start >= 0, `no report: ${run.stdout}${run.stderr}`);
     const report = JSON.parse(run.stdout.slice(start)) as LintReport;
     const problems = report.problems.map((p) => `${p.severity} ${p.ruleId}: ${p.message}`);
-    // The one known problem, until the join tokens move off /api/v1/agents/ (the paths are real
-    // routes: an agent named "tokens" and a token named "approve" would resolve both ways). Listed
-    // exactly, so that fixing it fails this test until the exception goes too.
-    const known = [
-      'warn no-ambiguous-paths: Paths should resolve unambiguously. Found two ambiguous paths: `/api/v1/agents/{name}/approve` and `/api/v1/agents/tokens/{id}`.',
-    ];
-    assert.deepEqual(problems, known, problems.join('\n'));
+    assert.deepEqual(problems, [], problems.join('\n'));
     assert.deepEqual(
       { errors: report.totals.errors, warnings: report.totals.warnings },
-      { errors: 0, warnings: known.length },
+      { errors: 0, warnings: 0 },
     );
-    // Warnings alone do not fail the linter.
     assert.equal(run.status, 0, run.stderr);
   });
 });

@@ -188,7 +188,7 @@ describe('routes: join tokens and approval', () => {
 
   it('create a token shown once, list it without its secret, revoke it; admins only', async () => {
     api = await testApi();
-    const created = await api.call('POST', '/api/v1/agents/tokens', {
+    const created = await api.call('POST', '/api/v1/join-tokens', {
       token: api.admin,
       body: { labels: ['gpu'], autoApprove: true, expires: '2h' },
     });
@@ -201,7 +201,7 @@ describe('routes: join tokens and approval', () => {
     const expiresIn = Date.parse(view.expiresAt ?? '') - Date.now();
     assert.ok(expiresIn > 7_000_000 && expiresIn <= 7_200_000, String(expiresIn));
 
-    const listed = await api.call('GET', '/api/v1/agents/tokens', { token: api.admin });
+    const listed = await api.call('GET', '/api/v1/join-tokens', { token: api.admin });
     assert.equal(listed.status, 200);
     assert.ok(!JSON.stringify(listed.body).includes(secret));
     assert.equal((listed.body as unknown[]).length, 1);
@@ -210,35 +210,35 @@ describe('routes: join tokens and approval', () => {
     assert.ok(!JSON.stringify(audit).includes(secret));
 
     for (const [method, path] of [
-      ['GET', '/api/v1/agents/tokens'],
-      ['POST', '/api/v1/agents/tokens'],
-      ['DELETE', `/api/v1/agents/tokens/${view.id}`],
+      ['GET', '/api/v1/join-tokens'],
+      ['POST', '/api/v1/join-tokens'],
+      ['DELETE', `/api/v1/join-tokens/${view.id}`],
     ] as const)
       assert.equal((await api.call(method, path, { token: api.viewer, body: {} })).status, 403);
 
-    const bare = await api.call('POST', '/api/v1/agents/tokens', { token: api.admin, body: {} });
+    const bare = await api.call('POST', '/api/v1/join-tokens', { token: api.admin, body: {} });
     assert.equal((bare.body as CreatedJoinTokenView).autoApprove, false);
-    const never = await api.call('POST', '/api/v1/agents/tokens', {
+    const never = await api.call('POST', '/api/v1/join-tokens', {
       token: api.admin,
       body: { expires: 'never' },
     });
     assert.equal((never.body as CreatedJoinTokenView).expiresAt, null);
-    const bad = await api.call('POST', '/api/v1/agents/tokens', {
+    const bad = await api.call('POST', '/api/v1/join-tokens', {
       token: api.admin,
       body: { expires: '30' },
     });
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
-    const zero = await api.call('POST', '/api/v1/agents/tokens', {
+    const zero = await api.call('POST', '/api/v1/join-tokens', {
       token: api.admin,
       body: { expires: '0s' },
     });
     assert.equal(zero.status, 400, JSON.stringify(zero.body));
 
-    const revoked = await api.call('DELETE', `/api/v1/agents/tokens/${view.id}`, {
+    const revoked = await api.call('DELETE', `/api/v1/join-tokens/${view.id}`, {
       token: api.admin,
     });
     assert.equal(revoked.status, 204);
-    const again = await api.call('DELETE', `/api/v1/agents/tokens/${view.id}`, {
+    const again = await api.call('DELETE', `/api/v1/join-tokens/${view.id}`, {
       token: api.admin,
     });
     assert.equal(again.status, 404);
@@ -247,7 +247,7 @@ describe('routes: join tokens and approval', () => {
 
   it('keep the names the API routes use from agents', async () => {
     api = await testApi();
-    for (const name of ['tokens', 'probe', 'connect']) {
+    for (const name of ['probe', 'connect']) {
       const added = await api.call('POST', '/api/v1/agents', {
         token: api.admin,
         body: { name, address: '10.0.0.5:7420', accessKey: 'k'.repeat(32), tls: false },

@@ -217,7 +217,7 @@ export const removeAgent = (name: string) =>
 /** Lets an agent that joined with a token (status `pending`) take tasks. */
 export const approveAgent = (name: string) =>
   call<AgentView>('POST', `/agents/${encodeURIComponent(name)}/approve`);
-export const listJoinTokens = () => call<JoinTokenView[]>('GET', '/agents/tokens');
+export const listJoinTokens = () => call<JoinTokenView[]>('GET', '/join-tokens');
 /** How long a new join token admits agents. */
 export type JoinTokenExpiry = '24h' | '7d' | 'never';
 /** The answer has the token itself and the command that uses it: shown this once. */
@@ -225,9 +225,9 @@ export const createJoinToken = (body: {
   labels: string[];
   autoApprove: boolean;
   expires: JoinTokenExpiry;
-}) => call<CreatedJoinTokenView>('POST', '/agents/tokens', body);
+}) => call<CreatedJoinTokenView>('POST', '/join-tokens', body);
 export const revokeJoinToken = (id: string) =>
-  call<undefined>('DELETE', `/agents/tokens/${encodeURIComponent(id)}`);
+  call<undefined>('DELETE', `/join-tokens/${encodeURIComponent(id)}`);
 export interface SettingDefinition {
   key: string;
   value: unknown;

@@ -44,7 +44,7 @@ export interface AgentFactsView {
   agentVersion: string;
 }
 
-/** A join token as listed (GET /api/v1/agents/tokens): never its secret. */
+/** A join token as listed (GET /api/v1/join-tokens): never its secret. */
 export interface JoinTokenView {
   id: string;
   labels: string[];
@@ -58,7 +58,7 @@ export interface JoinTokenView {
   uses: number;
 }
 
-/** POST /api/v1/agents/tokens: the token itself, shown this once. */
+/** POST /api/v1/join-tokens: the token itself, shown this once. */
 export interface CreatedJoinTokenView extends JoinTokenView {
   token: string;
   /** The command that starts an agent with it, for this coordinator's URL. */

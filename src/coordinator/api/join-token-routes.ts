@@ -18,13 +18,13 @@ import { parse } from './http-errors.js';
 const DEFAULT_EXPIRY = '24h';
 
 export function registerJoinTokenRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get('/api/v1/agents/tokens', async (request) => {
+  app.get('/api/v1/join-tokens', async (request) => {
     requireAdmin(request, ctx);
     const now = Date.now();
     return ctx.store.joinTokens.list().map((row) => joinTokenView(row, now));
   });
 
-  app.post('/api/v1/agents/tokens', async (request, reply) => {
+  app.post('/api/v1/join-tokens', async (request, reply) => {
     const user = requireAdmin(request, ctx);
     const body = parse(createJoinTokenBody, request.body, 'join token');
     const expires = body.expires ?? DEFAULT_EXPIRY;
@@ -62,7 +62,7 @@ export function registerJoinTokenRoutes(app: FastifyInstance, ctx: ApiContext): 
     return reply.code(201).send(view);
   });
 
-  app.delete<{ Params: { id: string } }>('/api/v1/agents/tokens/:id', async (request, reply) => {
+  app.delete<{ Params: { id: string } }>('/api/v1/join-tokens/:id', async (request, reply) => {
     requireAdmin(request, ctx);
     const id = request.params.id;
     ctx.store.transaction(() => {

@@ -13,7 +13,7 @@ export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 export type Access = 'public' | 'user' | 'admin' | 'peer';
 
 /** What a success carries: JSON, nothing, bytes, an event stream, an SQLite file, a page. */
-export type Reply = 'json' | 'none' | 'bytes' | 'events' | 'sqlite' | 'html';
+export type Reply = 'json' | 'schema' | 'none' | 'bytes' | 'events' | 'sqlite' | 'html';
 
 export interface ApiOperation {
   method: Method;
@@ -165,6 +165,15 @@ const system: ApiOperation[] = [
   },
   {
     method: 'get',
+    path: '/api/v1/plan.schema.json',
+    operationId: 'getPlanSchema',
+    tag: 'System',
+    summary: "The plan language's JSON Schema (draft 2020-12), for editors that check muster.yml",
+    access: 'public',
+    reply: 'schema',
+  },
+  {
+    method: 'get',
     path: '/api/docs',
     operationId: 'getApiReferencePage',
     tag: 'System',
@@ -241,7 +250,7 @@ const agents: ApiOperation[] = [
   },
   {
     method: 'get',
-    path: '/api/v1/agents/tokens',
+    path: '/api/v1/join-tokens',
     operationId: 'listJoinTokens',
     tag: 'Join tokens',
     summary: 'Join tokens, without their secrets',
@@ -249,7 +258,7 @@ const agents: ApiOperation[] = [
   },
   {
     method: 'post',
-    path: '/api/v1/agents/tokens',
+    path: '/api/v1/join-tokens',
     operationId: 'createJoinToken',
     tag: 'Join tokens',
     summary:
@@ -261,7 +270,7 @@ const agents: ApiOperation[] = [
   },
   {
     method: 'delete',
-    path: '/api/v1/agents/tokens/{id}',
+    path: '/api/v1/join-tokens/{id}',
     operationId: 'revokeJoinToken',
     tag: 'Join tokens',
     summary: 'Revoke a join token (agents that joined with it keep working)',

@@ -207,6 +207,7 @@ function jsonBody(name: RequestSchemaName): Json {
 
 const successMedia: Record<Reply, Json | undefined> = {
   json: { 'application/json': { schema: {} } },
+  schema: { 'application/schema+json': { schema: { type: 'object' } } },
   none: undefined,
   bytes: { 'application/octet-stream': { schema: { type: 'string' } } },
   events: { 'text/event-stream': { schema: { type: 'string' } } },

@@ -54,6 +54,10 @@ describe('web UI', () => {
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.getByTestId('role').filter({ hasText: 'Primary' }).waitFor();
     await page.getByTestId('agent-builder-1').filter({ hasText: 'connected' }).waitFor();
+    // The header links to the API's reference, served by the coordinator itself.
+    await page.getByRole('link', { name: 'API', exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: /Muster coordinator API/ }).waitFor();
+    assert.match(page.url(), /\/api\/docs$/);
     await page.context().close();
   });
 

@@ -153,7 +153,10 @@ function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => vo
           >
             {session.user.name}
           </a>{' '}
-          ({session.user.role})
+          ({session.user.role}){' '}
+          <a href="/api/docs" title="The REST API's reference (OpenAPI)">
+            API
+          </a>{' '}
           <button type="button" class="link" onClick={onLogOut}>
             Log out
           </button>

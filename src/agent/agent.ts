@@ -34,6 +34,7 @@ import { VersionStore } from './version-store.js';
 import { collectGarbage } from './garbage-collector.js';
 import { ControlRequests, type ControlAnswer, type ControlRequest } from './control.js';
 import { TaskUsers } from './task-users.js';
+import { checkRuntimeForTaskUsers } from './runtime-access.js';
 import {
   idleInstances,
   inUse,
@@ -154,7 +155,11 @@ export class Agent {
     // Task users must not read what the agent writes (leases.json, records, manifests…): what
     // they need is opened up explicitly (task-users.ts). The process-wide umask is the one way
     // to cover every file, present and future; host processes get 022 back.
-    if (this.users) process.umask(0o077);
+    if (this.users) {
+      process.umask(0o077);
+      // Its task users run hosts with this Node: refuse to start if they cannot.
+      await checkRuntimeForTaskUsers();
+    }
     const identity = await loadOrCreateIdentity(this.options);
     this.loadedIdentity = identity;
     await this.blobs.init();

@@ -52,6 +52,8 @@ export const errorCodes = {
   HOST_START_FAILED: 'The host process could not be started.',
   TASK_USER_FAILED:
     "The agent runs tasks as a user of the instance's own and could not create or prepare it; the instance's tasks are refused.",
+  RUNTIME_NOT_EXECUTABLE:
+    "The agent runs tasks as users of their own and they cannot run the agent's Node.js (a directory on its path, or the program, is closed to other users); the agent does not start.",
   TOOLCHAIN_NOT_FOUND:
     "The compiler toolchain a compile names is not in the agent's synced files (not registered, or not synced there yet).",
   TOOLCHAIN_INCOMPATIBLE:

@@ -1,7 +1,7 @@
 /** `muster agent` as a user runs it: first start, restart, bad flags, draining on SIGTERM. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { chmod, copyFile, link, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -66,6 +66,41 @@ describe('muster agent', () => {
         },
       );
     }
+  });
+
+  it('as root, refuses to start with a Node.js its task users could not run', async () => {
+    // A Node.js under a 0700 directory (a mktemp dir, a home): every host start would fail.
+    const closed = await makeTempDir();
+    dirs.push(closed);
+    await chmod(closed, 0o700);
+    const node = join(closed, 'node');
+    await link(process.execPath, node).catch(() => copyFile(process.execPath, node));
+    const dataDir = await makeTempDir();
+    dirs.push(dataDir);
+    const args = [cliPath, 'agent', '--data', dataDir, '--listen', '127.0.0.1:0'];
+    if (process.getuid?.() !== 0) {
+      // Not root: no task users, nothing to check; it refuses to be told to have them.
+      await assert.rejects(
+        run(node, [...args, '--task-users', 'on']),
+        /needs the agent to run as root/,
+      );
+      return;
+    }
+    await assert.rejects(
+      run(node, args, { timeout: 60_000 }),
+      (err: { code: number; stderr: string }) => {
+        assert.notEqual(err.code, 0);
+        assert.match(err.stderr, /\[RUNTIME_NOT_EXECUTABLE\]/);
+        assert.ok(err.stderr.includes(`${closed} is closed to other users`), err.stderr);
+        return true;
+      },
+    );
+    // Opened up, the same Node.js runs it.
+    await chmod(closed, 0o755);
+    const launcher = join(dataDir, 'muster');
+    await writeFile(launcher, `#!/bin/sh\nexec ${node} ${cliPath} "$@"\n`, { mode: 0o755 });
+    const agent = await startAgent({ dataDir, command: launcher });
+    await agent.stop();
   });
 
   it('drains on SIGTERM: a running task finishes and its result reaches the coordinator', async () => {

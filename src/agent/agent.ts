@@ -518,7 +518,8 @@ export class Agent {
       outbound: {
         accessKeys: link.accessKeys,
         binding: link.binding,
-        authenticated: (accessKey, rekeyed) => link.authenticated(accessKey, rekeyed),
+        authenticated: (accessKey, rekeyed, holderId) =>
+          link.authenticated(accessKey, rekeyed, holderId),
       },
     });
   }

@@ -68,8 +68,11 @@ export interface OutboundLink {
   /** The keys the coordinator may prove: the current one, and the join key until confirmed. */
   accessKeys: readonly string[];
   binding: string;
-  /** The coordinator proved `accessKey`; `rekeyed` is what this handshake makes of it. */
-  authenticated(accessKey: string, rekeyed: string): void;
+  /**
+   * The coordinator proved `accessKey`; `rekeyed` is what this handshake makes of it. False: the
+   * agent has a link to that coordinator (`holderId`) through another URL already; this one goes.
+   */
+  authenticated(accessKey: string, rekeyed: string, holderId: string | undefined): boolean;
 }
 
 const key = z.string().regex(/^[0-9a-f]{64}$/);
@@ -90,9 +93,17 @@ const BACKOFF = { firstMs: 1000, maxMs: 30_000 };
 const STANDBY_RETRY_MS = 3000;
 const PENDING_RETRY_MS = 5000;
 const REFUSED_RETRY_MS = 60_000;
+/** A URL that reached a coordinator linked already at another URL: tried again this often. */
+const DUPLICATE_RETRY_MS = 30_000;
 
 export class OutboundLinks {
   private readonly dialers = new Map<string, Dialer>();
+  /**
+   * The URL of the link to each coordinator (its hello's holderId): one coordinator reachable
+   * at two URLs (an agent's --connect and a backup's --backup-of spelling it differently) gets
+   * one link, not two replacing each other on its side.
+   */
+  private readonly linkedAt = new Map<string, string>();
   private state: OutboundState | undefined;
   /**
    * The join token's id, named at each dial only while this agent's join is not confirmed: an
@@ -138,6 +149,27 @@ export class OutboundLinks {
         : 'dialing out to the coordinator to join it with the token',
     );
     for (const url of [this.ctx.url, ...(this.state?.peers ?? [])]) this.dial(url);
+  }
+
+  /** Whether the link `url` made to coordinator `holderId` may stay: no other URL has one to it. */
+  claim(url: string, holderId: string | undefined): boolean {
+    if (holderId === undefined) return true;
+    const at = this.linkedAt.get(holderId);
+    if (at !== undefined && at !== url) return false;
+    this.linkedAt.set(holderId, url);
+    return true;
+  }
+
+  /** The link `url` made to `holderId` closed: a URL that waits behind it is dialed now. */
+  release(url: string, holderId: string): void {
+    if (this.linkedAt.get(holderId) !== url) return;
+    this.linkedAt.delete(holderId);
+    for (const dialer of this.dialers.values()) dialer.linkFreed(holderId);
+  }
+
+  /** The URL of the link to `holderId`, if there is one. */
+  linkedUrl(holderId: string): string | undefined {
+    return this.linkedAt.get(holderId);
   }
 
   /** The keys a coordinator may prove now. */
@@ -258,6 +290,8 @@ class Dialer {
   private failures = 0;
   private stopped = false;
   private waitingSaid = false;
+  /** The coordinator this URL reached that another URL links already (see claim). */
+  private behind: string | undefined;
 
   constructor(
     readonly url: string,
@@ -266,6 +300,13 @@ class Dialer {
 
   start(): void {
     this.connect();
+  }
+
+  /** The link to `holderId` closed: if this URL waited behind it, it is dialed now. */
+  linkFreed(holderId: string): void {
+    if (this.behind !== holderId || this.stopped) return;
+    this.behind = undefined;
+    if (this.ws === undefined) this.schedule(0);
   }
 
   stop(): void {
@@ -298,6 +339,9 @@ class Dialer {
     let binding = '';
     let peers: string[] | undefined;
     let settled = false;
+    /** The coordinator this link reached, once it is this agent's link to it. */
+    let linked: string | undefined;
+    let duplicate = false;
     const done = (delayMs: number): void => {
       if (settled) return;
       settled = true;
@@ -347,7 +391,22 @@ class Dialer {
         stream,
         accessKeys: this.links.accessKeys,
         binding,
-        authenticated: (accessKey, rekeyed) => {
+        authenticated: (accessKey, rekeyed, holderId) => {
+          if (!this.links.claim(this.url, holderId)) {
+            duplicate = true;
+            if (this.behind !== holderId)
+              ctx.log.info(
+                {
+                  coordinator: this.url,
+                  linkedAt: holderId === undefined ? undefined : this.links.linkedUrl(holderId),
+                },
+                'this URL reaches a coordinator the agent has a link to already: kept in reserve',
+              );
+            this.behind = holderId;
+            return false;
+          }
+          this.behind = undefined;
+          linked = holderId;
           this.failures = 0;
           ctx.log.info({ coordinator: this.url }, 'connected to the coordinator (dialed out)');
           this.links
@@ -355,11 +414,18 @@ class Dialer {
             .catch((err: unknown) =>
               ctx.log.warn({ err }, 'could not save the outbound state (outbound.json)'),
             );
+          return true;
         },
       });
     });
     ws.on('close', (code: number, reason: Buffer) => {
       const why = reason.toString('utf8').slice(0, 200);
+      if (linked !== undefined) this.links.release(this.url, linked);
+      if (duplicate) {
+        // Freed meanwhile (linkFreed): dialed again at once.
+        done(this.behind === undefined ? 0 : DUPLICATE_RETRY_MS);
+        return;
+      }
       switch (code) {
         case OutboundClose.pending:
           if (!this.waitingSaid) {

@@ -72,8 +72,12 @@ export interface SessionContext {
     /** The keys the coordinator may prove (see AuthCheckContext.accessKeys). */
     accessKeys: readonly string[];
     binding: string;
-    /** It proved `accessKey`; `rekeyed` is the key this handshake makes of it (see rekey). */
-    authenticated(accessKey: string, rekeyed: string): void;
+    /**
+     * It proved `accessKey`; `rekeyed` is the key this handshake makes of it (see rekey). False:
+     * the agent already has a link to this coordinator (`holderId`) under another URL, and this
+     * connection is closed (DUPLICATE_LINK).
+     */
+    authenticated(accessKey: string, rekeyed: string, holderId: string | undefined): boolean;
   };
 }
 
@@ -221,10 +225,22 @@ export class AgentSession {
     const publicKey = check.claimKey;
     const accessKey = check.accessKey;
     this.claimKey = publicKey;
-    this.ctx.outbound?.authenticated(
+    const kept = this.ctx.outbound?.authenticated(
       accessKey,
       rekey(accessKey, hello.nonce, this.agentNonce, binding),
+      hello.holderId,
     );
+    if (kept === false) {
+      this.state = 'closed';
+      clearTimeout(this.handshakeTimer);
+      this.conn.close(
+        new MusterError(
+          'DUPLICATE_LINK',
+          'this agent already has a link to this coordinator, dialed at another of its URLs',
+        ),
+      );
+      return;
+    }
     this.state = 'ready';
     this.conn.setMaxFrameBytes(this.ctx.options.maxFrameBytes);
     this.ctx.onAuthenticated(this);

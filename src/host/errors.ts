@@ -42,6 +42,7 @@ const knownCodes: Record<ErrorCode, true> = {
   HOST_CRASHED: true,
   HOST_START_FAILED: true,
   TASK_USER_FAILED: true,
+  DUPLICATE_LINK: true,
   RUNTIME_NOT_EXECUTABLE: true,
   TOOLCHAIN_NOT_FOUND: true,
   TOOLCHAIN_INCOMPATIBLE: true,

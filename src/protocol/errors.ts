@@ -62,6 +62,8 @@ export const errorCodes = {
   AGENT_SHUTTING_DOWN: 'The agent is draining and accepts no new work.',
   LEASE_NOT_HELD:
     "This coordinator does not hold the agent's lease for its cluster; another one does.",
+  DUPLICATE_LINK:
+    'An agent that dials out already has a link to this coordinator (dialed at another of its URLs): the new one is closed.',
   CONNECTION_CLOSED: 'The connection closed before the request completed.',
   REQUEST_TIMEOUT: 'The peer did not answer in time.',
   INTERNAL: 'An unexpected error; see the log.',

@@ -4,10 +4,13 @@
  * agent's --connect options, and the routes (tokens, approve) with a real store.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { WebSocket, WebSocketServer } from 'ws';
 import { OutboundLinks } from '../../src/agent/outbound.js';
 import { afterEach, describe, it } from 'node:test';
 import type { AgentView, CreatedJoinTokenView } from '../../src/api/views/agents.js';
@@ -344,3 +347,75 @@ describe("the agent's outbound state", () => {
     }
   });
 });
+
+describe('one coordinator at two URLs', () => {
+  it('gets one link: the other URL waits in reserve and takes over when that link closes', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'muster-outbound-'));
+    // Two WebSocket servers standing for one coordinator reachable at two URLs (an agent's
+    // --connect and a backup's --backup-of spelling it differently): both say the same holder.
+    const servers = [0, 1].map(() => new WebSocketServer({ host: '127.0.0.1', port: 0 }));
+    const open: WebSocket[][] = [[], []];
+    servers.forEach((server, i) => server.on('connection', (ws) => open[i]!.push(ws)));
+    await Promise.all(servers.map((s) => once(s, 'listening')));
+    const urls = servers.map((s) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`);
+    const token = newJoinToken();
+    const kept: string[] = [];
+    const links = new OutboundLinks({
+      url: urls[0]!,
+      joinToken: { id: token.id, secret: token.secret },
+      joinTokenFile: undefined,
+      dataDir,
+      agentId: AGENT_ID,
+      facts: FACTS,
+      maxFrameBytes: 4 * 1024 * 1024,
+      log: pino({ level: 'silent' }),
+      // The agent's session in brief: the link stays only if authenticated() keeps it.
+      serve: (link) => {
+        const key = links.accessKeys[0]!;
+        if (link.authenticated(key, key, 'holder-1')) kept.push(`${link.stream.remotePort}`);
+        else link.stream.destroy();
+      },
+    });
+    try {
+      await writeFile(
+        join(dataDir, 'outbound.json'),
+        JSON.stringify({
+          connect: urls[0],
+          accessKey: 'a'.repeat(64),
+          joinKey: null,
+          joinTokenId: null,
+          peers: [urls[1]],
+        }),
+      );
+      await links.start();
+      await waitUntil(() => kept.length === 1 && open[0]!.length + open[1]!.length === 2);
+      const first = links.linkedUrl('holder-1');
+      assert.ok(first === urls[0] || first === urls[1], String(first));
+      const firstIndex = urls.indexOf(first!);
+      const other = 1 - firstIndex;
+      // The reserve URL's connection was closed by the agent; the kept one stays.
+      await waitUntil(() => open[other]![0]!.readyState === WebSocket.CLOSED);
+      assert.equal(open[firstIndex]![0]!.readyState, WebSocket.OPEN);
+      // The kept link goes (its URL stops answering): the reserve URL is dialed at once, kept.
+      servers[firstIndex]!.close();
+      for (const ws of open[firstIndex]!) ws.terminate();
+      await waitUntil(() => kept.length === 2);
+      assert.equal(links.linkedUrl('holder-1'), urls[other]);
+      assert.equal(open[other]!.length, 2);
+    } finally {
+      links.stop();
+      for (const server of servers) server.close();
+      for (const ws of open.flat()) ws.terminate();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Polls a condition, bounded (not a check of speed). */
+async function waitUntil(check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -250,7 +250,8 @@ export class OutboundAgents {
       link = await openAgentLinkOver(stream, binding, options);
     } catch (err) {
       const error = toMusterError(err);
-      this.ctx.log.warn(
+      // DUPLICATE_LINK: the agent has a link to this coordinator at another of its URLs already.
+      this.ctx.log[error.code === 'DUPLICATE_LINK' ? 'info' : 'warn'](
         { agentId: admitted.agentId, peer: admitted.address, code: error.code },
         `an agent that dials out failed its handshake: ${error.message}`,
       );

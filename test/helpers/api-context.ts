@@ -124,12 +124,17 @@ export class FakeScheduler {
 
 /** Blobs by hash: only `present` exist; nothing is written. */
 export function fakeBlobs(present: Set<string>): BlobAccess {
+  return blobsOfSize((sha256) => (present.has(sha256) ? 0 : undefined));
+}
+
+/** Blobs that exist with the size `sizeOf` gives (undefined: missing); none uploaded or read. */
+export function blobsOfSize(sizeOf: (sha256: string) => number | undefined): BlobAccess {
   return {
-    missing: async (hashes) => [...hashes].filter((h) => !present.has(h)),
+    missing: async (hashes) => [...hashes].filter((h) => sizeOf(h) === undefined),
     createWriter: () => Promise.reject(new Error('no uploads in this test')),
-    sizeOf: async (sha256) => (present.has(sha256) ? 0 : undefined),
-    sizeOfNow: (sha256) => (present.has(sha256) ? 0 : undefined),
-    touchNow: (sha256) => present.has(sha256),
+    sizeOf: async (sha256) => sizeOf(sha256),
+    sizeOfNow: sizeOf,
+    touchNow: (sha256) => sizeOf(sha256) !== undefined,
     writeNow: () => {
       throw new Error('no uploads in this test');
     },

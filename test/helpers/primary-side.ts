@@ -1,7 +1,8 @@
 /**
  * A primary's side of HA (ha/primary-side.ts) for unit tests, on a store the test opens: the
  * options a test does not care about are fixed here (no join token, no certificates, deselection
- * an hour away, healthy within 5 s); the test says how the primary calls its backups.
+ * an hour away, healthy within 5 s); the test says how the primary calls its backups (and may
+ * give it a secrets key).
  */
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -14,6 +15,7 @@ export function primarySideFor(
   dir: string,
   peerFor: PrimarySideOptions['peerFor'],
   instanceId = 'the-instance-id',
+  secretsKey?: PrimarySideOptions['secretsKey'],
 ): PrimarySide {
   return new PrimarySide(
     store,
@@ -25,6 +27,7 @@ export function primarySideFor(
       tmpDir: join(dir, 'tmp'),
       certificates: () => [],
       peerFor,
+      ...(secretsKey ? { secretsKey } : {}),
     },
     () => instanceId,
   );

@@ -1,16 +1,27 @@
 /**
  * The OpenAPI document (src/coordinator/api/openapi.ts) against the routes Fastify registered:
- * every route under /api/ is an operation of the document and every operation a route; the
+ * every route under /api/ is an operation of the document and every operation a route; every
+ * JSON answer has a schema, generated from the view types into the committed
+ * openapi-view-schemas.ts (npm run api-views), which is what the generator makes now; the
  * document and its page are served without credentials; the request examples are valid requests.
+ * (openapi-responses.test.ts checks real answers against those schemas.)
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { testApi, type TestApi } from '../helpers/api-context.js';
 import { openApiDocument } from '../../src/coordinator/api/openapi.js';
 import { operations } from '../../src/coordinator/api/openapi-operations.js';
 import { requestExamples, requestSchemas } from '../../src/coordinator/api/openapi-schemas.js';
 
 type Doc = { paths: Record<string, Record<string, { operationId?: string; responses: object }>> };
+
+interface Response {
+  content?: Record<string, { schema?: Record<string, unknown> }>;
+}
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
 
 describe('OpenAPI document', () => {
   let api: TestApi;
@@ -51,6 +62,52 @@ describe('OpenAPI document', () => {
         );
       }
     }
+  });
+
+  it('gives every JSON success a schema: a view in its components, an array of one, or an object', () => {
+    const doc = openApiDocument('test') as Doc & {
+      components: { schemas: Record<string, unknown> };
+    };
+    const target = (ref: unknown): string => {
+      assert.equal(typeof ref, 'string');
+      const name = String(ref).replace('#/components/schemas/', '');
+      assert.ok(doc.components.schemas[name], `${String(ref)} is not in the components`);
+      return name;
+    };
+    let answers = 0;
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        for (const [status, response] of Object.entries(op.responses as Record<string, Response>)) {
+          const schema = response.content?.['application/json']?.schema;
+          if (!status.startsWith('2') || schema === undefined) continue;
+          answers++;
+          const where = `${method} ${path} ${status}`;
+          if (schema.$ref !== undefined) target(schema.$ref);
+          else if (schema.type === 'array')
+            target((schema.items as Record<string, unknown> | undefined)?.$ref);
+          else
+            assert.deepEqual(
+              [op.operationId, schema],
+              ['getOpenApiDocument', { type: 'object' }],
+              where,
+            );
+        }
+      }
+    }
+    assert.ok(answers >= 60, `${answers} JSON answers`);
+  });
+
+  it('has the view schemas npm run api-views generates from src/api/views now', async () => {
+    const script = pathToFileURL(`${repo}scripts/api-view-schemas.js`).href;
+    const { viewSchemasModule, viewSchemasFile } = (await import(script)) as {
+      viewSchemasModule: () => Promise<string>;
+      viewSchemasFile: string;
+    };
+    assert.equal(
+      readFileSync(viewSchemasFile, 'utf8'),
+      await viewSchemasModule(),
+      'openapi-view-schemas.ts is out of date: npm run api-views',
+    );
   });
 
   it('shows examples that its own schemas accept', () => {

@@ -21,7 +21,7 @@ import type {
 import type { BlobAccess, UploadQuota } from '../../src/coordinator/api/ports.js';
 import type { AgentRow } from '../../src/coordinator/store/types.js';
 import { CACHE_ACCEPT_CLIENT_RESULTS_SETTING } from '../../src/coordinator/store/cache.js';
-import { backupHa, testApi, type TestApi } from '../helpers/api-context.js';
+import { backupHa, blobsOfSize, testApi, type TestApi } from '../helpers/api-context.js';
 
 interface ErrorBody {
   error: { code: string; message: string };
@@ -60,19 +60,7 @@ function sizedBlobs(sizes: Map<string, number>): {
 } {
   const log: string[] = [];
   return {
-    blobs: {
-      missing: async (hashes) => [...hashes].filter((h) => !sizes.has(h)),
-      createWriter: () => Promise.reject(new Error('no uploads in this test')),
-      sizeOf: async (h) => sizes.get(h),
-      sizeOfNow: (h) => sizes.get(h),
-      touchNow: (h) => sizes.has(h),
-      writeNow: () => {
-        throw new Error('no uploads in this test');
-      },
-      read: () => {
-        throw new Error('no downloads in this test');
-      },
-    },
+    blobs: blobsOfSize((h) => sizes.get(h)),
     uploads: {
       hold: (hashes) => {
         log.push(`hold ${[...hashes].length}`);

@@ -44,6 +44,14 @@ export interface AgentFactsView {
   agentVersion: string;
 }
 
+/** POST /api/v1/agents/probe: what an agent presents, to confirm before adding it. */
+export interface ProbedAgentView {
+  /** host:port as probed. */
+  address: string;
+  /** SHA-256 of the agent's TLS certificate (colon hex). */
+  fingerprint: string;
+}
+
 /** A join token as listed (GET /api/v1/join-tokens): never its secret. */
 export interface JoinTokenView {
   id: string;

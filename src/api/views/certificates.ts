@@ -27,3 +27,6 @@ export interface CertificateReplacedView {
   /** null when no backup is selected. */
   backup: { name: string; confirmed: boolean; message: string } | null;
 }
+
+/** GET /api/v1/certificate: the certificate served, or that there is none (plain HTTP). */
+export type CertificateStatusView = CertificateView | PlainHttpView;

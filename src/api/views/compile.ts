@@ -48,6 +48,11 @@ export interface CacheManifestLineView {
   entry: string;
 }
 
+/** POST /api/v1/cache/manifests/{direct}: whether the line is new (201) or was there (200). */
+export interface ManifestLineAddedView {
+  added: boolean;
+}
+
 /** POST /api/v1/cache/lookup */
 export interface CacheLookupView {
   /** The direct key's lines, newest first (empty without a direct key or when it has none). */

@@ -15,8 +15,17 @@ export interface SessionView {
   expiresAt: string | null;
 }
 
+/** GET /api/v1/whoami: the authenticated user. */
+export interface CurrentUserView {
+  name: string;
+  role: Role;
+}
+
+/** POST /api/v1/login: a bearer token for the CLI and scripts. */
 export interface LoginView {
+  /** Send as `Authorization: Bearer <token>`. */
   token: string;
+  /** ISO time the token stops working. */
   expiresAt: string;
   user: { name: string; role: Role };
 }

@@ -8,7 +8,7 @@ import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { probeFingerprint } from '../pool/probe.js';
 import { addAgentBody, probeAgentBody, updateAgentBody } from '../../api/requests.js';
-import type { AgentView } from '../../api/views/agents.js';
+import type { AgentView, ProbedAgentView } from '../../api/views/agents.js';
 import { agentView } from './views.js';
 
 function hostPortOf(address: string): { host: string; port: number } {
@@ -19,26 +19,29 @@ function hostPortOf(address: string): { host: string; port: number } {
   }
 }
 
-function viewNamed(ctx: ApiContext, name: string): AgentView | undefined {
+/** The agent as the pool sees it (gone when removed meanwhile: NOT_FOUND). */
+function viewNamed(ctx: ApiContext, name: string): AgentView {
   const agent = ctx.agents.snapshot(name);
-  return agent && agentView(agent);
+  if (!agent) throw new MusterError('NOT_FOUND', `no agent named ${name}`);
+  return agentView(agent);
 }
 
 export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get('/api/v1/agents', async (request) => {
+  app.get('/api/v1/agents', async (request): Promise<AgentView[]> => {
     requireUser(request);
     return ctx.agents.snapshots().map(agentView);
   });
 
-  app.get<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
-    requireUser(request);
-    const view = viewNamed(ctx, request.params.name);
-    if (!view) throw new MusterError('NOT_FOUND', `no agent named ${request.params.name}`);
-    return view;
-  });
+  app.get<{ Params: { name: string } }>(
+    '/api/v1/agents/:name',
+    async (request): Promise<AgentView> => {
+      requireUser(request);
+      return viewNamed(ctx, request.params.name);
+    },
+  );
 
   // The certificate an agent presents, for an admin to confirm before adding it.
-  app.post('/api/v1/agents/probe', async (request) => {
+  app.post('/api/v1/agents/probe', async (request): Promise<ProbedAgentView> => {
     requireAdmin(request, ctx);
     const { address } = parse(probeAgentBody, request.body, 'probe');
     const { host, port } = hostPortOf(address);
@@ -85,41 +88,48 @@ export function registerAgentRoutes(app: FastifyInstance, ctx: ApiContext): void
       return added;
     });
     ctx.agents.add(row);
-    return reply.code(201).send(viewNamed(ctx, row.name));
+    const view: AgentView = viewNamed(ctx, row.name);
+    return reply.code(201).send(view);
   });
 
-  app.patch<{ Params: { name: string } }>('/api/v1/agents/:name', async (request) => {
-    requireAdmin(request, ctx);
-    const body = parse(updateAgentBody, request.body, 'agent changes');
-    const changes = {
-      ...(body.labels === undefined ? {} : { labels: body.labels }),
-      ...(body.slots === undefined ? {} : { slots: body.slots }),
-    };
-    const row = ctx.store.transaction(() => {
-      const updated = ctx.store.updateAgent(request.params.name, changes);
-      recordAudit(ctx, request, 'agent.update', updated.name, changes);
-      return updated;
-    });
-    ctx.agents.update(row);
-    ctx.scheduler.schedule();
-    return viewNamed(ctx, row.name);
-  });
+  app.patch<{ Params: { name: string } }>(
+    '/api/v1/agents/:name',
+    async (request): Promise<AgentView> => {
+      requireAdmin(request, ctx);
+      const body = parse(updateAgentBody, request.body, 'agent changes');
+      const changes = {
+        ...(body.labels === undefined ? {} : { labels: body.labels }),
+        ...(body.slots === undefined ? {} : { slots: body.slots }),
+      };
+      const row = ctx.store.transaction(() => {
+        const updated = ctx.store.updateAgent(request.params.name, changes);
+        recordAudit(ctx, request, 'agent.update', updated.name, changes);
+        return updated;
+      });
+      ctx.agents.update(row);
+      ctx.scheduler.schedule();
+      return viewNamed(ctx, row.name);
+    },
+  );
 
   // An agent that joined with a token works once an admin approves it.
-  app.post<{ Params: { name: string } }>('/api/v1/agents/:name/approve', async (request) => {
-    requireAdmin(request, ctx);
-    const name = request.params.name;
-    const row = ctx.store.transaction(() => {
-      const agent = ctx.store.getAgent(name);
-      if (agent === undefined) throw new MusterError('NOT_FOUND', `no agent named ${name}`);
-      if (agent.approved) return agent;
-      const approved = ctx.store.updateAgent(name, { approved: true });
-      recordAudit(ctx, request, 'agent.approve', name, { agentId: approved.agentId });
-      return approved;
-    });
-    ctx.agents.update(row);
-    return viewNamed(ctx, row.name);
-  });
+  app.post<{ Params: { name: string } }>(
+    '/api/v1/agents/:name/approve',
+    async (request): Promise<AgentView> => {
+      requireAdmin(request, ctx);
+      const name = request.params.name;
+      const row = ctx.store.transaction(() => {
+        const agent = ctx.store.getAgent(name);
+        if (agent === undefined) throw new MusterError('NOT_FOUND', `no agent named ${name}`);
+        if (agent.approved) return agent;
+        const approved = ctx.store.updateAgent(name, { approved: true });
+        recordAudit(ctx, request, 'agent.approve', name, { agentId: approved.agentId });
+        return approved;
+      });
+      ctx.agents.update(row);
+      return viewNamed(ctx, row.name);
+    },
+  );
 
   app.delete<{ Params: { name: string } }>('/api/v1/agents/:name', async (request, reply) => {
     requireAdmin(request, ctx);

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { MusterError } from '../../protocol/errors.js';
+import type { AuditView } from '../../api/views/audit.js';
 import { auditView } from './audit.js';
 import { requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
@@ -15,7 +16,7 @@ export const auditQuery = z.object({
 });
 
 export function registerAuditRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get('/api/v1/audit', async (request) => {
+  app.get('/api/v1/audit', async (request): Promise<AuditView[]> => {
     const user = requireUser(request);
     if (user.role !== 'admin')
       throw new MusterError('FORBIDDEN', `${user.name} is a viewer; the audit log is for admins`);

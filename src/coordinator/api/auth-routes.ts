@@ -22,7 +22,7 @@ import { parse } from './http-errors.js';
 import { addressBlock } from '../../common/addresses.js';
 import { FailureLimiter } from './rate-limiter.js';
 import { loginBody } from '../../api/requests.js';
-import type { LoginView, SessionView } from '../../api/views/users.js';
+import type { CurrentUserView, LoginView, SessionView } from '../../api/views/users.js';
 
 /** The web UI's session cookie. */
 export const SESSION_COOKIE = 'muster_session';
@@ -174,7 +174,7 @@ export function registerAuth(
     return reply.code(200).send(session);
   });
 
-  app.get('/api/v1/session', async (request) => {
+  app.get('/api/v1/session', async (request): Promise<SessionView> => {
     const user = requireUser(request);
     const cookie = request.credentials?.cookie;
     if (cookie === undefined)
@@ -201,7 +201,7 @@ export function registerAuth(
     return reply.code(204).send();
   });
 
-  app.get('/api/v1/whoami', async (request) => {
+  app.get('/api/v1/whoami', async (request): Promise<CurrentUserView> => {
     const user = requireUser(request);
     return { name: user.name, role: user.role };
   });

@@ -9,13 +9,14 @@ import { sha256Hex } from '../../protocol/manifest.js';
 import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { missingBlobsBody } from '../../api/requests.js';
+import type { MissingBlobsView } from '../../api/views/blobs.js';
 
 export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) =>
     done(null, payload),
   );
 
-  app.post('/api/v1/blobs/missing', async (request) => {
+  app.post('/api/v1/blobs/missing', async (request): Promise<MissingBlobsView> => {
     requireUser(request);
     const body = parse(missingBlobsBody, request.body, 'hash list');
     return { missing: await ctx.blobs.missing(body.hashes) };

@@ -18,9 +18,11 @@ import {
   putManifestLineBody,
 } from '../../api/requests.js';
 import type {
+  CacheEntryView,
   CacheLookupView,
   CacheResultView,
   CacheResultsView,
+  ManifestLineAddedView,
 } from '../../api/views/compile.js';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
@@ -62,7 +64,8 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
     const body = parse(putCacheEntryBody, request.body, 'cache entry');
     requireClientResults(ctx);
     const { entry, created } = await storeEntry(ctx, user.name, key, body);
-    return reply.code(created ? 201 : 200).send(cacheEntryView(entry));
+    const view: CacheEntryView = cacheEntryView(entry);
+    return reply.code(created ? 201 : 200).send(view);
   });
 
   app.post('/api/v1/cache/results', { bodyLimit: RESULTS_BODY_LIMIT }, async (request) => {
@@ -103,7 +106,8 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
         entry: body.entry,
         createdBy: user.name,
       });
-      return reply.code(added ? 201 : 200).send({ added });
+      const view: ManifestLineAddedView = { added };
+      return reply.code(added ? 201 : 200).send(view);
     },
   );
 }

@@ -13,6 +13,10 @@ import { recordAudit } from './audit.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { putCertificateBody } from '../../api/requests.js';
+import type {
+  CertificateReplacedView,
+  CertificateStatusView,
+} from '../../api/views/certificates.js';
 
 /** A certificate with a few intermediates and a key fit easily; anything bigger is not one. */
 const CERTIFICATE_BODY_LIMIT = 256 * 1024;
@@ -48,34 +52,38 @@ function hostOf(hostHeader: string | undefined): string | undefined {
 }
 
 export function registerCertificateRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get('/api/v1/certificate', async (request) => {
+  app.get('/api/v1/certificate', async (request): Promise<CertificateStatusView> => {
     requireUser(request);
     if (!ctx.certificates) return { tls: false, message: PLAIN_HTTP };
     return ctx.certificates.view();
   });
 
-  app.put('/api/v1/certificate', { bodyLimit: CERTIFICATE_BODY_LIMIT }, async (request) => {
-    const user = requireAdmin(request, ctx);
-    const certificates = ctx.certificates;
-    if (!certificates) throw new MusterError('TLS_NOT_ENABLED', PLAIN_HTTP);
-    const body = parse(putCertificateBody, request.body, 'certificate upload');
-    const hostnames = requiredHostnames(request, ctx.options.advertiseUrl);
-    const checked = checkCertificate(body.certificate, body.key, hostnames, new Date());
-    const waitMs = backupConfirmWaitMs(ctx.options.haHeartbeatMs);
-    const result = await certificates.replace(checked, {
-      confirmBackup: async (fingerprint) =>
-        (await ctx.ha.primary?.awaitPin(fingerprint, waitMs)) ?? null,
-      swap: (cert, key) => (app.server as unknown as Server).setSecureContext({ cert, key }),
-    });
-    // The certificate is public; the key is never recorded.
-    recordAudit(ctx, request, 'certificate.replace', 'coordinator', {
-      fingerprint: result.certificate.fingerprint256,
-      hostnames,
-    });
-    request.log.info(
-      { by: user.name, fingerprint: result.certificate.fingerprint256, hostnames },
-      'certificate uploaded',
-    );
-    return result;
-  });
+  app.put(
+    '/api/v1/certificate',
+    { bodyLimit: CERTIFICATE_BODY_LIMIT },
+    async (request): Promise<CertificateReplacedView> => {
+      const user = requireAdmin(request, ctx);
+      const certificates = ctx.certificates;
+      if (!certificates) throw new MusterError('TLS_NOT_ENABLED', PLAIN_HTTP);
+      const body = parse(putCertificateBody, request.body, 'certificate upload');
+      const hostnames = requiredHostnames(request, ctx.options.advertiseUrl);
+      const checked = checkCertificate(body.certificate, body.key, hostnames, new Date());
+      const waitMs = backupConfirmWaitMs(ctx.options.haHeartbeatMs);
+      const result = await certificates.replace(checked, {
+        confirmBackup: async (fingerprint) =>
+          (await ctx.ha.primary?.awaitPin(fingerprint, waitMs)) ?? null,
+        swap: (cert, key) => (app.server as unknown as Server).setSecureContext({ cert, key }),
+      });
+      // The certificate is public; the key is never recorded.
+      recordAudit(ctx, request, 'certificate.replace', 'coordinator', {
+        fingerprint: result.certificate.fingerprint256,
+        hostnames,
+      });
+      request.log.info(
+        { by: user.name, fingerprint: result.certificate.fingerprint256, hostnames },
+        'certificate uploaded',
+      );
+      return result;
+    },
+  );
 }

@@ -13,6 +13,7 @@ import {
   compileRecordsBody,
   createCompileSessionBody,
 } from '../../api/requests.js';
+import type { BuildView } from '../../api/views/builds.js';
 import type { CompileJobView, CompileSessionView } from '../../api/views/compile.js';
 import { requireBuilder, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
@@ -81,12 +82,15 @@ export function registerCompileRoutes(app: FastifyInstance, ctx: ApiContext): vo
     },
   );
 
-  app.post<{ Params: { id: string } }>('/api/v1/compile-sessions/:id/close', async (request) => {
-    const user = requireBuilder(request, ctx);
-    const body = parse(closeCompileSessionBody, request.body, 'close');
-    const { build, tasks } = ctx.compile.close(request.params.id, body, user.name, request.log);
-    return buildView(build, tasks);
-  });
+  app.post<{ Params: { id: string } }>(
+    '/api/v1/compile-sessions/:id/close',
+    async (request): Promise<BuildView> => {
+      const user = requireBuilder(request, ctx);
+      const body = parse(closeCompileSessionBody, request.body, 'close');
+      const { build, tasks } = ctx.compile.close(request.params.id, body, user.name, request.log);
+      return buildView(build, tasks);
+    },
+  );
 }
 
 /**

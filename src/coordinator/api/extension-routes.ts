@@ -35,7 +35,7 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
     ];
   };
 
-  app.get('/api/v1/extensions', async (request) => {
+  app.get('/api/v1/extensions', async (request): Promise<ExtensionView[]> => {
     requireUser(request);
     return list();
   });
@@ -76,7 +76,9 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
     await ctx.bundles.get();
     void ctx.agents.resyncAll();
     request.log.info({ extension: body.name, version: body.version }, 'extension added');
-    return reply.code(201).send((await list()).find((e) => e.name === body.name));
+    const view = (await list()).find((e) => e.name === body.name);
+    if (!view) throw new MusterError('NOT_FOUND', `no extension ${body.name}`);
+    return reply.code(201).send(view);
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/extensions/:name', async (request, reply) => {

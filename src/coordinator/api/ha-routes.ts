@@ -18,6 +18,19 @@ import type { BackupHa, PrimaryHa } from './ports.js';
 import { HTTP_URL } from '../options.js';
 import { CACHE_HISTORY_TABLES } from '../store/cache.js';
 import { name, selectBackupBody } from '../../api/requests.js';
+import type { BackupView } from '../../api/views/backups.js';
+import type {
+  AuditRowView,
+  BackupRegisteredView,
+  BackupStateView,
+  BuildHistoryView,
+  CacheHistoryPageView,
+  ChangePageView,
+  HandbackTokensView,
+  HandbackView,
+  HeartbeatView,
+  SecretsKeyView,
+} from '../../api/views/ha.js';
 
 export const registerBody = z.object({
   name,
@@ -113,12 +126,12 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   // ---- users ----------------------------------------------------------------------------------
 
-  app.get('/api/v1/backups', async (request) => {
+  app.get('/api/v1/backups', async (request): Promise<BackupView[]> => {
     requireUser(request);
     return primary().list();
   });
 
-  app.put('/api/v1/backups/selected', async (request) => {
+  app.put('/api/v1/backups/selected', async (request): Promise<BackupView[]> => {
     const user = requireAdmin(request, ctx);
     const { name } = parse(selectBackupBody, request.body, 'selection');
     const side = primary();
@@ -138,12 +151,12 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   // ---- a backup calling its primary ---------------------------------------------------------
 
-  app.post('/api/v1/ha/register', anonymous, async (request) => {
+  app.post('/api/v1/ha/register', anonymous, async (request): Promise<BackupRegisteredView> => {
     const body = parse(registerBody, request.body, 'registration');
     return primary().register(body);
   });
 
-  app.get('/api/v1/ha/heartbeat', peer, async (request) => {
+  app.get('/api/v1/ha/heartbeat', peer, async (request): Promise<HeartbeatView> => {
     const row = fromBackup(request);
     const { pins, replication } = parse(heartbeatQuery, request.query, 'query');
     return primary().heartbeat(
@@ -153,7 +166,7 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
     );
   });
 
-  app.get('/api/v1/ha/changes', peer, async (request) => {
+  app.get('/api/v1/ha/changes', peer, async (request): Promise<ChangePageView> => {
     const row = fromBackup(request);
     const query = parse(changesQuery, request.query, 'query');
     return primary().changes(
@@ -178,7 +191,7 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   // The selected backup's copy of the secrets key (its rows of them are ciphertext).
-  app.get('/api/v1/ha/secrets-key', peer, async (request) =>
+  app.get('/api/v1/ha/secrets-key', peer, async (request): Promise<SecretsKeyView> =>
     primary().secretsKey(fromBackup(request)),
   );
 
@@ -196,33 +209,39 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   // ---- the primary calling its backup -------------------------------------------------------
 
-  app.get('/api/v1/ha/state', peer, async (request) => fromPrimary(request).stateView());
+  app.get('/api/v1/ha/state', peer, async (request): Promise<BackupStateView> =>
+    fromPrimary(request).stateView(),
+  );
 
-  app.post('/api/v1/ha/handback/begin', peer, async (request) =>
+  app.post('/api/v1/ha/handback/begin', peer, async (request): Promise<HandbackView> =>
     fromPrimary(request).beginHandback(),
   );
 
-  app.get<{ Params: { id: string } }>('/api/v1/ha/history/builds/:id', peer, async (request) => {
-    const side = fromPrimary(request);
-    const takeover = side.takeoverRecord();
-    if (!takeover) throw new MusterError('NOT_FOUND', 'this backup has no history to hand back');
-    const id = parse(z.coerce.number().int().positive(), request.params.id, 'build id');
-    const query = parse(historyQuery, request.query, 'query');
-    return ctx.store.replication.exportBuildHistory(
-      id,
-      Math.max(query.afterLog, takeover.maxLogId),
-      query.limit,
-    );
-  });
+  app.get<{ Params: { id: string } }>(
+    '/api/v1/ha/history/builds/:id',
+    peer,
+    async (request): Promise<BuildHistoryView> => {
+      const side = fromPrimary(request);
+      const takeover = side.takeoverRecord();
+      if (!takeover) throw new MusterError('NOT_FOUND', 'this backup has no history to hand back');
+      const id = parse(z.coerce.number().int().positive(), request.params.id, 'build id');
+      const query = parse(historyQuery, request.query, 'query');
+      return ctx.store.replication.exportBuildHistory(
+        id,
+        Math.max(query.afterLog, takeover.maxLogId),
+        query.limit,
+      );
+    },
+  );
 
-  app.get('/api/v1/ha/history/tokens', peer, async (request) => {
+  app.get('/api/v1/ha/history/tokens', peer, async (request): Promise<HandbackTokensView> => {
     const side = fromPrimary(request);
     const takeover = side.takeoverRecord();
     return takeover ? ctx.store.replication.exportTokens(takeover.maxTokenId) : [];
   });
 
   // The audit rows written since the takeover, a page at a time (oldest first, after `after`).
-  app.get('/api/v1/ha/history/audit', peer, async (request) => {
+  app.get('/api/v1/ha/history/audit', peer, async (request): Promise<AuditRowView[]> => {
     const side = fromPrimary(request);
     const takeover = side.takeoverRecord();
     if (!takeover) return [];
@@ -235,7 +254,7 @@ export function registerHaRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get<{ Params: { table: string } }>(
     '/api/v1/ha/history/cache/:table',
     peer,
-    async (request) => {
+    async (request): Promise<CacheHistoryPageView> => {
       const side = fromPrimary(request);
       const takeover = side.takeoverRecord();
       if (!takeover) return { rows: [], next: null };

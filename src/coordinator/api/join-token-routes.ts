@@ -18,7 +18,7 @@ import { parse } from './http-errors.js';
 const DEFAULT_EXPIRY = '24h';
 
 export function registerJoinTokenRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get('/api/v1/join-tokens', async (request) => {
+  app.get('/api/v1/join-tokens', async (request): Promise<JoinTokenView[]> => {
     requireAdmin(request, ctx);
     const now = Date.now();
     return ctx.store.joinTokens.list().map((row) => joinTokenView(row, now));

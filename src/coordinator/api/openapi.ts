@@ -1,8 +1,10 @@
 /**
  * The OpenAPI 3.1 document served at /api/v1/openapi.json (and as a page at /api/docs): the
  * operations of openapi-operations.ts, their request schemas from the routes' own zod schemas,
- * the one error body with the codes of each status (http-errors.ts), the security schemes.
- * Checked with Redocly's recommended rules in the tests (test/unit/openapi-lint.test.ts).
+ * their answers' schemas generated from the view types the routes answer with
+ * (openapi-view-schemas.ts), the one error body with the codes of each status (http-errors.ts),
+ * the security schemes. Checked with Redocly's recommended rules in the tests
+ * (test/unit/openapi-lint.test.ts).
  */
 import { errorCodes, type ErrorCode } from '../../protocol/errors.js';
 import { SESSION_COOKIE } from './auth-routes.js';
@@ -16,6 +18,7 @@ import {
   type QuerySchemaName,
   type RequestSchemaName,
 } from './openapi-schemas.js';
+import { viewSchemas } from './openapi-view-schemas.js';
 
 type Json = Record<string, unknown>;
 
@@ -66,6 +69,11 @@ export function openApiDocument(version: string): Json {
     schemas[`${responseName(status)}Error`] = errorBodySchema(codesWithStatus(status));
   }
   for (const [name, schema] of Object.entries(requestSchemas)) schemas[name] = jsonSchemaOf(schema);
+  for (const [name, schema] of Object.entries(viewSchemas)) {
+    // A view named like a request or error schema would replace it: rename the type.
+    if (name in schemas) throw new Error(`the view ${name} has the name of another schema`);
+    schemas[name] = schema;
+  }
   return {
     openapi: '3.1.0',
     info: {
@@ -129,8 +137,9 @@ function operationObject(op: ApiOperation, errors: number[]): Json {
       description: 'The calling backup’s registered name.',
       schema: { type: 'string' },
     });
-  const success: Json = { [String(op.status ?? 200)]: successResponse(op.reply ?? 'json') };
-  if (op.alsoStatus !== undefined) success[String(op.alsoStatus)] = successResponse('json');
+  const reply = successResponse(op.reply ?? 'json', op.view);
+  const success: Json = { [String(op.status ?? 200)]: reply };
+  if (op.alsoStatus !== undefined) success[String(op.alsoStatus)] = reply;
   const responses: Json = { ...success };
   for (const status of errors)
     responses[String(status)] = { $ref: `#/components/responses/${responseName(status)}` };
@@ -205,8 +214,15 @@ function jsonBody(name: RequestSchemaName): Json {
   };
 }
 
-const successMedia: Record<Reply, Json | undefined> = {
-  json: { 'application/json': { schema: {} } },
+/** The schema of a JSON answer: its view's, or an array of them; none when it names none. */
+function viewSchema(view: ApiOperation['view']): Json {
+  if (view === undefined) return {};
+  if (view === 'object') return { type: 'object' };
+  if (typeof view === 'string') return { $ref: `#/components/schemas/${view}` };
+  return { type: 'array', items: { $ref: `#/components/schemas/${view[0]}` } };
+}
+
+const successMedia: Record<Exclude<Reply, 'json'>, Json | undefined> = {
   schema: { 'application/schema+json': { schema: { type: 'object' } } },
   none: undefined,
   bytes: { 'application/octet-stream': { schema: { type: 'string' } } },
@@ -215,8 +231,9 @@ const successMedia: Record<Reply, Json | undefined> = {
   html: { 'text/html': { schema: { type: 'string' } } },
 };
 
-function successResponse(reply: Reply): Json {
-  const content = successMedia[reply];
+function successResponse(reply: Reply, view: ApiOperation['view']): Json {
+  const content =
+    reply === 'json' ? { 'application/json': { schema: viewSchema(view) } } : successMedia[reply];
   return {
     description: reply === 'none' ? 'Done; no body.' : 'Success.',
     ...(content ? { content } : {}),

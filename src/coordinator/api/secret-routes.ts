@@ -22,7 +22,7 @@ function checkName(name: string): string {
 }
 
 export function registerSecretRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.get('/api/v1/secrets', async (request) => {
+  app.get('/api/v1/secrets', async (request): Promise<SecretView[]> => {
     const user = requireUser(request);
     if (user.role !== 'admin')
       throw new MusterError('FORBIDDEN', `${user.name} is a viewer; secrets are for admins`);
@@ -39,7 +39,8 @@ export function registerSecretRoutes(app: FastifyInstance, ctx: ApiContext): voi
       return isNew;
     });
     request.log.info({ secret: name, created, by: admin.name }, 'secret set');
-    return reply.code(created ? 201 : 200).send(view(ctx.secrets.get(name)));
+    const answer: SecretView = view(ctx.secrets.get(name));
+    return reply.code(created ? 201 : 200).send(answer);
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/secrets/:name', async (request, reply) => {

@@ -6,6 +6,12 @@ import { recordAudit } from './audit.js';
 import { requireAdmin, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { setSettingBody } from '../../api/requests.js';
+import type {
+  SettingChangedView,
+  SettingDefinitionView,
+  SettingView,
+  SettingsView,
+} from '../../api/views/settings.js';
 import {
   CACHE_ACCEPT_CLIENT_RESULTS_SETTING,
   CACHE_MAX_BYTES_SETTING,
@@ -68,7 +74,7 @@ export function registerSettingsRoutes(
   ctx: ApiContext,
   onChange: (key: string) => void,
 ): void {
-  app.get('/api/v1/settings', async (request) => {
+  app.get('/api/v1/settings', async (request): Promise<SettingsView> => {
     const user = requireUser(request);
     return Object.fromEntries(
       Object.entries(ctx.store.listSettings()).filter(([key]) => visible(key, user)),
@@ -76,7 +82,7 @@ export function registerSettingsRoutes(
   });
 
   // Every setting an admin may change, with its value and explanation (Admin › Advanced Settings).
-  app.get('/api/v1/setting-definitions', async (request) => {
+  app.get('/api/v1/setting-definitions', async (request): Promise<SettingDefinitionView[]> => {
     const user = requireUser(request);
     return Object.entries(settingDefinitions).map(([key, definition]) => ({
       key,
@@ -86,55 +92,64 @@ export function registerSettingsRoutes(
     }));
   });
 
-  app.get<{ Params: { key: string } }>('/api/v1/settings/:key', async (request) => {
-    const user = requireUser(request);
-    const definition = definitionOf(request.params.key);
-    if (!definition)
-      throw new MusterError(
-        'NOT_FOUND',
-        `no setting ${request.params.key}; known: ${Object.keys(settingDefinitions).join(', ')}`,
-      );
-    if (!visible(request.params.key, user))
-      throw new MusterError('FORBIDDEN', `${request.params.key} is shown to admins only`);
-    return {
-      key: request.params.key,
-      value: ctx.store.getSetting(request.params.key) ?? null,
-      description: definition.description,
-    };
-  });
+  app.get<{ Params: { key: string } }>(
+    '/api/v1/settings/:key',
+    async (request): Promise<SettingView> => {
+      const user = requireUser(request);
+      const definition = definitionOf(request.params.key);
+      if (!definition)
+        throw new MusterError(
+          'NOT_FOUND',
+          `no setting ${request.params.key}; known: ${Object.keys(settingDefinitions).join(', ')}`,
+        );
+      if (!visible(request.params.key, user))
+        throw new MusterError('FORBIDDEN', `${request.params.key} is shown to admins only`);
+      return {
+        key: request.params.key,
+        value: ctx.store.getSetting(request.params.key) ?? null,
+        description: definition.description,
+      };
+    },
+  );
 
-  app.put<{ Params: { key: string } }>('/api/v1/settings/:key', async (request) => {
-    requireAdmin(request, ctx);
-    const definition = definitionOf(request.params.key);
-    if (!definition)
-      throw new MusterError(
-        'NOT_FOUND',
-        `no setting ${request.params.key}; known: ${Object.keys(settingDefinitions).join(', ')}`,
-      );
-    const { value } = parse(setSettingBody, request.body, 'setting');
-    if (definition.clearable && (value === null || value === '')) {
+  app.put<{ Params: { key: string } }>(
+    '/api/v1/settings/:key',
+    async (request): Promise<SettingChangedView> => {
+      requireAdmin(request, ctx);
+      const definition = definitionOf(request.params.key);
+      if (!definition)
+        throw new MusterError(
+          'NOT_FOUND',
+          `no setting ${request.params.key}; known: ${Object.keys(settingDefinitions).join(', ')}`,
+        );
+      const { value } = parse(setSettingBody, request.body, 'setting');
+      if (definition.clearable && (value === null || value === '')) {
+        ctx.store.transaction(() => {
+          ctx.store.setSetting(request.params.key, '');
+          recordAudit(ctx, request, 'setting.set', request.params.key, {
+            value: '',
+            cleared: true,
+          });
+        });
+        request.log.info({ key: request.params.key }, 'setting cleared');
+        onChange(request.params.key);
+        return { key: request.params.key, value: '' };
+      }
+      // `muster settings set KEY 123` sends a number; a text setting takes it as text.
+      const candidate =
+        (typeof value === 'number' || typeof value === 'boolean') &&
+        !definition.schema.safeParse(value).success
+          ? String(value)
+          : value;
+      const valid = parse(definition.schema, candidate, request.params.key);
       ctx.store.transaction(() => {
-        ctx.store.setSetting(request.params.key, '');
-        recordAudit(ctx, request, 'setting.set', request.params.key, { value: '', cleared: true });
+        ctx.store.setSetting(request.params.key, valid);
+        // Settings are not secret (a secret one is never set through this route: SECRET_SETTINGS).
+        recordAudit(ctx, request, 'setting.set', request.params.key, { value: valid });
       });
-      request.log.info({ key: request.params.key }, 'setting cleared');
+      request.log.info({ key: request.params.key }, 'setting changed');
       onChange(request.params.key);
-      return { key: request.params.key, value: '' };
-    }
-    // `muster settings set KEY 123` sends a number; a text setting takes it as text.
-    const candidate =
-      (typeof value === 'number' || typeof value === 'boolean') &&
-      !definition.schema.safeParse(value).success
-        ? String(value)
-        : value;
-    const valid = parse(definition.schema, candidate, request.params.key);
-    ctx.store.transaction(() => {
-      ctx.store.setSetting(request.params.key, valid);
-      // Settings are not secret (a secret one is never set through this route: SECRET_SETTINGS).
-      recordAudit(ctx, request, 'setting.set', request.params.key, { value: valid });
-    });
-    request.log.info({ key: request.params.key }, 'setting changed');
-    onChange(request.params.key);
-    return { key: request.params.key, value: valid };
-  });
+      return { key: request.params.key, value: valid };
+    },
+  );
 }

@@ -38,7 +38,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
     return { role, primary: { url: primary.url, activeSince: primary.activeSince } };
   });
 
-  app.get('/api/v1/status', async (request) => {
+  app.get('/api/v1/status', async (request): Promise<StatusView> => {
     const user = requireUser(request);
     const agents = ctx.agents.snapshots();
 

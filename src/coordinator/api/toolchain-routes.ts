@@ -65,18 +65,23 @@ export function registerToolchainRoutes(app: FastifyInstance, ctx: ApiContext): 
       // Registered again: a use, which may bring it back among those shipped.
       await resyncIfChanged(ctx, request.log);
     }
-    return reply.code(created ? 201 : 200).send(view(id));
+    const registered = view(id);
+    if (!registered) throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
+    return reply.code(created ? 201 : 200).send(registered);
   });
 
-  app.get<{ Params: { id: string } }>('/api/v1/toolchains/:id', async (request) => {
-    requireUser(request);
-    const id = parse(sha256Hex, request.params.id, 'toolchain id');
-    const found = view(id);
-    if (!found) throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
-    return found;
-  });
+  app.get<{ Params: { id: string } }>(
+    '/api/v1/toolchains/:id',
+    async (request): Promise<ToolchainView> => {
+      requireUser(request);
+      const id = parse(sha256Hex, request.params.id, 'toolchain id');
+      const found = view(id);
+      if (!found) throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
+      return found;
+    },
+  );
 
-  app.get('/api/v1/toolchains', async (request) => {
+  app.get('/api/v1/toolchains', async (request): Promise<ToolchainView[]> => {
     // A read: answered by a backup too (its copy), unlike the removal.
     const user = requireUser(request);
     if (user.role !== 'admin')

@@ -31,7 +31,7 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     );
   };
 
-  app.get('/api/v1/users', async (request) => {
+  app.get('/api/v1/users', async (request): Promise<UserView[]> => {
     // Admins read the list on a backup too (its view-only UI shows it); changes need the primary.
     if (requireUser(request).role !== 'admin')
       throw new MusterError('FORBIDDEN', 'listing users needs an admin');
@@ -48,42 +48,46 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
       return created;
     });
     request.log.info({ user: user.name, role: user.role }, 'user created');
-    return reply.code(201).send(view(user));
+    const answer: UserView = view(user);
+    return reply.code(201).send(answer);
   });
 
-  app.patch<{ Params: { name: string } }>('/api/v1/users/:name', async (request) => {
-    const admin = requireAdmin(request, ctx);
-    const body = parse(updateUserBody, request.body, 'user change');
-    const user = existing(request.params.name);
-    if (body.role !== undefined && body.role !== user.role) {
-      if (body.role !== 'admin') keepAnAdmin(user, 'making it a viewer');
-      const role = body.role;
-      ctx.store.transaction(() => {
-        ctx.store.setRole(user.name, role);
-        recordAudit(ctx, request, 'user.update', user.name, { role, previousRole: user.role });
-      });
-    }
-    if (body.password !== undefined) {
-      const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
-      ctx.store.transaction(() => {
-        ctx.store.setPassword(user.name, hash);
-        // Whoever knew the old password is logged out everywhere (the admin's own session stays).
-        const ended = ctx.store.deleteTokensOf(
-          user.id,
-          user.id === admin.id ? request.credentials?.tokenHash : undefined,
-        );
-        recordAudit(ctx, request, 'user.password', user.name, {
-          password: 'changed',
-          sessionsEnded: ended,
+  app.patch<{ Params: { name: string } }>(
+    '/api/v1/users/:name',
+    async (request): Promise<UserView> => {
+      const admin = requireAdmin(request, ctx);
+      const body = parse(updateUserBody, request.body, 'user change');
+      const user = existing(request.params.name);
+      if (body.role !== undefined && body.role !== user.role) {
+        if (body.role !== 'admin') keepAnAdmin(user, 'making it a viewer');
+        const role = body.role;
+        ctx.store.transaction(() => {
+          ctx.store.setRole(user.name, role);
+          recordAudit(ctx, request, 'user.update', user.name, { role, previousRole: user.role });
         });
-      });
-    }
-    request.log.info(
-      { user: user.name, role: body.role, password: body.password !== undefined, by: admin.name },
-      'user changed',
-    );
-    return view(existing(user.name));
-  });
+      }
+      if (body.password !== undefined) {
+        const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
+        ctx.store.transaction(() => {
+          ctx.store.setPassword(user.name, hash);
+          // Whoever knew the old password is logged out everywhere (the admin's own session stays).
+          const ended = ctx.store.deleteTokensOf(
+            user.id,
+            user.id === admin.id ? request.credentials?.tokenHash : undefined,
+          );
+          recordAudit(ctx, request, 'user.password', user.name, {
+            password: 'changed',
+            sessionsEnded: ended,
+          });
+        });
+      }
+      request.log.info(
+        { user: user.name, role: body.role, password: body.password !== undefined, by: admin.name },
+        'user changed',
+      );
+      return view(existing(user.name));
+    },
+  );
 
   app.delete<{ Params: { name: string } }>('/api/v1/users/:name', async (request, reply) => {
     const admin = requireAdmin(request, ctx);

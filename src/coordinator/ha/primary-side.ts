@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
 import type { BackupView, DeselectionView } from '../../api/views/backups.js';
+import type { HeartbeatView } from '../../api/views/ha.js';
 import { sameFingerprint } from '../../protocol/fingerprint.js';
 import type { AnnouncedCertificate, BackupConfirmation } from '../tls/certificate-manager.js';
 import type { BackupRow } from '../store/backups.js';
@@ -54,22 +55,8 @@ export interface RegisterInput {
   joinToken?: string | undefined;
 }
 
-export interface HeartbeatView {
-  role: 'primary';
-  selected: boolean;
-  /** The rest, to the selected backup only. */
-  instanceId?: string;
-  term?: number;
-  stream?: string | null;
-  lastSeq?: number;
-  /**
-   * Every certificate this primary may present: the current one and, while it replaces it, the
-   * next. A backup accepts exactly these (and drops other pins) and says so in its next heartbeat.
-   */
-  certificates: AnnouncedCertificate[];
-  /** To the selected backup: how this primary judges it (see backup-health.ts). */
-  health?: { health: BackupView['health']; healthReason: string | null; lagSeconds: number | null };
-}
+/** The answer to a backup's heartbeat (the view lives with the API's: src/api/views/ha.ts). */
+export type { HeartbeatView };
 
 /** How long `select` waits for the backup to answer its check. */
 const SELECT_PROBE_MS = 5000;

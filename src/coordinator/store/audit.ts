@@ -8,23 +8,14 @@
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { AuditActorKind } from '../../api/views/audit.js';
+import type { AuditRowView } from '../../api/views/ha.js';
 
 /** What the table keeps at most: the newest rows. */
 export const DEFAULT_AUDIT_MAX_ROWS = 100_000;
 const LIST_LIMIT = { default: 100, max: 1000 };
 
-export interface AuditRow {
-  id: number;
-  uid: string;
-  /** Milliseconds since the epoch. */
-  at: number;
-  actor: string;
-  actorKind: AuditActorKind;
-  ip: string | null;
-  action: string;
-  target: string;
-  details: Record<string, unknown>;
-}
+/** A row of the table: what a backup hands back at failback too (GET /api/v1/ha/history/audit). */
+export type AuditRow = AuditRowView;
 
 export type NewAuditRow = Omit<AuditRow, 'id' | 'uid' | 'at'> & { at?: number; uid?: string };
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
-import { OutboundLinks } from '../../src/agent/outbound.js';
+import { OutboundLinks, type OutboundLink } from '../../src/agent/outbound.js';
 import { afterEach, describe, it } from 'node:test';
 import type { AgentView, CreatedJoinTokenView } from '../../src/api/views/agents.js';
 import { compileAgentOptions } from '../../src/agent/options.js';
@@ -296,23 +296,33 @@ describe('routes: join tokens and approval', () => {
   });
 });
 
+/** An agent's dialers for `url`, with a join token, serving links with `serve`. */
+function outboundLinks(
+  url: string,
+  dataDir: string,
+  token: { id: string; secret: string },
+  serve: (link: OutboundLink) => void,
+): OutboundLinks {
+  return new OutboundLinks({
+    url,
+    joinToken: { id: token.id, secret: token.secret },
+    joinTokenFile: undefined,
+    dataDir,
+    agentId: AGENT_ID,
+    facts: FACTS,
+    maxFrameBytes: 4 * 1024 * 1024,
+    log: pino({ level: 'silent' }),
+    serve,
+  });
+}
+
 describe("the agent's outbound state", () => {
   it('keeps the key the join made, confirms it, and keeps the backup that answered as a peer', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'muster-outbound-'));
     const primary = 'https://127.0.0.1:9';
     const backupUrl = 'https://127.0.0.2:9';
     const token = newJoinToken();
-    const links = new OutboundLinks({
-      url: primary,
-      joinToken: { id: token.id, secret: token.secret },
-      joinTokenFile: undefined,
-      dataDir,
-      agentId: AGENT_ID,
-      facts: FACTS,
-      maxFrameBytes: 4 * 1024 * 1024,
-      log: pino({ level: 'silent' }),
-      serve: () => undefined,
-    });
+    const links = outboundLinks(primary, dataDir, token, () => undefined);
     const saved = async (): Promise<Record<string, unknown>> =>
       JSON.parse(await readFile(join(dataDir, 'outbound.json'), 'utf8')) as Record<string, unknown>;
     try {
@@ -360,21 +370,11 @@ describe('one coordinator at two URLs', () => {
     const urls = servers.map((s) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`);
     const token = newJoinToken();
     const kept: string[] = [];
-    const links = new OutboundLinks({
-      url: urls[0]!,
-      joinToken: { id: token.id, secret: token.secret },
-      joinTokenFile: undefined,
-      dataDir,
-      agentId: AGENT_ID,
-      facts: FACTS,
-      maxFrameBytes: 4 * 1024 * 1024,
-      log: pino({ level: 'silent' }),
-      // The agent's session in brief: the link stays only if authenticated() keeps it.
-      serve: (link) => {
-        const key = links.accessKeys[0]!;
-        if (link.authenticated(key, key, 'holder-1')) kept.push(`${link.stream.remotePort}`);
-        else link.stream.destroy();
-      },
+    // The agent's session in brief: the link stays only if authenticated() keeps it.
+    const links: OutboundLinks = outboundLinks(urls[0]!, dataDir, token, (link) => {
+      const key = links.accessKeys[0]!;
+      if (link.authenticated(key, key, 'holder-1')) kept.push(`${link.stream.remotePort}`);
+      else link.stream.destroy();
     });
     try {
       await writeFile(

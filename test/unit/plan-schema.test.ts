@@ -5,9 +5,7 @@
  * takes.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
@@ -23,6 +21,7 @@ import { checkGlob, parseTimeout } from '../../src/api/plan/fields.js';
 import { parsePlan } from '../../src/api/plan/parse.js';
 import { planJsonSchema } from '../../src/api/plan/schema.js';
 import { MusterError } from '../../src/protocol/errors.js';
+import { cManyPlan, MANY_PROBLEMS_PLAN } from '../helpers/plans.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -101,21 +100,7 @@ function examplePlans(): { name: string; text: string }[] {
     .map((text, i) => ({ name: `docs/plans.md block ${i + 1}`, text }));
   const hello = 'examples/c-hello/muster.yml';
   plans.push({ name: hello, text: readFileSync(join(repo, hello), 'utf8') });
-  const out = mkdtempSync(join(tmpdir(), 'muster-schema-c-many-'));
-  try {
-    execFileSync(process.execPath, [
-      join(repo, 'examples/c-many/generate.js'),
-      '--out',
-      out,
-      '--files',
-      '5',
-      '--functions',
-      '2',
-    ]);
-    plans.push({ name: 'c-many', text: readFileSync(join(out, 'muster.yml'), 'utf8') });
-  } finally {
-    rmSync(out, { recursive: true, force: true });
-  }
+  plans.push({ name: 'c-many', text: cManyPlan() });
   return plans;
 }
 
@@ -261,20 +246,7 @@ describe('plan JSON Schema', () => {
   });
 
   it('reports each problem a schema can see, all at once', () => {
-    const text = `name: demo
-tasks:
-  compile:
-    run: cc -c a.c
-    outputs: [../a.o]
-  link:
-    run: cc a.o
-    needs: [compil]
-    retries: 99
-  test:
-    run: ./hello
-    uses: core/run
-    timout: 1m
-`;
+    const text = MANY_PROBLEMS_PLAN;
     const errors = new Set(schemaErrors(text));
     for (const at of [
       '/tasks/compile/outputs/0',

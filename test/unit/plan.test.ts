@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
@@ -10,6 +8,7 @@ import { closest, editDistance } from '../../src/api/plan/suggest.js';
 import { parsePlan, planInputPatterns } from '../../src/api/plan/parse.js';
 import { checkInputsMatch } from '../../src/coordinator/plan/inputs.js';
 import { MusterError } from '../../src/protocol/errors.js';
+import { cManyPlan, MANY_PROBLEMS_PLAN } from '../helpers/plans.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -428,20 +427,7 @@ tasks:
   });
 
   it('reports every problem at once, in the order of the text', () => {
-    const text = `name: demo
-tasks:
-  compile:
-    run: cc -c a.c
-    outputs: [../a.o]
-  link:
-    run: cc a.o
-    needs: [compil]
-    retries: 99
-  test:
-    run: ./hello
-    uses: core/run
-    timout: 1m
-`;
+    const text = MANY_PROBLEMS_PLAN;
     let error: unknown;
     try {
       parsePlan(text, { sourceName: 'muster.yml' });
@@ -573,24 +559,10 @@ describe('examples', () => {
   });
 
   it('parses the plan examples/c-many/generate.js writes', () => {
-    const out = mkdtempSync(join(tmpdir(), 'muster-c-many-'));
-    try {
-      execFileSync(process.execPath, [
-        join(repo, 'examples/c-many/generate.js'),
-        '--out',
-        out,
-        '--files',
-        '5',
-        '--functions',
-        '2',
-      ]);
-      const plan = parsePlan(readFileSync(join(out, 'muster.yml'), 'utf8'));
-      assert.equal(plan.tasks.length, 5 + 1 + 2);
-      assert.deepEqual(plan.tasks.at(-2)?.needs.length, 6);
-      assert.equal(plan.tasks.at(-1)?.name, 'test');
-    } finally {
-      rmSync(out, { recursive: true, force: true });
-    }
+    const plan = parsePlan(cManyPlan());
+    assert.equal(plan.tasks.length, 5 + 1 + 2);
+    assert.deepEqual(plan.tasks.at(-2)?.needs.length, 6);
+    assert.equal(plan.tasks.at(-1)?.name, 'test');
   });
 });
 
@@ -606,20 +578,7 @@ describe('docs/plans.md', () => {
   it('shows the error format parsePlan produces', () => {
     const doc = readFileSync(join(repo, 'docs/plans.md'), 'utf8');
     const shown = /```\n(Plan muster\.yml has 5 problems:[\s\S]*?)\n```/.exec(doc)?.[1];
-    const text = `name: demo
-tasks:
-  compile:
-    run: cc -c a.c
-    outputs: [../a.o]
-  link:
-    run: cc a.o
-    needs: [compil]
-    retries: 99
-  test:
-    run: ./hello
-    uses: core/run
-    timout: 1m
-`;
+    const text = MANY_PROBLEMS_PLAN;
     assert.throws(() => parsePlan(text, { sourceName: 'muster.yml' }), { message: shown });
   });
 });

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Run a Muster plan from a CI job with nothing but curl, jq and sha256sum (no Muster install):
+# Run a Muster plan from a CI job with nothing but curl, jq and GNU coreutils (no Muster install):
 # upload the plan's folder, start the build, print its logs as they come, download its outputs,
 # and exit 0 only when the build succeeded. docs/api.md walks through it.
 #
@@ -9,9 +9,16 @@
 # MUSTER_TOKEN (a token from POST /api/v1/login) instead of MUSTER_USER and MUSTER_PASSWORD uses
 # that token and keeps it; otherwise the script logs in and logs out at the end. For a
 # coordinator's self-signed certificate set CURL_CA_BUNDLE to its PEM file (curl reads it).
-# Every file under the plan's folder but .git is sent (the plan's `inputs` pick from them; names
-# with a tab or a newline are not supported); the
-# outputs go to OUTPUT_DIR, the plan's folder by default, as `muster run` does.
+#
+# What is sent: the files under the plan's folder that git would commit (tracked, or untracked
+# and not ignored: `git ls-files --cached --others --exclude-standard`), or outside a git
+# checkout every file but those in .git, node_modules and .muster; the plan's `inputs` pick from
+# them. Sent files are readable by every user of the coordinator: keep credentials a CI step
+# writes out of that folder, or ignored. Symlinks are not sent; names with a tab or a newline are
+# not supported. The outputs go to OUTPUT_DIR, the plan's folder by default, as `muster run`
+# does, and as it does the script refuses (before writing any) an output path that is absolute,
+# has a `.` or `..` or `.git` component, or would be written through a symlink or over a
+# directory, checks each output's hash and gives it no mode bits above 0777.
 #
 # Exit status: 0 the build succeeded; 1 it failed or was cancelled; 2 the request was refused
 # (a bad plan, a bad login, a coordinator that cannot be reached). SIGINT or SIGTERM (the CI job
@@ -32,7 +39,7 @@ token=${MUSTER_TOKEN:-}
 logout=''
 
 finish() {
-  [ -z "$logout" ] || curl -sS -o /dev/null -X POST -H @"$work/auth" "$api/logout" || true
+  [ -z "$logout" ] || curl -sS --globoff -o /dev/null -X POST -H @"$work/auth" "$api/logout" || true
   rm -rf "$work"
 }
 trap finish EXIT
@@ -46,7 +53,7 @@ call() {
   _method=$1
   _path=$2
   shift 2
-  _status=$(curl -sS -o "$work/body" -w '%{http_code}' -X "$_method" -H @"$work/auth" "$@" "$api$_path") || {
+  _status=$(curl -sS --globoff -o "$work/body" -w '%{http_code}' -X "$_method" -H @"$work/auth" "$@" "$api$_path") || {
     echo "muster-ci: $_method $_path: no answer" >&2
     exit 2
   }
@@ -54,8 +61,9 @@ call() {
   2??) cat "$work/body" ;;
   *)
     echo "muster-ci: $_method $_path: HTTP $_status" >&2
-    jq -r '.error | "\(.code): \(.message)", (.details.problems[]? | "  \(.)")' "$work/body" >&2 2>/dev/null ||
-      cat "$work/body" >&2
+    # The coordinator's words, each line prefixed (never a CI runner's command at a line's start).
+    { jq -r '.error | "\(.code): \(.message)", (.details.problems[]? | "  \(.)")' "$work/body" 2>/dev/null ||
+      head -c 2000 "$work/body"; } | sed 's/^/muster-ci:   /' >&2
     exit 2
     ;;
   esac
@@ -74,9 +82,15 @@ printf 'authorization: Bearer %s\n' "$token" >"$work/auth"
 
 # 1. Describe every file (path, sha256, size, mode) and upload the ones the coordinator lacks.
 cd "$dir"
-find . -type f ! -path './.git/*' | sed 's|^\./||' | LC_ALL=C sort | while IFS= read -r path; do
-  printf '%s\t%s\t%s\t%s\n' "$(sha256sum <"$path" | cut -c1-64)" "$(stat -c %s "./$path")" \
-    "$((0$(stat -c %a "./$path")))" "$path"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z --cached --others --exclude-standard -- . | tr '\0' '\n'
+else
+  find . \( -name .git -o -name node_modules -o -name .muster \) -prune -o -type f -print | sed 's|^\./||'
+fi | LC_ALL=C sort -u | while IFS= read -r path; do
+  # Regular files only (a symlink, or a tracked file deleted here, is not sent).
+  [ -f "./$path" ] && [ ! -L "./$path" ] || continue
+  printf '%s\t%s\t%s\t%s\n' "$(sha256sum <"./$path" | cut -c1-64)" "$(stat -c %s "./$path")" \
+    "$((0$(stat -c %a "./$path") & 0777))" "$path"
 done >"$work/files.tsv"
 jq -R -s 'split("\n") | map(select(length > 0) | split("\t")
   | {sha256: .[0], size: (.[1] | tonumber), mode: (.[2] | tonumber), path: .[3]})' \
@@ -114,23 +128,43 @@ while :; do
   sleep 2
 done
 
-# 4. Download the outputs, checking each one's hash; refuse paths that leave OUTPUT_DIR.
+# 4. The outputs: every path checked before any is written (as `muster run` does), each
+# downloaded and checked against its hash, then all moved into OUTPUT_DIR.
 printf '%s' "$build" | jq -r '.tasks[].outputs[] | [.sha256, .mode, .path] | @tsv' >"$work/outputs"
+refuse() {
+  echo "muster-ci: refusing output $1: $2; no output written" >&2
+  exit 2
+}
 while IFS="$(printf '\t')" read -r sha mode path; do
-  case "/$path/" in
-  *//* | */../* | */./*)
-    echo "muster-ci: refusing output path $path" >&2
-    exit 2
-    ;;
-  esac
-  mkdir -p "$out/$(dirname "$path")"
-  call GET "/blobs/$sha" >"$work/blob"
-  [ "$(sha256sum <"$work/blob" | cut -c1-64)" = "$sha" ] || {
-    echo "muster-ci: $path: hash mismatch" >&2
+  case "/$path/" in *//* | */../* | */./*) refuse "$path" 'not a plain relative path' ;; esac
+  case "$(printf '%s' "/$path/" | tr 'A-Z' 'a-z')" in */.git/*) refuse "$path" 'inside .git' ;; esac
+  case "$sha" in *[!0-9a-f]* | '') refuse "$path" 'not a sha256' ;; esac
+  case "$mode" in *[!0-9]* | '') refuse "$path" 'not a mode' ;; esac
+  # Never through a symlink already there, never over a directory.
+  at=$out
+  rest=$path
+  while :; do
+    at="$at/${rest%%/*}"
+    [ ! -L "$at" ] || refuse "$path" "$at is a symlink"
+    case "$rest" in */*) rest=${rest#*/} ;; *) break ;; esac
+  done
+  [ ! -d "$at" ] || refuse "$path" "$at is a directory"
+done <"$work/outputs"
+n=0
+while IFS="$(printf '\t')" read -r sha mode path; do
+  n=$((n + 1))
+  call GET "/blobs/$sha" >"$work/output.$n"
+  [ "$(sha256sum <"$work/output.$n" | cut -c1-64)" = "$sha" ] || {
+    echo "muster-ci: $path: hash mismatch; no output written" >&2
     exit 2
   }
-  mv -f "$work/blob" "$out/$path"
-  chmod "$(printf '%o' "$mode")" "$out/$path"
+  chmod "$(printf '%o' $((mode & 0777)))" "$work/output.$n"
+done <"$work/outputs"
+n=0
+while IFS="$(printf '\t')" read -r sha mode path; do
+  n=$((n + 1))
+  mkdir -p "$out/$(dirname "$path")"
+  mv -fT "$work/output.$n" "$out/$path"
 done <"$work/outputs"
 
 # 5. The exit status: the build's.

@@ -6,9 +6,9 @@
  * output folder or bytes that do not match their hash.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { cp, mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -59,6 +59,8 @@ function runScript(
     });
   });
 }
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 const dirs: string[] = [];
 after(async () => {
@@ -113,6 +115,26 @@ describe('driving a build from CI with curl (examples/ci/muster-ci.sh)', () => {
     const again = await runScript([join(dir, 'muster.yml'), out], env);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /, 0 uploaded/);
+  });
+
+  it('sends what git would commit from a checkout: not ignored files, not symlinks', async () => {
+    const dir = await makeTempDir('muster-ci-');
+    dirs.push(dir);
+    await cp(join(root, 'examples', 'c-hello'), dir, { recursive: true });
+    // A credential an earlier CI step wrote, ignored; a symlink out of the folder.
+    const secret = `{"key": "${randomBytes(16).toString('hex')}"}`;
+    await writeFile(join(dir, 'secret.json'), secret);
+    await writeFile(join(dir, '.gitignore'), 'secret.json\nout/\n');
+    await symlink('/etc/hostname', join(dir, 'hostname'));
+    execFileSync('git', ['init', '-q', dir]);
+    const run = await runScript([join(dir, 'muster.yml'), join(dir, 'out')], env);
+    assert.equal(run.code, 0, run.stderr);
+    // Untracked but not ignored files count: c-hello's 10 files and .gitignore.
+    assert.match(run.stderr, /muster-ci: 11 files,/);
+    const leaked = await fetch(`${coordinator.url}/api/v1/blobs/${sha256(secret)}`, {
+      headers: { authorization: `Bearer ${coordinator.token}` },
+    });
+    assert.equal(leaked.status, 404, 'the ignored file was not uploaded');
   });
 
   it("exits 1 for a failed build and shows the failing task's log and exit code", async () => {
@@ -172,8 +194,9 @@ describe('driving a build from CI with curl (examples/ci/muster-ci.sh)', () => {
 describe('muster-ci.sh against a hostile coordinator', () => {
   let server: Server;
   let url = '';
-  let outputs: unknown[] = [];
-  let blob = Buffer.from('');
+  /** The outputs the fake coordinator claims, and the bytes it serves for each hash. */
+  let outputs: { path: string; sha256: string; size: number; mode: number }[] = [];
+  let blobs = new Map<string, Buffer>();
   before(async () => {
     server = createServer((request, response) => {
       const send = (body: unknown): void => {
@@ -193,7 +216,8 @@ describe('muster-ci.sh against a hostile coordinator', () => {
             tasks: [{ name: 't', status: 'succeeded', exitCode: 0, error: null, outputs }],
           });
         else if (path.startsWith('/api/v1/builds/1/logs')) send({ chunks: [], next: 0 });
-        else if (path.startsWith('/api/v1/blobs/')) response.end(blob);
+        else if (path.startsWith('/api/v1/blobs/'))
+          response.end(blobs.get(path.slice('/api/v1/blobs/'.length)) ?? 'unknown');
         else {
           response.statusCode = 404;
           send({ error: { code: 'NOT_FOUND', message: path } });
@@ -205,18 +229,28 @@ describe('muster-ci.sh against a hostile coordinator', () => {
   });
   after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
+  /**
+   * Runs the script against the fake coordinator claiming `claimed` outputs (path, content,
+   * mode), after `prepare` set up the output folder; a good output comes first each time.
+   */
   async function attempt(
-    path: string,
-    bytes: string,
-    claimed: string,
+    claimed: { path: string; text: string; mode?: number; claimedSha?: string }[],
+    prepare: (out: string) => Promise<void> = async () => undefined,
   ): Promise<{ run: Run; out: string }> {
     const dir = await makeTempDir('muster-ci-');
     dirs.push(dir);
     await writeFile(join(dir, 'muster.yml'), 'tasks:\n  t:\n    run: true\n');
     const out = join(dir, 'deep', 'out');
     await mkdir(out, { recursive: true });
-    blob = Buffer.from(bytes);
-    outputs = [{ path, sha256: claimed, size: blob.length, mode: 0o644 }];
+    await prepare(out);
+    const all = [{ path: 'good.txt', text: 'good' }, ...claimed];
+    blobs = new Map(all.map((o) => [sha256(o.text), Buffer.from(o.text)]));
+    outputs = all.map((o) => ({
+      path: o.path,
+      sha256: o.claimedSha ?? sha256(o.text),
+      size: o.text.length,
+      mode: o.mode ?? 0o644,
+    }));
     const run = await runScript([join(dir, 'muster.yml'), out], {
       MUSTER_URL: url,
       MUSTER_TOKEN: 'mst_given',
@@ -224,28 +258,65 @@ describe('muster-ci.sh against a hostile coordinator', () => {
     return { run, out };
   }
 
-  it('refuses output paths that leave the output folder', async () => {
-    const sha = createHash('sha256').update('x').digest('hex');
+  it('refuses paths that leave the output folder or enter .git, writing no output at all', async () => {
     for (const path of [
       '../escaped',
       '/tmp/muster-ci-absolute',
       'a/../../escaped',
       './a',
       'a//b',
+      '.git/config',
+      'sub/.GIT/hooks/post-checkout',
     ]) {
-      const { run, out } = await attempt(path, 'x', sha);
+      const { run, out } = await attempt([{ path, text: 'x' }]);
       assert.equal(run.code, 2, `${path}: ${run.stderr}`);
-      assert.match(run.stderr, /refusing output path/, path);
+      assert.match(run.stderr, /refusing output .*no output written/, path);
       assert.deepEqual(await readdir(join(out, '..')), ['out'], path);
       assert.deepEqual(await readdir(out), [], path);
     }
   });
 
-  it('refuses bytes that do not match their hash', async () => {
-    const sha = createHash('sha256').update('expected').digest('hex');
-    const { run, out } = await attempt('result.bin', 'something else', sha);
+  it('writes nothing through a symlink or over a directory already in the output folder', async () => {
+    const elsewhere = await makeTempDir('muster-ci-elsewhere-');
+    dirs.push(elsewhere);
+    const linked = await attempt([{ path: 'lib/evil.so', text: 'x' }], (out) =>
+      symlink(elsewhere, join(out, 'lib')),
+    );
+    assert.equal(linked.run.code, 2, linked.run.stderr);
+    assert.match(linked.run.stderr, /lib is a symlink/);
+    assert.deepEqual(await readdir(elsewhere), []);
+    const dir = await attempt([{ path: 'bin', text: 'x' }], (out) => mkdir(join(out, 'bin')));
+    assert.equal(dir.run.code, 2, dir.run.stderr);
+    assert.match(dir.run.stderr, /bin is a directory/);
+    assert.deepEqual(await readdir(join(dir.out, 'bin')), []);
+    assert.deepEqual(await readdir(dir.out), ['bin']);
+  });
+
+  it('refuses bytes that do not match their hash, writing no output at all', async () => {
+    const { run, out } = await attempt([
+      { path: 'result.bin', text: 'something else', claimedSha: sha256('expected') },
+    ]);
     assert.equal(run.code, 2, run.stderr);
     assert.match(run.stderr, /result.bin: hash mismatch/);
     assert.deepEqual(await readdir(out), []);
+  });
+
+  it('gives an output no mode bits above 0777 (no setuid file from a coordinator)', async () => {
+    const { run, out } = await attempt([{ path: 'tool', text: 'x', mode: 0o4755 }]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await stat(join(out, 'tool'))).mode & 0o7777, 0o755);
+    assert.equal(await readFile(join(out, 'good.txt'), 'utf8'), 'good');
+  });
+
+  it("prefixes the coordinator's words, so they never start a line a CI runner reads", async () => {
+    const dir = await makeTempDir('muster-ci-');
+    dirs.push(dir);
+    await writeFile(join(dir, 'muster.yml'), 'tasks:\n  t:\n    run: true\n');
+    const run = await runScript([join(dir, 'muster.yml')], {
+      MUSTER_URL: `${url}/nowhere`,
+      MUSTER_TOKEN: 'mst_given',
+    });
+    assert.equal(run.code, 2, run.stderr);
+    for (const line of run.stderr.trimEnd().split('\n')) assert.match(line, /^muster-ci: /);
   });
 });

@@ -57,6 +57,12 @@ export interface OutboundContext {
   maxFrameBytes: number;
   log: Logger;
   /**
+   * A link that brings nothing for this long (no frame, no answer to the agent's WebSocket
+   * pings, sent every third of it) is closed and dialed again: a NAT mapping or a path that
+   * dropped it without a close would otherwise hold it half-open for ever. Default 30 s.
+   */
+  linkSilentMs?: number;
+  /**
    * Serves the agent protocol on an open link; `authenticated` runs once the coordinator proved
    * the key, `closed` when the session ends.
    */
@@ -93,8 +99,12 @@ const BACKOFF = { firstMs: 1000, maxMs: 30_000 };
 const STANDBY_RETRY_MS = 3000;
 const PENDING_RETRY_MS = 5000;
 const REFUSED_RETRY_MS = 60_000;
-/** A URL that reached a coordinator linked already at another URL: tried again this often. */
-const DUPLICATE_RETRY_MS = 30_000;
+/**
+ * A URL that reached a coordinator linked already at another URL: dialed again when that link
+ * closes (linkFreed), else this often.
+ */
+const DUPLICATE_RETRY_MS = 5 * 60_000;
+const LINK_SILENT_MS = 30_000;
 
 export class OutboundLinks {
   private readonly dialers = new Map<string, Dialer>();
@@ -103,7 +113,7 @@ export class OutboundLinks {
    * at two URLs (an agent's --connect and a backup's --backup-of spelling it differently) gets
    * one link, not two replacing each other on its side.
    */
-  private readonly linkedAt = new Map<string, string>();
+  private readonly linkedAt = new Map<string, { url: string; link: object }>();
   private state: OutboundState | undefined;
   /**
    * The join token's id, named at each dial only while this agent's join is not confirmed: an
@@ -151,25 +161,28 @@ export class OutboundLinks {
     for (const url of [this.ctx.url, ...(this.state?.peers ?? [])]) this.dial(url);
   }
 
-  /** Whether the link `url` made to coordinator `holderId` may stay: no other URL has one to it. */
-  claim(url: string, holderId: string | undefined): boolean {
+  /**
+   * Whether `link`, which `url` made to coordinator `holderId`, may stay: the agent has no other
+   * link to it. (A coordinator of an older version says no holder id: always kept.)
+   */
+  claim(url: string, holderId: string | undefined, link: object): boolean {
     if (holderId === undefined) return true;
-    const at = this.linkedAt.get(holderId);
-    if (at !== undefined && at !== url) return false;
-    this.linkedAt.set(holderId, url);
+    const held = this.linkedAt.get(holderId);
+    if (held !== undefined && held.link !== link) return false;
+    this.linkedAt.set(holderId, { url, link });
     return true;
   }
 
-  /** The link `url` made to `holderId` closed: a URL that waits behind it is dialed now. */
-  release(url: string, holderId: string): void {
-    if (this.linkedAt.get(holderId) !== url) return;
+  /** `link` to `holderId` closed: a URL that waits behind it is dialed now. */
+  release(holderId: string, link: object): void {
+    if (this.linkedAt.get(holderId)?.link !== link) return;
     this.linkedAt.delete(holderId);
     for (const dialer of this.dialers.values()) dialer.linkFreed(holderId);
   }
 
   /** The URL of the link to `holderId`, if there is one. */
   linkedUrl(holderId: string): string | undefined {
-    return this.linkedAt.get(holderId);
+    return this.linkedAt.get(holderId)?.url;
   }
 
   /** The keys a coordinator may prove now. */
@@ -342,6 +355,7 @@ class Dialer {
     /** The coordinator this link reached, once it is this agent's link to it. */
     let linked: string | undefined;
     let duplicate = false;
+    let keepalive: NodeJS.Timeout | undefined;
     const done = (delayMs: number): void => {
       if (settled) return;
       settled = true;
@@ -375,6 +389,30 @@ class Dialer {
     });
     ws.on('open', () => {
       this.waitingSaid = false;
+      // Heard from: any frame, or an answer to the pings below.
+      let heard = Date.now();
+      const hear = (): void => {
+        heard = Date.now();
+      };
+      ws.on('message', hear);
+      ws.on('pong', hear);
+      ws.on('ping', hear);
+      const silentMs = ctx.linkSilentMs ?? LINK_SILENT_MS;
+      keepalive = setInterval(
+        () => {
+          if (Date.now() - heard > silentMs) {
+            this.links.log.warn('silent', 'the link to the coordinator went silent: closing it', {
+              coordinator: this.url,
+              silentMs,
+            });
+            clearInterval(keepalive);
+            ws.terminate();
+            return;
+          }
+          ws.ping();
+        },
+        Math.max(10, Math.floor(silentMs / 3)),
+      );
       const stream = createWebSocketStream(ws) as Duplex & {
         remoteAddress?: string;
         remotePort?: number;
@@ -392,7 +430,7 @@ class Dialer {
         accessKeys: this.links.accessKeys,
         binding,
         authenticated: (accessKey, rekeyed, holderId) => {
-          if (!this.links.claim(this.url, holderId)) {
+          if (!this.links.claim(this.url, holderId, ws)) {
             duplicate = true;
             if (this.behind !== holderId)
               ctx.log.info(
@@ -420,7 +458,8 @@ class Dialer {
     });
     ws.on('close', (code: number, reason: Buffer) => {
       const why = reason.toString('utf8').slice(0, 200);
-      if (linked !== undefined) this.links.release(this.url, linked);
+      clearInterval(keepalive);
+      if (linked !== undefined) this.links.release(linked, ws);
       if (duplicate) {
         // Freed meanwhile (linkFreed): dialed again at once.
         done(this.behind === undefined ? 0 : DUPLICATE_RETRY_MS);

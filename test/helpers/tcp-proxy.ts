@@ -1,7 +1,8 @@
 /**
  * A TCP proxy a test controls, to cut and heal one link: cut() drops every connection through
  * it and refuses new ones (accepted and closed at once, like a peer gone away); heal() lets
- * connections through again.
+ * connections through again; stall() stops carrying bytes on the connections open now without
+ * closing them (a half-open link: a NAT mapping or a path that dropped it silently).
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -11,6 +12,7 @@ export interface TcpProxy {
   url(scheme: 'http' | 'https'): string;
   cut(): void;
   heal(): void;
+  stall(): void;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,12 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     },
     heal: () => {
       open = true;
+    },
+    stall: () => {
+      for (const socket of sockets) {
+        socket.unpipe();
+        socket.pause();
+      }
     },
     close: async () => {
       open = false;

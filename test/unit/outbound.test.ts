@@ -11,7 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
-import { OutboundLinks, type OutboundLink } from '../../src/agent/outbound.js';
+import {
+  OutboundLinks,
+  type OutboundContext,
+  type OutboundLink,
+} from '../../src/agent/outbound.js';
 import { afterEach, describe, it } from 'node:test';
 import type { AgentView, CreatedJoinTokenView } from '../../src/api/views/agents.js';
 import { compileAgentOptions } from '../../src/agent/options.js';
@@ -27,6 +31,7 @@ import {
 } from '../../src/protocol/outbound.js';
 import { MusterError } from '../../src/protocol/errors.js';
 import { backupHa, testApi, type TestApi } from '../helpers/api-context.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
 const FACTS: AgentFacts = {
   hostname: 'build-7',
@@ -302,8 +307,10 @@ function outboundLinks(
   dataDir: string,
   token: { id: string; secret: string },
   serve: (link: OutboundLink) => void,
+  more: Partial<OutboundContext> = {},
 ): OutboundLinks {
   return new OutboundLinks({
+    ...more,
     url,
     joinToken: { id: token.id, secret: token.secret },
     joinTokenFile: undefined,
@@ -419,3 +426,56 @@ async function waitUntil(check: () => boolean, timeoutMs = 20_000): Promise<void
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('a link that goes silent', () => {
+  it('is closed by the agent, and the URL in reserve for that coordinator takes over', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'muster-outbound-'));
+    const servers = [0, 1].map(() => new WebSocketServer({ host: '127.0.0.1', port: 0 }));
+    const open: WebSocket[][] = [[], []];
+    servers.forEach((server, i) => server.on('connection', (ws) => open[i]!.push(ws)));
+    await Promise.all(servers.map((s) => once(s, 'listening')));
+    // The first URL goes through a proxy that can stop carrying bytes without closing anything.
+    const proxy = await startTcpProxy({
+      host: '127.0.0.1',
+      port: (servers[0]!.address() as AddressInfo).port,
+    });
+    const urls = [
+      proxy.url('http'),
+      `http://127.0.0.1:${(servers[1]!.address() as AddressInfo).port}`,
+    ];
+    const token = newJoinToken();
+    const kept: string[] = [];
+    const links: OutboundLinks = outboundLinks(
+      urls[0]!,
+      dataDir,
+      token,
+      (link) => {
+        const key = links.accessKeys[0]!;
+        if (link.authenticated(key, key, 'holder-1')) kept.push(String(link.stream.remotePort));
+        else link.stream.destroy();
+      },
+      { linkSilentMs: 600 },
+    );
+    try {
+      await links.start();
+      await waitUntil(() => links.linkedUrl('holder-1') === urls[0]);
+      // The coordinator names its other URL (a backup's spelling of it): kept in reserve.
+      await links.joined(urls[0]!, [urls[1]!], links.accessKeys[0]!, 'b'.repeat(64));
+      await waitUntil(() => open[1]!.length === 1 && open[1]![0]!.readyState === WebSocket.CLOSED);
+      assert.equal(links.linkedUrl('holder-1'), urls[0]);
+      // Pings answered: the quiet but healthy link stays past the silence limit.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(links.linkedUrl('holder-1'), urls[0]);
+      // Half-open: nothing comes back. The agent closes it and the reserve URL is linked.
+      proxy.stall();
+      await waitUntil(() => links.linkedUrl('holder-1') === urls[1]);
+      assert.equal(open[1]!.at(-1)!.readyState, WebSocket.OPEN);
+    } finally {
+      links.stop();
+      await proxy.close();
+      for (const server of servers) server.close();
+      for (const ws of open.flat()) ws.terminate();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -15,6 +15,7 @@ import { openApiDocument } from '../../src/coordinator/api/openapi.js';
 import { operations } from '../../src/coordinator/api/openapi-operations.js';
 import { requestExamples, requestSchemas } from '../../src/coordinator/api/openapi-schemas.js';
 
+type ErrorBody = { error: { code: string } };
 type Doc = { paths: Record<string, Record<string, { operationId?: string; responses: object }>> };
 
 interface Response {
@@ -107,6 +108,41 @@ describe('OpenAPI document', () => {
       readFileSync(viewSchemasFile, 'utf8'),
       await viewSchemasModule(),
       'openapi-view-schemas.ts is out of date: npm run api-views',
+    );
+  });
+
+  it('says which operations a viewer may call: exactly the others refuse a viewer (FORBIDDEN)', async () => {
+    const sample = (name: string): string =>
+      ['sha256', 'key', 'direct'].includes(name) ? '0'.repeat(64) : name === 'id' ? '1' : 'x';
+    const refused: string[] = [];
+    for (const op of operations) {
+      // Logging out would end the viewer's token for the rest; the event stream never ends.
+      if (op.access === 'public' || op.access === 'peer') continue;
+      if (op.operationId.startsWith('logOut') || op.reply === 'events') continue;
+      const url = op.path.replace(/\{(\w+)\}/g, (_m, name: string) => sample(name));
+      const bodyless = op.method === 'get' || op.method === 'delete';
+      const response = await api.app.inject({
+        method: op.method.toUpperCase() as 'GET',
+        url,
+        headers: {
+          authorization: `Bearer ${api.viewer}`,
+          ...(bodyless
+            ? {}
+            : { 'content-type': op.rawBody ? 'application/octet-stream' : 'application/json' }),
+        },
+        ...(bodyless ? {} : { payload: op.rawBody ? '' : '{}' }),
+      });
+      // Refused for the role: exactly the operations the document marks for builders or admins.
+      const forRole = op.access === 'builder' || op.access === 'admin';
+      // FORBIDDEN: the role; READ_ONLY (also 403) is where it runs (a backup), not who calls.
+      const code = response.statusCode === 403 ? response.json<ErrorBody>().error.code : '';
+      if ((code === 'FORBIDDEN') !== forRole)
+        refused.push(`${op.operationId} (${op.access}): ${response.statusCode} ${code}`);
+    }
+    assert.deepEqual(
+      refused,
+      [],
+      'operations marked for builders or admins that a viewer got past',
     );
   });
 

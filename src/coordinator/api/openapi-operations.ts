@@ -12,8 +12,11 @@ import type { ViewName } from './openapi-view-schemas.js';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
-/** Who may call it: anyone, a logged-in user, an admin, or another coordinator (HA). */
-export type Access = 'public' | 'user' | 'admin' | 'peer';
+/**
+ * Who may call it: anyone, a logged-in user, a user whose role runs builds (admins; on the
+ * primary or an active backup), an admin, or another coordinator (HA).
+ */
+export type Access = 'public' | 'user' | 'builder' | 'admin' | 'peer';
 
 /** What a success carries: JSON, nothing, bytes, an event stream, an SQLite file, a page. */
 export type Reply = 'json' | 'schema' | 'none' | 'bytes' | 'events' | 'sqlite' | 'html';
@@ -352,7 +355,7 @@ const builds: ApiOperation[] = [
     operationId: 'uploadBlob',
     tag: 'Blobs',
     summary: 'Upload a blob, verified by its SHA-256',
-    access: 'user',
+    access: 'builder',
     rawBody: true,
     status: 204,
     reply: 'none',
@@ -374,7 +377,7 @@ const builds: ApiOperation[] = [
     view: 'BuildView',
     tag: 'Builds',
     summary: 'Submit a build: the plan YAML and its input files (uploaded as blobs first)',
-    access: 'user',
+    access: 'builder',
     body: 'CreateBuildRequest',
     status: 201,
     errors: [503],
@@ -405,7 +408,7 @@ const builds: ApiOperation[] = [
     view: 'BuildView',
     tag: 'Builds',
     summary: 'Cancel a build',
-    access: 'user',
+    access: 'builder',
   },
   {
     method: 'delete',
@@ -456,7 +459,7 @@ const compile: ApiOperation[] = [
     view: 'CompileSessionView',
     tag: 'Compile sessions',
     summary: "Open a compile session: an open build for its jobs, the session's key, the capacity",
-    access: 'user',
+    access: 'builder',
     body: 'CreateCompileSessionRequest',
     status: 201,
     errors: [429, 503],
@@ -467,7 +470,7 @@ const compile: ApiOperation[] = [
     operationId: 'recordCompileJobs',
     tag: 'Compile sessions',
     summary: "Report jobs that ran on the client or came from the cache (the session's heartbeat)",
-    access: 'user',
+    access: 'builder',
     body: 'CompileRecordsRequest',
     status: 204,
     reply: 'none',
@@ -480,7 +483,7 @@ const compile: ApiOperation[] = [
     view: 'CompileJobView',
     tag: 'Compile sessions',
     summary: 'Run one compile on an agent that has its toolchain; answers when it ends',
-    access: 'user',
+    access: 'builder',
     body: 'CompileJobRequest',
     errors: [409, 422],
   },
@@ -491,7 +494,7 @@ const compile: ApiOperation[] = [
     view: 'BuildView',
     tag: 'Compile sessions',
     summary: "Close a compile session with its command's exit code; returns the build",
-    access: 'user',
+    access: 'builder',
     body: 'CloseCompileSessionRequest',
     errors: [409],
   },
@@ -513,7 +516,7 @@ const compile: ApiOperation[] = [
     tag: 'Cache',
     summary:
       "Store a compile's result (its blobs uploaded first); 200 with the entry already there",
-    access: 'user',
+    access: 'builder',
     body: 'PutCacheEntryRequest',
     status: 201,
     alsoStatus: 200,
@@ -526,7 +529,7 @@ const compile: ApiOperation[] = [
     tag: 'Cache',
     summary:
       'Store several results and their manifest lines at once; each answered kept or why not',
-    access: 'user',
+    access: 'builder',
     body: 'PutCacheResultsRequest',
   },
   {
@@ -536,7 +539,7 @@ const compile: ApiOperation[] = [
     view: 'ManifestLineAddedView',
     tag: 'Cache',
     summary: "Add a line to a direct key's manifest: with these includes, that entry",
-    access: 'user',
+    access: 'builder',
     body: 'PutManifestLineRequest',
     status: 201,
     alsoStatus: 200,
@@ -548,7 +551,7 @@ const compile: ApiOperation[] = [
     view: 'ToolchainView',
     tag: 'Toolchains',
     summary: "Register a compiler by its files' hashes; agents get it with the next bundle",
-    access: 'user',
+    access: 'builder',
     body: 'PutToolchainRequest',
     status: 201,
     alsoStatus: 200,

@@ -122,6 +122,7 @@ function errorStatuses(op: ApiOperation): number[] {
   // 400: any request whose URL, query or body cannot be read or does not validate.
   const statuses = new Set<number>([400, ...(op.errors ?? [])]);
   if (op.access !== 'public') statuses.add(401).add(403);
+  if (op.access === 'builder') statuses.add(503);
   if (op.body !== undefined || op.rawBody) statuses.add(413);
   if (op.path.includes('{')) statuses.add(404);
   return [...statuses].sort((a, b) => a - b);
@@ -167,6 +168,8 @@ function operationObject(op: ApiOperation, errors: number[]): Json {
 const accessText: Record<ApiOperation['access'], string> = {
   public: 'No credentials needed.',
   user: 'Any logged-in user (admin or viewer).',
+  builder:
+    'Users whose role runs builds (admins; a viewer gets 403 FORBIDDEN), on the primary or an active backup (a backup standing by answers 503 STANDBY).',
   admin: 'Admins only; on a backup, changes are refused with READ_ONLY (make them on the primary).',
   peer: 'Another coordinator only (high availability), with its secret.',
 };

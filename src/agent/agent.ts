@@ -158,7 +158,8 @@ export class Agent {
     if (this.users) {
       process.umask(0o077);
       // Its task users run hosts with this Node: refuse to start if they cannot.
-      await checkRuntimeForTaskUsers();
+      const { warning } = await checkRuntimeForTaskUsers();
+      if (warning !== undefined) this.log.warn(warning);
     }
     const identity = await loadOrCreateIdentity(this.options);
     this.loadedIdentity = identity;

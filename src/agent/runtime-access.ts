@@ -5,7 +5,8 @@
  * executable by them — would fail every host start (HOST_START_FAILED) at the first task of
  * every instance. The agent finds out at start instead: it runs that Node as a user with no
  * rights of its own (nobody's uid and gid, as a task user is to root's files), and refuses to
- * start with RUNTIME_NOT_EXECUTABLE, naming what is closed.
+ * start with RUNTIME_NOT_EXECUTABLE, naming what is closed. Where it cannot become nobody (a
+ * user namespace without that uid) the modes alone cannot tell (ACLs), so it only warns.
  */
 import { spawn } from 'node:child_process';
 import { realpath, stat } from 'node:fs/promises';
@@ -17,17 +18,23 @@ const NOBODY = 65534;
 /** A bound on the check: `node --version` answers in tens of milliseconds. */
 const CHECK_TIMEOUT_MS = 30_000;
 
-export async function checkRuntimeForTaskUsers(program = process.execPath): Promise<void> {
+/** Resolves when task users can run `program`, with a warning when it could not be told. */
+export async function checkRuntimeForTaskUsers(
+  program = process.execPath,
+): Promise<{ warning?: string }> {
   const ran = await runAsNobody(program);
-  if (ran.ok) return;
+  if (ran.ok) return {};
   const closed = await closedToOthers(program);
-  // This machine would not let the agent become nobody at all (a user namespace without that
-  // uid): then the modes alone decide.
-  if (ran.unsure && closed.length === 0) return;
   const what =
     closed.length > 0
       ? `${closed.join(', ')} ${closed.length === 1 ? 'is' : 'are'} closed to other users`
       : ran.why;
+  if (ran.unsure) {
+    if (closed.length === 0) return {};
+    return {
+      warning: `task users may not be able to run the agent's Node.js ${program}: ${what} (could not run it as nobody to be sure: ${ran.why})`,
+    };
+  }
   throw new MusterError(
     'RUNTIME_NOT_EXECUTABLE',
     `the agent runs tasks as users of their own, and they cannot run its Node.js ${program}: ` +
@@ -41,23 +48,29 @@ type Ran = { ok: true } | { ok: false; why: string; unsure: boolean };
 
 /** Runs `program --version` as nobody. */
 function runAsNobody(program: string): Promise<Ran> {
+  // EACCES and ENOENT are about the program; EPERM or EINVAL: becoming nobody failed.
+  const failed = (err: NodeJS.ErrnoException): Ran => ({
+    ok: false,
+    why: `running it failed (${err.code ?? err.message})`,
+    unsure: err.code !== 'EACCES' && err.code !== 'ENOENT',
+  });
   return new Promise((resolve) => {
-    const child = spawn(program, ['--version'], {
-      uid: NOBODY,
-      gid: NOBODY,
-      cwd: '/',
-      env: {},
-      stdio: 'ignore',
-      timeout: CHECK_TIMEOUT_MS,
-    });
-    child.on('error', (err: NodeJS.ErrnoException) =>
-      resolve({
-        ok: false,
-        why: `running it failed (${err.code ?? err.message})`,
-        // EACCES and ENOENT are about the program; EPERM or EINVAL: becoming nobody failed.
-        unsure: err.code !== 'EACCES' && err.code !== 'ENOENT',
-      }),
-    );
+    let child;
+    try {
+      child = spawn(program, ['--version'], {
+        uid: NOBODY,
+        gid: NOBODY,
+        cwd: '/',
+        env: {},
+        stdio: 'ignore',
+        timeout: CHECK_TIMEOUT_MS,
+      });
+    } catch (err) {
+      // Not root: the uid cannot be changed at all (thrown, not emitted).
+      resolve(failed(err as NodeJS.ErrnoException));
+      return;
+    }
+    child.on('error', (err: NodeJS.ErrnoException) => resolve(failed(err)));
     child.on('exit', (code, signal) =>
       resolve(
         code === 0

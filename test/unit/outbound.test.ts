@@ -31,6 +31,7 @@ import {
 } from '../../src/protocol/outbound.js';
 import { MusterError } from '../../src/protocol/errors.js';
 import { backupHa, testApi, type TestApi } from '../helpers/api-context.js';
+import { waitFor } from '../helpers/agent-process.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
 const FACTS: AgentFacts = {
@@ -365,24 +366,63 @@ describe("the agent's outbound state", () => {
   });
 });
 
+/** Two WebSocket servers on loopback, each with the connections it took. */
+async function twoServers(): Promise<{
+  servers: WebSocketServer[];
+  open: WebSocket[][];
+  ports: number[];
+  close: () => void;
+}> {
+  const servers = [0, 1].map(() => new WebSocketServer({ host: '127.0.0.1', port: 0 }));
+  const open: WebSocket[][] = [[], []];
+  servers.forEach((server, i) => server.on('connection', (ws) => open[i]!.push(ws)));
+  await Promise.all(servers.map((s) => once(s, 'listening')));
+  return {
+    servers,
+    open,
+    ports: servers.map((s) => (s.address() as AddressInfo).port),
+    close: () => {
+      for (const server of servers) server.close();
+      for (const ws of open.flat()) ws.terminate();
+    },
+  };
+}
+
+/**
+ * Dialers whose every link reaches coordinator "holder-1" (the agent's session in brief: a link
+ * stays only if authenticated() keeps it); `kept` gets one entry per link kept.
+ */
+function oneCoordinatorLinks(
+  url: string,
+  dataDir: string,
+  kept: string[],
+  more: Partial<OutboundContext> = {},
+): OutboundLinks {
+  const links: OutboundLinks = outboundLinks(
+    url,
+    dataDir,
+    newJoinToken(),
+    (link) => {
+      const key = links.accessKeys[0]!;
+      if (link.authenticated(key, key, 'holder-1')) kept.push(String(link.stream.remotePort));
+      else link.stream.destroy();
+    },
+    more,
+  );
+  return links;
+}
+
+const BOUND_MS = 20_000;
+
 describe('one coordinator at two URLs', () => {
   it('gets one link: the other URL waits in reserve and takes over when that link closes', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'muster-outbound-'));
-    // Two WebSocket servers standing for one coordinator reachable at two URLs (an agent's
-    // --connect and a backup's --backup-of spelling it differently): both say the same holder.
-    const servers = [0, 1].map(() => new WebSocketServer({ host: '127.0.0.1', port: 0 }));
-    const open: WebSocket[][] = [[], []];
-    servers.forEach((server, i) => server.on('connection', (ws) => open[i]!.push(ws)));
-    await Promise.all(servers.map((s) => once(s, 'listening')));
-    const urls = servers.map((s) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`);
-    const token = newJoinToken();
+    // Two servers standing for one coordinator reachable at two URLs (an agent's --connect and a
+    // backup's --backup-of spelling it differently): both say the same holder.
+    const { servers, open, ports, close } = await twoServers();
+    const urls = ports.map((port) => `http://127.0.0.1:${port}`);
     const kept: string[] = [];
-    // The agent's session in brief: the link stays only if authenticated() keeps it.
-    const links: OutboundLinks = outboundLinks(urls[0]!, dataDir, token, (link) => {
-      const key = links.accessKeys[0]!;
-      if (link.authenticated(key, key, 'holder-1')) kept.push(`${link.stream.remotePort}`);
-      else link.stream.destroy();
-    });
+    const links = oneCoordinatorLinks(urls[0]!, dataDir, kept);
     try {
       await writeFile(
         join(dataDir, 'outbound.json'),
@@ -395,86 +435,57 @@ describe('one coordinator at two URLs', () => {
         }),
       );
       await links.start();
-      await waitUntil(() => kept.length === 1 && open[0]!.length + open[1]!.length === 2);
+      await waitFor(() => kept.length === 1 && open[0]!.length + open[1]!.length === 2, BOUND_MS);
       const first = links.linkedUrl('holder-1');
       assert.ok(first === urls[0] || first === urls[1], String(first));
       const firstIndex = urls.indexOf(first!);
       const other = 1 - firstIndex;
       // The reserve URL's connection was closed by the agent; the kept one stays.
-      await waitUntil(() => open[other]![0]!.readyState === WebSocket.CLOSED);
+      await waitFor(() => open[other]![0]!.readyState === WebSocket.CLOSED, BOUND_MS);
       assert.equal(open[firstIndex]![0]!.readyState, WebSocket.OPEN);
       // The kept link goes (its URL stops answering): the reserve URL is dialed at once, kept.
       servers[firstIndex]!.close();
       for (const ws of open[firstIndex]!) ws.terminate();
-      await waitUntil(() => kept.length === 2);
+      await waitFor(() => kept.length === 2, BOUND_MS);
       assert.equal(links.linkedUrl('holder-1'), urls[other]);
       assert.equal(open[other]!.length, 2);
     } finally {
       links.stop();
-      for (const server of servers) server.close();
-      for (const ws of open.flat()) ws.terminate();
+      close();
       await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
 
-/** Polls a condition, bounded (not a check of speed). */
-async function waitUntil(check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('a link that goes silent', () => {
   it('is closed by the agent, and the URL in reserve for that coordinator takes over', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'muster-outbound-'));
-    const servers = [0, 1].map(() => new WebSocketServer({ host: '127.0.0.1', port: 0 }));
-    const open: WebSocket[][] = [[], []];
-    servers.forEach((server, i) => server.on('connection', (ws) => open[i]!.push(ws)));
-    await Promise.all(servers.map((s) => once(s, 'listening')));
+    const { open, ports, close } = await twoServers();
     // The first URL goes through a proxy that can stop carrying bytes without closing anything.
-    const proxy = await startTcpProxy({
-      host: '127.0.0.1',
-      port: (servers[0]!.address() as AddressInfo).port,
-    });
-    const urls = [
-      proxy.url('http'),
-      `http://127.0.0.1:${(servers[1]!.address() as AddressInfo).port}`,
-    ];
-    const token = newJoinToken();
-    const kept: string[] = [];
-    const links: OutboundLinks = outboundLinks(
-      urls[0]!,
-      dataDir,
-      token,
-      (link) => {
-        const key = links.accessKeys[0]!;
-        if (link.authenticated(key, key, 'holder-1')) kept.push(String(link.stream.remotePort));
-        else link.stream.destroy();
-      },
-      { linkSilentMs: 600 },
-    );
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: ports[0]! });
+    const urls = [proxy.url('http'), `http://127.0.0.1:${ports[1]}`];
+    const links = oneCoordinatorLinks(urls[0]!, dataDir, [], { linkSilentMs: 600 });
     try {
       await links.start();
-      await waitUntil(() => links.linkedUrl('holder-1') === urls[0]);
+      await waitFor(() => links.linkedUrl('holder-1') === urls[0], BOUND_MS);
       // The coordinator names its other URL (a backup's spelling of it): kept in reserve.
       await links.joined(urls[0]!, [urls[1]!], links.accessKeys[0]!, 'b'.repeat(64));
-      await waitUntil(() => open[1]!.length === 1 && open[1]![0]!.readyState === WebSocket.CLOSED);
+      await waitFor(
+        () => open[1]!.length === 1 && open[1]![0]!.readyState === WebSocket.CLOSED,
+        BOUND_MS,
+      );
       assert.equal(links.linkedUrl('holder-1'), urls[0]);
       // Pings answered: the quiet but healthy link stays past the silence limit.
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(links.linkedUrl('holder-1'), urls[0]);
       // Half-open: nothing comes back. The agent closes it and the reserve URL is linked.
       proxy.stall();
-      await waitUntil(() => links.linkedUrl('holder-1') === urls[1]);
+      await waitFor(() => links.linkedUrl('holder-1') === urls[1], BOUND_MS);
       assert.equal(open[1]!.at(-1)!.readyState, WebSocket.OPEN);
     } finally {
       links.stop();
       await proxy.close();
-      for (const server of servers) server.close();
-      for (const ws of open.flat()) ws.terminate();
+      close();
       await rm(dataDir, { recursive: true, force: true });
     }
   });

@@ -45,28 +45,35 @@ finish() {
 trap finish EXIT
 trap 'echo "muster-ci: stopped" >&2; [ -z "$id" ] || (call POST "/builds/$id/cancel" >/dev/null) || true; exit 1' INT TERM
 
-# call METHOD PATH [curl options]: prints the answer's body; on an HTTP error prints the API's
-# error (code, message and a plan's problems) and exits 2. Secrets stay off the command line
-# (other users of the CI machine see it): the token goes in a header file, the login in a body.
-# Its variables start with _ (sh has no locals).
-call() {
-  _method=$1
-  _path=$2
-  shift 2
-  _status=$(curl -sS --globoff -o "$work/body" -w '%{http_code}' -X "$_method" -H @"$work/auth" "$@" "$api$_path") || {
+# fetch FILE METHOD PATH [curl options]: the answer's body into FILE; on an HTTP error prints
+# the API's error (code, message and a plan's problems) and exits 2. Secrets stay off the command
+# line (other users of the CI machine see it): the token goes in a header file, the login in a
+# body. Its variables start with _ (sh has no locals).
+fetch() {
+  _file=$1
+  _method=$2
+  _path=$3
+  shift 3
+  _status=$(curl -sS --globoff -o "$_file" -w '%{http_code}' -X "$_method" -H @"$work/auth" "$@" "$api$_path") || {
     echo "muster-ci: $_method $_path: no answer" >&2
     exit 2
   }
   case $_status in
-  2??) cat "$work/body" ;;
+  2??) ;;
   *)
     echo "muster-ci: $_method $_path: HTTP $_status" >&2
     # The coordinator's words, each line prefixed (never a CI runner's command at a line's start).
-    { jq -r '.error | "\(.code): \(.message)", (.details.problems[]? | "  \(.)")' "$work/body" 2>/dev/null ||
-      head -c 2000 "$work/body"; } | sed 's/^/muster-ci:   /' >&2
+    { jq -r '.error | "\(.code): \(.message)", (.details.problems[]? | "  \(.)")' "$_file" 2>/dev/null ||
+      head -c 2000 "$_file"; } | sed 's/^/muster-ci:   /' >&2
     exit 2
     ;;
   esac
+}
+
+# call METHOD PATH [curl options]: as fetch, printing the body.
+call() {
+  fetch "$work/body" "$@"
+  cat "$work/body"
 }
 
 if [ -z "$token" ]; then
@@ -97,9 +104,10 @@ jq -R -s 'split("\n") | map(select(length > 0) | split("\t")
   "$work/files.tsv" >"$work/files.json"
 jq '{hashes: [.[].sha256] | unique}' "$work/files.json" >"$work/hashes.json"
 missing=$(call POST /blobs/missing -H 'content-type: application/json' --data-binary @"$work/hashes.json")
-printf '%s' "$missing" | jq -r '.missing[]' >"$work/missing"
-while IFS= read -r sha; do
-  path=$(jq -r --arg sha "$sha" 'first(.[] | select(.sha256 == $sha)) | .path' "$work/files.json")
+# One file per missing hash (one jq for all, not one per file).
+printf '%s' "$missing" | jq -r --slurpfile files "$work/files.json" \
+  '($files[0] | INDEX(.sha256)) as $by | .missing[] | [., $by[.].path] | @tsv' >"$work/missing"
+while IFS="$(printf '\t')" read -r sha path; do
   call PUT "/blobs/$sha" -H 'content-type: application/octet-stream' -T "./$path" >/dev/null
 done <"$work/missing"
 echo "muster-ci: $(jq length "$work/files.json") files, $(wc -l <"$work/missing") uploaded" >&2
@@ -153,7 +161,7 @@ done <"$work/outputs"
 n=0
 while IFS="$(printf '\t')" read -r sha mode path; do
   n=$((n + 1))
-  call GET "/blobs/$sha" >"$work/output.$n"
+  fetch "$work/output.$n" GET "/blobs/$sha"
   [ "$(sha256sum <"$work/output.$n" | cut -c1-64)" = "$sha" ] || {
     echo "muster-ci: $path: hash mismatch; no output written" >&2
     exit 2

@@ -6,10 +6,17 @@
  * of a deselected backup. MUSTER_SCREENSHOTS=DIR saves the pages as PNGs (docs/screenshots).
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { cleanup, startAgent, waitFor, type StartedAgent } from '../helpers/agent-process.js';
+import {
+  cleanup,
+  makeSharedDir,
+  startAgent,
+  waitFor,
+  type StartedAgent,
+} from '../helpers/agent-process.js';
 import {
   assertNoCspViolations,
   launchBrowser,
@@ -74,14 +81,19 @@ describe('web UI', () => {
   it('follows a build: live log lines as they are written, then its output to download', async () => {
     const page = await newPage();
     await logIn(page, primary.url, ADMIN_PASSWORD);
+    // The task prints its first line, then waits (at most a minute) until the test lets it go on:
+    // the build is still running however long the page takes to open.
+    const gate = await makeSharedDir();
     const build = await submit(
       primary,
-      'name: slow\ntasks:\n  steps:\n    run: for i in 1 2 3; do echo line $i; sleep 1; done; mkdir -p out; echo artifact > out/a.txt\n    outputs: [out/a.txt]\n',
+      `name: slow\ntasks:\n  steps:\n    run: echo line 1; for i in $(seq 600); do [ -e ${gate}/go ] && break; sleep 0.1; done; echo line 2; echo line 3; mkdir -p out; echo artifact > out/a.txt\n    outputs: [out/a.txt]\n`,
     );
     await page.getByRole('link', { name: `#${build.id} slow` }).click();
     await page.getByTestId('log').filter({ hasText: 'line 1' }).waitFor();
     // Live: the first line is there while the build still runs.
     assert.equal(await page.getByTestId('build-status').textContent(), 'running');
+    assert.doesNotMatch(String(await page.getByTestId('log').textContent()), /line 2/);
+    await writeFile(join(gate, 'go'), '');
     await page.getByTestId('log').filter({ hasText: 'line 3' }).waitFor();
     await page.getByTestId('build-status').filter({ hasText: 'succeeded' }).waitFor();
     await shot(page, 'build');

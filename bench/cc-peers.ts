@@ -61,6 +61,33 @@ function cpuText(builds: (PeerBuild | undefined)[]): string {
   )} per compile`;
 }
 
+/**
+ * `BENCH_CC_PEERS=cold,known` runs only those (make always: the ratios are to it); known follows
+ * cold's first use and warm known's build, so each needs the one before. Unset: all of them.
+ */
+function pickedRunners(keys: readonly string[]): string[] {
+  const wanted = process.env.BENCH_CC_PEERS?.split(',').map((p) => p.trim());
+  if (wanted === undefined) return [...keys];
+  const unknown = wanted.filter((w) => !keys.includes(w));
+  if (unknown.length > 0)
+    throw new Error(`BENCH_CC_PEERS: unknown ${unknown.join(', ')} (known: ${keys.join(', ')})`);
+  if (wanted.includes('warm') && !wanted.includes('known'))
+    throw new Error("BENCH_CC_PEERS: warm rebuilds from known's cache; name known too");
+  if (wanted.includes('known') && !wanted.includes('cold'))
+    throw new Error("BENCH_CC_PEERS: known follows cold's first use in each round; name cold too");
+  return wanted;
+}
+
+/** Rounds: 3 (1 with --quick), or `BENCH_CC_ROUNDS`. */
+function roundsFor(quick: boolean): number {
+  const given = process.env.BENCH_CC_ROUNDS;
+  if (given === undefined || given === '') return quick ? 1 : 3;
+  const n = Number(given);
+  if (!Number.isInteger(n) || n < 1 || n > 50)
+    throw new Error(`BENCH_CC_ROUNDS: ${given} is not a whole number from 1 to 50`);
+  return n;
+}
+
 async function benchProject(
   project: CcProject,
   rounds: number,
@@ -69,19 +96,20 @@ async function benchProject(
 ): Promise<Measurement[]> {
   const tree = await projectTree(project, join(root, project.pkg));
   const { cold, known, warm, remote, launcher } = musterRunners();
-  const peers: PeerState[] = [
-    plainMake(),
+  const all = {
+    make: plainMake(),
     cold,
     known,
     warm,
     launcher,
     remote,
-    distcc(),
-    icecream(),
-  ].map((runner) => ({
-    runner,
-    builds: [],
-  }));
+    distcc: distcc(),
+    icecream: icecream(),
+  };
+  const picked = pickedRunners(Object.keys(all));
+  const peers: PeerState[] = Object.entries(all)
+    .filter(([key]) => key === 'make' || picked.includes(key))
+    .map(([, runner]) => ({ runner, builds: [] }));
   const loadBefore = load();
   log(`${project.name}: load average before ${loadBefore}`);
   try {
@@ -209,7 +237,8 @@ export const ccPeers: Benchmark = {
   describe:
     'Real projects from Debian source packages (upstream tarballs, their own Makefiles, unchanged): Lua 5.4.4 ' +
     '(`make linux`) and re2 (20 of libre2’s objects, C++ at -O3 -g; skipped with --quick; ' +
-    '`BENCH_CC_PROJECTS=lua5.4,re2` picks by package). Each build is from ' +
+    '`BENCH_CC_PROJECTS=lua5.4,re2` picks by package; `BENCH_CC_PEERS=cold,known` picks runners, make always; ' +
+    '`BENCH_CC_ROUNDS=N` sets the rounds). Each build is from ' +
     '`make clean`, with -j2, checked (the files it should make; `lua` runs a script). Peers, where installed: ' +
     'distcc 3.4 (two `distccd --jobs 1` on 127.0.0.1, `DISTCC_HOSTS` by address, its masquerade dir first on PATH) ' +
     'and icecream 1.4 (inside a network namespace holding only `lo`: a scheduler, the client’s iceccd without slots ' +
@@ -224,7 +253,7 @@ export const ccPeers: Benchmark = {
     '`--placement remote --no-cache` (every compile on the agents; its own coordinator, toolchains synced before ' +
     'the first round), with the CPU time of everything it ran on this machine.',
   async run(ctx) {
-    const rounds = ctx.quick ? 1 : 3;
+    const rounds = roundsFor(ctx.quick);
     const wanted = process.env.BENCH_CC_PROJECTS?.split(',').map((p) => p.trim());
     const projects = [lua, re2].filter((p) =>
       wanted === undefined ? !ctx.quick || p === lua : wanted.includes(p.pkg),

@@ -232,6 +232,9 @@ function markdown(results: Measurement[], m: Machine, seconds: number): string {
   out.push(
     'BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" node dist/bench/run.js --only throughput',
   );
+  out.push(
+    'BENCH_CC_PROJECTS=lua5.4 BENCH_CC_PEERS=cold,known BENCH_CC_ROUNDS=7 node dist/bench/run.js --only "compile peers"',
+  );
   out.push('```');
   out.push('');
   out.push(

@@ -21,9 +21,13 @@
 # directory, checks each output's hash and gives it no mode bits above 0777.
 #
 # Exit status: 0 the build succeeded; 1 it failed or was cancelled; 2 the request was refused
-# (a bad plan, a bad login, a coordinator that cannot be reached). SIGINT or SIGTERM (the CI job
-# cancelled) cancels the build.
+# (a bad plan, a bad login, a coordinator that cannot be reached, or one that stops answering:
+# a request that gets no byte for MUSTER_CI_STALL seconds, 120 by default, is given up). SIGINT
+# or SIGTERM (the CI job cancelled) cancels the build.
 set -eu
+
+stall=${MUSTER_CI_STALL:-120}
+case $stall in '' | *[!0-9]* | 0) echo "muster-ci: MUSTER_CI_STALL must be a whole number of seconds" >&2 && exit 2 ;; esac
 
 plan=${1:?usage: muster-ci.sh PLAN [OUTPUT_DIR]}
 api="${MUSTER_URL:?set MUSTER_URL, e.g. https://muster.example.com:8000}/api/v1"
@@ -39,7 +43,8 @@ token=${MUSTER_TOKEN:-}
 logout=''
 
 finish() {
-  [ -z "$logout" ] || curl -sS --globoff -o /dev/null -X POST -H @"$work/auth" "$api/logout" || true
+  [ -z "$logout" ] || curl -sS --globoff --connect-timeout 30 --speed-limit 1 --speed-time "$stall" \
+    -o /dev/null -X POST -H @"$work/auth" "$api/logout" || true
   rm -rf "$work"
 }
 trap finish EXIT
@@ -54,7 +59,9 @@ fetch() {
   _method=$2
   _path=$3
   shift 3
-  _status=$(curl -sS --globoff -o "$_file" -w '%{http_code}' -X "$_method" -H @"$work/auth" "$@" "$api$_path") || {
+  # Under 1 byte a second for $stall seconds (a coordinator that stopped answering): given up.
+  _status=$(curl -sS --globoff --connect-timeout 30 --speed-limit 1 --speed-time "$stall" \
+    -o "$_file" -w '%{http_code}' -X "$_method" -H @"$work/auth" "$@" "$api$_path") || {
     echo "muster-ci: $_method $_path: no answer" >&2
     exit 2
   }
@@ -120,17 +127,26 @@ id=$(printf '%s' "$build" | jq -r .id)
 echo "muster-ci: build $id: ${MUSTER_URL%/}/builds/$id" >&2
 
 # 3. Follow it: print new log lines ("[task] line"), until it has ended and its log is read.
+# A page that moves the position back, or not at all, or brings no lines, ends the reading for
+# this round, and a round reads at most 100 pages: a coordinator cannot keep the script paging.
 after=0
 while :; do
   build=$(call GET "/builds/$id")
   status=$(printf '%s' "$build" | jq -r .status)
-  while :; do
+  pages=0
+  while [ "$pages" -lt 100 ]; do
+    pages=$((pages + 1))
     logs=$(call GET "/builds/$id/logs?after=$after&limit=1000")
     printf '%s' "$logs" |
       jq -j '.chunks[] | .task as $t | .text | rtrimstr("\n") | split("\n") | map("[\($t)] \(.)\n") | join("")'
-    next=$(printf '%s' "$logs" | jq -r .next)
-    [ "$next" != "$after" ] || break
+    next=$(printf '%s' "$logs" | jq -r '.next | numbers | select(. >= 0 and . < 1e15 and . == floor)')
+    [ -n "$next" ] || {
+      echo "muster-ci: GET /builds/$id/logs: the answer has no log position" >&2
+      exit 2
+    }
+    [ "$next" -gt "$after" ] || break
     after=$next
+    [ "$(printf '%s' "$logs" | jq '.chunks | length')" -gt 0 ] || break
   done
   case $status in succeeded | failed | cancelled) break ;; esac
   sleep 2

@@ -197,6 +197,10 @@ describe('muster-ci.sh against a hostile coordinator', () => {
   /** The outputs the fake coordinator claims, and the bytes it serves for each hash. */
   let outputs: { path: string; sha256: string; size: number; mode: number }[] = [];
   let blobs = new Map<string, Buffer>();
+  /** The answer to GET /builds/1/logs?after=N. */
+  let logs: (after: number) => unknown = () => ({ chunks: [], next: 0 });
+  /** GET /builds/1 gets no answer at all. */
+  let silent = false;
   before(async () => {
     server = createServer((request, response) => {
       const send = (body: unknown): void => {
@@ -209,13 +213,15 @@ describe('muster-ci.sh against a hostile coordinator', () => {
         if (path === '/api/v1/login') send({ token: 'mst_fake' });
         else if (path === '/api/v1/logout') response.end();
         else if (path === '/api/v1/blobs/missing') send({ missing: [] });
+        else if (path === '/api/v1/builds/1' && silent) return;
         else if (path === '/api/v1/builds' || path === '/api/v1/builds/1')
           send({
             id: 1,
             status: 'succeeded',
             tasks: [{ name: 't', status: 'succeeded', exitCode: 0, error: null, outputs }],
           });
-        else if (path.startsWith('/api/v1/builds/1/logs')) send({ chunks: [], next: 0 });
+        else if (path.startsWith('/api/v1/builds/1/logs'))
+          send(logs(Number(new URL(path, 'http://x').searchParams.get('after'))));
         else if (path.startsWith('/api/v1/blobs/'))
           response.end(blobs.get(path.slice('/api/v1/blobs/'.length)) ?? 'unknown');
         else {
@@ -227,7 +233,13 @@ describe('muster-ci.sh against a hostile coordinator', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
 
   /**
    * Runs the script against the fake coordinator claiming `claimed` outputs (path, content,
@@ -306,6 +318,54 @@ describe('muster-ci.sh against a hostile coordinator', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.equal((await stat(join(out, 'tool'))).mode & 0o7777, 0o755);
     assert.equal(await readFile(join(out, 'good.txt'), 'utf8'), 'good');
+  });
+
+  it('cannot keep the script paging through a log that never ends, nor steer its requests', async () => {
+    try {
+      // Every page moves on and brings a line: at most 100 pages a round, and the build ended.
+      let pages = 0;
+      logs = (after) => {
+        pages++;
+        return { chunks: [{ task: 't', text: `line ${after}\n` }], next: after + 1 };
+      };
+      const endless = await attempt([]);
+      assert.equal(endless.run.code, 0, endless.run.stderr);
+      assert.equal(pages, 100);
+      assert.match(endless.run.stdout, /\[t\] line 99\n$/);
+      // Moving on with nothing to show ends the round at once.
+      pages = 0;
+      logs = (after) => {
+        pages++;
+        return { chunks: [], next: after + 1 };
+      };
+      assert.equal((await attempt([])).run.code, 0);
+      assert.equal(pages, 1);
+      // A position that is not a number (here, one that would add a query parameter).
+      logs = () => ({ chunks: [], next: '5&limit=1000000' });
+      const steered = await attempt([]);
+      assert.equal(steered.run.code, 2, steered.run.stderr);
+      assert.match(steered.run.stderr, /the answer has no log position/);
+    } finally {
+      logs = () => ({ chunks: [], next: 0 });
+    }
+  });
+
+  it('gives up on a coordinator that stops answering (MUSTER_CI_STALL)', async () => {
+    silent = true;
+    try {
+      const dir = await makeTempDir('muster-ci-');
+      dirs.push(dir);
+      await writeFile(join(dir, 'muster.yml'), 'tasks:\n  t:\n    run: true\n');
+      const run = await runScript([join(dir, 'muster.yml')], {
+        MUSTER_URL: url,
+        MUSTER_TOKEN: 'mst_given',
+        MUSTER_CI_STALL: '2',
+      });
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /GET \/builds\/1: no answer/);
+    } finally {
+      silent = false;
+    }
   });
 
   it("prefixes the coordinator's words, so they never start a line a CI runner reads", async () => {

@@ -143,6 +143,27 @@ describe('routes: authentication and users', () => {
     assert.equal(missing.status, 404);
   });
 
+  it('changes a role and a password together or not at all, against the user at the commit', async () => {
+    api = await testApi();
+    // The change hashes the password first (scrypt, in the thread pool); the user is deleted
+    // meanwhile: nothing of the change is kept or audited, and it answers 404.
+    const change = api.call('PATCH', '/api/v1/users/viewer', {
+      token: api.admin,
+      body: { role: 'admin', password: 'a new password for viewer' },
+    });
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    const deleted = await api.call('DELETE', '/api/v1/users/viewer', { token: api.admin });
+    assert.equal(deleted.status, 204);
+    const changed = await change;
+    assert.equal(changed.status, 404, JSON.stringify(changed.body));
+    assert.equal(codeOf(changed.body), 'NOT_FOUND');
+    assert.equal(api.store.getUser('viewer'), undefined);
+    assert.deepEqual(
+      api.store.audit.list().map((r) => [r.action, r.target]),
+      [['user.delete', 'viewer']],
+    );
+  });
+
   it('on a backup: logins work, user changes are refused with READ_ONLY', async () => {
     api = await testApi(() => ({ ha: backupHa('backup-standby', 'https://primary.test') }));
     const login = await api.call('POST', '/api/v1/login', {

@@ -10,6 +10,7 @@ import { afterEach, describe, it } from 'node:test';
 import type { ToolchainView } from '../../src/api/views/compile.js';
 import { toolchainIdOf } from '../../src/common/toolchain-id.js';
 import { TOOLCHAIN_ROWS } from '../../src/coordinator/store/cache.js';
+import { waitFor } from '../helpers/agent-process.js';
 import { testApi, type TestApi } from '../helpers/api-context.js';
 
 interface ErrorBody {
@@ -34,7 +35,11 @@ describe('routes: toolchains', () => {
   });
 
   /** A test API whose blobs all exist, with a bundle source the test steers. */
-  async function start(bundle = { stale: false, shipped: new Set<string>() }) {
+  async function start(
+    bundle = { stale: false, shipped: new Set<string>() },
+    /** While set, the next bundle made waits for it (cleared by that call). */
+    gate: { next?: Promise<void> } = {},
+  ) {
     const sizes = new Map(
       [GCC, CC1, { sha256: sha('bin'), size: 4 }].map((f) => [f.sha256, f.size]),
     );
@@ -46,7 +51,13 @@ describe('routes: toolchains', () => {
         sizeOfNow: (h) => sizes.get(h),
       },
       bundles: {
-        get: (...args) => (calls.push('get'), defaults.bundles.get(...args)),
+        get: async (...args) => {
+          calls.push('get');
+          const wait = gate.next;
+          gate.next = undefined;
+          await wait;
+          return defaults.bundles.get(...args);
+        },
         invalidate: () => void calls.push('invalidate'),
         stale: () => bundle.stale,
         shippedToolchains: () => bundle.shipped,
@@ -87,6 +98,23 @@ describe('routes: toolchains', () => {
     assert.equal(unshippable.status, 400);
     assert.equal((unshippable.body as ErrorBody).error.code, 'VALIDATION_FAILED');
     assert.equal(api.store.cache.getToolchain(clash.id), undefined);
+  });
+
+  it('answer a registration with the row committed, even when an admin removes it at once', async () => {
+    let open = (): void => undefined;
+    const gate: { next?: Promise<void> } = { next: new Promise<void>((r) => (open = r)) };
+    const { api } = await start(undefined, gate);
+    const { id, body } = toolchain('12.2.0');
+    // The registration waits in the bundle it makes; the removal lands meanwhile.
+    const put = api.call('PUT', `/api/v1/toolchains/${id}`, { token: api.admin, body });
+    await waitFor(() => api.store.cache.getToolchain(id) !== undefined);
+    const removed = await api.call('DELETE', `/api/v1/toolchains/${id}`, { token: api.admin });
+    assert.equal(removed.status, 204);
+    open();
+    const registered = await put;
+    assert.equal(registered.status, 201, JSON.stringify(registered.body));
+    assert.equal((registered.body as ToolchainView).id, id);
+    assert.equal(api.store.cache.getToolchain(id), undefined);
   });
 
   it('let an admin list and remove toolchains; agents get a bundle without it', async () => {

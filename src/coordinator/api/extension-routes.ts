@@ -8,6 +8,16 @@ import { parse } from './http-errors.js';
 import { addExtensionBody } from '../../api/requests.js';
 import { BUILT_IN_EXTENSIONS } from '../../protocol/client/bundle.js';
 import type { ExtensionView } from '../../api/views/extensions.js';
+import type { ExtensionRow } from '../store/types.js';
+
+const addedView = (e: ExtensionRow): ExtensionView => ({
+  name: e.name,
+  version: e.version,
+  files: e.files.length,
+  bytes: e.files.reduce((n, f) => n + f.size, 0),
+  addedAt: e.addedAt,
+  builtIn: false,
+});
 
 export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const list = async (): Promise<ExtensionView[]> => {
@@ -24,14 +34,7 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
           builtIn: true,
         };
       }),
-      ...ctx.store.listExtensions().map((e) => ({
-        name: e.name,
-        version: e.version,
-        files: e.files.length,
-        bytes: e.files.reduce((n, f) => n + f.size, 0),
-        addedAt: e.addedAt,
-        builtIn: false,
-      })),
+      ...ctx.store.listExtensions().map(addedView),
     ];
   };
 
@@ -52,6 +55,7 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
     const hashes = body.files.map((f) => f.sha256);
     // No sweep deletes a file between this check and the extension row that references it.
     const release = ctx.uploads.hold(hashes);
+    let view: ExtensionView | undefined;
     try {
       const missing = await ctx.blobs.missing(hashes);
       if (missing.length > 0) {
@@ -61,12 +65,16 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
           { missing },
         );
       }
-      ctx.store.transaction(() => {
+      // The answer is the row as committed: an admin removing it right after cannot turn this
+      // add into a 404.
+      view = ctx.store.transaction(() => {
         ctx.store.putExtension({ name: body.name, version: body.version, files: body.files });
         recordAudit(ctx, request, 'extension.add', body.name, {
           version: body.version,
           files: body.files.length,
         });
+        const added = ctx.store.listExtensions().find((e) => e.name === body.name);
+        return added && addedView(added);
       });
       ctx.uploads.referenced(hashes);
     } finally {
@@ -76,8 +84,8 @@ export function registerExtensionRoutes(app: FastifyInstance, ctx: ApiContext): 
     await ctx.bundles.get();
     void ctx.agents.resyncAll();
     request.log.info({ extension: body.name, version: body.version }, 'extension added');
-    const view = (await list()).find((e) => e.name === body.name);
-    if (!view) throw new MusterError('NOT_FOUND', `no extension ${body.name}`);
+    if (!view)
+      throw new Error(`extension ${body.name} is not among those stored right after its put`);
     return reply.code(201).send(view);
   });
 

@@ -44,16 +44,20 @@ export function registerToolchainRoutes(app: FastifyInstance, ctx: ApiContext): 
         'agents could not lay this toolchain out: a path too long, or a file that is also a directory',
         { id },
       );
-    const { created } = await withBlobs(
+    const { created, summary } = await withBlobs(
       ctx,
       body.files.map((f) => f.sha256),
-      (sizeOf) =>
-        store.cache.putToolchain(
+      (sizeOf) => {
+        const put = store.cache.putToolchain(
           { id, files: body.files, info: body.info, createdBy: user.name },
           sizeOf,
           undefined,
           TOOLCHAIN_ROWS,
-        ),
+        );
+        // The answer is the row as committed: an admin removing it while the bundle is made
+        // cannot turn this registration into a 404.
+        return { ...put, summary: store.cache.toolchainSummaries().find((t) => t.id === id) };
+      },
     );
     if (created) {
       // Agents get it with the next bundle: computed now, pushed to those connected.
@@ -65,8 +69,12 @@ export function registerToolchainRoutes(app: FastifyInstance, ctx: ApiContext): 
       // Registered again: a use, which may bring it back among those shipped.
       await resyncIfChanged(ctx, request.log);
     }
-    const registered = view(id);
-    if (!registered) throw new MusterError('NOT_FOUND', `no toolchain ${id}`);
+    if (!summary) throw new Error(`toolchain ${id} is not among those stored right after its put`);
+    const registered = toolchainView(
+      summary,
+      ctx.agents.snapshots(),
+      ctx.bundles.shippedToolchains(),
+    );
     return reply.code(created ? 201 : 200).send(registered);
   });
 

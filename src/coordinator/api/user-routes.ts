@@ -57,18 +57,24 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     async (request): Promise<UserView> => {
       const admin = requireAdmin(request, ctx);
       const body = parse(updateUserBody, request.body, 'user change');
-      const user = existing(request.params.name);
-      if (body.role !== undefined && body.role !== user.role) {
-        if (body.role !== 'admin') keepAnAdmin(user, 'making it a viewer');
-        const role = body.role;
-        ctx.store.transaction(() => {
-          ctx.store.setRole(user.name, role);
-          recordAudit(ctx, request, 'user.update', user.name, { role, previousRole: user.role });
-        });
-      }
-      if (body.password !== undefined) {
-        const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
-        ctx.store.transaction(() => {
+      existing(request.params.name);
+      // Hashed before anything changes: the role and the password change together or not at
+      // all, against the user as it is at the commit (deleted or demoted meanwhile: seen then).
+      const hash =
+        body.password === undefined
+          ? undefined
+          : await hashPassword(body.password, { log2N: ctx.options.passwordCost });
+      const changed = ctx.store.transaction(() => {
+        const user = existing(request.params.name);
+        if (body.role !== undefined && body.role !== user.role) {
+          if (body.role !== 'admin') keepAnAdmin(user, 'making it a viewer');
+          ctx.store.setRole(user.name, body.role);
+          recordAudit(ctx, request, 'user.update', user.name, {
+            role: body.role,
+            previousRole: user.role,
+          });
+        }
+        if (hash !== undefined) {
           ctx.store.setPassword(user.name, hash);
           // Whoever knew the old password is logged out everywhere (the admin's own session stays).
           const ended = ctx.store.deleteTokensOf(
@@ -79,13 +85,19 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
             password: 'changed',
             sessionsEnded: ended,
           });
-        });
-      }
+        }
+        return existing(user.name);
+      });
       request.log.info(
-        { user: user.name, role: body.role, password: body.password !== undefined, by: admin.name },
+        {
+          user: changed.name,
+          role: body.role,
+          password: body.password !== undefined,
+          by: admin.name,
+        },
         'user changed',
       );
-      return view(existing(user.name));
+      return view(changed);
     },
   );
 
@@ -113,6 +125,8 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
       throw new MusterError('WRONG_PASSWORD', 'the current password is wrong: nothing changed');
     const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
     ctx.store.transaction(() => {
+      // Deleted while the password was hashed: nothing to change.
+      existing(user.name);
       ctx.store.setPassword(user.name, hash);
       const ended = ctx.store.deleteTokensOf(user.id, request.credentials?.tokenHash);
       recordAudit(ctx, request, 'user.password', user.name, {

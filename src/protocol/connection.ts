@@ -30,6 +30,9 @@ export class FramedConnection<Out extends AnyWireMessage> {
   private readonly decoder: FrameDecoder;
   private corked = false;
   private closed = false;
+  /** Bytes read from the peer, and bytes handed to the socket to write. */
+  private bytesIn = 0;
+  private bytesOut = 0;
 
   constructor(
     readonly socket: Duplex,
@@ -37,7 +40,10 @@ export class FramedConnection<Out extends AnyWireMessage> {
     maxFrameBytes = DEFAULT_MAX_FRAME_BYTES,
   ) {
     this.decoder = new FrameDecoder(maxFrameBytes);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      this.onData(chunk);
+    });
     socket.on('error', () => {
       // 'close' follows; nothing else to do. Errors here are resets and broken pipes.
     });
@@ -51,6 +57,15 @@ export class FramedConnection<Out extends AnyWireMessage> {
     return this.closed || this.socket.destroyed;
   }
 
+  /**
+   * Grows while the peer is there: bytes read from it plus bytes of ours that left the write
+   * buffer (which stalls once a peer that reads nothing has filled the kernel's buffers). A
+   * request stuck behind a large transfer can wait while this moves (heartbeats).
+   */
+  get progress(): number {
+    return this.bytesIn + this.bytesOut - this.socket.writableLength;
+  }
+
   sendJson(message: Out): boolean {
     return this.writeJson(message);
   }
@@ -58,7 +73,9 @@ export class FramedConnection<Out extends AnyWireMessage> {
   sendBinary(header: BlobChunkHeader, data: Buffer): boolean {
     if (this.isClosed) return false;
     this.cork();
-    this.socket.write(encodeBinaryFramePrefix(header, data.length));
+    const prefix = encodeBinaryFramePrefix(header, data.length);
+    this.bytesOut += prefix.length + data.length;
+    this.socket.write(prefix);
     return this.socket.write(data);
   }
 
@@ -99,7 +116,9 @@ export class FramedConnection<Out extends AnyWireMessage> {
   private writeJson(message: Out | ErrorFrame): boolean {
     if (this.isClosed) return false;
     this.cork();
-    return this.socket.write(encodeJsonFrame(message));
+    const frame = encodeJsonFrame(message);
+    this.bytesOut += frame.length;
+    return this.socket.write(frame);
   }
 
   private cork(): void {

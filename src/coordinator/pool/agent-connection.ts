@@ -17,6 +17,7 @@ import type { AgentStatus } from '../../api/status.js';
 import type { AgentRow } from '../store/types.js';
 import type { SlotsSource } from './agent-snapshot.js';
 import { Backoff } from './backoff.js';
+import { startHeartbeat } from './heartbeat.js';
 
 export interface Identity {
   product: string;
@@ -82,7 +83,7 @@ export class AgentConnection {
   private readonly refusedToolchains = new Set<string>();
   private readonly backoff = new Backoff();
   private timer: NodeJS.Timeout | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
+  private stopHeartbeat: (() => void) | undefined;
   private stopped = false;
   private connecting = false;
   /** Counts the links taken up: an older one still syncing when a newer came gives way. */
@@ -223,7 +224,7 @@ export class AgentConnection {
     this.attempt++;
     this.connecting = false;
     clearTimeout(this.timer);
-    clearInterval(this.heartbeat);
+    this.stopHeartbeat?.();
     this.client?.close();
     this.client = undefined;
     this.setStatus('disabled');
@@ -336,7 +337,7 @@ export class AgentConnection {
 
   private onClose(client: AgentClient, err: MusterError): void {
     if (this.client !== client) return;
-    clearInterval(this.heartbeat);
+    this.stopHeartbeat?.();
     this.client = undefined;
     this.busySlots = 0;
     if (this.stopped) return;
@@ -400,14 +401,13 @@ export class AgentConnection {
   }
 
   private startHeartbeat(client: AgentClient): void {
-    clearInterval(this.heartbeat);
-    this.heartbeat = setInterval(() => {
-      const timeout = setTimeout(() => client.close(), this.ctx.heartbeatIntervalMs * 2);
-      this.beat(client)
-        .catch(() => client.close())
-        .finally(() => clearTimeout(timeout));
-    }, this.ctx.heartbeatIntervalMs);
-    this.heartbeat.unref();
+    this.stopHeartbeat?.();
+    this.stopHeartbeat = startHeartbeat({
+      intervalMs: this.ctx.heartbeatIntervalMs,
+      beat: () => this.beat(client),
+      progress: () => client.progress,
+      close: () => client.close(),
+    });
   }
 
   /** Asks for the lease now instead of at the next heartbeat (a term changed). */

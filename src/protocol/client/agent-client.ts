@@ -108,6 +108,11 @@ export class AgentClient {
     this.conn.close();
   }
 
+  /** Grows while the agent reads what is sent or sends anything (FramedConnection.progress). */
+  get progress(): number {
+    return this.conn.progress;
+  }
+
   async ping(): Promise<void> {
     await this.request({ t: 'ping' }, (m) => m.t === 'pong');
   }

@@ -4,29 +4,18 @@
  * muster-extension.json (or a new version of it), remove one. Changes need an admin on the
  * primary; agents receive the new set on their next sync.
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { formatBytes } from '../../src/api/format.js';
 import { DangerButton } from './danger-button.js';
 import { addExtension, listExtensions, removeExtension, type ExtensionView } from './api.js';
-import { Notice, useReport, type Report } from './notice.js';
+import { Notice, type Report } from './notice.js';
+import { useList } from './use-list.js';
 import { describePicked, pickedFiles, uploadFiles, type PickedFile } from './uploads.js';
 
 const MANIFEST = 'muster-extension.json';
 
 export function ExtensionsPage({ canEdit }: { canEdit: boolean }) {
-  const [extensions, setExtensions] = useState<ExtensionView[]>();
-  const [loadError, setLoadError] = useState<string>();
-  const [message, report] = useReport();
-  const reload = (): void => {
-    listExtensions()
-      .then((list) => {
-        setExtensions(list);
-        setLoadError(undefined);
-      })
-      .catch((err: unknown) => setLoadError((err as Error).message));
-  };
-  useEffect(reload, []);
-  const act: Report = (action, done) => report(action, done).finally(reload);
+  const { items: extensions, loadError, message, act } = useList(listExtensions);
 
   return (
     <>

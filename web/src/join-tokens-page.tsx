@@ -5,7 +5,7 @@
  * again), revoke one (agents that joined with it keep working). Admins only; changes need the
  * primary.
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import {
   createJoinToken,
   listJoinTokens,
@@ -16,7 +16,8 @@ import {
 } from './api.js';
 import { DangerButton } from './danger-button.js';
 import { labelsOf } from './labels.js';
-import { Notice, useReport, type Report } from './notice.js';
+import { Notice, type Report } from './notice.js';
+import { useList } from './use-list.js';
 
 const EXPIRIES: { value: JoinTokenExpiry; text: string }[] = [
   { value: '24h', text: 'in 24 hours' },
@@ -25,21 +26,8 @@ const EXPIRIES: { value: JoinTokenExpiry; text: string }[] = [
 ];
 
 export function JoinTokensPage({ canEdit }: { canEdit: boolean }) {
-  const [tokens, setTokens] = useState<JoinTokenView[]>();
-  const [loadError, setLoadError] = useState<string>();
-  const [message, report] = useReport();
+  const { items: tokens, loadError, message, act } = useList(listJoinTokens);
   const [created, setCreated] = useState<CreatedJoinTokenView>();
-  const reload = (): void => {
-    listJoinTokens()
-      .then((list) => {
-        setTokens(list);
-        setLoadError(undefined);
-      })
-      .catch((err: unknown) => setLoadError((err as Error).message));
-  };
-  useEffect(reload, []);
-  // Every change reloads the list, whatever its outcome.
-  const act: Report = (action, done) => report(action, done).finally(reload);
 
   return (
     <>

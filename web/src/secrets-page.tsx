@@ -3,26 +3,15 @@
  * them and when; sets one (the value field is write-only: the API never sends a value back, so
  * the page cannot show one) and deletes. Changes need an admin on the primary.
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { SECRET_NAME_TEXT } from '../../src/api/secret-names.js';
-import { deleteSecret, listSecrets, setSecret, type SecretView } from './api.js';
+import { deleteSecret, listSecrets, setSecret } from './api.js';
 import { DangerButton } from './danger-button.js';
-import { Notice, useReport, type Report } from './notice.js';
+import { Notice, type Report } from './notice.js';
+import { useList } from './use-list.js';
 
 export function SecretsPage({ canEdit }: { canEdit: boolean }) {
-  const [secrets, setSecrets] = useState<SecretView[]>();
-  const [loadError, setLoadError] = useState<string>();
-  const [message, report] = useReport();
-  const reload = (): void => {
-    listSecrets()
-      .then((list) => {
-        setSecrets(list);
-        setLoadError(undefined);
-      })
-      .catch((err: unknown) => setLoadError((err as Error).message));
-  };
-  useEffect(reload, []);
-  const act: Report = (action, done) => report(action, done).finally(reload);
+  const { items: secrets, loadError, message, act } = useList(listSecrets);
 
   return (
     <>

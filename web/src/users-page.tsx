@@ -3,7 +3,7 @@
  * user, change a role, set a new password (which logs that user out everywhere), delete. The
  * coordinator refuses to lose its last admin. Changes need an admin on the primary.
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import {
   createUser,
   deleteUser,
@@ -14,7 +14,8 @@ import {
   type UserView,
 } from './api.js';
 import { DangerButton } from './danger-button.js';
-import { Notice, useReport, type Report } from './notice.js';
+import { Notice, type Report } from './notice.js';
+import { useList } from './use-list.js';
 
 const ROLES: { role: Role; text: string }[] = [
   { role: 'admin', text: 'admin — runs builds, changes agents, users and settings' },
@@ -22,20 +23,7 @@ const ROLES: { role: Role; text: string }[] = [
 ];
 
 export function UsersPage({ session, canEdit }: { session: SessionView; canEdit: boolean }) {
-  const [users, setUsers] = useState<UserView[]>();
-  const [loadError, setLoadError] = useState<string>();
-  const [message, report] = useReport();
-  const reload = (): void => {
-    listUsers()
-      .then((list) => {
-        setUsers(list);
-        setLoadError(undefined);
-      })
-      .catch((err: unknown) => setLoadError((err as Error).message));
-  };
-  useEffect(reload, []);
-  // Every change reloads the list, whatever its outcome.
-  const act: Report = (action, done) => report(action, done).finally(reload);
+  const { items: users, loadError, message, act } = useList(listUsers);
 
   return (
     <>

@@ -17,6 +17,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { changedOptions } from '../common/options-diff.js';
 import { MUSTER_VERSION } from '../common/version.js';
+import { hashPassword } from './auth/passwords.js';
 import { MusterError } from '../protocol/errors.js';
 import type { ApiContext } from './api/context.js';
 import { buildServer } from './api/server.js';
@@ -338,6 +339,7 @@ export class Coordinator {
       bundles,
       metrics,
       options,
+      hashPassword: (password) => hashPassword(password, { log2N: options.passwordCost }),
       version: MUSTER_VERSION,
       ha: {
         role: () => role.role(),

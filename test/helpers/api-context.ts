@@ -278,6 +278,7 @@ export async function testApi(
     },
     metrics,
     options,
+    hashPassword: (password) => hashPassword(password, { log2N: options.passwordCost }),
     version: '0.0.0-test',
     ha: { role: () => 'primary', term: () => 1, primary: undefined, backup: undefined },
     instanceId: () => 'test-instance',

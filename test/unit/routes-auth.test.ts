@@ -143,25 +143,89 @@ describe('routes: authentication and users', () => {
     assert.equal(missing.status, 404);
   });
 
+  /**
+   * A test API whose password hashing waits for the test: `hashing` resolves when a request is
+   * hashing, `finish()` lets it go on.
+   */
+  async function gatedHashing() {
+    let reached = (): void => undefined;
+    let finish = (): void => undefined;
+    const hashing = new Promise<void>((r) => (reached = r));
+    const released = new Promise<void>((r) => (finish = r));
+    const gated = await testApi((defaults) => ({
+      hashPassword: async (password) => {
+        reached();
+        await released;
+        return defaults.hashPassword(password);
+      },
+    }));
+    return { api: gated, hashing, finish };
+  }
+
+  const auditOf = (of: TestApi) => of.store.audit.list().map((r) => [r.action, r.target]);
+
   it('changes a role and a password together or not at all, against the user at the commit', async () => {
-    api = await testApi();
-    // The change hashes the password first (scrypt, in the thread pool); the user is deleted
-    // meanwhile: nothing of the change is kept or audited, and it answers 404.
+    const gated = await gatedHashing();
+    api = gated.api;
+    // The change hashes the password first; the user is deleted meanwhile: nothing of the
+    // change is kept or audited, and it answers 404.
     const change = api.call('PATCH', '/api/v1/users/viewer', {
       token: api.admin,
       body: { role: 'admin', password: 'a new password for viewer' },
     });
-    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    await gated.hashing;
     const deleted = await api.call('DELETE', '/api/v1/users/viewer', { token: api.admin });
     assert.equal(deleted.status, 204);
+    gated.finish();
     const changed = await change;
     assert.equal(changed.status, 404, JSON.stringify(changed.body));
     assert.equal(codeOf(changed.body), 'NOT_FOUND');
     assert.equal(api.store.getUser('viewer'), undefined);
-    assert.deepEqual(
-      api.store.audit.list().map((r) => [r.action, r.target]),
-      [['user.delete', 'viewer']],
-    );
+    assert.deepEqual(auditOf(api), [['user.delete', 'viewer']]);
+  });
+
+  it('commits a change after the hash only if its admin still is one', async () => {
+    const gated = await gatedHashing();
+    api = gated.api;
+    const other = api.store.createUser('other', 'admin', api.store.getUser('admin')!.passwordHash);
+    const { token, hash } = newToken();
+    api.store.createToken(other.id, hash, new Date(Date.now() + 3_600_000).toISOString());
+    // "admin" promotes viewer with a new password; "other" demotes "admin" during the hash.
+    const change = api.call('PATCH', '/api/v1/users/viewer', {
+      token: api.admin,
+      body: { role: 'admin', password: 'a new password for viewer' },
+    });
+    await gated.hashing;
+    const demoted = await api.call('PATCH', '/api/v1/users/admin', {
+      token,
+      body: { role: 'viewer' },
+    });
+    assert.equal(demoted.status, 200, JSON.stringify(demoted.body));
+    gated.finish();
+    const changed = await change;
+    assert.equal(changed.status, 403, JSON.stringify(changed.body));
+    assert.equal(codeOf(changed.body), 'FORBIDDEN');
+    assert.equal(api.store.getUser('viewer')?.role, 'viewer');
+    assert.deepEqual(auditOf(api), [['user.update', 'admin']]);
+  });
+
+  it('refuses an own password change when the account changed during the hash', async () => {
+    const gated = await gatedHashing();
+    api = gated.api;
+    const own = api.call('PUT', '/api/v1/session/password', {
+      token: api.viewer,
+      body: { current: PASSWORD, password: 'the viewer wants this one' },
+    });
+    await gated.hashing;
+    // An admin resets the account meanwhile (a new password: no gate for this one).
+    const before = api.store.getUser('viewer')!.passwordHash;
+    api.store.setPassword('viewer', `${before}-reset`);
+    gated.finish();
+    const changed = await own;
+    assert.equal(changed.status, 409, JSON.stringify(changed.body));
+    assert.equal(codeOf(changed.body), 'CONFLICT');
+    assert.equal(api.store.getUser('viewer')?.passwordHash, `${before}-reset`);
+    assert.deepEqual(auditOf(api), []);
   });
 
   it('on a backup: logins work, user changes are refused with READ_ONLY', async () => {

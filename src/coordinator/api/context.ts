@@ -40,6 +40,8 @@ export interface ApiContext {
   bundles: BundleSource;
   metrics: ApiMetrics;
   options: ApiOptions;
+  /** Hashes a new password (scrypt at the coordinator's --password-cost). */
+  hashPassword(password: string): Promise<string>;
   version: string;
   /** The role, the term, and the primary's or the backup's side of high availability. */
   ha: HaStatus;
@@ -117,6 +119,24 @@ export function requireAdmin(request: FastifyRequest, ctx: ApiContext): User {
   if (user.role !== 'admin')
     throw new MusterError('FORBIDDEN', `${user.name} is a viewer; this needs an admin`);
   return user;
+}
+
+/**
+ * requireAdmin again, for a change committed after an await (a password hash): inside its
+ * transaction, the caller's token must still be valid, its user still an admin and this
+ * coordinator still the primary — an admin demoted, deleted or logged out meanwhile changes
+ * nothing.
+ */
+export function recheckAdmin(request: FastifyRequest, ctx: ApiContext): User {
+  requirePrimary(ctx);
+  const tokenHash = request.credentials?.tokenHash;
+  const found =
+    tokenHash === undefined ? undefined : ctx.store.useToken(tokenHash, new Date().toISOString());
+  if (!found || found.user.id !== request.user?.id)
+    throw new MusterError('UNAUTHORIZED', 'the token is invalid or expired: log in again');
+  if (found.user.role !== 'admin')
+    throw new MusterError('FORBIDDEN', `${found.user.name} is a viewer; this needs an admin`);
+  return found.user;
 }
 
 export type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;

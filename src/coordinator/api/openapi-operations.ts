@@ -140,6 +140,7 @@ const session: ApiOperation[] = [
     summary: "Change one's own password (the current one proves it); ends one's other sessions",
     access: 'user',
     body: 'ChangePasswordRequest',
+    errors: [409],
     status: 204,
     reply: 'none',
   },

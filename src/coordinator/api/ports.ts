@@ -94,6 +94,7 @@ export type ApiStore = Pick<
   | 'deleteToken'
   | 'deleteTokensOf'
   | 'getUser'
+  | 'getUserById'
   | 'listUsers'
   | 'createUser'
   | 'setRole'

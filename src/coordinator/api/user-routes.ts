@@ -5,10 +5,16 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
-import { hashPassword, verifyPassword } from '../auth/passwords.js';
+import { verifyPassword } from '../auth/passwords.js';
 import type { User } from '../store/types.js';
 import { recordAudit } from './audit.js';
-import { requireAdmin, requirePrimary, requireUser, type ApiContext } from './context.js';
+import {
+  recheckAdmin,
+  requireAdmin,
+  requirePrimary,
+  requireUser,
+  type ApiContext,
+} from './context.js';
 import { parse } from './http-errors.js';
 import { changePasswordBody, createUserBody, updateUserBody } from '../../api/requests.js';
 import type { UserView } from '../../api/views/users.js';
@@ -41,7 +47,7 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
   app.post('/api/v1/users', async (request, reply) => {
     requireAdmin(request, ctx);
     const body = parse(createUserBody, request.body, 'user');
-    const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
+    const hash = await ctx.hashPassword(body.password);
     const user = ctx.store.transaction(() => {
       const created = ctx.store.createUser(body.name, body.role, hash);
       recordAudit(ctx, request, 'user.create', created.name, { role: created.role });
@@ -60,11 +66,9 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
       existing(request.params.name);
       // Hashed before anything changes: the role and the password change together or not at
       // all, against the user as it is at the commit (deleted or demoted meanwhile: seen then).
-      const hash =
-        body.password === undefined
-          ? undefined
-          : await hashPassword(body.password, { log2N: ctx.options.passwordCost });
+      const hash = body.password === undefined ? undefined : await ctx.hashPassword(body.password);
       const changed = ctx.store.transaction(() => {
+        recheckAdmin(request, ctx);
         const user = existing(request.params.name);
         if (body.role !== undefined && body.role !== user.role) {
           if (body.role !== 'admin') keepAnAdmin(user, 'making it a viewer');
@@ -123,10 +127,16 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const body = parse(changePasswordBody, request.body, 'password change');
     if (!(await verifyPassword(body.current, user.passwordHash)))
       throw new MusterError('WRONG_PASSWORD', 'the current password is wrong: nothing changed');
-    const hash = await hashPassword(body.password, { log2N: ctx.options.passwordCost });
+    const hash = await ctx.hashPassword(body.password);
     ctx.store.transaction(() => {
-      // Deleted while the password was hashed: nothing to change.
-      existing(user.name);
+      // Changed while the password was hashed (deleted, made anew, or its password reset by an
+      // admin): the current password this request proved is no longer the one to replace.
+      const now = ctx.store.getUserById(user.id);
+      if (now === undefined || now.passwordHash !== user.passwordHash)
+        throw new MusterError(
+          'CONFLICT',
+          `${user.name} changed while the new password was being set: nothing changed, try again`,
+        );
       ctx.store.setPassword(user.name, hash);
       const ended = ctx.store.deleteTokensOf(user.id, request.credentials?.tokenHash);
       recordAudit(ctx, request, 'user.password', user.name, {

@@ -78,6 +78,7 @@ export function musterRunners(): {
   warm: PeerRunner;
   remote: PeerRunner;
   launcher: PeerRunner;
+  launcherClean: PeerRunner;
 } {
   let agents: BenchAgent[] = [];
   let coordinator: BenchCoordinator | undefined;
@@ -166,39 +167,67 @@ export function musterRunners(): {
     build: (project, tree, jobs) => timed(project, tree, jobs),
     stop: async () => undefined,
   };
-  return { cold, known, warm, remote: remoteRunner(), launcher: launcherRunner() };
+  return {
+    cold,
+    known,
+    warm,
+    remote: remoteRunner(),
+    launcher: launcherRunner(true),
+    launcherClean: launcherRunner(false),
+  };
 }
 
 /**
  * `make CC="muster cc gcc"` through the per-user compile service (`muster cc --serve`, started
- * once like the shim would, on a socket of its own), warm: each round a first build fills the
- * cache (not timed), then `make clean` and the timed build. No `muster build` around make: no
- * Node start, session or summary per build — what a warm rebuild costs where `muster build`'s
- * fixed cost does not come in.
+ * like the shim would, on a socket of its own). No `muster build` around make: no Node start,
+ * session or summary per build.
+ *
+ * - warm: one service and coordinator for all rounds; each round a first build fills the cache
+ *   (not timed), then `make clean` and the timed build — what a warm rebuild costs where
+ *   `muster build`'s fixed cost does not come in;
+ * - clean (`warm` false): each round a new coordinator and service (started untimed, as one
+ *   already running), the local tier emptied but the remembered compilers kept, then the timed
+ *   clean build — `muster build, compiler known` without the Node start of `muster build`, the
+ *   figure a long-lived service taking `muster build`'s place would start from.
  */
-function launcherRunner(): PeerRunner {
+function launcherRunner(warm: boolean): PeerRunner {
   let coordinator: BenchCoordinator | undefined;
   let home: string | undefined;
   let service: Daemon | undefined;
   let env: NodeJS.ProcessEnv = {};
+  let primed = false;
+  const startService = async (): Promise<void> => {
+    if (home === undefined) throw new Error('no HOME');
+    coordinator = await startCoordinator();
+    const socket = join(home, 'run', 'cc.sock');
+    env = { ...envFor(home, coordinator), MUSTER_CC_SOCKET: socket };
+    service = startDaemon(muster, ['cc', '--serve', '--socket', socket, '--idle-exit', '0'], env);
+    const deadline = Date.now() + 30_000;
+    while (!existsSync(socket)) {
+      const exited = service.exited();
+      if (exited !== undefined) throw new Error(`muster cc --serve ${exited}`);
+      if (Date.now() > deadline) throw new Error('muster cc --serve made no socket in 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  const stopService = async (): Promise<void> => {
+    await service?.stop();
+    service = undefined;
+    await coordinator?.stop();
+    coordinator = undefined;
+  };
   return {
-    name: 'CC="muster cc" make (per-user service), warm cache',
+    name: warm
+      ? 'CC="muster cc" make (per-user service), warm cache'
+      : 'CC="muster cc" make (per-user service), compiler known, empty caches',
     missing: async () => undefined,
     async start(log) {
       home = await mkdtemp(join(tmpdir(), 'muster-bench-cc-launcher-home-'));
-      coordinator = await startCoordinator();
-      const socket = join(home, 'run', 'cc.sock');
-      env = { ...envFor(home, coordinator), MUSTER_CC_SOCKET: socket };
-      service = startDaemon(muster, ['cc', '--serve', '--socket', socket, '--idle-exit', '0'], env);
-      const deadline = Date.now() + 30_000;
-      while (!existsSync(socket)) {
-        const exited = service.exited();
-        if (exited !== undefined) throw new Error(`muster cc --serve ${exited}`);
-        if (Date.now() > deadline) throw new Error('muster cc --serve made no socket in 30 s');
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      await startService();
       log(
-        'CC="muster cc" make: one muster cc --serve for all rounds, a coordinator without agents',
+        warm
+          ? 'CC="muster cc" make, warm: one muster cc --serve for all rounds, a coordinator without agents'
+          : 'CC="muster cc" make, empty caches: a new muster cc --serve and coordinator (without agents) each round',
       );
     },
     async build(project, tree, jobs) {
@@ -210,17 +239,29 @@ function launcherRunner(): PeerRunner {
           limitMs: BUILD_LIMIT_MS,
         });
       await mustRun('make clean', 'make', project.cleanArgs, { cwd: tree });
-      await make('CC="muster cc" make, filling the cache');
-      await mustRun('make clean', 'make', project.cleanArgs, { cwd: tree });
-      const result = await make('CC="muster cc" make, warm');
+      if (warm) {
+        await make('CC="muster cc" make, filling the cache');
+        await mustRun('make clean', 'make', project.cleanArgs, { cwd: tree });
+      } else if (home !== undefined) {
+        // The compiler is known: identified by an untimed first build, remembered since.
+        if (!primed) {
+          await make('CC="muster cc" make, identifying the compiler');
+          await mustRun('make clean', 'make', project.cleanArgs, { cwd: tree });
+          primed = true;
+        }
+        await stopService();
+        const tier = userCacheDir({ HOME: home, XDG_CACHE_HOME: join(home, '.cache') });
+        for (const entry of await readdir(tier).catch((): string[] => []))
+          if (entry !== TOOLCHAIN_IDS_DIR)
+            await rm(join(tier, entry), { recursive: true, force: true });
+        await startService();
+      }
+      const result = await make(warm ? 'CC="muster cc" make, warm' : 'CC="muster cc" make, clean');
       await project.check(tree);
       return { ms: result.ms, compiles: countCompiles(result.output) };
     },
     async stop() {
-      await service?.stop();
-      service = undefined;
-      await coordinator?.stop();
-      coordinator = undefined;
+      await stopService();
       if (home !== undefined) await rm(home, { recursive: true, force: true });
       home = undefined;
     },

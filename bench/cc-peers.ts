@@ -95,13 +95,14 @@ async function benchProject(
   log: (text: string) => void,
 ): Promise<Measurement[]> {
   const tree = await projectTree(project, join(root, project.pkg));
-  const { cold, known, warm, remote, launcher } = musterRunners();
+  const { cold, known, warm, remote, launcher, launcherClean } = musterRunners();
   const all = {
     make: plainMake(),
     cold,
     known,
     warm,
     launcher,
+    'launcher-clean': launcherClean,
     remote,
     distcc: distcc(),
     icecream: icecream(),
@@ -192,9 +193,11 @@ async function benchProject(
     const metric =
       peer.runner === launcher
         ? `${project.name}: ${peer.runner.name} -j${JOBS} / make -j${JOBS}, after make clean`
-        : isMuster
-          ? `${project.name}: ${peer.runner.name} -- make -j${JOBS} (2 local agents × 1 slot) / make -j${JOBS}${peer.runner === warm ? ', after make clean' : peer.runner === remote ? ', clean build, no cache' : peer.runner === cold ? ', clean build, first use' : ', clean build, empty caches'}`
-          : `${project.name}: ${peer.runner.name} (2 build hosts × 1 slot) / make -j${JOBS}, clean build`;
+        : peer.runner === launcherClean
+          ? `${project.name}: ${peer.runner.name} -j${JOBS} / make -j${JOBS}, clean build`
+          : isMuster
+            ? `${project.name}: ${peer.runner.name} -- make -j${JOBS} (2 local agents × 1 slot) / make -j${JOBS}${peer.runner === warm ? ', after make clean' : peer.runner === remote ? ', clean build, no cache' : peer.runner === cold ? ', clean build, first use' : ', clean build, empty caches'}`
+            : `${project.name}: ${peer.runner.name} (2 build hosts × 1 slot) / make -j${JOBS}, clean build`;
     const aim =
       peer.runner === known
         ? { aim: { op: '<=' as const, value: 1.03 } }

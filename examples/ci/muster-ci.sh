@@ -21,13 +21,14 @@
 # directory, checks each output's hash and gives it no mode bits above 0777.
 #
 # Exit status: 0 the build succeeded; 1 it failed or was cancelled; 2 the request was refused
-# (a bad plan, a bad login, a coordinator that cannot be reached, or one that stops answering:
-# a request that gets no byte for MUSTER_CI_STALL seconds, 120 by default, is given up). SIGINT
-# or SIGTERM (the CI job cancelled) cancels the build.
+# (a bad plan, a bad login, a coordinator that cannot be reached in 30 s, or one that stops
+# answering: a request that moves no byte for MUSTER_CI_STALL seconds, 120 by default, is given
+# up — this also covers the coordinator's own work on a request, such as checking a large plan,
+# so keep it well above that). SIGINT or SIGTERM (the CI job cancelled) cancels the build.
 set -eu
 
 stall=${MUSTER_CI_STALL:-120}
-case $stall in '' | *[!0-9]* | 0) echo "muster-ci: MUSTER_CI_STALL must be a whole number of seconds" >&2 && exit 2 ;; esac
+case $stall in '' | *[!0-9]* | 0 | ???????*) echo "muster-ci: MUSTER_CI_STALL must be a whole number of seconds (1 to 999999)" >&2 && exit 2 ;; esac
 
 plan=${1:?usage: muster-ci.sh PLAN [OUTPUT_DIR]}
 api="${MUSTER_URL:?set MUSTER_URL, e.g. https://muster.example.com:8000}/api/v1"
@@ -127,28 +128,32 @@ id=$(printf '%s' "$build" | jq -r .id)
 echo "muster-ci: build $id: ${MUSTER_URL%/}/builds/$id" >&2
 
 # 3. Follow it: print new log lines ("[task] line"), until it has ended and its log is read.
-# A page that moves the position back, or not at all, or brings no lines, ends the reading for
-# this round, and a round reads at most 100 pages: a coordinator cannot keep the script paging.
+# While the build runs, its status is asked again every 100 pages of log; once it has ended, the
+# log is read to its end (a page that does not move the position on). A coordinator can keep
+# this waiting — as a build that never ends would: the CI job's own time limit bounds it.
 after=0
 while :; do
   build=$(call GET "/builds/$id")
   status=$(printf '%s' "$build" | jq -r .status)
+  ended=''
+  case $status in succeeded | failed | cancelled) ended=yes ;; esac
   pages=0
-  while [ "$pages" -lt 100 ]; do
+  while [ -n "$ended" ] || [ "$pages" -lt 100 ]; do
     pages=$((pages + 1))
     logs=$(call GET "/builds/$id/logs?after=$after&limit=1000")
     printf '%s' "$logs" |
       jq -j '.chunks[] | .task as $t | .text | rtrimstr("\n") | split("\n") | map("[\($t)] \(.)\n") | join("")'
+    # A whole number of at most 15 digits, or the answer is refused (nothing else reaches a URL).
     next=$(printf '%s' "$logs" | jq -r '.next | numbers | select(. >= 0 and . < 1e15 and . == floor)')
-    [ -n "$next" ] || {
+    case $next in '' | *[!0-9]* | ????????????????*)
       echo "muster-ci: GET /builds/$id/logs: the answer has no log position" >&2
       exit 2
-    }
+      ;;
+    esac
     [ "$next" -gt "$after" ] || break
     after=$next
-    [ "$(printf '%s' "$logs" | jq '.chunks | length')" -gt 0 ] || break
   done
-  case $status in succeeded | failed | cancelled) break ;; esac
+  [ -z "$ended" ] || break
   sleep 2
 done
 

@@ -201,6 +201,9 @@ describe('muster-ci.sh against a hostile coordinator', () => {
   let logs: (after: number) => unknown = () => ({ chunks: [], next: 0 });
   /** GET /builds/1 gets no answer at all. */
   let silent = false;
+  /** The build's status at each GET /builds/1 (the last one stays); counted in `statusGets`. */
+  let statuses = ['succeeded'];
+  let statusGets = 0;
   before(async () => {
     server = createServer((request, response) => {
       const send = (body: unknown): void => {
@@ -217,7 +220,10 @@ describe('muster-ci.sh against a hostile coordinator', () => {
         else if (path === '/api/v1/builds' || path === '/api/v1/builds/1')
           send({
             id: 1,
-            status: 'succeeded',
+            status:
+              path === '/api/v1/builds'
+                ? 'queued'
+                : (statuses[Math.min(statusGets++, statuses.length - 1)] ?? 'succeeded'),
             tasks: [{ name: 't', status: 'succeeded', exitCode: 0, error: null, outputs }],
           });
         else if (path.startsWith('/api/v1/builds/1/logs'))
@@ -320,33 +326,34 @@ describe('muster-ci.sh against a hostile coordinator', () => {
     assert.equal(await readFile(join(out, 'good.txt'), 'utf8'), 'good');
   });
 
-  it('cannot keep the script paging through a log that never ends, nor steer its requests', async () => {
+  it('reads a long log to its end, asking the status between pages, and refuses a steering position', async () => {
     try {
-      // Every page moves on and brings a line: at most 100 pages a round, and the build ended.
-      let pages = 0;
-      logs = (after) => {
-        pages++;
-        return { chunks: [{ task: 't', text: `line ${after}\n` }], next: after + 1 };
-      };
-      const endless = await attempt([]);
-      assert.equal(endless.run.code, 0, endless.run.stderr);
-      assert.equal(pages, 100);
-      assert.match(endless.run.stdout, /\[t\] line 99\n$/);
-      // Moving on with nothing to show ends the round at once.
-      pages = 0;
-      logs = (after) => {
-        pages++;
-        return { chunks: [], next: after + 1 };
-      };
-      assert.equal((await attempt([])).run.code, 0);
-      assert.equal(pages, 1);
-      // A position that is not a number (here, one that would add a query parameter).
-      logs = () => ({ chunks: [], next: '5&limit=1000000' });
-      const steered = await attempt([]);
-      assert.equal(steered.run.code, 2, steered.run.stderr);
-      assert.match(steered.run.stderr, /the answer has no log position/);
+      // 250 pages of one line each; the build runs for the first status asked, then has ended.
+      const PAGES = 250;
+      logs = (after) =>
+        after < PAGES
+          ? { chunks: [{ task: 't', text: `line ${after + 1}\n` }], next: after + 1 }
+          : { chunks: [], next: after };
+      statuses = ['running', 'succeeded'];
+      statusGets = 0;
+      const long = await attempt([]);
+      assert.equal(long.run.code, 0, long.run.stderr);
+      const lines = long.run.stdout.trimEnd().split('\n');
+      assert.equal(lines.length, PAGES);
+      assert.equal(lines[0], '[t] line 1');
+      assert.equal(lines[PAGES - 1], `[t] line ${PAGES}`);
+      // Once after the first 100 pages (still running), then ended: read to the end.
+      assert.equal(statusGets, 2);
+      // A position that is not a whole number (here, one that would add a query parameter).
+      for (const next of ['5&limit=1000000', -1, 1.5, 1e20]) {
+        logs = () => ({ chunks: [], next });
+        const steered = await attempt([]);
+        assert.equal(steered.run.code, 2, `${next}: ${steered.run.stderr}`);
+        assert.match(steered.run.stderr, /the answer has no log position/);
+      }
     } finally {
       logs = () => ({ chunks: [], next: 0 });
+      statuses = ['succeeded'];
     }
   });
 

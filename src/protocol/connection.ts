@@ -30,9 +30,9 @@ export class FramedConnection<Out extends AnyWireMessage> {
   private readonly decoder: FrameDecoder;
   private corked = false;
   private closed = false;
-  /** Bytes read from the peer, and bytes handed to the socket to write. */
+  /** Bytes read from the peer, and bytes of blob chunks the socket has written out. */
   private bytesIn = 0;
-  private bytesOut = 0;
+  private blobBytesOut = 0;
 
   constructor(
     readonly socket: Duplex,
@@ -58,12 +58,13 @@ export class FramedConnection<Out extends AnyWireMessage> {
   }
 
   /**
-   * Grows while the peer is there: bytes read from it plus bytes of ours that left the write
-   * buffer (which stalls once a peer that reads nothing has filled the kernel's buffers). A
-   * request stuck behind a large transfer can wait while this moves (heartbeats).
+   * Grows while the peer is there: bytes read from it, plus bytes of blob chunks that left for
+   * it (which stalls once a peer that reads nothing has filled the kernel's buffers). Small
+   * frames of ours (pings) do not count: they leave whether the peer is there or not. A request
+   * stuck behind a large transfer can wait while this moves (heartbeats).
    */
   get progress(): number {
-    return this.bytesIn + this.bytesOut - this.socket.writableLength;
+    return this.bytesIn + this.blobBytesOut;
   }
 
   sendJson(message: Out): boolean {
@@ -73,10 +74,10 @@ export class FramedConnection<Out extends AnyWireMessage> {
   sendBinary(header: BlobChunkHeader, data: Buffer): boolean {
     if (this.isClosed) return false;
     this.cork();
-    const prefix = encodeBinaryFramePrefix(header, data.length);
-    this.bytesOut += prefix.length + data.length;
-    this.socket.write(prefix);
-    return this.socket.write(data);
+    this.socket.write(encodeBinaryFramePrefix(header, data.length));
+    return this.socket.write(data, () => {
+      this.blobBytesOut += data.length;
+    });
   }
 
   /** Resolves once the socket's write buffer has drained (or the connection closed). */
@@ -116,9 +117,7 @@ export class FramedConnection<Out extends AnyWireMessage> {
   private writeJson(message: Out | ErrorFrame): boolean {
     if (this.isClosed) return false;
     this.cork();
-    const frame = encodeJsonFrame(message);
-    this.bytesOut += frame.length;
-    return this.socket.write(frame);
+    return this.socket.write(encodeJsonFrame(message));
   }
 
   private cork(): void {

@@ -1,11 +1,12 @@
 /**
  * The coordinator's heartbeat to an agent (src/coordinator/pool/heartbeat.ts), on mocked timers:
- * one beat at a time, a silent agent closed after two intervals, a late answer tolerated while
- * the connection moves (a beat stuck behind a large input), and a failed beat closing.
+ * a beat every interval (renewals go on while answers are late), a silent agent closed two
+ * intervals after an unanswered beat, a late answer tolerated while the connection moves — up
+ * to MAX_LATE_INTERVALS — and a failed beat closing.
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import { startHeartbeat } from '../../src/coordinator/pool/heartbeat.js';
+import { MAX_LATE_INTERVALS, startHeartbeat } from '../../src/coordinator/pool/heartbeat.js';
 
 const INTERVAL = 100;
 
@@ -16,6 +17,7 @@ function fakeAgent() {
     beats: 0,
     closed: 0,
     progress: 0,
+    /** Answers the oldest beat not answered yet. */
     answer: () => pending.shift()?.resolve(),
     fail: () => pending.shift()?.reject(new Error('refused')),
     stop: () => undefined as void,
@@ -32,8 +34,14 @@ function fakeAgent() {
   return agent;
 }
 
-/** Lets the promise callbacks of an answer run. */
+/** Lets the promise callbacks run. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** One interval: a beat starts. */
+async function oneInterval(): Promise<void> {
+  mock.timers.tick(INTERVAL);
+  await settle();
+}
 
 describe('heartbeat', () => {
   beforeEach(() => mock.timers.enable({ apis: ['setInterval', 'setTimeout'] }));
@@ -42,7 +50,7 @@ describe('heartbeat', () => {
   it('beats every interval while the agent answers, and stops when told', async () => {
     const agent = fakeAgent();
     for (let i = 1; i <= 5; i++) {
-      mock.timers.tick(INTERVAL);
+      await oneInterval();
       assert.equal(agent.beats, i);
       agent.answer();
       await settle();
@@ -53,51 +61,67 @@ describe('heartbeat', () => {
     assert.equal(agent.closed, 0);
   });
 
-  it('closes a silent agent two intervals after the beat, never starting a second beat', async () => {
+  it('closes a silent agent two intervals after an unanswered beat', async () => {
     const agent = fakeAgent();
-    mock.timers.tick(INTERVAL);
-    assert.equal(agent.beats, 1);
-    // The beat's own frame leaving is not the agent's sign of life.
-    agent.progress += 40;
-    await settle();
-    mock.timers.tick(INTERVAL * 2 - 1);
+    await oneInterval();
+    await oneInterval();
+    // Renewals go on while the first is unanswered (a lease is kept by those that arrive).
+    assert.equal(agent.beats, 2);
     assert.equal(agent.closed, 0);
-    assert.equal(agent.beats, 1, 'no beat while one is unanswered');
+    mock.timers.tick(INTERVAL - 1);
+    assert.equal(agent.closed, 0);
     mock.timers.tick(1);
-    assert.equal(agent.closed, 1);
+    assert.equal(agent.closed, 1, 'the first beat, two intervals on');
     agent.stop();
   });
 
-  it('waits for a late answer while the connection moves, and closes once it stops moving', async () => {
+  it('waits for a late answer while the connection moves, up to MAX_LATE_INTERVALS', async () => {
     const agent = fakeAgent();
-    mock.timers.tick(INTERVAL);
-    await settle();
-    // A large input on its way: the agent reads, the beat's answer is queued behind it.
-    for (let i = 0; i < 10; i++) {
+    await oneInterval();
+    // A large input on its way: the agent reads, the answers are queued behind it. Each
+    // interval a beat more; the first beat's windows are what decide.
+    const windows = MAX_LATE_INTERVALS / 2;
+    for (let i = 1; i < windows; i++) {
       agent.progress += 1_000_000;
-      mock.timers.tick(INTERVAL * 2);
+      mock.timers.tick(INTERVAL);
+      await settle();
+      agent.progress += 1_000_000;
+      mock.timers.tick(INTERVAL);
+      await settle();
       assert.equal(agent.closed, 0, `moved in window ${i}`);
     }
-    assert.equal(agent.beats, 1);
-    agent.answer();
+    // The answers arrive: the link was only slow.
+    for (let i = 0; i < agent.beats; i++) agent.answer();
     await settle();
-    mock.timers.tick(INTERVAL);
-    assert.equal(agent.beats, 2, 'beating again after the answer');
-    await settle();
-    // Now nothing moves and nothing answers.
     mock.timers.tick(INTERVAL * 2);
-    assert.equal(agent.closed, 1);
+    await settle();
+    assert.equal(agent.closed, 0);
+    agent.stop();
+  });
+
+  it('closes a connection that keeps moving but never answers, after MAX_LATE_INTERVALS', async () => {
+    const agent = fakeAgent();
+    await oneInterval();
+    let ticks = 0;
+    while (agent.closed === 0 && ticks < MAX_LATE_INTERVALS * 2) {
+      agent.progress += 1_000_000;
+      mock.timers.tick(INTERVAL);
+      await settle();
+      ticks++;
+    }
+    assert.equal(agent.closed >= 1, true);
+    assert.equal(ticks, MAX_LATE_INTERVALS, 'the first beat, MAX_LATE_INTERVALS on');
     agent.stop();
   });
 
   it('closes on a beat that fails, and not after being stopped', async () => {
     const agent = fakeAgent();
-    mock.timers.tick(INTERVAL);
+    await oneInterval();
     agent.fail();
     await settle();
     assert.equal(agent.closed, 1);
     const stopped = fakeAgent();
-    mock.timers.tick(INTERVAL);
+    await oneInterval();
     stopped.stop();
     stopped.fail();
     await settle();

@@ -1,9 +1,11 @@
 /**
- * An agent connection's heartbeat: every interval one beat (a ping, or a lease renewal), never a
- * second while one is unanswered. An answer due for two intervals ends the connection — unless
+ * An agent connection's heartbeat: a beat (a ping, or a lease renewal) every interval, answered
+ * or not — a renewal that reaches the agent keeps its lease even while its answers are late.
+ * Each beat's answer is due within two intervals; one that is late ends the connection unless
  * the connection moved meanwhile (the agent read what was sent, or sent anything): a beat queued
  * behind a large input on a slow or busy link is late, not lost. Then it waits two intervals
- * more, and so on while the connection moves. A beat that fails ends the connection too.
+ * more, and so on while the connection moves, up to MAX_LATE_INTERVALS in all. A beat that fails
+ * ends the connection too (the request's own timeout included).
  */
 export interface HeartbeatPorts {
   readonly intervalMs: number;
@@ -15,48 +17,56 @@ export interface HeartbeatPorts {
   close(): void;
 }
 
-/** Starts beating; the returned function stops it (a beat in flight is then left alone). */
+/** The longest a beat's answer is waited for, in intervals, however much the connection moves. */
+export const MAX_LATE_INTERVALS = 10;
+
+/** Starts beating; the returned function stops it (beats in flight are then left alone). */
 export function startHeartbeat(ports: HeartbeatPorts): () => void {
-  let beating = false;
   let stopped = false;
-  let timeout: NodeJS.Timeout | undefined;
+  const timers = new Set<NodeJS.Timeout>();
+  const later = (run: () => void, ms: number): NodeJS.Timeout => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      run();
+    }, ms);
+    timer.unref();
+    timers.add(timer);
+    return timer;
+  };
+  const end = (): void => {
+    if (!stopped) ports.close();
+  };
   const interval = setInterval(() => {
-    if (beating) return;
-    beating = true;
     const waitMs = ports.intervalMs * 2;
     let answered = false;
-    let seen = 0;
+    let seen = ports.progress();
+    let waited = 0;
     const due = (): void => {
+      if (answered || stopped) return;
       const now = ports.progress();
-      if (now === seen) {
-        if (!stopped) ports.close();
+      waited += 2;
+      if (now === seen || waited >= MAX_LATE_INTERVALS) {
+        end();
         return;
       }
       seen = now;
-      timeout = setTimeout(due, waitMs);
+      timer = later(due, waitMs);
     };
+    let timer = later(due, waitMs);
     ports
       .beat()
-      .catch(() => {
-        if (!stopped) ports.close();
-      })
+      .catch(end)
       .finally(() => {
         answered = true;
-        clearTimeout(timeout);
-        beating = false;
+        clearTimeout(timer);
+        timers.delete(timer);
       });
-    // Counted from once the beat itself has left (its frame goes out at the next tick): the
-    // beat's own bytes are not the agent's sign of life.
-    setImmediate(() => {
-      if (answered || stopped) return;
-      seen = ports.progress();
-      timeout = setTimeout(due, waitMs);
-    });
   }, ports.intervalMs);
   interval.unref();
   return () => {
     stopped = true;
     clearInterval(interval);
-    clearTimeout(timeout);
+    for (const timer of timers) clearTimeout(timer);
+    timers.clear();
   };
 }

@@ -252,7 +252,9 @@ export const ccPeers: Benchmark = {
     'daemons’ logs count the compiles that really ran on them. Muster, in the same rounds: `muster build -- make -j2` ' +
     'with a fresh coordinator and two one-slot agents (empty cache), then again after `make clean` (warm cache); ' +
     '`make CC="muster cc gcc"` through the per-user service (`muster cc --serve` started once, a coordinator without ' +
-    'agents), warm: a first untimed build each round, then `make clean` and the timed one; and ' +
+    'agents), warm: a first untimed build each round, then `make clean` and the timed one; the same with a new ' +
+    'service and coordinator each round and the local tier emptied (compiler known, empty caches: the clean build ' +
+    "without `muster build`'s own start); and " +
     '`--placement remote --no-cache` (every compile on the agents; its own coordinator, toolchains synced before ' +
     'the first round), with the CPU time of everything it ran on this machine.',
   async run(ctx) {

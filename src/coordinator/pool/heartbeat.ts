@@ -2,8 +2,8 @@
  * An agent connection's heartbeat: a beat (a ping, or a lease renewal) every interval, answered
  * or not — a renewal that reaches the agent keeps its lease even while its answers are late.
  * Each beat's answer is due within two intervals; one that is late ends the connection unless
- * the connection moved meanwhile (the agent read what was sent, or sent anything): a beat queued
- * behind a large input on a slow or busy link is late, not lost. Then it waits two intervals
+ * the connection moved meanwhile (blob chunks of ours left for the agent, or it sent anything):
+ * a beat queued behind a large input on a slow or busy link is late, not lost. Then it waits two intervals
  * more, and so on while the connection moves, up to MAX_LATE_INTERVALS in all. A beat that fails
  * ends the connection too (the request's own timeout included).
  */

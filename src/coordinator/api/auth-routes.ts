@@ -17,7 +17,7 @@ import {
   verifyPassword,
 } from '../auth/passwords.js';
 import type { BodyDeadlines } from './body-deadline.js';
-import { requireUser, type ApiContext, type RouteAccess } from './context.js';
+import { requireUser, userOfToken, type ApiContext, type RouteAccess } from './context.js';
 import { parse } from './http-errors.js';
 import { addressBlock } from '../../common/addresses.js';
 import { FailureLimiter } from './rate-limiter.js';
@@ -76,13 +76,11 @@ export function registerAuth(
         throw new MusterError('FORBIDDEN', 'missing or wrong CSRF token: reload the page');
     }
     const tokenHash = hashToken(token);
-    const found = ctx.store.useToken(tokenHash, new Date().toISOString());
-    if (!found)
-      throw new MusterError('UNAUTHORIZED', 'the token is invalid or expired: log in again');
-    request.user = found.user;
+    const user = userOfToken(ctx, tokenHash);
+    request.user = user;
     request.credentials = { tokenHash, cookie };
     // Admins upload blobs and submit plans: give a large body the time it needs to arrive.
-    if (found.user.role === 'admin') deadlines.extend(request.raw, announcedBytes(request));
+    if (user.role === 'admin') deadlines.extend(request.raw, announcedBytes(request));
   });
 
   /** Checks the credentials (rate-limited) and creates a token. */

@@ -112,13 +112,25 @@ export function requirePrimary(ctx: ApiContext): void {
   );
 }
 
+/** The user a token (by its hash) logs in now, or UNAUTHORIZED (unknown, expired, revoked). */
+export function userOfToken(ctx: ApiContext, tokenHash: string): User {
+  const found = ctx.store.useToken(tokenHash, new Date().toISOString());
+  if (!found)
+    throw new MusterError('UNAUTHORIZED', 'the token is invalid or expired: log in again');
+  return found.user;
+}
+
+function adminOnly(user: User): User {
+  if (user.role !== 'admin')
+    throw new MusterError('FORBIDDEN', `${user.name} is a viewer; this needs an admin`);
+  return user;
+}
+
 /** Admin only; on a backup, changes are refused outright (they belong on the primary). */
 export function requireAdmin(request: FastifyRequest, ctx: ApiContext): User {
   const user = requireUser(request);
   requirePrimary(ctx);
-  if (user.role !== 'admin')
-    throw new MusterError('FORBIDDEN', `${user.name} is a viewer; this needs an admin`);
-  return user;
+  return adminOnly(user);
 }
 
 /**
@@ -128,15 +140,12 @@ export function requireAdmin(request: FastifyRequest, ctx: ApiContext): User {
  * nothing.
  */
 export function recheckAdmin(request: FastifyRequest, ctx: ApiContext): User {
+  const caller = requireUser(request);
   requirePrimary(ctx);
-  const tokenHash = request.credentials?.tokenHash;
-  const found =
-    tokenHash === undefined ? undefined : ctx.store.useToken(tokenHash, new Date().toISOString());
-  if (!found || found.user.id !== request.user?.id)
-    throw new MusterError('UNAUTHORIZED', 'the token is invalid or expired: log in again');
-  if (found.user.role !== 'admin')
-    throw new MusterError('FORBIDDEN', `${found.user.name} is a viewer; this needs an admin`);
-  return found.user;
+  const user = userOfToken(ctx, request.credentials?.tokenHash ?? '');
+  // A token stays with its user (deleted with it): another id cannot come back.
+  if (user.id !== caller.id) throw new Error('a token changed users');
+  return adminOnly(user);
 }
 
 export type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;

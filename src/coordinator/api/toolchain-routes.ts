@@ -17,6 +17,7 @@ import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 import { shippedToolchain } from '../bundles.js';
 import { TOOLCHAIN_ROWS, TOOLCHAIN_USE_STAMP_MS } from '../store/cache.js';
+import type { ToolchainSummary } from '../store/types.js';
 import { recordAudit } from './audit.js';
 import { requireAdmin, requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
@@ -25,11 +26,11 @@ import { withBlobs } from './with-blobs.js';
 
 export function registerToolchainRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { store } = ctx;
+  const viewOf = (toolchain: ToolchainSummary): ToolchainView =>
+    toolchainView(toolchain, ctx.agents.snapshots(), ctx.bundles.shippedToolchains());
   const view = (id: string): ToolchainView | undefined => {
     const toolchain = store.cache.toolchainSummaries().find((t) => t.id === id);
-    return (
-      toolchain && toolchainView(toolchain, ctx.agents.snapshots(), ctx.bundles.shippedToolchains())
-    );
+    return toolchain && viewOf(toolchain);
   };
 
   app.put<{ Params: { id: string } }>('/api/v1/toolchains/:id', async (request, reply) => {
@@ -70,12 +71,7 @@ export function registerToolchainRoutes(app: FastifyInstance, ctx: ApiContext): 
       await resyncIfChanged(ctx, request.log);
     }
     if (!summary) throw new Error(`toolchain ${id} is not among those stored right after its put`);
-    const registered = toolchainView(
-      summary,
-      ctx.agents.snapshots(),
-      ctx.bundles.shippedToolchains(),
-    );
-    return reply.code(created ? 201 : 200).send(registered);
+    return reply.code(created ? 201 : 200).send(viewOf(summary));
   });
 
   app.get<{ Params: { id: string } }>(

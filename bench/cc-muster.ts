@@ -55,6 +55,13 @@ function childrenCpuMs(output: string): number | undefined {
   return (Number(um) * 60 + Number(us) + Number(sm) * 60 + Number(ss)) * 1000;
 }
 
+/** Empties the local tier of the user at `home`, keeping the compilers it knows (their ids). */
+async function emptyLocalTier(home: string): Promise<void> {
+  const tier = userCacheDir({ HOME: home, XDG_CACHE_HOME: join(home, '.cache') });
+  for (const entry of await readdir(tier))
+    if (entry !== TOOLCHAIN_IDS_DIR) await rm(join(tier, entry), { recursive: true, force: true });
+}
+
 function envFor(home: string, coordinator: BenchCoordinator): NodeJS.ProcessEnv {
   return {
     ...process.env,
@@ -152,10 +159,7 @@ export function musterRunners(): {
     async build(project, tree, jobs) {
       if (home === undefined) throw new Error('muster build, compiler known: no cold build before');
       await freshCoordinator();
-      const tier = userCacheDir({ HOME: home, XDG_CACHE_HOME: join(home, '.cache') });
-      for (const entry of await readdir(tier))
-        if (entry !== TOOLCHAIN_IDS_DIR)
-          await rm(join(tier, entry), { recursive: true, force: true });
+      await emptyLocalTier(home);
       return timed(project, tree, jobs);
     },
     stop: async () => undefined,
@@ -250,10 +254,7 @@ function launcherRunner(warm: boolean): PeerRunner {
           primed = true;
         }
         await stopService();
-        const tier = userCacheDir({ HOME: home, XDG_CACHE_HOME: join(home, '.cache') });
-        for (const entry of await readdir(tier).catch((): string[] => []))
-          if (entry !== TOOLCHAIN_IDS_DIR)
-            await rm(join(tier, entry), { recursive: true, force: true });
+        await emptyLocalTier(home);
         await startService();
       }
       const result = await make(warm ? 'CC="muster cc" make, warm' : 'CC="muster cc" make, clean');

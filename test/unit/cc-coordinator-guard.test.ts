@@ -14,6 +14,8 @@ import { ApiClient, BACKUP_HEADER } from '../../src/cli/api-client.js';
 import { BackupCache } from '../../src/cli/backup-cache.js';
 import {
   CoordinatorGuard,
+  CoordinatorPaused,
+  warnUnlessPaused,
   type GuardTimers,
   type Probe,
 } from '../../src/cli/cc/coordinator-guard.js';
@@ -249,6 +251,39 @@ describe('the coordinator guard', () => {
     assert.equal(timers.pending, 0);
     await timers.advance(60_000);
     assert.equal(q.calls, 0);
+  });
+
+  it('what a pause turns away is logged at debug level only; the request that found no answer warns', async () => {
+    const timers = new FakeTimers();
+    const guard = new CoordinatorGuard({ pauseMs: 30_000, timers });
+    const lines: { level: string; message: string }[] = [];
+    const at =
+      (level: string) =>
+      (...args: unknown[]): void =>
+        void lines.push({ level, message: String(args[1]) });
+    const log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    const attempt = async (work: () => Promise<unknown>): Promise<void> => {
+      try {
+        await guard.run(work);
+      } catch (err) {
+        warnUnlessPaused(log, err, 'lookup failed');
+      }
+    };
+    await attempt(() => Promise.reject(noAnswer()));
+    for (let i = 0; i < 5; i++) await attempt(() => Promise.resolve('never run'));
+    await assert.rejects(
+      guard.run(() => Promise.resolve()),
+      (err) => err instanceof CoordinatorPaused && err.code === 'UNREACHABLE',
+    );
+    await attempt(() => Promise.reject(new MusterError('CONFLICT', 'no')));
+    assert.deepEqual(
+      lines.map((l) => l.level),
+      ['warn', 'debug', 'debug', 'debug', 'debug', 'debug', 'debug'],
+      'the first no-answer warns; every request the pause turned away is at debug',
+    );
+    await timers.advance(30_000);
+    await attempt(() => Promise.reject(new MusterError('CONFLICT', 'no')));
+    assert.equal(lines.at(-1)?.level, 'warn', 'after the pause: an error answer warns');
   });
 
   it('a no-answer of a request started before the pause ended is old news', async () => {

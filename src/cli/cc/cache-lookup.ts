@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import type { IncludeDifference } from './cache-key.js';
 import type { JobContext } from './job-context.js';
 import type { LocalEntry, ManifestLine } from './local-tier.js';
+import { warnUnlessPaused } from './coordinator-guard.js';
 
 export interface CacheHit {
   readonly entry: LocalEntry;
@@ -101,7 +102,7 @@ export async function lookupDirect(
       const hit = await sharedHit(ctx, direct, cwd, toolchainId);
       if (hit !== null) return { hit };
     } catch (err) {
-      ctx.log.warn({ err }, 'muster cc: the shared cache failed; compiling here');
+      warnUnlessPaused(ctx.log, err, 'muster cc: the shared cache failed; compiling here');
       sharedFailed = true;
     }
   }

@@ -49,6 +49,7 @@ import {
   type ShimHello,
 } from './shim-protocol.js';
 import type { ToolchainInfo } from './toolchain-ids.js';
+import { warnUnlessPaused } from './coordinator-guard.js';
 
 const MAX_LABEL = 1000;
 
@@ -409,7 +410,7 @@ async function placeRemotely(
   try {
     session = await remote.session();
   } catch (err) {
-    ctx.log.warn({ err }, 'muster cc: no compile session for remote jobs');
+    warnUnlessPaused(ctx.log, err, 'muster cc: no compile session for remote jobs');
     session = null;
   }
   // remote wants an agent, and auto only gets here when this machine's cores are busy: a

@@ -22,6 +22,7 @@
  * no new pause.
  */
 import { MusterError } from '../../protocol/errors.js';
+import type { ServiceLog } from './service-log.js';
 
 /** The codes that say the coordinator did not answer (rather than answering no). */
 const NO_ANSWER: ReadonlySet<string> = new Set([
@@ -35,6 +36,25 @@ const FIRST_PROBE_MS = 1_000;
 const MAX_PROBE_MS = 30_000;
 /** Above the failover timeout (30 s by default) and the wait for the agents' leases. */
 const NOT_YET_FAST_MS = 60_000;
+
+/**
+ * A request refused here because the coordinator did not answer a moment ago: no request was
+ * made. The pause itself is said once (`onChange`), so the compiles it turns away log nothing.
+ */
+export class CoordinatorPaused extends MusterError {
+  constructor() {
+    super('UNREACHABLE', 'the coordinator did not answer a moment ago');
+  }
+}
+
+/**
+ * Logs a failed request to the coordinator: a warning, or only at debug level when it was one
+ * the pause refused (its start and end are logged once, not once per compile it turns away).
+ */
+export function warnUnlessPaused(log: ServiceLog, err: unknown, message: string): void {
+  if (err instanceof CoordinatorPaused) log.debug({ err }, message);
+  else log.warn({ err }, message);
+}
 
 /** Whether an error says the coordinator did not answer. */
 export function isNoAnswer(err: unknown): boolean {
@@ -118,8 +138,7 @@ export class CoordinatorGuard {
 
   /** Fails at once while paused; a failure that means "no answer" starts a pause. */
   async run<T>(work: () => Promise<T>): Promise<T> {
-    if (this.paused)
-      throw new MusterError('UNREACHABLE', 'the coordinator did not answer a moment ago');
+    if (this.paused) throw new CoordinatorPaused();
     const era = this.#era;
     try {
       return await work();

@@ -9,11 +9,14 @@
  * every TRIM_EVERY records after it (a `muster build` per run records far fewer than that).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdirSync, statSync } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { writeAtomic } from '../../common/atomic-file.js';
+import { writeAtomicSync } from '../../common/atomic-file.js';
+import { isObject } from '../../common/is-object.js';
 import { diffKeyInputs, type IncludeDifference, type KeyInputs } from './cache-key.js';
+import { readSmallSync } from './file-hashes.js';
 import { keepNewest } from './trim-dir.js';
 
 export const EXPLAIN_DIR = 'explain';
@@ -45,14 +48,25 @@ export interface ExplainRecord {
   readonly previousInputs: KeyInputs | null;
 }
 
-const keyInputs = z
-  .array(
-    z.object({
-      name: z.string(),
-      value: z.union([z.string(), z.array(z.string())]),
-    }),
-  )
-  .nullable();
+/**
+ * A key input list as records hold it (or null), else undefined. By hand, not by a schema: every
+ * compile's record reads the one before it (see previousOf).
+ */
+function keyInputsOf(value: unknown): KeyInputs | null | undefined {
+  if (value === null) return null;
+  if (!Array.isArray(value)) return undefined;
+  for (const c of value as unknown[]) {
+    if (!isObject(c) || typeof c['name'] !== 'string') return undefined;
+    const v = c['value'];
+    const ok =
+      typeof v === 'string' ||
+      (Array.isArray(v) && (v as unknown[]).every((x) => typeof x === 'string'));
+    if (!ok) return undefined;
+  }
+  return value as KeyInputs;
+}
+
+const keyInputs = z.custom<KeyInputs | null>((value) => keyInputsOf(value) !== undefined);
 
 const recordSchema = z.object({
   at: z.string(),
@@ -88,24 +102,67 @@ async function readRecord(file: string): Promise<ExplainRecord | null> {
   }
 }
 
+/**
+ * What the next record of the same object needs of the one before it — its direct key and key
+ * inputs — or null when there is none or it is not a record. Every compile reads one (the
+ * service's every kept or missed compile writes its record), so this reads small files with
+ * direct system calls, not through the thread pool, and checks only those fields: a missing
+ * file costs one stat, not a rejected promise with its stack. `readRecord` checks whole records
+ * for `--explain`.
+ */
+async function previousOf(
+  file: string,
+): Promise<Pick<ExplainRecord, 'direct' | 'inputs' | 'previousInputs'> | null> {
+  try {
+    const s = statSync(file, { throwIfNoEntry: false });
+    if (s === undefined || !s.isFile() || s.size > MAX_RECORD_BYTES) return null;
+    const value: unknown = JSON.parse((await readSmallSync(file, s.size)).toString('utf8'));
+    if (!isObject(value)) return null;
+    const { direct, inputs, previousInputs } = value;
+    if (direct !== null && typeof direct !== 'string') return null;
+    const before = keyInputsOf(inputs);
+    const earlier = keyInputsOf(previousInputs);
+    if (before === undefined || earlier === undefined) return null;
+    return { direct, inputs: before, previousInputs: earlier };
+  } catch {
+    return null;
+  }
+}
+
 export class ExplainLog {
   readonly #cacheDir: string;
+  readonly #dir: string;
+  #dirMade = false;
   #writes = 0;
 
   constructor(cacheDir: string) {
     this.#cacheDir = cacheDir;
+    this.#dir = join(cacheDir, EXPLAIN_DIR);
   }
 
   async record(rec: Omit<ExplainRecord, 'previousInputs'>): Promise<void> {
     const file = recordFile(this.#cacheDir, resolve(rec.cwd, rec.output));
-    const old = await readRecord(file);
+    const old = await previousOf(file);
     let previousInputs: KeyInputs | null = null;
     if (old !== null) {
       previousInputs = old.direct !== rec.direct ? old.inputs : old.previousInputs;
     }
-    await mkdir(join(this.#cacheDir, EXPLAIN_DIR), { recursive: true, mode: 0o700 });
-    await writeAtomic(file, JSON.stringify({ ...rec, previousInputs }), 0o600);
+    const text = JSON.stringify({ ...rec, previousInputs });
+    if (!this.#dirMade) this.#makeDir();
+    try {
+      writeAtomicSync(file, text, 0o600);
+    } catch (err) {
+      // The folder went (a user cleared the cache meanwhile): made again, once.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.#makeDir();
+      writeAtomicSync(file, text, 0o600);
+    }
     if (this.#writes++ % TRIM_EVERY === 0) await this.trim();
+  }
+
+  #makeDir(): void {
+    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    this.#dirMade = true;
   }
 
   /** Keeps the newest MAX_RECORDS records. */

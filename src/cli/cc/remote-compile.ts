@@ -33,6 +33,7 @@ import type { RemoteJob } from './remote-job.js';
 import { environToList } from './shim-protocol.js';
 import { reasonName } from './stats.js';
 import type { Toolchain } from './toolchain.js';
+import { warnUnlessPaused } from './coordinator-guard.js';
 
 export interface RemoteRequest {
   readonly call: CompileCall;
@@ -161,7 +162,7 @@ async function preprocessorHit(
     return true;
   } catch (err) {
     // The job itself may still run: the lookup is only a shortcut.
-    ctx.log.warn({ err }, 'muster cc: the preprocessor-key lookup failed');
+    warnUnlessPaused(ctx.log, err, 'muster cc: the preprocessor-key lookup failed');
     return false;
   }
 }
@@ -204,7 +205,7 @@ export async function compileRemotely(
     await req.remote.putText(body.source.sha256, pre.text);
     view = await req.remote.submit(req.session.key, body);
   } catch (err) {
-    ctx.log.warn({ err }, 'muster cc: the remote job failed; compiling here');
+    warnUnlessPaused(ctx.log, err, 'muster cc: the remote job failed; compiling here');
     return { kind: 'here', fallback: requestFailure(err) };
   }
   if (
@@ -220,7 +221,7 @@ export async function compileRemotely(
     const object = await req.remote.fetchObject(view.object.sha256, view.object.size);
     await writeOutput(resolve(req.cwd, req.call.job.output), object, req.mode);
   } catch (err) {
-    ctx.log.warn({ err }, 'muster cc: taking the remote object failed; compiling here');
+    warnUnlessPaused(ctx.log, err, 'muster cc: taking the remote object failed; compiling here');
     return { kind: 'here', job: view.task, fallback: requestFailure(err) };
   }
   return { kind: 'remote', task: view.task, text: pre };

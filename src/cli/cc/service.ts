@@ -35,6 +35,7 @@ import { StatsCounter } from './stats.js';
 import { SystemHeaders } from './system-headers.js';
 import { TOOLCHAIN_IDS_DIR, ToolchainIds, type Discover } from './toolchain-ids.js';
 import { resolveProgram } from './toolchain.js';
+import { warnUnlessPaused } from './coordinator-guard.js';
 
 export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -310,7 +311,7 @@ export class CompileService {
   #addBackground(what: string, work: Promise<unknown>): void {
     const tracked = work.then(
       () => undefined,
-      (err: unknown) => this.#log.warn({ err }, `muster cc: ${what} failed`),
+      (err: unknown) => warnUnlessPaused(this.#log, err, `muster cc: ${what} failed`),
     );
     this.#background.add(tracked);
     void tracked.finally(() => this.#background.delete(tracked));

@@ -5,7 +5,11 @@ import type { CompileRecord, CloseCompileSession } from '../../src/api/requests-
 import { CACHE_RESULTS_LIMITS } from '../../src/api/requests.js';
 import type { BuildView } from '../../src/api/views/builds.js';
 import type { PutCacheResultsRequest } from '../../src/cli/api-client.js';
-import { BATCH_RETRY_MS, CoordinatorCache } from '../../src/cli/cc/coordinator-cache.js';
+import {
+  BATCH_RETRY_MS,
+  CoordinatorCache,
+  INLINE_UPLOAD_BYTES,
+} from '../../src/cli/cc/coordinator-cache.js';
 import { SessionRecorder } from '../../src/cli/cc/session-recorder.js';
 import type { Toolchain } from '../../src/cli/cc/toolchain.js';
 import { MusterError } from '../../src/protocol/errors.js';
@@ -104,7 +108,11 @@ describe('the coordinator as the shared cache', () => {
     const uploaded: string[] = [];
     let release: () => void = () => undefined;
     const first = new Promise<void>((resolve) => (release = resolve));
-    const big = Buffer.alloc(CACHE_RESULTS_LIMITS.inlineBlobBytes + 1, 7);
+    // Over INLINE_UPLOAD_BYTES a blob goes as bytes (base64 in a JSON body costs the coordinator
+    // far more than a request); at it, and always under the route's own bound, inline.
+    const big = Buffer.alloc(INLINE_UPLOAD_BYTES + 1, 7);
+    const atLimit = Buffer.alloc(INLINE_UPLOAD_BYTES, 8);
+    assert.ok(big.length <= CACHE_RESULTS_LIMITS.inlineBlobBytes, 'the route would take it inline');
     const cache = new CoordinatorCache(
       {
         cacheLookup: () => Promise.reject(new Error('unused')),
@@ -147,23 +155,24 @@ describe('the coordinator as the shared cache', () => {
     const a = cache.store(result('a', Buffer.from('object a')));
     const b = cache.store(result('b', Buffer.from('object b')));
     const c = cache.store(result('c', big));
+    const d = cache.store(result('d', atLimit));
     const refused = cache.store(result('refused', Buffer.from('object r')));
     release();
-    await Promise.all([a, b, c]);
+    await Promise.all([a, b, c, d]);
     await assert.rejects(refused, (err: unknown) => {
       assert.ok(err instanceof MusterError);
       assert.equal(err.code, 'BLOB_NOT_FOUND');
       return true;
     });
-    // The first went alone; the three made meanwhile went together in one request.
+    // The first went alone; the four made meanwhile went together in one request.
     assert.deepEqual(
       bodies.map((body) => body.results.map((r) => r.key)),
-      [[sha('a')], [sha('b'), sha('c'), sha('refused')]],
+      [[sha('a')], [sha('b'), sha('c'), sha('d'), sha('refused')]],
     );
     const second = bodies[1]!;
     assert.deepEqual(
-      (second.blobs ?? []).map((blob) => Buffer.from(blob.data, 'base64').toString()),
-      ['object b', 'object r'],
+      (second.blobs ?? []).map((blob) => sha(Buffer.from(blob.data, 'base64'))),
+      [sha('object b'), sha(atLimit), sha('object r')],
     );
     assert.deepEqual(uploaded, [sha(big)], 'the large blob is uploaded on its own');
     assert.equal(second.results[1]?.entry.buildId, 3);

@@ -6,8 +6,8 @@
  * a make -j2 ends a compile every few hundred ms, and a batch of one costs the coordinator and
  * this process a request each), and the results made while one upload is in flight go together
  * in the next (POST /cache/results within the route's bounds, CACHE_RESULTS_LIMITS: up to 64
- * results, their small blobs inline, one round trip instead of four a result; blobs over 1 MiB
- * are uploaded first, when the coordinator lacks them). A coordinator without that route (an older one: 404)
+ * results, their small blobs inline, one round trip instead of four a result; blobs over
+ * INLINE_UPLOAD_BYTES are uploaded first as bytes, when the coordinator lacks them). A coordinator without that route (an older one: 404)
  * gets each result the old way — the blobs it lacks, the entry, the manifest line — and so does
  * a result whose manifest line alone is over the route's bounds. Each of those goes through the
  * guard on its own, so the first that gets no answer fails the rest at once. Batches are tried
@@ -22,6 +22,16 @@ import { MusterError, isErrorCode } from '../../protocol/errors.js';
 import { cacheLookupAnswer, cacheResultsAnswer, checkAnswer } from './coordinator-answers.js';
 import { CoordinatorGuard } from './coordinator-guard.js';
 import type { NewCompileResult, SharedCache } from './ports.js';
+
+/**
+ * Blobs up to this size ride inline in POST /cache/results (the route takes up to
+ * CACHE_RESULTS_LIMITS.inlineBlobBytes); larger ones go first as bytes (PUT /blobs/{sha256},
+ * streamed to disk). Inline, a blob is base64 in a JSON body the coordinator parses whole: about
+ * 33 ms of its CPU a MiB (JSON parse, base64 check and decode, the garbage of multi-MB strings),
+ * measured with re2's 0.5–1.2 MB objects at `-O3 -g`, against a request's own cost of a
+ * millisecond or two. Lua's objects (1–44 KB) stay inline.
+ */
+export const INLINE_UPLOAD_BYTES = 64 * 1024;
 
 type CacheApi = Pick<
   ApiClient,
@@ -145,7 +155,7 @@ export class CoordinatorCache implements SharedCache {
     const large = new Map<string, Buffer>();
     const ref = (data: Buffer): { sha256: string; size: number } => {
       const hash = sha256(data);
-      (data.length <= CACHE_RESULTS_LIMITS.inlineBlobBytes ? inline : large).set(hash, data);
+      (data.length <= INLINE_UPLOAD_BYTES ? inline : large).set(hash, data);
       return { sha256: hash, size: data.length };
     };
     const buildId = this.buildId?.();

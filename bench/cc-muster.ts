@@ -27,7 +27,7 @@ import { startAgent, type BenchAgent } from './agent.js';
 import { mustRun, startDaemon, type Daemon } from './cc-peer-processes.js';
 import type { PeerBuild, PeerRunner } from './cc-peer-runners.js';
 import { countCompiles, type CcProject } from './cc-projects.js';
-import { startCoordinator, type BenchCoordinator } from './coordinator-process.js';
+import { startCoordinator, waitUntilIdle, type BenchCoordinator } from './coordinator-process.js';
 
 const BUILD_LIMIT_MS = 15 * 60 * 1000;
 /** bin/muster of this checkout: `muster build` as a user runs it. */
@@ -71,6 +71,16 @@ function envFor(home: string, coordinator: BenchCoordinator): NodeJS.ProcessEnv 
     MUSTER_TOKEN: coordinator.token,
     MUSTER_CONFIG_DIR: join(home, 'config'),
   };
+}
+
+/**
+ * Lets a coordinator (and its agents, a service) just started finish their start before a
+ * timed build: a user's clean build meets a coordinator that has been running.
+ */
+async function settle(pids: readonly (number | undefined)[]): Promise<void> {
+  const known = pids.filter((pid): pid is number => pid !== undefined);
+  if (!(await waitUntilIdle(known)))
+    process.stderr.write('   (the coordinator and agents did not settle within 15 s)\n');
 }
 
 /**
@@ -124,6 +134,7 @@ export function musterRunners(): {
     for (const [i, agent] of agents.entries())
       await coordinator.addAgent(`local-${i + 1}`, agent, { slots: 1 });
     await coordinator.waitForAgents(agents.length);
+    await settle([coordinator.pid, ...agents.map((a) => a.pid)]);
   };
 
   const stopRound = async (): Promise<void> => {
@@ -213,6 +224,7 @@ function launcherRunner(warm: boolean): PeerRunner {
       if (Date.now() > deadline) throw new Error('muster cc --serve made no socket in 30 s');
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    await settle([coordinator.pid, service.pid]);
   };
   const stopService = async (): Promise<void> => {
     await service?.stop();

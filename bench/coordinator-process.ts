@@ -283,3 +283,28 @@ export async function inBatches<T>(
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
+
+/**
+ * Waits until the processes have together used at most `maxCpuMs` of CPU over `windowMs` (a
+ * coordinator and its agents done with their start: agents connecting, syncing, the first
+ * heartbeats), at most `limitMs`. A timed build right after a start otherwise shares the cores
+ * with that work, which no user's build meets against a coordinator that has been running.
+ * Returns whether they settled.
+ */
+export async function waitUntilIdle(
+  pids: readonly number[],
+  options: { windowMs?: number; maxCpuMs?: number; limitMs?: number } = {},
+): Promise<boolean> {
+  const windowMs = options.windowMs ?? 500;
+  const maxCpuMs = options.maxCpuMs ?? 10;
+  const deadline = performance.now() + (options.limitMs ?? 15_000);
+  const cpu = (): number => pids.reduce((sum, pid) => sum + sampleProcess(pid).cpuMs, 0);
+  let before = cpu();
+  while (performance.now() < deadline) {
+    await sleep(windowMs);
+    const after = cpu();
+    if (after - before <= maxCpuMs) return true;
+    before = after;
+  }
+  return false;
+}

@@ -181,11 +181,12 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
     if (typeof session === 'string') return { offlineReason: NO_COORDINATOR };
     guard = new CoordinatorGuard({
       probe: coordinatorProbe(session.client),
+      // Said once each way on the build's stderr: the compiles the pause turns away log nothing.
       onChange: (paused) =>
-        log.info(
+        say(
           paused
-            ? 'muster cc: the coordinator did not answer: compiles run here until it does'
-            : `muster cc: the coordinator answers again (${session.client.url})`,
+            ? 'muster: the coordinator did not answer: compiles run here until it does\n'
+            : `muster: the coordinator answers again (${session.client.url})\n`,
         ),
     });
     recorder = new SessionRecorder(

@@ -9,6 +9,7 @@ import {
   BATCH_RETRY_MS,
   CoordinatorCache,
   INLINE_UPLOAD_BYTES,
+  MAX_BATCH_UPLOAD_BYTES,
 } from '../../src/cli/cc/coordinator-cache.js';
 import { SessionRecorder } from '../../src/cli/cc/session-recorder.js';
 import type { Toolchain } from '../../src/cli/cc/toolchain.js';
@@ -442,6 +443,145 @@ describe('an older coordinator (no POST /cache/results)', () => {
     assert.deepEqual([batches, entries], [3, 3]);
     await cache.store(result('e'));
     assert.deepEqual([batches, entries], [4, 3]);
+  });
+
+  /** A result whose object is `bytes` long (over INLINE_UPLOAD_BYTES: uploaded on its own). */
+  const largeResult = (name: string, bytes: number) => ({
+    key: sha(name),
+    outputs: [
+      { name: 'object' as const, data: Buffer.alloc(bytes, name.charCodeAt(0)), mode: 0o644 },
+    ],
+    stderr: Buffer.alloc(0),
+    toolchain,
+  });
+
+  it('a coordinator that refuses clients’ results is sent no result and no blob for a minute, or until another answers', async () => {
+    let clock = 0;
+    let posts = 0;
+    const uploads: string[] = [];
+    let accepts = false;
+    const api = {
+      url: 'https://primary.example',
+      cacheLookup: () => Promise.reject(new Error('unused')),
+      getBlob: () => Promise.reject(new Error('unused')),
+      missingBlobs: (hashes: string[]) => Promise.resolve(hashes),
+      putBlob: (hash: string) => {
+        uploads.push(hash);
+        return Promise.resolve();
+      },
+      putCacheResults: (body: PutCacheResultsRequest) => {
+        posts++;
+        if (!accepts)
+          return Promise.reject(
+            new MusterError('CACHE_CLIENT_RESULTS_REFUSED', 'only results of its agents'),
+          );
+        return Promise.resolve({
+          results: body.results.map((r) => ({ key: r.key, stored: true, created: true })),
+        });
+      },
+      putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
+      putManifestLine: () => Promise.reject(new Error('not without the batch route')),
+    };
+    const refused = (err: unknown): boolean =>
+      err instanceof MusterError && err.code === 'CACHE_CLIENT_RESULTS_REFUSED';
+    const cache = new CoordinatorCache(api, undefined, undefined, () => clock);
+    await assert.rejects(cache.store(largeResult('a', INLINE_UPLOAD_BYTES + 1)), refused);
+    assert.deepEqual([posts, uploads.length], [1, 1], 'the first batch finds out');
+    clock += BATCH_RETRY_MS - 1;
+    await assert.rejects(cache.store(largeResult('b', INLINE_UPLOAD_BYTES + 1)), refused);
+    assert.deepEqual([posts, uploads.length], [1, 1], 'within the minute: nothing sent at all');
+    clock += 1;
+    await assert.rejects(cache.store(largeResult('c', INLINE_UPLOAD_BYTES + 1)), refused);
+    assert.deepEqual([posts, uploads.length], [2, 2], 'asked again after a minute');
+    // The client switched coordinators: asked at once.
+    accepts = true;
+    api.url = 'https://backup.example';
+    await cache.store(largeResult('d', INLINE_UPLOAD_BYTES + 1));
+    assert.deepEqual([posts, uploads.length], [3, 3]);
+  });
+
+  it('a result answered BLOB_NOT_FOUND after its blobs were uploaded (a failover between) is sent again once', async () => {
+    const uploads: string[] = [];
+    const posts: string[][] = [];
+    // The coordinator loses the uploads twice for 'lost', once for 'moved'.
+    const losses = new Map([
+      [sha('lost'), 2],
+      [sha('moved'), 1],
+      [sha('inline'), 1],
+    ]);
+    const cache = new CoordinatorCache({
+      cacheLookup: () => Promise.reject(new Error('unused')),
+      getBlob: () => Promise.reject(new Error('unused')),
+      missingBlobs: (hashes) => Promise.resolve(hashes),
+      putBlob: (hash) => {
+        uploads.push(hash);
+        return Promise.resolve();
+      },
+      putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
+      putManifestLine: () => Promise.reject(new Error('not without the batch route')),
+      putCacheResults: (body) => {
+        posts.push(body.results.map((r) => r.key));
+        return Promise.resolve({
+          results: body.results.map((r) => {
+            const left = losses.get(r.key) ?? 0;
+            if (left === 0) return { key: r.key, stored: true, created: true };
+            losses.set(r.key, left - 1);
+            return {
+              key: r.key,
+              stored: false,
+              error: { code: 'BLOB_NOT_FOUND', message: 'no such blob' },
+            };
+          }),
+        });
+      },
+    });
+    const notFound = (err: unknown): boolean =>
+      err instanceof MusterError && err.code === 'BLOB_NOT_FOUND';
+    const moved = largeResult('moved', INLINE_UPLOAD_BYTES + 1);
+    const lost = largeResult('lost', INLINE_UPLOAD_BYTES + 2);
+    const inline = largeResult('inline', 100);
+    const stored = cache.store(moved);
+    const stays = cache.store(lost);
+    const small = cache.store(inline);
+    await stored;
+    await assert.rejects(stays, notFound, 'sent again once only');
+    await assert.rejects(small, notFound, 'no blob of its own was uploaded: not sent again');
+    const movedHash = sha(moved.outputs[0]!.data);
+    const lostHash = sha(lost.outputs[0]!.data);
+    assert.equal(uploads.filter((h) => h === movedHash).length, 2, 'its blob uploaded again');
+    assert.equal(uploads.filter((h) => h === lostHash).length, 2);
+    // The first store goes alone (nothing gathers them), the two made meanwhile together.
+    assert.deepEqual(posts, [
+      [sha('moved')],
+      [sha('moved')],
+      [sha('lost'), sha('inline')],
+      [sha('lost')],
+    ]);
+  });
+
+  it('bounds the bytes a batch uploads on their own', async () => {
+    const batches: string[][] = [];
+    let release: () => void = () => undefined;
+    const first = new Promise<void>((resolve) => (release = resolve));
+    const cache = new CoordinatorCache({
+      cacheLookup: () => Promise.reject(new Error('unused')),
+      getBlob: () => Promise.reject(new Error('unused')),
+      missingBlobs: (hashes) => Promise.resolve(hashes),
+      putBlob: () => Promise.resolve(),
+      putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
+      putManifestLine: () => Promise.reject(new Error('not without the batch route')),
+      putCacheResults: async (body) => {
+        batches.push(body.results.map((r) => r.key));
+        if (batches.length === 1) await first;
+        return { results: body.results.map((r) => ({ key: r.key, stored: true, created: true })) };
+      },
+    });
+    const third = Math.floor(MAX_BATCH_UPLOAD_BYTES / 3);
+    const stores = [cache.store(largeResult('a', 100))];
+    for (const name of ['b', 'c', 'd', 'e']) stores.push(cache.store(largeResult(name, third)));
+    release();
+    await Promise.all(stores);
+    assert.deepEqual(batches, [[sha('a')], [sha('b'), sha('c'), sha('d')], [sha('e')]]);
   });
 });
 

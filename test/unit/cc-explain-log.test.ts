@@ -4,6 +4,7 @@
  * is written and no error escapes; and a cleared cache folder is made again.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +103,33 @@ describe('explain log', () => {
       assert.equal(rec.direct, sha('2'), `written over ${content}`);
       assert.equal(rec.previousInputs, null, `nothing taken from ${content}`);
     }
+  });
+
+  it('--explain takes no record whose key inputs are not key inputs', async () => {
+    const cacheDir = newCacheDir();
+    await new ExplainLog(cacheDir).record(lookup(sha('1'), ['-c', 'a.c']));
+    const file = recordFileOf(cacheDir);
+    const good = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    for (const inputs of ['args', [{ name: 'args', value: [1] }], [{ value: 'x' }], [null]]) {
+      writeFileSync(file, JSON.stringify({ ...good, inputs }));
+      assert.equal(await explainRecord(cacheDir, 'a.o', '/src'), null, JSON.stringify(inputs));
+    }
+    writeFileSync(file, JSON.stringify(good));
+    assert.equal((await explainRecord(cacheDir, 'a.o', '/src'))?.direct, sha('1'));
+  });
+
+  it('a record that is not a file (a FIFO) is neither read nor waited on: it is replaced', async () => {
+    const cacheDir = newCacheDir();
+    const log = new ExplainLog(cacheDir);
+    await log.record(lookup(sha('1'), ['-c', 'a.c']));
+    const file = recordFileOf(cacheDir);
+    rmSync(file);
+    execFileSync('mkfifo', [file]);
+    // Reading a FIFO nobody writes would block this process for good.
+    await log.record(lookup(sha('2'), ['-c', 'a.c']));
+    const rec = JSON.parse(readFileSync(file, 'utf8')) as ExplainRecord;
+    assert.equal(rec.direct, sha('2'));
+    assert.equal(rec.previousInputs, null);
   });
 
   it('makes its folder again when the cache was cleared meanwhile', async () => {

@@ -7,7 +7,12 @@
  * this process a request each), and the results made while one upload is in flight go together
  * in the next (POST /cache/results within the route's bounds, CACHE_RESULTS_LIMITS: up to 64
  * results, their small blobs inline, one round trip instead of four a result; blobs over
- * INLINE_UPLOAD_BYTES are uploaded first as bytes, when the coordinator lacks them). A coordinator without that route (an older one: 404)
+ * INLINE_UPLOAD_BYTES are uploaded first as bytes, when the coordinator lacks them, at most
+ * MAX_BATCH_UPLOAD_BYTES of them a batch; a result answered BLOB_NOT_FOUND — a failover between
+ * those uploads and the batch — has its blobs uploaded again and is sent once more). A
+ * coordinator that refuses clients' results (CACHE_CLIENT_RESULTS_REFUSED) is sent none, and no
+ * blob, for BATCH_RETRY_MS or until the client switches coordinators: each refused batch would
+ * leave its uploaded blobs unused, counted against the coordinator's upload quota until swept. A coordinator without that route (an older one: 404)
  * gets each result the old way — the blobs it lacks, the entry, the manifest line — and so does
  * a result whose manifest line alone is over the route's bounds. Each of those goes through the
  * guard on its own, so the first that gets no answer fails the rest at once. Batches are tried
@@ -32,6 +37,8 @@ import type { NewCompileResult, SharedCache } from './ports.js';
  * millisecond or two. Lua's objects (1–44 KB) stay inline.
  */
 export const INLINE_UPLOAD_BYTES = 64 * 1024;
+/** Bytes of blobs uploaded on their own (over INLINE_UPLOAD_BYTES) for one batch. */
+export const MAX_BATCH_UPLOAD_BYTES = 8 * 1024 * 1024;
 
 type CacheApi = Pick<
   ApiClient,
@@ -59,6 +66,8 @@ interface Queued {
   readonly large: Map<string, Buffer>;
   /** Bytes of `inline`. */
   readonly inlineBytes: number;
+  /** Bytes of `large`. */
+  readonly largeBytes: number;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -66,7 +75,10 @@ interface Queued {
 const LOOKUP_TIMEOUT_MS = 5_000;
 /** How long the services let a result wait for others to go in one request. */
 export const RESULTS_GATHER_MS = 500;
-/** After a 404 to POST /cache/results, results go one by one for this long. */
+/**
+ * After a 404 to POST /cache/results, results go one by one for this long; after a refusal of
+ * clients' results, none go for this long.
+ */
 export const BATCH_RETRY_MS = 60_000;
 
 function sha256(data: Uint8Array): string {
@@ -103,6 +115,10 @@ export class CoordinatorCache implements SharedCache {
    * which URL. Batches are tried again after BATCH_RETRY_MS, or at another URL.
    */
   #noBatches: { readonly at: number; readonly url: string | undefined } | undefined;
+  /** Set when the coordinator refused clients' results: when, at which URL, and its answer. */
+  #refused:
+    | { readonly at: number; readonly url: string | undefined; readonly err: MusterError }
+    | undefined;
 
   constructor(
     private readonly api: CacheApi,
@@ -178,9 +194,21 @@ export class CoordinatorCache implements SharedCache {
     };
     let inlineBytes = 0;
     for (const data of inline.values()) inlineBytes += data.length;
+    let largeBytes = 0;
+    for (const data of large.values()) largeBytes += data.length;
     const rowBytes = Buffer.byteLength(JSON.stringify(row));
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ result, row, rowBytes, inline, large, inlineBytes, resolve, reject });
+      this.#queue.push({
+        result,
+        row,
+        rowBytes,
+        inline,
+        large,
+        inlineBytes,
+        largeBytes,
+        resolve,
+        reject,
+      });
       this.#schedule();
     });
   }
@@ -208,17 +236,20 @@ export class CoordinatorCache implements SharedCache {
     let count = 0;
     let blobs = 0;
     let inlineBytes = 0;
+    let largeBytes = 0;
     let rowBytes = 0;
     for (const queued of this.#queue) {
       const over =
         count === limits.results ||
         blobs + queued.inline.size > limits.blobs ||
         inlineBytes + queued.inlineBytes > limits.inlineBytes ||
+        largeBytes + queued.largeBytes > MAX_BATCH_UPLOAD_BYTES ||
         rowBytes + queued.rowBytes > limits.rowBytes;
       if (count > 0 && over) break;
       count++;
       blobs += queued.inline.size;
       inlineBytes += queued.inlineBytes;
+      largeBytes += queued.largeBytes;
       rowBytes += queued.rowBytes;
     }
     return this.#queue.splice(0, count);
@@ -226,6 +257,28 @@ export class CoordinatorCache implements SharedCache {
 
   /** Settles every result of `batch` (a throw rejects those not settled). */
   async #send(batch: Queued[]): Promise<void> {
+    const refused = this.#refusedNow();
+    if (refused !== undefined) throw refused;
+    try {
+      await this.#sendEither(batch);
+    } catch (err) {
+      if (err instanceof MusterError && err.code === 'CACHE_CLIENT_RESULTS_REFUSED')
+        this.#refused = { at: this.now(), url: this.api.url, err };
+      throw err;
+    }
+  }
+
+  /** The refusal to answer every result with now, if the coordinator refused them lately. */
+  #refusedNow(): MusterError | undefined {
+    const refused = this.#refused;
+    if (refused === undefined) return undefined;
+    if (this.api.url === refused.url && this.now() - refused.at < BATCH_RETRY_MS)
+      return refused.err;
+    this.#refused = undefined;
+    return undefined;
+  }
+
+  async #sendEither(batch: Queued[]): Promise<void> {
     // A lone result whose rows are over the route's bounds: the one-by-one way.
     const alone = batch.length === 1 && batch[0]!.rowBytes > CACHE_RESULTS_LIMITS.rowBytes;
     if (this.#batchesNow() && !alone) {
@@ -257,7 +310,12 @@ export class CoordinatorCache implements SharedCache {
     return true;
   }
 
-  async #sendBatch(batch: Queued[]): Promise<void> {
+  /**
+   * One POST of the batch, its large blobs uploaded first. A result answered BLOB_NOT_FOUND
+   * whose large blobs were uploaded (the API client moved to another coordinator in between:
+   * a failover, a failback) is sent again once, its blobs uploaded again.
+   */
+  async #sendBatch(batch: Queued[], again = false): Promise<void> {
     const inline = new Map<string, Buffer>();
     const large = new Map<string, Buffer>();
     let rowBytes = 0;
@@ -278,11 +336,14 @@ export class CoordinatorCache implements SharedCache {
       await this.api.putCacheResults(body, rowBytes + Math.ceil((inlineBytes * 4) / 3)),
       'cache results answer',
     );
+    const retry: Queued[] = [];
     batch.forEach((queued, i) => {
       const kept = answer.results[i];
       if (kept?.key !== queued.result.key)
         queued.reject(new MusterError('INTERNAL', 'the cache results answer is out of order'));
       else if (kept.stored) queued.resolve();
+      else if (!again && kept.error.code === 'BLOB_NOT_FOUND' && queued.large.size > 0)
+        retry.push(queued);
       else
         queued.reject(
           new MusterError(
@@ -291,6 +352,7 @@ export class CoordinatorCache implements SharedCache {
           ),
         );
     });
+    if (retry.length > 0) await this.#sendBatch(retry, true);
   }
 
   /** One result the way a coordinator without POST /cache/results takes it. */

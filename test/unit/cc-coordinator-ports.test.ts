@@ -18,6 +18,27 @@ import { MusterError } from '../../src/protocol/errors.js';
 const sha = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 const toolchain = { id: sha('tc') } as Toolchain;
 
+/** The answer of a coordinator that stored every result of the batch. */
+function storedAll(body: PutCacheResultsRequest) {
+  return {
+    results: body.results.map((r) => ({ key: r.key, stored: true as const, created: true })),
+  };
+}
+
+/** A coordinator's API that takes batches: every blob missing, every result stored; `overrides` win. */
+function batchingApi(overrides: Partial<ConstructorParameters<typeof CoordinatorCache>[0]> = {}) {
+  return {
+    cacheLookup: () => Promise.reject(new Error('unused')),
+    getBlob: () => Promise.reject(new Error('unused')),
+    missingBlobs: (hashes: string[]) => Promise.resolve(hashes),
+    putBlob: () => Promise.resolve(),
+    putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
+    putManifestLine: () => Promise.reject(new Error('not without the batch route')),
+    putCacheResults: (body: PutCacheResultsRequest) => Promise.resolve(storedAll(body)),
+    ...overrides,
+  };
+}
+
 function record(n: number): CompileRecord {
   return {
     label: `gcc -c f${n}.c`,
@@ -460,11 +481,8 @@ describe('an older coordinator (no POST /cache/results)', () => {
     let posts = 0;
     const uploads: string[] = [];
     let accepts = false;
-    const api = {
+    const api = batchingApi({
       url: 'https://primary.example',
-      cacheLookup: () => Promise.reject(new Error('unused')),
-      getBlob: () => Promise.reject(new Error('unused')),
-      missingBlobs: (hashes: string[]) => Promise.resolve(hashes),
       putBlob: (hash: string) => {
         uploads.push(hash);
         return Promise.resolve();
@@ -475,13 +493,9 @@ describe('an older coordinator (no POST /cache/results)', () => {
           return Promise.reject(
             new MusterError('CACHE_CLIENT_RESULTS_REFUSED', 'only results of its agents'),
           );
-        return Promise.resolve({
-          results: body.results.map((r) => ({ key: r.key, stored: true, created: true })),
-        });
+        return Promise.resolve(storedAll(body));
       },
-      putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
-      putManifestLine: () => Promise.reject(new Error('not without the batch route')),
-    };
+    });
     const refused = (err: unknown): boolean =>
       err instanceof MusterError && err.code === 'CACHE_CLIENT_RESULTS_REFUSED';
     const cache = new CoordinatorCache(api, undefined, undefined, () => clock);
@@ -509,32 +523,29 @@ describe('an older coordinator (no POST /cache/results)', () => {
       [sha('moved'), 1],
       [sha('inline'), 1],
     ]);
-    const cache = new CoordinatorCache({
-      cacheLookup: () => Promise.reject(new Error('unused')),
-      getBlob: () => Promise.reject(new Error('unused')),
-      missingBlobs: (hashes) => Promise.resolve(hashes),
-      putBlob: (hash) => {
-        uploads.push(hash);
-        return Promise.resolve();
-      },
-      putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
-      putManifestLine: () => Promise.reject(new Error('not without the batch route')),
-      putCacheResults: (body) => {
-        posts.push(body.results.map((r) => r.key));
-        return Promise.resolve({
-          results: body.results.map((r) => {
-            const left = losses.get(r.key) ?? 0;
-            if (left === 0) return { key: r.key, stored: true, created: true };
-            losses.set(r.key, left - 1);
-            return {
-              key: r.key,
-              stored: false,
-              error: { code: 'BLOB_NOT_FOUND', message: 'no such blob' },
-            };
-          }),
-        });
-      },
-    });
+    const cache = new CoordinatorCache(
+      batchingApi({
+        putBlob: (hash) => {
+          uploads.push(hash);
+          return Promise.resolve();
+        },
+        putCacheResults: (body) => {
+          posts.push(body.results.map((r) => r.key));
+          return Promise.resolve({
+            results: body.results.map((r) => {
+              const left = losses.get(r.key) ?? 0;
+              if (left === 0) return { key: r.key, stored: true, created: true };
+              losses.set(r.key, left - 1);
+              return {
+                key: r.key,
+                stored: false,
+                error: { code: 'BLOB_NOT_FOUND', message: 'no such blob' },
+              };
+            }),
+          });
+        },
+      }),
+    );
     const notFound = (err: unknown): boolean =>
       err instanceof MusterError && err.code === 'BLOB_NOT_FOUND';
     const moved = largeResult('moved', INLINE_UPLOAD_BYTES + 1);
@@ -563,19 +574,15 @@ describe('an older coordinator (no POST /cache/results)', () => {
     const batches: string[][] = [];
     let release: () => void = () => undefined;
     const first = new Promise<void>((resolve) => (release = resolve));
-    const cache = new CoordinatorCache({
-      cacheLookup: () => Promise.reject(new Error('unused')),
-      getBlob: () => Promise.reject(new Error('unused')),
-      missingBlobs: (hashes) => Promise.resolve(hashes),
-      putBlob: () => Promise.resolve(),
-      putCacheEntry: () => Promise.reject(new Error('not without the batch route')),
-      putManifestLine: () => Promise.reject(new Error('not without the batch route')),
-      putCacheResults: async (body) => {
-        batches.push(body.results.map((r) => r.key));
-        if (batches.length === 1) await first;
-        return { results: body.results.map((r) => ({ key: r.key, stored: true, created: true })) };
-      },
-    });
+    const cache = new CoordinatorCache(
+      batchingApi({
+        putCacheResults: async (body) => {
+          batches.push(body.results.map((r) => r.key));
+          if (batches.length === 1) await first;
+          return storedAll(body);
+        },
+      }),
+    );
     const third = Math.floor(MAX_BATCH_UPLOAD_BYTES / 3);
     const stores = [cache.store(largeResult('a', 100))];
     for (const name of ['b', 'c', 'd', 'e']) stores.push(cache.store(largeResult(name, third)));

@@ -12,8 +12,8 @@
  * those uploads and the batch — has its blobs uploaded again and is sent once more). A
  * coordinator that refuses clients' results (CACHE_CLIENT_RESULTS_REFUSED) is sent none, and no
  * blob, for BATCH_RETRY_MS or until the client switches coordinators: each refused batch would
- * leave its uploaded blobs unused, counted against the coordinator's upload quota until swept. A coordinator without that route (an older one: 404)
- * gets each result the old way — the blobs it lacks, the entry, the manifest line — and so does
+ * leave its uploaded blobs unused, counted against the coordinator's upload quota until swept.
+ * A coordinator without that route (an older one: 404) gets each result the old way — the blobs it lacks, the entry, the manifest line — and so does
  * a result whose manifest line alone is over the route's bounds. Each of those goes through the
  * guard on its own, so the first that gets no answer fails the rest at once. Batches are tried
  * again BATCH_RETRY_MS after such a 404, or at once when the API client has switched coordinators

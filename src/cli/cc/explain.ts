@@ -9,14 +9,14 @@
  * every TRIM_EVERY records after it (a `muster build` per run records far fewer than that).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { writeAtomicSync } from '../../common/atomic-file.js';
 import { isObject } from '../../common/is-object.js';
 import { diffKeyInputs, type IncludeDifference, type KeyInputs } from './cache-key.js';
 import { readSmallSync } from './file-hashes.js';
+import { writeFileAtomic } from './local-tier.js';
 import { keepNewest } from './trim-dir.js';
 
 export const EXPLAIN_DIR = 'explain';
@@ -131,13 +131,10 @@ async function previousOf(
 
 export class ExplainLog {
   readonly #cacheDir: string;
-  readonly #dir: string;
-  #dirMade = false;
   #writes = 0;
 
   constructor(cacheDir: string) {
     this.#cacheDir = cacheDir;
-    this.#dir = join(cacheDir, EXPLAIN_DIR);
   }
 
   async record(rec: Omit<ExplainRecord, 'previousInputs'>): Promise<void> {
@@ -147,22 +144,8 @@ export class ExplainLog {
     if (old !== null) {
       previousInputs = old.direct !== rec.direct ? old.inputs : old.previousInputs;
     }
-    const text = JSON.stringify({ ...rec, previousInputs });
-    if (!this.#dirMade) this.#makeDir();
-    try {
-      writeAtomicSync(file, text, 0o600);
-    } catch (err) {
-      // The folder went (a user cleared the cache meanwhile): made again, once.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.#makeDir();
-      writeAtomicSync(file, text, 0o600);
-    }
+    await writeFileAtomic(file, JSON.stringify({ ...rec, previousInputs }));
     if (this.#writes++ % TRIM_EVERY === 0) await this.trim();
-  }
-
-  #makeDir(): void {
-    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
-    this.#dirMade = true;
   }
 
   /** Keeps the newest MAX_RECORDS records. */

@@ -144,17 +144,17 @@ function fanout(root: string, name: string): string {
   return join(root, name.slice(0, 2), name);
 }
 
-/** Writes `data` to `file` (common/atomic-file.ts), making its fan-out directory first. */
 /** Folders this process made or found (a fan-out folder is made once, never removed). */
 const madeDirs = new Set<string>();
 
 /**
- * A file of the tier, written atomically: a small one (entries, manifests, most objects) with
+ * A file of the cache dir (the tier's, an explain record), written atomically, 0600 in a 0700
+ * folder made first (once per process, again if it went): a small one (entries, manifests, most objects) with
  * direct system calls — keeping a result took ~25 thread-pool round trips, ~4 ms of CPU per
  * compile on the 2-core VM —, a larger one through the pool, so that it does not hold up the
  * compiles the service answers meanwhile.
  */
-async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
+export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
   const dir = dirname(file);
   const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
   if (size > SYNC_WRITE_BYTES) {

@@ -1,7 +1,8 @@
 /**
  * `muster build [--json] -- COMMAND…`: runs COMMAND on this machine with its compiles sent
- * through Muster (docs/compile.md). A compile service runs in this process for the command's
- * life, on a socket in a private directory; the command's environment sends every compile to it
+ * through Muster (docs/compile.md). The per-user compile service hosts the build (started when
+ * nothing answers; cc/service-build.ts), else a compile service in this process for the
+ * command's life (cc/in-process-build.ts); the command's environment sends every compile to it
  * (cc/launch-env.ts). All its compile jobs form one build on the coordinator (a compile session)
  * that the web UI and `muster builds show` follow. Without a coordinator (not logged in,
  * unreachable) the build still runs, every compile here, and the summary says why.
@@ -12,28 +13,12 @@
  * it, like env(1) or time(1) do; SIGTERM and SIGHUP are passed on to it.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { availableParallelism, constants, hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { constants } from 'node:os';
 import type { Command } from 'commander';
-import { readBootId } from '../common/boot-id.js';
-import { compileSessionPath } from '../api/compile-session-key.js';
-import type { CompileSessionView } from '../api/views/compile.js';
 import { MusterError } from '../protocol/errors.js';
-import { connect, type ApiClient } from './api-client.js';
-import { formatPoolHint, formatSummary, poolHint, type BuildCounts } from './cc/build-summary.js';
-import { userCacheDir } from './cc/cache-dir.js';
-import { CoordinatorCache, RESULTS_GATHER_MS } from './cc/coordinator-cache.js';
-import { CoordinatorGuard } from './cc/coordinator-guard.js';
-import { CoordinatorJobs } from './cc/coordinator-jobs.js';
-import { coordinatorProbe } from './cc/coordinator-probe.js';
-import { installedLauncherPaths, launchEnvironment } from './cc/launch-env.js';
+import { BUILD_SERVICE_ENV, type BuildHost, type BuildRequest } from './cc/build-control.js';
+import { formatSummary } from './cc/build-summary.js';
 import { isPlacement, PLACEMENT_ENV, type Placement } from './cc/placement.js';
-import { CompileService, type CoordinatorPorts } from './cc/service.js';
-import { stderrLogOnDemand } from './cc/service-log.js';
-import { SessionRecorder } from './cc/session-recorder.js';
-import { FALLBACK_LOG_NAME } from './cc/shim-protocol.js';
-import type { CompileStats } from './cc/stats.js';
 import { printJson } from './print-json.js';
 
 interface BuildOptions {
@@ -42,10 +27,6 @@ interface BuildOptions {
   /** false with --no-cache. */
   cache: boolean;
 }
-
-/** A fallback reason for every compile when there is no coordinator (stats, records). */
-const NO_COORDINATOR = 'no-coordinator';
-const SESSION_TIMEOUT_MS = 5_000;
 
 export function registerBuildCommand(program: Command): void {
   program
@@ -78,69 +59,26 @@ export function registerBuildCommand(program: Command): void {
     });
 }
 
-interface Session {
-  client: ApiClient;
-  buildId: number;
-  /** What requests name the session by (its key: the build id can change at a failback). */
-  key: string;
-  capacity: CompileSessionView['capacity'];
-}
-
-/** Opens the compile session; undefined (and why) when there is no coordinator to open it on. */
-async function openSession(line: string, say: (text: string) => void): Promise<Session | string> {
-  try {
-    const client = await connect(process.env, { notify: say });
-    const bootId = await readBootId();
-    // The command waits for this: a coordinator that does not answer within seconds is none.
-    const session = await client.createCompileSession(
-      {
-        command: line.slice(0, 8192),
-        cwd: process.cwd(),
-        host: hostname().slice(0, 255) || 'localhost',
-        ...(bootId === undefined ? {} : { bootId }),
-      },
-      SESSION_TIMEOUT_MS,
-    );
-    say(formatPoolHint(poolHint(session.capacity, availableParallelism()), session.buildId));
-    return {
-      client,
-      buildId: session.buildId,
-      key: compileSessionPath(session),
-      capacity: session.capacity,
-    };
-  } catch (err) {
-    return err instanceof Error ? err.message : String(err);
-  }
-}
-
 /**
- * The compilers a build most likely runs, identified while the command starts: the compiler
- * `$CC` and `$CXX` name when set (`gcc` of `muster cc gcc -O2`), else `cc` (make's default CC).
+ * Who hosts the build: the per-user compile service (warm across builds), unless
+ * `MUSTER_BUILD_SERVICE=in-process` or it does not (another version, another cache directory,
+ * it cannot start): then this process, which loads the compile path only then.
  */
-export function prewarmedCompilers(env: NodeJS.ProcessEnv): string[] {
-  const named = [env['CC'], env['CXX']].flatMap((value) => {
-    const words = (value ?? '').trim().split(/\s+/);
-    if (/(^|\/)muster$/.test(words[0] ?? '') && words[1] === 'cc') words.splice(0, 2);
-    else if (/(^|\/)muster-cc$/.test(words[0] ?? '')) words.splice(0, 1);
-    const program = words[0] ?? '';
-    return program === '' || program.startsWith('-') ? [] : [program];
-  });
-  return named.length > 0 ? [...new Set(named)] : ['cc'];
-}
-
-function countsOf(stats: Readonly<CompileStats>, shimFallbacks: number): BuildCounts {
-  return {
-    jobs: stats.compiles + stats.passthrough + shimFallbacks,
-    compiles: stats.compiles,
-    remote: stats.remote,
-    local: stats.local,
-    cacheHits: stats.cacheHits,
-    cacheMisses: stats.cacheMisses,
-    fallbacks: stats.fallbacks,
-    errors: stats.errors,
-    reruns: stats.reruns,
-    fallbackReasons: { ...stats.fallbackReasons },
-  };
+async function hostOf(request: BuildRequest): Promise<BuildHost> {
+  const mode = process.env[BUILD_SERVICE_ENV] ?? '';
+  if (mode !== '' && mode !== 'per-user' && mode !== 'in-process')
+    throw new MusterError(
+      'VALIDATION_FAILED',
+      `${BUILD_SERVICE_ENV} must be per-user or in-process, not ${JSON.stringify(mode)}`,
+    );
+  if (mode !== 'in-process') {
+    const hosted = await (await import('./cc/service-build.js')).hostInService(request);
+    if (typeof hosted !== 'string') return hosted;
+    request.say(
+      `muster: the per-user compile service does not host this build (${hosted}): hosting it here\n`,
+    );
+  }
+  return (await import('./cc/in-process-build.js')).hostInProcess(request);
 }
 
 /** --placement, else $MUSTER_CC_PLACEMENT, else auto. */
@@ -165,120 +103,12 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
   const placement = placementOf(opts.placement);
   const started = Date.now();
   const say = (text: string): void => void process.stderr.write(text);
-  // The command starts while the session opens: its compiles wait for it (the service holds
-  // them), not make's start-up. The session's line is said when it is open.
-  const opening = openSession(command.join(' '), say).then((session) => {
-    if (typeof session === 'string')
-      say(`muster: no coordinator (${session}): every compile runs on this machine\n`);
-    return session;
-  });
-  const log = stderrLogOnDemand(process.env['MUSTER_CC_LOG'] ?? 'warn');
-  // One guard: a coordinator that stops answering is left alone by the cache and the jobs alike,
-  // until it (or its backup) answers the guard's probe.
-  let guard: CoordinatorGuard | undefined;
-  let recorder: SessionRecorder | undefined;
-  const ports = opening.then((session): CoordinatorPorts => {
-    if (typeof session === 'string') return { offlineReason: NO_COORDINATOR };
-    guard = new CoordinatorGuard({
-      probe: coordinatorProbe(session.client),
-      // Said once each way on the build's stderr: the compiles the pause turns away log nothing.
-      onChange: (paused) =>
-        say(
-          paused
-            ? 'muster: the coordinator did not answer: compiles run here until it does\n'
-            : `muster: the coordinator answers again (${session.client.url})\n`,
-        ),
-    });
-    recorder = new SessionRecorder(
-      session.client,
-      { buildId: session.buildId, key: session.key },
-      { warn: say },
-    );
-    return {
-      sharedCache: new CoordinatorCache(
-        session.client,
-        () => session.buildId,
-        guard,
-        Date.now,
-        RESULTS_GATHER_MS,
-      ),
-      remote: new CoordinatorJobs(
-        session.client,
-        () =>
-          Promise.resolve({
-            buildId: session.buildId,
-            key: session.key,
-            capacity: session.capacity,
-          }),
-        guard,
-      ),
-      recorder,
-    };
-  });
-
-  const paths = installedLauncherPaths();
-  const dir = await mkdtemp(join(tmpdir(), 'muster-build-'));
-  const socket = join(dir, 'cc.sock');
-  const service = new CompileService({
-    cacheDir: userCacheDir(process.env),
-    masqueradeDir: paths.masquerade,
-    shimPath: paths.launcher,
-    placement,
-    noCache: !opts.cache,
-    // The results go to the coordinator before this build returns (a slow one gets a minute).
-    backgroundMs: 60_000,
-    log,
-    coordinator: ports,
-    prewarm: prewarmedCompilers(process.env),
-  });
-  let ended: Ended;
-  let shimFallbacks: number;
-  try {
-    let env: NodeJS.ProcessEnv = launchEnvironment(process.env, paths, socket);
-    try {
-      await service.start(socket);
-    } catch (err) {
-      // Never break a build: without the service the command runs as it would without Muster.
-      say(
-        `muster: the compile service could not start (${err instanceof Error ? err.message : String(err)}): running the command without it\n`,
-      );
-      env = process.env;
-    }
-    ended = await runCommand(program, args, env, opts);
-    shimFallbacks = await service.stats.foldFallbackLog(join(dir, FALLBACK_LOG_NAME));
-  } finally {
-    try {
-      await service.stop();
-    } finally {
-      guard?.stop();
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
+  const host = await hostOf({ command, placement, noCache: !opts.cache, say });
+  const ended = await runCommand(program, args, host.env, opts);
   const code = ended.code;
-  const counts = countsOf(service.stats.totals, shimFallbacks);
-  const session = await opening;
-  const online = typeof session === 'string' ? undefined : session;
-  await ports;
-  if (recorder !== undefined && online !== undefined) {
-    const summary = {
-      jobs: counts.compiles,
-      remote: counts.remote,
-      local: counts.local,
-      cacheHits: counts.cacheHits,
-      fallbacks: counts.fallbacks,
-    };
-    await recorder
-      .close(ended.signal === null ? code : null, summary)
-      .catch((err: unknown) =>
-        say(
-          `muster: could not close build ${online.buildId}: ${err instanceof Error ? err.message : String(err)}\n`,
-        ),
-      );
-  }
+  const { counts, buildId, note } = await host.finish(ended.signal === null ? code : null);
   const elapsed = Date.now() - started;
-  // The id the close answered: a failback may have given the build another one meanwhile.
-  const buildId = online === undefined ? undefined : (recorder?.buildId ?? online.buildId);
-  say(formatSummary(counts, elapsed, buildId, online === undefined ? 'no coordinator' : undefined));
+  say(formatSummary(counts, elapsed, buildId, note));
   if (opts.json === true)
     printJson({ buildId: buildId ?? null, exitCode: code, ...counts, durationMs: elapsed });
   // Ended by a signal: end the same way, so a shell script running `muster build` stops at

@@ -10,15 +10,16 @@
  * unchanged. The shim starts the service with `--serve --detach` when nothing answers.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
-import { dirname, join } from 'node:path';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
+import { writeAtomic } from '../common/atomic-file.js';
 import { readBootId } from '../common/boot-id.js';
 import { parseDuration } from '../common/duration.js';
-import { cliEntry, packagePath } from '../protocol/client/package-root.js';
+import { packagePath } from '../protocol/client/package-root.js';
 import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
@@ -33,7 +34,8 @@ import { CompileService } from './cc/service.js';
 import { installedLauncherPaths } from './cc/launch-env.js';
 import { isPlacement, PLACEMENT_ENV } from './cc/placement.js';
 import { MASQUERADE_ENV, SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
-import { prepareSocketDir, socketAnswers } from './cc/socket-path.js';
+import { openBuildSession } from './cc/build-session.js';
+import { detach } from './cc/serve-detach.js';
 import { formatStats, readStats, zeroStats } from './cc/stats.js';
 import { WorkingSessions } from './cc/working-sessions.js';
 import { printJson } from './print-json.js';
@@ -41,6 +43,7 @@ import { onShutdownSignals } from './signals.js';
 
 interface CcOptions {
   serve?: boolean;
+  stop?: boolean;
   detach?: boolean;
   socket?: string;
   idleExit: string;
@@ -51,11 +54,10 @@ interface CcOptions {
   cacheDir?: string;
 }
 
-/** The log of a detached service, next to its socket; started afresh past this size. */
-const SERVE_LOG = 'cc-serve.log';
-const SERVE_LOG_MAX_BYTES = 1024 * 1024;
-/** How long `--detach` waits for the service's socket to answer. */
-const DETACH_WAIT_MS = 10_000;
+/** How often a service a newer version asked to leave looks whether it may. */
+const RETIRE_CHECK_MS = 200;
+/** How long `--stop` waits for the service to exit. */
+const STOP_WAIT_MS = 30_000;
 
 export function registerCcCommand(program: Command): void {
   program
@@ -66,9 +68,10 @@ export function registerCcCommand(program: Command): void {
     .argument('[compiler-and-args...]', 'a compiler and its arguments (gcc -c x.c)')
     .option('--serve', 'run the compile service (per user; the shim starts it when needed)')
     .option('--detach', 'with --serve: start it in the background and return once it answers')
+    .option('--stop', 'stop the per-user compile service (its hosted builds close first)')
     .option(
       '--socket <path>',
-      'with --serve: its socket (default $XDG_RUNTIME_DIR/muster/cc.sock or /tmp/muster-<uid>/cc.sock)',
+      'with --serve or --stop: its socket (default $XDG_RUNTIME_DIR/muster/cc.sock or /tmp/muster-<uid>/cc.sock)',
     )
     .option(
       '--idle-exit <duration>',
@@ -106,9 +109,13 @@ export function registerCcCommand(program: Command): void {
         else process.stdout.write(await explain(cacheDir, opts.explain));
         return;
       }
+      const socket =
+        opts.socket ?? join(userSocketDir(process.env, process.getuid?.() ?? 0), SOCKET_NAME);
+      if (opts.stop === true) {
+        await stopService(socket);
+        return;
+      }
       if (opts.serve === true) {
-        const socket =
-          opts.socket ?? join(userSocketDir(process.env, process.getuid?.() ?? 0), SOCKET_NAME);
         const idleMs = parseDuration(opts.idleExit, '--idle-exit');
         if (opts.detach === true) await detach(socket, opts.idleExit, opts.cacheDir);
         else await serve(socket, cacheDir, idleMs);
@@ -179,6 +186,7 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     pino.destination(2),
   );
   const { guard, ...ports } = await coordinatorPorts(log);
+  let outdated: string | undefined;
   // A compile's own MUSTER_CC_PLACEMENT wins: `MUSTER_CC_PLACEMENT=remote make` needs no restart.
   const own = process.env[PLACEMENT_ENV];
   const service = new CompileService({
@@ -187,8 +195,14 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     shimPath: shimPath(),
     placement: isPlacement(own) ? own : 'auto',
     placementFromEnv: true,
+    // `muster build`'s builds: each its own session, with the front end's login.
+    openBuild: openBuildSession,
+    onOutdated: (version) => {
+      outdated ??= version;
+    },
     ...ports,
   });
+  const pidFile = servicePidFile(socket);
   const stop = async (): Promise<void> => {
     try {
       await service.stop();
@@ -196,6 +210,9 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
       guard?.stop();
     }
     await ports.recorder?.close();
+    // Only our own: another service may have started on the socket since.
+    const written = await readFile(pidFile, 'utf8').catch(() => '');
+    if (written.trim() === String(process.pid)) await rm(pidFile, { force: true });
   };
   try {
     await service.start(socket);
@@ -209,9 +226,12 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
     }
     throw err;
   }
-  onShutdownSignals(log, stop);
-  watchIdle(service, idleMs, () => {
-    log.info({ idleMs }, 'muster cc: idle, exiting');
+  await writeAtomic(pidFile, `${process.pid}\n`, 0o600);
+  let exiting = false;
+  const exit = (why: string, fields: object): void => {
+    if (exiting) return;
+    exiting = true;
+    log.info(fields, why);
     stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -219,65 +239,52 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
         process.exit(1);
       },
     );
-  });
+  };
+  onShutdownSignals(log, stop);
+  watchIdle(service, idleMs, () => exit('muster cc: idle, exiting', { idleMs }));
+  // A build of another Muster version asked (an upgrade): this service ends once nothing is in
+  // flight, and that build's next one starts the new version's.
+  const retire = setInterval(() => {
+    if (outdated !== undefined && service.activeConnections === 0)
+      exit('muster cc: another Muster version asked for a build: exiting', { version: outdated });
+  }, RETIRE_CHECK_MS);
+  retire.unref();
 }
 
-/** Starts `--serve` in the background (its output to a log next to the socket); waits for it. */
-async function detach(
-  socket: string,
-  idleExit: string,
-  cacheDir: string | undefined,
-): Promise<void> {
-  if (await socketAnswers(socket)) return;
-  const dir = dirname(socket);
-  await prepareSocketDir(dir);
-  const logFile = join(dir, SERVE_LOG);
-  let size = 0;
-  try {
-    size = statSync(logFile).size;
-  } catch {
-    // No log yet.
+/** The file the per-user service writes its pid to, next to its socket (`muster cc --stop`). */
+function servicePidFile(socket: string): string {
+  return `${socket}.pid`;
+}
+
+/**
+ * `muster cc --stop`: ends the service on the socket (SIGTERM: compiles in flight finish, its
+ * hosted builds close) and waits for it to exit.
+ */
+async function stopService(socket: string): Promise<void> {
+  const text = await readFile(servicePidFile(socket), 'utf8').catch(() => '');
+  const pid = Number(text.trim());
+  // The pid must still be a compile service: a pid file left by a crash may name another process.
+  const cmdline = Number.isSafeInteger(pid) && pid > 1 ? await commandLineOf(pid) : [];
+  if (!cmdline.includes('--serve') || !cmdline.includes('cc')) {
+    process.stdout.write(`muster cc: no compile service runs on ${socket}\n`);
+    return;
   }
-  const fd = openSync(logFile, size > SERVE_LOG_MAX_BYTES ? 'w' : 'a', 0o600);
-  const main = cliEntry();
-  const child = spawn(
-    process.execPath,
-    [
-      main,
-      'cc',
-      '--serve',
-      '--socket',
-      socket,
-      '--idle-exit',
-      idleExit,
-      ...(cacheDir === undefined ? [] : ['--cache-dir', cacheDir]),
-    ],
-    // cwd '/': a daemon does not keep the directory of the build that started it in use.
-    { detached: true, stdio: ['ignore', fd, fd], cwd: '/' },
-  );
-  closeSync(fd);
-  const ended: { code: number | null } = { code: null };
-  child.once('exit', (code) => {
-    ended.code = code ?? 1;
-  });
-  child.unref();
-  const deadline = Date.now() + DETACH_WAIT_MS;
-  const started = (): void => {
-    process.stderr.write(
-      `muster cc: compile service started (pid ${child.pid}, socket ${socket})\n`,
-    );
-  };
-  while (Date.now() < deadline) {
-    if (await socketAnswers(socket, 500)) return started();
-    if (ended.code !== null) break;
-    await sleep(20);
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + STOP_WAIT_MS;
+  while ((await commandLineOf(pid)).includes('--serve')) {
+    if (Date.now() > deadline)
+      throw new MusterError(
+        'INTERNAL',
+        `the compile service (pid ${pid}) did not exit within ${STOP_WAIT_MS / 1000} s`,
+      );
+    await sleep(50);
   }
-  // It may have exited because another service won the race to the socket.
-  if (await socketAnswers(socket, 500)) return;
-  throw new MusterError(
-    'INTERNAL',
-    `the compile service did not start on ${socket}${ended.code === null ? '' : ` (exit code ${ended.code})`}; see ${logFile}`,
-  );
+  process.stdout.write(`muster cc: stopped the compile service (pid ${pid})\n`);
+}
+
+async function commandLineOf(pid: number): Promise<string[]> {
+  const text = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return text.split('\0');
 }
 
 /**

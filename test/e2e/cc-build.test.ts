@@ -17,6 +17,13 @@ import { promisify } from 'node:util';
 import type { BuildView } from '../../src/api/views/builds.js';
 import { cleanup, makeTempDir } from '../helpers/agent-process.js';
 import { backdate, copyOfExample } from '../helpers/cc-example.js';
+import {
+  compileServiceLog,
+  compileServicePids,
+  compileServiceRuntime,
+  isService,
+  stopCompileServices,
+} from '../helpers/cc-service.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import {
   killCoordinators,
@@ -27,6 +34,7 @@ import {
 const run = promisify(execFile);
 const dirs: string[] = [];
 after(async () => {
+  await stopCompileServices();
   await killCoordinators();
   await cleanup(dirs);
 });
@@ -93,6 +101,7 @@ describe('muster build -- make', () => {
       MUSTER_URL: coordinator.url,
       MUSTER_TOKEN: coordinator.token,
       HOME: await tempDir('muster-cc-home-'),
+      XDG_RUNTIME_DIR: await compileServiceRuntime(),
     };
     reference = await project();
     await run('make', ['-j2'], { cwd: reference });
@@ -110,6 +119,11 @@ describe('muster build -- make', () => {
     assert.equal(summary.cacheMisses, 7);
     assert.equal(summary.exitCode, 0);
     await assertSameOutputs(dir, reference);
+    // The per-user service hosted it (started by this build), and lives on for the next one.
+    assert.doesNotMatch(result.stderr, /does not host this build/);
+    const runtime = online['XDG_RUNTIME_DIR'] ?? '';
+    assert.equal((await compileServiceLog(runtime, 'hosting a build')).length, 1);
+    assert.equal((await compileServicePids(runtime)).length, 1);
 
     const show = await muster(['builds', 'show', String(summary.buildId), '--json'], online, dir);
     assert.equal(show.code, 0, show.stderr);
@@ -135,7 +149,11 @@ describe('muster build -- make', () => {
 
   it("serves a rebuild on a machine with an empty local cache from the coordinator's", async () => {
     const dir = await project();
-    const elsewhere = { ...online, HOME: await tempDir('muster-cc-home2-') };
+    const elsewhere = {
+      ...online,
+      HOME: await tempDir('muster-cc-home2-'),
+      XDG_RUNTIME_DIR: await compileServiceRuntime(),
+    };
     const summary = summaryOf(
       await muster(['build', '--json', '--', 'make', '-j2'], elsewhere, dir),
     );
@@ -207,12 +225,53 @@ describe('muster build -- make', () => {
     assert.match(missing.stderr, /muster: no-such-command-here: command not found/);
   });
 
+  it('hosts a build here when the per-user service must not: another cache, or in-process asked', async () => {
+    const runtime = online['XDG_RUNTIME_DIR'] ?? '';
+    const hosted = (await compileServiceLog(runtime, 'hosting a build')).length;
+    const dir = await project();
+    const otherCache = { ...online, XDG_CACHE_HOME: await tempDir('muster-cc-xdg-') };
+    const result = await muster(['build', '--json', '--', 'make', '-j2'], otherCache, dir);
+    assert.match(
+      result.stderr,
+      /muster: the per-user compile service does not host this build \(the service's cache is .*\): hosting it here/,
+    );
+    // Still a build of the coordinator, served from its shared cache.
+    const summary = summaryOf(result);
+    assert.equal(summary.cacheHits, 7, JSON.stringify(summary));
+    assert.notEqual(summary.buildId, null);
+    await run('make', ['clean'], { cwd: dir });
+    const inProcess = await muster(
+      ['build', '--json', '--', 'make', '-j2'],
+      { ...online, MUSTER_BUILD_SERVICE: 'in-process' },
+      dir,
+    );
+    assert.equal(summaryOf(inProcess).cacheHits, 7);
+    assert.doesNotMatch(inProcess.stderr, /does not host/);
+    // Neither went to the service; no second service was started.
+    assert.equal((await compileServiceLog(runtime, 'hosting a build')).length, hosted);
+    assert.equal((await compileServicePids(runtime)).length, 1);
+  });
+
+  it('muster cc --stop ends the per-user service that hosted the builds', async () => {
+    const runtime = online['XDG_RUNTIME_DIR'] ?? '';
+    const [pid] = await compileServicePids(runtime);
+    assert.ok(pid !== undefined);
+    const stopped = await muster(['cc', '--stop'], online, runtime);
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.equal(stopped.stdout, `muster cc: stopped the compile service (pid ${pid})\n`);
+    assert.equal(await isService(pid), false, 'the service exited');
+    const again = await muster(['cc', '--stop'], online, runtime);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /no compile service runs on .*cc\.sock/);
+  });
+
   it('still builds without a coordinator, every compile local and counted as a fallback', async () => {
     const dir = await project();
     const offline = {
       ...online,
       MUSTER_URL: 'https://127.0.0.1:9',
       HOME: await tempDir('muster-cc-home3-'),
+      XDG_RUNTIME_DIR: await compileServiceRuntime(),
     };
     const result = await muster(['build', '--json', '--', 'make', '-j2', 'check'], offline, dir);
     const summary = summaryOf(result);

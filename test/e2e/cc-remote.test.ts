@@ -30,6 +30,7 @@ import {
   summaryOf,
   type Summary,
 } from '../helpers/cc-remote.js';
+import { compileServiceRuntime, stopCompileServices } from '../helpers/cc-service.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import {
   killCoordinators,
@@ -40,6 +41,7 @@ import {
 const run = promisify(execFile);
 const dirs: string[] = [];
 after(async () => {
+  await stopCompileServices();
   await killCoordinators();
   await cleanup(dirs);
 });
@@ -93,6 +95,7 @@ describe('muster build --placement remote', () => {
       MUSTER_URL: coordinator.url,
       MUSTER_TOKEN: coordinator.token,
       HOME: await tempDir('muster-cc-remote-home-'),
+      XDG_RUNTIME_DIR: await compileServiceRuntime(),
     };
   });
 

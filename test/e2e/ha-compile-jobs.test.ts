@@ -38,6 +38,7 @@ import {
   summaryOf,
   type Summary,
 } from '../helpers/cc-remote.js';
+import { compileServiceRuntime, stopCompileServices } from '../helpers/cc-service.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import {
   killCoordinators,
@@ -144,10 +145,12 @@ before(async () => {
     MUSTER_URL: primary.url,
     MUSTER_TOKEN: primary.token,
     HOME: await makeTempDir('muster-fo-home-'),
+    XDG_RUNTIME_DIR: await compileServiceRuntime(),
   };
 });
 
 after(async () => {
+  await stopCompileServices();
   await killCoordinators();
   await cleanup();
 });
@@ -158,6 +161,7 @@ async function build(dir: string): Promise<CliResult> {
     env: {
       ...client,
       XDG_CACHE_HOME: await makeTempDir('muster-fo-cache-'),
+      XDG_RUNTIME_DIR: await compileServiceRuntime(),
       // Debugging: the compile service's log, with when its guard paused and resumed.
       ...(process.env.MUSTER_TEST_DEBUG ? { MUSTER_CC_LOG: 'info' } : {}),
     },

@@ -25,6 +25,7 @@ import type { BuildSummary, BuildView } from '../../src/api/views/builds.js';
 import type { StatusView } from '../../src/api/views/status.js';
 import { cleanup, makeTempDir, startAgent, waitFor } from '../helpers/agent-process.js';
 import { localeEnv, summaryOf } from '../helpers/cc-remote.js';
+import { compileServiceRuntime, stopCompileServices } from '../helpers/cc-service.js';
 import { runCli, type CliRun } from '../helpers/cli.js';
 import {
   killCoordinators,
@@ -80,6 +81,7 @@ before(async () => {
     NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS,
     MUSTER_CONFIG_DIR: await makeTempDir('muster-renum-config-'),
     XDG_CACHE_HOME: await makeTempDir('muster-renum-cache-'),
+    XDG_RUNTIME_DIR: await compileServiceRuntime(),
     MUSTER_URL: primary.url,
     MUSTER_TOKEN: primary.token,
     HOME: await makeTempDir('muster-renum-home-'),
@@ -98,6 +100,7 @@ after(async () => {
     building.kill('SIGKILL');
     await building;
   }
+  await stopCompileServices();
   await killCoordinators();
   await cleanup();
 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { prewarmedCompilers } from '../../src/cli/build-command.js';
+import { prewarmedCompilers } from '../../src/cli/cc/launch-env.js';
 import { CompileService, type CoordinatorPorts } from '../../src/cli/cc/service.js';
 import { readStats } from '../../src/cli/cc/stats.js';
 import { FakeRecorder, hourAhead, InMemorySharedCache } from '../helpers/cc-fakes.js';

@@ -6,6 +6,7 @@
  */
 import { formatDuration, plural } from '../../api/format.js';
 import type { CompileSessionView } from '../../api/views/compile.js';
+import type { CompileStats } from './stats.js';
 
 export interface BuildCounts {
   /** Every compiler invocation the command made. */
@@ -22,6 +23,22 @@ export interface BuildCounts {
   reruns: number;
   /** Why the fallbacks fell back (`agent-lost`, `no-agent-slot`, …). */
   fallbackReasons: Record<string, number>;
+}
+
+/** A build's counts from its service's counters and the shims' fallbacks it folded. */
+export function countsOf(stats: Readonly<CompileStats>, shimFallbacks: number): BuildCounts {
+  return {
+    jobs: stats.compiles + stats.passthrough + shimFallbacks,
+    compiles: stats.compiles,
+    remote: stats.remote,
+    local: stats.local,
+    cacheHits: stats.cacheHits,
+    cacheMisses: stats.cacheMisses,
+    fallbacks: stats.fallbacks,
+    errors: stats.errors,
+    reruns: stats.reruns,
+    fallbackReasons: { ...stats.fallbackReasons },
+  };
 }
 
 export interface PoolHint {

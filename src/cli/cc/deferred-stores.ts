@@ -34,6 +34,8 @@ export class DeferredStores {
   #bytes = 0;
   #running = false;
   #draining = false;
+  /** How many of the queue's first results run at once, busy or not (hurry()). */
+  #hurried = 0;
 
   constructor(options: DeferredStoresOptions) {
     this.#options = options;
@@ -78,8 +80,17 @@ export class DeferredStores {
     this.#pump();
   }
 
+  /**
+   * The results queued now run at once, busy or not; later ones wait as before (a build the
+   * service hosts closes, and waits for its own results).
+   */
+  hurry(): void {
+    this.#hurried = this.#queue.length;
+    this.#pump();
+  }
+
   #mayRun(): boolean {
-    return this.#draining || !this.#options.busy() || this.full;
+    return this.#draining || this.#hurried > 0 || !this.#options.busy() || this.full;
   }
 
   #pump(): void {
@@ -87,6 +98,7 @@ export class DeferredStores {
     const next = this.#queue[0];
     if (next === undefined || !this.#mayRun()) return;
     this.#queue.shift();
+    if (this.#hurried > 0) this.#hurried--;
     this.#bytes -= next.bytes;
     this.#running = true;
     void next

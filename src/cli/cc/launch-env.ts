@@ -24,7 +24,7 @@
  */
 import { delimiter, join } from 'node:path';
 import { packagePath } from '../../protocol/client/package-root.js';
-import { MASQUERADE_ENV, SOCKET_ENV } from './shim-protocol.js';
+import { MASQUERADE_ENV, SOCKET_ENV } from './shim-names.js';
 
 /** The compiler names the masquerade directory holds. */
 export const MASQUERADE_NAMES = ['cc', 'c++', 'gcc', 'g++', 'clang', 'clang++'] as const;
@@ -96,4 +96,19 @@ export function launchEnvironment(
   out[SOCKET_ENV] = socket;
   out[MASQUERADE_ENV] = paths.masquerade;
   return out;
+}
+
+/**
+ * The compilers a build most likely runs, identified while the command starts: the compiler
+ * `$CC` and `$CXX` name when set (`gcc` of `muster cc gcc -O2`), else `cc` (make's default CC).
+ */
+export function prewarmedCompilers(env: Readonly<Record<string, string | undefined>>): string[] {
+  const named = [env['CC'], env['CXX']].flatMap((value) => {
+    const words = (value ?? '').trim().split(/\s+/);
+    if (/(^|\/)muster$/.test(words[0] ?? '') && words[1] === 'cc') words.splice(0, 2);
+    else if (/(^|\/)muster-cc$/.test(words[0] ?? '')) words.splice(0, 1);
+    const program = words[0] ?? '';
+    return program === '' || program.startsWith('-') ? [] : [program];
+  });
+  return named.length > 0 ? [...new Set(named)] : ['cc'];
 }

@@ -14,6 +14,7 @@
  * directory.
  */
 import { mkdir, mkdtemp, rm, stat, chmod } from 'node:fs/promises';
+import { endsWithin } from '../../common/bounded-wait.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,11 +32,19 @@ import type { ServiceLog } from './service-log.js';
 import { ShimConnection, type ByteBudget } from './shim-connection.js';
 import { FALLBACK_LOG_NAME } from './shim-protocol.js';
 import { clearStaleSocket, prepareSocketDir } from './socket-path.js';
+import { prewarmedCompilers } from './launch-env.js';
 import { StatsCounter } from './stats.js';
 import { SystemHeaders } from './system-headers.js';
 import { TOOLCHAIN_IDS_DIR, ToolchainIds, type Discover } from './toolchain-ids.js';
 import { resolveProgram } from './toolchain.js';
 import { warnUnlessPaused } from './coordinator-guard.js';
+import { HostedBuild, type OpenBuild } from './hosted-build.js';
+import type { ControlChannel } from './shim-connection.js';
+import type { BuildClose, BuildOpen, ShimHello } from './shim-protocol.js';
+import { environFromList } from './shim-protocol.js';
+import { BUILD_ENV } from './build-control.js';
+import { userCacheDir } from './cache-dir.js';
+import { MUSTER_VERSION } from '../../common/version.js';
 
 export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -92,6 +101,16 @@ export interface CompileServiceOptions extends CoordinatorPorts {
   readonly backgroundMs?: number;
   readonly helloTimeoutMs?: number;
   readonly statsFlushDelayMs?: number;
+  /**
+   * Hosts `muster build`'s builds (build-control.ts): opens a build's session with the front
+   * end's environment. Without it control connections are refused (the front end then hosts
+   * its build itself).
+   */
+  readonly openBuild?: OpenBuild;
+  /** A build of another Muster version asked to be hosted (its version): an upgrade happened. */
+  readonly onOutdated?: (version: string) => void;
+  /** How long a hosted build's close waits for its uploads (default 60 s, as `muster build`). */
+  readonly hostedBackgroundMs?: number;
   /** Tests give a fake (discoverToolchain runs the driver and ldd). */
   readonly discoverToolchain?: Discover;
   /** Tests give a clock (the 2 s "too new" rule would keep every fresh test file out). */
@@ -109,7 +128,11 @@ const DEFAULTS = {
   drainMs: 10_000,
   helloTimeoutMs: 30_000,
   backgroundMs: 10_000,
+  hostedBackgroundMs: 60_000,
 };
+
+/** `BUILD_ENV=` in a hello's environment: the hosted build the compile belongs to. */
+const BUILD_ENTRY = `${BUILD_ENV}=`;
 
 export class CompileService {
   readonly #options: CompileServiceOptions;
@@ -131,6 +154,10 @@ export class CompileService {
   #ready: Promise<JobContext> | null = null;
   /** The options' `coordinator`, never rejecting (no coordinator: offline). */
   readonly #ports: Promise<CoordinatorPorts> | null;
+  /** What every job shares, without ports (hosted builds add their own). */
+  #base: JobContext | null = null;
+  /** The builds hosted now, by tag. */
+  readonly #builds = new Map<string, HostedBuild>();
 
   constructor(options: CompileServiceOptions) {
     this.#options = options;
@@ -230,11 +257,13 @@ export class CompileService {
       log: this.#log,
       background: (what, work) => this.#addBackground(what, work),
     };
+    this.#base = context;
     this.#ready =
       this.#ports === null
         ? Promise.resolve(context)
         : this.#ports.then((ports) => ({ ...context, ...portsOf(ports) }));
-    for (const compiler of o.prewarm ?? []) this.#prewarm(context, compiler);
+    for (const compiler of o.prewarm ?? [])
+      this.#prewarm(context, compiler, process.env['PATH'] ?? '');
     const dir = dirname(socketPath);
     await prepareSocketDir(dir);
     const server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (socket) =>
@@ -265,8 +294,7 @@ export class CompileService {
    * Identifies `compiler`'s toolchain in the background (a compile then finds it known). Not
    * work stop() waits for: a command that compiles nothing need not wait for it.
    */
-  #prewarm(context: JobContext, compiler: string): void {
-    const searchPath = process.env['PATH'] ?? '';
+  #prewarm(context: JobContext, compiler: string, searchPath: string): void {
     resolveProgram(compiler, searchPath)
       .then(
         (path) => context.toolchains.of(path, searchPath),
@@ -289,23 +317,88 @@ export class CompileService {
       budget: this.#budget,
       helloTimeoutMs: this.#options.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs,
       answer: async (exchange) => {
+        const build = this.#buildOf(exchange.hello);
         try {
-          return await answerHello(await ready, exchange);
+          return await answerHello(await (build?.context ?? ready), exchange);
         } catch (err) {
           if (!(err instanceof ShimProtocolError) && exchangeStillOpen(connection)) {
             this.#log.warn({ err }, 'muster cc: a job failed in the service; the shim compiles');
-            this.#stats.fallback('service-error');
+            (build?.stats ?? this.#stats).fallback('service-error');
           }
           throw err;
         }
       },
       onRefused: (reason) => this.#log.warn({ reason }, 'muster cc: closed a shim connection'),
+      control: (open, channel) => this.#host(open, channel),
     });
     this.#connections.add(connection);
     void connection.closed.then(() => {
       this.#connections.delete(connection);
       this.#lastActivity = Date.now();
     });
+  }
+
+  /** The hosted build a compile names in its environment, if it is one of ours. */
+  #buildOf(hello: ShimHello): HostedBuild | undefined {
+    if (this.#builds.size === 0) return undefined;
+    for (const entry of hello.env)
+      if (entry.startsWith(BUILD_ENTRY)) return this.#builds.get(entry.slice(BUILD_ENTRY.length));
+    return undefined;
+  }
+
+  /** Why this service does not host the build `open` asks for, or null when it does. */
+  #refusal(open: BuildOpen, env: NodeJS.ProcessEnv): string | null {
+    const o = this.#options;
+    if (o.openBuild === undefined) return 'this compile service does not host builds';
+    // Also while starting: the socket answers from listen() on (`muster build` started it).
+    const up = this.#state === 'running' || this.#state === 'starting';
+    if (!up || this.#base === null) return `the service is ${this.#state}`;
+    if (open.version !== MUSTER_VERSION) {
+      o.onOutdated?.(open.version);
+      return `the service is Muster ${MUSTER_VERSION}, not ${open.version}`;
+    }
+    if (open.launcher !== o.shimPath) return 'the service is of another installation';
+    if (userCacheDir(env) !== o.cacheDir) return `the service's cache is ${o.cacheDir}`;
+    // Node reads it once, at the service's start: another build's certificates are not there.
+    if (env['NODE_EXTRA_CA_CERTS'] !== process.env['NODE_EXTRA_CA_CERTS'])
+      return 'the service trusts other certificates (NODE_EXTRA_CA_CERTS)';
+    return null;
+  }
+
+  /** A control connection's build: hosted here until its close, or refused. */
+  #host(open: BuildOpen, channel: ControlChannel): (close: BuildClose) => void {
+    const env = environFromList(open.env);
+    const refusal = this.#refusal(open, env);
+    const base = this.#base;
+    const openBuild = this.#options.openBuild;
+    if (refusal !== null || base === null || openBuild === undefined) {
+      this.#log.info({ reason: refusal }, 'muster cc: refused to host a build');
+      channel.end({ type: 'build-refused', reason: refusal ?? 'not running' });
+      return () => undefined;
+    }
+    const build = new HostedBuild({
+      open,
+      env,
+      base,
+      openBuild,
+      channel,
+      serviceBackground: (what, work) => this.#addBackground(what, work),
+      backgroundMs: this.#options.hostedBackgroundMs ?? DEFAULTS.hostedBackgroundMs,
+    });
+    this.#builds.set(build.tag, build);
+    this.#log.info({ build: build.tag, cwd: open.cwd }, 'muster cc: hosting a build');
+    channel.send({ type: 'build-accepted', tag: build.tag });
+    for (const compiler of prewarmedCompilers(env))
+      this.#prewarm(base, compiler, env['PATH'] ?? '');
+    const close = (exitCode: number | null | undefined): void => {
+      const closing = build.close(exitCode).finally(() => this.#builds.delete(build.tag));
+      this.#addBackground('closing a build', closing);
+    };
+    // A front end that went away before its close: the build ends as failed.
+    void channel.closed.then(() => {
+      if (build.state === 'open') close(undefined);
+    });
+    return (message) => close(message.exitCode);
   }
 
   #addBackground(what: string, work: Promise<unknown>): void {
@@ -337,7 +430,7 @@ export class CompileService {
     const server = this.#server;
     const closed =
       server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
-    await bounded(
+    await endsWithin(
       Promise.all([...this.#connections].map((c) => c.closed)),
       this.#options.drainMs ?? DEFAULTS.drainMs,
     );
@@ -349,7 +442,10 @@ export class CompileService {
       (err: unknown) => this.#log.debug({ err }, 'muster cc: no coordinator ports to flush'),
     );
     this.#stores?.drain();
-    const left = await bounded(this.settled(), this.#options.backgroundMs ?? DEFAULTS.backgroundMs);
+    const left = await endsWithin(
+      this.settled(),
+      this.#options.backgroundMs ?? DEFAULTS.backgroundMs,
+    );
     if (!left)
       this.#log.warn(
         { pending: this.#background.size },
@@ -392,20 +488,4 @@ function portsOf(
 
 function exchangeStillOpen(connection: ShimConnection): boolean {
   return connection.state !== 'done';
-}
-
-/** Waits for `work` at most `ms`; true when it ended (either way) in time. */
-async function bounded(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const ended = await Promise.race([
-    work.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return ended;
 }

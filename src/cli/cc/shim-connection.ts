@@ -2,6 +2,10 @@
  * One shim's connection to the service: frames in, checked, one at a time.
  *
  *   awaiting-hello ──hello──▶ working ──run/cpp──▶ awaiting-ran ──ran──▶ working … ──exit/exec──▶ done
+ *         └──build-open──▶ control ──build-close──▶ closing ──build-closed──▶ done
+ *
+ * A control connection (build-control.ts) carries a `muster build` front end: the service hosts
+ * its build while the connection lasts.
  *
  * The shim never sends two frames without an answer in between, so while the service works the
  * socket is paused (nothing more is read). Anything else — a bad or oversized frame, a message
@@ -13,9 +17,12 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { encodeJsonFrame, FrameDecoder } from '../../protocol/framing.js';
 import type { ShimExchange, ShimProgram } from './job-context.js';
+import type { ControlMessage } from './build-control.js';
 import {
   SHIM_MAX_FRAME_BYTES,
   shimMessageSchema,
+  type BuildClose,
+  type BuildOpen,
   type ServiceMessage,
   type ShimHello,
   type ShimRan,
@@ -30,7 +37,23 @@ export interface ByteBudget {
   readonly max: number;
 }
 
-type State = 'awaiting-hello' | 'working' | 'awaiting-ran' | 'done';
+type State = 'awaiting-hello' | 'working' | 'awaiting-ran' | 'control' | 'closing' | 'done';
+
+/** The service's side of a control connection. */
+export interface ControlChannel {
+  /** Sends a message (nothing once the connection is gone). */
+  send(message: ControlMessage): void;
+  /** Sends the last message and closes. */
+  end(message: ControlMessage): void;
+  /** Resolves when the connection is gone, whoever closed it. */
+  readonly closed: Promise<void>;
+}
+
+/** Hosts the build a control connection opens; returns what to do at its `build-close`. */
+export type ControlHandler = (
+  open: BuildOpen,
+  channel: ControlChannel,
+) => (close: BuildClose) => void;
 
 export interface ShimConnectionOptions {
   readonly budget: ByteBudget;
@@ -39,6 +62,8 @@ export interface ShimConnectionOptions {
   readonly answer: (exchange: ShimExchange) => Promise<ServiceMessage>;
   /** A connection closed for a reason worth a log line (a bad peer). */
   readonly onRefused: (reason: string) => void;
+  /** Hosts builds (`build-open`); without it a control connection is refused. */
+  readonly control?: ControlHandler;
 }
 
 export class ShimConnection {
@@ -55,6 +80,8 @@ export class ShimConnection {
     resolve: (ran: ShimRan) => void;
     reject: (err: Error) => void;
   } | null = null;
+  /** A control connection's `build-close` handler. */
+  #onClose: ((close: BuildClose) => void) | null = null;
 
   constructor(socket: Socket, options: ShimConnectionOptions) {
     this.#socket = socket;
@@ -108,6 +135,17 @@ export class ShimConnection {
     if (this.#state === 'awaiting-hello' && message.type === 'hello') {
       this.#hello(message);
     } else if (
+      this.#state === 'awaiting-hello' &&
+      message.type === 'build-open' &&
+      this.#options.control !== undefined
+    ) {
+      this.#control(message, this.#options.control);
+    } else if (this.#state === 'control' && message.type === 'build-close') {
+      const onClose = this.#onClose;
+      this.#onClose = null;
+      this.#state = 'closing';
+      onClose?.(message);
+    } else if (
       this.#state === 'awaiting-ran' &&
       message.type === 'ran' &&
       message.token === this.#waiting?.token
@@ -145,6 +183,25 @@ export class ShimConnection {
     );
   }
 
+  #control(open: BuildOpen, control: ControlHandler): void {
+    if (this.#helloTimer !== null) clearTimeout(this.#helloTimer);
+    this.#helloTimer = null;
+    this.#state = 'control';
+    const socket = this.#socket;
+    const channel: ControlChannel = {
+      send: (message) => {
+        if (this.#state !== 'done' && socket.writable) socket.write(encodeJsonFrame(message));
+      },
+      end: (message) => {
+        if (this.#state === 'done') return;
+        this.#state = 'done';
+        socket.end(encodeJsonFrame(message));
+      },
+      closed: this.closed,
+    };
+    this.#onClose = control(open, channel);
+  }
+
   #run(type: 'run' | 'cpp', program: ShimProgram): Promise<ShimRan> {
     if (this.#state !== 'working') {
       return Promise.reject(new Error('the shim is gone'));
@@ -179,6 +236,7 @@ export class ShimConnection {
     this.#options.budget.used -= this.#inFrame;
     this.#inFrame = 0;
     this.#state = 'done';
+    this.#onClose = null;
     const waiting = this.#waiting;
     this.#waiting = null;
     waiting?.reject(new Error('the shim closed the connection'));

@@ -22,7 +22,6 @@
  * own executable and the masquerade directory) and append one line to `FALLBACK_LOG_NAME` in
  * the socket directory, which the service counts under `fallbacks` at its next start.
  */
-import { join } from 'node:path';
 import { z } from 'zod';
 
 export const SHIM_PROTOCOL_VERSION = 1;
@@ -33,12 +32,15 @@ export const SHIM_MAX_FRAME_BYTES = 64 * 1024 * 1024;
  * have been cut, so it is not an exact record (native/muster-cc.c `MAX_CAPTURE`).
  */
 export const SHIM_MAX_CAPTURE_BYTES = ((SHIM_MAX_FRAME_BYTES - 64 * 1024) / 4) * 3;
-/** Environment variable naming the service's socket (set by `muster build` for its command). */
-export const SOCKET_ENV = 'MUSTER_CC_SOCKET';
-/** Environment variable naming the masquerade directory, so nothing loops back into the shim. */
-export const MASQUERADE_ENV = 'MUSTER_CC_MASQUERADE';
-export const SOCKET_NAME = 'cc.sock';
-export const FALLBACK_LOG_NAME = 'cc-fallbacks.log';
+export {
+  FALLBACK_LOG_NAME,
+  MASQUERADE_ENV,
+  SOCKET_ENV,
+  SOCKET_NAME,
+  userSocketDir,
+  environFromList,
+  environToList,
+} from './shim-names.js';
 /**
  * What the shim writes to `FALLBACK_LOG_NAME`, one line per fallback: `<unix-seconds> <reason>`.
  * Before talking: `not-utf8`, `no-cwd`, `too-large` (hello over the frame limit),
@@ -106,7 +108,46 @@ export const ranSchema = z
   .strict();
 export type ShimRan = z.infer<typeof ranSchema>;
 
-export const shimMessageSchema = z.discriminatedUnion('type', [helloSchema, ranSchema]);
+/**
+ * A `muster build` asks the service to host its build (build-control.ts): the first frame of a
+ * control connection instead of a hello.
+ */
+export const buildOpenSchema = z
+  .object({
+    type: z.literal('build-open'),
+    v: z.literal(SHIM_PROTOCOL_VERSION),
+    /** The front end's Muster version: another version's service does not host it. */
+    version: z.string().max(64),
+    /** The front end's native launcher: another installation's service does not host it. */
+    launcher: z.string().max(4096),
+    /** The command line, as the build on the coordinator shows it. */
+    command: z.string().max(8192),
+    cwd: z.string().min(1).max(4096),
+    /** The front end's environment, `NAME=value` (its login, cache dir, CC and CXX). */
+    env: z.array(byteString).max(100_000),
+    placement: z.enum(['auto', 'local', 'remote']),
+    noCache: z.boolean(),
+    /** The build's private directory (absolute): the shims' fallback log of this build. */
+    dir: z.string().min(2).max(4096).startsWith('/'),
+  })
+  .strict();
+export type BuildOpen = z.infer<typeof buildOpenSchema>;
+
+export const buildCloseSchema = z
+  .object({
+    type: z.literal('build-close'),
+    /** The command's exit code, or null when a signal ended it. */
+    exitCode: z.number().int().min(0).max(255).nullable(),
+  })
+  .strict();
+export type BuildClose = z.infer<typeof buildCloseSchema>;
+
+export const shimMessageSchema = z.discriminatedUnion('type', [
+  helloSchema,
+  ranSchema,
+  buildOpenSchema,
+  buildCloseSchema,
+]);
 export type ShimMessage = z.infer<typeof shimMessageSchema>;
 
 export interface ExecMessage {
@@ -133,34 +174,3 @@ export interface ExitMessage {
 }
 
 export type ServiceMessage = ExecMessage | RunMessage | ExitMessage;
-
-/** `NAME=value` list → record; the first occurrence of a name wins, as getenv(3) reads it. */
-export function environFromList(list: readonly string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const entry of list) {
-    const eq = entry.indexOf('=');
-    if (eq <= 0) continue;
-    const name = entry.slice(0, eq);
-    if (!Object.hasOwn(env, name)) env[name] = entry.slice(eq + 1);
-  }
-  return env;
-}
-
-export function environToList(env: Readonly<Record<string, string | undefined>>): string[] {
-  return Object.entries(env)
-    .filter((entry): entry is [string, string] => entry[1] !== undefined)
-    .map(([name, value]) => `${name}=${value}`);
-}
-
-/**
- * The per-user directory of the `muster cc --serve` socket: `$XDG_RUNTIME_DIR/muster`, else
- * `/tmp/muster-<uid>`. The shim computes the same (native/muster-cc.c `socket_dir`).
- */
-export function userSocketDir(
-  env: Readonly<Record<string, string | undefined>>,
-  uid: number,
-): string {
-  const runtime = env['XDG_RUNTIME_DIR'];
-  if (runtime !== undefined && runtime.startsWith('/')) return join(runtime, 'muster');
-  return `/tmp/muster-${uid}`;
-}

@@ -126,6 +126,8 @@ export class StatsCounter {
   readonly #cacheDir: string;
   readonly #flushDelayMs: number;
   readonly #onError: (err: unknown) => void;
+  /** Set: this counter keeps totals only and passes each count on (one build of a service). */
+  readonly #parent: StatsCounter | undefined;
   #pending = emptyStats();
   /** Everything this counter counted since it was made (`muster build`'s summary). */
   readonly #totals = emptyStats();
@@ -135,9 +137,15 @@ export class StatsCounter {
 
   constructor(
     cacheDir: string,
-    options: { flushDelayMs?: number; onError?: (err: unknown) => void } = {},
+    options: {
+      flushDelayMs?: number;
+      onError?: (err: unknown) => void;
+      /** Counts also go to this counter, which alone writes them to the file. */
+      parent?: StatsCounter;
+    } = {},
   ) {
     this.#cacheDir = cacheDir;
+    this.#parent = options.parent;
     this.#flushDelayMs = options.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS;
     this.#onError = options.onError ?? (() => undefined);
   }
@@ -153,25 +161,33 @@ export class StatsCounter {
   }
 
   add(counter: Counter, n = 1): void {
-    for (const stats of [this.#pending, this.#totals]) stats[counter] += n;
+    for (const stats of this.#counted()) stats[counter] += n;
+    this.#parent?.add(counter, n);
     this.#changed();
   }
 
   localReason(reason: string): void {
     const name = reasonName(reason);
-    for (const stats of [this.#pending, this.#totals])
+    for (const stats of this.#counted())
       stats.localReasons[name] = (stats.localReasons[name] ?? 0) + 1;
+    this.#parent?.localReason(reason);
     this.#changed();
   }
 
   /** One infrastructure failure: `fallbacks` and its reason. */
   fallback(reason: string, n = 1): void {
     const name = reasonName(reason);
-    for (const stats of [this.#pending, this.#totals]) {
+    for (const stats of this.#counted()) {
       stats.fallbacks += n;
       stats.fallbackReasons[name] = (stats.fallbackReasons[name] ?? 0) + n;
     }
+    this.#parent?.fallback(reason, n);
     this.#changed();
+  }
+
+  /** What a count adds to: the totals, and what is pending for the file unless a parent writes it. */
+  #counted(): CompileStats[] {
+    return this.#parent === undefined ? [this.#pending, this.#totals] : [this.#totals];
   }
 
   /** Adds what is pending to the file now (and waits for a flush already running). */
@@ -248,6 +264,7 @@ export class StatsCounter {
   }
 
   #changed(): void {
+    if (this.#parent !== undefined) return;
     this.#dirty = true;
     if (this.#timer !== null) return;
     this.#timer = setTimeout(() => {

@@ -1,0 +1,195 @@
+/**
+ * One build the per-user compile service hosts for a `muster build` (build-control.ts): its own
+ * compile session on the coordinator (ports opened with the front end's environment, not the
+ * service's), its own counters (also counted in the service's), its own background work, its
+ * placement and --no-cache, and the service's warm memories (toolchains, header hashes, the
+ * local tier) shared with every other build.
+ *
+ *   open ──build-close──▶ closing ──▶ closed       (build-closed sent with its counts)
+ *     └──control connection dropped──▶ closing ──▶ closed   (closed on the coordinator as failed)
+ *
+ * Closing: the results kept meanwhile are stored at once, the build's uploads are waited for
+ * (bounded), the shims' fallback log in the build's directory is counted, and the build is
+ * closed on the coordinator with the counts.
+ */
+import { randomBytes } from 'node:crypto';
+import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { endsWithin } from '../../common/bounded-wait.js';
+import { countsOf, type BuildCounts } from './build-summary.js';
+import { warnUnlessPaused } from './coordinator-guard.js';
+import type { JobContext } from './job-context.js';
+import type { ServiceLog } from './service-log.js';
+import type { ControlChannel } from './shim-connection.js';
+import { FALLBACK_LOG_NAME, type BuildOpen } from './shim-protocol.js';
+import { StatsCounter } from './stats.js';
+import type { JobRecorder, RemoteJobs, SharedCache } from './ports.js';
+
+/** The coordinator's side of a hosted build (build-session.ts). */
+export interface BuildPorts {
+  readonly ports: Promise<{
+    readonly sharedCache?: SharedCache;
+    readonly remote?: RemoteJobs;
+    readonly recorder?: JobRecorder;
+    readonly offlineReason?: string;
+  }>;
+  close(exitCode: number | null, counts: BuildCounts): Promise<{ buildId: number | undefined }>;
+}
+
+/** Opens a build's session with its own environment; `say` reaches the build's stderr. */
+export type OpenBuild = (
+  request: { readonly command: string; readonly cwd: string; readonly env: NodeJS.ProcessEnv },
+  say: (text: string) => void,
+) => BuildPorts;
+
+export type HostedBuildState = 'open' | 'closing' | 'closed';
+
+export interface HostedBuildOptions {
+  readonly open: BuildOpen;
+  readonly env: NodeJS.ProcessEnv;
+  /** The service's context: what every build shares. */
+  readonly base: JobContext;
+  readonly openBuild: OpenBuild;
+  readonly channel: ControlChannel;
+  /** Work the service's stop waits for too. */
+  readonly serviceBackground: (what: string, work: Promise<unknown>) => void;
+  /** How long the close waits for the build's uploads. */
+  readonly backgroundMs: number;
+}
+
+export class HostedBuild {
+  readonly tag = randomBytes(18).toString('base64url');
+  readonly stats: StatsCounter;
+  /** The build's context, once its ports are known. */
+  readonly context: Promise<JobContext>;
+  #state: HostedBuildState = 'open';
+  #closing: Promise<void> | null = null;
+  readonly #options: HostedBuildOptions;
+  readonly #session: BuildPorts;
+  readonly #background = new Set<Promise<unknown>>();
+  readonly #log: ServiceLog;
+
+  constructor(options: HostedBuildOptions) {
+    this.#options = options;
+    const { base, open, channel } = options;
+    const say = (text: string): void => channel.send({ type: 'say', text });
+    this.#log = tellingLog(base.log, say);
+    this.stats = new StatsCounter('', { parent: base.stats });
+    this.#session = options.openBuild(
+      { command: open.command, cwd: open.cwd, env: options.env },
+      say,
+    );
+    const context: JobContext = {
+      ...base,
+      stats: this.stats,
+      placement: open.placement,
+      placementFromEnv: false,
+      noCache: open.noCache,
+      log: this.#log,
+      background: (what, work) => this.#track(what, work),
+    };
+    this.context = this.#session.ports.then(
+      (ports) => ({
+        ...context,
+        sharedCache: ports.sharedCache,
+        remote: ports.remote,
+        recorder: ports.recorder,
+        offlineReason: ports.offlineReason,
+      }),
+      (err: unknown) => {
+        this.#log.warn({ err }, 'muster cc: no coordinator');
+        return { ...context, offlineReason: 'no-coordinator' };
+      },
+    );
+  }
+
+  get state(): HostedBuildState {
+    return this.#state;
+  }
+
+  /** Closes the build (once): with the command's exit code, or as failed (`undefined`). */
+  close(exitCode: number | null | undefined): Promise<void> {
+    this.#closing ??= this.#close(exitCode);
+    return this.#closing;
+  }
+
+  #track(what: string, work: Promise<unknown>): void {
+    const tracked = work.then(
+      () => undefined,
+      (err: unknown) => warnUnlessPaused(this.#log, err, `muster cc: ${what} failed`),
+    );
+    this.#options.serviceBackground(what, tracked);
+    this.#background.add(tracked);
+    void tracked.finally(() => this.#background.delete(tracked));
+  }
+
+  async #settled(): Promise<void> {
+    while (this.#background.size > 0) await Promise.all([...this.#background]);
+  }
+
+  async #close(exitCode: number | null | undefined): Promise<void> {
+    this.#state = 'closing';
+    const { channel, base } = this.#options;
+    const context = await this.context;
+    // The results this build kept meanwhile go now, and its uploads leave without waiting for
+    // company: the front end waits for them, as it does when it hosts the build itself.
+    base.stores.hurry();
+    context.sharedCache?.flushNow?.();
+    if (!(await endsWithin(this.#settled(), this.#options.backgroundMs)))
+      this.#log.warn(
+        { pending: this.#background.size },
+        'muster cc: the build ended before every result reached the shared cache',
+      );
+    const shimFallbacks = await this.#foldFallbacks();
+    const counts = countsOf(this.stats.totals, shimFallbacks);
+    // A front end that went away (killed): closed as a command a signal ended.
+    const { buildId } = await this.#session
+      .close(exitCode ?? null, counts)
+      .catch((err: unknown) => {
+        this.#log.warn({ err }, 'muster cc: closing the build failed');
+        return { buildId: undefined };
+      });
+    channel.end({
+      type: 'build-closed',
+      counts,
+      buildId: buildId ?? null,
+      offline: context.offlineReason !== undefined,
+    });
+    this.#state = 'closed';
+  }
+
+  /** The shims' fallbacks of this build, from the log in its own directory (when it is ours). */
+  async #foldFallbacks(): Promise<number> {
+    const dir = this.#options.open.dir;
+    try {
+      const s = await lstat(dir);
+      const mine = s.uid === (process.getuid?.() ?? s.uid);
+      if (!s.isDirectory() || !mine || (s.mode & 0o077) !== 0) return 0;
+      return await this.stats.foldFallbackLog(join(dir, FALLBACK_LOG_NAME));
+    } catch (err) {
+      this.#log.debug({ err }, 'muster cc: no fallback log of the build');
+      return 0;
+    }
+  }
+}
+
+/** The service's log, whose warnings and errors the build's stderr shows too. */
+function tellingLog(log: ServiceLog, say: (text: string) => void): ServiceLog {
+  const telling =
+    (level: 'warn' | 'error') =>
+    (...args: unknown[]): void => {
+      Reflect.apply(log[level], log, args);
+      const [first, second] = args;
+      const message = typeof first === 'string' ? first : typeof second === 'string' ? second : '';
+      const err =
+        typeof first === 'object' && first !== null ? (first as { err?: unknown }).err : undefined;
+      const why = err instanceof Error ? `: ${err.message}` : '';
+      if (message !== '') say(`${message}${why}\n`);
+    };
+  return {
+    debug: (...args: unknown[]): void => void Reflect.apply(log.debug, log, args),
+    info: (...args: unknown[]): void => void Reflect.apply(log.info, log, args),
+    warn: telling('warn'),
+    error: telling('error'),
+  };
+}

@@ -9,7 +9,7 @@ import { appendFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mustRun, offlineMusterEnv } from './cc-peer-processes.js';
+import { mustRun, offlineMusterEnv, stopMusterService } from './cc-peer-processes.js';
 import { lua, projectTree } from './cc-projects.js';
 import { sleep } from './coordinator-process.js';
 import type { Benchmark, Measurement } from './measure.js';
@@ -74,6 +74,7 @@ export const ccHeaderEdit: Benchmark = {
       ctx.log(`${row.metric}: ${row.value}; ${row.detail}`);
       return [row];
     } finally {
+      await stopMusterService(offlineMusterEnv(dir));
       await rm(dir, { recursive: true, force: true });
     }
   },

@@ -10,7 +10,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mustRun, offlineMusterEnv } from './cc-peer-processes.js';
+import { mustRun, offlineMusterEnv, stopMusterService } from './cc-peer-processes.js';
 import { installedLauncherPaths } from '../src/cli/cc/launch-env.js';
 import { sleep } from './coordinator-process.js';
 import { fmt, type Benchmark, type Measurement } from './measure.js';
@@ -36,7 +36,7 @@ export const ccHotPath: Benchmark = {
   name: BENCHMARK,
   describe:
     'A cache hit through the native launcher, whole process (fork, exec, one Unix-socket round trip to the ' +
-    "compile service of `muster build`, object and depfile written, exit), timed by bench/native/time-runs.c's " +
+    "per-user compile service hosting `muster build`, object and depfile written, exit), timed by bench/native/time-runs.c's " +
     'fork/exec/wait loop, 200 runs (50 with --quick) of `gcc -c src/main.c` in examples/c-make, no coordinator ' +
     '(the local tier serves it); beside it /bin/true (the fork/exec floor) and the real compile.',
   async run(ctx) {
@@ -89,6 +89,7 @@ export const ccHotPath: Benchmark = {
         ctx.log(`${row.metric}: ${fmt(row.value)} ${row.unit}; ${row.detail}`);
       return rows;
     } finally {
+      await stopMusterService(offlineMusterEnv(dir));
       await rm(dir, { recursive: true, force: true });
     }
   },

@@ -24,7 +24,7 @@ import type { BuildCounts } from '../src/cli/cc/build-summary.js';
 import { userCacheDir } from '../src/cli/cc/cache-dir.js';
 import { TOOLCHAIN_IDS_DIR } from '../src/cli/cc/toolchain-ids.js';
 import { startAgent, type BenchAgent } from './agent.js';
-import { mustRun, startDaemon, type Daemon } from './cc-peer-processes.js';
+import { mustRun, startDaemon, stopMusterService, type Daemon } from './cc-peer-processes.js';
 import type { PeerBuild, PeerRunner } from './cc-peer-runners.js';
 import { countCompiles, type CcProject } from './cc-projects.js';
 import { startCoordinator, waitUntilIdle, type BenchCoordinator } from './coordinator-process.js';
@@ -70,7 +70,14 @@ function envFor(home: string, coordinator: BenchCoordinator): NodeJS.ProcessEnv 
     MUSTER_URL: coordinator.url,
     MUSTER_TOKEN: coordinator.token,
     MUSTER_CONFIG_DIR: join(home, 'config'),
+    // The per-user compile service `muster build` starts is this HOME's (stopped with it).
+    XDG_RUNTIME_DIR: join(home, 'run'),
   };
+}
+
+/** Ends the per-user compile service of the user at `home`, if one runs. */
+function stopService(home: string): Promise<void> {
+  return stopMusterService({ ...process.env, XDG_RUNTIME_DIR: join(home, 'run') });
 }
 
 /**
@@ -93,6 +100,7 @@ export function musterRunners(): {
   cold: PeerRunner;
   known: PeerRunner;
   warm: PeerRunner;
+  knownNewService: PeerRunner;
   remote: PeerRunner;
   launcher: PeerRunner;
   launcherClean: PeerRunner;
@@ -138,6 +146,7 @@ export function musterRunners(): {
   };
 
   const stopRound = async (): Promise<void> => {
+    if (home !== undefined) await stopService(home);
     await coordinator?.stop();
     coordinator = undefined;
     if (home !== undefined) await rm(home, { recursive: true, force: true });
@@ -182,10 +191,25 @@ export function musterRunners(): {
     build: (project, tree, jobs) => timed(project, tree, jobs),
     stop: async () => undefined,
   };
+  // The per-user service ended (idle for 10 minutes, or stopped): the build starts it again.
+  const knownNewService: PeerRunner = {
+    name: 'muster build, compiler known, service started by the build',
+    missing: async () => undefined,
+    start: async () => undefined,
+    async build(project, tree, jobs) {
+      if (home === undefined) throw new Error(`${this.name}: no cold build before`);
+      await stopService(home);
+      await freshCoordinator();
+      await emptyLocalTier(home);
+      return timed(project, tree, jobs);
+    },
+    stop: async () => undefined,
+  };
   return {
     cold,
     known,
     warm,
+    knownNewService,
     remote: remoteRunner(),
     launcher: launcherRunner(true),
     launcherClean: launcherRunner(false),
@@ -363,6 +387,7 @@ function remoteRunner(): PeerRunner {
       };
     },
     async stop() {
+      if (home !== undefined) await stopService(home);
       await coordinator?.stop();
       coordinator = undefined;
       if (home !== undefined) await rm(home, { recursive: true, force: true });

@@ -9,6 +9,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { now } from './measure.js';
 
 const groups = new Set<number>();
@@ -162,9 +163,17 @@ export function offlineMusterEnv(dir: string): NodeJS.ProcessEnv {
     ...process.env,
     HOME: dir,
     XDG_CACHE_HOME: join(dir, 'cache'),
+    // The per-user compile service its builds start is this benchmark's: stopMusterService.
+    XDG_RUNTIME_DIR: join(dir, 'run'),
     MUSTER_URL: 'http://127.0.0.1:9',
     MUSTER_TOKEN: 'none',
   };
+}
+
+/** Ends the per-user compile service `muster build` started with `env` (`muster cc --stop`). */
+export async function stopMusterService(env: NodeJS.ProcessEnv): Promise<void> {
+  const muster = fileURLToPath(new URL('../../bin/muster', import.meta.url));
+  await mustRun('muster cc --stop', muster, ['cc', '--stop'], { cwd: '/', env });
 }
 
 export async function mustRun(

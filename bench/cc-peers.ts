@@ -73,6 +73,8 @@ function pickedRunners(keys: readonly string[]): string[] {
     throw new Error(`BENCH_CC_PEERS: unknown ${unknown.join(', ')} (known: ${keys.join(', ')})`);
   if (wanted.includes('warm') && !wanted.includes('known'))
     throw new Error("BENCH_CC_PEERS: warm rebuilds from known's cache; name known too");
+  if (wanted.includes('known-new-service') && !wanted.includes('cold'))
+    throw new Error("BENCH_CC_PEERS: known-new-service follows cold's first use; name cold too");
   if (wanted.includes('known') && !wanted.includes('cold'))
     throw new Error("BENCH_CC_PEERS: known follows cold's first use in each round; name cold too");
   return wanted;
@@ -95,12 +97,13 @@ async function benchProject(
   log: (text: string) => void,
 ): Promise<Measurement[]> {
   const tree = await projectTree(project, join(root, project.pkg));
-  const { cold, known, warm, remote, launcher, launcherClean } = musterRunners();
+  const { cold, known, warm, knownNewService, remote, launcher, launcherClean } = musterRunners();
   const all = {
     make: plainMake(),
     cold,
     known,
     warm,
+    'known-new-service': knownNewService,
     launcher,
     'launcher-clean': launcherClean,
     remote,
@@ -250,7 +253,11 @@ export const ccPeers: Benchmark = {
     'a first untimed build sends it to the hosts). Daemons at nice 0 like make. make, distcc, icecream alternate ' +
     'in 3 rounds (1 with --quick); ratio = the median of each peer’s time / make’s time in the same round; the ' +
     'daemons’ logs count the compiles that really ran on them. Muster, in the same rounds: `muster build -- make -j2` ' +
-    'with a fresh coordinator and two one-slot agents (empty cache), then again after `make clean` (warm cache); ' +
+    'with a fresh coordinator and two one-slot agents and a new HOME (first use: the build starts the per-user ' +
+    'compile service that hosts it, and identifies the compiler), then with empty caches again (a fresh ' +
+    'coordinator, the local tier emptied) through the service the first build started (compiler known), then ' +
+    'after `make clean` (warm cache), then with empty caches once more after the service was stopped (compiler ' +
+    'known, service started by the build: the first build after the service idled out); ' +
     '`make CC="muster cc gcc"` through the per-user service (`muster cc --serve` started once, a coordinator without ' +
     'agents), warm: a first untimed build each round, then `make clean` and the timed one; the same with a new ' +
     'service and coordinator each round and the local tier emptied (compiler known, empty caches: the clean build ' +

@@ -12,7 +12,7 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -36,6 +36,7 @@ import { isPlacement, PLACEMENT_ENV } from './cc/placement.js';
 import { MASQUERADE_ENV, SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
 import { openBuildSession } from './cc/build-session.js';
 import { detach } from './cc/serve-detach.js';
+import { prepareSocketDir } from './cc/socket-path.js';
 import { formatStats, readStats, zeroStats } from './cc/stats.js';
 import { WorkingSessions } from './cc/working-sessions.js';
 import { printJson } from './print-json.js';
@@ -245,7 +246,7 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
   // A build of another Muster version asked (an upgrade): this service ends once nothing is in
   // flight, and that build's next one starts the new version's.
   const retire = setInterval(() => {
-    if (outdated !== undefined && service.activeConnections === 0)
+    if (outdated !== undefined && service.activeConnections === 0 && service.hostedBuilds === 0)
       exit('muster cc: another Muster version asked for a build: exiting', { version: outdated });
   }, RETIRE_CHECK_MS);
   retire.unref();
@@ -261,6 +262,8 @@ function servicePidFile(socket: string): string {
  * hosted builds close) and waits for it to exit.
  */
 async function stopService(socket: string): Promise<void> {
+  // Only a directory that is ours alone: another user could plant a pid file in a shared /tmp.
+  await prepareSocketDir(dirname(socket));
   const text = await readFile(servicePidFile(socket), 'utf8').catch(() => '');
   const pid = Number(text.trim());
   // The pid must still be a compile service: a pid file left by a crash may name another process.

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile, appendFile, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -32,6 +33,7 @@ import {
 } from '../helpers/coordinator-process.js';
 
 const run = promisify(execFile);
+const musterBin = fileURLToPath(new URL('../../../bin/muster', import.meta.url));
 const dirs: string[] = [];
 after(async () => {
   await stopCompileServices();
@@ -65,6 +67,7 @@ interface Summary {
   cacheMisses: number;
   fallbacks: number;
   errors: number;
+  fallbackReasons: Record<string, number>;
 }
 
 function summaryOf(result: CliResult): Summary {
@@ -252,9 +255,28 @@ describe('muster build -- make', () => {
     assert.equal((await compileServicePids(runtime)).length, 1);
   });
 
+  it('a service stopped during a build closes it first; the rest compile here, counted', async () => {
+    const dir = await project();
+    const script = `"${musterBin}" cc --stop && make -j2`;
+    const result = await muster(['build', '--json', '--', 'sh', '-c', script], online, dir);
+    const summary = summaryOf(result);
+    assert.match(
+      result.stderr,
+      /muster: the compile service is stopping: the rest of this build compiles here/,
+    );
+    assert.match(result.stderr, /the compile service stopped during the build/);
+    // Every compiler run after the stop (7 compiles, 2 links) ran in its launcher.
+    assert.equal(summary.fallbacks, 9, JSON.stringify(summary));
+    assert.deepEqual(summary.fallbackReasons, { 'no-service': 9 });
+    assert.equal(summary.jobs, 9);
+    await assertSameOutputs(dir, reference);
+  });
+
   it('muster cc --stop ends the per-user service that hosted the builds', async () => {
     const runtime = online['XDG_RUNTIME_DIR'] ?? '';
-    const [pid] = await compileServicePids(runtime);
+    // A service of its own: a build starts it.
+    assert.equal((await muster(['build', '--', 'true'], online, runtime)).code, 0);
+    const pid = (await compileServicePids(runtime)).at(-1);
     assert.ok(pid !== undefined);
     const stopped = await muster(['cc', '--stop'], online, runtime);
     assert.equal(stopped.code, 0, stopped.stderr);

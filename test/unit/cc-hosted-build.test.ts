@@ -157,7 +157,7 @@ describe('compile service: hosted builds', () => {
     await t.service.start(t.socket);
     try {
       const control = new Control(t.socket);
-      control.send(buildOpen(t.cacheEnv, t.dir));
+      control.send(buildOpen({ ...t.cacheEnv, MUSTER_CONFIG_DIR: 'conf/muster' }, t.dir));
       const accepted = await control.next('build-accepted');
       assert.equal(accepted.type, 'build-accepted');
       const tag = accepted.type === 'build-accepted' ? accepted.tag : '';
@@ -168,6 +168,8 @@ describe('compile service: hosted builds', () => {
       });
       assert.equal(opened[0]?.request.command, 'make -j2');
       assert.equal(opened[0]?.request.env['XDG_CACHE_HOME'], t.cacheEnv['XDG_CACHE_HOME']);
+      // A path the build names relative to its directory, read by the service from `/`.
+      assert.equal(opened[0]?.request.env['MUSTER_CONFIG_DIR'], '/tmp/conf/muster');
 
       const mine = await fakeShim({
         socket: t.socket,
@@ -228,6 +230,47 @@ describe('compile service: hosted builds', () => {
     }
   });
 
+  it('closes the builds it hosts first when it stops, and tells them', async () => {
+    const opened: Opened[] = [];
+    const t = setUp(fakeOpenBuild(opened, {}));
+    await t.service.start(t.socket);
+    const control = new Control(t.socket);
+    try {
+      control.send(buildOpen(t.cacheEnv, t.dir));
+      await control.next('build-accepted');
+      assert.equal(t.service.hostedBuilds, 1);
+      assert.equal(t.service.idleMs(), 0, 'a hosted build keeps the service from idling out');
+    } finally {
+      await t.service.stop();
+    }
+    const closed = await control.next('build-closed');
+    assert.ok(closed.type === 'build-closed');
+    assert.ok(
+      control.messages.some(
+        (m) => m.type === 'say' && m.text.includes('the compile service is stopping'),
+      ),
+      JSON.stringify(control.messages),
+    );
+    assert.equal(opened[0]?.closed?.exitCode, null);
+  });
+
+  it('sends a long line cut, not a message the front end would refuse', async () => {
+    const t = setUp((_request, say) => {
+      say('x'.repeat(100_000));
+      return { ports: Promise.resolve({}), close: () => Promise.resolve({ buildId: 1 }) };
+    });
+    await t.service.start(t.socket);
+    try {
+      const control = new Control(t.socket);
+      control.send(buildOpen(t.cacheEnv, t.dir));
+      const said = await control.next('say');
+      assert.ok(said.type === 'say' && said.text.length < 10_000);
+      assert.deepEqual(control.bad, []);
+    } finally {
+      await t.service.stop();
+    }
+  });
+
   it('refuses a build of another version, installation or cache, or when it hosts none', async () => {
     const opened: Opened[] = [];
     const outdated: string[] = [];
@@ -245,6 +288,12 @@ describe('compile service: hosted builds', () => {
         [
           t.socket,
           buildOpen(t.cacheEnv, t.dir, { launcher: '/elsewhere/muster-cc' }),
+          /another installation/,
+        ],
+        // Another installation of another version: not an upgrade of this one.
+        [
+          t.socket,
+          buildOpen(t.cacheEnv, t.dir, { launcher: '/elsewhere/muster-cc', version: '9.9.9' }),
           /another installation/,
         ],
         [t.socket, buildOpen({ XDG_CACHE_HOME: join(root, 'other') }, t.dir), /cache is/],

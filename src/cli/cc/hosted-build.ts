@@ -42,6 +42,9 @@ export type OpenBuild = (
   say: (text: string) => void,
 ) => BuildPorts;
 
+/** The longest line a build is sent to show. */
+const MAX_SAY = 8 * 1024;
+
 export type HostedBuildState = 'open' | 'closing' | 'closed';
 
 export interface HostedBuildOptions {
@@ -68,11 +71,18 @@ export class HostedBuild {
   readonly #session: BuildPorts;
   readonly #background = new Set<Promise<unknown>>();
   readonly #log: ServiceLog;
+  readonly #say: (text: string) => void;
 
   constructor(options: HostedBuildOptions) {
     this.#options = options;
     const { base, open, channel } = options;
-    const say = (text: string): void => channel.send({ type: 'say', text });
+    // Bounded: the front end refuses a message over 64 KiB (a long error message).
+    const say = (text: string): void =>
+      channel.send({
+        type: 'say',
+        text: text.length > MAX_SAY ? `${text.slice(0, MAX_SAY)}…\n` : text,
+      });
+    this.#say = say;
     this.#log = tellingLog(base.log, say);
     this.stats = new StatsCounter('', { parent: base.stats });
     this.#session = options.openBuild(
@@ -107,8 +117,17 @@ export class HostedBuild {
     return this.#state;
   }
 
-  /** Closes the build (once): with the command's exit code, or as failed (`undefined`). */
-  close(exitCode: number | null | undefined): Promise<void> {
+  /** The service's log, whose warnings the build's stderr shows too. */
+  get log(): ServiceLog {
+    return this.#log;
+  }
+
+  /**
+   * Closes the build (once): with the command's exit code, or as ended by a signal
+   * (`undefined`: the front end went away, or the service stops and says `why` to it first).
+   */
+  close(exitCode: number | null | undefined, why?: string): Promise<void> {
+    if (this.#closing === null && why !== undefined) this.#say(why);
     this.#closing ??= this.#close(exitCode);
     return this.#closing;
   }

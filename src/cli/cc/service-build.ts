@@ -9,7 +9,7 @@
  * directory: the shims then write their fallback log there, and the service counts it as this
  * build's at its close.
  */
-import { mkdtemp, rm, symlink } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,14 +25,16 @@ import {
 import type { BuildCounts } from './build-summary.js';
 import { installedLauncherPaths, launchEnvironment } from './launch-env.js';
 import { detach } from './serve-detach.js';
-import { environToList, SOCKET_NAME, userSocketDir } from './shim-names.js';
-import { socketAnswers } from './socket-path.js';
+import { environToList, FALLBACK_LOG_NAME, SOCKET_NAME, userSocketDir } from './shim-names.js';
+import { prepareSocketDir, socketAnswers } from './socket-path.js';
 
 /** How long the service may take to accept a build (it opens the session meanwhile, not before). */
 const ACCEPT_WAIT_MS = 10_000;
 /** The close waits for the build's uploads (a minute at most) and the coordinator's answer. */
 const CLOSE_WAIT_MS = 120_000;
 const MAX_CONTROL_FRAME_BYTES = 1024 * 1024;
+/** sun_path: a socket path must fit in 108 bytes with its NUL. */
+const MAX_SOCKET_PATH = 108;
 
 /** One control connection: messages in order, and its end. */
 class ControlClient {
@@ -50,6 +52,8 @@ class ControlClient {
       try {
         for (const frame of this.#decoder.push(chunk)) {
           const message = frame.kind === 'json' ? parseControlMessage(frame.value) : null;
+          // A line too long to show is not worth the build.
+          if (message === null && frame.kind === 'json' && isSay(frame.value)) continue;
           if (message === null) throw new Error('not a control message');
           if (message.type === 'say' && this.onSay !== null) this.onSay(message.text);
           else this.#queue.push(message);
@@ -91,11 +95,26 @@ class ControlClient {
     this.#socket.destroy();
   }
 
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** A message is waiting (the service closed the build on its own: it is stopping). */
+  get pending(): boolean {
+    return this.#queue.length > 0;
+  }
+
   #notify(): void {
     const wake = this.#wake;
     this.#wake = null;
     wake?.();
   }
+}
+
+function isSay(value: unknown): boolean {
+  return (
+    typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'say'
+  );
 }
 
 function connectTo(path: string): Promise<Socket> {
@@ -129,8 +148,12 @@ function noCounts(): BuildCounts {
  * then hosted in this process.
  */
 export async function hostInService(request: BuildRequest): Promise<BuildHost | string> {
-  const socket = join(userSocketDir(process.env, process.getuid?.() ?? 0), SOCKET_NAME);
+  const userDir = userSocketDir(process.env, process.getuid?.() ?? 0);
+  const socket = join(userDir, SOCKET_NAME);
   try {
+    // Ours alone, before anything is sent: in a shared /tmp another user could make the
+    // directory and answer on its socket (the build's environment goes to the service).
+    await prepareSocketDir(userDir);
     if (!(await socketAnswers(socket))) await detach(socket, '10m', undefined, () => undefined);
   } catch (err) {
     return `the compile service did not start: ${err instanceof Error ? err.message : String(err)}`;
@@ -168,10 +191,20 @@ export async function hostInService(request: BuildRequest): Promise<BuildHost | 
         ? answer.reason
         : 'the compile service did not accept the build',
     );
+  // The shims log their fallbacks next to the socket they are given: a link in this build's
+  // directory makes that log the build's (unless the link's path is too long for a socket).
   const link = join(dir, SOCKET_NAME);
-  await symlink(socket, link);
+  let given = socket;
+  if (Buffer.byteLength(link) < MAX_SOCKET_PATH) {
+    try {
+      await symlink(socket, link);
+      given = link;
+    } catch (err) {
+      return refused(`could not link the service's socket: ${(err as Error).message}`);
+    }
+  }
   const env: NodeJS.ProcessEnv = {
-    ...launchEnvironment(process.env, paths, link),
+    ...launchEnvironment(process.env, paths, given),
     [BUILD_ENV]: answer.tag,
   };
   const open = control;
@@ -179,22 +212,75 @@ export async function hostInService(request: BuildRequest): Promise<BuildHost | 
     env,
     finish: async (exitCode) => {
       try {
+        // The service closed the build before the command ended (it was stopped): the rest
+        // of the compiles ran in their shims, and their fallback log is counted here.
+        const early = open.pending || open.ended;
         open.send({ type: 'build-close', exitCode });
         const closed = await open.next(CLOSE_WAIT_MS);
+        const later = await foldFallbackLog(dir, userDir);
         if (closed?.type === 'build-closed')
           return {
-            counts: closed.counts,
+            counts: withFallbacks(closed.counts, later),
             buildId: closed.buildId ?? undefined,
-            note: closed.offline ? 'no coordinator' : undefined,
+            note: closed.offline
+              ? 'no coordinator'
+              : early && later.total > 0
+                ? 'the compile service stopped during the build'
+                : undefined,
           };
         request.say(
-          'muster: the compile service ended before it closed the build: its counts are lost\n',
+          open.ended
+            ? 'muster: the compile service ended before it closed the build: its counts are lost\n'
+            : `muster: the compile service did not close the build within ${CLOSE_WAIT_MS / 1000} s: its counts are unknown\n`,
         );
-        return { counts: noCounts(), buildId: undefined, note: 'the compile service was lost' };
+        return {
+          counts: withFallbacks(noCounts(), later),
+          buildId: undefined,
+          note: 'the compile service was lost',
+        };
       } finally {
         open.close();
         await rm(dir, { recursive: true, force: true });
       }
     },
   };
+}
+
+/** Fallbacks the shims logged in the build's directory, by reason. */
+interface Fallbacks {
+  readonly total: number;
+  readonly reasons: Record<string, number>;
+}
+
+function withFallbacks(counts: BuildCounts, more: Fallbacks): BuildCounts {
+  const fallbackReasons = { ...counts.fallbackReasons };
+  for (const [reason, n] of Object.entries(more.reasons))
+    fallbackReasons[reason] = (fallbackReasons[reason] ?? 0) + n;
+  return {
+    ...counts,
+    jobs: counts.jobs + more.total,
+    fallbacks: counts.fallbacks + more.total,
+    fallbackReasons,
+  };
+}
+
+/**
+ * Counts the lines left in the build's fallback log (`<unix-seconds> <reason>`: the service
+ * folds it at the close, so only those written after it closed the build are left) and moves
+ * them to the per-user log, which the service counts in the user's stats at its next start.
+ */
+async function foldFallbackLog(dir: string, userDir: string): Promise<Fallbacks> {
+  const text = await readFile(join(dir, FALLBACK_LOG_NAME), 'utf8').catch(() => '');
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  const reasons: Record<string, number> = {};
+  for (const line of lines) {
+    const reason = /^\d+ ([a-z][a-z0-9-]{0,39})$/.exec(line.trim())?.[1] ?? 'other';
+    reasons[reason] = (reasons[reason] ?? 0) + 1;
+  }
+  if (lines.length > 0) {
+    const userLog = join(userDir, FALLBACK_LOG_NAME);
+    // eslint-disable-next-line no-restricted-syntax -- only the user's stats miss them; the summary has them
+    await appendFile(userLog, lines.join('\n') + '\n', { mode: 0o600 }).catch(() => undefined);
+  }
+  return { total: lines.length, reasons };
 }

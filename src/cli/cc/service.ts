@@ -17,7 +17,7 @@ import { mkdir, mkdtemp, rm, stat, chmod } from 'node:fs/promises';
 import { endsWithin } from '../../common/bounded-wait.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { answerHello, ShimProtocolError } from './compile-job.js';
 import { CompilerPaths } from './compiler-path.js';
 import { DEFERRED_DEFAULTS, DeferredStores } from './deferred-stores.js';
@@ -130,6 +130,8 @@ const DEFAULTS = {
   backgroundMs: 10_000,
   hostedBackgroundMs: 60_000,
 };
+/** Beyond a hosted build's uploads: its close on the coordinator (retried for a while). */
+const HOSTED_CLOSE_MARGIN_MS = 30_000;
 
 /** `BUILD_ENV=` in a hello's environment: the hosted build the compile belongs to. */
 const BUILD_ENTRY = `${BUILD_ENV}=`;
@@ -194,7 +196,7 @@ export class CompileService {
 
   /** Milliseconds since the last connection ended, or 0 while one is open. */
   idleMs(now: number = Date.now()): number {
-    return this.#connections.size > 0 ? 0 : now - this.#lastActivity;
+    return this.#connections.size > 0 || this.#builds.size > 0 ? 0 : now - this.#lastActivity;
   }
 
   start(socketPath: string): Promise<void> {
@@ -322,7 +324,10 @@ export class CompileService {
           return await answerHello(await (build?.context ?? ready), exchange);
         } catch (err) {
           if (!(err instanceof ShimProtocolError) && exchangeStillOpen(connection)) {
-            this.#log.warn({ err }, 'muster cc: a job failed in the service; the shim compiles');
+            (build?.log ?? this.#log).warn(
+              { err },
+              'muster cc: a job failed in the service; the shim compiles',
+            );
             (build?.stats ?? this.#stats).fallback('service-error');
           }
           throw err;
@@ -353,21 +358,28 @@ export class CompileService {
     // Also while starting: the socket answers from listen() on (`muster build` started it).
     const up = this.#state === 'running' || this.#state === 'starting';
     if (!up || this.#base === null) return `the service is ${this.#state}`;
+    if (open.launcher !== o.shimPath) return 'the service is of another installation';
     if (open.version !== MUSTER_VERSION) {
+      // This installation was upgraded (or downgraded) under the running service.
       o.onOutdated?.(open.version);
       return `the service is Muster ${MUSTER_VERSION}, not ${open.version}`;
     }
-    if (open.launcher !== o.shimPath) return 'the service is of another installation';
     if (userCacheDir(env) !== o.cacheDir) return `the service's cache is ${o.cacheDir}`;
     // Node reads it once, at the service's start: another build's certificates are not there.
-    if (env['NODE_EXTRA_CA_CERTS'] !== process.env['NODE_EXTRA_CA_CERTS'])
+    const certs = env['NODE_EXTRA_CA_CERTS'];
+    if (certs !== process.env['NODE_EXTRA_CA_CERTS'])
       return 'the service trusts other certificates (NODE_EXTRA_CA_CERTS)';
     return null;
   }
 
+  /** The builds hosted now (`muster cc --serve` retires only once there are none). */
+  get hostedBuilds(): number {
+    return this.#builds.size;
+  }
+
   /** A control connection's build: hosted here until its close, or refused. */
   #host(open: BuildOpen, channel: ControlChannel): (close: BuildClose) => void {
-    const env = environFromList(open.env);
+    const env = absolutePaths(environFromList(open.env), open.cwd);
     const refusal = this.#refusal(open, env);
     const base = this.#base;
     const openBuild = this.#options.openBuild;
@@ -430,6 +442,20 @@ export class CompileService {
     const server = this.#server;
     const closed =
       server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+    // The builds hosted now close first (their results reach the coordinator, bounded), each
+    // told why; the rest of their compiles run in their shims (`no-service`).
+    const hostedMs = this.#options.hostedBackgroundMs ?? DEFAULTS.hostedBackgroundMs;
+    await endsWithin(
+      Promise.all(
+        [...this.#builds.values()].map((build) =>
+          build.close(
+            undefined,
+            'muster: the compile service is stopping: the rest of this build compiles here\n',
+          ),
+        ),
+      ),
+      hostedMs + HOSTED_CLOSE_MARGIN_MS,
+    );
     await endsWithin(
       Promise.all([...this.#connections].map((c) => c.closed)),
       this.#options.drainMs ?? DEFAULTS.drainMs,
@@ -489,3 +515,19 @@ function portsOf(
 function exchangeStillOpen(connection: ShimConnection): boolean {
   return connection.state !== 'done';
 }
+
+/**
+ * The build's environment with the paths it names relative to its directory made absolute:
+ * the service reads them from its own directory, `/`.
+ */
+function absolutePaths(env: NodeJS.ProcessEnv, cwd: string): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const name of PATH_VARIABLES) {
+    const value = out[name];
+    if (value !== undefined && value !== '' && !isAbsolute(value)) out[name] = resolve(cwd, value);
+  }
+  return out;
+}
+
+/** Variables whose value is a path `muster build` reads (its login, its certificates). */
+const PATH_VARIABLES = ['MUSTER_CONFIG_DIR', 'MUSTER_CONFIG', 'NODE_EXTRA_CA_CERTS'] as const;

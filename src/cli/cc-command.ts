@@ -36,7 +36,7 @@ import { isPlacement, PLACEMENT_ENV } from './cc/placement.js';
 import { MASQUERADE_ENV, SOCKET_NAME, userSocketDir } from './cc/shim-protocol.js';
 import { openBuildSession } from './cc/build-session.js';
 import { detach } from './cc/serve-detach.js';
-import { prepareSocketDir } from './cc/socket-path.js';
+import { prepareSocketDir, socketAnswers } from './cc/socket-path.js';
 import { formatStats, readStats, zeroStats } from './cc/stats.js';
 import { WorkingSessions } from './cc/working-sessions.js';
 import { printJson } from './print-json.js';
@@ -57,8 +57,11 @@ interface CcOptions {
 
 /** How often a service a newer version asked to leave looks whether it may. */
 const RETIRE_CHECK_MS = 200;
-/** How long `--stop` waits for the service to exit. */
-const STOP_WAIT_MS = 30_000;
+/**
+ * How long `--stop` waits for the service to exit: its builds close first (their uploads, a
+ * minute at most, and their close on the coordinator), then its compiles and its own uploads.
+ */
+const STOP_WAIT_MS = 180_000;
 
 export function registerCcCommand(program: Command): void {
   program
@@ -241,7 +244,8 @@ async function serve(socket: string, cacheDir: string, idleMs: number): Promise<
       },
     );
   };
-  onShutdownSignals(log, stop);
+  // A second SIGTERM (another `--stop`) waits for the same stop; a second Ctrl-C forces it.
+  onShutdownSignals(log, stop, { forceOnlyBy: 'SIGINT' });
   watchIdle(service, idleMs, () => exit('muster cc: idle, exiting', { idleMs }));
   // A build of another Muster version asked (an upgrade): this service ends once nothing is in
   // flight, and that build's next one starts the new version's.
@@ -266,13 +270,24 @@ async function stopService(socket: string): Promise<void> {
   await prepareSocketDir(dirname(socket));
   const text = await readFile(servicePidFile(socket), 'utf8').catch(() => '');
   const pid = Number(text.trim());
-  // The pid must still be a compile service: a pid file left by a crash may name another process.
+  // The pid must still be this socket's compile service: a pid file left by a crash may name
+  // another process (or another service, on another socket).
   const cmdline = Number.isSafeInteger(pid) && pid > 1 ? await commandLineOf(pid) : [];
-  if (!cmdline.includes('--serve') || !cmdline.includes('cc')) {
+  if (!isServiceOn(cmdline, socket)) {
+    if (await socketAnswers(socket))
+      throw new MusterError(
+        'CONFLICT',
+        `a compile service answers on ${socket} but names no pid there (an older version's?): end it by its pid`,
+      );
     process.stdout.write(`muster cc: no compile service runs on ${socket}\n`);
     return;
   }
-  process.kill(pid, 'SIGTERM');
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch (err) {
+    // It ended meanwhile.
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
   const deadline = Date.now() + STOP_WAIT_MS;
   while ((await commandLineOf(pid)).includes('--serve')) {
     if (Date.now() > deadline)
@@ -283,6 +298,13 @@ async function stopService(socket: string): Promise<void> {
     await sleep(50);
   }
   process.stdout.write(`muster cc: stopped the compile service (pid ${pid})\n`);
+}
+
+/** `muster cc --serve` on `socket` (its `--socket` when it names one). */
+function isServiceOn(cmdline: readonly string[], socket: string): boolean {
+  if (!cmdline.includes('--serve') || !cmdline.includes('cc')) return false;
+  const at = cmdline.indexOf('--socket');
+  return at < 0 || cmdline[at + 1] === socket;
 }
 
 async function commandLineOf(pid: number): Promise<string[]> {

@@ -1,10 +1,22 @@
 /** SIGTERM/SIGINT: stop gracefully once; a second signal exits at once. SIGHUP: reload. */
 import type { Logger } from 'pino';
 
-export function onShutdownSignals(log: Logger, stop: () => Promise<void>): void {
+/**
+ * `forceOnlyBy`: only this signal, sent again during the stop, exits at once (the compile
+ * service: a second `muster cc --stop`'s SIGTERM must not cut short the builds it closes).
+ */
+export function onShutdownSignals(
+  log: Logger,
+  stop: () => Promise<void>,
+  options: { forceOnlyBy?: NodeJS.Signals } = {},
+): void {
   let signals = 0;
-  const shutdown = (signal: string): void => {
+  const shutdown = (signal: NodeJS.Signals): void => {
     signals++;
+    if (signals > 1 && options.forceOnlyBy !== undefined && signal !== options.forceOnlyBy) {
+      log.info({ signal }, 'already stopping');
+      return;
+    }
     if (signals > 1) {
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(130);

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, appendFile, utimes } from 'node:fs/promises';
+import { readFile, appendFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -285,6 +285,11 @@ describe('muster build -- make', () => {
     const again = await muster(['cc', '--stop'], online, runtime);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /no compile service runs on .*cc\.sock/);
+    // A pid file left behind that names another process: that process is left alone.
+    await writeFile(join(runtime, 'muster', 'cc.sock.pid'), `${process.pid}\n`);
+    const stale = await muster(['cc', '--stop'], online, runtime);
+    assert.equal(stale.code, 0, stale.stderr);
+    assert.match(stale.stdout, /no compile service runs on/);
   });
 
   it('still builds without a coordinator, every compile local and counted as a fallback', async () => {

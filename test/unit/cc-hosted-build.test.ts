@@ -239,7 +239,6 @@ describe('compile service: hosted builds', () => {
       control.send(buildOpen(t.cacheEnv, t.dir));
       await control.next('build-accepted');
       assert.equal(t.service.hostedBuilds, 1);
-      assert.equal(t.service.idleMs(), 0, 'a hosted build keeps the service from idling out');
     } finally {
       await t.service.stop();
     }
@@ -252,6 +251,37 @@ describe('compile service: hosted builds', () => {
       JSON.stringify(control.messages),
     );
     assert.equal(opened[0]?.closed?.exitCode, null);
+  });
+
+  it('does not idle out while a build closes after its front end left', async () => {
+    let release: () => void = () => undefined;
+    const hang = new Promise<void>((resolve) => (release = resolve));
+    const closes: (number | null)[] = [];
+    const t = setUp(() => ({
+      ports: Promise.resolve({}),
+      close: async (exitCode) => {
+        closes.push(exitCode);
+        await hang;
+        return { buildId: 1 };
+      },
+    }));
+    await t.service.start(t.socket);
+    try {
+      const control = new Control(t.socket);
+      control.send(buildOpen(t.cacheEnv, t.dir));
+      await control.next('build-accepted');
+      control.socket.destroy();
+      await until(() => closes.length === 1, 'the close to start');
+      await until(() => t.service.activeConnections === 0, 'the connection to go');
+      assert.equal(t.service.hostedBuilds, 1);
+      assert.equal(t.service.idleMs(), 0, 'a build still closing keeps the service from idling');
+      release();
+      await until(() => t.service.hostedBuilds === 0, 'the build to leave');
+      assert.deepEqual(closes, [null]);
+    } finally {
+      release();
+      await t.service.stop();
+    }
   });
 
   it('sends a long line cut, not a message the front end would refuse', async () => {

@@ -11,7 +11,8 @@
  *                                                       build in its own process instead
  *                        say            { text }        a line for the build's stderr, any time
  *   front end → service  build-close  { exitCode }      the command ended
- *   service → front end  build-closed { counts, buildId, offline }   (then closes)
+ *   service → front end  build-closed { counts, buildId, offline, early? }   (then closes; early:
+ *                                       the service closed it first, as it stopped)
  *
  * A control connection that drops before `build-close` closes the build as failed. This file
  * holds what the front end needs without loading the service (no schema library): the
@@ -35,6 +36,8 @@ export type ControlMessage =
       readonly buildId: number | null;
       /** No coordinator was reached for this build. */
       readonly offline: boolean;
+      /** The service closed the build before `build-close` (it is stopping). */
+      readonly early?: boolean;
     };
 
 const MAX_TEXT = 64 * 1024;
@@ -101,7 +104,15 @@ export function parseControlMessage(value: unknown): ControlMessage | null {
       const buildId = m['buildId'];
       if (counts === null || typeof m['offline'] !== 'boolean') return null;
       if (buildId !== null && !(isCount(buildId) && buildId > 0)) return null;
-      return { type: 'build-closed', counts, buildId, offline: m['offline'] };
+      const early = m['early'];
+      if (early !== undefined && typeof early !== 'boolean') return null;
+      return {
+        type: 'build-closed',
+        counts,
+        buildId,
+        offline: m['offline'],
+        ...(early === true ? { early } : {}),
+      };
     }
     default:
       return null;

@@ -122,12 +122,16 @@ export class HostedBuild {
     return this.#log;
   }
 
+  /** Says a line on the build's stderr. */
+  tell(text: string): void {
+    this.#say(text);
+  }
+
   /**
    * Closes the build (once): with the command's exit code, or as ended by a signal
-   * (`undefined`: the front end went away, or the service stops and says `why` to it first).
+   * (`undefined`: the front end went away, or the service stops).
    */
-  close(exitCode: number | null | undefined, why?: string): Promise<void> {
-    if (this.#closing === null && why !== undefined) this.#say(why);
+  close(exitCode: number | null | undefined): Promise<void> {
     this.#closing ??= this.#close(exitCode);
     return this.#closing;
   }
@@ -173,6 +177,8 @@ export class HostedBuild {
       counts,
       buildId: buildId ?? null,
       offline: context.offlineReason !== undefined,
+      // Closed before the front end asked (the service stops): its later compiles ran alone.
+      early: exitCode === undefined,
     });
     this.#state = 'closed';
   }

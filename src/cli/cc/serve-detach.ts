@@ -5,10 +5,11 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cliEntry } from '../../protocol/client/package-root.js';
 import { MusterError } from '../../protocol/errors.js';
+import { withAbsolutePaths } from './env-paths.js';
 import { prepareSocketDir, socketAnswers } from './socket-path.js';
 
 /** The log of a detached service, next to its socket; started afresh past this size. */
@@ -48,9 +49,14 @@ export async function detach(
       idleExit,
       ...(cacheDir === undefined ? [] : ['--cache-dir', cacheDir]),
     ],
-    // cwd '/': a daemon does not keep the directory of the build that started it in use (and
-    // a relative certificates file is named from here).
-    { detached: true, stdio: ['ignore', fd, fd], cwd: '/', env: daemonEnvironment(process.env) },
+    // cwd '/': a daemon does not keep the directory of the build that started it in use (the
+    // paths its environment gives relative to this one are made absolute).
+    {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      cwd: '/',
+      env: withAbsolutePaths(process.env, process.cwd()),
+    },
   );
   closeSync(fd);
   const ended: { code: number | null } = { code: null };
@@ -73,11 +79,4 @@ export async function detach(
     'INTERNAL',
     `the compile service did not start on ${socket}${ended.code === null ? '' : ` (exit code ${ended.code})`}; see ${logFile}`,
   );
-}
-
-/** The service's environment: this one, with a relative certificates file made absolute. */
-function daemonEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const certs = env['NODE_EXTRA_CA_CERTS'];
-  if (certs === undefined || certs === '' || isAbsolute(certs)) return env;
-  return { ...env, NODE_EXTRA_CA_CERTS: resolve(certs) };
 }

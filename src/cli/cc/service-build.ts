@@ -9,7 +9,7 @@
  * directory: the shims then write their fallback log there, and the service counts it as this
  * build's at its close.
  */
-import { appendFile, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rename, rm, symlink } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +25,13 @@ import {
 import type { BuildCounts } from './build-summary.js';
 import { installedLauncherPaths, launchEnvironment } from './launch-env.js';
 import { detach } from './serve-detach.js';
-import { environToList, FALLBACK_LOG_NAME, SOCKET_NAME, userSocketDir } from './shim-names.js';
+import {
+  environToList,
+  FALLBACK_LOG_NAME,
+  fallbackLineReason,
+  SOCKET_NAME,
+  userSocketDir,
+} from './shim-names.js';
 import { prepareSocketDir, socketAnswers } from './socket-path.js';
 
 /** How long the service may take to accept a build (it opens the session meanwhile, not before). */
@@ -214,7 +220,6 @@ export async function hostInService(request: BuildRequest): Promise<BuildHost | 
       try {
         // The service closed the build before the command ended (it was stopped): the rest
         // of the compiles ran in their shims, and their fallback log is counted here.
-        const early = open.pending || open.ended;
         open.send({ type: 'build-close', exitCode });
         const closed = await open.next(CLOSE_WAIT_MS);
         const later = await foldFallbackLog(dir, userDir);
@@ -224,7 +229,7 @@ export async function hostInService(request: BuildRequest): Promise<BuildHost | 
             buildId: closed.buildId ?? undefined,
             note: closed.offline
               ? 'no coordinator'
-              : early && later.total > 0
+              : closed.early === true
                 ? 'the compile service stopped during the build'
                 : undefined,
           };
@@ -270,11 +275,17 @@ function withFallbacks(counts: BuildCounts, more: Fallbacks): BuildCounts {
  * them to the per-user log, which the service counts in the user's stats at its next start.
  */
 async function foldFallbackLog(dir: string, userDir: string): Promise<Fallbacks> {
-  const text = await readFile(join(dir, FALLBACK_LOG_NAME), 'utf8').catch(() => '');
+  // Taken first (a service still closing the build may fold it too): counted once.
+  const log = join(dir, FALLBACK_LOG_NAME);
+  const taken = `${log}.front-end`;
+  const text = await rename(log, taken).then(
+    () => readFile(taken, 'utf8'),
+    () => '', // none
+  );
   const lines = text.split('\n').filter((line) => line.trim() !== '');
   const reasons: Record<string, number> = {};
   for (const line of lines) {
-    const reason = /^\d+ ([a-z][a-z0-9-]{0,39})$/.exec(line.trim())?.[1] ?? 'other';
+    const reason = fallbackLineReason(line);
     reasons[reason] = (reasons[reason] ?? 0) + 1;
   }
   if (lines.length > 0) {

@@ -7,9 +7,11 @@
  *   created ──start()──▶ starting ──▶ running ──stop()──▶ stopping ──▶ stopped
  *                            └── start fails ──────────────────────────▲
  *
- * `stop()` is idempotent and ordered: stop accepting; let the connections in flight finish for
- * up to `drainMs`, then close the rest (their shims fall back, or exit with their compiler's
- * status); wait (bounded) for background work (uploads, explain records); count the shim's
+ * `stop()` is idempotent and ordered: stop accepting; tell the hosted builds; let the shims'
+ * connections in flight finish for up to `drainMs`, then close the rest (their shims fall back,
+ * or exit with their compiler's status); close the hosted builds (their uploads and their close
+ * on the coordinator, bounded), then their control connections; wait (bounded) for background
+ * work (uploads, explain records); count the shim's
  * fallback log; flush the stats; remove the socket file (when it is still ours) and the temp
  * directory.
  */
@@ -17,7 +19,7 @@ import { mkdir, mkdtemp, rm, stat, chmod } from 'node:fs/promises';
 import { endsWithin } from '../../common/bounded-wait.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { answerHello, ShimProtocolError } from './compile-job.js';
 import { CompilerPaths } from './compiler-path.js';
 import { DEFERRED_DEFAULTS, DeferredStores } from './deferred-stores.js';
@@ -44,6 +46,7 @@ import type { BuildClose, BuildOpen, ShimHello } from './shim-protocol.js';
 import { environFromList } from './shim-protocol.js';
 import { BUILD_ENV } from './build-control.js';
 import { userCacheDir } from './cache-dir.js';
+import { withAbsolutePaths } from './env-paths.js';
 import { MUSTER_VERSION } from '../../common/version.js';
 
 export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -320,6 +323,9 @@ export class CompileService {
       helloTimeoutMs: this.#options.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs,
       answer: async (exchange) => {
         const build = this.#buildOf(exchange.hello);
+        // Its counts are taken: the shim compiles and logs it, and `muster build` counts it.
+        if (build !== undefined && build.state !== 'open')
+          throw new ShimProtocolError('the build is closing');
         try {
           return await answerHello(await (build?.context ?? ready), exchange);
         } catch (err) {
@@ -379,7 +385,7 @@ export class CompileService {
 
   /** A control connection's build: hosted here until its close, or refused. */
   #host(open: BuildOpen, channel: ControlChannel): (close: BuildClose) => void {
-    const env = absolutePaths(environFromList(open.env), open.cwd);
+    const env = withAbsolutePaths(environFromList(open.env), open.cwd);
     const refusal = this.#refusal(open, env);
     const base = this.#base;
     const openBuild = this.#options.openBuild;
@@ -402,15 +408,18 @@ export class CompileService {
     channel.send({ type: 'build-accepted', tag: build.tag });
     for (const compiler of prewarmedCompilers(env))
       this.#prewarm(base, compiler, env['PATH'] ?? '');
-    const close = (exitCode: number | null | undefined): void => {
-      const closing = build.close(exitCode).finally(() => this.#builds.delete(build.tag));
-      this.#addBackground('closing a build', closing);
-    };
     // A front end that went away before its close: the build ends as failed.
     void channel.closed.then(() => {
-      if (build.state === 'open') close(undefined);
+      if (build.state === 'open') void this.#closeBuild(build, undefined);
     });
-    return (message) => close(message.exitCode);
+    return (message) => void this.#closeBuild(build, message.exitCode);
+  }
+
+  /** Closes a hosted build (once), work stop() waits for; it leaves the map when closed. */
+  #closeBuild(build: HostedBuild, exitCode: number | null | undefined): Promise<void> {
+    const closing = build.close(exitCode).finally(() => this.#builds.delete(build.tag));
+    this.#addBackground('closing a build', closing);
+    return closing;
   }
 
   #addBackground(what: string, work: Promise<unknown>): void {
@@ -442,24 +451,22 @@ export class CompileService {
     const server = this.#server;
     const closed =
       server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
-    // The builds hosted now close first (their results reach the coordinator, bounded), each
-    // told why; the rest of their compiles run in their shims (`no-service`).
+    // The builds hosted now are told; the compiles in flight finish (bounded), theirs counted
+    // in their build; then the builds close (their results reach the coordinator, bounded).
+    // The rest of their compiles run in their shims (`no-service`), counted by `muster build`.
+    const builds = [...this.#builds.values()];
+    for (const build of builds)
+      build.tell('muster: the compile service is stopping: the rest of this build compiles here\n');
+    const drainMs = this.#options.drainMs ?? DEFAULTS.drainMs;
+    const compiles = [...this.#connections].filter((c) => !c.isControl);
+    await endsWithin(Promise.all(compiles.map((c) => c.closed)), drainMs);
+    for (const c of compiles) c.abort();
     const hostedMs = this.#options.hostedBackgroundMs ?? DEFAULTS.hostedBackgroundMs;
     await endsWithin(
-      Promise.all(
-        [...this.#builds.values()].map((build) =>
-          build.close(
-            undefined,
-            'muster: the compile service is stopping: the rest of this build compiles here\n',
-          ),
-        ),
-      ),
+      Promise.all(builds.map((build) => this.#closeBuild(build, undefined))),
       hostedMs + HOSTED_CLOSE_MARGIN_MS,
     );
-    await endsWithin(
-      Promise.all([...this.#connections].map((c) => c.closed)),
-      this.#options.drainMs ?? DEFAULTS.drainMs,
-    );
+    await endsWithin(Promise.all([...this.#connections].map((c) => c.closed)), drainMs);
     for (const c of this.#connections) c.abort();
     await closed;
     // Every result from now on goes to the coordinator at once: nothing waits for company.
@@ -515,19 +522,3 @@ function portsOf(
 function exchangeStillOpen(connection: ShimConnection): boolean {
   return connection.state !== 'done';
 }
-
-/**
- * The build's environment with the paths it names relative to its directory made absolute:
- * the service reads them from its own directory, `/`.
- */
-function absolutePaths(env: NodeJS.ProcessEnv, cwd: string): NodeJS.ProcessEnv {
-  const out = { ...env };
-  for (const name of PATH_VARIABLES) {
-    const value = out[name];
-    if (value !== undefined && value !== '' && !isAbsolute(value)) out[name] = resolve(cwd, value);
-  }
-  return out;
-}
-
-/** Variables whose value is a path `muster build` reads (its login, its certificates). */
-const PATH_VARIABLES = ['MUSTER_CONFIG_DIR', 'MUSTER_CONFIG', 'NODE_EXTRA_CA_CERTS'] as const;

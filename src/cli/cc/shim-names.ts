@@ -41,3 +41,15 @@ export function environToList(env: Readonly<Record<string, string | undefined>>)
     .filter((entry): entry is [string, string] => entry[1] !== undefined)
     .map(([name, value]) => `${name}=${value}`);
 }
+
+const REASON = /^[a-z][a-z0-9-]{0,39}$/;
+
+/** A reason as counted: the shim's or a port's words when they look like one, else `other`. */
+export function reasonName(text: string): string {
+  return REASON.test(text) ? text : 'other';
+}
+
+/** A fallback log line's reason (`<unix-seconds> <reason>`), as the stats count it. */
+export function fallbackLineReason(line: string): string {
+  return reasonName(line.trim().split(/\s+/)[1] ?? 'shim');
+}

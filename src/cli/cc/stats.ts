@@ -21,6 +21,9 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomic } from '../../common/atomic-file.js';
 import { withLockFile } from './lock-file.js';
+import { fallbackLineReason, reasonName } from './shim-names.js';
+
+export { reasonName };
 
 export const STATS_FILE = 'stats.json';
 export const DEFAULT_FLUSH_DELAY_MS = 250;
@@ -68,13 +71,6 @@ export function emptyStats(): CompileStats {
     fallbackReasons: {},
     zeroedAt: null,
   };
-}
-
-const REASON = /^[a-z][a-z0-9-]{0,39}$/;
-
-/** A reason as counted: the shim's or a port's words when they look like one, else `other`. */
-export function reasonName(text: string): string {
-  return REASON.test(text) ? text : 'other';
 }
 
 /** The stats file's counters (all zero when there is none or it is unreadable). */
@@ -243,8 +239,7 @@ export class StatsCounter {
       }
       for (const line of text.split('\n')) {
         if (line.trim() === '') continue;
-        const reason = line.trim().split(/\s+/)[1] ?? 'shim';
-        this.fallback(reason);
+        this.fallback(fallbackLineReason(line));
         lines++;
       }
       if (truncated) {

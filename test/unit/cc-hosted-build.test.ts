@@ -147,6 +147,18 @@ function buildOpen(
   };
 }
 
+/** A control connection with a build open on it (accepted). */
+async function openedBuild(t: {
+  socket: string;
+  cacheEnv: Record<string, string>;
+  dir: string;
+}): Promise<Control> {
+  const control = new Control(t.socket);
+  control.send(buildOpen(t.cacheEnv, t.dir));
+  await control.next('build-accepted');
+  return control;
+}
+
 describe('compile service: hosted builds', () => {
   it("counts a build's compiles in its own counts and session, and in the service's", async () => {
     requireGcc();
@@ -219,9 +231,7 @@ describe('compile service: hosted builds', () => {
     const t = setUp(fakeOpenBuild(opened, {}));
     await t.service.start(t.socket);
     try {
-      const control = new Control(t.socket);
-      control.send(buildOpen(t.cacheEnv, t.dir));
-      await control.next('build-accepted');
+      const control = await openedBuild(t);
       control.socket.destroy();
       await until(() => opened[0]?.closed !== undefined, 'the build to close');
       assert.equal(opened[0]?.closed?.exitCode, null);
@@ -267,9 +277,7 @@ describe('compile service: hosted builds', () => {
     }));
     await t.service.start(t.socket);
     try {
-      const control = new Control(t.socket);
-      control.send(buildOpen(t.cacheEnv, t.dir));
-      await control.next('build-accepted');
+      const control = await openedBuild(t);
       control.socket.destroy();
       await until(() => closes.length === 1, 'the close to start');
       await until(() => t.service.activeConnections === 0, 'the connection to go');
@@ -371,9 +379,7 @@ describe('compile service: hosted builds', () => {
       }
       assert.equal(opened.length, 0);
       // A second open on the control connection of an open build: closed, the build failed.
-      const control = new Control(t.socket);
-      control.send(buildOpen(t.cacheEnv, t.dir));
-      await control.next('build-accepted');
+      const control = await openedBuild(t);
       control.send(buildOpen(t.cacheEnv, t.dir));
       await until(() => control.ended, 'the connection to close');
       await until(() => opened[0]?.closed !== undefined, 'the build to close');
@@ -393,9 +399,7 @@ describe('compile service: hosted builds', () => {
     try {
       chmodSync(t.dir, 0o755);
       writeFileSync(join(t.dir, 'cc-fallbacks.log'), '1796630000 eof\n');
-      const control = new Control(t.socket);
-      control.send(buildOpen(t.cacheEnv, t.dir));
-      await control.next('build-accepted');
+      const control = await openedBuild(t);
       control.send({ type: 'build-close', exitCode: 2 });
       const closed = await control.next('build-closed');
       assert.ok(closed.type === 'build-closed');

@@ -218,10 +218,10 @@ export async function hostInService(request: BuildRequest): Promise<BuildHost | 
     env,
     finish: async (exitCode) => {
       try {
-        // The service closed the build before the command ended (it was stopped): the rest
-        // of the compiles ran in their shims, and their fallback log is counted here.
         open.send({ type: 'build-close', exitCode });
         const closed = await open.next(CLOSE_WAIT_MS);
+        // What the shims logged after the service folded the build's log: it closed the build
+        // before the command ended (it was stopping), or it was lost.
         const later = await foldFallbackLog(dir, userDir);
         if (closed?.type === 'build-closed')
           return {

@@ -10,12 +10,13 @@ import { readBootId } from '../../common/boot-id.js';
 import { compileSessionPath } from '../../api/compile-session-key.js';
 import type { CompileSessionView } from '../../api/views/compile.js';
 import { connect, type ApiClient } from '../api-client.js';
-import { formatPoolHint, poolHint, type BuildCounts } from './build-summary.js';
+import { formatPoolHint, poolHint } from './build-summary.js';
 import { CoordinatorCache, RESULTS_GATHER_MS } from './coordinator-cache.js';
 import { CoordinatorGuard } from './coordinator-guard.js';
 import { CoordinatorJobs } from './coordinator-jobs.js';
 import { coordinatorProbe } from './coordinator-probe.js';
-import type { CoordinatorPorts } from './service.js';
+import type { BuildPorts } from './hosted-build.js';
+import type { CoordinatorPorts } from './ports.js';
 import { SessionRecorder } from './session-recorder.js';
 
 /** A fallback reason for every compile when there is no coordinator (stats, records). */
@@ -30,16 +31,8 @@ export interface BuildSessionRequest {
   readonly env: NodeJS.ProcessEnv;
 }
 
-export interface BuildSession {
-  /** The ports, once the session is open (no coordinator: `offlineReason`). */
-  readonly ports: Promise<CoordinatorPorts>;
-  /**
-   * Closes the build on the coordinator with the command's exit code (null: a signal ended it)
-   * and the jobs' counts, and stops the guard. The id is the build's at its close (a failback
-   * may have renumbered it); undefined without a coordinator.
-   */
-  close(exitCode: number | null, counts: BuildCounts): Promise<{ buildId: number | undefined }>;
-}
+/** Its close also stops the guard. */
+export type BuildSession = BuildPorts;
 
 interface Session {
   client: ApiClient;

@@ -18,21 +18,22 @@ import { join } from 'node:path';
 import { endsWithin } from '../../common/bounded-wait.js';
 import { countsOf, type BuildCounts } from './build-summary.js';
 import { warnUnlessPaused } from './coordinator-guard.js';
-import type { JobContext } from './job-context.js';
+import { portsOf, type JobContext } from './job-context.js';
 import type { ServiceLog } from './service-log.js';
 import type { ControlChannel } from './shim-connection.js';
 import { FALLBACK_LOG_NAME, type BuildOpen } from './shim-protocol.js';
 import { StatsCounter } from './stats.js';
-import type { JobRecorder, RemoteJobs, SharedCache } from './ports.js';
+import type { CoordinatorPorts } from './ports.js';
 
-/** The coordinator's side of a hosted build (build-session.ts). */
+/** A build's side on the coordinator (build-session.ts opens it). */
 export interface BuildPorts {
-  readonly ports: Promise<{
-    readonly sharedCache?: SharedCache;
-    readonly remote?: RemoteJobs;
-    readonly recorder?: JobRecorder;
-    readonly offlineReason?: string;
-  }>;
+  /** The ports, once the session is open (no coordinator: `offlineReason`). */
+  readonly ports: Promise<CoordinatorPorts>;
+  /**
+   * Closes the build on the coordinator with the command's exit code (null: a signal ended it)
+   * and the jobs' counts. The id is the build's at its close (a failback may have renumbered
+   * it); undefined without a coordinator.
+   */
   close(exitCode: number | null, counts: BuildCounts): Promise<{ buildId: number | undefined }>;
 }
 
@@ -99,13 +100,7 @@ export class HostedBuild {
       background: (what, work) => this.#track(what, work),
     };
     this.context = this.#session.ports.then(
-      (ports) => ({
-        ...context,
-        sharedCache: ports.sharedCache,
-        remote: ports.remote,
-        recorder: ports.recorder,
-        offlineReason: ports.offlineReason,
-      }),
+      (ports) => ({ ...context, ...portsOf(ports) }),
       (err: unknown) => {
         this.#log.warn({ err }, 'muster cc: no coordinator');
         return { ...context, offlineReason: 'no-coordinator' };

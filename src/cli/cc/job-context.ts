@@ -10,7 +10,7 @@ import type { ExplainLog } from './explain.js';
 import type { FileHashes } from './file-hashes.js';
 import type { LocalTier } from './local-tier.js';
 import type { Placement } from './placement.js';
-import type { JobRecorder, RemoteJobs, SharedCache } from './ports.js';
+import type { CoordinatorPorts, JobRecorder, RemoteJobs, SharedCache } from './ports.js';
 import type { ShimHello, ShimRan } from './shim-protocol.js';
 import type { ServiceLog } from './service-log.js';
 import type { StatsCounter } from './stats.js';
@@ -86,4 +86,16 @@ export interface CompileCall {
   readonly env: Record<string, string>;
   /** The compiler's. */
   readonly childEnv: Record<string, string>;
+}
+
+/** Every port named, absent ones as undefined (they replace the context's). */
+export function portsOf(
+  ports: CoordinatorPorts,
+): Pick<JobContext, 'sharedCache' | 'remote' | 'recorder' | 'offlineReason'> {
+  return {
+    sharedCache: ports.sharedCache,
+    remote: ports.remote,
+    recorder: ports.recorder,
+    offlineReason: ports.offlineReason,
+  };
 }

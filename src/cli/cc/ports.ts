@@ -89,3 +89,12 @@ export interface RemoteJobs {
   /** An object the answer named, checked against its hash and size. */
   fetchObject(sha256: string, size: number): Promise<Buffer>;
 }
+
+/** The service's ports to the coordinator (none, and why: `offlineReason`). */
+export interface CoordinatorPorts {
+  readonly sharedCache?: SharedCache;
+  readonly remote?: RemoteJobs;
+  readonly recorder?: JobRecorder;
+  /** No coordinator for this service's life: compiles that miss locally count as fallbacks. */
+  readonly offlineReason?: string;
+}

@@ -105,11 +105,6 @@ class ControlClient {
     return this.#ended;
   }
 
-  /** A message is waiting (the service closed the build on its own: it is stopping). */
-  get pending(): boolean {
-    return this.#queue.length > 0;
-  }
-
   #notify(): void {
     const wake = this.#wake;
     this.#wake = null;

@@ -15,50 +15,46 @@
  * fallback log; flush the stats; remove the socket file (when it is still ours) and the temp
  * directory.
  */
-import { mkdir, mkdtemp, rm, stat, chmod } from 'node:fs/promises';
-import { endsWithin } from '../../common/bounded-wait.js';
+import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { endsWithin } from '../../common/bounded-wait.js';
+import { MUSTER_VERSION } from '../../common/version.js';
+import { BUILD_ENV } from './build-control.js';
+import { userCacheDir } from './cache-dir.js';
 import { answerHello, ShimProtocolError } from './compile-job.js';
 import { CompilerPaths } from './compiler-path.js';
+import { warnUnlessPaused } from './coordinator-guard.js';
 import { DEFERRED_DEFAULTS, DeferredStores } from './deferred-stores.js';
+import { withAbsolutePaths } from './env-paths.js';
 import { ExplainLog } from './explain.js';
 import { FileHashes, type FileHashesDeps } from './file-hashes.js';
-import type { JobContext } from './job-context.js';
+import { HostedBuild, type OpenBuild } from './hosted-build.js';
+import { portsOf, type JobContext } from './job-context.js';
+import { prewarmedCompilers } from './launch-env.js';
 import { LocalTier } from './local-tier.js';
 import { withLockFile } from './lock-file.js';
 import { localCoresBusy, type Placement } from './placement.js';
-import type { JobRecorder, RemoteJobs, SharedCache } from './ports.js';
+import type { CoordinatorPorts } from './ports.js';
 import type { ServiceLog } from './service-log.js';
-import { ShimConnection, type ByteBudget } from './shim-connection.js';
-import { FALLBACK_LOG_NAME } from './shim-protocol.js';
+import { ShimConnection, type ByteBudget, type ControlChannel } from './shim-connection.js';
+import {
+  environFromList,
+  FALLBACK_LOG_NAME,
+  type BuildClose,
+  type BuildOpen,
+  type ShimHello,
+} from './shim-protocol.js';
 import { clearStaleSocket, prepareSocketDir } from './socket-path.js';
-import { prewarmedCompilers } from './launch-env.js';
 import { StatsCounter } from './stats.js';
 import { SystemHeaders } from './system-headers.js';
 import { TOOLCHAIN_IDS_DIR, ToolchainIds, type Discover } from './toolchain-ids.js';
 import { resolveProgram } from './toolchain.js';
-import { warnUnlessPaused } from './coordinator-guard.js';
-import { HostedBuild, type OpenBuild } from './hosted-build.js';
-import type { ControlChannel } from './shim-connection.js';
-import type { BuildClose, BuildOpen, ShimHello } from './shim-protocol.js';
-import { environFromList } from './shim-protocol.js';
-import { BUILD_ENV } from './build-control.js';
-import { userCacheDir } from './cache-dir.js';
-import { withAbsolutePaths } from './env-paths.js';
-import { MUSTER_VERSION } from '../../common/version.js';
+
+export type { CoordinatorPorts } from './ports.js';
 
 export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
-
-/** The service's ports to the coordinator (none, and why: `offlineReason`). */
-export interface CoordinatorPorts {
-  readonly sharedCache?: SharedCache;
-  readonly remote?: RemoteJobs;
-  readonly recorder?: JobRecorder;
-  /** No coordinator for this service's life: compiles that miss locally count as fallbacks. */
-  readonly offlineReason?: string;
-}
 
 export interface CompileServiceOptions extends CoordinatorPorts {
   /** The local tier and the stats (`~/.cache/muster/cc`). */
@@ -505,18 +501,6 @@ export class CompileService {
     this.#stats.close();
     if (this.#tempDir !== null) await rm(this.#tempDir, { recursive: true, force: true });
   }
-}
-
-/** Every port named, absent ones as undefined (they replace the context's). */
-function portsOf(
-  ports: CoordinatorPorts,
-): Pick<JobContext, 'sharedCache' | 'remote' | 'recorder' | 'offlineReason'> {
-  return {
-    sharedCache: ports.sharedCache,
-    remote: ports.remote,
-    recorder: ports.recorder,
-    offlineReason: ports.offlineReason,
-  };
 }
 
 function exchangeStillOpen(connection: ShimConnection): boolean {

@@ -99,7 +99,7 @@ export class ShimConnection {
 
   /** A `muster build` front end's connection (it lasts as long as its build). */
   get isControl(): boolean {
-    return this.#onClose !== null || this.#state === 'control' || this.#state === 'closing';
+    return this.#state === 'control' || this.#state === 'closing';
   }
 
   /** Closes the connection now (the shim falls back, or exits with its child's status). */

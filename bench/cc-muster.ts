@@ -24,7 +24,14 @@ import type { BuildCounts } from '../src/cli/cc/build-summary.js';
 import { userCacheDir } from '../src/cli/cc/cache-dir.js';
 import { TOOLCHAIN_IDS_DIR } from '../src/cli/cc/toolchain-ids.js';
 import { startAgent, type BenchAgent } from './agent.js';
-import { mustRun, startDaemon, stopMusterService, type Daemon } from './cc-peer-processes.js';
+import {
+  mustRun,
+  startDaemon,
+  stopMusterService,
+  timing,
+  type Daemon,
+  type Finished,
+} from './cc-peer-processes.js';
 import type { PeerBuild, PeerRunner } from './cc-peer-runners.js';
 import { countCompiles, type CcProject } from './cc-projects.js';
 import { startCoordinator, waitUntilIdle, type BenchCoordinator } from './coordinator-process.js';
@@ -126,7 +133,7 @@ export function musterRunners(): {
     await project.check(tree);
     const summary = summaryIn(result.output);
     return {
-      ms: result.ms,
+      ...timing(result),
       compiles: countCompiles(result.output),
       ...(summary === undefined
         ? {}
@@ -295,7 +302,7 @@ function launcherRunner(warm: boolean): PeerRunner {
       }
       const result = await make(warm ? 'CC="muster cc" make, warm' : 'CC="muster cc" make, clean');
       await project.check(tree);
-      return { ms: result.ms, compiles: countCompiles(result.output) };
+      return { ...timing(result), compiles: countCompiles(result.output) };
     },
     async stop() {
       await stopService();
@@ -315,7 +322,7 @@ function remoteRunner(): PeerRunner {
     command: string[],
     cwd: string,
   ): Promise<{
-    ms: number;
+    result: Finished;
     output: string;
     summary: Summary | undefined;
     cpuMs: number | undefined;
@@ -329,7 +336,7 @@ function remoteRunner(): PeerRunner {
       limitMs: BUILD_LIMIT_MS,
     });
     return {
-      ms: result.ms,
+      result,
       output: result.output,
       summary: summaryIn(result.output),
       cpuMs: childrenCpuMs(result.output),
@@ -375,7 +382,7 @@ function remoteRunner(): PeerRunner {
       const { summary } = result;
       const compiles = countCompiles(result.output);
       return {
-        ms: result.ms,
+        ...timing(result.result),
         compiles,
         ...(summary === undefined ? {} : { remote: summary.remote }),
         ...(result.cpuMs === undefined ? {} : { clientCpuMs: result.cpuMs }),

@@ -6,7 +6,7 @@
  * remove the temp dirs.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,6 +101,38 @@ export interface Finished {
   code: number | null;
   ms: number;
   output: string;
+  /**
+   * CPU time the whole machine spent busy while the command ran (every process: the command's,
+   * daemons it talks to, anything else running), from /proc/stat; undefined where unreadable.
+   */
+  machineCpuMs: number | undefined;
+}
+
+/** A finished build's wall time and, where known, the machine's busy CPU time meanwhile. */
+export function timing(result: Finished): { ms: number; machineCpuMs?: number } {
+  return {
+    ms: result.ms,
+    ...(result.machineCpuMs === undefined ? {} : { machineCpuMs: result.machineCpuMs }),
+  };
+}
+
+/** USER_HZ, the unit of /proc/stat: 100 on every Linux architecture Node runs on. */
+const TICK_MS = 10;
+
+/**
+ * The machine's busy CPU time so far (ms): /proc/stat's first line, user + nice + system + irq +
+ * softirq (guest time is already in user; idle, iowait and steal are not this machine's work).
+ */
+function machineBusyMs(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0] ?? '';
+    const [user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number);
+    const busy = [user, nice, system, irq, softirq];
+    if (busy.some((n) => n === undefined || !Number.isFinite(n))) return undefined;
+    return busy.reduce<number>((sum, n) => sum + (n ?? 0), 0) * TICK_MS;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -114,6 +146,7 @@ export function runCommand(
 ): Promise<Finished> {
   return new Promise((resolve, reject) => {
     const start = now();
+    const busyBefore = machineBusyMs();
     const child = spawn(command, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
@@ -142,13 +175,16 @@ export function runCommand(
     });
     child.once('close', (code) => {
       const ms = now() - start;
+      const busyAfter = machineBusyMs();
+      const machineCpuMs =
+        busyBefore === undefined || busyAfter === undefined ? undefined : busyAfter - busyBefore;
       if (timer !== undefined) clearTimeout(timer);
       if (pid !== undefined) {
         // Anything the command left behind in its group (a daemon a compiler wrapper forked).
         killGroupNow(pid, 'SIGKILL');
         groups.delete(pid);
       }
-      resolve({ code, ms, output });
+      resolve({ code, ms, output, machineCpuMs });
     });
   });
 }

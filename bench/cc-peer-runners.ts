@@ -28,6 +28,7 @@ import {
   mustRun,
   removeTempDir,
   startDaemon,
+  timing,
   type Daemon,
 } from './cc-peer-processes.js';
 import { countCompiles, type CcProject } from './cc-projects.js';
@@ -47,6 +48,8 @@ export interface PeerBuild {
   where?: string;
   /** CPU time of everything the build ran on this machine, where measured. */
   clientCpuMs?: number;
+  /** The whole machine's busy CPU time during the build (daemons included), where readable. */
+  machineCpuMs?: number;
 }
 
 export interface PeerRunner {
@@ -96,14 +99,14 @@ async function timedBuild(
   command: string,
   args: string[],
   env?: NodeJS.ProcessEnv,
-): Promise<{ ms: number; compiles: number }> {
+): Promise<PeerBuild> {
   const result = await mustRun(`${project.name}: ${command} ${args.join(' ')}`, command, args, {
     cwd: tree,
     ...(env === undefined ? {} : { env }),
     limitMs: BUILD_LIMIT_MS,
   });
   await project.check(tree);
-  return { ms: result.ms, compiles: countCompiles(result.output) };
+  return { ...timing(result), compiles: countCompiles(result.output) };
 }
 
 export function plainMake(): PeerRunner {

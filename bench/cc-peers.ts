@@ -62,6 +62,28 @@ function cpuText(builds: (PeerBuild | undefined)[]): string {
 }
 
 /**
+ * The machine's busy CPU during each build against make's in the same round: what a peer adds
+ * in work, apart from the cores it leaves idle (wall time = work / cores + idle).
+ */
+function machineCpuText(
+  builds: (PeerBuild | undefined)[],
+  makeBuilds: (PeerBuild | undefined)[] = [],
+): string {
+  const cpu = builds.flatMap((b) => (b?.machineCpuMs === undefined ? [] : [b.machineCpuMs]));
+  if (cpu.length === 0) return '';
+  const ratios = ratiosToMake(
+    makeBuilds.map((b) => b?.machineCpuMs),
+    builds.map((b) => b?.machineCpuMs),
+  );
+  const ratio =
+    ratios.length === 0 ? '' : `, ${fmt(median(ratios))} x make's (median of the rounds' ratios)`;
+  return `; machine CPU busy ${list(
+    cpu.map((ms) => ms / 1000),
+    's',
+  )}${ratio}`;
+}
+
+/**
  * `BENCH_CC_PEERS=cold,known` runs only those (make always: the ratios are to it); known follows
  * cold's first use and warm known's build, so each needs the one before. Unset: all of them.
  */
@@ -157,6 +179,7 @@ async function benchProject(
           );
         parts.push(
           `${peer.runner.name} ${seconds(build.ms)}` +
+            (build.machineCpuMs === undefined ? '' : ` [CPU ${seconds(build.machineCpuMs)}]`) +
             (build.remote === undefined ? '' : ` (${build.remote}/${build.compiles} remote)`),
         );
       }
@@ -189,7 +212,7 @@ async function benchProject(
     detail: `median of ${makeMs.length}: ${list(
       makeMs.map((ms) => ms / 1000),
       's',
-    )}; ${make.builds[0]?.compiles ?? 0} compiles; ${loads}`,
+    )}; ${make.builds[0]?.compiles ?? 0} compiles${machineCpuText(make.builds)}; ${loads}`,
   });
   for (const peer of peers.slice(1)) {
     const isMuster = peer.runner.name.startsWith('muster');
@@ -232,7 +255,7 @@ async function benchProject(
       detail:
         `median of ${ratios.length} per-round ratios (${ratios.map((r) => fmt(r)).join(' / ')}); ` +
         `${peer.runner.name} ${seconds(median(peerMs))}, make ${seconds(median(makeMs))} (medians)` +
-        `${remoteText(peer.builds)}${cpuText(peer.builds)}; ${loads}`,
+        `${remoteText(peer.builds)}${cpuText(peer.builds)}${machineCpuText(peer.builds, make.builds)}; ${loads}`,
     });
   }
   return rows;

@@ -1011,6 +1011,9 @@ static int send_ran(int fd, const struct msg *m, const struct buf *capture, int 
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
+/* `muster build`'s native front end (bin/muster runs `muster-cc --build-front-end ...`). */
+#include "build-front.c"
+
 static void usage(void) {
   fputs("usage: muster-cc COMPILER [ARGS...]   (or a symlink named after the compiler)\n", stderr);
   exit(2);
@@ -1023,6 +1026,9 @@ int main(int argc, char **argv) {
   }
   if (argc < 1 || !argv[0]) usage();
   g.argv = argv;
+  if (argc >= 2 && !strcmp(argv[1], FRONT_FLAG) && !strcmp(base_name(argv[0]), SELF_NAME)) {
+    return build_front_main(argc, argv);
+  }
   if (!strcmp(base_name(argv[0]), SELF_NAME)) {
     if (argc < 2 || argv[1][0] == 0 || argv[1][0] == '-') usage();
     g.compiler = argv[1];

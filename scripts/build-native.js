@@ -23,6 +23,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const source = join(root, 'native/muster-cc.c');
+// Included by muster-cc.c (one translation unit): `muster build`'s native front end.
+const included = [join(root, 'native/build-front.c')];
 const output = join(root, 'dist/native/muster-cc');
 const flags = ['-O2', '-Wall', '-Wextra', '-std=c99', '-D_POSIX_C_SOURCE=200809L'];
 
@@ -33,8 +35,8 @@ function isScript(path) {
 function upToDate() {
   if (!existsSync(output) || isScript(output)) return false;
   const built = statSync(output).mtimeMs;
-  return (
-    built > statSync(source).mtimeMs && built > statSync(fileURLToPath(import.meta.url)).mtimeMs
+  return [source, ...included, fileURLToPath(import.meta.url)].every(
+    (input) => built > statSync(input).mtimeMs,
   );
 }
 
@@ -60,6 +62,8 @@ function writeNodeFallback(why) {
     '#!/bin/sh\n' +
       '# Written by scripts/build-native.js when no C compiler worked: correct, but slow.\n' +
       'self=$(readlink -f "$0")\n' +
+      "# bin/muster's `muster build`: the Node front end (`--build-front-end NODE CLI build ...`).\n" +
+      'if [ "$1" = --build-front-end ]; then n=$2 c=$3; shift 3; exec "$n" "$c" "$@"; fi\n' +
       "# Called by a compiler's name (masquerade), that name is the compiler: the launcher form.\n" +
       'case ${0##*/} in muster-cc) ;; *) set -- "${0##*/}" "$@" ;; esac\n' +
       'exec node "${self%/dist/native/muster-cc}/dist/cli/muster.js" cc "$@"\n',

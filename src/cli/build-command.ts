@@ -13,13 +13,23 @@
  * it, like env(1) or time(1) do; SIGTERM and SIGHUP are passed on to it.
  */
 import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import { constants } from 'node:os';
+import { basename, isAbsolute } from 'node:path';
 import type { Command } from 'commander';
 import { MusterError } from '../protocol/errors.js';
-import { BUILD_SERVICE_ENV, type BuildHost, type BuildRequest } from './cc/build-control.js';
-import { formatSummary } from './cc/build-summary.js';
+import {
+  BUILD_DIR_PREFIX,
+  BUILD_SERVICE_ENV,
+  parseControlMessage,
+  type BuildHost,
+  type BuildOutcome,
+  type BuildRequest,
+  type ControlMessage,
+} from './cc/build-control.js';
+import { userSocketDir } from './cc/shim-names.js';
+import { formatSummary, summaryJson } from './cc/build-summary.js';
 import { isPlacement, PLACEMENT_ENV, type Placement } from './cc/placement.js';
-import { printJson } from './print-json.js';
 
 interface BuildOptions {
   json?: boolean;
@@ -56,6 +66,86 @@ export function registerBuildCommand(program: Command): void {
       // service.stop()); a compiler still being identified in the background for a command that
       // compiled nothing is not waited for.
       process.exit(code);
+    });
+}
+
+/** What the native front end hands over when it cannot end a hosted build itself. */
+interface FinishState {
+  readonly dir: string;
+  readonly closed: Extract<ControlMessage, { type: 'build-closed' }> | null;
+  readonly lost: boolean;
+  readonly startedAt: number;
+  readonly ended: Ended;
+  readonly json: boolean;
+}
+
+function finishState(text: string): FinishState {
+  const bad = (why: string): MusterError =>
+    new MusterError('VALIDATION_FAILED', `build-finish: ${why}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw bad('the state is not JSON');
+  }
+  if (typeof value !== 'object' || value === null) throw bad('the state is not an object');
+  const v = value as Record<string, unknown>;
+  const { dir, closed, lost, startedAt, code, signal, json } = v;
+  // Only a build directory of `muster build`'s own making is folded and removed.
+  if (typeof dir !== 'string' || !isAbsolute(dir) || !basename(dir).startsWith(BUILD_DIR_PREFIX))
+    throw bad('dir is not a build directory');
+  const message = closed === null ? null : parseControlMessage(closed);
+  if (closed !== null && message?.type !== 'build-closed') throw bad('closed is not build-closed');
+  if (typeof lost !== 'boolean' || typeof json !== 'boolean') throw bad('lost and json are flags');
+  if (typeof startedAt !== 'number' || !Number.isSafeInteger(startedAt))
+    throw bad('startedAt is not a time');
+  if (typeof code !== 'number' || !Number.isInteger(code) || code < 0 || code > 255)
+    throw bad('code is not an exit code');
+  const name =
+    signal === null
+      ? null
+      : (Object.entries(constants.signals).find(([, n]) => n === signal)?.[0] as
+          NodeJS.Signals | undefined);
+  if (name === undefined) throw bad('signal is not a signal number');
+  return {
+    dir,
+    closed: message?.type === 'build-closed' ? message : null,
+    lost,
+    startedAt,
+    ended: { code, signal: name },
+    json,
+  };
+}
+
+/**
+ * `muster build-finish STATE` (hidden): how the native front end (native/build-front.c) ends a
+ * hosted build it cannot end itself — the service closed the build early (it stopped), was
+ * lost, or the shims logged fallbacks after its close: the leftover log is counted, the summary
+ * printed, and this process ends as the command did. STATE is JSON: { dir, closed (the
+ * service's build-closed, or null), lost, startedAt (ms since the epoch), code, signal (its
+ * number, or null), json }.
+ */
+export function registerBuildFinishCommand(program: Command): void {
+  program
+    .command('build-finish', { hidden: true })
+    .argument('<state>')
+    .action(async (text: string) => {
+      const state = finishState(text);
+      const { hostedOutcome } = await import('./cc/service-build.js');
+      const userDir = userSocketDir(process.env, process.getuid?.() ?? 0);
+      const say = (line: string): void => void process.stderr.write(line);
+      let outcome: BuildOutcome;
+      try {
+        outcome = await hostedOutcome(
+          state.closed,
+          { dir: state.dir, userDir, lost: state.lost },
+          say,
+        );
+      } finally {
+        await rm(state.dir, { recursive: true, force: true });
+      }
+      const code = endBuild(outcome, state);
+      if (code !== undefined) process.exit(code);
     });
 }
 
@@ -106,19 +196,29 @@ async function runBuild(command: string[], opts: BuildOptions): Promise<number |
   const host = await hostOf({ command, placement, noCache: !opts.cache, say });
   const ended = await runCommand(program, args, host.env, opts);
   const code = ended.code;
-  const { counts, buildId, note } = await host.finish(ended.signal === null ? code : null);
-  const elapsed = Date.now() - started;
-  say(formatSummary(counts, elapsed, buildId, note));
-  if (opts.json === true)
-    printJson({ buildId: buildId ?? null, exitCode: code, ...counts, durationMs: elapsed });
-  // Ended by a signal: end the same way, so a shell script running `muster build` stops at
-  // Ctrl-C as it would without Muster (its handlers are gone: the default action applies).
+  const outcome = await host.finish(ended.signal === null ? code : null);
+  return endBuild(outcome, { startedAt: started, ended, json: opts.json === true });
+}
+
+/**
+ * Prints the summary (and the JSON document with --json); returns the command's exit code, or
+ * undefined when a signal ended it: then the signal is raised again, so a shell script running
+ * `muster build` stops at Ctrl-C as it would without Muster (its handlers are gone: the default
+ * action applies).
+ */
+function endBuild(
+  { counts, buildId, note }: BuildOutcome,
+  { startedAt, ended, json }: { startedAt: number; ended: Ended; json: boolean },
+): number | undefined {
+  const elapsed = Date.now() - startedAt;
+  process.stderr.write(formatSummary(counts, elapsed, buildId, note));
+  if (json) process.stdout.write(`${summaryJson(counts, elapsed, buildId, ended.code)}\n`);
   if (ended.signal !== null) {
-    process.exitCode = code;
+    process.exitCode = ended.code;
     process.kill(process.pid, ended.signal);
     return undefined;
   }
-  return code;
+  return ended.code;
 }
 
 interface Ended {

@@ -26,6 +26,8 @@ const COMMANDS: [string, () => Promise<Register>][] = [
   ['run', async () => (await import('./run-command.js')).registerRunCommand],
   ['cc', async () => (await import('./cc-command.js')).registerCcCommand],
   ['build', async () => (await import('./build-command.js')).registerBuildCommand],
+  // Hidden: the native front end's way to end a build it cannot end itself.
+  ['build-finish', async () => (await import('./build-command.js')).registerBuildFinishCommand],
   ['builds', async () => (await import('./builds-command.js')).registerBuildsCommand],
   ['settings', async () => (await import('./settings-command.js')).registerSettingsCommand],
   ['backup', async () => (await import('./backup-command.js')).registerBackupCommand],

@@ -52,8 +52,17 @@ function project(): Promise<string> {
   return copyOfExample('muster-cc-build-');
 }
 
+/**
+ * The CLI; `muster build` as users run it, through bin/muster: its native front end
+ * (native/build-front.c) when the service runs, the Node CLI when it starts the service.
+ */
 function muster(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<CliResult> {
-  return runCli(args, { env, cwd, timeoutMs: 240_000 });
+  return runCli(args, {
+    env,
+    cwd,
+    timeoutMs: 240_000,
+    ...(args[0] === 'build' ? { command: musterBin } : {}),
+  });
 }
 
 interface Summary {

@@ -20,11 +20,12 @@ import {
   parseControlMessage,
   type ControlMessage,
 } from '../../src/cli/cc/build-control.js';
-import type { BuildCounts } from '../../src/cli/cc/build-summary.js';
+import { formatSummary, type BuildCounts } from '../../src/cli/cc/build-summary.js';
 import { DeferredStores } from '../../src/cli/cc/deferred-stores.js';
 import type { BuildPorts, OpenBuild } from '../../src/cli/cc/hosted-build.js';
 import { CompileService } from '../../src/cli/cc/service.js';
-import { environToList } from '../../src/cli/cc/shim-protocol.js';
+import { installedLauncherPaths } from '../../src/cli/cc/launch-env.js';
+import { environFromList, environToList } from '../../src/cli/cc/shim-protocol.js';
 import { StatsCounter } from '../../src/cli/cc/stats.js';
 import { FakeRecorder, hourAhead, InMemorySharedCache, until } from '../helpers/cc-fakes.js';
 import { fakeShim } from '../helpers/fake-shim.js';
@@ -169,10 +170,21 @@ describe('compile service: hosted builds', () => {
     await t.service.start(t.socket);
     try {
       const control = new Control(t.socket);
-      control.send(buildOpen({ ...t.cacheEnv, MUSTER_CONFIG_DIR: 'conf/muster' }, t.dir));
+      const link = join(t.dir, 'cc.sock');
+      control.send(
+        buildOpen({ ...t.cacheEnv, MUSTER_CONFIG_DIR: 'conf/muster' }, t.dir, { socket: link }),
+      );
       const accepted = await control.next('build-accepted');
-      assert.equal(accepted.type, 'build-accepted');
-      const tag = accepted.type === 'build-accepted' ? accepted.tag : '';
+      assert.ok(accepted.type === 'build-accepted');
+      const tag = accepted.tag;
+      // The command's environment: the front end's own, with the launcher in place.
+      const commandEnv = environFromList(accepted.env);
+      assert.equal(commandEnv[BUILD_ENV], tag);
+      assert.equal(commandEnv['MUSTER_CC_SOCKET'], link);
+      assert.equal(commandEnv['MUSTER_CONFIG_DIR'], 'conf/muster', 'left as the command has it');
+      const masquerade = installedLauncherPaths().masquerade;
+      assert.equal(commandEnv['PATH']?.split(':')[0], masquerade);
+      assert.equal(commandEnv['MUSTER_CC_MASQUERADE'], masquerade);
       // The session's lines reach the front end.
       assert.deepEqual(await control.next('say'), {
         type: 'say',
@@ -204,10 +216,18 @@ describe('compile service: hosted builds', () => {
       // A shim of this build that could not reach the service.
       writeFileSync(join(t.dir, 'cc-fallbacks.log'), '1796630000 eof\n');
 
-      control.send({ type: 'build-close', exitCode: 0 });
+      control.send({ type: 'build-close', exitCode: 0, summary: { elapsedMs: 1234, code: 0 } });
       const closed = await control.next('build-closed');
       assert.ok(closed.type === 'build-closed');
       assert.equal(closed.buildId, 42);
+      // The summary the native front end prints, as the Node front end writes it.
+      assert.equal(closed.summary, formatSummary(closed.counts, 1234, 42));
+      assert.match(closed.summary ?? '', /^muster: 2 jobs \(1 compile\): .*; 1\.2 s — build 42\n$/);
+      const json = JSON.parse(closed.json ?? '') as Record<string, unknown>;
+      assert.equal(json['buildId'], 42);
+      assert.equal(json['exitCode'], 0);
+      assert.equal(json['durationMs'], 1234);
+      assert.equal(json['compiles'], 1);
       assert.equal(closed.offline, false);
       assert.equal(closed.counts.compiles, 1);
       assert.equal(closed.counts.local, 1);
@@ -426,16 +446,40 @@ describe('build control messages', () => {
       reruns: 0,
       fallbackReasons: {},
     };
-    assert.deepEqual(parseControlMessage({ type: 'build-accepted', tag: 'abcdefgh12' }), {
-      type: 'build-accepted',
-      tag: 'abcdefgh12',
-    });
+    assert.deepEqual(
+      parseControlMessage({ type: 'build-accepted', tag: 'abcdefgh12', env: ['A=b', 'C='] }),
+      { type: 'build-accepted', tag: 'abcdefgh12', env: ['A=b', 'C='] },
+    );
     assert.ok(parseControlMessage({ type: 'build-closed', counts, buildId: 3, offline: false }));
+    assert.deepEqual(
+      parseControlMessage({
+        type: 'build-closed',
+        counts,
+        buildId: null,
+        offline: true,
+        summary: 'muster: …\n',
+        json: '{}',
+      }),
+      {
+        type: 'build-closed',
+        counts,
+        buildId: null,
+        offline: true,
+        summary: 'muster: …\n',
+        json: '{}',
+      },
+    );
     for (const bad of [
       null,
       'say',
-      { type: 'build-accepted', tag: 'short' },
-      { type: 'build-accepted', tag: '../../etc/passwd' },
+      { type: 'build-accepted', tag: 'abcdefgh12' },
+      { type: 'build-accepted', tag: 'abcdefgh12', env: 'A=b' },
+      { type: 'build-accepted', tag: 'abcdefgh12', env: ['A=b', 3] },
+      { type: 'build-accepted', tag: 'abcdefgh12', env: ['no-equals-sign'] },
+      { type: 'build-accepted', tag: 'short', env: [] },
+      { type: 'build-accepted', tag: '../../etc/passwd', env: [] },
+      { type: 'build-closed', counts, buildId: 3, offline: false, summary: 7 },
+      { type: 'build-closed', counts, buildId: 3, offline: false, json: 'x'.repeat(70_000) },
       { type: 'say', text: 'x'.repeat(70_000) },
       { type: 'build-closed', counts: { ...counts, jobs: -1 }, buildId: 3, offline: false },
       {

@@ -4,15 +4,20 @@
  * shim's (shim-protocol.ts), the first frame `build-open` instead of a hello.
  *
  *   front end → service  build-open   { v, version, launcher, command, cwd, env, placement,
- *                                       noCache, dir }
- *   service → front end  build-accepted { tag }         the build is open; its compiles carry
- *                                                       BUILD_ENV=tag in their environment
+ *                                       noCache, dir, socket? }
+ *   service → front end  build-accepted { tag, env }    the build is open; `env` is the command's
+ *                                                       environment (the front end's, with the
+ *                                                       launcher in place: launch-env.ts, and
+ *                                                       BUILD_ENV=tag, which routes its compiles)
  *                        build-refused  { reason }      (then closes) the front end hosts the
  *                                                       build in its own process instead
  *                        say            { text }        a line for the build's stderr, any time
- *   front end → service  build-close  { exitCode }      the command ended
- *   service → front end  build-closed { counts, buildId, offline, early? }   (then closes; early:
- *                                       the service closed it first, as it stopped)
+ *   front end → service  build-close  { exitCode, summary? }   the command ended; summary
+ *                                       { elapsedMs, code } asks for the summary's text
+ *   service → front end  build-closed { counts, buildId, offline, early?, summary?, json? }
+ *                                       (then closes; early: the service closed it first, as
+ *                                       it stopped; summary and json: what `muster build` prints,
+ *                                       when asked)
  *
  * A control connection that drops before `build-close` closes the build as failed. This file
  * holds what the front end needs without loading the service (no schema library): the
@@ -22,11 +27,18 @@ import type { BuildCounts } from './build-summary.js';
 
 /** Names the hosted build a compile belongs to, in the command's environment. */
 export const BUILD_ENV = 'MUSTER_CC_BUILD';
+/** The build's private directory: `<tmpdir>/muster-build-XXXXXX` (mkdtemp). */
+export const BUILD_DIR_PREFIX = 'muster-build-';
 /** `muster build` hosts its build in its own process when this is `in-process`. */
 export const BUILD_SERVICE_ENV = 'MUSTER_BUILD_SERVICE';
 
 export type ControlMessage =
-  | { readonly type: 'build-accepted'; readonly tag: string }
+  | {
+      readonly type: 'build-accepted';
+      readonly tag: string;
+      /** The command's environment, `NAME=value`. */
+      readonly env: readonly string[];
+    }
   | { readonly type: 'build-refused'; readonly reason: string }
   | { readonly type: 'say'; readonly text: string }
   | {
@@ -38,9 +50,14 @@ export type ControlMessage =
       readonly offline: boolean;
       /** The service closed the build before `build-close` (it is stopping). */
       readonly early?: boolean;
+      /** The summary line and the `--json` document, when `build-close` asked for them. */
+      readonly summary?: string;
+      readonly json?: string;
     };
 
 const MAX_TEXT = 64 * 1024;
+/** An environment as execve(2) takes it: far under Linux's 2 MiB for arguments and environment. */
+const MAX_ENV_ENTRIES = 100_000;
 const COUNT_FIELDS = [
   'jobs',
   'compiles',
@@ -87,9 +104,12 @@ export function parseControlMessage(value: unknown): ControlMessage | null {
   switch (m['type']) {
     case 'build-accepted': {
       const tag = text('tag');
-      return tag !== null && /^[A-Za-z0-9_-]{8,64}$/.test(tag)
-        ? { type: 'build-accepted', tag }
-        : null;
+      const env = m['env'];
+      if (tag === null || !/^[A-Za-z0-9_-]{8,64}$/.test(tag)) return null;
+      if (!Array.isArray(env) || env.length > MAX_ENV_ENTRIES) return null;
+      if (!env.every((entry): entry is string => typeof entry === 'string' && entry.includes('=')))
+        return null;
+      return { type: 'build-accepted', tag, env };
     }
     case 'build-refused': {
       const reason = text('reason');
@@ -106,12 +126,17 @@ export function parseControlMessage(value: unknown): ControlMessage | null {
       if (buildId !== null && !(isCount(buildId) && buildId > 0)) return null;
       const early = m['early'];
       if (early !== undefined && typeof early !== 'boolean') return null;
+      const summary = m['summary'] === undefined ? undefined : text('summary');
+      const json = m['json'] === undefined ? undefined : text('json');
+      if (summary === null || json === null) return null;
       return {
         type: 'build-closed',
         counts,
         buildId,
         offline: m['offline'],
         ...(early === true ? { early } : {}),
+        ...(summary === undefined ? {} : { summary }),
+        ...(json === undefined ? {} : { json }),
       };
     }
     default:

@@ -106,3 +106,26 @@ export function formatSummary(
     `${plural(counts.fallbacks, 'fallback')}${why}${reruns}; ${formatDuration(elapsedMs)}${build}\n`
   );
 }
+
+/** What `muster build --json` prints on stdout at the end (with a newline after it). */
+export function summaryJson(
+  counts: BuildCounts,
+  elapsedMs: number,
+  buildId: number | undefined,
+  code: number,
+): string {
+  return JSON.stringify(
+    { buildId: buildId ?? null, exitCode: code, ...counts, durationMs: elapsedMs },
+    null,
+    2,
+  );
+}
+
+/** Why a hosted build's summary names no build or its counts may be short (service-build.ts). */
+export function hostedNote(closed: { offline: boolean; early?: boolean }): string | undefined {
+  return closed.offline
+    ? 'no coordinator'
+    : closed.early === true
+      ? 'the compile service stopped during the build'
+      : undefined;
+}

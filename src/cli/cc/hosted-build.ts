@@ -16,12 +16,18 @@ import { randomBytes } from 'node:crypto';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { endsWithin } from '../../common/bounded-wait.js';
-import { countsOf, type BuildCounts } from './build-summary.js';
+import {
+  countsOf,
+  formatSummary,
+  hostedNote,
+  summaryJson,
+  type BuildCounts,
+} from './build-summary.js';
 import { warnUnlessPaused } from './coordinator-guard.js';
 import { portsOf, type JobContext } from './job-context.js';
 import type { ServiceLog } from './service-log.js';
 import type { ControlChannel } from './shim-connection.js';
-import { FALLBACK_LOG_NAME, type BuildOpen } from './shim-protocol.js';
+import { FALLBACK_LOG_NAME, type BuildClose, type BuildOpen } from './shim-protocol.js';
 import { StatsCounter } from './stats.js';
 import type { CoordinatorPorts } from './ports.js';
 
@@ -123,11 +129,12 @@ export class HostedBuild {
   }
 
   /**
-   * Closes the build (once): with the command's exit code, or as ended by a signal
-   * (`undefined`: the front end went away, or the service stops).
+   * Closes the build (once): with the front end's `build-close` (the command's exit code, and
+   * whether it wants the summary written), or as ended by a signal (`undefined`: the front end
+   * went away, or the service stops).
    */
-  close(exitCode: number | null | undefined): Promise<void> {
-    this.#closing ??= this.#close(exitCode);
+  close(close: BuildClose | undefined): Promise<void> {
+    this.#closing ??= this.#close(close);
     return this.#closing;
   }
 
@@ -145,7 +152,8 @@ export class HostedBuild {
     while (this.#background.size > 0) await Promise.all([...this.#background]);
   }
 
-  async #close(exitCode: number | null | undefined): Promise<void> {
+  async #close(close: BuildClose | undefined): Promise<void> {
+    const exitCode = close?.exitCode;
     this.#state = 'closing';
     const { channel, base } = this.#options;
     const context = await this.context;
@@ -167,13 +175,23 @@ export class HostedBuild {
         this.#log.warn({ err }, 'muster cc: closing the build failed');
         return { buildId: undefined };
       });
-    channel.end({
-      type: 'build-closed',
+    const closed = {
       counts,
       buildId: buildId ?? null,
       offline: context.offlineReason !== undefined,
       // Closed before the front end asked (the service stops): its later compiles ran alone.
-      early: exitCode === undefined,
+      early: close === undefined,
+    };
+    const asked = close?.summary;
+    channel.end({
+      type: 'build-closed',
+      ...closed,
+      ...(asked === undefined
+        ? {}
+        : {
+            summary: formatSummary(counts, asked.elapsedMs, buildId, hostedNote(closed)),
+            json: summaryJson(counts, asked.elapsedMs, buildId, asked.code),
+          }),
     });
     this.#state = 'closed';
   }

@@ -16,19 +16,22 @@ import { join } from 'node:path';
 import { MUSTER_VERSION } from '../../common/version.js';
 import { encodeJsonFrame, FrameDecoder } from '../../protocol/framing.js';
 import {
-  BUILD_ENV,
+  BUILD_DIR_PREFIX,
   parseControlMessage,
   type BuildHost,
+  type BuildOutcome,
   type BuildRequest,
   type ControlMessage,
 } from './build-control.js';
-import type { BuildCounts } from './build-summary.js';
-import { installedLauncherPaths, launchEnvironment } from './launch-env.js';
+import { hostedNote, type BuildCounts } from './build-summary.js';
+import { installedLauncherPaths } from './launch-env.js';
 import { detach } from './serve-detach.js';
 import {
+  environFromList,
   environToList,
   FALLBACK_LOG_NAME,
   fallbackLineReason,
+  MAX_SOCKET_PATH_BYTES,
   SOCKET_NAME,
   userSocketDir,
 } from './shim-names.js';
@@ -38,9 +41,8 @@ import { prepareSocketDir, socketAnswers } from './socket-path.js';
 const ACCEPT_WAIT_MS = 10_000;
 /** The close waits for the build's uploads (a minute at most) and the coordinator's answer. */
 const CLOSE_WAIT_MS = 120_000;
-const MAX_CONTROL_FRAME_BYTES = 1024 * 1024;
-/** sun_path: a socket path must fit in 108 bytes with its NUL. */
-const MAX_SOCKET_PATH = 108;
+/** The service's answers: `build-accepted` carries the command's whole environment. */
+const MAX_CONTROL_FRAME_BYTES = 8 * 1024 * 1024;
 
 /** One control connection: messages in order, and its end. */
 class ControlClient {
@@ -159,14 +161,25 @@ export async function hostInService(request: BuildRequest): Promise<BuildHost | 
   } catch (err) {
     return `the compile service did not start: ${err instanceof Error ? err.message : String(err)}`;
   }
-  const paths = installedLauncherPaths();
-  const dir = await mkdtemp(join(tmpdir(), 'muster-build-'));
+  const dir = await mkdtemp(join(tmpdir(), BUILD_DIR_PREFIX));
   let control: ControlClient | undefined;
   const refused = async (why: string): Promise<string> => {
     control?.close();
     await rm(dir, { recursive: true, force: true });
     return why;
   };
+  // The shims log their fallbacks next to the socket they are given: a link in this build's
+  // directory makes that log the build's (unless the link's path is too long for a socket).
+  const link = join(dir, SOCKET_NAME);
+  let given = socket;
+  if (Buffer.byteLength(link) <= MAX_SOCKET_PATH_BYTES) {
+    try {
+      await symlink(socket, link);
+      given = link;
+    } catch (err) {
+      return refused(`could not link the service's socket: ${(err as Error).message}`);
+    }
+  }
   try {
     control = new ControlClient(await connectTo(socket));
   } catch (err) {
@@ -177,13 +190,14 @@ export async function hostInService(request: BuildRequest): Promise<BuildHost | 
     type: 'build-open',
     v: 1,
     version: MUSTER_VERSION,
-    launcher: paths.launcher,
+    launcher: installedLauncherPaths().launcher,
     command: request.command.join(' ').slice(0, 8192),
     cwd: process.cwd(),
     env: environToList(process.env),
     placement: request.placement,
     noCache: request.noCache,
     dir,
+    socket: given,
   });
   const answer = await control.next(ACCEPT_WAIT_MS);
   if (answer?.type !== 'build-accepted')
@@ -192,57 +206,53 @@ export async function hostInService(request: BuildRequest): Promise<BuildHost | 
         ? answer.reason
         : 'the compile service did not accept the build',
     );
-  // The shims log their fallbacks next to the socket they are given: a link in this build's
-  // directory makes that log the build's (unless the link's path is too long for a socket).
-  const link = join(dir, SOCKET_NAME);
-  let given = socket;
-  if (Buffer.byteLength(link) < MAX_SOCKET_PATH) {
-    try {
-      await symlink(socket, link);
-      given = link;
-    } catch (err) {
-      return refused(`could not link the service's socket: ${(err as Error).message}`);
-    }
-  }
-  const env: NodeJS.ProcessEnv = {
-    ...launchEnvironment(process.env, paths, given),
-    [BUILD_ENV]: answer.tag,
-  };
   const open = control;
   return {
-    env,
+    env: environFromList(answer.env),
     finish: async (exitCode) => {
       try {
         open.send({ type: 'build-close', exitCode });
         const closed = await open.next(CLOSE_WAIT_MS);
-        // What the shims logged after the service folded the build's log: it closed the build
-        // before the command ended (it was stopping), or it was lost.
-        const later = await foldFallbackLog(dir, userDir);
-        if (closed?.type === 'build-closed')
-          return {
-            counts: withFallbacks(closed.counts, later),
-            buildId: closed.buildId ?? undefined,
-            note: closed.offline
-              ? 'no coordinator'
-              : closed.early === true
-                ? 'the compile service stopped during the build'
-                : undefined,
-          };
-        request.say(
-          open.ended
-            ? 'muster: the compile service ended before it closed the build: its counts are lost\n'
-            : `muster: the compile service did not close the build within ${CLOSE_WAIT_MS / 1000} s: its counts are unknown\n`,
+        return await hostedOutcome(
+          closed?.type === 'build-closed' ? closed : null,
+          { dir, userDir, lost: open.ended },
+          request.say,
         );
-        return {
-          counts: withFallbacks(noCounts(), later),
-          buildId: undefined,
-          note: 'the compile service was lost',
-        };
       } finally {
         open.close();
         await rm(dir, { recursive: true, force: true });
       }
     },
+  };
+}
+
+/**
+ * A hosted build's outcome from the service's `build-closed` (null: none came) and what the
+ * shims logged in the build's directory after the service folded it (it closed the build before
+ * the command ended, as it stopped; or it was lost). The native front end has the Node CLI
+ * finish this way (`muster build-finish`) whenever it cannot print the service's summary.
+ */
+export async function hostedOutcome(
+  closed: Extract<ControlMessage, { type: 'build-closed' }> | null,
+  { dir, userDir, lost }: { dir: string; userDir: string; lost: boolean },
+  say: (text: string) => void,
+): Promise<BuildOutcome> {
+  const later = await foldFallbackLog(dir, userDir);
+  if (closed !== null)
+    return {
+      counts: withFallbacks(closed.counts, later),
+      buildId: closed.buildId ?? undefined,
+      note: hostedNote(closed),
+    };
+  say(
+    lost
+      ? 'muster: the compile service ended before it closed the build: its counts are lost\n'
+      : `muster: the compile service did not close the build within ${CLOSE_WAIT_MS / 1000} s: its counts are unknown\n`,
+  );
+  return {
+    counts: withFallbacks(noCounts(), later),
+    buildId: undefined,
+    note: 'the compile service was lost',
   };
 }
 

@@ -32,7 +32,7 @@ import { ExplainLog } from './explain.js';
 import { FileHashes, type FileHashesDeps } from './file-hashes.js';
 import { HostedBuild, type OpenBuild } from './hosted-build.js';
 import { portsOf, type JobContext } from './job-context.js';
-import { prewarmedCompilers } from './launch-env.js';
+import { installedLauncherPaths, launchEnvironment, prewarmedCompilers } from './launch-env.js';
 import { LocalTier } from './local-tier.js';
 import { withLockFile } from './lock-file.js';
 import { localCoresBusy, type Placement } from './placement.js';
@@ -41,6 +41,7 @@ import type { ServiceLog } from './service-log.js';
 import { ShimConnection, type ByteBudget, type ControlChannel } from './shim-connection.js';
 import {
   environFromList,
+  environToList,
   FALLBACK_LOG_NAME,
   type BuildClose,
   type BuildOpen,
@@ -401,19 +402,30 @@ export class CompileService {
     });
     this.#builds.set(build.tag, build);
     this.#log.info({ build: build.tag, cwd: open.cwd }, 'muster cc: hosting a build');
-    channel.send({ type: 'build-accepted', tag: build.tag });
+    // The command's environment: the front end's own (not made absolute: the command runs where
+    // it was started), with the launcher in place and the tag that routes its compiles here.
+    const command = launchEnvironment(
+      environFromList(open.env),
+      installedLauncherPaths(),
+      open.socket ?? this.#socketPath ?? '',
+    );
+    command[BUILD_ENV] = build.tag;
+    channel.send({ type: 'build-accepted', tag: build.tag, env: environToList(command) });
     for (const compiler of prewarmedCompilers(env))
       this.#prewarm(base, compiler, env['PATH'] ?? '');
     // A front end that went away before its close: the build ends as failed.
     void channel.closed.then(() => {
       if (build.state === 'open') void this.#closeBuild(build, undefined);
     });
-    return (message) => void this.#closeBuild(build, message.exitCode);
+    return (message) => void this.#closeBuild(build, message);
   }
 
-  /** Closes a hosted build (once), work stop() waits for; it leaves the map when closed. */
-  #closeBuild(build: HostedBuild, exitCode: number | null | undefined): Promise<void> {
-    const closing = build.close(exitCode).finally(() => this.#builds.delete(build.tag));
+  /**
+   * Closes a hosted build (once), work stop() waits for; it leaves the map when closed. Without
+   * the front end's `build-close` (it went away, or the service stops): closed first.
+   */
+  #closeBuild(build: HostedBuild, close: BuildClose | undefined): Promise<void> {
+    const closing = build.close(close).finally(() => this.#builds.delete(build.tag));
     this.#addBackground('closing a build', closing);
     return closing;
   }

@@ -10,6 +10,8 @@ export const SOCKET_ENV = 'MUSTER_CC_SOCKET';
 export const MASQUERADE_ENV = 'MUSTER_CC_MASQUERADE';
 export const SOCKET_NAME = 'cc.sock';
 export const FALLBACK_LOG_NAME = 'cc-fallbacks.log';
+/** sun_path holds 108 bytes with the NUL: the longest path a Unix socket is reached by. */
+export const MAX_SOCKET_PATH_BYTES = 107;
 
 /**
  * The per-user directory of the `muster cc --serve` socket: `$XDG_RUNTIME_DIR/muster`, else

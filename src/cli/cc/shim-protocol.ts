@@ -23,6 +23,7 @@
  * the socket directory, which the service counts under `fallbacks` at its next start.
  */
 import { z } from 'zod';
+import { MAX_SOCKET_PATH_BYTES } from './shim-names.js';
 
 export const SHIM_PROTOCOL_VERSION = 1;
 export const SHIM_MAX_FRAME_BYTES = 64 * 1024 * 1024;
@@ -129,6 +130,11 @@ export const buildOpenSchema = z
     noCache: z.boolean(),
     /** The build's private directory (absolute): the shims' fallback log of this build. */
     dir: z.string().min(2).max(4096).startsWith('/'),
+    /**
+     * The socket the build's compiles are given (`MUSTER_CC_SOCKET`): a link to this service's
+     * socket in `dir`, so the shims' fallback log is the build's. Absent: the service's own.
+     */
+    socket: z.string().min(2).max(MAX_SOCKET_PATH_BYTES).startsWith('/').optional(),
   })
   .strict();
 export type BuildOpen = z.infer<typeof buildOpenSchema>;
@@ -138,6 +144,18 @@ export const buildCloseSchema = z
     type: z.literal('build-close'),
     /** The command's exit code, or null when a signal ended it. */
     exitCode: z.number().int().min(0).max(255).nullable(),
+    /**
+     * Asks for the summary `muster build` prints, written by the service (the native front end
+     * has no formatter of its own): the build's time so far and the code it reports (128 + the
+     * signal when one ended the command).
+     */
+    summary: z
+      .object({
+        elapsedMs: z.number().int().min(0).max(1e12),
+        code: z.number().int().min(0).max(255),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type BuildClose = z.infer<typeof buildCloseSchema>;

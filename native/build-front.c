@@ -1,0 +1,544 @@
+/*
+ * build-front.c: `muster build`'s native front end (issue 13). Included by muster-cc.c, one
+ * translation unit: it uses the shim's framing, JSON and socket-directory helpers.
+ *
+ * bin/muster runs `muster-cc --build-front-end NODE CLI build ARGS...`. When the per-user compile
+ * service answers and accepts the build, this process does what the Node front end does
+ * (src/cli/cc/service-build.ts, src/cli/build-command.ts) without a Node start, which is about a
+ * tenth of a second of every build before its command starts:
+ *
+ *   1. the build's private directory (mkdtemp in $TMPDIR or /tmp, `muster-build-XXXXXX`) with a
+ *      link to the service's socket in it (the shims' fallback log is then the build's);
+ *   2. `build-open` on the service's socket (src/cli/cc/build-control.ts) with this
+ *      installation's launcher and version, the command line, cwd, environment, placement,
+ *      --no-cache and the link; `build-accepted` gives the command's environment;
+ *   3. the command, as the Node front end runs it: SIGINT and SIGQUIT are the command's (this
+ *      process ignores them while it runs), SIGTERM and SIGHUP are passed on, `--json` sends its
+ *      stdout to stderr; `say` lines from the service go to stderr meanwhile;
+ *   4. `build-close` with the exit code (null when a signal ended the command) and a request for
+ *      the summary; `build-closed` carries the summary line and the JSON document, printed as
+ *      they are; then it ends as the command did (its code, or its signal raised again).
+ *
+ * Anything unusual before the command starts -- an option this file does not know (--help), a
+ * placement that is not auto/local/remote, MUSTER_BUILD_SERVICE other than per-user, text that
+ * is not UTF-8, an unsafe socket directory, no service answering (the Node front end starts it),
+ * a refusal, no answer in time -- execs the Node CLI with the same arguments, which does it all
+ * and says why. Anything unusual after the command ran (the service closed the build early, was
+ * lost, did not answer, or the shims logged fallbacks after its close) execs the hidden
+ * `muster build-finish STATE`, which counts what is left and prints the summary.
+ */
+
+#define FRONT_FLAG "--build-front-end"
+#define ACCEPT_WAIT_MS 10000
+#define CLOSE_WAIT_MS 120000
+#define MAX_COMMAND_TEXT 8192
+#define MAX_VERSION 64
+#define MAX_DEPTH 16
+
+static struct {
+  const char *node, *cli;
+  char **args; /* the arguments after `build` */
+  int nargs;
+  long long started_ms;
+} fe;
+
+static volatile sig_atomic_t fe_child = 0;
+static int fe_wake[2] = {-1, -1};
+
+static long long wall_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (long long)t.tv_sec * 1000LL + t.tv_nsec / 1000000;
+}
+
+/* Runs the Node CLI: `NODE CLI <what> [tail...]`; does not return. */
+static void fe_exec_node(const char *what, char **tail, int ntail) {
+  char **v = malloc((size_t)(ntail + 4) * sizeof *v);
+  if (v) {
+    int n = 0;
+    v[n++] = (char *)fe.node, v[n++] = (char *)fe.cli, v[n++] = (char *)what;
+    for (int i = 0; i < ntail; i++) v[n++] = tail[i];
+    v[n] = NULL;
+    execvp(fe.node, v);
+  }
+  fprintf(stderr, "muster: cannot run %s: %s\n", fe.node, strerror(errno));
+  exit(127);
+}
+
+/* Before anything happened: the Node front end does this build. */
+static void fe_to_node(void) { fe_exec_node("build", fe.args, fe.nargs); }
+
+/* ---- the service's answers ---------------------------------------------------------------- */
+
+struct answer {
+  char *type, *tag, *text, *summary, *json;
+  struct strlist env;
+  int has_env;
+};
+
+static int fe_skip_value(struct parser *ps, int depth);
+
+static int fe_skip_literal(struct parser *ps, const char *word) {
+  size_t n = strlen(word);
+  if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n)) return -1;
+  ps->p += n;
+  return 0;
+}
+
+static int fe_skip_container(struct parser *ps, int depth, char close, int keyed) {
+  ps->p++;
+  skip_ws(ps);
+  if (ps->p < ps->end && *ps->p == close) return ps->p++, 0;
+  for (;;) {
+    if (keyed && (!parse_string(ps) || expect(ps, ':'))) return -1;
+    if (fe_skip_value(ps, depth + 1)) return -1;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == ',') {
+      ps->p++;
+      continue;
+    }
+    return expect(ps, close);
+  }
+}
+
+/* Any JSON value (the counts of `build-closed` are read by the Node CLI, not here). */
+static int fe_skip_value(struct parser *ps, int depth) {
+  long long n;
+  skip_ws(ps);
+  if (ps->p >= ps->end || depth > MAX_DEPTH) return -1;
+  switch (*ps->p) {
+  case '"': return parse_string(ps) ? 0 : -1;
+  case '{': return fe_skip_container(ps, depth, '}', 1);
+  case '[': return fe_skip_container(ps, depth, ']', 0);
+  case 't': return fe_skip_literal(ps, "true");
+  case 'f': return fe_skip_literal(ps, "false");
+  case 'n': return fe_skip_literal(ps, "null");
+  default: return parse_int(ps, &n);
+  }
+}
+
+/* A control message (in place: `body` is decoded over); -1 when it is not one. */
+static int fe_parse_answer(char *body, size_t n, struct answer *a) {
+  struct parser ps = {body, body + n};
+  memset(a, 0, sizeof *a);
+  if (!utf8_valid((const unsigned char *)body, n) || expect(&ps, '{')) return -1;
+  for (;;) {
+    char *key = parse_string(&ps);
+    if (!key || expect(&ps, ':')) return -1;
+    char **text = !strcmp(key, "type")      ? &a->type
+                  : !strcmp(key, "tag")     ? &a->tag
+                  : !strcmp(key, "text")    ? &a->text
+                  : !strcmp(key, "summary") ? &a->summary
+                  : !strcmp(key, "json")    ? &a->json
+                                            : NULL;
+    skip_ws(&ps);
+    if (text) {
+      if (*text || !(*text = parse_string(&ps))) return -1;
+    } else if (!strcmp(key, "env")) {
+      if (a->has_env || parse_string_list(&ps, &a->env)) return -1;
+      a->has_env = 1;
+    } else if (fe_skip_value(&ps, 1)) {
+      return -1;
+    }
+    skip_ws(&ps);
+    if (ps.p < ps.end && *ps.p == ',') {
+      ps.p++;
+      continue;
+    }
+    if (expect(&ps, '}')) return -1;
+    break;
+  }
+  skip_ws(&ps);
+  return ps.p == ps.end && a->type ? 0 : -1;
+}
+
+/* Waits up to `ms` for the socket to be readable: 1 readable, 0 not in time, -1 error. */
+static int fe_wait(int fd, long long deadline_ms) {
+  for (;;) {
+    long long left = deadline_ms - wall_ms();
+    if (left <= 0) return 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+    if (r > 0) return 1;
+    if (r < 0 && errno != EINTR) return -1;
+  }
+}
+
+enum { FE_SAY, FE_CLOSED, FE_OTHER, FE_BROKEN };
+
+/*
+ * Reads one message after the command started: a `say` is shown; a `build-closed` is kept raw
+ * in *raw (for `muster build-finish`) and parsed into *closed (its summary and JSON).
+ */
+static int fe_read_answer(int fd, char **raw, struct answer *closed) {
+  char *body = NULL;
+  size_t n = 0;
+  struct answer a;
+  if (read_frame(fd, &body, &n)) return free(body), FE_BROKEN;
+  char *copy = malloc(n + 1);
+  if (!copy) return free(body), FE_BROKEN;
+  memcpy(copy, body, n + 1);
+  if (fe_parse_answer(body, n, &a)) return free(body), free(copy), FE_BROKEN;
+  if (!strcmp(a.type, "say") && a.text) {
+    (void)write_all(2, a.text, strlen(a.text));
+    free(body), free(copy);
+    return FE_SAY;
+  }
+  if (strcmp(a.type, "build-closed")) return free(body), free(copy), FE_OTHER;
+  free(*raw);
+  *raw = copy;
+  *closed = a; /* its strings live in body, kept */
+  return FE_CLOSED;
+}
+
+/* ---- running the command ------------------------------------------------------------------ */
+
+static void fe_on_chld(int sig) {
+  (void)sig;
+  int saved = errno;
+  if (write(fe_wake[1], "x", 1) < 0) { /* full: a wake-up is pending anyway */ }
+  errno = saved;
+}
+
+static void fe_forward(int sig) {
+  if (fe_child > 0) kill((pid_t)fe_child, sig);
+}
+
+static void fe_handle(int sig, void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, NULL);
+}
+
+/* Starts the command; -1 when fork fails. */
+static pid_t fe_spawn(char **command, char **env, int json) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  int defaults[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE};
+  for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) signal(defaults[i], SIG_DFL);
+  if (json && dup2(2, 1) < 0) _exit(126);
+  environ = env; /* execvp searches the command's own PATH, as the Node front end's spawn does */
+  execvp(command[0], command);
+  int err = errno;
+  if (err == ENOENT) fprintf(stderr, "muster: %s: command not found\n", command[0]);
+  else fprintf(stderr, "muster: %s: %s\n", command[0], strerror(err));
+  _exit(err == ENOENT ? 127 : 126);
+}
+
+/* ---- the build's directory ---------------------------------------------------------------- */
+
+static char fe_dir[PATH_MAX];
+
+static void fe_remove_dir(void) {
+  char path[PATH_MAX + 16];
+  if (!fe_dir[0]) return;
+  snprintf(path, sizeof path, "%s/%s", fe_dir, SOCKET_NAME);
+  (void)unlink(path);
+  (void)rmdir(fe_dir);
+  fe_dir[0] = 0;
+}
+
+static void fe_give_up_before(int fd) {
+  if (fd >= 0) close(fd);
+  fe_remove_dir();
+  fe_to_node();
+}
+
+/* This installation's version, from <pkg>/package.json's top-level "version". */
+static int fe_version(const char *pkg, char *out, size_t size) {
+  char path[PATH_MAX + 16];
+  static char text[1 << 16];
+  if ((size_t)snprintf(path, sizeof path, "%s/package.json", pkg) >= sizeof path) return -1;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  text[n] = 0;
+  /* npm writes "name" then "version" first: the first key of that name at depth one. */
+  int depth = 0;
+  for (char *p = text; *p; p++) {
+    if (*p == '{' || *p == '[') depth++;
+    else if (*p == '}' || *p == ']') depth--;
+    else if (*p == '"') {
+      char *end = p + 1;
+      while (*end && *end != '"') end += end[0] == '\\' && end[1] ? 2 : 1;
+      if (!*end) return -1;
+      if (depth == 1 && end - p == 8 && !strncmp(p, "\"version", 8)) {
+        char *v = end + 1;
+        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ':') v++;
+        if (*v != '"') return -1;
+        size_t len = strcspn(v + 1, "\"");
+        if (len == 0 || len >= size || len >= MAX_VERSION || !v[1 + len]) return -1;
+        for (size_t i = 0; i < len; i++) {
+          char c = v[1 + i];
+          if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                c == '.' || c == '-' || c == '+')) {
+            return -1;
+          }
+        }
+        memcpy(out, v + 1, len);
+        out[len] = 0;
+        return 0;
+      }
+      p = end;
+    }
+  }
+  return -1;
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+static int build_front_main(int argc, char **argv) {
+  fe.started_ms = wall_ms();
+  if (argc < 5 || strcmp(argv[4], "build")) {
+    fputs("usage: muster-cc " FRONT_FLAG " NODE CLI build [OPTIONS] -- COMMAND...\n", stderr);
+    return 2;
+  }
+  fe.node = argv[2], fe.cli = argv[3], fe.args = argv + 5, fe.nargs = argc - 5;
+
+  /* The options the Node front end takes; anything else is its to report. */
+  int json = 0, no_cache = 0, i = 0;
+  const char *placement = NULL;
+  for (; i < fe.nargs; i++) {
+    const char *a = fe.args[i];
+    if (!strcmp(a, "--")) {
+      i++;
+      break;
+    }
+    if (!strcmp(a, "--json")) json = 1;
+    else if (!strcmp(a, "--no-cache")) no_cache = 1;
+    else if (!strncmp(a, "--placement=", 12)) placement = a + 12;
+    else if (!strcmp(a, "--placement") && i + 1 < fe.nargs) placement = fe.args[++i];
+    else if (a[0] == '-') fe_to_node();
+    else break;
+  }
+  char **command = fe.args + i;
+  int ncommand = fe.nargs - i;
+  if (ncommand < 1) fe_to_node();
+  const char *service = getenv("MUSTER_BUILD_SERVICE");
+  if (service && *service && strcmp(service, "per-user")) fe_to_node();
+  if (!placement) placement = getenv("MUSTER_CC_PLACEMENT");
+  if (!placement || !*placement) placement = "auto";
+  if (strcmp(placement, "auto") && strcmp(placement, "local") && strcmp(placement, "remote")) {
+    fe_to_node();
+  }
+
+  char cwd[PATH_MAX], self[PATH_MAX], pkg[PATH_MAX], version[MAX_VERSION];
+  if (!getcwd(cwd, sizeof cwd) || !str_utf8(cwd)) fe_to_node();
+  for (int k = 0; k < fe.nargs; k++) {
+    if (!str_utf8(fe.args[k])) fe_to_node();
+  }
+  for (char **e = environ; *e; e++) {
+    if (!str_utf8(*e)) fe_to_node();
+  }
+  if (!realpath("/proc/self/exe", self)) fe_to_node();
+  strcpy(pkg, self);
+  for (int up = 0; up < 3; up++) {
+    char *slash = strrchr(pkg, '/');
+    if (!slash || slash == pkg) fe_to_node();
+    *slash = 0;
+  }
+  if (fe_version(pkg, version, sizeof version)) fe_to_node();
+
+  /* The per-user service, in a directory that is the user's alone (else Node says why). */
+  char sock[PATH_MAX + sizeof SOCKET_NAME + 1];
+  choose_dir(NULL);
+  if (!g.dir[0] || dir_state(g.dir) != 1) fe_to_node();
+  snprintf(sock, sizeof sock, "%s/%s", g.dir, SOCKET_NAME);
+  if (strlen(sock) >= sizeof ((struct sockaddr_un *)0)->sun_path) fe_to_node();
+  int fd = try_connect(sock);
+  if (fd < 0) fe_to_node();
+
+  const char *tmp = getenv("TMPDIR");
+  if (!tmp || tmp[0] != '/') tmp = "/tmp";
+  size_t tlen = strlen(tmp);
+  while (tlen > 1 && tmp[tlen - 1] == '/') tlen--;
+  if ((size_t)snprintf(fe_dir, sizeof fe_dir, "%.*s/muster-build-XXXXXX", (int)tlen, tmp) >=
+          sizeof fe_dir ||
+      !mkdtemp(fe_dir)) {
+    fe_dir[0] = 0;
+    fe_give_up_before(fd);
+  }
+  char link[PATH_MAX + sizeof SOCKET_NAME + 1];
+  const char *given = sock;
+  snprintf(link, sizeof link, "%s/%s", fe_dir, SOCKET_NAME);
+  if (strlen(link) < sizeof ((struct sockaddr_un *)0)->sun_path) {
+    if (symlink(sock, link)) fe_give_up_before(fd);
+    given = link;
+  }
+
+  struct buf open = {0};
+  buf_put(&open, "\0\0\0\0\1", 5);
+  int bad = buf_puts(&open, "{\"type\":\"build-open\",\"v\":1,\"version\":") ||
+            put_json_string(&open, version) || buf_puts(&open, ",\"launcher\":") ||
+            put_json_string(&open, self) || buf_puts(&open, ",\"command\":\"");
+  size_t text = 0;
+  for (int k = 0; k < ncommand && !bad; k++) {
+    /* The command line as the coordinator shows it, cut at a character boundary. */
+    const char *word = command[k];
+    size_t len = strlen(word) + (k > 0);
+    if (text + len > MAX_COMMAND_TEXT) len = MAX_COMMAND_TEXT - text;
+    struct buf piece = {0};
+    bad = (k > 0 && buf_put(&piece, " ", 1)) || buf_put(&piece, word, strlen(word)) ||
+          buf_put(&piece, "", 1);
+    if (!bad) {
+      while (len > 0 && ((unsigned char)piece.p[len] & 0xC0) == 0x80) len--;
+      piece.p[len] = 0;
+      struct buf quoted = {0};
+      bad = put_json_string(&quoted, piece.p) || buf_put(&open, quoted.p + 1, quoted.n - 2);
+      free(quoted.p);
+    }
+    free(piece.p);
+    text += len;
+  }
+  bad = bad || buf_puts(&open, "\",\"cwd\":") || put_json_string(&open, cwd) ||
+        buf_puts(&open, ",\"env\":[");
+  int first = 1;
+  for (char **e = environ; *e && !bad; e++) {
+    if (!strchr(*e, '=') || **e == '=') continue;
+    bad = (!first && buf_put(&open, ",", 1)) || put_json_string(&open, *e);
+    first = 0;
+  }
+  bad = bad || buf_puts(&open, "],\"placement\":") || put_json_string(&open, placement) ||
+        buf_puts(&open, no_cache ? ",\"noCache\":true" : ",\"noCache\":false") ||
+        buf_puts(&open, ",\"dir\":") || put_json_string(&open, fe_dir) ||
+        buf_puts(&open, ",\"socket\":") || put_json_string(&open, given) || buf_puts(&open, "}");
+  if (bad || send_frame(fd, &open)) fe_give_up_before(fd);
+  free(open.p);
+
+  /* Accepted, with the command's environment; `say` lines shown meanwhile. */
+  char *body = NULL;
+  size_t n = 0;
+  struct answer a;
+  long long deadline = wall_ms() + ACCEPT_WAIT_MS;
+  for (;;) {
+    if (fe_wait(fd, deadline) != 1 || read_frame(fd, &body, &n) || fe_parse_answer(body, n, &a)) {
+      fe_give_up_before(fd);
+    }
+    if (!strcmp(a.type, "say") && a.text) {
+      (void)write_all(2, a.text, strlen(a.text));
+      continue;
+    }
+    if (!strcmp(a.type, "build-accepted") && a.tag && a.has_env) break;
+    fe_give_up_before(fd); /* refused, or not an answer: Node hosts it and says why */
+  }
+  char **env = a.env.v;
+  body = NULL; /* the environment's strings live in it */
+
+  /* The command. */
+  if (pipe(fe_wake) || fcntl(fe_wake[0], F_SETFD, FD_CLOEXEC) ||
+      fcntl(fe_wake[1], F_SETFD, FD_CLOEXEC) || fcntl(fe_wake[1], F_SETFL, O_NONBLOCK)) {
+    fe_give_up_before(fd);
+  }
+  fe_handle(SIGCHLD, fe_on_chld);
+  fe_handle(SIGTERM, fe_forward);
+  fe_handle(SIGHUP, fe_forward);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  pid_t pid = fe_spawn(command, env, json);
+  if (pid < 0) {
+    fprintf(stderr, "muster: %s: %s\n", command[0], strerror(errno));
+    _exit(126); /* the service closes the build as failed when the connection drops */
+  }
+  fe_child = pid;
+
+  /* While it runs: the service's lines; a `build-closed` now means it stopped (early). */
+  int status = 0, live = 1, lost = 0;
+  char *closed = NULL; /* the raw build-closed, for `muster build-finish` */
+  struct answer done = {0};
+  for (;;) {
+    struct pollfd p[2] = {{fe_wake[0], POLLIN, 0}, {live ? fd : -1, POLLIN, 0}};
+    int r = poll(p, 2, -1);
+    if (r < 0 && errno != EINTR) break;
+    if (r > 0 && (p[0].revents & POLLIN)) {
+      char drain[64];
+      while (read(fe_wake[0], drain, sizeof drain) == (ssize_t)sizeof drain) {
+      }
+    }
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid || (w < 0 && errno == ECHILD)) break;
+    if (r > 0 && live && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      int kind = fe_read_answer(fd, &closed, &done);
+      if (kind != FE_SAY) live = 0, lost = kind != FE_CLOSED;
+    }
+  }
+  fe_child = 0;
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  int code = sig ? 128 + sig : WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  signal(SIGINT, SIG_DFL);
+  signal(SIGQUIT, SIG_DFL);
+
+  /* The close, asking for the summary. */
+  int early = closed != NULL;
+  if (live) {
+    struct buf close_msg = {0};
+    long long elapsed = wall_ms() - fe.started_ms;
+    int failed = buf_put(&close_msg, "\0\0\0\0\1", 5) ||
+                 buf_puts(&close_msg, "{\"type\":\"build-close\",\"exitCode\":");
+    if (!failed && sig) failed = buf_puts(&close_msg, "null");
+    else if (!failed) failed = put_int(&close_msg, code);
+    failed = failed || buf_puts(&close_msg, ",\"summary\":{\"elapsedMs\":") ||
+             put_int(&close_msg, elapsed < 0 ? 0 : elapsed) || buf_puts(&close_msg, ",\"code\":") ||
+             put_int(&close_msg, code) || buf_puts(&close_msg, "}}");
+    if (failed || send_frame(fd, &close_msg)) {
+      lost = 1;
+    } else {
+      long long close_deadline = wall_ms() + CLOSE_WAIT_MS;
+      for (;;) {
+        int ready = fe_wait(fd, close_deadline);
+        if (ready != 1) {
+          lost = ready < 0; /* 0: not in time (Node says so) */
+          break;
+        }
+        int kind = fe_read_answer(fd, &closed, &done);
+        if (kind == FE_SAY) continue;
+        lost = kind != FE_CLOSED;
+        break;
+      }
+    }
+    free(close_msg.p);
+  }
+  close(fd);
+
+  /* The usual end: the service's summary, nothing logged after its close. */
+  char log[PATH_MAX + sizeof LOG_NAME + 1];
+  snprintf(log, sizeof log, "%s/%s", fe_dir, LOG_NAME);
+  struct stat st;
+  if (closed && !early && done.summary && done.json && lstat(log, &st) != 0 && errno == ENOENT) {
+    fe_remove_dir();
+    (void)write_all(2, done.summary, strlen(done.summary));
+    if (json) {
+      (void)write_all(1, done.json, strlen(done.json));
+      (void)write_all(1, "\n", 1);
+    }
+    if (sig) {
+      signal(sig, SIG_DFL);
+      raise(sig);
+    }
+    return code;
+  }
+
+  /* Anything else: the Node CLI counts what is left and prints the summary. */
+  struct buf state = {0};
+  int failed = buf_puts(&state, "{\"dir\":") || put_json_string(&state, fe_dir) ||
+               buf_puts(&state, ",\"closed\":") ||
+               (closed ? buf_puts(&state, closed) : buf_puts(&state, "null")) ||
+               buf_puts(&state, lost ? ",\"lost\":true" : ",\"lost\":false") ||
+               buf_puts(&state, ",\"startedAt\":") || put_int(&state, fe.started_ms) ||
+               buf_puts(&state, ",\"code\":") || put_int(&state, code) ||
+               buf_puts(&state, ",\"signal\":");
+  failed = failed || (sig ? put_int(&state, sig) : buf_puts(&state, "null")) ||
+           buf_puts(&state, json ? ",\"json\":true}" : ",\"json\":false}") || buf_put(&state, "", 1);
+  if (failed) {
+    fprintf(stderr, "muster: out of memory at the end of the build\n");
+    return code;
+  }
+  char *tail[] = {state.p};
+  fe_exec_node("build-finish", tail, 1);
+  return code;
+}

@@ -701,6 +701,25 @@ describe('blob uploads', () => {
     },
   );
 
+  it('answers a refused upload to a client that is still sending its body', T, async () => {
+    const c = await startCoordinator({ tls: true });
+    const viewer = await createUser(c, 'late-sender', 'viewer');
+    // The refusal is decided from the head alone, while the body is still on its way: the
+    // connection (Connection: close) must stay open until it has arrived, or the client, still
+    // writing, gets a reset (EPIPE) instead of the answer.
+    for (let i = 0; i < 5; i++) {
+      const data = randomBytes(12 * MiB);
+      const answer = await request(c.url, 'PUT', `/api/v1/blobs/${sha(data)}`, {
+        token: viewer,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': data.length },
+        body: data,
+      });
+      assertError(answer, 403, 'FORBIDDEN', 'a viewer uploads');
+      assert.equal(await blobPresent(c, sha(data)), false);
+    }
+    await assertServes(c);
+  });
+
   it(
     'deletes blobs nothing references after --blob-retention, keeping inputs and outputs (also on a backup)',
     T,

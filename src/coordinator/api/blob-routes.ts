@@ -2,7 +2,8 @@
  * Blobs by content hash: which ones the coordinator lacks, upload (streamed to disk, verified by
  * size and SHA-256 before it enters the store), download.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
@@ -10,6 +11,37 @@ import { requireBuilder, requireUser, type ApiContext } from './context.js';
 import { parse } from './http-errors.js';
 import { missingBlobsBody } from '../../api/requests.js';
 import type { MissingBlobsView } from '../../api/views/blobs.js';
+
+/**
+ * The most of a refused upload's body read before answering; past it the connection closes
+ * while the client may still be sending (it then sees a reset, not the answer).
+ */
+export const REFUSED_BODY_DRAIN_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Reads and drops what is left of a request's body, up to `limit` bytes; returns at its end,
+ * past the limit, or when the connection closes (a slow client is cut by the body deadline).
+ */
+function drained(raw: IncomingMessage, limit: number): Promise<void> {
+  if (raw.complete || raw.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = (): void => {
+      raw.off('data', count);
+      raw.off('end', done);
+      raw.off('close', done);
+      resolve();
+    };
+    const count = (chunk: Buffer): void => {
+      seen += chunk.length;
+      if (seen > limit) done();
+    };
+    raw.on('data', count);
+    raw.once('end', done);
+    raw.once('close', done);
+    raw.resume();
+  });
+}
 
 export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) =>
@@ -23,8 +55,21 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
   });
 
   // Only users who may run builds upload (viewers get 403), within the quota on uploads that no
-  // build or extension uses yet (see blob-sweeper.ts).
+  // build or extension uses yet (see blob-sweeper.ts). A refused upload's body is read first (up
+  // to REFUSED_BODY_DRAIN_BYTES): a client still sending when the connection closed would get a
+  // reset instead of the answer.
   app.put<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
+    try {
+      return await putBlob(request, reply);
+    } catch (err) {
+      await drained(request.raw, REFUSED_BODY_DRAIN_BYTES);
+      throw err;
+    }
+  });
+  const putBlob = async (
+    request: FastifyRequest<{ Params: { sha256: string } }>,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> => {
     const user = requireBuilder(request, ctx);
     const sha256 = parse(sha256Hex, request.params.sha256, 'sha256');
     // Only application/octet-stream leaves the body a stream; another type was parsed (JSON,
@@ -49,7 +94,7 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const stored = await receiveBlob(ctx, user.name, sha256, length, body);
     if (!stored) body.resume();
     return reply.code(204).send();
-  });
+  };
 
   app.get<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
     requireUser(request);

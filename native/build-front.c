@@ -29,11 +29,16 @@
  */
 
 #define FRONT_FLAG "--build-front-end"
+#ifndef NSIG
+#define NSIG 65
+#endif
 #define ACCEPT_WAIT_MS 10000
 #define CLOSE_WAIT_MS 120000
 #define MAX_COMMAND_TEXT 8192
 #define MAX_VERSION 64
 #define MAX_DEPTH 16
+/* The most a frame the service has begun may take to arrive in full. */
+#define FRAME_WAIT_MS 10000
 
 static struct {
   const char *node, *cli;
@@ -45,14 +50,18 @@ static struct {
 static volatile sig_atomic_t fe_child = 0;
 static int fe_wake[2] = {-1, -1};
 
-static long long wall_ms(void) {
+/* Milliseconds since the epoch: the build's start, as the service reads it. */
+static long long epoch_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_REALTIME, &t);
   return (long long)t.tv_sec * 1000LL + t.tv_nsec / 1000000;
 }
 
-/* Runs the Node CLI: `NODE CLI <what> [tail...]`; does not return. */
-static void fe_exec_node(const char *what, char **tail, int ntail) {
+/* For deadlines: a clock that is never set back or forward. */
+static long long mono_ms(void) { return now_usec() / 1000; }
+
+/* Runs the Node CLI: `NODE CLI <what> [tail...]`; returns only when it cannot. */
+static void fe_try_node(const char *what, char **tail, int ntail) {
   char **v = malloc((size_t)(ntail + 4) * sizeof *v);
   if (v) {
     int n = 0;
@@ -62,11 +71,13 @@ static void fe_exec_node(const char *what, char **tail, int ntail) {
     execvp(fe.node, v);
   }
   fprintf(stderr, "muster: cannot run %s: %s\n", fe.node, strerror(errno));
-  exit(127);
 }
 
 /* Before anything happened: the Node front end does this build. */
-static void fe_to_node(void) { fe_exec_node("build", fe.args, fe.nargs); }
+static void fe_to_node(void) {
+  fe_try_node("build", fe.args, fe.nargs);
+  exit(127);
+}
 
 /* ---- the service's answers ---------------------------------------------------------------- */
 
@@ -152,10 +163,14 @@ static int fe_parse_answer(char *body, size_t n, struct answer *a) {
   return ps.p == ps.end && a->type ? 0 : -1;
 }
 
-/* Waits up to `ms` for the socket to be readable: 1 readable, 0 not in time, -1 error. */
+/*
+ * Waits until the deadline (mono_ms) for the socket to be readable: 1 readable, 0 not in time,
+ * -1 error. The frame that follows must then arrive within FRAME_WAIT_MS (SO_RCVTIMEO: a
+ * service that stalls half-way through a frame is not waited for without end).
+ */
 static int fe_wait(int fd, long long deadline_ms) {
   for (;;) {
-    long long left = deadline_ms - wall_ms();
+    long long left = deadline_ms - mono_ms();
     if (left <= 0) return 0;
     struct pollfd p = {fd, POLLIN, 0};
     int r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
@@ -164,7 +179,12 @@ static int fe_wait(int fd, long long deadline_ms) {
   }
 }
 
-enum { FE_SAY, FE_CLOSED, FE_OTHER, FE_BROKEN };
+static void fe_frame_timeout(int fd) {
+  struct timeval t = {FRAME_WAIT_MS / 1000, 0};
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof t);
+}
+
+enum { FE_SAY, FE_CLOSED, FE_OTHER, FE_SKIPPED, FE_BROKEN };
 
 /*
  * Reads one message after the command started: a `say` is shown; a `build-closed` is kept raw
@@ -178,7 +198,8 @@ static int fe_read_answer(int fd, char **raw, struct answer *closed) {
   char *copy = malloc(n + 1);
   if (!copy) return free(body), FE_BROKEN;
   memcpy(copy, body, n + 1);
-  if (fe_parse_answer(body, n, &a)) return free(body), free(copy), FE_BROKEN;
+  /* A frame this parser does not take (a line it cannot show): skipped, as Node skips it. */
+  if (fe_parse_answer(body, n, &a)) return free(body), free(copy), FE_SKIPPED;
   if (!strcmp(a.type, "say") && a.text) {
     (void)write_all(2, a.text, strlen(a.text));
     free(body), free(copy);
@@ -201,7 +222,17 @@ static void fe_on_chld(int sig) {
 }
 
 static void fe_forward(int sig) {
+  int saved = errno;
   if (fe_child > 0) kill((pid_t)fe_child, sig);
+  errno = saved;
+}
+
+/* SIGCHLD, SIGTERM and SIGHUP: the signals whose handlers touch fe_child and fe_wake. */
+static void fe_guarded(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGCHLD);
+  sigaddset(set, SIGTERM);
+  sigaddset(set, SIGHUP);
 }
 
 static void fe_handle(int sig, void (*handler)(int)) {
@@ -213,12 +244,19 @@ static void fe_handle(int sig, void (*handler)(int)) {
   sigaction(sig, &sa, NULL);
 }
 
-/* Starts the command; -1 when fork fails. */
+/*
+ * Starts the command, called with the guarded signals blocked; -1 when fork fails. The child
+ * starts as libuv starts the Node front end's: every signal at its default, none blocked.
+ */
 static pid_t fe_spawn(char **command, char **env, int json) {
   pid_t pid = fork();
   if (pid != 0) return pid;
-  int defaults[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE};
-  for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) signal(defaults[i], SIG_DFL);
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
   if (json && dup2(2, 1) < 0) _exit(126);
   environ = env; /* execvp searches the command's own PATH, as the Node front end's spawn does */
   execvp(command[0], command);
@@ -293,7 +331,7 @@ static int fe_version(const char *pkg, char *out, size_t size) {
 /* ---- main --------------------------------------------------------------------------------- */
 
 static int build_front_main(int argc, char **argv) {
-  fe.started_ms = wall_ms();
+  fe.started_ms = epoch_ms();
   if (argc < 5 || strcmp(argv[4], "build")) {
     fputs("usage: muster-cc " FRONT_FLAG " NODE CLI build [OPTIONS] -- COMMAND...\n", stderr);
     return 2;
@@ -353,8 +391,15 @@ static int build_front_main(int argc, char **argv) {
   int fd = try_connect(sock);
   if (fd < 0) fe_to_node();
 
-  const char *tmp = getenv("TMPDIR");
-  if (!tmp || tmp[0] != '/') tmp = "/tmp";
+  /* Node's os.tmpdir(): TMPDIR, TMP or TEMP, else /tmp; a relative one is left to Node. */
+  const char *tmp = NULL;
+  const char *tmp_vars[] = {"TMPDIR", "TMP", "TEMP"};
+  for (size_t k = 0; k < 3 && !tmp; k++) {
+    tmp = getenv(tmp_vars[k]);
+    if (tmp && !*tmp) tmp = NULL;
+  }
+  if (!tmp) tmp = "/tmp";
+  if (tmp[0] != '/') fe_give_up_before(fd);
   size_t tlen = strlen(tmp);
   while (tlen > 1 && tmp[tlen - 1] == '/') tlen--;
   if ((size_t)snprintf(fe_dir, sizeof fe_dir, "%.*s/muster-build-XXXXXX", (int)tlen, tmp) >=
@@ -372,31 +417,24 @@ static int build_front_main(int argc, char **argv) {
   }
 
   struct buf open = {0};
-  buf_put(&open, "\0\0\0\0\1", 5);
-  int bad = buf_puts(&open, "{\"type\":\"build-open\",\"v\":1,\"version\":") ||
+  int bad = buf_put(&open, "\0\0\0\0\1", 5) ||
+            buf_puts(&open, "{\"type\":\"build-open\",\"v\":1,\"version\":") ||
             put_json_string(&open, version) || buf_puts(&open, ",\"launcher\":") ||
-            put_json_string(&open, self) || buf_puts(&open, ",\"command\":\"");
-  size_t text = 0;
+            put_json_string(&open, self) || buf_puts(&open, ",\"command\":");
+  /* The command line as the coordinator shows it, cut at a character boundary. */
+  struct buf line = {0};
   for (int k = 0; k < ncommand && !bad; k++) {
-    /* The command line as the coordinator shows it, cut at a character boundary. */
-    const char *word = command[k];
-    size_t len = strlen(word) + (k > 0);
-    if (text + len > MAX_COMMAND_TEXT) len = MAX_COMMAND_TEXT - text;
-    struct buf piece = {0};
-    bad = (k > 0 && buf_put(&piece, " ", 1)) || buf_put(&piece, word, strlen(word)) ||
-          buf_put(&piece, "", 1);
-    if (!bad) {
-      while (len > 0 && ((unsigned char)piece.p[len] & 0xC0) == 0x80) len--;
-      piece.p[len] = 0;
-      struct buf quoted = {0};
-      bad = put_json_string(&quoted, piece.p) || buf_put(&open, quoted.p + 1, quoted.n - 2);
-      free(quoted.p);
-    }
-    free(piece.p);
-    text += len;
+    bad = (k > 0 && buf_put(&line, " ", 1)) || buf_puts(&line, command[k]);
   }
-  bad = bad || buf_puts(&open, "\",\"cwd\":") || put_json_string(&open, cwd) ||
-        buf_puts(&open, ",\"env\":[");
+  if (!bad) {
+    size_t len = line.n > MAX_COMMAND_TEXT ? MAX_COMMAND_TEXT : line.n;
+    while (len > 0 && len < line.n && ((unsigned char)line.p[len] & 0xC0) == 0x80) len--;
+    bad = buf_put(&line, "", 1);
+    if (!bad) line.p[len] = 0;
+  }
+  bad = bad || put_json_string(&open, line.p) || buf_puts(&open, ",\"cwd\":") ||
+        put_json_string(&open, cwd) || buf_puts(&open, ",\"env\":[");
+  free(line.p);
   int first = 1;
   for (char **e = environ; *e && !bad; e++) {
     if (!strchr(*e, '=') || **e == '=') continue;
@@ -411,14 +449,14 @@ static int build_front_main(int argc, char **argv) {
   free(open.p);
 
   /* Accepted, with the command's environment; `say` lines shown meanwhile. */
+  fe_frame_timeout(fd);
   char *body = NULL;
   size_t n = 0;
   struct answer a;
-  long long deadline = wall_ms() + ACCEPT_WAIT_MS;
+  long long deadline = mono_ms() + ACCEPT_WAIT_MS;
   for (;;) {
-    if (fe_wait(fd, deadline) != 1 || read_frame(fd, &body, &n) || fe_parse_answer(body, n, &a)) {
-      fe_give_up_before(fd);
-    }
+    if (fe_wait(fd, deadline) != 1 || read_frame(fd, &body, &n)) fe_give_up_before(fd);
+    if (fe_parse_answer(body, n, &a)) continue; /* a line it cannot show */
     if (!strcmp(a.type, "say") && a.text) {
       (void)write_all(2, a.text, strlen(a.text));
       continue;
@@ -426,14 +464,18 @@ static int build_front_main(int argc, char **argv) {
     if (!strcmp(a.type, "build-accepted") && a.tag && a.has_env) break;
     fe_give_up_before(fd); /* refused, or not an answer: Node hosts it and says why */
   }
-  char **env = a.env.v;
-  body = NULL; /* the environment's strings live in it */
+  char **env = a.env.v; /* its strings live in body, which is kept */
 
   /* The command. */
+  sigset_t guarded, before;
+  fe_guarded(&guarded);
   if (pipe(fe_wake) || fcntl(fe_wake[0], F_SETFD, FD_CLOEXEC) ||
-      fcntl(fe_wake[1], F_SETFD, FD_CLOEXEC) || fcntl(fe_wake[1], F_SETFL, O_NONBLOCK)) {
+      fcntl(fe_wake[1], F_SETFD, FD_CLOEXEC) || fcntl(fe_wake[0], F_SETFL, O_NONBLOCK) ||
+      fcntl(fe_wake[1], F_SETFL, O_NONBLOCK)) {
     fe_give_up_before(fd);
   }
+  /* The handlers see fe_child set before the child can end or be signalled. */
+  sigprocmask(SIG_BLOCK, &guarded, &before);
   fe_handle(SIGCHLD, fe_on_chld);
   fe_handle(SIGTERM, fe_forward);
   fe_handle(SIGHUP, fe_forward);
@@ -441,54 +483,75 @@ static int build_front_main(int argc, char **argv) {
   signal(SIGQUIT, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
   pid_t pid = fe_spawn(command, env, json);
-  if (pid < 0) {
+  int status = 0, spawned = pid > 0;
+  if (!spawned) {
+    /* As Node says it when spawn fails for another reason than a missing program. */
     fprintf(stderr, "muster: %s: %s\n", command[0], strerror(errno));
-    _exit(126); /* the service closes the build as failed when the connection drops */
+    status = 126 << 8;
+  } else {
+    fe_child = pid;
   }
-  fe_child = pid;
+  sigset_t waiting = before;
+  sigdelset(&waiting, SIGCHLD);
+  sigdelset(&waiting, SIGTERM);
+  sigdelset(&waiting, SIGHUP);
+  sigprocmask(SIG_SETMASK, &waiting, NULL);
 
   /* While it runs: the service's lines; a `build-closed` now means it stopped (early). */
-  int status = 0, live = 1, lost = 0;
+  int live = 1, lost = 0;
   char *closed = NULL; /* the raw build-closed, for `muster build-finish` */
-  struct answer done = {0};
-  for (;;) {
+  struct answer done;
+  memset(&done, 0, sizeof done);
+  while (spawned) {
+    /* A finite wait: a lost wake-up costs a second, never the build. */
     struct pollfd p[2] = {{fe_wake[0], POLLIN, 0}, {live ? fd : -1, POLLIN, 0}};
-    int r = poll(p, 2, -1);
-    if (r < 0 && errno != EINTR) break;
+    int r = poll(p, 2, 1000);
     if (r > 0 && (p[0].revents & POLLIN)) {
       char drain[64];
-      while (read(fe_wake[0], drain, sizeof drain) == (ssize_t)sizeof drain) {
+      while (read(fe_wake[0], drain, sizeof drain) > 0) {
       }
     }
+    sigprocmask(SIG_BLOCK, &guarded, NULL);
     pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid || (w < 0 && errno == ECHILD)) break;
+    if (w == pid) fe_child = 0;
+    sigprocmask(SIG_SETMASK, &waiting, NULL);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) {
+      /* Not ours to wait for any more (cannot happen): wait for it plainly. */
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      fe_child = 0;
+      break;
+    }
     if (r > 0 && live && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       int kind = fe_read_answer(fd, &closed, &done);
-      if (kind != FE_SAY) live = 0, lost = kind != FE_CLOSED;
+      if (kind == FE_CLOSED || kind == FE_OTHER || kind == FE_BROKEN) live = 0;
+      if (kind == FE_OTHER || kind == FE_BROKEN) lost = 1;
     }
   }
-  fe_child = 0;
-  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  int code = sig ? 128 + sig : WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  /* The command has ended: the signals are this process's own again, as in Node. */
   signal(SIGINT, SIG_DFL);
   signal(SIGQUIT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  int code = sig ? 128 + sig : WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 
-  /* The close, asking for the summary. */
+  /* The close, asking for the summary (the service reads the time at its end). */
   int early = closed != NULL;
   if (live) {
     struct buf close_msg = {0};
-    long long elapsed = wall_ms() - fe.started_ms;
     int failed = buf_put(&close_msg, "\0\0\0\0\1", 5) ||
                  buf_puts(&close_msg, "{\"type\":\"build-close\",\"exitCode\":");
     if (!failed && sig) failed = buf_puts(&close_msg, "null");
     else if (!failed) failed = put_int(&close_msg, code);
-    failed = failed || buf_puts(&close_msg, ",\"summary\":{\"elapsedMs\":") ||
-             put_int(&close_msg, elapsed < 0 ? 0 : elapsed) || buf_puts(&close_msg, ",\"code\":") ||
+    failed = failed || buf_puts(&close_msg, ",\"summary\":{\"startedAt\":") ||
+             put_int(&close_msg, fe.started_ms) || buf_puts(&close_msg, ",\"code\":") ||
              put_int(&close_msg, code) || buf_puts(&close_msg, "}}");
     if (failed || send_frame(fd, &close_msg)) {
       lost = 1;
     } else {
-      long long close_deadline = wall_ms() + CLOSE_WAIT_MS;
+      long long close_deadline = mono_ms() + CLOSE_WAIT_MS;
       for (;;) {
         int ready = fe_wait(fd, close_deadline);
         if (ready != 1) {
@@ -496,7 +559,7 @@ static int build_front_main(int argc, char **argv) {
           break;
         }
         int kind = fe_read_answer(fd, &closed, &done);
-        if (kind == FE_SAY) continue;
+        if (kind == FE_SAY || kind == FE_SKIPPED) continue;
         lost = kind != FE_CLOSED;
         break;
       }
@@ -534,11 +597,16 @@ static int build_front_main(int argc, char **argv) {
                buf_puts(&state, ",\"signal\":");
   failed = failed || (sig ? put_int(&state, sig) : buf_puts(&state, "null")) ||
            buf_puts(&state, json ? ",\"json\":true}" : ",\"json\":false}") || buf_put(&state, "", 1);
-  if (failed) {
-    fprintf(stderr, "muster: out of memory at the end of the build\n");
-    return code;
+  if (!failed) {
+    char *tail[] = {state.p};
+    fe_try_node("build-finish", tail, 1);
   }
-  char *tail[] = {state.p};
-  fe_exec_node("build-finish", tail, 1);
+  /* Not even that: the command's end is still this process's. */
+  fprintf(stderr, "muster: the build's summary is lost (%s)\n", fe_dir);
+  fe_remove_dir();
+  if (sig) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
   return code;
 }

@@ -13,9 +13,9 @@
  * it, like env(1) or time(1) do; SIGTERM and SIGHUP are passed on to it.
  */
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { lstat, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { basename, isAbsolute } from 'node:path';
+import { basename, isAbsolute, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MusterError } from '../protocol/errors.js';
 import {
@@ -71,7 +71,6 @@ export function registerBuildCommand(program: Command): void {
 
 /** What the native front end hands over when it cannot end a hosted build itself. */
 interface FinishState {
-  readonly dir: string;
   readonly closed: Extract<ControlMessage, { type: 'build-closed' }> | null;
   readonly lost: boolean;
   readonly startedAt: number;
@@ -79,40 +78,63 @@ interface FinishState {
   readonly json: boolean;
 }
 
-function finishState(text: string): FinishState {
-  const bad = (why: string): MusterError =>
-    new MusterError('VALIDATION_FAILED', `build-finish: ${why}`);
+const finishError = (why: string): MusterError =>
+  new MusterError('VALIDATION_FAILED', `build-finish: ${why}`);
+
+function stateObject(text: string): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw bad('the state is not JSON');
+    throw finishError('the state is not JSON');
   }
-  if (typeof value !== 'object' || value === null) throw bad('the state is not an object');
-  const v = value as Record<string, unknown>;
-  const { dir, closed, lost, startedAt, code, signal, json } = v;
-  // Only a build directory of `muster build`'s own making is folded and removed.
-  if (typeof dir !== 'string' || !isAbsolute(dir) || !basename(dir).startsWith(BUILD_DIR_PREFIX))
-    throw bad('dir is not a build directory');
+  if (typeof value !== 'object' || value === null) throw finishError('the state is not an object');
+  return value as Record<string, unknown>;
+}
+
+/**
+ * The build's directory, checked to be one `muster build` made (mkdtemp: this user's, mode
+ * 0700, `muster-build-…`, not a link): only such a directory is read and removed.
+ */
+async function buildDir(dir: unknown): Promise<string> {
+  if (typeof dir !== 'string' || !isAbsolute(dir) || resolve(dir) !== dir)
+    throw finishError('dir is not an absolute, normal path');
+  if (!basename(dir).startsWith(BUILD_DIR_PREFIX))
+    throw finishError('dir is not a build directory');
+  const s = await lstat(dir).catch(() => undefined);
+  const uid = process.getuid?.();
+  if (s === undefined || !s.isDirectory() || (uid !== undefined && s.uid !== uid))
+    throw finishError("dir is not a directory of this user's");
+  if ((s.mode & 0o077) !== 0) throw finishError('dir is open to others');
+  return dir;
+}
+
+function finishState(v: Record<string, unknown>): FinishState {
+  const { closed, lost, startedAt, code, signal, json } = v;
   const message = closed === null ? null : parseControlMessage(closed);
-  if (closed !== null && message?.type !== 'build-closed') throw bad('closed is not build-closed');
-  if (typeof lost !== 'boolean' || typeof json !== 'boolean') throw bad('lost and json are flags');
+  if (closed !== null && message?.type !== 'build-closed')
+    throw finishError('closed is not build-closed');
+  if (typeof lost !== 'boolean' || typeof json !== 'boolean')
+    throw finishError('lost and json are flags');
   if (typeof startedAt !== 'number' || !Number.isSafeInteger(startedAt))
-    throw bad('startedAt is not a time');
+    throw finishError('startedAt is not a time');
   if (typeof code !== 'number' || !Number.isInteger(code) || code < 0 || code > 255)
-    throw bad('code is not an exit code');
-  const name =
+    throw finishError('code is not an exit code');
+  if (signal !== null && !(typeof signal === 'number' && Number.isInteger(signal)))
+    throw finishError('signal is not a signal number');
+  if (signal !== null && (signal < 1 || signal > 64))
+    throw finishError('signal is not a signal number');
+  // By name where Node knows it; a real-time signal by its number.
+  const named =
     signal === null
       ? null
-      : (Object.entries(constants.signals).find(([, n]) => n === signal)?.[0] as
-          NodeJS.Signals | undefined);
-  if (name === undefined) throw bad('signal is not a signal number');
+      : ((Object.entries(constants.signals).find(([, n]) => n === signal)?.[0] as
+          NodeJS.Signals | undefined) ?? signal);
   return {
-    dir,
     closed: message?.type === 'build-closed' ? message : null,
     lost,
     startedAt,
-    ended: { code, signal: name },
+    ended: { code, signal: named },
     json,
   };
 }
@@ -121,28 +143,27 @@ function finishState(text: string): FinishState {
  * `muster build-finish STATE` (hidden): how the native front end (native/build-front.c) ends a
  * hosted build it cannot end itself — the service closed the build early (it stopped), was
  * lost, or the shims logged fallbacks after its close: the leftover log is counted, the summary
- * printed, and this process ends as the command did. STATE is JSON: { dir, closed (the
- * service's build-closed, or null), lost, startedAt (ms since the epoch), code, signal (its
- * number, or null), json }.
+ * printed, the build's directory removed, and this process ends as the command did. STATE is
+ * JSON: { dir, closed (the service's build-closed, or null), lost, startedAt (ms since the
+ * epoch), code, signal (its number, or null), json }.
  */
 export function registerBuildFinishCommand(program: Command): void {
   program
     .command('build-finish', { hidden: true })
     .argument('<state>')
     .action(async (text: string) => {
-      const state = finishState(text);
+      const value = stateObject(text);
+      const dir = await buildDir(value['dir']);
       const { hostedOutcome } = await import('./cc/service-build.js');
       const userDir = userSocketDir(process.env, process.getuid?.() ?? 0);
       const say = (line: string): void => void process.stderr.write(line);
+      let state: FinishState;
       let outcome: BuildOutcome;
       try {
-        outcome = await hostedOutcome(
-          state.closed,
-          { dir: state.dir, userDir, lost: state.lost },
-          say,
-        );
+        state = finishState(value);
+        outcome = await hostedOutcome(state.closed, { dir, userDir, lost: state.lost }, say);
       } finally {
-        await rm(state.dir, { recursive: true, force: true });
+        await rm(dir, { recursive: true, force: true });
       }
       const code = endBuild(outcome, state);
       if (code !== undefined) process.exit(code);
@@ -224,8 +245,8 @@ function endBuild(
 interface Ended {
   /** The exit code, or 128 + the signal that ended it. */
   code: number;
-  /** The signal that ended it, if one did. */
-  signal: NodeJS.Signals | null;
+  /** The signal that ended it, if one did (a real-time one by its number). */
+  signal: NodeJS.Signals | number | null;
 }
 
 /** Runs the command to its end. */

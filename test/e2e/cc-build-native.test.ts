@@ -9,11 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cleanup, makeTempDir } from '../helpers/agent-process.js';
+import { cleanup, makeTempDir, waitFor } from '../helpers/agent-process.js';
 import {
   compileServicePids,
   compileServiceRuntime,
@@ -36,14 +37,28 @@ interface Ran {
   stderr: string;
 }
 
-/** The native front end with `node` as its Node, in `cwd`; bounded at 60 s. */
-function front(node: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<Ran> {
+/**
+ * The native front end with `node` as its Node, in `cwd`; bounded at 60 s. `meanwhile` gets
+ * its pid while it runs.
+ */
+function front(
+  node: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  meanwhile?: (pid: number) => Promise<void>,
+): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const child = spawn(launcher, ['--build-front-end', node, cliPath, 'build', ...args], {
       cwd,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    if (meanwhile !== undefined && child.pid !== undefined)
+      meanwhile(child.pid).catch((err: unknown) => {
+        child.kill('SIGKILL');
+        reject(err instanceof Error ? err : new Error(String(err)));
+      });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -169,6 +184,37 @@ describe("muster build's native front end", () => {
     }
   });
 
+  it('passes SIGTERM on to the command and ignores SIGINT, as the Node front end does', async () => {
+    const none = '/nonexistent/node';
+    const started = join(work, 'started-term');
+    const term = await front(
+      none,
+      ['--', 'sh', '-c', `touch '${started}'; exec sleep 30`],
+      env,
+      work,
+      async (pid) => {
+        await waitFor(() => existsSync(started), 30_000, 'the command to start');
+        process.kill(pid, 'SIGTERM');
+      },
+    );
+    assert.equal(term.signal, 'SIGTERM', term.stderr);
+    assert.match(term.stderr, /^muster: 0 jobs \(0 compiles\)/m);
+    // SIGINT to the front end alone (a terminal sends it to the whole group): the command goes on.
+    const started2 = join(work, 'started-int');
+    const int = await front(
+      none,
+      ['--', 'sh', '-c', `touch '${started2}'; sleep 1; exit 5`],
+      env,
+      work,
+      async (pid) => {
+        await waitFor(() => existsSync(started2), 30_000, 'the command to start');
+        process.kill(pid, 'SIGINT');
+      },
+    );
+    assert.equal(int.code, 5, int.stderr);
+    assert.match(int.stderr, /^muster: 0 jobs \(0 compiles\)/m);
+  });
+
   it('has the Node CLI finish a build the service closed early (it stopped)', async () => {
     const stop = `"${musterBin}" cc --stop >/dev/null`;
     const ran = await front(fakeNode, ['--', 'sh', '-c', stop], env, work);
@@ -195,9 +241,15 @@ describe("muster build's native front end", () => {
     await assert.rejects(readdir(parsed.dir));
   });
 
-  it('build-finish takes only a build directory and a well-formed state', async () => {
+  it('build-finish takes only a build directory of this user and a well-formed state', async () => {
+    const made = async (name: string, mode = 0o700): Promise<string> => {
+      const dir = join(work, 'tmp', name);
+      await mkdir(dir, { mode });
+      await chmod(dir, mode);
+      return dir;
+    };
     const good = {
-      dir: '/tmp/muster-build-abcdef',
+      dir: await made('muster-build-lost1'),
       closed: null,
       lost: true,
       startedAt: Date.now(),
@@ -205,20 +257,71 @@ describe("muster build's native front end", () => {
       signal: null,
       json: false,
     };
-    for (const bad of [
+    const open = await made('muster-build-open', 0o755);
+    await symlink(good.dir, join(work, 'tmp', 'muster-build-link'));
+    for (const state of [
       'not json',
       JSON.stringify({ ...good, dir: '/etc' }),
       JSON.stringify({ ...good, dir: 'muster-build-x' }),
-      JSON.stringify({ ...good, closed: { type: 'say', text: 'x' } }),
-      JSON.stringify({ ...good, code: 300 }),
-      JSON.stringify({ ...good, signal: 999 }),
+      JSON.stringify({ ...good, dir: `${good.dir}/../muster-build-lost1` }),
+      JSON.stringify({ ...good, dir: join(work, 'tmp', 'muster-build-missing') }),
+      JSON.stringify({ ...good, dir: open }),
+      JSON.stringify({ ...good, dir: join(work, 'tmp', 'muster-build-link') }),
     ]) {
-      const ran = await runCli(['build-finish', bad], { env, cwd: work });
-      assert.equal(ran.code, 2, `${bad}: ${ran.stderr}`);
+      const ran = await runCli(['build-finish', state], { env, cwd: work });
+      assert.equal(ran.code, 2, `${state}: ${ran.stderr}`);
       assert.match(ran.stderr, /build-finish: /);
+    }
+    assert.ok(existsSync(open), 'a directory open to others is left alone');
+    // A directory of its own with a bad rest: refused, and the directory still goes.
+    for (const rest of [
+      { closed: { type: 'say', text: 'x' } },
+      { code: 300 },
+      { signal: 99 },
+      { lost: 'yes' },
+    ]) {
+      const dir = await made('muster-build-bad');
+      const ran = await runCli(['build-finish', JSON.stringify({ ...good, ...rest, dir })], {
+        env,
+        cwd: work,
+      });
+      assert.equal(ran.code, 2, `${JSON.stringify(rest)}: ${ran.stderr}`);
+      assert.equal(existsSync(dir), false);
     }
     const lost = await runCli(['build-finish', JSON.stringify(good)], { env, cwd: work });
     assert.equal(lost.code, 0, lost.stderr);
     assert.match(lost.stderr, /ended before it closed the build: its counts are lost/);
+    assert.equal(existsSync(good.dir), false);
+  });
+
+  it('has the Node CLI finish a build whose service was killed during the command', async () => {
+    // A service of its own again (the test before stopped it).
+    const first = await runCli(['build', '--', 'true'], { env, cwd: work, command: musterBin });
+    assert.equal(first.code, 0, first.stderr);
+    const pid = (await compileServicePids(env['XDG_RUNTIME_DIR'] ?? '')).at(-1);
+    assert.ok(pid !== undefined);
+    const started = join(work, 'started-kill');
+    const ran = await front(
+      fakeNode,
+      ['--json', '--', 'sh', '-c', `touch '${started}'; sleep 1; exit 4`],
+      env,
+      work,
+      async () => {
+        await waitFor(() => existsSync(started), 30_000, 'the command to start');
+        process.kill(pid, 'SIGKILL');
+      },
+    );
+    assert.equal(ran.code, 42, ran.stderr);
+    const [, command, state] = await handover();
+    assert.equal(command, 'build-finish');
+    const parsed = JSON.parse(state ?? '') as Record<string, unknown>;
+    assert.equal(parsed['closed'], null);
+    assert.equal(parsed['lost'], true);
+    assert.equal(parsed['code'], 4);
+    assert.equal(parsed['json'], true);
+    const finished = await runCli(['build-finish', state ?? ''], { env, cwd: work });
+    assert.equal(finished.code, 4, finished.stderr);
+    assert.match(finished.stderr, /its counts are lost/);
+    assert.equal((JSON.parse(finished.stdout) as { exitCode: number }).exitCode, 4);
   });
 });

@@ -13,7 +13,7 @@
  *                                                       build in its own process instead
  *                        say            { text }        a line for the build's stderr, any time
  *   front end → service  build-close  { exitCode, summary? }   the command ended; summary
- *                                       { elapsedMs, code } asks for the summary's text
+ *                                       { startedAt, code } asks for the summary's text
  *   service → front end  build-closed { counts, buildId, offline, early?, summary?, json? }
  *                                       (then closes; early: the service closed it first, as
  *                                       it stopped; summary and json: what `muster build` prints,

@@ -183,14 +183,15 @@ export class HostedBuild {
       early: close === undefined,
     };
     const asked = close?.summary;
+    const elapsedMs = asked === undefined ? 0 : Math.max(0, Date.now() - asked.startedAt);
     channel.end({
       type: 'build-closed',
       ...closed,
       ...(asked === undefined
         ? {}
         : {
-            summary: formatSummary(counts, asked.elapsedMs, buildId, hostedNote(closed)),
-            json: summaryJson(counts, asked.elapsedMs, buildId, asked.code),
+            summary: formatSummary(counts, elapsedMs, buildId, hostedNote(closed)),
+            json: summaryJson(counts, elapsedMs, buildId, asked.code),
           }),
     });
     this.#state = 'closed';

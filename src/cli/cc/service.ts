@@ -15,6 +15,7 @@
  * fallback log; flush the stats; remove the socket file (when it is still ours) and the temp
  * directory.
  */
+import { realpathSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -132,6 +133,20 @@ const DEFAULTS = {
 };
 /** Beyond a hosted build's uploads: its close on the coordinator (retried for a while). */
 const HOSTED_CLOSE_MARGIN_MS = 30_000;
+
+/**
+ * Whether a front end's launcher is this service's: the same path, or the same file (the native
+ * front end names its own, symlinks resolved; Node's package path may go through one).
+ */
+function sameInstallation(launcher: string, own: string | undefined): boolean {
+  if (own === undefined) return false;
+  if (launcher === own) return true;
+  try {
+    return realpathSync(launcher) === realpathSync(own);
+  } catch {
+    return false;
+  }
+}
 
 /** `BUILD_ENV=` in a hello's environment: the hosted build the compile belongs to. */
 const BUILD_ENTRY = `${BUILD_ENV}=`;
@@ -361,7 +376,8 @@ export class CompileService {
     // Also while starting: the socket answers from listen() on (`muster build` started it).
     const up = this.#state === 'running' || this.#state === 'starting';
     if (!up || this.#base === null) return `the service is ${this.#state}`;
-    if (open.launcher !== o.shimPath) return 'the service is of another installation';
+    if (!sameInstallation(open.launcher, o.shimPath))
+      return 'the service is of another installation';
     if (open.version !== MUSTER_VERSION) {
       // This installation was upgraded (or downgraded) under the running service.
       o.onOutdated?.(open.version);

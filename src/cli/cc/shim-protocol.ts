@@ -146,12 +146,13 @@ export const buildCloseSchema = z
     exitCode: z.number().int().min(0).max(255).nullable(),
     /**
      * Asks for the summary `muster build` prints, written by the service (the native front end
-     * has no formatter of its own): the build's time so far and the code it reports (128 + the
-     * signal when one ended the command).
+     * has no formatter of its own): when the build started (ms since the epoch: the time is
+     * read at the summary, after the close) and the code it reports (128 + the signal when one
+     * ended the command).
      */
     summary: z
       .object({
-        elapsedMs: z.number().int().min(0).max(1e12),
+        startedAt: z.number().int().min(0).max(1e14),
         code: z.number().int().min(0).max(255),
       })
       .strict()

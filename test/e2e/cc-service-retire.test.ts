@@ -6,9 +6,7 @@
  * turn would restart each other).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { installedLauncherPaths } from '../../src/cli/cc/launch-env.js';
@@ -71,7 +69,7 @@ describe('compile service: another version asks', () => {
       env: environToList({ PATH: process.env.PATH, ...env }),
       placement: 'auto',
       noCache: false,
-      dir: await mkdtemp(join(tmpdir(), 'muster-retire-build-')),
+      dir: await makeTempDir('muster-retire-build-'),
     };
 
     const elsewhere = await askToHost(socket, {

@@ -13,30 +13,24 @@ import { missingBlobsBody } from '../../api/requests.js';
 import type { MissingBlobsView } from '../../api/views/blobs.js';
 
 /**
- * The most of a refused upload's body read before answering; past it the connection closes
- * while the client may still be sending (it then sees a reset, not the answer).
+ * The largest refused upload whose body is read before the answer; a larger one is answered at
+ * once and the connection closed while the client may still be sending (it sees a reset).
  */
 export const REFUSED_BODY_DRAIN_BYTES = 16 * 1024 * 1024;
 
 /**
- * Reads and drops what is left of a request's body, up to `limit` bytes; returns at its end,
- * past the limit, or when the connection closes (a slow client is cut by the body deadline).
+ * Reads and drops what is left of a request's body (its Content-Length bounds it); returns at
+ * its end, or when the connection closes (a client that stops sending is cut by the body
+ * deadline).
  */
-function drained(raw: IncomingMessage, limit: number): Promise<void> {
+function drained(raw: IncomingMessage): Promise<void> {
   if (raw.complete || raw.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
-    let seen = 0;
     const done = (): void => {
-      raw.off('data', count);
       raw.off('end', done);
       raw.off('close', done);
       resolve();
     };
-    const count = (chunk: Buffer): void => {
-      seen += chunk.length;
-      if (seen > limit) done();
-    };
-    raw.on('data', count);
     raw.once('end', done);
     raw.once('close', done);
     raw.resume();
@@ -55,14 +49,17 @@ export function registerBlobRoutes(app: FastifyInstance, ctx: ApiContext): void 
   });
 
   // Only users who may run builds upload (viewers get 403), within the quota on uploads that no
-  // build or extension uses yet (see blob-sweeper.ts). A refused upload's body is read first (up
-  // to REFUSED_BODY_DRAIN_BYTES): a client still sending when the connection closed would get a
-  // reset instead of the answer.
+  // build or extension uses yet (see blob-sweeper.ts). A refused upload that announced at most
+  // REFUSED_BODY_DRAIN_BYTES is read first: a client still sending when the connection closed
+  // would get a reset instead of the answer. A larger one (or one of unknown length) is answered
+  // at once: reading it would cost more than the client's retry.
   app.put<{ Params: { sha256: string } }>('/api/v1/blobs/:sha256', async (request, reply) => {
     try {
       return await putBlob(request, reply);
     } catch (err) {
-      await drained(request.raw, REFUSED_BODY_DRAIN_BYTES);
+      const announced = Number(request.headers['content-length']);
+      if (Number.isInteger(announced) && announced > 0 && announced <= REFUSED_BODY_DRAIN_BYTES)
+        await drained(request.raw);
       throw err;
     }
   });

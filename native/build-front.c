@@ -151,13 +151,9 @@ static int fe_parse_answer(char *body, size_t n, struct answer *a) {
     } else if (fe_skip_value(&ps, 1)) {
       return -1;
     }
-    skip_ws(&ps);
-    if (ps.p < ps.end && *ps.p == ',') {
-      ps.p++;
-      continue;
-    }
-    if (expect(&ps, '}')) return -1;
-    break;
+    int more = next_member(&ps);
+    if (more < 0) return -1;
+    if (!more) break;
   }
   skip_ws(&ps);
   return ps.p == ps.end && a->type ? 0 : -1;

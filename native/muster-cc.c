@@ -629,6 +629,16 @@ static int parse_int(struct parser *ps, long long *out) {
   return 0;
 }
 
+/* After an object's member: 1 when another follows (`,`), 0 at its end (`}`), -1 otherwise. */
+static int next_member(struct parser *ps) {
+  skip_ws(ps);
+  if (ps->p < ps->end && *ps->p == ',') {
+    ps->p++;
+    return 1;
+  }
+  return expect(ps, '}') ? -1 : 0;
+}
+
 /* The flat objects the service sends; anything else is refused. */
 static int parse_message(char *body, size_t n, struct msg *m) {
   struct parser ps = {body, body + n};
@@ -661,13 +671,9 @@ static int parse_message(char *body, size_t n, struct msg *m) {
     default: bad = parse_int(&ps, &m->code); break;
     }
     if (bad) return -1;
-    skip_ws(&ps);
-    if (ps.p < ps.end && *ps.p == ',') {
-      ps.p++;
-      continue;
-    }
-    if (expect(&ps, '}')) return -1;
-    break;
+    int more = next_member(&ps);
+    if (more < 0) return -1;
+    if (!more) break;
   }
   skip_ws(&ps);
   if (ps.p != ps.end || !(m->seen & F_TYPE)) return -1;

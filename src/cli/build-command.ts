@@ -120,9 +120,8 @@ function finishState(v: Record<string, unknown>): FinishState {
     throw finishError('startedAt is not a time');
   if (typeof code !== 'number' || !Number.isInteger(code) || code < 0 || code > 255)
     throw finishError('code is not an exit code');
-  if (signal !== null && !(typeof signal === 'number' && Number.isInteger(signal)))
-    throw finishError('signal is not a signal number');
-  if (signal !== null && (signal < 1 || signal > 64))
+  const isSignal = typeof signal === 'number' && Number.isInteger(signal) && signal >= 1;
+  if (signal !== null && !(isSignal && signal <= 64))
     throw finishError('signal is not a signal number');
   // By name where Node knows it; a real-time signal by its number.
   const named =

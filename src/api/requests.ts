@@ -200,6 +200,15 @@ export const cacheLookupBody = z
   })
   .refine((b) => b.direct !== undefined || (b.keys?.length ?? 0) > 0, 'give direct or keys');
 
+/** Direct keys a page of GET /api/v1/cache/directs lists at most (256 KiB of prefixes). */
+export const CACHE_DIRECTS_PAGE = 65_536;
+
+/** GET /api/v1/cache/directs: the direct keys after number `since` of listing `epoch`. */
+export const cacheDirectsQuery = z.strictObject({
+  epoch: z.string().min(1).max(64).optional(),
+  since: z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+});
+
 export const cacheBlobRef = z.strictObject({
   sha256: sha256Hex,
   size: z.number().int().nonnegative(),

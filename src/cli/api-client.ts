@@ -314,6 +314,14 @@ export class ApiClient {
     });
   }
 
+  /** A page of the shared cache's direct keys after `since` of listing `epoch` (unchecked). */
+  cacheDirects(epoch: string | undefined, since: number, timeoutMs?: number): Promise<unknown> {
+    return this.json('GET', '/cache/directs', {
+      query: { epoch, since },
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    });
+  }
+
   putCacheEntry(key: string, body: PutCacheEntryRequest): Promise<CacheEntryView> {
     return this.json('PUT', `/cache/entries/${key}`, { body });
   }

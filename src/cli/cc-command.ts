@@ -24,6 +24,7 @@ import { MusterError } from '../protocol/errors.js';
 import { connect, type ApiClient } from './api-client.js';
 import { userCacheDir } from './cc/cache-dir.js';
 import { CoordinatorCache, RESULTS_GATHER_MS } from './cc/coordinator-cache.js';
+import { directKeysOf } from './cc/direct-keys.js';
 import { CoordinatorGuard } from './cc/coordinator-guard.js';
 import { coordinatorProbe } from './cc/coordinator-probe.js';
 import { CoordinatorJobs } from './cc/coordinator-jobs.js';
@@ -179,6 +180,7 @@ async function coordinatorPorts(log: Logger): Promise<{
       guard,
       Date.now,
       RESULTS_GATHER_MS,
+      directKeysOf(client.configuredUrl),
     ),
     remote: new CoordinatorJobs(client, () => recorder.current(), guard),
   };

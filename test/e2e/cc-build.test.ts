@@ -176,6 +176,38 @@ describe('muster build -- make', () => {
     await run('make', ['check'], { cwd: dir });
   });
 
+  it('asks the coordinator nothing for compiles its list of keys does not have, and serves them after', async () => {
+    const lookups = async (): Promise<number> => {
+      const text = await (await fetch(`${coordinator.url}/metrics`)).text();
+      return [...text.matchAll(/^muster_cache_lookups_total\{[^}]*\} (\d+)$/gm)].reduce(
+        (sum, m) => sum + Number(m[1]),
+        0,
+      );
+    };
+    // The service heard the coordinator's keys when it opened its last build (a build opening
+    // asks again for what came since): new flags make keys nobody has.
+    assert.equal((await muster(['build', '--', 'true'], online, await project())).code, 0);
+    const flags = ['CFLAGS=-O1 -Wall -DLIST_TEST', 'CXXFLAGS=-O1 -Wall -DLIST_TEST'];
+    const before = await lookups();
+    const first = summaryOf(
+      await muster(['build', '--json', '--', 'make', '-j2', ...flags], online, await project()),
+    );
+    assert.equal(first.compiles, 7);
+    assert.equal(first.cacheMisses, 7, JSON.stringify(first));
+    assert.equal(await lookups(), before, 'no lookup reached the coordinator');
+    // Another machine's service hears the keys those compiles stored, and is served.
+    const elsewhere = {
+      ...online,
+      HOME: await tempDir('muster-cc-home3-'),
+      XDG_RUNTIME_DIR: await compileServiceRuntime(),
+    };
+    const again = summaryOf(
+      await muster(['build', '--json', '--', 'make', '-j2', ...flags], elsewhere, await project()),
+    );
+    assert.equal(again.cacheHits, 7, JSON.stringify(again));
+    assert.equal(await lookups(), before + 7);
+  });
+
   it('recompiles exactly the files that include an edited header', async () => {
     const dir = await project();
     assert.equal(

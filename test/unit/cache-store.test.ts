@@ -237,6 +237,101 @@ describe('cache store: manifests', () => {
   });
 });
 
+describe('cache store: the direct keys listing', () => {
+  /** A key as the listing gives it: its first 4 bytes, in hex. */
+  const p = (direct: string) => sha(direct).slice(0, 8);
+  const line = (direct: string, entryKey: string, header = 'a.h') => ({
+    direct: sha(direct),
+    includes: [[header, sha(header)]] as [string, string][],
+    entry: sha(entryKey),
+    createdBy: 'ada',
+  });
+
+  it('lists each direct key once, in the order it came, by number, a page at a time', () => {
+    const s = store();
+    s.cache.putEntry(entry('r', 'OBJ'), sizes('OBJ'));
+    for (const d of ['d1', 'd2', 'd3']) s.cache.putManifestLine(line(d, 'r'));
+    s.cache.putManifestLine(line('d1', 'r', 'b.h')); // a second line: not a second key
+    const epoch = s.cache.directsEpoch;
+    const first = s.cache.directKeys(undefined, 0, 2);
+    assert.deepEqual(first, {
+      epoch,
+      reset: true,
+      prefixes: [p('d1'), p('d2')],
+      next: 2,
+      more: true,
+      count: 3,
+    });
+    const second = s.cache.directKeys(epoch, first.next, 2);
+    assert.deepEqual(second, {
+      epoch,
+      reset: false,
+      prefixes: [p('d3')],
+      next: 3,
+      more: false,
+      count: 3,
+    });
+    assert.deepEqual(s.cache.directKeys(epoch, 3, 2).prefixes, [], 'nothing new');
+    assert.equal(s.cache.directKeys(epoch, 3, 2).next, 3);
+    s.cache.putManifestLine(line('d4', 'r'));
+    assert.deepEqual(s.cache.directKeys(epoch, 3, 2).prefixes, [p('d4')]);
+  });
+
+  it('starts from the first for another epoch or a number it never gave', () => {
+    const s = store();
+    s.cache.putEntry(entry('r', 'OBJ'), sizes('OBJ'));
+    s.cache.putManifestLine(line('d1', 'r'));
+    const other = s.cache.directKeys('another-epoch', 1, 10);
+    assert.equal(other.reset, true);
+    assert.deepEqual(other.prefixes, [p('d1')]);
+    const ahead = s.cache.directKeys(s.cache.directsEpoch, 99, 10);
+    assert.equal(ahead.reset, true);
+    assert.deepEqual(ahead.prefixes, [p('d1')]);
+  });
+
+  it('drops a key whose lines all went (eviction), and never numbers a key twice', () => {
+    const s = store();
+    s.cache.putEntry(entry('r1', 'ONE'), sizes('ONE'));
+    s.cache.putEntry(entry('r2', 'TWO'), sizes('TWO'));
+    s.cache.putManifestLine(line('d1', 'r1'));
+    s.cache.putManifestLine(line('d2', 'r2'));
+    s.cache.putManifestLine(line('d2', 'r1', 'b.h'));
+    const epoch = s.cache.directsEpoch;
+    assert.equal(s.cache.directKeys(epoch, 0, 10).count, 2);
+    // r1 goes (the least recently used): d1 has no line left, d2 keeps its line to r2.
+    s.cache.evict(Buffer.byteLength('TWO'));
+    assert.equal(s.cache.getEntry(sha('r1')), undefined);
+    const after = s.cache.directKeys(epoch, 0, 10);
+    assert.deepEqual(after.prefixes, [p('d2')]);
+    assert.equal(after.count, 1);
+    // d1 comes again: a new number after every one given, so a client that heard 2 hears it.
+    s.cache.putManifestLine(line('d1', 'r2'));
+    const again = s.cache.directKeys(epoch, 2, 10);
+    assert.equal(again.reset, false);
+    assert.deepEqual(again.prefixes, [p('d1')]);
+    assert.equal(again.next, 3);
+  });
+
+  it('lists the keys a backup received by snapshot and by change, numbered its own way', () => {
+    const primary = store();
+    primary.replication.setRecording(true);
+    primary.cache.putEntry(entry('r', 'OBJ'), sizes('OBJ'));
+    primary.cache.putManifestLine(line('before', 'r'));
+    const backup = store();
+    assert.notEqual(backup.cache.directsEpoch, primary.cache.directsEpoch);
+    const snap = file('snap');
+    const { stream, seq } = primary.replication.writeSnapshot(snap);
+    backup.replication.applySnapshot(snap, stream, seq, new Date().toISOString());
+    assert.deepEqual(backup.cache.directKeys(undefined, 0, 10).prefixes, [p('before')]);
+    primary.cache.putManifestLine(line('after', 'r'));
+    backup.replication.applyChanges(
+      primary.replication.readChanges(stream, seq),
+      new Date().toISOString(),
+    );
+    assert.deepEqual(backup.cache.directKeys(undefined, 0, 10).prefixes, [p('before'), p('after')]);
+  });
+});
+
 describe('cache store: eviction', () => {
   it('removes the least recently used (never used: by creation) until within the quota', () => {
     const s = store();

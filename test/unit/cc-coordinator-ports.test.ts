@@ -11,6 +11,7 @@ import {
   INLINE_UPLOAD_BYTES,
   MAX_BATCH_UPLOAD_BYTES,
 } from '../../src/cli/cc/coordinator-cache.js';
+import { DirectKeys } from '../../src/cli/cc/direct-keys.js';
 import { SessionRecorder } from '../../src/cli/cc/session-recorder.js';
 import type { Toolchain } from '../../src/cli/cc/toolchain.js';
 import { MusterError } from '../../src/protocol/errors.js';
@@ -376,6 +377,81 @@ describe('a coordinator that does not answer', () => {
     await assert.rejects(cache.lookup({ direct: sha('d') }), /no/);
     await assert.rejects(cache.lookup({ direct: sha('d') }), /no/);
     assert.equal(lookups, 2);
+  });
+});
+
+describe('the list of the coordinator’s direct keys', () => {
+  it('skips the lookup of a key not on a fresh list, asks for one on it, and lists what it stores', async () => {
+    const listed = sha('listed');
+    const lookups: string[] = [];
+    const listings: { epoch: string | undefined; since: number; timeoutMs?: number }[] = [];
+    const directs = new DirectKeys();
+    const cache = new CoordinatorCache(
+      batchingApi({
+        cacheLookup: (body) => {
+          lookups.push(body.direct ?? '');
+          return Promise.resolve({ manifest: [], entries: [] });
+        },
+        cacheDirects: (epoch, since, timeoutMs) => {
+          listings.push({ epoch, since, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+          return Promise.resolve({
+            epoch: 'e1',
+            reset: true,
+            prefixes: Buffer.from(listed.slice(0, 8), 'hex').toString('base64'),
+            next: 1,
+            more: false,
+            count: 1,
+          });
+        },
+      }),
+      undefined,
+      undefined,
+      Date.now,
+      0,
+      directs,
+    );
+    // Not heard yet: asked (and the list asked for, once).
+    await cache.lookup({ direct: sha('absent') });
+    assert.deepEqual(lookups, [sha('absent')]);
+    await directs.updating;
+    assert.deepEqual(listings, [{ epoch: undefined, since: 0, timeoutMs: 10_000 }]);
+    // Heard: a key not on it is a miss without a request; one on it is asked.
+    assert.deepEqual(await cache.lookup({ direct: sha('absent') }), { manifest: [], entries: [] });
+    await cache.lookup({ direct: listed });
+    await cache.lookup({ keys: [sha('by key')] });
+    assert.deepEqual(lookups, [sha('absent'), listed, '']);
+    // A result stored here goes on the list at once: the next lookup of its key is asked.
+    const mine = sha('mine');
+    await cache.store({
+      key: sha('k'),
+      outputs: [{ name: 'object', data: Buffer.from('o'), mode: 0o644 }],
+      stderr: Buffer.alloc(0),
+      toolchain,
+      manifest: { direct: mine, includes: [] },
+    });
+    await cache.lookup({ direct: mine });
+    assert.deepEqual(lookups.at(-1), mine);
+    assert.equal(listings.length, 1, 'fresh: not asked again');
+  });
+
+  it('asks a paused coordinator as before: the lookup fails, and the compile counts a fallback', async () => {
+    let lookups = 0;
+    const directs = new DirectKeys();
+    const api = batchingApi({
+      cacheLookup: () => {
+        lookups++;
+        return Promise.reject(new MusterError('UNREACHABLE', 'connection refused'));
+      },
+      cacheDirects: () =>
+        Promise.resolve({ epoch: 'e', reset: true, prefixes: '', next: 0, more: false, count: 0 }),
+    });
+    const cache = new CoordinatorCache(api, undefined, undefined, Date.now, 0, directs);
+    cache.refreshDirects();
+    await directs.updating;
+    assert.ok(directs.lacks(sha('d')));
+    await assert.rejects(cache.lookup({ keys: [sha('k')] }), /connection refused/);
+    await assert.rejects(cache.lookup({ direct: sha('d') }), /did not answer a moment ago/);
+    assert.equal(lookups, 1);
   });
 });
 

@@ -270,6 +270,10 @@ describe('OpenAPI response schemas against real answers', () => {
         body: { direct, keys: [key] },
       }),
     );
+    check(
+      'listCacheDirectKeys',
+      await api.call('GET', '/api/v1/cache/directs?since=0', { token: viewer }),
+    );
 
     // Settings, certificate, users, audit, secrets.
     check('listSettings', await api.call('GET', '/api/v1/settings', { token: admin }));

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type {
+  CacheDirectsView,
   CacheEntryView,
   CacheLookupView,
   CacheResultsView,
@@ -275,6 +276,46 @@ describe('routes: the shared cache', () => {
     }
     const noKeys = await api.call('POST', '/api/v1/cache/lookup', { token: api.admin, body: {} });
     assert.equal((noKeys.body as ErrorBody).error.code, 'VALIDATION_FAILED');
+  });
+
+  it('lists the direct keys as 4-byte prefixes by number, to any user, and checks the query', async () => {
+    api = await withBlobs();
+    const put = await api.call('PUT', `/api/v1/cache/entries/${KEY}`, {
+      token: api.admin,
+      body: entryBody,
+    });
+    assert.equal(put.status, 201);
+    const directs = [DIRECT, sha('direct 2')];
+    for (const direct of directs) {
+      const line = await api.call('POST', `/api/v1/cache/manifests/${direct}`, {
+        token: api.admin,
+        body: { includes: [], entry: KEY },
+      });
+      assert.equal(line.status, 201);
+    }
+    const all = await api.call('GET', '/api/v1/cache/directs', { token: api.viewer });
+    assert.equal(all.status, 200, JSON.stringify(all.body));
+    const view = all.body as CacheDirectsView;
+    assert.equal(view.reset, true);
+    assert.equal(view.more, false);
+    assert.equal(view.count, 2);
+    assert.equal(view.next, 2);
+    assert.deepEqual(
+      Buffer.from(view.prefixes, 'base64').toString('hex'),
+      directs.map((d) => d.slice(0, 8)).join(''),
+    );
+    const none = await api.call(
+      'GET',
+      `/api/v1/cache/directs?epoch=${view.epoch}&since=${view.next}`,
+      { token: api.viewer },
+    );
+    assert.deepEqual(none.body, { ...view, reset: false, prefixes: '' });
+    const anonymous = await api.call('GET', '/api/v1/cache/directs');
+    assert.equal(anonymous.status, 401);
+    for (const query of ['since=-1', 'since=x', 'epoch=', `epoch=${'e'.repeat(65)}`, 'other=1']) {
+      const bad = await api.call('GET', `/api/v1/cache/directs?${query}`, { token: api.viewer });
+      assert.equal((bad.body as ErrorBody).error.code, 'VALIDATION_FAILED', query);
+    }
   });
 
   it('lets viewers read but not write', async () => {

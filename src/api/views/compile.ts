@@ -61,6 +61,26 @@ export interface CacheLookupView {
   entries: CacheEntryView[];
 }
 
+/**
+ * GET /api/v1/cache/directs: a page of the direct keys the shared cache has lines under, in the
+ * order they came, each as its first 4 bytes (a client keeps the list and asks only about the
+ * keys on it; a key not on it has nothing to find).
+ */
+export interface CacheDirectsView {
+  /** This listing's numbering (new at every start of the coordinator). */
+  epoch: string;
+  /** The page starts from the first key (the epoch asked was another, or the number unknown). */
+  reset: boolean;
+  /** The keys' first 4 bytes each, big-endian, one after the other, base64. */
+  prefixes: string;
+  /** Ask again with `since` this for what comes after. */
+  next: number;
+  /** More keys follow this page. */
+  more: boolean;
+  /** Direct keys there are now. */
+  count: number;
+}
+
 /** One result of POST /api/v1/cache/results: kept, or why not (the others are kept anyway). */
 export type CacheResultView =
   | { key: string; stored: true; created: boolean }

@@ -11,6 +11,7 @@ import { compileSessionPath } from '../../api/compile-session-key.js';
 import type { CompileSessionView } from '../../api/views/compile.js';
 import { connect, type ApiClient } from '../api-client.js';
 import { formatPoolHint, poolHint } from './build-summary.js';
+import { directKeysOf } from './direct-keys.js';
 import { CoordinatorCache, RESULTS_GATHER_MS } from './coordinator-cache.js';
 import { CoordinatorGuard } from './coordinator-guard.js';
 import { CoordinatorJobs } from './coordinator-jobs.js';
@@ -101,14 +102,19 @@ export function openBuildSession(
       { buildId: session.buildId, key: session.key },
       { warn: say },
     );
+    const sharedCache = new CoordinatorCache(
+      session.client,
+      () => session.buildId,
+      guard,
+      Date.now,
+      RESULTS_GATHER_MS,
+      directKeysOf(session.client.configuredUrl),
+    );
+    // An update of the list of the coordinator's keys starts with the build (its first
+    // compiles are looked up if the list is too old to trust meanwhile).
+    sharedCache.refreshDirects();
     return {
-      sharedCache: new CoordinatorCache(
-        session.client,
-        () => session.buildId,
-        guard,
-        Date.now,
-        RESULTS_GATHER_MS,
-      ),
+      sharedCache,
       remote: new CoordinatorJobs(
         session.client,
         () =>

@@ -6,8 +6,13 @@
  * which the service treats as a failed request (it compiles here).
  */
 import { z } from 'zod';
-import type { CacheLookupView, CacheResultsView, CompileJobView } from '../../api/views/compile.js';
-import { putManifestLineBody } from '../../api/requests.js';
+import type {
+  CacheDirectsView,
+  CacheLookupView,
+  CacheResultsView,
+  CompileJobView,
+} from '../../api/views/compile.js';
+import { CACHE_DIRECTS_PAGE, putManifestLineBody } from '../../api/requests.js';
 import { MusterError } from '../../protocol/errors.js';
 import { sha256Hex } from '../../protocol/manifest.js';
 
@@ -38,6 +43,19 @@ export const cacheLookupAnswer = z.object({
     .max(1000),
   entries: z.array(cacheEntry).max(1000),
 }) satisfies z.ZodType<CacheLookupView>;
+
+/** A page of GET /cache/directs: at most CACHE_DIRECTS_PAGE prefixes of 4 bytes, base64. */
+export const cacheDirectsAnswer = z.object({
+  epoch: z.string().min(1).max(64),
+  reset: z.boolean(),
+  prefixes: z
+    .string()
+    .max(4 * Math.ceil((CACHE_DIRECTS_PAGE * 4) / 3))
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/),
+  next: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  more: z.boolean(),
+  count: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+}) satisfies z.ZodType<CacheDirectsView>;
 
 export const cacheResultsAnswer = z.object({
   results: z

@@ -26,6 +26,7 @@ import type { CacheLookupView } from '../../api/views/compile.js';
 import { MusterError, isErrorCode } from '../../protocol/errors.js';
 import { cacheLookupAnswer, cacheResultsAnswer, checkAnswer } from './coordinator-answers.js';
 import { CoordinatorGuard } from './coordinator-guard.js';
+import type { DirectKeys } from './direct-keys.js';
 import type { NewCompileResult, SharedCache } from './ports.js';
 
 /**
@@ -51,7 +52,7 @@ type CacheApi = Pick<
   | 'putManifestLine'
 > &
   /** Where requests go (the API client's: it changes when the client switches coordinators). */
-  Partial<Pick<ApiClient, 'url'>>;
+  Partial<Pick<ApiClient, 'url' | 'cacheDirects'>>;
 
 type ResultRow = PutCacheResultsRequest['results'][number];
 
@@ -73,6 +74,7 @@ interface Queued {
 }
 
 const LOOKUP_TIMEOUT_MS = 5_000;
+const DIRECTS_TIMEOUT_MS = 10_000;
 /** How long the services let a result wait for others to go in one request. */
 export const RESULTS_GATHER_MS = 500;
 /**
@@ -129,7 +131,16 @@ export class CoordinatorCache implements SharedCache {
     private readonly now: () => number = Date.now,
     /** How long a result waits for others (0: sent at once, as tests want). */
     private readonly gatherMs = 0,
+    /** The coordinator's direct keys as last heard (direct-keys.ts); absent: every key is looked up. */
+    private readonly directs?: DirectKeys,
   ) {}
+
+  /** Starts bringing the list of direct keys up to date, when it is old. */
+  refreshDirects(): void {
+    const api = this.api;
+    if (this.directs === undefined || api.cacheDirects === undefined) return;
+    this.directs.refresh((epoch, since) => api.cacheDirects!(epoch, since, DIRECTS_TIMEOUT_MS));
+  }
 
   flushNow(): void {
     this.#hurry = true;
@@ -152,6 +163,13 @@ export class CoordinatorCache implements SharedCache {
   }
 
   lookup(request: { direct?: string; keys?: string[] }): Promise<CacheLookupView> {
+    // A key surely not there is a miss without a request — unless the coordinator is paused:
+    // then the lookup fails as before (the compile's fallback is counted).
+    if (request.direct !== undefined && request.keys === undefined && !this.guard.paused) {
+      this.refreshDirects();
+      if (this.directs?.lacks(request.direct) === true)
+        return Promise.resolve({ manifest: [], entries: [] });
+    }
     return this.guard.run(async () =>
       checkAnswer(
         cacheLookupAnswer,
@@ -174,6 +192,7 @@ export class CoordinatorCache implements SharedCache {
       (data.length <= INLINE_UPLOAD_BYTES ? inline : large).set(hash, data);
       return { sha256: hash, size: data.length };
     };
+    if (result.manifest !== undefined) this.directs?.add(result.manifest.direct);
     const buildId = this.buildId?.();
     const row: ResultRow = {
       key: result.key,

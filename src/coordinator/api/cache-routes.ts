@@ -12,12 +12,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { z } from 'zod';
 import {
+  CACHE_DIRECTS_PAGE,
   CACHE_RESULTS_LIMITS,
+  cacheDirectsQuery,
   cacheLookupBody,
   putCacheEntryBody,
   putManifestLineBody,
 } from '../../api/requests.js';
 import type {
+  CacheDirectsView,
   CacheEntryView,
   CacheLookupView,
   CacheResultView,
@@ -29,6 +32,7 @@ import { sha256Hex } from '../../protocol/manifest.js';
 import {
   CACHE_ACCEPT_CLIENT_RESULTS_SETTING,
   acceptsClientResults,
+  type DirectKeysPage,
   type NewCacheEntry,
 } from '../store/cache.js';
 import { receiveBlob, receiveBlobNow } from './blob-routes.js';
@@ -56,6 +60,16 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
       entries: entries.map(cacheEntryView),
     };
     return view;
+  });
+
+  // The direct keys that have lines, as their first 4 bytes, a page at a time: a client that
+  // holds the list asks only about the keys on it (a clean build's compiles have nothing to find
+  // and skip the round trip). Anyone who may look up may list: a key is a hash, and a lookup
+  // says as much.
+  app.get('/api/v1/cache/directs', async (request) => {
+    requireUser(request);
+    const query = parse(cacheDirectsQuery, request.query, 'query');
+    return directsView(store.cache.directKeys(query.epoch, query.since ?? 0, CACHE_DIRECTS_PAGE));
   });
 
   app.put<{ Params: { key: string } }>('/api/v1/cache/entries/:key', async (request, reply) => {
@@ -110,6 +124,20 @@ export function registerCacheRoutes(app: FastifyInstance, ctx: ApiContext): void
       return reply.code(added ? 201 : 200).send(view);
     },
   );
+}
+
+/** A page of the direct keys as GET /cache/directs answers it. */
+export function directsView(page: DirectKeysPage): CacheDirectsView {
+  const prefixes = Buffer.alloc(page.prefixes.length * 4);
+  page.prefixes.forEach((prefix, i) => prefixes.write(prefix, i * 4, 'hex'));
+  return {
+    epoch: page.epoch,
+    reset: page.reset,
+    prefixes: prefixes.toString('base64'),
+    next: page.next,
+    more: page.more,
+    count: page.count,
+  };
 }
 
 /** The inline blobs' base64 (4/3 of their bytes), the rows' JSON, and the frame around them. */

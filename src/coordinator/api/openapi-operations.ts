@@ -510,6 +510,17 @@ const compile: ApiOperation[] = [
     body: 'CacheLookupRequest',
   },
   {
+    method: 'get',
+    path: '/api/v1/cache/directs',
+    operationId: 'listCacheDirectKeys',
+    view: 'CacheDirectsView',
+    tag: 'Cache',
+    summary:
+      'The direct keys that have manifest lines, as 4-byte prefixes in the order they came, a page at a time',
+    access: 'user',
+    query: 'CacheDirectsQuery',
+  },
+  {
     method: 'put',
     path: '/api/v1/cache/entries/{key}',
     operationId: 'putCacheEntry',

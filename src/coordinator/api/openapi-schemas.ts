@@ -17,6 +17,7 @@ import {
   createJoinTokenBody,
   createUserBody,
   listBuildsQuery,
+  cacheDirectsQuery,
   loginBody,
   logsQuery,
   missingBlobsBody,
@@ -81,6 +82,7 @@ export const querySchemas = {
   HistoryQuery: historyQuery,
   AuditHistoryQuery: auditHistoryQuery,
   CacheHistoryQuery: cacheHistoryQuery,
+  CacheDirectsQuery: cacheDirectsQuery,
 } satisfies Record<string, z.ZodType>;
 
 export type QuerySchemaName = keyof typeof querySchemas;

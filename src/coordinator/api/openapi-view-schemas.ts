@@ -25,6 +25,7 @@ export type ViewName =
   | 'BuildSummary'
   | 'BuildView'
   | 'CacheBlobView'
+  | 'CacheDirectsView'
   | 'CacheEntryView'
   | 'CacheHistoryPageView'
   | 'CacheLookupView'
@@ -479,6 +480,31 @@ export const viewSchemas: Record<ViewName, Record<string, unknown>> = {
     properties: { sha256: { type: 'string' }, size: { type: 'number' } },
     required: ['sha256', 'size'],
     additionalProperties: false,
+  },
+  CacheDirectsView: {
+    type: 'object',
+    properties: {
+      epoch: {
+        type: 'string',
+        description: "This listing's numbering (new at every start of the coordinator).",
+      },
+      reset: {
+        type: 'boolean',
+        description:
+          'The page starts from the first key (the epoch asked was another, or the number unknown).',
+      },
+      prefixes: {
+        type: 'string',
+        description: "The keys' first 4 bytes each, big-endian, one after the other, base64.",
+      },
+      next: { type: 'number', description: 'Ask again with `since` this for what comes after.' },
+      more: { type: 'boolean', description: 'More keys follow this page.' },
+      count: { type: 'number', description: 'Direct keys there are now.' },
+    },
+    required: ['epoch', 'reset', 'prefixes', 'next', 'more', 'count'],
+    additionalProperties: false,
+    description:
+      'GET /api/v1/cache/directs: a page of the direct keys the shared cache has lines under, in the order they came, each as its first 4 bytes (a client keeps the list and asks only about the keys on it; a key not on it has nothing to find).',
   },
   CacheEntryView: {
     type: 'object',

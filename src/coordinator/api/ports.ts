@@ -138,6 +138,7 @@ export type ApiStore = Pick<
     | 'getToolchain'
     | 'putToolchain'
     | 'toolchainSummaries'
+    | 'directKeys'
     | 'touchToolchain'
     | 'removeToolchain'
   >;

@@ -17,7 +17,7 @@
  * total is within Cache.MaxBytes; their manifest lines go with them (ON DELETE CASCADE), their
  * blobs with the next blob sweep.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import type { BuildFile } from '../../api/plan/types.js';
@@ -108,6 +108,22 @@ export interface EvictionResult {
   removedBytes: number;
   /** Bytes of the entries left. */
   totalBytes: number;
+}
+
+/** A page of the direct keys' listing (GET /cache/directs, migration 11). */
+export interface DirectKeysPage {
+  /** This listing's numbering: another than the caller's means its numbers mean nothing here. */
+  epoch: string;
+  /** The keys came from the first (the caller's epoch or number was not this one's). */
+  reset: boolean;
+  /** The keys after `since`, in the order they came, at most `limit`: their first 8 hex digits. */
+  prefixes: string[];
+  /** Where the next page starts (the last key's number, or `since` when there is none). */
+  next: number;
+  /** Keys come after this page. */
+  more: boolean;
+  /** Direct keys there are now. */
+  count: number;
 }
 
 /** Where a page of a failback export ends: the last row's stamp and key. */
@@ -308,6 +324,16 @@ function prepare(db: Database.Database) {
          AND (created_at, direct, includes_hash) > (@at, @direct, @hash)
        ORDER BY created_at, direct, includes_hash LIMIT @limit`,
     ),
+    directsAfter: db
+      .prepare<{ since: number; limit: number }, [number, string]>(
+        `SELECT seq, substr(direct, 1, 8) FROM cache_directs WHERE seq > @since
+         ORDER BY seq LIMIT @limit`,
+      )
+      .raw(),
+    directsLastSeq: db
+      .prepare<[], number>("SELECT seq FROM sqlite_sequence WHERE name = 'cache_directs'")
+      .pluck(),
+    directsCount: db.prepare<[], number>('SELECT n FROM cache_directs_count').pluck(),
     insertToolchain: db.prepare(
       `INSERT INTO toolchains (id, files, info, created_by, created_at, last_used_at, size)
        VALUES (@id, @files, @info, @created_by, @created_at, @last_used_at, @size)
@@ -318,6 +344,11 @@ function prepare(db: Database.Database) {
 
 export class CacheStore {
   private readonly sql: ReturnType<typeof prepare>;
+  /**
+   * The direct keys' numbering as this process knows it: new at every start, so a client never
+   * carries a number across a restore of the database (which may number keys again).
+   */
+  readonly directsEpoch = randomUUID();
 
   constructor(
     db: Database.Database,
@@ -412,6 +443,28 @@ export class CacheStore {
   }
 
   // ---- manifests -----------------------------------------------------------------------------
+
+  /**
+   * The direct keys that have manifest lines, after number `since` of listing `epoch`, in the
+   * order they came (a key whose lines all went is gone from the listing; clients learn that only
+   * from a listing from the first). From the first when `epoch` is another or `since` is past
+   * every number given.
+   */
+  directKeys(epoch: string | undefined, since: number, limit: number): DirectKeysPage {
+    const last = this.sql.directsLastSeq.get() ?? 0;
+    const reset = epoch !== this.directsEpoch || since > last;
+    const from = reset ? 0 : since;
+    const rows = this.sql.directsAfter.all({ since: from, limit: limit + 1 });
+    const page = rows.slice(0, limit);
+    return {
+      epoch: this.directsEpoch,
+      reset,
+      prefixes: page.map((row) => row[1]),
+      next: page.at(-1)?.[0] ?? from,
+      more: rows.length > limit,
+      count: this.sql.directsCount.get() ?? 0,
+    };
+  }
 
   /** The lines under a direct key, newest first (each leads to an entry that exists). */
   manifest(direct: string): CacheManifestLine[] {

@@ -522,4 +522,39 @@ export const migrations: readonly Migration[] = [
         BEGIN INSERT INTO repl_changes (tbl, key) VALUES ('secrets', json_array(OLD.name)); END;
     `,
   },
+  {
+    version: 11,
+    name: "the shared cache's direct keys in the order they came, for clients' key lists",
+    // One row per direct key that has a manifest line, numbered in the order the keys first
+    // came (AUTOINCREMENT: a number is never given twice, so "every key after N" misses none).
+    // Kept by triggers, so every way a line is written (a client, an agent's result,
+    // replication, a snapshot, a failback) counts. Not replicated: each coordinator numbers its
+    // own; clients tell the numberings apart by the listing's epoch (GET /cache/directs).
+    sql: `
+      CREATE TABLE cache_directs (
+        seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+        direct TEXT NOT NULL UNIQUE
+      );
+      INSERT INTO cache_directs (direct)
+        SELECT direct FROM cache_manifests GROUP BY direct ORDER BY min(rowid);
+
+      CREATE TRIGGER cache_directs_insert AFTER INSERT ON cache_manifests
+        WHEN NOT EXISTS (SELECT 1 FROM cache_directs WHERE direct = NEW.direct)
+        BEGIN INSERT OR IGNORE INTO cache_directs (direct) VALUES (NEW.direct); END;
+      CREATE TRIGGER cache_directs_delete AFTER DELETE ON cache_manifests
+        WHEN NOT EXISTS (SELECT 1 FROM cache_manifests WHERE direct = OLD.direct)
+        BEGIN DELETE FROM cache_directs WHERE direct = OLD.direct; END;
+
+      -- How many there are, without a scan per page.
+      CREATE TABLE cache_directs_count (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        n  INTEGER NOT NULL
+      );
+      INSERT INTO cache_directs_count (id, n) SELECT 1, count(*) FROM cache_directs;
+      CREATE TRIGGER cache_directs_counted AFTER INSERT ON cache_directs
+        BEGIN UPDATE cache_directs_count SET n = n + 1 WHERE id = 1; END;
+      CREATE TRIGGER cache_directs_uncounted AFTER DELETE ON cache_directs
+        BEGIN UPDATE cache_directs_count SET n = n - 1 WHERE id = 1; END;
+    `,
+  },
 ];

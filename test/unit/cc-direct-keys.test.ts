@@ -55,6 +55,18 @@ class FakeListing {
   }
 }
 
+/** A full first page of a listing with more to come, as the route writes it. */
+function fullPage(): ReturnType<typeof directsView> {
+  return directsView({
+    epoch: 'e',
+    reset: true,
+    prefixes: many(CACHE_DIRECTS_PAGE).map((k) => k.slice(0, 8)),
+    next: CACHE_DIRECTS_PAGE,
+    more: true,
+    count: CACHE_DIRECTS_PAGE + 1,
+  });
+}
+
 function clock(): { now: () => number; advance(ms: number): void } {
   let t = 1_000_000;
   return { now: () => t, advance: (ms) => (t += ms) };
@@ -96,14 +108,7 @@ describe('the list of the shared cache’s direct keys', () => {
     assert.equal(list.lacks(nth(2 * CACHE_DIRECTS_PAGE + 4)), false);
     assert.equal(list.lacks(nth(2 * CACHE_DIRECTS_PAGE + 5)), true);
     // A full page as the route writes it passes the client's check of answers.
-    const full = directsView({
-      epoch: 'e',
-      reset: true,
-      prefixes: many(CACHE_DIRECTS_PAGE).map((k) => k.slice(0, 8)),
-      next: CACHE_DIRECTS_PAGE,
-      more: true,
-      count: CACHE_DIRECTS_PAGE + 1,
-    });
+    const full = fullPage();
     assert.equal(checkAnswer(cacheDirectsAnswer, full, 'page').prefixes, full.prefixes);
   });
 
@@ -124,14 +129,7 @@ describe('the list of the shared cache’s direct keys', () => {
   it('asks a bounded number of pages of a coordinator that keeps starting over', async () => {
     const c = clock();
     const list = new DirectKeys({ now: c.now, maxKeys: 2 * CACHE_DIRECTS_PAGE });
-    const full = directsView({
-      epoch: 'e',
-      reset: true,
-      prefixes: many(CACHE_DIRECTS_PAGE).map((k) => k.slice(0, 8)),
-      next: CACHE_DIRECTS_PAGE,
-      more: true,
-      count: CACHE_DIRECTS_PAGE + 1,
-    });
+    const full = fullPage();
     let asked = 0;
     await update(list, () => {
       asked++;

@@ -19,11 +19,12 @@
  *      the summary; `build-closed` carries the summary line and the JSON document, printed as
  *      they are; then it ends as the command did (its code, or its signal raised again).
  *
- * Anything unusual before the command starts -- an option this file does not know (--help), a
- * placement that is not auto/local/remote, MUSTER_BUILD_SERVICE other than per-user, text that
- * is not UTF-8, an unsafe socket directory, no service answering (the Node front end starts it),
- * a refusal, no answer in time -- execs the Node CLI with the same arguments, which does it all
- * and says why. Anything unusual after the command ran (the service closed the build early, was
+ * When no service answers, this process starts it (fe_start_service: as `muster cc --serve
+ * --detach` does, without that Node helper's start) and waits for it. Anything unusual before
+ * the command starts -- an option this file does not know (--help), a placement that is not
+ * auto/local/remote, MUSTER_BUILD_SERVICE other than per-user, text that is not UTF-8, no
+ * socket directory yet or an unsafe one, a service that does not start, a refusal, no answer in
+ * time -- execs the Node CLI with the same arguments, which does it all and says why. Anything unusual after the command ran (the service closed the build early, was
  * lost, did not answer, or the shims logged fallbacks after its close) execs the hidden
  * `muster build-finish STATE`, which counts what is left and prints the summary.
  */
@@ -324,6 +325,115 @@ static int fe_version(const char *pkg, char *out, size_t size) {
   return -1;
 }
 
+/* ---- starting the service ----------------------------------------------------------------- */
+
+/* What serve-detach.ts keeps: its log next to the socket, started afresh past this size. */
+#define SERVE_LOG_NAME "cc-serve.log"
+#define SERVE_LOG_MAX_BYTES (1024 * 1024)
+
+/* The paths Node reads that the environment may give relative to the build's directory. */
+static const char *const fe_path_vars[] = {"MUSTER_CONFIG_DIR", "XDG_CONFIG_HOME",
+                                           "NODE_EXTRA_CA_CERTS"};
+
+/* environ with those made absolute from `cwd` (the service runs in /); NULL when out of memory. */
+static char **fe_service_env(const char *cwd) {
+  size_t n = 0;
+  while (environ[n]) n++;
+  char **env = calloc(n + 1, sizeof *env);
+  if (!env) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    env[i] = environ[i];
+    for (size_t k = 0; k < sizeof fe_path_vars / sizeof *fe_path_vars; k++) {
+      size_t len = strlen(fe_path_vars[k]);
+      const char *e = environ[i];
+      if (strncmp(e, fe_path_vars[k], len) || e[len] != '=' || !e[len + 1] || e[len + 1] == '/')
+        continue;
+      size_t size = len + 1 + strlen(cwd) + 1 + strlen(e + len + 1) + 1;
+      char *abs = malloc(size);
+      if (!abs) continue; /* left relative: the service reads it from / */
+      snprintf(abs, size, "%.*s=%s/%s", (int)len, e, cwd, e + len + 1);
+      env[i] = abs;
+    }
+  }
+  return env;
+}
+
+/*
+ * No service answers on `sock`: starts one as `muster cc --serve --detach` does (serve-detach.ts:
+ * in a session of its own, in /, its output appended to cc-serve.log next to the socket, the
+ * paths above made absolute) without that Node helper's own start, under the shims' start lock
+ * (another process starting it meanwhile is waited for instead), and connects to it within
+ * START_WAIT_MS. -1 when none answers then: the Node front end takes over and says why.
+ */
+static int fe_start_service(const char *sock, const char *cwd) {
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/%s", g.dir, START_LOCK_NAME);
+  int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  long long deadline = mono_ms() + START_OTHER_WAIT_MS;
+  int fd = -1;
+  while (lock >= 0 && take_start_lock(lock) != 0) {
+    if ((fd = try_connect(sock)) >= 0 || mono_ms() >= deadline) break;
+    pause_poll();
+  }
+  /* The service runs in /: the Node and CLI bin/muster names from its own (maybe relative)
+     path, absolute; a bare `node` is found on PATH as before. */
+  char node[PATH_MAX], cli[PATH_MAX];
+  int paths = realpath(fe.cli, cli) != NULL;
+  if (!strchr(fe.node, '/')) snprintf(node, sizeof node, "%s", fe.node);
+  else paths = paths && realpath(fe.node, node) != NULL;
+  if (paths && fd < 0 && (fd = try_connect(sock)) < 0 && mono_ms() < deadline) {
+    snprintf(path, sizeof path, "%s/%s", g.dir, SERVE_LOG_NAME);
+    struct stat st;
+    int fresh = lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > SERVE_LOG_MAX_BYTES;
+    int log = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (fresh ? O_TRUNC : O_APPEND),
+                   0600);
+    char **env = log >= 0 ? fe_service_env(cwd) : NULL;
+    pid_t pid = env ? fork() : -1;
+    if (pid == 0) {
+      int null = open("/dev/null", O_RDONLY);
+      if (setsid() < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 ||
+          chdir("/")) {
+        _exit(127);
+      }
+      for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+      }
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, NULL);
+      char *argv[] = {node, cli, "cc", "--serve", "--socket", (char *)sock, "--idle-exit", "10m",
+                      NULL};
+      environ = env;
+      execvp(node, argv);
+      _exit(127);
+    }
+    if (log >= 0) close(log);
+    if (pid > 0) {
+      deadline = mono_ms() + START_WAIT_MS;
+      int reaped = 0;
+      while ((fd = try_connect(sock)) < 0 && mono_ms() < deadline) {
+        /* Ended: it failed, or another service won the race to the socket (checked once more). */
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+          reaped = 1;
+          fd = try_connect(sock);
+          break;
+        }
+        pause_poll();
+      }
+      /* Left running, it stays this process's child until the build ends: init's then. */
+      if (!reaped) (void)waitpid(pid, NULL, WNOHANG);
+    }
+    if (env) {
+      for (size_t i = 0; env[i]; i++) {
+        if (env[i] != environ[i]) free(env[i]);
+      }
+      free(env);
+    }
+  }
+  if (lock >= 0) close(lock); /* releases the lock when held */
+  return fd;
+}
+
 /* ---- main --------------------------------------------------------------------------------- */
 
 static int build_front_main(int argc, char **argv) {
@@ -385,6 +495,7 @@ static int build_front_main(int argc, char **argv) {
   snprintf(sock, sizeof sock, "%s/%s", g.dir, SOCKET_NAME);
   if (strlen(sock) >= sizeof ((struct sockaddr_un *)0)->sun_path) fe_to_node();
   int fd = try_connect(sock);
+  if (fd < 0) fd = fe_start_service(sock, cwd);
   if (fd < 0) fe_to_node();
 
   /* Node's os.tmpdir(): TMPDIR, TMP or TEMP, else /tmp; a relative one is left to Node. */

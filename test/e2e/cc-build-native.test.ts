@@ -108,13 +108,33 @@ describe("muster build's native front end", () => {
     return text.split('\n').slice(0, -1);
   }
 
-  it('hands a build to the Node CLI while no service runs, which starts it', async () => {
-    const missing = await front(fakeNode, ['--', 'true'], env, work);
-    assert.equal(missing.code, 42);
+  it('starts the service itself when none runs, and hands over when it cannot', async () => {
+    // No socket directory yet (a first use): the Node CLI makes it, and starts the service.
+    const first = await front(fakeNode, ['--', 'true'], env, work);
+    assert.equal(first.code, 42);
     assert.deepEqual(await handover(), [cliPath, 'build', '--', 'true']);
-    // Through bin/muster, as a user: the Node CLI starts the service and hosts the build.
-    const first = await runCli(['build', '--', 'true'], { env, cwd: work, command: musterBin });
-    assert.equal(first.code, 0, first.stderr);
+    const dir = join(env['XDG_RUNTIME_DIR'] ?? '', 'muster');
+    await mkdir(dir, { mode: 0o700 });
+    // A Node that cannot run the service: the front end sees it end, and hands the build over.
+    const failing = await front(fakeNode, ['--', 'true'], env, work);
+    assert.equal(failing.code, 42);
+    assert.deepEqual(await handover(), [cliPath, 'build', '--', 'true']);
+    // A real Node, recording what it is asked to run: only the service, started by the native
+    // front end (in /, so the CLI's path is absolute), which then hosts the build.
+    const calls = join(work, 'node-calls');
+    const recording = join(work, 'recording-node');
+    await writeFile(
+      recording,
+      `#!/bin/sh\nprintf '%s\\n' "$*" >> '${calls}'\nexec '${process.execPath}' "$@"\n`,
+    );
+    await chmod(recording, 0o755);
+    const ran = await front(recording, ['--', 'true'], env, work);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.match(ran.stderr, /^muster: 0 jobs \(0 compiles\)/m);
+    const socket = join(dir, 'cc.sock');
+    assert.deepEqual((await readFile(calls, 'utf8')).split('\n').slice(0, -1), [
+      `${cliPath} cc --serve --socket ${socket} --idle-exit 10m`,
+    ]);
     assert.equal((await compileServicePids(env['XDG_RUNTIME_DIR'] ?? '')).length, 1);
   });
 

@@ -24,9 +24,10 @@
  * the command starts -- an option this file does not know (--help), a placement that is not
  * auto/local/remote, MUSTER_BUILD_SERVICE other than per-user, text that is not UTF-8, no
  * socket directory yet or an unsafe one, a service that does not start, a refusal, no answer in
- * time -- execs the Node CLI with the same arguments, which does it all and says why. Anything unusual after the command ran (the service closed the build early, was
- * lost, did not answer, or the shims logged fallbacks after its close) execs the hidden
- * `muster build-finish STATE`, which counts what is left and prints the summary.
+ * time -- execs the Node CLI with the same arguments, which does it all and says why. Anything
+ * unusual after the command ran (the service closed the build early, was lost, did not answer,
+ * or the shims logged fallbacks after its close) execs the hidden `muster build-finish STATE`,
+ * which counts what is left and prints the summary.
  */
 
 #define FRONT_FLAG "--build-front-end"
@@ -335,6 +336,41 @@ static int fe_version(const char *pkg, char *out, size_t size) {
 static const char *const fe_path_vars[] = {"MUSTER_CONFIG_DIR", "XDG_CONFIG_HOME",
                                            "NODE_EXTRA_CA_CERTS"};
 
+/*
+ * `value` from `cwd` as Node's path.resolve gives it (the service compares the build's
+ * NODE_EXTRA_CA_CERTS, resolved so, with its own): `.`, `..` and repeated slashes folded
+ * lexically, never above the root, no trailing slash. NULL when out of memory.
+ */
+static char *fe_resolve(const char *cwd, const char *value) {
+  size_t size = strlen(cwd) + strlen(value) + 3;
+  char *joined = malloc(size), *out = malloc(size);
+  if (!joined || !out) {
+    free(joined);
+    free(out);
+    return NULL;
+  }
+  snprintf(joined, size, "%s/%s", value[0] == '/' ? "" : cwd, value);
+  size_t n = 0;
+  for (char *part = joined; *part;) {
+    char *next = strchr(part, '/');
+    size_t len = next ? (size_t)(next - part) : strlen(part);
+    if (len == 2 && part[0] == '.' && part[1] == '.') {
+      while (n > 0 && out[n - 1] != '/') n--;
+      if (n > 0) n--; /* the slash before the part taken away */
+    } else if (len > 0 && !(len == 1 && part[0] == '.')) {
+      out[n++] = '/';
+      memcpy(out + n, part, len);
+      n += len;
+    }
+    part += len;
+    while (*part == '/') part++;
+  }
+  if (n == 0) out[n++] = '/';
+  out[n] = 0;
+  free(joined);
+  return out;
+}
+
 /* environ with those made absolute from `cwd` (the service runs in /); NULL when out of memory. */
 static char **fe_service_env(const char *cwd) {
   size_t n = 0;
@@ -348,22 +384,59 @@ static char **fe_service_env(const char *cwd) {
       const char *e = environ[i];
       if (strncmp(e, fe_path_vars[k], len) || e[len] != '=' || !e[len + 1] || e[len + 1] == '/')
         continue;
-      size_t size = len + 1 + strlen(cwd) + 1 + strlen(e + len + 1) + 1;
-      char *abs = malloc(size);
-      if (!abs) continue; /* left relative: the service reads it from / */
-      snprintf(abs, size, "%.*s=%s/%s", (int)len, e, cwd, e + len + 1);
-      env[i] = abs;
+      char *abs = fe_resolve(cwd, e + len + 1);
+      size_t size = abs ? len + 1 + strlen(abs) + 1 : 0;
+      char *entry = abs ? malloc(size) : NULL;
+      if (entry) {
+        snprintf(entry, size, "%.*s=%s", (int)len, e, abs);
+        env[i] = entry;
+      } /* else left relative: the service reads it from / */
+      free(abs);
     }
   }
   return env;
 }
 
 /*
+ * `name` as execvp would find it from `cwd`, absolute (the service starts in /): itself when it
+ * has a slash, else the first executable of that name on PATH. 0 when found.
+ */
+static int fe_program(const char *name, const char *cwd, char *out) {
+  if (strchr(name, '/')) return realpath(name, out) ? 0 : -1;
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/bin:/bin";
+  for (const char *dir = path;; dir++) {
+    const char *end = strchr(dir, ':');
+    size_t len = end ? (size_t)(end - dir) : strlen(dir);
+    char candidate[PATH_MAX];
+    int fits = len == 0 ? snprintf(candidate, sizeof candidate, "%s/%s", cwd, name)
+                        : snprintf(candidate, sizeof candidate, "%.*s/%s", (int)len, dir, name);
+    if (fits > 0 && (size_t)fits < sizeof candidate && access(candidate, X_OK) == 0 &&
+        realpath(candidate, out)) {
+      return 0;
+    }
+    if (!end) return -1;
+    dir = end;
+  }
+}
+
+/* In the service's child after fork: says why it cannot go on (to the log), and ends. */
+static void fe_child_fail(const char *what) {
+  char text[160];
+  int len = snprintf(text, sizeof text, "muster-cc: cannot start the compile service: %s (errno %d)\n",
+                     what, errno);
+  if (len > 0 && write(2, text, (size_t)len) < 0) { /* nothing more to say it with */ }
+  _exit(127);
+}
+
+/*
  * No service answers on `sock`: starts one as `muster cc --serve --detach` does (serve-detach.ts:
- * in a session of its own, in /, its output appended to cc-serve.log next to the socket, the
- * paths above made absolute) without that Node helper's own start, under the shims' start lock
- * (another process starting it meanwhile is waited for instead), and connects to it within
- * START_WAIT_MS. -1 when none answers then: the Node front end takes over and says why.
+ * in a session of its own, in /, its output appended to cc-serve.log next to the socket — a log
+ * past 1 MiB started afresh —, the paths above made absolute, none of this process's other file
+ * descriptors) without that Node helper's own start, under the shims' start lock (another process
+ * starting it meanwhile is waited for instead), and connects to it within START_WAIT_MS; a
+ * service that ends without a socket is marked (cc-start-failed) as the shims mark theirs. -1
+ * when none answers then: the Node front end takes over and says why.
  */
 static int fe_start_service(const char *sock, const char *cwd) {
   char path[PATH_MAX + 32];
@@ -375,12 +448,8 @@ static int fe_start_service(const char *sock, const char *cwd) {
     if ((fd = try_connect(sock)) >= 0 || mono_ms() >= deadline) break;
     pause_poll();
   }
-  /* The service runs in /: the Node and CLI bin/muster names from its own (maybe relative)
-     path, absolute; a bare `node` is found on PATH as before. */
   char node[PATH_MAX], cli[PATH_MAX];
-  int paths = realpath(fe.cli, cli) != NULL;
-  if (!strchr(fe.node, '/')) snprintf(node, sizeof node, "%s", fe.node);
-  else paths = paths && realpath(fe.node, node) != NULL;
+  int paths = realpath(fe.cli, cli) && fe_program(fe.node, cwd, node) == 0;
   if (paths && fd < 0 && (fd = try_connect(sock)) < 0 && mono_ms() < deadline) {
     snprintf(path, sizeof path, "%s/%s", g.dir, SERVE_LOG_NAME);
     struct stat st;
@@ -388,13 +457,22 @@ static int fe_start_service(const char *sock, const char *cwd) {
     int log = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (fresh ? O_TRUNC : O_APPEND),
                    0600);
     char **env = log >= 0 ? fe_service_env(cwd) : NULL;
+    /* An inherited SIGCHLD = SIG_IGN would reap it before waitpid sees it end. */
+    struct sigaction chld;
+    if (sigaction(SIGCHLD, NULL, &chld) == 0 && chld.sa_handler == SIG_IGN) {
+      chld.sa_handler = SIG_DFL;
+      sigaction(SIGCHLD, &chld, NULL);
+    }
     pid_t pid = env ? fork() : -1;
     if (pid == 0) {
-      int null = open("/dev/null", O_RDONLY);
+      int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
       if (setsid() < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 ||
           chdir("/")) {
-        _exit(127);
+        fe_child_fail("its output");
       }
+      long max = sysconf(_SC_OPEN_MAX);
+      if (max < 0 || max > 65536) max = 65536;
+      for (int other = 3; other < max; other++) (void)close(other);
       for (int sig = 1; sig < NSIG; sig++) {
         if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
       }
@@ -404,8 +482,8 @@ static int fe_start_service(const char *sock, const char *cwd) {
       char *argv[] = {node, cli, "cc", "--serve", "--socket", (char *)sock, "--idle-exit", "10m",
                       NULL};
       environ = env;
-      execvp(node, argv);
-      _exit(127);
+      execv(node, argv);
+      fe_child_fail(node);
     }
     if (log >= 0) close(log);
     if (pid > 0) {
@@ -413,9 +491,10 @@ static int fe_start_service(const char *sock, const char *cwd) {
       int reaped = 0;
       while ((fd = try_connect(sock)) < 0 && mono_ms() < deadline) {
         /* Ended: it failed, or another service won the race to the socket (checked once more). */
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
+        pid_t w = waitpid(pid, NULL, WNOHANG);
+        if (w == pid || (w < 0 && errno == ECHILD)) {
           reaped = 1;
-          fd = try_connect(sock);
+          if ((fd = try_connect(sock)) < 0) mark_start_failed();
           break;
         }
         pause_poll();
@@ -431,6 +510,11 @@ static int fe_start_service(const char *sock, const char *cwd) {
     }
   }
   if (lock >= 0) close(lock); /* releases the lock when held */
+  /* The directory is still the user's alone before the build's environment is sent there. */
+  if (fd >= 0 && dir_state(g.dir) != 1) {
+    close(fd);
+    fd = -1;
+  }
   return fd;
 }
 

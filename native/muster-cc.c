@@ -25,7 +25,8 @@
  * waits; the shims that find the lock taken (`make -j16` with no service: 15 of them) do not
  * start anything, they poll connect() for up to 3 s, and fall back at once when the starter left
  * cc-start-failed. A failed start leaves cc-start-failed in the dir, and for 10 s after it
- * compiles fall back without trying again. With $MUSTER_CC_SOCKET nothing is started: the build
+ * compiles fall back without trying again. `muster build`'s native front end (build-front.c)
+ * starts the service under the same lock, and marks a failed start the same way. With $MUSTER_CC_SOCKET nothing is started: the build
  * that set it owns the service. The shim never removes a socket: a stale one is the service's to
  * clear (src/cli/cc/socket-path.ts, only when connecting is refused).
  *

@@ -10,8 +10,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  readFile,
+  readdir,
+  readlink,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { cleanup, makeTempDir, waitFor } from '../helpers/agent-process.js';
@@ -47,9 +56,10 @@ function front(
   env: NodeJS.ProcessEnv,
   cwd: string,
   meanwhile?: (pid: number) => Promise<void>,
+  cli = cliPath,
 ): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(launcher, ['--build-front-end', node, cliPath, 'build', ...args], {
+    const child = spawn(launcher, ['--build-front-end', node, cli, 'build', ...args], {
       cwd,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -115,12 +125,17 @@ describe("muster build's native front end", () => {
     assert.deepEqual(await handover(), [cliPath, 'build', '--', 'true']);
     const dir = join(env['XDG_RUNTIME_DIR'] ?? '', 'muster');
     await mkdir(dir, { mode: 0o700 });
-    // A Node that cannot run the service: the front end sees it end, and hands the build over.
+    // A Node that cannot run the service: the front end starts it (its log is made, the
+    // failure marked for the launchers), sees it end, and hands the build over.
     const failing = await front(fakeNode, ['--', 'true'], env, work);
     assert.equal(failing.code, 42);
     assert.deepEqual(await handover(), [cliPath, 'build', '--', 'true']);
+    assert.ok(existsSync(join(dir, 'cc-serve.log')));
+    assert.ok(existsSync(join(dir, 'cc-start-failed')));
     // A real Node, recording what it is asked to run: only the service, started by the native
-    // front end (in /, so the CLI's path is absolute), which then hosts the build.
+    // front end, which then hosts the build. The CLI given relative to the build's directory is
+    // made absolute (the service runs in /), and so are the paths Node reads from the
+    // environment, folded as path.resolve folds them.
     const calls = join(work, 'node-calls');
     const recording = join(work, 'recording-node');
     await writeFile(
@@ -128,14 +143,31 @@ describe("muster build's native front end", () => {
       `#!/bin/sh\nprintf '%s\\n' "$*" >> '${calls}'\nexec '${process.execPath}' "$@"\n`,
     );
     await chmod(recording, 0o755);
-    const ran = await front(recording, ['--', 'true'], env, work);
+    const configured = { ...env, MUSTER_CONFIG_DIR: './cfg//x/../../cfg2/.' };
+    const ran = await front(
+      recording,
+      ['--', 'true'],
+      configured,
+      work,
+      undefined,
+      relative(work, cliPath),
+    );
     assert.equal(ran.code, 0, ran.stderr);
     assert.match(ran.stderr, /^muster: 0 jobs \(0 compiles\)/m);
     const socket = join(dir, 'cc.sock');
     assert.deepEqual((await readFile(calls, 'utf8')).split('\n').slice(0, -1), [
       `${cliPath} cc --serve --socket ${socket} --idle-exit 10m`,
     ]);
-    assert.equal((await compileServicePids(env['XDG_RUNTIME_DIR'] ?? '')).length, 1);
+    const pids = await compileServicePids(env['XDG_RUNTIME_DIR'] ?? '');
+    assert.equal(pids.length, 1);
+    const pid = pids[0] ?? 0;
+    // A daemon: in /, in a session of its own, its log the user's alone.
+    assert.equal(await readlink(`/proc/${pid}/cwd`), '/');
+    const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
+    assert.equal(Number(stat[3]), pid, 'its session id is its pid');
+    assert.equal((await lstat(join(dir, 'cc-serve.log'))).mode & 0o777, 0o600);
+    const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+    assert.ok(environ.includes(`MUSTER_CONFIG_DIR=${join(work, 'cfg2')}`), environ.join(' '));
   });
 
   it('runs a build with no Node at all once the service runs', async () => {

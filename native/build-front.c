@@ -19,8 +19,8 @@
  *      the summary; `build-closed` carries the summary line and the JSON document, printed as
  *      they are; then it ends as the command did (its code, or its signal raised again).
  *
- * When no service answers, this process starts it (fe_start_service: as `muster cc --serve
- * --detach` does, without that Node helper's start) and waits for it. Anything unusual before
+ * When no service answers, this process starts it (fe_spawn_service under start_once: as
+ * `muster cc --serve --detach` does, without that Node helper's start) and waits for it. Anything unusual before
  * the command starts -- an option this file does not know (--help), a placement that is not
  * auto/local/remote, MUSTER_BUILD_SERVICE other than per-user, text that is not UTF-8, no
  * socket directory yet or an unsafe one, a service that does not start, a refusal, no answer in
@@ -44,6 +44,7 @@
 
 static struct {
   const char *node, *cli;
+  const char *cwd; /* the build's directory */
   char **args; /* the arguments after `build` */
   int nargs;
   long long started_ms;
@@ -433,87 +434,73 @@ static void fe_child_fail(const char *what) {
  * No service answers on `sock`: starts one as `muster cc --serve --detach` does (serve-detach.ts:
  * in a session of its own, in /, its output appended to cc-serve.log next to the socket — a log
  * past 1 MiB started afresh —, the paths above made absolute, none of this process's other file
- * descriptors) without that Node helper's own start, under the shims' start lock (another process
- * starting it meanwhile is waited for instead), and connects to it within START_WAIT_MS; a
- * service that ends without a socket is marked (cc-start-failed) as the shims mark theirs. -1
- * when none answers then: the Node front end takes over and says why.
+ * descriptors) without that Node helper's own start, and connects to it within START_WAIT_MS.
+ * Called by start_once, under the shims' start lock; *failed when it ended without a socket
+ * (start_once marks that for the shims, as theirs). -1 when none answers: the Node front end
+ * takes over and says why.
  */
-static int fe_start_service(const char *sock, const char *cwd) {
-  char path[PATH_MAX + 32];
-  snprintf(path, sizeof path, "%s/%s", g.dir, START_LOCK_NAME);
-  int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  long long deadline = mono_ms() + START_OTHER_WAIT_MS;
+static int fe_spawn_service(const char *sock, int *failed) {
+  *failed = 0;
+  char node[PATH_MAX], cli[PATH_MAX], path[PATH_MAX + 32];
+  if (!realpath(fe.cli, cli) || fe_program(fe.node, fe.cwd, node) != 0) return -1;
+  snprintf(path, sizeof path, "%s/%s", g.dir, SERVE_LOG_NAME);
+  struct stat st;
+  int fresh = lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > SERVE_LOG_MAX_BYTES;
+  int log =
+      open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (fresh ? O_TRUNC : O_APPEND), 0600);
+  char **env = log >= 0 ? fe_service_env(fe.cwd) : NULL;
+  /* An inherited SIGCHLD = SIG_IGN would reap it before waitpid sees it end. */
+  struct sigaction chld;
+  if (sigaction(SIGCHLD, NULL, &chld) == 0 && chld.sa_handler == SIG_IGN) {
+    chld.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &chld, NULL);
+  }
+  pid_t pid = env ? fork() : -1;
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (setsid() < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 ||
+        chdir("/")) {
+      fe_child_fail("its output");
+    }
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536) max = 65536;
+    for (int other = 3; other < max; other++) (void)close(other);
+    for (int sig = 1; sig < NSIG; sig++) {
+      if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    char *argv[] = {node, cli, "cc", "--serve", "--socket", (char *)sock, "--idle-exit", "10m",
+                    NULL};
+    environ = env;
+    execv(node, argv);
+    fe_child_fail(node);
+  }
+  if (log >= 0) close(log);
   int fd = -1;
-  while (lock >= 0 && take_start_lock(lock) != 0) {
-    if ((fd = try_connect(sock)) >= 0 || mono_ms() >= deadline) break;
-    pause_poll();
+  if (pid > 0) {
+    long long deadline = mono_ms() + START_WAIT_MS;
+    int reaped = 0;
+    while ((fd = try_connect(sock)) < 0 && mono_ms() < deadline) {
+      /* Ended: it failed, or another service won the race to the socket (checked once more). */
+      pid_t w = waitpid(pid, NULL, WNOHANG);
+      if (w == pid || (w < 0 && errno == ECHILD)) {
+        reaped = 1;
+        fd = try_connect(sock);
+        *failed = fd < 0;
+        break;
+      }
+      pause_poll();
+    }
+    /* Left running, it stays this process's child until the build ends: init's then. */
+    if (!reaped) (void)waitpid(pid, NULL, WNOHANG);
   }
-  char node[PATH_MAX], cli[PATH_MAX];
-  int paths = realpath(fe.cli, cli) && fe_program(fe.node, cwd, node) == 0;
-  if (paths && fd < 0 && (fd = try_connect(sock)) < 0 && mono_ms() < deadline) {
-    snprintf(path, sizeof path, "%s/%s", g.dir, SERVE_LOG_NAME);
-    struct stat st;
-    int fresh = lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > SERVE_LOG_MAX_BYTES;
-    int log = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (fresh ? O_TRUNC : O_APPEND),
-                   0600);
-    char **env = log >= 0 ? fe_service_env(cwd) : NULL;
-    /* An inherited SIGCHLD = SIG_IGN would reap it before waitpid sees it end. */
-    struct sigaction chld;
-    if (sigaction(SIGCHLD, NULL, &chld) == 0 && chld.sa_handler == SIG_IGN) {
-      chld.sa_handler = SIG_DFL;
-      sigaction(SIGCHLD, &chld, NULL);
+  if (env) {
+    for (size_t i = 0; env[i]; i++) {
+      if (env[i] != environ[i]) free(env[i]);
     }
-    pid_t pid = env ? fork() : -1;
-    if (pid == 0) {
-      int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-      if (setsid() < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 ||
-          chdir("/")) {
-        fe_child_fail("its output");
-      }
-      long max = sysconf(_SC_OPEN_MAX);
-      if (max < 0 || max > 65536) max = 65536;
-      for (int other = 3; other < max; other++) (void)close(other);
-      for (int sig = 1; sig < NSIG; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-      }
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, NULL);
-      char *argv[] = {node, cli, "cc", "--serve", "--socket", (char *)sock, "--idle-exit", "10m",
-                      NULL};
-      environ = env;
-      execv(node, argv);
-      fe_child_fail(node);
-    }
-    if (log >= 0) close(log);
-    if (pid > 0) {
-      deadline = mono_ms() + START_WAIT_MS;
-      int reaped = 0;
-      while ((fd = try_connect(sock)) < 0 && mono_ms() < deadline) {
-        /* Ended: it failed, or another service won the race to the socket (checked once more). */
-        pid_t w = waitpid(pid, NULL, WNOHANG);
-        if (w == pid || (w < 0 && errno == ECHILD)) {
-          reaped = 1;
-          if ((fd = try_connect(sock)) < 0) mark_start_failed();
-          break;
-        }
-        pause_poll();
-      }
-      /* Left running, it stays this process's child until the build ends: init's then. */
-      if (!reaped) (void)waitpid(pid, NULL, WNOHANG);
-    }
-    if (env) {
-      for (size_t i = 0; env[i]; i++) {
-        if (env[i] != environ[i]) free(env[i]);
-      }
-      free(env);
-    }
-  }
-  if (lock >= 0) close(lock); /* releases the lock when held */
-  /* The directory is still the user's alone before the build's environment is sent there. */
-  if (fd >= 0 && dir_state(g.dir) != 1) {
-    close(fd);
-    fd = -1;
+    free(env);
   }
   return fd;
 }
@@ -579,7 +566,13 @@ static int build_front_main(int argc, char **argv) {
   snprintf(sock, sizeof sock, "%s/%s", g.dir, SOCKET_NAME);
   if (strlen(sock) >= sizeof ((struct sockaddr_un *)0)->sun_path) fe_to_node();
   int fd = try_connect(sock);
-  if (fd < 0) fd = fe_start_service(sock, cwd);
+  fe.cwd = cwd;
+  /* None answers: started here, under the shims' start lock (a recent failed start: Node's). */
+  if (fd < 0 && (fd = start_once(sock, fe_spawn_service)) >= 0 && dir_state(g.dir) != 1) {
+    /* The directory is still the user's alone before the build's environment is sent there. */
+    close(fd);
+    fd = -1;
+  }
   if (fd < 0) fe_to_node();
 
   /* Node's os.tmpdir(): TMPDIR, TMP or TEMP, else /tmp; a relative one is left to Node. */

@@ -851,11 +851,17 @@ static int take_start_lock(int lock) {
 }
 
 /*
- * The service's socket once one shim has started it: this one under the start lock, or the
- * one that holds it (then this one only waits, bounded). -1 when none answers; a failed start
- * of this shim is marked for the others.
+ * Starts the service and connects to it (start_service; build-front.c's fe_spawn_service): the
+ * socket or -1, *failed as start_service says it.
  */
-static int start_once(const char *sock) {
+typedef int (*service_start)(const char *sock, int *failed);
+
+/*
+ * The service's socket once one process has started it with `start`: this one under the start
+ * lock, or the one that holds it (then this one only waits, bounded). -1 when none answers; a
+ * failed start of this process is marked for the others.
+ */
+static int start_once(const char *sock, service_start start) {
   char path[PATH_MAX + sizeof START_LOCK_NAME + 1];
   (void)mkdir(g.dir, 0700);
   if (dir_state(g.dir) != 1) return -1;
@@ -864,7 +870,7 @@ static int start_once(const char *sock) {
   if (lock < 0) {
     /* No lock to be had (a full disk?): start unserialised rather than not at all. */
     int failed;
-    int fd = start_service(sock, &failed);
+    int fd = start(sock, &failed);
     if (failed) mark_start_failed();
     return fd;
   }
@@ -875,7 +881,7 @@ static int start_once(const char *sock) {
       /* Started by the holder before us, or failed there: nothing to start again. */
       if ((fd = try_connect(sock)) >= 0 || start_failed_recently()) break;
       int failed;
-      fd = start_service(sock, &failed);
+      fd = start(sock, &failed);
       if (failed) mark_start_failed();
       break;
     }
@@ -926,7 +932,7 @@ static int connect_service(const char *env, const char **reason) {
     if (fd >= 0) return fd;
   }
   if (start_failed_recently()) return *reason = "service-unavailable", -1;
-  int fd = start_once(sock);
+  int fd = start_once(sock, start_service);
   if (fd >= 0 && dir_state(g.dir) != 1) {
     close(fd);
     return *reason = "unsafe-socket-dir", -1;

@@ -13,7 +13,6 @@
  * time macro SOURCE_DATE_EPOCH does not fix (`unfixedTimeMacros`), a dependency list that
  * cannot be read.
  */
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Compile } from './classify.js';
 import { directResultKey } from './cache-key.js';
@@ -79,7 +78,8 @@ async function dependencyList(req: StoreRequest): Promise<readonly string[] | st
   let listText: string;
   try {
     const captured = req.depsFile === null ? req.captured?.depfile : undefined;
-    listText = captured?.toString('utf8') ?? (await readFile(listFile, 'utf8'));
+    // A dependency list is small: read with one system call, not through the thread pool.
+    listText = (captured ?? (await readSmallSync(listFile))).toString('utf8');
   } catch {
     return 'the dependency list was not written';
   }

@@ -13,6 +13,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { realpathSync, statSync } from 'node:fs';
 import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -102,12 +103,17 @@ export class ToolchainIds {
     this.#dir = dir;
   }
 
-  /** The compiler's toolchain (null: it cannot be identified, so nothing of it is cached). */
+  /**
+   * The compiler's toolchain (null: it cannot be identified, so nothing of it is cached). Its
+   * realpath and stat are synchronous: this runs for every compile, and through the thread pool
+   * the two cost ~10 times the CPU (each a round trip of futex wake-ups on a machine whose cores
+   * the build keeps busy).
+   */
   async of(compiler: string, searchPath: string): Promise<ToolchainInfo | null> {
     let key: string;
     try {
-      const real = await realpath(compiler);
-      const s = await stat(real);
+      const real = realpathSync.native(compiler);
+      const s = statSync(real);
       key = `${real}\0${s.mtimeMs}\0${s.size}`;
     } catch {
       return null;

@@ -127,14 +127,11 @@ async function sharedHit(
       if (o.name !== 'object' && o.name !== 'depfile') return null;
       const data = await ctx.sharedCache!.fetchBlob(o.sha256, o.size);
       outputs.set(o.name, data);
-      await ctx.tier.putBlob(data);
       local.push({ name: o.name, sha256: o.sha256, size: o.size, mode: o.mode & 0o777 });
     }
     let stderr: Buffer = Buffer.alloc(0);
-    if (entry.stderr !== null) {
+    if (entry.stderr !== null)
       stderr = await ctx.sharedCache!.fetchBlob(entry.stderr.sha256, entry.stderr.size);
-      await ctx.tier.putBlob(stderr);
-    }
     if (local.length === 0 || local.length > 2) return null;
     const kept: LocalEntry = {
       key: entry.key,
@@ -144,9 +141,29 @@ async function sharedHit(
       toolchain: entry.toolchain ?? toolchainId,
       createdAt: new Date().toISOString(),
     };
-    await ctx.tier.putEntry(kept);
-    await ctx.tier.addManifestLine(direct, { includes: line.includes, entry: entry.key });
+    const blobs = [...outputs.values(), ...(entry.stderr === null ? [] : [stderr])];
+    await keepHere(ctx, direct, line.includes, kept, blobs);
     return { entry: kept, outputs, stderr, tier: 'shared' };
   }
   return null;
+}
+
+/**
+ * A shared hit kept in the local tier too, for the next lookup here. A tier that cannot keep it
+ * now (locked by another process past its wait, a full disk) costs that, not the hit.
+ */
+async function keepHere(
+  ctx: JobContext,
+  direct: string,
+  includes: ManifestLine['includes'],
+  entry: LocalEntry,
+  blobs: readonly Buffer[],
+): Promise<void> {
+  try {
+    for (const blob of blobs) await ctx.tier.putBlob(blob);
+    await ctx.tier.putEntry(entry);
+    await ctx.tier.addManifestLine(direct, { includes, entry: entry.key });
+  } catch (err) {
+    ctx.log.warn({ err }, 'muster cc: the local cache could not keep a shared hit');
+  }
 }

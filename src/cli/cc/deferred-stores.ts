@@ -101,10 +101,11 @@ export class DeferredStores {
     if (this.#hurried > 0) this.#hurried--;
     this.#bytes -= next.bytes;
     this.#running = true;
-    void next
-      .run()
+    // In a later turn of the event loop, never in the one that queued it: the store's file work
+    // is synchronous, and the answer its compile's shim waits for is written first.
+    void new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => next.run())
       .catch(() => undefined) // run() logs its own failures
-
       .finally(() => {
         this.#running = false;
         next.done();

@@ -1,43 +1,99 @@
 /**
  * The compile cache's tier on this machine (`~/.cache/muster/cc`, design §4/§5), shared by every
  * compile service of this user (a `muster build` and the `muster cc --serve` daemon may use it at
- * once, so every write is a temp file + rename and every read is checked):
+ * once):
  *
- *   blobs/ab/<sha256>          object and depfile bytes, stderr; verified on read (a corrupt
- *                              blob is a miss and is removed)
- *   entries/ab/<key>.json      a result: its outputs (blob, size, mode), stderr blob, toolchain
- *   manifests/ab/<direct>.json the direct key's lines { includes: [[path, sha256]], entry },
- *                              newest first, at most MANIFEST_LINES
+ *   tier-v1.sqlite     one SQLite database (WAL): the results (`entries`: outputs, stderr,
+ *                      toolchain), the direct keys' manifests (`manifests`: lines { includes:
+ *                      [[path, sha256]], entry }, newest first, at most MANIFEST_LINES) and the
+ *                      blobs (objects, depfiles, compiler messages) up to INLINE_BLOB_BYTES
+ *   files/ab/<sha256>  larger blobs, one file each (written through the thread pool)
  *
- * Size: the blobs are kept under a bound (default 5 GiB). A file's mtime is its use stamp (set
- * when it is stored or served: a blob, an entry, a manifest); when a store pushes the running
- * total over the bound, the whole blob tree is scanned and the least recently used blobs are
- * removed until it is under 90 % of it, and with them every entry and manifest last used no
- * later than the newest blob removed (serving an entry stamps its blobs after it, so what is
- * kept still has its blobs). An entry whose blob went some other way is a miss (and is removed
- * when found so). The explain records and the remembered toolchain ids next to the tier bound
- * themselves (explain.ts, toolchain-ids.ts).
+ * One database rather than a file per item: keeping a result wrote three files (a temp file and
+ * a rename each, in fan-out folders an empty cache makes), and creating a file cost 0.1–1.3 ms of
+ * kernel CPU on the 2-core VM — a large part of the service's work on a clean build, on cores
+ * the compiles need. Every blob is verified on read (a corrupt one is a miss and is removed), and
+ * every row read is checked to be the one asked for.
+ *
+ * Size: the blobs are kept under a bound (default 5 GiB). Every row has a use stamp, set when it
+ * is stored or served (a served row's stamp is kept in memory and written with the others within
+ * STAMP_FLUSH_MS, and before a trim); when a store pushes the total over the bound, the least
+ * recently used blobs are removed until it is under 90 % of it, and with them every entry and
+ * manifest last used no later than the newest blob removed (serving an entry stamps its blobs
+ * after it, so what is kept still has its blobs). An entry whose blob went some other way is a
+ * miss (and is removed when found so).
+ *
+ * The database is opened again when its file was removed or replaced under it (a user clearing
+ * the cache: SQLite itself leaves a moved file's WAL alone when it closes the old connection).
+ * One that is not a database or is corrupt is set aside (`tier-v1.sqlite.corrupt`) and started
+ * afresh — it is a cache. A database this process cannot use now (locked past the busy timeout,
+ * a disk error) makes lookups miss and stores fail (logged by their callers); compiles go on.
+ * The cache dir belongs on a local disk: SQLite's WAL needs memory shared by the processes using
+ * it, which a network file system does not give across machines. When the database is made, the
+ * folders of the earlier layout (`blobs/`, `entries/`, `manifests/`: a file per item) and any
+ * `files/` left without it are removed; at each open, files in `files/` no row names (a crash
+ * between a file and its row) are removed once they are STALE_FILE_MS old. The explain records
+ * and the remembered toolchain ids next to the tier bound themselves (explain.ts,
+ * toolchain-ids.ts).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { closeSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
 import { writeAtomic, writeAtomicSync } from '../../common/atomic-file.js';
 import { isObject } from '../../common/is-object.js';
 import { MANIFEST_LINE_LIMITS } from '../../api/requests.js';
-import { readSmallSync, SYNC_READ_BYTES } from './file-hashes.js';
-import { listStamped, removeUsedBefore, touch } from './trim-dir.js';
+import { SYNC_READ_BYTES } from './file-hashes.js';
 
 export const DEFAULT_LOCAL_TIER_BYTES = 5 * 1024 ** 3;
 export const MANIFEST_LINES = 16;
 /** Files up to this size are written with direct system calls (writeFileAtomic). */
 const SYNC_WRITE_BYTES = SYNC_READ_BYTES;
+/** Blobs up to this size live in the database; larger ones are files (`files/ab/<sha256>`). */
+export const INLINE_BLOB_BYTES = SYNC_READ_BYTES;
 /** Entries and manifests are small; a bigger one is not ours. */
 const MAX_JSON_BYTES = 16 * 1024 * 1024;
 const BLOB_NAME = /^[0-9a-f]{64}$/;
-const JSON_NAME = /^[0-9a-f]{64}\.json$/;
+/** The database's file: the schema's version is in its name (another version keeps its own). */
+export const TIER_DB_NAME = 'tier-v1.sqlite';
+/** The folders of the earlier layout (a file per item), removed when the database is made. */
+const LEGACY_DIRS = ['blobs', 'entries', 'manifests'];
+const FILES_DIR = 'files';
+/** How long a write waits for another process's (the database's busy timeout). */
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/** Served rows' use stamps wait in memory at most this long. */
+const STAMP_FLUSH_MS = 1000;
+/** A large blob's file no row names is removed once it is this old (not one being stored). */
+const STALE_FILE_MS = 10 * 60_000;
+/** Rows a trim removes in one transaction (it yields between them). */
+const TRIM_BATCH = 256;
+/** The WAL is cut back to this after a checkpoint (it never shrinks otherwise). */
+const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    inline INTEGER NOT NULL,
+    used INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS blobs_used ON blobs (used);
+  CREATE TABLE IF NOT EXISTS blob_data (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
+  CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    used INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS entries_used ON entries (used);
+  CREATE TABLE IF NOT EXISTS manifests (
+    direct TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    used INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS manifests_used ON manifests (used);
+`;
 
-/** A kept result (`entries/ab/<key>.json`). */
+/** A kept result (a row of `entries`). */
 export interface LocalEntry {
   key: string;
   /** One or two: the object, and the depfile when the compile wrote one. */
@@ -84,7 +140,7 @@ function isOutput(value: unknown): boolean {
 }
 
 /**
- * An entry file's result, or null when it is not one (exactly the fields of LocalEntry, within
+ * An entry row's result, or null when it is not one (exactly the fields of LocalEntry, within
  * their bounds). By hand, as manifestLinesOf and for the same reason: every hit reads one.
  */
 export function localEntryOf(value: unknown): LocalEntry | null {
@@ -106,7 +162,7 @@ export function localEntryOf(value: unknown): LocalEntry | null {
 }
 
 /**
- * A manifest file's lines, or null when it is not one: `{ "lines": [ { "includes": [[path,
+ * A manifest row's lines, or null when it is not one: `{ "lines": [ { "includes": [[path,
  * sha256]…], "entry" } ] }`, nothing else, within the bounds. Checked by hand, not by a schema:
  * every hit reads a manifest of tens of headers, and zod took ~1.5 ms for one (50–60 ms of CPU
  * in a warm rebuild of Lua's 34 files), this a few microseconds.
@@ -134,6 +190,10 @@ export interface LocalTierOptions {
   readonly dir: string;
   /** The bound on the blobs' bytes. */
   readonly maxBytes?: number;
+  /** The use stamps' clock (ms; tests give their own). */
+  readonly now?: () => number;
+  /** How long a write waits for another process's (tests give a short one). */
+  readonly busyTimeoutMs?: number;
 }
 
 export function sha256(data: Buffer): string {
@@ -178,121 +238,250 @@ export async function writeFileAtomic(file: string, data: Buffer | string): Prom
   }
 }
 
-/**
- * Synchronous, like the blob reads below: a hit reads an entry, a manifest and a blob or two,
- * small files in the page cache, and the thread pool's round trips cost more CPU than the reads.
- */
-function readBounded(file: string): Buffer | null {
-  try {
-    const s = statSync(file);
-    if (!s.isFile() || s.size > MAX_JSON_BYTES) return null;
-    return readFileSync(file);
-  } catch {
-    return null;
-  }
+/** A database whose schema is not this version's (another program's file of that name). */
+class TierSchemaError extends Error {
+  override readonly name = 'TierSchemaError';
+}
+
+function errorCode(err: unknown): unknown {
+  return isObject(err) ? err['code'] : undefined;
+}
+
+/** Not a usable database: set aside and started afresh. */
+function isUnusable(err: unknown): boolean {
+  const code = errorCode(err);
+  return (
+    err instanceof TierSchemaError ||
+    (typeof code === 'string' && (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')))
+  );
+}
+
+/** What a cache may meet and carry on from (SQLite's errors, the file system's); not bugs. */
+function isCacheFailure(err: unknown): boolean {
+  return err instanceof Database.SqliteError || typeof errorCode(err) === 'string';
+}
+
+interface BlobRow {
+  sha256: string;
+  size: number;
+  inline: number;
+  data: Buffer | null;
+}
+
+interface TrimBatch {
+  removed: number;
+  total: number;
+  cutoff: number | null;
+  files: string[];
+}
+
+type StampTable = 'blobs' | 'entries' | 'manifests';
+
+function prepare(db: Database.Database) {
+  const q = {
+    blob: db.prepare<[string], BlobRow>(
+      'SELECT b.sha256, b.size, b.inline, d.data FROM blobs b ' +
+        'LEFT JOIN blob_data d ON d.sha256 = b.sha256 WHERE b.sha256 = ?',
+    ),
+    blobSize: db.prepare<[string], { size: number }>('SELECT size FROM blobs WHERE sha256 = ?'),
+    putBlob: db.prepare<[string, number, number, number]>(
+      'INSERT OR REPLACE INTO blobs (sha256, size, inline, used) VALUES (?, ?, ?, ?)',
+    ),
+    putBlobData: db.prepare<[string, Buffer]>(
+      'INSERT OR REPLACE INTO blob_data (sha256, data) VALUES (?, ?)',
+    ),
+    removeBlob: db.prepare<[string]>('DELETE FROM blobs WHERE sha256 = ?'),
+    removeBlobData: db.prepare<[string]>('DELETE FROM blob_data WHERE sha256 = ?'),
+    blobBytes: db.prepare<[], { total: number | null }>('SELECT sum(size) AS total FROM blobs'),
+    blobsByUse: db.prepare<[], { sha256: string; size: number; inline: number; used: number }>(
+      'SELECT sha256, size, inline, used FROM blobs ORDER BY used, sha256',
+    ),
+    entry: db.prepare<[string], { key: string; body: string }>(
+      'SELECT key, body FROM entries WHERE key = ?',
+    ),
+    putEntry: db.prepare<[string, string, number]>(
+      'INSERT OR REPLACE INTO entries (key, body, used) VALUES (?, ?, ?)',
+    ),
+    removeEntry: db.prepare<[string]>('DELETE FROM entries WHERE key = ?'),
+    manifest: db.prepare<[string], { direct: string; body: string }>(
+      'SELECT direct, body FROM manifests WHERE direct = ?',
+    ),
+    putManifest: db.prepare<[string, string, number]>(
+      'INSERT OR REPLACE INTO manifests (direct, body, used) VALUES (?, ?, ?)',
+    ),
+    removeEntriesUsedBy: db.prepare<[number]>('DELETE FROM entries WHERE used <= ?'),
+    removeManifestsUsedBy: db.prepare<[number]>('DELETE FROM manifests WHERE used <= ?'),
+    stamp: {
+      blobs: db.prepare<[number, string]>('UPDATE blobs SET used = max(used, ?) WHERE sha256 = ?'),
+      entries: db.prepare<[number, string]>('UPDATE entries SET used = max(used, ?) WHERE key = ?'),
+      manifests: db.prepare<[number, string]>(
+        'UPDATE manifests SET used = max(used, ?) WHERE direct = ?',
+      ),
+    },
+  };
+  return {
+    q,
+    storeBlob: db.transaction((hash: string, data: Buffer, inline: boolean, used: number) => {
+      if (inline) q.putBlobData.run(hash, data);
+      else q.removeBlobData.run(hash);
+      q.putBlob.run(hash, data.length, inline ? 1 : 0, used);
+    }),
+    dropBlob: db.transaction((hash: string) => {
+      q.removeBlob.run(hash);
+      q.removeBlobData.run(hash);
+    }),
+    /** Puts `line` first in the manifest (its twin moved up), keeping MANIFEST_LINES. */
+    addLine: db.transaction((direct: string, line: ManifestLine, used: number) => {
+      const row = q.manifest.get(direct);
+      const old = row?.direct === direct ? manifestLinesOf(parseJson(row.body)) : null;
+      const same = (l: ManifestLine): boolean =>
+        l.entry === line.entry && JSON.stringify(l.includes) === JSON.stringify(line.includes);
+      const lines = [line, ...(old ?? []).filter((l) => !same(l))];
+      q.putManifest.run(direct, JSON.stringify({ lines: lines.slice(0, MANIFEST_LINES) }), used);
+    }),
+    stamps: db.transaction((stamps: ReadonlyMap<StampTable, ReadonlyMap<string, number>>) => {
+      for (const [table, keys] of stamps) for (const [key, at] of keys) q.stamp[table].run(at, key);
+    }),
+    /** Removes up to TRIM_BATCH of the least recently used blobs while over `target`. */
+    trimBatch: db.transaction((target: number, files: string): TrimBatch => {
+      const batch: TrimBatch = {
+        removed: 0,
+        total: q.blobBytes.get()?.total ?? 0,
+        cutoff: null,
+        files: [],
+      };
+      const chosen: string[] = [];
+      for (const blob of q.blobsByUse.iterate()) {
+        if (batch.total <= target || chosen.length >= TRIM_BATCH) break;
+        chosen.push(blob.sha256);
+        if (blob.inline !== 1) batch.files.push(fanout(files, blob.sha256));
+        batch.total -= blob.size;
+        batch.cutoff = blob.used;
+      }
+      for (const hash of chosen) {
+        q.removeBlob.run(hash);
+        q.removeBlobData.run(hash);
+      }
+      batch.removed = chosen.length;
+      return batch;
+    }),
+    removeUsedBy: db.transaction((cutoff: number) => {
+      q.removeEntriesUsedBy.run(cutoff);
+      q.removeManifestsUsedBy.run(cutoff);
+    }),
+  };
+}
+
+type Prepared = ReturnType<typeof prepare>;
+
+interface Open extends Prepared {
+  readonly db: Database.Database;
+  /** The database file's inode when opened: another one there means it was replaced. */
+  readonly ino: number;
 }
 
 export class LocalTier {
   readonly dir: string;
   readonly maxBytes: number;
-  readonly #blobs: string;
-  readonly #entries: string;
-  readonly #manifests: string;
-  /** Bytes of blobs as this process last knew them (null: not scanned yet). */
+  readonly #file: string;
+  readonly #files: string;
+  readonly #now: () => number;
+  readonly #busyTimeoutMs: number;
+  #open: Open | null = null;
+  /** Bytes of blobs as this process last knew them (null: not summed since the open). */
   #bytes: number | null = null;
-  #scanning: Promise<void> | null = null;
   #trimming: Promise<void> | null = null;
+  /** Served rows' use stamps not written yet (#flushStamps). */
+  #stamps = new Map<StampTable, Map<string, number>>();
+  #stampTimer: NodeJS.Timeout | null = null;
 
   constructor(options: LocalTierOptions) {
     this.dir = options.dir;
     this.maxBytes = options.maxBytes ?? DEFAULT_LOCAL_TIER_BYTES;
-    this.#blobs = join(this.dir, 'blobs');
-    this.#entries = join(this.dir, 'entries');
-    this.#manifests = join(this.dir, 'manifests');
+    this.#now = options.now ?? Date.now;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    this.#file = join(this.dir, TIER_DB_NAME);
+    this.#files = join(this.dir, FILES_DIR);
   }
 
   /** Stores `data` under its hash (a no-op but for the use stamp when it is there already). */
   async putBlob(data: Buffer): Promise<string> {
     const hash = sha256(data);
-    const file = fanout(this.#blobs, hash);
-    const existing = statSync(file, { throwIfNoEntry: false });
-    if (existing?.isFile() === true && existing.size === data.length) {
-      await touch(file);
+    const inline = data.length <= INLINE_BLOB_BYTES;
+    const existing = this.#read(({ q }) => q.blobSize.get(hash));
+    if (existing?.size === data.length && (inline || this.#fileThere(hash, data.length))) {
+      this.#stamp('blobs', hash);
       return hash;
     }
-    await writeFileAtomic(file, data);
+    if (!inline) await writeFileAtomic(fanout(this.#files, hash), data);
+    this.#use((open) => open.storeBlob(hash, data, inline, this.#now()));
     await this.#grew(data.length);
     return hash;
   }
 
-  /** The blob's bytes, or null when it is missing or corrupt (then it is removed). */
+  /**
+   * The blob's bytes, or null when it is missing, not of `size` (an entry's record of it), or
+   * corrupt (then it is removed).
+   */
   async getBlob(hash: string, size?: number): Promise<Buffer | null> {
     if (!isHash(hash)) return null;
-    const file = fanout(this.#blobs, hash);
-    let data: Buffer;
-    try {
-      data = await readSmallSync(file, size);
-    } catch {
+    const row = this.#read(({ q }) => q.blob.get(hash));
+    if (row === null || row === undefined || row.sha256 !== hash) return null;
+    if (size !== undefined && size !== row.size) return null;
+    const data = row.inline === 1 ? row.data : await this.#readFile(hash, row.size);
+    if (data === null || data.length !== row.size || sha256(data) !== hash) {
+      await this.#removeBlob(hash, row.inline === 1);
       return null;
     }
-    if ((size !== undefined && data.length !== size) || sha256(data) !== hash) {
-      await rm(file, { force: true });
-      return null;
-    }
-    await touch(file);
+    this.#stamp('blobs', hash);
     return data;
   }
 
   async putEntry(entry: LocalEntry): Promise<void> {
-    await writeFileAtomic(fanout(this.#entries, `${entry.key}.json`), JSON.stringify(entry));
+    this.#use(({ q }) => q.putEntry.run(entry.key, JSON.stringify(entry), this.#now()));
   }
 
   /** The entry under `key`, or null when there is none or it cannot be read. */
   async getEntry(key: string): Promise<LocalEntry | null> {
     if (!isHash(key)) return null;
-    const file = fanout(this.#entries, `${key}.json`);
-    const entry = localEntryOf(parseJson(readBounded(file)));
+    const row = this.#read(({ q }) => q.entry.get(key));
+    if (row === null || row === undefined || row.key !== key) return null;
+    const entry = localEntryOf(parseJson(row.body));
     if (entry === null || entry.key !== key) return null;
-    await touch(file);
+    this.#stamp('entries', key);
     return entry;
   }
 
   async removeEntry(key: string): Promise<void> {
-    if (!isHash(key)) return;
-    await rm(fanout(this.#entries, `${key}.json`), { force: true });
+    if (isHash(key)) this.#write(({ q }) => q.removeEntry.run(key));
   }
 
   /** The direct key's manifest lines, newest first (empty when there are none). */
   async getManifest(direct: string): Promise<ManifestLine[]> {
     if (!isHash(direct)) return [];
-    const file = fanout(this.#manifests, `${direct}.json`);
-    const lines = manifestLinesOf(parseJson(readBounded(file)));
+    const row = this.#read(({ q }) => q.manifest.get(direct));
+    if (row === null || row === undefined || row.direct !== direct) return [];
+    const lines = manifestLinesOf(parseJson(row.body));
     if (lines === null) return [];
-    await touch(file);
+    this.#stamp('manifests', direct);
     return lines;
   }
 
   /**
    * Puts `line` first in the direct key's manifest (a line with the same includes and entry
-   * moves up), keeping the newest MANIFEST_LINES. Two writers at once: the last rename wins,
-   * which loses at most a line (a later miss stores it again).
+   * moves up), keeping the newest MANIFEST_LINES; in one transaction, so two writers at once
+   * both keep their line.
    */
   async addManifestLine(direct: string, line: ManifestLine): Promise<void> {
     if (!BLOB_NAME.test(direct)) throw new Error(`not a key: ${direct}`);
-    const same = (l: ManifestLine): boolean =>
-      l.entry === line.entry && JSON.stringify(l.includes) === JSON.stringify(line.includes);
-    const lines = [line, ...(await this.getManifest(direct)).filter((l) => !same(l))];
-    await writeFileAtomic(
-      fanout(this.#manifests, `${direct}.json`),
-      JSON.stringify({ lines: lines.slice(0, MANIFEST_LINES) }),
-    );
+    this.#use((open) => open.addLine.immediate(direct, line, this.#now()));
   }
 
-  /** The blobs' total size, from a scan of the tree. */
+  /** The blobs' total size. */
   async scanBytes(): Promise<number> {
-    const blobs = await listStamped(this.#blobs, BLOB_NAME, true);
-    this.#bytes = blobs.reduce((sum, b) => sum + b.size, 0);
-    return this.#bytes;
+    const total = this.#use(({ q }) => q.blobBytes.get()?.total ?? 0);
+    this.#bytes = total;
+    return total;
   }
 
   /**
@@ -306,52 +495,234 @@ export class LocalTier {
     return this.#trimming;
   }
 
-  async #trim(): Promise<void> {
-    const blobs = await listStamped(this.#blobs, BLOB_NAME, true);
-    let total = blobs.reduce((sum, b) => sum + b.size, 0);
-    const target = Math.floor(this.maxBytes * 0.9);
-    blobs.sort((a, b) => a.used - b.used);
-    let cutoff: number | null = null;
-    for (const blob of blobs) {
-      if (total <= target) break;
-      await rm(blob.path, { force: true });
-      total -= blob.size;
-      cutoff = blob.used;
+  /** Writes the use stamps and closes the database (the next use opens it again). Idempotent. */
+  close(): void {
+    this.#flushStamps();
+    const open = this.#open;
+    this.#open = null;
+    this.#bytes = null;
+    try {
+      open?.db.close();
+    } catch {
+      // What cannot be closed cleanly is dropped: SQLite recovers a WAL at the next open.
     }
-    this.#bytes = total;
-    if (cutoff === null) return;
-    for (const root of [this.#entries, this.#manifests]) {
-      await removeUsedBefore(await listStamped(root, JSON_NAME, true), cutoff);
+  }
+
+  async #trim(): Promise<void> {
+    this.#flushStamps();
+    const target = Math.floor(this.maxBytes * 0.9);
+    let cutoff: number | null = null;
+    for (;;) {
+      // A batch at a time, each choosing and removing in one write transaction (nothing another
+      // process stamps or stores meanwhile is removed unseen), the loop free in between.
+      const batch = this.#use((open) => open.trimBatch.immediate(target, this.#files));
+      this.#bytes = batch.total;
+      if (batch.removed === 0) break;
+      cutoff = batch.cutoff;
+      for (const file of batch.files) await rm(file, { force: true });
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (cutoff !== null) {
+      const before = cutoff;
+      this.#use((open) => open.removeUsedBy(before));
     }
   }
 
   /**
-   * Counts a stored blob against the bound. The total is not known until a scan of the tree:
-   * that first scan runs once, in the background (a compile never waits for it; it counts what
-   * is on disk, this blob included), and trims if the tier is over its bound.
+   * Counts a stored blob against the bound: the total is summed after each open and again when
+   * the count passes the bound (other processes store too), then trimmed if it is over.
    */
   async #grew(bytes: number): Promise<void> {
-    if (this.#bytes === null) {
-      if (this.#scanning === null)
-        this.#scanning = this.scanBytes()
-          .then(async (total) => {
-            if (total > this.maxBytes) await this.trim();
-          })
-          .catch(() => undefined) // counted at the next store instead
-          .finally(() => {
-            this.#scanning = null;
-          });
-      return;
+    const counted = this.#bytes === null ? null : (this.#bytes += bytes);
+    if (counted !== null && counted <= this.maxBytes) return;
+    if ((await this.scanBytes()) > this.maxBytes) await this.trim();
+  }
+
+  async #readFile(hash: string, size: number): Promise<Buffer | null> {
+    const file = fanout(this.#files, hash);
+    try {
+      const s = await stat(file);
+      if (!s.isFile() || s.size !== size) return null;
+      return await readFile(file);
+    } catch {
+      return null;
     }
-    this.#bytes += bytes;
-    if (this.#bytes > this.maxBytes) await this.trim();
+  }
+
+  async #removeBlob(hash: string, inline: boolean): Promise<void> {
+    this.#write((open) => open.dropBlob(hash));
+    if (!inline) await rm(fanout(this.#files, hash), { force: true }).catch(() => null);
+  }
+
+  #fileThere(hash: string, size: number): boolean {
+    const s = statSync(fanout(this.#files, hash), { throwIfNoEntry: false });
+    return s?.isFile() === true && s.size === size;
+  }
+
+  /** A served row's use stamp: kept in memory, written with the others soon (#flushStamps). */
+  #stamp(table: StampTable, key: string): void {
+    let keys = this.#stamps.get(table);
+    if (keys === undefined) {
+      keys = new Map<string, number>();
+      this.#stamps.set(table, keys);
+    }
+    keys.set(key, this.#now());
+    if (this.#stampTimer !== null) return;
+    this.#stampTimer = setTimeout(() => {
+      this.#stampTimer = null;
+      this.#flushStamps();
+    }, STAMP_FLUSH_MS);
+    this.#stampTimer.unref();
+  }
+
+  #flushStamps(): void {
+    if (this.#stampTimer !== null) clearTimeout(this.#stampTimer);
+    this.#stampTimer = null;
+    if (this.#stamps.size === 0) return;
+    const stamps = this.#stamps;
+    this.#stamps = new Map();
+    // A stamp only orders trimming: one not written makes its row a little older, no more.
+    this.#write((open) => open.stamps(stamps));
+  }
+
+  /** A read: null when the database cannot be used now (a miss, as a missing row is). */
+  #read<T>(work: (open: Open) => T): T | null {
+    try {
+      return this.#use(work);
+    } catch (err) {
+      if (!isCacheFailure(err)) throw err;
+      return null;
+    }
+  }
+
+  /** A removal or stamps: not done when the database cannot be used now (harmless). */
+  #write(work: (open: Open) => unknown): void {
+    try {
+      this.#use(work);
+    } catch (err) {
+      if (!isCacheFailure(err)) throw err;
+    }
+  }
+
+  /**
+   * Runs `work` on the open database, opening it first (again, when its file went or was
+   * replaced); a database found unusable is set aside and the work tried once on a new one.
+   */
+  #use<T>(work: (open: Open) => T): T {
+    for (let attempt = 0; ; attempt++) {
+      const open = this.#current();
+      try {
+        return work(open);
+      } catch (err) {
+        if (attempt > 0 || !isUnusable(err)) throw err;
+        this.#setAside();
+      }
+    }
+  }
+
+  #current(): Open {
+    const open = this.#open;
+    if (open !== null) {
+      const s = statSync(this.#file, { throwIfNoEntry: false });
+      if (s !== undefined && s.ino === open.ino) return open;
+      // Removed or replaced: SQLite leaves the WAL of a database moved from under it alone.
+      this.close();
+    }
+    let opened: Open;
+    try {
+      opened = this.#openDb();
+    } catch (err) {
+      if (!isUnusable(err)) throw err;
+      this.#setAside();
+      opened = this.#openDb();
+    }
+    this.#open = opened;
+    return opened;
+  }
+
+  #openDb(): Open {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    // Never a link to elsewhere (SQLite would follow it); the file made 0600 before SQLite opens
+    // it, so its WAL and shared-memory files are 0600 too.
+    if (lstatSync(this.#file, { throwIfNoEntry: false })?.isSymbolicLink() === true)
+      rmSync(this.#file);
+    let made = false;
+    try {
+      closeSync(openSync(this.#file, 'wx', 0o600));
+      made = true;
+    } catch (err) {
+      if (errorCode(err) !== 'EEXIST') throw err;
+    }
+    if (made) for (const suffix of ['-wal', '-shm']) rmSync(this.#file + suffix, { force: true });
+    const db = new Database(this.#file, { timeout: this.#busyTimeoutMs });
+    try {
+      const ino = statSync(this.#file).ino;
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
+      db.transaction(() => {
+        const version = db.pragma('user_version', { simple: true });
+        if (version === 1) return;
+        if (version !== 0) throw new TierSchemaError(`schema version ${String(version)}`);
+        db.exec(SCHEMA);
+        db.pragma('user_version = 1');
+      }).immediate();
+      if (statSync(this.#file).ino !== ino) throw new TierSchemaError('replaced while opened');
+      if (made) this.#removeLeftovers();
+      else this.#sweepFiles();
+      return { db, ino, ...prepare(db) };
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** Moves an unusable database (and its WAL) out of the way: the next open makes a new one. */
+  #setAside(): void {
+    this.close();
+    try {
+      renameSync(this.#file, `${this.#file}.corrupt`);
+    } catch {
+      rmSync(this.#file, { force: true });
+    }
+    for (const suffix of ['-wal', '-shm']) rmSync(`${this.#file}${suffix}`, { force: true });
+  }
+
+  /**
+   * A new database: the earlier layout's folders and large blobs' files left from a database
+   * that went, removed in the background (a cache: nothing reads them).
+   */
+  #removeLeftovers(): void {
+    for (const name of [...LEGACY_DIRS, FILES_DIR]) {
+      // eslint-disable-next-line no-restricted-syntax -- a folder not removed is only disk space: nothing reads it
+      rm(join(this.dir, name), { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Large blobs' files no row names (a crash between the two), and stale temp files. */
+  #sweepFiles(): void {
+    const sweep = async (): Promise<void> => {
+      const old = this.#now() - STALE_FILE_MS;
+      for (const top of await readdir(this.#files).catch(() => [] as string[])) {
+        const dir = join(this.#files, top);
+        for (const name of await readdir(dir).catch(() => [] as string[])) {
+          const s = await stat(join(dir, name)).catch(() => null);
+          if (s === null || s.mtimeMs > old) continue;
+          const named = BLOB_NAME.test(name) && this.#read(({ q }) => q.blobSize.get(name));
+          if (named === undefined || named === false || named === null)
+            await rm(join(dir, name), { force: true });
+        }
+      }
+    };
+    // eslint-disable-next-line no-restricted-syntax -- a file not removed now is met again at the next open
+    sweep().catch(() => undefined);
   }
 }
 
-function parseJson(bytes: Buffer | null): unknown {
-  if (bytes === null) return null;
+function parseJson(text: string): unknown {
+  if (text.length > MAX_JSON_BYTES) return null;
   try {
-    return JSON.parse(bytes.toString('utf8'));
+    return JSON.parse(text);
   } catch {
     return null;
   }

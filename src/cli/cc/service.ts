@@ -527,6 +527,7 @@ export class CompileService {
       .flush()
       .catch((err: unknown) => this.#log.warn({ err }, 'muster cc: writing the stats failed'));
     this.#stats.close();
+    this.#base?.tier.close();
     if (this.#tempDir !== null) await rm(this.#tempDir, { recursive: true, force: true });
   }
 }

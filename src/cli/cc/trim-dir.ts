@@ -1,6 +1,6 @@
 /**
- * Bounds on the compile cache's directories of small files (cache dir layout: local-tier.ts).
- * A file's mtime is its use stamp: set when it is written, and touched when it is used.
+ * Bounds on the compile cache's folders of small files (the explain records, the remembered
+ * toolchain ids). A file's mtime is its use stamp: set when it is written, touched when used.
  */
 import { utimesSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
@@ -28,45 +28,19 @@ export function touch(file: string): Promise<void> {
   return Promise.resolve();
 }
 
-/**
- * The files named `name` in `root` (`fanout`: in its subdirectories, `ab/<name>`), with their
- * stamps; stale temp files met on the way are removed.
- */
-export async function listStamped(
-  root: string,
-  name: RegExp,
-  fanout: boolean,
-): Promise<StampedFile[]> {
-  const dirs = fanout
-    ? (await readdir(root).catch(() => [] as string[])).map((top) => join(root, top))
-    : [root];
+/** The files named `name` in `dir`, with their stamps; stale temp files met are removed. */
+export async function listStamped(dir: string, name: RegExp): Promise<StampedFile[]> {
   const out: StampedFile[] = [];
-  for (const dir of dirs) {
-    for (const entry of await readdir(dir).catch(() => [] as string[])) {
-      const path = join(dir, entry);
-      const s = await stat(path).catch(() => null);
-      if (s?.isFile() !== true) continue;
-      if (name.test(entry)) out.push({ path, size: s.size, used: s.mtimeMs });
-      else if (entry.endsWith('.tmp') && Date.now() - s.mtimeMs > STALE_TEMP_MS) {
-        await rm(path, { force: true });
-      }
+  for (const entry of await readdir(dir).catch(() => [] as string[])) {
+    const path = join(dir, entry);
+    const s = await stat(path).catch(() => null);
+    if (s?.isFile() !== true) continue;
+    if (name.test(entry)) out.push({ path, size: s.size, used: s.mtimeMs });
+    else if (entry.endsWith('.tmp') && Date.now() - s.mtimeMs > STALE_TEMP_MS) {
+      await rm(path, { force: true });
     }
   }
   return out;
-}
-
-/** Removes the files of `files` last used at or before `cutoff`; how many went. */
-export async function removeUsedBefore(
-  files: readonly StampedFile[],
-  cutoff: number,
-): Promise<number> {
-  let removed = 0;
-  for (const file of files) {
-    if (file.used > cutoff) continue;
-    await rm(file.path, { force: true });
-    removed++;
-  }
-  return removed;
 }
 
 /**
@@ -76,7 +50,7 @@ export async function removeUsedBefore(
 export async function keepNewest(dir: string, name: RegExp, max: number): Promise<void> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => name.test(n));
   if (names.length <= max) return;
-  const files = await listStamped(dir, name, false);
+  const files = await listStamped(dir, name);
   files.sort((a, b) => b.used - a.used);
   for (const old of files.slice(max)) await rm(old.path, { force: true });
 }

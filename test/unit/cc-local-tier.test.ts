@@ -82,6 +82,15 @@ function childDone(p: ChildProcess): Promise<void> {
   });
 }
 
+/** Waits (at most 5 s) for `done`, as a store's background trim. */
+async function until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await done()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`${what} did not happen within 5 s`);
+}
+
 function entryOf(key: string, blob: string, size: number): LocalEntry {
   return {
     key,
@@ -204,8 +213,8 @@ describe('local tier of the compile cache', () => {
     writeFileSync(join(dir, 'blobs', 'ab', hex(1)), 'old');
     const tier = new LocalTier({ dir });
     await tier.putBlob(Buffer.from('new'));
-    for (let i = 0; i < 100 && existsSync(join(dir, 'blobs')); i++)
-      await new Promise((resolve) => setTimeout(resolve, 10));
+    const gone = (): boolean => readdirSync(dir).some((n) => n.includes('.gone-'));
+    for (let i = 0; i < 200 && gone(); i++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(
       readdirSync(dir)
         .filter((n) => !n.startsWith(TIER_DB_NAME))
@@ -213,6 +222,19 @@ describe('local tier of the compile cache', () => {
       ['explain', 'toolchain-ids'],
     );
     tier.close();
+  });
+
+  it('misses and keeps nothing once closed (its service stopping)', async () => {
+    const tier = new LocalTier({ dir: join(root, 'closed') });
+    const hash = await tier.putBlob(Buffer.from('before'));
+    tier.close();
+    assert.equal(await tier.getBlob(hash), null);
+    assert.deepEqual(await tier.getManifest(hex(1)), []);
+    await assert.rejects(tier.putBlob(Buffer.from('after')), { name: 'TierClosedError' });
+    tier.close();
+    const again = new LocalTier({ dir: tier.dir });
+    assert.deepEqual(await again.getBlob(hash), Buffer.from('before'));
+    again.close();
   });
 
   it('keeps entries by key and refuses what is not an entry', async () => {
@@ -334,7 +356,8 @@ describe('local tier of the compile cache', () => {
     assert.equal(await tier.scanBytes(), 800);
     // 800 + 300 > 1000: trimmed to ≤ 900 by removing the least recently used (hashes[1]).
     const big = await tier.putBlob(Buffer.alloc(300, 9));
-    assert.ok((await tier.scanBytes()) <= 900);
+    // The trim the store started runs in the background.
+    await until(async () => (await tier.scanBytes()) <= 900, 'the trim');
     assert.equal(await tier.getBlob(hashes[1]!), null);
     assert.ok((await tier.getBlob(hashes[0]!)) !== null);
     assert.ok((await tier.getBlob(big)) !== null);
@@ -350,7 +373,7 @@ describe('local tier of the compile cache', () => {
     await tier.putBlob(Buffer.alloc(size, 2));
     clock += 1000;
     await tier.putBlob(Buffer.alloc(size, 3));
-    assert.ok(!existsSync(blobFile(tier.dir, first)));
+    await until(() => !existsSync(blobFile(tier.dir, first)), 'the trim');
     assert.equal(rowCount(tier.dir, 'blobs', 'sha256', first), 0);
     tier.close();
   });
@@ -380,6 +403,7 @@ describe('local tier of the compile cache', () => {
     // 800 + 300 > 1000: the least recently used result (the second) goes, whole.
     await tier.putBlob(Buffer.alloc(300, 9));
     const gone = results[1]!;
+    await until(() => rowCount(tier.dir, 'manifests', 'direct', gone.direct) === 0, 'the trim');
     assert.equal(rowCount(tier.dir, 'blobs', 'sha256', gone.blob), 0);
     assert.equal(rowCount(tier.dir, 'entries', 'key', gone.key), 0);
     assert.equal(rowCount(tier.dir, 'manifests', 'direct', gone.direct), 0);

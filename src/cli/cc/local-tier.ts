@@ -36,7 +36,7 @@
  * and the remembered toolchain ids next to the tier bound themselves (explain.ts,
  * toolchain-ids.ts).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -243,6 +243,16 @@ class TierSchemaError extends Error {
   override readonly name = 'TierSchemaError';
 }
 
+/** The database's file was replaced while this process opened it: opened again. */
+class TierReplacedError extends Error {
+  override readonly name = 'TierReplacedError';
+}
+
+/** The tier was closed (its service stops): what still runs misses and stores nothing. */
+class TierClosedError extends Error {
+  override readonly name = 'TierClosedError';
+}
+
 function errorCode(err: unknown): unknown {
   return isObject(err) ? err['code'] : undefined;
 }
@@ -256,9 +266,20 @@ function isUnusable(err: unknown): boolean {
   );
 }
 
+/** An error of a system call (ENOENT, EACCES, EIO…), not of a program. */
+function isSystemError(err: unknown): boolean {
+  return isObject(err) && typeof err['errno'] === 'number' && typeof err['code'] === 'string';
+}
+
 /** What a cache may meet and carry on from (SQLite's errors, the file system's); not bugs. */
 function isCacheFailure(err: unknown): boolean {
-  return err instanceof Database.SqliteError || typeof errorCode(err) === 'string';
+  return (
+    err instanceof Database.SqliteError ||
+    err instanceof TierReplacedError ||
+    err instanceof TierClosedError ||
+    isUnusable(err) ||
+    isSystemError(err)
+  );
 }
 
 interface BlobRow {
@@ -394,6 +415,9 @@ export class LocalTier {
   /** Served rows' use stamps not written yet (#flushStamps). */
   #stamps = new Map<StampTable, Map<string, number>>();
   #stampTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+  /** The inode of the file #openDb last opened (what #setAside may move). */
+  #opening: number | null = null;
 
   constructor(options: LocalTierOptions) {
     this.dir = options.dir;
@@ -410,12 +434,14 @@ export class LocalTier {
     const inline = data.length <= INLINE_BLOB_BYTES;
     const existing = this.#read(({ q }) => q.blobSize.get(hash));
     if (existing?.size === data.length && (inline || this.#fileThere(hash, data.length))) {
-      this.#stamp('blobs', hash);
+      // At once, not with the served rows' stamps: the entry stored next is stamped now, and a
+      // trim meanwhile must not see its blob as old.
+      this.#use(({ q }) => q.stamp.blobs.run(this.#now(), hash));
       return hash;
     }
     if (!inline) await writeFileAtomic(fanout(this.#files, hash), data);
     this.#use((open) => open.storeBlob(hash, data, inline, this.#now()));
-    await this.#grew(data.length);
+    this.#grew(existing?.size === data.length ? 0 : data.length);
     return hash;
   }
 
@@ -429,6 +455,7 @@ export class LocalTier {
     if (row === null || row === undefined || row.sha256 !== hash) return null;
     if (size !== undefined && size !== row.size) return null;
     const data = row.inline === 1 ? row.data : await this.#readFile(hash, row.size);
+    if (data === 'unavailable') return null;
     if (data === null || data.length !== row.size || sha256(data) !== hash) {
       await this.#removeBlob(hash, row.inline === 1);
       return null;
@@ -495,12 +522,26 @@ export class LocalTier {
     return this.#trimming;
   }
 
-  /** Writes the use stamps and closes the database (the next use opens it again). Idempotent. */
+  /**
+   * Writes the use stamps and closes the database for good: what still runs (a store, a trim)
+   * misses and keeps nothing. Idempotent.
+   */
   close(): void {
-    this.#flushStamps();
+    const open = this.#open;
+    const s = statSync(this.#file, { throwIfNoEntry: false });
+    if (open !== null && s?.ino === open.ino) this.#flushStamps();
+    this.#closed = true;
+    this.#closeDb();
+  }
+
+  /** Closes the connection (the next use opens the file again); its unwritten stamps go. */
+  #closeDb(): void {
     const open = this.#open;
     this.#open = null;
     this.#bytes = null;
+    this.#stamps = new Map();
+    if (this.#stampTimer !== null) clearTimeout(this.#stampTimer);
+    this.#stampTimer = null;
     try {
       open?.db.close();
     } catch {
@@ -509,21 +550,22 @@ export class LocalTier {
   }
 
   async #trim(): Promise<void> {
-    this.#flushStamps();
     const target = Math.floor(this.maxBytes * 0.9);
     let cutoff: number | null = null;
     for (;;) {
       // A batch at a time, each choosing and removing in one write transaction (nothing another
       // process stamps or stores meanwhile is removed unseen), the loop free in between.
+      this.#flushStamps();
       const batch = this.#use((open) => open.trimBatch.immediate(target, this.#files));
       this.#bytes = batch.total;
       if (batch.removed === 0) break;
-      cutoff = batch.cutoff;
-      for (const file of batch.files) await rm(file, { force: true });
+      if (batch.cutoff !== null) cutoff = Math.max(cutoff ?? batch.cutoff, batch.cutoff);
+      for (const file of batch.files) await rm(file, { force: true }).catch(() => null);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (cutoff !== null) {
       const before = cutoff;
+      this.#flushStamps();
       this.#use((open) => open.removeUsedBy(before));
     }
   }
@@ -532,20 +574,27 @@ export class LocalTier {
    * Counts a stored blob against the bound: the total is summed after each open and again when
    * the count passes the bound (other processes store too), then trimmed if it is over.
    */
-  async #grew(bytes: number): Promise<void> {
+  #grew(bytes: number): void {
     const counted = this.#bytes === null ? null : (this.#bytes += bytes);
     if (counted !== null && counted <= this.maxBytes) return;
-    if ((await this.scanBytes()) > this.maxBytes) await this.trim();
+    const total = this.#read(({ q }) => q.blobBytes.get()?.total ?? 0);
+    if (total === null) return;
+    this.#bytes = total;
+    // In the background: the store that pushed it over does not wait for it, nor fail with it
+    // (a trim that fails runs again at the next store over the bound).
+    // eslint-disable-next-line no-restricted-syntax -- see above
+    if (total > this.maxBytes) this.trim().catch(() => undefined);
   }
 
-  async #readFile(hash: string, size: number): Promise<Buffer | null> {
+  /** A large blob's file: null when it is missing or not its size, 'unavailable' on an error. */
+  async #readFile(hash: string, size: number): Promise<Buffer | null | 'unavailable'> {
     const file = fanout(this.#files, hash);
     try {
       const s = await stat(file);
       if (!s.isFile() || s.size !== size) return null;
       return await readFile(file);
-    } catch {
-      return null;
+    } catch (err) {
+      return errorCode(err) === 'ENOENT' ? null : 'unavailable';
     }
   }
 
@@ -570,7 +619,7 @@ export class LocalTier {
     if (this.#stampTimer !== null) return;
     this.#stampTimer = setTimeout(() => {
       this.#stampTimer = null;
-      this.#flushStamps();
+      this.#flushStamps(); // never throws: #write keeps to cache failures, and stamps are SQL only
     }, STAMP_FLUSH_MS);
     this.#stampTimer.unref();
   }
@@ -615,35 +664,38 @@ export class LocalTier {
         return work(open);
       } catch (err) {
         if (attempt > 0 || !isUnusable(err)) throw err;
-        this.#setAside();
+        this.#setAside(open.ino);
       }
     }
   }
 
   #current(): Open {
+    if (this.#closed) throw new TierClosedError('the local tier is closed');
     const open = this.#open;
     if (open !== null) {
       const s = statSync(this.#file, { throwIfNoEntry: false });
       if (s !== undefined && s.ino === open.ino) return open;
       // Removed or replaced: SQLite leaves the WAL of a database moved from under it alone.
-      this.close();
+      this.#closeDb();
     }
-    let opened: Open;
-    try {
-      opened = this.#openDb();
-    } catch (err) {
-      if (!isUnusable(err)) throw err;
-      this.#setAside();
-      opened = this.#openDb();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.#open = this.#openDb();
+        return this.#open;
+      } catch (err) {
+        if (attempt > 1) throw err;
+        if (err instanceof TierReplacedError) continue;
+        if (!isUnusable(err)) throw err;
+        this.#setAside(this.#opening);
+      }
     }
-    this.#open = opened;
-    return opened;
   }
 
   #openDb(): Open {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     // Never a link to elsewhere (SQLite would follow it); the file made 0600 before SQLite opens
-    // it, so its WAL and shared-memory files are 0600 too.
+    // it, so its WAL and shared-memory files are 0600 too. A WAL left by a database that went is
+    // SQLite's to drop (it does when it opens a database with no pages).
     if (lstatSync(this.#file, { throwIfNoEntry: false })?.isSymbolicLink() === true)
       rmSync(this.#file);
     let made = false;
@@ -653,21 +705,24 @@ export class LocalTier {
     } catch (err) {
       if (errorCode(err) !== 'EEXIST') throw err;
     }
-    if (made) for (const suffix of ['-wal', '-shm']) rmSync(this.#file + suffix, { force: true });
+    const ino = statSync(this.#file).ino;
+    this.#opening = ino;
     const db = new Database(this.#file, { timeout: this.#busyTimeoutMs });
     try {
-      const ino = statSync(this.#file).ino;
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
-      db.transaction(() => {
-        const version = db.pragma('user_version', { simple: true });
-        if (version === 1) return;
-        if (version !== 0) throw new TierSchemaError(`schema version ${String(version)}`);
-        db.exec(SCHEMA);
-        db.pragma('user_version = 1');
-      }).immediate();
-      if (statSync(this.#file).ino !== ino) throw new TierSchemaError('replaced while opened');
+      // The schema under a write lock only when it is not there yet (two first opens at once).
+      if (db.pragma('user_version', { simple: true }) !== 1) {
+        db.transaction(() => {
+          const version = db.pragma('user_version', { simple: true });
+          if (version === 1) return;
+          if (version !== 0) throw new TierSchemaError(`schema version ${String(version)}`);
+          db.exec(SCHEMA);
+          db.pragma('user_version = 1');
+        }).immediate();
+      }
+      if (statSync(this.#file).ino !== ino) throw new TierReplacedError('replaced while opened');
       if (made) this.#removeLeftovers();
       else this.#sweepFiles();
       return { db, ino, ...prepare(db) };
@@ -677,40 +732,54 @@ export class LocalTier {
     }
   }
 
-  /** Moves an unusable database (and its WAL) out of the way: the next open makes a new one. */
-  #setAside(): void {
-    this.close();
+  /**
+   * Moves an unusable database out of the way — only the file found unusable (`ino`): another
+   * process may have set it aside already and made a new one there — so that the next open
+   * makes a new one.
+   */
+  #setAside(ino: number | null): void {
+    this.#closeDb();
+    const s = statSync(this.#file, { throwIfNoEntry: false });
+    if (s === undefined || s.ino !== ino) return;
     try {
       renameSync(this.#file, `${this.#file}.corrupt`);
     } catch {
       rmSync(this.#file, { force: true });
     }
-    for (const suffix of ['-wal', '-shm']) rmSync(`${this.#file}${suffix}`, { force: true });
   }
 
   /**
    * A new database: the earlier layout's folders and large blobs' files left from a database
-   * that went, removed in the background (a cache: nothing reads them).
+   * that went, moved aside at once (this process's next stores make their own) and removed in
+   * the background (a cache: nothing reads them).
    */
   #removeLeftovers(): void {
     for (const name of [...LEGACY_DIRS, FILES_DIR]) {
+      const gone = join(this.dir, `${name}.gone-${randomBytes(6).toString('hex')}`);
+      try {
+        renameSync(join(this.dir, name), gone);
+      } catch {
+        continue; // not there
+      }
       // eslint-disable-next-line no-restricted-syntax -- a folder not removed is only disk space: nothing reads it
-      rm(join(this.dir, name), { recursive: true, force: true }).catch(() => undefined);
+      rm(gone, { recursive: true, force: true }).catch(() => undefined);
     }
   }
 
   /** Large blobs' files no row names (a crash between the two), and stale temp files. */
   #sweepFiles(): void {
     const sweep = async (): Promise<void> => {
-      const old = this.#now() - STALE_FILE_MS;
+      const old = Date.now() - STALE_FILE_MS;
       for (const top of await readdir(this.#files).catch(() => [] as string[])) {
         const dir = join(this.#files, top);
         for (const name of await readdir(dir).catch(() => [] as string[])) {
           const s = await stat(join(dir, name)).catch(() => null);
           if (s === null || s.mtimeMs > old) continue;
-          const named = BLOB_NAME.test(name) && this.#read(({ q }) => q.blobSize.get(name));
-          if (named === undefined || named === false || named === null)
-            await rm(join(dir, name), { force: true });
+          // undefined: no row; null: the database cannot say now (keep the file).
+          const row = BLOB_NAME.test(name)
+            ? this.#read(({ q }) => q.blobSize.get(name))
+            : undefined;
+          if (row === undefined) await rm(join(dir, name), { force: true });
         }
       }
     };

@@ -197,7 +197,14 @@ function recordedSession(input: RunInput): Step[] {
       name: 'auth',
       // Filled in from the challenge, as a real coordinator does (live.agentNonce).
       message: () => ({ t: 'auth' }),
-      awaits: () => true,
+      // As a real coordinator: no request before `ready` (or the refusal). Not any frame, and
+      // not within a second only: on Node 24 under CI's load a legitimate session's `ready`
+      // came later, and its ping met "wait for ready" (a patient run waits up to this long).
+      awaits: (frame) => {
+        const t = frame.kind === 'json' ? (frame.value as { t?: unknown } | null)?.t : undefined;
+        return t === 'ready' || t === 'error';
+      },
+      waitMs: 10_000,
     },
     { name: 'ping', message: () => ({ t: 'ping', id: 1 }), awaits: answers(1, 'pong') },
     {

@@ -208,11 +208,10 @@ function fanout(root: string, name: string): string {
 const madeDirs = new Set<string>();
 
 /**
- * A file of the cache dir (the tier's, an explain record), written atomically, 0600 in a 0700
- * folder made first (once per process, again if it went): a small one (entries, manifests, most objects) with
- * direct system calls — keeping a result took ~25 thread-pool round trips, ~4 ms of CPU per
- * compile on the 2-core VM —, a larger one through the pool, so that it does not hold up the
- * compiles the service answers meanwhile.
+ * A file of the cache dir (an explain record, a large blob of the tier), written atomically, 0600
+ * in a 0700 folder made first (once per process, again if it went): a small one with direct
+ * system calls (a thread-pool round trip per step cost more CPU than the write), a larger one
+ * through the pool, so that it does not hold up the compiles the service answers meanwhile.
  */
 export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
   const dir = dirname(file);

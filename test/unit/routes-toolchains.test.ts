@@ -121,8 +121,13 @@ describe('routes: toolchains', () => {
     const { api, calls, bundle } = await start();
     const first = toolchain('12.2.0');
     const second = toolchain('13.1.0');
-    for (const { id, body } of [first, second])
+    for (const { id, body } of [first, second]) {
+      // Stamps are milliseconds: the second is registered in a later one, so that it is the
+      // most recently used (two in the same millisecond list by id).
+      const before = Date.now();
+      while (Date.now() === before) await new Promise((resolve) => setTimeout(resolve, 1));
       await api.call('PUT', `/api/v1/toolchains/${id}`, { token: api.admin, body });
+    }
     bundle.shipped.add(second.id);
     const viewer = await api.call('GET', '/api/v1/toolchains', { token: api.viewer });
     assert.equal(viewer.status, 403);

@@ -1,28 +1,39 @@
 /**
- * The explain log's records (src/cli/cc/explain.ts): each carries the inputs of the last lookup
- * with another direct key, read from the record before it — whatever that file holds, a record
- * is written and no error escapes; and a cleared cache folder is made again.
+ * The explain log's records (src/cli/cc/explain.ts, kept in the local tier's database): each
+ * carries the inputs of the last lookup with another direct key, read from the record before it
+ * — whatever that row holds, a record is written and no error escapes; `--explain` finds a record
+ * by object or by source, and takes none that is not whole; the records stay bounded; a cleared
+ * cache is made again; the earlier layout's folder of record files goes.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { KeyInputs } from '../../src/cli/cc/cache-key.js';
 import {
-  EXPLAIN_DIR,
   ExplainLog,
+  MAX_RECORDS,
   explain,
   explainRecord,
   type ExplainRecord,
 } from '../../src/cli/cc/explain.js';
+import { LocalTier, TIER_DB_NAME } from '../../src/cli/cc/local-tier.js';
 
 const root = mkdtempSync(join(tmpdir(), 'muster-explain-log-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 let dirs = 0;
-const newCacheDir = (): string => join(root, `cache-${++dirs}`);
+const tiers: LocalTier[] = [];
+after(() => {
+  for (const tier of tiers) tier.close();
+});
+/** A new cache dir and its tier (closed after the tests). */
+function newTier(): LocalTier {
+  const tier = new LocalTier({ dir: join(root, `cache-${++dirs}`) });
+  tiers.push(tier);
+  return tier;
+}
 
 const sha = (c: string): string => c.repeat(64);
 
@@ -50,38 +61,35 @@ function lookup(direct: string | null, args: string[]): Omit<ExplainRecord, 'pre
   };
 }
 
-/** The one record file of a cache dir with one object recorded. */
-function recordFileOf(cacheDir: string): string {
-  const dir = join(cacheDir, EXPLAIN_DIR);
-  const names = readdirSync(dir).filter((n) => n.endsWith('.json'));
-  assert.equal(names.length, 1, `one record in ${dir}`);
-  return join(dir, names[0] ?? '');
+/** Puts `body` as a.o's stored record, as another writer (or a damaged row) might have. */
+function storeBody(tier: LocalTier, body: string): void {
+  tier.putExplain({ object: '/src/a.o', source: '/src/a.c', at: new Date().toISOString(), body });
 }
 
 describe('explain log', () => {
   it('a record names the inputs of the lookup before it with another direct key', async () => {
-    const cacheDir = newCacheDir();
-    const log = new ExplainLog(cacheDir);
+    const tier = newTier();
+    const log = new ExplainLog(tier);
     await log.record(lookup(sha('1'), ['-O2', '-c', 'a.c']));
-    const first = await explainRecord(cacheDir, 'a.o', '/src');
+    const first = await explainRecord(tier.dir, 'a.o', '/src');
     assert.equal(first?.previousInputs, null, 'nothing before the first');
 
     await log.record(lookup(sha('2'), ['-O0', '-c', 'a.c']));
-    const second = await explainRecord(cacheDir, 'a.o', '/src');
+    const second = await explainRecord(tier.dir, 'a.o', '/src');
     assert.deepEqual(second?.previousInputs, first?.inputs, 'the key changed: the one before');
 
     // Same direct key again: the inputs before the change stay the ones to compare with.
     await log.record(lookup(sha('2'), ['-O0', '-c', 'a.c']));
-    const third = await explainRecord(cacheDir, 'a.o', '/src');
+    const third = await explainRecord(tier.dir, 'a.o', '/src');
     assert.deepEqual(third?.previousInputs, first?.inputs);
-    assert.match(await explain(cacheDir, 'a.o', '/src'), /args: added -O0; removed -O2/);
+    assert.match(await explain(tier.dir, 'a.o', '/src'), /args: added -O0; removed -O2/);
+    // By its source too, from another directory.
+    assert.match(await explain(tier.dir, '../src/a.c', '/other'), /args: added -O0; removed -O2/);
   });
 
   it('whatever the record before holds, the next is written without it', async () => {
-    const cacheDir = newCacheDir();
-    const log = new ExplainLog(cacheDir);
-    await log.record(lookup(sha('1'), ['-c', 'a.c']));
-    const file = recordFileOf(cacheDir);
+    const tier = newTier();
+    const log = new ExplainLog(tier);
     const bad = [
       'not json',
       '[]',
@@ -95,51 +103,93 @@ describe('explain log', () => {
       }),
       JSON.stringify({ direct: sha('1'), inputs: [{ value: 'x' }], previousInputs: null }),
       JSON.stringify({ direct: sha('1'), inputs: null, previousInputs: [null] }),
+      'x'.repeat(8 * 1024 * 1024 + 1),
     ];
     for (const content of bad) {
-      writeFileSync(file, content);
+      storeBody(tier, content);
       await log.record(lookup(sha('2'), ['-c', 'a.c']));
-      const rec = JSON.parse(readFileSync(file, 'utf8')) as ExplainRecord;
-      assert.equal(rec.direct, sha('2'), `written over ${content}`);
-      assert.equal(rec.previousInputs, null, `nothing taken from ${content}`);
+      const rec = JSON.parse(tier.explainOf('/src/a.o')?.body ?? 'null') as ExplainRecord;
+      assert.equal(rec.direct, sha('2'), `written over ${content.slice(0, 80)}`);
+      assert.equal(rec.previousInputs, null, `nothing taken from ${content.slice(0, 80)}`);
     }
   });
 
   it('--explain takes no record whose key inputs are not key inputs', async () => {
-    const cacheDir = newCacheDir();
-    await new ExplainLog(cacheDir).record(lookup(sha('1'), ['-c', 'a.c']));
-    const file = recordFileOf(cacheDir);
-    const good = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const tier = newTier();
+    await new ExplainLog(tier).record(lookup(sha('1'), ['-c', 'a.c']));
+    const good = JSON.parse(tier.explainOf('/src/a.o')?.body ?? 'null') as Record<string, unknown>;
     for (const inputs of ['args', [{ name: 'args', value: [1] }], [{ value: 'x' }], [null]]) {
-      writeFileSync(file, JSON.stringify({ ...good, inputs }));
-      assert.equal(await explainRecord(cacheDir, 'a.o', '/src'), null, JSON.stringify(inputs));
+      storeBody(tier, JSON.stringify({ ...good, inputs }));
+      assert.equal(await explainRecord(tier.dir, 'a.o', '/src'), null, JSON.stringify(inputs));
+      assert.equal(await explainRecord(tier.dir, 'a.c', '/src'), null, 'nor by its source');
     }
-    writeFileSync(file, JSON.stringify(good));
-    assert.equal((await explainRecord(cacheDir, 'a.o', '/src'))?.direct, sha('1'));
+    storeBody(tier, JSON.stringify(good));
+    assert.equal((await explainRecord(tier.dir, 'a.o', '/src'))?.direct, sha('1'));
   });
 
-  it('a record that is not a file (a FIFO) is neither read nor waited on: it is replaced', async () => {
-    const cacheDir = newCacheDir();
-    const log = new ExplainLog(cacheDir);
-    await log.record(lookup(sha('1'), ['-c', 'a.c']));
-    const file = recordFileOf(cacheDir);
-    rmSync(file);
-    execFileSync('mkfifo', [file]);
-    // Reading a FIFO nobody writes would block this process for good.
-    await log.record(lookup(sha('2'), ['-c', 'a.c']));
-    const rec = JSON.parse(readFileSync(file, 'utf8')) as ExplainRecord;
-    assert.equal(rec.direct, sha('2'));
-    assert.equal(rec.previousInputs, null);
+  it('--explain SOURCE takes the newest record compiled from it', async () => {
+    const tier = newTier();
+    const log = new ExplainLog(tier);
+    await log.record({ ...lookup(sha('1'), ['-c', 'a.c']), at: '2026-01-01T00:00:00.000Z' });
+    await log.record({
+      ...lookup(sha('2'), ['-c', 'a.c', '-o', 'b.o']),
+      output: 'b.o',
+      at: '2026-01-02T00:00:00.000Z',
+    });
+    assert.equal((await explainRecord(tier.dir, 'a.c', '/src'))?.output, 'b.o');
+    assert.equal((await explainRecord(tier.dir, 'a.o', '/src'))?.output, 'a.o');
+    assert.equal(await explainRecord(tier.dir, 'c.c', '/src'), null);
   });
 
-  it('makes its folder again when the cache was cleared meanwhile', async () => {
-    const cacheDir = newCacheDir();
-    const log = new ExplainLog(cacheDir);
+  it('with no cache yet, --explain finds nothing and makes nothing', async () => {
+    const dir = join(root, 'never-used');
+    assert.equal(await explainRecord(dir, 'a.o', '/src'), null);
+    assert.match(await explain(dir, 'a.o', '/src'), /no compile of it recorded/);
+    assert.equal(existsSync(dir), false);
+  });
+
+  it('a removed database is made again; the record before went with it', async () => {
+    const tier = newTier();
+    const log = new ExplainLog(tier);
     await log.record(lookup(sha('1'), ['-c', 'a.c']));
-    rmSync(cacheDir, { recursive: true, force: true });
+    rmSync(tier.dir, { recursive: true, force: true });
     await log.record(lookup(sha('2'), ['-c', 'a.c']));
-    const rec = await explainRecord(cacheDir, 'a.o', '/src');
+    const rec = await explainRecord(tier.dir, 'a.o', '/src');
     assert.equal(rec?.direct, sha('2'));
-    assert.equal(rec?.previousInputs, null, 'the record before went with the folder');
+    assert.equal(rec?.previousInputs, null, 'the record before went with the database');
+  });
+
+  it('keeps the newest records, from its first record on', async () => {
+    const tier = newTier();
+    for (let i = 0; i < MAX_RECORDS + 2; i++)
+      tier.putExplain({
+        object: `/src/o${i}.o`,
+        source: `/src/o${i}.c`,
+        at: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
+        body: '{}',
+      });
+    await new ExplainLog(tier).record(lookup(sha('1'), ['-c', 'a.c']));
+    for (const old of [0, 1, 2]) assert.equal(tier.explainOf(`/src/o${old}.o`), null, `${old} out`);
+    assert.notEqual(tier.explainOf(`/src/o3.o`), null, 'the oldest kept');
+    assert.notEqual(tier.explainOf('/src/a.o'), null, 'the new record is kept');
+    assert.equal((await explainRecord(tier.dir, 'a.o', '/src'))?.direct, sha('1'));
+  });
+
+  it('removes the earlier layout’s folder of record files', async () => {
+    const tier = newTier();
+    await tier.putBlob(Buffer.from('made before'));
+    tier.close();
+    mkdirSync(join(tier.dir, 'explain'));
+    writeFileSync(join(tier.dir, 'explain', `${sha('a')}.json`), '{}');
+    const again = new LocalTier({ dir: tier.dir });
+    tiers.push(again);
+    await new ExplainLog(again).record(lookup(sha('1'), ['-c', 'a.c']));
+    const gone = (): boolean => readdirSync(tier.dir).some((n) => n.startsWith('explain'));
+    for (let i = 0; i < 200 && gone(); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(
+      readdirSync(tier.dir).filter((n) => !n.startsWith(TIER_DB_NAME)),
+      [],
+      'only the database is left',
+    );
   });
 });

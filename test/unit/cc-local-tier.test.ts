@@ -219,7 +219,7 @@ describe('local tier of the compile cache', () => {
       readdirSync(dir)
         .filter((n) => !n.startsWith(TIER_DB_NAME))
         .sort(),
-      ['explain', 'toolchain-ids'],
+      ['toolchain-ids'],
     );
     tier.close();
   });

@@ -1,7 +1,7 @@
 /**
- * The compile cache's small-file directories stay bounded: explain records (by count, from a
- * service's first record on) and the toolchain ids remembered across services (least recently
- * used out).
+ * The compile cache's small-file directory stays bounded: the toolchain ids remembered across
+ * services (least recently used out). (The explain records are rows of the tier's database:
+ * cc-explain-log.test.ts.)
  */
 import assert from 'node:assert/strict';
 import {
@@ -16,7 +16,6 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { EXPLAIN_DIR, ExplainLog } from '../../src/cli/cc/explain.js';
 import { keepNewest } from '../../src/cli/cc/trim-dir.js';
 import { MAX_ON_DISK, ToolchainIds } from '../../src/cli/cc/toolchain-ids.js';
 import type { Toolchain } from '../../src/cli/cc/toolchain.js';
@@ -48,29 +47,6 @@ describe('bounded cache directories', () => {
     assert.deepEqual(readdirSync(dir).sort(), ['README', ...names.slice(2)].sort());
     await keepNewest(dir, /\.json$/, 3);
     assert.equal(readdirSync(dir).length, 4, 'at the bound: nothing more goes');
-  });
-
-  it('an explain log trims the records to their bound at its first record', async () => {
-    const cacheDir = join(root, 'explain-cache');
-    const names = fill(join(cacheDir, EXPLAIN_DIR), 5_002);
-    await new ExplainLog(cacheDir).record({
-      at: new Date().toISOString(),
-      cwd: '/src',
-      output: 'a.o',
-      source: 'a.c',
-      command: 'gcc -c a.c',
-      outcome: 'miss',
-      tier: null,
-      reasons: [],
-      direct: null,
-      inputs: null,
-      manifestLines: 0,
-      mismatch: [],
-    });
-    const left = readdirSync(join(cacheDir, EXPLAIN_DIR));
-    assert.equal(left.length, 5_000);
-    for (const old of names.slice(0, 3)) assert.ok(!left.includes(old), `${old} removed`);
-    assert.equal(left.filter((n) => !names.includes(n)).length, 1, 'the new record is kept');
   });
 
   it('remembers at most MAX_ON_DISK toolchain ids, the least recently used out', async () => {

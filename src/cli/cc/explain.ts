@@ -1,26 +1,22 @@
 /**
  * `muster cc --explain FILE` (design §4): for each object the service compiled, the last
- * lookup's key inputs and outcome, in `<cacheDir>/explain/<sha256(absolute object path)>.json`,
- * and what made the last miss a miss: the headers of the direct key's newest manifest line that
- * no longer match (`diffIncludes`), or — when the direct key itself changed — which key inputs
- * differ from the lookup before it (`diffKeyInputs`).
+ * lookup's key inputs and outcome, kept in the local tier's database (local-tier.ts, `explain`,
+ * by absolute object path: one row written a compile, no file made), and what made the last miss
+ * a miss: the headers of the direct key's newest manifest line that no longer match
+ * (`diffIncludes`), or — when the direct key itself changed — which key inputs differ from the
+ * lookup before it (`diffKeyInputs`).
  *
  * At most MAX_RECORDS records are kept: the oldest are removed at a service's first record and
  * every TRIM_EVERY records after it (a `muster build` per run records far fewer than that).
  */
-import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { isObject } from '../../common/is-object.js';
 import { diffKeyInputs, type IncludeDifference, type KeyInputs } from './cache-key.js';
-import { readSmallSync } from './file-hashes.js';
-import { writeFileAtomic } from './local-tier.js';
-import { keepNewest } from './trim-dir.js';
+import { LocalTier, TIER_DB_NAME, type ExplainRow } from './local-tier.js';
 
-export const EXPLAIN_DIR = 'explain';
-const MAX_RECORDS = 5_000;
+export const MAX_RECORDS = 5_000;
 const TRIM_EVERY = 500;
 const MAX_RECORD_BYTES = 8 * 1024 * 1024;
 
@@ -86,16 +82,11 @@ const recordSchema = z.object({
   previousInputs: keyInputs,
 });
 
-function recordFile(cacheDir: string, objectPath: string): string {
-  const name = createHash('sha256').update(objectPath).digest('hex');
-  return join(cacheDir, EXPLAIN_DIR, `${name}.json`);
-}
-
-async function readRecord(file: string): Promise<ExplainRecord | null> {
+/** A stored record, whole and checked (for `--explain`), or null. */
+function recordOf(row: ExplainRow | null): ExplainRecord | null {
+  if (row === null || row.body.length > MAX_RECORD_BYTES) return null;
   try {
-    const s = await stat(file);
-    if (s.size > MAX_RECORD_BYTES) return null;
-    const parsed = recordSchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
+    const parsed = recordSchema.safeParse(JSON.parse(row.body));
     return parsed.success ? parsed.data : null;
   } catch {
     return null;
@@ -104,19 +95,15 @@ async function readRecord(file: string): Promise<ExplainRecord | null> {
 
 /**
  * What the next record of the same object needs of the one before it — its direct key and key
- * inputs — or null when there is none or it is not a record. Every compile reads one (the
- * service's every kept or missed compile writes its record), so this reads small files with
- * direct system calls, not through the thread pool, and checks only those fields: a missing
- * file costs one stat, not a rejected promise with its stack. `readRecord` checks whole records
- * for `--explain`.
+ * inputs — or null when there is none or it is not a record. Every compile reads one, so this
+ * checks only those fields; `recordOf` checks whole records for `--explain`.
  */
-async function previousOf(
-  file: string,
-): Promise<Pick<ExplainRecord, 'direct' | 'inputs' | 'previousInputs'> | null> {
+function previousOf(
+  row: ExplainRow | null,
+): Pick<ExplainRecord, 'direct' | 'inputs' | 'previousInputs'> | null {
+  if (row === null || row.body.length > MAX_RECORD_BYTES) return null;
   try {
-    const s = statSync(file, { throwIfNoEntry: false });
-    if (s === undefined || !s.isFile() || s.size > MAX_RECORD_BYTES) return null;
-    const value: unknown = JSON.parse((await readSmallSync(file, s.size)).toString('utf8'));
+    const value: unknown = JSON.parse(row.body);
     if (!isObject(value)) return null;
     const { direct, inputs, previousInputs } = value;
     if (direct !== null && typeof direct !== 'string') return null;
@@ -130,27 +117,33 @@ async function previousOf(
 }
 
 export class ExplainLog {
-  readonly #cacheDir: string;
+  readonly #tier: LocalTier;
   #writes = 0;
 
-  constructor(cacheDir: string) {
-    this.#cacheDir = cacheDir;
+  constructor(tier: LocalTier) {
+    this.#tier = tier;
   }
 
+  /** Keeps `rec` as its object's record (rejects when the database cannot be used now). */
   async record(rec: Omit<ExplainRecord, 'previousInputs'>): Promise<void> {
-    const file = recordFile(this.#cacheDir, resolve(rec.cwd, rec.output));
-    const old = await previousOf(file);
+    const object = resolve(rec.cwd, rec.output);
+    const old = previousOf(this.#tier.explainOf(object));
     let previousInputs: KeyInputs | null = null;
     if (old !== null) {
       previousInputs = old.direct !== rec.direct ? old.inputs : old.previousInputs;
     }
-    await writeFileAtomic(file, JSON.stringify({ ...rec, previousInputs }));
-    if (this.#writes++ % TRIM_EVERY === 0) await this.trim();
+    this.#tier.putExplain({
+      object,
+      source: resolve(rec.cwd, rec.source),
+      at: rec.at,
+      body: JSON.stringify({ ...rec, previousInputs }),
+    });
+    if (this.#writes++ % TRIM_EVERY === 0) this.trim();
   }
 
-  /** Keeps the newest MAX_RECORDS records. */
-  async trim(max = MAX_RECORDS): Promise<void> {
-    await keepNewest(join(this.#cacheDir, EXPLAIN_DIR), /\.json$/, max);
+  /** Keeps the newest `max` records. */
+  trim(max = MAX_RECORDS): void {
+    this.#tier.keepNewestExplain(max);
   }
 }
 
@@ -158,25 +151,19 @@ function short(hash: string | null): string {
   return hash === null ? 'missing' : `${hash.slice(0, 12)}…`;
 }
 
-/** The record for `file` (an object, or the source of one) seen from `cwd`. */
-async function findRecord(
-  cacheDir: string,
-  file: string,
-  cwd: string,
-): Promise<ExplainRecord | null> {
-  const path = resolve(cwd, file);
-  const direct = await readRecord(recordFile(cacheDir, path));
-  if (direct !== null) return direct;
-  // Not an object: look for a record whose source is this file (the newest one).
-  const dir = join(cacheDir, EXPLAIN_DIR);
-  let best: ExplainRecord | null = null;
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!name.endsWith('.json')) continue;
-    const rec = await readRecord(join(dir, name));
-    if (rec === null || resolve(rec.cwd, rec.source) !== path) continue;
-    if (best === null || rec.at > best.at) best = rec;
+/**
+ * The record for `file` (an object, or the source of one) seen from `cwd`: the object's, else
+ * the newest whose source it is. No database yet: none (nothing is made to say so).
+ */
+function findRecord(cacheDir: string, file: string, cwd: string): ExplainRecord | null {
+  if (!existsSync(join(cacheDir, TIER_DB_NAME))) return null;
+  const tier = new LocalTier({ dir: cacheDir });
+  try {
+    const path = resolve(cwd, file);
+    return recordOf(tier.explainOf(path)) ?? recordOf(tier.explainOfSource(path));
+  } finally {
+    tier.close();
   }
-  return best;
 }
 
 function describeDifferences(before: KeyInputs, after: KeyInputs): string[] {
@@ -199,7 +186,7 @@ function describeDifferences(before: KeyInputs, after: KeyInputs): string[] {
 }
 
 /** The last record of `file` (an object or its source), or null: `--explain FILE --json`. */
-export function explainRecord(
+export async function explainRecord(
   cacheDir: string,
   file: string,
   cwd: string = process.cwd(),
@@ -213,7 +200,7 @@ export async function explain(
   file: string,
   cwd: string = process.cwd(),
 ): Promise<string> {
-  const rec = await findRecord(cacheDir, file, cwd);
+  const rec = findRecord(cacheDir, file, cwd);
   if (rec === null) return `${file}: no compile of it recorded in ${cacheDir}\n`;
   const lines = [`${rec.output}  ${rec.command}`];
   const outcome = {
@@ -241,8 +228,8 @@ export async function explain(
     } else {
       lines.push('  why: never compiled with these inputs before (no earlier result)');
     }
-    if (rec.reasons.length > 0)
-      lines.push(`  and its result was not stored: ${rec.reasons.join('; ')}`);
+    // A miss's reasons say where it ran and why (a result not kept is 'uncacheable').
+    if (rec.reasons.length > 0) lines.push(`  where: ${rec.reasons.join('; ')}`);
   }
   return `${lines.join('\n')}\n`;
 }

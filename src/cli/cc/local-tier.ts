@@ -9,6 +9,11 @@
  *                      blobs (objects, depfiles, compiler messages) up to INLINE_BLOB_BYTES
  *   files/ab/<sha256>  larger blobs, one file each (written through the thread pool)
  *
+ * The same database holds the `muster cc --explain` records (`explain`: the last lookup of each
+ * object, explain.ts), which bound their own number; the table is made at every open when it is
+ * not there (CREATE TABLE IF NOT EXISTS: a database of this schema version made before it had
+ * one, and an older Muster sharing the file ignores it).
+ *
  * One database rather than a file per item: keeping a result wrote three files (a temp file and
  * a rename each, in fan-out folders an empty cache makes), and creating a file cost 0.1–1.3 ms of
  * kernel CPU on the 2-core VM — a large part of the service's work on a clean build, on cores
@@ -32,9 +37,9 @@
  * it, which a network file system does not give across machines. When the database is made, the
  * folders of the earlier layout (`blobs/`, `entries/`, `manifests/`: a file per item) and any
  * `files/` left without it are removed; at each open, files in `files/` no row names (a crash
- * between a file and its row) are removed once they are STALE_FILE_MS old. The explain records
- * and the remembered toolchain ids next to the tier bound themselves (explain.ts,
- * toolchain-ids.ts).
+ * between a file and its row) are removed once they are STALE_FILE_MS old; the explain records'
+ * folder of that layout (`explain/`, a file per object) whenever it is found. The remembered
+ * toolchain ids next to the tier bound themselves (toolchain-ids.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -59,6 +64,8 @@ const BLOB_NAME = /^[0-9a-f]{64}$/;
 export const TIER_DB_NAME = 'tier-v1.sqlite';
 /** The folders of the earlier layout (a file per item), removed when the database is made. */
 const LEGACY_DIRS = ['blobs', 'entries', 'manifests'];
+/** The explain records' folder of the earlier layout: removed at any open that finds it. */
+const LEGACY_EXPLAIN_DIR = 'explain';
 const FILES_DIR = 'files';
 /** How long a write waits for another process's (the database's busy timeout). */
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -92,6 +99,28 @@ const SCHEMA = `
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS manifests_used ON manifests (used);
 `;
+/**
+ * `muster cc --explain`'s records (explain.ts), by absolute object path; `source` (absolute) for
+ * `--explain SOURCE`, `at` (ISO 8601, UTC: sorts as time) to keep the newest.
+ */
+const EXPLAIN_SCHEMA = `
+  CREATE TABLE IF NOT EXISTS explain (
+    object TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    at TEXT NOT NULL,
+    body TEXT NOT NULL
+  ) WITHOUT ROWID;
+`;
+
+/** An explain record as the tier keeps it (its body is explain.ts's to write and check). */
+export interface ExplainRow {
+  /** The object's absolute path. */
+  readonly object: string;
+  /** The source's absolute path. */
+  readonly source: string;
+  readonly at: string;
+  readonly body: string;
+}
 
 /** A kept result (a row of `entries`). */
 export interface LocalEntry {
@@ -329,6 +358,19 @@ function prepare(db: Database.Database) {
     putManifest: db.prepare<[string, string, number]>(
       'INSERT OR REPLACE INTO manifests (direct, body, used) VALUES (?, ?, ?)',
     ),
+    explain: db.prepare<[string], ExplainRow>(
+      'SELECT object, source, at, body FROM explain WHERE object = ?',
+    ),
+    explainOfSource: db.prepare<[string], ExplainRow>(
+      'SELECT object, source, at, body FROM explain WHERE source = ? ORDER BY at DESC LIMIT 1',
+    ),
+    putExplain: db.prepare<[string, string, string, string]>(
+      'INSERT OR REPLACE INTO explain (object, source, at, body) VALUES (?, ?, ?, ?)',
+    ),
+    keepNewestExplain: db.prepare<[number]>(
+      'DELETE FROM explain WHERE object IN ' +
+        '(SELECT object FROM explain ORDER BY at DESC, object LIMIT -1 OFFSET ?)',
+    ),
     removeEntriesUsedBy: db.prepare<[number]>('DELETE FROM entries WHERE used <= ?'),
     removeManifestsUsedBy: db.prepare<[number]>('DELETE FROM manifests WHERE used <= ?'),
     stamp: {
@@ -504,6 +546,28 @@ export class LocalTier {
   }
 
   /** The blobs' total size. */
+  /** The explain record of `object` (an absolute path), or null (none, or not readable now). */
+  explainOf(object: string): ExplainRow | null {
+    const row = this.#read(({ q }) => q.explain.get(object));
+    return row?.object === object ? row : null;
+  }
+
+  /** The newest explain record of a compile of `source` (an absolute path), or null. */
+  explainOfSource(source: string): ExplainRow | null {
+    const row = this.#read(({ q }) => q.explainOfSource.get(source));
+    return row?.source === source ? row : null;
+  }
+
+  /** Keeps `row` as its object's explain record (throws when the database cannot be used now). */
+  putExplain(row: ExplainRow): void {
+    this.#use(({ q }) => q.putExplain.run(row.object, row.source, row.at, row.body));
+  }
+
+  /** Removes all but the newest `max` explain records (not done when the database is busy). */
+  keepNewestExplain(max: number): void {
+    this.#write(({ q }) => q.keepNewestExplain.run(max));
+  }
+
   async scanBytes(): Promise<number> {
     const total = this.#use(({ q }) => q.blobBytes.get()?.total ?? 0);
     this.#bytes = total;
@@ -721,9 +785,13 @@ export class LocalTier {
           db.pragma('user_version = 1');
         }).immediate();
       }
+      db.exec(EXPLAIN_SCHEMA);
       if (statSync(this.#file).ino !== ino) throw new TierReplacedError('replaced while opened');
-      if (made) this.#removeLeftovers();
-      else this.#sweepFiles();
+      if (made) this.#removeLeftovers([...LEGACY_DIRS, FILES_DIR, LEGACY_EXPLAIN_DIR]);
+      else {
+        this.#removeLeftovers([LEGACY_EXPLAIN_DIR]);
+        this.#sweepFiles();
+      }
       return { db, ino, ...prepare(db) };
     } catch (err) {
       db.close();
@@ -748,12 +816,12 @@ export class LocalTier {
   }
 
   /**
-   * A new database: the earlier layout's folders and large blobs' files left from a database
-   * that went, moved aside at once (this process's next stores make their own) and removed in
+   * The earlier layout's folders (and, for a new database, the large blobs' files left from one
+   * that went), moved aside at once (this process's next stores make their own) and removed in
    * the background (a cache: nothing reads them).
    */
-  #removeLeftovers(): void {
-    for (const name of [...LEGACY_DIRS, FILES_DIR]) {
+  #removeLeftovers(names: readonly string[]): void {
+    for (const name of names) {
       const gone = join(this.dir, `${name}.gone-${randomBytes(6).toString('hex')}`);
       try {
         renameSync(join(this.dir, name), gone);

@@ -247,17 +247,18 @@ export class CompileService {
       ...DEFERRED_DEFAULTS,
       ...o.deferredStores,
     });
+    const tier = new LocalTier({
+      dir: o.cacheDir,
+      ...(o.maxCacheBytes === undefined ? {} : { maxBytes: o.maxCacheBytes }),
+    });
     const context: JobContext = {
-      tier: new LocalTier({
-        dir: o.cacheDir,
-        ...(o.maxCacheBytes === undefined ? {} : { maxBytes: o.maxCacheBytes }),
-      }),
+      tier,
       stats: this.#stats,
       hashes: new FileHashes(o.fileHashes),
       compilers: new CompilerPaths(),
       toolchains: new ToolchainIds(o.discoverToolchain, join(o.cacheDir, TOOLCHAIN_IDS_DIR)),
       systemHeaders: new SystemHeaders(),
-      explainLog: new ExplainLog(o.cacheDir),
+      explainLog: new ExplainLog(tier),
       sharedCache: o.sharedCache,
       recorder: o.recorder,
       remote: o.remote,

@@ -102,10 +102,10 @@ function pickedRunners(keys: readonly string[]): string[] {
   return wanted;
 }
 
-/** Rounds: 3 (1 with --quick), or `BENCH_CC_ROUNDS`. */
-function roundsFor(quick: boolean): number {
+/** Rounds: the project's (1 with --quick), or `BENCH_CC_ROUNDS`. */
+function roundsFor(quick: boolean, project: CcProject): number {
   const given = process.env.BENCH_CC_ROUNDS;
-  if (given === undefined || given === '') return quick ? 1 : 3;
+  if (given === undefined || given === '') return quick ? 1 : project.rounds;
   const n = Number(given);
   if (!Number.isInteger(n) || n < 1 || n > 50)
     throw new Error(`BENCH_CC_ROUNDS: ${given} is not a whole number from 1 to 50`);
@@ -274,7 +274,7 @@ export const ccPeers: Benchmark = {
     'and two one-slot iceccd; icecc’s masquerade dir first on PATH; `ICECC_TEST_REMOTEBUILD=1` so jobs placed on ' +
     'hosts at 127.0.0.1 are really sent; the environment from `icecc --build-native` made once and not timed, ' +
     'a first untimed build sends it to the hosts). Daemons at nice 0 like make. make, distcc, icecream alternate ' +
-    'in 3 rounds (1 with --quick); ratio = the median of each peer’s time / make’s time in the same round; the ' +
+    'in rounds (7 for Lua, 3 for re2; 1 with --quick); ratio = the median of each peer’s time / make’s time in the same round; the ' +
     'daemons’ logs count the compiles that really ran on them. Muster, in the same rounds: `muster build -- make -j2` ' +
     'with a fresh coordinator and two one-slot agents and a new HOME (first use: the build starts the per-user ' +
     'compile service that hosts it, and identifies the compiler), then with empty caches again (a fresh ' +
@@ -290,7 +290,6 @@ export const ccPeers: Benchmark = {
     '(with its agents, or the per-user service) is let settle before the timed build: until together they use ' +
     'at most 10 ms of CPU in half a second (at most 15 s), as a long-running coordinator would be.',
   async run(ctx) {
-    const rounds = roundsFor(ctx.quick);
     const wanted = process.env.BENCH_CC_PROJECTS?.split(',').map((p) => p.trim());
     const projects = [lua, re2].filter((p) =>
       wanted === undefined ? !ctx.quick || p === lua : wanted.includes(p.pkg),
@@ -299,7 +298,11 @@ export const ccPeers: Benchmark = {
     try {
       const rows: Measurement[] = [];
       for (const project of projects)
-        rows.push(...(await benchProject(project, rounds, root, (text) => ctx.log(text))));
+        rows.push(
+          ...(await benchProject(project, roundsFor(ctx.quick, project), root, (text) =>
+            ctx.log(text),
+          )),
+        );
       return rows;
     } finally {
       removeTempDir(root);

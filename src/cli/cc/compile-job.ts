@@ -15,10 +15,11 @@
  * Returns the last message for the shim, or throws (the connection is then closed and the shim
  * runs the compiler itself).
  */
-import { readFileSync, existsSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, existsSync, statSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { CompileRecord } from '../../api/requests-types.js';
+import { isObject } from '../../common/is-object.js';
 import { directKeyInputs, keyOf, type KeyInputs } from './cache-key.js';
 import { lookupDirect, type CacheHit } from './cache-lookup.js';
 import { captureOutputs, storeResult } from './cache-store.js';
@@ -100,11 +101,15 @@ function extraSystemDirs(job: Compile, env: Record<string, string>): boolean {
 
 /**
  * Removes a dependency list the service had gcc write (SUNPRO_DEPENDENCIES), with one system
- * call: fs/promises' rm costs ~10 times the CPU (a stat and an unlink through the thread pool),
- * once per compile.
+ * call, once per compile: fs/promises' rm costs ~10 times the CPU (a stat and an unlink through
+ * the thread pool), and rmSync still stats first. Not there (the compile failed early): nothing.
  */
 function removeListFile(path: string): void {
-  rmSync(path, { force: true });
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if (!isObject(err) || err['code'] !== 'ENOENT') throw err;
+  }
 }
 
 interface Lookup {

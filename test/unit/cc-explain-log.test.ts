@@ -6,10 +6,12 @@
  * cache is made again; the earlier layout's folder of record files goes.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import type { KeyInputs } from '../../src/cli/cc/cache-key.js';
 import {
   ExplainLog,
@@ -64,27 +66,57 @@ function lookup(direct: string | null, args: string[]): Omit<ExplainRecord, 'pre
 /** Puts `body` as a.o's stored record, as another writer (or a damaged row) might have. */
 function storeBody(tier: LocalTier, body: string): void {
   tier.putExplain({ object: '/src/a.o', source: '/src/a.c', at: new Date().toISOString(), body });
+  tier.flush();
+}
+
+/** `log.record(rec)`, written to the database at once. */
+function recordNow(tier: LocalTier, log: ExplainLog, rec: Parameters<ExplainLog['record']>[0]) {
+  log.record(rec);
+  tier.flush();
+}
+
+/** A database of the schema made before the explain table existed (the previous release's). */
+async function withoutExplainTable(tier: LocalTier): Promise<void> {
+  await tier.putBlob(Buffer.from('made before'));
+  tier.close();
+  const db = new Database(join(tier.dir, TIER_DB_NAME));
+  db.exec('DROP TABLE explain');
+  db.close();
 }
 
 describe('explain log', () => {
   it('a record names the inputs of the lookup before it with another direct key', async () => {
     const tier = newTier();
     const log = new ExplainLog(tier);
-    await log.record(lookup(sha('1'), ['-O2', '-c', 'a.c']));
+    recordNow(tier, log, lookup(sha('1'), ['-O2', '-c', 'a.c']));
     const first = await explainRecord(tier.dir, 'a.o', '/src');
     assert.equal(first?.previousInputs, null, 'nothing before the first');
 
-    await log.record(lookup(sha('2'), ['-O0', '-c', 'a.c']));
+    recordNow(tier, log, lookup(sha('2'), ['-O0', '-c', 'a.c']));
     const second = await explainRecord(tier.dir, 'a.o', '/src');
     assert.deepEqual(second?.previousInputs, first?.inputs, 'the key changed: the one before');
 
-    // Same direct key again: the inputs before the change stay the ones to compare with.
-    await log.record(lookup(sha('2'), ['-O0', '-c', 'a.c']));
+    // Same direct key again, before the one before is written: the inputs before the change
+    // stay the ones to compare with.
+    log.record(lookup(sha('2'), ['-O0', '-c', 'a.c']));
+    log.record(lookup(sha('2'), ['-O0', '-c', 'a.c']));
+    tier.flush();
     const third = await explainRecord(tier.dir, 'a.o', '/src');
     assert.deepEqual(third?.previousInputs, first?.inputs);
     assert.match(await explain(tier.dir, 'a.o', '/src'), /args: added -O0; removed -O2/);
     // By its source too, from another directory.
     assert.match(await explain(tier.dir, '../src/a.c', '/other'), /args: added -O0; removed -O2/);
+  });
+
+  it('records reach the database by themselves, soon', async () => {
+    const tier = newTier();
+    new ExplainLog(tier).record(lookup(sha('1'), ['-c', 'a.c']));
+    let rec = null;
+    for (let i = 0; i < 200 && rec === null; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      rec = await explainRecord(tier.dir, 'a.o', '/src');
+    }
+    assert.equal(rec?.direct, sha('1'));
   });
 
   it('whatever the record before holds, the next is written without it', async () => {
@@ -107,7 +139,7 @@ describe('explain log', () => {
     ];
     for (const content of bad) {
       storeBody(tier, content);
-      await log.record(lookup(sha('2'), ['-c', 'a.c']));
+      recordNow(tier, log, lookup(sha('2'), ['-c', 'a.c']));
       const rec = JSON.parse(tier.explainOf('/src/a.o')?.body ?? 'null') as ExplainRecord;
       assert.equal(rec.direct, sha('2'), `written over ${content.slice(0, 80)}`);
       assert.equal(rec.previousInputs, null, `nothing taken from ${content.slice(0, 80)}`);
@@ -116,7 +148,7 @@ describe('explain log', () => {
 
   it('--explain takes no record whose key inputs are not key inputs', async () => {
     const tier = newTier();
-    await new ExplainLog(tier).record(lookup(sha('1'), ['-c', 'a.c']));
+    recordNow(tier, new ExplainLog(tier), lookup(sha('1'), ['-c', 'a.c']));
     const good = JSON.parse(tier.explainOf('/src/a.o')?.body ?? 'null') as Record<string, unknown>;
     for (const inputs of ['args', [{ name: 'args', value: [1] }], [{ value: 'x' }], [null]]) {
       storeBody(tier, JSON.stringify({ ...good, inputs }));
@@ -127,18 +159,28 @@ describe('explain log', () => {
     assert.equal((await explainRecord(tier.dir, 'a.o', '/src'))?.direct, sha('1'));
   });
 
-  it('--explain SOURCE takes the newest record compiled from it', async () => {
+  it('--explain SOURCE takes the newest whole record compiled from it', async () => {
     const tier = newTier();
     const log = new ExplainLog(tier);
-    await log.record({ ...lookup(sha('1'), ['-c', 'a.c']), at: '2026-01-01T00:00:00.000Z' });
-    await log.record({
+    log.record({ ...lookup(sha('1'), ['-c', 'a.c']), at: '2026-01-01T00:00:00.000Z' });
+    log.record({
       ...lookup(sha('2'), ['-c', 'a.c', '-o', 'b.o']),
       output: 'b.o',
       at: '2026-01-02T00:00:00.000Z',
     });
+    tier.flush();
     assert.equal((await explainRecord(tier.dir, 'a.c', '/src'))?.output, 'b.o');
     assert.equal((await explainRecord(tier.dir, 'a.o', '/src'))?.output, 'a.o');
     assert.equal(await explainRecord(tier.dir, 'c.c', '/src'), null);
+    // The newest is damaged: the one before it answers.
+    tier.putExplain({
+      object: '/src/c.o',
+      source: '/src/a.c',
+      at: '2026-01-03T00:00:00.000Z',
+      body: '{"not":"a record"}',
+    });
+    tier.flush();
+    assert.equal((await explainRecord(tier.dir, 'a.c', '/src'))?.output, 'b.o');
   });
 
   it('with no cache yet, --explain finds nothing and makes nothing', async () => {
@@ -148,15 +190,60 @@ describe('explain log', () => {
     assert.equal(existsSync(dir), false);
   });
 
+  it('--explain reads without changing the cache dir (no table made, no folder removed)', async () => {
+    const tier = newTier();
+    await withoutExplainTable(tier);
+    mkdirSync(join(tier.dir, 'explain'));
+    assert.equal(await explainRecord(tier.dir, 'a.o', '/src'), null, 'no table: no record');
+    const db = new Database(join(tier.dir, TIER_DB_NAME), { readonly: true });
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE name = 'explain'").all();
+    db.close();
+    assert.deepEqual(tables, [], 'the table is the service’s to make');
+    assert.ok(existsSync(join(tier.dir, 'explain')), 'the folder is the service’s to remove');
+  });
+
   it('a removed database is made again; the record before went with it', async () => {
     const tier = newTier();
     const log = new ExplainLog(tier);
-    await log.record(lookup(sha('1'), ['-c', 'a.c']));
+    recordNow(tier, log, lookup(sha('1'), ['-c', 'a.c']));
     rmSync(tier.dir, { recursive: true, force: true });
-    await log.record(lookup(sha('2'), ['-c', 'a.c']));
+    recordNow(tier, log, lookup(sha('2'), ['-c', 'a.c']));
     const rec = await explainRecord(tier.dir, 'a.o', '/src');
     assert.equal(rec?.direct, sha('2'));
     assert.equal(rec?.previousInputs, null, 'the record before went with the database');
+  });
+
+  it('a database made before the table gets it; one locked meanwhile works on without', async () => {
+    const tier = newTier();
+    await withoutExplainTable(tier);
+    // Another process holds the write lock: the open cannot add the table.
+    const holder = new Database(join(tier.dir, TIER_DB_NAME));
+    holder.exec('BEGIN IMMEDIATE');
+    const locked = new LocalTier({ dir: tier.dir, busyTimeoutMs: 50 });
+    tiers.push(locked);
+    const before = createHash('sha256').update('made before').digest('hex');
+    assert.deepEqual(await locked.getBlob(before), Buffer.from('made before'), 'reads go on');
+    recordNow(locked, new ExplainLog(locked), lookup(sha('1'), ['-c', 'a.c']));
+    assert.equal(locked.explainOf('/src/a.o'), null, 'the record was dropped, no error');
+    holder.exec('ROLLBACK');
+    holder.close();
+    locked.close();
+
+    const upgraded = new LocalTier({ dir: tier.dir });
+    tiers.push(upgraded);
+    recordNow(upgraded, new ExplainLog(upgraded), lookup(sha('1'), ['-c', 'a.c']));
+    assert.equal((await explainRecord(tier.dir, 'a.o', '/src'))?.direct, sha('1'));
+    assert.deepEqual(await upgraded.getBlob(before), Buffer.from('made before'), 'nothing lost');
+  });
+
+  it('a record after the service closed its tier is dropped quietly', async () => {
+    const tier = newTier();
+    const log = new ExplainLog(tier);
+    tier.close();
+    log.record(lookup(sha('1'), ['-c', 'a.c']));
+    tier.flush();
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(await explainRecord(tier.dir, 'a.o', '/src'), null);
   });
 
   it('keeps the newest records, from its first record on', async () => {
@@ -168,28 +255,28 @@ describe('explain log', () => {
         at: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
         body: '{}',
       });
-    await new ExplainLog(tier).record(lookup(sha('1'), ['-c', 'a.c']));
+    recordNow(tier, new ExplainLog(tier), {
+      ...lookup(sha('1'), ['-c', 'a.c']),
+      at: '2026-06-01T00:00:00.000Z',
+    });
     for (const old of [0, 1, 2]) assert.equal(tier.explainOf(`/src/o${old}.o`), null, `${old} out`);
     assert.notEqual(tier.explainOf(`/src/o3.o`), null, 'the oldest kept');
     assert.notEqual(tier.explainOf('/src/a.o'), null, 'the new record is kept');
     assert.equal((await explainRecord(tier.dir, 'a.o', '/src'))?.direct, sha('1'));
   });
 
-  it('removes the earlier layout’s folder of record files', async () => {
+  it('removes the earlier layout’s folder of record files, and folders left to remove', async () => {
     const tier = newTier();
     await tier.putBlob(Buffer.from('made before'));
     tier.close();
     mkdirSync(join(tier.dir, 'explain'));
     writeFileSync(join(tier.dir, 'explain', `${sha('a')}.json`), '{}');
+    mkdirSync(join(tier.dir, 'blobs.gone-0123456789ab', 'cd'), { recursive: true });
     const again = new LocalTier({ dir: tier.dir });
     tiers.push(again);
-    await new ExplainLog(again).record(lookup(sha('1'), ['-c', 'a.c']));
-    const gone = (): boolean => readdirSync(tier.dir).some((n) => n.startsWith('explain'));
-    for (let i = 0; i < 200 && gone(); i++) await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(
-      readdirSync(tier.dir).filter((n) => !n.startsWith(TIER_DB_NAME)),
-      [],
-      'only the database is left',
-    );
+    recordNow(again, new ExplainLog(again), lookup(sha('1'), ['-c', 'a.c']));
+    const left = (): string[] => readdirSync(tier.dir).filter((n) => !n.startsWith(TIER_DB_NAME));
+    for (let i = 0; i < 200 && left().length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(left(), [], 'only the database is left');
   });
 });

@@ -194,10 +194,11 @@ async function compile(ctx: JobContext, x: ShimExchange, call: CompileCall): Pro
     }
   };
   const explainJob = (explain: ExplainFields): void => {
-    ctx.background(
-      'explain record',
-      ctx.explainLog.record({ at: new Date().toISOString(), ...explainBase, ...explain }),
-    );
+    try {
+      ctx.explainLog.record({ at: new Date().toISOString(), ...explainBase, ...explain });
+    } catch (err) {
+      ctx.log.warn({ err }, 'muster cc: keeping the explain record failed');
+    }
   };
   const finish = (
     record: Omit<CompileRecord, 'label' | 'startedAt' | 'durationMs'> | null,

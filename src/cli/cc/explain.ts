@@ -9,12 +9,11 @@
  * At most MAX_RECORDS records are kept: the oldest are removed at a service's first record and
  * every TRIM_EVERY records after it (a `muster build` per run records far fewer than that).
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { isObject } from '../../common/is-object.js';
 import { diffKeyInputs, type IncludeDifference, type KeyInputs } from './cache-key.js';
-import { LocalTier, TIER_DB_NAME, type ExplainRow } from './local-tier.js';
+import { readExplain, type ExplainRow, type LocalTier } from './local-tier.js';
 
 export const MAX_RECORDS = 5_000;
 const TRIM_EVERY = 500;
@@ -124,8 +123,13 @@ export class ExplainLog {
     this.#tier = tier;
   }
 
-  /** Keeps `rec` as its object's record (rejects when the database cannot be used now). */
-  async record(rec: Omit<ExplainRecord, 'previousInputs'>): Promise<void> {
+  /**
+   * Keeps `rec` as its object's record: in memory at once, in the database soon (local-tier.ts:
+   * written in a batch, dropped if the database cannot be used then). A compile's answer waits
+   * for no write of it, nor for another process's lock: the record before is read (WAL: a read
+   * never waits), this one queued.
+   */
+  record(rec: Omit<ExplainRecord, 'previousInputs'>): void {
     const object = resolve(rec.cwd, rec.output);
     const old = previousOf(this.#tier.explainOf(object));
     let previousInputs: KeyInputs | null = null;
@@ -153,17 +157,20 @@ function short(hash: string | null): string {
 
 /**
  * The record for `file` (an object, or the source of one) seen from `cwd`: the object's, else
- * the newest whose source it is. No database yet: none (nothing is made to say so).
+ * the newest whole one whose source it is. No database yet: none (and nothing is made).
  */
 function findRecord(cacheDir: string, file: string, cwd: string): ExplainRecord | null {
-  if (!existsSync(join(cacheDir, TIER_DB_NAME))) return null;
-  const tier = new LocalTier({ dir: cacheDir });
-  try {
-    const path = resolve(cwd, file);
-    return recordOf(tier.explainOf(path)) ?? recordOf(tier.explainOfSource(path));
-  } finally {
-    tier.close();
-  }
+  const path = resolve(cwd, file);
+  const found = readExplain(cacheDir, (rows) => {
+    const own = recordOf(rows.of(path));
+    if (own !== null) return own;
+    for (const row of rows.ofSource(path)) {
+      const rec = recordOf(row);
+      if (rec !== null) return rec;
+    }
+    return null;
+  });
+  return found ?? null;
 }
 
 function describeDifferences(before: KeyInputs, after: KeyInputs): string[] {

@@ -166,6 +166,8 @@ export class HostedBuild {
         { pending: this.#background.size },
         'muster cc: the build ended before every result reached the shared cache',
       );
+    // Its compiles' --explain records, for a `muster cc --explain` run right after it.
+    context.tier.flush();
     const shimFallbacks = await this.#foldFallbacks();
     const counts = countsOf(this.stats.totals, shimFallbacks);
     // A front end that went away (killed): closed as a command a signal ended.

@@ -10,9 +10,12 @@
  *   files/ab/<sha256>  larger blobs, one file each (written through the thread pool)
  *
  * The same database holds the `muster cc --explain` records (`explain`: the last lookup of each
- * object, explain.ts), which bound their own number; the table is made at every open when it is
- * not there (CREATE TABLE IF NOT EXISTS: a database of this schema version made before it had
- * one, and an older Muster sharing the file ignores it).
+ * object, explain.ts), which bound their own number. They wait in memory and are written together
+ * within EXPLAIN_FLUSH_MS (and at flush() and close()), never on a compile's answer path. A
+ * database of this schema version made before the table existed gets it at the next open (an
+ * older Muster sharing the file ignores it); an open that cannot add it now (the database locked)
+ * goes on without explain records. `readExplain` reads them without opening the tier for use:
+ * `muster cc --explain` makes, sets aside and removes nothing.
  *
  * One database rather than a file per item: keeping a result wrote three files (a temp file and
  * a rename each, in fan-out folders an empty cache makes), and creating a file cost 0.1–1.3 ms of
@@ -42,7 +45,17 @@
  * toolchain ids next to the tier bound themselves (toolchain-ids.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -66,11 +79,15 @@ export const TIER_DB_NAME = 'tier-v1.sqlite';
 const LEGACY_DIRS = ['blobs', 'entries', 'manifests'];
 /** The explain records' folder of the earlier layout: removed at any open that finds it. */
 const LEGACY_EXPLAIN_DIR = 'explain';
+/** A folder moved aside to be removed (one whose removal a process did not live to finish). */
+const GONE_NAME = /\.gone-[0-9a-f]{12}$/;
 const FILES_DIR = 'files';
 /** How long a write waits for another process's (the database's busy timeout). */
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 /** Served rows' use stamps wait in memory at most this long. */
 const STAMP_FLUSH_MS = 1000;
+/** Explain records wait in memory at most this long (`--explain` right after a build sees them). */
+const EXPLAIN_FLUSH_MS = 100;
 /** A large blob's file no row names is removed once it is this old (not one being stored). */
 const STALE_FILE_MS = 10 * 60_000;
 /** Rows a trim removes in one transaction (it yields between them). */
@@ -99,6 +116,8 @@ const SCHEMA = `
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS manifests_used ON manifests (used);
 `;
+const HAS_EXPLAIN = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'explain'";
+const EXPLAIN_OF = 'SELECT object, source, at, body FROM explain WHERE object = ?';
 /**
  * `muster cc --explain`'s records (explain.ts), by absolute object path; `source` (absolute) for
  * `--explain SOURCE`, `at` (ISO 8601, UTC: sorts as time) to keep the newest.
@@ -237,7 +256,7 @@ function fanout(root: string, name: string): string {
 const madeDirs = new Set<string>();
 
 /**
- * A file of the cache dir (an explain record, a large blob of the tier), written atomically, 0600
+ * A file of the cache dir (a large blob of the tier), written atomically, 0600
  * in a 0700 folder made first (once per process, again if it went): a small one with direct
  * system calls (a thread-pool round trip per step cost more CPU than the write), a larger one
  * through the pool, so that it does not hold up the compiles the service answers meanwhile.
@@ -358,19 +377,6 @@ function prepare(db: Database.Database) {
     putManifest: db.prepare<[string, string, number]>(
       'INSERT OR REPLACE INTO manifests (direct, body, used) VALUES (?, ?, ?)',
     ),
-    explain: db.prepare<[string], ExplainRow>(
-      'SELECT object, source, at, body FROM explain WHERE object = ?',
-    ),
-    explainOfSource: db.prepare<[string], ExplainRow>(
-      'SELECT object, source, at, body FROM explain WHERE source = ? ORDER BY at DESC LIMIT 1',
-    ),
-    putExplain: db.prepare<[string, string, string, string]>(
-      'INSERT OR REPLACE INTO explain (object, source, at, body) VALUES (?, ?, ?, ?)',
-    ),
-    keepNewestExplain: db.prepare<[number]>(
-      'DELETE FROM explain WHERE object IN ' +
-        '(SELECT object FROM explain ORDER BY at DESC, object LIMIT -1 OFFSET ?)',
-    ),
     removeEntriesUsedBy: db.prepare<[number]>('DELETE FROM entries WHERE used <= ?'),
     removeManifestsUsedBy: db.prepare<[number]>('DELETE FROM manifests WHERE used <= ?'),
     stamp: {
@@ -434,12 +440,93 @@ function prepare(db: Database.Database) {
   };
 }
 
+/**
+ * The explain table's statements, making the table first when a database made before it lacks
+ * it; null when it cannot be made now (locked past the busy timeout, read-only): the tier works
+ * on without explain records until its next open.
+ */
+function prepareExplain(db: Database.Database) {
+  if (db.prepare(HAS_EXPLAIN).get() === undefined) {
+    try {
+      db.exec(EXPLAIN_SCHEMA);
+    } catch (err) {
+      if (!(err instanceof Database.SqliteError) || isUnusable(err)) throw err;
+      return null;
+    }
+  }
+  const get = db.prepare<[string], ExplainRow>(EXPLAIN_OF);
+  const put = db.prepare<[string, string, string, string]>(
+    'INSERT OR REPLACE INTO explain (object, source, at, body) VALUES (?, ?, ?, ?)',
+  );
+  const keepNewest = db.prepare<[number]>(
+    'DELETE FROM explain WHERE object IN ' +
+      '(SELECT object FROM explain ORDER BY at DESC, object LIMIT -1 OFFSET ?)',
+  );
+  return {
+    get,
+    /** Writes `rows`, then keeps the newest `keep` records (null: no trim asked for). */
+    putAll: db.transaction((rows: readonly ExplainRow[], keep: number | null) => {
+      for (const row of rows) put.run(row.object, row.source, row.at, row.body);
+      if (keep !== null) keepNewest.run(keep);
+    }),
+  };
+}
+
 type Prepared = ReturnType<typeof prepare>;
 
 interface Open extends Prepared {
   readonly db: Database.Database;
   /** The database file's inode when opened: another one there means it was replaced. */
   readonly ino: number;
+  readonly explain: ReturnType<typeof prepareExplain>;
+}
+
+/** Explain records as `readExplain` gives them. */
+export interface ExplainRows {
+  /** The record of `object` (an absolute path), or null. */
+  of(object: string): ExplainRow | null;
+  /** The records of compiles of `source` (an absolute path), newest first. */
+  ofSource(source: string): Iterable<ExplainRow>;
+}
+
+/**
+ * Reads the explain records of the cache dir `dir` through `read` (in it: the rows are read
+ * while it runs), on a read-only connection: no file is made, nothing set aside or removed
+ * (`muster cc --explain`). Undefined when there is no database, or no explain table in it; a
+ * database that cannot be read throws.
+ */
+export function readExplain<T>(dir: string, read: (rows: ExplainRows) => T): T | undefined {
+  const file = join(dir, TIER_DB_NAME);
+  if (!existsSync(file)) return undefined;
+  let db: Database.Database;
+  try {
+    db = new Database(file, {
+      readonly: true,
+      fileMustExist: true,
+      timeout: DEFAULT_BUSY_TIMEOUT_MS,
+    });
+  } catch (err) {
+    if (!existsSync(file)) return undefined; // removed meanwhile
+    throw err;
+  }
+  try {
+    if (db.prepare(HAS_EXPLAIN).get() === undefined) return undefined;
+    const of = db.prepare<[string], ExplainRow>(EXPLAIN_OF);
+    const bySource = db.prepare<[string], ExplainRow>(
+      'SELECT object, source, at, body FROM explain WHERE source = ? ORDER BY at DESC',
+    );
+    return read({
+      of(object) {
+        const row = of.get(object);
+        return row?.object === object ? row : null;
+      },
+      *ofSource(source) {
+        for (const row of bySource.iterate(source)) if (row.source === source) yield row;
+      },
+    });
+  } finally {
+    db.close();
+  }
 }
 
 export class LocalTier {
@@ -456,6 +543,10 @@ export class LocalTier {
   /** Served rows' use stamps not written yet (#flushStamps). */
   #stamps = new Map<StampTable, Map<string, number>>();
   #stampTimer: NodeJS.Timeout | null = null;
+  /** Explain records not written yet, by object, and a trim asked for (#flushExplain). */
+  #explains = new Map<string, ExplainRow>();
+  #explainKeep: number | null = null;
+  #explainTimer: NodeJS.Timeout | null = null;
   #closed = false;
   /** The inode of the file #openDb last opened (what #setAside may move). */
   #opening: number | null = null;
@@ -545,29 +636,40 @@ export class LocalTier {
     this.#use((open) => open.addLine.immediate(direct, line, this.#now()));
   }
 
-  /** The blobs' total size. */
-  /** The explain record of `object` (an absolute path), or null (none, or not readable now). */
+  /**
+   * The explain record of `object` (an absolute path): the one waiting to be written, else the
+   * database's; null when there is none or it cannot be read now.
+   */
   explainOf(object: string): ExplainRow | null {
-    const row = this.#read(({ q }) => q.explain.get(object));
+    const waiting = this.#explains.get(object);
+    if (waiting !== undefined) return waiting;
+    const row = this.#read(({ explain }) => explain?.get.get(object));
     return row?.object === object ? row : null;
   }
 
-  /** The newest explain record of a compile of `source` (an absolute path), or null. */
-  explainOfSource(source: string): ExplainRow | null {
-    const row = this.#read(({ q }) => q.explainOfSource.get(source));
-    return row?.source === source ? row : null;
-  }
-
-  /** Keeps `row` as its object's explain record (throws when the database cannot be used now). */
+  /**
+   * Keeps `row` as its object's explain record: written with the others within
+   * EXPLAIN_FLUSH_MS; dropped when the database cannot be used then (an explanation, no more).
+   */
   putExplain(row: ExplainRow): void {
-    this.#use(({ q }) => q.putExplain.run(row.object, row.source, row.at, row.body));
+    this.#explains.delete(row.object); // the newest last, as they are written
+    this.#explains.set(row.object, row);
+    this.#scheduleExplain();
   }
 
-  /** Removes all but the newest `max` explain records (not done when the database is busy). */
+  /** Keeps only the newest `max` explain records, at the next write of them. */
   keepNewestExplain(max: number): void {
-    this.#write(({ q }) => q.keepNewestExplain.run(max));
+    this.#explainKeep = max;
+    this.#scheduleExplain();
   }
 
+  /** Writes what waits in memory (use stamps, explain records) now. */
+  flush(): void {
+    this.#flushStamps();
+    this.#flushExplain();
+  }
+
+  /** The blobs' total size. */
   async scanBytes(): Promise<number> {
     const total = this.#use(({ q }) => q.blobBytes.get()?.total ?? 0);
     this.#bytes = total;
@@ -593,8 +695,14 @@ export class LocalTier {
     const open = this.#open;
     const s = statSync(this.#file, { throwIfNoEntry: false });
     if (open !== null && s?.ino === open.ino) this.#flushStamps();
+    // Not into a new database made just for them (the cache dir cleared meanwhile).
+    if (!this.#closed && s !== undefined) this.#flushExplain();
     this.#closed = true;
     this.#closeDb();
+    this.#explains = new Map();
+    this.#explainKeep = null;
+    if (this.#explainTimer !== null) clearTimeout(this.#explainTimer);
+    this.#explainTimer = null;
   }
 
   /** Closes the connection (the next use opens the file again); its unwritten stamps go. */
@@ -685,6 +793,26 @@ export class LocalTier {
       this.#flushStamps(); // never throws: #write keeps to cache failures, and stamps are SQL only
     }, STAMP_FLUSH_MS);
     this.#stampTimer.unref();
+  }
+
+  #scheduleExplain(): void {
+    if (this.#explainTimer !== null || this.#closed) return;
+    this.#explainTimer = setTimeout(() => {
+      this.#explainTimer = null;
+      this.#flushExplain(); // never throws: #write keeps to cache failures
+    }, EXPLAIN_FLUSH_MS);
+    this.#explainTimer.unref();
+  }
+
+  #flushExplain(): void {
+    if (this.#explainTimer !== null) clearTimeout(this.#explainTimer);
+    this.#explainTimer = null;
+    if (this.#explains.size === 0 && this.#explainKeep === null) return;
+    const rows = [...this.#explains.values()];
+    const keep = this.#explainKeep;
+    this.#explains = new Map();
+    this.#explainKeep = null;
+    this.#write(({ explain }) => explain?.putAll(rows, keep));
   }
 
   #flushStamps(): void {
@@ -782,17 +910,18 @@ export class LocalTier {
           if (version === 1) return;
           if (version !== 0) throw new TierSchemaError(`schema version ${String(version)}`);
           db.exec(SCHEMA);
+          db.exec(EXPLAIN_SCHEMA);
           db.pragma('user_version = 1');
         }).immediate();
       }
-      db.exec(EXPLAIN_SCHEMA);
+      const explain = prepareExplain(db);
       if (statSync(this.#file).ino !== ino) throw new TierReplacedError('replaced while opened');
       if (made) this.#removeLeftovers([...LEGACY_DIRS, FILES_DIR, LEGACY_EXPLAIN_DIR]);
       else {
         this.#removeLeftovers([LEGACY_EXPLAIN_DIR]);
         this.#sweepFiles();
       }
-      return { db, ino, ...prepare(db) };
+      return { db, ino, explain, ...prepare(db) };
     } catch (err) {
       db.close();
       throw err;
@@ -821,16 +950,24 @@ export class LocalTier {
    * the background (a cache: nothing reads them).
    */
   #removeLeftovers(names: readonly string[]): void {
+    const gone: string[] = [];
     for (const name of names) {
-      const gone = join(this.dir, `${name}.gone-${randomBytes(6).toString('hex')}`);
+      const aside = join(this.dir, `${name}.gone-${randomBytes(6).toString('hex')}`);
       try {
-        renameSync(join(this.dir, name), gone);
+        renameSync(join(this.dir, name), aside);
+        gone.push(aside);
       } catch {
         continue; // not there
       }
-      // eslint-disable-next-line no-restricted-syntax -- a folder not removed is only disk space: nothing reads it
-      rm(gone, { recursive: true, force: true }).catch(() => undefined);
     }
+    // And those a process moved aside but did not live to remove.
+    for (const name of readdirSync(this.dir)) {
+      const path = join(this.dir, name);
+      if (GONE_NAME.test(name) && !gone.includes(path)) gone.push(path);
+    }
+    for (const path of gone)
+      // eslint-disable-next-line no-restricted-syntax -- a folder not removed is only disk space: nothing reads it
+      rm(path, { recursive: true, force: true }).catch(() => undefined);
   }
 
   /** Large blobs' files no row names (a crash between the two), and stale temp files. */

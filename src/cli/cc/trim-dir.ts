@@ -1,6 +1,7 @@
 /**
- * Bounds on the compile cache's folders of small files (the explain records, the remembered
- * toolchain ids). A file's mtime is its use stamp: set when it is written, touched when used.
+ * Bounds on the compile cache's folder of small files (the remembered toolchain ids; the explain
+ * records are rows of the tier's database). A file's mtime is its use stamp: set when it is
+ * written, touched when used.
  */
 import { utimesSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';

@@ -84,6 +84,7 @@ const knownCodes: Record<ErrorCode, true> = {
   BUILD_NOT_ENDED: true,
   TOO_MANY_COMPILE_SESSIONS: true,
   CACHE_CLIENT_RESULTS_REFUSED: true,
+  LOCAL_CACHE_UNREADABLE: true,
   TOO_MANY_TOOLCHAINS: true,
   SECRET_NOT_FOUND: true,
   SECRET_UNREADABLE: true,

@@ -114,6 +114,8 @@ export const errorCodes = {
     'You have as many compile sessions open as allowed; close one (or wait for an idle one to end).',
   CACHE_CLIENT_RESULTS_REFUSED:
     'This coordinator stores only cache results it obtained from agents (Cache.AcceptClientResults is false).',
+  LOCAL_CACHE_UNREADABLE:
+    'The compile cache on this machine (its SQLite database) cannot be read now: locked past the wait, or the file or its folder not readable.',
   TOO_MANY_TOOLCHAINS:
     'As many toolchains are registered as allowed (yours, or in all); an admin removes unused ones, and long-unused ones go.',
   // coordinator: secrets

@@ -106,6 +106,66 @@ describe('explain log', () => {
     assert.match(await explain(tier.dir, 'a.o', '/src'), /args: added -O0; removed -O2/);
     // By its source too, from another directory.
     assert.match(await explain(tier.dir, '../src/a.c', '/other'), /args: added -O0; removed -O2/);
+
+    // Two records queued before either is written: the second compares with the first.
+    log.record(lookup(sha('3'), ['-O1', '-c', 'a.c']));
+    log.record(lookup(sha('4'), ['-O3', '-c', 'a.c']));
+    tier.flush();
+    assert.match(await explain(tier.dir, 'a.o', '/src'), /args: added -O3; removed -O1/);
+  });
+
+  it('close writes what is queued; a cleared cache dir is not made again for it', async () => {
+    const tier = newTier();
+    const log = new ExplainLog(tier);
+    log.record(lookup(sha('1'), ['-c', 'a.c']));
+    tier.close();
+    assert.equal((await explainRecord(tier.dir, 'a.o', '/src'))?.direct, sha('1'));
+
+    const cleared = newTier();
+    const clearedLog = new ExplainLog(cleared);
+    recordNow(cleared, clearedLog, lookup(sha('1'), ['-c', 'a.c']));
+    clearedLog.record(lookup(sha('2'), ['-c', 'a.c']));
+    rmSync(cleared.dir, { recursive: true, force: true });
+    await new Promise((r) => setTimeout(r, 300)); // the queue's own write (0.1 s) comes and goes
+    assert.equal(existsSync(cleared.dir), false, 'not made again by the queued write');
+    clearedLog.record(lookup(sha('3'), ['-c', 'a.c'])); // (its read opens a new database)
+    rmSync(cleared.dir, { recursive: true, force: true });
+    cleared.close();
+    assert.equal(existsSync(cleared.dir), false, 'nor by close');
+  });
+
+  it('a record never replaces a newer one of the same object (another process’s)', async () => {
+    const tier = newTier();
+    const other = new LocalTier({ dir: tier.dir });
+    tiers.push(other);
+    tier.putExplain({
+      object: '/src/a.o',
+      source: '/src/a.c',
+      at: '2026-01-02T00:00:00.000Z',
+      body: '"new"',
+    });
+    tier.flush();
+    other.putExplain({
+      object: '/src/a.o',
+      source: '/src/a.c',
+      at: '2026-01-01T00:00:00.000Z',
+      body: '"old"',
+    });
+    other.flush();
+    assert.equal(tier.explainOf('/src/a.o')?.body, '"new"');
+    other.putExplain({
+      object: '/src/a.o',
+      source: '/src/b.c',
+      at: '2026-01-03T00:00:00.000Z',
+      body: '"newer"',
+    });
+    other.flush();
+    assert.deepEqual(tier.explainOf('/src/a.o'), {
+      object: '/src/a.o',
+      source: '/src/b.c',
+      at: '2026-01-03T00:00:00.000Z',
+      body: '"newer"',
+    });
   });
 
   it('records reach the database by themselves, soon', async () => {
@@ -194,7 +254,14 @@ describe('explain log', () => {
     const tier = newTier();
     await withoutExplainTable(tier);
     mkdirSync(join(tier.dir, 'explain'));
+    // SQLite's own -wal and -shm files aside.
+    const listing = (): string[] =>
+      readdirSync(tier.dir)
+        .filter((n) => !n.endsWith('-wal') && !n.endsWith('-shm'))
+        .sort();
+    const before = listing();
     assert.equal(await explainRecord(tier.dir, 'a.o', '/src'), null, 'no table: no record');
+    assert.deepEqual(listing(), before);
     const db = new Database(join(tier.dir, TIER_DB_NAME), { readonly: true });
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE name = 'explain'").all();
     db.close();
@@ -241,9 +308,28 @@ describe('explain log', () => {
     const log = new ExplainLog(tier);
     tier.close();
     log.record(lookup(sha('1'), ['-c', 'a.c']));
+    assert.equal(tier.explainOf('/src/a.o'), null, 'not kept in memory either');
     tier.flush();
-    await new Promise((r) => setTimeout(r, 150));
     assert.equal(await explainRecord(tier.dir, 'a.o', '/src'), null);
+  });
+
+  it('--explain: a corrupt database has no records and stays; an unreadable one is an error', async () => {
+    const tier = newTier();
+    recordNow(tier, new ExplainLog(tier), lookup(sha('1'), ['-c', 'a.c']));
+    tier.close();
+    const file = join(tier.dir, TIER_DB_NAME);
+    rmSync(`${file}-wal`, { force: true });
+    rmSync(`${file}-shm`, { force: true });
+    writeFileSync(file, 'not a database, long enough to be read as a header '.repeat(100));
+    assert.equal(await explainRecord(tier.dir, 'a.o', '/src'), null);
+    assert.ok(existsSync(file), 'the service sets it aside, not --explain');
+    assert.equal(existsSync(`${file}.corrupt`), false);
+
+    rmSync(file);
+    mkdirSync(file); // a folder where the database should be
+    await assert.rejects(explainRecord(tier.dir, 'a.o', '/src'), {
+      code: 'LOCAL_CACHE_UNREADABLE',
+    });
   });
 
   it('keeps the newest records, from its first record on', async () => {

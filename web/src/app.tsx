@@ -4,7 +4,7 @@
  * answers index.html for them.
  */
 import { Fragment } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { currentSession, logOut, SESSION_ENDED, type SessionView, type StatusView } from './api.js';
 import { AccountPage } from './account-page.js';
 import { AdvancedSettings } from './advanced-settings.js';
@@ -115,7 +115,8 @@ function Shell({ session, onLogOut }: { session: SessionView; onLogOut: () => vo
   const onPrimary = status?.role === 'primary';
   const canEdit = admin && onPrimary;
   const canBuild = admin && status?.role !== 'backup-standby';
-  useEffect(() => {
+  // With the page's content, not a frame later: what announces or tests the new page sees both.
+  useLayoutEffect(() => {
     document.title = `${page?.title ?? (buildId ? `Build ${buildId}` : 'No such page')} · Muster`;
   }, [page, buildId]);
   return (

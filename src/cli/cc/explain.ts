@@ -1,13 +1,14 @@
 /**
  * `muster cc --explain FILE` (design §4): for each object the service compiled, the last
  * lookup's key inputs and outcome, kept in the local tier's database (local-tier.ts, `explain`,
- * by absolute object path: one row written a compile, no file made), and what made the last miss
- * a miss: the headers of the direct key's newest manifest line that no longer match
+ * by absolute object path: a row a compile, queued and written in batches, no file made), and
+ * what made the last miss a miss: the headers of the direct key's newest manifest line that no longer match
  * (`diffIncludes`), or — when the direct key itself changed — which key inputs differ from the
  * lookup before it (`diffKeyInputs`).
  *
- * At most MAX_RECORDS records are kept: the oldest are removed at a service's first record and
- * every TRIM_EVERY records after it (a `muster build` per run records far fewer than that).
+ * At most MAX_RECORDS records are kept: the oldest are removed with the batch written after a
+ * service's first record and every TRIM_EVERY records after it (a `muster build` per run records
+ * far fewer than that).
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';

@@ -11,11 +11,13 @@
  *
  * The same database holds the `muster cc --explain` records (`explain`: the last lookup of each
  * object, explain.ts), which bound their own number. They wait in memory and are written together
- * within EXPLAIN_FLUSH_MS (and at flush() and close()), never on a compile's answer path. A
- * database of this schema version made before the table existed gets it at the next open (an
- * older Muster sharing the file ignores it); an open that cannot add it now (the database locked)
- * goes on without explain records. `readExplain` reads them without opening the tier for use:
- * `muster cc --explain` makes, sets aside and removes nothing.
+ * within EXPLAIN_FLUSH_MS (and at flush() and close()), so a compile's answer waits for no write
+ * of its own record; a row never replaces a newer one of the same object (another process's). A
+ * database of this schema version made before the table existed gets it at the next open, or at
+ * the next write of records when the open could not add it (the database locked or not writable
+ * then); an older Muster sharing the file ignores it. `readExplain` reads them on a read-only
+ * connection: `muster cc --explain` makes no database and sets aside or removes nothing (SQLite
+ * may leave its empty -wal and -shm files beside the database).
  *
  * One database rather than a file per item: keeping a result wrote three files (a temp file and
  * a rename each, in fan-out folders an empty cache makes), and creating a file cost 0.1–1.3 ms of
@@ -41,7 +43,8 @@
  * folders of the earlier layout (`blobs/`, `entries/`, `manifests/`: a file per item) and any
  * `files/` left without it are removed; at each open, files in `files/` no row names (a crash
  * between a file and its row) are removed once they are STALE_FILE_MS old; the explain records'
- * folder of that layout (`explain/`, a file per object) whenever it is found. The remembered
+ * folder of that layout (`explain/`, a file per object), and folders moved aside for removal that
+ * a process did not live to remove (`*.gone-*`), whenever they are found. The remembered
  * toolchain ids next to the tier bound themselves (toolchain-ids.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -61,6 +64,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { writeAtomic, writeAtomicSync } from '../../common/atomic-file.js';
 import { isObject } from '../../common/is-object.js';
+import { MusterError } from '../../protocol/errors.js';
 import { MANIFEST_LINE_LIMITS } from '../../api/requests.js';
 import { SYNC_READ_BYTES } from './file-hashes.js';
 
@@ -445,7 +449,7 @@ function prepare(db: Database.Database) {
  * it; null when it cannot be made now (locked past the busy timeout, read-only): the tier works
  * on without explain records until its next open.
  */
-function prepareExplain(db: Database.Database) {
+function prepareExplain(db: Database.Database): ExplainStatements | null {
   if (db.prepare(HAS_EXPLAIN).get() === undefined) {
     try {
       db.exec(EXPLAIN_SCHEMA);
@@ -455,8 +459,11 @@ function prepareExplain(db: Database.Database) {
     }
   }
   const get = db.prepare<[string], ExplainRow>(EXPLAIN_OF);
+  // Never over a newer record of the object (another process's, written before this batch).
   const put = db.prepare<[string, string, string, string]>(
-    'INSERT OR REPLACE INTO explain (object, source, at, body) VALUES (?, ?, ?, ?)',
+    'INSERT INTO explain (object, source, at, body) VALUES (?, ?, ?, ?) ' +
+      'ON CONFLICT (object) DO UPDATE SET source = excluded.source, at = excluded.at, ' +
+      'body = excluded.body WHERE excluded.at >= explain.at',
   );
   const keepNewest = db.prepare<[number]>(
     'DELETE FROM explain WHERE object IN ' +
@@ -464,12 +471,17 @@ function prepareExplain(db: Database.Database) {
   );
   return {
     get,
-    /** Writes `rows`, then keeps the newest `keep` records (null: no trim asked for). */
     putAll: db.transaction((rows: readonly ExplainRow[], keep: number | null) => {
       for (const row of rows) put.run(row.object, row.source, row.at, row.body);
       if (keep !== null) keepNewest.run(keep);
     }),
   };
+}
+
+interface ExplainStatements {
+  readonly get: Database.Statement<[string], ExplainRow>;
+  /** Writes `rows`, then keeps the newest `keep` records (null: no trim asked for). */
+  readonly putAll: (rows: readonly ExplainRow[], keep: number | null) => void;
 }
 
 type Prepared = ReturnType<typeof prepare>;
@@ -478,7 +490,8 @@ interface Open extends Prepared {
   readonly db: Database.Database;
   /** The database file's inode when opened: another one there means it was replaced. */
   readonly ino: number;
-  readonly explain: ReturnType<typeof prepareExplain>;
+  /** Null while the table is missing (prepareExplain could not add it: tried again later). */
+  explain: ExplainStatements | null;
 }
 
 /** Explain records as `readExplain` gives them. */
@@ -491,24 +504,33 @@ export interface ExplainRows {
 
 /**
  * Reads the explain records of the cache dir `dir` through `read` (in it: the rows are read
- * while it runs), on a read-only connection: no file is made, nothing set aside or removed
- * (`muster cc --explain`). Undefined when there is no database, or no explain table in it; a
- * database that cannot be read throws.
+ * while it runs), on a read-only connection: no database is made, nothing set aside or removed
+ * (`muster cc --explain`; SQLite may leave its empty -wal and -shm files). Undefined when there
+ * is no database (or it went meanwhile), no explain table in it, or the file is not a sound
+ * database (the service sets it aside at its next open); LOCAL_CACHE_UNREADABLE when it cannot
+ * be read now (locked past the busy timeout, not readable).
  */
 export function readExplain<T>(dir: string, read: (rows: ExplainRows) => T): T | undefined {
   const file = join(dir, TIER_DB_NAME);
   if (!existsSync(file)) return undefined;
-  let db: Database.Database;
   try {
-    db = new Database(file, {
-      readonly: true,
-      fileMustExist: true,
-      timeout: DEFAULT_BUSY_TIMEOUT_MS,
-    });
+    return readExplainOf(file, read);
   } catch (err) {
-    if (!existsSync(file)) return undefined; // removed meanwhile
-    throw err;
+    if (!(err instanceof Database.SqliteError) && !isSystemError(err)) throw err;
+    if (!existsSync(file) || isUnusable(err)) return undefined;
+    throw new MusterError(
+      'LOCAL_CACHE_UNREADABLE',
+      `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
+}
+
+function readExplainOf<T>(file: string, read: (rows: ExplainRows) => T): T | undefined {
+  const db = new Database(file, {
+    readonly: true,
+    fileMustExist: true,
+    timeout: DEFAULT_BUSY_TIMEOUT_MS,
+  });
   try {
     if (db.prepare(HAS_EXPLAIN).get() === undefined) return undefined;
     const of = db.prepare<[string], ExplainRow>(EXPLAIN_OF);
@@ -652,6 +674,7 @@ export class LocalTier {
    * EXPLAIN_FLUSH_MS; dropped when the database cannot be used then (an explanation, no more).
    */
   putExplain(row: ExplainRow): void {
+    if (this.#closed) return;
     this.#explains.delete(row.object); // the newest last, as they are written
     this.#explains.set(row.object, row);
     this.#scheduleExplain();
@@ -804,6 +827,11 @@ export class LocalTier {
     this.#explainTimer.unref();
   }
 
+  /**
+   * Writes the waiting explain records in one transaction; dropped when the database cannot be
+   * used now, or when it went since this process opened it (the cache dir cleared: not made
+   * again just for them — the next compile's store makes it).
+   */
   #flushExplain(): void {
     if (this.#explainTimer !== null) clearTimeout(this.#explainTimer);
     this.#explainTimer = null;
@@ -812,7 +840,11 @@ export class LocalTier {
     const keep = this.#explainKeep;
     this.#explains = new Map();
     this.#explainKeep = null;
-    this.#write(({ explain }) => explain?.putAll(rows, keep));
+    if (this.#open !== null && !existsSync(this.#file)) return;
+    this.#write((open) => {
+      open.explain ??= prepareExplain(open.db);
+      open.explain?.putAll(rows, keep);
+    });
   }
 
   #flushStamps(): void {
@@ -961,7 +993,13 @@ export class LocalTier {
       }
     }
     // And those a process moved aside but did not live to remove.
-    for (const name of readdirSync(this.dir)) {
+    let found: string[] = [];
+    try {
+      found = readdirSync(this.dir);
+    } catch {
+      // Not listable now (removed meanwhile): met again at the next open.
+    }
+    for (const name of found) {
       const path = join(this.dir, name);
       if (GONE_NAME.test(name) && !gone.includes(path)) gone.push(path);
     }

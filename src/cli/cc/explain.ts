@@ -2,9 +2,9 @@
  * `muster cc --explain FILE` (design §4): for each object the service compiled, the last
  * lookup's key inputs and outcome, kept in the local tier's database (local-tier.ts, `explain`,
  * by absolute object path: a row a compile, queued and written in batches, no file made), and
- * what made the last miss a miss: the headers of the direct key's newest manifest line that no longer match
- * (`diffIncludes`), or — when the direct key itself changed — which key inputs differ from the
- * lookup before it (`diffKeyInputs`).
+ * what made the last miss a miss: the headers of the direct key's newest manifest line that no
+ * longer match (`diffIncludes`), or — when the direct key itself changed — which key inputs
+ * differ from the lookup before it (`diffKeyInputs`).
  *
  * At most MAX_RECORDS records are kept: the oldest are removed with the batch written after a
  * service's first record and every TRIM_EVERY records after it (a `muster build` per run records
@@ -127,8 +127,8 @@ export class ExplainLog {
   /**
    * Keeps `rec` as its object's record: in memory at once, in the database soon (local-tier.ts:
    * written in a batch, dropped if the database cannot be used then). A compile's answer waits
-   * for no write of it, nor for another process's lock: the record before is read (WAL: a read
-   * never waits), this one queued.
+   * for no write of its own record: the record before is read (WAL: a read never waits for a
+   * writer), this one queued.
    */
   record(rec: Omit<ExplainRecord, 'previousInputs'>): void {
     const object = resolve(rec.cwd, rec.output);

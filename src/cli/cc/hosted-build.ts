@@ -167,7 +167,11 @@ export class HostedBuild {
         'muster cc: the build ended before every result reached the shared cache',
       );
     // Its compiles' --explain records, for a `muster cc --explain` run right after it.
-    context.tier.flush();
+    try {
+      context.tier.flush();
+    } catch (err) {
+      this.#log.warn({ err }, 'muster cc: writing the explain records failed');
+    }
     const shimFallbacks = await this.#foldFallbacks();
     const counts = countsOf(this.stats.totals, shimFallbacks);
     // A front end that went away (killed): closed as a command a signal ended.

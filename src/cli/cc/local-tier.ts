@@ -520,7 +520,9 @@ export function readExplain<T>(dir: string, read: (rows: ExplainRows) => T): T |
     if (!existsSync(file) || isUnusable(err)) return undefined;
     throw new MusterError(
       'LOCAL_CACHE_UNREADABLE',
-      `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`,
+      `cannot read ${file}: ${err instanceof Error ? err.message : String(err)} ` +
+        '(if another process holds it, try again; if it is not readable, fix its permissions ' +
+        'or remove the folder: it is a cache, the next compile starts a new one)',
     );
   }
 }
